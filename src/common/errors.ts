@@ -1,0 +1,57 @@
+/**
+ * Typed errors for expected conditions.
+ *
+ * Every condition a caller can cause or must handle (a bad batch, an offset outside the log, a
+ * fenced partition, a full disk) is a `StrataError` with a stable `code`. The server layer maps
+ * codes to gRPC status codes in one table; nothing else inspects messages. Programmer errors
+ * (impossible states) are `assert` failures instead, see `assert.ts`.
+ */
+
+export const ErrorCode = {
+  /** A request argument is malformed (names, negative numbers, unknown enum values). */
+  INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  /** A record batch failed validation: magic, lengths, CRC or record count. */
+  CORRUPT_BATCH: 'CORRUPT_BATCH',
+  /** A batch is larger than the topic's `max.message.bytes`. */
+  RECORD_TOO_LARGE: 'RECORD_TOO_LARGE',
+  /** An offset outside [logStartOffset, logEndOffset]. */
+  OFFSET_OUT_OF_RANGE: 'OFFSET_OUT_OF_RANGE',
+  /** A topic or partition that does not exist. */
+  NOT_FOUND: 'NOT_FOUND',
+  /** Creating something that already exists. */
+  ALREADY_EXISTS: 'ALREADY_EXISTS',
+  /**
+   * The partition found corruption it will not repair on its own (a bad batch in the middle of
+   * the log). Reads and appends are refused until an operator runs the repair command.
+   */
+  PARTITION_FENCED: 'PARTITION_FENCED',
+  /** The disk is full; the append was rolled back. */
+  DISK_FULL: 'DISK_FULL',
+  /** A bounded queue or buffer is full. */
+  RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
+  /** The operation needs a state the object is not in (closed log, out-of-order sequence...). */
+  FAILED_PRECONDITION: 'FAILED_PRECONDITION',
+  /** An I/O failure that is neither of the above. */
+  STORAGE_ERROR: 'STORAGE_ERROR',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class StrataError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StrataError';
+    this.code = code;
+  }
+}
+
+export function isStrataError(error: unknown, code?: ErrorCode): error is StrataError {
+  return error instanceof StrataError && (code === undefined || error.code === code);
+}
+
+/** The log was closed; the call came too late. */
+export function logClosedError(what: string): StrataError {
+  return new StrataError(ErrorCode.FAILED_PRECONDITION, `${what} is closed`);
+}

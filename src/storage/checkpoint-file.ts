@@ -1,0 +1,47 @@
+/**
+ * The recovery checkpoint: the offset below which every segment is sealed, flushed and has
+ * durable indexes. After an unclean stop, segments from the one holding this offset onwards are
+ * scanned; earlier ones are trusted (their indexes still get a sanity check on load).
+ *
+ * Format (text, so an operator can read it):
+ *   strata-recovery-checkpoint 1
+ *   recovery-point <offset>
+ *   crc32c <8 hex digits of the CRC32C of the lines above, newlines included>
+ *
+ * Written atomically: temp file, fsync, rename over the old one, fsync the directory. A missing,
+ * torn or corrupt checkpoint reads as "recover everything" (recovery point 0), which is slow but
+ * safe.
+ */
+import { join } from 'node:path';
+import { crc32c } from '@node-rs/crc32';
+import { RECOVERY_CHECKPOINT_FILE, TEMP_SUFFIX } from './file-names.js';
+import type { FileSystem } from './file-system.js';
+
+const HEADER = 'strata-recovery-checkpoint 1';
+
+export function encodeCheckpoint(recoveryPoint: number): string {
+  const body = `${HEADER}\nrecovery-point ${recoveryPoint}\n`;
+  return `${body}crc32c ${crc32c(Buffer.from(body)).toString(16).padStart(8, '0')}\n`;
+}
+
+/** The recovery point in `text`, or null when the text is not a valid checkpoint. */
+export function decodeCheckpoint(text: string): number | null {
+  const match = /^(strata-recovery-checkpoint 1\nrecovery-point (\d+)\n)crc32c ([0-9a-f]{8})\n$/.exec(text);
+  if (match === null) return null;
+  const expected = crc32c(Buffer.from(match[1]!)).toString(16).padStart(8, '0');
+  if (expected !== match[3]) return null;
+  const recoveryPoint = Number(match[2]);
+  return Number.isSafeInteger(recoveryPoint) ? recoveryPoint : null;
+}
+
+export async function readRecoveryCheckpoint(fs: FileSystem, directory: string): Promise<number | null> {
+  const bytes = await fs.readFile(join(directory, RECOVERY_CHECKPOINT_FILE));
+  return bytes === null ? null : decodeCheckpoint(bytes.toString('utf8'));
+}
+
+export async function writeRecoveryCheckpoint(fs: FileSystem, directory: string, recoveryPoint: number): Promise<void> {
+  const path = join(directory, RECOVERY_CHECKPOINT_FILE);
+  await fs.writeFileDurably(path + TEMP_SUFFIX, Buffer.from(encodeCheckpoint(recoveryPoint)));
+  await fs.rename(path + TEMP_SUFFIX, path);
+  await fs.fsyncDirectory(directory);
+}

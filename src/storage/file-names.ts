@@ -1,0 +1,48 @@
+/**
+ * Names of the files in a partition directory, and nothing else.
+ *
+ *   <data-dir>/topics/<topic>/<partition>/
+ *     00000000000000000000.log         record batches of the segment with base offset 0
+ *     00000000000000000000.index       its sparse offset index
+ *     00000000000000000000.timeindex   its time index
+ *     recovery-point.checkpoint        offset below which everything is flushed
+ *     .clean-shutdown                  present only after a clean close
+ *     *.deleted, *.tmp                 leftovers of interrupted deletes / checkpoint writes
+ */
+import { join } from 'node:path';
+
+export const LOG_SUFFIX = '.log';
+export const INDEX_SUFFIX = '.index';
+export const TIME_INDEX_SUFFIX = '.timeindex';
+export const DELETED_SUFFIX = '.deleted';
+export const TEMP_SUFFIX = '.tmp';
+export const RECOVERY_CHECKPOINT_FILE = 'recovery-point.checkpoint';
+export const CLEAN_SHUTDOWN_FILE = '.clean-shutdown';
+
+const OFFSET_DIGITS = 20;
+const SEGMENT_FILE_PATTERN = /^(\d{20})\.(log|index|timeindex)$/;
+
+export function offsetFileStem(baseOffset: number): string {
+  return String(baseOffset).padStart(OFFSET_DIGITS, '0');
+}
+
+export function segmentFilePath(directory: string, baseOffset: number, suffix: string): string {
+  return join(directory, offsetFileStem(baseOffset) + suffix);
+}
+
+/** Parses `00000000000000000042.log` into { baseOffset: 42, suffix: '.log' }. */
+export function parseSegmentFileName(name: string): { baseOffset: number; suffix: string } | null {
+  const match = SEGMENT_FILE_PATTERN.exec(name);
+  if (match === null) return null;
+  const baseOffset = Number(match[1]);
+  if (!Number.isSafeInteger(baseOffset)) return null;
+  return { baseOffset, suffix: `.${match[2]}` };
+}
+
+export function topicsDirectory(dataDir: string): string {
+  return join(dataDir, 'topics');
+}
+
+export function partitionDirectory(dataDir: string, topic: string, partition: number): string {
+  return join(topicsDirectory(dataDir), topic, String(partition));
+}

@@ -1,0 +1,156 @@
+/**
+ * The file operations storage uses, behind one interface so tests can inject failures (a full
+ * disk, a failing fsync) without touching globals. `nodeFileSystem` is the real thing: thin
+ * promise wrappers over Node's callback `fs` API with raw file descriptors, which costs less per
+ * call than `fs/promises` FileHandles on the append path.
+ */
+import * as fs from 'node:fs';
+
+export interface FileSystem {
+  /** Opens for reading and writing, creating the file if `create` is set. */
+  open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number>;
+  close(fd: number): Promise<void>;
+  /** Reads up to `length` bytes at `position`; returns the bytes read (fewer at end of file). */
+  read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number>;
+  /** Writes all of `buffers` at `position`, retrying short writes; returns the bytes written. */
+  writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number>;
+  fdatasync(fd: number): Promise<void>;
+  ftruncate(fd: number, length: number): Promise<void>;
+  fileSize(fd: number): Promise<number>;
+  /** Size of the file at `path`, or -1 if it does not exist. */
+  sizeOf(path: string): Promise<number>;
+  readFile(path: string): Promise<Buffer | null>;
+  /** Writes a whole file and fsyncs it (not its directory). */
+  writeFileDurably(path: string, data: Buffer): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  mkdirs(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  /** fsyncs a directory so entries created, renamed or removed in it are durable. */
+  fsyncDirectory(path: string): Promise<void>;
+  removeTree(path: string): Promise<void>;
+}
+
+function callback<T>(resolve: (value: T) => void, reject: (error: Error) => void) {
+  return (error: NodeJS.ErrnoException | null, value?: T) => (error ? reject(error) : resolve(value as T));
+}
+
+export class NodeFileSystem implements FileSystem {
+  open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
+    const flags = options.readOnly ? 'r' : options.create ? fs.constants.O_RDWR | fs.constants.O_CREAT : 'r+';
+    return new Promise((resolve, reject) => fs.open(path, flags, 0o644, callback(resolve, reject)));
+  }
+
+  close(fd: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.close(fd, callback(resolve, reject)));
+  }
+
+  read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
+    return new Promise((resolve, reject) => fs.read(fd, buffer, bufferOffset, length, position, callback(resolve, reject)));
+  }
+
+  async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
+    let total = 0;
+    for (const buffer of buffers) total += buffer.length;
+    let written = await new Promise<number>((resolve, reject) =>
+      fs.writev(fd, buffers as Buffer[], position, callback(resolve, reject)),
+    );
+    if (written === total) return total;
+    // Short write (rare: signals, quotas). Finish it buffer by buffer from where it stopped.
+    let skip = written;
+    for (const buffer of buffers) {
+      if (skip >= buffer.length) {
+        skip -= buffer.length;
+        continue;
+      }
+      let start = skip;
+      skip = 0;
+      while (start < buffer.length) {
+        const count = await new Promise<number>((resolve, reject) =>
+          fs.write(fd, buffer, start, buffer.length - start, position + written, callback(resolve, reject)),
+        );
+        start += count;
+        written += count;
+      }
+    }
+    return written;
+  }
+
+  fdatasync(fd: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(fd, callback(resolve, reject)));
+  }
+
+  ftruncate(fd: number, length: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.ftruncate(fd, length, callback(resolve, reject)));
+  }
+
+  fileSize(fd: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      fs.fstat(fd, (error, stats) => (error ? reject(error) : resolve(stats.size))),
+    );
+  }
+
+  async sizeOf(path: string): Promise<number> {
+    try {
+      return (await fs.promises.stat(path)).size;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return -1;
+      throw error;
+    }
+  }
+
+  async readFile(path: string): Promise<Buffer | null> {
+    try {
+      return await fs.promises.readFile(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+  }
+
+  async writeFileDurably(path: string, data: Buffer): Promise<void> {
+    const fd = await this.open(path, { create: true });
+    try {
+      await this.ftruncate(fd, 0);
+      await this.writev(fd, [data], 0);
+      await this.fdatasync(fd);
+    } finally {
+      await this.close(fd);
+    }
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return fs.promises.rename(from, to);
+  }
+
+  async unlink(path: string): Promise<void> {
+    try {
+      await fs.promises.unlink(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+
+  async mkdirs(path: string): Promise<void> {
+    await fs.promises.mkdir(path, { recursive: true });
+  }
+
+  readdir(path: string): Promise<string[]> {
+    return fs.promises.readdir(path);
+  }
+
+  async fsyncDirectory(path: string): Promise<void> {
+    const fd = await this.open(path, { create: false, readOnly: true });
+    try {
+      await new Promise<void>((resolve, reject) => fs.fsync(fd, callback(resolve, reject)));
+    } finally {
+      await this.close(fd);
+    }
+  }
+
+  removeTree(path: string): Promise<void> {
+    return fs.promises.rm(path, { recursive: true, force: true });
+  }
+}
+
+export const nodeFileSystem: FileSystem = new NodeFileSystem();

@@ -1,0 +1,112 @@
+/**
+ * Per-log settings (a topic's configs as storage sees them), their defaults and their checks.
+ * Names follow Kafka's topic configs; `KAFKA_NAMES` maps them for the server and the CLI.
+ */
+import { ErrorCode, StrataError } from '../common/errors.js';
+
+export type FlushMode = 'always' | 'interval';
+
+export interface LogConfig {
+  /** `segment.bytes`: roll when the active segment would grow past this. */
+  segmentBytes: number;
+  /** `segment.ms`: roll when the active segment's first batch is older than this. */
+  segmentMs: number;
+  /** `segment.index.bytes`: size bound of each index; a full index rolls the segment. */
+  segmentIndexBytes: number;
+  /** `index.interval.bytes`: log bytes between two offset-index entries. */
+  indexIntervalBytes: number;
+  /**
+   * `flush`: `always` acknowledges an append only after an fdatasync that covers it (group
+   * commit shares one fdatasync among concurrent appends); `interval` acknowledges once the
+   * bytes are written to the OS and fdatasyncs every `flushMs`, so a power loss (not a process
+   * crash) can lose up to `flushMs` of acknowledged records.
+   */
+  flush: FlushMode;
+  /** `flush.ms`: fdatasync period in `interval` mode. */
+  flushMs: number;
+  /** `retention.ms`: delete sealed segments whose newest record is older than this; -1 = never. */
+  retentionMs: number;
+  /** `retention.bytes`: delete the oldest sealed segments while the log is larger; -1 = unlimited. */
+  retentionBytes: number;
+  /** `max.message.bytes`: largest record batch accepted. */
+  maxMessageBytes: number;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export const DEFAULT_LOG_CONFIG: Readonly<LogConfig> = Object.freeze({
+  segmentBytes: 1024 * 1024 * 1024,
+  segmentMs: 7 * DAY_MS,
+  segmentIndexBytes: 10 * 1024 * 1024,
+  indexIntervalBytes: 4096,
+  flush: 'always',
+  flushMs: 1000,
+  retentionMs: 7 * DAY_MS,
+  retentionBytes: -1,
+  maxMessageBytes: 1024 * 1024,
+});
+
+/** Kafka-style config names, as users write them (`--config segment.bytes=1048576`). */
+export const KAFKA_NAMES: Readonly<Record<string, keyof LogConfig>> = Object.freeze({
+  'segment.bytes': 'segmentBytes',
+  'segment.ms': 'segmentMs',
+  'segment.index.bytes': 'segmentIndexBytes',
+  'index.interval.bytes': 'indexIntervalBytes',
+  flush: 'flush',
+  'flush.ms': 'flushMs',
+  'retention.ms': 'retentionMs',
+  'retention.bytes': 'retentionBytes',
+  'max.message.bytes': 'maxMessageBytes',
+});
+
+/** Positions in a segment are uint32 in the index; keep a margin below 4 GiB. */
+const SEGMENT_BYTES_LIMIT = 2 * 1024 * 1024 * 1024;
+const MAX_MESSAGE_BYTES_LIMIT = 16 * 1024 * 1024;
+
+function invalid(message: string): StrataError {
+  return new StrataError(ErrorCode.INVALID_ARGUMENT, message);
+}
+
+function checkInteger(name: string, value: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER): void {
+  if (!Number.isSafeInteger(value) || value < minimum || value > maximum) {
+    throw invalid(`${name} must be an integer from ${minimum} to ${maximum}, got ${value}`);
+  }
+}
+
+/** Fills defaults and checks every value; throws INVALID_ARGUMENT naming the bad setting. */
+export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Readonly<LogConfig> = DEFAULT_LOG_CONFIG): LogConfig {
+  const config: LogConfig = { ...base, ...overrides };
+  checkInteger('segment.bytes', config.segmentBytes, 1024, SEGMENT_BYTES_LIMIT);
+  checkInteger('segment.ms', config.segmentMs, 1);
+  checkInteger('segment.index.bytes', config.segmentIndexBytes, 1024, 1024 * 1024 * 1024);
+  checkInteger('index.interval.bytes', config.indexIntervalBytes, 0, SEGMENT_BYTES_LIMIT);
+  if (config.flush !== 'always' && config.flush !== 'interval') {
+    throw invalid(`flush must be "always" or "interval", got ${JSON.stringify(config.flush)}`);
+  }
+  checkInteger('flush.ms', config.flushMs, 1);
+  checkInteger('retention.ms', config.retentionMs, -1);
+  checkInteger('retention.bytes', config.retentionBytes, -1);
+  checkInteger('max.message.bytes', config.maxMessageBytes, 64, MAX_MESSAGE_BYTES_LIMIT);
+  return config;
+}
+
+/** Parses `name=value` settings with Kafka names into a partial config. */
+export function parseKafkaConfig(entries: Readonly<Record<string, string>>): Partial<LogConfig> {
+  const result: Partial<LogConfig> = {};
+  for (const [name, raw] of Object.entries(entries)) {
+    const key = KAFKA_NAMES[name];
+    if (key === undefined) {
+      throw invalid(`unknown topic config "${name}"; known: ${Object.keys(KAFKA_NAMES).join(', ')}`);
+    }
+    if (key === 'flush') {
+      result.flush = raw as FlushMode;
+    } else {
+      const value = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(value)) throw invalid(`${name} must be a number, got "${raw}"`);
+      (result as Record<string, number>)[key] = value;
+    }
+  }
+  // Setting `flush.ms` alone selects interval flushing, as the docs promise.
+  if (entries['flush.ms'] !== undefined && entries.flush === undefined) result.flush = 'interval';
+  return result;
+}

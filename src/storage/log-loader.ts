@@ -1,0 +1,239 @@
+/**
+ * Start-up and recovery of one partition directory, and nothing else. Runs in passes:
+ *
+ * 1. Clean up: delete `*.deleted` (interrupted segment deletes), `*.tmp` (interrupted checkpoint
+ *    writes) and index files whose log is gone.
+ * 2. Load: one `LogSegment` per `.log`, oldest first. Sealed segments stay lazy (no file is read).
+ * 3. If the `.clean-shutdown` marker exists, trust the segments: only the active segment's index
+ *    and the few bytes after its last index entry are read and checked. The marker is then
+ *    removed, so a crash from here on is seen as unclean.
+ * 4. Otherwise recover: every segment from the one holding the recovery checkpoint onwards is
+ *    scanned (frames, CRCs, offset continuity) and its indexes are rebuilt.
+ *    - Active segment: an invalid tail (torn write, garbage, zeros) is truncated to the last
+ *      valid batch, with a warning giving the bytes dropped. Those bytes were never acknowledged
+ *      under `flush=always`: the writer never has more than `UNSYNCED_WINDOW_BYTES` written but
+ *      not fdatasynced, so damage followed by a valid batch further away than that is not a torn
+ *      tail but corruption of acknowledged data, and is treated as below.
+ *    - A sealed segment, or the active one in the case above: the partition is fenced. Nothing is
+ *      truncated or skipped; reads and appends fail with the file and byte position until an
+ *      operator runs the repair (`repair: true`), which moves the bytes from the damage onwards
+ *      into `quarantine/` and truncates there.
+ */
+import { join } from 'node:path';
+import type { Logger } from '../common/logger.js';
+import { readRecoveryCheckpoint } from './checkpoint-file.js';
+import {
+  CLEAN_SHUTDOWN_FILE,
+  DELETED_SUFFIX,
+  LOG_SUFFIX,
+  TEMP_SUFFIX,
+  offsetFileStem,
+  parseSegmentFileName,
+} from './file-names.js';
+import type { FileSystem } from './file-system.js';
+import { BATCH_HEADER_BYTES, readRecordCount } from './record-batch.js';
+import { LogSegment, type SegmentOptions } from './segment.js';
+import { SegmentList } from './segment-list.js';
+
+/** Most bytes the writer leaves written but not yet fdatasynced (see the file comment). */
+export const UNSYNCED_WINDOW_BYTES = 32 * 1024 * 1024;
+
+export interface FenceInfo {
+  file: string;
+  position: number;
+  problem: string;
+}
+
+export interface RecoveryReport {
+  segmentsScanned: number;
+  bytesTruncated: number;
+  /** Records the torn batch claimed, when its header was readable. */
+  recordsTruncated: number;
+  /** Records and bytes moved to quarantine by a repair. */
+  quarantined: { directory: string; fromOffset: number; bytes: number } | null;
+}
+
+export interface LoadedLog {
+  segments: SegmentList;
+  cleanShutdown: boolean;
+  recovery: RecoveryReport | null;
+  fence: FenceInfo | null;
+}
+
+export interface LoadOptions {
+  fs: FileSystem;
+  directory: string;
+  segmentOptions: SegmentOptions;
+  logger: Logger;
+  /** Truncate at mid-log corruption (after quarantining the bytes) instead of fencing. */
+  repair: boolean;
+  nowMs: number;
+}
+
+export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
+  const { fs, directory, logger } = options;
+  await fs.mkdirs(directory);
+  const baseOffsets = await cleanDirectory(fs, directory, logger);
+  const segments = new SegmentList();
+
+  if (baseOffsets.length === 0) {
+    segments.append(await LogSegment.create(fs, directory, 0, options.segmentOptions));
+    await fs.fsyncDirectory(directory);
+    await fs.unlink(join(directory, CLEAN_SHUTDOWN_FILE));
+    return { segments, cleanShutdown: true, recovery: null, fence: null };
+  }
+
+  for (let index = 0; index < baseOffsets.length; index++) {
+    const baseOffset = baseOffsets[index]!;
+    const sizeBytes = await fs.sizeOf(join(directory, offsetFileStem(baseOffset) + LOG_SUFFIX));
+    const nextOffset = index + 1 < baseOffsets.length ? baseOffsets[index + 1]! : -1;
+    const segment = LogSegment.existing(fs, directory, baseOffset, options.segmentOptions, sizeBytes, nextOffset);
+    segment.onIndexRebuild = (rebuilt, reason) =>
+      logger.warn({ file: rebuilt.indexPath, reason }, 'rebuilding index from the log');
+    segments.append(segment);
+  }
+
+  const markerPath = join(directory, CLEAN_SHUTDOWN_FILE);
+  const cleanShutdown = (await fs.sizeOf(markerPath)) >= 0;
+  let result: LoadedLog;
+  if (cleanShutdown && (await loadActiveAfterCleanShutdown(segments.last(), logger))) {
+    result = { segments, cleanShutdown: true, recovery: null, fence: null };
+  } else {
+    result = await recover(segments, options, cleanShutdown);
+  }
+  // Remove the marker before any append, so a crash from now on is recovered.
+  await fs.unlink(markerPath);
+  await fs.fsyncDirectory(directory);
+  return result;
+}
+
+/** Pass 1: removes leftovers and returns the base offsets of the segment logs, ascending. */
+async function cleanDirectory(fs: FileSystem, directory: string, logger: Logger): Promise<number[]> {
+  const names = await fs.readdir(directory);
+  const logs = new Set<number>();
+  const indexFiles: { name: string; baseOffset: number }[] = [];
+  for (const name of names) {
+    if (name.endsWith(DELETED_SUFFIX) || name.endsWith(TEMP_SUFFIX)) {
+      logger.info({ file: name }, 'removing leftover of an interrupted operation');
+      await fs.unlink(join(directory, name));
+      continue;
+    }
+    const parsed = parseSegmentFileName(name);
+    if (parsed === null) continue;
+    if (parsed.suffix === LOG_SUFFIX) logs.add(parsed.baseOffset);
+    else indexFiles.push({ name, baseOffset: parsed.baseOffset });
+  }
+  for (const { name, baseOffset } of indexFiles) {
+    if (!logs.has(baseOffset)) {
+      logger.info({ file: name }, 'removing index file without a log');
+      await fs.unlink(join(directory, name));
+    }
+  }
+  return [...logs].sort((a, b) => a - b);
+}
+
+async function loadActiveAfterCleanShutdown(active: LogSegment, logger: Logger): Promise<boolean> {
+  try {
+    const problem = await active.loadAfterCleanShutdown();
+    if (problem === null) return true;
+    logger.warn({ file: active.logPath, problem }, 'clean-shutdown marker found but the active segment disagrees; recovering');
+  } catch (error) {
+    logger.warn({ file: active.logPath, err: error }, 'could not load the active segment after a clean shutdown; recovering');
+  }
+  return false;
+}
+
+/** Pass 4: scans segments from the recovery point. */
+async function recover(segments: SegmentList, options: LoadOptions, sawMarker: boolean): Promise<LoadedLog> {
+  const { fs, directory, logger } = options;
+  const checkpoint = sawMarker ? 0 : ((await readRecoveryCheckpoint(fs, directory)) ?? 0);
+  const firstIndex = Math.max(0, segments.floorIndex(checkpoint));
+  logger.warn({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'unclean shutdown: recovering the log');
+  const report: RecoveryReport = { segmentsScanned: 0, bytesTruncated: 0, recordsTruncated: 0, quarantined: null };
+  const lastIndex = segments.count - 1;
+
+  for (let index = firstIndex; index <= lastIndex; index++) {
+    const segment = segments.at(index);
+    const scan = await segment.scan();
+    report.segmentsScanned++;
+    const isActive = index === lastIndex;
+    const expectedNext = isActive ? -1 : segments.at(index + 1).baseOffset;
+    let problem = scan.problem;
+    if (problem === null && !isActive && scan.nextOffset !== expectedNext) {
+      problem = `segment ends at offset ${scan.nextOffset} but the next segment starts at ${expectedNext}`;
+    }
+    if (problem === null) continue;
+
+    let tornTail = false;
+    if (isActive) {
+      const resync = await segment.findValidBatchAfter(scan.validBytes, scan.nextOffset);
+      tornTail = resync < 0 || resync - scan.validBytes <= UNSYNCED_WINDOW_BYTES;
+    }
+    if (tornTail) {
+      report.bytesTruncated = scan.fileBytes - scan.validBytes;
+      report.recordsTruncated = await claimedRecords(fs, segment, scan.validBytes, scan.fileBytes);
+      logger.warn(
+        { file: segment.logPath, position: scan.validBytes, bytesDropped: report.bytesTruncated, recordsDropped: report.recordsTruncated, problem, logEndOffset: scan.nextOffset },
+        'truncating an unfinished write at the end of the log (never acknowledged)',
+      );
+      await segment.truncateTo(scan.validBytes);
+      continue;
+    }
+    const fence = { file: segment.logPath, position: scan.validBytes, problem };
+    if (!options.repair) {
+      logger.error(fence, 'corruption in the middle of the log: partition fenced until repaired');
+      return { segments, cleanShutdown: false, recovery: report, fence };
+    }
+    report.quarantined = await quarantineFrom(fs, directory, segments, index, scan.validBytes, scan.nextOffset, options.nowMs);
+    logger.warn({ ...fence, ...report.quarantined }, 'repair: moved the damaged bytes and everything after them to quarantine');
+    await segment.truncateTo(scan.validBytes);
+    break;
+  }
+  return { segments, cleanShutdown: false, recovery: report, fence: null };
+}
+
+async function claimedRecords(fs: FileSystem, segment: LogSegment, position: number, fileBytes: number): Promise<number> {
+  if (fileBytes - position < BATCH_HEADER_BYTES) return 0;
+  const header = Buffer.alloc(BATCH_HEADER_BYTES);
+  await fs.read(await segment.fileDescriptor(), header, 0, BATCH_HEADER_BYTES, position);
+  const count = readRecordCount(header);
+  return count > 0 && count < 1_000_000_000 ? count : 0;
+}
+
+/**
+ * Repair: copies bytes [position, end) of segment `index` and moves every later segment into
+ * `quarantine/<time>/`, then drops the later segments from the list. The caller truncates.
+ */
+async function quarantineFrom(
+  fs: FileSystem,
+  directory: string,
+  segments: SegmentList,
+  index: number,
+  position: number,
+  fromOffset: number,
+  nowMs: number,
+): Promise<{ directory: string; fromOffset: number; bytes: number }> {
+  const quarantine = join(directory, 'quarantine', new Date(nowMs).toISOString().replace(/[:.]/g, '-'));
+  await fs.mkdirs(quarantine);
+  const segment = segments.at(index);
+  const fd = await segment.fileDescriptor();
+  const fileBytes = await fs.fileSize(fd);
+  const tail = Buffer.allocUnsafe(fileBytes - position);
+  await fs.read(fd, tail, 0, tail.length, position);
+  const stem = offsetFileStem(segment.baseOffset);
+  await fs.writeFileDurably(join(quarantine, `${stem}.log.from-byte-${position}`), tail);
+  let bytes = tail.length;
+  const later: LogSegment[] = [];
+  for (let next = index + 1; next < segments.count; next++) later.push(segments.at(next));
+  for (const moved of later) {
+    await moved.close();
+    bytes += Math.max(0, await fs.sizeOf(moved.logPath));
+    for (const path of [moved.logPath, moved.indexPath, moved.timeIndexPath]) {
+      if ((await fs.sizeOf(path)) >= 0) await fs.rename(path, join(quarantine, path.slice(directory.length + 1)));
+    }
+  }
+  segments.truncateAfter(index);
+  await fs.fsyncDirectory(quarantine);
+  await fs.fsyncDirectory(directory);
+  return { directory: quarantine, fromOffset, bytes };
+}

@@ -1,0 +1,603 @@
+/**
+ * The log of one partition: an ordered list of segments, the append pipeline, reads, time
+ * lookups, rolling and retention.
+ *
+ * Offsets: `logStartOffset` is the first offset still stored (base of the oldest segment);
+ * `logEndOffset` is the offset the next record will get; `highWatermark` is the end of what is
+ * durable under the flush policy. Readers never see past the high watermark.
+ *
+ * Append pipeline (one writer per partition, so appends are serialised in arrival order):
+ *   append() validates the batches in the caller's turn of the event loop (so a bad batch is
+ *   refused at once), then queues them. The writer takes everything queued (up to
+ *   `WRITE_BYTES_MAX`), assigns offsets by rewriting each batch's `baseOffset` in place, updates
+ *   the in-memory indexes and writes the group with one `writev`. Under `flush=always` a syncer
+ *   then runs one `fdatasync` for everything written so far; appends that arrive meanwhile are
+ *   written while it runs and share the next one (group commit). An append resolves when its
+ *   bytes are written (`waitFor: 'written'`) or covered by an fdatasync (`'durable'`). Under
+ *   `flush=interval` the high watermark advances on write and a timer fdatasyncs every
+ *   `flush.ms`.
+ *
+ * Bounds: queued bytes are bounded (`queuedBytesMax`; appends wait for room), and written but
+ * not fdatasynced bytes never exceed `UNSYNCED_WINDOW_BYTES` (recovery relies on it).
+ *
+ * Failures: a failed write is rolled back (file truncated to the last good size, indexes reset)
+ * and its appends are refused (`DISK_FULL` for ENOSPC); nothing partial becomes visible. A failed
+ * fdatasync fences the partition: the kernel may have dropped the dirty pages, so nothing
+ * written since the last good sync can be trusted (the lesson of PostgreSQL's "fsyncgate").
+ * Corruption found by a read fences it too. A fenced log refuses reads and appends with the
+ * file, byte position and the repair command; it never drops data on its own.
+ *
+ * Ownership: `append` takes ownership of the buffer it is given (its base offsets are
+ * rewritten); `read` returns views of fresh buffers the caller may keep.
+ */
+import type { Clock } from '../common/clock.js';
+import { systemClock } from '../common/clock.js';
+import { ErrorCode, StrataError, logClosedError } from '../common/errors.js';
+import { rootLogger, type Logger } from '../common/logger.js';
+import { writeRecoveryCheckpoint } from './checkpoint-file.js';
+import { CLEAN_SHUTDOWN_FILE } from './file-names.js';
+import { nodeFileSystem, type FileSystem } from './file-system.js';
+import { type FenceInfo, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } from './log-loader.js';
+import { type LogConfig, resolveLogConfig } from './log-config.js';
+import {
+  decodeRecords,
+  forEachBatch,
+  readLastOffset,
+  readLastOffsetDelta,
+  readMaxTimestamp,
+  validateBatches,
+  writeBaseOffset,
+} from './record-batch.js';
+import { segmentsToDelete } from './retention.js';
+import { LogSegment, type SegmentOptions } from './segment.js';
+import { SegmentList } from './segment-list.js';
+import { join } from 'node:path';
+
+/** Largest group of queued appends written with one writev. */
+const WRITE_BYTES_MAX = 8 * 1024 * 1024;
+/** writev takes at most IOV_MAX (1024) buffers. */
+const WRITE_BUFFERS_MAX = 1024;
+const EMPTY = Buffer.alloc(0);
+
+export type AppendWait = 'written' | 'durable';
+
+export interface AppendResult {
+  baseOffset: number;
+  lastOffset: number;
+  recordCount: number;
+  /** Clock time at which the batches were written. */
+  logAppendTimeMs: number;
+}
+
+export interface ReadResult {
+  /** Whole record batches; empty when nothing is visible at the offset yet. */
+  batches: Buffer;
+  highWatermark: number;
+  logStartOffset: number;
+}
+
+export interface PartitionLogOptions {
+  directory: string;
+  config?: Partial<LogConfig>;
+  fs?: FileSystem;
+  clock?: Clock;
+  logger?: Logger;
+  /** Truncate (after quarantining) at mid-log corruption instead of fencing the partition. */
+  repair?: boolean;
+  /** Bound on bytes queued for the writer; appends wait for room beyond it. */
+  queuedBytesMax?: number;
+  /** Name used in error messages, e.g. "orders-3". */
+  name?: string;
+}
+
+interface QueuedAppend {
+  data: Buffer;
+  recordCount: number;
+  waitFor: AppendWait;
+  resolve: (result: AppendResult) => void;
+  reject: (error: Error) => void;
+  result: AppendResult | null;
+}
+
+/** End of a durable prefix of the log: offset and where it lies on disk. */
+interface LogPosition {
+  offset: number;
+  segmentBaseOffset: number;
+  position: number;
+}
+
+export class PartitionLog {
+  readonly directory: string;
+  readonly name: string;
+  private config: LogConfig;
+  private readonly segmentOptions: SegmentOptions;
+  private readonly fs: FileSystem;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly queuedBytesMax: number;
+  private readonly segments: SegmentList;
+
+  private nextOffset: number;
+  private highWatermarkPosition: LogPosition;
+  private queue: QueuedAppend[] = [];
+  private queuedBytes = 0;
+  private roomWaiters: (() => void)[] = [];
+  private awaitingDurable: QueuedAppend[] = [];
+  private writing: Promise<void> | null = null;
+  private syncing: Promise<void> | null = null;
+  private syncWanted = false;
+  private writtenBytesTotal = 0;
+  private syncedBytesTotal = 0;
+  private fence: StrataError | null = null;
+  private closing: Promise<void> | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private readonly highWatermarkListeners = new Set<() => void>();
+  /** What recovery did at open, for the caller to report. */
+  readonly recovery: RecoveryReport | null;
+
+  private constructor(
+    options: PartitionLogOptions,
+    config: LogConfig,
+    segmentOptions: SegmentOptions,
+    loaded: { segments: SegmentList; recovery: RecoveryReport | null; fence: FenceInfo | null },
+    logger: Logger,
+  ) {
+    this.directory = options.directory;
+    this.name = options.name ?? options.directory;
+    this.config = config;
+    this.segmentOptions = segmentOptions;
+    this.fs = options.fs ?? nodeFileSystem;
+    this.clock = options.clock ?? systemClock;
+    this.logger = logger;
+    this.queuedBytesMax = options.queuedBytesMax ?? 64 * 1024 * 1024;
+    this.segments = loaded.segments;
+    this.recovery = loaded.recovery;
+    const active = this.segments.last();
+    this.nextOffset = active.nextOffset;
+    this.highWatermarkPosition = { offset: active.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes };
+    if (loaded.fence !== null) {
+      this.fence = fencedError(this.name, loaded.fence.file, loaded.fence.position, loaded.fence.problem);
+    }
+    this.scheduleFlushTimer();
+  }
+
+  /** Opens (creating if needed) and, after an unclean stop, recovers the log in `directory`. */
+  static async open(options: PartitionLogOptions): Promise<PartitionLog> {
+    const config = resolveLogConfig(options.config);
+    const fs = options.fs ?? nodeFileSystem;
+    const logger = (options.logger ?? rootLogger).child({ subsystem: 'storage', log: options.name ?? options.directory });
+    const segmentOptions: SegmentOptions = {
+      indexIntervalBytes: config.indexIntervalBytes,
+      maxIndexEntries: Math.floor(config.segmentIndexBytes / 12),
+    };
+    const loaded = await loadLog({
+      fs,
+      directory: options.directory,
+      segmentOptions,
+      logger,
+      repair: options.repair ?? false,
+      nowMs: (options.clock ?? systemClock).nowMs(),
+    });
+    return new PartitionLog(options, config, segmentOptions, loaded, logger);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // State.
+
+  get logStartOffset(): number {
+    return this.segments.first().baseOffset;
+  }
+
+  get logEndOffset(): number {
+    return this.nextOffset;
+  }
+
+  get highWatermark(): number {
+    return this.highWatermarkPosition.offset;
+  }
+
+  get sizeBytes(): number {
+    return this.segments.totalBytes();
+  }
+
+  get segmentCount(): number {
+    return this.segments.count;
+  }
+
+  /** The error every call gets while the partition is fenced, or null. */
+  get fenced(): StrataError | null {
+    return this.fence;
+  }
+
+  get logConfig(): Readonly<LogConfig> {
+    return this.config;
+  }
+
+  /** Applies new settings; size and index settings take effect from the next segment. */
+  updateConfig(overrides: Partial<LogConfig>): void {
+    this.config = resolveLogConfig(overrides, this.config);
+    this.segmentOptions.indexIntervalBytes = this.config.indexIntervalBytes;
+    this.segmentOptions.maxIndexEntries = Math.floor(this.config.segmentIndexBytes / 12);
+    this.scheduleFlushTimer();
+  }
+
+  /** Calls `listener` each time the high watermark advances. Returns an unsubscribe function. */
+  onHighWatermark(listener: () => void): () => void {
+    this.highWatermarkListeners.add(listener);
+    return () => this.highWatermarkListeners.delete(listener);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Appending.
+
+  /**
+   * Appends one or more concatenated record batches, assigning them the next offsets. Validates
+   * every batch first (CORRUPT_BATCH, RECORD_TOO_LARGE) and appends all or none.
+   */
+  async append(data: Buffer, options: { waitFor?: AppendWait } = {}): Promise<AppendResult> {
+    this.checkUsable();
+    const { recordCount } = validateBatches(data, this.config.maxMessageBytes);
+    while (this.queuedBytes > 0 && this.queuedBytes + data.length > this.queuedBytesMax) {
+      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+      this.checkUsable();
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.queue.push({ data, recordCount, waitFor: options.waitFor ?? 'durable', resolve, reject, result: null });
+      this.queuedBytes += data.length;
+      this.writing ??= this.writeQueued().finally(() => (this.writing = null));
+    });
+  }
+
+  private checkUsable(): void {
+    if (this.fence !== null) throw this.fence;
+    if (this.closing !== null) throw logClosedError(`log ${this.name}`);
+  }
+
+  /** The writer: drains the queue group by group. Only one runs at a time. */
+  private async writeQueued(): Promise<void> {
+    while (this.queue.length > 0) {
+      if (this.fence !== null) {
+        this.rejectQueued(this.fence);
+        return;
+      }
+      await this.waitForUnsyncedRoom();
+      await this.maybeRoll(this.queue[0]!.data.length, this.queue[0]!.recordCount);
+      const group = this.takeGroup();
+      await this.writeGroup(group);
+      this.releaseRoom();
+    }
+  }
+
+  private takeGroup(): QueuedAppend[] {
+    const active = this.segments.last();
+    let bytes = 0;
+    let count = 0;
+    while (count < this.queue.length && count < WRITE_BUFFERS_MAX) {
+      const size = this.queue[count]!.data.length;
+      if (count > 0 && (bytes + size > WRITE_BYTES_MAX || active.sizeBytes + bytes + size > this.config.segmentBytes)) break;
+      bytes += size;
+      count++;
+    }
+    const group = this.queue.splice(0, count);
+    this.queuedBytes -= bytes;
+    return group;
+  }
+
+  private releaseRoom(): void {
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private async writeGroup(group: QueuedAppend[]): Promise<void> {
+    const active = this.segments.last();
+    const mark = active.indexMark();
+    const nowMs = this.clock.nowMs();
+    let offset = this.nextOffset;
+    let position = active.sizeBytes;
+    const buffers: Buffer[] = new Array(group.length);
+    for (let index = 0; index < group.length; index++) {
+      const append = group[index]!;
+      const baseOffset = offset;
+      forEachBatch(append.data, (batchPosition, size) => {
+        writeBaseOffset(append.data, batchPosition, offset);
+        active.indexBatch(offset, position, size, readMaxTimestamp(append.data, batchPosition), nowMs);
+        offset += readLastOffsetDelta(append.data, batchPosition) + 1;
+        position += size;
+      });
+      append.result = { baseOffset, lastOffset: offset - 1, recordCount: append.recordCount, logAppendTimeMs: nowMs };
+      buffers[index] = append.data;
+    }
+    const bytes = position - active.sizeBytes;
+    try {
+      await this.fs.writev(active.openFileDescriptor(), buffers, active.sizeBytes);
+    } catch (error) {
+      active.resetToIndexMark(mark);
+      await this.rollBackWrite(active, error as NodeJS.ErrnoException, group);
+      return;
+    }
+    active.noteWritten(bytes, offset);
+    this.nextOffset = offset;
+    this.writtenBytesTotal += bytes;
+    for (const append of group) {
+      if (append.waitFor === 'written') append.resolve(append.result!);
+      else this.awaitingDurable.push(append);
+    }
+    if (this.config.flush === 'interval') {
+      this.advanceHighWatermark({ offset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes });
+    } else {
+      this.requestSync();
+    }
+  }
+
+  private async rollBackWrite(active: LogSegment, error: NodeJS.ErrnoException, group: QueuedAppend[]): Promise<void> {
+    const diskFull = error.code === 'ENOSPC' || error.code === 'EDQUOT';
+    const refusal = diskFull
+      ? new StrataError(ErrorCode.DISK_FULL, `disk full: cannot append to ${this.name}; nothing was written`, { cause: error })
+      : new StrataError(ErrorCode.STORAGE_ERROR, `write to ${active.logPath} failed (${error.code ?? error.message}); nothing was written`, { cause: error });
+    try {
+      await this.fs.ftruncate(active.openFileDescriptor(), active.sizeBytes);
+    } catch (truncateError) {
+      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a failed write to ${active.logPath} could not be rolled back (${(truncateError as Error).message}); restart to recover`));
+    }
+    this.logger.error({ err: error, file: active.logPath }, 'append failed and was rolled back');
+    for (const append of group) append.reject(refusal);
+  }
+
+  private rejectQueued(error: Error): void {
+    const queued = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    for (const append of queued) append.reject(error);
+    this.releaseRoom();
+  }
+
+  private async waitForUnsyncedRoom(): Promise<void> {
+    while (this.writtenBytesTotal - this.syncedBytesTotal > UNSYNCED_WINDOW_BYTES - WRITE_BYTES_MAX && this.fence === null) {
+      this.requestSync();
+      await this.syncing;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Syncing (group commit).
+
+  private requestSync(): void {
+    if (this.syncing !== null) {
+      this.syncWanted = true;
+      return;
+    }
+    this.syncing = this.syncLoop().finally(() => (this.syncing = null));
+  }
+
+  private async syncLoop(): Promise<void> {
+    do {
+      this.syncWanted = false;
+      const active = this.segments.last();
+      const target: LogPosition = { offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes };
+      const writtenBytes = this.writtenBytesTotal;
+      if (writtenBytes === this.syncedBytesTotal) return;
+      try {
+        await this.fs.fdatasync(active.openFileDescriptor());
+      } catch (error) {
+        this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of ${active.logPath} failed (${(error as Error).message}); restart to recover`, { cause: error }));
+        return;
+      }
+      this.syncedBytesTotal = Math.max(this.syncedBytesTotal, writtenBytes);
+      this.advanceHighWatermark(target);
+    } while (this.syncWanted);
+  }
+
+  private advanceHighWatermark(target: LogPosition): void {
+    if (target.offset <= this.highWatermarkPosition.offset) return;
+    this.highWatermarkPosition = target;
+    let resolved = 0;
+    while (resolved < this.awaitingDurable.length && this.awaitingDurable[resolved]!.result!.lastOffset < target.offset) {
+      const append = this.awaitingDurable[resolved++]!;
+      append.resolve(append.result!);
+    }
+    if (resolved > 0) this.awaitingDurable.splice(0, resolved);
+    for (const listener of this.highWatermarkListeners) listener();
+  }
+
+  private fenceWith(error: StrataError): void {
+    if (this.fence === null) {
+      this.fence = error;
+      this.logger.error({ err: error }, 'partition fenced');
+    }
+    const waiting = this.awaitingDurable;
+    this.awaitingDurable = [];
+    for (const append of waiting) append.reject(error);
+    this.rejectQueued(error);
+  }
+
+  /** fdatasyncs everything written so far (used by interval flushing and before close). */
+  async flush(): Promise<void> {
+    this.requestSync();
+    while (this.syncing !== null) await this.syncing;
+  }
+
+  private scheduleFlushTimer(): void {
+    if (this.flushTimer !== null) clearInterval(this.flushTimer);
+    this.flushTimer = null;
+    if (this.config.flush !== 'interval' || this.closing !== null) return;
+    this.flushTimer = setInterval(() => this.requestSync(), this.config.flushMs);
+    this.flushTimer.unref();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Rolling.
+
+  private async maybeRoll(incomingBytes: number, incomingRecords: number): Promise<void> {
+    const active = this.segments.last();
+    if (active.isEmpty) return;
+    const reason =
+      active.sizeBytes + incomingBytes > this.config.segmentBytes ? 'segment.bytes'
+      : active.isIndexFull() ? 'index full'
+      : this.clock.nowMs() - active.rollStartMs > this.config.segmentMs ? 'segment.ms'
+      : this.nextOffset + incomingRecords - active.baseOffset > 0xffff_ffff ? 'relative offset range'
+      : null;
+    if (reason !== null) await this.roll(reason);
+  }
+
+  /** Seals the active segment (fdatasync, durable indexes) and starts a new one. Writer only. */
+  private async roll(reason: string): Promise<void> {
+    const old = this.segments.last();
+    await old.flush();
+    this.syncedBytesTotal = this.writtenBytesTotal;
+    this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: old.baseOffset, position: old.sizeBytes });
+    await old.writeIndexes();
+    const segment = await LogSegment.create(this.fs, this.directory, this.nextOffset, this.segmentOptions);
+    await this.fs.fsyncDirectory(this.directory);
+    this.segments.append(segment);
+    await writeRecoveryCheckpoint(this.fs, this.directory, segment.baseOffset);
+    this.logger.info({ baseOffset: segment.baseOffset, reason, sealedBytes: old.sizeBytes }, 'rolled to a new segment');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reading.
+
+  /**
+   * Reads whole batches from the one containing `offset`, up to `maxBytes` (at least one whole
+   * batch), never past the high watermark. Offsets outside [logStartOffset, logEndOffset] are
+   * OFFSET_OUT_OF_RANGE.
+   */
+  async read(offset: number, maxBytes: number): Promise<ReadResult> {
+    if (this.fence !== null) throw this.fence;
+    const logStartOffset = this.logStartOffset;
+    const highWatermark = this.highWatermark;
+    if (!Number.isSafeInteger(offset) || offset < logStartOffset || offset > this.nextOffset) {
+      throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is out of range for ${this.name}: valid offsets are ${logStartOffset} to ${this.nextOffset}`);
+    }
+    if (offset >= highWatermark) return { batches: EMPTY, highWatermark, logStartOffset };
+    for (let index = Math.max(0, this.segments.floorIndex(offset)); index < this.segments.count; index++) {
+      const segment = this.segments.at(index);
+      const limit = this.readLimit(segment);
+      if (limit === 0) break;
+      segment.acquire();
+      let batches: Buffer | null;
+      try {
+        batches = await segment.read(offset, maxBytes, limit);
+      } catch (error) {
+        if (error instanceof StrataError && error.code === ErrorCode.PARTITION_FENCED) {
+          this.fenceWith(fencedError(this.name, segment.logPath, -1, error.message));
+          throw this.fence!;
+        }
+        throw error;
+      } finally {
+        segment.release();
+      }
+      if (batches !== null && batches.length > 0) return { batches, highWatermark, logStartOffset };
+    }
+    return { batches: EMPTY, highWatermark, logStartOffset };
+  }
+
+  /** Bytes of `segment` below the high watermark. */
+  private readLimit(segment: LogSegment): number {
+    const hw = this.highWatermarkPosition;
+    if (segment.baseOffset < hw.segmentBaseOffset) return segment.sizeBytes;
+    if (segment.baseOffset === hw.segmentBaseOffset) return hw.position;
+    return 0;
+  }
+
+  /**
+   * The first offset whose record timestamp is >= `timestamp`, or null when no visible record
+   * is that recent.
+   */
+  async offsetForTimestamp(timestamp: number): Promise<number | null> {
+    for (let index = 0; index < this.segments.count; index++) {
+      const segment = this.segments.at(index);
+      if (segment.baseOffset >= this.highWatermark) return null;
+      await segment.loadIndexes();
+      if (segment.maxTimestamp < timestamp) continue;
+      let offset = Math.max(await segment.timeIndexLookup(timestamp), this.logStartOffset);
+      while (offset < this.highWatermark) {
+        const { batches } = await this.read(offset, 64 * 1024);
+        if (batches.length === 0) return null;
+        let found: number | null = null;
+        forEachBatch(batches, (position) => {
+          if (found !== null) return;
+          if (readMaxTimestamp(batches, position) >= timestamp) {
+            const record = decodeRecords(batches, position).find((candidate) => candidate.timestamp >= timestamp && candidate.offset >= offset);
+            if (record !== undefined) found = record.offset;
+          }
+          offset = Math.max(offset, readLastOffset(batches, position) + 1);
+        });
+        if (found !== null) return found;
+      }
+    }
+    return null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Retention.
+
+  /** Deletes sealed segments past `retention.ms` / `retention.bytes`; returns how many. */
+  async applyRetention(): Promise<number> {
+    this.checkUsable();
+    const nowMs = this.clock.nowMs();
+    // Learn the newest timestamp of the oldest sealed segments (lazy indexes) until one is
+    // young enough to keep; the policy treats unknown timestamps as young.
+    for (let index = 0; index < this.segments.count - 1; index++) {
+      const segment = this.segments.at(index);
+      if (segment.maxTimestamp < 0) await segment.loadIndexes();
+      if (this.config.retentionMs < 0 || nowMs - segment.maxTimestamp <= this.config.retentionMs) break;
+    }
+    const candidates = [...this.segments];
+    const count = segmentsToDelete(candidates, this.config, nowMs);
+    if (count === 0) return 0;
+    const removed: LogSegment[] = [];
+    for (let index = 0; index < count; index++) removed.push(this.segments.removeFirst());
+    for (const segment of removed) await segment.delete();
+    await this.fs.fsyncDirectory(this.directory);
+    this.logger.info(
+      { segments: removed.length, bytes: removed.reduce((sum, segment) => sum + segment.sizeBytes, 0), logStartOffset: this.logStartOffset },
+      'retention deleted old segments',
+    );
+    return count;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Closing.
+
+  /**
+   * Stops taking appends, finishes queued ones, fdatasyncs, writes the indexes, the recovery
+   * checkpoint and the clean-shutdown marker, and closes the files. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    if (this.flushTimer !== null) clearInterval(this.flushTimer);
+    while (this.writing !== null) await this.writing;
+    while (this.syncing !== null) await this.syncing;
+    if (this.fence === null) {
+      const active = this.segments.last();
+      await active.flush();
+      this.syncedBytesTotal = this.writtenBytesTotal;
+      this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes });
+      await active.writeIndexes();
+      await writeRecoveryCheckpoint(this.fs, this.directory, this.nextOffset);
+      await this.fs.writeFileDurably(join(this.directory, CLEAN_SHUTDOWN_FILE), EMPTY);
+      await this.fs.fsyncDirectory(this.directory);
+    }
+    for (const segment of this.segments) await segment.close();
+    this.rejectQueued(logClosedError(`log ${this.name}`));
+  }
+
+  /** For tests and tools: the sizes of the segments, oldest first. */
+  segmentSizes(): { baseOffset: number; sizeBytes: number }[] {
+    return [...this.segments].map((segment) => ({ baseOffset: segment.baseOffset, sizeBytes: segment.sizeBytes }));
+  }
+}
+
+function fencedError(name: string, file: string, position: number, problem: string): StrataError {
+  const where = position >= 0 ? ` in ${file} at byte ${position}` : '';
+  return new StrataError(
+    ErrorCode.PARTITION_FENCED,
+    `partition ${name} is fenced: corrupt data${where}: ${problem}. Nothing was dropped. ` +
+      'Run `strata repair` for this partition to move the damaged bytes and everything after them to quarantine and resume',
+  );
+}

@@ -1,0 +1,553 @@
+/**
+ * The record batch codec: Kafka's RecordBatch v2 (magic 2), byte for byte. Every path that
+ * touches batches (append validation, recovery, reads, the client, dump tools) goes through this
+ * module, so the layout, the CRC rule and the length limits live in exactly one place.
+ *
+ * Layout (all integers big-endian):
+ *
+ *   offset  size  field
+ *        0     8  baseOffset            offset of the first record; assigned by the broker
+ *        8     4  batchLength           bytes that follow this field (total size - 12)
+ *       12     4  partitionLeaderEpoch
+ *       16     1  magic                 always 2
+ *       17     4  crc                   CRC32C of bytes [21, end), stored unsigned
+ *       21     2  attributes            bits 0-2 compression (0 none, 1 gzip, 2 snappy,
+ *                                       3 lz4, 4 zstd), bit 3 timestamp type (1 = log
+ *                                       append time), bit 4 transactional, bit 5 control
+ *       23     4  lastOffsetDelta       offset of the last record minus baseOffset
+ *       27     8  baseTimestamp         timestamp of the first record (ms)
+ *       35     8  maxTimestamp          largest record timestamp (ms)
+ *       43     8  producerId            -1 when not idempotent
+ *       51     2  producerEpoch         -1 when not idempotent
+ *       53     4  baseSequence          -1 when not idempotent
+ *       57     4  recordCount
+ *       61     -  records, compressed as a whole when attributes say so
+ *
+ * Each record (zig-zag varints, see `varint.ts`):
+ *   length varint (bytes after this field), attributes int8 (unused, 0),
+ *   timestampDelta varlong, offsetDelta varint, keyLength varint (-1 = null), key,
+ *   valueLength varint (-1 = null), value, headerCount varint,
+ *   headers: keyLength varint, key (UTF-8), valueLength varint (-1 = null), value.
+ *
+ * The CRC starts at `attributes`, so the broker rewrites `baseOffset` (and nothing else) when it
+ * assigns offsets, without recomputing the checksum. Batches are stored and served as received.
+ *
+ * Offsets and timestamps are JavaScript numbers: exact up to 2^53, which a log would reach after
+ * 285 years at a million records per second. Reading a larger value is reported as corruption.
+ */
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { crc32c } from '@node-rs/crc32';
+import { ErrorCode, StrataError } from '../common/errors.js';
+import { VarintReader, varintSize, varlongSize, writeVarint, writeVarlong } from './varint.js';
+
+export const BASE_OFFSET_OFFSET = 0;
+export const BATCH_LENGTH_OFFSET = 8;
+export const PARTITION_LEADER_EPOCH_OFFSET = 12;
+export const MAGIC_OFFSET = 16;
+export const CRC_OFFSET = 17;
+export const ATTRIBUTES_OFFSET = 21;
+export const LAST_OFFSET_DELTA_OFFSET = 23;
+export const BASE_TIMESTAMP_OFFSET = 27;
+export const MAX_TIMESTAMP_OFFSET = 35;
+export const PRODUCER_ID_OFFSET = 43;
+export const PRODUCER_EPOCH_OFFSET = 51;
+export const BASE_SEQUENCE_OFFSET = 53;
+export const RECORD_COUNT_OFFSET = 57;
+export const RECORDS_OFFSET = 61;
+
+/** baseOffset + batchLength: the bytes not counted by batchLength. */
+export const LOG_OVERHEAD = 12;
+/** Size of a batch header, i.e. of a batch with no records. */
+export const BATCH_HEADER_BYTES = RECORDS_OFFSET;
+export const CURRENT_MAGIC = 2;
+
+export const Compression = { none: 0, gzip: 1, snappy: 2, lz4: 3, zstd: 4 } as const;
+export type CompressionName = keyof typeof Compression;
+const COMPRESSION_MASK = 0x07;
+const TIMESTAMP_TYPE_MASK = 0x08;
+const TRANSACTIONAL_MASK = 0x10;
+const CONTROL_MASK = 0x20;
+
+export const TimestampType = { createTime: 0, logAppendTime: 1 } as const;
+
+/** Upper bound on a single batch this codec will accept, whatever the topic says (16 MiB). */
+export const BATCH_BYTES_LIMIT = 16 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Header accessors. They read in place and allocate nothing.
+
+/** Reads a signed 64-bit integer that must be a safe JavaScript integer, or returns NaN. */
+function readSafeInt64(buffer: Buffer, position: number): number {
+  const high = buffer.readInt32BE(position);
+  const low = buffer.readUInt32BE(position + 4);
+  const value = high * 0x1_0000_0000 + low;
+  return Number.isSafeInteger(value) ? value : Number.NaN;
+}
+
+function writeInt64(buffer: Buffer, position: number, value: number): void {
+  const high = Math.floor(value / 0x1_0000_0000);
+  buffer.writeInt32BE(high, position);
+  buffer.writeUInt32BE(value - high * 0x1_0000_0000, position + 4);
+}
+
+export function readBaseOffset(buffer: Buffer, position = 0): number {
+  return readSafeInt64(buffer, position + BASE_OFFSET_OFFSET);
+}
+
+export function writeBaseOffset(buffer: Buffer, position: number, offset: number): void {
+  writeInt64(buffer, position + BASE_OFFSET_OFFSET, offset);
+}
+
+/** Total bytes of the batch at `position`, header included. */
+export function readBatchSize(buffer: Buffer, position = 0): number {
+  return buffer.readInt32BE(position + BATCH_LENGTH_OFFSET) + LOG_OVERHEAD;
+}
+
+export function readLastOffsetDelta(buffer: Buffer, position = 0): number {
+  return buffer.readInt32BE(position + LAST_OFFSET_DELTA_OFFSET);
+}
+
+export function readRecordCount(buffer: Buffer, position = 0): number {
+  return buffer.readInt32BE(position + RECORD_COUNT_OFFSET);
+}
+
+export function readBaseTimestamp(buffer: Buffer, position = 0): number {
+  return readSafeInt64(buffer, position + BASE_TIMESTAMP_OFFSET);
+}
+
+export function readMaxTimestamp(buffer: Buffer, position = 0): number {
+  return readSafeInt64(buffer, position + MAX_TIMESTAMP_OFFSET);
+}
+
+export function readProducerId(buffer: Buffer, position = 0): number {
+  return readSafeInt64(buffer, position + PRODUCER_ID_OFFSET);
+}
+
+export function readProducerEpoch(buffer: Buffer, position = 0): number {
+  return buffer.readInt16BE(position + PRODUCER_EPOCH_OFFSET);
+}
+
+export function readBaseSequence(buffer: Buffer, position = 0): number {
+  return buffer.readInt32BE(position + BASE_SEQUENCE_OFFSET);
+}
+
+export function readAttributes(buffer: Buffer, position = 0): number {
+  return buffer.readInt16BE(position + ATTRIBUTES_OFFSET);
+}
+
+export function compressionOf(attributes: number): number {
+  return attributes & COMPRESSION_MASK;
+}
+
+/** Offset of the last record of the batch at `position`. */
+export function readLastOffset(buffer: Buffer, position = 0): number {
+  return readBaseOffset(buffer, position) + readLastOffsetDelta(buffer, position);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+/**
+ * Checks the frame of the batch at `position` within `buffer[..end)`: that a whole header is
+ * there, the length is sane and fits, the magic is 2, offsets are safe, and the CRC matches.
+ * Returns null when valid, else a sentence saying what is wrong. Allocates nothing on success
+ * except the CRC input view, so recovery can call it on every batch of a 1 GiB segment.
+ */
+export function checkBatchFrame(buffer: Buffer, position: number, end: number): string | null {
+  const available = end - position;
+  if (available < LOG_OVERHEAD) return `only ${available} bytes left, less than a batch frame`;
+  const size = readBatchSize(buffer, position);
+  if (size < BATCH_HEADER_BYTES) return `batch length ${size - LOG_OVERHEAD} is below the minimum`;
+  if (size > BATCH_BYTES_LIMIT) return `batch length ${size - LOG_OVERHEAD} exceeds ${BATCH_BYTES_LIMIT}`;
+  if (size > available) return `batch of ${size} bytes is truncated to ${available} bytes`;
+  const magic = buffer[position + MAGIC_OFFSET];
+  if (magic !== CURRENT_MAGIC) return `magic byte is ${magic}, expected ${CURRENT_MAGIC}`;
+  if (Number.isNaN(readBaseOffset(buffer, position))) return 'base offset is not a safe integer';
+  if (Number.isNaN(readBaseTimestamp(buffer, position))) return 'base timestamp is not a safe integer';
+  if (Number.isNaN(readMaxTimestamp(buffer, position))) return 'max timestamp is not a safe integer';
+  if (Number.isNaN(readProducerId(buffer, position))) return 'producer id is not a safe integer';
+  const lastOffsetDelta = readLastOffsetDelta(buffer, position);
+  if (lastOffsetDelta < 0) return `last offset delta ${lastOffsetDelta} is negative`;
+  const stored = buffer.readUInt32BE(position + CRC_OFFSET);
+  const computed = crc32c(buffer.subarray(position + ATTRIBUTES_OFFSET, position + size));
+  if (stored !== computed) {
+    return `CRC mismatch: stored ${hex32(stored)}, computed ${hex32(computed)}`;
+  }
+  return null;
+}
+
+function hex32(value: number): string {
+  return `0x${value.toString(16).padStart(8, '0')}`;
+}
+
+/**
+ * Checks that the records of a (frame-valid) batch agree with its header: the record count
+ * matches the records present, the record lengths add up to the batch's bytes exactly, offset
+ * deltas run 0..count-1 and `lastOffsetDelta` is `count - 1`. Compressed batches are inflated
+ * to check. Returns null when consistent, else what is wrong.
+ */
+export function checkBatchRecords(buffer: Buffer, position: number): string | null {
+  const size = readBatchSize(buffer, position);
+  const count = readRecordCount(buffer, position);
+  const lastOffsetDelta = readLastOffsetDelta(buffer, position);
+  if (count <= 0) return `record count ${count} is not positive`;
+  if (lastOffsetDelta !== count - 1) {
+    return `last offset delta ${lastOffsetDelta} does not match record count ${count}`;
+  }
+  const attributes = readAttributes(buffer, position);
+  if (attributes & CONTROL_MASK) return 'control batches are not accepted from producers';
+  let records: Buffer;
+  let start: number;
+  let end: number;
+  try {
+    ({ records, start, end } = recordBytes(buffer, position, size, attributes));
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const reader = new VarintReader(records, start, end);
+  try {
+    for (let index = 0; index < count; index++) {
+      const length = reader.readVarint();
+      if (length <= 0) return `record ${index} has length ${length}`;
+      const recordEnd = reader.position + length;
+      if (recordEnd > end) return `record ${index} runs past the end of the batch`;
+      const fields = new VarintReader(records, reader.position, recordEnd);
+      fields.readInt8();
+      fields.readVarlong();
+      const offsetDelta = fields.readVarint();
+      if (offsetDelta !== index) return `record ${index} has offset delta ${offsetDelta}`;
+      skipBytesField(fields); // key
+      skipBytesField(fields); // value
+      const headerCount = fields.readVarint();
+      if (headerCount < 0) return `record ${index} has ${headerCount} headers`;
+      for (let header = 0; header < headerCount; header++) {
+        const keyLength = fields.readVarint();
+        if (keyLength < 0) return `record ${index} header ${header} has a null key`;
+        fields.skip(keyLength);
+        skipBytesField(fields);
+      }
+      if (fields.position !== recordEnd) return `record ${index} has ${recordEnd - fields.position} bytes its fields do not account for`;
+      reader.position = recordEnd;
+    }
+  } catch (error) {
+    return (error as Error).message;
+  }
+  if (reader.position !== end) {
+    return `${end - reader.position} bytes follow the last of ${count} records`;
+  }
+  return null;
+}
+
+function skipBytesField(reader: VarintReader): void {
+  const length = reader.readVarint();
+  if (length >= 0) reader.skip(length);
+  else if (length !== -1) throw new RangeError(`field length ${length} is negative`);
+}
+
+/** The bytes holding the records of a batch, inflated if compressed. */
+function recordBytes(
+  buffer: Buffer,
+  position: number,
+  size: number,
+  attributes: number,
+): { records: Buffer; start: number; end: number } {
+  const compression = compressionOf(attributes);
+  const start = position + RECORDS_OFFSET;
+  const end = position + size;
+  switch (compression) {
+    case Compression.none:
+      return { records: buffer, start, end };
+    case Compression.gzip: {
+      const inflated = gunzipSync(buffer.subarray(start, end), { maxOutputLength: BATCH_BYTES_LIMIT * 8 });
+      return { records: inflated, start: 0, end: inflated.length };
+    }
+    default:
+      throw new Error(`compression codec ${compression} is not supported (none and gzip are)`);
+  }
+}
+
+/**
+ * Validates every batch in `buffer` (frames and records) and returns the number of batches and
+ * records. Throws `CORRUPT_BATCH` naming the batch and the problem, or `RECORD_TOO_LARGE` when a
+ * batch exceeds `maxBatchBytes`.
+ */
+export function validateBatches(
+  buffer: Buffer,
+  maxBatchBytes: number,
+): { batchCount: number; recordCount: number } {
+  let position = 0;
+  let batchCount = 0;
+  let recordCount = 0;
+  while (position < buffer.length) {
+    if (buffer.length - position >= LOG_OVERHEAD) {
+      const size = readBatchSize(buffer, position);
+      if (size > maxBatchBytes) {
+        throw new StrataError(
+          ErrorCode.RECORD_TOO_LARGE,
+          `batch ${batchCount} is ${size} bytes, larger than max.message.bytes ${maxBatchBytes}`,
+        );
+      }
+    }
+    const problem =
+      checkBatchFrame(buffer, position, buffer.length) ?? checkBatchRecords(buffer, position);
+    if (problem !== null) {
+      throw new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch ${batchCount} at byte ${position}: ${problem}`);
+    }
+    recordCount += readRecordCount(buffer, position);
+    batchCount++;
+    position += readBatchSize(buffer, position);
+  }
+  if (batchCount === 0) throw new StrataError(ErrorCode.CORRUPT_BATCH, 'no record batch was given');
+  return { batchCount, recordCount };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building and decoding.
+
+export interface RecordHeader {
+  key: string;
+  value: Buffer | null;
+}
+
+/** A record as a producer supplies it. */
+export interface RecordInput {
+  key?: Buffer | null;
+  value: Buffer | null;
+  headers?: readonly RecordHeader[];
+  /** Create time in ms; defaults to the batch's `timestamp` option. */
+  timestamp?: number;
+}
+
+export interface BatchOptions {
+  baseOffset?: number;
+  /** Default timestamp of records that carry none; defaults to Date.now(). */
+  timestamp?: number;
+  compression?: CompressionName;
+  producerId?: number;
+  producerEpoch?: number;
+  baseSequence?: number;
+  partitionLeaderEpoch?: number;
+  transactional?: boolean;
+}
+
+/** Encodes records into one RecordBatch v2. */
+export function buildBatch(records: readonly RecordInput[], options: BatchOptions = {}): Buffer {
+  if (records.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a batch needs at least one record');
+  const defaultTimestamp = options.timestamp ?? Date.now();
+  // As Kafka's producer does: the base timestamp is the first record's, so deltas may be negative.
+  const baseTimestamp = records[0]!.timestamp ?? defaultTimestamp;
+  let maxTimestamp = baseTimestamp;
+  for (const record of records) {
+    const timestamp = record.timestamp ?? defaultTimestamp;
+    if (timestamp > maxTimestamp) maxTimestamp = timestamp;
+  }
+
+  let recordsSize = 0;
+  for (let index = 0; index < records.length; index++) {
+    const bodySize = recordBodySize(records[index]!, index, (records[index]!.timestamp ?? defaultTimestamp) - baseTimestamp);
+    recordsSize += varintSize(bodySize) + bodySize;
+  }
+  let recordSection = Buffer.allocUnsafe(recordsSize);
+  let position = 0;
+  for (let index = 0; index < records.length; index++) {
+    const record = records[index]!;
+    position = writeRecord(recordSection, position, record, index, (record.timestamp ?? defaultTimestamp) - baseTimestamp);
+  }
+
+  const compression = Compression[options.compression ?? 'none'];
+  if (compression === Compression.gzip) recordSection = gzipSync(recordSection);
+  else if (compression !== Compression.none) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `compression ${options.compression} is not supported (none and gzip are)`);
+  }
+
+  const batch = Buffer.allocUnsafe(BATCH_HEADER_BYTES + recordSection.length);
+  writeInt64(batch, BASE_OFFSET_OFFSET, options.baseOffset ?? 0);
+  batch.writeInt32BE(batch.length - LOG_OVERHEAD, BATCH_LENGTH_OFFSET);
+  batch.writeInt32BE(options.partitionLeaderEpoch ?? -1, PARTITION_LEADER_EPOCH_OFFSET);
+  batch[MAGIC_OFFSET] = CURRENT_MAGIC;
+  const attributes = compression | (options.transactional ? TRANSACTIONAL_MASK : 0);
+  batch.writeInt16BE(attributes, ATTRIBUTES_OFFSET);
+  batch.writeInt32BE(records.length - 1, LAST_OFFSET_DELTA_OFFSET);
+  writeInt64(batch, BASE_TIMESTAMP_OFFSET, baseTimestamp);
+  writeInt64(batch, MAX_TIMESTAMP_OFFSET, maxTimestamp);
+  writeInt64(batch, PRODUCER_ID_OFFSET, options.producerId ?? -1);
+  batch.writeInt16BE(options.producerEpoch ?? -1, PRODUCER_EPOCH_OFFSET);
+  batch.writeInt32BE(options.baseSequence ?? -1, BASE_SEQUENCE_OFFSET);
+  batch.writeInt32BE(records.length, RECORD_COUNT_OFFSET);
+  recordSection.copy(batch, RECORDS_OFFSET);
+  batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+  return batch;
+}
+
+function bytesFieldSize(value: Buffer | null | undefined): number {
+  return value == null ? varintSize(-1) : varintSize(value.length) + value.length;
+}
+
+function recordBodySize(record: RecordInput, offsetDelta: number, timestampDelta: number): number {
+  let size = 1 + varlongSize(timestampDelta) + varintSize(offsetDelta);
+  size += bytesFieldSize(record.key) + bytesFieldSize(record.value);
+  const headers = record.headers ?? [];
+  size += varintSize(headers.length);
+  for (const header of headers) {
+    const keyBytes = Buffer.byteLength(header.key, 'utf8');
+    size += varintSize(keyBytes) + keyBytes + bytesFieldSize(header.value);
+  }
+  return size;
+}
+
+function writeBytesField(buffer: Buffer, position: number, value: Buffer | null | undefined): number {
+  if (value == null) return writeVarint(buffer, position, -1);
+  position = writeVarint(buffer, position, value.length);
+  value.copy(buffer, position);
+  return position + value.length;
+}
+
+function writeRecord(
+  buffer: Buffer,
+  position: number,
+  record: RecordInput,
+  offsetDelta: number,
+  timestampDelta: number,
+): number {
+  position = writeVarint(buffer, position, recordBodySize(record, offsetDelta, timestampDelta));
+  buffer[position++] = 0; // record attributes: unused
+  position = writeVarlong(buffer, position, timestampDelta);
+  position = writeVarint(buffer, position, offsetDelta);
+  position = writeBytesField(buffer, position, record.key);
+  position = writeBytesField(buffer, position, record.value);
+  const headers = record.headers ?? [];
+  position = writeVarint(buffer, position, headers.length);
+  for (const header of headers) {
+    const keyBytes = Buffer.byteLength(header.key, 'utf8');
+    position = writeVarint(buffer, position, keyBytes);
+    position += buffer.write(header.key, position, 'utf8');
+    position = writeBytesField(buffer, position, header.value);
+  }
+  return position;
+}
+
+/** A record as read back from the log. Keys, values and header values are views, not copies. */
+export interface DecodedRecord {
+  offset: number;
+  timestamp: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: RecordHeader[];
+}
+
+export interface BatchHeader {
+  baseOffset: number;
+  lastOffset: number;
+  sizeBytes: number;
+  partitionLeaderEpoch: number;
+  compression: number;
+  timestampType: number;
+  transactional: boolean;
+  control: boolean;
+  baseTimestamp: number;
+  maxTimestamp: number;
+  producerId: number;
+  producerEpoch: number;
+  baseSequence: number;
+  recordCount: number;
+  crc: number;
+}
+
+export function readBatchHeader(buffer: Buffer, position = 0): BatchHeader {
+  const attributes = readAttributes(buffer, position);
+  return {
+    baseOffset: readBaseOffset(buffer, position),
+    lastOffset: readLastOffset(buffer, position),
+    sizeBytes: readBatchSize(buffer, position),
+    partitionLeaderEpoch: buffer.readInt32BE(position + PARTITION_LEADER_EPOCH_OFFSET),
+    compression: compressionOf(attributes),
+    timestampType: attributes & TIMESTAMP_TYPE_MASK ? TimestampType.logAppendTime : TimestampType.createTime,
+    transactional: (attributes & TRANSACTIONAL_MASK) !== 0,
+    control: (attributes & CONTROL_MASK) !== 0,
+    baseTimestamp: readBaseTimestamp(buffer, position),
+    maxTimestamp: readMaxTimestamp(buffer, position),
+    producerId: readProducerId(buffer, position),
+    producerEpoch: readProducerEpoch(buffer, position),
+    baseSequence: readBaseSequence(buffer, position),
+    recordCount: readRecordCount(buffer, position),
+    crc: buffer.readUInt32BE(position + CRC_OFFSET),
+  };
+}
+
+/**
+ * Decodes the records of the (already validated) batch at `position`. Throws `CORRUPT_BATCH`
+ * when the records do not parse.
+ */
+export function decodeRecords(buffer: Buffer, position = 0): DecodedRecord[] {
+  const size = readBatchSize(buffer, position);
+  const attributes = readAttributes(buffer, position);
+  const baseOffset = readBaseOffset(buffer, position);
+  const logAppendTime = (attributes & TIMESTAMP_TYPE_MASK) !== 0;
+  const baseTimestamp = readBaseTimestamp(buffer, position);
+  const maxTimestamp = readMaxTimestamp(buffer, position);
+  const count = readRecordCount(buffer, position);
+  const decoded: DecodedRecord[] = [];
+  try {
+    const { records, start, end } = recordBytes(buffer, position, size, attributes);
+    const reader = new VarintReader(records, start, end);
+    for (let index = 0; index < count; index++) {
+      const length = reader.readVarint();
+      const recordEnd = reader.position + length;
+      reader.readInt8();
+      const timestampDelta = reader.readVarlong();
+      const offsetDelta = reader.readVarint();
+      const key = readBytesField(reader);
+      const value = readBytesField(reader);
+      const headerCount = reader.readVarint();
+      const headers: RecordHeader[] = [];
+      for (let header = 0; header < headerCount; header++) {
+        const keyLength = reader.readVarint();
+        const keyStart = reader.position;
+        reader.skip(keyLength);
+        const headerKey = records.toString('utf8', keyStart, keyStart + keyLength);
+        headers.push({ key: headerKey, value: readBytesField(reader) });
+      }
+      if (reader.position !== recordEnd) throw new RangeError(`record ${index} length does not match its fields`);
+      decoded.push({
+        offset: baseOffset + offsetDelta,
+        timestamp: logAppendTime ? maxTimestamp : baseTimestamp + timestampDelta,
+        key,
+        value,
+        headers,
+      });
+    }
+  } catch (error) {
+    if (error instanceof StrataError) throw error;
+    throw new StrataError(ErrorCode.CORRUPT_BATCH, `batch at offset ${baseOffset} does not decode: ${(error as Error).message}`);
+  }
+  return decoded;
+}
+
+function readBytesField(reader: VarintReader): Buffer | null {
+  const length = reader.readVarint();
+  if (length < 0) return null;
+  const start = reader.position;
+  reader.skip(length);
+  return reader.buffer.subarray(start, start + length);
+}
+
+/** Calls `visit(position, size)` for each whole batch in `buffer`; returns bytes consumed. */
+export function forEachBatch(buffer: Buffer, visit: (position: number, size: number) => void): number {
+  let position = 0;
+  while (buffer.length - position >= LOG_OVERHEAD) {
+    const size = readBatchSize(buffer, position);
+    if (size < BATCH_HEADER_BYTES || position + size > buffer.length) break;
+    visit(position, size);
+    position += size;
+  }
+  return position;
+}
+
+/** Decodes every record of every whole batch in `buffer` (e.g. a fetch response). */
+export function decodeBatches(buffer: Buffer): DecodedRecord[] {
+  const records: DecodedRecord[] = [];
+  forEachBatch(buffer, (position) => {
+    for (const record of decodeRecords(buffer, position)) records.push(record);
+  });
+  return records;
+}

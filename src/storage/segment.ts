@@ -1,0 +1,524 @@
+/**
+ * One segment of a partition log: a `.log` file of record batches starting at `baseOffset`, with
+ * its offset index and time index (see `offset-index.ts`, `time-index.ts`).
+ *
+ * Invariants:
+ * - The log holds whole, CRC-valid batches with contiguous offsets from `baseOffset` to
+ *   `nextOffset - 1`, from byte 0 to `sizeBytes` (bytes past `sizeBytes` are an unfinished or
+ *   failed write and are never read).
+ * - Sealed segments are immutable; only the last (active) segment is appended to.
+ * - Indexes live in memory and reach the disk in `writeIndexes()` (seal, clean close). A sealed
+ *   segment's indexes are loaded lazily on the first read, so opening a log of a thousand
+ *   segments reads no index file.
+ *
+ * Concurrency: appends are serialised by the owning `PartitionLog`; reads may run concurrently
+ * with appends and with each other. Reads hold a reference (`acquire`/`release`) so a segment
+ * deleted by retention closes its file only after in-flight reads finish.
+ */
+import { ErrorCode, StrataError } from '../common/errors.js';
+import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, DELETED_SUFFIX, segmentFilePath } from './file-names.js';
+import type { FileSystem } from './file-system.js';
+import { OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
+import {
+  BATCH_BYTES_LIMIT,
+  BATCH_HEADER_BYTES,
+  CURRENT_MAGIC,
+  LOG_OVERHEAD,
+  MAGIC_OFFSET,
+  checkBatchFrame,
+  readBaseOffset,
+  readBaseTimestamp,
+  readBatchSize,
+  readLastOffset,
+  readMaxTimestamp,
+} from './record-batch.js';
+import { TIME_INDEX_ENTRY_BYTES, TimeIndex } from './time-index.js';
+
+export interface SegmentOptions {
+  indexIntervalBytes: number;
+  /** Most entries an index may hold (`segment.index.bytes` / 8). */
+  maxIndexEntries: number;
+}
+
+/** What a full scan of a segment's log found. */
+export interface SegmentScan {
+  /** Bytes of whole valid batches from the start of the file. */
+  validBytes: number;
+  fileBytes: number;
+  nextOffset: number;
+  maxTimestamp: number;
+  batchCount: number;
+  recordCount: number;
+  /** Why the scan stopped before the end of the file; null when the whole file is valid. */
+  problem: string | null;
+}
+
+const SCAN_CHUNK_BYTES = 8 * 1024 * 1024;
+const RESYNC_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Saved index state to undo a failed write. */
+export interface IndexMark {
+  offsetEntries: number;
+  timeEntries: number;
+  bytesSinceLastIndexEntry: number;
+  maxTimestampSoFar: number;
+}
+
+export class LogSegment {
+  readonly logPath: string;
+  readonly indexPath: string;
+  readonly timeIndexPath: string;
+  /** Bytes of valid batches in the log. */
+  sizeBytes: number;
+  /** One past the last offset in this segment (== baseOffset when empty). */
+  nextOffset: number;
+  /** Largest batch max timestamp in the segment, -1 when empty or not yet known. */
+  maxTimestamp = -1;
+  /** When the segment started to fill, for `segment.ms` rolls (clock ms); -1 while empty. */
+  rollStartMs = -1;
+
+  private fd: number | null = null;
+  private opening: Promise<number> | null = null;
+  private offsetIndex: OffsetIndex | null = null;
+  private timeIndex: TimeIndex | null = null;
+  private loadingIndexes: Promise<void> | null = null;
+  private bytesSinceLastIndexEntry = 0;
+  private maxTimestampSoFar = -1;
+  private readers = 0;
+  private deletion: { resolve: () => void } | null = null;
+  deleted = false;
+
+  private constructor(
+    private readonly fs: FileSystem,
+    readonly directory: string,
+    readonly baseOffset: number,
+    private readonly options: SegmentOptions,
+    sizeBytes: number,
+    nextOffset: number,
+  ) {
+    this.logPath = segmentFilePath(directory, baseOffset, LOG_SUFFIX);
+    this.indexPath = segmentFilePath(directory, baseOffset, INDEX_SUFFIX);
+    this.timeIndexPath = segmentFilePath(directory, baseOffset, TIME_INDEX_SUFFIX);
+    this.sizeBytes = sizeBytes;
+    this.nextOffset = nextOffset;
+  }
+
+  /** Creates the `.log` of a new, empty segment. The caller fsyncs the directory. */
+  static async create(fs: FileSystem, directory: string, baseOffset: number, options: SegmentOptions): Promise<LogSegment> {
+    const segment = new LogSegment(fs, directory, baseOffset, options, 0, baseOffset);
+    segment.fd = await fs.open(segment.logPath, { create: true });
+    await fs.ftruncate(segment.fd, 0);
+    segment.offsetIndex = new OffsetIndex(baseOffset, options.maxIndexEntries);
+    segment.timeIndex = new TimeIndex(baseOffset, options.maxIndexEntries);
+    return segment;
+  }
+
+  /**
+   * A segment already on disk. `nextOffset` may be unknown (-1) until `scan()` or
+   * `loadIndexes()` runs; its file is opened on first use.
+   */
+  static existing(
+    fs: FileSystem,
+    directory: string,
+    baseOffset: number,
+    options: SegmentOptions,
+    sizeBytes: number,
+    nextOffset: number,
+  ): LogSegment {
+    return new LogSegment(fs, directory, baseOffset, options, sizeBytes, nextOffset);
+  }
+
+  get isEmpty(): boolean {
+    return this.sizeBytes === 0;
+  }
+
+  async fileDescriptor(): Promise<number> {
+    if (this.fd !== null) return this.fd;
+    this.opening ??= this.fs.open(this.logPath, { create: false }).then((fd) => (this.fd = fd));
+    return this.opening;
+  }
+
+  /** The descriptor of an open segment (the active one always is). */
+  openFileDescriptor(): number {
+    if (this.fd === null) throw new StrataError(ErrorCode.STORAGE_ERROR, `segment ${this.logPath} is not open`);
+    return this.fd;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Appending (active segment only; the partition log serialises calls).
+
+  /**
+   * Updates the in-memory indexes for a batch about to be written at `position`. `rollStartMs`
+   * becomes the segment's roll start if this is its first batch.
+   */
+  indexBatch(baseOffset: number, position: number, size: number, maxTimestamp: number, rollStartMs: number): void {
+    const offsetIndex = this.offsetIndex!;
+    if (this.bytesSinceLastIndexEntry >= this.options.indexIntervalBytes && position > 0) {
+      offsetIndex.append(baseOffset, position);
+      this.timeIndex!.maybeAppend(this.maxTimestampSoFar, baseOffset);
+      this.bytesSinceLastIndexEntry = 0;
+    }
+    this.bytesSinceLastIndexEntry += size;
+    if (maxTimestamp > this.maxTimestampSoFar) this.maxTimestampSoFar = maxTimestamp;
+    if (this.rollStartMs < 0) this.rollStartMs = rollStartMs;
+  }
+
+  indexMark(): IndexMark {
+    return {
+      offsetEntries: this.offsetIndex!.entryCount,
+      timeEntries: this.timeIndex!.entryCount,
+      bytesSinceLastIndexEntry: this.bytesSinceLastIndexEntry,
+      maxTimestampSoFar: this.maxTimestampSoFar,
+    };
+  }
+
+  resetToIndexMark(mark: IndexMark): void {
+    this.offsetIndex!.truncateToEntries(mark.offsetEntries);
+    this.timeIndex!.truncateToEntries(mark.timeEntries);
+    this.bytesSinceLastIndexEntry = mark.bytesSinceLastIndexEntry;
+    this.maxTimestampSoFar = mark.maxTimestampSoFar;
+  }
+
+  /** Records that batches up to `nextOffset` were written, `bytes` long in total. */
+  noteWritten(bytes: number, nextOffset: number): void {
+    this.sizeBytes += bytes;
+    this.nextOffset = nextOffset;
+    this.maxTimestamp = this.maxTimestampSoFar;
+  }
+
+  isIndexFull(): boolean {
+    return this.offsetIndex!.isFull() || this.timeIndex!.isFull();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reading.
+
+  acquire(): void {
+    this.readers++;
+  }
+
+  release(): void {
+    this.readers--;
+    if (this.readers === 0 && this.deletion !== null) this.deletion.resolve();
+  }
+
+  /** Loads (or rebuilds) the indexes of a segment opened from disk. */
+  async loadIndexes(): Promise<void> {
+    if (this.offsetIndex !== null) return;
+    this.loadingIndexes ??= this.loadIndexFiles();
+    return this.loadingIndexes;
+  }
+
+  private async loadIndexFiles(): Promise<void> {
+    const problem = await this.loadIndexFilesWithoutRebuild();
+    if (problem === null) return;
+    this.onIndexRebuild?.(this, problem);
+    const scan = await this.scan();
+    if (scan.problem !== null) {
+      throw corruptionError(this.logPath, scan.validBytes, scan.problem);
+    }
+  }
+
+  /** Loads both index files if they pass the sanity checks; else returns what is wrong. */
+  private async loadIndexFilesWithoutRebuild(): Promise<string | null> {
+    const [offsetBytes, timeBytes] = await Promise.all([this.fs.readFile(this.indexPath), this.fs.readFile(this.timeIndexPath)]);
+    let problem: string | null = null;
+    if (offsetBytes === null || timeBytes === null) problem = 'index file missing';
+    else if (offsetBytes.length % OFFSET_INDEX_ENTRY_BYTES !== 0 || timeBytes.length % TIME_INDEX_ENTRY_BYTES !== 0) {
+      problem = 'index file size is not a whole number of entries';
+    } else {
+      const offsetIndex = new OffsetIndex(this.baseOffset, Math.max(this.options.maxIndexEntries, offsetBytes.length / 8), offsetBytes);
+      const timeIndex = new TimeIndex(this.baseOffset, Math.max(this.options.maxIndexEntries, timeBytes.length / 12), timeBytes);
+      problem = offsetIndex.sanityCheck(this.sizeBytes) ?? (this.nextOffset >= 0 ? timeIndex.sanityCheck(this.nextOffset) : null);
+      if (problem === null) {
+        this.offsetIndex = offsetIndex;
+        this.timeIndex = timeIndex;
+        if (this.maxTimestamp < 0) this.maxTimestamp = timeIndex.lastTimestamp();
+        this.maxTimestampSoFar = this.maxTimestamp;
+      }
+    }
+    return problem;
+  }
+
+  /** Called when an index is rebuilt from the log (for a warning log line). */
+  onIndexRebuild: ((segment: LogSegment, reason: string) => void) | null = null;
+
+  /**
+   * Reads whole batches starting with the one that contains `offset`, at most `maxBytes` (but
+   * always one whole batch), never past `limitPosition`. Returns null when no batch at or
+   * after `offset` lies below the limit. Batches are CRC-checked; a mismatch throws.
+   */
+  async read(offset: number, maxBytes: number, limitPosition: number): Promise<Buffer | null> {
+    await this.loadIndexes();
+    const start = this.offsetIndex!.lookup(offset);
+    try {
+      return await this.readFrom(start.position, start.offset, offset, maxBytes, limitPosition);
+    } catch (error) {
+      if (!(error instanceof IndexMismatch)) throw error;
+      this.onIndexRebuild?.(this, error.message);
+      const scan = await this.scan();
+      if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
+      const retry = this.offsetIndex!.lookup(offset);
+      return this.readFrom(retry.position, retry.offset, offset, maxBytes, limitPosition);
+    }
+  }
+
+  private async readFrom(
+    startPosition: number,
+    indexedOffset: number,
+    offset: number,
+    maxBytes: number,
+    limitPosition: number,
+  ): Promise<Buffer | null> {
+    const fd = await this.fileDescriptor();
+    let chunkPosition = startPosition;
+    let chunk = await this.readChunk(fd, chunkPosition, Math.min(limitPosition - chunkPosition, maxBytes + this.options.indexIntervalBytes + BATCH_HEADER_BYTES));
+    let cursor = 0;
+    let firstBatch = true;
+    // Find the first batch whose last offset is >= offset.
+    for (;;) {
+      if (chunkPosition + cursor >= limitPosition) return null;
+      if (chunk.length - cursor < BATCH_HEADER_BYTES) {
+        chunkPosition += cursor;
+        cursor = 0;
+        chunk = await this.readChunk(fd, chunkPosition, Math.min(limitPosition - chunkPosition, maxBytes + BATCH_HEADER_BYTES));
+        if (chunk.length < BATCH_HEADER_BYTES) throw corruptionError(this.logPath, chunkPosition, 'batch header runs past the readable end');
+        continue;
+      }
+      const size = readBatchSize(chunk, cursor);
+      const plausible = size >= BATCH_HEADER_BYTES && size <= BATCH_BYTES_LIMIT && chunk[cursor + MAGIC_OFFSET] === CURRENT_MAGIC;
+      if (firstBatch) {
+        firstBatch = false;
+        if (!plausible || readBaseOffset(chunk, cursor) !== indexedOffset) {
+          throw new IndexMismatch(`index points at byte ${startPosition} for offset ${indexedOffset}, where no such batch starts`);
+        }
+      }
+      if (!plausible) throw corruptionError(this.logPath, chunkPosition + cursor, `implausible batch header (length ${size})`);
+      if (readLastOffset(chunk, cursor) >= offset) break;
+      cursor += size;
+    }
+    // Make sure the first batch is whole in the chunk, then take as many whole batches as fit.
+    const firstSize = readBatchSize(chunk, cursor);
+    if (cursor + firstSize > chunk.length) {
+      chunkPosition += cursor;
+      cursor = 0;
+      chunk = await this.readChunk(fd, chunkPosition, Math.min(limitPosition - chunkPosition, Math.max(firstSize, maxBytes)));
+      if (chunk.length < firstSize) throw corruptionError(this.logPath, chunkPosition, `batch of ${firstSize} bytes runs past the readable end`);
+    }
+    let end = cursor;
+    while (chunk.length - end >= LOG_OVERHEAD) {
+      const size = readBatchSize(chunk, end);
+      if (end + size > chunk.length || (end > cursor && end + size - cursor > maxBytes)) break;
+      const problem = checkBatchFrame(chunk, end, chunk.length);
+      if (problem !== null) throw corruptionError(this.logPath, chunkPosition + end, problem);
+      end += size;
+    }
+    return chunk.subarray(cursor, end);
+  }
+
+  private async readChunk(fd: number, position: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(Math.max(0, length));
+    let filled = 0;
+    while (filled < buffer.length) {
+      const count = await this.fs.read(fd, buffer, filled, buffer.length - filled, position + filled);
+      if (count === 0) break;
+      filled += count;
+    }
+    return filled === buffer.length ? buffer : buffer.subarray(0, filled);
+  }
+
+  /** Offset to start a scan for timestamp `timestamp` (see `TimeIndex.lookup`). */
+  async timeIndexLookup(timestamp: number): Promise<number> {
+    await this.loadIndexes();
+    return this.timeIndex!.lookup(timestamp);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recovery.
+
+  /**
+   * Readies the active segment after a clean shutdown without scanning it: loads its indexes
+   * (written at close) and checks the batches after the last index entry, which gives
+   * `nextOffset`. Returns null when all is consistent, else what is wrong (then recover).
+   */
+  async loadAfterCleanShutdown(): Promise<string | null> {
+    await this.loadIndexFilesWithoutRebuild();
+    if (this.offsetIndex === null) return 'index files are missing or inconsistent';
+    const fd = await this.fileDescriptor();
+    const last = this.offsetIndex.lastEntry();
+    const tail = await this.readChunk(fd, last.position, this.sizeBytes - last.position);
+    let cursor = 0;
+    let nextOffset = last.offset;
+    let maxTimestamp = this.timeIndex!.lastTimestamp();
+    while (cursor < tail.length) {
+      const problem = checkBatchFrame(tail, cursor, tail.length);
+      if (problem !== null) return `at byte ${last.position + cursor}: ${problem}`;
+      if (readBaseOffset(tail, cursor) !== nextOffset) return `batch at byte ${last.position + cursor} does not continue offset ${nextOffset}`;
+      nextOffset = readLastOffset(tail, cursor) + 1;
+      maxTimestamp = Math.max(maxTimestamp, readMaxTimestamp(tail, cursor));
+      cursor += readBatchSize(tail, cursor);
+    }
+    const timeProblem = this.timeIndex!.sanityCheck(nextOffset);
+    if (timeProblem !== null) return timeProblem;
+    this.nextOffset = nextOffset;
+    this.maxTimestamp = maxTimestamp;
+    this.maxTimestampSoFar = maxTimestamp;
+    this.bytesSinceLastIndexEntry = this.sizeBytes - last.position;
+    // The final time-index entry written at close points at nextOffset; appends continue from
+    // there, so drop it to keep entries pointing at batch starts within the segment.
+    this.timeIndex!.truncateToOffset(nextOffset - 1);
+    if (this.sizeBytes > 0) {
+      const header = await this.readChunk(fd, 0, BATCH_HEADER_BYTES);
+      this.rollStartMs = readBaseTimestamp(header, 0);
+    }
+    return null;
+  }
+
+  /**
+   * Reads the whole log, checking every batch's frame and CRC and that offsets run on from
+   * `baseOffset` without gaps, and rebuilds both indexes, `nextOffset` and `maxTimestamp` from
+   * what it finds. Stops at the first invalid byte and reports it; changes no file.
+   */
+  async scan(): Promise<SegmentScan> {
+    const fd = await this.fileDescriptor();
+    const fileBytes = await this.fs.fileSize(fd);
+    this.offsetIndex = new OffsetIndex(this.baseOffset, this.options.maxIndexEntries);
+    this.timeIndex = new TimeIndex(this.baseOffset, this.options.maxIndexEntries);
+    this.bytesSinceLastIndexEntry = 0;
+    this.maxTimestampSoFar = -1;
+    const result: SegmentScan = {
+      validBytes: 0, fileBytes, nextOffset: this.baseOffset, maxTimestamp: -1, batchCount: 0, recordCount: 0, problem: null,
+    };
+    let buffer = Buffer.allocUnsafe(Math.min(SCAN_CHUNK_BYTES, Math.max(fileBytes, LOG_OVERHEAD)));
+    let position = 0;
+    while (position < fileBytes && result.problem === null) {
+      const bytes = await this.fs.read(fd, buffer, 0, Math.min(buffer.length, fileBytes - position), position);
+      if (bytes === 0) {
+        result.problem = 'the file shrank during the scan';
+        break;
+      }
+      const reachesEnd = position + bytes >= fileBytes;
+      let cursor = 0;
+      for (;;) {
+        const left = bytes - cursor;
+        if (left < LOG_OVERHEAD) {
+          if (reachesEnd && left > 0) result.problem = `${left} stray bytes at the end of the file`;
+          break;
+        }
+        const size = readBatchSize(buffer, cursor);
+        if (size >= BATCH_HEADER_BYTES && size <= BATCH_BYTES_LIMIT && size > left && !reachesEnd) {
+          if (size > buffer.length) buffer = Buffer.allocUnsafe(size);
+          break; // the batch continues past this chunk: read on from its start
+        }
+        const problem = checkBatchFrame(buffer, cursor, bytes);
+        if (problem !== null) {
+          result.problem = problem;
+          break;
+        }
+        const batchOffset = readBaseOffset(buffer, cursor);
+        if (batchOffset !== result.nextOffset) {
+          result.problem = `batch has base offset ${batchOffset}, expected ${result.nextOffset}`;
+          break;
+        }
+        if (this.isIndexFull()) {
+          result.problem = 'the segment holds more batches than its index can address';
+          break;
+        }
+        this.indexBatch(batchOffset, position + cursor, size, readMaxTimestamp(buffer, cursor), readBaseTimestamp(buffer, cursor));
+        result.nextOffset = readLastOffset(buffer, cursor) + 1;
+        result.batchCount++;
+        result.recordCount += result.nextOffset - batchOffset;
+        cursor += size;
+        result.validBytes = position + cursor;
+      }
+      position += cursor;
+    }
+    result.maxTimestamp = this.maxTimestampSoFar;
+    this.sizeBytes = result.validBytes;
+    this.nextOffset = result.nextOffset;
+    this.maxTimestamp = this.maxTimestampSoFar;
+    return result;
+  }
+
+  /**
+   * Looks for a valid batch starting after `position` whose base offset is at least
+   * `minimumOffset`: evidence that the bytes at `position` are damage in the middle of the log
+   * rather than a torn tail. Returns its position, or -1.
+   */
+  async findValidBatchAfter(position: number, minimumOffset: number): Promise<number> {
+    const fd = await this.fileDescriptor();
+    const fileBytes = await this.fs.fileSize(fd);
+    let windowStart = position + 1;
+    while (windowStart + BATCH_HEADER_BYTES <= fileBytes) {
+      const window = await this.readChunk(fd, windowStart, Math.min(RESYNC_CHUNK_BYTES, fileBytes - windowStart));
+      const lastCandidate = window.length - BATCH_HEADER_BYTES;
+      for (let cursor = 0; cursor <= lastCandidate; cursor++) {
+        if (window[cursor + MAGIC_OFFSET] !== CURRENT_MAGIC) continue;
+        const size = readBatchSize(window, cursor);
+        if (size < BATCH_HEADER_BYTES || size > BATCH_BYTES_LIMIT || windowStart + cursor + size > fileBytes) continue;
+        let candidate = window;
+        let candidateCursor = cursor;
+        if (cursor + size > window.length) {
+          candidate = await this.readChunk(fd, windowStart + cursor, size);
+          candidateCursor = 0;
+        }
+        if (checkBatchFrame(candidate, candidateCursor, candidate.length) === null && readBaseOffset(candidate, candidateCursor) >= minimumOffset) {
+          return windowStart + cursor;
+        }
+      }
+      windowStart += lastCandidate + 1;
+    }
+    return -1;
+  }
+
+  /** Cuts the log at `position` (a batch boundary found by `scan`) and fsyncs it. */
+  async truncateTo(position: number): Promise<void> {
+    const fd = await this.fileDescriptor();
+    await this.fs.ftruncate(fd, position);
+    await this.fs.fdatasync(fd);
+    this.sizeBytes = position;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sealing and closing.
+
+  /** Adds the final time index entry and writes both indexes to disk durably. */
+  async writeIndexes(): Promise<void> {
+    await this.loadIndexes();
+    if (this.maxTimestamp >= 0) this.timeIndex!.maybeAppend(this.maxTimestamp, this.nextOffset);
+    await this.fs.writeFileDurably(this.indexPath, this.offsetIndex!.contents());
+    await this.fs.writeFileDurably(this.timeIndexPath, this.timeIndex!.contents());
+  }
+
+  async flush(): Promise<void> {
+    if (this.fd !== null) await this.fs.fdatasync(this.fd);
+  }
+
+  async close(): Promise<void> {
+    const fd = this.fd ?? (this.opening ? await this.opening.catch(() => null) : null);
+    this.fd = null;
+    this.opening = null;
+    if (fd !== null) await this.fs.close(fd);
+  }
+
+  /**
+   * Removes the segment: renames the log to `.deleted` (so a crash from here on cannot bring it
+   * back), then, once no read holds the segment, closes it and unlinks its files. The caller
+   * fsyncs the directory.
+   */
+  async delete(): Promise<void> {
+    this.deleted = true;
+    const deletedPath = this.logPath + DELETED_SUFFIX;
+    await this.fs.rename(this.logPath, deletedPath);
+    if (this.readers > 0) await new Promise<void>((resolve) => (this.deletion = { resolve }));
+    await this.close();
+    await Promise.all([this.fs.unlink(deletedPath), this.fs.unlink(this.indexPath), this.fs.unlink(this.timeIndexPath)]);
+  }
+}
+
+/** The index pointed at a position where the expected batch does not start. */
+class IndexMismatch extends Error {}
+
+export function corruptionError(file: string, position: number, problem: string): StrataError {
+  return new StrataError(ErrorCode.PARTITION_FENCED, `corrupt record batch in ${file} at byte ${position}: ${problem}`);
+}
