@@ -51,12 +51,15 @@ export abstract class IndexFile {
     this.count = count;
   }
 
-  /** Reserves the slot of a new entry and returns its byte position in `buffer()`. */
-  protected appendSlot(): number {
-    assert(!this.isFull(), 'append to a full index');
+  /**
+   * Reserves the slot of a new entry and returns its byte position in `buffer()`. `final`
+   * allows one entry beyond `maxEntries`: the closing entry written when a segment is sealed.
+   */
+  protected appendSlot(final = false): number {
+    assert(final ? this.count <= this.maxEntries : !this.isFull(), 'append to a full index');
     const needed = (this.count + 1) * this.entryBytes;
     if (needed > this.entries.length) {
-      const capacity = Math.min(this.maxEntries, Math.max(this.count * 2, INITIAL_CAPACITY_ENTRIES));
+      const capacity = Math.min(this.maxEntries + 1, Math.max(this.count * 2, INITIAL_CAPACITY_ENTRIES));
       const grown = Buffer.allocUnsafe(capacity * this.entryBytes);
       this.entries.copy(grown, 0, 0, this.count * this.entryBytes);
       this.entries = grown;

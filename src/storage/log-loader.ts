@@ -166,8 +166,10 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
 
     let tornTail = false;
     if (isActive) {
-      const resync = await segment.findValidBatchAfter(scan.validBytes, scan.nextOffset);
-      tornTail = resync < 0 || resync - scan.validBytes <= UNSYNCED_WINDOW_BYTES;
+      // Valid batches within the unsynced window may be unacknowledged writes that reached the
+      // disk out of order; one beyond it proves the damage sits under acknowledged data.
+      const resync = await segment.findValidBatchAfter(scan.validBytes + UNSYNCED_WINDOW_BYTES, scan.nextOffset);
+      tornTail = resync < 0;
     }
     if (tornTail) {
       report.bytesTruncated = scan.fileBytes - scan.validBytes;

@@ -45,9 +45,11 @@ import {
   readLastOffset,
   readLastOffsetDelta,
   readMaxTimestamp,
+  readProducerId,
   validateBatches,
   writeBaseOffset,
 } from './record-batch.js';
+import { ProducerState, type SequenceCheck } from './producer-state.js';
 import { segmentsToDelete } from './retention.js';
 import { LogSegment, type SegmentOptions } from './segment.js';
 import { SegmentList } from './segment-list.js';
@@ -67,6 +69,8 @@ export interface AppendResult {
   recordCount: number;
   /** Clock time at which the batches were written. */
   logAppendTimeMs: number;
+  /** A retry of an idempotent batch already in the log: not written again, original offsets. */
+  duplicate: boolean;
 }
 
 export interface ReadResult {
@@ -93,6 +97,9 @@ export interface PartitionLogOptions {
 interface QueuedAppend {
   data: Buffer;
   recordCount: number;
+  batchCount: number;
+  /** Carries a producer id: sequence-checked and deduplicated. */
+  idempotent: boolean;
   waitFor: AppendWait;
   resolve: (result: AppendResult) => void;
   reject: (error: Error) => void;
@@ -121,9 +128,12 @@ export class PartitionLog {
   private highWatermarkPosition: LogPosition;
   private queue: QueuedAppend[] = [];
   private queuedBytes = 0;
-  private roomWaiters: (() => void)[] = [];
+  /** Appends waiting for room in the queue, in call order. */
+  private blocked: QueuedAppend[] = [];
   private awaitingDurable: QueuedAppend[] = [];
-  private writing: Promise<void> | null = null;
+  /** True from the writer's start until it finds the queue empty (set synchronously). */
+  private writerRunning = false;
+  private writing: Promise<void> = Promise.resolve();
   private syncing: Promise<void> | null = null;
   private syncWanted = false;
   private writtenBytesTotal = 0;
@@ -134,6 +144,7 @@ export class PartitionLog {
   private readonly highWatermarkListeners = new Set<() => void>();
   /** What recovery did at open, for the caller to report. */
   readonly recovery: RecoveryReport | null;
+  private producerState = new ProducerState();
 
   private constructor(
     options: PartitionLogOptions,
@@ -178,7 +189,31 @@ export class PartitionLog {
       repair: options.repair ?? false,
       nowMs: (options.clock ?? systemClock).nowMs(),
     });
-    return new PartitionLog(options, config, segmentOptions, loaded, logger);
+    const log = new PartitionLog(options, config, segmentOptions, loaded, logger);
+    if (log.fence === null) await log.loadProducerState();
+    return log;
+  }
+
+  /**
+   * Loads the producer-state snapshot and replays the batch headers written after it (after an
+   * unclean stop: the active segment, whose start the last snapshot was taken at).
+   */
+  private async loadProducerState(): Promise<void> {
+    const snapshot = await ProducerState.load(this.fs, this.directory);
+    let from = this.segments.last().baseOffset;
+    if (snapshot !== null && snapshot.offset >= this.logStartOffset) {
+      this.producerState = snapshot.state;
+      if (snapshot.offset > this.nextOffset) this.producerState.truncateFrom(this.nextOffset);
+      from = Math.min(snapshot.offset, this.nextOffset);
+    }
+    while (from < this.nextOffset) {
+      const { batches } = await this.read(from, 1024 * 1024);
+      if (batches.length === 0) break;
+      forEachBatch(batches, (position) => {
+        if (readLastOffset(batches, position) >= from) this.producerState.observe(batches, position);
+        from = readLastOffset(batches, position) + 1;
+      });
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -236,16 +271,35 @@ export class PartitionLog {
    */
   async append(data: Buffer, options: { waitFor?: AppendWait } = {}): Promise<AppendResult> {
     this.checkUsable();
-    const { recordCount } = validateBatches(data, this.config.maxMessageBytes);
-    while (this.queuedBytes > 0 && this.queuedBytes + data.length > this.queuedBytesMax) {
-      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
-      this.checkUsable();
+    const { recordCount, batchCount } = validateBatches(data, this.config.maxMessageBytes);
+    const idempotent = readProducerId(data, 0) >= 0;
+    if (idempotent && batchCount > 1) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `an idempotent append carries exactly one batch per partition, got ${batchCount}`);
     }
     return new Promise<AppendResult>((resolve, reject) => {
-      this.queue.push({ data, recordCount, waitFor: options.waitFor ?? 'durable', resolve, reject, result: null });
-      this.queuedBytes += data.length;
-      this.writing ??= this.writeQueued().finally(() => (this.writing = null));
+      const append: QueuedAppend = { data, recordCount, batchCount, idempotent, waitFor: options.waitFor ?? 'durable', resolve, reject, result: null };
+      if (this.blocked.length > 0 || !this.hasRoomFor(append)) {
+        this.blocked.push(append); // keeps call order: nothing overtakes a waiting append
+        return;
+      }
+      this.enqueue(append);
+      this.startWriter();
     });
+  }
+
+  private hasRoomFor(append: QueuedAppend): boolean {
+    return this.queuedBytes === 0 || this.queuedBytes + append.data.length <= this.queuedBytesMax;
+  }
+
+  private enqueue(append: QueuedAppend): void {
+    this.queue.push(append);
+    this.queuedBytes += append.data.length;
+  }
+
+  private startWriter(): void {
+    if (this.writerRunning || this.queue.length === 0) return;
+    this.writerRunning = true;
+    this.writing = this.writeQueued();
   }
 
   private checkUsable(): void {
@@ -253,29 +307,66 @@ export class PartitionLog {
     if (this.closing !== null) throw logClosedError(`log ${this.name}`);
   }
 
-  /** The writer: drains the queue group by group. Only one runs at a time. */
+  /**
+   * The writer: drains the queue group by group. Only one runs at a time; `writerRunning` is
+   * cleared in the same turn that finds the queue empty, so an append is never left unwritten.
+   */
   private async writeQueued(): Promise<void> {
-    while (this.queue.length > 0) {
-      if (this.fence !== null) {
-        this.rejectQueued(this.fence);
-        return;
+    try {
+      while (this.queue.length > 0) {
+        if (this.fence !== null) {
+          this.rejectQueued(this.fence);
+          break;
+        }
+        await this.waitForUnsyncedRoom();
+        try {
+          await this.maybeRoll(this.queue[0]!);
+        } catch (error) {
+          this.failRoll(error as NodeJS.ErrnoException);
+          continue;
+        }
+        const group = this.takeGroup();
+        this.releaseRoom();
+        try {
+          await this.writeGroup(group);
+        } catch (error) {
+          // Not an I/O failure (writeGroup handles those): a broken invariant. Stop writing.
+          const fence = new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: internal error while appending (${(error as Error).message}); restart to recover`, { cause: error });
+          for (const append of group) append.reject(fence);
+          this.fenceWith(fence);
+        }
       }
-      await this.waitForUnsyncedRoom();
-      await this.maybeRoll(this.queue[0]!.data.length, this.queue[0]!.recordCount);
-      const group = this.takeGroup();
-      await this.writeGroup(group);
-      this.releaseRoom();
+    } finally {
+      this.writerRunning = false;
     }
+  }
+
+  /**
+   * A roll that fails before the new segment joins the list leaves the log as it was (every
+   * step is repeatable), so ENOSPC refuses the queued appends and a later append retries.
+   * Anything else (a failed fdatasync above all) fences the partition.
+   */
+  private failRoll(error: NodeJS.ErrnoException): void {
+    if (error.code === 'ENOSPC' || error.code === 'EDQUOT') {
+      this.logger.error({ err: error }, 'segment roll failed: disk full');
+      this.rejectQueued(new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error }));
+      return;
+    }
+    this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: rolling to a new segment failed (${error.code ?? error.message}); restart to recover`, { cause: error }));
   }
 
   private takeGroup(): QueuedAppend[] {
     const active = this.segments.last();
     let bytes = 0;
+    let batches = 0;
     let count = 0;
+    const indexRoom = active.indexEntriesLeft();
     while (count < this.queue.length && count < WRITE_BUFFERS_MAX) {
-      const size = this.queue[count]!.data.length;
-      if (count > 0 && (bytes + size > WRITE_BYTES_MAX || active.sizeBytes + bytes + size > this.config.segmentBytes)) break;
+      const append = this.queue[count]!;
+      const size = append.data.length;
+      if (count > 0 && (bytes + size > WRITE_BYTES_MAX || active.sizeBytes + bytes + size > this.config.segmentBytes || batches + append.batchCount > indexRoom)) break;
       bytes += size;
+      batches += append.batchCount;
       count++;
     }
     const group = this.queue.splice(0, count);
@@ -283,10 +374,9 @@ export class PartitionLog {
     return group;
   }
 
+  /** Moves waiting appends into the queue, in order, while they fit. */
   private releaseRoom(): void {
-    const waiters = this.roomWaiters;
-    this.roomWaiters = [];
-    for (const wake of waiters) wake();
+    while (this.blocked.length > 0 && this.hasRoomFor(this.blocked[0]!)) this.enqueue(this.blocked.shift()!);
   }
 
   private async writeGroup(group: QueuedAppend[]): Promise<void> {
@@ -295,9 +385,24 @@ export class PartitionLog {
     const nowMs = this.clock.nowMs();
     let offset = this.nextOffset;
     let position = active.sizeBytes;
-    const buffers: Buffer[] = new Array(group.length);
-    for (let index = 0; index < group.length; index++) {
-      const append = group[index]!;
+    const buffers: Buffer[] = [];
+    const written: QueuedAppend[] = [];
+    const duplicates: QueuedAppend[] = [];
+    for (const append of group) {
+      if (append.idempotent) {
+        let check: SequenceCheck;
+        try {
+          check = this.producerState.check(append.data, 0);
+        } catch (error) {
+          append.reject(error as Error);
+          continue;
+        }
+        if (check.duplicate) {
+          append.result = { baseOffset: check.baseOffset, lastOffset: check.lastOffset, recordCount: append.recordCount, logAppendTimeMs: nowMs, duplicate: true };
+          duplicates.push(append);
+          continue;
+        }
+      }
       const baseOffset = offset;
       forEachBatch(append.data, (batchPosition, size) => {
         writeBaseOffset(append.data, batchPosition, offset);
@@ -305,24 +410,32 @@ export class PartitionLog {
         offset += readLastOffsetDelta(append.data, batchPosition) + 1;
         position += size;
       });
-      append.result = { baseOffset, lastOffset: offset - 1, recordCount: append.recordCount, logAppendTimeMs: nowMs };
-      buffers[index] = append.data;
+      if (append.idempotent) this.producerState.recordPending(append.data, 0);
+      append.result = { baseOffset, lastOffset: offset - 1, recordCount: append.recordCount, logAppendTimeMs: nowMs, duplicate: false };
+      buffers.push(append.data);
+      written.push(append);
     }
-    const bytes = position - active.sizeBytes;
-    try {
-      await this.fs.writev(active.openFileDescriptor(), buffers, active.sizeBytes);
-    } catch (error) {
-      active.resetToIndexMark(mark);
-      await this.rollBackWrite(active, error as NodeJS.ErrnoException, group);
-      return;
+    if (written.length > 0) {
+      const bytes = position - active.sizeBytes;
+      try {
+        await this.fs.writev(active.openFileDescriptor(), buffers, active.sizeBytes);
+      } catch (error) {
+        this.producerState.abortPending();
+        active.resetToIndexMark(mark);
+        const refusal = await this.rollBackWrite(active, error as NodeJS.ErrnoException);
+        for (const append of [...written, ...duplicates]) append.reject(refusal);
+        return;
+      }
+      this.producerState.commitPending();
+      active.noteWritten(bytes, offset);
+      this.nextOffset = offset;
+      this.writtenBytesTotal += bytes;
     }
-    active.noteWritten(bytes, offset);
-    this.nextOffset = offset;
-    this.writtenBytesTotal += bytes;
-    for (const append of group) {
-      if (append.waitFor === 'written') append.resolve(append.result!);
-      else this.awaitingDurable.push(append);
+    for (const append of [...written, ...duplicates]) {
+      if (append.waitFor === 'written' || append.result!.lastOffset < this.highWatermark) append.resolve(append.result!);
+      else this.awaitDurable(append);
     }
+    if (written.length === 0) return;
     if (this.config.flush === 'interval') {
       this.advanceHighWatermark({ offset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes });
     } else {
@@ -330,7 +443,15 @@ export class PartitionLog {
     }
   }
 
-  private async rollBackWrite(active: LogSegment, error: NodeJS.ErrnoException, group: QueuedAppend[]): Promise<void> {
+  /** Queues an append to resolve when the high watermark passes it (kept sorted by offset). */
+  private awaitDurable(append: QueuedAppend): void {
+    let index = this.awaitingDurable.length;
+    while (index > 0 && this.awaitingDurable[index - 1]!.result!.lastOffset > append.result!.lastOffset) index--;
+    this.awaitingDurable.splice(index, 0, append);
+  }
+
+  /** Undoes a failed write on disk; returns the error to refuse its appends with. */
+  private async rollBackWrite(active: LogSegment, error: NodeJS.ErrnoException): Promise<StrataError> {
     const diskFull = error.code === 'ENOSPC' || error.code === 'EDQUOT';
     const refusal = diskFull
       ? new StrataError(ErrorCode.DISK_FULL, `disk full: cannot append to ${this.name}; nothing was written`, { cause: error })
@@ -341,15 +462,15 @@ export class PartitionLog {
       this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a failed write to ${active.logPath} could not be rolled back (${(truncateError as Error).message}); restart to recover`));
     }
     this.logger.error({ err: error, file: active.logPath }, 'append failed and was rolled back');
-    for (const append of group) append.reject(refusal);
+    return refusal;
   }
 
   private rejectQueued(error: Error): void {
-    const queued = this.queue;
+    const queued = [...this.queue, ...this.blocked];
     this.queue = [];
+    this.blocked = [];
     this.queuedBytes = 0;
     for (const append of queued) append.reject(error);
-    this.releaseRoom();
   }
 
   private async waitForUnsyncedRoom(): Promise<void> {
@@ -428,14 +549,14 @@ export class PartitionLog {
   // -------------------------------------------------------------------------------------------
   // Rolling.
 
-  private async maybeRoll(incomingBytes: number, incomingRecords: number): Promise<void> {
+  private async maybeRoll(next: QueuedAppend): Promise<void> {
     const active = this.segments.last();
     if (active.isEmpty) return;
     const reason =
-      active.sizeBytes + incomingBytes > this.config.segmentBytes ? 'segment.bytes'
-      : active.isIndexFull() ? 'index full'
+      active.sizeBytes + next.data.length > this.config.segmentBytes ? 'segment.bytes'
+      : active.indexEntriesLeft() < next.batchCount ? 'index full'
       : this.clock.nowMs() - active.rollStartMs > this.config.segmentMs ? 'segment.ms'
-      : this.nextOffset + incomingRecords - active.baseOffset > 0xffff_ffff ? 'relative offset range'
+      : this.nextOffset + next.recordCount - active.baseOffset > 0xffff_ffff ? 'relative offset range'
       : null;
     if (reason !== null) await this.roll(reason);
   }
@@ -450,6 +571,7 @@ export class PartitionLog {
     const segment = await LogSegment.create(this.fs, this.directory, this.nextOffset, this.segmentOptions);
     await this.fs.fsyncDirectory(this.directory);
     this.segments.append(segment);
+    await this.producerState.save(this.fs, this.directory, segment.baseOffset);
     await writeRecoveryCheckpoint(this.fs, this.directory, segment.baseOffset);
     this.logger.info({ baseOffset: segment.baseOffset, reason, sealedBytes: old.sizeBytes }, 'rolled to a new segment');
   }
@@ -463,7 +585,7 @@ export class PartitionLog {
    * OFFSET_OUT_OF_RANGE.
    */
   async read(offset: number, maxBytes: number): Promise<ReadResult> {
-    if (this.fence !== null) throw this.fence;
+    this.checkUsable();
     const logStartOffset = this.logStartOffset;
     const highWatermark = this.highWatermark;
     if (!Number.isSafeInteger(offset) || offset < logStartOffset || offset > this.nextOffset) {
@@ -505,6 +627,7 @@ export class PartitionLog {
    * is that recent.
    */
   async offsetForTimestamp(timestamp: number): Promise<number | null> {
+    this.checkUsable();
     for (let index = 0; index < this.segments.count; index++) {
       const segment = this.segments.at(index);
       if (segment.baseOffset >= this.highWatermark) return null;
@@ -571,7 +694,7 @@ export class PartitionLog {
 
   private async closeOnce(): Promise<void> {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
-    while (this.writing !== null) await this.writing;
+    while (this.writerRunning) await this.writing;
     while (this.syncing !== null) await this.syncing;
     if (this.fence === null) {
       const active = this.segments.last();
@@ -579,6 +702,7 @@ export class PartitionLog {
       this.syncedBytesTotal = this.writtenBytesTotal;
       this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes });
       await active.writeIndexes();
+      await this.producerState.save(this.fs, this.directory, this.nextOffset);
       await writeRecoveryCheckpoint(this.fs, this.directory, this.nextOffset);
       await this.fs.writeFileDurably(join(this.directory, CLEAN_SHUTDOWN_FILE), EMPTY);
       await this.fs.fsyncDirectory(this.directory);

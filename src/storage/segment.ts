@@ -36,7 +36,7 @@ import { TIME_INDEX_ENTRY_BYTES, TimeIndex } from './time-index.js';
 
 export interface SegmentOptions {
   indexIntervalBytes: number;
-  /** Most entries an index may hold (`segment.index.bytes` / 8). */
+  /** Most entries either index may hold (`segment.index.bytes` / 12, the larger entry). */
   maxIndexEntries: number;
 }
 
@@ -58,6 +58,7 @@ const RESYNC_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Saved index state to undo a failed write. */
 export interface IndexMark {
+  rollStartMs: number;
   offsetEntries: number;
   timeEntries: number;
   bytesSinceLastIndexEntry: number;
@@ -106,8 +107,14 @@ export class LogSegment {
   /** Creates the `.log` of a new, empty segment. The caller fsyncs the directory. */
   static async create(fs: FileSystem, directory: string, baseOffset: number, options: SegmentOptions): Promise<LogSegment> {
     const segment = new LogSegment(fs, directory, baseOffset, options, 0, baseOffset);
-    segment.fd = await fs.open(segment.logPath, { create: true });
-    await fs.ftruncate(segment.fd, 0);
+    const fd = await fs.open(segment.logPath, { create: true });
+    try {
+      await fs.ftruncate(fd, 0);
+    } catch (error) {
+      await fs.close(fd);
+      throw error;
+    }
+    segment.fd = fd;
     segment.offsetIndex = new OffsetIndex(baseOffset, options.maxIndexEntries);
     segment.timeIndex = new TimeIndex(baseOffset, options.maxIndexEntries);
     return segment;
@@ -153,7 +160,9 @@ export class LogSegment {
    */
   indexBatch(baseOffset: number, position: number, size: number, maxTimestamp: number, rollStartMs: number): void {
     const offsetIndex = this.offsetIndex!;
-    if (this.bytesSinceLastIndexEntry >= this.options.indexIntervalBytes && position > 0) {
+    // A full index skips entries (lookups then scan further) rather than fail; the writer rolls
+    // before that happens, so it is a backstop only.
+    if (this.bytesSinceLastIndexEntry >= this.options.indexIntervalBytes && position > 0 && !offsetIndex.isFull()) {
       offsetIndex.append(baseOffset, position);
       this.timeIndex!.maybeAppend(this.maxTimestampSoFar, baseOffset);
       this.bytesSinceLastIndexEntry = 0;
@@ -165,6 +174,7 @@ export class LogSegment {
 
   indexMark(): IndexMark {
     return {
+      rollStartMs: this.rollStartMs,
       offsetEntries: this.offsetIndex!.entryCount,
       timeEntries: this.timeIndex!.entryCount,
       bytesSinceLastIndexEntry: this.bytesSinceLastIndexEntry,
@@ -173,6 +183,7 @@ export class LogSegment {
   }
 
   resetToIndexMark(mark: IndexMark): void {
+    this.rollStartMs = mark.rollStartMs;
     this.offsetIndex!.truncateToEntries(mark.offsetEntries);
     this.timeIndex!.truncateToEntries(mark.timeEntries);
     this.bytesSinceLastIndexEntry = mark.bytesSinceLastIndexEntry;
@@ -187,7 +198,12 @@ export class LogSegment {
   }
 
   isIndexFull(): boolean {
-    return this.offsetIndex!.isFull() || this.timeIndex!.isFull();
+    return this.indexEntriesLeft() === 0;
+  }
+
+  /** Index entries either index can still take (each batch adds at most one). */
+  indexEntriesLeft(): number {
+    return Math.min(this.offsetIndex!.maxEntries - this.offsetIndex!.entryCount, this.timeIndex!.maxEntries - this.timeIndex!.entryCount);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -230,6 +246,9 @@ export class LogSegment {
       const offsetIndex = new OffsetIndex(this.baseOffset, Math.max(this.options.maxIndexEntries, offsetBytes.length / 8), offsetBytes);
       const timeIndex = new TimeIndex(this.baseOffset, Math.max(this.options.maxIndexEntries, timeBytes.length / 12), timeBytes);
       problem = offsetIndex.sanityCheck(this.sizeBytes) ?? (this.nextOffset >= 0 ? timeIndex.sanityCheck(this.nextOffset) : null);
+      if (problem === null && this.nextOffset >= 0 && this.sizeBytes > 0 && !timeIndex.isSealedAt(this.nextOffset)) {
+        problem = `time index does not end with the closing entry for offset ${this.nextOffset}`;
+      }
       if (problem === null) {
         this.offsetIndex = offsetIndex;
         this.timeIndex = timeIndex;
@@ -275,6 +294,7 @@ export class LogSegment {
     let chunk = await this.readChunk(fd, chunkPosition, Math.min(limitPosition - chunkPosition, maxBytes + this.options.indexIntervalBytes + BATCH_HEADER_BYTES));
     let cursor = 0;
     let firstBatch = true;
+    let expectedOffset = indexedOffset;
     // Find the first batch whose last offset is >= offset.
     for (;;) {
       if (chunkPosition + cursor >= limitPosition) return null;
@@ -294,9 +314,15 @@ export class LogSegment {
         }
       }
       if (!plausible) throw corruptionError(this.logPath, chunkPosition + cursor, `implausible batch header (length ${size})`);
-      if (readLastOffset(chunk, cursor) >= offset) break;
+      // The CRC does not cover baseOffset: check offsets continue, so a damaged one is caught.
+      if (readBaseOffset(chunk, cursor) !== expectedOffset) {
+        throw corruptionError(this.logPath, chunkPosition + cursor, `batch has base offset ${readBaseOffset(chunk, cursor)}, expected ${expectedOffset}`);
+      }
+      expectedOffset = readLastOffset(chunk, cursor) + 1;
+      if (expectedOffset > offset) break;
       cursor += size;
     }
+    expectedOffset = readBaseOffset(chunk, cursor);
     // Make sure the first batch is whole in the chunk, then take as many whole batches as fit.
     const firstSize = readBatchSize(chunk, cursor);
     if (cursor + firstSize > chunk.length) {
@@ -309,8 +335,11 @@ export class LogSegment {
     while (chunk.length - end >= LOG_OVERHEAD) {
       const size = readBatchSize(chunk, end);
       if (end + size > chunk.length || (end > cursor && end + size - cursor > maxBytes)) break;
-      const problem = checkBatchFrame(chunk, end, chunk.length);
+      const problem =
+        checkBatchFrame(chunk, end, chunk.length) ??
+        (readBaseOffset(chunk, end) !== expectedOffset ? `batch has base offset ${readBaseOffset(chunk, end)}, expected ${expectedOffset}` : null);
       if (problem !== null) throw corruptionError(this.logPath, chunkPosition + end, problem);
+      expectedOffset = readLastOffset(chunk, end) + 1;
       end += size;
     }
     return chunk.subarray(cursor, end);
@@ -360,6 +389,7 @@ export class LogSegment {
     }
     const timeProblem = this.timeIndex!.sanityCheck(nextOffset);
     if (timeProblem !== null) return timeProblem;
+    if (this.sizeBytes > 0 && !this.timeIndex!.isSealedAt(nextOffset)) return 'time index lacks its closing entry';
     this.nextOffset = nextOffset;
     this.maxTimestamp = maxTimestamp;
     this.maxTimestampSoFar = maxTimestamp;
@@ -485,7 +515,7 @@ export class LogSegment {
   /** Adds the final time index entry and writes both indexes to disk durably. */
   async writeIndexes(): Promise<void> {
     await this.loadIndexes();
-    if (this.maxTimestamp >= 0) this.timeIndex!.maybeAppend(this.maxTimestamp, this.nextOffset);
+    this.timeIndex!.seal(this.maxTimestamp, this.nextOffset);
     await this.fs.writeFileDurably(this.indexPath, this.offsetIndex!.contents());
     await this.fs.writeFileDurably(this.timeIndexPath, this.timeIndex!.contents());
   }

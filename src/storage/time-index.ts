@@ -6,8 +6,9 @@
  * that every record of the segment with an offset below o has a timestamp <= T: T is the maximum
  * timestamp seen before the batch at o. Entries are added alongside offset-index entries, only
  * when T grows, so timestamps strictly increase and a binary search works. When a segment is
- * sealed a final entry (maxTimestamp, nextOffset) is added, so the segment's largest timestamp is
- * known after a restart without scanning its log.
+ * sealed a closing entry (maxTimestamp, nextOffset) ends the index (see `seal`), so the segment's
+ * largest timestamp is known after a restart without scanning its log, and an index that lost
+ * its tail is recognised and rebuilt.
  *
  * Lookup(t): the last entry with T < t says the answer is at offset o or later; the caller scans
  * the log from there for the first record with timestamp >= t.
@@ -42,7 +43,31 @@ export class TimeIndex extends IndexFile {
   /** Adds (timestamp, offset) if the timestamp is larger than the last entry's. */
   maybeAppend(timestamp: number, offset: number): void {
     if (timestamp <= this.lastTimestamp() || this.isFull()) return;
-    const slot = this.appendSlot();
+    this.writeEntry(this.appendSlot(), timestamp, offset);
+  }
+
+  /**
+   * Writes the closing entry (maxTimestamp, nextOffset) of a sealed segment. It always ends the
+   * index, so a load can tell a complete index from one that lost entries: when the last entry
+   * already holds maxTimestamp its offset is moved to nextOffset (still a true promise, as no
+   * record of the segment is newer than maxTimestamp).
+   */
+  seal(maxTimestamp: number, nextOffset: number): void {
+    if (maxTimestamp < 0) return;
+    const last = this.entryCount - 1;
+    if (last >= 0 && this.timestampAt(last) >= maxTimestamp) {
+      this.buffer().writeUInt32BE(nextOffset - this.baseOffset, last * TIME_INDEX_ENTRY_BYTES + 8);
+    } else {
+      this.writeEntry(this.appendSlot(true), maxTimestamp, nextOffset);
+    }
+  }
+
+  /** Whether the index ends with the closing entry written by `seal` for `nextOffset`. */
+  isSealedAt(nextOffset: number): boolean {
+    return this.entryCount > 0 && this.baseOffset + this.relativeOffsetAt(this.entryCount - 1) === nextOffset;
+  }
+
+  private writeEntry(slot: number, timestamp: number, offset: number): void {
     const high = Math.floor(timestamp / 0x1_0000_0000);
     this.buffer().writeInt32BE(high, slot);
     this.buffer().writeUInt32BE(timestamp - high * 0x1_0000_0000, slot + 4);

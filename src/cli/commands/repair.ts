@@ -1,0 +1,42 @@
+/**
+ * `strata repair`: recovers a fenced partition. Opens the partition log with repair enabled:
+ * the bytes from the first corrupt batch to the end of its segment, and every later segment,
+ * are moved to `<partition>/quarantine/<time>/` (nothing is deleted), the log is truncated at
+ * the damage, and it is closed cleanly. Run it with the broker stopped.
+ */
+import type { Argv } from 'yargs';
+import { partitionDirectory } from '../../storage/file-names.js';
+import { PartitionLog } from '../../storage/partition-log.js';
+import { UsageError } from '../cli-errors.js';
+
+export function repairCommand(yargs: Argv): Argv {
+  return yargs.command(
+    'repair',
+    'Repair a fenced partition: quarantine the damaged bytes and everything after them, then truncate (broker stopped)',
+    (command) =>
+      command
+        .option('data-dir', { type: 'string', default: './data', describe: 'Broker data directory' })
+        .option('topic', { type: 'string', describe: 'Topic of the partition' })
+        .option('partition', { type: 'number', describe: 'Partition number' })
+        .option('dir', { type: 'string', describe: 'Partition directory (instead of --data-dir/--topic/--partition)' })
+        .example('strata repair --data-dir /var/lib/strata --topic orders --partition 3', 'repair orders-3'),
+    async (argv) => {
+      const directory = argv.dir ?? resolvePartition(argv['data-dir'], argv.topic, argv.partition);
+      const log = await PartitionLog.open({ directory, repair: true });
+      const report = log.recovery;
+      const summary = report?.quarantined
+        ? `repaired: offsets from ${report.quarantined.fromOffset} (${report.quarantined.bytes} bytes) moved to ${report.quarantined.directory}; log now ends at ${log.logEndOffset}`
+        : report && report.bytesTruncated > 0
+          ? `recovered: dropped an unfinished write of ${report.bytesTruncated} bytes; log ends at ${log.logEndOffset}`
+          : `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent`;
+      await log.close();
+      process.stdout.write(`${summary}\n`);
+    },
+  );
+}
+
+function resolvePartition(dataDir: string, topic: string | undefined, partition: number | undefined): string {
+  if (topic === undefined || partition === undefined) throw new UsageError('give --topic and --partition, or --dir');
+  if (!Number.isInteger(partition) || partition < 0) throw new UsageError(`--partition must be a non-negative integer, got ${partition}`);
+  return partitionDirectory(dataDir, topic, partition);
+}

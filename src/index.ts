@@ -1,0 +1,16 @@
+/** Strata's public API: the storage engine and the record batch codec. */
+export { PartitionLog } from './storage/partition-log.js';
+export type { AppendResult, AppendWait, PartitionLogOptions, ReadResult } from './storage/partition-log.js';
+export { DEFAULT_LOG_CONFIG, KAFKA_NAMES, parseKafkaConfig, resolveLogConfig } from './storage/log-config.js';
+export type { FlushMode, LogConfig } from './storage/log-config.js';
+export {
+  buildBatch,
+  decodeBatches,
+  decodeRecords,
+  readBatchHeader,
+  validateBatches,
+} from './storage/record-batch.js';
+export type { BatchHeader, BatchOptions, DecodedRecord, RecordHeader, RecordInput } from './storage/record-batch.js';
+export { ErrorCode, StrataError, isStrataError } from './common/errors.js';
+export { ManualClock, systemClock } from './common/clock.js';
+export type { Clock } from './common/clock.js';

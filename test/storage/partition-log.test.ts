@@ -1,0 +1,1020 @@
+// Goal: show that a partition log assigns contiguous offsets, serves exactly the batches that hold
+// an offset (never past the high watermark), finds offsets by timestamp, rolls and deletes whole
+// segments, survives a clean reopen byte for byte, and refuses or fences cleanly when the disk
+// fails; method: real files in throwaway temp directories, a ManualClock wherever time matters,
+// and a delegating FileSystem that injects ENOSPC, failing fdatasyncs and gates that hold a write
+// or sync open so intermediate states are observed deterministically (no sleeps).
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ManualClock } from '../../src/common/clock.js';
+import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
+import { NodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
+import type { LogConfig } from '../../src/storage/log-config.js';
+import { PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
+import {
+  buildBatch,
+  decodeBatches,
+  forEachBatch,
+  readBaseOffset,
+  readLastOffset,
+  type DecodedRecord,
+  type RecordInput,
+} from '../../src/storage/record-batch.js';
+
+const T0 = 1_700_000_000_000;
+/** Small segments and a dense index so a few hundred batches make many segments. */
+const SMALL: Partial<LogConfig> = { segmentBytes: 4096, indexIntervalBytes: 256 };
+const PAD = 'x'.repeat(24);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((settle) => (resolve = settle));
+  return { promise, resolve };
+}
+
+function errnoError(code: string): NodeJS.ErrnoException {
+  const error: NodeJS.ErrnoException = new Error(`${code}: simulated failure`);
+  error.code = code;
+  return error;
+}
+
+/** The real file system with switchable faults and gates. */
+class TestFileSystem implements FileSystem {
+  private readonly real = new NodeFileSystem();
+  /** Log writes (writev) write half their bytes, then fail with ENOSPC. */
+  diskFull = false;
+  /** Whole-file writes (index files, checkpoint, marker) fail with ENOSPC. */
+  fileWritesFull = false;
+  /** fdatasync fails with EIO. */
+  failFdatasync = false;
+  /** While set, writev waits for it before writing. */
+  writevGate: Promise<void> | null = null;
+  /** While set, fdatasync waits for it before syncing. */
+  fdatasyncGate: Promise<void> | null = null;
+  fdatasyncCalls = 0;
+  private writevListeners: (() => void)[] = [];
+  private fdatasyncListeners: (() => void)[] = [];
+
+  /** Resolves when writev is next called (before it writes). */
+  nextWritev(): Promise<void> {
+    return new Promise((resolve) => this.writevListeners.push(resolve));
+  }
+
+  /** Resolves when fdatasync is next called (before it syncs). */
+  nextFdatasync(): Promise<void> {
+    return new Promise((resolve) => this.fdatasyncListeners.push(resolve));
+  }
+
+  open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
+    return this.real.open(path, options);
+  }
+  close(fd: number): Promise<void> {
+    return this.real.close(fd);
+  }
+  read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
+    return this.real.read(fd, buffer, bufferOffset, length, position);
+  }
+  async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
+    for (const notify of this.writevListeners.splice(0)) notify();
+    if (this.writevGate !== null) await this.writevGate;
+    if (this.diskFull) {
+      const all = Buffer.concat(buffers);
+      await this.real.writev(fd, [all.subarray(0, all.length >> 1)], position);
+      throw errnoError('ENOSPC');
+    }
+    return this.real.writev(fd, buffers, position);
+  }
+  async fdatasync(fd: number): Promise<void> {
+    this.fdatasyncCalls++;
+    for (const notify of this.fdatasyncListeners.splice(0)) notify();
+    if (this.fdatasyncGate !== null) await this.fdatasyncGate;
+    if (this.failFdatasync) throw errnoError('EIO');
+    return this.real.fdatasync(fd);
+  }
+  ftruncate(fd: number, length: number): Promise<void> {
+    return this.real.ftruncate(fd, length);
+  }
+  fileSize(fd: number): Promise<number> {
+    return this.real.fileSize(fd);
+  }
+  sizeOf(path: string): Promise<number> {
+    return this.real.sizeOf(path);
+  }
+  readFile(path: string): Promise<Buffer | null> {
+    return this.real.readFile(path);
+  }
+  async writeFileDurably(path: string, data: Buffer): Promise<void> {
+    if (this.fileWritesFull) throw errnoError('ENOSPC');
+    return this.real.writeFileDurably(path, data);
+  }
+  rename(from: string, to: string): Promise<void> {
+    return this.real.rename(from, to);
+  }
+  unlink(path: string): Promise<void> {
+    return this.real.unlink(path);
+  }
+  mkdirs(path: string): Promise<void> {
+    return this.real.mkdirs(path);
+  }
+  readdir(path: string): Promise<string[]> {
+    return this.real.readdir(path);
+  }
+  fsyncDirectory(path: string): Promise<void> {
+    return this.real.fsyncDirectory(path);
+  }
+  removeTree(path: string): Promise<void> {
+    return this.real.removeTree(path);
+  }
+}
+
+const directories: string[] = [];
+const openLogs: PartitionLog[] = [];
+
+afterEach(async () => {
+  vi.useRealTimers();
+  for (const log of openLogs.splice(0)) await log.close().catch(() => undefined);
+  for (const directory of directories.splice(0)) nodeFs.rmSync(directory, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const directory = nodeFs.mkdtempSync(join(os.tmpdir(), 'strata-partition-log-'));
+  directories.push(directory);
+  return directory;
+}
+
+async function openLog(directory: string, config: Partial<LogConfig> = {}, options: Partial<PartitionLogOptions> = {}): Promise<PartitionLog> {
+  const log = await PartitionLog.open({ directory, config, name: 'test-0', ...options });
+  openLogs.push(log);
+  return log;
+}
+
+const valueFor = (offset: number): string => `value-${offset}-${PAD}`;
+
+/** A batch of `count` records whose values name the offsets they should get, from `first`. */
+function batchOf(first: number, count: number, timestamp = T0): Buffer {
+  const records: RecordInput[] = [];
+  for (let index = 0; index < count; index++) {
+    records.push({ key: Buffer.from(`k${first + index}`), value: Buffer.from(valueFor(first + index)) });
+  }
+  return buildBatch(records, { timestamp });
+}
+
+/** 1 to 5 records, varying with `index`. */
+const countFor = (index: number): number => 1 + ((index * 7 + 3) % 5);
+
+const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, index) => from + index);
+
+const stem = (baseOffset: number): string => String(baseOffset).padStart(20, '0');
+
+interface Appended {
+  /** The appended buffers (their base offsets were rewritten in place by the log). */
+  batches: Buffer[];
+  /** Index into `batches` of the batch holding each offset. */
+  batchOfOffset: number[];
+  nextOffset: number;
+}
+
+/** Appends `batchCount` batches one after another, checking each gets the next offsets. */
+async function appendSequentially(log: PartitionLog, batchCount: number, from = log.logEndOffset): Promise<Appended> {
+  const appended: Appended = { batches: [], batchOfOffset: [], nextOffset: from };
+  for (let index = 0; index < batchCount; index++) {
+    const count = countFor(index);
+    const batch = batchOf(appended.nextOffset, count);
+    const result = await log.append(batch);
+    expect(result).toMatchObject({ baseOffset: appended.nextOffset, lastOffset: appended.nextOffset + count - 1, recordCount: count });
+    for (let record = 0; record < count; record++) appended.batchOfOffset.push(appended.batches.length);
+    appended.batches.push(batch);
+    appended.nextOffset += count;
+  }
+  return appended;
+}
+
+/** Every visible record, read from logStartOffset in 64 KiB fetches. */
+async function readAllRecords(log: PartitionLog): Promise<DecodedRecord[]> {
+  const records: DecodedRecord[] = [];
+  let offset = log.logStartOffset;
+  while (offset < log.highWatermark) {
+    const { batches } = await log.read(offset, 64 * 1024);
+    expect(batches.length).toBeGreaterThan(0);
+    const decoded = decodeBatches(batches);
+    records.push(...decoded.filter((record) => record.offset >= offset));
+    offset = decoded.at(-1)!.offset + 1;
+  }
+  return records;
+}
+
+function expectValues(records: readonly DecodedRecord[], from: number, to: number): void {
+  expect(records.map((record) => record.offset)).toEqual(range(from, to));
+  expect(records.map((record) => record.value!.toString())).toEqual(range(from, to).map(valueFor));
+}
+
+/** The whole batches in `buffer` as [baseOffset, lastOffset, size] triples. */
+function batchSpans(buffer: Buffer): [number, number, number][] {
+  const spans: [number, number, number][] = [];
+  const consumed = forEachBatch(buffer, (position, size) => spans.push([readBaseOffset(buffer, position), readLastOffset(buffer, position), size]));
+  expect(consumed).toBe(buffer.length); // whole batches only
+  return spans;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<StrataError> {
+  const error = await promise.then(
+    () => null,
+    (thrown: unknown) => thrown,
+  );
+  expect(error).toBeInstanceOf(StrataError);
+  return error as StrataError;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Offsets and rolling.
+
+describe('offsets', () => {
+  it('are contiguous across many segment rolls', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, SMALL);
+    const appended = await appendSequentially(log, 160);
+    const totalBytes = appended.batches.reduce((sum, batch) => sum + batch.length, 0);
+
+    expect(log.logStartOffset).toBe(0);
+    expect(log.logEndOffset).toBe(appended.nextOffset);
+    expect(log.highWatermark).toBe(appended.nextOffset);
+    expect(log.sizeBytes).toBe(totalBytes);
+    const sizes = log.segmentSizes();
+    expect(log.segmentCount).toBe(sizes.length);
+    expect(sizes.length).toBeGreaterThanOrEqual(6);
+    expect(sizes[0]!.baseOffset).toBe(0);
+    expect(sizes.reduce((sum, segment) => sum + segment.sizeBytes, 0)).toBe(totalBytes);
+    for (const [index, segment] of sizes.entries()) {
+      expect(segment.sizeBytes).toBeLessThanOrEqual(4096);
+      expect(segment.sizeBytes).toBeGreaterThan(0);
+      if (index > 0) expect(segment.baseOffset).toBeGreaterThan(sizes[index - 1]!.baseOffset);
+      // Each segment starts with a whole batch at its base offset and its file holds exactly its bytes.
+      const { batches } = await log.read(segment.baseOffset, 1);
+      expect(readBaseOffset(batches)).toBe(segment.baseOffset);
+      expect(nodeFs.statSync(join(directory, `${stem(segment.baseOffset)}.log`)).size).toBe(segment.sizeBytes);
+    }
+    expectValues(await readAllRecords(log), 0, appended.nextOffset);
+  });
+
+  it('go to concurrent appends as distinct contiguous ranges in call order', async () => {
+    const log = await openLog(tempDir(), SMALL);
+    const counts = range(0, 400).map(countFor);
+    const bases: number[] = [];
+    let next = 0;
+    for (const count of counts) {
+      bases.push(next);
+      next += count;
+    }
+    const results = await Promise.all(
+      counts.map((count, index) => log.append(batchOf(bases[index]!, count), { waitFor: index % 3 === 0 ? 'written' : 'durable' })),
+    );
+    results.forEach((result, index) => {
+      expect(result).toMatchObject({ baseOffset: bases[index], lastOffset: bases[index]! + counts[index]! - 1, recordCount: counts[index] });
+    });
+    expect(log.logEndOffset).toBe(next);
+    expect(log.segmentCount).toBeGreaterThan(10);
+    await log.flush();
+    expect(log.highWatermark).toBe(next);
+    expectValues(await readAllRecords(log), 0, next);
+  });
+
+  it('continue after a clean reopen', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, SMALL);
+    const first = await appendSequentially(log, 40);
+    await log.close();
+    const reopened = await openLog(directory, SMALL);
+    expect(reopened.recovery).toBeNull();
+    expect(reopened.logEndOffset).toBe(first.nextOffset);
+    const second = await appendSequentially(reopened, 40);
+    expectValues(await readAllRecords(reopened), 0, second.nextOffset);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Reading.
+
+describe('read', () => {
+  it('at every offset returns whole batches starting with the one holding it, within maxBytes', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, SMALL);
+    const appended = await appendSequentially(log, 120);
+    expect(log.segmentCount).toBeGreaterThanOrEqual(4);
+    const maxBytes = 700;
+    const before: Buffer[] = [];
+    for (let offset = 0; offset < appended.nextOffset; offset++) {
+      const expectedBatch = appended.batches[appended.batchOfOffset[offset]!]!;
+
+      // maxBytes smaller than any batch: still exactly one whole batch.
+      const single = await log.read(offset, 1);
+      expect(single.highWatermark).toBe(appended.nextOffset);
+      expect(single.logStartOffset).toBe(0);
+      expect(Buffer.compare(single.batches, expectedBatch)).toBe(0);
+
+      const { batches } = await log.read(offset, maxBytes);
+      const spans = batchSpans(batches);
+      expect(spans[0]![0]).toBeLessThanOrEqual(offset);
+      expect(spans[0]![1]).toBeGreaterThanOrEqual(offset);
+      expect(batches.subarray(0, expectedBatch.length).equals(expectedBatch)).toBe(true);
+      if (spans.length > 1) expect(batches.length).toBeLessThanOrEqual(maxBytes);
+      for (let index = 1; index < spans.length; index++) expect(spans[index]![0]).toBe(spans[index - 1]![1] + 1);
+      before.push(Buffer.from(batches));
+    }
+
+    const state = { segmentCount: log.segmentCount, sizeBytes: log.sizeBytes, segments: log.segmentSizes() };
+    await log.close();
+    const reopened = await openLog(directory, SMALL);
+    expect(reopened.recovery).toBeNull();
+    expect(reopened.segmentCount).toBe(state.segmentCount);
+    expect(reopened.segmentSizes()).toEqual(state.segments);
+    expect(reopened.sizeBytes).toBe(state.sizeBytes);
+    expect(reopened.logStartOffset).toBe(0);
+    expect(reopened.logEndOffset).toBe(appended.nextOffset);
+    expect(reopened.highWatermark).toBe(appended.nextOffset);
+    for (let offset = 0; offset < appended.nextOffset; offset++) {
+      const { batches } = await reopened.read(offset, maxBytes);
+      expect(batches.equals(before[offset]!), `offset ${offset}`).toBe(true);
+    }
+  });
+
+  it('returns as many whole batches as fit in maxBytes', async () => {
+    const log = await openLog(tempDir());
+    const sizes: number[] = [];
+    for (let index = 0; index < 4; index++) {
+      const batch = batchOf(index * 2, 2);
+      sizes.push(batch.length);
+      await log.append(batch);
+    }
+    const total = (count: number) => sizes.slice(0, count).reduce((sum, size) => sum + size, 0);
+    expect(batchSpans((await log.read(0, total(2))).batches)).toHaveLength(2);
+    expect(batchSpans((await log.read(0, total(2) - 1)).batches)).toHaveLength(1);
+    expect(batchSpans((await log.read(1, total(3))).batches)).toHaveLength(3);
+    expect((await log.read(0, 1 << 20)).batches.length).toBe(total(4));
+    expect(batchSpans((await log.read(7, 1 << 20)).batches)).toEqual([[6, 7, sizes[3]]]);
+  });
+
+  it('at logEndOffset returns no batches, and outside [logStartOffset, logEndOffset] is OFFSET_OUT_OF_RANGE', async () => {
+    const log = await openLog(tempDir());
+    const empty = await log.read(0, 1000);
+    expect(empty).toEqual({ batches: Buffer.alloc(0), highWatermark: 0, logStartOffset: 0 });
+    await log.append(batchOf(0, 3));
+    const atEnd = await log.read(3, 1000);
+    expect(atEnd.batches.length).toBe(0);
+    expect(atEnd.highWatermark).toBe(3);
+    for (const offset of [4, 1000, -1, 1.5, Number.NaN]) {
+      const error = await rejection(log.read(offset, 1000));
+      expect(error.code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+      expect(error.message).toContain('valid offsets are 0 to 3');
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The high watermark.
+
+describe('high watermark', () => {
+  it('covers an append once it resolves, and listeners hear each advance', async () => {
+    const log = await openLog(tempDir());
+    let advances = 0;
+    const unsubscribe = log.onHighWatermark(() => advances++);
+    const result = await log.append(batchOf(0, 3));
+    expect(result.baseOffset).toBe(0);
+    expect(log.highWatermark).toBe(3);
+    expect(advances).toBeGreaterThanOrEqual(1);
+    expectValues(decodeBatches((await log.read(0, 1 << 20)).batches), 0, 3);
+    const counted = advances;
+    unsubscribe();
+    await log.append(batchOf(3, 1));
+    expect(log.highWatermark).toBe(4);
+    expect(advances).toBe(counted);
+  });
+
+  it('hides written records until the fdatasync that covers them completes', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs });
+    await log.append(batchOf(0, 3));
+    let advances = 0;
+    log.onHighWatermark(() => advances++);
+
+    const gate = deferred();
+    fs.fdatasyncGate = gate.promise;
+    const syncStarted = fs.nextFdatasync();
+    const written = await log.append(batchOf(3, 2), { waitFor: 'written' });
+    expect(written).toMatchObject({ baseOffset: 3, lastOffset: 4 });
+    await syncStarted;
+    expect(log.logEndOffset).toBe(5);
+    expect(log.highWatermark).toBe(3);
+    expect((await log.read(3, 1 << 20)).batches.length).toBe(0);
+    expect((await log.read(4, 1 << 20)).batches.length).toBe(0);
+    expect((await log.read(5, 1 << 20)).batches.length).toBe(0);
+    expect(decodeBatches((await log.read(0, 1 << 20)).batches).map((record) => record.offset)).toEqual([0, 1, 2]);
+    expect((await rejection(log.read(6, 100))).code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+
+    let durableSettled = false;
+    const durable = log.append(batchOf(5, 1)).finally(() => (durableSettled = true));
+    await fs.nextWritev(); // the durable append is being written while the sync is held
+    expect(durableSettled).toBe(false);
+    expect(advances).toBe(0);
+
+    fs.fdatasyncGate = null;
+    gate.resolve();
+    expect((await durable).baseOffset).toBe(5);
+    expect(log.highWatermark).toBe(6);
+    expect(advances).toBeGreaterThanOrEqual(1);
+    expectValues(await readAllRecords(log), 0, 6);
+  });
+
+  it('with flush=interval, acknowledges on write, syncs on the timer and on flush()', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { flush: 'interval', flushMs: 50 }, { fs });
+    const syncsAtOpen = fs.fdatasyncCalls;
+
+    const result = await log.append(batchOf(0, 4)); // waitFor 'durable' is the default
+    expect(result).toMatchObject({ baseOffset: 0, lastOffset: 3 });
+    expect(log.highWatermark).toBe(4);
+    expectValues(await readAllRecords(log), 0, 4);
+    expect(fs.fdatasyncCalls).toBe(syncsAtOpen); // nothing synced on the append path
+
+    const timerSync = fs.nextFdatasync();
+    vi.advanceTimersByTime(50);
+    await timerSync;
+    expect(fs.fdatasyncCalls).toBe(syncsAtOpen + 1);
+
+    await log.append(batchOf(4, 1), { waitFor: 'written' });
+    expect(log.highWatermark).toBe(5);
+    await log.flush();
+    expect(fs.fdatasyncCalls).toBe(syncsAtOpen + 2);
+    await log.flush(); // nothing new written: no fdatasync
+    expect(fs.fdatasyncCalls).toBe(syncsAtOpen + 2);
+    expectValues(await readAllRecords(log), 0, 5);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+describe('append validation', () => {
+  it('refuses a corrupt batch with CORRUPT_BATCH and appends nothing', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory);
+    await log.append(batchOf(0, 3));
+    const sizeBefore = log.sizeBytes;
+    const template = batchOf(3, 2);
+    // Bytes 0-15 (base offset, length, leader epoch) are outside the CRC by design.
+    for (let position = 16; position < template.length; position++) {
+      const corrupt = Buffer.from(template);
+      corrupt[position]! ^= 0x40;
+      const error = await rejection(log.append(corrupt));
+      expect(error.code, `byte ${position}`).toBe(ErrorCode.CORRUPT_BATCH);
+    }
+    // All or nothing: a good batch followed by a bad one appends neither.
+    const bad = Buffer.from(template);
+    bad[bad.length - 1]! ^= 0xff;
+    expect((await rejection(log.append(Buffer.concat([batchOf(3, 1), bad])))).code).toBe(ErrorCode.CORRUPT_BATCH);
+    expect((await rejection(log.append(Buffer.alloc(0)))).code).toBe(ErrorCode.CORRUPT_BATCH);
+
+    expect(log.logEndOffset).toBe(3);
+    expect(log.highWatermark).toBe(3);
+    expect(log.sizeBytes).toBe(sizeBefore);
+    expect(nodeFs.statSync(join(directory, `${stem(0)}.log`)).size).toBe(sizeBefore);
+    expect((await log.append(template)).baseOffset).toBe(3);
+    expectValues(await readAllRecords(log), 0, 5);
+  });
+
+  it('refuses a batch over max.message.bytes with RECORD_TOO_LARGE', async () => {
+    const log = await openLog(tempDir(), { maxMessageBytes: 300 });
+    const large = batchOf(0, 8);
+    expect(large.length).toBeGreaterThan(300);
+    const error = await rejection(log.append(large));
+    expect(error.code).toBe(ErrorCode.RECORD_TOO_LARGE);
+    expect(log.logEndOffset).toBe(0);
+    const small = batchOf(0, 2);
+    expect(small.length).toBeLessThanOrEqual(300);
+    expect((await log.append(small)).baseOffset).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Timestamps.
+
+describe('offsetForTimestamp', () => {
+  it('finds the first offset whose timestamp is >= t across segments, before and after a reopen', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, SMALL);
+    const timestamps: number[] = []; // by offset
+    const shapes = [[5], [0, 9], [9, -3, 4], [12, 0, 7, -2], [3, 3, 11, -4, 1]];
+    for (let batch = 0; batch < 120; batch++) {
+      const base = T0 + batch * 10;
+      const records = shapes[batch % shapes.length]!.map((delta, index) => ({
+        value: Buffer.from(valueFor(timestamps.length + index)),
+        timestamp: base + delta,
+      }));
+      await log.append(buildBatch(records, { timestamp: base }));
+      for (const record of records) timestamps.push(record.timestamp);
+    }
+    expect(log.segmentCount).toBeGreaterThanOrEqual(4);
+
+    const expectedFor = (t: number): number | null => {
+      const index = timestamps.findIndex((timestamp) => timestamp >= t);
+      return index < 0 ? null : index;
+    };
+    const probes = new Set<number>([T0 - 1_000_000, 0, -1, Math.max(...timestamps) + 1, T0 + 1e9]);
+    for (const timestamp of timestamps) for (const delta of [-1, 0, 1]) probes.add(timestamp + delta);
+
+    const check = async (target: PartitionLog) => {
+      expect(await target.offsetForTimestamp(T0 - 1_000_000)).toBe(target.logStartOffset);
+      expect(await target.offsetForTimestamp(Math.max(...timestamps) + 1)).toBeNull();
+      for (const probe of probes) expect(await target.offsetForTimestamp(probe), `t = ${probe}`).toBe(expectedFor(probe));
+    };
+    await check(log);
+    await log.close();
+    const reopened = await openLog(directory, SMALL);
+    await check(reopened);
+  });
+
+  it('only sees records below the high watermark', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs });
+    await log.append(batchOf(0, 2, T0));
+    const gate = deferred();
+    fs.fdatasyncGate = gate.promise;
+    await log.append(batchOf(2, 2, T0 + 100), { waitFor: 'written' });
+    expect(log.highWatermark).toBe(2);
+    expect(await log.offsetForTimestamp(T0 + 50)).toBeNull();
+    fs.fdatasyncGate = null;
+    gate.resolve();
+    await log.flush();
+    expect(await log.offsetForTimestamp(T0 + 50)).toBe(2);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Retention.
+
+/** Appends `batchCount` batches, one per second of `clock`, stamped with the clock's time. */
+async function appendOverTime(log: PartitionLog, clock: ManualClock, batchCount: number): Promise<{ timestamps: number[]; nextOffset: number }> {
+  const timestamps: number[] = []; // by offset
+  for (let index = 0; index < batchCount; index++) {
+    const count = countFor(index);
+    await log.append(batchOf(timestamps.length, count, clock.nowMs()));
+    for (let record = 0; record < count; record++) timestamps.push(clock.nowMs());
+    clock.advance(1000);
+  }
+  return { timestamps, nextOffset: timestamps.length };
+}
+
+function segmentFiles(directory: string): string[] {
+  return nodeFs.readdirSync(directory).filter((name) => /^\d{20}\./.test(name) || name.endsWith('.deleted'));
+}
+
+/** The files of an open log's segments: sealed ones have their indexes on disk, the active one only its log. */
+function expectedSegmentFiles(baseOffsets: readonly number[]): string[] {
+  return baseOffsets
+    .flatMap((baseOffset, index) => (index === baseOffsets.length - 1 ? ['.log'] : ['.index', '.log', '.timeindex']).map((suffix) => stem(baseOffset) + suffix))
+    .sort();
+}
+
+describe('retention', () => {
+  it('by retention.ms deletes whole old sealed segments and advances logStartOffset, also across a reopen', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const config = { ...SMALL, retentionMs: 60_000 };
+    const log = await openLog(directory, config, { clock });
+    const { timestamps, nextOffset } = await appendOverTime(log, clock, 100);
+    const sizes = log.segmentSizes();
+    expect(sizes.length).toBeGreaterThanOrEqual(4);
+
+    const maxTimestampOf = (index: number) => {
+      const end = index + 1 < sizes.length ? sizes[index + 1]!.baseOffset : nextOffset;
+      return Math.max(...timestamps.slice(sizes[index]!.baseOffset, end));
+    };
+    let expected = 0;
+    while (expected < sizes.length - 1 && clock.nowMs() - maxTimestampOf(expected) > 60_000) expected++;
+    expect(expected).toBeGreaterThanOrEqual(1);
+    expect(expected).toBeLessThan(sizes.length - 1);
+
+    expect(await log.applyRetention()).toBe(expected);
+    const logStartOffset = sizes[expected]!.baseOffset;
+    expect(log.logStartOffset).toBe(logStartOffset);
+    expect(log.segmentCount).toBe(sizes.length - expected);
+    expect(log.sizeBytes).toBe(sizes.slice(expected).reduce((sum, segment) => sum + segment.sizeBytes, 0));
+    expect(log.logEndOffset).toBe(nextOffset);
+    expect(segmentFiles(directory).sort()).toEqual(expectedSegmentFiles(sizes.slice(expected).map((segment) => segment.baseOffset)));
+    for (const offset of [0, logStartOffset - 1]) {
+      const error = await rejection(log.read(offset, 1000));
+      expect(error.code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+      expect(error.message).toContain(`valid offsets are ${logStartOffset} to ${nextOffset}`);
+    }
+    expect(readBaseOffset((await log.read(logStartOffset, 1)).batches)).toBe(logStartOffset);
+    expect(await log.offsetForTimestamp(0)).toBe(logStartOffset);
+    expectValues(await readAllRecords(log), logStartOffset, nextOffset);
+    expect(await log.applyRetention()).toBe(0);
+
+    await log.close();
+    const reopened = await openLog(directory, config, { clock });
+    expect(reopened.logStartOffset).toBe(logStartOffset);
+    expect(reopened.logEndOffset).toBe(nextOffset);
+    expect((await rejection(reopened.read(logStartOffset - 1, 1000))).code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+    expectValues(await readAllRecords(reopened), logStartOffset, nextOffset);
+
+    // Much later everything is expired, but the active segment stays, readable.
+    clock.advance(24 * 60 * 60 * 1000);
+    const activeBase = sizes.at(-1)!.baseOffset;
+    expect(await reopened.applyRetention()).toBe(sizes.length - 1 - expected);
+    expect(reopened.segmentCount).toBe(1);
+    expect(reopened.logStartOffset).toBe(activeBase);
+    expectValues(await readAllRecords(reopened), activeBase, nextOffset);
+    expect(segmentFiles(directory).filter((name) => name.endsWith('.log'))).toEqual([`${stem(activeBase)}.log`]);
+  });
+
+  it('by retention.bytes deletes the oldest segments while the rest stays at least the limit', async () => {
+    const directory = tempDir();
+    const config = { ...SMALL, retentionMs: -1, retentionBytes: 10_000 };
+    const log = await openLog(directory, config);
+    const appended = await appendSequentially(log, 200);
+    const sizes = log.segmentSizes();
+    let total = log.sizeBytes;
+    let expected = 0;
+    while (expected < sizes.length - 1 && total - sizes[expected]!.sizeBytes >= 10_000) total -= sizes[expected++]!.sizeBytes;
+    expect(expected).toBeGreaterThanOrEqual(2);
+
+    expect(await log.applyRetention()).toBe(expected);
+    expect(log.sizeBytes).toBe(total);
+    expect(log.sizeBytes).toBeGreaterThanOrEqual(10_000);
+    expect(log.sizeBytes - log.segmentSizes()[0]!.sizeBytes).toBeLessThan(10_000);
+    expect(log.logStartOffset).toBe(sizes[expected]!.baseOffset);
+    expect(segmentFiles(directory).filter((name) => name.endsWith('.log'))).toHaveLength(sizes.length - expected);
+    expectValues(await readAllRecords(log), log.logStartOffset, appended.nextOffset);
+
+    // retention.bytes 0: every sealed segment goes, the active one stays.
+    log.updateConfig({ retentionBytes: 0 });
+    await log.applyRetention();
+    expect(log.segmentCount).toBe(1);
+    expect(log.logStartOffset).toBe(sizes.at(-1)!.baseOffset);
+    await log.close();
+    const reopened = await openLog(directory, config);
+    expect(reopened.logStartOffset).toBe(sizes.at(-1)!.baseOffset);
+    expectValues(await readAllRecords(reopened), sizes.at(-1)!.baseOffset, appended.nextOffset);
+  });
+
+  it('with -1 limits deletes nothing', async () => {
+    const clock = new ManualClock(T0);
+    const log = await openLog(tempDir(), { ...SMALL, retentionMs: -1, retentionBytes: -1 }, { clock });
+    await appendOverTime(log, clock, 60);
+    const count = log.segmentCount;
+    clock.advance(365 * 24 * 60 * 60 * 1000);
+    expect(await log.applyRetention()).toBe(0);
+    expect(log.segmentCount).toBe(count);
+    expect(log.logStartOffset).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// segment.ms.
+
+describe('segment.ms', () => {
+  it('rolls when the active segment is older than segment.ms at the next append', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const log = await openLog(directory, { segmentMs: 10_000 }, { clock });
+    await log.append(batchOf(0, 1, clock.nowMs()));
+    clock.advance(10_000); // exactly segment.ms old: not yet
+    await log.append(batchOf(1, 1, clock.nowMs()));
+    expect(log.segmentCount).toBe(1);
+    clock.advance(1);
+    const result = await log.append(batchOf(2, 1, clock.nowMs()));
+    expect(result.baseOffset).toBe(2);
+    expect(log.segmentCount).toBe(2);
+    expect(log.segmentSizes().map((segment) => segment.baseOffset)).toEqual([0, 2]);
+    // The new segment's age counts from its first batch.
+    clock.advance(10_000);
+    await log.append(batchOf(3, 1, clock.nowMs()));
+    expect(log.segmentCount).toBe(2);
+    clock.advance(1);
+    await log.append(batchOf(4, 1, clock.nowMs()));
+    expect(log.segmentSizes().map((segment) => segment.baseOffset)).toEqual([0, 2, 4]);
+    // An idle log does not roll by itself, and an empty segment never rolls.
+    clock.advance(1_000_000);
+    expect(log.segmentCount).toBe(3);
+    expect(nodeFs.existsSync(join(directory, `${stem(2)}.log`))).toBe(true);
+    expectValues(await readAllRecords(log), 0, 5);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Disk failures.
+
+describe('disk full', () => {
+  it('refuses the append with DISK_FULL, rolls the file back, and appends continue afterwards', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const config = { indexIntervalBytes: 128 };
+    const log = await openLog(directory, config, { fs });
+    const appended = await appendSequentially(log, 10);
+    const logPath = join(directory, `${stem(0)}.log`);
+    const fileBytes = nodeFs.statSync(logPath).size;
+    const state = { logEndOffset: log.logEndOffset, highWatermark: log.highWatermark, sizeBytes: log.sizeBytes };
+    expect(fileBytes).toBe(state.sizeBytes);
+
+    fs.diskFull = true;
+    const error = await rejection(log.append(batchOf(appended.nextOffset, 5)));
+    expect(error.code).toBe(ErrorCode.DISK_FULL);
+    // A group of concurrent appends fails together.
+    const group = await Promise.allSettled(range(0, 5).map((index) => log.append(batchOf(appended.nextOffset, countFor(index)))));
+    for (const outcome of group) {
+      expect(outcome.status).toBe('rejected');
+      expect((outcome as PromiseRejectedResult).reason).toMatchObject({ code: ErrorCode.DISK_FULL });
+    }
+    expect({ logEndOffset: log.logEndOffset, highWatermark: log.highWatermark, sizeBytes: log.sizeBytes }).toEqual(state);
+    expect(nodeFs.statSync(logPath).size).toBe(fileBytes);
+    expect(log.fenced).toBeNull();
+    expectValues(await readAllRecords(log), 0, appended.nextOffset); // nothing partial is visible
+
+    fs.diskFull = false;
+    const more = await appendSequentially(log, 10);
+    expect(more.batches.length).toBe(10);
+    expect(log.logEndOffset).toBe(more.nextOffset);
+    expect(nodeFs.statSync(logPath).size).toBe(fileBytes + more.batches.reduce((sum, batch) => sum + batch.length, 0));
+    expectValues(await readAllRecords(log), 0, more.nextOffset);
+    for (let offset = 0; offset < more.nextOffset; offset++) {
+      const { batches } = await log.read(offset, 1);
+      expect(readBaseOffset(batches)).toBeLessThanOrEqual(offset);
+      expect(readLastOffset(batches)).toBeGreaterThanOrEqual(offset);
+    }
+
+    await log.close();
+    const reopened = await openLog(directory, config);
+    expect(reopened.recovery).toBeNull();
+    expectValues(await readAllRecords(reopened), 0, more.nextOffset);
+  });
+
+  // A write that fails on an empty active segment is rolled back together with the segment's
+  // `rollStartMs`, so segment.ms counts the segment's age from the first batch that is written,
+  // not from the failed attempt; otherwise the segment would roll too early.
+  it('does not count a rolled-back write towards the segment.ms age of an empty segment', async () => {
+    const fs = new TestFileSystem();
+    const clock = new ManualClock(T0);
+    const log = await openLog(tempDir(), { segmentMs: 10_000 }, { fs, clock });
+    fs.diskFull = true;
+    expect((await rejection(log.append(batchOf(0, 1, clock.nowMs())))).code).toBe(ErrorCode.DISK_FULL);
+    fs.diskFull = false;
+    clock.advance(20_000);
+    await log.append(batchOf(0, 1, clock.nowMs())); // the segment's first batch, now
+    await log.append(batchOf(1, 1, clock.nowMs())); // 0 ms later: no roll is due
+    expect(log.segmentCount).toBe(1);
+  });
+});
+
+describe('fdatasync failure', () => {
+  it('fences the partition: pending and later appends and reads fail with PARTITION_FENCED', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, {}, { fs });
+    await log.append(batchOf(0, 2));
+    fs.failFdatasync = true;
+    const outcomes = await Promise.allSettled(range(0, 5).map((index) => log.append(batchOf(2 + index, 1))));
+    for (const outcome of outcomes) {
+      expect(outcome.status).toBe('rejected');
+      const reason = (outcome as PromiseRejectedResult).reason as StrataError;
+      expect(reason).toBeInstanceOf(StrataError);
+      expect(reason.code).toBe(ErrorCode.PARTITION_FENCED);
+      expect(reason.message).toContain('fdatasync');
+    }
+    expect(log.fenced?.code).toBe(ErrorCode.PARTITION_FENCED);
+    expect(log.highWatermark).toBe(2);
+
+    fs.failFdatasync = false; // the device recovers; the partition stays fenced
+    expect((await rejection(log.append(batchOf(7, 1)))).code).toBe(ErrorCode.PARTITION_FENCED);
+    expect((await rejection(log.read(0, 1000))).code).toBe(ErrorCode.PARTITION_FENCED);
+    expect((await rejection(log.applyRetention())).code).toBe(ErrorCode.PARTITION_FENCED);
+
+    await log.close();
+    expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(false);
+  });
+
+  // An I/O error while rolling (the old segment's fdatasync, writing its index files, creating
+  // the new segment) fences the partition and settles the append that triggered the roll, instead
+  // of escaping the writer as an unhandled rejection and leaving the append pending forever.
+  it('fences the partition when the fdatasync of a roll fails', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { segmentBytes: 1024 }, { fs });
+    let next = 0;
+    while (log.sizeBytes + batchOf(next, 3).length <= 1024) {
+      await log.append(batchOf(next, 3));
+      next += 3;
+    }
+    fs.failFdatasync = true;
+    const appended = log.append(batchOf(next, 3)); // rolls first
+    const closed = log.close();
+    closed.catch(() => undefined);
+    const error = await rejection(Promise.race([appended, closed]));
+    expect(error.code).toBe(ErrorCode.PARTITION_FENCED);
+  });
+
+  // ENOSPC while the roll writes the sealed segment's index files refuses the append with
+  // DISK_FULL, like a full disk during an ordinary write.
+  it('refuses with DISK_FULL when the disk fills while rolling', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { segmentBytes: 1024 }, { fs });
+    let next = 0;
+    while (log.sizeBytes + batchOf(next, 3).length <= 1024) {
+      await log.append(batchOf(next, 3));
+      next += 3;
+    }
+    fs.fileWritesFull = true;
+    const appended = log.append(batchOf(next, 3)); // rolls first
+    const closed = log.close();
+    closed.catch(() => undefined);
+    const error = await rejection(Promise.race([appended, closed]));
+    expect(error.code).toBe(ErrorCode.DISK_FULL);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Closing and the directory layout.
+
+describe('close', () => {
+  it('is idempotent, finishes queued appends and refuses appends afterwards', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, SMALL);
+    const appends = range(0, 50).map((index) => log.append(batchOf(index, 1)));
+    const first = log.close();
+    const second = log.close();
+    expect(second).toBe(first);
+    const results = await Promise.all(appends);
+    expect(results.map((result) => result.baseOffset)).toEqual(range(0, 50));
+    await first;
+    await log.close();
+    const error = await rejection(log.append(batchOf(50, 1)));
+    expect(error.code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect((await rejection(log.applyRetention())).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    const reopened = await openLog(directory, SMALL);
+    expect(reopened.logEndOffset).toBe(50);
+    expectValues(await readAllRecords(reopened), 0, 50);
+  });
+
+  it('leaves segment files named by 20-digit base offset, the checkpoint and the clean-shutdown marker', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, SMALL);
+    const appended = await appendSequentially(log, 60);
+    const segments = log.segmentSizes();
+    expect(segments.length).toBeGreaterThanOrEqual(3);
+    await log.close();
+
+    const names = nodeFs.readdirSync(directory).sort();
+    const expected = segments.flatMap(({ baseOffset }) => ['.log', '.index', '.timeindex'].map((suffix) => stem(baseOffset) + suffix));
+    expect(names).toEqual([...expected, 'producer-state.checkpoint', 'recovery-point.checkpoint', '.clean-shutdown'].sort());
+    for (const { baseOffset, sizeBytes } of segments) {
+      expect(stem(baseOffset)).toMatch(/^\d{20}$/);
+      expect(nodeFs.statSync(join(directory, `${stem(baseOffset)}.log`)).size).toBe(sizeBytes);
+      expect(nodeFs.statSync(join(directory, `${stem(baseOffset)}.index`)).size % 8).toBe(0);
+      expect(nodeFs.statSync(join(directory, `${stem(baseOffset)}.timeindex`)).size % 12).toBe(0);
+    }
+    expect(decodeCheckpoint(nodeFs.readFileSync(join(directory, 'recovery-point.checkpoint'), 'utf8'))).toBe(appended.nextOffset);
+    expect(nodeFs.statSync(join(directory, '.clean-shutdown')).size).toBe(0);
+
+    const reopened = await openLog(directory, SMALL);
+    expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(false);
+    expect(reopened.segmentSizes()).toEqual(segments);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Writer edge cases.
+
+describe('writer edge cases', () => {
+  // A write group of many small batches (concurrent appends, or one append of many concatenated
+  // batches) can add more offset-index entries than `segment.index.bytes` allows; the log rolls
+  // within the group when the index fills, so every append is written and the index never overflows.
+  it('rolls instead of overflowing the offset index when one write group adds many index entries', async () => {
+    const directory = tempDir();
+    const config = { segmentIndexBytes: 1024, indexIntervalBytes: 0 }; // 85 entries, one per batch
+    const log = await openLog(directory, config);
+    const appends = range(0, 200).map((index) => log.append(batchOf(index, 1)));
+    const [results] = await Promise.all([Promise.all(appends), log.close()]);
+    expect(results.map((result: AppendResult) => result.baseOffset)).toEqual(range(0, 200));
+    const reopened = await openLog(directory, config);
+    expectValues(await readAllRecords(reopened), 0, 200);
+  });
+
+  // A segment sealed with a full time index (a roll for 'index full' with growing timestamps fills
+  // both indexes) still ends its time index with a closing (maxTimestamp, nextOffset) entry
+  // (`TimeIndex.seal`). After a reopen the segment's `maxTimestamp` comes from that entry, so it
+  // covers the batches after the last regular entry: offsetForTimestamp finds them (85, not 86,
+  // below) and retention.ms keeps the segment until its newest record expires.
+  async function logWithFullTimeIndex(directory: string, clock: ManualClock, config: Partial<LogConfig>): Promise<PartitionLog> {
+    const log = await openLog(directory, config, { clock });
+    // 85 index entries fit; an entry per batch after the first; timestamps grow by 1 ms.
+    for (let offset = 0; offset < 100; offset++) await log.append(batchOf(offset, 1, T0 + offset));
+    expect(log.segmentSizes()[1]!.baseOffset).toBe(86); // segment 0 holds offsets 0..85
+    return log;
+  }
+
+  it('offsetForTimestamp finds the last batches of a segment sealed with a full time index after a reopen', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0 + 100);
+    const config = { segmentIndexBytes: 1024, indexIntervalBytes: 0 };
+    const log = await logWithFullTimeIndex(directory, clock, config);
+    expect(await log.offsetForTimestamp(T0 + 85)).toBe(85);
+    await log.close();
+    const reopened = await openLog(directory, config, { clock });
+    expect(await reopened.offsetForTimestamp(T0 + 85)).toBe(85);
+  });
+
+  it('retention.ms keeps a segment sealed with a full time index until its newest record expires, after a reopen', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0 + 100);
+    const config = { segmentIndexBytes: 1024, indexIntervalBytes: 0, retentionMs: 60_000 };
+    const log = await logWithFullTimeIndex(directory, clock, config);
+    await log.close();
+    const reopened = await openLog(directory, config, { clock });
+    clock.set(T0 + 85 + 60_000); // the newest record of segment 0 is exactly retention.ms old
+    expect(await reopened.applyRetention()).toBe(0);
+    expect(reopened.logStartOffset).toBe(0);
+  });
+
+  // An append that finds the queue over `queuedBytesMax` waits for room; a later append that
+  // arrives while the writer has taken the queue must queue behind it, not overtake it, so
+  // offsets follow call order.
+  it('keeps call order when appends wait for queue room', async () => {
+    const fs = new TestFileSystem();
+    const first = batchOf(0, 1);
+    const log = await openLog(tempDir(), {}, { fs, queuedBytesMax: first.length });
+    const gate = deferred();
+    fs.writevGate = gate.promise;
+    const writing = fs.nextWritev();
+    const a1 = log.append(first);
+    const a2 = log.append(batchOf(1, 1)); // waits for room
+    await writing; // a1 is being written; the queue is empty again
+    const a3 = log.append(batchOf(2, 1));
+    fs.writevGate = null;
+    gate.resolve();
+    const results = await Promise.all([a1, a2, a3]);
+    expect(results.map((result) => result.baseOffset)).toEqual([0, 1, 2]);
+  });
+
+  // `read` and `offsetForTimestamp` refuse after close() like appends; serving them would make
+  // `LogSegment.fileDescriptor()` reopen the segment's file and leak its descriptor.
+  it('refuses reads after close like appends, instead of reopening segment files', async () => {
+    const log = await openLog(tempDir());
+    await log.append(batchOf(0, 2));
+    await log.close();
+    expect((await rejection(log.read(0, 1000))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect((await rejection(log.offsetForTimestamp(T0))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+  });
+
+  // An append made right after the writer itself settled the previous one (waitFor 'written', any
+  // append under flush=interval, or a DISK_FULL refusal), while the writer is finishing, is still
+  // written: the writer must not miss the wakeup, or a producer that awaits each append before
+  // sending the next would deadlock. close() bounds each test: a stranded append would be
+  // rejected as closed instead of written.
+  it('writes an append made right after a previous one was acknowledged (flush=interval)', async () => {
+    const log = await openLog(tempDir(), { flush: 'interval' });
+    await log.append(batchOf(0, 1));
+    const second = log.append(batchOf(1, 1));
+    const closed = log.close();
+    const outcome = await second.then(
+      (result) => result.baseOffset,
+      (error: unknown) => error,
+    );
+    await closed;
+    expect(outcome).toBe(1);
+  });
+
+  it("writes an append made right after a previous one resolved with waitFor 'written' (flush=always)", async () => {
+    const log = await openLog(tempDir());
+    await log.append(batchOf(0, 1), { waitFor: 'written' });
+    const second = log.append(batchOf(1, 1), { waitFor: 'written' });
+    const closed = log.close();
+    const outcome = await second.then(
+      (result) => result.baseOffset,
+      (error: unknown) => error,
+    );
+    await closed;
+    expect(outcome).toBe(1);
+  });
+
+  it('writes an append made right after a group of appends was refused with DISK_FULL', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs });
+    fs.diskFull = true;
+    const refused = await Promise.allSettled([log.append(batchOf(0, 1)), log.append(batchOf(0, 1))]);
+    expect(refused.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected']);
+    fs.diskFull = false;
+    const next = log.append(batchOf(0, 1));
+    const closed = log.close();
+    const outcome = await next.then(
+      (result) => result.baseOffset,
+      (error: unknown) => error,
+    );
+    await closed;
+    expect(outcome).toBe(0);
+  });
+});
