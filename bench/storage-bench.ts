@@ -14,9 +14,10 @@
  *
  * Cases, each in a fresh log directory:
  *   append    append throughput, 100 B and 1 KiB records in ~64 KiB batches, flush=always (group
- *             commit) and flush=interval, with 8 and 32 appends in flight (the best is reported)
+ *             commit) and flush=interval, with 8, 32 and 128 appends in flight: the median of
+ *             3 runs per N (after an untimed warm-up run), and the best N is reported
  *   baseline  the same bytes written by a plain writeSync loop with one fdatasync per 64 KiB
- *             chunk, per 1 MiB and per 8 MiB, to a fresh file
+ *             chunk, per 1 MiB and per 8 MiB, to a fresh file (median of 3 runs)
  *   read      sequential read of the whole 1 KiB-record log, maxBytes 1 MiB
  *   lookup    read(offset, 1) latency at random offsets of a >= 1 GiB log (warm)
  *   reopen    PartitionLog.open after a clean close of a 1,000-segment log, and the first read
@@ -35,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { setLogLevel } from '../src/common/logger.js';
 import { type FlushMode } from '../src/storage/log-config.js';
 import { PartitionLog } from '../src/storage/partition-log.js';
-import { buildBatch, forEachBatch, readBaseOffset, readLastOffset } from '../src/storage/record-batch.js';
+import { BATCH_HEADER_BYTES, buildBatch, forEachBatch, readBaseOffset, readLastOffset } from '../src/storage/record-batch.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -198,7 +199,7 @@ interface BatchPool {
 function buildPool(recordBytes: number, batchTargetBytes: number, count: number): BatchPool {
   const records = (n: number) => Array.from({ length: n }, () => ({ value: randomBytes(recordBytes) }));
   const one = buildBatch(records(1)).length;
-  let recordsPerBatch = Math.max(1, Math.floor(batchTargetBytes / (one - 61 + 1)));
+  let recordsPerBatch = Math.max(1, Math.floor((batchTargetBytes - BATCH_HEADER_BYTES) / (one - BATCH_HEADER_BYTES)) + 1);
   while (recordsPerBatch > 1 && buildBatch(records(recordsPerBatch)).length > batchTargetBytes) recordsPerBatch--;
   const batches: Buffer[] = [];
   for (let index = 0; index < count; index++) batches.push(buildBatch(records(recordsPerBatch)));
@@ -295,8 +296,10 @@ async function appendLoad(
   return { batches: next, seconds: secondsSince(start), latencies: latencies.subarray(0, next) };
 }
 
+let appendRunCount = 0;
+
 async function appendRun(root: string, pool: BatchPool, flush: FlushMode, concurrency: number, totalBytes: number, keep: boolean): Promise<{ run: AppendRun; directory: string }> {
-  const directory = freshDirectory(root, `append-${pool.recordBytes}-${flush}-${concurrency}`);
+  const directory = freshDirectory(root, `append-${pool.recordBytes}-${flush}-${concurrency}-${++appendRunCount}`);
   const log = await PartitionLog.open({ directory, config: { flush, flushMs: 1000 } });
   const { batches, seconds, latencies } = await appendLoad(log, pool, Math.ceil(totalBytes / pool.batchBytes), concurrency);
   const logEndOffset = log.logEndOffset;
@@ -688,6 +691,7 @@ async function main(): Promise<void> {
     // 1. Append throughput.
     const bestAlways = new Map<number, AppendRun>();
     let readDirectory: string | null = null;
+    let readRecords = 0;
     if (options.cases.has('append') || options.cases.has('read')) {
       const runs: AppendRun[] = [];
       const flushModes: FlushMode[] = options.cases.has('append') ? ['always', 'interval'] : ['always'];
@@ -710,7 +714,10 @@ async function main(): Promise<void> {
               const keep = readDirectory === null && options.cases.has('read') && recordBytes === 1024 && flush === 'always' && concurrency === 32;
               progress(`append: ${recordBytes} B records (${pool.recordsPerBatch}/batch, ${pool.batchBytes} B), flush=${flush}, ${concurrency} in flight, run ${repetition + 1}/${params.repetitions}`);
               const { run, directory } = await appendRun(root, pool, flush, concurrency, params.appendBytesPerCase, keep);
-              if (keep) readDirectory = directory;
+              if (keep) {
+                readDirectory = directory;
+                readRecords = run.records;
+              }
               repetitionRuns.push(run);
               runs.push(run);
             }
@@ -763,7 +770,12 @@ async function main(): Promise<void> {
       const log = await PartitionLog.open({ directory: readDirectory, config: { flush: 'always' } });
       try {
         const passes: ReadRun[] = [];
-        for (let pass = 1; pass <= 2; pass++) passes.push(await sequentialRead(log, params.readMaxBytes, pass));
+        if (log.logEndOffset !== readRecords) throw new Error(`the kept log holds ${log.logEndOffset} records, ${readRecords} were appended`);
+        for (let pass = 1; pass <= 2; pass++) {
+          const run = await sequentialRead(log, params.readMaxBytes, pass);
+          if (run.records !== readRecords) throw new Error(`sequential read returned ${run.records} records of ${readRecords}`);
+          passes.push(run);
+        }
         details.read = passes;
         const best = passes.reduce((a, b) => (b.mibPerSecond > a.mibPerSecond ? b : a));
         figure(`sequential read 1 KiB records, maxBytes 1 MiB`, best.mibPerSecond, 'MiB/s', undefined, `${fmtBytes(best.bytes)}, best of ${passes.length} passes (${passes.map((p) => fmt(p.mibPerSecond, 0)).join(', ')})`);

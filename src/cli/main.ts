@@ -7,9 +7,16 @@ import { hideBin } from 'yargs/helpers';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine } from './cli-errors.js';
 import { dumpLogCommand } from './commands/dump-log.js';
 import { repairCommand } from './commands/repair.js';
+import { serveCommand } from './commands/serve.js';
 
 export async function main(argv: string[]): Promise<void> {
-  let parser = yargs(argv).scriptName('strata').strict().demandCommand(1, 'give a command (see --help)');
+  let parser = yargs(argv)
+    .scriptName('strata')
+    .strict()
+    .env('STRATA')
+    .config('config', 'Path to a JSON file of options (flags and STRATA_* variables win over it)')
+    .demandCommand(1, 'give a command (see --help)');
+  parser = serveCommand(parser);
   parser = repairCommand(parser);
   parser = dumpLogCommand(parser);
   await parser

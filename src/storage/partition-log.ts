@@ -272,7 +272,10 @@ export class PartitionLog {
   async append(data: Buffer, options: { waitFor?: AppendWait } = {}): Promise<AppendResult> {
     this.checkUsable();
     const { recordCount, batchCount } = validateBatches(data, this.config.maxMessageBytes);
-    const idempotent = readProducerId(data, 0) >= 0;
+    let idempotent = false;
+    forEachBatch(data, (position) => {
+      if (readProducerId(data, position) >= 0) idempotent = true;
+    });
     if (idempotent && batchCount > 1) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `an idempotent append carries exactly one batch per partition, got ${batchCount}`);
     }

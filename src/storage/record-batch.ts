@@ -551,3 +551,24 @@ export function decodeBatches(buffer: Buffer): DecodedRecord[] {
   });
   return records;
 }
+
+/**
+ * The key of the first record of the first batch in `buffer` (to pick a partition for a raw
+ * batch), or null for a null key. Throws CORRUPT_BATCH when the batch does not parse.
+ */
+export function firstRecordKey(buffer: Buffer): Buffer | null {
+  const problem = checkBatchFrame(buffer, 0, buffer.length);
+  if (problem !== null) throw new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch 0 at byte 0: ${problem}`);
+  const attributes = readAttributes(buffer, 0);
+  if (compressionOf(attributes) !== Compression.none) return decodeRecords(buffer, 0)[0]?.key ?? null;
+  try {
+    const reader = new VarintReader(buffer, RECORDS_OFFSET, readBatchSize(buffer, 0));
+    reader.readVarint();
+    reader.readInt8();
+    reader.readVarlong();
+    reader.readVarint();
+    return readBytesField(reader);
+  } catch (error) {
+    throw new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch 0: ${(error as Error).message}`);
+  }
+}

@@ -1,0 +1,458 @@
+/**
+ * The broker: topics and their partition logs, and the produce, fetch and offset paths that the
+ * gRPC layer calls. It knows nothing of gRPC; it speaks in `StrataError`s.
+ *
+ * Start-up: opens the metadata store (LMDB), then every partition log of every topic it lists,
+ * recovering them as needed (`ready` is false until all are open). It reconciles metadata with
+ * the directories: a partition directory without metadata is reported as an orphan and left
+ * alone (an operator decides); a missing directory of a known topic is created empty, with a
+ * warning, since its data is gone.
+ *
+ * Topic deletion removes the metadata first (so the topic disappears atomically), then moves
+ * the directory under `<data-dir>/deleted/` and removes it in the background; leftovers there
+ * are removed at the next start.
+ */
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { type Clock, systemClock } from '../common/clock.js';
+import { ErrorCode, StrataError } from '../common/errors.js';
+import { rootLogger, type Logger } from '../common/logger.js';
+import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
+import { partitionDirectory, topicsDirectory } from '../storage/file-names.js';
+import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
+import { PartitionLog, type AppendResult, type AppendWait } from '../storage/partition-log.js';
+import { buildBatch, firstRecordKey, type RecordInput } from '../storage/record-batch.js';
+import { MetadataStore, type TopicRecord } from './metadata-store.js';
+import { StickyPartitioner, partitionForKey } from './partitioner.js';
+
+import { checkTopicName } from './topic-name.js';
+
+export const PARTITION_COUNT_MAX = 10_000;
+
+export interface BrokerOptions {
+  dataDir: string;
+  /** Partitions of a topic created without a count. */
+  defaultPartitions?: number;
+  /** Broker-wide defaults of topic configs. */
+  topicDefaults?: Partial<LogConfig>;
+  /** How often retention runs over all partitions. */
+  retentionCheckIntervalMs?: number;
+  clock?: Clock;
+  logger?: Logger;
+  fs?: FileSystem;
+}
+
+export interface PartitionState {
+  partition: number;
+  logStartOffset: number;
+  highWatermark: number;
+  logEndOffset: number;
+  sizeBytes: number;
+  segmentCount: number;
+  error: string;
+}
+
+export interface TopicDescription {
+  name: string;
+  configs: Record<string, string>;
+  partitions: PartitionState[];
+  createdAtMs: number;
+}
+
+export type Acks = 'all' | 'leader' | 'none';
+
+export interface AppendedBatch {
+  partition: number;
+  baseOffset: number;
+  lastOffset: number;
+  duplicate: boolean;
+}
+
+export interface ProduceResult {
+  batches: AppendedBatch[];
+  logAppendTimeMs: number;
+}
+
+export interface ProducerFields {
+  producerId: number;
+  producerEpoch: number;
+  baseSequence: number;
+}
+
+interface Topic {
+  record: TopicRecord;
+  config: LogConfig;
+  logs: PartitionLog[];
+}
+
+export class Broker {
+  readonly dataDir: string;
+  private readonly metadata: MetadataStore;
+  private readonly topics = new Map<string, Topic>();
+  private readonly defaultPartitions: number;
+  private readonly topicDefaults: LogConfig;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly fs: FileSystem;
+  private readonly sticky = new StickyPartitioner();
+  private retentionTimer: NodeJS.Timeout | null = null;
+  private closing: Promise<void> | null = null;
+  /** Serialises topic-level changes (create, delete, alter, add partitions). */
+  private adminChain: Promise<unknown> = Promise.resolve();
+  ready = false;
+  /** Partition directories found without metadata at start-up. */
+  readonly orphans: string[] = [];
+
+  private constructor(options: BrokerOptions, metadata: MetadataStore) {
+    this.dataDir = options.dataDir;
+    this.metadata = metadata;
+    this.defaultPartitions = options.defaultPartitions ?? 1;
+    this.topicDefaults = resolveLogConfig(options.topicDefaults ?? {}, DEFAULT_LOG_CONFIG);
+    this.clock = options.clock ?? systemClock;
+    this.logger = (options.logger ?? rootLogger).child({ subsystem: 'broker' });
+    this.fs = options.fs ?? nodeFileSystem;
+  }
+
+  static async open(options: BrokerOptions): Promise<Broker> {
+    const fs = options.fs ?? nodeFileSystem;
+    await fs.mkdirs(topicsDirectory(options.dataDir));
+    const broker = new Broker(options, MetadataStore.open(options.dataDir));
+    await broker.load();
+    const interval = options.retentionCheckIntervalMs ?? 5 * 60 * 1000;
+    broker.retentionTimer = setInterval(() => void broker.applyRetention(), interval);
+    broker.retentionTimer.unref();
+    broker.ready = true;
+    return broker;
+  }
+
+  private async load(): Promise<void> {
+    void rm(join(this.dataDir, 'deleted'), { recursive: true, force: true });
+    const records = this.metadata.listTopics();
+    for (const record of records) {
+      const config = this.effectiveConfig(record);
+      const logs: PartitionLog[] = [];
+      for (let partition = 0; partition < record.partitions; partition++) {
+        logs.push(await this.openPartition(record.name, partition, config));
+      }
+      this.topics.set(record.name, { record, config, logs });
+    }
+    const known = new Set(records.map((record) => record.name));
+    for (const name of await this.fs.readdir(topicsDirectory(this.dataDir))) {
+      const topic = this.topics.get(name);
+      const partitions = known.has(name) ? await this.fs.readdir(join(topicsDirectory(this.dataDir), name)) : ['*'];
+      for (const partition of partitions) {
+        if (topic !== undefined && Number(partition) < topic.record.partitions) continue;
+        const path = join(topicsDirectory(this.dataDir), name, partition === '*' ? '' : partition);
+        this.orphans.push(path);
+        this.logger.warn({ directory: path }, 'orphan directory: no topic metadata refers to it; left untouched');
+      }
+    }
+    this.logger.info({ topics: records.length, partitions: records.reduce((sum, r) => sum + r.partitions, 0) }, 'topics loaded');
+  }
+
+  private async openPartition(topic: string, partition: number, config: LogConfig): Promise<PartitionLog> {
+    const directory = partitionDirectory(this.dataDir, topic, partition);
+    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}` });
+    if (log.recovery !== null && log.recovery.bytesTruncated > 0) {
+      this.logger.warn({ topic, partition, ...log.recovery }, 'partition recovered after an unclean stop');
+    }
+    return log;
+  }
+
+  private effectiveConfig(record: TopicRecord): LogConfig {
+    return resolveLogConfig(parseKafkaConfig(record.configs), this.topicDefaults);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Topics.
+
+  private admin<T>(operation: () => Promise<T>): Promise<T> {
+    const result = this.adminChain.then(operation, operation);
+    this.adminChain = result.catch(() => undefined);
+    return result;
+  }
+
+  createTopic(name: string, partitions: number, configs: Record<string, string>): Promise<TopicDescription> {
+    this.checkOpen();
+    checkTopicName(name);
+    const count = partitions === 0 ? this.defaultPartitions : partitions;
+    checkPartitionCount(count);
+    const record: TopicRecord = { name, partitions: count, configs: { ...configs }, createdAtMs: this.clock.nowMs() };
+    const config = this.effectiveConfig(record); // validates the configs
+    return this.admin(async () => {
+      if (this.topics.has(name)) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
+      const logs: PartitionLog[] = [];
+      for (let partition = 0; partition < count; partition++) logs.push(await this.openPartition(name, partition, config));
+      if (!(await this.metadata.createTopic(record))) {
+        for (const log of logs) await log.close();
+        throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
+      }
+      this.topics.set(name, { record, config, logs });
+      this.logger.info({ topic: name, partitions: count, configs }, 'topic created');
+      return this.describe(name);
+    });
+  }
+
+  deleteTopic(name: string): Promise<void> {
+    this.checkOpen();
+    checkTopicName(name);
+    return this.admin(async () => {
+      const topic = this.requireTopic(name);
+      await this.metadata.deleteTopic(name);
+      this.topics.delete(name);
+      for (const log of topic.logs) await log.close();
+      const graveyard = join(this.dataDir, 'deleted');
+      await this.fs.mkdirs(graveyard);
+      const target = join(graveyard, `${name}-${this.clock.nowMs()}`);
+      await this.fs.rename(join(topicsDirectory(this.dataDir), name), target);
+      await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
+      void rm(target, { recursive: true, force: true });
+      this.logger.info({ topic: name }, 'topic deleted');
+      this.onTopicDeleted?.(name);
+    });
+  }
+
+  /** Called after a topic is deleted (consumer groups drop its offsets). */
+  onTopicDeleted: ((topic: string) => void) | null = null;
+
+  listTopics(): { name: string; partitions: number }[] {
+    this.checkOpen();
+    return [...this.topics.values()]
+      .map((topic) => ({ name: topic.record.name, partitions: topic.logs.length }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  describeTopic(name: string): TopicDescription {
+    this.checkOpen();
+    checkTopicName(name);
+    return this.describe(name);
+  }
+
+  private describe(name: string): TopicDescription {
+    const topic = this.requireTopic(name);
+    const configs: Record<string, string> = {};
+    for (const [kafkaName, key] of Object.entries(KAFKA_NAMES)) configs[kafkaName] = String(topic.config[key]);
+    return {
+      name,
+      configs,
+      createdAtMs: topic.record.createdAtMs,
+      partitions: topic.logs.map((log, partition) => ({
+        partition,
+        logStartOffset: log.logStartOffset,
+        highWatermark: log.highWatermark,
+        logEndOffset: log.logEndOffset,
+        sizeBytes: log.sizeBytes,
+        segmentCount: log.segmentCount,
+        error: log.fenced?.message ?? '',
+      })),
+    };
+  }
+
+  alterTopicConfigs(name: string, configs: Record<string, string>): Promise<TopicDescription> {
+    this.checkOpen();
+    checkTopicName(name);
+    return this.admin(async () => {
+      const topic = this.requireTopic(name);
+      const record: TopicRecord = { ...topic.record, configs: { ...topic.record.configs, ...configs } };
+      const config = this.effectiveConfig(record);
+      await this.metadata.putTopic(record);
+      topic.record = record;
+      topic.config = config;
+      for (const log of topic.logs) log.updateConfig(config);
+      this.logger.info({ topic: name, configs }, 'topic configs altered');
+      return this.describe(name);
+    });
+  }
+
+  addPartitions(name: string, partitions: number): Promise<TopicDescription> {
+    this.checkOpen();
+    checkTopicName(name);
+    checkPartitionCount(partitions);
+    return this.admin(async () => {
+      const topic = this.requireTopic(name);
+      if (partitions <= topic.logs.length) {
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `topic "${name}" has ${topic.logs.length} partitions; the new count must be larger, got ${partitions}`);
+      }
+      const added: PartitionLog[] = [];
+      for (let partition = topic.logs.length; partition < partitions; partition++) {
+        added.push(await this.openPartition(name, partition, topic.config));
+      }
+      const record: TopicRecord = { ...topic.record, partitions };
+      await this.metadata.putTopic(record);
+      topic.record = record;
+      topic.logs.push(...added);
+      this.logger.info({ topic: name, partitions }, 'partitions added');
+      this.onPartitionsChanged?.(name);
+      return this.describe(name);
+    });
+  }
+
+  /** Called when a topic is created or gains partitions (consumer groups reassign). */
+  onPartitionsChanged: ((topic: string) => void) | null = null;
+
+  hasTopic(name: string): boolean {
+    return this.topics.has(name);
+  }
+
+  partitionCount(name: string): number {
+    return this.requireTopic(name).logs.length;
+  }
+
+  /** The log of a partition; NOT_FOUND for an unknown topic or partition. */
+  partitionLog(topic: string, partition: number): PartitionLog {
+    checkTopicName(topic);
+    const entry = this.requireTopic(topic);
+    checkPartitionNumber(partition);
+    const log = entry.logs[partition];
+    if (log === undefined) {
+      throw new StrataError(ErrorCode.NOT_FOUND, `partition ${partition} of topic "${topic}" does not exist (the topic has ${entry.logs.length})`);
+    }
+    return log;
+  }
+
+  private requireTopic(name: string): Topic {
+    const topic = this.topics.get(name);
+    if (topic === undefined) throw new StrataError(ErrorCode.NOT_FOUND, `topic "${name}" not found`);
+    return topic;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Producing.
+
+  /**
+   * Appends raw RecordBatch v2 bytes (one or more batches) to one partition: the explicit one,
+   * or the one the first record's key maps to, or a sticky choice for a null key.
+   */
+  async produceBatches(topic: string, partition: number | null, batches: Buffer, acks: Acks): Promise<ProduceResult> {
+    this.checkOpen();
+    const count = this.requireTopicChecked(topic).logs.length;
+    let target: number;
+    if (partition !== null) target = partition;
+    else {
+      const key = firstRecordKey(batches);
+      target = key === null ? this.sticky.nextPartition(count) : partitionForKey(key, count);
+    }
+    const log = this.partitionLog(topic, target);
+    const result = await this.appendTo(log, batches, acks);
+    return { batches: [{ partition: target, ...result.offsets }], logAppendTimeMs: result.logAppendTimeMs };
+  }
+
+  /**
+   * Appends plain records: grouped by partition (explicit, else murmur2 of the key, else one
+   * sticky partition for all null-key records of this call), one batch per partition. With
+   * producer fields the records must go to one explicit partition.
+   */
+  async produceRecords(
+    topic: string,
+    partition: number | null,
+    records: readonly RecordInput[],
+    acks: Acks,
+    producer: ProducerFields | null,
+  ): Promise<ProduceResult> {
+    this.checkOpen();
+    const count = this.requireTopicChecked(topic).logs.length;
+    if (records.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a produce request needs records or a batch');
+    if (producer !== null && partition === null) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'idempotent produce of plain records needs an explicit partition (sequence numbers are per partition)');
+    }
+    const byPartition = new Map<number, RecordInput[]>();
+    let sticky = -1;
+    for (const record of records) {
+      let target: number;
+      if (partition !== null) target = partition;
+      else if (record.key != null) target = partitionForKey(record.key, count);
+      else target = sticky >= 0 ? sticky : (sticky = this.sticky.nextPartition(count));
+      let list = byPartition.get(target);
+      if (list === undefined) byPartition.set(target, (list = []));
+      list.push(record);
+    }
+    const nowMs = this.clock.nowMs();
+    const appends = [...byPartition].map(async ([target, list]) => {
+      const log = this.partitionLog(topic, target);
+      const batch = buildBatch(list, {
+        timestamp: nowMs,
+        ...(producer ?? {}),
+      });
+      const result = await this.appendTo(log, batch, acks);
+      return { appended: { partition: target, ...result.offsets }, logAppendTimeMs: result.logAppendTimeMs };
+    });
+    const results = await Promise.all(appends);
+    return {
+      batches: results.map((result) => result.appended).sort((a, b) => a.partition - b.partition),
+      logAppendTimeMs: results.reduce((max, result) => Math.max(max, result.logAppendTimeMs), 0),
+    };
+  }
+
+  private async appendTo(log: PartitionLog, batches: Buffer, acks: Acks): Promise<{ offsets: Omit<AppendedBatch, 'partition'>; logAppendTimeMs: number }> {
+    if (acks === 'none') {
+      // Validate now (so a bad batch is still refused), then let the append finish unobserved.
+      const pending = log.append(batches, { waitFor: 'written' });
+      pending.catch((error: unknown) => this.logger.warn({ err: error, log: log.name }, 'append with acks=none failed'));
+      return { offsets: { baseOffset: -1, lastOffset: -1, duplicate: false }, logAppendTimeMs: this.clock.nowMs() };
+    }
+    const waitFor: AppendWait = acks === 'leader' ? 'written' : 'durable';
+    const result: AppendResult = await log.append(batches, { waitFor });
+    return { offsets: { baseOffset: result.baseOffset, lastOffset: result.lastOffset, duplicate: result.duplicate }, logAppendTimeMs: result.logAppendTimeMs };
+  }
+
+  private requireTopicChecked(topic: string): Topic {
+    checkTopicName(topic);
+    return this.requireTopic(topic);
+  }
+
+  /** Hands out a new producer id (durable counter) with epoch 0. */
+  async initProducer(): Promise<{ producerId: number; producerEpoch: number }> {
+    this.checkOpen();
+    return { producerId: await this.metadata.nextCounter('producer-id'), producerEpoch: 0 };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lifecycle.
+
+  /** The metadata store, for subsystems that keep their own tables in it. */
+  get metadataStore(): MetadataStore {
+    return this.metadata;
+  }
+
+  async applyRetention(): Promise<void> {
+    for (const topic of this.topics.values()) {
+      for (const log of topic.logs) {
+        if (log.fenced !== null) continue;
+        try {
+          await log.applyRetention();
+        } catch (error) {
+          this.logger.warn({ err: error, log: log.name }, 'retention failed');
+        }
+      }
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closing !== null) throw new StrataError(ErrorCode.FAILED_PRECONDITION, 'the broker is shutting down');
+  }
+
+  /** Closes every partition log cleanly (flush, indexes, checkpoints) and the metadata store. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.ready = false;
+      if (this.retentionTimer !== null) clearInterval(this.retentionTimer);
+      await this.adminChain;
+      const logs = [...this.topics.values()].flatMap((topic) => topic.logs);
+      await Promise.all(logs.map((log) => log.close().catch((error: unknown) => this.logger.error({ err: error, log: log.name }, 'close failed'))));
+      await this.metadata.close();
+    })();
+    return this.closing;
+  }
+}
+
+export function checkPartitionCount(count: number): void {
+  if (!Number.isInteger(count) || count < 1 || count > PARTITION_COUNT_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `partition count must be from 1 to ${PARTITION_COUNT_MAX}, got ${count}`);
+  }
+}
+
+function checkPartitionNumber(partition: number): void {
+  if (!Number.isInteger(partition) || partition < 0) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `partition must be a non-negative integer, got ${partition}`);
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The read side of the broker: long-poll fetches and start positions. A fetch that finds less
+ * than `minBytes` waits for the partition's high watermark to move (an event from the log, no
+ * polling interval) until `maxWaitMs` has passed or the caller goes away.
+ */
+import { ErrorCode, StrataError } from '../common/errors.js';
+import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
+
+export const FETCH_BYTES_DEFAULT = 1024 * 1024;
+export const FETCH_BYTES_MAX = 64 * 1024 * 1024;
+export const FETCH_WAIT_MAX_MS = 5 * 60 * 1000;
+
+export interface FetchOptions {
+  offset: number;
+  maxBytes: number;
+  minBytes: number;
+  maxWaitMs: number;
+  signal?: AbortSignal;
+}
+
+/** Resolves when the high watermark of `log` advances, `timeoutMs` passes, or `signal` aborts. */
+export function waitForHighWatermark(log: PartitionLog, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const finish = (): void => {
+      clearTimeout(timer);
+      unsubscribe();
+      signal?.removeEventListener('abort', finish);
+      resolve();
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    const unsubscribe = log.onHighWatermark(finish);
+    signal?.addEventListener('abort', finish, { once: true });
+  });
+}
+
+/** Reads from `offset`, waiting up to `maxWaitMs` for at least `minBytes` of batches. */
+export async function fetchWithWait(log: PartitionLog, options: FetchOptions): Promise<ReadResult> {
+  const minBytes = Math.min(Math.max(1, options.minBytes), options.maxBytes);
+  const deadline = Date.now() + options.maxWaitMs;
+  let result = await log.read(options.offset, options.maxBytes);
+  while (result.batches.length < minBytes && !options.signal?.aborted) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) break;
+    await waitForHighWatermark(log, remaining, options.signal);
+    result = await log.read(options.offset, options.maxBytes);
+  }
+  return result;
+}
+
+export type StartSpec =
+  | { kind: 'earliest' }
+  | { kind: 'latest' }
+  | { kind: 'offset'; offset: number }
+  | { kind: 'timestamp'; timestamp: number };
+
+/** The offset a start position names; OUT_OF_RANGE for an offset outside the log. */
+export async function resolveStart(log: PartitionLog, start: StartSpec): Promise<number> {
+  switch (start.kind) {
+    case 'earliest':
+      return log.logStartOffset;
+    case 'latest':
+      return log.highWatermark;
+    case 'timestamp':
+      return (await log.offsetForTimestamp(start.timestamp)) ?? log.highWatermark;
+    case 'offset':
+      if (start.offset < log.logStartOffset || start.offset > log.logEndOffset) {
+        throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${start.offset} is out of range for ${log.name}: valid offsets are ${log.logStartOffset} to ${log.logEndOffset}`);
+      }
+      return start.offset;
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The options of `strata serve`, in one place: names, defaults and help text. They are read by
+ * yargs from flags, `STRATA_*` environment variables and an optional JSON config file (in that
+ * order of precedence), and turned into the broker's and the server's settings here.
+ */
+import type { Options } from 'yargs';
+import type { BrokerOptions } from '../broker/broker.js';
+import { ErrorCode, StrataError } from '../common/errors.js';
+import { DEFAULT_LOG_CONFIG, type LogConfig } from '../storage/log-config.js';
+
+export const SERVE_OPTIONS = {
+  'data-dir': { type: 'string', default: './data', describe: 'Directory for topics, logs and metadata' },
+  listen: { type: 'string', default: '127.0.0.1:50051', describe: 'gRPC address (host:port); 0.0.0.0 to listen on all interfaces' },
+  'log-level': { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], describe: 'Log level' },
+  'default-partitions': { type: 'number', default: 1, describe: 'Partitions of a topic created without a count' },
+  'segment-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.segmentBytes, describe: 'Default segment.bytes: roll size of a segment' },
+  'segment-ms': { type: 'number', default: DEFAULT_LOG_CONFIG.segmentMs, describe: 'Default segment.ms: roll age of a segment' },
+  'retention-ms': { type: 'number', default: DEFAULT_LOG_CONFIG.retentionMs, describe: 'Default retention.ms (-1 keeps forever)' },
+  'retention-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.retentionBytes, describe: 'Default retention.bytes per partition (-1 unlimited)' },
+  flush: { type: 'string', default: DEFAULT_LOG_CONFIG.flush, choices: ['always', 'interval'], describe: 'Default flush policy: fdatasync before acknowledging, or every flush.ms' },
+  'flush-ms': { type: 'number', default: DEFAULT_LOG_CONFIG.flushMs, describe: 'Default flush.ms for flush=interval' },
+  'max-message-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.maxMessageBytes, describe: 'Default max.message.bytes: largest record batch' },
+  'index-interval-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.indexIntervalBytes, describe: 'Default index.interval.bytes' },
+  'max-request-bytes': { type: 'number', default: 64 * 1024 * 1024, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above)' },
+  'retention-check-interval-ms': { type: 'number', default: 5 * 60 * 1000, describe: 'How often retention runs' },
+  'shutdown-timeout-ms': { type: 'number', default: 10_000, describe: 'Bound on a graceful shutdown (SIGTERM/SIGINT)' },
+} as const satisfies Record<string, Options>;
+
+export interface ServeSettings {
+  dataDir: string;
+  listen: string;
+  logLevel: string;
+  defaultPartitions: number;
+  topicDefaults: Partial<LogConfig>;
+  maxRequestBytes: number;
+  retentionCheckIntervalMs: number;
+  shutdownTimeoutMs: number;
+}
+
+type ParsedServeOptions = { [K in keyof typeof SERVE_OPTIONS]: (typeof SERVE_OPTIONS)[K]['default'] extends number ? number : string };
+
+function positive(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+export function serveSettings(argv: ParsedServeOptions): ServeSettings {
+  if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--listen must be host:port, got "${argv.listen}"`);
+  return {
+    dataDir: argv['data-dir'],
+    listen: argv.listen,
+    logLevel: argv['log-level'],
+    defaultPartitions: positive('default-partitions', argv['default-partitions']),
+    topicDefaults: {
+      segmentBytes: argv['segment-bytes'],
+      segmentMs: argv['segment-ms'],
+      retentionMs: argv['retention-ms'],
+      retentionBytes: argv['retention-bytes'],
+      flush: argv.flush as LogConfig['flush'],
+      flushMs: argv['flush-ms'],
+      maxMessageBytes: argv['max-message-bytes'],
+      indexIntervalBytes: argv['index-interval-bytes'],
+    },
+    maxRequestBytes: positive('max-request-bytes', argv['max-request-bytes']),
+    retentionCheckIntervalMs: positive('retention-check-interval-ms', argv['retention-check-interval-ms']),
+    shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
+  };
+}
+
+export function brokerOptions(settings: ServeSettings): BrokerOptions {
+  return {
+    dataDir: settings.dataDir,
+    defaultPartitions: settings.defaultPartitions,
+    topicDefaults: settings.topicDefaults,
+    retentionCheckIntervalMs: settings.retentionCheckIntervalMs,
+  };
+}

@@ -1,0 +1,60 @@
+/** Handlers of `strata.v1.Admin`: topic administration. */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Broker, TopicDescription } from '../broker/broker.js';
+import type { Logger } from '../common/logger.js';
+import { strata } from '../generated/strata.js';
+import { toLong } from './convert.js';
+import { invalidArgument } from './status.js';
+import { unaryHandler } from './unary-handler.js';
+
+const v1 = strata.v1;
+
+function describeToWire(description: TopicDescription): strata.v1.TopicDescription {
+  return v1.TopicDescription.create({
+    name: description.name,
+    configs: description.configs,
+    createdAtMs: toLong(description.createdAtMs),
+    partitions: description.partitions.map((partition) =>
+      v1.PartitionDescription.create({
+        partition: partition.partition,
+        logStartOffset: toLong(partition.logStartOffset),
+        highWatermark: toLong(partition.highWatermark),
+        logEndOffset: toLong(partition.logEndOffset),
+        sizeBytes: toLong(partition.sizeBytes),
+        segmentCount: partition.segmentCount,
+        error: partition.error,
+      }),
+    ),
+  });
+}
+
+function configsFromWire(configs: Record<string, string> | null | undefined): Record<string, string> {
+  return { ...(configs ?? {}) };
+}
+
+export function adminServiceHandlers(broker: Broker, logger: Logger): UntypedServiceImplementation {
+  return {
+    createTopic: unaryHandler(logger, 'CreateTopic', async (request: strata.v1.CreateTopicRequest) => {
+      if (request.partitions < 0) throw invalidArgument(`partitions must not be negative, got ${request.partitions}`);
+      return describeToWire(await broker.createTopic(request.name, request.partitions, configsFromWire(request.configs)));
+    }),
+    deleteTopic: unaryHandler(logger, 'DeleteTopic', async (request: strata.v1.DeleteTopicRequest) => {
+      await broker.deleteTopic(request.name);
+      return v1.DeleteTopicResponse.create();
+    }),
+    listTopics: unaryHandler(logger, 'ListTopics', async () =>
+      v1.ListTopicsResponse.create({
+        topics: broker.listTopics().map((topic) => v1.TopicSummary.create(topic)),
+      }),
+    ),
+    describeTopic: unaryHandler(logger, 'DescribeTopic', async (request: strata.v1.DescribeTopicRequest) => describeToWire(broker.describeTopic(request.name))),
+    alterTopicConfigs: unaryHandler(logger, 'AlterTopicConfigs', async (request: strata.v1.AlterTopicConfigsRequest) => {
+      const configs = configsFromWire(request.configs);
+      if (Object.keys(configs).length === 0) throw invalidArgument('give at least one config to alter');
+      return describeToWire(await broker.alterTopicConfigs(request.name, configs));
+    }),
+    addPartitions: unaryHandler(logger, 'AddPartitions', async (request: strata.v1.AddPartitionsRequest) =>
+      describeToWire(await broker.addPartitions(request.name, request.partitions)),
+    ),
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * Conversions between wire messages and broker types: 64-bit integers (Long on the wire, safe
+ * JavaScript numbers inside), records and start positions. Every conversion of client input
+ * checks it and throws INVALID_ARGUMENT naming the field.
+ */
+import Long from 'long';
+import type { StartSpec } from '../broker/fetch.js';
+import type { DecodedRecord, RecordInput } from '../storage/record-batch.js';
+import { strata } from '../generated/strata.js';
+import { invalidArgument } from './status.js';
+
+type WireRecord = strata.v1.Record;
+type WireStart = strata.v1.StartPosition | null | undefined;
+
+export function toLong(value: number): Long {
+  return Long.fromNumber(value);
+}
+
+/** A wire int64 as a safe integer; INVALID_ARGUMENT (naming `field`) when it is not one. */
+export function toSafeNumber(value: Long | number | null | undefined, field: string): number {
+  if (value === null || value === undefined) return 0;
+  if (typeof value === 'number') return value;
+  if (value.greaterThan(Number.MAX_SAFE_INTEGER) || value.lessThan(Number.MIN_SAFE_INTEGER)) {
+    throw invalidArgument(`${field} ${value.toString()} is outside the range Strata supports (|n| <= 2^53 - 1)`);
+  }
+  return value.toNumber();
+}
+
+export function nonNegative(value: number, field: string): number {
+  if (!Number.isInteger(value) || value < 0) throw invalidArgument(`${field} must be a non-negative integer, got ${value}`);
+  return value;
+}
+
+function asBuffer(bytes: Uint8Array | null | undefined): Buffer | null {
+  if (bytes === null || bytes === undefined) return null;
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export function recordsFromWire(records: readonly WireRecord[]): RecordInput[] {
+  return records.map((record, index) => {
+    const timestamp = toSafeNumber(record.timestamp, `records[${index}].timestamp`);
+    if (timestamp < 0) throw invalidArgument(`records[${index}].timestamp must not be negative, got ${timestamp}`);
+    return {
+      key: asBuffer(record.key),
+      value: asBuffer(record.value),
+      headers: (record.headers ?? []).map((header) => ({ key: header.key ?? '', value: asBuffer(header.value) })),
+      ...(timestamp > 0 ? { timestamp } : {}),
+    };
+  });
+}
+
+export function recordToWire(record: DecodedRecord): strata.v1.Record {
+  return strata.v1.Record.create({
+    key: record.key,
+    value: record.value,
+    headers: record.headers.map((header) => strata.v1.Header.create({ key: header.key, value: header.value })),
+    timestamp: toLong(record.timestamp),
+    offset: toLong(record.offset),
+  });
+}
+
+/** A start position from the wire; a missing one means `defaultKind`. */
+export function startFromWire(start: WireStart, defaultKind: 'earliest' | 'latest'): StartSpec {
+  switch (start?.position) {
+    case 'earliest':
+      return { kind: 'earliest' };
+    case 'latest':
+      return { kind: 'latest' };
+    case 'offset': {
+      const offset = toSafeNumber(start.offset, 'start.offset');
+      return { kind: 'offset', offset: nonNegative(offset, 'start.offset') };
+    }
+    case 'timestamp':
+      return { kind: 'timestamp', timestamp: toSafeNumber(start.timestamp, 'start.timestamp') };
+    default:
+      return { kind: defaultKind };
+  }
+}

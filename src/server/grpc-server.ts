@@ -1,0 +1,86 @@
+/**
+ * The gRPC server: Strata's services, the standard health service (`grpc.health.v1`) and server
+ * reflection, so generic tools (grpcurl, grpcui) can list and call the API.
+ *
+ * Shutdown: stop accepting calls, let in-flight calls finish (bounded by `shutdownTimeoutMs`,
+ * then cancel what is left), then close the broker (flush, indexes, clean-shutdown markers).
+ */
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Broker } from '../broker/broker.js';
+import type { Logger } from '../common/logger.js';
+import { PROTO_ROOT } from '../common/package-root.js';
+import { adminServiceHandlers } from './admin-service.js';
+import { logServiceHandlers } from './log-service.js';
+import { ADMIN_SERVICE_NAME, LOG_SERVICE_NAME, adminServiceDefinition, logServiceDefinition } from './service-definitions.js';
+
+export interface GrpcServerOptions {
+  /** host:port; port 0 picks a free one. */
+  listen: string;
+  /** Largest request accepted; larger ones fail with RESOURCE_EXHAUSTED. */
+  maxRequestBytes: number;
+  logger: Logger;
+}
+
+export class StrataGrpcServer {
+  private readonly health: HealthImplementation;
+
+  private constructor(
+    private readonly server: Server,
+    readonly address: string,
+    readonly port: number,
+    health: HealthImplementation,
+  ) {
+    this.health = health;
+  }
+
+  static async start(broker: Broker, options: GrpcServerOptions): Promise<StrataGrpcServer> {
+    const server = new Server({
+      'grpc.max_receive_message_length': options.maxRequestBytes,
+      'grpc.max_send_message_length': -1,
+    });
+    const logger = options.logger.child({ subsystem: 'grpc' });
+    server.addService(logServiceDefinition, logServiceHandlers(broker, logger));
+    server.addService(adminServiceDefinition, adminServiceHandlers(broker, logger));
+    const health = new HealthImplementation({ '': 'NOT_SERVING', [LOG_SERVICE_NAME]: 'NOT_SERVING', [ADMIN_SERVICE_NAME]: 'NOT_SERVING' });
+    health.addToServer(server);
+    const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));
+    const reflection = new ReflectionService(loadSync(protoFiles, { includeDirs: [PROTO_ROOT] }));
+    reflection.addToServer(server);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort))),
+    );
+    const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
+    const instance = new StrataGrpcServer(server, `${host}:${port}`, port, health);
+    instance.setServing(broker.ready);
+    return instance;
+  }
+
+  setServing(serving: boolean): void {
+    const status = serving ? 'SERVING' : 'NOT_SERVING';
+    for (const service of ['', LOG_SERVICE_NAME, ADMIN_SERVICE_NAME]) this.health.setStatus(service, status);
+  }
+
+  /** Stops accepting calls and waits for in-flight ones up to `timeoutMs`, then cancels them. */
+  async shutdown(timeoutMs: number): Promise<{ forced: boolean }> {
+    this.setServing(false);
+    let forced = false;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        forced = true;
+        this.server.forceShutdown();
+        resolve();
+      }, timeoutMs);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return { forced };
+  }
+}

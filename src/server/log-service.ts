@@ -1,0 +1,241 @@
+/**
+ * Handlers of `strata.v1.Log`: produce (unary and pipelined stream), fetch (long poll),
+ * subscribe (server push with flow control), list offsets and producer ids. They check and
+ * convert wire messages and call the broker; errors go through the one status table.
+ */
+import { once } from 'node:events';
+import type {
+  ServerDuplexStream,
+  ServerUnaryCall,
+  ServerWritableStream,
+  UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import Long from 'long';
+import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
+import { FETCH_BYTES_DEFAULT, FETCH_BYTES_MAX, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
+import type { Logger } from '../common/logger.js';
+import { strata } from '../generated/strata.js';
+import type { PartitionLog } from '../storage/partition-log.js';
+import { decodeRecords, forEachBatch, readLastOffset } from '../storage/record-batch.js';
+import { nonNegative, recordToWire, recordsFromWire, startFromWire, toLong, toSafeNumber } from './convert.js';
+import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
+import { unaryHandler } from './unary-handler.js';
+
+const v1 = strata.v1;
+
+/** Requests a ProduceStream may have in flight before the server stops reading from it. */
+export const PRODUCE_STREAM_IN_FLIGHT_MAX = 256;
+/** How long an idle subscription waits before re-checking its partition (a safety net only). */
+const SUBSCRIBE_IDLE_CHECK_MS = 30_000;
+
+const ACKS: Readonly<Record<number, Acks>> = {
+  [v1.Acks.ACKS_ALL]: 'all',
+  [v1.Acks.ACKS_LEADER]: 'leader',
+  [v1.Acks.ACKS_NONE]: 'none',
+};
+
+function checkTopic(topic: string | null | undefined): string {
+  if (!topic) throw invalidArgument('topic is required');
+  return topic;
+}
+
+function checkMaxBytes(value: number, field: string): number {
+  if (value === 0) return FETCH_BYTES_DEFAULT;
+  nonNegative(value, field);
+  if (value > FETCH_BYTES_MAX) throw invalidArgument(`${field} ${value} exceeds the limit of ${FETCH_BYTES_MAX}`);
+  return value;
+}
+
+async function produce(broker: Broker, request: strata.v1.ProduceRequest): Promise<strata.v1.ProduceResponse> {
+  const topic = checkTopic(request.topic);
+  const partition = request.partition ?? null;
+  if (partition !== null) nonNegative(partition, 'partition');
+  const acks = ACKS[request.acks];
+  if (acks === undefined) throw invalidArgument(`acks ${request.acks} is not one of ACKS_ALL, ACKS_LEADER, ACKS_NONE`);
+  const batch = request.batch;
+  const hasBatch = batch !== null && batch !== undefined && batch.length > 0;
+  const hasRecords = request.records.length > 0;
+  if (hasBatch === hasRecords) throw invalidArgument(hasBatch ? 'give either records or a batch, not both' : 'a produce request needs records or a batch');
+  let result: ProduceResult;
+  if (hasBatch) {
+    if (request.producerId !== null && request.producerId !== undefined) {
+      throw invalidArgument('producer_id is for the records path; a raw batch carries its producer fields in its header');
+    }
+    result = await broker.produceBatches(topic, partition, Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength), acks);
+  } else {
+    const producerId = request.producerId === null || request.producerId === undefined ? -1 : toSafeNumber(request.producerId, 'producer_id');
+    const producer =
+      producerId >= 0
+        ? { producerId, producerEpoch: request.producerEpoch, baseSequence: nonNegative(request.baseSequence, 'base_sequence') }
+        : null;
+    result = await broker.produceRecords(topic, partition, recordsFromWire(request.records), acks, producer);
+  }
+  return v1.ProduceResponse.create({
+    correlationId: request.correlationId,
+    batches: result.batches.map((appended) =>
+      v1.AppendedBatch.create({
+        partition: appended.partition,
+        baseOffset: toLong(appended.baseOffset),
+        lastOffset: toLong(appended.lastOffset),
+        duplicate: appended.duplicate,
+      }),
+    ),
+    logAppendTimeMs: toLong(result.logAppendTimeMs),
+  });
+}
+
+/** Records of `batches` from `offset` on, decoded for the wire. */
+function decodedFrom(batches: Buffer, offset: number): strata.v1.Record[] {
+  const records: strata.v1.Record[] = [];
+  forEachBatch(batches, (position) => {
+    for (const record of decodeRecords(batches, position)) if (record.offset >= offset) records.push(recordToWire(record));
+  });
+  return records;
+}
+
+/** The offset after the last whole batch in `batches`, or `offset` when there is none. */
+function nextOffsetAfter(batches: Buffer, offset: number): number {
+  let next = offset;
+  forEachBatch(batches, (position) => {
+    next = readLastOffset(batches, position) + 1;
+  });
+  return next;
+}
+
+export function logServiceHandlers(broker: Broker, logger: Logger): UntypedServiceImplementation {
+  return {
+    initProducer: unaryHandler(logger, 'InitProducer', async () => {
+      const { producerId, producerEpoch } = await broker.initProducer();
+      return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch });
+    }),
+
+    produce: unaryHandler(logger, 'Produce', (request: strata.v1.ProduceRequest) => produce(broker, request)),
+
+    produceStream: (call: ServerDuplexStream<strata.v1.ProduceRequest, strata.v1.ProduceResponse>) => {
+      let inFlight = 0;
+      let ended = false;
+      let paused = false;
+      const finishIfDone = (): void => {
+        if (ended && inFlight === 0) call.end();
+      };
+      call.on('data', (request: strata.v1.ProduceRequest) => {
+        inFlight++;
+        if (inFlight >= PRODUCE_STREAM_IN_FLIGHT_MAX && !paused) {
+          paused = true;
+          call.pause(); // HTTP/2 flow control now holds the client back
+        }
+        produce(broker, request)
+          .catch((error: unknown) => {
+            const failure = toGrpcFailure(error);
+            logger[failure.unexpected ? 'error' : 'warn']({ method: 'ProduceStream', code: failure.code, err: error }, 'request failed');
+            return v1.ProduceResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code: failure.code, message: failure.details }) });
+          })
+          .then((response) => {
+            inFlight--;
+            if (!call.cancelled && call.writable) call.write(response);
+            if (paused && inFlight < PRODUCE_STREAM_IN_FLIGHT_MAX / 2) {
+              paused = false;
+              call.resume();
+            }
+            finishIfDone();
+          });
+      });
+      call.on('end', () => {
+        ended = true;
+        finishIfDone();
+      });
+      call.on('error', (error) => logger.debug({ err: error }, 'produce stream error'));
+    },
+
+    fetch: unaryHandler(logger, 'Fetch', async (request: strata.v1.FetchRequest, call: ServerUnaryCall<strata.v1.FetchRequest, strata.v1.FetchResponse>) => {
+      const topic = checkTopic(request.topic);
+      const partition = nonNegative(request.partition, 'partition');
+      const offset = nonNegative(toSafeNumber(request.offset, 'offset'), 'offset');
+      const maxBytes = checkMaxBytes(request.maxBytes, 'max_bytes');
+      const maxWaitMs = nonNegative(request.maxWaitMs, 'max_wait_ms');
+      if (maxWaitMs > FETCH_WAIT_MAX_MS) throw invalidArgument(`max_wait_ms ${maxWaitMs} exceeds the limit of ${FETCH_WAIT_MAX_MS}`);
+      const minBytes = nonNegative(request.minBytes, 'min_bytes');
+      const log = broker.partitionLog(topic, partition);
+      const cancelled = new AbortController();
+      call.once('cancelled', () => cancelled.abort());
+      const result = await fetchWithWait(log, { offset, maxBytes, minBytes, maxWaitMs, signal: cancelled.signal });
+      return v1.FetchResponse.create({
+        records: request.raw ? [] : decodedFrom(result.batches, offset),
+        ...(request.raw ? { batches: result.batches } : {}),
+        highWatermark: toLong(result.highWatermark),
+        logStartOffset: toLong(result.logStartOffset),
+        nextOffset: toLong(nextOffsetAfter(result.batches, offset)),
+      });
+    }),
+
+    subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>) => {
+      const cancelled = new AbortController();
+      call.once('cancelled', () => cancelled.abort());
+      subscribe(broker, call, cancelled.signal).catch((error: unknown) => {
+        if (cancelled.signal.aborted) return;
+        const failure = toGrpcFailure(error);
+        logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: error }, 'request failed');
+        call.emit('error', toServiceError(failure));
+      });
+    },
+
+    listOffsets: unaryHandler(logger, 'ListOffsets', async (request: strata.v1.ListOffsetsRequest) => {
+      const log = broker.partitionLog(checkTopic(request.topic), nonNegative(request.partition, 'partition'));
+      const offset = await resolveStart(log, startFromWire(request.position, 'latest'));
+      return v1.ListOffsetsResponse.create({
+        offset: toLong(offset),
+        logStartOffset: toLong(log.logStartOffset),
+        highWatermark: toLong(log.highWatermark),
+      });
+    }),
+  };
+}
+
+async function subscribe(
+  broker: Broker,
+  call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>,
+  signal: AbortSignal,
+): Promise<void> {
+  const request = call.request;
+  const topic = checkTopic(request.topic);
+  const maxBytes = checkMaxBytes(request.maxBytes, 'max_bytes');
+  const partitions = request.partitions.length > 0 ? [...new Set(request.partitions)] : [...Array(broker.partitionCount(topic)).keys()];
+  const start = startFromWire(request.start, 'latest');
+  const logs = partitions.map((partition) => broker.partitionLog(topic, nonNegative(partition, 'partitions[]')));
+  const offsets = await Promise.all(logs.map((log) => resolveStart(log, start)));
+  await Promise.all(logs.map((log, index) => followPartition(call, log, partitions[index]!, offsets[index]!, maxBytes, request.raw, signal)));
+}
+
+/** Pushes one partition's records to the stream as they become durable, honouring backpressure. */
+async function followPartition(
+  call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>,
+  log: PartitionLog,
+  partition: number,
+  startOffset: number,
+  maxBytes: number,
+  raw: boolean,
+  signal: AbortSignal,
+): Promise<void> {
+  let offset = startOffset;
+  const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  while (!signal.aborted) {
+    const result = await log.read(offset, maxBytes);
+    if (result.batches.length === 0) {
+      await waitForHighWatermark(log, SUBSCRIBE_IDLE_CHECK_MS, signal);
+      continue;
+    }
+    const next = nextOffsetAfter(result.batches, offset);
+    const response = v1.SubscribeResponse.create({
+      partition,
+      records: raw ? [] : decodedFrom(result.batches, offset),
+      ...(raw ? { batches: result.batches } : {}),
+      highWatermark: toLong(result.highWatermark),
+      nextOffset: Long.fromNumber(next),
+    });
+    offset = next;
+    if (!call.write(response) && !signal.aborted) {
+      // The client reads slower than we produce: wait until grpc-js has sent what it holds.
+      await Promise.race([once(call, 'drain'), aborted]);
+    }
+  }
+}

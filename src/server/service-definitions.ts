@@ -1,0 +1,59 @@
+/**
+ * grpc-js service definitions for Strata's API, built from the protobufjs classes generated from
+ * `proto/` (see `npm run proto`). Servers and clients share them, so both sides encode exactly
+ * the same way. Serialisation hands grpc-js the encoder's Buffer without copying.
+ */
+import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import { strata } from '../generated/strata.js';
+
+export const v1 = strata.v1;
+
+interface MessageCodec<T> {
+  encode(message: T): { finish(): Uint8Array };
+  decode(bytes: Uint8Array): T;
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function method<Request, Response>(
+  service: string,
+  name: string,
+  request: MessageCodec<Request>,
+  response: MessageCodec<Response>,
+  requestStream = false,
+  responseStream = false,
+): MethodDefinition<Request, Response> {
+  return {
+    path: `/strata.v1.${service}/${name}`,
+    requestStream,
+    responseStream,
+    requestSerialize: (message: Request) => asBuffer(request.encode(message).finish()),
+    requestDeserialize: (bytes: Buffer) => request.decode(bytes),
+    responseSerialize: (message: Response) => asBuffer(response.encode(message).finish()),
+    responseDeserialize: (bytes: Buffer) => response.decode(bytes),
+    originalName: name.charAt(0).toLowerCase() + name.slice(1),
+  };
+}
+
+export const logServiceDefinition = {
+  initProducer: method('Log', 'InitProducer', v1.InitProducerRequest, v1.InitProducerResponse),
+  produce: method('Log', 'Produce', v1.ProduceRequest, v1.ProduceResponse),
+  produceStream: method('Log', 'ProduceStream', v1.ProduceRequest, v1.ProduceResponse, true, true),
+  fetch: method('Log', 'Fetch', v1.FetchRequest, v1.FetchResponse),
+  subscribe: method('Log', 'Subscribe', v1.SubscribeRequest, v1.SubscribeResponse, false, true),
+  listOffsets: method('Log', 'ListOffsets', v1.ListOffsetsRequest, v1.ListOffsetsResponse),
+} satisfies ServiceDefinition;
+
+export const adminServiceDefinition = {
+  createTopic: method('Admin', 'CreateTopic', v1.CreateTopicRequest, v1.TopicDescription),
+  deleteTopic: method('Admin', 'DeleteTopic', v1.DeleteTopicRequest, v1.DeleteTopicResponse),
+  listTopics: method('Admin', 'ListTopics', v1.ListTopicsRequest, v1.ListTopicsResponse),
+  describeTopic: method('Admin', 'DescribeTopic', v1.DescribeTopicRequest, v1.TopicDescription),
+  alterTopicConfigs: method('Admin', 'AlterTopicConfigs', v1.AlterTopicConfigsRequest, v1.TopicDescription),
+  addPartitions: method('Admin', 'AddPartitions', v1.AddPartitionsRequest, v1.TopicDescription),
+} satisfies ServiceDefinition;
+
+export const LOG_SERVICE_NAME = 'strata.v1.Log';
+export const ADMIN_SERVICE_NAME = 'strata.v1.Admin';

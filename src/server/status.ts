@@ -1,0 +1,42 @@
+/**
+ * The one table from Strata's error codes to gRPC status codes, and the conversion of any thrown
+ * value into a gRPC error. Expected conditions keep their message (written for the person who
+ * reads it); anything else becomes INTERNAL with a generic message and is logged in full.
+ */
+import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
+import { ErrorCode, StrataError } from '../common/errors.js';
+
+export const STATUS_FOR_CODE: Readonly<Record<ErrorCode, status>> = Object.freeze({
+  [ErrorCode.INVALID_ARGUMENT]: status.INVALID_ARGUMENT,
+  [ErrorCode.CORRUPT_BATCH]: status.INVALID_ARGUMENT,
+  [ErrorCode.RECORD_TOO_LARGE]: status.RESOURCE_EXHAUSTED,
+  [ErrorCode.OFFSET_OUT_OF_RANGE]: status.OUT_OF_RANGE,
+  [ErrorCode.NOT_FOUND]: status.NOT_FOUND,
+  [ErrorCode.ALREADY_EXISTS]: status.ALREADY_EXISTS,
+  [ErrorCode.PARTITION_FENCED]: status.FAILED_PRECONDITION,
+  [ErrorCode.DISK_FULL]: status.RESOURCE_EXHAUSTED,
+  [ErrorCode.RESOURCE_EXHAUSTED]: status.RESOURCE_EXHAUSTED,
+  [ErrorCode.FAILED_PRECONDITION]: status.FAILED_PRECONDITION,
+  [ErrorCode.STORAGE_ERROR]: status.UNAVAILABLE,
+});
+
+export interface GrpcFailure {
+  code: status;
+  details: string;
+  /** True for errors Strata did not expect (logged at error level). */
+  unexpected: boolean;
+}
+
+export function toGrpcFailure(error: unknown): GrpcFailure {
+  if (error instanceof StrataError) return { code: STATUS_FOR_CODE[error.code], details: error.message, unexpected: false };
+  return { code: status.INTERNAL, details: 'internal error; the broker log has the details', unexpected: true };
+}
+
+export function toServiceError(failure: GrpcFailure): Partial<ServiceError> {
+  return { code: failure.code, details: failure.details, message: failure.details, metadata: new Metadata() };
+}
+
+/** A gRPC-level INVALID_ARGUMENT for request checks made in the server layer. */
+export function invalidArgument(message: string): StrataError {
+  return new StrataError(ErrorCode.INVALID_ARGUMENT, message);
+}
