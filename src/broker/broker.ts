@@ -384,13 +384,8 @@ export class Broker {
   }
 
   private async appendTo(log: PartitionLog, batches: Buffer, acks: Acks): Promise<{ offsets: Omit<AppendedBatch, 'partition'>; logAppendTimeMs: number }> {
-    if (acks === 'none') {
-      // Validate now (so a bad batch is still refused), then let the append finish unobserved.
-      const pending = log.append(batches, { waitFor: 'written' });
-      pending.catch((error: unknown) => this.logger.warn({ err: error, log: log.name }, 'append with acks=none failed'));
-      return { offsets: { baseOffset: -1, lastOffset: -1, duplicate: false }, logAppendTimeMs: this.clock.nowMs() };
-    }
-    const waitFor: AppendWait = acks === 'leader' ? 'written' : 'durable';
+    // acks=none answers once the batches are validated and queued (offsets unknown, -1).
+    const waitFor: AppendWait = acks === 'none' ? 'queued' : acks === 'leader' ? 'written' : 'durable';
     const result: AppendResult = await log.append(batches, { waitFor });
     return { offsets: { baseOffset: result.baseOffset, lastOffset: result.lastOffset, duplicate: result.duplicate }, logAppendTimeMs: result.logAppendTimeMs };
   }

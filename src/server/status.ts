@@ -28,7 +28,9 @@ export interface GrpcFailure {
 }
 
 export function toGrpcFailure(error: unknown): GrpcFailure {
-  if (error instanceof StrataError) return { code: STATUS_FOR_CODE[error.code], details: error.message, unexpected: false };
+  if (error instanceof StrataError && STATUS_FOR_CODE[error.code] !== undefined) {
+    return { code: STATUS_FOR_CODE[error.code], details: error.message, unexpected: false };
+  }
   return { code: status.INTERNAL, details: 'internal error; the broker log has the details', unexpected: true };
 }
 

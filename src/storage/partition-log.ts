@@ -61,7 +61,11 @@ const WRITE_BYTES_MAX = 8 * 1024 * 1024;
 const WRITE_BUFFERS_MAX = 1024;
 const EMPTY = Buffer.alloc(0);
 
-export type AppendWait = 'written' | 'durable';
+/**
+ * When `append` resolves: once queued (after validation; offsets are then unknown, -1), once
+ * written to the OS, or once durable under the flush policy.
+ */
+export type AppendWait = 'queued' | 'written' | 'durable';
 
 export interface AppendResult {
   baseOffset: number;
@@ -297,6 +301,10 @@ export class PartitionLog {
   private enqueue(append: QueuedAppend): void {
     this.queue.push(append);
     this.queuedBytes += append.data.length;
+    if (append.waitFor === 'queued') {
+      // Settled now; a later write failure is logged by the writer (the caller chose not to wait).
+      append.resolve({ baseOffset: -1, lastOffset: -1, recordCount: append.recordCount, logAppendTimeMs: this.clock.nowMs(), duplicate: false });
+    }
   }
 
   private startWriter(): void {

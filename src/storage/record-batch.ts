@@ -205,13 +205,15 @@ export function checkBatchRecords(buffer: Buffer, position: number): string | nu
     return (error as Error).message;
   }
   const reader = new VarintReader(records, start, end);
+  const fields = new VarintReader(records, start, end); // reused per record: no allocation
   try {
     for (let index = 0; index < count; index++) {
       const length = reader.readVarint();
       if (length <= 0) return `record ${index} has length ${length}`;
       const recordEnd = reader.position + length;
       if (recordEnd > end) return `record ${index} runs past the end of the batch`;
-      const fields = new VarintReader(records, reader.position, recordEnd);
+      fields.position = reader.position;
+      fields.end = recordEnd;
       fields.readInt8();
       fields.readVarlong();
       const offsetDelta = fields.readVarint();
@@ -279,9 +281,11 @@ export function validateBatches(
   let batchCount = 0;
   let recordCount = 0;
   while (position < buffer.length) {
-    if (buffer.length - position >= LOG_OVERHEAD) {
+    if (buffer.length - position > MAGIC_OFFSET) {
+      // Only a batch that is wholly present and has the right magic can be "too large";
+      // anything else is corrupt, whatever its length field says.
       const size = readBatchSize(buffer, position);
-      if (size > maxBatchBytes) {
+      if (size > maxBatchBytes && size <= buffer.length - position && buffer[position + MAGIC_OFFSET] === CURRENT_MAGIC) {
         throw new StrataError(
           ErrorCode.RECORD_TOO_LARGE,
           `batch ${batchCount} is ${size} bytes, larger than max.message.bytes ${maxBatchBytes}`,

@@ -76,7 +76,7 @@ export class VarintReader {
   constructor(
     readonly buffer: Buffer,
     public position: number,
-    readonly end: number,
+    public end: number,
   ) {}
 
   readVarint(): number {

@@ -1,0 +1,371 @@
+// Goal: every kind of bad request is refused with the right gRPC status and an actionable message,
+// touches nothing on disk and leaves the broker serving; method: a table of bad requests sent over
+// real gRPC to an in-process broker, then a check of the data directory and a produce/fetch round
+// trip, plus a broker-level disk-full test through an injected FileSystem.
+import { type ServiceError, status } from '@grpc/grpc-js';
+import Long from 'long';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
+import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import type { strata } from '../../src/generated/strata.js';
+import { STATUS_FOR_CODE, toGrpcFailure } from '../../src/server/status.js';
+import { NodeFileSystem } from '../../src/storage/file-system.js';
+import { ATTRIBUTES_OFFSET, CRC_OFFSET, MAGIC_OFFSET, RECORD_COUNT_OFFSET, buildBatch, decodeBatches } from '../../src/storage/record-batch.js';
+import { crc32c } from '@node-rs/crc32';
+import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
+import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
+
+const MAX_REQUEST_BYTES = 1024 * 1024;
+const long = (value: number | string): Long => (typeof value === 'string' ? Long.fromString(value) : Long.fromNumber(value));
+const record = (value: string, extra: Partial<strata.v1.IRecord> = {}): strata.v1.Record => v1.Record.create({ value: Buffer.from(value), ...extra });
+const batchOf = (...values: string[]): Buffer => buildBatch(values.map((value) => ({ value: Buffer.from(value) })));
+
+/** A copy of `batch` with its CRC recomputed, so a field edit is seen as such, not as a CRC error. */
+function withFreshCrc(batch: Buffer): Buffer {
+  batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+  return batch;
+}
+
+interface BadRequest {
+  name: string;
+  /** `service.method` as TestClient.call takes it; `log.subscribe` reads the stream's error. */
+  method: string;
+  /** Built when the case runs, so it can use state from the setup (producer ids). */
+  request: () => unknown;
+  code: status;
+  /** What the message must say so a user can act on it. */
+  message: RegExp;
+}
+
+const INVALID_NAMES: [string, string][] = [
+  ['empty', ''],
+  ['"."', '.'],
+  ['".."', '..'],
+  ['250 characters', 'n'.repeat(250)],
+  ['"../etc"', '../etc'],
+  ['"a/b"', 'a/b'],
+  ['"sp ace"', 'sp ace'],
+  ['unicode "tøpic"', 'tøpic'],
+  ['unicode "主题"', '主题'],
+  ['"../../escape"', '../../escape'],
+];
+
+describe('bad requests', () => {
+  let broker: TestBroker;
+  let client: TestClient;
+  let producerId: Long;
+  /** Values produced to good/0 before the table runs. */
+  const goodValues = ['g0', 'g1', 'g2'];
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+
+  beforeAll(async () => {
+    process.on('unhandledRejection', onUnhandled);
+    broker = await startTestBroker({ maxRequestBytes: MAX_REQUEST_BYTES });
+    client = new TestClient(broker.address);
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'good', partitions: 2 }));
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'small', partitions: 1, configs: { 'max.message.bytes': '1024' } }));
+    await client.call('log.produce', v1.ProduceRequest.create({ topic: 'good', partition: 0, records: goodValues.map((value) => record(value)) }));
+    const producer = await client.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create());
+    producerId = producer.producerId;
+    // Sequence 0 of this producer on good/1 is taken; the next one expected is 1.
+    await client.call('log.produce', v1.ProduceRequest.create({ topic: 'good', partition: 1, records: [record('idem-0')], producerId, producerEpoch: 0, baseSequence: 0 }));
+  });
+
+  afterAll(async () => {
+    process.off('unhandledRejection', onUnhandled);
+    client?.close();
+    await broker?.dispose();
+  });
+
+  const produce = (fields: strata.v1.IProduceRequest) => () => v1.ProduceRequest.create(fields);
+  const fetch = (fields: strata.v1.IFetchRequest) => () => v1.FetchRequest.create({ topic: 'good', partition: 0, ...fields });
+  const corrupt = (edit: (batch: Buffer) => Buffer) => produce({ topic: 'good', partition: 0, batch: edit(batchOf('c1', 'c2')) });
+
+  const cases: BadRequest[] = [
+    // --- Topic names: refused before anything touches the disk.
+    ...INVALID_NAMES.map(([label, name]): BadRequest => ({
+      name: `create a topic named ${label}`,
+      method: 'admin.createTopic',
+      request: () => v1.CreateTopicRequest.create({ name, partitions: 1 }),
+      code: status.INVALID_ARGUMENT,
+      message: name === '' ? /topic name is empty/ : name.length > 249 ? /250 characters long; the limit is 249/ : /topic name .* (is not allowed|has characters outside \[a-zA-Z0-9\._-\])/,
+    })),
+    { name: 'describe a topic named "../etc"', method: 'admin.describeTopic', request: () => v1.DescribeTopicRequest.create({ name: '../etc' }), code: status.INVALID_ARGUMENT, message: /has characters outside/ },
+    { name: 'delete a topic named ".."', method: 'admin.deleteTopic', request: () => v1.DeleteTopicRequest.create({ name: '..' }), code: status.INVALID_ARGUMENT, message: /topic name "\.\." is not allowed/ },
+    { name: 'produce without a topic', method: 'log.produce', request: produce({ records: [record('x')] }), code: status.INVALID_ARGUMENT, message: /topic is required/ },
+    { name: 'produce to a topic named "a/b"', method: 'log.produce', request: produce({ topic: 'a/b', records: [record('x')] }), code: status.INVALID_ARGUMENT, message: /"a\/b" has characters outside/ },
+
+    // --- Unknown topics and partitions.
+    { name: 'produce to an unknown topic', method: 'log.produce', request: produce({ topic: 'nope', records: [record('x')] }), code: status.NOT_FOUND, message: /topic "nope" not found/ },
+    { name: 'produce to an unknown partition', method: 'log.produce', request: produce({ topic: 'good', partition: 9, records: [record('x')] }), code: status.NOT_FOUND, message: /partition 9 of topic "good" does not exist \(the topic has 2\)/ },
+    { name: 'produce a raw batch to an unknown partition', method: 'log.produce', request: produce({ topic: 'good', partition: 2, batch: batchOf('x') }), code: status.NOT_FOUND, message: /partition 2 of topic "good" does not exist/ },
+    { name: 'fetch from an unknown topic', method: 'log.fetch', request: fetch({ topic: 'nope' }), code: status.NOT_FOUND, message: /topic "nope" not found/ },
+    { name: 'fetch from an unknown partition', method: 'log.fetch', request: fetch({ partition: 5 }), code: status.NOT_FOUND, message: /partition 5 of topic "good" does not exist \(the topic has 2\)/ },
+    { name: 'subscribe to an unknown topic', method: 'log.subscribe', request: () => v1.SubscribeRequest.create({ topic: 'nope' }), code: status.NOT_FOUND, message: /topic "nope" not found/ },
+    { name: 'subscribe to an unknown partition', method: 'log.subscribe', request: () => v1.SubscribeRequest.create({ topic: 'good', partitions: [0, 7] }), code: status.NOT_FOUND, message: /partition 7 of topic "good" does not exist/ },
+    { name: 'list offsets of an unknown topic', method: 'log.listOffsets', request: () => v1.ListOffsetsRequest.create({ topic: 'nope' }), code: status.NOT_FOUND, message: /topic "nope" not found/ },
+    { name: 'list offsets of an unknown partition', method: 'log.listOffsets', request: () => v1.ListOffsetsRequest.create({ topic: 'good', partition: 3 }), code: status.NOT_FOUND, message: /partition 3 of topic "good" does not exist/ },
+    { name: 'describe an unknown topic', method: 'admin.describeTopic', request: () => v1.DescribeTopicRequest.create({ name: 'nope' }), code: status.NOT_FOUND, message: /topic "nope" not found/ },
+    { name: 'delete an unknown topic', method: 'admin.deleteTopic', request: () => v1.DeleteTopicRequest.create({ name: 'nope' }), code: status.NOT_FOUND, message: /topic "nope" not found/ },
+    { name: 'alter configs of an unknown topic', method: 'admin.alterTopicConfigs', request: () => v1.AlterTopicConfigsRequest.create({ name: 'nope', configs: { 'retention.ms': '1000' } }), code: status.NOT_FOUND, message: /topic "nope" not found/ },
+    { name: 'add partitions to an unknown topic', method: 'admin.addPartitions', request: () => v1.AddPartitionsRequest.create({ name: 'nope', partitions: 3 }), code: status.NOT_FOUND, message: /topic "nope" not found/ },
+
+    // --- Topic administration.
+    { name: 'create a topic that exists', method: 'admin.createTopic', request: () => v1.CreateTopicRequest.create({ name: 'good', partitions: 2 }), code: status.ALREADY_EXISTS, message: /topic "good" already exists/ },
+    { name: 'create with a negative partition count', method: 'admin.createTopic', request: () => v1.CreateTopicRequest.create({ name: 'neg-parts', partitions: -1 }), code: status.INVALID_ARGUMENT, message: /partitions must not be negative, got -1/ },
+    { name: 'create with 10001 partitions', method: 'admin.createTopic', request: () => v1.CreateTopicRequest.create({ name: 'many-parts', partitions: 10_001 }), code: status.INVALID_ARGUMENT, message: /partition count must be from 1 to 10000, got 10001/ },
+    { name: 'add partitions: the same count', method: 'admin.addPartitions', request: () => v1.AddPartitionsRequest.create({ name: 'good', partitions: 2 }), code: status.INVALID_ARGUMENT, message: /has 2 partitions; the new count must be larger, got 2/ },
+    { name: 'add partitions: a smaller count', method: 'admin.addPartitions', request: () => v1.AddPartitionsRequest.create({ name: 'good', partitions: 1 }), code: status.INVALID_ARGUMENT, message: /must be larger, got 1/ },
+    { name: 'add partitions: over 10000', method: 'admin.addPartitions', request: () => v1.AddPartitionsRequest.create({ name: 'good', partitions: 10_001 }), code: status.INVALID_ARGUMENT, message: /from 1 to 10000, got 10001/ },
+    { name: 'create with an unknown config', method: 'admin.createTopic', request: () => v1.CreateTopicRequest.create({ name: 'bad-config-1', configs: { 'retention.mss': '1000' } }), code: status.INVALID_ARGUMENT, message: /unknown topic config "retention\.mss"; known: .*retention\.ms/ },
+    { name: 'create with retention.ms=abc', method: 'admin.createTopic', request: () => v1.CreateTopicRequest.create({ name: 'bad-config-2', configs: { 'retention.ms': 'abc' } }), code: status.INVALID_ARGUMENT, message: /retention\.ms must be a number, got "abc"/ },
+    { name: 'create with segment.bytes=1', method: 'admin.createTopic', request: () => v1.CreateTopicRequest.create({ name: 'bad-config-3', configs: { 'segment.bytes': '1' } }), code: status.INVALID_ARGUMENT, message: /segment\.bytes must be an integer from 1024 to \d+, got 1/ },
+    { name: 'create with flush=sometimes', method: 'admin.createTopic', request: () => v1.CreateTopicRequest.create({ name: 'bad-config-4', configs: { flush: 'sometimes' } }), code: status.INVALID_ARGUMENT, message: /flush must be "always" or "interval", got "sometimes"/ },
+    { name: 'alter with an unknown config', method: 'admin.alterTopicConfigs', request: () => v1.AlterTopicConfigsRequest.create({ name: 'good', configs: { colour: 'blue' } }), code: status.INVALID_ARGUMENT, message: /unknown topic config "colour"/ },
+    { name: 'alter with retention.ms=abc', method: 'admin.alterTopicConfigs', request: () => v1.AlterTopicConfigsRequest.create({ name: 'good', configs: { 'retention.ms': 'abc' } }), code: status.INVALID_ARGUMENT, message: /retention\.ms must be a number, got "abc"/ },
+    { name: 'alter with no configs', method: 'admin.alterTopicConfigs', request: () => v1.AlterTopicConfigsRequest.create({ name: 'good' }), code: status.INVALID_ARGUMENT, message: /give at least one config/ },
+
+    // --- Produce requests.
+    { name: 'produce records and a batch', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('x')], batch: batchOf('y') }), code: status.INVALID_ARGUMENT, message: /either records or a batch, not both/ },
+    { name: 'produce neither records nor a batch', method: 'log.produce', request: produce({ topic: 'good', partition: 0 }), code: status.INVALID_ARGUMENT, message: /needs records or a batch/ },
+    { name: 'produce with acks=7', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('x')], acks: 7 as strata.v1.Acks }), code: status.INVALID_ARGUMENT, message: /acks 7 is not one of ACKS_ALL, ACKS_LEADER, ACKS_NONE/ },
+    { name: 'produce to partition -1', method: 'log.produce', request: produce({ topic: 'good', partition: -1, records: [record('x')] }), code: status.INVALID_ARGUMENT, message: /partition must be a non-negative integer, got -1/ },
+    { name: 'produce a record with a negative timestamp', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('ok'), record('x', { timestamp: long(-5) })] }), code: status.INVALID_ARGUMENT, message: /records\[1\]\.timestamp must not be negative, got -5/ },
+    { name: 'produce a record with a timestamp above 2^53', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('x', { timestamp: long('9007199254740993') })] }), code: status.INVALID_ARGUMENT, message: /records\[0\]\.timestamp 9007199254740993 is outside the range/ },
+    { name: 'produce a raw batch with producer_id', method: 'log.produce', request: () => v1.ProduceRequest.create({ topic: 'good', partition: 0, batch: batchOf('x'), producerId }), code: status.INVALID_ARGUMENT, message: /producer_id is for the records path/ },
+    { name: 'produce idempotent records without a partition', method: 'log.produce', request: () => v1.ProduceRequest.create({ topic: 'good', records: [record('x')], producerId, baseSequence: 1 }), code: status.INVALID_ARGUMENT, message: /needs an explicit partition/ },
+    { name: 'produce with a negative base_sequence', method: 'log.produce', request: () => v1.ProduceRequest.create({ topic: 'good', partition: 1, records: [record('x')], producerId, baseSequence: -3 }), code: status.INVALID_ARGUMENT, message: /base_sequence must be a non-negative integer, got -3/ },
+    { name: 'produce with producer_id above 2^53', method: 'log.produce', request: produce({ topic: 'good', partition: 1, records: [record('x')], producerId: long('9007199254740993') }), code: status.INVALID_ARGUMENT, message: /producer_id 9007199254740993 is outside the range/ },
+    { name: 'produce with a sequence gap', method: 'log.produce', request: () => v1.ProduceRequest.create({ topic: 'good', partition: 1, records: [record('x')], producerId, producerEpoch: 0, baseSequence: 5 }), code: status.FAILED_PRECONDITION, message: /out-of-order sequence for producer \d+ epoch 0: expected 1, got 5/ },
+    {
+      name: 'produce a raw idempotent batch with a sequence gap',
+      method: 'log.produce',
+      request: () => v1.ProduceRequest.create({ topic: 'good', partition: 1, batch: buildBatch([{ value: Buffer.from('x') }], { producerId: producerId.toNumber(), producerEpoch: 0, baseSequence: 9 }) }),
+      code: status.FAILED_PRECONDITION,
+      message: /expected 1, got 9/,
+    },
+
+    // --- Corrupt raw batches.
+    { name: 'produce a batch with a flipped byte after the CRC', method: 'log.produce', request: corrupt((batch) => ((batch[30] ^= 0xff), batch)), code: status.INVALID_ARGUMENT, message: /invalid record batch 0 at byte 0: CRC mismatch: stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}/ },
+    { name: 'produce a batch with its last byte flipped, no partition', method: 'log.produce', request: () => { const batch = batchOf('c1'); batch[batch.length - 1]! ^= 0x01; return v1.ProduceRequest.create({ topic: 'good', batch }); }, code: status.INVALID_ARGUMENT, message: /CRC mismatch/ },
+    { name: 'produce a truncated batch', method: 'log.produce', request: corrupt((batch) => batch.subarray(0, batch.length - 5)), code: status.INVALID_ARGUMENT, message: /batch of \d+ bytes is truncated to \d+ bytes/ },
+    { name: 'produce a batch shorter than a frame', method: 'log.produce', request: corrupt((batch) => batch.subarray(0, 7)), code: status.INVALID_ARGUMENT, message: /only 7 bytes left, less than a batch frame/ },
+    { name: 'produce a batch with magic 1', method: 'log.produce', request: corrupt((batch) => ((batch[MAGIC_OFFSET] = 1), batch)), code: status.INVALID_ARGUMENT, message: /magic byte is 1, expected 2/ },
+    { name: 'produce a good batch followed by 5 stray bytes', method: 'log.produce', request: corrupt((batch) => Buffer.concat([batch, Buffer.alloc(5)])), code: status.INVALID_ARGUMENT, message: /invalid record batch 1 at byte \d+: only 5 bytes left, less than a batch frame/ },
+    { name: 'produce a good batch followed by a zero-length frame', method: 'log.produce', request: corrupt((batch) => Buffer.concat([batch, Buffer.alloc(16)])), code: status.INVALID_ARGUMENT, message: /invalid record batch 1 at byte \d+: batch length 0 is below the minimum/ },
+    {
+      name: 'produce a good batch followed by text garbage',
+      method: 'log.produce',
+      request: corrupt((batch) => Buffer.concat([batch, Buffer.from('garbage!garbage!')])),
+      code: status.INVALID_ARGUMENT,
+      message: /invalid record batch 1 at byte \d+: (batch length \d+ exceeds \d+|batch of \d+ bytes is truncated to 16 bytes)/,
+    },
+    {
+      name: 'produce a batch whose record count does not match (valid CRC)',
+      method: 'log.produce',
+      request: corrupt((batch) => (batch.writeInt32BE(5, RECORD_COUNT_OFFSET), withFreshCrc(batch))),
+      code: status.INVALID_ARGUMENT,
+      message: /last offset delta 1 does not match record count 5/,
+    },
+    {
+      name: 'produce a corrupt batch with ACKS_NONE',
+      method: 'log.produce',
+      request: () => { const batch = batchOf('c1'); batch[30]! ^= 0xff; return v1.ProduceRequest.create({ topic: 'good', partition: 0, batch, acks: v1.Acks.ACKS_NONE }); },
+      code: status.INVALID_ARGUMENT,
+      message: /CRC mismatch/,
+    },
+
+    // --- Sizes.
+    { name: 'produce a raw batch over max.message.bytes', method: 'log.produce', request: produce({ topic: 'small', partition: 0, batch: batchOf('z'.repeat(2000)) }), code: status.RESOURCE_EXHAUSTED, message: /batch 0 is \d+ bytes, larger than max\.message\.bytes 1024/ },
+    { name: 'produce records over max.message.bytes', method: 'log.produce', request: produce({ topic: 'small', records: [record('z'.repeat(1500))] }), code: status.RESOURCE_EXHAUSTED, message: /larger than max\.message\.bytes 1024/ },
+    {
+      name: 'produce a batch over max.message.bytes with ACKS_NONE',
+      method: 'log.produce',
+      request: produce({ topic: 'small', partition: 0, batch: batchOf('z'.repeat(2000)), acks: v1.Acks.ACKS_NONE }),
+      code: status.RESOURCE_EXHAUSTED,
+      message: /larger than max\.message\.bytes 1024/,
+    },
+    { name: 'produce 2 MiB, over the 1 MiB receive limit', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('b'.repeat(2 * 1024 * 1024))] }), code: status.RESOURCE_EXHAUSTED, message: /larger than max \(\d+ vs\.? 1048576\)/ },
+
+    // --- Fetch and offsets.
+    { name: 'fetch beyond the log end', method: 'log.fetch', request: fetch({ offset: long(1000) }), code: status.OUT_OF_RANGE, message: /offset 1000 is out of range for good-0: valid offsets are 0 to 3/ },
+    { name: 'fetch a negative offset', method: 'log.fetch', request: fetch({ offset: long(-1) }), code: status.INVALID_ARGUMENT, message: /offset must be a non-negative integer, got -1/ },
+    { name: 'fetch an offset above 2^53', method: 'log.fetch', request: fetch({ offset: long('9007199254740993') }), code: status.INVALID_ARGUMENT, message: /offset 9007199254740993 is outside the range Strata supports/ },
+    { name: 'fetch an offset of 2^63-1', method: 'log.fetch', request: fetch({ offset: Long.MAX_VALUE }), code: status.INVALID_ARGUMENT, message: /offset 9223372036854775807 is outside the range/ },
+    { name: 'fetch with a negative partition', method: 'log.fetch', request: fetch({ partition: -2 }), code: status.INVALID_ARGUMENT, message: /partition must be a non-negative integer, got -2/ },
+    { name: 'fetch with max_bytes -1', method: 'log.fetch', request: fetch({ maxBytes: -1 }), code: status.INVALID_ARGUMENT, message: /max_bytes must be a non-negative integer, got -1/ },
+    { name: 'fetch with max_bytes over 64 MiB', method: 'log.fetch', request: fetch({ maxBytes: 64 * 1024 * 1024 + 1 }), code: status.INVALID_ARGUMENT, message: /max_bytes 67108865 exceeds the limit of 67108864/ },
+    { name: 'fetch with max_wait_ms over the limit', method: 'log.fetch', request: fetch({ maxWaitMs: 300_001 }), code: status.INVALID_ARGUMENT, message: /max_wait_ms 300001 exceeds the limit of 300000/ },
+    { name: 'fetch with a negative max_wait_ms', method: 'log.fetch', request: fetch({ maxWaitMs: -1 }), code: status.INVALID_ARGUMENT, message: /max_wait_ms must be a non-negative integer/ },
+    { name: 'fetch with a negative min_bytes', method: 'log.fetch', request: fetch({ minBytes: -1 }), code: status.INVALID_ARGUMENT, message: /min_bytes must be a non-negative integer/ },
+    { name: 'list offsets at an offset beyond the log', method: 'log.listOffsets', request: () => v1.ListOffsetsRequest.create({ topic: 'good', partition: 0, position: { offset: long(50) } }), code: status.OUT_OF_RANGE, message: /offset 50 is out of range for good-0: valid offsets are 0 to 3/ },
+    { name: 'list offsets at a negative offset', method: 'log.listOffsets', request: () => v1.ListOffsetsRequest.create({ topic: 'good', partition: 0, position: { offset: long(-1) } }), code: status.INVALID_ARGUMENT, message: /start\.offset must be a non-negative integer, got -1/ },
+    { name: 'list offsets at a timestamp above 2^53', method: 'log.listOffsets', request: () => v1.ListOffsetsRequest.create({ topic: 'good', partition: 0, position: { timestamp: Long.MAX_VALUE } }), code: status.INVALID_ARGUMENT, message: /start\.timestamp 9223372036854775807 is outside the range/ },
+    { name: 'subscribe from an offset beyond the log', method: 'log.subscribe', request: () => v1.SubscribeRequest.create({ topic: 'good', partitions: [0], start: { offset: long(99) } }), code: status.OUT_OF_RANGE, message: /offset 99 is out of range for good-0: valid offsets are 0 to 3/ },
+    { name: 'subscribe with a negative max_bytes', method: 'log.subscribe', request: () => v1.SubscribeRequest.create({ topic: 'good', maxBytes: -4 }), code: status.INVALID_ARGUMENT, message: /max_bytes must be a non-negative integer, got -4/ },
+  ];
+
+  /** The status a Subscribe stream ends with (it must end with an error, not data). */
+  function subscribeError(request: unknown): Promise<ServiceError> {
+    return new Promise((resolve, reject) => {
+      const stream = (client.log as unknown as { subscribe(request: unknown, options: { deadline: number }): NodeJS.EventEmitter & { cancel(): void } }).subscribe(request, { deadline: Date.now() + 10_000 });
+      stream.on('data', () => {
+        stream.cancel();
+        reject(new Error('expected the subscription to fail, but it delivered data'));
+      });
+      stream.on('error', (error: ServiceError) => resolve(error));
+    });
+  }
+
+  it('has a table of at least 35 cases', () => {
+    expect(cases.length).toBeGreaterThanOrEqual(35);
+    expect(new Set(cases.map((c) => c.name)).size).toBe(cases.length);
+  });
+
+  for (const c of cases) {
+    it(`${c.name} → ${status[c.code]}`, async () => {
+      const error = c.method === 'log.subscribe' ? await subscribeError(c.request()) : await grpcError(client.call(c.method, c.request()));
+      expect({ code: status[error.code], details: error.details }).toMatchObject({ code: status[c.code] });
+      expect(error.details).toMatch(c.message);
+    });
+  }
+
+  describe('afterwards', () => {
+    it('created nothing outside <dataDir>/topics and no directory for any refused topic', () => {
+      const tree: string[] = [];
+      const walk = (directory: string): void => {
+        for (const entry of readdirSync(directory, { withFileTypes: true })) {
+          const path = join(directory, entry.name);
+          tree.push(relative(broker.dataDir, path));
+          if (entry.isDirectory()) walk(path);
+        }
+      };
+      walk(broker.dataDir);
+      const topLevel = readdirSync(broker.dataDir);
+      for (const entry of topLevel) expect(entry).toMatch(/^(topics|metadata\.mdb(-lock)?|deleted)$/);
+      expect(readdirSync(join(broker.dataDir, 'topics')).sort()).toEqual(['good', 'small']);
+      expect(readdirSync(join(broker.dataDir, 'topics', 'good')).sort()).toEqual(['0', '1']);
+      expect(readdirSync(join(broker.dataDir, 'topics', 'small'))).toEqual(['0']);
+      for (const path of tree) expect(path).not.toMatch(/etc|escape|sp ace|tøpic|主题|nnnnnnnn|bad-config|parts/);
+    });
+
+    it('still serves: earlier data intact, refused appends took no offsets, a round trip works', async () => {
+      expect(unhandled).toEqual([]);
+      expect(broker.broker.ready).toBe(true);
+      const description = await client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'good' }));
+      expect(description.partitions.map((partition) => [partition.logEndOffset.toNumber(), partition.error])).toEqual([[3, ''], [1, '']]);
+      expect(description.configs['retention.ms']).toBe(String(7 * 24 * 60 * 60 * 1000)); // failed alters changed nothing
+      const produced = await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'good', partition: 0, records: [record('after')] }));
+      expect(produced.batches[0]!.baseOffset.toNumber()).toBe(goodValues.length);
+      const fetched = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'good', partition: 0, offset: long(0) }));
+      expect(fetched.records.map((r) => Buffer.from(r.value!).toString())).toEqual([...goodValues, 'after']);
+      expect(fetched.records.map((r) => r.offset.toNumber())).toEqual([0, 1, 2, 3]);
+      // The idempotent producer continues at sequence 1 after the refused gaps.
+      const next = await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'good', partition: 1, records: [record('idem-1')], producerId, producerEpoch: 0, baseSequence: 1 }));
+      expect(next.batches[0]).toMatchObject({ duplicate: false });
+      expect(next.batches[0]!.baseOffset.toNumber()).toBe(1);
+      // The small topic still takes a batch that fits.
+      const small = await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'small', partition: 0, batch: batchOf('fits') }));
+      expect(small.batches[0]!.baseOffset.toNumber()).toBe(0);
+    });
+  });
+});
+
+/** A real file system whose writes fail with ENOSPC while `full` is set, after writing half. */
+class FillableFileSystem extends NodeFileSystem {
+  full = false;
+  failures = 0;
+
+  override async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
+    if (!this.full) return super.writev(fd, buffers, position);
+    this.failures++;
+    // A realistic full disk: part of the data lands before the error, so a rollback is needed.
+    const all = Buffer.concat(buffers);
+    await super.writev(fd, [all.subarray(0, Math.floor(all.length / 2))], position);
+    throw Object.assign(new Error(`ENOSPC: no space left on device, write`), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+  }
+}
+
+describe('disk full (broker with an injected FileSystem)', () => {
+  let dataDir: string;
+  let fs: FillableFileSystem;
+  let broker: Broker;
+  beforeAll(async () => {
+    dataDir = temporaryDirectory('strata-disk-full-');
+    fs = new FillableFileSystem();
+    broker = await Broker.open({ dataDir, fs });
+    await broker.createTopic('df', 1, {});
+  });
+  afterAll(async () => {
+    await broker?.close();
+    removeDirectory(dataDir);
+  });
+
+  const values = (log: { read(offset: number, maxBytes: number): Promise<{ batches: Buffer }> }) =>
+    log.read(0, 1024 * 1024).then(({ batches }) => decodeBatches(batches).map((r) => [r.offset, r.value!.toString()]));
+
+  it('refuses the append with DISK_FULL (RESOURCE_EXHAUSTED), rolls it back and continues contiguously', async () => {
+    const first = await broker.produceBatches('df', 0, batchOf('a', 'b'), 'all');
+    expect(first.batches[0]).toMatchObject({ baseOffset: 0, lastOffset: 1 });
+    const log = broker.partitionLog('df', 0);
+    const segmentFile = join(dataDir, 'topics', 'df', '0', '00000000000000000000.log');
+    const sizeBefore = log.sizeBytes;
+    expect(statSync(segmentFile).size).toBe(sizeBefore);
+
+    fs.full = true;
+    const error = await broker.produceBatches('df', 0, batchOf('lost-1', 'lost-2', 'lost-3'), 'all').then(
+      () => {
+        throw new Error('expected DISK_FULL');
+      },
+      (failure: unknown) => failure,
+    );
+    expect(fs.failures).toBe(1);
+    expect(error).toBeInstanceOf(StrataError);
+    expect((error as StrataError).code).toBe(ErrorCode.DISK_FULL);
+    expect((error as StrataError).message).toMatch(/disk full: cannot append to df-0; nothing was written/);
+    expect(STATUS_FOR_CODE[ErrorCode.DISK_FULL]).toBe(status.RESOURCE_EXHAUSTED);
+    expect(toGrpcFailure(error)).toEqual({ code: status.RESOURCE_EXHAUSTED, details: (error as StrataError).message, unexpected: false });
+    // The records path fails the same way while the disk is full.
+    await expect(broker.produceRecords('df', 0, [{ value: Buffer.from('lost-4') }], 'leader', null)).rejects.toMatchObject({ code: ErrorCode.DISK_FULL });
+
+    // Nothing partial is visible, in memory or on disk; the partition is not fenced.
+    expect(log.fenced).toBeNull();
+    expect(log.logEndOffset).toBe(2);
+    expect(log.highWatermark).toBe(2);
+    expect(log.sizeBytes).toBe(sizeBefore);
+    expect(statSync(segmentFile).size).toBe(sizeBefore);
+    expect(await values(log)).toEqual([[0, 'a'], [1, 'b']]);
+
+    fs.full = false;
+    const after = await broker.produceBatches('df', 0, batchOf('c'), 'all');
+    expect(after.batches[0]).toMatchObject({ baseOffset: 2, lastOffset: 2 });
+    const more = await broker.produceRecords('df', 0, [{ value: Buffer.from('d') }, { value: Buffer.from('e') }], 'all', null);
+    expect(more.batches[0]).toMatchObject({ baseOffset: 3, lastOffset: 4 });
+    expect(await values(log)).toEqual([[0, 'a'], [1, 'b'], [2, 'c'], [3, 'd'], [4, 'e']]);
+  });
+
+  it('lets an idempotent producer retry the refused sequence once space is back', async () => {
+    const { producerId } = await broker.initProducer();
+    const producer = (baseSequence: number) => ({ producerId, producerEpoch: 0, baseSequence });
+    await broker.produceRecords('df', 0, [{ value: Buffer.from('s0') }], 'all', producer(0));
+    fs.full = true;
+    await expect(broker.produceRecords('df', 0, [{ value: Buffer.from('s1') }], 'all', producer(1))).rejects.toMatchObject({ code: ErrorCode.DISK_FULL });
+    fs.full = false;
+    // Sequence 1 was never written: the retry is appended (not a duplicate, not a gap).
+    const retry = await broker.produceRecords('df', 0, [{ value: Buffer.from('s1') }], 'all', producer(1));
+    expect(retry.batches[0]).toMatchObject({ baseOffset: 6, lastOffset: 6, duplicate: false });
+    const log = broker.partitionLog('df', 0);
+    expect((await values(log)).slice(5)).toEqual([[5, 's0'], [6, 's1']]);
+  });
+
+  it('reopens with exactly the acknowledged records', async () => {
+    await broker.close();
+    broker = await Broker.open({ dataDir });
+    const log = broker.partitionLog('df', 0);
+    expect(log.recovery?.bytesTruncated ?? 0).toBe(0);
+    expect((await values(log)).map(([, value]) => value)).toEqual(['a', 'b', 'c', 'd', 'e', 's0', 's1']);
+  });
+});

@@ -1,0 +1,164 @@
+// Goal: generic gRPC tooling can see the broker, through the standard health service and server
+// reflection; method: an in-process broker queried with clients built from the standard protos
+// (grpc-health-check's service definition, @grpc/reflection's reflection.proto).
+import { type Client, type ClientDuplexStream, type ClientReadableStream, type ServiceDefinition, type ServiceError, credentials, loadPackageDefinition, makeGenericClientConstructor, status } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { service as healthService } from 'grpc-health-check';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+type Callback<T> = (error: ServiceError | null, response: T) => void;
+interface HealthClient extends Client {
+  check(request: { service: string }, options: { deadline: number }, callback: Callback<{ status: string }>): void;
+  watch(request: { service: string }): ClientReadableStream<{ status: string }>;
+}
+
+interface ReflectionResponse {
+  list_services_response?: { service: { name: string }[] };
+  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
+  error_response?: { error_code: number; error_message: string };
+  message_response: string;
+}
+interface ReflectionClient extends Client {
+  serverReflectionInfo(): ClientDuplexStream<Record<string, unknown>, ReflectionResponse>;
+}
+
+const HealthClientConstructor = makeGenericClientConstructor(healthService as unknown as ServiceDefinition, 'grpc.health.v1.Health');
+
+function healthClient(address: string): HealthClient {
+  return new HealthClientConstructor(address, credentials.createInsecure()) as unknown as HealthClient;
+}
+
+function check(client: HealthClient, service: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.check({ service }, { deadline: Date.now() + 10_000 }, (error, response) => (error ? reject(error) : resolve(response.status))),
+  );
+}
+
+/** The reflection proto as @grpc/reflection ships it (its own server side uses the same files). */
+const REFLECTION_PROTO_ROOT = join(dirname(createRequire(import.meta.url).resolve('@grpc/reflection')), '..', 'proto');
+
+function reflectionClient(address: string, version: 'v1' | 'v1alpha'): ReflectionClient {
+  const definition = loadSync(`grpc/reflection/${version}/reflection.proto`, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [REFLECTION_PROTO_ROOT] });
+  const grpcPackage = loadPackageDefinition(definition) as unknown as { grpc: { reflection: Record<string, { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => ReflectionClient }> } };
+  return new grpcPackage.grpc.reflection[version]!.ServerReflection(address, credentials.createInsecure());
+}
+
+/** Sends one reflection request on a fresh stream and returns the one answer. */
+function reflect(client: ReflectionClient, request: Record<string, unknown>): Promise<ReflectionResponse> {
+  return new Promise((resolve, reject) => {
+    const stream = client.serverReflectionInfo();
+    const timer = setTimeout(() => {
+      stream.cancel();
+      reject(new Error('no reflection answer within 10 s'));
+    }, 10_000);
+    stream.once('data', (response: ReflectionResponse) => {
+      clearTimeout(timer);
+      resolve(response);
+      stream.end();
+    });
+    stream.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    stream.write(request);
+  });
+}
+
+describe('health and reflection', () => {
+  let broker: TestBroker;
+  beforeAll(async () => {
+    broker = await startTestBroker({ shutdownTimeoutMs: 2_000 });
+  });
+  afterAll(async () => {
+    await broker.dispose(); // idempotent: the shutdown test may have stopped it already
+  });
+
+  describe('grpc.health.v1.Health/Check', () => {
+    let client: HealthClient;
+    beforeAll(() => {
+      client = healthClient(broker.address);
+    });
+    afterAll(() => client.close());
+
+    it.each(['', 'strata.v1.Log', 'strata.v1.Admin'])('answers SERVING for %j', async (service) => {
+      expect(await check(client, service)).toBe('SERVING');
+    });
+
+    it('answers NOT_FOUND for a service the server does not have', async () => {
+      const error = (await check(client, 'strata.v1.Nope').then(
+        () => {
+          throw new Error('expected NOT_FOUND');
+        },
+        (failure: ServiceError) => failure,
+      ));
+      expect(error.code).toBe(status.NOT_FOUND);
+    });
+  });
+
+  describe.each(['v1', 'v1alpha'] as const)('grpc.reflection.%s.ServerReflection', (version) => {
+    let client: ReflectionClient;
+    beforeAll(() => {
+      client = reflectionClient(broker.address, version);
+    });
+    afterAll(() => client.close());
+
+    it('lists strata.v1.Log and strata.v1.Admin', async () => {
+      const response = await reflect(client, { list_services: '*' });
+      expect(response.error_response).toBeFalsy();
+      const names = response.list_services_response!.service.map((service) => service.name);
+      expect(names).toEqual(expect.arrayContaining(['strata.v1.Log', 'strata.v1.Admin']));
+    });
+
+    it('serves the file descriptor that defines strata.v1.Log', async () => {
+      const response = await reflect(client, { file_containing_symbol: 'strata.v1.Log' });
+      expect(response.error_response).toBeFalsy();
+      const files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) => Buffer.from(bytes).toString('latin1'));
+      // @grpc/reflection names the synthesized file after the package, not after log.proto.
+      const log = files.find((file) => file.includes('strata.v1') && file.includes('Log'));
+      expect(log).toBeDefined();
+      for (const method of ['Produce', 'ProduceStream', 'Fetch', 'Subscribe', 'ListOffsets', 'InitProducer']) expect(log).toContain(method);
+    });
+
+    it('answers an unknown symbol with a NOT_FOUND error response', async () => {
+      const response = await reflect(client, { file_containing_symbol: 'strata.v1.NoSuchService' });
+      expect(response.error_response?.error_code).toBe(status.NOT_FOUND);
+    });
+  });
+
+  // Last: it stops the broker.
+  describe('shutdown', () => {
+    it('reports NOT_SERVING to watchers as soon as shutdown begins', async () => {
+      const client = healthClient(broker.address);
+      try {
+        const watch = client.watch({ service: '' });
+        const statuses: string[] = [];
+        const seen = (wanted: string): Promise<void> =>
+          new Promise((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`no ${wanted} within 10 s; saw ${statuses.join(', ')}`)), 10_000);
+            const onData = (message: { status: string }): void => {
+              statuses.push(message.status);
+              if (message.status === wanted) {
+                clearTimeout(timer);
+                watch.off('data', onData);
+                resolve();
+              }
+            };
+            watch.on('data', onData);
+          });
+        watch.on('error', () => undefined); // the cancel below ends it with CANCELLED
+        await seen('SERVING');
+        const notServing = seen('NOT_SERVING');
+        const stopping = broker.stop();
+        await notServing;
+        expect(statuses).toEqual(['SERVING', 'NOT_SERVING']);
+        watch.cancel(); // lets the graceful shutdown finish instead of waiting for its bound
+        expect(await stopping).toEqual({ forced: false });
+      } finally {
+        client.close();
+      }
+    });
+  });
+});
