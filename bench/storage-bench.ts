@@ -687,6 +687,7 @@ async function main(): Promise<void> {
     return pool;
   };
 
+  let failure: unknown;
   try {
     // 1. Append throughput.
     const bestAlways = new Map<number, AppendRun>();
@@ -825,6 +826,8 @@ async function main(): Promise<void> {
         figure('first read after recovery', run.firstReadMs, 'ms');
       }
     }
+  } catch (error) {
+    failure = error;
   } finally {
     removeDirectory(root);
   }
@@ -835,9 +838,17 @@ async function main(): Promise<void> {
   const misses = figures.filter((f) => f.pass === false).length;
   console.log('');
   console.log(`${figures.filter((f) => f.pass !== null).length - misses} PASS, ${misses} MISS`);
+  if (failure !== undefined) {
+    console.log('');
+    console.log(`FAILED, the figures above are partial: ${failure instanceof Error ? failure.message : String(failure)}`);
+    process.exitCode = 1;
+  }
 
   if (options.json !== null) {
-    const output = { timestamp: new Date().toISOString(), parameters: params, machine, figures, skipped, details };
+    const output = {
+      timestamp: new Date().toISOString(), parameters: params, machine, figures, skipped, details,
+      ...(failure !== undefined ? { failure: failure instanceof Error ? failure.stack ?? failure.message : String(failure) } : {}),
+    };
     fs.writeFileSync(options.json, JSON.stringify(output, null, 2) + '\n');
     console.log(`wrote ${options.json}`);
   }

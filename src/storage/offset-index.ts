@@ -16,6 +16,11 @@ export const OFFSET_INDEX_ENTRY_BYTES = 8;
 export interface IndexPosition {
   offset: number;
   position: number;
+  /**
+   * Where the next indexed batch starts (-1 when there is none). The batch holding the looked-up
+   * offset ends at or before it, so one read of [position, nextPosition) finds it.
+   */
+  nextPosition: number;
 }
 
 export class OffsetIndex extends IndexFile {
@@ -44,15 +49,16 @@ export class OffsetIndex extends IndexFile {
   /** The last indexed batch starting at or before `offset`; the segment start when none. */
   lookup(offset: number): IndexPosition {
     const entry = this.floorEntry(offset - this.baseOffset, (index) => this.relativeOffsetAt(index), false);
-    if (entry < 0) return { offset: this.baseOffset, position: 0 };
-    return { offset: this.baseOffset + this.relativeOffsetAt(entry), position: this.positionAt(entry) };
+    const nextPosition = entry + 1 < this.entryCount ? this.positionAt(entry + 1) : -1;
+    if (entry < 0) return { offset: this.baseOffset, position: 0, nextPosition };
+    return { offset: this.baseOffset + this.relativeOffsetAt(entry), position: this.positionAt(entry), nextPosition };
   }
 
   /** The last entry, or the segment start when the index is empty. */
   lastEntry(): IndexPosition {
-    if (this.entryCount === 0) return { offset: this.baseOffset, position: 0 };
+    if (this.entryCount === 0) return { offset: this.baseOffset, position: 0, nextPosition: -1 };
     const entry = this.entryCount - 1;
-    return { offset: this.baseOffset + this.relativeOffsetAt(entry), position: this.positionAt(entry) };
+    return { offset: this.baseOffset + this.relativeOffsetAt(entry), position: this.positionAt(entry), nextPosition: -1 };
   }
 
   /** Drops entries at or after `position` (used when the log is truncated there). */

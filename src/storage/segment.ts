@@ -18,7 +18,7 @@
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, DELETED_SUFFIX, segmentFilePath } from './file-names.js';
 import type { FileSystem } from './file-system.js';
-import { OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
+import { type IndexPosition, OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import {
   BATCH_BYTES_LIMIT,
   BATCH_HEADER_BYTES,
@@ -271,27 +271,26 @@ export class LogSegment {
     await this.loadIndexes();
     const start = this.offsetIndex!.lookup(offset);
     try {
-      return await this.readFrom(start.position, start.offset, offset, maxBytes, limitPosition);
+      return await this.readFrom(start, offset, maxBytes, limitPosition);
     } catch (error) {
       if (!(error instanceof IndexMismatch)) throw error;
       this.onIndexRebuild?.(this, error.message);
       const scan = await this.scan();
       if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
-      const retry = this.offsetIndex!.lookup(offset);
-      return this.readFrom(retry.position, retry.offset, offset, maxBytes, limitPosition);
+      return this.readFrom(this.offsetIndex!.lookup(offset), offset, maxBytes, limitPosition);
     }
   }
 
-  private async readFrom(
-    startPosition: number,
-    indexedOffset: number,
-    offset: number,
-    maxBytes: number,
-    limitPosition: number,
-  ): Promise<Buffer | null> {
+  private async readFrom(start: IndexPosition, offset: number, maxBytes: number, limitPosition: number): Promise<Buffer | null> {
     const fd = await this.fileDescriptor();
+    const startPosition = start.position;
+    const indexedOffset = start.offset;
     let chunkPosition = startPosition;
-    let chunk = await this.readChunk(fd, chunkPosition, Math.min(limitPosition - chunkPosition, maxBytes + this.options.indexIntervalBytes + BATCH_HEADER_BYTES));
+    // One read normally covers the batch holding `offset` and maxBytes after it: that batch ends
+    // by the next index entry, or (past the last entry) by the readable end, at most one index
+    // interval and a batch away.
+    const coverEnd = start.nextPosition >= 0 ? start.nextPosition + maxBytes : limitPosition;
+    let chunk = await this.readChunk(fd, chunkPosition, Math.min(limitPosition, coverEnd) - chunkPosition);
     let cursor = 0;
     let firstBatch = true;
     let expectedOffset = indexedOffset;

@@ -27,29 +27,38 @@ function sampleIndex(): OffsetIndex {
 describe('OffsetIndex.lookup', () => {
   it('returns the segment start when the index is empty', () => {
     const index = new OffsetIndex(500, 10);
-    expect(index.lookup(500)).toEqual({ offset: 500, position: 0 });
-    expect(index.lookup(12345)).toEqual({ offset: 500, position: 0 });
-    expect(index.lastEntry()).toEqual({ offset: 500, position: 0 });
+    expect(index.lookup(500)).toMatchObject({ offset: 500, position: 0 });
+    expect(index.lookup(12345)).toMatchObject({ offset: 500, position: 0 });
+    expect(index.lastEntry()).toMatchObject({ offset: 500, position: 0 });
   });
 
   it('returns the segment start for offsets before the first entry', () => {
     const index = sampleIndex();
-    expect(index.lookup(1000)).toEqual({ offset: 1000, position: 0 });
-    expect(index.lookup(1009)).toEqual({ offset: 1000, position: 0 });
+    expect(index.lookup(1000)).toMatchObject({ offset: 1000, position: 0 });
+    expect(index.lookup(1009)).toMatchObject({ offset: 1000, position: 0 });
     // Below the segment's base (a caller bug, but it must not find an entry).
-    expect(index.lookup(3)).toEqual({ offset: 1000, position: 0 });
+    expect(index.lookup(3)).toMatchObject({ offset: 1000, position: 0 });
   });
 
   it('has floor semantics: the last entry at or before the offset', () => {
     const index = sampleIndex();
-    expect(index.lookup(1010)).toEqual({ offset: 1010, position: 400 });
-    expect(index.lookup(1011)).toEqual({ offset: 1010, position: 400 });
-    expect(index.lookup(1019)).toEqual({ offset: 1010, position: 400 });
-    expect(index.lookup(1020)).toEqual({ offset: 1020, position: 800 });
-    expect(index.lookup(1034)).toEqual({ offset: 1020, position: 800 });
-    expect(index.lookup(1035)).toEqual({ offset: 1035, position: 1500 });
-    expect(index.lookup(99_999)).toEqual({ offset: 1035, position: 1500 });
-    expect(index.lastEntry()).toEqual({ offset: 1035, position: 1500 });
+    expect(index.lookup(1010)).toMatchObject({ offset: 1010, position: 400 });
+    expect(index.lookup(1011)).toMatchObject({ offset: 1010, position: 400 });
+    expect(index.lookup(1019)).toMatchObject({ offset: 1010, position: 400 });
+    expect(index.lookup(1020)).toMatchObject({ offset: 1020, position: 800 });
+    expect(index.lookup(1034)).toMatchObject({ offset: 1020, position: 800 });
+    expect(index.lookup(1035)).toMatchObject({ offset: 1035, position: 1500 });
+    expect(index.lookup(99_999)).toMatchObject({ offset: 1035, position: 1500 });
+    expect(index.lastEntry()).toMatchObject({ offset: 1035, position: 1500 });
+  });
+
+  it('gives where the next indexed batch starts, so one read covers the batch holding the offset', () => {
+    const index = sampleIndex();
+    expect(index.lookup(1005).nextPosition).toBe(400);
+    expect(index.lookup(1010).nextPosition).toBe(800);
+    expect(index.lookup(1034).nextPosition).toBe(1500);
+    expect(index.lookup(1035).nextPosition).toBe(-1);
+    expect(new OffsetIndex(0, 10).lookup(5).nextPosition).toBe(-1);
   });
 
   it('agrees with a linear scan on a large index', () => {
@@ -65,7 +74,7 @@ describe('OffsetIndex.lookup', () => {
       offsets.forEach((entryOffset, entry) => {
         if (entryOffset <= offset) expected = { offset: entryOffset, position: 100 + entry * 50 };
       });
-      expect(index.lookup(offset)).toEqual(expected);
+      expect(index.lookup(offset)).toMatchObject(expected);
     }
   });
 
@@ -75,7 +84,7 @@ describe('OffsetIndex.lookup', () => {
     expect(index.entryCount).toBe(2);
     expect(index.relativeOffsetAt(1)).toBe(20);
     expect(index.positionAt(1)).toBe(800);
-    expect(index.lookup(1025)).toEqual({ offset: 1020, position: 800 });
+    expect(index.lookup(1025)).toMatchObject({ offset: 1020, position: 800 });
     expect(Buffer.compare(index.contents(), contents)).toBe(0);
     expect(Buffer.compare(sampleIndex().contents(), rawEntries([[10, 400], [20, 800], [35, 1500]]))).toBe(0);
   });
@@ -86,12 +95,12 @@ describe('OffsetIndex.truncateToPosition', () => {
     const atEntry = sampleIndex();
     atEntry.truncateToPosition(800);
     expect(atEntry.entryCount).toBe(1);
-    expect(atEntry.lookup(1030)).toEqual({ offset: 1010, position: 400 });
+    expect(atEntry.lookup(1030)).toMatchObject({ offset: 1010, position: 400 });
 
     const between = sampleIndex();
     between.truncateToPosition(801);
     expect(between.entryCount).toBe(2);
-    expect(between.lastEntry()).toEqual({ offset: 1020, position: 800 });
+    expect(between.lastEntry()).toMatchObject({ offset: 1020, position: 800 });
 
     const past = sampleIndex();
     past.truncateToPosition(1_000_000);
@@ -100,7 +109,7 @@ describe('OffsetIndex.truncateToPosition', () => {
     const all = sampleIndex();
     all.truncateToPosition(400);
     expect(all.entryCount).toBe(0);
-    expect(all.lookup(1035)).toEqual({ offset: 1000, position: 0 });
+    expect(all.lookup(1035)).toMatchObject({ offset: 1000, position: 0 });
 
     const zero = sampleIndex();
     zero.truncateToPosition(0);
@@ -111,7 +120,7 @@ describe('OffsetIndex.truncateToPosition', () => {
     const index = sampleIndex();
     index.truncateToPosition(800);
     index.append(1018, 700);
-    expect(index.lookup(1030)).toEqual({ offset: 1018, position: 700 });
+    expect(index.lookup(1030)).toMatchObject({ offset: 1018, position: 700 });
     expect(index.sanityCheck(701)).toBeNull();
   });
 });
@@ -161,7 +170,7 @@ describe('OffsetIndex capacity', () => {
     for (let entry = 0; entry < 200; entry++) index.append(entry + 1, (entry + 1) * 10);
     expect(index.isFull()).toBe(true);
     expect(index.contents().length).toBe(200 * OFFSET_INDEX_ENTRY_BYTES);
-    expect(index.lookup(150)).toEqual({ offset: 150, position: 1500 });
+    expect(index.lookup(150)).toMatchObject({ offset: 150, position: 1500 });
     expect(index.sanityCheck(2001)).toBeNull();
   });
 });
