@@ -200,7 +200,8 @@ export class Broker {
       const topic = this.requireTopic(name);
       await this.metadata.deleteTopic(name);
       this.topics.delete(name);
-      for (const log of topic.logs) await log.close();
+      const gone = new StrataError(ErrorCode.NOT_FOUND, `topic "${name}" was deleted`);
+      for (const log of topic.logs) await log.close({ reason: gone });
       const graveyard = join(this.dataDir, 'deleted');
       await this.fs.mkdirs(graveyard);
       const target = join(graveyard, `${name}-${this.clock.nowMs()}`);
@@ -433,7 +434,8 @@ export class Broker {
       if (this.retentionTimer !== null) clearInterval(this.retentionTimer);
       await this.adminChain;
       const logs = [...this.topics.values()].flatMap((topic) => topic.logs);
-      await Promise.all(logs.map((log) => log.close().catch((error: unknown) => this.logger.error({ err: error, log: log.name }, 'close failed'))));
+      const stopping = new StrataError(ErrorCode.STORAGE_ERROR, 'the broker is shutting down; retry on restart');
+      await Promise.all(logs.map((log) => log.close({ reason: stopping }).catch((error: unknown) => this.logger.error({ err: error, log: log.name }, 'close failed'))));
       await this.metadata.close();
     })();
     return this.closing;

@@ -27,16 +27,13 @@ export interface GrpcServerOptions {
 }
 
 export class StrataGrpcServer {
-  private readonly health: HealthImplementation;
-
   private constructor(
     private readonly server: Server,
     readonly address: string,
     readonly port: number,
-    health: HealthImplementation,
-  ) {
-    this.health = health;
-  }
+    private readonly health: HealthImplementation,
+    private readonly stopping: AbortController,
+  ) {}
 
   static async start(broker: Broker, options: GrpcServerOptions): Promise<StrataGrpcServer> {
     const server = new Server({
@@ -44,7 +41,8 @@ export class StrataGrpcServer {
       'grpc.max_send_message_length': -1,
     });
     const logger = options.logger.child({ subsystem: 'grpc' });
-    server.addService(logServiceDefinition, logServiceHandlers(broker, logger));
+    const stopping = new AbortController();
+    server.addService(logServiceDefinition, logServiceHandlers(broker, logger, stopping.signal));
     server.addService(adminServiceDefinition, adminServiceHandlers(broker, logger));
     const health = new HealthImplementation({ '': 'NOT_SERVING', [LOG_SERVICE_NAME]: 'NOT_SERVING', [ADMIN_SERVICE_NAME]: 'NOT_SERVING' });
     health.addToServer(server);
@@ -55,7 +53,7 @@ export class StrataGrpcServer {
       server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort))),
     );
     const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
-    const instance = new StrataGrpcServer(server, `${host}:${port}`, port, health);
+    const instance = new StrataGrpcServer(server, `${host}:${port}`, port, health, stopping);
     instance.setServing(broker.ready);
     return instance;
   }
@@ -68,6 +66,7 @@ export class StrataGrpcServer {
   /** Stops accepting calls and waits for in-flight ones up to `timeoutMs`, then cancels them. */
   async shutdown(timeoutMs: number): Promise<{ forced: boolean }> {
     this.setServing(false);
+    this.stopping.abort(); // long polls answer now, subscriptions end with UNAVAILABLE
     let forced = false;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {

@@ -4,11 +4,12 @@
  * convert wire messages and call the broker; errors go through the one status table.
  */
 import { once } from 'node:events';
-import type {
-  ServerDuplexStream,
-  ServerUnaryCall,
-  ServerWritableStream,
-  UntypedServiceImplementation,
+import {
+  status,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import Long from 'long';
 import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
@@ -102,7 +103,11 @@ function nextOffsetAfter(batches: Buffer, offset: number): number {
   return next;
 }
 
-export function logServiceHandlers(broker: Broker, logger: Logger): UntypedServiceImplementation {
+/**
+ * `stopping` aborts when the server begins to shut down: long polls then answer with what they
+ * have and subscriptions end with UNAVAILABLE, so a graceful shutdown is not held up by them.
+ */
+export function logServiceHandlers(broker: Broker, logger: Logger, stopping: AbortSignal): UntypedServiceImplementation {
   return {
     initProducer: unaryHandler(logger, 'InitProducer', async () => {
       const { producerId, producerEpoch } = await broker.initProducer();
@@ -158,7 +163,7 @@ export function logServiceHandlers(broker: Broker, logger: Logger): UntypedServi
       const log = broker.partitionLog(topic, partition);
       const cancelled = new AbortController();
       call.once('cancelled', () => cancelled.abort());
-      const result = await fetchWithWait(log, { offset, maxBytes, minBytes, maxWaitMs, signal: cancelled.signal });
+      const result = await fetchWithWait(log, { offset, maxBytes, minBytes, maxWaitMs, signal: AbortSignal.any([cancelled.signal, stopping]) });
       return v1.FetchResponse.create({
         records: request.raw ? [] : decodedFrom(result.batches, offset),
         ...(request.raw ? { batches: result.batches } : {}),
@@ -171,12 +176,19 @@ export function logServiceHandlers(broker: Broker, logger: Logger): UntypedServi
     subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>) => {
       const cancelled = new AbortController();
       call.once('cancelled', () => cancelled.abort());
-      subscribe(broker, call, cancelled.signal).catch((error: unknown) => {
-        if (cancelled.signal.aborted) return;
-        const failure = toGrpcFailure(error);
-        logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: error }, 'request failed');
-        call.emit('error', toServiceError(failure));
-      });
+      subscribe(broker, call, AbortSignal.any([cancelled.signal, stopping])).then(
+        () => {
+          if (!cancelled.signal.aborted) {
+            call.emit('error', toServiceError({ code: status.UNAVAILABLE, details: 'the broker is shutting down; subscribe again from next_offset', unexpected: false }));
+          }
+        },
+        (error: unknown) => {
+          if (cancelled.signal.aborted) return;
+          const failure = toGrpcFailure(error);
+          logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: error }, 'request failed');
+          call.emit('error', toServiceError(failure));
+        },
+      );
     },
 
     listOffsets: unaryHandler(logger, 'ListOffsets', async (request: strata.v1.ListOffsetsRequest) => {

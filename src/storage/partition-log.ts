@@ -144,6 +144,8 @@ export class PartitionLog {
   private syncedBytesTotal = 0;
   private fence: StrataError | null = null;
   private closing: Promise<void> | null = null;
+  /** What calls after `close` are refused with (set by `close`). */
+  private closedError: StrataError | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private readonly highWatermarkListeners = new Set<() => void>();
   /** What recovery did at open, for the caller to report. */
@@ -315,7 +317,7 @@ export class PartitionLog {
 
   private checkUsable(): void {
     if (this.fence !== null) throw this.fence;
-    if (this.closing !== null) throw logClosedError(`log ${this.name}`);
+    if (this.closing !== null) throw this.closedError!;
   }
 
   /**
@@ -696,9 +698,11 @@ export class PartitionLog {
 
   /**
    * Stops taking appends, finishes queued ones, fdatasyncs, writes the indexes, the recovery
-   * checkpoint and the clean-shutdown marker, and closes the files. Idempotent.
+   * checkpoint and the clean-shutdown marker, and closes the files. Idempotent. Later calls are
+   * refused with `reason` (default: FAILED_PRECONDITION "log is closed").
    */
-  close(): Promise<void> {
+  close(options: { reason?: StrataError } = {}): Promise<void> {
+    this.closedError ??= options.reason ?? logClosedError(`log ${this.name}`);
     this.closing ??= this.closeOnce();
     return this.closing;
   }
@@ -719,7 +723,9 @@ export class PartitionLog {
       await this.fs.fsyncDirectory(this.directory);
     }
     for (const segment of this.segments) await segment.close();
-    this.rejectQueued(logClosedError(`log ${this.name}`));
+    this.rejectQueued(this.closedError!);
+    // Wake readers waiting for new data, so they see the log is gone instead of timing out.
+    for (const listener of this.highWatermarkListeners) listener();
   }
 
   /** For tests and tools: the sizes of the segments, oldest first. */

@@ -1,0 +1,104 @@
+// Goal: the broker's lifecycle behaves as operators expect — deleting a topic ends its readers at
+// once with NOT_FOUND, a graceful stop is not held up by subscriptions or long polls, and
+// `strata serve` exits 0 on SIGTERM leaving clean-shutdown markers; method: real brokers (in
+// process and as a child process) on ephemeral ports, real gRPC.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { type ServiceError, status } from '@grpc/grpc-js';
+import Long from 'long';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { strata } from '../../src/generated/strata.js';
+import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
+import { type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
+
+type Subscription = NodeJS.EventEmitter & { cancel(): void };
+
+function subscribe(client: TestClient, topic: string): Subscription {
+  return (client.log as unknown as { subscribe(request: unknown): Subscription }).subscribe(
+    v1.SubscribeRequest.create({ topic, start: v1.StartPosition.create({ earliest: true }) }),
+  );
+}
+
+/** Resolves with the error that ends a subscription (fails if it ends without one). */
+function subscriptionError(call: Subscription): Promise<ServiceError> {
+  return new Promise((resolve, reject) => {
+    call.on('data', () => undefined);
+    call.on('error', resolve);
+    call.on('end', () => reject(new Error('subscription ended without an error')));
+  });
+}
+
+/** Resolves once the broker has a waiter on the partition (the subscription is idle, waiting). */
+async function untilWaiting(broker: TestBroker, topic: string): Promise<void> {
+  const log = broker.broker.partitionLog(topic, 0) as unknown as { highWatermarkListeners: Set<unknown> };
+  const deadline = Date.now() + 10_000;
+  while (log.highWatermarkListeners.size === 0) {
+    if (Date.now() > deadline) throw new Error('the subscription never started waiting');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+describe('broker lifecycle', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('ends subscriptions and long polls on a deleted topic at once with NOT_FOUND', async () => {
+    const broker = await startTestBroker();
+    cleanups.push(() => broker.dispose());
+    const client = new TestClient(broker.address);
+    cleanups.push(() => client.close());
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'doomed', partitions: 1 }));
+    const subscription = subscribe(client, 'doomed');
+    const ended = subscriptionError(subscription);
+    await untilWaiting(broker, 'doomed');
+    const longPoll = grpcError(client.call('log.fetch', v1.FetchRequest.create({ topic: 'doomed', partition: 0, offset: Long.ZERO, maxWaitMs: 60_000 }), 60_000));
+    await client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'doomed' }));
+    const error = await ended;
+    expect(error.code).toBe(status.NOT_FOUND);
+    expect(error.details).toMatch(/topic "doomed" was deleted/);
+    const pollError = await longPoll;
+    expect([status.NOT_FOUND]).toContain(pollError.code);
+  });
+
+  it('stops gracefully (not forced) while a subscription is open, ending it with UNAVAILABLE', async () => {
+    const broker = await startTestBroker();
+    cleanups.push(() => removeDirectory(broker.dataDir));
+    const client = new TestClient(broker.address);
+    cleanups.push(() => client.close());
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'open', partitions: 1 }));
+    const ended = subscriptionError(subscribe(client, 'open'));
+    await untilWaiting(broker, 'open');
+    const result = await broker.stop();
+    expect(result.forced).toBe(false);
+    const error = await ended;
+    expect(error.code).toBe(status.UNAVAILABLE);
+    expect(error.details).toMatch(/shutting down/);
+  });
+
+  it('strata serve exits 0 on SIGTERM after writing clean-shutdown markers, and restarts without recovery', async () => {
+    const dataDir = temporaryDirectory();
+    cleanups.push(() => removeDirectory(dataDir));
+    const first = await spawnBroker(dataDir);
+    const client = new TestClient(first.address);
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'kept', partitions: 2 }));
+    await client.call('log.produce', v1.ProduceRequest.create({ topic: 'kept', partition: 1, records: [v1.Record.create({ value: Buffer.from('v') })] }));
+    client.close();
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toEqual({ code: 0, signal: null });
+    expect(existsSync(join(dataDir, 'topics', 'kept', '1', '.clean-shutdown'))).toBe(true);
+    expect(first.logLines.some((line) => line.includes('"msg":"stopped"'))).toBe(true);
+
+    const second = await spawnBroker(dataDir);
+    cleanups.push(async () => {
+      second.child.kill('SIGTERM');
+      await second.exited;
+    });
+    expect(second.logLines.some((line) => line.includes('unclean shutdown'))).toBe(false);
+    const again = new TestClient(second.address);
+    cleanups.push(() => again.close());
+    const described = await again.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'kept' }));
+    expect(described.partitions.map((partition) => partition.logEndOffset.toNumber())).toEqual([0, 1]);
+  });
+});
