@@ -8,8 +8,17 @@ import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine } from './cli-errors.
 import { dumpLogCommand } from './commands/dump-log.js';
 import { repairCommand } from './commands/repair.js';
 import { serveCommand } from './commands/serve.js';
+import { unknownOptionVariables } from './environment.js';
+import { SERVE_OPTIONS } from '../config/broker-options.js';
+
+/** Every option name of every command, for the environment check. */
+const KNOWN_OPTIONS = ['config', ...Object.keys(SERVE_OPTIONS)];
 
 export async function main(argv: string[]): Promise<void> {
+  for (const name of unknownOptionVariables(process.env, KNOWN_OPTIONS)) {
+    process.stderr.write(`strata: ignoring environment variable ${name}: no option has that name\n`);
+    delete process.env[name]; // yargs would refuse it as an unknown argument
+  }
   let parser = yargs(argv)
     .scriptName('strata')
     .strict()
