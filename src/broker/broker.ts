@@ -189,6 +189,7 @@ export class Broker {
       }
       this.topics.set(name, { record, config, logs });
       this.logger.info({ topic: name, partitions: count, configs }, 'topic created');
+      this.onPartitionsChanged?.(name);
       return this.describe(name);
     });
   }

@@ -24,6 +24,8 @@ export const SERVE_OPTIONS = {
   'max-request-bytes': { type: 'number', default: 64 * 1024 * 1024, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above)' },
   'retention-check-interval-ms': { type: 'number', default: 5 * 60 * 1000, describe: 'How often retention runs' },
   'shutdown-timeout-ms': { type: 'number', default: 10_000, describe: 'Bound on a graceful shutdown (SIGTERM/SIGINT)' },
+  'group-session-timeout-ms': { type: 'number', default: 45_000, describe: 'Default consumer-group session timeout (members may ask for their own)' },
+  'group-heartbeat-interval-ms': { type: 'number', default: 5_000, describe: 'Heartbeat interval the broker asks consumer-group members for' },
 } as const satisfies Record<string, Options>;
 
 export interface ServeSettings {
@@ -35,6 +37,8 @@ export interface ServeSettings {
   maxRequestBytes: number;
   retentionCheckIntervalMs: number;
   shutdownTimeoutMs: number;
+  groupSessionTimeoutMs: number;
+  groupHeartbeatIntervalMs: number;
 }
 
 type ParsedServeOptions = { [K in keyof typeof SERVE_OPTIONS]: (typeof SERVE_OPTIONS)[K]['default'] extends number ? number : string };
@@ -64,6 +68,8 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     maxRequestBytes: positive('max-request-bytes', argv['max-request-bytes']),
     retentionCheckIntervalMs: positive('retention-check-interval-ms', argv['retention-check-interval-ms']),
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
+    groupSessionTimeoutMs: positive('group-session-timeout-ms', argv['group-session-timeout-ms']),
+    groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),
   };
 }
 

@@ -16,7 +16,19 @@ import type { Logger } from '../common/logger.js';
 import { PROTO_ROOT } from '../common/package-root.js';
 import { adminServiceHandlers } from './admin-service.js';
 import { logServiceHandlers } from './log-service.js';
-import { ADMIN_SERVICE_NAME, LOG_SERVICE_NAME, adminServiceDefinition, logServiceDefinition } from './service-definitions.js';
+import { groupsServiceHandlers } from './groups-service.js';
+import type { GroupCoordinator } from '../groups/group-coordinator.js';
+import {
+  ADMIN_SERVICE_NAME,
+  GROUPS_SERVICE_NAME,
+  LOG_SERVICE_NAME,
+  adminServiceDefinition,
+  groupsServiceDefinition,
+  logServiceDefinition,
+} from './service-definitions.js';
+
+/** Health is reported for the whole server ('') and for each service. */
+const SERVICE_NAMES = ['', LOG_SERVICE_NAME, ADMIN_SERVICE_NAME, GROUPS_SERVICE_NAME];
 
 export interface GrpcServerOptions {
   /** host:port; port 0 picks a free one. */
@@ -35,7 +47,7 @@ export class StrataGrpcServer {
     private readonly stopping: AbortController,
   ) {}
 
-  static async start(broker: Broker, options: GrpcServerOptions): Promise<StrataGrpcServer> {
+  static async start(broker: Broker, coordinator: GroupCoordinator, options: GrpcServerOptions): Promise<StrataGrpcServer> {
     const server = new Server({
       'grpc.max_receive_message_length': options.maxRequestBytes,
       'grpc.max_send_message_length': -1,
@@ -44,7 +56,8 @@ export class StrataGrpcServer {
     const stopping = new AbortController();
     server.addService(logServiceDefinition, logServiceHandlers(broker, logger, stopping.signal));
     server.addService(adminServiceDefinition, adminServiceHandlers(broker, logger));
-    const health = new HealthImplementation({ '': 'NOT_SERVING', [LOG_SERVICE_NAME]: 'NOT_SERVING', [ADMIN_SERVICE_NAME]: 'NOT_SERVING' });
+    server.addService(groupsServiceDefinition, groupsServiceHandlers(coordinator, logger));
+    const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, 'NOT_SERVING' as const])));
     health.addToServer(server);
     const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));
     const reflection = new ReflectionService(loadSync(protoFiles, { includeDirs: [PROTO_ROOT] }));
@@ -60,7 +73,7 @@ export class StrataGrpcServer {
 
   setServing(serving: boolean): void {
     const status = serving ? 'SERVING' : 'NOT_SERVING';
-    for (const service of ['', LOG_SERVICE_NAME, ADMIN_SERVICE_NAME]) this.health.setStatus(service, status);
+    for (const service of SERVICE_NAMES) this.health.setStatus(service, status);
   }
 
   /** Stops accepting calls and waits for in-flight ones up to `timeoutMs`, then cancels them. */

@@ -7,9 +7,11 @@ import { Broker } from '../broker/broker.js';
 import { type ServeSettings, brokerOptions } from '../config/broker-options.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { StrataGrpcServer } from './grpc-server.js';
+import { GroupCoordinator } from '../groups/group-coordinator.js';
 
 export interface RunningBroker {
   broker: Broker;
+  groups: GroupCoordinator;
   server: StrataGrpcServer;
   /** host:port actually bound (port 0 resolved). */
   address: string;
@@ -20,10 +22,12 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
   logger.info({ config: settings }, 'starting strata');
   const startedAt = Date.now();
   const broker = await Broker.open({ ...brokerOptions(settings), logger });
+  const groups = new GroupCoordinator(broker, { sessionTimeoutMs: settings.groupSessionTimeoutMs, heartbeatIntervalMs: settings.groupHeartbeatIntervalMs, logger });
   let server: StrataGrpcServer;
   try {
-    server = await StrataGrpcServer.start(broker, { listen: settings.listen, maxRequestBytes: settings.maxRequestBytes, logger });
+    server = await StrataGrpcServer.start(broker, groups, { listen: settings.listen, maxRequestBytes: settings.maxRequestBytes, logger });
   } catch (error) {
+    groups.close();
     await broker.close();
     throw error;
   }
@@ -32,11 +36,13 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
   let stopping: Promise<{ forced: boolean }> | null = null;
   return {
     broker,
+    groups,
     server,
     address: server.address,
     stop: () => {
       stopping ??= (async () => {
         const result = await server.shutdown(settings.shutdownTimeoutMs);
+        groups.close();
         await broker.close();
         logger.info({ forced: result.forced }, 'stopped');
         return result;

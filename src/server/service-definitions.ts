@@ -55,5 +55,17 @@ export const adminServiceDefinition = {
   addPartitions: method('Admin', 'AddPartitions', v1.AddPartitionsRequest, v1.TopicDescription),
 } satisfies ServiceDefinition;
 
+export const groupsServiceDefinition = {
+  heartbeat: method('Groups', 'Heartbeat', v1.HeartbeatRequest, v1.HeartbeatResponse),
+  commitOffsets: method('Groups', 'CommitOffsets', v1.CommitOffsetsRequest, v1.CommitOffsetsResponse),
+  fetchOffsets: method('Groups', 'FetchOffsets', v1.FetchOffsetsRequest, v1.FetchOffsetsResponse),
+  listGroups: method('Groups', 'ListGroups', v1.ListGroupsRequest, v1.ListGroupsResponse),
+  describeGroup: method('Groups', 'DescribeGroup', v1.DescribeGroupRequest, v1.DescribeGroupResponse),
+  resetOffsets: method('Groups', 'ResetOffsets', v1.ResetOffsetsRequest, v1.ResetOffsetsResponse),
+  deleteOffsets: method('Groups', 'DeleteOffsets', v1.DeleteOffsetsRequest, v1.DeleteOffsetsResponse),
+  deleteGroup: method('Groups', 'DeleteGroup', v1.DeleteGroupRequest, v1.DeleteGroupResponse),
+} satisfies ServiceDefinition;
+
 export const LOG_SERVICE_NAME = 'strata.v1.Log';
+export const GROUPS_SERVICE_NAME = 'strata.v1.Groups';
 export const ADMIN_SERVICE_NAME = 'strata.v1.Admin';

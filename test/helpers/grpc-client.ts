@@ -5,7 +5,7 @@
  */
 import { type Client, type ServiceError, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { strata } from '../../src/generated/strata.js';
-import { adminServiceDefinition, logServiceDefinition } from '../../src/server/service-definitions.js';
+import { adminServiceDefinition, groupsServiceDefinition, logServiceDefinition } from '../../src/server/service-definitions.js';
 
 export const v1 = strata.v1;
 
@@ -14,17 +14,20 @@ type UnaryMethod = (request: unknown, options: { deadline: number }, callback: (
 export class TestClient {
   readonly log: Client;
   readonly admin: Client;
+  readonly groups: Client;
 
   constructor(address: string) {
     const LogClient = makeGenericClientConstructor(logServiceDefinition, 'strata.v1.Log');
     const AdminClient = makeGenericClientConstructor(adminServiceDefinition, 'strata.v1.Admin');
     this.log = new LogClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
     this.admin = new AdminClient(address, credentials.createInsecure());
+    const GroupsClient = makeGenericClientConstructor(groupsServiceDefinition, 'strata.v1.Groups');
+    this.groups = new GroupsClient(address, credentials.createInsecure());
   }
 
-  /** Calls a unary method (`'log.produce'`, `'admin.createTopic'`...) with a deadline. */
+  /** Calls a unary method (`'log.produce'`, `'admin.createTopic'`, `'groups.heartbeat'`...) with a deadline. */
   call<Response>(method: string, request: unknown, timeoutMs = 20_000): Promise<Response> {
-    const [service, name] = method.split('.') as ['log' | 'admin', string];
+    const [service, name] = method.split('.') as ['log' | 'admin' | 'groups', string];
     const client = this[service] as unknown as Record<string, UnaryMethod>;
     return new Promise<Response>((resolve, reject) => {
       client[name]!.call(client, request, { deadline: Date.now() + timeoutMs }, (error, response) => (error ? reject(error) : resolve(response as Response)));
@@ -34,6 +37,7 @@ export class TestClient {
   close(): void {
     this.log.close();
     this.admin.close();
+    this.groups.close();
   }
 }
 

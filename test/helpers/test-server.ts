@@ -31,6 +31,8 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     maxRequestBytes: 64 * 1024 * 1024,
     retentionCheckIntervalMs: 60 * 60 * 1000,
     shutdownTimeoutMs: 5_000,
+    groupSessionTimeoutMs: 45_000,
+    groupHeartbeatIntervalMs: 5_000,
     ...overrides,
   };
 }

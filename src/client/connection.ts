@@ -1,0 +1,184 @@
+/**
+ * One connection to a broker: a single grpc-js channel to `server` (host:port) that carries both
+ * services (Log and Admin), typed promise wrappers for unary calls, and the 64-bit conversions
+ * every client component uses.
+ *
+ * Contracts:
+ * - Every unary call has a deadline (`deadlineMs`, default 30 s, or the caller's own), so a hung
+ *   broker fails a call instead of stalling it. Streams are long-lived; their users bound each
+ *   request themselves (the producer times out unacknowledged batches).
+ * - The channel reconnects on its own with exponential backoff between
+ *   `initialReconnectBackoffMs` and `maxReconnectBackoffMs`; calls made while it is down fail
+ *   with UNAVAILABLE (after waiting for the deadline when `waitForReady` is set).
+ * - Responses may be any size (fetches return up to 64 MiB).
+ * - Offsets, timestamps and producer ids are int64 on the wire and safe JavaScript numbers here;
+ *   a wire value beyond 2^53 - 1 is refused with DATA_LOSS rather than rounded.
+ * - `tls` and `interceptors` are passed to grpc-js as given: TLS material for the security work
+ *   to come, client interceptors for fault injection in tests.
+ *
+ * Components (Producer, Consumer, Admin) either open their own connection from
+ * `ConnectionOptions` or share one passed as `{ connection }`; a shared connection is closed by
+ * whoever created it, not by the components.
+ */
+import {
+  Client,
+  Metadata,
+  credentials,
+  type CallOptions,
+  type ChannelCredentials,
+  type ChannelOptions,
+  type ClientDuplexStream,
+  type Interceptor,
+  type MethodDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import Long from 'long';
+import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
+
+export const DEFAULT_DEADLINE_MS = 30_000;
+export const DEFAULT_INITIAL_RECONNECT_BACKOFF_MS = 100;
+export const DEFAULT_MAX_RECONNECT_BACKOFF_MS = 10_000;
+
+export interface TlsOptions {
+  /** Root certificates to trust (PEM); the system roots when absent. */
+  ca?: Buffer;
+  /** Client certificate chain (PEM), for mutual TLS. */
+  cert?: Buffer;
+  /** Client private key (PEM), for mutual TLS. */
+  key?: Buffer;
+}
+
+export interface ConnectionOptions {
+  /** The broker, as host:port. */
+  server: string;
+  /** TLS settings; absent or false connects in plaintext. */
+  tls?: TlsOptions | false;
+  /** Default deadline of each unary call (ms). */
+  deadlineMs?: number;
+  /** Reconnect backoff of the channel (ms). */
+  initialReconnectBackoffMs?: number;
+  maxReconnectBackoffMs?: number;
+  /** grpc-js client interceptors, applied to every call (tests inject faults with them). */
+  interceptors?: Interceptor[];
+  /** Further grpc-js channel options; they override the ones the connection sets. */
+  channelOptions?: ChannelOptions;
+}
+
+/** What a component accepts: options to open its own connection, or one to share. */
+export type ConnectionSource = ConnectionOptions | { connection: Connection };
+
+export interface UnaryCallOptions {
+  /** Deadline of this call (ms from now); the connection's `deadlineMs` when absent. */
+  deadlineMs?: number;
+  /** Cancels the call (it then fails with CANCELLED). */
+  signal?: AbortSignal;
+}
+
+export class Connection {
+  readonly server: string;
+  readonly deadlineMs: number;
+  private readonly client: Client;
+  private closed = false;
+
+  constructor(options: ConnectionOptions) {
+    if (typeof options.server !== 'string' || !/^.+:\d+$/.test(options.server)) {
+      throw invalidArgument(`server must be "host:port", got ${JSON.stringify(options.server)}`);
+    }
+    this.server = options.server;
+    this.deadlineMs = positive(options.deadlineMs ?? DEFAULT_DEADLINE_MS, 'deadlineMs');
+    const channelOptions: ChannelOptions = {
+      'grpc.max_receive_message_length': -1,
+      'grpc.max_send_message_length': -1,
+      'grpc.initial_reconnect_backoff_ms': positive(options.initialReconnectBackoffMs ?? DEFAULT_INITIAL_RECONNECT_BACKOFF_MS, 'initialReconnectBackoffMs'),
+      'grpc.max_reconnect_backoff_ms': positive(options.maxReconnectBackoffMs ?? DEFAULT_MAX_RECONNECT_BACKOFF_MS, 'maxReconnectBackoffMs'),
+      ...(options.channelOptions ?? {}),
+    };
+    this.client = new Client(options.server, channelCredentials(options.tls), {
+      ...channelOptions,
+      ...(options.interceptors !== undefined ? { interceptors: options.interceptors } : {}),
+    });
+  }
+
+  /** Calls a unary method with a deadline; rejects with a `StrataClientError`. */
+  unary<Request, Response>(method: MethodDefinition<Request, Response>, request: Request, options: UnaryCallOptions = {}): Promise<Response> {
+    if (this.closed) return Promise.reject(closedError(`the connection to ${this.server}`));
+    if (options.signal?.aborted) return Promise.reject(new StrataClientError('CANCELLED', 'the call was cancelled before it started'));
+    const callOptions: CallOptions = { deadline: Date.now() + (options.deadlineMs ?? this.deadlineMs) };
+    return new Promise<Response>((resolve, reject) => {
+      const call = this.client.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        request,
+        new Metadata(),
+        callOptions,
+        (error: ServiceError | null, response?: Response) => {
+          options.signal?.removeEventListener('abort', cancel);
+          if (error) reject(toClientError(error));
+          else resolve(response as Response);
+        },
+      );
+      const cancel = (): void => call.cancel();
+      options.signal?.addEventListener('abort', cancel, { once: true });
+    });
+  }
+
+  /** Opens a bidirectional stream (no deadline: its user bounds each request). */
+  bidiStream<Request, Response>(method: MethodDefinition<Request, Response>): ClientDuplexStream<Request, Response> {
+    if (this.closed) throw closedError(`the connection to ${this.server}`);
+    return this.client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, new Metadata(), {});
+  }
+
+  /** Closes the channel; calls in progress fail. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+function channelCredentials(tls: TlsOptions | false | undefined): ChannelCredentials {
+  if (tls === undefined || tls === false) return credentials.createInsecure();
+  return credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
+}
+
+function positive(value: number, name: string): number {
+  if (!Number.isFinite(value) || value <= 0) throw invalidArgument(`${name} must be a positive number, got ${value}`);
+  return value;
+}
+
+/** Opens a connection from options, or takes a shared one; `owned` says who closes it. */
+export function resolveConnection(source: ConnectionSource): { connection: Connection; owned: boolean } {
+  if ('connection' in source) return { connection: source.connection, owned: false };
+  return { connection: new Connection(source), owned: true };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 64-bit integers.
+
+/** A wire int64 as a safe JavaScript number; DATA_LOSS naming `field` when it is not one. */
+export function longToNumber(value: Long | number | null | undefined, field: string): number {
+  if (value === null || value === undefined) return 0;
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw unsafe(field, String(value));
+    return value;
+  }
+  if (value.greaterThan(Number.MAX_SAFE_INTEGER) || value.lessThan(Number.MIN_SAFE_INTEGER)) throw unsafe(field, value.toString());
+  return value.toNumber();
+}
+
+/** A safe JavaScript integer as a wire int64 (uint64 when `unsigned`). */
+export function numberToLong(value: number, field: string, unsigned = false): Long {
+  if (!Number.isSafeInteger(value) || (unsigned && value < 0)) {
+    throw invalidArgument(`${field} must be a ${unsigned ? 'non-negative ' : ''}safe integer, got ${value}`);
+  }
+  return Long.fromNumber(value, unsigned);
+}
+
+function unsafe(field: string, text: string): StrataClientError {
+  return new StrataClientError('DATA_LOSS', `${field} ${text} is outside the range of a safe JavaScript integer (|n| <= 2^53 - 1)`);
+}

@@ -1,0 +1,75 @@
+/**
+ * The client's one error type. Every failure a caller of the client library sees is a
+ * `StrataClientError` whose `code` is the gRPC status name (`'NOT_FOUND'`, `'UNAVAILABLE'`...)
+ * and whose message is the broker's own message when the broker sent one. Errors the client
+ * raises itself (a closed producer, a bad argument, a retry budget spent) use the status name
+ * the broker would have used for the same condition.
+ *
+ * There is exactly one mapping from grpc-js errors (`toClientError`) and one from the per-item
+ * errors of ProduceStream (`fromItemError`); nothing else inspects gRPC status objects.
+ */
+import { status, type ServiceError } from '@grpc/grpc-js';
+
+/** The gRPC status names, e.g. 'NOT_FOUND'. */
+export type StatusName = keyof typeof status;
+
+export class StrataClientError extends Error {
+  /** The gRPC status name, e.g. 'NOT_FOUND'. */
+  readonly code: StatusName;
+  /** The numeric gRPC status code (5 for NOT_FOUND). */
+  readonly grpcCode: status;
+
+  constructor(code: StatusName, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StrataClientError';
+    this.code = code;
+    this.grpcCode = status[code];
+  }
+}
+
+export function isStrataClientError(error: unknown, code?: StatusName): error is StrataClientError {
+  return error instanceof StrataClientError && (code === undefined || error.code === code);
+}
+
+/** The status name of a numeric gRPC code; UNKNOWN for a number outside the table. */
+export function statusName(code: number): StatusName {
+  const name = status[code];
+  return typeof name === 'string' ? (name as StatusName) : 'UNKNOWN';
+}
+
+function isServiceError(error: unknown): error is ServiceError {
+  return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number' && 'details' in error;
+}
+
+/**
+ * Maps anything a grpc-js call can fail with to a `StrataClientError`: a ServiceError keeps its
+ * status and the server's message (`details`); a `StrataClientError` passes through; anything
+ * else is UNKNOWN with the original as `cause`.
+ */
+export function toClientError(error: unknown): StrataClientError {
+  if (error instanceof StrataClientError) return error;
+  if (isServiceError(error)) {
+    const details = error.details || error.message;
+    return new StrataClientError(statusName(error.code), details, { cause: error });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new StrataClientError('UNKNOWN', message, { cause: error });
+}
+
+/** The error of one failed request on ProduceStream (`ProduceResponse.error`). */
+export function fromItemError(item: { code?: number | null; message?: string | null }): StrataClientError {
+  return new StrataClientError(statusName(item.code ?? status.UNKNOWN), item.message ?? '');
+}
+
+/** Errors worth retrying: the request may not have reached the broker, or its answer was lost. */
+export function isRetriable(error: StrataClientError): boolean {
+  return error.code === 'UNAVAILABLE' || error.code === 'DEADLINE_EXCEEDED';
+}
+
+export function closedError(what: string): StrataClientError {
+  return new StrataClientError('FAILED_PRECONDITION', `${what} is closed`);
+}
+
+export function invalidArgument(message: string): StrataClientError {
+  return new StrataClientError('INVALID_ARGUMENT', message);
+}

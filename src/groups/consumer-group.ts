@@ -1,0 +1,330 @@
+/**
+ * The membership and assignment state of one consumer group, and the reconciliation rules of
+ * the heartbeat protocol (see proto/strata/v1/groups.proto). No I/O, no timers: the coordinator
+ * feeds it heartbeats, the time and topic metadata.
+ *
+ * Ownership invariant: `owners` maps each partition to at most one member, and a member may
+ * consume a partition only while `owners` names it. A partition enters a member's `assigned`
+ * set (and `owners`) only when it is free; when the target moves it elsewhere it goes to the
+ * member's `revoking` set and stays owned until the member acknowledges (a heartbeat whose
+ * owned partitions leave it out) or leaves or expires. Hence a partition is never owned by two
+ * members at once, whatever order heartbeats arrive in.
+ *
+ * Epochs: the group epoch grows whenever membership, a subscription or topic metadata changes
+ * (the target is then recomputed). A member's epoch grows whenever its assignment changes;
+ * offset commits must carry the member's current epoch.
+ */
+import { randomUUID } from 'node:crypto';
+import { ErrorCode, StrataError } from '../common/errors.js';
+import { type Assignment, type AssignorName, type TopicPartition, assign, splitTp } from './assignors.js';
+
+export type GroupState = 'empty' | 'assigning' | 'reconciling' | 'stable' | 'dead';
+
+export interface Subscription {
+  topicNames: readonly string[];
+  /** Source of the regular expression ('' for none). */
+  regex: string;
+}
+
+export interface HeartbeatInput {
+  memberId: string;
+  memberEpoch: number;
+  instanceId: string | null;
+  clientId: string;
+  host: string;
+  /** Null keeps the member's current subscription. */
+  subscription: Subscription | null;
+  assignor: AssignorName | null;
+  owned: ReadonlySet<TopicPartition>;
+  sessionTimeoutMs: number;
+}
+
+export interface HeartbeatOutput {
+  memberId: string;
+  memberEpoch: number;
+  assignment: ReadonlySet<TopicPartition>;
+}
+
+export interface Member {
+  memberId: string;
+  instanceId: string | null;
+  clientId: string;
+  host: string;
+  epoch: number;
+  subscription: Subscription;
+  regex: RegExp | null;
+  sessionTimeoutMs: number;
+  lastHeartbeatMs: number;
+  /** Partitions the member was told it may own. */
+  assigned: Set<TopicPartition>;
+  /** Partitions taken from the member that it has not yet acknowledged giving up. */
+  revoking: Set<TopicPartition>;
+  /** A static member that left with epoch -2: it keeps its partitions until its session ends. */
+  away: boolean;
+}
+
+export const LEAVE_EPOCH = -1;
+export const STATIC_LEAVE_EPOCH = -2;
+
+export function compileSubscriptionRegex(source: string): RegExp | null {
+  if (source === '') return null;
+  try {
+    return new RegExp(`^(?:${source})$`);
+  } catch (error) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `subscribed_topic_regex is not a valid regular expression: ${(error as Error).message}`);
+  }
+}
+
+/** Topic metadata the group needs: which topics exist and their partition counts. */
+export type TopicCounts = ReadonlyMap<string, number>;
+
+export class ConsumerGroup {
+  readonly members = new Map<string, Member>();
+  readonly owners = new Map<TopicPartition, string>();
+  groupEpoch = 0;
+  assignor: AssignorName = 'uniform';
+  private target: Assignment = new Map();
+  /** Counts rebalances (target recomputations that moved something), for metrics. */
+  rebalances = 0;
+
+  constructor(readonly groupId: string) {}
+
+  get state(): GroupState {
+    if (this.members.size === 0) return 'empty';
+    let assigning = false;
+    for (const member of this.members.values()) {
+      if (member.revoking.size > 0) return 'reconciling';
+      const target = this.target.get(member.memberId) ?? new Set();
+      if (target.size !== member.assigned.size || [...target].some((key) => !member.assigned.has(key))) assigning = true;
+    }
+    return assigning ? 'assigning' : 'stable';
+  }
+
+  targetOf(memberId: string): ReadonlySet<TopicPartition> {
+    return this.target.get(memberId) ?? new Set();
+  }
+
+  /** Topics any member subscribes to, given the topics that exist. */
+  subscribedTopics(topics: TopicCounts): Set<string> {
+    const subscribed = new Set<string>();
+    for (const member of this.members.values()) for (const topic of topicsOf(member, topics)) subscribed.add(topic);
+    return subscribed;
+  }
+
+  heartbeat(input: HeartbeatInput, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+    if (input.memberEpoch === 0) return this.join(input, nowMs, topics);
+    const member = this.members.get(input.memberId);
+    if (member === undefined) {
+      throw new StrataError(ErrorCode.NOT_FOUND, `member ${input.memberId || '(none)'} is not in group "${this.groupId}" (its session may have expired); rejoin with member epoch 0`);
+    }
+    if (input.memberEpoch === LEAVE_EPOCH || input.memberEpoch === STATIC_LEAVE_EPOCH) return this.leave(member, input.memberEpoch, topics);
+    this.checkEpoch(member, input);
+    member.lastHeartbeatMs = nowMs;
+    member.away = false;
+    member.host = input.host;
+    if (input.clientId !== '') member.clientId = input.clientId;
+    if (input.subscription !== null && !sameSubscription(member.subscription, input.subscription)) {
+      member.regex = compileSubscriptionRegex(input.subscription.regex);
+      member.subscription = input.subscription;
+      this.bumpAndReassign(topics);
+    }
+    return this.reconcile(member, input.owned);
+  }
+
+  private checkEpoch(member: Member, input: HeartbeatInput): void {
+    if (input.memberEpoch === member.epoch) return;
+    // An older epoch is fine when the member owns nothing it should not (a lost response);
+    // anything else means another incarnation took over: fence it.
+    const stale = input.memberEpoch < member.epoch && [...input.owned].every((key) => member.assigned.has(key) || member.revoking.has(key));
+    if (!stale) {
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `fenced: member ${member.memberId} of group "${this.groupId}" sent member epoch ${input.memberEpoch}, current is ${member.epoch}; rejoin with epoch 0`);
+    }
+  }
+
+  private join(input: HeartbeatInput, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+    const subscription = input.subscription ?? { topicNames: [], regex: '' };
+    const regex = compileSubscriptionRegex(subscription.regex);
+    if (this.members.size === 0 && input.assignor !== null) this.assignor = input.assignor;
+    if (input.instanceId !== null) {
+      const previous = [...this.members.values()].find((member) => member.instanceId === input.instanceId);
+      if (previous !== undefined) return this.takeOver(previous, input, subscription, regex, nowMs, topics);
+    }
+    const member: Member = {
+      memberId: randomUUID(),
+      instanceId: input.instanceId,
+      clientId: input.clientId,
+      host: input.host,
+      epoch: 0,
+      subscription,
+      regex,
+      sessionTimeoutMs: input.sessionTimeoutMs,
+      lastHeartbeatMs: nowMs,
+      assigned: new Set(),
+      revoking: new Set(),
+      away: false,
+    };
+    this.members.set(member.memberId, member);
+    this.bumpAndReassign(topics);
+    // Epoch 0 means "joining": a member always leaves the join with a real epoch.
+    member.epoch = this.groupEpoch;
+    return this.reconcile(member, new Set());
+  }
+
+  /**
+   * A static member came back (same instance id): the new incarnation inherits the old one's
+   * partitions and target under a new member id; the old id is fenced. No rebalance unless the
+   * subscription changed.
+   */
+  private takeOver(previous: Member, input: HeartbeatInput, subscription: Subscription, regex: RegExp | null, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+    const member: Member = {
+      ...previous,
+      memberId: randomUUID(),
+      clientId: input.clientId,
+      host: input.host,
+      epoch: previous.epoch + 1,
+      sessionTimeoutMs: input.sessionTimeoutMs,
+      lastHeartbeatMs: nowMs,
+      away: false,
+    };
+    this.members.delete(previous.memberId);
+    this.members.set(member.memberId, member);
+    for (const key of [...member.assigned, ...member.revoking]) this.owners.set(key, member.memberId);
+    this.target.set(member.memberId, this.target.get(previous.memberId) ?? new Set());
+    this.target.delete(previous.memberId);
+    if (!sameSubscription(previous.subscription, subscription)) {
+      member.subscription = subscription;
+      member.regex = regex;
+      this.bumpAndReassign(topics);
+    }
+    // The old incarnation consumed `assigned`; the new one starts from nothing owned, so it
+    // is told its full assignment again.
+    return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned) };
+  }
+
+  private leave(member: Member, epoch: number, topics: TopicCounts): HeartbeatOutput {
+    if (epoch === STATIC_LEAVE_EPOCH && member.instanceId !== null) {
+      member.away = true; // keeps its partitions until it returns or its session expires
+      return { memberId: member.memberId, memberEpoch: STATIC_LEAVE_EPOCH, assignment: new Set() };
+    }
+    this.remove(member, topics);
+    return { memberId: member.memberId, memberEpoch: LEAVE_EPOCH, assignment: new Set() };
+  }
+
+  /** Removes members whose session expired; returns their ids. */
+  expire(nowMs: number, topics: TopicCounts): string[] {
+    const expired: string[] = [];
+    for (const member of [...this.members.values()]) {
+      if (nowMs - member.lastHeartbeatMs > member.sessionTimeoutMs) {
+        expired.push(member.memberId);
+        this.remove(member, topics);
+      }
+    }
+    return expired;
+  }
+
+  private remove(member: Member, topics: TopicCounts): void {
+    this.members.delete(member.memberId);
+    this.target.delete(member.memberId);
+    for (const key of [...member.assigned, ...member.revoking]) {
+      if (this.owners.get(key) === member.memberId) this.owners.delete(key);
+    }
+    this.bumpAndReassign(topics);
+  }
+
+  /** Topic metadata changed (created, deleted, partitions added): recompute the target. */
+  topicsChanged(topics: TopicCounts): void {
+    // Partitions of deleted topics (or beyond a count) are owned by nobody any more.
+    for (const member of this.members.values()) {
+      for (const set of [member.assigned, member.revoking]) {
+        for (const key of [...set]) {
+          const { topic, partition } = splitTp(key);
+          const count = topics.get(topic);
+          if (count === undefined || partition >= count) {
+            set.delete(key);
+            if (this.owners.get(key) === member.memberId) this.owners.delete(key);
+          }
+        }
+      }
+    }
+    if (this.members.size > 0) this.bumpAndReassign(topics);
+  }
+
+  private bumpAndReassign(topics: TopicCounts): void {
+    this.groupEpoch++;
+    const counts = new Map<string, number>();
+    for (const topic of this.subscribedTopics(topics)) counts.set(topic, topics.get(topic)!);
+    const members = [...this.members.values()].map((member) => ({ memberId: member.memberId, topics: new Set(topicsOf(member, topics)) }));
+    const next = assign(this.assignor, members, counts, this.target);
+    if (!sameAssignment(this.target, next)) this.rebalances++;
+    this.target = next;
+  }
+
+  /**
+   * Moves a member towards its target: releases the partitions it acknowledged giving up,
+   * asks it to revoke those no longer in its target, and hands it free target partitions.
+   */
+  private reconcile(member: Member, reported: ReadonlySet<TopicPartition>): HeartbeatOutput {
+    for (const key of [...member.revoking]) {
+      if (!reported.has(key)) {
+        member.revoking.delete(key);
+        if (this.owners.get(key) === member.memberId) this.owners.delete(key);
+      }
+    }
+    const target = this.target.get(member.memberId) ?? new Set<TopicPartition>();
+    let changed = false;
+    for (const key of [...member.assigned]) {
+      if (!target.has(key)) {
+        member.assigned.delete(key);
+        member.revoking.add(key);
+        changed = true;
+      }
+    }
+    for (const key of target) {
+      if (member.assigned.has(key) || this.owners.has(key)) continue;
+      member.assigned.add(key);
+      this.owners.set(key, member.memberId);
+      changed = true;
+    }
+    if (changed) member.epoch = Math.max(member.epoch + 1, this.groupEpoch);
+    return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned) };
+  }
+
+  /** Checks that `memberId` at `memberEpoch` may commit offsets of `keys`. */
+  checkCommit(memberId: string, memberEpoch: number, keys: readonly TopicPartition[]): void {
+    const member = this.members.get(memberId);
+    if (member === undefined) {
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${this.groupId}"; rejoin before committing`);
+    }
+    if (memberEpoch !== member.epoch) {
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `stale member epoch ${memberEpoch} for member ${memberId} of group "${this.groupId}" (current ${member.epoch}); commit refused`);
+    }
+    for (const key of keys) {
+      if (this.owners.get(key) !== memberId) {
+        const { topic, partition } = splitTp(key);
+        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not the owner of ${topic}-${partition} in group "${this.groupId}"; commit refused`);
+      }
+    }
+  }
+}
+
+function topicsOf(member: Member, topics: TopicCounts): string[] {
+  const result: string[] = [];
+  for (const topic of topics.keys()) {
+    if (member.subscription.topicNames.includes(topic) || member.regex?.test(topic)) result.push(topic);
+  }
+  return result;
+}
+
+function sameSubscription(a: Subscription, b: Subscription): boolean {
+  return a.regex === b.regex && a.topicNames.length === b.topicNames.length && a.topicNames.every((name) => b.topicNames.includes(name));
+}
+
+function sameAssignment(a: Assignment, b: Assignment): boolean {
+  if (a.size !== b.size) return false;
+  for (const [memberId, partitions] of a) {
+    const other = b.get(memberId);
+    if (other === undefined || other.size !== partitions.size) return false;
+    for (const key of partitions) if (!other.has(key)) return false;
+  }
+  return true;
+}

@@ -1,0 +1,385 @@
+/**
+ * The group coordinator: every consumer group of the broker, their heartbeats and session
+ * timeouts, committed offsets (LMDB, see `offset-store.ts`) and group administration with lag.
+ *
+ * Membership lives in memory: after a broker restart members get NOT_FOUND on their next
+ * heartbeat and rejoin (their committed offsets are durable, so they resume where they were).
+ * Groups exist while they have members or committed offsets.
+ *
+ * Sessions are checked every `sessionCheckIntervalMs`; topic creation, deletion and partition
+ * changes recompute the targets of the groups that subscribe to the topic (regular-expression
+ * subscriptions pick up new topics this way). Offsets of a deleted topic are deleted.
+ */
+import { type Clock, systemClock } from '../common/clock.js';
+import { ErrorCode, StrataError } from '../common/errors.js';
+import { rootLogger, type Logger } from '../common/logger.js';
+import type { Broker } from '../broker/broker.js';
+import { decodeRecords, forEachBatch } from '../storage/record-batch.js';
+import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
+import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription } from './consumer-group.js';
+import { type CommittedOffset, OffsetStore } from './offset-store.js';
+
+export interface GroupCoordinatorOptions {
+  sessionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  sessionCheckIntervalMs?: number;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface HeartbeatRequest {
+  groupId: string;
+  memberId: string;
+  memberEpoch: number;
+  instanceId: string | null;
+  clientId: string;
+  host: string;
+  subscription: Subscription | null;
+  assignor: string;
+  owned: { topic: string; partition: number }[];
+  sessionTimeoutMs: number;
+}
+
+export interface HeartbeatResult {
+  memberId: string;
+  memberEpoch: number;
+  heartbeatIntervalMs: number;
+  assignment: { topic: string; partition: number }[];
+}
+
+export interface PartitionLag {
+  topic: string;
+  partition: number;
+  committedOffset: number;
+  logEndOffset: number;
+  lag: number;
+  lagMs: number;
+  memberId: string;
+}
+
+export interface GroupDescription {
+  groupId: string;
+  state: GroupState;
+  groupEpoch: number;
+  assignor: AssignorName;
+  members: {
+    memberId: string;
+    instanceId: string | null;
+    clientId: string;
+    host: string;
+    memberEpoch: number;
+    assignment: { topic: string; partition: number }[];
+    subscribedTopicNames: string[];
+    subscribedTopicRegex: string;
+  }[];
+  partitions: PartitionLag[];
+  totalLag: number;
+}
+
+export type ResetTarget =
+  | { kind: 'earliest' }
+  | { kind: 'latest' }
+  | { kind: 'offset'; offset: number }
+  | { kind: 'timestamp'; timestamp: number }
+  | { kind: 'shiftBy'; shift: number };
+
+const GROUP_ID_LENGTH_MAX = 255;
+const SESSION_TIMEOUT_MIN_MS = 100;
+const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;
+
+function checkGroupId(groupId: string): void {
+  if (typeof groupId !== 'string' || groupId.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'group id is required');
+  if (groupId.length > GROUP_ID_LENGTH_MAX) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `group id is ${groupId.length} characters long; the limit is ${GROUP_ID_LENGTH_MAX}`);
+}
+
+function sortedPairs(keys: Iterable<TopicPartition>): { topic: string; partition: number }[] {
+  return [...keys].map(splitTp).sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
+}
+
+export class GroupCoordinator {
+  private readonly groups = new Map<string, ConsumerGroup>();
+  private readonly offsets: OffsetStore;
+  private readonly sessionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly broker: Broker,
+    options: GroupCoordinatorOptions = {},
+  ) {
+    this.offsets = new OffsetStore(broker.metadataStore.root);
+    this.sessionTimeoutMs = options.sessionTimeoutMs ?? 45_000;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
+    this.clock = options.clock ?? systemClock;
+    this.logger = (options.logger ?? rootLogger).child({ subsystem: 'groups' });
+    this.timer = setInterval(() => this.expireSessions(), options.sessionCheckIntervalMs ?? 100);
+    this.timer.unref();
+    broker.onPartitionsChanged = (topic) => this.topicsChanged(topic);
+    broker.onTopicDeleted = (topic) => {
+      this.topicsChanged(topic);
+      this.offsets.deleteTopic(topic).catch((error: unknown) => this.logger.error({ err: error, topic }, 'could not delete offsets of a deleted topic'));
+    };
+  }
+
+  private topicCounts(): Map<string, number> {
+    return new Map(this.broker.listTopics().map((topic) => [topic.name, topic.partitions]));
+  }
+
+  /** Runs the session check now (the timer does this periodically). */
+  expireSessions(): void {
+    const nowMs = this.clock.nowMs();
+    let topics: Map<string, number> | null = null;
+    for (const group of this.groups.values()) {
+      if (group.members.size === 0) continue;
+      topics ??= this.topicCounts();
+      for (const memberId of group.expire(nowMs, topics)) {
+        this.logger.info({ group: group.groupId, memberId }, 'member session expired; its partitions are reassigned');
+      }
+    }
+  }
+
+  private topicsChanged(topic: string): void {
+    const topics = this.topicCounts();
+    for (const group of this.groups.values()) {
+      if (group.members.size === 0) continue;
+      const subscribes = [...group.members.values()].some((member) => member.subscription.topicNames.includes(topic) || member.regex?.test(topic));
+      if (subscribes) group.topicsChanged(topics);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Membership.
+
+  heartbeat(request: HeartbeatRequest): HeartbeatResult {
+    checkGroupId(request.groupId);
+    let assignor: AssignorName | null = null;
+    if (request.assignor !== '') {
+      if (!ASSIGNORS.includes(request.assignor as AssignorName)) {
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `assignor "${request.assignor}" is unknown; use ${ASSIGNORS.join(' or ')}`);
+      }
+      assignor = request.assignor as AssignorName;
+    }
+    const sessionTimeoutMs = request.sessionTimeoutMs === 0 ? this.sessionTimeoutMs : request.sessionTimeoutMs;
+    if (!Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < SESSION_TIMEOUT_MIN_MS || sessionTimeoutMs > SESSION_TIMEOUT_MAX_MS) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `session_timeout_ms must be from ${SESSION_TIMEOUT_MIN_MS} to ${SESSION_TIMEOUT_MAX_MS}, got ${sessionTimeoutMs}`);
+    }
+    if (request.memberEpoch < -2) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member_epoch ${request.memberEpoch} is invalid`);
+    if (request.memberEpoch === 0 && request.subscription === null) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a joining member must send its subscription (topic names and/or a regex)');
+    }
+    let group = this.groups.get(request.groupId);
+    if (group === undefined) {
+      if (request.memberEpoch !== 0) {
+        throw new StrataError(ErrorCode.NOT_FOUND, `member ${request.memberId} is not in group "${request.groupId}"; rejoin with member epoch 0`);
+      }
+      group = new ConsumerGroup(request.groupId);
+      this.groups.set(request.groupId, group);
+    }
+    const output: HeartbeatOutput = group.heartbeat(
+      {
+        memberId: request.memberId,
+        memberEpoch: request.memberEpoch,
+        instanceId: request.instanceId,
+        clientId: request.clientId,
+        host: request.host,
+        subscription: request.subscription,
+        assignor,
+        owned: new Set(request.owned.map(({ topic, partition }) => tp(topic, partition))),
+        sessionTimeoutMs,
+      },
+      this.clock.nowMs(),
+      this.topicCounts(),
+    );
+    return {
+      memberId: output.memberId,
+      memberEpoch: output.memberEpoch,
+      heartbeatIntervalMs: this.heartbeatIntervalMs,
+      assignment: sortedPairs(output.assignment),
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Offsets.
+
+  async commit(groupId: string, memberId: string, memberEpoch: number, offsets: { topic: string; partition: number; offset: number; metadata: string }[]): Promise<void> {
+    checkGroupId(groupId);
+    if (offsets.length === 0) return;
+    for (const entry of offsets) {
+      const log = this.broker.partitionLog(entry.topic, entry.partition); // NOT_FOUND for unknown ones
+      if (!Number.isSafeInteger(entry.offset) || entry.offset < 0) {
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `offset for ${entry.topic}-${entry.partition} must be a non-negative integer, got ${entry.offset}`);
+      }
+      if (entry.offset > log.logEndOffset) {
+        throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${entry.offset} for ${entry.topic}-${entry.partition} is beyond the log end ${log.logEndOffset}`);
+      }
+    }
+    const group = this.groups.get(groupId);
+    if (memberId === '') {
+      if (group !== undefined && group.members.size > 0) {
+        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${group.members.size} active members; only its members may commit`);
+      }
+    } else {
+      if (group === undefined) throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${groupId}"; rejoin before committing`);
+      group.checkCommit(memberId, memberEpoch, offsets.map(({ topic, partition }) => tp(topic, partition)));
+    }
+    const nowMs = this.clock.nowMs();
+    await this.offsets.commit(groupId, offsets.map((entry) => ({ ...entry, commitTimeMs: nowMs })));
+  }
+
+  fetchOffsets(groupId: string, topics: readonly string[]): CommittedOffset[] {
+    checkGroupId(groupId);
+    return this.offsets.list(groupId, topics.length > 0 ? new Set(topics) : undefined);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Administration.
+
+  listGroups(): { groupId: string; state: GroupState; members: number }[] {
+    const ids = new Set([...this.groups.keys(), ...this.offsets.groups()]);
+    return [...ids].sort().map((groupId) => {
+      const group = this.groups.get(groupId);
+      return { groupId, state: group?.state ?? 'empty', members: group?.members.size ?? 0 };
+    });
+  }
+
+  /** The group's membership state (null when it exists only through committed offsets). */
+  private requireGroup(groupId: string): ConsumerGroup | null {
+    checkGroupId(groupId);
+    const group = this.groups.get(groupId) ?? null;
+    if (group === null && this.offsets.list(groupId).length === 0) {
+      throw new StrataError(ErrorCode.NOT_FOUND, `group "${groupId}" not found`);
+    }
+    return group;
+  }
+
+  async describeGroup(groupId: string): Promise<GroupDescription> {
+    const group = this.requireGroup(groupId);
+    const topics = this.topicCounts();
+    const committed = this.offsets.list(groupId);
+    const keys = new Set<TopicPartition>();
+    for (const entry of committed) keys.add(tp(entry.topic, entry.partition));
+    if (group !== null) {
+      for (const topic of group.subscribedTopics(topics)) for (let partition = 0; partition < topics.get(topic)!; partition++) keys.add(tp(topic, partition));
+    }
+    const committedByKey = new Map(committed.map((entry) => [tp(entry.topic, entry.partition), entry.offset]));
+    const partitions: PartitionLag[] = [];
+    for (const { topic, partition } of sortedPairs(keys)) {
+      if (!topics.has(topic) || partition >= topics.get(topic)!) continue;
+      const log = this.broker.partitionLog(topic, partition);
+      const committedOffset = committedByKey.get(tp(topic, partition)) ?? -1;
+      const from = Math.max(committedOffset < 0 ? log.logStartOffset : committedOffset, log.logStartOffset);
+      const lag = Math.max(0, log.highWatermark - from);
+      partitions.push({
+        topic,
+        partition,
+        committedOffset,
+        logEndOffset: log.highWatermark,
+        lag,
+        lagMs: lag > 0 ? await this.recordAgeMs(topic, partition, from) : 0,
+        memberId: group?.owners.get(tp(topic, partition)) ?? '',
+      });
+    }
+    return {
+      groupId,
+      state: group?.state ?? 'empty',
+      groupEpoch: group?.groupEpoch ?? 0,
+      assignor: group?.assignor ?? 'uniform',
+      members: group === null ? [] : [...group.members.values()].map((member) => ({
+        memberId: member.memberId,
+        instanceId: member.instanceId,
+        clientId: member.clientId,
+        host: member.host,
+        memberEpoch: member.epoch,
+        assignment: sortedPairs(member.assigned),
+        subscribedTopicNames: [...member.subscription.topicNames],
+        subscribedTopicRegex: member.subscription.regex,
+      })),
+      partitions,
+      totalLag: partitions.reduce((sum, entry) => sum + entry.lag, 0),
+    };
+  }
+
+  /** How old the record at `offset` is: the age of the oldest record not yet committed. */
+  private async recordAgeMs(topic: string, partition: number, offset: number): Promise<number> {
+    try {
+      const { batches } = await this.broker.partitionLog(topic, partition).read(offset, 1);
+      let timestamp = -1;
+      forEachBatch(batches, (position) => {
+        if (timestamp >= 0) return;
+        const record = decodeRecords(batches, position).find((candidate) => candidate.offset >= offset);
+        if (record !== undefined) timestamp = record.timestamp;
+      });
+      return timestamp < 0 ? 0 : Math.max(0, this.clock.nowMs() - timestamp);
+    } catch (error) {
+      this.logger.debug({ err: error, topic, partition }, 'could not read a record to measure lag time');
+      return 0;
+    }
+  }
+
+  private requireEmpty(groupId: string, action: string): void {
+    const group = this.groups.get(groupId);
+    if (group !== undefined && group.members.size > 0) {
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": it has ${group.members.size} active members; stop them first`);
+    }
+  }
+
+  async resetOffsets(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {
+    checkGroupId(groupId); // a group known only by name may be given offsets, as in Kafka
+    this.requireEmpty(groupId, 'reset offsets of');
+    const count = this.broker.partitionCount(topic);
+    const chosen = partitions.length > 0 ? [...new Set(partitions)] : [...Array(count).keys()];
+    const nowMs = this.clock.nowMs();
+    const result: CommittedOffset[] = [];
+    for (const partition of chosen) {
+      const log = this.broker.partitionLog(topic, partition);
+      const clamp = (offset: number): number => Math.min(Math.max(offset, log.logStartOffset), log.highWatermark);
+      let offset: number;
+      switch (to.kind) {
+        case 'earliest':
+          offset = log.logStartOffset;
+          break;
+        case 'latest':
+          offset = log.highWatermark;
+          break;
+        case 'offset':
+          offset = clamp(to.offset);
+          break;
+        case 'timestamp':
+          offset = (await log.offsetForTimestamp(to.timestamp)) ?? log.highWatermark;
+          break;
+        case 'shiftBy':
+          offset = clamp((this.offsets.get(groupId, topic, partition)?.offset ?? log.logStartOffset) + to.shift);
+          break;
+      }
+      result.push({ topic, partition, offset, metadata: '', commitTimeMs: nowMs });
+    }
+    await this.offsets.commit(groupId, result);
+    this.logger.info({ group: groupId, topic, to, partitions: result.length }, 'offsets reset');
+    return result;
+  }
+
+  async deleteOffsets(groupId: string, topics: readonly string[]): Promise<void> {
+    this.requireGroup(groupId);
+    this.requireEmpty(groupId, 'delete offsets of');
+    await this.offsets.deleteGroupOffsets(groupId, topics.length > 0 ? new Set(topics) : undefined);
+  }
+
+  async deleteGroup(groupId: string): Promise<void> {
+    this.requireGroup(groupId);
+    this.requireEmpty(groupId, 'delete');
+    await this.offsets.deleteGroupOffsets(groupId);
+    this.groups.delete(groupId);
+    this.logger.info({ group: groupId }, 'group deleted');
+  }
+
+  /** Counts for metrics: members per group and rebalances so far. */
+  stats(): { groupId: string; members: number; rebalances: number }[] {
+    return [...this.groups.values()].map((group) => ({ groupId: group.groupId, members: group.members.size, rebalances: group.rebalances }));
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}

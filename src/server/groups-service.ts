@@ -1,0 +1,140 @@
+/** Handlers of `strata.v1.Groups`: membership heartbeats, offset commits and group admin. */
+import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { GroupCoordinator, ResetTarget } from '../groups/group-coordinator.js';
+import type { Logger } from '../common/logger.js';
+import { strata } from '../generated/strata.js';
+import { nonNegative, toLong, toSafeNumber } from './convert.js';
+import { invalidArgument } from './status.js';
+import { unaryHandler } from './unary-handler.js';
+
+const v1 = strata.v1;
+
+type WirePartitions = strata.v1.TopicPartitions;
+
+function partitionsFromWire(list: readonly WirePartitions[], field: string): { topic: string; partition: number }[] {
+  return list.flatMap((entry) => entry.partitions.map((partition) => ({ topic: entry.topic, partition: nonNegative(partition, `${field}.partitions[]`) })));
+}
+
+function partitionsToWire(pairs: readonly { topic: string; partition: number }[]): strata.v1.TopicPartitions[] {
+  const byTopic = new Map<string, number[]>();
+  for (const { topic, partition } of pairs) {
+    let list = byTopic.get(topic);
+    if (list === undefined) byTopic.set(topic, (list = []));
+    list.push(partition);
+  }
+  return [...byTopic].map(([topic, partitions]) => v1.TopicPartitions.create({ topic, partitions }));
+}
+
+function resetTargetFromWire(request: strata.v1.ResetOffsetsRequest): ResetTarget {
+  switch (request.to) {
+    case 'earliest':
+      return { kind: 'earliest' };
+    case 'latest':
+      return { kind: 'latest' };
+    case 'offset':
+      return { kind: 'offset', offset: nonNegative(toSafeNumber(request.offset, 'offset'), 'offset') };
+    case 'timestamp':
+      return { kind: 'timestamp', timestamp: toSafeNumber(request.timestamp, 'timestamp') };
+    case 'shiftBy':
+      return { kind: 'shiftBy', shift: toSafeNumber(request.shiftBy, 'shift_by') };
+    default:
+      throw invalidArgument('say where to reset to: earliest, latest, offset, timestamp or shift_by');
+  }
+}
+
+function committedToWire(entry: { topic: string; partition: number; offset: number; metadata: string; commitTimeMs: number }): strata.v1.CommittedOffset {
+  return v1.CommittedOffset.create({ topic: entry.topic, partition: entry.partition, offset: toLong(entry.offset), metadata: entry.metadata, commitTimeMs: toLong(entry.commitTimeMs) });
+}
+
+export function groupsServiceHandlers(coordinator: GroupCoordinator, logger: Logger): UntypedServiceImplementation {
+  return {
+    heartbeat: unaryHandler(logger, 'Heartbeat', async (request: strata.v1.HeartbeatRequest, call: ServerUnaryCall<strata.v1.HeartbeatRequest, strata.v1.HeartbeatResponse>) => {
+      const subscription = request.keepSubscription
+        ? null
+        : { topicNames: [...request.subscribedTopicNames], regex: request.subscribedTopicRegex ?? '' };
+      const result = coordinator.heartbeat({
+        groupId: request.groupId,
+        memberId: request.memberId,
+        memberEpoch: request.memberEpoch,
+        instanceId: request.instanceId ?? null,
+        clientId: request.clientId,
+        host: call.getPeer(),
+        subscription,
+        assignor: request.assignor,
+        owned: partitionsFromWire(request.ownedPartitions, 'owned_partitions'),
+        sessionTimeoutMs: nonNegative(request.sessionTimeoutMs, 'session_timeout_ms'),
+      });
+      return v1.HeartbeatResponse.create({
+        memberId: result.memberId,
+        memberEpoch: result.memberEpoch,
+        heartbeatIntervalMs: result.heartbeatIntervalMs,
+        assignment: partitionsToWire(result.assignment),
+      });
+    }),
+    commitOffsets: unaryHandler(logger, 'CommitOffsets', async (request: strata.v1.CommitOffsetsRequest) => {
+      await coordinator.commit(
+        request.groupId,
+        request.memberId,
+        request.memberEpoch,
+        request.offsets.map((entry, index) => ({
+          topic: entry.topic,
+          partition: nonNegative(entry.partition, `offsets[${index}].partition`),
+          offset: toSafeNumber(entry.offset, `offsets[${index}].offset`),
+          metadata: entry.metadata ?? '',
+        })),
+      );
+      return v1.CommitOffsetsResponse.create();
+    }),
+    fetchOffsets: unaryHandler(logger, 'FetchOffsets', async (request: strata.v1.FetchOffsetsRequest) =>
+      v1.FetchOffsetsResponse.create({ offsets: coordinator.fetchOffsets(request.groupId, request.topics).map(committedToWire) }),
+    ),
+    listGroups: unaryHandler(logger, 'ListGroups', async () =>
+      v1.ListGroupsResponse.create({ groups: coordinator.listGroups().map((group) => v1.GroupSummary.create(group)) }),
+    ),
+    describeGroup: unaryHandler(logger, 'DescribeGroup', async (request: strata.v1.DescribeGroupRequest) => {
+      const description = await coordinator.describeGroup(request.groupId);
+      return v1.DescribeGroupResponse.create({
+        groupId: description.groupId,
+        state: description.state,
+        groupEpoch: description.groupEpoch,
+        assignor: description.assignor,
+        members: description.members.map((member) =>
+          v1.MemberDescription.create({
+            memberId: member.memberId,
+            instanceId: member.instanceId,
+            clientId: member.clientId,
+            host: member.host,
+            memberEpoch: member.memberEpoch,
+            assignment: partitionsToWire(member.assignment),
+            subscribedTopicNames: member.subscribedTopicNames,
+            subscribedTopicRegex: member.subscribedTopicRegex,
+          }),
+        ),
+        partitions: description.partitions.map((entry) =>
+          v1.PartitionLag.create({
+            topic: entry.topic,
+            partition: entry.partition,
+            committedOffset: toLong(entry.committedOffset),
+            logEndOffset: toLong(entry.logEndOffset),
+            lag: toLong(entry.lag),
+            lagMs: toLong(entry.lagMs),
+            memberId: entry.memberId,
+          }),
+        ),
+        totalLag: toLong(description.totalLag),
+      });
+    }),
+    resetOffsets: unaryHandler(logger, 'ResetOffsets', async (request: strata.v1.ResetOffsetsRequest) => {
+      const offsets = await coordinator.resetOffsets(request.groupId, request.topic, request.partitions.map((partition) => nonNegative(partition, 'partitions[]')), resetTargetFromWire(request));
+      return v1.ResetOffsetsResponse.create({ offsets: offsets.map(committedToWire) });
+    }),
+    deleteOffsets: unaryHandler(logger, 'DeleteOffsets', async (request: strata.v1.DeleteOffsetsRequest) => {
+      await coordinator.deleteOffsets(request.groupId, request.topics);
+      return v1.DeleteOffsetsResponse.create();
+    }),
+    deleteGroup: unaryHandler(logger, 'DeleteGroup', async (request: strata.v1.DeleteGroupRequest) => {
+      await coordinator.deleteGroup(request.groupId);
+      return v1.DeleteGroupResponse.create();
+    }),
+  };
+}
