@@ -169,7 +169,7 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'strata-broker-bench-'));
   const figures: Record<string, unknown> = { parameters: options, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version } };
   const noop = await startProcess([join(PACKAGE_ROOT, 'dist', 'bench', 'noop-server.js')], (entry) => (typeof entry.address === 'string' ? entry.address : null));
-  const broker = await startProcess([join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--log-level', 'info'], (entry) =>
+  const broker = await startProcess([join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info'], (entry) =>
     entry.msg === 'listening' && typeof entry.address === 'string' ? entry.address : null,
   );
   try {

@@ -11,6 +11,7 @@ import { DEFAULT_LOG_CONFIG, type LogConfig } from '../storage/log-config.js';
 export const SERVE_OPTIONS = {
   'data-dir': { type: 'string', default: './data', describe: 'Directory for topics, logs and metadata' },
   listen: { type: 'string', default: '127.0.0.1:50051', describe: 'gRPC address (host:port); 0.0.0.0 to listen on all interfaces' },
+  'metrics-listen': { type: 'string', default: '127.0.0.1:9464', describe: 'HTTP address of /metrics, /healthz and /readyz ("" to disable)' },
   'log-level': { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], describe: 'Log level' },
   'default-partitions': { type: 'number', default: 1, describe: 'Partitions of a topic created without a count' },
   'segment-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.segmentBytes, describe: 'Default segment.bytes: roll size of a segment' },
@@ -31,6 +32,8 @@ export const SERVE_OPTIONS = {
 export interface ServeSettings {
   dataDir: string;
   listen: string;
+  /** host:port of the probe and metrics HTTP server; '' disables it. */
+  metricsListen: string;
   logLevel: string;
   defaultPartitions: number;
   topicDefaults: Partial<LogConfig>;
@@ -50,9 +53,14 @@ function positive(name: string, value: number): number {
 
 export function serveSettings(argv: ParsedServeOptions): ServeSettings {
   if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--listen must be host:port, got "${argv.listen}"`);
+  const metricsListen = argv['metrics-listen'];
+  if (metricsListen !== '' && !/^.+:\d+$/.test(metricsListen)) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--metrics-listen must be host:port or "", got "${metricsListen}"`);
+  }
   return {
     dataDir: argv['data-dir'],
     listen: argv.listen,
+    metricsListen,
     logLevel: argv['log-level'],
     defaultPartitions: positive('default-partitions', argv['default-partitions']),
     topicDefaults: {

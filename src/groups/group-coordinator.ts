@@ -374,6 +374,21 @@ export class GroupCoordinator {
     this.logger.info({ group: groupId }, 'group deleted');
   }
 
+  /** Records not yet committed per group and topic, from committed offsets (for metrics). */
+  lagByTopic(): { groupId: string; topic: string; lag: number }[] {
+    const result: { groupId: string; topic: string; lag: number }[] = [];
+    for (const groupId of new Set([...this.groups.keys(), ...this.offsets.groups()])) {
+      const byTopic = new Map<string, number>();
+      for (const entry of this.offsets.list(groupId)) {
+        if (!this.broker.hasTopic(entry.topic) || entry.partition >= this.broker.partitionCount(entry.topic)) continue;
+        const log = this.broker.partitionLog(entry.topic, entry.partition);
+        byTopic.set(entry.topic, (byTopic.get(entry.topic) ?? 0) + Math.max(0, log.highWatermark - Math.max(entry.offset, log.logStartOffset)));
+      }
+      for (const [topic, lag] of byTopic) result.push({ groupId, topic, lag });
+    }
+    return result;
+  }
+
   /** Counts for metrics: members per group and rebalances so far. */
   stats(): { groupId: string; members: number; rebalances: number }[] {
     return [...this.groups.values()].map((group) => ({ groupId: group.groupId, members: group.members.size, rebalances: group.rebalances }));

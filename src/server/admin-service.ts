@@ -1,11 +1,10 @@
 /** Handlers of `strata.v1.Admin`: topic administration. */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Broker, TopicDescription } from '../broker/broker.js';
-import type { Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import { toLong } from './convert.js';
 import { invalidArgument } from './status.js';
-import { unaryHandler } from './unary-handler.js';
+import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
 const v1 = strata.v1;
 
@@ -32,28 +31,28 @@ function configsFromWire(configs: Record<string, string> | null | undefined): Re
   return { ...(configs ?? {}) };
 }
 
-export function adminServiceHandlers(broker: Broker, logger: Logger): UntypedServiceImplementation {
+export function adminServiceHandlers(broker: Broker, context: HandlerContext): UntypedServiceImplementation {
   return {
-    createTopic: unaryHandler(logger, 'CreateTopic', async (request: strata.v1.CreateTopicRequest) => {
+    createTopic: unaryHandler(context, 'CreateTopic', async (request: strata.v1.CreateTopicRequest) => {
       if (request.partitions < 0) throw invalidArgument(`partitions must not be negative, got ${request.partitions}`);
       return describeToWire(await broker.createTopic(request.name, request.partitions, configsFromWire(request.configs)));
     }),
-    deleteTopic: unaryHandler(logger, 'DeleteTopic', async (request: strata.v1.DeleteTopicRequest) => {
+    deleteTopic: unaryHandler(context, 'DeleteTopic', async (request: strata.v1.DeleteTopicRequest) => {
       await broker.deleteTopic(request.name);
       return v1.DeleteTopicResponse.create();
     }),
-    listTopics: unaryHandler(logger, 'ListTopics', async () =>
+    listTopics: unaryHandler(context, 'ListTopics', async () =>
       v1.ListTopicsResponse.create({
         topics: broker.listTopics().map((topic) => v1.TopicSummary.create(topic)),
       }),
     ),
-    describeTopic: unaryHandler(logger, 'DescribeTopic', async (request: strata.v1.DescribeTopicRequest) => describeToWire(broker.describeTopic(request.name))),
-    alterTopicConfigs: unaryHandler(logger, 'AlterTopicConfigs', async (request: strata.v1.AlterTopicConfigsRequest) => {
+    describeTopic: unaryHandler(context, 'DescribeTopic', async (request: strata.v1.DescribeTopicRequest) => describeToWire(broker.describeTopic(request.name))),
+    alterTopicConfigs: unaryHandler(context, 'AlterTopicConfigs', async (request: strata.v1.AlterTopicConfigsRequest) => {
       const configs = configsFromWire(request.configs);
       if (Object.keys(configs).length === 0) throw invalidArgument('give at least one config to alter');
       return describeToWire(await broker.alterTopicConfigs(request.name, configs));
     }),
-    addPartitions: unaryHandler(logger, 'AddPartitions', async (request: strata.v1.AddPartitionsRequest) =>
+    addPartitions: unaryHandler(context, 'AddPartitions', async (request: strata.v1.AddPartitionsRequest) =>
       describeToWire(await broker.addPartitions(request.name, request.partitions)),
     ),
   };

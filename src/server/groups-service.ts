@@ -1,11 +1,10 @@
 /** Handlers of `strata.v1.Groups`: membership heartbeats, offset commits and group admin. */
 import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { GroupCoordinator, ResetTarget } from '../groups/group-coordinator.js';
-import type { Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import { nonNegative, toLong, toSafeNumber } from './convert.js';
 import { invalidArgument } from './status.js';
-import { unaryHandler } from './unary-handler.js';
+import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
 const v1 = strata.v1;
 
@@ -46,9 +45,9 @@ function committedToWire(entry: { topic: string; partition: number; offset: numb
   return v1.CommittedOffset.create({ topic: entry.topic, partition: entry.partition, offset: toLong(entry.offset), metadata: entry.metadata, commitTimeMs: toLong(entry.commitTimeMs) });
 }
 
-export function groupsServiceHandlers(coordinator: GroupCoordinator, logger: Logger): UntypedServiceImplementation {
+export function groupsServiceHandlers(coordinator: GroupCoordinator, context: HandlerContext): UntypedServiceImplementation {
   return {
-    heartbeat: unaryHandler(logger, 'Heartbeat', async (request: strata.v1.HeartbeatRequest, call: ServerUnaryCall<strata.v1.HeartbeatRequest, strata.v1.HeartbeatResponse>) => {
+    heartbeat: unaryHandler(context, 'Heartbeat', async (request: strata.v1.HeartbeatRequest, call: ServerUnaryCall<strata.v1.HeartbeatRequest, strata.v1.HeartbeatResponse>) => {
       const subscription = request.keepSubscription
         ? null
         : { topicNames: [...request.subscribedTopicNames], regex: request.subscribedTopicRegex ?? '' };
@@ -71,7 +70,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, logger: Log
         assignment: partitionsToWire(result.assignment),
       });
     }),
-    commitOffsets: unaryHandler(logger, 'CommitOffsets', async (request: strata.v1.CommitOffsetsRequest) => {
+    commitOffsets: unaryHandler(context, 'CommitOffsets', async (request: strata.v1.CommitOffsetsRequest) => {
       await coordinator.commit(
         request.groupId,
         request.memberId,
@@ -85,13 +84,13 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, logger: Log
       );
       return v1.CommitOffsetsResponse.create();
     }),
-    fetchOffsets: unaryHandler(logger, 'FetchOffsets', async (request: strata.v1.FetchOffsetsRequest) =>
+    fetchOffsets: unaryHandler(context, 'FetchOffsets', async (request: strata.v1.FetchOffsetsRequest) =>
       v1.FetchOffsetsResponse.create({ offsets: coordinator.fetchOffsets(request.groupId, request.topics).map(committedToWire) }),
     ),
-    listGroups: unaryHandler(logger, 'ListGroups', async () =>
+    listGroups: unaryHandler(context, 'ListGroups', async () =>
       v1.ListGroupsResponse.create({ groups: coordinator.listGroups().map((group) => v1.GroupSummary.create(group)) }),
     ),
-    describeGroup: unaryHandler(logger, 'DescribeGroup', async (request: strata.v1.DescribeGroupRequest) => {
+    describeGroup: unaryHandler(context, 'DescribeGroup', async (request: strata.v1.DescribeGroupRequest) => {
       const description = await coordinator.describeGroup(request.groupId);
       return v1.DescribeGroupResponse.create({
         groupId: description.groupId,
@@ -124,15 +123,15 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, logger: Log
         totalLag: toLong(description.totalLag),
       });
     }),
-    resetOffsets: unaryHandler(logger, 'ResetOffsets', async (request: strata.v1.ResetOffsetsRequest) => {
+    resetOffsets: unaryHandler(context, 'ResetOffsets', async (request: strata.v1.ResetOffsetsRequest) => {
       const offsets = await coordinator.resetOffsets(request.groupId, request.topic, request.partitions.map((partition) => nonNegative(partition, 'partitions[]')), resetTargetFromWire(request));
       return v1.ResetOffsetsResponse.create({ offsets: offsets.map(committedToWire) });
     }),
-    deleteOffsets: unaryHandler(logger, 'DeleteOffsets', async (request: strata.v1.DeleteOffsetsRequest) => {
+    deleteOffsets: unaryHandler(context, 'DeleteOffsets', async (request: strata.v1.DeleteOffsetsRequest) => {
       await coordinator.deleteOffsets(request.groupId, request.topics);
       return v1.DeleteOffsetsResponse.create();
     }),
-    deleteGroup: unaryHandler(logger, 'DeleteGroup', async (request: strata.v1.DeleteGroupRequest) => {
+    deleteGroup: unaryHandler(context, 'DeleteGroup', async (request: strata.v1.DeleteGroupRequest) => {
       await coordinator.deleteGroup(request.groupId);
       return v1.DeleteGroupResponse.create();
     }),

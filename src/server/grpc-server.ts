@@ -13,6 +13,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../common/logger.js';
+import type { BrokerMetrics } from './metrics.js';
 import { PROTO_ROOT } from '../common/package-root.js';
 import { adminServiceHandlers } from './admin-service.js';
 import { logServiceHandlers } from './log-service.js';
@@ -36,6 +37,7 @@ export interface GrpcServerOptions {
   /** Largest request accepted; larger ones fail with RESOURCE_EXHAUSTED. */
   maxRequestBytes: number;
   logger: Logger;
+  metrics: BrokerMetrics | null;
 }
 
 export class StrataGrpcServer {
@@ -52,11 +54,11 @@ export class StrataGrpcServer {
       'grpc.max_receive_message_length': options.maxRequestBytes,
       'grpc.max_send_message_length': -1,
     });
-    const logger = options.logger.child({ subsystem: 'grpc' });
+    const context = { logger: options.logger.child({ subsystem: 'grpc' }), metrics: options.metrics };
     const stopping = new AbortController();
-    server.addService(logServiceDefinition, logServiceHandlers(broker, logger, stopping.signal));
-    server.addService(adminServiceDefinition, adminServiceHandlers(broker, logger));
-    server.addService(groupsServiceDefinition, groupsServiceHandlers(coordinator, logger));
+    server.addService(logServiceDefinition, logServiceHandlers(broker, context, stopping.signal));
+    server.addService(adminServiceDefinition, adminServiceHandlers(broker, context));
+    server.addService(groupsServiceDefinition, groupsServiceHandlers(coordinator, context));
     const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, 'NOT_SERVING' as const])));
     health.addToServer(server);
     const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));

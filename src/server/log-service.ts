@@ -14,13 +14,13 @@ import {
 import Long from 'long';
 import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_BYTES_MAX, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
-import type { Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog } from '../storage/partition-log.js';
-import { decodeRecords, forEachBatch, readLastOffset } from '../storage/record-batch.js';
+import { decodeRecords, forEachBatch, readLastOffset, readRecordCount } from '../storage/record-batch.js';
+import type { BrokerMetrics } from './metrics.js';
 import { nonNegative, recordToWire, recordsFromWire, startFromWire, toLong, toSafeNumber } from './convert.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
-import { unaryHandler } from './unary-handler.js';
+import { type HandlerContext, countRequest, unaryHandler } from './unary-handler.js';
 
 const v1 = strata.v1;
 
@@ -47,7 +47,7 @@ function checkMaxBytes(value: number, field: string): number {
   return value;
 }
 
-async function produce(broker: Broker, request: strata.v1.ProduceRequest): Promise<strata.v1.ProduceResponse> {
+async function produce(broker: Broker, request: strata.v1.ProduceRequest, metrics: BrokerMetrics | null): Promise<strata.v1.ProduceResponse> {
   const topic = checkTopic(request.topic);
   const partition = request.partition ?? null;
   if (partition !== null) nonNegative(partition, 'partition');
@@ -62,14 +62,24 @@ async function produce(broker: Broker, request: strata.v1.ProduceRequest): Promi
     if (request.producerId !== null && request.producerId !== undefined) {
       throw invalidArgument('producer_id is for the records path; a raw batch carries its producer fields in its header');
     }
-    result = await broker.produceBatches(topic, partition, Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength), acks);
+    const batches = Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength);
+    result = await broker.produceBatches(topic, partition, batches, acks);
+    if (metrics !== null) {
+      metrics.bytesIn.inc({ topic }, batches.length);
+      metrics.recordsIn.inc({ topic }, countRecords(batches));
+    }
   } else {
     const producerId = request.producerId === null || request.producerId === undefined ? -1 : toSafeNumber(request.producerId, 'producer_id');
     const producer =
       producerId >= 0
         ? { producerId, producerEpoch: request.producerEpoch, baseSequence: nonNegative(request.baseSequence, 'base_sequence') }
         : null;
-    result = await broker.produceRecords(topic, partition, recordsFromWire(request.records), acks, producer);
+    const records = recordsFromWire(request.records);
+    result = await broker.produceRecords(topic, partition, records, acks, producer);
+    if (metrics !== null) {
+      metrics.bytesIn.inc({ topic }, records.reduce((sum, record) => sum + (record.key?.length ?? 0) + (record.value?.length ?? 0), 0));
+      metrics.recordsIn.inc({ topic }, records.length);
+    }
   }
   return v1.ProduceResponse.create({
     correlationId: request.correlationId,
@@ -83,6 +93,18 @@ async function produce(broker: Broker, request: strata.v1.ProduceRequest): Promi
     ),
     logAppendTimeMs: toLong(result.logAppendTimeMs),
   });
+}
+
+function countRecords(batches: Buffer): number {
+  let count = 0;
+  forEachBatch(batches, (position) => (count += readRecordCount(batches, position)));
+  return count;
+}
+
+function countOut(metrics: BrokerMetrics | null, topic: string, batches: Buffer): void {
+  if (metrics === null || batches.length === 0) return;
+  metrics.bytesOut.inc({ topic }, batches.length);
+  metrics.recordsOut.inc({ topic }, countRecords(batches));
 }
 
 /** Records of `batches` from `offset` on, decoded for the wire. */
@@ -107,14 +129,15 @@ function nextOffsetAfter(batches: Buffer, offset: number): number {
  * `stopping` aborts when the server begins to shut down: long polls then answer with what they
  * have and subscriptions end with UNAVAILABLE, so a graceful shutdown is not held up by them.
  */
-export function logServiceHandlers(broker: Broker, logger: Logger, stopping: AbortSignal): UntypedServiceImplementation {
+export function logServiceHandlers(broker: Broker, context: HandlerContext, stopping: AbortSignal): UntypedServiceImplementation {
+  const logger = context.logger;
   return {
-    initProducer: unaryHandler(logger, 'InitProducer', async () => {
+    initProducer: unaryHandler(context, 'InitProducer', async () => {
       const { producerId, producerEpoch } = await broker.initProducer();
       return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch });
     }),
 
-    produce: unaryHandler(logger, 'Produce', (request: strata.v1.ProduceRequest) => produce(broker, request)),
+    produce: unaryHandler(context, 'Produce', (request: strata.v1.ProduceRequest) => produce(broker, request, context.metrics)),
 
     produceStream: (call: ServerDuplexStream<strata.v1.ProduceRequest, strata.v1.ProduceResponse>) => {
       let inFlight = 0;
@@ -123,15 +146,23 @@ export function logServiceHandlers(broker: Broker, logger: Logger, stopping: Abo
       const finishIfDone = (): void => {
         if (ended && inFlight === 0) call.end();
       };
+      context.metrics?.activeCalls.inc({ method: 'ProduceStream' });
+      call.once('close', () => context.metrics?.activeCalls.dec({ method: 'ProduceStream' }));
       call.on('data', (request: strata.v1.ProduceRequest) => {
+        const startedAt = performance.now();
         inFlight++;
         if (inFlight >= PRODUCE_STREAM_IN_FLIGHT_MAX && !paused) {
           paused = true;
           call.pause(); // HTTP/2 flow control now holds the client back
         }
-        produce(broker, request)
+        produce(broker, request, context.metrics)
+          .then((response) => {
+            countRequest(context, 'ProduceStream', status.OK, startedAt);
+            return response;
+          })
           .catch((error: unknown) => {
             const failure = toGrpcFailure(error);
+            countRequest(context, 'ProduceStream', failure.code, startedAt);
             logger[failure.unexpected ? 'error' : 'warn']({ method: 'ProduceStream', code: failure.code, err: error }, 'request failed');
             return v1.ProduceResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code: failure.code, message: failure.details }) });
           })
@@ -152,7 +183,7 @@ export function logServiceHandlers(broker: Broker, logger: Logger, stopping: Abo
       call.on('error', (error) => logger.debug({ err: error }, 'produce stream error'));
     },
 
-    fetch: unaryHandler(logger, 'Fetch', async (request: strata.v1.FetchRequest, call: ServerUnaryCall<strata.v1.FetchRequest, strata.v1.FetchResponse>) => {
+    fetch: unaryHandler(context, 'Fetch', async (request: strata.v1.FetchRequest, call: ServerUnaryCall<strata.v1.FetchRequest, strata.v1.FetchResponse>) => {
       const topic = checkTopic(request.topic);
       const partition = nonNegative(request.partition, 'partition');
       const offset = nonNegative(toSafeNumber(request.offset, 'offset'), 'offset');
@@ -164,6 +195,7 @@ export function logServiceHandlers(broker: Broker, logger: Logger, stopping: Abo
       const cancelled = new AbortController();
       call.once('cancelled', () => cancelled.abort());
       const result = await fetchWithWait(log, { offset, maxBytes, minBytes, maxWaitMs, signal: AbortSignal.any([cancelled.signal, stopping]) });
+      countOut(context.metrics, topic, result.batches);
       return v1.FetchResponse.create({
         records: request.raw ? [] : decodedFrom(result.batches, offset),
         ...(request.raw ? { batches: result.batches } : {}),
@@ -176,7 +208,9 @@ export function logServiceHandlers(broker: Broker, logger: Logger, stopping: Abo
     subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>) => {
       const cancelled = new AbortController();
       call.once('cancelled', () => cancelled.abort());
-      subscribe(broker, call, AbortSignal.any([cancelled.signal, stopping])).then(
+      context.metrics?.activeCalls.inc({ method: 'Subscribe' });
+      call.once('close', () => context.metrics?.activeCalls.dec({ method: 'Subscribe' }));
+      subscribe(broker, call, AbortSignal.any([cancelled.signal, stopping]), context.metrics).then(
         () => {
           if (!cancelled.signal.aborted) {
             call.emit('error', toServiceError({ code: status.UNAVAILABLE, details: 'the broker is shutting down; subscribe again from next_offset', unexpected: false }));
@@ -191,7 +225,7 @@ export function logServiceHandlers(broker: Broker, logger: Logger, stopping: Abo
       );
     },
 
-    listOffsets: unaryHandler(logger, 'ListOffsets', async (request: strata.v1.ListOffsetsRequest) => {
+    listOffsets: unaryHandler(context, 'ListOffsets', async (request: strata.v1.ListOffsetsRequest) => {
       const log = broker.partitionLog(checkTopic(request.topic), nonNegative(request.partition, 'partition'));
       const offset = await resolveStart(log, startFromWire(request.position, 'latest'));
       return v1.ListOffsetsResponse.create({
@@ -207,6 +241,7 @@ async function subscribe(
   broker: Broker,
   call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>,
   signal: AbortSignal,
+  metrics: BrokerMetrics | null,
 ): Promise<void> {
   const request = call.request;
   const topic = checkTopic(request.topic);
@@ -215,18 +250,20 @@ async function subscribe(
   const start = startFromWire(request.start, 'latest');
   const logs = partitions.map((partition) => broker.partitionLog(topic, nonNegative(partition, 'partitions[]')));
   const offsets = await Promise.all(logs.map((log) => resolveStart(log, start)));
-  await Promise.all(logs.map((log, index) => followPartition(call, log, partitions[index]!, offsets[index]!, maxBytes, request.raw, signal)));
+  await Promise.all(logs.map((log, index) => followPartition(call, log, topic, partitions[index]!, offsets[index]!, maxBytes, request.raw, signal, metrics)));
 }
 
 /** Pushes one partition's records to the stream as they become durable, honouring backpressure. */
 async function followPartition(
   call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>,
   log: PartitionLog,
+  topic: string,
   partition: number,
   startOffset: number,
   maxBytes: number,
   raw: boolean,
   signal: AbortSignal,
+  metrics: BrokerMetrics | null,
 ): Promise<void> {
   let offset = startOffset;
   const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -237,6 +274,7 @@ async function followPartition(
       continue;
     }
     const next = nextOffsetAfter(result.batches, offset);
+    countOut(metrics, topic, result.batches);
     const response = v1.SubscribeResponse.create({
       partition,
       records: raw ? [] : decodedFrom(result.batches, offset),

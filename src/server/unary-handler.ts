@@ -4,16 +4,34 @@
  * `warn` with their code, unexpected ones at `error` with the stack). Successful requests are
  * not logged.
  */
-import type { ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
+import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
+import type { BrokerMetrics } from './metrics.js';
 import { toGrpcFailure, toServiceError } from './status.js';
 
+/** What every handler needs besides the broker: where to log and what to count. */
+export interface HandlerContext {
+  logger: Logger;
+  metrics: BrokerMetrics | null;
+}
+
+/** Counts a finished request (any kind) by method and status code, with its latency. */
+export function countRequest(context: HandlerContext, method: string, code: status, startedAt: number): void {
+  const metrics = context.metrics;
+  if (metrics === null) return;
+  metrics.requests.inc({ method, code: status[code] ?? String(code) });
+  metrics.requestSeconds.observe({ method }, (performance.now() - startedAt) / 1000);
+}
+
 export function unaryHandler<Request, Response>(
-  logger: Logger,
+  context: HandlerContext,
   method: string,
   handle: (request: Request, call: ServerUnaryCall<Request, Response>) => Promise<Response>,
 ): (call: ServerUnaryCall<Request, Response>, callback: sendUnaryData<Response>) => void {
+  const logger = context.logger;
   return (call, callback) => {
+    const startedAt = performance.now();
+    context.metrics?.activeCalls.inc({ method });
     let promise: Promise<Response>;
     try {
       promise = handle(call.request, call);
@@ -21,9 +39,15 @@ export function unaryHandler<Request, Response>(
       promise = Promise.reject(error);
     }
     promise.then(
-      (response) => callback(null, response),
+      (response) => {
+        context.metrics?.activeCalls.dec({ method });
+        countRequest(context, method, status.OK, startedAt);
+        callback(null, response);
+      },
       (error: unknown) => {
+        context.metrics?.activeCalls.dec({ method });
         const failure = toGrpcFailure(error);
+        countRequest(context, method, failure.code, startedAt);
         if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
         else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
         callback(toServiceError(failure));

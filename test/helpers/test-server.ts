@@ -25,6 +25,7 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
   return {
     dataDir,
     listen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
     logLevel: 'silent',
     defaultPartitions: 1,
     topicDefaults: { ...DEFAULT_LOG_CONFIG },
@@ -71,7 +72,7 @@ export interface BrokerProcess {
  * once it logs that it is listening.
  */
 export async function spawnBroker(dataDir: string, extraArgs: string[] = [], timeoutMs = 30_000): Promise<BrokerProcess> {
-  const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...extraArgs], {
+  const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, STRATA_LOG_LEVEL: 'info' },
   });

@@ -1,0 +1,57 @@
+/**
+ * The operator's HTTP port: `/metrics` (Prometheus text format), `/healthz` (the process is
+ * alive: always 200 while it answers) and `/readyz` (200 once recovery has finished and the
+ * broker accepts requests, 503 before that and while shutting down). It starts before the
+ * broker opens its logs, so an orchestrator sees "alive, not ready" during a long recovery.
+ */
+import { type Server, createServer } from 'node:http';
+import type { Logger } from '../common/logger.js';
+import type { BrokerMetrics } from './metrics.js';
+
+export interface ProbeServer {
+  address: string;
+  close(): Promise<void>;
+}
+
+export async function startProbeServer(listen: string, metrics: BrokerMetrics, isReady: () => boolean, logger: Logger): Promise<ProbeServer> {
+  const separator = listen.lastIndexOf(':');
+  const host = listen.slice(0, separator);
+  const port = Number(listen.slice(separator + 1));
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
+      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const ready = isReady();
+      response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+    } else if (path === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        (error: unknown) => {
+          logger.error({ err: error }, 'collecting metrics failed');
+          response.writeHead(500).end();
+        },
+      );
+    } else {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = server.address();
+  const address = typeof bound === 'object' && bound !== null ? `${host}:${bound.port}` : listen;
+  return {
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

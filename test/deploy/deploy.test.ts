@@ -1,0 +1,678 @@
+/**
+ * Checks that the deployment files under deploy/ agree with the broker and with each other, by
+ * parsing every YAML and JSON file, the Dockerfile and the systemd unit and comparing ports,
+ * probes, volumes, option names and paths with the repository (static: no Docker, no cluster).
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join, posix, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { SERVE_OPTIONS } from '../../src/config/broker-options.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DEPLOY = join(ROOT, 'deploy');
+const GRPC_PORT = 50051;
+const METRICS_PORT = 9464;
+/** `strata serve` forces its exit this long after --shutdown-timeout-ms (src/cli/commands/serve.ts). */
+const SHUTDOWN_GUARD_MS = 5_000;
+
+type OptionSpec = { type: string; choices?: readonly string[] };
+const OPTION_SPECS: Record<string, OptionSpec> = { ...SERVE_OPTIONS, 'metrics-listen': { type: 'string' } };
+/** Names `strata serve` accepts (yargs runs in strict mode: anything else is a usage error). */
+const KNOWN_OPTIONS = new Set([...Object.keys(OPTION_SPECS), 'config']);
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+function read(path: string): string {
+  return readFileSync(path, 'utf8');
+}
+
+function walk(directory: string): string[] {
+  return readdirSync(directory).flatMap((name) => {
+    const path = join(directory, name);
+    return statSync(path).isDirectory() ? walk(path) : [path];
+  });
+}
+
+/** Every YAML document of a file, as plain data; fails on any parse error or warning. */
+function loadYaml(path: string): unknown[] {
+  return parseAllDocuments(read(path)).map((document) => {
+    expect(document.errors.map(String), path).toEqual([]);
+    expect(document.warnings.map(String), path).toEqual([]);
+    return document.toJS() as unknown;
+  });
+}
+
+/** STRATA_RETENTION_MS -> retention-ms; null for variables without the prefix. */
+function optionOfEnv(name: string): string | null {
+  return name.startsWith('STRATA_') ? name.slice('STRATA_'.length).toLowerCase().replaceAll('_', '-') : null;
+}
+
+function expectKnownEnv(names: Iterable<string>, where: string): void {
+  for (const name of names) {
+    const option = optionOfEnv(name);
+    if (option !== null) expect(KNOWN_OPTIONS.has(option), `${where}: ${name} is not a strata serve option`).toBe(true);
+  }
+}
+
+function portOf(address: string): number {
+  const match = /:(\d+)$/.exec(address);
+  expect(match, `"${address}" is not host:port`).not.toBeNull();
+  return Number(match![1]);
+}
+
+/** A systemd or Compose duration ("30s", "1min 30s", "30", "1m30s") in milliseconds. */
+function durationMs(text: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, sec: 1000, m: 60_000, min: 60_000, h: 3_600_000 };
+  const trimmed = text.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  let total = 0;
+  let rest = trimmed.replaceAll(' ', '');
+  while (rest.length > 0) {
+    const match = /^(\d+(?:\.\d+)?)(ms|sec|min|s|m|h)/.exec(rest);
+    expect(match, `cannot parse duration "${text}"`).not.toBeNull();
+    total += Number(match![1]) * units[match![2]!]!;
+    rest = rest.slice(match![0].length);
+  }
+  return total;
+}
+
+/** The JSON config of a ConfigMap must only use option names and value types `strata serve` knows. */
+function expectValidConfig(config: Record<string, unknown>, where: string): void {
+  for (const [key, value] of Object.entries(config)) {
+    const spec = OPTION_SPECS[key];
+    expect(spec, `${where}: "${key}" is not a strata serve option`).toBeDefined();
+    expect(typeof value, `${where}: "${key}" should be a ${spec!.type}`).toBe(spec!.type);
+    if (spec!.choices) expect(spec!.choices, `${where}: "${key}"`).toContain(value);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// every file
+
+describe('deploy/', () => {
+  const files = walk(DEPLOY);
+
+  it('has every deployment file', () => {
+    for (const path of [
+      'Dockerfile',
+      'Dockerfile.dockerignore',
+      'docker-compose.yml',
+      'prometheus.yml',
+      'k8s/configmap.yaml',
+      'k8s/statefulset.yaml',
+      'k8s/service.yaml',
+      'k8s/kustomization.yaml',
+      'systemd/strata.service',
+      'README.md',
+    ]) {
+      expect(existsSync(join(DEPLOY, path)), path).toBe(true);
+    }
+  });
+
+  it('parses every YAML and JSON file', () => {
+    const parsed = files.filter((path) => /\.(ya?ml|json)$/.test(path));
+    expect(parsed.length).toBeGreaterThanOrEqual(6);
+    for (const path of parsed) {
+      if (path.endsWith('.json')) expect(() => JSON.parse(read(path)), path).not.toThrow();
+      else expect(loadYaml(path).length, path).toBeGreaterThan(0);
+    }
+  });
+
+  it('README names every file', () => {
+    const readme = read(join(DEPLOY, 'README.md'));
+    for (const path of files) {
+      const name = relative(DEPLOY, path).split('/').join(posix.sep);
+      if (name === 'README.md') continue;
+      expect(readme.includes(name) || readme.includes(basename(name)), `deploy/README.md does not mention ${name}`).toBe(true);
+    }
+    expect(readme).toContain(String(GRPC_PORT));
+    expect(readme).toContain(String(METRICS_PORT));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Dockerfile
+
+interface Instruction {
+  keyword: string;
+  args: string;
+  stage: number;
+}
+
+/** Instructions with continuation lines joined and comments dropped; stage = index of its FROM. */
+function parseDockerfile(text: string): Instruction[] {
+  const instructions: Instruction[] = [];
+  let stage = -1;
+  let pending = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trimEnd();
+    if (pending === '' && /^\s*#/.test(line)) continue;
+    if (pending !== '' && /^\s*#/.test(line)) continue; // comments inside a continuation
+    if (line.endsWith('\\')) {
+      pending += `${line.slice(0, -1)} `;
+      continue;
+    }
+    const full = (pending + line).trim();
+    pending = '';
+    if (full === '') continue;
+    const match = /^(\w+)\s+([\s\S]*)$/.exec(full);
+    expect(match, `cannot parse Dockerfile line: ${full}`).not.toBeNull();
+    const keyword = match![1]!.toUpperCase();
+    if (keyword === 'FROM') stage += 1;
+    instructions.push({ keyword, args: match![2]!.trim(), stage });
+  }
+  return instructions;
+}
+
+/** Arguments of an exec-form (JSON array) or shell-form instruction. */
+function words(args: string): string[] {
+  return args.startsWith('[') ? (JSON.parse(args) as string[]) : args.split(/\s+/).filter(Boolean);
+}
+
+/** ENV a=b c="d e" (and the legacy ENV a b) as a map. */
+function envPairs(args: string): Map<string, string> {
+  const pairs = new Map<string, string>();
+  if (!args.includes('=')) {
+    const [name, ...value] = args.split(/\s+/);
+    pairs.set(name!, value.join(' '));
+    return pairs;
+  }
+  for (const match of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("([^"]*)"|'([^']*)'|(\S*))/g)) {
+    pairs.set(match[1]!, match[3] ?? match[4] ?? match[5] ?? '');
+  }
+  return pairs;
+}
+
+/** .dockerignore patterns to a predicate (no `!` exceptions are used in ours). */
+function dockerIgnore(text: string): (path: string) => boolean {
+  const patterns = text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((pattern) => {
+      expect(pattern.startsWith('!'), 'exceptions are not supported by this check').toBe(false);
+      const source = pattern
+        .replace(/^\/+|\/+$/g, '')
+        .replace(/[.+^${}()|[\]]/g, '\\$&')
+        .replaceAll('**/', '\u0000')
+        .replaceAll('*', '[^/]*')
+        .replaceAll('?', '[^/]')
+        .replaceAll('\u0000', '(?:.*/)?');
+      return new RegExp(`^${source}$`);
+    });
+  return (path) => {
+    const parts = path.split('/');
+    // A path is excluded when it, or a directory above it, matches.
+    return parts.some((_, index) => patterns.some((pattern) => pattern.test(parts.slice(0, index + 1).join('/'))));
+  };
+}
+
+describe('deploy/Dockerfile', () => {
+  const instructions = parseDockerfile(read(join(DEPLOY, 'Dockerfile')));
+  const froms = instructions.filter((instruction) => instruction.keyword === 'FROM');
+  const stageNames = froms.map((from) => /\s+AS\s+(\S+)$/i.exec(from.args)?.[1] ?? null);
+  const finalStage = froms.length - 1;
+  const final = (keyword: string): Instruction[] => instructions.filter((instruction) => instruction.keyword === keyword && instruction.stage === finalStage);
+  const last = (keyword: string): Instruction => {
+    const found = final(keyword);
+    expect(found.length, `no ${keyword} in the runtime stage`).toBeGreaterThan(0);
+    return found[found.length - 1]!;
+  };
+  const ignored = dockerIgnore(read(join(DEPLOY, 'Dockerfile.dockerignore')));
+  const packageJson = JSON.parse(read(join(ROOT, 'package.json'))) as { scripts: Record<string, string> };
+
+  it('has a build stage and a runtime stage on node:20-bookworm-slim', () => {
+    expect(froms.length).toBe(2);
+    for (const from of froms) expect(from.args.split(/\s+/)[0]).toBe('node:20-bookworm-slim');
+    expect(stageNames[0]).toBeTruthy();
+  });
+
+  it('copies only paths that exist: repository paths in the context, or earlier build-stage paths', () => {
+    const copies = instructions.filter((instruction) => instruction.keyword === 'COPY' || instruction.keyword === 'ADD');
+    expect(copies.length).toBeGreaterThan(0);
+    for (const copy of copies) {
+      const parts = words(copy.args);
+      const flags = parts.filter((part) => part.startsWith('--'));
+      const paths = parts.filter((part) => !part.startsWith('--'));
+      expect(paths.length, copy.args).toBeGreaterThanOrEqual(2);
+      const sources = paths.slice(0, -1);
+      const from = flags.find((flag) => flag.startsWith('--from='))?.slice('--from='.length);
+      if (from !== undefined) {
+        const stage = stageNames.indexOf(from);
+        expect(stage, `COPY --from=${from}: no such stage`).toBeGreaterThanOrEqual(0);
+        expect(stage, `COPY --from=${from} must name an earlier stage`).toBeLessThan(copy.stage);
+        for (const source of sources) expect(source.startsWith('/'), `${source}: use absolute build-stage paths`).toBe(true);
+      } else {
+        for (const source of sources) {
+          const path = source.replace(/^\.\//, '').replace(/\/$/, '');
+          expect(existsSync(join(ROOT, path)), `COPY ${source}: not in the repository`).toBe(true);
+          expect(ignored(path), `COPY ${source}: excluded by deploy/Dockerfile.dockerignore`).toBe(false);
+        }
+      }
+    }
+  });
+
+  it('builds with scripts that package.json has', () => {
+    const runs = instructions.filter((instruction) => instruction.keyword === 'RUN' && instruction.stage === 0).map((run) => run.args);
+    const scripts = runs.flatMap((run) => [...run.matchAll(/npm run (\S+)/g)].map((match) => match[1]!));
+    expect(scripts).toContain('build');
+    for (const script of scripts) expect(packageJson.scripts[script], `npm run ${script}`).toBeDefined();
+    expect(runs.some((run) => /npm ci\b/.test(run))).toBe(true);
+    expect(runs.some((run) => /npm prune --omit=dev|npm ci --omit=dev/.test(run))).toBe(true);
+  });
+
+  it('runtime stage holds dist/, bin/, proto/, package.json and node_modules from the build stage', () => {
+    const copied = final('COPY')
+      .map((copy) => words(copy.args))
+      .filter((parts) => parts.some((part) => part === `--from=${stageNames[0]}`))
+      .flatMap((parts) => parts.filter((part) => !part.startsWith('--')).slice(0, -1).map((source) => posix.basename(source)));
+    expect(new Set(copied)).toEqual(new Set(['dist', 'bin', 'proto', 'package.json', 'node_modules']));
+    expect(final('COPY').every((copy) => copy.args.includes('--from='))).toBe(true);
+  });
+
+  it('runs as a non-root user', () => {
+    const user = last('USER').args.split(':')[0]!;
+    expect(['root', '0']).not.toContain(user);
+  });
+
+  it('declares VOLUME /data, EXPOSE 50051 9464 and STOPSIGNAL SIGTERM', () => {
+    expect(final('VOLUME').flatMap((volume) => words(volume.args))).toContain('/data');
+    expect(final('EXPOSE').flatMap((expose) => words(expose.args)).map((port) => Number(port.split('/')[0]))).toEqual(
+      expect.arrayContaining([GRPC_PORT, METRICS_PORT]),
+    );
+    expect(last('STOPSIGNAL').args).toBe('SIGTERM');
+  });
+
+  it('sets STRATA_* variables that are options, matching the volume and ports', () => {
+    const env = new Map(final('ENV').flatMap((instruction) => [...envPairs(instruction.args)]));
+    expectKnownEnv(env.keys(), 'Dockerfile ENV');
+    expect(env.get('STRATA_DATA_DIR')).toBe('/data');
+    expect(portOf(env.get('STRATA_LISTEN')!)).toBe(GRPC_PORT);
+    expect(portOf(env.get('STRATA_METRICS_LISTEN')!)).toBe(METRICS_PORT);
+    expect(env.get('STRATA_LISTEN')!.startsWith('0.0.0.0:')).toBe(true);
+    expect(env.get('STRATA_METRICS_LISTEN')!.startsWith('0.0.0.0:')).toBe(true);
+  });
+
+  it('has a HEALTHCHECK on /healthz of the metrics port, with node (no curl in the slim image)', () => {
+    const healthcheck = last('HEALTHCHECK').args;
+    expect(healthcheck).toMatch(/\bCMD\b/);
+    expect(healthcheck).toContain(`127.0.0.1:${METRICS_PORT}/healthz`);
+    expect(healthcheck).toMatch(/\bnode\b/);
+    expect(healthcheck).not.toMatch(/\b(curl|wget)\b/);
+  });
+
+  it('starts `node bin/strata.js serve`', () => {
+    expect(JSON.parse(last('ENTRYPOINT').args)).toEqual(['node', 'bin/strata.js']);
+    expect(JSON.parse(last('CMD').args)).toEqual(['serve']);
+    expect(existsSync(join(ROOT, 'bin', 'strata.js'))).toBe(true);
+  });
+
+  it('ignore file keeps build output, dependencies, data and git out of the context', () => {
+    for (const path of ['node_modules', 'node_modules/yaml/package.json', 'dist', 'data', 'test-results', '.git', 'src/generated']) {
+      expect(ignored(path), path).toBe(true);
+    }
+    for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'src/index.ts', 'proto', 'bin/strata.js']) {
+      expect(ignored(path), path).toBe(false);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Docker Compose + Prometheus
+
+interface ComposeService {
+  image?: string;
+  build?: { context: string; dockerfile?: string } | string;
+  ports?: (string | { target: number; published?: string | number })[];
+  volumes?: (string | { type?: string; source?: string; target: string })[];
+  environment?: Record<string, string> | string[];
+  stop_grace_period?: string;
+  stop_signal?: string;
+}
+
+function containerPorts(service: ComposeService): number[] {
+  return (service.ports ?? []).map((port) => {
+    if (typeof port !== 'string') return Number(port.target);
+    const parts = port.split('/')[0]!.split(':');
+    return Number(parts[parts.length - 1]);
+  });
+}
+
+function mounts(service: ComposeService): { source: string; target: string }[] {
+  return (service.volumes ?? []).map((volume) => {
+    if (typeof volume !== 'string') return { source: volume.source ?? '', target: volume.target };
+    const [source, target] = volume.split(':');
+    return { source: source!, target: target ?? source! };
+  });
+}
+
+function environment(service: ComposeService): Map<string, string> {
+  const env = service.environment ?? {};
+  if (Array.isArray(env)) return new Map(env.map((entry) => [entry.split('=')[0]!, entry.split('=').slice(1).join('=')]));
+  return new Map(Object.entries(env).map(([name, value]) => [name, String(value)]));
+}
+
+describe('deploy/docker-compose.yml', () => {
+  const compose = loadYaml(join(DEPLOY, 'docker-compose.yml'))[0] as {
+    services: Record<string, ComposeService>;
+    volumes?: Record<string, unknown>;
+  };
+  const strata = compose.services.strata!;
+  const prometheus = Object.values(compose.services).find((service) => service.image?.startsWith('prom/prometheus'));
+
+  it('builds the broker from deploy/Dockerfile with the repository root as context', () => {
+    expect(strata).toBeDefined();
+    expect(strata.image).toBeTruthy();
+    const build = typeof strata.build === 'string' ? { context: strata.build, dockerfile: 'Dockerfile' } : strata.build!;
+    const context = resolve(DEPLOY, build.context);
+    expect(context).toBe(ROOT);
+    expect(resolve(context, build.dockerfile ?? 'Dockerfile')).toBe(join(DEPLOY, 'Dockerfile'));
+  });
+
+  it('publishes 50051 and 9464', () => {
+    expect(containerPorts(strata)).toEqual(expect.arrayContaining([GRPC_PORT, METRICS_PORT]));
+  });
+
+  it('keeps /data in a named volume', () => {
+    const data = mounts(strata).find((mount) => mount.target === '/data');
+    expect(data, 'no volume at /data').toBeDefined();
+    expect(Object.keys(compose.volumes ?? {})).toContain(data!.source);
+  });
+
+  it('sets only known STRATA_* variables, consistent with the ports and the volume', () => {
+    const env = environment(strata);
+    expectKnownEnv(env.keys(), 'compose environment');
+    if (env.has('STRATA_DATA_DIR')) expect(env.get('STRATA_DATA_DIR')).toBe('/data');
+    if (env.has('STRATA_LISTEN')) expect(portOf(env.get('STRATA_LISTEN')!)).toBe(GRPC_PORT);
+    if (env.has('STRATA_METRICS_LISTEN')) expect(portOf(env.get('STRATA_METRICS_LISTEN')!)).toBe(METRICS_PORT);
+  });
+
+  it('gives the graceful shutdown more than its bound before SIGKILL', () => {
+    expect(strata.stop_grace_period).toBeDefined();
+    expect(durationMs(strata.stop_grace_period!)).toBeGreaterThan(SERVE_OPTIONS['shutdown-timeout-ms'].default + SHUTDOWN_GUARD_MS);
+    if (strata.stop_signal !== undefined) expect(strata.stop_signal).toBe('SIGTERM');
+  });
+
+  it('has a prometheus service whose config scrapes strata:9464/metrics', () => {
+    expect(prometheus, 'no prom/prometheus service').toBeDefined();
+    const config = mounts(prometheus!).find((mount) => mount.target === '/etc/prometheus/prometheus.yml');
+    expect(config, 'prometheus.yml is not mounted').toBeDefined();
+    const path = resolve(DEPLOY, config!.source);
+    expect(path).toBe(join(DEPLOY, 'prometheus.yml'));
+    const scrape = loadYaml(path)[0] as {
+      scrape_configs: { job_name: string; metrics_path?: string; static_configs?: { targets: string[] }[] }[];
+    };
+    const jobs = scrape.scrape_configs.filter((job) => (job.static_configs ?? []).some((entry) => entry.targets.includes(`strata:${METRICS_PORT}`)));
+    expect(jobs.length, `no scrape job targets strata:${METRICS_PORT}`).toBe(1);
+    expect(jobs[0]!.metrics_path ?? '/metrics').toBe('/metrics');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string> };
+  [field: string]: unknown;
+}
+interface Probe {
+  httpGet?: { path: string; port: number | string };
+}
+interface Container {
+  name: string;
+  args?: string[];
+  command?: string[];
+  env?: { name: string; value?: string; valueFrom?: { configMapKeyRef?: { name: string; key: string } } }[];
+  ports?: { name?: string; containerPort: number }[];
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  startupProbe?: Probe;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; allowPrivilegeEscalation?: boolean };
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+interface PodSpec {
+  enableServiceLinks?: boolean;
+  terminationGracePeriodSeconds?: number;
+  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; fsGroup?: number };
+  containers: Container[];
+  volumes?: { name: string; configMap?: { name: string; items?: { key: string; path: string }[] } }[];
+}
+interface StatefulSet extends K8sObject {
+  spec: {
+    serviceName: string;
+    replicas: number;
+    selector: { matchLabels: Record<string, string> };
+    template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
+    volumeClaimTemplates: { metadata: { name: string }; spec: { accessModes: string[]; resources: { requests: { storage: string } } } }[];
+  };
+}
+interface Service extends K8sObject {
+  spec: { clusterIP?: string; selector: Record<string, string>; ports: { name?: string; port: number; targetPort?: number | string }[] };
+}
+interface ConfigMap extends K8sObject {
+  data: Record<string, string>;
+}
+
+describe('deploy/k8s', () => {
+  const K8S = join(DEPLOY, 'k8s');
+  const kustomization = loadYaml(join(K8S, 'kustomization.yaml'))[0] as { kind: string; resources: string[] };
+  const manifests = readdirSync(K8S).filter((name) => /\.ya?ml$/.test(name) && name !== 'kustomization.yaml');
+  const objects = manifests.flatMap((name) => loadYaml(join(K8S, name)).filter((document) => document !== null) as K8sObject[]);
+  const ofKind = <T extends K8sObject>(kind: string): T[] => objects.filter((object) => object.kind === kind) as T[];
+  const statefulSet = ofKind<StatefulSet>('StatefulSet')[0]!;
+  const services = ofKind<Service>('Service');
+  const configMaps = ofKind<ConfigMap>('ConfigMap');
+  const pod = statefulSet.spec.template.spec;
+  const container = pod.containers[0]!;
+  const containerPort = (port: number | string | undefined): number | undefined =>
+    typeof port === 'number' ? port : container.ports?.find((entry) => entry.name === port)?.containerPort;
+  const configPath = container.args?.[container.args.indexOf('--config') + 1];
+
+  /** The JSON config file the container is given with --config, from its ConfigMap. */
+  function brokerConfig(): Record<string, unknown> {
+    expect(container.args, 'the container passes --config').toContain('--config');
+    const mount = container.volumeMounts!.find((entry) => configPath!.startsWith(`${entry.mountPath}/`));
+    expect(mount, `${configPath} is not under a volume mount`).toBeDefined();
+    const volume = pod.volumes!.find((entry) => entry.name === mount!.name)!;
+    expect(volume.configMap, `${mount!.name} is not a ConfigMap volume`).toBeDefined();
+    const file = configPath!.slice(mount!.mountPath.length + 1);
+    const key = volume.configMap!.items?.find((item) => item.path === file)?.key ?? file;
+    const configMap = configMaps.find((entry) => entry.metadata.name === volume.configMap!.name);
+    expect(configMap, `ConfigMap ${volume.configMap!.name}`).toBeDefined();
+    expect(configMap!.data[key], `ConfigMap key ${key}`).toBeDefined();
+    return JSON.parse(configMap!.data[key]!) as Record<string, unknown>;
+  }
+
+  it('kustomization lists exactly the manifests, and they exist', () => {
+    expect(kustomization.kind).toBe('Kustomization');
+    for (const resource of kustomization.resources) expect(existsSync(join(K8S, resource)), resource).toBe(true);
+    expect(new Set(kustomization.resources)).toEqual(new Set(manifests));
+    expect(new Set(objects.map((object) => object.kind))).toEqual(new Set(['ConfigMap', 'StatefulSet', 'Service']));
+  });
+
+  it('StatefulSet: one replica, selector matching the pod labels', () => {
+    expect(ofKind('StatefulSet').length).toBe(1);
+    expect(statefulSet.spec.replicas).toBe(1);
+    expect(statefulSet.spec.template.metadata.labels).toMatchObject(statefulSet.spec.selector.matchLabels);
+  });
+
+  it('StatefulSet: a volumeClaimTemplate mounted at /data, which is the data dir', () => {
+    const claims = statefulSet.spec.volumeClaimTemplates.map((claim) => claim.metadata.name);
+    const data = container.volumeMounts?.find((mount) => mount.mountPath === '/data');
+    expect(data, 'nothing mounted at /data').toBeDefined();
+    expect(claims).toContain(data!.name);
+    const claim = statefulSet.spec.volumeClaimTemplates.find((entry) => entry.metadata.name === data!.name)!;
+    expect(claim.spec.accessModes).toContain('ReadWriteOnce');
+    expect(claim.spec.resources.requests.storage).toBeTruthy();
+    expect(container.env?.find((entry) => entry.name === 'STRATA_DATA_DIR')?.value ?? '/data').toBe('/data');
+    expect(brokerConfig()['data-dir'], 'data-dir in the file would be overridden by STRATA_DATA_DIR').toBeUndefined();
+  });
+
+  it('StatefulSet: liveness /healthz and readiness /readyz on 9464', () => {
+    expect(container.livenessProbe?.httpGet?.path).toBe('/healthz');
+    expect(containerPort(container.livenessProbe?.httpGet?.port)).toBe(METRICS_PORT);
+    expect(container.readinessProbe?.httpGet?.path).toBe('/readyz');
+    expect(containerPort(container.readinessProbe?.httpGet?.port)).toBe(METRICS_PORT);
+    if (container.startupProbe) expect(containerPort(container.startupProbe.httpGet?.port)).toBe(METRICS_PORT);
+    expect(container.ports?.map((port) => port.containerPort)).toEqual(expect.arrayContaining([GRPC_PORT, METRICS_PORT]));
+  });
+
+  it('StatefulSet: listens where the ports and probes expect, with known STRATA_* variables only', () => {
+    const env = new Map((container.env ?? []).map((entry) => [entry.name, entry.value]));
+    expectKnownEnv(env.keys(), 'StatefulSet env');
+    expect(portOf(env.get('STRATA_LISTEN') ?? '0.0.0.0:50051')).toBe(GRPC_PORT);
+    expect(portOf(env.get('STRATA_METRICS_LISTEN') ?? '0.0.0.0:9464')).toBe(METRICS_PORT);
+    for (const entry of container.env ?? []) {
+      const ref = entry.valueFrom?.configMapKeyRef;
+      if (ref) expect(configMaps.find((configMap) => configMap.metadata.name === ref.name)?.data[ref.key], `${entry.name} <- ${ref.name}/${ref.key}`).toBeDefined();
+    }
+    // Service links would inject STRATA_SERVICE_HOST, STRATA_PORT, ... for the Services named
+    // strata*, which `strata serve` rejects as unknown options.
+    expect(pod.enableServiceLinks).toBe(false);
+  });
+
+  it('StatefulSet: resource requests and limits', () => {
+    expect(container.resources?.requests?.cpu).toBeTruthy();
+    expect(container.resources?.requests?.memory).toBeTruthy();
+    expect(container.resources?.limits?.memory).toBeTruthy();
+  });
+
+  it('StatefulSet: terminationGracePeriodSeconds above the shutdown bound', () => {
+    const grace = pod.terminationGracePeriodSeconds;
+    expect(grace).toBeGreaterThan(10);
+    const shutdownMs = (brokerConfig()['shutdown-timeout-ms'] as number | undefined) ?? SERVE_OPTIONS['shutdown-timeout-ms'].default;
+    expect(grace! * 1000).toBeGreaterThan(shutdownMs + SHUTDOWN_GUARD_MS);
+  });
+
+  it('StatefulSet: runs as non-root, the image user', () => {
+    const runAsNonRoot = container.securityContext?.runAsNonRoot ?? pod.securityContext?.runAsNonRoot;
+    expect(runAsNonRoot).toBe(true);
+    const uid = container.securityContext?.runAsUser ?? pod.securityContext?.runAsUser;
+    const imageUser = parseDockerfile(read(join(DEPLOY, 'Dockerfile')))
+      .filter((instruction) => instruction.keyword === 'USER')
+      .at(-1)!
+      .args.split(':')[0]!;
+    if (uid !== undefined) {
+      expect(uid).not.toBe(0);
+      if (/^\d+$/.test(imageUser)) expect(String(uid)).toBe(imageUser);
+    } else {
+      // Without runAsUser the kubelet can only verify a numeric image USER.
+      expect(imageUser).toMatch(/^\d+$/);
+    }
+    expect(container.securityContext?.allowPrivilegeEscalation).toBe(false);
+  });
+
+  it('Services: expose 50051 and 9464; one is headless and is the StatefulSet serviceName', () => {
+    expect(services.length).toBeGreaterThanOrEqual(2);
+    for (const service of services) {
+      expect(service.spec.ports.map((port) => port.port), service.metadata.name).toEqual(expect.arrayContaining([GRPC_PORT, METRICS_PORT]));
+      for (const port of service.spec.ports) expect(containerPort(port.targetPort ?? port.port), `${service.metadata.name}/${port.name}`).toBe(port.port);
+      expect(statefulSet.spec.template.metadata.labels).toMatchObject(service.spec.selector);
+    }
+    const headless = services.filter((service) => service.spec.clusterIP === 'None');
+    expect(headless.map((service) => service.metadata.name)).toEqual([statefulSet.spec.serviceName]);
+    expect(services.some((service) => service.spec.clusterIP !== 'None')).toBe(true);
+  });
+
+  it('ConfigMap: the broker config parses and uses known option names and types', () => {
+    const config = brokerConfig();
+    expect(Object.keys(config).length).toBeGreaterThan(0);
+    expectValidConfig(config, `ConfigMap ${configPath}`);
+    for (const configMap of configMaps) {
+      for (const [key, value] of Object.entries(configMap.data)) {
+        if (key.endsWith('.json')) expectValidConfig(JSON.parse(value) as Record<string, unknown>, `ConfigMap ${configMap.metadata.name}/${key}`);
+      }
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// systemd
+
+/** An INI-style unit: section -> key -> every value assigned (systemd keys can repeat). */
+function parseUnit(text: string): Map<string, Map<string, string[]>> {
+  const sections = new Map<string, Map<string, string[]>>();
+  let current: Map<string, string[]> | null = null;
+  let pending = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (pending === '' && (line === '' || line.startsWith('#') || line.startsWith(';'))) continue;
+    if (line.endsWith('\\')) {
+      pending += `${line.slice(0, -1)} `;
+      continue;
+    }
+    const full = pending + line;
+    pending = '';
+    const section = /^\[(.+)\]$/.exec(full);
+    if (section) {
+      current = new Map();
+      sections.set(section[1]!, current);
+      continue;
+    }
+    const assignment = /^([A-Za-z][A-Za-z0-9]*)\s*=\s*(.*)$/.exec(full);
+    expect(assignment, `cannot parse unit line: ${full}`).not.toBeNull();
+    expect(current, `${full} is outside a section`).not.toBeNull();
+    const values = current!.get(assignment![1]!) ?? [];
+    values.push(assignment![2]!.trim());
+    current!.set(assignment![1]!, values);
+  }
+  return sections;
+}
+
+describe('deploy/systemd/strata.service', () => {
+  const unit = parseUnit(read(join(DEPLOY, 'systemd', 'strata.service')));
+  const service = unit.get('Service')!;
+  const value = (key: string): string | undefined => service.get(key)?.at(-1);
+
+  it('has [Unit], [Service] and [Install]', () => {
+    expect([...unit.keys()]).toEqual(['Unit', 'Service', 'Install']);
+    expect(unit.get('Unit')!.get('Description')?.[0]).toBeTruthy();
+    expect(unit.get('Install')!.get('WantedBy')).toContain('multi-user.target');
+  });
+
+  it('runs `strata serve --data-dir /var/lib/strata` from an absolute path', () => {
+    const execStart = value('ExecStart')!;
+    expect(execStart).toBeDefined();
+    const argv = execStart.split(/\s+/);
+    expect(argv[0]!.startsWith('/')).toBe(true);
+    expect(execStart).toMatch(/\bserve\b/);
+    expect(execStart).toContain('--data-dir /var/lib/strata');
+    // Installed as /opt/strata/<repository layout>: the script it names must exist here.
+    const script = argv.find((arg) => arg.endsWith('strata.js'));
+    if (script !== undefined) {
+      expect(script.startsWith('/opt/strata/')).toBe(true);
+      expect(existsSync(join(ROOT, script.slice('/opt/strata/'.length))), script).toBe(true);
+    }
+  });
+
+  it('has the required keys', () => {
+    const required: Record<string, string> = {
+      User: 'strata',
+      Restart: 'on-failure',
+      StateDirectory: 'strata',
+      NoNewPrivileges: 'yes',
+      ProtectSystem: 'strict',
+      ProtectHome: 'yes',
+      PrivateTmp: 'yes',
+      KillSignal: 'SIGTERM',
+    };
+    for (const [key, expected] of Object.entries(required)) expect(value(key), key).toBe(expected);
+    expect(service.get('ReadWritePaths')?.join(' ').split(/\s+/)).toContain('/var/lib/strata');
+  });
+
+  it('waits longer than the shutdown bound before SIGKILL', () => {
+    expect(durationMs(value('TimeoutStopSec')!)).toBeGreaterThan(SERVE_OPTIONS['shutdown-timeout-ms'].default + SHUTDOWN_GUARD_MS);
+  });
+
+  it('sets only known STRATA_* variables and leaves the V8 JIT working', () => {
+    const names = (service.get('Environment') ?? []).flatMap((assignment) => [...assignment.matchAll(/"?([A-Za-z_][A-Za-z0-9_]*)=/g)].map((match) => match[1]!));
+    expectKnownEnv(names, 'Environment=');
+    expect(value('MemoryDenyWriteExecute')).not.toBe('yes');
+  });
+});
