@@ -8,8 +8,7 @@
  * their own connections, so the wire conversion lives here once.
  */
 import { strata } from '../generated/strata.js';
-import { adminServiceDefinition, logServiceDefinition } from '../server/service-definitions.js';
-import { type Connection, type ConnectionSource, longToNumber, numberToLong, resolveConnection } from './connection.js';
+import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { closedError, invalidArgument } from './errors.js';
 
 const v1 = strata.v1;
@@ -76,7 +75,7 @@ export function describeFromWire(description: strata.v1.TopicDescription): Topic
 }
 
 export async function describeTopic(connection: Connection, name: string, signal?: AbortSignal): Promise<TopicDescription> {
-  const response = await connection.unary(adminServiceDefinition.describeTopic, v1.DescribeTopicRequest.create({ name }), signal ? { signal } : {});
+  const response = await connection.unary(methods.describeTopic, v1.DescribeTopicRequest.create({ name }), signal ? { signal } : {});
   return describeFromWire(response);
 }
 
@@ -90,7 +89,7 @@ function startPosition(spec: OffsetSpec): strata.v1.StartPosition {
 
 export async function listOffsets(connection: Connection, topic: string, partition: number, spec: OffsetSpec, signal?: AbortSignal): Promise<OffsetLookup> {
   const request = v1.ListOffsetsRequest.create({ topic, partition, position: startPosition(spec) });
-  const response = await connection.unary(logServiceDefinition.listOffsets, request, signal ? { signal } : {});
+  const response = await connection.unary(methods.listOffsets, request, signal ? { signal } : {});
   return {
     offset: longToNumber(response.offset, 'offset'),
     logStartOffset: longToNumber(response.logStartOffset, 'log_start_offset'),
@@ -112,17 +111,17 @@ export class Admin {
     const partitions = options.partitions ?? 0;
     if (!Number.isInteger(partitions) || partitions < 0) throw invalidArgument(`partitions must be a positive integer, got ${partitions}`);
     const request = v1.CreateTopicRequest.create({ name, partitions, configs: { ...(options.configs ?? {}) } });
-    return describeFromWire(await this.connection.unary(adminServiceDefinition.createTopic, request));
+    return describeFromWire(await this.connection.unary(methods.createTopic, request));
   }
 
   async deleteTopic(name: string): Promise<void> {
     this.checkOpen();
-    await this.connection.unary(adminServiceDefinition.deleteTopic, v1.DeleteTopicRequest.create({ name }));
+    await this.connection.unary(methods.deleteTopic, v1.DeleteTopicRequest.create({ name }));
   }
 
   async listTopics(): Promise<TopicSummary[]> {
     this.checkOpen();
-    const response = await this.connection.unary(adminServiceDefinition.listTopics, v1.ListTopicsRequest.create());
+    const response = await this.connection.unary(methods.listTopics, v1.ListTopicsRequest.create());
     return response.topics.map((topic) => ({ name: topic.name, partitions: topic.partitions }));
   }
 
@@ -134,14 +133,14 @@ export class Admin {
   async alterTopicConfigs(name: string, configs: Record<string, string>): Promise<TopicDescription> {
     this.checkOpen();
     const request = v1.AlterTopicConfigsRequest.create({ name, configs: { ...configs } });
-    return describeFromWire(await this.connection.unary(adminServiceDefinition.alterTopicConfigs, request));
+    return describeFromWire(await this.connection.unary(methods.alterTopicConfigs, request));
   }
 
   /** Raises the topic's partition count to `partitions` (the new total). */
   async addPartitions(name: string, partitions: number): Promise<TopicDescription> {
     this.checkOpen();
     const request = v1.AddPartitionsRequest.create({ name, partitions });
-    return describeFromWire(await this.connection.unary(adminServiceDefinition.addPartitions, request));
+    return describeFromWire(await this.connection.unary(methods.addPartitions, request));
   }
 
   async listOffsets(topic: string, partition: number, spec: OffsetSpec): Promise<OffsetLookup> {

@@ -33,7 +33,31 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import Long from 'long';
+import type { strata } from '../generated/strata.js';
+import { adminServiceDefinition, logServiceDefinition } from '../server/service-definitions.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
+
+/**
+ * The service definitions the server uses, typed with the decoded message classes: their
+ * deserialisers are the generated `decode` functions, which return class instances with every
+ * field present (the shared definitions only promise the optional-field property shapes).
+ */
+function typed<Request, Response>(definition: object): MethodDefinition<Request, Response> {
+  return definition as MethodDefinition<Request, Response>;
+}
+
+export const methods = {
+  initProducer: typed<strata.v1.InitProducerRequest, strata.v1.InitProducerResponse>(logServiceDefinition.initProducer),
+  produceStream: typed<strata.v1.ProduceRequest, strata.v1.ProduceResponse>(logServiceDefinition.produceStream),
+  fetch: typed<strata.v1.FetchRequest, strata.v1.FetchResponse>(logServiceDefinition.fetch),
+  listOffsets: typed<strata.v1.ListOffsetsRequest, strata.v1.ListOffsetsResponse>(logServiceDefinition.listOffsets),
+  createTopic: typed<strata.v1.CreateTopicRequest, strata.v1.TopicDescription>(adminServiceDefinition.createTopic),
+  deleteTopic: typed<strata.v1.DeleteTopicRequest, strata.v1.DeleteTopicResponse>(adminServiceDefinition.deleteTopic),
+  listTopics: typed<strata.v1.ListTopicsRequest, strata.v1.ListTopicsResponse>(adminServiceDefinition.listTopics),
+  describeTopic: typed<strata.v1.DescribeTopicRequest, strata.v1.TopicDescription>(adminServiceDefinition.describeTopic),
+  alterTopicConfigs: typed<strata.v1.AlterTopicConfigsRequest, strata.v1.TopicDescription>(adminServiceDefinition.alterTopicConfigs),
+  addPartitions: typed<strata.v1.AddPartitionsRequest, strata.v1.TopicDescription>(adminServiceDefinition.addPartitions),
+} as const;
 
 export const DEFAULT_DEADLINE_MS = 30_000;
 export const DEFAULT_INITIAL_RECONNECT_BACKOFF_MS = 100;
