@@ -4,7 +4,10 @@
  * transport ceiling of this machine).
  *
  *   node dist/bench/broker-bench.js [--quick] [--records N] [--record-size B] [--batch-bytes B]
- *                                   [--in-flight N] [--json FILE]
+ *                                   [--in-flight N] [--json FILE] [--profile-server DIR]
+ *
+ * --profile-server DIR writes a V8 CPU profile of the broker process into DIR (open it in
+ * Chrome DevTools) to see where its time goes.
  *
  * The broker and the no-op server each run in their own process (`strata serve` from dist/),
  * the client in this one, so on a 2-core machine client and server each get a core.
@@ -38,10 +41,13 @@ interface Options {
   batchBytes: number;
   inFlight: number;
   json: string | null;
+  profileServer: string | null;
+  flush: 'always' | 'interval';
+  acks: 'all' | 'leader';
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { records: 5_000_000, recordSize: 100, batchBytes: 64 * 1024, inFlight: 8, json: null };
+  const options: Options = { records: 5_000_000, recordSize: 100, batchBytes: 64 * 1024, inFlight: 8, json: null, profileServer: null, flush: 'always', acks: 'all' };
   for (let index = 0; index < argv.length; index++) {
     const flag = argv[index]!;
     const value = (): string => {
@@ -55,6 +61,9 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--batch-bytes') options.batchBytes = Number(value());
     else if (flag === '--in-flight') options.inFlight = Number(value());
     else if (flag === '--json') options.json = value();
+    else if (flag === '--profile-server') options.profileServer = value();
+    else if (flag === '--flush') options.flush = value() === 'interval' ? 'interval' : 'always';
+    else if (flag === '--acks') options.acks = value() === 'leader' ? 'leader' : 'all';
     else throw new Error(`unknown option ${flag}`);
   }
   return options;
@@ -84,7 +93,7 @@ function rssMiB(pid: number): number {
   return match ? Number(match[1]) / 1024 : Number.NaN;
 }
 
-const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 };
+const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1, 'grpc-node.flow_control_window': 8 * 1024 * 1024 };
 
 function logClient(address: string): Client {
   const LogClient = makeGenericClientConstructor(logServiceDefinition, 'strata.v1.Log');
@@ -127,7 +136,7 @@ async function streamLoad(client: Client, requests: readonly strata.v1.ProduceRe
       while (sent < total && sent - done < inFlight) {
         // A fresh message per send: grpc-js may serialise it after write() returns.
         const template = requests[sent % requests.length]!;
-        const request = v1.ProduceRequest.create({ topic: template.topic, partition: template.partition, batch: template.batch, records: template.records, correlationId: Long.fromNumber(sent) });
+        const request = v1.ProduceRequest.create({ topic: template.topic, partition: template.partition, batch: template.batch, records: template.records, acks: template.acks, correlationId: Long.fromNumber(sent) });
         sentAt[sent] = performance.now();
         bytes += request.batch?.length ?? 0;
         sent++;
@@ -169,7 +178,8 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'strata-broker-bench-'));
   const figures: Record<string, unknown> = { parameters: options, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version } };
   const noop = await startProcess([join(PACKAGE_ROOT, 'dist', 'bench', 'noop-server.js')], (entry) => (typeof entry.address === 'string' ? entry.address : null));
-  const broker = await startProcess([join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info'], (entry) =>
+  const profile = options.profileServer === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.profileServer];
+  const broker = await startProcess([...profile, join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info'], (entry) =>
     entry.msg === 'listening' && typeof entry.address === 'string' ? entry.address : null,
   );
   try {
@@ -178,7 +188,8 @@ async function main(): Promise<void> {
       buildBatch(Array.from({ length: recordsPerBatch }, () => ({ value: randomBytes(options.recordSize) }))),
     );
     const batchCount = Math.ceil(options.records / recordsPerBatch);
-    const rawRequests = pool.map((batch) => v1.ProduceRequest.create({ topic: 'bench', partition: 0, batch }));
+    const acks = options.acks === 'leader' ? v1.Acks.ACKS_LEADER : v1.Acks.ACKS_ALL;
+    const rawRequests = pool.map((batch) => v1.ProduceRequest.create({ topic: 'bench', partition: 0, batch, acks }));
     console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, node ${process.version}`);
     console.log(`records ${options.records} x ${options.recordSize} B, ${recordsPerBatch} records per ${pool[0]!.length} B batch, ${options.inFlight} in flight\n`);
 
@@ -192,12 +203,12 @@ async function main(): Promise<void> {
     // Strata: raw batches.
     const AdminClient = makeGenericClientConstructor(adminServiceDefinition, 'strata.v1.Admin');
     const admin = new AdminClient(broker.address, credentials.createInsecure());
-    await unary(admin, 'createTopic', v1.CreateTopicRequest.create({ name: 'bench', partitions: 1 }));
-    await unary(admin, 'createTopic', v1.CreateTopicRequest.create({ name: 'bench-records', partitions: 1 }));
+    await unary(admin, 'createTopic', v1.CreateTopicRequest.create({ name: 'bench', partitions: 1, configs: { flush: options.flush } }));
+    await unary(admin, 'createTopic', v1.CreateTopicRequest.create({ name: 'bench-records', partitions: 1, configs: { flush: options.flush } }));
     const client = logClient(broker.address);
     const raw = await streamLoad(client, rawRequests, batchCount, recordsPerBatch, options.inFlight);
     const rss = rssMiB(broker.child.pid!);
-    console.log(line('raw', raw, options.recordSize, `(acks=all, flush=always; ratio to baseline ${(raw.records / raw.seconds / (baseline.records / baseline.seconds)).toFixed(2)}; server RSS ${rss.toFixed(0)} MiB)`));
+    console.log(line('raw', raw, options.recordSize, `(acks=${options.acks}, flush=${options.flush}; ratio to baseline ${(raw.records / raw.seconds / (baseline.records / baseline.seconds)).toFixed(2)}; server RSS ${rss.toFixed(0)} MiB)`));
 
     // Strata: plain records.
     const recordsPerRequest = 500;

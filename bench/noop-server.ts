@@ -7,6 +7,7 @@
  */
 import { Server, ServerCredentials, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { strata } from '../src/generated/strata.js';
+import { widenFlowControlWindows } from '../src/server/grpc-server.js';
 import { logServiceDefinition } from '../src/server/service-definitions.js';
 
 const v1 = strata.v1;
@@ -32,6 +33,7 @@ server.addService(logServiceDefinition, {
 });
 server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) => {
   if (error) throw error;
+  widenFlowControlWindows(server); // the same transport settings as the broker
   process.stdout.write(`${JSON.stringify({ address: `127.0.0.1:${port}` })}\n`);
 });
 process.on('SIGTERM', () => server.forceShutdown());

@@ -10,6 +10,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { readdirSync } from 'node:fs';
+import type { Http2Session } from 'node:http2';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../common/logger.js';
@@ -40,6 +41,29 @@ export interface GrpcServerOptions {
   metrics: BrokerMetrics | null;
 }
 
+/** Receive window per HTTP/2 stream and per connection (see `widenFlowControlWindows`). */
+export const FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Raises the HTTP/2 receive windows of every connection the server accepts from the protocol
+ * default of 64 KiB to `FLOW_CONTROL_WINDOW_BYTES`. With 64 KiB a producer can have only one
+ * 64 KiB batch on the wire per round trip of the event loop, which caps produce throughput far
+ * below what the disk and the log can take. grpc-js (1.14) offers no server option for this
+ * (its client has `grpc-node.flow_control_window`), so this reaches its listening HTTP/2
+ * servers; `test/server/flow-control.test.ts` fails if a grpc-js upgrade moves them.
+ */
+export function widenFlowControlWindows(server: Server): boolean {
+  const http2Servers = (server as unknown as { http2Servers?: Map<NodeJS.EventEmitter, unknown> }).http2Servers;
+  if (!(http2Servers instanceof Map)) return false;
+  for (const http2Server of http2Servers.keys()) {
+    http2Server.on('session', (session: Http2Session) => {
+      session.settings({ initialWindowSize: FLOW_CONTROL_WINDOW_BYTES });
+      session.setLocalWindowSize(FLOW_CONTROL_WINDOW_BYTES);
+    });
+  }
+  return http2Servers.size > 0;
+}
+
 export class StrataGrpcServer {
   private constructor(
     private readonly server: Server,
@@ -67,6 +91,7 @@ export class StrataGrpcServer {
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort))),
     );
+    widenFlowControlWindows(server);
     const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
     const instance = new StrataGrpcServer(server, `${host}:${port}`, port, health, stopping);
     instance.setServing(broker.ready);
