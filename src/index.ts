@@ -14,3 +14,18 @@ export type { BatchHeader, BatchOptions, DecodedRecord, RecordHeader, RecordInpu
 export { ErrorCode, StrataError, isStrataError } from './common/errors.js';
 export { ManualClock, systemClock } from './common/clock.js';
 export type { Clock } from './common/clock.js';
+export { Admin, Connection, Consumer, Producer, StrataClientError, isStrataClientError } from './client/index.js';
+export type {
+  Acks,
+  ConnectionOptions,
+  ConsumerBatch,
+  ConsumerOptions,
+  ConsumerRecord,
+  OffsetSpec,
+  ProducerOptions,
+  ProducerRecord,
+  SendResult,
+  StatusName,
+  TopicDescription,
+  TopicPartition,
+} from './client/index.js';

@@ -1,0 +1,571 @@
+/**
+ * The consumer: reads assigned partitions and hands records to the application, record by
+ * record (`for await (const record of consumer)`) or a fetched batch at a time (`nextBatch()`,
+ * `batches()`).
+ *
+ * Per assigned partition a fetcher runs one loop with at most one Fetch outstanding
+ * (raw RecordBatch bytes, long-polling up to `maxWaitMs`). The client checks each batch's frame
+ * and CRC and decodes it with the storage codec, dropping the records below the offset it asked
+ * for (a fetch returns whole batches, and the first may start earlier). Decoded chunks wait in
+ * one ready queue, in arrival order across partitions; a partition stops fetching while
+ * `prefetchBatches` of its chunks are waiting, so memory is bounded by
+ * partitions × prefetchBatches × maxBytesPerPartition.
+ *
+ * Positions: `position(topic, partition)` is the offset of the next record the application will
+ * get (Kafka's consumer position): it moves when a record is yielded or a batch returned, not
+ * when prefetched. A partition without a position starts at `initialPosition(tp)` when that
+ * returns a number (the hook a consumer-group component overrides to use committed offsets),
+ * else at the reset policy ('earliest' or 'latest' via ListOffsets). `seek` sets the position and
+ * drops whatever was prefetched for the partition (a generation counter turns answers of fetches
+ * already under way into no-ops).
+ *
+ * Events: 'partitionStarted' ({ topic, partition, offset }) when a partition without a position
+ * gets its start offset. OUT_OF_RANGE from a fetch (the position fell outside the log, e.g.
+ * retention removed it) applies the reset policy, logs a warning and emits 'offsetReset'. Other
+ * fetch failures are retried with backoff and emitted as 'fetchError'; the consumer never emits
+ * 'error'.
+ *
+ * Assignment: `assign(list)` sets the manual assignment. A group-membership component drives
+ * the same machinery incrementally: `addAssignment(partitions)` and
+ * `revokeAssignment(partitions)`, which stops the partitions' fetchers, passes their positions
+ * to `beforeRevoke` (to commit them) and only then releases them. `close()` revokes everything
+ * the same way.
+ */
+import { EventEmitter } from 'node:events';
+import { rootLogger, type Logger } from '../common/logger.js';
+import { strata } from '../generated/strata.js';
+import { checkBatchFrame, decodeRecords, forEachBatch, type RecordHeader } from '../storage/record-batch.js';
+import { listOffsets } from './admin.js';
+import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
+import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
+
+const v1 = strata.v1;
+
+export type ResetPolicy = 'earliest' | 'latest';
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface TopicPartitionOffset extends TopicPartition {
+  offset: number;
+}
+
+export interface ConsumerRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  /** ms since the epoch (create time, or log-append time if the batch says so). */
+  timestamp: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: RecordHeader[];
+}
+
+/** The records of one fetch of one partition, in offset order. */
+export interface ConsumerBatch {
+  topic: string;
+  partition: number;
+  records: ConsumerRecord[];
+  /** The partition's high watermark when fetched (lag = highWatermark - last offset - 1). */
+  highWatermark: number;
+}
+
+export interface OffsetResetEvent extends TopicPartition {
+  /** The offset that was out of range. */
+  offset: number;
+  /** Where the reset policy moved the partition. */
+  resetTo: number;
+  policy: ResetPolicy;
+  reason: string;
+}
+
+export interface FetchErrorEvent extends TopicPartition {
+  error: StrataClientError;
+}
+
+export interface ConsumerSettings {
+  /** Where a partition without a position starts. Default 'latest'. */
+  resetPolicy?: ResetPolicy;
+  /** Long-poll wait of a fetch (ms). Default 500. */
+  maxWaitMs?: number;
+  /** Bytes a fetch asks for (at least one whole batch comes back). Default 1 MiB. */
+  maxBytesPerPartition?: number;
+  /** Fetched chunks a partition may have waiting before it stops fetching. Default 2. */
+  prefetchBatches?: number;
+  /** Backoff after a failed fetch: doubling from retryBackoffMs up to retryBackoffMaxMs. */
+  retryBackoffMs?: number;
+  retryBackoffMaxMs?: number;
+  /** Start offset of a newly assigned partition; null falls back to the reset policy. */
+  initialPosition?: (partition: TopicPartition) => Promise<number | null> | number | null;
+  /** Called with the positions of partitions being revoked, before they are released. */
+  beforeRevoke?: (positions: TopicPartitionOffset[]) => Promise<void> | void;
+  logger?: Logger;
+}
+
+export type ConsumerOptions = ConnectionSource & ConsumerSettings;
+
+interface ReadyChunk {
+  fetcher: PartitionFetcher;
+  generation: number;
+  records: ConsumerRecord[];
+  highWatermark: number;
+}
+
+/** The fetch state of one assigned partition. */
+class PartitionFetcher {
+  /** Offset of the next record the application gets; null until known. */
+  position: number | null = null;
+  /** Offset the next fetch asks for. */
+  fetchOffset: number | null = null;
+  /** Bumped by seek, reset and revoke: work begun under an older generation is dropped. */
+  generation = 0;
+  /** Chunks of this partition waiting in the ready queue. */
+  waitingChunks = 0;
+  active = true;
+  abort: AbortController | null = null;
+  loop: Promise<void> = Promise.resolve();
+  private waker: (() => void) | null = null;
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+  ) {}
+
+  /** Waits until woken (room, seek, revoke, close) or `timeoutMs` passes. */
+  sleep(timeoutMs?: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = timeoutMs === undefined ? null : setTimeout(() => this.wake(), timeoutMs);
+      this.waker = () => {
+        if (timer !== null) clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  wake(): void {
+    const waker = this.waker;
+    this.waker = null;
+    waker?.();
+  }
+}
+
+function partitionKey(topic: string, partition: number): string {
+  return `${partition}:${topic}`;
+}
+
+export class Consumer extends EventEmitter {
+  private readonly connection: Connection;
+  private readonly ownsConnection: boolean;
+  private readonly logger: Logger;
+  readonly resetPolicy: ResetPolicy;
+  private readonly maxWaitMs: number;
+  private readonly maxBytesPerPartition: number;
+  private readonly prefetchBatches: number;
+  private readonly retryBackoffMs: number;
+  private readonly retryBackoffMaxMs: number;
+  private readonly initialPositionOption: ConsumerSettings['initialPosition'];
+  private readonly beforeRevokeOption: ConsumerSettings['beforeRevoke'];
+
+  private readonly fetchers = new Map<string, PartitionFetcher>();
+  private readonly ready: ReadyChunk[] = [];
+  /** A chunk the record iterator has started: records before `index` were yielded. */
+  private current: { chunk: ReadyChunk; index: number } | null = null;
+  private readonly dataWaiters = new Set<() => void>();
+  private closed = false;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: ConsumerOptions) {
+    super();
+    const resetPolicy = options.resetPolicy ?? 'latest';
+    if (resetPolicy !== 'earliest' && resetPolicy !== 'latest') throw invalidArgument(`resetPolicy must be 'earliest' or 'latest', got ${JSON.stringify(resetPolicy)}`);
+    this.resetPolicy = resetPolicy;
+    this.maxWaitMs = nonNegativeInteger(options.maxWaitMs ?? 500, 'maxWaitMs');
+    this.maxBytesPerPartition = positiveInteger(options.maxBytesPerPartition ?? 1024 * 1024, 'maxBytesPerPartition');
+    this.prefetchBatches = positiveInteger(options.prefetchBatches ?? 2, 'prefetchBatches');
+    this.retryBackoffMs = nonNegativeInteger(options.retryBackoffMs ?? 100, 'retryBackoffMs');
+    this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, nonNegativeInteger(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));
+    this.initialPositionOption = options.initialPosition;
+    this.beforeRevokeOption = options.beforeRevoke;
+    this.logger = (options.logger ?? rootLogger).child({ subsystem: 'consumer' });
+    ({ connection: this.connection, owned: this.ownsConnection } = resolveConnection(options));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Assignment and positions.
+
+  /**
+   * Sets the assignment to exactly `partitions` (manual assignment). New partitions start
+   * fetching at once; the returned promise resolves when removed ones are released.
+   */
+  assign(partitions: readonly TopicPartition[]): Promise<void> {
+    this.checkOpen();
+    const wanted = new Map(partitions.map((tp) => [partitionKey(checkTopic(tp.topic), checkPartition(tp.partition)), tp]));
+    const removed = [...this.fetchers.values()].filter((fetcher) => !wanted.has(partitionKey(fetcher.topic, fetcher.partition)));
+    this.addAssignment([...wanted.values()]);
+    return this.revokeAssignment(removed);
+  }
+
+  /** Adds partitions to the assignment (for a group component); assigned ones are left alone. */
+  addAssignment(partitions: readonly TopicPartition[]): void {
+    this.checkOpen();
+    for (const { topic, partition } of partitions) {
+      const key = partitionKey(checkTopic(topic), checkPartition(partition));
+      if (this.fetchers.has(key)) continue;
+      const fetcher = new PartitionFetcher(topic, partition);
+      this.fetchers.set(key, fetcher);
+      fetcher.loop = this.runFetcher(fetcher);
+    }
+  }
+
+  /**
+   * Removes partitions from the assignment (for a group component): stops their fetchers,
+   * drops what was prefetched, calls `beforeRevoke` with their positions (to commit them), then
+   * releases them. Unassigned partitions are ignored.
+   */
+  async revokeAssignment(partitions: readonly TopicPartition[]): Promise<void> {
+    const revoked: PartitionFetcher[] = [];
+    for (const { topic, partition } of partitions) {
+      const fetcher = this.fetchers.get(partitionKey(topic, partition));
+      if (fetcher === undefined || !fetcher.active) continue;
+      this.stopFetcher(fetcher);
+      revoked.push(fetcher);
+    }
+    if (revoked.length === 0) return;
+    const positions = revoked
+      .filter((fetcher) => fetcher.position !== null)
+      .map((fetcher) => ({ topic: fetcher.topic, partition: fetcher.partition, offset: fetcher.position! }));
+    try {
+      await this.beforeRevoke(positions);
+    } finally {
+      for (const fetcher of revoked) {
+        if (this.fetchers.get(partitionKey(fetcher.topic, fetcher.partition)) === fetcher) this.fetchers.delete(partitionKey(fetcher.topic, fetcher.partition));
+      }
+      await Promise.all(revoked.map((fetcher) => fetcher.loop));
+    }
+  }
+
+  assignment(): TopicPartition[] {
+    return [...this.fetchers.values()].filter((fetcher) => fetcher.active).map(({ topic, partition }) => ({ topic, partition }));
+  }
+
+  /**
+   * Moves a partition's position to `offset`: the next record it yields is the one at `offset`
+   * (or the reset policy applies if the broker says it is out of range).
+   */
+  seek(topic: string, partition: number, offset: number): void {
+    this.checkOpen();
+    if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument(`offset must be a non-negative integer, got ${offset}`);
+    const fetcher = this.requireFetcher(topic, partition);
+    this.resetFetcher(fetcher, offset);
+  }
+
+  /** The offset of the next record this partition yields; null while not yet known. */
+  position(topic: string, partition: number): number | null {
+    return this.requireFetcher(topic, partition).position;
+  }
+
+  /**
+   * Where a newly assigned partition starts; null applies the reset policy. A consumer-group
+   * component overrides this (or passes `initialPosition`) to start from committed offsets.
+   */
+  protected async initialPosition(partition: TopicPartition): Promise<number | null> {
+    return (await this.initialPositionOption?.(partition)) ?? null;
+  }
+
+  /** Called with the positions of revoked partitions before they are released (commit hook). */
+  protected async beforeRevoke(positions: TopicPartitionOffset[]): Promise<void> {
+    await this.beforeRevokeOption?.(positions);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Delivery.
+
+  /**
+   * The next fetched records of one partition (the rest of a chunk the record iterator began),
+   * advancing that partition's position past them. Resolves null when `timeoutMs` passes first
+   * or the consumer is closed.
+   */
+  async nextBatch(options: { timeoutMs?: number } = {}): Promise<ConsumerBatch | null> {
+    const taken = await this.takeChunk(options.timeoutMs);
+    if (taken === null) return null;
+    this.current = null;
+    const records = taken.index === 0 ? taken.chunk.records : taken.chunk.records.slice(taken.index);
+    const { fetcher } = taken.chunk;
+    fetcher.position = records[records.length - 1]!.offset + 1;
+    return { topic: fetcher.topic, partition: fetcher.partition, records, highWatermark: taken.chunk.highWatermark };
+  }
+
+  /** Batches until the consumer is closed. */
+  async *batches(): AsyncGenerator<ConsumerBatch, void, undefined> {
+    for (;;) {
+      const batch = await this.nextBatch();
+      if (batch === null) return;
+      yield batch;
+    }
+  }
+
+  /**
+   * Records until the consumer is closed. Each yield advances the record's partition position
+   * past it; leaving the loop early keeps the rest for the next iteration or `nextBatch()`.
+   */
+  async *[Symbol.asyncIterator](): AsyncGenerator<ConsumerRecord, void, undefined> {
+    for (;;) {
+      const taken = await this.takeChunk(undefined);
+      if (taken === null) return;
+      const { chunk } = taken;
+      this.current = taken;
+      while (!this.closed && this.current === taken && taken.index < chunk.records.length && chunk.generation === chunk.fetcher.generation) {
+        const record = chunk.records[taken.index++]!;
+        chunk.fetcher.position = record.offset + 1;
+        if (taken.index === chunk.records.length) this.current = null;
+        yield record;
+      }
+      if (this.current === taken) this.current = null;
+    }
+  }
+
+  /** The chunk to deliver next (the started one first), skipping stale ones; null when closed or timed out. */
+  private async takeChunk(timeoutMs: number | undefined): Promise<{ chunk: ReadyChunk; index: number } | null> {
+    const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
+    for (;;) {
+      if (this.closed) return null;
+      const current = this.current;
+      if (current !== null) {
+        if (current.chunk.generation === current.chunk.fetcher.generation && current.index < current.chunk.records.length) return current;
+        this.current = null;
+      }
+      const chunk = this.ready.shift();
+      if (chunk !== undefined) {
+        const { fetcher } = chunk;
+        fetcher.waitingChunks--;
+        fetcher.wake();
+        if (chunk.generation === fetcher.generation && fetcher.active) return { chunk, index: 0 };
+        continue;
+      }
+      const remainingMs = deadline - Date.now();
+      if (remainingMs <= 0) return null;
+      await this.waitForData(remainingMs);
+    }
+  }
+
+  private waitForData(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(done, timeoutMs) : null;
+      const waiters = this.dataWaiters;
+      function done(): void {
+        if (timer !== null) clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      }
+      waiters.add(done);
+    });
+  }
+
+  private wakeReaders(): void {
+    for (const waiter of [...this.dataWaiters]) waiter();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Fetching.
+
+  private async runFetcher(fetcher: PartitionFetcher): Promise<void> {
+    let failures = 0;
+    while (fetcher.active && !this.closed) {
+      const generation = fetcher.generation;
+      try {
+        if (fetcher.fetchOffset === null) {
+          await this.resolveStart(fetcher);
+          continue;
+        }
+        if (fetcher.waitingChunks >= this.prefetchBatches) {
+          await fetcher.sleep();
+          continue;
+        }
+        await this.fetchOnce(fetcher);
+        failures = 0;
+      } catch (error) {
+        if (!fetcher.active || this.closed || generation !== fetcher.generation) continue;
+        const failure = toClientError(error);
+        if (failure.code === 'OUT_OF_RANGE') {
+          try {
+            await this.applyResetPolicy(fetcher, failure);
+            continue;
+          } catch (resetError) {
+            if (!fetcher.active || this.closed || generation !== fetcher.generation) continue;
+            error = resetError;
+          }
+        }
+        failures++;
+        const reported = toClientError(error);
+        this.logger.warn({ topic: fetcher.topic, partition: fetcher.partition, code: reported.code, reason: reported.message, failures }, 'fetch failed; retrying');
+        this.emit('fetchError', { topic: fetcher.topic, partition: fetcher.partition, error: reported } satisfies FetchErrorEvent);
+        await fetcher.sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(failures - 1, 20)));
+      }
+    }
+  }
+
+  private async resolveStart(fetcher: PartitionFetcher): Promise<void> {
+    const generation = fetcher.generation;
+    const tp = { topic: fetcher.topic, partition: fetcher.partition };
+    let offset = await this.initialPosition(tp);
+    if (generation !== fetcher.generation) return;
+    if (offset === null) {
+      fetcher.abort = new AbortController();
+      offset = (await listOffsets(this.connection, fetcher.topic, fetcher.partition, this.resetPolicy, fetcher.abort.signal)).offset;
+      fetcher.abort = null;
+      if (generation !== fetcher.generation) return;
+    }
+    fetcher.position = offset;
+    fetcher.fetchOffset = offset;
+    this.emit('partitionStarted', { ...tp, offset } satisfies TopicPartitionOffset);
+  }
+
+  private async fetchOnce(fetcher: PartitionFetcher): Promise<void> {
+    const generation = fetcher.generation;
+    const offset = fetcher.fetchOffset!;
+    const request = v1.FetchRequest.create({
+      topic: fetcher.topic,
+      partition: fetcher.partition,
+      offset: numberToLong(offset, 'offset'),
+      maxBytes: this.maxBytesPerPartition,
+      maxWaitMs: this.maxWaitMs,
+      raw: true,
+    });
+    fetcher.abort = new AbortController();
+    const response = await this.connection.unary(methods.fetch, request, { deadlineMs: this.maxWaitMs + this.connection.deadlineMs, signal: fetcher.abort.signal });
+    fetcher.abort = null;
+    if (generation !== fetcher.generation || !fetcher.active) return;
+    const nextOffset = longToNumber(response.nextOffset, 'next_offset');
+    const bytes = response.batches;
+    if (bytes.length === 0 || nextOffset <= offset) return; // the long poll ended without data
+    const records = decodeFrom(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), offset, fetcher);
+    fetcher.fetchOffset = nextOffset;
+    if (records.length === 0) return;
+    this.ready.push({ fetcher, generation, records, highWatermark: longToNumber(response.highWatermark, 'high_watermark') });
+    fetcher.waitingChunks++;
+    this.wakeReaders();
+  }
+
+  private async applyResetPolicy(fetcher: PartitionFetcher, failure: StrataClientError): Promise<void> {
+    const generation = fetcher.generation;
+    const from = fetcher.fetchOffset ?? -1;
+    fetcher.abort = new AbortController();
+    const { offset } = await listOffsets(this.connection, fetcher.topic, fetcher.partition, this.resetPolicy, fetcher.abort.signal);
+    fetcher.abort = null;
+    if (generation !== fetcher.generation) return;
+    this.resetFetcher(fetcher, offset);
+    const event: OffsetResetEvent = { topic: fetcher.topic, partition: fetcher.partition, offset: from, resetTo: offset, policy: this.resetPolicy, reason: failure.message };
+    this.logger.warn(event, 'offset out of range; reset policy applied');
+    this.emit('offsetReset', event);
+  }
+
+  /** Points the partition at `offset`, dropping its prefetched chunks and fetch under way. */
+  private resetFetcher(fetcher: PartitionFetcher, offset: number): void {
+    fetcher.generation++;
+    fetcher.position = offset;
+    fetcher.fetchOffset = offset;
+    this.dropChunks(fetcher);
+    fetcher.abort?.abort();
+    fetcher.abort = null;
+    fetcher.wake();
+  }
+
+  private stopFetcher(fetcher: PartitionFetcher): void {
+    fetcher.active = false;
+    fetcher.generation++;
+    this.dropChunks(fetcher);
+    fetcher.abort?.abort();
+    fetcher.abort = null;
+    fetcher.wake();
+  }
+
+  private dropChunks(fetcher: PartitionFetcher): void {
+    for (let index = this.ready.length - 1; index >= 0; index--) {
+      if (this.ready[index]!.fetcher === fetcher) this.ready.splice(index, 1);
+    }
+    fetcher.waitingChunks = 0;
+    if (this.current?.chunk.fetcher === fetcher) this.current = null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lifecycle.
+
+  /**
+   * Stops fetching and ends iterations, releases every partition through `revokeAssignment`
+   * (so `beforeRevoke` sees the final positions), then closes the connection if this consumer
+   * opened it. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      this.wakeReaders();
+      try {
+        await this.revokeAssignment(this.assignment());
+      } catch (error) {
+        this.logger.warn({ err: error }, 'beforeRevoke failed while closing');
+      }
+      const fetchers = [...this.fetchers.values()];
+      for (const fetcher of fetchers) this.stopFetcher(fetcher);
+      await Promise.all(fetchers.map((fetcher) => fetcher.loop));
+      this.fetchers.clear();
+      if (this.ownsConnection) this.connection.close();
+    })();
+    return this.closing;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw closedError('the consumer');
+  }
+
+  private requireFetcher(topic: string, partition: number): PartitionFetcher {
+    const fetcher = this.fetchers.get(partitionKey(topic, partition));
+    if (fetcher === undefined || !fetcher.active) throw new StrataClientError('FAILED_PRECONDITION', `${topic}-${partition} is not assigned to this consumer`);
+    return fetcher;
+  }
+}
+
+/**
+ * The records at or after `offset` in a raw fetch answer. Each batch's frame and CRC are checked
+ * before decoding; a bad one fails the fetch with DATA_LOSS (it is retried).
+ */
+function decodeFrom(buffer: Buffer, offset: number, fetcher: PartitionFetcher): ConsumerRecord[] {
+  const records: ConsumerRecord[] = [];
+  const { topic, partition } = fetcher;
+  forEachBatch(buffer, (position, size) => {
+    const problem = checkBatchFrame(buffer, position, position + size);
+    if (problem !== null) throw new StrataClientError('DATA_LOSS', `fetched batch of ${topic}-${partition} at byte ${position} is invalid: ${problem}`);
+    let decoded;
+    try {
+      decoded = decodeRecords(buffer, position);
+    } catch (error) {
+      throw new StrataClientError('DATA_LOSS', `fetched batch of ${topic}-${partition} at byte ${position} does not decode: ${(error as Error).message}`);
+    }
+    for (const record of decoded) {
+      if (record.offset < offset) continue;
+      records.push({ topic, partition, offset: record.offset, timestamp: record.timestamp, key: record.key, value: record.value, headers: record.headers });
+    }
+  });
+  return records;
+}
+
+function checkTopic(topic: string): string {
+  if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument('topic is required');
+  return topic;
+}
+
+function checkPartition(partition: number): number {
+  if (!Number.isInteger(partition) || partition < 0) throw invalidArgument(`partition must be a non-negative integer, got ${partition}`);
+  return partition;
+}
+
+function nonNegativeInteger(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 0) throw invalidArgument(`${name} must be a non-negative integer, got ${value}`);
+  return value;
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isInteger(value) || value <= 0) throw invalidArgument(`${name} must be a positive integer, got ${value}`);
+  return value;
+}

@@ -1,0 +1,21 @@
+/** Strata's TypeScript client: producer, consumer, admin, and the connection they share. */
+export { Admin } from './admin.js';
+export type { CreateTopicOptions, OffsetLookup, OffsetSpec, PartitionDescription, TopicDescription, TopicSummary } from './admin.js';
+export { Connection } from './connection.js';
+export type { ConnectionOptions, ConnectionSource, TlsOptions, UnaryCallOptions } from './connection.js';
+export { Consumer } from './consumer.js';
+export type {
+  ConsumerBatch,
+  ConsumerOptions,
+  ConsumerRecord,
+  ConsumerSettings,
+  FetchErrorEvent,
+  OffsetResetEvent,
+  ResetPolicy,
+  TopicPartition,
+  TopicPartitionOffset,
+} from './consumer.js';
+export { StrataClientError, isStrataClientError } from './errors.js';
+export type { StatusName } from './errors.js';
+export { Producer } from './producer.js';
+export type { Acks, Bytes, ProducerOptions, ProducerRecord, ProducerSettings, SendResult } from './producer.js';

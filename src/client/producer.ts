@@ -1,0 +1,905 @@
+/**
+ * The producer: `send({ topic, key?, value, headers?, partition? })` resolves with the record's
+ * partition and exact offset once the broker has acknowledged it.
+ *
+ * Pipeline (every stage bounded):
+ *
+ *   send ──► FIFO of waiting sends ──► per-partition batches ──► ProduceStream ──► acknowledgement
+ *            (metadata, buffer room)   (lingerMs, batchBytes)   (≤ 5 per partition,
+ *                                                                ≤ maxInFlight in all)
+ *
+ * - Partitioning happens here, as Kafka's producer does it: the explicit partition; else
+ *   murmur2(key) over the partition count (DescribeTopic, cached per topic for
+ *   `metadataMaxAgeMs`); else, for a null key, a sticky partition that moves on each time one of
+ *   its batches is sent.
+ * - Sends are taken strictly in call order, so the records of one partition keep their order.
+ *   A send waits (FIFO) while its topic's metadata loads or while the buffer is full:
+ *   `bufferBytes` bounds the estimated bytes of every record accepted and not yet settled,
+ *   queued or in flight. `bufferedBytes` never exceeds it.
+ * - A partition collects records into its open batch. A batch becomes sendable when it reaches
+ *   `batchBytes`, when `lingerMs` has passed since its first record (0: at the end of the current
+ *   event-loop turn), or on flush; until it is actually sent it keeps taking records, so records
+ *   that arrive while a partition is at its in-flight limit are coalesced.
+ * - A batch is encoded once, when sent (RecordBatch v2 via `buildBatch`), with the producer id,
+ *   this partition's epoch and the next sequence number; the sequence then advances by its record
+ *   count. It travels as a raw `batch` on the producer's single ProduceStream, with a correlation
+ *   id that matches the response to it.
+ *
+ * Idempotence and retries (on by default): the broker writes a batch at most once, answering a
+ * retry of one of the producer's last 5 batches of a partition with its original offsets. So:
+ * - at most 5 batches per partition are unacknowledged at any time, and only 1 until the broker
+ *   has acknowledged one of this producer's batches on the partition (it accepts an unknown
+ *   producer at any sequence, so a lost first batch could otherwise be overtaken);
+ * - on UNAVAILABLE or DEADLINE_EXCEEDED (an item error, a broken stream, or no answer within
+ *   `requestTimeoutMs`) the stream is dropped and, after a backoff, every unacknowledged batch of
+ *   every partition is sent again on a new stream, in sequence order, with the same bytes.
+ *   Batches the broker had written come back as duplicates with their first offsets; the others
+ *   are written now, in order. Nothing is written twice and nothing overtakes;
+ * - an out-of-order reply (FAILED_PRECONDITION) for a batch behind an unacknowledged one means
+ *   the earlier batch did not get through: it is handled like a lost answer (resend in order),
+ *   never by renumbering, which could write a record twice;
+ * - a batch that fails otherwise (too large, topic gone...), or whose retry budget (`retries`,
+ *   `deliveryTimeoutMs` since the batch was opened) is spent, fails its sends, and so do the
+ *   partition's later unacknowledged batches (the broker refuses them: their sequence would leave
+ *   a gap). The partition then continues with its epoch raised by one from sequence 0, which the
+ *   broker accepts as a fresh start.
+ * Without idempotence (`idempotent: false`) retries may duplicate, as with any at-least-once
+ * producer; it is the only mode that allows `acks: 'none'` (offsets then come back as -1).
+ *
+ * Buffers passed to `send` are held, not copied, until their batch is encoded: do not modify
+ * them before the send settles. flush() resolves once every send made before it has settled
+ * (acknowledged or failed); close() flushes, ends the stream and closes the connection if the
+ * producer opened it. Both are idempotent.
+ */
+import type { ClientDuplexStream } from '@grpc/grpc-js';
+import Long from 'long';
+import { partitionForKey } from '../broker/partitioner.js';
+import { rootLogger, type Logger } from '../common/logger.js';
+import { strata } from '../generated/strata.js';
+import { buildBatch, type CompressionName, type RecordHeader, type RecordInput } from '../storage/record-batch.js';
+import { describeTopic } from './admin.js';
+import { type Connection, type ConnectionSource, longToNumber, methods, resolveConnection } from './connection.js';
+import { StrataClientError, closedError, fromItemError, invalidArgument, isRetriable, toClientError } from './errors.js';
+
+const v1 = strata.v1;
+
+/** The broker deduplicates against a producer's last 5 batches per partition. */
+export const IDEMPOTENT_IN_FLIGHT_MAX = 5;
+const SEQUENCE_MODULUS = 2 ** 31;
+const EPOCH_MAX = 0x7fff;
+/** Upper bound of a record's framing in a batch (length, attributes, deltas, field lengths). */
+const RECORD_OVERHEAD_BYTES = 21;
+/** Upper bound of a header's framing (two length varints). */
+const HEADER_OVERHEAD_BYTES = 10;
+const BATCH_HEADER_BYTES = 61;
+
+export type Acks = 'all' | 'leader' | 'none';
+export type Bytes = string | Buffer | Uint8Array;
+
+export interface ProducerRecord {
+  topic: string;
+  /** Records with a key go to murmur2(key) % partitions (Kafka's default partitioner). */
+  key?: Bytes | null;
+  /** null is a tombstone. */
+  value: Bytes | null;
+  /** Header values are bytes (strings are UTF-8 encoded) or null. */
+  headers?: Record<string, Bytes | null> | readonly { key: string; value: Bytes | null }[];
+  /** An explicit partition; overrides the key. */
+  partition?: number;
+  /** Create time (ms since the epoch); the time of the send when absent. */
+  timestamp?: number;
+}
+
+export interface SendResult {
+  partition: number;
+  /** The record's offset; -1 with acks 'none'. */
+  offset: number;
+}
+
+export interface ProducerSettings {
+  /** How long a batch waits for more records after its first (ms). Default 5. */
+  lingerMs?: number;
+  /** A batch is sent once it holds this many bytes. Default 64 KiB. */
+  batchBytes?: number;
+  /** Bound on bytes of records accepted and not yet acknowledged. Default 32 MiB. */
+  bufferBytes?: number;
+  /** 'all' (durable, the default), 'leader' (written), or 'none' (needs idempotent: false). */
+  acks?: Acks;
+  /** Exactly-once writes per partition across retries. Default true. */
+  idempotent?: boolean;
+  /** Unacknowledged batches per partition. Default (and maximum with idempotence) 5. */
+  maxInFlightPerPartition?: number;
+  /** Unacknowledged batches in all. Default 64. */
+  maxInFlight?: number;
+  /** Resends of a batch before it fails. Default unlimited (bounded by deliveryTimeoutMs). */
+  retries?: number;
+  /** Time from a batch's first record until it fails if still unacknowledged. Default 120 s. */
+  deliveryTimeoutMs?: number;
+  /** A sent batch without an answer after this long counts as DEADLINE_EXCEEDED. Default: the connection deadline. */
+  requestTimeoutMs?: number;
+  /** Backoff before a retry: doubling from retryBackoffMs up to retryBackoffMaxMs. Defaults 100, 2000. */
+  retryBackoffMs?: number;
+  retryBackoffMaxMs?: number;
+  /** How long a topic's partition count is trusted before it is looked up again. Default 5 min. */
+  metadataMaxAgeMs?: number;
+  compression?: CompressionName;
+  logger?: Logger;
+}
+
+export type ProducerOptions = ConnectionSource & ProducerSettings;
+
+type Resolve = (result: SendResult) => void;
+type Reject = (error: Error) => void;
+type ProduceStream = ClientDuplexStream<strata.v1.ProduceRequest, strata.v1.ProduceResponse>;
+
+const ACKS_WIRE: Readonly<Record<Acks, strata.v1.Acks>> = { all: v1.Acks.ACKS_ALL, leader: v1.Acks.ACKS_LEADER, none: v1.Acks.ACKS_NONE };
+
+/** Records of one partition sent (or to be sent) as one RecordBatch. */
+class ProducerBatch {
+  /** Until the batch is encoded; then null (the bytes are in `encoded`). */
+  records: RecordInput[] | null = [];
+  readonly resolves: Resolve[] = [];
+  readonly rejects: Reject[] = [];
+  /** Estimated encoded size, for batchBytes. */
+  sizeBytes = BATCH_HEADER_BYTES;
+  /** Bytes this batch holds of the producer's buffer. */
+  bufferedBytes = 0;
+  /** Sendable: lingerMs passed, full, or flushed. */
+  ready = false;
+  full = false;
+  lingerTimer: NodeJS.Timeout | null = null;
+  encoded: Buffer | null = null;
+  correlationId = 0;
+  attempts = 0;
+  sentAtMs = 0;
+  /** Called once when the batch settles (flush). */
+  settledCallbacks: (() => void)[] | null = null;
+
+  constructor(
+    readonly partition: PartitionState,
+    readonly createdAtMs: number,
+  ) {}
+
+  get recordCount(): number {
+    return this.resolves.length;
+  }
+}
+
+class PartitionState {
+  /** Batches not yet sent, oldest first; only the last takes new records. */
+  readonly queued: ProducerBatch[] = [];
+  /** Sent, unacknowledged batches in sequence order. */
+  readonly inFlight: ProducerBatch[] = [];
+  /** This partition's producer epoch (-1 until the first batch); raised after a failed batch. */
+  epoch = -1;
+  nextSequence = 0;
+  /**
+   * False until the broker acknowledges a batch of this epoch. The broker accepts an unknown
+   * producer at any sequence, so until it knows this one, a lost first batch would let the
+   * next be written ahead of it: the first batch of an epoch travels alone.
+   */
+  confirmed = false;
+
+  constructor(
+    readonly topic: TopicState,
+    readonly partition: number,
+  ) {}
+}
+
+class TopicState {
+  partitionCount = 0;
+  fetchedAtMs = 0;
+  refreshing: Promise<void> | null = null;
+  stickyPartition = -1;
+  readonly partitions = new Map<number, PartitionState>();
+
+  constructor(readonly name: string) {}
+}
+
+interface WaitingSend {
+  topic: TopicState;
+  partition: number | null;
+  record: RecordInput;
+  sizeBytes: number;
+  resolve: Resolve;
+  reject: Reject;
+}
+
+interface WaitingFlush {
+  flush: () => void;
+}
+
+export class Producer {
+  private readonly connection: Connection;
+  private readonly ownsConnection: boolean;
+  private readonly logger: Logger;
+  private readonly lingerMs: number;
+  private readonly batchBytes: number;
+  private readonly bufferBytesMax: number;
+  private readonly acks: strata.v1.Acks;
+  private readonly idempotent: boolean;
+  private readonly maxInFlightPerPartition: number;
+  private readonly maxInFlight: number;
+  private readonly retries: number;
+  private readonly deliveryTimeoutMs: number;
+  private readonly requestTimeoutMs: number;
+  private readonly retryBackoffMs: number;
+  private readonly retryBackoffMaxMs: number;
+  private readonly metadataMaxAgeMs: number;
+  private readonly compression: CompressionName;
+
+  private readonly topics = new Map<string, TopicState>();
+  /** Partitions with queued batches, in the order they get a turn to send. */
+  private readonly sendable = new Set<PartitionState>();
+  /** Partitions with unacknowledged batches. */
+  private readonly active = new Set<PartitionState>();
+  /** Sends (and flushes) waiting for metadata or buffer room, in call order. */
+  private readonly waiting: (WaitingSend | WaitingFlush)[] = [];
+  private pumping = false;
+  private roomWaiter: (() => void) | null = null;
+  private buffered = 0;
+
+  private identity: { producerId: number; producerEpoch: number } | null = null;
+  private identityLoading = false;
+  private stream: ProduceStream | null = null;
+  /** 'backoff': waiting to reopen the stream and resend. */
+  private streamState: 'none' | 'open' | 'backoff' = 'none';
+  /** Unacknowledged batches on the current stream by correlation id, in send order. */
+  private readonly inFlightById = new Map<number, ProducerBatch>();
+  private nextCorrelationId = 1;
+  private consecutiveFailures = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private requestTimer: NodeJS.Timeout | null = null;
+  private drainScheduled = false;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: ProducerOptions) {
+    const acks = options.acks ?? 'all';
+    if (ACKS_WIRE[acks] === undefined) throw invalidArgument(`acks must be 'all', 'leader' or 'none', got ${JSON.stringify(acks)}`);
+    this.idempotent = options.idempotent ?? true;
+    if (acks === 'none' && this.idempotent) {
+      throw invalidArgument("acks 'none' cannot be idempotent: without answers there are no sequence checks to rely on; pass idempotent: false to use it");
+    }
+    this.acks = ACKS_WIRE[acks];
+    this.lingerMs = nonNegative(options.lingerMs ?? 5, 'lingerMs');
+    this.batchBytes = positiveInteger(options.batchBytes ?? 64 * 1024, 'batchBytes');
+    this.bufferBytesMax = positiveInteger(options.bufferBytes ?? 32 * 1024 * 1024, 'bufferBytes');
+    this.maxInFlightPerPartition = positiveInteger(options.maxInFlightPerPartition ?? IDEMPOTENT_IN_FLIGHT_MAX, 'maxInFlightPerPartition');
+    if (this.idempotent && this.maxInFlightPerPartition > IDEMPOTENT_IN_FLIGHT_MAX) {
+      throw invalidArgument(`maxInFlightPerPartition must be at most ${IDEMPOTENT_IN_FLIGHT_MAX} with idempotence (the broker deduplicates against the last ${IDEMPOTENT_IN_FLIGHT_MAX} batches), got ${this.maxInFlightPerPartition}`);
+    }
+    this.maxInFlight = positiveInteger(options.maxInFlight ?? 64, 'maxInFlight');
+    this.retries = nonNegative(options.retries ?? Number.POSITIVE_INFINITY, 'retries');
+    this.deliveryTimeoutMs = nonNegative(options.deliveryTimeoutMs ?? 120_000, 'deliveryTimeoutMs');
+    this.retryBackoffMs = nonNegative(options.retryBackoffMs ?? 100, 'retryBackoffMs');
+    this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, nonNegative(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));
+    this.metadataMaxAgeMs = nonNegative(options.metadataMaxAgeMs ?? 5 * 60_000, 'metadataMaxAgeMs');
+    this.compression = options.compression ?? 'none';
+    if (this.compression !== 'none' && this.compression !== 'gzip') throw invalidArgument(`compression must be 'none' or 'gzip', got ${JSON.stringify(this.compression)}`);
+    this.logger = (options.logger ?? rootLogger).child({ subsystem: 'producer' });
+    ({ connection: this.connection, owned: this.ownsConnection } = resolveConnection(options));
+    this.requestTimeoutMs = nonNegative(options.requestTimeoutMs ?? this.connection.deadlineMs, 'requestTimeoutMs');
+  }
+
+  /** Bytes of records accepted and not yet settled (at most `bufferBytes`). */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Batches sent and not yet answered. */
+  get inFlightBatches(): number {
+    return this.inFlightById.size;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sending.
+
+  send(message: ProducerRecord): Promise<SendResult> {
+    if (this.closed) return Promise.reject(closedError('the producer'));
+    let record: RecordInput;
+    let sizeBytes: number;
+    let partition: number | null;
+    try {
+      if (typeof message?.topic !== 'string' || message.topic.length === 0) throw invalidArgument('topic is required');
+      partition = message.partition ?? null;
+      if (partition !== null && (!Number.isInteger(partition) || partition < 0)) throw invalidArgument(`partition must be a non-negative integer, got ${partition}`);
+      record = toRecordInput(message);
+      sizeBytes = recordSize(record);
+      if (sizeBytes > this.bufferBytesMax) {
+        throw new StrataClientError('RESOURCE_EXHAUSTED', `a record of about ${sizeBytes} bytes can never fit the producer's bufferBytes of ${this.bufferBytesMax}`);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const topic = this.topicState(message.topic);
+    return new Promise<SendResult>((resolve, reject) => {
+      if (this.waiting.length === 0) {
+        const target = this.partitionFor(topic, partition, record.key ?? null);
+        if (target !== null && this.hasRoomFor(sizeBytes)) {
+          this.append(this.partitionState(topic, target), record, sizeBytes, resolve, reject);
+          return;
+        }
+      }
+      this.waiting.push({ topic, partition, record, sizeBytes, resolve, reject });
+      void this.pump();
+    });
+  }
+
+  /** Resolves when every send made before this call has settled (acknowledged or failed). */
+  flush(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.waiting.length === 0) this.flushNow(resolve);
+      else {
+        this.waiting.push({ flush: resolve });
+        void this.pump();
+      }
+    });
+  }
+
+  /** Flushes, ends the stream and closes the connection if this producer opened it. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      await this.flush();
+      if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+      this.clearRequestTimer();
+      const stream = this.stream;
+      this.stream = null;
+      this.streamState = 'none';
+      if (stream !== null) await endStream(stream, this.connection.deadlineMs);
+      if (this.ownsConnection) this.connection.close();
+    })();
+    return this.closing;
+  }
+
+  private topicState(name: string): TopicState {
+    let topic = this.topics.get(name);
+    if (topic === undefined) this.topics.set(name, (topic = new TopicState(name)));
+    return topic;
+  }
+
+  private partitionState(topic: TopicState, partition: number): PartitionState {
+    let state = topic.partitions.get(partition);
+    if (state === undefined) topic.partitions.set(partition, (state = new PartitionState(topic, partition)));
+    return state;
+  }
+
+  /** The partition of a record, or null while the topic's partition count is unknown. */
+  private partitionFor(topic: TopicState, explicit: number | null, key: Buffer | null): number | null {
+    if (explicit !== null) return explicit;
+    if (topic.partitionCount === 0) return null;
+    if (Date.now() - topic.fetchedAtMs > this.metadataMaxAgeMs) this.refreshInBackground(topic);
+    if (key !== null) return partitionForKey(key, topic.partitionCount);
+    if (topic.stickyPartition < 0 || topic.stickyPartition >= topic.partitionCount) topic.stickyPartition = randomPartition(topic.partitionCount, -1);
+    return topic.stickyPartition;
+  }
+
+  private hasRoomFor(sizeBytes: number): boolean {
+    return this.buffered + sizeBytes <= this.bufferBytesMax;
+  }
+
+  /** Takes waiting sends in order as metadata and buffer room allow. One runs at a time. */
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.waiting.length > 0) {
+        const head = this.waiting[0]!;
+        if ('flush' in head) {
+          this.waiting.shift();
+          this.flushNow(head.flush);
+          continue;
+        }
+        const target = this.partitionFor(head.topic, head.partition, head.record.key ?? null);
+        if (target === null) {
+          try {
+            await this.loadMetadata(head.topic);
+          } catch (error) {
+            this.waiting.shift();
+            head.reject(toClientError(error));
+          }
+          continue;
+        }
+        if (!this.hasRoomFor(head.sizeBytes)) {
+          // As Kafka's accumulator does: while a send waits for room, nothing lingers.
+          this.expediteQueued();
+          await new Promise<void>((resolve) => (this.roomWaiter = resolve));
+          continue;
+        }
+        this.waiting.shift();
+        this.append(this.partitionState(head.topic, target), head.record, head.sizeBytes, head.resolve, head.reject);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private loadMetadata(topic: TopicState): Promise<void> {
+    topic.refreshing ??= describeTopic(this.connection, topic.name)
+      .then((description) => {
+        topic.partitionCount = description.partitions.length;
+        topic.fetchedAtMs = Date.now();
+      })
+      .finally(() => {
+        topic.refreshing = null;
+      });
+    return topic.refreshing;
+  }
+
+  private refreshInBackground(topic: TopicState): void {
+    if (topic.refreshing !== null) return;
+    this.loadMetadata(topic).catch((error: unknown) => this.logger.warn({ topic: topic.name, err: error }, 'metadata refresh failed; keeping the known partition count'));
+  }
+
+  private append(partition: PartitionState, record: RecordInput, sizeBytes: number, resolve: Resolve, reject: Reject): void {
+    let batch = partition.queued[partition.queued.length - 1];
+    if (batch === undefined || batch.full || (batch.recordCount > 0 && batch.sizeBytes + sizeBytes > this.batchBytes)) {
+      if (batch !== undefined) batch.full = true;
+      batch = this.openBatch(partition);
+    }
+    batch.records!.push(record);
+    batch.resolves.push(resolve);
+    batch.rejects.push(reject);
+    batch.sizeBytes += sizeBytes;
+    batch.bufferedBytes += sizeBytes;
+    this.buffered += sizeBytes;
+    if (batch.sizeBytes >= this.batchBytes) {
+      batch.full = true;
+      this.scheduleDrain();
+    }
+  }
+
+  private openBatch(partition: PartitionState): ProducerBatch {
+    const batch = new ProducerBatch(partition, Date.now());
+    partition.queued.push(batch);
+    this.sendable.add(partition);
+    if (this.lingerMs === 0) {
+      batch.ready = true;
+      this.scheduleDrain();
+    } else {
+      batch.lingerTimer = setTimeout(() => {
+        batch.lingerTimer = null;
+        batch.ready = true;
+        this.scheduleDrain();
+      }, this.lingerMs);
+    }
+    return batch;
+  }
+
+  private expediteQueued(): void {
+    for (const partition of this.sendable) for (const batch of partition.queued) batch.ready = true;
+    this.scheduleDrain();
+  }
+
+  private flushNow(done: () => void): void {
+    let remaining = 1;
+    const settled = (): void => {
+      if (--remaining === 0) done();
+    };
+    const track = (batch: ProducerBatch): void => {
+      remaining++;
+      (batch.settledCallbacks ??= []).push(settled);
+    };
+    for (const partition of this.sendable) {
+      for (const batch of partition.queued) {
+        batch.ready = true;
+        track(batch);
+      }
+    }
+    for (const partition of this.active) for (const batch of partition.inFlight) track(batch);
+    this.scheduleDrain();
+    settled();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The stream.
+
+  private scheduleDrain(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    setImmediate(() => {
+      this.drainScheduled = false;
+      this.drain();
+    });
+  }
+
+  /** Sends what is sendable, partition by partition in turn, within the in-flight bounds. */
+  private drain(): void {
+    if (this.sendable.size === 0 || this.streamState === 'backoff') return;
+    if (this.connection.isClosed) {
+      // A shared connection closed under the producer: nothing can be sent any more.
+      this.failQueued(closedError(`the connection to ${this.connection.server}`));
+      return;
+    }
+    if (this.idempotent && this.identity === null) {
+      void this.loadIdentity();
+      return;
+    }
+    for (const partition of [...this.sendable]) {
+      if (this.inFlightById.size >= this.maxInFlight) break;
+      let sent = false;
+      const limit = partition.confirmed || !this.idempotent ? this.maxInFlightPerPartition : 1;
+      while (partition.queued.length > 0 && partition.inFlight.length < limit && this.inFlightById.size < this.maxInFlight) {
+        const batch = partition.queued[0]!;
+        if (!batch.ready && !batch.full && partition.queued.length === 1) break;
+        partition.queued.shift();
+        if (!this.seal(batch)) continue;
+        if (this.stream === null) this.openStream();
+        partition.inFlight.push(batch);
+        this.active.add(partition);
+        this.write(batch);
+        sent = true;
+      }
+      // A partition that sent goes to the back of the line: the in-flight bound is shared fairly.
+      this.sendable.delete(partition);
+      if (partition.queued.length > 0) this.sendable.add(partition);
+      if (sent) this.rotateSticky(partition);
+    }
+  }
+
+  /** Encodes the batch once, with the partition's next sequence. False if it failed instead. */
+  private seal(batch: ProducerBatch): boolean {
+    const partition = batch.partition;
+    if (batch.lingerTimer !== null) clearTimeout(batch.lingerTimer);
+    batch.lingerTimer = null;
+    try {
+      if (this.idempotent) {
+        if (partition.epoch < 0) partition.epoch = this.identity!.producerEpoch;
+        if (partition.epoch > EPOCH_MAX) throw new StrataClientError('FAILED_PRECONDITION', `producer epoch of ${partition.topic.name}-${partition.partition} is exhausted; create a new producer`);
+        batch.encoded = buildBatch(batch.records!, {
+          producerId: this.identity!.producerId,
+          producerEpoch: partition.epoch,
+          baseSequence: partition.nextSequence,
+          compression: this.compression,
+        });
+        partition.nextSequence = (partition.nextSequence + batch.recordCount) % SEQUENCE_MODULUS;
+      } else {
+        batch.encoded = buildBatch(batch.records!, { compression: this.compression });
+      }
+    } catch (error) {
+      this.settleFailed(batch, toClientError(error));
+      return false;
+    }
+    batch.records = null;
+    return true;
+  }
+
+  private rotateSticky(partition: PartitionState): void {
+    const topic = partition.topic;
+    if (topic.stickyPartition === partition.partition && topic.partitionCount > 1) {
+      topic.stickyPartition = randomPartition(topic.partitionCount, partition.partition);
+    }
+  }
+
+  private write(batch: ProducerBatch): void {
+    const correlationId = this.nextCorrelationId++;
+    batch.correlationId = correlationId;
+    batch.sentAtMs = Date.now();
+    batch.attempts++;
+    this.inFlightById.set(correlationId, batch);
+    // Serialising copies the bytes into the request, so the broker's rewrite of baseOffset in
+    // what it receives never touches `encoded`: every retry sends the original bytes.
+    this.stream!.write(
+      v1.ProduceRequest.create({
+        topic: batch.partition.topic.name,
+        partition: batch.partition.partition,
+        batch: batch.encoded!,
+        acks: this.acks,
+        correlationId: Long.fromNumber(correlationId, true),
+      }),
+    );
+    this.armRequestTimer();
+  }
+
+  private openStream(): void {
+    const stream = this.connection.bidiStream(methods.produceStream);
+    this.stream = stream;
+    this.streamState = 'open';
+    stream.on('data', (response: strata.v1.ProduceResponse) => this.onResponse(stream, response));
+    stream.on('error', (error: Error) => this.onStreamEnded(stream, toClientError(error)));
+    stream.on('status', (status: { code: number }) => {
+      if (status.code === 0) this.onStreamEnded(stream, new StrataClientError('UNAVAILABLE', 'the broker ended the produce stream'));
+    });
+  }
+
+  private onStreamEnded(stream: ProduceStream, error: StrataClientError): void {
+    if (stream !== this.stream) return;
+    if (this.inFlightById.size === 0) {
+      this.dropStream();
+      this.scheduleDrain();
+      return;
+    }
+    if (isRetriable(error) || ['INTERNAL', 'UNKNOWN', 'CANCELLED', 'ABORTED'].includes(error.code)) {
+      this.restart(error);
+      return;
+    }
+    // The stream itself was refused (authentication, permissions...): every batch on it fails.
+    this.dropStream();
+    for (const partition of [...this.active]) this.failFrom(partition.inFlight[0]!, error);
+    this.scheduleDrain();
+  }
+
+  private dropStream(): void {
+    const stream = this.stream;
+    this.stream = null;
+    this.streamState = 'none';
+    this.inFlightById.clear();
+    this.clearRequestTimer();
+    stream?.cancel();
+  }
+
+  private onResponse(stream: ProduceStream, response: strata.v1.ProduceResponse): void {
+    if (stream !== this.stream) return;
+    const batch = this.inFlightById.get(response.correlationId.toNumber());
+    if (batch === undefined) return; // failed meanwhile, or from before a restart
+    this.inFlightById.delete(batch.correlationId);
+    if (response.error) this.onItemError(batch, fromItemError(response.error));
+    else this.onAcknowledged(batch, response);
+    this.scheduleDrain();
+  }
+
+  private onAcknowledged(batch: ProducerBatch, response: strata.v1.ProduceResponse): void {
+    const partition = batch.partition;
+    const appended = response.batches[0];
+    let baseOffset: number;
+    try {
+      if (appended === undefined || appended.partition !== partition.partition) {
+        throw new StrataClientError('INTERNAL', `the broker acknowledged a batch for ${partition.topic.name}-${partition.partition} without its partition`);
+      }
+      baseOffset = longToNumber(appended.baseOffset, 'base_offset');
+      const lastOffset = longToNumber(appended.lastOffset, 'last_offset');
+      if (baseOffset >= 0 && lastOffset - baseOffset + 1 !== batch.recordCount) {
+        throw new StrataClientError('INTERNAL', `the broker acknowledged offsets ${baseOffset}..${lastOffset} for a batch of ${batch.recordCount} records`);
+      }
+    } catch (error) {
+      this.failFrom(batch, toClientError(error));
+      return;
+    }
+    this.consecutiveFailures = 0;
+    partition.confirmed = true;
+    removeFrom(partition.inFlight, batch);
+    if (partition.inFlight.length === 0) this.active.delete(partition);
+    const resolves = batch.resolves;
+    for (let index = 0; index < resolves.length; index++) {
+      resolves[index]!({ partition: partition.partition, offset: baseOffset < 0 ? -1 : baseOffset + index });
+    }
+    this.release(batch);
+  }
+
+  private onItemError(batch: ProducerBatch, error: StrataClientError): void {
+    const partition = batch.partition;
+    if (isRetriable(error)) {
+      this.restart(error);
+      return;
+    }
+    if (this.idempotent && error.code === 'FAILED_PRECONDITION' && error.message.includes('out-of-order sequence') && partition.inFlight[0] !== batch) {
+      // An earlier batch of this partition is unacknowledged, so it did not get through before
+      // this one (a lost answer or a retriable failure): resend all in order, same sequences.
+      this.restart(error);
+      return;
+    }
+    if (error.code === 'NOT_FOUND') partition.topic.fetchedAtMs = 0;
+    this.failFrom(batch, error);
+  }
+
+  /**
+   * Drops the stream and, after a backoff, resends every unacknowledged batch on a new one in
+   * sequence order. Partitions whose oldest batch has spent its budget fail instead.
+   */
+  private restart(reason: StrataClientError): void {
+    if (this.streamState === 'backoff') return;
+    this.dropStream();
+    this.streamState = 'backoff';
+    const now = Date.now();
+    for (const partition of [...this.active]) {
+      const oldest = partition.inFlight[0]!;
+      const elapsedMs = now - oldest.createdAtMs;
+      if (oldest.attempts > this.retries || elapsedMs >= this.deliveryTimeoutMs) {
+        this.failFrom(oldest, new StrataClientError(reason.code, `gave up on ${partition.topic.name}-${partition.partition} after ${oldest.attempts} attempts over ${elapsedMs} ms; last error: ${reason.message}`, { cause: reason }));
+      }
+    }
+    const delayMs = Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(this.consecutiveFailures, 20)) * (0.8 + 0.4 * Math.random());
+    this.consecutiveFailures++;
+    this.logger.warn({ code: reason.code, reason: reason.message, delayMs: Math.round(delayMs), partitions: this.active.size }, 'produce stream failed; resending unacknowledged batches');
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.streamState = 'none';
+      if (this.connection.isClosed) {
+        const closed = closedError(`the connection to ${this.connection.server}`);
+        for (const partition of [...this.active]) this.failFrom(partition.inFlight[0]!, closed);
+        this.failQueued(closed);
+      } else if (this.active.size > 0) {
+        this.openStream();
+        for (const partition of this.active) for (const batch of partition.inFlight) this.write(batch);
+      }
+      this.scheduleDrain();
+    }, delayMs);
+  }
+
+  /**
+   * Fails `batch` and the partition's later unacknowledged batches (the broker refuses those:
+   * their sequences would leave a gap), then restarts the partition at a new epoch, sequence 0.
+   */
+  private failFrom(batch: ProducerBatch, error: StrataClientError): void {
+    const partition = batch.partition;
+    const index = partition.inFlight.indexOf(batch);
+    const failed = index < 0 ? [batch] : partition.inFlight.splice(index);
+    if (partition.inFlight.length === 0) this.active.delete(partition);
+    for (const each of failed) {
+      if (this.inFlightById.get(each.correlationId) === each) this.inFlightById.delete(each.correlationId);
+      const cause = each === batch || !this.idempotent ? error : new StrataClientError(error.code, `not written: an earlier batch of ${partition.topic.name}-${partition.partition} failed (${error.message})`, { cause: error });
+      this.settleFailed(each, cause);
+      if (!this.idempotent) break;
+    }
+    if (this.idempotent && index >= 0) {
+      partition.epoch++;
+      partition.nextSequence = 0;
+      partition.confirmed = false;
+    }
+  }
+
+  private settleFailed(batch: ProducerBatch, error: StrataClientError): void {
+    for (const reject of batch.rejects) reject(error);
+    this.release(batch);
+  }
+
+  /** Returns a settled batch's bytes to the buffer and tells flushes. */
+  private release(batch: ProducerBatch): void {
+    this.buffered -= batch.bufferedBytes;
+    batch.bufferedBytes = 0;
+    batch.encoded = null;
+    const waiter = this.roomWaiter;
+    this.roomWaiter = null;
+    waiter?.();
+    const callbacks = batch.settledCallbacks;
+    batch.settledCallbacks = null;
+    if (callbacks !== null) for (const callback of callbacks) callback();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Producer id and request deadlines.
+
+  private async loadIdentity(): Promise<void> {
+    if (this.identityLoading || this.identity !== null) return;
+    this.identityLoading = true;
+    const startedAt = Date.now();
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const response = await this.connection.unary(methods.initProducer, v1.InitProducerRequest.create());
+          this.identity = { producerId: longToNumber(response.producerId, 'producer_id'), producerEpoch: response.producerEpoch };
+          this.scheduleDrain();
+          return;
+        } catch (error) {
+          const failure = toClientError(error);
+          if (!isRetriable(failure) || Date.now() - startedAt >= this.deliveryTimeoutMs || this.connection.isClosed) {
+            this.failQueued(new StrataClientError(failure.code, `could not get a producer id: ${failure.message}`, { cause: failure }));
+            return;
+          }
+          await sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(attempt, 20)));
+        }
+      }
+    } finally {
+      this.identityLoading = false;
+    }
+  }
+
+  private failQueued(error: StrataClientError): void {
+    for (const partition of this.sendable) {
+      for (const batch of partition.queued.splice(0)) {
+        if (batch.lingerTimer !== null) clearTimeout(batch.lingerTimer);
+        this.settleFailed(batch, error);
+      }
+    }
+    this.sendable.clear();
+  }
+
+  private armRequestTimer(): void {
+    if (this.requestTimer !== null || this.inFlightById.size === 0) return;
+    const oldest = this.inFlightById.values().next().value!;
+    const dueInMs = Math.max(0, oldest.sentAtMs + this.requestTimeoutMs - Date.now());
+    this.requestTimer = setTimeout(() => {
+      this.requestTimer = null;
+      const first = this.inFlightById.values().next().value;
+      if (first === undefined) return;
+      if (Date.now() - first.sentAtMs >= this.requestTimeoutMs) {
+        this.restart(new StrataClientError('DEADLINE_EXCEEDED', `no answer to a produce request within ${this.requestTimeoutMs} ms`));
+      } else {
+        this.armRequestTimer();
+      }
+    }, dueInMs + 1);
+  }
+
+  private clearRequestTimer(): void {
+    if (this.requestTimer !== null) clearTimeout(this.requestTimer);
+    this.requestTimer = null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+function toBytes(value: Bytes | null | undefined, field: string): Buffer | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  throw invalidArgument(`${field} must be a string, Buffer, Uint8Array or null`);
+}
+
+/** The record as the codec takes it (keys, values and header values as Buffers). */
+function toRecordInput(message: ProducerRecord): RecordInput {
+  const key = toBytes(message.key, 'key');
+  const value = toBytes(message.value, 'value');
+  let headers: RecordHeader[] | undefined;
+  const given = message.headers;
+  if (given !== undefined && given !== null) {
+    headers = [];
+    if (Array.isArray(given)) {
+      for (const header of given as readonly { key: string; value: Bytes | null }[]) headers.push(toHeader(header.key, header.value));
+    } else {
+      const byName = given as Record<string, Bytes | null>;
+      for (const name in byName) headers.push(toHeader(name, byName[name]));
+    }
+  }
+  const timestamp = message.timestamp ?? Date.now();
+  if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw invalidArgument(`timestamp must be a non-negative integer (ms), got ${timestamp}`);
+  return { key, value, headers, timestamp };
+}
+
+function toHeader(key: string, value: Bytes | null | undefined): RecordHeader {
+  if (typeof key !== 'string') throw invalidArgument('header keys must be strings');
+  return { key, value: toBytes(value, `header "${key}"`) };
+}
+
+/** An upper bound of the record's size in a batch (for batchBytes and bufferBytes). */
+function recordSize(record: RecordInput): number {
+  let size = RECORD_OVERHEAD_BYTES + (record.key?.length ?? 0) + (record.value?.length ?? 0);
+  if (record.headers !== undefined) {
+    for (const header of record.headers) size += HEADER_OVERHEAD_BYTES + Buffer.byteLength(header.key, 'utf8') + (header.value?.length ?? 0);
+  }
+  return size;
+}
+
+/** A random partition, other than `avoid` when there is a choice (-1: any). */
+function randomPartition(count: number, avoid: number): number {
+  if (count <= 1) return 0;
+  if (avoid < 0 || avoid >= count) return Math.floor(Math.random() * count);
+  const pick = Math.floor(Math.random() * (count - 1));
+  return pick >= avoid ? pick + 1 : pick;
+}
+
+function removeFrom<T>(list: T[], item: T): void {
+  const index = list.indexOf(item);
+  if (index >= 0) list.splice(index, 1);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function nonNegative(value: number, name: string): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) throw invalidArgument(`${name} must be a non-negative number, got ${value}`);
+  return value;
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isInteger(value) || value <= 0) throw invalidArgument(`${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+/** Half-closes the stream and waits (bounded) for the broker to end it. */
+function endStream(stream: ProduceStream, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      stream.cancel();
+      resolve();
+    }, timeoutMs);
+    stream.once('status', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    stream.end();
+  });
+}

@@ -1,0 +1,158 @@
+// Goal: the client's Admin covers every topic operation of the broker API and offset lookups,
+// returning plain objects with numbers, and maps broker failures to StrataClientError with the
+// gRPC status name and the broker's own message; method: a real in-process broker over gRPC,
+// with records written through the wire-level test client.
+import Long from 'long';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Admin } from '../../src/client/admin.js';
+import { Connection } from '../../src/client/connection.js';
+import { StrataClientError } from '../../src/client/errors.js';
+import { TestClient, v1 } from '../helpers/grpc-client.js';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+let broker: TestBroker;
+let admin: Admin;
+let wire: TestClient;
+
+beforeAll(async () => {
+  broker = await startTestBroker();
+  admin = new Admin({ server: broker.address, deadlineMs: 10_000 });
+  wire = new TestClient(broker.address);
+});
+afterAll(async () => {
+  await admin?.close();
+  wire?.close();
+  await broker?.dispose();
+});
+
+async function rejection(promise: Promise<unknown>): Promise<StrataClientError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(StrataClientError);
+    return error as StrataClientError;
+  }
+  throw new Error('expected the call to fail, but it succeeded');
+}
+
+async function produceRecords(topic: string, partition: number, timestamps: number[]): Promise<void> {
+  const records = timestamps.map((timestamp, index) => v1.Record.create({ value: Buffer.from(`v${index}`), timestamp: Long.fromNumber(timestamp) }));
+  await wire.call('log.produce', v1.ProduceRequest.create({ topic, partition, records }));
+}
+
+describe('topic operations', () => {
+  it('creates, lists, describes, alters, adds partitions and deletes a topic', async () => {
+    const created = await admin.createTopic('admin-life', { partitions: 2, configs: { 'retention.ms': '86400000' } });
+    expect(created.name).toBe('admin-life');
+    expect(created.partitions.map((partition) => partition.partition)).toEqual([0, 1]);
+    expect(created.configs['retention.ms']).toBe('86400000');
+    expect(typeof created.createdAtMs).toBe('number');
+    expect(created.createdAtMs).toBeGreaterThan(0);
+    expect(created.partitions[0]).toEqual({ partition: 0, logStartOffset: 0, highWatermark: 0, logEndOffset: 0, sizeBytes: 0, segmentCount: 1, error: '' });
+
+    expect(await admin.listTopics()).toContainEqual({ name: 'admin-life', partitions: 2 });
+
+    await produceRecords('admin-life', 1, [1000, 2000, 3000]);
+    const described = await admin.describeTopic('admin-life');
+    expect(described.partitions[1]!.highWatermark).toBe(3);
+    expect(described.partitions[1]!.logEndOffset).toBe(3);
+    expect(described.partitions[1]!.sizeBytes).toBeGreaterThan(0);
+
+    const altered = await admin.alterTopicConfigs('admin-life', { 'retention.ms': '3600000', flush: 'interval' });
+    expect(altered.configs['retention.ms']).toBe('3600000');
+    expect(altered.configs.flush).toBe('interval');
+
+    const grown = await admin.addPartitions('admin-life', 4);
+    expect(grown.partitions).toHaveLength(4);
+    expect(await admin.listTopics()).toContainEqual({ name: 'admin-life', partitions: 4 });
+
+    await admin.deleteTopic('admin-life');
+    expect((await admin.listTopics()).map((topic) => topic.name)).not.toContain('admin-life');
+  });
+
+  it('creates with the broker default partition count when none is given', async () => {
+    const created = await admin.createTopic('admin-default');
+    expect(created.partitions).toHaveLength(1);
+  });
+});
+
+describe('offset lookups', () => {
+  beforeAll(async () => {
+    await admin.createTopic('admin-offsets', { partitions: 1 });
+    await produceRecords('admin-offsets', 0, [1000, 2000, 3000, 4000]);
+  });
+
+  it('answers earliest, latest, by timestamp and by explicit offset', async () => {
+    expect(await admin.listOffsets('admin-offsets', 0, 'earliest')).toEqual({ offset: 0, logStartOffset: 0, highWatermark: 4 });
+    expect(await admin.listOffsets('admin-offsets', 0, 'latest')).toEqual({ offset: 4, logStartOffset: 0, highWatermark: 4 });
+    expect((await admin.listOffsets('admin-offsets', 0, { timestamp: 2500 })).offset).toBe(2);
+    expect((await admin.listOffsets('admin-offsets', 0, { timestamp: 9999 })).offset).toBe(4);
+    expect((await admin.listOffsets('admin-offsets', 0, { offset: 3 })).offset).toBe(3);
+  });
+
+  it('maps an offset outside the log to OUT_OF_RANGE with the valid range', async () => {
+    const error = await rejection(admin.listOffsets('admin-offsets', 0, { offset: 99 }));
+    expect(error.code).toBe('OUT_OF_RANGE');
+    expect(error.message).toContain('valid offsets are 0 to 4');
+  });
+});
+
+describe('error mapping', () => {
+  it('NOT_FOUND carries the broker message for every call on a missing topic', async () => {
+    for (const call of [
+      () => admin.describeTopic('admin-missing'),
+      () => admin.deleteTopic('admin-missing'),
+      () => admin.alterTopicConfigs('admin-missing', { 'retention.ms': '1' }),
+      () => admin.addPartitions('admin-missing', 3),
+      () => admin.listOffsets('admin-missing', 0, 'earliest'),
+    ]) {
+      const error = await rejection(call());
+      expect(error.code).toBe('NOT_FOUND');
+      expect(error.grpcCode).toBe(5);
+      expect(error.message).toBe('topic "admin-missing" not found');
+    }
+  });
+
+  it('ALREADY_EXISTS carries the broker message', async () => {
+    await admin.createTopic('admin-twice');
+    const error = await rejection(admin.createTopic('admin-twice', { partitions: 3 }));
+    expect(error.code).toBe('ALREADY_EXISTS');
+    expect(error.message).toBe('topic "admin-twice" already exists');
+  });
+
+  it('INVALID_ARGUMENT for bad names, counts and configs', async () => {
+    expect((await rejection(admin.createTopic('bad/name'))).code).toBe('INVALID_ARGUMENT');
+    expect((await rejection(admin.createTopic('admin-bad-config', { configs: { 'no.such.config': '1' } }))).code).toBe('INVALID_ARGUMENT');
+    await admin.createTopic('admin-shrink', { partitions: 2 });
+    const error = await rejection(admin.addPartitions('admin-shrink', 1));
+    expect(error.code).toBe('INVALID_ARGUMENT');
+    expect(error.message).toContain('the new count must be larger');
+  });
+
+  it('UNAVAILABLE when no broker listens, within the deadline', async () => {
+    const unreachable = new Admin({ server: '127.0.0.1:1', deadlineMs: 2_000 });
+    const error = await rejection(unreachable.listTopics());
+    expect(['UNAVAILABLE', 'DEADLINE_EXCEEDED']).toContain(error.code);
+    await unreachable.close();
+  });
+});
+
+describe('lifecycle', () => {
+  it('close is idempotent and later calls fail with FAILED_PRECONDITION', async () => {
+    const short = new Admin({ server: broker.address });
+    await short.close();
+    await short.close();
+    const error = await rejection(short.listTopics());
+    expect(error.code).toBe('FAILED_PRECONDITION');
+  });
+
+  it('a shared connection is left open by the admin that borrowed it', async () => {
+    const connection = new Connection({ server: broker.address });
+    const borrowed = new Admin({ connection });
+    await borrowed.close();
+    expect(connection.isClosed).toBe(false);
+    const again = new Admin({ connection });
+    expect(Array.isArray(await again.listTopics())).toBe(true);
+    connection.close();
+  });
+});

@@ -1,0 +1,279 @@
+// Goal: the client Consumer delivers the records of its assigned partitions in offset order from
+// the right start (seek, earliest, latest, initialPosition, reset on OUT_OF_RANGE), through
+// async iteration and the batch API, skips records below its position inside a fetched batch,
+// hands revoked positions to its commit hook, and stops cleanly on close; method: a real
+// in-process broker over gRPC, records written with the client Producer, and waits on the
+// consumer's own events and promises (no sleeps).
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Admin } from '../../src/client/admin.js';
+import type { ConnectionOptions } from '../../src/client/connection.js';
+import { Consumer, type ConsumerOptions, type ConsumerSettings, type ConsumerRecord, type OffsetResetEvent, type TopicPartitionOffset } from '../../src/client/consumer.js';
+import { StrataClientError } from '../../src/client/errors.js';
+import { Producer } from '../../src/client/producer.js';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+let broker: TestBroker;
+let admin: Admin;
+let producer: Producer;
+const consumers: Consumer[] = [];
+
+beforeAll(async () => {
+  broker = await startTestBroker();
+  admin = new Admin({ server: broker.address });
+  // A long linger and explicit flushes: each `produce` call below becomes one batch per partition.
+  producer = new Producer({ server: broker.address, lingerMs: 60_000 });
+});
+afterAll(async () => {
+  await Promise.all(consumers.map((consumer) => consumer.close()));
+  await producer?.close();
+  await admin?.close();
+  await broker?.dispose();
+});
+
+function consumer(options: ConsumerSettings & Partial<ConnectionOptions> = {}): Consumer {
+  const created = new Consumer({ server: broker.address, deadlineMs: 10_000, maxWaitMs: 200, ...options } as ConsumerOptions);
+  consumers.push(created);
+  return created;
+}
+
+let topicCounter = 0;
+async function topic(partitions: number): Promise<string> {
+  const name = `consumer-${++topicCounter}`;
+  await admin.createTopic(name, { partitions });
+  return name;
+}
+
+/** Writes `count` records `<partition>-<index>` (index from `from`) to a partition, as one batch. */
+async function produce(name: string, partition: number, count: number, from = 0): Promise<void> {
+  const sends = Array.from({ length: count }, (_, index) => producer.send({ topic: name, partition, key: `k${from + index}`, value: `${partition}-${from + index}`, headers: { n: String(from + index) } }));
+  await producer.flush();
+  await Promise.all(sends);
+}
+
+/** The next `count` records of async iteration; leaves the loop (the consumer stays open). */
+async function take(source: Consumer, count: number): Promise<ConsumerRecord[]> {
+  const records: ConsumerRecord[] = [];
+  if (count === 0) return records;
+  for await (const record of source) {
+    records.push(record);
+    if (records.length === count) break;
+  }
+  return records;
+}
+
+const valueOf = (record: ConsumerRecord): string => record.value!.toString('utf8');
+
+describe('start positions', () => {
+  it('assign + seek starts at the sought offset; position follows what was yielded', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 20);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    reader.seek(name, 0, 5);
+    expect(reader.position(name, 0)).toBe(5);
+    const records = await take(reader, 15);
+    expect(records.map((record) => record.offset)).toEqual(Array.from({ length: 15 }, (_, index) => index + 5));
+    expect(records[0]).toMatchObject({ topic: name, partition: 0, offset: 5 });
+    expect(records[0]!.key!.toString()).toBe('k5');
+    expect(valueOf(records[0]!)).toBe('0-5');
+    expect(records[0]!.headers.map((header) => [header.key, header.value?.toString()])).toEqual([['n', '5']]);
+    expect(records[0]!.timestamp).toBeGreaterThan(0);
+    expect(reader.position(name, 0)).toBe(20);
+  });
+
+  it("'earliest' starts at the log start, 'latest' at the end", async () => {
+    const name = await topic(1);
+    await produce(name, 0, 10);
+    const early = consumer({ resetPolicy: 'earliest' });
+    const late = consumer({ resetPolicy: 'latest' });
+    const [earlyStart, lateStart] = [once(early, 'partitionStarted'), once(late, 'partitionStarted')];
+    await early.assign([{ topic: name, partition: 0 }]);
+    await late.assign([{ topic: name, partition: 0 }]);
+    expect(((await earlyStart)[0] as TopicPartitionOffset).offset).toBe(0);
+    expect(((await lateStart)[0] as TopicPartitionOffset).offset).toBe(10);
+    await produce(name, 0, 3, 10);
+    expect((await take(early, 13)).map((record) => record.offset)).toEqual(Array.from({ length: 13 }, (_, index) => index));
+    expect((await take(late, 3)).map(valueOf)).toEqual(['0-10', '0-11', '0-12']);
+  });
+
+  it('initialPosition (the group hook) wins over the reset policy', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 10);
+    const asked: string[] = [];
+    const reader = consumer({
+      resetPolicy: 'latest',
+      initialPosition: ({ topic: t, partition }) => {
+        asked.push(`${t}-${partition}`);
+        return 7;
+      },
+    });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect((await take(reader, 3)).map((record) => record.offset)).toEqual([7, 8, 9]);
+    expect(asked).toEqual([`${name}-0`]);
+  });
+
+  it('an offset out of range applies the reset policy and says so', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 4);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    const reset = once(reader, 'offsetReset');
+    reader.seek(name, 0, 1_000);
+    const event = (await reset)[0] as OffsetResetEvent;
+    expect(event).toMatchObject({ topic: name, partition: 0, offset: 1_000, resetTo: 0, policy: 'earliest' });
+    expect(event.reason).toContain('out of range');
+    expect((await take(reader, 4)).map((record) => record.offset)).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe('delivery', () => {
+  it('iterates across partitions, each in offset order', async () => {
+    const name = await topic(3);
+    for (let partition = 0; partition < 3; partition++) await produce(name, partition, 30);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([0, 1, 2].map((partition) => ({ topic: name, partition })));
+    const records = await take(reader, 90);
+    for (let partition = 0; partition < 3; partition++) {
+      const mine = records.filter((record) => record.partition === partition);
+      expect(mine.map(valueOf)).toEqual(Array.from({ length: 30 }, (_, index) => `${partition}-${index}`));
+      expect(reader.position(name, partition)).toBe(30);
+    }
+    // New records keep coming through the same consumer.
+    await produce(name, 1, 2, 30);
+    expect((await take(reader, 2)).map(valueOf)).toEqual(['1-30', '1-31']);
+  });
+
+  it('the batch API returns one partition at a time and advances positions', async () => {
+    const name = await topic(2);
+    await produce(name, 0, 5);
+    await produce(name, 1, 7);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([{ topic: name, partition: 0 }, { topic: name, partition: 1 }]);
+    const seen = new Map<number, number[]>();
+    for await (const batch of reader.batches()) {
+      expect(batch.topic).toBe(name);
+      expect(batch.records.every((record) => record.partition === batch.partition)).toBe(true);
+      expect(batch.highWatermark).toBe(batch.partition === 0 ? 5 : 7);
+      seen.set(batch.partition, [...(seen.get(batch.partition) ?? []), ...batch.records.map((record) => record.offset)]);
+      expect(reader.position(name, batch.partition)).toBe(batch.records[batch.records.length - 1]!.offset + 1);
+      if ((seen.get(0)?.length ?? 0) + (seen.get(1)?.length ?? 0) === 12) break;
+    }
+    expect(seen.get(0)).toEqual([0, 1, 2, 3, 4]);
+    expect(seen.get(1)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(await reader.nextBatch({ timeoutMs: 0 })).toBeNull();
+  });
+
+  it('skips the records below the position inside a fetched batch', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 10); // one batch: offsets 0..9
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    reader.seek(name, 0, 6);
+    const batch = await reader.nextBatch();
+    expect(batch!.records.map((record) => record.offset)).toEqual([6, 7, 8, 9]);
+    expect(batch!.records.map(valueOf)).toEqual(['0-6', '0-7', '0-8', '0-9']);
+  });
+
+  it('leaving the loop early keeps the rest of the batch for the next read', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 10);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect((await take(reader, 4)).map((record) => record.offset)).toEqual([0, 1, 2, 3]);
+    expect(reader.position(name, 0)).toBe(4);
+    expect((await reader.nextBatch())!.records.map((record) => record.offset)).toEqual([4, 5, 6, 7, 8, 9]);
+  });
+
+  it('seek drops what was prefetched and rereads from the new position', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 6);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect((await take(reader, 6)).map((record) => record.offset)).toEqual([0, 1, 2, 3, 4, 5]);
+    reader.seek(name, 0, 2);
+    expect((await take(reader, 4)).map((record) => record.offset)).toEqual([2, 3, 4, 5]);
+  });
+
+  it('decodes gzip-compressed batches', async () => {
+    const name = await topic(1);
+    const zipper = new Producer({ server: broker.address, compression: 'gzip', lingerMs: 60_000 });
+    const sends = Array.from({ length: 50 }, (_, index) => zipper.send({ topic: name, value: `zip-${index}-${'z'.repeat(100)}` }));
+    await zipper.close();
+    await Promise.all(sends);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    const records = await take(reader, 50);
+    expect(records.map(valueOf)).toEqual(Array.from({ length: 50 }, (_, index) => `zip-${index}-${'z'.repeat(100)}`));
+  });
+});
+
+describe('assignment', () => {
+  it('assign replaces the assignment; revoked positions reach beforeRevoke before release', async () => {
+    const name = await topic(2);
+    await produce(name, 0, 3);
+    await produce(name, 1, 3);
+    const revoked: TopicPartitionOffset[][] = [];
+    const reader = consumer({
+      resetPolicy: 'earliest',
+      beforeRevoke: (positions) => {
+        // Still assigned while the hook runs? No: fetching stopped, but positions are final.
+        revoked.push(positions);
+      },
+    });
+    await reader.assign([{ topic: name, partition: 0 }, { topic: name, partition: 1 }]);
+    const first = await take(reader, 6);
+    expect(first).toHaveLength(6);
+    await reader.assign([{ topic: name, partition: 1 }]);
+    expect(revoked).toEqual([[{ topic: name, partition: 0, offset: 3 }]]);
+    expect(reader.assignment()).toEqual([{ topic: name, partition: 1 }]);
+    expect(() => reader.position(name, 0)).toThrow(StrataClientError);
+    await produce(name, 0, 2, 3);
+    await produce(name, 1, 1, 3);
+    expect((await take(reader, 1)).map(valueOf)).toEqual(['1-3']);
+    expect(await reader.nextBatch({ timeoutMs: 0 })).toBeNull();
+  });
+
+  it('addAssignment and revokeAssignment work incrementally (the group component path)', async () => {
+    const name = await topic(2);
+    await produce(name, 0, 2);
+    await produce(name, 1, 2);
+    const revoked: TopicPartitionOffset[][] = [];
+    const reader = consumer({ resetPolicy: 'earliest', beforeRevoke: (positions) => void revoked.push(positions) });
+    reader.addAssignment([{ topic: name, partition: 0 }]);
+    reader.addAssignment([{ topic: name, partition: 0 }, { topic: name, partition: 1 }]);
+    expect(reader.assignment()).toHaveLength(2);
+    expect(await take(reader, 4)).toHaveLength(4);
+    await reader.revokeAssignment([{ topic: name, partition: 0 }, { topic: name, partition: 1 }]);
+    expect(revoked).toEqual([
+      [
+        { topic: name, partition: 0, offset: 2 },
+        { topic: name, partition: 1, offset: 2 },
+      ],
+    ]);
+    expect(reader.assignment()).toEqual([]);
+  });
+});
+
+describe('lifecycle', () => {
+  it('close ends a waiting iteration, is idempotent, and refuses later calls', async () => {
+    const name = await topic(1);
+    const reader = consumer({ resetPolicy: 'latest' });
+    const started = once(reader, 'partitionStarted');
+    await reader.assign([{ topic: name, partition: 0 }]);
+    await started;
+    const iteration = (async () => {
+      const records: ConsumerRecord[] = [];
+      for await (const record of reader) records.push(record);
+      return records;
+    })();
+    const pending = reader.nextBatch();
+    await Promise.all([reader.close(), reader.close()]);
+    expect(await iteration).toEqual([]);
+    expect(await pending).toBeNull();
+    expect(await reader.nextBatch()).toBeNull();
+    expect(() => reader.seek(name, 0, 0)).toThrow(/closed/);
+    expect(() => reader.assign([{ topic: name, partition: 0 }])).toThrow(StrataClientError);
+    await reader.close();
+  });
+});

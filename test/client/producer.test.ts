@@ -1,0 +1,484 @@
+// Goal: the client Producer delivers every record exactly once, in send order per partition, at
+// the offsets it reports, with client-side partitioning, batching, bounded buffering and
+// idempotent retries; method: a real in-process broker over real gRPC, the log read back as raw
+// batches with Fetch, and grpc-js client interceptors that lose responses or requests or break
+// the stream to force retries (no sleeps: waits are on promises the producer resolves).
+import { InterceptingCall, type Interceptor, Metadata, status } from '@grpc/grpc-js';
+import Long from 'long';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { murmur2 } from '../../src/broker/partitioner.js';
+import { Admin } from '../../src/client/admin.js';
+import { StrataClientError } from '../../src/client/errors.js';
+import { Connection, type ConnectionOptions } from '../../src/client/connection.js';
+import { Producer, type ProducerOptions, type ProducerSettings, type SendResult } from '../../src/client/producer.js';
+import type { strata } from '../../src/generated/strata.js';
+import { type BatchHeader, type DecodedRecord, decodeRecords, forEachBatch, readBatchHeader } from '../../src/storage/record-batch.js';
+import { TestClient, v1 } from '../helpers/grpc-client.js';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+let broker: TestBroker;
+let admin: Admin;
+let wire: TestClient;
+const producers: Producer[] = [];
+
+beforeAll(async () => {
+  broker = await startTestBroker();
+  admin = new Admin({ server: broker.address });
+  wire = new TestClient(broker.address);
+});
+afterAll(async () => {
+  await Promise.all(producers.map((producer) => producer.close()));
+  await admin?.close();
+  wire?.close();
+  await broker?.dispose();
+});
+
+function producer(options: ProducerSettings & Partial<ConnectionOptions> = {}): Producer {
+  const created = new Producer({ server: broker.address, deadlineMs: 10_000, ...options } as ProducerOptions);
+  producers.push(created);
+  return created;
+}
+
+let topicCounter = 0;
+async function topic(partitions: number, configs: Record<string, string> = {}): Promise<string> {
+  const name = `producer-${++topicCounter}`;
+  await admin.createTopic(name, { partitions, configs });
+  return name;
+}
+
+interface LogContents {
+  batches: BatchHeader[];
+  records: DecodedRecord[];
+}
+
+/** Every batch and record of a partition up to its high watermark, read as raw batches. */
+async function readLog(name: string, partition: number): Promise<LogContents> {
+  const contents: LogContents = { batches: [], records: [] };
+  let offset = 0;
+  for (;;) {
+    const response = await wire.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: name, partition, offset: Long.fromNumber(offset), raw: true }));
+    const bytes = Buffer.from(response.batches);
+    forEachBatch(bytes, (position) => {
+      contents.batches.push(readBatchHeader(bytes, position));
+      contents.records.push(...decodeRecords(bytes, position));
+    });
+    const next = response.nextOffset.toNumber();
+    if (next === offset || next >= response.highWatermark.toNumber()) return contents;
+    offset = next;
+  }
+}
+
+const text = (bytes: Buffer | null): string | null => (bytes === null ? null : bytes.toString('utf8'));
+const values = (contents: LogContents): (string | null)[] => contents.records.map((record) => text(record.value));
+
+/** Sends `count` records to each partition, interleaved; returns the results per partition. */
+async function sendInterleaved(target: Producer, name: string, partitions: number, count: number, size = 0): Promise<SendResult[][]> {
+  const pad = 'x'.repeat(size);
+  const sends: Promise<SendResult>[][] = Array.from({ length: partitions }, () => []);
+  for (let index = 0; index < count; index++) {
+    for (let partition = 0; partition < partitions; partition++) {
+      sends[partition]!.push(target.send({ topic: name, partition, value: `p${partition}-${index}${pad}` }));
+    }
+  }
+  return Promise.all(sends.map((list) => Promise.all(list)));
+}
+
+function expectExactlyOnceInOrder(contents: LogContents, partition: number, count: number, size = 0): void {
+  const pad = 'x'.repeat(size);
+  expect(values(contents)).toEqual(Array.from({ length: count }, (_, index) => `p${partition}-${index}${pad}`));
+  expect(contents.records.map((record) => record.offset)).toEqual(Array.from({ length: count }, (_, index) => index));
+}
+
+const PRODUCE_STREAM = '/strata.v1.Log/ProduceStream';
+
+/** Loses the first `count` ProduceStream responses (the broker wrote those batches) and breaks the stream with UNAVAILABLE each time. */
+function loseResponses(count: number, stats: { lost: number; duplicates: number }): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
+    return new InterceptingCall(call, {
+      start(metadata, listener, next) {
+        next(metadata, {
+          onReceiveMessage(message: strata.v1.ProduceResponse, nextMessage) {
+            if (stats.lost < count) {
+              stats.lost++;
+              // The status goes straight to the application: grpc-js holds back a status
+              // from below while a message is being intercepted, and this one never completes.
+              listener.onReceiveStatus({ code: status.UNAVAILABLE, details: 'injected: response lost', metadata: new Metadata() });
+              call.cancelWithStatus(status.UNAVAILABLE, 'injected: response lost');
+              return;
+            }
+            if (message.batches[0]?.duplicate) stats.duplicates++;
+            nextMessage(message);
+          },
+        });
+      },
+    });
+  };
+}
+
+/** Breaks the first `count` ProduceStreams with UNAVAILABLE before their first request leaves. */
+function breakStreamsBeforeSending(count: number, stats: { broken: number }): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
+    let broken = false;
+    return new InterceptingCall(call, {
+      sendMessage(message, next) {
+        if (!broken && stats.broken < count) {
+          broken = true;
+          stats.broken++;
+          // A turn later: a stream cancelled in the very turn it was opened holds up the
+          // server's graceful shutdown until its timeout (grpc-js behaviour, seen in 1.14).
+          setImmediate(() => call.cancelWithStatus(status.UNAVAILABLE, 'injected: stream broke before sending'));
+        }
+        if (!broken) next(message);
+      },
+    });
+  };
+}
+
+describe('round trip', () => {
+  it('writes keys, values and headers as given, at the offsets send reports', async () => {
+    const name = await topic(1);
+    const target = producer();
+    const results = await Promise.all([
+      target.send({ topic: name, key: 'k1', value: 'v1', headers: { trace: 'abc', bin: Buffer.from([0, 1, 2]), empty: null }, timestamp: 1_000 }),
+      target.send({ topic: name, key: Buffer.from([0xff, 0x00]), value: Buffer.from('binary'), headers: [{ key: 'dup', value: 'a' }, { key: 'dup', value: 'b' }] }),
+      target.send({ topic: name, key: null, value: null }),
+      target.send({ topic: name, value: new Uint8Array([104, 105]) }),
+    ]);
+    expect(results.map((result) => result.offset)).toEqual([0, 1, 2, 3]);
+    expect(results.every((result) => result.partition === 0)).toBe(true);
+
+    const { records } = await readLog(name, 0);
+    expect(records).toHaveLength(4);
+    expect(text(records[0]!.key)).toBe('k1');
+    expect(text(records[0]!.value)).toBe('v1');
+    expect(records[0]!.timestamp).toBe(1_000);
+    expect(records[0]!.headers.map((header) => [header.key, header.value === null ? null : header.value.toString('hex')])).toEqual([
+      ['trace', Buffer.from('abc').toString('hex')],
+      ['bin', '000102'],
+      ['empty', null],
+    ]);
+    expect(records[1]!.key).toEqual(Buffer.from([0xff, 0x00]));
+    expect(records[1]!.headers.map((header) => [header.key, text(header.value)])).toEqual([['dup', 'a'], ['dup', 'b']]);
+    expect(records[1]!.timestamp).toBeGreaterThan(1_000);
+    expect(records[2]!.key).toBeNull();
+    expect(records[2]!.value).toBeNull();
+    expect(text(records[3]!.value)).toBe('hi');
+  });
+
+  it('partitions keys with murmur2 as Kafka does; an explicit partition wins', async () => {
+    const name = await topic(5);
+    const target = producer();
+    const keys = Array.from({ length: 60 }, (_, index) => `user-${index}`);
+    const results = await Promise.all(keys.map((key) => target.send({ topic: name, key, value: key })));
+    for (let index = 0; index < keys.length; index++) {
+      expect(results[index]!.partition).toBe((murmur2(Buffer.from(keys[index]!)) & 0x7fffffff) % 5);
+    }
+    expect(new Set(results.map((result) => result.partition)).size).toBeGreaterThan(1);
+    for (let partition = 0; partition < 5; partition++) {
+      const { records } = await readLog(name, partition);
+      for (const record of records) expect((murmur2(record.key!) & 0x7fffffff) % 5).toBe(partition);
+    }
+    expect((await target.send({ topic: name, key: 'user-0', value: 'pinned', partition: 4 })).partition).toBe(4);
+  });
+
+  it('sends null-key records of one batch to one (sticky) partition', async () => {
+    const name = await topic(4);
+    const target = producer({ lingerMs: 60_000 });
+    const sends = Array.from({ length: 20 }, (_, index) => target.send({ topic: name, value: `n${index}` }));
+    await target.flush();
+    const results = await Promise.all(sends);
+    expect(new Set(results.map((result) => result.partition)).size).toBe(1);
+    expect(results.map((result) => result.offset)).toEqual(Array.from({ length: 20 }, (_, index) => index));
+  });
+
+  it('reports offsets that are exact and in send order per partition', async () => {
+    const name = await topic(3);
+    const target = producer({ lingerMs: 1, batchBytes: 2_048 });
+    const results = await sendInterleaved(target, name, 3, 300, 20);
+    for (let partition = 0; partition < 3; partition++) {
+      expect(results[partition]!.map((result) => result.offset)).toEqual(Array.from({ length: 300 }, (_, index) => index));
+      expect(results[partition]!.every((result) => result.partition === partition)).toBe(true);
+      expectExactlyOnceInOrder(await readLog(name, partition), partition, 300, 20);
+    }
+  });
+
+  it('fails sends to a missing topic with the broker NOT_FOUND message', async () => {
+    const target = producer();
+    const keyed = await target.send({ topic: 'producer-missing', key: 'k', value: 'v' }).catch((error: unknown) => error);
+    expect(keyed).toBeInstanceOf(StrataClientError);
+    expect((keyed as StrataClientError).code).toBe('NOT_FOUND');
+    expect((keyed as StrataClientError).message).toBe('topic "producer-missing" not found');
+    const explicit = await target.send({ topic: 'producer-missing', partition: 0, value: 'v' }).catch((error: unknown) => error);
+    expect((explicit as StrataClientError).code).toBe('NOT_FOUND');
+    // The producer is still usable afterwards.
+    const name = await topic(1);
+    expect((await target.send({ topic: name, value: 'after' })).offset).toBe(0);
+  });
+});
+
+describe('batching', () => {
+  it('lingerMs gathers a burst into few batches', async () => {
+    const name = await topic(1);
+    const target = producer({ lingerMs: 60_000 });
+    const sends = Array.from({ length: 100 }, (_, index) => target.send({ topic: name, value: `r${index}` }));
+    await target.flush();
+    await Promise.all(sends);
+    const { batches, records } = await readLog(name, 0);
+    expect(records).toHaveLength(100);
+    expect(batches).toHaveLength(1);
+    expect(batches[0]!.recordCount).toBe(100);
+  });
+
+  it('lingerMs 0 still coalesces what arrives in one turn', async () => {
+    const name = await topic(1);
+    const target = producer({ lingerMs: 0 });
+    await Promise.all(Array.from({ length: 50 }, (_, index) => target.send({ topic: name, value: `r${index}` })));
+    const { batches, records } = await readLog(name, 0);
+    expect(records).toHaveLength(50);
+    expect(batches.length).toBeLessThan(50);
+  });
+
+  it('batchBytes bounds each batch', async () => {
+    const name = await topic(1);
+    const batchBytes = 1_024;
+    const target = producer({ lingerMs: 60_000, batchBytes });
+    const value = 'v'.repeat(100);
+    const sends = Array.from({ length: 100 }, () => target.send({ topic: name, value }));
+    await target.flush();
+    await Promise.all(sends);
+    const { batches, records } = await readLog(name, 0);
+    expect(records).toHaveLength(100);
+    expect(batches.length).toBeGreaterThanOrEqual(Math.ceil((100 * 100) / batchBytes));
+    for (const batch of batches) expect(batch.sizeBytes).toBeLessThanOrEqual(batchBytes);
+  });
+
+  it('writes idempotent batches: producer id, epoch and contiguous sequences', async () => {
+    const name = await topic(1);
+    const target = producer({ lingerMs: 0, batchBytes: 256 });
+    await Promise.all(Array.from({ length: 40 }, (_, index) => target.send({ topic: name, value: `value-${index}-${'z'.repeat(30)}` })));
+    const { batches } = await readLog(name, 0);
+    expect(batches.length).toBeGreaterThan(1);
+    let expected = 0;
+    for (const batch of batches) {
+      expect(batch.producerId).toBeGreaterThanOrEqual(0);
+      expect(batch.producerId).toBe(batches[0]!.producerId);
+      expect(batch.baseSequence).toBe(expected);
+      expected += batch.recordCount;
+    }
+  });
+});
+
+describe('flush and close', () => {
+  it('flush resolves after every earlier send settled; flush and close are idempotent', async () => {
+    const name = await topic(2);
+    const target = producer({ lingerMs: 60_000 });
+    await target.flush(); // nothing pending
+    let settled = 0;
+    const sends = Array.from({ length: 30 }, (_, index) => target.send({ topic: name, partition: index % 2, value: `f${index}` }).then((result) => (settled++, result)));
+    await Promise.all([target.flush(), target.flush()]);
+    expect(settled).toBe(30);
+    await Promise.all(sends);
+
+    const late = target.send({ topic: name, partition: 0, value: 'before-close' });
+    await Promise.all([target.close(), target.close()]);
+    expect((await late).offset).toBe(15);
+    await target.close();
+    const refused = await target.send({ topic: name, value: 'after-close' }).catch((error: unknown) => error);
+    expect((refused as StrataClientError).code).toBe('FAILED_PRECONDITION');
+    expect((await readLog(name, 0)).records).toHaveLength(16);
+  });
+});
+
+describe('shared connection', () => {
+  it('is left open by the producer; once its owner closes it, sends fail instead of hanging', async () => {
+    const name = await topic(1);
+    const connection = new Connection({ server: broker.address });
+    const target = new Producer({ connection });
+    expect((await target.send({ topic: name, value: 'shared' })).offset).toBe(0);
+    await target.close();
+    expect(connection.isClosed).toBe(false);
+    const orphan = new Producer({ connection, lingerMs: 0 });
+    connection.close();
+    const sends = [orphan.send({ topic: name, partition: 0, value: 'x' }), orphan.send({ topic: name, key: 'k', value: 'x' })];
+    for (const error of (await Promise.all(sends.map((send) => send.catch((caught: unknown) => caught)))) as StrataClientError[]) {
+      expect(error).toBeInstanceOf(StrataClientError);
+      expect(error.code).toBe('FAILED_PRECONDITION');
+    }
+    await orphan.close();
+  });
+});
+
+describe('backpressure', () => {
+  it('never holds more than bufferBytes; waiting sends complete in order', async () => {
+    const name = await topic(2);
+    const bufferBytes = 4_096;
+    const target = producer({ lingerMs: 0, batchBytes: 1_024, bufferBytes });
+    let peak = 0;
+    const observe = (): void => {
+      peak = Math.max(peak, target.bufferedBytes);
+    };
+    const sends: Promise<SendResult>[] = [];
+    for (let index = 0; index < 300; index++) {
+      sends.push(target.send({ topic: name, partition: index % 2, value: `b${index}-${'y'.repeat(200)}` }).then((result) => (observe(), result)));
+      observe();
+    }
+    expect(target.bufferedBytes).toBeLessThanOrEqual(bufferBytes);
+    expect(target.bufferedBytes).toBeGreaterThan(bufferBytes / 2); // the burst filled the buffer
+    const results = await Promise.all(sends);
+    expect(peak).toBeLessThanOrEqual(bufferBytes);
+    expect(target.bufferedBytes).toBe(0);
+    for (let partition = 0; partition < 2; partition++) {
+      const mine = results.filter((result) => result.partition === partition).map((result) => result.offset);
+      expect(mine).toEqual(Array.from({ length: 150 }, (_, index) => index));
+    }
+  });
+
+  it('refuses a record larger than the whole buffer', async () => {
+    const name = await topic(1);
+    const target = producer({ bufferBytes: 1_024 });
+    const error = await target.send({ topic: name, value: Buffer.alloc(2_000) }).catch((caught: unknown) => caught);
+    expect((error as StrataClientError).code).toBe('RESOURCE_EXHAUSTED');
+  });
+});
+
+describe('idempotent retries', () => {
+  it('lost responses (the broker wrote the batches) are retried without duplicates or reordering', async () => {
+    const name = await topic(3);
+    const stats = { lost: 0, duplicates: 0 };
+    const target = producer({ lingerMs: 0, batchBytes: 512, retryBackoffMs: 5, retryBackoffMaxMs: 20, interceptors: [loseResponses(6, stats)] });
+    const results = await sendInterleaved(target, name, 3, 200, 10);
+    expect(stats.lost).toBe(6);
+    expect(stats.duplicates).toBeGreaterThan(0); // the broker recognised resent batches
+    for (let partition = 0; partition < 3; partition++) {
+      expect(results[partition]!.map((result) => result.offset)).toEqual(Array.from({ length: 200 }, (_, index) => index));
+      expectExactlyOnceInOrder(await readLog(name, partition), partition, 200, 10);
+    }
+  });
+
+  it('streams that break before sending are retried; records arrive once and in order', async () => {
+    const name = await topic(2);
+    const stats = { broken: 0 };
+    const target = producer({ lingerMs: 0, batchBytes: 512, retryBackoffMs: 5, retryBackoffMaxMs: 20, interceptors: [breakStreamsBeforeSending(4, stats)] });
+    const results = await sendInterleaved(target, name, 2, 150, 10);
+    expect(stats.broken).toBe(4);
+    for (let partition = 0; partition < 2; partition++) {
+      expect(results[partition]!.map((result) => result.offset)).toEqual(Array.from({ length: 150 }, (_, index) => index));
+      expectExactlyOnceInOrder(await readLog(name, partition), partition, 150, 10);
+    }
+  });
+
+  it('a request lost inside the stream gives out-of-order replies that are resent, not renumbered', async () => {
+    const name = await topic(1);
+    // Lose the fourth request inside a healthy stream (it is redirected to a missing topic and
+    // its answer discarded): the broker sees the batches behind it with a sequence gap and
+    // answers FAILED_PRECONDITION; the producer must resend from the lost one, same sequences.
+    let requests = 0;
+    let outOfOrder = 0;
+    let lostId: Long | null = null;
+    const interceptor: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        sendMessage(message: strata.v1.ProduceRequest, next) {
+          if (++requests !== 4) return next(message);
+          lostId = message.correlationId;
+          next(v1.ProduceRequest.create({ topic: 'producer-lost-in-transit', partition: 0, batch: message.batch, correlationId: message.correlationId }));
+        },
+        start(metadata, _listener, next) {
+          next(metadata, {
+            onReceiveMessage(message: strata.v1.ProduceResponse, nextMessage) {
+              // (A message an interceptor never passes on would stall the stream's reads, so
+              // the lost request's answer becomes one for a correlation id nobody waits for.)
+              if (lostId !== null && message.correlationId.equals(lostId)) return nextMessage(v1.ProduceResponse.create({ correlationId: Long.UZERO }));
+              if (message.error?.code === status.FAILED_PRECONDITION) outOfOrder++;
+              nextMessage(message);
+            },
+          });
+        },
+      });
+    };
+    const target = producer({ lingerMs: 0, batchBytes: 256, retryBackoffMs: 5, retryBackoffMaxMs: 20, requestTimeoutMs: 5_000, interceptors: [interceptor] });
+    const results = await sendInterleaved(target, name, 1, 120, 10);
+    expect(outOfOrder).toBeGreaterThan(0);
+    expect(results[0]!.map((result) => result.offset)).toEqual(Array.from({ length: 120 }, (_, index) => index));
+    expectExactlyOnceInOrder(await readLog(name, 0), 0, 120, 10);
+  });
+
+  it('a response that never comes counts as DEADLINE_EXCEEDED after requestTimeoutMs and is retried', async () => {
+    const name = await topic(1);
+    let swallowed = 0;
+    const interceptor: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        start(metadata, _listener, next) {
+          next(metadata, {
+            onReceiveMessage(message, nextMessage) {
+              if (swallowed++ < 1) return; // the stream stays up, the answer never arrives
+              nextMessage(message);
+            },
+          });
+        },
+      });
+    };
+    const target = producer({ lingerMs: 0, requestTimeoutMs: 200, retryBackoffMs: 5, interceptors: [interceptor] });
+    const results = await Promise.all(Array.from({ length: 10 }, (_, index) => target.send({ topic: name, value: `p0-${index}` })));
+    expect(results.map((result) => result.offset)).toEqual(Array.from({ length: 10 }, (_, index) => index));
+    expectExactlyOnceInOrder(await readLog(name, 0), 0, 10);
+  });
+
+  it('gives up after the retry budget with a clear error', async () => {
+    const name = await topic(1);
+    const target = producer({ lingerMs: 0, retries: 2, retryBackoffMs: 1, retryBackoffMaxMs: 5, interceptors: [breakStreamsBeforeSending(1_000, { broken: 0 })] });
+    const error = await target.send({ topic: name, value: 'doomed' }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StrataClientError);
+    expect((error as StrataClientError).code).toBe('UNAVAILABLE');
+    expect((error as StrataClientError).message).toMatch(/gave up on producer-\d+-0 after 3 attempts/);
+    expect(target.bufferedBytes).toBe(0);
+  });
+
+  it('a refused batch fails its sends and those behind it; the partition then carries on', async () => {
+    const name = await topic(1, { 'max.message.bytes': '1024' });
+    const target = producer({ lingerMs: 60_000, batchBytes: 1_500 });
+    const first = target.send({ topic: name, value: 'small-1' });
+    const big = target.send({ topic: name, value: 'B'.repeat(2_000) }).catch((caught: unknown) => caught as StrataClientError);
+    const behind = target.send({ topic: name, value: 'small-2' }).catch((caught: unknown) => caught as StrataClientError);
+    await target.flush();
+    expect((await first).offset).toBe(0);
+    const bigError = await big;
+    expect(bigError).toBeInstanceOf(StrataClientError);
+    expect((bigError as StrataClientError).code).toBe('RESOURCE_EXHAUSTED');
+    expect((bigError as StrataClientError).message).toContain('max.message.bytes');
+    const behindError = (await behind) as StrataClientError;
+    expect(behindError).toBeInstanceOf(StrataClientError);
+    expect(behindError.message).toContain('an earlier batch');
+    const afterSends = [target.send({ topic: name, value: 'after-1' }), target.send({ topic: name, value: 'after-2' })];
+    await target.flush();
+    const after = await Promise.all(afterSends);
+    expect(after.map((result) => result.offset)).toEqual([1, 2]);
+    expect(values(await readLog(name, 0))).toEqual(['small-1', 'after-1', 'after-2']);
+  });
+});
+
+describe('acks', () => {
+  it("refuses acks 'none' with idempotence", () => {
+    expect(() => new Producer({ server: broker.address, acks: 'none' })).toThrow(/acks 'none' cannot be idempotent/);
+  });
+
+  it("acks 'leader' reports offsets; acks 'none' without idempotence reports -1 but writes", async () => {
+    const name = await topic(1);
+    const leader = producer({ acks: 'leader' });
+    expect((await leader.send({ topic: name, value: 'l' })).offset).toBe(0);
+    const fireAndForget = producer({ acks: 'none', idempotent: false });
+    expect(await fireAndForget.send({ topic: name, partition: 0, value: 'n' })).toEqual({ partition: 0, offset: -1 });
+    await fireAndForget.close();
+    // acks=none answers before the write, acks=leader before the fsync: a durable send behind
+    // them proves both writes happened and moves the high watermark past them.
+    expect((await producer().send({ topic: name, value: 'l2' })).offset).toBe(2);
+    expect(values(await readLog(name, 0))).toEqual(['l', 'n', 'l2']);
+  });
+});
