@@ -209,13 +209,13 @@ export class Broker {
       await this.fs.rename(join(topicsDirectory(this.dataDir), name), target);
       await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
       void rm(target, { recursive: true, force: true });
+      await this.onTopicDeleted?.(name);
       this.logger.info({ topic: name }, 'topic deleted');
-      this.onTopicDeleted?.(name);
     });
   }
 
-  /** Called after a topic is deleted (consumer groups drop its offsets). */
-  onTopicDeleted: ((topic: string) => void) | null = null;
+  /** Awaited after a topic is deleted, before the delete is answered (groups drop its offsets). */
+  onTopicDeleted: ((topic: string) => Promise<void> | void) | null = null;
 
   listTopics(): { name: string; partitions: number }[] {
     this.checkOpen();

@@ -69,6 +69,7 @@ export const STATIC_LEAVE_EPOCH = -2;
 export function compileSubscriptionRegex(source: string): RegExp | null {
   if (source === '') return null;
   try {
+    new RegExp(source); // on its own first, so `a)|(b` cannot escape the whole-name anchors
     return new RegExp(`^(?:${source})$`);
   } catch (error) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `subscribed_topic_regex is not a valid regular expression: ${(error as Error).message}`);
@@ -316,7 +317,10 @@ function topicsOf(member: Member, topics: TopicCounts): string[] {
 }
 
 function sameSubscription(a: Subscription, b: Subscription): boolean {
-  return a.regex === b.regex && a.topicNames.length === b.topicNames.length && a.topicNames.every((name) => b.topicNames.includes(name));
+  if (a.regex !== b.regex) return false;
+  const left = new Set(a.topicNames);
+  const right = new Set(b.topicNames);
+  return left.size === right.size && [...left].every((name) => right.has(name));
 }
 
 function sameAssignment(a: Assignment, b: Assignment): boolean {

@@ -117,9 +117,9 @@ export class GroupCoordinator {
     this.timer = setInterval(() => this.expireSessions(), options.sessionCheckIntervalMs ?? 100);
     this.timer.unref();
     broker.onPartitionsChanged = (topic) => this.topicsChanged(topic);
-    broker.onTopicDeleted = (topic) => {
+    broker.onTopicDeleted = async (topic) => {
       this.topicsChanged(topic);
-      this.offsets.deleteTopic(topic).catch((error: unknown) => this.logger.error({ err: error, topic }, 'could not delete offsets of a deleted topic'));
+      await this.offsets.deleteTopic(topic);
     };
   }
 
@@ -137,6 +137,7 @@ export class GroupCoordinator {
       for (const memberId of group.expire(nowMs, topics)) {
         this.logger.info({ group: group.groupId, memberId }, 'member session expired; its partitions are reassigned');
       }
+      this.forgetIfUnused(group);
     }
   }
 
@@ -177,6 +178,21 @@ export class GroupCoordinator {
       group = new ConsumerGroup(request.groupId);
       this.groups.set(request.groupId, group);
     }
+    try {
+      return this.heartbeatIn(group, request, sessionTimeoutMs, assignor);
+    } finally {
+      this.forgetIfUnused(group);
+    }
+  }
+
+  /** A group with no members and no committed offsets does not exist any more. */
+  private forgetIfUnused(group: ConsumerGroup): void {
+    if (group.members.size === 0 && this.groups.get(group.groupId) === group && this.offsets.list(group.groupId).length === 0) {
+      this.groups.delete(group.groupId);
+    }
+  }
+
+  private heartbeatIn(group: ConsumerGroup, request: HeartbeatRequest, sessionTimeoutMs: number, assignor: AssignorName | null): HeartbeatResult {
     const output: HeartbeatOutput = group.heartbeat(
       {
         memberId: request.memberId,

@@ -1,0 +1,388 @@
+// Goal: the GroupCoordinator keeps groups.proto's promises below the gRPC layer (heartbeat
+// validation, sessions on its clock, fenced and validated commits, exact lag, offset resets,
+// group administration, topic creation and deletion); method: a real Broker and coordinator on
+// a temporary data directory sharing one ManualClock, so expiry and lag times are exact.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
+import { ManualClock } from '../../src/common/clock.js';
+import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import { GroupCoordinator, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
+import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+
+const T0 = 1_700_000_000_000;
+const SESSION_MS = 1_000;
+
+let dataDir: string;
+let clock: ManualClock;
+let broker: Broker;
+let coordinator: GroupCoordinator;
+
+beforeEach(async () => {
+  dataDir = temporaryDirectory('strata-groups-');
+  clock = new ManualClock(T0);
+  broker = await Broker.open({ dataDir, clock });
+  coordinator = new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, heartbeatIntervalMs: 200, sessionCheckIntervalMs: 3_600_000 });
+});
+
+afterEach(async () => {
+  coordinator.close();
+  await broker.close();
+  removeDirectory(dataDir);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+type Pair = { topic: string; partition: number };
+
+interface Client {
+  groupId: string;
+  memberId: string;
+  epoch: number;
+  owned: Pair[];
+}
+
+const label = (pairs: readonly Pair[]): string[] => pairs.map(({ topic, partition }) => `${topic}-${partition}`).sort();
+
+function request(overrides: Partial<HeartbeatRequest> & { groupId: string }): HeartbeatRequest {
+  return {
+    memberId: '',
+    memberEpoch: 0,
+    instanceId: null,
+    clientId: '', // keeps the client id given when joining
+    host: '127.0.0.1:1',
+    subscription: null,
+    assignor: '',
+    owned: [],
+    sessionTimeoutMs: 0,
+    ...overrides,
+  };
+}
+
+function join(groupId: string, topics: string[] | { regex: string }, extra: Partial<HeartbeatRequest> = {}): Client {
+  const subscription = Array.isArray(topics) ? { topicNames: topics, regex: '' } : { topicNames: [], regex: topics.regex };
+  const result = coordinator.heartbeat(request({ groupId, subscription, clientId: 'client', ...extra }));
+  return { groupId, memberId: result.memberId, epoch: result.memberEpoch, owned: result.assignment };
+}
+
+/** A heartbeat reporting what the client consumes; it then consumes its new assignment. */
+function beat(client: Client): HeartbeatResult {
+  const result = coordinator.heartbeat(request({ groupId: client.groupId, memberId: client.memberId, memberEpoch: client.epoch, owned: client.owned }));
+  client.epoch = result.memberEpoch;
+  client.owned = result.assignment;
+  return result;
+}
+
+function leave(client: Client): void {
+  coordinator.heartbeat(request({ groupId: client.groupId, memberId: client.memberId, memberEpoch: -1 }));
+}
+
+function settle(clients: Client[]): void {
+  for (let round = 0; round < 10; round++) for (const client of clients) beat(client);
+}
+
+async function failure(call: () => unknown): Promise<{ code: string; message: string }> {
+  try {
+    await call();
+  } catch (error) {
+    if (error instanceof StrataError) return { code: error.code, message: error.message };
+    throw error;
+  }
+  throw new Error('expected the call to fail, but it succeeded');
+}
+
+/** Appends `count` records to a partition, record i stamped `timestamp(i)`. */
+async function produce(topic: string, partition: number, count: number, timestamp: (i: number) => number, valueBytes = 10): Promise<void> {
+  const records = Array.from({ length: count }, (_, i) => ({ value: Buffer.alloc(valueBytes, i), timestamp: timestamp(i) }));
+  await broker.produceRecords(topic, partition, records, 'all', null);
+}
+
+/** Polls `condition` until it holds or the deadline passes. */
+async function eventually(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+const offsetsOf = (groupId: string, topics: string[] = []) => coordinator.fetchOffsets(groupId, topics).map(({ topic, partition, offset }) => ({ topic, partition, offset }));
+
+// ---------------------------------------------------------------------------------------------
+
+describe('heartbeats', () => {
+  it('three members of a 12-partition topic get 4 partitions each, and the heartbeat interval is the configured one', async () => {
+    await broker.createTopic('t', 12, {});
+    const members = [join('g', ['t']), join('g', ['t']), join('g', ['t'])];
+    settle(members);
+    expect(members.map((m) => m.owned.length)).toEqual([4, 4, 4]);
+    expect(new Set(members.flatMap((m) => label(m.owned))).size).toBe(12);
+    expect(beat(members[0]!).heartbeatIntervalMs).toBe(200);
+    expect(coordinator.listGroups()).toEqual([{ groupId: 'g', state: 'stable', members: 3 }]);
+  });
+
+  it('refuses malformed heartbeats with INVALID_ARGUMENT and unknown groups with NOT_FOUND', async () => {
+    await broker.createTopic('t', 1, {});
+    const subscription = { topicNames: ['t'], regex: '' };
+    const cases: [string, HeartbeatRequest][] = [
+      ['empty group id', request({ groupId: '', subscription })],
+      ['group id too long', request({ groupId: 'g'.repeat(256), subscription })],
+      ['unknown assignor', request({ groupId: 'g', subscription, assignor: 'sticky' })],
+      ['session timeout too short', request({ groupId: 'g', subscription, sessionTimeoutMs: 99 })],
+      ['session timeout too long', request({ groupId: 'g', subscription, sessionTimeoutMs: 30 * 60 * 1000 + 1 })],
+      ['epoch below -2', request({ groupId: 'g', subscription, memberId: 'm', memberEpoch: -3 })],
+      ['join without a subscription', request({ groupId: 'g' })],
+      ['invalid regex', request({ groupId: 'g', subscription: { topicNames: [], regex: '[' } })],
+    ];
+    for (const [what, input] of cases) expect((await failure(() => coordinator.heartbeat(input))).code, what).toBe(ErrorCode.INVALID_ARGUMENT);
+    const unknown = await failure(() => coordinator.heartbeat(request({ groupId: 'nobody', memberId: 'm', memberEpoch: 3 })));
+    expect(unknown.code).toBe(ErrorCode.NOT_FOUND);
+    expect(unknown.message).toMatch(/rejoin with member epoch 0/);
+  });
+
+  it('expires sessions on its clock: a silent member loses its partitions to the others', async () => {
+    await broker.createTopic('t', 12, {});
+    const quiet = join('g', ['t'], { sessionTimeoutMs: 500 });
+    const busy = join('g', ['t']);
+    settle([quiet, busy]);
+    expect([quiet.owned.length, busy.owned.length]).toEqual([6, 6]);
+    clock.advance(500);
+    beat(busy);
+    coordinator.expireSessions();
+    expect(coordinator.listGroups()[0]!.members).toBe(2);
+    clock.advance(1);
+    coordinator.expireSessions();
+    expect(coordinator.listGroups()[0]!.members).toBe(1);
+    settle([busy]);
+    expect(busy.owned.length).toBe(12);
+    expect((await failure(() => beat(quiet))).code).toBe(ErrorCode.NOT_FOUND);
+  });
+
+  it('a regular-expression subscription picks up a topic created later', async () => {
+    await broker.createTopic('orders.eu', 2, {});
+    await broker.createTopic('payments', 2, {});
+    const member = join('g', { regex: 'orders\\..*' });
+    settle([member]);
+    expect(label(member.owned)).toEqual(['orders.eu-0', 'orders.eu-1']);
+    await broker.createTopic('orders.us', 2, {});
+    expect(label(beat(member).assignment)).toEqual(['orders.eu-0', 'orders.eu-1', 'orders.us-0', 'orders.us-1']);
+    await broker.addPartitions('orders.us', 3);
+    expect(label(beat(member).assignment)).toContain('orders.us-2');
+  });
+
+  it('a subscription by name to a topic that does not exist yet is served once the topic is created', async () => {
+    const member = join('g', ['later']);
+    expect(member.owned).toEqual([]);
+    await broker.createTopic('later', 2, {});
+    expect(label(beat(member).assignment)).toEqual(['later-0', 'later-1']);
+  });
+
+  // Groups exist while they have members or committed offsets: a refused join creates none.
+  it('a refused join leaves no group behind', async () => {
+    await failure(() => coordinator.heartbeat(request({ groupId: 'ghost', subscription: { topicNames: [], regex: '(' } })));
+    expect(coordinator.listGroups()).toEqual([]);
+    expect((await failure(() => coordinator.describeGroup('ghost'))).code).toBe(ErrorCode.NOT_FOUND);
+  });
+
+  // ...and a group whose members all left without committing is gone.
+  it('a group without members or committed offsets no longer exists', async () => {
+    await broker.createTopic('t', 1, {});
+    const member = join('g', ['t']);
+    leave(member);
+    expect(coordinator.listGroups()).toEqual([]);
+    expect((await failure(() => coordinator.describeGroup('g'))).code).toBe(ErrorCode.NOT_FOUND);
+  });
+});
+
+describe('offset commits', () => {
+  it('validates partitions and offsets before anything else', async () => {
+    await broker.createTopic('t', 2, {});
+    await produce('t', 0, 5, () => T0);
+    const commit = (topic: string, partition: number, offset: number) => coordinator.commit('g', '', 0, [{ topic, partition, offset, metadata: '' }]);
+    expect((await failure(() => commit('nope', 0, 0))).code).toBe(ErrorCode.NOT_FOUND);
+    expect((await failure(() => commit('t', 2, 0))).code).toBe(ErrorCode.NOT_FOUND);
+    expect((await failure(() => commit('t', 0, -1))).code).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect((await failure(() => commit('t', 0, 6))).code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+    await commit('t', 0, 5); // the log end itself is fine
+    expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 5 }]);
+    await coordinator.commit('g', 'anyone', 1, []); // nothing to commit: a no-op
+  });
+
+  it('fences commits: stale epoch, not the owner, not a member; manual commits only while the group is empty', async () => {
+    await broker.createTopic('t', 4, {});
+    await produce('t', 0, 3, () => T0);
+    await produce('t', 3, 3, () => T0);
+    const a = join('g', ['t']);
+    settle([a]);
+    const staleEpoch = a.epoch;
+    const b = join('g', ['t']);
+    settle([a, b]);
+    expect(a.epoch).not.toBe(staleEpoch);
+    const mine = a.owned[0]!;
+    const theirs = b.owned[0]!;
+    const at = (pair: Pair) => [{ ...pair, offset: 0, metadata: '' }];
+
+    const stale = await failure(() => coordinator.commit('g', a.memberId, staleEpoch, at(mine)));
+    expect(stale).toMatchObject({ code: ErrorCode.FAILED_PRECONDITION });
+    expect(stale.message).toMatch(/stale member epoch/);
+    const notOwner = await failure(() => coordinator.commit('g', a.memberId, a.epoch, at(theirs)));
+    expect(notOwner).toMatchObject({ code: ErrorCode.FAILED_PRECONDITION });
+    expect(notOwner.message).toMatch(/not the owner/);
+    expect((await failure(() => coordinator.commit('g', 'stranger', a.epoch, at(mine)))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect((await failure(() => coordinator.commit('other-group', a.memberId, a.epoch, at(mine)))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    const manual = await failure(() => coordinator.commit('g', '', 0, at(mine)));
+    expect(manual.code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect(manual.message).toMatch(/active members/);
+    expect(offsetsOf('g')).toEqual([]);
+
+    clock.advance(1234);
+    await coordinator.commit('g', a.memberId, a.epoch, [{ ...mine, offset: 0, metadata: 'by a' }]);
+    expect(coordinator.fetchOffsets('g', [])).toEqual([{ ...mine, offset: 0, metadata: 'by a', commitTimeMs: T0 + 1234 }]);
+
+    leave(a);
+    leave(b);
+    await coordinator.commit('g', '', 0, [{ topic: 't', partition: 3, offset: 3, metadata: 'manual' }]);
+    expect(offsetsOf('g', ['t'])).toEqual([{ ...mine, offset: 0 }, { topic: 't', partition: 3, offset: 3 }].sort((x, y) => x.partition - y.partition));
+    expect(offsetsOf('g', ['other'])).toEqual([]);
+  });
+});
+
+describe('lag', () => {
+  it('is exact: records past the committed offset (from the log start when nothing is committed), aged by record timestamps', async () => {
+    await broker.createTopic('lag', 2, {});
+    await produce('lag', 0, 10, (i) => T0 - 60_000 + i * 1_000);
+    await produce('lag', 1, 5, (i) => T0 - 30_000 + i * 1_000);
+    const member = join('g', ['lag'], { clientId: 'lag-client', instanceId: 'pod-1' });
+    settle([member]);
+    await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 'lag', partition: 0, offset: 4, metadata: '' }]);
+    clock.advance(5_000);
+    const now = T0 + 5_000;
+
+    const description = await coordinator.describeGroup('g');
+    expect(description.partitions).toEqual([
+      { topic: 'lag', partition: 0, committedOffset: 4, logEndOffset: 10, lag: 6, lagMs: now - (T0 - 60_000 + 4_000), memberId: member.memberId },
+      { topic: 'lag', partition: 1, committedOffset: -1, logEndOffset: 5, lag: 5, lagMs: now - (T0 - 30_000), memberId: member.memberId },
+    ]);
+    expect(description.totalLag).toBe(11);
+    expect(description).toMatchObject({ groupId: 'g', state: 'stable', assignor: 'uniform' });
+    expect(description.members).toEqual([
+      {
+        memberId: member.memberId,
+        instanceId: 'pod-1',
+        clientId: 'lag-client',
+        host: '127.0.0.1:1',
+        memberEpoch: member.epoch,
+        assignment: [{ topic: 'lag', partition: 0 }, { topic: 'lag', partition: 1 }],
+        subscribedTopicNames: ['lag'],
+        subscribedTopicRegex: '',
+      },
+    ]);
+
+    await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 'lag', partition: 0, offset: 10, metadata: '' }, { topic: 'lag', partition: 1, offset: 5, metadata: '' }]);
+    const caughtUp = await coordinator.describeGroup('g');
+    expect(caughtUp.partitions.map(({ lag, lagMs }) => ({ lag, lagMs }))).toEqual([{ lag: 0, lagMs: 0 }, { lag: 0, lagMs: 0 }]);
+    expect(caughtUp.totalLag).toBe(0);
+  });
+
+  it('counts from the log start offset when retention removed what was committed', async () => {
+    // One ~600-byte batch per 1 KiB segment; retention.bytes=1 deletes every sealed segment.
+    await broker.createTopic('trim', 1, { 'segment.bytes': '1024', 'retention.bytes': '1' });
+    for (let i = 0; i < 5; i++) await produce('trim', 0, 1, () => T0 - 10_000 + i, 600);
+    await broker.applyRetention();
+    const log = broker.partitionLog('trim', 0);
+    expect(log.logStartOffset).toBe(4);
+    await coordinator.commit('g', '', 0, [{ topic: 'trim', partition: 0, offset: 1, metadata: '' }]);
+    const [entry] = (await coordinator.describeGroup('g')).partitions;
+    expect(entry).toEqual({ topic: 'trim', partition: 0, committedOffset: 1, logEndOffset: 5, lag: 1, lagMs: T0 - (T0 - 10_000 + 4), memberId: '' });
+    const reset = await coordinator.resetOffsets('g', 'trim', [], { kind: 'earliest' });
+    expect(reset.map(({ offset }) => offset)).toEqual([4]);
+  });
+});
+
+describe('administration', () => {
+  async function resetScenario(): Promise<void> {
+    await broker.createTopic('r', 2, {});
+    await produce('r', 0, 10, (i) => T0 + i * 1_000);
+    await produce('r', 1, 4, (i) => T0 + i * 1_000);
+  }
+  const reset = async (to: Parameters<GroupCoordinator['resetOffsets']>[3], partitions: number[] = []) =>
+    (await coordinator.resetOffsets('g', 'r', partitions, to)).map(({ partition, offset }) => [partition, offset]);
+
+  it('resets offsets of an empty group to earliest, latest, an offset, a timestamp, or by a shift (clamped to the log)', async () => {
+    await resetScenario();
+    expect(await reset({ kind: 'latest' })).toEqual([[0, 10], [1, 4]]);
+    expect(await reset({ kind: 'earliest' })).toEqual([[0, 0], [1, 0]]);
+    expect(await reset({ kind: 'offset', offset: 7 })).toEqual([[0, 7], [1, 4]]);
+    expect(await reset({ kind: 'shiftBy', shift: -2 })).toEqual([[0, 5], [1, 2]]);
+    expect(await reset({ kind: 'shiftBy', shift: 100 })).toEqual([[0, 10], [1, 4]]);
+    expect(await reset({ kind: 'shiftBy', shift: -100 })).toEqual([[0, 0], [1, 0]]);
+    expect(await reset({ kind: 'timestamp', timestamp: T0 + 2_500 })).toEqual([[0, 3], [1, 3]]);
+    expect(await reset({ kind: 'timestamp', timestamp: T0 + 3_500 })).toEqual([[0, 4], [1, 4]]); // none later in p1: its end
+    expect(await reset({ kind: 'offset', offset: 1 }, [1])).toEqual([[1, 1]]);
+    expect(offsetsOf('g')).toEqual([{ topic: 'r', partition: 0, offset: 4 }, { topic: 'r', partition: 1, offset: 1 }]);
+    expect((await failure(() => reset({ kind: 'earliest' }, [2]))).code).toBe(ErrorCode.NOT_FOUND);
+    expect((await failure(() => coordinator.resetOffsets('g', 'nope', [], { kind: 'earliest' }))).code).toBe(ErrorCode.NOT_FOUND);
+  });
+
+  it('shifts from the log start when nothing is committed yet', async () => {
+    await resetScenario();
+    expect(await reset({ kind: 'shiftBy', shift: 3 })).toEqual([[0, 3], [1, 3]]);
+  });
+
+  it('refuses resets, offset deletion and group deletion while the group has members, saying why', async () => {
+    await resetScenario();
+    const member = join('g', ['r']);
+    for (const call of [() => reset({ kind: 'earliest' }), () => coordinator.deleteOffsets('g', ['r']), () => coordinator.deleteGroup('g')]) {
+      const error = await failure(call);
+      expect(error.code).toBe(ErrorCode.FAILED_PRECONDITION);
+      expect(error.message).toMatch(/has 1 active members; stop them first/);
+    }
+    leave(member);
+    await reset({ kind: 'earliest' });
+  });
+
+  it('deletes offsets per topic and whole groups once empty; unknown groups are NOT_FOUND', async () => {
+    await resetScenario();
+    await broker.createTopic('s', 1, {});
+    await coordinator.commit('g', '', 0, [{ topic: 'r', partition: 0, offset: 3, metadata: '' }, { topic: 's', partition: 0, offset: 0, metadata: '' }]);
+    await coordinator.deleteOffsets('g', ['r']);
+    expect(offsetsOf('g')).toEqual([{ topic: 's', partition: 0, offset: 0 }]);
+    await coordinator.deleteGroup('g');
+    expect(offsetsOf('g')).toEqual([]);
+    expect(coordinator.listGroups()).toEqual([]);
+    for (const call of [() => coordinator.describeGroup('g'), () => coordinator.deleteOffsets('g', []), () => coordinator.deleteGroup('g')]) {
+      expect((await failure(call)).code).toBe(ErrorCode.NOT_FOUND);
+    }
+  });
+
+  it('lists groups with their state: empty (offsets only), stable, reconciling while a revocation is pending', async () => {
+    await broker.createTopic('t', 4, {});
+    await coordinator.commit('a-offsets-only', '', 0, [{ topic: 't', partition: 0, offset: 0, metadata: '' }]);
+    settle([join('b-stable', ['t'])]);
+    const first = join('c-moving', ['t']);
+    settle([first]);
+    const second = join('c-moving', ['t']);
+    beat(first); // told to give up two partitions, has not acknowledged yet
+    expect(coordinator.listGroups()).toEqual([
+      { groupId: 'a-offsets-only', state: 'empty', members: 0 },
+      { groupId: 'b-stable', state: 'stable', members: 1 },
+      { groupId: 'c-moving', state: 'reconciling', members: 2 },
+    ]);
+    settle([first, second]);
+    expect(coordinator.listGroups()[2]!.state).toBe('stable');
+  });
+
+  it('deleting a topic deletes its committed offsets and releases its partitions', async () => {
+    await broker.createTopic('keep', 2, {});
+    await broker.createTopic('doomed', 2, {});
+    const member = join('g', ['keep', 'doomed']);
+    settle([member]);
+    await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 'keep', partition: 0, offset: 0, metadata: '' }, { topic: 'doomed', partition: 1, offset: 0, metadata: '' }]);
+    await coordinator.commit('other', '', 0, [{ topic: 'doomed', partition: 0, offset: 0, metadata: '' }]);
+    await broker.deleteTopic('doomed');
+    await eventually(() => coordinator.fetchOffsets('g', ['doomed']).length === 0 && coordinator.fetchOffsets('other', []).length === 0, 'offsets of the deleted topic to go');
+    expect(offsetsOf('g')).toEqual([{ topic: 'keep', partition: 0, offset: 0 }]);
+    expect(label(beat(member).assignment)).toEqual(['keep-0', 'keep-1']);
+    expect((await coordinator.describeGroup('g')).partitions.map(({ topic }) => topic)).toEqual(['keep', 'keep']);
+  });
+});
