@@ -25,11 +25,28 @@
  * fetch failures are retried with backoff and emitted as 'fetchError'; the consumer never emits
  * 'error'.
  *
- * Assignment: `assign(list)` sets the manual assignment. A group-membership component drives
- * the same machinery incrementally: `addAssignment(partitions)` and
- * `revokeAssignment(partitions)`, which stops the partitions' fetchers, passes their positions
- * to `beforeRevoke` (to commit them) and only then releases them. `close()` revokes everything
- * the same way.
+ * Assignment: `assign(list)` sets the manual assignment. With a `groupId`, `subscribe(...)` (or
+ * the `subscribe` option) makes the consumer a group member instead: a `GroupMember`
+ * (group-member.ts) heartbeats and drives the same machinery incrementally with
+ * `addAssignment(partitions)` and `revokeAssignment(partitions)`, which stops the partitions'
+ * fetchers, passes their positions to `beforeRevoke` (the application's hook, then the commit)
+ * and only then releases them. A consumer either subscribes or assigns, not both.
+ *
+ * Commits (only with a `groupId`): a committed offset is the next offset to consume. Positions
+ * count a record as processed once the application asks for the next one (or leaves the loop,
+ * or calls `commit()` or `close()`): the record or batch it is holding is left out of automatic
+ * commits, so a crash while processing it redelivers it rather than losing it. With `autoCommit`
+ * (the default) positions are committed every `autoCommitIntervalMs`, before partitions are
+ * revoked, and on close; without it nothing is committed unless the application calls
+ * `commit()` (a `beforeRevoke` hook may call `commit(positions)`). Group members commit with
+ * their member id and epoch; a manually assigned consumer commits with an empty member id,
+ * which the broker accepts only while the group has no members. Commits run one at a time, in
+ * order. 'offsetsCommitted' ({ offsets }) follows each successful commit, 'commitFailed'
+ * ({ offsets, error }) each failed automatic one.
+ *
+ * `close()` stops heartbeating, revokes everything the same way (so the final positions are
+ * committed), then leaves the group. `abort()` simulates a crash: everything stops, nothing is
+ * committed, the group is not told (the broker moves the partitions after the session timeout).
  */
 import { EventEmitter } from 'node:events';
 import { rootLogger, type Logger } from '../common/logger.js';
@@ -38,6 +55,18 @@ import { checkBatchFrame, decodeRecords, forEachBatch, type RecordHeader } from 
 import { listOffsets } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
+import {
+  type AssignorName,
+  type GroupCommittedOffset,
+  GroupMember,
+  type GroupSubscriptionInput,
+  checkAssignor,
+  checkGroupId,
+  checkSessionTimeout,
+  commitOffsets,
+  fetchCommittedOffsets,
+  normalizeSubscription,
+} from './group-member.js';
 
 const v1 = strata.v1;
 
@@ -99,9 +128,36 @@ export interface ConsumerSettings {
   retryBackoffMaxMs?: number;
   /** Start offset of a newly assigned partition; null falls back to the reset policy. */
   initialPosition?: (partition: TopicPartition) => Promise<number | null> | number | null;
-  /** Called with the positions of partitions being revoked, before they are released. */
+  /** Called with the positions of partitions being revoked, before they are released (and before the automatic commit). */
   beforeRevoke?: (positions: TopicPartitionOffset[]) => Promise<void> | void;
+  /** The consumer group: committed offsets live under it; with a subscription the consumer is a member. */
+  groupId?: string;
+  /** Joins `groupId` and consumes what the broker assigns: topic names, or { topics, regex }. */
+  subscribe?: GroupSubscriptionInput;
+  /** Static membership (e.g. the pod name): a restart within the session timeout gets the same partitions back. */
+  instanceId?: string;
+  /** Commit positions every autoCommitIntervalMs, before revocations and on close. Default true. */
+  autoCommit?: boolean;
+  /** Default 5000. */
+  autoCommitIntervalMs?: number;
+  /** Session timeout to ask the broker for (ms, 100 to 1800000); the broker default when absent. */
+  sessionTimeoutMs?: number;
+  /** 'uniform' (the broker default: balanced and sticky) or 'range'; the first member's choice counts. */
+  assignor?: AssignorName;
+  /** Shown by DescribeGroup. Default 'strata-js'. */
+  clientId?: string;
   logger?: Logger;
+}
+
+/** Payload of 'offsetsCommitted'. */
+export interface OffsetsCommittedEvent {
+  offsets: TopicPartitionOffset[];
+}
+
+/** Payload of 'commitFailed' (an automatic commit: interval, revocation or close). */
+export interface CommitFailedEvent {
+  offsets: TopicPartitionOffset[];
+  error: StrataClientError;
 }
 
 export type ConsumerOptions = ConnectionSource & ConsumerSettings;
@@ -175,6 +231,23 @@ export class Consumer extends EventEmitter {
   private readonly dataWaiters = new Set<() => void>();
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** Set once close() or abort() has finished; commit() works until then (e.g. from beforeRevoke). */
+  private finished = false;
+
+  /** The group, when offsets are committed; null for a consumer that never commits. */
+  readonly groupId: string | null;
+  private readonly autoCommit: boolean;
+  private readonly autoCommitIntervalMs: number;
+  private readonly memberSettings: { instanceId: string | null; sessionTimeoutMs?: number; assignor?: AssignorName; clientId: string };
+  private member: GroupMember | null = null;
+  private autoCommitTimer: NodeJS.Timeout | null = null;
+  private autoCommitRunning = false;
+  /** Commits run one after another, so a later one never lands before an earlier one. */
+  private commitQueue: Promise<void> = Promise.resolve();
+  /** The last offset this consumer committed per partition (automatic commits skip unchanged ones). */
+  private readonly lastCommitted = new Map<string, number>();
+  /** The record or batch the application holds: its partition commits `from`, not the position. */
+  private inHand: { fetcher: PartitionFetcher; from: number } | null = null;
 
   constructor(options: ConsumerOptions) {
     super();
@@ -189,7 +262,153 @@ export class Consumer extends EventEmitter {
     this.initialPositionOption = options.initialPosition;
     this.beforeRevokeOption = options.beforeRevoke;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'consumer' });
+    this.groupId = options.groupId === undefined ? null : checkGroupId(options.groupId);
+    this.autoCommit = options.autoCommit ?? true;
+    this.autoCommitIntervalMs = positiveInteger(options.autoCommitIntervalMs ?? 5_000, 'autoCommitIntervalMs');
+    if (options.instanceId !== undefined && (typeof options.instanceId !== 'string' || options.instanceId.length === 0)) throw invalidArgument('instanceId must be a non-empty string');
+    this.memberSettings = {
+      instanceId: options.instanceId ?? null,
+      ...(options.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: checkSessionTimeout(options.sessionTimeoutMs) } : {}),
+      ...(options.assignor !== undefined ? { assignor: checkAssignor(options.assignor) } : {}),
+      clientId: options.clientId ?? 'strata-js',
+    };
+    const subscription = options.subscribe === undefined ? null : normalizeSubscription(options.subscribe);
+    if (subscription !== null && this.groupId === null) throw invalidArgument('subscribe needs a groupId');
     ({ connection: this.connection, owned: this.ownsConnection } = resolveConnection(options));
+    if (this.groupId !== null && this.autoCommit) {
+      this.autoCommitTimer = setInterval(() => void this.commitAutomatically(), this.autoCommitIntervalMs);
+      this.autoCommitTimer.unref();
+    }
+    if (subscription !== null) this.subscribe(subscription);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Group membership.
+
+  /**
+   * Joins the consumer's group (`groupId`) with this subscription: topic names, or
+   * `{ topics, regex }` (a regex also picks up topics created later). Calling it again changes
+   * the subscription. The broker assigns the partitions; 'partitionsAssigned',
+   * 'partitionsRevoked' and 'partitionsLost' tell the application what moved.
+   */
+  subscribe(subscription: GroupSubscriptionInput): void {
+    this.checkOpen();
+    if (this.groupId === null) throw invalidArgument('subscribe needs a groupId');
+    const normalized = normalizeSubscription(subscription);
+    if (this.member !== null) {
+      this.member.setSubscription(normalized);
+      return;
+    }
+    if (this.fetchers.size > 0) throw new StrataClientError('FAILED_PRECONDITION', 'this consumer has a manual assignment; a consumer either assigns partitions or subscribes');
+    this.member = new GroupMember(this.connection, this, {
+      groupId: this.groupId,
+      subscription: normalized,
+      ...this.memberSettings,
+      retryBackoffMs: this.retryBackoffMs,
+      retryBackoffMaxMs: this.retryBackoffMaxMs,
+      logger: this.logger,
+    });
+    this.member.start();
+  }
+
+  /** The member id the broker gave this consumer; null when it is not (yet) a group member. */
+  get memberId(): string | null {
+    return this.member === null || this.member.memberId === '' ? null : this.member.memberId;
+  }
+
+  /** The member epoch; null when the consumer is not (yet) a group member. */
+  get memberEpoch(): number | null {
+    return this.memberId === null ? null : this.member!.memberEpoch;
+  }
+
+  /**
+   * Commits offsets to the group: by default the current positions of every assigned partition
+   * (everything delivered so far counts as processed), or the `offsets` given (each the next
+   * offset to consume). Resolves once durable on the broker.
+   */
+  async commit(offsets?: readonly TopicPartitionOffset[]): Promise<void> {
+    if (this.finished) throw closedError('the consumer');
+    this.requireGroup('commit');
+    let list: TopicPartitionOffset[];
+    if (offsets === undefined) {
+      this.inHand = null;
+      list = this.committablePositions();
+    } else {
+      list = offsets.map(({ topic, partition, offset }) => ({ topic: checkTopic(topic), partition: checkPartition(partition), offset: nonNegativeInteger(offset, 'offset') }));
+    }
+    await this.enqueueCommit(list);
+  }
+
+  /** The group's committed offsets of `partitions` (default: the assigned ones); partitions without one are left out. */
+  async committed(partitions?: readonly TopicPartition[]): Promise<GroupCommittedOffset[]> {
+    this.checkOpen();
+    const groupId = this.requireGroup('committed');
+    const wanted = partitions ?? this.assignment();
+    if (wanted.length === 0) return [];
+    const keys = new Set(wanted.map(({ topic, partition }) => partitionKey(topic, partition)));
+    const offsets = await fetchCommittedOffsets(this.connection, groupId, [...new Set(wanted.map(({ topic }) => topic))]);
+    return offsets.filter((entry) => keys.has(partitionKey(entry.topic, entry.partition)));
+  }
+
+  private requireGroup(what: string): string {
+    if (this.groupId === null) throw invalidArgument(`${what} needs a groupId`);
+    return this.groupId;
+  }
+
+  /** Positions to commit: the in-hand record or batch of a partition is not processed yet. */
+  private committablePositions(): TopicPartitionOffset[] {
+    const positions: TopicPartitionOffset[] = [];
+    for (const fetcher of this.fetchers.values()) {
+      const offset = this.committablePosition(fetcher);
+      if (fetcher.active && offset !== null) positions.push({ topic: fetcher.topic, partition: fetcher.partition, offset });
+    }
+    return positions;
+  }
+
+  private committablePosition(fetcher: PartitionFetcher): number | null {
+    return this.inHand?.fetcher === fetcher ? this.inHand.from : fetcher.position;
+  }
+
+  private enqueueCommit(offsets: TopicPartitionOffset[]): Promise<void> {
+    const run = this.commitQueue.then(() => this.commitNow(offsets));
+    this.commitQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async commitNow(offsets: TopicPartitionOffset[]): Promise<void> {
+    if (offsets.length === 0) return;
+    if (this.member !== null) await this.member.commit(offsets);
+    else await commitOffsets(this.connection, this.groupId!, '', 0, offsets);
+    for (const { topic, partition, offset } of offsets) this.lastCommitted.set(partitionKey(topic, partition), offset);
+    this.emit('offsetsCommitted', { offsets } satisfies OffsetsCommittedEvent);
+  }
+
+  /** An automatic commit (interval, revocation, close): failures are logged and emitted, not thrown. */
+  private async commitQuietly(offsets: TopicPartitionOffset[], reason: string): Promise<void> {
+    try {
+      await this.enqueueCommit(offsets);
+    } catch (error) {
+      const failure = toClientError(error);
+      this.logger.warn({ code: failure.code, reason: failure.message, offsets, trigger: reason }, 'offset commit failed');
+      this.emit('commitFailed', { offsets, error: failure } satisfies CommitFailedEvent);
+    }
+  }
+
+  private async commitAutomatically(): Promise<void> {
+    if (this.autoCommitRunning || this.closed) return;
+    const offsets = this.committablePositions().filter(({ topic, partition, offset }) => this.lastCommitted.get(partitionKey(topic, partition)) !== offset);
+    if (offsets.length === 0) return;
+    this.autoCommitRunning = true;
+    try {
+      await this.commitQuietly(offsets, 'interval');
+    } finally {
+      this.autoCommitRunning = false;
+    }
+  }
+
+  private stopAutoCommit(): void {
+    if (this.autoCommitTimer !== null) clearInterval(this.autoCommitTimer);
+    this.autoCommitTimer = null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -201,6 +420,7 @@ export class Consumer extends EventEmitter {
    */
   assign(partitions: readonly TopicPartition[]): Promise<void> {
     this.checkOpen();
+    if (this.member !== null) throw new StrataClientError('FAILED_PRECONDITION', 'this consumer subscribed to a group; a consumer either subscribes or assigns partitions');
     const wanted = new Map(partitions.map((tp) => [partitionKey(checkTopic(tp.topic), checkPartition(tp.partition)), tp]));
     const removed = [...this.fetchers.values()].filter((fetcher) => !wanted.has(partitionKey(fetcher.topic, fetcher.partition)));
     this.addAssignment([...wanted.values()]);
@@ -222,9 +442,10 @@ export class Consumer extends EventEmitter {
   /**
    * Removes partitions from the assignment (for a group component): stops their fetchers,
    * drops what was prefetched, calls `beforeRevoke` with their positions (to commit them), then
-   * releases them. Unassigned partitions are ignored.
+   * releases them. Unassigned partitions are ignored. `lost` (the member no longer owns them:
+   * expired or fenced) skips `beforeRevoke`: nothing is committed.
    */
-  async revokeAssignment(partitions: readonly TopicPartition[]): Promise<void> {
+  async revokeAssignment(partitions: readonly TopicPartition[], options: { lost?: boolean } = {}): Promise<void> {
     const revoked: PartitionFetcher[] = [];
     for (const { topic, partition } of partitions) {
       const fetcher = this.fetchers.get(partitionKey(topic, partition));
@@ -233,14 +454,19 @@ export class Consumer extends EventEmitter {
       revoked.push(fetcher);
     }
     if (revoked.length === 0) return;
-    const positions = revoked
-      .filter((fetcher) => fetcher.position !== null)
-      .map((fetcher) => ({ topic: fetcher.topic, partition: fetcher.partition, offset: fetcher.position! }));
+    const positions: TopicPartitionOffset[] = [];
+    for (const fetcher of revoked) {
+      const offset = this.committablePosition(fetcher);
+      if (offset !== null) positions.push({ topic: fetcher.topic, partition: fetcher.partition, offset });
+    }
     try {
-      await this.beforeRevoke(positions);
+      if (options.lost !== true) await this.beforeRevoke(positions);
     } finally {
       for (const fetcher of revoked) {
-        if (this.fetchers.get(partitionKey(fetcher.topic, fetcher.partition)) === fetcher) this.fetchers.delete(partitionKey(fetcher.topic, fetcher.partition));
+        const key = partitionKey(fetcher.topic, fetcher.partition);
+        if (this.fetchers.get(key) === fetcher) this.fetchers.delete(key);
+        this.lastCommitted.delete(key);
+        if (this.inHand?.fetcher === fetcher) this.inHand = null;
       }
       await Promise.all(revoked.map((fetcher) => fetcher.loop));
     }
@@ -271,12 +497,23 @@ export class Consumer extends EventEmitter {
    * component overrides this (or passes `initialPosition`) to start from committed offsets.
    */
   protected async initialPosition(partition: TopicPartition): Promise<number | null> {
-    return (await this.initialPositionOption?.(partition)) ?? null;
+    const chosen = (await this.initialPositionOption?.(partition)) ?? null;
+    if (chosen !== null) return chosen;
+    if (this.member !== null) return this.member.startOffset(partition);
+    if (this.groupId !== null) {
+      const committed = await fetchCommittedOffsets(this.connection, this.groupId, [partition.topic]);
+      return committed.find((entry) => entry.partition === partition.partition)?.offset ?? null;
+    }
+    return null;
   }
 
-  /** Called with the positions of revoked partitions before they are released (commit hook). */
+  /**
+   * Called with the positions of revoked partitions before they are released: the application's
+   * hook first (it may finish work on them), then, with auto-commit, the commit.
+   */
   protected async beforeRevoke(positions: TopicPartitionOffset[]): Promise<void> {
     await this.beforeRevokeOption?.(positions);
+    if (this.groupId !== null && this.autoCommit && positions.length > 0) await this.commitQuietly(positions, 'revocation');
   }
 
   // -------------------------------------------------------------------------------------------
@@ -293,6 +530,7 @@ export class Consumer extends EventEmitter {
     this.current = null;
     const records = taken.index === 0 ? taken.chunk.records : taken.chunk.records.slice(taken.index);
     const { fetcher } = taken.chunk;
+    this.inHand = { fetcher, from: fetcher.position ?? records[0]!.offset };
     fetcher.position = records[records.length - 1]!.offset + 1;
     return { topic: fetcher.topic, partition: fetcher.partition, records, highWatermark: taken.chunk.highWatermark };
   }
@@ -311,24 +549,31 @@ export class Consumer extends EventEmitter {
    * past it; leaving the loop early keeps the rest for the next iteration or `nextBatch()`.
    */
   async *[Symbol.asyncIterator](): AsyncGenerator<ConsumerRecord, void, undefined> {
-    for (;;) {
-      const taken = await this.takeChunk(undefined);
-      if (taken === null) return;
-      const { chunk } = taken;
-      this.current = taken;
-      while (!this.closed && this.current === taken && taken.index < chunk.records.length && chunk.generation === chunk.fetcher.generation) {
-        const record = chunk.records[taken.index++]!;
-        chunk.fetcher.position = record.offset + 1;
-        if (taken.index === chunk.records.length) this.current = null;
-        yield record;
+    try {
+      for (;;) {
+        const taken = await this.takeChunk(undefined);
+        if (taken === null) return;
+        const { chunk } = taken;
+        this.current = taken;
+        while (!this.closed && this.current === taken && taken.index < chunk.records.length && chunk.generation === chunk.fetcher.generation) {
+          const record = chunk.records[taken.index++]!;
+          this.inHand = { fetcher: chunk.fetcher, from: record.offset };
+          chunk.fetcher.position = record.offset + 1;
+          if (taken.index === chunk.records.length) this.current = null;
+          yield record;
+          this.inHand = null; // the application asked for the next one: this one is processed
+        }
+        if (this.current === taken) this.current = null;
       }
-      if (this.current === taken) this.current = null;
+    } finally {
+      this.inHand = null; // leaving the loop: the application is done with the last record
     }
   }
 
   /** The chunk to deliver next (the started one first), skipping stale ones; null when closed or timed out. */
   private async takeChunk(timeoutMs: number | undefined): Promise<{ chunk: ReadyChunk; index: number } | null> {
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
+    this.inHand = null; // asking for more: what was delivered before is processed
     for (;;) {
       if (this.closed) return null;
       const current = this.current;
@@ -463,6 +708,7 @@ export class Consumer extends EventEmitter {
 
   /** Points the partition at `offset`, dropping its prefetched chunks and fetch under way. */
   private resetFetcher(fetcher: PartitionFetcher, offset: number): void {
+    if (this.inHand?.fetcher === fetcher) this.inHand = null;
     fetcher.generation++;
     fetcher.position = offset;
     fetcher.fetchOffset = offset;
@@ -493,26 +739,56 @@ export class Consumer extends EventEmitter {
   // Lifecycle.
 
   /**
-   * Stops fetching and ends iterations, releases every partition through `revokeAssignment`
-   * (so `beforeRevoke` sees the final positions), then closes the connection if this consumer
-   * opened it. Idempotent.
+   * Stops fetching and ends iterations, stops heartbeating, releases every partition through
+   * `revokeAssignment` (so `beforeRevoke` sees the final positions and, with auto-commit, they
+   * are committed; everything delivered counts as processed), leaves the group (epoch -1, or -2
+   * for a static member), then closes the connection if this consumer opened it. Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
+      this.inHand = null;
       this.wakeReaders();
+      this.stopAutoCommit();
+      await this.member?.stop();
       try {
         await this.revokeAssignment(this.assignment());
       } catch (error) {
         this.logger.warn({ err: error }, 'beforeRevoke failed while closing');
       }
-      const fetchers = [...this.fetchers.values()];
-      for (const fetcher of fetchers) this.stopFetcher(fetcher);
-      await Promise.all(fetchers.map((fetcher) => fetcher.loop));
-      this.fetchers.clear();
+      await this.stopAllFetchers();
+      await this.commitQueue;
+      await this.member?.leave();
+      this.finished = true;
       if (this.ownsConnection) this.connection.close();
     })();
     return this.closing;
+  }
+
+  /**
+   * Simulates a crash (for tests and emergencies): stops fetching and heartbeating at once,
+   * commits nothing, does not leave the group, and closes the connection if this consumer
+   * opened it. The broker gives the partitions to others when the session times out, and they
+   * resume from the last committed offsets. Idempotent; also ends a close() under way.
+   */
+  abort(): Promise<void> {
+    this.closed = true;
+    this.wakeReaders();
+    this.stopAutoCommit();
+    const memberStopped = this.member?.kill() ?? Promise.resolve();
+    const fetchersStopped = this.stopAllFetchers();
+    if (this.ownsConnection) this.connection.close();
+    this.closing ??= Promise.all([memberStopped, fetchersStopped]).then(() => {
+      this.finished = true;
+    });
+    return this.closing;
+  }
+
+  private async stopAllFetchers(): Promise<void> {
+    const fetchers = [...this.fetchers.values()];
+    for (const fetcher of fetchers) this.stopFetcher(fetcher);
+    this.fetchers.clear();
+    await Promise.all(fetchers.map((fetcher) => fetcher.loop));
   }
 
   private checkOpen(): void {

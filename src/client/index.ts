@@ -1,20 +1,35 @@
-/** Strata's TypeScript client: producer, consumer, admin, and the connection they share. */
+/** Strata's TypeScript client: producer, consumer (manual or group member), admin, and the connection they share. */
 export { Admin } from './admin.js';
 export type { CreateTopicOptions, OffsetLookup, OffsetSpec, PartitionDescription, TopicDescription, TopicSummary } from './admin.js';
 export { Connection } from './connection.js';
 export type { ConnectionOptions, ConnectionSource, TlsOptions, UnaryCallOptions } from './connection.js';
 export { Consumer } from './consumer.js';
 export type {
+  CommitFailedEvent,
   ConsumerBatch,
   ConsumerOptions,
   ConsumerRecord,
   ConsumerSettings,
   FetchErrorEvent,
   OffsetResetEvent,
+  OffsetsCommittedEvent,
   ResetPolicy,
   TopicPartition,
   TopicPartitionOffset,
 } from './consumer.js';
+export { GroupMember } from './group-member.js';
+export type {
+  AssignorName,
+  GroupCommittedOffset,
+  GroupErrorEvent,
+  GroupJoinedEvent,
+  GroupMemberSettings,
+  GroupSubscription,
+  GroupSubscriptionInput,
+  MemberConsumer,
+  PartitionsEvent,
+  PartitionsLostEvent,
+} from './group-member.js';
 export { StrataClientError, isStrataClientError } from './errors.js';
 export type { StatusName } from './errors.js';
 export { Producer } from './producer.js';

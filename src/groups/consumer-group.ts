@@ -119,7 +119,7 @@ export class ConsumerGroup {
       throw new StrataError(ErrorCode.NOT_FOUND, `member ${input.memberId || '(none)'} is not in group "${this.groupId}" (its session may have expired); rejoin with member epoch 0`);
     }
     if (input.memberEpoch === LEAVE_EPOCH || input.memberEpoch === STATIC_LEAVE_EPOCH) return this.leave(member, input.memberEpoch, topics);
-    this.checkEpoch(member, input);
+    this.checkEpoch(member, input, topics);
     member.lastHeartbeatMs = nowMs;
     member.away = false;
     member.host = input.host;
@@ -132,12 +132,14 @@ export class ConsumerGroup {
     return this.reconcile(member, input.owned);
   }
 
-  private checkEpoch(member: Member, input: HeartbeatInput): void {
+  private checkEpoch(member: Member, input: HeartbeatInput, topics: TopicCounts): void {
     if (input.memberEpoch === member.epoch) return;
     // An older epoch is fine when the member owns nothing it should not (a lost response);
-    // anything else means another incarnation took over: fence it.
+    // anything else is a zombie or a confused client: fence it. Like KIP-848 the fenced member
+    // is removed, so its partitions are free at once; it must rejoin with epoch 0.
     const stale = input.memberEpoch < member.epoch && [...input.owned].every((key) => member.assigned.has(key) || member.revoking.has(key));
     if (!stale) {
+      this.remove(member, topics);
       throw new StrataError(ErrorCode.FAILED_PRECONDITION, `fenced: member ${member.memberId} of group "${this.groupId}" sent member epoch ${input.memberEpoch}, current is ${member.epoch}; rejoin with epoch 0`);
     }
   }
@@ -148,7 +150,18 @@ export class ConsumerGroup {
     if (this.members.size === 0 && input.assignor !== null) this.assignor = input.assignor;
     if (input.instanceId !== null) {
       const previous = [...this.members.values()].find((member) => member.instanceId === input.instanceId);
-      if (previous !== undefined) return this.takeOver(previous, input, subscription, regex, nowMs, topics);
+      if (previous !== undefined) {
+        // Only an instance that left with epoch -2 can be taken over: otherwise two live
+        // processes would own the same partitions (Kafka's UNRELEASED_INSTANCE_ID).
+        if (!previous.away) {
+          throw new StrataError(
+            ErrorCode.FAILED_PRECONDITION,
+            `instance id "${input.instanceId}" is in use by member ${previous.memberId} of group "${this.groupId}"; ` +
+              'stop that instance (it leaves with epoch -2) or wait for its session to expire',
+          );
+        }
+        return this.takeOver(previous, input, subscription, regex, nowMs, topics);
+      }
     }
     const member: Member = {
       memberId: randomUUID(),

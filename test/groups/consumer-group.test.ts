@@ -363,16 +363,22 @@ describe('epochs and fencing', () => {
     expect(failure(() => h.leave({ memberId: 'no-such-member', epoch: 3, owned: new Set() })).code).toBe(ErrorCode.NOT_FOUND);
   });
 
-  it('fences a heartbeat from a future epoch, or from an old epoch that claims partitions the member does not have', () => {
-    const h = new Harness();
-    const a = h.join();
-    const b = h.join();
-    h.settle([a, b]);
-    const future = failure(() => h.beat({ ...a, owned: new Set(a.owned) }, { memberEpoch: a.epoch + 1 }));
-    expect(future.code).toBe(ErrorCode.FAILED_PRECONDITION);
-    expect(future.message).toMatch(/fenced/);
-    const foreign = failure(() => h.beat({ ...a, owned: new Set(a.owned) }, { memberEpoch: a.epoch - 1, owned: new Set([...a.owned, ...b.owned]) }));
-    expect(foreign.code).toBe(ErrorCode.FAILED_PRECONDITION);
+  it('fences a heartbeat from a future epoch, or from an old epoch that claims partitions the member does not have, and removes the member', () => {
+    for (const fenced of ['future', 'foreign'] as const) {
+      const h = new Harness();
+      const a = h.join();
+      const b = h.join();
+      h.settle([a, b]);
+      const error =
+        fenced === 'future'
+          ? failure(() => h.beat({ ...a, owned: new Set(a.owned) }, { memberEpoch: a.epoch + 1 }))
+          : failure(() => h.beat({ ...a, owned: new Set(a.owned) }, { memberEpoch: a.epoch - 1, owned: new Set([...a.owned, ...b.owned]) }));
+      expect(error.code).toBe(ErrorCode.FAILED_PRECONDITION);
+      expect(error.message).toMatch(/fenced/);
+      // Like KIP-848, the fenced member is removed: its partitions are free for the others.
+      expect(h.group.members.has(a.memberId)).toBe(false);
+      expect([...h.group.owners.values()].every((owner) => owner !== a.memberId)).toBe(true);
+    }
   });
 
   it('accepts an old epoch from a member whose last response was lost, when it owns only what it was given', () => {
@@ -437,17 +443,21 @@ describe('static membership', () => {
     expect([again.owned.size, b.owned.size]).toEqual([6, 6]);
   });
 
-  it('a static member that restarts without leaving (a crash) takes over its partitions under a new member id', () => {
+  it('refuses a second instance with an instance id still in use (no two live owners), and admits it once the first one expires', () => {
     const h = new Harness();
     const a = h.join({ instanceId: 'pod-a' });
     const b = h.join({ sessionTimeoutMs: 60_000 });
     h.settle([a, b]);
-    const groupEpoch = h.group.groupEpoch;
     h.clock.advance(300);
+    const refused = failure(() => h.join({ instanceId: 'pod-a' }));
+    expect(refused.code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect(refused.message).toMatch(/instance id "pod-a" is in use/);
+    expect(h.group.members.has(a.memberId)).toBe(true);
+    h.clock.advance(SESSION_MS + 1);
+    h.group.expire(h.clock.nowMs(), h.topics);
     const back = h.join({ instanceId: 'pod-a' });
-    expect(show(back.owned)).toEqual(show(a.owned));
-    expect(h.group.members.has(a.memberId)).toBe(false);
-    expect(h.group.groupEpoch).toBe(groupEpoch);
+    h.settle([back, b]);
+    expect(back.owned.size + b.owned.size).toBe(12);
   });
 
   it('epoch -2 from a member without an instance id is an ordinary leave', () => {
@@ -710,6 +720,14 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
       );
       if (kind === 'join') log.push(`${now()} ${inc.name} joined as ${output.memberId}${inc.instanceId ? ` (${inc.instanceId})` : ''}`);
     } catch (error) {
+      if (kind === 'join' && /is in use/.test((error as Error).message)) {
+        // The previous incarnation crashed without leaving: join again once its session ends.
+        log.push(`${now()} ${inc.name} join refused (instance id in use); retrying`);
+        inc.inFlight = false;
+        afterBrokerCall(`${inc.name} ${kind}`);
+        schedule(inc, between(100, 200));
+        return;
+      }
       // A crashed or leaving incarnation may be answered NOT_FOUND (expired, taken over): fine.
       if (inc.state !== 'crashed' && inc.state !== 'leaving') violations.push(`@${now()} ${inc.name} (${kind}, epoch ${memberEpoch}) got ${(error as Error).message}`);
       inc.state = inc.state === 'crashed' ? 'crashed' : 'left';

@@ -1,0 +1,556 @@
+/**
+ * Consumer-group membership for the client `Consumer`: one member of one group, driven by the
+ * Groups service's heartbeat protocol (KIP-848 style, see proto/strata/v1/groups.proto). The
+ * broker computes the assignment; this class only follows it.
+ *
+ * The loop: join with member epoch 0 (subscription, optional static instance id, assignor,
+ * client id, session timeout), then heartbeat every `heartbeat_interval_ms` with the partitions
+ * the consumer owns. Each answer's `assignment` is what the member may own from now on:
+ * - partitions that left it are revoked through `consumer.revokeAssignment`, whose
+ *   `beforeRevoke` commits their positions; only then is the next heartbeat sent, at once, with
+ *   the smaller owned set, which is what lets the broker hand them to someone else;
+ * - partitions new to it are added with `consumer.addAssignment`; their start offsets come from
+ *   one FetchOffsets call for the batch (`startOffset`), else the consumer's reset policy.
+ * Heartbeats are strictly sequential and a revocation completes before the next one, so the
+ * owned set the broker hears about is always what the consumer really fetches.
+ *
+ * Failures:
+ * - NOT_FOUND (the broker does not know the member: its session expired, or the broker
+ *   restarted) and FAILED_PRECONDITION (fenced: stale member epoch): the member no longer owns
+ *   its partitions, so they are dropped WITHOUT committing (`revokeAssignment(..., { lost: true })`,
+ *   event 'partitionsLost'), and it rejoins with epoch 0. After a fence the old member id is
+ *   first told to leave, so its partitions are free at once rather than at its session timeout.
+ * - anything else (UNAVAILABLE, DEADLINE_EXCEEDED...): retried with doubling backoff, capped at
+ *   the heartbeat interval; each failure is emitted as 'groupError'. Partitions stay owned: the
+ *   broker decides when the session is over and says so with NOT_FOUND.
+ *
+ * Commits (`commit`) carry the member id and current epoch. The epoch grows whenever the
+ * assignment changes, so a commit can cross a heartbeat that bumps it and be refused as stale;
+ * it is then retried with the new epoch (a few times). `stop` ends the loop without leaving (the
+ * consumer then revokes and commits everything), `leave` sends epoch -1 (or -2 for a static
+ * member, which keeps its partitions until its session times out), and `kill` stops at once
+ * without leaving (crash simulation).
+ */
+import type { MethodDefinition } from '@grpc/grpc-js';
+import { rootLogger, type Logger } from '../common/logger.js';
+import { strata } from '../generated/strata.js';
+import { groupsServiceDefinition } from '../server/service-definitions.js';
+import { type Connection, longToNumber, numberToLong } from './connection.js';
+import type { TopicPartition, TopicPartitionOffset } from './consumer.js';
+import { StrataClientError, invalidArgument, isRetriable, toClientError } from './errors.js';
+
+const v1 = strata.v1;
+
+/** Typed like `methods` in connection.ts: the generated decoders return full message classes. */
+function typed<Request, Response>(definition: object): MethodDefinition<Request, Response> {
+  return definition as MethodDefinition<Request, Response>;
+}
+
+const groupMethods = {
+  heartbeat: typed<strata.v1.HeartbeatRequest, strata.v1.HeartbeatResponse>(groupsServiceDefinition.heartbeat),
+  commitOffsets: typed<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>(groupsServiceDefinition.commitOffsets),
+  fetchOffsets: typed<strata.v1.FetchOffsetsRequest, strata.v1.FetchOffsetsResponse>(groupsServiceDefinition.fetchOffsets),
+} as const;
+
+export const LEAVE_EPOCH = -1;
+export const STATIC_LEAVE_EPOCH = -2;
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
+const SESSION_TIMEOUT_MIN_MS = 100;
+const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;
+const COMMIT_ATTEMPTS = 4;
+
+export type AssignorName = 'uniform' | 'range';
+
+/** What a member consumes: topic names and/or a regular expression (whole-name match). */
+export interface GroupSubscription {
+  topics: readonly string[];
+  /** Source of the regular expression; '' for none. */
+  regex: string;
+}
+
+/** How an application states a subscription: topic names, or `{ topics, regex }`. */
+export type GroupSubscriptionInput = readonly string[] | { topics?: readonly string[]; regex?: string | RegExp };
+
+export interface GroupCommittedOffset extends TopicPartitionOffset {
+  metadata: string;
+  /** When the broker stored the commit (ms since the epoch). */
+  commitTimeMs: number;
+}
+
+/** Payload of 'groupJoined'. */
+export interface GroupJoinedEvent {
+  memberId: string;
+  memberEpoch: number;
+}
+
+/** Payload of 'partitionsAssigned' and 'partitionsRevoked'. */
+export interface PartitionsEvent {
+  partitions: TopicPartition[];
+}
+
+/** Payload of 'partitionsLost': dropped without committing because the member was expired or fenced. */
+export interface PartitionsLostEvent extends PartitionsEvent {
+  error: StrataClientError;
+}
+
+/** Payload of 'groupError': a heartbeat failed (it is retried). */
+export interface GroupErrorEvent {
+  error: StrataClientError;
+}
+
+/** The part of the Consumer a member drives. */
+export interface MemberConsumer {
+  addAssignment(partitions: readonly TopicPartition[]): void;
+  revokeAssignment(partitions: readonly TopicPartition[], options?: { lost?: boolean }): Promise<void>;
+  emit(event: string, payload: unknown): boolean;
+}
+
+export interface GroupMemberSettings {
+  groupId: string;
+  subscription: GroupSubscription;
+  instanceId?: string | null;
+  clientId?: string;
+  assignor?: AssignorName;
+  /** Session timeout to ask for (ms); the broker default when absent. */
+  sessionTimeoutMs?: number;
+  retryBackoffMs?: number;
+  retryBackoffMaxMs?: number;
+  logger?: Logger;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation and wire helpers (also used by the Consumer for manual-assignment commits).
+
+export function checkGroupId(groupId: string): string {
+  if (typeof groupId !== 'string' || groupId.length === 0) throw invalidArgument('groupId must be a non-empty string');
+  if (groupId.length > 255) throw invalidArgument(`groupId is ${groupId.length} characters long; the limit is 255`);
+  return groupId;
+}
+
+export function checkSessionTimeout(value: number): number {
+  if (!Number.isInteger(value) || value < SESSION_TIMEOUT_MIN_MS || value > SESSION_TIMEOUT_MAX_MS) {
+    throw invalidArgument(`sessionTimeoutMs must be an integer from ${SESSION_TIMEOUT_MIN_MS} to ${SESSION_TIMEOUT_MAX_MS}, got ${value}`);
+  }
+  return value;
+}
+
+export function checkAssignor(value: string): AssignorName {
+  if (value !== 'uniform' && value !== 'range') throw invalidArgument(`assignor must be 'uniform' or 'range', got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** Checks and normalises a subscription; the regex is compiled here so a bad one fails at once. */
+export function normalizeSubscription(input: GroupSubscriptionInput): GroupSubscription {
+  const spec = Array.isArray(input) ? { topics: input as readonly string[] } : (input as { topics?: readonly string[]; regex?: string | RegExp });
+  if (spec === null || typeof spec !== 'object') throw invalidArgument('a subscription is a list of topic names or { topics, regex }');
+  const topics = [...new Set(spec.topics ?? [])];
+  for (const topic of topics) if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument(`subscribed topic names must be non-empty strings, got ${JSON.stringify(topic)}`);
+  const regex = spec.regex instanceof RegExp ? spec.regex.source : (spec.regex ?? '');
+  if (typeof regex !== 'string') throw invalidArgument('regex must be a string or a RegExp');
+  if (regex !== '') {
+    try {
+      new RegExp(`^(?:${regex})$`);
+    } catch (error) {
+      throw invalidArgument(`regex is not a valid regular expression: ${(error as Error).message}`);
+    }
+  }
+  if (topics.length === 0 && regex === '') throw invalidArgument('a subscription needs topic names and/or a regex');
+  return { topics, regex };
+}
+
+export async function commitOffsets(connection: Connection, groupId: string, memberId: string, memberEpoch: number, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+  const request = v1.CommitOffsetsRequest.create({
+    groupId,
+    memberId,
+    memberEpoch,
+    offsets: offsets.map(({ topic, partition, offset }) => v1.OffsetCommit.create({ topic, partition, offset: numberToLong(offset, 'offset') })),
+  });
+  await connection.unary(groupMethods.commitOffsets, request);
+}
+
+/** Committed offsets of a group: all of them, or those of `topics`. */
+export async function fetchCommittedOffsets(connection: Connection, groupId: string, topics: readonly string[] = []): Promise<GroupCommittedOffset[]> {
+  const response = await connection.unary(groupMethods.fetchOffsets, v1.FetchOffsetsRequest.create({ groupId, topics: [...topics] }));
+  return response.offsets.map((entry) => ({
+    topic: entry.topic,
+    partition: entry.partition,
+    offset: longToNumber(entry.offset, 'offset'),
+    metadata: entry.metadata ?? '',
+    commitTimeMs: longToNumber(entry.commitTimeMs, 'commit_time_ms'),
+  }));
+}
+
+function partitionKey(topic: string, partition: number): string {
+  return `${partition}:${topic}`;
+}
+
+function toWire(partitions: Iterable<TopicPartition>): strata.v1.TopicPartitions[] {
+  const byTopic = new Map<string, number[]>();
+  for (const { topic, partition } of partitions) {
+    let list = byTopic.get(topic);
+    if (list === undefined) byTopic.set(topic, (list = []));
+    list.push(partition);
+  }
+  return [...byTopic].map(([topic, list]) => v1.TopicPartitions.create({ topic, partitions: list.sort((a, b) => a - b) }));
+}
+
+function fromWire(list: readonly strata.v1.TopicPartitions[]): Map<string, TopicPartition> {
+  const result = new Map<string, TopicPartition>();
+  for (const entry of list) for (const partition of entry.partitions) result.set(partitionKey(entry.topic, partition), { topic: entry.topic, partition });
+  return result;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export class GroupMember {
+  readonly groupId: string;
+  readonly instanceId: string | null;
+  private readonly clientId: string;
+  private readonly assignor: AssignorName | null;
+  private readonly sessionTimeoutMs: number | null;
+  private readonly retryBackoffMs: number;
+  private readonly retryBackoffMaxMs: number;
+  private readonly logger: Logger;
+
+  private subscription: GroupSubscription;
+  /** Bumped by `setSubscription`; the subscription is sent until a heartbeat with it succeeds. */
+  private subscriptionVersion = 0;
+  private sentSubscriptionVersion = -1;
+
+  private memberIdValue = '';
+  private epoch = 0;
+  private intervalMs = DEFAULT_HEARTBEAT_INTERVAL_MS;
+  /** What the consumer fetches (and the heartbeat reports). */
+  private readonly owned = new Map<string, TopicPartition>();
+  /** Committed offsets looked up for partitions just assigned, one FetchOffsets per batch. */
+  private readonly starts = new Map<string, Promise<Map<string, number>>>();
+
+  private stopping = false;
+  private killed = false;
+  private loop: Promise<void> | null = null;
+  /** The heartbeat call under way (settles when it does), for commits that crossed it. */
+  private inflight: Promise<void> | null = null;
+  private waker: (() => void) | null = null;
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly consumer: MemberConsumer,
+    settings: GroupMemberSettings,
+  ) {
+    this.groupId = checkGroupId(settings.groupId);
+    this.subscription = settings.subscription;
+    this.instanceId = settings.instanceId ?? null;
+    if (this.instanceId !== null && (typeof this.instanceId !== 'string' || this.instanceId.length === 0)) throw invalidArgument('instanceId must be a non-empty string');
+    this.clientId = settings.clientId ?? 'strata-js';
+    this.assignor = settings.assignor === undefined ? null : checkAssignor(settings.assignor);
+    this.sessionTimeoutMs = settings.sessionTimeoutMs === undefined ? null : checkSessionTimeout(settings.sessionTimeoutMs);
+    this.retryBackoffMs = settings.retryBackoffMs ?? 100;
+    this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, settings.retryBackoffMaxMs ?? 2_000);
+    this.logger = (settings.logger ?? rootLogger).child({ subsystem: 'group-member', group: this.groupId });
+  }
+
+  /** The member id the broker gave; '' while joining. */
+  get memberId(): string {
+    return this.memberIdValue;
+  }
+
+  /** The current member epoch; 0 while joining. */
+  get memberEpoch(): number {
+    return this.epoch;
+  }
+
+  /** The partitions the member owns now. */
+  ownedPartitions(): TopicPartition[] {
+    return [...this.owned.values()];
+  }
+
+  /** Starts the heartbeat loop (joins first). */
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Changes the subscription; it goes out with the next heartbeat, which is sent now. */
+  setSubscription(subscription: GroupSubscription): void {
+    this.subscription = subscription;
+    this.subscriptionVersion++;
+    this.wake();
+  }
+
+  /** Emits on the consumer; a listener that throws is logged, not allowed to stop the loop. */
+  private emit(event: string, payload: unknown): void {
+    try {
+      this.consumer.emit(event, payload);
+    } catch (error) {
+      this.logger.error({ err: error, event }, 'an event listener threw');
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The heartbeat loop.
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    let rejoins = 0;
+    while (!this.stopping) {
+      let delayMs: number;
+      try {
+        const response = await this.heartbeat();
+        failures = 0;
+        rejoins = 0;
+        const revoked = await this.apply(response);
+        // A revocation is acknowledged at once, and a subscription changed meanwhile goes out at once.
+        delayMs = revoked || this.subscriptionVersion !== this.sentSubscriptionVersion ? 0 : this.intervalMs;
+      } catch (error) {
+        if (this.stopping) break;
+        if (this.connection.isClosed) {
+          // A shared connection closed under the consumer: nothing more can be sent.
+          this.logger.warn('the connection was closed; the group member stops');
+          this.stopping = true;
+          break;
+        }
+        const failure = toClientError(error);
+        if (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION') {
+          await this.rejoinAfter(failure);
+          // The first rejoin is immediate; one that keeps failing backs off.
+          delayMs = rejoins === 0 ? 0 : this.backoff(rejoins);
+          rejoins++;
+        } else {
+          failures++;
+          delayMs = this.backoff(failures);
+          this.logger.warn({ code: failure.code, reason: failure.message, failures }, 'heartbeat failed; retrying');
+          this.emit('groupError', { error: failure } satisfies GroupErrorEvent);
+        }
+      }
+      if (!this.stopping) await this.pause(delayMs);
+    }
+  }
+
+  private backoff(failures: number): number {
+    return Math.min(this.intervalMs, this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(failures - 1, 20));
+  }
+
+  private async heartbeat(): Promise<strata.v1.HeartbeatResponse> {
+    const version = this.subscriptionVersion;
+    const joining = this.memberIdValue === '';
+    const sendsSubscription = joining || version !== this.sentSubscriptionVersion;
+    const request = this.request(joining ? 0 : this.epoch, [...this.owned.values()], sendsSubscription);
+    const call = this.connection.unary(groupMethods.heartbeat, request, { deadlineMs: this.callDeadlineMs() });
+    this.inflight = call.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      const response = await call;
+      if (sendsSubscription) this.sentSubscriptionVersion = version;
+      // Adopted before the answer is applied: the commits of a revocation need the new epoch.
+      this.memberIdValue = response.memberId;
+      this.epoch = response.memberEpoch;
+      if (response.heartbeatIntervalMs > 0) this.intervalMs = response.heartbeatIntervalMs;
+      if (joining) {
+        this.logger.info({ memberId: response.memberId, memberEpoch: response.memberEpoch }, 'joined the group');
+        this.emit('groupJoined', { memberId: response.memberId, memberEpoch: response.memberEpoch } satisfies GroupJoinedEvent);
+      }
+      return response;
+    } finally {
+      this.inflight = null;
+    }
+  }
+
+  private request(memberEpoch: number, owned: TopicPartition[], sendsSubscription: boolean): strata.v1.HeartbeatRequest {
+    return v1.HeartbeatRequest.create({
+      groupId: this.groupId,
+      memberId: memberEpoch === 0 ? '' : this.memberIdValue,
+      memberEpoch,
+      ...(this.instanceId !== null ? { instanceId: this.instanceId } : {}),
+      clientId: this.clientId,
+      subscribedTopicNames: sendsSubscription ? [...this.subscription.topics] : [],
+      subscribedTopicRegex: sendsSubscription ? this.subscription.regex : '',
+      keepSubscription: !sendsSubscription,
+      assignor: this.assignor ?? '',
+      ownedPartitions: toWire(owned),
+      sessionTimeoutMs: this.sessionTimeoutMs ?? 0,
+    });
+  }
+
+  private callDeadlineMs(): number {
+    return Math.min(this.connection.deadlineMs, this.sessionTimeoutMs ?? this.connection.deadlineMs);
+  }
+
+  /**
+   * Moves the consumer to the answer's assignment: revokes (and commits) what left it, then
+   * adds what is new. Returns true when something was revoked (the broker waits for the ack).
+   */
+  private async apply(response: strata.v1.HeartbeatResponse): Promise<boolean> {
+    const target = fromWire(response.assignment);
+    const removed = [...this.owned].filter(([key]) => !target.has(key)).map(([, tp]) => tp);
+    const added = [...target].filter(([key]) => !this.owned.has(key)).map(([, tp]) => tp);
+    if (removed.length > 0) {
+      try {
+        await this.consumer.revokeAssignment(removed);
+      } catch (error) {
+        this.logger.warn({ err: error, partitions: removed }, 'revocation hook failed; the partitions are released anyway');
+      }
+      for (const { topic, partition } of removed) {
+        this.owned.delete(partitionKey(topic, partition));
+        this.starts.delete(partitionKey(topic, partition));
+      }
+      this.logger.info({ partitions: removed, memberEpoch: this.epoch }, 'partitions revoked');
+      this.emit('partitionsRevoked', { partitions: removed } satisfies PartitionsEvent);
+    }
+    if (added.length > 0 && !this.stopping) {
+      this.lookUpStarts(added);
+      this.consumer.addAssignment(added);
+      for (const tp of added) this.owned.set(partitionKey(tp.topic, tp.partition), tp);
+      this.logger.info({ partitions: added, memberEpoch: this.epoch }, 'partitions assigned');
+      this.emit('partitionsAssigned', { partitions: added } satisfies PartitionsEvent);
+    }
+    return removed.length > 0;
+  }
+
+  /** The member is gone (NOT_FOUND) or fenced: drop everything uncommitted and join afresh. */
+  private async rejoinAfter(failure: StrataClientError): Promise<void> {
+    const lost = [...this.owned.values()];
+    this.logger.warn({ code: failure.code, reason: failure.message, memberId: this.memberIdValue, lost }, 'no longer a member; partitions lost, rejoining');
+    if (lost.length > 0) {
+      try {
+        await this.consumer.revokeAssignment(lost, { lost: true });
+      } catch (error) {
+        this.logger.warn({ err: error }, 'could not stop the lost partitions cleanly');
+      }
+      this.owned.clear();
+    }
+    this.starts.clear();
+    // A fenced member id still exists on the broker and holds its partitions until its session
+    // ends; leaving frees them now (after the consumer stopped fetching them).
+    if (failure.code === 'FAILED_PRECONDITION' && this.memberIdValue !== '') await this.sendLeave(LEAVE_EPOCH);
+    this.memberIdValue = '';
+    this.epoch = 0;
+    this.sentSubscriptionVersion = -1;
+    this.emit('partitionsLost', { partitions: lost, error: failure } satisfies PartitionsLostEvent);
+  }
+
+  private pause(ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        if (this.waker === done) this.waker = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waker = done;
+    });
+  }
+
+  private wake(): void {
+    this.waker?.();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Offsets.
+
+  /** Looks up the committed offsets of partitions just assigned, in one call. */
+  private lookUpStarts(partitions: readonly TopicPartition[]): void {
+    const lookup = this.committedMap([...new Set(partitions.map(({ topic }) => topic))]);
+    lookup.catch(() => undefined); // a failure surfaces (and is retried) through startOffset
+    for (const { topic, partition } of partitions) this.starts.set(partitionKey(topic, partition), lookup);
+  }
+
+  private async committedMap(topics: string[]): Promise<Map<string, number>> {
+    const offsets = await fetchCommittedOffsets(this.connection, this.groupId, topics);
+    return new Map(offsets.map((entry) => [partitionKey(entry.topic, entry.partition), entry.offset]));
+  }
+
+  /**
+   * Where a newly assigned partition starts: the group's committed offset, or null (the reset
+   * policy). The batch lookup is used once; a retry after a failure asks again.
+   */
+  async startOffset({ topic, partition }: TopicPartition): Promise<number | null> {
+    const key = partitionKey(topic, partition);
+    const pending = this.starts.get(key) ?? this.committedMap([topic]);
+    this.starts.delete(key);
+    return (await pending).get(key) ?? null;
+  }
+
+  /**
+   * Commits offsets (the next offset to consume) as this member. A refusal for a stale epoch
+   * right after a heartbeat moved the epoch is retried with the new one; UNAVAILABLE and
+   * DEADLINE_EXCEEDED are retried with backoff, a few times in all.
+   */
+  async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    if (offsets.length === 0) return;
+    for (let attempt = 1; ; attempt++) {
+      const memberId = this.memberIdValue;
+      const epoch = this.epoch;
+      if (memberId === '' || this.killed) throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (joining or rejoining); nothing committed`);
+      try {
+        await commitOffsets(this.connection, this.groupId, memberId, epoch, offsets);
+        return;
+      } catch (error) {
+        const failure = toClientError(error);
+        if (attempt >= COMMIT_ATTEMPTS) throw failure;
+        if (failure.code === 'FAILED_PRECONDITION') {
+          await this.inflight; // a heartbeat answer crossing the commit may carry the new epoch
+          if (this.memberIdValue !== memberId || this.epoch === epoch) throw failure;
+          continue;
+        }
+        if (!isRetriable(failure)) throw failure;
+        await delay(this.backoff(attempt));
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Ending.
+
+  /** Ends the heartbeat loop (a revocation under way completes); the member stays in the group. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    await this.loop;
+  }
+
+  /** Leaves the group: epoch -1, or -2 for a static member (it keeps its partitions for its session). */
+  async leave(): Promise<void> {
+    await this.stop();
+    if (this.memberIdValue === '' || this.killed) return;
+    await this.sendLeave(this.instanceId !== null ? STATIC_LEAVE_EPOCH : LEAVE_EPOCH);
+    this.logger.info({ memberId: this.memberIdValue, static: this.instanceId !== null }, 'left the group');
+    this.memberIdValue = '';
+    this.epoch = 0;
+    this.owned.clear();
+  }
+
+  private async sendLeave(epoch: number): Promise<void> {
+    try {
+      await this.connection.unary(groupMethods.heartbeat, this.leaveRequest(epoch), { deadlineMs: this.callDeadlineMs() });
+    } catch (error) {
+      const failure = toClientError(error);
+      if (failure.code !== 'NOT_FOUND') this.logger.warn({ code: failure.code, reason: failure.message }, 'leave heartbeat failed; the session will expire instead');
+    }
+  }
+
+  private leaveRequest(epoch: number): strata.v1.HeartbeatRequest {
+    return v1.HeartbeatRequest.create({
+      groupId: this.groupId,
+      memberId: this.memberIdValue,
+      memberEpoch: epoch,
+      ...(this.instanceId !== null ? { instanceId: this.instanceId } : {}),
+      clientId: this.clientId,
+      keepSubscription: true,
+      sessionTimeoutMs: this.sessionTimeoutMs ?? 0,
+    });
+  }
+
+  /** Stops at once without leaving or committing (crash simulation); the session expires on the broker. */
+  kill(): Promise<void> {
+    this.killed = true;
+    this.stopping = true;
+    this.wake();
+    return this.loop ?? Promise.resolve();
+  }
+}

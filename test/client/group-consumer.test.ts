@@ -1,0 +1,453 @@
+// Goal: a Consumer with a groupId and a subscription is a correct member of a KIP-848-style
+// group: members split a topic's partitions (disjoint, complete), take over a leaver's
+// partitions from its committed offsets without losing records, commit before giving a
+// partition up, auto-commit and commit manually, follow regex subscriptions, survive expiry and
+// fencing by rejoining, and a static member gets its partitions back without disturbing others;
+// method: a real in-process broker (100 ms heartbeat interval), records written with the client
+// Producer, every processed record logged per member and ownership period, committed offsets
+// read over the wire with the Groups FetchOffsets call, and polling with deadlines (no sleeps).
+import { type Interceptor, InterceptingCall, status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Admin } from '../../src/client/admin.js';
+import { Consumer, type ConsumerOptions, type TopicPartitionOffset } from '../../src/client/consumer.js';
+import { StrataClientError } from '../../src/client/errors.js';
+import type { GroupErrorEvent, PartitionsEvent, PartitionsLostEvent } from '../../src/client/group-member.js';
+import { Producer } from '../../src/client/producer.js';
+import type { strata } from '../../src/generated/strata.js';
+import { type Processed, Runner, duplicatesAfterLastCommit, waitUntil } from '../helpers/group-runner.js';
+import { TestClient, v1 } from '../helpers/grpc-client.js';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+let broker: TestBroker;
+let admin: Admin;
+let producer: Producer;
+let wire: TestClient;
+const opened: { close(): Promise<void> }[] = [];
+
+beforeAll(async () => {
+  broker = await startTestBroker({ groupHeartbeatIntervalMs: 100, groupSessionTimeoutMs: 5_000 });
+  admin = new Admin({ server: broker.address });
+  producer = new Producer({ server: broker.address, lingerMs: 1 });
+  wire = new TestClient(broker.address);
+});
+afterAll(async () => {
+  await Promise.all(opened.map((item) => item.close()));
+  await producer?.close();
+  await admin?.close();
+  wire?.close();
+  await broker?.dispose();
+});
+
+let counter = 0;
+const unique = (prefix: string): string => `${prefix}-${++counter}`;
+
+async function topic(partitions: number, name = unique('gc')): Promise<string> {
+  await admin.createTopic(name, { partitions });
+  return name;
+}
+
+/** Writes `count` records to every partition of a topic and waits for them. */
+async function produceEach(name: string, partitions: number, count: number): Promise<void> {
+  const sends: Promise<unknown>[] = [];
+  for (let partition = 0; partition < partitions; partition++) {
+    for (let index = 0; index < count; index++) sends.push(producer.send({ topic: name, partition, value: `${partition}-${index}` }));
+  }
+  await producer.flush();
+  await Promise.all(sends);
+}
+
+function options(groupId: string, extra: Partial<ConsumerOptions> = {}): ConsumerOptions {
+  return { server: broker.address, deadlineMs: 5_000, maxWaitMs: 100, resetPolicy: 'earliest', groupId, autoCommitIntervalMs: 60_000, ...extra } as ConsumerOptions;
+}
+
+function runner(name: string, groupId: string, log: Processed[], extra: Partial<ConsumerOptions>): Runner {
+  const created = new Runner(name, options(groupId, extra), log);
+  opened.push(created);
+  return created;
+}
+
+function consumer(groupId: string, extra: Partial<ConsumerOptions> = {}): Consumer {
+  const created = new Consumer(options(groupId, extra));
+  opened.push(created);
+  return created;
+}
+
+const all = (name: string, partitions: number): string[] => Array.from({ length: partitions }, (_, partition) => `${name}/${partition}`).sort();
+
+/** The group as the coordinator sees it; null once it is forgotten (no members, no offsets). */
+async function describeOrNull(groupId: string): Promise<Awaited<ReturnType<typeof broker.groups.describeGroup>> | null> {
+  try {
+    return await broker.groups.describeGroup(groupId);
+  } catch (error) {
+    if (/not found/.test((error as Error).message)) return null;
+    throw error;
+  }
+}
+
+/** True once every runner is a member, their assignments are disjoint and cover `expected`, and the group is stable. */
+async function splitsExactly(groupId: string, runners: readonly Runner[], expected: readonly string[]): Promise<boolean> {
+  const owned = runners.flatMap((member) => member.assignment());
+  if (owned.length !== expected.length || new Set(owned).size !== owned.length) return false;
+  if (JSON.stringify([...owned].sort()) !== JSON.stringify(expected)) return false;
+  const description = await describeOrNull(groupId);
+  const ids = new Set(runners.map((member) => member.consumer.memberId));
+  return description !== null && description.state === 'stable' && description.members.length === runners.length && description.members.every((entry) => ids.has(entry.memberId));
+}
+
+async function fetchOffsets(groupId: string, name: string): Promise<Map<number, number>> {
+  const response = await wire.call<strata.v1.FetchOffsetsResponse>('groups.fetchOffsets', v1.FetchOffsetsRequest.create({ groupId, topics: [name] }));
+  return new Map(response.offsets.map((entry) => [entry.partition, Number(entry.offset.toString())]));
+}
+
+/** Offsets processed per partition of `name`, as sorted unique lists. */
+function coverage(log: readonly Processed[], name: string): Map<number, Set<number>> {
+  const result = new Map<number, Set<number>>();
+  for (const entry of log) {
+    if (entry.topic !== name) continue;
+    let set = result.get(entry.partition);
+    if (set === undefined) result.set(entry.partition, (set = new Set()));
+    set.add(entry.offset);
+  }
+  return result;
+}
+
+const processedCount = (log: readonly Processed[], name: string): number => [...coverage(log, name).values()].reduce((sum, set) => sum + set.size, 0);
+
+describe('assignment', () => {
+  it('two and then three members split a topic: disjoint and complete, agreeing with the broker', async () => {
+    const name = await topic(6);
+    const groupId = unique('split');
+    const log: Processed[] = [];
+    const a = runner('a', groupId, log, { subscribe: [name] });
+    const b = runner('b', groupId, log, { subscribe: [name] });
+    await waitUntil(() => splitsExactly(groupId, [a, b], all(name, 6)), () => `a 2-way split, have ${a.assignment()} | ${b.assignment()}`);
+    expect([a.assignment().length, b.assignment().length]).toEqual([3, 3]);
+
+    const c = runner('c', groupId, log, { subscribe: [name] });
+    await waitUntil(() => splitsExactly(groupId, [a, b, c], all(name, 6)), () => `a 3-way split, have ${a.assignment()} | ${b.assignment()} | ${c.assignment()}`);
+    expect([a, b, c].map((member) => member.assignment().length)).toEqual([2, 2, 2]);
+
+    // The broker's view is the clients' view.
+    const description = await broker.groups.describeGroup(groupId);
+    for (const member of [a, b, c]) {
+      const described = description.members.find((entry) => entry.memberId === member.consumer.memberId);
+      expect(described?.assignment.map(({ topic: t, partition }) => `${t}/${partition}`).sort()).toEqual(member.assignment());
+      expect(described?.memberEpoch).toBe(member.consumer.memberEpoch);
+      expect(described?.clientId).toBe('strata-js');
+    }
+    await Promise.all([a.close(), b.close(), c.close()]);
+    // All left at once (no session timeout): the group is empty, with the offsets they committed on close.
+    expect(await describeOrNull(groupId)).toMatchObject({ state: 'empty', members: [] });
+  });
+
+  it('when a member closes, the others take over its partitions from its committed offsets: nothing lost, nothing twice', async () => {
+    const name = await topic(6);
+    const groupId = unique('takeover');
+    const log: Processed[] = [];
+    const runners = new Map<string, Runner>();
+    for (const id of ['a', 'b', 'c']) runners.set(id, runner(id, groupId, log, { subscribe: [name] }));
+    const [a, b, c] = [...runners.values()] as [Runner, Runner, Runner];
+    await waitUntil(() => splitsExactly(groupId, [a, b, c], all(name, 6)), '3-way split');
+
+    await produceEach(name, 6, 50);
+    await waitUntil(() => processedCount(log, name) === 300, () => `300 records processed, have ${processedCount(log, name)}`);
+    const cPartitions = c.consumer.assignment();
+    const started: TopicPartitionOffset[] = [];
+    for (const member of [a, b]) member.consumer.on('partitionStarted', (event: TopicPartitionOffset) => started.push(event));
+
+    await c.close();
+    // Its final positions are committed (auto-commit is at 60 s here: these come from close).
+    const committed = await fetchOffsets(groupId, name);
+    for (const { partition } of cPartitions) expect(committed.get(partition)).toBe(50);
+
+    await waitUntil(() => splitsExactly(groupId, [a, b], all(name, 6)), '2-way split after c left');
+    await produceEach(name, 6, 50);
+    await waitUntil(() => processedCount(log, name) === 600, () => `600 records processed, have ${processedCount(log, name)}`);
+    // a and b started c's partitions where c had committed.
+    expect(started.filter(({ topic: t }) => t === name).sort((x, y) => x.partition - y.partition)).toEqual(cPartitions.map(({ partition }) => ({ topic: name, partition, offset: 50 })).sort((x, y) => x.partition - y.partition));
+    for (const [partition, offsets] of coverage(log, name)) expect(offsets.size, `partition ${partition}`).toBe(100);
+    expect(duplicatesAfterLastCommit(log, runners)).toEqual([]);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('regex subscription: matching topics, including ones created after joining; others are ignored', async () => {
+    const prefix = unique('rx');
+    const first = await topic(2, `${prefix}.alpha`);
+    const ignored = await topic(1, `${prefix}-other`);
+    const groupId = unique('regex');
+    const log: Processed[] = [];
+    const member = runner('a', groupId, log, { subscribe: { regex: `${prefix.replace(/[-]/g, '\\-')}\\.[a-z]+` } });
+    await waitUntil(() => member.assignment().length === 2, 'the first topic assigned');
+    const second = await topic(3, `${prefix}.beta`);
+    await waitUntil(() => member.assignment().length === 5, () => `the second topic assigned, have ${member.assignment()}`);
+    await produceEach(first, 2, 5);
+    await produceEach(second, 3, 5);
+    await produceEach(ignored, 1, 5);
+    await waitUntil(() => processedCount(log, first) + processedCount(log, second) === 25, 'records of both matching topics');
+    expect(processedCount(log, ignored)).toBe(0);
+    expect(member.assignment()).toEqual([...all(first, 2), ...all(second, 3)].sort());
+    expect((await broker.groups.describeGroup(groupId)).members[0]?.subscribedTopicRegex).toContain('\\.[a-z]+');
+    await member.close();
+  });
+});
+
+describe('subscription changes', () => {
+  it('subscribe() again moves the member to the new topics: the old ones are revoked (committed first), the new ones assigned', async () => {
+    const before = await topic(2);
+    const after = await topic(3);
+    const groupId = unique('resubscribe');
+    const log: Processed[] = [];
+    const member = runner('a', groupId, log, { subscribe: [before] });
+    await waitUntil(() => member.assignment().length === 2, 'the first topic');
+    await produceEach(before, 2, 4);
+    await waitUntil(() => log.length === 8, 'records of the first topic');
+    const revoked: PartitionsEvent[] = [];
+    member.consumer.on('partitionsRevoked', (event: PartitionsEvent) => revoked.push(event));
+
+    member.consumer.subscribe({ topics: [after] });
+    await waitUntil(() => JSON.stringify(member.assignment()) === JSON.stringify(all(after, 3)), () => `only the new topic, have ${member.assignment()}`);
+    expect(revoked.flatMap((event) => event.partitions.map(({ topic: t, partition }) => `${t}/${partition}`)).sort()).toEqual(all(before, 2));
+    expect(Object.fromEntries(await fetchOffsets(groupId, before))).toEqual({ 0: 4, 1: 4 });
+    const description = await broker.groups.describeGroup(groupId);
+    expect(description.members[0]?.subscribedTopicNames).toEqual([after]);
+    expect(() => member.consumer.subscribe([])).toThrow(/topic names and\/or a regex/);
+    expect(() => member.consumer.subscribe({ regex: '(' })).toThrow(/not a valid regular expression/);
+    expect(() => new Consumer({ server: broker.address, subscribe: [after] })).toThrow(/needs a groupId/);
+    await member.close();
+  });
+});
+
+describe('commits', () => {
+  it('revocation commits before release: the committed offsets are there when the new owner gets the partitions', async () => {
+    const name = await topic(4);
+    const groupId = unique('revoke');
+    const log: Processed[] = [];
+    const a = runner('a', groupId, log, { subscribe: [name] });
+    await waitUntil(() => a.assignment().length === 4, 'a owns everything');
+    await produceEach(name, 4, 10);
+    await waitUntil(() => processedCount(log, name) === 40, 'a processed everything');
+    expect((await fetchOffsets(groupId, name)).size).toBe(0); // auto-commit is at 60 s: nothing yet
+
+    const order: string[] = [];
+    a.consumer.on('partitionsRevoked', ({ partitions }: PartitionsEvent) => order.push(`a revoked ${partitions.length}`));
+    const seen: Promise<{ partitions: number[]; committed: Map<number, number> }> = new Promise((resolve, reject) => {
+      const b = runner('b', groupId, log, { subscribe: [name] });
+      b.consumer.once('partitionsAssigned', ({ partitions }: PartitionsEvent) => {
+        order.push(`b assigned ${partitions.length}`);
+        // Right when b gets them, over the wire.
+        fetchOffsets(groupId, name).then((committed) => resolve({ partitions: partitions.map(({ partition }) => partition), committed }), reject);
+      });
+    });
+    const { partitions, committed } = await seen;
+    expect(partitions).toHaveLength(2);
+    for (const partition of partitions) expect(committed.get(partition), `partition ${partition}`).toBe(10);
+    expect(order).toEqual(['a revoked 2', 'b assigned 2']);
+    // b reads on from there: only new records.
+    await produceEach(name, 4, 1);
+    await waitUntil(() => processedCount(log, name) === 44, 'the new records');
+    expect(log.filter((entry) => entry.runner === 'b').every((entry) => entry.offset === 10)).toBe(true);
+    expect(log).toHaveLength(44);
+  });
+
+  it('auto-commit commits processed positions at the interval, never the batch the application still holds', async () => {
+    const name = await topic(2);
+    const groupId = unique('auto');
+    await produceEach(name, 2, 10); // before joining: each partition's first fetch returns all 10
+    const reader = consumer(groupId, { subscribe: [name], autoCommitIntervalMs: 50 });
+    await waitUntil(() => reader.assignment().length === 2, 'assignment');
+    const commits: TopicPartitionOffset[][] = [];
+    reader.on('offsetsCommitted', ({ offsets }: { offsets: TopicPartitionOffset[] }) => commits.push(offsets));
+
+    const held = await reader.nextBatch({ timeoutMs: 5_000 });
+    expect(held?.records).toHaveLength(10);
+    // Taking the next batch marks the first processed and holds the second.
+    const second = await reader.nextBatch({ timeoutMs: 5_000 });
+    expect(second?.records).toHaveLength(10);
+    expect(second!.partition).toBe(1 - held!.partition);
+    const firstDone = (): TopicPartitionOffset[] | undefined => commits.find((offsets) => offsets.some(({ partition, offset }) => partition === held!.partition && offset === 10));
+    await waitUntil(() => firstDone() !== undefined, 'the first batch committed');
+    // That commit and the broker leave the held batch's partition at its start.
+    expect(firstDone()!.filter(({ partition }) => partition === second!.partition).every(({ offset }) => offset === 0)).toBe(true);
+    expect((await fetchOffsets(groupId, name)).get(second!.partition) ?? 0).toBe(0);
+    // Asking again (nothing more comes) marks the second processed.
+    expect(await reader.nextBatch({ timeoutMs: 0 })).toBeNull();
+    await waitUntil(async () => {
+      const offsets = await fetchOffsets(groupId, name);
+      return offsets.get(0) === 10 && offsets.get(1) === 10;
+    }, 'both partitions committed at 10');
+    expect(await reader.committed()).toMatchObject([
+      { topic: name, partition: 0, offset: 10 },
+      { topic: name, partition: 1, offset: 10 },
+    ]);
+  });
+
+  it('manual commit: nothing is committed until commit(), and close() without auto-commit commits nothing more', async () => {
+    const name = await topic(2);
+    const groupId = unique('manual');
+    const log: Processed[] = [];
+    const member = runner('a', groupId, log, { subscribe: [name], autoCommit: false, autoCommitIntervalMs: 20 });
+    await waitUntil(() => member.assignment().length === 2, 'assignment');
+    await produceEach(name, 2, 5);
+    await waitUntil(() => log.length === 10, 'first records');
+    expect(await member.consumer.committed()).toEqual([]);
+    await member.consumer.commit();
+    expect((await member.consumer.committed()).map(({ partition, offset }) => [partition, offset])).toEqual([
+      [0, 5],
+      [1, 5],
+    ]);
+    // Explicit offsets.
+    await member.consumer.commit([{ topic: name, partition: 0, offset: 3 }]);
+    expect((await fetchOffsets(groupId, name)).get(0)).toBe(3);
+    await produceEach(name, 2, 5);
+    await waitUntil(() => log.length === 20, 'more records');
+    await member.close();
+    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 3, 1: 5 });
+  });
+
+  it('a manually assigned consumer with a groupId commits with an empty member id, resumes from it, and is refused while the group has members', async () => {
+    const name = await topic(1);
+    const groupId = unique('assigned');
+    await produceEach(name, 1, 8);
+    const first = consumer(groupId, { autoCommit: false });
+    await first.assign([{ topic: name, partition: 0 }]);
+    const batch = await first.nextBatch({ timeoutMs: 5_000 });
+    expect(batch?.records).toHaveLength(8);
+    await first.commit([{ topic: name, partition: 0, offset: 6 }]);
+    expect(first.memberId).toBeNull();
+    await first.close();
+
+    const second = consumer(groupId);
+    await second.assign([{ topic: name, partition: 0 }]);
+    const rest = await second.nextBatch({ timeoutMs: 5_000 });
+    expect(rest?.records.map((record) => record.offset)).toEqual([6, 7]);
+
+    const other = await topic(1);
+    const member = consumer(groupId, { subscribe: [other] });
+    await waitUntil(() => member.assignment().length === 1, 'a member in the group');
+    const refused = await second.commit().then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(StrataClientError);
+    expect((refused as StrataClientError).code).toBe('FAILED_PRECONDITION');
+    expect(() => second.subscribe([name])).toThrow(/either/);
+    expect(() => member.assign([{ topic: name, partition: 0 }])).toThrow(/either/);
+  });
+});
+
+describe('failures and static membership', () => {
+  it('a member retries UNAVAILABLE heartbeats; once its session expired it gets NOT_FOUND, drops its partitions without committing, and rejoins', async () => {
+    const name = await topic(2);
+    const groupId = unique('expire');
+    let blocked = false;
+    // While blocked, heartbeats look UNAVAILABLE to the client and never count on the broker
+    // (they go out with an invalid group id, which the broker refuses), so the session runs out.
+    const interceptor: Interceptor = (callOptions, nextCall) => {
+      const heartbeat = callOptions.method_definition.path.endsWith('/Heartbeat');
+      return new InterceptingCall(nextCall(callOptions), {
+        start: (metadata, _listener, next) => {
+          next(metadata, {
+            onReceiveStatus: (received, nextStatus) => nextStatus(blocked && heartbeat ? { ...received, code: status.UNAVAILABLE, details: 'injected: broker unreachable' } : received),
+          });
+        },
+        sendMessage: (message: strata.v1.HeartbeatRequest, next: (message: unknown) => void) => {
+          if (blocked && heartbeat) next(v1.HeartbeatRequest.create({ ...message, groupId: '' }));
+          else next(message);
+        },
+      });
+    };
+    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 400, interceptors: [interceptor] });
+    const errors: GroupErrorEvent[] = [];
+    const lost: PartitionsLostEvent[] = [];
+    reader.on('groupError', (event: GroupErrorEvent) => errors.push(event));
+    reader.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    await waitUntil(() => reader.assignment().length === 2, 'assignment');
+    const firstId = reader.memberId;
+
+    blocked = true;
+    await waitUntil(async () => (await describeOrNull(groupId)) === null, 'the session to expire');
+    expect(errors.length).toBeGreaterThan(0);
+    expect(errors.every((event) => event.error.code === 'UNAVAILABLE')).toBe(true); // retried with backoff
+    expect(reader.assignment()).toHaveLength(2); // it does not know yet
+    blocked = false;
+    await waitUntil(() => lost.length === 1 && reader.assignment().length === 2, 'lost and assigned again');
+    expect(lost[0]!.error.code).toBe('NOT_FOUND');
+    expect(lost[0]!.partitions).toHaveLength(2);
+    expect(reader.memberId).not.toBe(firstId);
+    expect(await reader.committed()).toEqual([]);
+  });
+
+  it('a fenced member drops its partitions without committing, frees its old member id at once, and rejoins', async () => {
+    const name = await topic(2);
+    const groupId = unique('fence');
+    let fence = false;
+    const interceptor: Interceptor = (callOptions, nextCall) =>
+      new InterceptingCall(nextCall(callOptions), {
+        sendMessage: (message: strata.v1.HeartbeatRequest, next: (message: unknown) => void) => {
+          if (fence && callOptions.method_definition.path.endsWith('/Heartbeat') && message.memberEpoch > 0) {
+            fence = false;
+            next(v1.HeartbeatRequest.create({ ...message, memberEpoch: message.memberEpoch + 100 }));
+          } else next(message);
+        },
+      });
+    const log: Processed[] = [];
+    const member = runner('a', groupId, log, { subscribe: [name], interceptors: [interceptor] });
+    const lost: PartitionsLostEvent[] = [];
+    member.consumer.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    await waitUntil(() => member.assignment().length === 2, 'assignment');
+    await produceEach(name, 2, 5);
+    await waitUntil(() => log.length === 10, 'records');
+    const firstId = member.consumer.memberId;
+
+    fence = true;
+    await waitUntil(() => lost.length === 1 && member.assignment().length === 2, 'fenced and assigned again');
+    expect(lost[0]!.error.code).toBe('FAILED_PRECONDITION');
+    expect(member.consumer.memberId).not.toBe(firstId);
+    // The old id left (well before the 5 s session timeout), so the partitions came back at once.
+    const description = await broker.groups.describeGroup(groupId);
+    expect(description.members.map((entry) => entry.memberId)).toEqual([member.consumer.memberId]);
+    // Nothing was committed when the partitions were lost, so they are read again from the start.
+    await waitUntil(() => log.length === 20, 'records read again');
+    expect((await fetchOffsets(groupId, name)).size).toBe(0);
+  });
+
+  it('a static member that restarts gets its partitions back; the other members keep their epochs and partitions', async () => {
+    const name = await topic(6);
+    const groupId = unique('static');
+    const log: Processed[] = [];
+    const a = runner('a', groupId, log, { subscribe: [name], instanceId: 'pod-a' });
+    const b = runner('b', groupId, log, { subscribe: [name] });
+    const c = runner('c', groupId, log, { subscribe: [name] });
+    await waitUntil(() => splitsExactly(groupId, [a, b, c], all(name, 6)), '3-way split');
+    await produceEach(name, 6, 10);
+    await waitUntil(() => log.length === 60, 'records');
+    const before = await broker.groups.describeGroup(groupId);
+    const others = before.members.filter((entry) => entry.instanceId === null).map(({ memberId, memberEpoch, assignment }) => ({ memberId, memberEpoch, assignment }));
+    const aPartitions = a.assignment();
+    const bEvents: string[] = [];
+    const cEvents: string[] = [];
+    for (const [member, events] of [[b, bEvents], [c, cEvents]] as const) {
+      member.consumer.on('partitionsAssigned', () => events.push('assigned'));
+      member.consumer.on('partitionsRevoked', () => events.push('revoked'));
+    }
+
+    await a.close(); // leaves with epoch -2: keeps its partitions for its session
+    const away = await broker.groups.describeGroup(groupId);
+    expect(away.members).toHaveLength(3);
+    expect(away.groupEpoch).toBe(before.groupEpoch);
+
+    await produceEach(name, 6, 10);
+    const restarted = runner('a2', groupId, log, { subscribe: [name], instanceId: 'pod-a' });
+    await waitUntil(() => restarted.assignment().length === aPartitions.length && log.length === 120, () => `a2 assigned and all records processed (${log.length})`);
+    expect(restarted.assignment()).toEqual(aPartitions);
+    const after = await broker.groups.describeGroup(groupId);
+    expect(after.groupEpoch).toBe(before.groupEpoch);
+    expect(after.members.filter((entry) => entry.instanceId === null).map(({ memberId, memberEpoch, assignment }) => ({ memberId, memberEpoch, assignment }))).toEqual(others);
+    expect([...bEvents, ...cEvents]).toEqual([]);
+    // a2 continued from a's committed offsets: nothing twice.
+    const runners = new Map([a, b, c, restarted].map((member) => [member.name, member] as const));
+    expect(duplicatesAfterLastCommit(log, runners)).toEqual([]);
+    expect(new Set(log.map((entry) => `${entry.partition}/${entry.offset}`)).size).toBe(120);
+    await Promise.all([restarted.close(), b.close(), c.close()]);
+  });
+});
