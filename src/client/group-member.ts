@@ -424,9 +424,8 @@ export class GroupMember {
       this.owned.clear();
     }
     this.starts.clear();
-    // A fenced member id still exists on the broker and holds its partitions until its session
-    // ends; leaving frees them now (after the consumer stopped fetching them).
-    if (failure.code === 'FAILED_PRECONDITION' && this.memberIdValue !== '') await this.sendLeave(LEAVE_EPOCH);
+    // The broker removed a fenced member already; a refused join (instance id still in use)
+    // is simply retried with backoff until the earlier instance's session ends.
     this.memberIdValue = '';
     this.epoch = 0;
     this.sentSubscriptionVersion = -1;
