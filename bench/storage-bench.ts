@@ -37,6 +37,7 @@ import { setLogLevel } from '../src/common/logger.js';
 import { type FlushMode } from '../src/storage/log-config.js';
 import { PartitionLog } from '../src/storage/partition-log.js';
 import { BATCH_HEADER_BYTES, buildBatch, forEachBatch, readBaseOffset, readLastOffset } from '../src/storage/record-batch.js';
+import { mulberry32 } from '../test/helpers/seeded-random.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -113,18 +114,6 @@ function nowNs(): bigint {
 
 function secondsSince(start: bigint): number {
   return Number(nowNs() - start) / 1e9;
-}
-
-/** Deterministic PRNG (mulberry32), so runs pick the same offsets. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Percentiles {
@@ -428,7 +417,7 @@ async function lookupCase(root: string, pool: BatchPool, logBytes: number, sampl
     progress(`lookup: building a ${fmtBytes(logBytes)} log (flush=interval)`);
     const build = await appendLoad(log, pool, Math.ceil(logBytes / pool.batchBytes), 32);
     await log.flush();
-    const random = prng(42);
+    const random = mulberry32(42);
     progress(`lookup: ${warmup} warm-up reads, then ${samples} measured reads`);
     await randomReads(log, warmup, random, null);
     const latencies = new Float64Array(samples);
@@ -470,7 +459,7 @@ async function reopenCase(root: string, segmentCount: number, repetitions: numbe
     const records = log.logEndOffset;
     await log.close();
 
-    const random = prng(7);
+    const random = mulberry32(7);
     const openMs: number[] = [];
     const firstReadMs: number[] = [];
     for (let repetition = 0; repetition < repetitions; repetition++) {
@@ -547,7 +536,7 @@ async function recoveryCase(root: string, bytes: number): Promise<RecoveryRun> {
     try {
       if (log.recovery === null) throw new Error('open after an unclean stop did not recover');
       if (log.logEndOffset !== report.records) throw new Error(`recovered log ends at ${log.logEndOffset}, the writer wrote ${report.records} records`);
-      const offset = Math.floor(prng(3)() * report.records);
+      const offset = Math.floor(mulberry32(3)() * report.records);
       const t1 = nowNs();
       const { batches } = await log.read(offset, 1);
       const firstReadMs = Number(nowNs() - t1) / 1e6;

@@ -88,7 +88,11 @@ export class ConsumerGroup {
   /** Counts rebalances (target recomputations that moved something), for metrics. */
   rebalances = 0;
 
-  constructor(readonly groupId: string) {}
+  /** `newMemberId` is injectable so simulations replay exactly from their seed. */
+  constructor(
+    readonly groupId: string,
+    private readonly newMemberId: () => string = randomUUID,
+  ) {}
 
   get state(): GroupState {
     if (this.members.size === 0) return 'empty';
@@ -164,7 +168,7 @@ export class ConsumerGroup {
       }
     }
     const member: Member = {
-      memberId: randomUUID(),
+      memberId: this.newMemberId(),
       instanceId: input.instanceId,
       clientId: input.clientId,
       host: input.host,
@@ -192,7 +196,7 @@ export class ConsumerGroup {
   private takeOver(previous: Member, input: HeartbeatInput, subscription: Subscription, regex: RegExp | null, nowMs: number, topics: TopicCounts): HeartbeatOutput {
     const member: Member = {
       ...previous,
-      memberId: randomUUID(),
+      memberId: this.newMemberId(),
       clientId: input.clientId,
       host: input.host,
       epoch: previous.epoch + 1,

@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { StickyPartitioner, murmur2, partitionForKey } from '../../src/broker/partitioner.js';
+import { mulberry32 } from '../helpers/seeded-random.js';
 
 const require = createRequire(import.meta.url);
 const kafkajsMurmur2 = require('kafkajs/src/producer/partitioners/default/murmur2.js') as (key: Buffer) => number;
@@ -13,18 +14,6 @@ const createKafkajsPartitioner = require('kafkajs/src/producer/partitioners/defa
   partitionMetadata: { partitionId: number; leader: number }[];
   message: { key: Buffer | null; partition?: number | null };
 }) => number;
-
-/** A small deterministic PRNG (mulberry32), so failures reproduce. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomKey(random: () => number, length: number): Buffer {
   const key = Buffer.alloc(length);
@@ -48,7 +37,7 @@ describe('murmur2', () => {
   });
 
   it('returns a signed 32-bit integer', () => {
-    const random = prng(1);
+    const random = mulberry32(1);
     for (let round = 0; round < 500; round++) {
       const hash = murmur2(randomKey(random, Math.floor(random() * 40)));
       expect(Number.isInteger(hash)).toBe(true);
@@ -57,7 +46,7 @@ describe('murmur2', () => {
   });
 
   it('agrees with kafkajs on random keys of every tail length, including bytes >= 0x80', () => {
-    const random = prng(42);
+    const random = mulberry32(42);
     for (let length = 0; length <= 67; length++) {
       for (let round = 0; round < 20; round++) {
         const key = randomKey(random, length);
@@ -85,7 +74,7 @@ describe('partitionForKey', () => {
   });
 
   it('stays in [0, partitions) and matches kafkajs DefaultPartitioner', () => {
-    const random = prng(7);
+    const random = mulberry32(7);
     const kafkajs = createKafkajsPartitioner();
     for (const partitions of [1, 2, 3, 5, 12, 64, 1000, 10_000]) {
       const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0 }));
@@ -101,7 +90,7 @@ describe('partitionForKey', () => {
   });
 
   it('maps a key to partition 0 when there is one partition', () => {
-    const random = prng(9);
+    const random = mulberry32(9);
     for (let round = 0; round < 100; round++) expect(partitionForKey(randomKey(random, 8), 1)).toBe(0);
   });
 

@@ -4,21 +4,10 @@
 // memberships and check every result against invariants computed independently.
 import { describe, expect, it } from 'vitest';
 import { type Assignment, type AssignorMember, type TopicPartition, assign, rangeAssign, splitTp, tp, uniformAssign } from '../../src/groups/assignors.js';
+import { mulberry32 } from '../helpers/seeded-random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/** mulberry32: a small seeded PRNG, so a failing case can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const member = (memberId: string, ...topics: string[]): AssignorMember => ({ memberId, topics: new Set(topics) });
 const counts = (entries: Record<string, number>): Map<string, number> => new Map(Object.entries(entries));
@@ -150,7 +139,7 @@ describe('uniform assignor, stickiness', () => {
 
   it('property: over seeded random histories of joins, leaves and topic growth, every step is balanced, complete and moves the fewest partitions possible', () => {
     const seed = 0x5eed_a551;
-    const random = prng(seed);
+    const random = mulberry32(seed);
     let current: Assignment = new Map();
     let list: AssignorMember[] = [member('m0', 'a', 'b')];
     let partitionCounts = counts({ a: 10, b: 3 });
@@ -183,7 +172,7 @@ describe('uniform assignor, stickiness', () => {
 describe('uniform assignor, arbitrary inputs', () => {
   it('property: from any current assignment (seeded random), the result is balanced and keeps the most partitions possible', () => {
     const seed = 0x0c0ffee;
-    const random = prng(seed);
+    const random = mulberry32(seed);
     for (let iteration = 0; iteration < 1000; iteration++) {
       const ids = Array.from({ length: 1 + Math.floor(random() * 6) }, (_, i) => `m${i}`);
       const total = Math.floor(random() * 25);
@@ -198,7 +187,7 @@ describe('uniform assignor, arbitrary inputs', () => {
 
   it('property: with random heterogeneous subscriptions, a partition is assigned exactly when some member subscribes to its topic, and only to such a member', () => {
     const seed = 0xfeed;
-    const random = prng(seed);
+    const random = mulberry32(seed);
     const topics = ['p', 'q', 'r', 's'];
     for (let iteration = 0; iteration < 500; iteration++) {
       const list = Array.from({ length: 1 + Math.floor(random() * 5) }, (_, i) => member(`m${i}`, ...topics.filter(() => random() < 0.5)));

@@ -8,6 +8,7 @@ import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { type AssignorName, type TopicPartition, splitTp, tp } from '../../src/groups/assignors.js';
 import { ConsumerGroup, type HeartbeatInput, type HeartbeatOutput, LEAVE_EPOCH, STATIC_LEAVE_EPOCH } from '../../src/groups/consumer-group.js';
+import { mulberry32, testSeed } from '../helpers/seeded-random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -548,18 +549,6 @@ describe('subscriptions and topic metadata', () => {
 // overlapping on a partition, and, after a quiet period, a stable and balanced group whose live
 // members between them own every partition exactly once.
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 type IncarnationState = 'joining' | 'live' | 'leaving' | 'away' | 'left' | 'crashed' | 'gone';
 
 /** One run of one consumer process (a static restart is a new incarnation, same instance id). */
@@ -601,10 +590,11 @@ const CHURN_SESSION_MS = 1_000;
 const CHURN_CHANGES = 30;
 
 function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
-  const random = prng(seed);
+  const random = mulberry32(seed);
   const between = (low: number, high: number): number => low + Math.floor(random() * (high - low + 1));
   const clock = new ManualClock(0);
-  const group = new ConsumerGroup('churn');
+  let memberIds = 0;
+  const group = new ConsumerGroup('churn', () => `member-${++memberIds}`); // replays exactly from the seed
   const topics = new Map(Object.entries(CHURN_TOPICS));
   const all = [...topics].flatMap(([topic, count]) => partitionsOf(topic, count));
   const violations: string[] = [];
@@ -938,7 +928,7 @@ function checkChurn(seed: number, assignor: AssignorName): ChurnResult {
 
 describe('CHURN: no partition is ever owned by two members', () => {
   // A fresh seed per run (printed), plus fixed ones; replay any with CHURN_SEED=<seed>.
-  const fresh = process.env.CHURN_SEED !== undefined ? Number(process.env.CHURN_SEED) : Math.floor(Math.random() * 2 ** 31);
+  const fresh = testSeed('consumer-group.test.ts CHURN', { envVar: 'CHURN_SEED', bound: 2 ** 31 });
 
   for (const [seed, assignor] of [[1, 'uniform'], [42, 'uniform'], [20240601, 'uniform'], [7, 'range'], [fresh, 'uniform'], [fresh, 'range']] as [number, AssignorName][]) {
     it(`seed ${seed}, ${assignor}: joins, leaves, crashes, static restarts and lost responses never make two members own a partition; the group ends balanced`, () => {

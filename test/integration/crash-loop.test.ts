@@ -12,23 +12,11 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { partitionForKey } from '../../src/broker/partitioner.js';
 import type { strata } from '../../src/generated/strata.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
+import { mulberry32, seedMessage, testSeed } from '../helpers/seeded-random.js';
 import { type BrokerProcess, removeDirectory, spawnBroker, temporaryDirectory } from '../helpers/test-server.js';
 
-const SEED =
-  process.env.STRATA_TEST_SEED !== undefined ? Number(process.env.STRATA_TEST_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const at = (what: string) => `[seed ${SEED}] ${what}`;
+const SEED = testSeed('crash-loop.test.ts');
+const at = seedMessage(SEED);
 
 const TOPIC = 'crash-loop';
 const PARTITIONS = 3;
@@ -337,7 +325,6 @@ describe(`broker crash loop: SIGKILL while producing with acks=ALL (seed ${SEED}
   let broker: BrokerProcess | null = null;
 
   beforeAll(() => {
-    console.log(`crash-loop.test.ts seed ${SEED} (set STRATA_TEST_SEED=${SEED} to replay)`);
     // spawnBroker hands this process's environment to `strata serve`, which takes STRATA_*
     // variables as options and refuses unknown ones ("Unknown argument: testSeed"): hide the seed.
     vi.stubEnv('STRATA_TEST_SEED', undefined);

@@ -5,25 +5,16 @@
 // with short session timeouts, polling with deadlines instead of fixed sleeps.
 import { status } from '@grpc/grpc-js';
 import Long from 'long';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
+import { useSharedBroker } from '../helpers/shared-broker.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 type HeartbeatResponse = strata.v1.HeartbeatResponse;
 type DescribeGroupResponse = strata.v1.DescribeGroupResponse;
 
-let broker: TestBroker;
-let client: TestClient;
-
-beforeAll(async () => {
-  broker = await startTestBroker();
-  client = new TestClient(broker.address);
-});
-afterAll(async () => {
-  client?.close();
-  await broker?.dispose();
-});
+const shared = useSharedBroker();
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -36,16 +27,16 @@ const labels = (list: readonly strata.v1.TopicPartitions[]): string[] => list.fl
 const count = (list: readonly strata.v1.TopicPartitions[]): number => list.reduce((sum, entry) => sum + entry.partitions.length, 0);
 
 async function createTopic(name: string, partitions: number): Promise<void> {
-  await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions }));
+  await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions }));
 }
 
 async function produce(topic: string, partition: number, count: number, timestamp: (i: number) => number): Promise<void> {
   const records = Array.from({ length: count }, (_, i) => v1.Record.create({ value: Buffer.from(`r${i}`), timestamp: long(timestamp(i)) }));
-  await client.call('log.produce', v1.ProduceRequest.create({ topic, partition, records }));
+  await shared.client.call('log.produce', v1.ProduceRequest.create({ topic, partition, records }));
 }
 
 const heartbeat = (request: strata.v1.HeartbeatRequest.$Properties): Promise<HeartbeatResponse> =>
-  client.call<HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create(request));
+  shared.client.call<HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create(request));
 
 /** A raw, protocol-following member. */
 class Member {
@@ -132,12 +123,12 @@ async function eventually(check: () => Promise<boolean>, what: string, timeoutMs
   }
 }
 
-const describeGroup = (groupId: string): Promise<DescribeGroupResponse> => client.call<DescribeGroupResponse>('groups.describeGroup', v1.DescribeGroupRequest.create({ groupId }));
+const describeGroup = (groupId: string): Promise<DescribeGroupResponse> => shared.client.call<DescribeGroupResponse>('groups.describeGroup', v1.DescribeGroupRequest.create({ groupId }));
 
 const commit = (groupId: string, memberId: string, memberEpoch: number, offsets: { topic: string; partition: number; offset: number; metadata?: string }[]) =>
-  client.call('groups.commitOffsets', v1.CommitOffsetsRequest.create({ groupId, memberId, memberEpoch, offsets: offsets.map((o) => v1.OffsetCommit.create({ ...o, offset: long(o.offset) })) }));
+  shared.client.call('groups.commitOffsets', v1.CommitOffsetsRequest.create({ groupId, memberId, memberEpoch, offsets: offsets.map((o) => v1.OffsetCommit.create({ ...o, offset: long(o.offset) })) }));
 
-async function fetchOffsets(groupId: string, topics: string[] = [], on: TestClient = client) {
+async function fetchOffsets(groupId: string, topics: string[] = [], on: TestClient = shared.client) {
   const response = await on.call<strata.v1.FetchOffsetsResponse>('groups.fetchOffsets', v1.FetchOffsetsRequest.create({ groupId, topics }));
   return response.offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: num(o.offset), metadata: o.metadata, commitTimeMs: num(o.commitTimeMs) }));
 }
@@ -145,17 +136,17 @@ async function fetchOffsets(groupId: string, topics: string[] = [], on: TestClie
 const plainOffsets = async (groupId: string, topics: string[] = []) => (await fetchOffsets(groupId, topics)).map(({ topic, partition, offset }) => ({ topic, partition, offset }));
 
 async function listGroups(): Promise<Map<string, { state: string; members: number }>> {
-  const response = await client.call<strata.v1.ListGroupsResponse>('groups.listGroups', v1.ListGroupsRequest.create());
+  const response = await shared.client.call<strata.v1.ListGroupsResponse>('groups.listGroups', v1.ListGroupsRequest.create());
   return new Map(response.groups.map((g) => [g.groupId, { state: g.state, members: g.members }]));
 }
 
 async function resetOffsets(request: strata.v1.ResetOffsetsRequest.$Properties): Promise<[number, number][]> {
-  const response = await client.call<strata.v1.ResetOffsetsResponse>('groups.resetOffsets', v1.ResetOffsetsRequest.create(request));
+  const response = await shared.client.call<strata.v1.ResetOffsetsResponse>('groups.resetOffsets', v1.ResetOffsetsRequest.create(request));
   return response.offsets.map((o) => [o.partition, num(o.offset)]);
 }
 
-const deleteOffsets = (groupId: string, topics: string[]) => client.call('groups.deleteOffsets', v1.DeleteOffsetsRequest.create({ groupId, topics }));
-const deleteGroup = (groupId: string) => client.call('groups.deleteGroup', v1.DeleteGroupRequest.create({ groupId }));
+const deleteOffsets = (groupId: string, topics: string[]) => shared.client.call('groups.deleteOffsets', v1.DeleteOffsetsRequest.create({ groupId, topics }));
+const deleteGroup = (groupId: string) => shared.client.call('groups.deleteGroup', v1.DeleteGroupRequest.create({ groupId }));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -344,7 +335,7 @@ describe('offsets', () => {
     await produce('doomed', 0, 2, () => 0);
     await commit('g-doomed-1', '', 0, [{ topic: 'doomed', partition: 0, offset: 1 }, { topic: 'spared', partition: 0, offset: 0 }]);
     await commit('g-doomed-2', '', 0, [{ topic: 'doomed', partition: 1, offset: 0 }]);
-    await client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'doomed' }));
+    await shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'doomed' }));
     await eventually(async () => (await fetchOffsets('g-doomed-1', ['doomed'])).length === 0 && (await fetchOffsets('g-doomed-2')).length === 0, 'the offsets of the deleted topic to go');
     expect(await plainOffsets('g-doomed-1')).toEqual([{ topic: 'spared', partition: 0, offset: 0 }]);
   });

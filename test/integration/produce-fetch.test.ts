@@ -6,29 +6,19 @@
 import type { CallOptions, ClientDuplexStream, ClientReadableStream, ServiceError } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import Long from 'long';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { murmur2 } from '../../src/broker/partitioner.js';
 import type { strata } from '../../src/generated/strata.js';
 import type { PartitionLog } from '../../src/storage/partition-log.js';
 import { type RecordInput, buildBatch, decodeBatches } from '../../src/storage/record-batch.js';
-import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { grpcError, v1 } from '../helpers/grpc-client.js';
+import { useSharedBroker } from '../helpers/shared-broker.js';
 
 type ProduceResponse = strata.v1.ProduceResponse;
 type FetchResponse = strata.v1.FetchResponse;
 type WireRecord = strata.v1.Record;
 
-let broker: TestBroker;
-let client: TestClient;
-
-beforeAll(async () => {
-  broker = await startTestBroker();
-  client = new TestClient(broker.address);
-});
-afterAll(async () => {
-  client?.close();
-  await broker?.dispose();
-});
+const shared = useSharedBroker();
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -36,19 +26,19 @@ afterAll(async () => {
 const long = (value: number): Long => Long.fromNumber(value);
 
 async function createTopic(name: string, partitions: number, configs: Record<string, string> = {}): Promise<void> {
-  await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions, configs }));
+  await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions, configs }));
 }
 
 function produce(request: strata.v1.ProduceRequest.$Properties): Promise<ProduceResponse> {
-  return client.call<ProduceResponse>('log.produce', v1.ProduceRequest.create(request));
+  return shared.client.call<ProduceResponse>('log.produce', v1.ProduceRequest.create(request));
 }
 
 function fetch(request: strata.v1.FetchRequest.$Properties, timeoutMs?: number): Promise<FetchResponse> {
-  return client.call<FetchResponse>('log.fetch', v1.FetchRequest.create(request), timeoutMs);
+  return shared.client.call<FetchResponse>('log.fetch', v1.FetchRequest.create(request), timeoutMs);
 }
 
 function listOffsets(topic: string, partition: number, position?: strata.v1.StartPosition.$Properties): Promise<strata.v1.ListOffsetsResponse> {
-  return client.call('log.listOffsets', v1.ListOffsetsRequest.create({ topic, partition, ...(position ? { position: v1.StartPosition.create(position) } : {}) }));
+  return shared.client.call('log.listOffsets', v1.ListOffsetsRequest.create({ topic, partition, ...(position ? { position: v1.StartPosition.create(position) } : {}) }));
 }
 
 /** Every record of a partition from `from` up to the high watermark, by repeated fetches. */
@@ -104,13 +94,13 @@ function nextWaitOn(log: PartitionLog): Promise<void> {
   });
 }
 
-const partitionLog = (topic: string, partition: number): PartitionLog => broker.broker.partitionLog(topic, partition);
+const partitionLog = (topic: string, partition: number): PartitionLog => shared.broker.broker.partitionLog(topic, partition);
 
 interface LogStreams {
   produceStream(options?: CallOptions): ClientDuplexStream<strata.v1.ProduceRequest, ProduceResponse>;
   subscribe(request: strata.v1.SubscribeRequest, options?: CallOptions): ClientReadableStream<strata.v1.SubscribeResponse>;
 }
-const streams = (): LogStreams => client.log as unknown as LogStreams;
+const streams = (): LogStreams => shared.client.log as unknown as LogStreams;
 
 /** A Subscribe call that collects its messages and lets a test await a condition on them. */
 class Subscription {
@@ -173,18 +163,18 @@ class Subscription {
 
 describe('produce and fetch', () => {
   it('round trips plain records and a raw batch', async () => {
-    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'smoke', partitions: 2 }));
-    const produced = await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'smoke', partitions: 2 }));
+    const produced = await shared.client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({
       topic: 'smoke', partition: 0, records: [v1.Record.create({ key: Buffer.from('k'), value: Buffer.from('hello') })],
     }));
     expect(produced.batches[0]!.baseOffset.toNumber()).toBe(0);
-    const raw = await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({
+    const raw = await shared.client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({
       topic: 'smoke', partition: 0, batch: buildBatch([{ value: Buffer.from('a') }, { value: Buffer.from('b') }]),
     }));
     expect(raw.batches[0]!.baseOffset.toNumber()).toBe(1);
-    const fetched = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'smoke', partition: 0, offset: Long.fromNumber(0) }));
+    const fetched = await shared.client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'smoke', partition: 0, offset: Long.fromNumber(0) }));
     expect(fetched.records.map((record) => Buffer.from(record.value!).toString())).toEqual(['hello', 'a', 'b']);
-    const rawFetch = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'smoke', partition: 0, offset: Long.fromNumber(1), raw: true }));
+    const rawFetch = await shared.client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'smoke', partition: 0, offset: Long.fromNumber(1), raw: true }));
     expect(decodeBatches(Buffer.from(rawFetch.batches!)).map((record) => record.offset)).toEqual([1, 2]);
     expect(rawFetch.nextOffset.toNumber()).toBe(3);
   });
@@ -686,7 +676,7 @@ describe('produce and fetch', () => {
       const expectedPartition = (key: string): number => (murmur2(Buffer.from(key)) & 0x7fffffff) % partitions;
       const seen = new Map<string, { partition: number; sequences: number[] }>();
       let total = 0;
-      const description = await client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: topic }));
+      const description = await shared.client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: topic }));
       for (let partition = 0; partition < partitions; partition++) {
         // The ACKS_LEADER requests may not be durable yet: long-poll until the end of the log.
         const end = description.partitions[partition]!.logEndOffset.toNumber();
@@ -763,7 +753,7 @@ describe('produce and fetch', () => {
 
   describe('idempotent producers', () => {
     async function initProducer(): Promise<{ producerId: number; producerEpoch: number }> {
-      const response = await client.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create());
+      const response = await shared.client.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create());
       return { producerId: response.producerId.toNumber(), producerEpoch: response.producerEpoch };
     }
 

@@ -9,22 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import { decodeRecords, forEachBatch, readBaseOffset, readBatchSize, readLastOffset } from '../../src/storage/record-batch.js';
 import { CHILD_SEGMENT_BYTES, recordValue } from '../fixtures/append-child.js';
+import { seedMessage, streamFor, testSeed } from '../helpers/seeded-random.js';
 
-const SEED =
-  process.env.STRATA_TEST_SEED !== undefined ? Number(process.env.STRATA_TEST_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const at = (what: string) => `[seed ${SEED}] ${what}`;
+const SEED = testSeed('kill9.test.ts');
+const at = seedMessage(SEED);
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHILD_SCRIPT = join(PROJECT_ROOT, 'dist', 'test', 'fixtures', 'append-child.js');
@@ -157,7 +145,6 @@ describe(`kill -9 while appending (seed ${SEED})`, () => {
   let root: string;
 
   beforeAll(() => {
-    console.log(`kill9.test.ts seed ${SEED} (set STRATA_TEST_SEED=${SEED} to replay)`);
     if (!existsSync(CHILD_SCRIPT)) {
       try {
         execFileSync('npx', ['tsc', '-p', '.'], { cwd: PROJECT_ROOT, stdio: 'pipe' });
@@ -175,9 +162,7 @@ describe(`kill -9 while appending (seed ${SEED})`, () => {
 
   for (const name of ['a', 'b']) {
     it(`keeps every acknowledged batch over ${ROUNDS_PER_DIRECTORY} SIGKILL rounds (directory ${name})`, async () => {
-      let hash = 0x811c9dc5;
-      for (const char of name) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193);
-      const random = mulberry32((SEED ^ hash) >>> 0);
+      const random = streamFor(SEED, name);
       const directory = join(root, name);
       const acked = new Map<number, Ack>();
       let logEnd = 0;

@@ -799,10 +799,11 @@ describe('fdatasync failure', () => {
     expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(false);
   });
 
-  // An I/O error while rolling (the old segment's fdatasync, writing its index files, creating
-  // the new segment) fences the partition and settles the append that triggered the roll, instead
-  // of escaping the writer as an unhandled rejection and leaving the append pending forever.
-  it('fences the partition when the fdatasync of a roll fails', async () => {
+  /**
+   * Fills a log of 1 KiB segments up to just below a roll, lets `fail` break the file system, and
+   * returns the error of the append that rolls (or of the close racing it).
+   */
+  async function rollFailure(fail: (fs: TestFileSystem) => void): Promise<StrataError> {
     const fs = new TestFileSystem();
     const log = await openLog(tempDir(), { segmentBytes: 1024 }, { fs });
     let next = 0;
@@ -810,29 +811,29 @@ describe('fdatasync failure', () => {
       await log.append(batchOf(next, 3));
       next += 3;
     }
-    fs.failFdatasync = true;
+    fail(fs);
     const appended = log.append(batchOf(next, 3)); // rolls first
     const closed = log.close();
     closed.catch(() => undefined);
-    const error = await rejection(Promise.race([appended, closed]));
+    return rejection(Promise.race([appended, closed]));
+  }
+
+  // An I/O error while rolling (the old segment's fdatasync, writing its index files, creating
+  // the new segment) fences the partition and settles the append that triggered the roll, instead
+  // of escaping the writer as an unhandled rejection and leaving the append pending forever.
+  it('fences the partition when the fdatasync of a roll fails', async () => {
+    const error = await rollFailure((fs) => {
+      fs.failFdatasync = true;
+    });
     expect(error.code).toBe(ErrorCode.PARTITION_FENCED);
   });
 
   // ENOSPC while the roll writes the sealed segment's index files refuses the append with
   // DISK_FULL, like a full disk during an ordinary write.
   it('refuses with DISK_FULL when the disk fills while rolling', async () => {
-    const fs = new TestFileSystem();
-    const log = await openLog(tempDir(), { segmentBytes: 1024 }, { fs });
-    let next = 0;
-    while (log.sizeBytes + batchOf(next, 3).length <= 1024) {
-      await log.append(batchOf(next, 3));
-      next += 3;
-    }
-    fs.fileWritesFull = true;
-    const appended = log.append(batchOf(next, 3)); // rolls first
-    const closed = log.close();
-    closed.catch(() => undefined);
-    const error = await rejection(Promise.race([appended, closed]));
+    const error = await rollFailure((fs) => {
+      fs.fileWritesFull = true;
+    });
     expect(error.code).toBe(ErrorCode.DISK_FULL);
   });
 });

@@ -30,29 +30,16 @@ import {
   readLastOffset,
   type RecordInput,
 } from '../../src/storage/record-batch.js';
+import { seedMessage, streamFor, testSeed } from '../helpers/seeded-random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness.
 
-const SEED =
-  process.env.STRATA_TEST_SEED !== undefined ? Number(process.env.STRATA_TEST_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const SEED = testSeed('recovery.test.ts');
 
 /** An independent stream per test, so running one test alone (-t) replays the same data. */
 function rngFor(name: string): Rng {
-  let hash = 0x811c9dc5;
-  for (let index = 0; index < name.length; index++) hash = Math.imul(hash ^ name.charCodeAt(index), 0x01000193);
-  const next = mulberry32((SEED ^ hash) >>> 0);
+  const next = streamFor(SEED, name);
   const int = (low: number, high: number) => low + Math.floor(next() * (high - low + 1));
   const bytes = (length: number) => {
     const buffer = Buffer.allocUnsafe(length);
@@ -69,7 +56,7 @@ interface Rng {
   bytes(length: number): Buffer;
 }
 
-const at = (what: string) => `[seed ${SEED}] ${what}`;
+const at = seedMessage(SEED);
 
 // ---------------------------------------------------------------------------------------------
 // The log under test.
@@ -354,7 +341,6 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
   let sampleTimestamps: number[];
 
   beforeAll(async () => {
-    console.log(`recovery.test.ts seed ${SEED} (set STRATA_TEST_SEED=${SEED} to replay)`);
     root = mkdtempSync(join(tmpdir(), 'strata-recovery-'));
     pristine = await buildPristine(root, 'main');
     activeBase = pristine.segmentBases.at(-1)!;
