@@ -1,17 +1,34 @@
 /**
- * Topic administration (the broker's Admin service) and offset lookups, returning plain objects
- * with JavaScript numbers. Each method is one unary call with the connection's deadline; a
+ * Topic administration (the broker's Admin service), consumer-group administration (the
+ * administrative half of the Groups service) and offset lookups, returning plain objects with
+ * JavaScript numbers. Each method is one unary call with the connection's deadline; a
  * failure is a `StrataClientError` carrying the broker's status name and message
  * (e.g. NOT_FOUND `topic "orders" not found`).
  *
  * The free functions (`describeTopic`, `listOffsets`) are what the producer and consumer use on
  * their own connections, so the wire conversion lives here once.
  */
+import type { MethodDefinition } from '@grpc/grpc-js';
 import { strata } from '../generated/strata.js';
+import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { closedError, invalidArgument } from './errors.js';
 
 const v1 = strata.v1;
+
+/** The group-administration methods, typed with the decoded message classes (see connection.ts). */
+function typed<Request, Response>(definition: object): MethodDefinition<Request, Response> {
+  return definition as MethodDefinition<Request, Response>;
+}
+
+const groupMethods = {
+  fetchOffsets: typed<strata.v1.FetchOffsetsRequest, strata.v1.FetchOffsetsResponse>(groupsServiceDefinition.fetchOffsets),
+  listGroups: typed<strata.v1.ListGroupsRequest, strata.v1.ListGroupsResponse>(groupsServiceDefinition.listGroups),
+  describeGroup: typed<strata.v1.DescribeGroupRequest, strata.v1.DescribeGroupResponse>(groupsServiceDefinition.describeGroup),
+  resetOffsets: typed<strata.v1.ResetOffsetsRequest, strata.v1.ResetOffsetsResponse>(groupsServiceDefinition.resetOffsets),
+  deleteOffsets: typed<strata.v1.DeleteOffsetsRequest, strata.v1.DeleteOffsetsResponse>(groupsServiceDefinition.deleteOffsets),
+  deleteGroup: typed<strata.v1.DeleteGroupRequest, strata.v1.DeleteGroupResponse>(groupsServiceDefinition.deleteGroup),
+} as const;
 
 export interface TopicSummary {
   name: string;
@@ -57,6 +74,67 @@ export interface OffsetLookup {
   highWatermark: number;
 }
 
+export interface GroupSummary {
+  groupId: string;
+  /** 'empty', 'assigning', 'reconciling', 'stable' or 'dead'. */
+  state: string;
+  members: number;
+}
+
+export interface GroupPartitionAssignment {
+  topic: string;
+  partition: number;
+}
+
+export interface GroupMemberDescription {
+  memberId: string;
+  instanceId: string | null;
+  clientId: string;
+  /** Peer address of the member's last heartbeat. */
+  host: string;
+  memberEpoch: number;
+  assignment: GroupPartitionAssignment[];
+  subscribedTopicNames: string[];
+  subscribedTopicRegex: string;
+}
+
+export interface GroupPartitionLag {
+  topic: string;
+  partition: number;
+  /** -1 when nothing is committed. */
+  committedOffset: number;
+  /** The partition's high watermark. */
+  logEndOffset: number;
+  /** Records not yet committed. */
+  lag: number;
+  /** Age of the oldest record not yet committed (ms); 0 without lag. */
+  lagMs: number;
+  /** The member that owns the partition now; '' when none. */
+  memberId: string;
+}
+
+export interface GroupDescription {
+  groupId: string;
+  state: string;
+  groupEpoch: number;
+  assignor: string;
+  members: GroupMemberDescription[];
+  partitions: GroupPartitionLag[];
+  totalLag: number;
+}
+
+export interface CommittedOffset {
+  topic: string;
+  partition: number;
+  /** The next offset the group will consume. */
+  offset: number;
+  metadata: string;
+  commitTimeMs: number;
+}
+
+/** Where `resetOffsets` moves a group's committed offsets. */
+export type ResetSpec = 'earliest' | 'latest' | { offset: number } | { timestamp: number } | { shiftBy: number };
+
 export function describeFromWire(description: strata.v1.TopicDescription): TopicDescription {
   return {
     name: description.name,
@@ -95,6 +173,61 @@ export async function listOffsets(connection: Connection, topic: string, partiti
     logStartOffset: longToNumber(response.logStartOffset, 'log_start_offset'),
     highWatermark: longToNumber(response.highWatermark, 'high_watermark'),
   };
+}
+
+function committedFromWire(entry: strata.v1.ICommittedOffset): CommittedOffset {
+  return {
+    topic: entry.topic ?? '',
+    partition: entry.partition ?? 0,
+    offset: longToNumber(entry.offset, 'offset'),
+    metadata: entry.metadata ?? '',
+    commitTimeMs: longToNumber(entry.commitTimeMs, 'commit_time_ms'),
+  };
+}
+
+function pairsFromWire(list: readonly strata.v1.ITopicPartitions[]): GroupPartitionAssignment[] {
+  return list.flatMap((entry) => (entry.partitions ?? []).map((partition) => ({ topic: entry.topic ?? '', partition })));
+}
+
+function groupFromWire(response: strata.v1.DescribeGroupResponse): GroupDescription {
+  return {
+    groupId: response.groupId,
+    state: response.state,
+    groupEpoch: response.groupEpoch,
+    assignor: response.assignor,
+    members: response.members.map((member) => ({
+      memberId: member.memberId,
+      instanceId: member.instanceId ?? null,
+      clientId: member.clientId,
+      host: member.host,
+      memberEpoch: member.memberEpoch,
+      assignment: pairsFromWire(member.assignment),
+      subscribedTopicNames: [...member.subscribedTopicNames],
+      subscribedTopicRegex: member.subscribedTopicRegex,
+    })),
+    partitions: response.partitions.map((entry) => ({
+      topic: entry.topic,
+      partition: entry.partition,
+      committedOffset: longToNumber(entry.committedOffset, 'committed_offset'),
+      logEndOffset: longToNumber(entry.logEndOffset, 'log_end_offset'),
+      lag: longToNumber(entry.lag, 'lag'),
+      lagMs: longToNumber(entry.lagMs, 'lag_ms'),
+      memberId: entry.memberId,
+    })),
+    totalLag: longToNumber(response.totalLag, 'total_lag'),
+  };
+}
+
+function resetRequest(groupId: string, topic: string, to: ResetSpec, partitions: readonly number[]): strata.v1.ResetOffsetsRequest {
+  const base = { groupId, topic, partitions: [...partitions] };
+  if (to === 'earliest') return v1.ResetOffsetsRequest.create({ ...base, earliest: true });
+  if (to === 'latest') return v1.ResetOffsetsRequest.create({ ...base, latest: true });
+  if (typeof to === 'object' && to !== null) {
+    if ('offset' in to) return v1.ResetOffsetsRequest.create({ ...base, offset: numberToLong(to.offset, 'offset') });
+    if ('timestamp' in to) return v1.ResetOffsetsRequest.create({ ...base, timestamp: numberToLong(to.timestamp, 'timestamp') });
+    if ('shiftBy' in to) return v1.ResetOffsetsRequest.create({ ...base, shiftBy: numberToLong(to.shiftBy, 'shiftBy') });
+  }
+  throw invalidArgument(`reset to 'earliest', 'latest', { offset }, { timestamp } or { shiftBy }, got ${JSON.stringify(to)}`);
 }
 
 export class Admin {
@@ -146,6 +279,53 @@ export class Admin {
   async listOffsets(topic: string, partition: number, spec: OffsetSpec): Promise<OffsetLookup> {
     this.checkOpen();
     return listOffsets(this.connection, topic, partition, spec);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Consumer groups.
+
+  async listGroups(): Promise<GroupSummary[]> {
+    this.checkOpen();
+    const response = await this.connection.unary(groupMethods.listGroups, v1.ListGroupsRequest.create());
+    return response.groups.map((group) => ({ groupId: group.groupId, state: group.state, members: group.members }));
+  }
+
+  /** Members, and per partition the committed offset, end offset and lag. NOT_FOUND for an unknown group. */
+  async describeGroup(groupId: string): Promise<GroupDescription> {
+    this.checkOpen();
+    return groupFromWire(await this.connection.unary(groupMethods.describeGroup, v1.DescribeGroupRequest.create({ groupId })));
+  }
+
+  /** The group's committed offsets (of the topics given, or all). */
+  async fetchOffsets(groupId: string, topics: readonly string[] = []): Promise<CommittedOffset[]> {
+    this.checkOpen();
+    const response = await this.connection.unary(groupMethods.fetchOffsets, v1.FetchOffsetsRequest.create({ groupId, topics: [...topics] }));
+    return response.offsets.map(committedFromWire);
+  }
+
+  /**
+   * Moves the committed offsets of a group with no members on `topic` (the partitions given, or
+   * all); FAILED_PRECONDITION while it has members. Returns the new offsets.
+   */
+  async resetOffsets(groupId: string, topic: string, to: ResetSpec, partitions: readonly number[] = []): Promise<CommittedOffset[]> {
+    this.checkOpen();
+    for (const partition of partitions) {
+      if (!Number.isInteger(partition) || partition < 0) throw invalidArgument(`partitions must be non-negative integers, got ${partition}`);
+    }
+    const response = await this.connection.unary(groupMethods.resetOffsets, resetRequest(groupId, topic, to, partitions));
+    return response.offsets.map(committedFromWire);
+  }
+
+  /** Deletes the committed offsets of a group with no members for the topics given. */
+  async deleteOffsets(groupId: string, topics: readonly string[]): Promise<void> {
+    this.checkOpen();
+    await this.connection.unary(groupMethods.deleteOffsets, v1.DeleteOffsetsRequest.create({ groupId, topics: [...topics] }));
+  }
+
+  /** Deletes a group with no members and its offsets. */
+  async deleteGroup(groupId: string): Promise<void> {
+    this.checkOpen();
+    await this.connection.unary(groupMethods.deleteGroup, v1.DeleteGroupRequest.create({ groupId }));
   }
 
   /** Closes the connection if this Admin opened it. Idempotent. */

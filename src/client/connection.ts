@@ -28,6 +28,7 @@ import {
   type ChannelCredentials,
   type ChannelOptions,
   type ClientDuplexStream,
+  type ClientReadableStream,
   type Interceptor,
   type MethodDefinition,
   type ServiceError,
@@ -51,6 +52,7 @@ export const methods = {
   produceStream: typed<strata.v1.ProduceRequest, strata.v1.ProduceResponse>(logServiceDefinition.produceStream),
   fetch: typed<strata.v1.FetchRequest, strata.v1.FetchResponse>(logServiceDefinition.fetch),
   listOffsets: typed<strata.v1.ListOffsetsRequest, strata.v1.ListOffsetsResponse>(logServiceDefinition.listOffsets),
+  subscribe: typed<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>(logServiceDefinition.subscribe),
   createTopic: typed<strata.v1.CreateTopicRequest, strata.v1.TopicDescription>(adminServiceDefinition.createTopic),
   deleteTopic: typed<strata.v1.DeleteTopicRequest, strata.v1.DeleteTopicResponse>(adminServiceDefinition.deleteTopic),
   listTopics: typed<strata.v1.ListTopicsRequest, strata.v1.ListTopicsResponse>(adminServiceDefinition.listTopics),
@@ -151,6 +153,12 @@ export class Connection {
   bidiStream<Request, Response>(method: MethodDefinition<Request, Response>): ClientDuplexStream<Request, Response> {
     if (this.closed) throw closedError(`the connection to ${this.server}`);
     return this.client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, new Metadata(), {});
+  }
+
+  /** Opens a server-streaming call (no deadline: its user cancels it when done). */
+  serverStream<Request, Response>(method: MethodDefinition<Request, Response>, request: Request): ClientReadableStream<Response> {
+    if (this.closed) throw closedError(`the connection to ${this.server}`);
+    return this.client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, new Metadata(), {});
   }
 
   /** Closes the channel; calls in progress fail. Idempotent. */

@@ -300,11 +300,14 @@ export class Producer {
     let record: RecordInput;
     let sizeBytes: number;
     let partition: number | null;
+    let now: number;
     try {
       if (typeof message?.topic !== 'string' || message.topic.length === 0) throw invalidArgument('topic is required');
       partition = message.partition ?? null;
       if (partition !== null && (!Number.isInteger(partition) || partition < 0)) throw invalidArgument(`partition must be a non-negative integer, got ${partition}`);
-      record = toRecordInput(message);
+      // One clock read per record: the record's timestamp, and the metadata age check below.
+      now = Date.now();
+      record = toRecordInput(message, now);
       sizeBytes = recordSize(record);
       if (sizeBytes > this.bufferBytesMax) {
         throw new StrataClientError('RESOURCE_EXHAUSTED', `a record of about ${sizeBytes} bytes can never fit the producer's bufferBytes of ${this.bufferBytesMax}`);
@@ -315,7 +318,7 @@ export class Producer {
     const topic = this.topicState(message.topic);
     return new Promise<SendResult>((resolve, reject) => {
       if (this.waiting.length === 0) {
-        const target = this.partitionFor(topic, partition, record.key ?? null);
+        const target = this.partitionFor(topic, partition, record.key ?? null, now);
         if (target !== null && this.hasRoomFor(sizeBytes)) {
           this.append(this.partitionState(topic, target), record, sizeBytes, resolve, reject);
           return;
@@ -366,10 +369,10 @@ export class Producer {
   }
 
   /** The partition of a record, or null while the topic's partition count is unknown. */
-  private partitionFor(topic: TopicState, explicit: number | null, key: Buffer | null): number | null {
+  private partitionFor(topic: TopicState, explicit: number | null, key: Buffer | null, now: number): number | null {
     if (explicit !== null) return explicit;
     if (topic.partitionCount === 0) return null;
-    if (Date.now() - topic.fetchedAtMs > this.metadataMaxAgeMs) this.refreshInBackground(topic);
+    if (now - topic.fetchedAtMs > this.metadataMaxAgeMs) this.refreshInBackground(topic);
     if (key !== null) return partitionForKey(key, topic.partitionCount);
     if (topic.stickyPartition < 0 || topic.stickyPartition >= topic.partitionCount) topic.stickyPartition = randomPartition(topic.partitionCount, -1);
     return topic.stickyPartition;
@@ -391,7 +394,7 @@ export class Producer {
           this.flushNow(head.flush);
           continue;
         }
-        const target = this.partitionFor(head.topic, head.partition, head.record.key ?? null);
+        const target = this.partitionFor(head.topic, head.partition, head.record.key ?? null, Date.now());
         if (target === null) {
           try {
             await this.loadMetadata(head.topic);
@@ -829,7 +832,7 @@ function toBytes(value: Bytes | null | undefined, field: string): Buffer | null 
 }
 
 /** The record as the codec takes it (keys, values and header values as Buffers). */
-function toRecordInput(message: ProducerRecord): RecordInput {
+function toRecordInput(message: ProducerRecord, now: number): RecordInput {
   const key = toBytes(message.key, 'key');
   const value = toBytes(message.value, 'value');
   let headers: RecordHeader[] | undefined;
@@ -843,7 +846,7 @@ function toRecordInput(message: ProducerRecord): RecordInput {
       for (const name in byName) headers.push(toHeader(name, byName[name]));
     }
   }
-  const timestamp = message.timestamp ?? Date.now();
+  const timestamp = message.timestamp ?? now;
   if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw invalidArgument(`timestamp must be a non-negative integer (ms), got ${timestamp}`);
   return { key, value, headers, timestamp };
 }

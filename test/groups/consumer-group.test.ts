@@ -593,8 +593,8 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
   const random = mulberry32(seed);
   const between = (low: number, high: number): number => low + Math.floor(random() * (high - low + 1));
   const clock = new ManualClock(0);
-  let memberIds = 0;
-  const group = new ConsumerGroup('churn', () => `member-${++memberIds}`); // replays exactly from the seed
+  let memberIdCount = 0;
+  const group = new ConsumerGroup('churn', () => `member-${++memberIdCount}`); // replays exactly from the seed
   const topics = new Map(Object.entries(CHURN_TOPICS));
   const all = [...topics].flatMap(([topic, count]) => partitionsOf(topic, count));
   const violations: string[] = [];

@@ -14,6 +14,7 @@ export function serveCommand(yargs: Argv): Argv {
     (command) =>
       command
         .options(SERVE_OPTIONS)
+        .config('config', 'Path to a JSON file of options (flags and STRATA_* variables win over it)')
         .example('strata serve', 'data in ./data, gRPC on 127.0.0.1:50051')
         .example('STRATA_LISTEN=0.0.0.0:50051 strata serve --data-dir /var/lib/strata', 'listen on all interfaces')
         .example('strata serve --config strata.json', 'options from a JSON file ({"data-dir": "...", "retention-ms": 86400000})')
