@@ -53,7 +53,7 @@ export async function main(argv: string[]): Promise<void> {
     .env('STRATA')
     .demandCommand(1, 'give a command (see --help)')
     .recommendCommands()
-    .wrap(Math.min(120, process.stdout.columns || 100));
+    .wrap(Math.min(140, process.stdout.columns || 140));
   parser = serveCommand(parser);
   parser = repairCommand(parser);
   parser = dumpLogCommand(parser);

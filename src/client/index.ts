@@ -1,6 +1,22 @@
-/** Strata's TypeScript client: producer, consumer (manual or group member), admin, and the connection they share. */
+/** Strata's TypeScript client: producer, consumer (manual or group member), subscription (server push), admin, and the connection they share. */
 export { Admin } from './admin.js';
-export type { CreateTopicOptions, OffsetLookup, OffsetSpec, PartitionDescription, TopicDescription, TopicSummary } from './admin.js';
+export type {
+  CommittedOffset,
+  CreateTopicOptions,
+  GroupDescription,
+  GroupMemberDescription,
+  GroupPartitionAssignment,
+  GroupPartitionLag,
+  GroupSummary,
+  OffsetLookup,
+  OffsetSpec,
+  PartitionDescription,
+  ResetSpec,
+  TopicDescription,
+  TopicSummary,
+} from './admin.js';
+export { Subscription, subscribe } from './subscription.js';
+export type { SubscribeOptions, SubscriptionBatch } from './subscription.js';
 export { Connection } from './connection.js';
 export type { ConnectionOptions, ConnectionSource, TlsOptions, UnaryCallOptions } from './connection.js';
 export { Consumer } from './consumer.js';

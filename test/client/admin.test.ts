@@ -1,4 +1,5 @@
-// Goal: the client's Admin covers every topic operation of the broker API and offset lookups,
+// Goal: the client's Admin covers every topic operation of the broker API, consumer-group
+// administration and offset lookups,
 // returning plain objects with numbers, and maps broker failures to StrataClientError with the
 // gRPC status name and the broker's own message; method: a real in-process broker over gRPC,
 // with records written through the wire-level test client.
@@ -154,5 +155,63 @@ describe('lifecycle', () => {
     const again = new Admin({ connection });
     expect(Array.isArray(await again.listTopics())).toBe(true);
     connection.close();
+  });
+});
+
+describe('consumer-group administration', () => {
+  /** Commits offsets as a consumer without members would (empty member id), over the wire. */
+  async function commit(groupId: string, topic: string, offsets: number[]): Promise<void> {
+    await wire.call(
+      'groups.commitOffsets',
+      v1.CommitOffsetsRequest.create({ groupId, memberId: '', memberEpoch: 0, offsets: offsets.map((offset, partition) => v1.OffsetCommit.create({ topic, partition, offset: Long.fromNumber(offset) })) }),
+    );
+  }
+
+  it('lists, describes, fetches, resets, deletes offsets of and deletes a group, as plain numbers', async () => {
+    await admin.createTopic('admin-groups', { partitions: 2 });
+    const now = Date.now();
+    await produceRecords('admin-groups', 0, [now - 5000, now - 4000, now - 3000, now - 2000]);
+    await produceRecords('admin-groups', 1, [now - 1000, now - 500]);
+    await commit('admin-g1', 'admin-groups', [1, 2]);
+
+    expect(await admin.listGroups()).toContainEqual({ groupId: 'admin-g1', state: 'empty', members: 0 });
+    const description = await admin.describeGroup('admin-g1');
+    expect(description).toMatchObject({ groupId: 'admin-g1', state: 'empty', members: [], totalLag: 3 });
+    expect(description.partitions).toEqual([
+      { topic: 'admin-groups', partition: 0, committedOffset: 1, logEndOffset: 4, lag: 3, lagMs: expect.any(Number), memberId: '' },
+      { topic: 'admin-groups', partition: 1, committedOffset: 2, logEndOffset: 2, lag: 0, lagMs: 0, memberId: '' },
+    ]);
+    expect(description.partitions[0]!.lagMs).toBeGreaterThanOrEqual(3000); // the record at offset 1 is 4 s old
+
+    const fetched = await admin.fetchOffsets('admin-g1');
+    expect(fetched.map(({ topic, partition, offset }) => ({ topic, partition, offset }))).toEqual([
+      { topic: 'admin-groups', partition: 0, offset: 1 },
+      { topic: 'admin-groups', partition: 1, offset: 2 },
+    ]);
+    expect(fetched[0]!.commitTimeMs).toBeGreaterThan(0);
+    expect(await admin.fetchOffsets('admin-g1', ['other-topic'])).toEqual([]);
+
+    const reset = await admin.resetOffsets('admin-g1', 'admin-groups', 'earliest', [0]);
+    expect(reset.map(({ partition, offset }) => ({ partition, offset }))).toEqual([{ partition: 0, offset: 0 }]);
+    expect((await admin.resetOffsets('admin-g1', 'admin-groups', { shiftBy: 2 })).map(({ offset }) => offset)).toEqual([2, 2]);
+    expect((await admin.resetOffsets('admin-g1', 'admin-groups', 'latest')).map(({ offset }) => offset)).toEqual([4, 2]);
+    expect((await admin.resetOffsets('admin-g1', 'admin-groups', { offset: 3 }, [0])).map(({ offset }) => offset)).toEqual([3]);
+    expect((await admin.resetOffsets('admin-g1', 'admin-groups', { timestamp: now - 4500 }, [0])).map(({ offset }) => offset)).toEqual([1]);
+
+    await admin.deleteOffsets('admin-g1', ['admin-groups']);
+    expect(await admin.fetchOffsets('admin-g1')).toEqual([]);
+    await commit('admin-g2', 'admin-groups', [4, 2]);
+    await admin.deleteGroup('admin-g2');
+    expect((await admin.listGroups()).map((group) => group.groupId)).not.toContain('admin-g2');
+  });
+
+  it('NOT_FOUND for an unknown group, INVALID_ARGUMENT for bad arguments', async () => {
+    const missing = await rejection(admin.describeGroup('no-such-group'));
+    expect(missing.code).toBe('NOT_FOUND');
+    expect(missing.message).toBe('group "no-such-group" not found');
+    expect((await rejection(admin.deleteGroup('no-such-group'))).code).toBe('NOT_FOUND');
+    expect((await rejection(admin.resetOffsets('g', 'admin-groups', 'earliest', [-1]))).code).toBe('INVALID_ARGUMENT');
+    expect((await rejection(admin.resetOffsets('g', 'admin-groups', { bogus: 1 } as never))).code).toBe('INVALID_ARGUMENT');
+    expect((await rejection(admin.describeGroup(''))).code).toBe('INVALID_ARGUMENT');
   });
 });

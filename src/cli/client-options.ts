@@ -1,0 +1,118 @@
+/**
+ * What every client command (topics, groups, produce, consume, tail) shares: the `--server`
+ * option (env STRATA_SERVER), one connection per command, the logger of the client library
+ * (stderr, so stdout carries only records and tables), turning client errors into the one line
+ * the user sees, and a clean stop on Ctrl-C.
+ *
+ * Errors: a `StrataClientError` from the broker keeps the broker's message
+ * (`topic "orders" not found`); a broker that cannot be reached becomes
+ * `cannot reach the broker at HOST:PORT (...)`. Either way main.ts prints `strata: <message>` and
+ * exits 1.
+ */
+import type { Argv } from 'yargs';
+import { pino, type Logger } from 'pino';
+import { Connection, type ConnectionOptions } from '../client/connection.js';
+import { StrataClientError } from '../client/errors.js';
+import { UsageError } from './cli-errors.js';
+
+export const DEFAULT_SERVER = '127.0.0.1:50051';
+
+/** Option names of this module, for the environment check in main.ts. */
+export const CLIENT_OPTION_NAMES = ['server'];
+
+/** Warnings of the client library (retries, resets) go to stderr; STRATA_LOG_LEVEL, default error. */
+const clientLogLevel = process.env.STRATA_LOG_LEVEL ?? 'error';
+let logger: Logger | null = null;
+
+export function clientLogger(): Logger {
+  logger ??= pino({ level: clientLogLevel, base: { service: 'strata-cli' } }, pino.destination({ fd: 2, sync: true }));
+  return logger;
+}
+
+export function withServerOption<T>(yargs: Argv<T>): Argv<T & { server: string }> {
+  return yargs.option('server', {
+    type: 'string',
+    default: DEFAULT_SERVER,
+    describe: 'Broker address HOST:PORT (env STRATA_SERVER)',
+    requiresArg: true,
+  }) as Argv<T & { server: string }>;
+}
+
+/** The broker address from argv; a UsageError when it is not HOST:PORT. */
+export function serverAddress(argv: { server?: unknown }): string {
+  const server = typeof argv.server === 'string' ? argv.server : DEFAULT_SERVER;
+  if (!/^[^\s:]+:\d+$/.test(server) && !/^\[[0-9a-fA-F:.]+\]:\d+$/.test(server)) {
+    throw new UsageError(`--server must be HOST:PORT, got ${JSON.stringify(server)}`);
+  }
+  return server;
+}
+
+/**
+ * HTTP/2 receive window of the CLI's connections. The protocol default (64 KiB) makes a 4 MiB
+ * fetch answer take dozens of window updates; 8 MiB (the broker's own receive window) lets it
+ * arrive in one go, which is what lets `consume` print at full speed.
+ */
+export const FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
+
+export function connectionOptions(server: string): ConnectionOptions {
+  return { server, channelOptions: { 'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES } };
+}
+
+/**
+ * Runs `action` with a connection to the broker, closes it afterwards, and turns client errors
+ * into the message the user sees.
+ */
+export async function withConnection<T>(argv: { server?: unknown }, action: (connection: Connection) => Promise<T>): Promise<T> {
+  const server = serverAddress(argv);
+  const connection = new Connection(connectionOptions(server));
+  try {
+    return await action(connection);
+  } catch (error) {
+    throw describeFailure(error, server);
+  } finally {
+    connection.close();
+  }
+}
+
+/** The error as the user should read it (the broker's own message when it sent one). */
+export function describeFailure(error: unknown, server: string): unknown {
+  if (!(error instanceof StrataClientError)) return error;
+  if (error.code === 'UNAVAILABLE' && !isBrokerMessage(error.message)) {
+    return new StrataClientError(error.code, `cannot reach the broker at ${server} (${transportReason(error.message)}); is it running? Set --server or STRATA_SERVER`, { cause: error });
+  }
+  if (error.code === 'DEADLINE_EXCEEDED') {
+    return new StrataClientError(error.code, `the broker at ${server} did not answer in time (${error.message})`, { cause: error });
+  }
+  return error;
+}
+
+/** The useful part of a grpc-js connection failure: "connect ECONNREFUSED 127.0.0.1:1". */
+function transportReason(message: string): string {
+  const match = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/.exec(message);
+  return match?.[1] || message;
+}
+
+/** UNAVAILABLE from the broker itself (shutting down) rather than from the transport. */
+function isBrokerMessage(message: string): boolean {
+  return /shutting down/i.test(message);
+}
+
+/**
+ * Calls `stop` on the first SIGINT or SIGTERM (the command then finishes cleanly: consumers
+ * leave their group, producers flush); a second one exits at once with 130. Returns a function
+ * that removes the handlers.
+ */
+export function onInterrupt(stop: () => void): () => void {
+  let interrupted = false;
+  const handler = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    stop();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}

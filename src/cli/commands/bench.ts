@@ -1,0 +1,190 @@
+/**
+ * `strata bench produce|consume|e2e|baseline`: load benchmarks that drive the real client
+ * against a real broker (after Kafka's kafka-producer-perf-test, kafka-consumer-perf-test and
+ * end-to-end latency tools). The broker is the one at --server, or with --local one this command
+ * starts itself (`strata serve` as a child process on a temporary directory, removed afterwards),
+ * whose memory it then reports.
+ *
+ * The workloads live in src/bench/ (one module each); this file only reads the options, runs
+ * them, prints the table on stdout and writes the JSON report (--json FILE, fields listed in
+ * src/bench/report.ts). On a terminal a live line on stderr shows records so far and the current
+ * rate; otherwise nothing but the table is printed.
+ */
+import { writeFileSync } from 'node:fs';
+import type { Argv, Options } from 'yargs';
+import type { Acks } from '../../client/producer.js';
+import type { BenchSettings } from '../../bench/phases.js';
+import type { ProducePath } from '../../bench/produce-load.js';
+import { Progress } from '../../bench/progress.js';
+import { formatReport } from '../../bench/report.js';
+import { type BenchWorkload, runBench } from '../../bench/run-bench.js';
+import { SEND_TIME_BYTES } from '../../bench/e2e-load.js';
+import { UsageError } from '../cli-errors.js';
+import { clientLogger, describeFailure, serverAddress } from '../client-options.js';
+
+const MIB = 1024 * 1024;
+
+/** Options of every workload. */
+const COMMON_OPTIONS = {
+  server: { type: 'string', default: '127.0.0.1:50051', describe: 'Broker address HOST:PORT (env STRATA_SERVER)', requiresArg: true },
+  local: { type: 'boolean', default: false, describe: 'Start a broker on a temporary directory for this run instead of using --server (its memory is reported)' },
+  topic: { type: 'string', default: 'strata-bench', describe: 'Topic; created when missing', requiresArg: true },
+  partitions: { type: 'number', describe: 'Partitions of the topic (default: the existing topic\'s, 1 for a new one)', requiresArg: true },
+  flush: { choices: ['always', 'interval'], default: 'always', describe: 'flush config of a topic this creates: fdatasync before every acknowledgement, or every flush.ms' },
+  'record-size': { type: 'number', default: 100, describe: 'Bytes of each record value', requiresArg: true },
+  acks: { choices: ['all', 'leader', 'none'], default: 'all', describe: 'all: durable; leader: written; none: not waited for (not idempotent)' },
+  'batch-bytes': { type: 'number', default: 64 * 1024, describe: 'Producer batch size (bytes)', requiresArg: true },
+  'buffer-bytes': { type: 'number', default: 32 * MIB, describe: 'Producer buffer: bytes sent and not yet acknowledged, per producer', requiresArg: true },
+  json: { type: 'string', describe: 'Also write every figure and parameter to this JSON file', requiresArg: true },
+  'profile-server': { type: 'string', describe: 'With --local: write a V8 CPU profile of the broker into this directory', requiresArg: true },
+} as const satisfies Record<string, Options>;
+
+const PRODUCE_OPTIONS = {
+  records: { type: 'number', default: 1_000_000, describe: 'Records to send', requiresArg: true },
+  rate: { type: 'number', describe: 'Records per second over all producers (default: as fast as possible)', requiresArg: true },
+  producers: { type: 'number', default: 1, describe: 'Producers, each with its own connection', requiresArg: true },
+  'linger-ms': { type: 'number', default: 5, describe: 'Producer linger (ms)', requiresArg: true },
+  path: { choices: ['raw', 'records'], default: 'raw', describe: 'raw: the client Producer (RecordBatch v2); records: plain protobuf records on ProduceStream' },
+} as const satisfies Record<string, Options>;
+
+const CONSUME_OPTIONS = {
+  records: { type: 'number', default: 1_000_000, describe: 'Records to read (the topic is filled up to this many first)', requiresArg: true },
+  group: { type: 'string', describe: 'Read as a member of this consumer group (commits where it stops)', requiresArg: true },
+  'fetch-bytes': { type: 'number', describe: 'Consumer maxBytesPerPartition (default: the client\'s, 1 MiB)', requiresArg: true },
+} as const satisfies Record<string, Options>;
+
+const E2E_OPTIONS = {
+  rate: { type: 'number', default: 10_000, describe: 'Records per second', requiresArg: true },
+  duration: { type: 'number', default: 30, describe: 'Seconds of measured sending', requiresArg: true },
+  'warmup-seconds': { type: 'number', default: 1, describe: 'Seconds of sending before the measurement starts', requiresArg: true },
+  'linger-ms': { type: 'number', default: 0, describe: 'Producer linger (ms)', requiresArg: true },
+  reader: { choices: ['consumer', 'subscribe'], default: 'consumer', describe: 'consumer: the client Consumer (long-poll Fetch); subscribe: the Subscribe RPC (server push)' },
+} as const satisfies Record<string, Options>;
+
+const BASELINE_OPTIONS = {
+  ...PRODUCE_OPTIONS,
+  ...CONSUME_OPTIONS,
+  workload: { choices: ['produce', 'consume'], default: 'produce', describe: 'The workload run against the no-op server and against Strata' },
+} as const satisfies Record<string, Options>;
+
+/** Option names of this command, for the environment check in main.ts. */
+export const BENCH_OPTION_NAMES = [...new Set([...Object.keys(COMMON_OPTIONS), ...Object.keys(BASELINE_OPTIONS), ...Object.keys(E2E_OPTIONS)])];
+
+export function benchCommand(yargs: Argv): Argv {
+  return yargs.command('bench', 'Load benchmarks with the real client: produce, consume, e2e, baseline', (bench) =>
+    bench
+      .command(
+        'produce',
+        'Producer throughput and latency (kafka-producer-perf-test)',
+        (command) =>
+          command
+            .options({ ...COMMON_OPTIONS, ...PRODUCE_OPTIONS })
+            .example('strata bench produce --local --records 5000000', '100-byte records, 1 producer, 1 partition, acks=all')
+            .example('strata bench produce --local --producers 4 --partitions 16', '4 producers over 16 partitions'),
+        (argv) => runBenchCommand(argv, 'produce'),
+      )
+      .command(
+        'consume',
+        'Catch-up read throughput from the earliest offset (kafka-consumer-perf-test)',
+        (command) => command.options({ ...COMMON_OPTIONS, ...CONSUME_OPTIONS }).example('strata bench consume --local --records 5000000', 'fill, then read 5M records'),
+        (argv) => runBenchCommand(argv, 'consume'),
+      )
+      .command(
+        'e2e',
+        'End-to-end latency at a fixed rate: send time to consumption',
+        (command) =>
+          command
+            .options({ ...COMMON_OPTIONS, ...E2E_OPTIONS })
+            .example('strata bench e2e --local --rate 10000 --duration 30', '10,000 records/s for 30 s, read with the client Consumer')
+            .example('strata bench e2e --local --reader subscribe', 'the same, read with Subscribe (server push)'),
+        (argv) => runBenchCommand(argv, 'e2e'),
+      )
+      .command(
+        'baseline',
+        'The same workload against a no-op gRPC server (the transport ceiling) and against Strata',
+        (command) =>
+          command
+            .options({ ...COMMON_OPTIONS, ...BASELINE_OPTIONS })
+            .example('strata bench baseline --local --records 5000000', 'produce: Strata as a fraction of the no-op server'),
+        (argv) => runBenchCommand(argv, 'baseline'),
+      )
+      .demandCommand(1, 'give a workload: produce, consume, e2e or baseline'),
+  );
+}
+
+type BenchArgs = Record<string, unknown>;
+
+async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promise<void> {
+  const settings = benchSettings(argv, workload);
+  // Every option once (yargs adds camelCase aliases), without --server when --local replaces it.
+  const parameters = Object.fromEntries(
+    Object.entries(argv).filter(([name]) => name !== '_' && name !== '$0' && !/[A-Z]/.test(name) && !(settings.local && name === 'server')),
+  );
+  let report;
+  try {
+    report = await runBench({
+      workload,
+      baselineWorkload: argv.workload === 'consume' ? 'consume' : 'produce',
+      settings,
+      parameters,
+      command: ['strata', 'bench', ...process.argv.slice(3)].join(' '),
+      logger: clientLogger(),
+      progress: new Progress(),
+    });
+  } catch (error) {
+    throw settings.local ? error : describeFailure(error, settings.server);
+  }
+  process.stdout.write(formatReport(report));
+  if (typeof argv.json === 'string') writeFileSync(argv.json, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings {
+  const local = argv.local === true;
+  const profileServer = typeof argv['profile-server'] === 'string' ? argv['profile-server'] : null;
+  if (profileServer !== null && !local) throw new UsageError('--profile-server needs --local (the broker must be started by this command)');
+  const rate = argv.rate === undefined ? null : positiveNumber(argv.rate, '--rate');
+  const recordSize = positiveInteger(argv['record-size'], '--record-size');
+  if (workload === 'e2e' && recordSize < SEND_TIME_BYTES) throw new UsageError(`--record-size must be at least ${SEND_TIME_BYTES} for e2e (the value carries the send time)`);
+  return {
+    server: local ? '' : serverAddress(argv),
+    local,
+    topic: nonEmpty(argv.topic, '--topic'),
+    partitions: argv.partitions === undefined ? null : positiveInteger(argv.partitions, '--partitions'),
+    flush: argv.flush as 'always' | 'interval',
+    records: argv.records === undefined ? 0 : positiveInteger(argv.records, '--records'),
+    recordSize,
+    rate,
+    producers: argv.producers === undefined ? 1 : positiveInteger(argv.producers, '--producers'),
+    acks: argv.acks as Acks,
+    batchBytes: positiveInteger(argv['batch-bytes'], '--batch-bytes'),
+    lingerMs: argv['linger-ms'] === undefined ? 0 : nonNegativeNumber(argv['linger-ms'], '--linger-ms'),
+    bufferBytes: positiveInteger(argv['buffer-bytes'], '--buffer-bytes'),
+    path: (argv.path ?? 'raw') as ProducePath,
+    group: typeof argv.group === 'string' && argv.group !== '' ? argv.group : null,
+    fetchBytes: argv['fetch-bytes'] === undefined ? null : positiveInteger(argv['fetch-bytes'], '--fetch-bytes'),
+    durationSeconds: argv.duration === undefined ? 0 : positiveNumber(argv.duration, '--duration'),
+    warmupSeconds: argv['warmup-seconds'] === undefined ? 0 : nonNegativeNumber(argv['warmup-seconds'], '--warmup-seconds'),
+    reader: argv.reader === 'subscribe' ? 'subscribe' : 'consumer',
+    profileServer,
+  };
+}
+
+function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new UsageError(`${name} must be a positive integer, got ${String(value)}`);
+  return value;
+}
+
+function positiveNumber(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new UsageError(`${name} must be a positive number, got ${String(value)}`);
+  return value;
+}
+
+function nonNegativeNumber(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new UsageError(`${name} must be a non-negative number, got ${String(value)}`);
+  return value;
+}
+
+function nonEmpty(value: unknown, name: string): string {
+  if (typeof value !== 'string' || value === '') throw new UsageError(`${name} must not be empty`);
+  return value;
+}

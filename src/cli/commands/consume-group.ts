@@ -1,0 +1,86 @@
+/**
+ * `consume --group G`: the command as a member of a consumer group, through the client
+ * Consumer's group membership (`groupId` + `subscribe`). The broker assigns the partitions and
+ * moves them as members come and go; the Consumer starts each at the group's committed offset
+ * (the reset policy for partitions without one), commits automatically every
+ * `AUTO_COMMIT_INTERVAL_MS` and before a partition is revoked, and on close commits the final
+ * positions and leaves the group, so the partitions pass to the other members at once.
+ *
+ * Exactly what was printed is committed: a batch is counted as processed when the next one is
+ * asked for (after it was handed to stdout), and a batch printed only in part (the count or the
+ * end reached inside it) first moves its partition back to just after the last printed record.
+ *
+ * Without --follow the member stops once it owns partitions and each of them has reached the
+ * high watermark it had when the command started.
+ */
+import type { Connection } from '../../client/connection.js';
+import { Consumer } from '../../client/consumer.js';
+import { clientLogger, onInterrupt } from '../client-options.js';
+import type { OutputWriter } from '../output.js';
+import { type ReadState, type RecordPrinter, printBatch, reachedEnd } from '../record-format.js';
+
+/** How often positions are committed while consuming. */
+const AUTO_COMMIT_INTERVAL_MS = 1_000;
+/** How long one wait for records lasts before the end condition is checked again. */
+const END_CHECK_INTERVAL_MS = 200;
+const FETCH_BYTES = 4 * 1024 * 1024;
+
+export interface GroupConsumeOptions {
+  connection: Connection;
+  topic: string;
+  groupId: string;
+  resetPolicy: 'earliest' | 'latest';
+  printer: RecordPrinter;
+  writer: OutputWriter;
+  state: ReadState;
+}
+
+export async function groupConsumer(options: GroupConsumeOptions): Promise<void> {
+  const { connection, topic, printer, writer, state } = options;
+  const consumer = new Consumer({
+    connection,
+    groupId: options.groupId,
+    subscribe: [topic],
+    autoCommit: true,
+    autoCommitIntervalMs: AUTO_COMMIT_INTERVAL_MS,
+    resetPolicy: options.resetPolicy,
+    clientId: 'strata-cli',
+    maxBytesPerPartition: FETCH_BYTES,
+    logger: clientLogger(),
+  });
+  let stopping = false;
+  const removeInterrupt = onInterrupt(() => {
+    stopping = true;
+    void consumer.close();
+  });
+  try {
+    while (!stopping && state.remaining > 0 && !writer.closed) {
+      if (!state.follow && allAssignedAtEnd(consumer, state)) break;
+      const batch = await consumer.nextBatch(state.follow ? {} : { timeoutMs: END_CHECK_INTERVAL_MS });
+      if (batch === null) continue; // timed out (check the end again) or closed (stopping)
+      const stoppedAt = printBatch(batch, printer, state);
+      if (stoppedAt !== null && !stopping) {
+        // Leave the unprinted rest of the batch to the group: commit just after the last printed record.
+        try {
+          consumer.seek(topic, batch.partition, stoppedAt);
+        } catch {
+          // revoked meanwhile: its new owner starts from the last commit, nothing is skipped
+        }
+      }
+      await writer.drain();
+    }
+  } finally {
+    removeInterrupt();
+    await consumer.close();
+  }
+}
+
+/** True once the member owns partitions and every one of them has nothing left for this run. */
+function allAssignedAtEnd(consumer: Consumer, state: ReadState): boolean {
+  const assigned = consumer.assignment();
+  if (assigned.length === 0) return false;
+  return assigned.every(({ topic, partition }) => {
+    const position = consumer.position(topic, partition);
+    return position !== null && reachedEnd(state, partition, position);
+  });
+}

@@ -1,0 +1,131 @@
+/**
+ * `strata groups list|describe|reset-offsets|delete`: consumer-group administration over the
+ * Groups service. `describe` shows the members and, per partition, the committed offset, the end
+ * offset (high watermark) and the lag in records and in time (the age of the oldest record not
+ * yet committed). Resetting offsets and deleting a group work only on a group with no members;
+ * the broker refuses otherwise and the command exits 1 with its message.
+ */
+import type { Argv } from 'yargs';
+import { Admin, type GroupDescription, type ResetSpec } from '../../client/admin.js';
+import { UsageError } from '../cli-errors.js';
+import { withConnection, withServerOption } from '../client-options.js';
+import { formatDuration, formatFields, formatTable, nonNegativeInteger, parsePosition } from '../output.js';
+
+/** Option names of these commands, for the environment check in main.ts. */
+export const GROUPS_OPTION_NAMES = ['topic', 'to', 'partition', 'shift-by'];
+
+function print(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+export function groupsCommand(yargs: Argv): Argv {
+  return yargs.command('groups', 'List, describe, reset and delete consumer groups', (groups) =>
+    withServerOption(groups)
+      .command(
+        'list',
+        'List consumer groups with their state and member count',
+        (command) => command.example('strata groups list', ''),
+        async (argv) => {
+          const list = await withConnection(argv, (connection) => new Admin({ connection }).listGroups());
+          print(formatTable(['GROUP', 'STATE', 'MEMBERS'], list.map((group) => [group.groupId, group.state, group.members])));
+        },
+      )
+      .command(
+        'describe <group>',
+        'Describe a group: per partition the committed offset, end offset and lag (records and time), and its members',
+        (command) => command.positional('group', { type: 'string', demandOption: true, describe: 'Group id' }).example('strata groups describe billing', ''),
+        async (argv) => {
+          const description = await withConnection(argv, (connection) => new Admin({ connection }).describeGroup(argv.group));
+          print(describeText(description));
+        },
+      )
+      .command(
+        'reset-offsets <group>',
+        'Move the committed offsets of a group with no members',
+        (command) =>
+          command
+            .positional('group', { type: 'string', demandOption: true, describe: 'Group id' })
+            .option('topic', { type: 'string', demandOption: true, describe: 'Topic whose offsets move', requiresArg: true })
+            .option('to', { type: 'string', describe: 'earliest, latest, an offset, or an ISO-8601 time (UTC unless it names a zone)', requiresArg: true })
+            .option('shift-by', { type: 'number', describe: 'Instead of --to: move each committed offset by N records (negative = back), clamped to the log', requiresArg: true })
+            .option('partition', { type: 'number', array: true, describe: 'Only these partitions (repeatable); all partitions of the topic when absent', requiresArg: true })
+            .conflicts('to', 'shift-by')
+            .check((argv) => {
+              if (argv.to === undefined && argv['shift-by'] === undefined) throw new UsageError('give --to earliest|latest|OFFSET|TIME (or --shift-by N)');
+              return true;
+            })
+            .example('strata groups reset-offsets billing --topic orders --to earliest', 'reprocess everything')
+            .example('strata groups reset-offsets billing --topic orders --to 2024-05-01T00:00:00Z', 'from a point in time')
+            .example('strata groups reset-offsets billing --topic orders --to 1500 --partition 2', 'one partition to an offset'),
+        async (argv) => {
+          const to = resetSpec(argv.to, argv['shift-by']);
+          const partitions = (argv.partition ?? []).map((partition) => nonNegativeInteger(partition, '--partition')!);
+          const offsets = await withConnection(argv, (connection) => new Admin({ connection }).resetOffsets(argv.group, argv.topic, to, partitions));
+          print(formatTable(['TOPIC', 'PARTITION', 'NEW OFFSET'], offsets.map((entry) => [entry.topic, entry.partition, entry.offset])));
+        },
+      )
+      .command(
+        'delete <group>',
+        'Delete a group with no members and all its committed offsets',
+        (command) => command.positional('group', { type: 'string', demandOption: true, describe: 'Group id' }).example('strata groups delete billing', ''),
+        async (argv) => {
+          await withConnection(argv, (connection) => new Admin({ connection }).deleteGroup(argv.group));
+          print(`deleted group "${argv.group}"`);
+        },
+      )
+      .demandCommand(1, 'give a groups command: list, describe, reset-offsets or delete'),
+  );
+}
+
+function resetSpec(to: string | undefined, shiftBy: number | undefined): ResetSpec {
+  if (shiftBy !== undefined) {
+    if (!Number.isSafeInteger(shiftBy)) throw new UsageError(`--shift-by must be an integer, got ${Number.isNaN(shiftBy) ? 'a non-number' : shiftBy}`);
+    return { shiftBy };
+  }
+  return parsePosition(to!, '--to');
+}
+
+function describeText(description: GroupDescription): string {
+  const header = formatFields([
+    ['group', description.groupId],
+    ['state', description.state],
+    ['members', description.members.length],
+    ['epoch', description.groupEpoch],
+    ['assignor', description.assignor],
+    ['total lag', description.totalLag],
+  ]);
+  const clients = new Map(description.members.map((member) => [member.memberId, member]));
+  const partitions = formatTable(
+    ['TOPIC', 'PARTITION', 'COMMITTED', 'END OFFSET', 'LAG', 'LAG TIME', 'MEMBER'],
+    description.partitions.map((entry) => [
+      entry.topic,
+      entry.partition,
+      entry.committedOffset < 0 ? '-' : entry.committedOffset,
+      entry.logEndOffset,
+      entry.lag,
+      entry.lag === 0 ? '-' : formatDuration(entry.lagMs),
+      entry.memberId === '' ? '-' : memberLabel(entry.memberId, clients.get(entry.memberId)?.clientId),
+    ]),
+    ['COMMITTED', 'LAG TIME'],
+  );
+  const sections = [header, partitions];
+  if (description.members.length > 0) {
+    sections.push(
+      formatTable(
+        ['MEMBER', 'CLIENT', 'HOST', 'EPOCH', 'ASSIGNMENT'],
+        description.members.map((member) => [
+          member.memberId + (member.instanceId ? ` (${member.instanceId})` : ''),
+          member.clientId || '-',
+          member.host || '-',
+          member.memberEpoch,
+          member.assignment.map((entry) => `${entry.topic}-${entry.partition}`).join(',') || '-',
+        ]),
+      ),
+    );
+  }
+  return sections.join('\n\n');
+}
+
+function memberLabel(memberId: string, clientId: string | undefined): string {
+  return clientId ? `${memberId} (${clientId})` : memberId;
+}

@@ -1,0 +1,289 @@
+/**
+ * `strata produce TOPIC [VALUE ...]`: writes records with the client Producer (idempotent,
+ * batching, one ProduceStream), one record per VALUE, or without values one per line of stdin.
+ *
+ * Streaming with bounded memory: stdin is read with readline, and reading pauses while the
+ * records sent and not yet acknowledged hold more than the producer's buffer (`bufferBytes`), so
+ * a file of any size goes through a window of at most that many bytes (plus one input chunk).
+ * Lines become records in order, so the records of one partition keep the input's order.
+ *
+ * Input forms: text (the line is the value; with `--key-separator SEP` the line is
+ * `key SEP value`, split at the first SEP) or json (`{"key","value","headers","partition",
+ * "timestamp"}`, bytes as strings or {"base64": ...}, as `consume --format json` prints them;
+ * other fields are ignored). `--key`, `--partition` and `--header` apply to every record unless
+ * a JSON line says otherwise.
+ *
+ * At the end one summary line goes to stderr (records, partitions, time, rate); on a terminal a
+ * progress line is redrawn meanwhile. The first failed record (or malformed input line) stops
+ * the input; the records already sent are still flushed, and the command exits 1 with one line:
+ * the broker's message (or the input problem) and how many records got through. Ctrl-C stops
+ * reading, flushes what was read, prints the summary and exits 0.
+ */
+import { createInterface } from 'node:readline';
+import type { Argv } from 'yargs';
+import { describeTopic } from '../../client/admin.js';
+import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
+import { UsageError } from '../cli-errors.js';
+import { clientLogger, connectionOptions, describeFailure, onInterrupt, serverAddress, withConnection, withServerOption } from '../client-options.js';
+import { bytesFromJson, formatCount, nonNegativeInteger, parsePairs } from '../output.js';
+
+/** Option names of this command, for the environment check in main.ts. */
+export const PRODUCE_OPTION_NAMES = ['key', 'key-separator', 'partition', 'header', 'acks', 'format'];
+
+/** Bytes of unacknowledged records before reading pauses. */
+const WINDOW_BYTES = 8 * 1024 * 1024;
+/** Unacknowledged records before reading pauses (each costs about 1 KiB of JavaScript heap). */
+const WINDOW_RECORDS = 16_384;
+/** Reading resumes once the window has drained to this. */
+const WINDOW_RESUME_BYTES = WINDOW_BYTES * 0.75;
+const WINDOW_RESUME_RECORDS = WINDOW_RECORDS * 0.75;
+const PROGRESS_INTERVAL_MS = 250;
+/**
+ * Batch size: four times the producer's default halves the CPU per record on both sides for
+ * small records, and stays under the topic's max.message.bytes (1 MiB by default).
+ */
+const BATCH_BYTES = 256 * 1024;
+const BATCH_BYTES_MIN = 16 * 1024;
+/** Estimated framing per record and per header (as the producer estimates). */
+const RECORD_OVERHEAD_BYTES = 21;
+const HEADER_OVERHEAD_BYTES = 10;
+
+interface ProduceArgs {
+  server: string;
+  topic: string;
+  values?: string[];
+  key?: string;
+  'key-separator'?: string;
+  partition?: number;
+  header?: string[];
+  acks: Acks;
+  format: 'text' | 'json';
+}
+
+export function produceCommand(yargs: Argv): Argv {
+  return yargs.command(
+    'produce <topic> [values..]',
+    'Write records: each VALUE, or each line of stdin',
+    (command) =>
+      withServerOption(command)
+        .positional('topic', { type: 'string', demandOption: true, describe: 'Topic to write to' })
+        .positional('values', { type: 'string', array: true, describe: 'Record values; without any, stdin is read, one record per line' })
+        .option('key', { type: 'string', describe: 'Key of every record (murmur2 picks the partition)', requiresArg: true })
+        .option('key-separator', { type: 'string', describe: 'Each line is KEY<SEP>VALUE, split at the first SEP', requiresArg: true })
+        .option('partition', { type: 'number', describe: 'Write every record to this partition', requiresArg: true })
+        .option('header', { type: 'string', array: true, describe: 'A header KEY=VALUE on every record; repeatable', requiresArg: true })
+        .option('acks', { choices: ['all', 'leader', 'none'] as const, default: 'all' as const, describe: 'all: durable; leader: written; none: not waited for (not idempotent)' })
+        .option('format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Input lines: text values, or JSON objects {"key","value","headers","partition"}' })
+        .conflicts('key', 'key-separator')
+        .example('strata produce orders hello world', 'two records')
+        .example('seq 1000000 | strata produce orders', 'a million records from a pipe')
+        .example("printf 'k1:v1\\nk2:v2\\n' | strata produce orders --key-separator :", 'keyed lines')
+        .example('strata consume orders --format json | strata produce copy --format json', 'copy a topic'),
+    async (argv) => produce(argv as unknown as ProduceArgs),
+  );
+}
+
+/** Turns one input line (or VALUE) into a record. */
+type LineParser = (line: string, lineNumber: number) => ProducerRecord | null;
+
+function lineParser(argv: ProduceArgs): LineParser {
+  const topic = argv.topic;
+  const partition = nonNegativeInteger(argv.partition, '--partition');
+  const headerPairs = parsePairs(argv.header, '--header');
+  const headers = Object.keys(headerPairs).length > 0 ? headerPairs : undefined;
+  const key = argv.key ?? null;
+  const separator = argv['key-separator'];
+  if (separator === '') throw new UsageError('--key-separator must not be empty');
+  if (argv.format === 'json') {
+    if (separator !== undefined) throw new UsageError('--key-separator is for --format text; JSON lines carry their key');
+    return (line, lineNumber) => {
+      if (line.trim() === '') return null;
+      return jsonRecord(topic, line, lineNumber, { key, partition, headers });
+    };
+  }
+  if (separator !== undefined) {
+    return (line, lineNumber) => {
+      const at = line.indexOf(separator);
+      if (at < 0) throw new Error(`input line ${lineNumber} has no key separator ${JSON.stringify(separator)}`);
+      return { topic, key: line.slice(0, at), value: line.slice(at + separator.length), headers, partition };
+    };
+  }
+  return (line) => ({ topic, key, value: line, headers, partition });
+}
+
+function jsonRecord(
+  topic: string,
+  line: string,
+  lineNumber: number,
+  defaults: { key: string | null; partition: number | undefined; headers: Record<string, string> | undefined },
+): ProducerRecord {
+  const where = `input line ${lineNumber}`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch (error) {
+    throw new Error(`${where} is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${where} must be a JSON object`);
+  const object = parsed as Record<string, unknown>;
+  let headers: Record<string, Buffer | string | null> | undefined = defaults.headers;
+  if (object.headers !== undefined && object.headers !== null) {
+    if (typeof object.headers !== 'object' || Array.isArray(object.headers)) throw new Error(`${where}: headers must be an object`);
+    const given: Record<string, Buffer | string | null> = { ...(defaults.headers ?? {}) };
+    for (const [name, value] of Object.entries(object.headers as Record<string, unknown>)) given[name] = bytesFromJson(value, `${where}: header "${name}"`);
+    headers = given;
+  }
+  const partition = object.partition ?? defaults.partition;
+  if (partition !== undefined && partition !== null && (typeof partition !== 'number' || !Number.isInteger(partition) || partition < 0)) {
+    throw new Error(`${where}: partition must be a non-negative integer`);
+  }
+  const timestamp = object.timestamp;
+  if (timestamp !== undefined && timestamp !== null && (typeof timestamp !== 'number' || !Number.isSafeInteger(timestamp) || timestamp < 0)) {
+    throw new Error(`${where}: timestamp must be ms since the epoch`);
+  }
+  return {
+    topic,
+    key: 'key' in object ? bytesFromJson(object.key, `${where}: key`) : defaults.key,
+    value: bytesFromJson(object.value, `${where}: value`),
+    ...(headers !== undefined ? { headers } : {}),
+    ...(partition !== undefined && partition !== null ? { partition: partition as number } : {}),
+    ...(typeof timestamp === 'number' ? { timestamp } : {}),
+  };
+}
+
+function batchBytesFor(configs: Record<string, string>): number {
+  const limit = Number(configs['max.message.bytes']);
+  if (!Number.isSafeInteger(limit) || limit <= 0) return BATCH_BYTES;
+  return Math.max(Math.min(BATCH_BYTES, Math.floor(limit / 2)), Math.min(BATCH_BYTES_MIN, limit));
+}
+
+function estimatedBytes(record: ProducerRecord): number {
+  let size = RECORD_OVERHEAD_BYTES + byteLength(record.key) + byteLength(record.value);
+  if (record.headers !== undefined) {
+    for (const [name, value] of Object.entries(record.headers)) size += HEADER_OVERHEAD_BYTES + name.length + byteLength(value as string | Buffer | null);
+  }
+  return size;
+}
+
+function byteLength(bytes: string | Uint8Array | null | undefined): number {
+  if (bytes === null || bytes === undefined) return 0;
+  return typeof bytes === 'string' ? Buffer.byteLength(bytes, 'utf8') : bytes.length;
+}
+
+async function produce(argv: ProduceArgs): Promise<void> {
+  const parse = lineParser(argv);
+  const server = serverAddress(argv);
+  // Fail fast, before reading any input, on an unknown topic or partition.
+  const description = await withConnection(argv, (connection) => describeTopic(connection, argv.topic));
+  const partitionCount = description.partitions.length;
+  if (argv.partition !== undefined && argv.partition >= partitionCount) {
+    throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${partitionCount} partitions`);
+  }
+  const producer = new Producer({ ...connectionOptions(server), acks: argv.acks, idempotent: argv.acks !== 'none', bufferBytes: WINDOW_BYTES * 2, batchBytes: batchBytesFor(description.configs), logger: clientLogger() });
+  const startedAt = performance.now();
+  const perPartition = new Array<number>(partitionCount).fill(0);
+  let acknowledged = 0;
+  let sent = 0;
+  /** Records sent and not yet settled, and their estimated bytes. */
+  let outstanding = 0;
+  let windowBytes = 0;
+  let failure: unknown = null;
+  let interrupted = false;
+  let pauseInput: (() => void) | null = null;
+  let resumeInput: (() => void) | null = null;
+  let paused = false;
+
+  const progress = process.stderr.isTTY ? setInterval(() => drawProgress(sent, acknowledged, startedAt), PROGRESS_INTERVAL_MS) : null;
+  progress?.unref();
+
+  // Settled records give back the average size of what is outstanding rather than their own:
+  // exact in total (the window is empty when nothing is outstanding), and no closure per record.
+  const onAcknowledged = (result: { partition: number }): void => {
+    acknowledged++;
+    perPartition[result.partition] = (perPartition[result.partition] ?? 0) + 1;
+    settled();
+  };
+  const onFailed = (error: unknown): void => {
+    failure ??= error;
+    settled();
+    stopInput();
+  };
+  function settled(): void {
+    windowBytes -= windowBytes / outstanding;
+    outstanding--;
+    if (paused && windowBytes <= WINDOW_RESUME_BYTES && outstanding <= WINDOW_RESUME_RECORDS && failure === null && !interrupted) {
+      paused = false;
+      resumeInput?.();
+    }
+  }
+  let stopInput = (): void => {};
+  const send = (line: string, lineNumber: number): void => {
+    if (failure !== null || interrupted) return;
+    let record: ProducerRecord | null;
+    try {
+      record = parse(line, lineNumber);
+    } catch (error) {
+      failure ??= error;
+      stopInput();
+      return;
+    }
+    if (record === null) return;
+    windowBytes += estimatedBytes(record);
+    outstanding++;
+    sent++;
+    producer.send(record).then(onAcknowledged, onFailed);
+    if ((windowBytes > WINDOW_BYTES || outstanding > WINDOW_RECORDS) && !paused) {
+      paused = true;
+      pauseInput?.();
+    }
+  };
+
+  const removeInterrupt = onInterrupt(() => {
+    interrupted = true;
+    stopInput();
+  });
+  try {
+    if (argv.values !== undefined && argv.values.length > 0) {
+      argv.values.forEach((value, index) => send(String(value), index + 1));
+    } else {
+      if (process.stdin.isTTY) process.stderr.write('reading records from stdin, one per line; end with Ctrl-D\n');
+      const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
+      pauseInput = () => lines.pause();
+      resumeInput = () => lines.resume();
+      const ended = new Promise<void>((resolve) => lines.once('close', resolve));
+      stopInput = () => {
+        lines.close();
+        process.stdin.destroy();
+      };
+      let lineNumber = 0;
+      lines.on('line', (line) => send(line, ++lineNumber));
+      await ended;
+    }
+    await producer.flush();
+  } finally {
+    removeInterrupt();
+    if (progress !== null) clearInterval(progress);
+    await producer.close();
+  }
+  const elapsedMs = performance.now() - startedAt;
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+  if (failure !== null) {
+    // One line on failure: the cause, and how much got through before it.
+    const error = describeFailure(failure, server);
+    if (acknowledged > 0 && error instanceof Error) {
+      error.message += ` (${formatCount(acknowledged)} record${acknowledged === 1 ? ' was' : 's were'} produced before it)`;
+    }
+    throw error;
+  }
+  const partitions = perPartition.filter((count) => count > 0).length;
+  const rate = acknowledged / Math.max(elapsedMs / 1000, 0.001);
+  process.stderr.write(
+    `${interrupted ? 'interrupted: ' : ''}produced ${formatCount(acknowledged)} record${acknowledged === 1 ? '' : 's'} to ${partitions} partition${partitions === 1 ? '' : 's'} of "${argv.topic}" in ${(elapsedMs / 1000).toFixed(2)} s (${formatCount(rate)} records/s)\n`,
+  );
+}
+
+function drawProgress(sent: number, acknowledged: number, startedAt: number): void {
+  const seconds = (performance.now() - startedAt) / 1000;
+  if (seconds < 1) return;
+  process.stderr.write(`\r\x1b[2K${formatCount(acknowledged)} records acknowledged, ${formatCount(sent - acknowledged)} in flight (${formatCount(acknowledged / seconds)} records/s)`);
+}

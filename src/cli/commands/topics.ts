@@ -1,0 +1,131 @@
+/**
+ * `strata topics create|list|describe|alter|delete`: topic administration over the Admin
+ * service. Lists and descriptions are aligned tables on stdout; confirmations of changes are one
+ * line on stdout. A refusal (unknown topic, bad config, topic exists) exits 1 with the broker's
+ * message.
+ */
+import type { Argv } from 'yargs';
+import { Admin, type TopicDescription } from '../../client/admin.js';
+import { UsageError } from '../cli-errors.js';
+import { withConnection, withServerOption } from '../client-options.js';
+import { formatBytes, formatFields, formatTable, parsePairs } from '../output.js';
+
+/** Option names of these commands, for the environment check in main.ts. */
+export const TOPICS_OPTION_NAMES = ['partitions', 'config'];
+
+interface TopicArgs {
+  server: string;
+  name: string;
+}
+
+function print(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+function plural(count: number, word: string): string {
+  return `${count} ${word}${count === 1 ? '' : 's'}`;
+}
+
+export function topicsCommand(yargs: Argv): Argv {
+  return yargs.command('topics', 'Create, list, describe, alter and delete topics', (topics) =>
+    withServerOption(topics)
+      .command(
+        'create <name>',
+        'Create a topic',
+        (command) =>
+          command
+            .positional('name', { type: 'string', demandOption: true, describe: 'Topic name ([a-zA-Z0-9._-], at most 249 characters)' })
+            .option('partitions', { type: 'number', describe: 'Partition count (1 to 10000); the broker default when absent', requiresArg: true })
+            .option('config', { type: 'string', array: true, describe: 'A topic config KEY=VALUE (Kafka names: retention.ms, segment.bytes, ...); repeatable', requiresArg: true })
+            .example('strata topics create orders --partitions 6', 'a topic with 6 partitions')
+            .example('strata topics create audit --config retention.ms=86400000 --config flush=always', 'with config overrides'),
+        async (argv) => {
+          const partitions = argv.partitions;
+          if (partitions !== undefined && (!Number.isInteger(partitions) || partitions < 1)) {
+            throw new UsageError(`--partitions must be a positive integer, got ${Number.isNaN(partitions) ? 'a non-number' : partitions}`);
+          }
+          const configs = parsePairs(argv.config, '--config');
+          const created = await withConnection(argv, (connection) =>
+            new Admin({ connection }).createTopic(argv.name, { ...(partitions !== undefined ? { partitions } : {}), configs }),
+          );
+          print(`created topic "${created.name}" with ${plural(created.partitions.length, 'partition')}`);
+        },
+      )
+      .command(
+        'list',
+        'List topics with their partition counts',
+        (command) => command.example('strata topics list', '').example('STRATA_SERVER=broker-1:50051 strata topics list', 'another broker'),
+        async (argv) => {
+          const topics = await withConnection(argv, (connection) => new Admin({ connection }).listTopics());
+          const rows = [...topics].sort((a, b) => a.name.localeCompare(b.name)).map((topic) => [topic.name, topic.partitions]);
+          print(formatTable(['TOPIC', 'PARTITIONS'], rows));
+        },
+      )
+      .command(
+        'describe <name>',
+        'Describe a topic: configs, and per partition its offsets, size and segments',
+        (command) => command.positional('name', { type: 'string', demandOption: true, describe: 'Topic name' }).example('strata topics describe orders', ''),
+        async (argv) => {
+          const description = await withConnection(argv as TopicArgs, (connection) => new Admin({ connection }).describeTopic(argv.name));
+          print(describeText(description));
+        },
+      )
+      .command(
+        'alter <name>',
+        'Change topic configs',
+        (command) =>
+          command
+            .positional('name', { type: 'string', demandOption: true, describe: 'Topic name' })
+            .option('config', { type: 'string', array: true, demandOption: true, describe: 'A topic config KEY=VALUE; repeatable', requiresArg: true })
+            .example('strata topics alter orders --config retention.ms=3600000', 'keep one hour'),
+        async (argv) => {
+          const configs = parsePairs(argv.config, '--config');
+          if (Object.keys(configs).length === 0) throw new UsageError('give at least one --config KEY=VALUE');
+          const altered = await withConnection(argv, (connection) => new Admin({ connection }).alterTopicConfigs(argv.name, configs));
+          const changes = Object.keys(configs).map((key) => `${key}=${altered.configs[key] ?? configs[key]}`);
+          print(`altered topic "${altered.name}": ${changes.join(', ')}`);
+        },
+      )
+      .command(
+        'delete <name>',
+        'Delete a topic and all its data',
+        (command) => command.positional('name', { type: 'string', demandOption: true, describe: 'Topic name' }).example('strata topics delete orders', ''),
+        async (argv) => {
+          await withConnection(argv as TopicArgs, (connection) => new Admin({ connection }).deleteTopic(argv.name));
+          print(`deleted topic "${argv.name}"`);
+        },
+      )
+      .demandCommand(1, 'give a topics command: create, list, describe, alter or delete'),
+  );
+}
+
+function describeText(description: TopicDescription): string {
+  const partitions = description.partitions;
+  const totalBytes = partitions.reduce((sum, partition) => sum + partition.sizeBytes, 0);
+  const totalRecords = partitions.reduce((sum, partition) => sum + partition.highWatermark - partition.logStartOffset, 0);
+  const header = formatFields([
+    ['topic', description.name],
+    ['partitions', partitions.length],
+    ['records', totalRecords],
+    ['size', formatBytes(totalBytes)],
+    ['created', description.createdAtMs > 0 ? new Date(description.createdAtMs).toISOString() : '-'],
+  ]);
+  const configs = formatTable(
+    ['CONFIG', 'VALUE'],
+    Object.keys(description.configs)
+      .sort()
+      .map((key) => [key, description.configs[key]!]),
+  );
+  const rows = partitions.map((partition) => [
+    partition.partition,
+    partition.logStartOffset,
+    partition.highWatermark,
+    partition.logEndOffset,
+    partition.highWatermark - partition.logStartOffset,
+    formatBytes(partition.sizeBytes),
+    partition.segmentCount,
+    partition.error === '' ? 'ok' : partition.error,
+  ]);
+  const table = formatTable(['PARTITION', 'START OFFSET', 'HIGH WATERMARK', 'END OFFSET', 'RECORDS', 'SIZE', 'SEGMENTS', 'STATUS'], rows, ['SIZE']);
+  return `${header}\n\n${configs}\n\n${table}`;
+}

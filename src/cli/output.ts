@@ -1,0 +1,244 @@
+/**
+ * What the client commands print: aligned tables, human-readable sizes and durations, the JSON
+ * encoding of record bytes, and `OutputWriter`, the batching writer every record printer uses.
+ *
+ * Bytes in JSON: a key, value or header value that is valid UTF-8 is a JSON string; anything
+ * else is `{"base64": "..."}`; null is null. `produce --format json` reads the same three forms,
+ * so `consume --format json | produce --format json` copies records exactly (the marker is an
+ * object, so no string value can be mistaken for it).
+ *
+ * OutputWriter contract: records are appended to an in-memory chunk of at most
+ * `OUTPUT_CHUNK_BYTES`; a full chunk is handed to the stream at once, and `drain()` (called after
+ * each fetched batch) waits until the stream has passed on what it holds (stdout backpressure),
+ * so what waits for a slow reader is bounded by about one fetched batch. A closed reader (EPIPE, e.g. `| head`) is not an
+ * error: `closed` turns true and the command stops reading.
+ */
+import type { Writable } from 'node:stream';
+import { UsageError } from './cli-errors.js';
+
+/** Bytes held before a write to the stream. */
+export const OUTPUT_CHUNK_BYTES = 256 * 1024;
+
+const NEWLINE = 0x0a;
+const TAB = 0x09;
+
+export class OutputWriter {
+  private chunk = Buffer.allocUnsafe(OUTPUT_CHUNK_BYTES);
+  private used = 0;
+  private needsDrain = false;
+  private closedByReader = false;
+
+  constructor(private readonly stream: Writable) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') this.closedByReader = true;
+      else throw error;
+    });
+  }
+
+  /** True once the reader went away (EPIPE): nothing more will be printed. */
+  get closed(): boolean {
+    return this.closedByReader;
+  }
+
+  /** Appends bytes (copied). */
+  bytes(bytes: Uint8Array): void {
+    if (bytes.length > this.chunk.length - this.used) {
+      this.writeChunk();
+      if (bytes.length > this.chunk.length) {
+        this.writeOut(Buffer.from(bytes));
+        return;
+      }
+    }
+    this.chunk.set(bytes, this.used);
+    this.used += bytes.length;
+  }
+
+  /** Appends a string as UTF-8. */
+  text(text: string): void {
+    // A UTF-8 character takes at most 3 bytes per UTF-16 unit.
+    if (text.length * 3 > this.chunk.length - this.used) {
+      this.writeChunk();
+      if (text.length * 3 > this.chunk.length) {
+        this.writeOut(Buffer.from(text, 'utf8'));
+        return;
+      }
+    }
+    this.used += this.chunk.write(text, this.used, 'utf8');
+  }
+
+  /** Appends text known to be ASCII (faster than `text`: no UTF-8 encoding). */
+  ascii(text: string): void {
+    if (text.length > this.chunk.length - this.used) {
+      this.writeChunk();
+      if (text.length > this.chunk.length) {
+        this.writeOut(Buffer.from(text, 'latin1'));
+        return;
+      }
+    }
+    this.used += this.chunk.write(text, this.used, 'latin1');
+  }
+
+  byte(value: number): void {
+    if (this.used === this.chunk.length) this.writeChunk();
+    this.chunk[this.used++] = value;
+  }
+
+  newline(): void {
+    this.byte(NEWLINE);
+  }
+
+  tab(): void {
+    this.byte(TAB);
+  }
+
+  /** Writes what is held and waits until the stream can take more (bounded memory). */
+  async drain(): Promise<void> {
+    this.writeChunk();
+    if (this.needsDrain && !this.closedByReader) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.stream.off('drain', done);
+          this.stream.off('close', done);
+          this.stream.off('error', done);
+          resolve();
+        };
+        this.stream.on('drain', done);
+        this.stream.on('close', done);
+        this.stream.on('error', done);
+      });
+    }
+    this.needsDrain = false;
+  }
+
+  private writeChunk(): void {
+    if (this.used === 0) return;
+    const full = this.chunk.subarray(0, this.used);
+    // The stream keeps a reference until written: start a fresh chunk rather than reuse this one.
+    this.chunk = Buffer.allocUnsafe(OUTPUT_CHUNK_BYTES);
+    this.used = 0;
+    this.writeOut(full);
+  }
+
+  private writeOut(bytes: Buffer): void {
+    if (this.closedByReader) return;
+    if (!this.stream.write(bytes)) this.needsDrain = true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bytes as JSON.
+
+/** The bytes of a JSON string, `{ base64 }` object or null; `field` names it in errors. */
+export function bytesFromJson(value: unknown, field: string): Buffer | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (typeof value === 'object' && !Array.isArray(value) && typeof (value as { base64?: unknown }).base64 === 'string' && Object.keys(value).length === 1) {
+    const text = (value as { base64: string }).base64;
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) throw new Error(`${field} is not valid base64`);
+    return Buffer.from(text, 'base64');
+  }
+  throw new Error(`${field} must be a string, null or {"base64": "..."}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables and units.
+
+export type Cell = string | number;
+
+/**
+ * Columns padded to their widest cell, two spaces apart; numeric columns (every body cell a
+ * number) and the columns named in `alignRight` are right-aligned. The last column is not padded.
+ */
+export function formatTable(headers: readonly string[], rows: readonly (readonly Cell[])[], alignRight: readonly string[] = []): string {
+  const numeric = headers.map((header, column) => alignRight.includes(header) || (rows.length > 0 && rows.every((row) => typeof row[column] === 'number')));
+  const text = [headers, ...rows].map((row) => row.map((cell) => String(cell)));
+  const widths = headers.map((_, column) => Math.max(...text.map((row) => row[column]?.length ?? 0)));
+  return text
+    .map((row) =>
+      row
+        .map((cell, column) => {
+          if (column === row.length - 1 && !numeric[column]) return cell;
+          return numeric[column] ? cell.padStart(widths[column]!) : cell.padEnd(widths[column]!);
+        })
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+/** Label/value lines, labels padded: `name       orders`. */
+export function formatFields(fields: readonly (readonly [string, Cell])[]): string {
+  const width = Math.max(...fields.map(([label]) => label.length));
+  return fields.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n');
+}
+
+const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+export function formatBytes(bytes: number): string {
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < BYTE_UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${BYTE_UNITS[unit]}`;
+}
+
+/** A duration for people: 850ms, 4.2s, 3m12s, 5h03m, 2d04h. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m${String(Math.floor(seconds % 60)).padStart(2, '0')}s`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours}h${String(minutes % 60).padStart(2, '0')}m`;
+  return `${Math.floor(hours / 24)}d${String(hours % 24).padStart(2, '0')}h`;
+}
+
+/** 1234567 → "1,234,567". */
+export function formatCount(count: number): string {
+  return Math.round(count).toLocaleString('en-US');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arguments shared by several commands.
+
+/** `KEY=VALUE` pairs (repeatable flags) as an object; a UsageError names the flag. */
+export function parsePairs(values: readonly string[] | undefined, flag: string): Record<string, string> {
+  const pairs: Record<string, string> = {};
+  for (const entry of values ?? []) {
+    const equals = entry.indexOf('=');
+    if (equals <= 0) throw new UsageError(`${flag} takes KEY=VALUE, got ${JSON.stringify(entry)}`);
+    pairs[entry.slice(0, equals)] = entry.slice(equals + 1);
+  }
+  return pairs;
+}
+
+/** Where to start reading, or where to move offsets to. */
+export type Position = 'earliest' | 'latest' | { offset: number } | { timestamp: number };
+
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/;
+
+/** earliest | latest | OFFSET | ISO-8601 time (UTC unless it carries a zone). */
+export function parsePosition(text: string, flag: string): Position {
+  if (text === 'earliest' || text === 'latest') return text;
+  if (/^\d+$/.test(text)) {
+    const offset = Number(text);
+    if (!Number.isSafeInteger(offset)) throw new UsageError(`${flag}: offset ${text} is too large`);
+    return { offset };
+  }
+  if (ISO_DATE.test(text)) {
+    const hasZone = /(Z|[+-]\d{2}:?\d{2})$/.test(text) && text.length > 10;
+    const timestamp = Date.parse(hasZone ? text : text.length === 10 ? `${text}T00:00:00Z` : `${text.replace(' ', 'T')}Z`);
+    if (Number.isFinite(timestamp)) return { timestamp };
+  }
+  throw new UsageError(`${flag} takes earliest, latest, an offset or an ISO-8601 time (2024-05-01T12:00:00Z), got ${JSON.stringify(text)}`);
+}
+
+/** A non-negative integer flag (yargs gives NaN for non-numbers). */
+export function nonNegativeInteger(value: number | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isSafeInteger(value) || value < 0) throw new UsageError(`${flag} must be a non-negative integer, got ${Number.isNaN(value) ? 'a non-number' : value}`);
+  return value;
+}

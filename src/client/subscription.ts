@@ -1,0 +1,138 @@
+/**
+ * Server push: `subscribe(connection, { topic, partitions, start })` follows partitions through
+ * the Log service's Subscribe RPC, which sends records as soon as they become durable instead of
+ * being polled. Each message the broker pushes is one `SubscriptionBatch`: the records of one
+ * partition, in offset order, decoded on the client from raw RecordBatch bytes (frame and CRC
+ * checked first, as the consumer does; from a timestamp the broker decodes instead, because the
+ * start may fall inside a batch).
+ *
+ * Flow control: the async iterator reads the gRPC stream only as fast as the caller consumes,
+ * and the broker waits on HTTP/2 flow control rather than buffering, so a slow reader holds
+ * memory to what grpc-js buffers. `cancel()` ends the iteration normally; any other end of the
+ * stream (topic deleted, broker shutting down) is thrown as a `StrataClientError`.
+ */
+import type { ClientReadableStream } from '@grpc/grpc-js';
+import { strata } from '../generated/strata.js';
+import { checkBatchFrame, decodeRecords, forEachBatch } from '../storage/record-batch.js';
+import type { OffsetSpec } from './admin.js';
+import { type Connection, longToNumber, methods, numberToLong } from './connection.js';
+import type { ConsumerRecord } from './consumer.js';
+import { StrataClientError, invalidArgument, toClientError } from './errors.js';
+
+const v1 = strata.v1;
+
+export interface SubscribeOptions {
+  topic: string;
+  /** Partitions to follow; all of the topic's when absent or empty. */
+  partitions?: readonly number[];
+  /** Where each partition starts. Default 'latest' (only records produced from now on). */
+  start?: OffsetSpec;
+  /** Most bytes of batches per pushed message; 0 = the broker default (1 MiB). */
+  maxBytes?: number;
+}
+
+export interface SubscriptionBatch {
+  topic: string;
+  partition: number;
+  records: ConsumerRecord[];
+  highWatermark: number;
+  /** The offset after the last record of this message. */
+  nextOffset: number;
+}
+
+export class Subscription implements AsyncIterable<SubscriptionBatch> {
+  private cancelled = false;
+  /** Per partition, the offset the next pushed message continues from (when known). */
+  private readonly expected = new Map<number, number>();
+
+  constructor(
+    private readonly topic: string,
+    private readonly stream: ClientReadableStream<strata.v1.SubscribeResponse>,
+    private readonly startOffset: number | null,
+  ) {}
+
+  /** Ends the subscription; the iteration then finishes without an error. Idempotent. */
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.stream.cancel();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<SubscriptionBatch, void, undefined> {
+    try {
+      for await (const response of this.stream as AsyncIterable<strata.v1.SubscribeResponse>) {
+        if (this.cancelled) return;
+        yield this.toBatch(response);
+      }
+    } catch (error) {
+      if (this.cancelled) return;
+      throw toClientError(error);
+    } finally {
+      this.cancel();
+    }
+  }
+
+  private toBatch(response: strata.v1.SubscribeResponse): SubscriptionBatch {
+    const { topic } = this;
+    const partition = response.partition;
+    // A raw message holds whole batches, so the first one of an explicit start offset may begin
+    // before it; later messages continue exactly where the previous one ended.
+    const from = this.expected.get(partition) ?? this.startOffset ?? 0;
+    const records: ConsumerRecord[] = [];
+    if (response.records.length > 0) {
+      for (const record of response.records) {
+        records.push({
+          topic,
+          partition,
+          offset: longToNumber(record.offset, 'offset'),
+          timestamp: longToNumber(record.timestamp, 'timestamp'),
+          key: record.key === null || record.key === undefined ? null : toBuffer(record.key),
+          value: record.value === null || record.value === undefined ? null : toBuffer(record.value),
+          headers: record.headers.map((header) => ({ key: header.key, value: header.value === null || header.value === undefined ? null : toBuffer(header.value) })),
+        });
+      }
+    } else {
+      const buffer = toBuffer(response.batches);
+      forEachBatch(buffer, (position, size) => {
+        const problem = checkBatchFrame(buffer, position, position + size);
+        if (problem !== null) throw new StrataClientError('DATA_LOSS', `pushed batch of ${topic}-${partition} at byte ${position} is invalid: ${problem}`);
+        for (const record of decodeRecords(buffer, position)) {
+          if (record.offset < from) continue;
+          records.push({ topic, partition, offset: record.offset, timestamp: record.timestamp, key: record.key, value: record.value, headers: record.headers });
+        }
+      });
+    }
+    const nextOffset = longToNumber(response.nextOffset, 'next_offset');
+    this.expected.set(partition, nextOffset);
+    return { topic, partition, records, highWatermark: longToNumber(response.highWatermark, 'high_watermark'), nextOffset };
+  }
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function startPosition(spec: OffsetSpec): strata.v1.StartPosition {
+  if (spec === 'earliest') return v1.StartPosition.create({ earliest: true });
+  if (spec === 'latest') return v1.StartPosition.create({ latest: true });
+  if ('timestamp' in spec) return v1.StartPosition.create({ timestamp: numberToLong(spec.timestamp, 'timestamp') });
+  return v1.StartPosition.create({ offset: numberToLong(spec.offset, 'offset') });
+}
+
+/** Opens a Subscribe stream. Errors of the call (unknown topic...) surface on iteration. */
+export function subscribe(connection: Connection, options: SubscribeOptions): Subscription {
+  if (typeof options.topic !== 'string' || options.topic.length === 0) throw invalidArgument('topic is required');
+  const start = options.start ?? 'latest';
+  // From a timestamp the start offset may fall inside a batch the client cannot place, so the
+  // broker decodes (its records start exactly there); otherwise raw batches, decoded here.
+  const byTimestamp = typeof start === 'object' && 'timestamp' in start;
+  const request = v1.SubscribeRequest.create({
+    topic: options.topic,
+    partitions: [...(options.partitions ?? [])],
+    start: startPosition(start),
+    raw: !byTimestamp,
+    maxBytes: options.maxBytes ?? 0,
+  });
+  const startOffset = typeof start === 'object' && 'offset' in start ? start.offset : null;
+  return new Subscription(options.topic, connection.serverStream(methods.subscribe, request), startOffset);
+}

@@ -1,0 +1,155 @@
+// Goal: every way a CLI command can fail ends with the documented exit code and one clear line
+// on stderr (1: the broker refused or could not be reached, 2: the command line is wrong);
+// method: the compiled CLI run as child processes against a real in-process broker (and against
+// a port nothing listens on), asserting the exact code and stderr.
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Admin } from '../../src/client/admin.js';
+import { type CliProcess, runCli, startCli } from '../helpers/cli.js';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+let broker: TestBroker;
+let admin: Admin;
+let closedPort: number;
+const running: CliProcess[] = [];
+
+beforeAll(async () => {
+  broker = await startTestBroker({ groupHeartbeatIntervalMs: 500 });
+  admin = new Admin({ server: broker.address });
+  await admin.createTopic('errors-existing', { partitions: 2 });
+  // A port that was free a moment ago and has no listener now.
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  closedPort = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+afterAll(async () => {
+  for (const process of running) process.kill();
+  await admin?.close();
+  await broker?.dispose();
+});
+
+async function expectFailure(args: string[], code: 1 | 2, stderr: string | RegExp, input?: string): Promise<void> {
+  const result = await runCli(args, input === undefined ? {} : { input });
+  expect(result.code, `strata ${args.join(' ')}: stderr ${result.stderr}`).toBe(code);
+  expect(result.stdout).toBe('');
+  expect(result.stderr.endsWith('\n')).toBe(true);
+  expect(result.stderr.split('\n')).toHaveLength(2); // exactly one line
+  if (typeof stderr === 'string') expect(result.stderr).toBe(`${stderr}\n`);
+  else expect(result.stderr).toMatch(stderr);
+}
+
+function at(...args: string[]): string[] {
+  return [...args, '--server', broker.address];
+}
+
+describe('the broker refuses: exit 1 with its message', () => {
+  it.each([
+    [['consume', 'x']],
+    [['consume', 'x', '--group', 'g']],
+    [['produce', 'x', 'value']],
+    [['tail', 'x']],
+    [['topics', 'describe', 'x']],
+    [['topics', 'delete', 'x']],
+    [['topics', 'alter', 'x', '--config', 'retention.ms=1']],
+  ])('an unknown topic: strata %j', { concurrent: true }, async (args) => {
+    await expectFailure(at(...args), 1, 'strata: topic "x" not found');
+  });
+
+  it('an unknown group, an existing topic, a bad config, a partition or offset out of range', async () => {
+    await expectFailure(at('groups', 'describe', 'nobody'), 1, 'strata: group "nobody" not found');
+    await expectFailure(at('topics', 'create', 'errors-existing'), 1, /^strata: topic "errors-existing" already exists\n$/);
+    await expectFailure(at('topics', 'create', 'bad/name'), 1, /^strata: .*topic name.*\n$/i);
+    await expectFailure(at('topics', 'alter', 'errors-existing', '--config', 'no.such.config=1'), 1, /^strata: .*no\.such\.config.*\n$/);
+    await expectFailure(at('consume', 'errors-existing', '--partition', '7'), 1, 'strata: partition 7 of topic "errors-existing" not found: it has 2 partitions');
+    await expectFailure(at('produce', 'errors-existing', '--partition', '7', 'v'), 1, 'strata: partition 7 of topic "errors-existing" not found: it has 2 partitions');
+    await expectFailure(at('consume', 'errors-existing', '--partition', '0', '--from', '99'), 1, /^strata: offset 99 is out of range for errors-existing-0: .*\n$/);
+  });
+
+  it('a malformed input line stops produce after the records before it', async () => {
+    await expectFailure(at('produce', 'errors-existing', '--format', 'json'), 1, /^strata: input line 2 is not JSON: .* \(1 record was produced before it\)\n$/, '{"value":"ok"}\nnot json\n{"value":"never"}\n');
+    await expectFailure(at('produce', 'errors-existing', '--key-separator', ':'), 1, 'strata: input line 1 has no key separator ":"', 'no separator here\n');
+    await expectFailure(at('produce', 'errors-existing', '--format', 'json'), 1, /^strata: input line 1: value is not valid base64\n$/, '{"value":{"base64":"!!"}}\n');
+  });
+
+  it('resetting or deleting a group that has members', async () => {
+    const member = startCli(at('consume', 'errors-existing', '--group', 'busy', '--follow'));
+    running.push(member);
+    const deadline = Date.now() + 20_000;
+    while (!(await admin.describeGroup('busy').then((group) => group.members.length === 1, () => false))) {
+      if (Date.now() > deadline) throw new Error(`the member did not join; stderr: ${member.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await expectFailure(at('groups', 'reset-offsets', 'busy', '--topic', 'errors-existing', '--to', 'earliest'), 1, 'strata: cannot reset offsets of group "busy": it has 1 active members; stop them first');
+    await expectFailure(at('groups', 'delete', 'busy'), 1, /^strata: cannot delete group "busy": it has 1 active members; stop them first\n$/);
+    expect(await member.interrupt()).toEqual({ code: 0, signal: null });
+    expect(member.stderr).toBe('');
+  });
+});
+
+describe('the broker cannot be reached: exit 1', { concurrent: true }, () => {
+  it.each([[['topics', 'list']], [['groups', 'list']], [['produce', 't', 'v']], [['consume', 't']], [['tail', 't']]])('strata %j', async (args) => {
+    const server = `127.0.0.1:${closedPort}`;
+    const result = await runCli([...args, '--server', server]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(new RegExp(`^strata: cannot reach the broker at 127\\.0\\.0\\.1:${closedPort} \\(.*\\); is it running\\? Set --server or STRATA_SERVER\\n$`));
+  });
+
+  it('takes the address from STRATA_SERVER', async () => {
+    const result = await runCli(['topics', 'list'], { env: { STRATA_SERVER: `127.0.0.1:${closedPort}` } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`cannot reach the broker at 127.0.0.1:${closedPort}`);
+    const reachable = await runCli(['topics', 'list'], { env: { STRATA_SERVER: broker.address } });
+    expect(reachable.code).toBe(0);
+    expect(reachable.stdout).toContain('errors-existing');
+  });
+});
+
+describe('the command line is wrong: exit 2', { concurrent: true }, () => {
+  it.each([
+    [[], /give a command/],
+    [['frobnicate'], /Unknown arguments?: .*frobnicate/],
+    [['topics'], /give a topics command/],
+    [['topics', 'create'], /Not enough non-option arguments/],
+    [['topics', 'list', '--bogus'], /Unknown argument: bogus/],
+    [['topics', 'create', 't', '--partitions', '0'], /--partitions must be a positive integer, got 0/],
+    [['topics', 'create', 't', '--partitions', 'many'], /--partitions must be a positive integer/],
+    [['topics', 'create', 't', '--config', 'retention.ms'], /--config takes KEY=VALUE, got "retention.ms"/],
+    [['topics', 'alter', 't'], /Missing required argument: config/],
+    [['produce', 't', '--acks', 'maybe', 'v'], /Invalid values:[\s\S]*acks/],
+    [['produce', 't', '--format', 'xml'], /Invalid values:[\s\S]*format/],
+    [['produce', 't', '--key', 'k', '--key-separator', ':'], /mutually exclusive/],
+    [['produce', 't', '--format', 'json', '--key-separator', ':'], /--key-separator is for --format text/],
+    [['produce', 't', '--header', 'novalue', 'v'], /--header takes KEY=VALUE/],
+    [['produce', 't', '--partition', '-1', 'v'], /--partition must be a non-negative integer, got -1/],
+    [['consume', 't', '--from', 'yesterday'], /--from takes earliest, latest, an offset or an ISO-8601 time/],
+    [['consume', 't', '--count', '-5'], /--count must be a non-negative integer, got -5/],
+    [['consume', 't', '--group', 'g', '--partition', '1'], /mutually exclusive/],
+    [['consume', 't', '--group', 'g', '--from', '10'], /with --group, --from is earliest or latest/],
+    [['tail', 't', '-n', 'x'], /-n must be an integer from 0 to/],
+    [['groups', 'reset-offsets', 'g', '--topic', 't'], /give --to earliest\|latest\|OFFSET\|TIME/],
+    [['groups', 'reset-offsets', 'g', '--to', 'earliest'], /^strata: Missing required argument: topic\n$/],
+    [['groups', 'reset-offsets', 'g', '--topic', 't', '--to', 'soon'], /--to takes earliest, latest, an offset or an ISO-8601 time/],
+    [['topics', 'list', '--server', 'no-port'], /--server must be HOST:PORT, got "no-port"/],
+  ])('strata %j', async (args, message) => {
+    const result = await runCli(args.includes('--server') ? args : at(...args));
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/^strata: /);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr.split('\n')).toHaveLength(2);
+  });
+
+  it('--help and --version succeed', async () => {
+    for (const command of [[], ['topics'], ['topics', 'create'], ['produce'], ['consume'], ['tail'], ['groups'], ['groups', 'reset-offsets']]) {
+      const help = await runCli([...command, '--help']);
+      expect(help.code).toBe(0);
+      if (command.length > 0) expect(help.stdout).toContain('--server');
+      if (command.length > 0 && command[0] !== 'topics' && command[0] !== 'groups') expect(help.stdout).toContain('Examples:');
+    }
+    const version = await runCli(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+});

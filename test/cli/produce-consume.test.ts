@@ -1,0 +1,232 @@
+// Goal: `strata produce`, `consume` and `tail` move records exactly (lines, keys per Kafka's
+// partitioner, JSON with headers and binary bytes, counts, push delivery, group sharing); method:
+// the compiled CLI run as child processes against a real in-process broker, outputs compared
+// with what was sent, long-running commands awaited line by line with deadlines (no sleeps).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { partitionForKey } from '../../src/broker/partitioner.js';
+import { Admin } from '../../src/client/admin.js';
+import { Producer } from '../../src/client/producer.js';
+import { type CliProcess, runCli, startCli } from '../helpers/cli.js';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+let broker: TestBroker;
+let admin: Admin;
+const running: CliProcess[] = [];
+
+beforeAll(async () => {
+  // Short heartbeats: group members see each other's arrival quickly.
+  broker = await startTestBroker({ groupHeartbeatIntervalMs: 500 });
+  admin = new Admin({ server: broker.address });
+});
+afterAll(async () => {
+  for (const process of running) process.kill();
+  await admin?.close();
+  await broker?.dispose();
+});
+
+function strata(...args: string[]): string[] {
+  return [...args, '--server', broker.address];
+}
+
+let topicCounter = 0;
+async function createTopic(partitions: number): Promise<string> {
+  const name = `cli-${++topicCounter}`;
+  await admin.createTopic(name, { partitions });
+  return name;
+}
+
+interface JsonRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  key: string | { base64: string } | null;
+  value: string | { base64: string } | null;
+  headers: Record<string, string | { base64: string } | null>;
+}
+
+function jsonLines(stdout: string): JsonRecord[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as JsonRecord);
+}
+
+/** Resolves once `check` returns true, checking every 50 ms until the deadline. */
+async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('produce and consume', () => {
+  it('gets back the 10,000 lines piped into produce, in order within each partition', async () => {
+    const topic = await createTopic(3);
+    const lines = Array.from({ length: 10_000 }, (_, index) => `line ${index} ${'x'.repeat(index % 50)}`);
+    const produced = await runCli(strata('produce', topic), { input: `${lines.join('\n')}\n` });
+    expect(produced.stderr).toMatch(new RegExp(`^produced 10,000 records to [1-3] partitions? of "${topic}" in [\\d.]+ s \\([\\d,]+ records/s\\)\\n$`));
+    expect(produced.code).toBe(0);
+
+    const text = await runCli(strata('consume', topic, '--from', 'earliest'));
+    expect(text.code).toBe(0);
+    expect(text.stderr).toBe('');
+    const received = text.stdout.split('\n').slice(0, -1);
+    expect([...received].sort()).toEqual([...lines].sort());
+
+    const json = jsonLines((await runCli(strata('consume', topic, '--format', 'json'))).stdout);
+    const order = new Map(lines.map((line, index) => [line, index]));
+    for (let partition = 0; partition < 3; partition++) {
+      const indexes = json.filter((record) => record.partition === partition).map((record) => order.get(record.value as string)!);
+      expect(indexes).toEqual([...indexes].sort((a, b) => a - b));
+    }
+  });
+
+  it('puts keyed lines (--key-separator) on the partition murmur2 picks, and --key on every record', async () => {
+    const topic = await createTopic(4);
+    const keys = Array.from({ length: 200 }, (_, index) => `customer-${index}`);
+    const produced = await runCli(strata('produce', topic, '--key-separator', ':'), { input: keys.map((key) => `${key}:order of ${key}:with colon`).join('\n') });
+    expect(produced.code).toBe(0);
+    const records = jsonLines((await runCli(strata('consume', topic, '--format', 'json'))).stdout);
+    expect(records).toHaveLength(200);
+    for (const record of records) {
+      const key = record.key as string;
+      expect(record.value).toBe(`order of ${key}:with colon`);
+      expect(record.partition).toBe(partitionForKey(Buffer.from(key), 4));
+    }
+
+    expect((await runCli(strata('produce', topic, '--key', 'same-key', 'a', 'b', 'c'))).code).toBe(0);
+    const printed = await runCli(strata('consume', topic, '--partition', String(partitionForKey(Buffer.from('same-key'), 4)), '--print-key'));
+    expect(printed.stdout.split('\n').filter((line) => line.startsWith('same-key\t'))).toEqual(['same-key\ta', 'same-key\tb', 'same-key\tc']);
+  });
+
+  it('round-trips JSON records with headers, binary keys and values, and tombstones', async () => {
+    const topic = await createTopic(2);
+    const binary = Buffer.from([0x00, 0xff, 0xfe, 0x80, 0x7f]);
+    const input = [
+      { key: 'k1', value: 'plain text ✓', headers: { trace: 'abc', raw: { base64: binary.toString('base64') } } },
+      { key: { base64: binary.toString('base64') }, value: { base64: Buffer.from([0xc3, 0x28]).toString('base64') }, partition: 1 },
+      { key: 'k3', value: null, headers: { empty: '' } },
+    ];
+    const produced = await runCli(strata('produce', topic, '--format', 'json', '--header', 'source=cli'), { input: input.map((line) => JSON.stringify(line)).join('\n') });
+    expect(produced.code).toBe(0);
+    const records = jsonLines((await runCli(strata('consume', topic, '--format', 'json'))).stdout);
+    const byKey = (key: unknown): JsonRecord => records.find((record) => JSON.stringify(record.key) === JSON.stringify(key))!;
+    expect(byKey('k1')).toMatchObject({ topic, value: 'plain text ✓', headers: { source: 'cli', trace: 'abc', raw: { base64: binary.toString('base64') } } });
+    expect(byKey({ base64: binary.toString('base64') })).toMatchObject({ partition: 1, value: { base64: 'wyg=' }, headers: { source: 'cli' } });
+    expect(byKey('k3')).toMatchObject({ value: null, headers: { source: 'cli', empty: '' } });
+    for (const record of records) expect(typeof record.timestamp).toBe('number');
+
+    // consume's JSON output is produce's JSON input: copying a topic keeps every byte.
+    const copy = await createTopic(2);
+    const consumed = await runCli(strata('consume', topic, '--format', 'json'));
+    expect((await runCli(strata('produce', copy, '--format', 'json'), { input: consumed.stdout })).code).toBe(0);
+    const copied = jsonLines((await runCli(strata('consume', copy, '--format', 'json'))).stdout);
+    const strip = (list: JsonRecord[]): unknown[] => list.map(({ partition, offset, timestamp, key, value, headers }) => ({ partition, offset, timestamp, key, value, headers }));
+    expect(strip(copied)).toEqual(strip(records));
+  });
+
+  it('stops after --count records, and at the end offsets of its start without --follow', async () => {
+    const topic = await createTopic(2);
+    await runCli(strata('produce', topic, ...Array.from({ length: 100 }, (_, index) => `r${index}`)));
+    const counted = await runCli(strata('consume', topic, '--count', '10'));
+    expect(counted.code).toBe(0);
+    expect(counted.stdout.split('\n').slice(0, -1)).toHaveLength(10);
+    const partition = await runCli(strata('consume', topic, '--partition', '1', '--format', 'json'));
+    const onOne = (await admin.describeTopic(topic)).partitions[1]!.highWatermark;
+    expect(jsonLines(partition.stdout).map((record) => record.offset)).toEqual(Array.from({ length: onOne }, (_, index) => index));
+
+    // With --follow it waits for records produced later and ends at --count.
+    const empty = await createTopic(2);
+    const follower = startCli(strata('consume', empty, '--follow', '--count', '3'));
+    running.push(follower);
+    expect((await runCli(strata('produce', empty, 'late 1', 'late 2', 'late 3', 'late 4'))).code).toBe(0);
+    expect(await follower.exited).toEqual({ code: 0, signal: null });
+    expect(follower.lines).toHaveLength(3);
+    expect(follower.lines.every((line) => line.startsWith('late '))).toBe(true);
+  });
+});
+
+describe('Ctrl-C', () => {
+  it('stops produce reading stdin, flushes what it read and prints the summary', async () => {
+    const topic = await createTopic(2);
+    const producer = startCli(strata('produce', topic), { input: 'open' });
+    running.push(producer);
+    producer.child.stdin!.write(Array.from({ length: 100 }, (_, index) => `before ${index}\n`).join(''));
+    await eventually(async () => (await admin.describeTopic(topic)).partitions.reduce((sum, partition) => sum + partition.highWatermark, 0) === 100, 'the first 100 records');
+    expect(await producer.interrupt()).toEqual({ code: 0, signal: null });
+    expect(producer.stderr).toMatch(new RegExp(`^interrupted: produced 100 records to [12] partitions? of "${topic}" in `));
+    expect((await runCli(strata('consume', topic))).stdout.split('\n').slice(0, -1)).toHaveLength(100);
+  });
+});
+
+describe('tail', () => {
+  it('prints the last N records by timestamp, then a record produced after it started within 1 s', async () => {
+    const topic = await createTopic(2);
+    const producer = new Producer({ server: broker.address, lingerMs: 0 });
+    try {
+      const base = Date.now() - 60_000;
+      await Promise.all([
+        producer.send({ topic, partition: 0, value: 'a', timestamp: base + 1000 }),
+        producer.send({ topic, partition: 0, value: 'c', timestamp: base + 3000 }),
+        producer.send({ topic, partition: 1, value: 'b', timestamp: base + 2000 }),
+        producer.send({ topic, partition: 1, value: 'd', timestamp: base + 4000 }),
+      ]);
+      const tail = startCli(strata('tail', topic, '-n', '3'));
+      running.push(tail);
+      await tail.waitForLineCount(3);
+      expect(tail.lines).toEqual(['b', 'c', 'd']);
+
+      await producer.send({ topic, partition: 1, value: 'new record' });
+      const acknowledgedAt = performance.now();
+      const index = await tail.waitForLine((line) => line === 'new record', 10_000);
+      const latencyMs = tail.lineTimes[index]! - acknowledgedAt;
+      expect(latencyMs).toBeLessThan(1000);
+
+      expect(await tail.interrupt()).toEqual({ code: 0, signal: null });
+      expect(tail.stderr).toBe('');
+    } finally {
+      await producer.close();
+    }
+  });
+});
+
+describe('consume --group', () => {
+  it('shares the partitions between two members, and commits what they printed', async () => {
+    const topic = await createTopic(4);
+    const group = `cli-group-${topicCounter}`;
+    const members = [0, 1].map(() => startCli(strata('consume', topic, '--group', group, '--follow', '--format', 'json')));
+    running.push(...members);
+    await eventually(async () => {
+      try {
+        const description = await admin.describeGroup(group);
+        return description.state === 'stable' && description.members.length === 2 && description.members.every((member) => member.assignment.length > 0);
+      } catch {
+        return false;
+      }
+    }, 'both members to own partitions');
+
+    const producer = new Producer({ server: broker.address });
+    try {
+      await Promise.all(Array.from({ length: 200 }, (_, index) => producer.send({ topic, key: `key-${index}`, value: `value-${index}` })));
+    } finally {
+      await producer.close();
+    }
+    await eventually(async () => members[0]!.lines.length + members[1]!.lines.length >= 200, 'all 200 records');
+    const outputs = members.map((member) => member.lines.map((line) => JSON.parse(line) as JsonRecord));
+    const partitionsOf = outputs.map((records) => new Set(records.map((record) => record.partition)));
+    expect(partitionsOf[0]!.size).toBeGreaterThan(0);
+    expect(partitionsOf[1]!.size).toBeGreaterThan(0);
+    expect([...partitionsOf[0]!].filter((partition) => partitionsOf[1]!.has(partition))).toEqual([]);
+    const values = outputs.flat().map((record) => record.value as string);
+    expect(values.sort()).toEqual(Array.from({ length: 200 }, (_, index) => `value-${index}`).sort());
+
+    // Ctrl-C: each member commits and leaves the group.
+    for (const member of members) expect(await member.interrupt()).toEqual({ code: 0, signal: null });
+    const description = await admin.describeGroup(group);
+    expect(description.members).toEqual([]);
+    expect(description.totalLag).toBe(0);
+    expect(description.partitions.map((entry) => entry.committedOffset)).toEqual(description.partitions.map((entry) => entry.logEndOffset));
+  });
+});
