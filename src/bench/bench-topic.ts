@@ -1,0 +1,59 @@
+/**
+ * The topic a benchmark writes to or reads from: created with the requested partition count and
+ * configs when it does not exist; an existing topic is used as it is, unless its partition count
+ * differs from the one asked for (the figures would then not mean what the command line says).
+ */
+import { Admin, type TopicDescription } from '../client/admin.js';
+import { isStrataClientError } from '../client/errors.js';
+
+export class BenchSetupError extends Error {}
+
+export interface TopicRequest {
+  name: string;
+  /** null: whatever the existing topic has (1 when it is created). */
+  partitions: number | null;
+  /** Topic configs (Kafka names) for a topic this creates; an existing one keeps its own. */
+  configs: Record<string, string>;
+}
+
+export interface BenchTopic {
+  description: TopicDescription;
+  /** True when this run created it. */
+  created: boolean;
+}
+
+export async function ensureTopic(admin: Admin, request: TopicRequest): Promise<BenchTopic> {
+  try {
+    const description = await admin.describeTopic(request.name);
+    if (request.partitions !== null && description.partitions.length !== request.partitions) {
+      throw new BenchSetupError(
+        `topic "${request.name}" exists with ${description.partitions.length} partitions, not the ${request.partitions} asked for; give another --topic`,
+      );
+    }
+    return { description, created: false };
+  } catch (error) {
+    if (!isStrataClientError(error, 'NOT_FOUND')) throw error;
+  }
+  try {
+    const description = await admin.createTopic(request.name, { partitions: request.partitions ?? 1, configs: request.configs });
+    return { description, created: true };
+  } catch (error) {
+    // Another client created it meanwhile: use it as it is.
+    if (isStrataClientError(error, 'ALREADY_EXISTS')) return { description: await admin.describeTopic(request.name), created: false };
+    throw error;
+  }
+}
+
+/** Records stored in the topic now: the sum over partitions of highWatermark - logStartOffset. */
+export function storedRecords(description: TopicDescription): number {
+  return description.partitions.reduce((sum, partition) => sum + Math.max(0, partition.highWatermark - partition.logStartOffset), 0);
+}
+
+export async function describe(server: string, name: string): Promise<TopicDescription> {
+  const admin = new Admin({ server });
+  try {
+    return await admin.describeTopic(name);
+  } finally {
+    await admin.close();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The consume workload (after Kafka's kafka-consumer-perf-test): a catch-up read of `records`
+ * records with the client `Consumer` (src/client/consumer.ts), which long-polls Fetch for raw
+ * batches, checks each batch's CRC and decodes every record, handing them over a fetched batch
+ * at a time (`nextBatch()`).
+ *
+ * Without a group the consumer assigns itself every partition of the topic from the earliest
+ * offset. With a group it joins as the group's member, starts each assigned partition at the
+ * group's committed offset (earliest when none), and commits where it stopped before leaving.
+ *
+ * The read stops after `records` records or at the end offsets the topic had when it started,
+ * whichever comes first; the time runs from the assignment to the last batch. Throughput counts
+ * key and value bytes of the records read.
+ */
+import type { Logger } from '../common/logger.js';
+import { Connection } from '../client/connection.js';
+import { Consumer } from '../client/consumer.js';
+import { describeTopic } from '../client/admin.js';
+import { BenchGroupMember } from './group-member.js';
+import type { LoadFigures } from './produce-load.js';
+import type { Progress } from './progress.js';
+
+/** A read that gets no record for this long has stalled. */
+const STALL_TIMEOUT_MS = 30_000;
+const GROUP_JOIN_TIMEOUT_MS = 30_000;
+
+export interface ConsumeLoadOptions {
+  server: string;
+  topic: string;
+  records: number;
+  /** Join this consumer group (null: assign every partition, no group). */
+  group: string | null;
+  /** The consumer's maxBytesPerPartition (null: the client's default). */
+  fetchBytes: number | null;
+  logger: Logger;
+  progress: Progress;
+  label: string;
+}
+
+export interface ConsumeFigures extends LoadFigures {
+  /** The partitions read and where each started. */
+  startOffsets: Record<string, number>;
+}
+
+export async function runConsumeLoad(options: ConsumeLoadOptions): Promise<ConsumeFigures> {
+  const connection = new Connection({ server: options.server });
+  let member: BenchGroupMember | null = null;
+  let consumer: Consumer | null = null;
+  let stopProgress = (): void => undefined;
+  try {
+    const description = await describeTopic(connection, options.topic);
+    let partitions = description.partitions.map((partition) => partition.partition);
+    const starts = new Map(description.partitions.map((partition) => [partition.partition, partition.logStartOffset]));
+    if (options.group !== null) {
+      member = await BenchGroupMember.join(connection, options.group, options.topic, GROUP_JOIN_TIMEOUT_MS);
+      partitions = [...member.partitions];
+      for (const [partition, offset] of await member.committedOffsets()) if (starts.has(partition)) starts.set(partition, offset);
+    }
+    const ends = new Map(description.partitions.map((partition) => [partition.partition, partition.highWatermark]));
+    const available = partitions.reduce((sum, partition) => sum + Math.max(0, ends.get(partition)! - starts.get(partition)!), 0);
+    const target = Math.min(options.records, available);
+    consumer = new Consumer({
+      connection,
+      resetPolicy: 'earliest',
+      ...(options.fetchBytes !== null ? { maxBytesPerPartition: options.fetchBytes } : {}),
+      initialPosition: ({ partition }) => starts.get(partition) ?? null,
+      logger: options.logger,
+    });
+    let records = 0;
+    let bytes = 0;
+    const positions = new Map<number, number>();
+    stopProgress = options.progress.start(options.label, () => records);
+    const startedAt = performance.now();
+    let endedAt = startedAt;
+    if (target > 0) {
+      await consumer.assign(partitions.map((partition) => ({ topic: options.topic, partition })));
+      while (records < target) {
+        const batch = await consumer.nextBatch({ timeoutMs: STALL_TIMEOUT_MS });
+        if (batch === null) throw new Error(`the read stalled: no record for ${STALL_TIMEOUT_MS} ms after ${records} of ${target} records`);
+        const list = batch.records;
+        for (let index = 0; index < list.length; index++) {
+          const record = list[index]!;
+          bytes += (record.key?.length ?? 0) + (record.value?.length ?? 0);
+        }
+        records += list.length;
+        positions.set(batch.partition, list[list.length - 1]!.offset + 1);
+      }
+      endedAt = performance.now();
+    }
+    stopProgress();
+    if (member !== null) {
+      if (member.revoked.length > 0) throw new Error(`the group took partitions ${member.revoked.join(', ')} away during the read (another member joined "${options.group}")`);
+      await member.commitAndLeave(positions);
+      member = null;
+    }
+    return {
+      records,
+      bytes,
+      seconds: (endedAt - startedAt) / 1000,
+      latency: null,
+      startOffsets: Object.fromEntries(partitions.map((partition) => [String(partition), starts.get(partition)!])),
+    };
+  } finally {
+    stopProgress();
+    await consumer?.close();
+    if (member !== null) await member.commitAndLeave(new Map()).catch(() => undefined);
+    connection.close();
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * The end-to-end workload (after Kafka's EndToEndLatency tool, at a fixed rate rather than one
+ * record at a time): a `Producer` with `lingerMs` 0 sends `rate` records/s for `durationSeconds`
+ * while a reader in the same process follows the topic from its end.
+ *
+ * Each record's value starts with its send time: a float64 (little-endian) of milliseconds since
+ * the Unix epoch with sub-microsecond resolution (`performance.timeOrigin + performance.now()`),
+ * written just before `send()`. Latency of a record = the time the reader hands it to the
+ * application − that send time: producer batching, the produce request, the append and the
+ * fdatasync under the topic's flush policy (readers see records only once durable), the wake-up
+ * of the reader, the transfer and the decode.
+ *
+ * Readers (`reader`):
+ * - `consumer`: the client `Consumer` (long-poll Fetch, one outstanding per partition), the way
+ *   an application reads; records are handed over a fetched batch at a time (`nextBatch()`).
+ * - `subscribe`: the `Subscribe` RPC (server push), one stream per partition started at the end
+ *   offset looked up before the first send; raw batches decoded with the storage codec.
+ *
+ * Records sent during the first `warmupSeconds` (JIT compilation, connection set-up) are read but
+ * not counted. The producer's acknowledgement latency is measured too. A record that has not
+ * arrived `DRAIN_TIMEOUT_MS` after the last send counts as lost.
+ */
+import { randomBytes } from 'node:crypto';
+import { Client, Metadata, credentials, type ClientReadableStream } from '@grpc/grpc-js';
+import Long from 'long';
+import type { Logger } from '../common/logger.js';
+import { describeTopic, listOffsets } from '../client/admin.js';
+import { Connection } from '../client/connection.js';
+import { Consumer } from '../client/consumer.js';
+import { toClientError } from '../client/errors.js';
+import { type Acks, Producer } from '../client/producer.js';
+import { strata } from '../generated/strata.js';
+import { logServiceDefinition } from '../server/service-definitions.js';
+import { decodeRecords, forEachBatch } from '../storage/record-batch.js';
+import { LatencyRecorder } from './latency-recorder.js';
+import type { Progress } from './progress.js';
+import { Throttle } from './throttle.js';
+
+const v1 = strata.v1;
+
+/** Bytes of the send-time prefix of each value. */
+export const SEND_TIME_BYTES = 8;
+const DRAIN_TIMEOUT_MS = 10_000;
+const START_TIMEOUT_MS = 30_000;
+/** The sender's tick: the records due are sent every tick (timers have 1 ms granularity). */
+const TICK_MS = 1;
+
+export type E2eReaderKind = 'consumer' | 'subscribe';
+
+export interface E2eLoadOptions {
+  server: string;
+  topic: string;
+  rate: number;
+  durationSeconds: number;
+  warmupSeconds: number;
+  recordSize: number;
+  acks: Acks;
+  lingerMs: number;
+  batchBytes: number;
+  reader: E2eReaderKind;
+  logger: Logger;
+  progress: Progress;
+  label: string;
+}
+
+export interface E2eFigures {
+  /** Records sent after the warm-up. */
+  records: number;
+  bytes: number;
+  /** The measured sending time (after the warm-up). */
+  seconds: number;
+  /** Send to consumption. */
+  latency: LatencyRecorder;
+  /** Send to the producer's acknowledgement. */
+  acknowledgementLatency: LatencyRecorder;
+  /** Measured records that never arrived. */
+  lost: number;
+  warmupRecords: number;
+}
+
+export function wallClockMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Hands the values of records it reads to `deliver`, from the end of every partition. */
+interface E2eReader {
+  /** Resolves once reading starts at the end of every partition (nothing sent before is seen). */
+  start(partitions: readonly number[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+type Deliver = (values: readonly (Buffer | null)[]) => void;
+
+class ConsumerReader implements E2eReader {
+  private readonly consumer: Consumer;
+  private stopped = false;
+  private loop: Promise<void> = Promise.resolve();
+
+  constructor(
+    connection: Connection,
+    private readonly topic: string,
+    private readonly deliver: Deliver,
+    logger: Logger,
+  ) {
+    this.consumer = new Consumer({ connection, resetPolicy: 'latest', logger });
+  }
+
+  async start(partitions: readonly number[]): Promise<void> {
+    const started = new Promise<void>((resolve, reject) => {
+      let pending = partitions.length;
+      const timer = setTimeout(() => reject(new Error(`the consumer did not find the end of "${this.topic}" within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+      this.consumer.on('partitionStarted', () => {
+        if (--pending === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    await this.consumer.assign(partitions.map((partition) => ({ topic: this.topic, partition })));
+    await started;
+    this.loop = (async () => {
+      while (!this.stopped) {
+        const batch = await this.consumer.nextBatch({ timeoutMs: 100 });
+        if (batch !== null) this.deliver(batch.records.map((record) => record.value));
+      }
+    })();
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    await this.consumer.close();
+    await this.loop;
+  }
+}
+
+class SubscribeReader implements E2eReader {
+  private readonly client: Client;
+  private readonly calls: ClientReadableStream<strata.v1.SubscribeResponse>[] = [];
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly topic: string,
+    private readonly deliver: Deliver,
+    private readonly onError: (error: Error) => void,
+  ) {
+    this.client = new Client(connection.server, credentials.createInsecure(), { 'grpc-node.flow_control_window': 8 * 1024 * 1024 });
+  }
+
+  async start(partitions: readonly number[]): Promise<void> {
+    const method = logServiceDefinition.subscribe;
+    for (const partition of partitions) {
+      // An explicit start offset: records sent after this lookup are all seen.
+      const { offset } = await listOffsets(this.connection, this.topic, partition, 'latest');
+      const request = v1.SubscribeRequest.create({ topic: this.topic, partitions: [partition], start: v1.StartPosition.create({ offset: Long.fromNumber(offset) }), raw: true });
+      const call = this.client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize as (bytes: Buffer) => strata.v1.SubscribeResponse, request, new Metadata(), {});
+      call.on('data', (response: strata.v1.SubscribeResponse) => {
+        const bytes = response.batches;
+        const batches = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        const values: (Buffer | null)[] = [];
+        forEachBatch(batches, (position) => {
+          for (const record of decodeRecords(batches, position)) values.push(record.value);
+        });
+        this.deliver(values);
+      });
+      call.on('error', (error: Error & { code?: number }) => {
+        if (error.code !== 1) this.onError(toClientError(error)); // 1: CANCELLED, by close()
+      });
+      this.calls.push(call);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const call of this.calls) call.cancel();
+    this.client.close();
+  }
+}
+
+export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
+  if (options.recordSize < SEND_TIME_BYTES) throw new RangeError(`e2e records need at least ${SEND_TIME_BYTES} bytes for the send time, got --record-size ${options.recordSize}`);
+  const connection = new Connection({ server: options.server });
+  const producer = new Producer({ server: options.server, acks: options.acks, idempotent: options.acks !== 'none', lingerMs: options.lingerMs, batchBytes: options.batchBytes, logger: options.logger });
+  const template = randomBytes(options.recordSize);
+  const warmupRecords = Math.round(options.rate * options.warmupSeconds);
+  const total = warmupRecords + Math.round(options.rate * options.durationSeconds);
+  const endToEnd = new LatencyRecorder(total - warmupRecords);
+  const acknowledgement = new LatencyRecorder(total - warmupRecords);
+  let received = 0;
+  let measuredReceived = 0;
+  /** Send time (wall clock) of the first measured record: earlier ones are the warm-up. */
+  let measuredFromWallMs = Number.POSITIVE_INFINITY;
+  let failure: Error | null = null;
+  let allReceived: (() => void) | null = null;
+  const deliver: Deliver = (values) => {
+    const seenAt = wallClockMs();
+    for (const value of values) {
+      if (value === null || value.length < SEND_TIME_BYTES) continue;
+      received++;
+      const sentAt = value.readDoubleLE(0);
+      if (sentAt < measuredFromWallMs) continue;
+      measuredReceived++;
+      endToEnd.record(seenAt - sentAt);
+    }
+    if (received >= total) allReceived?.();
+  };
+  const fail = (error: unknown): void => {
+    failure ??= toClientError(error);
+    allReceived?.();
+  };
+  const reader: E2eReader =
+    options.reader === 'subscribe' ? new SubscribeReader(connection, options.topic, deliver, fail) : new ConsumerReader(connection, options.topic, deliver, options.logger);
+  let stopProgress = (): void => undefined;
+  try {
+    const partitions = (await describeTopic(connection, options.topic)).partitions.map((partition) => partition.partition);
+    await reader.start(partitions);
+    stopProgress = options.progress.start(options.label, () => received);
+    const throttle = new Throttle(options.rate);
+    let sent = 0;
+    let measuredFrom = 0;
+    let measuredTo = 0;
+    await new Promise<void>((resolve) => {
+      const tick = (): void => {
+        const due = Math.min(total, throttle.allowed());
+        for (; sent < due && failure === null; sent++) {
+          const value = Buffer.allocUnsafe(options.recordSize);
+          template.copy(value, SEND_TIME_BYTES, SEND_TIME_BYTES);
+          const sentAt = wallClockMs();
+          if (sent === warmupRecords) {
+            measuredFrom = performance.now();
+            measuredFromWallMs = sentAt;
+          }
+          value.writeDoubleLE(sentAt, 0);
+          const measured = sent >= warmupRecords;
+          producer.send({ topic: options.topic, value }).then(() => {
+            if (measured) acknowledgement.record(wallClockMs() - sentAt);
+          }, fail);
+        }
+        if (sent >= total || failure !== null) {
+          measuredTo = performance.now();
+          resolve();
+        } else {
+          setTimeout(tick, TICK_MS);
+        }
+      };
+      tick();
+    });
+    await producer.flush();
+    if (received < total && failure === null) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, DRAIN_TIMEOUT_MS);
+        allReceived = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    if (failure !== null) throw failure;
+    stopProgress();
+    const measured = total - warmupRecords;
+    return {
+      records: measured,
+      bytes: measured * options.recordSize,
+      seconds: (measuredTo - measuredFrom) / 1000,
+      latency: endToEnd,
+      acknowledgementLatency: acknowledgement,
+      lost: measured - measuredReceived,
+      warmupRecords,
+    };
+  } finally {
+    stopProgress();
+    await producer.close();
+    await reader.close();
+    connection.close();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * `--local`: a Strata broker the benchmark starts itself, as a child process running
+ * `strata serve` from this package on a temporary data directory with ephemeral ports. The
+ * directory is removed when the broker stops. With `profileDirectory` the broker runs under
+ * `node --cpu-prof` and writes a V8 CPU profile there when it exits (open it in Chrome DevTools).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../common/package-root.js';
+import { ServerProcess } from './server-process.js';
+
+export interface LocalBrokerOptions {
+  /** Further `strata serve` flags (e.g. ['--flush', 'interval']). */
+  serveArgs?: readonly string[];
+  /** Write a V8 CPU profile of the broker into this directory. */
+  profileDirectory?: string | null;
+  /** Parent of the temporary data directory; the OS temp directory by default. */
+  parentDirectory?: string;
+}
+
+export interface LocalBroker {
+  server: ServerProcess;
+  dataDirectory: string;
+  /** Stops the broker (gracefully) and removes its data directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export async function startLocalBroker(options: LocalBrokerOptions = {}): Promise<LocalBroker> {
+  const dataDirectory = mkdtempSync(join(options.parentDirectory ?? tmpdir(), 'strata-bench-'));
+  const profile = options.profileDirectory ? ['--cpu-prof', '--cpu-prof-dir', options.profileDirectory] : [];
+  const args = [
+    ...profile,
+    join(PACKAGE_ROOT, 'bin', 'strata.js'),
+    'serve',
+    '--data-dir',
+    dataDirectory,
+    '--listen',
+    '127.0.0.1:0',
+    '--metrics-listen',
+    '127.0.0.1:0',
+    '--log-level',
+    'info', // the 'listening' line gives the address; the broker logs nothing per request
+    ...(options.serveArgs ?? []),
+  ];
+  // The child takes its settings from the flags alone, not from this process's STRATA_* variables.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('STRATA_')));
+  let server: ServerProcess;
+  try {
+    server = await ServerProcess.start({
+      args,
+      description: 'the local broker',
+      env,
+      ready: (entry) => (entry.msg === 'listening' && typeof entry.address === 'string' ? entry.address : null),
+    });
+  } catch (error) {
+    rmSync(dataDirectory, { recursive: true, force: true });
+    throw error;
+  }
+  let stopping: Promise<void> | null = null;
+  return {
+    server,
+    dataDirectory,
+    stop: () => {
+      stopping ??= server.stop().finally(() => rmSync(dataDirectory, { recursive: true, force: true }));
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,177 @@
+/**
+ * The measured phases of `strata bench`, each against one server (Strata or the no-op server)
+ * at a known address: set up the topic, run the load, and turn its figures into result rows.
+ * `server` is the child process when the benchmark started the server itself (its memory is
+ * reported), null for a broker given with --server.
+ */
+import type { Logger } from '../common/logger.js';
+import { Admin } from '../client/admin.js';
+import type { Acks } from '../client/producer.js';
+import { type BenchTopic, describe, ensureTopic, storedRecords } from './bench-topic.js';
+import { runConsumeLoad } from './consume-load.js';
+import { type E2eReaderKind, runE2eLoad } from './e2e-load.js';
+import { type ProducePath, runProduceLoad } from './produce-load.js';
+import type { Progress } from './progress.js';
+import { type CpuUse, type ResultRow, cpuUse, resultRow } from './report.js';
+import type { ServerProcess } from './server-process.js';
+
+export type Workload = 'produce' | 'consume' | 'e2e';
+
+export interface BenchSettings {
+  /** Broker address; ignored with `local`. */
+  server: string;
+  local: boolean;
+  topic: string;
+  /** null: the existing topic's count (1 for a topic this creates). */
+  partitions: number | null;
+  /** Topic config `flush` of a topic this creates. */
+  flush: 'always' | 'interval';
+  records: number;
+  recordSize: number;
+  /** Records/s; null: as fast as possible (produce). */
+  rate: number | null;
+  producers: number;
+  acks: Acks;
+  batchBytes: number;
+  lingerMs: number;
+  bufferBytes: number;
+  path: ProducePath;
+  group: string | null;
+  fetchBytes: number | null;
+  durationSeconds: number;
+  warmupSeconds: number;
+  /** e2e: how the records are read. */
+  reader: E2eReaderKind;
+  profileServer: string | null;
+}
+
+export interface PhaseContext {
+  settings: BenchSettings;
+  address: string;
+  server: ServerProcess | null;
+  serverKind: ResultRow['server'];
+  logger: Logger;
+  progress: Progress;
+}
+
+export interface PhaseOutcome {
+  rows: ResultRow[];
+  topic: BenchTopic;
+}
+
+const SEND_TO_ACK = 'from send() to the acknowledgement (includes the wait in the producer buffer)';
+const REQUEST_TO_ANSWER = 'from the request being written to its answer (each of its records)';
+const SEND_TO_CONSUMED = {
+  consumer: 'from send() to the record being handed to the application by the client Consumer (long-poll Fetch)',
+  subscribe: 'from send() to the record being decoded from a Subscribe stream (server push)',
+} as const;
+
+async function prepareTopic(context: PhaseContext): Promise<BenchTopic> {
+  const admin = new Admin({ server: context.address });
+  try {
+    return await ensureTopic(admin, { name: context.settings.topic, partitions: context.settings.partitions, configs: { flush: context.settings.flush } });
+  } finally {
+    await admin.close();
+  }
+}
+
+/** Runs `load`, measuring the CPU time this process and a local server used meanwhile. */
+async function measured<T extends { records: number }>(context: PhaseContext, load: () => Promise<T>): Promise<{ figures: T; cpu: CpuUse }> {
+  const clientBefore = process.cpuUsage();
+  const serverBefore = context.server?.cpuSeconds() ?? null;
+  const figures = await load();
+  const client = process.cpuUsage(clientBefore);
+  const serverAfter = context.server?.cpuSeconds() ?? null;
+  return { figures, cpu: cpuUse(figures.records, (client.user + client.system) / 1e6, serverBefore === null || serverAfter === null ? null : serverAfter - serverBefore) };
+}
+
+function label(context: PhaseContext, workload: string): string {
+  return context.serverKind === 'no-op' ? `${workload} (no-op server)` : workload;
+}
+
+export async function producePhase(context: PhaseContext, records = context.settings.records, workload = 'produce'): Promise<PhaseOutcome> {
+  const { settings } = context;
+  const topic = await prepareTopic(context);
+  context.server?.resetSampledPeak();
+  const { figures, cpu } = await measured(context, () => runProduceLoad({
+    server: context.address,
+    topic: settings.topic,
+    partitions: topic.description.partitions.length,
+    records,
+    recordSize: settings.recordSize,
+    rate: settings.rate,
+    producers: settings.producers,
+    acks: settings.acks,
+    batchBytes: settings.batchBytes,
+    lingerMs: settings.lingerMs,
+    bufferBytes: settings.bufferBytes,
+    path: settings.path,
+    logger: context.logger,
+    progress: context.progress,
+    label: label(context, workload),
+  }));
+  const latencyMeasures = settings.path === 'raw' ? SEND_TO_ACK : REQUEST_TO_ANSWER;
+  return { rows: [resultRow(workload, context.serverKind, figures, latencyMeasures, context.server?.memory() ?? null, cpu)], topic };
+}
+
+/** Fills the topic up to `records` stored records when it holds fewer, then reads them. */
+export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome> {
+  const { settings } = context;
+  let topic = await prepareTopic(context);
+  const rows: ResultRow[] = [];
+  const missing = settings.records - storedRecords(topic.description);
+  if (missing > 0) {
+    const filled = await producePhase({ ...context, settings: { ...settings, rate: null } }, missing, 'fill');
+    rows.push(...filled.rows);
+    topic = { ...topic, description: await describe(context.address, settings.topic) };
+  }
+  context.server?.resetSampledPeak();
+  const { figures, cpu } = await measured(context, () => runConsumeLoad({
+    server: context.address,
+    topic: settings.topic,
+    records: settings.records,
+    group: settings.group,
+    fetchBytes: settings.fetchBytes,
+    logger: context.logger,
+    progress: context.progress,
+    label: label(context, 'consume'),
+  }));
+  rows.push(resultRow('consume', context.serverKind, figures, null, context.server?.memory() ?? null, cpu));
+  return { rows, topic };
+}
+
+export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
+  const { settings } = context;
+  const topic = await prepareTopic(context);
+  context.server?.resetSampledPeak();
+  const { figures, cpu } = await measured(context, () => runE2eLoad({
+    server: context.address,
+    topic: settings.topic,
+    rate: settings.rate ?? 10_000,
+    durationSeconds: settings.durationSeconds,
+    warmupSeconds: settings.warmupSeconds,
+    recordSize: settings.recordSize,
+    acks: settings.acks,
+    lingerMs: settings.lingerMs,
+    batchBytes: settings.batchBytes,
+    reader: settings.reader,
+    logger: context.logger,
+    progress: context.progress,
+    label: label(context, 'e2e'),
+  }));
+  const row = resultRow('e2e', context.serverKind, figures, SEND_TO_CONSUMED[settings.reader], context.server?.memory() ?? null, cpu);
+  row.acknowledgementLatency = figures.acknowledgementLatency.summary();
+  row.lost = figures.lost;
+  return { rows: [row], topic };
+}
+
+export function runPhase(workload: Workload, context: PhaseContext): Promise<PhaseOutcome> {
+  switch (workload) {
+    case 'produce':
+      return producePhase(context);
+    case 'consume':
+      return consumePhase(context);
+    case 'e2e':
+      return e2ePhase(context);
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * What a benchmark run reports: a table for people and, with `--json FILE`, every figure and
+ * every parameter in one JSON document. The JSON fields (all durations in ms unless the name
+ * says otherwise; MB = 10^6 bytes):
+ *
+ *   tool, version, command          "strata bench", the package version, the argv of the run
+ *   startedAt                       ISO time
+ *   workload                        produce | consume | e2e | baseline
+ *   parameters                      every option, resolved (defaults filled in)
+ *   topic                           { name, partitions, configs, created }
+ *   machine                         { cpuModel, cores, memoryGiB, platform, release, node }
+ *   loadAverage                     { start: [1, 5, 15 min], end: [...] }
+ *   results[]                       one per measured phase:
+ *     workload, server              e.g. "produce", "strata" | "no-op"
+ *     records, bytes, seconds       what was measured (bytes: keys and values)
+ *     recordsPerSecond, megabytesPerSecond
+ *     latency                       { count, meanMs, p50Ms, p95Ms, p99Ms, p999Ms, maxMs } or null
+ *     latencyMeasures               what the latency is the time of
+ *     acknowledgementLatency        e2e only: send to the producer's acknowledgement
+ *     lost                          e2e only: measured records that never arrived
+ *     serverMemory                  { rssMiB, rssPeakSampledMiB, rssPeakMiB } of a local server, else null
+ *     cpu                           { clientSeconds, clientMicrosPerRecord, serverSeconds, serverMicrosPerRecord }
+ *                                   (server: local servers only, else null)
+ *   ratioToBaseline                 baseline only: Strata's records/s ÷ the no-op server's
+ */
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../common/package-root.js';
+import type { LatencyRecorder, LatencySummary } from './latency-recorder.js';
+import { formatInteger } from './progress.js';
+import type { ServerMemory } from './server-process.js';
+
+export interface ResultRow {
+  workload: string;
+  server: 'strata' | 'no-op';
+  records: number;
+  bytes: number;
+  seconds: number;
+  recordsPerSecond: number;
+  megabytesPerSecond: number;
+  latency: LatencySummary | null;
+  latencyMeasures: string | null;
+  acknowledgementLatency?: LatencySummary | null;
+  lost?: number;
+  serverMemory: ServerMemory | null;
+  cpu: CpuUse;
+}
+
+/**
+ * CPU time used during the phase: by this process (the client) and by a local server. On a
+ * busy machine these move less than wall-clock throughput, so they tell where the time goes.
+ */
+export interface CpuUse {
+  clientSeconds: number;
+  clientMicrosPerRecord: number;
+  serverSeconds: number | null;
+  serverMicrosPerRecord: number | null;
+}
+
+export function cpuUse(records: number, clientSeconds: number, serverSeconds: number | null): CpuUse {
+  const perRecord = (seconds: number): number => (records > 0 ? round((seconds * 1e6) / records, 3) : 0);
+  return {
+    clientSeconds: round(clientSeconds, 3),
+    clientMicrosPerRecord: perRecord(clientSeconds),
+    serverSeconds: serverSeconds === null ? null : round(serverSeconds, 2),
+    serverMicrosPerRecord: serverSeconds === null ? null : perRecord(serverSeconds),
+  };
+}
+
+export interface MachineInfo {
+  cpuModel: string;
+  cores: number;
+  memoryGiB: number;
+  platform: string;
+  release: string;
+  node: string;
+}
+
+export interface BenchReport {
+  tool: 'strata bench';
+  version: string;
+  command: string;
+  startedAt: string;
+  workload: string;
+  parameters: Record<string, unknown>;
+  topic: { name: string; partitions: number; configs: Record<string, string>; created: boolean } | null;
+  machine: MachineInfo;
+  loadAverage: { start: number[]; end: number[] };
+  results: ResultRow[];
+  ratioToBaseline: number | null;
+}
+
+export function machineInfo(): MachineInfo {
+  const processors = cpus();
+  return {
+    cpuModel: processors[0]?.model.trim() ?? 'unknown',
+    cores: processors.length,
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    platform: process.platform,
+    release: release(),
+    node: process.version,
+  };
+}
+
+export function loadAverage(): number[] {
+  return loadavg().map((value) => Math.round(value * 100) / 100);
+}
+
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export function resultRow(
+  workload: string,
+  server: ResultRow['server'],
+  figures: { records: number; bytes: number; seconds: number; latency: LatencyRecorder | null },
+  latencyMeasures: string | null,
+  serverMemory: ServerMemory | null,
+  cpu: CpuUse,
+): ResultRow {
+  const seconds = figures.seconds > 0 ? figures.seconds : Number.NaN;
+  const latency = figures.latency?.summary() ?? null;
+  return {
+    workload,
+    server,
+    records: figures.records,
+    bytes: figures.bytes,
+    seconds: round(figures.seconds, 3),
+    recordsPerSecond: Math.round(figures.records / seconds),
+    megabytesPerSecond: round(figures.bytes / seconds / 1e6, 1),
+    latency,
+    latencyMeasures: latency === null ? null : latencyMeasures,
+    serverMemory,
+    cpu,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+const COLUMNS = ['workload', 'server', 'records', 's', 'records/s', 'MB/s', 'p50', 'p95', 'p99', 'p99.9', 'max', 'server RSS', 'CPU µs/rec'] as const;
+
+export function formatReport(report: BenchReport): string {
+  const lines: string[] = [];
+  const { machine } = report;
+  lines.push(`strata bench ${report.workload} (strata ${report.version})`);
+  lines.push(`parameters: ${Object.entries(report.parameters).filter(([, value]) => value !== null && value !== undefined && value !== false).map(([name, value]) => `${name}=${String(value)}`).join(' ')}`);
+  if (report.topic !== null) {
+    const { flush } = report.topic.configs;
+    const configs = flush === undefined ? '' : flush === 'interval' ? `flush=interval flush.ms=${report.topic.configs['flush.ms']}` : `flush=${flush}`;
+    lines.push(`topic: ${report.topic.name}, ${report.topic.partitions} partition${report.topic.partitions === 1 ? '' : 's'}${configs ? `, ${configs}` : ''}${report.topic.created ? ' (created)' : ''}`);
+  }
+  lines.push(`machine: ${machine.cpuModel} x ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform} ${machine.release}, node ${machine.node}`);
+  lines.push(`load average (1/5/15 min): ${report.loadAverage.start.join(' ')} at start, ${report.loadAverage.end.join(' ')} at end`);
+  lines.push('');
+  const rows: string[][] = [[...COLUMNS]];
+  for (const result of report.results) {
+    rows.push(tableRow(result.workload, result, result.latency));
+    if (result.acknowledgementLatency !== undefined) rows.push(tableRow('  (acked)', result, result.acknowledgementLatency, true));
+  }
+  const widths = COLUMNS.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  for (const row of rows) lines.push(row.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ').trimEnd());
+  lines.push('latency in ms (HDR histogram); MB = 10^6 bytes of keys and values; server RSS: peak of a local server during the phase;');
+  lines.push('CPU µs/rec: CPU time per record of this process (the client) + of a local server');
+  const explained = new Set<string>();
+  for (const result of report.results) {
+    if (result.latencyMeasures !== null && !explained.has(result.workload)) lines.push(`${result.workload} latency: ${result.latencyMeasures}`);
+    explained.add(result.workload);
+    if (result.lost !== undefined && result.lost > 0) lines.push(`${result.workload}: ${formatInteger(result.lost)} records never arrived`);
+  }
+  if (report.results.some((result) => result.acknowledgementLatency !== undefined)) lines.push('(acked): latency from send() to the producer\'s acknowledgement');
+  if (report.ratioToBaseline !== null) lines.push(`Strata / no-op server (records/s): ${report.ratioToBaseline.toFixed(2)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function tableRow(label: string, result: ResultRow, latency: LatencySummary | null | undefined, latencyOnly = false): string[] {
+  const ms = (value: number | undefined): string => (value === undefined ? '-' : value < 10 ? value.toFixed(2) : value < 1000 ? value.toFixed(1) : formatInteger(value));
+  const rss = result.serverMemory?.rssPeakSampledMiB ?? result.serverMemory?.rssPeakMiB ?? null;
+  return [
+    label,
+    latencyOnly ? '' : result.server,
+    latencyOnly ? '' : formatInteger(result.records),
+    latencyOnly ? '' : result.seconds.toFixed(2),
+    latencyOnly ? '' : formatInteger(result.recordsPerSecond),
+    latencyOnly ? '' : result.megabytesPerSecond.toFixed(1),
+    ms(latency?.p50Ms),
+    ms(latency?.p95Ms),
+    ms(latency?.p99Ms),
+    ms(latency?.p999Ms),
+    ms(latency?.maxMs),
+    latencyOnly || rss === null ? '' : `${rss.toFixed(0)} MiB`,
+    latencyOnly ? '' : `${result.cpu.clientMicrosPerRecord.toFixed(2)}${result.cpu.serverMicrosPerRecord === null ? '' : ` + ${result.cpu.serverMicrosPerRecord.toFixed(2)}`}`,
+  ];
+}
+
+function round(value: number, digits: number): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}

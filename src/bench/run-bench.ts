@@ -1,0 +1,85 @@
+/**
+ * One `strata bench` run: picks the server (the broker at --server, or one started on a
+ * temporary directory with --local), runs the workload's phases and assembles the report.
+ *
+ * `baseline` runs the same workload twice in one run: first against the no-op server (see
+ * noop-server.ts), then against Strata, and reports Strata's records/s as a fraction of the
+ * no-op server's: how close the broker comes to what the transport alone allows on this
+ * machine. Both servers run as child processes of this one, with the same client code and
+ * settings, one at a time.
+ */
+import type { Logger } from '../common/logger.js';
+import { startLocalBroker } from './local-broker.js';
+import { startNoopServerProcess } from './noop-server.js';
+import { type BenchSettings, type PhaseContext, type PhaseOutcome, type Workload, runPhase } from './phases.js';
+import type { Progress } from './progress.js';
+import { type BenchReport, type ResultRow, loadAverage, machineInfo, packageVersion } from './report.js';
+
+export type BenchWorkload = Workload | 'baseline';
+
+export interface BenchRun {
+  workload: BenchWorkload;
+  /** For baseline: the workload compared (produce or consume). */
+  baselineWorkload: 'produce' | 'consume';
+  settings: BenchSettings;
+  /** Every option as given (for the report). */
+  parameters: Record<string, unknown>;
+  command: string;
+  logger: Logger;
+  progress: Progress;
+}
+
+/** Runs `body` against Strata: the local broker (started and stopped here) or --server. */
+async function withStrata(run: BenchRun, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
+  const base = { settings: run.settings, serverKind: 'strata' as const, logger: run.logger, progress: run.progress };
+  if (!run.settings.local) return body({ ...base, address: run.settings.server, server: null });
+  const broker = await startLocalBroker({ profileDirectory: run.settings.profileServer });
+  try {
+    return await body({ ...base, address: broker.server.address, server: broker.server });
+  } catch (error) {
+    if (error instanceof Error && broker.server.child.exitCode !== null) error.message += `\nlast broker output:\n${broker.server.recentOutput}`;
+    throw error;
+  } finally {
+    await broker.stop();
+  }
+}
+
+async function withNoop(run: BenchRun, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
+  const noop = await startNoopServerProcess();
+  try {
+    return await body({ settings: run.settings, address: noop.address, server: noop, serverKind: 'no-op', logger: run.logger, progress: run.progress });
+  } finally {
+    await noop.stop();
+  }
+}
+
+export async function runBench(run: BenchRun): Promise<BenchReport> {
+  const startedAt = new Date().toISOString();
+  const loadAtStart = loadAverage();
+  let outcome: PhaseOutcome;
+  let ratio: number | null = null;
+  if (run.workload === 'baseline') {
+    const baseline = await withNoop(run, (context) => runPhase(run.baselineWorkload, context));
+    const strata = await withStrata(run, (context) => runPhase(run.baselineWorkload, context));
+    const measured = (rows: ResultRow[]): ResultRow => rows.find((row) => row.workload === run.baselineWorkload)!;
+    ratio = Math.round((measured(strata.rows).recordsPerSecond / measured(baseline.rows).recordsPerSecond) * 1000) / 1000;
+    outcome = { rows: [...baseline.rows, ...strata.rows], topic: strata.topic };
+  } else {
+    const workload = run.workload;
+    outcome = await withStrata(run, (context) => runPhase(workload, context));
+  }
+  const { description, created } = outcome.topic;
+  return {
+    tool: 'strata bench',
+    version: packageVersion(),
+    command: run.command,
+    startedAt,
+    workload: run.workload === 'baseline' ? `baseline ${run.baselineWorkload}` : run.workload,
+    parameters: run.parameters,
+    topic: { name: description.name, partitions: description.partitions.length, configs: description.configs, created },
+    machine: machineInfo(),
+    loadAverage: { start: loadAtStart, end: loadAverage() },
+    results: outcome.rows,
+    ratioToBaseline: ratio,
+  };
+}

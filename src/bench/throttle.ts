@@ -1,0 +1,30 @@
+/**
+ * Holds a sender to a fixed rate, as Kafka's ThroughputThrottler does: the sender asks, before
+ * each chunk, how long to wait so that `sent` records are not ahead of `rate` × elapsed time.
+ * A sender that falls behind is not made to catch up in a burst beyond what the schedule says.
+ */
+export class Throttle {
+  private readonly startedAt = performance.now();
+
+  /** `rate`: records per second (> 0). */
+  constructor(readonly rate: number) {}
+
+  /** Records the schedule allows by now. */
+  allowed(now = performance.now()): number {
+    return Math.floor(((now - this.startedAt) * this.rate) / 1000);
+  }
+
+  /** Milliseconds to wait before record number `sent` (0-based) is due; 0 when it is due now. */
+  delayMs(sent: number, now = performance.now()): number {
+    return Math.max(0, this.startedAt + (sent * 1000) / this.rate - now);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Lets the event loop run (I/O, the producer's drain) before continuing. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

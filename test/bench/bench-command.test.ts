@@ -1,0 +1,212 @@
+// Goal: every `strata bench` workload runs end to end against a real broker and reports the
+// documented figures, so the benchmark stays usable as the code changes; method: the compiled CLI
+// (dist/, built by `npm test`) as a child process with --local (its own broker on a temporary
+// directory) and small numbers, then the --json report is checked field by field. No speed is
+// asserted: the machine running the tests may be busy.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PACKAGE_ROOT } from '../../src/common/package-root.js';
+import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+
+const run = promisify(execFile);
+const directory = temporaryDirectory('strata-bench-test-');
+afterAll(() => removeDirectory(directory));
+
+interface Report {
+  tool: string;
+  version: string;
+  command: string;
+  workload: string;
+  parameters: Record<string, unknown>;
+  topic: { name: string; partitions: number; configs: Record<string, string>; created: boolean };
+  machine: { cpuModel: string; cores: number; memoryGiB: number; node: string };
+  loadAverage: { start: number[]; end: number[] };
+  results: Result[];
+  ratioToBaseline: number | null;
+}
+
+interface Latency {
+  count: number;
+  meanMs: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+}
+
+interface Result {
+  workload: string;
+  server: string;
+  records: number;
+  bytes: number;
+  seconds: number;
+  recordsPerSecond: number;
+  megabytesPerSecond: number;
+  latency: Latency | null;
+  latencyMeasures: string | null;
+  acknowledgementLatency?: Latency | null;
+  lost?: number;
+  serverMemory: { rssMiB: number | null; rssPeakSampledMiB: number | null; rssPeakMiB: number | null } | null;
+}
+
+/** Runs `strata bench ARGS --local --json FILE`; resolves with the report and the table. */
+async function bench(name: string, args: string[]): Promise<{ report: Report; stdout: string; stderr: string }> {
+  const json = join(directory, `${name}.json`);
+  const { stdout, stderr } = await run(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'bench', ...args, '--local', '--json', json], {
+    timeout: 120_000,
+    env: { ...process.env, STRATA_LOG_LEVEL: 'warn' },
+  });
+  return { report: JSON.parse(readFileSync(json, 'utf8')) as Report, stdout, stderr };
+}
+
+function expectCommonFields(report: Report, workload: string): void {
+  expect(report.tool).toBe('strata bench');
+  expect(report.version).toMatch(/^\d+\.\d+\.\d+/);
+  expect(report.command).toContain('strata bench');
+  expect(report.workload).toBe(workload);
+  expect(report.machine.cores).toBeGreaterThan(0);
+  expect(report.machine.cpuModel).not.toBe('');
+  expect(report.machine.node).toBe(process.version);
+  expect(report.loadAverage.start).toHaveLength(3);
+  expect(report.loadAverage.end).toHaveLength(3);
+  expect(report.topic.name).toBe('strata-bench');
+  expect(report.topic.created).toBe(true);
+  expect(report.parameters.local).toBe(true);
+}
+
+function expectThroughput(result: Result, records: number, recordSize: number): void {
+  expect(result.records).toBeGreaterThanOrEqual(records);
+  expect(result.bytes).toBe(result.records * recordSize);
+  expect(result.seconds).toBeGreaterThan(0);
+  expect(result.recordsPerSecond).toBeGreaterThan(0);
+  expect(result.megabytesPerSecond).toBeGreaterThanOrEqual(0);
+}
+
+function expectLatency(latency: Latency | null | undefined, count: number): void {
+  expect(latency).toBeTruthy();
+  expect(latency!.count).toBe(count);
+  expect(latency!.p50Ms).toBeGreaterThan(0);
+  expect(latency!.p50Ms).toBeLessThanOrEqual(latency!.p95Ms);
+  expect(latency!.p95Ms).toBeLessThanOrEqual(latency!.p99Ms);
+  expect(latency!.p99Ms).toBeLessThanOrEqual(latency!.p999Ms);
+  // The histogram keeps 3 significant digits; the maximum is exact.
+  expect(latency!.p999Ms).toBeLessThanOrEqual(latency!.maxMs * 1.001 + 0.001);
+  expect(latency!.meanMs).toBeGreaterThan(0);
+}
+
+function expectLocalServerMemory(result: Result): void {
+  expect(result.serverMemory).not.toBeNull();
+  expect(result.serverMemory!.rssPeakSampledMiB).toBeGreaterThan(10);
+  expect(result.serverMemory!.rssPeakMiB).toBeGreaterThanOrEqual(result.serverMemory!.rssPeakSampledMiB! - 1);
+}
+
+describe('strata bench', () => {
+  it('produce: throughput, send-to-acknowledgement latency and the local broker memory', async () => {
+    const { report, stdout, stderr } = await bench('produce', ['produce', '--records', '20000', '--partitions', '2']);
+    expectCommonFields(report, 'produce');
+    expect(report.topic.partitions).toBe(2);
+    expect(report.topic.configs.flush).toBe('always');
+    expect(report.parameters).toMatchObject({ records: 20000, 'record-size': 100, acks: 'all', path: 'raw', producers: 1 });
+    expect(report.results).toHaveLength(1);
+    const [produce] = report.results;
+    expect(produce).toMatchObject({ workload: 'produce', server: 'strata' });
+    expectThroughput(produce!, 20000, 100);
+    expectLatency(produce!.latency, 20000);
+    expect(produce!.latencyMeasures).toContain('acknowledgement');
+    expectLocalServerMemory(produce!);
+    expect(report.ratioToBaseline).toBeNull();
+    // The table names every column; not a terminal, so no live line.
+    for (const column of ['records/s', 'MB/s', 'p50', 'p95', 'p99', 'p99.9', 'max', 'server RSS']) expect(stdout).toContain(column);
+    expect(stderr).not.toContain('records/s now');
+  });
+
+  it('produce over the plain-records path with two producers', async () => {
+    const { report } = await bench('records', ['produce', '--records', '20000', '--path', 'records', '--producers', '2']);
+    const [produce] = report.results;
+    expectThroughput(produce!, 20000, 100);
+    expectLatency(produce!.latency, 20000);
+    expect(produce!.latencyMeasures).toContain('request');
+  });
+
+  it('consume: fills the topic, then reads it from the earliest offset', async () => {
+    const { report } = await bench('consume', ['consume', '--records', '20000', '--record-size', '200']);
+    expectCommonFields(report, 'consume');
+    expect(report.results.map((result) => result.workload)).toEqual(['fill', 'consume']);
+    const consume = report.results[1]!;
+    expect(consume.server).toBe('strata');
+    expectThroughput(consume, 20000, 200);
+    expect(consume.records).toBe(20000);
+    expect(consume.latency).toBeNull();
+    expectLocalServerMemory(consume);
+  });
+
+  it('consume as a member of a consumer group', async () => {
+    const { report } = await bench('consume-group', ['consume', '--records', '5000', '--group', 'bench-group']);
+    expect(report.parameters.group).toBe('bench-group');
+    expect(report.results.at(-1)!.records).toBe(5000);
+  });
+
+  it('e2e: every record is consumed, with send-to-consumption latency', async () => {
+    const { report } = await bench('e2e', ['e2e', '--duration', '1', '--rate', '1000', '--warmup-seconds', '0.2']);
+    expectCommonFields(report, 'e2e');
+    const [e2e] = report.results;
+    expect(e2e).toMatchObject({ workload: 'e2e', server: 'strata', records: 1000, lost: 0 });
+    expect(e2e!.seconds).toBeGreaterThan(0.5);
+    expectLatency(e2e!.latency, 1000);
+    expectLatency(e2e!.acknowledgementLatency, 1000);
+    expect(e2e!.latencyMeasures).toContain('Consumer');
+    expect(report.parameters).toMatchObject({ rate: 1000, duration: 1, 'linger-ms': 0, reader: 'consumer' });
+  });
+
+  it('e2e read with Subscribe (server push)', async () => {
+    const { report } = await bench('e2e-subscribe', ['e2e', '--duration', '1', '--rate', '500', '--warmup-seconds', '0', '--reader', 'subscribe', '--partitions', '2']);
+    const [e2e] = report.results;
+    expect(e2e).toMatchObject({ records: 500, lost: 0 });
+    expectLatency(e2e!.latency, 500);
+    expect(e2e!.latencyMeasures).toContain('Subscribe');
+  });
+
+  it('baseline: the same produce load against the no-op server and Strata, and the ratio', async () => {
+    const { report, stdout } = await bench('baseline', ['baseline', '--records', '20000']);
+    expectCommonFields(report, 'baseline produce');
+    expect(report.results.map((result) => [result.workload, result.server])).toEqual([
+      ['produce', 'no-op'],
+      ['produce', 'strata'],
+    ]);
+    for (const result of report.results) {
+      expectThroughput(result, 20000, 100);
+      expectLatency(result.latency, 20000);
+      expectLocalServerMemory(result);
+    }
+    const [noop, strata] = report.results;
+    expect(report.ratioToBaseline).toBeCloseTo(strata!.recordsPerSecond / noop!.recordsPerSecond, 2);
+    expect(stdout).toContain('Strata / no-op server');
+  });
+
+  it('baseline of the catch-up read', async () => {
+    const { report } = await bench('baseline-consume', ['baseline', '--workload', 'consume', '--records', '20000']);
+    expect(report.workload).toBe('baseline consume');
+    expect(report.results.map((result) => [result.workload, result.server])).toEqual([
+      ['fill', 'no-op'],
+      ['consume', 'no-op'],
+      ['fill', 'strata'],
+      ['consume', 'strata'],
+    ]);
+    expect(report.ratioToBaseline).toBeGreaterThan(0);
+  });
+
+  it('refuses options that do not fit together', async () => {
+    await expect(run(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'bench', 'produce', '--profile-server', directory])).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('--profile-server needs --local'),
+    });
+    await expect(run(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'bench', 'e2e', '--local', '--record-size', '4'])).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('at least 8'),
+    });
+  });
+});
