@@ -114,6 +114,9 @@ export class Connection {
     this.deadlineMs = positive(options.deadlineMs ?? DEFAULT_DEADLINE_MS, 'deadlineMs');
     const channelOptions: ChannelOptions = {
       'grpc.max_receive_message_length': -1,
+      // Fetches and subscriptions bring up to MiBs per message: a 64 KiB HTTP/2 window would
+      // make every one of them wait for round trips.
+      'grpc-node.flow_control_window': 8 * 1024 * 1024,
       'grpc.max_send_message_length': -1,
       'grpc.initial_reconnect_backoff_ms': positive(options.initialReconnectBackoffMs ?? DEFAULT_INITIAL_RECONNECT_BACKOFF_MS, 'initialReconnectBackoffMs'),
       'grpc.max_reconnect_backoff_ms': positive(options.maxReconnectBackoffMs ?? DEFAULT_MAX_RECONNECT_BACKOFF_MS, 'maxReconnectBackoffMs'),

@@ -126,6 +126,32 @@ function nextOffsetAfter(batches: Buffer, offset: number): number {
 }
 
 /**
+ * A signal that aborts when the client cancels `call` or the server starts to stop. `release`
+ * must be called when the call ends: it removes the listener from the long-lived `stopping`
+ * signal (AbortSignal.any would keep every call's signal alive on it: a leak per request).
+ */
+function callSignal(call: NodeJS.EventEmitter, stopping: AbortSignal): { signal: AbortSignal; cancelled(): boolean; release(): void } {
+  const controller = new AbortController();
+  let cancelled = false;
+  const onStopping = (): void => controller.abort();
+  const onCancelled = (): void => {
+    cancelled = true;
+    controller.abort();
+  };
+  if (stopping.aborted) controller.abort();
+  else stopping.addEventListener('abort', onStopping, { once: true });
+  call.once('cancelled', onCancelled);
+  return {
+    signal: controller.signal,
+    cancelled: () => cancelled,
+    release: () => {
+      stopping.removeEventListener('abort', onStopping);
+      call.removeListener('cancelled', onCancelled);
+    },
+  };
+}
+
+/**
  * `stopping` aborts when the server begins to shut down: long polls then answer with what they
  * have and subscriptions end with UNAVAILABLE, so a graceful shutdown is not held up by them.
  */
@@ -192,9 +218,13 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       if (maxWaitMs > FETCH_WAIT_MAX_MS) throw invalidArgument(`max_wait_ms ${maxWaitMs} exceeds the limit of ${FETCH_WAIT_MAX_MS}`);
       const minBytes = nonNegative(request.minBytes, 'min_bytes');
       const log = broker.partitionLog(topic, partition);
-      const cancelled = new AbortController();
-      call.once('cancelled', () => cancelled.abort());
-      const result = await fetchWithWait(log, { offset, maxBytes, minBytes, maxWaitMs, signal: AbortSignal.any([cancelled.signal, stopping]) });
+      const ended = callSignal(call, stopping);
+      let result;
+      try {
+        result = await fetchWithWait(log, { offset, maxBytes, minBytes, maxWaitMs, signal: ended.signal });
+      } finally {
+        ended.release();
+      }
       countOut(context.metrics, topic, result.batches);
       return v1.FetchResponse.create({
         records: request.raw ? [] : decodedFrom(result.batches, offset),
@@ -206,18 +236,17 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
     }),
 
     subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>) => {
-      const cancelled = new AbortController();
-      call.once('cancelled', () => cancelled.abort());
+      const ended = callSignal(call, stopping);
       context.metrics?.activeCalls.inc({ method: 'Subscribe' });
       call.once('close', () => context.metrics?.activeCalls.dec({ method: 'Subscribe' }));
-      subscribe(broker, call, AbortSignal.any([cancelled.signal, stopping]), context.metrics).then(
+      subscribe(broker, call, ended.signal, context.metrics).finally(() => ended.release()).then(
         () => {
-          if (!cancelled.signal.aborted) {
+          if (!ended.cancelled()) {
             call.emit('error', toServiceError({ code: status.UNAVAILABLE, details: 'the broker is shutting down; subscribe again from next_offset', unexpected: false }));
           }
         },
         (error: unknown) => {
-          if (cancelled.signal.aborted) return;
+          if (ended.cancelled()) return;
           const failure = toGrpcFailure(error);
           logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: error }, 'request failed');
           call.emit('error', toServiceError(failure));
