@@ -33,7 +33,9 @@ export class OffsetStore {
 
   /** Writes every offset of one commit in one durable transaction. */
   async commit(group: string, offsets: readonly CommittedOffset[]): Promise<void> {
-    await this.db.transaction(() => {
+    // `batch` joins LMDB's asynchronous write batch: all puts of this commit land in one
+    // transaction, shared with concurrent commits, and the promise resolves once it is durable.
+    await this.db.batch(() => {
       for (const entry of offsets) {
         this.db.put([group, entry.topic, entry.partition], { offset: entry.offset, metadata: entry.metadata, commitTimeMs: entry.commitTimeMs });
       }
