@@ -23,7 +23,7 @@ import Long from 'long';
 import { strata } from '../src/generated/strata.js';
 import { adminServiceDefinition, groupsServiceDefinition } from '../src/server/service-definitions.js';
 import { runBroker } from '../src/server/run-broker.js';
-import { DEFAULT_LOG_CONFIG } from '../src/storage/log-config.js';
+import { testSettings } from '../test/helpers/test-server.js';
 import { setLogLevel } from '../src/common/logger.js';
 
 const v1 = strata.v1;
@@ -290,19 +290,9 @@ async function commitThroughput(inFlight: number, durationMs: number): Promise<{
 async function main(): Promise<void> {
   setLogLevel('silent');
   const dataDir = mkdtempSync(join(tmpdir(), 'strata-groups-bench-'));
-  const running = await runBroker({
-    dataDir,
-    listen: '127.0.0.1:0',
-    metricsListen: '127.0.0.1:0',
-    logLevel: 'silent',
-    defaultPartitions: 1,
-    topicDefaults: { ...DEFAULT_LOG_CONFIG },
-    maxRequestBytes: 64 * 1024 * 1024,
-    retentionCheckIntervalMs: 60 * 60 * 1000,
-    shutdownTimeoutMs: 5_000,
-    groupSessionTimeoutMs: SESSION_TIMEOUT_MS,
-    groupHeartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-  });
+  const running = await runBroker(
+    testSettings(dataDir, { groupSessionTimeoutMs: SESSION_TIMEOUT_MS, groupHeartbeatIntervalMs: HEARTBEAT_INTERVAL_MS }),
+  );
   client = new BenchClient(running.address);
   try {
     const loadBefore = loadavg();

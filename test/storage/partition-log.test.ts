@@ -976,23 +976,13 @@ describe('writer edge cases', () => {
   // written: the writer must not miss the wakeup, or a producer that awaits each append before
   // sending the next would deadlock. close() bounds each test: a stranded append would be
   // rejected as closed instead of written.
-  it('writes an append made right after a previous one was acknowledged (flush=interval)', async () => {
-    const log = await openLog(tempDir(), { flush: 'interval' });
-    await log.append(batchOf(0, 1));
-    const second = log.append(batchOf(1, 1));
-    const closed = log.close();
-    const outcome = await second.then(
-      (result) => result.baseOffset,
-      (error: unknown) => error,
-    );
-    await closed;
-    expect(outcome).toBe(1);
-  });
-
-  it("writes an append made right after a previous one resolved with waitFor 'written' (flush=always)", async () => {
-    const log = await openLog(tempDir());
-    await log.append(batchOf(0, 1), { waitFor: 'written' });
-    const second = log.append(batchOf(1, 1), { waitFor: 'written' });
+  it.each([
+    { name: 'a previous one was acknowledged (flush=interval)', config: { flush: 'interval' as const }, waitFor: undefined },
+    { name: "a previous one resolved with waitFor 'written' (flush=always)", config: {}, waitFor: 'written' as const },
+  ])('writes an append made right after $name', async ({ config, waitFor }) => {
+    const log = await openLog(tempDir(), config);
+    await log.append(batchOf(0, 1), { waitFor });
+    const second = log.append(batchOf(1, 1), { waitFor });
     const closed = log.close();
     const outcome = await second.then(
       (result) => result.baseOffset,
