@@ -31,7 +31,8 @@ import Long from 'long';
 import { PACKAGE_ROOT } from '../src/common/package-root.js';
 import { strata } from '../src/generated/strata.js';
 import { logServiceDefinition, adminServiceDefinition } from '../src/server/service-definitions.js';
-import { buildBatch, forEachBatch, readRecordCount } from '../src/storage/record-batch.js';
+import { forEachBatch, readRecordCount } from '../src/storage/record-batch.js';
+import { buildBatch } from '../src/storage/record-batch-builder.js';
 
 const v1 = strata.v1;
 

@@ -36,7 +36,8 @@ import { fileURLToPath } from 'node:url';
 import { setLogLevel } from '../src/common/logger.js';
 import { type FlushMode } from '../src/storage/log-config.js';
 import { PartitionLog } from '../src/storage/partition-log.js';
-import { BATCH_HEADER_BYTES, buildBatch, forEachBatch, readBaseOffset, readLastOffset } from '../src/storage/record-batch.js';
+import { BATCH_HEADER_BYTES, forEachBatch, readBaseOffset, readLastOffset } from '../src/storage/record-batch.js';
+import { buildBatch } from '../src/storage/record-batch-builder.js';
 import { mulberry32 } from '../test/helpers/seeded-random.js';
 
 const KiB = 1024;

@@ -3,14 +3,15 @@ export { PartitionLog } from './storage/partition-log.js';
 export type { AppendResult, AppendWait, PartitionLogOptions, ReadResult } from './storage/partition-log.js';
 export { DEFAULT_LOG_CONFIG, KAFKA_NAMES, parseKafkaConfig, resolveLogConfig } from './storage/log-config.js';
 export type { FlushMode, LogConfig } from './storage/log-config.js';
+export { buildBatch, RecordBatchBuilder } from './storage/record-batch-builder.js';
+export type { BatchOptions, BatchSealOptions } from './storage/record-batch-builder.js';
 export {
-  buildBatch,
   decodeBatches,
   decodeRecords,
   readBatchHeader,
   validateBatches,
 } from './storage/record-batch.js';
-export type { BatchHeader, BatchOptions, DecodedRecord, RecordHeader, RecordInput } from './storage/record-batch.js';
+export type { BatchHeader, DecodedRecord, RecordHeader, RecordInput } from './storage/record-batch.js';
 export { ErrorCode, StrataError, isStrataError } from './common/errors.js';
 export { ManualClock, systemClock } from './common/clock.js';
 export type { Clock } from './common/clock.js';
@@ -24,6 +25,7 @@ export type {
   OffsetSpec,
   ProducerOptions,
   ProducerRecord,
+  SendCallback,
   SendResult,
   StatusName,
   TopicDescription,

@@ -5,8 +5,9 @@
  *
  * Two wire paths:
  * - `raw`: the client `Producer` (src/client/producer.ts) as an application uses it: one
- *   `send()` per record; it batches per partition (batchBytes, lingerMs), encodes RecordBatch v2
- *   and pipelines the batches on its ProduceStream (idempotent unless acks is 'none'). Records
+ *   `send(record, callback)` per record, as Kafka's tool does; it batches per partition
+ *   (batchBytes, lingerMs), encodes RecordBatch v2 as records arrive and pipelines the
+ *   batches on its ProduceStream (idempotent unless acks is 'none'). Records
  *   without a key go to the sticky partition, which moves on with each batch, as in Kafka.
  *   Latency of a record: from the `send()` call to its acknowledgement, so it includes the wait
  *   in the producer's buffer, as Kafka's tool measures it. Like a Kafka producer whose send
@@ -168,14 +169,15 @@ async function driveProducer(
     }
     // One send time per chunk: its records are sent within microseconds of each other.
     const chunkSentAt = performance.now();
-    const acknowledged = (): void => {
+    const acknowledged = (error: Error | null): void => {
+      if (error !== null) return fail(error);
       recorder.record(clock.now() - chunkSentAt);
       counters.acknowledged++;
       if (--outstanding <= outstandingMax / 2 && roomWaiter !== null) roomWaiter();
     };
     for (; sent < end; sent++) {
       outstanding++;
-      producer.send({ topic, value: values[sent % VALUE_POOL_SIZE]! }).then(acknowledged, fail);
+      producer.send({ topic, value: values[sent % VALUE_POOL_SIZE]! }, acknowledged);
     }
     await yieldToEventLoop();
   }

@@ -21,7 +21,8 @@ import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
 import { PartitionLog, type AppendResult, type AppendWait } from '../storage/partition-log.js';
-import { buildBatch, firstRecordKey, type RecordInput } from '../storage/record-batch.js';
+import { firstRecordKey, type RecordInput } from '../storage/record-batch.js';
+import { buildBatch } from '../storage/record-batch-builder.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
 

@@ -50,6 +50,11 @@ function typed<Request, Response>(definition: object): MethodDefinition<Request,
 export const methods = {
   initProducer: typed<strata.v1.InitProducerRequest, strata.v1.InitProducerResponse>(logServiceDefinition.initProducer),
   produceStream: typed<strata.v1.ProduceRequest, strata.v1.ProduceResponse>(logServiceDefinition.produceStream),
+  /** ProduceStream whose requests are already encoded (see produce-request.ts): passed through. */
+  produceStreamEncoded: {
+    ...typed<Buffer, strata.v1.ProduceResponse>(logServiceDefinition.produceStream),
+    requestSerialize: (request: Buffer): Buffer => request,
+  } as MethodDefinition<Buffer, strata.v1.ProduceResponse>,
   fetch: typed<strata.v1.FetchRequest, strata.v1.FetchResponse>(logServiceDefinition.fetch),
   listOffsets: typed<strata.v1.ListOffsetsRequest, strata.v1.ListOffsetsResponse>(logServiceDefinition.listOffsets),
   subscribe: typed<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>(logServiceDefinition.subscribe),

@@ -49,4 +49,4 @@ export type {
 export { StrataClientError, isStrataClientError } from './errors.js';
 export type { StatusName } from './errors.js';
 export { Producer } from './producer.js';
-export type { Acks, Bytes, ProducerOptions, ProducerRecord, ProducerSettings, SendResult } from './producer.js';
+export type { Acks, Bytes, ProducerOptions, ProducerRecord, ProducerSettings, SendCallback, SendResult } from './producer.js';

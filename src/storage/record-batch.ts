@@ -35,10 +35,10 @@
  * Offsets and timestamps are JavaScript numbers: exact up to 2^53, which a log would reach after
  * 285 years at a million records per second. Reading a larger value is reported as corruption.
  */
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gunzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, StrataError } from '../common/errors.js';
-import { VarintReader, varintSize, varlongSize, writeVarint, writeVarlong } from './varint.js';
+import { VarintReader } from './varint.js';
 
 export const BASE_OFFSET_OFFSET = 0;
 export const BATCH_LENGTH_OFFSET = 8;
@@ -65,7 +65,7 @@ export const Compression = { none: 0, gzip: 1, snappy: 2, lz4: 3, zstd: 4 } as c
 export type CompressionName = keyof typeof Compression;
 const COMPRESSION_MASK = 0x07;
 const TIMESTAMP_TYPE_MASK = 0x08;
-const TRANSACTIONAL_MASK = 0x10;
+export const TRANSACTIONAL_MASK = 0x10;
 const CONTROL_MASK = 0x20;
 
 export const TimestampType = { createTime: 0, logAppendTime: 1 } as const;
@@ -84,7 +84,7 @@ function readSafeInt64(buffer: Buffer, position: number): number {
   return Number.isSafeInteger(value) ? value : Number.NaN;
 }
 
-function writeInt64(buffer: Buffer, position: number, value: number): void {
+export function writeInt64(buffer: Buffer, position: number, value: number): void {
   const high = Math.floor(value / 0x1_0000_0000);
   buffer.writeInt32BE(high, position);
   buffer.writeUInt32BE(value - high * 0x1_0000_0000, position + 4);
@@ -320,114 +320,6 @@ export interface RecordInput {
   headers?: readonly RecordHeader[];
   /** Create time in ms; defaults to the batch's `timestamp` option. */
   timestamp?: number;
-}
-
-export interface BatchOptions {
-  baseOffset?: number;
-  /** Default timestamp of records that carry none; defaults to Date.now(). */
-  timestamp?: number;
-  compression?: CompressionName;
-  producerId?: number;
-  producerEpoch?: number;
-  baseSequence?: number;
-  partitionLeaderEpoch?: number;
-  transactional?: boolean;
-}
-
-/** Encodes records into one RecordBatch v2. */
-export function buildBatch(records: readonly RecordInput[], options: BatchOptions = {}): Buffer {
-  if (records.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a batch needs at least one record');
-  const defaultTimestamp = options.timestamp ?? Date.now();
-  // As Kafka's producer does: the base timestamp is the first record's, so deltas may be negative.
-  const baseTimestamp = records[0]!.timestamp ?? defaultTimestamp;
-  let maxTimestamp = baseTimestamp;
-  for (const record of records) {
-    const timestamp = record.timestamp ?? defaultTimestamp;
-    if (timestamp > maxTimestamp) maxTimestamp = timestamp;
-  }
-
-  let recordsSize = 0;
-  for (let index = 0; index < records.length; index++) {
-    const bodySize = recordBodySize(records[index]!, index, (records[index]!.timestamp ?? defaultTimestamp) - baseTimestamp);
-    recordsSize += varintSize(bodySize) + bodySize;
-  }
-  let recordSection = Buffer.allocUnsafe(recordsSize);
-  let position = 0;
-  for (let index = 0; index < records.length; index++) {
-    const record = records[index]!;
-    position = writeRecord(recordSection, position, record, index, (record.timestamp ?? defaultTimestamp) - baseTimestamp);
-  }
-
-  const compression = Compression[options.compression ?? 'none'];
-  if (compression === Compression.gzip) recordSection = gzipSync(recordSection);
-  else if (compression !== Compression.none) {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `compression ${options.compression} is not supported (none and gzip are)`);
-  }
-
-  const batch = Buffer.allocUnsafe(BATCH_HEADER_BYTES + recordSection.length);
-  writeInt64(batch, BASE_OFFSET_OFFSET, options.baseOffset ?? 0);
-  batch.writeInt32BE(batch.length - LOG_OVERHEAD, BATCH_LENGTH_OFFSET);
-  batch.writeInt32BE(options.partitionLeaderEpoch ?? -1, PARTITION_LEADER_EPOCH_OFFSET);
-  batch[MAGIC_OFFSET] = CURRENT_MAGIC;
-  const attributes = compression | (options.transactional ? TRANSACTIONAL_MASK : 0);
-  batch.writeInt16BE(attributes, ATTRIBUTES_OFFSET);
-  batch.writeInt32BE(records.length - 1, LAST_OFFSET_DELTA_OFFSET);
-  writeInt64(batch, BASE_TIMESTAMP_OFFSET, baseTimestamp);
-  writeInt64(batch, MAX_TIMESTAMP_OFFSET, maxTimestamp);
-  writeInt64(batch, PRODUCER_ID_OFFSET, options.producerId ?? -1);
-  batch.writeInt16BE(options.producerEpoch ?? -1, PRODUCER_EPOCH_OFFSET);
-  batch.writeInt32BE(options.baseSequence ?? -1, BASE_SEQUENCE_OFFSET);
-  batch.writeInt32BE(records.length, RECORD_COUNT_OFFSET);
-  recordSection.copy(batch, RECORDS_OFFSET);
-  batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
-  return batch;
-}
-
-function bytesFieldSize(value: Buffer | null | undefined): number {
-  return value == null ? varintSize(-1) : varintSize(value.length) + value.length;
-}
-
-function recordBodySize(record: RecordInput, offsetDelta: number, timestampDelta: number): number {
-  let size = 1 + varlongSize(timestampDelta) + varintSize(offsetDelta);
-  size += bytesFieldSize(record.key) + bytesFieldSize(record.value);
-  const headers = record.headers ?? [];
-  size += varintSize(headers.length);
-  for (const header of headers) {
-    const keyBytes = Buffer.byteLength(header.key, 'utf8');
-    size += varintSize(keyBytes) + keyBytes + bytesFieldSize(header.value);
-  }
-  return size;
-}
-
-function writeBytesField(buffer: Buffer, position: number, value: Buffer | null | undefined): number {
-  if (value == null) return writeVarint(buffer, position, -1);
-  position = writeVarint(buffer, position, value.length);
-  value.copy(buffer, position);
-  return position + value.length;
-}
-
-function writeRecord(
-  buffer: Buffer,
-  position: number,
-  record: RecordInput,
-  offsetDelta: number,
-  timestampDelta: number,
-): number {
-  position = writeVarint(buffer, position, recordBodySize(record, offsetDelta, timestampDelta));
-  buffer[position++] = 0; // record attributes: unused
-  position = writeVarlong(buffer, position, timestampDelta);
-  position = writeVarint(buffer, position, offsetDelta);
-  position = writeBytesField(buffer, position, record.key);
-  position = writeBytesField(buffer, position, record.value);
-  const headers = record.headers ?? [];
-  position = writeVarint(buffer, position, headers.length);
-  for (const header of headers) {
-    const keyBytes = Buffer.byteLength(header.key, 'utf8');
-    position = writeVarint(buffer, position, keyBytes);
-    position += buffer.write(header.key, position, 'utf8');
-    position = writeBytesField(buffer, position, header.value);
-  }
-  return position;
 }
 
 /** A record as read back from the log. Keys, values and header values are views, not copies. */

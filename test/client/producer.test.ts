@@ -256,6 +256,20 @@ describe('batching', () => {
     for (const batch of batches) expect(batch.sizeBytes).toBeLessThanOrEqual(batchBytes);
   });
 
+  it("a topic's max.message.bytes lowers batchBytes for its batches, explicit partitions included", async () => {
+    const name = await topic(2, { 'max.message.bytes': '2048' });
+    const target = producer({ lingerMs: 60_000 }); // the default batchBytes is far larger
+    const sends = Array.from({ length: 200 }, (_, index) => target.send({ topic: name, partition: index % 2, value: 'm'.repeat(100) }));
+    await target.flush();
+    expect((await Promise.all(sends)).every((result) => result.offset >= 0)).toBe(true);
+    for (const partition of [0, 1]) {
+      const { batches, records } = await readLog(name, partition);
+      expect(records).toHaveLength(100);
+      expect(batches.length).toBeGreaterThan(1);
+      for (const batch of batches) expect(batch.sizeBytes).toBeLessThanOrEqual(2048);
+    }
+  });
+
   it('writes idempotent batches: producer id, epoch and contiguous sequences', async () => {
     const name = await topic(1);
     const target = producer({ lingerMs: 0, batchBytes: 256 });
@@ -269,6 +283,37 @@ describe('batching', () => {
       expect(batch.baseSequence).toBe(expected);
       expected += batch.recordCount;
     }
+  });
+});
+
+describe('send with a callback', () => {
+  it('calls back once per record with its offset, in order, and reports errors the same way', async () => {
+    const name = await topic(1);
+    const target = producer({ lingerMs: 0 });
+    const results: [Error | null, SendResult | undefined][] = [];
+    for (let index = 0; index < 50; index++) {
+      const returned: unknown = target.send({ topic: name, value: `cb-${index}` }, (error, result) => results.push([error, result]));
+      expect(returned).toBeUndefined();
+    }
+    await target.flush();
+    expect(results.map(([error]) => error)).toEqual(Array.from({ length: 50 }, () => null));
+    expect(results.map(([, result]) => result)).toEqual(Array.from({ length: 50 }, (_, offset) => ({ partition: 0, offset })));
+    expect(values(await readLog(name, 0))).toEqual(Array.from({ length: 50 }, (_, index) => `cb-${index}`));
+
+    const failed = await new Promise<Error | null>((resolve) => target.send({ topic: name, partition: -1, value: 'x' }, (error) => resolve(error)));
+    expect((failed as StrataClientError).code).toBe('INVALID_ARGUMENT');
+    expect(() => target.send({ topic: name, value: 'x' }, 'not a function' as never)).toThrow(/callback must be a function/);
+  });
+
+  it('a callback that throws is logged and the producer carries on', async () => {
+    const name = await topic(1);
+    const target = producer({ lingerMs: 0 });
+    target.send({ topic: name, value: 'first' }, () => {
+      throw new Error('application bug');
+    });
+    const second = await target.send({ topic: name, value: 'second' });
+    expect(second).toEqual({ partition: 0, offset: 1 });
+    expect(values(await readLog(name, 0))).toEqual(['first', 'second']);
   });
 });
 
@@ -317,6 +362,8 @@ describe('backpressure', () => {
     const name = await topic(2);
     const bufferBytes = 4_096;
     const target = producer({ lingerMs: 0, batchBytes: 1_024, bufferBytes });
+    // The first send to a topic waits for its metadata; after it, a burst is taken at once.
+    await target.send({ topic: name, partition: 0, value: 'warm-up' });
     let peak = 0;
     const observe = (): void => {
       peak = Math.max(peak, target.bufferedBytes);
@@ -333,7 +380,7 @@ describe('backpressure', () => {
     expect(target.bufferedBytes).toBe(0);
     for (let partition = 0; partition < 2; partition++) {
       const mine = results.filter((result) => result.partition === partition).map((result) => result.offset);
-      expect(mine).toEqual(Array.from({ length: 150 }, (_, index) => index));
+      expect(mine).toEqual(Array.from({ length: 150 }, (_, index) => index + (partition === 0 ? 1 : 0)));
     }
   });
 
@@ -383,17 +430,23 @@ describe('idempotent retries', () => {
       const call = nextCall(options);
       if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
       return new InterceptingCall(call, {
-        sendMessage(message: strata.v1.ProduceRequest, next) {
+        sendMessage(message: Buffer, next) {
+          // The producer sends encoded requests (a pass-through serializer).
           if (++requests !== 4) return next(message);
-          lostId = message.correlationId;
-          next(v1.ProduceRequest.create({ topic: 'producer-lost-in-transit', partition: 0, batch: message.batch, correlationId: message.correlationId }));
+          const request = v1.ProduceRequest.decode(message);
+          lostId = request.correlationId;
+          next(Buffer.from(v1.ProduceRequest.encode({ topic: 'producer-lost-in-transit', partition: 0, batch: request.batch, correlationId: request.correlationId }).finish()));
         },
         start(metadata, _listener, next) {
           next(metadata, {
             onReceiveMessage(message: strata.v1.ProduceResponse, nextMessage) {
               // (A message an interceptor never passes on would stall the stream's reads, so
               // the lost request's answer becomes one for a correlation id nobody waits for.)
-              if (lostId !== null && message.correlationId.equals(lostId)) return nextMessage(v1.ProduceResponse.create({ correlationId: Long.UZERO }));
+              // (A batch keeps its correlation id when resent: only the first answer is lost.)
+              if (lostId !== null && message.correlationId.equals(lostId)) {
+                lostId = null;
+                return nextMessage(v1.ProduceResponse.create({ correlationId: Long.UZERO }));
+              }
               if (message.error?.code === status.FAILED_PRECONDITION) outOfOrder++;
               nextMessage(message);
             },

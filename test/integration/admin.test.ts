@@ -7,7 +7,7 @@ import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES } from '../../src/storage/log-config.js';
-import { buildBatch } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 

@@ -10,7 +10,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { murmur2 } from '../../src/broker/partitioner.js';
 import type { strata } from '../../src/generated/strata.js';
 import type { PartitionLog } from '../../src/storage/partition-log.js';
-import { type RecordInput, buildBatch, decodeBatches } from '../../src/storage/record-batch.js';
+import { type RecordInput, decodeBatches } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootLogger } from '../../src/common/logger.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
 import { startProbeServer } from '../../src/server/probe-server.js';
-import { buildBatch } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 

@@ -15,7 +15,6 @@ import { NodeFileSystem, type FileSystem } from '../../src/storage/file-system.j
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import {
-  buildBatch,
   decodeBatches,
   forEachBatch,
   readBaseOffset,
@@ -23,6 +22,7 @@ import {
   type DecodedRecord,
   type RecordInput,
 } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 
 const T0 = 1_700_000_000_000;
 /** Small segments and a dense index so a few hundred batches make many segments. */

@@ -13,7 +13,8 @@ import { NodeFileSystem } from '../../src/storage/file-system.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { PartitionLog, type AppendResult } from '../../src/storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW, PRODUCER_STATE_FILE, ProducerState } from '../../src/storage/producer-state.js';
-import { buildBatch, decodeRecords, forEachBatch, readBatchHeader } from '../../src/storage/record-batch.js';
+import { decodeRecords, forEachBatch, readBatchHeader } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 
 const T0 = 1_700_000_000_000;
 const MAX_SEQUENCE = 2 ** 31 - 1;

@@ -18,7 +18,6 @@ import {
   RECORD_COUNT_OFFSET,
   RECORDS_OFFSET,
   TimestampType,
-  buildBatch,
   checkBatchFrame,
   checkBatchRecords,
   decodeBatches,
@@ -27,11 +26,11 @@ import {
   readBatchHeader,
   validateBatches,
   writeBaseOffset,
-  type BatchOptions,
   type DecodedRecord,
   type RecordHeader,
   type RecordInput,
 } from '../../src/storage/record-batch.js';
+import { buildBatch, type BatchOptions } from '../../src/storage/record-batch-builder.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.

@@ -23,13 +23,13 @@ import { PartitionLog } from '../../src/storage/partition-log.js';
 import {
   BASE_OFFSET_OFFSET,
   RECORDS_OFFSET,
-  buildBatch,
   forEachBatch,
   readBaseOffset,
   readBatchSize,
   readLastOffset,
   type RecordInput,
 } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { seedMessage, streamFor, testSeed } from '../helpers/seeded-random.js';
 
 // ---------------------------------------------------------------------------------------------

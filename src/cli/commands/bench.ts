@@ -12,7 +12,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Argv, Options } from 'yargs';
-import type { Acks } from '../../client/producer.js';
+import { type Acks, DEFAULT_BATCH_BYTES } from '../../client/producer.js';
 import type { BenchSettings } from '../../bench/phases.js';
 import type { ProducePath } from '../../bench/produce-load.js';
 import { Progress } from '../../bench/progress.js';
@@ -33,7 +33,7 @@ const COMMON_OPTIONS = {
   flush: { choices: ['always', 'interval'], default: 'always', describe: 'flush config of a topic this creates: fdatasync before every acknowledgement, or every flush.ms' },
   'record-size': { type: 'number', default: 100, describe: 'Bytes of each record value', requiresArg: true },
   acks: { choices: ['all', 'leader', 'none'], default: 'all', describe: 'all: durable; leader: written; none: not waited for (not idempotent)' },
-  'batch-bytes': { type: 'number', default: 64 * 1024, describe: 'Producer batch size (bytes)', requiresArg: true },
+  'batch-bytes': { type: 'number', default: DEFAULT_BATCH_BYTES, describe: 'Producer batch size (bytes)', requiresArg: true },
   'buffer-bytes': { type: 'number', default: 32 * MIB, describe: 'Producer buffer: bytes sent and not yet acknowledged, per producer', requiresArg: true },
   json: { type: 'string', describe: 'Also write every figure and parameter to this JSON file', requiresArg: true },
   'profile-server': { type: 'string', describe: 'With --local: write a V8 CPU profile of the broker into this directory', requiresArg: true },

@@ -1,0 +1,235 @@
+/**
+ * Builds one RecordBatch v2 (layout in `record-batch.ts`) record by record, as Kafka's
+ * MemoryRecordsBuilder does: each `append` encodes the record straight into the batch's buffer,
+ * so a producer holds bytes, not record objects, while a batch fills, and sealing it writes the
+ * 61-byte header and the CRC without copying the records again (gzip compresses them into a new
+ * buffer).
+ *
+ * The buffer starts at `initialCapacity` and doubles when a record does not fit, up to
+ * `capacityLimit` (further only for a record that needs more on its own). `headroom` bytes before
+ * the batch stay free for a caller's framing: the client writes its ProduceRequest fields there
+ * (`withHeadroom`), so a request is one buffer.
+ *
+ * Record timestamps are stored as deltas from the first record's, as Kafka's producer does (a
+ * later record may carry an earlier timestamp; its delta is then negative).
+ */
+import { gzipSync } from 'node:zlib';
+import { crc32c } from '@node-rs/crc32';
+import { ErrorCode, StrataError } from '../common/errors.js';
+import {
+  ATTRIBUTES_OFFSET,
+  BASE_OFFSET_OFFSET,
+  BASE_SEQUENCE_OFFSET,
+  BASE_TIMESTAMP_OFFSET,
+  BATCH_HEADER_BYTES,
+  BATCH_LENGTH_OFFSET,
+  CRC_OFFSET,
+  CURRENT_MAGIC,
+  Compression,
+  type CompressionName,
+  LAST_OFFSET_DELTA_OFFSET,
+  LOG_OVERHEAD,
+  MAGIC_OFFSET,
+  MAX_TIMESTAMP_OFFSET,
+  PARTITION_LEADER_EPOCH_OFFSET,
+  PRODUCER_EPOCH_OFFSET,
+  PRODUCER_ID_OFFSET,
+  RECORD_COUNT_OFFSET,
+  type RecordHeader,
+  type RecordInput,
+  TRANSACTIONAL_MASK,
+  writeInt64,
+} from './record-batch.js';
+import { varintSize, varlongSize, writeVarint, writeVarlong } from './varint.js';
+
+/** Header fields given when the batch is sealed. */
+export interface BatchSealOptions {
+  baseOffset?: number;
+  compression?: CompressionName;
+  producerId?: number;
+  producerEpoch?: number;
+  baseSequence?: number;
+  partitionLeaderEpoch?: number;
+  transactional?: boolean;
+}
+
+/** `buildBatch` options: the seal options plus the timestamp of records that carry none. */
+export interface BatchOptions extends BatchSealOptions {
+  /** Default timestamp of records that carry none; defaults to Date.now(). */
+  timestamp?: number;
+}
+
+/** Encodes records into one RecordBatch v2 (a buffer of its own). */
+export function buildBatch(records: readonly RecordInput[], options: BatchOptions = {}): Buffer {
+  if (records.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a batch needs at least one record');
+  const defaultTimestamp = options.timestamp ?? Date.now();
+  let size = BATCH_HEADER_BYTES;
+  for (const record of records) size += recordSizeBound(record);
+  const builder = new RecordBatchBuilder({ initialCapacity: size, capacityLimit: size });
+  for (const record of records) builder.append(record.timestamp ?? defaultTimestamp, record.key ?? null, record.value, record.headers ?? null);
+  return builder.finish(options);
+}
+
+/** Bytes a record takes in a batch at most (its varints at their widest). */
+export function recordSizeBound(record: RecordInput): number {
+  let size = RECORD_FRAMING_BOUND + (record.key?.length ?? 0) + (record.value?.length ?? 0);
+  if (record.headers !== undefined) size += headersSize(record.headers);
+  return size;
+}
+
+export interface RecordBatchBuilderOptions {
+  /** Bytes kept free before the batch for the caller's framing. Default 0. */
+  headroom?: number;
+  /** Bytes of batch the first buffer holds (header included). Default 1 KiB. */
+  initialCapacity?: number;
+  /** A buffer to build in (e.g. from a pool) instead of a new one; it sets the initial capacity. */
+  buffer?: Buffer;
+  /** Doubling stops here (bytes of batch); a single larger record still gets room. Default 1 MiB. */
+  capacityLimit?: number;
+}
+
+const NULL_LENGTH_BYTES = 1; // varint(-1)
+/**
+ * A record's bytes besides key, value and headers, at most: length (5), attributes (1),
+ * timestamp delta (10), offset delta (5), key and value lengths (5 each), header count (1).
+ */
+export const RECORD_FRAMING_BOUND = 32;
+
+export class RecordBatchBuilder {
+  private readonly headroom: number;
+  private readonly capacityLimit: number;
+  private buffer: Buffer;
+  private position: number;
+  private count = 0;
+  private baseTimestamp = 0;
+  private maxTimestamp = 0;
+  private finished: Buffer | null = null;
+
+  constructor(options: RecordBatchBuilderOptions = {}) {
+    this.headroom = options.headroom ?? 0;
+    const given = options.buffer;
+    if (given !== undefined && given.length < this.headroom + BATCH_HEADER_BYTES) throw new RangeError(`a buffer of ${given.length} bytes cannot hold a batch after ${this.headroom} bytes of headroom`);
+    const initial = given === undefined ? Math.max(BATCH_HEADER_BYTES, options.initialCapacity ?? 1024) : given.length - this.headroom;
+    this.capacityLimit = Math.max(initial, options.capacityLimit ?? 1024 * 1024);
+    this.buffer = given ?? Buffer.allocUnsafe(this.headroom + initial);
+    this.position = this.headroom + BATCH_HEADER_BYTES;
+  }
+
+  get recordCount(): number {
+    return this.count;
+  }
+
+  /** Bytes of the batch so far, header included (uncompressed). */
+  get sizeBytes(): number {
+    return this.position - this.headroom;
+  }
+
+  /** Encodes one record after the others. Header keys are UTF-8 strings. */
+  append(timestamp: number, key: Buffer | null, value: Buffer | null, headers: readonly RecordHeader[] | null): void {
+    if (this.finished !== null) throw new Error('the batch is already sealed');
+    if (this.count === 0) this.baseTimestamp = this.maxTimestamp = timestamp;
+    else if (timestamp > this.maxTimestamp) this.maxTimestamp = timestamp;
+    const timestampDelta = timestamp - this.baseTimestamp;
+    const offsetDelta = this.count;
+    let bodySize = 1 + varlongSize(timestampDelta) + varintSize(offsetDelta);
+    bodySize += key === null ? NULL_LENGTH_BYTES : varintSize(key.length) + key.length;
+    bodySize += value === null ? NULL_LENGTH_BYTES : varintSize(value.length) + value.length;
+    if (headers === null) bodySize += 1;
+    else bodySize += headersSize(headers);
+    const recordSize = varintSize(bodySize) + bodySize;
+    if (this.position + recordSize > this.buffer.length) this.grow(recordSize);
+
+    const buffer = this.buffer;
+    let position = writeVarint(buffer, this.position, bodySize);
+    buffer[position++] = 0; // record attributes: unused
+    position = writeVarlong(buffer, position, timestampDelta);
+    position = writeVarint(buffer, position, offsetDelta);
+    position = writeBytes(buffer, position, key);
+    position = writeBytes(buffer, position, value);
+    if (headers === null) buffer[position++] = 0;
+    else {
+      position = writeVarint(buffer, position, headers.length);
+      for (const header of headers) {
+        position = writeVarint(buffer, position, Buffer.byteLength(header.key, 'utf8'));
+        position += buffer.write(header.key, position, 'utf8');
+        position = writeBytes(buffer, position, header.value);
+      }
+    }
+    this.position = position;
+    this.count++;
+  }
+
+  /** Writes the header and CRC; returns the batch (a view of the builder's buffer, or gzip's). */
+  finish(options: BatchSealOptions = {}): Buffer {
+    if (this.finished !== null) return this.finished;
+    if (this.count === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a batch needs at least one record');
+    const compression = Compression[options.compression ?? 'none'];
+    if (compression === Compression.gzip) this.compressRecords();
+    else if (compression !== Compression.none) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `compression ${options.compression} is not supported (none and gzip are)`);
+    }
+    const batch = this.buffer.subarray(this.headroom, this.position);
+    writeInt64(batch, BASE_OFFSET_OFFSET, options.baseOffset ?? 0);
+    batch.writeInt32BE(batch.length - LOG_OVERHEAD, BATCH_LENGTH_OFFSET);
+    batch.writeInt32BE(options.partitionLeaderEpoch ?? -1, PARTITION_LEADER_EPOCH_OFFSET);
+    batch[MAGIC_OFFSET] = CURRENT_MAGIC;
+    batch.writeInt16BE(compression | (options.transactional ? TRANSACTIONAL_MASK : 0), ATTRIBUTES_OFFSET);
+    batch.writeInt32BE(this.count - 1, LAST_OFFSET_DELTA_OFFSET);
+    writeInt64(batch, BASE_TIMESTAMP_OFFSET, this.baseTimestamp);
+    writeInt64(batch, MAX_TIMESTAMP_OFFSET, this.maxTimestamp);
+    writeInt64(batch, PRODUCER_ID_OFFSET, options.producerId ?? -1);
+    batch.writeInt16BE(options.producerEpoch ?? -1, PRODUCER_EPOCH_OFFSET);
+    batch.writeInt32BE(options.baseSequence ?? -1, BASE_SEQUENCE_OFFSET);
+    batch.writeInt32BE(this.count, RECORD_COUNT_OFFSET);
+    batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    this.finished = batch;
+    return batch;
+  }
+
+  /**
+   * The finished batch with the last `length` bytes of the headroom in front of it (same memory),
+   * for the caller to fill with its framing.
+   */
+  withHeadroom(length: number): Buffer {
+    if (this.finished === null) throw new Error('finish() the batch first');
+    if (length > this.headroom) throw new RangeError(`framing of ${length} bytes exceeds the headroom of ${this.headroom}`);
+    return this.buffer.subarray(this.headroom - length, this.position);
+  }
+
+  private grow(recordSize: number): void {
+    const needed = this.position + recordSize;
+    const doubled = this.headroom + Math.min(this.capacityLimit, 2 * (this.buffer.length - this.headroom));
+    const grown = Buffer.allocUnsafe(Math.max(needed, doubled));
+    this.buffer.copy(grown, 0, 0, this.position);
+    this.buffer = grown;
+  }
+
+  private compressRecords(): void {
+    const start = this.headroom + BATCH_HEADER_BYTES;
+    const compressed = gzipSync(this.buffer.subarray(start, this.position));
+    const buffer = Buffer.allocUnsafe(start + compressed.length);
+    compressed.copy(buffer, start);
+    this.buffer = buffer;
+    this.position = buffer.length;
+  }
+}
+
+function headersSize(headers: readonly RecordHeader[]): number {
+  let size = varintSize(headers.length);
+  for (const header of headers) {
+    const keyBytes = Buffer.byteLength(header.key, 'utf8');
+    size += varintSize(keyBytes) + keyBytes;
+    size += header.value === null ? NULL_LENGTH_BYTES : varintSize(header.value.length) + header.value.length;
+  }
+  return size;
+}
+
+function writeBytes(buffer: Buffer, position: number, value: Buffer | null): number {
+  if (value === null) {
+    buffer[position] = 1; // varint(-1)
+    return position + 1;
+  }
+  position = writeVarint(buffer, position, value.length);
+  buffer.set(value, position);
+  return position + value.length;
+}

@@ -1,0 +1,88 @@
+// Goal: show the incremental RecordBatchBuilder writes the same RecordBatch v2 bytes as encoding
+// a whole list at once, whatever its buffer does (growing from a tiny start, a caller's buffer,
+// headroom in front), and refuses misuse; method: build with several buffer shapes, compare
+// bytes, validate and decode the result with the codec.
+import { describe, expect, it } from 'vitest';
+import { BATCH_HEADER_BYTES, decodeRecords, readBatchHeader, validateBatches, type RecordInput } from '../../src/storage/record-batch.js';
+import { RecordBatchBuilder, buildBatch, recordSizeBound } from '../../src/storage/record-batch-builder.js';
+import { mulberry32 } from '../helpers/seeded-random.js';
+
+const T0 = 1_700_000_000_000;
+
+function sampleRecords(count: number, seed: number): RecordInput[] {
+  const random = mulberry32(seed);
+  return Array.from({ length: count }, (_, index) => ({
+    key: index % 3 === 0 ? null : Buffer.from(`key-${index}`),
+    value: index % 7 === 0 ? null : Buffer.alloc(Math.floor(random() * 300), index),
+    headers: index % 5 === 0 ? [{ key: `h-${index}`, value: Buffer.from('v') }, { key: 'ü', value: null }] : [],
+    // Not monotonic: later records may carry earlier timestamps (negative deltas).
+    timestamp: T0 + Math.floor(random() * 2_000) - 1_000,
+  }));
+}
+
+function appendAll(builder: RecordBatchBuilder, records: RecordInput[]): void {
+  for (const record of records) builder.append(record.timestamp!, record.key ?? null, record.value, record.headers ?? null);
+}
+
+describe('RecordBatchBuilder', () => {
+  const records = sampleRecords(200, 7);
+  const options = { producerId: 42, producerEpoch: 3, baseSequence: 1_000 };
+  const expected = buildBatch(records, options);
+
+  it('grows from a tiny first buffer and writes the same bytes as buildBatch', () => {
+    const builder = new RecordBatchBuilder({ initialCapacity: 64, capacityLimit: 1 << 20 });
+    appendAll(builder, records);
+    expect(builder.recordCount).toBe(200);
+    expect(builder.sizeBytes).toBe(expected.length);
+    const batch = builder.finish(options);
+    expect(batch.equals(expected)).toBe(true);
+    expect(validateBatches(batch)).toEqual({ batchCount: 1, recordCount: 200 });
+    const decoded = decodeRecords(batch, 0);
+    expect(decoded.map((record) => record.timestamp)).toEqual(records.map((record) => record.timestamp));
+    expect(decoded.map((record) => record.value)).toEqual(records.map((record) => record.value));
+    expect(decoded.map((record) => record.headers)).toEqual(records.map((record) => record.headers));
+  });
+
+  it('builds in a caller buffer after headroom, leaving the headroom for framing', () => {
+    const buffer = Buffer.alloc(64 + 100_000, 0xee);
+    const builder = new RecordBatchBuilder({ headroom: 64, buffer });
+    appendAll(builder, records);
+    const batch = builder.finish(options);
+    expect(batch.equals(expected)).toBe(true);
+    expect(batch.buffer).toBe(buffer.buffer); // built in place, no copy
+    const framed = builder.withHeadroom(10);
+    expect(framed.length).toBe(expected.length + 10);
+    expect(framed.subarray(10).equals(expected)).toBe(true);
+    expect(() => builder.withHeadroom(65)).toThrow(RangeError);
+  });
+
+  it('gives a single record larger than the capacity limit a buffer of its own size', () => {
+    const builder = new RecordBatchBuilder({ initialCapacity: 128, capacityLimit: 256 });
+    const big: RecordInput = { key: null, value: Buffer.alloc(10_000, 1), timestamp: T0 };
+    builder.append(T0, null, big.value, null);
+    const batch = builder.finish();
+    expect(batch.length).toBeLessThanOrEqual(BATCH_HEADER_BYTES + recordSizeBound(big));
+    expect(decodeRecords(batch, 0)[0]!.value!.equals(big.value!)).toBe(true);
+  });
+
+  it('compresses with gzip and keeps the header fields', () => {
+    const builder = new RecordBatchBuilder({ headroom: 16, initialCapacity: 256 });
+    appendAll(builder, records);
+    const batch = builder.finish({ ...options, compression: 'gzip' });
+    const header = readBatchHeader(batch, 0);
+    expect(header.compression).toBe(1);
+    expect([header.producerId, header.producerEpoch, header.baseSequence, header.recordCount]).toEqual([42, 3, 1_000, 200]);
+    expect(decodeRecords(batch, 0).map((record) => record.value)).toEqual(records.map((record) => record.value));
+    expect(builder.withHeadroom(16).subarray(16).equals(batch)).toBe(true);
+  });
+
+  it('refuses an empty batch, appends after sealing, and a buffer without room for the header', () => {
+    expect(() => new RecordBatchBuilder().finish()).toThrow(/at least one record/);
+    const builder = new RecordBatchBuilder();
+    builder.append(T0, null, Buffer.from('x'), null);
+    const batch = builder.finish();
+    expect(builder.finish()).toBe(batch); // sealing twice returns the same batch
+    expect(() => builder.append(T0, null, Buffer.from('y'), null)).toThrow(/sealed/);
+    expect(() => new RecordBatchBuilder({ headroom: 32, buffer: Buffer.alloc(80) })).toThrow(RangeError);
+  });
+});
