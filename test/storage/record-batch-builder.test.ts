@@ -36,7 +36,7 @@ describe('RecordBatchBuilder', () => {
     expect(builder.sizeBytes).toBe(expected.length);
     const batch = builder.finish(options);
     expect(batch.equals(expected)).toBe(true);
-    expect(validateBatches(batch)).toEqual({ batchCount: 1, recordCount: 200 });
+    expect(validateBatches(batch, 1 << 20)).toEqual({ batchCount: 1, recordCount: 200 });
     const decoded = decodeRecords(batch, 0);
     expect(decoded.map((record) => record.timestamp)).toEqual(records.map((record) => record.timestamp));
     expect(decoded.map((record) => record.value)).toEqual(records.map((record) => record.value));
