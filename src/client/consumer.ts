@@ -51,7 +51,7 @@
 import { EventEmitter } from 'node:events';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
-import { checkBatchFrame, decodeRecords, forEachBatch, type RecordHeader } from '../storage/record-batch.js';
+import { checkBatchFrame, forEachBatch, forEachRecord, type RecordHeader } from '../storage/record-batch.js';
 import { listOffsets } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
@@ -89,7 +89,8 @@ export interface ConsumerRecord {
   timestamp: number;
   key: Buffer | null;
   value: Buffer | null;
-  headers: RecordHeader[];
+  /** Empty (shared and frozen) when the record has no headers. */
+  headers: readonly RecordHeader[];
 }
 
 /** The records of one fetch of one partition, in offset order. */
@@ -162,6 +163,17 @@ export interface CommitFailedEvent {
 
 export type ConsumerOptions = ConnectionSource & ConsumerSettings;
 
+/** A fetch answer waiting in the ready queue: batches checked (frames, CRCs), not yet decoded. */
+interface FetchedChunk {
+  fetcher: PartitionFetcher;
+  generation: number;
+  batches: Buffer;
+  /** The offset the fetch asked for: records below it (in its first batch) are dropped. */
+  fromOffset: number;
+  highWatermark: number;
+}
+
+/** A chunk being delivered: decoded when taken from the ready queue. */
 interface ReadyChunk {
   fetcher: PartitionFetcher;
   generation: number;
@@ -225,7 +237,7 @@ export class Consumer extends EventEmitter {
   private readonly beforeRevokeOption: ConsumerSettings['beforeRevoke'];
 
   private readonly fetchers = new Map<string, PartitionFetcher>();
-  private readonly ready: ReadyChunk[] = [];
+  private readonly ready: FetchedChunk[] = [];
   /** A chunk the record iterator has started: records before `index` were yielded. */
   private current: { chunk: ReadyChunk; index: number } | null = null;
   private readonly dataWaiters = new Set<() => void>();
@@ -581,17 +593,34 @@ export class Consumer extends EventEmitter {
         if (current.chunk.generation === current.chunk.fetcher.generation && current.index < current.chunk.records.length) return current;
         this.current = null;
       }
-      const chunk = this.ready.shift();
-      if (chunk !== undefined) {
-        const { fetcher } = chunk;
+      const fetched = this.ready.shift();
+      if (fetched !== undefined) {
+        const { fetcher, generation } = fetched;
         fetcher.waitingChunks--;
         fetcher.wake();
-        if (chunk.generation === fetcher.generation && fetcher.active) return { chunk, index: 0 };
-        continue;
+        if (generation !== fetcher.generation || !fetcher.active) continue;
+        const records = this.decodeChunk(fetched);
+        if (records.length === 0) continue;
+        return { chunk: { fetcher, generation, records, highWatermark: fetched.highWatermark }, index: 0 };
       }
       const remainingMs = deadline - Date.now();
       if (remainingMs <= 0) return null;
       await this.waitForData(remainingMs);
+    }
+  }
+
+  /**
+   * Decodes a chunk as it is delivered, so the fetcher's next request is already under way (as
+   * Kafka's consumer parses records in poll()). Batches passed their CRC checks when fetched; if
+   * records still do not decode, the partition goes back to the chunk's first offset (nothing is
+   * skipped) and the caller gets DATA_LOSS, every time it asks, until it seeks past them.
+   */
+  private decodeChunk(fetched: FetchedChunk): ConsumerRecord[] {
+    try {
+      return decodeFrom(fetched.batches, fetched.fromOffset, fetched.fetcher);
+    } catch (error) {
+      this.resetFetcher(fetched.fetcher, fetched.fromOffset);
+      throw error;
     }
   }
 
@@ -685,10 +714,10 @@ export class Consumer extends EventEmitter {
     const nextOffset = longToNumber(response.nextOffset, 'next_offset');
     const bytes = response.batches;
     if (bytes.length === 0 || nextOffset <= offset) return; // the long poll ended without data
-    const records = decodeFrom(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), offset, fetcher);
+    const batches = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    checkFetchedBatches(batches, fetcher);
     fetcher.fetchOffset = nextOffset;
-    if (records.length === 0) return;
-    this.ready.push({ fetcher, generation, records, highWatermark: longToNumber(response.highWatermark, 'high_watermark') });
+    this.ready.push({ fetcher, generation, batches, fromOffset: offset, highWatermark: longToNumber(response.highWatermark, 'high_watermark') });
     fetcher.waitingChunks++;
     this.wakeReaders();
   }
@@ -802,25 +831,25 @@ export class Consumer extends EventEmitter {
   }
 }
 
-/**
- * The records at or after `offset` in a raw fetch answer. Each batch's frame and CRC are checked
- * before decoding; a bad one fails the fetch with DATA_LOSS (it is retried).
- */
+/** Checks each batch's frame and CRC; a bad one fails the fetch with DATA_LOSS (it is retried). */
+function checkFetchedBatches(buffer: Buffer, fetcher: PartitionFetcher): void {
+  forEachBatch(buffer, (position, size) => {
+    const problem = checkBatchFrame(buffer, position, position + size);
+    if (problem !== null) throw new StrataClientError('DATA_LOSS', `fetched batch of ${fetcher.topic}-${fetcher.partition} at byte ${position} is invalid: ${problem}`);
+  });
+}
+
+/** The records at or after `offset` in checked fetched batches. */
 function decodeFrom(buffer: Buffer, offset: number, fetcher: PartitionFetcher): ConsumerRecord[] {
   const records: ConsumerRecord[] = [];
   const { topic, partition } = fetcher;
-  forEachBatch(buffer, (position, size) => {
-    const problem = checkBatchFrame(buffer, position, position + size);
-    if (problem !== null) throw new StrataClientError('DATA_LOSS', `fetched batch of ${topic}-${partition} at byte ${position} is invalid: ${problem}`);
-    let decoded;
+  forEachBatch(buffer, (position) => {
     try {
-      decoded = decodeRecords(buffer, position);
+      forEachRecord(buffer, position, offset, (recordOffset, timestamp, key, value, headers) => {
+        records.push({ topic, partition, offset: recordOffset, timestamp, key, value, headers });
+      });
     } catch (error) {
       throw new StrataClientError('DATA_LOSS', `fetched batch of ${topic}-${partition} at byte ${position} does not decode: ${(error as Error).message}`);
-    }
-    for (const record of decoded) {
-      if (record.offset < offset) continue;
-      records.push({ topic, partition, offset: record.offset, timestamp: record.timestamp, key: record.key, value: record.value, headers: record.headers });
     }
   });
   return records;

@@ -11,13 +11,14 @@
  * The stream that carries these uses a pass-through serializer (`methods.produceStreamEncoded`).
  * A test decodes the result with the generated ProduceRequest to hold this to the proto.
  */
+import { LENGTH_DELIMITED, VARINT, type VarintField, fieldTag, uvarintSize, varintFieldsSize, writeUvarint, writeVarintFields } from '../common/protobuf-wire.js';
 import type { RecordBatchBuilder } from '../storage/record-batch-builder.js';
 
-const TOPIC_TAG = (1 << 3) | 2;
-const PARTITION_TAG = (2 << 3) | 0;
-const BATCH_TAG = (4 << 3) | 2;
-const ACKS_TAG = (5 << 3) | 0;
-const CORRELATION_ID_TAG = (6 << 3) | 0;
+const TOPIC_TAG = fieldTag(1, LENGTH_DELIMITED);
+const PARTITION_TAG = fieldTag(2, VARINT);
+const BATCH_TAG = fieldTag(4, LENGTH_DELIMITED);
+const ACKS_TAG = fieldTag(5, VARINT);
+const CORRELATION_ID_TAG = fieldTag(6, VARINT);
 
 /** Headroom for every field but the batch: tags, the widest varints, the topic name. */
 export function produceRequestHeadroom(topic: string): number {
@@ -38,45 +39,19 @@ export interface ProduceRequestFields {
  */
 export function encodeProduceRequest(builder: RecordBatchBuilder, fields: ProduceRequestFields): Buffer {
   const topicBytes = Buffer.byteLength(fields.topic, 'utf8');
-  const batchBytes = builder.sizeBytes;
-  const prefixBytes =
-    1 + uvarintSize(topicBytes) + topicBytes +
-    1 + uvarintSize(fields.partition) +
-    1 + uvarintSize(fields.acks) +
-    1 + uvarintSize(fields.correlationId) +
-    1 + uvarintSize(batchBytes);
+  const varints: VarintField[] = [
+    [PARTITION_TAG, fields.partition],
+    [ACKS_TAG, fields.acks],
+    [CORRELATION_ID_TAG, fields.correlationId],
+    [BATCH_TAG, builder.sizeBytes], // the batch's tag and length: its bytes follow
+  ];
+  const prefixBytes = 1 + uvarintSize(topicBytes) + topicBytes + varintFieldsSize(varints);
   const request = builder.withHeadroom(prefixBytes);
   let position = 0;
   request[position++] = TOPIC_TAG;
   position = writeUvarint(request, position, topicBytes);
   position += request.write(fields.topic, position, 'utf8');
-  request[position++] = PARTITION_TAG;
-  position = writeUvarint(request, position, fields.partition);
-  request[position++] = ACKS_TAG;
-  position = writeUvarint(request, position, fields.acks);
-  request[position++] = CORRELATION_ID_TAG;
-  position = writeUvarint(request, position, fields.correlationId);
-  request[position++] = BATCH_TAG;
-  position = writeUvarint(request, position, batchBytes);
+  position = writeVarintFields(request, position, varints);
   if (position !== prefixBytes) throw new Error(`ProduceRequest prefix is ${position} bytes, expected ${prefixBytes}`);
   return request;
-}
-
-/** Bytes of a protobuf (unsigned, not zig-zag) varint of a non-negative safe integer. */
-function uvarintSize(value: number): number {
-  let bytes = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    bytes++;
-  }
-  return bytes;
-}
-
-function writeUvarint(buffer: Buffer, position: number, value: number): number {
-  while (value >= 0x80) {
-    buffer[position++] = (value % 128) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  buffer[position++] = value;
-  return position;
 }

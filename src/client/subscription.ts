@@ -13,7 +13,7 @@
  */
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { strata } from '../generated/strata.js';
-import { checkBatchFrame, decodeRecords, forEachBatch } from '../storage/record-batch.js';
+import { checkBatchFrame, forEachBatch, forEachRecord } from '../storage/record-batch.js';
 import type { OffsetSpec } from './admin.js';
 import { type Connection, longToNumber, methods, numberToLong } from './connection.js';
 import type { ConsumerRecord } from './consumer.js';
@@ -96,10 +96,9 @@ export class Subscription implements AsyncIterable<SubscriptionBatch> {
       forEachBatch(buffer, (position, size) => {
         const problem = checkBatchFrame(buffer, position, position + size);
         if (problem !== null) throw new StrataClientError('DATA_LOSS', `pushed batch of ${topic}-${partition} at byte ${position} is invalid: ${problem}`);
-        for (const record of decodeRecords(buffer, position)) {
-          if (record.offset < from) continue;
-          records.push({ topic, partition, offset: record.offset, timestamp: record.timestamp, key: record.key, value: record.value, headers: record.headers });
-        }
+        forEachRecord(buffer, position, from, (offset, timestamp, key, value, headers) => {
+          records.push({ topic, partition, offset, timestamp, key, value, headers });
+        });
       });
     }
     const nextOffset = longToNumber(response.nextOffset, 'next_offset');

@@ -18,6 +18,7 @@ import { strata } from '../generated/strata.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { decodeRecords, forEachBatch, readLastOffset, readRecordCount } from '../storage/record-batch.js';
 import type { BrokerMetrics } from './metrics.js';
+import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
 import { nonNegative, recordToWire, recordsFromWire, startFromWire, toLong, toSafeNumber } from './convert.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
 import { type HandlerContext, countRequest, unaryHandler } from './unary-handler.js';
@@ -209,7 +210,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       call.on('error', (error) => logger.debug({ err: error }, 'produce stream error'));
     },
 
-    fetch: unaryHandler(context, 'Fetch', async (request: strata.v1.FetchRequest, call: ServerUnaryCall<strata.v1.FetchRequest, strata.v1.FetchResponse>) => {
+    fetch: unaryHandler(context, 'Fetch', async (request: strata.v1.FetchRequest, call: ServerUnaryCall<strata.v1.FetchRequest, strata.v1.FetchResponse | Buffer>) => {
       const topic = checkTopic(request.topic);
       const partition = nonNegative(request.partition, 'partition');
       const offset = nonNegative(toSafeNumber(request.offset, 'offset'), 'offset');
@@ -226,6 +227,13 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
         ended.release();
       }
       countOut(context.metrics, topic, result.batches);
+      if (request.raw) {
+        return encodeRawFetchResponse(result.batches, result.headroom, {
+          highWatermark: result.highWatermark,
+          logStartOffset: result.logStartOffset,
+          nextOffset: nextOffsetAfter(result.batches, offset),
+        });
+      }
       return v1.FetchResponse.create({
         records: request.raw ? [] : decodedFrom(result.batches, offset),
         ...(request.raw ? { batches: result.batches } : {}),
@@ -235,7 +243,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       });
     }),
 
-    subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>) => {
+    subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>) => {
       const ended = callSignal(call, stopping);
       context.metrics?.activeCalls.inc({ method: 'Subscribe' });
       call.once('close', () => context.metrics?.activeCalls.dec({ method: 'Subscribe' }));
@@ -268,7 +276,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
 
 async function subscribe(
   broker: Broker,
-  call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>,
+  call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>,
   signal: AbortSignal,
   metrics: BrokerMetrics | null,
 ): Promise<void> {
@@ -284,7 +292,7 @@ async function subscribe(
 
 /** Pushes one partition's records to the stream as they become durable, honouring backpressure. */
 async function followPartition(
-  call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>,
+  call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>,
   log: PartitionLog,
   topic: string,
   partition: number,
@@ -304,13 +312,14 @@ async function followPartition(
     }
     const next = nextOffsetAfter(result.batches, offset);
     countOut(metrics, topic, result.batches);
-    const response = v1.SubscribeResponse.create({
-      partition,
-      records: raw ? [] : decodedFrom(result.batches, offset),
-      ...(raw ? { batches: result.batches } : {}),
-      highWatermark: toLong(result.highWatermark),
-      nextOffset: Long.fromNumber(next),
-    });
+    const response = raw
+      ? encodeRawSubscribeResponse(result.batches, result.headroom, { partition, highWatermark: result.highWatermark, nextOffset: next })
+      : v1.SubscribeResponse.create({
+          partition,
+          records: decodedFrom(result.batches, offset),
+          highWatermark: toLong(result.highWatermark),
+          nextOffset: Long.fromNumber(next),
+        });
     offset = next;
     if (!call.write(response) && !signal.aborted) {
       // The client reads slower than we produce: wait until grpc-js has sent what it holds.

@@ -1,7 +1,8 @@
 /**
  * grpc-js service definitions for Strata's API, built from the protobufjs classes generated from
  * `proto/` (see `npm run proto`). Servers and clients share them, so both sides encode exactly
- * the same way. Serialisation hands grpc-js the encoder's Buffer without copying.
+ * the same way. Serialisation hands grpc-js the encoder's Buffer without copying; a handler may
+ * also answer with a Buffer it encoded itself (raw fetches and subscriptions do).
  */
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { strata } from '../generated/strata.js';
@@ -31,7 +32,8 @@ function method<Request, Response>(
     responseStream,
     requestSerialize: (message: Request) => asBuffer(request.encode(message).finish()),
     requestDeserialize: (bytes: Buffer) => request.decode(bytes),
-    responseSerialize: (message: Response) => asBuffer(response.encode(message).finish()),
+    // A Buffer is a response already encoded (raw-responses.ts): passed through.
+    responseSerialize: (message: Response | Buffer) => (Buffer.isBuffer(message) ? message : asBuffer(response.encode(message).finish())),
     responseDeserialize: (bytes: Buffer) => response.decode(bytes),
     originalName: name.charAt(0).toLowerCase() + name.slice(1),
   };

@@ -51,7 +51,7 @@ import {
 } from './record-batch.js';
 import { ProducerState, type SequenceCheck } from './producer-state.js';
 import { segmentsToDelete } from './retention.js';
-import { LogSegment, type SegmentOptions } from './segment.js';
+import { LogSegment, READ_HEADROOM_BYTES, type SegmentOptions } from './segment.js';
 import { SegmentList } from './segment-list.js';
 import { join } from 'node:path';
 
@@ -80,6 +80,11 @@ export interface AppendResult {
 export interface ReadResult {
   /** Whole record batches; empty when nothing is visible at the offset yet. */
   batches: Buffer;
+  /**
+   * Bytes just before `batches`, in the same memory, that belong to this result alone: a caller
+   * may write its framing there and send one buffer (0 when there are none).
+   */
+  headroom: number;
   highWatermark: number;
   logStartOffset: number;
 }
@@ -604,7 +609,7 @@ export class PartitionLog {
     if (!Number.isSafeInteger(offset) || offset < logStartOffset || offset > this.nextOffset) {
       throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is out of range for ${this.name}: valid offsets are ${logStartOffset} to ${this.nextOffset}`);
     }
-    if (offset >= highWatermark) return { batches: EMPTY, highWatermark, logStartOffset };
+    if (offset >= highWatermark) return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
     for (let index = Math.max(0, this.segments.floorIndex(offset)); index < this.segments.count; index++) {
       const segment = this.segments.at(index);
       const limit = this.readLimit(segment);
@@ -622,9 +627,9 @@ export class PartitionLog {
       } finally {
         segment.release();
       }
-      if (batches !== null && batches.length > 0) return { batches, highWatermark, logStartOffset };
+      if (batches !== null && batches.length > 0) return { batches, headroom: READ_HEADROOM_BYTES, highWatermark, logStartOffset };
     }
-    return { batches: EMPTY, highWatermark, logStartOffset };
+    return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
   }
 
   /** Bytes of `segment` below the high watermark. */

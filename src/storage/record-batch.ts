@@ -328,7 +328,8 @@ export interface DecodedRecord {
   timestamp: number;
   key: Buffer | null;
   value: Buffer | null;
-  headers: RecordHeader[];
+  /** `NO_HEADERS` (shared, frozen) for a record without headers. */
+  headers: readonly RecordHeader[];
 }
 
 export interface BatchHeader {
@@ -370,11 +371,20 @@ export function readBatchHeader(buffer: Buffer, position = 0): BatchHeader {
   };
 }
 
+/** The headers of every record that has none: one shared, frozen array. */
+export const NO_HEADERS: readonly RecordHeader[] = Object.freeze([]);
+
+/** Receives one decoded record (key, value and header values are views into the batch). */
+export type RecordVisitor = (offset: number, timestamp: number, key: Buffer | null, value: Buffer | null, headers: readonly RecordHeader[]) => void;
+
 /**
- * Decodes the records of the (already validated) batch at `position`. Throws `CORRUPT_BATCH`
- * when the records do not parse.
+ * Decodes the records of the (already validated) batch at `position` whose offset is at least
+ * `fromOffset`, handing each to `visit` in offset order: no object per record beyond what the
+ * visitor makes, the key and value views, and headers when it has some. Records below
+ * `fromOffset` are stepped over without views. Throws `CORRUPT_BATCH` when the records do not
+ * parse.
  */
-export function decodeRecords(buffer: Buffer, position = 0): DecodedRecord[] {
+export function forEachRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor): void {
   const size = readBatchSize(buffer, position);
   const attributes = readAttributes(buffer, position);
   const baseOffset = readBaseOffset(buffer, position);
@@ -382,7 +392,6 @@ export function decodeRecords(buffer: Buffer, position = 0): DecodedRecord[] {
   const baseTimestamp = readBaseTimestamp(buffer, position);
   const maxTimestamp = readMaxTimestamp(buffer, position);
   const count = readRecordCount(buffer, position);
-  const decoded: DecodedRecord[] = [];
   try {
     const { records, start, end } = recordBytes(buffer, position, size, attributes);
     const reader = new VarintReader(records, start, end);
@@ -391,31 +400,42 @@ export function decodeRecords(buffer: Buffer, position = 0): DecodedRecord[] {
       const recordEnd = reader.position + length;
       reader.readInt8();
       const timestampDelta = reader.readVarlong();
-      const offsetDelta = reader.readVarint();
+      const offset = baseOffset + reader.readVarint();
+      if (offset < fromOffset) {
+        reader.skip(recordEnd - reader.position);
+        continue;
+      }
       const key = readBytesField(reader);
       const value = readBytesField(reader);
       const headerCount = reader.readVarint();
-      const headers: RecordHeader[] = [];
-      for (let header = 0; header < headerCount; header++) {
-        const keyLength = reader.readVarint();
-        const keyStart = reader.position;
-        reader.skip(keyLength);
-        const headerKey = records.toString('utf8', keyStart, keyStart + keyLength);
-        headers.push({ key: headerKey, value: readBytesField(reader) });
+      let headers = NO_HEADERS;
+      if (headerCount !== 0) {
+        const list: RecordHeader[] = [];
+        for (let header = 0; header < headerCount; header++) {
+          const keyLength = reader.readVarint();
+          const keyStart = reader.position;
+          reader.skip(keyLength);
+          const headerKey = records.toString('utf8', keyStart, keyStart + keyLength);
+          list.push({ key: headerKey, value: readBytesField(reader) });
+        }
+        headers = list;
       }
       if (reader.position !== recordEnd) throw new RangeError(`record ${index} length does not match its fields`);
-      decoded.push({
-        offset: baseOffset + offsetDelta,
-        timestamp: logAppendTime ? maxTimestamp : baseTimestamp + timestampDelta,
-        key,
-        value,
-        headers,
-      });
+      visit(offset, logAppendTime ? maxTimestamp : baseTimestamp + timestampDelta, key, value, headers);
     }
   } catch (error) {
     if (error instanceof StrataError) throw error;
     throw new StrataError(ErrorCode.CORRUPT_BATCH, `batch at offset ${baseOffset} does not decode: ${(error as Error).message}`);
   }
+}
+
+/**
+ * Decodes the records of the (already validated) batch at `position`. Throws `CORRUPT_BATCH`
+ * when the records do not parse.
+ */
+export function decodeRecords(buffer: Buffer, position = 0): DecodedRecord[] {
+  const decoded: DecodedRecord[] = [];
+  forEachRecord(buffer, position, 0, (offset, timestamp, key, value, headers) => decoded.push({ offset, timestamp, key, value, headers }));
   return decoded;
 }
 

@@ -54,6 +54,11 @@ export interface SegmentScan {
 }
 
 const SCAN_CHUNK_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes free in front of what `read` returns, in the same memory: a server writes a response's
+ * other fields there and sends the read buffer itself (server/raw-responses.ts).
+ */
+export const READ_HEADROOM_BYTES = 64;
 const RESYNC_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Saved index state to undo a failed write. */
@@ -265,7 +270,8 @@ export class LogSegment {
   /**
    * Reads whole batches starting with the one that contains `offset`, at most `maxBytes` (but
    * always one whole batch), never past `limitPosition`. Returns null when no batch at or
-   * after `offset` lies below the limit. Batches are CRC-checked; a mismatch throws.
+   * after `offset` lies below the limit. Batches are CRC-checked; a mismatch throws. The result
+   * has `READ_HEADROOM_BYTES` of its own memory in front of it.
    */
   async read(offset: number, maxBytes: number, limitPosition: number): Promise<Buffer | null> {
     await this.loadIndexes();
@@ -344,15 +350,20 @@ export class LogSegment {
     return chunk.subarray(cursor, end);
   }
 
+  /**
+   * Reads into a buffer of its own with `READ_HEADROOM_BYTES` free in front, so every view of
+   * the result has that much of its own memory before it (see `ReadResult.headroom`).
+   */
   private async readChunk(fd: number, position: number, length: number): Promise<Buffer> {
-    const buffer = Buffer.allocUnsafe(Math.max(0, length));
+    const size = Math.max(0, length);
+    const buffer = Buffer.allocUnsafeSlow(READ_HEADROOM_BYTES + size);
     let filled = 0;
-    while (filled < buffer.length) {
-      const count = await this.fs.read(fd, buffer, filled, buffer.length - filled, position + filled);
+    while (filled < size) {
+      const count = await this.fs.read(fd, buffer, READ_HEADROOM_BYTES + filled, size - filled, position + filled);
       if (count === 0) break;
       filled += count;
     }
-    return filled === buffer.length ? buffer : buffer.subarray(0, filled);
+    return buffer.subarray(READ_HEADROOM_BYTES, READ_HEADROOM_BYTES + filled);
   }
 
   /** Offset to start a scan for timestamp `timestamp` (see `TimeIndex.lookup`). */

@@ -362,7 +362,7 @@ describe('read', () => {
   it('at logEndOffset returns no batches, and outside [logStartOffset, logEndOffset] is OFFSET_OUT_OF_RANGE', async () => {
     const log = await openLog(tempDir());
     const empty = await log.read(0, 1000);
-    expect(empty).toEqual({ batches: Buffer.alloc(0), highWatermark: 0, logStartOffset: 0 });
+    expect(empty).toEqual({ batches: Buffer.alloc(0), headroom: 0, highWatermark: 0, logStartOffset: 0 });
     await log.append(batchOf(0, 3));
     const atEnd = await log.read(3, 1000);
     expect(atEnd.batches.length).toBe(0);
