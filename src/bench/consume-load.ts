@@ -1,8 +1,8 @@
 /**
  * The consume workload (after Kafka's kafka-consumer-perf-test): a catch-up read of `records`
- * records with the client `Consumer` (src/client/consumer.ts), which long-polls Fetch for raw
- * batches, checks each batch's CRC and decodes every record, handing them over a fetched batch
- * at a time (`nextBatch()`).
+ * records with the client `Consumer` (src/client/consumer.ts), which follows each partition
+ * with a Subscribe stream of raw batches, checks each batch's CRC and decodes every record,
+ * handing them over a pushed chunk at a time (`nextBatch()`).
  *
  * Without a group the consumer assigns itself every partition of the topic from the earliest
  * offset. With a group it joins as the group's member, starts each assigned partition at the

@@ -11,8 +11,9 @@
  * of the reader, the transfer and the decode.
  *
  * Readers (`reader`):
- * - `consumer`: the client `Consumer` (long-poll Fetch, one outstanding per partition), the way
- *   an application reads; records are handed over a fetched batch at a time (`nextBatch()`).
+ * - `consumer`: the client `Consumer` (a Subscribe stream per partition, records decoded when
+ *   taken), the way an application reads; records are handed over a chunk at a time
+ *   (`nextBatch()`).
  * - `subscribe`: the `Subscribe` RPC (server push), one stream per partition started at the end
  *   offset looked up before the first send; raw batches decoded with the storage codec.
  *

@@ -11,8 +11,9 @@
  *   contiguous offsets per partition, as the broker does; nothing is stored except, per
  *   partition, the last raw batch received. Fetch serves copies of that batch with rewritten
  *   base offsets up to the partition's end offset and `max_bytes`, so a catch-up read gets the
- *   shape the producer sent. ListOffsets answers earliest 0 and latest = the end offset.
- *   Subscribe and the Groups service are not served (UNIMPLEMENTED).
+ *   shape the producer sent; Subscribe pushes the same from its start offset up to the end
+ *   offset it finds, then stays idle. ListOffsets answers earliest 0 and latest = the end offset.
+ *   The Groups service is not served (UNIMPLEMENTED).
  *
  * Memory is bounded: one batch per partition.
  */
@@ -201,8 +202,27 @@ export function startNoopServer(listen = '127.0.0.1:0'): Promise<NoopServer> {
       if (offset < state.partition(request.topic, request.partition).endOffset || request.maxWaitMs <= 0) answer();
       else setTimeout(answer, Math.min(request.maxWaitMs, FETCH_IDLE_WAIT_MAX_MS));
     },
-    subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>) =>
-      call.emit('error', { code: status.UNIMPLEMENTED, details: 'not served by the no-op server' }),
+    subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>) => {
+      // Pushes what Fetch would return, message after message with backpressure, up to the end
+      // offset at the start; then stays open (idle) until the client cancels.
+      const request = call.request;
+      const partitionNumber = request.partitions[0] ?? 0;
+      const position = request.start?.position;
+      let offset = position === 'offset' ? Long.fromValue(request.start!.offset!).toNumber() : position === 'latest' ? state.partition(request.topic, partitionNumber).endOffset : 0;
+      const maxBytes = request.maxBytes > 0 ? request.maxBytes : FETCH_BYTES_DEFAULT;
+      const push = (): void => {
+        while (!call.cancelled) {
+          const result = state.fetch(request.topic, partitionNumber, offset, maxBytes);
+          if (result.batches.length === 0) return;
+          offset = result.nextOffset;
+          const more = call.write(
+            v1.SubscribeResponse.create({ partition: partitionNumber, batches: result.batches, highWatermark: Long.fromNumber(result.highWatermark), nextOffset: Long.fromNumber(result.nextOffset) }),
+          );
+          if (!more) return void call.once('drain', push);
+        }
+      };
+      push();
+    },
     listOffsets: unary((request: strata.v1.ListOffsetsRequest) => {
       const end = state.partition(request.topic, request.partition).endOffset;
       const position = request.position?.position;

@@ -62,7 +62,7 @@ export interface PhaseOutcome {
 const SEND_TO_ACK = 'from send() to the acknowledgement (includes the wait in the producer buffer)';
 const REQUEST_TO_ANSWER = 'from the request being written to its answer (each of its records)';
 const SEND_TO_CONSUMED = {
-  consumer: 'from send() to the record being handed to the application by the client Consumer (long-poll Fetch)',
+  consumer: 'from send() to the record being handed to the application by the client Consumer',
   subscribe: 'from send() to the record being decoded from a Subscribe stream (server push)',
 } as const;
 

@@ -3,13 +3,17 @@
  * record (`for await (const record of consumer)`) or a fetched batch at a time (`nextBatch()`,
  * `batches()`).
  *
- * Per assigned partition a fetcher runs one loop with at most one Fetch outstanding
- * (raw RecordBatch bytes, long-polling up to `maxWaitMs`). The client checks each batch's frame
- * and CRC and decodes it with the storage codec, dropping the records below the offset it asked
- * for (a fetch returns whole batches, and the first may start earlier). Decoded chunks wait in
- * one ready queue, in arrival order across partitions; a partition stops fetching while
- * `prefetchBatches` of its chunks are waiting, so memory is bounded by
- * partitions × prefetchBatches × maxBytesPerPartition.
+ * Per assigned partition a fetcher follows the log with one Subscribe stream from its fetch
+ * offset (raw RecordBatch bytes, at most `maxBytesPerPartition` a message): the broker pushes
+ * batches as soon as they are durable, with no poll interval and no request per chunk, which
+ * keeps both catch-up reads and tail latency low. Each pushed chunk's frames and CRCs are
+ * checked on arrival; its records are decoded (storage codec) when the application takes it,
+ * dropping those below the offset the chunk continues from (the first batch may start
+ * earlier). Chunks wait in one ready queue, in arrival order across partitions. A partition's
+ * stream is paused while `prefetchBatches` of its chunks wait, and reads at most one message
+ * ahead, so HTTP/2 flow control holds the broker back: memory is bounded by about
+ * partitions × (prefetchBatches + 1) × maxBytesPerPartition plus the connection's HTTP/2 window.
+ * A stream that fails is resubscribed from the fetch offset after a backoff.
  *
  * Positions: `position(topic, partition)` is the offset of the next record the application will
  * get (Kafka's consumer position): it moves when a record is yielded or a batch returned, not
@@ -49,6 +53,8 @@
  * committed, the group is not told (the broker moves the partitions after the session timeout).
  */
 import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
+import type { ClientReadableStream } from '@grpc/grpc-js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import { checkBatchFrame, forEachBatch, forEachRecord, type RecordHeader } from '../storage/record-batch.js';
@@ -118,9 +124,7 @@ export interface FetchErrorEvent extends TopicPartition {
 export interface ConsumerSettings {
   /** Where a partition without a position starts. Default 'latest'. */
   resetPolicy?: ResetPolicy;
-  /** Long-poll wait of a fetch (ms). Default 500. */
-  maxWaitMs?: number;
-  /** Bytes a fetch asks for (at least one whole batch comes back). Default 1 MiB. */
+  /** Most bytes of batches the broker pushes per message (at least one whole batch). Default 1 MiB. */
   maxBytesPerPartition?: number;
   /** Fetched chunks a partition may have waiting before it stops fetching. Default 2. */
   prefetchBatches?: number;
@@ -192,7 +196,12 @@ class PartitionFetcher {
   /** Chunks of this partition waiting in the ready queue. */
   waitingChunks = 0;
   active = true;
+  /** Cancels the request or stream under way (seek, reset, revoke, close). */
   abort: AbortController | null = null;
+  /** The partition's Subscribe stream while it runs (paused while prefetchBatches chunks wait). */
+  stream: ClientReadableStream<strata.v1.SubscribeResponse> | null = null;
+  /** The current stream has delivered a chunk (a later failure starts the backoff afresh). */
+  delivered = false;
   loop: Promise<void> = Promise.resolve();
   private waker: (() => void) | null = null;
 
@@ -228,7 +237,6 @@ export class Consumer extends EventEmitter {
   private readonly ownsConnection: boolean;
   private readonly logger: Logger;
   readonly resetPolicy: ResetPolicy;
-  private readonly maxWaitMs: number;
   private readonly maxBytesPerPartition: number;
   private readonly prefetchBatches: number;
   private readonly retryBackoffMs: number;
@@ -266,7 +274,6 @@ export class Consumer extends EventEmitter {
     const resetPolicy = options.resetPolicy ?? 'latest';
     if (resetPolicy !== 'earliest' && resetPolicy !== 'latest') throw invalidArgument(`resetPolicy must be 'earliest' or 'latest', got ${JSON.stringify(resetPolicy)}`);
     this.resetPolicy = resetPolicy;
-    this.maxWaitMs = nonNegativeInteger(options.maxWaitMs ?? 500, 'maxWaitMs');
     this.maxBytesPerPartition = positiveInteger(options.maxBytesPerPartition ?? 1024 * 1024, 'maxBytesPerPartition');
     this.prefetchBatches = positiveInteger(options.prefetchBatches ?? 2, 'prefetchBatches');
     this.retryBackoffMs = nonNegativeInteger(options.retryBackoffMs ?? 100, 'retryBackoffMs');
@@ -598,6 +605,7 @@ export class Consumer extends EventEmitter {
         const { fetcher, generation } = fetched;
         fetcher.waitingChunks--;
         fetcher.wake();
+        if (fetcher.waitingChunks < this.prefetchBatches) fetcher.stream?.resume();
         if (generation !== fetcher.generation || !fetcher.active) continue;
         const records = this.decodeChunk(fetched);
         if (records.length === 0) continue;
@@ -653,14 +661,11 @@ export class Consumer extends EventEmitter {
           await this.resolveStart(fetcher);
           continue;
         }
-        if (fetcher.waitingChunks >= this.prefetchBatches) {
-          await fetcher.sleep();
-          continue;
-        }
-        await this.fetchOnce(fetcher);
+        await this.follow(fetcher);
         failures = 0;
       } catch (error) {
         if (!fetcher.active || this.closed || generation !== fetcher.generation) continue;
+        if (fetcher.delivered) failures = 0;
         const failure = toClientError(error);
         if (failure.code === 'OUT_OF_RANGE') {
           try {
@@ -673,7 +678,7 @@ export class Consumer extends EventEmitter {
         }
         failures++;
         const reported = toClientError(error);
-        this.logger.warn({ topic: fetcher.topic, partition: fetcher.partition, code: reported.code, reason: reported.message, failures }, 'fetch failed; retrying');
+        this.logger.warn({ topic: fetcher.topic, partition: fetcher.partition, code: reported.code, reason: reported.message, failures }, 'fetching failed; subscribing again after a backoff');
         this.emit('fetchError', { topic: fetcher.topic, partition: fetcher.partition, error: reported } satisfies FetchErrorEvent);
         await fetcher.sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(failures - 1, 20)));
       }
@@ -696,30 +701,63 @@ export class Consumer extends EventEmitter {
     this.emit('partitionStarted', { ...tp, offset } satisfies TopicPartitionOffset);
   }
 
-  private async fetchOnce(fetcher: PartitionFetcher): Promise<void> {
+  /**
+   * Follows the partition from its fetch offset with one Subscribe stream until the stream ends:
+   * an error (thrown), a seek, reset or revocation (which abort it), or the broker ending it.
+   */
+  private follow(fetcher: PartitionFetcher): Promise<void> {
     const generation = fetcher.generation;
-    const offset = fetcher.fetchOffset!;
-    const request = v1.FetchRequest.create({
+    let expected = fetcher.fetchOffset!;
+    const request = v1.SubscribeRequest.create({
       topic: fetcher.topic,
-      partition: fetcher.partition,
-      offset: numberToLong(offset, 'offset'),
-      maxBytes: this.maxBytesPerPartition,
-      maxWaitMs: this.maxWaitMs,
+      partitions: [fetcher.partition],
+      start: v1.StartPosition.create({ offset: numberToLong(expected, 'offset') }),
       raw: true,
+      maxBytes: this.maxBytesPerPartition,
     });
-    fetcher.abort = new AbortController();
-    const response = await this.connection.unary(methods.fetch, request, { deadlineMs: this.maxWaitMs + this.connection.deadlineMs, signal: fetcher.abort.signal });
-    fetcher.abort = null;
-    if (generation !== fetcher.generation || !fetcher.active) return;
-    const nextOffset = longToNumber(response.nextOffset, 'next_offset');
-    const bytes = response.batches;
-    if (bytes.length === 0 || nextOffset <= offset) return; // the long poll ended without data
-    const batches = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    checkFetchedBatches(batches, fetcher);
-    fetcher.fetchOffset = nextOffset;
-    this.ready.push({ fetcher, generation, batches, fromOffset: offset, highWatermark: longToNumber(response.highWatermark, 'high_watermark') });
-    fetcher.waitingChunks++;
-    this.wakeReaders();
+    const abort = new AbortController();
+    const stream = this.connection.serverStream(methods.subscribe, request);
+    limitReadAhead(stream);
+    fetcher.abort = abort;
+    fetcher.stream = stream;
+    fetcher.delivered = false;
+    return new Promise<void>((resolve, reject) => {
+      let failure: StrataClientError | null = null;
+      let settled = false;
+      const cancel = (): void => stream.cancel();
+      abort.signal.addEventListener('abort', cancel, { once: true });
+      const finish = (error: StrataClientError | null): void => {
+        if (settled) return;
+        settled = true;
+        abort.signal.removeEventListener('abort', cancel);
+        if (fetcher.stream === stream) fetcher.stream = null;
+        if (fetcher.abort === abort) fetcher.abort = null;
+        const cause = failure ?? error;
+        if (cause === null || abort.signal.aborted) resolve();
+        else reject(cause);
+      };
+      stream.on('data', (response: strata.v1.SubscribeResponse) => {
+        if (settled || abort.signal.aborted || generation !== fetcher.generation || !fetcher.active) return;
+        try {
+          const nextOffset = longToNumber(response.nextOffset, 'next_offset');
+          const bytes = response.batches;
+          if (bytes.length === 0 || nextOffset <= expected) return;
+          const batches = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+          checkFetchedBatches(batches, fetcher);
+          this.ready.push({ fetcher, generation, batches, fromOffset: expected, highWatermark: longToNumber(response.highWatermark, 'high_watermark') });
+          expected = nextOffset;
+          fetcher.fetchOffset = nextOffset;
+          fetcher.delivered = true;
+          if (++fetcher.waitingChunks >= this.prefetchBatches) stream.pause();
+          this.wakeReaders();
+        } catch (error) {
+          failure = toClientError(error);
+          stream.cancel();
+        }
+      });
+      stream.on('error', (error: Error) => finish(toClientError(error)));
+      stream.on('end', () => finish(null));
+    });
   }
 
   private async applyResetPolicy(fetcher: PartitionFetcher, failure: StrataClientError): Promise<void> {
@@ -831,7 +869,17 @@ export class Consumer extends EventEmitter {
   }
 }
 
-/** Checks each batch's frame and CRC; a bad one fails the fetch with DATA_LOSS (it is retried). */
+/**
+ * grpc-js's streams read up to 16 messages ahead of their consumer, even paused. One is enough
+ * to keep a stream busy, and keeps a paused partition's memory small. (Its option for this is
+ * Node's `highWaterMark`, which grpc-js does not expose; a test checks this still takes.)
+ */
+export function limitReadAhead(stream: Readable): void {
+  const state = (stream as unknown as { _readableState?: { highWaterMark?: unknown } })._readableState;
+  if (state !== undefined && typeof state.highWaterMark === 'number') state.highWaterMark = 1;
+}
+
+/** Checks each batch's frame and CRC; a bad one fails the stream with DATA_LOSS (it is retried). */
 function checkFetchedBatches(buffer: Buffer, fetcher: PartitionFetcher): void {
   forEachBatch(buffer, (position, size) => {
     const problem = checkBatchFrame(buffer, position, position + size);

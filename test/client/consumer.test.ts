@@ -1,17 +1,31 @@
 // Goal: the client Consumer delivers the records of its assigned partitions in offset order from
 // the right start (seek, earliest, latest, initialPosition, reset on OUT_OF_RANGE), through
 // async iteration and the batch API, skips records below its position inside a fetched batch,
-// hands revoked positions to its commit hook, and stops cleanly on close; method: a real
-// in-process broker over gRPC, records written with the client Producer, and waits on the
-// consumer's own events and promises (no sleeps).
+// hands revoked positions to its commit hook, resubscribes after a broken stream without losing
+// or repeating records, and stops cleanly on close; method: a real in-process broker over gRPC,
+// records written with the client Producer, a grpc-js interceptor that breaks streams, and waits
+// on the consumer's own events and promises (no sleeps).
 import { once } from 'node:events';
+import { InterceptingCall, type Interceptor, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
-import type { ConnectionOptions } from '../../src/client/connection.js';
-import { Consumer, type ConsumerOptions, type ConsumerSettings, type ConsumerRecord, type OffsetResetEvent, type TopicPartitionOffset } from '../../src/client/consumer.js';
+import { Connection, type ConnectionOptions, methods } from '../../src/client/connection.js';
+import {
+  Consumer,
+  type ConsumerOptions,
+  type ConsumerSettings,
+  type ConsumerRecord,
+  type FetchErrorEvent,
+  type OffsetResetEvent,
+  type TopicPartitionOffset,
+  limitReadAhead,
+} from '../../src/client/consumer.js';
+import { strata } from '../../src/generated/strata.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { Producer } from '../../src/client/producer.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+const v1 = strata.v1;
 
 let broker: TestBroker;
 let admin: Admin;
@@ -32,7 +46,7 @@ afterAll(async () => {
 });
 
 function consumer(options: ConsumerSettings & Partial<ConnectionOptions> = {}): Consumer {
-  const created = new Consumer({ server: broker.address, deadlineMs: 10_000, maxWaitMs: 200, ...options } as ConsumerOptions);
+  const created = new Consumer({ server: broker.address, deadlineMs: 10_000, ...options } as ConsumerOptions);
   consumers.push(created);
   return created;
 }
@@ -275,5 +289,57 @@ describe('lifecycle', () => {
     expect(() => reader.seek(name, 0, 0)).toThrow(/closed/);
     expect(() => reader.assign([{ topic: name, partition: 0 }])).toThrow(StrataClientError);
     await reader.close();
+  });
+});
+
+describe('subscribe streams', () => {
+  it('a broken stream is resubscribed from the next offset: nothing lost, nothing repeated', async () => {
+    const name = await topic(1);
+    for (let batch = 0; batch < 5; batch++) await produce(name, 0, 10, batch * 10);
+    // Break each of the first two streams right after its first pushed message.
+    let broken = 0;
+    const interceptor: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== '/strata.v1.Log/Subscribe') return new InterceptingCall(call);
+      let messages = 0;
+      return new InterceptingCall(call, {
+        start(metadata, _listener, next) {
+          next(metadata, {
+            onReceiveMessage(message, nextMessage) {
+              nextMessage(message);
+              if (++messages === 1 && broken < 2) {
+                broken++;
+                call.cancelWithStatus(status.UNAVAILABLE, 'test: the connection was lost');
+              }
+            },
+          });
+        },
+      });
+    };
+    const errors: FetchErrorEvent[] = [];
+    // Small messages: one batch each, so a stream has more to push after its first.
+    const reader = consumer({ resetPolicy: 'earliest', maxBytesPerPartition: 100, retryBackoffMs: 5, interceptors: [interceptor] });
+    reader.on('fetchError', (event: FetchErrorEvent) => errors.push(event));
+    await reader.assign([{ topic: name, partition: 0 }]);
+    const records = await take(reader, 50);
+    expect(records.map(valueOf)).toEqual(Array.from({ length: 50 }, (_, index) => `0-${index}`));
+    expect(records.map((record) => record.offset)).toEqual(Array.from({ length: 50 }, (_, index) => index));
+    expect(broken).toBe(2);
+    expect(errors.map((event) => event.error.code)).toEqual(['UNAVAILABLE', 'UNAVAILABLE']);
+  });
+
+  it('a stream reads at most one message ahead of its consumer', async () => {
+    const name = await topic(1);
+    const connection = new Connection({ server: broker.address });
+    try {
+      const stream = connection.serverStream(methods.subscribe, v1.SubscribeRequest.create({ topic: name, raw: true }));
+      expect(stream.readableHighWaterMark).toBeGreaterThan(1); // grpc-js's default
+      limitReadAhead(stream);
+      expect(stream.readableHighWaterMark).toBe(1);
+      stream.on('error', () => undefined);
+      stream.cancel();
+    } finally {
+      connection.close();
+    }
   });
 });

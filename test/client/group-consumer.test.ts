@@ -57,7 +57,7 @@ async function produceEach(name: string, partitions: number, count: number): Pro
 }
 
 function options(groupId: string, extra: Partial<ConsumerOptions> = {}): ConsumerOptions {
-  return { server: broker.address, deadlineMs: 5_000, maxWaitMs: 100, resetPolicy: 'earliest', groupId, autoCommitIntervalMs: 60_000, ...extra } as ConsumerOptions;
+  return { server: broker.address, deadlineMs: 5_000, resetPolicy: 'earliest', groupId, autoCommitIntervalMs: 60_000, ...extra } as ConsumerOptions;
 }
 
 function runner(name: string, groupId: string, log: Processed[], extra: Partial<ConsumerOptions>): Runner {

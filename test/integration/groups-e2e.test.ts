@@ -46,7 +46,7 @@ it('every record is processed at least once across a kill and a join; duplicates
   const started = Date.now();
   const log: Processed[] = [];
   const distinct = new Set<string>();
-  const consumerOptions: ConsumerOptions = { server: broker.address, groupId: GROUP, subscribe: [TOPIC], resetPolicy: 'earliest', autoCommitIntervalMs: 200, maxWaitMs: 100, deadlineMs: 5_000 };
+  const consumerOptions: ConsumerOptions = { server: broker.address, groupId: GROUP, subscribe: [TOPIC], resetPolicy: 'earliest', autoCommitIntervalMs: 200, deadlineMs: 5_000 };
   const start = (name: string): Runner => {
     const runner = new Runner(name, consumerOptions, log);
     runners.set(name, runner);

@@ -58,7 +58,7 @@ const E2E_OPTIONS = {
   duration: { type: 'number', default: 30, describe: 'Seconds of measured sending', requiresArg: true },
   'warmup-seconds': { type: 'number', default: 1, describe: 'Seconds of sending before the measurement starts', requiresArg: true },
   'linger-ms': { type: 'number', default: 0, describe: 'Producer linger (ms)', requiresArg: true },
-  reader: { choices: ['consumer', 'subscribe'], default: 'consumer', describe: 'consumer: the client Consumer (long-poll Fetch); subscribe: the Subscribe RPC (server push)' },
+  reader: { choices: ['consumer', 'subscribe'], default: 'consumer', describe: 'consumer: the client Consumer (application API: positions, commits); subscribe: a bare Subscribe stream' },
 } as const satisfies Record<string, Options>;
 
 const BASELINE_OPTIONS = {
