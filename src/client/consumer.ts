@@ -703,7 +703,8 @@ export class Consumer extends EventEmitter {
 
   /**
    * Follows the partition from its fetch offset with one Subscribe stream until the stream ends:
-   * an error (thrown), a seek, reset or revocation (which abort it), or the broker ending it.
+   * an error or the broker ending it (thrown: the caller backs off and subscribes again), or a
+   * seek, reset or revocation, which abort it (resolves).
    */
   private follow(fetcher: PartitionFetcher): Promise<void> {
     const generation = fetcher.generation;
@@ -756,7 +757,8 @@ export class Consumer extends EventEmitter {
         }
       });
       stream.on('error', (error: Error) => finish(toClientError(error)));
-      stream.on('end', () => finish(null));
+      // The broker ends a subscription only with an error status; a plain end is retried the same way.
+      stream.on('end', () => finish(new StrataClientError('UNAVAILABLE', `the broker ended the subscription to ${fetcher.topic}-${fetcher.partition}`)));
     });
   }
 
