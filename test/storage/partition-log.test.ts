@@ -416,14 +416,21 @@ describe('high watermark', () => {
     expect(decodeBatches((await log.read(0, 1 << 20)).batches).map((record) => record.offset)).toEqual([0, 1, 2]);
     expect((await rejection(log.read(6, 100))).code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
 
+    // An append that arrives during the fdatasync waits for it (writing now would only make
+    // it longer): it is written once the sync returns, and made durable by the next one.
     let durableSettled = false;
+    let writtenDuringSync = false;
     const durable = log.append(batchOf(5, 1)).finally(() => (durableSettled = true));
-    await fs.nextWritev(); // the durable append is being written while the sync is held
+    const nextWrite = fs.nextWritev().then(() => (writtenDuringSync = fs.fdatasyncGate !== null));
+    await new Promise((resolve) => setImmediate(resolve));
     expect(durableSettled).toBe(false);
     expect(advances).toBe(0);
+    expect(log.logEndOffset).toBe(5); // not written yet
 
     fs.fdatasyncGate = null;
     gate.resolve();
+    await nextWrite;
+    expect(writtenDuringSync).toBe(false);
     expect((await durable).baseOffset).toBe(5);
     expect(log.highWatermark).toBe(6);
     expect(advances).toBeGreaterThanOrEqual(1);
