@@ -67,6 +67,8 @@ export const methods = {
 } as const;
 
 export const DEFAULT_DEADLINE_MS = 30_000;
+export const KEEPALIVE_TIME_MS = 20_000;
+export const KEEPALIVE_TIMEOUT_MS = 10_000;
 export const DEFAULT_INITIAL_RECONNECT_BACKOFF_MS = 100;
 export const DEFAULT_MAX_RECONNECT_BACKOFF_MS = 10_000;
 
@@ -123,6 +125,11 @@ export class Connection {
       // make every one of them wait for round trips.
       'grpc-node.flow_control_window': 8 * 1024 * 1024,
       'grpc.max_send_message_length': -1,
+      // Subscriptions and produce streams have no deadline: HTTP/2 pings while calls are open
+      // notice a connection that died without a reset (the call then fails UNAVAILABLE and is
+      // retried) within KEEPALIVE_TIME_MS + KEEPALIVE_TIMEOUT_MS.
+      'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+      'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
       'grpc.initial_reconnect_backoff_ms': positive(options.initialReconnectBackoffMs ?? DEFAULT_INITIAL_RECONNECT_BACKOFF_MS, 'initialReconnectBackoffMs'),
       'grpc.max_reconnect_backoff_ms': positive(options.maxReconnectBackoffMs ?? DEFAULT_MAX_RECONNECT_BACKOFF_MS, 'maxReconnectBackoffMs'),
       ...(options.channelOptions ?? {}),

@@ -247,6 +247,7 @@ interface WaitingSend {
   headers: RecordHeader[] | null;
   sizeBytes: number;
   callback: SendCallback;
+  queuedAtMs: number;
 }
 
 interface WaitingFlush {
@@ -395,7 +396,7 @@ export class Producer {
         return;
       }
     }
-    this.waiting.push({ topic, partition, timestamp, key, value, headers, sizeBytes, callback });
+    this.waiting.push({ topic, partition, timestamp, key, value, headers, sizeBytes, callback, queuedAtMs: now });
     void this.pump();
   }
 
@@ -471,6 +472,7 @@ export class Producer {
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
+    let metadataFailures = 0;
     try {
       while (this.waiting.length > 0) {
         const head = this.waiting[0]!;
@@ -479,13 +481,21 @@ export class Producer {
           this.flushNow(head.flush);
           continue;
         }
-        const target = this.partitionFor(head.topic, head.partition, head.key, Date.now());
+        const now = Date.now();
+        const target = this.partitionFor(head.topic, head.partition, head.key, now);
         if (target === null) {
           try {
             await this.loadMetadata(head.topic);
+            metadataFailures = 0;
           } catch (error) {
+            const failure = toClientError(error);
+            // A broker restarting or briefly unreachable: retry within the delivery timeout.
+            if (isRetriable(failure) && !this.closed && now - head.queuedAtMs < this.deliveryTimeoutMs) {
+              await sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(metadataFailures++, 20)));
+              continue;
+            }
             this.waiting.shift();
-            this.complete(head.callback, toClientError(error), undefined);
+            this.complete(head.callback, failure, undefined);
           }
           continue;
         }
@@ -507,7 +517,7 @@ export class Producer {
     topic.refreshing ??= describeTopic(this.connection, topic.name)
       .then((description) => {
         topic.partitionCount = description.partitions.length;
-        topic.batchBytes = batchBytesFor(this.batchBytes, description.configs['max.message.bytes']);
+        topic.batchBytes = batchBytesFor(this.batchBytes, description.configs['max.message.bytes'], this.compression);
         topic.fetchedAtMs = Date.now();
       })
       .finally(() => {
@@ -730,7 +740,7 @@ export class Producer {
     }
     // The stream itself was refused (authentication, permissions...): every batch on it fails.
     this.dropStream();
-    for (const partition of [...this.active]) this.failFrom(partition.inFlight[0]!, error);
+    for (const partition of [...this.active]) this.failInFlight(partition, error);
     this.scheduleDrain();
   }
 
@@ -823,7 +833,7 @@ export class Producer {
       this.streamState = 'none';
       if (this.connection.isClosed) {
         const closed = closedError(`the connection to ${this.connection.server}`);
-        for (const partition of [...this.active]) this.failFrom(partition.inFlight[0]!, closed);
+        for (const partition of [...this.active]) this.failInFlight(partition, closed);
         this.failQueued(closed);
       } else if (this.active.size > 0) {
         this.openStream();
@@ -840,13 +850,14 @@ export class Producer {
   private failFrom(batch: ProducerBatch, error: StrataClientError): void {
     const partition = batch.partition;
     const index = partition.inFlight.indexOf(batch);
-    const failed = index < 0 ? [batch] : partition.inFlight.splice(index);
+    // Idempotent: this batch and every later one of the partition (the broker would refuse
+    // them). Otherwise just this one; the later ones are still resent.
+    const failed = index < 0 ? [batch] : partition.inFlight.splice(index, this.idempotent ? partition.inFlight.length - index : 1);
     if (partition.inFlight.length === 0) this.active.delete(partition);
     for (const each of failed) {
       if (this.inFlightById.get(each.correlationId) === each) this.inFlightById.delete(each.correlationId);
       const cause = each === batch || !this.idempotent ? error : new StrataClientError(error.code, `not written: an earlier batch of ${partition.topic.name}-${partition.partition} failed (${error.message})`, { cause: error });
       this.settleFailed(each, cause);
-      if (!this.idempotent) break;
     }
     if (this.idempotent && index >= 0) {
       partition.epoch++;
@@ -855,8 +866,20 @@ export class Producer {
     }
   }
 
+  /** Fails every unacknowledged batch of the partition (nothing will resend them). */
+  private failInFlight(partition: PartitionState, error: StrataClientError): void {
+    while (partition.inFlight.length > 0) this.failFrom(partition.inFlight[0]!, error);
+  }
+
+  /**
+   * Fails a batch's sends. Their callbacks run in a microtask, after the producer's state is
+   * consistent again: a callback may well send again (a retry), from any failure path.
+   */
   private settleFailed(batch: ProducerBatch, error: StrataClientError): void {
-    for (const callback of batch.callbacks) this.complete(callback, error, undefined);
+    const callbacks = batch.callbacks;
+    queueMicrotask(() => {
+      for (const callback of callbacks) this.complete(callback, error, undefined);
+    });
     this.release(batch);
   }
 
@@ -902,13 +925,14 @@ export class Producer {
   }
 
   private failQueued(error: StrataClientError): void {
-    for (const partition of this.sendable) {
+    const partitions = [...this.sendable];
+    this.sendable.clear();
+    for (const partition of partitions) {
       for (const batch of partition.queued.splice(0)) {
         if (batch.lingerTimer !== null) clearTimeout(batch.lingerTimer);
         this.settleFailed(batch, error);
       }
     }
-    this.sendable.clear();
   }
 
   private armRequestTimer(): void {
@@ -971,10 +995,12 @@ function recordSize(key: Buffer | null, value: Buffer | null, headers: RecordHea
 }
 
 /** batchBytes for a topic: the producer's, or less to stay within the topic's max.message.bytes. */
-function batchBytesFor(producerBatchBytes: number, maxMessageBytes: string | undefined): number {
+function batchBytesFor(producerBatchBytes: number, maxMessageBytes: string | undefined, compression: CompressionName): number {
   const limit = Number(maxMessageBytes);
   if (!Number.isSafeInteger(limit) || limit <= 0) return producerBatchBytes;
-  return Math.min(producerBatchBytes, limit);
+  // gzip can make incompressible records a little larger (zlib's deflateBound, plus its wrapper).
+  const growth = compression === 'gzip' ? Math.ceil(limit / 4096) + Math.ceil(limit / 16384) + 64 : 0;
+  return Math.max(1, Math.min(producerBatchBytes, limit - growth));
 }
 
 /** A random partition, other than `avoid` when there is a choice (-1: any). */

@@ -10,6 +10,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { readdirSync } from 'node:fs';
+import { setMaxListeners } from 'node:events';
 import type { Http2Session } from 'node:http2';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
@@ -77,9 +78,14 @@ export class StrataGrpcServer {
     const server = new Server({
       'grpc.max_receive_message_length': options.maxRequestBytes,
       'grpc.max_send_message_length': -1,
+      // Pings notice clients that vanished without a reset, so their subscriptions end.
+      'grpc.keepalive_time_ms': 60_000,
+      'grpc.keepalive_timeout_ms': 20_000,
     });
     const context = { logger: options.logger.child({ subsystem: 'grpc' }), metrics: options.metrics };
     const stopping = new AbortController();
+    // Every long poll and subscription listens to it: thousands are normal, not a leak.
+    setMaxListeners(0, stopping.signal);
     server.addService(logServiceDefinition, logServiceHandlers(broker, context, stopping.signal));
     server.addService(adminServiceDefinition, adminServiceHandlers(broker, context));
     server.addService(groupsServiceDefinition, groupsServiceHandlers(coordinator, context));

@@ -339,6 +339,7 @@ export class PartitionLog {
         }
         await this.waitForUnsyncedRoom();
         await this.waitForSyncUnderWay();
+        if (this.fence !== null || this.queue.length === 0) continue; // fenced while waiting
         try {
           await this.maybeRoll(this.queue[0]!);
         } catch (error) {

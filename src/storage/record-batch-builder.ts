@@ -66,14 +66,14 @@ export function buildBatch(records: readonly RecordInput[], options: BatchOption
   let size = BATCH_HEADER_BYTES;
   for (const record of records) size += recordSizeBound(record);
   const builder = new RecordBatchBuilder({ initialCapacity: size, capacityLimit: size });
-  for (const record of records) builder.append(record.timestamp ?? defaultTimestamp, record.key ?? null, record.value, record.headers ?? null);
+  for (const record of records) builder.append(record.timestamp ?? defaultTimestamp, record.key ?? null, record.value ?? null, record.headers ?? null);
   return builder.finish(options);
 }
 
 /** Bytes a record takes in a batch at most (its varints at their widest). */
 export function recordSizeBound(record: RecordInput): number {
   let size = RECORD_FRAMING_BOUND + (record.key?.length ?? 0) + (record.value?.length ?? 0);
-  if (record.headers !== undefined) size += headersSize(record.headers);
+  if (record.headers != null) size += headersSize(record.headers);
   return size;
 }
 
@@ -132,9 +132,10 @@ export class RecordBatchBuilder {
     const timestampDelta = timestamp - this.baseTimestamp;
     const offsetDelta = this.count;
     let bodySize = 1 + varlongSize(timestampDelta) + varintSize(offsetDelta);
-    bodySize += key === null ? NULL_LENGTH_BYTES : varintSize(key.length) + key.length;
-    bodySize += value === null ? NULL_LENGTH_BYTES : varintSize(value.length) + value.length;
-    if (headers === null) bodySize += 1;
+    // (`== null`: JavaScript callers may pass undefined for null.)
+    bodySize += key == null ? NULL_LENGTH_BYTES : varintSize(key.length) + key.length;
+    bodySize += value == null ? NULL_LENGTH_BYTES : varintSize(value.length) + value.length;
+    if (headers == null) bodySize += 1;
     else bodySize += headersSize(headers);
     const recordSize = varintSize(bodySize) + bodySize;
     if (this.position + recordSize > this.buffer.length) this.grow(recordSize);
@@ -146,7 +147,7 @@ export class RecordBatchBuilder {
     position = writeVarint(buffer, position, offsetDelta);
     position = writeBytes(buffer, position, key);
     position = writeBytes(buffer, position, value);
-    if (headers === null) buffer[position++] = 0;
+    if (headers == null) buffer[position++] = 0;
     else {
       position = writeVarint(buffer, position, headers.length);
       for (const header of headers) {
@@ -219,13 +220,13 @@ function headersSize(headers: readonly RecordHeader[]): number {
   for (const header of headers) {
     const keyBytes = Buffer.byteLength(header.key, 'utf8');
     size += varintSize(keyBytes) + keyBytes;
-    size += header.value === null ? NULL_LENGTH_BYTES : varintSize(header.value.length) + header.value.length;
+    size += header.value == null ? NULL_LENGTH_BYTES : varintSize(header.value.length) + header.value.length;
   }
   return size;
 }
 
-function writeBytes(buffer: Buffer, position: number, value: Buffer | null): number {
-  if (value === null) {
+function writeBytes(buffer: Buffer, position: number, value: Buffer | null | undefined): number {
+  if (value == null) {
     buffer[position] = 1; // varint(-1)
     return position + 1;
   }

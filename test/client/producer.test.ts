@@ -484,6 +484,78 @@ describe('idempotent retries', () => {
     expectExactlyOnceInOrder(await readLog(name, 0), 0, 10);
   });
 
+  it('without idempotence, each batch whose budget is spent fails on its own; every send settles', async () => {
+    const name = await topic(1);
+    // Every answer is swallowed: each attempt ends with the request timeout.
+    const swallowAnswers: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        start(metadata, _listener, next) {
+          next(metadata, { onReceiveMessage: () => undefined });
+        },
+      });
+    };
+    const target = producer({ idempotent: false, acks: 'leader', retries: 0, requestTimeoutMs: 100, retryBackoffMs: 1, retryBackoffMaxMs: 5, lingerMs: 0, batchBytes: 128, interceptors: [swallowAnswers] });
+    const sends = Array.from({ length: 4 }, (_, index) => target.send({ topic: name, value: `lost-${index}-${'z'.repeat(80)}` }).then(
+      () => 'acknowledged',
+      (error: StrataClientError) => error.code,
+    ));
+    expect(await Promise.all(sends)).toEqual(['DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED']);
+    await target.flush();
+    expect(target.bufferedBytes).toBe(0);
+  });
+
+  it('a metadata lookup that fails with UNAVAILABLE is retried, not passed on to the send', async () => {
+    const name = await topic(1);
+    let refused = 0;
+    const refuseFirstDescribe: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== '/strata.v1.Admin/DescribeTopic' || refused > 0) return new InterceptingCall(call);
+      refused++;
+      return new InterceptingCall(call, {
+        start(metadata, listener, next) {
+          next(metadata, {});
+          listener.onReceiveStatus({ code: status.UNAVAILABLE, details: 'injected: broker restarting', metadata: new Metadata() });
+          call.cancelWithStatus(status.UNAVAILABLE, 'injected: broker restarting');
+        },
+      });
+    };
+    const target = producer({ retryBackoffMs: 1, interceptors: [refuseFirstDescribe] });
+    expect(await target.send({ topic: name, partition: 0, value: 'after a retry' })).toEqual({ partition: 0, offset: 0 });
+    expect(refused).toBe(1);
+  });
+
+  it('a failure callback that sends again is not lost (the retry goes through)', async () => {
+    const name = await topic(1);
+    // The first InitProducer is refused (not retriable): the queued send fails.
+    let refused = 0;
+    const refuseFirstInit: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== '/strata.v1.Log/InitProducer' || refused > 0) return new InterceptingCall(call);
+      refused++;
+      return new InterceptingCall(call, {
+        start(metadata, listener, next) {
+          next(metadata, {});
+          listener.onReceiveStatus({ code: status.PERMISSION_DENIED, details: 'injected: not allowed', metadata: new Metadata() });
+          call.cancelWithStatus(status.PERMISSION_DENIED, 'injected: not allowed');
+        },
+      });
+    };
+    const target = producer({ lingerMs: 0, interceptors: [refuseFirstInit] });
+    const outcome = await new Promise<string>((resolve) => {
+      target.send({ topic: name, value: 'first try' }, (error) => {
+        if (error === null) return resolve('acknowledged at once');
+        target.send({ topic: name, value: 'second try' }, (again, result) => resolve(again === null ? `resent at ${result!.offset}` : `resend failed: ${again.message}`));
+      });
+    });
+    expect(refused).toBe(1);
+    expect(outcome).toBe('resent at 0');
+    expect(await target.send({ topic: name, value: 'later' })).toEqual({ partition: 0, offset: 1 });
+    expect(values(await readLog(name, 0))).toEqual(['second try', 'later']);
+    expect(target.bufferedBytes).toBe(0);
+  });
+
   it('gives up after the retry budget with a clear error', async () => {
     const name = await topic(1);
     const target = producer({ lingerMs: 0, retries: 2, retryBackoffMs: 1, retryBackoffMaxMs: 5, interceptors: [breakStreamsBeforeSending(1_000, { broken: 0 })] });

@@ -76,6 +76,15 @@ describe('RecordBatchBuilder', () => {
     expect(builder.withHeadroom(16).subarray(16).equals(batch)).toBe(true);
   });
 
+  it('buildBatch takes undefined for null (values, headers, header values), as JavaScript callers pass it', () => {
+    const loose = [{ value: undefined, headers: [{ key: 'h', value: undefined }], timestamp: T0 }, { value: Buffer.from('v'), headers: undefined, timestamp: T0 }] as unknown as RecordInput[];
+    const decoded = decodeRecords(buildBatch(loose), 0);
+    expect(decoded.map((record) => [record.value, record.headers])).toEqual([
+      [null, [{ key: 'h', value: null }]],
+      [Buffer.from('v'), []],
+    ]);
+  });
+
   it('refuses an empty batch, appends after sealing, and a buffer without room for the header', () => {
     expect(() => new RecordBatchBuilder().finish()).toThrow(/at least one record/);
     const builder = new RecordBatchBuilder();
