@@ -117,6 +117,22 @@ function loseResponses(count: number, stats: { lost: number; duplicates: number 
   };
 }
 
+/** Answers the first call of `path` with `code` itself (the broker never sees it). */
+function refuseFirstCall(path: string, code: status, stats: { refused: number }): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== path || stats.refused > 0) return new InterceptingCall(call);
+    stats.refused++;
+    return new InterceptingCall(call, {
+      start(metadata, listener, next) {
+        next(metadata, {});
+        listener.onReceiveStatus({ code, details: 'injected: refused', metadata: new Metadata() });
+        call.cancelWithStatus(code, 'injected: refused');
+      },
+    });
+  };
+}
+
 /** Breaks the first `count` ProduceStreams with UNAVAILABLE before their first request leaves. */
 function breakStreamsBeforeSending(count: number, stats: { broken: number }): Interceptor {
   return (options, nextCall) => {
@@ -508,48 +524,24 @@ describe('idempotent retries', () => {
 
   it('a metadata lookup that fails with UNAVAILABLE is retried, not passed on to the send', async () => {
     const name = await topic(1);
-    let refused = 0;
-    const refuseFirstDescribe: Interceptor = (options, nextCall) => {
-      const call = nextCall(options);
-      if (options.method_definition.path !== '/strata.v1.Admin/DescribeTopic' || refused > 0) return new InterceptingCall(call);
-      refused++;
-      return new InterceptingCall(call, {
-        start(metadata, listener, next) {
-          next(metadata, {});
-          listener.onReceiveStatus({ code: status.UNAVAILABLE, details: 'injected: broker restarting', metadata: new Metadata() });
-          call.cancelWithStatus(status.UNAVAILABLE, 'injected: broker restarting');
-        },
-      });
-    };
-    const target = producer({ retryBackoffMs: 1, interceptors: [refuseFirstDescribe] });
+    const stats = { refused: 0 };
+    const target = producer({ retryBackoffMs: 1, interceptors: [refuseFirstCall('/strata.v1.Admin/DescribeTopic', status.UNAVAILABLE, stats)] });
     expect(await target.send({ topic: name, partition: 0, value: 'after a retry' })).toEqual({ partition: 0, offset: 0 });
-    expect(refused).toBe(1);
+    expect(stats.refused).toBe(1);
   });
 
   it('a failure callback that sends again is not lost (the retry goes through)', async () => {
     const name = await topic(1);
     // The first InitProducer is refused (not retriable): the queued send fails.
-    let refused = 0;
-    const refuseFirstInit: Interceptor = (options, nextCall) => {
-      const call = nextCall(options);
-      if (options.method_definition.path !== '/strata.v1.Log/InitProducer' || refused > 0) return new InterceptingCall(call);
-      refused++;
-      return new InterceptingCall(call, {
-        start(metadata, listener, next) {
-          next(metadata, {});
-          listener.onReceiveStatus({ code: status.PERMISSION_DENIED, details: 'injected: not allowed', metadata: new Metadata() });
-          call.cancelWithStatus(status.PERMISSION_DENIED, 'injected: not allowed');
-        },
-      });
-    };
-    const target = producer({ lingerMs: 0, interceptors: [refuseFirstInit] });
+    const stats = { refused: 0 };
+    const target = producer({ lingerMs: 0, interceptors: [refuseFirstCall('/strata.v1.Log/InitProducer', status.PERMISSION_DENIED, stats)] });
     const outcome = await new Promise<string>((resolve) => {
       target.send({ topic: name, value: 'first try' }, (error) => {
         if (error === null) return resolve('acknowledged at once');
         target.send({ topic: name, value: 'second try' }, (again, result) => resolve(again === null ? `resent at ${result!.offset}` : `resend failed: ${again.message}`));
       });
     });
-    expect(refused).toBe(1);
+    expect(stats.refused).toBe(1);
     expect(outcome).toBe('resent at 0');
     expect(await target.send({ topic: name, value: 'later' })).toEqual({ partition: 0, offset: 1 });
     expect(values(await readLog(name, 0))).toEqual(['second try', 'later']);
