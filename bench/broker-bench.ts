@@ -29,6 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { type Client, type ClientDuplexStream, type ServiceError, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import Long from 'long';
 import { PACKAGE_ROOT } from '../src/common/package-root.js';
+import { BROKER_NODE_FLAGS } from '../src/config/node-flags.js';
 import { strata } from '../src/generated/strata.js';
 import { logServiceDefinition, adminServiceDefinition } from '../src/server/service-definitions.js';
 import { forEachBatch, readRecordCount } from '../src/storage/record-batch.js';
@@ -178,9 +179,9 @@ async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const dataDir = mkdtempSync(join(tmpdir(), 'strata-broker-bench-'));
   const figures: Record<string, unknown> = { parameters: options, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version } };
-  const noop = await startProcess([join(PACKAGE_ROOT, 'dist', 'bench', 'noop-server.js')], (entry) => (typeof entry.address === 'string' ? entry.address : null));
+  const noop = await startProcess([...BROKER_NODE_FLAGS, join(PACKAGE_ROOT, 'dist', 'bench', 'noop-server.js')], (entry) => (typeof entry.address === 'string' ? entry.address : null));
   const profile = options.profileServer === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.profileServer];
-  const broker = await startProcess([...profile, join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info'], (entry) =>
+  const broker = await startProcess([...BROKER_NODE_FLAGS, ...profile, join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info'], (entry) =>
     entry.msg === 'listening' && typeof entry.address === 'string' ? entry.address : null,
   );
   try {

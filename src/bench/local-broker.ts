@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../common/package-root.js';
 import { ServerProcess } from './server-process.js';
+import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
 
 export interface LocalBrokerOptions {
   /** Further `strata serve` flags (e.g. ['--flush', 'interval']). */
@@ -30,6 +31,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   const dataDirectory = mkdtempSync(join(options.parentDirectory ?? tmpdir(), 'strata-bench-'));
   const profile = options.profileDirectory ? ['--cpu-prof', '--cpu-prof-dir', options.profileDirectory] : [];
   const args = [
+    ...BROKER_NODE_FLAGS,
     ...profile,
     join(PACKAGE_ROOT, 'bin', 'strata.js'),
     'serve',

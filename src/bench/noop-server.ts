@@ -28,6 +28,7 @@ import {
 } from '@grpc/grpc-js';
 import Long from 'long';
 import { fileURLToPath } from 'node:url';
+import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
 import { strata } from '../generated/strata.js';
 import { widenFlowControlWindows } from '../server/grpc-server.js';
 import { adminServiceDefinition, logServiceDefinition } from '../server/service-definitions.js';
@@ -259,7 +260,8 @@ export function startNoopServer(listen = '127.0.0.1:0'): Promise<NoopServer> {
 /** The no-op server as a child process (its own core, like the broker's), ready to call. */
 export function startNoopServerProcess(): Promise<ServerProcess> {
   return ServerProcess.start({
-    args: [fileURLToPath(new URL('./noop-server-main.js', import.meta.url))],
+    // The broker's V8 flags too: the comparison is of servers, not of garbage-collector settings.
+    args: [...BROKER_NODE_FLAGS, fileURLToPath(new URL('./noop-server-main.js', import.meta.url))],
     description: 'the no-op server',
     ready: (entry) => (typeof entry.address === 'string' ? entry.address : null),
   });

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { SERVE_OPTIONS } from '../../src/config/broker-options.js';
+import { BROKER_NODE_FLAGS } from '../../src/config/node-flags.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEPLOY = join(ROOT, 'deploy');
@@ -304,8 +305,8 @@ describe('deploy/Dockerfile', () => {
     expect(healthcheck).not.toMatch(/\b(curl|wget)\b/);
   });
 
-  it('starts `node bin/strata.js serve`', () => {
-    expect(JSON.parse(last('ENTRYPOINT').args)).toEqual(['node', 'bin/strata.js']);
+  it('starts `node <the broker flags> bin/strata.js serve`', () => {
+    expect(JSON.parse(last('ENTRYPOINT').args)).toEqual(['node', ...BROKER_NODE_FLAGS, 'bin/strata.js']);
     expect(JSON.parse(last('CMD').args)).toEqual(['serve']);
     expect(existsSync(join(ROOT, 'bin', 'strata.js'))).toBe(true);
   });
@@ -643,6 +644,8 @@ describe('deploy/systemd/strata.service', () => {
     expect(argv[0]!.startsWith('/')).toBe(true);
     expect(execStart).toMatch(/\bserve\b/);
     expect(execStart).toContain('--data-dir /var/lib/strata');
+    const node = argv.indexOf('node');
+    expect(argv.slice(node + 1, node + 1 + BROKER_NODE_FLAGS.length), 'ExecStart passes the broker flags to node').toEqual([...BROKER_NODE_FLAGS]);
     // Installed as /opt/strata/<repository layout>: the script it names must exist here.
     const script = argv.find((arg) => arg.endsWith('strata.js'));
     if (script !== undefined) {

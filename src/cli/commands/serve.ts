@@ -6,6 +6,7 @@ import type { Argv } from 'yargs';
 import { SERVE_OPTIONS, serveSettings } from '../../config/broker-options.js';
 import { rootLogger, setLogLevel } from '../../common/logger.js';
 import { runBroker } from '../../server/run-broker.js';
+import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../config/node-flags.js';
 
 export function serveCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -22,6 +23,10 @@ export function serveCommand(yargs: Argv): Argv {
     async (argv) => {
       const settings = serveSettings(argv as never);
       setLogLevel(settings.logLevel);
+      const missing = missingBrokerNodeFlags();
+      if (missing.length > 0) {
+        rootLogger.warn({ missing }, `node was started without ${missing.join(' ')}: expect frequent full garbage collections under load (start it as \`node ${BROKER_NODE_FLAGS.join(' ')} bin/strata.js serve\`, as npm start does)`);
+      }
       const running = await runBroker(settings);
       await new Promise<void>((resolve) => {
         const stop = (signal: string): void => {
