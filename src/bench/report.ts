@@ -27,6 +27,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../common/package-root.js';
+import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
 import type { LatencyRecorder, LatencySummary } from './latency-recorder.js';
 import { formatInteger } from './progress.js';
 import type { ServerMemory } from './server-process.js';
@@ -75,6 +76,8 @@ export interface MachineInfo {
   platform: string;
   release: string;
   node: string;
+  /** V8/Node flags of this (the client's) process; a local broker gets BROKER_NODE_FLAGS. */
+  clientNodeFlags: string[];
 }
 
 export interface BenchReport {
@@ -100,6 +103,7 @@ export function machineInfo(): MachineInfo {
     platform: process.platform,
     release: release(),
     node: process.version,
+    clientNodeFlags: [...process.execArgv],
   };
 }
 
@@ -152,6 +156,7 @@ export function formatReport(report: BenchReport): string {
     lines.push(`topic: ${report.topic.name}, ${report.topic.partitions} partition${report.topic.partitions === 1 ? '' : 's'}${configs ? `, ${configs}` : ''}${report.topic.created ? ' (created)' : ''}`);
   }
   lines.push(`machine: ${machine.cpuModel} x ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform} ${machine.release}, node ${machine.node}`);
+  lines.push(`client node flags: ${machine.clientNodeFlags.length > 0 ? machine.clientNodeFlags.join(' ') : 'none'} (npm run bench passes ${BROKER_NODE_FLAGS.join(' ')}, as the broker uses)`);
   lines.push(`load average (1/5/15 min): ${report.loadAverage.start.join(' ')} at start, ${report.loadAverage.end.join(' ')} at end`);
   lines.push('');
   const rows: string[][] = [[...COLUMNS]];

@@ -8,9 +8,10 @@ import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../src/config/node-flags.js';
 
 describe('broker node flags', () => {
-  it('npm start passes them to node before the script', () => {
-    const start = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!;
-    expect(start).toBe(['node', ...BROKER_NODE_FLAGS, 'bin/strata.js', 'serve'].join(' '));
+  it('npm start (the broker) and npm run bench (the benchmark client) pass them to node before the script', () => {
+    const scripts = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    expect(scripts.start).toBe(['node', ...BROKER_NODE_FLAGS, 'bin/strata.js', 'serve'].join(' '));
+    expect(scripts.bench).toBe(['node', ...BROKER_NODE_FLAGS, 'bin/strata.js', 'bench'].join(' '));
   });
 
   it('names the flags a process was started without', () => {
