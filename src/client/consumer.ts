@@ -210,12 +210,12 @@ class PartitionFetcher {
     readonly partition: number,
   ) {}
 
-  /** Waits until woken (room, seek, revoke, close) or `timeoutMs` passes. */
-  sleep(timeoutMs?: number): Promise<void> {
+  /** Waits out a backoff: until `timeoutMs` passes or it is woken (seek, reset, revoke, close). */
+  sleep(timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = timeoutMs === undefined ? null : setTimeout(() => this.wake(), timeoutMs);
+      const timer = setTimeout(() => this.wake(), timeoutMs);
       this.waker = () => {
-        if (timer !== null) clearTimeout(timer);
+        clearTimeout(timer);
         resolve();
       };
     });
@@ -604,7 +604,6 @@ export class Consumer extends EventEmitter {
       if (fetched !== undefined) {
         const { fetcher, generation } = fetched;
         fetcher.waitingChunks--;
-        fetcher.wake();
         if (fetcher.waitingChunks < this.prefetchBatches) fetcher.stream?.resume();
         if (generation !== fetcher.generation || !fetcher.active) continue;
         const records = this.decodeChunk(fetched);
