@@ -4,6 +4,7 @@ import type { GroupCoordinator, ResetTarget } from '../groups/group-coordinator.
 import { strata } from '../generated/strata.js';
 import { nonNegative, toLong, toSafeNumber } from './convert.js';
 import { invalidArgument } from './status.js';
+import { pipelinedStream } from './pipelined-stream.js';
 import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
 const v1 = strata.v1;
@@ -45,7 +46,24 @@ function committedToWire(entry: { topic: string; partition: number; offset: numb
   return v1.CommittedOffset.create({ topic: entry.topic, partition: entry.partition, offset: toLong(entry.offset), metadata: entry.metadata, commitTimeMs: toLong(entry.commitTimeMs) });
 }
 
-export function groupsServiceHandlers(coordinator: GroupCoordinator, context: HandlerContext): UntypedServiceImplementation {
+/** Commits a CommitOffsetsStream may have in flight before the server stops reading from it. */
+export const COMMIT_STREAM_IN_FLIGHT_MAX = 1024;
+
+function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest): Promise<void> {
+  return coordinator.commit(
+    request.groupId,
+    request.memberId,
+    request.memberEpoch,
+    request.offsets.map((entry, index) => ({
+      topic: entry.topic,
+      partition: nonNegative(entry.partition, `offsets[${index}].partition`),
+      offset: toSafeNumber(entry.offset, `offsets[${index}].offset`),
+      metadata: entry.metadata ?? '',
+    })),
+  );
+}
+
+export function groupsServiceHandlers(coordinator: GroupCoordinator, context: HandlerContext, stopping: AbortSignal): UntypedServiceImplementation {
   return {
     heartbeat: unaryHandler(context, 'Heartbeat', async (request: strata.v1.HeartbeatRequest, call: ServerUnaryCall<strata.v1.HeartbeatRequest, strata.v1.HeartbeatResponse>) => {
       const subscription = request.keepSubscription
@@ -71,18 +89,17 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       });
     }),
     commitOffsets: unaryHandler(context, 'CommitOffsets', async (request: strata.v1.CommitOffsetsRequest) => {
-      await coordinator.commit(
-        request.groupId,
-        request.memberId,
-        request.memberEpoch,
-        request.offsets.map((entry, index) => ({
-          topic: entry.topic,
-          partition: nonNegative(entry.partition, `offsets[${index}].partition`),
-          offset: toSafeNumber(entry.offset, `offsets[${index}].offset`),
-          metadata: entry.metadata ?? '',
-        })),
-      );
+      await commit(coordinator, request);
       return v1.CommitOffsetsResponse.create();
+    }),
+    commitOffsetsStream: pipelinedStream(context, stopping, {
+      method: 'CommitOffsetsStream',
+      inFlightMax: COMMIT_STREAM_IN_FLIGHT_MAX,
+      handle: async (request: strata.v1.CommitOffsetsRequest) => {
+        await commit(coordinator, request);
+        return v1.CommitOffsetsResponse.create({ correlationId: request.correlationId });
+      },
+      failed: (request, code, message) => v1.CommitOffsetsResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code, message }) }),
     }),
     fetchOffsets: unaryHandler(context, 'FetchOffsets', async (request: strata.v1.FetchOffsetsRequest) =>
       v1.FetchOffsetsResponse.create({ offsets: coordinator.fetchOffsets(request.groupId, request.topics).map(committedToWire) }),

@@ -84,11 +84,11 @@ export class StrataGrpcServer {
     });
     const context = { logger: options.logger.child({ subsystem: 'grpc' }), metrics: options.metrics };
     const stopping = new AbortController();
-    // Every long poll and subscription listens to it: thousands are normal, not a leak.
+    // Every long poll, subscription and pipelined stream listens to it: thousands are normal.
     setMaxListeners(0, stopping.signal);
     server.addService(logServiceDefinition, logServiceHandlers(broker, context, stopping.signal));
     server.addService(adminServiceDefinition, adminServiceHandlers(broker, context));
-    server.addService(groupsServiceDefinition, groupsServiceHandlers(coordinator, context));
+    server.addService(groupsServiceDefinition, groupsServiceHandlers(coordinator, context, stopping.signal));
     const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, 'NOT_SERVING' as const])));
     health.addToServer(server);
     const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));

@@ -6,7 +6,6 @@
 import { once } from 'node:events';
 import {
   status,
-  type ServerDuplexStream,
   type ServerUnaryCall,
   type ServerWritableStream,
   type UntypedServiceImplementation,
@@ -21,7 +20,8 @@ import type { BrokerMetrics } from './metrics.js';
 import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
 import { nonNegative, recordToWire, recordsFromWire, startFromWire, toLong, toSafeNumber } from './convert.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
-import { type HandlerContext, countRequest, unaryHandler } from './unary-handler.js';
+import { pipelinedStream } from './pipelined-stream.js';
+import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
 const v1 = strata.v1;
 
@@ -166,49 +166,12 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
 
     produce: unaryHandler(context, 'Produce', (request: strata.v1.ProduceRequest) => produce(broker, request, context.metrics)),
 
-    produceStream: (call: ServerDuplexStream<strata.v1.ProduceRequest, strata.v1.ProduceResponse>) => {
-      let inFlight = 0;
-      let ended = false;
-      let paused = false;
-      const finishIfDone = (): void => {
-        if (ended && inFlight === 0) call.end();
-      };
-      context.metrics?.activeCalls.inc({ method: 'ProduceStream' });
-      call.once('close', () => context.metrics?.activeCalls.dec({ method: 'ProduceStream' }));
-      call.on('data', (request: strata.v1.ProduceRequest) => {
-        const startedAt = performance.now();
-        inFlight++;
-        if (inFlight >= PRODUCE_STREAM_IN_FLIGHT_MAX && !paused) {
-          paused = true;
-          call.pause(); // HTTP/2 flow control now holds the client back
-        }
-        produce(broker, request, context.metrics)
-          .then((response) => {
-            countRequest(context, 'ProduceStream', status.OK, startedAt);
-            return response;
-          })
-          .catch((error: unknown) => {
-            const failure = toGrpcFailure(error);
-            countRequest(context, 'ProduceStream', failure.code, startedAt);
-            logger[failure.unexpected ? 'error' : 'warn']({ method: 'ProduceStream', code: failure.code, err: error }, 'request failed');
-            return v1.ProduceResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code: failure.code, message: failure.details }) });
-          })
-          .then((response) => {
-            inFlight--;
-            if (!call.cancelled && call.writable) call.write(response);
-            if (paused && inFlight < PRODUCE_STREAM_IN_FLIGHT_MAX / 2) {
-              paused = false;
-              call.resume();
-            }
-            finishIfDone();
-          });
-      });
-      call.on('end', () => {
-        ended = true;
-        finishIfDone();
-      });
-      call.on('error', (error) => logger.debug({ err: error }, 'produce stream error'));
-    },
+    produceStream: pipelinedStream(context, stopping, {
+      method: 'ProduceStream',
+      inFlightMax: PRODUCE_STREAM_IN_FLIGHT_MAX,
+      handle: (request: strata.v1.ProduceRequest) => produce(broker, request, context.metrics),
+      failed: (request, code, message) => v1.ProduceResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code, message }) }),
+    }),
 
     fetch: unaryHandler(context, 'Fetch', async (request: strata.v1.FetchRequest, call: ServerUnaryCall<strata.v1.FetchRequest, strata.v1.FetchResponse | Buffer>) => {
       const topic = checkTopic(request.topic);

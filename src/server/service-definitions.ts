@@ -60,6 +60,7 @@ export const adminServiceDefinition = {
 export const groupsServiceDefinition = {
   heartbeat: method('Groups', 'Heartbeat', v1.HeartbeatRequest, v1.HeartbeatResponse),
   commitOffsets: method('Groups', 'CommitOffsets', v1.CommitOffsetsRequest, v1.CommitOffsetsResponse),
+  commitOffsetsStream: method('Groups', 'CommitOffsetsStream', v1.CommitOffsetsRequest, v1.CommitOffsetsResponse, true, true),
   fetchOffsets: method('Groups', 'FetchOffsets', v1.FetchOffsetsRequest, v1.FetchOffsetsResponse),
   listGroups: method('Groups', 'ListGroups', v1.ListGroupsRequest, v1.ListGroupsResponse),
   describeGroup: method('Groups', 'DescribeGroup', v1.DescribeGroupRequest, v1.DescribeGroupResponse),

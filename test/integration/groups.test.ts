@@ -3,7 +3,7 @@
 // ListGroups/DescribeGroup, offset resets and deletions, topic changes, regex subscriptions,
 // concurrent commits); method: in-process brokers on ephemeral ports driven by raw heartbeats
 // with short session timeouts, polling with deadlines instead of fixed sleeps.
-import { status } from '@grpc/grpc-js';
+import { type ClientDuplexStream, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
@@ -258,6 +258,62 @@ describe('offsets', () => {
     const expected = new Map([[mine.partition, 2], [theirs.partition, 2], [3, 5]]); // later entries win, as later commits do
     expect(offsets.map(({ partition, offset }) => [partition, offset])).toEqual([...expected].sort((x, y) => x[0]! - y[0]!));
     expect(offsets.find((o) => o.partition === 3)?.metadata).toBe('manual');
+  });
+
+  it('CommitOffsetsStream answers pipelined commits by correlation id, refuses bad ones with an item error and stays open', async () => {
+    await createTopic('streamed', 3);
+    for (let partition = 0; partition < 3; partition++) await produce('streamed', partition, 10, () => 0);
+    const member = await new Member('g-streamed', { topics: ['streamed'] }).join();
+    await settle('g-streamed', [member]);
+    const call = (shared.client.groups as unknown as { commitOffsetsStream(options: object): ClientDuplexStream<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse> }).commitOffsetsStream({ deadline: Date.now() + 20_000 });
+    const responses: strata.v1.CommitOffsetsResponse[] = [];
+    const finished = new Promise<void>((resolve, reject) => {
+      call.on('data', (response: strata.v1.CommitOffsetsResponse) => responses.push(response));
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    // More commits than the server keeps in flight (1,024), so its pause/resume runs too.
+    const count = 1_500;
+    const refused = new Map<number, { code: status; message: RegExp }>([
+      [100, { code: status.FAILED_PRECONDITION, message: /stale member epoch/ }],
+      [200, { code: status.NOT_FOUND, message: /no-such-topic/ }],
+      [300, { code: status.OUT_OF_RANGE, message: /beyond the log end/ }],
+      [400, { code: status.INVALID_ARGUMENT, message: /partition/ }],
+    ]);
+    const lastGood = [0, 0, 0];
+    for (let index = 1; index <= count; index++) {
+      const partition = index % 3;
+      const offset = index % 11 === 10 ? 10 : index % 10;
+      const correlationId = index === count ? Long.MAX_UNSIGNED_VALUE : Long.fromNumber(index, true);
+      let entry = v1.OffsetCommit.create({ topic: 'streamed', partition, offset: long(offset), metadata: `c${index}` });
+      let epoch = member.epoch;
+      if (index === 100) epoch = member.epoch - 1;
+      if (index === 200) entry = v1.OffsetCommit.create({ topic: 'no-such-topic', partition: 0, offset: long(0) });
+      if (index === 300) entry = v1.OffsetCommit.create({ topic: 'streamed', partition, offset: long(11) });
+      if (index === 400) entry = v1.OffsetCommit.create({ topic: 'streamed', partition: -1, offset: long(0) });
+      call.write(v1.CommitOffsetsRequest.create({ groupId: 'g-streamed', memberId: member.id, memberEpoch: epoch, offsets: [entry], correlationId }));
+      if (!refused.has(index)) lastGood[partition] = offset;
+    }
+    call.end();
+    await finished;
+
+    expect(responses).toHaveLength(count);
+    const byId = new Map(responses.map((response) => [Long.fromValue(response.correlationId).toString(), response]));
+    expect(byId.size).toBe(count);
+    expect(byId.get(Long.MAX_UNSIGNED_VALUE.toString())).toBeDefined(); // uint64 echoed exactly
+    for (let index = 1; index <= count; index++) {
+      const response = byId.get(String(index === count ? Long.MAX_UNSIGNED_VALUE.toString() : index))!;
+      const refusal = refused.get(index);
+      if (refusal === undefined) {
+        expect(response.error, `commit ${index}`).toBeFalsy();
+      } else {
+        expect(response.error?.code, `commit ${index}`).toBe(refusal.code);
+        expect(response.error?.message).toMatch(refusal.message);
+      }
+    }
+    // Commits on one partition were written in the order they were sent: the last one stands.
+    expect(await plainOffsets('g-streamed')).toEqual(lastGood.map((offset, partition) => ({ topic: 'streamed', partition, offset })));
+    await member.leave();
   });
 
   it('FetchOffsets returns every committed offset, or those of the topics asked for', async () => {

@@ -77,6 +77,38 @@ describe('broker lifecycle', () => {
     expect(error.details).toMatch(/shutting down/);
   });
 
+  it('stops gracefully (not forced) while idle ProduceStream and CommitOffsetsStream calls are open, ending them', async () => {
+    const broker = await startTestBroker();
+    cleanups.push(() => removeDirectory(broker.dataDir));
+    const client = new TestClient(broker.address);
+    cleanups.push(() => client.close());
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'piped', partitions: 1 }));
+    type Duplex = NodeJS.EventEmitter & { write(message: unknown): void };
+    const produce = (client.log as unknown as { produceStream(): Duplex }).produceStream();
+    const commit = (client.groups as unknown as { commitOffsetsStream(): Duplex }).commitOffsetsStream();
+    /** Resolves with the first answer, then with the status the stream ends with. */
+    const follow = (call: Duplex) => {
+      const answered = new Promise<unknown>((resolve) => call.once('data', resolve));
+      const ended = new Promise<{ code: number }>((resolve) => {
+        call.on('status', resolve);
+        call.on('error', () => undefined); // the status says it
+        call.on('data', () => undefined);
+      });
+      return { answered, ended };
+    };
+    const produced = follow(produce);
+    const committed = follow(commit);
+    produce.write(v1.ProduceRequest.create({ topic: 'piped', partition: 0, correlationId: Long.fromNumber(1, true), records: [v1.Record.create({ value: Buffer.from('x') })] }));
+    commit.write(v1.CommitOffsetsRequest.create({ groupId: 'piped-group', offsets: [v1.OffsetCommit.create({ topic: 'piped', partition: 0, offset: Long.ZERO })], correlationId: Long.fromNumber(1, true) }));
+    expect((await produced.answered as strata.v1.ProduceResponse).error).toBeFalsy();
+    expect((await committed.answered as strata.v1.CommitOffsetsResponse).error).toBeFalsy();
+
+    const result = await broker.stop();
+    expect(result.forced).toBe(false);
+    expect((await produced.ended).code).toBe(status.OK);
+    expect((await committed.ended).code).toBe(status.OK);
+  });
+
   it('strata serve exits 0 on SIGTERM after writing clean-shutdown markers, and restarts without recovery', async () => {
     const dataDir = temporaryDirectory();
     cleanups.push(() => removeDirectory(dataDir));

@@ -1,0 +1,94 @@
+/**
+ * A bidirectional stream of independent requests, each answered by one response that carries
+ * its correlation id (ProduceStream, CommitOffsetsStream). Requests run concurrently and are
+ * answered as they finish; a failed request is answered with an error response and the stream
+ * stays open. When `inFlightMax` requests are unanswered the handler stops reading, so HTTP/2
+ * flow control holds the client back; it reads again below half of that. The stream ends (status
+ * OK) once the client has ended its side, or the broker is shutting down, and every request is
+ * answered. A request that arrives during shutdown is answered UNAVAILABLE without running.
+ */
+import { type ServerDuplexStream, status } from '@grpc/grpc-js';
+import { toGrpcFailure } from './status.js';
+import { type HandlerContext, countRequest } from './unary-handler.js';
+
+export interface PipelinedStreamHandler<Request, Response> {
+  /** Method name for metrics and logs. */
+  method: string;
+  inFlightMax: number;
+  handle(request: Request): Promise<Response>;
+  /** The response to a request that failed with this status. */
+  failed(request: Request, code: status, message: string): Response;
+}
+
+export function pipelinedStream<Request, Response>(
+  context: HandlerContext,
+  stopping: AbortSignal,
+  handler: PipelinedStreamHandler<Request, Response>,
+): (call: ServerDuplexStream<Request, Response>) => void {
+  const { method, inFlightMax } = handler;
+  const logger = context.logger;
+  return (call) => {
+    let inFlight = 0;
+    let ended = false;
+    let paused = false;
+    let finished = false;
+    const finishIfDone = (): void => {
+      if (ended && inFlight === 0 && !finished) {
+        finished = true;
+        call.end();
+      }
+    };
+    const stop = (): void => {
+      ended = true;
+      finishIfDone();
+    };
+    stopping.addEventListener('abort', stop, { once: true });
+    context.metrics?.activeCalls.inc({ method });
+    call.once('close', () => {
+      stopping.removeEventListener('abort', stop);
+      context.metrics?.activeCalls.dec({ method });
+    });
+    call.on('data', (request: Request) => {
+      const startedAt = performance.now();
+      if (stopping.aborted) {
+        countRequest(context, method, status.UNAVAILABLE, startedAt);
+        if (!call.cancelled && call.writable) call.write(handler.failed(request, status.UNAVAILABLE, 'the broker is shutting down; retry once it is back'));
+        return;
+      }
+      inFlight++;
+      if (inFlight >= inFlightMax && !paused) {
+        paused = true;
+        call.pause();
+      }
+      let running: Promise<Response>;
+      try {
+        running = handler.handle(request);
+      } catch (error) {
+        running = Promise.reject(error);
+      }
+      running
+        .then((response) => {
+          countRequest(context, method, status.OK, startedAt);
+          return response;
+        })
+        .catch((error: unknown) => {
+          const failure = toGrpcFailure(error);
+          countRequest(context, method, failure.code, startedAt);
+          if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
+          else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
+          return handler.failed(request, failure.code, failure.details);
+        })
+        .then((response) => {
+          inFlight--;
+          if (!call.cancelled && call.writable) call.write(response);
+          if (paused && inFlight < inFlightMax / 2) {
+            paused = false;
+            call.resume();
+          }
+          finishIfDone();
+        });
+    });
+    call.on('end', stop);
+    call.on('error', (error) => logger.debug({ method, err: error }, 'stream error'));
+  };
+}
