@@ -61,6 +61,7 @@ import { checkBatchFrame, forEachBatch, forEachRecord, type RecordHeader } from 
 import { listOffsets } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
+import { OffsetCommitStream } from './offset-commit-stream.js';
 import {
   type AssignorName,
   type GroupCommittedOffset,
@@ -69,7 +70,6 @@ import {
   checkAssignor,
   checkGroupId,
   checkSessionTimeout,
-  commitOffsets,
   fetchCommittedOffsets,
   normalizeSubscription,
 } from './group-member.js';
@@ -235,6 +235,8 @@ function partitionKey(topic: string, partition: number): string {
 export class Consumer extends EventEmitter {
   private readonly connection: Connection;
   private readonly ownsConnection: boolean;
+  /** Where commits go, the group member's included: one stream, opened by the first commit. */
+  private readonly committer: OffsetCommitStream;
   private readonly logger: Logger;
   readonly resetPolicy: ResetPolicy;
   private readonly maxBytesPerPartition: number;
@@ -294,6 +296,7 @@ export class Consumer extends EventEmitter {
     const subscription = options.subscribe === undefined ? null : normalizeSubscription(options.subscribe);
     if (subscription !== null && this.groupId === null) throw invalidArgument('subscribe needs a groupId');
     ({ connection: this.connection, owned: this.ownsConnection } = resolveConnection(options));
+    this.committer = new OffsetCommitStream(this.connection);
     if (this.groupId !== null && this.autoCommit) {
       this.autoCommitTimer = setInterval(() => void this.commitAutomatically(), this.autoCommitIntervalMs);
       this.autoCommitTimer.unref();
@@ -326,6 +329,7 @@ export class Consumer extends EventEmitter {
       retryBackoffMs: this.retryBackoffMs,
       retryBackoffMaxMs: this.retryBackoffMaxMs,
       logger: this.logger,
+      committer: this.committer,
     });
     this.member.start();
   }
@@ -397,7 +401,7 @@ export class Consumer extends EventEmitter {
   private async commitNow(offsets: TopicPartitionOffset[]): Promise<void> {
     if (offsets.length === 0) return;
     if (this.member !== null) await this.member.commit(offsets);
-    else await commitOffsets(this.connection, this.groupId!, '', 0, offsets);
+    else await this.committer.commit(this.groupId!, '', 0, offsets);
     for (const { topic, partition, offset } of offsets) this.lastCommitted.set(partitionKey(topic, partition), offset);
     this.emit('offsetsCommitted', { offsets } satisfies OffsetsCommittedEvent);
   }
@@ -828,6 +832,7 @@ export class Consumer extends EventEmitter {
       await this.commitQueue;
       await this.member?.leave();
       this.finished = true;
+      this.committer.close();
       if (this.ownsConnection) this.connection.close();
     })();
     return this.closing;
@@ -848,6 +853,7 @@ export class Consumer extends EventEmitter {
     if (this.ownsConnection) this.connection.close();
     this.closing ??= Promise.all([memberStopped, fetchersStopped]).then(() => {
       this.finished = true;
+      this.committer.close();
     });
     return this.closing;
   }

@@ -35,9 +35,10 @@ import type { MethodDefinition } from '@grpc/grpc-js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import { groupsServiceDefinition } from '../server/service-definitions.js';
-import { type Connection, longToNumber, numberToLong } from './connection.js';
+import { type Connection, longToNumber } from './connection.js';
 import type { TopicPartition, TopicPartitionOffset } from './consumer.js';
 import { StrataClientError, invalidArgument, isRetriable, toClientError } from './errors.js';
+import { type OffsetCommitStream, commitOffsetsRequest } from './offset-commit-stream.js';
 
 const v1 = strata.v1;
 
@@ -116,6 +117,8 @@ export interface GroupMemberSettings {
   retryBackoffMs?: number;
   retryBackoffMaxMs?: number;
   logger?: Logger;
+  /** Commits go over this stream (the Consumer shares its own); unary CommitOffsets calls when absent. */
+  committer?: OffsetCommitStream;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,14 +161,9 @@ export function normalizeSubscription(input: GroupSubscriptionInput): GroupSubsc
   return { topics, regex };
 }
 
+/** Commits offsets with one unary CommitOffsets call (see OffsetCommitStream for the pipelined way). */
 export async function commitOffsets(connection: Connection, groupId: string, memberId: string, memberEpoch: number, offsets: readonly TopicPartitionOffset[]): Promise<void> {
-  const request = v1.CommitOffsetsRequest.create({
-    groupId,
-    memberId,
-    memberEpoch,
-    offsets: offsets.map(({ topic, partition, offset }) => v1.OffsetCommit.create({ topic, partition, offset: numberToLong(offset, 'offset') })),
-  });
-  await connection.unary(groupMethods.commitOffsets, request);
+  await connection.unary(groupMethods.commitOffsets, commitOffsetsRequest(groupId, memberId, memberEpoch, offsets));
 }
 
 /** Committed offsets of a group: all of them, or those of `topics`. */
@@ -235,6 +233,7 @@ export class GroupMember {
   /** The heartbeat call under way (settles when it does), for commits that crossed it. */
   private inflight: Promise<void> | null = null;
   private waker: (() => void) | null = null;
+  private readonly committer: OffsetCommitStream | null;
 
   constructor(
     private readonly connection: Connection,
@@ -251,6 +250,7 @@ export class GroupMember {
     this.retryBackoffMs = settings.retryBackoffMs ?? 100;
     this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, settings.retryBackoffMaxMs ?? 2_000);
     this.logger = (settings.logger ?? rootLogger).child({ subsystem: 'group-member', group: this.groupId });
+    this.committer = settings.committer ?? null;
   }
 
   /** The member id the broker gave; '' while joining. */
@@ -487,7 +487,8 @@ export class GroupMember {
       const epoch = this.epoch;
       if (memberId === '' || this.killed) throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (joining or rejoining); nothing committed`);
       try {
-        await commitOffsets(this.connection, this.groupId, memberId, epoch, offsets);
+        if (this.committer !== null) await this.committer.commit(this.groupId, memberId, epoch, offsets);
+        else await commitOffsets(this.connection, this.groupId, memberId, epoch, offsets);
         return;
       } catch (error) {
         const failure = toClientError(error);

@@ -451,3 +451,86 @@ describe('failures and static membership', () => {
     await Promise.all([restarted.close(), b.close(), c.close()]);
   });
 });
+
+describe('commits over CommitOffsetsStream', () => {
+  const COMMIT_STREAM = '/strata.v1.Groups/CommitOffsetsStream';
+  const COMMIT_UNARY = '/strata.v1.Groups/CommitOffsets';
+
+  /** Counts the calls of each method the consumer opens; `refuse` answers CommitOffsetsStream with that status itself. */
+  function callCounter(calls: Map<string, number>, refuse?: { code: status; times: number }): Interceptor {
+    return (callOptions, nextCall) => {
+      const path = callOptions.method_definition.path;
+      calls.set(path, (calls.get(path) ?? 0) + 1);
+      const call = nextCall(callOptions);
+      if (path !== COMMIT_STREAM || refuse === undefined || refuse.times === 0) return new InterceptingCall(call);
+      refuse.times--;
+      const code = refuse.code;
+      let refused = false;
+      return new InterceptingCall(call, {
+        sendMessage(_message, _next) {
+          if (!refused) {
+            refused = true;
+            // A turn later, as a broker's answer would come (see producer.test.ts).
+            setImmediate(() => call.cancelWithStatus(code, 'injected: refused'));
+          }
+        },
+      });
+    };
+  }
+
+  it('every commit of a consumer, its group member and revocation included, goes over one stream', async () => {
+    const name = await topic(2);
+    const groupId = unique('streamed');
+    const calls = new Map<string, number>();
+    const log: Processed[] = [];
+    const member = runner('a', groupId, log, { subscribe: [name], autoCommit: false, interceptors: [callCounter(calls)] });
+    await waitUntil(() => member.assignment().length === 2, 'assignment');
+    await produceEach(name, 2, 5);
+    await waitUntil(() => log.length === 10, 'records');
+    for (let offset = 1; offset <= 5; offset++) await member.consumer.commit([{ topic: name, partition: 0, offset }]);
+    await member.consumer.commit();
+    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 5, 1: 5 });
+    expect(calls.get(COMMIT_STREAM)).toBe(1);
+    expect(calls.get(COMMIT_UNARY)).toBeUndefined();
+    await member.close();
+  });
+
+  it('a broker without CommitOffsetsStream (UNIMPLEMENTED) gets unary commits, and the commit under way still lands', async () => {
+    const name = await topic(1);
+    const groupId = unique('unary');
+    await produceEach(name, 1, 4);
+    const calls = new Map<string, number>();
+    const reader = consumer(groupId, { autoCommit: false, interceptors: [callCounter(calls, { code: status.UNIMPLEMENTED, times: 1 })] });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    await reader.commit([{ topic: name, partition: 0, offset: 2 }]);
+    await reader.commit([{ topic: name, partition: 0, offset: 3 }]);
+    expect((await fetchOffsets(groupId, name)).get(0)).toBe(3);
+    expect(calls.get(COMMIT_STREAM)).toBe(1);
+    expect(calls.get(COMMIT_UNARY)).toBe(2);
+  });
+
+  it('a broken stream fails its commits with UNAVAILABLE; a group member retries on a new stream', async () => {
+    const name = await topic(1);
+    const groupId = unique('broken');
+    await produceEach(name, 1, 4);
+    const calls = new Map<string, number>();
+    const manual = consumer(groupId, { autoCommit: false, interceptors: [callCounter(calls, { code: status.UNAVAILABLE, times: 1 })] });
+    await manual.assign([{ topic: name, partition: 0 }]);
+    const failed = await manual.commit([{ topic: name, partition: 0, offset: 1 }]).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect((failed as StrataClientError).code).toBe('UNAVAILABLE');
+    await manual.commit([{ topic: name, partition: 0, offset: 2 }]); // a new stream
+    expect((await fetchOffsets(groupId, name)).get(0)).toBe(2);
+    expect(calls.get(COMMIT_STREAM)).toBe(2);
+    await manual.close();
+
+    const memberCalls = new Map<string, number>();
+    const member = consumer(groupId, { subscribe: [name], autoCommit: false, interceptors: [callCounter(memberCalls, { code: status.UNAVAILABLE, times: 1 })] });
+    await waitUntil(() => member.assignment().length === 1, 'assignment');
+    await member.commit([{ topic: name, partition: 0, offset: 4 }]); // fails once, retried by the member
+    expect((await fetchOffsets(groupId, name)).get(0)).toBe(4);
+    expect(memberCalls.get(COMMIT_STREAM)).toBe(2);
+  });
+});

@@ -1,0 +1,155 @@
+/**
+ * Offset commits pipelined on one `CommitOffsetsStream` (the Groups service). A unary
+ * CommitOffsets sets up an HTTP/2 stream for each commit: headers, trailers and grpc-js's call
+ * machinery, about 140 µs of client CPU and 85 µs of broker CPU on the benchmark machine. On an
+ * open stream a commit is one message each way.
+ *
+ * Each commit keeps the connection's deadline. The stream opens with the first commit and is
+ * replaced when it breaks: the commits on a broken stream fail with its status (UNAVAILABLE
+ * when the connection dropped; callers retry, a commit is idempotent), and a commit that runs
+ * past its deadline fails with DEADLINE_EXCEEDED and takes the stream down with it, since a
+ * stream that stopped answering cannot be trusted with the next one. A broker that does not
+ * have the method (UNIMPLEMENTED) gets unary calls from then on.
+ */
+import type { ClientDuplexStream, MethodDefinition } from '@grpc/grpc-js';
+import Long from 'long';
+import { strata } from '../generated/strata.js';
+import { groupsServiceDefinition } from '../server/service-definitions.js';
+import { type Connection, numberToLong } from './connection.js';
+import type { TopicPartitionOffset } from './consumer.js';
+import { StrataClientError, closedError, fromItemError, toClientError } from './errors.js';
+
+const v1 = strata.v1;
+
+const methods = {
+  commitOffsets: groupsServiceDefinition.commitOffsets as MethodDefinition<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>,
+  commitOffsetsStream: groupsServiceDefinition.commitOffsetsStream as MethodDefinition<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>,
+} as const;
+
+type CommitStream = ClientDuplexStream<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>;
+
+interface PendingCommit {
+  request: strata.v1.CommitOffsetsRequest;
+  resolve(): void;
+  reject(error: StrataClientError): void;
+  timer: NodeJS.Timeout;
+}
+
+/** Builds the wire request of one commit. */
+export function commitOffsetsRequest(groupId: string, memberId: string, memberEpoch: number, offsets: readonly TopicPartitionOffset[]): strata.v1.CommitOffsetsRequest {
+  return v1.CommitOffsetsRequest.create({
+    groupId,
+    memberId,
+    memberEpoch,
+    offsets: offsets.map(({ topic, partition, offset }) => v1.OffsetCommit.create({ topic, partition, offset: numberToLong(offset, 'offset') })),
+  });
+}
+
+export class OffsetCommitStream {
+  private stream: CommitStream | null = null;
+  private readonly pending = new Map<number, PendingCommit>();
+  private nextCorrelationId = 1;
+  private unaryOnly = false;
+  private closed = false;
+
+  constructor(private readonly connection: Connection) {}
+
+  /** Commits `offsets` for a group member (memberId '' and epoch 0 without membership); resolves once durable. */
+  async commit(groupId: string, memberId: string, memberEpoch: number, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    const request = commitOffsetsRequest(groupId, memberId, memberEpoch, offsets);
+    if (this.closed) throw closedError('the offset commit stream');
+    if (this.unaryOnly) {
+      await this.connection.unary(methods.commitOffsets, request);
+      return;
+    }
+    await new Promise<void>((resolve, reject) => this.send(request, resolve, reject));
+  }
+
+  /** Commits in progress fail with CANCELLED; later commits are refused. Idempotent. */
+  close(): void {
+    this.closed = true;
+    this.failAll(new StrataClientError('CANCELLED', 'the offset commit stream was closed before the broker answered'));
+  }
+
+  /** Commits waiting for an answer (for tests and metrics). */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  private send(request: strata.v1.CommitOffsetsRequest, resolve: () => void, reject: (error: StrataClientError) => void): void {
+    let stream: CommitStream;
+    try {
+      stream = this.stream ?? this.open();
+    } catch (error) {
+      reject(toClientError(error));
+      return;
+    }
+    const correlationId = this.nextCorrelationId++;
+    request.correlationId = Long.fromNumber(correlationId, true);
+    const deadlineMs = this.connection.deadlineMs;
+    const timer = setTimeout(() => {
+      if (!this.pending.delete(correlationId)) return;
+      reject(new StrataClientError('DEADLINE_EXCEEDED', `the broker did not answer an offset commit within ${deadlineMs} ms`));
+      this.restart(stream, new StrataClientError('UNAVAILABLE', 'the offset commit stream was restarted after a commit timed out'));
+    }, deadlineMs);
+    this.pending.set(correlationId, { request, resolve, reject, timer });
+    stream.write(request);
+  }
+
+  private open(): CommitStream {
+    const stream = this.connection.bidiStream(methods.commitOffsetsStream);
+    this.stream = stream;
+    stream.on('data', (response: strata.v1.CommitOffsetsResponse) => this.onResponse(stream, response));
+    stream.on('error', (error: Error) => this.onEnded(stream, toClientError(error)));
+    stream.on('status', (status: { code: number }) => {
+      if (status.code === 0) this.onEnded(stream, new StrataClientError('UNAVAILABLE', 'the broker ended the offset commit stream'));
+    });
+    return stream;
+  }
+
+  private onResponse(stream: CommitStream, response: strata.v1.CommitOffsetsResponse): void {
+    if (stream !== this.stream) return;
+    const correlationId = Long.fromValue(response.correlationId).toNumber();
+    const commit = this.pending.get(correlationId);
+    if (commit === undefined) return; // timed out meanwhile
+    this.pending.delete(correlationId);
+    clearTimeout(commit.timer);
+    if (response.error) commit.reject(fromItemError(response.error));
+    else commit.resolve();
+  }
+
+  private onEnded(stream: CommitStream, error: StrataClientError): void {
+    if (stream !== this.stream) return;
+    this.stream = null;
+    if (error.code === 'UNIMPLEMENTED') {
+      // A broker from before CommitOffsetsStream: nothing on the stream was applied.
+      this.unaryOnly = true;
+      const waiting = [...this.pending.values()];
+      this.clearPending();
+      for (const commit of waiting) this.connection.unary(methods.commitOffsets, commit.request).then(() => commit.resolve(), (failure: unknown) => commit.reject(toClientError(failure)));
+      return;
+    }
+    this.failAll(error);
+  }
+
+  private restart(stream: CommitStream, error: StrataClientError): void {
+    if (stream !== this.stream) return;
+    this.stream = null;
+    stream.cancel();
+    this.failAll(error);
+  }
+
+  private failAll(error: StrataClientError): void {
+    const waiting = [...this.pending.values()];
+    this.clearPending();
+    const stream = this.stream;
+    this.stream = null;
+    stream?.cancel();
+    for (const commit of waiting) commit.reject(error);
+  }
+
+  private clearPending(): void {
+    for (const commit of this.pending.values()) clearTimeout(commit.timer);
+    this.pending.clear();
+  }
+}
