@@ -822,18 +822,21 @@ export class Consumer extends EventEmitter {
       this.inHand = null;
       this.wakeReaders();
       this.stopAutoCommit();
-      await this.member?.stop();
       try {
-        await this.revokeAssignment(this.assignment());
-      } catch (error) {
-        this.logger.warn({ err: error }, 'beforeRevoke failed while closing');
+        await this.member?.stop();
+        try {
+          await this.revokeAssignment(this.assignment());
+        } catch (error) {
+          this.logger.warn({ err: error }, 'beforeRevoke failed while closing');
+        }
+        await this.stopAllFetchers();
+        await this.commitQueue;
+        await this.member?.leave();
+      } finally {
+        this.finished = true;
+        this.committer.close();
+        if (this.ownsConnection) this.connection.close();
       }
-      await this.stopAllFetchers();
-      await this.commitQueue;
-      await this.member?.leave();
-      this.finished = true;
-      this.committer.close();
-      if (this.ownsConnection) this.connection.close();
     })();
     return this.closing;
   }
@@ -850,10 +853,10 @@ export class Consumer extends EventEmitter {
     this.stopAutoCommit();
     const memberStopped = this.member?.kill() ?? Promise.resolve();
     const fetchersStopped = this.stopAllFetchers();
+    this.committer.close(); // a commit under way fails with CANCELLED, also one a close() waits for
     if (this.ownsConnection) this.connection.close();
     this.closing ??= Promise.all([memberStopped, fetchersStopped]).then(() => {
       this.finished = true;
-      this.committer.close();
     });
     return this.closing;
   }

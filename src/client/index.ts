@@ -20,6 +20,7 @@ export type { SubscribeOptions, SubscriptionBatch } from './subscription.js';
 export { Connection } from './connection.js';
 export type { ConnectionOptions, ConnectionSource, TlsOptions, UnaryCallOptions } from './connection.js';
 export { Consumer } from './consumer.js';
+export { OffsetCommitStream } from './offset-commit-stream.js';
 export type {
   CommitFailedEvent,
   ConsumerBatch,

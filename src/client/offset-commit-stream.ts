@@ -6,10 +6,11 @@
  *
  * Each commit keeps the connection's deadline. The stream opens with the first commit and is
  * replaced when it breaks: the commits on a broken stream fail with its status (UNAVAILABLE
- * when the connection dropped; callers retry, a commit is idempotent), and a commit that runs
- * past its deadline fails with DEADLINE_EXCEEDED and takes the stream down with it, since a
- * stream that stopped answering cannot be trusted with the next one. A broker that does not
- * have the method (UNIMPLEMENTED) gets unary calls from then on.
+ * when the connection dropped or the broker ended the stream, which callers may retry: a commit
+ * is idempotent), and a commit that runs past its deadline fails with DEADLINE_EXCEEDED and
+ * takes the stream down with it, since a stream that stopped answering cannot be trusted with
+ * the next one. A broker that does not have the method (UNIMPLEMENTED) gets unary calls, one
+ * at a time in the order given, for the rest of this object's life.
  */
 import type { ClientDuplexStream, MethodDefinition } from '@grpc/grpc-js';
 import Long from 'long';
@@ -71,11 +72,6 @@ export class OffsetCommitStream {
     this.failAll(new StrataClientError('CANCELLED', 'the offset commit stream was closed before the broker answered'));
   }
 
-  /** Commits waiting for an answer (for tests and metrics). */
-  get inFlight(): number {
-    return this.pending.size;
-  }
-
   private send(request: strata.v1.CommitOffsetsRequest, resolve: () => void, reject: (error: StrataClientError) => void): void {
     let stream: CommitStream;
     try {
@@ -126,10 +122,22 @@ export class OffsetCommitStream {
       this.unaryOnly = true;
       const waiting = [...this.pending.values()];
       this.clearPending();
-      for (const commit of waiting) this.connection.unary(methods.commitOffsets, commit.request).then(() => commit.resolve(), (failure: unknown) => commit.reject(toClientError(failure)));
+      void this.resendUnary(waiting);
       return;
     }
     this.failAll(error);
+  }
+
+  /** Sends commits the stream could not carry as unary calls, in order. */
+  private async resendUnary(commits: readonly PendingCommit[]): Promise<void> {
+    for (const commit of commits) {
+      try {
+        await this.connection.unary(methods.commitOffsets, commit.request);
+        commit.resolve();
+      } catch (failure) {
+        commit.reject(toClientError(failure));
+      }
+    }
   }
 
   private restart(stream: CommitStream, error: StrataClientError): void {

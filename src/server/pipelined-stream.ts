@@ -4,8 +4,12 @@
  * answered as they finish; a failed request is answered with an error response and the stream
  * stays open. When `inFlightMax` requests are unanswered the handler stops reading, so HTTP/2
  * flow control holds the client back; it reads again below half of that. The stream ends (status
- * OK) once the client has ended its side, or the broker is shutting down, and every request is
- * answered. A request that arrives during shutdown is answered UNAVAILABLE without running.
+ * OK) once the client has ended its side and every request is answered. When the broker shuts
+ * down it stops reading, answers the requests it has started, and ends the stream the same way:
+ * requests it never read are never run and get no answer, and clients treat them as
+ * UNAVAILABLE. (Answering them UNAVAILABLE at once would overtake the answers still to come
+ * for earlier requests, and a client that restarts its stream on such an error would lose
+ * those.)
  */
 import { type ServerDuplexStream, status } from '@grpc/grpc-js';
 import { toGrpcFailure } from './status.js';
@@ -38,11 +42,16 @@ export function pipelinedStream<Request, Response>(
         call.end();
       }
     };
-    const stop = (): void => {
+    const endOfRequests = (): void => {
       ended = true;
       finishIfDone();
     };
-    stopping.addEventListener('abort', stop, { once: true });
+    const stop = (): void => {
+      call.pause();
+      endOfRequests();
+    };
+    if (stopping.aborted) stop();
+    else stopping.addEventListener('abort', stop, { once: true });
     context.metrics?.activeCalls.inc({ method });
     call.once('close', () => {
       stopping.removeEventListener('abort', stop);
@@ -50,11 +59,7 @@ export function pipelinedStream<Request, Response>(
     });
     call.on('data', (request: Request) => {
       const startedAt = performance.now();
-      if (stopping.aborted) {
-        countRequest(context, method, status.UNAVAILABLE, startedAt);
-        if (!call.cancelled && call.writable) call.write(handler.failed(request, status.UNAVAILABLE, 'the broker is shutting down; retry once it is back'));
-        return;
-      }
+      if (stopping.aborted) return; // read before the pause took hold: left unanswered (see above)
       inFlight++;
       if (inFlight >= inFlightMax && !paused) {
         paused = true;
@@ -81,14 +86,14 @@ export function pipelinedStream<Request, Response>(
         .then((response) => {
           inFlight--;
           if (!call.cancelled && call.writable) call.write(response);
-          if (paused && inFlight < inFlightMax / 2) {
+          if (paused && inFlight < inFlightMax / 2 && !stopping.aborted) {
             paused = false;
             call.resume();
           }
           finishIfDone();
         });
     });
-    call.on('end', stop);
+    call.on('end', endOfRequests);
     call.on('error', (error) => logger.debug({ method, err: error }, 'stream error'));
   };
 }

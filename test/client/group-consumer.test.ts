@@ -483,16 +483,20 @@ describe('commits over CommitOffsetsStream', () => {
     const groupId = unique('streamed');
     const calls = new Map<string, number>();
     const log: Processed[] = [];
-    const member = runner('a', groupId, log, { subscribe: [name], autoCommit: false, interceptors: [callCounter(calls)] });
+    // Auto-commit on, at 60 s: only the revocation in close() commits automatically here.
+    const member = runner('a', groupId, log, { subscribe: [name], interceptors: [callCounter(calls)] });
     await waitUntil(() => member.assignment().length === 2, 'assignment');
     await produceEach(name, 2, 5);
     await waitUntil(() => log.length === 10, 'records');
     for (let offset = 1; offset <= 5; offset++) await member.consumer.commit([{ topic: name, partition: 0, offset }]);
-    await member.consumer.commit();
-    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 5, 1: 5 });
+    await member.consumer.commit([{ topic: name, partition: 1, offset: 2 }]);
+    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 5, 1: 2 });
+    await produceEach(name, 2, 3);
+    await waitUntil(() => log.length === 16, 'more records');
+    await member.close(); // revocation commits the final positions
+    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 8, 1: 8 });
     expect(calls.get(COMMIT_STREAM)).toBe(1);
     expect(calls.get(COMMIT_UNARY)).toBeUndefined();
-    await member.close();
   });
 
   it('a broker without CommitOffsetsStream (UNIMPLEMENTED) gets unary commits, and the commit under way still lands', async () => {

@@ -272,7 +272,6 @@ describe('offsets', () => {
       call.on('end', resolve);
       call.on('error', reject);
     });
-    // More commits than the server keeps in flight (1,024), so its pause/resume runs too.
     const count = 1_500;
     const refused = new Map<number, { code: status; message: RegExp }>([
       [100, { code: status.FAILED_PRECONDITION, message: /stale member epoch/ }],

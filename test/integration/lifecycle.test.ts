@@ -109,6 +109,43 @@ describe('broker lifecycle', () => {
     expect((await committed.ended).code).toBe(status.OK);
   });
 
+  it('a shutdown answers every ProduceStream request it started, and writes none it did not answer', async () => {
+    const broker = await startTestBroker();
+    cleanups.push(() => removeDirectory(broker.dataDir));
+    const client = new TestClient(broker.address);
+    cleanups.push(() => client.close());
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'drained', partitions: 1 }));
+    type Duplex = NodeJS.EventEmitter & { write(message: unknown): void };
+    const call = (client.log as unknown as { produceStream(): Duplex }).produceStream();
+    const answers: strata.v1.ProduceResponse[] = [];
+    const firstAnswer = new Promise<void>((resolve) => call.once('data', () => resolve()));
+    const ended = new Promise<{ code: number }>((resolve) => {
+      call.on('data', (answer: strata.v1.ProduceResponse) => answers.push(answer));
+      call.on('status', resolve);
+      call.on('error', () => undefined); // the status says it
+    });
+    const sent = 2_000;
+    for (let index = 0; index < sent; index++) {
+      call.write(v1.ProduceRequest.create({ topic: 'drained', partition: 0, correlationId: Long.fromNumber(index, true), records: [v1.Record.create({ value: Buffer.from(`r${index}`) })] }));
+    }
+    await firstAnswer;
+    expect((await broker.stop()).forced).toBe(false);
+    expect((await ended).code).toBe(status.OK);
+    expect(answers.length).toBeGreaterThan(0);
+    expect(answers.filter((answer) => answer.error)).toEqual([]); // nothing answered UNAVAILABLE ahead of earlier requests
+
+    const reopened = await startTestBroker({ dataDir: broker.dataDir });
+    cleanups.push(async () => {
+      await reopened.stop();
+    });
+    const again = new TestClient(reopened.address);
+    cleanups.push(() => again.close());
+    const latest = await again.call<strata.v1.ListOffsetsResponse>('log.listOffsets', v1.ListOffsetsRequest.create({ topic: 'drained', partition: 0, position: v1.StartPosition.create({ latest: true }) }));
+    expect(latest.offset.toNumber()).toBe(answers.length); // every answered record is there, and nothing else
+    const offsets = answers.map((answer) => answer.batches[0]!.baseOffset.toNumber()).sort((x, y) => x - y);
+    expect(offsets).toEqual(Array.from({ length: answers.length }, (_, offset) => offset));
+  });
+
   it('strata serve exits 0 on SIGTERM after writing clean-shutdown markers, and restarts without recovery', async () => {
     const dataDir = temporaryDirectory();
     cleanups.push(() => removeDirectory(dataDir));
