@@ -38,7 +38,7 @@ import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, longToNumber } from './connection.js';
 import type { TopicPartition, TopicPartitionOffset } from './consumer.js';
 import { StrataClientError, invalidArgument, isRetriable, toClientError } from './errors.js';
-import { type OffsetCommitStream, commitOffsetsRequest } from './offset-commit-stream.js';
+import { OffsetCommitStream } from './offset-commit-stream.js';
 
 const v1 = strata.v1;
 
@@ -49,7 +49,6 @@ function typed<Request, Response>(definition: object): MethodDefinition<Request,
 
 const groupMethods = {
   heartbeat: typed<strata.v1.HeartbeatRequest, strata.v1.HeartbeatResponse>(groupsServiceDefinition.heartbeat),
-  commitOffsets: typed<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>(groupsServiceDefinition.commitOffsets),
   fetchOffsets: typed<strata.v1.FetchOffsetsRequest, strata.v1.FetchOffsetsResponse>(groupsServiceDefinition.fetchOffsets),
 } as const;
 
@@ -161,11 +160,6 @@ export function normalizeSubscription(input: GroupSubscriptionInput): GroupSubsc
   return { topics, regex };
 }
 
-/** Commits offsets with one unary CommitOffsets call (see OffsetCommitStream for the pipelined way). */
-export async function commitOffsets(connection: Connection, groupId: string, memberId: string, memberEpoch: number, offsets: readonly TopicPartitionOffset[]): Promise<void> {
-  await connection.unary(groupMethods.commitOffsets, commitOffsetsRequest(groupId, memberId, memberEpoch, offsets));
-}
-
 /** Committed offsets of a group: all of them, or those of `topics`. */
 export async function fetchCommittedOffsets(connection: Connection, groupId: string, topics: readonly string[] = []): Promise<GroupCommittedOffset[]> {
   const response = await connection.unary(groupMethods.fetchOffsets, v1.FetchOffsetsRequest.create({ groupId, topics: [...topics] }));
@@ -233,7 +227,7 @@ export class GroupMember {
   /** The heartbeat call under way (settles when it does), for commits that crossed it. */
   private inflight: Promise<void> | null = null;
   private waker: (() => void) | null = null;
-  private readonly committer: OffsetCommitStream | null;
+  private readonly committer: OffsetCommitStream;
 
   constructor(
     private readonly connection: Connection,
@@ -250,7 +244,7 @@ export class GroupMember {
     this.retryBackoffMs = settings.retryBackoffMs ?? 100;
     this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, settings.retryBackoffMaxMs ?? 2_000);
     this.logger = (settings.logger ?? rootLogger).child({ subsystem: 'group-member', group: this.groupId });
-    this.committer = settings.committer ?? null;
+    this.committer = settings.committer ?? new OffsetCommitStream(connection, { stream: false });
   }
 
   /** The member id the broker gave; '' while joining. */
@@ -487,8 +481,7 @@ export class GroupMember {
       const epoch = this.epoch;
       if (memberId === '' || this.killed) throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (joining or rejoining); nothing committed`);
       try {
-        if (this.committer !== null) await this.committer.commit(this.groupId, memberId, epoch, offsets);
-        else await commitOffsets(this.connection, this.groupId, memberId, epoch, offsets);
+        await this.committer.commit(this.groupId, memberId, epoch, offsets);
         return;
       } catch (error) {
         const failure = toClientError(error);

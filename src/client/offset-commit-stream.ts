@@ -37,7 +37,7 @@ interface PendingCommit {
 }
 
 /** Builds the wire request of one commit. */
-export function commitOffsetsRequest(groupId: string, memberId: string, memberEpoch: number, offsets: readonly TopicPartitionOffset[]): strata.v1.CommitOffsetsRequest {
+function commitOffsetsRequest(groupId: string, memberId: string, memberEpoch: number, offsets: readonly TopicPartitionOffset[]): strata.v1.CommitOffsetsRequest {
   return v1.CommitOffsetsRequest.create({
     groupId,
     memberId,
@@ -50,10 +50,16 @@ export class OffsetCommitStream {
   private stream: CommitStream | null = null;
   private readonly pending = new Map<number, PendingCommit>();
   private nextCorrelationId = 1;
-  private unaryOnly = false;
+  private unaryOnly: boolean;
   private closed = false;
 
-  constructor(private readonly connection: Connection) {}
+  /** With `stream: false` every commit is a unary call (nothing to close then). */
+  constructor(
+    private readonly connection: Connection,
+    options: { stream?: boolean } = {},
+  ) {
+    this.unaryOnly = options.stream === false;
+  }
 
   /** Commits `offsets` for a group member (memberId '' and epoch 0 without membership); resolves once durable. */
   async commit(groupId: string, memberId: string, memberEpoch: number, offsets: readonly TopicPartitionOffset[]): Promise<void> {

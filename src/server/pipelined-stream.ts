@@ -58,8 +58,8 @@ export function pipelinedStream<Request, Response>(
       context.metrics?.activeCalls.dec({ method });
     });
     call.on('data', (request: Request) => {
-      const startedAt = performance.now();
       if (stopping.aborted) return; // read before the pause took hold: left unanswered (see above)
+      const startedAt = performance.now();
       inFlight++;
       if (inFlight >= inFlightMax && !paused) {
         paused = true;
