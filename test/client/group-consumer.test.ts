@@ -513,6 +513,33 @@ describe('commits over CommitOffsetsStream', () => {
     expect(calls.get(COMMIT_UNARY)).toBe(2);
   });
 
+  it('a commit the broker does not answer within the deadline fails with DEADLINE_EXCEEDED; the next one goes on a new stream', async () => {
+    const name = await topic(1);
+    const groupId = unique('silent');
+    await produceEach(name, 1, 4);
+    let streams = 0;
+    // The first stream's answers are swallowed: its commits reach the broker but never return.
+    const swallowFirstStream: Interceptor = (callOptions, nextCall) => {
+      const call = nextCall(callOptions);
+      if (callOptions.method_definition.path !== COMMIT_STREAM || ++streams > 1) return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        start(metadata, _listener, next) {
+          next(metadata, { onReceiveMessage: () => undefined });
+        },
+      });
+    };
+    const reader = consumer(groupId, { autoCommit: false, deadlineMs: 1_000, interceptors: [swallowFirstStream] });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    const failed = await reader.commit([{ topic: name, partition: 0, offset: 1 }]).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect((failed as StrataClientError).code).toBe('DEADLINE_EXCEEDED');
+    await reader.commit([{ topic: name, partition: 0, offset: 3 }]);
+    expect((await fetchOffsets(groupId, name)).get(0)).toBe(3);
+    expect(streams).toBe(2);
+  });
+
   it('a broken stream fails its commits with UNAVAILABLE; a group member retries on a new stream', async () => {
     const name = await topic(1);
     const groupId = unique('broken');
