@@ -345,7 +345,8 @@ describe('produce and fetch', () => {
         call.on('end', resolve);
         call.on('error', reject);
       });
-      // More requests than the server keeps in flight (256), so its pause/resume runs too.
+      // More requests than the server's in-flight limit (256); the limit itself is tested in
+      // test/server/pipelined-stream.test.ts.
       const count = 600;
       const failing = new Map<number, number>([
         [100, status.NOT_FOUND], // unknown topic

@@ -1,0 +1,136 @@
+// Goal: the shared handler behind ProduceStream and CommitOffsetsStream keeps its promises: at
+// most `inFlightMax` requests run at once (reading stops, so HTTP/2 flow control holds the
+// client back) and reading resumes as they finish; failures are answered in-band; on shutdown
+// it stops reading, answers every request it started and ends with OK, never running one it did
+// not answer. Method: a real grpc-js server and client on loopback with a tiny service (a
+// request is a correlation id) whose handler completes only when the test says so.
+import { type ClientDuplexStream, type MethodDefinition, Server, ServerCredentials, credentials, makeGenericClientConstructor, status } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { rootLogger } from '../../src/common/logger.js';
+import { StrataError, ErrorCode } from '../../src/common/errors.js';
+import { pipelinedStream } from '../../src/server/pipelined-stream.js';
+
+interface Answer {
+  id: number;
+  code: number;
+}
+
+const u32 = (value: number): Buffer => {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(value);
+  return bytes;
+};
+
+const method: MethodDefinition<number, Answer> = {
+  path: '/test.Pipelined/Run',
+  requestStream: true,
+  responseStream: true,
+  requestSerialize: u32,
+  requestDeserialize: (bytes) => bytes.readUInt32BE(0),
+  responseSerialize: ({ id, code }) => Buffer.concat([u32(id), u32(code)]),
+  responseDeserialize: (bytes) => ({ id: bytes.readUInt32BE(0), code: bytes.readUInt32BE(4) }),
+};
+
+/** A server whose requests finish when `release` is called; `started` lists the ids run. */
+async function startServer(inFlightMax: number) {
+  const stopping = new AbortController();
+  const started: number[] = [];
+  const waiting = new Map<number, () => void>();
+  let onStart: (() => void) | null = null;
+  const handler = pipelinedStream<number, Answer>({ logger: rootLogger.child({ level: 'silent' }), metrics: null }, stopping.signal, {
+    method: 'Run',
+    inFlightMax,
+    handle: (id) =>
+      new Promise<Answer>((resolve, reject) => {
+        started.push(id);
+        waiting.set(id, () => (id % 10 === 7 ? reject(new StrataError(ErrorCode.INVALID_ARGUMENT, `request ${id} is refused`)) : resolve({ id, code: 0 })));
+        onStart?.();
+      }),
+    failed: (id, code) => ({ id, code }),
+  });
+  const server = new Server();
+  server.addService({ run: method }, { run: handler });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
+  const Client = makeGenericClientConstructor({ run: method }, 'Pipelined');
+  const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+  return {
+    started,
+    stopping,
+    server,
+    client,
+    open: () => (client as unknown as { run(): ClientDuplexStream<number, Answer> }).run(),
+    /** Finishes every request started so far. */
+    releaseAll(): void {
+      const now = [...waiting.values()];
+      waiting.clear();
+      for (const release of now) release();
+    },
+    /** Resolves once `count` requests have started (the test fails on its timeout otherwise). */
+    untilStarted(count: number): Promise<void> {
+      return new Promise((resolve) => {
+        const check = (): void => {
+          if (started.length >= count) resolve();
+        };
+        onStart = check;
+        check();
+      });
+    },
+  };
+}
+
+function collect(call: ClientDuplexStream<number, Answer>) {
+  const answers: Answer[] = [];
+  call.on('data', (answer: Answer) => answers.push(answer));
+  const ended = new Promise<number>((resolve) => {
+    call.on('status', ({ code }: { code: number }) => resolve(code));
+    call.on('error', () => undefined); // the status says it
+  });
+  return { answers, ended };
+}
+
+describe('pipelined stream handler', () => {
+  const cleanups: (() => void)[] = [];
+  afterEach(() => {
+    for (const cleanup of cleanups.splice(0)) cleanup();
+  });
+
+  it('runs at most inFlightMax requests at once, reads on as they finish, and answers failures in-band', async () => {
+    const target = await startServer(8);
+    cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
+    const call = target.open();
+    const { answers, ended } = collect(call);
+    const total = 40;
+    for (let id = 1; id <= total; id++) call.write(id);
+    call.end();
+    await target.untilStarted(8);
+    // Reading stopped at the limit: nothing more starts while those eight are held (the wait is
+    // only a window in which a ninth would show up, not synchronisation).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(target.started).toHaveLength(8);
+    while (target.started.length < total) {
+      const before = target.started.length;
+      target.releaseAll();
+      await target.untilStarted(Math.min(total, before + 1));
+    }
+    target.releaseAll();
+    expect(await ended).toBe(status.OK);
+    expect(answers.map(({ id }) => id).sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, index) => index + 1));
+    for (const { id, code } of answers) expect(code, `request ${id}`).toBe(id % 10 === 7 ? status.INVALID_ARGUMENT : status.OK);
+    expect(target.started).toEqual(Array.from({ length: total }, (_, index) => index + 1)); // in order, each once
+  });
+
+  it('on shutdown stops reading, answers every request it started, ends with OK, and runs none it leaves unanswered', async () => {
+    const target = await startServer(8);
+    cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
+    const call = target.open();
+    const { answers, ended } = collect(call);
+    for (let id = 1; id <= 30; id++) call.write(id);
+    await target.untilStarted(8);
+    target.stopping.abort();
+    target.releaseAll();
+    expect(await ended).toBe(status.OK);
+    expect(target.started).toHaveLength(8);
+    expect(answers.map(({ id }) => id).sort((x, y) => x - y)).toEqual(target.started);
+    expect(answers.every(({ id, code }) => code === (id % 10 === 7 ? status.INVALID_ARGUMENT : status.OK))).toBe(true);
+  });
+});
