@@ -9,6 +9,11 @@ import * as fs from 'node:fs';
 export interface FileSystem {
   /** Opens for reading and writing, creating the file if `create` is set. */
   open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number>;
+  /**
+   * Opens an existing file for direct (O_DIRECT) writes, or returns null where the platform or
+   * the file system has none (EINVAL, as on tmpfs).
+   */
+  openDirect(path: string): Promise<number | null>;
   close(fd: number): Promise<void>;
   /** Reads up to `length` bytes at `position`; returns the bytes read (fewer at end of file). */
   read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number>;
@@ -39,6 +44,18 @@ export class NodeFileSystem implements FileSystem {
   open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
     const flags = options.readOnly ? 'r' : options.create ? fs.constants.O_RDWR | fs.constants.O_CREAT : 'r+';
     return new Promise((resolve, reject) => fs.open(path, flags, 0o644, callback(resolve, reject)));
+  }
+
+  openDirect(path: string): Promise<number | null> {
+    const direct = fs.constants.O_DIRECT;
+    if (direct === undefined) return Promise.resolve(null); // not Linux
+    return new Promise((resolve, reject) =>
+      fs.open(path, fs.constants.O_WRONLY | direct, (error, fd) => {
+        if (error === null) resolve(fd);
+        else if (error.code === 'EINVAL') resolve(null);
+        else reject(error);
+      }),
+    );
   }
 
   close(fd: number): Promise<void> {

@@ -21,6 +21,7 @@
  */
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
+import { DIRECT_IO_BLOCK_BYTES } from './aligned-memory.js';
 import { readRecoveryCheckpoint } from './checkpoint-file.js';
 import {
   CLEAN_SHUTDOWN_FILE,
@@ -171,6 +172,11 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
       const resync = await segment.findValidBatchAfter(scan.validBytes + UNSYNCED_WINDOW_BYTES, scan.nextOffset);
       tornTail = resync < 0;
     }
+    if (tornTail && (await isDirectWritePadding(fs, segment, scan.validBytes, scan.fileBytes))) {
+      logger.info({ file: segment.logPath, position: scan.validBytes, bytes: scan.fileBytes - scan.validBytes }, 'cutting the zero padding of a direct write at the end of the log');
+      await segment.truncateTo(scan.validBytes);
+      continue;
+    }
     if (tornTail) {
       report.bytesTruncated = scan.fileBytes - scan.validBytes;
       report.recordsTruncated = await claimedRecords(fs, segment, scan.validBytes, scan.fileBytes);
@@ -192,6 +198,14 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
     break;
   }
   return { segments, cleanShutdown: false, recovery: report, fence: null };
+}
+
+/** Whether [position, fileBytes) is the zero padding a direct write leaves past the log's end. */
+async function isDirectWritePadding(fs: FileSystem, segment: LogSegment, position: number, fileBytes: number): Promise<boolean> {
+  if (fileBytes % DIRECT_IO_BLOCK_BYTES !== 0 || fileBytes - position >= DIRECT_IO_BLOCK_BYTES) return false;
+  const tail = Buffer.alloc(fileBytes - position);
+  const read = await fs.read(await segment.fileDescriptor(), tail, 0, tail.length, position);
+  return read === tail.length && tail.every((byte) => byte === 0);
 }
 
 async function claimedRecords(fs: FileSystem, segment: LogSegment, position: number, fileBytes: number): Promise<number> {

@@ -53,11 +53,19 @@ import {
 import { ProducerState, type SequenceCheck } from './producer-state.js';
 import { segmentsToDelete } from './retention.js';
 import { LogSegment, READ_HEADROOM_BYTES, type SegmentOptions } from './segment.js';
+import { stagingPool } from './aligned-memory.js';
+import { DirectWritesUnsupported } from './direct-writer.js';
 import { SegmentList } from './segment-list.js';
 import { join } from 'node:path';
 
 /** Largest group of queued appends written with one writev. */
 const WRITE_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * Smallest write group the broker writes directly when direct writes are on. Smaller groups (latency
+ * workloads: a few records per fdatasync) stay in the page cache, where tailing consumers read
+ * them without a disk read.
+ */
+export const DIRECT_WRITE_MIN_BYTES = 256 * 1024;
 /** writev takes at most IOV_MAX (1024) buffers. */
 const WRITE_BUFFERS_MAX = 1024;
 const EMPTY = Buffer.alloc(0);
@@ -102,6 +110,12 @@ export interface PartitionLogOptions {
   queuedBytesMax?: number;
   /** Name used in error messages, e.g. "orders-3". */
   name?: string;
+  /**
+   * Write groups of at least this many bytes with direct (O_DIRECT) writes, bypassing the page
+   * cache (see `direct-writer.ts`); null (the default) writes everything buffered. The broker
+   * uses `DIRECT_WRITE_MIN_BYTES`. Falls back to buffered writes where direct ones fail.
+   */
+  directWriteMinBytes?: number | null;
 }
 
 interface QueuedAppend {
@@ -157,6 +171,9 @@ export class PartitionLog {
   /** What recovery did at open, for the caller to report. */
   readonly recovery: RecoveryReport | null;
   private producerState = new ProducerState();
+  private directWriteMinBytes: number | null;
+  /** Bytes appended with direct writes and through the page cache, since open. */
+  readonly writtenBytes = { direct: 0, buffered: 0 };
 
   private constructor(
     options: PartitionLogOptions,
@@ -173,6 +190,7 @@ export class PartitionLog {
     this.clock = options.clock ?? systemClock;
     this.logger = logger;
     this.queuedBytesMax = options.queuedBytesMax ?? 64 * 1024 * 1024;
+    this.directWriteMinBytes = options.directWriteMinBytes ?? null;
     this.segments = loaded.segments;
     this.recovery = loaded.recovery;
     const active = this.segments.last();
@@ -439,10 +457,18 @@ export class PartitionLog {
     if (written.length > 0) {
       const bytes = position - active.sizeBytes;
       try {
-        await this.fs.writev(active.openFileDescriptor(), buffers, active.sizeBytes);
+        await this.writeToSegment(active, buffers, bytes);
       } catch (error) {
         this.producerState.abortPending();
         active.resetToIndexMark(mark);
+        if (error instanceof DirectWriteFailed) {
+          // The write rewrote the last block, which holds acknowledged bytes, and failed: what
+          // the disk now has there is unknown. As after a failed fdatasync, stop and recover.
+          const fence = new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a direct write to ${active.logPath} failed (${error.code}); restart to recover`, { cause: error.cause });
+          for (const append of [...written, ...duplicates]) append.reject(fence);
+          this.fenceWith(fence);
+          return;
+        }
         const refusal = await this.rollBackWrite(active, error as NodeJS.ErrnoException);
         for (const append of [...written, ...duplicates]) append.reject(refusal);
         return;
@@ -464,6 +490,43 @@ export class PartitionLog {
     }
   }
 
+  /**
+   * Writes a group at the end of the active segment: directly when direct writes are on, the
+   * group is large and a staging buffer is free; else through the page cache.
+   */
+  private async writeToSegment(active: LogSegment, buffers: readonly Buffer[], bytes: number): Promise<void> {
+    if (this.directWriteMinBytes !== null && bytes >= this.directWriteMinBytes) {
+      const staging = stagingPool.take();
+      if (staging === null && stagingPool.unavailable) this.stopDirectWrites(active, 'no aligned memory for staging buffers (WebAssembly disabled or address space limited)');
+      if (staging !== null) {
+        try {
+          await active.writeDirect(buffers, bytes, staging);
+          this.writtenBytes.direct += bytes;
+          return;
+        } catch (error) {
+          if (error instanceof DirectWritesUnsupported) {
+            this.stopDirectWrites(active, error.message);
+          } else {
+            const code = (error as NodeJS.ErrnoException).code;
+            // Out of space: the last block was written again with the bytes it held, or not at
+            // all. Refuse the appends (DISK_FULL) and go on.
+            if (code === 'ENOSPC' || code === 'EDQUOT') throw error;
+            throw new DirectWriteFailed(code ?? (error as Error).message, error);
+          }
+        } finally {
+          stagingPool.give(staging);
+        }
+      }
+    }
+    await active.writeBuffered(buffers);
+    this.writtenBytes.buffered += bytes;
+  }
+
+  private stopDirectWrites(active: LogSegment, reason: string): void {
+    this.directWriteMinBytes = null;
+    this.logger.warn({ file: active.logPath, reason }, 'direct writes are not possible here; writing through the page cache');
+  }
+
   /** Queues an append to resolve when the high watermark passes it (kept sorted by offset). */
   private awaitDurable(append: QueuedAppend): void {
     let index = this.awaitingDurable.length;
@@ -478,7 +541,7 @@ export class PartitionLog {
       ? new StrataError(ErrorCode.DISK_FULL, `disk full: cannot append to ${this.name}; nothing was written`, { cause: error })
       : new StrataError(ErrorCode.STORAGE_ERROR, `write to ${active.logPath} failed (${error.code ?? error.message}); nothing was written`, { cause: error });
     try {
-      await this.fs.ftruncate(active.openFileDescriptor(), active.sizeBytes);
+      await active.truncateUnwritten();
     } catch (truncateError) {
       this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a failed write to ${active.logPath} could not be rolled back (${(truncateError as Error).message}); restart to recover`));
     }
@@ -598,6 +661,7 @@ export class PartitionLog {
   private async roll(reason: string): Promise<void> {
     const old = this.segments.last();
     await old.flush();
+    await old.closeDirectWriter();
     this.syncedBytesTotal = this.writtenBytesTotal;
     this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: old.baseOffset, position: old.sizeBytes });
     await old.writeIndexes();
@@ -731,26 +795,42 @@ export class PartitionLog {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
     while (this.writerRunning) await this.writing;
     while (this.syncing !== null) await this.syncing;
-    if (this.fence === null) {
-      const active = this.segments.last();
-      await active.flush();
-      this.syncedBytesTotal = this.writtenBytesTotal;
-      this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes });
-      await active.writeIndexes();
-      await this.producerState.save(this.fs, this.directory, this.nextOffset);
-      await writeRecoveryCheckpoint(this.fs, this.directory, this.nextOffset);
-      await this.fs.writeFileDurably(join(this.directory, CLEAN_SHUTDOWN_FILE), EMPTY);
-      await this.fs.fsyncDirectory(this.directory);
+    try {
+      if (this.fence === null) {
+        const active = this.segments.last();
+        await active.flush();
+        this.syncedBytesTotal = this.writtenBytesTotal;
+        this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes });
+        await active.writeIndexes();
+        await this.producerState.save(this.fs, this.directory, this.nextOffset);
+        await writeRecoveryCheckpoint(this.fs, this.directory, this.nextOffset);
+        await this.fs.writeFileDurably(join(this.directory, CLEAN_SHUTDOWN_FILE), EMPTY);
+        await this.fs.fsyncDirectory(this.directory);
+      }
+    } finally {
+      // Even when the clean close failed (the next open recovers): release every descriptor.
+      for (const segment of this.segments) {
+        await segment.close().catch((error: unknown) => this.logger.warn({ err: error, file: segment.logPath }, 'closing a segment failed'));
+      }
+      this.rejectQueued(this.closedError!);
+      // Wake readers waiting for new data, so they see the log is gone instead of timing out.
+      for (const listener of this.highWatermarkListeners) listener();
     }
-    for (const segment of this.segments) await segment.close();
-    this.rejectQueued(this.closedError!);
-    // Wake readers waiting for new data, so they see the log is gone instead of timing out.
-    for (const listener of this.highWatermarkListeners) listener();
   }
 
   /** For tests and tools: the sizes of the segments, oldest first. */
   segmentSizes(): { baseOffset: number; sizeBytes: number }[] {
     return [...this.segments].map((segment) => ({ baseOffset: segment.baseOffset, sizeBytes: segment.sizeBytes }));
+  }
+}
+
+/** A direct write failed other than for lack of space: the last block on disk is in doubt. */
+class DirectWriteFailed extends Error {
+  constructor(
+    readonly code: string,
+    cause: unknown,
+  ) {
+    super(`direct write failed: ${code}`, { cause });
   }
 }
 

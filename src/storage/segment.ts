@@ -17,6 +17,7 @@
  */
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, DELETED_SUFFIX, segmentFilePath } from './file-names.js';
+import { DirectWriter } from './direct-writer.js';
 import type { FileSystem } from './file-system.js';
 import { type IndexPosition, OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import {
@@ -84,6 +85,8 @@ export class LogSegment {
   rollStartMs = -1;
 
   private fd: number | null = null;
+  /** Direct writes to the active segment, opened by the first one. */
+  private direct: DirectWriter | null = null;
   private opening: Promise<number> | null = null;
   private offsetIndex: OffsetIndex | null = null;
   private timeIndex: TimeIndex | null = null;
@@ -195,6 +198,30 @@ export class LogSegment {
     this.maxTimestampSoFar = mark.maxTimestampSoFar;
   }
 
+  /** Writes `buffers` at the end of the log through the page cache (the caller updates sizes). */
+  async writeBuffered(buffers: readonly Buffer[]): Promise<void> {
+    await this.fs.writev(this.openFileDescriptor(), buffers, this.sizeBytes);
+    this.direct?.noteBufferedWrite();
+  }
+
+  /**
+   * Writes `buffers` (`bytes` in all) at the end of the log with direct writes through `staging`
+   * (see `direct-writer.ts`); throws DirectWritesUnsupported where that is not possible.
+   */
+  async writeDirect(buffers: readonly Buffer[], bytes: number, staging: Buffer): Promise<void> {
+    const fd = this.openFileDescriptor();
+    this.direct ??= await DirectWriter.open(this.fs, this.logPath);
+    await this.direct.write(fd, buffers, this.sizeBytes, bytes, staging);
+  }
+
+  /**
+   * Undoes a failed write: cuts the file back to the end of the log. The bytes before it are
+   * unchanged, so a direct writer's copy of the last block stays valid.
+   */
+  async truncateUnwritten(): Promise<void> {
+    await this.fs.ftruncate(this.openFileDescriptor(), this.sizeBytes);
+  }
+
   /** Records that batches up to `nextOffset` were written, `bytes` long in total. */
   noteWritten(bytes: number, nextOffset: number): void {
     this.sizeBytes += bytes;
@@ -281,7 +308,8 @@ export class LogSegment {
     } catch (error) {
       if (!(error instanceof IndexMismatch)) throw error;
       this.onIndexRebuild?.(this, error.message);
-      const scan = await this.scan();
+      // Up to the known end: past it lie unfinished writes or a direct write's zero padding.
+      const scan = await this.scan(this.sizeBytes);
       if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
       return this.readFrom(this.offsetIndex!.lookup(offset), offset, maxBytes, limitPosition);
     }
@@ -417,11 +445,12 @@ export class LogSegment {
   /**
    * Reads the whole log, checking every batch's frame and CRC and that offsets run on from
    * `baseOffset` without gaps, and rebuilds both indexes, `nextOffset` and `maxTimestamp` from
-   * what it finds. Stops at the first invalid byte and reports it; changes no file.
+   * what it finds. Stops at the first invalid byte and reports it; changes no file. With
+   * `limitBytes`, reads no further than that (the file may be longer).
    */
-  async scan(): Promise<SegmentScan> {
+  async scan(limitBytes = Number.MAX_SAFE_INTEGER): Promise<SegmentScan> {
     const fd = await this.fileDescriptor();
-    const fileBytes = await this.fs.fileSize(fd);
+    const fileBytes = Math.min(limitBytes, await this.fs.fileSize(fd));
     this.offsetIndex = new OffsetIndex(this.baseOffset, this.options.maxIndexEntries);
     this.timeIndex = new TimeIndex(this.baseOffset, this.options.maxIndexEntries);
     this.bytesSinceLastIndexEntry = 0;
@@ -517,6 +546,7 @@ export class LogSegment {
     await this.fs.ftruncate(fd, position);
     await this.fs.fdatasync(fd);
     this.sizeBytes = position;
+    this.direct?.noteTruncated();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -530,11 +560,22 @@ export class LogSegment {
     await this.fs.writeFileDurably(this.timeIndexPath, this.timeIndex!.contents());
   }
 
+  /** fdatasyncs the log, first cutting any zero padding direct writes left past its end. */
   async flush(): Promise<void> {
-    if (this.fd !== null) await this.fs.fdatasync(this.fd);
+    if (this.fd === null) return;
+    await this.direct?.trimPadding(this.fd, this.sizeBytes);
+    await this.fs.fdatasync(this.fd);
+  }
+
+  /** Closes the direct-write descriptor of a segment no longer written (sealed). */
+  async closeDirectWriter(): Promise<void> {
+    const direct = this.direct;
+    this.direct = null;
+    await direct?.close();
   }
 
   async close(): Promise<void> {
+    await this.closeDirectWriter();
     const fd = this.fd ?? (this.opening ? await this.opening.catch(() => null) : null);
     this.fd = null;
     this.opening = null;

@@ -11,7 +11,6 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
-import { NodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import {
@@ -23,6 +22,7 @@ import {
   type RecordInput,
 } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { TestFileSystem } from '../helpers/test-file-system.js';
 
 const T0 = 1_700_000_000_000;
 /** Small segments and a dense index so a few hundred batches make many segments. */
@@ -36,101 +36,6 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => voi
   let resolve!: (value: T) => void;
   const promise = new Promise<T>((settle) => (resolve = settle));
   return { promise, resolve };
-}
-
-function errnoError(code: string): NodeJS.ErrnoException {
-  const error: NodeJS.ErrnoException = new Error(`${code}: simulated failure`);
-  error.code = code;
-  return error;
-}
-
-/** The real file system with switchable faults and gates. */
-class TestFileSystem implements FileSystem {
-  private readonly real = new NodeFileSystem();
-  /** Log writes (writev) write half their bytes, then fail with ENOSPC. */
-  diskFull = false;
-  /** Whole-file writes (index files, checkpoint, marker) fail with ENOSPC. */
-  fileWritesFull = false;
-  /** fdatasync fails with EIO. */
-  failFdatasync = false;
-  /** While set, writev waits for it before writing. */
-  writevGate: Promise<void> | null = null;
-  /** While set, fdatasync waits for it before syncing. */
-  fdatasyncGate: Promise<void> | null = null;
-  fdatasyncCalls = 0;
-  private writevListeners: (() => void)[] = [];
-  private fdatasyncListeners: (() => void)[] = [];
-
-  /** Resolves when writev is next called (before it writes). */
-  nextWritev(): Promise<void> {
-    return new Promise((resolve) => this.writevListeners.push(resolve));
-  }
-
-  /** Resolves when fdatasync is next called (before it syncs). */
-  nextFdatasync(): Promise<void> {
-    return new Promise((resolve) => this.fdatasyncListeners.push(resolve));
-  }
-
-  open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
-    return this.real.open(path, options);
-  }
-  close(fd: number): Promise<void> {
-    return this.real.close(fd);
-  }
-  read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
-    return this.real.read(fd, buffer, bufferOffset, length, position);
-  }
-  async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
-    for (const notify of this.writevListeners.splice(0)) notify();
-    if (this.writevGate !== null) await this.writevGate;
-    if (this.diskFull) {
-      const all = Buffer.concat(buffers);
-      await this.real.writev(fd, [all.subarray(0, all.length >> 1)], position);
-      throw errnoError('ENOSPC');
-    }
-    return this.real.writev(fd, buffers, position);
-  }
-  async fdatasync(fd: number): Promise<void> {
-    this.fdatasyncCalls++;
-    for (const notify of this.fdatasyncListeners.splice(0)) notify();
-    if (this.fdatasyncGate !== null) await this.fdatasyncGate;
-    if (this.failFdatasync) throw errnoError('EIO');
-    return this.real.fdatasync(fd);
-  }
-  ftruncate(fd: number, length: number): Promise<void> {
-    return this.real.ftruncate(fd, length);
-  }
-  fileSize(fd: number): Promise<number> {
-    return this.real.fileSize(fd);
-  }
-  sizeOf(path: string): Promise<number> {
-    return this.real.sizeOf(path);
-  }
-  readFile(path: string): Promise<Buffer | null> {
-    return this.real.readFile(path);
-  }
-  async writeFileDurably(path: string, data: Buffer): Promise<void> {
-    if (this.fileWritesFull) throw errnoError('ENOSPC');
-    return this.real.writeFileDurably(path, data);
-  }
-  rename(from: string, to: string): Promise<void> {
-    return this.real.rename(from, to);
-  }
-  unlink(path: string): Promise<void> {
-    return this.real.unlink(path);
-  }
-  mkdirs(path: string): Promise<void> {
-    return this.real.mkdirs(path);
-  }
-  readdir(path: string): Promise<string[]> {
-    return this.real.readdir(path);
-  }
-  fsyncDirectory(path: string): Promise<void> {
-    return this.real.fsyncDirectory(path);
-  }
-  removeTree(path: string): Promise<void> {
-    return this.real.removeTree(path);
-  }
 }
 
 const directories: string[] = [];

@@ -1,0 +1,155 @@
+/**
+ * The real file system with switchable faults and gates, for storage tests: ENOSPC, failing
+ * fdatasyncs, refused direct writes, and gates that hold a write or a sync open so intermediate
+ * states can be observed without sleeps.
+ */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DIRECT_IO_BLOCK_BYTES, allocateAligned } from '../../src/storage/aligned-memory.js';
+import { NodeFileSystem, type FileSystem } from '../../src/storage/file-system.js';
+
+export function errnoError(code: string): NodeJS.ErrnoException {
+  const error: NodeJS.ErrnoException = new Error(`${code}: simulated failure`);
+  error.code = code;
+  return error;
+}
+
+export class TestFileSystem implements FileSystem {
+  private readonly real = new NodeFileSystem();
+  /** Log writes (writev) write half their bytes, then fail with ENOSPC. */
+  diskFull = false;
+  /** Whole-file writes (index files, checkpoint, marker) fail with ENOSPC. */
+  fileWritesFull = false;
+  /** fdatasync fails with EIO. */
+  failFdatasync = false;
+  /** While set, writev waits for it before writing. */
+  writevGate: Promise<void> | null = null;
+  /** While set, fdatasync waits for it before syncing. */
+  fdatasyncGate: Promise<void> | null = null;
+  fdatasyncCalls = 0;
+  /** openDirect answers null, as on a file system without O_DIRECT. */
+  noDirectOpen = false;
+  /** Writes to descriptors from openDirect fail with this code (EINVAL: alignment refused)... */
+  directWriteError: string | null = null;
+  /** ...once this many more of them have succeeded. */
+  directWriteErrorAfter = 0;
+  /** Writes to descriptors from openDirect so far. */
+  directWriteCalls = 0;
+  private readonly directFds = new Set<number>();
+  private writevListeners: (() => void)[] = [];
+  private fdatasyncListeners: (() => void)[] = [];
+
+  /** Resolves when writev is next called (before it writes). */
+  nextWritev(): Promise<void> {
+    return new Promise((resolve) => this.writevListeners.push(resolve));
+  }
+
+  /** Resolves when fdatasync is next called (before it syncs). */
+  nextFdatasync(): Promise<void> {
+    return new Promise((resolve) => this.fdatasyncListeners.push(resolve));
+  }
+
+  open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
+    return this.real.open(path, options);
+  }
+  async openDirect(path: string): Promise<number | null> {
+    if (this.noDirectOpen) return null;
+    const fd = await this.real.openDirect(path);
+    if (fd !== null) this.directFds.add(fd);
+    return fd;
+  }
+  close(fd: number): Promise<void> {
+    this.directFds.delete(fd);
+    return this.real.close(fd);
+  }
+  read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
+    return this.real.read(fd, buffer, bufferOffset, length, position);
+  }
+  async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
+    for (const notify of this.writevListeners.splice(0)) notify();
+    if (this.writevGate !== null) await this.writevGate;
+    if (this.directFds.has(fd)) {
+      this.directWriteCalls++;
+      if (this.directWriteError !== null) {
+        if (this.directWriteErrorAfter === 0) throw errnoError(this.directWriteError);
+        this.directWriteErrorAfter--;
+      }
+    }
+    if (this.diskFull) {
+      const all = Buffer.concat(buffers);
+      await this.real.writev(fd, [all.subarray(0, all.length >> 1)], position);
+      throw errnoError('ENOSPC');
+    }
+    return this.real.writev(fd, buffers, position);
+  }
+  async fdatasync(fd: number): Promise<void> {
+    this.fdatasyncCalls++;
+    for (const notify of this.fdatasyncListeners.splice(0)) notify();
+    if (this.fdatasyncGate !== null) await this.fdatasyncGate;
+    if (this.failFdatasync) throw errnoError('EIO');
+    return this.real.fdatasync(fd);
+  }
+  ftruncate(fd: number, length: number): Promise<void> {
+    return this.real.ftruncate(fd, length);
+  }
+  fileSize(fd: number): Promise<number> {
+    return this.real.fileSize(fd);
+  }
+  sizeOf(path: string): Promise<number> {
+    return this.real.sizeOf(path);
+  }
+  readFile(path: string): Promise<Buffer | null> {
+    return this.real.readFile(path);
+  }
+  async writeFileDurably(path: string, data: Buffer): Promise<void> {
+    if (this.fileWritesFull) throw errnoError('ENOSPC');
+    return this.real.writeFileDurably(path, data);
+  }
+  rename(from: string, to: string): Promise<void> {
+    return this.real.rename(from, to);
+  }
+  unlink(path: string): Promise<void> {
+    return this.real.unlink(path);
+  }
+  mkdirs(path: string): Promise<void> {
+    return this.real.mkdirs(path);
+  }
+  readdir(path: string): Promise<string[]> {
+    return this.real.readdir(path);
+  }
+  fsyncDirectory(path: string): Promise<void> {
+    return this.real.fsyncDirectory(path);
+  }
+  removeTree(path: string): Promise<void> {
+    return this.real.removeTree(path);
+  }
+}
+
+/**
+ * Whether direct (O_DIRECT) writes work in `directory` (they do not on tmpfs before Linux 6.6,
+ * or off Linux): tests of them are skipped where they cannot run.
+ */
+export async function directWritesWork(directory: string): Promise<boolean> {
+  const fs = new NodeFileSystem();
+  const path = join(directory, `direct-probe-${process.pid}`);
+  await fs.writeFileDurably(path, Buffer.alloc(0));
+  try {
+    const fd = await fs.openDirect(path);
+    if (fd === null) return false;
+    try {
+      const memory = allocateAligned(DIRECT_IO_BLOCK_BYTES);
+      if (memory === null) return false;
+      await fs.writev(fd, [memory.subarray(0, DIRECT_IO_BLOCK_BYTES)], 0);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await fs.close(fd);
+    }
+  } finally {
+    await fs.unlink(path);
+  }
+}
+
+/** Whether direct writes work in the OS temp directory, where tests keep their data. */
+export const DIRECT_WRITES_WORK = await directWritesWork(tmpdir());

@@ -1,0 +1,235 @@
+// Goal: show that direct (O_DIRECT) writes keep the log byte for byte what buffered writes would:
+// large groups go direct and small ones through the page cache, in any order and across the
+// staging buffer's size; the zero padding a direct write leaves past the end of the log is never
+// read, is cut when a segment is sealed or closed, and is truncated by recovery after a crash
+// without dropping a record; where direct writes are impossible or refused the log falls back to
+// buffered writes and loses nothing; a failed direct write is undone. Method: real files in
+// throwaway directories, a crash taken as a copy of the directory while the log is open, and a
+// delegating file system for the refusals and failures.
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import { stagingPool } from '../../src/storage/aligned-memory.js';
+import type { LogConfig } from '../../src/storage/log-config.js';
+import { PartitionLog, type PartitionLogOptions } from '../../src/storage/partition-log.js';
+import { decodeBatches } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { DIRECT_WRITES_WORK, TestFileSystem } from '../helpers/test-file-system.js';
+
+const BLOCK = 4096;
+const MIN_DIRECT = 64 * 1024;
+
+const directories: string[] = [];
+const openLogs: PartitionLog[] = [];
+
+afterEach(async () => {
+  for (const log of openLogs.splice(0)) await log.close().catch(() => undefined);
+  for (const directory of directories.splice(0)) nodeFs.rmSync(directory, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const directory = nodeFs.mkdtempSync(join(os.tmpdir(), 'strata-direct-'));
+  directories.push(directory);
+  return directory;
+}
+
+async function openLog(directory: string, options: Partial<PartitionLogOptions> = {}, config: Partial<LogConfig> = {}): Promise<PartitionLog> {
+  const log = await PartitionLog.open({ directory, name: 'direct-0', directWriteMinBytes: MIN_DIRECT, config, ...options });
+  openLogs.push(log);
+  return log;
+}
+
+/** The value of the record at `offset`: its own bytes, of a length that varies with it. */
+function valueFor(offset: number, size: number): Buffer {
+  const value = Buffer.alloc(size + (offset % 13));
+  value.write(`record-${offset}-`);
+  for (let index = 12; index < value.length; index++) value[index] = (offset * 31 + index) & 0xff;
+  return value;
+}
+
+/** A batch of `count` records of about `size` bytes each, from offset `first`. */
+function batchOf(first: number, count: number, size: number): Buffer {
+  const records = Array.from({ length: count }, (_, index) => ({ key: Buffer.from(`k${first + index}`), value: valueFor(first + index, size) }));
+  return buildBatch(records, { timestamp: 1_700_000_000_000 });
+}
+
+/** Appends batches of the given record counts (each awaited), checking their offsets. */
+async function appendEach(log: PartitionLog, counts: readonly number[], size: number): Promise<void> {
+  for (const count of counts) {
+    const first = log.logEndOffset;
+    const result = await log.append(batchOf(first, count, size));
+    expect(result.baseOffset).toBe(first);
+  }
+}
+
+/** Appends the batches in one turn, so the writer takes them as one group. */
+async function appendTogether(log: PartitionLog, counts: readonly number[], size: number): Promise<void> {
+  let first = log.logEndOffset;
+  const appends = counts.map((count) => {
+    const batch = batchOf(first, count, size);
+    first += count;
+    return log.append(batch);
+  });
+  await Promise.all(appends);
+}
+
+/** Reads the whole log and checks every record holds its own value, offsets 0 to the end. */
+async function expectEveryRecord(log: PartitionLog, size: number): Promise<void> {
+  let offset = 0;
+  while (offset < log.logEndOffset) {
+    const { batches } = await log.read(offset, 1024 * 1024);
+    expect(batches.length, `read(${offset}) below the log end ${log.logEndOffset}`).toBeGreaterThan(0);
+    for (const record of decodeBatches(batches)) {
+      if (record.offset < offset) continue;
+      expect(record.offset).toBe(offset);
+      expect(record.value?.equals(valueFor(offset, size)), `record ${offset} holds its value`).toBe(true);
+      offset++;
+    }
+  }
+  expect(offset).toBe(log.logEndOffset);
+}
+
+function logFileSizes(directory: string): number[] {
+  return nodeFs
+    .readdirSync(directory)
+    .filter((name) => name.endsWith('.log'))
+    .sort()
+    .map((name) => nodeFs.statSync(join(directory, name)).size);
+}
+
+// Skipped only where the temp directory's file system has no O_DIRECT (tmpfs before Linux 6.6).
+describe.skipIf(!DIRECT_WRITES_WORK)('direct writes', () => {
+  it('write large groups directly and small ones buffered, in any order, with the same bytes', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { fs });
+    // A small buffered append leaves the log mid-block; the direct write after it reads that
+    // block back. Then direct after direct (tail block from memory), a group larger than the
+    // staging buffer, and buffered/direct alternations.
+    await appendEach(log, [3], 500);
+    await appendEach(log, [200, 180], 500);
+    const [bytesBefore, callsBefore] = [log.writtenBytes.direct, fs.directWriteCalls];
+    await appendTogether(log, [900, 900, 900, 900, 900], 500);
+    expect(log.writtenBytes.direct - bytesBefore, 'one group, larger than a staging buffer').toBeGreaterThan(stagingPool.bufferBytes);
+    expect(fs.directWriteCalls - callsBefore, 'written in two pieces').toBe(2);
+    await appendEach(log, [1, 2, 150, 5, 170], 500);
+    expect(log.writtenBytes.direct).toBeGreaterThan(2_000_000);
+    expect(log.writtenBytes.buffered).toBeGreaterThan(0);
+    await expectEveryRecord(log, 500);
+
+    const [size] = log.segmentSizes().map((segment) => segment.sizeBytes);
+    const [fileSize] = logFileSizes(directory);
+    expect(size! % BLOCK, 'the log ends mid-block').not.toBe(0);
+    expect(fileSize! >= size! && fileSize! < size! + BLOCK, 'at most a block of padding').toBe(true);
+
+    await log.close();
+    expect(logFileSizes(directory), 'close cuts the padding').toEqual([size]);
+    const reopened = await openLog(directory, { directWriteMinBytes: null });
+    expect(reopened.recovery, 'a clean reopen').toBeNull();
+    await expectEveryRecord(reopened, 500);
+  });
+
+  it('leave sealed segments exactly as long as their batches', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, {}, { segmentBytes: 400_000 });
+    for (let round = 0; round < 8; round++) await appendEach(log, [150 + round], 1000);
+    expect(log.segmentCount).toBeGreaterThan(3);
+    expect(log.writtenBytes.buffered).toBe(0);
+    const sizes = log.segmentSizes().map((segment) => segment.sizeBytes);
+    expect(logFileSizes(directory).slice(0, -1)).toEqual(sizes.slice(0, -1));
+    await expectEveryRecord(log, 1000);
+  });
+
+  it('recover from a crash by cutting the padding and keeping every acknowledged record', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory);
+    await appendEach(log, [2, 300, 7, 250], 700);
+    const [size] = log.segmentSizes().map((segment) => segment.sizeBytes);
+    expect(logFileSizes(directory)[0], 'padding on disk').toBeGreaterThan(size!);
+    // The directory as a kill -9 would leave it: no clean-shutdown marker, padding in place.
+    const crashed = tempDir();
+    nodeFs.cpSync(directory, crashed, { recursive: true });
+    const recovered = await openLog(crashed);
+    expect(recovered.fenced).toBeNull();
+    expect(recovered.recovery?.recordsTruncated).toBe(0);
+    expect(recovered.recovery?.bytesTruncated, 'padding is not reported as a torn write').toBe(0);
+    expect(logFileSizes(crashed)).toEqual([size]);
+    expect(recovered.logEndOffset).toBe(log.logEndOffset);
+    await expectEveryRecord(recovered, 700);
+    // And it goes on appending directly after the recovered end.
+    await appendEach(recovered, [200], 700);
+    expect(recovered.writtenBytes.direct).toBeGreaterThan(0);
+    await expectEveryRecord(recovered, 700);
+  });
+
+  it('fall back to buffered writes where the file system has no O_DIRECT', async () => {
+    const fs = new TestFileSystem();
+    fs.noDirectOpen = true;
+    const log = await openLog(tempDir(), { fs });
+    await appendEach(log, [200, 3, 220], 400);
+    expect(log.writtenBytes.direct).toBe(0);
+    await expectEveryRecord(log, 400);
+  });
+
+  it('fall back to buffered writes when a direct write is refused (EINVAL), losing nothing', async () => {
+    const fs = new TestFileSystem();
+    fs.directWriteError = 'EINVAL';
+    const log = await openLog(tempDir(), { fs });
+    await appendEach(log, [5, 200, 210], 400);
+    fs.directWriteError = null;
+    await appendEach(log, [230], 400);
+    expect(log.writtenBytes.direct, 'direct writes stay off after a refusal').toBe(0);
+    await expectEveryRecord(log, 400);
+  });
+
+  it('undo a direct write that ran out of space after its first piece: refused DISK_FULL, the log goes on', async () => {
+    const fs = new TestFileSystem();
+    const directory = tempDir();
+    const log = await openLog(directory, { fs });
+    await appendEach(log, [3, 200], 400);
+    const end = log.logEndOffset;
+    fs.directWriteError = 'ENOSPC';
+    fs.directWriteErrorAfter = 1;
+    const refused = await appendTogether(log, [1000, 1000, 1000, 1000, 1000, 1000], 400).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(StrataError);
+    expect((refused as StrataError).code).toBe(ErrorCode.DISK_FULL);
+    expect(log.logEndOffset).toBe(end);
+    fs.directWriteError = null;
+    await appendEach(log, [210, 4], 400);
+    await expectEveryRecord(log, 400);
+    await log.close();
+    expect(logFileSizes(directory)).toEqual(log.segmentSizes().map((segment) => segment.sizeBytes));
+  });
+
+  it('fence the partition when a direct write fails with EIO, and recover every acknowledged record', async () => {
+    const fs = new TestFileSystem();
+    const directory = tempDir();
+    const log = await openLog(directory, { fs });
+    await appendEach(log, [3, 200, 150], 400);
+    const end = log.logEndOffset;
+    fs.directWriteError = 'EIO';
+    const refused = await log.append(batchOf(end, 200, 400)).catch((error: unknown) => error);
+    expect((refused as StrataError).code).toBe(ErrorCode.PARTITION_FENCED);
+    expect((refused as StrataError).message).toMatch(/direct write .* failed \(EIO\); restart to recover/);
+    expect(log.fenced?.code).toBe(ErrorCode.PARTITION_FENCED);
+    const crashed = tempDir();
+    nodeFs.cpSync(directory, crashed, { recursive: true });
+    const recovered = await openLog(crashed);
+    expect(recovered.logEndOffset).toBe(end);
+    await expectEveryRecord(recovered, 400);
+  });
+
+  it('serve more partitions at once than there are staging buffers, under both flush modes', async () => {
+    for (const flush of ['always', 'interval'] as const) {
+      const logs = await Promise.all(Array.from({ length: stagingPool.maxBuffers + 2 }, () => openLog(tempDir(), {}, { flush })));
+      for (let round = 0; round < 4; round++) await Promise.all(logs.map((log, index) => appendTogether(log, [150 + index, 7, 160], 600)));
+      for (const log of logs) {
+        await log.flush();
+        await expectEveryRecord(log, 600);
+      }
+      expect(logs.reduce((sum, log) => sum + log.writtenBytes.direct, 0)).toBeGreaterThan(0);
+    }
+  });
+});
