@@ -43,6 +43,8 @@ export interface BenchSettings {
   /** e2e: how the records are read. */
   reader: E2eReaderKind;
   profileServer: string | null;
+  /** With --local: the broker's --write-mode; null for its default. */
+  writeMode: 'buffered' | 'direct' | null;
 }
 
 export interface PhaseContext {

@@ -20,7 +20,7 @@ import { rootLogger, type Logger } from '../common/logger.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
-import { PartitionLog, type AppendResult, type AppendWait } from '../storage/partition-log.js';
+import { DIRECT_WRITE_MIN_BYTES, PartitionLog, type AppendResult, type AppendWait } from '../storage/partition-log.js';
 import { firstRecordKey, type RecordInput } from '../storage/record-batch.js';
 import { buildBatch } from '../storage/record-batch-builder.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
@@ -38,6 +38,8 @@ export interface BrokerOptions {
   topicDefaults?: Partial<LogConfig>;
   /** How often retention runs over all partitions. */
   retentionCheckIntervalMs?: number;
+  /** Write large groups with direct (O_DIRECT) writes, bypassing the page cache. */
+  directWrites?: boolean;
   clock?: Clock;
   logger?: Logger;
   fs?: FileSystem;
@@ -95,6 +97,7 @@ export class Broker {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly fs: FileSystem;
+  private readonly directWrites: boolean;
   private readonly sticky = new StickyPartitioner();
   private retentionTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
@@ -112,6 +115,7 @@ export class Broker {
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'broker' });
     this.fs = options.fs ?? nodeFileSystem;
+    this.directWrites = options.directWrites ?? false;
   }
 
   static async open(options: BrokerOptions): Promise<Broker> {
@@ -153,7 +157,7 @@ export class Broker {
 
   private async openPartition(topic: string, partition: number, config: LogConfig): Promise<PartitionLog> {
     const directory = partitionDirectory(this.dataDir, topic, partition);
-    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}` });
+    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null });
     if (log.recovery !== null && log.recovery.bytesTruncated > 0) {
       this.logger.warn({ topic, partition, ...log.recovery }, 'partition recovered after an unclean stop');
     }

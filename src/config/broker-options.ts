@@ -22,6 +22,12 @@ export const SERVE_OPTIONS = {
   'flush-ms': { type: 'number', default: DEFAULT_LOG_CONFIG.flushMs, describe: 'Default flush.ms for flush=interval' },
   'max-message-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.maxMessageBytes, describe: 'Default max.message.bytes: largest record batch' },
   'index-interval-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.indexIntervalBytes, describe: 'Default index.interval.bytes' },
+  'write-mode': {
+    type: 'string',
+    default: 'buffered',
+    choices: ['buffered', 'direct'],
+    describe: 'direct: write large appends (256 KiB+) with O_DIRECT, bypassing the page cache: less CPU per byte, but readers of those bytes read the disk',
+  },
   'max-request-bytes': { type: 'number', default: 64 * 1024 * 1024, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above)' },
   'retention-check-interval-ms': { type: 'number', default: 5 * 60 * 1000, describe: 'How often retention runs' },
   'shutdown-timeout-ms': { type: 'number', default: 10_000, describe: 'Bound on a graceful shutdown (SIGTERM/SIGINT)' },
@@ -37,6 +43,8 @@ export interface ServeSettings {
   logLevel: string;
   defaultPartitions: number;
   topicDefaults: Partial<LogConfig>;
+  /** Write large appends with O_DIRECT (`--write-mode direct`). */
+  directWrites: boolean;
   maxRequestBytes: number;
   retentionCheckIntervalMs: number;
   shutdownTimeoutMs: number;
@@ -73,6 +81,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
       maxMessageBytes: argv['max-message-bytes'],
       indexIntervalBytes: argv['index-interval-bytes'],
     },
+    directWrites: argv['write-mode'] === 'direct',
     maxRequestBytes: positive('max-request-bytes', argv['max-request-bytes']),
     retentionCheckIntervalMs: positive('retention-check-interval-ms', argv['retention-check-interval-ms']),
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
@@ -87,5 +96,6 @@ export function brokerOptions(settings: ServeSettings): BrokerOptions {
     defaultPartitions: settings.defaultPartitions,
     topicDefaults: settings.topicDefaults,
     retentionCheckIntervalMs: settings.retentionCheckIntervalMs,
+    directWrites: settings.directWrites,
   };
 }

@@ -29,6 +29,7 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     logLevel: 'silent',
     defaultPartitions: 1,
     topicDefaults: { ...DEFAULT_LOG_CONFIG },
+    directWrites: false,
     maxRequestBytes: 64 * 1024 * 1024,
     retentionCheckIntervalMs: 60 * 60 * 1000,
     shutdownTimeoutMs: 5_000,

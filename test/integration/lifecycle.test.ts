@@ -2,13 +2,14 @@
 // once with NOT_FOUND, a graceful stop is not held up by subscriptions or long polls, and
 // `strata serve` exits 0 on SIGTERM leaving clean-shutdown markers; method: real brokers (in
 // process and as a child process) on ephemeral ports, real gRPC.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
+import { DIRECT_WRITES_WORK } from '../helpers/test-file-system.js';
 import { type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
 
 type Subscription = NodeJS.EventEmitter & { cancel(): void };
@@ -169,5 +170,48 @@ describe('broker lifecycle', () => {
     cleanups.push(() => again.close());
     const described = await again.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'kept' }));
     expect(described.partitions.map((partition) => partition.logEndOffset.toNumber())).toEqual([0, 1]);
+  });
+
+  // Skipped only where the temp directory's file system has no O_DIRECT.
+  it.skipIf(!DIRECT_WRITES_WORK)('strata serve --write-mode direct writes a large produce directly, and kill -9 loses none of it', async () => {
+    const dataDir = temporaryDirectory();
+    cleanups.push(() => removeDirectory(dataDir));
+    const first = await spawnBroker(dataDir, ['--write-mode', 'direct']);
+    cleanups.push(async () => {
+      first.child.kill('SIGKILL');
+      await first.exited;
+    });
+    const client = new TestClient(first.address);
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'big', partitions: 1 }));
+    const value = (index: number): Buffer => Buffer.alloc(1000 + (index % 7), `record-${index};`);
+    // 500 records of about 1 KB in one request: one write group above the direct-write minimum.
+    const records = Array.from({ length: 500 }, (_, index) => v1.Record.create({ value: value(index) }));
+    await client.call('log.produce', v1.ProduceRequest.create({ topic: 'big', partition: 0, records }));
+    const described = await client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'big' }));
+    const logBytes = described.partitions[0]!.sizeBytes.toNumber();
+    client.close();
+    // A direct write covers whole 4 KiB blocks: the file ends on a block boundary, past the log.
+    const fileBytes = statSync(join(dataDir, 'topics', 'big', '0', '00000000000000000000.log')).size;
+    expect(fileBytes % 4096).toBe(0);
+    expect(fileBytes).toBeGreaterThan(logBytes);
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = await spawnBroker(dataDir);
+    cleanups.push(async () => {
+      second.child.kill('SIGTERM');
+      await second.exited;
+    });
+    const again = new TestClient(second.address);
+    cleanups.push(() => again.close());
+    const seen: Buffer[] = [];
+    while (seen.length < 500) {
+      const fetched = await again.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'big', partition: 0, offset: Long.fromNumber(seen.length) }));
+      expect(fetched.records.length).toBeGreaterThan(0);
+      for (const record of fetched.records) seen.push(Buffer.from(record.value ?? []));
+    }
+    expect(seen.every((bytes, index) => bytes.equals(value(index)))).toBe(true);
+    const after = await again.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'big' }));
+    expect(after.partitions[0]!.logEndOffset.toNumber()).toBe(500);
   });
 });

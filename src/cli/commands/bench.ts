@@ -37,6 +37,7 @@ const COMMON_OPTIONS = {
   'buffer-bytes': { type: 'number', default: 32 * MIB, describe: 'Producer buffer: bytes sent and not yet acknowledged, per producer', requiresArg: true },
   json: { type: 'string', describe: 'Also write every figure and parameter to this JSON file', requiresArg: true },
   'profile-server': { type: 'string', describe: 'With --local: write a V8 CPU profile of the broker into this directory', requiresArg: true },
+  'write-mode': { choices: ['buffered', 'direct'], describe: 'With --local: the broker\'s --write-mode (default: the broker\'s, buffered)' },
 } as const satisfies Record<string, Options>;
 
 const PRODUCE_OPTIONS = {
@@ -142,6 +143,8 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   const local = argv.local === true;
   const profileServer = typeof argv['profile-server'] === 'string' ? argv['profile-server'] : null;
   if (profileServer !== null && !local) throw new UsageError('--profile-server needs --local (the broker must be started by this command)');
+  const writeMode = argv['write-mode'] === 'direct' || argv['write-mode'] === 'buffered' ? argv['write-mode'] : null;
+  if (writeMode !== null && !local) throw new UsageError('--write-mode needs --local (start the broker at --server with `strata serve --write-mode`)');
   const rate = argv.rate === undefined ? null : positiveNumber(argv.rate, '--rate');
   const recordSize = positiveInteger(argv['record-size'], '--record-size');
   if (workload === 'e2e' && recordSize < SEND_TIME_BYTES) throw new UsageError(`--record-size must be at least ${SEND_TIME_BYTES} for e2e (the value carries the send time)`);
@@ -166,6 +169,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
     warmupSeconds: argv['warmup-seconds'] === undefined ? 0 : nonNegativeNumber(argv['warmup-seconds'], '--warmup-seconds'),
     reader: argv.reader === 'subscribe' ? 'subscribe' : 'consumer',
     profileServer,
+    writeMode,
   };
 }
 
