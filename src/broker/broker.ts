@@ -52,6 +52,8 @@ export interface PartitionState {
   logEndOffset: number;
   sizeBytes: number;
   segmentCount: number;
+  /** Bytes appended since the partition was opened, with direct writes and through the page cache. */
+  writtenBytes: { direct: number; buffered: number };
   error: string;
 }
 
@@ -250,6 +252,7 @@ export class Broker {
         logEndOffset: log.logEndOffset,
         sizeBytes: log.sizeBytes,
         segmentCount: log.segmentCount,
+        writtenBytes: { ...log.writtenBytes },
         error: log.fenced?.message ?? '',
       })),
     };

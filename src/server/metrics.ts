@@ -60,6 +60,20 @@ export class BrokerMetrics {
     partitionGauge('strata_partition_size_bytes', 'Bytes of log data of the partition', (state) => state.sizeBytes);
     partitionGauge('strata_partition_segments', 'Open segments of the partition', (state) => state.segmentCount);
     const metrics = this;
+    new Counter({
+      name: 'strata_partition_written_bytes_total',
+      help: 'Log bytes appended since the broker started, by write mode (direct: O_DIRECT, --write-mode direct)',
+      labelNames: ['topic', 'partition', 'mode'],
+      registers,
+      collect() {
+        this.reset();
+        for (const state of metrics.partitionFigures()) {
+          const labels = { topic: state.topic, partition: String(state.partition) };
+          this.inc({ ...labels, mode: 'direct' }, state.writtenBytes.direct);
+          this.inc({ ...labels, mode: 'buffered' }, state.writtenBytes.buffered);
+        }
+      },
+    });
     new Gauge({
       name: 'strata_group_lag_records',
       help: 'Records produced but not yet committed, per consumer group and topic',
@@ -136,4 +150,5 @@ interface PartitionFigures {
   logEndOffset: number;
   sizeBytes: number;
   segmentCount: number;
+  writtenBytes: { direct: number; buffered: number };
 }

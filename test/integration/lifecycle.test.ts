@@ -190,6 +190,9 @@ describe('broker lifecycle', () => {
     const described = await client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'big' }));
     const logBytes = described.partitions[0]!.sizeBytes.toNumber();
     client.close();
+    const listening = first.logLines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg?: string; metricsAddress?: string }).find((entry) => entry.msg === 'listening');
+    const metrics = await (await fetch(`http://${listening!.metricsAddress!}/metrics`)).text();
+    expect(metrics).toContain(`strata_partition_written_bytes_total{topic="big",partition="0",mode="direct"} ${logBytes}`);
     // A direct write covers whole 4 KiB blocks: the file ends on a block boundary, past the log.
     const fileBytes = statSync(join(dataDir, 'topics', 'big', '0', '00000000000000000000.log')).size;
     expect(fileBytes % 4096).toBe(0);

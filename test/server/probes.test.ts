@@ -54,6 +54,8 @@ describe('probe server of a running broker', () => {
     expect(metricValue(body, 'strata_partition_log_end_offset', 'topic="metered",partition="1"')).toBe(2);
     expect(metricValue(body, 'strata_partition_high_watermark', 'topic="metered",partition="1"')).toBe(2);
     expect(metricValue(body, 'strata_partition_segments', 'topic="metered",partition="0"')).toBe(1);
+    expect(metricValue(body, 'strata_partition_written_bytes_total', 'topic="metered",partition="1",mode="buffered"')).toBe(size);
+    expect(metricValue(body, 'strata_partition_written_bytes_total', 'topic="metered",partition="1",mode="direct"')).toBe(0);
     expect(body).toMatch(/^strata_fsync_duration_seconds_count [1-9]/m);
     expect(body).toMatch(/^strata_request_duration_seconds_bucket\{le="[^"]+",method="Produce"\}/m);
     expect(body).toMatch(/^nodejs_eventloop_lag_seconds /m);
