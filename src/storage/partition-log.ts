@@ -61,9 +61,9 @@ import { join } from 'node:path';
 /** Largest group of queued appends written with one writev. */
 const WRITE_BYTES_MAX = 8 * 1024 * 1024;
 /**
- * Smallest write group the broker writes directly when direct writes are on. Smaller groups (latency
- * workloads: a few records per fdatasync) stay in the page cache, where tailing consumers read
- * them without a disk read.
+ * Smallest write group the broker writes directly when direct writes are on. Smaller groups
+ * (latency workloads: a few records per fdatasync) stay in the page cache, where tailing
+ * consumers read them without a disk read.
  */
 export const DIRECT_WRITE_MIN_BYTES = 256 * 1024;
 /** writev takes at most IOV_MAX (1024) buffers. */
@@ -497,8 +497,9 @@ export class PartitionLog {
   private async writeToSegment(active: LogSegment, buffers: readonly Buffer[], bytes: number): Promise<void> {
     if (this.directWriteMinBytes !== null && bytes >= this.directWriteMinBytes) {
       const staging = stagingPool.take();
-      if (staging === null && stagingPool.unavailable) this.stopDirectWrites(active, 'no aligned memory for staging buffers (WebAssembly disabled or address space limited)');
-      if (staging !== null) {
+      if (staging === null && stagingPool.unavailable) {
+        this.stopDirectWrites(active, 'no aligned memory for staging buffers (WebAssembly disabled or address space limited)');
+      } else if (staging !== null) {
         try {
           await active.writeDirect(buffers, bytes, staging);
           this.writtenBytes.direct += bytes;
