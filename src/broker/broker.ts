@@ -21,6 +21,7 @@ import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, type AppendResult, type AppendWait } from '../storage/partition-log.js';
+import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { firstRecordKey, type RecordInput } from '../storage/record-batch.js';
 import { buildBatch } from '../storage/record-batch-builder.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
@@ -405,10 +406,13 @@ export class Broker {
     return this.requireTopic(topic);
   }
 
-  /** Hands out a new producer id (durable counter) with epoch 0. */
-  async initProducer(): Promise<{ producerId: number; producerEpoch: number }> {
+  /**
+   * Hands out a new producer id (durable counter) with epoch 0, and how many batches per
+   * partition the producer may have in flight (the deduplication window).
+   */
+  async initProducer(): Promise<{ producerId: number; producerEpoch: number; maxInFlightBatches: number }> {
     this.checkOpen();
-    return { producerId: await this.metadata.nextCounter('producer-id'), producerEpoch: 0 };
+    return { producerId: await this.metadata.nextCounter('producer-id'), producerEpoch: 0, maxInFlightBatches: PRODUCER_BATCH_WINDOW };
   }
 
   // -------------------------------------------------------------------------------------------

@@ -160,8 +160,8 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
   const logger = context.logger;
   return {
     initProducer: unaryHandler(context, 'InitProducer', async () => {
-      const { producerId, producerEpoch } = await broker.initProducer();
-      return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch });
+      const { producerId, producerEpoch, maxInFlightBatches } = await broker.initProducer();
+      return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch, maxInFlightBatches });
     }),
 
     produce: unaryHandler(context, 'Produce', (request: strata.v1.ProduceRequest) => produce(broker, request, context.metrics)),

@@ -1,6 +1,6 @@
 /**
  * Idempotent-producer state of one partition: for each producer id, its epoch and the sequence
- * numbers and offsets of its last `PRODUCER_BATCH_WINDOW` batches. It lets the log answer a
+ * numbers and offsets of its last `PRODUCER_BATCH_WINDOW` batches (10; Kafka keeps 5). It lets the log answer a
  * retried batch with its original offsets instead of writing it twice, and refuse a batch whose
  * sequence number leaves a gap.
  *
@@ -10,8 +10,9 @@
  *   been lost with old segments); from then on sequences must follow on without gaps.
  * - An epoch below the producer's current one is refused (an older instance was fenced); a
  *   higher epoch must start at sequence 0.
- * - A batch equal (first and last sequence) to one of the last 5 is a duplicate: not written,
- *   answered with the offsets it got the first time.
+ * - A batch equal (first and last sequence) to one of the last `PRODUCER_BATCH_WINDOW` is a
+ *   duplicate: not written, answered with the offsets it got the first time. Producers learn
+ *   the window from InitProducer and keep at most that many batches in flight per partition.
  * - Sequences wrap from 2^31 - 1 to 0.
  *
  * Within one write group the writer checks batches against a provisional view (`pending`) and
@@ -29,7 +30,7 @@ import { TEMP_SUFFIX } from './file-names.js';
 import type { FileSystem } from './file-system.js';
 import { readBaseOffset, readBaseSequence, readLastOffset, readProducerEpoch, readProducerId, readRecordCount } from './record-batch.js';
 
-export const PRODUCER_BATCH_WINDOW = 5;
+export const PRODUCER_BATCH_WINDOW = 10;
 export const PRODUCER_STATE_FILE = 'producer-state.checkpoint';
 const SEQUENCE_MODULUS = 2 ** 31;
 

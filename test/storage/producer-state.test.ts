@@ -220,20 +220,23 @@ describe('ProducerState', () => {
     expect(state.check(batch({ producerId: 6, sequence: 3 }), 0)).toEqual({ duplicate: false });
   });
 
-  it(`remembers exactly the last ${PRODUCER_BATCH_WINDOW} batches: the 6th-oldest is then an out-of-order sequence`, () => {
-    expect(PRODUCER_BATCH_WINDOW).toBe(5);
+  it(`remembers exactly the last ${PRODUCER_BATCH_WINDOW} batches: the one before them is then an out-of-order sequence`, () => {
+    const window = PRODUCER_BATCH_WINDOW;
+    expect(window).toBe(10);
     const state = new ProducerState();
-    for (let sequence = 0; sequence <= 5; sequence++) commit(state, batch({ sequence, baseOffset: 100 + sequence }));
+    // Sequences 0..window: sequence 0 has slid out of the window.
+    for (let sequence = 0; sequence <= window; sequence++) commit(state, batch({ sequence, baseOffset: 100 + sequence }));
 
-    for (let sequence = 1; sequence <= 5; sequence++) {
+    for (let sequence = 1; sequence <= window; sequence++) {
       expect(state.check(batch({ sequence }), 0)).toEqual({ duplicate: true, baseOffset: 100 + sequence, lastOffset: 100 + sequence });
     }
-    expectThrows(() => state.check(batch({ sequence: 0 }), 0), ErrorCode.FAILED_PRECONDITION, 'out-of-order sequence', 'expected 6, got 0');
+    expectThrows(() => state.check(batch({ sequence: 0 }), 0), ErrorCode.FAILED_PRECONDITION, 'out-of-order sequence', `expected ${window + 1}, got 0`);
 
     // The window also slides over pending batches.
-    state.recordPending(batch({ sequence: 6, baseOffset: 106 }), 0);
-    expect(state.check(batch({ sequence: 6 }), 0)).toEqual({ duplicate: true, baseOffset: 106, lastOffset: 106 });
-    expectThrows(() => state.check(batch({ sequence: 1 }), 0), ErrorCode.FAILED_PRECONDITION, 'expected 7, got 1');
+    const next = window + 1;
+    state.recordPending(batch({ sequence: next, baseOffset: 100 + next }), 0);
+    expect(state.check(batch({ sequence: next }), 0)).toEqual({ duplicate: true, baseOffset: 100 + next, lastOffset: 100 + next });
+    expectThrows(() => state.check(batch({ sequence: 1 }), 0), ErrorCode.FAILED_PRECONDITION, `expected ${next + 1}, got 1`);
     expect(state.check(batch({ sequence: 2 }), 0)).toEqual({ duplicate: true, baseOffset: 102, lastOffset: 102 });
   });
 
@@ -285,7 +288,9 @@ describe('ProducerState', () => {
     commit(state, batch({ producerId: 1, sequence: 0, count: 2, baseOffset: 0 }));
     commit(state, batch({ producerId: 2, epoch: 3, sequence: 7, baseOffset: 2 }));
     commit(state, batch({ producerId: 1, sequence: 2, baseOffset: 3 }));
-    for (let sequence = 8; sequence < 15; sequence++) commit(state, batch({ producerId: 2, epoch: 3, sequence, baseOffset: sequence - 4 }));
+    // Producer 2 ends at sequence `last`, with more batches than the window after sequence 7.
+    const last = 7 + PRODUCER_BATCH_WINDOW + 2;
+    for (let sequence = 8; sequence <= last; sequence++) commit(state, batch({ producerId: 2, epoch: 3, sequence, baseOffset: sequence - 4 }));
 
     const bytes = state.encode(42);
     const decoded = ProducerState.decode(bytes);
@@ -297,10 +302,11 @@ describe('ProducerState', () => {
     const restored = decoded!.state;
     expect(restored.check(batch({ producerId: 1, sequence: 0, count: 2 }), 0)).toEqual({ duplicate: true, baseOffset: 0, lastOffset: 1 });
     expect(restored.check(batch({ producerId: 1, sequence: 3 }), 0)).toEqual({ duplicate: false });
-    expect(restored.check(batch({ producerId: 2, epoch: 3, sequence: 14 }), 0)).toEqual({ duplicate: true, baseOffset: 10, lastOffset: 10 });
-    expect(restored.check(batch({ producerId: 2, epoch: 3, sequence: 10 }), 0)).toEqual({ duplicate: true, baseOffset: 6, lastOffset: 6 });
-    expectThrows(() => restored.check(batch({ producerId: 2, epoch: 3, sequence: 9 }), 0), ErrorCode.FAILED_PRECONDITION, 'expected 15, got 9');
-    expectThrows(() => restored.check(batch({ producerId: 2, epoch: 2, sequence: 15 }), 0), ErrorCode.FAILED_PRECONDITION, 'fenced');
+    expect(restored.check(batch({ producerId: 2, epoch: 3, sequence: last }), 0)).toEqual({ duplicate: true, baseOffset: last - 4, lastOffset: last - 4 });
+    const oldest = last - PRODUCER_BATCH_WINDOW + 1;
+    expect(restored.check(batch({ producerId: 2, epoch: 3, sequence: oldest }), 0)).toEqual({ duplicate: true, baseOffset: oldest - 4, lastOffset: oldest - 4 });
+    expectThrows(() => restored.check(batch({ producerId: 2, epoch: 3, sequence: oldest - 1 }), 0), ErrorCode.FAILED_PRECONDITION, `expected ${last + 1}, got ${oldest - 1}`);
+    expectThrows(() => restored.check(batch({ producerId: 2, epoch: 2, sequence: last + 1 }), 0), ErrorCode.FAILED_PRECONDITION, 'fenced');
 
     const empty = ProducerState.decode(new ProducerState().encode(0));
     expect(empty?.offset).toBe(0);
@@ -435,19 +441,21 @@ describe('PartitionLog idempotent appends', () => {
     const directory = tempDir();
     const log = await openLog(directory);
     const results: AppendResult[] = [];
-    for (let sequence = 0; sequence < 7; sequence++) results.push(await log.append(batch({ sequence })));
+    // Two more batches than the window: sequences 0 and 1 slide out of it.
+    const count = PRODUCER_BATCH_WINDOW + 2;
+    for (let sequence = 0; sequence < count; sequence++) results.push(await log.append(batch({ sequence })));
     await log.close();
-    expect(snapshotOffset(directory)).toBe(7);
+    expect(snapshotOffset(directory)).toBe(count);
 
     const reopened = await openLog(directory);
     expect(reopened.recovery).toBeNull(); // clean: no recovery ran
-    for (let sequence = 2; sequence < 7; sequence++) {
+    for (let sequence = 2; sequence < count; sequence++) {
       expectOriginal(await reopened.append(batch({ sequence })), results[sequence]!);
     }
-    await expectRejects(reopened.append(batch({ sequence: 1 })), ErrorCode.FAILED_PRECONDITION, 'expected 7, got 1');
-    await expectRejects(reopened.append(batch({ sequence: 8 })), ErrorCode.FAILED_PRECONDITION, 'expected 7, got 8');
-    expect(await reopened.append(batch({ sequence: 7 }))).toMatchObject({ baseOffset: 7, duplicate: false });
-    expect((await readAll(reopened)).length).toBe(8);
+    await expectRejects(reopened.append(batch({ sequence: 1 })), ErrorCode.FAILED_PRECONDITION, `expected ${count}, got 1`);
+    await expectRejects(reopened.append(batch({ sequence: count + 1 })), ErrorCode.FAILED_PRECONDITION, `expected ${count}, got ${count + 1}`);
+    expect(await reopened.append(batch({ sequence: count }))).toMatchObject({ baseOffset: count, duplicate: false });
+    expect((await readAll(reopened)).length).toBe(count + 1);
   });
 
   it('rebuilds producer state after an unclean stop by replaying the log after the snapshot', async () => {
@@ -505,36 +513,41 @@ describe('PartitionLog idempotent appends', () => {
     const config: Partial<LogConfig> = { segmentBytes: 1024 };
     const log = await openLog(directory, config);
     const results: AppendResult[] = [];
-    for (let sequence = 0; sequence < 12; sequence++) results.push(await log.append(batch({ sequence })));
+    const window = PRODUCER_BATCH_WINDOW;
+    // Sequences 0..first-1; the window then holds first-window..first-1.
+    const first = window + 7;
+    for (let sequence = 0; sequence < first; sequence++) results.push(await log.append(batch({ sequence })));
     expect(log.segmentCount).toBeGreaterThan(2);
     // The snapshot is written at each roll, for the new active segment's base offset.
     expect(snapshotOffset(directory)).toBe(log.segmentSizes().at(-1)!.baseOffset);
-    for (let sequence = 7; sequence < 12; sequence++) expectOriginal(await log.append(batch({ sequence })), results[sequence]!);
-    await expectRejects(log.append(batch({ sequence: 6 })), ErrorCode.FAILED_PRECONDITION, 'expected 12, got 6');
+    for (let sequence = first - window; sequence < first; sequence++) expectOriginal(await log.append(batch({ sequence })), results[sequence]!);
+    const outOfWindow = first - window - 1;
+    await expectRejects(log.append(batch({ sequence: outOfWindow })), ErrorCode.FAILED_PRECONDITION, `expected ${first}, got ${outOfWindow}`);
     await log.close();
 
-    // Clean reopen, then more appends that roll again.
+    // Clean reopen, then a window's worth more appends, which roll again.
     const clean = await openLog(directory, config);
     expect(clean.recovery).toBeNull();
-    for (let sequence = 7; sequence < 12; sequence++) expectOriginal(await clean.append(batch({ sequence })), results[sequence]!);
+    for (let sequence = first - window; sequence < first; sequence++) expectOriginal(await clean.append(batch({ sequence })), results[sequence]!);
     const segmentsBefore = clean.segmentCount;
-    for (let sequence = 12; sequence < 17; sequence++) results.push(await clean.append(batch({ sequence })));
+    const end = first + window;
+    for (let sequence = first; sequence < end; sequence++) results.push(await clean.append(batch({ sequence })));
     expect(clean.segmentCount).toBeGreaterThan(segmentsBefore);
     const rollBase = clean.segmentSizes().at(-1)!.baseOffset;
     expect(snapshotOffset(directory)).toBe(rollBase);
-    // The last five batches straddle the last roll: some live in the snapshot, some only in the log.
-    expect(results[12]!.baseOffset).toBeLessThan(rollBase);
-    expect(results[16]!.baseOffset).toBeGreaterThanOrEqual(rollBase);
+    // The window's batches straddle the last roll: some live in the snapshot, some only in the log.
+    expect(results[first]!.baseOffset).toBeLessThan(rollBase);
+    expect(results[end - 1]!.baseOffset).toBeGreaterThanOrEqual(rollBase);
 
     // Unclean: `clean` is left open; the new instance loads the roll snapshot and replays the rest.
     const recovered = await openLog(directory, config);
     expect(recovered.recovery).not.toBeNull();
-    for (let sequence = 12; sequence < 17; sequence++) expectOriginal(await recovered.append(batch({ sequence })), results[sequence]!);
-    await expectRejects(recovered.append(batch({ sequence: 11 })), ErrorCode.FAILED_PRECONDITION, 'expected 17, got 11');
-    expect(await recovered.append(batch({ sequence: 17 }))).toMatchObject({ baseOffset: 17, duplicate: false });
+    for (let sequence = first; sequence < end; sequence++) expectOriginal(await recovered.append(batch({ sequence })), results[sequence]!);
+    await expectRejects(recovered.append(batch({ sequence: first - 1 })), ErrorCode.FAILED_PRECONDITION, `expected ${end}, got ${first - 1}`);
+    expect(await recovered.append(batch({ sequence: end }))).toMatchObject({ baseOffset: end, duplicate: false });
     const stored = await readAll(recovered);
-    expect(stored.map((b) => b.baseSequence)).toEqual(Array.from({ length: 18 }, (_, index) => index));
-    expect(stored.map((b) => b.baseOffset)).toEqual(Array.from({ length: 18 }, (_, index) => index));
+    expect(stored.map((b) => b.baseSequence)).toEqual(Array.from({ length: end + 1 }, (_, index) => index));
+    expect(stored.map((b) => b.baseOffset)).toEqual(Array.from({ length: end + 1 }, (_, index) => index));
   });
 
   it('refuses an idempotent append that carries two concatenated batches', async () => {
