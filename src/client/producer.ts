@@ -28,10 +28,11 @@
  *   It travels as a raw `batch` on the producer's single ProduceStream.
  *
  * Idempotence and retries (on by default): the broker writes a batch at most once, answering a
- * retry of one of the producer's last 5 batches of a partition with its original offsets. So:
- * - at most 5 batches per partition are unacknowledged at any time, and only 1 until the broker
- *   has acknowledged one of this producer's batches on the partition (it accepts an unknown
- *   producer at any sequence, so a lost first batch could otherwise be overtaken);
+ * retry of one of the producer's last batches of a partition with its original offsets (it
+ * remembers 10; InitProducer says how many). So:
+ * - at most that many batches per partition are unacknowledged at any time, and only 1 until
+ *   the broker has acknowledged one of this producer's batches on the partition (it accepts an
+ *   unknown producer at any sequence, so a lost first batch could otherwise be overtaken);
  * - on UNAVAILABLE or DEADLINE_EXCEEDED (an item error, a broken stream, or no answer within
  *   `requestTimeoutMs`) the stream is dropped and, after a backoff, every unacknowledged batch of
  *   every partition is sent again on a new stream, in sequence order, with the same bytes.
@@ -69,15 +70,20 @@ import { encodeProduceRequest, produceRequestHeadroom } from './produce-request.
 
 const v1 = strata.v1;
 
-/** The broker deduplicates against a producer's last 5 batches per partition. */
-export const IDEMPOTENT_IN_FLIGHT_MAX = 5;
+/**
+ * The most batches per partition an idempotent producer keeps unacknowledged: Strata's broker
+ * deduplicates against a producer's last 10 batches per partition, and says so in InitProducer.
+ */
+export const IDEMPOTENT_IN_FLIGHT_MAX = 10;
+/** The window of a broker whose InitProducer answer does not state one (Kafka's). */
+const UNSTATED_BATCH_WINDOW = 5;
 const SEQUENCE_MODULUS = 2 ** 31;
 const EPOCH_MAX = 0x7fff;
 /** Upper bound of a header's framing (two length varints). */
 const HEADER_OVERHEAD_BYTES = 10;
 /**
- * Default batchBytes. Larger than Kafka's 16 KiB on purpose: a partition has at most 5 batches in
- * flight, each answered after an fdatasync, so its throughput is about 5 batches per round trip.
+ * Default batchBytes. Larger than Kafka's 16 KiB on purpose: a partition has at most 10 batches in
+ * flight, each answered after an fdatasync, so its throughput is about 10 batches per round trip.
  * At 512 KiB one partition takes 2-3 M records/s of 100 B on a 2-core machine; at 64 KiB, about
  * half. A batch's buffer starts small and grows only as records come, so a slow partition
  * does not hold 512 KiB.
@@ -132,7 +138,10 @@ export interface ProducerSettings {
   acks?: Acks;
   /** Exactly-once writes per partition across retries. Default true. */
   idempotent?: boolean;
-  /** Unacknowledged batches per partition. Default (and maximum with idempotence) 5. */
+  /**
+   * Unacknowledged batches per partition. Default (and maximum with idempotence) 10; with
+   * idempotence, also at most what the broker's InitProducer answer allows.
+   */
   maxInFlightPerPartition?: number;
   /** Unacknowledged batches in all. Default 64. */
   maxInFlight?: number;
@@ -285,7 +294,8 @@ export class Producer {
   private roomWaiter: (() => void) | null = null;
   private buffered = 0;
 
-  private identity: { producerId: number; producerEpoch: number } | null = null;
+  /** From InitProducer; `batchWindow` bounds the batches in flight per partition. */
+  private identity: { producerId: number; producerEpoch: number; batchWindow: number } | null = null;
   private identityLoading = false;
   private stream: ProduceStream | null = null;
   /** 'backoff': waiting to reopen the stream and resend. */
@@ -641,7 +651,7 @@ export class Producer {
     for (const partition of [...this.sendable]) {
       if (this.inFlightById.size >= this.maxInFlight) break;
       let sent = false;
-      const limit = partition.confirmed || !this.idempotent ? this.maxInFlightPerPartition : 1;
+      const limit = !this.idempotent ? this.maxInFlightPerPartition : partition.confirmed ? Math.min(this.maxInFlightPerPartition, this.identity!.batchWindow) : 1;
       while (partition.queued.length > 0 && partition.inFlight.length < limit && this.inFlightById.size < this.maxInFlight) {
         const batch = partition.queued[0]!;
         if (!batch.ready && !batch.full && partition.queued.length === 1) break;
@@ -907,7 +917,11 @@ export class Producer {
       for (let attempt = 0; ; attempt++) {
         try {
           const response = await this.connection.unary(methods.initProducer, v1.InitProducerRequest.create());
-          this.identity = { producerId: longToNumber(response.producerId, 'producer_id'), producerEpoch: response.producerEpoch };
+          this.identity = {
+            producerId: longToNumber(response.producerId, 'producer_id'),
+            producerEpoch: response.producerEpoch,
+            batchWindow: response.maxInFlightBatches > 0 ? response.maxInFlightBatches : UNSTATED_BATCH_WINDOW,
+          };
           this.scheduleDrain();
           return;
         } catch (error) {

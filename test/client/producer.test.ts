@@ -408,6 +408,72 @@ describe('backpressure', () => {
   });
 });
 
+/**
+ * Counts ProduceStream requests sent and answered, keeping the most ever unanswered; with
+ * `window` set, also rewrites InitProducer's answer to state that window (0: unstated).
+ */
+function watchInFlight(stats: { outstanding: number; most: number }, window?: number): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    const path = options.method_definition.path;
+    if (path === '/strata.v1.Log/InitProducer' && window !== undefined) {
+      return new InterceptingCall(call, {
+        start(metadata, _listener, next) {
+          next(metadata, {
+            onReceiveMessage(message: strata.v1.InitProducerResponse, nextMessage) {
+              message.maxInFlightBatches = window;
+              nextMessage(message);
+            },
+          });
+        },
+      });
+    }
+    if (path !== PRODUCE_STREAM) return new InterceptingCall(call);
+    return new InterceptingCall(call, {
+      start(metadata, _listener, next) {
+        next(metadata, {
+          onReceiveMessage(message, nextMessage) {
+            stats.outstanding--;
+            nextMessage(message);
+          },
+        });
+      },
+      sendMessage(message, next) {
+        stats.most = Math.max(stats.most, ++stats.outstanding);
+        next(message);
+      },
+    });
+  };
+}
+
+describe('batches in flight', () => {
+  // 30 one-record batches for one partition, queued in one turn: the first goes alone (the
+  // broker does not know the producer yet), and its answer releases as many as the limit allows.
+  async function mostInFlight(options: ProducerSettings, window?: number): Promise<number> {
+    const name = await topic(1);
+    const stats = { outstanding: 0, most: 0 };
+    const target = producer({ lingerMs: 0, batchBytes: 256, ...options, interceptors: [watchInFlight(stats, window)] });
+    const value = 'v'.repeat(200);
+    const results = await Promise.all(Array.from({ length: 30 }, () => target.send({ topic: name, value })));
+    expect(results.map((result) => result.offset)).toEqual(Array.from({ length: 30 }, (_, index) => index));
+    expect((await readLog(name, 0)).batches).toHaveLength(30);
+    return stats.most;
+  }
+
+  it('InitProducer states how many batches the broker remembers; the producer keeps that many in flight', async () => {
+    const answer = await wire.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create());
+    expect(answer.maxInFlightBatches).toBe(10);
+    expect(await mostInFlight({})).toBe(10);
+  });
+
+  it('a smaller window from the broker, an unstated one (Kafka: 5) or maxInFlightPerPartition bounds it', async () => {
+    expect(await mostInFlight({}, 3)).toBe(3);
+    expect(await mostInFlight({}, 0)).toBe(5);
+    expect(await mostInFlight({ maxInFlightPerPartition: 4 })).toBe(4);
+    expect(() => producer({ maxInFlightPerPartition: 11 })).toThrow(/at most 10 with idempotence/);
+  });
+});
+
 describe('idempotent retries', () => {
   it('lost responses (the broker wrote the batches) are retried without duplicates or reordering', async () => {
     const name = await topic(3);
