@@ -26,7 +26,7 @@ import Long from 'long';
 import type { Logger } from '../common/logger.js';
 import { Connection, methods } from '../client/connection.js';
 import { fromItemError, toClientError } from '../client/errors.js';
-import { type Acks, IDEMPOTENT_IN_FLIGHT_MAX, Producer } from '../client/producer.js';
+import { type Acks, Producer } from '../client/producer.js';
 import { strata } from '../generated/strata.js';
 import { LatencyRecorder } from './latency-recorder.js';
 import type { Progress } from './progress.js';
@@ -36,8 +36,12 @@ const v1 = strata.v1;
 
 export type ProducePath = 'raw' | 'records';
 
-/** The producer's own bounds (see producer.ts): in flight per partition and in all. */
-const IN_FLIGHT_PER_PARTITION = IDEMPOTENT_IN_FLIGHT_MAX;
+/**
+ * Requests in flight per partition and in all on the records path, which stands for a plain
+ * gRPC client in any language: 5 per partition, as Kafka clients keep by default (the
+ * TypeScript producer keeps up to 10, the window the broker states), and 64 in all.
+ */
+const IN_FLIGHT_PER_PARTITION = 5;
 const IN_FLIGHT_MAX = 64;
 /** Bytes to allow per record for its framing in a batch, when sizing chunks and requests (an unkeyed 100 B record takes 8). */
 const RECORD_OVERHEAD_BYTES = 21;
