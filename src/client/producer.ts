@@ -58,6 +58,7 @@
  */
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { partitionForKey } from '../broker/partitioner.js';
+import { FifoQueue } from '../common/fifo-queue.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import type { CompressionName, RecordHeader } from '../storage/record-batch.js';
@@ -289,7 +290,7 @@ export class Producer {
   /** Partitions with unacknowledged batches. */
   private readonly active = new Set<PartitionState>();
   /** Sends (and flushes) waiting for metadata or buffer room, in call order. */
-  private readonly waiting: (WaitingSend | WaitingFlush)[] = [];
+  private readonly waiting = new FifoQueue<WaitingSend | WaitingFlush>();
   private pumping = false;
   private roomWaiter: (() => void) | null = null;
   private buffered = 0;
@@ -485,7 +486,7 @@ export class Producer {
     let metadataFailures = 0;
     try {
       while (this.waiting.length > 0) {
-        const head = this.waiting[0]!;
+        const head = this.waiting.peek()!;
         if ('flush' in head) {
           this.waiting.shift();
           this.flushNow(head.flush);
