@@ -3,7 +3,7 @@
  *
  * `Array.prototype.shift` is O(1) in V8 only while the array is small: past about 16,000
  * elements it moves every remaining element, so draining a long array costs O(n²). A producer
- * with tens of thousands of sends waiting for buffer room spent a quarter of its time there.
+ * with tens of thousands of sends waiting for buffer room spent 12 % of its time there.
  * This queue advances a head index instead and drops the consumed front once it is at least
  * half of the array, which keeps the copying to O(1) per element overall.
  */
