@@ -638,6 +638,15 @@ export class Producer {
   }
 
   /** Sends what is sendable, partition by partition in turn, within the in-flight bounds. */
+  /**
+   * Batches `partition` may have unacknowledged. With idempotence: 1 until the broker has
+   * acknowledged one of this producer's batches there, then the window InitProducer stated.
+   */
+  private inFlightLimit(partition: PartitionState): number {
+    if (!this.idempotent) return this.maxInFlightPerPartition;
+    return partition.confirmed ? Math.min(this.maxInFlightPerPartition, this.identity!.batchWindow) : 1;
+  }
+
   private drain(): void {
     if (this.sendable.size === 0 || this.streamState === 'backoff') return;
     if (this.connection.isClosed) {
@@ -652,7 +661,7 @@ export class Producer {
     for (const partition of [...this.sendable]) {
       if (this.inFlightById.size >= this.maxInFlight) break;
       let sent = false;
-      const limit = !this.idempotent ? this.maxInFlightPerPartition : partition.confirmed ? Math.min(this.maxInFlightPerPartition, this.identity!.batchWindow) : 1;
+      const limit = this.inFlightLimit(partition);
       while (partition.queued.length > 0 && partition.inFlight.length < limit && this.inFlightById.size < this.maxInFlight) {
         const batch = partition.queued[0]!;
         if (!batch.ready && !batch.full && partition.queued.length === 1) break;
