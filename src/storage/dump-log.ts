@@ -49,7 +49,7 @@ export async function* dumpLogFile(path: string, options: DumpOptions): AsyncGen
       if (problem !== null) {
         invalid++;
         yield `position=${position} INVALID: ${problem}`;
-        const segment = LogSegment.existing(fs, dirname(path), parsed.baseOffset, { indexIntervalBytes: 4096, maxIndexEntries: 1 }, fileBytes, -1);
+        const segment = LogSegment.existing(fs, dirname(path), parsed.baseOffset, { indexIntervalBytes: 4096, maxIndexEntries: 1, tailCache: null }, fileBytes, -1);
         const next = await segment.findValidBatchAfter(position, 0);
         await segment.close();
         if (next < 0) {

@@ -56,6 +56,7 @@ import { LogSegment, READ_HEADROOM_BYTES, type SegmentOptions } from './segment.
 import { stagingPool } from './aligned-memory.js';
 import { DirectWritesUnsupported } from './direct-writer.js';
 import { SegmentList } from './segment-list.js';
+import type { TailCache } from './tail-cache.js';
 import { join } from 'node:path';
 
 /** Largest group of queued appends written with one writev. */
@@ -116,6 +117,8 @@ export interface PartitionLogOptions {
    * uses `DIRECT_WRITE_MIN_BYTES`. Falls back to buffered writes where direct ones fail.
    */
   directWriteMinBytes?: number | null;
+  /** Keeps the newest written bytes in memory for tailing readers (see `tail-cache.ts`). */
+  tailCache?: TailCache | null;
 }
 
 interface QueuedAppend {
@@ -210,6 +213,7 @@ export class PartitionLog {
     const segmentOptions: SegmentOptions = {
       indexIntervalBytes: config.indexIntervalBytes,
       maxIndexEntries: Math.floor(config.segmentIndexBytes / 12),
+      tailCache: options.tailCache ?? null,
     };
     const loaded = await loadLog({
       fs,

@@ -20,6 +20,7 @@ import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, DELETED_SUFFIX, segmentFil
 import { DirectWriter } from './direct-writer.js';
 import type { FileSystem } from './file-system.js';
 import { type IndexPosition, OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
+import type { SegmentTail, TailCache } from './tail-cache.js';
 import {
   BATCH_BYTES_LIMIT,
   BATCH_HEADER_BYTES,
@@ -39,6 +40,8 @@ export interface SegmentOptions {
   indexIntervalBytes: number;
   /** Most entries either index may hold (`segment.index.bytes` / 12, the larger entry). */
   maxIndexEntries: number;
+  /** Keeps the newest written bytes in memory for reads (see `tail-cache.ts`); null: none. */
+  tailCache: TailCache | null;
 }
 
 /** What a full scan of a segment's log found. */
@@ -87,6 +90,8 @@ export class LogSegment {
   private fd: number | null = null;
   /** Direct writes to the active segment, opened by the first one. */
   private direct: DirectWriter | null = null;
+  /** The newest written bytes, in memory; made by the first write. */
+  private tail: SegmentTail | null = null;
   private opening: Promise<number> | null = null;
   private offsetIndex: OffsetIndex | null = null;
   private timeIndex: TimeIndex | null = null;
@@ -202,6 +207,7 @@ export class LogSegment {
   async writeBuffered(buffers: readonly Buffer[]): Promise<void> {
     await this.fs.writev(this.openFileDescriptor(), buffers, this.sizeBytes);
     this.direct?.noteBufferedWrite();
+    this.cacheWritten(buffers, totalLength(buffers));
   }
 
   /**
@@ -212,6 +218,15 @@ export class LogSegment {
     const fd = this.openFileDescriptor();
     this.direct ??= await DirectWriter.open(this.fs, this.logPath);
     await this.direct.write(fd, buffers, this.sizeBytes, bytes, staging);
+    this.cacheWritten(buffers, bytes);
+  }
+
+  /** Keeps what was just written at `sizeBytes` in the tail cache. */
+  private cacheWritten(buffers: readonly Buffer[], bytes: number): void {
+    const cache = this.options.tailCache;
+    if (cache === null) return;
+    this.tail ??= cache.tail();
+    this.tail.written(this.sizeBytes, buffers, bytes);
   }
 
   /**
@@ -324,7 +339,7 @@ export class LogSegment {
     // by the next index entry, or (past the last entry) by the readable end, at most one index
     // interval and a batch away.
     const coverEnd = start.nextPosition >= 0 ? start.nextPosition + maxBytes : limitPosition;
-    let chunk = await this.readChunk(fd, chunkPosition, Math.min(limitPosition, coverEnd) - chunkPosition);
+    let chunk = await this.readLog(fd, chunkPosition, Math.min(limitPosition, coverEnd) - chunkPosition);
     let cursor = 0;
     let firstBatch = true;
     let expectedOffset = indexedOffset;
@@ -334,7 +349,7 @@ export class LogSegment {
       if (chunk.length - cursor < BATCH_HEADER_BYTES) {
         chunkPosition += cursor;
         cursor = 0;
-        chunk = await this.readChunk(fd, chunkPosition, Math.min(limitPosition - chunkPosition, maxBytes + BATCH_HEADER_BYTES));
+        chunk = await this.readLog(fd, chunkPosition, Math.min(limitPosition - chunkPosition, maxBytes + BATCH_HEADER_BYTES));
         if (chunk.length < BATCH_HEADER_BYTES) throw corruptionError(this.logPath, chunkPosition, 'batch header runs past the readable end');
         continue;
       }
@@ -361,7 +376,7 @@ export class LogSegment {
     if (cursor + firstSize > chunk.length) {
       chunkPosition += cursor;
       cursor = 0;
-      chunk = await this.readChunk(fd, chunkPosition, Math.min(limitPosition - chunkPosition, Math.max(firstSize, maxBytes)));
+      chunk = await this.readLog(fd, chunkPosition, Math.min(limitPosition - chunkPosition, Math.max(firstSize, maxBytes)));
       if (chunk.length < firstSize) throw corruptionError(this.logPath, chunkPosition, `batch of ${firstSize} bytes runs past the readable end`);
     }
     let end = cursor;
@@ -376,6 +391,20 @@ export class LogSegment {
       end += size;
     }
     return chunk.subarray(cursor, end);
+  }
+
+  /** `readChunk` for readers: from the tail cache when it holds the whole range. */
+  private async readLog(fd: number, position: number, length: number): Promise<Buffer> {
+    const cache = this.options.tailCache;
+    if (cache === null || length <= 0) return this.readChunk(fd, position, length);
+    if (this.tail !== null && this.tail.covers(position, length)) {
+      const buffer = Buffer.allocUnsafeSlow(READ_HEADROOM_BYTES + length);
+      this.tail.readInto(position, length, buffer, READ_HEADROOM_BYTES);
+      cache.hits++;
+      return buffer.subarray(READ_HEADROOM_BYTES);
+    }
+    cache.misses++;
+    return this.readChunk(fd, position, length);
   }
 
   /**
@@ -543,6 +572,7 @@ export class LogSegment {
   /** Cuts the log at `position` (a batch boundary found by `scan`) and fsyncs it. */
   async truncateTo(position: number): Promise<void> {
     const fd = await this.fileDescriptor();
+    this.tail?.clear();
     await this.fs.ftruncate(fd, position);
     await this.fs.fdatasync(fd);
     this.sizeBytes = position;
@@ -575,6 +605,7 @@ export class LogSegment {
   }
 
   async close(): Promise<void> {
+    this.tail?.clear();
     await this.closeDirectWriter();
     const fd = this.fd ?? (this.opening ? await this.opening.catch(() => null) : null);
     this.fd = null;
@@ -589,12 +620,19 @@ export class LogSegment {
    */
   async delete(): Promise<void> {
     this.deleted = true;
+    this.tail?.clear();
     const deletedPath = this.logPath + DELETED_SUFFIX;
     await this.fs.rename(this.logPath, deletedPath);
     if (this.readers > 0) await new Promise<void>((resolve) => (this.deletion = { resolve }));
     await this.close();
     await Promise.all([this.fs.unlink(deletedPath), this.fs.unlink(this.indexPath), this.fs.unlink(this.timeIndexPath)]);
   }
+}
+
+function totalLength(buffers: readonly Buffer[]): number {
+  let length = 0;
+  for (const buffer of buffers) length += buffer.length;
+  return length;
 }
 
 /** The index pointed at a position where the expected batch does not start. */
