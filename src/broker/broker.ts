@@ -24,6 +24,7 @@ import { DIRECT_WRITE_MIN_BYTES, PartitionLog, type AppendResult, type AppendWai
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { firstRecordKey, type RecordInput } from '../storage/record-batch.js';
 import { buildBatch } from '../storage/record-batch-builder.js';
+import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
 
@@ -41,6 +42,8 @@ export interface BrokerOptions {
   retentionCheckIntervalMs?: number;
   /** Write large groups with direct (O_DIRECT) writes, bypassing the page cache. */
   directWrites?: boolean;
+  /** Memory for the newest written bytes of all partitions, for tailing readers; 0: none. */
+  tailCacheBytes?: number;
   clock?: Clock;
   logger?: Logger;
   fs?: FileSystem;
@@ -101,6 +104,8 @@ export class Broker {
   private readonly logger: Logger;
   private readonly fs: FileSystem;
   private readonly directWrites: boolean;
+  /** The newest written bytes of every partition, under one bound (see `tail-cache.ts`). */
+  readonly tailCache: TailCache;
   private readonly sticky = new StickyPartitioner();
   private retentionTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
@@ -119,6 +124,7 @@ export class Broker {
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'broker' });
     this.fs = options.fs ?? nodeFileSystem;
     this.directWrites = options.directWrites ?? false;
+    this.tailCache = new TailCache(options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES);
   }
 
   static async open(options: BrokerOptions): Promise<Broker> {
@@ -160,7 +166,7 @@ export class Broker {
 
   private async openPartition(topic: string, partition: number, config: LogConfig): Promise<PartitionLog> {
     const directory = partitionDirectory(this.dataDir, topic, partition);
-    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null });
+    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache });
     if (log.recovery !== null && log.recovery.bytesTruncated > 0) {
       this.logger.warn({ topic, partition, ...log.recovery }, 'partition recovered after an unclean stop');
     }

@@ -7,6 +7,7 @@ import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig } from '../storage/log-config.js';
+import { DEFAULT_TAIL_CACHE_BYTES } from '../storage/tail-cache.js';
 
 export const SERVE_OPTIONS = {
   'data-dir': { type: 'string', default: './data', describe: 'Directory for topics, logs and metadata' },
@@ -28,6 +29,11 @@ export const SERVE_OPTIONS = {
     choices: ['buffered', 'direct'],
     describe: 'direct: write large appends (256 KiB+) with O_DIRECT, bypassing the page cache: less CPU per byte, but readers of those bytes read the disk',
   },
+  'tail-cache-bytes': {
+    type: 'number',
+    default: DEFAULT_TAIL_CACHE_BYTES,
+    describe: 'Memory for the newest written bytes of all partitions, so consumers that keep up read from memory (0: read everything from the files)',
+  },
   'max-request-bytes': { type: 'number', default: 64 * 1024 * 1024, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above)' },
   'retention-check-interval-ms': { type: 'number', default: 5 * 60 * 1000, describe: 'How often retention runs' },
   'shutdown-timeout-ms': { type: 'number', default: 10_000, describe: 'Bound on a graceful shutdown (SIGTERM/SIGINT)' },
@@ -45,6 +51,8 @@ export interface ServeSettings {
   topicDefaults: Partial<LogConfig>;
   /** Write large appends with O_DIRECT (`--write-mode direct`). */
   directWrites: boolean;
+  /** Bound on the tail cache (`--tail-cache-bytes`). */
+  tailCacheBytes: number;
   maxRequestBytes: number;
   retentionCheckIntervalMs: number;
   shutdownTimeoutMs: number;
@@ -56,6 +64,11 @@ type ParsedServeOptions = { [K in keyof typeof SERVE_OPTIONS]: (typeof SERVE_OPT
 
 function positive(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value <= 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+function nonNegative(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be an integer >= 0, got ${value}`);
   return value;
 }
 
@@ -82,6 +95,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
       indexIntervalBytes: argv['index-interval-bytes'],
     },
     directWrites: argv['write-mode'] === 'direct',
+    tailCacheBytes: nonNegative('tail-cache-bytes', argv['tail-cache-bytes']),
     maxRequestBytes: positive('max-request-bytes', argv['max-request-bytes']),
     retentionCheckIntervalMs: positive('retention-check-interval-ms', argv['retention-check-interval-ms']),
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
@@ -97,5 +111,6 @@ export function brokerOptions(settings: ServeSettings): BrokerOptions {
     topicDefaults: settings.topicDefaults,
     retentionCheckIntervalMs: settings.retentionCheckIntervalMs,
     directWrites: settings.directWrites,
+    tailCacheBytes: settings.tailCacheBytes,
   };
 }

@@ -75,6 +75,26 @@ export class BrokerMetrics {
       },
     });
     new Gauge({
+      name: 'strata_tail_cache_bytes',
+      help: 'Memory held by the tail cache, the newest written bytes of all partitions (bound: --tail-cache-bytes)',
+      registers,
+      collect() {
+        this.set(metrics.broker?.tailCache.bytes ?? 0);
+      },
+    });
+    new Counter({
+      name: 'strata_tail_cache_reads_total',
+      help: 'Log reads served from the tail cache (hit) and from the segment files (miss)',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        this.reset();
+        const cache = metrics.broker?.tailCache;
+        this.inc({ result: 'hit' }, cache?.hits ?? 0);
+        this.inc({ result: 'miss' }, cache?.misses ?? 0);
+      },
+    });
+    new Gauge({
       name: 'strata_group_lag_records',
       help: 'Records produced but not yet committed, per consumer group and topic',
       labelNames: ['group', 'topic'],

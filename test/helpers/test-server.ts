@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { type ServeSettings } from '../../src/config/broker-options.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
+import { DEFAULT_TAIL_CACHE_BYTES } from '../../src/storage/tail-cache.js';
 import { type RunningBroker, runBroker } from '../../src/server/run-broker.js';
 
 export function temporaryDirectory(prefix = 'strata-test-'): string {
@@ -30,6 +31,7 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     defaultPartitions: 1,
     topicDefaults: { ...DEFAULT_LOG_CONFIG },
     directWrites: false,
+    tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES,
     maxRequestBytes: 64 * 1024 * 1024,
     retentionCheckIntervalMs: 60 * 60 * 1000,
     shutdownTimeoutMs: 5_000,

@@ -1,0 +1,33 @@
+// Goal: show that `strata serve`'s options turn into the broker's settings with their documented
+// defaults, and that a value no broker could use is refused with a message naming the flag;
+// method: the option table's own defaults run through serveSettings, one field changed at a time.
+import { describe, expect, it } from 'vitest';
+import { ErrorCode } from '../../src/common/errors.js';
+import { SERVE_OPTIONS, brokerOptions, serveSettings } from '../../src/config/broker-options.js';
+import { DEFAULT_TAIL_CACHE_BYTES } from '../../src/storage/tail-cache.js';
+
+type Parsed = Parameters<typeof serveSettings>[0];
+
+function defaults(): Parsed {
+  return Object.fromEntries(Object.entries(SERVE_OPTIONS).map(([name, option]) => [name, option.default])) as unknown as Parsed;
+}
+
+describe('serve options', () => {
+  it('default to data in ./data, gRPC on 127.0.0.1:50051 and a 16 MiB tail cache', () => {
+    const settings = serveSettings(defaults());
+    expect(settings).toMatchObject({ dataDir: './data', listen: '127.0.0.1:50051', metricsListen: '127.0.0.1:9464', tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES });
+    expect(DEFAULT_TAIL_CACHE_BYTES).toBe(16 * 1024 * 1024);
+    expect(brokerOptions(settings).tailCacheBytes).toBe(DEFAULT_TAIL_CACHE_BYTES);
+  });
+
+  it('take --tail-cache-bytes 0 to turn the cache off, and refuse a negative or fractional size', () => {
+    expect(serveSettings({ ...defaults(), 'tail-cache-bytes': 0 }).tailCacheBytes).toBe(0);
+    for (const bad of [-1, 1.5]) {
+      expect(() => serveSettings({ ...defaults(), 'tail-cache-bytes': bad })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: `--tail-cache-bytes must be an integer >= 0, got ${bad}` }));
+    }
+  });
+
+  it('refuse a --listen without a port', () => {
+    expect(() => serveSettings({ ...defaults(), listen: 'localhost' })).toThrow('--listen must be host:port, got "localhost"');
+  });
+});
