@@ -25,9 +25,9 @@ export const SERVE_OPTIONS = {
   'index-interval-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.indexIntervalBytes, describe: 'Default index.interval.bytes' },
   'write-mode': {
     type: 'string',
-    default: 'buffered',
+    default: 'direct',
     choices: ['buffered', 'direct'],
-    describe: 'direct: write large appends (256 KiB+) with O_DIRECT, bypassing the page cache: less CPU per byte, but readers of those bytes read the disk',
+    describe: 'direct: write large appends (256 KiB+) with O_DIRECT, bypassing the page cache (less CPU per byte; the tail cache serves consumers that keep up, others read the disk); buffered: write everything through the page cache',
   },
   'tail-cache-bytes': {
     type: 'number',
@@ -49,7 +49,7 @@ export interface ServeSettings {
   logLevel: string;
   defaultPartitions: number;
   topicDefaults: Partial<LogConfig>;
-  /** Write large appends with O_DIRECT (`--write-mode direct`). */
+  /** Write large appends with O_DIRECT (`--write-mode direct`, the default). */
   directWrites: boolean;
   /** Bound on the tail cache (`--tail-cache-bytes`). */
   tailCacheBytes: number;

@@ -4,9 +4,10 @@
  * Why: a buffered write costs the kernel a copy of every byte into the page cache, page
  * allocation and later writeback; for large appends that is most of the broker's CPU per byte.
  * A direct write copies once into an aligned staging buffer and the device reads it from there.
- * The price: what was written directly is not in the page cache, so the first read of it goes to
- * the disk. `PartitionLog` therefore writes directly only large groups (throughput workloads)
- * and only when the operator asks for it (`--write-mode direct`).
+ * The price: what was written directly is not in the page cache, so a read of it goes to the
+ * disk unless the tail cache (`tail-cache.ts`) still holds it. `PartitionLog` therefore writes
+ * directly only large groups (throughput workloads), and the broker only under
+ * `--write-mode direct` (the default).
  *
  * A direct write covers whole blocks, so each one starts at the block holding the current end of
  * the log: it rewrites that block's valid bytes (kept in memory in `tail`), then the new bytes,

@@ -529,7 +529,7 @@ export class PartitionLog {
 
   private stopDirectWrites(active: LogSegment, reason: string): void {
     this.directWriteMinBytes = null;
-    this.logger.warn({ file: active.logPath, reason }, 'direct writes are not possible here; writing through the page cache');
+    this.logger.warn({ file: active.logPath, reason }, 'direct writes are not possible here; writing through the page cache (--write-mode buffered does so from the start)');
   }
 
   /** Queues an append to resolve when the high watermark passes it (kept sorted by offset). */

@@ -13,9 +13,10 @@ function defaults(): Parsed {
 }
 
 describe('serve options', () => {
-  it('default to data in ./data, gRPC on 127.0.0.1:50051 and a 16 MiB tail cache', () => {
+  it('default to data in ./data, gRPC on 127.0.0.1:50051, direct writes and a 16 MiB tail cache', () => {
     const settings = serveSettings(defaults());
-    expect(settings).toMatchObject({ dataDir: './data', listen: '127.0.0.1:50051', metricsListen: '127.0.0.1:9464', tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES });
+    expect(settings).toMatchObject({ dataDir: './data', listen: '127.0.0.1:50051', metricsListen: '127.0.0.1:9464', directWrites: true, tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES });
+    expect(serveSettings({ ...defaults(), 'write-mode': 'buffered' }).directWrites).toBe(false);
     expect(DEFAULT_TAIL_CACHE_BYTES).toBe(16 * 1024 * 1024);
     expect(brokerOptions(settings).tailCacheBytes).toBe(DEFAULT_TAIL_CACHE_BYTES);
   });
