@@ -83,13 +83,15 @@ const EPOCH_MAX = 0x7fff;
 /** Upper bound of a header's framing (two length varints). */
 const HEADER_OVERHEAD_BYTES = 10;
 /**
- * Default batchBytes. Larger than Kafka's 16 KiB on purpose: a partition has at most 10 batches in
- * flight, each answered after an fdatasync, so its throughput is about 10 batches per round trip.
- * At 512 KiB one partition takes 2-3 M records/s of 100 B on a 2-core machine; at 64 KiB, about
- * half. A batch's buffer starts small and grows only as records come, so a slow partition
- * does not hold 512 KiB.
+ * Default batchBytes: 1 MiB, the broker's default max.message.bytes (a topic with a lower limit
+ * gets batches of its limit). Far larger than Kafka's 16 KiB on purpose: a partition has at most
+ * 10 batches in flight, each answered after an fdatasync, so its throughput is about 10 batches
+ * per round trip. On a 2-core machine with the broker's direct writes, 1 MiB batches took
+ * 1 KiB records to 491-520 MB/s against 388-453 with 512 KiB, and 100 B records to 2.99-3.31 M
+ * records/s against 2.78-3.10 M. A batch's buffer starts small and grows only as records
+ * come, so a slow partition does not hold 1 MiB.
  */
-export const DEFAULT_BATCH_BYTES = 512 * 1024;
+export const DEFAULT_BATCH_BYTES = 1024 * 1024;
 /** The smallest buffer a batch starts with; it doubles as records come, up to batchBytes. */
 const BATCH_INITIAL_BYTES = 1024;
 /** Headroom of a pooled buffer: enough for the request fields of any topic name (≤ 249 bytes). */
@@ -129,7 +131,7 @@ export interface ProducerSettings {
   /** How long a batch waits for more records after its first (ms). Default 5. */
   lingerMs?: number;
   /**
-   * A batch is sent once it holds this many bytes. Default 512 KiB (see DEFAULT_BATCH_BYTES);
+   * A batch is sent once it holds this many bytes. Default 1 MiB (see DEFAULT_BATCH_BYTES);
    * lowered per topic to fit its max.message.bytes.
    */
   batchBytes?: number;

@@ -110,7 +110,8 @@ describe('strata bench', () => {
     expectCommonFields(report, 'produce');
     expect(report.topic.partitions).toBe(2);
     expect(report.topic.configs.flush).toBe('always');
-    expect(report.parameters).toMatchObject({ records: 20000, 'record-size': 100, acks: 'all', path: 'raw', producers: 1 });
+    // batch-bytes is reported with the size used: the client's default here.
+    expect(report.parameters).toMatchObject({ records: 20000, 'record-size': 100, acks: 'all', path: 'raw', producers: 1, 'batch-bytes': 1024 * 1024 });
     expect(report.results).toHaveLength(1);
     const [produce] = report.results;
     expect(produce).toMatchObject({ workload: 'produce', server: 'strata' });
@@ -126,6 +127,7 @@ describe('strata bench', () => {
 
   it('produce over the plain-records path with two producers', async () => {
     const { report } = await bench('records', ['produce', '--records', '20000', '--path', 'records', '--producers', '2']);
+    expect(report.parameters['batch-bytes']).toBe(512 * 1024); // the records path's own default
     const [produce] = report.results;
     expectThroughput(produce!, 20000, 100);
     expectLatency(produce!.latency, 20000);

@@ -14,7 +14,7 @@ import { writeFileSync } from 'node:fs';
 import type { Argv, Options } from 'yargs';
 import { type Acks, DEFAULT_BATCH_BYTES } from '../../client/producer.js';
 import type { BenchSettings } from '../../bench/phases.js';
-import type { ProducePath } from '../../bench/produce-load.js';
+import { type ProducePath, RECORDS_PATH_REQUEST_BYTES } from '../../bench/produce-load.js';
 import { Progress } from '../../bench/progress.js';
 import { formatReport } from '../../bench/report.js';
 import { type BenchWorkload, runBench } from '../../bench/run-bench.js';
@@ -33,11 +33,11 @@ const COMMON_OPTIONS = {
   flush: { choices: ['always', 'interval'], default: 'always', describe: 'flush config of a topic this creates: fdatasync before every acknowledgement, or every flush.ms' },
   'record-size': { type: 'number', default: 100, describe: 'Bytes of each record value', requiresArg: true },
   acks: { choices: ['all', 'leader', 'none'], default: 'all', describe: 'all: durable; leader: written; none: not waited for (not idempotent)' },
-  'batch-bytes': { type: 'number', default: DEFAULT_BATCH_BYTES, describe: 'Producer batch size (bytes)', requiresArg: true },
+  'batch-bytes': { type: 'number', describe: `Producer batch size (bytes; default: the client's, ${DEFAULT_BATCH_BYTES}; ${RECORDS_PATH_REQUEST_BYTES} worth of records per request on the records path)`, requiresArg: true },
   'buffer-bytes': { type: 'number', default: 32 * MIB, describe: 'Producer buffer: bytes sent and not yet acknowledged, per producer', requiresArg: true },
   json: { type: 'string', describe: 'Also write every figure and parameter to this JSON file', requiresArg: true },
   'profile-server': { type: 'string', describe: 'With --local: write a V8 CPU profile of the broker into this directory', requiresArg: true },
-  'write-mode': { choices: ['buffered', 'direct'], describe: 'With --local: the broker\'s --write-mode (default: the broker\'s, buffered)' },
+  'write-mode': { choices: ['buffered', 'direct'], describe: 'With --local: the broker\'s --write-mode (default: the broker\'s, direct)' },
 } as const satisfies Record<string, Options>;
 
 const PRODUCE_OPTIONS = {
@@ -118,9 +118,11 @@ type BenchArgs = Record<string, unknown>;
 async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promise<void> {
   const settings = benchSettings(argv, workload);
   // Every option once (yargs adds camelCase aliases), without --server when --local replaces it.
-  const parameters = Object.fromEntries(
-    Object.entries(argv).filter(([name]) => name !== '_' && name !== '$0' && !/[A-Z]/.test(name) && !(settings.local && name === 'server')),
-  );
+  const parameters = {
+    ...Object.fromEntries(Object.entries(argv).filter(([name]) => name !== '_' && name !== '$0' && !/[A-Z]/.test(name) && !(settings.local && name === 'server'))),
+    // Its default depends on --path: report the size used.
+    'batch-bytes': settings.batchBytes,
+  };
   let report;
   try {
     report = await runBench({
@@ -159,7 +161,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
     rate,
     producers: argv.producers === undefined ? 1 : positiveInteger(argv.producers, '--producers'),
     acks: argv.acks as Acks,
-    batchBytes: positiveInteger(argv['batch-bytes'], '--batch-bytes'),
+    batchBytes: argv['batch-bytes'] !== undefined ? positiveInteger(argv['batch-bytes'], '--batch-bytes') : argv.path === 'records' ? RECORDS_PATH_REQUEST_BYTES : DEFAULT_BATCH_BYTES,
     lingerMs: argv['linger-ms'] === undefined ? 0 : nonNegativeNumber(argv['linger-ms'], '--linger-ms'),
     bufferBytes: positiveInteger(argv['buffer-bytes'], '--buffer-bytes'),
     path: (argv.path ?? 'raw') as ProducePath,
