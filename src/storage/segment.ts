@@ -11,6 +11,9 @@
  *   segment's indexes are loaded lazily on the first read, so opening a log of a thousand
  *   segments reads no index file.
  *
+ * Reads of bytes the segment's tail in the shared `TailCache` still holds are copied from
+ * memory; all others read the file. The tail is cleared when the log is cut, closed or deleted.
+ *
  * Concurrency: appends are serialised by the owning `PartitionLog`; reads may run concurrently
  * with appends and with each other. Reads hold a reference (`acquire`/`release`) so a segment
  * deleted by retention closes its file only after in-flight reads finish.
