@@ -7,7 +7,7 @@ import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig } from '../storage/log-config.js';
-import { DEFAULT_TAIL_CACHE_BYTES } from '../storage/tail-cache.js';
+import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../storage/tail-cache.js';
 
 export const SERVE_OPTIONS = {
   'data-dir': { type: 'string', default: './data', describe: 'Directory for topics, logs and metadata' },
@@ -67,8 +67,10 @@ function positive(name: string, value: number): number {
   return value;
 }
 
-function nonNegative(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be an integer >= 0, got ${value}`);
+function tailCacheBytes(value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0 || value > TAIL_CACHE_BYTES_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--tail-cache-bytes must be an integer from 0 to ${TAIL_CACHE_BYTES_MAX}, got ${value}`);
+  }
   return value;
 }
 
@@ -95,7 +97,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
       indexIntervalBytes: argv['index-interval-bytes'],
     },
     directWrites: argv['write-mode'] === 'direct',
-    tailCacheBytes: nonNegative('tail-cache-bytes', argv['tail-cache-bytes']),
+    tailCacheBytes: tailCacheBytes(argv['tail-cache-bytes']),
     maxRequestBytes: positive('max-request-bytes', argv['max-request-bytes']),
     retentionCheckIntervalMs: positive('retention-check-interval-ms', argv['retention-check-interval-ms']),
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),

@@ -8,8 +8,7 @@
  * `pread` through libuv's thread pool; a read served from here is a memory copy on the event
  * loop. Redpanda keeps a batch cache beside its direct writes for the same reason.
  *
- * Layout: one ring of `bytesMax` bytes, shared by all partitions, allocated on first use and
- * never again. Each written group is copied into the ring as one chunk, after the previous
+ * Layout: one ring of `bytesMax` bytes, shared by all partitions, allocated once at start-up. Each written group is copied into the ring as one chunk, after the previous
  * chunk; a chunk that does not fit before the end of the ring starts again at its beginning.
  * Chunks leave in the order they came, so the memory a new chunk needs is always that of the
  * oldest ones. Each segment has a `SegmentTail`: the contiguous byte range [start, end) of its
@@ -29,12 +28,16 @@
  * truncated, closed or deleted, so nothing cut from the file is read from memory. Reads copy
  * out synchronously, so a chunk cannot be overwritten while it is being read.
  */
+import { constants as bufferConstants } from 'node:buffer';
 
 /**
  * The broker's default bound. A consumer keeping up reads what was written a few milliseconds
  * ago: at 500 MB/s, 16 MiB is the last 30 ms of one partition's writes.
  */
 export const DEFAULT_TAIL_CACHE_BYTES = 16 * 1024 * 1024;
+
+/** The largest ring: the largest Buffer Node.js can allocate. */
+export const TAIL_CACHE_BYTES_MAX = bufferConstants.MAX_LENGTH;
 
 /** Groups larger than this share of the ring are not cached (they would evict everything). */
 const CHUNK_SHARE_MAX = 0.25;
@@ -47,7 +50,7 @@ export class TailCache {
   /** Segment reads served from memory, and those that went to the file (counted by readers). */
   hits = 0;
   misses = 0;
-  private ring: Buffer | null = null;
+  private readonly ring: Buffer;
   /** Where the next chunk goes. */
   private writePosition = 0;
   // The chunks in the ring, oldest first, as parallel arrays from `head`.
@@ -57,9 +60,16 @@ export class TailCache {
   private chunkLengths: number[] = [];
   private head = 0;
 
-  /** `bytesMax` 0 caches nothing. */
+  /**
+   * `bytesMax` 0 caches nothing. The ring is allocated here, so a size the process cannot have
+   * fails at start-up, never in the middle of a write; its pages count towards RSS only once
+   * written.
+   */
   constructor(readonly bytesMax: number) {
-    if (!Number.isSafeInteger(bytesMax) || bytesMax < 0) throw new RangeError(`tail cache size must be a whole number of bytes >= 0, got ${bytesMax}`);
+    if (!Number.isSafeInteger(bytesMax) || bytesMax < 0 || bytesMax > TAIL_CACHE_BYTES_MAX) {
+      throw new RangeError(`tail cache size must be a whole number of bytes from 0 to ${TAIL_CACHE_BYTES_MAX}, got ${bytesMax}`);
+    }
+    this.ring = Buffer.allocUnsafeSlow(bytesMax);
   }
 
   /** A new, empty tail for one segment. */
@@ -77,7 +87,7 @@ export class TailCache {
    * evicting the oldest chunks to make room; returns the chunk's position in the ring.
    */
   store(tail: SegmentTail, buffers: readonly Buffer[], length: number): number {
-    const ring = (this.ring ??= Buffer.allocUnsafeSlow(this.bytesMax));
+    const ring = this.ring;
     if (this.writePosition + length > ring.length) {
       // Skip the end of the ring: what lies there is the oldest data (the previous lap).
       while (this.head < this.chunkStarts.length && this.chunkStarts[this.head]! >= this.writePosition) this.evictOldest();
@@ -104,7 +114,7 @@ export class TailCache {
 
   /** @internal Copies ring bytes [ringStart, ringStart + length) into `target`. */
   copyOut(ringStart: number, length: number, target: Buffer, targetStart: number): void {
-    this.ring!.copy(target, targetStart, ringStart, ringStart + length);
+    this.ring.copy(target, targetStart, ringStart, ringStart + length);
   }
 
   /** @internal A tail let go of chunks holding `length` bytes. */

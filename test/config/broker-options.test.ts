@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/common/errors.js';
 import { SERVE_OPTIONS, brokerOptions, serveSettings } from '../../src/config/broker-options.js';
-import { DEFAULT_TAIL_CACHE_BYTES } from '../../src/storage/tail-cache.js';
+import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../../src/storage/tail-cache.js';
 
 type Parsed = Parameters<typeof serveSettings>[0];
 
@@ -21,10 +21,12 @@ describe('serve options', () => {
     expect(brokerOptions(settings).tailCacheBytes).toBe(DEFAULT_TAIL_CACHE_BYTES);
   });
 
-  it('take --tail-cache-bytes 0 to turn the cache off, and refuse a negative or fractional size', () => {
+  it('take --tail-cache-bytes 0 to turn the cache off, and refuse a negative, fractional or unallocatable size', () => {
     expect(serveSettings({ ...defaults(), 'tail-cache-bytes': 0 }).tailCacheBytes).toBe(0);
-    for (const bad of [-1, 1.5]) {
-      expect(() => serveSettings({ ...defaults(), 'tail-cache-bytes': bad })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: `--tail-cache-bytes must be an integer >= 0, got ${bad}` }));
+    for (const bad of [-1, 1.5, TAIL_CACHE_BYTES_MAX + 1]) {
+      expect(() => serveSettings({ ...defaults(), 'tail-cache-bytes': bad })).toThrow(
+        expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: `--tail-cache-bytes must be an integer from 0 to ${TAIL_CACHE_BYTES_MAX}, got ${bad}` }),
+      );
     }
   });
 
