@@ -40,7 +40,7 @@ export interface BrokerOptions {
   topicDefaults?: Partial<LogConfig>;
   /** How often retention runs over all partitions. */
   retentionCheckIntervalMs?: number;
-  /** Write large groups with direct (O_DIRECT) writes, bypassing the page cache. */
+  /** Write large groups with direct (O_DIRECT) writes, bypassing the page cache (default true, as `strata serve`). */
   directWrites?: boolean;
   /** Memory for the newest written bytes of all partitions, for tailing readers; 0: none. */
   tailCacheBytes?: number;
@@ -123,7 +123,7 @@ export class Broker {
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'broker' });
     this.fs = options.fs ?? nodeFileSystem;
-    this.directWrites = options.directWrites ?? false;
+    this.directWrites = options.directWrites ?? true;
     this.tailCache = new TailCache(options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES);
   }
 

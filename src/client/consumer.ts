@@ -897,7 +897,6 @@ function checkFetchedBatches(buffer: Buffer, fetcher: PartitionFetcher): void {
   });
 }
 
-/** The records at or after `offset` in checked fetched batches. */
 /**
  * A delivered record. A class, not an object literal, on purpose: V8 tracks the objects made by
  * each object literal ("allocation sites") and, when nearly all of them are alive at a scavenge,
@@ -920,6 +919,7 @@ class DeliveredRecord implements ConsumerRecord {
   ) {}
 }
 
+/** The records at or after `offset` in checked fetched batches. */
 function decodeFrom(buffer: Buffer, offset: number, fetcher: PartitionFetcher): ConsumerRecord[] {
   const records: ConsumerRecord[] = [];
   const { topic, partition } = fetcher;

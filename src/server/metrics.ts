@@ -76,7 +76,7 @@ export class BrokerMetrics {
     });
     new Gauge({
       name: 'strata_tail_cache_bytes',
-      help: 'Memory held by the tail cache, the newest written bytes of all partitions (bound: --tail-cache-bytes)',
+      help: 'Bytes of log held in the tail cache, the newest written bytes of all partitions (its ring of --tail-cache-bytes stays allocated)',
       registers,
       collect() {
         this.set(metrics.broker?.tailCache.bytes ?? 0);

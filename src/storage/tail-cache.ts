@@ -36,10 +36,10 @@ import { constants as bufferConstants } from 'node:buffer';
  */
 export const DEFAULT_TAIL_CACHE_BYTES = 16 * 1024 * 1024;
 
-/** The largest ring: the largest Buffer Node.js can allocate. */
-export const TAIL_CACHE_BYTES_MAX = bufferConstants.MAX_LENGTH;
+/** The largest ring: 4 GiB, or less where Node.js cannot allocate a Buffer that large. */
+export const TAIL_CACHE_BYTES_MAX = Math.min(4 * 1024 * 1024 * 1024, bufferConstants.MAX_LENGTH);
 
-/** Groups larger than this share of the ring are not cached (they would evict everything). */
+/** Of a group larger than this share of the ring only the last part is cached (a whole one would evict everything). */
 const CHUNK_SHARE_MAX = 0.25;
 /** Consumed queue entries are dropped once at least this many and half the queue. */
 const COMPACT_MIN = 1024;
@@ -61,9 +61,9 @@ export class TailCache {
   private head = 0;
 
   /**
-   * `bytesMax` 0 caches nothing. The ring is allocated here, so a size the process cannot have
-   * fails at start-up, never in the middle of a write; its pages count towards RSS only once
-   * written.
+   * `bytesMax` 0 caches nothing. The ring is allocated here, so a size the process cannot
+   * address fails at start-up, never in the middle of a write. Its pages count towards RSS once
+   * written (with Linux's overcommit, memory the machine lacks shows only then).
    */
   constructor(readonly bytesMax: number) {
     if (!Number.isSafeInteger(bytesMax) || bytesMax < 0 || bytesMax > TAIL_CACHE_BYTES_MAX) {
@@ -77,16 +77,17 @@ export class TailCache {
     return new SegmentTail(this);
   }
 
-  /** Largest group a tail may cache. */
+  /** Most bytes of one group a tail caches. */
   get chunkBytesMax(): number {
     return Math.floor(this.bytesMax * CHUNK_SHARE_MAX);
   }
 
   /**
-   * @internal Copies `buffers` (`length` bytes) into the ring as the newest chunk of `tail`,
-   * evicting the oldest chunks to make room; returns the chunk's position in the ring.
+   * @internal Copies `length` bytes of `buffers`, after the first `skip`, into the ring as the
+   * newest chunk of `tail`, evicting the oldest chunks to make room; returns the chunk's
+   * position in the ring.
    */
-  store(tail: SegmentTail, buffers: readonly Buffer[], length: number): number {
+  store(tail: SegmentTail, buffers: readonly Buffer[], skip: number, length: number): number {
     const ring = this.ring;
     if (this.writePosition + length > ring.length) {
       // Skip the end of the ring: what lies there is the oldest data (the previous lap).
@@ -102,7 +103,15 @@ export class TailCache {
       this.evictOldest();
     }
     let at = start;
-    for (const buffer of buffers) at += buffer.copy(ring, at);
+    let skipLeft = skip;
+    for (const buffer of buffers) {
+      if (skipLeft >= buffer.length) {
+        skipLeft -= buffer.length;
+        continue;
+      }
+      at += buffer.copy(ring, at, skipLeft);
+      skipLeft = 0;
+    }
     this.writePosition = end;
     this.chunkTails.push(tail);
     this.chunkGenerations.push(tail.generation);
@@ -159,19 +168,19 @@ export class SegmentTail {
 
   constructor(private readonly cache: TailCache) {}
 
-  /** Records that `buffers` (`length` bytes) were written contiguously at file position `position`. */
+  /**
+   * Records that `buffers` (`length` bytes) were written contiguously at file position
+   * `position`. Of a group larger than the cache's chunk bound only the last part is kept, the
+   * part tailing readers want: the range then starts inside the group.
+   */
   written(position: number, buffers: readonly Buffer[], length: number): void {
     if (this.cache.bytesMax === 0 || length === 0) return;
-    if (position !== this.end) this.restartAt(position);
-    if (length > this.cache.chunkBytesMax) {
-      // Too large to cache: the range starts again after it.
-      this.restartAt(position + length);
-      return;
-    }
-    const ringStart = this.cache.store(this, buffers, length);
-    this.filePositions.push(position);
+    const skip = Math.max(0, length - this.cache.chunkBytesMax);
+    if (position !== this.end || skip > 0) this.restartAt(position + skip);
+    const ringStart = this.cache.store(this, buffers, skip, length - skip);
+    this.filePositions.push(position + skip);
     this.ringStarts.push(ringStart);
-    this.lengths.push(length);
+    this.lengths.push(length - skip);
     this.end = position + length;
   }
 

@@ -30,7 +30,8 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     logLevel: 'silent',
     defaultPartitions: 1,
     topicDefaults: { ...DEFAULT_LOG_CONFIG },
-    directWrites: false,
+    // As `strata serve`: direct writes for large groups, with the tail cache serving them.
+    directWrites: true,
     tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES,
     maxRequestBytes: 64 * 1024 * 1024,
     retentionCheckIntervalMs: 60 * 60 * 1000,

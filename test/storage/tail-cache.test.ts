@@ -40,9 +40,16 @@ function cachedBytes(tail: SegmentTail, position: number, length: number): Buffe
 }
 
 describe('TailCache', () => {
-  it('answers every covered range with the bytes written there, within its bound, over 3,000 random writes', () => {
-    const next = random(20261121);
-    const cache = new TailCache(64 * 1024);
+  // Tiny rings make chunks end exactly where older ones start, and wrap on nearly every write.
+  it.each([
+    { seed: 20261121, ringBytes: 64 * 1024, smallMax: 3000, bigMin: 16 * 1024, bigSpan: 8 * 1024 },
+    { seed: 1, ringBytes: 64, smallMax: 20, bigMin: 16, bigSpan: 8 },
+    { seed: 2, ringBytes: 100, smallMax: 30, bigMin: 25, bigSpan: 10 },
+    { seed: 3, ringBytes: 203, smallMax: 60, bigMin: 50, bigSpan: 30 },
+    { seed: 4, ringBytes: 4096, smallMax: 1200, bigMin: 1024, bigSpan: 2048 },
+  ])('answers every covered range with the bytes written there, within its bound: 3,000 random writes into a ring of $ringBytes bytes', ({ seed, ringBytes, smallMax, bigMin, bigSpan }) => {
+    const next = random(seed);
+    const cache = new TailCache(ringBytes);
     // Four segments' files as the model: what was written at each position.
     const files = Array.from({ length: 4 }, () => ({ tail: cache.tail(), bytes: Buffer.alloc(0) }));
     for (let step = 0; step < 3000; step++) {
@@ -56,16 +63,20 @@ describe('TailCache', () => {
         file.tail.clear();
         file.bytes = file.bytes.subarray(0, Math.floor(next() * file.bytes.length));
       } else {
-        const size = next() < 0.05 ? 16 * 1024 + Math.floor(next() * 8 * 1024) : 1 + Math.floor(next() * 3000);
+        // Some writes are larger than a quarter of the ring: only their end is cached.
+        const size = next() < 0.05 ? bigMin + Math.floor(next() * bigSpan) : 1 + Math.floor(next() * smallMax);
         const parts = [];
         for (let left = size; left > 0; ) {
-          const part = Math.min(left, 1 + Math.floor(next() * 1000));
+          const part = Math.min(left, 1 + Math.floor(next() * Math.min(1000, size)));
           parts.push(bytesOf(part, next));
           left -= part;
         }
         const position = file.bytes.length;
         file.bytes = Buffer.concat([file.bytes, ...parts]);
         file.tail.written(position, parts, size);
+        // The newest bytes of a write are always cached, up to a quarter of the ring.
+        expect(file.tail.end).toBe(file.bytes.length);
+        expect(file.tail.covers(file.bytes.length - Math.min(size, cache.chunkBytesMax), Math.min(size, cache.chunkBytesMax))).toBe(true);
       }
       expect(cache.bytes).toBeLessThanOrEqual(cache.bytesMax);
       let held = 0;
@@ -101,15 +112,17 @@ describe('TailCache', () => {
     expect(cache.bytes).toBe(4000);
   });
 
-  it('does not cache a write larger than a quarter of its memory, and restarts the range after it', () => {
+  it('keeps only the last quarter of its memory of a larger write, the part tailing readers want', () => {
     const cache = new TailCache(4 * 1024);
     const tail = cache.tail();
     tail.written(0, [Buffer.alloc(500, 1)], 500);
-    tail.written(500, [Buffer.alloc(1025, 2)], 1025);
-    expect({ start: tail.start, end: tail.end, bytes: cache.bytes }).toEqual({ start: 1525, end: 1525, bytes: 0 });
-    tail.written(1525, [Buffer.alloc(10, 3)], 10);
-    expect(tail.covers(1525, 10)).toBe(true);
-    expect(tail.covers(1524, 11)).toBe(false);
+    const large = [Buffer.alloc(25, 2), Buffer.alloc(1000, 3)];
+    tail.written(500, large, 1025);
+    expect({ start: tail.start, end: tail.end, bytes: cache.bytes }).toEqual({ start: 501, end: 1525, bytes: 1024 });
+    expect(cachedBytes(tail, 501, 1024).equals(Buffer.concat(large).subarray(1))).toBe(true);
+    expect(tail.covers(500, 1)).toBe(false);
+    tail.written(1525, [Buffer.alloc(10, 4)], 10);
+    expect(tail.covers(501, 1034)).toBe(true);
   });
 
   it('caches nothing with a size of 0, and refuses a negative size', () => {
