@@ -26,6 +26,11 @@ export class FifoQueue<T> {
     return this.items[this.head];
   }
 
+  /** The item `index` places after the oldest (0: the oldest), or undefined past the end. */
+  at(index: number): T | undefined {
+    return index >= 0 && index < this.length ? this.items[this.head + index] : undefined;
+  }
+
   /** Removes and returns the oldest item, or undefined when empty. */
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;

@@ -29,6 +29,7 @@
  * out synchronously, so a chunk cannot be overwritten while it is being read.
  */
 import { constants as bufferConstants } from 'node:buffer';
+import { FifoQueue } from '../common/fifo-queue.js';
 
 /**
  * The broker's default bound. A consumer keeping up reads what was written a few milliseconds
@@ -41,8 +42,15 @@ export const TAIL_CACHE_BYTES_MAX = Math.min(4 * 1024 * 1024 * 1024, bufferConst
 
 /** Of a group larger than this share of the ring only the last part is cached (a whole one would evict everything). */
 const CHUNK_SHARE_MAX = 0.25;
-/** Consumed queue entries are dropped once at least this many and half the queue. */
-const COMPACT_MIN = 1024;
+/** One cached group: where its bytes lie in the file and in the ring. In both queues at once. */
+interface Chunk {
+  tail: SegmentTail;
+  /** The tail's generation when stored; a `clear` since makes the chunk dead. */
+  generation: number;
+  filePosition: number;
+  ringStart: number;
+  length: number;
+}
 
 export class TailCache {
   /** Bytes of log held for reads (chunks of cleared tails not counted). */
@@ -53,12 +61,8 @@ export class TailCache {
   private readonly ring: Buffer;
   /** Where the next chunk goes. */
   private writePosition = 0;
-  // The chunks in the ring, oldest first, as parallel arrays from `head`.
-  private chunkTails: (SegmentTail | null)[] = [];
-  private chunkGenerations: number[] = [];
-  private chunkStarts: number[] = [];
-  private chunkLengths: number[] = [];
-  private head = 0;
+  /** Every chunk in the ring, dead ones too (they still take room), oldest first. */
+  private readonly chunks = new FifoQueue<Chunk>();
 
   /**
    * `bytesMax` 0 caches nothing. The ring is allocated here, so a size the process cannot
@@ -84,22 +88,20 @@ export class TailCache {
 
   /**
    * @internal Copies `length` bytes of `buffers`, after the first `skip`, into the ring as the
-   * newest chunk of `tail`, evicting the oldest chunks to make room; returns the chunk's
-   * position in the ring.
+   * newest chunk of `tail` (at file position `filePosition`), evicting the oldest chunks to
+   * make room.
    */
-  store(tail: SegmentTail, buffers: readonly Buffer[], skip: number, length: number): number {
-    const ring = this.ring;
-    if (this.writePosition + length > ring.length) {
+  store(tail: SegmentTail, buffers: readonly Buffer[], skip: number, length: number, filePosition: number): Chunk {
+    if (this.writePosition + length > this.ring.length) {
       // Skip the end of the ring: what lies there is the oldest data (the previous lap).
-      while (this.head < this.chunkStarts.length && this.chunkStarts[this.head]! >= this.writePosition) this.evictOldest();
+      while (this.chunks.length > 0 && this.chunks.peek()!.ringStart >= this.writePosition) this.evictOldest();
       this.writePosition = 0;
     }
     const start = this.writePosition;
     const end = start + length;
-    while (this.head < this.chunkStarts.length) {
-      const oldestStart = this.chunkStarts[this.head]!;
+    for (let oldest = this.chunks.peek(); oldest !== undefined; oldest = this.chunks.peek()) {
       // Chunks of this lap sit below `start`, so an overlap means an older lap's chunk.
-      if (oldestStart >= end || oldestStart + this.chunkLengths[this.head]! <= start) break;
+      if (oldest.ringStart >= end || oldest.ringStart + oldest.length <= start) break;
       this.evictOldest();
     }
     let at = start;
@@ -109,16 +111,14 @@ export class TailCache {
         skipLeft -= buffer.length;
         continue;
       }
-      at += buffer.copy(ring, at, skipLeft);
+      at += buffer.copy(this.ring, at, skipLeft);
       skipLeft = 0;
     }
     this.writePosition = end;
-    this.chunkTails.push(tail);
-    this.chunkGenerations.push(tail.generation);
-    this.chunkStarts.push(start);
-    this.chunkLengths.push(length);
+    const chunk: Chunk = { tail, generation: tail.generation, filePosition, ringStart: start, length };
+    this.chunks.push(chunk);
     this.bytes += length;
-    return start;
+    return chunk;
   }
 
   /** @internal Copies ring bytes [ringStart, ringStart + length) into `target`. */
@@ -126,30 +126,15 @@ export class TailCache {
     this.ring.copy(target, targetStart, ringStart, ringStart + length);
   }
 
-  /** @internal A tail let go of chunks holding `length` bytes. */
+  /** @internal A tail let go of `length` cached bytes. */
   released(length: number): void {
     this.bytes -= length;
   }
 
   private evictOldest(): void {
-    const tail = this.chunkTails[this.head]!;
+    const chunk = this.chunks.shift()!;
     // A tail cleared since has already given its bytes back.
-    if (tail !== null && this.chunkGenerations[this.head] === tail.generation) tail.dropFirst();
-    this.chunkTails[this.head] = null;
-    this.head++;
-    if (this.head === this.chunkStarts.length) {
-      this.chunkTails = [];
-      this.chunkGenerations = [];
-      this.chunkStarts = [];
-      this.chunkLengths = [];
-      this.head = 0;
-    } else if (this.head >= COMPACT_MIN && this.head * 2 >= this.chunkStarts.length) {
-      this.chunkTails = this.chunkTails.slice(this.head);
-      this.chunkGenerations = this.chunkGenerations.slice(this.head);
-      this.chunkStarts = this.chunkStarts.slice(this.head);
-      this.chunkLengths = this.chunkLengths.slice(this.head);
-      this.head = 0;
-    }
+    if (chunk.generation === chunk.tail.generation) chunk.tail.dropFirst();
   }
 }
 
@@ -160,11 +145,8 @@ export class SegmentTail {
   end = 0;
   /** Bumped by `clear`, so the ring's entries for earlier chunks are skipped. */
   generation = 0;
-  // This tail's chunks in file order, as parallel arrays from `head`.
-  private filePositions: number[] = [];
-  private ringStarts: number[] = [];
-  private lengths: number[] = [];
-  private head = 0;
+  /** This tail's live chunks in file order (the same objects as in the ring's queue). */
+  private chunks = new FifoQueue<Chunk>();
 
   constructor(private readonly cache: TailCache) {}
 
@@ -177,10 +159,7 @@ export class SegmentTail {
     if (this.cache.bytesMax === 0 || length === 0) return;
     const skip = Math.max(0, length - this.cache.chunkBytesMax);
     if (position !== this.end || skip > 0) this.restartAt(position + skip);
-    const ringStart = this.cache.store(this, buffers, skip, length - skip);
-    this.filePositions.push(position + skip);
-    this.ringStarts.push(ringStart);
-    this.lengths.push(length - skip);
+    this.chunks.push(this.cache.store(this, buffers, skip, length - skip, position + skip));
     this.end = position + length;
   }
 
@@ -194,49 +173,31 @@ export class SegmentTail {
     if (!this.covers(position, length)) throw new RangeError(`bytes ${position} to ${position + length} are not all cached (cached: ${this.start} to ${this.end})`);
     let index = this.chunkAt(position);
     let at = targetStart;
-    let from = position - this.filePositions[index]!;
     let left = length;
-    while (left > 0) {
-      const count = Math.min(left, this.lengths[index]! - from);
-      this.cache.copyOut(this.ringStarts[index]! + from, count, target, at);
+    for (let from = position - this.chunks.at(index)!.filePosition; left > 0; from = 0) {
+      const chunk = this.chunks.at(index++)!;
+      const count = Math.min(left, chunk.length - from);
+      this.cache.copyOut(chunk.ringStart + from, count, target, at);
       at += count;
       left -= count;
-      from = 0;
-      index++;
     }
   }
 
   /** Forgets everything (the segment was truncated, closed or deleted). */
   clear(): void {
-    let length = 0;
-    for (let index = this.head; index < this.lengths.length; index++) length += this.lengths[index]!;
-    if (length > 0) this.cache.released(length);
-    this.filePositions = [];
-    this.ringStarts = [];
-    this.lengths = [];
-    this.head = 0;
+    // The cached range is contiguous, so its size is end - start.
+    this.cache.released(this.end - this.start);
+    this.chunks = new FifoQueue<Chunk>();
     this.start = this.end;
     this.generation++;
   }
 
   /** @internal Evicts this tail's first chunk (the ring evicts oldest first). */
   dropFirst(): void {
-    if (this.head >= this.lengths.length) return;
-    const length = this.lengths[this.head]!;
-    this.cache.released(length);
-    this.start = this.filePositions[this.head]! + length;
-    this.head++;
-    if (this.head === this.lengths.length) {
-      this.filePositions = [];
-      this.ringStarts = [];
-      this.lengths = [];
-      this.head = 0;
-    } else if (this.head >= COMPACT_MIN && this.head * 2 >= this.lengths.length) {
-      this.filePositions = this.filePositions.slice(this.head);
-      this.ringStarts = this.ringStarts.slice(this.head);
-      this.lengths = this.lengths.slice(this.head);
-      this.head = 0;
-    }
+    const chunk = this.chunks.shift();
+    if (chunk === undefined) return;
+    this.cache.released(chunk.length);
+    this.start = chunk.filePosition + chunk.length;
   }
 
   private restartAt(position: number): void {
@@ -245,13 +206,13 @@ export class SegmentTail {
     this.end = position;
   }
 
-  /** Index of the chunk holding file position `position` (start <= position < end). */
+  /** Index (from the oldest) of the chunk holding file position `position` (start <= position < end). */
   private chunkAt(position: number): number {
-    let low = this.head;
-    let high = this.lengths.length - 1;
+    let low = 0;
+    let high = this.chunks.length - 1;
     while (low < high) {
       const middle = (low + high + 1) >>> 1;
-      if (this.filePositions[middle]! <= position) low = middle;
+      if (this.chunks.at(middle)!.filePosition <= position) low = middle;
       else high = middle - 1;
     }
     return low;

@@ -1,5 +1,6 @@
-// Goal: FifoQueue hands items back in the order they were pushed, with the right length, at
-// any size and across its internal compaction; method: compare with a plain array model.
+// Goal: FifoQueue hands items back in the order they were pushed, with the right length and
+// indexed access, at any size and across its internal compaction; method: compare with a plain
+// array model.
 import { describe, expect, it } from 'vitest';
 import { FifoQueue } from '../../src/common/fifo-queue.js';
 
@@ -35,6 +36,12 @@ describe('FifoQueue', () => {
         expect(queue.shift()?.n).toBe(model[modelHead++]);
       }
       expect(queue.length).toBe(model.length - modelHead);
+      // Indexed access counts from the oldest item, whatever was shifted or compacted away.
+      for (const index of [0, 1, Math.floor(queue.length / 2), queue.length - 1]) {
+        if (index >= 0 && index < queue.length) expect(queue.at(index)?.n).toBe(model[modelHead + index]);
+      }
+      expect(queue.at(queue.length)).toBeUndefined();
+      expect(queue.at(-1)).toBeUndefined();
     }
     const rest: number[] = [];
     for (let item = queue.shift(); item !== undefined; item = queue.shift()) rest.push(item.n);

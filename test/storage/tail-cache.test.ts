@@ -13,19 +13,8 @@ import { PartitionLog, type PartitionLogOptions } from '../../src/storage/partit
 import { decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { SegmentTail, TailCache } from '../../src/storage/tail-cache.js';
+import { mulberry32 } from '../helpers/seeded-random.js';
 import { DIRECT_WRITES_WORK, TestFileSystem } from '../helpers/test-file-system.js';
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failure repeats. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function bytesOf(length: number, next: () => number): Buffer {
   const buffer = Buffer.allocUnsafe(length);
@@ -48,7 +37,7 @@ describe('TailCache', () => {
     { seed: 3, ringBytes: 203, smallMax: 60, bigMin: 50, bigSpan: 30 },
     { seed: 4, ringBytes: 4096, smallMax: 1200, bigMin: 1024, bigSpan: 2048 },
   ])('answers every covered range with the bytes written there, within its bound: 3,000 random writes into a ring of $ringBytes bytes', ({ seed, ringBytes, smallMax, bigMin, bigSpan }) => {
-    const next = random(seed);
+    const next = mulberry32(seed);
     const cache = new TailCache(ringBytes);
     // Four segments' files as the model: what was written at each position.
     const files = Array.from({ length: 4 }, () => ({ tail: cache.tail(), bytes: Buffer.alloc(0) }));
@@ -183,7 +172,7 @@ describe('PartitionLog with a tail cache', () => {
     const cache = new TailCache(24 * 1024);
     const cached = await openLog({ tailCache: cache }, SMALL);
     const plain = await openLog({}, SMALL);
-    const next = random(7);
+    const next = mulberry32(7);
     let offset = 0;
     for (let step = 0; step < 120; step++) {
       const count = 1 + Math.floor(next() * 6);
