@@ -8,14 +8,17 @@
  * `pread` through libuv's thread pool; a read served from here is a memory copy on the event
  * loop. Redpanda keeps a batch cache beside its direct writes for the same reason.
  *
- * Layout: one ring of `bytesMax` bytes, shared by all partitions, allocated once at start-up. Each written group is copied into the ring as one chunk, after the previous
- * chunk; a chunk that does not fit before the end of the ring starts again at its beginning.
+ * Layout: one ring of `bytesMax` bytes, shared by all partitions, allocated once at start-up.
+ * Each written group is copied into the ring as one chunk, after the previous chunk; a chunk
+ * that does not fit before the end of the ring starts again at its beginning. Of a group
+ * larger than a quarter of the ring only its last quarter-ring of bytes is kept.
  * Chunks leave in the order they came, so the memory a new chunk needs is always that of the
  * oldest ones. Each segment has a `SegmentTail`: the contiguous byte range [start, end) of its
  * log that the ring holds, `end` being where its last write ended. A write that does not
  * continue at `end` (the tail was cleared, or the segment was opened with bytes already on
  * disk) starts the range afresh, and evicting the oldest chunk of the ring always evicts the
- * first chunk of its segment's tail, so every tail stays contiguous.
+ * first chunk of its segment's tail, so every tail stays contiguous. A chunk object sits in
+ * two queues: the ring's (all segments, write order) and its segment's (file order).
  *
  * Why a ring and a copy: keeping the written request buffers themselves would save the copy,
  * but it holds tens of megabytes of short-lived allocations for V8 to track and the allocator
@@ -40,8 +43,9 @@ export const DEFAULT_TAIL_CACHE_BYTES = 16 * 1024 * 1024;
 /** The largest ring: 4 GiB, or less where Node.js cannot allocate a Buffer that large. */
 export const TAIL_CACHE_BYTES_MAX = Math.min(4 * 1024 * 1024 * 1024, bufferConstants.MAX_LENGTH);
 
-/** Of a group larger than this share of the ring only the last part is cached (a whole one would evict everything). */
+/** Of a group larger than this share of the ring only the last part is cached. */
 const CHUNK_SHARE_MAX = 0.25;
+
 /** One cached group: where its bytes lie in the file and in the ring. In both queues at once. */
 interface Chunk {
   tail: SegmentTail;
