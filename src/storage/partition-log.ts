@@ -523,7 +523,7 @@ export class PartitionLog {
         }
       }
     }
-    await active.writeBuffered(buffers);
+    await active.writeBuffered(buffers, bytes);
     this.writtenBytes.buffered += bytes;
   }
 

@@ -206,11 +206,14 @@ export class LogSegment {
     this.maxTimestampSoFar = mark.maxTimestampSoFar;
   }
 
-  /** Writes `buffers` at the end of the log through the page cache (the caller updates sizes). */
-  async writeBuffered(buffers: readonly Buffer[]): Promise<void> {
+  /**
+   * Writes `buffers` (`bytes` in all) at the end of the log through the page cache (the caller
+   * updates sizes).
+   */
+  async writeBuffered(buffers: readonly Buffer[], bytes: number): Promise<void> {
     await this.fs.writev(this.openFileDescriptor(), buffers, this.sizeBytes);
     this.direct?.noteBufferedWrite();
-    this.cacheWritten(buffers, totalLength(buffers));
+    this.cacheWritten(buffers, bytes);
   }
 
   /**
@@ -630,12 +633,6 @@ export class LogSegment {
     await this.close();
     await Promise.all([this.fs.unlink(deletedPath), this.fs.unlink(this.indexPath), this.fs.unlink(this.timeIndexPath)]);
   }
-}
-
-function totalLength(buffers: readonly Buffer[]): number {
-  let length = 0;
-  for (const buffer of buffers) length += buffer.length;
-  return length;
 }
 
 /** The index pointed at a position where the expected batch does not start. */
