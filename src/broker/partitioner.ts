@@ -8,12 +8,14 @@
 const SEED = 0x9747b28c;
 const M = 0x5bd1e995;
 
-/** Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`): signed 32-bit result. */
-export function murmur2(data: Uint8Array): number {
-  const length = data.length;
+/**
+ * Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`) of `length` bytes of `data`
+ * from `start` (default: all of it): signed 32-bit result.
+ */
+export function murmur2(data: Uint8Array, start = 0, length = data.length - start): number {
   let h = SEED ^ length;
-  const whole = length & ~3;
-  for (let index = 0; index < whole; index += 4) {
+  const whole = start + (length & ~3);
+  for (let index = start; index < whole; index += 4) {
     let k = data[index]! | (data[index + 1]! << 8) | (data[index + 2]! << 16) | (data[index + 3]! << 24);
     k = Math.imul(k, M);
     k ^= k >>> 24;
@@ -30,9 +32,9 @@ export function murmur2(data: Uint8Array): number {
   return h | 0;
 }
 
-/** The partition of a keyed record, as Kafka computes it. */
-export function partitionForKey(key: Uint8Array, partitionCount: number): number {
-  return (murmur2(key) & 0x7fffffff) % partitionCount;
+/** The partition of a keyed record, as Kafka computes it; the key is `length` bytes of `data` from `start`. */
+export function partitionForKey(data: Uint8Array, partitionCount: number, start = 0, length = data.length - start): number {
+  return (murmur2(data, start, length) & 0x7fffffff) % partitionCount;
 }
 
 /** Picks a partition for null-key records: one per request, rotating across requests. */

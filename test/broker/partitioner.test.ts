@@ -62,6 +62,18 @@ describe('murmur2', () => {
     expect(murmur2(backing.subarray(2, 8))).toBe(-790332482);
     expect(murmur2(new Uint8Array(backing.buffer, backing.byteOffset + 2, 6))).toBe(-790332482);
   });
+
+  it('hashes a range given by start and length as it hashes that range copied out', () => {
+    const random = mulberry32(9);
+    const backing = randomKey(random, 200);
+    for (let round = 0; round < 300; round++) {
+      const start = Math.floor(random() * 200);
+      const length = Math.floor(random() * (200 - start));
+      const copy = Buffer.from(backing.subarray(start, start + length));
+      expect(murmur2(backing, start, length), `start ${start} length ${length}`).toBe(murmur2(copy));
+      expect(partitionForKey(backing, 12, start, length)).toBe(partitionForKey(copy, 12));
+    }
+  });
 });
 
 describe('partitionForKey', () => {
