@@ -40,6 +40,7 @@ import {
   TRANSACTIONAL_MASK,
   writeInt64,
 } from './record-batch.js';
+import { NULL_LENGTH, type RecordRanges } from './record-ranges.js';
 import { varintSize, varlongSize, writeVarint, writeVarlong } from './varint.js';
 
 /** Header fields given when the batch is sealed. */
@@ -70,6 +71,31 @@ export function buildBatch(records: readonly RecordInput[], options: BatchOption
   return builder.finish(options);
 }
 
+/**
+ * Encodes records of `records` into one RecordBatch v2: those at `indices`, or all of them when
+ * `indices` is null. Records without a timestamp get `options.timestamp` (default Date.now()).
+ */
+export function buildBatchFromRanges(records: RecordRanges, indices: Int32Array | null, options: BatchOptions = {}): Buffer {
+  const count = indices === null ? records.count : indices.length;
+  if (count === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a batch needs at least one record');
+  const defaultTimestamp = options.timestamp ?? Date.now();
+  let size = BATCH_HEADER_BYTES;
+  for (let at = 0; at < count; at++) size += rangeRecordSizeBound(records, indices === null ? at : indices[at]!);
+  const builder = new RecordBatchBuilder({ initialCapacity: size, capacityLimit: size });
+  for (let at = 0; at < count; at++) builder.appendRange(records, indices === null ? at : indices[at]!, defaultTimestamp);
+  return builder.finish(options);
+}
+
+function rangeRecordSizeBound(records: RecordRanges, index: number): number {
+  const firstHeader = records.firstHeader(index);
+  const headerCount = records.headerCount(index);
+  let size = RECORD_FRAMING_BOUND + HEADER_COUNT_BOUND + Math.max(0, records.keyLength(index)) + Math.max(0, records.valueLength(index));
+  for (let header = firstHeader; header < firstHeader + headerCount; header++) {
+    size += 2 * VARINT_BOUND + records.headerKeyLength(header) + Math.max(0, records.headerValueLength(header));
+  }
+  return size;
+}
+
 /** Bytes a record takes in a batch at most (its varints at their widest). */
 export function recordSizeBound(record: RecordInput): number {
   let size = RECORD_FRAMING_BOUND + (record.key?.length ?? 0) + (record.value?.length ?? 0);
@@ -89,6 +115,10 @@ export interface RecordBatchBuilderOptions {
 }
 
 const NULL_LENGTH_BYTES = 1; // varint(-1)
+/** Bytes of a varint of an int32, at most. */
+const VARINT_BOUND = 5;
+/** A header count's varint beyond the one byte RECORD_FRAMING_BOUND allows for it. */
+const HEADER_COUNT_BOUND = VARINT_BOUND - 1;
 /**
  * A record's bytes besides key, value and headers, at most: length (5), attributes (1),
  * timestamp delta (10), offset delta (5), key and value lengths (5 each), header count (1).
@@ -126,25 +156,12 @@ export class RecordBatchBuilder {
 
   /** Encodes one record after the others. Header keys are UTF-8 strings. */
   append(timestamp: number, key: Buffer | null, value: Buffer | null, headers: readonly RecordHeader[] | null): void {
-    if (this.finished !== null) throw new Error('the batch is already sealed');
-    if (this.count === 0) this.baseTimestamp = this.maxTimestamp = timestamp;
-    else if (timestamp > this.maxTimestamp) this.maxTimestamp = timestamp;
-    const timestampDelta = timestamp - this.baseTimestamp;
-    const offsetDelta = this.count;
-    let bodySize = 1 + varlongSize(timestampDelta) + varintSize(offsetDelta);
     // (`== null`: JavaScript callers may pass undefined for null.)
-    bodySize += key == null ? NULL_LENGTH_BYTES : varintSize(key.length) + key.length;
-    bodySize += value == null ? NULL_LENGTH_BYTES : varintSize(value.length) + value.length;
-    if (headers == null) bodySize += 1;
-    else bodySize += headersSize(headers);
-    const recordSize = varintSize(bodySize) + bodySize;
-    if (this.position + recordSize > this.buffer.length) this.grow(recordSize);
-
-    const buffer = this.buffer;
-    let position = writeVarint(buffer, this.position, bodySize);
-    buffer[position++] = 0; // record attributes: unused
-    position = writeVarlong(buffer, position, timestampDelta);
-    position = writeVarint(buffer, position, offsetDelta);
+    let fieldsSize = key == null ? NULL_LENGTH_BYTES : varintSize(key.length) + key.length;
+    fieldsSize += value == null ? NULL_LENGTH_BYTES : varintSize(value.length) + value.length;
+    fieldsSize += headers == null ? 1 : headersSize(headers);
+    let position = this.startRecord(timestamp, fieldsSize);
+    const buffer = this.buffer; // (after startRecord, which may grow it)
     position = writeBytes(buffer, position, key);
     position = writeBytes(buffer, position, value);
     if (headers == null) buffer[position++] = 0;
@@ -156,6 +173,53 @@ export class RecordBatchBuilder {
         position = writeBytes(buffer, position, header.value);
       }
     }
+    this.endRecord(position);
+  }
+
+  /** Encodes record `index` of `records` after the others; `timestamp` applies when it has none. */
+  appendRange(records: RecordRanges, index: number, timestamp: number): void {
+    const source = records.source;
+    const keyLength = records.keyLength(index);
+    const valueLength = records.valueLength(index);
+    const firstHeader = records.firstHeader(index);
+    const headerCount = records.headerCount(index);
+    let fieldsSize = rangeSize(keyLength) + rangeSize(valueLength) + varintSize(headerCount);
+    for (let header = firstHeader; header < firstHeader + headerCount; header++) {
+      fieldsSize += rangeSize(records.headerKeyLength(header)) + rangeSize(records.headerValueLength(header));
+    }
+    let position = this.startRecord(records.timestamp(index) || timestamp, fieldsSize);
+    const buffer = this.buffer;
+    position = copyRange(source, records.keyStart(index), keyLength, buffer, position);
+    position = copyRange(source, records.valueStart(index), valueLength, buffer, position);
+    position = writeVarint(buffer, position, headerCount);
+    for (let header = firstHeader; header < firstHeader + headerCount; header++) {
+      position = copyRange(source, records.headerKeyStart(header), records.headerKeyLength(header), buffer, position);
+      position = copyRange(source, records.headerValueStart(header), records.headerValueLength(header), buffer, position);
+    }
+    this.endRecord(position);
+  }
+
+  /**
+   * Makes room for a record whose key, value and headers take `fieldsSize` bytes and writes
+   * its framing (length, attributes, timestamp and offset deltas); returns where the key goes.
+   */
+  private startRecord(timestamp: number, fieldsSize: number): number {
+    if (this.finished !== null) throw new Error('the batch is already sealed');
+    if (this.count === 0) this.baseTimestamp = this.maxTimestamp = timestamp;
+    else if (timestamp > this.maxTimestamp) this.maxTimestamp = timestamp;
+    const timestampDelta = timestamp - this.baseTimestamp;
+    const offsetDelta = this.count;
+    const bodySize = 1 + varlongSize(timestampDelta) + varintSize(offsetDelta) + fieldsSize;
+    const recordSize = varintSize(bodySize) + bodySize;
+    if (this.position + recordSize > this.buffer.length) this.grow(recordSize);
+    const buffer = this.buffer;
+    let position = writeVarint(buffer, this.position, bodySize);
+    buffer[position++] = 0; // record attributes: unused
+    position = writeVarlong(buffer, position, timestampDelta);
+    return writeVarint(buffer, position, offsetDelta);
+  }
+
+  private endRecord(position: number): void {
     this.position = position;
     this.count++;
   }
@@ -223,6 +287,22 @@ function headersSize(headers: readonly RecordHeader[]): number {
     size += header.value == null ? NULL_LENGTH_BYTES : varintSize(header.value.length) + header.value.length;
   }
   return size;
+}
+
+/** Bytes a key, value or header field of `length` (`NULL_LENGTH` for null) takes in a record. */
+function rangeSize(length: number): number {
+  return length === NULL_LENGTH ? NULL_LENGTH_BYTES : varintSize(length) + length;
+}
+
+/** Writes the `length` bytes at `start` of `source` as a record field (length varint, bytes). */
+function copyRange(source: Buffer, start: number, length: number, buffer: Buffer, position: number): number {
+  if (length === NULL_LENGTH) {
+    buffer[position] = 1; // varint(-1)
+    return position + 1;
+  }
+  position = writeVarint(buffer, position, length);
+  source.copy(buffer, position, start, start + length);
+  return position + length;
 }
 
 function writeBytes(buffer: Buffer, position: number, value: Buffer | null | undefined): number {

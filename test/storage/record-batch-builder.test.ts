@@ -4,7 +4,8 @@
 // bytes, validate and decode the result with the codec.
 import { describe, expect, it } from 'vitest';
 import { BATCH_HEADER_BYTES, decodeRecords, readBatchHeader, validateBatches, type RecordInput } from '../../src/storage/record-batch.js';
-import { RecordBatchBuilder, buildBatch, recordSizeBound } from '../../src/storage/record-batch-builder.js';
+import { RecordBatchBuilder, buildBatch, buildBatchFromRanges, recordSizeBound } from '../../src/storage/record-batch-builder.js';
+import { NULL_LENGTH, RecordRanges } from '../../src/storage/record-ranges.js';
 import { mulberry32 } from '../helpers/seeded-random.js';
 
 const T0 = 1_700_000_000_000;
@@ -93,5 +94,52 @@ describe('RecordBatchBuilder', () => {
     expect(builder.finish()).toBe(batch); // sealing twice returns the same batch
     expect(() => builder.append(T0, null, Buffer.from('y'), null)).toThrow(/sealed/);
     expect(() => new RecordBatchBuilder({ headroom: 32, buffer: Buffer.alloc(80) })).toThrow(RangeError);
+  });
+});
+
+describe('buildBatchFromRanges', () => {
+  const records = sampleRecords(300, 11);
+  const options = { producerId: 7, producerEpoch: 1, baseSequence: 50 };
+
+  it('writes the same bytes as buildBatch for the same records', () => {
+    const batch = buildBatchFromRanges(RecordRanges.of(records), null, options);
+    expect(batch.equals(buildBatch(records, options))).toBe(true);
+  });
+
+  it('encodes only the records at the given indices, in that order', () => {
+    const indices = Int32Array.from([3, 4, 10, 150, 299]);
+    const batch = buildBatchFromRanges(RecordRanges.of(records), indices, options);
+    expect(batch.equals(buildBatch([...indices].map((index) => records[index]!), options))).toBe(true);
+  });
+
+  it('gives records without a timestamp the default one', () => {
+    const loose: RecordInput[] = [{ value: Buffer.from('a') }, { value: Buffer.from('b'), timestamp: T0 + 5 }];
+    const batch = buildBatchFromRanges(RecordRanges.of(loose), null, { timestamp: T0 });
+    expect(decodeRecords(batch, 0).map((record) => record.timestamp)).toEqual([T0, T0 + 5]);
+    expect(batch.equals(buildBatch(loose, { timestamp: T0 }))).toBe(true);
+  });
+
+  it('keeps ranges of a shared source apart and grows past the records it expected', () => {
+    const source = Buffer.from('key-avalue-aHkeyHvalkey-b');
+    const ranges = new RecordRanges(source, 1);
+    ranges.addRecord(T0, 0, 5, 5, 7, ranges.headerCountTotal);
+    let first = ranges.headerCountTotal;
+    ranges.addHeader(12, 4, 16, 4);
+    ranges.addHeader(12, 1, 0, NULL_LENGTH);
+    ranges.addRecord(0, 0, NULL_LENGTH, 0, NULL_LENGTH, first);
+    first = ranges.headerCountTotal;
+    ranges.addRecord(T0 + 1, 20, 5, 5, 0, first);
+    expect(ranges.count).toBe(3);
+    expect(ranges.payloadBytes).toBe(5 + 7 + 5);
+    const batch = buildBatchFromRanges(ranges, null, { timestamp: T0 - 1 });
+    expect(batch.equals(buildBatch([
+      { key: Buffer.from('key-a'), value: Buffer.from('value-a'), timestamp: T0 },
+      { key: null, value: null, headers: [{ key: 'Hkey', value: Buffer.from('Hval') }, { key: 'H', value: null }], timestamp: T0 - 1 },
+      { key: Buffer.from('key-b'), value: Buffer.alloc(0), timestamp: T0 + 1 },
+    ]))).toBe(true);
+  });
+
+  it('refuses an empty selection', () => {
+    expect(() => buildBatchFromRanges(RecordRanges.of(records), new Int32Array(0))).toThrow(/at least one record/);
   });
 });
