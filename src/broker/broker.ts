@@ -22,8 +22,9 @@ import { partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, type AppendResult, type AppendWait } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
-import { firstRecordKey, type RecordInput } from '../storage/record-batch.js';
-import { buildBatch } from '../storage/record-batch-builder.js';
+import { firstRecordKey } from '../storage/record-batch.js';
+import { buildBatchFromRanges } from '../storage/record-batch-builder.js';
+import { NULL_LENGTH, type RecordRanges } from '../storage/record-ranges.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
@@ -362,34 +363,21 @@ export class Broker {
   async produceRecords(
     topic: string,
     partition: number | null,
-    records: readonly RecordInput[],
+    records: RecordRanges,
     acks: Acks,
     producer: ProducerFields | null,
   ): Promise<ProduceResult> {
     this.checkOpen();
     const count = this.requireTopicChecked(topic).logs.length;
-    if (records.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a produce request needs records or a batch');
+    if (records.count === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a produce request needs records or a batch');
     if (producer !== null && partition === null) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'idempotent produce of plain records needs an explicit partition (sequence numbers are per partition)');
     }
-    const byPartition = new Map<number, RecordInput[]>();
-    let sticky = -1;
-    for (const record of records) {
-      let target: number;
-      if (partition !== null) target = partition;
-      else if (record.key != null) target = partitionForKey(record.key, count);
-      else target = sticky >= 0 ? sticky : (sticky = this.sticky.nextPartition(count));
-      let list = byPartition.get(target);
-      if (list === undefined) byPartition.set(target, (list = []));
-      list.push(record);
-    }
-    const nowMs = this.clock.nowMs();
-    const appends = [...byPartition].map(async ([target, list]) => {
+    const options = { timestamp: this.clock.nowMs(), ...(producer ?? {}) };
+    const byPartition = partition === null ? this.partitionRecords(records, count) : new Map([[partition, null]]);
+    const appends = [...byPartition].map(async ([target, indices]) => {
       const log = this.partitionLog(topic, target);
-      const batch = buildBatch(list, {
-        timestamp: nowMs,
-        ...(producer ?? {}),
-      });
+      const batch = buildBatchFromRanges(records, indices, options);
       const result = await this.appendTo(log, batch, acks);
       return { appended: { partition: target, ...result.offsets }, logAppendTimeMs: result.logAppendTimeMs };
     });
@@ -398,6 +386,41 @@ export class Broker {
       batches: results.map((result) => result.appended).sort((a, b) => a.partition - b.partition),
       logAppendTimeMs: results.reduce((max, result) => Math.max(max, result.logAppendTimeMs), 0),
     };
+  }
+
+  /**
+   * The indices of `records` by partition: murmur2 of the key, else one sticky partition for
+   * all null-key records. A partition that gets every record maps to null (all of them).
+   */
+  private partitionRecords(records: RecordRanges, partitionCount: number): Map<number, Int32Array | null> {
+    const targets = new Int32Array(records.count);
+    const counts = new Map<number, number>();
+    let sticky = -1;
+    for (let index = 0; index < records.count; index++) {
+      const keyLength = records.keyLength(index);
+      let target: number;
+      if (keyLength !== NULL_LENGTH) target = partitionForKey(records.source, partitionCount, records.keyStart(index), keyLength);
+      else target = sticky >= 0 ? sticky : (sticky = this.sticky.nextPartition(partitionCount));
+      targets[index] = target;
+      counts.set(target, (counts.get(target) ?? 0) + 1);
+    }
+    const byPartition = new Map<number, Int32Array | null>();
+    if (counts.size === 1) {
+      byPartition.set(targets[0]!, null);
+      return byPartition;
+    }
+    const filled = new Map<number, number>();
+    for (const [target, total] of counts) {
+      byPartition.set(target, new Int32Array(total));
+      filled.set(target, 0);
+    }
+    for (let index = 0; index < records.count; index++) {
+      const target = targets[index]!;
+      const at = filled.get(target)!;
+      byPartition.get(target)![at] = index;
+      filled.set(target, at + 1);
+    }
+    return byPartition;
   }
 
   private async appendTo(log: PartitionLog, batches: Buffer, acks: Acks): Promise<{ offsets: Omit<AppendedBatch, 'partition'>; logAppendTimeMs: number }> {

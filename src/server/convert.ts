@@ -5,11 +5,10 @@
  */
 import Long from 'long';
 import type { StartSpec } from '../broker/fetch.js';
-import type { DecodedRecord, RecordInput } from '../storage/record-batch.js';
+import type { DecodedRecord } from '../storage/record-batch.js';
 import { strata } from '../generated/strata.js';
 import { invalidArgument } from './status.js';
 
-type WireRecord = strata.v1.Record;
 type WireStart = strata.v1.StartPosition | null | undefined;
 
 export function toLong(value: number): Long {
@@ -29,24 +28,6 @@ export function toSafeNumber(value: Long | number | null | undefined, field: str
 export function nonNegative(value: number, field: string): number {
   if (!Number.isInteger(value) || value < 0) throw invalidArgument(`${field} must be a non-negative integer, got ${value}`);
   return value;
-}
-
-function asBuffer(bytes: Uint8Array | null | undefined): Buffer | null {
-  if (bytes === null || bytes === undefined) return null;
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-export function recordsFromWire(records: readonly WireRecord[]): RecordInput[] {
-  return records.map((record, index) => {
-    const timestamp = toSafeNumber(record.timestamp, `records[${index}].timestamp`);
-    if (timestamp < 0) throw invalidArgument(`records[${index}].timestamp must not be negative, got ${timestamp}`);
-    return {
-      key: asBuffer(record.key),
-      value: asBuffer(record.value),
-      headers: (record.headers ?? []).map((header) => ({ key: header.key ?? '', value: asBuffer(header.value) })),
-      ...(timestamp > 0 ? { timestamp } : {}),
-    };
-  });
 }
 
 export function recordToWire(record: DecodedRecord): strata.v1.Record {

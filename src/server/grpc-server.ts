@@ -27,7 +27,7 @@ import {
   LOG_SERVICE_NAME,
   adminServiceDefinition,
   groupsServiceDefinition,
-  logServiceDefinition,
+  logServerDefinition,
 } from './service-definitions.js';
 
 /** Health is reported for the whole server ('') and for each service. */
@@ -86,7 +86,7 @@ export class StrataGrpcServer {
     const stopping = new AbortController();
     // Every long poll, subscription and pipelined stream listens to it: thousands are normal.
     setMaxListeners(0, stopping.signal);
-    server.addService(logServiceDefinition, logServiceHandlers(broker, context, stopping.signal));
+    server.addService(logServerDefinition, logServiceHandlers(broker, context, stopping.signal));
     server.addService(adminServiceDefinition, adminServiceHandlers(broker, context));
     server.addService(groupsServiceDefinition, groupsServiceHandlers(coordinator, context, stopping.signal));
     const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, 'NOT_SERVING' as const])));

@@ -18,9 +18,11 @@ import type { PartitionLog } from '../storage/partition-log.js';
 import { decodeRecords, forEachBatch, readLastOffset, readRecordCount } from '../storage/record-batch.js';
 import type { BrokerMetrics } from './metrics.js';
 import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
-import { nonNegative, recordToWire, recordsFromWire, startFromWire, toLong, toSafeNumber } from './convert.js';
+import { nonNegative, recordToWire, startFromWire, toLong, toSafeNumber } from './convert.js';
+import type { IncomingProduceRequest } from './produce-request-decoder.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
 import { pipelinedStream } from './pipelined-stream.js';
+import { parseWireRecords } from './wire-records.js';
 import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
 const v1 = strata.v1;
@@ -48,7 +50,8 @@ function checkMaxBytes(value: number, field: string): number {
   return value;
 }
 
-async function produce(broker: Broker, request: strata.v1.ProduceRequest, metrics: BrokerMetrics | null): Promise<strata.v1.ProduceResponse> {
+async function produce(broker: Broker, incoming: IncomingProduceRequest, metrics: BrokerMetrics | null): Promise<strata.v1.ProduceResponse> {
+  const request = incoming.message;
   const topic = checkTopic(request.topic);
   const partition = request.partition ?? null;
   if (partition !== null) nonNegative(partition, 'partition');
@@ -56,7 +59,7 @@ async function produce(broker: Broker, request: strata.v1.ProduceRequest, metric
   if (acks === undefined) throw invalidArgument(`acks ${request.acks} is not one of ACKS_ALL, ACKS_LEADER, ACKS_NONE`);
   const batch = request.batch;
   const hasBatch = batch !== null && batch !== undefined && batch.length > 0;
-  const hasRecords = request.records.length > 0;
+  const hasRecords = incoming.recordRanges.length > 0;
   if (hasBatch === hasRecords) throw invalidArgument(hasBatch ? 'give either records or a batch, not both' : 'a produce request needs records or a batch');
   let result: ProduceResult;
   if (hasBatch) {
@@ -75,11 +78,11 @@ async function produce(broker: Broker, request: strata.v1.ProduceRequest, metric
       producerId >= 0
         ? { producerId, producerEpoch: request.producerEpoch, baseSequence: nonNegative(request.baseSequence, 'base_sequence') }
         : null;
-    const records = recordsFromWire(request.records);
+    const records = parseWireRecords(incoming.source, incoming.recordRanges);
     result = await broker.produceRecords(topic, partition, records, acks, producer);
     if (metrics !== null) {
-      metrics.bytesIn.inc({ topic }, records.reduce((sum, record) => sum + (record.key?.length ?? 0) + (record.value?.length ?? 0), 0));
-      metrics.recordsIn.inc({ topic }, records.length);
+      metrics.bytesIn.inc({ topic }, records.payloadBytes);
+      metrics.recordsIn.inc({ topic }, records.count);
     }
   }
   return v1.ProduceResponse.create({
@@ -164,13 +167,13 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch, maxInFlightBatches });
     }),
 
-    produce: unaryHandler(context, 'Produce', (request: strata.v1.ProduceRequest) => produce(broker, request, context.metrics)),
+    produce: unaryHandler(context, 'Produce', (request: IncomingProduceRequest) => produce(broker, request, context.metrics)),
 
     produceStream: pipelinedStream(context, stopping, {
       method: 'ProduceStream',
       inFlightMax: PRODUCE_STREAM_IN_FLIGHT_MAX,
-      handle: (request: strata.v1.ProduceRequest) => produce(broker, request, context.metrics),
-      failed: (request, code, message) => v1.ProduceResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code, message }) }),
+      handle: (request: IncomingProduceRequest) => produce(broker, request, context.metrics),
+      failed: (request, code, message) => v1.ProduceResponse.create({ correlationId: request.message.correlationId, error: v1.ItemError.create({ code, message }) }),
     }),
 
     fetch: unaryHandler(context, 'Fetch', async (request: strata.v1.FetchRequest, call: ServerUnaryCall<strata.v1.FetchRequest, strata.v1.FetchResponse | Buffer>) => {

@@ -6,6 +6,7 @@
  */
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { strata } from '../generated/strata.js';
+import { decodeProduceRequest } from './produce-request-decoder.js';
 
 export const v1 = strata.v1;
 
@@ -46,6 +47,16 @@ export const logServiceDefinition = {
   fetch: method('Log', 'Fetch', v1.FetchRequest, v1.FetchResponse),
   subscribe: method('Log', 'Subscribe', v1.SubscribeRequest, v1.SubscribeResponse, false, true),
   listOffsets: method('Log', 'ListOffsets', v1.ListOffsetsRequest, v1.ListOffsetsResponse),
+} satisfies ServiceDefinition;
+
+/**
+ * The Log service as the server registers it: produce requests keep their records' bytes
+ * (produce-request-decoder.ts). Clients use `logServiceDefinition`; the bytes are the same.
+ */
+export const logServerDefinition = {
+  ...logServiceDefinition,
+  produce: { ...logServiceDefinition.produce, requestDeserialize: decodeProduceRequest },
+  produceStream: { ...logServiceDefinition.produceStream, requestDeserialize: decodeProduceRequest },
 } satisfies ServiceDefinition;
 
 export const adminServiceDefinition = {

@@ -8,6 +8,7 @@ import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { GroupCoordinator, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+import { RecordRanges } from '../../src/storage/record-ranges.js';
 
 const T0 = 1_700_000_000_000;
 const SESSION_MS = 1_000;
@@ -94,7 +95,7 @@ async function failure(call: () => unknown): Promise<{ code: string; message: st
 /** Appends `count` records to a partition, record i stamped `timestamp(i)`. */
 async function produce(topic: string, partition: number, count: number, timestamp: (i: number) => number, valueBytes = 10): Promise<void> {
   const records = Array.from({ length: count }, (_, i) => ({ value: Buffer.alloc(valueBytes, i), timestamp: timestamp(i) }));
-  await broker.produceRecords(topic, partition, records, 'all', null);
+  await broker.produceRecords(topic, partition, RecordRanges.of(records), 'all', null);
 }
 
 /** Polls `condition` until it holds or the deadline passes. */

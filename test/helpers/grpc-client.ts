@@ -3,11 +3,13 @@
  * integration tests that speak the wire protocol directly. Calls carry a deadline, so a hung
  * server fails the test instead of stalling it.
  */
-import { type Client, type ServiceError, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
+import { type Client, type MethodDefinition, type ServiceError, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { strata } from '../../src/generated/strata.js';
 import { adminServiceDefinition, groupsServiceDefinition, logServiceDefinition } from '../../src/server/service-definitions.js';
 
 export const v1 = strata.v1;
+
+const DEFINITIONS = { log: logServiceDefinition, admin: adminServiceDefinition, groups: groupsServiceDefinition };
 
 type UnaryMethod = (request: unknown, options: { deadline: number }, callback: (error: ServiceError | null, response: unknown) => void) => void;
 
@@ -25,12 +27,22 @@ export class TestClient {
     this.groups = new GroupsClient(address, credentials.createInsecure());
   }
 
-  /** Calls a unary method (`'log.produce'`, `'admin.createTopic'`, `'groups.heartbeat'`...) with a deadline. */
+  /**
+   * Calls a unary method (`'log.produce'`, `'admin.createTopic'`, `'groups.heartbeat'`...) with a
+   * deadline. A Buffer request is sent as it is: wire bytes made by hand.
+   */
   call<Response>(method: string, request: unknown, timeoutMs = 20_000): Promise<Response> {
     const [service, name] = method.split('.') as ['log' | 'admin' | 'groups', string];
     const client = this[service] as unknown as Record<string, UnaryMethod>;
     return new Promise<Response>((resolve, reject) => {
-      client[name]!.call(client, request, { deadline: Date.now() + timeoutMs }, (error, response) => (error ? reject(error) : resolve(response as Response)));
+      const options = { deadline: Date.now() + timeoutMs };
+      const callback = (error: ServiceError | null, response: unknown): void => (error ? reject(error) : resolve(response as Response));
+      if (!Buffer.isBuffer(request)) {
+        client[name]!.call(client, request, options, callback);
+        return;
+      }
+      const definition = DEFINITIONS[service][name as keyof (typeof DEFINITIONS)[typeof service]] as unknown as MethodDefinition<Buffer, unknown>;
+      this[service].makeUnaryRequest(definition.path, (bytes: Buffer) => bytes, definition.responseDeserialize, request, options, callback);
     });
   }
 

@@ -14,6 +14,7 @@ import { STATUS_FOR_CODE, toGrpcFailure } from '../../src/server/status.js';
 import { NodeFileSystem } from '../../src/storage/file-system.js';
 import { ATTRIBUTES_OFFSET, CRC_OFFSET, MAGIC_OFFSET, RECORD_COUNT_OFFSET, decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { RecordRanges } from '../../src/storage/record-ranges.js';
 import { crc32c } from '@node-rs/crc32';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
@@ -22,6 +23,12 @@ const MAX_REQUEST_BYTES = 1024 * 1024;
 const long = (value: number | string): Long => (typeof value === 'string' ? Long.fromString(value) : Long.fromNumber(value));
 const record = (value: string, extra: Partial<strata.v1.IRecord> = {}): strata.v1.Record => v1.Record.create({ value: Buffer.from(value), ...extra });
 const batchOf = (...values: string[]): Buffer => buildBatch(values.map((value) => ({ value: Buffer.from(value) })));
+
+/** Wire bytes of a produce to good/0 of a valid record and then one whose message is `recordBytes`. */
+function withRawRecord(recordBytes: number[]): Buffer {
+  const valid = v1.ProduceRequest.encode(v1.ProduceRequest.create({ topic: 'good', partition: 0, records: [record('fine')] })).finish();
+  return Buffer.concat([valid, Buffer.from([(3 << 3) | 2, recordBytes.length, ...recordBytes])]);
+}
 
 /** A copy of `batch` with its CRC recomputed, so a field edit is seen as such, not as a CRC error. */
 function withFreshCrc(batch: Buffer): Buffer {
@@ -134,6 +141,8 @@ describe('bad requests', () => {
     { name: 'produce neither records nor a batch', method: 'log.produce', request: produce({ topic: 'good', partition: 0 }), code: status.INVALID_ARGUMENT, message: /needs records or a batch/ },
     { name: 'produce with acks=7', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('x')], acks: 7 as strata.v1.Acks }), code: status.INVALID_ARGUMENT, message: /acks 7 is not one of ACKS_ALL, ACKS_LEADER, ACKS_NONE/ },
     { name: 'produce to partition -1', method: 'log.produce', request: produce({ topic: 'good', partition: -1, records: [record('x')] }), code: status.INVALID_ARGUMENT, message: /partition must be a non-negative integer, got -1/ },
+    { name: 'produce a record whose key has the varint wire type', method: 'log.produce', request: () => withRawRecord([(1 << 3) | 0, 5]), code: status.INVALID_ARGUMENT, message: /records\[1\] is not a valid Record message: key has wire type 0, expected 2/ },
+    { name: 'produce a record whose value runs past its end', method: 'log.produce', request: () => withRawRecord([(2 << 3) | 2, 9, 0x61]), code: status.INVALID_ARGUMENT, message: /records\[1\] is not a valid Record message: a field of 9 bytes runs past the end of its message/ },
     { name: 'produce a record with a negative timestamp', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('ok'), record('x', { timestamp: long(-5) })] }), code: status.INVALID_ARGUMENT, message: /records\[1\]\.timestamp must not be negative, got -5/ },
     { name: 'produce a record with a timestamp above 2^53', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('x', { timestamp: long('9007199254740993') })] }), code: status.INVALID_ARGUMENT, message: /records\[0\]\.timestamp 9007199254740993 is outside the range/ },
     { name: 'produce a raw batch with producer_id', method: 'log.produce', request: () => v1.ProduceRequest.create({ topic: 'good', partition: 0, batch: batchOf('x'), producerId }), code: status.INVALID_ARGUMENT, message: /producer_id is for the records path/ },
@@ -330,7 +339,7 @@ describe('disk full (broker with an injected FileSystem)', () => {
     expect(STATUS_FOR_CODE[ErrorCode.DISK_FULL]).toBe(status.RESOURCE_EXHAUSTED);
     expect(toGrpcFailure(error)).toEqual({ code: status.RESOURCE_EXHAUSTED, details: (error as StrataError).message, unexpected: false });
     // The records path fails the same way while the disk is full.
-    await expect(broker.produceRecords('df', 0, [{ value: Buffer.from('lost-4') }], 'leader', null)).rejects.toMatchObject({ code: ErrorCode.DISK_FULL });
+    await expect(broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('lost-4') }]), 'leader', null)).rejects.toMatchObject({ code: ErrorCode.DISK_FULL });
 
     // Nothing partial is visible, in memory or on disk; the partition is not fenced.
     expect(log.fenced).toBeNull();
@@ -343,7 +352,7 @@ describe('disk full (broker with an injected FileSystem)', () => {
     fs.full = false;
     const after = await broker.produceBatches('df', 0, batchOf('c'), 'all');
     expect(after.batches[0]).toMatchObject({ baseOffset: 2, lastOffset: 2 });
-    const more = await broker.produceRecords('df', 0, [{ value: Buffer.from('d') }, { value: Buffer.from('e') }], 'all', null);
+    const more = await broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('d') }, { value: Buffer.from('e') }]), 'all', null);
     expect(more.batches[0]).toMatchObject({ baseOffset: 3, lastOffset: 4 });
     expect(await values(log)).toEqual([[0, 'a'], [1, 'b'], [2, 'c'], [3, 'd'], [4, 'e']]);
   });
@@ -351,12 +360,12 @@ describe('disk full (broker with an injected FileSystem)', () => {
   it('lets an idempotent producer retry the refused sequence once space is back', async () => {
     const { producerId } = await broker.initProducer();
     const producer = (baseSequence: number) => ({ producerId, producerEpoch: 0, baseSequence });
-    await broker.produceRecords('df', 0, [{ value: Buffer.from('s0') }], 'all', producer(0));
+    await broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('s0') }]), 'all', producer(0));
     fs.full = true;
-    await expect(broker.produceRecords('df', 0, [{ value: Buffer.from('s1') }], 'all', producer(1))).rejects.toMatchObject({ code: ErrorCode.DISK_FULL });
+    await expect(broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('s1') }]), 'all', producer(1))).rejects.toMatchObject({ code: ErrorCode.DISK_FULL });
     fs.full = false;
     // Sequence 1 was never written: the retry is appended (not a duplicate, not a gap).
-    const retry = await broker.produceRecords('df', 0, [{ value: Buffer.from('s1') }], 'all', producer(1));
+    const retry = await broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('s1') }]), 'all', producer(1));
     expect(retry.batches[0]).toMatchObject({ baseOffset: 6, lastOffset: 6, duplicate: false });
     const log = broker.partitionLog('df', 0);
     expect((await values(log)).slice(5)).toEqual([[5, 's0'], [6, 's1']]);
