@@ -40,8 +40,7 @@ export function decodeProduceRequest(bytes: Buffer): IncomingProduceRequest {
       reader.skip(length);
       recordRanges.push(start, start + length);
     } else {
-      // protobufjs would misread it as a Record message.
-      if (tag >>> 3 === RECORDS_FIELD) throw new Error(`records (field 3) must be length-delimited, got wire type ${tag & 7}`);
+      // (Field 3 with another wire type too: protobufjs skips it as unknown.)
       reader.skipType(tag & 7);
       const last = otherFields.length - 1;
       if (last > 0 && otherFields[last] === fieldStart) otherFields[last] = reader.pos;

@@ -4,13 +4,17 @@
  * a request of 100-byte records cost the broker more time in making and collecting those
  * objects than in encoding the batch.
  *
- * It follows protobuf's rules for the fields of `Record` (key 1, value 2, headers 3,
- * timestamp 4, offset 5) and `Header` (key 1, value 2): fields may come in any order, the last
- * occurrence of a singular field wins, headers accumulate, and unknown fields are skipped by
- * their wire type. A known field with the wrong wire type, a length past the end of its message
- * or a timestamp outside 0..2^53-1 is INVALID_ARGUMENT naming the record, as protobufjs would
- * have failed or misread it. `offset` is ignored on produce, as the proto says.
+ * It accepts and refuses what protobufjs's decoder did, and reads the same values:
+ * - fields of `Record` (key 1, value 2, headers 3, timestamp 4) and `Header` (key 1, value 2)
+ *   may come in any order; the last occurrence of a singular field wins; headers accumulate;
+ * - unknown fields, `offset` (ignored on produce, as the proto says) and known fields with
+ *   another wire type are skipped by their wire type, groups included (nested at most
+ *   `GROUP_DEPTH_MAX` deep);
+ * - refused, with INVALID_ARGUMENT naming the record: field number 0, wire types 6 and 7, an
+ *   end-group tag without its start, a length past the end of its message, a varint over
+ *   10 bytes, a header key that is not UTF-8, and a timestamp outside 0..2^53-1 (as int64).
  */
+import { isUtf8 } from 'node:buffer';
 import { NULL_LENGTH, RecordRanges } from '../storage/record-ranges.js';
 import { invalidArgument } from './status.js';
 
@@ -21,13 +25,16 @@ const START_GROUP = 3;
 const END_GROUP = 4;
 const FIXED32 = 5;
 
-const RECORD_KEY = 1;
-const RECORD_VALUE = 2;
-const RECORD_HEADERS = 3;
-const RECORD_TIMESTAMP = 4;
-const RECORD_OFFSET = 5;
-const HEADER_KEY = 1;
-const HEADER_VALUE = 2;
+const tagOf = (fieldNumber: number, wireType: number): number => (fieldNumber << 3) | wireType;
+const RECORD_KEY = tagOf(1, LENGTH_DELIMITED);
+const RECORD_VALUE = tagOf(2, LENGTH_DELIMITED);
+const RECORD_HEADERS = tagOf(3, LENGTH_DELIMITED);
+const RECORD_TIMESTAMP = tagOf(4, VARINT);
+const HEADER_KEY = tagOf(1, LENGTH_DELIMITED);
+const HEADER_VALUE = tagOf(2, LENGTH_DELIMITED);
+const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
+/** protobufjs's limit too. */
+const GROUP_DEPTH_MAX = 100;
 
 /** Thrown inside the reader; turned into INVALID_ARGUMENT naming the record. */
 class MalformedRecord extends Error {}
@@ -47,6 +54,13 @@ class WireReader {
 
   get done(): boolean {
     return this.position >= this.end;
+  }
+
+  /** A field's tag: (field number << 3) | wire type. */
+  tag(): number {
+    const tag = this.uint32();
+    if (tag >>> 3 === 0) throw new MalformedRecord('a tag has field number 0');
+    return tag;
   }
 
   /** A varint that must fit 32 bits (tags, lengths). */
@@ -97,7 +111,10 @@ class WireReader {
     return start;
   }
 
-  skip(wireType: number, fieldNumber: number): void {
+  /** Moves past the value of the field whose tag was just read. */
+  skip(tag: number, depth = 0): void {
+    const fieldNumber = tag >>> 3;
+    const wireType = tag & 7;
     switch (wireType) {
       case VARINT:
         this.uint64();
@@ -109,14 +126,14 @@ class WireReader {
         this.lengthDelimited();
         return;
       case START_GROUP:
+        if (depth >= GROUP_DEPTH_MAX) throw new MalformedRecord(`groups are nested more than ${GROUP_DEPTH_MAX} deep`);
         for (;;) {
-          const tag = this.uint32();
-          if ((tag & 7) === END_GROUP) {
-            if (tag >>> 3 !== fieldNumber) throw new MalformedRecord(`group ${fieldNumber} ends with the end of group ${tag >>> 3}`);
-            return;
-          }
-          this.skip(tag & 7, tag >>> 3);
+          const inner = this.tag();
+          if ((inner & 7) === END_GROUP && inner >>> 3 === fieldNumber) return;
+          this.skip(inner, depth + 1);
         }
+      case END_GROUP:
+        throw new MalformedRecord(`an end-group tag of field ${fieldNumber} has no matching start`);
       case FIXED32:
         this.advance(4);
         return;
@@ -129,10 +146,6 @@ class WireReader {
     if (bytes > this.end - this.position) throw new MalformedRecord('it ends inside a fixed-width field');
     this.position += bytes;
   }
-}
-
-function expectWireType(wireType: number, expected: number, field: string): void {
-  if (wireType !== expected) throw new MalformedRecord(`${field} has wire type ${wireType}, expected ${expected}`);
 }
 
 /**
@@ -160,73 +173,70 @@ function readRecord(reader: WireReader, headerReader: WireReader, records: Recor
   let valueStart = 0;
   let valueLength = NULL_LENGTH;
   let timestamp = 0;
+  /** The last timestamp's int64 value when it is outside 0..2^53-1. */
+  let outOfRange: bigint | null = null;
   const firstHeader = records.headerCountTotal;
   while (!reader.done) {
-    const tag = reader.uint32();
-    const fieldNumber = tag >>> 3;
-    const wireType = tag & 7;
-    switch (fieldNumber) {
+    const tag = reader.tag();
+    switch (tag) {
       case RECORD_KEY:
-        expectWireType(wireType, LENGTH_DELIMITED, 'key');
         keyStart = reader.lengthDelimited();
         keyLength = reader.position - keyStart;
         break;
       case RECORD_VALUE:
-        expectWireType(wireType, LENGTH_DELIMITED, 'value');
         valueStart = reader.lengthDelimited();
         valueLength = reader.position - valueStart;
         break;
       case RECORD_HEADERS: {
-        expectWireType(wireType, LENGTH_DELIMITED, 'headers');
         const start = reader.lengthDelimited();
-        readHeader(headerReader.at(start, reader.position), records);
+        readHeader(headerReader.at(start, reader.position), records, index, records.headerCountTotal - firstHeader);
         break;
       }
       case RECORD_TIMESTAMP: {
-        expectWireType(wireType, VARINT, 'timestamp');
         const start = reader.position;
         timestamp = reader.uint64();
-        if (timestamp > Number.MAX_SAFE_INTEGER) {
-          const exact = reader.int64Since(start);
-          if (exact < 0n) throw invalidArgument(`records[${index}].timestamp must not be negative, got ${exact}`);
-          throw invalidArgument(`records[${index}].timestamp ${exact} is outside the range Strata supports (|n| <= 2^53 - 1)`);
+        // At 2^53 or more the float is not exact: the int64 value (bits past 64 dropped) is.
+        outOfRange = timestamp > Number.MAX_SAFE_INTEGER ? reader.int64Since(start) : null;
+        if (outOfRange !== null && outOfRange >= 0n && outOfRange <= MAX_SAFE_BIGINT) {
+          timestamp = Number(outOfRange);
+          outOfRange = null;
         }
         break;
       }
-      case RECORD_OFFSET:
-        expectWireType(wireType, VARINT, 'offset');
-        reader.uint64();
-        break;
       default:
-        reader.skip(wireType, fieldNumber);
+        reader.skip(tag);
     }
+  }
+  // Checked once the last timestamp field has won.
+  if (outOfRange !== null) {
+    if (outOfRange < 0n) throw invalidArgument(`records[${index}].timestamp must not be negative, got ${outOfRange}`);
+    throw invalidArgument(`records[${index}].timestamp ${outOfRange} is outside the range Strata supports (|n| <= 2^53 - 1)`);
   }
   records.addRecord(timestamp, keyStart, keyLength, valueStart, valueLength, firstHeader);
 }
 
-function readHeader(reader: WireReader, records: RecordRanges): void {
+function readHeader(reader: WireReader, records: RecordRanges, recordIndex: number, headerIndex: number): void {
   let keyStart = 0;
   let keyLength = 0; // proto3: an absent string is ""
   let valueStart = 0;
   let valueLength = NULL_LENGTH;
   while (!reader.done) {
-    const tag = reader.uint32();
-    const fieldNumber = tag >>> 3;
-    const wireType = tag & 7;
-    switch (fieldNumber) {
+    const tag = reader.tag();
+    switch (tag) {
       case HEADER_KEY:
-        expectWireType(wireType, LENGTH_DELIMITED, 'a header key');
         keyStart = reader.lengthDelimited();
         keyLength = reader.position - keyStart;
         break;
       case HEADER_VALUE:
-        expectWireType(wireType, LENGTH_DELIMITED, 'a header value');
         valueStart = reader.lengthDelimited();
         valueLength = reader.position - valueStart;
         break;
       default:
-        reader.skip(wireType, fieldNumber);
+        reader.skip(tag);
     }
+  }
+  if (keyLength > 0 && !isUtf8(records.source.subarray(keyStart, keyStart + keyLength))) {
+    throw invalidArgument(`records[${recordIndex}].headers[${headerIndex}].key is not valid UTF-8 (header keys are text)`);
   }
   records.addHeader(keyStart, keyLength, valueStart, valueLength);
 }

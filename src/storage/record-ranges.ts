@@ -11,7 +11,7 @@
  * - per header (`HEADER_FIELDS` int32s): key start, key length, value start, value length.
  *
  * Starts are offsets into `source`. A length of `NULL_LENGTH` (-1) is a null key or value; a
- * header key is never null (Kafka's header keys are strings, stored as their UTF-8 bytes).
+ * header key is never null (Kafka's header keys are strings: these are their UTF-8 bytes).
  */
 import type { RecordInput } from './record-batch.js';
 

@@ -44,7 +44,43 @@ function request(...writeRecords: ((writer: protobuf.Writer) => void)[]): Uint8A
 
 /** A ProduceRequest whose one record message is `recordBytes`, as they are. */
 function rawRequest(recordBytes: number[]): Uint8Array {
-  return Buffer.from([(3 << 3) | 2, recordBytes.length, ...recordBytes]);
+  return protobuf.Writer.create().uint32((3 << 3) | 2).bytes(Buffer.from(recordBytes)).finish();
+}
+
+/**
+ * What the broker made of a request's records before it read them itself: protobufjs's
+ * objects, checked and converted as the server did, encoded by buildBatch. 'refused' when any
+ * step threw; 'none' for a request without records.
+ */
+function protobufjsBatch(bytes: Uint8Array): Buffer | 'refused' | 'none' {
+  let inputs: RecordInput[];
+  try {
+    inputs = v1.ProduceRequest.decode(bytes).records.map((record) => {
+      const timestamp = Long.fromValue(record.timestamp ?? 0);
+      if (timestamp.isNegative() || timestamp.greaterThan(Number.MAX_SAFE_INTEGER)) throw new RangeError('timestamp');
+      const asBuffer = (value: Uint8Array | null | undefined): Buffer | null => (value == null ? null : Buffer.from(value));
+      return {
+        key: asBuffer(record.key),
+        value: asBuffer(record.value),
+        headers: (record.headers ?? []).map((header) => ({ key: header.key ?? '', value: asBuffer(header.value) })),
+        ...(timestamp.isZero() ? {} : { timestamp: timestamp.toNumber() }),
+      };
+    });
+  } catch {
+    return 'refused';
+  }
+  return inputs.length === 0 ? 'none' : buildBatch(inputs, { timestamp: T0 });
+}
+
+/** The same through the server's decoder and parser. */
+function wireBatch(bytes: Uint8Array): Buffer | 'refused' | 'none' {
+  try {
+    const incoming = decodeProduceRequest(Buffer.from(bytes));
+    if (incoming.recordRanges.length === 0) return 'none';
+    return buildBatchFromRanges(parseWireRecords(incoming.source, incoming.recordRanges), null, { timestamp: T0 });
+  } catch {
+    return 'refused';
+  }
 }
 
 const bytesField = (field: number, value: string) => (writer: protobuf.Writer) => writer.uint32((field << 3) | 2).bytes(Buffer.from(value));
@@ -99,6 +135,69 @@ describe('records read from the wire', () => {
     }
   });
 
+  it('accept, refuse and read what protobufjs did, for random and randomly damaged requests', () => {
+    const random = streamFor(seed, 'differential');
+    const below = (bound: number): number => Math.floor(random() * bound);
+    const bytesOf = (length: number): Buffer => Buffer.from(Array.from({ length }, () => below(256)));
+    const texts = ['', 'a', 'héllo', '日本', '😀x', 'k'.repeat(300)];
+    const writeRecord = (writer: protobuf.Writer): void => {
+      for (let field = below(8); field > 0; field--) {
+        switch (below(8)) {
+          case 0:
+            writer.uint32((1 << 3) | 2).bytes(bytesOf(below(3) === 0 ? 0 : below(200)));
+            break;
+          case 1:
+            writer.uint32((2 << 3) | 2).bytes(bytesOf(below(400)));
+            break;
+          case 2: {
+            const header = protobuf.Writer.create();
+            if (below(2) === 1) header.uint32((1 << 3) | 2).string(texts[below(texts.length)]!);
+            if (below(2) === 1) header.uint32((2 << 3) | 2).bytes(bytesOf(below(50)));
+            if (below(4) === 0) header.uint32((9 << 3) | 0).uint64(below(1e9));
+            writer.uint32((3 << 3) | 2).bytes(header.finish());
+            break;
+          }
+          case 3:
+            writer.uint32((4 << 3) | 0).int64([0, 1, T0 + 123, Number.MAX_SAFE_INTEGER, below(1e13), -below(1e6)][below(6)]!);
+            break;
+          case 4:
+            writer.uint32((5 << 3) | 0).int64(below(1e6)); // offset
+            break;
+          case 5:
+            writer.uint32(((6 + below(100)) << 3) | [0, 1, 2, 5][below(4)]!).fixed64(0); // unknown, maybe misframed
+            break;
+          case 6:
+            writer.uint32(((1 + below(4)) << 3) | [0, 1, 5][below(3)]!).fixed64(below(1e6)); // a known field, another wire type
+            break;
+          default:
+            writer.uint32((12 << 3) | 3).uint32((1 << 3) | 0).uint32(below(100)).uint32((12 << 3) | 4); // a group
+        }
+      }
+    };
+    const outcomes = new Map<string, number>();
+    for (let round = 0; round < 3_000; round++) {
+      const writer = protobuf.Writer.create();
+      if (below(2) === 1) writer.uint32((1 << 3) | 2).string('topic');
+      for (let record = 1 + below(5); record > 0; record--) {
+        const message = protobuf.Writer.create();
+        writeRecord(message);
+        writer.uint32((3 << 3) | 2).bytes(message.finish());
+      }
+      const bytes = Buffer.from(writer.finish());
+      if (below(3) === 0) for (let damage = 1 + below(3); damage > 0; damage--) bytes[below(bytes.length)] = below(256);
+      const expected = protobufjsBatch(bytes);
+      const actual = wireBatch(bytes);
+      const kind = typeof expected === 'string' ? expected : 'batch';
+      outcomes.set(kind, (outcomes.get(kind) ?? 0) + 1);
+      const what = `seed ${seed} round ${round}: ${bytes.toString('hex')}`;
+      if (Buffer.isBuffer(expected) && Buffer.isBuffer(actual)) expect(actual.equals(expected), what).toBe(true);
+      else expect(actual, what).toEqual(expected);
+    }
+    // The rounds exercised both outcomes.
+    expect(outcomes.get('batch') ?? 0).toBeGreaterThan(250);
+    expect(outcomes.get('refused') ?? 0).toBeGreaterThan(100);
+  });
+
   it('decode the other fields of the request wherever the records lie among them', () => {
     const writer = protobuf.Writer.create();
     writer.uint32((6 << 3) | 0).uint64(12345);
@@ -148,20 +247,30 @@ describe('records read from the wire', () => {
     expect(records(request(() => undefined))).toEqual([{ key: null, value: null, headers: [], timestamp: T0 }]);
   });
 
-  it('keep a header key as its bytes, even bytes that are not UTF-8', () => {
-    const ranges = parse(request((writer) => writer.uint32((3 << 3) | 2).fork().uint32((1 << 3) | 2).bytes(Buffer.from([0xff, 0x41])).ldelim()));
-    expect(ranges.headerKeyLength(0)).toBe(2);
-    expect(ranges.source.subarray(ranges.headerKeyStart(0), ranges.headerKeyStart(0) + 2)).toEqual(Buffer.from([0xff, 0x41]));
+  it('skip known fields sent with another wire type, as protobufjs does', () => {
+    const bytes = request((writer) => {
+      writer.uint32((1 << 3) | 0).uint32(5); // key as a varint
+      writer.uint32((2 << 3) | 5).fixed32(1); // value as fixed32
+      writer.uint32((4 << 3) | 2).bytes(Buffer.from('x')); // timestamp as bytes
+      writer.uint32((3 << 3) | 2).fork().uint32((1 << 3) | 0).uint32(1).uint32((2 << 3) | 1).fixed64(1).ldelim();
+    });
+    expect(records(bytes)).toEqual([{ key: null, value: null, timestamp: T0, headers: [{ key: '', value: null }] }]);
+  });
+
+  it('read a timestamp varint with bits past 64 as its int64, as protobufjs does', () => {
+    const bytes = rawRequest([(4 << 3) | 0, 0x85, ...Array<number>(8).fill(0x80), 0x02]);
+    expect(records(bytes).map((record) => record.timestamp)).toEqual([5]);
   });
 
   const faults: [string, Uint8Array, RegExp][] = [
-    ['a key with the varint wire type', request(bytesField(2, 'ok'), (writer) => writer.uint32((1 << 3) | 0).uint32(5)), /records\[1\] is not a valid Record message: key has wire type 0, expected 2/],
-    ['a timestamp sent as bytes', request((writer) => writer.uint32((4 << 3) | 2).bytes(Buffer.from('x'))), /records\[0\] is not a valid Record message: timestamp has wire type 2, expected 0/],
-    ['a header value with the fixed32 wire type', request((writer) => writer.uint32((3 << 3) | 2).fork().uint32((2 << 3) | 5).fixed32(1).ldelim()), /records\[0\] is not a valid Record message: a header value has wire type 5, expected 2/],
+    ['field number 0', request(bytesField(2, 'ok'), (writer) => writer.uint32(0).uint32(1)), /records\[1\] is not a valid Record message: a tag has field number 0/],
+    ['a header key that is not UTF-8', request((writer) => writer.uint32((3 << 3) | 2).fork().ldelim().uint32((3 << 3) | 2).fork().uint32((1 << 3) | 2).bytes(Buffer.from([0xff, 0x41])).ldelim()), /records\[0\]\.headers\[1\]\.key is not valid UTF-8/],
+    ['an end-group tag without its start', request((writer) => writer.uint32((12 << 3) | 4)), /records\[0\] is not a valid Record message: an end-group tag of field 12 has no matching start/],
+    ['groups nested 101 deep', rawRequest([...Array<number>(101).fill((6 << 3) | 3), ...Array<number>(101).fill((6 << 3) | 4)]), /records\[0\] is not a valid Record message: groups are nested more than 100 deep/],
     ['a value longer than its record', request((writer) => writer.uint32((2 << 3) | 2).uint32(50).uint32(0)), /records\[0\] is not a valid Record message: a field of 50 bytes runs past the end of its message/],
     ['a record that ends inside a varint', rawRequest([(4 << 3) | 0, 0x80]), /records\[0\] is not a valid Record message: it ends inside a varint/],
     ['wire type 7', request((writer) => writer.uint32((9 << 3) | 7)), /records\[0\] is not a valid Record message: field 9 has wire type 7, which protobuf does not define/],
-    ['a group closed by another group', request((writer) => writer.uint32((12 << 3) | 3).uint32((13 << 3) | 4)), /records\[0\] is not a valid Record message: group 12 ends with the end of group 13/],
+    ['a group closed by another group', request((writer) => writer.uint32((12 << 3) | 3).uint32((13 << 3) | 4)), /records\[0\] is not a valid Record message: an end-group tag of field 13 has no matching start/],
     ['a negative timestamp', request((writer) => writer.uint32((4 << 3) | 0).int64(-5)), /records\[0\]\.timestamp must not be negative, got -5/],
     ['a timestamp above 2^53', request((writer) => writer.uint32((4 << 3) | 0).int64(Long.fromString('9007199254740993'))), /records\[0\]\.timestamp 9007199254740993 is outside the range Strata supports/],
   ];
@@ -177,9 +286,12 @@ describe('records read from the wire', () => {
     expect(failure(bytes).message).toMatch(/records\[0\] is not a valid Record message: a varint is longer than 10 bytes/);
   });
 
-  it('fail to decode records that are not length-delimited, as protobufjs would misread them', () => {
+  it('leave a records field of another wire type to protobufjs, which skips it', () => {
     const writer = protobuf.Writer.create();
-    writer.uint32((3 << 3) | 0).uint32(1);
-    expect(() => decodeProduceRequest(Buffer.from(writer.finish()))).toThrow(/records \(field 3\) must be length-delimited, got wire type 0/);
+    writer.uint32((3 << 3) | 0).uint32(1).uint32((1 << 3) | 2).string('t');
+    const incoming = decodeProduceRequest(Buffer.from(writer.finish()));
+    expect(incoming.recordRanges).toEqual([]);
+    expect(incoming.message.records).toEqual([]);
+    expect(incoming.message.topic).toBe('t');
   });
 });
