@@ -19,6 +19,8 @@
  *   records    Produce of plain protobuf records (the easy path), acks=ALL, flush=always
  *   fetch      catch-up read of everything the raw case wrote, raw batches via Fetch
  *   subscribe  the same via Subscribe (server push)
+ *   decoded    the same via Subscribe with decoded records (raw = false: what a client in another
+ *              language reads), decoded by protobufjs in this process
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -239,25 +241,11 @@ async function main(): Promise<void> {
     const fetchSeconds = (performance.now() - fetchStart) / 1000;
     console.log(`fetch      ${Math.round(fetched / fetchSeconds).toLocaleString('en-US').padStart(11)} rec/s ${((fetched * options.recordSize) / fetchSeconds / 1e6).toFixed(1).padStart(7)} MB/s  (raw batches, 4 MiB per Fetch)`);
 
-    // Catch-up read via Subscribe.
-    const subscribeStart = performance.now();
-    let streamed = 0;
-    await new Promise<void>((resolve, reject) => {
-      const call = (client as unknown as { subscribe(r: unknown): NodeJS.EventEmitter & { cancel(): void } }).subscribe(
-        v1.SubscribeRequest.create({ topic: 'bench', partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 4 * 1024 * 1024 }),
-      );
-      call.on('data', (message: strata.v1.SubscribeResponse) => {
-        const batches = Buffer.from(message.batches!);
-        forEachBatch(batches, (position) => (streamed += readRecordCount(batches, position)));
-        if (message.nextOffset.toNumber() >= end) {
-          call.cancel();
-          resolve();
-        }
-      });
-      call.on('error', (error: ServiceError) => (error.code === 1 ? resolve() : reject(error)));
-    });
-    const subscribeSeconds = (performance.now() - subscribeStart) / 1000;
-    console.log(`subscribe  ${Math.round(streamed / subscribeSeconds).toLocaleString('en-US').padStart(11)} rec/s ${((streamed * options.recordSize) / subscribeSeconds / 1e6).toFixed(1).padStart(7)} MB/s  (server push, raw batches)`);
+    // Catch-up reads via Subscribe: raw batches, then decoded records (what other languages read).
+    const subscribed = await subscribeAll(client, true, end);
+    console.log(`subscribe  ${Math.round(subscribed.recordsPerSecond).toLocaleString('en-US').padStart(11)} rec/s ${((subscribed.recordsPerSecond * options.recordSize) / 1e6).toFixed(1).padStart(7)} MB/s  (server push, raw batches)`);
+    const decoded = await subscribeAll(client, false, end);
+    console.log(`decoded    ${Math.round(decoded.recordsPerSecond).toLocaleString('en-US').padStart(11)} rec/s ${((decoded.recordsPerSecond * options.recordSize) / 1e6).toFixed(1).padStart(7)} MB/s  (server push, records decoded by protobufjs here)`);
     client.close();
     admin.close();
     Object.assign(figures, {
@@ -265,7 +253,8 @@ async function main(): Promise<void> {
       raw: { ...raw, serverRssMiB: rss, ratioToBaseline: raw.records / raw.seconds / (baseline.records / baseline.seconds) },
       records,
       fetch: { records: fetched, seconds: fetchSeconds, recordsPerSecond: fetched / fetchSeconds },
-      subscribe: { records: streamed, seconds: subscribeSeconds, recordsPerSecond: streamed / subscribeSeconds },
+      subscribe: subscribed,
+      subscribeDecoded: decoded,
     });
     if (options.json !== null) writeFileSync(options.json, JSON.stringify(figures, null, 2));
   } finally {
@@ -274,6 +263,32 @@ async function main(): Promise<void> {
     await Promise.all([noop, broker].map(({ child }) => new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once('exit', resolve)))));
     rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+/** Reads the partition from earliest to `end` with one Subscribe stream. */
+async function subscribeAll(client: Client, raw: boolean, end: number): Promise<{ records: number; seconds: number; recordsPerSecond: number }> {
+  const start = performance.now();
+  let records = 0;
+  await new Promise<void>((resolve, reject) => {
+    const call = (client as unknown as { subscribe(r: unknown): NodeJS.EventEmitter & { cancel(): void } }).subscribe(
+      v1.SubscribeRequest.create({ topic: 'bench', partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw, maxBytes: 4 * 1024 * 1024 }),
+    );
+    call.on('data', (message: strata.v1.SubscribeResponse) => {
+      if (raw) {
+        const batches = Buffer.from(message.batches!);
+        forEachBatch(batches, (position) => (records += readRecordCount(batches, position)));
+      } else {
+        records += message.records.length;
+      }
+      if (message.nextOffset.toNumber() >= end) {
+        call.cancel();
+        resolve();
+      }
+    });
+    call.on('error', (error: ServiceError) => (error.code === 1 ? resolve() : reject(error)));
+  });
+  const seconds = (performance.now() - start) / 1000;
+  return { records, seconds, recordsPerSecond: records / seconds };
 }
 
 main().catch((error: unknown) => {

@@ -1,8 +1,9 @@
 /**
- * The two pieces of the protobuf wire format that Strata writes by hand (see
- * client/produce-request.ts and server/raw-responses.ts): unsigned varints, which carry tags,
- * lengths and non-negative int32/int64/uint64 fields. Not zig-zag: that is `storage/varint.ts`,
- * for Kafka's record format.
+ * The pieces of the protobuf wire format that Strata writes by hand (see
+ * client/produce-request.ts, server/raw-responses.ts and server/record-responses.ts): unsigned
+ * varints, which carry tags, lengths and non-negative int32/int64/uint64 fields, and int64
+ * varints, which may be negative. Not zig-zag: that is `storage/varint.ts`, for Kafka's record
+ * format.
  */
 
 /** Bytes of the varint of a non-negative safe integer. */
@@ -49,5 +50,27 @@ export function writeVarintFields(buffer: Buffer, position: number, fields: read
     buffer[position++] = tag;
     position = writeUvarint(buffer, position, value);
   }
+  return position;
+}
+
+/** Bytes of the varint of an int64 field holding a safe integer (negative ones take 10). */
+export function int64VarintSize(value: number): number {
+  return value < 0 ? 10 : uvarintSize(value);
+}
+
+/**
+ * Writes the varint of an int64 field holding a safe integer at `position`: a negative value as
+ * its 64-bit two's complement, 10 bytes, as protobuf encodes it. Returns the position after it.
+ */
+export function writeInt64Varint(buffer: Buffer, position: number, value: number): number {
+  if (value >= 0) return writeUvarint(buffer, position, value);
+  let low = value >>> 0; // (ToUint32: the value modulo 2^32)
+  let high = Math.floor(value / 2 ** 32) >>> 0;
+  for (let group = 0; group < 9; group++) {
+    buffer[position++] = (low & 0x7f) | 0x80;
+    low = ((low >>> 7) | (high << 25)) >>> 0;
+    high >>>= 7;
+  }
+  buffer[position++] = low & 0x01;
   return position;
 }

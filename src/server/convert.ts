@@ -1,11 +1,10 @@
 /**
  * Conversions between wire messages and broker types: 64-bit integers (Long on the wire, safe
- * JavaScript numbers inside), records and start positions. Every conversion of client input
+ * JavaScript numbers inside) and start positions. Every conversion of client input
  * checks it and throws INVALID_ARGUMENT naming the field.
  */
 import Long from 'long';
 import type { StartSpec } from '../broker/fetch.js';
-import type { DecodedRecord } from '../storage/record-batch.js';
 import { strata } from '../generated/strata.js';
 import { invalidArgument } from './status.js';
 
@@ -28,16 +27,6 @@ export function toSafeNumber(value: Long | number | null | undefined, field: str
 export function nonNegative(value: number, field: string): number {
   if (!Number.isInteger(value) || value < 0) throw invalidArgument(`${field} must be a non-negative integer, got ${value}`);
   return value;
-}
-
-export function recordToWire(record: DecodedRecord): strata.v1.Record {
-  return strata.v1.Record.create({
-    key: record.key,
-    value: record.value,
-    headers: record.headers.map((header) => strata.v1.Header.create({ key: header.key, value: header.value })),
-    timestamp: toLong(record.timestamp),
-    offset: toLong(record.offset),
-  });
 }
 
 /** A start position from the wire; a missing one means `defaultKind`. */

@@ -10,15 +10,15 @@ import {
   type ServerWritableStream,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import Long from 'long';
 import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_BYTES_MAX, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog } from '../storage/partition-log.js';
-import { decodeRecords, forEachBatch, readLastOffset, readRecordCount } from '../storage/record-batch.js';
+import { forEachBatch, readLastOffset, readRecordCount } from '../storage/record-batch.js';
 import type { BrokerMetrics } from './metrics.js';
 import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
-import { nonNegative, recordToWire, startFromWire, toLong, toSafeNumber } from './convert.js';
+import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from './record-responses.js';
+import { nonNegative, startFromWire, toLong, toSafeNumber } from './convert.js';
 import type { IncomingProduceRequest } from './produce-request-decoder.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
 import { pipelinedStream } from './pipelined-stream.js';
@@ -111,15 +111,6 @@ function countOut(metrics: BrokerMetrics | null, topic: string, batches: Buffer)
   metrics.recordsOut.inc({ topic }, countRecords(batches));
 }
 
-/** Records of `batches` from `offset` on, decoded for the wire. */
-function decodedFrom(batches: Buffer, offset: number): strata.v1.Record[] {
-  const records: strata.v1.Record[] = [];
-  forEachBatch(batches, (position) => {
-    for (const record of decodeRecords(batches, position)) if (record.offset >= offset) records.push(recordToWire(record));
-  });
-  return records;
-}
-
 /** The offset after the last whole batch in `batches`, or `offset` when there is none. */
 function nextOffsetAfter(batches: Buffer, offset: number): number {
   let next = offset;
@@ -193,20 +184,8 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
         ended.release();
       }
       countOut(context.metrics, topic, result.batches);
-      if (request.raw) {
-        return encodeRawFetchResponse(result.batches, result.headroom, {
-          highWatermark: result.highWatermark,
-          logStartOffset: result.logStartOffset,
-          nextOffset: nextOffsetAfter(result.batches, offset),
-        });
-      }
-      return v1.FetchResponse.create({
-        records: request.raw ? [] : decodedFrom(result.batches, offset),
-        ...(request.raw ? { batches: result.batches } : {}),
-        highWatermark: toLong(result.highWatermark),
-        logStartOffset: toLong(result.logStartOffset),
-        nextOffset: toLong(nextOffsetAfter(result.batches, offset)),
-      });
+      const fields = { highWatermark: result.highWatermark, logStartOffset: result.logStartOffset, nextOffset: nextOffsetAfter(result.batches, offset) };
+      return request.raw ? encodeRawFetchResponse(result.batches, result.headroom, fields) : encodeRecordsFetchResponse(result.batches, offset, fields);
     }),
 
     subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>) => {
@@ -278,14 +257,8 @@ async function followPartition(
     }
     const next = nextOffsetAfter(result.batches, offset);
     countOut(metrics, topic, result.batches);
-    const response = raw
-      ? encodeRawSubscribeResponse(result.batches, result.headroom, { partition, highWatermark: result.highWatermark, nextOffset: next })
-      : v1.SubscribeResponse.create({
-          partition,
-          records: decodedFrom(result.batches, offset),
-          highWatermark: toLong(result.highWatermark),
-          nextOffset: Long.fromNumber(next),
-        });
+    const fields = { partition, highWatermark: result.highWatermark, nextOffset: next };
+    const response = raw ? encodeRawSubscribeResponse(result.batches, result.headroom, fields) : encodeRecordsSubscribeResponse(result.batches, offset, fields);
     offset = next;
     if (!call.write(response) && !signal.aborted) {
       // The client reads slower than we produce: wait until grpc-js has sent what it holds.

@@ -31,11 +31,16 @@ export interface RawFetchFields {
 
 /** FetchResponse { batches, high_watermark, log_start_offset, next_offset }. */
 export function encodeRawFetchResponse(batches: Buffer, headroom: number, fields: RawFetchFields): Buffer {
-  return encodeAroundBatches(batches, headroom, FETCH_BATCHES_TAG, [
+  return encodeAroundBatches(batches, headroom, FETCH_BATCHES_TAG, fetchResponseFields(fields));
+}
+
+/** A FetchResponse's varint fields (record-responses.ts writes them too). */
+export function fetchResponseFields(fields: RawFetchFields): VarintField[] {
+  return [
     [FETCH_HIGH_WATERMARK_TAG, fields.highWatermark],
     [FETCH_LOG_START_OFFSET_TAG, fields.logStartOffset],
     [FETCH_NEXT_OFFSET_TAG, fields.nextOffset],
-  ]);
+  ];
 }
 
 export interface RawSubscribeFields {
@@ -46,11 +51,16 @@ export interface RawSubscribeFields {
 
 /** SubscribeResponse { partition, batches, high_watermark, next_offset }. */
 export function encodeRawSubscribeResponse(batches: Buffer, headroom: number, fields: RawSubscribeFields): Buffer {
-  return encodeAroundBatches(batches, headroom, SUBSCRIBE_BATCHES_TAG, [
+  return encodeAroundBatches(batches, headroom, SUBSCRIBE_BATCHES_TAG, subscribeResponseFields(fields));
+}
+
+/** A SubscribeResponse's varint fields (record-responses.ts writes them too). */
+export function subscribeResponseFields(fields: RawSubscribeFields): VarintField[] {
+  return [
     [SUBSCRIBE_PARTITION_TAG, fields.partition],
     [SUBSCRIBE_HIGH_WATERMARK_TAG, fields.highWatermark],
     [SUBSCRIBE_NEXT_OFFSET_TAG, fields.nextOffset],
-  ]);
+  ];
 }
 
 /** The varint fields, then the batches field (tag, length, bytes). */
