@@ -6,7 +6,7 @@
  * format.
  */
 
-/** Bytes of the varint of a non-negative safe integer. */
+/** Bytes of the varint of a non-negative integer below 2^64 (one a double holds exactly). */
 export function uvarintSize(value: number): number {
   let bytes = 1;
   while (value >= 0x80) {
@@ -16,7 +16,10 @@ export function uvarintSize(value: number): number {
   return bytes;
 }
 
-/** Writes the varint of a non-negative safe integer at `position`; returns the position after it. */
+/**
+ * Writes the varint of a non-negative integer below 2^64 (one a double holds exactly) at
+ * `position`; returns the position after it.
+ */
 export function writeUvarint(buffer: Buffer, position: number, value: number): number {
   while (value >= 0x80) {
     buffer[position++] = (value % 128) | 0x80;
@@ -53,14 +56,15 @@ export function writeVarintFields(buffer: Buffer, position: number, fields: read
   return position;
 }
 
-/** Bytes of the varint of an int64 field holding a safe integer (negative ones take 10). */
+/** Bytes of the varint of an int64 field (an integer a double holds exactly; negative ones take 10). */
 export function int64VarintSize(value: number): number {
   return value < 0 ? 10 : uvarintSize(value);
 }
 
 /**
- * Writes the varint of an int64 field holding a safe integer at `position`: a negative value as
- * its 64-bit two's complement, 10 bytes, as protobuf encodes it. Returns the position after it.
+ * Writes the varint of an int64 field (an integer of magnitude below 2^63 that a double holds
+ * exactly) at `position`: a negative value as its 64-bit two's complement, 10 bytes, as protobuf
+ * encodes it. Returns the position after it.
  */
 export function writeInt64Varint(buffer: Buffer, position: number, value: number): number {
   if (value >= 0) return writeUvarint(buffer, position, value);

@@ -23,19 +23,19 @@ const SUBSCRIBE_NEXT_OFFSET_TAG = fieldTag(5, VARINT);
 /** The most any prefix below takes: four tags, three 64-bit varints, one 32-bit one, a length. */
 export const RAW_RESPONSE_PREFIX_MAX = 4 + 3 * 10 + 5 + 5;
 
-export interface RawFetchFields {
+export interface FetchResponseFields {
   highWatermark: number;
   logStartOffset: number;
   nextOffset: number;
 }
 
 /** FetchResponse { batches, high_watermark, log_start_offset, next_offset }. */
-export function encodeRawFetchResponse(batches: Buffer, headroom: number, fields: RawFetchFields): Buffer {
+export function encodeRawFetchResponse(batches: Buffer, headroom: number, fields: FetchResponseFields): Buffer {
   return encodeAroundBatches(batches, headroom, FETCH_BATCHES_TAG, fetchResponseFields(fields));
 }
 
 /** A FetchResponse's varint fields (record-responses.ts writes them too). */
-export function fetchResponseFields(fields: RawFetchFields): VarintField[] {
+export function fetchResponseFields(fields: FetchResponseFields): VarintField[] {
   return [
     [FETCH_HIGH_WATERMARK_TAG, fields.highWatermark],
     [FETCH_LOG_START_OFFSET_TAG, fields.logStartOffset],
@@ -43,19 +43,19 @@ export function fetchResponseFields(fields: RawFetchFields): VarintField[] {
   ];
 }
 
-export interface RawSubscribeFields {
+export interface SubscribeResponseFields {
   partition: number;
   highWatermark: number;
   nextOffset: number;
 }
 
 /** SubscribeResponse { partition, batches, high_watermark, next_offset }. */
-export function encodeRawSubscribeResponse(batches: Buffer, headroom: number, fields: RawSubscribeFields): Buffer {
+export function encodeRawSubscribeResponse(batches: Buffer, headroom: number, fields: SubscribeResponseFields): Buffer {
   return encodeAroundBatches(batches, headroom, SUBSCRIBE_BATCHES_TAG, subscribeResponseFields(fields));
 }
 
 /** A SubscribeResponse's varint fields (record-responses.ts writes them too). */
-export function subscribeResponseFields(fields: RawSubscribeFields): VarintField[] {
+export function subscribeResponseFields(fields: SubscribeResponseFields): VarintField[] {
   return [
     [SUBSCRIBE_PARTITION_TAG, fields.partition],
     [SUBSCRIBE_HIGH_WATERMARK_TAG, fields.highWatermark],

@@ -7,7 +7,8 @@ import Long from 'long';
 import { describe, expect, it } from 'vitest';
 import { strata } from '../../src/generated/strata.js';
 import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from '../../src/server/record-responses.js';
-import { type DecodedRecord, type RecordInput, decodeBatches } from '../../src/storage/record-batch.js';
+import { crc32c } from '@node-rs/crc32';
+import { ATTRIBUTES_OFFSET, BATCH_HEADER_BYTES, CRC_OFFSET, type DecodedRecord, type RecordInput, decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { streamFor, testSeed } from '../helpers/seeded-random.js';
 
@@ -83,6 +84,23 @@ describe('hand-encoded responses of decoded records', () => {
       expect(subscribe.records.map(fromWire), what).toEqual(expected);
       expect([subscribe.partition, Long.fromValue(subscribe.highWatermark).toNumber(), Long.fromValue(subscribe.nextOffset).toNumber()]).toEqual([3, 9, 8]);
     }
+  });
+
+  it('carry timestamps near ±2^53 and header keys whose bytes are not UTF-8 as the codec reads them', () => {
+    const far = 2 ** 53 - 2 ** 20;
+    const late = buildBatch([0, 4, 8].map((step) => ({ value: Buffer.from('x'), timestamp: far + step })), { baseOffset: 3 });
+    const early = buildBatch([0, 4].map((step) => ({ value: null, timestamp: -far + step })), { baseOffset: 6 });
+    const odd = buildBatch([{ key: Buffer.alloc(0), value: Buffer.from('y'), headers: [{ key: 'AB', value: null }], timestamp: 5 }], { baseOffset: 8 });
+    const at = odd.indexOf(Buffer.from('AB'), BATCH_HEADER_BYTES);
+    odd[at] = 0xff;
+    odd[at + 1] = 0xfe;
+    odd.writeUInt32BE(crc32c(odd.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    const batches = Buffer.concat([late, early, odd]);
+    const expected = decodeBatches(batches).map(fromCodec);
+    expect(expected.map((record) => record.timestamp)).toEqual([far, far + 4, far + 8, -far, -far + 4, 5]);
+    expect(expected[5]!.headers).toEqual([{ key: '\ufffd\ufffd', value: null }]);
+    const fetch = v1.FetchResponse.decode(encodeRecordsFetchResponse(batches, 0, { highWatermark: 9, logStartOffset: 0, nextOffset: 9 }));
+    expect(fetch.records.map(fromWire)).toEqual(expected);
   });
 
   it('answer no batches with no records', () => {
