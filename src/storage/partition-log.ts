@@ -18,8 +18,9 @@
  *   `flush=interval` the high watermark advances on write and a timer fdatasyncs every
  *   `flush.ms`.
  *
- * Bounds: queued bytes are bounded (`queuedBytesMax`; appends wait for room), and written but
- * not fdatasynced bytes never exceed `UNSYNCED_WINDOW_BYTES` (recovery relies on it).
+ * Bounds: queued bytes are bounded (`queuedBytesMax`; appends wait for room), one append is at
+ * most `APPEND_BYTES_MAX`, and written but not fdatasynced bytes never exceed
+ * `UNSYNCED_WINDOW_BYTES` (recovery relies on it).
  *
  * Failures: a failed write is rolled back (file truncated to the last good size, indexes reset)
  * and its appends are refused (`DISK_FULL` for ENOSPC); nothing partial becomes visible. A failed
@@ -59,8 +60,20 @@ import { SegmentList } from './segment-list.js';
 import type { TailCache } from './tail-cache.js';
 import { join } from 'node:path';
 
-/** Largest group of queued appends written with one writev. */
+/** The fdatasync that seals a segment at a roll failed: unlike other roll steps, never refusable. */
+class SealSyncFailed extends Error {
+  constructor(cause: unknown) {
+    super(`fdatasync before sealing failed: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Largest group of queued appends written with one writev (one larger append goes alone). */
 const WRITE_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * Largest single append (one request's batches for one partition): half the unsynced window, so
+ * one write never leaves more unsynced bytes than recovery looks past for a torn tail.
+ */
+export const APPEND_BYTES_MAX = UNSYNCED_WINDOW_BYTES / 2;
 /**
  * Smallest write group the broker writes directly when direct writes are on. Smaller groups
  * (latency workloads: a few records per fdatasync) stay in the page cache, where tailing
@@ -305,6 +318,9 @@ export class PartitionLog {
    */
   async append(data: Buffer, options: { waitFor?: AppendWait } = {}): Promise<AppendResult> {
     this.checkUsable();
+    if (data.length > APPEND_BYTES_MAX) {
+      throw new StrataError(ErrorCode.RECORD_TOO_LARGE, `${data.length} bytes of batches for one partition in one request exceed the limit of ${APPEND_BYTES_MAX}; send them in several requests`);
+    }
     const { recordCount, batchCount } = validateBatches(data, this.config.maxMessageBytes);
     let idempotent = false;
     forEachBatch(data, (position) => {
@@ -390,6 +406,12 @@ export class PartitionLog {
    * Anything else (a failed fdatasync above all) fences the partition.
    */
   private failRoll(error: NodeJS.ErrnoException): void {
+    if (error instanceof SealSyncFailed) {
+      // Whatever its errno: the kernel may have dropped dirty pages of the sealed segment.
+      const cause = error.cause as NodeJS.ErrnoException;
+      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of the segment being sealed failed (${cause.code ?? cause.message}); restart to recover`, { cause }));
+      return;
+    }
     if (error.code === 'ENOSPC' || error.code === 'EDQUOT') {
       this.logger.error({ err: error }, 'segment roll failed: disk full');
       this.rejectQueued(new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error }));
@@ -574,8 +596,10 @@ export class PartitionLog {
     while (this.syncing !== null && this.fence === null) await this.syncing;
   }
 
+  /** Waits until the next group (at most the larger of WRITE_BYTES_MAX and one append) fits the unsynced window. */
   private async waitForUnsyncedRoom(): Promise<void> {
-    while (this.writtenBytesTotal - this.syncedBytesTotal > UNSYNCED_WINDOW_BYTES - WRITE_BYTES_MAX && this.fence === null) {
+    const nextGroupBytes = Math.max(WRITE_BYTES_MAX, this.queue[0]?.data.length ?? 0);
+    while (this.writtenBytesTotal - this.syncedBytesTotal > UNSYNCED_WINDOW_BYTES - nextGroupBytes && this.fence === null) {
       this.requestSync();
       await this.syncing;
     }
@@ -665,7 +689,11 @@ export class PartitionLog {
   /** Seals the active segment (fdatasync, durable indexes) and starts a new one. Writer only. */
   private async roll(reason: string): Promise<void> {
     const old = this.segments.last();
-    await old.flush();
+    try {
+      await old.flush();
+    } catch (error) {
+      throw new SealSyncFailed(error);
+    }
     await old.closeDirectWriter();
     this.syncedBytesTotal = this.writtenBytesTotal;
     this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: old.baseOffset, position: old.sizeBytes });
@@ -694,14 +722,14 @@ export class PartitionLog {
       throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is out of range for ${this.name}: valid offsets are ${logStartOffset} to ${this.nextOffset}`);
     }
     if (offset >= highWatermark) return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
-    for (let index = Math.max(0, this.segments.floorIndex(offset)); index < this.segments.count; index++) {
+    for (let index = Math.max(0, this.segments.floorIndex(offset)); index < this.segments.count; ) {
       const segment = this.segments.at(index);
       const limit = this.readLimit(segment);
       if (limit === 0) break;
       segment.acquire();
       let batches: Buffer | null;
       try {
-        batches = await segment.read(offset, maxBytes, limit);
+        batches = await segment.read(offset, maxBytes, limit, segment === this.segments.last());
       } catch (error) {
         if (error instanceof StrataError && error.code === ErrorCode.PARTITION_FENCED) {
           this.fenceWith(fencedError(this.name, segment.logPath, -1, error.message));
@@ -712,6 +740,14 @@ export class PartitionLog {
         segment.release();
       }
       if (batches !== null && batches.length > 0) return { batches, headroom: READ_HEADROOM_BYTES, highWatermark, logStartOffset };
+      // On to the segment after this one, found anew: retention may have removed segments in
+      // front of it meanwhile, which shifts the indices. If it removed this one, `offset` is
+      // gone too.
+      const at = this.segments.indexOf(segment);
+      if (at < 0) {
+        throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is out of range for ${this.name}: retention removed it during the read; valid offsets now start at ${this.logStartOffset}`);
+      }
+      index = at + 1;
     }
     return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
   }

@@ -250,10 +250,6 @@ export class LogSegment {
     this.maxTimestamp = this.maxTimestampSoFar;
   }
 
-  isIndexFull(): boolean {
-    return this.indexEntriesLeft() === 0;
-  }
-
   /** Index entries either index can still take (each batch adds at most one). */
   indexEntriesLeft(): number {
     return Math.min(this.offsetIndex!.maxEntries - this.offsetIndex!.entryCount, this.timeIndex!.maxEntries - this.timeIndex!.entryCount);
@@ -312,7 +308,13 @@ export class LogSegment {
     return problem;
   }
 
-  /** Called when an index is rebuilt from the log (for a warning log line). */
+  /**
+   * Set when a read of the active segment found its index wrong: reads then start from the
+   * segment's first byte until `writeIndexes` rebuilds the index.
+   */
+  private indexUntrusted = false;
+
+  /** Called when an index is found wrong and rebuilt from the log (for a warning log line). */
   onIndexRebuild: ((segment: LogSegment, reason: string) => void) | null = null;
 
   /**
@@ -321,19 +323,38 @@ export class LogSegment {
    * after `offset` lies below the limit. Batches are CRC-checked; a mismatch throws. The result
    * has `READ_HEADROOM_BYTES` of its own memory in front of it.
    */
-  async read(offset: number, maxBytes: number, limitPosition: number): Promise<Buffer | null> {
+  async read(offset: number, maxBytes: number, limitPosition: number, appendable: boolean): Promise<Buffer | null> {
     await this.loadIndexes();
-    const start = this.offsetIndex!.lookup(offset);
+    if (this.indexUntrusted && !appendable) await this.rebuildUntrustedIndex(); // sealed since
+    const start = this.indexUntrusted ? this.segmentStart() : this.offsetIndex!.lookup(offset);
     try {
       return await this.readFrom(start, offset, maxBytes, limitPosition);
     } catch (error) {
       if (!(error instanceof IndexMismatch)) throw error;
       this.onIndexRebuild?.(this, error.message);
+      if (appendable) {
+        // A rebuild would race the writer, which adds index entries and moves sizeBytes on as
+        // it appends. Read from the segment's start instead until writeIndexes rebuilds it.
+        this.indexUntrusted = true;
+        return this.readFrom(this.segmentStart(), offset, maxBytes, limitPosition);
+      }
       // Up to the known end: past it lie unfinished writes or a direct write's zero padding.
       const scan = await this.scan(this.sizeBytes);
       if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
       return this.readFrom(this.offsetIndex!.lookup(offset), offset, maxBytes, limitPosition);
     }
+  }
+
+  /** Rebuilds an index a read found wrong, once no append can run. */
+  private async rebuildUntrustedIndex(): Promise<void> {
+    const scan = await this.scan(this.sizeBytes);
+    if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
+    this.indexUntrusted = false;
+  }
+
+  /** The one position known without an index: the first batch, at byte 0. */
+  private segmentStart(): IndexPosition {
+    return { offset: this.baseOffset, position: 0, nextPosition: -1 };
   }
 
   private async readFrom(start: IndexPosition, offset: number, maxBytes: number, limitPosition: number): Promise<Buffer | null> {
@@ -342,9 +363,10 @@ export class LogSegment {
     const indexedOffset = start.offset;
     let chunkPosition = startPosition;
     // One read normally covers the batch holding `offset` and maxBytes after it: that batch ends
-    // by the next index entry, or (past the last entry) by the readable end, at most one index
-    // interval and a batch away.
-    const coverEnd = start.nextPosition >= 0 ? start.nextPosition + maxBytes : limitPosition;
+    // by the next index entry, or (past the last entry) about one index interval on. When it
+    // lies further (an index that stopped taking entries, or one not trusted), the loop below
+    // reads on chunk by chunk.
+    const coverEnd = start.nextPosition >= 0 ? start.nextPosition + maxBytes : startPosition + this.options.indexIntervalBytes + maxBytes;
     let chunk = await this.readLog(fd, chunkPosition, Math.min(limitPosition, coverEnd) - chunkPosition);
     let cursor = 0;
     let firstBatch = true;
@@ -486,8 +508,12 @@ export class LogSegment {
   async scan(limitBytes = Number.MAX_SAFE_INTEGER): Promise<SegmentScan> {
     const fd = await this.fileDescriptor();
     const fileBytes = Math.min(limitBytes, await this.fs.fileSize(fd));
-    this.offsetIndex = new OffsetIndex(this.baseOffset, this.options.maxIndexEntries);
-    this.timeIndex = new TimeIndex(this.baseOffset, this.options.maxIndexEntries);
+    // Room for every entry these bytes can need under the current settings, even when they
+    // were written under settings that allowed more (an operator may lower segment.index.bytes
+    // or index.interval.bytes at any time): a full index must not pass for a damaged log.
+    const maxEntries = Math.max(this.options.maxIndexEntries, Math.floor(fileBytes / Math.max(1, this.options.indexIntervalBytes)) + 2);
+    this.offsetIndex = new OffsetIndex(this.baseOffset, maxEntries);
+    this.timeIndex = new TimeIndex(this.baseOffset, maxEntries);
     this.bytesSinceLastIndexEntry = 0;
     this.maxTimestampSoFar = -1;
     const result: SegmentScan = {
@@ -522,10 +548,6 @@ export class LogSegment {
         const batchOffset = readBaseOffset(buffer, cursor);
         if (batchOffset !== result.nextOffset) {
           result.problem = `batch has base offset ${batchOffset}, expected ${result.nextOffset}`;
-          break;
-        }
-        if (this.isIndexFull()) {
-          result.problem = 'the segment holds more batches than its index can address';
           break;
         }
         this.indexBatch(batchOffset, position + cursor, size, readMaxTimestamp(buffer, cursor), readBaseTimestamp(buffer, cursor));
@@ -588,9 +610,14 @@ export class LogSegment {
   // -------------------------------------------------------------------------------------------
   // Sealing and closing.
 
-  /** Adds the final time index entry and writes both indexes to disk durably. */
+  /**
+   * Adds the final time index entry and writes both indexes to disk durably. The writer calls
+   * it when no append can run (roll, clean close), so an index a read found wrong is rebuilt
+   * here first.
+   */
   async writeIndexes(): Promise<void> {
     await this.loadIndexes();
+    if (this.indexUntrusted) await this.rebuildUntrustedIndex();
     this.timeIndex!.seal(this.maxTimestamp, this.nextOffset);
     await this.fs.writeFileDurably(this.indexPath, this.offsetIndex!.contents());
     await this.fs.writeFileDurably(this.timeIndexPath, this.timeIndex!.contents());

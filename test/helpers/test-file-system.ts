@@ -20,8 +20,9 @@ export class TestFileSystem implements FileSystem {
   diskFull = false;
   /** Whole-file writes (index files, checkpoint, marker) fail with ENOSPC. */
   fileWritesFull = false;
-  /** fdatasync fails with EIO. */
+  /** fdatasync fails with `fdatasyncErrorCode`. */
   failFdatasync = false;
+  fdatasyncErrorCode = 'EIO';
   /** While set, writev waits for it before writing. */
   writevGate: Promise<void> | null = null;
   /** While set, fdatasync waits for it before syncing. */
@@ -86,7 +87,7 @@ export class TestFileSystem implements FileSystem {
     this.fdatasyncCalls++;
     for (const notify of this.fdatasyncListeners.splice(0)) notify();
     if (this.fdatasyncGate !== null) await this.fdatasyncGate;
-    if (this.failFdatasync) throw errnoError('EIO');
+    if (this.failFdatasync) throw errnoError(this.fdatasyncErrorCode);
     return this.real.fdatasync(fd);
   }
   ftruncate(fd: number, length: number): Promise<void> {

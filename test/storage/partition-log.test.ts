@@ -12,7 +12,7 @@ import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
-import { PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
+import { APPEND_BYTES_MAX, PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import {
   decodeBatches,
   forEachBatch,
@@ -400,6 +400,24 @@ describe('append validation', () => {
     expectValues(await readAllRecords(log), 0, 5);
   });
 
+  // One write never leaves more than recovery's unsynced window (32 MiB) unsynced, so one
+  // append is at most half of it; the TypeScript client sends at most 1 MiB per partition.
+  it('refuses more than APPEND_BYTES_MAX of batches in one append with RECORD_TOO_LARGE', async () => {
+    const log = await openLog(tempDir(), { segmentBytes: 64 * 1024 * 1024 });
+    const batchOfBytes = (bytes: number): Buffer => buildBatch([{ value: Buffer.alloc(bytes, 7) }]);
+    const megabyte = batchOfBytes(1_000_000);
+    const tooMuch = Buffer.concat(Array.from({ length: Math.floor(APPEND_BYTES_MAX / megabyte.length) + 1 }, () => megabyte));
+    expect(tooMuch.length).toBeGreaterThan(APPEND_BYTES_MAX);
+    const error = await rejection(log.append(tooMuch));
+    expect(error.code).toBe(ErrorCode.RECORD_TOO_LARGE);
+    expect(error.message).toContain('send them in several requests');
+    expect(log.logEndOffset).toBe(0);
+    expect(log.sizeBytes).toBe(0);
+    const most = tooMuch.subarray(0, tooMuch.length - megabyte.length);
+    expect((await log.append(most)).lastOffset).toBe(most.length / megabyte.length - 1);
+    await log.close();
+  });
+
   it('refuses a batch over max.message.bytes with RECORD_TOO_LARGE', async () => {
     const log = await openLog(tempDir(), { maxMessageBytes: 300 });
     const large = batchOf(0, 8);
@@ -738,6 +756,17 @@ describe('fdatasync failure', () => {
       fs.failFdatasync = true;
     });
     expect(error.code).toBe(ErrorCode.PARTITION_FENCED);
+  });
+
+  // An fdatasync that fails with ENOSPC (thin-provisioned or network storage) is still a failed
+  // fdatasync: the kernel may have dropped the sealed segment's pages, so it fences too.
+  it('fences, not just refuses, when the fdatasync of a roll fails with ENOSPC', async () => {
+    const error = await rollFailure((fs) => {
+      fs.failFdatasync = true;
+      fs.fdatasyncErrorCode = 'ENOSPC';
+    });
+    expect(error.code).toBe(ErrorCode.PARTITION_FENCED);
+    expect(error.message).toContain('fdatasync of the segment being sealed failed (ENOSPC)');
   });
 
   // ENOSPC while the roll writes the sealed segment's index files refuses the append with
