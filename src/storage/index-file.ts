@@ -21,7 +21,7 @@ export abstract class IndexFile {
 
   protected constructor(
     readonly entryBytes: number,
-    readonly maxEntries: number,
+    private entriesMax: number,
     contents?: Buffer,
   ) {
     if (contents !== undefined) {
@@ -29,12 +29,25 @@ export abstract class IndexFile {
       this.entries = Buffer.from(contents);
       this.count = contents.length / entryBytes;
     } else {
-      this.entries = Buffer.allocUnsafe(Math.min(maxEntries, INITIAL_CAPACITY_ENTRIES) * entryBytes);
+      this.entries = Buffer.allocUnsafe(Math.min(entriesMax, INITIAL_CAPACITY_ENTRIES) * entryBytes);
     }
   }
 
   get entryCount(): number {
     return this.count;
+  }
+
+  /** Entries the index may hold (besides a closing entry). */
+  get maxEntries(): number {
+    return this.entriesMax;
+  }
+
+  /**
+   * Lowers the bound to `maxEntries`, or to the entries already held when there are more: an
+   * index rebuilt with room for a segment written under roomier settings then counts as full.
+   */
+  limitTo(maxEntries: number): void {
+    this.entriesMax = Math.max(this.count, Math.min(this.entriesMax, maxEntries));
   }
 
   isFull(): boolean {

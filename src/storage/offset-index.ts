@@ -54,6 +54,17 @@ export class OffsetIndex extends IndexFile {
     return { offset: this.baseOffset + this.relativeOffsetAt(entry), position: this.positionAt(entry), nextPosition };
   }
 
+  /**
+   * The entry `back` entries before the one `lookup(offset)` finds (its next position left
+   * unknown), or the segment start when there is none: where to try next when that entry is
+   * found wrong.
+   */
+  lookupBefore(offset: number, back: number): IndexPosition {
+    const entry = this.floorEntry(offset - this.baseOffset, (index) => this.relativeOffsetAt(index), false) - back;
+    if (entry < 0) return { offset: this.baseOffset, position: 0, nextPosition: -1 };
+    return { offset: this.baseOffset + this.relativeOffsetAt(entry), position: this.positionAt(entry), nextPosition: -1 };
+  }
+
   /** The last entry, or the segment start when the index is empty. */
   lastEntry(): IndexPosition {
     if (this.entryCount === 0) return { offset: this.baseOffset, position: 0, nextPosition: -1 };

@@ -67,6 +67,8 @@ const SCAN_CHUNK_BYTES = 8 * 1024 * 1024;
  */
 export const READ_HEADROOM_BYTES = 64;
 const RESYNC_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Earlier index entries a read of the active segment tries past a wrong one before byte 0. */
+const EARLIER_ENTRIES_MAX = 8;
 
 /** Saved index state to undo a failed write. */
 export interface IndexMark {
@@ -308,11 +310,9 @@ export class LogSegment {
     return problem;
   }
 
-  /**
-   * Set when a read of the active segment found its index wrong: reads then start from the
-   * segment's first byte until `writeIndexes` rebuilds the index.
-   */
+  /** Set when a read of the active segment found its index wrong, until `writeIndexes` rebuilds it. */
   private indexUntrusted = false;
+  private rebuilding: Promise<void> | null = null;
 
   /** Called when an index is found wrong and rebuilt from the log (for a warning log line). */
   onIndexRebuild: ((segment: LogSegment, reason: string) => void) | null = null;
@@ -326,18 +326,12 @@ export class LogSegment {
   async read(offset: number, maxBytes: number, limitPosition: number, appendable: boolean): Promise<Buffer | null> {
     await this.loadIndexes();
     if (this.indexUntrusted && !appendable) await this.rebuildUntrustedIndex(); // sealed since
-    const start = this.indexUntrusted ? this.segmentStart() : this.offsetIndex!.lookup(offset);
     try {
-      return await this.readFrom(start, offset, maxBytes, limitPosition);
+      return await this.readFrom(this.offsetIndex!.lookup(offset), offset, maxBytes, limitPosition);
     } catch (error) {
       if (!(error instanceof IndexMismatch)) throw error;
+      if (appendable) return this.readFromEarlierEntry(offset, maxBytes, limitPosition, error);
       this.onIndexRebuild?.(this, error.message);
-      if (appendable) {
-        // A rebuild would race the writer, which adds index entries and moves sizeBytes on as
-        // it appends. Read from the segment's start instead until writeIndexes rebuilds it.
-        this.indexUntrusted = true;
-        return this.readFrom(this.segmentStart(), offset, maxBytes, limitPosition);
-      }
       // Up to the known end: past it lie unfinished writes or a direct write's zero padding.
       const scan = await this.scan(this.sizeBytes);
       if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
@@ -345,16 +339,42 @@ export class LogSegment {
     }
   }
 
-  /** Rebuilds an index a read found wrong, once no append can run. */
-  private async rebuildUntrustedIndex(): Promise<void> {
-    const scan = await this.scan(this.sizeBytes);
-    if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
-    this.indexUntrusted = false;
+  /**
+   * A read of the active segment found its index entry wrong. A rebuild now would race the
+   * writer, which adds entries and moves `sizeBytes` on as it appends, so the read steps back
+   * to an earlier entry that is right (damage is usually one entry; a read checks that a batch
+   * with the entry's offset starts at its position) and, failing that, to byte 0. The index is
+   * rebuilt by `writeIndexes`, at the next roll or clean close.
+   */
+  private async readFromEarlierEntry(offset: number, maxBytes: number, limitPosition: number, mismatch: IndexMismatch): Promise<Buffer | null> {
+    if (!this.indexUntrusted) {
+      this.indexUntrusted = true;
+      this.onIndexRebuild?.(this, `${mismatch.message}; the active segment's index is rebuilt at its next roll or clean close`);
+    }
+    for (let back = 1; ; back++) {
+      const start = back > EARLIER_ENTRIES_MAX ? this.offsetIndex!.lookupBefore(offset, Number.MAX_SAFE_INTEGER) : this.offsetIndex!.lookupBefore(offset, back);
+      try {
+        return await this.readFrom(start, offset, maxBytes, limitPosition);
+      } catch (error) {
+        if (!(error instanceof IndexMismatch)) throw error;
+        // Not even the first batch is where it must be: damage, not a wrong index.
+        if (start.position === 0) throw corruptionError(this.logPath, 0, error.message);
+      }
+    }
   }
 
-  /** The one position known without an index: the first batch, at byte 0. */
-  private segmentStart(): IndexPosition {
-    return { offset: this.baseOffset, position: 0, nextPosition: -1 };
+  /** Rebuilds an index a read found wrong, once no append can run (one rebuild at a time). */
+  private rebuildUntrustedIndex(): Promise<void> {
+    this.rebuilding ??= (async () => {
+      try {
+        const scan = await this.scan(this.sizeBytes);
+        if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
+        this.indexUntrusted = false;
+      } finally {
+        this.rebuilding = null;
+      }
+    })();
+    return this.rebuilding;
   }
 
   private async readFrom(start: IndexPosition, offset: number, maxBytes: number, limitPosition: number): Promise<Buffer | null> {
@@ -512,8 +532,10 @@ export class LogSegment {
     // were written under settings that allowed more (an operator may lower segment.index.bytes
     // or index.interval.bytes at any time): a full index must not pass for a damaged log.
     const maxEntries = Math.max(this.options.maxIndexEntries, Math.floor(fileBytes / Math.max(1, this.options.indexIntervalBytes)) + 2);
-    this.offsetIndex = new OffsetIndex(this.baseOffset, maxEntries);
-    this.timeIndex = new TimeIndex(this.baseOffset, maxEntries);
+    const offsetIndex = new OffsetIndex(this.baseOffset, maxEntries);
+    const timeIndex = new TimeIndex(this.baseOffset, maxEntries);
+    this.offsetIndex = offsetIndex;
+    this.timeIndex = timeIndex;
     this.bytesSinceLastIndexEntry = 0;
     this.maxTimestampSoFar = -1;
     const result: SegmentScan = {
@@ -559,6 +581,10 @@ export class LogSegment {
       }
       position += cursor;
     }
+    // Back to the configured bound (or the entries held, if more): a segment that needed more
+    // counts as full, so the writer rolls before appending to it.
+    offsetIndex.limitTo(this.options.maxIndexEntries);
+    timeIndex.limitTo(this.options.maxIndexEntries);
     result.maxTimestamp = this.maxTimestampSoFar;
     this.sizeBytes = result.validBytes;
     this.nextOffset = result.nextOffset;
