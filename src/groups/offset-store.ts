@@ -2,11 +2,13 @@
  * Committed consumer-group offsets in LMDB (the broker's metadata environment, database
  * `group-offsets`). Keys are [group, topic, partition] tuples, so one group's offsets are one
  * ordered range. A commit writes all its partitions in one transaction and resolves only when
- * that transaction is durable (lmdb-js resolves a write after its commit is flushed), so an
- * acknowledged commit survives a crash. Concurrent commits share LMDB's batched commits, which
- * is what makes tens of thousands of commits per second possible.
+ * that transaction is flushed to disk (`durably`: lmdb-js's own promise resolves at commit,
+ * before the flush), so an acknowledged commit survives a power loss. Concurrent commits share
+ * LMDB's batched commits and flushes, which is what makes tens of thousands of commits per
+ * second possible.
  */
 import type { Database, RootDatabase } from 'lmdb';
+import { durably } from '../broker/metadata-store.js';
 
 export interface CommittedOffset {
   topic: string;
@@ -27,19 +29,22 @@ interface StoredOffset {
 export class OffsetStore {
   private readonly db: Database<StoredOffset, Key>;
 
-  constructor(root: RootDatabase) {
+  constructor(private readonly root: RootDatabase) {
     this.db = root.openDB<StoredOffset, Key>({ name: 'group-offsets', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
   }
 
   /** Writes every offset of one commit in one durable transaction. */
   async commit(group: string, offsets: readonly CommittedOffset[]): Promise<void> {
     // `batch` joins LMDB's asynchronous write batch: all puts of this commit land in one
-    // transaction, shared with concurrent commits, and the promise resolves once it is durable.
-    await this.db.batch(() => {
-      for (const entry of offsets) {
-        this.db.put([group, entry.topic, entry.partition], { offset: entry.offset, metadata: entry.metadata, commitTimeMs: entry.commitTimeMs });
-      }
-    });
+    // transaction, shared with concurrent commits.
+    await durably(
+      this.root,
+      this.db.batch(() => {
+        for (const entry of offsets) {
+          this.db.put([group, entry.topic, entry.partition], { offset: entry.offset, metadata: entry.metadata, commitTimeMs: entry.commitTimeMs });
+        }
+      }),
+    );
   }
 
   get(group: string, topic: string, partition: number): CommittedOffset | undefined {
@@ -69,17 +74,30 @@ export class OffsetStore {
 
   async deleteGroupOffsets(group: string, topics?: ReadonlySet<string>): Promise<void> {
     const doomed = this.list(group, topics);
-    await this.db.transaction(() => {
-      for (const entry of doomed) this.db.remove([group, entry.topic, entry.partition]);
-    });
+    await durably(
+      this.root,
+      this.db.transaction(() => {
+        for (const entry of doomed) this.db.remove([group, entry.topic, entry.partition]);
+      }),
+    );
+  }
+
+  /** Every topic some group has committed offsets for. */
+  topics(): string[] {
+    const topics = new Set<string>();
+    for (const key of this.db.getKeys()) topics.add(key[1]);
+    return [...topics];
   }
 
   /** Removes every group's offsets of a deleted topic. */
   async deleteTopic(topic: string): Promise<void> {
     const doomed: Key[] = [];
     for (const key of this.db.getKeys()) if (key[1] === topic) doomed.push(key);
-    await this.db.transaction(() => {
-      for (const key of doomed) this.db.remove(key);
-    });
+    await durably(
+      this.root,
+      this.db.transaction(() => {
+        for (const key of doomed) this.db.remove(key);
+      }),
+    );
   }
 }
