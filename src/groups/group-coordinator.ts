@@ -98,6 +98,8 @@ function sortedPairs(keys: Iterable<TopicPartition>): { topic: string; partition
 
 export class GroupCoordinator {
   private readonly groups = new Map<string, ConsumerGroup>();
+  /** Groups under an administrative call (reset, delete) that needs them to stay empty. */
+  private readonly administered = new Set<string>();
   private readonly offsets: OffsetStore;
   private readonly sessionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
@@ -170,6 +172,9 @@ export class GroupCoordinator {
     if (request.memberEpoch === 0 && request.subscription === null) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a joining member must send its subscription (topic names and/or a regex)');
     }
+    if (request.memberEpoch === 0 && this.administered.has(request.groupId)) {
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${request.groupId}" is being changed by an administrative call (offsets reset or deleted); join again once it has finished`);
+    }
     let group = this.groups.get(request.groupId);
     if (group === undefined) {
       if (request.memberEpoch !== 0) {
@@ -211,7 +216,8 @@ export class GroupCoordinator {
     return {
       memberId: output.memberId,
       memberEpoch: output.memberEpoch,
-      heartbeatIntervalMs: this.heartbeatIntervalMs,
+      // A third of the member's session at most, so a short session still sees heartbeats.
+      heartbeatIntervalMs: Math.min(this.heartbeatIntervalMs, Math.floor(sessionTimeoutMs / 3)),
       assignment: sortedPairs(output.assignment),
     };
   }
@@ -343,7 +349,10 @@ export class GroupCoordinator {
 
   async resetOffsets(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {
     checkGroupId(groupId); // a group known only by name may be given offsets, as in Kafka
-    this.requireEmpty(groupId, 'reset offsets of');
+    return this.whileEmpty(groupId, 'reset offsets of', () => this.resetOffsetsOfEmpty(groupId, topic, partitions, to));
+  }
+
+  private async resetOffsetsOfEmpty(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {
     const count = this.broker.partitionCount(topic);
     const chosen = partitions.length > 0 ? [...new Set(partitions)] : [...Array(count).keys()];
     const nowMs = this.clock.nowMs();
@@ -378,16 +387,45 @@ export class GroupCoordinator {
 
   async deleteOffsets(groupId: string, topics: readonly string[]): Promise<void> {
     this.requireGroup(groupId);
-    this.requireEmpty(groupId, 'delete offsets of');
-    await this.offsets.deleteGroupOffsets(groupId, topics.length > 0 ? new Set(topics) : undefined);
+    await this.whileEmpty(groupId, 'delete offsets of', () => this.offsets.deleteGroupOffsets(groupId, topics.length > 0 ? new Set(topics) : undefined));
   }
 
   async deleteGroup(groupId: string): Promise<void> {
     this.requireGroup(groupId);
-    this.requireEmpty(groupId, 'delete');
-    await this.offsets.deleteGroupOffsets(groupId);
-    this.groups.delete(groupId);
+    await this.whileEmpty(groupId, 'delete', () => this.offsets.deleteGroupOffsets(groupId));
+    const group = this.groups.get(groupId);
+    if (group !== undefined && group.members.size === 0) this.groups.delete(groupId);
     this.logger.info({ group: groupId }, 'group deleted');
+  }
+
+  /**
+   * Runs an administrative `work` on a group that must stay empty meanwhile: joins are refused
+   * until it finishes (its LMDB write is awaited, and a member joining in between would be
+   * assigned partitions of a group being deleted, or have its commits overwritten by a reset).
+   */
+  private async whileEmpty<T>(groupId: string, action: string, work: () => Promise<T>): Promise<T> {
+    this.requireEmpty(groupId, action);
+    if (this.administered.has(groupId)) {
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": another administrative call on it is under way`);
+    }
+    this.administered.add(groupId);
+    try {
+      return await work();
+    } finally {
+      this.administered.delete(groupId);
+    }
+  }
+
+  /**
+   * Removes committed offsets of topics that no longer exist: a crash between a topic's deletion
+   * and its offsets' leaves them behind, and a topic created later under the same name would
+   * inherit them. Run at start, before serving.
+   */
+  async removeOrphanOffsets(): Promise<void> {
+    const existing = new Set(this.broker.listTopics().map((topic) => topic.name));
+    const orphans = this.offsets.topics().filter((topic) => !existing.has(topic));
+    for (const topic of orphans) await this.offsets.deleteTopic(topic);
+    if (orphans.length > 0) this.logger.warn({ topics: orphans }, 'removed committed offsets of topics deleted before a crash');
   }
 
   /** Records not yet committed per group and topic, from committed offsets (for metrics). */

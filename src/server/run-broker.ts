@@ -39,6 +39,7 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
   const groups = new GroupCoordinator(broker, { sessionTimeoutMs: settings.groupSessionTimeoutMs, heartbeatIntervalMs: settings.groupHeartbeatIntervalMs, logger });
   let server: StrataGrpcServer;
   try {
+    await groups.removeOrphanOffsets();
     server = await StrataGrpcServer.start(broker, groups, { listen: settings.listen, maxRequestBytes: settings.maxRequestBytes, logger, metrics });
   } catch (error) {
     groups.close();

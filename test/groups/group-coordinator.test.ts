@@ -112,6 +112,12 @@ const offsetsOf = (groupId: string, topics: string[] = []) => coordinator.fetchO
 // ---------------------------------------------------------------------------------------------
 
 describe('heartbeats', () => {
+  it('answers a member with a session shorter than three heartbeat intervals with a third of its session', async () => {
+    await broker.createTopic('t', 1, {});
+    expect(coordinator.heartbeat(request({ groupId: 'short', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 300 })).heartbeatIntervalMs).toBe(100);
+    expect(coordinator.heartbeat(request({ groupId: 'long', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 60_000 })).heartbeatIntervalMs).toBe(200);
+  });
+
   it('three members of a 12-partition topic get 4 partitions each, and the heartbeat interval is the configured one', async () => {
     await broker.createTopic('t', 12, {});
     const members = [join('g', ['t']), join('g', ['t']), join('g', ['t'])];
@@ -385,5 +391,36 @@ describe('administration', () => {
     expect(offsetsOf('g')).toEqual([{ topic: 'keep', partition: 0, offset: 0 }]);
     expect(label(beat(member).assignment)).toEqual(['keep-0', 'keep-1']);
     expect((await coordinator.describeGroup('g')).partitions.map(({ topic }) => topic)).toEqual(['keep', 'keep']);
+  });
+
+  it('refuses a join while a group deletion or a reset to a timestamp waits on LMDB, so no member is left in a deleted group', async () => {
+    await resetScenario();
+    await reset({ kind: 'earliest' }); // the group exists through its offsets
+    const deleting = coordinator.deleteGroup('g');
+    const refused = await failure(() => join('g', ['r']));
+    expect(refused.code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect(refused.message).toMatch(/being changed by an administrative call/);
+    await deleting;
+    expect(coordinator.listGroups()).toEqual([]);
+    const resetting = reset({ kind: 'timestamp', timestamp: T0 });
+    expect((await failure(() => join('g', ['r']))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    await resetting;
+    const member = join('g', ['r']); // once it is over, joins go through
+    expect(member.memberId).not.toBe('');
+  });
+
+  it('removes, at start, committed offsets of a topic whose deletion a crash interrupted', async () => {
+    await broker.createTopic('kept', 1, {});
+    await broker.createTopic('gone', 1, {});
+    await coordinator.commit('g', '', 0, [{ topic: 'kept', partition: 0, offset: 0, metadata: '' }, { topic: 'gone', partition: 0, offset: 0, metadata: '' }]);
+    // The crash: the topic record is gone, its offsets are not.
+    await broker.metadataStore.deleteTopic('gone');
+    coordinator.close();
+    await broker.close();
+    broker = await Broker.open({ dataDir, clock });
+    coordinator = new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, heartbeatIntervalMs: 200, sessionCheckIntervalMs: 3_600_000 });
+    expect(offsetsOf('g')).toEqual([{ topic: 'gone', partition: 0, offset: 0 }, { topic: 'kept', partition: 0, offset: 0 }]);
+    await coordinator.removeOrphanOffsets();
+    expect(offsetsOf('g')).toEqual([{ topic: 'kept', partition: 0, offset: 0 }]);
   });
 });
