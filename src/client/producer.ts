@@ -61,7 +61,7 @@ import { partitionForKey } from '../broker/partitioner.js';
 import { FifoQueue } from '../common/fifo-queue.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
-import type { CompressionName, RecordHeader } from '../storage/record-batch.js';
+import { BATCH_HEADER_BYTES, type CompressionName, type RecordHeader } from '../storage/record-batch.js';
 import { RECORD_FRAMING_BOUND, RecordBatchBuilder } from '../storage/record-batch-builder.js';
 import { describeTopic } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, resolveConnection } from './connection.js';
@@ -240,6 +240,8 @@ class TopicState {
 
   /** The producer's batchBytes, lowered to fit the topic's max.message.bytes once known. */
   batchBytes: number;
+  /** The topic's max.message.bytes (0 until known). */
+  maxMessageBytes = 0;
 
   constructor(
     readonly name: string,
@@ -404,6 +406,10 @@ export class Producer {
     const topic = this.topicState(message.topic);
     if (this.waiting.length === 0) {
       const target = this.partitionFor(topic, partition, key, now);
+      if (target !== null) {
+        const tooLarge = this.tooLargeFor(topic, key, value);
+        if (tooLarge !== null) return this.failSoon(callback, tooLarge);
+      }
       if (target !== null && this.hasRoomFor(sizeBytes)) {
         this.append(this.partitionState(topic, target), timestamp, key, value, headers, sizeBytes, callback);
         return;
@@ -470,11 +476,25 @@ export class Producer {
     // Every send waits for the topic's metadata once, explicit partitions too: it carries the
     // topic's max.message.bytes, which bounds its batches.
     if (topic.partitionCount === 0) return null;
-    if (explicit !== null) return explicit;
+    // Explicit partitions too: the metadata also brings changes of max.message.bytes.
     if (now - topic.fetchedAtMs > this.metadataMaxAgeMs) this.refreshInBackground(topic);
+    if (explicit !== null) return explicit;
     if (key !== null) return partitionForKey(key, topic.partitionCount);
     if (topic.stickyPartition < 0 || topic.stickyPartition >= topic.partitionCount) topic.stickyPartition = randomPartition(topic.partitionCount, -1);
     return topic.stickyPartition;
+  }
+
+  /**
+   * The error for a record the topic cannot take: even a batch of it alone, with its framing at
+   * its narrowest, is over the topic's max.message.bytes. Refused here, it does not fail the
+   * records sent after it, as a batch the broker refuses would (their sequences would leave a
+   * gap). Records within a few bytes of the limit, and compressed ones, are left to the broker.
+   */
+  private tooLargeFor(topic: TopicState, key: Buffer | null, value: Buffer | null): StrataClientError | null {
+    if (this.compression !== 'none' || topic.maxMessageBytes === 0) return null;
+    const smallestBatch = BATCH_HEADER_BYTES + (key?.length ?? 0) + (value?.length ?? 0);
+    if (smallestBatch <= topic.maxMessageBytes) return null;
+    return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${smallestBatch} bytes (in a batch of its own) exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes}; it was not sent`);
   }
 
   private hasRoomFor(sizeBytes: number): boolean {
@@ -512,6 +532,12 @@ export class Producer {
           }
           continue;
         }
+        const tooLarge = this.tooLargeFor(head.topic, head.key, head.value);
+        if (tooLarge !== null) {
+          this.waiting.shift();
+          this.complete(head.callback, tooLarge, undefined);
+          continue;
+        }
         if (!this.hasRoomFor(head.sizeBytes)) {
           // As Kafka's accumulator does: while a send waits for room, nothing lingers.
           this.expediteQueued();
@@ -531,6 +557,7 @@ export class Producer {
       .then((description) => {
         topic.partitionCount = description.partitions.length;
         topic.batchBytes = batchBytesFor(this.batchBytes, description.configs['max.message.bytes'], this.compression);
+        topic.maxMessageBytes = Number(description.configs['max.message.bytes']) || 0;
         topic.fetchedAtMs = Date.now();
       })
       .finally(() => {
@@ -827,7 +854,8 @@ export class Producer {
       this.restart(error);
       return;
     }
-    if (error.code === 'NOT_FOUND') partition.topic.fetchedAtMs = 0;
+    // A vanished topic or a lowered max.message.bytes: fetch the metadata again.
+    if (error.code === 'NOT_FOUND' || error.code === 'RESOURCE_EXHAUSTED') partition.topic.fetchedAtMs = 0;
     this.failFrom(batch, error);
   }
 
@@ -844,7 +872,8 @@ export class Producer {
       const oldest = partition.inFlight[0]!;
       const elapsedMs = now - oldest.createdAtMs;
       if (oldest.attempts > this.retries || elapsedMs >= this.deliveryTimeoutMs) {
-        this.failFrom(oldest, new StrataClientError(reason.code, `gave up on ${partition.topic.name}-${partition.partition} after ${oldest.attempts} attempts over ${elapsedMs} ms; last error: ${reason.message}`, { cause: reason }));
+        const gaveUp = `gave up on ${partition.topic.name}-${partition.partition} after ${oldest.attempts} attempts over ${elapsedMs} ms (last error: ${reason.message}); its records may have been written, as only the answer may have been lost`;
+        this.failFrom(oldest, new StrataClientError(reason.code, gaveUp, { cause: reason }), true);
       }
     }
     const delayMs = Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(this.consecutiveFailures, 20)) * (0.8 + 0.4 * Math.random());
@@ -869,7 +898,7 @@ export class Producer {
    * Fails `batch` and the partition's later unacknowledged batches (the broker refuses those:
    * their sequences would leave a gap), then restarts the partition at a new epoch, sequence 0.
    */
-  private failFrom(batch: ProducerBatch, error: StrataClientError): void {
+  private failFrom(batch: ProducerBatch, error: StrataClientError, outcomeUnknown = false): void {
     const partition = batch.partition;
     const index = partition.inFlight.indexOf(batch);
     // Idempotent: this batch and every later one of the partition (the broker would refuse
@@ -878,7 +907,12 @@ export class Producer {
     if (partition.inFlight.length === 0) this.active.delete(partition);
     for (const each of failed) {
       if (this.inFlightById.get(each.correlationId) === each) this.inFlightById.delete(each.correlationId);
-      const cause = each === batch || !this.idempotent ? error : new StrataClientError(error.code, `not written: an earlier batch of ${partition.topic.name}-${partition.partition} failed (${error.message})`, { cause: error });
+      const cause =
+        each === batch || !this.idempotent
+          ? error
+          : outcomeUnknown
+            ? new StrataClientError(error.code, `outcome unknown: an earlier batch of ${partition.topic.name}-${partition.partition} failed without an answer (${error.message}); these records may have been written too`, { cause: error })
+            : new StrataClientError(error.code, `not written: an earlier batch of ${partition.topic.name}-${partition.partition} was refused (${error.message})`, { cause: error });
       this.settleFailed(each, cause);
     }
     if (this.idempotent && index >= 0) {
@@ -890,7 +924,8 @@ export class Producer {
 
   /** Fails every unacknowledged batch of the partition (nothing will resend them). */
   private failInFlight(partition: PartitionState, error: StrataClientError): void {
-    while (partition.inFlight.length > 0) this.failFrom(partition.inFlight[0]!, error);
+    // Sent but unanswered: the broker may have written them.
+    while (partition.inFlight.length > 0) this.failFrom(partition.inFlight[0]!, error, true);
   }
 
   /**

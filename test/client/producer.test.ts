@@ -620,30 +620,78 @@ describe('idempotent retries', () => {
     const error = await target.send({ topic: name, value: 'doomed' }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(StrataClientError);
     expect((error as StrataClientError).code).toBe('UNAVAILABLE');
-    expect((error as StrataClientError).message).toMatch(/gave up on producer-\d+-0 after 3 attempts/);
+    expect((error as StrataClientError).message).toMatch(/gave up on producer-\d+-0 after 3 attempts .*; its records may have been written/);
     expect(target.bufferedBytes).toBe(0);
   });
 
-  it('a refused batch fails its sends and those behind it; the partition then carries on', async () => {
-    const name = await topic(1, { 'max.message.bytes': '1024' });
-    const target = producer({ lingerMs: 60_000, batchBytes: 1_500 });
+  it('when it gives up on unanswered batches, says that they and the ones behind them may have been written', async () => {
+    const name = await topic(1);
+    const stats = { lost: 1_000, duplicates: 0 };
+    const target = producer({ lingerMs: 0, batchBytes: 160, retries: 2, retryBackoffMs: 1, retryBackoffMaxMs: 5, interceptors: [loseResponses(1_000, stats)] });
+    await target.send({ topic: name, value: 'answered' }); // the partition now takes batches in parallel
+    stats.lost = 0; // from here on, every answer is lost
+    // Each record fills a batch of its own: two batches in flight together.
+    const first = target.send({ topic: name, value: 'd'.repeat(100) }).catch((caught: unknown) => caught as StrataClientError);
+    const second = target.send({ topic: name, value: 'e'.repeat(100) }).catch((caught: unknown) => caught as StrataClientError);
+    expect(((await first) as StrataClientError).message).toMatch(/gave up on producer-\d+-0 after 3 attempts .*; its records may have been written/);
+    expect(((await second) as StrataClientError).message).toMatch(/^outcome unknown: an earlier batch of producer-\d+-0 failed without an answer .*; these records may have been written too/);
+    // And they were: only the answers were lost.
+    expect(values(await readLog(name, 0))).toEqual(['answered', 'd'.repeat(100), 'e'.repeat(100)]);
+  });
+
+  it('a batch the broker refuses fails its sends and those behind it ("not written"); the partition then carries on', async () => {
+    const name = await topic(1, { 'max.message.bytes': '4096' });
+    const target = producer({ lingerMs: 60_000, batchBytes: 2_100, metadataMaxAgeMs: 3_600_000 }); // the big record fills a batch
     const first = target.send({ topic: name, value: 'small-1' });
+    await target.flush();
+    expect((await first).offset).toBe(0); // the metadata is known now: 4096
+    await admin.alterTopicConfigs(name, { 'max.message.bytes': '1024' }); // the producer does not know yet
     const big = target.send({ topic: name, value: 'B'.repeat(2_000) }).catch((caught: unknown) => caught as StrataClientError);
     const behind = target.send({ topic: name, value: 'small-2' }).catch((caught: unknown) => caught as StrataClientError);
     await target.flush();
-    expect((await first).offset).toBe(0);
     const bigError = await big;
     expect(bigError).toBeInstanceOf(StrataClientError);
     expect((bigError as StrataClientError).code).toBe('RESOURCE_EXHAUSTED');
     expect((bigError as StrataClientError).message).toContain('max.message.bytes');
     const behindError = (await behind) as StrataClientError;
     expect(behindError).toBeInstanceOf(StrataClientError);
-    expect(behindError.message).toContain('an earlier batch');
+    expect(behindError.message).toMatch(/^not written: an earlier batch of .* was refused/);
     const afterSends = [target.send({ topic: name, value: 'after-1' }), target.send({ topic: name, value: 'after-2' })];
     await target.flush();
     const after = await Promise.all(afterSends);
     expect(after.map((result) => result.offset)).toEqual([1, 2]);
     expect(values(await readLog(name, 0))).toEqual(['small-1', 'after-1', 'after-2']);
+  });
+
+  it("refuses at send() a record over the topic's max.message.bytes, and the records after it are written", async () => {
+    const name = await topic(1, { 'max.message.bytes': '1024' });
+    const target = producer({ lingerMs: 60_000, batchBytes: 1_500 });
+    const first = target.send({ topic: name, value: 'small-1' });
+    const big = target.send({ topic: name, value: 'B'.repeat(2_000) }).catch((caught: unknown) => caught as StrataClientError);
+    const behind = target.send({ topic: name, value: 'small-2' });
+    await target.flush();
+    const bigError = (await big) as StrataClientError;
+    expect(bigError).toBeInstanceOf(StrataClientError);
+    expect(bigError.code).toBe('RESOURCE_EXHAUSTED');
+    expect(bigError.message).toMatch(/exceeds topic ".*"'s max\.message\.bytes of 1024; it was not sent/);
+    expect([(await first).offset, (await behind).offset]).toEqual([0, 1]);
+    expect(values(await readLog(name, 0))).toEqual(['small-1', 'small-2']);
+  });
+
+  it('learns a lowered max.message.bytes after a refusal, also when sending to an explicit partition', async () => {
+    const name = await topic(1, { 'max.message.bytes': '4096' });
+    const target = producer({ lingerMs: 0, metadataMaxAgeMs: 3_600_000 });
+    await target.send({ topic: name, partition: 0, value: 'first' });
+    await admin.alterTopicConfigs(name, { 'max.message.bytes': '1024' });
+    const refused = (await target.send({ topic: name, partition: 0, value: 'C'.repeat(2_000) }).catch((caught: unknown) => caught)) as StrataClientError;
+    expect(refused.message).toContain('max.message.bytes'); // by the broker: the producer did not know
+    // The refusal made the metadata stale: the next send fetches it and refuses at once.
+    const deadline = Date.now() + 5_000;
+    let message = '';
+    while (!message.includes('it was not sent') && Date.now() < deadline) {
+      message = ((await target.send({ topic: name, partition: 0, value: 'C'.repeat(2_000) }).catch((caught: unknown) => caught)) as StrataClientError).message;
+    }
+    expect(message).toContain('it was not sent');
   });
 });
 
