@@ -85,6 +85,7 @@ export type ResetTarget =
 
 const GROUP_ID_LENGTH_MAX = 255;
 const SESSION_TIMEOUT_MIN_MS = 100;
+const OFFSET_METADATA_BYTES_MAX = 4096;
 const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;
 
 function checkGroupId(groupId: string): void {
@@ -169,7 +170,7 @@ export class GroupCoordinator {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `session_timeout_ms must be from ${SESSION_TIMEOUT_MIN_MS} to ${SESSION_TIMEOUT_MAX_MS}, got ${sessionTimeoutMs}`);
     }
     if (request.memberEpoch < -2) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member_epoch ${request.memberEpoch} is invalid`);
-    if (request.memberEpoch === 0 && request.subscription === null) {
+    if (request.memberEpoch === 0 && (request.subscription === null || (request.subscription.topicNames.length === 0 && request.subscription.regex === ''))) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a joining member must send its subscription (topic names and/or a regex)');
     }
     if (request.memberEpoch === 0 && this.administered.has(request.groupId)) {
@@ -235,6 +236,9 @@ export class GroupCoordinator {
       }
       if (entry.offset > log.logEndOffset) {
         throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${entry.offset} for ${entry.topic}-${entry.partition} is beyond the log end ${log.logEndOffset}`);
+      }
+      if (Buffer.byteLength(entry.metadata, 'utf8') > OFFSET_METADATA_BYTES_MAX) {
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `metadata for ${entry.topic}-${entry.partition} is ${Buffer.byteLength(entry.metadata, 'utf8')} bytes; the limit is ${OFFSET_METADATA_BYTES_MAX} (Kafka's offset.metadata.max.bytes)`);
       }
     }
     const group = this.groups.get(groupId);

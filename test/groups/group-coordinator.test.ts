@@ -139,6 +139,7 @@ describe('heartbeats', () => {
       ['session timeout too long', request({ groupId: 'g', subscription, sessionTimeoutMs: 30 * 60 * 1000 + 1 })],
       ['epoch below -2', request({ groupId: 'g', subscription, memberId: 'm', memberEpoch: -3 })],
       ['join without a subscription', request({ groupId: 'g' })],
+      ['join with an empty subscription', request({ groupId: 'g', subscription: { topicNames: [], regex: '' } })],
       ['invalid regex', request({ groupId: 'g', subscription: { topicNames: [], regex: '[' } })],
     ];
     for (const [what, input] of cases) expect((await failure(() => coordinator.heartbeat(input))).code, what).toBe(ErrorCode.INVALID_ARGUMENT);
@@ -210,8 +211,11 @@ describe('offset commits', () => {
     expect((await failure(() => commit('t', 2, 0))).code).toBe(ErrorCode.NOT_FOUND);
     expect((await failure(() => commit('t', 0, -1))).code).toBe(ErrorCode.INVALID_ARGUMENT);
     expect((await failure(() => commit('t', 0, 6))).code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+    const tooMuchMetadata = await failure(() => coordinator.commit('g', '', 0, [{ topic: 't', partition: 0, offset: 1, metadata: 'm'.repeat(4097) }]));
+    expect(tooMuchMetadata).toEqual({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringMatching(/metadata for t-0 is 4097 bytes; the limit is 4096/) as unknown as string });
+    await coordinator.commit('g', '', 0, [{ topic: 't', partition: 1, offset: 0, metadata: 'm'.repeat(4096) }]);
     await commit('t', 0, 5); // the log end itself is fine
-    expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 5 }]);
+    expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 0 }]);
     await coordinator.commit('g', 'anyone', 1, []); // nothing to commit: a no-op
   });
 
