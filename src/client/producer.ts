@@ -876,6 +876,7 @@ export class Producer {
         this.failFrom(oldest, new StrataClientError(reason.code, gaveUp, { cause: reason }), true);
       }
     }
+    this.expireQueued(now, reason);
     const delayMs = Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(this.consecutiveFailures, 20)) * (0.8 + 0.4 * Math.random());
     this.consecutiveFailures++;
     this.logger.warn({ code: reason.code, reason: reason.message, delayMs: Math.round(delayMs), partitions: this.active.size }, 'produce stream failed; resending unacknowledged batches');
@@ -892,6 +893,24 @@ export class Producer {
       }
       this.scheduleDrain();
     }, delayMs);
+  }
+
+  /**
+   * Fails queued batches that have waited `deliveryTimeoutMs` without being sent, as Kafka's
+   * accumulator expires them: without this, a partition that sends one batch at a time after a
+   * failure would fail them one per backoff, and close() could take hours. Never sent, they
+   * have no sequence number yet, so dropping them leaves no gap.
+   */
+  private expireQueued(now: number, reason: StrataClientError): void {
+    for (const partition of [...this.sendable]) {
+      while (partition.queued.length > 0 && now - partition.queued[0]!.createdAtMs >= this.deliveryTimeoutMs) {
+        const batch = partition.queued.shift()!;
+        if (batch.lingerTimer !== null) clearTimeout(batch.lingerTimer);
+        const message = `not sent within deliveryTimeoutMs (${this.deliveryTimeoutMs} ms): ${partition.topic.name}-${partition.partition} could not be written (last error: ${reason.message}); not written`;
+        this.settleFailed(batch, new StrataClientError(reason.code, message, { cause: reason }));
+      }
+      if (partition.queued.length === 0) this.sendable.delete(partition);
+    }
   }
 
   /**

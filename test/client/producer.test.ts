@@ -624,6 +624,20 @@ describe('idempotent retries', () => {
     expect(target.bufferedBytes).toBe(0);
   });
 
+  it('fails batches still queued after deliveryTimeoutMs at once (not written), not one per retry', async () => {
+    const name = await topic(1);
+    const target = producer({ lingerMs: 0, batchBytes: 160, retries: 1_000, deliveryTimeoutMs: 200, retryBackoffMs: 20, retryBackoffMaxMs: 20, interceptors: [breakStreamsBeforeSending(1_000_000, { broken: 0 })] });
+    // Each record fills a batch: one goes out, the others wait in the queue.
+    const sends = Array.from({ length: 20 }, (_, index) => target.send({ topic: name, value: String(index).repeat(100).slice(0, 100) }).catch((caught: unknown) => caught as StrataClientError));
+    const errors = (await Promise.all(sends)) as StrataClientError[];
+    expect(errors[0]!.message).toMatch(/gave up on producer-\d+-0 after \d+ attempts/);
+    const notSent = errors.filter((error) => /^not sent within deliveryTimeoutMs \(200 ms\)/.test(error.message));
+    expect(notSent.length).toBeGreaterThanOrEqual(15);
+    await target.flush();
+    expect(target.bufferedBytes).toBe(0);
+    expect(values(await readLog(name, 0))).toEqual([]);
+  });
+
   it('when it gives up on unanswered batches, says that they and the ones behind them may have been written', async () => {
     const name = await topic(1);
     const stats = { lost: 1_000, duplicates: 0 };
