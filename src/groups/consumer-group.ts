@@ -59,6 +59,8 @@ export interface Member {
   assigned: Set<TopicPartition>;
   /** Partitions taken from the member that it has not yet acknowledged giving up. */
   revoking: Set<TopicPartition>;
+  /** When `revoking` last became non-empty (-1 while it is empty). */
+  revokingSinceMs: number;
   /** A static member that left with epoch -2: it keeps its partitions until its session ends. */
   away: boolean;
 }
@@ -133,7 +135,7 @@ export class ConsumerGroup {
       member.subscription = input.subscription;
       this.bumpAndReassign(topics);
     }
-    return this.reconcile(member, input.owned);
+    return this.reconcile(member, input.owned, nowMs);
   }
 
   private checkEpoch(member: Member, input: HeartbeatInput, topics: TopicCounts): void {
@@ -179,13 +181,14 @@ export class ConsumerGroup {
       lastHeartbeatMs: nowMs,
       assigned: new Set(),
       revoking: new Set(),
+      revokingSinceMs: -1,
       away: false,
     };
     this.members.set(member.memberId, member);
     this.bumpAndReassign(topics);
     // Epoch 0 means "joining": a member always leaves the join with a real epoch.
     member.epoch = this.groupEpoch;
-    return this.reconcile(member, new Set());
+    return this.reconcile(member, new Set(), nowMs);
   }
 
   /**
@@ -202,6 +205,8 @@ export class ConsumerGroup {
       epoch: previous.epoch + 1,
       sessionTimeoutMs: input.sessionTimeoutMs,
       lastHeartbeatMs: nowMs,
+      // A new incarnation: its time to give up inherited revocations starts now.
+      revokingSinceMs: previous.revoking.size > 0 ? nowMs : -1,
       away: false,
     };
     this.members.delete(previous.memberId);
@@ -228,12 +233,19 @@ export class ConsumerGroup {
     return { memberId: member.memberId, memberEpoch: LEAVE_EPOCH, assignment: new Set() };
   }
 
-  /** Removes members whose session expired; returns their ids. */
-  expire(nowMs: number, topics: TopicCounts): string[] {
-    const expired: string[] = [];
+  /**
+   * Removes members whose session expired, and members that have kept a partition they were
+   * told to give up for longer than their session timeout (KIP-848's rebalance timeout): a
+   * member that heartbeats but never acknowledges a revocation would otherwise hold the
+   * partition from its new owner for good. Returns them with the reason.
+   */
+  expire(nowMs: number, topics: TopicCounts): { memberId: string; reason: 'session' | 'revocation' }[] {
+    const expired: { memberId: string; reason: 'session' | 'revocation' }[] = [];
     for (const member of [...this.members.values()]) {
-      if (nowMs - member.lastHeartbeatMs > member.sessionTimeoutMs) {
-        expired.push(member.memberId);
+      const silent = nowMs - member.lastHeartbeatMs > member.sessionTimeoutMs;
+      const holding = member.revokingSinceMs >= 0 && nowMs - member.revokingSinceMs > member.sessionTimeoutMs;
+      if (silent || holding) {
+        expired.push({ memberId: member.memberId, reason: silent ? 'session' : 'revocation' });
         this.remove(member, topics);
       }
     }
@@ -281,7 +293,7 @@ export class ConsumerGroup {
    * Moves a member towards its target: releases the partitions it acknowledged giving up,
    * asks it to revoke those no longer in its target, and hands it free target partitions.
    */
-  private reconcile(member: Member, reported: ReadonlySet<TopicPartition>): HeartbeatOutput {
+  private reconcile(member: Member, reported: ReadonlySet<TopicPartition>, nowMs: number): HeartbeatOutput {
     for (const key of [...member.revoking]) {
       if (!reported.has(key)) {
         member.revoking.delete(key);
@@ -304,6 +316,8 @@ export class ConsumerGroup {
       changed = true;
     }
     if (changed) member.epoch = Math.max(member.epoch + 1, this.groupEpoch);
+    if (member.revoking.size === 0) member.revokingSinceMs = -1;
+    else if (member.revokingSinceMs < 0) member.revokingSinceMs = nowMs;
     return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned) };
   }
 

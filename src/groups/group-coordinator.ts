@@ -137,8 +137,9 @@ export class GroupCoordinator {
     for (const group of this.groups.values()) {
       if (group.members.size === 0) continue;
       topics ??= this.topicCounts();
-      for (const memberId of group.expire(nowMs, topics)) {
-        this.logger.info({ group: group.groupId, memberId }, 'member session expired; its partitions are reassigned');
+      for (const { memberId, reason } of group.expire(nowMs, topics)) {
+        const what = reason === 'session' ? 'member session expired' : 'member kept partitions it was told to give up for longer than its session timeout; fenced';
+        this.logger.info({ group: group.groupId, memberId }, `${what}; its partitions are reassigned`);
       }
       this.forgetIfUnused(group);
     }

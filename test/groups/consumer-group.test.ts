@@ -145,7 +145,12 @@ class Harness {
     throw new Error(`group did not settle: state ${this.group.state}`);
   }
 
+  /** Ids of the members removed (`expireWithReasons` gives why). */
   expire(): string[] {
+    return this.expireWithReasons().map(({ memberId }) => memberId);
+  }
+
+  expireWithReasons(): { memberId: string; reason: 'session' | 'revocation' }[] {
     const expired = this.group.expire(this.clock.nowMs(), this.topics);
     checkOwnership(this.group);
     return expired;
@@ -305,6 +310,21 @@ describe('two-phase partition moves', () => {
     h.beat(a, { owned: new Set(partitionsOf('t', 12)) });
     h.leave(a);
     expect(h.group.owners.size).toBe(0);
+    expect(h.beat(b).assignment.size).toBe(12);
+  });
+
+  it('fences a member that heartbeats but keeps partitions it was told to give up for longer than its session', () => {
+    const { h, a, b } = scenario();
+    h.beat(a, { owned: new Set(partitionsOf('t', 12)) }); // revocation pending from now
+    for (let step = 0; step < 9; step++) {
+      h.clock.advance(SESSION_MS / 10);
+      h.beat(a, { owned: new Set(partitionsOf('t', 12)) }); // alive, but never acknowledges
+      h.beat(b);
+      expect(h.expire(), `step ${step}`).toEqual([]);
+    }
+    h.clock.advance(SESSION_MS / 10 + 1);
+    h.beat(b);
+    expect(h.expireWithReasons()).toEqual([{ memberId: a.memberId, reason: 'revocation' }]);
     expect(h.beat(b).assignment.size).toBe(12);
   });
 
@@ -834,7 +854,7 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
   // The broker's session check, as the coordinator's timer does it.
   const expiryCheck = (): void => {
     if (stopping) return;
-    for (const memberId of group.expire(now(), topics)) log.push(`${now()} broker expired ${memberId}`);
+    for (const { memberId, reason } of group.expire(now(), topics)) log.push(`${now()} broker expired ${memberId} (${reason})`);
     afterBrokerCall('expire');
     at(now() + 50, expiryCheck);
   };
