@@ -29,13 +29,18 @@ export function writeUvarint(buffer: Buffer, position: number, value: number): n
   return position;
 }
 
-/** The tag byte of a field (numbers 1-15). */
-export function fieldTag(fieldNumber: number, wireType: 0 | 2): number {
+export const VARINT = 0;
+export const FIXED64 = 1;
+export const LENGTH_DELIMITED = 2;
+export const START_GROUP = 3;
+export const END_GROUP = 4;
+export const FIXED32 = 5;
+export type WireType = typeof VARINT | typeof FIXED64 | typeof LENGTH_DELIMITED | typeof START_GROUP | typeof END_GROUP | typeof FIXED32;
+
+/** The tag of a field: (field number << 3) | wire type (one byte for numbers 1-15). */
+export function fieldTag(fieldNumber: number, wireType: WireType): number {
   return (fieldNumber << 3) | wireType;
 }
-
-export const VARINT = 0;
-export const LENGTH_DELIMITED = 2;
 
 /** A field with a varint value (non-negative), as [tag, value]. */
 export type VarintField = readonly [tag: number, value: number];

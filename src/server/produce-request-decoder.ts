@@ -11,11 +11,10 @@
  * protobufjs as it is. Bytes protobufjs could not decode fail the same way as before.
  */
 import protobuf from 'protobufjs/minimal.js';
+import { LENGTH_DELIMITED, fieldTag } from '../common/protobuf-wire.js';
 import { strata } from '../generated/strata.js';
 
-const RECORDS_FIELD = 3;
-const LENGTH_DELIMITED = 2;
-const RECORDS_TAG = (RECORDS_FIELD << 3) | LENGTH_DELIMITED;
+const RECORDS_TAG = fieldTag(3, LENGTH_DELIMITED);
 
 export interface IncomingProduceRequest {
   /** Every field but `records`, which is left empty. */

@@ -13,7 +13,6 @@
  */
 import {
   LENGTH_DELIMITED,
-  VARINT,
   type VarintField,
   fieldTag,
   int64VarintSize,
@@ -24,18 +23,11 @@ import {
   writeVarintFields,
 } from '../common/protobuf-wire.js';
 import { type RecordVisitor, forEachBatch, forEachRecord, readRecordCount } from '../storage/record-batch.js';
+import { HEADER_KEY_TAG, HEADER_VALUE_TAG, RECORD_HEADERS_TAG, RECORD_KEY_TAG, RECORD_OFFSET_TAG, RECORD_TIMESTAMP_TAG, RECORD_VALUE_TAG } from './record-message.js';
 import { type FetchResponseFields, type SubscribeResponseFields, fetchResponseFields, subscribeResponseFields } from './raw-responses.js';
 
 const FETCH_RECORDS_TAG = fieldTag(1, LENGTH_DELIMITED);
 const SUBSCRIBE_RECORDS_TAG = fieldTag(2, LENGTH_DELIMITED);
-
-const RECORD_KEY_TAG = fieldTag(1, LENGTH_DELIMITED);
-const RECORD_VALUE_TAG = fieldTag(2, LENGTH_DELIMITED);
-const RECORD_HEADERS_TAG = fieldTag(3, LENGTH_DELIMITED);
-const RECORD_TIMESTAMP_TAG = fieldTag(4, VARINT);
-const RECORD_OFFSET_TAG = fieldTag(5, VARINT);
-const HEADER_KEY_TAG = fieldTag(1, LENGTH_DELIMITED);
-const HEADER_VALUE_TAG = fieldTag(2, LENGTH_DELIMITED);
 
 /**
  * Bytes a record's message takes beyond its batch bytes, in a first guess at the buffer's size:

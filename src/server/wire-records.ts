@@ -15,23 +15,11 @@
  *   10 bytes, a header key that is not UTF-8, and a timestamp outside 0..2^53-1 (as int64).
  */
 import { isUtf8 } from 'node:buffer';
+import { END_GROUP, FIXED32, FIXED64, LENGTH_DELIMITED, START_GROUP, VARINT } from '../common/protobuf-wire.js';
 import { NULL_LENGTH, RecordRanges } from '../storage/record-ranges.js';
+import { HEADER_KEY_TAG, HEADER_VALUE_TAG, RECORD_HEADERS_TAG, RECORD_KEY_TAG, RECORD_TIMESTAMP_TAG, RECORD_VALUE_TAG } from './record-message.js';
 import { invalidArgument } from './status.js';
 
-const VARINT = 0;
-const FIXED64 = 1;
-const LENGTH_DELIMITED = 2;
-const START_GROUP = 3;
-const END_GROUP = 4;
-const FIXED32 = 5;
-
-const tagOf = (fieldNumber: number, wireType: number): number => (fieldNumber << 3) | wireType;
-const RECORD_KEY = tagOf(1, LENGTH_DELIMITED);
-const RECORD_VALUE = tagOf(2, LENGTH_DELIMITED);
-const RECORD_HEADERS = tagOf(3, LENGTH_DELIMITED);
-const RECORD_TIMESTAMP = tagOf(4, VARINT);
-const HEADER_KEY = tagOf(1, LENGTH_DELIMITED);
-const HEADER_VALUE = tagOf(2, LENGTH_DELIMITED);
 const MAX_SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
 /** protobufjs's limit too. */
 const GROUP_DEPTH_MAX = 100;
@@ -179,20 +167,20 @@ function readRecord(reader: WireReader, headerReader: WireReader, records: Recor
   while (!reader.done) {
     const tag = reader.tag();
     switch (tag) {
-      case RECORD_KEY:
+      case RECORD_KEY_TAG:
         keyStart = reader.lengthDelimited();
         keyLength = reader.position - keyStart;
         break;
-      case RECORD_VALUE:
+      case RECORD_VALUE_TAG:
         valueStart = reader.lengthDelimited();
         valueLength = reader.position - valueStart;
         break;
-      case RECORD_HEADERS: {
+      case RECORD_HEADERS_TAG: {
         const start = reader.lengthDelimited();
         readHeader(headerReader.at(start, reader.position), records, index, records.headerCountTotal - firstHeader);
         break;
       }
-      case RECORD_TIMESTAMP: {
+      case RECORD_TIMESTAMP_TAG: {
         const start = reader.position;
         timestamp = reader.uint64();
         // At 2^53 or more the float is not exact: the int64 value (bits past 64 dropped) is.
@@ -223,11 +211,11 @@ function readHeader(reader: WireReader, records: RecordRanges, recordIndex: numb
   while (!reader.done) {
     const tag = reader.tag();
     switch (tag) {
-      case HEADER_KEY:
+      case HEADER_KEY_TAG:
         keyStart = reader.lengthDelimited();
         keyLength = reader.position - keyStart;
         break;
-      case HEADER_VALUE:
+      case HEADER_VALUE_TAG:
         valueStart = reader.lengthDelimited();
         valueLength = reader.position - valueStart;
         break;
