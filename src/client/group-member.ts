@@ -32,7 +32,9 @@
  * without leaving (crash simulation).
  */
 import type { MethodDefinition } from '@grpc/grpc-js';
+import { newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
+import { compileTopicRegex } from '../common/topic-regex.js';
 import { strata } from '../generated/strata.js';
 import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, longToNumber } from './connection.js';
@@ -124,8 +126,8 @@ export interface GroupMemberSettings {
 // Validation and wire helpers (also used by the Consumer for manual-assignment commits).
 
 export function checkGroupId(groupId: string): string {
-  if (typeof groupId !== 'string' || groupId.length === 0) throw invalidArgument('groupId must be a non-empty string');
-  if (groupId.length > 255) throw invalidArgument(`groupId is ${groupId.length} characters long; the limit is 255`);
+  const problem = newGroupIdProblem(groupId);
+  if (problem !== null) throw invalidArgument(problem);
   return groupId;
 }
 
@@ -147,11 +149,14 @@ export function normalizeSubscription(input: GroupSubscriptionInput): GroupSubsc
   if (spec === null || typeof spec !== 'object') throw invalidArgument('a subscription is a list of topic names or { topics, regex }');
   const topics = [...new Set(spec.topics ?? [])];
   for (const topic of topics) if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument(`subscribed topic names must be non-empty strings, got ${JSON.stringify(topic)}`);
+  if (spec.regex instanceof RegExp && spec.regex.flags !== '') {
+    throw invalidArgument(`regex flags (${spec.regex.flags}) are not sent to the broker; write them inline, e.g. (?i)orders\\..*`);
+  }
   const regex = spec.regex instanceof RegExp ? spec.regex.source : (spec.regex ?? '');
   if (typeof regex !== 'string') throw invalidArgument('regex must be a string or a RegExp');
   if (regex !== '') {
     try {
-      new RegExp(`^(?:${regex})$`);
+      compileTopicRegex(regex);
     } catch (error) {
       throw invalidArgument(`regex is not a valid regular expression: ${(error as Error).message}`);
     }

@@ -16,6 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { type TopicRegex, compileTopicRegex } from '../common/topic-regex.js';
 import { type Assignment, type AssignorName, type TopicPartition, assign, splitTp } from './assignors.js';
 
 export type GroupState = 'empty' | 'assigning' | 'reconciling' | 'stable' | 'dead';
@@ -52,7 +53,7 @@ export interface Member {
   host: string;
   epoch: number;
   subscription: Subscription;
-  regex: RegExp | null;
+  regex: TopicRegex | null;
   sessionTimeoutMs: number;
   lastHeartbeatMs: number;
   /** Partitions the member was told it may own. */
@@ -68,11 +69,10 @@ export interface Member {
 export const LEAVE_EPOCH = -1;
 export const STATIC_LEAVE_EPOCH = -2;
 
-export function compileSubscriptionRegex(source: string): RegExp | null {
+export function compileSubscriptionRegex(source: string): TopicRegex | null {
   if (source === '') return null;
   try {
-    new RegExp(source); // on its own first, so `a)|(b` cannot escape the whole-name anchors
-    return new RegExp(`^(?:${source})$`);
+    return compileTopicRegex(source);
   } catch (error) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `subscribed_topic_regex is not a valid regular expression: ${(error as Error).message}`);
   }
@@ -196,7 +196,7 @@ export class ConsumerGroup {
    * partitions and target under a new member id; the old id is fenced. No rebalance unless the
    * subscription changed.
    */
-  private takeOver(previous: Member, input: HeartbeatInput, subscription: Subscription, regex: RegExp | null, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+  private takeOver(previous: Member, input: HeartbeatInput, subscription: Subscription, regex: TopicRegex | null, nowMs: number, topics: TopicCounts): HeartbeatOutput {
     const member: Member = {
       ...previous,
       memberId: this.newMemberId(),
@@ -342,7 +342,7 @@ export class ConsumerGroup {
 function topicsOf(member: Member, topics: TopicCounts): string[] {
   const result: string[] = [];
   for (const topic of topics.keys()) {
-    if (member.subscription.topicNames.includes(topic) || member.regex?.test(topic)) result.push(topic);
+    if (member.subscription.topicNames.includes(topic) || member.regex?.matches(topic)) result.push(topic);
   }
   return result;
 }

@@ -12,6 +12,7 @@
  */
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { groupIdProblem, newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import type { Broker } from '../broker/broker.js';
 import { decodeRecords, forEachBatch } from '../storage/record-batch.js';
@@ -83,14 +84,19 @@ export type ResetTarget =
   | { kind: 'timestamp'; timestamp: number }
   | { kind: 'shiftBy'; shift: number };
 
-const GROUP_ID_LENGTH_MAX = 255;
 const SESSION_TIMEOUT_MIN_MS = 100;
 const OFFSET_METADATA_BYTES_MAX = 4096;
 const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;
 
 function checkGroupId(groupId: string): void {
-  if (typeof groupId !== 'string' || groupId.length === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'group id is required');
-  if (groupId.length > GROUP_ID_LENGTH_MAX) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `group id is ${groupId.length} characters long; the limit is ${GROUP_ID_LENGTH_MAX}`);
+  const problem = groupIdProblem(groupId);
+  if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
+}
+
+/** For calls that join a group or give it offsets: also refuses ids that only older versions accepted. */
+function checkNewGroupId(groupId: string): void {
+  const problem = newGroupIdProblem(groupId);
+  if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
 }
 
 function sortedPairs(keys: Iterable<TopicPartition>): { topic: string; partition: number }[] {
@@ -149,7 +155,7 @@ export class GroupCoordinator {
     const topics = this.topicCounts();
     for (const group of this.groups.values()) {
       if (group.members.size === 0) continue;
-      const subscribes = [...group.members.values()].some((member) => member.subscription.topicNames.includes(topic) || member.regex?.test(topic));
+      const subscribes = [...group.members.values()].some((member) => member.subscription.topicNames.includes(topic) || member.regex?.matches(topic));
       if (subscribes) group.topicsChanged(topics);
     }
   }
@@ -158,7 +164,7 @@ export class GroupCoordinator {
   // Membership.
 
   heartbeat(request: HeartbeatRequest): HeartbeatResult {
-    checkGroupId(request.groupId);
+    checkNewGroupId(request.groupId);
     let assignor: AssignorName | null = null;
     if (request.assignor !== '') {
       if (!ASSIGNORS.includes(request.assignor as AssignorName)) {
@@ -228,7 +234,7 @@ export class GroupCoordinator {
   // Offsets.
 
   async commit(groupId: string, memberId: string, memberEpoch: number, offsets: { topic: string; partition: number; offset: number; metadata: string }[]): Promise<void> {
-    checkGroupId(groupId);
+    checkNewGroupId(groupId);
     if (offsets.length === 0) return;
     for (const entry of offsets) {
       const log = this.broker.partitionLog(entry.topic, entry.partition); // NOT_FOUND for unknown ones
@@ -353,7 +359,7 @@ export class GroupCoordinator {
   }
 
   async resetOffsets(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {
-    checkGroupId(groupId); // a group known only by name may be given offsets, as in Kafka
+    checkNewGroupId(groupId); // a group known only by name may be given offsets, as in Kafka
     return this.whileEmpty(groupId, 'reset offsets of', () => this.resetOffsetsOfEmpty(groupId, topic, partitions, to));
   }
 

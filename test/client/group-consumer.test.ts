@@ -212,6 +212,9 @@ describe('subscription changes', () => {
     expect(description.members[0]?.subscribedTopicNames).toEqual([after]);
     expect(() => member.consumer.subscribe([])).toThrow(/topic names and\/or a regex/);
     expect(() => member.consumer.subscribe({ regex: '(' })).toThrow(/not a valid regular expression/);
+    expect(() => member.consumer.subscribe({ regex: /(?!x)y/ })).toThrow(/no lookaround/);
+    expect(() => member.consumer.subscribe({ regex: /orders/i })).toThrow(/write them inline, e\.g\. \(\?i\)/);
+    expect(() => new Consumer({ server: broker.address, groupId: 'g\u0007', subscribe: [after] })).toThrow(/control character U\+0007/);
     expect(() => new Consumer({ server: broker.address, subscribe: [after] })).toThrow(/needs a groupId/);
     await member.close();
   });

@@ -141,6 +141,8 @@ describe('heartbeats', () => {
       ['join without a subscription', request({ groupId: 'g' })],
       ['join with an empty subscription', request({ groupId: 'g', subscription: { topicNames: [], regex: '' } })],
       ['invalid regex', request({ groupId: 'g', subscription: { topicNames: [], regex: '[' } })],
+      ['regex with lookahead (not RE2)', request({ groupId: 'g', subscription: { topicNames: [], regex: '(?=t)t' } })],
+      ['control character in the group id', request({ groupId: 'g\u001b', subscription })],
     ];
     for (const [what, input] of cases) expect((await failure(() => coordinator.heartbeat(input))).code, what).toBe(ErrorCode.INVALID_ARGUMENT);
     const unknown = await failure(() => coordinator.heartbeat(request({ groupId: 'nobody', memberId: 'm', memberEpoch: 3 })));
@@ -217,6 +219,9 @@ describe('offset commits', () => {
     await commit('t', 0, 5); // the log end itself is fine
     expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 0 }]);
     await coordinator.commit('g', 'anyone', 1, []); // nothing to commit: a no-op
+    const controlCharacter = await failure(() => coordinator.commit('g\n', '', 0, [{ topic: 't', partition: 0, offset: 1, metadata: '' }]));
+    expect(controlCharacter).toEqual({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringMatching(/control character U\+000A/) as unknown as string });
+    expect(offsetsOf('g\n')).toEqual([]);
   });
 
   it('fences commits: stale epoch, not the owner, not a member; manual commits only while the group is empty', async () => {
