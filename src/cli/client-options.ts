@@ -12,7 +12,7 @@
 import type { Argv } from 'yargs';
 import { pino, type Logger } from 'pino';
 import { Connection, type ConnectionOptions } from '../client/connection.js';
-import { StrataClientError } from '../client/errors.js';
+import { StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { UsageError } from './cli-errors.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
@@ -78,7 +78,7 @@ export async function withConnection<T>(argv: { server?: unknown }, action: (con
 export function describeFailure(error: unknown, server: string): unknown {
   if (!(error instanceof StrataClientError)) return error;
   if (error.code === 'UNAVAILABLE' && !isBrokerMessage(error.message)) {
-    return new StrataClientError(error.code, `cannot reach the broker at ${server} (${transportReason(error.message)}); is it running? Set --server or STRATA_SERVER`, { cause: error });
+    return new StrataClientError(error.code, `${UNREACHABLE} at ${server} (${transportReason(error.message)}); is it running? Set --server or STRATA_SERVER`, { cause: error });
   }
   if (error.code === 'DEADLINE_EXCEEDED') {
     return new StrataClientError(error.code, `the broker at ${server} did not answer in time (${error.message})`, { cause: error });
@@ -86,10 +86,10 @@ export function describeFailure(error: unknown, server: string): unknown {
   return error;
 }
 
-/** The useful part of a grpc-js connection failure: "connect ECONNREFUSED 127.0.0.1:1". */
+/** The useful part of a connection failure: "connect ECONNREFUSED 127.0.0.1:1". */
 function transportReason(message: string): string {
-  const match = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/.exec(message);
-  return match?.[1] || message;
+  const prefix = `${UNREACHABLE} (`;
+  return message.startsWith(prefix) && message.endsWith(')') ? message.slice(prefix.length, -1) : message;
 }
 
 /** UNAVAILABLE from the broker itself (shutting down) rather than from the transport. */

@@ -37,6 +37,14 @@ export function statusName(code: number): StatusName {
   return typeof name === 'string' ? (name as StatusName) : 'UNKNOWN';
 }
 
+/**
+ * How grpc-js words a call that found no connection: "No connection established. Last error:
+ * Error: connect ECONNREFUSED 127.0.0.1:50051. Resolution note: ". The client says it as
+ * "cannot reach the broker (connect ECONNREFUSED 127.0.0.1:50051)".
+ */
+const NO_CONNECTION = /^No connection established\. Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/s;
+export const UNREACHABLE = 'cannot reach the broker';
+
 function isServiceError(error: unknown): error is ServiceError {
   return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number' && 'details' in error;
 }
@@ -50,6 +58,8 @@ export function toClientError(error: unknown): StrataClientError {
   if (error instanceof StrataClientError) return error;
   if (isServiceError(error)) {
     const details = error.details || error.message;
+    const unreachable = error.code === status.UNAVAILABLE ? NO_CONNECTION.exec(details) : null;
+    if (unreachable !== null) return new StrataClientError('UNAVAILABLE', `${UNREACHABLE} (${unreachable[1]})`, { cause: error });
     return new StrataClientError(statusName(error.code), details, { cause: error });
   }
   const message = error instanceof Error ? error.message : String(error);

@@ -130,10 +130,10 @@ describe('error mapping', () => {
     expect(error.message).toContain('the new count must be larger');
   });
 
-  it('UNAVAILABLE when no broker listens, within the deadline', async () => {
-    const unreachable = new Admin({ server: '127.0.0.1:1', deadlineMs: 2_000 });
+  it('UNAVAILABLE when no broker listens, saying so in words, within the deadline', async () => {
+    const unreachable = new Admin({ server: '127.0.0.1:1', deadlineMs: 10_000 });
     const error = await rejection(unreachable.listTopics());
-    expect(['UNAVAILABLE', 'DEADLINE_EXCEEDED']).toContain(error.code);
+    expect({ code: error.code, message: error.message }).toEqual({ code: 'UNAVAILABLE', message: 'cannot reach the broker (connect ECONNREFUSED 127.0.0.1:1)' });
     await unreachable.close();
   });
 });
