@@ -242,6 +242,9 @@ class TopicState {
   batchBytes: number;
   /** The topic's max.message.bytes (0 until known). */
   maxMessageBytes = 0;
+  /** The broker's refusal of the last metadata lookup (NOT_FOUND...), given to sends until `refusedUntilMs`. */
+  refusal: StrataClientError | null = null;
+  refusedUntilMs = 0;
 
   constructor(
     readonly name: string,
@@ -517,6 +520,14 @@ export class Producer {
         const now = Date.now();
         const target = this.partitionFor(head.topic, head.partition, head.key, now);
         if (target === null) {
+          // The broker just said this topic does not exist: the sends behind get the same answer
+          // for retryBackoffMs, so a loop sending to a missing topic costs one DescribeTopic per
+          // backoff, not one per record.
+          if (head.topic.refusal !== null && now < head.topic.refusedUntilMs) {
+            this.waiting.shift();
+            this.complete(head.callback, head.topic.refusal, undefined);
+            continue;
+          }
           try {
             await this.loadMetadata(head.topic);
             metadataFailures = 0;
@@ -526,6 +537,10 @@ export class Producer {
             if (isRetriable(failure) && !this.closed && now - head.queuedAtMs < this.deliveryTimeoutMs) {
               await sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(metadataFailures++, 20)));
               continue;
+            }
+            if (!isRetriable(failure)) {
+              head.topic.refusal = failure;
+              head.topic.refusedUntilMs = Date.now() + this.retryBackoffMs;
             }
             this.waiting.shift();
             this.complete(head.callback, failure, undefined);
@@ -559,6 +574,7 @@ export class Producer {
         topic.batchBytes = batchBytesFor(this.batchBytes, description.configs['max.message.bytes'], this.compression);
         topic.maxMessageBytes = Number(description.configs['max.message.bytes']) || 0;
         topic.fetchedAtMs = Date.now();
+        topic.refusal = null;
       })
       .finally(() => {
         topic.refreshing = null;

@@ -234,6 +234,29 @@ describe('round trip', () => {
     const name = await topic(1);
     expect((await target.send({ topic: name, value: 'after' })).offset).toBe(0);
   });
+
+  it('a burst of sends to a missing topic costs one DescribeTopic, and the topic is found once it exists', async () => {
+    const calls = { describeTopic: 0 };
+    const countDescribeTopic: Interceptor = (options, nextCall) => {
+      if (options.method_definition.path === '/strata.v1.Admin/DescribeTopic') calls.describeTopic++;
+      return new InterceptingCall(nextCall(options));
+    };
+    const target = producer({ retryBackoffMs: 500, interceptors: [countDescribeTopic] });
+    const name = `producer-${++topicCounter}`;
+    const outcomes = await Promise.all(Array.from({ length: 200 }, (_, index) => target.send({ topic: name, key: `k${index}`, value: 'v' }).catch((error: unknown) => error)));
+    expect(outcomes.every((outcome) => outcome instanceof StrataClientError && outcome.code === 'NOT_FOUND' && outcome.message === `topic "${name}" not found`)).toBe(true);
+    expect(calls.describeTopic).toBe(1);
+
+    await admin.createTopic(name, { partitions: 1, configs: {} });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const outcome = await target.send({ topic: name, value: 'v' }).catch((error: unknown) => error);
+      if (!(outcome instanceof StrataClientError)) break;
+      expect(outcome.code).toBe('NOT_FOUND'); // until the refusal has aged out
+      if (Date.now() > deadline) throw new Error('the producer never found the created topic');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
 });
 
 describe('batching', () => {
