@@ -28,6 +28,7 @@ import {
 } from '@grpc/grpc-js';
 import Long from 'long';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_MAX_REQUEST_BYTES } from '../common/request-limits.js';
 import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
 import { strata } from '../generated/strata.js';
 import { widenFlowControlWindows } from '../server/grpc-server.js';
@@ -38,7 +39,7 @@ import { ServerProcess } from './server-process.js';
 const v1 = strata.v1;
 
 /** The broker's own limit (`--max-request-bytes` default). */
-const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+const MAX_REQUEST_BYTES = DEFAULT_MAX_REQUEST_BYTES;
 const FETCH_BYTES_DEFAULT = 1024 * 1024;
 /** A fetch at the end of a partition waits at most this long before answering empty. */
 const FETCH_IDLE_WAIT_MAX_MS = 1_000;

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { DEFAULT_MAX_REQUEST_BYTES, PRODUCE_REQUEST_FIELDS_BYTES_MAX } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { partitionDirectory, topicsDirectory } from '../storage/file-names.js';
@@ -33,6 +34,7 @@ import { checkTopicName } from './topic-name.js';
 
 export const PARTITION_COUNT_MAX = 10_000;
 
+
 export interface BrokerOptions {
   dataDir: string;
   /** Partitions of a topic created without a count. */
@@ -45,6 +47,11 @@ export interface BrokerOptions {
   directWrites?: boolean;
   /** Memory for the newest written bytes of all partitions, for tailing readers; 0: none. */
   tailCacheBytes?: number;
+  /**
+   * The largest request the gRPC server accepts (`--max-request-bytes`, default 64 MiB). A
+   * topic's max.message.bytes must leave room for a batch of that size in one ProduceRequest.
+   */
+  maxRequestBytes?: number;
   clock?: Clock;
   logger?: Logger;
   fs?: FileSystem;
@@ -101,6 +108,7 @@ export class Broker {
   private readonly topics = new Map<string, Topic>();
   private readonly defaultPartitions: number;
   private readonly topicDefaults: LogConfig;
+  private readonly maxRequestBytes: number;
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly fs: FileSystem;
@@ -120,7 +128,10 @@ export class Broker {
     this.dataDir = options.dataDir;
     this.metadata = metadata;
     this.defaultPartitions = options.defaultPartitions ?? 1;
+    this.maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
     this.topicDefaults = resolveLogConfig(options.topicDefaults ?? {}, DEFAULT_LOG_CONFIG);
+    const defaultProblem = this.requestProblem(this.topicDefaults);
+    if (defaultProblem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `the default ${defaultProblem}; raise --max-request-bytes or lower --max-message-bytes`);
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'broker' });
     this.fs = options.fs ?? nodeFileSystem;
@@ -145,6 +156,8 @@ export class Broker {
     const records = this.metadata.listTopics();
     for (const record of records) {
       const config = this.effectiveConfig(record);
+      const problem = this.requestProblem(config);
+      if (problem !== null) this.logger.warn({ topic: record.name }, `topic "${record.name}": ${problem}; producers of full batches will fail. Lower the topic's max.message.bytes or raise --max-request-bytes`);
       const logs: PartitionLog[] = [];
       for (let partition = 0; partition < record.partitions; partition++) {
         logs.push(await this.openPartition(record.name, partition, config));
@@ -178,6 +191,26 @@ export class Broker {
     return resolveLogConfig(parseKafkaConfig(record.configs), this.topicDefaults);
   }
 
+  /**
+   * Why a batch of the topic's max.message.bytes cannot travel in one ProduceRequest to this
+   * broker, or null. A producer sends each batch as one request on a shared stream; a request
+   * over the server's limit ends that stream, failing the other partitions' batches on it too,
+   * so the broker refuses a topic config that would allow one.
+   */
+  private requestProblem(config: LogConfig): string | null {
+    const limit = this.maxRequestBytes - PRODUCE_REQUEST_FIELDS_BYTES_MAX;
+    if (config.maxMessageBytes <= limit) return null;
+    return `max.message.bytes of ${config.maxMessageBytes} does not fit in one request to this broker: its largest request (--max-request-bytes) is ${this.maxRequestBytes} bytes, which leaves ${Math.max(0, limit)} for a batch`;
+  }
+
+  /** The config of a topic being created or altered: valid, and its batches fit in a request. */
+  private configForChange(record: TopicRecord): LogConfig {
+    const config = this.effectiveConfig(record);
+    const problem = this.requestProblem(config);
+    if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
+    return config;
+  }
+
   // -------------------------------------------------------------------------------------------
   // Topics.
 
@@ -193,7 +226,7 @@ export class Broker {
     const count = partitions === 0 ? this.defaultPartitions : partitions;
     checkPartitionCount(count);
     const record: TopicRecord = { name, partitions: count, configs: { ...configs }, createdAtMs: this.clock.nowMs() };
-    const config = this.effectiveConfig(record); // validates the configs
+    const config = this.configForChange(record); // validates the configs
     return this.admin(async () => {
       if (this.topics.has(name)) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
       const logs: PartitionLog[] = [];
@@ -272,7 +305,7 @@ export class Broker {
     return this.admin(async () => {
       const topic = this.requireTopic(name);
       const record: TopicRecord = { ...topic.record, configs: { ...topic.record.configs, ...configs } };
-      const config = this.effectiveConfig(record);
+      const config = this.configForChange(record);
       await this.metadata.putTopic(record);
       topic.record = record;
       topic.config = config;

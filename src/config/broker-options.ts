@@ -6,6 +6,7 @@
 import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { DEFAULT_MAX_REQUEST_BYTES } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig } from '../storage/log-config.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../storage/tail-cache.js';
 
@@ -34,7 +35,7 @@ export const SERVE_OPTIONS = {
     default: DEFAULT_TAIL_CACHE_BYTES,
     describe: 'Memory for the newest written bytes of all partitions, so consumers that keep up read from memory (0: read everything from the files)',
   },
-  'max-request-bytes': { type: 'number', default: 64 * 1024 * 1024, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above)' },
+  'max-request-bytes': { type: 'number', default: DEFAULT_MAX_REQUEST_BYTES, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above); must exceed every topic\'s max.message.bytes by 1 KiB' },
   'retention-check-interval-ms': { type: 'number', default: 5 * 60 * 1000, describe: 'How often retention runs' },
   'shutdown-timeout-ms': { type: 'number', default: 10_000, describe: 'Bound on a graceful shutdown (SIGTERM/SIGINT)' },
   'group-session-timeout-ms': { type: 'number', default: 45_000, describe: 'Default consumer-group session timeout (members may ask for their own)' },
@@ -114,5 +115,6 @@ export function brokerOptions(settings: ServeSettings): BrokerOptions {
     retentionCheckIntervalMs: settings.retentionCheckIntervalMs,
     directWrites: settings.directWrites,
     tailCacheBytes: settings.tailCacheBytes,
+    maxRequestBytes: settings.maxRequestBytes,
   };
 }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
+import { DEFAULT_MAX_REQUEST_BYTES } from '../../src/common/request-limits.js';
 import { type ServeSettings } from '../../src/config/broker-options.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
 import { DEFAULT_TAIL_CACHE_BYTES } from '../../src/storage/tail-cache.js';
@@ -33,7 +34,7 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     // As `strata serve`: direct writes for large groups, with the tail cache serving them.
     directWrites: true,
     tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES,
-    maxRequestBytes: 64 * 1024 * 1024,
+    maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
     retentionCheckIntervalMs: 60 * 60 * 1000,
     shutdownTimeoutMs: 5_000,
     groupSessionTimeoutMs: 45_000,

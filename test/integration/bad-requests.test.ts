@@ -4,6 +4,7 @@
 // trip, plus a broker-level disk-full test through an injected FileSystem.
 import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
+import { pino } from 'pino';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import type { strata } from '../../src/generated/strata.js';
 import { STATUS_FOR_CODE, toGrpcFailure } from '../../src/server/status.js';
 import { NodeFileSystem } from '../../src/storage/file-system.js';
+import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
 import { ATTRIBUTES_OFFSET, CRC_OFFSET, MAGIC_OFFSET, RECORD_COUNT_OFFSET, decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { RecordRanges } from '../../src/storage/record-ranges.js';
@@ -71,7 +73,8 @@ describe('bad requests', () => {
 
   beforeAll(async () => {
     process.on('unhandledRejection', onUnhandled);
-    broker = await startTestBroker({ maxRequestBytes: MAX_REQUEST_BYTES });
+    // A batch of max.message.bytes must fit in one request, so the default is lowered with the limit.
+    broker = await startTestBroker({ maxRequestBytes: MAX_REQUEST_BYTES, topicDefaults: { ...DEFAULT_LOG_CONFIG, maxMessageBytes: MAX_REQUEST_BYTES / 2 } });
     client = new TestClient(broker.address);
     await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'good', partitions: 2 }));
     await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'small', partitions: 1, configs: { 'max.message.bytes': '1024' } }));
@@ -134,6 +137,8 @@ describe('bad requests', () => {
     { name: 'create with flush=sometimes', method: 'admin.createTopic', request: () => v1.CreateTopicRequest.create({ name: 'bad-config-4', configs: { flush: 'sometimes' } }), code: status.INVALID_ARGUMENT, message: /flush must be "always" or "interval", got "sometimes"/ },
     { name: 'alter with an unknown config', method: 'admin.alterTopicConfigs', request: () => v1.AlterTopicConfigsRequest.create({ name: 'good', configs: { colour: 'blue' } }), code: status.INVALID_ARGUMENT, message: /unknown topic config "colour"/ },
     { name: 'alter with retention.ms=abc', method: 'admin.alterTopicConfigs', request: () => v1.AlterTopicConfigsRequest.create({ name: 'good', configs: { 'retention.ms': 'abc' } }), code: status.INVALID_ARGUMENT, message: /retention\.ms must be a number, got "abc"/ },
+    { name: 'create with max.message.bytes equal to the request limit', method: 'admin.createTopic', request: () => v1.CreateTopicRequest.create({ name: 'bad-config-5', configs: { 'max.message.bytes': String(MAX_REQUEST_BYTES) } }), code: status.INVALID_ARGUMENT, message: /max\.message\.bytes of 1048576 does not fit in one request to this broker: its largest request \(--max-request-bytes\) is 1048576 bytes, which leaves 1047552 for a batch/ },
+    { name: 'alter max.message.bytes to 1 byte over what a request leaves', method: 'admin.alterTopicConfigs', request: () => v1.AlterTopicConfigsRequest.create({ name: 'good', configs: { 'max.message.bytes': '1047553' } }), code: status.INVALID_ARGUMENT, message: /does not fit in one request to this broker/ },
     { name: 'alter with no configs', method: 'admin.alterTopicConfigs', request: () => v1.AlterTopicConfigsRequest.create({ name: 'good' }), code: status.INVALID_ARGUMENT, message: /give at least one config/ },
 
     // --- Produce requests.
@@ -230,6 +235,23 @@ describe('bad requests', () => {
     });
   }
 
+  it('refuses to start with a default max.message.bytes a request cannot carry, and warns of such a topic at start', async () => {
+    const dataDir = temporaryDirectory();
+    try {
+      await expect(Broker.open({ dataDir, maxRequestBytes: 1024 * 1024 })).rejects.toThrow('the default max.message.bytes of 1048576 does not fit in one request to this broker: its largest request (--max-request-bytes) is 1048576 bytes, which leaves 1047552 for a batch; raise --max-request-bytes or lower --max-message-bytes');
+      const first = await Broker.open({ dataDir });
+      await first.createTopic('wide', 1, { 'max.message.bytes': String(4 * 1024 * 1024) });
+      await first.close();
+      const warnings: string[] = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg as string) });
+      const reopened = await Broker.open({ dataDir, maxRequestBytes: 2 * 1024 * 1024, topicDefaults: { maxMessageBytes: 1024 * 1024 }, logger });
+      await reopened.close();
+      expect(warnings).toContain('topic "wide": max.message.bytes of 4194304 does not fit in one request to this broker: its largest request (--max-request-bytes) is 2097152 bytes, which leaves 2096128 for a batch; producers of full batches will fail. Lower the topic\'s max.message.bytes or raise --max-request-bytes');
+    } finally {
+      removeDirectory(dataDir);
+    }
+  });
+
   it('has a table of at least 35 cases', () => {
     expect(cases.length).toBeGreaterThanOrEqual(35);
     expect(new Set(cases.map((c) => c.name)).size).toBe(cases.length);
@@ -268,6 +290,7 @@ describe('bad requests', () => {
       const description = await client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'good' }));
       expect(description.partitions.map((partition) => [partition.logEndOffset.toNumber(), partition.error])).toEqual([[3, ''], [1, '']]);
       expect(description.configs['retention.ms']).toBe(String(7 * 24 * 60 * 60 * 1000)); // failed alters changed nothing
+      expect(description.configs['max.message.bytes']).toBe(String(MAX_REQUEST_BYTES / 2));
       const produced = await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'good', partition: 0, records: [record('after')] }));
       expect(produced.batches[0]!.baseOffset.toNumber()).toBe(goodValues.length);
       const fetched = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'good', partition: 0, offset: long(0) }));
