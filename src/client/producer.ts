@@ -45,7 +45,8 @@
  *   `deliveryTimeoutMs` since the batch was opened) is spent, fails its sends, and so do the
  *   partition's later unacknowledged batches (the broker refuses them: their sequence would leave
  *   a gap). The partition then continues with its epoch raised by one from sequence 0, which the
- *   broker accepts as a fresh start.
+ *   broker accepts as a fresh start, once the batches sent before the failed one are answered
+ *   (a resend of one of those after a batch of the new epoch would be refused as fenced).
  * Without idempotence (`idempotent: false`) retries may duplicate, as with any at-least-once
  * producer; it is the only mode that allows `acks: 'none'` (offsets then come back as -1).
  *
@@ -186,6 +187,8 @@ class ProducerBatch {
   lingerTimer: NodeJS.Timeout | null = null;
   request: Buffer | null = null;
   correlationId = 0;
+  /** The partition's epoch when the batch was sealed (idempotent producers). */
+  epoch = -1;
   attempts = 0;
   sentAtMs = 0;
   /** Called once when the batch settles (flush). */
@@ -217,7 +220,8 @@ class PartitionState {
   /**
    * False until the broker acknowledges a batch of this epoch. The broker accepts an unknown
    * producer at any sequence, so until it knows this one, a lost first batch would let the
-   * next be written ahead of it: the first batch of an epoch travels alone.
+   * next be written ahead of it: the first batch of an epoch travels alone, and only once the
+   * batches of the epoch before have all been answered.
    */
   confirmed = false;
   /** Size of the last batch sealed: the next starts with a buffer for twice that. */
@@ -738,6 +742,7 @@ export class Producer {
       if (this.idempotent) {
         if (partition.epoch < 0) partition.epoch = this.identity!.producerEpoch;
         if (partition.epoch > EPOCH_MAX) throw new StrataClientError('FAILED_PRECONDITION', `producer epoch of ${partition.topic.name}-${partition.partition} is exhausted; create a new producer`);
+        batch.epoch = partition.epoch;
         builder.finish({
           producerId: this.identity!.producerId,
           producerEpoch: partition.epoch,
@@ -846,7 +851,11 @@ export class Producer {
       return;
     }
     this.consecutiveFailures = 0;
-    partition.confirmed = true;
+    // Only an answer at the current epoch confirms it. After a refusal raised the epoch, the
+    // batches sent before it are still answered at the old one; were the new epoch's batches
+    // sent alongside them, a broken stream would get their resends refused as fenced, though
+    // the broker wrote them (Kafka, too, bumps the epoch only once those are done).
+    if (batch.epoch === partition.epoch) partition.confirmed = true;
     removeFrom(partition.inFlight, batch);
     if (partition.inFlight.length === 0) this.active.delete(partition);
     const callbacks = batch.callbacks;

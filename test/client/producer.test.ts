@@ -637,6 +637,81 @@ describe('idempotent retries', () => {
     expect(target.bufferedBytes).toBe(0);
   });
 
+  // Kafka bumps a partition's epoch only once its in-flight batches are done. Were the next
+  // epoch's batches sent while older ones are unanswered, a broken stream would make the broker
+  // refuse the resent older ones as fenced, though it wrote them the first time.
+  it('after a refused batch, the next epoch waits for the batches sent before it', async () => {
+    const name = await topic(1);
+    const requests: { stream: number; value: string; epoch: number }[] = [];
+    let streams = 0;
+    // First stream: b's answer is held back and c's lost; d goes to a missing topic, its answer
+    // becomes a refusal, and b's answer follows the refusal.
+    let heldAnswer: strata.v1.ProduceResponse | null = null;
+    let lostAnswers = 0;
+    const interceptor: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
+      const stream = ++streams;
+      const sent: number[] = [];
+      let application: { onReceiveMessage(message: unknown): void } | null = null;
+      return new InterceptingCall(call, {
+        start(metadata, listener, next) {
+          application = listener;
+          next(metadata, {
+            onReceiveMessage(message: strata.v1.ProduceResponse, nextMessage) {
+              const index = stream === 1 ? sent.indexOf(message.correlationId.toNumber()) : -1;
+              if (index === 1 || index === 2) {
+                if (index === 1) heldAnswer = message;
+                else lostAnswers++;
+                return nextMessage(v1.ProduceResponse.create({ correlationId: Long.UZERO })); // an answer nobody waits for
+              }
+              if (index === 3) {
+                const held = heldAnswer!;
+                setImmediate(() => application!.onReceiveMessage(held));
+                return nextMessage(v1.ProduceResponse.create({ correlationId: message.correlationId, error: { code: status.INVALID_ARGUMENT, message: 'injected: refused' } }));
+              }
+              nextMessage(message);
+            },
+          });
+        },
+        sendMessage(message: Buffer, next) {
+          const request = v1.ProduceRequest.decode(message);
+          sent.push(request.correlationId.toNumber());
+          const batch = Buffer.from(request.batch);
+          requests.push({ stream, value: text(decodeRecords(batch, 0)[0]!.value)!, epoch: readBatchHeader(batch, 0).producerEpoch });
+          if (stream !== 1 || sent.length !== 4) return next(message);
+          next(Buffer.from(v1.ProduceRequest.encode({ topic: 'producer-refused-in-transit', partition: 0, batch: request.batch, correlationId: request.correlationId }).finish()));
+        },
+      });
+    };
+    const target = producer({ lingerMs: 0, requestTimeoutMs: 500, retryBackoffMs: 5, interceptors: [interceptor] });
+    expect(await target.send({ topic: name, value: 'a' })).toEqual({ partition: 0, offset: 0 });
+    const b = target.send({ topic: name, value: 'b' });
+    await new Promise((resolve) => setImmediate(resolve));
+    const c = target.send({ topic: name, value: 'c' });
+    const deadline = Date.now() + 10_000;
+    while (heldAnswer === null || lostAnswers === 0) {
+      if (Date.now() > deadline) throw new Error('the broker did not answer b and c');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const d = target.send({ topic: name, value: 'd' }).catch((error: unknown) => error);
+    expect(await d).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'injected: refused' });
+    const e = target.send({ topic: name, value: 'e' }); // queued before b's answer arrives
+    // c is unanswered until the request timeout; it is then resent at its epoch, the broker
+    // answers it as the duplicate it is, and only then does e, of the next epoch, go out.
+    expect(await Promise.all([b, c, e])).toEqual([{ partition: 0, offset: 1 }, { partition: 0, offset: 2 }, { partition: 0, offset: 3 }]);
+    expect(values(await readLog(name, 0))).toEqual(['a', 'b', 'c', 'e']);
+    const first = requests[0]!.epoch;
+    expect(requests).toEqual([
+      { stream: 1, value: 'a', epoch: first },
+      { stream: 1, value: 'b', epoch: first },
+      { stream: 1, value: 'c', epoch: first },
+      { stream: 1, value: 'd', epoch: first },
+      { stream: 2, value: 'c', epoch: first },
+      { stream: 2, value: 'e', epoch: first + 1 },
+    ]);
+  });
+
   it('gives up after the retry budget with a clear error', async () => {
     const name = await topic(1);
     const target = producer({ lingerMs: 0, retries: 2, retryBackoffMs: 1, retryBackoffMaxMs: 5, interceptors: [breakStreamsBeforeSending(1_000, { broken: 0 })] });
