@@ -342,6 +342,36 @@ describe('high watermark', () => {
     expectValues(await readAllRecords(log), 0, 6);
   });
 
+  it('switching flush=always to interval acknowledges nothing taken under always before an fdatasync covers it', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs });
+    const gate = deferred();
+    fs.fdatasyncGate = gate.promise;
+    const syncStarted = fs.nextFdatasync();
+    let firstSettled = false;
+    const first = log.append(batchOf(0, 2)).finally(() => (firstSettled = true));
+    await syncStarted; // written; its fdatasync is held
+    log.updateConfig({ flush: 'interval', flushMs: 60_000 });
+    let secondSettled = false;
+    const second = log.append(batchOf(2, 1)).finally(() => (secondSettled = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect([firstSettled, secondSettled]).toEqual([false, false]);
+    expect(log.highWatermark).toBe(0); // nothing visible that is not durable
+
+    fs.fdatasyncGate = null;
+    gate.resolve();
+    expect((await first).baseOffset).toBe(0);
+    // Covered by an fdatasync, the switch is done: the append made after it, and the next
+    // ones, are acknowledged on write.
+    expect((await second).baseOffset).toBe(2);
+    const syncs = fs.fdatasyncCalls;
+    expect((await log.append(batchOf(3, 1))).baseOffset).toBe(3);
+    expect(log.highWatermark).toBe(4);
+    expect(fs.fdatasyncCalls).toBe(syncs);
+    expectValues(await readAllRecords(log), 0, 4);
+  });
+
   it('with flush=interval, acknowledges on write, syncs on the timer and on flush()', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     const fs = new TestFileSystem();
