@@ -149,8 +149,11 @@ export function normalizeSubscription(input: GroupSubscriptionInput): GroupSubsc
   if (spec === null || typeof spec !== 'object') throw invalidArgument('a subscription is a list of topic names or { topics, regex }');
   const topics = [...new Set(spec.topics ?? [])];
   for (const topic of topics) if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument(`subscribed topic names must be non-empty strings, got ${JSON.stringify(topic)}`);
-  if (spec.regex instanceof RegExp && spec.regex.flags !== '') {
-    throw invalidArgument(`regex flags (${spec.regex.flags}) are not sent to the broker; write them inline, e.g. (?i)orders\\..*`);
+  // Only the source is sent. Flags that cannot change a whole-name match of a topic name
+  // (no newlines in one) are fine; the others would be silently lost.
+  const meaningfulFlags = spec.regex instanceof RegExp ? spec.regex.flags.replace(/[dgmsuy]/g, '') : '';
+  if (meaningfulFlags !== '') {
+    throw invalidArgument(`regex flags (${meaningfulFlags}) are not sent to the broker; write case-insensitivity inline, e.g. (?i)orders\\..*`);
   }
   const regex = spec.regex instanceof RegExp ? spec.regex.source : (spec.regex ?? '');
   if (typeof regex !== 'string') throw invalidArgument('regex must be a string or a RegExp');
