@@ -14,6 +14,7 @@
  * error: `closed` turns true and the command stops reading.
  */
 import type { Writable } from 'node:stream';
+import { escapeUnprintable } from '../common/printable.js';
 import { UsageError } from './cli-errors.js';
 
 /** Bytes held before a write to the stream. */
@@ -151,7 +152,7 @@ export type Cell = string | number;
  */
 export function formatTable(headers: readonly string[], rows: readonly (readonly Cell[])[], alignRight: readonly string[] = []): string {
   const numeric = headers.map((header, column) => alignRight.includes(header) || (rows.length > 0 && rows.every((row) => typeof row[column] === 'number')));
-  const text = [headers, ...rows].map((row) => row.map((cell) => String(cell)));
+  const text = [headers, ...rows].map((row) => row.map((cell) => escapeUnprintable(String(cell))));
   const widths = headers.map((_, column) => Math.max(...text.map((row) => row[column]?.length ?? 0)));
   return text
     .map((row) =>
@@ -169,7 +170,7 @@ export function formatTable(headers: readonly string[], rows: readonly (readonly
 /** Label/value lines, labels padded: `name       orders`. */
 export function formatFields(fields: readonly (readonly [string, Cell])[]): string {
   const width = Math.max(...fields.map(([label]) => label.length));
-  return fields.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n');
+  return fields.map(([label, value]) => `${label.padEnd(width)}  ${escapeUnprintable(String(value))}`).join('\n');
 }
 
 const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

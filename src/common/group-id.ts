@@ -1,14 +1,15 @@
 /**
  * The rule for consumer group ids, shared by the broker and the client: 1 to 255 characters, and
- * no control characters in a group that is being created or joined. Kafka accepts any string,
- * but a control character in an id cannot be typed back on a command line and turns
- * `strata groups list` into a way to send escape sequences to an operator's terminal. Groups
- * stored before the rule existed can still be described, read and deleted.
+ * no control characters (nor bidirectional overrides or line separators, see printable.ts) in
+ * a group that is being created or joined. Kafka accepts any string, but such a character in
+ * an id cannot be typed back on a command line, and could send escape sequences to an
+ * operator's terminal (the CLI's tables escape them anyway). Groups stored before the rule
+ * existed can still be described, read and deleted through the Admin API and the CLI.
  */
+import { UNPRINTABLE_CHARACTER } from './printable.js';
+
 export const GROUP_ID_LENGTH_MAX = 255;
 
-// C0 controls, DEL and C1 controls.
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** Why `groupId` cannot name a group at all, or null when it can. */
 export function groupIdProblem(groupId: unknown): string | null {
@@ -21,10 +22,10 @@ export function groupIdProblem(groupId: unknown): string | null {
 export function newGroupIdProblem(groupId: unknown): string | null {
   const problem = groupIdProblem(groupId);
   if (problem !== null) return problem;
-  const control = CONTROL_CHARACTER.exec(groupId as string);
+  const control = UNPRINTABLE_CHARACTER.exec(groupId as string);
   if (control !== null) {
     const code = control[0].charCodeAt(0).toString(16).padStart(4, '0');
-    return `group id ${JSON.stringify(groupId)} contains the control character U+${code.toUpperCase()} at position ${control.index}; use printable characters`;
+    return `group id ${JSON.stringify(groupId)} contains the unprintable character U+${code.toUpperCase()} at position ${control.index}; use printable characters`;
   }
   return null;
 }

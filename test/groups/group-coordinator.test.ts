@@ -220,7 +220,7 @@ describe('offset commits', () => {
     expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 0 }]);
     await coordinator.commit('g', 'anyone', 1, []); // nothing to commit: a no-op
     const controlCharacter = await failure(() => coordinator.commit('g\n', '', 0, [{ topic: 't', partition: 0, offset: 1, metadata: '' }]));
-    expect(controlCharacter).toEqual({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringMatching(/control character U\+000A/) as unknown as string });
+    expect(controlCharacter).toEqual({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringMatching(/unprintable character U\+000A/) as unknown as string });
     expect(offsetsOf('g\n')).toEqual([]);
   });
 
