@@ -246,7 +246,7 @@ class TopicState {
   batchBytes: number;
   /** The topic's max.message.bytes (0 until known). */
   maxMessageBytes = 0;
-  /** The broker's refusal of the last metadata lookup (NOT_FOUND...), given to sends until `refusedUntilMs`. */
+  /** The broker's NOT_FOUND for the last metadata lookup, given to sends until `refusedUntilMs`. */
   refusal: StrataClientError | null = null;
   refusedUntilMs = 0;
 
@@ -527,9 +527,13 @@ export class Producer {
           // The broker just said this topic does not exist: the sends behind get the same answer
           // for retryBackoffMs, so a loop sending to a missing topic costs one DescribeTopic per
           // backoff, not one per record.
-          if (head.topic.refusal !== null && now < head.topic.refusedUntilMs) {
+          const refusal = head.topic.refusal;
+          if (refusal !== null && now < head.topic.refusedUntilMs) {
+            // A turn of the event loop first: a caller that retries from its callback, or in
+            // an `await send()` loop, must not spin the event loop for the whole backoff.
+            await new Promise((resolve) => setImmediate(resolve));
             this.waiting.shift();
-            this.complete(head.callback, head.topic.refusal, undefined);
+            this.complete(head.callback, new StrataClientError(refusal.code, refusal.message, { cause: refusal }), undefined);
             continue;
           }
           try {
@@ -542,7 +546,7 @@ export class Producer {
               await sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(metadataFailures++, 20)));
               continue;
             }
-            if (!isRetriable(failure)) {
+            if (failure.code === 'NOT_FOUND') {
               head.topic.refusal = failure;
               head.topic.refusedUntilMs = Date.now() + this.retryBackoffMs;
             }

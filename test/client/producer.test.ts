@@ -241,10 +241,22 @@ describe('round trip', () => {
       if (options.method_definition.path === '/strata.v1.Admin/DescribeTopic') calls.describeTopic++;
       return new InterceptingCall(nextCall(options));
     };
-    const target = producer({ retryBackoffMs: 500, interceptors: [countDescribeTopic] });
+    const target = producer({ retryBackoffMs: 2_000, interceptors: [countDescribeTopic] });
     const name = `producer-${++topicCounter}`;
     const outcomes = await Promise.all(Array.from({ length: 200 }, (_, index) => target.send({ topic: name, key: `k${index}`, value: 'v' }).catch((error: unknown) => error)));
     expect(outcomes.every((outcome) => outcome instanceof StrataClientError && outcome.code === 'NOT_FOUND' && outcome.message === `topic "${name}" not found`)).toBe(true);
+    expect(calls.describeTopic).toBe(1);
+    expect(new Set(outcomes).size).toBe(200); // each send gets its own error object
+
+    // A caller that retries at once does not starve the event loop meanwhile: a timer fires.
+    let timerFired = false;
+    setTimeout(() => (timerFired = true), 20);
+    let retries = 0;
+    while (!timerFired) {
+      await target.send({ topic: name, value: 'again' }).catch(() => undefined);
+      retries++;
+    }
+    expect(retries).toBeGreaterThan(0);
     expect(calls.describeTopic).toBe(1);
 
     await admin.createTopic(name, { partitions: 1, configs: {} });
