@@ -142,7 +142,14 @@ export class Broker {
   static async open(options: BrokerOptions): Promise<Broker> {
     const fs = options.fs ?? nodeFileSystem;
     await fs.mkdirs(topicsDirectory(options.dataDir));
-    const broker = new Broker(options, MetadataStore.open(options.dataDir));
+    const metadata = MetadataStore.open(options.dataDir);
+    let broker: Broker;
+    try {
+      broker = new Broker(options, metadata); // checks the options
+    } catch (error) {
+      await metadata.close();
+      throw error;
+    }
     await broker.load();
     const interval = options.retentionCheckIntervalMs ?? 5 * 60 * 1000;
     broker.retentionTimer = setInterval(() => void broker.applyRetention(), interval);
@@ -203,11 +210,15 @@ export class Broker {
     return `max.message.bytes of ${config.maxMessageBytes} does not fit in one request to this broker: its largest request (--max-request-bytes) is ${this.maxRequestBytes} bytes, which leaves ${Math.max(0, limit)} for a batch`;
   }
 
-  /** The config of a topic being created or altered: valid, and its batches fit in a request. */
-  private configForChange(record: TopicRecord): LogConfig {
+  /**
+   * The config of a topic being created or altered: valid, and, when `maxMessageBytesSet`, its
+   * batches fit in a request. (A stored topic over the limit may still have its other configs
+   * altered; start-up warns of it.)
+   */
+  private configForChange(record: TopicRecord, maxMessageBytesSet: boolean): LogConfig {
     const config = this.effectiveConfig(record);
-    const problem = this.requestProblem(config);
-    if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
+    const problem = maxMessageBytesSet ? this.requestProblem(config) : null;
+    if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${problem}; lower max.message.bytes or raise --max-request-bytes`);
     return config;
   }
 
@@ -226,7 +237,7 @@ export class Broker {
     const count = partitions === 0 ? this.defaultPartitions : partitions;
     checkPartitionCount(count);
     const record: TopicRecord = { name, partitions: count, configs: { ...configs }, createdAtMs: this.clock.nowMs() };
-    const config = this.configForChange(record); // validates the configs
+    const config = this.configForChange(record, true); // validates the configs
     return this.admin(async () => {
       if (this.topics.has(name)) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
       const logs: PartitionLog[] = [];
@@ -305,7 +316,7 @@ export class Broker {
     return this.admin(async () => {
       const topic = this.requireTopic(name);
       const record: TopicRecord = { ...topic.record, configs: { ...topic.record.configs, ...configs } };
-      const config = this.configForChange(record);
+      const config = this.configForChange(record, 'max.message.bytes' in configs);
       await this.metadata.putTopic(record);
       topic.record = record;
       topic.config = config;

@@ -239,12 +239,16 @@ describe('bad requests', () => {
     const dataDir = temporaryDirectory();
     try {
       await expect(Broker.open({ dataDir, maxRequestBytes: 1024 * 1024 })).rejects.toThrow('the default max.message.bytes of 1048576 does not fit in one request to this broker: its largest request (--max-request-bytes) is 1048576 bytes, which leaves 1047552 for a batch; raise --max-request-bytes or lower --max-message-bytes');
-      const first = await Broker.open({ dataDir });
+      const first = await Broker.open({ dataDir }); // the refused start left the metadata store closed
       await first.createTopic('wide', 1, { 'max.message.bytes': String(4 * 1024 * 1024) });
       await first.close();
       const warnings: string[] = [];
       const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg as string) });
       const reopened = await Broker.open({ dataDir, maxRequestBytes: 2 * 1024 * 1024, topicDefaults: { maxMessageBytes: 1024 * 1024 }, logger });
+      // Its other configs may still be altered; max.message.bytes only to a size that fits.
+      expect((await reopened.alterTopicConfigs('wide', { 'retention.ms': '1000' })).configs['retention.ms']).toBe('1000');
+      await expect(reopened.alterTopicConfigs('wide', { 'max.message.bytes': String(3 * 1024 * 1024) })).rejects.toThrow(/which leaves 2096128 for a batch; lower max\.message\.bytes or raise --max-request-bytes$/);
+      expect((await reopened.alterTopicConfigs('wide', { 'max.message.bytes': String(2096128) })).configs['max.message.bytes']).toBe('2096128');
       await reopened.close();
       expect(warnings).toContain('topic "wide": max.message.bytes of 4194304 does not fit in one request to this broker: its largest request (--max-request-bytes) is 2097152 bytes, which leaves 2096128 for a batch; producers of full batches will fail. Lower the topic\'s max.message.bytes or raise --max-request-bytes');
     } finally {
