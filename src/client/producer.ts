@@ -414,7 +414,7 @@ export class Producer {
     if (this.waiting.length === 0) {
       const target = this.partitionFor(topic, partition, key, now);
       if (target !== null) {
-        const tooLarge = this.tooLargeFor(topic, key, value);
+        const tooLarge = this.tooLargeFor(topic, key, value, headers);
         if (tooLarge !== null) return this.failSoon(callback, tooLarge);
       }
       if (target !== null && this.hasRoomFor(sizeBytes)) {
@@ -495,13 +495,30 @@ export class Producer {
    * The error for a record the topic cannot take: even a batch of it alone, with its framing at
    * its narrowest, is over the topic's max.message.bytes. Refused here, it does not fail the
    * records sent after it, as a batch the broker refuses would (their sequences would leave a
-   * gap). Records within a few bytes of the limit, and compressed ones, are left to the broker.
+   * gap). Records within a few bytes of the limit, and compressed ones, are caught when their
+   * batch is sealed (`seal`).
    */
-  private tooLargeFor(topic: TopicState, key: Buffer | null, value: Buffer | null): StrataClientError | null {
+  private tooLargeFor(topic: TopicState, key: Buffer | null, value: Buffer | null, headers: RecordHeader[] | null): StrataClientError | null {
     if (this.compression !== 'none' || topic.maxMessageBytes === 0) return null;
-    const smallestBatch = BATCH_HEADER_BYTES + (key?.length ?? 0) + (value?.length ?? 0);
+    let smallestBatch = BATCH_HEADER_BYTES + (key?.length ?? 0) + (value?.length ?? 0);
+    if (headers !== null) for (const header of headers) smallestBatch += Buffer.byteLength(header.key, 'utf8') + (header.value?.length ?? 0);
     if (smallestBatch <= topic.maxMessageBytes) return null;
     return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${smallestBatch} bytes (in a batch of its own) exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes}; it was not sent`);
+  }
+
+  /**
+   * Throws when a sealed batch is over its topic's max.message.bytes: a compressed batch that
+   * grew, or a record within a few bytes of the limit. It fails here, unsent and before it takes
+   * a sequence number, so the batches after it still go through; the broker would refuse it,
+   * and a batch over --max-request-bytes would end the stream every partition shares.
+   */
+  private checkBatchFits(batch: ProducerBatch): void {
+    const topic = batch.partition.topic;
+    const sizeBytes = batch.builder!.sizeBytes;
+    if (topic.maxMessageBytes === 0 || sizeBytes <= topic.maxMessageBytes) return;
+    topic.fetchedAtMs = 0; // the limit may have been raised since: look again
+    const compressed = this.compression === 'none' ? '' : ` (${this.compression})`;
+    throw new StrataClientError('RESOURCE_EXHAUSTED', `a batch of ${batch.recordCount} records is ${sizeBytes} bytes${compressed}, over topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes}; it was not sent`);
   }
 
   private hasRoomFor(sizeBytes: number): boolean {
@@ -555,7 +572,7 @@ export class Producer {
           }
           continue;
         }
-        const tooLarge = this.tooLargeFor(head.topic, head.key, head.value);
+        const tooLarge = this.tooLargeFor(head.topic, head.key, head.value, head.headers);
         if (tooLarge !== null) {
           this.waiting.shift();
           this.complete(head.callback, tooLarge, undefined);
@@ -753,9 +770,11 @@ export class Producer {
           baseSequence: partition.nextSequence,
           compression: this.compression,
         });
+        this.checkBatchFits(batch);
         partition.nextSequence = (partition.nextSequence + batch.recordCount) % SEQUENCE_MODULUS;
       } else {
         builder.finish({ compression: this.compression });
+        this.checkBatchFits(batch);
       }
     } catch (error) {
       this.settleFailed(batch, toClientError(error));

@@ -5,6 +5,7 @@
 // the stream to force retries (no sleeps: waits are on promises the producer resolves).
 import { InterceptingCall, type Interceptor, Metadata, status } from '@grpc/grpc-js';
 import Long from 'long';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { murmur2 } from '../../src/broker/partitioner.js';
 import { Admin } from '../../src/client/admin.js';
@@ -800,6 +801,21 @@ describe('idempotent retries', () => {
     expect(bigError.message).toMatch(/exceeds topic ".*"'s max\.message\.bytes of 1024; it was not sent/);
     expect([(await first).offset, (await behind).offset]).toEqual([0, 1]);
     expect(values(await readLog(name, 0))).toEqual(['small-1', 'small-2']);
+  });
+
+  it("counts headers against max.message.bytes, and fails a gzip batch that grew past it unsent; the next records are written", async () => {
+    const name = await topic(1, { 'max.message.bytes': '1024' });
+    const plain = producer({ lingerMs: 0 });
+    const headers = await plain.send({ topic: name, value: 'v', headers: { trace: 'h'.repeat(2_000) } }).catch((caught: unknown) => caught as StrataClientError);
+    expect(headers).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/a record of at least \d+ bytes \(in a batch of its own\) exceeds topic ".*"'s max\.message\.bytes of 1024; it was not sent/) });
+    expect(await plain.send({ topic: name, value: 'plain' })).toEqual({ partition: 0, offset: 0 });
+
+    const gzip = producer({ lingerMs: 0, compression: 'gzip' });
+    const incompressible = randomBytes(4_096);
+    const grown = await gzip.send({ topic: name, value: incompressible }).catch((caught: unknown) => caught as StrataClientError);
+    expect(grown).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/a batch of 1 records is \d+ bytes \(gzip\), over topic ".*"'s max\.message\.bytes of 1024; it was not sent/) });
+    expect(await gzip.send({ topic: name, value: 'z'.repeat(3_000) })).toEqual({ partition: 0, offset: 1 }); // compresses well: fits
+    expect(values(await readLog(name, 0))).toEqual(['plain', 'z'.repeat(3_000)]);
   });
 
   it('learns a lowered max.message.bytes after a refusal, also when sending to an explicit partition', async () => {
