@@ -34,7 +34,6 @@ import { checkTopicName } from './topic-name.js';
 
 export const PARTITION_COUNT_MAX = 10_000;
 
-
 export interface BrokerOptions {
   dataDir: string;
   /** Partitions of a topic created without a count. */

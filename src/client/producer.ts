@@ -414,7 +414,7 @@ export class Producer {
     if (this.waiting.length === 0) {
       const target = this.partitionFor(topic, partition, key, now);
       if (target !== null) {
-        const tooLarge = this.tooLargeFor(topic, key, value, headers);
+        const tooLarge = this.tooLargeFor(topic, sizeBytes, headers);
         if (tooLarge !== null) return this.failSoon(callback, tooLarge);
       }
       if (target !== null && this.hasRoomFor(sizeBytes)) {
@@ -498,10 +498,10 @@ export class Producer {
    * gap). Records within a few bytes of the limit, and compressed ones, are caught when their
    * batch is sealed (`seal`).
    */
-  private tooLargeFor(topic: TopicState, key: Buffer | null, value: Buffer | null, headers: RecordHeader[] | null): StrataClientError | null {
+  private tooLargeFor(topic: TopicState, sizeBytes: number, headers: RecordHeader[] | null): StrataClientError | null {
     if (this.compression !== 'none' || topic.maxMessageBytes === 0) return null;
-    let smallestBatch = BATCH_HEADER_BYTES + (key?.length ?? 0) + (value?.length ?? 0);
-    if (headers !== null) for (const header of headers) smallestBatch += Buffer.byteLength(header.key, 'utf8') + (header.value?.length ?? 0);
+    // The record's own bytes (key, value, header keys and values): `recordSize` less its framing.
+    const smallestBatch = BATCH_HEADER_BYTES + sizeBytes - RECORD_FRAMING_BOUND - HEADER_OVERHEAD_BYTES * (headers?.length ?? 0);
     if (smallestBatch <= topic.maxMessageBytes) return null;
     return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${smallestBatch} bytes (in a batch of its own) exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes}; it was not sent`);
   }
@@ -572,7 +572,7 @@ export class Producer {
           }
           continue;
         }
-        const tooLarge = this.tooLargeFor(head.topic, head.key, head.value, head.headers);
+        const tooLarge = this.tooLargeFor(head.topic, head.sizeBytes, head.headers);
         if (tooLarge !== null) {
           this.waiting.shift();
           this.complete(head.callback, tooLarge, undefined);

@@ -6,10 +6,9 @@
  * operator's terminal (the CLI's tables escape them anyway). Groups stored before the rule
  * existed can still be described, read and deleted through the Admin API and the CLI.
  */
-import { UNPRINTABLE_CHARACTER } from './printable.js';
+import { UNPRINTABLE_CHARACTER, escapeUnprintable } from './printable.js';
 
 export const GROUP_ID_LENGTH_MAX = 255;
-
 
 /** Why `groupId` cannot name a group at all, or null when it can. */
 export function groupIdProblem(groupId: unknown): string | null {
@@ -25,7 +24,8 @@ export function newGroupIdProblem(groupId: unknown): string | null {
   const control = UNPRINTABLE_CHARACTER.exec(groupId as string);
   if (control !== null) {
     const code = control[0].charCodeAt(0).toString(16).padStart(4, '0');
-    return `group id ${JSON.stringify(groupId)} contains the unprintable character U+${code.toUpperCase()} at position ${control.index}; use printable characters`;
+    // Escaped, not JSON.stringify: that leaves C1 controls and bidi overrides as they are.
+    return `group id "${escapeUnprintable(groupId as string)}" contains the unprintable character U+${code.toUpperCase()} at position ${control.index}; use printable characters`;
   }
   return null;
 }

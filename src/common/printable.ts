@@ -11,5 +11,5 @@ const UNPRINTABLE_CHARACTERS = new RegExp(`[${UNPRINTABLE}]`, 'g');
 
 /** `text` with each unprintable character written as `\uXXXX`. */
 export function escapeUnprintable(text: string): string {
-  return UNPRINTABLE_CHARACTER.test(text) ? text.replace(UNPRINTABLE_CHARACTERS, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`) : text;
+  return text.replace(UNPRINTABLE_CHARACTERS, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -183,8 +183,8 @@ export class PartitionLog {
   /** What calls after `close` are refused with (set by `close`). */
   private closedError: StrataError | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
-  /** A switch to flush=interval waiting for an fdatasync of what was written under `always`. */
-  private effectiveFlushSwitch: LogConfig | null = null;
+  /** The config of a switch to flush=interval, held until an fdatasync covers what `always` wrote. */
+  private pendingIntervalConfig: LogConfig | null = null;
   private readonly highWatermarkListeners = new Set<() => void>();
   /** What recovery did at open, for the caller to report. */
   readonly recovery: RecoveryReport | null;
@@ -299,13 +299,13 @@ export class PartitionLog {
 
   /** Applies new settings; size and index settings take effect from the next segment. */
   updateConfig(overrides: Partial<LogConfig>): void {
-    const next = resolveLogConfig(overrides, this.effectiveFlushSwitch ?? this.config);
-    this.effectiveFlushSwitch = null;
+    const next = resolveLogConfig(overrides, this.pendingIntervalConfig ?? this.config);
+    this.pendingIntervalConfig = null;
     if (this.config.flush === 'always' && next.flush === 'interval' && this.writtenBytesTotal > this.syncedBytesTotal) {
       // Appends written under `always` were promised an fdatasync before their answer, and
       // `interval` would answer them at the next write: it takes effect once one covers them.
       this.config = { ...next, flush: 'always' };
-      this.effectiveFlushSwitch = next;
+      this.pendingIntervalConfig = next;
       this.switchFlushWhenSynced(next);
     } else {
       this.config = next;
@@ -317,13 +317,13 @@ export class PartitionLog {
 
   /** Applies a pending switch to `interval` once everything written so far is fdatasynced. */
   private switchFlushWhenSynced(next: LogConfig): void {
-    if (this.effectiveFlushSwitch !== next || this.fence !== null || this.closing !== null) return;
+    if (this.pendingIntervalConfig !== next || this.fence !== null || this.closing !== null) return;
     if (this.writtenBytesTotal > this.syncedBytesTotal) {
       this.requestSync();
       void this.syncing!.then(() => this.switchFlushWhenSynced(next));
       return;
     }
-    this.effectiveFlushSwitch = null;
+    this.pendingIntervalConfig = null;
     this.config = next;
     this.scheduleFlushTimer();
   }

@@ -20,6 +20,7 @@ describe('group ids', () => {
   it('refuses control characters in a new group, naming the character and its position', () => {
     expect(newGroupIdProblem('ops\u001b[2Jgroup')).toBe('group id "ops\\u001b[2Jgroup" contains the unprintable character U+001B at position 3; use printable characters');
     for (const control of ['\u0000', '\n', '\t', '\u007f', '\u0085', '\u009f', '\u2028', '\u202e', '\u2066']) expect(newGroupIdProblem(`g${control}`), JSON.stringify(control)).toMatch(/unprintable character/);
+    expect(newGroupIdProblem('a\u202eb')).toBe('group id "a\\u202eb" contains the unprintable character U+202E at position 1; use printable characters'); // the message is safe to print
     expect(groupIdProblem('ops\u001b[2Jgroup')).toBeNull(); // a group stored before the rule can still be read and deleted
   });
 });

@@ -239,7 +239,7 @@ describe('bad requests', () => {
     const dataDir = temporaryDirectory();
     try {
       await expect(Broker.open({ dataDir, maxRequestBytes: 1024 * 1024 })).rejects.toThrow('the default max.message.bytes of 1048576 does not fit in one request to this broker: its largest request (--max-request-bytes) is 1048576 bytes, which leaves 1047552 for a batch; raise --max-request-bytes or lower --max-message-bytes');
-      const first = await Broker.open({ dataDir }); // the refused start left the metadata store closed
+      const first = await Broker.open({ dataDir }); // the refused start left the directory usable
       await first.createTopic('wide', 1, { 'max.message.bytes': String(4 * 1024 * 1024) });
       await first.close();
       const warnings: string[] = [];
