@@ -45,6 +45,8 @@ export interface BenchSettings {
   profileServer: string | null;
   /** With --local: the broker's --write-mode; null for its default. */
   writeMode: 'buffered' | 'direct' | null;
+  /** With --local: the broker's --small-io; null for its default. */
+  smallIo: 'event-loop' | 'thread-pool' | null;
 }
 
 export interface PhaseContext {

@@ -33,7 +33,10 @@ export interface BenchRun {
 async function withStrata(run: BenchRun, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
   const base = { settings: run.settings, serverKind: 'strata' as const, logger: run.logger, progress: run.progress };
   if (!run.settings.local) return body({ ...base, address: run.settings.server, server: null });
-  const serveArgs = run.settings.writeMode === null ? [] : ['--write-mode', run.settings.writeMode];
+  const serveArgs = [
+    ...(run.settings.writeMode === null ? [] : ['--write-mode', run.settings.writeMode]),
+    ...(run.settings.smallIo === null ? [] : ['--small-io', run.settings.smallIo]),
+  ];
   const broker = await startLocalBroker({ profileDirectory: run.settings.profileServer, serveArgs });
   try {
     return await body({ ...base, address: broker.server.address, server: broker.server });

@@ -26,6 +26,7 @@ import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { firstRecordKey } from '../storage/record-batch.js';
 import { buildBatchFromRanges } from '../storage/record-batch-builder.js';
 import { NULL_LENGTH, type RecordRanges } from '../storage/record-ranges.js';
+import { InlineIoBudget } from '../storage/inline-io.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
@@ -44,6 +45,11 @@ export interface BrokerOptions {
   retentionCheckIntervalMs?: number;
   /** Write large groups with direct (O_DIRECT) writes, bypassing the page cache (default true, as `strata serve`). */
   directWrites?: boolean;
+  /**
+   * Let small log writes and fdatasyncs run on the event loop, within one budget for all
+   * partitions (see `inline-io.ts`; default true, as `strata serve`).
+   */
+  inlineIo?: boolean;
   /** Memory for the newest written bytes of all partitions, for tailing readers; 0: none. */
   tailCacheBytes?: number;
   /**
@@ -65,6 +71,8 @@ export interface PartitionState {
   segmentCount: number;
   /** Bytes appended since the partition was opened, with direct writes and through the page cache. */
   writtenBytes: { direct: number; buffered: number };
+  /** Log writes and fdatasyncs of the append path since the partition was opened, by thread. */
+  ioCalls: { eventLoop: number; threadPool: number };
   error: string;
 }
 
@@ -114,6 +122,8 @@ export class Broker {
   private readonly directWrites: boolean;
   /** The newest written bytes of every partition, under one bound (see `tail-cache.ts`). */
   readonly tailCache: TailCache;
+  /** Shared by all partitions; null when every write and fdatasync goes to the thread pool. */
+  readonly inlineIo: InlineIoBudget | null;
   private readonly sticky = new StickyPartitioner();
   private retentionTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
@@ -136,6 +146,7 @@ export class Broker {
     this.fs = options.fs ?? nodeFileSystem;
     this.directWrites = options.directWrites ?? true;
     this.tailCache = new TailCache(options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES);
+    this.inlineIo = (options.inlineIo ?? true) ? new InlineIoBudget({ logger: this.logger.child({ subsystem: 'storage' }) }) : null;
   }
 
   static async open(options: BrokerOptions): Promise<Broker> {
@@ -186,7 +197,7 @@ export class Broker {
 
   private async openPartition(topic: string, partition: number, config: LogConfig): Promise<PartitionLog> {
     const directory = partitionDirectory(this.dataDir, topic, partition);
-    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache });
+    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache, inlineIo: this.inlineIo });
     if (log.recovery !== null && log.recovery.bytesTruncated > 0) {
       this.logger.warn({ topic, partition, ...log.recovery }, 'partition recovered after an unclean stop');
     }
@@ -304,6 +315,7 @@ export class Broker {
         sizeBytes: log.sizeBytes,
         segmentCount: log.segmentCount,
         writtenBytes: { ...log.writtenBytes },
+        ioCalls: { ...log.ioCalls },
         error: log.fenced?.message ?? '',
       })),
     };

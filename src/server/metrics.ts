@@ -74,6 +74,23 @@ export class BrokerMetrics {
         }
       },
     });
+    new Counter({
+      name: 'strata_log_io_calls_total',
+      help: 'Log writes and fdatasyncs of the append path, by the thread that made them (event_loop: small ones, --small-io event-loop)',
+      labelNames: ['thread'],
+      registers,
+      collect() {
+        this.reset();
+        let eventLoop = 0;
+        let threadPool = 0;
+        for (const state of metrics.partitionFigures()) {
+          eventLoop += state.ioCalls.eventLoop;
+          threadPool += state.ioCalls.threadPool;
+        }
+        this.inc({ thread: 'event_loop' }, eventLoop);
+        this.inc({ thread: 'thread_pool' }, threadPool);
+      },
+    });
     new Gauge({
       name: 'strata_tail_cache_bytes',
       help: 'Bytes of log held in the tail cache, the newest written bytes of all partitions (its ring of --tail-cache-bytes stays allocated)',
@@ -160,6 +177,15 @@ class TimedFileSystem extends NodeFileSystem {
       end();
     }
   }
+
+  override fdatasyncSync(fd: number): void {
+    const end = this.histogram.startTimer();
+    try {
+      super.fdatasyncSync(fd);
+    } finally {
+      end();
+    }
+  }
 }
 
 interface PartitionFigures {
@@ -171,4 +197,5 @@ interface PartitionFigures {
   sizeBytes: number;
   segmentCount: number;
   writtenBytes: { direct: number; buffered: number };
+  ioCalls: { eventLoop: number; threadPool: number };
 }

@@ -20,6 +20,10 @@ export interface FileSystem {
   /** Writes all of `buffers` at `position`, retrying short writes; returns the bytes written. */
   writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number>;
   fdatasync(fd: number): Promise<void>;
+  /** `writev` on the calling thread (see `inline-io.ts` for when storage does that). */
+  writevSync(fd: number, buffers: readonly Buffer[], position: number): number;
+  /** `fdatasync` on the calling thread. */
+  fdatasyncSync(fd: number): void;
   ftruncate(fd: number, length: number): Promise<void>;
   fileSize(fd: number): Promise<number>;
   /** Size of the file at `path`, or -1 if it does not exist. */
@@ -38,6 +42,19 @@ export interface FileSystem {
 
 function callback<T>(resolve: (value: T) => void, reject: (error: Error) => void) {
   return (error: NodeJS.ErrnoException | null, value?: T) => (error ? reject(error) : resolve(value as T));
+}
+
+/** What a short write of `written` bytes left of `buffers`: each buffer not fully written, with where to resume in it. */
+function* unwrittenParts(buffers: readonly Buffer[], written: number): Generator<[Buffer, number]> {
+  let skip = written;
+  for (const buffer of buffers) {
+    if (skip >= buffer.length) {
+      skip -= buffer.length;
+      continue;
+    }
+    yield [buffer, skip];
+    skip = 0;
+  }
 }
 
 export class NodeFileSystem implements FileSystem {
@@ -74,15 +91,8 @@ export class NodeFileSystem implements FileSystem {
     );
     if (written === total) return total;
     // Short write (rare: signals, quotas). Finish it buffer by buffer from where it stopped.
-    let skip = written;
-    for (const buffer of buffers) {
-      if (skip >= buffer.length) {
-        skip -= buffer.length;
-        continue;
-      }
-      let start = skip;
-      skip = 0;
-      while (start < buffer.length) {
+    for (const [buffer, from] of unwrittenParts(buffers, written)) {
+      for (let start = from; start < buffer.length; ) {
         const count = await new Promise<number>((resolve, reject) =>
           fs.write(fd, buffer, start, buffer.length - start, position + written, callback(resolve, reject)),
         );
@@ -95,6 +105,25 @@ export class NodeFileSystem implements FileSystem {
 
   fdatasync(fd: number): Promise<void> {
     return new Promise((resolve, reject) => fs.fdatasync(fd, callback(resolve, reject)));
+  }
+
+  writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
+    let total = 0;
+    for (const buffer of buffers) total += buffer.length;
+    let written = fs.writevSync(fd, buffers as Buffer[], position);
+    if (written === total) return total;
+    for (const [buffer, from] of unwrittenParts(buffers, written)) {
+      for (let start = from; start < buffer.length; ) {
+        const count = fs.writeSync(fd, buffer, start, buffer.length - start, position + written);
+        start += count;
+        written += count;
+      }
+    }
+    return written;
+  }
+
+  fdatasyncSync(fd: number): void {
+    fs.fdatasyncSync(fd);
   }
 
   ftruncate(fd: number, length: number): Promise<void> {

@@ -57,6 +57,7 @@ import { LogSegment, READ_HEADROOM_BYTES, type SegmentOptions } from './segment.
 import { stagingPool } from './aligned-memory.js';
 import { DirectWritesUnsupported } from './direct-writer.js';
 import { SegmentList } from './segment-list.js';
+import type { InlineIoBudget } from './inline-io.js';
 import type { TailCache } from './tail-cache.js';
 import { join } from 'node:path';
 
@@ -132,6 +133,12 @@ export interface PartitionLogOptions {
   directWriteMinBytes?: number | null;
   /** Keeps the newest written bytes in memory for tailing readers (see `tail-cache.ts`). */
   tailCache?: TailCache | null;
+  /**
+   * Lets small writes and fdatasyncs run on the event loop instead of the thread pool (see
+   * `inline-io.ts`); null (the default) pools every call. The broker shares one budget among
+   * all its partitions.
+   */
+  inlineIo?: InlineIoBudget | null;
 }
 
 interface QueuedAppend {
@@ -190,8 +197,11 @@ export class PartitionLog {
   readonly recovery: RecoveryReport | null;
   private producerState = new ProducerState();
   private directWriteMinBytes: number | null;
+  private readonly inlineIo: InlineIoBudget | null;
   /** Bytes appended with direct writes and through the page cache, since open. */
   readonly writtenBytes = { direct: 0, buffered: 0 };
+  /** Log writes and fdatasyncs of the append path since open, by the thread that made them. */
+  readonly ioCalls = { eventLoop: 0, threadPool: 0 };
 
   private constructor(
     options: PartitionLogOptions,
@@ -209,6 +219,7 @@ export class PartitionLog {
     this.logger = logger;
     this.queuedBytesMax = options.queuedBytesMax ?? 64 * 1024 * 1024;
     this.directWriteMinBytes = options.directWriteMinBytes ?? null;
+    this.inlineIo = options.inlineIo ?? null;
     this.segments = loaded.segments;
     this.recovery = loaded.recovery;
     const active = this.segments.last();
@@ -554,6 +565,7 @@ export class PartitionLog {
         try {
           await active.writeDirect(buffers, bytes, staging);
           this.writtenBytes.direct += bytes;
+          this.ioCalls.threadPool++;
           return;
         } catch (error) {
           if (error instanceof DirectWritesUnsupported) {
@@ -570,7 +582,13 @@ export class PartitionLog {
         }
       }
     }
-    await active.writeBuffered(buffers, bytes);
+    if (this.inlineIo?.allows(bytes)) {
+      this.ioCalls.eventLoop++;
+      this.inlineIo.runInline('write', () => active.writeBufferedInline(buffers, bytes));
+    } else {
+      this.ioCalls.threadPool++;
+      await active.writeBuffered(buffers, bytes);
+    }
     this.writtenBytes.buffered += bytes;
   }
 
@@ -642,6 +660,9 @@ export class PartitionLog {
   }
 
   private async syncLoop(): Promise<void> {
+    // Start in a microtask, so `syncing` is set before an inline fdatasync advances the high
+    // watermark and its listeners run (one that appends must find the sync under way).
+    await undefined;
     do {
       this.syncWanted = false;
       const active = this.segments.last();
@@ -649,7 +670,14 @@ export class PartitionLog {
       const writtenBytes = this.writtenBytesTotal;
       if (writtenBytes === this.syncedBytesTotal) return;
       try {
-        await this.fs.fdatasync(active.openFileDescriptor());
+        const fd = active.openFileDescriptor();
+        if (this.inlineIo?.allows(writtenBytes - this.syncedBytesTotal)) {
+          this.ioCalls.eventLoop++;
+          this.inlineIo.runInline('fdatasync', () => this.fs.fdatasyncSync(fd));
+        } else {
+          this.ioCalls.threadPool++;
+          await this.fs.fdatasync(fd);
+        }
       } catch (error) {
         this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of ${active.logPath} failed (${(error as Error).message}); restart to recover`, { cause: error }));
         return;

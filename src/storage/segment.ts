@@ -214,6 +214,16 @@ export class LogSegment {
    */
   async writeBuffered(buffers: readonly Buffer[], bytes: number): Promise<void> {
     await this.fs.writev(this.openFileDescriptor(), buffers, this.sizeBytes);
+    this.noteBufferedWrite(buffers, bytes);
+  }
+
+  /** `writeBuffered` on the calling thread (see `inline-io.ts`). */
+  writeBufferedInline(buffers: readonly Buffer[], bytes: number): void {
+    this.fs.writevSync(this.openFileDescriptor(), buffers, this.sizeBytes);
+    this.noteBufferedWrite(buffers, bytes);
+  }
+
+  private noteBufferedWrite(buffers: readonly Buffer[], bytes: number): void {
     this.direct?.noteBufferedWrite();
     this.cacheWritten(buffers, bytes);
   }

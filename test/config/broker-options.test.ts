@@ -13,10 +13,13 @@ function defaults(): Parsed {
 }
 
 describe('serve options', () => {
-  it('default to data in ./data, gRPC on 127.0.0.1:50051, direct writes and a 16 MiB tail cache', () => {
+  it('default to data in ./data, gRPC on 127.0.0.1:50051, direct writes, small I/O on the event loop and a 16 MiB tail cache', () => {
     const settings = serveSettings(defaults());
     expect(settings).toMatchObject({ dataDir: './data', listen: '127.0.0.1:50051', metricsListen: '127.0.0.1:9464', directWrites: true, tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES });
     expect(serveSettings({ ...defaults(), 'write-mode': 'buffered' }).directWrites).toBe(false);
+    expect(settings.inlineIo).toBe(true);
+    expect(brokerOptions(settings).inlineIo).toBe(true);
+    expect(brokerOptions(serveSettings({ ...defaults(), 'small-io': 'thread-pool' })).inlineIo).toBe(false);
     expect(DEFAULT_TAIL_CACHE_BYTES).toBe(16 * 1024 * 1024);
     expect(brokerOptions(settings).tailCacheBytes).toBe(DEFAULT_TAIL_CACHE_BYTES);
   });

@@ -28,6 +28,9 @@ export class TestFileSystem implements FileSystem {
   /** While set, fdatasync waits for it before syncing. */
   fdatasyncGate: Promise<void> | null = null;
   fdatasyncCalls = 0;
+  /** Calls made on the event loop (writevSync, fdatasyncSync). */
+  inlineWritevCalls = 0;
+  inlineFdatasyncCalls = 0;
   /** openDirect answers null, as on a file system without O_DIRECT. */
   noDirectOpen = false;
   /** Writes to descriptors from openDirect fail with this code (EINVAL: alignment refused)... */
@@ -89,6 +92,23 @@ export class TestFileSystem implements FileSystem {
     if (this.fdatasyncGate !== null) await this.fdatasyncGate;
     if (this.failFdatasync) throw errnoError(this.fdatasyncErrorCode);
     return this.real.fdatasync(fd);
+  }
+  writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
+    if (this.writevGate !== null) throw new Error('writevGate cannot hold a write on the event loop: open the log without inlineIo');
+    this.inlineWritevCalls++;
+    if (this.diskFull) {
+      const all = Buffer.concat(buffers);
+      this.real.writevSync(fd, [all.subarray(0, all.length >> 1)], position);
+      throw errnoError('ENOSPC');
+    }
+    return this.real.writevSync(fd, buffers, position);
+  }
+  fdatasyncSync(fd: number): void {
+    if (this.fdatasyncGate !== null) throw new Error('fdatasyncGate cannot hold a sync on the event loop: open the log without inlineIo');
+    this.fdatasyncCalls++;
+    this.inlineFdatasyncCalls++;
+    if (this.failFdatasync) throw errnoError(this.fdatasyncErrorCode);
+    this.real.fdatasyncSync(fd);
   }
   ftruncate(fd: number, length: number): Promise<void> {
     return this.real.ftruncate(fd, length);

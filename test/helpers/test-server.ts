@@ -33,6 +33,8 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     topicDefaults: { ...DEFAULT_LOG_CONFIG },
     // As `strata serve`: direct writes for large groups, with the tail cache serving them.
     directWrites: true,
+    // As `strata serve`: small writes and fdatasyncs on the event loop.
+    inlineIo: true,
     tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES,
     maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
     retentionCheckIntervalMs: 60 * 60 * 1000,

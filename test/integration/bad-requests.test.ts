@@ -311,19 +311,36 @@ describe('bad requests', () => {
   });
 });
 
-/** A real file system whose writes fail with ENOSPC while `full` is set, after writing half. */
+/**
+ * A real file system whose writes fail with ENOSPC while `full` is set, after writing half; on
+ * the thread pool and on the event loop (where the broker writes small groups).
+ */
 class FillableFileSystem extends NodeFileSystem {
   full = false;
   failures = 0;
 
   override async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
     if (!this.full) return super.writev(fd, buffers, position);
-    this.failures++;
-    // A realistic full disk: part of the data lands before the error, so a rollback is needed.
-    const all = Buffer.concat(buffers);
-    await super.writev(fd, [all.subarray(0, Math.floor(all.length / 2))], position);
-    throw Object.assign(new Error(`ENOSPC: no space left on device, write`), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    await super.writev(fd, [this.halfOf(buffers)], position);
+    throw enospc();
   }
+
+  override writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
+    if (!this.full) return super.writevSync(fd, buffers, position);
+    super.writevSync(fd, [this.halfOf(buffers)], position);
+    throw enospc();
+  }
+
+  /** A realistic full disk: part of the data lands before the error, so a rollback is needed. */
+  private halfOf(buffers: readonly Buffer[]): Buffer {
+    this.failures++;
+    const all = Buffer.concat(buffers);
+    return all.subarray(0, Math.floor(all.length / 2));
+  }
+}
+
+function enospc(): Error {
+  return Object.assign(new Error(`ENOSPC: no space left on device, write`), { code: 'ENOSPC', errno: -28, syscall: 'write' });
 }
 
 describe('disk full (broker with an injected FileSystem)', () => {

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { DIRECT_WRITES_WORK } from '../helpers/test-file-system.js';
-import { type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
+import { type BrokerProcess, type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
 
 type Subscription = NodeJS.EventEmitter & { cancel(): void };
 
@@ -172,6 +172,26 @@ describe('broker lifecycle', () => {
     expect(described.partitions.map((partition) => partition.logEndOffset.toNumber())).toEqual([0, 1]);
   });
 
+  /** kill -9s a spawned broker and starts another on its data directory; returns a client of it. */
+  async function killAndRestart(broker: BrokerProcess, dataDir: string): Promise<TestClient> {
+    broker.child.kill('SIGKILL');
+    await broker.exited;
+    const second = await spawnBroker(dataDir);
+    cleanups.push(async () => {
+      second.child.kill('SIGTERM');
+      await second.exited;
+    });
+    const client = new TestClient(second.address);
+    cleanups.push(() => client.close());
+    return client;
+  }
+
+  /** The /metrics page of a spawned broker (its address is in the "listening" log line). */
+  async function scrapeMetrics(broker: BrokerProcess): Promise<string> {
+    const listening = broker.logLines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg?: string; metricsAddress?: string }).find((entry) => entry.msg === 'listening');
+    return (await fetch(`http://${listening!.metricsAddress!}/metrics`)).text();
+  }
+
   // Skipped only where the temp directory's file system has no O_DIRECT.
   it.skipIf(!DIRECT_WRITES_WORK)('strata serve --write-mode direct writes a large produce directly, and kill -9 loses none of it', async () => {
     const dataDir = temporaryDirectory();
@@ -190,23 +210,13 @@ describe('broker lifecycle', () => {
     const described = await client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'big' }));
     const logBytes = described.partitions[0]!.sizeBytes.toNumber();
     client.close();
-    const listening = first.logLines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg?: string; metricsAddress?: string }).find((entry) => entry.msg === 'listening');
-    const metrics = await (await fetch(`http://${listening!.metricsAddress!}/metrics`)).text();
+    const metrics = await scrapeMetrics(first);
     expect(metrics).toContain(`strata_partition_written_bytes_total{topic="big",partition="0",mode="direct"} ${logBytes}`);
     // A direct write covers whole 4 KiB blocks: the file ends on a block boundary, past the log.
     const fileBytes = statSync(join(dataDir, 'topics', 'big', '0', '00000000000000000000.log')).size;
     expect(fileBytes % 4096).toBe(0);
     expect(fileBytes).toBeGreaterThan(logBytes);
-    first.child.kill('SIGKILL');
-    await first.exited;
-
-    const second = await spawnBroker(dataDir);
-    cleanups.push(async () => {
-      second.child.kill('SIGTERM');
-      await second.exited;
-    });
-    const again = new TestClient(second.address);
-    cleanups.push(() => again.close());
+    const again = await killAndRestart(first, dataDir);
     const seen: Buffer[] = [];
     while (seen.length < 500) {
       const fetched = await again.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'big', partition: 0, offset: Long.fromNumber(seen.length) }));
@@ -216,5 +226,34 @@ describe('broker lifecycle', () => {
     expect(seen.every((bytes, index) => bytes.equals(value(index)))).toBe(true);
     const after = await again.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'big' }));
     expect(after.partitions[0]!.logEndOffset.toNumber()).toBe(500);
+  });
+
+  it.each([
+    ['strata serve', 'event loop', [], 'event_loop', 'thread_pool'],
+    ['strata serve --small-io thread-pool', 'thread pool', ['--small-io', 'thread-pool'], 'thread_pool', 'event_loop'],
+  ])('%s writes and fdatasyncs small produces on the %s, and kill -9 loses none of them', async (_command, _where, args, thread, other) => {
+    const dataDir = temporaryDirectory();
+    cleanups.push(() => removeDirectory(dataDir));
+    const first = await spawnBroker(dataDir, args);
+    cleanups.push(async () => {
+      first.child.kill('SIGKILL');
+      await first.exited;
+    });
+    const client = new TestClient(first.address);
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'small', partitions: 1 }));
+    // acks=all (the default) one record at a time: each answer waits for its own fdatasync.
+    for (let index = 0; index < 20; index++) {
+      await client.call('log.produce', v1.ProduceRequest.create({ topic: 'small', partition: 0, records: [v1.Record.create({ value: Buffer.from(`small-${index}`) })] }));
+    }
+    client.close();
+    const metrics = await scrapeMetrics(first);
+    const calls = (label: string): number => Number(new RegExp(`^strata_log_io_calls_total\\{thread="${label}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+    // 20 writes and 20 fdatasyncs; on the event loop, a slow disk may send some to the pool.
+    expect(calls(thread) + calls(other)).toBe(40);
+    expect(calls(thread)).toBeGreaterThan(calls(other));
+    if (thread === 'thread_pool') expect(calls(other)).toBe(0);
+    const again = await killAndRestart(first, dataDir);
+    const fetched = await again.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'small', partition: 0, offset: Long.fromNumber(0) }));
+    expect(fetched.records.map((record) => Buffer.from(record.value ?? []).toString())).toEqual(Array.from({ length: 20 }, (_, index) => `small-${index}`));
   });
 });

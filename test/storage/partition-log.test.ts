@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
+import { InlineIoBudget } from '../../src/storage/inline-io.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { APPEND_BYTES_MAX, PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import {
@@ -729,6 +730,83 @@ describe('disk full', () => {
     await log.append(batchOf(0, 1, clock.nowMs())); // the segment's first batch, now
     await log.append(batchOf(1, 1, clock.nowMs())); // 0 ms later: no roll is due
     expect(log.segmentCount).toBe(1);
+  });
+});
+
+describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
+  it('writes and fdatasyncs small appends on the loop, acknowledges them durable, and a reopen finds them', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, {}, { fs, inlineIo: new InlineIoBudget() });
+    const appended = await appendSequentially(log, 20);
+    expect(fs.inlineWritevCalls).toBe(20);
+    expect(fs.inlineFdatasyncCalls).toBe(20);
+    expect(fs.fdatasyncCalls).toBe(20); // none on the pool
+    expect(log.ioCalls).toEqual({ eventLoop: 40, threadPool: 0 });
+    expect(log.highWatermark).toBe(appended.nextOffset);
+    expect(log.writtenBytes.buffered).toBe(log.sizeBytes);
+    await log.close();
+    const reopened = await openLog(directory);
+    expectValues(await readAllRecords(reopened), 0, appended.nextOffset);
+  });
+
+  it('hands a write or fdatasync over the size bound to the thread pool', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs, inlineIo: new InlineIoBudget({ settings: { bytesMax: 100 } }) });
+    const batch = batchOf(0, 5);
+    expect(batch.length).toBeGreaterThan(100);
+    await log.append(batch);
+    expect(fs.inlineWritevCalls).toBe(0);
+    expect(fs.inlineFdatasyncCalls).toBe(0);
+    expect(fs.fdatasyncCalls).toBe(1);
+    expect(log.ioCalls).toEqual({ eventLoop: 0, threadPool: 2 });
+    expect(log.highWatermark).toBe(5);
+  });
+
+  it('refuses with DISK_FULL when an inline write fills the disk, rolls the file back and goes on', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, {}, { fs, inlineIo: new InlineIoBudget() });
+    const appended = await appendSequentially(log, 5);
+    const logPath = join(directory, `${stem(0)}.log`);
+    const sizeBefore = log.sizeBytes;
+    fs.diskFull = true;
+    expect((await rejection(log.append(batchOf(appended.nextOffset, 3)))).code).toBe(ErrorCode.DISK_FULL);
+    expect(fs.inlineWritevCalls).toBe(6);
+    expect(nodeFs.statSync(logPath).size).toBe(sizeBefore); // the half-written group is cut off
+    expect(log.fenced).toBeNull();
+    fs.diskFull = false;
+    const more = await appendSequentially(log, 3);
+    expectValues(await readAllRecords(log), 0, more.nextOffset);
+  });
+
+  it('fences the partition when an inline fdatasync fails, as when a pooled one does', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs, inlineIo: new InlineIoBudget() });
+    await log.append(batchOf(0, 2));
+    fs.failFdatasync = true;
+    const error = await rejection(log.append(batchOf(2, 1)));
+    expect(fs.inlineFdatasyncCalls).toBe(2);
+    expect(error.code).toBe(ErrorCode.PARTITION_FENCED);
+    expect(error.message).toContain('fdatasync');
+    expect(log.highWatermark).toBe(2);
+    fs.failFdatasync = false;
+    expect((await rejection(log.append(batchOf(3, 1)))).code).toBe(ErrorCode.PARTITION_FENCED);
+  });
+
+  it('an append made by a high-watermark listener, while an inline fdatasync advances the watermark, is written and synced too', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs, inlineIo: new InlineIoBudget() });
+    let fromListener: Promise<AppendResult> | null = null;
+    const unsubscribe = log.onHighWatermark(() => {
+      if (fromListener === null) fromListener = log.append(batchOf(2, 1));
+    });
+    expect(await log.append(batchOf(0, 2))).toMatchObject({ baseOffset: 0, lastOffset: 1 });
+    expect(fromListener).not.toBeNull();
+    expect(await fromListener!).toMatchObject({ baseOffset: 2, lastOffset: 2 });
+    unsubscribe();
+    expect(log.highWatermark).toBe(3);
+    expect(fs.inlineFdatasyncCalls).toBe(2);
   });
 });
 

@@ -38,6 +38,7 @@ const COMMON_OPTIONS = {
   json: { type: 'string', describe: 'Also write every figure and parameter to this JSON file', requiresArg: true },
   'profile-server': { type: 'string', describe: 'With --local: write a V8 CPU profile of the broker into this directory', requiresArg: true },
   'write-mode': { choices: ['buffered', 'direct'], describe: 'With --local: the broker\'s --write-mode (default: the broker\'s, direct)' },
+  'small-io': { choices: ['event-loop', 'thread-pool'], describe: 'With --local: the broker\'s --small-io (default: the broker\'s, event-loop)' },
 } as const satisfies Record<string, Options>;
 
 const PRODUCE_OPTIONS = {
@@ -147,6 +148,8 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   if (profileServer !== null && !local) throw new UsageError('--profile-server needs --local (the broker must be started by this command)');
   const writeMode = argv['write-mode'] === 'direct' || argv['write-mode'] === 'buffered' ? argv['write-mode'] : null;
   if (writeMode !== null && !local) throw new UsageError('--write-mode needs --local (start the broker at --server with `strata serve --write-mode`)');
+  const smallIo = argv['small-io'] === 'event-loop' || argv['small-io'] === 'thread-pool' ? argv['small-io'] : null;
+  if (smallIo !== null && !local) throw new UsageError('--small-io needs --local (start the broker at --server with `strata serve --small-io`)');
   const rate = argv.rate === undefined ? null : positiveNumber(argv.rate, '--rate');
   const recordSize = positiveInteger(argv['record-size'], '--record-size');
   if (workload === 'e2e' && recordSize < SEND_TIME_BYTES) throw new UsageError(`--record-size must be at least ${SEND_TIME_BYTES} for e2e (the value carries the send time)`);
@@ -172,6 +175,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
     reader: argv.reader === 'subscribe' ? 'subscribe' : 'consumer',
     profileServer,
     writeMode,
+    smallIo,
   };
 }
 
