@@ -21,7 +21,7 @@ import { rootLogger, type Logger } from '../common/logger.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
-import { DIRECT_WRITE_MIN_BYTES, PartitionLog, type AppendResult, type AppendWait } from '../storage/partition-log.js';
+import { DIRECT_WRITE_MIN_BYTES, PartitionLog, type AppendResult, type AppendWait, type IoCalls } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { firstRecordKey } from '../storage/record-batch.js';
 import { buildBatchFromRanges } from '../storage/record-batch-builder.js';
@@ -72,7 +72,7 @@ export interface PartitionState {
   /** Bytes appended since the partition was opened, with direct writes and through the page cache. */
   writtenBytes: { direct: number; buffered: number };
   /** Log writes and fdatasyncs of the append path since the partition was opened, by thread. */
-  ioCalls: { eventLoop: number; threadPool: number };
+  ioCalls: IoCalls;
   error: string;
 }
 
@@ -146,7 +146,7 @@ export class Broker {
     this.fs = options.fs ?? nodeFileSystem;
     this.directWrites = options.directWrites ?? true;
     this.tailCache = new TailCache(options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES);
-    this.inlineIo = (options.inlineIo ?? true) ? new InlineIoBudget({ logger: this.logger.child({ subsystem: 'storage' }) }) : null;
+    this.inlineIo = (options.inlineIo ?? true) ? new InlineIoBudget() : null;
   }
 
   static async open(options: BrokerOptions): Promise<Broker> {
@@ -315,7 +315,7 @@ export class Broker {
         sizeBytes: log.sizeBytes,
         segmentCount: log.segmentCount,
         writtenBytes: { ...log.writtenBytes },
-        ioCalls: { ...log.ioCalls },
+        ioCalls: { eventLoop: { ...log.ioCalls.eventLoop }, threadPool: { ...log.ioCalls.threadPool } },
         error: log.fenced?.message ?? '',
       })),
     };

@@ -34,7 +34,7 @@ export const SERVE_OPTIONS = {
     type: 'string',
     default: 'event-loop',
     choices: ['event-loop', 'thread-pool'],
-    describe: 'Where small log writes and fdatasyncs (up to 32 KiB) run: event-loop (lower latency; bounded to half the loop\'s time, and off for 10 s after one takes over 20 ms) or thread-pool (the loop never waits on the disk)',
+    describe: 'Where small log writes and fdatasyncs (up to 32 KiB) run: event-loop (lower latency; only while one partition is busy, such calls average 1 ms or less, and within half the loop\'s time) or thread-pool (the loop never waits on the disk)',
   },
   'tail-cache-bytes': {
     type: 'number',

@@ -10,6 +10,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Broker } from '../broker/broker.js';
 import type { GroupCoordinator } from '../groups/group-coordinator.js';
 import { type FileSystem, NodeFileSystem } from '../storage/file-system.js';
+import type { IoCalls } from '../storage/partition-log.js';
 
 const LATENCY_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -77,18 +78,20 @@ export class BrokerMetrics {
     new Counter({
       name: 'strata_log_io_calls_total',
       help: 'Log writes and fdatasyncs of the append path, by the thread that made them (event_loop: small ones, --small-io event-loop)',
-      labelNames: ['thread'],
+      labelNames: ['operation', 'thread'],
       registers,
       collect() {
         this.reset();
-        let eventLoop = 0;
-        let threadPool = 0;
-        for (const state of metrics.partitionFigures()) {
-          eventLoop += state.ioCalls.eventLoop;
-          threadPool += state.ioCalls.threadPool;
+        for (const operation of ['write', 'fdatasync'] as const) {
+          let eventLoop = 0;
+          let threadPool = 0;
+          for (const state of metrics.partitionFigures()) {
+            eventLoop += state.ioCalls.eventLoop[operation];
+            threadPool += state.ioCalls.threadPool[operation];
+          }
+          this.inc({ operation, thread: 'event_loop' }, eventLoop);
+          this.inc({ operation, thread: 'thread_pool' }, threadPool);
         }
-        this.inc({ thread: 'event_loop' }, eventLoop);
-        this.inc({ thread: 'thread_pool' }, threadPool);
       },
     });
     new Gauge({
@@ -197,5 +200,5 @@ interface PartitionFigures {
   sizeBytes: number;
   segmentCount: number;
   writtenBytes: { direct: number; buffered: number };
-  ioCalls: { eventLoop: number; threadPool: number };
+  ioCalls: IoCalls;
 }

@@ -57,7 +57,7 @@ import { LogSegment, READ_HEADROOM_BYTES, type SegmentOptions } from './segment.
 import { stagingPool } from './aligned-memory.js';
 import { DirectWritesUnsupported } from './direct-writer.js';
 import { SegmentList } from './segment-list.js';
-import type { InlineIoBudget } from './inline-io.js';
+import type { InlineIoBudget, InlineIoOperation } from './inline-io.js';
 import type { TailCache } from './tail-cache.js';
 import { join } from 'node:path';
 
@@ -112,6 +112,9 @@ export interface ReadResult {
   highWatermark: number;
   logStartOffset: number;
 }
+
+/** Log writes and fdatasyncs of the append path, by the thread that made them. */
+export type IoCalls = Record<'eventLoop' | 'threadPool', Record<InlineIoOperation, number>>;
 
 export interface PartitionLogOptions {
   directory: string;
@@ -198,10 +201,12 @@ export class PartitionLog {
   private producerState = new ProducerState();
   private directWriteMinBytes: number | null;
   private readonly inlineIo: InlineIoBudget | null;
+  /** As last told to `inlineIo`: the writer runs or an fdatasync is under way. */
+  private ioBusy = false;
   /** Bytes appended with direct writes and through the page cache, since open. */
   readonly writtenBytes = { direct: 0, buffered: 0 };
   /** Log writes and fdatasyncs of the append path since open, by the thread that made them. */
-  readonly ioCalls = { eventLoop: 0, threadPool: 0 };
+  readonly ioCalls: IoCalls = { eventLoop: { write: 0, fdatasync: 0 }, threadPool: { write: 0, fdatasync: 0 } };
 
   private constructor(
     options: PartitionLogOptions,
@@ -392,6 +397,7 @@ export class PartitionLog {
   private startWriter(): void {
     if (this.writerRunning || this.queue.length === 0) return;
     this.writerRunning = true;
+    this.noteIoActivity();
     this.writing = this.writeQueued();
   }
 
@@ -433,6 +439,7 @@ export class PartitionLog {
       }
     } finally {
       this.writerRunning = false;
+      this.noteIoActivity();
     }
   }
 
@@ -565,7 +572,7 @@ export class PartitionLog {
         try {
           await active.writeDirect(buffers, bytes, staging);
           this.writtenBytes.direct += bytes;
-          this.ioCalls.threadPool++;
+          this.ioCalls.threadPool.write++;
           return;
         } catch (error) {
           if (error instanceof DirectWritesUnsupported) {
@@ -582,14 +589,28 @@ export class PartitionLog {
         }
       }
     }
-    if (this.inlineIo?.allows(bytes)) {
-      this.ioCalls.eventLoop++;
-      this.inlineIo.runInline('write', () => active.writeBufferedInline(buffers, bytes));
-    } else {
-      this.ioCalls.threadPool++;
-      await active.writeBuffered(buffers, bytes);
-    }
+    await this.runIo(
+      'write',
+      bytes,
+      () => active.writeBufferedInline(buffers, bytes),
+      () => active.writeBuffered(buffers, bytes),
+    );
     this.writtenBytes.buffered += bytes;
+  }
+
+  /** Runs a write or an fdatasync of `bytes` on the event loop if the budget allows, else on the pool. */
+  private async runIo(operation: InlineIoOperation, bytes: number, onLoop: () => void, onPool: () => Promise<void>): Promise<void> {
+    if (this.inlineIo === null) {
+      this.ioCalls.threadPool[operation]++;
+      return onPool();
+    }
+    if (this.inlineIo.allows(operation, bytes)) {
+      this.ioCalls.eventLoop[operation]++;
+      this.inlineIo.runInline(operation, onLoop);
+    } else {
+      this.ioCalls.threadPool[operation]++;
+      await this.inlineIo.runPooled(operation, onPool);
+    }
   }
 
   private stopDirectWrites(active: LogSegment, reason: string): void {
@@ -656,7 +677,11 @@ export class PartitionLog {
       this.syncWanted = true;
       return;
     }
-    this.syncing = this.syncLoop().finally(() => (this.syncing = null));
+    this.syncing = this.syncLoop().finally(() => {
+      this.syncing = null;
+      this.noteIoActivity();
+    });
+    this.noteIoActivity();
   }
 
   private async syncLoop(): Promise<void> {
@@ -669,22 +694,32 @@ export class PartitionLog {
       const target: LogPosition = { offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes };
       const writtenBytes = this.writtenBytesTotal;
       if (writtenBytes === this.syncedBytesTotal) return;
+      this.inlineIo?.syncStarting();
       try {
         const fd = active.openFileDescriptor();
-        if (this.inlineIo?.allows(writtenBytes - this.syncedBytesTotal)) {
-          this.ioCalls.eventLoop++;
-          this.inlineIo.runInline('fdatasync', () => this.fs.fdatasyncSync(fd));
-        } else {
-          this.ioCalls.threadPool++;
-          await this.fs.fdatasync(fd);
-        }
+        await this.runIo(
+          'fdatasync',
+          writtenBytes - this.syncedBytesTotal,
+          () => this.fs.fdatasyncSync(fd),
+          () => this.fs.fdatasync(fd),
+        );
       } catch (error) {
         this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of ${active.logPath} failed (${(error as Error).message}); restart to recover`, { cause: error }));
         return;
+      } finally {
+        this.inlineIo?.syncEnded();
       }
       this.syncedBytesTotal = Math.max(this.syncedBytesTotal, writtenBytes);
       this.advanceHighWatermark(target);
     } while (this.syncWanted);
+  }
+
+  /** Tells the inline I/O budget whether this log is writing or syncing (it then counts as busy). */
+  private noteIoActivity(): void {
+    const busy = this.writerRunning || this.syncing !== null;
+    if (busy === this.ioBusy) return;
+    this.ioBusy = busy;
+    this.inlineIo?.noteBusy(busy);
   }
 
   private advanceHighWatermark(target: LogPosition): void {

@@ -1,38 +1,49 @@
-// Goal: show that the inline I/O budget lets only small calls run on the event loop, bounds the
-// loop's time in them to its share (credit capped at burstMs), and sends every call to the
-// thread pool for a cool-down after a slow one, saying so in the log; method: a budget driven by
-// a hand-moved clock, with calls that "take" a set time by moving it.
-import { InlineIoBudget, type InlineIoSettings } from '../../src/storage/inline-io.js';
-import { pino } from 'pino';
+// Goal: show that the inline I/O budget lets a call run on the event loop only when it is small,
+// no other log is busy, calls of its kind have been quick and the loop has credit (its share of
+// the time, capped at burstMs); method: a budget driven by a hand-moved clock, with calls that
+// "take" a set time by moving it.
 import { describe, expect, it } from 'vitest';
+import { InlineIoBudget, type InlineIoSettings } from '../../src/storage/inline-io.js';
 
-const SETTINGS: InlineIoSettings = { bytesMax: 1000, shareOfLoop: 0.5, burstMs: 4, slowMs: 20, coolDownMs: 10_000 };
+const SETTINGS: InlineIoSettings = { bytesMax: 1000, expectedMsMax: 1, shareOfLoop: 0.5, burstMs: 4 };
 
 function budget(settings: Partial<InlineIoSettings> = {}) {
   let now = 1_000;
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-  const inlineIo = new InlineIoBudget({ settings: { ...SETTINGS, ...settings }, now: () => now, logger });
-  /** Runs a call that takes `ms` of loop time, if the budget allows it; returns whether it ran inline. */
+  const inlineIo = new InlineIoBudget({ settings: { ...SETTINGS, ...settings }, now: () => now });
+  inlineIo.noteBusy(true); // the log making the calls
+  /** Runs an fdatasync that takes `ms`, inline if the budget allows it; returns whether it did. */
   const call = (ms: number, bytes = 100): boolean => {
-    if (!inlineIo.allows(bytes)) return false;
+    if (!inlineIo.allows('fdatasync', bytes)) return false;
     inlineIo.runInline('fdatasync', () => {
       now += ms;
     });
     return true;
   };
-  return { inlineIo, call, advance: (ms: number) => (now += ms), lines };
+  /** Runs an fdatasync that takes `ms` on the pool. */
+  const pooled = (ms: number): Promise<void> =>
+    inlineIo.runPooled('fdatasync', async () => {
+      now += ms;
+    });
+  return { inlineIo, call, pooled, advance: (ms: number) => (now += ms) };
 }
 
 describe('inline I/O budget', () => {
   it('lets calls up to bytesMax run on the loop and sends larger ones to the pool', () => {
     const { inlineIo } = budget();
-    expect(inlineIo.allows(1000)).toBe(true);
-    expect(inlineIo.allows(1001)).toBe(false);
+    expect(inlineIo.allows('write', 1000)).toBe(true);
+    expect(inlineIo.allows('write', 1001)).toBe(false);
   });
 
-  it('holds the loop\'s time in inline calls to its share: credit accrues at shareOfLoop per ms and is capped at burstMs', () => {
-    const { call, advance } = budget();
+  it('sends calls to the pool while another log is writing or syncing', () => {
+    const { inlineIo } = budget();
+    inlineIo.noteBusy(true);
+    expect(inlineIo.allows('fdatasync', 100)).toBe(false);
+    inlineIo.noteBusy(false);
+    expect(inlineIo.allows('fdatasync', 100)).toBe(true);
+  });
+
+  it("holds the loop's time in inline calls to its share: credit accrues at shareOfLoop per ms and is capped at burstMs", () => {
+    const { call, advance } = budget({ expectedMsMax: 10 });
     // Back to back, 1 ms calls cost 1 ms and earn 0.5: 4 ms of credit lasts 8 calls.
     const runs = (count: number) => Array.from({ length: count }, () => call(1));
     expect(runs(9)).toEqual([true, true, true, true, true, true, true, true, false]);
@@ -44,36 +55,69 @@ describe('inline I/O budget', () => {
   });
 
   it('a call that takes more than the credit makes the loop earn it back before the next', () => {
-    const { call, advance } = budget();
-    expect(call(10)).toBe(true); // 4 - 10 + 5 earned meanwhile = -1 ms: 2 ms of idle loop to earn back
-    advance(2);
+    const { call, advance } = budget({ expectedMsMax: 10 });
+    expect(call(8)).toBe(true); // 4 - 8 + 4 earned meanwhile = 0 ms: 1 ms of idle loop earns 0.5
     expect(call(1)).toBe(false);
     advance(1);
     expect(call(1)).toBe(true);
   });
 
-  it('after a call slower than slowMs, sends every call to the pool for coolDownMs and says why', () => {
-    const { call, advance, lines } = budget();
-    expect(call(25)).toBe(true);
-    expect(lines).toEqual([
-      expect.objectContaining({
-        level: 40,
-        operation: 'fdatasync',
-        ms: 25,
-        msg: 'an fdatasync on the event loop took 25.0 ms (the disk is slow); writes and fdatasyncs go to the thread pool for the next 10 s',
-      }),
-    ]);
-    advance(9_000);
-    expect(call(1)).toBe(false);
-    advance(1_000);
-    expect(call(1)).toBe(true);
+  it('sends calls of a kind to the pool once they have become slow, and back to the loop once pooled ones are quick again', async () => {
+    const { inlineIo, call, pooled, advance } = budget();
+    expect(call(0.2)).toBe(true);
+    advance(100);
+    expect(call(12)).toBe(true); // the average jumps above 1 ms
+    advance(100);
+    expect(call(0.2)).toBe(false);
+    expect(inlineIo.allows('write', 100)).toBe(true); // writes have their own average
+    let pooledCalls = 0;
+    while (!inlineIo.allows('fdatasync', 100)) {
+      await pooled(0.3);
+      pooledCalls++;
+    }
+    // 0.02 + 0.1 × (12 - 0.02) = 1.22 ms, then each 0.3 ms call takes a tenth of the gap: 1.13, 1.04, 0.97.
+    expect(pooledCalls).toBe(3);
   });
 
-  it('charges a call that throws, and passes its error on', () => {
-    const { inlineIo, call } = budget();
-    expect(inlineIo.allows(10)).toBe(true);
+  it('sends calls to the pool while fdatasyncs follow each other closely, and back once they are spaced out', () => {
+    // Credit never runs out here (share 1): only the spacing decides.
+    const { inlineIo, call, advance } = budget({ expectedMsMax: 10, shareOfLoop: 1, burstMs: 1000 });
+    /** One sync of 2 ms, inline if the budget allows it; returns whether it was. */
+    const sync = (): boolean => {
+      inlineIo.syncStarting();
+      const inline = inlineIo.allows('fdatasync', 100);
+      if (inline) call(2);
+      else advance(2);
+      inlineIo.syncEnded();
+      return inline;
+    };
+    // The average gap starts at 10 ms (nothing synced yet) and falls by a tenth per sync back
+    // to back; the average duration climbs towards 2 ms. They cross at the 18th sync:
+    // 10 × 0.9^18 = 1.50 ms < 2 × (1 - 0.9^17) = 1.67 ms.
+    const backToBack = Array.from({ length: 18 }, () => sync());
+    expect(backToBack.indexOf(false)).toBe(17);
+    expect(inlineIo.allows('write', 100)).toBe(false); // writes wait behind the syncs too
+    advance(10); // one gap of 10 ms lifts the average gap to 2.35 ms: spaced out again
+    expect(sync()).toBe(true);
+  });
+
+  it('counts an fdatasync that starts while another runs (several logs on the pool) as back to back', () => {
+    const { inlineIo, advance } = budget({ expectedMsMax: 10, burstMs: 1000 });
+    inlineIo.runInline('fdatasync', () => advance(10)); // average duration 1 ms
+    inlineIo.syncStarting(); // one log's long sync on the pool
+    for (let index = 0; index < 40; index++) {
+      advance(10); // another log syncs every 10 ms: spaced out, were it alone
+      inlineIo.syncStarting();
+      advance(1);
+      inlineIo.syncEnded();
+    }
+    expect(inlineIo.allows('fdatasync', 100)).toBe(false);
+  });
+
+  it('charges and times a call that throws, and passes its error on', () => {
+    const { inlineIo, call } = budget({ expectedMsMax: 10 });
     expect(() =>
-      inlineIo.runInline('write', () => {
+      inlineIo.runInline('fdatasync', () => {
         throw new Error('EIO');
       }),
     ).toThrow('EIO');

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
-import { InlineIoBudget } from '../../src/storage/inline-io.js';
+import { InlineIoBudget, type InlineIoSettings } from '../../src/storage/inline-io.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { APPEND_BYTES_MAX, PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import {
@@ -734,15 +734,22 @@ describe('disk full', () => {
 });
 
 describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
+  /**
+   * A budget whose clock stands still: every call takes 0 ms, so credit, the average durations
+   * and the spacing of syncs never send a call to the pool, whatever the disk's speed; only the
+   * size bound and other busy logs do.
+   */
+  const alwaysInline = (settings: Partial<InlineIoSettings> = {}) => new InlineIoBudget({ settings, now: () => 0 });
+
   it('writes and fdatasyncs small appends on the loop, acknowledges them durable, and a reopen finds them', async () => {
     const directory = tempDir();
     const fs = new TestFileSystem();
-    const log = await openLog(directory, {}, { fs, inlineIo: new InlineIoBudget() });
+    const log = await openLog(directory, {}, { fs, inlineIo: alwaysInline() });
     const appended = await appendSequentially(log, 20);
     expect(fs.inlineWritevCalls).toBe(20);
     expect(fs.inlineFdatasyncCalls).toBe(20);
     expect(fs.fdatasyncCalls).toBe(20); // none on the pool
-    expect(log.ioCalls).toEqual({ eventLoop: 40, threadPool: 0 });
+    expect(log.ioCalls).toEqual({ eventLoop: { write: 20, fdatasync: 20 }, threadPool: { write: 0, fdatasync: 0 } });
     expect(log.highWatermark).toBe(appended.nextOffset);
     expect(log.writtenBytes.buffered).toBe(log.sizeBytes);
     await log.close();
@@ -752,21 +759,21 @@ describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
 
   it('hands a write or fdatasync over the size bound to the thread pool', async () => {
     const fs = new TestFileSystem();
-    const log = await openLog(tempDir(), {}, { fs, inlineIo: new InlineIoBudget({ settings: { bytesMax: 100 } }) });
+    const log = await openLog(tempDir(), {}, { fs, inlineIo: alwaysInline({ bytesMax: 100 }) });
     const batch = batchOf(0, 5);
     expect(batch.length).toBeGreaterThan(100);
     await log.append(batch);
     expect(fs.inlineWritevCalls).toBe(0);
     expect(fs.inlineFdatasyncCalls).toBe(0);
     expect(fs.fdatasyncCalls).toBe(1);
-    expect(log.ioCalls).toEqual({ eventLoop: 0, threadPool: 2 });
+    expect(log.ioCalls).toEqual({ eventLoop: { write: 0, fdatasync: 0 }, threadPool: { write: 1, fdatasync: 1 } });
     expect(log.highWatermark).toBe(5);
   });
 
   it('refuses with DISK_FULL when an inline write fills the disk, rolls the file back and goes on', async () => {
     const directory = tempDir();
     const fs = new TestFileSystem();
-    const log = await openLog(directory, {}, { fs, inlineIo: new InlineIoBudget() });
+    const log = await openLog(directory, {}, { fs, inlineIo: alwaysInline() });
     const appended = await appendSequentially(log, 5);
     const logPath = join(directory, `${stem(0)}.log`);
     const sizeBefore = log.sizeBytes;
@@ -782,7 +789,7 @@ describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
 
   it('fences the partition when an inline fdatasync fails, as when a pooled one does', async () => {
     const fs = new TestFileSystem();
-    const log = await openLog(tempDir(), {}, { fs, inlineIo: new InlineIoBudget() });
+    const log = await openLog(tempDir(), {}, { fs, inlineIo: alwaysInline() });
     await log.append(batchOf(0, 2));
     fs.failFdatasync = true;
     const error = await rejection(log.append(batchOf(2, 1)));
@@ -796,7 +803,7 @@ describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
 
   it('an append made by a high-watermark listener, while an inline fdatasync advances the watermark, is written and synced too', async () => {
     const fs = new TestFileSystem();
-    const log = await openLog(tempDir(), {}, { fs, inlineIo: new InlineIoBudget() });
+    const log = await openLog(tempDir(), {}, { fs, inlineIo: alwaysInline() });
     let fromListener: Promise<AppendResult> | null = null;
     const unsubscribe = log.onHighWatermark(() => {
       if (fromListener === null) fromListener = log.append(batchOf(2, 1));
