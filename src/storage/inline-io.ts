@@ -56,35 +56,6 @@ const AVERAGE_WEIGHT = 0.1;
 /** Longest gap between two syncs that counts in full: after an idle spell, a burst is seen soon. */
 const SYNC_GAP_COUNTED_MAX_MS = 10;
 
-/** How far apart fdatasyncs are: a moving average of the gaps between them (0 for one that starts while another runs). */
-class SyncSpacing {
-  private averageGapMs = SYNC_GAP_COUNTED_MAX_MS;
-  private lastEndedAt: number;
-  private running = 0;
-
-  constructor(private readonly now: () => number = () => performance.now()) {
-    this.lastEndedAt = now();
-  }
-
-  /** A sync starts. */
-  starting(): void {
-    const gapMs = this.running > 0 ? 0 : Math.min(SYNC_GAP_COUNTED_MAX_MS, this.now() - this.lastEndedAt);
-    this.averageGapMs += AVERAGE_WEIGHT * (gapMs - this.averageGapMs);
-    this.running++;
-  }
-
-  /** A sync ended. */
-  ended(): void {
-    this.running--;
-    this.lastEndedAt = this.now();
-  }
-
-  /** Whether the syncs are at least `ms` apart on average. */
-  apartBy(ms: number): boolean {
-    return this.averageGapMs >= ms;
-  }
-}
-
 export class InlineIoBudget {
   private readonly settings: InlineIoSettings;
   private readonly now: () => number;
@@ -95,15 +66,20 @@ export class InlineIoBudget {
   private readonly averageMs: Record<InlineIoOperation, number> = { write: 0, fdatasync: 0 };
   /** Logs whose writer runs or whose fdatasync is under way (`noteBusy`). */
   private busyLogs = 0;
-  /** How far apart the fdatasyncs of all logs are (`syncStarting`, `syncEnded`). */
-  private readonly syncSpacing: SyncSpacing;
+  /**
+   * How far apart the fdatasyncs of all logs are: a moving average of the gaps between them (0
+   * for one that starts while another runs), from `syncStarting` and `syncEnded`.
+   */
+  private averageSyncGapMs = SYNC_GAP_COUNTED_MAX_MS;
+  private lastSyncEndedAt: number;
+  private syncsRunning = 0;
 
   constructor(options: { settings?: Partial<InlineIoSettings>; now?: () => number } = {}) {
     this.settings = { ...DEFAULT_INLINE_IO, ...options.settings };
     this.now = options.now ?? (() => performance.now());
     this.creditMs = this.settings.burstMs;
     this.creditAt = this.now();
-    this.syncSpacing = new SyncSpacing(this.now);
+    this.lastSyncEndedAt = this.now();
   }
 
   /** Whether a call of `bytes`, by a log that is busy itself, may run on the loop now. */
@@ -112,19 +88,22 @@ export class InlineIoBudget {
       bytes <= this.settings.bytesMax &&
       this.busyLogs <= 1 &&
       this.averageMs[operation] <= this.settings.expectedMsMax &&
-      this.syncSpacing.apartBy(this.averageMs.fdatasync) &&
+      this.averageSyncGapMs >= this.averageMs.fdatasync &&
       this.hasCredit()
     );
   }
 
   /** A log's fdatasync starts (before `allows` is asked about it). */
   syncStarting(): void {
-    this.syncSpacing.starting();
+    const gapMs = this.syncsRunning > 0 ? 0 : Math.min(SYNC_GAP_COUNTED_MAX_MS, this.now() - this.lastSyncEndedAt);
+    this.averageSyncGapMs += AVERAGE_WEIGHT * (gapMs - this.averageSyncGapMs);
+    this.syncsRunning++;
   }
 
   /** A log's fdatasync ended. */
   syncEnded(): void {
-    this.syncSpacing.ended();
+    this.syncsRunning--;
+    this.lastSyncEndedAt = this.now();
   }
 
   /** A log started (true) or finished (false) writing or syncing. */

@@ -686,7 +686,8 @@ export class PartitionLog {
 
   private async syncLoop(): Promise<void> {
     // Start in a microtask, so `syncing` is set before an inline fdatasync advances the high
-    // watermark and its listeners run (one that appends must find the sync under way).
+    // watermark and its listeners run: one that calls flush() then joins this loop instead of
+    // starting a second one beside it.
     await undefined;
     do {
       this.syncWanted = false;
