@@ -79,11 +79,18 @@ async function prepareTopic(context: PhaseContext): Promise<BenchTopic> {
   }
 }
 
-/** Runs `load`, measuring the CPU time this process and a local server used meanwhile. */
-async function measured<T extends { records: number }>(context: PhaseContext, load: () => Promise<T>): Promise<{ figures: T; cpu: CpuUse }> {
-  const clientBefore = process.cpuUsage();
-  const serverBefore = context.server?.cpuSeconds() ?? null;
-  const figures = await load();
+/**
+ * Runs `load`, measuring the CPU time this process and a local server used meanwhile: from the
+ * start, or from when `load` calls `startMeasuring` (the end of a warm-up).
+ */
+async function measured<T extends { records: number }>(context: PhaseContext, load: (startMeasuring: () => void) => Promise<T>): Promise<{ figures: T; cpu: CpuUse }> {
+  let clientBefore = process.cpuUsage();
+  let serverBefore = context.server?.cpuSeconds() ?? null;
+  const startMeasuring = (): void => {
+    clientBefore = process.cpuUsage();
+    serverBefore = context.server?.cpuSeconds() ?? null;
+  };
+  const figures = await load(startMeasuring);
   const client = process.cpuUsage(clientBefore);
   const serverAfter = context.server?.cpuSeconds() ?? null;
   return { figures, cpu: cpuUse(figures.records, (client.user + client.system) / 1e6, serverBefore === null || serverAfter === null ? null : serverAfter - serverBefore) };
@@ -148,7 +155,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
   const { settings } = context;
   const topic = await prepareTopic(context);
   context.server?.resetSampledPeak();
-  const { figures, cpu } = await measured(context, () => runE2eLoad({
+  const { figures, cpu } = await measured(context, (startMeasuring) => runE2eLoad({
     server: context.address,
     topic: settings.topic,
     rate: settings.rate ?? 10_000,
@@ -162,6 +169,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
     logger: context.logger,
     progress: context.progress,
     label: label(context, 'e2e'),
+    onMeasurementStart: startMeasuring,
   }));
   const row = resultRow('e2e', context.serverKind, figures, SEND_TO_CONSUMED[settings.reader], context.server?.memory() ?? null, cpu);
   row.acknowledgementLatency = figures.acknowledgementLatency.summary();

@@ -18,7 +18,7 @@ import { type ProducePath, RECORDS_PATH_REQUEST_BYTES } from '../../bench/produc
 import { Progress } from '../../bench/progress.js';
 import { formatReport } from '../../bench/report.js';
 import { type BenchWorkload, runBench } from '../../bench/run-bench.js';
-import { SEND_TIME_BYTES } from '../../bench/e2e-load.js';
+import { E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES } from '../../bench/e2e-load.js';
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, describeFailure, serverAddress } from '../client-options.js';
 
@@ -58,7 +58,7 @@ const CONSUME_OPTIONS = {
 const E2E_OPTIONS = {
   rate: { type: 'number', default: 10_000, describe: 'Records per second', requiresArg: true },
   duration: { type: 'number', default: 30, describe: 'Seconds of measured sending', requiresArg: true },
-  'warmup-seconds': { type: 'number', default: 1, describe: 'Seconds of sending before the measurement starts', requiresArg: true },
+  'warmup-seconds': { type: 'number', default: E2E_WARMUP_SECONDS_DEFAULT, describe: 'Seconds of sending before the measurement starts (JIT compilation of client and broker)', requiresArg: true },
   'linger-ms': { type: 'number', default: 0, describe: 'Producer linger (ms)', requiresArg: true },
   reader: { choices: ['consumer', 'subscribe'], default: 'consumer', describe: 'consumer: the client Consumer (application API: positions, commits); subscribe: a bare Subscribe stream' },
 } as const satisfies Record<string, Options>;

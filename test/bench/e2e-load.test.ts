@@ -1,0 +1,50 @@
+// Goal: the e2e workload counts only the records sent after its warm-up, delivers every one of
+// them, and says when the measured part starts (the phase takes its CPU time from there); method:
+// a real in-process broker over gRPC.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { runE2eLoad } from '../../src/bench/e2e-load.js';
+import { Progress } from '../../src/bench/progress.js';
+import { Admin } from '../../src/client/admin.js';
+import { rootLogger } from '../../src/common/logger.js';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+let broker: TestBroker;
+
+beforeAll(async () => {
+  broker = await startTestBroker();
+});
+afterAll(async () => {
+  await broker?.dispose();
+});
+
+it('starts measuring once, when the warm-up records have been sent', async () => {
+  const admin = new Admin({ server: broker.address });
+  try {
+    await admin.createTopic('e2e-warmup');
+  } finally {
+    await admin.close();
+  }
+  const startedAt = performance.now();
+  const measurementStarts: number[] = [];
+  const figures = await runE2eLoad({
+    server: broker.address,
+    topic: 'e2e-warmup',
+    rate: 1000,
+    durationSeconds: 0.5,
+    warmupSeconds: 0.3,
+    recordSize: 100,
+    acks: 'all',
+    lingerMs: 0,
+    batchBytes: 1 << 20,
+    reader: 'consumer',
+    logger: rootLogger,
+    progress: new Progress({ write: () => true }),
+    label: 'e2e',
+    onMeasurementStart: () => measurementStarts.push(performance.now()),
+  });
+  expect(figures).toMatchObject({ warmupRecords: 300, records: 500, lost: 0 });
+  expect(figures.latency.count).toBe(500);
+  expect(measurementStarts).toHaveLength(1);
+  // Record 300 is due 300 ms after the first one: the measurement cannot start earlier.
+  expect(measurementStarts[0]! - startedAt).toBeGreaterThanOrEqual(300);
+});
