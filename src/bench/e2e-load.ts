@@ -45,10 +45,10 @@ export const SEND_TIME_BYTES = 8;
 const DRAIN_TIMEOUT_MS = 10_000;
 const START_TIMEOUT_MS = 30_000;
 /**
- * Default warm-up. Under load both processes run unoptimised code at first: at 10,000 records/s
- * of 100 B on the project's 2-core test machine, the broker used 50–60 % of a core and the client
- * 40–70 % for about 1.5 s after the first send, then 25 % and 17 %; fdatasyncs over 1 ms were
- * 92 in the first 3.5 s against 7 in the next 12.5 s. A 1 s warm-up counted that start-up:
+ * Default warm-up. Under load both processes start slow, most likely while V8 compiles the hot
+ * paths: at 10,000 records/s of 100 B on the project's 2-core test machine, the broker used
+ * 50–60 % of a core and the client 40–70 % for about 1.5 s after the first send, then 25 % and
+ * 17 %; fdatasyncs over 1 ms were 92 in the first 3.5 s against 7 in the next 12.5 s. A 1 s warm-up counted that start-up:
  * p99 2.1–2.2 ms, against 0.78–1.02 ms after 5 s (3 s: 1.05–1.06; 10 s: 0.87).
  */
 export const E2E_WARMUP_SECONDS_DEFAULT = 5;
