@@ -19,8 +19,8 @@
  *
  * Records sent during the first `warmupSeconds` (JIT compilation, connection set-up) are read but
  * not counted, and the CPU time of the phase is taken from the end of the warm-up
- * (`onMeasurementStart`). The producer's acknowledgement latency is measured too. A record that has not
- * arrived `DRAIN_TIMEOUT_MS` after the last send counts as lost.
+ * (`onMeasurementStart`). The producer's acknowledgement latency is measured too. A record that
+ * has not arrived `DRAIN_TIMEOUT_MS` after the last send counts as lost.
  */
 import { randomBytes } from 'node:crypto';
 import { Client, Metadata, credentials, type ClientReadableStream } from '@grpc/grpc-js';
@@ -48,8 +48,9 @@ const START_TIMEOUT_MS = 30_000;
  * Default warm-up. Under load both processes start slow, most likely while V8 compiles the hot
  * paths: at 10,000 records/s of 100 B on the project's 2-core test machine, the broker used
  * 50–60 % of a core and the client 40–70 % for about 1.5 s after the first send, then 25 % and
- * 17 %; fdatasyncs over 1 ms were 92 in the first 3.5 s against 7 in the next 12.5 s. A 1 s warm-up counted that start-up:
- * p99 2.1–2.2 ms, against 0.78–1.02 ms after 5 s (3 s: 1.05–1.06; 10 s: 0.87).
+ * 17 %; fdatasyncs over 1 ms were 92 in the first 3.5 s against 7 in the next 12.5 s. A 1 s
+ * warm-up counted that start-up: p99 2.1–2.2 ms, against 0.78–1.02 ms after 5 s (3 s:
+ * 1.05–1.06; 10 s: 0.87).
  */
 export const E2E_WARMUP_SECONDS_DEFAULT = 5;
 /** The sender's tick: the records due are sent every tick (timers have 1 ms granularity). */

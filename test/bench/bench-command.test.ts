@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
+import { runCli } from '../helpers/cli.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 
 const run = promisify(execFile);
@@ -162,6 +163,13 @@ describe('strata bench', () => {
     expectLatency(e2e!.acknowledgementLatency, 1000);
     expect(e2e!.latencyMeasures).toContain('Consumer');
     expect(report.parameters).toMatchObject({ rate: 1000, duration: 1, 'linger-ms': 0, reader: 'consumer' });
+  });
+
+  it('e2e warms up for 5 s unless told otherwise', async () => {
+    const help = await runCli(['bench', 'e2e', '--help']);
+    expect(help.code).toBe(0);
+    const warmup = help.stdout.slice(help.stdout.indexOf('--warmup-seconds'), help.stdout.indexOf('--linger-ms'));
+    expect(warmup.replace(/\s+/g, ' ')).toContain('[default: 5]');
   });
 
   it('e2e read with Subscribe (server push)', async () => {
