@@ -101,6 +101,27 @@ describe('inline I/O budget', () => {
     expect(sync()).toBe(true);
   });
 
+  it('counts the time writes take between fdatasyncs as taken, not as spacing', () => {
+    const { inlineIo, call, advance } = budget({ expectedMsMax: 10, shareOfLoop: 1, burstMs: 1000 });
+    /** Idle for `idleMs`, a 1 ms write (a direct write holds the device's time), a 1 ms sync. */
+    const cycle = (idleMs: number): boolean => {
+      advance(idleMs);
+      inlineIo.runInline('write', () => advance(1));
+      inlineIo.syncStarting();
+      const inline = inlineIo.allows('fdatasync', 100);
+      if (inline) call(1);
+      else advance(1);
+      inlineIo.syncEnded();
+      return inline;
+    };
+    // Syncs 1.5 ms apart, of which 1 ms is a write: 0.5 ms idle, less than a sync's duration.
+    for (let index = 0; index < 60; index++) cycle(0.5);
+    expect(cycle(0.5)).toBe(false);
+    // 2 ms idle between a sync and the next write: spaced out.
+    for (let index = 0; index < 60; index++) cycle(2);
+    expect(cycle(2)).toBe(true);
+  });
+
   it('counts an fdatasync that starts while another runs (several logs on the pool) as back to back', () => {
     const { inlineIo, advance } = budget({ expectedMsMax: 10, burstMs: 1000 });
     inlineIo.runInline('fdatasync', () => advance(10)); // average duration 1 ms
