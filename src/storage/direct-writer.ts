@@ -5,8 +5,9 @@
  * allocation and later writeback; for large appends that is most of the broker's CPU per byte.
  * A direct write copies once into an aligned staging buffer and the device reads it from there.
  * The price: what was written directly is not in the page cache, so a read of it goes to the
- * disk unless the tail cache (`tail-cache.ts`) still holds it. `PartitionLog` therefore writes
- * directly only large groups (throughput workloads), and the broker only under
+ * disk unless the tail cache (`tail-cache.ts`) still holds it. `PartitionLog` writes directly
+ * large groups (throughput workloads) on the pool, and small groups that an fdatasync follows at
+ * once (latency workloads) on the event loop (`writeInline`); the broker does so only under
  * `--write-mode direct` (the default).
  *
  * A direct write covers whole blocks, so each one starts at the block holding the current end of
@@ -58,9 +59,7 @@ export class DirectWriter {
   async write(readFd: number, buffers: readonly Buffer[], position: number, bytes: number, staging: Buffer): Promise<void> {
     let blockStart = position - (position % DIRECT_IO_BLOCK_BYTES);
     if (this.tailBytes < 0) await this.readTail(readFd, blockStart, position - blockStart);
-    if (this.tailBytes !== position - blockStart) {
-      throw new Error(`direct writer out of step: ${this.tailBytes} tail bytes held for a log ending at byte ${position}`);
-    }
+    this.checkInStep(position);
     let fill = this.tail.copy(staging, 0, 0, this.tailBytes);
     let bufferIndex = 0;
     let bufferOffset = 0;
@@ -77,20 +76,45 @@ export class DirectWriter {
           bufferOffset = 0;
         }
       }
-      const end = Math.ceil(fill / DIRECT_IO_BLOCK_BYTES) * DIRECT_IO_BLOCK_BYTES;
-      staging.fill(0, fill, end);
+      const end = padToBlock(staging, fill);
       await this.writeBlocks(staging.subarray(0, end), blockStart);
       if (bufferIndex === buffers.length) {
         if (remaining !== 0) throw new Error(`direct write of ${bytes} bytes given buffers of ${bytes - remaining}`);
-        const lastBlock = fill - (fill % DIRECT_IO_BLOCK_BYTES);
-        this.tailBytes = staging.copy(this.tail, 0, lastBlock, fill);
-        this.padded ||= end > fill;
+        this.keepTail(staging, fill, end);
         return;
       }
       // The staging buffer was full, so this chunk ended on a block boundary: nothing carries.
       blockStart += fill;
       fill = 0;
     }
+  }
+
+  /** Whether `writeInline` may run now: the bytes of the log's last block are held. */
+  get canWriteInline(): boolean {
+    return this.tailBytes >= 0;
+  }
+
+  /**
+   * `write` on the calling thread, for a group that fits in `staging` with the last block's
+   * bytes (small groups of latency workloads; see `PartitionLog.directWriteFor`). Needs
+   * `canWriteInline`: reading the last block back is left to `write`. Fails as `write` does.
+   */
+  writeInline(buffers: readonly Buffer[], position: number, bytes: number, staging: Buffer): void {
+    this.checkInStep(position);
+    if (this.tailBytes + bytes > staging.length) throw new Error(`an inline direct write of ${bytes} bytes does not fit a staging buffer of ${staging.length}`);
+    let fill = this.tail.copy(staging, 0, 0, this.tailBytes);
+    for (const buffer of buffers) fill += buffer.copy(staging, fill);
+    if (fill - this.tailBytes !== bytes) throw new Error(`direct write of ${bytes} bytes given buffers of ${fill - this.tailBytes}`);
+    const end = padToBlock(staging, fill);
+    const blocks = staging.subarray(0, end);
+    let written: number;
+    try {
+      written = this.fs.writevSync(this.fd, [blocks], position - this.tailBytes);
+    } catch (error) {
+      throw refusedAlignment(error);
+    }
+    checkWritten(written, blocks);
+    this.keepTail(staging, fill, end);
   }
 
   /** A buffered write changed the tail block: read it back before the next direct write. */
@@ -125,17 +149,43 @@ export class DirectWriter {
     this.tailBytes = length;
   }
 
+  private checkInStep(position: number): void {
+    if (this.tailBytes !== position % DIRECT_IO_BLOCK_BYTES) {
+      throw new Error(`direct writer out of step: ${this.tailBytes} tail bytes held for a log ending at byte ${position}`);
+    }
+  }
+
+  /** Keeps the bytes of the new last block, from a write of `fill` bytes padded to `end`. */
+  private keepTail(staging: Buffer, fill: number, end: number): void {
+    const lastBlock = fill - (fill % DIRECT_IO_BLOCK_BYTES);
+    this.tailBytes = staging.copy(this.tail, 0, lastBlock, fill);
+    this.padded ||= end > fill;
+  }
+
   private async writeBlocks(blocks: Buffer, position: number): Promise<void> {
     let written: number;
     try {
       written = await this.fs.writev(this.fd, [blocks], position);
     } catch (error) {
-      // EINVAL means the alignment was refused, before anything was written.
-      if ((error as NodeJS.ErrnoException).code === 'EINVAL') {
-        throw new DirectWritesUnsupported(`a direct write was refused (EINVAL): ${(error as Error).message}`, { cause: error });
-      }
-      throw error;
+      throw refusedAlignment(error);
     }
-    if (written !== blocks.length) throw new Error(`short direct write: ${written} of ${blocks.length} bytes`);
+    checkWritten(written, blocks);
   }
+}
+
+/** Zero-fills `staging` from `fill` to the next block boundary; returns that boundary. */
+function padToBlock(staging: Buffer, fill: number): number {
+  const end = Math.ceil(fill / DIRECT_IO_BLOCK_BYTES) * DIRECT_IO_BLOCK_BYTES;
+  staging.fill(0, fill, end);
+  return end;
+}
+
+/** EINVAL from a direct write means the alignment was refused, before anything was written. */
+function refusedAlignment(error: unknown): unknown {
+  if ((error as NodeJS.ErrnoException).code !== 'EINVAL') return error;
+  return new DirectWritesUnsupported(`a direct write was refused (EINVAL): ${(error as Error).message}`, { cause: error });
+}
+
+function checkWritten(written: number, blocks: Buffer): void {
+  if (written !== blocks.length) throw new Error(`short direct write: ${written} of ${blocks.length} bytes`);
 }

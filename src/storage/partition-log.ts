@@ -54,7 +54,7 @@ import {
 import { ProducerState, type SequenceCheck } from './producer-state.js';
 import { segmentsToDelete } from './retention.js';
 import { LogSegment, READ_HEADROOM_BYTES, type SegmentOptions } from './segment.js';
-import { stagingPool } from './aligned-memory.js';
+import { DIRECT_IO_BLOCK_BYTES, stagingPool } from './aligned-memory.js';
 import { DirectWritesUnsupported } from './direct-writer.js';
 import { SegmentList } from './segment-list.js';
 import type { InlineIoBudget, InlineIoOperation } from './inline-io.js';
@@ -76,9 +76,9 @@ const WRITE_BYTES_MAX = 8 * 1024 * 1024;
  */
 export const APPEND_BYTES_MAX = UNSYNCED_WINDOW_BYTES / 2;
 /**
- * Smallest write group the broker writes directly when direct writes are on. Smaller groups
- * (latency workloads: a few records per fdatasync) stay in the page cache, where tailing
- * consumers read them without a disk read.
+ * Smallest write group the broker writes directly, on the pool, when direct writes are on.
+ * Smaller groups are written directly only on the event loop under flush=always (see
+ * `directWriteFor`), else through the page cache.
  */
 export const DIRECT_WRITE_MIN_BYTES = 256 * 1024;
 /** writev takes at most IOV_MAX (1024) buffers. */
@@ -560,19 +560,24 @@ export class PartitionLog {
   }
 
   /**
-   * Writes a group at the end of the active segment: directly when direct writes are on, the
-   * group is large and a staging buffer is free; else through the page cache.
+   * Writes a group at the end of the active segment: directly when `directWriteFor` says so and
+   * a staging buffer is free; else through the page cache.
    */
   private async writeToSegment(active: LogSegment, buffers: readonly Buffer[], bytes: number): Promise<void> {
-    if (this.directWriteMinBytes !== null && bytes >= this.directWriteMinBytes) {
+    const direct = this.directWriteFor(active, bytes);
+    if (direct !== null) {
       const staging = stagingPool.take();
       if (staging === null && stagingPool.unavailable) {
         this.stopDirectWrites(active, 'no aligned memory for staging buffers (WebAssembly disabled or address space limited)');
       } else if (staging !== null) {
         try {
-          await active.writeDirect(buffers, bytes, staging);
+          if (direct === 'eventLoop') {
+            this.inlineIo!.runInline('write', () => active.writeDirectInline(buffers, bytes, staging));
+          } else {
+            await active.writeDirect(buffers, bytes, staging);
+          }
           this.writtenBytes.direct += bytes;
-          this.ioCalls.threadPool.write++;
+          this.ioCalls[direct].write++;
           return;
         } catch (error) {
           if (error instanceof DirectWritesUnsupported) {
@@ -596,6 +601,35 @@ export class PartitionLog {
       () => active.writeBuffered(buffers, bytes),
     );
     this.writtenBytes.buffered += bytes;
+  }
+
+  /**
+   * Whether a group of `bytes` is written directly, and where; null: through the page cache.
+   * - Large groups (throughput workloads): directly, on the pool.
+   * - Small groups, under flush=always, when the budget lets the write run on the loop (a
+   *   latency workload: one small group per fdatasync, syncs spaced out): directly, on the loop.
+   *   The fdatasync right after it waits for the device anyway; a direct write has the device
+   *   write the bytes within the call, so the fdatasync is left only the file's new size and the
+   *   device cache. On the project's 2-core test machine, alone: a 12 KB append with its
+   *   fdatasync p50 0.17–0.19 / p99 0.26–0.31 ms direct, 0.23–0.26 / 0.34–0.38 buffered; e2e at
+   *   10,000 records/s of 1 KiB, p99 1.08–1.51 ms against 1.41–1.82 (9 interleaved pairs, lower
+   *   in 8).
+   *   The first such write of a segment, or the first after a buffered one, goes to the pool
+   *   once: it opens the direct descriptor and reads the last block back. Readers that keep up
+   *   are served by the tail cache, as for large groups.
+   * - Other small groups stay buffered: without an fdatasync right after (flush=interval) the
+   *   page cache lets the kernel batch them, and back to back on the pool a direct write waits
+   *   for the device where a buffered one is a copy (1 producer of 16 KiB batches: 580,000–
+   *   600,000 records/s written directly, 700,000–770,000 buffered).
+   */
+  private directWriteFor(active: LogSegment, bytes: number): keyof IoCalls | null {
+    if (this.directWriteMinBytes === null) return null;
+    if (bytes >= this.directWriteMinBytes) return 'threadPool';
+    // On the loop a group is written in one piece: with the last block's bytes, it must fit a
+    // staging buffer.
+    if (this.config.flush !== 'always' || this.inlineIo === null || bytes + DIRECT_IO_BLOCK_BYTES > stagingPool.bufferBytes) return null;
+    if (!this.inlineIo.allows('write', bytes)) return null;
+    return active.canWriteDirectInline() ? 'eventLoop' : 'threadPool';
   }
 
   /** Runs a write or an fdatasync of `bytes` on the event loop if the budget allows, else on the pool. */

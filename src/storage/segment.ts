@@ -239,6 +239,17 @@ export class LogSegment {
     this.cacheWritten(buffers, bytes);
   }
 
+  /** Whether `writeDirectInline` may run now (a direct writer is open and holds the last block). */
+  canWriteDirectInline(): boolean {
+    return this.direct !== null && this.direct.canWriteInline;
+  }
+
+  /** `writeDirect` on the calling thread, for a group that fits in `staging` (see `inline-io.ts`). */
+  writeDirectInline(buffers: readonly Buffer[], bytes: number, staging: Buffer): void {
+    this.direct!.writeInline(buffers, this.sizeBytes, bytes, staging);
+    this.cacheWritten(buffers, bytes);
+  }
+
   /** Keeps what was just written at `sizeBytes` in the tail cache. */
   private cacheWritten(buffers: readonly Buffer[], bytes: number): void {
     const cache = this.options.tailCache;

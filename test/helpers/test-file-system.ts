@@ -72,13 +72,7 @@ export class TestFileSystem implements FileSystem {
   async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
     for (const notify of this.writevListeners.splice(0)) notify();
     if (this.writevGate !== null) await this.writevGate;
-    if (this.directFds.has(fd)) {
-      this.directWriteCalls++;
-      if (this.directWriteError !== null) {
-        if (this.directWriteErrorAfter === 0) throw errnoError(this.directWriteError);
-        this.directWriteErrorAfter--;
-      }
-    }
+    this.noteDirectWrite(fd);
     if (this.diskFull) {
       const all = Buffer.concat(buffers);
       await this.real.writev(fd, [all.subarray(0, all.length >> 1)], position);
@@ -96,12 +90,21 @@ export class TestFileSystem implements FileSystem {
   writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
     if (this.writevGate !== null) throw new Error('writevGate cannot hold a write on the event loop: open the log without inlineIo');
     this.inlineWritevCalls++;
+    this.noteDirectWrite(fd);
     if (this.diskFull) {
       const all = Buffer.concat(buffers);
       this.real.writevSync(fd, [all.subarray(0, all.length >> 1)], position);
       throw errnoError('ENOSPC');
     }
     return this.real.writevSync(fd, buffers, position);
+  }
+  /** Counts a write to a descriptor from openDirect, and fails it as `directWriteError` says. */
+  private noteDirectWrite(fd: number): void {
+    if (!this.directFds.has(fd)) return;
+    this.directWriteCalls++;
+    if (this.directWriteError === null) return;
+    if (this.directWriteErrorAfter === 0) throw errnoError(this.directWriteError);
+    this.directWriteErrorAfter--;
   }
   fdatasyncSync(fd: number): void {
     if (this.fdatasyncGate !== null) throw new Error('fdatasyncGate cannot hold a sync on the event loop: open the log without inlineIo');

@@ -1,6 +1,7 @@
 // Goal: show that direct (O_DIRECT) writes keep the log byte for byte what buffered writes would:
 // large groups go direct and small ones through the page cache, in any order and across the
-// staging buffer's size; the zero padding a direct write leaves past the end of the log is never
+// staging buffer's size; small groups go direct on the event loop under flush=always when the
+// inline budget lets them, and stay buffered otherwise; the zero padding a direct write leaves past the end of the log is never
 // read, is cut when a segment is sealed or closed, and is truncated by recovery after a crash
 // without dropping a record; where direct writes are impossible or refused the log falls back to
 // buffered writes and loses nothing; a failed direct write is undone. Method: real files in
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { stagingPool } from '../../src/storage/aligned-memory.js';
+import { InlineIoBudget, type InlineIoSettings } from '../../src/storage/inline-io.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { PartitionLog, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import { decodeBatches } from '../../src/storage/record-batch.js';
@@ -91,6 +93,14 @@ async function expectEveryRecord(log: PartitionLog, size: number): Promise<void>
   expect(offset).toBe(log.logEndOffset);
 }
 
+/**
+ * An inline I/O budget whose clock stands still: every call takes 0 ms, so only the size bound
+ * and other busy logs send a call to the pool, whatever the disk's speed.
+ */
+function alwaysInline(settings: Partial<InlineIoSettings> = {}): InlineIoBudget {
+  return new InlineIoBudget({ settings, now: () => 0 });
+}
+
 function logFileSizes(directory: string): number[] {
   return nodeFs
     .readdirSync(directory)
@@ -162,6 +172,88 @@ describe.skipIf(!DIRECT_WRITES_WORK)('direct writes', () => {
     await appendEach(recovered, [200], 700);
     expect(recovered.writtenBytes.direct).toBeGreaterThan(0);
     await expectEveryRecord(recovered, 700);
+  });
+
+  it('write small groups directly on the event loop under flush=always; recovery cuts their padding', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { fs, inlineIo: alwaysInline() });
+    await appendEach(log, [3, 1, 5, 2, 4, 1, 6, 2], 300);
+    // The first opens the direct descriptor on the pool; the others run on the loop.
+    expect(log.ioCalls).toEqual({ eventLoop: { write: 7, fdatasync: 8 }, threadPool: { write: 1, fdatasync: 0 } });
+    expect(fs.directWriteCalls).toBe(8);
+    expect(fs.inlineWritevCalls).toBe(7);
+    expect(log.writtenBytes).toEqual({ direct: log.sizeBytes, buffered: 0 });
+    expect(log.highWatermark).toBe(log.logEndOffset);
+    await expectEveryRecord(log, 300);
+    const [size] = log.segmentSizes().map((segment) => segment.sizeBytes);
+    expect(size! % BLOCK, 'the log ends mid-block').not.toBe(0);
+    expect(logFileSizes(directory)[0], 'padding on disk').toBeGreaterThan(size!);
+
+    const crashed = tempDir();
+    nodeFs.cpSync(directory, crashed, { recursive: true });
+    const recovered = await openLog(crashed, { fs: new TestFileSystem(), inlineIo: alwaysInline() });
+    expect(recovered.recovery?.recordsTruncated).toBe(0);
+    expect(recovered.recovery?.bytesTruncated, 'padding is not reported as a torn write').toBe(0);
+    expect(logFileSizes(crashed)).toEqual([size]);
+    await expectEveryRecord(recovered, 300);
+    // The recovered log reads its last block back once (on the pool), then writes on the loop.
+    await appendEach(recovered, [2, 3], 300);
+    expect(recovered.ioCalls.threadPool.write).toBe(1);
+    expect(recovered.ioCalls.eventLoop.write).toBe(1);
+    expect(recovered.writtenBytes.buffered).toBe(0);
+    await expectEveryRecord(recovered, 300);
+  });
+
+  it('write small groups through the page cache under flush=interval or when the budget sends them to the pool', async () => {
+    const interval = await openLog(tempDir(), { inlineIo: alwaysInline() }, { flush: 'interval' });
+    await appendEach(interval, [3, 1, 5], 300);
+    expect(interval.writtenBytes.direct).toBe(0);
+    await interval.flush();
+    await expectEveryRecord(interval, 300);
+
+    // Groups over the budget's size bound (and under the direct minimum) go buffered, on the pool.
+    // The small one after them reads the last block back on the pool, and the next runs on the loop.
+    const log = await openLog(tempDir(), { inlineIo: alwaysInline({ bytesMax: 8 * 1024 }) });
+    await appendEach(log, [1, 1, 40, 1, 1], 300);
+    expect(log.ioCalls.eventLoop.write).toBe(2);
+    expect(log.ioCalls.threadPool.write).toBe(3);
+    const large = log.sizeBytes - log.writtenBytes.direct;
+    expect(large, 'the 40-record group, buffered').toBeGreaterThan(8 * 1024);
+    expect(large).toBeLessThan(MIN_DIRECT);
+    await expectEveryRecord(log, 300);
+  });
+
+  it('fall back to buffered writes when an inline direct write is refused (EINVAL), losing nothing', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { fs, inlineIo: alwaysInline() });
+    await appendEach(log, [3, 2], 300);
+    fs.directWriteError = 'EINVAL';
+    await appendEach(log, [4], 300);
+    fs.directWriteError = null;
+    await appendEach(log, [5, 1], 300);
+    expect(log.ioCalls.eventLoop.write, 'the refused one retried buffered, on the loop').toBe(4);
+    expect(log.writtenBytes.buffered, 'direct writes stay off after a refusal').toBeGreaterThan(0);
+    expect(fs.directWriteCalls).toBe(3);
+    await expectEveryRecord(log, 300);
+  });
+
+  it('fence the partition when an inline direct write fails with EIO, and recover every acknowledged record', async () => {
+    const fs = new TestFileSystem();
+    const directory = tempDir();
+    const log = await openLog(directory, { fs, inlineIo: alwaysInline() });
+    await appendEach(log, [3, 2, 4], 300);
+    expect(log.ioCalls.eventLoop.write).toBe(2);
+    const end = log.logEndOffset;
+    fs.directWriteError = 'EIO';
+    const refused = await log.append(batchOf(end, 2, 300)).catch((error: unknown) => error);
+    expect((refused as StrataError).code).toBe(ErrorCode.PARTITION_FENCED);
+    expect(log.fenced?.code).toBe(ErrorCode.PARTITION_FENCED);
+    const crashed = tempDir();
+    nodeFs.cpSync(directory, crashed, { recursive: true });
+    const recovered = await openLog(crashed);
+    expect(recovered.logEndOffset).toBe(end);
+    await expectEveryRecord(recovered, 300);
   });
 
   it('fall back to buffered writes where the file system has no O_DIRECT', async () => {

@@ -1,4 +1,4 @@
-// Goal: show that no append acknowledged under flush=always is ever lost or altered when the process is killed with SIGKILL at an arbitrary moment, and that a restarted writer continues at the recovered log end; method: run test/fixtures/append-child (compiled to dist/) with 8 appends in flight, SIGKILL it after a seeded-random number of acknowledgements, reopen the directory (in place, or a copy so the next child recovers it itself) and check every acknowledged batch by offset and sha256, every record's deterministic value and offset continuity, then restart the child, 2 directories x 10 rounds, and a third whose child writes every group with direct (O_DIRECT) writes.
+// Goal: show that no append acknowledged under flush=always is ever lost or altered when the process is killed with SIGKILL at an arbitrary moment, and that a restarted writer continues at the recovered log end; method: run test/fixtures/append-child (compiled to dist/) with 8 appends in flight, SIGKILL it after a seeded-random number of acknowledgements, reopen the directory (in place, or a copy so the next child recovers it itself) and check every acknowledged batch by offset and sha256, every record's deterministic value and offset continuity, then restart the child, 2 directories x 10 rounds, a third whose child writes every group with direct (O_DIRECT) writes on the pool, and a fourth whose child writes small groups directly on the event loop.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import { decodeRecords, forEachBatch, readBaseOffset, readBatchSize, readLastOffset } from '../../src/storage/record-batch.js';
-import { CHILD_SEGMENT_BYTES, recordValue } from '../fixtures/append-child.js';
+import { CHILD_SEGMENT_BYTES, type ChildWriteMode, recordValue } from '../fixtures/append-child.js';
 import { seedMessage, streamFor, testSeed } from '../helpers/seeded-random.js';
 import { DIRECT_WRITES_WORK } from '../helpers/test-file-system.js';
 
@@ -33,8 +33,8 @@ function sha256(bytes: Buffer): string {
  * Runs the child on `directory` and SIGKILLs it as soon as `targetAcks` acknowledgements were
  * printed (0: as soon as it is ready). Returns what it printed in whole lines.
  */
-async function runChildUntilKilled(directory: string, targetAcks: number, what: string, direct: boolean): Promise<{ ready: number; acks: Ack[] }> {
-  const child = spawn(process.execPath, [CHILD_SCRIPT, directory, String(CHILD_SEGMENT_BYTES), ...(direct ? ['direct'] : [])], {
+async function runChildUntilKilled(directory: string, targetAcks: number, what: string, mode: ChildWriteMode): Promise<{ ready: number; acks: Ack[] }> {
+  const child = spawn(process.execPath, [CHILD_SCRIPT, directory, String(CHILD_SEGMENT_BYTES), mode], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, STRATA_LOG_LEVEL: 'silent' },
   });
@@ -162,10 +162,12 @@ describe(`kill -9 while appending (seed ${SEED})`, () => {
   });
 
   // 'direct': every write of the child is a direct (O_DIRECT) write with zero padding past the
-  // end of the log, which recovery must cut without losing an acknowledged batch.
-  for (const name of ['a', 'b', 'direct']) {
+  // end of the log, which recovery must cut without losing an acknowledged batch; in
+  // 'direct-inline' the small ones are made on the event loop.
+  const modes: Record<string, ChildWriteMode> = { a: 'buffered', b: 'buffered', direct: 'direct', 'direct-inline': 'direct-inline' };
+  for (const [name, mode] of Object.entries(modes)) {
     // Skipped only where the temp directory's file system has no O_DIRECT.
-    it.skipIf(name === 'direct' && !DIRECT_WRITES_WORK)(`keeps every acknowledged batch over ${ROUNDS_PER_DIRECTORY} SIGKILL rounds (directory ${name})`, async () => {
+    it.skipIf(mode !== 'buffered' && !DIRECT_WRITES_WORK)(`keeps every acknowledged batch over ${ROUNDS_PER_DIRECTORY} SIGKILL rounds (directory ${name})`, async () => {
       const random = streamFor(SEED, name);
       const directory = join(root, name);
       const acked = new Map<number, Ack>();
@@ -176,7 +178,7 @@ describe(`kill -9 while appending (seed ${SEED})`, () => {
         const target = round % 4 === 3 ? 0 : 5 + Math.floor(random() * 296);
         const inPlace = random() < 0.5;
         const what = `directory ${name} round ${round} (kill after ${target} acks, verified ${inPlace ? 'in place' : 'on a copy'})`;
-        const { ready, acks } = await runChildUntilKilled(directory, target, what, name === 'direct');
+        const { ready, acks } = await runChildUntilKilled(directory, target, what, mode);
         expect(ready, at(`${what}: the child continues at the recovered log end`)).toBe(logEnd);
         let expectedBase = logEnd;
         for (const ack of acks) {
