@@ -611,9 +611,10 @@ export class PartitionLog {
    *   The fdatasync right after it waits for the device anyway; a direct write has the device
    *   write the bytes within the call, so the fdatasync is left only the file's new size and the
    *   device cache. On the project's 2-core test machine, alone: a 12 KB append with its
-   *   fdatasync p50 0.17–0.19 / p99 0.26–0.31 ms direct, 0.23–0.26 / 0.34–0.38 buffered; e2e at
-   *   10,000 records/s of 1 KiB, p99 1.08–1.51 ms against 1.41–1.82 (9 interleaved pairs, lower
-   *   in 8).
+   *   fdatasync p50 0.17–0.19 / p99 0.26–0.31 ms direct, 0.23–0.26 / 0.34–0.38 buffered. In e2e
+   *   runs at 10,000 records/s, p50 was lower in every interleaved pair (100 B: 0.43–0.44
+   *   against 0.47–0.50 ms) and p99 in most, by less than the machine's noise at 1 KiB (the
+   *   README's "Direct writes" has the figures).
    *   The first such write of a segment, or the first after a buffered one, goes to the pool
    *   once: it opens the direct descriptor and reads the last block back. Readers that keep up
    *   are served by the tail cache, as for large groups.
