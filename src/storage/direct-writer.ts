@@ -15,8 +15,9 @@
  * then zeros up to the next block boundary. The file is thus up to a block longer than the log.
  * Readers never read past the segment's size, `trimPadding` cuts the zeros when the segment is
  * sealed or closed, and after a crash recovery truncates them like any unfinished write (zero
- * bytes are not a batch). Buffered and direct writes may alternate: after a buffered write the
- * tail block is read back from the file before the next direct write.
+ * bytes are not a batch). Buffered and direct writes may alternate: a buffered write's bytes
+ * update the tail block held in memory, or, where they cannot, it is read back from the file
+ * before the next direct write.
  */
 import { DIRECT_IO_BLOCK_BYTES } from './aligned-memory.js';
 import type { FileSystem } from './file-system.js';
@@ -111,15 +112,30 @@ export class DirectWriter {
     try {
       written = this.fs.writevSync(this.fd, [blocks], position - this.tailBytes);
     } catch (error) {
+      this.padded = true; // part of it may have landed past the log's end
       throw refusedAlignment(error);
     }
     checkWritten(written, blocks);
     this.keepTail(staging, fill, end);
   }
 
-  /** A buffered write changed the tail block: read it back before the next direct write. */
-  noteBufferedWrite(): void {
-    this.tailBytes = -1;
+  /**
+   * A buffered write of `buffers` (`bytes` in all) at `position` changed the last block. Its new
+   * bytes are taken from the written ones (with the bytes held before, for a write that stays
+   * in the block it started in), so the next direct write need not read the block back; if
+   * they cannot be known that way, they are read back first.
+   */
+  noteBufferedWrite(buffers: readonly Buffer[], position: number, bytes: number): void {
+    const tailBytes = (position + bytes) % DIRECT_IO_BLOCK_BYTES;
+    if (bytes >= tailBytes) {
+      copyRange(buffers, bytes - tailBytes, tailBytes, this.tail, 0);
+    } else if (this.tailBytes === position % DIRECT_IO_BLOCK_BYTES) {
+      copyRange(buffers, 0, bytes, this.tail, this.tailBytes);
+    } else {
+      this.tailBytes = -1;
+      return;
+    }
+    this.tailBytes = tailBytes;
   }
 
   /** The file was cut to a shorter log (recovery or repair): forget the last block. */
@@ -167,6 +183,7 @@ export class DirectWriter {
     try {
       written = await this.fs.writev(this.fd, [blocks], position);
     } catch (error) {
+      this.padded = true; // part of it may have landed past the log's end
       throw refusedAlignment(error);
     }
     checkWritten(written, blocks);
@@ -184,6 +201,23 @@ function padToBlock(staging: Buffer, fill: number): number {
 function refusedAlignment(error: unknown): unknown {
   if ((error as NodeJS.ErrnoException).code !== 'EINVAL') return error;
   return new DirectWritesUnsupported(`a direct write was refused (EINVAL): ${(error as Error).message}`, { cause: error });
+}
+
+/** Copies bytes [from, from + length) of `buffers`, taken as one run of bytes, into `target` at `at`. */
+function copyRange(buffers: readonly Buffer[], from: number, length: number, target: Buffer, at: number): void {
+  let skip = from;
+  let remaining = length;
+  for (const buffer of buffers) {
+    if (remaining === 0) return;
+    if (skip >= buffer.length) {
+      skip -= buffer.length;
+      continue;
+    }
+    const copied = buffer.copy(target, at, skip, Math.min(buffer.length, skip + remaining));
+    at += copied;
+    remaining -= copied;
+    skip = 0;
+  }
 }
 
 function checkWritten(written: number, blocks: Buffer): void {

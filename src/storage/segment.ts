@@ -224,7 +224,7 @@ export class LogSegment {
   }
 
   private noteBufferedWrite(buffers: readonly Buffer[], bytes: number): void {
-    this.direct?.noteBufferedWrite();
+    this.direct?.noteBufferedWrite(buffers, this.sizeBytes, bytes);
     this.cacheWritten(buffers, bytes);
   }
 

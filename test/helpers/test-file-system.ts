@@ -16,7 +16,10 @@ export function errnoError(code: string): NodeJS.ErrnoException {
 
 export class TestFileSystem implements FileSystem {
   private readonly real = new NodeFileSystem();
-  /** Log writes (writev) write half their bytes, then fail with ENOSPC. */
+  /**
+   * Log writes (writev) write half their bytes, then fail with ENOSPC; on a direct descriptor,
+   * the whole blocks of that half, as a device would.
+   */
   diskFull = false;
   /** Whole-file writes (index files, checkpoint, marker) fail with ENOSPC. */
   fileWritesFull = false;
@@ -74,8 +77,7 @@ export class TestFileSystem implements FileSystem {
     if (this.writevGate !== null) await this.writevGate;
     this.noteDirectWrite(fd);
     if (this.diskFull) {
-      const all = Buffer.concat(buffers);
-      await this.real.writev(fd, [all.subarray(0, all.length >> 1)], position);
+      await this.real.writev(fd, [this.partOf(fd, buffers)], position);
       throw errnoError('ENOSPC');
     }
     return this.real.writev(fd, buffers, position);
@@ -92,12 +94,22 @@ export class TestFileSystem implements FileSystem {
     this.inlineWritevCalls++;
     this.noteDirectWrite(fd);
     if (this.diskFull) {
-      const all = Buffer.concat(buffers);
-      this.real.writevSync(fd, [all.subarray(0, all.length >> 1)], position);
+      this.real.writevSync(fd, [this.partOf(fd, buffers)], position);
       throw errnoError('ENOSPC');
     }
     return this.real.writevSync(fd, buffers, position);
   }
+  /** What a full disk takes of a write before failing: half, in whole blocks on a direct descriptor. */
+  private partOf(fd: number, buffers: readonly Buffer[]): Buffer {
+    if (!this.directFds.has(fd)) {
+      const all = Buffer.concat(buffers);
+      return all.subarray(0, all.length >> 1);
+    }
+    // Direct writes pass one aligned staging buffer; a prefix of it keeps its alignment.
+    const half = buffers[0]!.length >> 1;
+    return buffers[0]!.subarray(0, half - (half % DIRECT_IO_BLOCK_BYTES));
+  }
+
   /** Counts a write to a descriptor from openDirect, and fails it as `directWriteError` says. */
   private noteDirectWrite(fd: number): void {
     if (!this.directFds.has(fd)) return;

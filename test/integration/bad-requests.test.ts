@@ -349,9 +349,13 @@ class FillableFileSystem extends NodeFileSystem {
    */
   private halfOf(fd: number, buffers: readonly Buffer[]): Buffer {
     this.failures++;
+    if (this.directFds.has(fd)) {
+      // Direct writes pass one aligned staging buffer; a prefix of it keeps its alignment.
+      const half = Math.floor(buffers[0]!.length / 2);
+      return buffers[0]!.subarray(0, half - (half % 4096));
+    }
     const all = Buffer.concat(buffers);
-    const half = Math.floor(all.length / 2);
-    return all.subarray(0, this.directFds.has(fd) ? half - (half % 4096) : half);
+    return all.subarray(0, Math.floor(all.length / 2));
   }
 }
 

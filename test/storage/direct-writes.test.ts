@@ -212,12 +212,13 @@ describe.skipIf(!DIRECT_WRITES_WORK)('direct writes', () => {
     await interval.flush();
     await expectEveryRecord(interval, 300);
 
-    // Groups over the budget's size bound (and under the direct minimum) go buffered, on the pool.
-    // The small one after them reads the last block back on the pool, and the next runs on the loop.
+    // A group over the budget's size bound (and under the direct minimum) goes buffered, on the
+    // pool. The small ones after it are written directly on the loop again: the last block's
+    // bytes are taken from the buffered write, not read back.
     const log = await openLog(tempDir(), { inlineIo: alwaysInline({ bytesMax: 8 * 1024 }) });
     await appendEach(log, [1, 1, 40, 1, 1], 300);
-    expect(log.ioCalls.eventLoop.write).toBe(2);
-    expect(log.ioCalls.threadPool.write).toBe(3);
+    expect(log.ioCalls.eventLoop.write).toBe(3);
+    expect(log.ioCalls.threadPool.write).toBe(2);
     const large = log.sizeBytes - log.writtenBytes.direct;
     expect(large, 'the 40-record group, buffered').toBeGreaterThan(8 * 1024);
     expect(large).toBeLessThan(MIN_DIRECT);
@@ -232,9 +233,53 @@ describe.skipIf(!DIRECT_WRITES_WORK)('direct writes', () => {
     await appendEach(log, [4], 300);
     fs.directWriteError = null;
     await appendEach(log, [5, 1], 300);
-    expect(log.ioCalls.eventLoop.write, 'the refused one retried buffered, on the loop').toBe(4);
+    expect(log.ioCalls.eventLoop.write, 'the refused direct write and its buffered retry, both on the loop').toBe(5);
     expect(log.writtenBytes.buffered, 'direct writes stay off after a refusal').toBeGreaterThan(0);
     expect(fs.directWriteCalls).toBe(3);
+    await expectEveryRecord(log, 300);
+  });
+
+  it('refuse an inline direct write that runs out of space with DISK_FULL, and go on writing on the loop', async () => {
+    const fs = new TestFileSystem();
+    const directory = tempDir();
+    const log = await openLog(directory, { fs, inlineIo: alwaysInline() });
+    await appendEach(log, [3, 2], 300);
+    const end = log.logEndOffset;
+    fs.diskFull = true;
+    const refused = await log.append(batchOf(end, 30, 300)).catch((error: unknown) => error);
+    expect((refused as StrataError).code).toBe(ErrorCode.DISK_FULL);
+    expect(log.logEndOffset).toBe(end);
+    expect(log.fenced).toBeNull();
+    fs.diskFull = false;
+    const onLoop = log.ioCalls.eventLoop.write;
+    await appendEach(log, [4, 1], 300);
+    expect(log.ioCalls.eventLoop.write - onLoop).toBe(2);
+    expect(log.writtenBytes.buffered).toBe(0);
+    await expectEveryRecord(log, 300);
+    await log.close();
+    expect(logFileSizes(directory)).toEqual(log.segmentSizes().map((segment) => segment.sizeBytes));
+  });
+
+  it('charge inline direct writes to the budget: once its credit is spent, small groups go buffered to the pool', async () => {
+    let now = 0;
+    /** Every write on the loop takes 2 ms of the budget's clock. */
+    class SlowInlineWrites extends TestFileSystem {
+      override writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
+        now += 2;
+        return super.writevSync(fd, buffers, position);
+      }
+    }
+    const inlineIo = new InlineIoBudget({ settings: { burstMs: 5, shareOfLoop: 0.1, expectedMsMax: 100 }, now: () => now });
+    const log = await openLog(tempDir(), { fs: new SlowInlineWrites(), inlineIo });
+    await appendEach(log, [1, 1, 1, 1, 1, 1, 1, 1], 300);
+    // The first opens the descriptor on the pool; 5 ms of credit pays for three 2 ms writes.
+    expect(log.ioCalls.eventLoop.write).toBe(3);
+    expect(log.writtenBytes.buffered).toBeGreaterThan(0);
+    // Credit back: written directly on the loop again, after buffered writes in the same block.
+    now += 1000;
+    const onLoop = log.ioCalls.eventLoop.write;
+    await appendEach(log, [1], 300);
+    expect(log.ioCalls.eventLoop.write - onLoop).toBe(1);
     await expectEveryRecord(log, 300);
   });
 
