@@ -616,8 +616,8 @@ export class PartitionLog {
    *   against 0.47–0.50 ms) and p99 in most, by less than the machine's noise at 1 KiB (the
    *   README's "Direct writes" has the figures).
    *   The first such write of a segment goes to the pool once, to open the direct descriptor
-   *   (and read the last block back, after a recovery). Readers that keep up
-   *   are served by the tail cache, as for large groups.
+   *   (and read the last block back, after a recovery). Readers that keep up are served by the
+   *   tail cache, as for large groups.
    * - Other small groups stay buffered: without an fdatasync right after (flush=interval) the
    *   page cache lets the kernel batch them, and back to back on the pool a direct write waits
    *   for the device where a buffered one is a copy (1 producer of 16 KiB batches: 580,000–

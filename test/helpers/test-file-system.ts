@@ -21,6 +21,8 @@ export class TestFileSystem implements FileSystem {
    * the whole blocks of that half, as a device would.
    */
   diskFull = false;
+  /** Writes failed by `diskFull` so far. */
+  diskFullFailures = 0;
   /** Whole-file writes (index files, checkpoint, marker) fail with ENOSPC. */
   fileWritesFull = false;
   /** fdatasync fails with `fdatasyncErrorCode`. */
@@ -101,6 +103,7 @@ export class TestFileSystem implements FileSystem {
   }
   /** What a full disk takes of a write before failing: half, in whole blocks on a direct descriptor. */
   private partOf(fd: number, buffers: readonly Buffer[]): Buffer {
+    this.diskFullFailures++;
     if (!this.directFds.has(fd)) {
       const all = Buffer.concat(buffers);
       return all.subarray(0, all.length >> 1);

@@ -12,13 +12,13 @@ import { Broker } from '../../src/broker/broker.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import type { strata } from '../../src/generated/strata.js';
 import { STATUS_FOR_CODE, toGrpcFailure } from '../../src/server/status.js';
-import { NodeFileSystem } from '../../src/storage/file-system.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
 import { ATTRIBUTES_OFFSET, CRC_OFFSET, MAGIC_OFFSET, RECORD_COUNT_OFFSET, decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { RecordRanges } from '../../src/storage/record-ranges.js';
 import { crc32c } from '@node-rs/crc32';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
+import { TestFileSystem } from '../helpers/test-file-system.js';
 import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
 
 const MAX_REQUEST_BYTES = 1024 * 1024;
@@ -311,54 +311,6 @@ describe('bad requests', () => {
   });
 });
 
-/**
- * A real file system whose writes fail with ENOSPC while `full` is set, after writing half; on
- * the thread pool and on the event loop (where the broker writes small groups).
- */
-class FillableFileSystem extends NodeFileSystem {
-  full = false;
-  failures = 0;
-  private readonly directFds = new Set<number>();
-
-  override async openDirect(path: string): Promise<number | null> {
-    const fd = await super.openDirect(path);
-    if (fd !== null) this.directFds.add(fd);
-    return fd;
-  }
-
-  override close(fd: number): Promise<void> {
-    this.directFds.delete(fd);
-    return super.close(fd);
-  }
-
-  override async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
-    if (!this.full) return super.writev(fd, buffers, position);
-    await super.writev(fd, [this.halfOf(fd, buffers)], position);
-    throw enospc();
-  }
-
-  override writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
-    if (!this.full) return super.writevSync(fd, buffers, position);
-    super.writevSync(fd, [this.halfOf(fd, buffers)], position);
-    throw enospc();
-  }
-
-  /**
-   * A realistic full disk: part of the data lands before the error, so a rollback is needed (on
-   * a direct descriptor, whole blocks of it).
-   */
-  private halfOf(fd: number, buffers: readonly Buffer[]): Buffer {
-    this.failures++;
-    if (this.directFds.has(fd)) {
-      // Direct writes pass one aligned staging buffer; a prefix of it keeps its alignment.
-      const half = Math.floor(buffers[0]!.length / 2);
-      return buffers[0]!.subarray(0, half - (half % 4096));
-    }
-    const all = Buffer.concat(buffers);
-    return all.subarray(0, Math.floor(all.length / 2));
-  }
-}
-
 /** The file holds `size` bytes of log, then at most the zero padding of a direct write's last block. */
 function expectLogThenPadding(file: string, size: number): void {
   const bytes = readFileSync(file);
@@ -367,17 +319,13 @@ function expectLogThenPadding(file: string, size: number): void {
   expect(bytes.subarray(size).every((byte) => byte === 0)).toBe(true);
 }
 
-function enospc(): Error {
-  return Object.assign(new Error(`ENOSPC: no space left on device, write`), { code: 'ENOSPC', errno: -28, syscall: 'write' });
-}
-
 describe('disk full (broker with an injected FileSystem)', () => {
   let dataDir: string;
-  let fs: FillableFileSystem;
+  let fs: TestFileSystem;
   let broker: Broker;
   beforeAll(async () => {
     dataDir = temporaryDirectory('strata-disk-full-');
-    fs = new FillableFileSystem();
+    fs = new TestFileSystem();
     broker = await Broker.open({ dataDir, fs });
     await broker.createTopic('df', 1, {});
   });
@@ -397,14 +345,14 @@ describe('disk full (broker with an injected FileSystem)', () => {
     const sizeBefore = log.sizeBytes;
     expectLogThenPadding(segmentFile, sizeBefore);
 
-    fs.full = true;
+    fs.diskFull = true;
     const error = await broker.produceBatches('df', 0, batchOf('lost-1', 'lost-2', 'lost-3'), 'all').then(
       () => {
         throw new Error('expected DISK_FULL');
       },
       (failure: unknown) => failure,
     );
-    expect(fs.failures).toBe(1);
+    expect(fs.diskFullFailures).toBe(1);
     expect(error).toBeInstanceOf(StrataError);
     expect((error as StrataError).code).toBe(ErrorCode.DISK_FULL);
     expect((error as StrataError).message).toMatch(/disk full: cannot append to df-0; nothing was written/);
@@ -421,7 +369,7 @@ describe('disk full (broker with an injected FileSystem)', () => {
     expect(statSync(segmentFile).size).toBe(sizeBefore);
     expect(await values(log)).toEqual([[0, 'a'], [1, 'b']]);
 
-    fs.full = false;
+    fs.diskFull = false;
     const after = await broker.produceBatches('df', 0, batchOf('c'), 'all');
     expect(after.batches[0]).toMatchObject({ baseOffset: 2, lastOffset: 2 });
     const more = await broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('d') }, { value: Buffer.from('e') }]), 'all', null);
@@ -433,9 +381,9 @@ describe('disk full (broker with an injected FileSystem)', () => {
     const { producerId } = await broker.initProducer();
     const producer = (baseSequence: number) => ({ producerId, producerEpoch: 0, baseSequence });
     await broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('s0') }]), 'all', producer(0));
-    fs.full = true;
+    fs.diskFull = true;
     await expect(broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('s1') }]), 'all', producer(1))).rejects.toMatchObject({ code: ErrorCode.DISK_FULL });
-    fs.full = false;
+    fs.diskFull = false;
     // Sequence 1 was never written: the retry is appended (not a duplicate, not a gap).
     const retry = await broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('s1') }]), 'all', producer(1));
     expect(retry.batches[0]).toMatchObject({ baseOffset: 6, lastOffset: 6, duplicate: false });

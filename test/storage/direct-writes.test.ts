@@ -283,24 +283,6 @@ describe.skipIf(!DIRECT_WRITES_WORK)('direct writes', () => {
     await expectEveryRecord(log, 300);
   });
 
-  it('fence the partition when an inline direct write fails with EIO, and recover every acknowledged record', async () => {
-    const fs = new TestFileSystem();
-    const directory = tempDir();
-    const log = await openLog(directory, { fs, inlineIo: alwaysInline() });
-    await appendEach(log, [3, 2, 4], 300);
-    expect(log.ioCalls.eventLoop.write).toBe(2);
-    const end = log.logEndOffset;
-    fs.directWriteError = 'EIO';
-    const refused = await log.append(batchOf(end, 2, 300)).catch((error: unknown) => error);
-    expect((refused as StrataError).code).toBe(ErrorCode.PARTITION_FENCED);
-    expect(log.fenced?.code).toBe(ErrorCode.PARTITION_FENCED);
-    const crashed = tempDir();
-    nodeFs.cpSync(directory, crashed, { recursive: true });
-    const recovered = await openLog(crashed);
-    expect(recovered.logEndOffset).toBe(end);
-    await expectEveryRecord(recovered, 300);
-  });
-
   it('fall back to buffered writes where the file system has no O_DIRECT', async () => {
     const fs = new TestFileSystem();
     fs.noDirectOpen = true;
@@ -340,14 +322,18 @@ describe.skipIf(!DIRECT_WRITES_WORK)('direct writes', () => {
     expect(logFileSizes(directory)).toEqual(log.segmentSizes().map((segment) => segment.sizeBytes));
   });
 
-  it('fence the partition when a direct write fails with EIO, and recover every acknowledged record', async () => {
+  it.each([
+    { where: 'on the pool (a large group)', inline: false, counts: [3, 200, 150], failing: 200, size: 400, onLoop: 0 },
+    { where: 'on the event loop (a small group)', inline: true, counts: [3, 2, 4], failing: 2, size: 300, onLoop: 2 },
+  ])('fence the partition when a direct write $where fails with EIO, and recover every acknowledged record', async ({ inline, counts, failing, size, onLoop }) => {
     const fs = new TestFileSystem();
     const directory = tempDir();
-    const log = await openLog(directory, { fs });
-    await appendEach(log, [3, 200, 150], 400);
+    const log = await openLog(directory, { fs, inlineIo: inline ? alwaysInline() : null });
+    await appendEach(log, counts, size);
+    expect(log.ioCalls.eventLoop.write).toBe(onLoop);
     const end = log.logEndOffset;
     fs.directWriteError = 'EIO';
-    const refused = await log.append(batchOf(end, 200, 400)).catch((error: unknown) => error);
+    const refused = await log.append(batchOf(end, failing, size)).catch((error: unknown) => error);
     expect((refused as StrataError).code).toBe(ErrorCode.PARTITION_FENCED);
     expect((refused as StrataError).message).toMatch(/direct write .* failed \(EIO\); restart to recover/);
     expect(log.fenced?.code).toBe(ErrorCode.PARTITION_FENCED);
@@ -355,7 +341,7 @@ describe.skipIf(!DIRECT_WRITES_WORK)('direct writes', () => {
     nodeFs.cpSync(directory, crashed, { recursive: true });
     const recovered = await openLog(crashed);
     expect(recovered.logEndOffset).toBe(end);
-    await expectEveryRecord(recovered, 400);
+    await expectEveryRecord(recovered, size);
   });
 
   it('serve more partitions at once than there are staging buffers, under both flush modes', async () => {

@@ -24,7 +24,15 @@ function budget(settings: Partial<InlineIoSettings> = {}) {
     inlineIo.runPooled('fdatasync', async () => {
       now += ms;
     });
-  return { inlineIo, call, pooled, advance: (ms: number) => (now += ms) };
+  /** A log's fdatasync of `ms` between syncStarting and syncEnded; returns whether it ran inline. */
+  const sync = (ms: number): boolean => {
+    inlineIo.syncStarting();
+    const inline = call(ms);
+    if (!inline) now += ms;
+    inlineIo.syncEnded();
+    return inline;
+  };
+  return { inlineIo, call, pooled, sync, advance: (ms: number) => (now += ms) };
 }
 
 describe('inline I/O budget', () => {
@@ -81,38 +89,24 @@ describe('inline I/O budget', () => {
 
   it('sends calls to the pool while fdatasyncs follow each other closely, and back once they are spaced out', () => {
     // Credit never runs out here (share 1): only the spacing decides.
-    const { inlineIo, call, advance } = budget({ expectedMsMax: 10, shareOfLoop: 1, burstMs: 1000 });
-    /** One sync of 2 ms, inline if the budget allows it; returns whether it was. */
-    const sync = (): boolean => {
-      inlineIo.syncStarting();
-      const inline = inlineIo.allows('fdatasync', 100);
-      if (inline) call(2);
-      else advance(2);
-      inlineIo.syncEnded();
-      return inline;
-    };
+    const { inlineIo, sync, advance } = budget({ expectedMsMax: 10, shareOfLoop: 1, burstMs: 1000 });
     // The average gap starts at 10 ms (nothing synced yet) and falls by a tenth per sync back
     // to back; the average duration climbs towards 2 ms. They cross at the 18th sync:
     // 10 × 0.9^18 = 1.50 ms < 2 × (1 - 0.9^17) = 1.67 ms.
-    const backToBack = Array.from({ length: 18 }, () => sync());
+    const backToBack = Array.from({ length: 18 }, () => sync(2));
     expect(backToBack.indexOf(false)).toBe(17);
     expect(inlineIo.allows('write', 100)).toBe(false); // writes wait behind the syncs too
     advance(10); // one gap of 10 ms lifts the average gap to 2.35 ms: spaced out again
-    expect(sync()).toBe(true);
+    expect(sync(2)).toBe(true);
   });
 
   it('counts the time writes take between fdatasyncs as taken, not as spacing', () => {
-    const { inlineIo, call, advance } = budget({ expectedMsMax: 10, shareOfLoop: 1, burstMs: 1000 });
+    const { inlineIo, sync, advance } = budget({ expectedMsMax: 10, shareOfLoop: 1, burstMs: 1000 });
     /** Idle for `idleMs`, a 1 ms write (a direct write holds the device's time), a 1 ms sync. */
     const cycle = (idleMs: number): boolean => {
       advance(idleMs);
       inlineIo.runInline('write', () => advance(1));
-      inlineIo.syncStarting();
-      const inline = inlineIo.allows('fdatasync', 100);
-      if (inline) call(1);
-      else advance(1);
-      inlineIo.syncEnded();
-      return inline;
+      return sync(1);
     };
     // Syncs 1.5 ms apart, of which 1 ms is a write: 0.5 ms idle, less than a sync's duration.
     for (let index = 0; index < 60; index++) cycle(0.5);
