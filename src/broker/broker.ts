@@ -160,7 +160,12 @@ export class Broker {
       await metadata.close();
       throw error;
     }
-    await broker.load();
+    try {
+      await broker.load();
+    } catch (error) {
+      await broker.close(); // the logs opened so far and the metadata store
+      throw error;
+    }
     const interval = options.retentionCheckIntervalMs ?? 5 * 60 * 1000;
     broker.retentionTimer = setInterval(() => void broker.applyRetention(), interval);
     broker.retentionTimer.unref();
@@ -176,10 +181,14 @@ export class Broker {
       const problem = this.requestProblem(config);
       if (problem !== null) this.logger.warn({ topic: record.name }, `topic "${record.name}": ${problem}; producers of full batches will fail. Lower the topic's max.message.bytes or raise --max-request-bytes`);
       const logs: PartitionLog[] = [];
+      this.topics.set(record.name, { record, config, logs }); // so that close() closes what opened
       for (let partition = 0; partition < record.partitions; partition++) {
-        logs.push(await this.openPartition(record.name, partition, config));
+        try {
+          logs.push(await this.openPartition(record.name, partition, config));
+        } catch (error) {
+          throw new Error(`cannot open partition ${partition} of topic "${record.name}": ${(error as Error).message}`, { cause: error });
+        }
       }
-      this.topics.set(record.name, { record, config, logs });
     }
     const known = new Set(records.map((record) => record.name));
     for (const name of await this.fs.readdir(topicsDirectory(this.dataDir))) {

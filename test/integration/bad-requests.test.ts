@@ -5,7 +5,7 @@
 import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { pino } from 'pino';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
@@ -251,6 +251,46 @@ describe('bad requests', () => {
       expect((await reopened.alterTopicConfigs('wide', { 'max.message.bytes': String(2096128) })).configs['max.message.bytes']).toBe('2096128');
       await reopened.close();
       expect(warnings).toContain('topic "wide": max.message.bytes of 4194304 does not fit in one request to this broker: its largest request (--max-request-bytes) is 2097152 bytes, which leaves 2096128 for a batch; producers of full batches will fail. Lower the topic\'s max.message.bytes or raise --max-request-bytes');
+    } finally {
+      removeDirectory(dataDir);
+    }
+  });
+
+  /** Paths under `directory` this process holds open (Linux: /proc/self/fd). */
+  function openFilesUnder(directory: string): string[] {
+    const paths: string[] = [];
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        const path = readlinkSync(`/proc/self/fd/${fd}`);
+        if (path.startsWith(directory)) paths.push(path);
+      } catch {
+        // closed meanwhile (the descriptor readdir itself used)
+      }
+    }
+    return paths;
+  }
+
+  it.runIf(existsSync('/proc/self/fd'))('refuses a start whose partition cannot be opened, names it, and leaves nothing of the data directory open', async () => {
+    const dataDir = temporaryDirectory();
+    try {
+      const broker = await Broker.open({ dataDir });
+      await broker.createTopic('split', 3, {});
+      await broker.close();
+      expect(openFilesUnder(dataDir)).toEqual([]);
+      // Partition 1's directory is a file now: partition 0 opens, then the start fails.
+      const blocked = join(dataDir, 'topics', 'split', '1');
+      rmSync(blocked, { recursive: true });
+      writeFileSync(blocked, 'not a directory');
+      await expect(Broker.open({ dataDir })).rejects.toThrow(/^cannot open partition 1 of topic "split": EEXIST/);
+      // Partition 0's log and the metadata store were closed again.
+      expect(openFilesUnder(dataDir)).toEqual([]);
+      // So was the metadata store of a start refused for its options.
+      await expect(Broker.open({ dataDir, maxRequestBytes: 1024 * 1024 })).rejects.toThrow(/does not fit in one request/);
+      expect(openFilesUnder(dataDir)).toEqual([]);
+      rmSync(blocked);
+      const reopened = await Broker.open({ dataDir });
+      expect(reopened.describeTopic('split').partitions).toHaveLength(3);
+      await reopened.close();
     } finally {
       removeDirectory(dataDir);
     }
