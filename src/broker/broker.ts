@@ -163,7 +163,8 @@ export class Broker {
     try {
       await broker.load();
     } catch (error) {
-      await broker.close(); // the logs opened so far and the metadata store
+      // Close the logs opened so far and the metadata store; the load's error is the one to report.
+      await broker.close().catch((closeError: unknown) => broker.logger.error({ err: closeError }, 'closing after a failed start failed'));
       throw error;
     }
     const interval = options.retentionCheckIntervalMs ?? 5 * 60 * 1000;
