@@ -82,10 +82,11 @@ export class BrokerMetrics {
       registers,
       collect() {
         this.reset();
+        const states = metrics.partitionFigures();
         for (const operation of ['write', 'fdatasync'] as const) {
           let eventLoop = 0;
           let threadPool = 0;
-          for (const state of metrics.partitionFigures()) {
+          for (const state of states) {
             eventLoop += state.ioCalls.eventLoop[operation];
             threadPool += state.ioCalls.threadPool[operation];
           }

@@ -20,6 +20,7 @@
  * before the next direct write.
  */
 import { DIRECT_IO_BLOCK_BYTES } from './aligned-memory.js';
+import { copyRange } from './buffer-run.js';
 import type { FileSystem } from './file-system.js';
 
 /** Direct writes are not possible on this file (no O_DIRECT, or the alignment was refused). */
@@ -201,23 +202,6 @@ function padToBlock(staging: Buffer, fill: number): number {
 function refusedAlignment(error: unknown): unknown {
   if ((error as NodeJS.ErrnoException).code !== 'EINVAL') return error;
   return new DirectWritesUnsupported(`a direct write was refused (EINVAL): ${(error as Error).message}`, { cause: error });
-}
-
-/** Copies bytes [from, from + length) of `buffers`, taken as one run of bytes, into `target` at `at`. */
-function copyRange(buffers: readonly Buffer[], from: number, length: number, target: Buffer, at: number): void {
-  let skip = from;
-  let remaining = length;
-  for (const buffer of buffers) {
-    if (remaining === 0) return;
-    if (skip >= buffer.length) {
-      skip -= buffer.length;
-      continue;
-    }
-    const copied = buffer.copy(target, at, skip, Math.min(buffer.length, skip + remaining));
-    at += copied;
-    remaining -= copied;
-    skip = 0;
-  }
 }
 
 function checkWritten(written: number, blocks: Buffer): void {

@@ -5,6 +5,7 @@
  * call than `fs/promises` FileHandles on the append path.
  */
 import * as fs from 'node:fs';
+import { buffersFrom } from './buffer-run.js';
 
 export interface FileSystem {
   /** Opens for reading and writing, creating the file if `create` is set. */
@@ -44,19 +45,6 @@ function callback<T>(resolve: (value: T) => void, reject: (error: Error) => void
   return (error: NodeJS.ErrnoException | null, value?: T) => (error ? reject(error) : resolve(value as T));
 }
 
-/** What a short write of `written` bytes left of `buffers`: each buffer not fully written, with where to resume in it. */
-function* unwrittenParts(buffers: readonly Buffer[], written: number): Generator<[Buffer, number]> {
-  let skip = written;
-  for (const buffer of buffers) {
-    if (skip >= buffer.length) {
-      skip -= buffer.length;
-      continue;
-    }
-    yield [buffer, skip];
-    skip = 0;
-  }
-}
-
 export class NodeFileSystem implements FileSystem {
   open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
     const flags = options.readOnly ? 'r' : options.create ? fs.constants.O_RDWR | fs.constants.O_CREAT : 'r+';
@@ -91,7 +79,7 @@ export class NodeFileSystem implements FileSystem {
     );
     if (written === total) return total;
     // Short write (rare: signals, quotas). Finish it buffer by buffer from where it stopped.
-    for (const [buffer, from] of unwrittenParts(buffers, written)) {
+    for (const [buffer, from] of buffersFrom(buffers, written)) {
       for (let start = from; start < buffer.length; ) {
         const count = await new Promise<number>((resolve, reject) =>
           fs.write(fd, buffer, start, buffer.length - start, position + written, callback(resolve, reject)),
@@ -112,7 +100,7 @@ export class NodeFileSystem implements FileSystem {
     for (const buffer of buffers) total += buffer.length;
     let written = fs.writevSync(fd, buffers as Buffer[], position);
     if (written === total) return total;
-    for (const [buffer, from] of unwrittenParts(buffers, written)) {
+    for (const [buffer, from] of buffersFrom(buffers, written)) {
       for (let start = from; start < buffer.length; ) {
         const count = fs.writeSync(fd, buffer, start, buffer.length - start, position + written);
         start += count;

@@ -33,6 +33,7 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { FifoQueue } from '../common/fifo-queue.js';
+import { copyRange } from './buffer-run.js';
 
 /**
  * The broker's default bound. A consumer keeping up reads what was written a few milliseconds
@@ -108,16 +109,7 @@ export class TailCache {
       if (oldest.ringStart >= end || oldest.ringStart + oldest.length <= start) break;
       this.evictOldest();
     }
-    let at = start;
-    let skipLeft = skip;
-    for (const buffer of buffers) {
-      if (skipLeft >= buffer.length) {
-        skipLeft -= buffer.length;
-        continue;
-      }
-      at += buffer.copy(this.ring, at, skipLeft);
-      skipLeft = 0;
-    }
+    copyRange(buffers, skip, length, this.ring, start);
     this.writePosition = end;
     const chunk: Chunk = { tail, generation: tail.generation, filePosition, ringStart: start, length };
     this.chunks.push(chunk);
