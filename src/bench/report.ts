@@ -8,7 +8,8 @@
  *   workload                        produce | consume | e2e | baseline
  *   parameters                      every option, resolved (defaults filled in)
  *   topic                           { name, partitions, configs, created }
- *   machine                         { cpuModel, cores, memoryGiB, platform, release, node }
+ *   machine                         { cpuModel, cores, memoryGiB, platform, release, node, clientNodeFlags,
+ *                                     clientScheduling: { policy, nice, realtimePriority } or null }
  *   loadAverage                     { start: [1, 5, 15 min], end: [...] }
  *   results[]                       one per measured phase:
  *     workload, server              e.g. "produce", "strata" | "no-op"
@@ -30,6 +31,7 @@ import { PACKAGE_ROOT } from '../common/package-root.js';
 import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
 import type { LatencyRecorder, LatencySummary } from './latency-recorder.js';
 import { formatInteger } from './progress.js';
+import { formatScheduling, processScheduling, type Scheduling } from './scheduling.js';
 import type { ServerMemory } from './server-process.js';
 
 export interface ResultRow {
@@ -78,6 +80,8 @@ export interface MachineInfo {
   node: string;
   /** V8/Node flags of this (the client's) process; a local broker gets BROKER_NODE_FLAGS. */
   clientNodeFlags: string[];
+  /** CPU scheduling of this process, which a local broker inherits; null where unknown. */
+  clientScheduling: Scheduling | null;
 }
 
 export interface BenchReport {
@@ -104,6 +108,7 @@ export function machineInfo(): MachineInfo {
     release: release(),
     node: process.version,
     clientNodeFlags: [...process.execArgv],
+    clientScheduling: processScheduling(),
   };
 }
 
@@ -157,6 +162,7 @@ export function formatReport(report: BenchReport): string {
   }
   lines.push(`machine: ${machine.cpuModel} x ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform} ${machine.release}, node ${machine.node}`);
   lines.push(`client node flags: ${machine.clientNodeFlags.length > 0 ? machine.clientNodeFlags.join(' ') : 'none'} (npm run bench passes ${BROKER_NODE_FLAGS.join(' ')}, as the broker uses)`);
+  lines.push(`client scheduling: ${formatScheduling(machine.clientScheduling)} (servers this run starts inherit it)`);
   lines.push(`load average (1/5/15 min): ${report.loadAverage.start.join(' ')} at start, ${report.loadAverage.end.join(' ')} at end`);
   lines.push('');
   const rows: string[][] = [[...COLUMNS]];

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { processScheduling, type Scheduling } from '../../src/bench/scheduling.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { runCli } from '../helpers/cli.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
@@ -23,7 +24,7 @@ interface Report {
   workload: string;
   parameters: Record<string, unknown>;
   topic: { name: string; partitions: number; configs: Record<string, string>; created: boolean };
-  machine: { cpuModel: string; cores: number; memoryGiB: number; node: string };
+  machine: { cpuModel: string; cores: number; memoryGiB: number; node: string; clientScheduling: Scheduling | null };
   loadAverage: { start: number[]; end: number[] };
   results: Result[];
   ratioToBaseline: number | null;
@@ -72,6 +73,8 @@ function expectCommonFields(report: Report, workload: string): void {
   expect(report.machine.cores).toBeGreaterThan(0);
   expect(report.machine.cpuModel).not.toBe('');
   expect(report.machine.node).toBe(process.version);
+  // The bench process inherits this one's CPU scheduling, and names it.
+  expect(report.machine.clientScheduling).toEqual(processScheduling());
   expect(report.loadAverage.start).toHaveLength(3);
   expect(report.loadAverage.end).toHaveLength(3);
   expect(report.topic.name).toBe('strata-bench');
@@ -123,6 +126,7 @@ describe('strata bench', () => {
     expect(report.ratioToBaseline).toBeNull();
     // The table names every column; not a terminal, so no live line.
     for (const column of ['records/s', 'MB/s', 'p50', 'p95', 'p99', 'p99.9', 'max', 'server RSS']) expect(stdout).toContain(column);
+    expect(stdout).toMatch(/^client scheduling: SCHED_\w+, (nice -?\d+|priority \d+) \(servers this run starts inherit it\)$/m);
     expect(stderr).not.toContain('records/s now');
   });
 
