@@ -3,6 +3,13 @@
  * write).
  */
 
+/** Bytes in the run. */
+export function runBytes(buffers: readonly Buffer[]): number {
+  let total = 0;
+  for (const buffer of buffers) total += buffer.length;
+  return total;
+}
+
 /** From byte `offset` of the run on: each buffer that holds some of it, with where in it that part starts. */
 export function* buffersFrom(buffers: readonly Buffer[], offset: number): Generator<[Buffer, number]> {
   let skip = offset;

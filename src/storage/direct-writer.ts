@@ -20,7 +20,7 @@
  * before the next direct write.
  */
 import { DIRECT_IO_BLOCK_BYTES } from './aligned-memory.js';
-import { copyRange } from './buffer-run.js';
+import { copyRange, runBytes } from './buffer-run.js';
 import type { FileSystem } from './file-system.js';
 
 /** Direct writes are not possible on this file (no O_DIRECT, or the alignment was refused). */
@@ -61,27 +61,16 @@ export class DirectWriter {
   async write(readFd: number, buffers: readonly Buffer[], position: number, bytes: number, staging: Buffer): Promise<void> {
     let blockStart = position - (position % DIRECT_IO_BLOCK_BYTES);
     if (this.tailBytes < 0) await this.readTail(readFd, blockStart, position - blockStart);
-    this.checkInStep(position);
+    this.checkGroup(position, buffers, bytes);
     let fill = this.tail.copy(staging, 0, 0, this.tailBytes);
-    let bufferIndex = 0;
-    let bufferOffset = 0;
-    let remaining = bytes;
-    for (;;) {
-      while (fill < staging.length && bufferIndex < buffers.length) {
-        const buffer = buffers[bufferIndex]!;
-        const copied = buffer.copy(staging, fill, bufferOffset);
-        fill += copied;
-        remaining -= copied;
-        bufferOffset += copied;
-        if (bufferOffset === buffer.length) {
-          bufferIndex++;
-          bufferOffset = 0;
-        }
-      }
+    for (let staged = 0; ; ) {
+      const count = Math.min(bytes - staged, staging.length - fill);
+      copyRange(buffers, staged, count, staging, fill);
+      staged += count;
+      fill += count;
       const end = padToBlock(staging, fill);
       await this.writeBlocks(staging.subarray(0, end), blockStart);
-      if (bufferIndex === buffers.length) {
-        if (remaining !== 0) throw new Error(`direct write of ${bytes} bytes given buffers of ${bytes - remaining}`);
+      if (staged === bytes) {
         this.keepTail(staging, fill, end);
         return;
       }
@@ -102,11 +91,11 @@ export class DirectWriter {
    * `canWriteInline`: reading the last block back is left to `write`. Fails as `write` does.
    */
   writeInline(buffers: readonly Buffer[], position: number, bytes: number, staging: Buffer): void {
-    this.checkInStep(position);
+    this.checkGroup(position, buffers, bytes);
     if (this.tailBytes + bytes > staging.length) throw new Error(`an inline direct write of ${bytes} bytes does not fit a staging buffer of ${staging.length}`);
-    let fill = this.tail.copy(staging, 0, 0, this.tailBytes);
-    for (const buffer of buffers) fill += buffer.copy(staging, fill);
-    if (fill - this.tailBytes !== bytes) throw new Error(`direct write of ${bytes} bytes given buffers of ${fill - this.tailBytes}`);
+    this.tail.copy(staging, 0, 0, this.tailBytes);
+    copyRange(buffers, 0, bytes, staging, this.tailBytes);
+    const fill = this.tailBytes + bytes;
     const end = padToBlock(staging, fill);
     const blocks = staging.subarray(0, end);
     let written: number;
@@ -166,10 +155,13 @@ export class DirectWriter {
     this.tailBytes = length;
   }
 
-  private checkInStep(position: number): void {
+  /** A write of `buffers` (`bytes` in all) at `position` fits what this writer holds. */
+  private checkGroup(position: number, buffers: readonly Buffer[], bytes: number): void {
     if (this.tailBytes !== position % DIRECT_IO_BLOCK_BYTES) {
       throw new Error(`direct writer out of step: ${this.tailBytes} tail bytes held for a log ending at byte ${position}`);
     }
+    const given = runBytes(buffers);
+    if (given !== bytes) throw new Error(`direct write of ${bytes} bytes given buffers of ${given}`);
   }
 
   /** Keeps the bytes of the new last block, from a write of `fill` bytes padded to `end`. */

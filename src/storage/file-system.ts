@@ -5,7 +5,7 @@
  * call than `fs/promises` FileHandles on the append path.
  */
 import * as fs from 'node:fs';
-import { buffersFrom } from './buffer-run.js';
+import { buffersFrom, runBytes } from './buffer-run.js';
 
 export interface FileSystem {
   /** Opens for reading and writing, creating the file if `create` is set. */
@@ -72,8 +72,7 @@ export class NodeFileSystem implements FileSystem {
   }
 
   async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
-    let total = 0;
-    for (const buffer of buffers) total += buffer.length;
+    const total = runBytes(buffers);
     let written = await new Promise<number>((resolve, reject) =>
       fs.writev(fd, buffers as Buffer[], position, callback(resolve, reject)),
     );
@@ -96,8 +95,7 @@ export class NodeFileSystem implements FileSystem {
   }
 
   writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
-    let total = 0;
-    for (const buffer of buffers) total += buffer.length;
+    const total = runBytes(buffers);
     let written = fs.writevSync(fd, buffers as Buffer[], position);
     if (written === total) return total;
     for (const [buffer, from] of buffersFrom(buffers, written)) {
