@@ -18,10 +18,31 @@
  * bytes are not a batch). Buffered and direct writes may alternate: a buffered write's bytes
  * update the tail block held in memory, or, where they cannot, it is read back from the file
  * before the next direct write.
+ *
+ * An inline write that would grow the file also writes a runway of zeros past it, in the same
+ * call (`RUNWAY_BYTES`). Why: on ext4 an fdatasync after a write that grew the file must also
+ * write the inode (its new size, its new blocks) before the flush, a second I/O round trip; one
+ * after overwriting blocks the file already has needs only the flush. The next few small groups
+ * then land in the runway. The price is writing those bytes twice, which is why only inline
+ * writes (small groups an fdatasync follows at once) lay one. The runway is padding like the
+ * rest: trimmed on seal and close, cut by recovery.
  */
-import { DIRECT_IO_BLOCK_BYTES } from './aligned-memory.js';
+import { allocateAligned, DIRECT_IO_BLOCK_BYTES } from './aligned-memory.js';
 import { copyRange, runBytes } from './buffer-run.js';
 import type { FileSystem } from './file-system.js';
+
+/**
+ * How far past its end an inline write that grows the file writes zeros, in whole multiples: it
+ * ends on the second multiple of this past the group's last block. 64 KiB lets about five 12 KB
+ * groups (a millisecond of 1 KiB records at 10,000 a second) land before the next growth, while
+ * keeping the growing write itself short: writing and syncing 76 KB took 0.33 ms on the
+ * benchmark machine, against 0.18 ms for 12 KB that grew the file and 0.11 ms for 12 KB that
+ * did not.
+ */
+export const RUNWAY_BYTES = 64 * 1024;
+
+/** The most zeros a direct writer leaves past the end of the log: a runway and a block's padding. */
+export const MAX_PADDING_BYTES = 2 * RUNWAY_BYTES + DIRECT_IO_BLOCK_BYTES;
 
 /** Direct writes are not possible on this file (no O_DIRECT, or the alignment was refused). */
 export class DirectWritesUnsupported extends Error {}
@@ -33,6 +54,8 @@ export class DirectWriter {
   private tailBytes = -1;
   /** The file may hold zero padding past the end of the log. */
   private padded = false;
+  /** How far the file is known to be written (the log, then padding); 0 when not known. */
+  private writtenEnd = 0;
 
   private constructor(
     private readonly fs: FileSystem,
@@ -72,6 +95,7 @@ export class DirectWriter {
       await this.writeBlocks(staging.subarray(0, end), blockStart);
       if (staged === bytes) {
         this.keepTail(staging, fill, end);
+        this.writtenEnd = Math.max(this.writtenEnd, blockStart + end);
         return;
       }
       // The staging buffer was full, so this chunk ended on a block boundary: nothing carries.
@@ -98,15 +122,21 @@ export class DirectWriter {
     const fill = this.tailBytes + bytes;
     const end = padToBlock(staging, fill);
     const blocks = staging.subarray(0, end);
+    const blockStart = position - this.tailBytes;
+    const runway = this.runwayPast(blockStart + end);
     let written: number;
     try {
-      written = this.fs.writevSync(this.fd, [blocks], position - this.tailBytes);
+      written = this.fs.writevSync(this.fd, runway === null ? [blocks] : [blocks, runway], blockStart);
     } catch (error) {
       this.padded = true; // part of it may have landed past the log's end
       throw refusedAlignment(error);
     }
-    checkWritten(written, blocks);
+    checkWritten(written, end + (runway?.length ?? 0));
     this.keepTail(staging, fill, end);
+    if (runway !== null) {
+      this.writtenEnd = blockStart + end + runway.length;
+      this.padded = true;
+    }
   }
 
   /**
@@ -132,6 +162,7 @@ export class DirectWriter {
   noteTruncated(): void {
     this.tailBytes = -1;
     this.padded = false;
+    this.writtenEnd = 0;
   }
 
   /** Cuts the zero padding past `size`, the end of the log. The caller fdatasyncs. */
@@ -139,6 +170,7 @@ export class DirectWriter {
     if (!this.padded) return;
     await this.fs.ftruncate(readFd, size);
     this.padded = false;
+    this.writtenEnd = 0;
   }
 
   close(): Promise<void> {
@@ -164,6 +196,17 @@ export class DirectWriter {
     if (given !== bytes) throw new Error(`direct write of ${bytes} bytes given buffers of ${given}`);
   }
 
+  /**
+   * The zeros to write after blocks ending at `blocksEnd`, or null where the file already has
+   * them (the write lands in the runway) or no aligned memory holds zeros.
+   */
+  private runwayPast(blocksEnd: number): Buffer | null {
+    if (blocksEnd <= this.writtenEnd) return null;
+    const zeros = runwayZeros();
+    if (zeros === null) return null;
+    return zeros.subarray(0, (Math.ceil(blocksEnd / RUNWAY_BYTES) + 1) * RUNWAY_BYTES - blocksEnd);
+  }
+
   /** Keeps the bytes of the new last block, from a write of `fill` bytes padded to `end`. */
   private keepTail(staging: Buffer, fill: number, end: number): void {
     const lastBlock = fill - (fill % DIRECT_IO_BLOCK_BYTES);
@@ -179,7 +222,7 @@ export class DirectWriter {
       this.padded = true; // part of it may have landed past the log's end
       throw refusedAlignment(error);
     }
-    checkWritten(written, blocks);
+    checkWritten(written, blocks.length);
   }
 }
 
@@ -196,6 +239,15 @@ function refusedAlignment(error: unknown): unknown {
   return new DirectWritesUnsupported(`a direct write was refused (EINVAL): ${(error as Error).message}`, { cause: error });
 }
 
-function checkWritten(written: number, blocks: Buffer): void {
-  if (written !== blocks.length) throw new Error(`short direct write: ${written} of ${blocks.length} bytes`);
+function checkWritten(written: number, bytes: number): void {
+  if (written !== bytes) throw new Error(`short direct write: ${written} of ${bytes} bytes`);
+}
+
+/** Zeros for runways, shared by every writer and never written to; null without aligned memory. */
+let sharedZeros: Buffer | null | undefined;
+
+function runwayZeros(): Buffer | null {
+  // The longest runway: from just past a multiple of RUNWAY_BYTES to the second one after it.
+  sharedZeros ??= allocateAligned(2 * RUNWAY_BYTES);
+  return sharedZeros;
 }

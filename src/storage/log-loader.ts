@@ -22,6 +22,7 @@
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { DIRECT_IO_BLOCK_BYTES } from './aligned-memory.js';
+import { MAX_PADDING_BYTES } from './direct-writer.js';
 import { readRecoveryCheckpoint } from './checkpoint-file.js';
 import {
   CLEAN_SHUTDOWN_FILE,
@@ -200,9 +201,12 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
   return { segments, cleanShutdown: false, recovery: report, fence: null };
 }
 
-/** Whether [position, fileBytes) is the zero padding a direct write leaves past the log's end. */
+/**
+ * Whether [position, fileBytes) is the zero padding direct writes leave past the log's end: the
+ * rest of the last block, and the runway of an inline write (see `direct-writer.ts`).
+ */
 async function isDirectWritePadding(fs: FileSystem, segment: LogSegment, position: number, fileBytes: number): Promise<boolean> {
-  if (fileBytes % DIRECT_IO_BLOCK_BYTES !== 0 || fileBytes - position >= DIRECT_IO_BLOCK_BYTES) return false;
+  if (fileBytes % DIRECT_IO_BLOCK_BYTES !== 0 || fileBytes - position >= MAX_PADDING_BYTES) return false;
   const tail = Buffer.alloc(fileBytes - position);
   const read = await fs.read(await segment.fileDescriptor(), tail, 0, tail.length, position);
   return read === tail.length && tail.every((byte) => byte === 0);

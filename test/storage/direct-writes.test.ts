@@ -15,6 +15,7 @@ import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { stagingPool } from '../../src/storage/aligned-memory.js';
 import { InlineIoBudget, type InlineIoSettings } from '../../src/storage/inline-io.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
+import { MAX_PADDING_BYTES, RUNWAY_BYTES } from '../../src/storage/direct-writer.js';
 import { PartitionLog, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import { decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
@@ -203,6 +204,62 @@ describe.skipIf(!DIRECT_WRITES_WORK)('direct writes', () => {
     expect(recovered.ioCalls.eventLoop.write).toBe(1);
     expect(recovered.writtenBytes.buffered).toBe(0);
     await expectEveryRecord(recovered, 300);
+  });
+
+  it('lay a runway of zeros past inline writes, so that most small groups do not grow the file; a roll, a close and recovery cut it', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, { inlineIo: alwaysInline() }, { segmentBytes: 4 * RUNWAY_BYTES });
+    let growths = 0;
+    let fileBytes = 0;
+    for (let group = 0; group < 100; group++) {
+      await appendEach(log, [2 + (group % 3)], 1000); // about 2-4 KB: most groups cross a block boundary
+      const active = logFileSizes(directory).at(-1)!;
+      const padding = active - log.segmentSizes().at(-1)!.sizeBytes;
+      expect(padding, `padding after group ${group}`).toBeGreaterThanOrEqual(0);
+      expect(padding, `padding after group ${group}`).toBeLessThan(MAX_PADDING_BYTES);
+      if (active !== fileBytes) growths++;
+      fileBytes = active;
+    }
+    const sizes = log.segmentSizes().map((segment) => segment.sizeBytes);
+    expect(sizes.length, 'the log rolled').toBe(2);
+    expect(logFileSizes(directory)[0], 'the sealed segment is cut to its batches').toBe(sizes[0]);
+    expect(log.ioCalls.eventLoop.write, 'all but the first write of each segment inline').toBe(98);
+    // Each runway holds about 20 of these groups: without it the file would grow with most of them.
+    expect(growths, 'the active file grew only when a group went past its runway').toBeLessThanOrEqual(12);
+    const active = nodeFs.readFileSync(join(directory, nodeFs.readdirSync(directory).filter((name) => name.endsWith('.log')).sort().at(-1)!));
+    expect(active.length - sizes[1]!, 'a runway past the log').toBeGreaterThan(BLOCK);
+    expect(active.subarray(sizes[1]).every((byte) => byte === 0), 'the runway is zeros').toBe(true);
+    await expectEveryRecord(log, 1000);
+
+    const crashed = tempDir();
+    nodeFs.cpSync(directory, crashed, { recursive: true });
+    const recovered = await openLog(crashed, { inlineIo: alwaysInline() });
+    expect(recovered.recovery?.recordsTruncated).toBe(0);
+    expect(recovered.recovery?.bytesTruncated, 'the runway is not reported as a torn write').toBe(0);
+    expect(logFileSizes(crashed)).toEqual(sizes);
+    await expectEveryRecord(recovered, 1000);
+
+    await log.close();
+    expect(logFileSizes(directory), 'a close cuts the runway').toEqual(sizes);
+  });
+
+  it('tell padding from an unfinished write by its length: zeros past the longest runway are reported truncated', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, { inlineIo: alwaysInline() });
+    await appendEach(log, [3, 2, 4], 1000);
+    const size = log.sizeBytes;
+    const longestPadding = Math.floor((size + MAX_PADDING_BYTES - 1) / BLOCK) * BLOCK;
+    for (const [fileBytes, reported] of [[longestPadding, 0], [longestPadding + BLOCK, longestPadding + BLOCK - size]] as const) {
+      const crashed = tempDir();
+      nodeFs.cpSync(directory, crashed, { recursive: true });
+      const [name] = nodeFs.readdirSync(crashed).filter((file) => file.endsWith('.log'));
+      nodeFs.truncateSync(join(crashed, name!), fileBytes);
+      const recovered = await openLog(crashed, { inlineIo: alwaysInline() });
+      expect(recovered.recovery?.bytesTruncated, `zeros to byte ${fileBytes} past a log of ${size}`).toBe(reported);
+      expect(recovered.recovery?.recordsTruncated).toBe(0);
+      expect(logFileSizes(crashed)).toEqual([size]);
+      await expectEveryRecord(recovered, 1000);
+    }
   });
 
   it('write small groups through the page cache under flush=interval or when the budget sends them to the pool', async () => {
