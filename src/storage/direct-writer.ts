@@ -12,7 +12,8 @@
  *
  * A direct write covers whole blocks, so each one starts at the block holding the current end of
  * the log: it rewrites that block's valid bytes (kept in memory in `tail`), then the new bytes,
- * then zeros up to the next block boundary. The file is thus up to a block longer than the log.
+ * then zeros up to the next block boundary. The file is thus up to a block longer than the log
+ * (more with a runway, below: up to `MAX_PADDING_BYTES`).
  * Readers never read past the segment's size, `trimPadding` cuts the zeros when the segment is
  * sealed or closed, and after a crash recovery truncates them like any unfinished write (zero
  * bytes are not a batch). Buffered and direct writes may alternate: a buffered write's bytes
