@@ -45,6 +45,18 @@ export const RUNWAY_BYTES = 64 * 1024;
 /** The most zeros a direct writer leaves past the end of the log: a runway and a block's padding. */
 export const MAX_PADDING_BYTES = 2 * RUNWAY_BYTES + DIRECT_IO_BLOCK_BYTES;
 
+/**
+ * Whether file bytes [position, fileBytes) can be the zero padding direct writes leave past the
+ * end of the log (the rest of the last block, and a runway): zeros, ending on a block boundary,
+ * shorter than `MAX_PADDING_BYTES`. Longer runs of zeros are an unfinished write.
+ */
+export async function isDirectWritePadding(fs: FileSystem, fd: number, position: number, fileBytes: number): Promise<boolean> {
+  if (fileBytes % DIRECT_IO_BLOCK_BYTES !== 0 || fileBytes <= position || fileBytes - position >= MAX_PADDING_BYTES) return false;
+  const tail = Buffer.alloc(fileBytes - position);
+  const read = await fs.read(fd, tail, 0, tail.length, position);
+  return read === tail.length && tail.every((byte) => byte === 0);
+}
+
 /** Direct writes are not possible on this file (no O_DIRECT, or the alignment was refused). */
 export class DirectWritesUnsupported extends Error {}
 

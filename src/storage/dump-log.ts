@@ -13,6 +13,7 @@ import {
   readBatchHeader,
   readBatchSize,
 } from './record-batch.js';
+import { isDirectWritePadding } from './direct-writer.js';
 import { LogSegment } from './segment.js';
 import { parseSegmentFileName } from './file-names.js';
 import { basename, dirname } from 'node:path';
@@ -46,6 +47,10 @@ export async function* dumpLogFile(path: string, options: DumpOptions): AsyncGen
       const batch = Buffer.allocUnsafe(Math.max(header.length, Math.min(Math.max(size, 0), fileBytes - position)));
       await fs.read(fd, batch, 0, batch.length, position);
       const problem = checkBatchFrame(batch, 0, batch.length);
+      if (problem !== null && (await isDirectWritePadding(fs, fd, position, fileBytes))) {
+        yield `position=${position} padding: ${fileBytes - position} zero bytes past the last batch (left by direct writes; cut when the segment is sealed or closed)`;
+        break;
+      }
       if (problem !== null) {
         invalid++;
         yield `position=${position} INVALID: ${problem}`;

@@ -21,8 +21,7 @@
  */
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
-import { DIRECT_IO_BLOCK_BYTES } from './aligned-memory.js';
-import { MAX_PADDING_BYTES } from './direct-writer.js';
+import { isDirectWritePadding } from './direct-writer.js';
 import { readRecoveryCheckpoint } from './checkpoint-file.js';
 import {
   CLEAN_SHUTDOWN_FILE,
@@ -173,7 +172,7 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
       const resync = await segment.findValidBatchAfter(scan.validBytes + UNSYNCED_WINDOW_BYTES, scan.nextOffset);
       tornTail = resync < 0;
     }
-    if (tornTail && (await isDirectWritePadding(fs, segment, scan.validBytes, scan.fileBytes))) {
+    if (tornTail && (await isDirectWritePadding(fs, await segment.fileDescriptor(), scan.validBytes, scan.fileBytes))) {
       logger.info({ file: segment.logPath, position: scan.validBytes, bytes: scan.fileBytes - scan.validBytes }, 'cutting the zero padding of a direct write at the end of the log');
       await segment.truncateTo(scan.validBytes);
       continue;
@@ -199,17 +198,6 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
     break;
   }
   return { segments, cleanShutdown: false, recovery: report, fence: null };
-}
-
-/**
- * Whether [position, fileBytes) is the zero padding direct writes leave past the log's end: the
- * rest of the last block, and the runway of an inline write (see `direct-writer.ts`).
- */
-async function isDirectWritePadding(fs: FileSystem, segment: LogSegment, position: number, fileBytes: number): Promise<boolean> {
-  if (fileBytes % DIRECT_IO_BLOCK_BYTES !== 0 || fileBytes - position >= MAX_PADDING_BYTES) return false;
-  const tail = Buffer.alloc(fileBytes - position);
-  const read = await fs.read(await segment.fileDescriptor(), tail, 0, tail.length, position);
-  return read === tail.length && tail.every((byte) => byte === 0);
 }
 
 async function claimedRecords(fs: FileSystem, segment: LogSegment, position: number, fileBytes: number): Promise<number> {
