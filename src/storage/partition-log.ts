@@ -609,8 +609,9 @@ export class PartitionLog {
    * - Small groups, under flush=always, when the budget lets the write run on the loop (a
    *   latency workload: one small group per fdatasync, syncs spaced out): directly, on the loop.
    *   The fdatasync right after it waits for the device anyway; a direct write has the device
-   *   write the bytes within the call, so the fdatasync is left only the file's new size and the
-   *   device cache. On the project's 2-core test machine, alone: a 12 KB append with its
+   *   write the bytes within the call, so the fdatasync is left only the device cache, and the
+   *   file's new size when the write grew the file (rarely: see the runway in
+   *   `direct-writer.ts`). On the project's 2-core test machine, alone: a 12 KB append with its
    *   fdatasync p50 0.17–0.19 / p99 0.26–0.31 ms direct, 0.23–0.26 / 0.34–0.38 buffered. In e2e
    *   runs at 10,000 records/s, p50 was lower in every interleaved pair (100 B: 0.43–0.44
    *   against 0.47–0.50 ms) and p99 in most, by less than the machine's noise at 1 KiB (the
