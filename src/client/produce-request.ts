@@ -3,7 +3,8 @@
  *
  * protobufjs would copy the batch into a new message buffer (and grpc-js copies that once more
  * into its frame). Here the batch is built with headroom in front of it (`RecordBatchBuilder`),
- * and the other fields are written into that headroom: the request is the batch's own buffer.
+ * and the other fields are written into that headroom: the request is the batch's own buffer,
+ * and grpc-js writes its frame prefix into the five bytes left before it (`grpc-framing.ts`).
  * Protobuf lets fields come in any order, so the batch (field 4) goes last:
  *
  *   topic (1, string) · partition (2, int32) · acks (5, enum) · correlation_id (6, uint64) · batch (4, bytes)
@@ -11,6 +12,7 @@
  * The stream that carries these uses a pass-through serializer (`methods.produceStreamEncoded`).
  * A test decodes the result with the generated ProduceRequest to hold this to the proto.
  */
+import { GRPC_FRAME_PREFIX_BYTES, markFramingRoom } from '../common/grpc-framing.js';
 import { LENGTH_DELIMITED, VARINT, type VarintField, fieldTag, uvarintSize, varintFieldsSize, writeUvarint, writeVarintFields } from '../common/protobuf-wire.js';
 import type { RecordBatchBuilder } from '../storage/record-batch-builder.js';
 
@@ -20,9 +22,12 @@ const BATCH_TAG = fieldTag(4, LENGTH_DELIMITED);
 const ACKS_TAG = fieldTag(5, VARINT);
 const CORRELATION_ID_TAG = fieldTag(6, VARINT);
 
-/** Headroom for every field but the batch: tags, the widest varints, the topic name. */
+/**
+ * Headroom for every field but the batch (tags, the widest varints, the topic name), and for
+ * grpc-js's frame prefix (see grpc-framing.ts).
+ */
 export function produceRequestHeadroom(topic: string): number {
-  return 1 + 5 + Buffer.byteLength(topic, 'utf8') + (1 + 5) + (1 + 5) + (1 + 8) + (1 + 5);
+  return GRPC_FRAME_PREFIX_BYTES + 1 + 5 + Buffer.byteLength(topic, 'utf8') + (1 + 5) + (1 + 5) + (1 + 8) + (1 + 5);
 }
 
 export interface ProduceRequestFields {
@@ -35,7 +40,9 @@ export interface ProduceRequestFields {
 
 /**
  * Writes the request's other fields in front of the finished batch in `builder` (built with
- * `produceRequestHeadroom(topic)` of headroom) and returns the whole encoded request.
+ * `produceRequestHeadroom(topic)` of headroom) and returns the whole encoded request, marked so
+ * that grpc-js frames it in the headroom left in front of it instead of copying it. Its memory
+ * must then stay as it is until the broker has answered the request.
  */
 export function encodeProduceRequest(builder: RecordBatchBuilder, fields: ProduceRequestFields): Buffer {
   const topicBytes = Buffer.byteLength(fields.topic, 'utf8');
@@ -46,12 +53,12 @@ export function encodeProduceRequest(builder: RecordBatchBuilder, fields: Produc
     [BATCH_TAG, builder.sizeBytes], // the batch's tag and length: its bytes follow
   ];
   const prefixBytes = 1 + uvarintSize(topicBytes) + topicBytes + varintFieldsSize(varints);
-  const request = builder.withHeadroom(prefixBytes);
+  const request = builder.withHeadroom(GRPC_FRAME_PREFIX_BYTES + prefixBytes).subarray(GRPC_FRAME_PREFIX_BYTES);
   let position = 0;
   request[position++] = TOPIC_TAG;
   position = writeUvarint(request, position, topicBytes);
   position += request.write(fields.topic, position, 'utf8');
   position = writeVarintFields(request, position, varints);
   if (position !== prefixBytes) throw new Error(`ProduceRequest prefix is ${position} bytes, expected ${prefixBytes}`);
-  return request;
+  return markFramingRoom(request);
 }

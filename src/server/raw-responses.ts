@@ -8,6 +8,7 @@
  * service definitions pass such Buffers to grpc-js unchanged. Batches go last; protobuf allows
  * fields in any order. A test decodes the result with the generated classes.
  */
+import { GRPC_FRAME_PREFIX_BYTES, markFramingRoom } from '../common/grpc-framing.js';
 import { LENGTH_DELIMITED, VARINT, type VarintField, fieldTag, varintFieldsSize, writeVarintFields } from '../common/protobuf-wire.js';
 
 const FETCH_BATCHES_TAG = fieldTag(2, LENGTH_DELIMITED);
@@ -73,11 +74,13 @@ function encodeAroundBatches(batches: Buffer, headroom: number, batchesTag: numb
 
 /**
  * A buffer of `prefix` bytes followed by `batches`: the batches' own memory when `headroom` (bytes
- * before them that belong to them alone) allows, else a copy.
+ * before them that belong to them alone) allows, else a copy. When the headroom also holds
+ * grpc-js's frame prefix, the message is marked for grpc-js to frame it there (grpc-framing.ts).
  */
 function messageAround(batches: Buffer, headroom: number, prefix: number): Buffer {
   if (prefix <= headroom && prefix <= batches.byteOffset) {
-    return Buffer.from(batches.buffer, batches.byteOffset - prefix, prefix + batches.length);
+    const message = Buffer.from(batches.buffer, batches.byteOffset - prefix, prefix + batches.length);
+    return prefix + GRPC_FRAME_PREFIX_BYTES <= headroom ? markFramingRoom(message) : message;
   }
   const message = Buffer.allocUnsafe(prefix + batches.length);
   message.set(batches, prefix);

@@ -63,7 +63,8 @@ export interface SegmentScan {
 const SCAN_CHUNK_BYTES = 8 * 1024 * 1024;
 /**
  * Bytes free in front of what `read` returns, in the same memory: a server writes a response's
- * other fields there and sends the read buffer itself (server/raw-responses.ts).
+ * other fields (at most 44 bytes) and grpc-js's frame prefix (5) there and sends the read buffer
+ * itself (server/raw-responses.ts).
  */
 export const READ_HEADROOM_BYTES = 64;
 const RESYNC_CHUNK_BYTES = 4 * 1024 * 1024;

@@ -2,6 +2,7 @@
 // written into the read buffer's headroom or copied; method: encode, decode with the classes
 // generated from proto/, compare every field, and check the headroom path shares memory.
 import { describe, expect, it } from 'vitest';
+import { GRPC_FRAME_PREFIX_BYTES, hasFramingRoom } from '../../src/common/grpc-framing.js';
 import { strata } from '../../src/generated/strata.js';
 import { RAW_RESPONSE_PREFIX_MAX, encodeRawFetchResponse, encodeRawSubscribeResponse } from '../../src/server/raw-responses.js';
 import { READ_HEADROOM_BYTES } from '../../src/storage/segment.js';
@@ -16,8 +17,20 @@ function batchesWithHeadroom(length: number, headroom: number): Buffer {
 }
 
 describe('raw responses', () => {
-  it('the read headroom holds the longest prefix', () => {
-    expect(READ_HEADROOM_BYTES).toBeGreaterThanOrEqual(RAW_RESPONSE_PREFIX_MAX);
+  it('the read headroom holds the longest prefix and the gRPC frame prefix', () => {
+    expect(READ_HEADROOM_BYTES).toBeGreaterThanOrEqual(RAW_RESPONSE_PREFIX_MAX + GRPC_FRAME_PREFIX_BYTES);
+  });
+
+  it('marks a message for grpc-js to frame in place only when the headroom holds the frame prefix too', () => {
+    const fields = { highWatermark: 1, logStartOffset: 0, nextOffset: 1 };
+    // This prefix takes 2 + 2 + 2 + 4 = 10 bytes (three one-byte varints, a 3-byte length).
+    for (const [headroom, marked] of [[READ_HEADROOM_BYTES, true], [10 + GRPC_FRAME_PREFIX_BYTES, true], [10 + GRPC_FRAME_PREFIX_BYTES - 1, false], [10, false]] as const) {
+      const batches = batchesWithHeadroom(70_000, headroom);
+      const message = encodeRawFetchResponse(batches, headroom, fields);
+      expect(message.buffer === batches.buffer).toBe(true);
+      expect(message.byteOffset).toBe(headroom - 10);
+      expect(hasFramingRoom(message)).toBe(marked);
+    }
   });
 
   const fields = [
