@@ -4,8 +4,9 @@
  * garbage collections. Kafka's producer keeps a BufferPool for the same reason.
  *
  * A buffer comes back only once its batch is acknowledged: the broker has then received the
- * request, so nothing (grpc-js framing included) still reads it. Buffers of failed batches are
- * left to the garbage collector. At most `maxBuffers` wait in the pool.
+ * request, so nothing still reads it, not even the HTTP/2 stream that sent it (grpc-js frames the
+ * request in the buffer itself, see grpc-framing.ts). Buffers of failed batches are left to the
+ * garbage collector. At most `maxBuffers` wait in the pool.
  */
 export class BufferPool {
   private readonly free: Buffer[] = [];

@@ -803,8 +803,9 @@ export class Producer {
     batch.sentAtMs = Date.now();
     batch.attempts++;
     this.inFlightById.set(batch.correlationId, batch);
-    // grpc-js copies the request into its frame; `request` itself is never modified, so every
-    // attempt sends the same bytes (and a stale copy queued on a dropped stream stays valid).
+    // grpc-js frames the request in the five bytes in front of it (grpc-framing.ts), the same
+    // prefix each attempt; `request` itself is never modified, so every attempt sends the same
+    // bytes (and an attempt still queued on a dropped stream stays valid).
     this.stream!.write(batch.request!);
     this.armRequestTimer();
   }
