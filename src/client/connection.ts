@@ -35,7 +35,6 @@ import {
 } from '@grpc/grpc-js';
 import Long from 'long';
 import type { strata } from '../generated/strata.js';
-import { installInPlaceFraming } from '../common/grpc-framing.js';
 import { adminServiceDefinition, logServiceDefinition } from '../server/service-definitions.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
 
@@ -120,8 +119,6 @@ export class Connection {
     }
     this.server = options.server;
     this.deadlineMs = positive(options.deadlineMs ?? DEFAULT_DEADLINE_MS, 'deadlineMs');
-    // The producer's requests are framed where they lie, not copied (see grpc-framing.ts).
-    installInPlaceFraming();
     const channelOptions: ChannelOptions = {
       'grpc.max_receive_message_length': -1,
       // Fetches and subscriptions bring up to MiBs per message: a 64 KiB HTTP/2 window would

@@ -36,14 +36,15 @@ const withRoom = new WeakSet<Uint8Array>();
  * Marks `message` as having `GRPC_FRAME_PREFIX_BYTES` bytes of its own, unused memory just
  * before it, and returns it. The caller vouches for that room: it must lie inside a buffer the
  * caller allocated (a view's byteOffset alone does not say who owns the bytes before it), and
- * the contract above holds.
+ * the contract above holds. The first mark installs the wraps, so no sender can mark messages
+ * that grpc-js would then copy anyway; where they cannot be installed, nothing is marked.
  */
 export function markFramingRoom(message: Buffer): Buffer {
-  if (message.byteOffset >= GRPC_FRAME_PREFIX_BYTES) withRoom.add(message);
+  if (installInPlaceFraming() && message.byteOffset >= GRPC_FRAME_PREFIX_BYTES) withRoom.add(message);
   return message;
 }
 
-/** Whether `message` is marked by `markFramingRoom`. */
+/** Whether `message` is marked by `markFramingRoom` (and so will be framed in place). */
 export function hasFramingRoom(message: Buffer): boolean {
   return withRoom.has(message);
 }

@@ -15,7 +15,6 @@ import type { Http2Session } from 'node:http2';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../common/logger.js';
-import { installInPlaceFraming } from '../common/grpc-framing.js';
 import type { BrokerMetrics } from './metrics.js';
 import { PROTO_ROOT } from '../common/package-root.js';
 import { adminServiceHandlers } from './admin-service.js';
@@ -76,8 +75,6 @@ export class StrataGrpcServer {
   ) {}
 
   static async start(broker: Broker, coordinator: GroupCoordinator, options: GrpcServerOptions): Promise<StrataGrpcServer> {
-    // Raw fetch and subscribe responses are framed where they lie, not copied (see grpc-framing.ts).
-    installInPlaceFraming();
     const server = new Server({
       'grpc.max_receive_message_length': options.maxRequestBytes,
       'grpc.max_send_message_length': -1,
