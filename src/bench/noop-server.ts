@@ -12,10 +12,14 @@
  *   partition, the last raw batch received. Fetch serves copies of that batch with rewritten
  *   base offsets up to the partition's end offset and `max_bytes`, so a catch-up read gets the
  *   shape the producer sent; Subscribe pushes the same from its start offset up to the end
- *   offset it finds, then stays idle. ListOffsets answers earliest 0 and latest = the end offset.
+ *   offset, then relays each batch produced after that as it arrives (its base offset set, as
+ *   the broker sets it), so the e2e workload measures the transport alone: one produce request
+ *   and one push, with nothing stored or synced in between. ListOffsets answers earliest 0 and
+ *   latest = the end offset.
  *   The Groups service is not served (UNIMPLEMENTED).
  *
- * Memory is bounded: one batch per partition.
+ * Memory is bounded: one batch per partition, and per subscriber what grpc-js holds until the
+ * stream drains.
  */
 import {
   Server,
@@ -44,11 +48,16 @@ const FETCH_BYTES_DEFAULT = 1024 * 1024;
 /** A fetch at the end of a partition waits at most this long before answering empty. */
 const FETCH_IDLE_WAIT_MAX_MS = 1_000;
 
+/** A subscriber at the end of a partition: handed each batch as it is produced. */
+type LiveSubscriber = (batch: Buffer, baseOffset: number, nextOffset: number) => void;
+
 interface NoopPartition {
   endOffset: number;
   /** The last raw batch produced to the partition; Fetch serves copies of it. */
   template: Buffer | null;
   templateRecords: number;
+  /** Subscribers caught up with `endOffset`. */
+  live: Set<LiveSubscriber>;
 }
 
 interface NoopTopic {
@@ -90,7 +99,7 @@ export class NoopState {
     let topic = this.topics.get(topicName);
     if (topic === undefined) this.topics.set(topicName, (topic = { partitions: partition + 1, createdAtMs: Date.now(), state: new Map() }));
     let state = topic.state.get(partition);
-    if (state === undefined) topic.state.set(partition, (state = { endOffset: 0, template: null, templateRecords: 0 }));
+    if (state === undefined) topic.state.set(partition, (state = { endOffset: 0, template: null, templateRecords: 0, live: new Set() }));
     return state;
   }
 
@@ -113,9 +122,13 @@ export class NoopState {
       const batches = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       forEachBatch(batches, (position, size) => {
         const count = readRecordCount(batches, position);
-        partition.template = batches.subarray(position, position + size);
+        const batch = batches.subarray(position, position + size);
+        const baseOffset = partition.endOffset;
+        writeBaseOffset(batches, position, baseOffset);
+        partition.template = batch;
         partition.templateRecords = count;
         append(count);
+        for (const subscriber of partition.live) subscriber(batch, baseOffset, partition.endOffset);
       });
     } else if (request.records.length > 0) {
       append(request.records.length);
@@ -175,8 +188,7 @@ function notFound(what: string): Error & { code: number } {
   return Object.assign(new Error(`${what} not found`), { code: status.NOT_FOUND });
 }
 
-export function startNoopServer(listen = '127.0.0.1:0'): Promise<NoopServer> {
-  const state = new NoopState();
+export function startNoopServer(listen = '127.0.0.1:0', state = new NoopState()): Promise<NoopServer> {
   const server = new Server({ 'grpc.max_receive_message_length': MAX_REQUEST_BYTES, 'grpc.max_send_message_length': -1 });
   server.addService(logServiceDefinition, {
     initProducer: unary(() => v1.InitProducerResponse.create({ producerId: Long.fromNumber(state.producerId()), producerEpoch: 0 })),
@@ -206,23 +218,35 @@ export function startNoopServer(listen = '127.0.0.1:0'): Promise<NoopServer> {
     },
     subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse>) => {
       // Pushes what Fetch would return, message after message with backpressure, up to the end
-      // offset at the start; then stays open (idle) until the client cancels.
+      // offset; then, caught up, each batch as it is produced (the producer's own bytes, so an
+      // e2e reader finds its send times in them) until the client cancels. A subscriber that
+      // falls behind (grpc-js holds what it cannot send) leaves the live set and catches up
+      // with copies again once drained.
       const request = call.request;
       const partitionNumber = request.partitions[0] ?? 0;
+      const partition = state.partition(request.topic, partitionNumber);
       const position = request.start?.position;
-      let offset = position === 'offset' ? Long.fromValue(request.start!.offset!).toNumber() : position === 'latest' ? state.partition(request.topic, partitionNumber).endOffset : 0;
+      let offset = position === 'offset' ? Long.fromValue(request.start!.offset!).toNumber() : position === 'latest' ? partition.endOffset : 0;
       const maxBytes = request.maxBytes > 0 ? request.maxBytes : FETCH_BYTES_DEFAULT;
+      const send = (batches: Buffer, nextOffset: number): boolean => {
+        offset = nextOffset;
+        return call.write(v1.SubscribeResponse.create({ partition: partitionNumber, batches, highWatermark: Long.fromNumber(partition.endOffset), nextOffset: Long.fromNumber(nextOffset) }));
+      };
+      const live: LiveSubscriber = (batch, baseOffset, nextOffset) => {
+        if (call.cancelled || baseOffset !== offset) return void partition.live.delete(live);
+        if (!send(batch, nextOffset)) {
+          partition.live.delete(live);
+          call.once('drain', push);
+        }
+      };
       const push = (): void => {
         while (!call.cancelled) {
           const result = state.fetch(request.topic, partitionNumber, offset, maxBytes);
-          if (result.batches.length === 0) return;
-          offset = result.nextOffset;
-          const more = call.write(
-            v1.SubscribeResponse.create({ partition: partitionNumber, batches: result.batches, highWatermark: Long.fromNumber(result.highWatermark), nextOffset: Long.fromNumber(result.nextOffset) }),
-          );
-          if (!more) return void call.once('drain', push);
+          if (result.batches.length === 0) return void partition.live.add(live);
+          if (!send(result.batches, result.nextOffset)) return void call.once('drain', push);
         }
       };
+      call.once('cancelled', () => partition.live.delete(live));
       push();
     },
     listOffsets: unary((request: strata.v1.ListOffsetsRequest) => {

@@ -3,9 +3,8 @@
 // a real in-process broker over gRPC.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runE2eLoad } from '../../src/bench/e2e-load.js';
-import { Progress } from '../../src/bench/progress.js';
 import { Admin } from '../../src/client/admin.js';
-import { rootLogger } from '../../src/common/logger.js';
+import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 let broker: TestBroker;
@@ -27,19 +26,7 @@ it('starts measuring once, when the warm-up records have been sent', async () =>
   const startedAt = performance.now();
   const measurementStarts: number[] = [];
   const figures = await runE2eLoad({
-    server: broker.address,
-    topic: 'e2e-warmup',
-    rate: 1000,
-    durationSeconds: 0.5,
-    warmupSeconds: 0.3,
-    recordSize: 100,
-    acks: 'all',
-    lingerMs: 0,
-    batchBytes: 1 << 20,
-    reader: 'consumer',
-    logger: rootLogger,
-    progress: new Progress({ write: () => true }),
-    label: 'e2e',
+    ...e2eLoadOptions(broker.address, 'e2e-warmup', { durationSeconds: 0.5, warmupSeconds: 0.3 }),
     onMeasurementStart: () => measurementStarts.push(performance.now()),
   });
   expect(figures).toMatchObject({ warmupRecords: 300, records: 500, lost: 0 });

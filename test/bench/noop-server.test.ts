@@ -1,0 +1,95 @@
+// Goal: the no-op server relays every batch produced after a subscriber caught up, with the
+// producer's own records in order and offsets as the broker would assign them, so that
+// `strata bench baseline --workload e2e` measures the transport alone; and a cancelled
+// subscription is no longer relayed to. Method: the no-op server in this process, the real client
+// Producer and Consumer over gRPC.
+import { once } from 'node:events';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { runE2eLoad } from '../../src/bench/e2e-load.js';
+import { type NoopServer, NoopState, startNoopServer } from '../../src/bench/noop-server.js';
+import { Admin } from '../../src/client/admin.js';
+import { Consumer, type ConsumerRecord } from '../../src/client/consumer.js';
+import { Producer } from '../../src/client/producer.js';
+import { rootLogger } from '../../src/common/logger.js';
+import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
+
+let state: NoopState;
+let server: NoopServer;
+
+beforeAll(async () => {
+  state = new NoopState();
+  server = await startNoopServer('127.0.0.1:0', state);
+});
+afterAll(() => server?.stop());
+
+async function createTopic(name: string): Promise<void> {
+  const admin = new Admin({ server: server.address });
+  try {
+    await admin.createTopic(name);
+  } finally {
+    await admin.close();
+  }
+}
+
+/** The next `count` records, batch by batch; fails after 10 s. */
+async function take(consumer: Consumer, count: number): Promise<ConsumerRecord[]> {
+  const records: ConsumerRecord[] = [];
+  const deadline = Date.now() + 10_000;
+  while (records.length < count && Date.now() < deadline) {
+    const batch = await consumer.nextBatch({ timeoutMs: 100 });
+    if (batch !== null) records.push(...batch.records);
+  }
+  return records;
+}
+
+it('relays each batch produced after the subscriber caught up: the records sent, in order, offsets from the end', async () => {
+  await createTopic('relay');
+  const producer = new Producer({ server: server.address, lingerMs: 0 });
+  const consumer = new Consumer({ server: server.address, resetPolicy: 'latest', logger: rootLogger });
+  try {
+    await producer.send({ topic: 'relay', value: 'before' });
+    const started = once(consumer, 'partitionStarted');
+    await consumer.assign([{ topic: 'relay', partition: 0 }]);
+    expect((await started)[0]).toMatchObject({ offset: 1 });
+    // Three requests of different sizes: copies of the last batch would repeat its values.
+    for (const count of [1, 4, 2]) {
+      const sends = Array.from({ length: count }, (_, index) => producer.send({ topic: 'relay', value: `${count}-${index}` }));
+      await Promise.all(sends);
+    }
+    const records = await take(consumer, 7);
+    expect(records.map((record) => [record.offset, record.value!.toString()])).toEqual([
+      [1, '1-0'],
+      [2, '4-0'],
+      [3, '4-1'],
+      [4, '4-2'],
+      [5, '4-3'],
+      [6, '2-0'],
+      [7, '2-1'],
+    ]);
+  } finally {
+    await producer.close();
+    await consumer.close();
+  }
+});
+
+it('stops relaying to a subscription once it is cancelled', async () => {
+  await createTopic('relay-cancel');
+  const consumer = new Consumer({ server: server.address, resetPolicy: 'latest', logger: rootLogger });
+  const started = once(consumer, 'partitionStarted');
+  await consumer.assign([{ topic: 'relay-cancel', partition: 0 }]);
+  await started;
+  const partition = state.partition('relay-cancel', 0);
+  const deadline = Date.now() + 10_000;
+  while (partition.live.size === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(partition.live.size).toBe(1);
+  await consumer.close();
+  while (partition.live.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(partition.live.size).toBe(0);
+});
+
+it('carries the e2e workload: every record sent arrives', async () => {
+  await createTopic('relay-e2e');
+  const figures = await runE2eLoad(e2eLoadOptions(server.address, 'relay-e2e', { durationSeconds: 0.3, warmupSeconds: 0.1 }));
+  expect(figures).toMatchObject({ records: 300, lost: 0 });
+  expect(figures.latency.count).toBe(300);
+});
