@@ -53,6 +53,8 @@ const START_TIMEOUT_MS = 30_000;
  * 1.05–1.06; 10 s: 0.87).
  */
 export const E2E_WARMUP_SECONDS_DEFAULT = 5;
+/** Records per second when --rate is not given. */
+export const E2E_RATE_DEFAULT = 10_000;
 /** The sender's tick: the records due are sent every tick (timers have 1 ms granularity). */
 const TICK_MS = 1;
 

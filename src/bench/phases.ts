@@ -9,7 +9,7 @@ import { Admin } from '../client/admin.js';
 import type { Acks } from '../client/producer.js';
 import { type BenchTopic, describe, ensureTopic, storedRecords } from './bench-topic.js';
 import { runConsumeLoad } from './consume-load.js';
-import { type E2eReaderKind, runE2eLoad } from './e2e-load.js';
+import { E2E_RATE_DEFAULT, type E2eReaderKind, runE2eLoad } from './e2e-load.js';
 import { type ProducePath, runProduceLoad } from './produce-load.js';
 import type { Progress } from './progress.js';
 import { type CpuUse, type ResultRow, cpuUse, resultRow } from './report.js';
@@ -158,7 +158,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
   const { figures, cpu } = await measured(context, (startMeasuring) => runE2eLoad({
     server: context.address,
     topic: settings.topic,
-    rate: settings.rate ?? 10_000,
+    rate: settings.rate ?? E2E_RATE_DEFAULT,
     durationSeconds: settings.durationSeconds,
     warmupSeconds: settings.warmupSeconds,
     recordSize: settings.recordSize,

@@ -22,7 +22,8 @@
  *     serverMemory                  { rssMiB, rssPeakSampledMiB, rssPeakMiB } of a local server, else null
  *     cpu                           { clientSeconds, clientMicrosPerRecord, serverSeconds, serverMicrosPerRecord }
  *                                   (server: local servers only, else null)
- *   ratioToBaseline                 baseline only: Strata's records/s ÷ the no-op server's
+ *   ratioToBaseline                 baseline only: Strata's figure ÷ the no-op server's (see ratioOf)
+ *   ratioOf                         baseline only: "records/s" (produce, consume) or "p99 latency" (e2e)
  */
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
@@ -96,6 +97,16 @@ export interface BenchReport {
   loadAverage: { start: number[]; end: number[] };
   results: ResultRow[];
   ratioToBaseline: number | null;
+  ratioOf: BaselineRatio['of'] | null;
+}
+
+/**
+ * Strata against the no-op server: for throughput a fraction (1 = as fast as the transport
+ * alone), for e2e latency a multiple (1 = no slower than the transport alone).
+ */
+export interface BaselineRatio {
+  value: number;
+  of: 'records/s' | 'p99 latency';
 }
 
 export function machineInfo(): MachineInfo {
@@ -181,7 +192,7 @@ export function formatReport(report: BenchReport): string {
     if (result.lost !== undefined && result.lost > 0) lines.push(`${result.workload}: ${formatInteger(result.lost)} records never arrived`);
   }
   if (report.results.some((result) => result.acknowledgementLatency !== undefined)) lines.push('(acked): latency from send() to the producer\'s acknowledgement');
-  if (report.ratioToBaseline !== null) lines.push(`Strata / no-op server (records/s): ${report.ratioToBaseline.toFixed(2)}`);
+  if (report.ratioToBaseline !== null) lines.push(`Strata / no-op server (${report.ratioOf ?? 'records/s'}): ${report.ratioToBaseline.toFixed(2)}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -3,24 +3,26 @@
  * temporary directory with --local), runs the workload's phases and assembles the report.
  *
  * `baseline` runs the same workload twice in one run: first against the no-op server (see
- * noop-server.ts), then against Strata, and reports Strata's records/s as a fraction of the
- * no-op server's: how close the broker comes to what the transport alone allows on this
- * machine. Both servers run as child processes of this one, with the same client code and
- * settings, one at a time.
+ * noop-server.ts), then against Strata, and reports how close the broker comes to what the
+ * transport alone allows on this machine: for produce and consume, Strata's records/s as a
+ * fraction of the no-op server's; for e2e, Strata's p99 latency as a multiple of the no-op
+ * server's (which relays each batch to the reader as it arrives, storing and syncing nothing).
+ * Both servers run as child processes of this one, with the same client code and settings, one
+ * at a time.
  */
 import type { Logger } from '../common/logger.js';
 import { startLocalBroker } from './local-broker.js';
 import { startNoopServerProcess } from './noop-server.js';
 import { type BenchSettings, type PhaseContext, type PhaseOutcome, type Workload, runPhase } from './phases.js';
 import type { Progress } from './progress.js';
-import { type BenchReport, type ResultRow, loadAverage, machineInfo, packageVersion } from './report.js';
+import { type BaselineRatio, type BenchReport, type ResultRow, loadAverage, machineInfo, packageVersion } from './report.js';
 
 export type BenchWorkload = Workload | 'baseline';
 
 export interface BenchRun {
   workload: BenchWorkload;
-  /** For baseline: the workload compared (produce or consume). */
-  baselineWorkload: 'produce' | 'consume';
+  /** For baseline: the workload compared. */
+  baselineWorkload: Workload;
   settings: BenchSettings;
   /** Every option as given (for the report). */
   parameters: Record<string, unknown>;
@@ -61,12 +63,12 @@ export async function runBench(run: BenchRun): Promise<BenchReport> {
   const startedAt = new Date().toISOString();
   const loadAtStart = loadAverage();
   let outcome: PhaseOutcome;
-  let ratio: number | null = null;
+  let ratio: BaselineRatio | null = null;
   if (run.workload === 'baseline') {
     const baseline = await withNoop(run, (context) => runPhase(run.baselineWorkload, context));
     const strata = await withStrata(run, (context) => runPhase(run.baselineWorkload, context));
     const measured = (rows: ResultRow[]): ResultRow => rows.find((row) => row.workload === run.baselineWorkload)!;
-    ratio = Math.round((measured(strata.rows).recordsPerSecond / measured(baseline.rows).recordsPerSecond) * 1000) / 1000;
+    ratio = baselineRatio(run.baselineWorkload, measured(strata.rows), measured(baseline.rows));
     outcome = { rows: [...baseline.rows, ...strata.rows], topic: strata.topic };
   } else {
     const workload = run.workload;
@@ -84,6 +86,14 @@ export async function runBench(run: BenchRun): Promise<BenchReport> {
     machine: machineInfo(),
     loadAverage: { start: loadAtStart, end: loadAverage() },
     results: outcome.rows,
-    ratioToBaseline: ratio,
+    ratioToBaseline: ratio?.value ?? null,
+    ratioOf: ratio?.of ?? null,
   };
+}
+
+/** Strata's figure against the no-op server's: records/s, or for e2e the p99 latency. */
+export function baselineRatio(workload: Workload, strata: ResultRow, noop: ResultRow): BaselineRatio {
+  const rounded = (value: number): number => Math.round(value * 1000) / 1000;
+  if (workload === 'e2e') return { value: rounded(strata.latency!.p99Ms / noop.latency!.p99Ms), of: 'p99 latency' };
+  return { value: rounded(strata.recordsPerSecond / noop.recordsPerSecond), of: 'records/s' };
 }

@@ -28,6 +28,7 @@ interface Report {
   loadAverage: { start: number[]; end: number[] };
   results: Result[];
   ratioToBaseline: number | null;
+  ratioOf: string | null;
 }
 
 interface Latency {
@@ -198,7 +199,11 @@ describe('strata bench', () => {
     }
     const [noop, strata] = report.results;
     expect(report.ratioToBaseline).toBeCloseTo(strata!.recordsPerSecond / noop!.recordsPerSecond, 2);
-    expect(stdout).toContain('Strata / no-op server');
+    expect(report.ratioOf).toBe('records/s');
+    // Produce runs as fast as it can, lingering 5 ms, unless told otherwise.
+    expect(report.parameters['linger-ms']).toBe(5);
+    expect(report.parameters).not.toHaveProperty('rate');
+    expect(stdout).toContain('Strata / no-op server (records/s)');
   });
 
   it('baseline of the catch-up read', async () => {
@@ -211,6 +216,25 @@ describe('strata bench', () => {
       ['consume', 'strata'],
     ]);
     expect(report.ratioToBaseline).toBeGreaterThan(0);
+  });
+
+  it('baseline of e2e latency: the no-op server relays each batch, nothing stored or synced', async () => {
+    const { report, stdout } = await bench('baseline-e2e', ['baseline', '--workload', 'e2e', '--duration', '1', '--rate', '1000', '--warmup-seconds', '0.2']);
+    expectCommonFields(report, 'baseline e2e');
+    // The e2e defaults, not the produce ones.
+    expect(report.parameters).toMatchObject({ rate: 1000, duration: 1, 'linger-ms': 0, reader: 'consumer' });
+    expect(report.results.map((result) => [result.workload, result.server])).toEqual([
+      ['e2e', 'no-op'],
+      ['e2e', 'strata'],
+    ]);
+    for (const result of report.results) {
+      expect(result).toMatchObject({ records: 1000, lost: 0 });
+      expectLatency(result.latency, 1000);
+    }
+    const [noop, strata] = report.results;
+    expect(report.ratioOf).toBe('p99 latency');
+    expect(report.ratioToBaseline).toBeCloseTo(strata!.latency!.p99Ms / noop!.latency!.p99Ms, 2);
+    expect(stdout).toContain('Strata / no-op server (p99 latency)');
   });
 
   it('refuses options that do not fit together', async () => {

@@ -13,16 +13,17 @@
 import { writeFileSync } from 'node:fs';
 import type { Argv, Options } from 'yargs';
 import { type Acks, DEFAULT_BATCH_BYTES } from '../../client/producer.js';
-import type { BenchSettings } from '../../bench/phases.js';
+import type { BenchSettings, Workload } from '../../bench/phases.js';
 import { type ProducePath, RECORDS_PATH_REQUEST_BYTES } from '../../bench/produce-load.js';
 import { Progress } from '../../bench/progress.js';
 import { formatReport } from '../../bench/report.js';
 import { type BenchWorkload, runBench } from '../../bench/run-bench.js';
-import { E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES } from '../../bench/e2e-load.js';
+import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES } from '../../bench/e2e-load.js';
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, describeFailure, serverAddress } from '../client-options.js';
 
 const MIB = 1024 * 1024;
+const PRODUCE_LINGER_MS_DEFAULT = 5;
 
 /** Options of every workload. */
 const COMMON_OPTIONS = {
@@ -45,7 +46,7 @@ const PRODUCE_OPTIONS = {
   records: { type: 'number', default: 1_000_000, describe: 'Records to send', requiresArg: true },
   rate: { type: 'number', describe: 'Records per second over all producers (default: as fast as possible)', requiresArg: true },
   producers: { type: 'number', default: 1, describe: 'Producers, each with its own connection', requiresArg: true },
-  'linger-ms': { type: 'number', default: 5, describe: 'Producer linger (ms)', requiresArg: true },
+  'linger-ms': { type: 'number', default: PRODUCE_LINGER_MS_DEFAULT, describe: 'Producer linger (ms)', requiresArg: true },
   path: { choices: ['raw', 'records'], default: 'raw', describe: 'raw: the client Producer (RecordBatch v2); records: plain protobuf records on ProduceStream' },
 } as const satisfies Record<string, Options>;
 
@@ -56,7 +57,7 @@ const CONSUME_OPTIONS = {
 } as const satisfies Record<string, Options>;
 
 const E2E_OPTIONS = {
-  rate: { type: 'number', default: 10_000, describe: 'Records per second', requiresArg: true },
+  rate: { type: 'number', default: E2E_RATE_DEFAULT, describe: 'Records per second', requiresArg: true },
   duration: { type: 'number', default: 30, describe: 'Seconds of measured sending', requiresArg: true },
   'warmup-seconds': { type: 'number', default: E2E_WARMUP_SECONDS_DEFAULT, describe: 'Seconds of sending before the measurement starts (JIT compilation of client and broker)', requiresArg: true },
   'linger-ms': { type: 'number', default: 0, describe: 'Producer linger (ms)', requiresArg: true },
@@ -66,7 +67,11 @@ const E2E_OPTIONS = {
 const BASELINE_OPTIONS = {
   ...PRODUCE_OPTIONS,
   ...CONSUME_OPTIONS,
-  workload: { choices: ['produce', 'consume'], default: 'produce', describe: 'The workload run against the no-op server and against Strata' },
+  ...E2E_OPTIONS,
+  // Their defaults depend on --workload (see benchSettings).
+  rate: { type: 'number', describe: `Records per second over all producers (default: as fast as possible; ${E2E_RATE_DEFAULT} for e2e)`, requiresArg: true },
+  'linger-ms': { type: 'number', describe: `Producer linger (ms; default ${PRODUCE_LINGER_MS_DEFAULT}; 0 for e2e)`, requiresArg: true },
+  workload: { choices: ['produce', 'consume', 'e2e'], default: 'produce', describe: 'The workload run against the no-op server and against Strata' },
 } as const satisfies Record<string, Options>;
 
 /** Option names of this command, for the environment check in main.ts. */
@@ -107,7 +112,8 @@ export function benchCommand(yargs: Argv): Argv {
         (command) =>
           command
             .options({ ...COMMON_OPTIONS, ...BASELINE_OPTIONS })
-            .example('strata bench baseline --local --records 5000000', 'produce: Strata as a fraction of the no-op server'),
+            .example('strata bench baseline --local --records 5000000', 'produce: Strata as a fraction of the no-op server')
+            .example('strata bench baseline --local --workload e2e --record-size 1024', 'e2e latency: Strata against the transport alone'),
         (argv) => runBenchCommand(argv, 'baseline'),
       )
       .demandCommand(1, 'give a workload: produce, consume, e2e or baseline'),
@@ -121,14 +127,16 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
   // Every option once (yargs adds camelCase aliases), without --server when --local replaces it.
   const parameters = {
     ...Object.fromEntries(Object.entries(argv).filter(([name]) => name !== '_' && name !== '$0' && !/[A-Z]/.test(name) && !(settings.local && name === 'server'))),
-    // Its default depends on --path: report the size used.
+    // Their defaults depend on --path or --workload: report the values used.
     'batch-bytes': settings.batchBytes,
+    'linger-ms': settings.lingerMs,
+    ...(settings.rate === null ? {} : { rate: settings.rate }),
   };
   let report;
   try {
     report = await runBench({
       workload,
-      baselineWorkload: argv.workload === 'consume' ? 'consume' : 'produce',
+      baselineWorkload: baselineWorkload(argv),
       settings,
       parameters,
       command: ['strata', 'bench', ...process.argv.slice(3)].join(' '),
@@ -142,7 +150,13 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
   if (typeof argv.json === 'string') writeFileSync(argv.json, `${JSON.stringify(report, null, 2)}\n`);
 }
 
+function baselineWorkload(argv: BenchArgs): Workload {
+  return argv.workload === 'consume' || argv.workload === 'e2e' ? argv.workload : 'produce';
+}
+
 function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings {
+  // The workload measured: baseline runs its --workload.
+  const measured = workload === 'baseline' ? baselineWorkload(argv) : workload;
   const local = argv.local === true;
   const profileServer = typeof argv['profile-server'] === 'string' ? argv['profile-server'] : null;
   if (profileServer !== null && !local) throw new UsageError('--profile-server needs --local (the broker must be started by this command)');
@@ -150,9 +164,9 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   if (writeMode !== null && !local) throw new UsageError('--write-mode needs --local (start the broker at --server with `strata serve --write-mode`)');
   const smallIo = argv['small-io'] === 'event-loop' || argv['small-io'] === 'thread-pool' ? argv['small-io'] : null;
   if (smallIo !== null && !local) throw new UsageError('--small-io needs --local (start the broker at --server with `strata serve --small-io`)');
-  const rate = argv.rate === undefined ? null : positiveNumber(argv.rate, '--rate');
+  const rate = argv.rate === undefined ? (measured === 'e2e' ? E2E_RATE_DEFAULT : null) : positiveNumber(argv.rate, '--rate');
   const recordSize = positiveInteger(argv['record-size'], '--record-size');
-  if (workload === 'e2e' && recordSize < SEND_TIME_BYTES) throw new UsageError(`--record-size must be at least ${SEND_TIME_BYTES} for e2e (the value carries the send time)`);
+  if (measured === 'e2e' && recordSize < SEND_TIME_BYTES) throw new UsageError(`--record-size must be at least ${SEND_TIME_BYTES} for e2e (the value carries the send time)`);
   return {
     server: local ? '' : serverAddress(argv),
     local,
@@ -165,7 +179,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
     producers: argv.producers === undefined ? 1 : positiveInteger(argv.producers, '--producers'),
     acks: argv.acks as Acks,
     batchBytes: argv['batch-bytes'] !== undefined ? positiveInteger(argv['batch-bytes'], '--batch-bytes') : argv.path === 'records' ? RECORDS_PATH_REQUEST_BYTES : DEFAULT_BATCH_BYTES,
-    lingerMs: argv['linger-ms'] === undefined ? 0 : nonNegativeNumber(argv['linger-ms'], '--linger-ms'),
+    lingerMs: argv['linger-ms'] === undefined ? (workload === 'baseline' && measured !== 'e2e' ? PRODUCE_LINGER_MS_DEFAULT : 0) : nonNegativeNumber(argv['linger-ms'], '--linger-ms'),
     bufferBytes: positiveInteger(argv['buffer-bytes'], '--buffer-bytes'),
     path: (argv.path ?? 'raw') as ProducePath,
     group: typeof argv.group === 'string' && argv.group !== '' ? argv.group : null,
