@@ -128,7 +128,8 @@ export class NoopState {
         partition.template = batch;
         partition.templateRecords = count;
         append(count);
-        for (const subscriber of partition.live) subscriber(batch, baseOffset, partition.endOffset);
+        // A copy of the set: a subscriber may leave it and join again while being called.
+        for (const subscriber of [...partition.live]) subscriber(batch, baseOffset, partition.endOffset);
       });
     } else if (request.records.length > 0) {
       append(request.records.length);
@@ -233,7 +234,13 @@ export function startNoopServer(listen = '127.0.0.1:0', state = new NoopState())
         return call.write(v1.SubscribeResponse.create({ partition: partitionNumber, batches, highWatermark: Long.fromNumber(partition.endOffset), nextOffset: Long.fromNumber(nextOffset) }));
       };
       const live: LiveSubscriber = (batch, baseOffset, nextOffset) => {
-        if (call.cancelled || baseOffset !== offset) return void partition.live.delete(live);
+        if (call.cancelled) return void partition.live.delete(live);
+        if (baseOffset !== offset) {
+          // Not where this subscriber stands (it started past the end, or inside this batch):
+          // on from its offset as a catch-up read, which joins the set again once at the end.
+          partition.live.delete(live);
+          return push();
+        }
         if (!send(batch, nextOffset)) {
           partition.live.delete(live);
           call.once('drain', push);

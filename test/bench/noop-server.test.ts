@@ -1,5 +1,6 @@
-// Goal: the no-op server relays every batch produced after a subscriber caught up, with the
-// producer's own records in order and offsets as the broker would assign them, so that
+// Goal: the no-op server relays every batch produced after a subscriber caught up (or, started
+// past the end, once the end reaches it), with the producer's own records in order and offsets
+// as the broker would assign them, so that
 // `strata bench baseline --workload e2e` measures the transport alone; and a cancelled
 // subscription is no longer relayed to. Method: the no-op server in this process, the real client
 // Producer and Consumer over gRPC.
@@ -65,6 +66,26 @@ it('relays each batch produced after the subscriber caught up: the records sent,
       [5, '4-3'],
       [6, '2-0'],
       [7, '2-1'],
+    ]);
+  } finally {
+    await producer.close();
+    await consumer.close();
+  }
+});
+
+it('relays to a subscriber that starts past the end once the end reaches its offset', async () => {
+  await createTopic('relay-ahead');
+  const producer = new Producer({ server: server.address, lingerMs: 0 });
+  const consumer = new Consumer({ server: server.address, logger: rootLogger });
+  try {
+    await consumer.assign([{ topic: 'relay-ahead', partition: 0 }]);
+    consumer.seek('relay-ahead', 0, 2);
+    const taking = take(consumer, 2);
+    // One batch a send: offsets 0 and 1 lie before the start, 2 and 3 are read.
+    for (const value of ['a', 'b', 'c', 'd']) await producer.send({ topic: 'relay-ahead', value });
+    expect((await taking).map((record) => [record.offset, record.value!.toString()])).toEqual([
+      [2, 'c'],
+      [3, 'd'],
     ]);
   } finally {
     await producer.close();

@@ -179,6 +179,8 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
     producers: argv.producers === undefined ? 1 : positiveInteger(argv.producers, '--producers'),
     acks: argv.acks as Acks,
     batchBytes: argv['batch-bytes'] !== undefined ? positiveInteger(argv['batch-bytes'], '--batch-bytes') : argv.path === 'records' ? RECORDS_PATH_REQUEST_BYTES : DEFAULT_BATCH_BYTES,
+    // Not given: baseline of produce or consume lingers as produce does; e2e and a consume
+    // workload's fill send at once (produce itself gets its default from yargs).
     lingerMs: argv['linger-ms'] === undefined ? (workload === 'baseline' && measured !== 'e2e' ? PRODUCE_LINGER_MS_DEFAULT : 0) : nonNegativeNumber(argv['linger-ms'], '--linger-ms'),
     bufferBytes: positiveInteger(argv['buffer-bytes'], '--buffer-bytes'),
     path: (argv.path ?? 'raw') as ProducePath,
