@@ -128,8 +128,9 @@ export class NoopState {
         partition.template = batch;
         partition.templateRecords = count;
         append(count);
-        // A copy of the set: a subscriber may leave it and join again while being called.
-        for (const subscriber of [...partition.live]) subscriber(batch, baseOffset, partition.endOffset);
+        // A copy of the set (a subscriber may leave it and join again while being called), made
+        // only when someone reads at the end: produce baselines have no subscriber.
+        if (partition.live.size > 0) for (const subscriber of [...partition.live]) subscriber(batch, baseOffset, partition.endOffset);
       });
     } else if (request.records.length > 0) {
       append(request.records.length);

@@ -192,7 +192,7 @@ export function formatReport(report: BenchReport): string {
     if (result.lost !== undefined && result.lost > 0) lines.push(`${result.workload}: ${formatInteger(result.lost)} records never arrived`);
   }
   if (report.results.some((result) => result.acknowledgementLatency !== undefined)) lines.push('(acked): latency from send() to the producer\'s acknowledgement');
-  if (report.ratioToBaseline !== null) lines.push(`Strata / no-op server (${report.ratioOf ?? 'records/s'}): ${report.ratioToBaseline.toFixed(2)}`);
+  if (report.ratioToBaseline !== null && report.ratioOf !== null) lines.push(`Strata / no-op server (${report.ratioOf}): ${report.ratioToBaseline.toFixed(2)}`);
   return `${lines.join('\n')}\n`;
 }
 

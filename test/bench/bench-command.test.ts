@@ -219,17 +219,17 @@ describe('strata bench', () => {
   });
 
   it('baseline of e2e latency: the no-op server relays each batch, nothing stored or synced', async () => {
-    const { report, stdout } = await bench('baseline-e2e', ['baseline', '--workload', 'e2e', '--duration', '1', '--rate', '1000', '--warmup-seconds', '0.2']);
+    const { report, stdout } = await bench('baseline-e2e', ['baseline', '--workload', 'e2e', '--duration', '0.2', '--warmup-seconds', '0.1']);
     expectCommonFields(report, 'baseline e2e');
-    // The e2e defaults, not the produce ones.
-    expect(report.parameters).toMatchObject({ rate: 1000, duration: 1, 'linger-ms': 0, reader: 'consumer' });
+    // The e2e defaults, not the produce ones: 10,000 records/s, no linger.
+    expect(report.parameters).toMatchObject({ rate: 10000, duration: 0.2, 'linger-ms': 0, reader: 'consumer' });
     expect(report.results.map((result) => [result.workload, result.server])).toEqual([
       ['e2e', 'no-op'],
       ['e2e', 'strata'],
     ]);
     for (const result of report.results) {
-      expect(result).toMatchObject({ records: 1000, lost: 0 });
-      expectLatency(result.latency, 1000);
+      expect(result).toMatchObject({ records: 2000, lost: 0 });
+      expectLatency(result.latency, 2000);
     }
     const [noop, strata] = report.results;
     expect(report.ratioOf).toBe('p99 latency');

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runE2eLoad } from '../../src/bench/e2e-load.js';
 import { type NoopServer, NoopState, startNoopServer } from '../../src/bench/noop-server.js';
 import { Admin } from '../../src/client/admin.js';
-import { Consumer, type ConsumerRecord } from '../../src/client/consumer.js';
+import { Consumer, type ConsumerOptions, type ConsumerRecord } from '../../src/client/consumer.js';
 import { Producer } from '../../src/client/producer.js';
 import { rootLogger } from '../../src/common/logger.js';
 import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
@@ -32,6 +32,24 @@ async function createTopic(name: string): Promise<void> {
   }
 }
 
+/** Runs `body` with a Producer and a Consumer (with `consumerOptions`) on the no-op server, closing both after. */
+async function withClients(consumerOptions: Partial<ConsumerOptions>, body: (producer: Producer, consumer: Consumer) => Promise<void>): Promise<void> {
+  const producer = new Producer({ server: server.address, lingerMs: 0 });
+  const consumer = new Consumer({ server: server.address, logger: rootLogger, ...consumerOptions });
+  try {
+    await body(producer, consumer);
+  } finally {
+    await producer.close();
+    await consumer.close();
+  }
+}
+
+/** Polls `condition` every 10 ms until it holds or 10 s have passed. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
 /** The next `count` records, batch by batch; fails after 10 s. */
 async function take(consumer: Consumer, count: number): Promise<ConsumerRecord[]> {
   const records: ConsumerRecord[] = [];
@@ -45,9 +63,7 @@ async function take(consumer: Consumer, count: number): Promise<ConsumerRecord[]
 
 it('relays each batch produced after the subscriber caught up: the records sent, in order, offsets from the end', async () => {
   await createTopic('relay');
-  const producer = new Producer({ server: server.address, lingerMs: 0 });
-  const consumer = new Consumer({ server: server.address, resetPolicy: 'latest', logger: rootLogger });
-  try {
+  await withClients({ resetPolicy: 'latest' }, async (producer, consumer) => {
     await producer.send({ topic: 'relay', value: 'before' });
     const started = once(consumer, 'partitionStarted');
     await consumer.assign([{ topic: 'relay', partition: 0 }]);
@@ -67,17 +83,12 @@ it('relays each batch produced after the subscriber caught up: the records sent,
       [6, '2-0'],
       [7, '2-1'],
     ]);
-  } finally {
-    await producer.close();
-    await consumer.close();
-  }
+  });
 });
 
 it('relays to a subscriber that starts past the end once the end reaches its offset', async () => {
   await createTopic('relay-ahead');
-  const producer = new Producer({ server: server.address, lingerMs: 0 });
-  const consumer = new Consumer({ server: server.address, logger: rootLogger });
-  try {
+  await withClients({}, async (producer, consumer) => {
     await consumer.assign([{ topic: 'relay-ahead', partition: 0 }]);
     consumer.seek('relay-ahead', 0, 2);
     const taking = take(consumer, 2);
@@ -87,10 +98,7 @@ it('relays to a subscriber that starts past the end once the end reaches its off
       [2, 'c'],
       [3, 'd'],
     ]);
-  } finally {
-    await producer.close();
-    await consumer.close();
-  }
+  });
 });
 
 it('stops relaying to a subscription once it is cancelled', async () => {
@@ -100,11 +108,10 @@ it('stops relaying to a subscription once it is cancelled', async () => {
   await consumer.assign([{ topic: 'relay-cancel', partition: 0 }]);
   await started;
   const partition = state.partition('relay-cancel', 0);
-  const deadline = Date.now() + 10_000;
-  while (partition.live.size === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  await until(() => partition.live.size > 0);
   expect(partition.live.size).toBe(1);
   await consumer.close();
-  while (partition.live.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  await until(() => partition.live.size === 0);
   expect(partition.live.size).toBe(0);
 });
 
