@@ -891,13 +891,28 @@ export class PartitionLog {
    */
   async offsetForTimestamp(timestamp: number): Promise<number | null> {
     this.checkUsable();
-    for (let index = 0; index < this.segments.count; index++) {
+    for (let index = 0; index < this.segments.count; ) {
       const segment = this.segments.at(index);
       if (segment.baseOffset >= this.highWatermark) return null;
-      await segment.loadIndexes();
-      if (segment.maxTimestamp < timestamp) continue;
-      let offset = Math.max(await segment.timeIndexLookup(timestamp), this.logStartOffset);
+      // Held, as a read holds it, so that retention leaves its files while its indexes load.
+      segment.acquire();
+      let start: number | null;
+      try {
+        await segment.loadIndexes();
+        start = segment.maxTimestamp < timestamp ? null : await segment.timeIndexLookup(timestamp);
+      } finally {
+        segment.release();
+      }
+      if (start === null) {
+        // On to the segment after this one, found anew: retention may have removed segments
+        // meanwhile, which shifts the indices (if it removed this one, on to the first).
+        index = this.segments.indexOf(segment) + 1;
+        continue;
+      }
+      let offset = Math.max(start, this.logStartOffset);
       while (offset < this.highWatermark) {
+        // Retention may have moved the log's start past `offset` since the last read.
+        offset = Math.max(offset, this.logStartOffset);
         const { batches } = await this.read(offset, 64 * 1024);
         if (batches.length === 0) return null;
         let found: number | null = null;
@@ -911,6 +926,7 @@ export class PartitionLog {
         });
         if (found !== null) return found;
       }
+      return null; // read up to the high watermark: no visible record is that recent
     }
     return null;
   }

@@ -160,8 +160,21 @@ export class LogSegment {
 
   async fileDescriptor(): Promise<number> {
     if (this.fd !== null) return this.fd;
-    this.opening ??= this.fs.open(this.logPath, { create: false }).then((fd) => (this.fd = fd));
+    this.opening ??= this.openLog().then((fd) => (this.fd = fd));
     return this.opening;
+  }
+
+  /**
+   * Opens the log by its name, or by its `.deleted` name once retention has renamed it: a read
+   * that holds the segment may open it only after the rename (`delete` waits for such reads).
+   */
+  private async openLog(): Promise<number> {
+    try {
+      return await this.fs.open(this.logPath, { create: false });
+    } catch (error) {
+      if (!this.deleted || (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      return this.fs.open(this.logPath + DELETED_SUFFIX, { create: false });
+    }
   }
 
   /** The descriptor of an open segment (the active one always is). */

@@ -1,7 +1,7 @@
 /**
  * The real file system with switchable faults and gates, for storage tests: ENOSPC, failing
- * fdatasyncs, refused direct writes, and gates that hold a write or a sync open so intermediate
- * states can be observed without sleeps.
+ * fdatasyncs, refused direct writes, and gates that hold an open, a read, a whole-file read, a
+ * write or a sync so intermediate states can be observed without sleeps.
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,9 @@ export function errnoError(code: string): NodeJS.ErrnoException {
   error.code = code;
   return error;
 }
+
+/** Calls that `TestFileSystem.hold` can hold. */
+export type HeldCall = 'open' | 'read' | 'readFile';
 
 export class TestFileSystem implements FileSystem {
   private readonly real = new NodeFileSystem();
@@ -45,8 +48,39 @@ export class TestFileSystem implements FileSystem {
   /** Writes to descriptors from openDirect so far. */
   directWriteCalls = 0;
   private readonly directFds = new Set<number>();
+  /** Gates of the calls that `hold` holds, and who waits for the next such call to arrive. */
+  private readonly holds: Record<HeldCall, { gate: Promise<void> | null; arrivals: (() => void)[] }> = {
+    open: { gate: null, arrivals: [] },
+    read: { gate: null, arrivals: [] },
+    readFile: { gate: null, arrivals: [] },
+  };
   private writevListeners: (() => void)[] = [];
   private fdatasyncListeners: (() => void)[] = [];
+
+  /**
+   * Holds calls of `call` (an open acts on the path it was called with) until `release`:
+   * `reached` resolves when the first one arrives.
+   */
+  hold(call: HeldCall): { reached: Promise<void>; release: () => void } {
+    const held = this.holds[call];
+    let release!: () => void;
+    held.gate = new Promise<void>((resolve) => (release = resolve));
+    const reached = new Promise<void>((resolve) => held.arrivals.push(resolve));
+    return {
+      reached,
+      release: () => {
+        held.gate = null;
+        release();
+      },
+    };
+  }
+
+  /** Tells who waits for a `call` that it arrived, then waits while `hold` holds such calls. */
+  private async pass(call: HeldCall): Promise<void> {
+    const held = this.holds[call];
+    for (const notify of held.arrivals.splice(0)) notify();
+    if (held.gate !== null) await held.gate;
+  }
 
   /** Resolves when writev is next called (before it writes). */
   nextWritev(): Promise<void> {
@@ -58,7 +92,8 @@ export class TestFileSystem implements FileSystem {
     return new Promise((resolve) => this.fdatasyncListeners.push(resolve));
   }
 
-  open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
+  async open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
+    await this.pass('open');
     return this.real.open(path, options);
   }
   async openDirect(path: string): Promise<number | null> {
@@ -71,7 +106,8 @@ export class TestFileSystem implements FileSystem {
     this.directFds.delete(fd);
     return this.real.close(fd);
   }
-  read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
+  async read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
+    await this.pass('read');
     return this.real.read(fd, buffer, bufferOffset, length, position);
   }
   async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
@@ -137,7 +173,8 @@ export class TestFileSystem implements FileSystem {
   sizeOf(path: string): Promise<number> {
     return this.real.sizeOf(path);
   }
-  readFile(path: string): Promise<Buffer | null> {
+  async readFile(path: string): Promise<Buffer | null> {
+    await this.pass('readFile');
     return this.real.readFile(path);
   }
   async writeFileDurably(path: string, data: Buffer): Promise<void> {

@@ -635,6 +635,117 @@ describe('retention', () => {
     expect(log.segmentCount).toBe(count);
     expect(log.logStartOffset).toBe(0);
   });
+
+  // A read holds the segment it reads (acquire/release); retention takes the segment out of the
+  // log at once, renames its file, and closes and unlinks it only once no read holds it.
+  const DAY_MS = 24 * 60 * 60 * 1000;
+
+  /** A log of several sealed segments, and the values a read of offset 0 must return. */
+  async function expiringLog(directory: string, clock: ManualClock, fs: TestFileSystem): Promise<{ log: PartitionLog; activeBase: number; firstSegmentEnd: number }> {
+    const config = { ...SMALL, retentionMs: 60_000 };
+    const written = await openLog(directory, config, { clock });
+    await appendOverTime(written, clock, 60);
+    await written.close();
+    // Reopened, so that no segment has its log open until a read opens it.
+    const log = await openLog(directory, config, { clock, fs });
+    const sizes = log.segmentSizes();
+    expect(sizes.length).toBeGreaterThanOrEqual(3);
+    return { log, activeBase: sizes.at(-1)!.baseOffset, firstSegmentEnd: sizes[1]!.baseOffset };
+  }
+
+  function expectFirstRecords(batches: Buffer, firstSegmentEnd: number): void {
+    const records = decodeBatches(batches);
+    expect(records.length).toBeGreaterThan(0);
+    expect(records.at(-1)!.offset).toBeLessThan(firstSegmentEnd);
+    records.forEach((record, index) => {
+      expect(record.offset).toBe(index);
+      expect(record.value?.toString()).toBe(valueFor(index));
+    });
+  }
+
+  it.each([
+    { call: 'read', when: 'at its read call' },
+    { call: 'open', when: 'before it opened the log, which it then opens by its .deleted name' },
+  ] as const)('lets a read that holds a segment finish before its file is closed and removed: held $when', async ({ call }) => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const clock = new ManualClock(T0);
+    const { log, activeBase, firstSegmentEnd } = await expiringLog(directory, clock, fs);
+    const held = fs.hold(call);
+    const read = log.read(0, 1000);
+    await held.reached;
+
+    clock.advance(DAY_MS);
+    const retention = log.applyRetention();
+    // Out of the log; the held segment's file is renamed, not removed, while the read waits.
+    await vi.waitFor(() => expect(segmentFiles(directory)).toContain(`${stem(0)}.log.deleted`));
+    expect(segmentFiles(directory)).not.toContain(`${stem(0)}.log`);
+    expect(log.logStartOffset).toBe(activeBase);
+    expect((await rejection(log.read(0, 1000))).code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+
+    held.release();
+    expectFirstRecords((await read).batches, firstSegmentEnd);
+    expect(await retention).toBeGreaterThanOrEqual(2);
+    expect(segmentFiles(directory).filter((name) => !name.startsWith(stem(activeBase)))).toEqual([]);
+  });
+
+  it('finds a timestamp in the segments left when retention removes the one whose indexes it is loading', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const written = await openLog(directory, SMALL, { clock });
+    const { timestamps } = await appendOverTime(written, clock, 120);
+    await written.close();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { ...SMALL, retentionMs: -1 }, { clock, fs });
+    const segments = log.segmentSizes();
+    expect(segments.length).toBeGreaterThanOrEqual(5);
+    // The third segment holds the answer; retention by size will remove the first two.
+    const target = timestamps[segments[2]!.baseOffset + 1]!;
+    const expected = timestamps.findIndex((timestamp) => timestamp >= target);
+    expect(await log.offsetForTimestamp(0)).toBe(0); // loads the first segment's indexes only
+
+    const held = fs.hold('readFile');
+    const lookup = log.offsetForTimestamp(target);
+    await held.reached; // past the first segment (too old), loading the second one's indexes
+    const total = segments.reduce((sum, segment) => sum + segment.sizeBytes, 0);
+    log.updateConfig({ retentionBytes: total - segments[0]!.sizeBytes - segments[1]!.sizeBytes });
+    const retention = log.applyRetention();
+    expect(log.logStartOffset).toBe(segments[2]!.baseOffset);
+    await vi.waitFor(() => expect(segmentFiles(directory)).not.toContain(`${stem(segments[1]!.baseOffset)}.log`));
+
+    held.release();
+    expect(await lookup).toBe(expected);
+    expect(await retention).toBe(2);
+    expect(segmentFiles(directory).filter((name) => name.startsWith(stem(segments[1]!.baseOffset)))).toEqual([]);
+  });
+
+  it('goes on from the log start when retention removes the segment a timestamp search is reading through', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const fs = new TestFileSystem();
+    // Sparse indexes: the search starts at the segment's first batch and reads 64 KiB at a time.
+    const log = await openLog(directory, { segmentBytes: 256 * 1024, indexIntervalBytes: 1024 * 1024, retentionMs: -1 }, { clock, fs });
+    const timestamps: number[] = [];
+    while (log.segmentCount < 2 || log.segmentSizes()[1]!.sizeBytes < 4096) {
+      await log.append(batchOf(timestamps.length, 50, clock.nowMs()));
+      for (let record = 0; record < 50; record++) timestamps.push(clock.nowMs());
+      clock.advance(1000);
+    }
+    const [first, second] = log.segmentSizes();
+    const target = timestamps[Math.floor(second!.baseOffset * 0.6)]!; // past the first 64 KiB read
+
+    const held = fs.hold('read');
+    const lookup = log.offsetForTimestamp(target);
+    await held.reached; // the first 64 KiB of the first segment
+    log.updateConfig({ retentionBytes: log.sizeBytes - first!.sizeBytes });
+    const retention = log.applyRetention();
+    await vi.waitFor(() => expect(segmentFiles(directory)).toContain(`${stem(0)}.log.deleted`));
+
+    held.release();
+    // The records from the target on in the first segment are gone: the answer is the first one left.
+    expect(await lookup).toBe(second!.baseOffset);
+    expect(await retention).toBe(1);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
