@@ -105,7 +105,8 @@ export class LogSegment {
   private bytesSinceLastIndexEntry = 0;
   private maxTimestampSoFar = -1;
   private readers = 0;
-  private deletion: { resolve: () => void } | null = null;
+  /** Settles when the last read releases the segment (see `whenUnread`). */
+  private unread: { promise: Promise<void>; resolve: () => void } | null = null;
   deleted = false;
 
   private constructor(
@@ -301,7 +302,21 @@ export class LogSegment {
 
   release(): void {
     this.readers--;
-    if (this.readers === 0 && this.deletion !== null) this.deletion.resolve();
+    if (this.readers === 0 && this.unread !== null) {
+      this.unread.resolve();
+      this.unread = null;
+    }
+  }
+
+  /** Resolves once no read holds the segment. */
+  private whenUnread(): Promise<void> {
+    if (this.readers === 0) return Promise.resolve();
+    if (this.unread === null) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((settle) => (resolve = settle));
+      this.unread = { promise, resolve };
+    }
+    return this.unread.promise;
   }
 
   /** Loads (or rebuilds) the indexes of a segment opened from disk. */
@@ -698,9 +713,11 @@ export class LogSegment {
     await direct?.close();
   }
 
+  /** Closes the segment's files once no read holds it (reads under way finish first). */
   async close(): Promise<void> {
     this.tail?.clear();
     await this.closeDirectWriter();
+    await this.whenUnread();
     const fd = this.fd ?? (this.opening ? await this.opening.catch(() => null) : null);
     this.fd = null;
     this.opening = null;
@@ -717,7 +734,6 @@ export class LogSegment {
     this.tail?.clear();
     const deletedPath = this.logPath + DELETED_SUFFIX;
     await this.fs.rename(this.logPath, deletedPath);
-    if (this.readers > 0) await new Promise<void>((resolve) => (this.deletion = { resolve }));
     await this.close();
     await Promise.all([this.fs.unlink(deletedPath), this.fs.unlink(this.indexPath), this.fs.unlink(this.timeIndexPath)]);
   }

@@ -1052,6 +1052,30 @@ describe('close', () => {
     expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(false);
     expect(reopened.segmentSizes()).toEqual(segments);
   });
+
+  it('lets a read under way finish before it closes the segment files', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const written = await openLog(directory, SMALL);
+    await appendSequentially(written, 60);
+    await written.close();
+    const log = await openLog(directory, SMALL, { fs });
+    const held = fs.hold('read');
+    const read = log.read(0, 1000);
+    await held.reached;
+    let closed = false;
+    const closing = log.close().then(() => (closed = true));
+    expect((await rejection(log.read(0, 1000))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    // The clean close's own steps (indexes, checkpoints, marker) are done before it waits.
+    await vi.waitFor(() => expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(true));
+    expect(closed).toBe(false);
+
+    held.release();
+    const records = decodeBatches((await read).batches);
+    expect(records.length).toBeGreaterThan(0);
+    records.forEach((record, index) => expect(record.value?.toString()).toBe(valueFor(index)));
+    await closing;
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
