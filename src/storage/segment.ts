@@ -15,8 +15,9 @@
  * memory; all others read the file. The tail is cleared when the log is cut, closed or deleted.
  *
  * Concurrency: appends are serialised by the owning `PartitionLog`; reads may run concurrently
- * with appends and with each other. Reads hold a reference (`acquire`/`release`) so a segment
- * deleted by retention closes its file only after in-flight reads finish.
+ * with appends and with each other. Reads and timestamp lookups hold a reference
+ * (`acquire`/`release`), so a segment that is closed, or deleted by retention, closes its file
+ * only after the reads in flight finish.
  */
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, DELETED_SUFFIX, segmentFilePath } from './file-names.js';
@@ -167,7 +168,8 @@ export class LogSegment {
 
   /**
    * Opens the log by its name, or by its `.deleted` name once retention has renamed it: a read
-   * that holds the segment may open it only after the rename (`delete` waits for such reads).
+   * that holds the segment may open it only after the rename (`delete` unlinks the file only
+   * after such reads).
    */
   private async openLog(): Promise<number> {
     try {
