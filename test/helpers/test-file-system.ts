@@ -15,7 +15,7 @@ export function errnoError(code: string): NodeJS.ErrnoException {
 }
 
 /** Calls that `TestFileSystem.hold` can hold. */
-export type HeldCall = 'open' | 'read' | 'readFile';
+export type HeldCall = 'open' | 'read' | 'readFile' | 'writev' | 'fdatasync';
 
 export class TestFileSystem implements FileSystem {
   private readonly real = new NodeFileSystem();
@@ -31,10 +31,6 @@ export class TestFileSystem implements FileSystem {
   /** fdatasync fails with `fdatasyncErrorCode`. */
   failFdatasync = false;
   fdatasyncErrorCode = 'EIO';
-  /** While set, writev waits for it before writing. */
-  writevGate: Promise<void> | null = null;
-  /** While set, fdatasync waits for it before syncing. */
-  fdatasyncGate: Promise<void> | null = null;
   fdatasyncCalls = 0;
   /** Calls made on the event loop (writevSync, fdatasyncSync). */
   inlineWritevCalls = 0;
@@ -53,9 +49,9 @@ export class TestFileSystem implements FileSystem {
     open: { gate: null, arrivals: [] },
     read: { gate: null, arrivals: [] },
     readFile: { gate: null, arrivals: [] },
+    writev: { gate: null, arrivals: [] },
+    fdatasync: { gate: null, arrivals: [] },
   };
-  private writevListeners: (() => void)[] = [];
-  private fdatasyncListeners: (() => void)[] = [];
 
   /**
    * Holds calls of `call` (an open acts on the path it was called with) until `release`:
@@ -65,7 +61,7 @@ export class TestFileSystem implements FileSystem {
     const held = this.holds[call];
     let release!: () => void;
     held.gate = new Promise<void>((resolve) => (release = resolve));
-    const reached = new Promise<void>((resolve) => held.arrivals.push(resolve));
+    const reached = this.next(call);
     return {
       reached,
       release: () => {
@@ -82,14 +78,14 @@ export class TestFileSystem implements FileSystem {
     if (held.gate !== null) await held.gate;
   }
 
-  /** Resolves when writev is next called (before it writes). */
-  nextWritev(): Promise<void> {
-    return new Promise((resolve) => this.writevListeners.push(resolve));
+  /** Resolves when `call` is next made (before it acts), without holding it. */
+  next(call: HeldCall): Promise<void> {
+    return new Promise((resolve) => this.holds[call].arrivals.push(resolve));
   }
 
-  /** Resolves when fdatasync is next called (before it syncs). */
-  nextFdatasync(): Promise<void> {
-    return new Promise((resolve) => this.fdatasyncListeners.push(resolve));
+  /** Whether `hold` holds calls of `call` now. */
+  isHeld(call: HeldCall): boolean {
+    return this.holds[call].gate !== null;
   }
 
   async open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
@@ -111,8 +107,7 @@ export class TestFileSystem implements FileSystem {
     return this.real.read(fd, buffer, bufferOffset, length, position);
   }
   async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
-    for (const notify of this.writevListeners.splice(0)) notify();
-    if (this.writevGate !== null) await this.writevGate;
+    await this.pass('writev');
     this.noteDirectWrite(fd);
     if (this.diskFull) {
       await this.real.writev(fd, [this.partOf(fd, buffers)], position);
@@ -122,13 +117,12 @@ export class TestFileSystem implements FileSystem {
   }
   async fdatasync(fd: number): Promise<void> {
     this.fdatasyncCalls++;
-    for (const notify of this.fdatasyncListeners.splice(0)) notify();
-    if (this.fdatasyncGate !== null) await this.fdatasyncGate;
+    await this.pass('fdatasync');
     if (this.failFdatasync) throw errnoError(this.fdatasyncErrorCode);
     return this.real.fdatasync(fd);
   }
   writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
-    if (this.writevGate !== null) throw new Error('writevGate cannot hold a write on the event loop: open the log without inlineIo');
+    if (this.isHeld('writev')) throw new Error('hold cannot hold a write on the event loop: open the log without inlineIo');
     this.inlineWritevCalls++;
     this.noteDirectWrite(fd);
     if (this.diskFull) {
@@ -158,7 +152,7 @@ export class TestFileSystem implements FileSystem {
     this.directWriteErrorAfter--;
   }
   fdatasyncSync(fd: number): void {
-    if (this.fdatasyncGate !== null) throw new Error('fdatasyncGate cannot hold a sync on the event loop: open the log without inlineIo');
+    if (this.isHeld('fdatasync')) throw new Error('hold cannot hold a sync on the event loop: open the log without inlineIo');
     this.fdatasyncCalls++;
     this.inlineFdatasyncCalls++;
     if (this.failFdatasync) throw errnoError(this.fdatasyncErrorCode);

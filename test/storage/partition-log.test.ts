@@ -33,12 +33,6 @@ const PAD = 'x'.repeat(24);
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((settle) => (resolve = settle));
-  return { promise, resolve };
-}
-
 const directories: string[] = [];
 const openLogs: PartitionLog[] = [];
 
@@ -308,12 +302,10 @@ describe('high watermark', () => {
     let advances = 0;
     log.onHighWatermark(() => advances++);
 
-    const gate = deferred();
-    fs.fdatasyncGate = gate.promise;
-    const syncStarted = fs.nextFdatasync();
+    const sync = fs.hold('fdatasync');
     const written = await log.append(batchOf(3, 2), { waitFor: 'written' });
     expect(written).toMatchObject({ baseOffset: 3, lastOffset: 4 });
-    await syncStarted;
+    await sync.reached;
     expect(log.logEndOffset).toBe(5);
     expect(log.highWatermark).toBe(3);
     expect((await log.read(3, 1 << 20)).batches.length).toBe(0);
@@ -327,14 +319,13 @@ describe('high watermark', () => {
     let durableSettled = false;
     let writtenDuringSync = false;
     const durable = log.append(batchOf(5, 1)).finally(() => (durableSettled = true));
-    const nextWrite = fs.nextWritev().then(() => (writtenDuringSync = fs.fdatasyncGate !== null));
+    const nextWrite = fs.next('writev').then(() => (writtenDuringSync = fs.isHeld('fdatasync')));
     await new Promise((resolve) => setImmediate(resolve));
     expect(durableSettled).toBe(false);
     expect(advances).toBe(0);
     expect(log.logEndOffset).toBe(5); // not written yet
 
-    fs.fdatasyncGate = null;
-    gate.resolve();
+    sync.release();
     await nextWrite;
     expect(writtenDuringSync).toBe(false);
     expect((await durable).baseOffset).toBe(5);
@@ -346,12 +337,10 @@ describe('high watermark', () => {
   it('switching flush=always to interval acknowledges nothing taken under always before an fdatasync covers it', async () => {
     const fs = new TestFileSystem();
     const log = await openLog(tempDir(), {}, { fs });
-    const gate = deferred();
-    fs.fdatasyncGate = gate.promise;
-    const syncStarted = fs.nextFdatasync();
+    const sync = fs.hold('fdatasync');
     let firstSettled = false;
     const first = log.append(batchOf(0, 2)).finally(() => (firstSettled = true));
-    await syncStarted; // written; its fdatasync is held
+    await sync.reached; // written; its fdatasync is held
     log.updateConfig({ flush: 'interval', flushMs: 60_000 });
     let secondSettled = false;
     const second = log.append(batchOf(2, 1)).finally(() => (secondSettled = true));
@@ -360,8 +349,7 @@ describe('high watermark', () => {
     expect([firstSettled, secondSettled]).toEqual([false, false]);
     expect(log.highWatermark).toBe(0); // nothing visible that is not durable
 
-    fs.fdatasyncGate = null;
-    gate.resolve();
+    sync.release();
     expect((await first).baseOffset).toBe(0);
     // Covered by an fdatasync, the switch is done: the append made after it, and the next
     // ones, are acknowledged on write.
@@ -385,7 +373,7 @@ describe('high watermark', () => {
     expectValues(await readAllRecords(log), 0, 4);
     expect(fs.fdatasyncCalls).toBe(syncsAtOpen); // nothing synced on the append path
 
-    const timerSync = fs.nextFdatasync();
+    const timerSync = fs.next('fdatasync');
     vi.advanceTimersByTime(50);
     await timerSync;
     expect(fs.fdatasyncCalls).toBe(syncsAtOpen + 1);
@@ -504,13 +492,11 @@ describe('offsetForTimestamp', () => {
     const fs = new TestFileSystem();
     const log = await openLog(tempDir(), {}, { fs });
     await log.append(batchOf(0, 2, T0));
-    const gate = deferred();
-    fs.fdatasyncGate = gate.promise;
+    const sync = fs.hold('fdatasync');
     await log.append(batchOf(2, 2, T0 + 100), { waitFor: 'written' });
     expect(log.highWatermark).toBe(2);
     expect(await log.offsetForTimestamp(T0 + 50)).toBeNull();
-    fs.fdatasyncGate = null;
-    gate.resolve();
+    sync.release();
     await log.flush();
     expect(await log.offsetForTimestamp(T0 + 50)).toBe(2);
   });
@@ -1139,15 +1125,12 @@ describe('writer edge cases', () => {
     const fs = new TestFileSystem();
     const first = batchOf(0, 1);
     const log = await openLog(tempDir(), {}, { fs, queuedBytesMax: first.length });
-    const gate = deferred();
-    fs.writevGate = gate.promise;
-    const writing = fs.nextWritev();
+    const write = fs.hold('writev');
     const a1 = log.append(first);
     const a2 = log.append(batchOf(1, 1)); // waits for room
-    await writing; // a1 is being written; the queue is empty again
+    await write.reached; // a1 is being written; the queue is empty again
     const a3 = log.append(batchOf(2, 1));
-    fs.writevGate = null;
-    gate.resolve();
+    write.release();
     const results = await Promise.all([a1, a2, a3]);
     expect(results.map((result) => result.baseOffset)).toEqual([0, 1, 2]);
   });
