@@ -912,6 +912,25 @@ describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
     expect(log.highWatermark).toBe(3);
     expect(fs.inlineFdatasyncCalls).toBe(2);
   });
+
+  it('lets the event loop send the answers an fdatasync acknowledged before it writes the next group', async () => {
+    // The server answers in an immediate (HTTP/2 sends there); a write and fdatasync on the
+    // loop run first would hold the answer back.
+    const events: string[] = [];
+    let second: Promise<AppendResult> | null = null;
+    const fs = new (class extends TestFileSystem {
+      override writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
+        events.push(`write ${this.inlineWritevCalls + 1}`);
+        second ??= log.append(batchOf(3, 1)); // arrives while the first group is written
+        return super.writevSync(fd, buffers, position);
+      }
+    })();
+    const log = await openLog(tempDir(), {}, { fs, inlineIo: alwaysInline() });
+    await log.append(batchOf(0, 3)).then(() => setImmediate(() => events.push('answer to the first')));
+    expect(await second!).toMatchObject({ baseOffset: 3, lastOffset: 3 });
+    expect(events).toEqual(['write 1', 'answer to the first', 'write 2']);
+    expect(fs.inlineFdatasyncCalls).toBe(2);
+  });
 });
 
 describe('fdatasync failure', () => {
