@@ -25,7 +25,7 @@ export function serveCommand(yargs: Argv): Argv {
       setLogLevel(settings.logLevel);
       const missing = missingBrokerNodeFlags();
       if (missing.length > 0) {
-        rootLogger.warn({ missing }, `node was started without ${missing.join(' ')}: expect frequent full garbage collections under load (start it as \`node ${BROKER_NODE_FLAGS.join(' ')} bin/strata.js serve\`, as npm start does)`);
+        rootLogger.warn({ missing }, `node was started without ${missing.join(' ')}: expect more and longer garbage-collection pauses under load (start it as \`node ${BROKER_NODE_FLAGS.join(' ')} bin/strata.js serve\`, as npm start does)`);
       }
       const running = await runBroker(settings);
       await new Promise<void>((resolve) => {
