@@ -22,8 +22,8 @@
  * it; why the parallel scavenger did it there, we did not find out). Every request that
  * arrives during a pause waits it out: in e2e runs the share of records over 2 ms fell from
  * 0.37–0.60 % to 0.19–0.33 % (6 interleaved pairs, 1 KiB), and p99.9 at 100 B from 4.4–7.5 ms
- * to 3.3–3.5 ms (3 pairs). Throughput did not drop: 100 B produce, 3.23–3.36 M records/s
- * against 2.98–3.16 M.
+ * to 3.3–3.5 ms (3 pairs). Throughput did not drop: 100 B produce ran at 3.23–3.36 M records/s
+ * with it, against 2.98–3.16 M for the build before (2 pairs).
  */
 export const BROKER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64', '--no-parallel-scavenge'];
 
