@@ -30,7 +30,8 @@ import { type Acks, Producer } from '../client/producer.js';
 import { strata } from '../generated/strata.js';
 import { LatencyRecorder } from './latency-recorder.js';
 import type { Progress } from './progress.js';
-import { Throttle, sleep, yieldToEventLoop } from './throttle.js';
+import { yieldToEventLoop } from '../common/event-loop.js';
+import { Throttle, sleep } from './throttle.js';
 
 const v1 = strata.v1;
 

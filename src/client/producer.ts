@@ -59,6 +59,7 @@
  */
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { partitionForKey } from '../broker/partitioner.js';
+import { yieldToEventLoop } from '../common/event-loop.js';
 import { FifoQueue } from '../common/fifo-queue.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
@@ -548,7 +549,7 @@ export class Producer {
           if (refusal !== null && now < head.topic.refusedUntilMs) {
             // A turn of the event loop first: a caller that retries from its callback, or in
             // an `await send()` loop, must not spin the event loop for the whole backoff.
-            await new Promise((resolve) => setImmediate(resolve));
+            await yieldToEventLoop();
             this.waiting.shift();
             this.complete(head.callback, new StrataClientError(refusal.code, refusal.message, { cause: refusal }), undefined);
             continue;

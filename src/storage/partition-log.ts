@@ -35,6 +35,7 @@
 import type { Clock } from '../common/clock.js';
 import { systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError, logClosedError } from '../common/errors.js';
+import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { writeRecoveryCheckpoint } from './checkpoint-file.js';
 import { CLEAN_SHUTDOWN_FILE } from './file-names.js';
@@ -187,8 +188,8 @@ export class PartitionLog {
   private syncing: Promise<void> | null = null;
   private syncWanted = false;
   /**
-   * Set when the high watermark moved and someone was told (appends resolved, readers woken):
-   * the writer lets the event loop send their answers before it writes the next group.
+   * Set when the high watermark moves (its appends resolved, its readers woken): the writer lets
+   * the event loop send their answers before it writes the next group.
    */
   private answersToSend = false;
   private writtenBytesTotal = 0;
@@ -714,7 +715,7 @@ export class PartitionLog {
   private async letAnswersGo(): Promise<void> {
     if (!this.answersToSend) return;
     this.answersToSend = false;
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await yieldToEventLoop();
   }
 
   /** Waits until the next group (at most the larger of WRITE_BYTES_MAX and one append) fits the unsynced window. */
@@ -789,7 +790,7 @@ export class PartitionLog {
       append.resolve(append.result!);
     }
     if (resolved > 0) this.awaitingDurable.splice(0, resolved);
-    if (resolved > 0 || this.highWatermarkListeners.size > 0) this.answersToSend = true;
+    this.answersToSend = true;
     for (const listener of this.highWatermarkListeners) listener();
   }
 

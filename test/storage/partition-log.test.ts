@@ -913,9 +913,12 @@ describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
     expect(fs.inlineFdatasyncCalls).toBe(2);
   });
 
-  it('lets the event loop send the answers an fdatasync acknowledged before it writes the next group', async () => {
-    // The server answers in an immediate (HTTP/2 sends there); a write and fdatasync on the
-    // loop run first would hold the answer back.
+  it.each([
+    ['the answer to an append it acknowledged', 'durable'],
+    ['the records for a reader it woke', 'written'],
+  ] as const)('lets the event loop send %s before it writes the next group', async (_, waitFor) => {
+    // The server answers and pushes in an immediate (HTTP/2 sends there); a write and fdatasync
+    // on the loop run first would hold that back.
     const events: string[] = [];
     let second: Promise<AppendResult> | null = null;
     const fs = new (class extends TestFileSystem {
@@ -926,9 +929,19 @@ describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
       }
     })();
     const log = await openLog(tempDir(), {}, { fs, inlineIo: alwaysInline() });
-    await log.append(batchOf(0, 3)).then(() => setImmediate(() => events.push('answer to the first')));
+    const sent = () => setImmediate(() => events.push('sent after the first fdatasync'));
+    if (waitFor === 'durable') {
+      await log.append(batchOf(0, 3)).then(sent);
+    } else {
+      // Acknowledged on write, before its fdatasync: only a reader waits for that.
+      const unsubscribe = log.onHighWatermark(() => {
+        unsubscribe();
+        sent();
+      });
+      await log.append(batchOf(0, 3), { waitFor });
+    }
     expect(await second!).toMatchObject({ baseOffset: 3, lastOffset: 3 });
-    expect(events).toEqual(['write 1', 'answer to the first', 'write 2']);
+    expect(events).toEqual(['write 1', 'sent after the first fdatasync', 'write 2']);
     expect(fs.inlineFdatasyncCalls).toBe(2);
   });
 });
