@@ -1,4 +1,10 @@
 #!/usr/bin/env node
 // Entry point of the `strata` command; the TypeScript sources are compiled to dist/ by
-// `npm install` (the package's `prepare` script).
-import '../dist/src/cli/main.js';
+// `npm install` (the package's `prepare` script). A CommonJS module (see package.json here):
+// its first step, lowering V8's helper threads below the event loop, must run before Node.js
+// starts its thread pool, and an ES-module entry starts it while loading (helper-threads.cts).
+require('../dist/src/common/lower-helper-threads.cjs');
+import('../dist/src/cli/main.js').catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});

@@ -31,7 +31,8 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import Long from 'long';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../common/package-root.js';
 import { DEFAULT_MAX_REQUEST_BYTES } from '../common/request-limits.js';
 import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
 import { strata } from '../generated/strata.js';
@@ -293,8 +294,14 @@ export function startNoopServer(listen = '127.0.0.1:0', state = new NoopState())
 /** The no-op server as a child process (its own core, like the broker's), ready to call. */
 export function startNoopServerProcess(): Promise<ServerProcess> {
   return ServerProcess.start({
-    // The broker's V8 flags too: the comparison is of servers, not of garbage-collector settings.
-    args: [...BROKER_NODE_FLAGS, fileURLToPath(new URL('./noop-server-main.js', import.meta.url))],
+    // The broker's V8 flags and helper-thread priority too (`bin/strata.js` lowers the broker's;
+    // an ES-module entry needs the preload): the comparison is of servers, not of their settings.
+    args: [
+      ...BROKER_NODE_FLAGS,
+      '--require',
+      join(PACKAGE_ROOT, 'dist', 'src', 'common', 'lower-helper-threads.cjs'),
+      join(PACKAGE_ROOT, 'dist', 'src', 'bench', 'noop-server-main.js'),
+    ],
     description: 'the no-op server',
     ready: (entry) => (typeof entry.address === 'string' ? entry.address : null),
   });
