@@ -12,9 +12,9 @@
  * against 0.92–0.96 %, or 0.48–0.58 % against 0.87–1.23 %). Short traces did not show that
  * one kind of wait explained all of it; the pairs are the evidence.
  *
- * Ten steps below the loop thread (nice 10 beside 0), not 19: at 19 the helpers starved while 4 producers kept both cores busy, and the
- * broker's RSS grew from 174 to 194–203 MiB (the dead Buffers' memory was freed late); at 10 it
- * stayed at 174–175 MiB, and the e2e gain held.
+ * Ten steps below the loop thread (nice 10 beside 0), not 19: at 19 the helpers starved while
+ * 4 producers kept both cores busy, and the broker's RSS grew from 174 to 194–203 MiB (the dead
+ * Buffers' memory was freed late); at 10 it stayed at 174–175 MiB, and the e2e gain held.
  *
  * Only the threads that exist when this runs are lowered: it must run first in the entry
  * module, before Node.js starts libuv's thread pool, which then takes the loop thread's

@@ -1,7 +1,7 @@
 // Goal: a broker started from bin/strata.js, and the benchmark's no-op server, run V8's helper
-// threads at nice 19 while the event-loop thread and libuv's thread pool (which the loop thread
-// starts later, and which writes and fdatasyncs large groups) keep the priority they were
-// started with; method: start the real processes and read each thread's nice value from
+// threads 10 nice steps below the event-loop thread, while the loop thread and libuv's thread
+// pool (which the loop thread starts later, and which writes and fdatasyncs large groups) keep
+// the priority they were started with; method: start the real processes and read each thread's nice value from
 // /proc/<pid>/task/<tid>/stat.
 import { createRequire } from 'node:module';
 import { readdirSync, readFileSync } from 'node:fs';
