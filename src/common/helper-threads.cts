@@ -29,36 +29,30 @@ import { readdirSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 
 /** How far below the loop thread helper threads run, in nice steps. */
-export const HELPER_THREAD_NICE_STEPS = 10;
+const HELPER_THREAD_NICE_STEPS = 10;
 
 /** The nice value helpers get beside a loop thread at `loopNice` (at most 19, the lowest). */
 export function helperThreadNice(loopNice: number): number {
   return Math.min(19, loopNice + HELPER_THREAD_NICE_STEPS);
 }
 
-/**
- * Sets every thread of this process but the main one to `helperThreadNice` of the main one's.
- * Returns how many were lowered (0 where threads cannot be listed).
- */
-export function lowerHelperThreadPriority(): number {
-  if (process.platform !== 'linux') return 0;
+/** Sets every thread of this process but the main one to `helperThreadNice` of the main one's. */
+export function lowerHelperThreadPriority(): void {
+  if (process.platform !== 'linux') return;
   let threads: string[];
   try {
     threads = readdirSync('/proc/self/task');
   } catch {
-    return 0; // no /proc: leave the threads as they are
+    return; // no /proc: leave the threads as they are
   }
   const nice = helperThreadNice(getPriority());
-  let lowered = 0;
   for (const thread of threads) {
     const threadId = Number(thread);
     if (threadId === process.pid) continue;
     try {
       setPriority(threadId, nice);
-      lowered++;
     } catch {
       // The thread ended in between, or the platform refused: a missed helper costs latency only.
     }
   }
-  return lowered;
 }

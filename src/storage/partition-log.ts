@@ -932,9 +932,10 @@ export class PartitionLog {
         index = this.segments.indexOf(segment) + 1;
         continue;
       }
-      let offset = Math.max(start, this.logStartOffset);
+      let offset = start;
       while (offset < this.highWatermark) {
-        // Retention may have moved the log's start past `offset` since the last read.
+        // Retention may have moved the log's start past `offset` (past `start` too, while the
+        // indexes loaded).
         offset = Math.max(offset, this.logStartOffset);
         const { batches } = await this.read(offset, 64 * 1024);
         if (batches.length === 0) return null;
