@@ -874,6 +874,8 @@ export class PartitionLog {
       const segment = this.segments.at(index);
       const limit = this.readLimit(segment);
       if (limit === 0) break;
+      // Again on each segment: a close that began during the last one may have closed this one.
+      this.checkUsable();
       segment.acquire();
       let batches: Buffer | null;
       try {
@@ -913,11 +915,13 @@ export class PartitionLog {
    * is that recent.
    */
   async offsetForTimestamp(timestamp: number): Promise<number | null> {
-    this.checkUsable();
     for (let index = 0; index < this.segments.count; ) {
+      // On each segment: a close that began during the last one may have closed this one.
+      this.checkUsable();
       const segment = this.segments.at(index);
       if (segment.baseOffset >= this.highWatermark) return null;
-      // Held, as a read holds it, so that retention leaves its files while its indexes load.
+      // Held, as a read holds it, so that retention and close leave its files while its
+      // indexes load.
       segment.acquire();
       let start: number | null;
       try {

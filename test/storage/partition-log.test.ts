@@ -1094,6 +1094,35 @@ describe('close', () => {
     records.forEach((record, index) => expect(record.value?.toString()).toBe(valueFor(index)));
     await closing;
   });
+
+  it('refuses a timestamp search that reaches the next segment after the close began, without touching that segment', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const written = await openLog(directory, SMALL, { clock });
+    const { timestamps } = await appendOverTime(written, clock, 60);
+    await written.close();
+    const filesRead: string[] = [];
+    const fs = new (class extends TestFileSystem {
+      override readFile(path: string): Promise<Buffer | null> {
+        filesRead.push(path);
+        return super.readFile(path);
+      }
+    })();
+    // Reopened, so that each segment loads its indexes when a search first reaches it.
+    const log = await openLog(directory, SMALL, { clock, fs });
+    const segments = log.segmentSizes();
+    expect(segments.length).toBeGreaterThanOrEqual(3);
+    const held = fs.hold('readFile');
+    const lookup = log.offsetForTimestamp(timestamps.at(-1)!); // in the last segment
+    await held.reached; // loading the first segment's indexes
+    const closing = log.close();
+    filesRead.length = 0;
+    held.release();
+    expect((await rejection(lookup)).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    await closing;
+    const second = stem(segments[1]!.baseOffset);
+    expect(filesRead.filter((path) => path.includes(second)), 'the second segment, closed by then, is left alone').toEqual([]);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
