@@ -3,15 +3,22 @@
  * timestamps can be driven deterministically in tests.
  */
 export interface Clock {
-  /** Milliseconds since the Unix epoch. */
+  /** Milliseconds since the Unix epoch: for timestamps, and ages compared with them. */
   nowMs(): number;
+  /**
+   * Milliseconds since an arbitrary start, never going back and not moved by changes of the
+   * system time (an NTP step, a VM resumed): for timeouts measured within this process, such
+   * as consumer group sessions.
+   */
+  monotonicMs(): number;
 }
 
-export const systemClock: Clock = { nowMs: () => Date.now() };
+export const systemClock: Clock = { nowMs: () => Date.now(), monotonicMs: () => performance.now() };
 
 /** A clock that moves only when told to. */
 export class ManualClock implements Clock {
   private currentMs: number;
+  private elapsedMs = 0;
 
   constructor(startMs = 1_700_000_000_000) {
     this.currentMs = startMs;
@@ -21,10 +28,17 @@ export class ManualClock implements Clock {
     return this.currentMs;
   }
 
-  advance(ms: number): void {
-    this.currentMs += ms;
+  monotonicMs(): number {
+    return this.elapsedMs;
   }
 
+  /** Time passes: both readings move. */
+  advance(ms: number): void {
+    this.currentMs += ms;
+    this.elapsedMs += ms;
+  }
+
+  /** The system time is set, as by NTP or an operator: the monotonic reading does not move. */
   set(ms: number): void {
     this.currentMs = ms;
   }

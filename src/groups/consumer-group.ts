@@ -37,13 +37,16 @@ export interface HeartbeatInput {
   subscription: Subscription | null;
   assignor: AssignorName | null;
   owned: ReadonlySet<TopicPartition>;
-  sessionTimeoutMs: number;
+  /** The session the member asks for; null keeps the one it has (never null on a join). */
+  sessionTimeoutMs: number | null;
 }
 
 export interface HeartbeatOutput {
   memberId: string;
   memberEpoch: number;
   assignment: ReadonlySet<TopicPartition>;
+  /** The member's session timeout, which its heartbeat interval must fit. */
+  sessionTimeoutMs: number;
 }
 
 export interface Member {
@@ -127,6 +130,7 @@ export class ConsumerGroup {
     if (input.memberEpoch === LEAVE_EPOCH || input.memberEpoch === STATIC_LEAVE_EPOCH) return this.leave(member, input.memberEpoch, topics);
     this.checkEpoch(member, input, topics);
     member.lastHeartbeatMs = nowMs;
+    if (input.sessionTimeoutMs !== null) member.sessionTimeoutMs = input.sessionTimeoutMs;
     member.away = false;
     member.host = input.host;
     if (input.clientId !== '') member.clientId = input.clientId;
@@ -151,9 +155,12 @@ export class ConsumerGroup {
   }
 
   private join(input: HeartbeatInput, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+    const sessionTimeoutMs = input.sessionTimeoutMs;
+    if (sessionTimeoutMs === null) throw new Error('a joining member needs a session timeout');
     const subscription = input.subscription ?? { topicNames: [], regex: '' };
     const regex = compileSubscriptionRegex(subscription.regex);
-    if (this.members.size === 0 && input.assignor !== null) this.assignor = input.assignor;
+    // The first member chooses; one that names none gets the default, as after a restart.
+    if (this.members.size === 0) this.assignor = input.assignor ?? 'uniform';
     if (input.instanceId !== null) {
       const previous = [...this.members.values()].find((member) => member.instanceId === input.instanceId);
       if (previous !== undefined) {
@@ -166,7 +173,7 @@ export class ConsumerGroup {
               'stop that instance (it leaves with epoch -2) or wait for its session to expire',
           );
         }
-        return this.takeOver(previous, input, subscription, regex, nowMs, topics);
+        return this.takeOver(previous, input, subscription, regex, sessionTimeoutMs, nowMs, topics);
       }
     }
     const member: Member = {
@@ -177,7 +184,7 @@ export class ConsumerGroup {
       epoch: 0,
       subscription,
       regex,
-      sessionTimeoutMs: input.sessionTimeoutMs,
+      sessionTimeoutMs,
       lastHeartbeatMs: nowMs,
       assigned: new Set(),
       revoking: new Set(),
@@ -196,14 +203,14 @@ export class ConsumerGroup {
    * partitions and target under a new member id; the old id is fenced. No rebalance unless the
    * subscription changed.
    */
-  private takeOver(previous: Member, input: HeartbeatInput, subscription: Subscription, regex: TopicRegex | null, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+  private takeOver(previous: Member, input: HeartbeatInput, subscription: Subscription, regex: TopicRegex | null, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
     const member: Member = {
       ...previous,
       memberId: this.newMemberId(),
       clientId: input.clientId,
       host: input.host,
       epoch: previous.epoch + 1,
-      sessionTimeoutMs: input.sessionTimeoutMs,
+      sessionTimeoutMs,
       lastHeartbeatMs: nowMs,
       // A new incarnation: its time to give up inherited revocations starts now.
       revokingSinceMs: previous.revoking.size > 0 ? nowMs : -1,
@@ -221,16 +228,16 @@ export class ConsumerGroup {
     }
     // The old incarnation consumed `assigned`; the new one starts from nothing owned, so it
     // is told its full assignment again.
-    return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned) };
+    return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
   }
 
   private leave(member: Member, epoch: number, topics: TopicCounts): HeartbeatOutput {
     if (epoch === STATIC_LEAVE_EPOCH && member.instanceId !== null) {
       member.away = true; // keeps its partitions until it returns or its session expires
-      return { memberId: member.memberId, memberEpoch: STATIC_LEAVE_EPOCH, assignment: new Set() };
+      return { memberId: member.memberId, memberEpoch: STATIC_LEAVE_EPOCH, assignment: new Set(), sessionTimeoutMs: member.sessionTimeoutMs };
     }
     this.remove(member, topics);
-    return { memberId: member.memberId, memberEpoch: LEAVE_EPOCH, assignment: new Set() };
+    return { memberId: member.memberId, memberEpoch: LEAVE_EPOCH, assignment: new Set(), sessionTimeoutMs: member.sessionTimeoutMs };
   }
 
   /**
@@ -318,7 +325,7 @@ export class ConsumerGroup {
     if (changed) member.epoch = Math.max(member.epoch + 1, this.groupEpoch);
     if (member.revoking.size === 0) member.revokingSinceMs = -1;
     else if (member.revokingSinceMs < 0) member.revokingSinceMs = nowMs;
-    return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned) };
+    return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
   }
 
   /** Checks that `memberId` at `memberEpoch` may commit offsets of `keys`. */

@@ -129,6 +129,7 @@ export class GroupCoordinator {
     broker.onTopicDeleted = async (topic) => {
       this.topicsChanged(topic);
       await this.offsets.deleteTopic(topic);
+      for (const group of [...this.groups.values()]) this.forgetIfUnused(group);
     };
   }
 
@@ -138,7 +139,7 @@ export class GroupCoordinator {
 
   /** Runs the session check now (the timer does this periodically). */
   expireSessions(): void {
-    const nowMs = this.clock.nowMs();
+    const nowMs = this.clock.monotonicMs();
     let topics: Map<string, number> | null = null;
     for (const group of this.groups.values()) {
       if (group.members.size === 0) continue;
@@ -172,8 +173,9 @@ export class GroupCoordinator {
       }
       assignor = request.assignor as AssignorName;
     }
-    const sessionTimeoutMs = request.sessionTimeoutMs === 0 ? this.sessionTimeoutMs : request.sessionTimeoutMs;
-    if (!Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < SESSION_TIMEOUT_MIN_MS || sessionTimeoutMs > SESSION_TIMEOUT_MAX_MS) {
+    // 0: the broker default for a joining member; a member that has joined keeps its own.
+    const sessionTimeoutMs: number | null = request.sessionTimeoutMs === 0 ? (request.memberEpoch === 0 ? this.sessionTimeoutMs : null) : request.sessionTimeoutMs;
+    if (sessionTimeoutMs !== null && (!Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < SESSION_TIMEOUT_MIN_MS || sessionTimeoutMs > SESSION_TIMEOUT_MAX_MS)) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `session_timeout_ms must be from ${SESSION_TIMEOUT_MIN_MS} to ${SESSION_TIMEOUT_MAX_MS}, got ${sessionTimeoutMs}`);
     }
     if (request.memberEpoch < -2) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member_epoch ${request.memberEpoch} is invalid`);
@@ -205,7 +207,7 @@ export class GroupCoordinator {
     }
   }
 
-  private heartbeatIn(group: ConsumerGroup, request: HeartbeatRequest, sessionTimeoutMs: number, assignor: AssignorName | null): HeartbeatResult {
+  private heartbeatIn(group: ConsumerGroup, request: HeartbeatRequest, sessionTimeoutMs: number | null, assignor: AssignorName | null): HeartbeatResult {
     const output: HeartbeatOutput = group.heartbeat(
       {
         memberId: request.memberId,
@@ -218,14 +220,14 @@ export class GroupCoordinator {
         owned: new Set(request.owned.map(({ topic, partition }) => tp(topic, partition))),
         sessionTimeoutMs,
       },
-      this.clock.nowMs(),
+      this.clock.monotonicMs(),
       this.topicCounts(),
     );
     return {
       memberId: output.memberId,
       memberEpoch: output.memberEpoch,
       // A third of the member's session at most, so a short session still sees heartbeats.
-      heartbeatIntervalMs: Math.min(this.heartbeatIntervalMs, Math.floor(sessionTimeoutMs / 3)),
+      heartbeatIntervalMs: Math.min(this.heartbeatIntervalMs, Math.floor(output.sessionTimeoutMs / 3)),
       assignment: sortedPairs(output.assignment),
     };
   }
@@ -399,6 +401,8 @@ export class GroupCoordinator {
   async deleteOffsets(groupId: string, topics: readonly string[]): Promise<void> {
     this.requireGroup(groupId);
     await this.whileEmpty(groupId, 'delete offsets of', () => this.offsets.deleteGroupOffsets(groupId, topics.length > 0 ? new Set(topics) : undefined));
+    const group = this.groups.get(groupId);
+    if (group !== undefined) this.forgetIfUnused(group);
   }
 
   async deleteGroup(groupId: string): Promise<void> {

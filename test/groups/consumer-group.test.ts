@@ -94,7 +94,7 @@ class Harness {
         subscription: null,
         assignor: null,
         owned: new Set(),
-        sessionTimeoutMs: SESSION_MS,
+        sessionTimeoutMs: null, // keeps the member's; join() sends one
         ...input,
       },
       this.clock.nowMs(),

@@ -168,6 +168,35 @@ describe('heartbeats', () => {
     expect((await failure(() => beat(quiet))).code).toBe(ErrorCode.NOT_FOUND);
   });
 
+  it('keeps the session a member joined with while its heartbeats send 0, and takes a new one when sent', async () => {
+    await broker.createTopic('t', 1, {});
+    const member = join('g', ['t'], { sessionTimeoutMs: 300 });
+    const keep = (sessionTimeoutMs: number) => coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: member.epoch, owned: member.owned, sessionTimeoutMs }));
+    expect(keep(0).heartbeatIntervalMs).toBe(100); // a third of its 300 ms session, not of the default
+    clock.advance(301);
+    coordinator.expireSessions();
+    expect(coordinator.listGroups()).toEqual([]); // expired on the session it asked for
+    const other = join('h', ['t'], { sessionTimeoutMs: 300 });
+    expect(coordinator.heartbeat(request({ groupId: 'h', memberId: other.memberId, memberEpoch: other.epoch, owned: other.owned, sessionTimeoutMs: 900 })).heartbeatIntervalMs).toBe(200);
+    clock.advance(800);
+    coordinator.expireSessions();
+    expect(coordinator.listGroups()[0]!.members).toBe(1); // on its new 900 ms session
+  });
+
+  it('times sessions on a monotonic clock: a step of the system time neither expires a live member nor keeps a dead one', async () => {
+    await broker.createTopic('t', 2, {});
+    const live = join('g', ['t']);
+    settle([live]);
+    clock.set(T0 + 3_600_000); // the system time jumps an hour ahead
+    coordinator.expireSessions();
+    expect(coordinator.listGroups()[0]!.members).toBe(1);
+    expect(label(beat(live).assignment)).toEqual(['t-0', 't-1']);
+    clock.set(T0 - 3_600_000); // and an hour back
+    clock.advance(SESSION_MS + 1);
+    coordinator.expireSessions();
+    expect(coordinator.listGroups()).toEqual([]);
+  });
+
   it('a regular-expression subscription picks up a topic created later', async () => {
     await broker.createTopic('orders.eu', 2, {});
     await broker.createTopic('payments', 2, {});
@@ -369,6 +398,34 @@ describe('administration', () => {
     for (const call of [() => coordinator.describeGroup('g'), () => coordinator.deleteOffsets('g', []), () => coordinator.deleteGroup('g')]) {
       expect((await failure(call)).code).toBe(ErrorCode.NOT_FOUND);
     }
+  });
+
+  it('forgets a group whose last member left once its offsets are deleted, by DeleteOffsets or with their topic', async () => {
+    await broker.createTopic('t', 1, {});
+    await broker.createTopic('doomed', 1, {});
+    for (const [groupId, topic] of [['by-delete-offsets', 't'], ['by-topic-deletion', 'doomed']] as const) {
+      const member = join(groupId, [topic]);
+      settle([member]);
+      await coordinator.commit(groupId, member.memberId, member.epoch, [{ topic, partition: 0, offset: 0, metadata: '' }]);
+      leave(member);
+    }
+    expect(coordinator.listGroups().map(({ groupId, members }) => [groupId, members])).toEqual([['by-delete-offsets', 0], ['by-topic-deletion', 0]]);
+    await coordinator.deleteOffsets('by-delete-offsets', []);
+    await broker.deleteTopic('doomed');
+    await eventually(() => coordinator.fetchOffsets('by-topic-deletion', []).length === 0, 'offsets of the deleted topic to go');
+    expect(coordinator.listGroups()).toEqual([]);
+    for (const groupId of ['by-delete-offsets', 'by-topic-deletion']) expect((await failure(() => coordinator.describeGroup(groupId))).code).toBe(ErrorCode.NOT_FOUND);
+  });
+
+  it('gives the first member of an emptied group that names no assignor the default, as after a restart', async () => {
+    await broker.createTopic('t', 1, {});
+    const first = join('g', ['t'], { assignor: 'range' });
+    settle([first]);
+    await coordinator.commit('g', first.memberId, first.epoch, [{ topic: 't', partition: 0, offset: 0, metadata: '' }]);
+    expect((await coordinator.describeGroup('g')).assignor).toBe('range');
+    leave(first); // the group stays: it has offsets
+    join('g', ['t']);
+    expect((await coordinator.describeGroup('g')).assignor).toBe('uniform');
   });
 
   it('lists groups with their state: empty (offsets only), stable, reconciling while a revocation is pending', async () => {
