@@ -18,6 +18,8 @@
  *      truncated or skipped; reads and appends fail with the file and byte position until an
  *      operator runs the repair (`repair: true`), which moves the bytes from the damage onwards
  *      into `quarantine/` and truncates there.
+ *    - Then the active segment is fdatasynced: its valid tail may never have been (sealed
+ *      segments were, when they were sealed).
  */
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
@@ -196,6 +198,17 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
     logger.warn({ ...fence, ...report.quarantined }, 'repair: moved the damaged bytes and everything after them to quarantine');
     await segment.truncateTo(scan.validBytes);
     break;
+  }
+  // What the scan found valid at the end may be a write that the crash caught before its
+  // fdatasync: still in the page cache (or the device's cache), never acknowledged. The log is
+  // about to publish it (the high watermark covers it, and a producer's retry of it is answered
+  // as a duplicate), so it is made durable first.
+  const active = segments.last();
+  try {
+    await fs.fdatasync(await active.fileDescriptor());
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new Error(`recovery could not fdatasync ${active.logPath} (${reason}): the log is not opened, since its tail would be served without being durable`, { cause: error });
   }
   return { segments, cleanShutdown: false, recovery: report, fence: null };
 }

@@ -947,6 +947,46 @@ describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
 });
 
 describe('fdatasync failure', () => {
+  it('after a crash between a write and its fdatasync, recovery makes the written tail durable before publishing it', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, {}, { fs });
+    await log.append(batchOf(0, 2));
+    const sync = fs.hold('fdatasync');
+    const unacknowledged = log.append(batchOf(2, 3));
+    await sync.reached; // written, not yet synced: the crash comes now
+    const crashed = tempDir();
+    nodeFs.cpSync(directory, crashed, { recursive: true });
+    sync.release();
+    await unacknowledged;
+
+    const recoveryFs = new TestFileSystem();
+    const recoverySync = recoveryFs.hold('fdatasync');
+    let opened = false;
+    const reopening = openLog(crashed, {}, { fs: recoveryFs }).finally(() => (opened = true));
+    try {
+      await Promise.race([recoverySync.reached, reopening]);
+      expect(opened).toBe(false); // the tail (offsets 2-4, found valid) is not published unsynced
+    } finally {
+      recoverySync.release();
+    }
+    const recovered = await reopening;
+    expect(recovered.recovery?.bytesTruncated).toBe(0);
+    expect(recovered.highWatermark).toBe(5);
+  });
+
+  it('a recovery whose fdatasync fails does not open the log', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory);
+    await log.append(batchOf(0, 2));
+    const crashed = tempDir();
+    nodeFs.cpSync(directory, crashed, { recursive: true }); // open: no clean-shutdown marker
+    const failing = new TestFileSystem();
+    failing.failFdatasync = true;
+    const error = await openLog(crashed, {}, { fs: failing }).then(() => null, (thrown: unknown) => thrown as Error);
+    expect(error?.message).toMatch(/recovery could not fdatasync .*00000000000000000000\.log \(EIO\)/);
+  });
+
   it('fences the partition: pending and later appends and reads fail with PARTITION_FENCED', async () => {
     const directory = tempDir();
     const fs = new TestFileSystem();
