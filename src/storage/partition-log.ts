@@ -38,7 +38,7 @@ import { ErrorCode, StrataError, logClosedError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { writeRecoveryCheckpoint } from './checkpoint-file.js';
-import { CLEAN_SHUTDOWN_FILE } from './file-names.js';
+import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, segmentFilePath } from './file-names.js';
 import { nodeFileSystem, type FileSystem } from './file-system.js';
 import { type FenceInfo, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } from './log-loader.js';
 import { type LogConfig, resolveLogConfig } from './log-config.js';
@@ -835,6 +835,30 @@ export class PartitionLog {
   }
 
   /** Seals the active segment (fdatasync, durable indexes) and starts a new one. Writer only. */
+  /**
+   * Creates the file of the next segment and makes its name durable. If that fails, the file
+   * is removed again: the roll is retried later at a higher offset, and appends meanwhile go to
+   * the old segment, so an empty file left under this offset would, after a restart, take the
+   * place of those records in the segment list and hide them.
+   */
+  private async createSegment(baseOffset: number): Promise<LogSegment> {
+    let segment: LogSegment | null = null;
+    try {
+      segment = await LogSegment.create(this.fs, this.directory, baseOffset, this.segmentOptions);
+      await this.fs.fsyncDirectory(this.directory);
+      return segment;
+    } catch (error) {
+      const path = segment?.logPath ?? segmentFilePath(this.directory, baseOffset, LOG_SUFFIX);
+      try {
+        await segment?.close();
+        await this.fs.unlink(path);
+      } catch (removeError) {
+        throw new Error(`could not remove ${path}, created by a roll that failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): ${(removeError as Error).message}`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
   private async roll(reason: string): Promise<void> {
     const old = this.segments.last();
     try {
@@ -846,8 +870,7 @@ export class PartitionLog {
     this.syncedBytesTotal = this.writtenBytesTotal;
     this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: old.baseOffset, position: old.sizeBytes });
     await old.writeIndexes();
-    const segment = await LogSegment.create(this.fs, this.directory, this.nextOffset, this.segmentOptions);
-    await this.fs.fsyncDirectory(this.directory);
+    const segment = await this.createSegment(this.nextOffset);
     this.segments.append(segment);
     await this.producerState.save(this.fs, this.directory, segment.baseOffset);
     await writeRecoveryCheckpoint(this.fs, this.directory, segment.baseOffset);

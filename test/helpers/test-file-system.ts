@@ -28,6 +28,8 @@ export class TestFileSystem implements FileSystem {
   diskFullFailures = 0;
   /** Whole-file writes (index files, checkpoint, marker) fail with ENOSPC. */
   fileWritesFull = false;
+  /** Directory fsyncs fail with this code (null: they work). */
+  directorySyncError: string | null = null;
   /** fdatasync fails with `fdatasyncErrorCode`. */
   failFdatasync = false;
   fdatasyncErrorCode = 'EIO';
@@ -187,7 +189,8 @@ export class TestFileSystem implements FileSystem {
   readdir(path: string): Promise<string[]> {
     return this.real.readdir(path);
   }
-  fsyncDirectory(path: string): Promise<void> {
+  async fsyncDirectory(path: string): Promise<void> {
+    if (this.directorySyncError !== null) throw errnoError(this.directorySyncError);
     return this.real.fsyncDirectory(path);
   }
   removeTree(path: string): Promise<void> {

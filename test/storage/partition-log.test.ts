@@ -813,6 +813,28 @@ describe('disk full', () => {
     expectValues(await readAllRecords(reopened), 0, more.nextOffset);
   });
 
+  it('a roll whose directory fsync fails leaves no segment file behind, so records appended to the old segment meanwhile stay readable after a reopen', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, SMALL, { fs });
+    while (log.sizeBytes + 300 < 4096) await log.append(batchOf(log.logEndOffset, 1));
+    const rollAt = log.logEndOffset;
+    const logFiles = () => nodeFs.readdirSync(directory).filter((name) => name.endsWith('.log'));
+    fs.directorySyncError = 'ENOSPC';
+    expect((await rejection(log.append(batchOf(rollAt, 20)))).code).toBe(ErrorCode.DISK_FULL); // does not fit: a roll, which fails
+    expect(logFiles()).toEqual(['00000000000000000000.log']);
+    fs.directorySyncError = null;
+    expect((await log.append(batchOf(rollAt, 1))).baseOffset).toBe(rollAt); // fits the old segment
+    while (log.segmentCount < 2) await log.append(batchOf(log.logEndOffset, 5));
+    const end = log.logEndOffset;
+    await log.close();
+
+    const reopened = await openLog(directory, SMALL);
+    expect(reopened.segmentCount).toBe(2);
+    expect(readBaseOffset((await reopened.read(rollAt, 1)).batches)).toBe(rollAt);
+    expectValues(await readAllRecords(reopened), 0, end);
+  });
+
   // A write that fails on an empty active segment is rolled back together with the segment's
   // `rollStartMs`, so segment.ms counts the segment's age from the first batch that is written,
   // not from the failed attempt; otherwise the segment would roll too early.
