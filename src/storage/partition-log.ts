@@ -274,7 +274,13 @@ export class PartitionLog {
     let from = this.segments.last().baseOffset;
     if (snapshot !== null && snapshot.offset >= this.logStartOffset) {
       this.producerState = snapshot.state;
-      if (snapshot.offset > this.nextOffset) this.producerState.truncateFrom(this.nextOffset);
+      if (snapshot.offset > this.nextOffset) {
+        // A repair cut the log below the snapshot. Saved again at once: left as it was, a
+        // reopen after a crash would trust it past the batches appended from here on.
+        this.producerState.truncateFrom(this.nextOffset);
+        await this.producerState.save(this.fs, this.directory, this.nextOffset);
+        await this.fs.fsyncDirectory(this.directory);
+      }
       from = Math.min(snapshot.offset, this.nextOffset);
     }
     while (from < this.nextOffset) {

@@ -852,6 +852,38 @@ describe('disk full', () => {
   });
 });
 
+describe('repair and idempotent producers', () => {
+  const idempotent = (producerId: number, sequence: number, offset: number): Buffer =>
+    buildBatch([{ key: Buffer.from(`k${offset}`), value: Buffer.from(valueFor(offset)) }], { timestamp: Date.now(), producerId, producerEpoch: 0, baseSequence: sequence }); // now: no roll by segment.ms
+
+  it('after a repair cuts the log below the producer-state snapshot, a crash and a retry still find the batch appended since', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, SMALL);
+    for (let sequence = 0; log.segmentCount < 3; sequence++) await log.append(idempotent(1, sequence, log.logEndOffset));
+    const damaged = tempDir(); // a crash copy (the snapshot was saved at the last roll)...
+    nodeFs.cpSync(directory, damaged, { recursive: true });
+    nodeFs.rmSync(join(damaged, 'recovery-point.checkpoint')); // ...scanned from the start
+    const firstLog = join(damaged, '00000000000000000000.log');
+    const bytes = nodeFs.readFileSync(firstLog);
+    const positions: number[] = [];
+    forEachBatch(bytes, (position) => positions.push(position));
+    bytes[positions[2]! - 1]! ^= 0xff; // the last byte of the second batch (offset 1)
+    nodeFs.writeFileSync(firstLog, bytes);
+
+    const repaired = await openLog(damaged, SMALL, { repair: true });
+    expect(repaired.logEndOffset).toBe(1);
+    const retried = idempotent(2, 0, 1);
+    expect(await repaired.append(Buffer.from(retried))).toMatchObject({ baseOffset: 1, duplicate: false });
+    const crashed = tempDir();
+    nodeFs.cpSync(damaged, crashed, { recursive: true });
+
+    const reopened = await openLog(crashed, SMALL);
+    expect(reopened.segmentCount).toBe(1); // no roll saved a new snapshot in between
+    expect(await reopened.append(Buffer.from(retried))).toMatchObject({ baseOffset: 1, duplicate: true });
+    expect(reopened.logEndOffset).toBe(2);
+  });
+});
+
 describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
   /**
    * A budget whose clock stands still: every call takes 0 ms, so credit, the average durations
