@@ -403,7 +403,7 @@ export class Consumer extends EventEmitter {
     if (this.member !== null) await this.member.commit(offsets);
     else await this.committer.commit(this.groupId!, '', 0, offsets);
     for (const { topic, partition, offset } of offsets) this.lastCommitted.set(partitionKey(topic, partition), offset);
-    this.emit('offsetsCommitted', { offsets } satisfies OffsetsCommittedEvent);
+    this.notify('offsetsCommitted', { offsets } satisfies OffsetsCommittedEvent);
   }
 
   /** An automatic commit (interval, revocation, close): failures are logged and emitted, not thrown. */
@@ -413,7 +413,7 @@ export class Consumer extends EventEmitter {
     } catch (error) {
       const failure = toClientError(error);
       this.logger.warn({ code: failure.code, reason: failure.message, offsets, trigger: reason }, 'offset commit failed');
-      this.emit('commitFailed', { offsets, error: failure } satisfies CommitFailedEvent);
+      this.notify('commitFailed', { offsets, error: failure } satisfies CommitFailedEvent);
     }
   }
 
@@ -455,7 +455,9 @@ export class Consumer extends EventEmitter {
     this.checkOpen();
     for (const { topic, partition } of partitions) {
       const key = partitionKey(checkTopic(topic), checkPartition(partition));
-      if (this.fetchers.has(key)) continue;
+      // A fetcher being revoked (inactive, its release under way) is replaced, not kept: the
+      // revocation removes only its own fetcher once it is done.
+      if (this.fetchers.get(key)?.active === true) continue;
       const fetcher = new PartitionFetcher(topic, partition);
       this.fetchers.set(key, fetcher);
       fetcher.loop = this.runFetcher(fetcher);
@@ -648,6 +650,19 @@ export class Consumer extends EventEmitter {
     });
   }
 
+  /**
+   * Emits an event to the application's listeners. One that throws is logged, not passed on:
+   * thrown inside a fetch loop it would end that partition's fetching for good (and reject a
+   * promise nobody awaits), and thrown after a commit it would report the commit as failed.
+   */
+  private notify(event: string, payload: unknown): void {
+    try {
+      this.emit(event, payload);
+    } catch (error) {
+      this.logger.error({ err: error, event }, 'an event listener threw');
+    }
+  }
+
   private wakeReaders(): void {
     for (const waiter of [...this.dataWaiters]) waiter();
   }
@@ -682,7 +697,7 @@ export class Consumer extends EventEmitter {
         failures++;
         const reported = toClientError(error);
         this.logger.warn({ topic: fetcher.topic, partition: fetcher.partition, code: reported.code, reason: reported.message, failures }, 'fetching failed; subscribing again after a backoff');
-        this.emit('fetchError', { topic: fetcher.topic, partition: fetcher.partition, error: reported } satisfies FetchErrorEvent);
+        this.notify('fetchError', { topic: fetcher.topic, partition: fetcher.partition, error: reported } satisfies FetchErrorEvent);
         await fetcher.sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(failures - 1, 20)));
       }
     }
@@ -701,7 +716,7 @@ export class Consumer extends EventEmitter {
     }
     fetcher.position = offset;
     fetcher.fetchOffset = offset;
-    this.emit('partitionStarted', { ...tp, offset } satisfies TopicPartitionOffset);
+    this.notify('partitionStarted', { ...tp, offset } satisfies TopicPartitionOffset);
   }
 
   /**
@@ -775,7 +790,7 @@ export class Consumer extends EventEmitter {
     this.resetFetcher(fetcher, offset);
     const event: OffsetResetEvent = { topic: fetcher.topic, partition: fetcher.partition, offset: from, resetTo: offset, policy: this.resetPolicy, reason: failure.message };
     this.logger.warn(event, 'offset out of range; reset policy applied');
-    this.emit('offsetReset', event);
+    this.notify('offsetReset', event);
   }
 
   /** Points the partition at `offset`, dropping its prefetched chunks and fetch under way. */

@@ -269,6 +269,69 @@ describe('assignment', () => {
   });
 });
 
+describe('assignment while a revocation is under way', () => {
+  it('a partition assigned again before its revocation finished is fetched, not dropped', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 2);
+    let releaseRevoke!: () => void;
+    const revoking = new Promise<void>((resolve) => (releaseRevoke = resolve));
+    const reader = consumer({ resetPolicy: 'earliest', beforeRevoke: () => revoking });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    const first = reader.assign([]);
+    await reader.assign([{ topic: name, partition: 0 }]);
+    releaseRevoke();
+    await first;
+    expect(reader.assignment()).toEqual([{ topic: name, partition: 0 }]);
+    expect((await take(reader, 2)).map(valueOf)).toEqual(['0-0', '0-1']);
+  });
+});
+
+describe('event listeners that throw', () => {
+  it('a throwing fetchError listener is logged; the partition is subscribed again and its records arrive', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 3);
+    let refused = 0;
+    const refuseFirstSubscribe: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== '/strata.v1.Log/Subscribe' || refused++ > 0) return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        start(metadata, _listener, next) {
+          next(metadata, {});
+          call.cancelWithStatus(status.UNAVAILABLE, 'test: the broker is away');
+        },
+      });
+    };
+    const reader = consumer({ resetPolicy: 'earliest', retryBackoffMs: 5, interceptors: [refuseFirstSubscribe] });
+    let thrown = 0;
+    reader.on('fetchError', () => {
+      thrown++;
+      throw new Error('a listener bug');
+    });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    const records: ConsumerRecord[] = [];
+    while (records.length < 3) {
+      const batch = await reader.nextBatch({ timeoutMs: 10_000 });
+      if (batch === null) break;
+      records.push(...batch.records);
+    }
+    expect(records.map(valueOf)).toEqual(['0-0', '0-1', '0-2']);
+    expect(thrown).toBe(1);
+  });
+
+  it('a throwing offsetsCommitted listener does not make a commit that succeeded fail', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 1);
+    const reader = consumer({ groupId: `throwing-listener-${name}`, resetPolicy: 'earliest', autoCommit: false });
+    reader.on('offsetsCommitted', () => {
+      throw new Error('a listener bug');
+    });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    await take(reader, 1);
+    await reader.commit([{ topic: name, partition: 0, offset: 1 }]);
+    expect(await admin.fetchOffsets(`throwing-listener-${name}`)).toMatchObject([{ topic: name, partition: 0, offset: 1 }]);
+  });
+});
+
 describe('lifecycle', () => {
   it('close ends a waiting iteration, is idempotent, and refuses later calls', async () => {
     const name = await topic(1);
