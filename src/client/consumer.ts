@@ -698,6 +698,8 @@ export class Consumer extends EventEmitter {
         const reported = toClientError(error);
         this.logger.warn({ topic: fetcher.topic, partition: fetcher.partition, code: reported.code, reason: reported.message, failures }, 'fetching failed; subscribing again after a backoff');
         this.notify('fetchError', { topic: fetcher.topic, partition: fetcher.partition, error: reported } satisfies FetchErrorEvent);
+        // A listener may have sought, revoked or closed: that starts over, or stops, without the backoff.
+        if (!fetcher.active || this.closed || generation !== fetcher.generation) continue;
         await fetcher.sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(failures - 1, 20)));
       }
     }

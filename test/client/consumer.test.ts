@@ -286,7 +286,7 @@ describe('assignment while a revocation is under way', () => {
   });
 });
 
-describe('event listeners that throw', () => {
+describe('event listeners', () => {
   it('a throwing fetchError listener is logged; the partition is subscribed again and its records arrive', async () => {
     const name = await topic(1);
     await produce(name, 0, 3);
@@ -316,6 +316,27 @@ describe('event listeners that throw', () => {
     }
     expect(records.map(valueOf)).toEqual(['0-0', '0-1', '0-2']);
     expect(thrown).toBe(1);
+  });
+
+  it('a seek from a fetchError listener starts over at once, without waiting out the backoff', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 2);
+    let refused = 0;
+    const refuseFirstSubscribe: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== '/strata.v1.Log/Subscribe' || refused++ > 0) return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        start(metadata, _listener, next) {
+          next(metadata, {});
+          call.cancelWithStatus(status.UNAVAILABLE, 'test: the broker is away');
+        },
+      });
+    };
+    const reader = consumer({ resetPolicy: 'latest', retryBackoffMs: 120_000, retryBackoffMaxMs: 120_000, interceptors: [refuseFirstSubscribe] });
+    reader.on('fetchError', () => reader.seek(name, 0, 0)); // 'latest' started it at the end
+    await reader.assign([{ topic: name, partition: 0 }]);
+    const batch = await reader.nextBatch({ timeoutMs: 30_000 }); // far less than the 2-minute backoff
+    expect(batch?.records.map(valueOf)).toEqual(['0-0', '0-1']);
   });
 
   it('a throwing offsetsCommitted listener does not make a commit that succeeded fail', async () => {
