@@ -29,6 +29,12 @@ export function nonNegative(value: number, field: string): number {
   return value;
 }
 
+/** A producer epoch from the wire (int32 there, int16 in a RecordBatch, as in Kafka). */
+export function checkProducerEpoch(value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 32_767) throw invalidArgument(`producer_epoch must be from 0 to 32767, got ${value}`);
+  return value;
+}
+
 /** A start position from the wire; a missing one means `defaultKind`. */
 export function startFromWire(start: WireStart, defaultKind: 'earliest' | 'latest'): StartSpec {
   switch (start?.position) {

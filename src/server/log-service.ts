@@ -18,7 +18,7 @@ import { forEachBatch, readLastOffset, readRecordCount } from '../storage/record
 import type { BrokerMetrics } from './metrics.js';
 import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
 import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from './record-responses.js';
-import { nonNegative, startFromWire, toLong, toSafeNumber } from './convert.js';
+import { checkProducerEpoch, nonNegative, startFromWire, toLong, toSafeNumber } from './convert.js';
 import type { IncomingProduceRequest } from './produce-request-decoder.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
 import { pipelinedStream } from './pipelined-stream.js';
@@ -76,7 +76,7 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest, metrics
     const producerId = request.producerId === null || request.producerId === undefined ? -1 : toSafeNumber(request.producerId, 'producer_id');
     const producer =
       producerId >= 0
-        ? { producerId, producerEpoch: request.producerEpoch, baseSequence: nonNegative(request.baseSequence, 'base_sequence') }
+        ? { producerId, producerEpoch: checkProducerEpoch(request.producerEpoch), baseSequence: nonNegative(request.baseSequence, 'base_sequence') }
         : null;
     const records = parseWireRecords(incoming.source, incoming.recordRanges);
     result = await broker.produceRecords(topic, partition, records, acks, producer);
