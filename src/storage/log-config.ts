@@ -67,9 +67,6 @@ function invalid(message: string): StrataError {
   return new StrataError(ErrorCode.INVALID_ARGUMENT, message);
 }
 
-/** The longest period Node's timers take (2^31 - 1 ms, about 24.8 days). */
-const TIMER_MS_LIMIT = 2_147_483_647;
-
 function checkInteger(name: string, value: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER): void {
   if (!Number.isSafeInteger(value) || value < minimum || value > maximum) {
     throw invalid(`${name} must be an integer from ${minimum} to ${maximum}, got ${value}`);
@@ -86,8 +83,7 @@ export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Reado
   if (config.flush !== 'always' && config.flush !== 'interval') {
     throw invalid(`flush must be "always" or "interval", got ${JSON.stringify(config.flush)}`);
   }
-  // A timer period: Node runs a longer setInterval every 1 ms instead.
-  checkInteger('flush.ms', config.flushMs, 1, TIMER_MS_LIMIT);
+  checkInteger('flush.ms', config.flushMs, 1);
   checkInteger('retention.ms', config.retentionMs, -1);
   checkInteger('retention.bytes', config.retentionBytes, -1);
   checkInteger('max.message.bytes', config.maxMessageBytes, 64, MAX_MESSAGE_BYTES_LIMIT);

@@ -70,6 +70,9 @@ class SealSyncFailed extends Error {
 }
 
 /** Largest group of queued appends written with one writev (one larger append goes alone). */
+/** The longest period Node's timers take (2^31 - 1 ms, about 24.8 days). */
+const TIMER_PERIOD_MS_MAX = 2_147_483_647;
+
 const WRITE_BYTES_MAX = 8 * 1024 * 1024;
 /**
  * Largest single append (one request's batches for one partition): half the unsynced window, so
@@ -821,7 +824,9 @@ export class PartitionLog {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
     this.flushTimer = null;
     if (this.config.flush !== 'interval' || this.closing !== null) return;
-    this.flushTimer = setInterval(() => this.requestSync(), this.config.flushMs);
+    // Node runs an interval longer than its timers' limit every 1 ms instead: such a flush.ms
+    // (accepted, and perhaps stored by an older version) means as rarely as a timer can.
+    this.flushTimer = setInterval(() => this.requestSync(), Math.min(this.config.flushMs, TIMER_PERIOD_MS_MAX));
     this.flushTimer.unref();
   }
 

@@ -386,6 +386,20 @@ describe('high watermark', () => {
     expect(fs.fdatasyncCalls).toBe(syncsAtOpen + 2);
     expectValues(await readAllRecords(log), 0, 5);
   });
+
+  it('a flush.ms past the longest timer period syncs at that period, not every millisecond', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] }); // they overflow as Node's do
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { flush: 'interval', flushMs: 2 ** 31 }, { fs });
+    await log.append(batchOf(0, 1));
+    const syncs = fs.fdatasyncCalls;
+    await vi.advanceTimersByTimeAsync(100);
+    expect(fs.fdatasyncCalls).toBe(syncs);
+    const timerSync = fs.next('fdatasync');
+    vi.advanceTimersByTime(2 ** 31 - 1);
+    await timerSync;
+    expect(log.highWatermark).toBe(1);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
