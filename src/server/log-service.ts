@@ -232,7 +232,25 @@ async function subscribe(
   const start = startFromWire(request.start, 'latest');
   const logs = partitions.map((partition) => broker.partitionLog(topic, nonNegative(partition, 'partitions[]')));
   const offsets = await Promise.all(logs.map((log) => resolveStart(log, start)));
-  await Promise.all(logs.map((log, index) => followPartition(call, log, topic, partitions[index]!, offsets[index]!, maxBytes, request.raw, signal, metrics)));
+  // One partition that fails ends the call: the others stop following before the error is sent
+  // (left running, they would go on reading into a closed stream, each with a listener).
+  const following = new AbortController();
+  const stopFollowing = (): void => following.abort();
+  signal.addEventListener('abort', stopFollowing, { once: true });
+  try {
+    const outcomes = await Promise.allSettled(
+      logs.map((log, index) =>
+        followPartition(call, log, topic, partitions[index]!, offsets[index]!, maxBytes, request.raw, following.signal, metrics).catch((error: unknown) => {
+          stopFollowing();
+          throw error;
+        }),
+      ),
+    );
+    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  } finally {
+    signal.removeEventListener('abort', stopFollowing);
+  }
 }
 
 /** Pushes one partition's records to the stream as they become durable, honouring backpressure. */

@@ -8,6 +8,7 @@ import { status } from '@grpc/grpc-js';
 import Long from 'long';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { murmur2 } from '../../src/broker/partitioner.js';
+import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import type { strata } from '../../src/generated/strata.js';
 import type { PartitionLog } from '../../src/storage/partition-log.js';
 import { type RecordInput, decodeBatches } from '../../src/storage/record-batch.js';
@@ -550,6 +551,37 @@ describe('produce and fetch', () => {
         expect(last.nextOffset.toNumber()).toBe(3);
         expect(last.highWatermark.toNumber()).toBe(3);
       } finally {
+        await subscription.cancel();
+      }
+    });
+
+    it('a partition that fails ends the call, and the other partitions stop following before the error is sent', async () => {
+      const topic = 'sub-one-fails';
+      await createTopic(topic, 2);
+      const failing = partitionLog(topic, 0);
+      const healthy = partitionLog(topic, 1);
+      let waiting = 0; // the healthy partition's waits for its high watermark under way
+      const onHighWatermark = healthy.onHighWatermark;
+      healthy.onHighWatermark = (listener: () => void) => {
+        waiting++;
+        const unsubscribe = onHighWatermark.call(healthy, listener);
+        return () => {
+          waiting--;
+          return unsubscribe();
+        };
+      };
+      const parked = Promise.all([nextWaitOn(failing), nextWaitOn(healthy)]);
+      const subscription = new Subscription({ topic, start: v1.StartPosition.create({ earliest: true }) });
+      try {
+        await parked;
+        failing.read = () => Promise.reject(new StrataError(ErrorCode.PARTITION_FENCED, `test: partition ${topic}-0 is fenced`));
+        await produce({ topic, partition: 0, records: [wireRecord({ value: 'wakes the failing partition' })] });
+        await subscription.until(() => subscription.error !== null, 'the error');
+        expect(subscription.error?.code).toBe(status.FAILED_PRECONDITION);
+        expect(waiting).toBe(0);
+      } finally {
+        Reflect.deleteProperty(failing, 'read');
+        Reflect.deleteProperty(healthy, 'onHighWatermark');
         await subscription.cancel();
       }
     });
