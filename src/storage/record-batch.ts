@@ -490,10 +490,13 @@ export function decodeBatches(buffer: Buffer): DecodedRecord[] {
 export function firstRecordKey(buffer: Buffer): Buffer | null {
   const problem = checkBatchFrame(buffer, 0, buffer.length);
   if (problem !== null) throw new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch 0 at byte 0: ${problem}`);
-  const attributes = readAttributes(buffer, 0);
-  if (compressionOf(attributes) !== Compression.none) return decodeRecords(buffer, 0)[0]?.key ?? null;
   try {
-    const reader = new VarintReader(buffer, RECORDS_OFFSET, readBatchSize(buffer, 0));
+    // Only the first record is read: a compressed batch is inflated (within the same bound as
+    // validation), but its records are not all decoded, which for a small batch of many tiny
+    // records would make millions of objects.
+    const { records, start, end } = recordBytes(buffer, 0, readBatchSize(buffer, 0), readAttributes(buffer, 0));
+    if (readRecordCount(buffer, 0) === 0 || start === end) return null;
+    const reader = new VarintReader(records, start, end);
     reader.readVarint();
     reader.readInt8();
     reader.readVarlong();

@@ -22,6 +22,7 @@ import {
   checkBatchRecords,
   decodeBatches,
   decodeRecords,
+  firstRecordKey,
   readBaseOffset,
   readBatchHeader,
   validateBatches,
@@ -223,6 +224,28 @@ describe('buildBatch → validateBatches → decodeRecords', () => {
 
 // ---------------------------------------------------------------------------------------------
 // Base offset rewriting.
+
+describe('firstRecordKey (the partition of a raw batch sent without one)', () => {
+  it('is the first record\'s key, or null, with and without compression', () => {
+    for (const compression of ['none', 'gzip'] as const) {
+      const keyed = buildBatch([{ key: Buffer.from('first'), value: Buffer.from('a') }, { key: Buffer.from('second'), value: Buffer.from('b') }], { compression });
+      expect(firstRecordKey(keyed)?.toString()).toBe('first');
+      expect(firstRecordKey(buildBatch([{ value: Buffer.from('a') }, { key: Buffer.from('second'), value: null }], { compression }))).toBeNull();
+    }
+  });
+
+  it('reads the key of the first record of a compressed batch of many records', () => {
+    const records: RecordInput[] = [{ key: Buffer.from('k0'), value: null }];
+    for (let index = 1; index < 200_000; index++) records.push({ key: null, value: null });
+    expect(firstRecordKey(buildBatch(records, { compression: 'gzip' }))?.toString()).toBe('k0');
+  });
+
+  it('refuses a batch that does not parse with CORRUPT_BATCH', () => {
+    const batch = buildBatch([{ key: Buffer.from('k'), value: Buffer.from('v') }], { compression: 'gzip' });
+    batch[RECORDS_OFFSET + 2]! ^= 0xff; // inside the gzip stream (the CRC is not checked here)
+    expect(() => firstRecordKey(batch)).toThrow(expect.objectContaining({ code: ErrorCode.CORRUPT_BATCH }));
+  });
+});
 
 describe('writeBaseOffset', () => {
   it('rewrites only the base offset and the CRC still validates', () => {
