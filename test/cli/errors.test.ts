@@ -2,7 +2,10 @@
 // on stderr (1: the broker refused or could not be reached, 2: the command line is wrong);
 // method: the compiled CLI run as child processes against a real in-process broker (and against
 // a port nothing listens on), asserting the exact code and stderr.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { type CliProcess, runCli, startCli } from '../helpers/cli.js';
@@ -84,6 +87,20 @@ describe('the broker refuses: exit 1 with its message', () => {
     await expectFailure(at('groups', 'delete', 'busy'), 1, /^strata: cannot delete group "busy": it has 1 active members; stop them first\n$/);
     expect(await member.interrupt()).toEqual({ code: 0, signal: null });
     expect(member.stderr).toBe('');
+  });
+});
+
+describe('strata repair of a partition that is not there', () => {
+  it('exits 1 and creates nothing for an unknown topic or partition; exits 2 for an illegal topic name', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'strata-repair-cli-'));
+    try {
+      await expectFailure(['repair', '--data-dir', dataDir, '--topic', 'typo', '--partition', '0'], 1, `strata: no partition 0 of topic "typo" in ${dataDir}`);
+      await expectFailure(['repair', '--dir', join(dataDir, 'nowhere')], 1, `strata: no partition directory ${join(dataDir, 'nowhere')}`);
+      await expectFailure(['repair', '--data-dir', dataDir, '--topic', '../../x', '--partition', '0'], 2, /^strata: --topic: topic name "\.\.\/\.\.\/x" has characters outside/);
+      expect(readdirSync(dataDir)).toEqual([]);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -4,7 +4,9 @@
  * are moved to `<partition>/quarantine/<time>/` (nothing is deleted), the log is truncated at
  * the damage, and it is closed cleanly. Run it with the broker stopped.
  */
+import { existsSync } from 'node:fs';
 import type { Argv } from 'yargs';
+import { checkTopicName } from '../../broker/topic-name.js';
 import { partitionDirectory } from '../../storage/file-names.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import { UsageError } from '../cli-errors.js';
@@ -22,6 +24,10 @@ export function repairCommand(yargs: Argv): Argv {
         .example('strata repair --data-dir /var/lib/strata --topic orders --partition 3', 'repair orders-3'),
     async (argv) => {
       const directory = argv.dir ?? resolvePartition(argv['data-dir'], argv.topic, argv.partition);
+      // Opening a log creates its directory: a mistyped name would make an empty partition.
+      if (!existsSync(directory)) {
+        throw new Error(argv.dir === undefined ? `no partition ${argv.partition} of topic "${argv.topic}" in ${argv['data-dir']}` : `no partition directory ${directory}`);
+      }
       const log = await PartitionLog.open({ directory, repair: true });
       const report = log.recovery;
       const summary = report?.quarantined
@@ -38,5 +44,10 @@ export function repairCommand(yargs: Argv): Argv {
 function resolvePartition(dataDir: string, topic: string | undefined, partition: number | undefined): string {
   if (topic === undefined || partition === undefined) throw new UsageError('give --topic and --partition, or --dir');
   if (!Number.isInteger(partition) || partition < 0) throw new UsageError(`--partition must be a non-negative integer, got ${partition}`);
+  try {
+    checkTopicName(topic); // also keeps the path inside the data directory
+  } catch (error) {
+    throw new UsageError(`--topic: ${(error as Error).message}`);
+  }
   return partitionDirectory(dataDir, topic, partition);
 }
