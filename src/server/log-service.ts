@@ -236,6 +236,9 @@ async function subscribe(
   // (left running, they would go on reading into a closed stream, each with a listener).
   const following = new AbortController();
   const stopFollowing = (): void => following.abort();
+  // Already aborted (the client cancelled while the start offsets were looked up, or the broker
+  // is stopping): a listener added now would never run.
+  if (signal.aborted) stopFollowing();
   signal.addEventListener('abort', stopFollowing, { once: true });
   try {
     const outcomes = await Promise.allSettled(

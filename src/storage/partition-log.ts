@@ -69,10 +69,10 @@ class SealSyncFailed extends Error {
   }
 }
 
-/** Largest group of queued appends written with one writev (one larger append goes alone). */
 /** The longest period Node's timers take (2^31 - 1 ms, about 24.8 days). */
 const TIMER_PERIOD_MS_MAX = 2_147_483_647;
 
+/** Largest group of queued appends written with one writev (one larger append goes alone). */
 const WRITE_BYTES_MAX = 8 * 1024 * 1024;
 /**
  * Largest single append (one request's batches for one partition): half the unsynced window, so
@@ -845,7 +845,6 @@ export class PartitionLog {
     if (reason !== null) await this.roll(reason);
   }
 
-  /** Seals the active segment (fdatasync, durable indexes) and starts a new one. Writer only. */
   /**
    * Creates the file of the next segment and makes its name durable. If that fails, the file
    * is removed again: the roll is retried later at a higher offset, and appends meanwhile go to
@@ -870,6 +869,7 @@ export class PartitionLog {
     }
   }
 
+  /** Seals the active segment (fdatasync, durable indexes) and starts a new one. Writer only. */
   private async roll(reason: string): Promise<void> {
     const old = this.segments.last();
     try {
