@@ -173,8 +173,9 @@ export class GroupCoordinator {
       }
       assignor = request.assignor as AssignorName;
     }
+    let sessionTimeoutMs: number | null = request.sessionTimeoutMs;
     // 0: the broker default for a joining member; a member that has joined keeps its own.
-    const sessionTimeoutMs: number | null = request.sessionTimeoutMs === 0 ? (request.memberEpoch === 0 ? this.sessionTimeoutMs : null) : request.sessionTimeoutMs;
+    if (sessionTimeoutMs === 0) sessionTimeoutMs = request.memberEpoch === 0 ? this.sessionTimeoutMs : null;
     if (sessionTimeoutMs !== null && (!Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < SESSION_TIMEOUT_MIN_MS || sessionTimeoutMs > SESSION_TIMEOUT_MAX_MS)) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `session_timeout_ms must be from ${SESSION_TIMEOUT_MIN_MS} to ${SESSION_TIMEOUT_MAX_MS}, got ${sessionTimeoutMs}`);
     }

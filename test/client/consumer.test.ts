@@ -23,6 +23,7 @@ import {
 import { strata } from '../../src/generated/strata.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { Producer } from '../../src/client/producer.js';
+import { refuseFirstCall } from '../helpers/interceptors.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 const v1 = strata.v1;
@@ -290,17 +291,7 @@ describe('event listeners', () => {
   it('a throwing fetchError listener is logged; the partition is subscribed again and its records arrive', async () => {
     const name = await topic(1);
     await produce(name, 0, 3);
-    let refused = 0;
-    const refuseFirstSubscribe: Interceptor = (options, nextCall) => {
-      const call = nextCall(options);
-      if (options.method_definition.path !== '/strata.v1.Log/Subscribe' || refused++ > 0) return new InterceptingCall(call);
-      return new InterceptingCall(call, {
-        start(metadata, _listener, next) {
-          next(metadata, {});
-          call.cancelWithStatus(status.UNAVAILABLE, 'test: the broker is away');
-        },
-      });
-    };
+    const refuseFirstSubscribe = refuseFirstCall('/strata.v1.Log/Subscribe', status.UNAVAILABLE, { refused: 0 });
     const reader = consumer({ resetPolicy: 'earliest', retryBackoffMs: 5, interceptors: [refuseFirstSubscribe] });
     let thrown = 0;
     reader.on('fetchError', () => {
@@ -321,17 +312,7 @@ describe('event listeners', () => {
   it('a seek from a fetchError listener starts over at once, without waiting out the backoff', async () => {
     const name = await topic(1);
     await produce(name, 0, 2);
-    let refused = 0;
-    const refuseFirstSubscribe: Interceptor = (options, nextCall) => {
-      const call = nextCall(options);
-      if (options.method_definition.path !== '/strata.v1.Log/Subscribe' || refused++ > 0) return new InterceptingCall(call);
-      return new InterceptingCall(call, {
-        start(metadata, _listener, next) {
-          next(metadata, {});
-          call.cancelWithStatus(status.UNAVAILABLE, 'test: the broker is away');
-        },
-      });
-    };
+    const refuseFirstSubscribe = refuseFirstCall('/strata.v1.Log/Subscribe', status.UNAVAILABLE, { refused: 0 });
     const reader = consumer({ resetPolicy: 'latest', retryBackoffMs: 120_000, retryBackoffMaxMs: 120_000, interceptors: [refuseFirstSubscribe] });
     reader.on('fetchError', () => reader.seek(name, 0, 0)); // 'latest' started it at the end
     await reader.assign([{ topic: name, partition: 0 }]);

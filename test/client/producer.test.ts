@@ -15,6 +15,7 @@ import { Producer, type ProducerOptions, type ProducerSettings, type SendResult 
 import type { strata } from '../../src/generated/strata.js';
 import { type BatchHeader, type DecodedRecord, decodeRecords, forEachBatch, readBatchHeader } from '../../src/storage/record-batch.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
+import { refuseFirstCall } from '../helpers/interceptors.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 let broker: TestBroker;
@@ -113,22 +114,6 @@ function loseResponses(count: number, stats: { lost: number; duplicates: number 
             nextMessage(message);
           },
         });
-      },
-    });
-  };
-}
-
-/** Answers the first call of `path` with `code` itself (the broker never sees it). */
-function refuseFirstCall(path: string, code: status, stats: { refused: number }): Interceptor {
-  return (options, nextCall) => {
-    const call = nextCall(options);
-    if (options.method_definition.path !== path || stats.refused > 0) return new InterceptingCall(call);
-    stats.refused++;
-    return new InterceptingCall(call, {
-      start(metadata, listener, next) {
-        next(metadata, {});
-        listener.onReceiveStatus({ code, details: 'injected: refused', metadata: new Metadata() });
-        call.cancelWithStatus(code, 'injected: refused');
       },
     });
   };

@@ -78,6 +78,31 @@ describe('broker lifecycle', () => {
     expect(error.details).toMatch(/shutting down/);
   });
 
+  it('stops gracefully (not forced) while a subscription is still looking up where to start', async () => {
+    const broker = await startTestBroker();
+    cleanups.push(() => removeDirectory(broker.dataDir));
+    const client = new TestClient(broker.address);
+    cleanups.push(() => client.close());
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'starting', partitions: 1 }));
+    const log = broker.broker.partitionLog('starting', 0);
+    let release!: () => void;
+    const reached = new Promise<void>((arrived) => {
+      log.offsetForTimestamp = () => {
+        arrived();
+        return new Promise((resolve) => (release = () => resolve(null)));
+      };
+    });
+    const call = (client.log as unknown as { subscribe(request: unknown): Subscription }).subscribe(
+      v1.SubscribeRequest.create({ topic: 'starting', start: v1.StartPosition.create({ timestamp: Long.fromNumber(Date.now()) }) }),
+    );
+    const ended = subscriptionError(call);
+    await reached;
+    const stopped = broker.stop(); // the call's signal aborts now, before its partition follows
+    release();
+    expect((await stopped).forced).toBe(false);
+    expect((await ended).code).toBe(status.UNAVAILABLE);
+  });
+
   it('stops gracefully (not forced) while idle ProduceStream and CommitOffsetsStream calls are open, ending them', async () => {
     const broker = await startTestBroker();
     cleanups.push(() => removeDirectory(broker.dataDir));

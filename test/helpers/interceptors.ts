@@ -1,0 +1,18 @@
+/** Client interceptors that inject call failures, for client tests against a real broker. */
+import { InterceptingCall, type Interceptor, Metadata, type status } from '@grpc/grpc-js';
+
+/** Answers the first call of `path` with `code` itself (the broker never sees it). */
+export function refuseFirstCall(path: string, code: status, stats: { refused: number }): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== path || stats.refused > 0) return new InterceptingCall(call);
+    stats.refused++;
+    return new InterceptingCall(call, {
+      start(metadata, listener, next) {
+        next(metadata, {});
+        listener.onReceiveStatus({ code, details: 'injected: refused', metadata: new Metadata() });
+        call.cancelWithStatus(code, 'injected: refused');
+      },
+    });
+  };
+}
