@@ -98,6 +98,14 @@ export const DEFAULT_BATCH_BYTES = 1024 * 1024;
 const BATCH_INITIAL_BYTES = 1024;
 /** Headroom of a pooled buffer: enough for the request fields of any topic name (≤ 249 bytes). */
 const POOLED_HEADROOM_BYTES = 512;
+/**
+ * Batches whose first buffer (with headroom) is at most this size start in a new one: Node.js
+ * carves buffers under half its `Buffer.poolSize` (4 KiB by default) out of a shared slab, so
+ * they cost no ArrayBuffer of their own, and a pool would hold more memory for nothing.
+ */
+const UNPOOLED_BYTES_MAX = 4 * 1024;
+/** The smallest size class of pooled buffers (see buffer-pool.ts). */
+const POOLED_BUFFER_BYTES_MIN = 8 * 1024;
 
 export type Acks = 'all' | 'leader' | 'none';
 export type Bytes = string | Buffer | Uint8Array;
@@ -344,10 +352,12 @@ export class Producer {
     this.retryBackoffMs = nonNegative(options.retryBackoffMs ?? 100, 'retryBackoffMs');
     this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, nonNegative(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));
     this.metadataMaxAgeMs = nonNegative(options.metadataMaxAgeMs ?? 5 * 60_000, 'metadataMaxAgeMs');
-    // The pool keeps at most bufferBytes of full-size buffers, what the producer may hold anyway
-    // (as Kafka's BufferPool keeps buffer.memory). A smaller pool left most batches of a full
-    // buffer to fresh allocations, whose garbage collection cost about 5 % of throughput.
-    this.bufferPool = new BufferPool(POOLED_HEADROOM_BYTES + this.batchBytes, Math.ceil(this.bufferBytesMax / this.batchBytes));
+    // The pool keeps at most bufferBytes of buffers (rounded up to whole full-size ones), what
+    // the producer may hold anyway (as Kafka's BufferPool keeps buffer.memory). A smaller pool
+    // left most batches of a full buffer to fresh allocations, whose garbage collection cost
+    // about 5 % of throughput.
+    const fullBufferBytes = POOLED_HEADROOM_BYTES + this.batchBytes;
+    this.bufferPool = new BufferPool(POOLED_BUFFER_BYTES_MIN, fullBufferBytes, Math.ceil(this.bufferBytesMax / this.batchBytes) * fullBufferBytes);
     this.compression = options.compression ?? 'none';
     if (this.compression !== 'none' && this.compression !== 'gzip') throw invalidArgument(`compression must be 'none' or 'gzip', got ${JSON.stringify(this.compression)}`);
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'producer' });
@@ -645,11 +655,12 @@ export class Producer {
 
   private openBatch(partition: PartitionState): ProducerBatch {
     // A partition whose batches fill up gets a full-size pooled buffer; one with a trickle of
-    // records starts small (a buffer twice its last batch) and grows by doubling if needed.
+    // records starts small (a buffer twice its last batch, pooled unless it is tiny) and grows
+    // by doubling if needed.
     const headroom = partition.topic.requestHeadroom;
     const batchBytes = partition.topic.batchBytes;
     const initialBytes = Math.min(batchBytes, Math.max(BATCH_INITIAL_BYTES, 2 * partition.lastBatchBytes));
-    const pooledBuffer = initialBytes === this.batchBytes && headroom <= POOLED_HEADROOM_BYTES ? this.bufferPool.take() : null;
+    const pooledBuffer = headroom <= POOLED_HEADROOM_BYTES && POOLED_HEADROOM_BYTES + initialBytes > UNPOOLED_BYTES_MAX ? this.bufferPool.take(POOLED_HEADROOM_BYTES + initialBytes) : null;
     const builder = new RecordBatchBuilder(
       pooledBuffer === null
         ? { headroom, initialCapacity: initialBytes, capacityLimit: batchBytes }

@@ -307,6 +307,30 @@ describe('batching', () => {
     }
   });
 
+  it('small batches, started in reused buffers, arrive intact, several in flight and across lost responses', async () => {
+    const name = await topic(1);
+    const stats = { lost: 0, duplicates: 0 };
+    const target = producer({ lingerMs: 0, retryBackoffMs: 5, retryBackoffMaxMs: 20, interceptors: [loseResponses(3, stats)] });
+    const sent: string[] = [];
+    const round = (): Promise<SendResult>[] =>
+      Array.from({ length: 4 }, () => {
+        const value = randomBytes(1_500).toString('hex'); // 3 KB: a round's batch takes a pooled buffer
+        sent.push(value);
+        return target.send({ topic: name, value });
+      });
+    for (let index = 0; index < 15; index++) await Promise.all(round()); // one batch at a time
+    const overlapping: Promise<SendResult>[] = [];
+    for (let index = 0; index < 15; index++) {
+      overlapping.push(...round());
+      await new Promise((resolve) => setImmediate(resolve)); // the next round is a batch of its own
+    }
+    await Promise.all(overlapping);
+    expect(stats.lost).toBe(3);
+    const { batches, records } = await readLog(name, 0);
+    expect(batches.length).toBeGreaterThanOrEqual(15);
+    expect(records.map((record) => text(record.value))).toEqual(sent);
+  });
+
   it('writes idempotent batches: producer id, epoch and contiguous sequences', async () => {
     const name = await topic(1);
     const target = producer({ lingerMs: 0, batchBytes: 256 });
