@@ -214,6 +214,36 @@ export class Broker {
     return log;
   }
 
+  /**
+   * Opens partitions `from` to `to - 1` of a topic being created or grown, then runs `commit`
+   * (the metadata write that makes them part of the topic). If an open or the commit fails, the
+   * partitions opened are closed and the directories this call created are removed before the
+   * error is passed on: a failed CreateTopic or AddPartitions (too many open files, a full disk)
+   * leaves no open files behind, and no directories that a retry would adopt or a restart would
+   * report as orphans.
+   */
+  private async openNewPartitions(topic: string, from: number, to: number, config: LogConfig, commit: () => Promise<void>): Promise<PartitionLog[]> {
+    const topicDirectory = join(topicsDirectory(this.dataDir), topic);
+    const existing = await this.fs.readdir(topicDirectory).then(
+      (names) => new Set(names),
+      () => null, // no directory yet
+    );
+    const logs: PartitionLog[] = [];
+    try {
+      for (let partition = from; partition < to; partition++) logs.push(await this.openPartition(topic, partition, config));
+      await commit();
+      return logs;
+    } catch (error) {
+      const leftovers: string[] = existing === null ? [topicDirectory] : [];
+      for (let partition = from; existing !== null && partition < to; partition++) {
+        if (!existing.has(String(partition))) leftovers.push(partitionDirectory(this.dataDir, topic, partition));
+      }
+      for (const log of logs) await log.close().catch((failure: unknown) => this.logger.warn({ topic, err: failure }, 'closing a partition of a failed topic change failed'));
+      for (const directory of leftovers) await this.fs.removeTree(directory).catch((failure: unknown) => this.logger.warn({ directory, err: failure }, 'removing the directory of a failed topic change failed'));
+      throw error;
+    }
+  }
+
   private effectiveConfig(record: TopicRecord): LogConfig {
     return resolveLogConfig(parseKafkaConfig(record.configs), this.topicDefaults);
   }
@@ -260,12 +290,9 @@ export class Broker {
     const config = this.configForChange(record, true); // validates the configs
     return this.admin(async () => {
       if (this.topics.has(name)) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
-      const logs: PartitionLog[] = [];
-      for (let partition = 0; partition < count; partition++) logs.push(await this.openPartition(name, partition, config));
-      if (!(await this.metadata.createTopic(record))) {
-        for (const log of logs) await log.close();
-        throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
-      }
+      const logs = await this.openNewPartitions(name, 0, count, config, async () => {
+        if (!(await this.metadata.createTopic(record))) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
+      });
       this.topics.set(name, { record, config, logs });
       this.logger.info({ topic: name, partitions: count, configs }, 'topic created');
       this.onPartitionsChanged?.(name);
@@ -356,12 +383,8 @@ export class Broker {
       if (partitions <= topic.logs.length) {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `topic "${name}" has ${topic.logs.length} partitions; the new count must be larger, got ${partitions}`);
       }
-      const added: PartitionLog[] = [];
-      for (let partition = topic.logs.length; partition < partitions; partition++) {
-        added.push(await this.openPartition(name, partition, topic.config));
-      }
       const record: TopicRecord = { ...topic.record, partitions };
-      await this.metadata.putTopic(record);
+      const added = await this.openNewPartitions(name, topic.logs.length, partitions, topic.config, () => this.metadata.putTopic(record));
       topic.record = record;
       topic.logs.push(...added);
       this.logger.info({ topic: name, partitions }, 'partitions added');

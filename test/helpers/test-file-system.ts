@@ -37,6 +37,8 @@ export class TestFileSystem implements FileSystem {
   /** Calls made on the event loop (writevSync, fdatasyncSync). */
   inlineWritevCalls = 0;
   inlineFdatasyncCalls = 0;
+  /** Opens of paths that include `pathIncludes` fail with `code` (null: they work). */
+  openError: { pathIncludes: string; code: string } | null = null;
   /** openDirect answers null, as on a file system without O_DIRECT. */
   noDirectOpen = false;
   /** Writes to descriptors from openDirect fail with this code (EINVAL: alignment refused)... */
@@ -92,6 +94,7 @@ export class TestFileSystem implements FileSystem {
 
   async open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
     await this.pass('open');
+    if (this.openError !== null && path.includes(this.openError.pathIncludes)) throw errnoError(this.openError.code);
     return this.real.open(path, options);
   }
   async openDirect(path: string): Promise<number | null> {

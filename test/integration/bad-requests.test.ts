@@ -440,3 +440,46 @@ describe('disk full (broker with an injected FileSystem)', () => {
     expect((await values(log)).map(([, value]) => value)).toEqual(['a', 'b', 'c', 'd', 'e', 's0', 's1']);
   });
 });
+
+describe('a topic change that fails partway (broker with an injected FileSystem)', () => {
+  let dataDir: string;
+  let fs: TestFileSystem;
+  let broker: Broker;
+  beforeAll(async () => {
+    dataDir = temporaryDirectory('strata-partway-');
+    fs = new TestFileSystem();
+    broker = await Broker.open({ dataDir, fs });
+  });
+  afterAll(async () => {
+    await broker?.close();
+    removeDirectory(dataDir);
+  });
+
+  const openFiles = (): number => readdirSync('/proc/self/fd').length;
+
+  it('CreateTopic closes the partitions it opened and removes their directories; a retry then works', async () => {
+    const before = openFiles();
+    fs.openError = { pathIncludes: join('topics', 'half', '2'), code: 'EMFILE' };
+    await expect(broker.createTopic('half', 3, {})).rejects.toThrow(/EMFILE/);
+    fs.openError = null;
+    expect(openFiles()).toBe(before);
+    expect(existsSync(join(dataDir, 'topics', 'half'))).toBe(false);
+    expect(broker.hasTopic('half')).toBe(false);
+    expect((await broker.createTopic('half', 3, {})).partitions).toHaveLength(3);
+  });
+
+  it('AddPartitions closes the partitions it opened and removes their directories; the topic keeps its count', async () => {
+    await broker.createTopic('grow', 1, {});
+    await broker.produceBatches('grow', 0, batchOf('kept'), 'all');
+    const before = openFiles();
+    fs.openError = { pathIncludes: join('topics', 'grow', '3'), code: 'EMFILE' };
+    await expect(broker.addPartitions('grow', 4)).rejects.toThrow(/EMFILE/);
+    fs.openError = null;
+    expect(openFiles()).toBe(before);
+    expect(readdirSync(join(dataDir, 'topics', 'grow'))).toEqual(['0']);
+    expect(broker.partitionCount('grow')).toBe(1);
+    expect((await broker.addPartitions('grow', 4)).partitions).toHaveLength(4);
+    const { batches } = await broker.partitionLog('grow', 0).read(0, 1024 * 1024);
+    expect(decodeBatches(batches).map((record) => record.value!.toString())).toEqual(['kept']);
+  });
+});
