@@ -15,6 +15,7 @@ import type { Http2Session } from 'node:http2';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../common/logger.js';
+import { withMalformedRequests } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
 import { PROTO_ROOT } from '../common/package-root.js';
 import { adminServiceHandlers } from './admin-service.js';
@@ -86,9 +87,9 @@ export class StrataGrpcServer {
     const stopping = new AbortController();
     // Every long poll, subscription and pipelined stream listens to it: thousands are normal.
     setMaxListeners(0, stopping.signal);
-    server.addService(logServerDefinition, logServiceHandlers(broker, context, stopping.signal));
-    server.addService(adminServiceDefinition, adminServiceHandlers(broker, context));
-    server.addService(groupsServiceDefinition, groupsServiceHandlers(coordinator, context, stopping.signal));
+    server.addService(withMalformedRequests(logServerDefinition), logServiceHandlers(broker, context, stopping.signal));
+    server.addService(withMalformedRequests(adminServiceDefinition), adminServiceHandlers(broker, context));
+    server.addService(withMalformedRequests(groupsServiceDefinition), groupsServiceHandlers(coordinator, context, stopping.signal));
     const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, 'NOT_SERVING' as const])));
     health.addToServer(server);
     const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));

@@ -15,6 +15,7 @@ import { FETCH_BYTES_DEFAULT, FETCH_BYTES_MAX, FETCH_WAIT_MAX_MS, fetchWithWait,
 import { strata } from '../generated/strata.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { forEachBatch, readLastOffset, readRecordCount } from '../storage/record-batch.js';
+import { checkDecoded } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
 import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
 import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from './record-responses.js';
@@ -225,7 +226,7 @@ async function subscribe(
   signal: AbortSignal,
   metrics: BrokerMetrics | null,
 ): Promise<void> {
-  const request = call.request;
+  const request = checkDecoded(call.request);
   const topic = checkTopic(request.topic);
   const maxBytes = checkMaxBytes(request.maxBytes, 'max_bytes');
   const partitions = request.partitions.length > 0 ? [...new Set(request.partitions)] : [...Array(broker.partitionCount(topic)).keys()];

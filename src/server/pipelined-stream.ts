@@ -9,10 +9,12 @@
  * requests it never read are never run and get no answer, and clients treat them as
  * UNAVAILABLE. (Answering them UNAVAILABLE at once would overtake the answers still to come
  * for earlier requests, and a client that restarts its stream on such an error would lose
- * those.)
+ * those.) A request whose bytes do not decode has no correlation id to be answered by: the
+ * stream stops reading there, answers the requests before it, and ends with INVALID_ARGUMENT.
  */
-import { type ServerDuplexStream, status } from '@grpc/grpc-js';
-import { toGrpcFailure } from './status.js';
+import { type ServerDuplexStream, type ServiceError, status } from '@grpc/grpc-js';
+import { MalformedRequest } from './malformed-request.js';
+import { toGrpcFailure, toServiceError } from './status.js';
 import { type HandlerContext, countRequest } from './unary-handler.js';
 
 export interface PipelinedStreamHandler<Request, Response> {
@@ -36,10 +38,13 @@ export function pipelinedStream<Request, Response>(
     let ended = false;
     let paused = false;
     let finished = false;
+    /** The status the stream ends with after a request that did not decode. */
+    let refusal: Partial<ServiceError> | null = null;
     const finishIfDone = (): void => {
       if (ended && inFlight === 0 && !finished) {
         finished = true;
-        call.end();
+        if (refusal === null) call.end();
+        else call.emit('error', refusal);
       }
     };
     const endOfRequests = (): void => {
@@ -57,9 +62,18 @@ export function pipelinedStream<Request, Response>(
       stopping.removeEventListener('abort', stop);
       context.metrics?.activeCalls.dec({ method });
     });
-    call.on('data', (request: Request) => {
-      if (stopping.aborted) return; // read before the pause took hold: left unanswered (see above)
+    call.on('data', (request: Request | MalformedRequest) => {
+      if (stopping.aborted || refusal !== null) return; // read before the pause took hold: left unanswered (see above)
       const startedAt = performance.now();
+      if (request instanceof MalformedRequest) {
+        // No correlation id to answer it by: the requests before it are answered, then the
+        // stream ends with INVALID_ARGUMENT and the decoder's reason.
+        countRequest(context, method, status.INVALID_ARGUMENT, startedAt);
+        logger.warn({ method, code: status.INVALID_ARGUMENT, reason: request.reason }, 'request failed');
+        refusal = toServiceError({ code: status.INVALID_ARGUMENT, details: request.reason, unexpected: false });
+        stop();
+        return;
+      }
       inFlight++;
       if (inFlight >= inFlightMax && !paused) {
         paused = true;

@@ -6,6 +6,7 @@
  */
 import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
+import { checkDecoded } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
 import { toGrpcFailure, toServiceError } from './status.js';
 
@@ -34,7 +35,7 @@ export function unaryHandler<Request, Response>(
     context.metrics?.activeCalls.inc({ method });
     let promise: Promise<Response>;
     try {
-      promise = handle(call.request, call);
+      promise = handle(checkDecoded(call.request), call);
     } catch (error) {
       promise = Promise.reject(error);
     }
