@@ -59,15 +59,26 @@ function parseArgs(argv: string[]): Options {
       if (next === undefined) throw new Error(`${flag} needs a value`);
       return next;
     };
+    const positiveInteger = (): number => {
+      const text = value();
+      const number = Number(text);
+      if (!Number.isSafeInteger(number) || number <= 0) throw new Error(`${flag} must be a positive integer, got ${text}`);
+      return number;
+    };
+    const oneOf = <T extends string>(choices: readonly T[]): T => {
+      const text = value();
+      if (!(choices as readonly string[]).includes(text)) throw new Error(`${flag} must be one of ${choices.join(', ')}, got ${text}`);
+      return text as T;
+    };
     if (flag === '--quick') options.records = 500_000;
-    else if (flag === '--records') options.records = Number(value());
-    else if (flag === '--record-size') options.recordSize = Number(value());
-    else if (flag === '--batch-bytes') options.batchBytes = Number(value());
-    else if (flag === '--in-flight') options.inFlight = Number(value());
+    else if (flag === '--records') options.records = positiveInteger();
+    else if (flag === '--record-size') options.recordSize = positiveInteger();
+    else if (flag === '--batch-bytes') options.batchBytes = positiveInteger();
+    else if (flag === '--in-flight') options.inFlight = positiveInteger();
     else if (flag === '--json') options.json = value();
     else if (flag === '--profile-server') options.profileServer = value();
-    else if (flag === '--flush') options.flush = value() === 'interval' ? 'interval' : 'always';
-    else if (flag === '--acks') options.acks = value() === 'leader' ? 'leader' : 'all';
+    else if (flag === '--flush') options.flush = oneOf(['always', 'interval'] as const);
+    else if (flag === '--acks') options.acks = oneOf(['all', 'leader'] as const);
     else throw new Error(`unknown option ${flag}`);
   }
   return options;
@@ -75,9 +86,14 @@ function parseArgs(argv: string[]): Options {
 
 // ---------------------------------------------------------------------------------------------
 
-async function startProcess(args: string[], match: (entry: Record<string, unknown>) => string | null): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, STRATA_LOG_LEVEL: 'warn' } });
-  const address = await new Promise<string>((resolve, reject) => {
+function spawnServer(args: string[]): ChildProcess {
+  return spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, STRATA_LOG_LEVEL: 'warn' } });
+}
+
+/** The address the child prints on stdout (the first line `match` accepts). */
+function serverAddress(child: ChildProcess, args: string[], match: (entry: Record<string, unknown>) => string | null): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
@@ -88,7 +104,6 @@ async function startProcess(args: string[], match: (entry: Record<string, unknow
       }
     });
   });
-  return { child, address };
 }
 
 function rssMiB(pid: number): number {
@@ -178,15 +193,29 @@ function line(name: string, result: LoadResult, recordSize: number, note = ''): 
 }
 
 async function main(): Promise<void> {
-  const options = parseArgs(process.argv.slice(2));
+  let options: Options;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (error) {
+    console.error(`broker-bench: ${(error as Error).message}`); // one line, no stack: a usage error
+    process.exit(2);
+  }
   const dataDir = mkdtempSync(join(tmpdir(), 'strata-broker-bench-'));
   const figures: Record<string, unknown> = { parameters: options, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version } };
-  const noop = await startProcess([...BROKER_NODE_FLAGS, join(PACKAGE_ROOT, 'dist', 'bench', 'noop-server.js')], (entry) => (typeof entry.address === 'string' ? entry.address : null));
-  const profile = options.profileServer === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.profileServer];
-  const broker = await startProcess([...BROKER_NODE_FLAGS, ...profile, join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info'], (entry) =>
-    entry.msg === 'listening' && typeof entry.address === 'string' ? entry.address : null,
-  );
+  // Every child started is stopped, and the data directory removed, however the run ends
+  // (the broker failing to start included).
+  const started: ChildProcess[] = [];
+  const start = async (args: string[], match: (entry: Record<string, unknown>) => string | null): Promise<{ child: ChildProcess; address: string }> => {
+    const child = spawnServer(args);
+    started.push(child);
+    return { child, address: await serverAddress(child, args, match) };
+  };
   try {
+    const noop = await start([...BROKER_NODE_FLAGS, join(PACKAGE_ROOT, 'dist', 'bench', 'noop-server.js')], (entry) => (typeof entry.address === 'string' ? entry.address : null));
+    const profile = options.profileServer === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.profileServer];
+    const broker = await start([...BROKER_NODE_FLAGS, ...profile, join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info'], (entry) =>
+      entry.msg === 'listening' && typeof entry.address === 'string' ? entry.address : null,
+    );
     const recordsPerBatch = Math.max(1, Math.floor(options.batchBytes / (options.recordSize + 10)));
     const pool = Array.from({ length: 16 }, () =>
       buildBatch(Array.from({ length: recordsPerBatch }, () => ({ value: randomBytes(options.recordSize) }))),
@@ -258,9 +287,9 @@ async function main(): Promise<void> {
     });
     if (options.json !== null) writeFileSync(options.json, JSON.stringify(figures, null, 2));
   } finally {
-    noop.child.kill('SIGTERM');
-    broker.child.kill('SIGTERM');
-    await Promise.all([noop, broker].map(({ child }) => new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once('exit', resolve)))));
+    const running = started.filter((child) => child.exitCode === null && child.signalCode === null);
+    for (const child of running) child.kill('SIGTERM');
+    await Promise.all(running.map((child) => new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve)))));
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

@@ -44,11 +44,6 @@ export async function ensureTopic(admin: Admin, request: TopicRequest): Promise<
   }
 }
 
-/** Records stored in the topic now: the sum over partitions of highWatermark - logStartOffset. */
-export function storedRecords(description: TopicDescription): number {
-  return description.partitions.reduce((sum, partition) => sum + Math.max(0, partition.highWatermark - partition.logStartOffset), 0);
-}
-
 export async function describe(server: string, name: string): Promise<TopicDescription> {
   const admin = new Admin({ server });
   try {

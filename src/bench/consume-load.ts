@@ -8,15 +8,18 @@
  * offset. With a group it joins as the group's member, starts each assigned partition at the
  * group's committed offset (earliest when none), and commits where it stopped before leaving.
  *
- * The read stops after `records` records or at the end offsets the topic had when it started,
- * whichever comes first; the time runs from the assignment to the last batch. Throughput counts
- * key and value bytes of the records read.
+ * The read stops after `records` records (or a little more: batches are taken whole). It fails
+ * at once when fewer than `records` records lie between its start offsets and the end offsets
+ * the topic has when it starts, rather than report a shorter read as if it were the one asked
+ * for: `readableRecords` tells the consume phase how many it must fill first. The time runs
+ * from the assignment to the last batch. Throughput counts key and value bytes of the records
+ * read.
  */
 import type { Logger } from '../common/logger.js';
 import { Connection } from '../client/connection.js';
 import { Consumer } from '../client/consumer.js';
-import { describeTopic } from '../client/admin.js';
-import { BenchGroupMember } from './group-member.js';
+import { type TopicDescription, describeTopic } from '../client/admin.js';
+import { BenchGroupMember, committedOffsets } from './group-member.js';
 import type { LoadFigures } from './produce-load.js';
 import type { Progress } from './progress.js';
 
@@ -42,6 +45,41 @@ export interface ConsumeFigures extends LoadFigures {
   startOffsets: Record<string, number>;
 }
 
+/**
+ * Where the read starts in each partition: with a group, its committed offset (kept within the
+ * log's start and end offsets), else the log start offset.
+ */
+async function startOffsets(connection: Connection, description: TopicDescription, group: string | null): Promise<Map<number, number>> {
+  const committed = group === null ? new Map<number, number>() : await committedOffsets(connection, group, description.name);
+  return new Map(
+    description.partitions.map((partition) => {
+      const offset = committed.get(partition.partition) ?? partition.logStartOffset;
+      return [partition.partition, Math.min(partition.highWatermark, Math.max(partition.logStartOffset, offset))];
+    }),
+  );
+}
+
+/** Records between `starts` and the high watermarks, over `partitions`. */
+function recordsAfter(description: TopicDescription, starts: ReadonlyMap<number, number>, partitions: readonly number[]): number {
+  const ends = new Map(description.partitions.map((partition) => [partition.partition, partition.highWatermark]));
+  return partitions.reduce((sum, partition) => sum + Math.max(0, ends.get(partition)! - starts.get(partition)!), 0);
+}
+
+/**
+ * Records a read of the topic would find now: from the group's committed offsets with a group
+ * (the benchmark, its only member, is assigned every partition), else from the log start.
+ */
+export async function readableRecords(server: string, topic: string, group: string | null): Promise<number> {
+  const connection = new Connection({ server });
+  try {
+    const description = await describeTopic(connection, topic);
+    const starts = await startOffsets(connection, description, group);
+    return recordsAfter(description, starts, description.partitions.map((partition) => partition.partition));
+  } finally {
+    connection.close();
+  }
+}
+
 export async function runConsumeLoad(options: ConsumeLoadOptions): Promise<ConsumeFigures> {
   const connection = new Connection({ server: options.server });
   let member: BenchGroupMember | null = null;
@@ -50,15 +88,17 @@ export async function runConsumeLoad(options: ConsumeLoadOptions): Promise<Consu
   try {
     const description = await describeTopic(connection, options.topic);
     let partitions = description.partitions.map((partition) => partition.partition);
-    const starts = new Map(description.partitions.map((partition) => [partition.partition, partition.logStartOffset]));
     if (options.group !== null) {
       member = await BenchGroupMember.join(connection, options.group, options.topic, GROUP_JOIN_TIMEOUT_MS);
       partitions = [...member.partitions];
-      for (const [partition, offset] of await member.committedOffsets()) if (starts.has(partition)) starts.set(partition, offset);
     }
-    const ends = new Map(description.partitions.map((partition) => [partition.partition, partition.highWatermark]));
-    const available = partitions.reduce((sum, partition) => sum + Math.max(0, ends.get(partition)! - starts.get(partition)!), 0);
-    const target = Math.min(options.records, available);
+    const starts = await startOffsets(connection, description, options.group);
+    const available = recordsAfter(description, starts, partitions);
+    if (available < options.records) {
+      const from = options.group === null ? 'the log start' : `group "${options.group}"'s committed offsets`;
+      throw new Error(`only ${available} records of "${options.topic}" lie after ${from}, fewer than the ${options.records} to read`);
+    }
+    const target = options.records;
     consumer = new Consumer({
       connection,
       resetPolicy: 'earliest',
@@ -71,22 +111,19 @@ export async function runConsumeLoad(options: ConsumeLoadOptions): Promise<Consu
     const positions = new Map<number, number>();
     stopProgress = options.progress.start(options.label, () => records);
     const startedAt = performance.now();
-    let endedAt = startedAt;
-    if (target > 0) {
-      await consumer.assign(partitions.map((partition) => ({ topic: options.topic, partition })));
-      while (records < target) {
-        const batch = await consumer.nextBatch({ timeoutMs: STALL_TIMEOUT_MS });
-        if (batch === null) throw new Error(`the read stalled: no record for ${STALL_TIMEOUT_MS} ms after ${records} of ${target} records`);
-        const list = batch.records;
-        for (let index = 0; index < list.length; index++) {
-          const record = list[index]!;
-          bytes += (record.key?.length ?? 0) + (record.value?.length ?? 0);
-        }
-        records += list.length;
-        positions.set(batch.partition, list[list.length - 1]!.offset + 1);
+    await consumer.assign(partitions.map((partition) => ({ topic: options.topic, partition })));
+    while (records < target) {
+      const batch = await consumer.nextBatch({ timeoutMs: STALL_TIMEOUT_MS });
+      if (batch === null) throw new Error(`the read stalled: no record for ${STALL_TIMEOUT_MS} ms after ${records} of ${target} records`);
+      const list = batch.records;
+      for (let index = 0; index < list.length; index++) {
+        const record = list[index]!;
+        bytes += (record.key?.length ?? 0) + (record.value?.length ?? 0);
       }
-      endedAt = performance.now();
+      records += list.length;
+      positions.set(batch.partition, list[list.length - 1]!.offset + 1);
     }
+    const endedAt = performance.now();
     stopProgress();
     if (member !== null) {
       if (member.revoked.length > 0) throw new Error(`the group took partitions ${member.revoked.join(', ')} away during the read (another member joined "${options.group}")`);

@@ -17,6 +17,12 @@
  * - `subscribe`: the `Subscribe` RPC (server push), one stream per partition started at the end
  *   offset looked up before the first send; raw batches decoded with the storage codec.
  *
+ * A record's send time is when it was actually sent, as the latency's definition asks. When the
+ * sender itself is held up (a GC pause, a busy event loop), the records due meanwhile go out
+ * late and that delay is in no record's latency (coordinated omission); so the sender's lag
+ * behind its schedule is measured apart (`senderLag`): at each tick that sends, now − the time
+ * the first record it sends was due.
+ *
  * Records sent during the first `warmupSeconds` (JIT compilation, connection set-up) are read but
  * not counted, and the CPU time of the phase is taken from the end of the warm-up
  * (`onMeasurementStart`). The producer's acknowledgement latency is measured too. A record that
@@ -88,6 +94,8 @@ export interface E2eFigures {
   latency: LatencyRecorder;
   /** Send to the producer's acknowledgement. */
   acknowledgementLatency: LatencyRecorder;
+  /** Per measured tick: how late its first record was sent against the schedule. */
+  senderLag: LatencyRecorder;
   /** Measured records that never arrived. */
   lost: number;
   warmupRecords: number;
@@ -196,9 +204,12 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
   const producer = new Producer({ server: options.server, acks: options.acks, idempotent: options.acks !== 'none', lingerMs: options.lingerMs, batchBytes: options.batchBytes, logger: options.logger });
   const template = randomBytes(options.recordSize);
   const warmupRecords = Math.round(options.rate * options.warmupSeconds);
-  const total = warmupRecords + Math.round(options.rate * options.durationSeconds);
-  const endToEnd = new LatencyRecorder(total - warmupRecords);
-  const acknowledgement = new LatencyRecorder(total - warmupRecords);
+  const measuredRecords = Math.round(options.rate * options.durationSeconds);
+  if (measuredRecords < 1) throw new RangeError(`rate × duration must give at least 1 measured record, got ${options.rate} × ${options.durationSeconds} s`);
+  const total = warmupRecords + measuredRecords;
+  const endToEnd = new LatencyRecorder(measuredRecords);
+  const acknowledgement = new LatencyRecorder(measuredRecords);
+  const senderLag = new LatencyRecorder(Math.ceil((options.durationSeconds * 1000) / TICK_MS));
   let received = 0;
   let measuredReceived = 0;
   /** Send time (wall clock) of the first measured record: earlier ones are the warm-up. */
@@ -234,7 +245,9 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
     let measuredTo = 0;
     await new Promise<void>((resolve) => {
       const tick = (): void => {
-        const due = Math.min(total, throttle.allowed());
+        const now = performance.now();
+        const due = Math.min(total, throttle.allowed(now));
+        if (sent < due && sent >= warmupRecords) senderLag.record(now - throttle.dueAt(sent));
         for (; sent < due && failure === null; sent++) {
           const value = Buffer.allocUnsafe(options.recordSize);
           template.copy(value, SEND_TIME_BYTES, SEND_TIME_BYTES);
@@ -271,14 +284,14 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
     }
     if (failure !== null) throw failure;
     stopProgress();
-    const measured = total - warmupRecords;
     return {
-      records: measured,
-      bytes: measured * options.recordSize,
+      records: measuredRecords,
+      bytes: measuredRecords * options.recordSize,
       seconds: (measuredTo - measuredFrom) / 1000,
       latency: endToEnd,
       acknowledgementLatency: acknowledgement,
-      lost: measured - measuredReceived,
+      senderLag,
+      lost: measuredRecords - measuredReceived,
       warmupRecords,
     };
   } finally {

@@ -59,12 +59,6 @@ export class BenchGroupMember {
     return this.owned;
   }
 
-  /** The group's committed offsets of the topic, by partition. */
-  async committedOffsets(): Promise<Map<number, number>> {
-    const response = await this.connection.unary(groups.fetchOffsets, v1.FetchOffsetsRequest.create({ groupId: this.groupId, topics: [this.topic] }));
-    return new Map(response.offsets.filter((entry) => entry.topic === this.topic).map((entry) => [entry.partition, Long.fromValue(entry.offset).toNumber()]));
-  }
-
   /** Commits `positions` (partition → next offset), then leaves the group. */
   async commitAndLeave(positions: ReadonlyMap<number, number>): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer);
@@ -112,4 +106,10 @@ export class BenchGroupMember {
       if (lost.length > 0) this.revoked = lost;
     }
   }
+}
+
+/** `groupId`'s committed offsets of `topic`, by partition (no membership needed to read them). */
+export async function committedOffsets(connection: Connection, groupId: string, topic: string): Promise<Map<number, number>> {
+  const response = await connection.unary(groups.fetchOffsets, v1.FetchOffsetsRequest.create({ groupId, topics: [topic] }));
+  return new Map(response.offsets.filter((entry) => entry.topic === topic).map((entry) => [entry.partition, Long.fromValue(entry.offset).toNumber()]));
 }

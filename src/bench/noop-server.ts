@@ -9,14 +9,17 @@
  * - Log: InitProducer hands out ids. Produce and ProduceStream count the records of each
  *   request (raw batches: from the batch headers; plain records: the list) and answer with
  *   contiguous offsets per partition, as the broker does; nothing is stored except, per
- *   partition, the last raw batch received. Fetch serves copies of that batch with rewritten
- *   base offsets up to the partition's end offset and `max_bytes`, so a catch-up read gets the
- *   shape the producer sent; Subscribe pushes the same from its start offset up to the end
+ *   partition, one raw batch received: the first of the largest size so far, so a full batch
+ *   of the fill rather than its last, partly filled one (which may hold a single record).
+ *   Fetch serves copies of that batch with rewritten base offsets up to the partition's end
+ *   offset and `max_bytes`, so a catch-up read gets the full batches the producer sent, the
+ *   shape Strata's log holds; Subscribe pushes the same from its start offset up to the end
  *   offset, then relays each batch produced after that as it arrives (its base offset set, as
  *   the broker sets it), so the e2e workload measures the transport alone: one produce request
  *   and one push, with nothing stored or synced in between. ListOffsets answers earliest 0 and
  *   latest = the end offset.
- *   The Groups service is not served (UNIMPLEMENTED).
+ *   The Groups service is not served (UNIMPLEMENTED), and plain records are counted, not kept,
+ *   so `strata bench baseline --workload consume` refuses --group and --path records.
  *
  * Memory is bounded: one batch per partition, and per subscriber what grpc-js holds until the
  * stream drains.
@@ -54,7 +57,7 @@ type LiveSubscriber = (batch: Buffer, baseOffset: number, nextOffset: number) =>
 
 interface NoopPartition {
   endOffset: number;
-  /** The last raw batch produced to the partition; Fetch serves copies of it. */
+  /** The first of the largest raw batches produced to the partition; Fetch serves copies of it. */
   template: Buffer | null;
   templateRecords: number;
   /** Subscribers caught up with `endOffset`. */
@@ -126,8 +129,10 @@ export class NoopState {
         const batch = batches.subarray(position, position + size);
         const baseOffset = partition.endOffset;
         writeBaseOffset(batches, position, baseOffset);
-        partition.template = batch;
-        partition.templateRecords = count;
+        if (count > partition.templateRecords) {
+          partition.template = batch;
+          partition.templateRecords = count;
+        }
         append(count);
         // A copy of the set (a subscriber may leave it and join again while being called), made
         // only when someone reads at the end: produce baselines have no subscriber.

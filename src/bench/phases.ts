@@ -7,8 +7,8 @@
 import type { Logger } from '../common/logger.js';
 import { Admin } from '../client/admin.js';
 import type { Acks } from '../client/producer.js';
-import { type BenchTopic, describe, ensureTopic, storedRecords } from './bench-topic.js';
-import { runConsumeLoad } from './consume-load.js';
+import { type BenchTopic, describe, ensureTopic } from './bench-topic.js';
+import { readableRecords, runConsumeLoad } from './consume-load.js';
 import { E2E_RATE_DEFAULT, type E2eReaderKind, runE2eLoad } from './e2e-load.js';
 import { type ProducePath, runProduceLoad } from './produce-load.js';
 import type { Progress } from './progress.js';
@@ -103,7 +103,7 @@ function label(context: PhaseContext, workload: string): string {
 export async function producePhase(context: PhaseContext, records = context.settings.records, workload = 'produce'): Promise<PhaseOutcome> {
   const { settings } = context;
   const topic = await prepareTopic(context);
-  context.server?.resetSampledPeak();
+  context.server?.resetPeaks();
   const { figures, cpu } = await measured(context, () => runProduceLoad({
     server: context.address,
     topic: settings.topic,
@@ -125,18 +125,22 @@ export async function producePhase(context: PhaseContext, records = context.sett
   return { rows: [resultRow(workload, context.serverKind, figures, latencyMeasures, context.server?.memory() ?? null, cpu)], topic };
 }
 
-/** Fills the topic up to `records` stored records when it holds fewer, then reads them. */
+/**
+ * Fills the topic until `records` records lie after where the read starts (the log start, or a
+ * group's committed offsets: a second run with the same group reads on from where the first
+ * stopped), then reads them.
+ */
 export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome> {
   const { settings } = context;
   let topic = await prepareTopic(context);
   const rows: ResultRow[] = [];
-  const missing = settings.records - storedRecords(topic.description);
+  const missing = settings.records - (await readableRecords(context.address, settings.topic, settings.group));
   if (missing > 0) {
     const filled = await producePhase({ ...context, settings: { ...settings, rate: null } }, missing, 'fill');
     rows.push(...filled.rows);
     topic = { ...topic, description: await describe(context.address, settings.topic) };
   }
-  context.server?.resetSampledPeak();
+  context.server?.resetPeaks();
   const { figures, cpu } = await measured(context, () => runConsumeLoad({
     server: context.address,
     topic: settings.topic,
@@ -154,7 +158,7 @@ export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome>
 export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
   const { settings } = context;
   const topic = await prepareTopic(context);
-  context.server?.resetSampledPeak();
+  context.server?.resetPeaks();
   const { figures, cpu } = await measured(context, (startMeasuring) => runE2eLoad({
     server: context.address,
     topic: settings.topic,
@@ -173,6 +177,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
   }));
   const row = resultRow('e2e', context.serverKind, figures, SEND_TO_CONSUMED[settings.reader], context.server?.memory() ?? null, cpu);
   row.acknowledgementLatency = figures.acknowledgementLatency.summary();
+  row.senderLag = figures.senderLag.summary();
   row.lost = figures.lost;
   return { rows: [row], topic };
 }

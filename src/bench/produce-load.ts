@@ -9,13 +9,15 @@
  *   (batchBytes, lingerMs), encodes RecordBatch v2 as records arrive and pipelines the
  *   batches on its ProduceStream (idempotent unless acks is 'none'). Records
  *   without a key go to the sticky partition, which moves on with each batch, as in Kafka.
- *   Latency of a record: from the `send()` call to its acknowledgement, so it includes the wait
- *   in the producer's buffer, as Kafka's tool measures it. Like a Kafka producer whose send
- *   blocks when the buffer is full, the load waits while `bufferBytes` worth of records are
- *   unacknowledged.
+ *   Like a Kafka producer whose send blocks when the buffer is full, the load waits while
+ *   `bufferBytes` worth of records are unacknowledged. Latency of a record: from the moment it
+ *   is due to be sent (before that wait, where Kafka's tool starts its clock before a blocking
+ *   `send()`) to its acknowledgement, so it includes the wait for buffer room and the wait in
+ *   the producer's buffer, as Kafka's tool measures it. Records are sent in chunks of about a
+ *   batch and share their chunk's start time.
  * - `records`: plain protobuf records (the path every gRPC language has) on one ProduceStream
- *   per producer: requests of as many records as a raw batch of `batchBytes` holds, spread
- *   round-robin over the partitions, with the producer's in-flight bounds (5 per partition, 64
+ *   per producer: requests of as many records as a raw batch of `batchBytes` holds (at a
+ *   `rate`, a millisecond's worth at most), spread round-robin over the partitions, with the producer's in-flight bounds (5 per partition, 64
  *   in all). Latency of a record: from its request being written to the answer.
  *
  * Throughput counts value bytes only (records × recordSize), as Kafka's tool does; the time runs
@@ -145,6 +147,16 @@ export function recordsPerBatch(batchBytes: number, recordSize: number): number 
 }
 
 /**
+ * Records a producer hands over at once (a chunk of sends, or one request on the records path):
+ * about one batch, or at a `rate` (records/s) at most a millisecond's worth, so that a throttled
+ * load sends about every millisecond rather than a whole batch in one burst every few hundred.
+ */
+export function recordsPerSend(batchBytes: number, recordSize: number, rate: number | null): number {
+  const batch = recordsPerBatch(batchBytes, recordSize);
+  return rate === null ? batch : Math.max(1, Math.min(batch, Math.ceil(rate / 1000)));
+}
+
+/**
  * One producer's share: sends in chunks of about one batch, letting the event loop run between
  * chunks (the producer sends on the next turn), and waits while the buffer bound is reached.
  */
@@ -158,7 +170,7 @@ async function driveProducer(
   counters: SharedCounters,
 ): Promise<void> {
   const throttle = rate === null ? null : new Throttle(rate);
-  const chunkSize = rate === null ? recordsPerBatch(options.batchBytes, options.recordSize) : Math.max(1, Math.min(recordsPerBatch(options.batchBytes, options.recordSize), Math.ceil(rate / 1000)));
+  const chunkSize = recordsPerSend(options.batchBytes, options.recordSize, rate);
   const outstandingMax = Math.max(chunkSize, Math.floor(options.bufferBytes / (options.recordSize + RECORD_OVERHEAD_BYTES)));
   let outstanding = 0;
   let failure: Error | null = null;
@@ -176,12 +188,15 @@ async function driveProducer(
       if (delayMs > 0) await sleep(delayMs);
     }
     const end = Math.min(count, sent + chunkSize);
+    // The clock starts before the wait for buffer room, as Kafka's tool starts it before a
+    // send() that blocks on a full buffer: that wait is part of the latency. One stamp covers
+    // the whole chunk (its records are handed to the producer within microseconds of each
+    // other once there is room), so each record's start is its chunk's.
+    const chunkSentAt = performance.now();
     while (outstanding + (end - sent) > outstandingMax && failure === null) {
       await new Promise<void>((resolve) => (roomWaiter = resolve));
       roomWaiter = null;
     }
-    // One send time per chunk: its records are sent within microseconds of each other.
-    const chunkSentAt = performance.now();
     const acknowledged = (error: Error | null): void => {
       if (error !== null) return fail(error);
       recorder.record(clock.now() - chunkSentAt);
@@ -209,8 +224,9 @@ async function driveRecordsStream(
   recorder: LatencyRecorder,
   counters: SharedCounters,
 ): Promise<void> {
+  if (count === 0) return; // more producers than records: this one has nothing to send
   const throttle = rate === null ? null : new Throttle(rate);
-  const perRequest = recordsPerBatch(options.batchBytes, options.recordSize);
+  const perRequest = recordsPerSend(options.batchBytes, options.recordSize, rate);
   const window = Math.min(IN_FLIGHT_MAX, IN_FLIGHT_PER_PARTITION * options.partitions);
   const acks = { all: v1.Acks.ACKS_ALL, leader: v1.Acks.ACKS_LEADER, none: v1.Acks.ACKS_NONE }[options.acks];
   const stream = connection.bidiStream(methods.produceStream);
@@ -260,6 +276,10 @@ async function driveRecordsStream(
         else pump();
       });
       stream.on('error', (error) => reject(toClientError(error)));
+      // Ended by the server without an error status while answers are owed: they never come.
+      stream.on('end', () => {
+        if (pending.size > 0 || sent < count) reject(new Error(`the ProduceStream ended with ${pending.size} requests unanswered and ${count - sent} records not sent`));
+      });
       pump();
     });
   } finally {

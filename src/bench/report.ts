@@ -19,11 +19,16 @@
  *     latencyMeasures               what the latency is the time of
  *     acknowledgementLatency        e2e only: send to the producer's acknowledgement
  *     lost                          e2e only: measured records that never arrived
- *     serverMemory                  { rssMiB, rssPeakSampledMiB, rssPeakMiB } of a local server, else null
+ *     senderLag                     e2e only: { count, meanMs, p50Ms, ... maxMs } of how late the sender
+ *                                   sent against its schedule (per tick; not counted in latency)
+ *     serverMemory                  { rssMiB, rssPeakSampledMiB, rssPeakMiB, rssPeakPhaseMiB } of a local
+ *                                   server (see server-process.ts), else null
  *     cpu                           { clientSeconds, clientMicrosPerRecord, serverSeconds, serverMicrosPerRecord }
  *                                   (server: local servers only, else null)
  *   ratioToBaseline                 baseline only: Strata's figure ÷ the no-op server's (see ratioOf)
  *   ratioOf                         baseline only: "records/s" (produce, consume) or "p99 latency" (e2e)
+ *   baselineWarmupRecords           baseline of produce or consume: records of the unmeasured warm-up run
+ *                                   against the no-op server before its measured phase; else null
  */
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
@@ -47,6 +52,7 @@ export interface ResultRow {
   latencyMeasures: string | null;
   acknowledgementLatency?: LatencySummary | null;
   lost?: number;
+  senderLag?: LatencySummary | null;
   serverMemory: ServerMemory | null;
   cpu: CpuUse;
 }
@@ -98,6 +104,7 @@ export interface BenchReport {
   results: ResultRow[];
   ratioToBaseline: number | null;
   ratioOf: BaselineRatio['of'] | null;
+  baselineWarmupRecords: number | null;
 }
 
 /**
@@ -192,13 +199,20 @@ export function formatReport(report: BenchReport): string {
     if (result.lost !== undefined && result.lost > 0) lines.push(`${result.workload}: ${formatInteger(result.lost)} records never arrived`);
   }
   if (report.results.some((result) => result.acknowledgementLatency !== undefined)) lines.push('(acked): latency from send() to the producer\'s acknowledgement');
+  const baseline = report.results.some((result) => result.server === 'no-op');
+  for (const result of report.results) {
+    if (result.senderLag === undefined || result.senderLag === null) continue;
+    const lag = result.senderLag;
+    lines.push(`${result.workload}${baseline ? ` (${result.server})` : ''} sender lag behind schedule (not counted in latency): p99 ${lag.p99Ms.toFixed(2)} ms, max ${lag.maxMs.toFixed(2)} ms`);
+  }
+  if (report.baselineWarmupRecords !== null) lines.push(`no-op server: an unmeasured warm-up of ${formatInteger(report.baselineWarmupRecords)} records ran before its measured phase (a client as warm as Strata's)`);
   if (report.ratioToBaseline !== null && report.ratioOf !== null) lines.push(`Strata / no-op server (${report.ratioOf}): ${report.ratioToBaseline.toFixed(2)}`);
   return `${lines.join('\n')}\n`;
 }
 
 function tableRow(label: string, result: ResultRow, latency: LatencySummary | null | undefined, latencyOnly = false): string[] {
   const ms = (value: number | undefined): string => (value === undefined ? '-' : value < 10 ? value.toFixed(2) : value < 1000 ? value.toFixed(1) : formatInteger(value));
-  const rss = result.serverMemory?.rssPeakSampledMiB ?? result.serverMemory?.rssPeakMiB ?? null;
+  const rss = result.serverMemory?.rssPeakPhaseMiB ?? null;
   return [
     label,
     latencyOnly ? '' : result.server,

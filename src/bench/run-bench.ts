@@ -8,13 +8,17 @@
  * fraction of the no-op server's; for e2e, Strata's p99 latency as a multiple of the no-op
  * server's (which relays each batch to the reader as it arrives, storing and syncing nothing).
  * Both servers run as child processes of this one, with the same client code and settings, one
- * at a time.
+ * at a time; the no-op server first, after an unmeasured warm-up (see baselineWarmupRecords).
+ *
+ * Ctrl-C or SIGTERM during a run stops the servers it started and removes a local broker's
+ * data directory before the process exits (see started-servers.ts).
  */
 import type { Logger } from '../common/logger.js';
 import { startLocalBroker } from './local-broker.js';
 import { startNoopServerProcess } from './noop-server.js';
 import { type BenchSettings, type PhaseContext, type PhaseOutcome, type Workload, runPhase } from './phases.js';
 import type { Progress } from './progress.js';
+import { StartedServers } from './started-servers.js';
 import { type BaselineRatio, type BenchReport, type ResultRow, loadAverage, machineInfo, packageVersion } from './report.js';
 
 export type BenchWorkload = Workload | 'baseline';
@@ -31,15 +35,32 @@ export interface BenchRun {
   progress: Progress;
 }
 
+const WARMUP_RECORDS_MIN = 10_000;
+const WARMUP_RECORDS_MAX = 200_000;
+
+/**
+ * Records of the warm-up run against the no-op server in a baseline of produce or consume. The
+ * no-op server is measured first, in the same client process as Strata after it: without a
+ * warm-up its phase would pay for V8 compiling the client's hot paths and Strata's would find
+ * them compiled, which biased the ratio in Strata's favour. So an unmeasured run of the same
+ * workload (same settings, another topic) goes first, and both measured phases get a warm
+ * client: a tenth of the records, at least WARMUP_RECORDS_MIN (enough for V8 to optimise the
+ * send and receive paths), at most WARMUP_RECORDS_MAX (a bound on its time). e2e needs none:
+ * each of its phases warms up before it measures (--warmup-seconds).
+ */
+export function baselineWarmupRecords(records: number): number {
+  return Math.min(WARMUP_RECORDS_MAX, Math.max(WARMUP_RECORDS_MIN, Math.round(records / 10)));
+}
+
 /** Runs `body` against Strata: the local broker (started and stopped here) or --server. */
-async function withStrata(run: BenchRun, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
+async function withStrata(run: BenchRun, servers: StartedServers, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
   const base = { settings: run.settings, serverKind: 'strata' as const, logger: run.logger, progress: run.progress };
   if (!run.settings.local) return body({ ...base, address: run.settings.server, server: null });
   const serveArgs = [
     ...(run.settings.writeMode === null ? [] : ['--write-mode', run.settings.writeMode]),
     ...(run.settings.smallIo === null ? [] : ['--small-io', run.settings.smallIo]),
   ];
-  const broker = await startLocalBroker({ profileDirectory: run.settings.profileServer, serveArgs });
+  const broker = await servers.track(startLocalBroker({ profileDirectory: run.settings.profileServer, serveArgs }));
   try {
     return await body({ ...base, address: broker.server.address, server: broker.server });
   } catch (error) {
@@ -50,8 +71,8 @@ async function withStrata(run: BenchRun, body: (context: PhaseContext) => Promis
   }
 }
 
-async function withNoop(run: BenchRun, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
-  const noop = await startNoopServerProcess();
+async function withNoop(run: BenchRun, servers: StartedServers, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
+  const noop = await servers.track(startNoopServerProcess());
   try {
     return await body({ settings: run.settings, address: noop.address, server: noop, serverKind: 'no-op', logger: run.logger, progress: run.progress });
   } finally {
@@ -60,19 +81,39 @@ async function withNoop(run: BenchRun, body: (context: PhaseContext) => Promise<
 }
 
 export async function runBench(run: BenchRun): Promise<BenchReport> {
+  const servers = new StartedServers();
+  const stopHandlingSignals = servers.handleSignals();
+  try {
+    return await runWorkload(run, servers);
+  } catch (error) {
+    // Stopped by a signal: the handler ends the process once the servers are down.
+    if (servers.interrupted !== null) await servers.interrupted;
+    throw error;
+  } finally {
+    stopHandlingSignals();
+  }
+}
+
+async function runWorkload(run: BenchRun, servers: StartedServers): Promise<BenchReport> {
   const startedAt = new Date().toISOString();
   const loadAtStart = loadAverage();
   let outcome: PhaseOutcome;
   let ratio: BaselineRatio | null = null;
+  let warmupRecords: number | null = null;
   if (run.workload === 'baseline') {
-    const baseline = await withNoop(run, (context) => runPhase(run.baselineWorkload, context));
-    const strata = await withStrata(run, (context) => runPhase(run.baselineWorkload, context));
-    const measured = (rows: ResultRow[]): ResultRow => rows.find((row) => row.workload === run.baselineWorkload)!;
-    ratio = baselineRatio(run.baselineWorkload, measured(strata.rows), measured(baseline.rows));
+    const workload = run.baselineWorkload;
+    if (workload !== 'e2e') warmupRecords = baselineWarmupRecords(run.settings.records);
+    const baseline = await withNoop(run, servers, async (context) => {
+      if (warmupRecords !== null) await runPhase(workload, { ...context, settings: { ...context.settings, topic: `${context.settings.topic}-warmup`, records: warmupRecords } });
+      return runPhase(workload, context);
+    });
+    const strata = await withStrata(run, servers, (context) => runPhase(workload, context));
+    const measured = (rows: ResultRow[]): ResultRow => rows.find((row) => row.workload === workload)!;
+    ratio = baselineRatio(workload, measured(strata.rows), measured(baseline.rows));
     outcome = { rows: [...baseline.rows, ...strata.rows], topic: strata.topic };
   } else {
     const workload = run.workload;
-    outcome = await withStrata(run, (context) => runPhase(workload, context));
+    outcome = await withStrata(run, servers, (context) => runPhase(workload, context));
   }
   const { description, created } = outcome.topic;
   return {
@@ -88,12 +129,16 @@ export async function runBench(run: BenchRun): Promise<BenchReport> {
     results: outcome.rows,
     ratioToBaseline: ratio?.value ?? null,
     ratioOf: ratio?.of ?? null,
+    baselineWarmupRecords: warmupRecords,
   };
 }
 
-/** Strata's figure against the no-op server's: records/s, or for e2e the p99 latency. */
-export function baselineRatio(workload: Workload, strata: ResultRow, noop: ResultRow): BaselineRatio {
+/**
+ * Strata's figure against the no-op server's: records/s, or for e2e the p99 latency; null when
+ * a side has no latency (no measured record arrived).
+ */
+export function baselineRatio(workload: Workload, strata: ResultRow, noop: ResultRow): BaselineRatio | null {
   const rounded = (value: number): number => Math.round(value * 1000) / 1000;
-  if (workload === 'e2e') return { value: rounded(strata.latency!.p99Ms / noop.latency!.p99Ms), of: 'p99 latency' };
+  if (workload === 'e2e') return strata.latency === null || noop.latency === null ? null : { value: rounded(strata.latency.p99Ms / noop.latency.p99Ms), of: 'p99 latency' };
   return { value: rounded(strata.recordsPerSecond / noop.recordsPerSecond), of: 'records/s' };
 }

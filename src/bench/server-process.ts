@@ -7,10 +7,14 @@
  * rest of stdout is drained (a full pipe would stall the child) and the last lines are kept for
  * the error message if the child exits early. RSS is sampled every 250 ms while the process
  * runs, so `memory()` gives the peak seen and the current value; on Linux `VmHWM` (the kernel's
- * own peak) is reported too.
+ * own peak) is reported too. A sample every 250 ms can miss a short spike that the kernel's
+ * peak keeps, so each phase starts by resetting both (`resetPeaks`: VmHWM through
+ * `/proc/<pid>/clear_refs`, which Linux allows for one's own processes) and the phase's peak is
+ * the larger of the two; where the reset is refused, VmHWM covers the whole life of the process
+ * and the phase's peak is the sampled one alone.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 export const SERVER_START_TIMEOUT_MS = 30_000;
@@ -25,8 +29,10 @@ export interface ServerMemory {
   rssMiB: number | null;
   /** Highest RSS sampled while the benchmark ran (MiB). */
   rssPeakSampledMiB: number | null;
-  /** The kernel's peak RSS of the process since it started (VmHWM, MiB). */
+  /** The kernel's peak RSS (VmHWM, MiB) since the phase started, or where it could not be reset, since the process started. */
   rssPeakMiB: number | null;
+  /** Peak RSS during the phase (MiB): the larger of the two above where VmHWM was reset, else the sampled one. */
+  rssPeakPhaseMiB: number | null;
 }
 
 export interface ServerProcessOptions {
@@ -43,6 +49,8 @@ export class ServerProcess {
   private readonly lines: string[];
   private readonly sampler: NodeJS.Timeout;
   private peakSampledKiB = 0;
+  /** True when VmHWM was reset at the start of the phase (it then tells the phase's peak). */
+  private kernelPeakIsPhase = false;
   private readonly exited: Promise<void>;
   private stopping: Promise<void> | null = null;
 
@@ -118,10 +126,13 @@ export class ServerProcess {
     const status = readStatus(this.pid);
     const rssKiB = status === null ? null : statusField(status, 'VmRSS');
     const peakKiB = status === null ? null : statusField(status, 'VmHWM');
+    const sampledKiB = this.peakSampledKiB > 0 ? this.peakSampledKiB : null;
+    const phaseKiB = this.kernelPeakIsPhase && peakKiB !== null ? Math.max(peakKiB, sampledKiB ?? 0) : sampledKiB;
     return {
       rssMiB: toMiB(rssKiB),
-      rssPeakSampledMiB: this.peakSampledKiB > 0 ? toMiB(this.peakSampledKiB) : null,
+      rssPeakSampledMiB: toMiB(sampledKiB),
       rssPeakMiB: toMiB(peakKiB),
+      rssPeakPhaseMiB: toMiB(phaseKiB),
     };
   }
 
@@ -141,8 +152,14 @@ export class ServerProcess {
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
   }
 
-  /** Restarts the sampled peak (between phases of one run). */
-  resetSampledPeak(): void {
+  /** Restarts the sampled peak and, where Linux lets it, the kernel's (at the start of a phase). */
+  resetPeaks(): void {
+    try {
+      writeFileSync(`/proc/${this.pid}/clear_refs`, '5'); // 5: reset the peak RSS (proc(5))
+      this.kernelPeakIsPhase = true;
+    } catch {
+      this.kernelPeakIsPhase = false; // not Linux, too old a kernel, or not permitted
+    }
     this.peakSampledKiB = 0;
     this.sample();
   }

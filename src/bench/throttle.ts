@@ -16,7 +16,12 @@ export class Throttle {
 
   /** Milliseconds to wait before record number `sent` (0-based) is due; 0 when it is due now. */
   delayMs(sent: number, now = performance.now()): number {
-    return Math.max(0, this.startedAt + (sent * 1000) / this.rate - now);
+    return Math.max(0, this.dueAt(sent) - now);
+  }
+
+  /** When record number `index` (0-based) is due, on the performance.now() clock. */
+  dueAt(index: number): number {
+    return this.startedAt + (index * 1000) / this.rate;
   }
 }
 

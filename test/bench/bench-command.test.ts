@@ -2,15 +2,17 @@
 // documented figures, so the benchmark stays usable as the code changes; method: the compiled CLI
 // (dist/, built by `npm test`) as a child process with --local (its own broker on a temporary
 // directory) and small numbers, then the --json report is checked field by field. No speed is
-// asserted: the machine running the tests may be busy.
+// asserted: the machine running the tests may be busy. Interrupted runs are checked for what they
+// leave behind: the local broker's process and its data directory (TMPDIR points the run at a
+// directory of the test's own).
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { processScheduling, type Scheduling } from '../../src/bench/scheduling.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, startCli } from '../helpers/cli.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 
 const run = promisify(execFile);
@@ -29,6 +31,7 @@ interface Report {
   results: Result[];
   ratioToBaseline: number | null;
   ratioOf: string | null;
+  baselineWarmupRecords: number | null;
 }
 
 interface Latency {
@@ -53,7 +56,8 @@ interface Result {
   latencyMeasures: string | null;
   acknowledgementLatency?: Latency | null;
   lost?: number;
-  serverMemory: { rssMiB: number | null; rssPeakSampledMiB: number | null; rssPeakMiB: number | null } | null;
+  senderLag?: Latency | null;
+  serverMemory: { rssMiB: number | null; rssPeakSampledMiB: number | null; rssPeakMiB: number | null; rssPeakPhaseMiB: number | null } | null;
 }
 
 /** Runs `strata bench ARGS --local --json FILE`; resolves with the report and the table. */
@@ -107,6 +111,8 @@ function expectLocalServerMemory(result: Result): void {
   expect(result.serverMemory).not.toBeNull();
   expect(result.serverMemory!.rssPeakSampledMiB).toBeGreaterThan(10);
   expect(result.serverMemory!.rssPeakMiB).toBeGreaterThanOrEqual(result.serverMemory!.rssPeakSampledMiB! - 1);
+  // The table's figure: the larger of the two where the kernel's peak was reset for the phase.
+  expect(result.serverMemory!.rssPeakPhaseMiB).toBeGreaterThanOrEqual(result.serverMemory!.rssPeakSampledMiB!);
 }
 
 describe('strata bench', () => {
@@ -158,8 +164,8 @@ describe('strata bench', () => {
     expect(report.results.at(-1)!.records).toBe(5000);
   });
 
-  it('e2e: every record is consumed, with send-to-consumption latency', async () => {
-    const { report } = await bench('e2e', ['e2e', '--duration', '1', '--rate', '1000', '--warmup-seconds', '0.2']);
+  it('e2e: every record is consumed, with send-to-consumption latency and the sender\'s lag', async () => {
+    const { report, stdout } = await bench('e2e', ['e2e', '--duration', '1', '--rate', '1000', '--warmup-seconds', '0.2']);
     expectCommonFields(report, 'e2e');
     const [e2e] = report.results;
     expect(e2e).toMatchObject({ workload: 'e2e', server: 'strata', records: 1000, lost: 0 });
@@ -168,6 +174,10 @@ describe('strata bench', () => {
     expectLatency(e2e!.acknowledgementLatency, 1000);
     expect(e2e!.latencyMeasures).toContain('Consumer');
     expect(report.parameters).toMatchObject({ rate: 1000, duration: 1, 'linger-ms': 0, reader: 'consumer' });
+    // How late the sender was against its schedule, per tick: apart from the latency.
+    expect(e2e!.senderLag!.count).toBeGreaterThan(0);
+    expect(e2e!.senderLag!.p99Ms).toBeLessThanOrEqual(e2e!.senderLag!.maxMs * 1.001 + 0.001);
+    expect(stdout).toMatch(/^e2e sender lag behind schedule \(not counted in latency\): p99 \d+\.\d\d ms, max \d+\.\d\d ms$/m);
   });
 
   it('e2e warms up for 5 s unless told otherwise', async () => {
@@ -204,6 +214,9 @@ describe('strata bench', () => {
     expect(report.parameters['linger-ms']).toBe(5);
     expect(report.parameters).not.toHaveProperty('rate');
     expect(stdout).toContain('Strata / no-op server (records/s)');
+    // The no-op server ran an unmeasured warm-up first (its floor: 10,000 records).
+    expect(report.baselineWarmupRecords).toBe(10000);
+    expect(stdout).toContain('no-op server: an unmeasured warm-up of 10,000 records ran before its measured phase');
   });
 
   it('baseline of the catch-up read', async () => {
@@ -216,6 +229,7 @@ describe('strata bench', () => {
       ['consume', 'strata'],
     ]);
     expect(report.ratioToBaseline).toBeGreaterThan(0);
+    expect(report.baselineWarmupRecords).toBe(10000);
   });
 
   it('baseline of e2e latency: the no-op server relays each batch, nothing stored or synced', async () => {
@@ -235,6 +249,8 @@ describe('strata bench', () => {
     expect(report.ratioOf).toBe('p99 latency');
     expect(report.ratioToBaseline).toBeCloseTo(strata!.latency!.p99Ms / noop!.latency!.p99Ms, 2);
     expect(stdout).toContain('Strata / no-op server (p99 latency)');
+    expect(stdout).toContain('e2e (no-op) sender lag behind schedule');
+    expect(report.baselineWarmupRecords).toBeNull(); // each e2e phase warms up itself
   });
 
   it('refuses options that do not fit together', async () => {
@@ -246,5 +262,58 @@ describe('strata bench', () => {
       code: 2,
       stderr: expect.stringContaining('at least 8'),
     });
+    const refusals: [string[], string][] = [
+      [['e2e', '--rate', '1', '--duration', '0.4'], '--rate × --duration must give at least 1 measured record for e2e, got 1 × 0.4'],
+      [['baseline', '--workload', 'e2e', '--rate', '2', '--duration', '0.2'], '--rate × --duration must give at least 1 measured record for e2e, got 2 × 0.2'],
+      [['baseline', '--workload', 'consume', '--path', 'records'], 'baseline --workload consume cannot fill with --path records: the no-op server keeps no plain records to read back'],
+      [['baseline', '--workload', 'consume', '--group', 'g'], 'baseline --workload consume cannot read with --group: the no-op server has no consumer groups'],
+    ];
+    for (const [args, message] of refusals) {
+      const result = await runCli(['bench', ...args, '--local']);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(`strata: ${message}\n`);
+    }
   });
+});
+
+/** Pids of live (not zombie) processes whose command line mentions `text`. */
+function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) continue;
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${entry}/status`, 'utf8'))) continue;
+      pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+describe.skipIf(!existsSync('/proc/self/cmdline'))('strata bench interrupted', () => {
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    it(`${signal}: stops the local broker, removes its data directory and exits ${code}`, { timeout: 60_000 }, async () => {
+      const parent = temporaryDirectory(`strata-bench-${signal}-`);
+      // A slow load (1,000 records/s for 1,000 s) that is still running when the signal comes.
+      const cli = startCli(['bench', 'produce', '--local', '--records', '1000000', '--rate', '1000'], { env: { TMPDIR: parent } });
+      try {
+        const deadline = Date.now() + 30_000;
+        while (processesMentioning(parent).length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(processesMentioning(parent)).toHaveLength(1); // the broker, on a data directory under `parent`
+        expect(readdirSync(parent)).toHaveLength(1);
+        await new Promise((resolve) => setTimeout(resolve, 1_500)); // the load under way
+        cli.child.kill(signal);
+        const exit = await Promise.race([cli.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 30_000))]);
+        expect(exit).toEqual({ code, signal: null });
+        expect(processesMentioning(parent)).toEqual([]);
+        expect(readdirSync(parent)).toEqual([]);
+      } finally {
+        cli.kill();
+        for (const pid of processesMentioning(parent)) process.kill(pid, 'SIGKILL');
+        removeDirectory(parent);
+      }
+    });
+  }
 });

@@ -1,6 +1,7 @@
 // Goal: the e2e workload counts only the records sent after its warm-up, delivers every one of
-// them, and says when the measured part starts (the phase takes its CPU time from there); method:
-// a real in-process broker over gRPC.
+// them, says when the measured part starts (the phase takes its CPU time from there), measures
+// the sender's lag behind its schedule apart from the latency, and refuses a rate and duration
+// that give no measured record; method: a real in-process broker over gRPC.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runE2eLoad } from '../../src/bench/e2e-load.js';
 import { Admin } from '../../src/client/admin.js';
@@ -34,4 +35,14 @@ it('starts measuring once, when the warm-up records have been sent', async () =>
   expect(measurementStarts).toHaveLength(1);
   // Record 300 is due 300 ms after the first one: the measurement cannot start earlier.
   expect(measurementStarts[0]! - startedAt).toBeGreaterThanOrEqual(300);
+  // The sender's lag: one value per measured tick that sent (1 ms ticks, 1 record/ms).
+  expect(figures.senderLag.count).toBeGreaterThan(50);
+  expect(figures.senderLag.count).toBeLessThanOrEqual(500);
+  expect(figures.senderLag.summary()!.p50Ms).toBeGreaterThanOrEqual(0);
+});
+
+it('refuses a rate and duration that give no measured record', async () => {
+  await expect(runE2eLoad(e2eLoadOptions(broker.address, 'e2e-warmup', { durationSeconds: 0.0004, warmupSeconds: 0 }))).rejects.toThrow(
+    'rate × duration must give at least 1 measured record',
+  );
 });

@@ -1,8 +1,9 @@
 // Goal: the no-op server relays every batch produced after a subscriber caught up (or, started
 // past the end, once the end reaches it), with the producer's own records in order and offsets
 // as the broker would assign them, so that
-// `strata bench baseline --workload e2e` measures the transport alone; and a cancelled
-// subscription is no longer relayed to. Method: the no-op server in this process, the real client
+// `strata bench baseline --workload e2e` measures the transport alone; a cancelled
+// subscription is no longer relayed to; and a catch-up read gets copies of a full batch of the
+// fill, not of its last, short one. Method: the no-op server in this process, the real client
 // Producer and Consumer over gRPC.
 import { once } from 'node:events';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -12,6 +13,9 @@ import { Admin } from '../../src/client/admin.js';
 import { Consumer, type ConsumerOptions, type ConsumerRecord } from '../../src/client/consumer.js';
 import { Producer } from '../../src/client/producer.js';
 import { rootLogger } from '../../src/common/logger.js';
+import { strata } from '../../src/generated/strata.js';
+import { forEachBatch, readRecordCount } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
 
 let state: NoopState;
@@ -120,4 +124,19 @@ it('carries the e2e workload: every record sent arrives', async () => {
   const figures = await runE2eLoad(e2eLoadOptions(server.address, 'relay-e2e', { durationSeconds: 0.3, warmupSeconds: 0.1 }));
   expect(figures).toMatchObject({ records: 300, lost: 0 });
   expect(figures.latency.count).toBe(300);
+});
+
+it('serves a catch-up read copies of a full batch, not of the short one that ended the fill', () => {
+  const produce = (count: number): void => {
+    const batch = buildBatch(Array.from({ length: count }, (_, index) => ({ value: Buffer.from(`value-${index}`) })));
+    state.produce(strata.v1.ProduceRequest.create({ topic: 'template', partition: 0, batch }));
+  };
+  produce(4);
+  produce(4);
+  produce(1); // the fill's remainder
+  const { batches, nextOffset } = state.fetch('template', 0, 0, 1 << 20);
+  const counts: number[] = [];
+  forEachBatch(batches, (position) => counts.push(readRecordCount(batches, position)));
+  expect(counts).toEqual([4, 4, 4]);
+  expect(nextOffset).toBe(12);
 });

@@ -51,7 +51,7 @@ const PRODUCE_OPTIONS = {
 } as const satisfies Record<string, Options>;
 
 const CONSUME_OPTIONS = {
-  records: { type: 'number', default: 1_000_000, describe: 'Records to read (the topic is filled up to this many first)', requiresArg: true },
+  records: { type: 'number', default: 1_000_000, describe: 'Records to read (first the topic is filled until this many lie after where the read starts: the earliest offset, or the --group\'s committed offsets)', requiresArg: true },
   group: { type: 'string', describe: 'Read as a member of this consumer group (commits where it stops)', requiresArg: true },
   'fetch-bytes': { type: 'number', describe: 'Consumer maxBytesPerPartition (default: the client\'s, 1 MiB)', requiresArg: true },
 } as const satisfies Record<string, Options>;
@@ -167,6 +167,15 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   const rate = argv.rate === undefined ? (measured === 'e2e' ? E2E_RATE_DEFAULT : null) : positiveNumber(argv.rate, '--rate');
   const recordSize = positiveInteger(argv['record-size'], '--record-size');
   if (measured === 'e2e' && recordSize < SEND_TIME_BYTES) throw new UsageError(`--record-size must be at least ${SEND_TIME_BYTES} for e2e (the value carries the send time)`);
+  const durationSeconds = argv.duration === undefined ? 0 : positiveNumber(argv.duration, '--duration');
+  // Fewer would measure nothing: no latency, and a sending time of nothing.
+  if (measured === 'e2e' && rate! * durationSeconds < 1) throw new UsageError(`--rate × --duration must give at least 1 measured record for e2e, got ${rate} × ${durationSeconds}`);
+  const group = typeof argv.group === 'string' && argv.group !== '' ? argv.group : null;
+  if (workload === 'baseline' && measured === 'consume') {
+    // The no-op server serves Fetch from raw batches it kept, and no Groups service.
+    if (argv.path === 'records') throw new UsageError('baseline --workload consume cannot fill with --path records: the no-op server keeps no plain records to read back');
+    if (group !== null) throw new UsageError('baseline --workload consume cannot read with --group: the no-op server has no consumer groups');
+  }
   return {
     server: local ? '' : serverAddress(argv),
     local,
@@ -184,9 +193,9 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
     lingerMs: argv['linger-ms'] === undefined ? (workload === 'baseline' && measured !== 'e2e' ? PRODUCE_LINGER_MS_DEFAULT : 0) : nonNegativeNumber(argv['linger-ms'], '--linger-ms'),
     bufferBytes: positiveInteger(argv['buffer-bytes'], '--buffer-bytes'),
     path: (argv.path ?? 'raw') as ProducePath,
-    group: typeof argv.group === 'string' && argv.group !== '' ? argv.group : null,
+    group,
     fetchBytes: argv['fetch-bytes'] === undefined ? null : positiveInteger(argv['fetch-bytes'], '--fetch-bytes'),
-    durationSeconds: argv.duration === undefined ? 0 : positiveNumber(argv.duration, '--duration'),
+    durationSeconds,
     warmupSeconds: argv['warmup-seconds'] === undefined ? 0 : nonNegativeNumber(argv['warmup-seconds'], '--warmup-seconds'),
     reader: argv.reader === 'subscribe' ? 'subscribe' : 'consumer',
     profileServer,
