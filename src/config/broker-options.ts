@@ -87,7 +87,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
   if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--listen must be host:port, got "${argv.listen}"`);
   const metricsListen = argv['metrics-listen'];
   if (metricsListen !== '' && !/^.+:\d+$/.test(metricsListen)) {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--metrics-listen must be host:port or "", got "${metricsListen}"`);
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--metrics-listen must be host:port (an IPv6 host in brackets: [::]:9464) or "", got "${metricsListen}"`);
   }
   return {
     dataDir: argv['data-dir'],

@@ -90,13 +90,18 @@ export class ConsumerGroup {
   groupEpoch = 0;
   assignor: AssignorName = 'uniform';
   private target: Assignment = new Map();
-  /** Counts rebalances (target recomputations that moved something), for metrics. */
+  /** Rebalances so far: target recomputations that moved something. */
   rebalances = 0;
 
-  /** `newMemberId` is injectable so simulations replay exactly from their seed. */
+  /**
+   * `newMemberId` is injectable so simulations replay exactly from their seed. `onRebalance`
+   * runs at each rebalance, as it happens (the metrics count there: a count read later would
+   * miss the rebalances of a group forgotten in between).
+   */
   constructor(
     readonly groupId: string,
     private readonly newMemberId: () => string = randomUUID,
+    private readonly onRebalance: () => void = () => undefined,
   ) {}
 
   get state(): GroupState {
@@ -292,8 +297,12 @@ export class ConsumerGroup {
     for (const topic of this.subscribedTopics(topics)) counts.set(topic, topics.get(topic)!);
     const members = [...this.members.values()].map((member) => ({ memberId: member.memberId, topics: new Set(topicsOf(member, topics)) }));
     const next = assign(this.assignor, members, counts, this.target);
-    if (!sameAssignment(this.target, next)) this.rebalances++;
+    const moved = !sameAssignment(this.target, next);
     this.target = next;
+    if (moved) {
+      this.rebalances++;
+      this.onRebalance();
+    }
   }
 
   /**

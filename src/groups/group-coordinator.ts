@@ -10,6 +10,7 @@
  * changes recompute the targets of the groups that subscribe to the topic (regular-expression
  * subscriptions pick up new topics this way). Offsets of a deleted topic are deleted.
  */
+import { randomUUID } from 'node:crypto';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { groupIdProblem, newGroupIdProblem } from '../common/group-id.js';
@@ -26,7 +27,21 @@ export interface GroupCoordinatorOptions {
   sessionCheckIntervalMs?: number;
   clock?: Clock;
   logger?: Logger;
+  events?: GroupEvents;
 }
+
+/**
+ * What the coordinator reports as it happens, for the metrics: a group's target assignment
+ * changed (a rebalance), and a group was forgotten (no members and no committed offsets left,
+ * or deleted), so that per-group series can go with it. A group recreated later under the same
+ * id starts again from nothing.
+ */
+export interface GroupEvents {
+  rebalanced(groupId: string): void;
+  forgotten(groupId: string): void;
+}
+
+const NO_GROUP_EVENTS: GroupEvents = { rebalanced: () => undefined, forgotten: () => undefined };
 
 export interface HeartbeatRequest {
   groupId: string;
@@ -112,6 +127,7 @@ export class GroupCoordinator {
   readonly heartbeatIntervalMs: number;
   private readonly clock: Clock;
   private readonly logger: Logger;
+  private readonly events: GroupEvents;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -123,6 +139,7 @@ export class GroupCoordinator {
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'groups' });
+    this.events = options.events ?? NO_GROUP_EVENTS;
     this.timer = setInterval(() => this.expireSessions(), options.sessionCheckIntervalMs ?? 100);
     this.timer.unref();
     broker.onPartitionsChanged = (topic) => this.topicsChanged(topic);
@@ -191,7 +208,8 @@ export class GroupCoordinator {
       if (request.memberEpoch !== 0) {
         throw new StrataError(ErrorCode.NOT_FOUND, `member ${request.memberId} is not in group "${request.groupId}"; rejoin with member epoch 0`);
       }
-      group = new ConsumerGroup(request.groupId);
+      const groupId = request.groupId;
+      group = new ConsumerGroup(groupId, randomUUID, () => this.events.rebalanced(groupId));
       this.groups.set(request.groupId, group);
     }
     try {
@@ -204,8 +222,13 @@ export class GroupCoordinator {
   /** A group with no members and no committed offsets does not exist any more. */
   private forgetIfUnused(group: ConsumerGroup): void {
     if (group.members.size === 0 && this.groups.get(group.groupId) === group && this.offsets.list(group.groupId).length === 0) {
-      this.groups.delete(group.groupId);
+      this.forget(group.groupId);
     }
+  }
+
+  private forget(groupId: string): void {
+    this.groups.delete(groupId);
+    this.events.forgotten(groupId);
   }
 
   private heartbeatIn(group: ConsumerGroup, request: HeartbeatRequest, sessionTimeoutMs: number | null, assignor: AssignorName | null): HeartbeatResult {
@@ -410,7 +433,7 @@ export class GroupCoordinator {
     this.requireGroup(groupId);
     await this.whileEmpty(groupId, 'delete', () => this.offsets.deleteGroupOffsets(groupId));
     const group = this.groups.get(groupId);
-    if (group !== undefined && group.members.size === 0) this.groups.delete(groupId);
+    if (group !== undefined && group.members.size === 0) this.forget(groupId);
     this.logger.info({ group: groupId }, 'group deleted');
   }
 
@@ -459,9 +482,9 @@ export class GroupCoordinator {
     return result;
   }
 
-  /** Counts for metrics: members per group and rebalances so far. */
-  stats(): { groupId: string; members: number; rebalances: number }[] {
-    return [...this.groups.values()].map((group) => ({ groupId: group.groupId, members: group.members.size, rebalances: group.rebalances }));
+  /** Members per group, for metrics (rebalances are reported as they happen: `GroupEvents`). */
+  stats(): { groupId: string; members: number }[] {
+    return [...this.groups.values()].map((group) => ({ groupId: group.groupId, members: group.members.size }));
   }
 
   close(): void {

@@ -69,10 +69,7 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest, metrics
     }
     const batches = Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength);
     result = await broker.produceBatches(topic, partition, batches, acks);
-    if (metrics !== null) {
-      metrics.bytesIn.inc({ topic }, batches.length);
-      metrics.recordsIn.inc({ topic }, countRecords(batches));
-    }
+    if (metrics !== null && !answeredAsDuplicate(result)) metrics.recordsIn.inc({ topic }, countRecords(batches));
   } else {
     const producerId = request.producerId === null || request.producerId === undefined ? -1 : toSafeNumber(request.producerId, 'producer_id');
     const producer =
@@ -81,10 +78,7 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest, metrics
         : null;
     const records = parseWireRecords(incoming.source, incoming.recordRanges);
     result = await broker.produceRecords(topic, partition, records, acks, producer);
-    if (metrics !== null) {
-      metrics.bytesIn.inc({ topic }, records.payloadBytes);
-      metrics.recordsIn.inc({ topic }, records.count);
-    }
+    if (metrics !== null && !answeredAsDuplicate(result)) metrics.recordsIn.inc({ topic }, records.count);
   }
   return v1.ProduceResponse.create({
     correlationId: request.correlationId,
@@ -98,6 +92,17 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest, metrics
     ),
     logAppendTimeMs: toLong(result.logAppendTimeMs),
   });
+}
+
+/**
+ * Whether the append was a retry of one already stored (idempotent producers), answered with the
+ * first append's offsets: its records are not counted in again. (Bytes in are counted from what
+ * the logs write, see `metrics.ts`, so duplicates, never written, are left out there too.) Only a
+ * produce with producer fields can be a duplicate, and it goes to one partition: one batch.
+ * Under acks=none the answer comes before the check, so such a duplicate is counted.
+ */
+function answeredAsDuplicate(result: ProduceResult): boolean {
+  return result.batches.some((appended) => appended.duplicate);
 }
 
 function countRecords(batches: Buffer): number {
@@ -195,13 +200,20 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       call.once('close', () => context.metrics?.activeCalls.dec({ method: 'Subscribe' }));
       subscribe(broker, call, ended.signal, context.metrics).finally(() => ended.release()).then(
         () => {
-          if (!ended.cancelled()) {
-            call.emit('error', toServiceError({ code: status.UNAVAILABLE, details: 'the broker is shutting down; subscribe again from next_offset', unexpected: false }));
+          if (ended.cancelled()) {
+            countSubscribeEnd(context.metrics, status.CANCELLED);
+            return;
           }
+          countSubscribeEnd(context.metrics, status.UNAVAILABLE);
+          call.emit('error', toServiceError({ code: status.UNAVAILABLE, details: 'the broker is shutting down; subscribe again from next_offset', unexpected: false }));
         },
         (error: unknown) => {
-          if (ended.cancelled()) return;
+          if (ended.cancelled()) {
+            countSubscribeEnd(context.metrics, status.CANCELLED);
+            return;
+          }
           const failure = toGrpcFailure(error);
+          countSubscribeEnd(context.metrics, failure.code);
           logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: error }, 'request failed');
           call.emit('error', toServiceError(failure));
         },
@@ -218,6 +230,17 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       });
     }),
   };
+}
+
+/**
+ * Counts a Subscribe once, when it ends, in `strata_requests_total` with its final code: the
+ * error that ended it (NOT_FOUND, INVALID_ARGUMENT, ...), UNAVAILABLE when the broker stopped
+ * it, CANCELLED when the client did (the usual end of a consumer that stops; those are expected,
+ * not failures). Its duration is left out of `strata_request_duration_seconds`: a subscription
+ * lasts as long as its consumer wants, and would swamp the latency of the calls that answer.
+ */
+function countSubscribeEnd(metrics: BrokerMetrics | null, code: status): void {
+  metrics?.requests.inc({ method: 'Subscribe', code: status[code] ?? String(code) });
 }
 
 async function subscribe(

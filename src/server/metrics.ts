@@ -1,16 +1,21 @@
 /**
  * Prometheus metrics (prom-client). One `BrokerMetrics` per process, created by `runBroker` and
- * handed to the parts that count: the gRPC handlers (requests, errors by code, latency, bytes and
- * records in and out per topic, active calls) and the instrumented file system (fdatasync
- * latency). Partition and group figures are read from the broker and the coordinator when
- * Prometheus scrapes, so the hot paths pay nothing for them. Process metrics and event-loop lag
- * come from prom-client's default collectors.
+ * handed to the parts that count: the gRPC handlers (requests, errors by code, latency, records
+ * in, bytes and records out per topic, active calls), the group coordinator (rebalances, as they
+ * happen) and the instrumented file system (fdatasync latency). Partition figures, bytes in and
+ * group sizes and lag are read from the broker and the coordinator when Prometheus scrapes, so
+ * the hot paths pay nothing for them. Process metrics and event-loop lag come from prom-client's
+ * default collectors.
+ *
+ * Counters never go down while the process runs (Prometheus would read a drop as a restart and
+ * rate() would spike): a counter summed over partitions keeps the counts of partitions that went
+ * away (`PartitionLogTally`); a per-topic or per-group series goes away with its topic or group.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Broker } from '../broker/broker.js';
-import type { GroupCoordinator } from '../groups/group-coordinator.js';
+import type { GroupCoordinator, GroupEvents } from '../groups/group-coordinator.js';
 import { type FileSystem, NodeFileSystem } from '../storage/file-system.js';
-import type { IoCalls } from '../storage/partition-log.js';
+import type { IoCalls, PartitionLog } from '../storage/partition-log.js';
 
 const LATENCY_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -19,24 +24,26 @@ export class BrokerMetrics {
   readonly requests: Counter<'method' | 'code'>;
   readonly requestSeconds: Histogram<'method'>;
   readonly activeCalls: Gauge<'method'>;
-  readonly bytesIn: Counter<'topic'>;
   readonly recordsIn: Counter<'topic'>;
   readonly bytesOut: Counter<'topic'>;
   readonly recordsOut: Counter<'topic'>;
   readonly fsyncSeconds: Histogram;
   private readonly rebalances: Counter<'group'>;
-  private readonly rebalancesSeen = new Map<string, number>();
+  private readonly partitionLogs = new PartitionLogTally();
   private broker: Broker | null = null;
   private groups: GroupCoordinator | null = null;
 
-  constructor() {
+  /**
+   * `isServing` says whether the broker takes calls: `strata_ready` follows it, as /readyz does
+   * (0 during recovery and again from the start of a graceful shutdown).
+   */
+  constructor(private readonly isServing: () => boolean = () => false) {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
     this.requests = new Counter({ name: 'strata_requests_total', help: 'gRPC requests by method and status code', labelNames: ['method', 'code'], registers });
     this.requestSeconds = new Histogram({ name: 'strata_request_duration_seconds', help: 'gRPC request latency', labelNames: ['method'], buckets: LATENCY_BUCKETS_SECONDS, registers });
     this.activeCalls = new Gauge({ name: 'strata_grpc_active_calls', help: 'gRPC calls in progress (streams included)', labelNames: ['method'], registers });
-    this.bytesIn = new Counter({ name: 'strata_bytes_in_total', help: 'Record batch bytes produced', labelNames: ['topic'], registers });
-    this.recordsIn = new Counter({ name: 'strata_records_in_total', help: 'Records produced', labelNames: ['topic'], registers });
+    this.recordsIn = new Counter({ name: 'strata_records_in_total', help: 'Records produced (appends answered as duplicates of an idempotent retry not included)', labelNames: ['topic'], registers });
     this.bytesOut = new Counter({ name: 'strata_bytes_out_total', help: 'Record batch bytes served to readers', labelNames: ['topic'], registers });
     this.recordsOut = new Counter({ name: 'strata_records_out_total', help: 'Records served to readers', labelNames: ['topic'], registers });
     this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: 'fdatasync latency of log files', buckets: LATENCY_BUCKETS_SECONDS, registers });
@@ -62,6 +69,16 @@ export class BrokerMetrics {
     partitionGauge('strata_partition_segments', 'Open segments of the partition', (state) => state.segmentCount);
     const metrics = this;
     new Counter({
+      name: 'strata_bytes_in_total',
+      help: 'Record batch bytes appended to the topic\'s logs since the broker started, as stored (the same on both produce paths; duplicates of idempotent retries are not stored, so not counted)',
+      labelNames: ['topic'],
+      registers,
+      collect() {
+        this.reset();
+        for (const state of metrics.partitionFigures()) this.inc({ topic: state.topic }, state.writtenBytes.direct + state.writtenBytes.buffered);
+      },
+    });
+    new Counter({
       name: 'strata_partition_written_bytes_total',
       help: 'Log bytes appended since the broker started, by write mode (direct: O_DIRECT, --write-mode direct)',
       labelNames: ['topic', 'partition', 'mode'],
@@ -77,21 +94,16 @@ export class BrokerMetrics {
     });
     new Counter({
       name: 'strata_log_io_calls_total',
-      help: 'Log writes and fdatasyncs of the append path, by the thread that made them (event_loop: small ones, --small-io event-loop)',
+      help: 'Log writes and fdatasyncs of the append path since the broker started, by the thread that made them (event_loop: small ones, --small-io event-loop); deleted topics\' calls included',
       labelNames: ['operation', 'thread'],
       registers,
       collect() {
         this.reset();
-        const states = metrics.partitionFigures();
+        metrics.syncPartitionLogs();
+        const totals = metrics.partitionLogs.ioCallTotals();
         for (const operation of ['write', 'fdatasync'] as const) {
-          let eventLoop = 0;
-          let threadPool = 0;
-          for (const state of states) {
-            eventLoop += state.ioCalls.eventLoop[operation];
-            threadPool += state.ioCalls.threadPool[operation];
-          }
-          this.inc({ operation, thread: 'event_loop' }, eventLoop);
-          this.inc({ operation, thread: 'thread_pool' }, threadPool);
+          this.inc({ operation, thread: 'event_loop' }, totals.eventLoop[operation]);
+          this.inc({ operation, thread: 'thread_pool' }, totals.threadPool[operation]);
         }
       },
     });
@@ -132,28 +144,55 @@ export class BrokerMetrics {
       registers,
       collect() {
         this.reset();
-        for (const group of metrics.groups?.stats() ?? []) {
-          this.set({ group: group.groupId }, group.members);
-          const seen = metrics.rebalancesSeen.get(group.groupId) ?? 0;
-          if (group.rebalances > seen) metrics.rebalances.inc({ group: group.groupId }, group.rebalances - seen);
-          metrics.rebalancesSeen.set(group.groupId, group.rebalances);
-        }
+        for (const group of metrics.groups?.stats() ?? []) this.set({ group: group.groupId }, group.members);
       },
     });
     new Gauge({
       name: 'strata_ready',
-      help: '1 once recovery has finished and the broker accepts requests',
+      help: '1 while the broker accepts requests, as /readyz answers 200: 0 during recovery and from the start of a graceful shutdown',
       registers,
       collect() {
-        this.set(metrics.broker?.ready ? 1 : 0);
+        this.set(metrics.isServing() ? 1 : 0);
       },
     });
   }
 
-  /** Connects the scrape-time collectors to the running broker. */
+  /**
+   * Connects the scrape-time collectors to the running broker. The partition logs are also
+   * followed when topics are created, grown and deleted (the broker's hooks, chained after the
+   * coordinator's), so the calls of a topic created and deleted between two scrapes still count.
+   */
   attach(broker: Broker, groups: GroupCoordinator): void {
     this.broker = broker;
     this.groups = groups;
+    this.syncPartitionLogs();
+    const partitionsChanged = broker.onPartitionsChanged;
+    broker.onPartitionsChanged = (topic) => {
+      this.syncPartitionLogs();
+      partitionsChanged?.(topic);
+    };
+    const topicDeleted = broker.onTopicDeleted;
+    broker.onTopicDeleted = async (topic) => {
+      this.syncPartitionLogs();
+      await topicDeleted?.(topic);
+    };
+  }
+
+  /** For the group coordinator: counts rebalances as they happen, drops a forgotten group's series. */
+  groupEvents(): GroupEvents {
+    return {
+      rebalanced: (groupId) => this.rebalances.inc({ group: groupId }),
+      forgotten: (groupId) => this.rebalances.remove({ group: groupId }),
+    };
+  }
+
+  private syncPartitionLogs(): void {
+    const broker = this.broker;
+    const live: PartitionLog[] = [];
+    if (broker !== null && broker.ready) {
+      for (const { name, partitions } of broker.listTopics()) for (let partition = 0; partition < partitions; partition++) live.push(broker.partitionLog(name, partition));
+    }
+    this.partitionLogs.sync(live);
   }
 
   private partitionFigures(): PartitionFigures[] {
@@ -165,6 +204,46 @@ export class BrokerMetrics {
   /** The real file system, with every fdatasync timed into `strata_fsync_duration_seconds`. */
   timedFileSystem(): FileSystem {
     return new TimedFileSystem(this.fsyncSeconds);
+  }
+}
+
+/**
+ * The partition logs seen so far, and the I/O calls of those that went away. A log's counts live
+ * in the log and start at 0 when it opens; summing the live logs alone would make the total drop
+ * when a topic is deleted. `sync` is given the live logs: a log no longer among them (its topic
+ * deleted, or the broker closed) leaves its final counts in `retired` and is let go.
+ */
+class PartitionLogTally {
+  private readonly logs = new Set<PartitionLog>();
+  private readonly retired: IoCalls = emptyIoCalls();
+
+  sync(live: readonly PartitionLog[]): void {
+    const current = new Set(live);
+    for (const log of this.logs) {
+      if (current.has(log)) continue;
+      addIoCalls(this.retired, log.ioCalls);
+      this.logs.delete(log);
+    }
+    for (const log of live) this.logs.add(log);
+  }
+
+  /** Calls of every log since the broker started: those gone and those open. */
+  ioCallTotals(): IoCalls {
+    const totals = emptyIoCalls();
+    addIoCalls(totals, this.retired);
+    for (const log of this.logs) addIoCalls(totals, log.ioCalls);
+    return totals;
+  }
+}
+
+function emptyIoCalls(): IoCalls {
+  return { eventLoop: { write: 0, fdatasync: 0 }, threadPool: { write: 0, fdatasync: 0 } };
+}
+
+function addIoCalls(into: IoCalls, calls: IoCalls): void {
+  for (const thread of ['eventLoop', 'threadPool'] as const) {
+    into[thread].write += calls[thread].write;
+    into[thread].fdatasync += calls[thread].fdatasync;
   }
 }
 
@@ -201,5 +280,4 @@ interface PartitionFigures {
   sizeBytes: number;
   segmentCount: number;
   writtenBytes: { direct: number; buffered: number };
-  ioCalls: IoCalls;
 }

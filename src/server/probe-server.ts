@@ -13,10 +13,24 @@ export interface ProbeServer {
   close(): Promise<void>;
 }
 
-export async function startProbeServer(listen: string, metrics: BrokerMetrics, isReady: () => boolean, logger: Logger): Promise<ProbeServer> {
+/**
+ * Splits `host:port`. An IPv6 host is written in brackets (`[::]:9464`, `[::1]:0`), as in a URL;
+ * the brackets are not part of the host (given to `listen`, "[::]" fails to resolve: ENOTFOUND).
+ */
+export function parseListenAddress(listen: string): { host: string; port: number } {
   const separator = listen.lastIndexOf(':');
-  const host = listen.slice(0, separator);
-  const port = Number(listen.slice(separator + 1));
+  let host = listen.slice(0, separator);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  return { host, port: Number(listen.slice(separator + 1)) };
+}
+
+/** `host:port` again, with an IPv6 host in brackets, so it can go into a URL. */
+export function formatListenAddress(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export async function startProbeServer(listen: string, metrics: BrokerMetrics, isReady: () => boolean, logger: Logger): Promise<ProbeServer> {
+  const { host, port } = parseListenAddress(listen);
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -45,7 +59,7 @@ export async function startProbeServer(listen: string, metrics: BrokerMetrics, i
     server.listen(port, host, () => resolve());
   });
   const bound = server.address();
-  const address = typeof bound === 'object' && bound !== null ? `${host}:${bound.port}` : listen;
+  const address = typeof bound === 'object' && bound !== null ? formatListenAddress(host, bound.port) : listen;
   return {
     address,
     close: () =>

@@ -20,7 +20,11 @@ const SHUTDOWN_GUARD_MS = 5_000;
 
 type OptionSpec = { type: string; choices?: readonly string[] };
 const OPTION_SPECS: Record<string, OptionSpec> = { ...SERVE_OPTIONS, 'metrics-listen': { type: 'string' } };
-/** Names `strata serve` accepts (yargs runs in strict mode: anything else is a usage error). */
+/**
+ * Names `strata serve` accepts. An unknown flag or --config key is a usage error (yargs runs in
+ * strict mode); an unknown STRATA_* variable is reported on stderr and ignored (src/cli/main.ts),
+ * so one the deployment files set by mistake would silently not apply.
+ */
 const KNOWN_OPTIONS = new Set([...Object.keys(OPTION_SPECS), 'config']);
 
 // ---------------------------------------------------------------------------------------------
@@ -534,7 +538,8 @@ describe('deploy/k8s', () => {
       if (ref) expect(configMaps.find((configMap) => configMap.metadata.name === ref.name)?.data[ref.key], `${entry.name} <- ${ref.name}/${ref.key}`).toBeDefined();
     }
     // Service links would inject STRATA_SERVICE_HOST, STRATA_PORT, ... for the Services named
-    // strata*, which `strata serve` rejects as unknown options.
+    // strata*: `strata serve` would report each as unknown and ignore it, and one named like an
+    // option would set it.
     expect(pod.enableServiceLinks).toBe(false);
   });
 

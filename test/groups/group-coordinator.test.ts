@@ -490,3 +490,48 @@ describe('administration', () => {
     expect(offsetsOf('g')).toEqual([{ topic: 'kept', partition: 0, offset: 0 }]);
   });
 });
+
+describe('events for the metrics', () => {
+  /** A coordinator on the same broker that records its events in order. */
+  function recordingCoordinator(): string[] {
+    const events: string[] = [];
+    coordinator.close();
+    coordinator = new GroupCoordinator(broker, {
+      clock,
+      sessionTimeoutMs: SESSION_MS,
+      heartbeatIntervalMs: 200,
+      sessionCheckIntervalMs: 3_600_000,
+      events: { rebalanced: (groupId) => events.push(`rebalanced ${groupId}`), forgotten: (groupId) => events.push(`forgotten ${groupId}`) },
+    });
+    return events;
+  }
+
+  it('reports each rebalance as it happens and the group when it is forgotten, also when the same id comes back', async () => {
+    const events = recordingCoordinator();
+    await broker.createTopic('t', 2, {});
+    const first = join('g', ['t']);
+    const second = join('g', ['t']);
+    expect(events).toEqual(['rebalanced g', 'rebalanced g']);
+    leave(second); // its partition moves back to the first
+    leave(first); // the last member: the group goes (no committed offsets)
+    expect(events.slice(2)).toEqual(['rebalanced g', 'forgotten g']);
+    join('g', ['t']); // a new group under the old id: its rebalances are its own
+    expect(events.slice(4)).toEqual(['rebalanced g']);
+  });
+
+  it('reports a group forgotten when it is deleted, or when its session expires with nothing committed', async () => {
+    const events = recordingCoordinator();
+    await broker.createTopic('t', 1, {});
+    const member = join('kept', ['t']);
+    settle([member]);
+    await coordinator.commit('kept', member.memberId, member.epoch, [{ topic: 't', partition: 0, offset: 0, metadata: '' }]);
+    leave(member);
+    expect(events).not.toContain('forgotten kept'); // its offsets keep it
+    await coordinator.deleteGroup('kept');
+    expect(events.at(-1)).toBe('forgotten kept');
+    join('silent', ['t']);
+    clock.advance(SESSION_MS + 1);
+    coordinator.expireSessions();
+    expect(events.at(-1)).toBe('forgotten silent');
+  });
+});

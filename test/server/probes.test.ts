@@ -1,16 +1,26 @@
-// Goal: operators can scrape metrics and probe liveness and readiness over HTTP; method: a real
+// Goal: operators can scrape metrics and probe liveness and readiness over HTTP, and the
+// counters mean what their help says (never going down, the same on every path); method: a real
 // broker with its probe server on an ephemeral port, real gRPC traffic, plain HTTP requests.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { networkInterfaces } from 'node:os';
+import { type ServiceError, status } from '@grpc/grpc-js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { rootLogger } from '../../src/common/logger.js';
+import type { strata } from '../../src/generated/strata.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
-import { startProbeServer } from '../../src/server/probe-server.js';
+import { parseListenAddress, startProbeServer } from '../../src/server/probe-server.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { type TestBroker, removeDirectory, startTestBroker } from '../helpers/test-server.js';
 
 async function get(address: string, path: string): Promise<{ status: number; body: string }> {
   const response = await fetch(`http://${address}${path}`);
   return { status: response.status, body: await response.text() };
+}
+
+/** The value of `name{labels...}` in a scrape; null when the series is not there. */
+function optionalMetricValue(text: string, name: string, labels: string): number | null {
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${name}{`) && candidate.includes(labels));
+  return line === undefined ? null : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
 function metricValue(text: string, name: string, labels: string): number {
@@ -77,16 +87,183 @@ describe('probe server of a running broker', () => {
 });
 
 describe('readiness', () => {
-  it('is 503 until the broker says it is ready, while liveness is 200 all along', async () => {
+  it('is 503 until the broker says it is ready, while liveness is 200 all along; strata_ready agrees with /readyz', async () => {
     let ready = false;
-    const probes = await startProbeServer('127.0.0.1:0', new BrokerMetrics(), () => ready, rootLogger);
+    const probes = await startProbeServer('127.0.0.1:0', new BrokerMetrics(() => ready), () => ready, rootLogger);
     try {
       expect((await get(probes.address, '/healthz')).status).toBe(200);
       expect(await get(probes.address, '/readyz')).toEqual({ status: 503, body: 'not ready\n' });
+      expect((await get(probes.address, '/metrics')).body).toMatch(/^strata_ready 0$/m);
       ready = true;
+      expect((await get(probes.address, '/readyz')).status).toBe(200);
+      expect((await get(probes.address, '/metrics')).body).toMatch(/^strata_ready 1$/m);
+      ready = false; // a graceful shutdown begins: both say so, though the logs are still open
+      expect((await get(probes.address, '/readyz')).status).toBe(503);
+      expect((await get(probes.address, '/metrics')).body).toMatch(/^strata_ready 0$/m);
+    } finally {
+      await probes.close();
+    }
+  });
+});
+
+describe('listen addresses', () => {
+  it('takes the brackets off an IPv6 host, and leaves other hosts as they are', () => {
+    expect(parseListenAddress('[::]:9464')).toEqual({ host: '::', port: 9464 });
+    expect(parseListenAddress('[::1]:0')).toEqual({ host: '::1', port: 0 });
+    expect(parseListenAddress('0.0.0.0:9464')).toEqual({ host: '0.0.0.0', port: 9464 });
+    expect(parseListenAddress('localhost:80')).toEqual({ host: 'localhost', port: 80 });
+  });
+
+  const ipv6Loopback = Object.values(networkInterfaces()).some((addresses) => addresses?.some((address) => address.family === 'IPv6' && address.internal));
+  // Skipped only on a machine without an IPv6 loopback address.
+  it.skipIf(!ipv6Loopback)('listens on [::1]:0 and reports an address a URL can hold', async () => {
+    const probes = await startProbeServer('[::1]:0', new BrokerMetrics(), () => true, rootLogger);
+    try {
+      expect(probes.address).toMatch(/^\[::1\]:\d+$/);
       expect((await get(probes.address, '/readyz')).status).toBe(200);
     } finally {
       await probes.close();
+    }
+  });
+});
+
+describe('counters', () => {
+  let broker: TestBroker;
+  let client: TestClient;
+  const scrape = async (): Promise<string> => (await get(broker.metricsAddress!, '/metrics')).body;
+  const ioCalls = (text: string): number =>
+    ['write', 'fdatasync'].flatMap((operation) => ['event_loop', 'thread_pool'].map((thread) => metricValue(text, 'strata_log_io_calls_total', `operation="${operation}",thread="${thread}"`))).reduce((sum, value) => sum + value, 0);
+  const createTopic = (name: string): Promise<unknown> => client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions: 1 }));
+  const produceOne = (topic: string): Promise<unknown> => client.call('log.produce', v1.ProduceRequest.create({ topic, partition: 0, records: [v1.Record.create({ value: Buffer.from('x') })] }));
+
+  beforeAll(async () => {
+    broker = await startTestBroker();
+    client = new TestClient(broker.address);
+  });
+  afterAll(async () => {
+    client.close();
+    await broker.dispose();
+  });
+
+  it('strata_log_io_calls_total keeps the calls of deleted topics, also of one created and deleted between two scrapes', async () => {
+    await createTopic('doomed');
+    for (let index = 0; index < 3; index++) await produceOne('doomed');
+    const before = ioCalls(await scrape());
+    expect(before).toBeGreaterThanOrEqual(6); // a write and an fdatasync each (acks=all, flush=always)
+    await client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'doomed' }));
+    expect(ioCalls(await scrape())).toBe(before);
+    await createTopic('brief');
+    await produceOne('brief');
+    await client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'brief' }));
+    expect(ioCalls(await scrape())).toBe(before + 2);
+  });
+
+  it('strata_bytes_in_total counts the stored batch bytes on both produce paths, and no duplicate of an idempotent retry', async () => {
+    await createTopic('bytes-in');
+    const sizeOfLog = async (): Promise<number> =>
+      (await client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'bytes-in' }))).partitions[0]!.sizeBytes.toNumber();
+    // The records path: the broker builds the batch; its header and framing count too.
+    await client.call('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, records: [v1.Record.create({ key: Buffer.from('k'), value: Buffer.from('value') })] }));
+    let text = await scrape();
+    expect(metricValue(text, 'strata_bytes_in_total', 'topic="bytes-in"')).toBe(await sizeOfLog());
+    expect(metricValue(text, 'strata_records_in_total', 'topic="bytes-in"')).toBe(1);
+    // Idempotent retries, on each path: answered as duplicates, stored and counted once.
+    const initialised = await client.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create());
+    const producer = { producerId: initialised.producerId.toNumber(), producerEpoch: initialised.producerEpoch };
+    const batch = buildBatch([{ value: Buffer.from('one') }, { value: Buffer.from('two') }], { ...producer, baseSequence: 0 });
+    const records = v1.ProduceRequest.create({
+      topic: 'bytes-in',
+      partition: 0,
+      producerId: initialised.producerId,
+      producerEpoch: producer.producerEpoch,
+      baseSequence: 2,
+      records: [v1.Record.create({ value: Buffer.from('three') })],
+    });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const answers = [
+        await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, batch })),
+        await client.call<strata.v1.ProduceResponse>('log.produce', records),
+      ];
+      expect(answers.map((answer) => answer.batches[0]!.duplicate)).toEqual([attempt === 1, attempt === 1]);
+    }
+    text = await scrape();
+    expect(metricValue(text, 'strata_bytes_in_total', 'topic="bytes-in"')).toBe(await sizeOfLog());
+    expect(metricValue(text, 'strata_records_in_total', 'topic="bytes-in"')).toBe(4);
+  });
+
+  describe('Subscribe', () => {
+    type Subscription = NodeJS.EventEmitter & { cancel(): void };
+    const subscribe = (request: strata.v1.ISubscribeRequest): Subscription =>
+      (client.log as unknown as { subscribe(request: unknown): Subscription }).subscribe(v1.SubscribeRequest.create(request));
+    const ended = (call: Subscription): Promise<number> =>
+      new Promise((resolve) => {
+        call.on('data', () => undefined);
+        call.on('error', (error: ServiceError) => resolve(error.code));
+      });
+    const counted = async (code: string): Promise<number> => optionalMetricValue(await scrape(), 'strata_requests_total', `method="Subscribe",code="${code}"`) ?? 0;
+    const cleanups: (() => void)[] = [];
+    afterEach(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
+
+    it('is counted once when it ends, with the code that ended it; not in the latency histogram', async () => {
+      expect(await ended(subscribe({ topic: 'no-such-topic' }))).toBe(status.NOT_FOUND);
+      expect(await ended(subscribe({ topic: '' }))).toBe(status.INVALID_ARGUMENT);
+      await createTopic('followed');
+      expect(await ended(subscribe({ topic: 'followed', partitions: [7] }))).toBe(status.NOT_FOUND);
+      const text = await scrape();
+      expect(metricValue(text, 'strata_requests_total', 'method="Subscribe",code="NOT_FOUND"')).toBe(2);
+      expect(metricValue(text, 'strata_requests_total', 'method="Subscribe",code="INVALID_ARGUMENT"')).toBe(1);
+      expect(text).not.toMatch(/^strata_request_duration_seconds_count\{method="Subscribe"\}/m);
+    });
+
+    it('counts a subscription the client cancels as CANCELLED once it has ended', async () => {
+      await createTopic('cancelled');
+      const before = await counted('CANCELLED');
+      const call = subscribe({ topic: 'cancelled', start: v1.StartPosition.create({ earliest: true }) });
+      const code = ended(call);
+      cleanups.push(() => call.cancel());
+      const following = new Promise((resolve) => call.once('data', resolve));
+      await produceOne('cancelled');
+      await following;
+      call.cancel();
+      expect(await code).toBe(status.CANCELLED);
+      const deadline = Date.now() + 10_000;
+      while ((await counted('CANCELLED')) === before) {
+        if (Date.now() > deadline) throw new Error('the cancelled subscription was never counted');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(await counted('CANCELLED')).toBe(before + 1);
+    });
+  });
+});
+
+describe('rebalance counts', () => {
+  it('count each rebalance as reported, and a forgotten group\'s series goes with it', async () => {
+    const metrics = new BrokerMetrics();
+    const events = metrics.groupEvents();
+    const text = async (): Promise<string> => metrics.registry.metrics();
+    events.rebalanced('g');
+    events.rebalanced('g');
+    events.rebalanced('other');
+    expect(metricValue(await text(), 'strata_group_rebalances_total', 'group="g"')).toBe(2);
+    events.forgotten('g');
+    expect(optionalMetricValue(await text(), 'strata_group_rebalances_total', 'group="g"')).toBeNull();
+    expect(metricValue(await text(), 'strata_group_rebalances_total', 'group="other"')).toBe(1);
+    events.rebalanced('g'); // a group recreated under the same id starts from its own first rebalance
+    expect(metricValue(await text(), 'strata_group_rebalances_total', 'group="g"')).toBe(1);
+  });
+});
+
+describe('stop', () => {
+  it('closes the probe server even when closing the logs fails, and passes that failure on', async () => {
+    const running = await startTestBroker();
+    const close = running.broker.close.bind(running.broker);
+    running.broker.close = () => Promise.reject(new Error('injected: closing the logs failed'));
+    try {
+      await expect(running.stop()).rejects.toThrow(/injected/);
+      await expect(fetch(`http://${running.metricsAddress}/healthz`)).rejects.toThrow();
+    } finally {
+      await close();
+      removeDirectory(running.dataDir);
     }
   });
 });

@@ -1,11 +1,19 @@
 /**
- * `strata serve`: runs the broker until SIGTERM or SIGINT, then shuts down gracefully within
- * `--shutdown-timeout-ms` and exits 0 (1 if the shutdown had to be forced or failed).
+ * `strata serve`: runs the broker until SIGTERM or SIGINT, then shuts down gracefully: in-flight
+ * calls get `--shutdown-timeout-ms` to finish (then they are cut off), the logs are closed, and
+ * the process exits 0 (1 if calls had to be cut off or the shutdown failed; 1 as well, forced,
+ * if the whole stop takes 5 s longer than that bound).
+ *
+ * The signal handlers are installed before the start, not once the broker serves: in a
+ * container node is PID 1, and PID 1 gets no default action for SIGTERM, so a signal without a
+ * handler would be ignored and `docker stop` or a pod deletion during a long recovery would wait
+ * for SIGKILL. A signal during the start logs one line and calls the start off (recovery is
+ * crash-safe: the next start recovers again), and the process exits 1 at once.
  */
 import type { Argv } from 'yargs';
 import { SERVE_OPTIONS, serveSettings } from '../../config/broker-options.js';
 import { rootLogger, setLogLevel } from '../../common/logger.js';
-import { runBroker } from '../../server/run-broker.js';
+import { type RunningBroker, StartAborted, runBroker } from '../../server/run-broker.js';
 import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../config/node-flags.js';
 
 export function serveCommand(yargs: Argv): Argv {
@@ -27,30 +35,49 @@ export function serveCommand(yargs: Argv): Argv {
       if (missing.length > 0) {
         rootLogger.warn({ missing }, `node was started without ${missing.join(' ')}: expect more and longer garbage-collection pauses under load (start it as \`node ${BROKER_NODE_FLAGS.join(' ')} bin/strata.js serve\`, as npm start does)`);
       }
-      const running = await runBroker(settings);
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string): void => {
-          rootLogger.info({ signal }, 'shutting down');
-          const guard = setTimeout(() => {
-            rootLogger.error('shutdown did not finish in time; exiting');
-            process.exit(1);
-          }, settings.shutdownTimeoutMs + 5_000);
-          guard.unref();
-          running.stop().then(
-            (result) => {
-              process.exitCode = result.forced ? 1 : 0;
-              resolve();
-            },
-            (error: unknown) => {
-              rootLogger.error({ err: error }, 'shutdown failed');
-              process.exitCode = 1;
-              resolve();
-            },
-          );
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
+      const startup = new AbortController();
+      let running: RunningBroker | null = null;
+      let stopped: () => void = () => undefined;
+      const whenStopped = new Promise<void>((resolve) => (stopped = resolve));
+      let signalled = false;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (signalled) return;
+        signalled = true;
+        if (running === null) {
+          rootLogger.warn({ signal }, `${signal} during start-up: stopping before serving (log recovery is crash-safe and runs again at the next start)`);
+          startup.abort();
+          return;
+        }
+        stopRunning(running, signal, settings.shutdownTimeoutMs).then(stopped, stopped);
+      };
+      process.once('SIGTERM', onSignal);
+      process.once('SIGINT', onSignal);
+      try {
+        running = await runBroker(settings, rootLogger, startup.signal);
+      } catch (error) {
+        if (!(error instanceof StartAborted)) throw error;
+        // Recovery may still be running in the background (it cannot be interrupted), and would
+        // keep the process alive until it finishes: exit now.
+        process.exit(1);
+      }
+      await whenStopped;
     },
   );
+}
+
+/** Stops the running broker; sets the exit code (1 if calls were cut off or closing failed). */
+async function stopRunning(running: RunningBroker, signal: NodeJS.Signals, shutdownTimeoutMs: number): Promise<void> {
+  rootLogger.info({ signal }, 'shutting down');
+  const guard = setTimeout(() => {
+    rootLogger.error('shutdown did not finish in time; exiting');
+    process.exit(1);
+  }, shutdownTimeoutMs + 5_000);
+  guard.unref();
+  try {
+    const result = await running.stop();
+    process.exitCode = result.forced ? 1 : 0;
+  } catch (error) {
+    rootLogger.error({ err: error }, 'shutdown failed');
+    process.exitCode = 1;
+  }
 }
