@@ -28,7 +28,7 @@
  *   ratioToBaseline                 baseline only: Strata's figure ÷ the no-op server's (see ratioOf)
  *   ratioOf                         baseline only: "records/s" (produce, consume) or "p99 latency" (e2e)
  *   baselineWarmupRecords           baseline of produce or consume: records of the unmeasured warm-up run
- *                                   against the no-op server before its measured phase; else null
+ *                                   to each server before its measured phase; else null
  */
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
@@ -205,7 +205,7 @@ export function formatReport(report: BenchReport): string {
     const lag = result.senderLag;
     lines.push(`${result.workload}${baseline ? ` (${result.server})` : ''} sender lag behind schedule (not counted in latency): p99 ${lag.p99Ms.toFixed(2)} ms, max ${lag.maxMs.toFixed(2)} ms`);
   }
-  if (report.baselineWarmupRecords !== null) lines.push(`no-op server: an unmeasured warm-up of ${formatInteger(report.baselineWarmupRecords)} records ran before its measured phase (a client as warm as Strata's)`);
+  if (report.baselineWarmupRecords !== null) lines.push(`warm-up: an unmeasured run of ${formatInteger(report.baselineWarmupRecords)} records went to each server before its measured phase`);
   if (report.ratioToBaseline !== null && report.ratioOf !== null) lines.push(`Strata / no-op server (${report.ratioOf}): ${report.ratioToBaseline.toFixed(2)}`);
   return `${lines.join('\n')}\n`;
 }

@@ -214,9 +214,9 @@ describe('strata bench', () => {
     expect(report.parameters['linger-ms']).toBe(5);
     expect(report.parameters).not.toHaveProperty('rate');
     expect(stdout).toContain('Strata / no-op server (records/s)');
-    // The no-op server ran an unmeasured warm-up first (its floor: 10,000 records).
+    // Each server had an unmeasured warm-up run first (its floor: 10,000 records).
     expect(report.baselineWarmupRecords).toBe(10000);
-    expect(stdout).toContain('no-op server: an unmeasured warm-up of 10,000 records ran before its measured phase');
+    expect(stdout).toContain('warm-up: an unmeasured run of 10,000 records went to each server before its measured phase');
   });
 
   it('baseline of the catch-up read', async () => {
