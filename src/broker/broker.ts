@@ -224,9 +224,14 @@ export class Broker {
    */
   private async openNewPartitions(topic: string, from: number, to: number, config: LogConfig, commit: () => Promise<void>): Promise<PartitionLog[]> {
     const topicDirectory = join(topicsDirectory(this.dataDir), topic);
+    // Only "no such directory" means that there is none: any other failure (EMFILE, EACCES)
+    // tells nothing of what is there, and cleaning up after a guess could remove a live topic.
     const existing = await this.fs.readdir(topicDirectory).then(
       (names) => new Set(names),
-      () => null, // no directory yet
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return null;
+        throw error;
+      },
     );
     const logs: PartitionLog[] = [];
     try {
@@ -234,9 +239,12 @@ export class Broker {
       await commit();
       return logs;
     } catch (error) {
-      const leftovers: string[] = existing === null ? [topicDirectory] : [];
-      for (let partition = from; existing !== null && partition < to; partition++) {
-        if (!existing.has(String(partition))) leftovers.push(partitionDirectory(this.dataDir, topic, partition));
+      // The topic's directory goes only when this call made it, for a new topic; otherwise
+      // only the partition directories this call made.
+      const madeTopicDirectory = existing === null && from === 0;
+      const leftovers: string[] = madeTopicDirectory ? [topicDirectory] : [];
+      for (let partition = from; !madeTopicDirectory && partition < to; partition++) {
+        if (!existing?.has(String(partition))) leftovers.push(partitionDirectory(this.dataDir, topic, partition));
       }
       for (const log of logs) await log.close().catch((failure: unknown) => this.logger.warn({ topic, err: failure }, 'closing a partition of a failed topic change failed'));
       for (const directory of leftovers) await this.fs.removeTree(directory).catch((failure: unknown) => this.logger.warn({ directory, err: failure }, 'removing the directory of a failed topic change failed'));

@@ -37,6 +37,8 @@ export class TestFileSystem implements FileSystem {
   /** Calls made on the event loop (writevSync, fdatasyncSync). */
   inlineWritevCalls = 0;
   inlineFdatasyncCalls = 0;
+  /** Directory listings of paths that include `pathIncludes` fail with `code` (null: they work). */
+  readdirError: { pathIncludes: string; code: string } | null = null;
   /** Opens of paths that include `pathIncludes` fail with `code` (null: they work). */
   openError: { pathIncludes: string; code: string } | null = null;
   /** openDirect answers null, as on a file system without O_DIRECT. */
@@ -189,7 +191,8 @@ export class TestFileSystem implements FileSystem {
   mkdirs(path: string): Promise<void> {
     return this.real.mkdirs(path);
   }
-  readdir(path: string): Promise<string[]> {
+  async readdir(path: string): Promise<string[]> {
+    if (this.readdirError !== null && path.includes(this.readdirError.pathIncludes)) throw errnoError(this.readdirError.code);
     return this.real.readdir(path);
   }
   async fsyncDirectory(path: string): Promise<void> {

@@ -514,4 +514,19 @@ describe('a topic change that fails partway (broker with an injected FileSystem)
     const { batches } = await broker.partitionLog('grow', 0).read(0, 1024 * 1024);
     expect(decodeBatches(batches).map((record) => record.value!.toString())).toEqual(['kept']);
   });
+
+  it('AddPartitions that cannot list the topic directory (EMFILE) fails before it opens anything, and removes nothing', async () => {
+    await broker.createTopic('listed', 1, {});
+    await broker.produceBatches('listed', 0, batchOf('kept'), 'all');
+    fs.readdirError = { pathIncludes: join('topics', 'listed'), code: 'EMFILE' };
+    fs.openError = { pathIncludes: join('topics', 'listed', '1'), code: 'EMFILE' };
+    await expect(broker.addPartitions('listed', 2)).rejects.toThrow(/EMFILE/);
+    fs.readdirError = null;
+    fs.openError = null;
+    expect(readdirSync(join(dataDir, 'topics', 'listed'))).toEqual(['0']);
+    expect(broker.partitionCount('listed')).toBe(1);
+    const { batches } = await broker.partitionLog('listed', 0).read(0, 1024 * 1024);
+    expect(decodeBatches(batches).map((record) => record.value!.toString())).toEqual(['kept']);
+    expect(readdirSync(join(dataDir, 'topics', 'listed', '0')).length).toBeGreaterThan(0);
+  });
 });
