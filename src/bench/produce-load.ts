@@ -10,10 +10,10 @@
  *   batches on its ProduceStream (idempotent unless acks is 'none'). Records
  *   without a key go to the sticky partition, which moves on with each batch, as in Kafka.
  *   Like a Kafka producer whose send blocks when the buffer is full, the load waits while
- *   `bufferBytes` worth of records are unacknowledged. Latency of a record: from the moment it
- *   is due to be sent (before that wait, where Kafka's tool starts its clock before a blocking
- *   `send()`) to its acknowledgement, so it includes the wait for buffer room and the wait in
- *   the producer's buffer, as Kafka's tool measures it. Records are sent in chunks of about a
+ *   `bufferBytes` worth of records are unacknowledged. Latency of a record: from when the load
+ *   goes to send it (after any pause for `rate`, before that wait: Kafka's tool starts its
+ *   clock before a `send()` that blocks) to its acknowledgement, so it includes the wait for
+ *   buffer room and the wait in the producer's buffer, as Kafka's tool measures it. Records are sent in chunks of about a
  *   batch and share their chunk's start time.
  * - `records`: plain protobuf records (the path every gRPC language has) on one ProduceStream
  *   per producer: requests of as many records as a raw batch of `batchBytes` holds (at a

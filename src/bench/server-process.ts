@@ -152,8 +152,11 @@ export class ServerProcess {
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
   }
 
-  /** Restarts the sampled peak and, where Linux lets it, the kernel's (at the start of a phase). */
-  resetPeaks(): void {
+  /**
+   * Restarts the sampled peak and, where Linux lets it, the kernel's (at the start of a phase);
+   * returns whether the kernel's was reset.
+   */
+  resetPeaks(): boolean {
     try {
       writeFileSync(`/proc/${this.pid}/clear_refs`, '5'); // 5: reset the peak RSS (proc(5))
       this.kernelPeakIsPhase = true;
@@ -162,6 +165,7 @@ export class ServerProcess {
     }
     this.peakSampledKiB = 0;
     this.sample();
+    return this.kernelPeakIsPhase;
   }
 
   /** SIGTERM, then SIGKILL if the child has not exited within the bound. Idempotent. */

@@ -100,7 +100,7 @@ export function pipelinedStream<Request, Response>(
         .then((response) => {
           inFlight--;
           if (!call.cancelled && call.writable) call.write(response);
-          if (paused && inFlight < inFlightMax / 2 && !stopping.aborted) {
+          if (paused && inFlight < inFlightMax / 2 && !stopping.aborted && refusal === null) {
             paused = false;
             call.resume();
           }

@@ -28,20 +28,23 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** Signals the child to spike and waits until it has freed the memory again. */
+/**
+ * Signals the child to spike and waits until it has freed the memory again: it says so, and its
+ * RSS is back under the spike (V8 may hand the pages back a moment after the collection).
+ */
 async function spike(): Promise<void> {
   const before = server.recentOutput.split('spiked').length;
   server.child.kill('SIGUSR2');
   const deadline = Date.now() + 10_000;
-  while (server.recentOutput.split('spiked').length === before) {
-    if (Date.now() > deadline) throw new Error(`no spike; output: ${server.recentOutput}`);
+  while (server.recentOutput.split('spiked').length === before || server.memory().rssMiB! >= SPIKE_MIB) {
+    if (Date.now() > deadline) throw new Error(`no spike, or its memory was not freed; output: ${server.recentOutput}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
 
-it.skipIf(!existsSync('/proc/self/status'))('reports a short spike during the phase, not one before it', async () => {
+it.skipIf(!existsSync('/proc/self/status'))('reports a short spike during the phase, not one before it', async (context) => {
   await spike();
-  server.resetPeaks();
+  if (!server.resetPeaks()) context.skip(); // the kernel refused to reset its peak (clear_refs)
   const afterReset = server.memory();
   expect(afterReset.rssPeakPhaseMiB!).toBeLessThan(SPIKE_MIB);
   await spike();

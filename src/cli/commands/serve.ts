@@ -53,14 +53,19 @@ export function serveCommand(yargs: Argv): Argv {
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
       try {
-        running = await runBroker(settings, rootLogger, startup.signal);
-      } catch (error) {
-        if (!(error instanceof StartAborted)) throw error;
-        // Recovery may still be running in the background (it cannot be interrupted), and would
-        // keep the process alive until it finishes: exit now.
-        process.exit(1);
+        try {
+          running = await runBroker(settings, rootLogger, startup.signal);
+        } catch (error) {
+          if (!(error instanceof StartAborted)) throw error;
+          // Recovery may still be running in the background (it cannot be interrupted), and
+          // would keep the process alive until it finishes: exit now.
+          process.exit(1);
+        }
+        await whenStopped;
+      } finally {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
       }
-      await whenStopped;
     },
   );
 }
