@@ -99,11 +99,13 @@ const BATCH_INITIAL_BYTES = 1024;
 /** Headroom of a pooled buffer: enough for the request fields of any topic name (≤ 249 bytes). */
 const POOLED_HEADROOM_BYTES = 512;
 /**
- * Batches whose first buffer (with headroom) is at most this size start in a new one: Node.js
- * carves buffers under half its `Buffer.poolSize` (4 KiB by default) out of a shared slab, so
- * they cost no ArrayBuffer of their own, and a pool would hold more memory for nothing.
+ * Whether a batch's first buffer (with headroom) of `bytes` is carved out of Node's shared slab:
+ * `Buffer.allocUnsafe` does so under half of `Buffer.poolSize` (4 KiB by default). Such a buffer
+ * costs no ArrayBuffer of its own, so it starts in a new one; a pool would hold memory for nothing.
  */
-const UNPOOLED_BYTES_MAX = 4 * 1024;
+function fromNodeSlab(bytes: number): boolean {
+  return bytes < Buffer.poolSize >>> 1;
+}
 /** The smallest size class of pooled buffers (see buffer-pool.ts). */
 const POOLED_BUFFER_BYTES_MIN = 8 * 1024;
 
@@ -660,7 +662,7 @@ export class Producer {
     const headroom = partition.topic.requestHeadroom;
     const batchBytes = partition.topic.batchBytes;
     const initialBytes = Math.min(batchBytes, Math.max(BATCH_INITIAL_BYTES, 2 * partition.lastBatchBytes));
-    const pooledBuffer = headroom <= POOLED_HEADROOM_BYTES && POOLED_HEADROOM_BYTES + initialBytes > UNPOOLED_BYTES_MAX ? this.bufferPool.take(POOLED_HEADROOM_BYTES + initialBytes) : null;
+    const pooledBuffer = headroom <= POOLED_HEADROOM_BYTES && !fromNodeSlab(POOLED_HEADROOM_BYTES + initialBytes) ? this.bufferPool.take(POOLED_HEADROOM_BYTES + initialBytes) : null;
     const builder = new RecordBatchBuilder(
       pooledBuffer === null
         ? { headroom, initialCapacity: initialBytes, capacityLimit: batchBytes }

@@ -90,9 +90,6 @@ export class ConsumerGroup {
   groupEpoch = 0;
   assignor: AssignorName = 'uniform';
   private target: Assignment = new Map();
-  /** Rebalances so far: target recomputations that moved something. */
-  rebalances = 0;
-
   /**
    * `newMemberId` is injectable so simulations replay exactly from their seed. `onRebalance`
    * runs at each rebalance, as it happens (the metrics count there: a count read later would
@@ -299,10 +296,7 @@ export class ConsumerGroup {
     const next = assign(this.assignor, members, counts, this.target);
     const moved = !sameAssignment(this.target, next);
     this.target = next;
-    if (moved) {
-      this.rebalances++;
-      this.onRebalance();
-    }
+    if (moved) this.onRebalance(); // a rebalance: the target moved something
   }
 
   /**

@@ -8,14 +8,13 @@
  * default collectors.
  *
  * Counters never go down while the process runs (Prometheus would read a drop as a restart and
- * rate() would spike): a counter summed over partitions keeps the counts of partitions that went
- * away (`PartitionLogTally`); a per-topic or per-group series goes away with its topic or group.
+ * rate() would spike): a counter summed over partitions keeps the counts of deleted topics
+ * (`Broker.ioCallTotals`); a per-topic or per-group series goes away with its topic or group.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Broker } from '../broker/broker.js';
 import type { GroupCoordinator, GroupEvents } from '../groups/group-coordinator.js';
 import { type FileSystem, NodeFileSystem } from '../storage/file-system.js';
-import type { IoCalls, PartitionLog } from '../storage/partition-log.js';
 
 const LATENCY_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -29,7 +28,6 @@ export class BrokerMetrics {
   readonly recordsOut: Counter<'topic'>;
   readonly fsyncSeconds: Histogram;
   private readonly rebalances: Counter<'group'>;
-  private readonly partitionLogs = new PartitionLogTally();
   private broker: Broker | null = null;
   private groups: GroupCoordinator | null = null;
 
@@ -99,8 +97,9 @@ export class BrokerMetrics {
       registers,
       collect() {
         this.reset();
-        metrics.syncPartitionLogs();
-        const totals = metrics.partitionLogs.ioCallTotals();
+        const broker = metrics.broker;
+        if (broker === null || !broker.ready) return;
+        const totals = broker.ioCallTotals();
         for (const operation of ['write', 'fdatasync'] as const) {
           this.inc({ operation, thread: 'event_loop' }, totals.eventLoop[operation]);
           this.inc({ operation, thread: 'thread_pool' }, totals.threadPool[operation]);
@@ -157,25 +156,10 @@ export class BrokerMetrics {
     });
   }
 
-  /**
-   * Connects the scrape-time collectors to the running broker. The partition logs are also
-   * followed when topics are created, grown and deleted (the broker's hooks, chained after the
-   * coordinator's), so the calls of a topic created and deleted between two scrapes still count.
-   */
+  /** Connects the scrape-time collectors to the running broker. */
   attach(broker: Broker, groups: GroupCoordinator): void {
     this.broker = broker;
     this.groups = groups;
-    this.syncPartitionLogs();
-    const partitionsChanged = broker.onPartitionsChanged;
-    broker.onPartitionsChanged = (topic) => {
-      this.syncPartitionLogs();
-      partitionsChanged?.(topic);
-    };
-    const topicDeleted = broker.onTopicDeleted;
-    broker.onTopicDeleted = async (topic) => {
-      this.syncPartitionLogs();
-      await topicDeleted?.(topic);
-    };
   }
 
   /** For the group coordinator: counts rebalances as they happen, drops a forgotten group's series. */
@@ -184,15 +168,6 @@ export class BrokerMetrics {
       rebalanced: (groupId) => this.rebalances.inc({ group: groupId }),
       forgotten: (groupId) => this.rebalances.remove({ group: groupId }),
     };
-  }
-
-  private syncPartitionLogs(): void {
-    const broker = this.broker;
-    const live: PartitionLog[] = [];
-    if (broker !== null && broker.ready) {
-      for (const { name, partitions } of broker.listTopics()) for (let partition = 0; partition < partitions; partition++) live.push(broker.partitionLog(name, partition));
-    }
-    this.partitionLogs.sync(live);
   }
 
   private partitionFigures(): PartitionFigures[] {
@@ -204,46 +179,6 @@ export class BrokerMetrics {
   /** The real file system, with every fdatasync timed into `strata_fsync_duration_seconds`. */
   timedFileSystem(): FileSystem {
     return new TimedFileSystem(this.fsyncSeconds);
-  }
-}
-
-/**
- * The partition logs seen so far, and the I/O calls of those that went away. A log's counts live
- * in the log and start at 0 when it opens; summing the live logs alone would make the total drop
- * when a topic is deleted. `sync` is given the live logs: a log no longer among them (its topic
- * deleted, or the broker closed) leaves its final counts in `retired` and is let go.
- */
-class PartitionLogTally {
-  private readonly logs = new Set<PartitionLog>();
-  private readonly retired: IoCalls = emptyIoCalls();
-
-  sync(live: readonly PartitionLog[]): void {
-    const current = new Set(live);
-    for (const log of this.logs) {
-      if (current.has(log)) continue;
-      addIoCalls(this.retired, log.ioCalls);
-      this.logs.delete(log);
-    }
-    for (const log of live) this.logs.add(log);
-  }
-
-  /** Calls of every log since the broker started: those gone and those open. */
-  ioCallTotals(): IoCalls {
-    const totals = emptyIoCalls();
-    addIoCalls(totals, this.retired);
-    for (const log of this.logs) addIoCalls(totals, log.ioCalls);
-    return totals;
-  }
-}
-
-function emptyIoCalls(): IoCalls {
-  return { eventLoop: { write: 0, fdatasync: 0 }, threadPool: { write: 0, fdatasync: 0 } };
-}
-
-function addIoCalls(into: IoCalls, calls: IoCalls): void {
-  for (const thread of ['eventLoop', 'threadPool'] as const) {
-    into[thread].write += calls[thread].write;
-    into[thread].fdatasync += calls[thread].fdatasync;
   }
 }
 

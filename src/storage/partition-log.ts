@@ -120,6 +120,18 @@ export interface ReadResult {
 /** Log writes and fdatasyncs of the append path, by the thread that made them. */
 export type IoCalls = Record<'eventLoop' | 'threadPool', Record<InlineIoOperation, number>>;
 
+export function emptyIoCalls(): IoCalls {
+  return { eventLoop: { write: 0, fdatasync: 0 }, threadPool: { write: 0, fdatasync: 0 } };
+}
+
+/** Adds `calls` to `into`. */
+export function addIoCalls(into: IoCalls, calls: IoCalls): void {
+  for (const thread of ['eventLoop', 'threadPool'] as const) {
+    into[thread].write += calls[thread].write;
+    into[thread].fdatasync += calls[thread].fdatasync;
+  }
+}
+
 export interface PartitionLogOptions {
   directory: string;
   config?: Partial<LogConfig>;
@@ -215,7 +227,7 @@ export class PartitionLog {
   /** Bytes appended with direct writes and through the page cache, since open. */
   readonly writtenBytes = { direct: 0, buffered: 0 };
   /** Log writes and fdatasyncs of the append path since open, by the thread that made them. */
-  readonly ioCalls: IoCalls = { eventLoop: { write: 0, fdatasync: 0 }, threadPool: { write: 0, fdatasync: 0 } };
+  readonly ioCalls: IoCalls = emptyIoCalls();
 
   private constructor(
     options: PartitionLogOptions,

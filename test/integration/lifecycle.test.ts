@@ -313,14 +313,20 @@ describe('broker lifecycle', () => {
     expect(fetched.records.map((record) => Buffer.from(record.value ?? []).toString())).toEqual(Array.from({ length: 20 }, (_, index) => `small-${index}`));
   });
 
-  it('a start called off during recovery rejects with StartAborted, closes the probe server at once and the logs once they have opened', async () => {
+  /** A data directory with topic `name` (1 partition), its broker stopped cleanly; removed after the test. */
+  async function stoppedBrokerWithTopic(name: string): Promise<string> {
     const seeded = await startTestBroker();
     const dataDir = seeded.dataDir;
     cleanups.push(() => removeDirectory(dataDir));
     const client = new TestClient(seeded.address);
-    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'kept', partitions: 1 }));
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions: 1 }));
     client.close();
     await seeded.stop();
+    return dataDir;
+  }
+
+  it('a start called off during recovery rejects with StartAborted, closes the probe server at once and the logs once they have opened', async () => {
+    const dataDir = await stoppedBrokerWithTopic('kept');
     const marker = join(dataDir, 'topics', 'kept', '0', '.clean-shutdown');
     expect(existsSync(marker)).toBe(true);
 
@@ -344,13 +350,7 @@ describe('broker lifecycle', () => {
   // Recovery is held on a named pipe in place of a segment's index: reading it blocks until a
   // writer opens it, so the signal lands during start-up every time. Skipped without mkfifo.
   it.skipIf(!fifoWorks())('strata serve logs a SIGTERM during start-up, stops the start and exits 1 (it did nothing as PID 1, or died silently)', async () => {
-    const seeded = await startTestBroker();
-    const dataDir = seeded.dataDir;
-    cleanups.push(() => removeDirectory(dataDir));
-    const client = new TestClient(seeded.address);
-    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'held', partitions: 1 }));
-    client.close();
-    await seeded.stop();
+    const dataDir = await stoppedBrokerWithTopic('held');
     const index = join(dataDir, 'topics', 'held', '0', '00000000000000000000.index');
     rmSync(index);
     execFileSync('mkfifo', [index]);
