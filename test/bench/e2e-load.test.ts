@@ -3,7 +3,7 @@
 // the sender's lag behind its schedule apart from the latency, and refuses a rate and duration
 // that give no measured record; method: a real in-process broker over gRPC.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runE2eLoad } from '../../src/bench/e2e-load.js';
+import { SendSlots, runE2eLoad } from '../../src/bench/e2e-load.js';
 import { Admin } from '../../src/client/admin.js';
 import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
@@ -45,4 +45,27 @@ it('refuses a rate and duration that give no measured record', async () => {
   await expect(runE2eLoad(e2eLoadOptions(broker.address, 'e2e-warmup', { durationSeconds: 0.0004, warmupSeconds: 0 }))).rejects.toThrow(
     'rate × duration must give at least 1 measured record',
   );
+});
+
+it("hands out a send's value again only once that send's callback has run", () => {
+  const template = Buffer.from('0123456789abcdef');
+  const acknowledged: number[] = [];
+  const failures: Error[] = [];
+  const slots = new SendSlots(template, (slot) => acknowledged.push(slot.sentAt), (error) => failures.push(error));
+  const first = slots.take();
+  const second = slots.take();
+  // Each slot has a value of its own, made from the template.
+  expect(second.value).not.toBe(first.value);
+  expect(first.value.equals(template)).toBe(true);
+  first.value.writeDoubleLE(1, 0);
+  expect(second.value.equals(template)).toBe(true);
+  // Still in flight: a third send gets another value.
+  expect(slots.take().value).not.toBe(first.value);
+  first.sentAt = 7;
+  first.done(null);
+  expect(acknowledged).toEqual([7]);
+  expect(slots.take()).toBe(first);
+  second.done(new Error('refused'));
+  expect(failures.map((error) => error.message)).toEqual(['refused']);
+  expect(slots.take()).toBe(second);
 });
