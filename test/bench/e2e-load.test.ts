@@ -1,7 +1,8 @@
 // Goal: the e2e workload counts only the records sent after its warm-up, delivers every one of
 // them, says when the measured part starts (the phase takes its CPU time from there), measures
-// the sender's lag behind its schedule apart from the latency, and refuses a rate and duration
-// that give no measured record; method: a real in-process broker over gRPC.
+// the sender's lag behind its schedule apart from the latency, refuses a rate and duration that
+// give no measured record, and reuses a record's value only once its send has completed; method:
+// a real in-process broker over gRPC (the reuse: the sender's slots alone).
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { SendSlots, runE2eLoad } from '../../src/bench/e2e-load.js';
 import { Admin } from '../../src/client/admin.js';
