@@ -482,11 +482,6 @@ export class GroupCoordinator {
     return result;
   }
 
-  /** Members per group, for metrics (rebalances are reported as they happen: `GroupEvents`). */
-  stats(): { groupId: string; members: number }[] {
-    return [...this.groups.values()].map((group) => ({ groupId: group.groupId, members: group.members.size }));
-  }
-
   close(): void {
     clearInterval(this.timer);
   }

@@ -143,7 +143,8 @@ export class BrokerMetrics {
       registers,
       collect() {
         this.reset();
-        for (const group of metrics.groups?.stats() ?? []) this.set({ group: group.groupId }, group.members);
+        // Every group ListGroups shows, those known only by committed offsets (after a restart) with 0.
+        for (const group of metrics.groups?.listGroups() ?? []) this.set({ group: group.groupId }, group.members);
       },
     });
     new Gauge({

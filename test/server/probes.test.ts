@@ -3,6 +3,7 @@
 // broker with its probe server on an ephemeral port, real gRPC traffic, plain HTTP requests.
 import { networkInterfaces } from 'node:os';
 import { type ServiceError, status } from '@grpc/grpc-js';
+import Long from 'long';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { rootLogger } from '../../src/common/logger.js';
 import type { strata } from '../../src/generated/strata.js';
@@ -233,6 +234,37 @@ describe('counters', () => {
       }
       expect(await counted('CANCELLED')).toBe(before + 1);
     });
+  });
+});
+
+describe('group metrics', () => {
+  it('give members and lag per group; after a restart, a group known by its committed offsets has 0 members', async () => {
+    const first = await startTestBroker();
+    let second: TestBroker | null = null;
+    const one = new TestClient(first.address);
+    let two: TestClient | null = null;
+    try {
+      await one.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'lagging', partitions: 1 }));
+      const records = ['a', 'b', 'c', 'd', 'e'].map((value) => v1.Record.create({ value: Buffer.from(value) }));
+      await one.call('log.produce', v1.ProduceRequest.create({ topic: 'lagging', partition: 0, records }));
+      const joined = await one.call<strata.v1.HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-metered', memberEpoch: 0, subscribedTopicNames: ['lagging'] }));
+      await one.call('groups.commitOffsets', v1.CommitOffsetsRequest.create({ groupId: 'g-metered', memberId: joined.memberId, memberEpoch: joined.memberEpoch, offsets: [v1.OffsetCommit.create({ topic: 'lagging', partition: 0, offset: Long.fromNumber(2) })] }));
+      const before = (await get(first.metricsAddress!, '/metrics')).body;
+      expect(metricValue(before, 'strata_group_members', 'group="g-metered"')).toBe(1);
+      expect(metricValue(before, 'strata_group_lag_records', 'group="g-metered",topic="lagging"')).toBe(3);
+      one.close();
+      await first.stop();
+
+      second = await startTestBroker({ dataDir: first.dataDir });
+      two = new TestClient(second.address);
+      const after = (await get(second.metricsAddress!, '/metrics')).body;
+      expect(metricValue(after, 'strata_group_members', 'group="g-metered"')).toBe(0);
+      expect(metricValue(after, 'strata_group_lag_records', 'group="g-metered",topic="lagging"')).toBe(3);
+    } finally {
+      two?.close();
+      if (second !== null) await second.dispose();
+      else await first.dispose();
+    }
   });
 });
 
