@@ -71,6 +71,8 @@ export interface PartitionState {
   segmentCount: number;
   /** Bytes appended since the partition was opened, with direct writes and through the page cache. */
   writtenBytes: { direct: number; buffered: number };
+  /** Records appended since the partition was opened (duplicates of idempotent retries are not). */
+  appendedRecords: number;
   /** Log writes and fdatasyncs of the append path since the partition was opened, by thread. */
   ioCalls: IoCalls;
   error: string;
@@ -377,6 +379,7 @@ export class Broker {
         sizeBytes: log.sizeBytes,
         segmentCount: log.segmentCount,
         writtenBytes: { ...log.writtenBytes },
+        appendedRecords: log.appendedRecords,
         ioCalls: { eventLoop: { ...log.ioCalls.eventLoop }, threadPool: { ...log.ioCalls.threadPool } },
         error: log.fenced?.message ?? '',
       })),

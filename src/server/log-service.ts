@@ -51,7 +51,7 @@ function checkMaxBytes(value: number, field: string): number {
   return value;
 }
 
-async function produce(broker: Broker, incoming: IncomingProduceRequest, metrics: BrokerMetrics | null): Promise<strata.v1.ProduceResponse> {
+async function produce(broker: Broker, incoming: IncomingProduceRequest): Promise<strata.v1.ProduceResponse> {
   const request = incoming.message;
   const topic = checkTopic(request.topic);
   const partition = request.partition ?? null;
@@ -69,7 +69,6 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest, metrics
     }
     const batches = Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength);
     result = await broker.produceBatches(topic, partition, batches, acks);
-    if (metrics !== null && !answeredAsDuplicate(result)) metrics.recordsIn.inc({ topic }, countRecords(batches));
   } else {
     const producerId = request.producerId === null || request.producerId === undefined ? -1 : toSafeNumber(request.producerId, 'producer_id');
     const producer =
@@ -78,7 +77,6 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest, metrics
         : null;
     const records = parseWireRecords(incoming.source, incoming.recordRanges);
     result = await broker.produceRecords(topic, partition, records, acks, producer);
-    if (metrics !== null && !answeredAsDuplicate(result)) metrics.recordsIn.inc({ topic }, records.count);
   }
   return v1.ProduceResponse.create({
     correlationId: request.correlationId,
@@ -92,17 +90,6 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest, metrics
     ),
     logAppendTimeMs: toLong(result.logAppendTimeMs),
   });
-}
-
-/**
- * Whether the append was a retry of one already stored (idempotent producers), answered with the
- * first append's offsets: its records are not counted in again. (Bytes in are counted from what
- * the logs write, see `metrics.ts`, so duplicates, never written, are left out there too.) Only a
- * produce with producer fields can be a duplicate, and it goes to one partition: one batch.
- * Under acks=none the answer comes before the check, so such a duplicate is counted.
- */
-function answeredAsDuplicate(result: ProduceResult): boolean {
-  return result.batches.some((appended) => appended.duplicate);
 }
 
 function countRecords(batches: Buffer): number {
@@ -164,12 +151,12 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch, maxInFlightBatches });
     }),
 
-    produce: unaryHandler(context, 'Produce', (request: IncomingProduceRequest) => produce(broker, request, context.metrics)),
+    produce: unaryHandler(context, 'Produce', (request: IncomingProduceRequest) => produce(broker, request)),
 
     produceStream: pipelinedStream(context, stopping, {
       method: 'ProduceStream',
       inFlightMax: PRODUCE_STREAM_IN_FLIGHT_MAX,
-      handle: (request: IncomingProduceRequest) => produce(broker, request, context.metrics),
+      handle: (request: IncomingProduceRequest) => produce(broker, request),
       failed: (request, code, message) => v1.ProduceResponse.create({ correlationId: request.message.correlationId, error: v1.ItemError.create({ code, message }) }),
     }),
 

@@ -23,7 +23,6 @@ export class BrokerMetrics {
   readonly requests: Counter<'method' | 'code'>;
   readonly requestSeconds: Histogram<'method'>;
   readonly activeCalls: Gauge<'method'>;
-  readonly recordsIn: Counter<'topic'>;
   readonly bytesOut: Counter<'topic'>;
   readonly recordsOut: Counter<'topic'>;
   readonly fsyncSeconds: Histogram;
@@ -41,7 +40,6 @@ export class BrokerMetrics {
     this.requests = new Counter({ name: 'strata_requests_total', help: 'gRPC requests by method and status code', labelNames: ['method', 'code'], registers });
     this.requestSeconds = new Histogram({ name: 'strata_request_duration_seconds', help: 'gRPC request latency', labelNames: ['method'], buckets: LATENCY_BUCKETS_SECONDS, registers });
     this.activeCalls = new Gauge({ name: 'strata_grpc_active_calls', help: 'gRPC calls in progress (streams included)', labelNames: ['method'], registers });
-    this.recordsIn = new Counter({ name: 'strata_records_in_total', help: 'Records produced (appends answered as duplicates of an idempotent retry not included)', labelNames: ['topic'], registers });
     this.bytesOut = new Counter({ name: 'strata_bytes_out_total', help: 'Record batch bytes served to readers', labelNames: ['topic'], registers });
     this.recordsOut = new Counter({ name: 'strata_records_out_total', help: 'Records served to readers', labelNames: ['topic'], registers });
     this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: 'fdatasync latency of log files', buckets: LATENCY_BUCKETS_SECONDS, registers });
@@ -74,6 +72,16 @@ export class BrokerMetrics {
       collect() {
         this.reset();
         for (const state of metrics.partitionFigures()) this.inc({ topic: state.topic }, state.writtenBytes.direct + state.writtenBytes.buffered);
+      },
+    });
+    new Counter({
+      name: 'strata_records_in_total',
+      help: 'Records appended to the topic\'s logs since the broker started (duplicates of idempotent retries are not appended, so not counted, whatever the acks)',
+      labelNames: ['topic'],
+      registers,
+      collect() {
+        this.reset();
+        for (const state of metrics.partitionFigures()) this.inc({ topic: state.topic }, state.appendedRecords);
       },
     });
     new Counter({
@@ -216,4 +224,5 @@ interface PartitionFigures {
   sizeBytes: number;
   segmentCount: number;
   writtenBytes: { direct: number; buffered: number };
+  appendedRecords: number;
 }

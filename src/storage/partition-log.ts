@@ -226,6 +226,8 @@ export class PartitionLog {
   private ioBusy = false;
   /** Bytes appended with direct writes and through the page cache, since open. */
   readonly writtenBytes = { direct: 0, buffered: 0 };
+  /** Records appended since open (a duplicate of an idempotent retry is not appended). */
+  private appendedRecordsTotal = 0;
   /** Log writes and fdatasyncs of the append path since open, by the thread that made them. */
   readonly ioCalls: IoCalls = emptyIoCalls();
 
@@ -317,6 +319,11 @@ export class PartitionLog {
 
   get logEndOffset(): number {
     return this.nextOffset;
+  }
+
+  /** Records appended since open; duplicates of idempotent retries, never appended, are not counted. */
+  get appendedRecords(): number {
+    return this.appendedRecordsTotal;
   }
 
   get highWatermark(): number {
@@ -524,6 +531,7 @@ export class PartitionLog {
     const buffers: Buffer[] = [];
     const written: QueuedAppend[] = [];
     const duplicates: QueuedAppend[] = [];
+    let records = 0;
     for (const append of group) {
       if (append.idempotent) {
         let check: SequenceCheck;
@@ -550,6 +558,7 @@ export class PartitionLog {
       append.result = { baseOffset, lastOffset: offset - 1, recordCount: append.recordCount, logAppendTimeMs: nowMs, duplicate: false };
       buffers.push(append.data);
       written.push(append);
+      records += append.recordCount;
     }
     if (written.length > 0) {
       const bytes = position - active.sizeBytes;
@@ -574,6 +583,7 @@ export class PartitionLog {
       active.noteWritten(bytes, offset);
       this.nextOffset = offset;
       this.writtenBytesTotal += bytes;
+      this.appendedRecordsTotal += records;
     }
     for (const append of [...written, ...duplicates]) {
       if (append.waitFor === 'written' || append.result!.lastOffset < this.highWatermark) append.resolve(append.result!);
