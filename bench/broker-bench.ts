@@ -22,16 +22,14 @@
  *   decoded    the same via Subscribe with decoded records (raw = false: what a client in another
  *              language reads), decoded by protobufjs in this process
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { type Client, type ClientDuplexStream, type ServiceError, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import Long from 'long';
-import { PACKAGE_ROOT } from '../src/common/package-root.js';
-import { BROKER_NODE_FLAGS } from '../src/config/node-flags.js';
+import { startLocalBroker } from '../src/bench/local-broker.js';
+import { startNoopServerProcess } from '../src/bench/noop-server.js';
+import type { Stoppable } from '../src/bench/started-servers.js';
 import { strata } from '../src/generated/strata.js';
 import { logServiceDefinition, adminServiceDefinition } from '../src/server/service-definitions.js';
 import { forEachBatch, readRecordCount } from '../src/storage/record-batch.js';
@@ -85,32 +83,6 @@ function parseArgs(argv: string[]): Options {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-function spawnServer(args: string[]): ChildProcess {
-  return spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, STRATA_LOG_LEVEL: 'warn' } });
-}
-
-/** The address the child prints on stdout (the first line `match` accepts). */
-function serverAddress(child: ChildProcess, args: string[], match: (entry: Record<string, unknown>) => string | null): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const found = match(JSON.parse(line) as Record<string, unknown>);
-        if (found !== null) resolve(found);
-      } catch {
-        // not JSON
-      }
-    });
-  });
-}
-
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = /VmRSS:\s+(\d+) kB/.exec(status);
-  return match ? Number(match[1]) / 1024 : Number.NaN;
-}
 
 const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1, 'grpc-node.flow_control_window': 8 * 1024 * 1024 };
 
@@ -200,22 +172,17 @@ async function main(): Promise<void> {
     console.error(`broker-bench: ${(error as Error).message}`); // one line, no stack: a usage error
     process.exit(2);
   }
-  const dataDir = mkdtempSync(join(tmpdir(), 'strata-broker-bench-'));
   const figures: Record<string, unknown> = { parameters: options, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version } };
-  // Every child started is stopped, and the data directory removed, however the run ends
-  // (the broker failing to start included).
-  const started: ChildProcess[] = [];
-  const start = async (args: string[], match: (entry: Record<string, unknown>) => string | null): Promise<{ child: ChildProcess; address: string }> => {
-    const child = spawnServer(args);
-    started.push(child);
-    return { child, address: await serverAddress(child, args, match) };
+  // Every server started is stopped (the broker's data directory removed with it), however the
+  // run ends (the broker failing to start included): the same starts as `strata bench --local`.
+  const started: Stoppable[] = [];
+  const track = <T extends Stoppable>(server: T): T => {
+    started.push(server);
+    return server;
   };
   try {
-    const noop = await start([...BROKER_NODE_FLAGS, join(PACKAGE_ROOT, 'dist', 'bench', 'noop-server.js')], (entry) => (typeof entry.address === 'string' ? entry.address : null));
-    const profile = options.profileServer === null ? [] : ['--cpu-prof', '--cpu-prof-dir', options.profileServer];
-    const broker = await start([...BROKER_NODE_FLAGS, ...profile, join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info'], (entry) =>
-      entry.msg === 'listening' && typeof entry.address === 'string' ? entry.address : null,
-    );
+    const noop = track(await startNoopServerProcess());
+    const broker = track(await startLocalBroker({ profileDirectory: options.profileServer })).server;
     const recordsPerBatch = Math.max(1, Math.floor(options.batchBytes / (options.recordSize + 10)));
     const pool = Array.from({ length: 16 }, () =>
       buildBatch(Array.from({ length: recordsPerBatch }, () => ({ value: randomBytes(options.recordSize) }))),
@@ -240,7 +207,7 @@ async function main(): Promise<void> {
     await unary(admin, 'createTopic', v1.CreateTopicRequest.create({ name: 'bench-records', partitions: 1, configs: { flush: options.flush } }));
     const client = logClient(broker.address);
     const raw = await streamLoad(client, rawRequests, batchCount, recordsPerBatch, options.inFlight);
-    const rss = rssMiB(broker.child.pid!);
+    const rss = broker.memory().rssMiB ?? Number.NaN;
     console.log(line('raw', raw, options.recordSize, `(acks=${options.acks}, flush=${options.flush}; ratio to baseline ${(raw.records / raw.seconds / (baseline.records / baseline.seconds)).toFixed(2)}; server RSS ${rss.toFixed(0)} MiB)`));
 
     // Strata: plain records.
@@ -287,10 +254,7 @@ async function main(): Promise<void> {
     });
     if (options.json !== null) writeFileSync(options.json, JSON.stringify(figures, null, 2));
   } finally {
-    const running = started.filter((child) => child.exitCode === null && child.signalCode === null);
-    for (const child of running) child.kill('SIGTERM');
-    await Promise.all(running.map((child) => new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve)))));
-    rmSync(dataDir, { recursive: true, force: true });
+    await Promise.all(started.map((server) => server.stop()));
   }
 }
 

@@ -247,14 +247,19 @@ class SubscribeReader implements E2eReader {
   }
 }
 
+/** Records an e2e run sends at `rate` records/s in `seconds`; fewer than 1 measures nothing. */
+export function recordsInSeconds(rate: number, seconds: number): number {
+  return Math.round(rate * seconds);
+}
+
 export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
   if (options.recordSize < SEND_TIME_BYTES) throw new RangeError(`e2e records need at least ${SEND_TIME_BYTES} bytes for the send time, got --record-size ${options.recordSize}`);
+  const warmupRecords = recordsInSeconds(options.rate, options.warmupSeconds);
+  const measuredRecords = recordsInSeconds(options.rate, options.durationSeconds);
+  if (measuredRecords < 1) throw new RangeError(`rate × duration must give at least 1 measured record, got ${options.rate} × ${options.durationSeconds} s`);
   const connection = new Connection({ server: options.server });
   const producer = new Producer({ server: options.server, acks: options.acks, idempotent: options.acks !== 'none', lingerMs: options.lingerMs, batchBytes: options.batchBytes, logger: options.logger });
   const template = randomBytes(options.recordSize);
-  const warmupRecords = Math.round(options.rate * options.warmupSeconds);
-  const measuredRecords = Math.round(options.rate * options.durationSeconds);
-  if (measuredRecords < 1) throw new RangeError(`rate × duration must give at least 1 measured record, got ${options.rate} × ${options.durationSeconds} s`);
   const total = warmupRecords + measuredRecords;
   const endToEnd = new LatencyRecorder(measuredRecords);
   const acknowledgement = new LatencyRecorder(measuredRecords);

@@ -136,7 +136,9 @@ export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome>
   const rows: ResultRow[] = [];
   const missing = settings.records - (await readableRecords(context.address, settings.topic, settings.group));
   if (missing > 0) {
-    const filled = await producePhase({ ...context, settings: { ...settings, rate: null } }, missing, 'fill');
+    // acks=all whatever --acks says: with less the last records may not be readable yet (not
+    // durable, or still queued) when the read starts, and the read would come up short.
+    const filled = await producePhase({ ...context, settings: { ...settings, rate: null, acks: 'all' } }, missing, 'fill');
     rows.push(...filled.rows);
     topic = { ...topic, description: await describe(context.address, settings.topic) };
   }

@@ -9,9 +9,9 @@ export class Throttle {
   /** `rate`: records per second (> 0). */
   constructor(readonly rate: number) {}
 
-  /** Records the schedule allows by now. */
+  /** Records the schedule allows by now: those whose `dueAt` has come (record 0 is due at once). */
   allowed(now = performance.now()): number {
-    return Math.floor(((now - this.startedAt) * this.rate) / 1000);
+    return Math.floor(((now - this.startedAt) * this.rate) / 1000) + 1;
   }
 
   /** Milliseconds to wait before record number `sent` (0-based) is due; 0 when it is due now. */

@@ -73,8 +73,6 @@ export interface PartitionState {
   writtenBytes: { direct: number; buffered: number };
   /** Records appended since the partition was opened (duplicates of idempotent retries are not). */
   appendedRecords: number;
-  /** Log writes and fdatasyncs of the append path since the partition was opened, by thread. */
-  ioCalls: IoCalls;
   error: string;
 }
 
@@ -380,7 +378,6 @@ export class Broker {
         segmentCount: log.segmentCount,
         writtenBytes: { ...log.writtenBytes },
         appendedRecords: log.appendedRecords,
-        ioCalls: { eventLoop: { ...log.ioCalls.eventLoop }, threadPool: { ...log.ioCalls.threadPool } },
         error: log.fenced?.message ?? '',
       })),
     };

@@ -654,8 +654,10 @@ export class Consumer extends EventEmitter {
    * Emits an event to the application's listeners. One that throws is logged, not passed on:
    * thrown inside a fetch loop it would end that partition's fetching for good (and reject a
    * promise nobody awaits), and thrown after a commit it would report the commit as failed.
+   * For the consumer's own parts (its group member emits through it too), not for applications.
+   * @internal
    */
-  private notify(event: string, payload: unknown): void {
+  notify(event: string, payload: unknown): void {
     try {
       this.emit(event, payload);
     } catch (error) {

@@ -104,7 +104,8 @@ export interface GroupErrorEvent {
 export interface MemberConsumer {
   addAssignment(partitions: readonly TopicPartition[]): void;
   revokeAssignment(partitions: readonly TopicPartition[], options?: { lost?: boolean }): Promise<void>;
-  emit(event: string, payload: unknown): boolean;
+  /** Emits to the application's listeners; one that throws is logged, not passed on. */
+  notify(event: string, payload: unknown): void;
 }
 
 export interface GroupMemberSettings {
@@ -282,15 +283,6 @@ export class GroupMember {
     this.wake();
   }
 
-  /** Emits on the consumer; a listener that throws is logged, not allowed to stop the loop. */
-  private emit(event: string, payload: unknown): void {
-    try {
-      this.consumer.emit(event, payload);
-    } catch (error) {
-      this.logger.error({ err: error, event }, 'an event listener threw');
-    }
-  }
-
   // -------------------------------------------------------------------------------------------
   // The heartbeat loop.
 
@@ -324,7 +316,7 @@ export class GroupMember {
           failures++;
           delayMs = this.backoff(failures);
           this.logger.warn({ code: failure.code, reason: failure.message, failures }, 'heartbeat failed; retrying');
-          this.emit('groupError', { error: failure } satisfies GroupErrorEvent);
+          this.consumer.notify('groupError', { error: failure } satisfies GroupErrorEvent);
         }
       }
       if (!this.stopping) await this.pause(delayMs);
@@ -354,7 +346,7 @@ export class GroupMember {
       if (response.heartbeatIntervalMs > 0) this.intervalMs = response.heartbeatIntervalMs;
       if (joining) {
         this.logger.info({ memberId: response.memberId, memberEpoch: response.memberEpoch }, 'joined the group');
-        this.emit('groupJoined', { memberId: response.memberId, memberEpoch: response.memberEpoch } satisfies GroupJoinedEvent);
+        this.consumer.notify('groupJoined', { memberId: response.memberId, memberEpoch: response.memberEpoch } satisfies GroupJoinedEvent);
       }
       return response;
     } finally {
@@ -401,14 +393,14 @@ export class GroupMember {
         this.starts.delete(partitionKey(topic, partition));
       }
       this.logger.info({ partitions: removed, memberEpoch: this.epoch }, 'partitions revoked');
-      this.emit('partitionsRevoked', { partitions: removed } satisfies PartitionsEvent);
+      this.consumer.notify('partitionsRevoked', { partitions: removed } satisfies PartitionsEvent);
     }
     if (added.length > 0 && !this.stopping) {
       this.lookUpStarts(added);
       this.consumer.addAssignment(added);
       for (const tp of added) this.owned.set(partitionKey(tp.topic, tp.partition), tp);
       this.logger.info({ partitions: added, memberEpoch: this.epoch }, 'partitions assigned');
-      this.emit('partitionsAssigned', { partitions: added } satisfies PartitionsEvent);
+      this.consumer.notify('partitionsAssigned', { partitions: added } satisfies PartitionsEvent);
     }
     return removed.length > 0;
   }
@@ -431,7 +423,7 @@ export class GroupMember {
     this.memberIdValue = '';
     this.epoch = 0;
     this.sentSubscriptionVersion = -1;
-    this.emit('partitionsLost', { partitions: lost, error: failure } satisfies PartitionsLostEvent);
+    this.consumer.notify('partitionsLost', { partitions: lost, error: failure } satisfies PartitionsLostEvent);
   }
 
   private pause(ms: number): Promise<void> {

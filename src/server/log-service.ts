@@ -185,26 +185,17 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       const ended = callSignal(call, stopping);
       context.metrics?.activeCalls.inc({ method: 'Subscribe' });
       call.once('close', () => context.metrics?.activeCalls.dec({ method: 'Subscribe' }));
-      subscribe(broker, call, ended.signal, context.metrics).finally(() => ended.release()).then(
-        () => {
-          if (ended.cancelled()) {
-            countSubscribeEnd(context.metrics, status.CANCELLED);
-            return;
-          }
-          countSubscribeEnd(context.metrics, status.UNAVAILABLE);
-          call.emit('error', toServiceError({ code: status.UNAVAILABLE, details: 'the broker is shutting down; subscribe again from next_offset', unexpected: false }));
-        },
-        (error: unknown) => {
-          if (ended.cancelled()) {
-            countSubscribeEnd(context.metrics, status.CANCELLED);
-            return;
-          }
-          const failure = toGrpcFailure(error);
-          countSubscribeEnd(context.metrics, failure.code);
-          logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: error }, 'request failed');
-          call.emit('error', toServiceError(failure));
-        },
-      );
+      // A subscription ends when the client cancels it, when the broker stops (it then ended
+      // without an error), or with the error that ended it.
+      const ending = subscribe(broker, call, ended.signal, context.metrics).then(() => ({ failed: false as const }), (error: unknown) => ({ failed: true as const, error }));
+      void ending.then((end) => {
+        ended.release();
+        if (ended.cancelled()) return countSubscribeEnd(context.metrics, status.CANCELLED);
+        const failure = end.failed ? toGrpcFailure(end.error) : { code: status.UNAVAILABLE, details: 'the broker is shutting down; subscribe again from next_offset', unexpected: false };
+        countSubscribeEnd(context.metrics, failure.code);
+        if (end.failed) logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: end.error }, 'request failed');
+        call.emit('error', toServiceError(failure));
+      });
     },
 
     listOffsets: unaryHandler(context, 'ListOffsets', async (request: strata.v1.ListOffsetsRequest) => {

@@ -6,7 +6,7 @@
 // leave behind: the local broker's process and its data directory (TMPDIR points the run at a
 // directory of the test's own).
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -303,7 +303,11 @@ describe.skipIf(!existsSync('/proc/self/cmdline'))('strata bench interrupted', (
         while (processesMentioning(parent).length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
         expect(processesMentioning(parent)).toHaveLength(1); // the broker, on a data directory under `parent`
         expect(readdirSync(parent)).toHaveLength(1);
-        await new Promise((resolve) => setTimeout(resolve, 1_500)); // the load under way
+        // The load under way: records in the topic's first segment.
+        const firstSegment = join(parent, readdirSync(parent)[0]!, 'topics', 'strata-bench', '0', '00000000000000000000.log');
+        const written = (): boolean => existsSync(firstSegment) && statSync(firstSegment).size > 0;
+        while (!written() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(written()).toBe(true);
         cli.child.kill(signal);
         const exit = await Promise.race([cli.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 30_000))]);
         expect(exit).toEqual({ code, signal: null });

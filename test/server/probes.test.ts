@@ -4,13 +4,14 @@
 import { networkInterfaces } from 'node:os';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { rootLogger } from '../../src/common/logger.js';
 import type { strata } from '../../src/generated/strata.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
 import { parseListenAddress, startProbeServer } from '../../src/server/probe-server.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
+import { useSharedBroker } from '../helpers/shared-broker.js';
 import { type TestBroker, removeDirectory, startTestBroker } from '../helpers/test-server.js';
 
 async function get(address: string, path: string): Promise<{ status: number; body: string }> {
@@ -31,31 +32,22 @@ function metricValue(text: string, name: string, labels: string): number {
 }
 
 describe('probe server of a running broker', () => {
-  let broker: TestBroker;
-  let client: TestClient;
-  beforeAll(async () => {
-    broker = await startTestBroker();
-    client = new TestClient(broker.address);
-  });
-  afterAll(async () => {
-    client.close();
-    await broker.dispose();
-  });
+  const shared = useSharedBroker();
 
   it('answers /healthz and /readyz with 200 once the broker is serving', async () => {
-    expect(await get(broker.metricsAddress!, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
-    expect(await get(broker.metricsAddress!, '/readyz')).toEqual({ status: 200, body: 'ready\n' });
-    expect((await get(broker.metricsAddress!, '/nope')).status).toBe(404);
+    expect(await get(shared.broker.metricsAddress!, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
+    expect(await get(shared.broker.metricsAddress!, '/readyz')).toEqual({ status: 200, body: 'ready\n' });
+    expect((await get(shared.broker.metricsAddress!, '/nope')).status).toBe(404);
   });
 
   it('exposes request, traffic, partition, fsync and process metrics in Prometheus format', async () => {
-    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'metered', partitions: 2 }));
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'metered', partitions: 2 }));
     const batch = buildBatch([{ value: Buffer.from('one') }, { value: Buffer.from('two') }]);
     const size = batch.length;
-    await client.call('log.produce', v1.ProduceRequest.create({ topic: 'metered', partition: 1, batch }));
-    await client.call('log.fetch', v1.FetchRequest.create({ topic: 'metered', partition: 1, raw: true }));
-    await expect(client.call('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'missing' }))).rejects.toThrow();
-    const { status, body } = await get(broker.metricsAddress!, '/metrics');
+    await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'metered', partition: 1, batch }));
+    await shared.client.call('log.fetch', v1.FetchRequest.create({ topic: 'metered', partition: 1, raw: true }));
+    await expect(shared.client.call('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'missing' }))).rejects.toThrow();
+    const { status, body } = await get(shared.broker.metricsAddress!, '/metrics');
     expect(status).toBe(200);
     expect(metricValue(body, 'strata_requests_total', 'method="Produce",code="OK"')).toBe(1);
     expect(metricValue(body, 'strata_requests_total', 'method="DescribeTopic",code="NOT_FOUND"')).toBe(1);
@@ -129,47 +121,38 @@ describe('listen addresses', () => {
 });
 
 describe('counters', () => {
-  let broker: TestBroker;
-  let client: TestClient;
-  const scrape = async (): Promise<string> => (await get(broker.metricsAddress!, '/metrics')).body;
+  const shared = useSharedBroker();
+  const scrape = async (): Promise<string> => (await get(shared.broker.metricsAddress!, '/metrics')).body;
   const ioCalls = (text: string): number =>
     ['write', 'fdatasync'].flatMap((operation) => ['event_loop', 'thread_pool'].map((thread) => metricValue(text, 'strata_log_io_calls_total', `operation="${operation}",thread="${thread}"`))).reduce((sum, value) => sum + value, 0);
-  const createTopic = (name: string): Promise<unknown> => client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions: 1 }));
-  const produceOne = (topic: string): Promise<unknown> => client.call('log.produce', v1.ProduceRequest.create({ topic, partition: 0, records: [v1.Record.create({ value: Buffer.from('x') })] }));
+  const createTopic = (name: string): Promise<unknown> => shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions: 1 }));
+  const produceOne = (topic: string): Promise<unknown> => shared.client.call('log.produce', v1.ProduceRequest.create({ topic, partition: 0, records: [v1.Record.create({ value: Buffer.from('x') })] }));
 
-  beforeAll(async () => {
-    broker = await startTestBroker();
-    client = new TestClient(broker.address);
-  });
-  afterAll(async () => {
-    client.close();
-    await broker.dispose();
-  });
 
   it('strata_log_io_calls_total keeps the calls of deleted topics, also of one created and deleted between two scrapes', async () => {
     await createTopic('doomed');
     for (let index = 0; index < 3; index++) await produceOne('doomed');
     const before = ioCalls(await scrape());
     expect(before).toBeGreaterThanOrEqual(6); // a write and an fdatasync each (acks=all, flush=always)
-    await client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'doomed' }));
+    await shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'doomed' }));
     expect(ioCalls(await scrape())).toBe(before);
     await createTopic('brief');
     await produceOne('brief');
-    await client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'brief' }));
+    await shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'brief' }));
     expect(ioCalls(await scrape())).toBe(before + 2);
   });
 
   it('strata_bytes_in_total and strata_records_in_total count what the logs store, on both produce paths: no duplicate of an idempotent retry, whatever the acks', async () => {
     await createTopic('bytes-in');
     const sizeOfLog = async (): Promise<number> =>
-      (await client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'bytes-in' }))).partitions[0]!.sizeBytes.toNumber();
+      (await shared.client.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'bytes-in' }))).partitions[0]!.sizeBytes.toNumber();
     // The records path: the broker builds the batch; its header and framing count too.
-    await client.call('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, records: [v1.Record.create({ key: Buffer.from('k'), value: Buffer.from('value') })] }));
+    await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, records: [v1.Record.create({ key: Buffer.from('k'), value: Buffer.from('value') })] }));
     let text = await scrape();
     expect(metricValue(text, 'strata_bytes_in_total', 'topic="bytes-in"')).toBe(await sizeOfLog());
     expect(metricValue(text, 'strata_records_in_total', 'topic="bytes-in"')).toBe(1);
     // Idempotent retries, on each path: answered as duplicates, stored and counted once.
-    const initialised = await client.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create());
+    const initialised = await shared.client.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create());
     const producer = { producerId: initialised.producerId.toNumber(), producerEpoch: initialised.producerEpoch };
     const batch = buildBatch([{ value: Buffer.from('one') }, { value: Buffer.from('two') }], { ...producer, baseSequence: 0 });
     const records = v1.ProduceRequest.create({
@@ -182,8 +165,8 @@ describe('counters', () => {
     });
     for (let attempt = 0; attempt < 2; attempt++) {
       const answers = [
-        await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, batch })),
-        await client.call<strata.v1.ProduceResponse>('log.produce', records),
+        await shared.client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, batch })),
+        await shared.client.call<strata.v1.ProduceResponse>('log.produce', records),
       ];
       expect(answers.map((answer) => answer.batches[0]!.duplicate)).toEqual([attempt === 1, attempt === 1]);
     }
@@ -193,9 +176,9 @@ describe('counters', () => {
     // The same retries with acks=none: answered before the log finds them duplicates, and still
     // not counted. The log appends in order, so once a later acks=all produce is answered, it
     // has handled them.
-    await client.call('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, batch, acks: v1.Acks.ACKS_NONE }));
-    await client.call('log.produce', v1.ProduceRequest.create({ ...records, acks: v1.Acks.ACKS_NONE }));
-    await client.call('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, records: [v1.Record.create({ value: Buffer.from('four') })] }));
+    await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, batch, acks: v1.Acks.ACKS_NONE }));
+    await shared.client.call('log.produce', v1.ProduceRequest.create({ ...records, acks: v1.Acks.ACKS_NONE }));
+    await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, records: [v1.Record.create({ value: Buffer.from('four') })] }));
     text = await scrape();
     expect(metricValue(text, 'strata_bytes_in_total', 'topic="bytes-in"')).toBe(await sizeOfLog());
     expect(metricValue(text, 'strata_records_in_total', 'topic="bytes-in"')).toBe(5);
@@ -204,7 +187,7 @@ describe('counters', () => {
   describe('Subscribe', () => {
     type Subscription = NodeJS.EventEmitter & { cancel(): void };
     const subscribe = (request: strata.v1.ISubscribeRequest): Subscription =>
-      (client.log as unknown as { subscribe(request: unknown): Subscription }).subscribe(v1.SubscribeRequest.create(request));
+      (shared.client.log as unknown as { subscribe(request: unknown): Subscription }).subscribe(v1.SubscribeRequest.create(request));
     const ended = (call: Subscription): Promise<number> =>
       new Promise((resolve) => {
         call.on('data', () => undefined);
@@ -251,7 +234,6 @@ describe('group metrics', () => {
     const first = await startTestBroker();
     let second: TestBroker | null = null;
     const one = new TestClient(first.address);
-    let two: TestClient | null = null;
     try {
       await one.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'lagging', partitions: 1 }));
       const records = ['a', 'b', 'c', 'd', 'e'].map((value) => v1.Record.create({ value: Buffer.from(value) }));
@@ -265,12 +247,10 @@ describe('group metrics', () => {
       await first.stop();
 
       second = await startTestBroker({ dataDir: first.dataDir });
-      two = new TestClient(second.address);
       const after = (await get(second.metricsAddress!, '/metrics')).body;
       expect(metricValue(after, 'strata_group_members', 'group="g-metered"')).toBe(0);
       expect(metricValue(after, 'strata_group_lag_records', 'group="g-metered",topic="lagging"')).toBe(3);
     } finally {
-      two?.close();
       if (second !== null) await second.dispose();
       else await first.dispose();
     }

@@ -18,7 +18,7 @@ import { type ProducePath, RECORDS_PATH_REQUEST_BYTES } from '../../bench/produc
 import { Progress } from '../../bench/progress.js';
 import { formatReport } from '../../bench/report.js';
 import { type BenchWorkload, runBench } from '../../bench/run-bench.js';
-import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES } from '../../bench/e2e-load.js';
+import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES, recordsInSeconds } from '../../bench/e2e-load.js';
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, describeFailure, serverAddress } from '../client-options.js';
 
@@ -169,7 +169,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   if (measured === 'e2e' && recordSize < SEND_TIME_BYTES) throw new UsageError(`--record-size must be at least ${SEND_TIME_BYTES} for e2e (the value carries the send time)`);
   const durationSeconds = argv.duration === undefined ? 0 : positiveNumber(argv.duration, '--duration');
   // Fewer would measure nothing: no latency, and a sending time of nothing.
-  if (measured === 'e2e' && rate! * durationSeconds < 1) throw new UsageError(`--rate × --duration must give at least 1 measured record for e2e, got ${rate} × ${durationSeconds}`);
+  if (measured === 'e2e' && recordsInSeconds(rate!, durationSeconds) < 1) throw new UsageError(`--rate × --duration must give at least 1 measured record for e2e, got ${rate} × ${durationSeconds}`);
   const group = typeof argv.group === 'string' && argv.group !== '' ? argv.group : null;
   if (workload === 'baseline' && measured === 'consume') {
     // The no-op server serves Fetch from raw batches it kept, and no Groups service.
