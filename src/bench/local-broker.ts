@@ -23,6 +23,8 @@ export interface LocalBrokerOptions {
 export interface LocalBroker {
   server: ServerProcess;
   dataDirectory: string;
+  /** HOST:PORT of its metrics and probes endpoint (null if it did not name one). */
+  metricsAddress: string | null;
   /** Stops the broker (gracefully) and removes its data directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -48,12 +50,17 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   // The child takes its settings from the flags alone, not from this process's STRATA_* variables.
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('STRATA_')));
   let server: ServerProcess;
+  let metricsAddress: string | null = null;
   try {
     server = await ServerProcess.start({
       args,
       description: 'the local broker',
       env,
-      ready: (entry) => (entry.msg === 'listening' && typeof entry.address === 'string' ? entry.address : null),
+      ready: (entry) => {
+        if (entry.msg !== 'listening' || typeof entry.address !== 'string') return null;
+        metricsAddress = typeof entry.metricsAddress === 'string' ? entry.metricsAddress : null;
+        return entry.address;
+      },
     });
   } catch (error) {
     rmSync(dataDirectory, { recursive: true, force: true });
@@ -63,6 +70,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   return {
     server,
     dataDirectory,
+    metricsAddress,
     stop: () => {
       stopping ??= server.stop().finally(() => rmSync(dataDirectory, { recursive: true, force: true }));
       return stopping;

@@ -2,12 +2,14 @@
  * The measured phases of `strata bench`, each against one server (Strata or the no-op server)
  * at a known address: set up the topic, run the load, and turn its figures into result rows.
  * `server` is the child process when the benchmark started the server itself (its memory is
- * reported), null for a broker given with --server.
+ * reported), null for a broker given with --server; `metricsAddress` is a local broker's metrics
+ * endpoint, from which its fdatasyncs during each phase are reported.
  */
 import type { Logger } from '../common/logger.js';
 import { Admin } from '../client/admin.js';
 import type { Acks } from '../client/producer.js';
 import { type BenchTopic, describe, ensureTopic } from './bench-topic.js';
+import { type BrokerFsyncs, type FsyncHistogram, fsyncsBetween, readFsyncHistogram } from './broker-fsyncs.js';
 import { readableRecords, runConsumeLoad } from './consume-load.js';
 import { E2E_RATE_DEFAULT, type E2eReaderKind, runE2eLoad } from './e2e-load.js';
 import { type ProducePath, runProduceLoad } from './produce-load.js';
@@ -53,6 +55,8 @@ export interface PhaseContext {
   settings: BenchSettings;
   address: string;
   server: ServerProcess | null;
+  /** A local broker's metrics endpoint (HOST:PORT); null for --server and the no-op server. */
+  metricsAddress: string | null;
   serverKind: ResultRow['server'];
   logger: Logger;
   progress: Progress;
@@ -81,9 +85,12 @@ async function prepareTopic(context: PhaseContext): Promise<BenchTopic> {
 
 /**
  * Runs `load`, measuring the CPU time this process and a local server used meanwhile: from the
- * start, or from when `load` calls `startMeasuring` (the end of a warm-up).
+ * start, or from when `load` calls `startMeasuring` (the end of a warm-up). A local broker's
+ * fdatasyncs are counted from before `load` to after it (warm-up included: reading the metrics
+ * costs the broker a millisecond or two, which must not land in a measured window).
  */
-async function measured<T extends { records: number }>(context: PhaseContext, load: (startMeasuring: () => void) => Promise<T>): Promise<{ figures: T; cpu: CpuUse }> {
+async function measured<T extends { records: number }>(context: PhaseContext, load: (startMeasuring: () => void) => Promise<T>): Promise<{ figures: T; cpu: CpuUse; fsyncs: BrokerFsyncs | null }> {
+  const fsyncsBefore = await readFsyncs(context);
   let clientBefore = process.cpuUsage();
   let serverBefore = context.server?.cpuSeconds() ?? null;
   const startMeasuring = (): void => {
@@ -93,7 +100,23 @@ async function measured<T extends { records: number }>(context: PhaseContext, lo
   const figures = await load(startMeasuring);
   const client = process.cpuUsage(clientBefore);
   const serverAfter = context.server?.cpuSeconds() ?? null;
-  return { figures, cpu: cpuUse(figures.records, (client.user + client.system) / 1e6, serverBefore === null || serverAfter === null ? null : serverAfter - serverBefore) };
+  const fsyncsAfter = fsyncsBefore === null ? null : await readFsyncs(context);
+  return {
+    figures,
+    cpu: cpuUse(figures.records, (client.user + client.system) / 1e6, serverBefore === null || serverAfter === null ? null : serverAfter - serverBefore),
+    fsyncs: fsyncsBefore === null || fsyncsAfter === null ? null : fsyncsBetween(fsyncsBefore, fsyncsAfter),
+  };
+}
+
+/** A local broker's fdatasync histogram; null without one, or (with a warning) if it cannot be read. */
+async function readFsyncs(context: PhaseContext): Promise<FsyncHistogram | null> {
+  if (context.metricsAddress === null) return null;
+  try {
+    return await readFsyncHistogram(context.metricsAddress);
+  } catch (error) {
+    context.logger.warn({ err: error }, 'could not read the local broker\'s fdatasync metrics; the report leaves them out');
+    return null;
+  }
 }
 
 function label(context: PhaseContext, workload: string): string {
@@ -104,7 +127,7 @@ export async function producePhase(context: PhaseContext, records = context.sett
   const { settings } = context;
   const topic = await prepareTopic(context);
   context.server?.resetPeaks();
-  const { figures, cpu } = await measured(context, () => runProduceLoad({
+  const { figures, cpu, fsyncs } = await measured(context, () => runProduceLoad({
     server: context.address,
     topic: settings.topic,
     partitions: topic.description.partitions.length,
@@ -122,7 +145,7 @@ export async function producePhase(context: PhaseContext, records = context.sett
     label: label(context, workload),
   }));
   const latencyMeasures = settings.path === 'raw' ? SEND_TO_ACK : REQUEST_TO_ANSWER;
-  return { rows: [resultRow(workload, context.serverKind, figures, latencyMeasures, context.server?.memory() ?? null, cpu)], topic };
+  return { rows: [resultRow(workload, context.serverKind, figures, latencyMeasures, context.server?.memory() ?? null, cpu, fsyncs)], topic };
 }
 
 /**
@@ -143,7 +166,7 @@ export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome>
     topic = { ...topic, description: await describe(context.address, settings.topic) };
   }
   context.server?.resetPeaks();
-  const { figures, cpu } = await measured(context, () => runConsumeLoad({
+  const { figures, cpu, fsyncs } = await measured(context, () => runConsumeLoad({
     server: context.address,
     topic: settings.topic,
     records: settings.records,
@@ -153,7 +176,7 @@ export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome>
     progress: context.progress,
     label: label(context, 'consume'),
   }));
-  rows.push(resultRow('consume', context.serverKind, figures, null, context.server?.memory() ?? null, cpu));
+  rows.push(resultRow('consume', context.serverKind, figures, null, context.server?.memory() ?? null, cpu, fsyncs));
   return { rows, topic };
 }
 
@@ -161,7 +184,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
   const { settings } = context;
   const topic = await prepareTopic(context);
   context.server?.resetPeaks();
-  const { figures, cpu } = await measured(context, (startMeasuring) => runE2eLoad({
+  const { figures, cpu, fsyncs } = await measured(context, (startMeasuring) => runE2eLoad({
     server: context.address,
     topic: settings.topic,
     rate: settings.rate ?? E2E_RATE_DEFAULT,
@@ -177,7 +200,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
     label: label(context, 'e2e'),
     onMeasurementStart: startMeasuring,
   }));
-  const row = resultRow('e2e', context.serverKind, figures, SEND_TO_CONSUMED[settings.reader], context.server?.memory() ?? null, cpu);
+  const row = resultRow('e2e', context.serverKind, figures, SEND_TO_CONSUMED[settings.reader], context.server?.memory() ?? null, cpu, fsyncs);
   row.acknowledgementLatency = figures.acknowledgementLatency.summary();
   row.senderLag = figures.senderLag.summary();
   row.lost = figures.lost;

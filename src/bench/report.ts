@@ -25,6 +25,9 @@
  *                                   server (see server-process.ts), else null
  *     cpu                           { clientSeconds, clientMicrosPerRecord, serverSeconds, serverMicrosPerRecord }
  *                                   (server: local servers only, else null)
+ *     brokerFsyncs                  { count, meanMs, over1Ms, over10Ms, over100Ms }: a local broker's fdatasyncs
+ *                                   from before the phase's load to after it (e2e: warm-up included), from its
+ *                                   metrics (see broker-fsyncs.ts); null for --server and the no-op server
  *   ratioToBaseline                 baseline only: Strata's figure ÷ the no-op server's (see ratioOf)
  *   ratioOf                         baseline only: "records/s" (produce, consume) or "p99 latency" (e2e)
  *   baselineWarmupRecords           baseline of produce or consume: records of the unmeasured warm-up run
@@ -35,6 +38,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../common/package-root.js';
 import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
+import type { BrokerFsyncs } from './broker-fsyncs.js';
 import type { LatencyRecorder, LatencySummary } from './latency-recorder.js';
 import { formatInteger } from './progress.js';
 import { formatScheduling, processScheduling, type Scheduling } from './scheduling.js';
@@ -55,6 +59,7 @@ export interface ResultRow {
   senderLag?: LatencySummary | null;
   serverMemory: ServerMemory | null;
   cpu: CpuUse;
+  brokerFsyncs: BrokerFsyncs | null;
 }
 
 /**
@@ -145,6 +150,7 @@ export function resultRow(
   latencyMeasures: string | null,
   serverMemory: ServerMemory | null,
   cpu: CpuUse,
+  brokerFsyncs: BrokerFsyncs | null,
 ): ResultRow {
   const seconds = figures.seconds > 0 ? figures.seconds : Number.NaN;
   const latency = figures.latency?.summary() ?? null;
@@ -160,6 +166,7 @@ export function resultRow(
     latencyMeasures: latency === null ? null : latencyMeasures,
     serverMemory,
     cpu,
+    brokerFsyncs,
   };
 }
 
@@ -205,6 +212,9 @@ export function formatReport(report: BenchReport): string {
     const lag = result.senderLag;
     lines.push(`${result.workload}${baseline ? ` (${result.server})` : ''} sender lag behind schedule (not counted in latency): p99 ${lag.p99Ms.toFixed(2)} ms, max ${lag.maxMs.toFixed(2)} ms`);
   }
+  for (const result of report.results) {
+    if (result.brokerFsyncs !== null) lines.push(`${result.workload} broker fdatasyncs${result.workload === 'e2e' ? ' (warm-up included)' : ''}: ${formatFsyncs(result.brokerFsyncs)}`);
+  }
   if (report.baselineWarmupRecords !== null) lines.push(`warm-up: an unmeasured run of ${formatInteger(report.baselineWarmupRecords)} records went to each server before its measured phase`);
   if (report.ratioToBaseline !== null && report.ratioOf !== null) lines.push(`Strata / no-op server (${report.ratioOf}): ${report.ratioToBaseline.toFixed(2)}`);
   return `${lines.join('\n')}\n`;
@@ -228,6 +238,11 @@ function tableRow(label: string, result: ResultRow, latency: LatencySummary | nu
     latencyOnly || rss === null ? '' : `${rss.toFixed(0)} MiB`,
     latencyOnly ? '' : `${result.cpu.clientMicrosPerRecord.toFixed(2)}${result.cpu.serverMicrosPerRecord === null ? '' : ` + ${result.cpu.serverMicrosPerRecord.toFixed(2)}`}`,
   ];
+}
+
+function formatFsyncs(fsyncs: BrokerFsyncs): string {
+  const mean = fsyncs.meanMs === null ? '' : `, mean ${fsyncs.meanMs.toFixed(3)} ms`;
+  return `${formatInteger(fsyncs.count)}${mean}; over 1 ms: ${formatInteger(fsyncs.over1Ms)}, over 10 ms: ${formatInteger(fsyncs.over10Ms)}, over 100 ms: ${formatInteger(fsyncs.over100Ms)}`;
 }
 
 function round(value: number, digits: number): number {

@@ -58,6 +58,7 @@ interface Result {
   lost?: number;
   senderLag?: Latency | null;
   serverMemory: { rssMiB: number | null; rssPeakSampledMiB: number | null; rssPeakMiB: number | null; rssPeakPhaseMiB: number | null } | null;
+  brokerFsyncs: { count: number; meanMs: number | null; over1Ms: number; over10Ms: number; over100Ms: number } | null;
 }
 
 /** Runs `strata bench ARGS --local --json FILE`; resolves with the report and the table. */
@@ -107,6 +108,17 @@ function expectLatency(latency: Latency | null | undefined, count: number): void
   expect(latency!.meanMs).toBeGreaterThan(0);
 }
 
+/** A local broker's fdatasyncs in the phase, from its metrics: at least `atLeast` with flush=always. */
+function expectBrokerFsyncs(result: Result, atLeast: number): void {
+  const fsyncs = result.brokerFsyncs;
+  expect(fsyncs).not.toBeNull();
+  expect(fsyncs!.count).toBeGreaterThanOrEqual(atLeast);
+  expect(fsyncs!.meanMs).toBeGreaterThan(0);
+  expect(fsyncs!.over1Ms).toBeLessThanOrEqual(fsyncs!.count);
+  expect(fsyncs!.over10Ms).toBeLessThanOrEqual(fsyncs!.over1Ms);
+  expect(fsyncs!.over100Ms).toBeLessThanOrEqual(fsyncs!.over10Ms);
+}
+
 function expectLocalServerMemory(result: Result): void {
   expect(result.serverMemory).not.toBeNull();
   expect(result.serverMemory!.rssPeakSampledMiB).toBeGreaterThan(10);
@@ -130,6 +142,9 @@ describe('strata bench', () => {
     expectLatency(produce!.latency, 20000);
     expect(produce!.latencyMeasures).toContain('acknowledgement');
     expectLocalServerMemory(produce!);
+    // flush=always: every acknowledged batch waited for an fdatasync.
+    expectBrokerFsyncs(produce!, 1);
+    expect(stdout).toMatch(/^produce broker fdatasyncs: [\d,]+, mean \d+\.\d{3} ms; over 1 ms: [\d,]+, over 10 ms: [\d,]+, over 100 ms: [\d,]+$/m);
     expect(report.ratioToBaseline).toBeNull();
     // The table names every column; not a terminal, so no live line.
     for (const column of ['records/s', 'MB/s', 'p50', 'p95', 'p99', 'p99.9', 'max', 'server RSS']) expect(stdout).toContain(column);
@@ -178,6 +193,9 @@ describe('strata bench', () => {
     expect(e2e!.senderLag!.count).toBeGreaterThan(0);
     expect(e2e!.senderLag!.p99Ms).toBeLessThanOrEqual(e2e!.senderLag!.maxMs * 1.001 + 0.001);
     expect(stdout).toMatch(/^e2e sender lag behind schedule \(not counted in latency\): p99 \d+\.\d\d ms, max \d+\.\d\d ms$/m);
+    // At 1,000 records/s with linger 0 the records go in many small batches, each synced.
+    expectBrokerFsyncs(e2e!, 10);
+    expect(stdout).toMatch(/^e2e broker fdatasyncs \(warm-up included\): [\d,]+, mean \d+\.\d{3} ms; over 1 ms/m);
   });
 
   it('e2e warms up for 5 s unless told otherwise', async () => {
@@ -208,6 +226,9 @@ describe('strata bench', () => {
       expectLocalServerMemory(result);
     }
     const [noop, strata] = report.results;
+    // Only a broker has fdatasyncs to report.
+    expect(noop!.brokerFsyncs).toBeNull();
+    expectBrokerFsyncs(strata!, 1);
     expect(report.ratioToBaseline).toBeCloseTo(strata!.recordsPerSecond / noop!.recordsPerSecond, 2);
     expect(report.ratioOf).toBe('records/s');
     // Produce runs as fast as it can, lingering 5 ms, unless told otherwise.

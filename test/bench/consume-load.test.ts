@@ -49,6 +49,7 @@ function context(settings: Partial<BenchSettings>): PhaseContext {
     },
     address: broker.address,
     server: null,
+    metricsAddress: null,
     serverKind: 'strata',
     logger: rootLogger,
     progress: silent,
