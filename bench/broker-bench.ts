@@ -29,7 +29,7 @@ import { type Client, type ClientDuplexStream, type ServiceError, credentials, m
 import Long from 'long';
 import { startLocalBroker } from '../src/bench/local-broker.js';
 import { startNoopServerProcess } from '../src/bench/noop-server.js';
-import type { Stoppable } from '../src/bench/started-servers.js';
+import { StartedServers } from '../src/bench/started-servers.js';
 import { strata } from '../src/generated/strata.js';
 import { logServiceDefinition, adminServiceDefinition } from '../src/server/service-definitions.js';
 import { forEachBatch, readRecordCount } from '../src/storage/record-batch.js';
@@ -174,15 +174,12 @@ async function main(): Promise<void> {
   }
   const figures: Record<string, unknown> = { parameters: options, machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version } };
   // Every server started is stopped (the broker's data directory removed with it), however the
-  // run ends (the broker failing to start included): the same starts as `strata bench --local`.
-  const started: Stoppable[] = [];
-  const track = <T extends Stoppable>(server: T): T => {
-    started.push(server);
-    return server;
-  };
+  // run ends (the broker failing to start, Ctrl-C and SIGTERM included), as in `strata bench --local`.
+  const servers = new StartedServers();
+  const stopHandlingSignals = servers.handleSignals();
   try {
-    const noop = track(await startNoopServerProcess());
-    const broker = track(await startLocalBroker({ profileDirectory: options.profileServer })).server;
+    const noop = await servers.track(() => startNoopServerProcess());
+    const broker = (await servers.track(() => startLocalBroker({ profileDirectory: options.profileServer }))).server;
     const recordsPerBatch = Math.max(1, Math.floor(options.batchBytes / (options.recordSize + 10)));
     const pool = Array.from({ length: 16 }, () =>
       buildBatch(Array.from({ length: recordsPerBatch }, () => ({ value: randomBytes(options.recordSize) }))),
@@ -254,7 +251,8 @@ async function main(): Promise<void> {
     });
     if (options.json !== null) writeFileSync(options.json, JSON.stringify(figures, null, 2));
   } finally {
-    await Promise.all(started.map((server) => server.stop()));
+    await servers.stopAll();
+    stopHandlingSignals();
   }
 }
 

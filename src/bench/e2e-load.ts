@@ -36,7 +36,7 @@ import { describeTopic, listOffsets } from '../client/admin.js';
 import { Connection } from '../client/connection.js';
 import { Consumer } from '../client/consumer.js';
 import { toClientError } from '../client/errors.js';
-import { type Acks, Producer, type SendCallback } from '../client/producer.js';
+import { type Acks, Producer, type ProducerRecord, type SendCallback } from '../client/producer.js';
 import { strata } from '../generated/strata.js';
 import { logServiceDefinition } from '../server/service-definitions.js';
 import { decodeRecords, forEachBatch } from '../storage/record-batch.js';
@@ -121,6 +121,8 @@ type Deliver = (records: readonly { readonly value: Buffer | null }[]) => void;
 /** One record the sender has in flight: its value, written again for each send. */
 interface SendSlot {
   readonly value: Buffer;
+  /** What is sent: the topic and `value`, made once with the slot. */
+  readonly message: ProducerRecord;
   /** Wall-clock send time of the record now in this slot. */
   sentAt: number;
   measured: boolean;
@@ -133,7 +135,8 @@ interface SendSlot {
  * the free list only once its send's callback has run, and the producer has copied the value into
  * its batch by then (during send(), or when it takes a send that had to wait for metadata or
  * buffer room). So a value is never rewritten under a record not yet taken, and once there are as
- * many slots as records in flight, the sender allocates nothing per record: at 10,000 1 KiB
+ * many slots as records in flight, the sender allocates nothing per record (the message sent is
+ * the slot's own, like its value): at 10,000 1 KiB
  * records/s, a fresh value and a promise per send were a quarter of the client's allocations
  * (7 of 30 MB/s) and an 8 KiB pool slab for Node to free every eight records.
  */
@@ -141,6 +144,7 @@ export class SendSlots {
   private readonly free: SendSlot[] = [];
 
   constructor(
+    private readonly topic: string,
     private readonly template: Buffer,
     private readonly onAcknowledged: (slot: SendSlot) => void,
     private readonly onFailed: (error: Error) => void,
@@ -149,8 +153,10 @@ export class SendSlots {
   take(): SendSlot {
     const reused = this.free.pop();
     if (reused !== undefined) return reused;
+    const value = Buffer.from(this.template);
     const slot: SendSlot = {
-      value: Buffer.from(this.template),
+      value,
+      message: { topic: this.topic, value },
       sentAt: 0,
       measured: false,
       done: (error) => {
@@ -286,7 +292,7 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
     failure ??= toClientError(error);
     allReceived?.();
   };
-  const slots = new SendSlots(template, (slot) => {
+  const slots = new SendSlots(options.topic, template, (slot) => {
     if (slot.measured) acknowledgement.record(wallClockMs() - slot.sentAt);
   }, fail);
   const reader: E2eReader =
@@ -316,7 +322,7 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
           slot.value.writeDoubleLE(sentAt, 0);
           slot.sentAt = sentAt;
           slot.measured = sent >= warmupRecords;
-          producer.send({ topic: options.topic, value: slot.value }, slot.done);
+          producer.send(slot.message, slot.done);
         }
         if (sent >= total || failure !== null) {
           measuredTo = performance.now();

@@ -9,7 +9,7 @@ import type { Logger } from '../common/logger.js';
 import { Admin } from '../client/admin.js';
 import type { Acks } from '../client/producer.js';
 import { type BenchTopic, describe, ensureTopic } from './bench-topic.js';
-import { type BrokerFsyncs, type FsyncHistogram, fsyncsBetween, readFsyncHistogram } from './broker-fsyncs.js';
+import { type BrokerFsyncs, fsyncsBetween, readFsyncHistogram } from './broker-fsyncs.js';
 import { readableRecords, runConsumeLoad } from './consume-load.js';
 import { E2E_RATE_DEFAULT, type E2eReaderKind, runE2eLoad } from './e2e-load.js';
 import { type ProducePath, runProduceLoad } from './produce-load.js';
@@ -90,7 +90,7 @@ async function prepareTopic(context: PhaseContext): Promise<BenchTopic> {
  * costs the broker a millisecond or two, which must not land in a measured window).
  */
 async function measured<T extends { records: number }>(context: PhaseContext, load: (startMeasuring: () => void) => Promise<T>): Promise<{ figures: T; cpu: CpuUse; fsyncs: BrokerFsyncs | null }> {
-  const fsyncsBefore = await readFsyncs(context);
+  const fsyncsBefore = await fromFsyncMetrics(context, readFsyncHistogram);
   let clientBefore = process.cpuUsage();
   let serverBefore = context.server?.cpuSeconds() ?? null;
   const startMeasuring = (): void => {
@@ -100,19 +100,22 @@ async function measured<T extends { records: number }>(context: PhaseContext, lo
   const figures = await load(startMeasuring);
   const client = process.cpuUsage(clientBefore);
   const serverAfter = context.server?.cpuSeconds() ?? null;
-  const fsyncsAfter = fsyncsBefore === null ? null : await readFsyncs(context);
+  const fsyncs = fsyncsBefore === null ? null : await fromFsyncMetrics(context, async (address) => fsyncsBetween(fsyncsBefore, await readFsyncHistogram(address)));
   return {
     figures,
     cpu: cpuUse(figures.records, (client.user + client.system) / 1e6, serverBefore === null || serverAfter === null ? null : serverAfter - serverBefore),
-    fsyncs: fsyncsBefore === null || fsyncsAfter === null ? null : fsyncsBetween(fsyncsBefore, fsyncsAfter),
+    fsyncs,
   };
 }
 
-/** A local broker's fdatasync histogram; null without one, or (with a warning) if it cannot be read. */
-async function readFsyncs(context: PhaseContext): Promise<FsyncHistogram | null> {
+/**
+ * `read` applied to a local broker's metrics endpoint; null without one, or (with a warning) if
+ * the metrics cannot be read or lack what the report needs: the phase's figures stand without it.
+ */
+async function fromFsyncMetrics<T>(context: PhaseContext, read: (metricsAddress: string) => Promise<T>): Promise<T | null> {
   if (context.metricsAddress === null) return null;
   try {
-    return await readFsyncHistogram(context.metricsAddress);
+    return await read(context.metricsAddress);
   } catch (error) {
     context.logger.warn({ err: error }, 'could not read the local broker\'s fdatasync metrics; the report leaves them out');
     return null;

@@ -63,7 +63,7 @@ async function withStrata(run: BenchRun, servers: StartedServers, body: (context
     ...(run.settings.writeMode === null ? [] : ['--write-mode', run.settings.writeMode]),
     ...(run.settings.smallIo === null ? [] : ['--small-io', run.settings.smallIo]),
   ];
-  const broker = await servers.track(startLocalBroker({ profileDirectory: run.settings.profileServer, serveArgs }));
+  const broker = await servers.track(() => startLocalBroker({ profileDirectory: run.settings.profileServer, serveArgs }));
   try {
     return await body({ ...base, address: broker.server.address, server: broker.server, metricsAddress: broker.metricsAddress });
   } catch (error) {
@@ -75,7 +75,7 @@ async function withStrata(run: BenchRun, servers: StartedServers, body: (context
 }
 
 async function withNoop(run: BenchRun, servers: StartedServers, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
-  const noop = await servers.track(startNoopServerProcess());
+  const noop = await servers.track(() => startNoopServerProcess());
   try {
     return await body({ settings: run.settings, address: noop.address, server: noop, metricsAddress: null, serverKind: 'no-op', logger: run.logger, progress: run.progress });
   } finally {
@@ -87,7 +87,11 @@ export async function runBench(run: BenchRun): Promise<BenchReport> {
   const servers = new StartedServers();
   const stopHandlingSignals = servers.handleSignals();
   try {
-    return await runWorkload(run, servers);
+    const report = await runWorkload(run, servers);
+    // A signal came as the run ended: the handler ends the process once the servers are down,
+    // before a report of a run the user stopped is printed.
+    if (servers.interrupted !== null) await servers.interrupted;
+    return report;
   } catch (error) {
     // Stopped by a signal: the handler ends the process once the servers are down.
     if (servers.interrupted !== null) await servers.interrupted;

@@ -8,7 +8,9 @@
  * themselves). So while a run is under way the first signal stops every server the run started
  * or is starting (a local broker's stop removes its data directory: `LocalBroker.stop`), then
  * exits with 128 + the signal's number, 130 for SIGINT and 143 for SIGTERM, as a shell reports
- * a process a signal ended. A second signal exits at once. The stops are bounded
+ * a process a signal ended. After the signal no server is started any more: a run that goes on
+ * to its next server (a baseline's broker, after its no-op server) is refused it, so none is
+ * left behind when the process exits. A second signal exits at once. The stops are bounded
  * (`ServerProcess.stop` kills a server that does not exit within its bound).
  */
 
@@ -25,11 +27,13 @@ export class StartedServers {
   private stopping: Promise<never> | null = null;
 
   /**
-   * Registers the server `start` resolves with, so that a signal stops it; a signal that comes
-   * while it starts waits for the start, then stops it.
+   * Starts a server and registers it, so that a signal stops it; a signal that comes while it
+   * starts waits for the start, then stops it. Refused (without calling `start`) once a signal
+   * came.
    */
-  track<T extends Stoppable>(start: Promise<T>): Promise<T> {
-    const registered = start.then((server) => {
+  track<T extends Stoppable>(start: () => Promise<T>): Promise<T> {
+    if (this.stopping !== null) return Promise.reject(new Error('interrupted by a signal: no further server is started'));
+    const registered = start().then((server) => {
       this.servers.add(server);
       return server;
     });
@@ -65,8 +69,9 @@ export class StartedServers {
     };
   }
 
-  private async stopAll(): Promise<void> {
-    await Promise.allSettled([...this.starting]);
+  /** Stops every server started (idempotent: a server's stop is), after the starts under way. */
+  async stopAll(): Promise<void> {
+    while (this.starting.size > 0) await Promise.allSettled([...this.starting]);
     await Promise.allSettled([...this.servers].map((server) => server.stop()));
   }
 }

@@ -25,15 +25,15 @@ export class BufferPool {
   private heldBytes = 0;
 
   constructor(
-    readonly minBytes: number,
-    readonly maxBytes: number,
+    private readonly minBytes: number,
+    private readonly maxBytes: number,
     private readonly maxHeldBytes: number,
   ) {
     if (!Number.isInteger(Math.log2(minBytes))) throw new RangeError(`the smallest buffers of a pool must be a power of two of bytes, got ${minBytes}`);
   }
 
   /** The size of the buffers `take(bytes)` hands out; null when `bytes` is over `maxBytes`. */
-  classFor(bytes: number): number | null {
+  private classFor(bytes: number): number | null {
     if (bytes > this.maxBytes) return null;
     return Math.min(this.maxBytes, Math.max(this.minBytes, 2 ** Math.ceil(Math.log2(bytes))));
   }

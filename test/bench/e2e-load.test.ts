@@ -18,13 +18,17 @@ afterAll(async () => {
   await broker?.dispose();
 });
 
-it('starts measuring once, when the warm-up records have been sent', async () => {
+async function createTopic(name: string): Promise<void> {
   const admin = new Admin({ server: broker.address });
   try {
-    await admin.createTopic('e2e-warmup');
+    await admin.createTopic(name);
   } finally {
     await admin.close();
   }
+}
+
+it('starts measuring once, when the warm-up records have been sent', async () => {
+  await createTopic('e2e-warmup');
   const startedAt = performance.now();
   const measurementStarts: number[] = [];
   const figures = await runE2eLoad({
@@ -42,6 +46,21 @@ it('starts measuring once, when the warm-up records have been sent', async () =>
   expect(figures.senderLag.summary()!.p50Ms).toBeGreaterThanOrEqual(0);
 });
 
+it('reports a sender held up (the client process paused) as lag behind its schedule', async () => {
+  await createTopic('e2e-held');
+  const pauseMs = 60;
+  const figures = await runE2eLoad({
+    ...e2eLoadOptions(broker.address, 'e2e-held', { durationSeconds: 0.3, warmupSeconds: 0.05 }),
+    // The event loop is blocked as the measurement starts: the records due meanwhile go late.
+    onMeasurementStart: () => {
+      const until = performance.now() + pauseMs;
+      while (performance.now() < until);
+    },
+  });
+  expect(figures.lost).toBe(0);
+  expect(figures.senderLag.summary()!.maxMs).toBeGreaterThanOrEqual(pauseMs - 10);
+});
+
 it('refuses a rate and duration that give no measured record', async () => {
   await expect(runE2eLoad(e2eLoadOptions(broker.address, 'e2e-warmup', { durationSeconds: 0.0004, warmupSeconds: 0 }))).rejects.toThrow(
     'rate × duration must give at least 1 measured record',
@@ -52,7 +71,7 @@ it("hands out a send's value again only once that send's callback has run", () =
   const template = Buffer.from('0123456789abcdef');
   const acknowledged: number[] = [];
   const failures: Error[] = [];
-  const slots = new SendSlots(template, (slot) => acknowledged.push(slot.sentAt), (error) => failures.push(error));
+  const slots = new SendSlots('t', template, (slot) => acknowledged.push(slot.sentAt), (error) => failures.push(error));
   const first = slots.take();
   const second = slots.take();
   // Each slot has a value of its own, made from the template.
