@@ -134,6 +134,8 @@ export class Broker {
   readonly orphans: string[] = [];
   /** The I/O calls of the partitions of deleted topics (see `ioCallTotals`). */
   private readonly deletedIoCalls: IoCalls = emptyIoCalls();
+  /** The logs of a topic being deleted, while they close (see `ioCallTotals`). */
+  private readonly closingLogs = new Set<PartitionLog>();
 
   private constructor(options: BrokerOptions, metadata: MetadataStore) {
     this.dataDir = options.dataDir;
@@ -318,9 +320,15 @@ export class Broker {
       await this.metadata.deleteTopic(name);
       this.topics.delete(name);
       const gone = new StrataError(ErrorCode.NOT_FOUND, `topic "${name}" was deleted`);
+      // Counted as closing until closed (a close still writes), then as deleted: never in neither.
+      for (const log of topic.logs) this.closingLogs.add(log);
       for (const log of topic.logs) {
-        await log.close({ reason: gone });
-        addIoCalls(this.deletedIoCalls, log.ioCalls);
+        try {
+          await log.close({ reason: gone });
+        } finally {
+          this.closingLogs.delete(log);
+          addIoCalls(this.deletedIoCalls, log.ioCalls);
+        }
       }
       const graveyard = join(this.dataDir, 'deleted');
       await this.fs.mkdirs(graveyard);
@@ -344,6 +352,7 @@ export class Broker {
   ioCallTotals(): IoCalls {
     const totals = emptyIoCalls();
     addIoCalls(totals, this.deletedIoCalls);
+    for (const log of this.closingLogs) addIoCalls(totals, log.ioCalls);
     for (const topic of this.topics.values()) for (const log of topic.logs) addIoCalls(totals, log.ioCalls);
     return totals;
   }

@@ -230,7 +230,7 @@ describe('counters', () => {
 });
 
 describe('group metrics', () => {
-  it('give members and lag per group; after a restart, a group known by its committed offsets has 0 members', async () => {
+  it('give members, lag and rebalances per group; after a restart, a group known by its committed offsets has 0 members', async () => {
     const first = await startTestBroker();
     let second: TestBroker | null = null;
     const one = new TestClient(first.address);
@@ -243,6 +243,8 @@ describe('group metrics', () => {
       const before = (await get(first.metricsAddress!, '/metrics')).body;
       expect(metricValue(before, 'strata_group_members', 'group="g-metered"')).toBe(1);
       expect(metricValue(before, 'strata_group_lag_records', 'group="g-metered",topic="lagging"')).toBe(3);
+      // The coordinator reports its rebalances to the metrics: the first member's join was one.
+      expect(metricValue(before, 'strata_group_rebalances_total', 'group="g-metered"')).toBe(1);
       one.close();
       await first.stop();
 
