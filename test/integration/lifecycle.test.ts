@@ -73,6 +73,16 @@ describe('broker lifecycle', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
+  /** A broker the test stops itself (cleanup removes its data directory), a client, and a one-partition topic. */
+  async function brokerWithTopic(topic: string): Promise<{ broker: TestBroker; client: TestClient }> {
+    const broker = await startTestBroker();
+    cleanups.push(() => removeDirectory(broker.dataDir));
+    const client = new TestClient(broker.address);
+    cleanups.push(() => client.close());
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions: 1 }));
+    return { broker, client };
+  }
+
   it('ends subscriptions and long polls on a deleted topic at once with NOT_FOUND', async () => {
     const broker = await startTestBroker();
     cleanups.push(() => broker.dispose());
@@ -92,11 +102,7 @@ describe('broker lifecycle', () => {
   });
 
   it('stops gracefully (not forced) while a subscription is open, ending it with UNAVAILABLE', async () => {
-    const broker = await startTestBroker();
-    cleanups.push(() => removeDirectory(broker.dataDir));
-    const client = new TestClient(broker.address);
-    cleanups.push(() => client.close());
-    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'open', partitions: 1 }));
+    const { broker, client } = await brokerWithTopic('open');
     const ended = subscriptionError(subscribe(client, 'open'));
     await untilWaiting(broker, 'open');
     const result = await broker.stop();
@@ -107,11 +113,7 @@ describe('broker lifecycle', () => {
   });
 
   it('stops gracefully (not forced) while a subscription is still looking up where to start', async () => {
-    const broker = await startTestBroker();
-    cleanups.push(() => removeDirectory(broker.dataDir));
-    const client = new TestClient(broker.address);
-    cleanups.push(() => client.close());
-    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'starting', partitions: 1 }));
+    const { broker, client } = await brokerWithTopic('starting');
     const log = broker.broker.partitionLog('starting', 0);
     let release!: () => void;
     const reached = new Promise<void>((arrived) => {
@@ -132,11 +134,7 @@ describe('broker lifecycle', () => {
   });
 
   it('stops gracefully (not forced) while idle ProduceStream and CommitOffsetsStream calls are open, ending them', async () => {
-    const broker = await startTestBroker();
-    cleanups.push(() => removeDirectory(broker.dataDir));
-    const client = new TestClient(broker.address);
-    cleanups.push(() => client.close());
-    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'piped', partitions: 1 }));
+    const { broker, client } = await brokerWithTopic('piped');
     type Duplex = NodeJS.EventEmitter & { write(message: unknown): void };
     const produce = (client.log as unknown as { produceStream(): Duplex }).produceStream();
     const commit = (client.groups as unknown as { commitOffsetsStream(): Duplex }).commitOffsetsStream();
@@ -164,11 +162,7 @@ describe('broker lifecycle', () => {
   });
 
   it('a shutdown answers every ProduceStream request it started, and writes none it did not answer', async () => {
-    const broker = await startTestBroker();
-    cleanups.push(() => removeDirectory(broker.dataDir));
-    const client = new TestClient(broker.address);
-    cleanups.push(() => client.close());
-    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'drained', partitions: 1 }));
+    const { broker, client } = await brokerWithTopic('drained');
     type Duplex = NodeJS.EventEmitter & { write(message: unknown): void };
     const call = (client.log as unknown as { produceStream(): Duplex }).produceStream();
     const answers: strata.v1.ProduceResponse[] = [];
