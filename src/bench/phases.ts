@@ -9,7 +9,7 @@ import type { Logger } from '../common/logger.js';
 import { Admin } from '../client/admin.js';
 import type { Acks } from '../client/producer.js';
 import { type BenchTopic, describe, ensureTopic } from './bench-topic.js';
-import { type BrokerFsyncs, fsyncsBetween, readFsyncHistogram } from './broker-fsyncs.js';
+import { type BrokerDiskCalls, diskCallsBetween, readDiskCallHistograms } from './broker-disk-calls.js';
 import { readableRecords, runConsumeLoad } from './consume-load.js';
 import { E2E_RATE_DEFAULT, type E2eReaderKind, runE2eLoad } from './e2e-load.js';
 import { type ProducePath, runProduceLoad } from './produce-load.js';
@@ -86,11 +86,12 @@ async function prepareTopic(context: PhaseContext): Promise<BenchTopic> {
 /**
  * Runs `load`, measuring the CPU time this process and a local server used meanwhile: from the
  * start, or from when `load` calls `startMeasuring` (the end of a warm-up). A local broker's
- * fdatasyncs are counted from before `load` to after it (warm-up included: reading the metrics
- * costs the broker a millisecond or two, which must not land in a measured window).
+ * log writes and fdatasyncs are counted from before `load` to after it (warm-up included:
+ * reading the metrics costs the broker a millisecond or two, which must not land in a measured
+ * window).
  */
-async function measured<T extends { records: number }>(context: PhaseContext, load: (startMeasuring: () => void) => Promise<T>): Promise<{ figures: T; cpu: CpuUse; fsyncs: BrokerFsyncs | null }> {
-  const fsyncsBefore = await fromFsyncMetrics(context, readFsyncHistogram);
+async function measured<T extends { records: number }>(context: PhaseContext, load: (startMeasuring: () => void) => Promise<T>): Promise<{ figures: T; cpu: CpuUse; disk: BrokerDiskCalls | null }> {
+  const diskBefore = await fromDiskMetrics(context, readDiskCallHistograms);
   let clientBefore = process.cpuUsage();
   let serverBefore = context.server?.cpuSeconds() ?? null;
   const startMeasuring = (): void => {
@@ -100,11 +101,11 @@ async function measured<T extends { records: number }>(context: PhaseContext, lo
   const figures = await load(startMeasuring);
   const client = process.cpuUsage(clientBefore);
   const serverAfter = context.server?.cpuSeconds() ?? null;
-  const fsyncs = fsyncsBefore === null ? null : await fromFsyncMetrics(context, async (address) => fsyncsBetween(fsyncsBefore, await readFsyncHistogram(address)));
+  const disk = diskBefore === null ? null : await fromDiskMetrics(context, async (address) => diskCallsBetween(diskBefore, await readDiskCallHistograms(address)));
   return {
     figures,
     cpu: cpuUse(figures.records, (client.user + client.system) / 1e6, serverBefore === null || serverAfter === null ? null : serverAfter - serverBefore),
-    fsyncs,
+    disk,
   };
 }
 
@@ -112,12 +113,12 @@ async function measured<T extends { records: number }>(context: PhaseContext, lo
  * `read` applied to a local broker's metrics endpoint; null without one, or (with a warning) if
  * the metrics cannot be read or lack what the report needs: the phase's figures stand without it.
  */
-async function fromFsyncMetrics<T>(context: PhaseContext, read: (metricsAddress: string) => Promise<T>): Promise<T | null> {
+async function fromDiskMetrics<T>(context: PhaseContext, read: (metricsAddress: string) => Promise<T>): Promise<T | null> {
   if (context.metricsAddress === null) return null;
   try {
     return await read(context.metricsAddress);
   } catch (error) {
-    context.logger.warn({ err: error }, 'could not read the local broker\'s fdatasync metrics; the report leaves them out');
+    context.logger.warn({ err: error }, 'could not read the local broker\'s disk call metrics; the report leaves them out');
     return null;
   }
 }
@@ -130,7 +131,7 @@ export async function producePhase(context: PhaseContext, records = context.sett
   const { settings } = context;
   const topic = await prepareTopic(context);
   context.server?.resetPeaks();
-  const { figures, cpu, fsyncs } = await measured(context, () => runProduceLoad({
+  const { figures, cpu, disk } = await measured(context, () => runProduceLoad({
     server: context.address,
     topic: settings.topic,
     partitions: topic.description.partitions.length,
@@ -148,7 +149,7 @@ export async function producePhase(context: PhaseContext, records = context.sett
     label: label(context, workload),
   }));
   const latencyMeasures = settings.path === 'raw' ? SEND_TO_ACK : REQUEST_TO_ANSWER;
-  return { rows: [resultRow(workload, context.serverKind, figures, latencyMeasures, context.server?.memory() ?? null, cpu, fsyncs)], topic };
+  return { rows: [resultRow(workload, context.serverKind, figures, latencyMeasures, context.server?.memory() ?? null, cpu, disk)], topic };
 }
 
 /**
@@ -169,7 +170,7 @@ export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome>
     topic = { ...topic, description: await describe(context.address, settings.topic) };
   }
   context.server?.resetPeaks();
-  const { figures, cpu, fsyncs } = await measured(context, () => runConsumeLoad({
+  const { figures, cpu, disk } = await measured(context, () => runConsumeLoad({
     server: context.address,
     topic: settings.topic,
     records: settings.records,
@@ -179,7 +180,7 @@ export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome>
     progress: context.progress,
     label: label(context, 'consume'),
   }));
-  rows.push(resultRow('consume', context.serverKind, figures, null, context.server?.memory() ?? null, cpu, fsyncs));
+  rows.push(resultRow('consume', context.serverKind, figures, null, context.server?.memory() ?? null, cpu, disk));
   return { rows, topic };
 }
 
@@ -187,7 +188,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
   const { settings } = context;
   const topic = await prepareTopic(context);
   context.server?.resetPeaks();
-  const { figures, cpu, fsyncs } = await measured(context, (startMeasuring) => runE2eLoad({
+  const { figures, cpu, disk } = await measured(context, (startMeasuring) => runE2eLoad({
     server: context.address,
     topic: settings.topic,
     rate: settings.rate ?? E2E_RATE_DEFAULT,
@@ -203,7 +204,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
     label: label(context, 'e2e'),
     onMeasurementStart: startMeasuring,
   }));
-  const row = resultRow('e2e', context.serverKind, figures, SEND_TO_CONSUMED[settings.reader], context.server?.memory() ?? null, cpu, fsyncs);
+  const row = resultRow('e2e', context.serverKind, figures, SEND_TO_CONSUMED[settings.reader], context.server?.memory() ?? null, cpu, disk);
   row.acknowledgementLatency = figures.acknowledgementLatency.summary();
   row.senderLag = figures.senderLag.summary();
   row.lost = figures.lost;

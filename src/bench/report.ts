@@ -27,7 +27,8 @@
  *                                   (server: local servers only, else null)
  *     brokerFsyncs                  { count, meanMs, over1Ms, over10Ms, over100Ms }: a local broker's fdatasyncs
  *                                   from before the phase's load to after it (e2e: warm-up included), from its
- *                                   metrics (see broker-fsyncs.ts); null for --server and the no-op server
+ *                                   metrics (see broker-disk-calls.ts); null for --server and the no-op server
+ *     brokerWrites                  the same for the local broker's log writes
  *   ratioToBaseline                 baseline only: Strata's figure ÷ the no-op server's (see ratioOf)
  *   ratioOf                         baseline only: "records/s" (produce, consume) or "p99 latency" (e2e)
  *   baselineWarmupRecords           baseline of produce or consume: records of the unmeasured warm-up run
@@ -38,7 +39,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../common/package-root.js';
 import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
-import type { BrokerFsyncs } from './broker-fsyncs.js';
+import type { BrokerCalls, BrokerDiskCalls } from './broker-disk-calls.js';
 import type { LatencyRecorder, LatencySummary } from './latency-recorder.js';
 import { formatInteger } from './progress.js';
 import { formatScheduling, processScheduling, type Scheduling } from './scheduling.js';
@@ -59,7 +60,8 @@ export interface ResultRow {
   senderLag?: LatencySummary | null;
   serverMemory: ServerMemory | null;
   cpu: CpuUse;
-  brokerFsyncs: BrokerFsyncs | null;
+  brokerFsyncs: BrokerCalls | null;
+  brokerWrites: BrokerCalls | null;
 }
 
 /**
@@ -150,7 +152,7 @@ export function resultRow(
   latencyMeasures: string | null,
   serverMemory: ServerMemory | null,
   cpu: CpuUse,
-  brokerFsyncs: BrokerFsyncs | null,
+  brokerDiskCalls: BrokerDiskCalls | null,
 ): ResultRow {
   const seconds = figures.seconds > 0 ? figures.seconds : Number.NaN;
   const latency = figures.latency?.summary() ?? null;
@@ -166,7 +168,8 @@ export function resultRow(
     latencyMeasures: latency === null ? null : latencyMeasures,
     serverMemory,
     cpu,
-    brokerFsyncs,
+    brokerFsyncs: brokerDiskCalls?.fdatasync ?? null,
+    brokerWrites: brokerDiskCalls?.write ?? null,
   };
 }
 
@@ -213,7 +216,9 @@ export function formatReport(report: BenchReport): string {
     lines.push(`${result.workload}${baseline ? ` (${result.server})` : ''} sender lag behind schedule (not counted in latency): p99 ${lag.p99Ms.toFixed(2)} ms, max ${lag.maxMs.toFixed(2)} ms`);
   }
   for (const result of report.results) {
-    if (result.brokerFsyncs !== null) lines.push(`${result.workload} broker fdatasyncs${result.workload === 'e2e' ? ' (warm-up included)' : ''}: ${formatFsyncs(result.brokerFsyncs)}`);
+    const warmup = result.workload === 'e2e' ? ' (warm-up included)' : '';
+    if (result.brokerWrites !== null) lines.push(`${result.workload} broker log writes${warmup}: ${formatCalls(result.brokerWrites)}`);
+    if (result.brokerFsyncs !== null) lines.push(`${result.workload} broker fdatasyncs${warmup}: ${formatCalls(result.brokerFsyncs)}`);
   }
   if (report.baselineWarmupRecords !== null) lines.push(`warm-up: an unmeasured run of ${formatInteger(report.baselineWarmupRecords)} records went to each server before its measured phase`);
   if (report.ratioToBaseline !== null && report.ratioOf !== null) lines.push(`Strata / no-op server (${report.ratioOf}): ${report.ratioToBaseline.toFixed(2)}`);
@@ -240,9 +245,9 @@ function tableRow(label: string, result: ResultRow, latency: LatencySummary | nu
   ];
 }
 
-function formatFsyncs(fsyncs: BrokerFsyncs): string {
-  const mean = fsyncs.meanMs === null ? '' : `, mean ${fsyncs.meanMs.toFixed(3)} ms`;
-  return `${formatInteger(fsyncs.count)}${mean}; over 1 ms: ${formatInteger(fsyncs.over1Ms)}, over 10 ms: ${formatInteger(fsyncs.over10Ms)}, over 100 ms: ${formatInteger(fsyncs.over100Ms)}`;
+function formatCalls(calls: BrokerCalls): string {
+  const mean = calls.meanMs === null ? '' : `, mean ${calls.meanMs.toFixed(3)} ms`;
+  return `${formatInteger(calls.count)}${mean}; over 1 ms: ${formatInteger(calls.over1Ms)}, over 10 ms: ${formatInteger(calls.over10Ms)}, over 100 ms: ${formatInteger(calls.over100Ms)}`;
 }
 
 function round(value: number, digits: number): number {

@@ -2,7 +2,7 @@
  * Prometheus metrics (prom-client). One `BrokerMetrics` per process, created by `runBroker` and
  * handed to the parts that count: the gRPC handlers (requests, errors by code, latency, records
  * in, bytes and records out per topic, active calls), the group coordinator (rebalances, as they
- * happen) and the instrumented file system (fdatasync latency). Partition figures, bytes in and
+ * happen) and the instrumented file system (log write and fdatasync latency). Partition figures, bytes in and
  * group sizes and lag are read from the broker and the coordinator when Prometheus scrapes, so
  * the hot paths pay nothing for them. Process metrics and event-loop lag come from prom-client's
  * default collectors.
@@ -26,6 +26,7 @@ export class BrokerMetrics {
   readonly bytesOut: Counter<'topic'>;
   readonly recordsOut: Counter<'topic'>;
   readonly fsyncSeconds: Histogram;
+  readonly writeSeconds: Histogram;
   private readonly rebalances: Counter<'group'>;
   private broker: Broker | null = null;
   private groups: GroupCoordinator | null = null;
@@ -43,6 +44,12 @@ export class BrokerMetrics {
     this.bytesOut = new Counter({ name: 'strata_bytes_out_total', help: 'Record batch bytes served to readers', labelNames: ['topic'], registers });
     this.recordsOut = new Counter({ name: 'strata_records_out_total', help: 'Records served to readers', labelNames: ['topic'], registers });
     this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: 'fdatasync latency of log files', buckets: LATENCY_BUCKETS_SECONDS, registers });
+    this.writeSeconds = new Histogram({
+      name: 'strata_log_write_duration_seconds',
+      help: 'Latency of log writes on the append path (direct or buffered, on the event loop or the thread pool)',
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers,
+    });
     this.rebalances = new Counter({ name: 'strata_group_rebalances_total', help: 'Consumer-group target assignment changes', labelNames: ['group'], registers });
 
     const partitionGauge = (name: string, help: string, value: (state: PartitionFigures) => number): void => {
@@ -185,19 +192,43 @@ export class BrokerMetrics {
     return broker.listTopics().flatMap(({ name }) => broker.describeTopic(name).partitions.map((partition) => ({ topic: name, ...partition })));
   }
 
-  /** The real file system, with every fdatasync timed into `strata_fsync_duration_seconds`. */
+  /**
+   * The real file system, with every log write timed into `strata_log_write_duration_seconds`
+   * and every fdatasync into `strata_fsync_duration_seconds`.
+   */
   timedFileSystem(): FileSystem {
-    return new TimedFileSystem(this.fsyncSeconds);
+    return new TimedFileSystem(this.writeSeconds, this.fsyncSeconds);
   }
 }
 
 class TimedFileSystem extends NodeFileSystem {
-  constructor(private readonly histogram: Histogram) {
+  constructor(
+    private readonly writeHistogram: Histogram,
+    private readonly fsyncHistogram: Histogram,
+  ) {
     super();
   }
 
+  override async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
+    const end = this.writeHistogram.startTimer();
+    try {
+      return await super.writev(fd, buffers, position);
+    } finally {
+      end();
+    }
+  }
+
+  override writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
+    const end = this.writeHistogram.startTimer();
+    try {
+      return super.writevSync(fd, buffers, position);
+    } finally {
+      end();
+    }
+  }
+
   override async fdatasync(fd: number): Promise<void> {
-    const end = this.histogram.startTimer();
+    const end = this.fsyncHistogram.startTimer();
     try {
       await super.fdatasync(fd);
     } finally {
@@ -206,7 +237,7 @@ class TimedFileSystem extends NodeFileSystem {
   }
 
   override fdatasyncSync(fd: number): void {
-    const end = this.histogram.startTimer();
+    const end = this.fsyncHistogram.startTimer();
     try {
       super.fdatasyncSync(fd);
     } finally {

@@ -58,7 +58,8 @@ interface Result {
   lost?: number;
   senderLag?: Latency | null;
   serverMemory: { rssMiB: number | null; rssPeakSampledMiB: number | null; rssPeakMiB: number | null; rssPeakPhaseMiB: number | null } | null;
-  brokerFsyncs: { count: number; meanMs: number | null; over1Ms: number; over10Ms: number; over100Ms: number } | null;
+  brokerFsyncs: BrokerCalls | null;
+  brokerWrites: BrokerCalls | null;
 }
 
 /** Runs `strata bench ARGS --local --json FILE`; resolves with the report and the table. */
@@ -108,15 +109,27 @@ function expectLatency(latency: Latency | null | undefined, count: number): void
   expect(latency!.meanMs).toBeGreaterThan(0);
 }
 
-/** A local broker's fdatasyncs in the phase, from its metrics: at least `atLeast` with flush=always. */
-function expectBrokerFsyncs(result: Result, atLeast: number): void {
-  const fsyncs = result.brokerFsyncs;
-  expect(fsyncs).not.toBeNull();
-  expect(fsyncs!.count).toBeGreaterThanOrEqual(atLeast);
-  expect(fsyncs!.meanMs).toBeGreaterThan(0);
-  expect(fsyncs!.over1Ms).toBeLessThanOrEqual(fsyncs!.count);
-  expect(fsyncs!.over10Ms).toBeLessThanOrEqual(fsyncs!.over1Ms);
-  expect(fsyncs!.over100Ms).toBeLessThanOrEqual(fsyncs!.over10Ms);
+interface BrokerCalls {
+  count: number;
+  meanMs: number | null;
+  over1Ms: number;
+  over10Ms: number;
+  over100Ms: number;
+}
+
+/**
+ * A local broker's log writes and fdatasyncs in the phase, from its metrics: at least `atLeast`
+ * of each with flush=always (every acknowledged group was written, then synced).
+ */
+function expectBrokerDiskCalls(result: Result, atLeast: number): void {
+  for (const calls of [result.brokerWrites, result.brokerFsyncs]) {
+    expect(calls).not.toBeNull();
+    expect(calls!.count).toBeGreaterThanOrEqual(atLeast);
+    expect(calls!.meanMs).toBeGreaterThan(0);
+    expect(calls!.over1Ms).toBeLessThanOrEqual(calls!.count);
+    expect(calls!.over10Ms).toBeLessThanOrEqual(calls!.over1Ms);
+    expect(calls!.over100Ms).toBeLessThanOrEqual(calls!.over10Ms);
+  }
 }
 
 function expectLocalServerMemory(result: Result): void {
@@ -143,7 +156,8 @@ describe('strata bench', () => {
     expect(produce!.latencyMeasures).toContain('acknowledgement');
     expectLocalServerMemory(produce!);
     // flush=always: every acknowledged batch waited for an fdatasync.
-    expectBrokerFsyncs(produce!, 1);
+    expectBrokerDiskCalls(produce!, 1);
+    expect(stdout).toMatch(/^produce broker log writes: [\d,]+, mean \d+\.\d{3} ms; over 1 ms: [\d,]+, over 10 ms: [\d,]+, over 100 ms: [\d,]+$/m);
     expect(stdout).toMatch(/^produce broker fdatasyncs: [\d,]+, mean \d+\.\d{3} ms; over 1 ms: [\d,]+, over 10 ms: [\d,]+, over 100 ms: [\d,]+$/m);
     expect(report.ratioToBaseline).toBeNull();
     // The table names every column; not a terminal, so no live line.
@@ -194,7 +208,8 @@ describe('strata bench', () => {
     expect(e2e!.senderLag!.p99Ms).toBeLessThanOrEqual(e2e!.senderLag!.maxMs * 1.001 + 0.001);
     expect(stdout).toMatch(/^e2e sender lag behind schedule \(not counted in latency\): p99 \d+\.\d\d ms, max \d+\.\d\d ms$/m);
     // At 1,000 records/s with linger 0 the records go in many small batches, each synced.
-    expectBrokerFsyncs(e2e!, 10);
+    expectBrokerDiskCalls(e2e!, 10);
+    expect(stdout).toMatch(/^e2e broker log writes \(warm-up included\): [\d,]+, mean \d+\.\d{3} ms; over 1 ms/m);
     expect(stdout).toMatch(/^e2e broker fdatasyncs \(warm-up included\): [\d,]+, mean \d+\.\d{3} ms; over 1 ms/m);
   });
 
@@ -226,9 +241,10 @@ describe('strata bench', () => {
       expectLocalServerMemory(result);
     }
     const [noop, strata] = report.results;
-    // Only a broker has fdatasyncs to report.
+    // Only a broker has disk calls to report.
     expect(noop!.brokerFsyncs).toBeNull();
-    expectBrokerFsyncs(strata!, 1);
+    expect(noop!.brokerWrites).toBeNull();
+    expectBrokerDiskCalls(strata!, 1);
     expect(report.ratioToBaseline).toBeCloseTo(strata!.recordsPerSecond / noop!.recordsPerSecond, 2);
     expect(report.ratioOf).toBe('records/s');
     // Produce runs as fast as it can, lingering 5 ms, unless told otherwise.

@@ -68,6 +68,8 @@ describe('probe server of a running broker', () => {
     expect(metricValue(body, 'strata_log_io_calls_total', 'operation="fdatasync",thread="event_loop"')).toBe(1);
     expect(metricValue(body, 'strata_log_io_calls_total', 'operation="fdatasync",thread="thread_pool"')).toBe(0);
     expect(body).toMatch(/^strata_fsync_duration_seconds_count 1$/m);
+    // Its one write, made on the pool, was timed too.
+    expect(body).toMatch(/^strata_log_write_duration_seconds_count 1$/m);
     // The fetch read the batch the produce had just written: from the tail cache, not the file.
     expect(body).toMatch(new RegExp(`^strata_tail_cache_bytes ${size}$`, 'm'));
     expect(metricValue(body, 'strata_tail_cache_reads_total', 'result="hit"')).toBe(1);

@@ -1,0 +1,98 @@
+/**
+ * The disk calls a local broker made during a measured phase: its fdatasyncs and its log writes,
+ * from its Prometheus histograms `strata_fsync_duration_seconds` and
+ * `strata_log_write_duration_seconds` (its `/metrics` endpoint), read before the phase's load and
+ * after it. A latency tail that came with slow disk calls points at the disk; one that came
+ * without them points elsewhere (the event loops, the scheduler, garbage collection). Both kinds
+ * are needed: a record waits for its group's write and then for its fdatasync, and either can
+ * be the slow one.
+ *
+ * A histogram counts by bucket, so the report gives how many calls took longer than 1, 10 and
+ * 100 ms (bucket bounds of the broker's histograms), not exact times. Both reads are outside the
+ * load: an e2e phase's counts include its warm-up.
+ */
+
+const METRICS = { fdatasync: 'strata_fsync_duration_seconds', write: 'strata_log_write_duration_seconds' } as const;
+const READ_TIMEOUT_MS = 5_000;
+/** The thresholds reported, in ms; each must be a bucket bound of the broker's histograms. */
+const THRESHOLDS_MS = [1, 10, 100] as const;
+
+export type DiskCall = keyof typeof METRICS;
+
+/** One reading of a histogram: cumulative counts by upper bound (seconds; Infinity for +Inf). */
+export interface CallHistogram {
+  buckets: Map<number, number>;
+  count: number;
+  sumSeconds: number;
+}
+
+export type DiskCallHistograms = Record<DiskCall, CallHistogram>;
+
+export interface BrokerCalls {
+  count: number;
+  /** Mean duration (ms); null when there was none. */
+  meanMs: number | null;
+  over1Ms: number;
+  over10Ms: number;
+  over100Ms: number;
+}
+
+export type BrokerDiskCalls = Record<DiskCall, BrokerCalls>;
+
+/** Reads both histograms from the broker's metrics endpoint (`HOST:PORT`). */
+export async function readDiskCallHistograms(metricsAddress: string): Promise<DiskCallHistograms> {
+  const response = await fetch(`http://${metricsAddress}/metrics`, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+  if (!response.ok) throw new Error(`the broker's /metrics answered HTTP ${response.status}`);
+  return parseDiskCallHistograms(await response.text());
+}
+
+/** Both histograms' series in a Prometheus text exposition. */
+export function parseDiskCallHistograms(text: string): DiskCallHistograms {
+  const lines = text.split('\n');
+  return { fdatasync: parseHistogram(lines, METRICS.fdatasync), write: parseHistogram(lines, METRICS.write) };
+}
+
+function parseHistogram(lines: readonly string[], metric: string): CallHistogram {
+  const buckets = new Map<number, number>();
+  let count: number | null = null;
+  let sumSeconds: number | null = null;
+  for (const line of lines) {
+    if (!line.startsWith(metric)) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    const rest = line.slice(metric.length);
+    if (rest.startsWith('_bucket{')) {
+      const bound = /le="([^"]+)"/.exec(rest)?.[1];
+      if (bound !== undefined) buckets.set(bound === '+Inf' ? Number.POSITIVE_INFINITY : Number(bound), value);
+    } else if (rest.startsWith('_count ')) {
+      count = value;
+    } else if (rest.startsWith('_sum ')) {
+      sumSeconds = value;
+    }
+  }
+  if (count === null || sumSeconds === null || buckets.size === 0) throw new Error(`the broker's metrics have no ${metric} histogram`);
+  return { buckets, count, sumSeconds };
+}
+
+/** What happened between two readings of the same broker's histograms. */
+export function diskCallsBetween(before: DiskCallHistograms, after: DiskCallHistograms): BrokerDiskCalls {
+  return { fdatasync: callsBetween(before.fdatasync, after.fdatasync, METRICS.fdatasync), write: callsBetween(before.write, after.write, METRICS.write) };
+}
+
+function callsBetween(before: CallHistogram, after: CallHistogram, metric: string): BrokerCalls {
+  const count = after.count - before.count;
+  const over = (thresholdMs: number): number => {
+    const bound = thresholdMs / 1000;
+    const atMostAfter = after.buckets.get(bound);
+    const atMostBefore = before.buckets.get(bound);
+    if (atMostAfter === undefined || atMostBefore === undefined) throw new Error(`the broker's ${metric} histogram has no bucket at ${thresholdMs} ms`);
+    return count - (atMostAfter - atMostBefore);
+  };
+  const [over1Ms, over10Ms, over100Ms] = THRESHOLDS_MS.map(over) as [number, number, number];
+  return {
+    count,
+    meanMs: count > 0 ? Math.round(((after.sumSeconds - before.sumSeconds) / count) * 1e6) / 1e3 : null,
+    over1Ms,
+    over10Ms,
+    over100Ms,
+  };
+}
