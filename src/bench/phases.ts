@@ -2,8 +2,9 @@
  * The measured phases of `strata bench`, each against one server (Strata or the no-op server)
  * at a known address: set up the topic, run the load, and turn its figures into result rows.
  * `server` is the child process when the benchmark started the server itself (its memory is
- * reported), null for a broker given with --server; `metricsAddress` is a local broker's metrics
- * endpoint, from which its fdatasyncs during each phase are reported.
+ * reported), null for a broker given with --server; `metricsAddress` is the broker's metrics
+ * endpoint (a local broker's, or --server-metrics), from which its log writes and fdatasyncs
+ * during each phase are reported.
  */
 import type { Logger } from '../common/logger.js';
 import { Admin } from '../client/admin.js';
@@ -22,6 +23,8 @@ export type Workload = 'produce' | 'consume' | 'e2e';
 export interface BenchSettings {
   /** Broker address; ignored with `local`. */
   server: string;
+  /** The metrics endpoint (HOST:PORT) of the broker at `server`, to read its disk calls; null if not given. */
+  serverMetrics: string | null;
   local: boolean;
   topic: string;
   /** null: the existing topic's count (1 for a topic this creates). */
@@ -55,7 +58,7 @@ export interface PhaseContext {
   settings: BenchSettings;
   address: string;
   server: ServerProcess | null;
-  /** A local broker's metrics endpoint (HOST:PORT); null for --server and the no-op server. */
+  /** The broker's metrics endpoint (HOST:PORT): a local broker's, or --server-metrics; null for the no-op server. */
   metricsAddress: string | null;
   serverKind: ResultRow['server'];
   logger: Logger;
@@ -110,7 +113,7 @@ async function measured<T extends { records: number }>(context: PhaseContext, lo
 }
 
 /**
- * `read` applied to a local broker's metrics endpoint; null without one, or (with a warning) if
+ * `read` applied to the broker's metrics endpoint; null without one, or (with a warning) if
  * the metrics cannot be read or lack what the report needs: the phase's figures stand without it.
  */
 async function fromDiskMetrics<T>(context: PhaseContext, read: (metricsAddress: string) => Promise<T>): Promise<T | null> {
@@ -118,7 +121,7 @@ async function fromDiskMetrics<T>(context: PhaseContext, read: (metricsAddress: 
   try {
     return await read(context.metricsAddress);
   } catch (error) {
-    context.logger.warn({ err: error }, 'could not read the local broker\'s disk call metrics; the report leaves them out');
+    context.logger.warn({ err: error }, 'could not read the broker\'s disk call metrics; the report leaves them out');
     return null;
   }
 }

@@ -25,10 +25,11 @@
  *                                   server (see server-process.ts), else null
  *     cpu                           { clientSeconds, clientMicrosPerRecord, serverSeconds, serverMicrosPerRecord }
  *                                   (server: local servers only, else null)
- *     brokerFsyncs                  { count, meanMs, over1Ms, over10Ms, over100Ms }: a local broker's fdatasyncs
+ *     brokerFsyncs                  { count, meanMs, over1Ms, over5Ms, over10Ms, over100Ms }: the broker's fdatasyncs
  *                                   from before the phase's load to after it (e2e: warm-up included), from its
- *                                   metrics (see broker-disk-calls.ts); null for --server and the no-op server
- *     brokerWrites                  the same for the local broker's log writes
+ *                                   metrics (see broker-disk-calls.ts): a local broker's, or --server-metrics;
+ *                                   null for --server without --server-metrics, and for the no-op server
+ *     brokerWrites                  the same for the broker's log writes
  *   ratioToBaseline                 baseline only: Strata's figure ÷ the no-op server's (see ratioOf)
  *   ratioOf                         baseline only: "records/s" (produce, consume) or "p99 latency" (e2e)
  *   baselineWarmupRecords           baseline of produce or consume: records of the unmeasured warm-up run
@@ -247,7 +248,7 @@ function tableRow(label: string, result: ResultRow, latency: LatencySummary | nu
 
 function formatCalls(calls: BrokerCalls): string {
   const mean = calls.meanMs === null ? '' : `, mean ${calls.meanMs.toFixed(3)} ms`;
-  return `${formatInteger(calls.count)}${mean}; over 1 ms: ${formatInteger(calls.over1Ms)}, over 10 ms: ${formatInteger(calls.over10Ms)}, over 100 ms: ${formatInteger(calls.over100Ms)}`;
+  return `${formatInteger(calls.count)}${mean}; over 1 ms: ${formatInteger(calls.over1Ms)}, over 5 ms: ${formatInteger(calls.over5Ms)}, over 10 ms: ${formatInteger(calls.over10Ms)}, over 100 ms: ${formatInteger(calls.over100Ms)}`;
 }
 
 function round(value: number, digits: number): number {

@@ -58,7 +58,7 @@ export function baselineWarmupRecords(records: number): number {
 /** Runs `body` against Strata: the local broker (started and stopped here) or --server. */
 async function withStrata(run: BenchRun, servers: StartedServers, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
   const base = { settings: run.settings, serverKind: 'strata' as const, logger: run.logger, progress: run.progress };
-  if (!run.settings.local) return body({ ...base, address: run.settings.server, server: null, metricsAddress: null });
+  if (!run.settings.local) return body({ ...base, address: run.settings.server, server: null, metricsAddress: run.settings.serverMetrics });
   const serveArgs = [
     ...(run.settings.writeMode === null ? [] : ['--write-mode', run.settings.writeMode]),
     ...(run.settings.smallIo === null ? [] : ['--small-io', run.settings.smallIo]),

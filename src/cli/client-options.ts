@@ -39,10 +39,10 @@ export function withServerOption<T>(yargs: Argv<T>): Argv<T & { server: string }
 }
 
 /** The broker address from argv; a UsageError when it is not HOST:PORT. */
-export function serverAddress(argv: { server?: unknown }): string {
+export function serverAddress(argv: { server?: unknown }, option = '--server'): string {
   const server = typeof argv.server === 'string' ? argv.server : DEFAULT_SERVER;
   if (!/^[^\s:]+:\d+$/.test(server) && !/^\[[0-9a-fA-F:.]+\]:\d+$/.test(server)) {
-    throw new UsageError(`--server must be HOST:PORT, got ${JSON.stringify(server)}`);
+    throw new UsageError(`${option} must be HOST:PORT, got ${JSON.stringify(server)}`);
   }
   return server;
 }

@@ -7,7 +7,7 @@ import { expect, it } from 'vitest';
 import { diskCallsBetween, parseDiskCallHistograms } from '../../src/bench/broker-disk-calls.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
 
-it('counts the fdatasyncs and writes between two readings, and those over 1, 10 and 100 ms', async () => {
+it('counts the fdatasyncs and writes between two readings, and those over 1, 5, 10 and 100 ms', async () => {
   const metrics = new BrokerMetrics();
   for (const seconds of [0.00005, 0.0003]) metrics.fsyncSeconds.observe(seconds); // before the phase
   metrics.writeSeconds.observe(0.02);
@@ -17,7 +17,7 @@ it('counts the fdatasyncs and writes between two readings, and those over 1, 10 
 
   const syncs = [0.00008, 0.0002, 0.0009, 0.001, 0.0011, 0.004, 0.0101, 0.02, 0.2];
   for (const seconds of syncs) metrics.fsyncSeconds.observe(seconds);
-  const writes = [0.0001, 0.003, 0.015];
+  const writes = [0.0001, 0.003, 0.006, 0.015];
   for (const seconds of writes) metrics.writeSeconds.observe(seconds);
   const after = parseDiskCallHistograms(await metrics.registry.metrics());
 
@@ -25,18 +25,19 @@ it('counts the fdatasyncs and writes between two readings, and those over 1, 10 
   expect(calls.fdatasync.count).toBe(syncs.length);
   // A bucket holds durations up to and including its bound: 1 ms is not over 1 ms.
   expect(calls.fdatasync.over1Ms).toBe(5); // 1.1, 4, 10.1, 20 and 200 ms
+  expect(calls.fdatasync.over5Ms).toBe(3);
   expect(calls.fdatasync.over10Ms).toBe(3);
   expect(calls.fdatasync.over100Ms).toBe(1);
   const meanMs = (durations: number[]): number => (durations.reduce((sum, seconds) => sum + seconds, 0) / durations.length) * 1000;
   expect(calls.fdatasync.meanMs).toBeCloseTo(meanMs(syncs), 3);
   // The writes are counted apart, from their own histogram.
-  expect(calls.write).toEqual({ count: 3, meanMs: expect.closeTo(meanMs(writes), 3) as unknown as number, over1Ms: 2, over10Ms: 1, over100Ms: 0 });
+  expect(calls.write).toEqual({ count: 4, meanMs: expect.closeTo(meanMs(writes), 3) as unknown as number, over1Ms: 3, over5Ms: 2, over10Ms: 1, over100Ms: 0 });
 });
 
 it('gives no mean when the broker made no disk call', async () => {
   const metrics = new BrokerMetrics();
   const reading = parseDiskCallHistograms(await metrics.registry.metrics());
-  const none = { count: 0, meanMs: null, over1Ms: 0, over10Ms: 0, over100Ms: 0 };
+  const none = { count: 0, meanMs: null, over1Ms: 0, over5Ms: 0, over10Ms: 0, over100Ms: 0 };
   expect(diskCallsBetween(reading, reading)).toEqual({ fdatasync: none, write: none });
 });
 

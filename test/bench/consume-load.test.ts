@@ -24,6 +24,7 @@ function context(settings: Partial<BenchSettings>): PhaseContext {
   return {
     settings: {
       server: broker.address,
+      serverMetrics: null,
       local: false,
       topic: 'consume',
       partitions: 2,

@@ -40,6 +40,11 @@ const COMMON_OPTIONS = {
   'profile-server': { type: 'string', describe: 'With --local: write a V8 CPU profile of the broker into this directory', requiresArg: true },
   'write-mode': { choices: ['buffered', 'direct'], describe: 'With --local: the broker\'s --write-mode (default: the broker\'s, direct)' },
   'small-io': { choices: ['event-loop', 'thread-pool'], describe: 'With --local: the broker\'s --small-io (default: the broker\'s, event-loop)' },
+  'server-metrics': {
+    type: 'string',
+    describe: 'With --server: the broker\'s --metrics-listen address (HOST:PORT), to report its log writes and fdatasyncs in each phase, as --local does',
+    requiresArg: true,
+  },
 } as const satisfies Record<string, Options>;
 
 const PRODUCE_OPTIONS = {
@@ -164,6 +169,8 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   if (writeMode !== null && !local) throw new UsageError('--write-mode needs --local (start the broker at --server with `strata serve --write-mode`)');
   const smallIo = argv['small-io'] === 'event-loop' || argv['small-io'] === 'thread-pool' ? argv['small-io'] : null;
   if (smallIo !== null && !local) throw new UsageError('--small-io needs --local (start the broker at --server with `strata serve --small-io`)');
+  const serverMetrics = argv['server-metrics'] === undefined ? null : serverAddress({ server: argv['server-metrics'] }, '--server-metrics');
+  if (serverMetrics !== null && local) throw new UsageError('--server-metrics is for a broker at --server; with --local the benchmark reads its own broker\'s metrics');
   const rate = argv.rate === undefined ? (measured === 'e2e' ? E2E_RATE_DEFAULT : null) : positiveNumber(argv.rate, '--rate');
   const recordSize = positiveInteger(argv['record-size'], '--record-size');
   if (measured === 'e2e' && recordSize < SEND_TIME_BYTES) throw new UsageError(`--record-size must be at least ${SEND_TIME_BYTES} for e2e (the value carries the send time)`);
@@ -178,6 +185,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   }
   return {
     server: local ? '' : serverAddress(argv),
+    serverMetrics,
     local,
     topic: nonEmpty(argv.topic, '--topic'),
     partitions: argv.partitions === undefined ? null : positiveInteger(argv.partitions, '--partitions'),
