@@ -2,15 +2,16 @@
  * The disk calls a broker made during a measured phase (a local broker, or the one at --server
  * given --server-metrics): its fdatasyncs and its log writes, from its Prometheus histograms
  * `strata_fsync_duration_seconds` and `strata_log_write_duration_seconds` (its `/metrics`
- * endpoint), read before the phase's load and after it. A latency tail that came with slow disk calls points at the disk; one that came
- * without them points elsewhere (the event loops, the scheduler, garbage collection). Both kinds
- * are needed: a record waits for its group's write and then for its fdatasync, and either can
- * be the slow one.
+ * endpoint), read before the phase's load and after it. A latency tail that came with slow disk
+ * calls points at the disk; one that came without them points elsewhere (the event loops, the
+ * scheduler, garbage collection). A call is timed from JavaScript, so one made on libuv's thread
+ * pool includes its wait for a thread. Both kinds are needed: a record waits for its group's
+ * write and then for its fdatasync, and either can be the slow one.
  *
  * A histogram counts by bucket, so the report gives how many calls took longer than 1, 5, 10 and
  * 100 ms (bucket bounds of the broker's histograms), not exact times. 5 ms is the e2e p99.9
- * target: one call over it holds up every record that arrives meanwhile. Both reads are outside the
- * load: an e2e phase's counts include its warm-up.
+ * target: one call over it holds up every record that arrives meanwhile. Both reads are outside
+ * the load: an e2e phase's counts include its warm-up.
  */
 
 const METRICS = { fdatasync: 'strata_fsync_duration_seconds', write: 'strata_log_write_duration_seconds' } as const;
@@ -27,7 +28,8 @@ export interface CallHistogram {
   sumSeconds: number;
 }
 
-export type DiskCallHistograms = Record<DiskCall, CallHistogram>;
+/** Each kind's histogram; null where the broker's metrics lack it (an older broker: no writes). */
+export type DiskCallHistograms = Record<DiskCall, CallHistogram | null>;
 
 export interface BrokerCalls {
   count: number;
@@ -39,7 +41,8 @@ export interface BrokerCalls {
   over100Ms: number;
 }
 
-export type BrokerDiskCalls = Record<DiskCall, BrokerCalls>;
+/** Each kind's calls in the phase; null where a reading lacked its histogram. */
+export type BrokerDiskCalls = Record<DiskCall, BrokerCalls | null>;
 
 /** Reads both histograms from the broker's metrics endpoint (`HOST:PORT`). */
 export async function readDiskCallHistograms(metricsAddress: string): Promise<DiskCallHistograms> {
@@ -48,13 +51,20 @@ export async function readDiskCallHistograms(metricsAddress: string): Promise<Di
   return parseDiskCallHistograms(await response.text());
 }
 
-/** Both histograms' series in a Prometheus text exposition. */
+/**
+ * Both histograms' series in a Prometheus text exposition. Throws when it has neither: the
+ * address is not a Strata broker's metrics endpoint.
+ */
 export function parseDiskCallHistograms(text: string): DiskCallHistograms {
   const lines = text.split('\n');
-  return { fdatasync: parseHistogram(lines, METRICS.fdatasync), write: parseHistogram(lines, METRICS.write) };
+  const histograms = { fdatasync: parseHistogram(lines, METRICS.fdatasync), write: parseHistogram(lines, METRICS.write) };
+  if (histograms.fdatasync === null && histograms.write === null) {
+    throw new Error(`the metrics have neither ${METRICS.fdatasync} nor ${METRICS.write}: is this a Strata broker's --metrics-listen address?`);
+  }
+  return histograms;
 }
 
-function parseHistogram(lines: readonly string[], metric: string): CallHistogram {
+function parseHistogram(lines: readonly string[], metric: string): CallHistogram | null {
   const buckets = new Map<number, number>();
   let count: number | null = null;
   let sumSeconds: number | null = null;
@@ -71,17 +81,22 @@ function parseHistogram(lines: readonly string[], metric: string): CallHistogram
       sumSeconds = value;
     }
   }
-  if (count === null || sumSeconds === null || buckets.size === 0) throw new Error(`the broker's metrics have no ${metric} histogram`);
+  if (count === null || sumSeconds === null || buckets.size === 0) return null;
   return { buckets, count, sumSeconds };
 }
 
-/** What happened between two readings of the same broker's histograms. */
+/**
+ * What happened between two readings of the same broker's histograms. Throws if a count fell:
+ * the broker restarted in between, and the difference means nothing.
+ */
 export function diskCallsBetween(before: DiskCallHistograms, after: DiskCallHistograms): BrokerDiskCalls {
   return { fdatasync: callsBetween(before.fdatasync, after.fdatasync, METRICS.fdatasync), write: callsBetween(before.write, after.write, METRICS.write) };
 }
 
-function callsBetween(before: CallHistogram, after: CallHistogram, metric: string): BrokerCalls {
+function callsBetween(before: CallHistogram | null, after: CallHistogram | null, metric: string): BrokerCalls | null {
+  if (before === null || after === null) return null;
   const count = after.count - before.count;
+  if (count < 0) throw new Error(`the broker's ${metric} count fell from ${before.count} to ${after.count}: it restarted during the phase`);
   const over = (thresholdMs: number): number => {
     const bound = thresholdMs / 1000;
     const atMostAfter = after.buckets.get(bound);

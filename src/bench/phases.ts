@@ -88,10 +88,10 @@ async function prepareTopic(context: PhaseContext): Promise<BenchTopic> {
 
 /**
  * Runs `load`, measuring the CPU time this process and a local server used meanwhile: from the
- * start, or from when `load` calls `startMeasuring` (the end of a warm-up). A local broker's
- * log writes and fdatasyncs are counted from before `load` to after it (warm-up included:
- * reading the metrics costs the broker a millisecond or two, which must not land in a measured
- * window).
+ * start, or from when `load` calls `startMeasuring` (the end of a warm-up). The broker's log
+ * writes and fdatasyncs, where its metrics address is known, are counted from before `load` to
+ * after it (warm-up included: reading the metrics costs the broker a millisecond or two, which
+ * must not land in a measured window).
  */
 async function measured<T extends { records: number }>(context: PhaseContext, load: (startMeasuring: () => void) => Promise<T>): Promise<{ figures: T; cpu: CpuUse; disk: BrokerDiskCalls | null }> {
   const diskBefore = await fromDiskMetrics(context, readDiskCallHistograms);
@@ -113,15 +113,16 @@ async function measured<T extends { records: number }>(context: PhaseContext, lo
 }
 
 /**
- * `read` applied to the broker's metrics endpoint; null without one, or (with a warning) if
- * the metrics cannot be read or lack what the report needs: the phase's figures stand without it.
+ * `read` applied to the broker's metrics endpoint; null without one, or (with a warning on
+ * stderr, which the CLI's default log level would hide) if the metrics cannot be read or lack
+ * what the report needs: the phase's figures stand without it.
  */
 async function fromDiskMetrics<T>(context: PhaseContext, read: (metricsAddress: string) => Promise<T>): Promise<T | null> {
   if (context.metricsAddress === null) return null;
   try {
     return await read(context.metricsAddress);
   } catch (error) {
-    context.logger.warn({ err: error }, 'could not read the broker\'s disk call metrics; the report leaves them out');
+    process.stderr.write(`strata: warning: the report leaves out the broker's disk calls: ${error instanceof Error ? error.message : String(error)}\n`);
     return null;
   }
 }

@@ -28,8 +28,10 @@
  *     brokerFsyncs                  { count, meanMs, over1Ms, over5Ms, over10Ms, over100Ms }: the broker's fdatasyncs
  *                                   from before the phase's load to after it (e2e: warm-up included), from its
  *                                   metrics (see broker-disk-calls.ts): a local broker's, or --server-metrics;
- *                                   null for --server without --server-metrics, and for the no-op server
- *     brokerWrites                  the same for the broker's log writes
+ *                                   null for --server without --server-metrics, for the no-op server, and
+ *                                   when a reading failed (a warning on stderr says why)
+ *     brokerWrites                  the same for the broker's log writes (also null for a broker too old to
+ *                                   time them)
  *   ratioToBaseline                 baseline only: Strata's figure ÷ the no-op server's (see ratioOf)
  *   ratioOf                         baseline only: "records/s" (produce, consume) or "p99 latency" (e2e)
  *   baselineWarmupRecords           baseline of produce or consume: records of the unmeasured warm-up run

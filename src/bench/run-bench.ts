@@ -14,6 +14,7 @@
  * data directory before the process exits (see started-servers.ts).
  */
 import type { Logger } from '../common/logger.js';
+import { readDiskCallHistograms } from './broker-disk-calls.js';
 import { startLocalBroker } from './local-broker.js';
 import { startNoopServerProcess } from './noop-server.js';
 import { type BenchSettings, type PhaseContext, type PhaseOutcome, type Workload, runPhase } from './phases.js';
@@ -84,6 +85,7 @@ async function withNoop(run: BenchRun, servers: StartedServers, body: (context: 
 }
 
 export async function runBench(run: BenchRun): Promise<BenchReport> {
+  if (run.settings.serverMetrics !== null) await checkServerMetrics(run.settings.serverMetrics);
   const servers = new StartedServers();
   const stopHandlingSignals = servers.handleSignals();
   try {
@@ -98,6 +100,19 @@ export async function runBench(run: BenchRun): Promise<BenchReport> {
     throw error;
   } finally {
     stopHandlingSignals();
+  }
+}
+
+/**
+ * Reads --server-metrics once before any load, so that a wrong address stops the run with its
+ * reason instead of leaving the disk calls out of every phase.
+ */
+async function checkServerMetrics(address: string): Promise<void> {
+  try {
+    await readDiskCallHistograms(address);
+  } catch (error) {
+    const reason = error instanceof Error ? (error.cause instanceof Error ? `${error.message}: ${error.cause.message}` : error.message) : String(error);
+    throw new Error(`cannot read the broker's metrics at ${address} (--server-metrics): ${reason}`, { cause: error });
   }
 }
 

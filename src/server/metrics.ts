@@ -2,9 +2,9 @@
  * Prometheus metrics (prom-client). One `BrokerMetrics` per process, created by `runBroker` and
  * handed to the parts that count: the gRPC handlers (requests, errors by code, latency, records
  * in, bytes and records out per topic, active calls), the group coordinator (rebalances, as they
- * happen) and the instrumented file system (log write and fdatasync latency). Partition figures, bytes in and
- * group sizes and lag are read from the broker and the coordinator when Prometheus scrapes, so
- * the hot paths pay nothing for them. Process metrics and event-loop lag come from prom-client's
+ * happen) and the instrumented file system (log write and fdatasync latency). Partition
+ * figures, bytes in and group sizes and lag are read from the broker and the coordinator when
+ * Prometheus scrapes, so the hot paths pay nothing for them. Process metrics and event-loop lag come from prom-client's
  * default collectors.
  *
  * Counters never go down while the process runs (Prometheus would read a drop as a restart and
@@ -46,7 +46,7 @@ export class BrokerMetrics {
     this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: 'fdatasync latency of log files', buckets: LATENCY_BUCKETS_SECONDS, registers });
     this.writeSeconds = new Histogram({
       name: 'strata_log_write_duration_seconds',
-      help: 'Latency of log writes on the append path (direct or buffered, on the event loop or the thread pool)',
+      help: 'Latency of log file writes: appends (direct or buffered, on the event loop or the thread pool), and the index and checkpoint files written when a segment rolls',
       buckets: LATENCY_BUCKETS_SECONDS,
       registers,
     });
@@ -193,8 +193,9 @@ export class BrokerMetrics {
   }
 
   /**
-   * The real file system, with every log write timed into `strata_log_write_duration_seconds`
-   * and every fdatasync into `strata_fsync_duration_seconds`.
+   * The real file system, with every write (`writev`, `writevSync`, and so the files written
+   * whole at a roll) timed into `strata_log_write_duration_seconds` and every fdatasync into
+   * `strata_fsync_duration_seconds`.
    */
   timedFileSystem(): FileSystem {
     return new TimedFileSystem(this.writeSeconds, this.fsyncSeconds);

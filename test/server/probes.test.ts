@@ -78,6 +78,12 @@ describe('probe server of a running broker', () => {
     expect(body).toMatch(/^nodejs_eventloop_lag_seconds /m);
     expect(body).toMatch(/^process_resident_memory_bytes /m);
     expect(body).toMatch(/^strata_ready 1$/m);
+
+    // The partition's next small write runs on the event loop (writevSync): timed as well.
+    await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'metered', partition: 1, batch: buildBatch([{ value: Buffer.from('three') }]) }));
+    const after = (await get(shared.broker.metricsAddress!, '/metrics')).body;
+    expect(metricValue(after, 'strata_log_io_calls_total', 'operation="write",thread="event_loop"')).toBe(1);
+    expect(after).toMatch(/^strata_log_write_duration_seconds_count 2$/m);
   });
 });
 
