@@ -124,14 +124,6 @@ export function emptyIoCalls(): IoCalls {
   return { eventLoop: { write: 0, fdatasync: 0 }, threadPool: { write: 0, fdatasync: 0 } };
 }
 
-/** Adds `calls` to `into`. */
-export function addIoCalls(into: IoCalls, calls: IoCalls): void {
-  for (const thread of ['eventLoop', 'threadPool'] as const) {
-    into[thread].write += calls[thread].write;
-    into[thread].fdatasync += calls[thread].fdatasync;
-  }
-}
-
 export interface PartitionLogOptions {
   directory: string;
   config?: Partial<LogConfig>;
@@ -158,6 +150,11 @@ export interface PartitionLogOptions {
    * all its partitions.
    */
   inlineIo?: InlineIoBudget | null;
+  /**
+   * Where the log counts its writes and fdatasyncs (`ioCalls`); by default its own. The broker
+   * gives all its partitions one, so its totals keep the calls of logs closed or deleted since.
+   */
+  ioCalls?: IoCalls;
 }
 
 interface QueuedAppend {
@@ -226,10 +223,10 @@ export class PartitionLog {
   private ioBusy = false;
   /** Bytes appended with direct writes and through the page cache, since open. */
   readonly writtenBytes = { direct: 0, buffered: 0 };
-  /** Records appended since open (a duplicate of an idempotent retry is not appended). */
-  private appendedRecordsTotal = 0;
-  /** Log writes and fdatasyncs of the append path since open, by the thread that made them. */
-  readonly ioCalls: IoCalls = emptyIoCalls();
+  /** The log end offset at open: every record appended since moves it on by one. */
+  private readonly nextOffsetAtOpen: number;
+  /** Log writes and fdatasyncs of the append path, by the thread that made them (see `PartitionLogOptions.ioCalls`). */
+  readonly ioCalls: IoCalls;
 
   private constructor(
     options: PartitionLogOptions,
@@ -248,10 +245,12 @@ export class PartitionLog {
     this.queuedBytesMax = options.queuedBytesMax ?? 64 * 1024 * 1024;
     this.directWriteMinBytes = options.directWriteMinBytes ?? null;
     this.inlineIo = options.inlineIo ?? null;
+    this.ioCalls = options.ioCalls ?? emptyIoCalls();
     this.segments = loaded.segments;
     this.recovery = loaded.recovery;
     const active = this.segments.last();
     this.nextOffset = active.nextOffset;
+    this.nextOffsetAtOpen = active.nextOffset;
     this.highWatermarkPosition = { offset: active.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes };
     if (loaded.fence !== null) {
       this.fence = fencedError(this.name, loaded.fence.file, loaded.fence.position, loaded.fence.problem);
@@ -323,7 +322,7 @@ export class PartitionLog {
 
   /** Records appended since open; duplicates of idempotent retries, never appended, are not counted. */
   get appendedRecords(): number {
-    return this.appendedRecordsTotal;
+    return this.nextOffset - this.nextOffsetAtOpen;
   }
 
   get highWatermark(): number {
@@ -531,7 +530,6 @@ export class PartitionLog {
     const buffers: Buffer[] = [];
     const written: QueuedAppend[] = [];
     const duplicates: QueuedAppend[] = [];
-    let records = 0;
     for (const append of group) {
       if (append.idempotent) {
         let check: SequenceCheck;
@@ -558,7 +556,6 @@ export class PartitionLog {
       append.result = { baseOffset, lastOffset: offset - 1, recordCount: append.recordCount, logAppendTimeMs: nowMs, duplicate: false };
       buffers.push(append.data);
       written.push(append);
-      records += append.recordCount;
     }
     if (written.length > 0) {
       const bytes = position - active.sizeBytes;
@@ -583,7 +580,6 @@ export class PartitionLog {
       active.noteWritten(bytes, offset);
       this.nextOffset = offset;
       this.writtenBytesTotal += bytes;
-      this.appendedRecordsTotal += records;
     }
     for (const append of [...written, ...duplicates]) {
       if (append.waitFor === 'written' || append.result!.lastOffset < this.highWatermark) append.resolve(append.result!);
