@@ -30,6 +30,8 @@ export class BrokerMetrics {
   private readonly rebalances: Counter<'group'>;
   private broker: Broker | null = null;
   private groups: GroupCoordinator | null = null;
+  /** The scrape under way's partition figures (see partitionFigures). */
+  private scrapeFigures: PartitionFigures[] | null = null;
 
   /**
    * `isServing` says whether the broker takes calls: `strata_ready` follows it, as /readyz does
@@ -186,7 +188,22 @@ export class BrokerMetrics {
     };
   }
 
+  /**
+   * Every partition's figures, walked once per scrape: prom-client runs all the collectors of a
+   * scrape in one synchronous pass, so the walk is kept until the next microtask and the eight
+   * collectors that need it share it.
+   */
   private partitionFigures(): PartitionFigures[] {
+    if (this.scrapeFigures === null) {
+      this.scrapeFigures = this.walkPartitions();
+      queueMicrotask(() => {
+        this.scrapeFigures = null;
+      });
+    }
+    return this.scrapeFigures;
+  }
+
+  private walkPartitions(): PartitionFigures[] {
     const broker = this.broker;
     if (broker === null || !broker.ready) return [];
     return broker.listTopics().flatMap(({ name }) => broker.describeTopic(name).partitions.map((partition) => ({ topic: name, ...partition })));

@@ -4,7 +4,7 @@
 import { networkInterfaces } from 'node:os';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { rootLogger } from '../../src/common/logger.js';
 import type { strata } from '../../src/generated/strata.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
@@ -84,6 +84,27 @@ describe('probe server of a running broker', () => {
     const after = (await get(shared.broker.metricsAddress!, '/metrics')).body;
     expect(metricValue(after, 'strata_log_io_calls_total', 'operation="write",thread="event_loop"')).toBe(1);
     expect(after).toMatch(/^strata_log_write_duration_seconds_count 2$/m);
+  });
+});
+
+describe('partition figures', () => {
+  const shared = useSharedBroker();
+
+  it('are walked once per scrape, however many series need them, and afresh at the next scrape', async () => {
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'walked', partitions: 2 }));
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'walked-too', partitions: 1 }));
+    const describeTopic = vi.spyOn(shared.broker.broker, 'describeTopic');
+    try {
+      const first = (await get(shared.broker.metricsAddress!, '/metrics')).body;
+      expect(describeTopic).toHaveBeenCalledTimes(2); // once per topic, not once per series
+      expect(metricValue(first, 'strata_partition_segments', 'topic="walked",partition="1"')).toBe(1);
+      await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'walked', partition: 1, batch: buildBatch([{ value: Buffer.from('x') }]) }));
+      const second = (await get(shared.broker.metricsAddress!, '/metrics')).body;
+      expect(describeTopic).toHaveBeenCalledTimes(4);
+      expect(metricValue(second, 'strata_partition_log_end_offset', 'topic="walked",partition="1"')).toBe(1);
+    } finally {
+      describeTopic.mockRestore();
+    }
   });
 });
 
