@@ -176,83 +176,83 @@ async function main(): Promise<void> {
   // Every server started is stopped (the broker's data directory removed with it), however the
   // run ends (the broker failing to start, Ctrl-C and SIGTERM included), as in `strata bench --local`.
   const servers = new StartedServers();
-  const stopHandlingSignals = servers.handleSignals();
   try {
-    const noop = await servers.track(() => startNoopServerProcess());
-    const broker = (await servers.track(() => startLocalBroker({ profileDirectory: options.profileServer }))).server;
-    const recordsPerBatch = Math.max(1, Math.floor(options.batchBytes / (options.recordSize + 10)));
-    const pool = Array.from({ length: 16 }, () =>
-      buildBatch(Array.from({ length: recordsPerBatch }, () => ({ value: randomBytes(options.recordSize) }))),
-    );
-    const batchCount = Math.ceil(options.records / recordsPerBatch);
-    const acks = options.acks === 'leader' ? v1.Acks.ACKS_LEADER : v1.Acks.ACKS_ALL;
-    const rawRequests = pool.map((batch) => v1.ProduceRequest.create({ topic: 'bench', partition: 0, batch, acks }));
-    console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, node ${process.version}`);
-    console.log(`records ${options.records} x ${options.recordSize} B, ${recordsPerBatch} records per ${pool[0]!.length} B batch, ${options.inFlight} in flight\n`);
+    await servers.run(async () => {
+      const noop = await servers.track(() => startNoopServerProcess());
+      const broker = (await servers.track(() => startLocalBroker({ profileDirectory: options.profileServer }))).server;
+      const recordsPerBatch = Math.max(1, Math.floor(options.batchBytes / (options.recordSize + 10)));
+      const pool = Array.from({ length: 16 }, () =>
+        buildBatch(Array.from({ length: recordsPerBatch }, () => ({ value: randomBytes(options.recordSize) }))),
+      );
+      const batchCount = Math.ceil(options.records / recordsPerBatch);
+      const acks = options.acks === 'leader' ? v1.Acks.ACKS_LEADER : v1.Acks.ACKS_ALL;
+      const rawRequests = pool.map((batch) => v1.ProduceRequest.create({ topic: 'bench', partition: 0, batch, acks }));
+      console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, node ${process.version}`);
+      console.log(`records ${options.records} x ${options.recordSize} B, ${recordsPerBatch} records per ${pool[0]!.length} B batch, ${options.inFlight} in flight\n`);
 
-    // Baseline: the no-op server.
-    const noopClient = logClient(noop.address);
-    await streamLoad(noopClient, rawRequests, Math.min(200, batchCount), recordsPerBatch, options.inFlight); // warm-up
-    const baseline = await streamLoad(noopClient, rawRequests, batchCount, recordsPerBatch, options.inFlight);
-    console.log(line('baseline', baseline, options.recordSize, '(no-op gRPC server)'));
-    noopClient.close();
+      // Baseline: the no-op server.
+      const noopClient = logClient(noop.address);
+      await streamLoad(noopClient, rawRequests, Math.min(200, batchCount), recordsPerBatch, options.inFlight); // warm-up
+      const baseline = await streamLoad(noopClient, rawRequests, batchCount, recordsPerBatch, options.inFlight);
+      console.log(line('baseline', baseline, options.recordSize, '(no-op gRPC server)'));
+      noopClient.close();
 
-    // Strata: raw batches.
-    const AdminClient = makeGenericClientConstructor(adminServiceDefinition, 'strata.v1.Admin');
-    const admin = new AdminClient(broker.address, credentials.createInsecure());
-    await unary(admin, 'createTopic', v1.CreateTopicRequest.create({ name: 'bench', partitions: 1, configs: { flush: options.flush } }));
-    await unary(admin, 'createTopic', v1.CreateTopicRequest.create({ name: 'bench-records', partitions: 1, configs: { flush: options.flush } }));
-    const client = logClient(broker.address);
-    const raw = await streamLoad(client, rawRequests, batchCount, recordsPerBatch, options.inFlight);
-    const rss = broker.memory().rssMiB ?? Number.NaN;
-    console.log(line('raw', raw, options.recordSize, `(acks=${options.acks}, flush=${options.flush}; ratio to baseline ${(raw.records / raw.seconds / (baseline.records / baseline.seconds)).toFixed(2)}; server RSS ${rss.toFixed(0)} MiB)`));
+      // Strata: raw batches.
+      const AdminClient = makeGenericClientConstructor(adminServiceDefinition, 'strata.v1.Admin');
+      const admin = new AdminClient(broker.address, credentials.createInsecure());
+      await unary(admin, 'createTopic', v1.CreateTopicRequest.create({ name: 'bench', partitions: 1, configs: { flush: options.flush } }));
+      await unary(admin, 'createTopic', v1.CreateTopicRequest.create({ name: 'bench-records', partitions: 1, configs: { flush: options.flush } }));
+      const client = logClient(broker.address);
+      const raw = await streamLoad(client, rawRequests, batchCount, recordsPerBatch, options.inFlight);
+      const rss = broker.memory().rssMiB ?? Number.NaN;
+      console.log(line('raw', raw, options.recordSize, `(acks=${options.acks}, flush=${options.flush}; ratio to baseline ${(raw.records / raw.seconds / (baseline.records / baseline.seconds)).toFixed(2)}; server RSS ${rss.toFixed(0)} MiB)`));
 
-    // Strata: plain records.
-    const recordsPerRequest = 500;
-    const recordRequests = Array.from({ length: 8 }, () =>
-      v1.ProduceRequest.create({
-        topic: 'bench-records',
-        partition: 0,
-        records: Array.from({ length: recordsPerRequest }, () => v1.Record.create({ value: randomBytes(options.recordSize) })),
-      }),
-    );
-    const recordsTotal = Math.ceil(Math.min(options.records, 2_000_000) / recordsPerRequest);
-    const records = await streamLoad(client, recordRequests, recordsTotal, recordsPerRequest, options.inFlight);
-    console.log(line('records', records, options.recordSize, '(plain protobuf records, acks=all)'));
+      // Strata: plain records.
+      const recordsPerRequest = 500;
+      const recordRequests = Array.from({ length: 8 }, () =>
+        v1.ProduceRequest.create({
+          topic: 'bench-records',
+          partition: 0,
+          records: Array.from({ length: recordsPerRequest }, () => v1.Record.create({ value: randomBytes(options.recordSize) })),
+        }),
+      );
+      const recordsTotal = Math.ceil(Math.min(options.records, 2_000_000) / recordsPerRequest);
+      const records = await streamLoad(client, recordRequests, recordsTotal, recordsPerRequest, options.inFlight);
+      console.log(line('records', records, options.recordSize, '(plain protobuf records, acks=all)'));
 
-    // Catch-up read via Fetch.
-    const fetchStart = performance.now();
-    let offset = 0;
-    let fetched = 0;
-    const end = raw.records;
-    while (offset < end) {
-      const response = await unary<strata.v1.FetchResponse>(client, 'fetch', v1.FetchRequest.create({ topic: 'bench', partition: 0, offset: Long.fromNumber(offset), maxBytes: 4 * 1024 * 1024, raw: true }));
-      const batches = Buffer.from(response.batches!);
-      forEachBatch(batches, (position) => (fetched += readRecordCount(batches, position)));
-      offset = response.nextOffset.toNumber();
-    }
-    const fetchSeconds = (performance.now() - fetchStart) / 1000;
-    console.log(`fetch      ${Math.round(fetched / fetchSeconds).toLocaleString('en-US').padStart(11)} rec/s ${((fetched * options.recordSize) / fetchSeconds / 1e6).toFixed(1).padStart(7)} MB/s  (raw batches, 4 MiB per Fetch)`);
+      // Catch-up read via Fetch.
+      const fetchStart = performance.now();
+      let offset = 0;
+      let fetched = 0;
+      const end = raw.records;
+      while (offset < end) {
+        const response = await unary<strata.v1.FetchResponse>(client, 'fetch', v1.FetchRequest.create({ topic: 'bench', partition: 0, offset: Long.fromNumber(offset), maxBytes: 4 * 1024 * 1024, raw: true }));
+        const batches = Buffer.from(response.batches!);
+        forEachBatch(batches, (position) => (fetched += readRecordCount(batches, position)));
+        offset = response.nextOffset.toNumber();
+      }
+      const fetchSeconds = (performance.now() - fetchStart) / 1000;
+      console.log(`fetch      ${Math.round(fetched / fetchSeconds).toLocaleString('en-US').padStart(11)} rec/s ${((fetched * options.recordSize) / fetchSeconds / 1e6).toFixed(1).padStart(7)} MB/s  (raw batches, 4 MiB per Fetch)`);
 
-    // Catch-up reads via Subscribe: raw batches, then decoded records (what other languages read).
-    const subscribed = await subscribeAll(client, true, end);
-    console.log(`subscribe  ${Math.round(subscribed.recordsPerSecond).toLocaleString('en-US').padStart(11)} rec/s ${((subscribed.recordsPerSecond * options.recordSize) / 1e6).toFixed(1).padStart(7)} MB/s  (server push, raw batches)`);
-    const decoded = await subscribeAll(client, false, end);
-    console.log(`decoded    ${Math.round(decoded.recordsPerSecond).toLocaleString('en-US').padStart(11)} rec/s ${((decoded.recordsPerSecond * options.recordSize) / 1e6).toFixed(1).padStart(7)} MB/s  (server push, records decoded by protobufjs here)`);
-    client.close();
-    admin.close();
-    Object.assign(figures, {
-      baseline,
-      raw: { ...raw, serverRssMiB: rss, ratioToBaseline: raw.records / raw.seconds / (baseline.records / baseline.seconds) },
-      records,
-      fetch: { records: fetched, seconds: fetchSeconds, recordsPerSecond: fetched / fetchSeconds },
-      subscribe: subscribed,
-      subscribeDecoded: decoded,
+      // Catch-up reads via Subscribe: raw batches, then decoded records (what other languages read).
+      const subscribed = await subscribeAll(client, true, end);
+      console.log(`subscribe  ${Math.round(subscribed.recordsPerSecond).toLocaleString('en-US').padStart(11)} rec/s ${((subscribed.recordsPerSecond * options.recordSize) / 1e6).toFixed(1).padStart(7)} MB/s  (server push, raw batches)`);
+      const decoded = await subscribeAll(client, false, end);
+      console.log(`decoded    ${Math.round(decoded.recordsPerSecond).toLocaleString('en-US').padStart(11)} rec/s ${((decoded.recordsPerSecond * options.recordSize) / 1e6).toFixed(1).padStart(7)} MB/s  (server push, records decoded by protobufjs here)`);
+      client.close();
+      admin.close();
+      Object.assign(figures, {
+        baseline,
+        raw: { ...raw, serverRssMiB: rss, ratioToBaseline: raw.records / raw.seconds / (baseline.records / baseline.seconds) },
+        records,
+        fetch: { records: fetched, seconds: fetchSeconds, recordsPerSecond: fetched / fetchSeconds },
+        subscribe: subscribed,
+        subscribeDecoded: decoded,
+      });
+      if (options.json !== null) writeFileSync(options.json, JSON.stringify(figures, null, 2));
     });
-    if (options.json !== null) writeFileSync(options.json, JSON.stringify(figures, null, 2));
   } finally {
     await servers.stopAll();
-    stopHandlingSignals();
   }
 }
 

@@ -46,7 +46,14 @@ export type BrokerDiskCalls = Record<DiskCall, BrokerCalls | null>;
 
 /** Reads both histograms from the broker's metrics endpoint (`HOST:PORT`). */
 export async function readDiskCallHistograms(metricsAddress: string): Promise<DiskCallHistograms> {
-  const response = await fetch(`http://${metricsAddress}/metrics`, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+  let response: Response;
+  try {
+    response = await fetch(`http://${metricsAddress}/metrics`, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+  } catch (error) {
+    // fetch's own message is only "fetch failed"; the reason is its cause's.
+    const cause = (error as Error).cause;
+    throw cause instanceof Error ? new Error(`${(error as Error).message}: ${cause.message}`, { cause: error }) : error;
+  }
   if (!response.ok) throw new Error(`the broker's /metrics answered HTTP ${response.status}`);
   return parseDiskCallHistograms(await response.text());
 }

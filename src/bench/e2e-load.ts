@@ -125,7 +125,6 @@ interface SendSlot {
   readonly message: ProducerRecord;
   /** Wall-clock send time of the record now in this slot. */
   sentAt: number;
-  measured: boolean;
   /** The send's callback; puts the slot back once it has run. */
   readonly done: SendCallback;
 }
@@ -158,7 +157,6 @@ export class SendSlots {
       value,
       message: { topic: this.topic, value },
       sentAt: 0,
-      measured: false,
       done: (error) => {
         if (error === null) this.onAcknowledged(slot);
         else this.onFailed(error);
@@ -293,7 +291,8 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
     allReceived?.();
   };
   const slots = new SendSlots(options.topic, template, (slot) => {
-    if (slot.measured) acknowledgement.record(wallClockMs() - slot.sentAt);
+    // Measured as `deliver` tells them: sent from the first measured record on.
+    if (slot.sentAt >= measuredFromWallMs) acknowledgement.record(wallClockMs() - slot.sentAt);
   }, fail);
   const reader: E2eReader =
     options.reader === 'subscribe' ? new SubscribeReader(connection, options.topic, deliver, fail) : new ConsumerReader(connection, options.topic, deliver, options.logger);
@@ -321,7 +320,6 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
           }
           slot.value.writeDoubleLE(sentAt, 0);
           slot.sentAt = sentAt;
-          slot.measured = sent >= warmupRecords;
           producer.send(slot.message, slot.done);
         }
         if (sent >= total || failure !== null) {

@@ -87,20 +87,7 @@ async function withNoop(run: BenchRun, servers: StartedServers, body: (context: 
 export async function runBench(run: BenchRun): Promise<BenchReport> {
   if (run.settings.serverMetrics !== null) await checkServerMetrics(run.settings.serverMetrics);
   const servers = new StartedServers();
-  const stopHandlingSignals = servers.handleSignals();
-  try {
-    const report = await runWorkload(run, servers);
-    // A signal came as the run ended: the handler ends the process once the servers are down,
-    // before a report of a run the user stopped is printed.
-    if (servers.interrupted !== null) await servers.interrupted;
-    return report;
-  } catch (error) {
-    // Stopped by a signal: the handler ends the process once the servers are down.
-    if (servers.interrupted !== null) await servers.interrupted;
-    throw error;
-  } finally {
-    stopHandlingSignals();
-  }
+  return servers.run(() => runWorkload(run, servers));
 }
 
 /**
@@ -111,8 +98,7 @@ async function checkServerMetrics(address: string): Promise<void> {
   try {
     await readDiskCallHistograms(address);
   } catch (error) {
-    const reason = error instanceof Error ? (error.cause instanceof Error ? `${error.message}: ${error.cause.message}` : error.message) : String(error);
-    throw new Error(`cannot read the broker's metrics at ${address} (--server-metrics): ${reason}`, { cause: error });
+    throw new Error(`cannot read the broker's metrics at ${address} (--server-metrics): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
 }
 

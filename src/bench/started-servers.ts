@@ -43,13 +43,25 @@ export class StartedServers {
     return registered;
   }
 
-  /**
-   * Set once a signal came: never settles (the process exits when the servers have stopped).
-   * A run that fails meanwhile (its servers going away under it) waits on it instead of
-   * reporting that failure.
-   */
+  /** Set once a signal came: never settles (the process exits when the servers have stopped). */
   get interrupted(): Promise<never> | null {
     return this.stopping;
+  }
+
+  /**
+   * Runs `body` with SIGINT and SIGTERM handled. After a signal, however `body` ends (likely by
+   * failing, its servers stopped under it), this waits for the stop, which ends the process with
+   * the signal's code: nothing of a run the user stopped is reported, neither figures nor the
+   * failure it caused.
+   */
+  async run<T>(body: () => Promise<T>, exit?: (code: number) => never): Promise<T> {
+    const stopHandling = this.handleSignals(exit);
+    try {
+      return await body();
+    } finally {
+      if (this.stopping !== null) await this.stopping;
+      stopHandling();
+    }
   }
 
   /** Handles SIGINT and SIGTERM until the returned function is called. */

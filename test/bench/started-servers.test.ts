@@ -51,3 +51,23 @@ it('stops the servers started and the one starting, refuses a new start, then ex
   expect(running.stopped).toBe(true);
   expect(late.stopped).toBe(true);
 });
+
+it('run: after a signal, a body that fails waits for the stop and the exit instead of reporting its failure first', async () => {
+  const servers = new StartedServers();
+  const events: string[] = [];
+  const outcome = servers.run(
+    async () => {
+      // A stop that takes a while, as a real server's does.
+      await servers.track(async () => ({ stop: () => new Promise<void>((resolve) => setTimeout(() => resolve(void events.push('stopped')), 20)) }));
+      process.emit('SIGTERM');
+      throw new Error('the load failed: its server went away');
+    },
+    ((code: number) => void events.push(`exit ${code}`)) as (code: number) => never,
+  );
+  // The exit injected here returns, so the run goes on to settle once the process would have ended.
+  const failure = await outcome.then(
+    () => null,
+    (error: Error) => ({ message: error.message, eventsThen: [...events] }),
+  );
+  expect(failure).toEqual({ message: 'the load failed: its server went away', eventsThen: ['stopped', 'exit 143'] });
+});
