@@ -7,14 +7,14 @@
 // directory of the test's own).
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { BrokerCalls } from '../../src/bench/broker-disk-calls.js';
 import { processScheduling, type Scheduling } from '../../src/bench/scheduling.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
+import { removeDirectory, startTestBroker, temporaryDirectory, unusedPort } from '../helpers/test-server.js';
 
 const run = promisify(execFile);
 const directory = temporaryDirectory('strata-bench-test-');
@@ -111,15 +111,6 @@ function expectLatency(latency: Latency | null | undefined, count: number): void
   // The histogram keeps 3 significant digits; the maximum is exact.
   expect(latency!.p999Ms).toBeLessThanOrEqual(latency!.maxMs * 1.001 + 0.001);
   expect(latency!.meanMs).toBeGreaterThan(0);
-}
-
-interface BrokerCalls {
-  count: number;
-  meanMs: number | null;
-  over1Ms: number;
-  over5Ms: number;
-  over10Ms: number;
-  over100Ms: number;
 }
 
 /**
@@ -318,7 +309,7 @@ describe('strata bench', () => {
       expect(without.report.results[0]!.brokerFsyncs).toBeNull();
       expect(without.stdout).not.toContain('broker log writes');
       // A metrics address that does not answer stops the run before any load, in one line.
-      const closed = `127.0.0.1:${await closedPort()}`;
+      const closed = `127.0.0.1:${await unusedPort()}`;
       const unreachable = await runCli(['bench', 'produce', ...server, '--topic', 'unread', '--server-metrics', closed]);
       expect(unreachable.code).toBe(1);
       expect(unreachable.stderr).toBe(`strata: cannot read the broker's metrics at ${closed} (--server-metrics): fetch failed: connect ECONNREFUSED ${closed}\n`);
@@ -353,15 +344,6 @@ describe('strata bench', () => {
     }
   });
 });
-
-/** A loopback port nothing listens on: bound, then closed. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** How many log writes the broker has timed since it started, from its /metrics. */
 async function brokerWriteCount(metricsAddress: string): Promise<number> {

@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,6 +18,15 @@ import { type RunningBroker, runBroker } from '../../src/server/run-broker.js';
 
 export function temporaryDirectory(prefix = 'strata-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A loopback port nothing listens on (bound, then closed): free to listen on, refused to connect to. */
+export async function unusedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }
 
 export function removeDirectory(path: string): void {

@@ -4,7 +4,6 @@
 // process and as a child process) on ephemeral ports, real gRPC.
 import { execFileSync, spawn } from 'node:child_process';
 import { constants, closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pino } from 'pino';
@@ -16,7 +15,7 @@ import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { StartAborted, runBroker } from '../../src/server/run-broker.js';
 import { DIRECT_WRITES_WORK } from '../helpers/test-file-system.js';
-import { type BrokerProcess, type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
+import { type BrokerProcess, type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory, testSettings, unusedPort } from '../helpers/test-server.js';
 
 type Subscription = NodeJS.EventEmitter & { cancel(): void };
 
@@ -33,15 +32,6 @@ function subscriptionError(call: Subscription): Promise<ServiceError> {
     call.on('error', resolve);
     call.on('end', () => reject(new Error('subscription ended without an error')));
   });
-}
-
-/** A TCP port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Whether `mkfifo` works here (the start-up test holds recovery on a named pipe). */
@@ -327,7 +317,7 @@ describe('broker lifecycle', () => {
     // The signal comes while the logs load: the last line the load logs aborts the start.
     const startup = new AbortController();
     const logger = pino({ level: 'info' }, { write: (line: string) => (line.includes('"msg":"topics loaded"') ? startup.abort() : undefined) });
-    const metricsPort = await freePort();
+    const metricsPort = await unusedPort();
     const started = runBroker(testSettings(dataDir, { metricsListen: `127.0.0.1:${metricsPort}` }), logger, startup.signal);
     const error = await started.catch((failure: unknown) => failure);
     expect(error).toBeInstanceOf(StartAborted);

@@ -8,7 +8,6 @@
 // with the install command; elsewhere the suite is skipped with a warning.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +15,7 @@ import { partitionForKey } from '../../src/broker/partitioner.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import type { strata } from '../../src/generated/strata.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { type TestBroker, startTestBroker, unusedPort } from '../helpers/test-server.js';
 
 const PYTHON = '/usr/bin/python3';
 const GRPC_PYTHON_PLUGIN = '/usr/bin/grpc_python_plugin';
@@ -84,15 +83,6 @@ function runScript(args: string[], timeoutMs = 60_000): Promise<ScriptRun> {
 
 const show = (run: ScriptRun) => `exit ${run.code}; stdout: ${run.stdout.trim()}; stderr: ${run.stderr.trim()}`;
 
-/** A loopback port nobody listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generated from proto/)', () => {
   let broker: TestBroker;
   let client: TestClient;
@@ -154,7 +144,7 @@ describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generat
 
   it('exits non-zero with a JSON error when no broker listens at the address', async () => {
     requirePrerequisites();
-    const run = await runScript([`127.0.0.1:${await closedPort()}`, '--timeout', '1']);
+    const run = await runScript([`127.0.0.1:${await unusedPort()}`, '--timeout', '1']);
     expect(run.code, show(run)).toBe(2);
     expect(run.summary.ok, show(run)).toBe(false);
     expect(String(run.summary.error), show(run)).toContain('could not connect');
