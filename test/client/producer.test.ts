@@ -6,9 +6,10 @@
 import { InterceptingCall, type Interceptor, Metadata, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { murmur2 } from '../../src/broker/partitioner.js';
 import { Admin } from '../../src/client/admin.js';
+import { BufferPool } from '../../src/client/buffer-pool.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { Connection, type ConnectionOptions } from '../../src/client/connection.js';
 import { Producer, type ProducerOptions, type ProducerSettings, type SendResult } from '../../src/client/producer.js';
@@ -311,6 +312,7 @@ describe('batching', () => {
     const name = await topic(1);
     const stats = { lost: 0, duplicates: 0 };
     const target = producer({ lingerMs: 0, retryBackoffMs: 5, retryBackoffMaxMs: 20, interceptors: [loseResponses(3, stats)] });
+    const take = vi.spyOn(BufferPool.prototype, 'take');
     const sent: string[] = [];
     const round = (): Promise<SendResult>[] =>
       Array.from({ length: 4 }, () => {
@@ -325,10 +327,18 @@ describe('batching', () => {
       await new Promise((resolve) => setImmediate(resolve)); // the next round is a batch of its own
     }
     await Promise.all(overlapping);
+    const taken = take.mock.results.map((result) => result.value as Buffer | null);
+    take.mockRestore();
     expect(stats.lost).toBe(3);
     const { batches, records } = await readLog(name, 0);
     expect(batches.length).toBeGreaterThanOrEqual(15);
     expect(records.map((record) => text(record.value))).toEqual(sent);
+    // The batches after the first (a 1 KiB start, carved from Node's slab) were started in
+    // small pooled buffers, and buffers came back to be reused.
+    expect(taken.length).toBeGreaterThanOrEqual(batches.length - 1);
+    // About twice a round's batch (12 KB): far below a full-size (1 MiB) buffer.
+    expect(taken.every((buffer) => buffer !== null && buffer.length <= 128 * 1024)).toBe(true);
+    expect(new Set(taken).size).toBeLessThan(taken.length);
   });
 
   it('writes idempotent batches: producer id, epoch and contiguous sequences', async () => {

@@ -5,7 +5,7 @@
 import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { pino } from 'pino';
-import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
@@ -528,5 +528,18 @@ describe('a topic change that fails partway (broker with an injected FileSystem)
     const { batches } = await broker.partitionLog('listed', 0).read(0, 1024 * 1024);
     expect(decodeBatches(batches).map((record) => record.value!.toString())).toEqual(['kept']);
     expect(readdirSync(join(dataDir, 'topics', 'listed', '0')).length).toBeGreaterThan(0);
+  });
+
+  it('CreateTopic that cannot list a directory already there (EMFILE) leaves it: only "no such directory" means the change made it', async () => {
+    // What is there cannot be known, so it is not the change's to remove: a guess that the
+    // call made the directory would remove the whole topic directory with it.
+    const kept = join(dataDir, 'topics', 'unlisted', '0', 'kept');
+    mkdirSync(join(dataDir, 'topics', 'unlisted', '0'), { recursive: true });
+    writeFileSync(kept, 'not the change\'s to remove');
+    fs.readdirError = { pathIncludes: join('topics', 'unlisted'), code: 'EMFILE' };
+    await expect(broker.createTopic('unlisted', 1, {})).rejects.toThrow(/EMFILE/);
+    fs.readdirError = null;
+    expect(readFileSync(kept, 'utf8')).toBe('not the change\'s to remove');
+    expect(broker.listTopics().map((topic) => topic.name)).not.toContain('unlisted');
   });
 });
