@@ -4,7 +4,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine } from './cli-errors.js';
+import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine, withoutCamelCaseTwins } from './cli-errors.js';
 import { CLIENT_OPTION_NAMES } from './client-options.js';
 import { BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
 import { CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
@@ -67,7 +67,7 @@ export async function main(argv: string[]): Promise<void> {
     .fail((message, error) => {
       if (error) throw error;
       // yargs spreads some messages over lines ("Invalid values:\n  Argument: ..."): keep one line.
-      throw new UsageError(message.replace(/\s*\n\s*/g, ' ').trim());
+      throw new UsageError(withoutCamelCaseTwins(message.replace(/\s*\n\s*/g, ' ').trim()));
     })
     .help()
     .version()

@@ -130,6 +130,8 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['topics'], /give a topics command/],
     [['topics', 'create'], /Not enough non-option arguments/],
     [['topics', 'list', '--bogus'], /Unknown argument: bogus/],
+    [['consume', 't', '--max-records', '3'], /^strata: Unknown argument: max-records\n$/],
+    [['consume', 't', '--max-records', '3', '--from-start'], /^strata: Unknown arguments: max-records, from-start\n$/],
     [['topics', 'create', 't', '--partitions', '0'], /--partitions must be a positive integer, got 0/],
     [['topics', 'create', 't', '--partitions', 'many'], /--partitions must be a positive integer/],
     [['topics', 'create', 't', '--config', 'retention.ms'], /--config takes KEY=VALUE, got "retention.ms"/],
