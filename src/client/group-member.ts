@@ -3,8 +3,8 @@
  * Groups service's heartbeat protocol (KIP-848 style, see proto/strata/v1/groups.proto). The
  * broker computes the assignment; this class only follows it.
  *
- * The loop: join with member epoch 0 (subscription, optional static instance id, assignor,
- * client id, session timeout), then heartbeat every `heartbeat_interval_ms` with the partitions
+ * The loop: join with member epoch 0 (a member id chosen once per consumer, subscription,
+ * optional static instance id, assignor, client id, session timeout), then heartbeat every `heartbeat_interval_ms` with the partitions
  * the consumer owns. Each answer's `assignment` is what the member may own from now on:
  * - partitions that left it are revoked through `consumer.revokeAssignment`, whose
  *   `beforeRevoke` commits their positions; only then is the next heartbeat sent, at once, with
@@ -18,8 +18,8 @@
  * - NOT_FOUND (the broker does not know the member: its session expired, or the broker
  *   restarted) and FAILED_PRECONDITION (fenced: stale member epoch): the member no longer owns
  *   its partitions, so they are dropped WITHOUT committing (`revokeAssignment(..., { lost: true })`,
- *   event 'partitionsLost'), and it rejoins with epoch 0. After a fence the old member id is
- *   first told to leave, so its partitions are free at once rather than at its session timeout.
+ *   event 'partitionsLost'), and it rejoins with epoch 0 and its member id. The broker has
+ *   removed a fenced member already, so its partitions are free at once.
  * - anything else (UNAVAILABLE, DEADLINE_EXCEEDED...): retried with doubling backoff, capped at
  *   the heartbeat interval; each failure is emitted as 'groupError'. Partitions stay owned: the
  *   broker decides when the session is over and says so with NOT_FOUND.
@@ -31,6 +31,7 @@
  * member, which keeps its partitions until its session times out), and `kill` stops at once
  * without leaving (crash simulation).
  */
+import { randomUUID } from 'node:crypto';
 import type { MethodDefinition } from '@grpc/grpc-js';
 import { newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
@@ -222,8 +223,16 @@ export class GroupMember {
   private subscriptionVersion = 0;
   private sentSubscriptionVersion = -1;
 
+  /**
+   * The member id this consumer joins with, chosen once for its lifetime: a join retried after
+   * its answer was lost then finds the member it made, instead of adding a second one that
+   * would hold partitions until its session ended.
+   */
+  private readonly joinMemberId = randomUUID();
   private memberIdValue = '';
   private epoch = 0;
+  /** Counts the times this consumer stopped being a member (lost, fenced): a commit refused in one is not retried in the next. */
+  private incarnation = 0;
   private intervalMs = DEFAULT_HEARTBEAT_INTERVAL_MS;
   /** What the consumer fetches (and the heartbeat reports). */
   private readonly owned = new Map<string, TopicPartition>();
@@ -256,7 +265,7 @@ export class GroupMember {
     this.committer = settings.committer ?? new OffsetCommitStream(connection, { stream: false });
   }
 
-  /** The member id the broker gave; '' while joining. */
+  /** The member id the broker answered with (this consumer's own, from a current broker); '' while joining. */
   get memberId(): string {
     return this.memberIdValue;
   }
@@ -357,7 +366,7 @@ export class GroupMember {
   private request(memberEpoch: number, owned: TopicPartition[], sendsSubscription: boolean): strata.v1.HeartbeatRequest {
     return v1.HeartbeatRequest.create({
       groupId: this.groupId,
-      memberId: memberEpoch === 0 ? '' : this.memberIdValue,
+      memberId: memberEpoch === 0 ? this.joinMemberId : this.memberIdValue,
       memberEpoch,
       ...(this.instanceId !== null ? { instanceId: this.instanceId } : {}),
       clientId: this.clientId,
@@ -422,6 +431,7 @@ export class GroupMember {
     // is simply retried with backoff until the earlier instance's session ends.
     this.memberIdValue = '';
     this.epoch = 0;
+    this.incarnation++;
     this.sentSubscriptionVersion = -1;
     this.consumer.notify('partitionsLost', { partitions: lost, error: failure } satisfies PartitionsLostEvent);
   }
@@ -479,6 +489,7 @@ export class GroupMember {
     for (let attempt = 1; ; attempt++) {
       const memberId = this.memberIdValue;
       const epoch = this.epoch;
+      const incarnation = this.incarnation;
       if (memberId === '' || this.killed) throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (joining or rejoining); nothing committed`);
       try {
         await this.committer.commit(this.groupId, memberId, epoch, offsets);
@@ -488,7 +499,7 @@ export class GroupMember {
         if (attempt >= COMMIT_ATTEMPTS) throw failure;
         if (failure.code === 'FAILED_PRECONDITION') {
           await this.inflight; // a heartbeat answer crossing the commit may carry the new epoch
-          if (this.memberIdValue !== memberId || this.epoch === epoch) throw failure;
+          if (this.incarnation !== incarnation || this.epoch === epoch) throw failure;
           continue;
         }
         if (!isRetriable(failure)) throw failure;

@@ -163,6 +163,8 @@ export class ConsumerGroup {
     const regex = compileSubscriptionRegex(subscription.regex);
     // The first member chooses; one that names none gets the default, as after a restart.
     if (this.members.size === 0) this.assignor = input.assignor ?? 'uniform';
+    const known = input.memberId === '' ? undefined : this.members.get(input.memberId);
+    if (known !== undefined) return this.rejoin(known, input, subscription, regex, sessionTimeoutMs, nowMs, topics);
     if (input.instanceId !== null) {
       const previous = [...this.members.values()].find((member) => member.instanceId === input.instanceId);
       if (previous !== undefined) {
@@ -175,11 +177,11 @@ export class ConsumerGroup {
               'stop that instance (it leaves with epoch -2) or wait for its session to expire',
           );
         }
-        return this.takeOver(previous, input, subscription, regex, sessionTimeoutMs, nowMs, topics);
+        return this.takeOver(previous, this.idFor(input), input, subscription, regex, sessionTimeoutMs, nowMs, topics);
       }
     }
     const member: Member = {
-      memberId: this.newMemberId(),
+      memberId: this.idFor(input),
       instanceId: input.instanceId,
       clientId: input.clientId,
       host: input.host,
@@ -200,15 +202,45 @@ export class ConsumerGroup {
     return this.reconcile(member, new Set(), nowMs);
   }
 
+  /** The id a joining member chose, or a new one from the broker. */
+  private idFor(input: HeartbeatInput): string {
+    return input.memberId === '' ? this.newMemberId() : input.memberId;
+  }
+
+  /**
+   * A join with the id of a member the group has: the same consumer joining again, because the
+   * answer to its earlier join was lost (KIP-1082's client-chosen member ids). It owns nothing
+   * yet, so whatever it was asked to revoke is released, and it is told its whole assignment.
+   * Answering with a second member instead would leave the first holding partitions that
+   * nobody consumes until its session ends. No rebalance unless the subscription changed.
+   */
+  private rejoin(member: Member, input: HeartbeatInput, subscription: Subscription, regex: TopicRegex | null, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+    if (member.instanceId !== input.instanceId) {
+      const holder = member.instanceId === null ? 'a member without an instance id' : `instance id "${member.instanceId}"`;
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member id ${member.memberId} is in use in group "${this.groupId}" by ${holder}; every consumer needs a member id of its own`);
+    }
+    member.clientId = input.clientId;
+    member.host = input.host;
+    member.sessionTimeoutMs = sessionTimeoutMs;
+    member.lastHeartbeatMs = nowMs;
+    member.away = false;
+    if (!sameSubscription(member.subscription, subscription)) {
+      member.subscription = subscription;
+      member.regex = regex;
+      this.bumpAndReassign(topics);
+    }
+    return this.reconcile(member, new Set(), nowMs);
+  }
+
   /**
    * A static member came back (same instance id): the new incarnation inherits the old one's
-   * partitions and target under a new member id; the old id is fenced. No rebalance unless the
-   * subscription changed.
+   * partitions and target under its new member id; the old id is fenced. No rebalance unless
+   * the subscription changed.
    */
-  private takeOver(previous: Member, input: HeartbeatInput, subscription: Subscription, regex: TopicRegex | null, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+  private takeOver(previous: Member, memberId: string, input: HeartbeatInput, subscription: Subscription, regex: TopicRegex | null, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
     const member: Member = {
       ...previous,
-      memberId: this.newMemberId(),
+      memberId,
       clientId: input.clientId,
       host: input.host,
       epoch: previous.epoch + 1,

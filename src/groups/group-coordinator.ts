@@ -15,6 +15,7 @@ import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { groupIdProblem, newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
+import { UNPRINTABLE_CHARACTER, escapeUnprintable } from '../common/printable.js';
 import type { Broker } from '../broker/broker.js';
 import { decodeRecords, forEachBatch } from '../storage/record-batch.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
@@ -114,6 +115,19 @@ function checkNewGroupId(groupId: string): void {
   if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
 }
 
+/** The longest member id a joining consumer may choose (a UUID is 36 characters). */
+export const MEMBER_ID_LENGTH_MAX = 100;
+
+/** A member id a joining consumer chose: printable, and short enough to show in a table. */
+function checkChosenMemberId(memberId: string): void {
+  if (memberId.length > MEMBER_ID_LENGTH_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member id is ${memberId.length} characters long; the limit is ${MEMBER_ID_LENGTH_MAX} (a UUID is 36)`);
+  }
+  if (UNPRINTABLE_CHARACTER.test(memberId)) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member id "${escapeUnprintable(memberId)}" contains an unprintable character; use printable characters (a UUID, say)`);
+  }
+}
+
 function sortedPairs(keys: Iterable<TopicPartition>): { topic: string; partition: number }[] {
   return [...keys].map(splitTp).sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
 }
@@ -197,6 +211,7 @@ export class GroupCoordinator {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `session_timeout_ms must be from ${SESSION_TIMEOUT_MIN_MS} to ${SESSION_TIMEOUT_MAX_MS}, got ${sessionTimeoutMs}`);
     }
     if (request.memberEpoch < -2) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member_epoch ${request.memberEpoch} is invalid`);
+    if (request.memberEpoch === 0 && request.memberId !== '') checkChosenMemberId(request.memberId);
     if (request.memberEpoch === 0 && (request.subscription === null || (request.subscription.topicNames.length === 0 && request.subscription.regex === ''))) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a joining member must send its subscription (topic names and/or a regex)');
     }

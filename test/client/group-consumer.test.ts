@@ -377,11 +377,47 @@ describe('failures and static membership', () => {
     await waitUntil(() => lost.length === 1 && reader.assignment().length === 2, 'lost and assigned again');
     expect(lost[0]!.error.code).toBe('NOT_FOUND');
     expect(lost[0]!.partitions).toHaveLength(2);
-    expect(reader.memberId).not.toBe(firstId);
+    expect(reader.memberId).toBe(firstId); // a new member under the id the consumer keeps for its life
+    expect((await describeOrNull(groupId))?.members.map((member) => member.memberId)).toEqual([firstId]);
     expect(await reader.committed()).toEqual([]);
   });
 
-  it('a fenced member drops its partitions without committing, frees its old member id at once, and rejoins', async () => {
+  it('a member whose join answer was lost joins again under the same member id: no ghost member holds the partitions until its session ends', async () => {
+    const name = await topic(2);
+    const groupId = unique('lost-join');
+    let lose = true;
+    // The first join reaches the broker, which makes the member; the client sees UNAVAILABLE
+    // instead of the answer (a unary call that ends with an error status drops its message).
+    const interceptor: Interceptor = (callOptions, nextCall) => {
+      let dropping = false;
+      return new InterceptingCall(nextCall(callOptions), {
+        start: (metadata, _listener, next) => {
+          next(metadata, {
+            onReceiveStatus: (received, nextStatus) => nextStatus(dropping ? { ...received, code: status.UNAVAILABLE, details: 'injected: answer lost' } : received),
+          });
+        },
+        sendMessage: (message: strata.v1.HeartbeatRequest, next: (message: unknown) => void) => {
+          if (lose && callOptions.method_definition.path.endsWith('/Heartbeat') && message.memberEpoch === 0) {
+            lose = false;
+            dropping = true;
+          }
+          next(message);
+        },
+      });
+    };
+    // A session far longer than the wait below: a ghost member would hold both partitions throughout.
+    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 60_000, interceptors: [interceptor] });
+    const errors: GroupErrorEvent[] = [];
+    reader.on('groupError', (event: GroupErrorEvent) => errors.push(event));
+    await waitUntil(() => reader.assignment().length === 2, 'assignment');
+    expect(lose).toBe(false);
+    expect(errors.map((event) => event.error.code)).toEqual(['UNAVAILABLE']);
+    const description = await broker.groups.describeGroup(groupId);
+    expect(description.members.map((member) => member.memberId)).toEqual([reader.memberId]);
+    expect(description.members[0]!.assignment.map((entry) => entry.partition).sort()).toEqual([0, 1]);
+  });
+
+  it('a fenced member drops its partitions without committing, is removed at once, and rejoins under its member id', async () => {
     const name = await topic(2);
     const groupId = unique('fence');
     let fence = false;
@@ -406,8 +442,8 @@ describe('failures and static membership', () => {
     fence = true;
     await waitUntil(() => lost.length === 1 && member.assignment().length === 2, 'fenced and assigned again');
     expect(lost[0]!.error.code).toBe('FAILED_PRECONDITION');
-    expect(member.consumer.memberId).not.toBe(firstId);
-    // The old id left (well before the 5 s session timeout), so the partitions came back at once.
+    expect(member.consumer.memberId).toBe(firstId);
+    // The fenced member was removed (well before the 5 s session timeout), so the partitions came back at once.
     const description = await broker.groups.describeGroup(groupId);
     expect(description.members.map((entry) => entry.memberId)).toEqual([member.consumer.memberId]);
     // Nothing was committed when the partitions were lost, so they are read again from the start.

@@ -73,6 +73,8 @@ interface JoinOptions {
   sessionTimeoutMs?: number;
   assignor?: AssignorName;
   clientId?: string;
+  /** A member id the consumer chose ('' lets the broker choose). */
+  memberId?: string;
 }
 
 class Harness {
@@ -107,6 +109,7 @@ class Harness {
   join(options: JoinOptions = {}): Client {
     const output = this.call({
       memberEpoch: 0,
+      memberId: options.memberId ?? '',
       instanceId: options.instanceId ?? null,
       clientId: options.clientId ?? 'client',
       subscription: { topicNames: options.names ?? (options.regex === undefined ? ['t'] : []), regex: options.regex ?? '' },
@@ -491,6 +494,81 @@ describe('static membership', () => {
   });
 });
 
+describe('member ids chosen by the consumer (a join whose answer was lost)', () => {
+  it('a join retried with the same member id finds the member it made: no second member holds partitions meanwhile', () => {
+    const h = new Harness();
+    const a = h.join({ memberId: 'consumer-a' });
+    expect(a.memberId).toBe('consumer-a');
+    h.settle([a]);
+    h.join({ memberId: 'consumer-b' }); // its answer is lost: b does not know it joined
+    h.beat(a); // a is asked to give up b's share
+    h.beat(a); // and does
+    const b = h.join({ memberId: 'consumer-b' });
+    expect(b.memberId).toBe('consumer-b');
+    expect([...h.group.members.keys()].sort()).toEqual(['consumer-a', 'consumer-b']);
+    h.settle([a, b]);
+    expect([a.owned.size, b.owned.size]).toEqual([6, 6]);
+    expectPartition([a, b], partitionsOf('t', 12));
+  });
+
+  it('partitions given in the lost answer are given again, without a rebalance', () => {
+    const h = new Harness();
+    h.join({ memberId: 'consumer-a' }); // lost: it was given all 12 partitions
+    const groupEpoch = h.group.groupEpoch;
+    const a = h.join({ memberId: 'consumer-a' });
+    expect(show(a.owned)).toEqual(show(partitionsOf('t', 12)));
+    expect(h.group.members.size).toBe(1);
+    expect(h.group.groupEpoch).toBe(groupEpoch);
+    for (const key of a.owned) expect(h.group.owners.get(key)).toBe('consumer-a');
+    expect(() => h.group.checkCommit(a.memberId, a.epoch, [...a.owned])).not.toThrow();
+  });
+
+  it('a rejoin with another subscription rebalances the group', () => {
+    const h = new Harness({ t: 4, u: 4 });
+    h.join({ memberId: 'consumer-a', names: ['t'] }); // lost
+    const a = h.join({ memberId: 'consumer-a', names: ['u'] });
+    h.settle([a]);
+    expect(show(a.owned)).toEqual(show(partitionsOf('u', 4)));
+  });
+
+  it('a static member whose join answer was lost may retry at once, instead of being refused until its session ends', () => {
+    const h = new Harness();
+    h.join({ memberId: 'pod-a-1', instanceId: 'pod-a' }); // lost
+    const a = h.join({ memberId: 'pod-a-1', instanceId: 'pod-a' });
+    expect(a.memberId).toBe('pod-a-1');
+    expect(a.owned.size).toBe(12);
+    expect(h.group.members.size).toBe(1);
+    // A new process with the same instance id and a new member id is still refused while the first is live.
+    expect(failure(() => h.join({ memberId: 'pod-a-2', instanceId: 'pod-a' })).message).toMatch(/instance id "pod-a" is in use by member pod-a-1/);
+  });
+
+  it('a static member back after leaving with epoch -2 takes over under the member id it chose', () => {
+    const h = new Harness();
+    const a = h.join({ memberId: 'pod-a-1', instanceId: 'pod-a' });
+    h.settle([a]);
+    h.leave(a, STATIC_LEAVE_EPOCH);
+    const back = h.join({ memberId: 'pod-a-2', instanceId: 'pod-a' });
+    expect(back.memberId).toBe('pod-a-2');
+    expect(back.owned.size).toBe(12);
+    expect([...h.group.members.keys()]).toEqual(['pod-a-2']);
+  });
+
+  it("refuses a join with another member's id unless the instance ids agree", () => {
+    const h = new Harness();
+    const a = h.join({ memberId: 'shared' });
+    h.settle([a]);
+    const refused = failure(() => h.join({ memberId: 'shared', instanceId: 'pod-b' }));
+    expect(refused.code).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect(refused.message).toBe('member id shared is in use in group "g" by a member without an instance id; every consumer needs a member id of its own');
+    const s = h.join({ memberId: 'static', instanceId: 'pod-s' });
+    expect(failure(() => h.join({ memberId: 'static' })).message).toMatch(/member id static is in use in group "g" by instance id "pod-s"/);
+    expect(failure(() => h.join({ memberId: 'static', instanceId: 'pod-t' })).code).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect(h.group.members.size).toBe(2);
+    h.settle([a, s]);
+    expectPartition([a, s], partitionsOf('t', 12));
+  });
+});
+
 describe('subscriptions and topic metadata', () => {
   it('a regular-expression subscription picks up a topic created later, matching whole names only', () => {
     const h = new Harness({ 'orders.eu': 2, other: 3 });
@@ -562,7 +640,8 @@ describe('subscriptions and topic metadata', () => {
 // assigned it until it sends the heartbeat that leaves it out (or its leave). A crashed member
 // stops sending; as far as the broker is concerned it owns what it consumed until the broker
 // removes it (session expiry or a static takeover), so its intervals end then. 3% of responses
-// are lost (the member retries with its old epoch). Static members restart as a new
+// are lost (the member retries with its old epoch, or its join; every other process joins with
+// a member id of its own, so its retried join finds the member it made). Static members restart as a new
 // incarnation with the same instance id after leaving with -2 or crashing, usually within the
 // session timeout. The broker's session check runs every 50 ms. Checked: the ownership
 // invariant after every broker call, no error for a live member, no two owners' intervals
@@ -575,6 +654,8 @@ type IncarnationState = 'joining' | 'live' | 'leaving' | 'away' | 'left' | 'cras
 interface Incarnation {
   name: string;
   instanceId: string | null;
+  /** The member id it joins with: its own (every other process), or '' for the broker's. */
+  joinMemberId: string;
   memberId: string;
   epoch: number;
   /** Partitions it consumes now. */
@@ -715,7 +796,7 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
     try {
       output = group.heartbeat(
         {
-          memberId: inc.memberId,
+          memberId: kind === 'join' ? inc.joinMemberId : inc.memberId,
           memberEpoch,
           instanceId: inc.instanceId,
           clientId: inc.name,
@@ -776,9 +857,11 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
   }
 
   function startIncarnation(instanceId: string | null): Incarnation {
+    const number = nextName++;
     const inc: Incarnation = {
-      name: `p${nextName++}${instanceId ? `/${instanceId}` : ''}`,
+      name: `p${number}${instanceId ? `/${instanceId}` : ''}`,
       instanceId,
+      joinMemberId: number % 2 === 0 ? `chosen-${number}` : '',
       memberId: '',
       epoch: 0,
       owned: new Set(),

@@ -143,6 +143,8 @@ describe('heartbeats', () => {
       ['invalid regex', request({ groupId: 'g', subscription: { topicNames: [], regex: '[' } })],
       ['regex with lookahead (not RE2)', request({ groupId: 'g', subscription: { topicNames: [], regex: '(?=t)t' } })],
       ['control character in the group id', request({ groupId: 'g\u001b', subscription })],
+      ['chosen member id too long', request({ groupId: 'g', subscription, memberId: 'm'.repeat(101) })],
+      ['control character in a chosen member id', request({ groupId: 'g', subscription, memberId: 'm\u0007' })],
     ];
     for (const [what, input] of cases) expect((await failure(() => coordinator.heartbeat(input))).code, what).toBe(ErrorCode.INVALID_ARGUMENT);
     const unknown = await failure(() => coordinator.heartbeat(request({ groupId: 'nobody', memberId: 'm', memberEpoch: 3 })));

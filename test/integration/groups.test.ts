@@ -47,12 +47,13 @@ class Member {
 
   constructor(
     readonly groupId: string,
-    readonly options: { topics?: string[]; regex?: string; instanceId?: string; clientId?: string; sessionTimeoutMs?: number } = {},
+    readonly options: { topics?: string[]; regex?: string; instanceId?: string; clientId?: string; sessionTimeoutMs?: number; memberId?: string } = {},
   ) {}
 
   async join(): Promise<this> {
     const response = await heartbeat({
       groupId: this.groupId,
+      memberId: this.options.memberId ?? '',
       memberEpoch: 0,
       subscribedTopicNames: this.options.topics ?? [],
       subscribedTopicRegex: this.options.regex ?? '',
@@ -202,6 +203,24 @@ describe('membership', () => {
     expect(description.members.find((m) => m.memberId === back.id)?.instanceId).toBe('pod-0');
     await back.leave();
     await other.leave();
+  });
+
+  it('a join retried with the member id the consumer chose, after its answer was lost, finds the member it made', async () => {
+    await createTopic('chosen', 4);
+    const first = await new Member('g-chosen', { topics: ['chosen'], memberId: 'consumer-1' }).join();
+    expect(first.id).toBe('consumer-1');
+    await settle('g-chosen', [first]);
+    await new Member('g-chosen', { topics: ['chosen'], memberId: 'consumer-2' }).join(); // the answer is lost
+    const retried = await new Member('g-chosen', { topics: ['chosen'], memberId: 'consumer-2' }).join();
+    expect(retried.id).toBe('consumer-2');
+    expect((await describeGroup('g-chosen')).members.map((m) => m.memberId).sort()).toEqual(['consumer-1', 'consumer-2']);
+    await settle('g-chosen', [first, retried]);
+    expect([first.size, retried.size]).toEqual([2, 2]);
+    const taken = await grpcError(new Member('g-chosen', { topics: ['chosen'], memberId: 'consumer-1', instanceId: 'pod-9' }).join());
+    expect(taken.code).toBe(status.INVALID_ARGUMENT);
+    expect(taken.details).toMatch(/member id consumer-1 is in use in group "g-chosen"/);
+    await first.leave();
+    await retried.leave();
   });
 
   it('a regular-expression subscription picks up a topic created after the member joined', async () => {
