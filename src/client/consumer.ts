@@ -334,7 +334,7 @@ export class Consumer extends EventEmitter {
     this.member.start();
   }
 
-  /** The member id the broker gave this consumer; null when it is not (yet) a group member. */
+  /** This consumer's member id, as the broker answered its join; null when it is not (yet) a group member. */
   get memberId(): string | null {
     return this.member === null || this.member.memberId === '' ? null : this.member.memberId;
   }

@@ -4,8 +4,8 @@
  * broker computes the assignment; this class only follows it.
  *
  * The loop: join with member epoch 0 (a member id chosen once per consumer, subscription,
- * optional static instance id, assignor, client id, session timeout), then heartbeat every `heartbeat_interval_ms` with the partitions
- * the consumer owns. Each answer's `assignment` is what the member may own from now on:
+ * optional static instance id, assignor, client id, session timeout), then heartbeat every
+ * `heartbeat_interval_ms` with the partitions the consumer owns. Each answer's `assignment` is what the member may own from now on:
  * - partitions that left it are revoked through `consumer.revokeAssignment`, whose
  *   `beforeRevoke` commits their positions; only then is the next heartbeat sent, at once, with
  *   the smaller owned set, which is what lets the broker hand them to someone else;
@@ -231,7 +231,7 @@ export class GroupMember {
   private readonly joinMemberId = randomUUID();
   private memberIdValue = '';
   private epoch = 0;
-  /** Counts the times this consumer stopped being a member (lost, fenced): a commit refused in one is not retried in the next. */
+  /** Counts the times this consumer stopped being a member (lost, fenced): a commit begun in one is not retried in the next. */
   private incarnation = 0;
   private intervalMs = DEFAULT_HEARTBEAT_INTERVAL_MS;
   /** What the consumer fetches (and the heartbeat reports). */
@@ -486,11 +486,14 @@ export class GroupMember {
    */
   async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
     if (offsets.length === 0) return;
+    // Positions of one membership are not committed in the next, under the same member id:
+    // the partitions were lost in between, and may have been read further by another member.
+    const incarnation = this.incarnation;
     for (let attempt = 1; ; attempt++) {
       const memberId = this.memberIdValue;
       const epoch = this.epoch;
-      const incarnation = this.incarnation;
       if (memberId === '' || this.killed) throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (joining or rejoining); nothing committed`);
+      if (this.incarnation !== incarnation) throw new StrataClientError('FAILED_PRECONDITION', `this consumer lost its membership of group "${this.groupId}" while committing, and with it the partitions; nothing committed`);
       try {
         await this.committer.commit(this.groupId, memberId, epoch, offsets);
         return;
@@ -499,7 +502,7 @@ export class GroupMember {
         if (attempt >= COMMIT_ATTEMPTS) throw failure;
         if (failure.code === 'FAILED_PRECONDITION') {
           await this.inflight; // a heartbeat answer crossing the commit may carry the new epoch
-          if (this.incarnation !== incarnation || this.epoch === epoch) throw failure;
+          if (this.epoch === epoch) throw failure;
           continue;
         }
         if (!isRetriable(failure)) throw failure;

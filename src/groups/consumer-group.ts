@@ -13,6 +13,12 @@
  * Epochs: the group epoch grows whenever membership, a subscription or topic metadata changes
  * (the target is then recomputed). A member's epoch grows whenever its assignment changes;
  * offset commits must carry the member's current epoch.
+ *
+ * Member ids: a consumer may choose its own and keep it for its life (KIP-1082), so one id can
+ * name several memberships in turn (joined, removed, joined again). Epochs tell them apart: a
+ * removed member raises the group epoch to its own, so the next membership under its id starts
+ * above every epoch of the last. A join under the id of a member that exists is that consumer
+ * sending its join again, and is accepted only while the member has not heartbeated since.
  */
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, StrataError } from '../common/errors.js';
@@ -67,6 +73,8 @@ export interface Member {
   revokingSinceMs: number;
   /** A static member that left with epoch -2: it keeps its partitions until its session ends. */
   away: boolean;
+  /** It has heartbeated since it joined, so it knows its assignment: a join under its id is another consumer's. */
+  heartbeated: boolean;
 }
 
 export const LEAVE_EPOCH = -1;
@@ -134,13 +142,10 @@ export class ConsumerGroup {
     member.lastHeartbeatMs = nowMs;
     if (input.sessionTimeoutMs !== null) member.sessionTimeoutMs = input.sessionTimeoutMs;
     member.away = false;
+    member.heartbeated = true;
     member.host = input.host;
     if (input.clientId !== '') member.clientId = input.clientId;
-    if (input.subscription !== null && !sameSubscription(member.subscription, input.subscription)) {
-      member.regex = compileSubscriptionRegex(input.subscription.regex);
-      member.subscription = input.subscription;
-      this.bumpAndReassign(topics);
-    }
+    if (input.subscription !== null) this.resubscribe(member, input.subscription, topics);
     return this.reconcile(member, input.owned, nowMs);
   }
 
@@ -164,7 +169,7 @@ export class ConsumerGroup {
     // The first member chooses; one that names none gets the default, as after a restart.
     if (this.members.size === 0) this.assignor = input.assignor ?? 'uniform';
     const known = input.memberId === '' ? undefined : this.members.get(input.memberId);
-    if (known !== undefined) return this.rejoin(known, input, subscription, regex, sessionTimeoutMs, nowMs, topics);
+    if (known !== undefined) return this.rejoin(known, input, subscription, sessionTimeoutMs, nowMs, topics);
     if (input.instanceId !== null) {
       const previous = [...this.members.values()].find((member) => member.instanceId === input.instanceId);
       if (previous !== undefined) {
@@ -177,7 +182,7 @@ export class ConsumerGroup {
               'stop that instance (it leaves with epoch -2) or wait for its session to expire',
           );
         }
-        return this.takeOver(previous, this.idFor(input), input, subscription, regex, sessionTimeoutMs, nowMs, topics);
+        return this.takeOver(previous, this.idFor(input), input, subscription, sessionTimeoutMs, nowMs, topics);
       }
     }
     const member: Member = {
@@ -194,6 +199,7 @@ export class ConsumerGroup {
       revoking: new Set(),
       revokingSinceMs: -1,
       away: false,
+      heartbeated: false,
     };
     this.members.set(member.memberId, member);
     this.bumpAndReassign(topics);
@@ -209,27 +215,48 @@ export class ConsumerGroup {
 
   /**
    * A join with the id of a member the group has: the same consumer joining again, because the
-   * answer to its earlier join was lost (KIP-1082's client-chosen member ids). It owns nothing
-   * yet, so whatever it was asked to revoke is released, and it is told its whole assignment.
+   * answer to its earlier join was lost (KIP-1082's client-chosen member ids), or a static
+   * member back from leaving with epoch -2 under the same id. It owns nothing, so whatever it
+   * holds outside its target is released at once, and it is told its whole assignment.
    * Answering with a second member instead would leave the first holding partitions that
    * nobody consumes until its session ends. No rebalance unless the subscription changed.
+   * A member that has heartbeated since its join knows its assignment and may be consuming:
+   * a join under its id comes from another consumer, and is refused.
    */
-  private rejoin(member: Member, input: HeartbeatInput, subscription: Subscription, regex: TopicRegex | null, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+  private rejoin(member: Member, input: HeartbeatInput, subscription: Subscription, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
     if (member.instanceId !== input.instanceId) {
       const holder = member.instanceId === null ? 'a member without an instance id' : `instance id "${member.instanceId}"`;
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member id ${member.memberId} is in use in group "${this.groupId}" by ${holder}; every consumer needs a member id of its own`);
+    }
+    if (member.heartbeated && !member.away) {
+      throw new StrataError(
+        ErrorCode.FAILED_PRECONDITION,
+        `member id ${member.memberId} is in use in group "${this.groupId}" by a member that has heartbeated since it joined; ` +
+          'every consumer needs a member id of its own (a join is sent again under the same id only when its answer was lost)',
+      );
     }
     member.clientId = input.clientId;
     member.host = input.host;
     member.sessionTimeoutMs = sessionTimeoutMs;
     member.lastHeartbeatMs = nowMs;
     member.away = false;
-    if (!sameSubscription(member.subscription, subscription)) {
-      member.subscription = subscription;
-      member.regex = regex;
-      this.bumpAndReassign(topics);
+    member.heartbeated = false;
+    this.resubscribe(member, subscription, topics);
+    const target = this.targetOf(member.memberId);
+    for (const key of [...member.assigned]) {
+      if (target.has(key)) continue;
+      member.assigned.delete(key);
+      this.owners.delete(key);
     }
     return this.reconcile(member, new Set(), nowMs);
+  }
+
+  /** Takes a member's subscription, and rebalances if it changed. */
+  private resubscribe(member: Member, subscription: Subscription, topics: TopicCounts): void {
+    if (sameSubscription(member.subscription, subscription)) return;
+    member.regex = compileSubscriptionRegex(subscription.regex);
+    member.subscription = subscription;
+    this.bumpAndReassign(topics);
   }
 
   /**
@@ -237,7 +264,7 @@ export class ConsumerGroup {
    * partitions and target under its new member id; the old id is fenced. No rebalance unless
    * the subscription changed.
    */
-  private takeOver(previous: Member, memberId: string, input: HeartbeatInput, subscription: Subscription, regex: TopicRegex | null, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+  private takeOver(previous: Member, memberId: string, input: HeartbeatInput, subscription: Subscription, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
     const member: Member = {
       ...previous,
       memberId,
@@ -249,17 +276,14 @@ export class ConsumerGroup {
       // A new incarnation: its time to give up inherited revocations starts now.
       revokingSinceMs: previous.revoking.size > 0 ? nowMs : -1,
       away: false,
+      heartbeated: false,
     };
     this.members.delete(previous.memberId);
     this.members.set(member.memberId, member);
     for (const key of [...member.assigned, ...member.revoking]) this.owners.set(key, member.memberId);
     this.target.set(member.memberId, this.target.get(previous.memberId) ?? new Set());
     this.target.delete(previous.memberId);
-    if (!sameSubscription(previous.subscription, subscription)) {
-      member.subscription = subscription;
-      member.regex = regex;
-      this.bumpAndReassign(topics);
-    }
+    this.resubscribe(member, subscription, topics);
     // The old incarnation consumed `assigned`; the new one starts from nothing owned, so it
     // is told its full assignment again.
     return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
@@ -294,6 +318,9 @@ export class ConsumerGroup {
   }
 
   private remove(member: Member, topics: TopicCounts): void {
+    // A member epoch can run ahead of the group's: a consumer that joins again under the same
+    // id must start above every epoch its earlier membership had.
+    this.groupEpoch = Math.max(this.groupEpoch, member.epoch);
     this.members.delete(member.memberId);
     this.target.delete(member.memberId);
     for (const key of [...member.assigned, ...member.revoking]) {

@@ -451,6 +451,55 @@ describe('failures and static membership', () => {
     expect((await fetchOffsets(groupId, name)).size).toBe(0);
   });
 
+  it('a commit begun before the member was fenced is not retried once it has joined again under the same id', async () => {
+    const name = await topic(1);
+    const groupId = unique('crossing');
+    let fence = false;
+    let holdCommit = true;
+    let rejoined!: () => void;
+    const rejoinedNow = new Promise<void>((resolve) => {
+      rejoined = resolve;
+    });
+    const interceptor: Interceptor = (callOptions, nextCall) => {
+      const call = nextCall(callOptions);
+      const path = callOptions.method_definition.path;
+      if (path === '/strata.v1.Groups/CommitOffsetsStream' && holdCommit) {
+        holdCommit = false;
+        // The first commit never reaches the broker; its stream breaks once the member is back.
+        return new InterceptingCall(call, {
+          sendMessage() {
+            void rejoinedNow.then(() => call.cancelWithStatus(status.UNAVAILABLE, 'injected: stream broken'));
+          },
+        });
+      }
+      return new InterceptingCall(call, {
+        sendMessage: (message: strata.v1.HeartbeatRequest, next: (message: unknown) => void) => {
+          if (fence && path.endsWith('/Heartbeat') && message.memberEpoch > 0) {
+            fence = false;
+            next(v1.HeartbeatRequest.create({ ...message, memberEpoch: message.memberEpoch + 100 }));
+          } else next(message);
+        },
+      });
+    };
+    const reader = consumer(groupId, { subscribe: [name], autoCommit: false, interceptors: [interceptor] });
+    const lost: PartitionsLostEvent[] = [];
+    reader.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    await waitUntil(() => reader.assignment().length === 1, 'assignment');
+    const firstId = reader.memberId;
+    const pending = reader.commit([{ topic: name, partition: 0, offset: 0 }]).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    fence = true;
+    await waitUntil(() => lost.length === 1 && reader.assignment().length === 1, 'fenced and assigned again');
+    expect(reader.memberId).toBe(firstId);
+    rejoined();
+    const failed = (await pending) as StrataClientError;
+    expect(failed.code).toBe('FAILED_PRECONDITION');
+    expect(failed.message).toMatch(/lost its membership of group "crossing-\d+" while committing/);
+    expect((await fetchOffsets(groupId, name)).size).toBe(0);
+  });
+
   it('a static member that restarts gets its partitions back; the other members keep their epochs and partitions', async () => {
     const name = await topic(6);
     const groupId = unique('static');

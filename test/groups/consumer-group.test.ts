@@ -553,6 +553,69 @@ describe('member ids chosen by the consumer (a join whose answer was lost)', () 
     expect([...h.group.members.keys()]).toEqual(['pod-a-2']);
   });
 
+  it('refuses a join under the id of a member that has heartbeated since it joined: that one may be consuming', () => {
+    const h = new Harness();
+    const a = h.join({ memberId: 'consumer-a' });
+    h.settle([a]);
+    const refused = failure(() => h.join({ memberId: 'consumer-a' }));
+    expect(refused.code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect(refused.message).toMatch(/member id consumer-a is in use in group "g" by a member that has heartbeated since it joined/);
+    expect(h.beat(a).assignment.size).toBe(12); // the member is untouched
+  });
+
+  it('a static member back from leaving with epoch -2 under the same member id gets its partitions back', () => {
+    const h = new Harness();
+    const a = h.join({ memberId: 'pod-a-1', instanceId: 'pod-a' });
+    const b = h.join({ sessionTimeoutMs: 60_000 });
+    h.settle([a, b]);
+    const mine = show(a.owned);
+    h.leave(a, STATIC_LEAVE_EPOCH);
+    const back = h.join({ memberId: 'pod-a-1', instanceId: 'pod-a' });
+    expect(show(back.owned)).toEqual(mine);
+    h.settle([back, b]);
+    expect(show(back.owned)).toEqual(mine);
+  });
+
+  it('partitions given in the lost answer that have since left the member\'s target are released at once', () => {
+    const h = new Harness();
+    h.join({ memberId: 'consumer-a' }); // lost: it was given all 12
+    const b = h.join({ memberId: 'consumer-b' }); // half of them are b's target now
+    expect(b.owned.size).toBe(0);
+    const a = h.join({ memberId: 'consumer-a' });
+    expect(a.owned.size).toBe(6);
+    h.beat(b); // no wait for a to acknowledge what it never had
+    expect(b.owned.size).toBe(6);
+    expectPartition([a, b], partitionsOf('t', 12));
+  });
+
+  it('a consumer that joins again under its id after its session expired starts above every epoch its earlier membership had', () => {
+    const h = new Harness();
+    const a = h.join({ sessionTimeoutMs: 60_000 });
+    const b = h.join({ sessionTimeoutMs: 60_000 });
+    h.settle([a, b]);
+    const c = h.join({ memberId: 'consumer-c' });
+    h.beat(a); // a gives up c's share from a ...
+    h.beat(a);
+    h.beat(c); // ... which c takes (its epoch grows) ...
+    h.beat(b); // ... before b gives up its share
+    h.beat(b);
+    h.beat(c); // c's epoch grows again, past the group's
+    const earlier = { epoch: c.epoch, owned: [...c.owned] };
+    expect(earlier.epoch).toBeGreaterThan(h.group.groupEpoch);
+    h.clock.advance(SESSION_MS + 1);
+    h.beat(a);
+    h.beat(b);
+    expect(h.expire()).toEqual(['consumer-c']);
+    h.beat(a); // a and b take c's partitions, so nothing is free when c is back
+    h.beat(b);
+    const again = h.join({ memberId: 'consumer-c' });
+    expect(again.owned.size).toBe(0);
+    expect(again.epoch).toBeGreaterThan(earlier.epoch); // so a late call of the earlier membership is told apart
+    h.settle([a, b, again]);
+    expect(again.owned.size).toBe(4);
+    expect(failure(() => h.group.checkCommit('consumer-c', earlier.epoch, [...again.owned])).code).toBe(ErrorCode.FAILED_PRECONDITION);
+  });
+
   it("refuses a join with another member's id unless the instance ids agree", () => {
     const h = new Harness();
     const a = h.join({ memberId: 'shared' });
