@@ -5,7 +5,8 @@
  *
  * The loop: join with member epoch 0 (a member id chosen once per consumer, subscription,
  * optional static instance id, assignor, client id, session timeout), then heartbeat every
- * `heartbeat_interval_ms` with the partitions the consumer owns. Each answer's `assignment` is what the member may own from now on:
+ * `heartbeat_interval_ms` with the partitions the consumer owns. Each answer's `assignment` is
+ * what the member may own from now on:
  * - partitions that left it are revoked through `consumer.revokeAssignment`, whose
  *   `beforeRevoke` commits their positions; only then is the next heartbeat sent, at once, with
  *   the smaller owned set, which is what lets the broker hand them to someone else;
@@ -427,8 +428,8 @@ export class GroupMember {
       this.owned.clear();
     }
     this.starts.clear();
-    // The broker removed a fenced member already; a refused join (instance id still in use)
-    // is simply retried with backoff until the earlier instance's session ends.
+    // The broker removed a fenced member already; a refused join (instance id or member id in
+    // use by a live member) is simply retried with backoff until that member's session ends.
     this.memberIdValue = '';
     this.epoch = 0;
     this.incarnation++;

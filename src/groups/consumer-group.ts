@@ -16,9 +16,13 @@
  *
  * Member ids: a consumer may choose its own and keep it for its life (KIP-1082), so one id can
  * name several memberships in turn (joined, removed, joined again). Epochs tell them apart: a
- * removed member raises the group epoch to its own, so the next membership under its id starts
- * above every epoch of the last. A join under the id of a member that exists is that consumer
- * sending its join again, and is accepted only while the member has not heartbeated since.
+ * removed member raises the group epoch to its own (and the coordinator starts a group made
+ * again above its forgotten epochs), so the next membership under its id starts above every
+ * epoch of the last, until a broker restart, which keeps no membership. A join under the id of
+ * a member that exists is that consumer sending its join again, and is accepted only while the
+ * member has not heartbeated since its join, or is a static member away after epoch -2. A
+ * member that got its join's answer but has not heartbeated yet looks the same, so a second
+ * consumer with its id would take its place; ids are UUIDs so that none does.
  */
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, StrataError } from '../common/errors.js';
@@ -73,7 +77,7 @@ export interface Member {
   revokingSinceMs: number;
   /** A static member that left with epoch -2: it keeps its partitions until its session ends. */
   away: boolean;
-  /** It has heartbeated since it joined, so it knows its assignment: a join under its id is another consumer's. */
+  /** It has heartbeated since it joined, so it knows its assignment: a join under its id is another consumer's (unless it is away). */
   heartbeated: boolean;
 }
 
@@ -246,7 +250,7 @@ export class ConsumerGroup {
     for (const key of [...member.assigned]) {
       if (target.has(key)) continue;
       member.assigned.delete(key);
-      this.owners.delete(key);
+      if (this.owners.get(key) === member.memberId) this.owners.delete(key);
     }
     return this.reconcile(member, new Set(), nowMs);
   }

@@ -134,6 +134,11 @@ function sortedPairs(keys: Iterable<TopicPartition>): { topic: string; partition
 
 export class GroupCoordinator {
   private readonly groups = new Map<string, ConsumerGroup>();
+  /**
+   * The highest epoch of any group forgotten: a group made again starts there, so a consumer
+   * that joins it under the member id it had before starts above every epoch it had then.
+   */
+  private epochFloor = 0;
   /** Groups under an administrative call (reset, delete) that needs them to stay empty. */
   private readonly administered = new Set<string>();
   private readonly offsets: OffsetStore;
@@ -225,6 +230,7 @@ export class GroupCoordinator {
       }
       const groupId = request.groupId;
       group = new ConsumerGroup(groupId, randomUUID, () => this.events.rebalanced(groupId));
+      group.groupEpoch = this.epochFloor;
       this.groups.set(request.groupId, group);
     }
     try {
@@ -242,6 +248,7 @@ export class GroupCoordinator {
   }
 
   private forget(groupId: string): void {
+    this.epochFloor = Math.max(this.epochFloor, this.groups.get(groupId)?.groupEpoch ?? 0);
     this.groups.delete(groupId);
     this.events.forgotten(groupId);
   }

@@ -547,6 +547,7 @@ describe('member ids chosen by the consumer (a join whose answer was lost)', () 
     const a = h.join({ memberId: 'pod-a-1', instanceId: 'pod-a' });
     h.settle([a]);
     h.leave(a, STATIC_LEAVE_EPOCH);
+    h.join({ memberId: 'pod-a-2', instanceId: 'pod-a' }); // the takeover's answer is lost
     const back = h.join({ memberId: 'pod-a-2', instanceId: 'pod-a' });
     expect(back.memberId).toBe('pod-a-2');
     expect(back.owned.size).toBe(12);
@@ -563,13 +564,14 @@ describe('member ids chosen by the consumer (a join whose answer was lost)', () 
     expect(h.beat(a).assignment.size).toBe(12); // the member is untouched
   });
 
-  it('a static member back from leaving with epoch -2 under the same member id gets its partitions back', () => {
+  it('a static member back from leaving with epoch -2 under the same member id gets its partitions back, and may send that join again', () => {
     const h = new Harness();
     const a = h.join({ memberId: 'pod-a-1', instanceId: 'pod-a' });
     const b = h.join({ sessionTimeoutMs: 60_000 });
     h.settle([a, b]);
     const mine = show(a.owned);
     h.leave(a, STATIC_LEAVE_EPOCH);
+    h.join({ memberId: 'pod-a-1', instanceId: 'pod-a' }); // lost
     const back = h.join({ memberId: 'pod-a-1', instanceId: 'pod-a' });
     expect(show(back.owned)).toEqual(mine);
     h.settle([back, b]);
@@ -874,7 +876,7 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
       );
       if (kind === 'join') log.push(`${now()} ${inc.name} joined as ${output.memberId}${inc.instanceId ? ` (${inc.instanceId})` : ''}`);
     } catch (error) {
-      if (kind === 'join' && /is in use/.test((error as Error).message)) {
+      if (kind === 'join' && /instance id "[^"]*" is in use/.test((error as Error).message)) {
         // The previous incarnation crashed without leaving: join again once its session ends.
         log.push(`${now()} ${inc.name} join refused (instance id in use); retrying`);
         inc.inFlight = false;

@@ -219,6 +219,24 @@ describe('heartbeats', () => {
   });
 
   // Groups exist while they have members or committed offsets: a refused join creates none.
+  it('a member id of up to 100 characters is accepted; a consumer back under its id in a group made again starts above its old epochs', async () => {
+    await broker.createTopic('t', 2, {});
+    const id = 'm'.repeat(100);
+    const first = join('g', ['t'], { memberId: id });
+    expect(first.memberId).toBe(id);
+    settle([first]);
+    const earlier = { ...first };
+    // Fenced (a future epoch): the member is removed, and with no offsets the group is forgotten.
+    expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', memberId: id, memberEpoch: first.epoch + 5, owned: first.owned })))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect(coordinator.listGroups()).toEqual([]);
+    const again = join('g', ['t'], { memberId: id });
+    expect(again.epoch).toBeGreaterThan(earlier.epoch);
+    settle([again]);
+    const stale = await failure(() => coordinator.commit('g', id, earlier.epoch, earlier.owned.map((pair) => ({ ...pair, offset: 0, metadata: '' }))));
+    expect(stale.code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect(offsetsOf('g')).toEqual([]);
+  });
+
   it('a refused join leaves no group behind', async () => {
     await failure(() => coordinator.heartbeat(request({ groupId: 'ghost', subscription: { topicNames: [], regex: '(' } })));
     expect(coordinator.listGroups()).toEqual([]);
