@@ -116,7 +116,7 @@ function checkNewGroupId(groupId: string): void {
 }
 
 /** The longest member id a joining consumer may choose (a UUID is 36 characters). */
-export const MEMBER_ID_LENGTH_MAX = 100;
+const MEMBER_ID_LENGTH_MAX = 100;
 
 /** A member id a joining consumer chose: printable, and short enough to show in a table. */
 function checkChosenMemberId(memberId: string): void {
