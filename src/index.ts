@@ -9,8 +9,8 @@ export {
   decodeBatches,
   decodeRecords,
   readBatchHeader,
-  validateBatches,
 } from './storage/record-batch.js';
+export { validateBatches } from './storage/batch-validation.js';
 export type { BatchHeader, DecodedRecord, RecordHeader, RecordInput } from './storage/record-batch.js';
 export { ErrorCode, StrataError, isStrataError } from './common/errors.js';
 export { ManualClock, systemClock } from './common/clock.js';

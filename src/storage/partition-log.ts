@@ -49,9 +49,9 @@ import {
   readLastOffsetDelta,
   readMaxTimestamp,
   readProducerId,
-  validateBatches,
   writeBaseOffset,
 } from './record-batch.js';
+import { type CheckedBatches, checkCompressedBatches, validateBatchesOnLoop } from './batch-validation.js';
 import { ProducerState, type SequenceCheck } from './producer-state.js';
 import { segmentsToDelete } from './retention.js';
 import { LogSegment, READ_HEADROOM_BYTES, type SegmentOptions } from './segment.js';
@@ -193,6 +193,13 @@ export class PartitionLog {
   private queuedBytes = 0;
   /** Appends waiting for room in the queue, in call order. */
   private blocked: QueuedAppend[] = [];
+  /**
+   * Appends whose compressed batches are being checked off the event loop, or that wait behind
+   * one that is. While there are any, a new append waits too: `compressedChecks` settles when
+   * the last of them has been queued or refused.
+   */
+  private appendsInCheck = 0;
+  private compressedChecks: Promise<void> = Promise.resolve();
   private awaitingDurable: QueuedAppend[] = [];
   /** True from the writer's start until it finds the queue empty (set synchronously). */
   private writerRunning = false;
@@ -388,23 +395,46 @@ export class PartitionLog {
 
   /**
    * Appends one or more concatenated record batches, assigning them the next offsets. Validates
-   * every batch first (CORRUPT_BATCH, RECORD_TOO_LARGE) and appends all or none.
+   * every batch first (CORRUPT_BATCH, RECORD_TOO_LARGE), a compressed one's records off the
+   * event loop, and appends all or none.
    */
   async append(data: Buffer, options: { waitFor?: AppendWait } = {}): Promise<AppendResult> {
     this.checkUsable();
     if (data.length > APPEND_BYTES_MAX) {
       throw new StrataError(ErrorCode.RECORD_TOO_LARGE, `${data.length} bytes of batches for one partition in one request exceed the limit of ${APPEND_BYTES_MAX}; send them in several requests`);
     }
-    const { recordCount, batchCount } = validateBatches(data, this.config.maxMessageBytes);
+    const checked = validateBatchesOnLoop(data, this.config.maxMessageBytes);
     let idempotent = false;
     forEachBatch(data, (position) => {
       if (readProducerId(data, position) >= 0) idempotent = true;
     });
-    if (idempotent && batchCount > 1) {
-      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `an idempotent append carries exactly one batch per partition, got ${batchCount}`);
+    if (idempotent && checked.batchCount > 1) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `an idempotent append carries exactly one batch per partition, got ${checked.batchCount}`);
     }
+    const waitFor = options.waitFor ?? 'durable';
+    if (checked.compressed.length === 0 && this.appendsInCheck === 0) return this.queueAppend(data, checked, idempotent, waitFor);
+    // Compressed records are checked off the event loop. Until this append is queued (or
+    // refused), later ones wait behind it, so that appends keep call order.
+    this.appendsInCheck++;
+    const previous = this.compressedChecks;
+    let release!: () => void;
+    this.compressedChecks = new Promise<void>((resolve) => (release = resolve));
+    try {
+      await previous;
+      await checkCompressedBatches(data, checked.compressed);
+      this.checkUsable();
+      return this.queueAppend(data, checked, idempotent, waitFor);
+    } finally {
+      this.appendsInCheck--;
+      release();
+    }
+  }
+
+  /** Queues a validated append (or blocks it behind others until there is room) and settles it once written. */
+  private queueAppend(data: Buffer, checked: CheckedBatches, idempotent: boolean, waitFor: AppendWait): Promise<AppendResult> {
+    const { recordCount, batchCount } = checked;
     return new Promise<AppendResult>((resolve, reject) => {
-      const append: QueuedAppend = { data, recordCount, batchCount, idempotent, waitFor: options.waitFor ?? 'durable', resolve, reject, result: null };
+      const append: QueuedAppend = { data, recordCount, batchCount, idempotent, waitFor, resolve, reject, result: null };
       if (this.blocked.length > 0 || !this.hasRoomFor(append)) {
         this.blocked.push(append); // keeps call order: nothing overtakes a waiting append
         return;

@@ -35,7 +35,7 @@
  * Offsets and timestamps are JavaScript numbers: exact up to 2^53, which a log would reach after
  * 285 years at a million records per second. Reading a larger value is reported as corruption.
  */
-import { gunzipSync } from 'node:zlib';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { VarintReader } from './varint.js';
@@ -66,12 +66,15 @@ export type CompressionName = keyof typeof Compression;
 const COMPRESSION_MASK = 0x07;
 const TIMESTAMP_TYPE_MASK = 0x08;
 export const TRANSACTIONAL_MASK = 0x10;
-const CONTROL_MASK = 0x20;
+export const CONTROL_MASK = 0x20;
 
 export const TimestampType = { createTime: 0, logAppendTime: 1 } as const;
 
 /** Upper bound on a single batch this codec will accept, whatever the topic says (16 MiB). */
 export const BATCH_BYTES_LIMIT = 16 * 1024 * 1024;
+
+/** Upper bound on the records of one compressed batch once inflated (128 MiB). */
+export const INFLATED_BATCH_BYTES_MAX = BATCH_BYTES_LIMIT * 8;
 
 // ---------------------------------------------------------------------------------------------
 // Header accessors. They read in place and allocate nothing.
@@ -180,72 +183,6 @@ function hex32(value: number): string {
   return `0x${value.toString(16).padStart(8, '0')}`;
 }
 
-/**
- * Checks that the records of a (frame-valid) batch agree with its header: the record count
- * matches the records present, the record lengths add up to the batch's bytes exactly, offset
- * deltas run 0..count-1 and `lastOffsetDelta` is `count - 1`. Compressed batches are inflated
- * to check. Returns null when consistent, else what is wrong.
- */
-export function checkBatchRecords(buffer: Buffer, position: number): string | null {
-  const size = readBatchSize(buffer, position);
-  const count = readRecordCount(buffer, position);
-  const lastOffsetDelta = readLastOffsetDelta(buffer, position);
-  if (count <= 0) return `record count ${count} is not positive`;
-  if (lastOffsetDelta !== count - 1) {
-    return `last offset delta ${lastOffsetDelta} does not match record count ${count}`;
-  }
-  const attributes = readAttributes(buffer, position);
-  if (attributes & CONTROL_MASK) return 'control batches are not accepted from producers';
-  let records: Buffer;
-  let start: number;
-  let end: number;
-  try {
-    ({ records, start, end } = recordBytes(buffer, position, size, attributes));
-  } catch (error) {
-    return (error as Error).message;
-  }
-  const reader = new VarintReader(records, start, end);
-  const fields = new VarintReader(records, start, end); // reused per record: no allocation
-  try {
-    for (let index = 0; index < count; index++) {
-      const length = reader.readVarint();
-      if (length <= 0) return `record ${index} has length ${length}`;
-      const recordEnd = reader.position + length;
-      if (recordEnd > end) return `record ${index} runs past the end of the batch`;
-      fields.position = reader.position;
-      fields.end = recordEnd;
-      fields.readInt8();
-      fields.readVarlong();
-      const offsetDelta = fields.readVarint();
-      if (offsetDelta !== index) return `record ${index} has offset delta ${offsetDelta}`;
-      skipBytesField(fields); // key
-      skipBytesField(fields); // value
-      const headerCount = fields.readVarint();
-      if (headerCount < 0) return `record ${index} has ${headerCount} headers`;
-      for (let header = 0; header < headerCount; header++) {
-        const keyLength = fields.readVarint();
-        if (keyLength < 0) return `record ${index} header ${header} has a null key`;
-        fields.skip(keyLength);
-        skipBytesField(fields);
-      }
-      if (fields.position !== recordEnd) return `record ${index} has ${recordEnd - fields.position} bytes its fields do not account for`;
-      reader.position = recordEnd;
-    }
-  } catch (error) {
-    return (error as Error).message;
-  }
-  if (reader.position !== end) {
-    return `${end - reader.position} bytes follow the last of ${count} records`;
-  }
-  return null;
-}
-
-function skipBytesField(reader: VarintReader): void {
-  const length = reader.readVarint();
-  if (length >= 0) reader.skip(length);
-  else if (length !== -1) throw new RangeError(`field length ${length} is negative`);
-}
-
 /** The bytes holding the records of a batch, inflated if compressed. */
 function recordBytes(
   buffer: Buffer,
@@ -260,49 +197,12 @@ function recordBytes(
     case Compression.none:
       return { records: buffer, start, end };
     case Compression.gzip: {
-      const inflated = gunzipSync(buffer.subarray(start, end), { maxOutputLength: BATCH_BYTES_LIMIT * 8 });
+      const inflated = gunzipSync(buffer.subarray(start, end), { maxOutputLength: INFLATED_BATCH_BYTES_MAX });
       return { records: inflated, start: 0, end: inflated.length };
     }
     default:
       throw new Error(`compression codec ${compression} is not supported (none and gzip are)`);
   }
-}
-
-/**
- * Validates every batch in `buffer` (frames and records) and returns the number of batches and
- * records. Throws `CORRUPT_BATCH` naming the batch and the problem, or `RECORD_TOO_LARGE` when a
- * batch exceeds `maxBatchBytes`.
- */
-export function validateBatches(
-  buffer: Buffer,
-  maxBatchBytes: number,
-): { batchCount: number; recordCount: number } {
-  let position = 0;
-  let batchCount = 0;
-  let recordCount = 0;
-  while (position < buffer.length) {
-    if (buffer.length - position > MAGIC_OFFSET) {
-      // Only a batch that is wholly present and has the right magic can be "too large";
-      // anything else is corrupt, whatever its length field says.
-      const size = readBatchSize(buffer, position);
-      if (size > maxBatchBytes && size <= buffer.length - position && buffer[position + MAGIC_OFFSET] === CURRENT_MAGIC) {
-        throw new StrataError(
-          ErrorCode.RECORD_TOO_LARGE,
-          `batch ${batchCount} is ${size} bytes, larger than max.message.bytes ${maxBatchBytes}`,
-        );
-      }
-    }
-    const problem =
-      checkBatchFrame(buffer, position, buffer.length) ?? checkBatchRecords(buffer, position);
-    if (problem !== null) {
-      throw new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch ${batchCount} at byte ${position}: ${problem}`);
-    }
-    recordCount += readRecordCount(buffer, position);
-    batchCount++;
-    position += readBatchSize(buffer, position);
-  }
-  if (batchCount === 0) throw new StrataError(ErrorCode.CORRUPT_BATCH, 'no record batch was given');
-  return { batchCount, recordCount };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -490,19 +390,41 @@ export function decodeBatches(buffer: Buffer): DecodedRecord[] {
 export function firstRecordKey(buffer: Buffer): Buffer | null {
   const problem = checkBatchFrame(buffer, 0, buffer.length);
   if (problem !== null) throw new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch 0 at byte 0: ${problem}`);
+  const size = readBatchSize(buffer, 0);
+  if (readRecordCount(buffer, 0) === 0 || size === RECORDS_OFFSET) return null;
+  const compression = compressionOf(readAttributes(buffer, 0));
   try {
-    // Only the first record is read: a compressed batch is inflated (within the same bound as
-    // validation), but its records are not all decoded, which for a small batch of many tiny
-    // records would make millions of objects.
-    const { records, start, end } = recordBytes(buffer, 0, readBatchSize(buffer, 0), readAttributes(buffer, 0));
-    if (readRecordCount(buffer, 0) === 0 || start === end) return null;
-    const reader = new VarintReader(records, start, end);
-    reader.readVarint();
-    reader.readInt8();
-    reader.readVarlong();
-    reader.readVarint();
-    return readBytesField(reader);
+    if (compression === Compression.none) return readFirstKey(buffer, RECORDS_OFFSET, size);
+    if (compression !== Compression.gzip) throw new Error(`compression codec ${compression} is not supported (none and gzip are)`);
+    // Inflated only as far as the first key: a prefix of the compressed bytes, doubled until
+    // what it inflates to holds the key. The whole batch is inflated and checked later, off
+    // the event loop, by the append's validation.
+    const compressed = buffer.subarray(RECORDS_OFFSET, size);
+    for (let inputBytes = FIRST_KEY_INPUT_BYTES; ; inputBytes *= 2) {
+      const whole = inputBytes >= compressed.length;
+      const inflated = whole
+        ? gunzipSync(compressed, { maxOutputLength: INFLATED_BATCH_BYTES_MAX })
+        : gunzipSync(compressed.subarray(0, inputBytes), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: INFLATED_BATCH_BYTES_MAX });
+      try {
+        return readFirstKey(inflated, 0, inflated.length);
+      } catch (error) {
+        if (whole || !(error instanceof RangeError)) throw error;
+      }
+    }
   } catch (error) {
     throw new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch 0: ${(error as Error).message}`);
   }
+}
+
+/** Compressed bytes first inflated to find a batch's first key (at most ~0.5 MiB of output). */
+const FIRST_KEY_INPUT_BYTES = 512;
+
+/** The key of the record that starts at `start` in `records[start, end)`; RangeError if cut. */
+function readFirstKey(records: Buffer, start: number, end: number): Buffer | null {
+  const reader = new VarintReader(records, start, end);
+  reader.readVarint();
+  reader.readInt8();
+  reader.readVarlong();
+  reader.readVarint();
+  return readBytesField(reader);
 }

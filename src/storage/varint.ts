@@ -74,10 +74,18 @@ export function writeVarlong(buffer: Buffer, position: number, value: number): n
  */
 export class VarintReader {
   constructor(
-    readonly buffer: Buffer,
+    public buffer: Buffer,
     public position: number,
     public end: number,
   ) {}
+
+  /** Points the reader at `buffer[position, end)`, so that one reader serves many ranges. */
+  reset(buffer: Buffer, position: number, end: number): this {
+    this.buffer = buffer;
+    this.position = position;
+    this.end = end;
+    return this;
+  }
 
   readVarint(): number {
     let result = 0;

@@ -13,7 +13,7 @@ import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import type { strata } from '../../src/generated/strata.js';
 import { STATUS_FOR_CODE, toGrpcFailure } from '../../src/server/status.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
-import { ATTRIBUTES_OFFSET, CRC_OFFSET, MAGIC_OFFSET, RECORD_COUNT_OFFSET, decodeBatches } from '../../src/storage/record-batch.js';
+import { ATTRIBUTES_OFFSET, CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, MAGIC_OFFSET, RECORD_COUNT_OFFSET, RECORDS_OFFSET, decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { RecordRanges } from '../../src/storage/record-ranges.js';
 import { crc32c } from '@node-rs/crc32';
@@ -199,6 +199,29 @@ describe('bad requests', () => {
       request: corrupt((batch) => (batch.writeInt32BE(5, RECORD_COUNT_OFFSET), withFreshCrc(batch))),
       code: status.INVALID_ARGUMENT,
       message: /last offset delta 1 does not match record count 5/,
+    },
+    {
+      name: 'produce a gzip batch with one record fewer than its header says (valid CRC)',
+      method: 'log.produce',
+      request: () => {
+        const batch = buildBatch([{ value: Buffer.from('g1') }], { compression: 'gzip' });
+        batch.writeInt32BE(2, RECORD_COUNT_OFFSET);
+        batch.writeInt32BE(1, LAST_OFFSET_DELTA_OFFSET);
+        return v1.ProduceRequest.create({ topic: 'good', partition: 0, batch: withFreshCrc(batch), acks: v1.Acks.ACKS_NONE });
+      },
+      code: status.INVALID_ARGUMENT,
+      message: /invalid record batch 0 at byte 0: record 1 runs past the end of the batch/,
+    },
+    {
+      name: 'produce a gzip batch whose records do not inflate, no partition (valid CRC)',
+      method: 'log.produce',
+      request: () => {
+        const batch = buildBatch([{ key: Buffer.from('k'), value: Buffer.from('g1') }], { compression: 'gzip' });
+        batch.fill(0x55, RECORDS_OFFSET + 10);
+        return v1.ProduceRequest.create({ topic: 'good', batch: withFreshCrc(batch) });
+      },
+      code: status.INVALID_ARGUMENT,
+      message: /invalid record batch 0: /,
     },
     {
       name: 'produce a corrupt batch with ACKS_NONE',

@@ -3,7 +3,8 @@
 // headroom in front), and refuses misuse; method: build with several buffer shapes, compare
 // bytes, validate and decode the result with the codec.
 import { describe, expect, it } from 'vitest';
-import { BATCH_HEADER_BYTES, decodeRecords, readBatchHeader, validateBatches, type RecordInput } from '../../src/storage/record-batch.js';
+import { BATCH_HEADER_BYTES, decodeRecords, readBatchHeader, type RecordInput } from '../../src/storage/record-batch.js';
+import { validateBatches } from '../../src/storage/batch-validation.js';
 import { RecordBatchBuilder, buildBatch, buildBatchFromRanges, recordSizeBound } from '../../src/storage/record-batch-builder.js';
 import { NULL_LENGTH, RecordRanges } from '../../src/storage/record-ranges.js';
 import { mulberry32 } from '../helpers/seeded-random.js';
@@ -30,14 +31,14 @@ describe('RecordBatchBuilder', () => {
   const options = { producerId: 42, producerEpoch: 3, baseSequence: 1_000 };
   const expected = buildBatch(records, options);
 
-  it('grows from a tiny first buffer and writes the same bytes as buildBatch', () => {
+  it('grows from a tiny first buffer and writes the same bytes as buildBatch', async () => {
     const builder = new RecordBatchBuilder({ initialCapacity: 64, capacityLimit: 1 << 20 });
     appendAll(builder, records);
     expect(builder.recordCount).toBe(200);
     expect(builder.sizeBytes).toBe(expected.length);
     const batch = builder.finish(options);
     expect(batch.equals(expected)).toBe(true);
-    expect(validateBatches(batch, 1 << 20)).toEqual({ batchCount: 1, recordCount: 200 });
+    expect(await validateBatches(batch, 1 << 20)).toEqual({ batchCount: 1, recordCount: 200 });
     const decoded = decodeRecords(batch, 0);
     expect(decoded.map((record) => record.timestamp)).toEqual(records.map((record) => record.timestamp));
     expect(decoded.map((record) => record.value)).toEqual(records.map((record) => record.value));

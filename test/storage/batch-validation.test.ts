@@ -1,0 +1,240 @@
+// Goal: show that a compressed batch's records are checked as thoroughly as an uncompressed
+// batch's while being inflated off the event loop in chunks: whatever the chunk boundaries, the
+// same records pass and the same faults are found; a batch that inflates past the bound is
+// refused without being held in memory whole; and a partition log keeps call order across
+// appends that wait for such a check. Method: real gzip streams (including concatenated gzip
+// members, to make large inflated sizes from small inputs), every split point of a record run,
+// and a real partition log on a temp directory.
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { crc32c } from '@node-rs/crc32';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import {
+  checkCompressedRecords,
+  InflatedRecords,
+  RecordsCheck,
+  validateBatches,
+} from '../../src/storage/batch-validation.js';
+import { PartitionLog } from '../../src/storage/partition-log.js';
+import {
+  ATTRIBUTES_OFFSET,
+  BATCH_BYTES_LIMIT,
+  BATCH_LENGTH_OFFSET,
+  CRC_OFFSET,
+  decodeBatches,
+  firstRecordKey,
+  INFLATED_BATCH_BYTES_MAX,
+  LOG_OVERHEAD,
+  RECORDS_OFFSET,
+  type RecordInput,
+} from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { writeVarint } from '../../src/storage/varint.js';
+
+const T0 = 1_700_000_000_000;
+const b = (text: string): Buffer => Buffer.from(text, 'utf8');
+
+/** The records region of an uncompressed batch of `records`. */
+function recordsRegion(records: readonly RecordInput[]): Buffer {
+  return buildBatch(records, { timestamp: T0 }).subarray(RECORDS_OFFSET);
+}
+
+/** Feeds `region` to an InflatedRecords in chunks cut at `cuts`; returns the first problem or null. */
+function feed(region: Buffer, count: number, cuts: readonly number[]): string | null {
+  const records = new InflatedRecords(new RecordsCheck(count));
+  let start = 0;
+  for (const cut of [...cuts, region.length]) {
+    // Each chunk is a copy, as zlib hands over fresh buffers: nothing may rely on adjacency.
+    const problem = records.push(Buffer.from(region.subarray(start, cut)));
+    if (problem !== null) return problem;
+    start = cut;
+  }
+  return records.end();
+}
+
+/** What the check finds in `region` given whole, in one run (the uncompressed path). */
+function checkWhole(region: Buffer, count: number): string | null {
+  const check = new RecordsCheck(count);
+  return check.check(region, 0, region.length) ?? check.finish();
+}
+
+/** A gzip batch of `count` records whose compressed records are `payload` (resealed). */
+function gzipBatch(count: number, payload: Buffer): Buffer {
+  const template = buildBatch(Array.from({ length: count }, () => ({ value: null })), { timestamp: T0, compression: 'gzip' });
+  const batch = Buffer.concat([template.subarray(0, RECORDS_OFFSET), payload]);
+  batch.writeInt32BE(batch.length - LOG_OVERHEAD, BATCH_LENGTH_OFFSET);
+  batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+  return batch;
+}
+
+const MiB = 1024 * 1024;
+const zeroMember = gzipSync(Buffer.alloc(MiB));
+
+/**
+ * A gzip batch of `count` records, each with a value of `valueMiB` MiB of zeros, made of
+ * concatenated gzip members (which gunzip inflates one after the other), so that it is small
+ * on the wire and large inflated.
+ */
+function largeGzipBatch(count: number, valueMiB: number): Buffer {
+  const members: Buffer[] = [];
+  for (let index = 0; index < count; index++) {
+    const valueBytes = valueMiB * MiB;
+    const fields = Buffer.alloc(32);
+    let end = 0;
+    fields[end++] = 0; // attributes
+    end = writeVarint(fields, end, 0); // timestamp delta (a varlong; 0 encodes alike)
+    end = writeVarint(fields, end, index); // offset delta
+    end = writeVarint(fields, end, -1); // null key
+    end = writeVarint(fields, end, valueBytes);
+    const length = end + valueBytes + 1; // + the header count
+    const prefix = Buffer.alloc(8);
+    const prefixEnd = writeVarint(prefix, 0, length);
+    members.push(gzipSync(Buffer.concat([prefix.subarray(0, prefixEnd), fields.subarray(0, end)])));
+    for (let mib = 0; mib < valueMiB; mib++) members.push(zeroMember);
+    members.push(gzipSync(Buffer.from([0]))); // no headers
+  }
+  return gzipBatch(count, Buffer.concat(members));
+}
+
+async function rejection(promise: Promise<unknown>): Promise<StrataError> {
+  const thrown = await promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  expect(thrown).toBeInstanceOf(StrataError);
+  return thrown as StrataError;
+}
+
+describe('InflatedRecords (records cut into runs of whole records, whatever the chunks)', () => {
+  const records: RecordInput[] = [
+    { key: b('k'), value: b('v1'), headers: [{ key: 'h', value: b('x') }] },
+    { key: null, value: Buffer.alloc(200, 3) }, // a two-byte length prefix
+    { key: b('k3'), value: null },
+    { value: Buffer.alloc(0), headers: [{ key: 'ü', value: null }] },
+  ];
+  const region = recordsRegion(records);
+
+  it('passes sound records cut at every point, and in chunks of every size up to 9', () => {
+    for (let cut = 0; cut <= region.length; cut++) expect(feed(region, records.length, [cut]), `cut at ${cut}`).toBeNull();
+    for (let size = 1; size <= 9; size++) {
+      const cuts = Array.from({ length: Math.floor(region.length / size) }, (_, index) => (index + 1) * size);
+      expect(feed(region, records.length, cuts), `chunks of ${size}`).toBeNull();
+    }
+  });
+
+  it('finds the same fault as the whole-run check, wherever the chunks are cut', () => {
+    const faults: Array<[string, Buffer, number]> = [];
+    const offsetDelta = Buffer.from(region);
+    offsetDelta[3] = 4; // record 0's offset delta: zig-zag 2
+    faults.push(['an offset delta out of sequence', offsetDelta, records.length]);
+    faults.push(['one record fewer than the header says', region, records.length + 1]);
+    faults.push(['one record more than the header says', region, records.length - 1]);
+    faults.push(['the last record cut short', region.subarray(0, region.length - 1), records.length]);
+    const negative = Buffer.from(region);
+    negative[0] = 1; // record 0's length: zig-zag -1
+    faults.push(['a negative record length', negative, records.length]);
+    const long = Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), region]);
+    faults.push(['a length prefix over 5 bytes', long, records.length]);
+    for (const [name, bytes, count] of faults) {
+      const whole = checkWhole(bytes, count);
+      expect(whole, name).not.toBeNull();
+      for (let cut = 0; cut <= bytes.length; cut++) expect(feed(bytes, count, [cut]), `${name}, cut at ${cut}`).toBe(whole);
+    }
+  });
+});
+
+describe('checkCompressedRecords (a gzip batch inflated on the thread pool)', () => {
+  it('passes a batch whose records span many chunks, and one with many small records', async () => {
+    expect(await checkCompressedRecords(largeGzipBatch(3, 1), 0)).toBeNull();
+    const many = Array.from({ length: 50_000 }, (_, index) => ({ key: b(`key-${index % 100}`), value: b(`value ${index}`) }));
+    expect(await checkCompressedRecords(buildBatch(many, { timestamp: T0, compression: 'gzip' }), 0)).toBeNull();
+  });
+
+  it('refuses records that do not agree with the header, and bytes that do not inflate', async () => {
+    const region = recordsRegion([{ value: b('a') }, { value: b('b') }]);
+    expect(await checkCompressedRecords(gzipBatch(3, gzipSync(region)), 0)).toBe('record 2 runs past the end of the batch');
+    expect(await checkCompressedRecords(gzipBatch(1, gzipSync(region)), 0)).toMatch(/bytes follow the last of 1 records/);
+    expect(await checkCompressedRecords(gzipBatch(2, Buffer.from('not gzip at all')), 0)).toMatch(/^its records do not inflate: /);
+    expect(await checkCompressedRecords(gzipBatch(2, gzipSync(region).subarray(0, 20)), 0)).toMatch(/^its records do not inflate: /);
+  });
+
+  it(`refuses a batch whose records inflate past ${INFLATED_BATCH_BYTES_MAX / MiB} MiB, while the event loop keeps turning`, async () => {
+    const bomb = largeGzipBatch(INFLATED_BATCH_BYTES_MAX / MiB + 1, 1);
+    expect(bomb.length).toBeLessThan(BATCH_BYTES_LIMIT / 32); // small on the wire
+    let turns = 0;
+    let checking = true;
+    const turn = (): void => {
+      if (!checking) return;
+      turns++;
+      setImmediate(turn);
+    };
+    setImmediate(turn);
+    const problem = await checkCompressedRecords(bomb, 0);
+    checking = false;
+    expect(problem).toBe(`its records inflate to more than ${INFLATED_BATCH_BYTES_MAX} bytes`);
+    // Inflated a chunk at a time on the pool: the loop turned between the chunks (a single
+    // synchronous inflate would allow none).
+    expect(turns).toBeGreaterThan(100);
+  });
+
+  it('names the batch in validateBatches\' CORRUPT_BATCH', async () => {
+    const good = buildBatch([{ value: b('a') }], { timestamp: T0, compression: 'gzip' });
+    const bad = gzipBatch(3, gzipSync(recordsRegion([{ value: b('a') }])));
+    const error = await rejection(validateBatches(Buffer.concat([good, bad]), BATCH_BYTES_LIMIT));
+    expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
+    expect(error.message).toBe(`invalid record batch 1 at byte ${good.length}: record 1 runs past the end of the batch`);
+  });
+});
+
+describe('firstRecordKey of a compressed batch (inflated only as far as the key)', () => {
+  it('finds a key that lies past the first compressed bytes read', () => {
+    const key = randomBytes(300_000); // incompressible: far more than the first 512 compressed bytes hold
+    const batch = buildBatch([{ key, value: b('v') }, { key: b('second'), value: null }], { timestamp: T0, compression: 'gzip' });
+    expect(firstRecordKey(batch)?.equals(key)).toBe(true);
+  });
+
+  it('reads the key of a batch that inflates past the bound without inflating it all', () => {
+    const bomb = largeGzipBatch(INFLATED_BATCH_BYTES_MAX / MiB + 1, 1);
+    expect(firstRecordKey(bomb)).toBeNull(); // its records have null keys
+  });
+});
+
+describe('a partition log appending compressed batches', () => {
+  const directories: string[] = [];
+  const logs: PartitionLog[] = [];
+  afterEach(async () => {
+    for (const log of logs.splice(0)) await log.close();
+    for (const directory of directories.splice(0)) nodeFs.rmSync(directory, { recursive: true, force: true });
+  });
+
+  async function openLog(): Promise<PartitionLog> {
+    const directory = nodeFs.mkdtempSync(join(os.tmpdir(), 'strata-batch-validation-'));
+    directories.push(directory);
+    const log = await PartitionLog.open({ directory, name: 'test-0', config: { maxMessageBytes: BATCH_BYTES_LIMIT } });
+    logs.push(log);
+    return log;
+  }
+
+  it('gives offsets in call order to appends called while a large compressed batch is checked', async () => {
+    const log = await openLog();
+    const large = largeGzipBatch(16, 1); // 16 MiB inflated: checked over many pool round trips
+    const plain = (text: string): Buffer => buildBatch([{ value: b(text) }], { timestamp: T0 });
+    const gzip = (text: string): Buffer => buildBatch([{ value: b(text) }], { timestamp: T0, compression: 'gzip' });
+    const corrupt = gzipBatch(2, gzipSync(recordsRegion([{ value: b('lone') }])));
+    const results = await Promise.allSettled([
+      log.append(large),
+      log.append(plain('after the large one')),
+      log.append(corrupt),
+      log.append(gzip('compressed, after the corrupt one')),
+      log.append(plain('last')),
+    ]);
+    const offsets = results.map((result) => (result.status === 'fulfilled' ? result.value.baseOffset : (result.reason as StrataError).code));
+    expect(offsets).toEqual([0, 16, ErrorCode.CORRUPT_BATCH, 17, 18]);
+    const read = await log.read(16, 1 << 20);
+    expect(decodeBatches(read.batches).map((record) => record.value?.toString())).toEqual(['after the large one', 'compressed, after the corrupt one', 'last']);
+  });
+});
