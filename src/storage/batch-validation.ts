@@ -6,9 +6,8 @@
  * Uncompressed batches are checked on the calling thread: a scan of the varints in place. A
  * compressed batch's records are inflated on libuv's thread pool, a chunk at a time, and checked
  * as each chunk arrives, so a batch that inflates to many megabytes neither holds up the event
- * loop nor sits in memory whole: what is held is one chunk and the record under way (whose
- * length prefix is taken at its word until the stream ends, so at worst the 128 MiB a batch may
- * inflate to).
+ * loop nor sits in memory: a check holds one chunk, and of a record that spans chunks only the
+ * varint being read (`RecordInPieces`).
  */
 import { createGunzip } from 'node:zlib';
 import { ErrorCode, StrataError } from '../common/errors.js';
@@ -32,9 +31,6 @@ import { VarintReader } from './varint.js';
 const INFLATE_CHUNK_BYTES = 256 * 1024;
 
 const EMPTY = Buffer.alloc(0);
-
-/** A varint takes at most this many bytes. */
-const VARINT_BYTES_MAX = 5;
 
 /** What `validateBatchesOnLoop` found. */
 export interface CheckedBatches {
@@ -143,19 +139,28 @@ function checkRecordsHeader(buffer: Buffer, position: number): string | null {
 /**
  * Checks a batch's records, given as one or more runs of whole records in order: each record's
  * fields fill exactly its length, offset deltas run 0..count-1, and exactly `count` records
- * come. Bytes after the last of them are counted and reported by `finish`.
+ * come, with nothing after the last.
  */
 export class RecordsCheck {
   private index = 0;
-  private bytesAfterLast = 0;
   private readonly reader = new VarintReader(EMPTY, 0, 0);
   private readonly fields = new VarintReader(EMPTY, 0, 0); // reused per record
 
-  constructor(private readonly count: number) {}
+  constructor(readonly count: number) {}
+
+  /** The index of the next record to check. */
+  get nextIndex(): number {
+    return this.index;
+  }
 
   /** Whether every record the header counts has been checked. */
   get complete(): boolean {
     return this.index === this.count;
+  }
+
+  /** Counts a record checked elsewhere (`RecordInPieces`). */
+  recordChecked(): void {
+    this.index++;
   }
 
   /** Checks the records in `buffer[start, end)`; null when they are sound, else what is wrong. */
@@ -163,8 +168,9 @@ export class RecordsCheck {
     const reader = this.reader.reset(buffer, start, end);
     const fields = this.fields.reset(buffer, start, end);
     try {
-      while (this.index < this.count && reader.position < end) {
+      while (reader.position < end) {
         const index = this.index;
+        if (index === this.count) return this.bytesAfterLast();
         const length = reader.readVarint();
         if (length <= 0) return `record ${index} has length ${length}`;
         const recordEnd = reader.position + length;
@@ -192,17 +198,17 @@ export class RecordsCheck {
     } catch (error) {
       return `record ${this.index}: ${(error as Error).message}`;
     }
-    this.bytesAfterLast += end - reader.position;
     return null;
   }
 
-  /** After the last run: null when all `count` records came and nothing followed them. */
+  /** After the last run: null when all `count` records came. */
   finish(): string | null {
-    if (this.index < this.count) return `record ${this.index} runs past the end of the batch`;
-    if (this.bytesAfterLast > 0) return `${this.bytesAfterLast} bytes follow the last of ${this.count} records`;
-    return null;
+    return this.complete ? null : `record ${this.index} runs past the end of the batch`;
   }
 
+  bytesAfterLast(): string {
+    return `bytes follow the last of its ${this.count} records`;
+  }
 }
 
 function skipBytesField(reader: VarintReader): void {
@@ -229,6 +235,7 @@ export function checkCompressedRecords(buffer: Buffer, position: number): Promis
       resolve(problem);
     };
     gunzip.on('data', (chunk: Buffer) => {
+      if (settled) return;
       inflatedBytes += chunk.length;
       if (inflatedBytes > INFLATED_BATCH_BYTES_MAX) {
         settle(`its records inflate to more than ${INFLATED_BATCH_BYTES_MAX} bytes`);
@@ -244,106 +251,298 @@ export function checkCompressedRecords(buffer: Buffer, position: number): Promis
 }
 
 /**
- * Cuts a stream of inflated bytes, in chunks of any size, into runs of whole records for a
- * `RecordsCheck`. A record cut by a chunk's end is kept (as the chunks that hold it) until the
- * chunk that completes it, then joined: a record is only ever copied once, when it spans chunks.
+ * Checks a stream of inflated records that comes in chunks of any size, holding none of them
+ * once its call returns: the whole records of a chunk go to a `RecordsCheck` as one run, and a
+ * record cut by a chunk's end to a `RecordInPieces`, which reads on into the next chunks.
  */
 export class InflatedRecords {
-  /** The start of a record whose end has not come yet, as the chunks holding it. */
-  private partial: Buffer[] = [];
-  private partialBytes = 0;
-  /** The whole size of that record (length prefix included), or 0 while its prefix is cut. */
-  private partialRecordBytes = 0;
+  private inPieces: RecordInPieces | null = null;
   private readonly lengthReader = new VarintReader(EMPTY, 0, 0);
 
   constructor(private readonly records: RecordsCheck) {}
 
+  /** Checks the next chunk; null when nothing is wrong so far, else what is. */
   push(chunk: Buffer): string | null {
-    let buffer = chunk;
-    let start = 0;
-    if (this.partialBytes > 0) {
-      if (this.partialRecordBytes === 0) {
-        // The length prefix itself was cut (at most 4 bytes of it are here): join and read on.
-        buffer = Buffer.concat([...this.partial, chunk]);
-        this.clearPartial();
-      } else {
-        const missing = this.partialRecordBytes - this.partialBytes;
-        if (chunk.length < missing) {
-          this.keepPartial(chunk);
-          return null;
-        }
-        const record = Buffer.concat([...this.partial, chunk.subarray(0, missing)]);
-        this.clearPartial();
-        const problem = this.records.check(record, 0, record.length);
-        if (problem !== null) return problem;
-        start = missing;
-      }
+    let position = 0;
+    if (this.inPieces !== null) {
+      position = this.inPieces.feed(chunk, 0);
+      if (position < 0) return this.inPieces.problem;
+      const problem = this.inPieces.problem;
+      this.inPieces = null;
+      if (problem !== null) return problem;
+      this.records.recordChecked();
     }
-    if (this.records.complete) return this.records.check(buffer, start, buffer.length); // counts what follows
-    const wholeEnd = this.wholeRecordsEnd(buffer, start);
-    const problem = this.records.check(buffer, start, wholeEnd);
-    if (problem !== null) return problem;
-    if (wholeEnd < buffer.length) this.keepPartial(buffer.subarray(wholeEnd));
-    return null;
+    const wholeEnd = this.wholeRecordsEnd(chunk, position);
+    const problem = this.records.check(chunk, position, wholeEnd);
+    if (problem !== null || wholeEnd === chunk.length) return problem;
+    if (this.records.complete) return this.records.bytesAfterLast();
+    this.inPieces = new RecordInPieces(this.records.nextIndex);
+    this.inPieces.feed(chunk, wholeEnd); // cannot end the record: the chunk does not hold it whole
+    return this.inPieces.problem;
   }
 
   /** At the end of the stream: what is wrong with the records as a whole, or null. */
   end(): string | null {
-    if (this.partialBytes > 0) {
-      // Either bytes after the last record, which the check counts, or a record cut short.
-      if (this.records.complete) for (const part of this.partial) this.records.check(part, 0, part.length);
-    }
-    return this.records.finish();
+    return this.inPieces !== null ? this.inPieces.cutShort() : this.records.finish();
   }
 
   /**
    * Where the run of whole records from `start` ends: at the first record that `buffer` does
-   * not hold whole. A record whose length prefix is malformed ends the run after it, for the
-   * check to report.
+   * not hold whole. A malformed length prefix ends the run at the buffer's end, so that the
+   * check reports it.
    */
   private wholeRecordsEnd(buffer: Buffer, start: number): number {
     const reader = this.lengthReader.reset(buffer, start, buffer.length);
     let position = start;
     while (position < buffer.length) {
-      if (lengthPrefixIsCut(buffer, position)) {
-        this.partialRecordBytes = 0;
-        return position;
-      }
       reader.position = position;
       let length: number;
       try {
         length = reader.readVarint();
       } catch {
-        return buffer.length; // over 5 bytes: the check reports it
+        return reader.position >= buffer.length ? position : buffer.length; // cut short, or over 5 bytes
       }
-      if (length <= 0) return buffer.length; // the check reports it
+      if (length <= 0) return buffer.length;
       const recordEnd = reader.position + length;
-      if (recordEnd > buffer.length) {
-        this.partialRecordBytes = recordEnd - position;
-        return position;
-      }
+      if (recordEnd > buffer.length) return position;
       position = recordEnd;
     }
     return position;
   }
-
-  private keepPartial(chunk: Buffer): void {
-    this.partial.push(chunk);
-    this.partialBytes += chunk.length;
-  }
-
-  private clearPartial(): void {
-    this.partial = [];
-    this.partialBytes = 0;
-    this.partialRecordBytes = 0;
-  }
 }
 
-/** Whether the varint at `position` is cut by the end of `buffer`: its bytes there all continue. */
-function lengthPrefixIsCut(buffer: Buffer, position: number): boolean {
-  if (buffer.length - position >= VARINT_BYTES_MAX) return false;
-  for (let index = position; index < buffer.length; index++) {
-    if (buffer[index]! < 0x80) return false;
+// The steps through a record's fields, in order (see the record layout in record-batch.ts).
+const LENGTH = 0;
+const ATTRIBUTES = 1;
+const TIMESTAMP_DELTA = 2;
+const OFFSET_DELTA = 3;
+const KEY_LENGTH = 4;
+const KEY = 5;
+const VALUE_LENGTH = 6;
+const VALUE = 7;
+const HEADER_COUNT = 8;
+const HEADER_KEY_LENGTH = 9;
+const HEADER_KEY = 10;
+const HEADER_VALUE_LENGTH = 11;
+const HEADER_VALUE = 12;
+/** A field was wrong: the rest of the record is skipped before the problem is reported. */
+const REST = 13;
+const DONE = 14;
+
+/** Bytes gathered for a varint before decoding it: enough for the reader to see it is too long. */
+const VARINT_GATHER_BYTES = 5;
+const VARLONG_GATHER_BYTES = 9;
+
+/**
+ * Checks one record whose bytes come in pieces, a chunk at a time, without keeping them. Each
+ * varint is gathered (at most 9 bytes) and decoded by the reader `RecordsCheck` uses; keys,
+ * values and header bodies are skipped. It finds the same problems as `RecordsCheck` over the
+ * whole record, in the same words. As there, a problem in the record's fields counts only once
+ * the record's end has come: a stream that ends first makes the record "run past the end".
+ */
+class RecordInPieces {
+  /** What is wrong with the record: set when it has ended, or when its length prefix is wrong. */
+  problem: string | null = null;
+  private fieldProblem: string | null = null;
+  private step = LENGTH;
+  /** Bytes of the record after its length prefix not consumed yet (they bound every field). */
+  private left = 0;
+  /** Bytes of the current key, value or header body (or the rest of the record) to skip. */
+  private skipping = 0;
+  private headerCount = 0;
+  private header = 0;
+  private readonly gathered = Buffer.alloc(VARLONG_GATHER_BYTES);
+  private gatheredBytes = 0;
+  private readonly reader = new VarintReader(EMPTY, 0, 0);
+
+  constructor(private readonly index: number) {}
+
+  /**
+   * Reads on from `buffer[position..]`. Returns where the record ended (then `problem` says if
+   * it is wrong), or -1 when it needs more bytes or its length prefix is wrong (`problem`).
+   */
+  feed(buffer: Buffer, position: number): number {
+    while (this.step !== DONE && position < buffer.length && this.problem === null) {
+      switch (this.step) {
+        case KEY:
+        case VALUE:
+        case HEADER_KEY:
+        case HEADER_VALUE:
+        case REST: {
+          const taken = Math.min(this.skipping, buffer.length - position);
+          position += taken;
+          this.skipping -= taken;
+          this.left -= taken;
+          if (this.skipping === 0) this.bodySkipped();
+          break;
+        }
+        case ATTRIBUTES:
+          position++;
+          this.left--;
+          this.step = TIMESTAMP_DELTA;
+          break;
+        default:
+          position = this.gather(buffer, position);
+          if (this.varintReady()) this.varintGathered();
+      }
+      if (this.step !== LENGTH && this.step !== DONE && this.left === 0) this.recordBytesEnded();
+    }
+    return this.step === DONE ? position : -1;
   }
-  return true;
+
+  /** At the end of the stream, with this record unfinished: what the whole check says of it. */
+  cutShort(): string {
+    if (this.problem !== null) return this.problem;
+    if (this.step === LENGTH) {
+      try {
+        this.decoded().readVarint();
+      } catch (error) {
+        return `record ${this.index}: ${(error as Error).message}`;
+      }
+    }
+    return `record ${this.index} runs past the end of the batch`;
+  }
+
+  private get bounded(): boolean {
+    return this.step !== LENGTH;
+  }
+
+  /** Copies varint bytes into `gathered` until one ends the varint, the limit is reached, or the record ends. */
+  private gather(buffer: Buffer, position: number): number {
+    const limit = this.step === TIMESTAMP_DELTA ? VARLONG_GATHER_BYTES : VARINT_GATHER_BYTES;
+    while (position < buffer.length && this.gatheredBytes < limit && !(this.bounded && this.left === 0)) {
+      const byte = buffer[position++]!;
+      this.gathered[this.gatheredBytes++] = byte;
+      if (this.bounded) this.left--;
+      if (byte < 0x80) break;
+    }
+    return position;
+  }
+
+  /** Whether the gathered varint is ready to decode: ended, or at its limit. */
+  private varintReady(): boolean {
+    const limit = this.step === TIMESTAMP_DELTA ? VARLONG_GATHER_BYTES : VARINT_GATHER_BYTES;
+    return this.gatheredBytes > 0 && (this.gathered[this.gatheredBytes - 1]! < 0x80 || this.gatheredBytes === limit);
+  }
+
+  /** A reader over the gathered bytes, which it consumes. */
+  private decoded(): VarintReader {
+    const reader = this.reader.reset(this.gathered, 0, this.gatheredBytes);
+    this.gatheredBytes = 0;
+    return reader;
+  }
+
+  /**
+   * The record's bytes are all consumed while a field still wanted some: the reader says what
+   * it would have said at the record's end (a cut varint, or no attributes byte).
+   */
+  private recordBytesEnded(): void {
+    if (this.step === REST || this.skipping > 0) return; // REST ends below; a body too long was refused
+    if (this.step === ATTRIBUTES) this.fail(`record ${this.index}: record runs past the end of the batch`);
+    else this.varintGathered(); // decodes the varint cut short, which the reader refuses
+  }
+
+  /** Acts on the gathered varint of the current step. */
+  private varintGathered(): void {
+    const reader = this.decoded();
+    try {
+      switch (this.step) {
+        case LENGTH: {
+          const length = reader.readVarint();
+          if (length <= 0) {
+            this.problem = `record ${this.index} has length ${length}`;
+            return;
+          }
+          this.left = length;
+          this.step = ATTRIBUTES;
+          return;
+        }
+        case TIMESTAMP_DELTA:
+          reader.readVarlong();
+          this.step = OFFSET_DELTA;
+          return;
+        case OFFSET_DELTA: {
+          const offsetDelta = reader.readVarint();
+          if (offsetDelta !== this.index) this.fail(`record ${this.index} has offset delta ${offsetDelta}`);
+          else this.step = KEY_LENGTH;
+          return;
+        }
+        case KEY_LENGTH:
+          return this.bytesField(reader.readVarint(), KEY);
+        case VALUE_LENGTH:
+          return this.bytesField(reader.readVarint(), VALUE);
+        case HEADER_COUNT: {
+          const headerCount = reader.readVarint();
+          if (headerCount < 0) return this.fail(`record ${this.index} has ${headerCount} headers`);
+          this.headerCount = headerCount;
+          this.header = 0;
+          return headerCount === 0 ? this.fieldsEnded() : void (this.step = HEADER_KEY_LENGTH);
+        }
+        case HEADER_KEY_LENGTH: {
+          const keyLength = reader.readVarint();
+          if (keyLength < 0) return this.fail(`record ${this.index} header ${this.header} has a null key`);
+          return this.skip(keyLength, HEADER_KEY);
+        }
+        case HEADER_VALUE_LENGTH:
+          return this.bytesField(reader.readVarint(), HEADER_VALUE);
+      }
+    } catch (error) {
+      if (this.step === LENGTH) this.problem = `record ${this.index}: ${(error as Error).message}`;
+      else this.fail(`record ${this.index}: ${(error as Error).message}`);
+    }
+  }
+
+  /** A bytes field of `length` (-1 for null): its body is skipped, a null one steps past. */
+  private bytesField(length: number, body: number): void {
+    if (length >= 0) return this.skip(length, body);
+    if (length !== -1) throw new RangeError(`field length ${length} is negative`);
+    this.step = body;
+    this.bodySkipped();
+  }
+
+  private skip(length: number, body: number): void {
+    if (length > this.left) throw new RangeError(`field of ${length} bytes runs past the end of the batch`);
+    this.skipping = length;
+    this.step = body;
+    if (length === 0) this.bodySkipped();
+  }
+
+  /** The body (or rest) being skipped is behind: on to the next field. */
+  private bodySkipped(): void {
+    switch (this.step) {
+      case KEY:
+        this.step = VALUE_LENGTH;
+        return;
+      case VALUE:
+        this.step = HEADER_COUNT;
+        return;
+      case HEADER_KEY:
+        this.step = HEADER_VALUE_LENGTH;
+        return;
+      case HEADER_VALUE:
+        this.header++;
+        if (this.header < this.headerCount) this.step = HEADER_KEY_LENGTH;
+        else this.fieldsEnded();
+        return;
+      case REST:
+        this.step = DONE;
+        this.problem = this.fieldProblem;
+        return;
+    }
+  }
+
+  /** The last field is read: the record must end here too. */
+  private fieldsEnded(): void {
+    if (this.left > 0) return this.fail(`record ${this.index} has ${this.left} bytes its fields do not account for`);
+    this.step = DONE;
+    this.problem = this.fieldProblem;
+  }
+
+  /** A field is wrong: the first such problem is kept, and the rest of the record skipped. */
+  private fail(problem: string): void {
+    this.fieldProblem ??= problem;
+    this.skipping = this.left;
+    this.step = REST;
+    if (this.left === 0) this.bodySkipped();
+  }
 }

@@ -421,8 +421,10 @@ export class PartitionLog {
     this.compressedChecks = new Promise<void>((resolve) => (release = resolve));
     try {
       await previous;
+      if (this.fence !== null) throw this.fence;
       await checkCompressedBatches(data, checked.compressed);
-      this.checkUsable();
+      // Called before any close (which waits for it), so only a fence refuses it now.
+      if (this.fence !== null) throw this.fence;
       return this.queueAppend(data, checked, idempotent, waitFor);
     } finally {
       this.appendsInCheck--;
@@ -1073,9 +1075,10 @@ export class PartitionLog {
   // Closing.
 
   /**
-   * Stops taking appends, finishes queued ones, fdatasyncs, writes the indexes, the recovery
-   * checkpoint and the clean-shutdown marker, and closes the files. Idempotent. Later calls are
-   * refused with `reason` (default: FAILED_PRECONDITION "log is closed").
+   * Stops taking appends, finishes queued ones (and those called before it that are still in
+   * their compressed check), fdatasyncs, writes the indexes, the recovery checkpoint and the
+   * clean-shutdown marker, and closes the files. Idempotent. Later calls are refused with
+   * `reason` (default: FAILED_PRECONDITION "log is closed").
    */
   close(options: { reason?: StrataError } = {}): Promise<void> {
     this.closedError ??= options.reason ?? logClosedError(`log ${this.name}`);
@@ -1085,6 +1088,8 @@ export class PartitionLog {
 
   private async closeOnce(): Promise<void> {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
+    // Appends called before the close and still in their compressed check are finished too.
+    while (this.appendsInCheck > 0) await this.compressedChecks;
     while (this.writerRunning) await this.writing;
     while (this.syncing !== null) await this.syncing;
     try {

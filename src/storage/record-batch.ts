@@ -394,22 +394,19 @@ export function firstRecordKey(buffer: Buffer): Buffer | null {
   if (readRecordCount(buffer, 0) === 0 || size === RECORDS_OFFSET) return null;
   const compression = compressionOf(readAttributes(buffer, 0));
   try {
-    if (compression === Compression.none) return readFirstKey(buffer, RECORDS_OFFSET, size);
+    if (compression === Compression.none) return wholeKey(readFirstKey(buffer, RECORDS_OFFSET, size));
     if (compression !== Compression.gzip) throw new Error(`compression codec ${compression} is not supported (none and gzip are)`);
     // Inflated only as far as the first key: a prefix of the compressed bytes, doubled until
-    // what it inflates to holds the key. The whole batch is inflated and checked later, off
-    // the event loop, by the append's validation.
+    // what it inflates to holds the key; past FIRST_KEY_PREFIX_OUTPUT_MAX of output, the whole.
+    // The whole batch is inflated and checked later, off the event loop, by the append.
     const compressed = buffer.subarray(RECORDS_OFFSET, size);
-    for (let inputBytes = FIRST_KEY_INPUT_BYTES; ; inputBytes *= 2) {
-      const whole = inputBytes >= compressed.length;
-      const inflated = whole
-        ? gunzipSync(compressed, { maxOutputLength: INFLATED_BATCH_BYTES_MAX })
-        : gunzipSync(compressed.subarray(0, inputBytes), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: INFLATED_BATCH_BYTES_MAX });
-      try {
-        return readFirstKey(inflated, 0, inflated.length);
-      } catch (error) {
-        if (whole || !(error instanceof RangeError)) throw error;
-      }
+    let inputBytes = FIRST_KEY_INPUT_BYTES;
+    for (;;) {
+      if (inputBytes >= compressed.length) return wholeKey(readFirstKey(gunzipSync(compressed, { maxOutputLength: INFLATED_BATCH_BYTES_MAX }), 0));
+      const inflated = gunzipSync(compressed.subarray(0, inputBytes), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: INFLATED_BATCH_BYTES_MAX });
+      const key = readFirstKey(inflated, 0);
+      if (key !== CUT_SHORT) return key;
+      inputBytes = inflated.length >= FIRST_KEY_PREFIX_OUTPUT_MAX ? compressed.length : inputBytes * 2;
     }
   } catch (error) {
     throw new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch 0: ${(error as Error).message}`);
@@ -418,13 +415,32 @@ export function firstRecordKey(buffer: Buffer): Buffer | null {
 
 /** Compressed bytes first inflated to find a batch's first key (at most ~0.5 MiB of output). */
 const FIRST_KEY_INPUT_BYTES = 512;
+/** Output of a prefix past which the first key is looked for in the whole batch instead. */
+const FIRST_KEY_PREFIX_OUTPUT_MAX = 1024 * 1024;
+const CUT_SHORT = Symbol('cut short');
 
-/** The key of the record that starts at `start` in `records[start, end)`; RangeError if cut. */
-function readFirstKey(records: Buffer, start: number, end: number): Buffer | null {
+/**
+ * The key of the record at `start` in `records[start, end)`, or `CUT_SHORT` when the bytes end
+ * before it does. Throws RangeError when the record is malformed.
+ */
+function readFirstKey(records: Buffer, start: number, end = records.length): Buffer | null | typeof CUT_SHORT {
   const reader = new VarintReader(records, start, end);
-  reader.readVarint();
-  reader.readInt8();
-  reader.readVarlong();
-  reader.readVarint();
-  return readBytesField(reader);
+  try {
+    reader.readVarint();
+    reader.readInt8();
+    reader.readVarlong();
+    reader.readVarint();
+    const length = reader.readVarint();
+    if (length < 0) return null;
+    return reader.position + length > end ? CUT_SHORT : records.subarray(reader.position, reader.position + length);
+  } catch (error) {
+    if (reader.position >= end) return CUT_SHORT; // a varint the bytes end in
+    throw error;
+  }
+}
+
+/** The key read from all of a batch's records: cut short, the batch is malformed. */
+function wholeKey(key: Buffer | null | typeof CUT_SHORT): Buffer | null {
+  if (key === CUT_SHORT) throw new RangeError('the first record runs past the end of the batch');
+  return key;
 }

@@ -32,8 +32,9 @@ import {
   RECORDS_OFFSET,
   type RecordInput,
 } from '../../src/storage/record-batch.js';
-import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { type BatchOptions, buildBatch } from '../../src/storage/record-batch-builder.js';
 import { writeVarint } from '../../src/storage/varint.js';
+import { seedMessage, streamFor, testSeed } from '../helpers/seeded-random.js';
 
 const T0 = 1_700_000_000_000;
 const b = (text: string): Buffer => Buffer.from(text, 'utf8');
@@ -63,8 +64,8 @@ function checkWhole(region: Buffer, count: number): string | null {
 }
 
 /** A gzip batch of `count` records whose compressed records are `payload` (resealed). */
-function gzipBatch(count: number, payload: Buffer): Buffer {
-  const template = buildBatch(Array.from({ length: count }, () => ({ value: null })), { timestamp: T0, compression: 'gzip' });
+function gzipBatch(count: number, payload: Buffer, options: BatchOptions = {}): Buffer {
+  const template = buildBatch(Array.from({ length: count }, () => ({ value: null })), { timestamp: T0, compression: 'gzip', ...options });
   const batch = Buffer.concat([template.subarray(0, RECORDS_OFFSET), payload]);
   batch.writeInt32BE(batch.length - LOG_OVERHEAD, BATCH_LENGTH_OFFSET);
   batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
@@ -79,7 +80,7 @@ const zeroMember = gzipSync(Buffer.alloc(MiB));
  * concatenated gzip members (which gunzip inflates one after the other), so that it is small
  * on the wire and large inflated.
  */
-function largeGzipBatch(count: number, valueMiB: number): Buffer {
+function largeGzipBatch(count: number, valueMiB: number, options: BatchOptions = {}): Buffer {
   const members: Buffer[] = [];
   for (let index = 0; index < count; index++) {
     const valueBytes = valueMiB * MiB;
@@ -97,7 +98,7 @@ function largeGzipBatch(count: number, valueMiB: number): Buffer {
     for (let mib = 0; mib < valueMiB; mib++) members.push(zeroMember);
     members.push(gzipSync(Buffer.from([0]))); // no headers
   }
-  return gzipBatch(count, Buffer.concat(members));
+  return gzipBatch(count, Buffer.concat(members), options);
 }
 
 async function rejection(promise: Promise<unknown>): Promise<StrataError> {
@@ -139,11 +140,49 @@ describe('InflatedRecords (records cut into runs of whole records, whatever the 
     faults.push(['a negative record length', negative, records.length]);
     const long = Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), region]);
     faults.push(['a length prefix over 5 bytes', long, records.length]);
+    // Record 1's length takes two bytes; the stream ends after the first of them.
+    const secondLengthAt = (region[0]! >> 1) + 1;
+    faults.push(['a two-byte length prefix cut by the end', region.subarray(0, secondLengthAt + 1), records.length]);
+    faults.push(['the records cut inside a value', region.subarray(0, secondLengthAt + 40), records.length]);
+    const overlong = Buffer.from(region);
+    overlong[6] = 0x7e; // record 0's value length (zig-zag 2): now 63, past the record's end
+    faults.push(['a value longer than its record', overlong, records.length]);
     for (const [name, bytes, count] of faults) {
       const whole = checkWhole(bytes, count);
       expect(whole, name).not.toBeNull();
       for (let cut = 0; cut <= bytes.length; cut++) expect(feed(bytes, count, [cut]), `${name}, cut at ${cut}`).toBe(whole);
+      for (let size = 1; size <= 4; size++) {
+        const cuts = Array.from({ length: Math.floor(bytes.length / size) }, (_, index) => (index + 1) * size);
+        expect(feed(bytes, count, cuts), `${name}, chunks of ${size}`).toBe(whole);
+      }
     }
+  });
+
+  it('agrees with the whole-run check on randomly damaged records in random chunks', () => {
+    const seed = testSeed('batch-validation fuzz');
+    const random = streamFor(seed, 'damaged records');
+    const at = seedMessage(seed);
+    const integer = (bound: number): number => Math.floor(random() * bound);
+    let refused = 0;
+    for (let round = 0; round < 3000; round++) {
+      const count = 1 + integer(4);
+      const sample = Array.from({ length: count }, () => ({
+        key: random() < 0.3 ? null : randomBytes(integer(20)),
+        value: random() < 0.1 ? null : Buffer.alloc(integer(300), 7),
+        headers: Array.from({ length: integer(3) }, () => ({ key: 'h'.repeat(integer(4)), value: random() < 0.5 ? null : Buffer.alloc(integer(9), 1) })),
+      }));
+      const bytes = Buffer.from(recordsRegion(sample));
+      for (let edits = integer(3); edits > 0; edits--) bytes[integer(bytes.length)] = integer(256);
+      const length = random() < 0.2 ? integer(bytes.length + 1) : bytes.length;
+      const damaged = bytes.subarray(0, length);
+      const claimed = random() < 0.2 ? count + integer(3) - 1 : count;
+      const cuts: number[] = [];
+      for (let cut = integer(40); cut < damaged.length; cut += 1 + integer(60)) cuts.push(cut);
+      const whole = checkWhole(damaged, claimed);
+      if (whole !== null) refused++;
+      expect(feed(damaged, claimed, cuts), at(`round ${round}, cuts ${cuts.join(',')}`)).toBe(whole);
+    }
+    expect(refused, at('the rounds include damaged runs')).toBeGreaterThan(1000);
   });
 });
 
@@ -154,10 +193,17 @@ describe('checkCompressedRecords (a gzip batch inflated on the thread pool)', ()
     expect(await checkCompressedRecords(buildBatch(many, { timestamp: T0, compression: 'gzip' }), 0)).toBeNull();
   });
 
+  it('checks a record larger than many chunks without holding it', async () => {
+    const single = largeGzipBatch(1, 100); // one record with a 100 MiB value: ~400 chunks
+    expect(await checkCompressedRecords(single, 0)).toBeNull();
+    const claimsTwo = gzipBatch(2, single.subarray(RECORDS_OFFSET));
+    expect(await checkCompressedRecords(claimsTwo, 0)).toBe('record 1 runs past the end of the batch');
+  });
+
   it('refuses records that do not agree with the header, and bytes that do not inflate', async () => {
     const region = recordsRegion([{ value: b('a') }, { value: b('b') }]);
     expect(await checkCompressedRecords(gzipBatch(3, gzipSync(region)), 0)).toBe('record 2 runs past the end of the batch');
-    expect(await checkCompressedRecords(gzipBatch(1, gzipSync(region)), 0)).toMatch(/bytes follow the last of 1 records/);
+    expect(await checkCompressedRecords(gzipBatch(1, gzipSync(region)), 0)).toBe('bytes follow the last of its 1 records');
     expect(await checkCompressedRecords(gzipBatch(2, Buffer.from('not gzip at all')), 0)).toMatch(/^its records do not inflate: /);
     expect(await checkCompressedRecords(gzipBatch(2, gzipSync(region).subarray(0, 20)), 0)).toMatch(/^its records do not inflate: /);
   });
@@ -195,6 +241,22 @@ describe('firstRecordKey of a compressed batch (inflated only as far as the key)
     const key = randomBytes(300_000); // incompressible: far more than the first 512 compressed bytes hold
     const batch = buildBatch([{ key, value: b('v') }, { key: b('second'), value: null }], { timestamp: T0, compression: 'gzip' });
     expect(firstRecordKey(batch)?.equals(key)).toBe(true);
+  });
+
+  it('finds a large key that compresses well (a prefix inflating to over 1 MiB gives way to the whole batch)', () => {
+    const fields = Buffer.alloc(32);
+    let end = 0;
+    fields[end++] = 0; // attributes
+    end = writeVarint(fields, end, 0); // timestamp delta
+    end = writeVarint(fields, end, 0); // offset delta
+    end = writeVarint(fields, end, 3 * MiB); // key length
+    const tail = Buffer.from([1, 0]); // null value (zig-zag -1), no headers
+    const prefix = Buffer.alloc(8);
+    const prefixEnd = writeVarint(prefix, 0, end + 3 * MiB + tail.length);
+    const members = [gzipSync(Buffer.concat([prefix.subarray(0, prefixEnd), fields.subarray(0, end)])), zeroMember, zeroMember, zeroMember, gzipSync(tail)];
+    const key = firstRecordKey(gzipBatch(1, Buffer.concat(members)));
+    expect(key?.length).toBe(3 * MiB);
+    expect(key?.every((byte) => byte === 0)).toBe(true);
   });
 
   it('reads the key of a batch that inflates past the bound without inflating it all', () => {
@@ -236,5 +298,29 @@ describe('a partition log appending compressed batches', () => {
     expect(offsets).toEqual([0, 16, ErrorCode.CORRUPT_BATCH, 17, 18]);
     const read = await log.read(16, 1 << 20);
     expect(decodeBatches(read.batches).map((record) => record.value?.toString())).toEqual(['after the large one', 'compressed, after the corrupt one', 'last']);
+  });
+
+  it('keeps an idempotent producer\'s sequence order across a compressed check, and answers waitFor queued after it', async () => {
+    const log = await openLog();
+    const producer = { producerId: 7, producerEpoch: 0 };
+    const first = log.append(largeGzipBatch(16, 1, { ...producer, baseSequence: 0 }), { waitFor: 'queued' });
+    const second = log.append(buildBatch([{ value: b('sequence 16') }], { timestamp: T0, ...producer, baseSequence: 16 }));
+    expect((await first).baseOffset).toBe(-1); // queued: offsets not known yet
+    expect((await second).baseOffset).toBe(16);
+  });
+
+  it('finishes, on close, an append called before it that is still in its check', async () => {
+    const directory = nodeFs.mkdtempSync(join(os.tmpdir(), 'strata-batch-validation-'));
+    directories.push(directory);
+    const log = await PartitionLog.open({ directory, name: 'test-0', config: { maxMessageBytes: BATCH_BYTES_LIMIT } });
+    const appended = log.append(largeGzipBatch(16, 1));
+    const closed = log.close();
+    const refused = await rejection(log.append(buildBatch([{ value: b('after close') }], { timestamp: T0 })));
+    expect(refused.code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect((await appended).lastOffset).toBe(15);
+    await closed;
+    const reopened = await PartitionLog.open({ directory, name: 'test-0', config: { maxMessageBytes: BATCH_BYTES_LIMIT } });
+    logs.push(reopened);
+    expect(reopened.logEndOffset).toBe(16);
   });
 });
