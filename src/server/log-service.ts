@@ -178,7 +178,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       }
       countOut(context.metrics, topic, result.batches);
       const fields = { highWatermark: result.highWatermark, logStartOffset: result.logStartOffset, nextOffset: nextOffsetAfter(result.batches, offset) };
-      return request.raw ? encodeRawFetchResponse(result.batches, result.headroom, fields) : encodeRecordsFetchResponse(result.batches, offset, fields);
+      return request.raw ? encodeRawFetchResponse(result.batches, result.headroom, fields) : await encodeRecordsFetchResponse(result.batches, offset, fields);
     }),
 
     subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>) => {
@@ -281,7 +281,7 @@ async function followPartition(
     const next = nextOffsetAfter(result.batches, offset);
     countOut(metrics, topic, result.batches);
     const fields = { partition, highWatermark: result.highWatermark, nextOffset: next };
-    const response = raw ? encodeRawSubscribeResponse(result.batches, result.headroom, fields) : encodeRecordsSubscribeResponse(result.batches, offset, fields);
+    const response = raw ? encodeRawSubscribeResponse(result.batches, result.headroom, fields) : await encodeRecordsSubscribeResponse(result.batches, offset, fields);
     offset = next;
     if (!call.write(response) && !signal.aborted) {
       // The client reads slower than we produce: wait until grpc-js has sent what it holds.

@@ -22,7 +22,7 @@ import {
   writeUvarint,
   writeVarintFields,
 } from '../common/protobuf-wire.js';
-import { type RecordVisitor, forEachBatch, forEachRecord, readRecordCount } from '../storage/record-batch.js';
+import { type RecordVisitor, forEachBatch, forEachRecord, inflateBatches, readRecordCount } from '../storage/record-batch.js';
 import { HEADER_KEY_TAG, HEADER_VALUE_TAG, RECORD_HEADERS_TAG, RECORD_KEY_TAG, RECORD_OFFSET_TAG, RECORD_TIMESTAMP_TAG, RECORD_VALUE_TAG } from './record-message.js';
 import { type FetchResponseFields, type SubscribeResponseFields, fetchResponseFields, subscribeResponseFields } from './raw-responses.js';
 
@@ -36,22 +36,25 @@ const SUBSCRIBE_RECORDS_TAG = fieldTag(2, LENGTH_DELIMITED);
 const RECORD_OVERHEAD_GUESS = 32;
 
 /** FetchResponse { high_watermark, log_start_offset, next_offset, records from `fromOffset` }. */
-export function encodeRecordsFetchResponse(batches: Buffer, fromOffset: number, fields: FetchResponseFields): Buffer {
-  return encodeWithRecords(batches, fromOffset, FETCH_RECORDS_TAG, fetchResponseFields(fields));
+export async function encodeRecordsFetchResponse(batches: Buffer, fromOffset: number, fields: FetchResponseFields): Promise<Buffer> {
+  return encodeWithRecords(batches, await inflateBatches(batches), fromOffset, FETCH_RECORDS_TAG, fetchResponseFields(fields));
 }
 
 /** SubscribeResponse { partition, high_watermark, next_offset, records from `fromOffset` }. */
-export function encodeRecordsSubscribeResponse(batches: Buffer, fromOffset: number, fields: SubscribeResponseFields): Buffer {
-  return encodeWithRecords(batches, fromOffset, SUBSCRIBE_RECORDS_TAG, subscribeResponseFields(fields));
+export async function encodeRecordsSubscribeResponse(batches: Buffer, fromOffset: number, fields: SubscribeResponseFields): Promise<Buffer> {
+  return encodeWithRecords(batches, await inflateBatches(batches), fromOffset, SUBSCRIBE_RECORDS_TAG, subscribeResponseFields(fields));
 }
 
-function encodeWithRecords(batches: Buffer, fromOffset: number, recordsTag: number, fields: readonly VarintField[]): Buffer {
+/** Writes the response; compressed batches' records come from `inflated` (inflated off the event loop). */
+function encodeWithRecords(batches: Buffer, inflated: Map<number, Buffer> | null, fromOffset: number, recordsTag: number, fields: readonly VarintField[]): Buffer {
   let recordCount = 0;
   forEachBatch(batches, (position) => (recordCount += readRecordCount(batches, position)));
-  const writer = new MessageWriter(varintFieldsSize(fields) + batches.length + recordCount * RECORD_OVERHEAD_GUESS);
+  let inflatedBytes = 0;
+  for (const records of inflated?.values() ?? []) inflatedBytes += records.length;
+  const writer = new MessageWriter(varintFieldsSize(fields) + batches.length + inflatedBytes + recordCount * RECORD_OVERHEAD_GUESS);
   writer.position = writeVarintFields(writer.buffer, 0, fields);
   const visit = writer.recordVisitor(recordsTag);
-  forEachBatch(batches, (position) => forEachRecord(batches, position, fromOffset, visit));
+  forEachBatch(batches, (position) => forEachRecord(batches, position, fromOffset, visit, inflated?.get(position)));
   return writer.buffer.subarray(0, writer.position);
 }
 

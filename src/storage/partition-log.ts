@@ -43,8 +43,9 @@ import { nodeFileSystem, type FileSystem } from './file-system.js';
 import { type FenceInfo, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } from './log-loader.js';
 import { type LogConfig, resolveLogConfig } from './log-config.js';
 import {
-  decodeRecords,
   forEachBatch,
+  forEachRecord,
+  inflateBatch,
   readLastOffset,
   readLastOffsetDelta,
   readMaxTimestamp,
@@ -1027,16 +1028,19 @@ export class PartitionLog {
         offset = Math.max(offset, this.logStartOffset);
         const { batches } = await this.read(offset, 64 * 1024);
         if (batches.length === 0) return null;
-        let found: number | null = null;
-        forEachBatch(batches, (position) => {
-          if (found !== null) return;
+        const positions: number[] = [];
+        forEachBatch(batches, (position) => positions.push(position));
+        for (const position of positions) {
           if (readMaxTimestamp(batches, position) >= timestamp) {
-            const record = decodeRecords(batches, position).find((candidate) => candidate.timestamp >= timestamp && candidate.offset >= offset);
-            if (record !== undefined) found = record.offset;
+            let found: number | null = null;
+            const inflated = await inflateBatch(batches, position); // a compressed batch, off the event loop
+            forEachRecord(batches, position, offset, (recordOffset, recordTimestamp) => {
+              if (found === null && recordTimestamp >= timestamp) found = recordOffset;
+            }, inflated);
+            if (found !== null) return found;
           }
           offset = Math.max(offset, readLastOffset(batches, position) + 1);
-        });
-        if (found !== null) return found;
+        }
       }
       return null; // read up to the high watermark: no visible record is that recent
     }

@@ -35,7 +35,8 @@
  * Offsets and timestamps are JavaScript numbers: exact up to 2^53, which a log would reach after
  * 285 years at a million records per second. Reading a larger value is reported as corruption.
  */
-import { constants as zlibConstants, gunzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { constants as zlibConstants, gunzip, gunzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { VarintReader } from './varint.js';
@@ -75,6 +76,8 @@ export const BATCH_BYTES_LIMIT = 16 * 1024 * 1024;
 
 /** Upper bound on the records of one compressed batch once inflated (128 MiB). */
 export const INFLATED_BATCH_BYTES_MAX = BATCH_BYTES_LIMIT * 8;
+
+const gunzipAsync = promisify(gunzip);
 
 // ---------------------------------------------------------------------------------------------
 // Header accessors. They read in place and allocate nothing.
@@ -189,10 +192,12 @@ function recordBytes(
   position: number,
   size: number,
   attributes: number,
+  inflated?: Buffer,
 ): { records: Buffer; start: number; end: number } {
   const compression = compressionOf(attributes);
   const start = position + RECORDS_OFFSET;
   const end = position + size;
+  if (inflated !== undefined && compression !== Compression.none) return { records: inflated, start: 0, end: inflated.length };
   switch (compression) {
     case Compression.none:
       return { records: buffer, start, end };
@@ -281,10 +286,11 @@ export type RecordVisitor = (offset: number, timestamp: number, key: Buffer | nu
  * Decodes the records of the (already validated) batch at `position` whose offset is at least
  * `fromOffset`, handing each to `visit` in offset order: no object per record beyond what the
  * visitor makes, the key and value views, and headers when it has some. Records below
- * `fromOffset` are stepped over without views. Throws `CORRUPT_BATCH` when the records do not
- * parse.
+ * `fromOffset` are stepped over without views. A compressed batch's records are taken from
+ * `inflated` when given (see `inflateBatches`), else inflated here. Throws `CORRUPT_BATCH` when
+ * the records do not parse.
  */
-export function forEachRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor): void {
+export function forEachRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor, inflated?: Buffer): void {
   const size = readBatchSize(buffer, position);
   const attributes = readAttributes(buffer, position);
   const baseOffset = readBaseOffset(buffer, position);
@@ -293,7 +299,7 @@ export function forEachRecord(buffer: Buffer, position: number, fromOffset: numb
   const maxTimestamp = readMaxTimestamp(buffer, position);
   const count = readRecordCount(buffer, position);
   try {
-    const { records, start, end } = recordBytes(buffer, position, size, attributes);
+    const { records, start, end } = recordBytes(buffer, position, size, attributes, inflated);
     const reader = new VarintReader(records, start, end);
     for (let index = 0; index < count; index++) {
       const length = reader.readVarint();
@@ -372,6 +378,39 @@ export function forEachBatch(buffer: Buffer, visit: (position: number, size: num
     position += size;
   }
   return position;
+}
+
+/**
+ * The records of every compressed batch among the whole batches in `buffer`, inflated on
+ * libuv's thread pool (one batch at a time), by position; null when none is compressed. For a
+ * reader that decodes records, so that inflating them does not hold up the event loop. Rejects
+ * with `CORRUPT_BATCH` when a batch does not inflate.
+ */
+export async function inflateBatches(buffer: Buffer): Promise<Map<number, Buffer> | null> {
+  const compressed: number[] = [];
+  forEachBatch(buffer, (position) => {
+    if (compressionOf(readAttributes(buffer, position)) !== Compression.none) compressed.push(position);
+  });
+  if (compressed.length === 0) return null;
+  const inflated = new Map<number, Buffer>();
+  for (const position of compressed) inflated.set(position, (await inflateBatch(buffer, position))!);
+  return inflated;
+}
+
+/**
+ * The records of the batch at `position` inflated on the thread pool, or undefined when it is
+ * not compressed (`forEachRecord` takes either). Rejects with `CORRUPT_BATCH` when they do not
+ * inflate.
+ */
+export async function inflateBatch(buffer: Buffer, position: number): Promise<Buffer | undefined> {
+  const compression = compressionOf(readAttributes(buffer, position));
+  if (compression === Compression.none) return undefined;
+  try {
+    if (compression !== Compression.gzip) throw new Error(`compression codec ${compression} is not supported (none and gzip are)`);
+    return await gunzipAsync(buffer.subarray(position + RECORDS_OFFSET, position + readBatchSize(buffer, position)), { maxOutputLength: INFLATED_BATCH_BYTES_MAX });
+  } catch (error) {
+    throw new StrataError(ErrorCode.CORRUPT_BATCH, `batch at offset ${readBaseOffset(buffer, position)} does not decode: ${(error as Error).message}`);
+  }
 }
 
 /** Decodes every record of every whole batch in `buffer` (e.g. a fetch response). */

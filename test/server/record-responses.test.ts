@@ -5,11 +5,13 @@
 // compared record by record, with a start offset inside a batch and a buffer that must grow.
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
+import { ErrorCode } from '../../src/common/errors.js';
 import { strata } from '../../src/generated/strata.js';
 import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from '../../src/server/record-responses.js';
 import { crc32c } from '@node-rs/crc32';
 import { ATTRIBUTES_OFFSET, BATCH_HEADER_BYTES, CRC_OFFSET, type DecodedRecord, type RecordInput, decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { countingLoopTurns } from '../helpers/loop-turns.js';
 import { streamFor, testSeed } from '../helpers/seeded-random.js';
 
 const v1 = strata.v1;
@@ -65,7 +67,7 @@ function randomBatches(random: () => number, firstOffset: number): Buffer {
 }
 
 describe('hand-encoded responses of decoded records', () => {
-  it('decode to the records the codec reads, from the requested offset, with the other fields', () => {
+  it('decode to the records the codec reads, from the requested offset, with the other fields', async () => {
     const random = streamFor(seed, 'responses');
     for (let round = 0; round < 200; round++) {
       const firstOffset = random() < 0.2 ? 0 : Math.floor(random() * 2 ** 40);
@@ -75,18 +77,18 @@ describe('hand-encoded responses of decoded records', () => {
       const expected = all.filter((record) => record.offset >= fromOffset).map(fromCodec);
       const what = `seed ${seed} round ${round}`;
 
-      const fetch = v1.FetchResponse.decode(encodeRecordsFetchResponse(batches, fromOffset, { highWatermark: 7, logStartOffset: 2, nextOffset: 5 }));
+      const fetch = v1.FetchResponse.decode(await encodeRecordsFetchResponse(batches, fromOffset, { highWatermark: 7, logStartOffset: 2, nextOffset: 5 }));
       expect(fetch.records.map(fromWire), what).toEqual(expected);
       expect([fetch.highWatermark, fetch.logStartOffset, fetch.nextOffset].map((value) => Long.fromValue(value).toNumber())).toEqual([7, 2, 5]);
       expect(fetch.batches.length).toBe(0);
 
-      const subscribe = v1.SubscribeResponse.decode(encodeRecordsSubscribeResponse(batches, fromOffset, { partition: 3, highWatermark: 9, nextOffset: 8 }));
+      const subscribe = v1.SubscribeResponse.decode(await encodeRecordsSubscribeResponse(batches, fromOffset, { partition: 3, highWatermark: 9, nextOffset: 8 }));
       expect(subscribe.records.map(fromWire), what).toEqual(expected);
       expect([subscribe.partition, Long.fromValue(subscribe.highWatermark).toNumber(), Long.fromValue(subscribe.nextOffset).toNumber()]).toEqual([3, 9, 8]);
     }
   });
 
-  it('carry timestamps near ±2^53 and header keys whose bytes are not UTF-8 as the codec reads them', () => {
+  it('carry timestamps near ±2^53 and header keys whose bytes are not UTF-8 as the codec reads them', async () => {
     const far = 2 ** 53 - 2 ** 20;
     const late = buildBatch([0, 4, 8].map((step) => ({ value: Buffer.from('x'), timestamp: far + step })), { baseOffset: 3 });
     const early = buildBatch([0, 4].map((step) => ({ value: null, timestamp: -far + step })), { baseOffset: 6 });
@@ -99,12 +101,27 @@ describe('hand-encoded responses of decoded records', () => {
     const expected = decodeBatches(batches).map(fromCodec);
     expect(expected.map((record) => record.timestamp)).toEqual([far, far + 4, far + 8, -far, -far + 4, 5]);
     expect(expected[5]!.headers).toEqual([{ key: '\ufffd\ufffd', value: null }]);
-    const fetch = v1.FetchResponse.decode(encodeRecordsFetchResponse(batches, 0, { highWatermark: 9, logStartOffset: 0, nextOffset: 9 }));
+    const fetch = v1.FetchResponse.decode(await encodeRecordsFetchResponse(batches, 0, { highWatermark: 9, logStartOffset: 0, nextOffset: 9 }));
     expect(fetch.records.map(fromWire)).toEqual(expected);
   });
 
-  it('answer no batches with no records', () => {
-    const fetch = v1.FetchResponse.decode(encodeRecordsFetchResponse(Buffer.alloc(0), 10, { highWatermark: 10, logStartOffset: 0, nextOffset: 10 }));
+  it('inflate gzip batches off the event loop, and refuse one that does not inflate', async () => {
+    const values = Array.from({ length: 20_000 }, (_, index) => ({ value: Buffer.from(`value ${index}`.padEnd(100, '.')) }));
+    const batch = buildBatch(values, { compression: 'gzip', baseOffset: 40 });
+    const fields = { highWatermark: 20_040, logStartOffset: 0, nextOffset: 20_040 };
+    const { result: response, turns } = await countingLoopTurns(() => encodeRecordsFetchResponse(batch, 40, fields));
+    const fetch = v1.FetchResponse.decode(response);
+    expect(fetch.records.map(fromWire)).toEqual(decodeBatches(batch).map(fromCodec));
+    expect(turns, 'the event loop turned while the batch was inflated').toBeGreaterThan(0);
+
+    const damaged = Buffer.from(batch);
+    damaged.fill(0x55, BATCH_HEADER_BYTES + 10, BATCH_HEADER_BYTES + 40); // inside the gzip stream
+    damaged.writeUInt32BE(crc32c(damaged.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    await expect(encodeRecordsFetchResponse(damaged, 40, fields)).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH, message: expect.stringMatching(/^batch at offset 40 does not decode: /) });
+  });
+
+  it('answer no batches with no records', async () => {
+    const fetch = v1.FetchResponse.decode(await encodeRecordsFetchResponse(Buffer.alloc(0), 10, { highWatermark: 10, logStartOffset: 0, nextOffset: 10 }));
     expect(fetch.records).toEqual([]);
     expect(Long.fromValue(fetch.nextOffset).toNumber()).toBe(10);
   });

@@ -34,6 +34,7 @@ import {
 } from '../../src/storage/record-batch.js';
 import { type BatchOptions, buildBatch } from '../../src/storage/record-batch-builder.js';
 import { writeVarint } from '../../src/storage/varint.js';
+import { countingLoopTurns } from '../helpers/loop-turns.js';
 import { seedMessage, streamFor, testSeed } from '../helpers/seeded-random.js';
 
 const T0 = 1_700_000_000_000;
@@ -211,16 +212,7 @@ describe('checkCompressedRecords (a gzip batch inflated on the thread pool)', ()
   it(`refuses a batch whose records inflate past ${INFLATED_BATCH_BYTES_MAX / MiB} MiB, while the event loop keeps turning`, async () => {
     const bomb = largeGzipBatch(INFLATED_BATCH_BYTES_MAX / MiB + 1, 1);
     expect(bomb.length).toBeLessThan(BATCH_BYTES_LIMIT / 32); // small on the wire
-    let turns = 0;
-    let checking = true;
-    const turn = (): void => {
-      if (!checking) return;
-      turns++;
-      setImmediate(turn);
-    };
-    setImmediate(turn);
-    const problem = await checkCompressedRecords(bomb, 0);
-    checking = false;
+    const { result: problem, turns } = await countingLoopTurns(() => checkCompressedRecords(bomb, 0));
     expect(problem).toBe(`its records inflate to more than ${INFLATED_BATCH_BYTES_MAX} bytes`);
     // Inflated a chunk at a time on the pool: the loop turned between the chunks (a single
     // synchronous inflate would allow none).
@@ -307,6 +299,16 @@ describe('a partition log appending compressed batches', () => {
     const second = log.append(buildBatch([{ value: b('sequence 16') }], { timestamp: T0, ...producer, baseSequence: 16 }));
     expect((await first).baseOffset).toBe(-1); // queued: offsets not known yet
     expect((await second).baseOffset).toBe(16);
+  });
+
+  it('finds an offset by timestamp inside a compressed batch', async () => {
+    const log = await openLog();
+    const records = (first: number): RecordInput[] => Array.from({ length: 5 }, (_, index) => ({ value: b(`at ${first + index}`), timestamp: T0 + (first + index) * 10 }));
+    await log.append(buildBatch(records(0), { timestamp: T0, compression: 'gzip' }));
+    await log.append(buildBatch(records(5), { timestamp: T0, compression: 'gzip' }));
+    expect(await log.offsetForTimestamp(T0 + 62)).toBe(7);
+    expect(await log.offsetForTimestamp(T0 + 20)).toBe(2);
+    expect(await log.offsetForTimestamp(T0 + 91)).toBeNull();
   });
 
   it('finishes, on close, an append called before it that is still in its check', async () => {
