@@ -289,7 +289,7 @@ export class InflatedRecords {
   /**
    * Where the run of whole records from `start` ends: at the first record that `buffer` does
    * not hold whole. A malformed length prefix ends the run at the buffer's end, so that the
-   * check reports it.
+   * check reports it (unless the buffer ends inside it: then `RecordInPieces` does).
    */
   private wholeRecordsEnd(buffer: Buffer, start: number): number {
     const reader = this.lengthReader.reset(buffer, start, buffer.length);
