@@ -17,7 +17,7 @@ import { groupIdProblem, newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { UNPRINTABLE_CHARACTER, escapeUnprintable } from '../common/printable.js';
 import type { Broker } from '../broker/broker.js';
-import { decodeRecords, forEachBatch } from '../storage/record-batch.js';
+import { firstRecordFrom } from '../storage/record-batch.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
 import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription } from './consumer-group.js';
 import { type CommittedOffset, OffsetStore } from './offset-store.js';
@@ -386,13 +386,8 @@ export class GroupCoordinator {
   private async recordAgeMs(topic: string, partition: number, offset: number): Promise<number> {
     try {
       const { batches } = await this.broker.partitionLog(topic, partition).read(offset, 1);
-      let timestamp = -1;
-      forEachBatch(batches, (position) => {
-        if (timestamp >= 0) return;
-        const record = decodeRecords(batches, position).find((candidate) => candidate.offset >= offset);
-        if (record !== undefined) timestamp = record.timestamp;
-      });
-      return timestamp < 0 ? 0 : Math.max(0, this.clock.nowMs() - timestamp);
+      const record = await firstRecordFrom(batches, offset);
+      return record === null ? 0 : Math.max(0, this.clock.nowMs() - record.timestamp);
     } catch (error) {
       this.logger.debug({ err: error, topic, partition }, 'could not read a record to measure lag time');
       return 0;

@@ -17,6 +17,7 @@ import {
   compressionOf,
   CONTROL_MASK,
   CURRENT_MAGIC,
+  INFLATE_CHUNK_BYTES,
   INFLATED_BATCH_BYTES_MAX,
   MAGIC_OFFSET,
   readAttributes,
@@ -24,11 +25,10 @@ import {
   readLastOffsetDelta,
   readRecordCount,
   RECORDS_OFFSET,
+  unsupportedCodecMessage,
 } from './record-batch.js';
 import { VarintReader } from './varint.js';
 
-/** Bytes of inflated records handed over per thread-pool round trip. */
-const INFLATE_CHUNK_BYTES = 256 * 1024;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -131,7 +131,7 @@ function checkRecordsHeader(buffer: Buffer, position: number): string | null {
   if (attributes & CONTROL_MASK) return 'control batches are not accepted from producers';
   const compression = compressionOf(attributes);
   if (compression !== Compression.none && compression !== Compression.gzip) {
-    return `compression codec ${compression} is not supported (none and gzip are)`;
+    return unsupportedCodecMessage(compression);
   }
   return null;
 }

@@ -43,9 +43,8 @@ import { nodeFileSystem, type FileSystem } from './file-system.js';
 import { type FenceInfo, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } from './log-loader.js';
 import { type LogConfig, resolveLogConfig } from './log-config.js';
 import {
+  firstRecordFrom,
   forEachBatch,
-  forEachRecord,
-  inflateBatch,
   readLastOffset,
   readLastOffsetDelta,
   readMaxTimestamp,
@@ -1028,19 +1027,11 @@ export class PartitionLog {
         offset = Math.max(offset, this.logStartOffset);
         const { batches } = await this.read(offset, 64 * 1024);
         if (batches.length === 0) return null;
-        const positions: number[] = [];
-        forEachBatch(batches, (position) => positions.push(position));
-        for (const position of positions) {
-          if (readMaxTimestamp(batches, position) >= timestamp) {
-            let found: number | null = null;
-            const inflated = await inflateBatch(batches, position); // a compressed batch, off the event loop
-            forEachRecord(batches, position, offset, (recordOffset, recordTimestamp) => {
-              if (found === null && recordTimestamp >= timestamp) found = recordOffset;
-            }, inflated);
-            if (found !== null) return found;
-          }
+        const found = await firstRecordFrom(batches, offset, timestamp);
+        if (found !== null) return found.offset;
+        forEachBatch(batches, (position) => {
           offset = Math.max(offset, readLastOffset(batches, position) + 1);
-        }
+        });
       }
       return null; // read up to the high watermark: no visible record is that recent
     }

@@ -1,7 +1,8 @@
 /**
  * The record batch codec: Kafka's RecordBatch v2 (magic 2), byte for byte. Every path that
- * touches batches (append validation, recovery, reads, the client, dump tools) goes through this
- * module, so the layout, the CRC rule and the length limits live in exactly one place.
+ * touches batches (recovery, reads, the client, dump tools; append validation through
+ * `batch-validation.ts`) goes through this module, so the layout, the CRC rule and the length
+ * limits live in exactly one place.
  *
  * Layout (all integers big-endian):
  *
@@ -76,6 +77,12 @@ export const BATCH_BYTES_LIMIT = 16 * 1024 * 1024;
 
 /** Upper bound on the records of one compressed batch once inflated (128 MiB). */
 export const INFLATED_BATCH_BYTES_MAX = BATCH_BYTES_LIMIT * 8;
+
+/**
+ * Bytes of inflated records per round trip through the thread pool when a batch is inflated
+ * off the event loop: each round trip costs the loop a turn, so not too small.
+ */
+export const INFLATE_CHUNK_BYTES = 256 * 1024;
 
 const gunzipAsync = promisify(gunzip);
 
@@ -182,6 +189,15 @@ export function checkBatchFrame(buffer: Buffer, position: number, end: number): 
   return null;
 }
 
+/** The error for a codec other than none and gzip (snappy, lz4 and zstd are not read). */
+function unsupportedCodec(compression: number): Error {
+  return new Error(unsupportedCodecMessage(compression));
+}
+
+export function unsupportedCodecMessage(compression: number): string {
+  return `compression codec ${compression} is not supported (none and gzip are)`;
+}
+
 function hex32(value: number): string {
   return `0x${value.toString(16).padStart(8, '0')}`;
 }
@@ -202,11 +218,11 @@ function recordBytes(
     case Compression.none:
       return { records: buffer, start, end };
     case Compression.gzip: {
-      const inflated = gunzipSync(buffer.subarray(start, end), { maxOutputLength: INFLATED_BATCH_BYTES_MAX });
-      return { records: inflated, start: 0, end: inflated.length };
+      const records = gunzipSync(buffer.subarray(start, end), { maxOutputLength: INFLATED_BATCH_BYTES_MAX });
+      return { records, start: 0, end: records.length };
     }
     default:
-      throw new Error(`compression codec ${compression} is not supported (none and gzip are)`);
+      throw unsupportedCodec(compression);
   }
 }
 
@@ -406,11 +422,37 @@ export async function inflateBatch(buffer: Buffer, position: number): Promise<Bu
   const compression = compressionOf(readAttributes(buffer, position));
   if (compression === Compression.none) return undefined;
   try {
-    if (compression !== Compression.gzip) throw new Error(`compression codec ${compression} is not supported (none and gzip are)`);
-    return await gunzipAsync(buffer.subarray(position + RECORDS_OFFSET, position + readBatchSize(buffer, position)), { maxOutputLength: INFLATED_BATCH_BYTES_MAX });
+    if (compression !== Compression.gzip) throw unsupportedCodec(compression);
+    return await gunzipAsync(buffer.subarray(position + RECORDS_OFFSET, position + readBatchSize(buffer, position)), { chunkSize: INFLATE_CHUNK_BYTES, maxOutputLength: INFLATED_BATCH_BYTES_MAX });
   } catch (error) {
     throw new StrataError(ErrorCode.CORRUPT_BATCH, `batch at offset ${readBaseOffset(buffer, position)} does not decode: ${(error as Error).message}`);
   }
+}
+
+/**
+ * The offset and timestamp of the first record at or after `fromOffset`, with a timestamp of at
+ * least `minTimestamp`, among the whole batches in `buffer`; null when there is none. A batch
+ * whose max timestamp is lower is not read; a compressed one that is read is inflated on the
+ * thread pool. Rejects with `CORRUPT_BATCH` when a batch read does not decode.
+ */
+export async function firstRecordFrom(
+  buffer: Buffer,
+  fromOffset: number,
+  minTimestamp = Number.NEGATIVE_INFINITY,
+): Promise<{ offset: number; timestamp: number } | null> {
+  const positions: number[] = [];
+  forEachBatch(buffer, (position) => {
+    if (readLastOffset(buffer, position) >= fromOffset && readMaxTimestamp(buffer, position) >= minTimestamp) positions.push(position);
+  });
+  for (const position of positions) {
+    let found: { offset: number; timestamp: number } | null = null;
+    const inflated = await inflateBatch(buffer, position);
+    forEachRecord(buffer, position, fromOffset, (offset, timestamp) => {
+      if (found === null && timestamp >= minTimestamp) found = { offset, timestamp };
+    }, inflated);
+    if (found !== null) return found;
+  }
+  return null;
 }
 
 /** Decodes every record of every whole batch in `buffer` (e.g. a fetch response). */
@@ -434,7 +476,7 @@ export function firstRecordKey(buffer: Buffer): Buffer | null {
   const compression = compressionOf(readAttributes(buffer, 0));
   try {
     if (compression === Compression.none) return wholeKey(readFirstKey(buffer, RECORDS_OFFSET, size));
-    if (compression !== Compression.gzip) throw new Error(`compression codec ${compression} is not supported (none and gzip are)`);
+    if (compression !== Compression.gzip) throw unsupportedCodec(compression);
     // Inflated only as far as the first key: a prefix of the compressed bytes, doubled until
     // what it inflates to holds the key; past FIRST_KEY_PREFIX_OUTPUT_MAX of output, the whole.
     // The whole batch is inflated and checked later, off the event loop, by the append.

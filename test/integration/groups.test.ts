@@ -7,6 +7,7 @@ import { type ClientDuplexStream, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
@@ -33,6 +34,12 @@ async function createTopic(name: string, partitions: number): Promise<void> {
 async function produce(topic: string, partition: number, count: number, timestamp: (i: number) => number): Promise<void> {
   const records = Array.from({ length: count }, (_, i) => v1.Record.create({ value: Buffer.from(`r${i}`), timestamp: long(timestamp(i)) }));
   await shared.client.call('log.produce', v1.ProduceRequest.create({ topic, partition, records }));
+}
+
+/** The same records as `produce`, sent as one gzip batch. */
+async function produceGzip(topic: string, partition: number, count: number, timestamp: (i: number) => number): Promise<void> {
+  const batch = buildBatch(Array.from({ length: count }, (_, i) => ({ value: Buffer.from(`r${i}`), timestamp: timestamp(i) })), { compression: 'gzip' });
+  await shared.client.call('log.produce', v1.ProduceRequest.create({ topic, partition, batch }));
 }
 
 const heartbeat = (request: strata.v1.HeartbeatRequest.$Properties): Promise<HeartbeatResponse> =>
@@ -420,7 +427,7 @@ describe('lag', () => {
     await createTopic('lagging', 2);
     const base = Date.now() - 600_000; // ten minutes ago
     await produce('lagging', 0, 10, (i) => base + i * 1_000);
-    await produce('lagging', 1, 5, (i) => base + 100_000 + i * 1_000);
+    await produceGzip('lagging', 1, 5, (i) => base + 100_000 + i * 1_000); // aged from a compressed batch
     const member = await new Member('g-lag', { topics: ['lagging'] }).join();
     await settle('g-lag', [member]);
     await commit('g-lag', member.id, member.epoch, [{ topic: 'lagging', partition: 0, offset: 4 }]);
