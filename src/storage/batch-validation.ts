@@ -29,7 +29,6 @@ import {
 } from './record-batch.js';
 import { VarintReader } from './varint.js';
 
-
 const EMPTY = Buffer.alloc(0);
 
 /** What `validateBatchesOnLoop` found. */
