@@ -1,43 +1,30 @@
 // Goal: the broker's count of log I/O calls (strata_log_io_calls_total) never falls, not even
 // while a deleted topic's logs are still closing; method: a real broker on a temp directory with
 // an injected FileSystem that holds the closing log's fdatasync.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Broker } from '../../src/broker/broker.js';
+import { expect, it } from 'vitest';
 import type { IoCalls } from '../../src/storage/partition-log.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
-import { TestFileSystem } from '../helpers/test-file-system.js';
-import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
 
-let dataDir: string;
-let fs: TestFileSystem;
-let broker: Broker;
-beforeAll(async () => {
-  dataDir = temporaryDirectory('strata-broker-');
-  fs = new TestFileSystem();
-  broker = await Broker.open({ dataDir, fs });
-});
-afterAll(async () => {
-  await broker?.close();
-  removeDirectory(dataDir);
-});
+const opened = useBrokerOnTestFileSystem('strata-broker-');
 
 const total = (calls: IoCalls): number => calls.eventLoop.write + calls.eventLoop.fdatasync + calls.threadPool.write + calls.threadPool.fdatasync;
 
 it("counts a deleted topic's I/O calls while its logs close, and after", async () => {
-  await broker.createTopic('doomed', 1, {});
-  for (const value of ['a', 'b', 'c']) await broker.produceBatches('doomed', 0, buildBatch([{ value: Buffer.from(value) }]), 'all');
-  const before = total(broker.ioCallTotals());
+  await opened.broker.createTopic('doomed', 1, {});
+  for (const value of ['a', 'b', 'c']) await opened.broker.produceBatches('doomed', 0, buildBatch([{ value: Buffer.from(value) }]), 'all');
+  const before = total(opened.broker.ioCallTotals());
   expect(before).toBeGreaterThanOrEqual(6); // a write and an fdatasync each (acks=all, flush=always)
 
   // The close fdatasyncs the log: held there, the topic is gone from the broker but not closed.
-  const held = fs.hold('fdatasync');
-  const deleted = broker.deleteTopic('doomed');
+  const held = opened.fs.hold('fdatasync');
+  const deleted = opened.broker.deleteTopic('doomed');
   await held.reached;
   try {
-    expect(total(broker.ioCallTotals())).toBeGreaterThanOrEqual(before);
+    expect(total(opened.broker.ioCallTotals())).toBeGreaterThanOrEqual(before);
   } finally {
     held.release();
   }
   await deleted;
-  expect(total(broker.ioCallTotals())).toBeGreaterThanOrEqual(before);
+  expect(total(opened.broker.ioCallTotals())).toBeGreaterThanOrEqual(before);
 });

@@ -18,6 +18,7 @@ import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { RecordRanges } from '../../src/storage/record-ranges.js';
 import { crc32c } from '@node-rs/crc32';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
+import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
 import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
 
@@ -501,68 +502,57 @@ describe('disk full (broker with an injected FileSystem)', () => {
 });
 
 describe('a topic change that fails partway (broker with an injected FileSystem)', () => {
-  let dataDir: string;
-  let fs: TestFileSystem;
-  let broker: Broker;
-  beforeAll(async () => {
-    dataDir = temporaryDirectory('strata-partway-');
-    fs = new TestFileSystem();
-    broker = await Broker.open({ dataDir, fs });
-  });
-  afterAll(async () => {
-    await broker?.close();
-    removeDirectory(dataDir);
-  });
+  const partway = useBrokerOnTestFileSystem('strata-partway-');
 
   it.runIf(existsSync('/proc/self/fd'))('CreateTopic closes the partitions it opened and removes their directories; a retry then works', async () => {
-    fs.openError = { pathIncludes: join('topics', 'half', '2'), code: 'EMFILE' };
-    await expect(broker.createTopic('half', 3, {})).rejects.toThrow(/EMFILE/);
-    fs.openError = null;
-    expect(openFilesUnder(join(dataDir, 'topics', 'half'))).toEqual([]);
-    expect(existsSync(join(dataDir, 'topics', 'half'))).toBe(false);
-    expect(broker.hasTopic('half')).toBe(false);
-    expect((await broker.createTopic('half', 3, {})).partitions).toHaveLength(3);
+    partway.fs.openError = { pathIncludes: join('topics', 'half', '2'), code: 'EMFILE' };
+    await expect(partway.broker.createTopic('half', 3, {})).rejects.toThrow(/EMFILE/);
+    partway.fs.openError = null;
+    expect(openFilesUnder(join(partway.dataDir, 'topics', 'half'))).toEqual([]);
+    expect(existsSync(join(partway.dataDir, 'topics', 'half'))).toBe(false);
+    expect(partway.broker.hasTopic('half')).toBe(false);
+    expect((await partway.broker.createTopic('half', 3, {})).partitions).toHaveLength(3);
   });
 
   it.runIf(existsSync('/proc/self/fd'))('AddPartitions closes the partitions it opened and removes their directories; the topic keeps its count', async () => {
-    await broker.createTopic('grow', 1, {});
-    await broker.produceBatches('grow', 0, batchOf('kept'), 'all');
-    fs.openError = { pathIncludes: join('topics', 'grow', '3'), code: 'EMFILE' };
-    await expect(broker.addPartitions('grow', 4)).rejects.toThrow(/EMFILE/);
-    fs.openError = null;
-    expect(openFilesUnder(join(dataDir, 'topics', 'grow')).filter((path) => !path.includes(join('grow', '0')))).toEqual([]);
-    expect(readdirSync(join(dataDir, 'topics', 'grow'))).toEqual(['0']);
-    expect(broker.partitionCount('grow')).toBe(1);
-    expect((await broker.addPartitions('grow', 4)).partitions).toHaveLength(4);
-    const { batches } = await broker.partitionLog('grow', 0).read(0, 1024 * 1024);
+    await partway.broker.createTopic('grow', 1, {});
+    await partway.broker.produceBatches('grow', 0, batchOf('kept'), 'all');
+    partway.fs.openError = { pathIncludes: join('topics', 'grow', '3'), code: 'EMFILE' };
+    await expect(partway.broker.addPartitions('grow', 4)).rejects.toThrow(/EMFILE/);
+    partway.fs.openError = null;
+    expect(openFilesUnder(join(partway.dataDir, 'topics', 'grow')).filter((path) => !path.includes(join('grow', '0')))).toEqual([]);
+    expect(readdirSync(join(partway.dataDir, 'topics', 'grow'))).toEqual(['0']);
+    expect(partway.broker.partitionCount('grow')).toBe(1);
+    expect((await partway.broker.addPartitions('grow', 4)).partitions).toHaveLength(4);
+    const { batches } = await partway.broker.partitionLog('grow', 0).read(0, 1024 * 1024);
     expect(decodeBatches(batches).map((record) => record.value!.toString())).toEqual(['kept']);
   });
 
   it('AddPartitions that cannot list the topic directory (EMFILE) fails before it opens anything, and removes nothing', async () => {
-    await broker.createTopic('listed', 1, {});
-    await broker.produceBatches('listed', 0, batchOf('kept'), 'all');
-    fs.readdirError = { pathIncludes: join('topics', 'listed'), code: 'EMFILE' };
-    fs.openError = { pathIncludes: join('topics', 'listed', '1'), code: 'EMFILE' };
-    await expect(broker.addPartitions('listed', 2)).rejects.toThrow(/EMFILE/);
-    fs.readdirError = null;
-    fs.openError = null;
-    expect(readdirSync(join(dataDir, 'topics', 'listed'))).toEqual(['0']);
-    expect(broker.partitionCount('listed')).toBe(1);
-    const { batches } = await broker.partitionLog('listed', 0).read(0, 1024 * 1024);
+    await partway.broker.createTopic('listed', 1, {});
+    await partway.broker.produceBatches('listed', 0, batchOf('kept'), 'all');
+    partway.fs.readdirError = { pathIncludes: join('topics', 'listed'), code: 'EMFILE' };
+    partway.fs.openError = { pathIncludes: join('topics', 'listed', '1'), code: 'EMFILE' };
+    await expect(partway.broker.addPartitions('listed', 2)).rejects.toThrow(/EMFILE/);
+    partway.fs.readdirError = null;
+    partway.fs.openError = null;
+    expect(readdirSync(join(partway.dataDir, 'topics', 'listed'))).toEqual(['0']);
+    expect(partway.broker.partitionCount('listed')).toBe(1);
+    const { batches } = await partway.broker.partitionLog('listed', 0).read(0, 1024 * 1024);
     expect(decodeBatches(batches).map((record) => record.value!.toString())).toEqual(['kept']);
-    expect(readdirSync(join(dataDir, 'topics', 'listed', '0')).length).toBeGreaterThan(0);
+    expect(readdirSync(join(partway.dataDir, 'topics', 'listed', '0')).length).toBeGreaterThan(0);
   });
 
   it('CreateTopic that cannot list a directory already there (EMFILE) leaves it: only "no such directory" means the change made it', async () => {
     // What is there cannot be known, so it is not the change's to remove: a guess that the
     // call made the directory would remove the whole topic directory with it.
-    const kept = join(dataDir, 'topics', 'unlisted', '0', 'kept');
-    mkdirSync(join(dataDir, 'topics', 'unlisted', '0'), { recursive: true });
+    const kept = join(partway.dataDir, 'topics', 'unlisted', '0', 'kept');
+    mkdirSync(join(partway.dataDir, 'topics', 'unlisted', '0'), { recursive: true });
     writeFileSync(kept, 'not the change\'s to remove');
-    fs.readdirError = { pathIncludes: join('topics', 'unlisted'), code: 'EMFILE' };
-    await expect(broker.createTopic('unlisted', 1, {})).rejects.toThrow(/EMFILE/);
-    fs.readdirError = null;
+    partway.fs.readdirError = { pathIncludes: join('topics', 'unlisted'), code: 'EMFILE' };
+    await expect(partway.broker.createTopic('unlisted', 1, {})).rejects.toThrow(/EMFILE/);
+    partway.fs.readdirError = null;
     expect(readFileSync(kept, 'utf8')).toBe('not the change\'s to remove');
-    expect(broker.listTopics().map((topic) => topic.name)).not.toContain('unlisted');
+    expect(partway.broker.listTopics().map((topic) => topic.name)).not.toContain('unlisted');
   });
 });
