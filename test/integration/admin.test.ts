@@ -9,6 +9,7 @@ import type { strata } from '../../src/generated/strata.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES } from '../../src/storage/log-config.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
+import { acrossRestart } from '../helpers/restart.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 type TopicDescription = strata.v1.TopicDescription;
@@ -293,11 +294,8 @@ describe('admin', () => {
 
 describe('restart', () => {
   it('keeps topics, configs, partition counts, data and producer state; offsets continue', async () => {
-    const first = await startTestBroker();
-    let second: TestBroker | null = null;
-    let client = new TestClient(first.address);
-    try {
-      let admin = api(client);
+    await acrossRestart(async (client) => {
+      const admin = api(client);
       await admin.create('persist-a', 3, { 'segment.bytes': '1024', 'retention.ms': '3600000' });
       await admin.create('persist-b', 0, { 'flush.ms': '100' });
       await admin.alter('persist-b', { 'max.message.bytes': '2048' });
@@ -319,12 +317,9 @@ describe('restart', () => {
         b: await Promise.all([0, 1].map((partition) => admin.values('persist-b', partition))),
       };
       const recordsBefore = (await admin.fetch('persist-a', 1, 0)).records;
-
-      client.close();
-      await first.stop();
-      second = await startTestBroker({ dataDir: first.dataDir });
-      client = new TestClient(second.address);
-      admin = api(client);
+      return { producerId, idempotent, original, topicsBefore, describedBefore, valuesBefore, recordsBefore };
+    }, async (client, { producerId, idempotent, original, topicsBefore, describedBefore, valuesBefore, recordsBefore }) => {
+      const admin = api(client);
 
       expect(await admin.list()).toEqual(topicsBefore);
       for (const [name, before] of [['persist-a', describedBefore.a], ['persist-b', describedBefore.b]] as const) {
@@ -358,10 +353,6 @@ describe('restart', () => {
       // A new producer id is not one handed out before the restart.
       const { producerId: newId } = await client.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create());
       expect(newId.toNumber()).not.toBe(producerId.toNumber());
-    } finally {
-      client.close();
-      if (second !== null) await second.dispose();
-      else await first.dispose();
-    }
+    });
   });
 });

@@ -10,7 +10,7 @@ import type { strata } from '../../src/generated/strata.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { acrossRestart } from '../helpers/restart.js';
 
 type HeartbeatResponse = strata.v1.HeartbeatResponse;
 type DescribeGroupResponse = strata.v1.DescribeGroupResponse;
@@ -382,32 +382,20 @@ describe('offsets', () => {
   });
 
   it('committed offsets survive a broker restart; membership does not', async () => {
-    const first = await startTestBroker();
-    let second: TestBroker | null = null;
-    const one = new TestClient(first.address);
-    let two: TestClient | null = null;
-    try {
+    await acrossRestart(async (one) => {
       await one.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'durable', partitions: 2 }));
       await one.call('log.produce', v1.ProduceRequest.create({ topic: 'durable', partition: 0, records: [v1.Record.create({ value: Buffer.from('a') }), v1.Record.create({ value: Buffer.from('b') })] }));
       const joined = await one.call<HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-durable', memberEpoch: 0, subscribedTopicNames: ['durable'] }));
       await one.call('groups.commitOffsets', v1.CommitOffsetsRequest.create({ groupId: 'g-durable', memberId: joined.memberId, memberEpoch: joined.memberEpoch, offsets: [v1.OffsetCommit.create({ topic: 'durable', partition: 0, offset: long(2), metadata: 'kept' })] }));
-      const before = await fetchOffsets('g-durable', [], one);
-      one.close();
-      await first.stop();
-
-      second = await startTestBroker({ dataDir: first.dataDir });
-      two = new TestClient(second.address);
+      return { joined, before: await fetchOffsets('g-durable', [], one) };
+    }, async (two, { joined, before }) => {
       expect(await fetchOffsets('g-durable', [], two)).toEqual(before);
       expect(before).toMatchObject([{ topic: 'durable', partition: 0, offset: 2, metadata: 'kept' }]);
       const groups = await two.call<strata.v1.ListGroupsResponse>('groups.listGroups', v1.ListGroupsRequest.create());
       expect(groups.groups.map((g) => ({ groupId: g.groupId, state: g.state, members: g.members }))).toEqual([{ groupId: 'g-durable', state: 'empty', members: 0 }]);
       const lost = await grpcError(two.call('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-durable', memberId: joined.memberId, memberEpoch: joined.memberEpoch, keepSubscription: true })));
       expect(lost.code).toBe(status.NOT_FOUND);
-    } finally {
-      two?.close();
-      if (second !== null) await second.dispose();
-      else await first.dispose();
-    }
+    });
   });
 
   it('deleting a topic deletes the committed offsets of every group on it', async () => {

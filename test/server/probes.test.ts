@@ -10,9 +10,10 @@ import type { strata } from '../../src/generated/strata.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
 import { parseListenAddress, startProbeServer } from '../../src/server/probe-server.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
-import { TestClient, v1 } from '../helpers/grpc-client.js';
+import { v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
-import { type TestBroker, removeDirectory, startTestBroker } from '../helpers/test-server.js';
+import { acrossRestart } from '../helpers/restart.js';
+import { removeDirectory, startTestBroker } from '../helpers/test-server.js';
 
 async function get(address: string, path: string): Promise<{ status: number; body: string }> {
   const response = await fetch(`http://${address}${path}`);
@@ -260,10 +261,7 @@ describe('counters', () => {
 
 describe('group metrics', () => {
   it('give members, lag and rebalances per group; after a restart, a group known by its committed offsets has 0 members', async () => {
-    const first = await startTestBroker();
-    let second: TestBroker | null = null;
-    const one = new TestClient(first.address);
-    try {
+    await acrossRestart(async (one, first) => {
       await one.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'lagging', partitions: 1 }));
       const records = ['a', 'b', 'c', 'd', 'e'].map((value) => v1.Record.create({ value: Buffer.from(value) }));
       await one.call('log.produce', v1.ProduceRequest.create({ topic: 'lagging', partition: 0, records }));
@@ -274,17 +272,11 @@ describe('group metrics', () => {
       expect(metricValue(before, 'strata_group_lag_records', 'group="g-metered",topic="lagging"')).toBe(3);
       // The coordinator reports its rebalances to the metrics: the first member's join was one.
       expect(metricValue(before, 'strata_group_rebalances_total', 'group="g-metered"')).toBe(1);
-      one.close();
-      await first.stop();
-
-      second = await startTestBroker({ dataDir: first.dataDir });
+    }, async (_client, _carried, second) => {
       const after = (await get(second.metricsAddress!, '/metrics')).body;
       expect(metricValue(after, 'strata_group_members', 'group="g-metered"')).toBe(0);
       expect(metricValue(after, 'strata_group_lag_records', 'group="g-metered",topic="lagging"')).toBe(3);
-    } finally {
-      if (second !== null) await second.dispose();
-      else await first.dispose();
-    }
+    });
   });
 });
 
