@@ -393,14 +393,17 @@ export class Consumer extends EventEmitter {
   }
 
   private enqueueCommit(offsets: TopicPartitionOffset[]): Promise<void> {
-    const run = this.commitQueue.then(() => this.commitNow(offsets));
+    // The membership the positions were taken in: a commit still queued when it is lost must
+    // not be sent under the next one, whose partitions others may have read further meanwhile.
+    const membership = this.member?.membership ?? 0;
+    const run = this.commitQueue.then(() => this.commitNow(offsets, membership));
     this.commitQueue = run.catch(() => undefined);
     return run;
   }
 
-  private async commitNow(offsets: TopicPartitionOffset[]): Promise<void> {
+  private async commitNow(offsets: TopicPartitionOffset[], membership: number): Promise<void> {
     if (offsets.length === 0) return;
-    if (this.member !== null) await this.member.commit(offsets);
+    if (this.member !== null) await this.member.commit(offsets, membership);
     else await this.committer.commit(this.groupId!, '', 0, offsets);
     for (const { topic, partition, offset } of offsets) this.lastCommitted.set(partitionKey(topic, partition), offset);
     this.notify('offsetsCommitted', { offsets } satisfies OffsetsCommittedEvent);

@@ -480,21 +480,26 @@ export class GroupMember {
     return (await pending).get(key) ?? null;
   }
 
+  /** Counts the memberships lost so far: positions taken in one are not committed in another. */
+  get membership(): number {
+    return this.incarnation;
+  }
+
   /**
-   * Commits offsets (the next offset to consume) as this member. A refusal for a stale epoch
-   * right after a heartbeat moved the epoch is retried with the new one; UNAVAILABLE and
-   * DEADLINE_EXCEEDED are retried with backoff, a few times in all.
+   * Commits offsets (the next offset to consume) as this member, if it is still in the
+   * `membership` the positions were taken in (by default, the current one). A
+   * refusal for a stale epoch right after a heartbeat moved the epoch is retried with the new
+   * one; UNAVAILABLE and DEADLINE_EXCEEDED are retried with backoff, a few times in all.
    */
-  async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+  async commit(offsets: readonly TopicPartitionOffset[], membership = this.incarnation): Promise<void> {
     if (offsets.length === 0) return;
     // Positions of one membership are not committed in the next, under the same member id:
     // the partitions were lost in between, and may have been read further by another member.
-    const incarnation = this.incarnation;
     for (let attempt = 1; ; attempt++) {
       const memberId = this.memberIdValue;
       const epoch = this.epoch;
       if (memberId === '' || this.killed) throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (joining or rejoining); nothing committed`);
-      if (this.incarnation !== incarnation) throw new StrataClientError('FAILED_PRECONDITION', `this consumer lost its membership of group "${this.groupId}" while committing, and with it the partitions; nothing committed`);
+      if (this.incarnation !== membership) throw new StrataClientError('FAILED_PRECONDITION', `this consumer lost its membership of group "${this.groupId}", and with it the partitions, after these positions were taken; nothing committed`);
       try {
         await this.committer.commit(this.groupId, memberId, epoch, offsets);
         return;
