@@ -75,6 +75,11 @@ export interface Member {
   revoking: Set<TopicPartition>;
   /** When `revoking` last became non-empty (-1 while it is empty). */
   revokingSinceMs: number;
+  /**
+   * Partitions in `revoking` whose topic was deleted (or recreated with fewer partitions) while
+   * the member owned them: it still owns them until it gives them up, but may not commit them.
+   */
+  vanished: Set<TopicPartition>;
   /** A static member that left with epoch -2: it keeps its partitions until its session ends. */
   away: boolean;
   /** It has heartbeated since it joined, so it knows its assignment: a join under its id is another consumer's (unless it is away). */
@@ -202,6 +207,7 @@ export class ConsumerGroup {
       assigned: new Set(),
       revoking: new Set(),
       revokingSinceMs: -1,
+      vanished: new Set(),
       away: false,
       heartbeated: false,
     };
@@ -334,18 +340,21 @@ export class ConsumerGroup {
   }
 
   /** Topic metadata changed (created, deleted, partitions added): recompute the target. */
-  topicsChanged(topics: TopicCounts): void {
-    // Partitions of deleted topics (or beyond a count) are owned by nobody any more.
+  topicsChanged(topics: TopicCounts, nowMs: number): void {
+    // A partition of a deleted topic (or beyond a count) is revoked like any other: its owner
+    // may still be reading it, and a topic of the same name may be created before it stops, so
+    // it stays the owner until it says it gave the partition up (or leaves, or expires).
+    // Freeing it at once would let a member assigned the new topic's partition read it
+    // beside the old owner.
     for (const member of this.members.values()) {
-      for (const set of [member.assigned, member.revoking]) {
-        for (const key of [...set]) {
-          const { topic, partition } = splitTp(key);
-          const count = topics.get(topic);
-          if (count === undefined || partition >= count) {
-            set.delete(key);
-            if (this.owners.get(key) === member.memberId) this.owners.delete(key);
-          }
-        }
+      for (const key of [...member.assigned, ...member.revoking]) {
+        const { topic, partition } = splitTp(key);
+        const count = topics.get(topic);
+        if (count !== undefined && partition < count) continue;
+        member.assigned.delete(key);
+        member.revoking.add(key);
+        member.vanished.add(key);
+        if (member.revokingSinceMs < 0) member.revokingSinceMs = nowMs;
       }
     }
     if (this.members.size > 0) this.bumpAndReassign(topics);
@@ -370,6 +379,7 @@ export class ConsumerGroup {
     for (const key of [...member.revoking]) {
       if (!reported.has(key)) {
         member.revoking.delete(key);
+        member.vanished.delete(key);
         if (this.owners.get(key) === member.memberId) this.owners.delete(key);
       }
     }
@@ -392,6 +402,14 @@ export class ConsumerGroup {
     if (member.revoking.size === 0) member.revokingSinceMs = -1;
     else if (member.revokingSinceMs < 0) member.revokingSinceMs = nowMs;
     return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
+  }
+
+  /**
+   * The partitions of `memberId` whose topic was deleted while it owned them (see `Member`):
+   * offsets it commits for them were read from a topic that is gone, and are not stored.
+   */
+  vanishedPartitions(memberId: string): ReadonlySet<TopicPartition> {
+    return this.members.get(memberId)?.vanished ?? new Set();
   }
 
   /** Checks that `memberId` at `memberEpoch` may commit offsets of `keys`. */

@@ -193,7 +193,7 @@ export class GroupCoordinator {
     for (const group of this.groups.values()) {
       if (group.members.size === 0) continue;
       const subscribes = [...group.members.values()].some((member) => member.subscription.topicNames.includes(topic) || member.regex?.matches(topic));
-      if (subscribes) group.topicsChanged(topics);
+      if (subscribes) group.topicsChanged(topics, this.clock.nowMs());
     }
   }
 
@@ -284,29 +284,39 @@ export class GroupCoordinator {
   async commit(groupId: string, memberId: string, memberEpoch: number, offsets: { topic: string; partition: number; offset: number; metadata: string }[]): Promise<void> {
     checkNewGroupId(groupId);
     if (offsets.length === 0) return;
-    for (const entry of offsets) {
+    const group = this.groups.get(groupId);
+    // Positions a member read from a topic deleted while it owned the partition are dropped:
+    // stored, they would be where a consumer of a recreated topic of that name starts.
+    const vanished = memberId === '' ? undefined : group?.vanishedPartitions(memberId);
+    const kept = vanished === undefined || vanished.size === 0 ? offsets : offsets.filter(({ topic, partition }) => !vanished.has(tp(topic, partition)));
+    if (kept.length < offsets.length) {
+      this.logger.info({ group: groupId, memberId, skipped: offsets.length - kept.length }, 'commit: offsets of partitions whose topic was deleted while the member owned them are not stored');
+    }
+    for (const entry of kept) {
       const log = this.broker.partitionLog(entry.topic, entry.partition); // NOT_FOUND for unknown ones
       if (!Number.isSafeInteger(entry.offset) || entry.offset < 0) {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `offset for ${entry.topic}-${entry.partition} must be a non-negative integer, got ${entry.offset}`);
       }
-      if (entry.offset > log.logEndOffset) {
-        throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${entry.offset} for ${entry.topic}-${entry.partition} is beyond the log end ${log.logEndOffset}`);
+      // The high watermark, not the log end: a consumer reads only durable records, and an
+      // offset past them could outlive the records after a crash (flush=interval).
+      if (entry.offset > log.highWatermark) {
+        throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${entry.offset} for ${entry.topic}-${entry.partition} is beyond the high watermark ${log.highWatermark} (the end of what a consumer can have read)`);
       }
       if (Buffer.byteLength(entry.metadata, 'utf8') > OFFSET_METADATA_BYTES_MAX) {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `metadata for ${entry.topic}-${entry.partition} is ${Buffer.byteLength(entry.metadata, 'utf8')} bytes; the limit is ${OFFSET_METADATA_BYTES_MAX} (Kafka's offset.metadata.max.bytes)`);
       }
     }
-    const group = this.groups.get(groupId);
     if (memberId === '') {
       if (group !== undefined && group.members.size > 0) {
         throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${group.members.size} active members; only its members may commit`);
       }
     } else {
       if (group === undefined) throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${groupId}"; rejoin before committing`);
-      group.checkCommit(memberId, memberEpoch, offsets.map(({ topic, partition }) => tp(topic, partition)));
+      group.checkCommit(memberId, memberEpoch, kept.map(({ topic, partition }) => tp(topic, partition)));
     }
+    if (kept.length === 0) return;
     const nowMs = this.clock.nowMs();
-    await this.offsets.commit(groupId, offsets.map((entry) => ({ ...entry, commitTimeMs: nowMs })));
+    await this.offsets.commit(groupId, kept.map((entry) => ({ ...entry, commitTimeMs: nowMs })));
   }
 
   fetchOffsets(groupId: string, topics: readonly string[]): CommittedOffset[] {

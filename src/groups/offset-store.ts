@@ -73,11 +73,11 @@ export class OffsetStore {
   }
 
   async deleteGroupOffsets(group: string, topics?: ReadonlySet<string>): Promise<void> {
-    const doomed = this.list(group, topics);
+    // Listed inside the transaction, so a commit that lands first is deleted with the rest.
     await durably(
       this.root,
       this.db.transaction(() => {
-        for (const entry of doomed) this.db.remove([group, entry.topic, entry.partition]);
+        for (const entry of this.list(group, topics)) this.db.remove([group, entry.topic, entry.partition]);
       }),
     );
   }
@@ -91,11 +91,12 @@ export class OffsetStore {
 
   /** Removes every group's offsets of a deleted topic. */
   async deleteTopic(topic: string): Promise<void> {
-    const doomed: Key[] = [];
-    for (const key of this.db.getKeys()) if (key[1] === topic) doomed.push(key);
+    // Listed inside the transaction, so a commit that lands first is deleted with the rest.
     await durably(
       this.root,
       this.db.transaction(() => {
+        const doomed: Key[] = [];
+        for (const key of this.db.getKeys()) if (key[1] === topic) doomed.push(key);
         for (const key of doomed) this.db.remove(key);
       }),
     );

@@ -55,6 +55,9 @@ function checkOwnership(group: ConsumerGroup, context = ''): void {
     for (const key of member.revoking) {
       if (group.owners.get(key) !== member.memberId) broken(`${member.memberId} is revoking ${key} but owners says ${group.owners.get(key)}`);
     }
+    for (const key of member.vanished) {
+      if (!member.revoking.has(key)) broken(`${member.memberId} has ${key} vanished but not being revoked`);
+    }
   }
 }
 
@@ -244,7 +247,7 @@ describe('membership and reconciliation', () => {
     h.settle(members);
     const epoch = h.group.groupEpoch;
     h.topics.set('t', 16);
-    h.group.topicsChanged(h.topics);
+    h.group.topicsChanged(h.topics, h.clock.nowMs());
     expect(h.group.groupEpoch).toBeGreaterThan(epoch);
     h.settle(members);
     expect(members.map((m) => m.owned.size)).toEqual([8, 8]);
@@ -644,7 +647,7 @@ describe('subscriptions and topic metadata', () => {
     h.topics.set('orders.us', 3);
     h.topics.set('ordersXus', 1); // the dot is escaped
     h.topics.set('old-orders.us', 1); // whole-name match
-    h.group.topicsChanged(h.topics);
+    h.group.topicsChanged(h.topics, h.clock.nowMs());
     expect(h.group.groupEpoch).toBeGreaterThan(groupEpoch);
     expect(show(h.beat(a).assignment)).toEqual(['orders.eu-0', 'orders.eu-1', 'orders.us-0', 'orders.us-1', 'orders.us-2']);
   });
@@ -657,7 +660,7 @@ describe('subscriptions and topic metadata', () => {
     expect(h.group.members.size).toBe(0);
   });
 
-  it('deleting a topic releases its partitions at once and the rest is rebalanced', () => {
+  it('deleting a topic revokes its partitions; the rest is rebalanced', () => {
     const h = new Harness({ t: 12, u: 4 });
     const members = [h.join({ names: ['t', 'u'] }), h.join({ names: ['t', 'u'] })];
     h.settle(members);
@@ -665,13 +668,47 @@ describe('subscriptions and topic metadata', () => {
     const c = h.join({ names: ['t', 'u'] });
     h.beat(members[0]!, { owned: new Set(members[0]!.owned) });
     h.topics.delete('u');
-    h.group.topicsChanged(h.topics);
+    h.group.topicsChanged(h.topics, h.clock.nowMs());
     checkOwnership(h.group);
-    for (const key of h.group.owners.keys()) expect(splitTp(key).topic).toBe('t');
-    for (const member of h.group.members.values()) for (const key of [...member.assigned, ...member.revoking]) expect(splitTp(key).topic).toBe('t');
+    for (const member of h.group.members.values()) for (const key of member.assigned) expect(splitTp(key).topic).toBe('t');
+    // Their owners still read them until they say they stopped.
+    const vanished = [...h.group.members.values()].flatMap((member) => [...member.vanished]);
+    expect(show(new Set(vanished))).toEqual(['u-0', 'u-1', 'u-2', 'u-3']);
     h.settle([...members, c]);
+    for (const key of h.group.owners.keys()) expect(splitTp(key).topic).toBe('t');
+    expect([...h.group.members.values()].flatMap((member) => [...member.vanished])).toEqual([]);
     expect([...members, c].map((m) => m.owned.size)).toEqual([4, 4, 4]);
     expectPartition([...members, c], partitionsOf('t', 12));
+  });
+
+  it('a topic deleted and created again (with as many or fewer partitions) is never read by two members at once', () => {
+    for (const assignor of ['uniform', 'range'] as const) {
+      for (const recreatedPartitions of [2, 1]) {
+        const h = new Harness({ t: 2, u: 2 });
+        const a = h.join({ names: ['t', 'u'], assignor });
+        const b = h.join({ names: ['t', 'u'] });
+        const clients = [a, b];
+        const all = [...partitionsOf('t', 2), ...partitionsOf('u', 2)];
+        // After every heartbeat, no partition is consumed by two clients.
+        const beatAndCheck = (client: Client): void => {
+          h.beat(client);
+          for (const key of all) expect(clients.filter((each) => each.owned.has(key)).length, `${key} consumed twice (${assignor}, ${recreatedPartitions})`).toBeLessThanOrEqual(1);
+        };
+        h.settle(clients);
+        const holder = clients.find((client) => client.owned.has(tp('u', 0)))!;
+        const other = holder === a ? b : a;
+        h.topics.delete('u');
+        h.group.topicsChanged(h.topics, h.clock.nowMs());
+        h.topics.set('u', recreatedPartitions);
+        h.group.topicsChanged(h.topics, h.clock.nowMs());
+        // The other member heartbeats first: u-0 is not handed to it while its owner still
+        // reads the deleted topic's u-0.
+        beatAndCheck(other);
+        for (let round = 0; round < 10; round++) for (const client of [holder, other]) beatAndCheck(client);
+        expect(h.group.state).toBe('stable');
+        expectPartition(clients, [...partitionsOf('t', 2), ...partitionsOf('u', recreatedPartitions)]);
+      }
+    }
   });
 
   it('a subscription change in a heartbeat rebalances the group', () => {

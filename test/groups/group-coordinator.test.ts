@@ -7,6 +7,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { GroupCoordinator, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
+import { TestFileSystem } from '../helpers/test-file-system.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 import { RecordRanges } from '../../src/storage/record-ranges.js';
 
@@ -17,11 +18,14 @@ let dataDir: string;
 let clock: ManualClock;
 let broker: Broker;
 let coordinator: GroupCoordinator;
+let fs: TestFileSystem;
 
 beforeEach(async () => {
   dataDir = temporaryDirectory('strata-groups-');
   clock = new ManualClock(T0);
-  broker = await Broker.open({ dataDir, clock });
+  fs = new TestFileSystem();
+  // Log calls on the thread pool (not the event loop), so that `fs` can hold an fdatasync.
+  broker = await Broker.open({ dataDir, clock, fs, inlineIo: false });
   coordinator = new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, heartbeatIntervalMs: 200, sessionCheckIntervalMs: 3_600_000 });
 });
 
@@ -309,6 +313,47 @@ describe('offset commits', () => {
     await coordinator.commit('g', '', 0, [{ topic: 't', partition: 3, offset: 3, metadata: 'manual' }]);
     expect(offsetsOf('g', ['t'])).toEqual([{ ...mine, offset: 0 }, { topic: 't', partition: 3, offset: 3 }].sort((x, y) => x.partition - y.partition));
     expect(offsetsOf('g', ['other'])).toEqual([]);
+  });
+
+  it('refuses an offset past the high watermark: records written but not yet durable cannot have been read', async () => {
+    await broker.createTopic('t', 1, {});
+    await produce('t', 0, 2, () => T0);
+    const sync = fs.hold('fdatasync');
+    try {
+      const written = broker.produceRecords('t', 0, RecordRanges.of([{ value: Buffer.from('x'), timestamp: T0 }]), 'leader', null);
+      await sync.reached;
+      await written; // acks=leader: written, its fdatasync held
+      const log = broker.partitionLog('t', 0);
+      expect([log.highWatermark, log.logEndOffset]).toEqual([2, 3]);
+      const past = await failure(() => coordinator.commit('g', '', 0, [{ topic: 't', partition: 0, offset: 3, metadata: '' }]));
+      expect(past).toEqual({ code: ErrorCode.OFFSET_OUT_OF_RANGE, message: expect.stringMatching(/offset 3 for t-0 is beyond the high watermark 2/) as unknown as string });
+      await coordinator.commit('g', '', 0, [{ topic: 't', partition: 0, offset: 2, metadata: '' }]);
+    } finally {
+      sync.release();
+    }
+    expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 2 }]);
+  });
+
+  it("does not store a member's offsets of a partition whose topic was deleted while it owned it, even once a topic of that name is created again", async () => {
+    await broker.createTopic('t', 1, {});
+    await broker.createTopic('u', 1, {});
+    await produce('u', 0, 5, () => T0);
+    const member = join('g', ['t', 'u']);
+    settle([member]);
+    expect(label(member.owned)).toEqual(['t-0', 'u-0']);
+    await broker.deleteTopic('u');
+    await broker.createTopic('u', 1, {});
+    await produce('u', 0, 10, () => T0);
+    // The member still reads the old u-0 (it has not heartbeated): its position there is not the new topic's.
+    await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 't', partition: 0, offset: 0, metadata: '' }, { topic: 'u', partition: 0, offset: 5, metadata: '' }]);
+    expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 0 }]);
+    // Even alone, such a commit is still checked for the member's epoch.
+    expect((await failure(() => coordinator.commit('g', member.memberId, member.epoch - 1, [{ topic: 'u', partition: 0, offset: 5, metadata: '' }]))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    // Once it gave the old u-0 up, it is assigned the new one, whose offsets it commits.
+    expect(label(beat(member).assignment)).toEqual(['t-0']);
+    expect(label(beat(member).assignment)).toEqual(['t-0', 'u-0']);
+    await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 'u', partition: 0, offset: 7, metadata: '' }]);
+    expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 0 }, { topic: 'u', partition: 0, offset: 7 }]);
   });
 });
 

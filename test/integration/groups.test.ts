@@ -302,7 +302,7 @@ describe('offsets', () => {
     const refused = new Map<number, { code: status; message: RegExp }>([
       [100, { code: status.FAILED_PRECONDITION, message: /stale member epoch/ }],
       [200, { code: status.NOT_FOUND, message: /no-such-topic/ }],
-      [300, { code: status.OUT_OF_RANGE, message: /beyond the log end/ }],
+      [300, { code: status.OUT_OF_RANGE, message: /beyond the high watermark/ }],
       [400, { code: status.INVALID_ARGUMENT, message: /partition/ }],
     ]);
     const lastGood = [0, 0, 0];
