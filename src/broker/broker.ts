@@ -19,7 +19,7 @@ import { ErrorCode, StrataError } from '../common/errors.js';
 import { DEFAULT_MAX_REQUEST_BYTES, PRODUCE_REQUEST_FIELDS_BYTES_MAX } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
-import { partitionDirectory, topicsDirectory } from '../storage/file-names.js';
+import { graveyardDirectory, partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
@@ -132,6 +132,10 @@ export class Broker {
   ready = false;
   /** Partition directories found without metadata at start-up. */
   readonly orphans: string[] = [];
+  /** Removal of the previous run's deleted topics, begun at start and awaited by the first delete. */
+  private graveyardCleared: Promise<void> = Promise.resolve();
+  /** Topics deleted since start: numbers their directories in the graveyard. */
+  private deletedTopics = 0;
   /** The log writes and fdatasyncs of every partition, counted by the logs (see `ioCallTotals`). */
   private readonly ioCalls: IoCalls = emptyIoCalls();
 
@@ -177,7 +181,10 @@ export class Broker {
   }
 
   private async load(): Promise<void> {
-    void rm(join(this.dataDir, 'deleted'), { recursive: true, force: true });
+    // Not awaited here (it may hold many files), but before the next delete moves a topic in.
+    this.graveyardCleared = rm(graveyardDirectory(this.dataDir), { recursive: true, force: true }).catch((error: unknown) => {
+      this.logger.warn({ directory: graveyardDirectory(this.dataDir), err: error }, 'could not remove the topics deleted before the last stop');
+    });
     const records = this.metadata.listTopics();
     for (const record of records) {
       const config = this.effectiveConfig(record);
@@ -235,6 +242,14 @@ export class Broker {
         throw error;
       },
     );
+    for (let partition = from; partition < to; partition++) {
+      if (existing?.has(String(partition))) {
+        // Data no topic refers to (a topic deleted while the broker crashed, a delete whose
+        // move failed): opened as the new partition, old records would come back.
+        const path = join('topics', topic, String(partition));
+        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `directory ${path} of the data directory exists, but no topic refers to it (left by an earlier topic of this name); move it out of the data directory or remove it, then try again`);
+      }
+    }
     const logs: PartitionLog[] = [];
     try {
       for (let partition = from; partition < to; partition++) logs.push(await this.openPartition(topic, partition, config));
@@ -319,9 +334,11 @@ export class Broker {
       this.topics.delete(name);
       const gone = new StrataError(ErrorCode.NOT_FOUND, `topic "${name}" was deleted`);
       for (const log of topic.logs) await log.close({ reason: gone });
-      const graveyard = join(this.dataDir, 'deleted');
+      await this.graveyardCleared;
+      const graveyard = graveyardDirectory(this.dataDir);
       await this.fs.mkdirs(graveyard);
-      const target = join(graveyard, `${name}-${this.clock.nowMs()}`);
+      // Unique, and within a file name's 255 bytes for a name of up to 249 characters.
+      const target = join(graveyard, `${this.clock.nowMs()}-${++this.deletedTopics}-${name.slice(0, 200)}`);
       await this.fs.rename(join(topicsDirectory(this.dataDir), name), target);
       await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
       void rm(target, { recursive: true, force: true });

@@ -43,6 +43,11 @@ export function topicsDirectory(dataDir: string): string {
   return join(dataDir, 'topics');
 }
 
+/** Where deleted topics' directories are moved before they are removed (emptied at start). */
+export function graveyardDirectory(dataDir: string): string {
+  return join(dataDir, 'deleted');
+}
+
 export function partitionDirectory(dataDir: string, topic: string, partition: number): string {
   return join(topicsDirectory(dataDir), topic, String(partition));
 }

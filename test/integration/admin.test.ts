@@ -2,10 +2,13 @@
 // admin.proto promises, and topics, configs, data and producer state survive a broker restart;
 // method: in-process brokers over real gRPC, checking every effect through the public API
 // (DescribeTopic, Produce, Fetch) rather than the broker's internals.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
+import { TOPIC_NAME_LENGTH_MAX } from '../../src/broker/topic-name.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES } from '../../src/storage/log-config.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
@@ -283,6 +286,34 @@ describe('admin', () => {
       const produced = await admin.produce({ topic: 'doomed', partition: 0, records: [v1.Record.create({ value: Buffer.from('fresh') })] });
       expect(produced.batches[0]!.baseOffset.toNumber()).toBe(0);
       expect(await admin.values('doomed', 0)).toEqual(['fresh']);
+    });
+
+    it('deletes a topic whose name has the longest length allowed; created again, it starts empty', async () => {
+      const name = 'l'.repeat(TOPIC_NAME_LENGTH_MAX);
+      await admin.create(name, 1);
+      await admin.produce({ topic: name, partition: 0, records: [v1.Record.create({ value: Buffer.from('old') })] });
+      await admin.remove(name);
+      await admin.create(name, 1);
+      expect(await admin.values(name, 0)).toEqual([]);
+    });
+
+    it('a partition directory that no topic refers to is never taken over by a new topic or partition: FAILED_PRECONDITION', async () => {
+      // As a topic deleted while the broker crashed would leave it.
+      const leftover = (name: string, partition: number): void => {
+        mkdirSync(join(broker.dataDir, 'topics', name, String(partition)), { recursive: true });
+        writeFileSync(join(broker.dataDir, 'topics', name, String(partition), '00000000000000000000.log'), 'old records');
+      };
+      leftover('haunted', 0);
+      const refused = await grpcError(admin.create('haunted', 1));
+      expect(refused.code).toBe(status.FAILED_PRECONDITION);
+      expect(refused.details).toMatch(/directory topics\/haunted\/0 of the data directory exists, but no topic refers to it .*move it out of the data directory or remove it/);
+      expect((await admin.list()).map((topic) => topic.name)).not.toContain('haunted');
+      await admin.create('haunted-growing', 1);
+      leftover('haunted-growing', 1);
+      expect((await grpcError(admin.addPartitions('haunted-growing', 2))).code).toBe(status.FAILED_PRECONDITION);
+      expect((await admin.describe('haunted-growing')).partitions).toHaveLength(1);
+      rmSync(join(broker.dataDir, 'topics', 'haunted'), { recursive: true });
+      expect((await admin.create('haunted', 1)).partitions).toHaveLength(1);
     });
 
     it('NOT_FOUND for an unknown topic, INVALID_ARGUMENT for an illegal name', async () => {
