@@ -21,10 +21,13 @@ import {
   INFLATED_BATCH_BYTES_MAX,
   MAGIC_OFFSET,
   readAttributes,
+  readBaseTimestamp,
   readBatchSize,
   readLastOffsetDelta,
+  readMaxTimestamp,
   readRecordCount,
   RECORDS_OFFSET,
+  TIMESTAMP_TYPE_MASK,
   unsupportedCodecMessage,
 } from './record-batch.js';
 import { VarintReader } from './varint.js';
@@ -73,7 +76,7 @@ export function validateBatchesOnLoop(buffer: Buffer, maxBatchBytes: number): Ch
     if (compressionOf(readAttributes(buffer, position)) === Compression.none) {
       const records = new RecordsCheck(readRecordCount(buffer, position));
       const recordsProblem =
-        records.check(buffer, position + RECORDS_OFFSET, position + readBatchSize(buffer, position)) ?? records.finish();
+        records.check(buffer, position + RECORDS_OFFSET, position + readBatchSize(buffer, position)) ?? records.finish() ?? checkMaxTimestamp(buffer, position, records);
       if (recordsProblem !== null) throw corruptBatch(batchCount, position, recordsProblem);
     } else {
       compressed.push({ index: batchCount, position });
@@ -111,6 +114,18 @@ export async function validateBatches(
   return { batchCount, recordCount };
 }
 
+/**
+ * A batch's max timestamp (in its header) against its records: with create time, it must be
+ * the largest of their timestamps, or lookups by time would skip them and retention would
+ * delete them early. With log-append time the records' own timestamps are not used.
+ */
+function checkMaxTimestamp(buffer: Buffer, position: number, records: RecordsCheck): string | null {
+  if (readAttributes(buffer, position) & TIMESTAMP_TYPE_MASK) return null;
+  const largest = readBaseTimestamp(buffer, position) + records.largestTimestampDelta;
+  const maxTimestamp = readMaxTimestamp(buffer, position);
+  return largest === maxTimestamp ? null : `max timestamp ${maxTimestamp} is not the largest of its records' timestamps, ${largest}`;
+}
+
 function corruptBatch(index: number, position: number, problem: string): StrataError {
   return new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch ${index} at byte ${position}: ${problem}`);
 }
@@ -128,6 +143,9 @@ function checkRecordsHeader(buffer: Buffer, position: number): string | null {
   }
   const attributes = readAttributes(buffer, position);
   if (attributes & CONTROL_MASK) return 'control batches are not accepted from producers';
+  // A batch's max timestamp places it in the time index and ages it for retention.
+  const maxTimestamp = readMaxTimestamp(buffer, position);
+  if (maxTimestamp < 0) return `max timestamp ${maxTimestamp} is negative: records need timestamps, in milliseconds since the epoch`;
   const compression = compressionOf(attributes);
   if (compression !== Compression.none && compression !== Compression.gzip) {
     return unsupportedCodecMessage(compression);
@@ -142,6 +160,8 @@ function checkRecordsHeader(buffer: Buffer, position: number): string | null {
  */
 export class RecordsCheck {
   private index = 0;
+  /** The largest timestamp delta of the records checked so far. */
+  largestTimestampDelta = Number.NEGATIVE_INFINITY;
   private readonly reader = new VarintReader(EMPTY, 0, 0);
   private readonly fields = new VarintReader(EMPTY, 0, 0); // reused per record
 
@@ -157,8 +177,9 @@ export class RecordsCheck {
     return this.index === this.count;
   }
 
-  /** Counts a record checked elsewhere (`RecordInPieces`). */
-  recordChecked(): void {
+  /** Counts a record checked elsewhere (`RecordInPieces`), with its timestamp delta. */
+  recordChecked(timestampDelta: number): void {
+    if (timestampDelta > this.largestTimestampDelta) this.largestTimestampDelta = timestampDelta;
     this.index++;
   }
 
@@ -177,7 +198,8 @@ export class RecordsCheck {
         fields.position = reader.position;
         fields.end = recordEnd;
         fields.readInt8();
-        fields.readVarlong();
+        const timestampDelta = fields.readVarlong();
+        if (timestampDelta > this.largestTimestampDelta) this.largestTimestampDelta = timestampDelta;
         const offsetDelta = fields.readVarint();
         if (offsetDelta !== index) return `record ${index} has offset delta ${offsetDelta}`;
         skipBytesField(fields); // key
@@ -244,7 +266,7 @@ export function checkCompressedRecords(buffer: Buffer, position: number): Promis
       if (problem !== null) settle(problem);
     });
     gunzip.on('error', (error) => settle(`its records do not inflate: ${error.message}`));
-    gunzip.on('end', () => settle(records.end()));
+    gunzip.on('end', () => settle(records.end() ?? checkMaxTimestamp(buffer, position, records.check)));
     gunzip.end(buffer.subarray(position + RECORDS_OFFSET, position + readBatchSize(buffer, position)));
   });
 }
@@ -258,7 +280,7 @@ export class InflatedRecords {
   private inPieces: RecordInPieces | null = null;
   private readonly lengthReader = new VarintReader(EMPTY, 0, 0);
 
-  constructor(private readonly records: RecordsCheck) {}
+  constructor(readonly check: RecordsCheck) {}
 
   /** Checks the next chunk; null when nothing is wrong so far, else what is. */
   push(chunk: Buffer): string | null {
@@ -266,23 +288,23 @@ export class InflatedRecords {
     if (this.inPieces !== null) {
       position = this.inPieces.feed(chunk, 0);
       if (position < 0) return this.inPieces.problem;
-      const problem = this.inPieces.problem;
+      const { problem, timestampDelta } = this.inPieces;
       this.inPieces = null;
       if (problem !== null) return problem;
-      this.records.recordChecked();
+      this.check.recordChecked(timestampDelta);
     }
     const wholeEnd = this.wholeRecordsEnd(chunk, position);
-    const problem = this.records.check(chunk, position, wholeEnd);
+    const problem = this.check.check(chunk, position, wholeEnd);
     if (problem !== null || wholeEnd === chunk.length) return problem;
-    if (this.records.complete) return this.records.bytesAfterLast();
-    this.inPieces = new RecordInPieces(this.records.nextIndex);
+    if (this.check.complete) return this.check.bytesAfterLast();
+    this.inPieces = new RecordInPieces(this.check.nextIndex);
     this.inPieces.feed(chunk, wholeEnd); // cannot end the record: the chunk does not hold it whole
     return this.inPieces.problem;
   }
 
   /** At the end of the stream: what is wrong with the records as a whole, or null. */
   end(): string | null {
-    return this.inPieces !== null ? this.inPieces.cutShort() : this.records.finish();
+    return this.inPieces !== null ? this.inPieces.cutShort() : this.check.finish();
   }
 
   /**
@@ -342,6 +364,8 @@ const VARLONG_GATHER_BYTES = 9;
 class RecordInPieces {
   /** What is wrong with the record: set when it has ended, or when its length prefix is wrong. */
   problem: string | null = null;
+  /** The record's timestamp delta, once read. */
+  timestampDelta = 0;
   private fieldProblem: string | null = null;
   private step = LENGTH;
   /** Bytes of the record after its length prefix not consumed yet (they bound every field). */
@@ -457,7 +481,7 @@ class RecordInPieces {
           return;
         }
         case TIMESTAMP_DELTA:
-          reader.readVarlong();
+          this.timestampDelta = reader.readVarlong();
           this.step = OFFSET_DELTA;
           return;
         case OFFSET_DELTA: {

@@ -66,7 +66,7 @@ export const CURRENT_MAGIC = 2;
 export const Compression = { none: 0, gzip: 1, snappy: 2, lz4: 3, zstd: 4 } as const;
 export type CompressionName = keyof typeof Compression;
 const COMPRESSION_MASK = 0x07;
-const TIMESTAMP_TYPE_MASK = 0x08;
+export const TIMESTAMP_TYPE_MASK = 0x08;
 export const TRANSACTIONAL_MASK = 0x10;
 export const CONTROL_MASK = 0x20;
 

@@ -29,8 +29,11 @@ import {
   firstRecordKey,
   INFLATED_BATCH_BYTES_MAX,
   LOG_OVERHEAD,
+  MAX_TIMESTAMP_OFFSET,
   RECORDS_OFFSET,
   type RecordInput,
+  TIMESTAMP_TYPE_MASK,
+  writeInt64,
 } from '../../src/storage/record-batch.js';
 import { type BatchOptions, buildBatch } from '../../src/storage/record-batch-builder.js';
 import { writeVarint } from '../../src/storage/varint.js';
@@ -225,6 +228,51 @@ describe('checkCompressedRecords (a gzip batch inflated on the thread pool)', ()
     const error = await rejection(validateBatches(Buffer.concat([good, bad]), BATCH_BYTES_LIMIT));
     expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
     expect(error.message).toBe(`invalid record batch 1 at byte ${good.length}: record 1 runs past the end of the batch`);
+  });
+});
+
+/** `batch` with its header's max timestamp (and attributes, when given) changed, resealed. */
+function withMaxTimestamp(batch: Buffer, maxTimestamp: number, attributes?: number): Buffer {
+  const changed = Buffer.from(batch);
+  writeInt64(changed, MAX_TIMESTAMP_OFFSET, maxTimestamp);
+  if (attributes !== undefined) changed.writeInt16BE(attributes, ATTRIBUTES_OFFSET);
+  changed.writeUInt32BE(crc32c(changed.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+  return changed;
+}
+
+describe('max timestamps (they place a batch in the time index and age it for retention)', () => {
+  const stamped: RecordInput[] = [{ value: b('a'), timestamp: T0 }, { value: b('b'), timestamp: T0 + 500 }, { value: b('c'), timestamp: T0 + 200 }];
+
+  it("refuses a batch whose max timestamp is not its records' largest, compressed or not", async () => {
+    for (const compression of ['none', 'gzip'] as const) {
+      const batch = buildBatch(stamped, { compression });
+      await validateBatches(batch, BATCH_BYTES_LIMIT);
+      for (const wrong of [T0 + 100, T0 + 900]) {
+        const error = await rejection(validateBatches(withMaxTimestamp(batch, wrong), BATCH_BYTES_LIMIT));
+        expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
+        expect(error.message).toBe(`invalid record batch 0 at byte 0: max timestamp ${wrong} is not the largest of its records' timestamps, ${T0 + 500}`);
+      }
+    }
+  });
+
+  it('finds the largest timestamp in records that span inflated chunks', async () => {
+    // Each value is larger than a chunk of inflated records: every record is read in pieces.
+    const value = Buffer.alloc(300 * 1024, 'v');
+    const large: RecordInput[] = [{ value, timestamp: T0 }, { value, timestamp: T0 + 1_000 }, { value, timestamp: T0 + 5 }];
+    const batch = buildBatch(large, { compression: 'gzip' });
+    expect(await checkCompressedRecords(batch, 0)).toBeNull();
+    expect(await checkCompressedRecords(withMaxTimestamp(batch, T0 + 5), 0)).toBe(`max timestamp ${T0 + 5} is not the largest of its records' timestamps, ${T0 + 1_000}`);
+  });
+
+  it('refuses a negative max timestamp: records without timestamps', async () => {
+    const error = await rejection(validateBatches(buildBatch([{ value: b('a') }], { timestamp: -1 }), BATCH_BYTES_LIMIT));
+    expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
+    expect(error.message).toBe('invalid record batch 0 at byte 0: max timestamp -1 is negative: records need timestamps, in milliseconds since the epoch');
+  });
+
+  it("takes a log-append-time batch's max timestamp as it is (its records' own are not used)", async () => {
+    const batch = buildBatch(stamped);
+    await validateBatches(withMaxTimestamp(batch, T0 + 999, TIMESTAMP_TYPE_MASK), BATCH_BYTES_LIMIT);
   });
 });
 
