@@ -94,7 +94,8 @@ export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Reado
 export function parseKafkaConfig(entries: Readonly<Record<string, string>>): Partial<LogConfig> {
   const result: Partial<LogConfig> = {};
   for (const [name, raw] of Object.entries(entries)) {
-    const key = KAFKA_NAMES[name];
+    // Own names only: `toString` or `constructor` would find Object.prototype's members.
+    const key = Object.hasOwn(KAFKA_NAMES, name) ? KAFKA_NAMES[name] : undefined;
     if (key === undefined) {
       throw invalid(`unknown topic config "${name}"; known: ${Object.keys(KAFKA_NAMES).join(', ')}`);
     }
