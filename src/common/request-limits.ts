@@ -12,3 +12,39 @@ export const DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024;
  * max.message.bytes must leave this much of `--max-request-bytes` free.
  */
 export const PRODUCE_REQUEST_FIELDS_BYTES_MAX = 1024;
+
+/**
+ * The largest request, in bytes, of any method but Produce and ProduceStream. Those carry
+ * records and take up to `--max-request-bytes`; every other request is a few names and numbers
+ * (a heartbeat of a member owning 10,000 partitions of ten topics is about 19 KiB). Decoding is
+ * where a large request costs: protobufjs makes an array element per packed number and the
+ * handler an object per entry, all on the event loop, so a 60 MiB Heartbeat of packed zeros
+ * held every call for 40 s and two of them ran the broker out of memory. Larger requests are
+ * refused with RESOURCE_EXHAUSTED before their bytes are decoded.
+ */
+export const NON_PRODUCE_REQUEST_BYTES_MAX = 1024 * 1024;
+
+/**
+ * The largest record batch any partition accepts: no topic's max.message.bytes may exceed it,
+ * nor may one append (`APPEND_BYTES_MAX` in storage/partition-log.ts; a test keeps the three
+ * equal). Kept here, not imported, so that the produce request decoder, which clients load
+ * with the service definitions, does not load the storage layer.
+ */
+export const BATCH_BYTES_MAX = 16 * 1024 * 1024;
+
+/**
+ * The fewest bytes a record takes in a Kafka v2 batch: its length, attributes, timestamp delta,
+ * offset delta, key length, value length and header count, at least a byte each.
+ */
+export const BATCH_RECORD_BYTES_MIN = 7;
+
+/**
+ * The most records one ProduceRequest may carry: more cannot fit in one batch of
+ * `BATCH_BYTES_MAX`. A record costs only two bytes in a request (an empty `Record`) but seven
+ * in the batch built from it, and every record was parsed before the batch's size was known:
+ * a 60 MiB request of 31 million empty records held the event loop for 11.5 s and took 2 GB
+ * before it was refused. The decoder stops at this bound instead. Records without a partition
+ * may spread over several partitions by key, so a request of more could in principle fit; it
+ * is refused all the same, as one request is bounded work: such a client sends several.
+ */
+export const PRODUCE_REQUEST_RECORDS_MAX = Math.floor(BATCH_BYTES_MAX / BATCH_RECORD_BYTES_MIN);

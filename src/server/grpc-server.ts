@@ -15,7 +15,8 @@ import type { Http2Session } from 'node:http2';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
 import type { Logger } from '../common/logger.js';
-import { withMalformedRequests } from './malformed-request.js';
+import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
+import { withMalformedRequests, withRequestBytesMax } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
 import { PROTO_ROOT } from '../common/package-root.js';
 import { adminServiceHandlers } from './admin-service.js';
@@ -37,7 +38,10 @@ const SERVICE_NAMES = ['', LOG_SERVICE_NAME, ADMIN_SERVICE_NAME, GROUPS_SERVICE_
 export interface GrpcServerOptions {
   /** host:port; port 0 picks a free one. */
   listen: string;
-  /** Largest request accepted; larger ones fail with RESOURCE_EXHAUSTED. */
+  /**
+   * Largest produce request accepted; larger ones fail with RESOURCE_EXHAUSTED. Other requests
+   * are limited to `NON_PRODUCE_REQUEST_BYTES_MAX` (or this, if smaller).
+   */
   maxRequestBytes: number;
   logger: Logger;
   metrics: BrokerMetrics | null;
@@ -87,9 +91,13 @@ export class StrataGrpcServer {
     const stopping = new AbortController();
     // Every long poll, subscription and pipelined stream listens to it: thousands are normal.
     setMaxListeners(0, stopping.signal);
-    server.addService(withMalformedRequests(logServerDefinition), logServiceHandlers(broker, context, stopping.signal));
-    server.addService(withMalformedRequests(adminServiceDefinition), adminServiceHandlers(broker, context));
-    server.addService(withMalformedRequests(groupsServiceDefinition), groupsServiceHandlers(coordinator, context, stopping.signal));
+    // Only produce requests carry records and take up to maxRequestBytes (grpc-js enforces that).
+    const log = withRequestBytesMax(logServerDefinition, NON_PRODUCE_REQUEST_BYTES_MAX, ['produce', 'produceStream']);
+    const admin = withRequestBytesMax(adminServiceDefinition, NON_PRODUCE_REQUEST_BYTES_MAX);
+    const groups = withRequestBytesMax(groupsServiceDefinition, NON_PRODUCE_REQUEST_BYTES_MAX);
+    server.addService(withMalformedRequests(log), logServiceHandlers(broker, context, stopping.signal));
+    server.addService(withMalformedRequests(admin), adminServiceHandlers(broker, context));
+    server.addService(withMalformedRequests(groups), groupsServiceHandlers(coordinator, context, stopping.signal));
     const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, 'NOT_SERVING' as const])));
     health.addToServer(server);
     const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));

@@ -9,8 +9,14 @@
  * comes with records (which the handler rejects), are copied together and decoded by
  * protobufjs, so they keep its exact semantics. A request without records is decoded by
  * protobufjs as it is. Bytes protobufjs could not decode fail the same way as before.
+ *
+ * The same pass bounds the work a request can cause: at the record past
+ * `PRODUCE_REQUEST_RECORDS_MAX` it stops and refuses the request with RESOURCE_EXHAUSTED, before
+ * any record is parsed or any batch built (the refusal the batch would otherwise meet later).
  */
 import protobuf from 'protobufjs/minimal.js';
+import { ErrorCode, StrataError } from '../common/errors.js';
+import { BATCH_BYTES_MAX, BATCH_RECORD_BYTES_MIN, PRODUCE_REQUEST_RECORDS_MAX } from '../common/request-limits.js';
 import { LENGTH_DELIMITED, fieldTag } from '../common/protobuf-wire.js';
 import { strata } from '../generated/strata.js';
 
@@ -37,6 +43,7 @@ export function decodeProduceRequest(bytes: Buffer): IncomingProduceRequest {
       const length = reader.uint32();
       const start = reader.pos;
       reader.skip(length);
+      if (recordRanges.length === 2 * PRODUCE_REQUEST_RECORDS_MAX) throw tooManyRecords();
       recordRanges.push(start, start + length);
     } else {
       // (Field 3 with another wire type too: protobufjs skips it as unknown.)
@@ -53,4 +60,11 @@ export function decodeProduceRequest(bytes: Buffer): IncomingProduceRequest {
   let position = 0;
   for (let at = 0; at < otherFields.length; at += 2) position += bytes.copy(others, position, otherFields[at], otherFields[at + 1]);
   return { message: strata.v1.ProduceRequest.decode(others), source: bytes, recordRanges };
+}
+
+function tooManyRecords(): StrataError {
+  return new StrataError(
+    ErrorCode.RESOURCE_EXHAUSTED,
+    `the produce request carries more than ${PRODUCE_REQUEST_RECORDS_MAX} records, more than fit in one batch (a record takes at least ${BATCH_RECORD_BYTES_MIN} bytes in a batch, and no partition accepts a batch over ${BATCH_BYTES_MAX} bytes); send the records in several requests`,
+  );
 }

@@ -10,6 +10,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import { NON_PRODUCE_REQUEST_BYTES_MAX, PRODUCE_REQUEST_RECORDS_MAX } from '../../src/common/request-limits.js';
 import type { strata } from '../../src/generated/strata.js';
 import { STATUS_FOR_CODE, toGrpcFailure } from '../../src/server/status.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
@@ -265,6 +266,13 @@ describe('bad requests', () => {
     { name: 'produce with bytes that are not protobuf', method: 'log.produce', request: () => Buffer.from([0x0f]), code: status.INVALID_ARGUMENT, message: /strata\.v1\.Log\/Produce is not a valid protobuf message \(invalid wire type 7/ },
     { name: 'fetch with a truncated message', method: 'log.fetch', request: () => Buffer.from([0x0a, 0x05, 0x61]), code: status.INVALID_ARGUMENT, message: /strata\.v1\.Log\/Fetch is not a valid protobuf message \(index out of range/ },
     { name: 'heartbeat with bytes that are not protobuf', method: 'groups.heartbeat', request: () => Buffer.from([0x0f]), code: status.INVALID_ARGUMENT, message: /strata\.v1\.Groups\/Heartbeat is not a valid protobuf message/ },
+    {
+      name: 'heartbeat listing 100001 owned partitions',
+      method: 'groups.heartbeat',
+      request: () => v1.HeartbeatRequest.create({ groupId: 'owned-many', memberEpoch: 0, subscribedTopicNames: ['good'], ownedPartitions: [{ topic: 'good', partitions: new Array<number>(100_001).fill(0) }] }),
+      code: status.INVALID_ARGUMENT,
+      message: /^owned_partitions lists 100001 partitions; the limit is 100000: list each partition the member owns once$/,
+    },
     { name: 'subscribe with a negative max_bytes', method: 'log.subscribe', request: () => v1.SubscribeRequest.create({ topic: 'good', maxBytes: -4 }), code: status.INVALID_ARGUMENT, message: /max_bytes must be a non-negative integer, got -4/ },
   ];
 
@@ -410,6 +418,77 @@ describe('bad requests', () => {
       const small = await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'small', partition: 0, batch: batchOf('fits') }));
       expect(small.batches[0]!.baseOffset.toNumber()).toBe(0);
     });
+  });
+});
+
+describe('large requests (broker at the default --max-request-bytes of 64 MiB)', () => {
+  let broker: TestBroker;
+  let client: TestClient;
+  /** A few MiB: over the 1 MiB limit of non-produce requests, far under the server's 64 MiB. */
+  const OVER_LIMIT_BYTES = 3 * 1024 * 1024;
+  const tooLarge = (method: string, bytes: number): RegExp =>
+    new RegExp(`^the request to strata\\.v1\\.${method} is ${bytes} bytes, over the limit of ${NON_PRODUCE_REQUEST_BYTES_MAX} bytes for this method; only Produce and ProduceStream, which carry records, take requests up to --max-request-bytes`);
+
+  beforeAll(async () => {
+    broker = await startTestBroker();
+    client = new TestClient(broker.address);
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'large', partitions: 1 }));
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await broker?.dispose();
+  });
+
+  it('refuses a Heartbeat of 3 MiB of packed owned partitions with RESOURCE_EXHAUSTED, before decoding it', async () => {
+    // Each packed zero is one byte, and decoded, an array element and an object.
+    const partitions = new Array<number>(OVER_LIMIT_BYTES).fill(0);
+    const bytes = Buffer.from(v1.HeartbeatRequest.encode(v1.HeartbeatRequest.create({ groupId: 'large', memberEpoch: 0, ownedPartitions: [{ topic: 'large', partitions }] })).finish());
+    const error = await grpcError(client.call('groups.heartbeat', bytes));
+    expect(status[error.code]).toBe('RESOURCE_EXHAUSTED');
+    expect(error.details).toMatch(tooLarge('Groups/Heartbeat', bytes.length));
+  });
+
+  it('refuses a CreateTopic over 1 MiB with RESOURCE_EXHAUSTED and creates nothing', async () => {
+    const bytes = Buffer.from(v1.CreateTopicRequest.encode(v1.CreateTopicRequest.create({ name: 'large-configs', partitions: 1, configs: { 'retention.ms': '1'.repeat(OVER_LIMIT_BYTES) } })).finish());
+    const error = await grpcError(client.call('admin.createTopic', bytes));
+    expect(status[error.code]).toBe('RESOURCE_EXHAUSTED');
+    expect(error.details).toMatch(tooLarge('Admin/CreateTopic', bytes.length));
+    expect(broker.broker.hasTopic('large-configs')).toBe(false);
+  });
+
+  it('ends a Subscribe over 1 MiB with RESOURCE_EXHAUSTED', async () => {
+    const bytes = Buffer.from(v1.SubscribeRequest.encode(v1.SubscribeRequest.create({ topic: 'large', partitions: new Array<number>(OVER_LIMIT_BYTES).fill(0) })).finish());
+    const stream = client.log.makeServerStreamRequest('/strata.v1.Log/Subscribe', (request: Buffer) => request, (response: Buffer) => response, bytes, new Metadata(), { deadline: Date.now() + 10_000 });
+    const error = await new Promise<ServiceError>((resolve, reject) => {
+      stream.on('data', () => reject(new Error('expected the subscription to be refused, but it delivered data')));
+      stream.on('error', resolve);
+    });
+    expect(status[error.code]).toBe('RESOURCE_EXHAUSTED');
+    expect(error.details).toMatch(tooLarge('Log/Subscribe', bytes.length));
+  });
+
+  it(`refuses a Produce of ${PRODUCE_REQUEST_RECORDS_MAX + 1} empty records with RESOURCE_EXHAUSTED, before parsing them`, async () => {
+    // Two bytes each on the wire (under 5 MiB in all), seven each in the batch built from them.
+    const emptyRecord = Buffer.from([(3 << 3) | 2, 0]);
+    const fields = v1.ProduceRequest.encode(v1.ProduceRequest.create({ topic: 'large', partition: 0 })).finish();
+    const bytes = Buffer.concat([fields, Buffer.alloc((PRODUCE_REQUEST_RECORDS_MAX + 1) * emptyRecord.length, emptyRecord)]);
+    const error = await grpcError(client.call('log.produce', bytes));
+    expect({ code: status[error.code], details: error.details }).toEqual({
+      code: 'RESOURCE_EXHAUSTED',
+      details: `the produce request carries more than ${PRODUCE_REQUEST_RECORDS_MAX} records, more than fit in one batch (a record takes at least 7 bytes in a batch, and no partition accepts a batch over 16777216 bytes); send the records in several requests`,
+    });
+  });
+
+  it('still serves afterwards: a produce and a fetch round trip, a member joins, a topic is created', async () => {
+    const produced = await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'large', partition: 0, records: [record('after')] }));
+    expect(produced.batches[0]!.baseOffset.toNumber()).toBe(0); // the refused produce took no offsets
+    const fetched = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'large', partition: 0, offset: long(0) }));
+    expect(fetched.records.map((r) => Buffer.from(r.value!).toString())).toEqual(['after']);
+    const joined = await client.call<strata.v1.HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'large', memberEpoch: 0, subscribedTopicNames: ['large'] }));
+    expect(joined.memberId).not.toBe('');
+    const created = await client.call<strata.v1.TopicDescription>('admin.createTopic', v1.CreateTopicRequest.create({ name: 'large-after', partitions: 1 }));
+    expect(created.partitions).toHaveLength(1);
   });
 });
 

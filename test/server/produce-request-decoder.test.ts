@@ -1,0 +1,72 @@
+// Goal: the produce request decoder refuses a request of more records than fit in one batch
+// before it parses any of them, and its bound agrees with the storage limits it stands for;
+// method: hand-written requests of empty records (two bytes each) at and past the bound, and
+// the bound's constants checked against the log config, the append limit and a built batch.
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { BATCH_BYTES_MAX, BATCH_RECORD_BYTES_MIN, PRODUCE_REQUEST_RECORDS_MAX } from '../../src/common/request-limits.js';
+import { strata } from '../../src/generated/strata.js';
+import { decodeProduceRequest } from '../../src/server/produce-request-decoder.js';
+import { toGrpcFailure } from '../../src/server/status.js';
+import { parseWireRecords } from '../../src/server/wire-records.js';
+import { resolveLogConfig } from '../../src/storage/log-config.js';
+import { APPEND_BYTES_MAX } from '../../src/storage/partition-log.js';
+import { buildBatchFromRanges } from '../../src/storage/record-batch-builder.js';
+
+const v1 = strata.v1;
+/** An empty `Record` as a `records` entry: tag of field 3 (length-delimited), length 0. */
+const EMPTY_RECORD = Buffer.from([(3 << 3) | 2, 0]);
+
+/** A ProduceRequest to t/0 of `count` empty records, then `after` as it is. */
+function emptyRecords(count: number, after: Buffer = Buffer.alloc(0)): Buffer {
+  const fields = v1.ProduceRequest.encode(v1.ProduceRequest.create({ topic: 't', partition: 0 })).finish();
+  return Buffer.concat([fields, Buffer.alloc(count * EMPTY_RECORD.length, EMPTY_RECORD), after]);
+}
+
+function refusal(bytes: Buffer): unknown {
+  try {
+    decodeProduceRequest(bytes);
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected the decoder to refuse the request');
+}
+
+describe('decodeProduceRequest: the record count bound', () => {
+  it(`takes a request of exactly PRODUCE_REQUEST_RECORDS_MAX (${PRODUCE_REQUEST_RECORDS_MAX}) records`, () => {
+    const incoming = decodeProduceRequest(emptyRecords(PRODUCE_REQUEST_RECORDS_MAX));
+    expect(incoming.recordRanges.length).toBe(2 * PRODUCE_REQUEST_RECORDS_MAX);
+    expect(incoming.message.topic).toBe('t');
+  });
+
+  it('refuses one record more with RESOURCE_EXHAUSTED and a message that says what to do', () => {
+    const failure = toGrpcFailure(refusal(emptyRecords(PRODUCE_REQUEST_RECORDS_MAX + 1)));
+    expect(failure).toEqual({
+      code: status.RESOURCE_EXHAUSTED,
+      details: `the produce request carries more than ${PRODUCE_REQUEST_RECORDS_MAX} records, more than fit in one batch (a record takes at least 7 bytes in a batch, and no partition accepts a batch over 16777216 bytes); send the records in several requests`,
+      unexpected: false,
+    });
+  });
+
+  it('stops at the bound: the bytes after it are not read (garbage there does not change the answer)', () => {
+    const failure = toGrpcFailure(refusal(emptyRecords(PRODUCE_REQUEST_RECORDS_MAX + 1, Buffer.from([0x0f, 0xff, 0xff]))));
+    expect(failure.code).toBe(status.RESOURCE_EXHAUSTED);
+  });
+});
+
+describe('the bound stands for the storage limits', () => {
+  it('BATCH_BYTES_MAX is the largest max.message.bytes a topic may have and the largest append', () => {
+    expect(resolveLogConfig({ maxMessageBytes: BATCH_BYTES_MAX }).maxMessageBytes).toBe(BATCH_BYTES_MAX);
+    expect(() => resolveLogConfig({ maxMessageBytes: BATCH_BYTES_MAX + 1 })).toThrow(/max\.message\.bytes must be an integer from \d+ to 16777216/);
+    expect(APPEND_BYTES_MAX).toBe(BATCH_BYTES_MAX);
+  });
+
+  it('an empty record takes BATCH_RECORD_BYTES_MIN bytes in a batch', () => {
+    const batchBytes = (count: number): number => {
+      const incoming = decodeProduceRequest(emptyRecords(count));
+      return buildBatchFromRanges(parseWireRecords(incoming.source, incoming.recordRanges), null, { timestamp: 0 }).length;
+    };
+    expect(batchBytes(3) - batchBytes(2)).toBe(BATCH_RECORD_BYTES_MIN);
+    expect(PRODUCE_REQUEST_RECORDS_MAX).toBe(Math.floor(BATCH_BYTES_MAX / BATCH_RECORD_BYTES_MIN));
+  });
+});
