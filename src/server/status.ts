@@ -27,9 +27,24 @@ export interface GrpcFailure {
   unexpected: boolean;
 }
 
+/**
+ * The most bytes of a message sent as a status's details. Details travel in the trailers, where
+ * grpc-js clients accept 8 KiB in all (`grpc.max_metadata_size`), percent-encoded: a refusal
+ * that quotes a client's long input (a config value of 200 KB) never reached the client, whose
+ * connection then stopped answering.
+ */
+export const DETAILS_BYTES_MAX = 1_500;
+
+/** `details` cut to `DETAILS_BYTES_MAX` bytes, saying so. */
+export function boundedDetails(details: string): string {
+  const bytes = Buffer.byteLength(details);
+  if (bytes <= DETAILS_BYTES_MAX) return details;
+  return `${Buffer.from(details).subarray(0, DETAILS_BYTES_MAX).toString()}… (cut: the message is ${bytes} bytes)`;
+}
+
 export function toGrpcFailure(error: unknown): GrpcFailure {
   if (error instanceof StrataError && STATUS_FOR_CODE[error.code] !== undefined) {
-    return { code: STATUS_FOR_CODE[error.code], details: error.message, unexpected: false };
+    return { code: STATUS_FOR_CODE[error.code], details: boundedDetails(error.message), unexpected: false };
   }
   return { code: status.INTERNAL, details: 'internal error; the broker log has the details', unexpected: true };
 }

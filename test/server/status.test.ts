@@ -4,7 +4,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
-import { STATUS_FOR_CODE, invalidArgument, toGrpcFailure, toServiceError } from '../../src/server/status.js';
+import { DETAILS_BYTES_MAX, STATUS_FOR_CODE, invalidArgument, toGrpcFailure, toServiceError } from '../../src/server/status.js';
 
 /**
  * The documented mapping (proto/strata/v1/log.proto and admin.proto): bad requests and corrupt
@@ -61,6 +61,14 @@ describe('toGrpcFailure', () => {
     expect(error).toBeInstanceOf(StrataError);
     expect(error.code).toBe(ErrorCode.INVALID_ARGUMENT);
     expect(toGrpcFailure(error)).toEqual({ code: status.INVALID_ARGUMENT, details: 'max_bytes must be a non-negative integer, got -1', unexpected: false });
+  });
+
+  it(`cuts a message over ${DETAILS_BYTES_MAX} bytes (one quoting a long input), saying so`, () => {
+    const quoted = 'é'.repeat(100_000);
+    const { details } = toGrpcFailure(invalidArgument(`retention.ms must be a number, got "${quoted}"`));
+    expect(details.startsWith('retention.ms must be a number, got "éé')).toBe(true);
+    expect(details).toMatch(/… \(cut: the message is 200037 bytes\)$/);
+    expect(Buffer.byteLength(details)).toBeLessThan(DETAILS_BYTES_MAX + 100);
   });
 
   class SubclassedStrataError extends StrataError {}
