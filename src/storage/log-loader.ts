@@ -13,18 +13,20 @@
  *      valid batch, with a warning giving the bytes dropped. Those bytes were never acknowledged
  *      under `flush=always`: the writer never has more than `UNSYNCED_WINDOW_BYTES` written but
  *      not fdatasynced, so damage followed by a valid batch further away than that is not a torn
- *      tail but corruption of acknowledged data, and is treated as below.
- *    - A sealed segment, or the active one in the case above: the partition is fenced. Nothing is
- *      truncated or skipped; reads and appends fail with the file and byte position until an
+ *      tail but corruption of acknowledged data, and is treated as below. So is damage below the
+ *      recovery checkpoint (or a log that ends below it): everything under it was fdatasynced
+ *      before the checkpoint was written, so no unfinished write can lie there.
+ *    - A sealed segment, or the active one in the cases above: the partition is fenced. Nothing
+ *      is truncated or skipped; reads and appends fail with the file and byte position until an
  *      operator runs the repair (`repair: true`), which moves the bytes from the damage onwards
- *      into `quarantine/` and truncates there.
+ *      into `quarantine/`, lowers the checkpoint to the end of what is kept, and truncates there.
  *    - Then the active segment is fdatasynced: its valid tail may never have been (sealed
  *      segments were, when they were sealed).
  */
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { isDirectWritePadding } from './direct-writer.js';
-import { readRecoveryCheckpoint } from './checkpoint-file.js';
+import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint-file.js';
 import {
   CLEAN_SHUTDOWN_FILE,
   DELETED_SUFFIX,
@@ -78,14 +80,29 @@ export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
   await fs.mkdirs(directory);
   const baseOffsets = await cleanDirectory(fs, directory, logger);
   const segments = new SegmentList();
-
-  if (baseOffsets.length === 0) {
-    segments.append(await LogSegment.create(fs, directory, 0, options.segmentOptions));
-    await fs.fsyncDirectory(directory);
-    await fs.unlink(join(directory, CLEAN_SHUTDOWN_FILE));
-    return { segments, cleanShutdown: true, recovery: null, fence: null };
+  try {
+    if (baseOffsets.length === 0) return await startEmpty(segments, options);
+    await addSegments(segments, baseOffsets, options);
+    return await checkSegments(segments, options);
+  } catch (error) {
+    // The caller never gets the segments: close the files opened so far.
+    await segments.closeAll((segment, closeError) => logger.warn({ err: closeError, file: segment.logPath }, 'closing a segment failed'));
+    throw error;
   }
+}
 
+/** A new log: one empty segment at offset 0. */
+async function startEmpty(segments: SegmentList, options: LoadOptions): Promise<LoadedLog> {
+  const { fs, directory } = options;
+  segments.append(await LogSegment.create(fs, directory, 0, options.segmentOptions));
+  await fs.fsyncDirectory(directory);
+  await fs.unlink(join(directory, CLEAN_SHUTDOWN_FILE));
+  return { segments, cleanShutdown: true, recovery: null, fence: null };
+}
+
+/** Pass 2: one lazy segment per log file, oldest first. */
+async function addSegments(segments: SegmentList, baseOffsets: readonly number[], options: LoadOptions): Promise<void> {
+  const { fs, directory, logger } = options;
   for (let index = 0; index < baseOffsets.length; index++) {
     const baseOffset = baseOffsets[index]!;
     const sizeBytes = await fs.sizeOf(join(directory, offsetFileStem(baseOffset) + LOG_SUFFIX));
@@ -95,7 +112,11 @@ export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
       logger.warn({ file: rebuilt.indexPath, reason }, 'rebuilding index from the log');
     segments.append(segment);
   }
+}
 
+/** Passes 3 and 4: trusts the segments after a clean shutdown, else recovers them. */
+async function checkSegments(segments: SegmentList, options: LoadOptions): Promise<LoadedLog> {
+  const { fs, directory, logger } = options;
   const markerPath = join(directory, CLEAN_SHUTDOWN_FILE);
   const cleanShutdown = (await fs.sizeOf(markerPath)) >= 0;
   let result: LoadedLog;
@@ -149,8 +170,12 @@ async function loadActiveAfterCleanShutdown(active: LogSegment, logger: Logger):
 /** Pass 4: scans segments from the recovery point. */
 async function recover(segments: SegmentList, options: LoadOptions, sawMarker: boolean): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
-  const checkpoint = sawMarker ? 0 : ((await readRecoveryCheckpoint(fs, directory)) ?? 0);
-  const firstIndex = Math.max(0, segments.floorIndex(checkpoint));
+  // Every offset below the checkpoint was fdatasynced before it was written (at a roll, or at
+  // the clean close that also left the marker), so it bounds what can be a torn tail. After a
+  // marker whose active segment disagrees, the scan starts at 0 all the same: something is off.
+  const checkpoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
+  const scanFrom = sawMarker ? 0 : checkpoint;
+  const firstIndex = Math.max(0, segments.floorIndex(scanFrom));
   logger.warn({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'unclean shutdown: recovering the log');
   const report: RecoveryReport = { segmentsScanned: 0, bytesTruncated: 0, recordsTruncated: 0, quarantined: null };
   const lastIndex = segments.count - 1;
@@ -165,10 +190,18 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
     if (problem === null && !isActive && scan.nextOffset !== expectedNext) {
       problem = `segment ends at offset ${scan.nextOffset} but the next segment starts at ${expectedNext}`;
     }
+    if (problem === null && isActive && scan.nextOffset < checkpoint) {
+      problem = `the log ends at offset ${scan.nextOffset}, but records up to the recovery point ${checkpoint} were made durable`;
+    }
     if (problem === null) continue;
 
+    // A torn tail can only lie past the checkpoint: below it, damage hit synced, acknowledged data.
+    const belowCheckpoint = scan.nextOffset < checkpoint;
+    if (belowCheckpoint && scan.problem !== null) {
+      problem = `${problem} (offset ${scan.nextOffset} is below the recovery point ${checkpoint}, so this is not an unfinished write)`;
+    }
     let tornTail = false;
-    if (isActive) {
+    if (isActive && !belowCheckpoint) {
       // Valid batches within the unsynced window may be unacknowledged writes that reached the
       // disk out of order; one beyond it proves the damage sits under acknowledged data.
       const resync = await segment.findValidBatchAfter(scan.validBytes + UNSYNCED_WINDOW_BYTES, scan.nextOffset);
@@ -196,6 +229,9 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
     }
     report.quarantined = await quarantineFrom(fs, directory, segments, index, scan.validBytes, scan.nextOffset, options.nowMs);
     logger.warn({ ...fence, ...report.quarantined }, 'repair: moved the damaged bytes and everything after them to quarantine');
+    // Lowered before the cut: a checkpoint above the end of the log would make the next torn
+    // tail look like damage to durable data and fence the partition again.
+    if (belowCheckpoint) await writeRecoveryCheckpoint(fs, directory, scan.nextOffset);
     await segment.truncateTo(scan.validBytes);
     break;
   }
@@ -239,8 +275,7 @@ async function quarantineFrom(
   const segment = segments.at(index);
   const fd = await segment.fileDescriptor();
   const fileBytes = await fs.fileSize(fd);
-  const tail = Buffer.allocUnsafe(fileBytes - position);
-  await fs.read(fd, tail, 0, tail.length, position);
+  const tail = await readExactly(fs, fd, segment.logPath, position, fileBytes - position);
   const stem = offsetFileStem(segment.baseOffset);
   await fs.writeFileDurably(join(quarantine, `${stem}.log.from-byte-${position}`), tail);
   let bytes = tail.length;
@@ -257,4 +292,18 @@ async function quarantineFrom(
   await fs.fsyncDirectory(quarantine);
   await fs.fsyncDirectory(directory);
   return { directory: quarantine, fromOffset, bytes };
+}
+
+/** Reads `length` bytes at `position` of `path`, in as many reads as it takes (one may return fewer). */
+async function readExactly(fs: FileSystem, fd: number, path: string, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const count = await fs.read(fd, buffer, filled, length - filled, position + filled);
+    if (count === 0) {
+      throw new Error(`repair could not copy ${path} to quarantine: the file ended at byte ${position + filled}, expected ${position + length}; nothing was cut, retry the repair`);
+    }
+    filled += count;
+  }
+  return buffer;
 }

@@ -26,8 +26,9 @@
  * and its appends are refused (`DISK_FULL` for ENOSPC); nothing partial becomes visible. A failed
  * fdatasync fences the partition: the kernel may have dropped the dirty pages, so nothing
  * written since the last good sync can be trusted (the lesson of PostgreSQL's "fsyncgate").
- * Corruption found by a read fences it too. A fenced log refuses reads and appends with the
- * file, byte position and the repair command; it never drops data on its own.
+ * Corruption found by a read, a timestamp search or retention fences it too. A fenced log
+ * refuses reads and appends with the file, byte position and the repair command; it never drops
+ * data on its own.
  *
  * Ownership: `append` takes ownership of the buffer it is given (its base offsets are
  * rewritten); `read` returns views of fresh buffers the caller may keep.
@@ -215,6 +216,8 @@ export class PartitionLog {
   private syncedBytesTotal = 0;
   private fence: StrataError | null = null;
   private closing: Promise<void> | null = null;
+  /** Retention passes under way (`close` waits for them). */
+  private readonly retentionPasses = new Set<Promise<number>>();
   /** What calls after `close` are refused with (set by `close`). */
   private closedError: StrataError | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
@@ -284,7 +287,16 @@ export class PartitionLog {
       nowMs: (options.clock ?? systemClock).nowMs(),
     });
     const log = new PartitionLog(options, config, segmentOptions, loaded, logger);
-    if (log.fence === null) await log.loadProducerState();
+    if (log.fence === null) {
+      try {
+        await log.loadProducerState();
+      } catch (error) {
+        // Nobody gets the log to close: release what it holds (a retry opens it anew).
+        if (log.flushTimer !== null) clearInterval(log.flushTimer);
+        await log.closeSegments();
+        throw error;
+      }
+    }
     return log;
   }
 
@@ -965,11 +977,7 @@ export class PartitionLog {
       try {
         batches = await segment.read(offset, maxBytes, limit, segment === this.segments.last());
       } catch (error) {
-        if (error instanceof StrataError && error.code === ErrorCode.PARTITION_FENCED) {
-          this.fenceWith(fencedError(this.name, segment.logPath, -1, error.message));
-          throw this.fence!;
-        }
-        throw error;
+        throw this.fenceOnCorruption(segment, error);
       } finally {
         segment.release();
       }
@@ -984,6 +992,18 @@ export class PartitionLog {
       index = at + 1;
     }
     return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
+  }
+
+  /**
+   * Corruption a segment reports (a read, or an index load for a timestamp search or retention)
+   * fences the partition, whoever met it: the segment is left as it was, so serving on would
+   * skip or misplace records. Returns what to throw: the fence, or `error` when it is not
+   * corruption.
+   */
+  private fenceOnCorruption(segment: LogSegment, error: unknown): unknown {
+    if (!(error instanceof StrataError) || error.code !== ErrorCode.PARTITION_FENCED) return error;
+    this.fenceWith(fencedError(this.name, segment.logPath, -1, error.message));
+    return this.fence!;
   }
 
   /** Bytes of `segment` below the high watermark. */
@@ -1011,6 +1031,8 @@ export class PartitionLog {
       try {
         await segment.loadIndexes();
         start = segment.maxTimestamp < timestamp ? null : await segment.timeIndexLookup(timestamp);
+      } catch (error) {
+        throw this.fenceOnCorruption(segment, error);
       } finally {
         segment.release();
       }
@@ -1041,15 +1063,30 @@ export class PartitionLog {
   // -------------------------------------------------------------------------------------------
   // Retention.
 
-  /** Deletes sealed segments past `retention.ms` / `retention.bytes`; returns how many. */
+  /**
+   * Deletes sealed segments past `retention.ms` / `retention.bytes`; returns how many. `close`
+   * waits for the passes under way, so none opens a segment file after close closed it.
+   */
   async applyRetention(): Promise<number> {
     this.checkUsable();
+    const pass = this.retentionPass();
+    this.retentionPasses.add(pass);
+    try {
+      return await pass;
+    } finally {
+      this.retentionPasses.delete(pass);
+    }
+  }
+
+  private async retentionPass(): Promise<number> {
     const nowMs = this.clock.nowMs();
     // Learn the newest timestamp of the oldest sealed segments (lazy indexes) until one is
     // young enough to keep; the policy treats unknown timestamps as young.
     for (let index = 0; index < this.segments.count - 1; index++) {
       const segment = this.segments.at(index);
-      if (segment.maxTimestamp < 0) await segment.loadIndexes();
+      if (segment.maxTimestamp < 0) await this.loadIndexesForRetention(segment);
+      // A close (which waits for this pass) or a fence may have come meanwhile: stop here.
+      this.checkUsable();
       if (this.config.retentionMs < 0 || nowMs - segment.maxTimestamp <= this.config.retentionMs) break;
     }
     const candidates = [...this.segments];
@@ -1064,6 +1101,18 @@ export class PartitionLog {
       'retention deleted old segments',
     );
     return count;
+  }
+
+  /** Loads a segment's indexes, held as a read holds it (see `offsetForTimestamp`). */
+  private async loadIndexesForRetention(segment: LogSegment): Promise<void> {
+    segment.acquire();
+    try {
+      await segment.loadIndexes();
+    } catch (error) {
+      throw this.fenceOnCorruption(segment, error);
+    } finally {
+      segment.release();
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1100,14 +1149,19 @@ export class PartitionLog {
         await this.fs.fsyncDirectory(this.directory);
       }
     } finally {
+      // A retention pass under way may still load a segment's indexes (opening its file) or
+      // take segments out of the list: let it stop first, then close a copy of the list.
+      await Promise.allSettled([...this.retentionPasses]);
       // Even when the clean close failed (the next open recovers): release every descriptor.
-      for (const segment of this.segments) {
-        await segment.close().catch((error: unknown) => this.logger.warn({ err: error, file: segment.logPath }, 'closing a segment failed'));
-      }
+      await this.closeSegments();
       this.rejectQueued(this.closedError!);
       // Wake readers waiting for new data, so they see the log is gone instead of timing out.
       for (const listener of this.highWatermarkListeners) listener();
     }
+  }
+
+  private closeSegments(): Promise<void> {
+    return this.segments.closeAll((segment, error) => this.logger.warn({ err: error, file: segment.logPath }, 'closing a segment failed'));
   }
 
   /** For tests and tools: the sizes of the segments, oldest first. */

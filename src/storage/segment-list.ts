@@ -64,6 +64,16 @@ export class SegmentList {
     return found;
   }
 
+  /**
+   * Closes every segment, going on past one that fails (`onError` hears of it). Iterates over a
+   * copy: retention may take segments out of the list meanwhile.
+   */
+  async closeAll(onError: (segment: LogSegment, error: unknown) => void): Promise<void> {
+    for (const segment of [...this.segments]) {
+      await segment.close().catch((error: unknown) => onError(segment, error));
+    }
+  }
+
   totalBytes(): number {
     let total = 0;
     for (const segment of this.segments) total += segment.sizeBytes;

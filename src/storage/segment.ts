@@ -162,7 +162,14 @@ export class LogSegment {
 
   async fileDescriptor(): Promise<number> {
     if (this.fd !== null) return this.fd;
-    this.opening ??= this.openLog().then((fd) => (this.fd = fd));
+    this.opening ??= this.openLog().then(
+      (fd) => (this.fd = fd),
+      (error: unknown) => {
+        // Forgotten, so a transient failure (EMFILE, EIO) fails this call only, not every later one.
+        this.opening = null;
+        throw error;
+      },
+    );
     return this.opening;
   }
 
@@ -324,7 +331,11 @@ export class LogSegment {
   /** Loads (or rebuilds) the indexes of a segment opened from disk. */
   async loadIndexes(): Promise<void> {
     if (this.offsetIndex !== null) return;
-    this.loadingIndexes ??= this.loadIndexFiles();
+    this.loadingIndexes ??= this.loadIndexFiles().catch((error: unknown) => {
+      // Forgotten, as a failed open is: the next read or retention pass tries again.
+      this.loadingIndexes = null;
+      throw error;
+    });
     return this.loadingIndexes;
   }
 
@@ -332,10 +343,7 @@ export class LogSegment {
     const problem = await this.loadIndexFilesWithoutRebuild();
     if (problem === null) return;
     this.onIndexRebuild?.(this, problem);
-    const scan = await this.scan();
-    if (scan.problem !== null) {
-      throw corruptionError(this.logPath, scan.validBytes, scan.problem);
-    }
+    await this.rebuildIndexes();
   }
 
   /** Loads both index files if they pass the sanity checks; else returns what is wrong. */
@@ -385,8 +393,7 @@ export class LogSegment {
       if (appendable) return this.readFromEarlierEntry(offset, maxBytes, limitPosition, error);
       this.onIndexRebuild?.(this, error.message);
       // Up to the known end: past it lie unfinished writes or a direct write's zero padding.
-      const scan = await this.scan(this.sizeBytes);
-      if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
+      await this.rebuildIndexes(this.sizeBytes);
       return this.readFrom(this.offsetIndex!.lookup(offset), offset, maxBytes, limitPosition);
     }
   }
@@ -419,8 +426,7 @@ export class LogSegment {
   private rebuildUntrustedIndex(): Promise<void> {
     this.rebuilding ??= (async () => {
       try {
-        const scan = await this.scan(this.sizeBytes);
-        if (scan.problem !== null) throw corruptionError(this.logPath, scan.validBytes, scan.problem);
+        await this.rebuildIndexes(this.sizeBytes);
         this.indexUntrusted = false;
       } finally {
         this.rebuilding = null;
@@ -523,6 +529,20 @@ export class LogSegment {
     return buffer.subarray(READ_HEADROOM_BYTES, READ_HEADROOM_BYTES + filled);
   }
 
+  /**
+   * Fills `buffer` with `length` bytes from `position`, in as many reads as that takes (a read
+   * may return fewer bytes than asked for); fewer only at the end of the file. Returns the count.
+   */
+  private async readInto(fd: number, buffer: Buffer, length: number, position: number): Promise<number> {
+    let filled = 0;
+    while (filled < length) {
+      const count = await this.fs.read(fd, buffer, filled, length - filled, position + filled);
+      if (count === 0) break;
+      filled += count;
+    }
+    return filled;
+  }
+
   /** Offset to start a scan for timestamp `timestamp` (see `TimeIndex.lookup`). */
   async timeIndexLookup(timestamp: number): Promise<number> {
     await this.loadIndexes();
@@ -576,8 +596,33 @@ export class LogSegment {
    * `baseOffset` without gaps, and rebuilds both indexes, `nextOffset` and `maxTimestamp` from
    * what it finds. Stops at the first invalid byte and reports it; changes no file. With
    * `limitBytes`, reads no further than that (the file may be longer).
+   *
+   * For recovery: the segment takes what the scan found valid even when it stopped at damage,
+   * since recovery then truncates there (or fences the partition). Elsewhere, damage must leave
+   * the segment as it was: see `rebuildIndexes`.
    */
   async scan(limitBytes = Number.MAX_SAFE_INTEGER): Promise<SegmentScan> {
+    const { result, rebuilt } = await this.scanLog(limitBytes);
+    this.adoptScan(result, rebuilt);
+    return result;
+  }
+
+  /**
+   * Rebuilds the indexes from the log up to `limitBytes`, or throws the corruption it met. The
+   * segment takes the rebuilt state only when the whole range is valid: a partial index and a
+   * `sizeBytes` cut to the valid prefix would let later reads skip the damaged records.
+   */
+  private async rebuildIndexes(limitBytes = Number.MAX_SAFE_INTEGER): Promise<void> {
+    const { result, rebuilt } = await this.scanLog(limitBytes);
+    if (result.problem !== null) throw corruptionError(this.logPath, result.validBytes, result.problem);
+    this.adoptScan(result, rebuilt);
+  }
+
+  /**
+   * The scan itself. It indexes into `rebuilt`, a detached segment with no file of its own, so
+   * that the index rules of `indexBatch` apply and this segment changes only when one adopts it.
+   */
+  private async scanLog(limitBytes: number): Promise<{ result: SegmentScan; rebuilt: LogSegment }> {
     const fd = await this.fileDescriptor();
     const fileBytes = Math.min(limitBytes, await this.fs.fileSize(fd));
     // Room for every entry these bytes can need under the current settings, even when they
@@ -586,22 +631,23 @@ export class LogSegment {
     const maxEntries = Math.max(this.options.maxIndexEntries, Math.floor(fileBytes / Math.max(1, this.options.indexIntervalBytes)) + 2);
     const offsetIndex = new OffsetIndex(this.baseOffset, maxEntries);
     const timeIndex = new TimeIndex(this.baseOffset, maxEntries);
-    this.offsetIndex = offsetIndex;
-    this.timeIndex = timeIndex;
-    this.bytesSinceLastIndexEntry = 0;
-    this.maxTimestampSoFar = -1;
+    const rebuilt = new LogSegment(this.fs, this.directory, this.baseOffset, this.options, 0, this.baseOffset);
+    rebuilt.offsetIndex = offsetIndex;
+    rebuilt.timeIndex = timeIndex;
     const result: SegmentScan = {
       validBytes: 0, fileBytes, nextOffset: this.baseOffset, maxTimestamp: -1, batchCount: 0, recordCount: 0, problem: null,
     };
     let buffer = Buffer.allocUnsafe(Math.min(SCAN_CHUNK_BYTES, Math.max(fileBytes, LOG_OVERHEAD)));
     let position = 0;
     while (position < fileBytes && result.problem === null) {
-      const bytes = await this.fs.read(fd, buffer, 0, Math.min(buffer.length, fileBytes - position), position);
+      const wanted = Math.min(buffer.length, fileBytes - position);
+      const bytes = await this.readInto(fd, buffer, wanted, position);
       if (bytes === 0) {
         result.problem = 'the file shrank during the scan';
         break;
       }
-      const reachesEnd = position + bytes >= fileBytes;
+      // Fewer bytes than wanted: the file shrank, and these are the last (reading on would loop).
+      const reachesEnd = position + bytes >= fileBytes || bytes < wanted;
       let cursor = 0;
       for (;;) {
         const left = bytes - cursor;
@@ -624,7 +670,7 @@ export class LogSegment {
           result.problem = `batch has base offset ${batchOffset}, expected ${result.nextOffset}`;
           break;
         }
-        this.indexBatch(batchOffset, position + cursor, size, readMaxTimestamp(buffer, cursor), readBaseTimestamp(buffer, cursor));
+        rebuilt.indexBatch(batchOffset, position + cursor, size, readMaxTimestamp(buffer, cursor), readBaseTimestamp(buffer, cursor));
         result.nextOffset = readLastOffset(buffer, cursor) + 1;
         result.batchCount++;
         result.recordCount += result.nextOffset - batchOffset;
@@ -637,11 +683,20 @@ export class LogSegment {
     // counts as full, so the writer rolls before appending to it.
     offsetIndex.limitTo(this.options.maxIndexEntries);
     timeIndex.limitTo(this.options.maxIndexEntries);
-    result.maxTimestamp = this.maxTimestampSoFar;
+    result.maxTimestamp = rebuilt.maxTimestampSoFar;
+    return { result, rebuilt };
+  }
+
+  /** Takes the indexes and sizes a scan rebuilt for the valid bytes it found. */
+  private adoptScan(result: SegmentScan, rebuilt: LogSegment): void {
+    this.offsetIndex = rebuilt.offsetIndex;
+    this.timeIndex = rebuilt.timeIndex;
+    this.bytesSinceLastIndexEntry = rebuilt.bytesSinceLastIndexEntry;
+    this.maxTimestampSoFar = result.maxTimestamp;
+    if (this.rollStartMs < 0) this.rollStartMs = rebuilt.rollStartMs;
     this.sizeBytes = result.validBytes;
     this.nextOffset = result.nextOffset;
-    this.maxTimestamp = this.maxTimestampSoFar;
-    return result;
+    this.maxTimestamp = result.maxTimestamp;
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * The real file system with switchable faults and gates, for storage tests: ENOSPC, failing
- * fdatasyncs, refused direct writes, and gates that hold an open, a read, a whole-file read, a
- * write or a sync so intermediate states can be observed without sleeps.
+ * fdatasyncs, refused direct writes, short reads, and gates that hold an open, a read, a
+ * whole-file read, a write or a sync so intermediate states can be observed without sleeps. It
+ * tracks the descriptors left open, to find leaks.
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +42,8 @@ export class TestFileSystem implements FileSystem {
   readdirError: { pathIncludes: string; code: string } | null = null;
   /** Opens of paths that include `pathIncludes` fail with `code` (null: they work). */
   openError: { pathIncludes: string; code: string } | null = null;
+  /** Reads return at most this many bytes, as a read may (null: as many as asked for). */
+  readBytesMax: number | null = null;
   /** openDirect answers null, as on a file system without O_DIRECT. */
   noDirectOpen = false;
   /** Writes to descriptors from openDirect fail with this code (EINVAL: alignment refused)... */
@@ -50,6 +53,8 @@ export class TestFileSystem implements FileSystem {
   /** Writes to descriptors from openDirect so far. */
   directWriteCalls = 0;
   private readonly directFds = new Set<number>();
+  /** Descriptors opened through this file system and not closed yet (to find leaks). */
+  readonly openFds = new Set<number>();
   /** Gates of the calls that `hold` holds, and who waits for the next such call to arrive. */
   private readonly holds: Record<HeldCall, { gate: Promise<void> | null; arrivals: (() => void)[] }> = {
     open: { gate: null, arrivals: [] },
@@ -97,21 +102,27 @@ export class TestFileSystem implements FileSystem {
   async open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
     await this.pass('open');
     if (this.openError !== null && path.includes(this.openError.pathIncludes)) throw errnoError(this.openError.code);
-    return this.real.open(path, options);
+    const fd = await this.real.open(path, options);
+    this.openFds.add(fd);
+    return fd;
   }
   async openDirect(path: string): Promise<number | null> {
     if (this.noDirectOpen) return null;
     const fd = await this.real.openDirect(path);
-    if (fd !== null) this.directFds.add(fd);
+    if (fd !== null) {
+      this.directFds.add(fd);
+      this.openFds.add(fd);
+    }
     return fd;
   }
   close(fd: number): Promise<void> {
     this.directFds.delete(fd);
+    this.openFds.delete(fd);
     return this.real.close(fd);
   }
   async read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
     await this.pass('read');
-    return this.real.read(fd, buffer, bufferOffset, length, position);
+    return this.real.read(fd, buffer, bufferOffset, Math.min(length, this.readBytesMax ?? length), position);
   }
   async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {
     await this.pass('writev');

@@ -23,7 +23,7 @@ import {
   type RecordInput,
 } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
-import { TestFileSystem } from '../helpers/test-file-system.js';
+import { TestFileSystem, errnoError } from '../helpers/test-file-system.js';
 
 const T0 = 1_700_000_000_000;
 /** Small segments and a dense index so a few hundred batches make many segments. */
@@ -897,6 +897,31 @@ describe('repair and idempotent producers', () => {
     expect(await reopened.append(Buffer.from(retried))).toMatchObject({ baseOffset: 1, duplicate: true });
     expect(reopened.logEndOffset).toBe(2);
   });
+
+  it('copies the whole damaged tail to quarantine when reads return fewer bytes than asked for', async () => {
+    const directory = tempDir();
+    const log = await openLog(directory, SMALL);
+    await appendSequentially(log, 80);
+    const damaged = tempDir(); // a crash copy, scanned from the start
+    nodeFs.cpSync(directory, damaged, { recursive: true });
+    nodeFs.rmSync(join(damaged, 'recovery-point.checkpoint'));
+    const firstLog = join(damaged, `${stem(0)}.log`);
+    const bytes = nodeFs.readFileSync(firstLog);
+    const positions: number[] = [];
+    forEachBatch(bytes, (position) => positions.push(position));
+    const damagedAt = positions[2]!;
+    bytes[damagedAt + 40]! ^= 0xff; // in the third batch's CRC-covered header
+    nodeFs.writeFileSync(firstLog, bytes);
+
+    const fs = new TestFileSystem();
+    fs.readBytesMax = 100;
+    const repaired = await openLog(damaged, SMALL, { repair: true, fs });
+    const quarantine = repaired.recovery?.quarantined?.directory;
+    expect(quarantine).toBeDefined();
+    const copied = nodeFs.readFileSync(join(quarantine!, `${stem(0)}.log.from-byte-${damagedAt}`));
+    expect(copied.length).toBe(bytes.length - damagedAt);
+    expect(copied.equals(bytes.subarray(damagedAt)), 'the quarantined bytes are the damaged tail, byte for byte').toBe(true);
+  });
 });
 
 describe('small writes and fdatasyncs on the event loop (inlineIo)', () => {
@@ -1054,6 +1079,23 @@ describe('fdatasync failure', () => {
     failing.failFdatasync = true;
     const error = await openLog(crashed, {}, { fs: failing }).then(() => null, (thrown: unknown) => thrown as Error);
     expect(error?.message).toMatch(/recovery could not fdatasync .*00000000000000000000\.log \(EIO\)/);
+    expect([...failing.openFds], 'descriptors the failed open left open').toEqual([]);
+  });
+
+  it('an open that fails loading the producer state leaves no file open', async () => {
+    const directory = tempDir();
+    const written = await openLog(directory, SMALL);
+    await appendSequentially(written, 40);
+    await written.close();
+    const fs = new (class extends TestFileSystem {
+      override async readFile(path: string): Promise<Buffer | null> {
+        if (path.endsWith('producer-state.checkpoint')) throw errnoError('EIO');
+        return super.readFile(path);
+      }
+    })();
+    const error = await openLog(directory, SMALL, { fs }).then(() => null, (thrown: unknown) => thrown as NodeJS.ErrnoException);
+    expect(error?.code).toBe('EIO');
+    expect([...fs.openFds], 'descriptors the failed open left open').toEqual([]);
   });
 
   it('fences the partition: pending and later appends and reads fail with PARTITION_FENCED', async () => {
@@ -1133,6 +1175,89 @@ describe('fdatasync failure', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Corruption met outside a read.
+
+describe('corruption met while loading a sealed segment\'s indexes', () => {
+  // Retention and timestamp searches load a sealed segment's indexes before any read does. The
+  // damage they meet must fence the partition as a read's would, not leave the segment cut to
+  // its valid prefix for later reads to skip the records after it.
+  it.each([
+    { call: 'offsetForTimestamp', run: (log: PartitionLog) => log.offsetForTimestamp(T0 + 1_000_000) },
+    { call: 'applyRetention', run: (log: PartitionLog) => log.applyRetention() },
+  ])('fences the partition when $call meets it first', async ({ run }) => {
+    const directory = tempDir();
+    const written = await openLog(directory, SMALL);
+    await appendSequentially(written, 80);
+    const nextBase = written.segmentSizes()[1]!.baseOffset;
+    await written.close();
+    const logPath = join(directory, `${stem(0)}.log`);
+    const bytes = nodeFs.readFileSync(logPath);
+    bytes[bytes.length - 20] = bytes[bytes.length - 20]! ^ 0xff; // in the last batch's records
+    nodeFs.writeFileSync(logPath, bytes);
+    nodeFs.unlinkSync(join(directory, `${stem(0)}.timeindex`)); // so the indexes are rebuilt from the log
+
+    const log = await openLog(directory, SMALL);
+    const error = await rejection(run(log));
+    expect(error.code).toBe(ErrorCode.PARTITION_FENCED);
+    expect(error.message).toContain(logPath);
+    expect(log.fenced).not.toBeNull();
+    const read = await log.read(nextBase - 1, 1 << 20).then(
+      ({ batches }) => `a batch from offset ${readBaseOffset(batches)}`,
+      (thrown: unknown) => (thrown as StrataError).code,
+    );
+    expect(read, `read(${nextBase - 1}), in the damaged batch`).toBe(ErrorCode.PARTITION_FENCED);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Transient I/O errors.
+
+describe('a transient I/O error', () => {
+  /** A log of several sealed segments, reopened on `fs` so that none but the active one is open. */
+  async function reopenedLog(directory: string, clock: ManualClock, fs: TestFileSystem, config: Partial<LogConfig>): Promise<PartitionLog> {
+    const written = await openLog(directory, config, { clock });
+    await appendOverTime(written, clock, 60);
+    await written.close();
+    const log = await openLog(directory, config, { clock, fs });
+    expect(log.segmentCount).toBeGreaterThanOrEqual(3);
+    return log;
+  }
+
+  async function errnoOf(promise: Promise<unknown>): Promise<string | undefined> {
+    const error = await promise.then(() => null, (thrown: unknown) => thrown as NodeJS.ErrnoException);
+    return error?.code;
+  }
+
+  it('opening a segment fails that read only: the next read opens the file again', async () => {
+    const fs = new TestFileSystem();
+    const log = await reopenedLog(tempDir(), new ManualClock(T0), fs, SMALL);
+    fs.openError = { pathIncludes: `${stem(0)}.log`, code: 'EIO' };
+    expect(await errnoOf(log.read(0, 1000))).toBe('EIO');
+    fs.openError = null;
+    const records = decodeBatches((await log.read(0, 1000)).batches);
+    expect(records[0]?.value?.toString()).toBe(valueFor(0));
+  });
+
+  it('loading a segment\'s indexes fails that call only: reads and retention go on afterwards', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const clock = new ManualClock(T0);
+    const log = await reopenedLog(directory, clock, fs, { ...SMALL, retentionMs: 60_000 });
+    // Without its index, the first segment's indexes are rebuilt from its log, which must be opened.
+    nodeFs.unlinkSync(join(directory, `${stem(0)}.index`));
+    clock.advance(24 * 60 * 60 * 1000);
+    fs.openError = { pathIncludes: `${stem(0)}.log`, code: 'EIO' };
+    expect(await errnoOf(log.applyRetention())).toBe('EIO');
+    expect(await errnoOf(log.read(0, 1000))).toBe('EIO');
+    fs.openError = null;
+    expect(decodeBatches((await log.read(0, 1000)).batches)[0]?.value?.toString()).toBe(valueFor(0));
+    const sealed = log.segmentCount - 1;
+    expect(await log.applyRetention()).toBe(sealed);
+    expect(log.segmentCount).toBe(1);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Closing and the directory layout.
 
 describe('close', () => {
@@ -1202,6 +1327,42 @@ describe('close', () => {
     expect(records.length).toBeGreaterThan(0);
     records.forEach((record, index) => expect(record.value?.toString()).toBe(valueFor(index)));
     await closing;
+  });
+
+  // A retention pass loads sealed segments' indexes lazily; one that went on after close()
+  // closed the segments reopened a file and left its descriptor open (pinning the disk space
+  // of a deleted topic).
+  it('waits for a retention pass under way, so no file the pass opens is left open', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const config = { ...SMALL, retentionMs: 24 * 60 * 60 * 1000 };
+    const written = await openLog(directory, config, { clock });
+    await appendOverTime(written, clock, 60);
+    await written.close();
+    // Without its index, the first segment's indexes are rebuilt from its log, which is opened.
+    nodeFs.unlinkSync(join(directory, `${stem(0)}.index`));
+    let markerSynced!: () => void;
+    const cleanStepsDone = new Promise<void>((resolve) => (markerSynced = resolve));
+    const fs = new (class extends TestFileSystem {
+      override async fsyncDirectory(path: string): Promise<void> {
+        await super.fsyncDirectory(path);
+        if (nodeFs.existsSync(join(path, '.clean-shutdown'))) markerSynced();
+      }
+    })();
+    const log = await openLog(directory, config, { clock, fs });
+    const held = fs.hold('readFile');
+    const retention = log.applyRetention().catch((error: unknown) => error);
+    await held.reached; // loading the first segment's indexes
+    const closing = log.close();
+    await cleanStepsDone; // the close's last step before it closes the segments
+    // One turn of the event loop: a close that does not wait has closed the first segment by
+    // then (no I/O: its log is not open yet), before the pass opens it.
+    await new Promise((resolve) => setImmediate(resolve));
+    held.release();
+    await closing;
+    const outcome = await retention;
+    expect([...fs.openFds], 'descriptors left open').toEqual([]);
+    expect(outcome instanceof StrataError ? outcome.code : outcome, 'the pass stops at the close').toBe(ErrorCode.FAILED_PRECONDITION);
   });
 
   it('refuses a timestamp search that reaches the next segment after the close began, without touching that segment', async () => {

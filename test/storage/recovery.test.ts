@@ -720,6 +720,91 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
   });
 });
 
+describe(`damage below the recovery point of the active segment (seed ${SEED})`, () => {
+  // A clean close fdatasyncs everything and writes the recovery checkpoint at the log end; a
+  // reopen then appends to the same (active) segment and crashes. Damage below the checkpoint
+  // lies in data known durable: it must fence, not be cut off as an unfinished write.
+  const config: Partial<LogConfig> = { segmentBytes: 1024 * 1024, indexIntervalBytes: 256, flush: 'always' };
+  const durableCount = 50;
+  let root: string;
+  let crashed: string;
+  let written: Placed[];
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'strata-recovery-below-checkpoint-'));
+    const source = join(root, 'source');
+    const batches: Batch[] = [];
+    const appendOne = async (log: PartitionLog) => {
+      const timestamp = T0 + batches.length;
+      const bytes = buildBatch([{ value: Buffer.alloc(100, batches.length), timestamp }], { timestamp });
+      const result = await log.append(bytes);
+      batches.push({ baseOffset: result.baseOffset, lastOffset: result.lastOffset, bytes: Buffer.from(bytes), timestamps: [timestamp] });
+    };
+    let log = await openLog(source, { config });
+    while (batches.length < durableCount) await appendOne(log);
+    await log.close();
+    log = await openLog(source, { config });
+    while (batches.length < durableCount + 10) await appendOne(log);
+    crashed = join(root, 'crashed');
+    cpSync(source, crashed, { recursive: true }); // while open: an unclean stop
+    await log.close();
+    expect(segmentBasesIn(crashed), at('one segment')).toEqual([0]);
+    written = placeBatches(crashed, batches);
+  });
+
+  afterAll(() => {
+    if (root !== undefined) rmSync(root, { recursive: true, force: true });
+  });
+
+  it('fences (does not truncate) after a bit flip in a batch the clean close made durable', async () => {
+    const rng = rngFor('flip below the recovery point');
+    const directory = copyOf(root, crashed, 'below-checkpoint-flip');
+    const target = written[5]!;
+    const flipAt = target.position + rng.int(RECORDS_OFFSET, target.bytes.length - 1);
+    const what = `bit flip at byte ${flipAt} (batch ${target.baseOffset} at ${target.position}), recovery point ${durableCount}`;
+    flipBit(logFile(directory, 0), flipAt, rng.int(0, 7));
+    const before = snapshot(directory);
+    const log = await openLog(directory, { config });
+    const summary = `logEndOffset=${log.logEndOffset}, bytesTruncated=${log.recovery?.bytesTruncated}`;
+    expect(log.fenced, at(`${what}: fenced (got ${summary})`)).not.toBeNull();
+    await expectFenced(log, logFile(directory, 0), target.position, what);
+    expect(log.fenced!.message, at(`${what}: the fence says why it is not a torn tail`)).toContain(`below the recovery point ${durableCount}`);
+    await log.close();
+    expectSameFiles(before, snapshot(directory), what);
+  });
+
+  it('fences when the active segment ends cleanly below the recovery point', async () => {
+    const directory = copyOf(root, crashed, 'below-checkpoint-cut');
+    const cutAt = written[20]!.position; // a batch boundary: every batch before it is whole
+    truncateSync(logFile(directory, 0), cutAt);
+    const log = await openLog(directory, { config });
+    expect(log.fenced, at(`cut at byte ${cutAt}: fenced (logEndOffset=${log.logEndOffset})`)).not.toBeNull();
+    expect(log.fenced!.message, at(`cut at byte ${cutAt}: names the recovery point`)).toContain(`recovery point ${durableCount}`);
+    await expectFenced(log, logFile(directory, 0), cutAt, `cut at byte ${cutAt}`);
+    await log.close();
+  });
+
+  it('a repair keeps the prefix and lowers the checkpoint, so a later torn tail is still truncated', async () => {
+    const rng = rngFor('repair below the recovery point');
+    const directory = copyOf(root, crashed, 'below-checkpoint-repair');
+    const target = written[5]!;
+    flipBit(logFile(directory, 0), target.position + rng.int(RECORDS_OFFSET, target.bytes.length - 1), rng.int(0, 7));
+    const log = await openLog(directory, { config, repair: true });
+    expect(log.recovery?.quarantined?.fromOffset, at('quarantined from the damaged batch')).toBe(target.baseOffset);
+    await expectExactly(log, written.slice(0, 5), 'after the repair');
+    const added = await expectAppendAt(log, target.baseOffset, 'after the repair');
+    // Crash with a torn last batch: above the lowered checkpoint, so it is cut, not fenced.
+    const torn = copyOf(root, directory, 'below-checkpoint-repair-torn');
+    await log.close();
+    truncateSync(logFile(torn, 0), statSync(logFile(torn, 0)).size - 7);
+    const reopened = await openLog(torn, { config });
+    expect(reopened.fenced, at(`after the repair, a torn tail: not fenced (${reopened.fenced?.message})`)).toBeNull();
+    expect(reopened.recovery?.bytesTruncated, at('the torn batch is cut')).toBe(added.bytes.length - 7);
+    await expectExactly(reopened, written.slice(0, 5), 'a torn tail after the repair');
+    await reopened.close();
+  });
+});
+
 describe(`acknowledged data deep in the active segment (seed ${SEED})`, () => {
   // recovery treats damage in the active segment as a torn tail only when it could be unsynced:
   // the writer never leaves more than UNSYNCED_WINDOW_BYTES (32 MiB) written but not
