@@ -3,7 +3,6 @@
  * subscribe (server push with flow control), list offsets and producer ids. They check and
  * convert wire messages and call the broker; errors go through the one status table.
  */
-import { once } from 'node:events';
 import {
   status,
   type ServerUnaryCall,
@@ -12,8 +11,9 @@ import {
 } from '@grpc/grpc-js';
 import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_BYTES_MAX, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
+import { checkTopicName } from '../broker/topic-name.js';
 import { strata } from '../generated/strata.js';
-import type { PartitionLog } from '../storage/partition-log.js';
+import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
 import { forEachBatch, readLastOffset, readRecordCount } from '../storage/record-batch.js';
 import { checkDecoded } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
@@ -70,11 +70,7 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest): Promis
     const batches = Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength);
     result = await broker.produceBatches(topic, partition, batches, acks);
   } else {
-    const producerId = request.producerId === null || request.producerId === undefined ? -1 : toSafeNumber(request.producerId, 'producer_id');
-    const producer =
-      producerId >= 0
-        ? { producerId, producerEpoch: checkProducerEpoch(request.producerEpoch), baseSequence: nonNegative(request.baseSequence, 'base_sequence') }
-        : null;
+    const producer = producerFromWire(request);
     const records = parseWireRecords(incoming.source, incoming.recordRanges);
     result = await broker.produceRecords(topic, partition, records, acks, producer);
   }
@@ -90,6 +86,22 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest): Promis
     ),
     logAppendTimeMs: toLong(result.logAppendTimeMs),
   });
+}
+
+/** producer_id on the wire for a producer that is not idempotent (as is leaving it out). */
+const NO_PRODUCER_ID = -1;
+
+/** The idempotent producer fields of a records-path request; null for a producer that is not idempotent. */
+function producerFromWire(request: strata.v1.ProduceRequest): { producerId: number; producerEpoch: number; baseSequence: number } | null {
+  if (request.producerId === null || request.producerId === undefined) return null;
+  const producerId = toSafeNumber(request.producerId, 'producer_id');
+  if (producerId === NO_PRODUCER_ID) return null;
+  // Any other negative id is a client bug; taken as "not idempotent", its retries would be
+  // appended twice without a word.
+  if (producerId < 0) {
+    throw invalidArgument(`producer_id ${producerId} is not valid: use an id from InitProducer (0 or more), or -1 or no producer_id for a producer that is not idempotent`);
+  }
+  return { producerId, producerEpoch: checkProducerEpoch(request.producerEpoch), baseSequence: nonNegative(request.baseSequence, 'base_sequence') };
 }
 
 function countRecords(batches: Buffer): number {
@@ -176,9 +188,15 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       } finally {
         ended.release();
       }
-      countOut(context.metrics, topic, result.batches);
-      const fields = { highWatermark: result.highWatermark, logStartOffset: result.logStartOffset, nextOffset: nextOffsetAfter(result.batches, offset) };
-      return request.raw ? encodeRawFetchResponse(result.batches, result.headroom, fields) : await encodeRecordsFetchResponse(result.batches, offset, fields);
+      const fields = { highWatermark: result.highWatermark, logStartOffset: result.logStartOffset };
+      if (request.raw) {
+        countOut(context.metrics, topic, result.batches);
+        return encodeRawFetchResponse(result.batches, result.headroom, { ...fields, nextOffset: nextOffsetAfter(result.batches, offset) });
+      }
+      // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
+      const decoded = await encodeRecordsFetchResponse(result.batches, offset, maxBytes, fields);
+      countOut(context.metrics, topic, decoded.included);
+      return decoded.message;
     }),
 
     subscribe: (call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>) => {
@@ -229,27 +247,37 @@ async function subscribe(
 ): Promise<void> {
   const request = checkDecoded(call.request);
   const topic = checkTopic(request.topic);
+  // Checked here because partitionCount, unlike partitionLog, does not: an illegal name would
+  // be answered NOT_FOUND, as if a topic could one day have it.
+  checkTopicName(topic);
   const maxBytes = checkMaxBytes(request.maxBytes, 'max_bytes');
   const partitions = request.partitions.length > 0 ? [...new Set(request.partitions)] : [...Array(broker.partitionCount(topic)).keys()];
   const start = startFromWire(request.start, 'latest');
   const logs = partitions.map((partition) => broker.partitionLog(topic, nonNegative(partition, 'partitions[]')));
   const offsets = await Promise.all(logs.map((log) => resolveStart(log, start)));
   // One partition that fails ends the call: the others stop following before the error is sent
-  // (left running, they would go on reading into a closed stream, each with a listener).
-  const following = new AbortController();
-  const stopFollowing = (): void => following.abort();
+  // (left running, they would go on reading into a closed stream). Each partition has a signal
+  // of its own, aborted from here, so no signal gets a listener per partition (Node warns of a
+  // leak past 10, and a Subscribe may follow hundreds).
+  const partitionStops = logs.map(() => new AbortController());
+  const sendWindow = new SendWindow(call, maxBytes);
+  const stopFollowing = (): void => {
+    for (const stop of partitionStops) stop.abort();
+    sendWindow.wakeAll();
+  };
   // Already aborted (the client cancelled while the start offsets were looked up, or the broker
   // is stopping): a listener added now would never run.
   if (signal.aborted) stopFollowing();
   signal.addEventListener('abort', stopFollowing, { once: true });
   try {
     const outcomes = await Promise.allSettled(
-      logs.map((log, index) =>
-        followPartition(call, log, topic, partitions[index]!, offsets[index]!, maxBytes, request.raw, following.signal, metrics).catch((error: unknown) => {
+      logs.map((log, index) => {
+        const follower: PartitionFollower = { topic, partition: partitions[index]!, maxBytes, raw: request.raw, signal: partitionStops[index]!.signal, sendWindow, metrics };
+        return followPartition(follower, log, offsets[index]!).catch((error: unknown) => {
           stopFollowing();
           throw error;
-        }),
-      ),
+        });
+      }),
     );
     const failed = outcomes.find((outcome) => outcome.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
@@ -258,34 +286,96 @@ async function subscribe(
   }
 }
 
+/**
+ * The bytes written to one Subscribe call that grpc-js has not sent yet, shared by the
+ * partitions it follows. `call.write` alone says "wait" only once grpc-js holds 16 messages,
+ * each up to max_bytes (64 MiB allowed): a reader that stops would pin a GiB. grpc-js calls a
+ * write's callback once HTTP/2 has sent the message, which flow control holds back while the
+ * reader does not read; so a partition waits for room before it reads while `budgetBytes` or
+ * more are unsent, and waiters get room one at a time, each passing it on after its turn. A
+ * stopped reader thus pins about the budget plus one message (plus, at worst, one message per
+ * partition that found room at the same moment), and a slow one slows the stream, as
+ * log.proto promises.
+ */
+class SendWindow {
+  private unsentBytes = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(
+    private readonly call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>,
+    private readonly budgetBytes: number,
+  ) {}
+
+  /** Resolves when fewer than the budget's bytes are unsent (at once if so), or `signal` aborted. */
+  async room(signal: AbortSignal): Promise<void> {
+    while (this.unsentBytes >= this.budgetBytes && !signal.aborted) {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+  }
+
+  /** Writes `message`; it counts as unsent until grpc-js's callback says HTTP/2 took it. */
+  send(message: Buffer): void {
+    this.unsentBytes += message.length;
+    this.call.write(message, () => {
+      this.unsentBytes -= message.length;
+      this.passTurn();
+    });
+    this.passTurn();
+  }
+
+  /** Lets the next waiting partition re-check for room, if there is some. */
+  passTurn(): void {
+    if (this.unsentBytes < this.budgetBytes) this.waiting.shift()?.();
+  }
+
+  /** Wakes every waiting partition (they are stopping: each re-checks its signal). */
+  wakeAll(): void {
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+}
+
+/** What a partition of a Subscribe call needs to follow it. */
+interface PartitionFollower {
+  topic: string;
+  partition: number;
+  maxBytes: number;
+  raw: boolean;
+  /** Aborts when the call ends; this partition's alone, so it holds at most one listener. */
+  signal: AbortSignal;
+  sendWindow: SendWindow;
+  metrics: BrokerMetrics | null;
+}
+
 /** Pushes one partition's records to the stream as they become durable, honouring backpressure. */
-async function followPartition(
-  call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>,
-  log: PartitionLog,
-  topic: string,
-  partition: number,
-  startOffset: number,
-  maxBytes: number,
-  raw: boolean,
-  signal: AbortSignal,
-  metrics: BrokerMetrics | null,
-): Promise<void> {
+async function followPartition(follower: PartitionFollower, log: PartitionLog, startOffset: number): Promise<void> {
+  const { signal, sendWindow } = follower;
   let offset = startOffset;
-  const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-  while (!signal.aborted) {
-    const result = await log.read(offset, maxBytes);
+  for (;;) {
+    // Waits before it reads: a partition held back by a slow reader holds no batches meanwhile.
+    await sendWindow.room(signal);
+    if (signal.aborted) return;
+    const result = await log.read(offset, follower.maxBytes);
     if (result.batches.length === 0) {
+      sendWindow.passTurn();
       await waitForHighWatermark(log, SUBSCRIBE_IDLE_CHECK_MS, signal);
       continue;
     }
-    const next = nextOffsetAfter(result.batches, offset);
-    countOut(metrics, topic, result.batches);
-    const fields = { partition, highWatermark: result.highWatermark, nextOffset: next };
-    const response = raw ? encodeRawSubscribeResponse(result.batches, result.headroom, fields) : await encodeRecordsSubscribeResponse(result.batches, offset, fields);
-    offset = next;
-    if (!call.write(response) && !signal.aborted) {
-      // The client reads slower than we produce: wait until grpc-js has sent what it holds.
-      await Promise.race([once(call, 'drain'), aborted]);
-    }
+    const { response, nextOffset } = await subscribeResponse(follower, result, offset);
+    offset = nextOffset;
+    sendWindow.send(response);
   }
+}
+
+/** The SubscribeResponse of what was read from `offset`, and the offset to read from next. */
+async function subscribeResponse(follower: PartitionFollower, result: ReadResult, offset: number): Promise<{ response: Buffer; nextOffset: number }> {
+  const fields = { partition: follower.partition, highWatermark: result.highWatermark };
+  if (follower.raw) {
+    const nextOffset = nextOffsetAfter(result.batches, offset);
+    countOut(follower.metrics, follower.topic, result.batches);
+    return { response: encodeRawSubscribeResponse(result.batches, result.headroom, { ...fields, nextOffset }), nextOffset };
+  }
+  // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
+  const decoded = await encodeRecordsSubscribeResponse(result.batches, offset, follower.maxBytes, fields);
+  countOut(follower.metrics, follower.topic, decoded.included);
+  return { response: decoded.message, nextOffset: decoded.nextOffset };
 }

@@ -3,8 +3,11 @@
  * its correlation id (ProduceStream, CommitOffsetsStream). Requests run concurrently and are
  * answered as they finish; a failed request is answered with an error response and the stream
  * stays open. When `inFlightMax` requests are unanswered the handler stops reading, so HTTP/2
- * flow control holds the client back; it reads again below half of that. The stream ends (status
- * OK) once the client has ended its side and every request is answered. When the broker shuts
+ * flow control holds the client back; it reads again below half of that. A request counts as
+ * unanswered until grpc-js has sent its response (the write callback), not merely been handed
+ * it: a client that stops reading responses then stops the stream too, instead of making the
+ * broker buffer an answer to everything it sends. The stream ends (status OK) once the client
+ * has ended its side and every request is answered. When the broker shuts
  * down it stops reading, answers the requests it has started, and ends the stream the same way:
  * requests it never read are never run and get no answer, and clients treat them as
  * UNAVAILABLE. (Answering them UNAVAILABLE at once would overtake the answers still to come
@@ -13,6 +16,7 @@
  * stream stops reading there, answers the requests before it, and ends with INVALID_ARGUMENT.
  */
 import { type ServerDuplexStream, type ServiceError, status } from '@grpc/grpc-js';
+import { StrataError } from '../common/errors.js';
 import { MalformedRequest } from './malformed-request.js';
 import { toGrpcFailure, toServiceError } from './status.js';
 import { type HandlerContext, countRequest } from './unary-handler.js';
@@ -62,15 +66,29 @@ export function pipelinedStream<Request, Response>(
       stopping.removeEventListener('abort', stop);
       context.metrics?.activeCalls.dec({ method });
     });
+    /**
+     * A response has been sent (or was never written): its request is done. (grpc-js calls no
+     * write callback once the call is cancelled; the stream is over then anyway.)
+     */
+    const answered = (): void => {
+      inFlight--;
+      if (paused && inFlight < inFlightMax / 2 && !stopping.aborted && refusal === null) {
+        paused = false;
+        call.resume();
+      }
+      finishIfDone();
+    };
     call.on('data', (request: Request | MalformedRequest) => {
       if (stopping.aborted || refusal !== null) return; // read before the pause took hold: left unanswered (see above)
       const startedAt = performance.now();
       if (request instanceof MalformedRequest) {
         // No correlation id to answer it by: the requests before it are answered, then the
-        // stream ends with INVALID_ARGUMENT and the decoder's reason.
-        countRequest(context, method, status.INVALID_ARGUMENT, startedAt);
-        logger.warn({ method, code: status.INVALID_ARGUMENT, reason: request.reason }, 'request failed');
-        refusal = toServiceError({ code: status.INVALID_ARGUMENT, details: request.reason, unexpected: false });
+        // stream ends with the refusal's status (INVALID_ARGUMENT for bytes that do not decode,
+        // RESOURCE_EXHAUSTED for a request over its size limit) and reason.
+        const failure = toGrpcFailure(new StrataError(request.code, request.reason));
+        countRequest(context, method, failure.code, startedAt);
+        logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
+        refusal = toServiceError(failure);
         stop();
         return;
       }
@@ -98,13 +116,8 @@ export function pipelinedStream<Request, Response>(
           return handler.failed(request, failure.code, failure.details);
         })
         .then((response) => {
-          inFlight--;
-          if (!call.cancelled && call.writable) call.write(response);
-          if (paused && inFlight < inFlightMax / 2 && !stopping.aborted && refusal === null) {
-            paused = false;
-            call.resume();
-          }
-          finishIfDone();
+          if (!call.cancelled && call.writable) call.write(response, answered);
+          else answered();
         });
     });
     call.on('end', endOfRequests);

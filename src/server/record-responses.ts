@@ -5,11 +5,19 @@
  * protobufjs object, Long or encoder operation per record, which cost the broker about 1.5 µs
  * per 100-byte record and held such readers below a million records a second.
  *
- * Layout: the response's varint fields first, then one `records` field per record (protobuf
- * allows fields in any order). A `Record` holds key (1) and value (2) unless null, its headers
- * (3: key 1 unless empty, value 2 unless null), timestamp (4) and offset (5) unless zero: the
- * same fields protobufjs wrote from the record objects before. A test decodes the result with
- * the generated classes and compares it with the records the codec decodes.
+ * Layout: one `records` field per record, then the response's varint fields (protobuf allows
+ * fields in any order; they go last because next_offset is known only once the records are
+ * written). A `Record` holds key (1) and value (2) unless null, its headers (3: key 1 unless
+ * empty, value 2 unless null), timestamp (4) and offset (5) unless zero: the same fields
+ * protobufjs wrote from the record objects before. A test decodes the result with the generated
+ * classes and compares it with the records the codec decodes.
+ *
+ * Size: the log bounds the batches it reads by their stored bytes, but a gzip batch of 100 KB
+ * may inflate to 128 MiB (INFLATED_BATCH_BYTES_MAX). So batches are inflated and written one at
+ * a time, and no batch is added once the message passes `maxBytes`. The first batch always goes
+ * in, as in Kafka, so a reader whose max_bytes is below one batch still makes progress; a
+ * message is thus at most `maxBytes` plus one batch's records, and the broker holds at most one
+ * inflated batch beside it. next_offset follows the last batch written, not the last one read.
  */
 import {
   LENGTH_DELIMITED,
@@ -22,7 +30,7 @@ import {
   writeUvarint,
   writeVarintFields,
 } from '../common/protobuf-wire.js';
-import { type RecordVisitor, forEachBatch, forEachRecord, inflateBatches, readRecordCount } from '../storage/record-batch.js';
+import { type RecordVisitor, RECORDS_OFFSET, forEachBatch, forEachRecord, inflateBatch, readBatchSize, readLastOffset, readRecordCount } from '../storage/record-batch.js';
 import { HEADER_KEY_TAG, HEADER_VALUE_TAG, RECORD_HEADERS_TAG, RECORD_KEY_TAG, RECORD_OFFSET_TAG, RECORD_TIMESTAMP_TAG, RECORD_VALUE_TAG } from './record-message.js';
 import { type FetchResponseFields, type SubscribeResponseFields, fetchResponseFields, subscribeResponseFields } from './raw-responses.js';
 
@@ -35,27 +43,70 @@ const SUBSCRIBE_RECORDS_TAG = fieldTag(2, LENGTH_DELIMITED);
  */
 const RECORD_OVERHEAD_GUESS = 32;
 
-/** FetchResponse { high_watermark, log_start_offset, next_offset, records from `fromOffset` }. */
-export async function encodeRecordsFetchResponse(batches: Buffer, fromOffset: number, fields: FetchResponseFields): Promise<Buffer> {
-  return encodeWithRecords(batches, await inflateBatches(batches), fromOffset, FETCH_RECORDS_TAG, fetchResponseFields(fields));
+/** A response of decoded records, and which of the batches read it holds. */
+export interface RecordsResponse {
+  message: Buffer;
+  /** The leading batches whose records are in `message` (for metrics). */
+  included: Buffer;
+  /** The offset after the last batch in `included` (the message's next_offset). */
+  nextOffset: number;
 }
 
-/** SubscribeResponse { partition, high_watermark, next_offset, records from `fromOffset` }. */
-export async function encodeRecordsSubscribeResponse(batches: Buffer, fromOffset: number, fields: SubscribeResponseFields): Promise<Buffer> {
-  return encodeWithRecords(batches, await inflateBatches(batches), fromOffset, SUBSCRIBE_RECORDS_TAG, subscribeResponseFields(fields));
+/**
+ * FetchResponse { records from `fromOffset`, high_watermark, log_start_offset, next_offset }, of
+ * the leading batches that fit in `maxBytes` (at least one).
+ */
+export async function encodeRecordsFetchResponse(
+  batches: Buffer,
+  fromOffset: number,
+  maxBytes: number,
+  fields: Omit<FetchResponseFields, 'nextOffset'>,
+): Promise<RecordsResponse> {
+  const records = await encodeRecords(batches, fromOffset, maxBytes, FETCH_RECORDS_TAG);
+  return finish(records, fetchResponseFields({ ...fields, nextOffset: records.nextOffset }));
 }
 
-/** Writes the response; compressed batches' records come from `inflated` (inflated off the event loop). */
-function encodeWithRecords(batches: Buffer, inflated: Map<number, Buffer> | null, fromOffset: number, recordsTag: number, fields: readonly VarintField[]): Buffer {
-  let recordCount = 0;
-  forEachBatch(batches, (position) => (recordCount += readRecordCount(batches, position)));
-  let inflatedBytes = 0;
-  for (const records of inflated?.values() ?? []) inflatedBytes += records.length;
-  const writer = new MessageWriter(varintFieldsSize(fields) + batches.length + inflatedBytes + recordCount * RECORD_OVERHEAD_GUESS);
-  writer.position = writeVarintFields(writer.buffer, 0, fields);
+/**
+ * SubscribeResponse { partition, records from `fromOffset`, high_watermark, next_offset }, of the
+ * leading batches that fit in `maxBytes` (at least one).
+ */
+export async function encodeRecordsSubscribeResponse(
+  batches: Buffer,
+  fromOffset: number,
+  maxBytes: number,
+  fields: Omit<SubscribeResponseFields, 'nextOffset'>,
+): Promise<RecordsResponse> {
+  const records = await encodeRecords(batches, fromOffset, maxBytes, SUBSCRIBE_RECORDS_TAG);
+  return finish(records, subscribeResponseFields({ ...fields, nextOffset: records.nextOffset }));
+}
+
+/** The records of the batches, written as `recordsTag` fields, up to `maxBytes` (see the file comment). */
+async function encodeRecords(batches: Buffer, fromOffset: number, maxBytes: number, recordsTag: number): Promise<{ writer: MessageWriter; included: Buffer; nextOffset: number }> {
+  const positions: number[] = [];
+  forEachBatch(batches, (position) => positions.push(position));
+  const writer = new MessageWriter(Math.min(batches.length, maxBytes) + RECORD_OVERHEAD_GUESS);
   const visit = writer.recordVisitor(recordsTag);
-  forEachBatch(batches, (position) => forEachRecord(batches, position, fromOffset, visit, inflated?.get(position)));
-  return writer.buffer.subarray(0, writer.position);
+  let end = 0;
+  let nextOffset = fromOffset;
+  for (const position of positions) {
+    if (end > 0 && writer.position >= maxBytes) break;
+    // Inflated off the event loop, one batch at a time: only this batch's records are held.
+    const inflated = await inflateBatch(batches, position);
+    const size = readBatchSize(batches, position);
+    writer.reserve((inflated?.length ?? size - RECORDS_OFFSET) + readRecordCount(batches, position) * RECORD_OVERHEAD_GUESS);
+    forEachRecord(batches, position, fromOffset, visit, inflated);
+    end = position + size;
+    nextOffset = readLastOffset(batches, position) + 1;
+  }
+  return { writer, included: batches.subarray(0, end), nextOffset };
+}
+
+/** The message: the records written, then the varint fields. */
+function finish(records: { writer: MessageWriter; included: Buffer; nextOffset: number }, fields: readonly VarintField[]): RecordsResponse {
+  const writer = records.writer;
+  writer.reserve(varintFieldsSize(fields));
+  writer.position = writeVarintFields(writer.buffer, writer.position, fields);
+  return { message: writer.buffer.subarray(0, writer.position), included: records.included, nextOffset: records.nextOffset };
 }
 
 /** A growing buffer that records are written into as `Record` fields. */
@@ -82,7 +133,7 @@ class MessageWriter {
       }
       if (timestamp !== 0) size += 1 + int64VarintSize(timestamp);
       if (offset !== 0) size += 1 + int64VarintSize(offset);
-      this.ensure(1 + uvarintSize(size) + size);
+      this.reserve(1 + uvarintSize(size) + size);
       const buffer = this.buffer;
       let position = this.position;
       buffer[position++] = tag;
@@ -112,7 +163,8 @@ class MessageWriter {
     };
   }
 
-  private ensure(bytes: number): void {
+  /** Makes room for `bytes` more after `position`, at least doubling when it grows. */
+  reserve(bytes: number): void {
     if (this.position + bytes <= this.buffer.length) return;
     const grown = Buffer.allocUnsafe(Math.max(this.position + bytes, 2 * this.buffer.length));
     this.buffer.copy(grown, 0, 0, this.position);

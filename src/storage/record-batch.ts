@@ -303,7 +303,7 @@ export type RecordVisitor = (offset: number, timestamp: number, key: Buffer | nu
  * `fromOffset`, handing each to `visit` in offset order: no object per record beyond what the
  * visitor makes, the key and value views, and headers when it has some. Records below
  * `fromOffset` are stepped over without views. A compressed batch's records are taken from
- * `inflated` when given (see `inflateBatches`), else inflated here. Throws `CORRUPT_BATCH` when
+ * `inflated` when given (see `inflateBatch`), else inflated here. Throws `CORRUPT_BATCH` when
  * the records do not parse.
  */
 export function forEachRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor, inflated?: Buffer): void {
@@ -394,23 +394,6 @@ export function forEachBatch(buffer: Buffer, visit: (position: number, size: num
     position += size;
   }
   return position;
-}
-
-/**
- * The records of every compressed batch among the whole batches in `buffer`, inflated on
- * libuv's thread pool (one batch at a time), by position; null when none is compressed. For a
- * reader that decodes records, so that inflating them does not hold up the event loop. Rejects
- * with `CORRUPT_BATCH` when a batch does not inflate.
- */
-export async function inflateBatches(buffer: Buffer): Promise<Map<number, Buffer> | null> {
-  const compressed: number[] = [];
-  forEachBatch(buffer, (position) => {
-    if (compressionOf(readAttributes(buffer, position)) !== Compression.none) compressed.push(position);
-  });
-  if (compressed.length === 0) return null;
-  const inflated = new Map<number, Buffer>();
-  for (const position of compressed) inflated.set(position, (await inflateBatch(buffer, position))!);
-  return inflated;
 }
 
 /**

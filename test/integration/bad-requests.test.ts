@@ -469,6 +469,23 @@ describe('large requests (broker at the default --max-request-bytes of 64 MiB)',
     expect(error.details).toMatch(tooLarge('Log/Subscribe', bytes.length));
   });
 
+  it('ends a CommitOffsetsStream at a commit over 1 MiB with RESOURCE_EXHAUSTED, after answering the one before', async () => {
+    const encode = (request: strata.v1.CommitOffsetsRequest): Buffer => Buffer.from(v1.CommitOffsetsRequest.encode(request).finish());
+    const small = encode(v1.CommitOffsetsRequest.create({ groupId: 'large-commits', correlationId: Long.fromNumber(1, true), offsets: [{ topic: 'large', partition: 0, offset: Long.ZERO }] }));
+    const large = encode(v1.CommitOffsetsRequest.create({ groupId: 'large-commits', correlationId: Long.fromNumber(2, true), offsets: [{ topic: 'large', partition: 0, offset: Long.ZERO, metadata: 'm'.repeat(OVER_LIMIT_BYTES) }] }));
+    const stream = client.groups.makeBidiStreamRequest('/strata.v1.Groups/CommitOffsetsStream', (request: Buffer) => request, (response: Buffer) => v1.CommitOffsetsResponse.decode(response), new Metadata(), { deadline: Date.now() + 10_000 });
+    const answered: number[] = [];
+    const error = await new Promise<ServiceError>((resolve) => {
+      stream.on('data', (response: strata.v1.CommitOffsetsResponse) => answered.push(Long.fromValue(response.correlationId).toNumber()));
+      stream.on('error', resolve);
+      stream.write(small);
+      stream.write(large);
+    });
+    expect(answered).toEqual([1]);
+    expect(status[error.code]).toBe('RESOURCE_EXHAUSTED');
+    expect(error.details).toMatch(tooLarge('Groups/CommitOffsetsStream', large.length));
+  });
+
   it(`refuses a Produce of ${PRODUCE_REQUEST_RECORDS_MAX + 1} empty records with RESOURCE_EXHAUSTED, before parsing them`, async () => {
     // Two bytes each on the wire (under 5 MiB in all), seven each in the batch built from them.
     const emptyRecord = Buffer.from([(3 << 3) | 2, 0]);

@@ -457,6 +457,32 @@ describe('produce and fetch', () => {
       expect(raw.nextOffset.toNumber()).toBe(10);
     });
 
+    it('decoded fetch and subscribe count max_bytes in inflated bytes: gzip batches past it wait for the next read', async () => {
+      // Three gzip batches of four 512 KiB values: a few KiB stored, 2 MiB each inflated. The log
+      // reads all three within 1 MiB of stored bytes; the answers carry one batch at a time.
+      const gzipTopic = 'fetch-gzip-max-bytes';
+      await createTopic(gzipTopic, 1);
+      const value = Buffer.alloc(512 * 1024, 'z');
+      for (let batch = 0; batch < 3; batch++) {
+        await produce({ topic: gzipTopic, partition: 0, batch: buildBatch(Array.from({ length: 4 }, () => ({ value })), { compression: 'gzip' }) });
+      }
+      const maxBytes = 1024 * 1024;
+      let offset = 0;
+      for (const next of [4, 8, 12]) {
+        const response = await fetch({ topic: gzipTopic, partition: 0, offset: long(offset), maxBytes });
+        expect(response.records.map((record) => record.offset.toNumber())).toEqual([...Array(4).keys()].map((index) => index + offset));
+        expect(response.nextOffset.toNumber()).toBe(next);
+        offset = next;
+      }
+      const subscription = new Subscription({ topic: gzipTopic, partitions: [0], start: v1.StartPosition.create({ earliest: true }), maxBytes });
+      try {
+        await subscription.until(() => subscription.records().length >= 12, 'twelve records');
+        expect(subscription.messages.map((message) => [message.records.length, message.nextOffset.toNumber()])).toEqual([[4, 4], [4, 8], [4, 12]]);
+      } finally {
+        await subscription.cancel();
+      }
+    });
+
     it('at the end of the log answers empty with next_offset unchanged; past it, OUT_OF_RANGE naming the range', async () => {
       const atEnd = await fetch({ topic, partition: 0, offset: long(16) });
       expect(atEnd.records).toEqual([]);

@@ -1,9 +1,10 @@
 // Goal: the shared handler behind ProduceStream and CommitOffsetsStream keeps its promises: at
 // most `inFlightMax` requests run at once (reading stops, so HTTP/2 flow control holds the
-// client back) and reading resumes as they finish; failures are answered in-band; on shutdown
-// it stops reading, answers every request it started and ends with OK, never running one it did
-// not answer. Method: a real grpc-js server and client on loopback with a tiny service (a
-// request is a correlation id) whose handler completes only when the test says so.
+// client back) and reading resumes as they finish, a request counting until its response is
+// sent (so a client that reads no responses is held back too); failures are answered in-band;
+// on shutdown it stops reading, answers every request it started and ends with OK, never
+// running one it did not answer. Method: a real grpc-js server and client on loopback with a
+// tiny service (a request is a correlation id) whose handler completes when the test says so.
 import { type ClientDuplexStream, type MethodDefinition, Server, ServerCredentials, credentials, makeGenericClientConstructor, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { rootLogger } from '../../src/common/logger.js';
@@ -21,18 +22,23 @@ const u32 = (value: number): Buffer => {
   return bytes;
 };
 
-const method: MethodDefinition<number, Answer> = {
+/** The method; each answer is padded to `answerBytes` (at least 8) so a test can fill HTTP/2 windows quickly. */
+const methodAnswering = (answerBytes: number): MethodDefinition<number, Answer> => ({
   path: '/test.Pipelined/Run',
   requestStream: true,
   responseStream: true,
   requestSerialize: u32,
   requestDeserialize: (bytes) => bytes.readUInt32BE(0),
-  responseSerialize: ({ id, code }) => Buffer.concat([u32(id), u32(code)]),
+  responseSerialize: ({ id, code }) => Buffer.concat([u32(id), u32(code), Buffer.alloc(answerBytes - 8)]),
   responseDeserialize: (bytes) => ({ id: bytes.readUInt32BE(0), code: bytes.readUInt32BE(4) }),
-};
+});
 
-/** A server whose requests finish when `release` is called; `started` lists the ids run. */
-async function startServer(inFlightMax: number) {
+/**
+ * A server whose requests finish when `release` is called (or at once with `answerAtOnce`);
+ * `started` lists the ids run.
+ */
+async function startServer(inFlightMax: number, { answerAtOnce = false, answerBytes = 8 } = {}) {
+  const method = methodAnswering(answerBytes);
   const stopping = new AbortController();
   const started: number[] = [];
   const waiting = new Map<number, () => void>();
@@ -43,7 +49,9 @@ async function startServer(inFlightMax: number) {
     handle: (id) =>
       new Promise<Answer>((resolve, reject) => {
         started.push(id);
-        waiting.set(id, () => (id % 10 === 7 ? reject(new StrataError(ErrorCode.INVALID_ARGUMENT, `request ${id} is refused`)) : resolve({ id, code: 0 })));
+        const release = (): void => (id % 10 === 7 ? reject(new StrataError(ErrorCode.INVALID_ARGUMENT, `request ${id} is refused`)) : resolve({ id, code: 0 }));
+        if (answerAtOnce) release();
+        else waiting.set(id, release);
         onStart?.();
       }),
     failed: (id, code) => ({ id, code }),
@@ -88,6 +96,16 @@ function collect(call: ClientDuplexStream<number, Answer>) {
   return { answers, ended };
 }
 
+/** Resolves once `count()` has not changed for `quietMs` (a plateau), with its value then. */
+async function plateau(count: () => number, quietMs: number): Promise<number> {
+  let last = -1;
+  while (count() !== last) {
+    last = count();
+    await new Promise((resolve) => setTimeout(resolve, quietMs));
+  }
+  return last;
+}
+
 describe('pipelined stream handler', () => {
   const cleanups: (() => void)[] = [];
   afterEach(() => {
@@ -117,6 +135,31 @@ describe('pipelined stream handler', () => {
     expect(answers.map(({ id }) => id).sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, index) => index + 1));
     for (const { id, code } of answers) expect(code, `request ${id}`).toBe(id % 10 === 7 ? status.INVALID_ARGUMENT : status.OK);
     expect(target.started).toEqual(Array.from({ length: total }, (_, index) => index + 1)); // in order, each once
+  });
+
+  it('counts a request in flight until its response is sent, so a client that reads no responses stops the stream', async () => {
+    // 1 KiB answers: the default 64 KiB HTTP/2 windows and the buffers on both sides hold a few
+    // hundred. Counted off when merely handed to grpc-js, the answers to all 5,000 requests
+    // would pile up in the server instead.
+    const target = await startServer(8, { answerAtOnce: true, answerBytes: 1024 });
+    cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
+    const call = target.open();
+    const { answers, ended } = collect(call);
+    // Paused at once: the 'data' listener still starts one read, after which grpc-js holds up to
+    // 16 answers and stops reading from HTTP/2. (A client call never read at all buffers all it
+    // is sent: a grpc-js quirk that would hide the server's side.)
+    call.pause();
+    const total = 5_000;
+    for (let id = 1; id <= total; id++) call.write(id);
+    call.end();
+    await target.untilStarted(8);
+    const runWhileUnread = await plateau(() => target.started.length, 200);
+    expect(runWhileUnread).toBeLessThan(total / 5);
+    expect(answers).toHaveLength(0);
+    call.resume();
+    expect(await ended).toBe(status.OK);
+    expect(target.started).toHaveLength(total);
+    expect(answers.map(({ id }) => id).sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, index) => index + 1));
   });
 
   it('on shutdown stops reading, answers every request it started, ends with OK, and runs none it leaves unanswered', async () => {

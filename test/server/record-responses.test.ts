@@ -2,20 +2,23 @@
 // batches, decode with the generated classes to exactly the records the codec reads from those
 // batches (from the requested offset on) and carry the other fields; method: random batches
 // (null and empty keys and values, headers, negative and zero timestamps, gzip), decoded and
-// compared record by record, with a start offset inside a batch and a buffer that must grow.
+// compared record by record, with a start offset inside a batch and a buffer that must grow;
+// gzip batches that inflate past max_bytes are left for the next read.
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/common/errors.js';
 import { strata } from '../../src/generated/strata.js';
 import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from '../../src/server/record-responses.js';
 import { crc32c } from '@node-rs/crc32';
-import { ATTRIBUTES_OFFSET, BATCH_HEADER_BYTES, CRC_OFFSET, type DecodedRecord, type RecordInput, decodeBatches } from '../../src/storage/record-batch.js';
+import { ATTRIBUTES_OFFSET, BATCH_HEADER_BYTES, CRC_OFFSET, type DecodedRecord, type RecordInput, decodeBatches, readBatchSize } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { countingLoopTurns } from '../helpers/loop-turns.js';
 import { streamFor, testSeed } from '../helpers/seeded-random.js';
 
 const v1 = strata.v1;
 const seed = testSeed('record-responses');
+/** A max_bytes no test batch set reaches. */
+const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 
 interface Plain {
   offset: number;
@@ -77,14 +80,16 @@ describe('hand-encoded responses of decoded records', () => {
       const expected = all.filter((record) => record.offset >= fromOffset).map(fromCodec);
       const what = `seed ${seed} round ${round}`;
 
-      const fetch = v1.FetchResponse.decode(await encodeRecordsFetchResponse(batches, fromOffset, { highWatermark: 7, logStartOffset: 2, nextOffset: 5 }));
+      const end = all.at(-1)!.offset + 1;
+
+      const fetch = v1.FetchResponse.decode((await encodeRecordsFetchResponse(batches, fromOffset, NO_LIMIT, { highWatermark: 7, logStartOffset: 2 })).message);
       expect(fetch.records.map(fromWire), what).toEqual(expected);
-      expect([fetch.highWatermark, fetch.logStartOffset, fetch.nextOffset].map((value) => Long.fromValue(value).toNumber())).toEqual([7, 2, 5]);
+      expect([fetch.highWatermark, fetch.logStartOffset, fetch.nextOffset].map((value) => Long.fromValue(value).toNumber())).toEqual([7, 2, end]);
       expect(fetch.batches.length).toBe(0);
 
-      const subscribe = v1.SubscribeResponse.decode(await encodeRecordsSubscribeResponse(batches, fromOffset, { partition: 3, highWatermark: 9, nextOffset: 8 }));
+      const subscribe = v1.SubscribeResponse.decode((await encodeRecordsSubscribeResponse(batches, fromOffset, NO_LIMIT, { partition: 3, highWatermark: 9 })).message);
       expect(subscribe.records.map(fromWire), what).toEqual(expected);
-      expect([subscribe.partition, Long.fromValue(subscribe.highWatermark).toNumber(), Long.fromValue(subscribe.nextOffset).toNumber()]).toEqual([3, 9, 8]);
+      expect([subscribe.partition, Long.fromValue(subscribe.highWatermark).toNumber(), Long.fromValue(subscribe.nextOffset).toNumber()]).toEqual([3, 9, end]);
     }
   });
 
@@ -101,28 +106,71 @@ describe('hand-encoded responses of decoded records', () => {
     const expected = decodeBatches(batches).map(fromCodec);
     expect(expected.map((record) => record.timestamp)).toEqual([far, far + 4, far + 8, -far, -far + 4, 5]);
     expect(expected[5]!.headers).toEqual([{ key: '\ufffd\ufffd', value: null }]);
-    const fetch = v1.FetchResponse.decode(await encodeRecordsFetchResponse(batches, 0, { highWatermark: 9, logStartOffset: 0, nextOffset: 9 }));
+    const fetch = v1.FetchResponse.decode((await encodeRecordsFetchResponse(batches, 0, NO_LIMIT, { highWatermark: 9, logStartOffset: 0 })).message);
     expect(fetch.records.map(fromWire)).toEqual(expected);
   });
 
   it('inflate gzip batches off the event loop, and refuse one that does not inflate', async () => {
     const values = Array.from({ length: 20_000 }, (_, index) => ({ value: Buffer.from(`value ${index}`.padEnd(100, '.')) }));
     const batch = buildBatch(values, { compression: 'gzip', baseOffset: 40 });
-    const fields = { highWatermark: 20_040, logStartOffset: 0, nextOffset: 20_040 };
-    const { result: response, turns } = await countingLoopTurns(() => encodeRecordsFetchResponse(batch, 40, fields));
-    const fetch = v1.FetchResponse.decode(response);
+    const fields = { highWatermark: 20_040, logStartOffset: 0 };
+    const { result: response, turns } = await countingLoopTurns(() => encodeRecordsFetchResponse(batch, 40, NO_LIMIT, fields));
+    const fetch = v1.FetchResponse.decode(response.message);
     expect(fetch.records.map(fromWire)).toEqual(decodeBatches(batch).map(fromCodec));
     expect(turns, 'the event loop turned while the batch was inflated').toBeGreaterThan(0);
 
     const damaged = Buffer.from(batch);
     damaged.fill(0x55, BATCH_HEADER_BYTES + 10, BATCH_HEADER_BYTES + 40); // inside the gzip stream
     damaged.writeUInt32BE(crc32c(damaged.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
-    await expect(encodeRecordsFetchResponse(damaged, 40, fields)).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH, message: expect.stringMatching(/^batch at offset 40 does not decode: /) });
+    await expect(encodeRecordsFetchResponse(damaged, 40, NO_LIMIT, fields)).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH, message: expect.stringMatching(/^batch at offset 40 does not decode: /) });
   });
 
   it('answer no batches with no records', async () => {
-    const fetch = v1.FetchResponse.decode(await encodeRecordsFetchResponse(Buffer.alloc(0), 10, { highWatermark: 10, logStartOffset: 0, nextOffset: 10 }));
+    const fetch = v1.FetchResponse.decode((await encodeRecordsFetchResponse(Buffer.alloc(0), 10, NO_LIMIT, { highWatermark: 10, logStartOffset: 0 })).message);
     expect(fetch.records).toEqual([]);
     expect(Long.fromValue(fetch.nextOffset).toNumber()).toBe(10);
+  });
+
+  it('stop adding gzip batches once their inflated records pass max_bytes, keep at least one, and set next_offset after the last one kept', async () => {
+    // Four gzip batches of 4 records of 512 KiB each: a few KiB stored, 2 MiB inflated. A max_bytes
+    // counted in stored bytes would take all four (8 MiB of records) into a 1 MiB response.
+    const recordsPerBatch = 4;
+    const value = Buffer.alloc(512 * 1024, 'a');
+    const batches = Buffer.concat(
+      [0, 1, 2, 3].map((index) => buildBatch(Array.from({ length: recordsPerBatch }, () => ({ value })), { compression: 'gzip', baseOffset: 100 + index * recordsPerBatch })),
+    );
+    expect(batches.length).toBeLessThan(64 * 1024);
+    const all = decodeBatches(batches).map(fromCodec);
+    const kept = async (maxBytes: number, fromOffset = 100) => {
+      const response = await encodeRecordsSubscribeResponse(batches, fromOffset, maxBytes, { partition: 0, highWatermark: 116 });
+      const decoded = v1.SubscribeResponse.decode(response.message);
+      expect(Long.fromValue(decoded.nextOffset).toNumber()).toBe(response.nextOffset);
+      return { records: decoded.records.map(fromWire), nextOffset: response.nextOffset, included: response.included.length, bytes: response.message.length };
+    };
+
+    const one = await kept(1024 * 1024);
+    expect(one.records).toEqual(all.slice(0, 4));
+    expect(one.nextOffset).toBe(104);
+    expect(one.bytes).toBeLessThan(2.1 * 1024 * 1024);
+    const first = readBatchSize(batches, 0);
+    expect(one.included).toBe(first);
+
+    const tiny = await kept(1); // below one batch: that batch still goes in, so the reader moves on
+    expect(tiny.records).toEqual(all.slice(0, 4));
+    expect(tiny.nextOffset).toBe(104);
+
+    const two = await kept(3 * 1024 * 1024); // one batch is 2 MiB, below it; two pass it
+    expect(two.records).toEqual(all.slice(0, 8));
+    expect(two.nextOffset).toBe(108);
+
+    const fromMiddle = await kept(1024 * 1024, 106); // from inside the second batch read
+    expect(fromMiddle.records).toEqual(all.slice(6, 8));
+    expect(fromMiddle.nextOffset).toBe(108);
+
+    const fetched = await encodeRecordsFetchResponse(batches, 100, 1024 * 1024, { highWatermark: 116, logStartOffset: 0 });
+    const fetch = v1.FetchResponse.decode(fetched.message);
+    expect(fetch.records.map(fromWire)).toEqual(all.slice(0, 4));
+    expect(Long.fromValue(fetch.nextOffset).toNumber()).toBe(104);
+    expect(fetched.included.length).toBe(first);
   });
 });

@@ -1,0 +1,61 @@
+// Goal: Log requests whose fields are out of their domain are refused with INVALID_ARGUMENT and a
+// message naming the field and what it may be, never taken as something else (a producer id
+// below -1 as "not idempotent", an illegal topic name as an unknown topic); method: each sent
+// over real gRPC to an in-process broker, with a check that nothing was appended. (The broad
+// table of bad requests is bad-requests.test.ts.)
+import { type ServiceError, status } from '@grpc/grpc-js';
+import Long from 'long';
+import { describe, expect, it } from 'vitest';
+import type { strata } from '../../src/generated/strata.js';
+import { grpcError, v1 } from '../helpers/grpc-client.js';
+import { useSharedBroker } from '../helpers/shared-broker.js';
+
+const shared = useSharedBroker();
+
+const record = (value: string): strata.v1.Record => v1.Record.create({ value: Buffer.from(value) });
+
+function produce(fields: strata.v1.IProduceRequest): Promise<strata.v1.ProduceResponse> {
+  return shared.client.call('log.produce', v1.ProduceRequest.create(fields));
+}
+
+/** The status a Subscribe stream ends with (it must end with an error, not data). */
+function subscribeError(fields: strata.v1.ISubscribeRequest): Promise<ServiceError> {
+  return new Promise((resolve, reject) => {
+    const stream = (shared.client.log as unknown as { subscribe(request: unknown, options: { deadline: number }): NodeJS.EventEmitter & { cancel(): void } }).subscribe(v1.SubscribeRequest.create(fields), { deadline: Date.now() + 10_000 });
+    stream.on('data', () => {
+      stream.cancel();
+      reject(new Error('expected the subscription to fail, but it delivered data'));
+    });
+    stream.on('error', (error: ServiceError) => resolve(error));
+  });
+}
+
+const outcome = (error: ServiceError): { code: string | undefined; details: string } => ({ code: status[error.code], details: error.details });
+
+describe('Produce: producer_id', () => {
+  it('refuses a negative producer_id other than -1 with INVALID_ARGUMENT naming the allowed values, and appends nothing', async () => {
+    const topic = 'producer-id-domain';
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions: 1 }));
+    for (const producerId of [-2, -9_000_000_000]) {
+      const error = await grpcError(produce({ topic, partition: 0, records: [record('x')], producerId: Long.fromNumber(producerId), producerEpoch: 0, baseSequence: 0 }));
+      expect(outcome(error)).toEqual({
+        code: 'INVALID_ARGUMENT',
+        details: `producer_id ${producerId} is not valid: use an id from InitProducer (0 or more), or -1 or no producer_id for a producer that is not idempotent`,
+      });
+    }
+    // -1, like no producer_id, is a producer that is not idempotent: appended, the first record.
+    const appended = await produce({ topic, partition: 0, records: [record('plain')], producerId: Long.fromNumber(-1) });
+    expect(appended.batches.map((batch) => batch.baseOffset.toNumber())).toEqual([0]);
+  });
+});
+
+describe('Subscribe: topic names', () => {
+  it('refuses an illegal topic name with INVALID_ARGUMENT when no partitions are named, as when some are', async () => {
+    for (const partitions of [[], [0]]) {
+      expect(outcome(await subscribeError({ topic: 'a/b', partitions, start: { earliest: true } }))).toEqual({ code: 'INVALID_ARGUMENT', details: 'topic name "a/b" has characters outside [a-zA-Z0-9._-]' });
+      expect(outcome(await subscribeError({ topic: '..', partitions }))).toEqual({ code: 'INVALID_ARGUMENT', details: 'topic name ".." is not allowed' });
+    }
+    // A legal name that no topic has is NOT_FOUND.
+    expect(outcome(await subscribeError({ topic: 'no-such-topic' }))).toMatchObject({ code: 'NOT_FOUND' });
+  });
+});

@@ -1,0 +1,162 @@
+// Goal: Subscribe keeps log.proto's promise that a slow reader slows the stream instead of
+// making the broker buffer: while the reader reads nothing, the bytes the broker has pushed stay
+// near max_bytes plus what HTTP/2 windows hold, and once it reads it gets every record in order;
+// following many partitions adds no listener per partition to the call or its abort signal
+// (Node's MaxListenersExceededWarning). Method: a real in-process broker and a raw Node http2
+// client (grpc-js's client buffers every message of a call it has never read from, which would
+// hide the broker's side) that pauses its stream; a counting wrapper on the partition log's
+// `read` tells how many messages the broker has made.
+import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { strata } from '../../src/generated/strata.js';
+import type { PartitionLog } from '../../src/storage/partition-log.js';
+import { decodeBatches } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { TestClient } from '../helpers/grpc-client.js';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+
+const v1 = strata.v1;
+
+let broker: TestBroker;
+let client: TestClient;
+beforeAll(async () => {
+  broker = await startTestBroker();
+  client = new TestClient(broker.address);
+});
+afterAll(async () => {
+  client.close();
+  await broker.dispose();
+});
+
+/** Makes `count` batches of one `valueBytes` record each in every partition of a new topic. */
+async function topicWithData(topic: string, partitions: number, count: number, valueBytes: number): Promise<void> {
+  await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions }));
+  for (let partition = 0; partition < partitions; partition++) {
+    for (let index = 0; index < count; index++) {
+      const value = Buffer.alloc(valueBytes, `${partition}:${index};`);
+      await client.call('log.produce', v1.ProduceRequest.create({ topic, partition, batch: buildBatch([{ value }]) }));
+    }
+  }
+}
+
+/** Counts the reads of `log` that returned batches: the messages the broker made from it. */
+function countReadsWithData(log: PartitionLog): { readonly count: number } {
+  const counter = { count: 0 };
+  const read = log.read.bind(log);
+  log.read = async (offset, maxBytes) => {
+    const result = await read(offset, maxBytes);
+    if (result.batches.length > 0) counter.count++;
+    return result;
+  };
+  return counter;
+}
+
+/** A Subscribe call over raw HTTP/2 whose response stream is paused from the start. */
+class PausedSubscription {
+  readonly responses: strata.v1.SubscribeResponse[] = [];
+  private readonly session: ClientHttp2Session;
+  private readonly stream: ClientHttp2Stream;
+  private pending = Buffer.alloc(0);
+
+  constructor(request: strata.v1.SubscribeRequest.$Properties) {
+    this.session = connect(`http://${broker.address}`);
+    this.session.on('error', () => undefined);
+    this.stream = this.session.request({ ':method': 'POST', ':path': '/strata.v1.Log/Subscribe', 'content-type': 'application/grpc', te: 'trailers' });
+    this.stream.on('error', () => undefined);
+    this.stream.pause();
+    const message = Buffer.from(v1.SubscribeRequest.encode(v1.SubscribeRequest.create(request)).finish());
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(message.length, 1);
+    this.stream.end(Buffer.concat([prefix, message]));
+  }
+
+  /** Starts reading: every gRPC message received is decoded into `responses`. */
+  read(): void {
+    this.stream.on('data', (chunk: Buffer) => {
+      this.pending = Buffer.concat([this.pending, chunk]);
+      while (this.pending.length >= 5 && this.pending.length >= 5 + this.pending.readUInt32BE(1)) {
+        const length = this.pending.readUInt32BE(1);
+        this.responses.push(v1.SubscribeResponse.decode(this.pending.subarray(5, 5 + length)));
+        this.pending = this.pending.subarray(5 + length);
+      }
+    });
+    this.stream.resume(); // a 'data' listener alone does not resume a stream paused explicitly
+  }
+
+  /** Values of the records received from `partition`, in order (raw batches decoded). */
+  values(partition: number): string[] {
+    return this.responses
+      .filter((response) => response.partition === partition)
+      .flatMap((response) => decodeBatches(Buffer.from(response.batches)).map((record) => record.value!.toString('utf8', 0, 8).split(';')[0]!));
+  }
+
+  close(): void {
+    this.stream.close();
+    this.session.close();
+  }
+}
+
+/** Resolves once `count()` has not changed for `quietMs` (a plateau), with its value then. */
+async function plateau(count: () => number, quietMs: number): Promise<number> {
+  let last = -1;
+  while (count() !== last) {
+    last = count();
+    await new Promise((resolve) => setTimeout(resolve, quietMs));
+  }
+  return last;
+}
+
+/** Waits until `predicate` holds, polling (the test's timeout bounds it). */
+async function until(predicate: () => boolean): Promise<void> {
+  while (!predicate()) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+const expectedValues = (partition: number, count: number): string[] => Array.from({ length: count }, (_, index) => `${partition}:${index}`);
+
+describe('Subscribe with a reader that does not read', () => {
+  it('stops pushing at about max_bytes beyond what HTTP/2 holds, then delivers everything in order once read', async () => {
+    // 64 batches of 16 KiB, 32 KiB per message: 32 messages, 1 MiB. The client's 64 KiB
+    // windows and its 16 KiB read buffer take about two and a half; the broker may hold about
+    // max_bytes more. grpc-js alone would buffer 16 messages more before `write` said wait.
+    const topic = 'slow-reader';
+    const batches = 64;
+    await topicWithData(topic, 1, batches, 16 * 1024);
+    const reads = countReadsWithData(broker.broker.partitionLog(topic, 0));
+    const subscription = new PausedSubscription({ topic, partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 32 * 1024 });
+    try {
+      await until(() => reads.count > 0);
+      const pushedWhileUnread = await plateau(() => reads.count, 200);
+      expect(pushedWhileUnread).toBeLessThanOrEqual(8);
+      subscription.read();
+      await until(() => subscription.values(0).length === batches);
+      expect(subscription.values(0)).toEqual(expectedValues(0, batches));
+    } finally {
+      subscription.close();
+    }
+  });
+
+  it('following more than 10 partitions, waiting for room and then for new records, adds no listener per partition (no MaxListenersExceededWarning)', async () => {
+    const topic = 'slow-reader-many';
+    const partitions = 12;
+    await topicWithData(topic, partitions, 4, 16 * 1024);
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => {
+      if (warning.name === 'MaxListenersExceededWarning') warnings.push(warning);
+    };
+    process.on('warning', onWarning);
+    const subscription = new PausedSubscription({ topic, start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 16 * 1024 });
+    try {
+      // Every partition has more than the window's worth to send, so all of them wait for room.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      subscription.read();
+      await until(() => Array.from({ length: partitions }, (_, partition) => subscription.values(partition).length).every((count) => count === 4));
+      // Then all twelve wait for new records.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      for (let partition = 0; partition < partitions; partition++) expect(subscription.values(partition)).toEqual(expectedValues(partition, 4));
+      expect(warnings.map((warning) => warning.message)).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      subscription.close();
+    }
+  });
+});
