@@ -2,7 +2,9 @@
  * `STRATA_*` environment variables set options (`STRATA_DATA_DIR` is `--data-dir`). Variables
  * with the prefix that name no option are left out of option parsing, so the strict parser does
  * not refuse to start because of an unrelated variable, and each is reported on stderr so that a
- * typo (`STRATA_DATADIR`) does not pass silently.
+ * typo (`STRATA_DATADIR`) does not pass silently. A variable for another command's option
+ * (`STRATA_DATA_DIR`, set for `serve` by the Docker image, while running `strata topics list`) is
+ * left out silently: it is meant for that command, and the strict parser would refuse it.
  */
 export const ENVIRONMENT_PREFIX = 'STRATA_';
 
@@ -14,4 +16,30 @@ export function environmentName(option: string): string {
 export function unknownOptionVariables(environment: NodeJS.ProcessEnv, knownOptions: Iterable<string>): string[] {
   const known = new Set([...knownOptions].map(environmentName));
   return Object.keys(environment).filter((name) => name.startsWith(ENVIRONMENT_PREFIX) && !known.has(name));
+}
+
+/**
+ * The command `argv` runs: its first entry that names one. Not merely the first entry without a
+ * dash, which is the value of an option given before the command (`--server HOST:PORT topics`).
+ */
+export function commandOf(argv: readonly string[], commands: Iterable<string>): string | undefined {
+  const names = new Set(commands);
+  return argv.find((argument) => names.has(argument));
+}
+
+/**
+ * Removes from `environment` the `STRATA_*` variables that the command in `argv` must not see:
+ * those naming no option (returned, to be reported) and those naming only other commands' options.
+ */
+export function filterEnvironment(argv: readonly string[], environment: NodeJS.ProcessEnv, optionsByCommand: Readonly<Record<string, readonly string[]>>): string[] {
+  const knownOptions = [...new Set(Object.values(optionsByCommand).flat())];
+  const unknown = unknownOptionVariables(environment, knownOptions);
+  for (const name of unknown) delete environment[name]; // yargs would refuse it as an unknown argument
+  const command = commandOf(argv, Object.keys(optionsByCommand));
+  const ownOptions = command === undefined ? undefined : optionsByCommand[command];
+  if (ownOptions !== undefined) {
+    const own = new Set(ownOptions.map(environmentName));
+    for (const name of knownOptions.map(environmentName)) if (!own.has(name)) delete environment[name];
+  }
+  return unknown;
 }

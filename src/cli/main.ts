@@ -15,7 +15,7 @@ import { repairCommand } from './commands/repair.js';
 import { serveCommand } from './commands/serve.js';
 import { TAIL_OPTION_NAMES, tailCommand } from './commands/tail.js';
 import { TOPICS_OPTION_NAMES, topicsCommand } from './commands/topics.js';
-import { environmentName, unknownOptionVariables } from './environment.js';
+import { filterEnvironment } from './environment.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 
 /** The option names of each command, for the environment check. */
@@ -31,21 +31,9 @@ const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
   bench: BENCH_OPTION_NAMES,
 };
 
-/** Every option name of every command. */
-const KNOWN_OPTIONS = [...new Set(Object.values(OPTIONS_BY_COMMAND).flat())];
-
 export async function main(argv: string[]): Promise<void> {
-  for (const name of unknownOptionVariables(process.env, KNOWN_OPTIONS)) {
+  for (const name of filterEnvironment(argv, process.env, OPTIONS_BY_COMMAND)) {
     process.stderr.write(`strata: ignoring environment variable ${name}: no option has that name\n`);
-    delete process.env[name]; // yargs would refuse it as an unknown argument
-  }
-  // A variable for another command's option (STRATA_DATA_DIR while running `strata topics list`)
-  // is left out silently: it is meant for that command, and the strict parser would refuse it.
-  const command = argv.find((argument) => !argument.startsWith('-'));
-  const ownOptions = command === undefined ? undefined : OPTIONS_BY_COMMAND[command];
-  if (ownOptions !== undefined) {
-    const own = new Set(ownOptions.map(environmentName));
-    for (const name of KNOWN_OPTIONS.map(environmentName)) if (!own.has(name)) delete process.env[name];
   }
   let parser = yargs(argv)
     .scriptName('strata')

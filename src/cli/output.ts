@@ -11,9 +11,16 @@
  * `OUTPUT_CHUNK_BYTES`; a full chunk is handed to the stream at once, and `drain()` (called after
  * each fetched batch) waits until the stream has passed on what it holds (stdout backpressure),
  * so what waits for a slow reader is bounded by about one fetched batch. A closed reader (EPIPE, e.g. `| head`) is not an
- * error: `closed` turns true and the command stops reading.
+ * error: `closed` turns true and the command stops reading. Any other write failure (ENOSPC,
+ * EIO...) also closes the writer and is kept: the command ends with `throwIfFailed()`, one line
+ * naming the cause, instead of a stack trace from an 'error' event nobody handles.
+ *
+ * Bytes are counted as written only when the stream's write callback reports success, in order:
+ * `appendedBytes` and `writtenBytes` let a caller tell which of its records actually went out
+ * (`consume --group` commits no further than that).
  */
 import type { Writable } from 'node:stream';
+import { getSystemErrorMap } from 'node:util';
 import { escapeUnprintable } from '../common/printable.js';
 import { UsageError } from './cli-errors.js';
 
@@ -28,17 +35,41 @@ export class OutputWriter {
   private used = 0;
   private needsDrain = false;
   private closedByReader = false;
+  private failure: NodeJS.ErrnoException | null = null;
+  /** Bytes handed to the stream (or dropped once closed), and those it reported written. */
+  private handedBytes = 0;
+  private confirmedBytes = 0;
+  /** Writes whose callback has not run yet, and who waits for them all (`flushed()`). */
+  private pendingWrites = 0;
+  private flushWaiters: (() => void)[] = [];
 
-  constructor(private readonly stream: Writable) {
-    stream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') this.closedByReader = true;
-      else throw error;
-    });
+  constructor(
+    private readonly stream: Writable,
+    private readonly name = 'stdout',
+  ) {
+    // Write failures arrive through the write callbacks; the listener only keeps the 'error'
+    // event (emitted after each failed write) from ending the process with a stack trace.
+    stream.on('error', (error: NodeJS.ErrnoException) => this.stop(error));
   }
 
-  /** True once the reader went away (EPIPE): nothing more will be printed. */
+  /** True once the reader went away (EPIPE) or a write failed: nothing more will be printed. */
   get closed(): boolean {
-    return this.closedByReader;
+    return this.closedByReader || this.failure !== null;
+  }
+
+  /** Bytes appended so far (the output position just after the last thing appended). */
+  get appendedBytes(): number {
+    return this.handedBytes + this.used;
+  }
+
+  /** Bytes the stream reported written, a prefix of what was appended. */
+  get writtenBytes(): number {
+    return this.confirmedBytes;
+  }
+
+  /** Throws the write failure other than a closed reader, as the one line the user reads. */
+  throwIfFailed(): void {
+    if (this.failure !== null) throw new Error(`cannot write to ${this.name}: ${systemErrorText(this.failure)}`);
   }
 
   /** Appends bytes (copied). */
@@ -95,20 +126,31 @@ export class OutputWriter {
   /** Writes what is held and waits until the stream can take more (bounded memory). */
   async drain(): Promise<void> {
     this.writeChunk();
-    if (this.needsDrain && !this.closedByReader) {
+    if (this.needsDrain && !this.closed && this.pendingWrites > 0) {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           this.stream.off('drain', done);
           this.stream.off('close', done);
           this.stream.off('error', done);
+          const waiting = this.flushWaiters.indexOf(done);
+          if (waiting >= 0) this.flushWaiters.splice(waiting, 1);
           resolve();
         };
         this.stream.on('drain', done);
         this.stream.on('close', done);
         this.stream.on('error', done);
+        // A destroyed stream emits nothing more; its write callbacks still run.
+        this.flushWaiters.push(done);
       });
     }
     this.needsDrain = false;
+  }
+
+  /** `drain()`, then waits until the stream has written (or failed) everything handed to it. */
+  async flushed(): Promise<void> {
+    await this.drain();
+    if (this.pendingWrites === 0) return;
+    await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
   }
 
   private writeChunk(): void {
@@ -121,9 +163,46 @@ export class OutputWriter {
   }
 
   private writeOut(bytes: Buffer): void {
-    if (this.closedByReader) return;
-    if (!this.stream.write(bytes)) this.needsDrain = true;
+    this.handedBytes += bytes.length;
+    if (this.closed) return;
+    this.pendingWrites++;
+    if (!this.stream.write(bytes, (error) => this.writeDone(bytes.length, error))) this.needsDrain = true;
   }
+
+  private writeDone(length: number, error: Error | null | undefined): void {
+    if (error) this.stop(error);
+    // Callbacks run in write order, so what follows a failure is not counted as written either.
+    else if (!this.closed) this.confirmedBytes += length;
+    if (--this.pendingWrites === 0) for (const wake of this.flushWaiters.splice(0)) wake();
+  }
+
+  private stop(error: NodeJS.ErrnoException): void {
+    if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') this.closedByReader = true;
+    else this.failure ??= error;
+  }
+}
+
+/** "ENOSPC (no space left on device)": the code, and the system's words for it. */
+export function systemErrorText(error: NodeJS.ErrnoException): string {
+  const reason = typeof error.errno === 'number' ? getSystemErrorMap().get(error.errno)?.[1] : undefined;
+  if (error.code === undefined) return error.message;
+  return reason === undefined ? `${error.code} (${error.message})` : `${error.code} (${reason})`;
+}
+
+/**
+ * Prints `text` on stdout and waits until it is written: a closed reader (EPIPE) is a quiet end,
+ * any other failure one error line (`cannot write to stdout: ENOSPC (...)`).
+ */
+export async function printText(text: string, stream: Writable = process.stdout): Promise<void> {
+  const writer = new OutputWriter(stream);
+  writer.text(text);
+  await writer.flushed();
+  writer.throwIfFailed();
+}
+
+/** `printText` with a newline. */
+export function printLine(text: string, stream: Writable = process.stdout): Promise<void> {
+  return printText(`${text}\n`, stream);
 }
 
 // ---------------------------------------------------------------------------------------------

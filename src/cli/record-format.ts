@@ -116,17 +116,19 @@ export interface ReadState {
 }
 
 /**
- * Prints the records of `batch` that belong to this run. Returns the offset after the last
- * printed record when it stopped inside the batch (count reached, or the partition's end), so
- * the caller can move the partition back there; null when the whole batch was printed.
+ * Prints the records of `batch` that belong to this run, calling `afterEach` (if given) after
+ * each one. Returns the offset after the last printed record when it stopped inside the batch
+ * (count reached, or the partition's end), so the caller can move the partition back there;
+ * null when the whole batch was printed.
  */
-export function printBatch(batch: ConsumerBatch, printer: RecordPrinter, state: ReadState): number | null {
+export function printBatch(batch: ConsumerBatch, printer: RecordPrinter, state: ReadState, afterEach?: () => void): number | null {
   const end = state.follow ? Number.POSITIVE_INFINITY : (state.endOffsets.get(batch.partition) ?? 0);
   const records = batch.records;
   for (let index = 0; index < records.length; index++) {
     const record = records[index]!;
     if (record.offset >= end || state.remaining <= 0) return record.offset;
     printer.print(record);
+    afterEach?.();
     state.remaining--;
   }
   return null;

@@ -21,6 +21,7 @@ import { type BenchWorkload, runBench } from '../../bench/run-bench.js';
 import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES, recordsInSeconds } from '../../bench/e2e-load.js';
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, describeFailure, serverAddress } from '../client-options.js';
+import { printText } from '../output.js';
 
 const MIB = 1024 * 1024;
 const PRODUCE_LINGER_MS_DEFAULT = 5;
@@ -151,7 +152,7 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
   } catch (error) {
     throw settings.local ? error : describeFailure(error, settings.server);
   }
-  process.stdout.write(formatReport(report));
+  await printText(formatReport(report));
   if (typeof argv.json === 'string') writeFileSync(argv.json, `${JSON.stringify(report, null, 2)}\n`);
 }
 

@@ -7,14 +7,18 @@
  * positions and leaves the group, so the partitions pass to the other members at once.
  *
  * Exactly what was printed is committed: a batch is counted as processed when the next one is
- * asked for (after it was handed to stdout), and a batch printed only in part (the count or the
- * end reached inside it) first moves its partition back to just after the last printed record.
+ * asked for, which happens only once stdout has reported all of it written, and a batch printed
+ * only in part (the count or the end reached inside it) first moves its partition back to just
+ * after the last printed record. When stdout closes (EPIPE, `| head`) or fails inside a batch,
+ * the partition moves back to the first record whose line was not written, so close() commits
+ * no record the reader did not get (at-least-once: what the reader took from the pipe and
+ * dropped unseen, as `head` does, is counted as printed; nothing can tell it apart).
  *
  * Without --follow the member stops once it owns partitions and each of them has reached the
  * high watermark it had when the command started.
  */
 import type { Connection } from '../../client/connection.js';
-import { Consumer } from '../../client/consumer.js';
+import { Consumer, type ConsumerRecord } from '../../client/consumer.js';
 import { clientLogger, onInterrupt } from '../client-options.js';
 import type { OutputWriter } from '../output.js';
 import { type ReadState, type RecordPrinter, printBatch, reachedEnd } from '../record-format.js';
@@ -58,16 +62,20 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
       if (!state.follow && allAssignedAtEnd(consumer, state)) break;
       const batch = await consumer.nextBatch(state.follow ? {} : { timeoutMs: END_CHECK_INTERVAL_MS });
       if (batch === null) continue; // timed out (check the end again) or closed (stopping)
-      const stoppedAt = printBatch(batch, printer, state);
-      if (stoppedAt !== null && !stopping) {
-        // Leave the unprinted rest of the batch to the group: commit just after the last printed record.
+      // Where each printed record's line ends in the output, to find the first one not written.
+      const lineEnds: number[] = [];
+      const stoppedAt = printBatch(batch, printer, state, () => lineEnds.push(writer.appendedBytes));
+      await writer.flushed();
+      const unwritten = writer.closed ? firstUnwritten(batch.records, lineEnds, writer.writtenBytes) : null;
+      const resumeAt = unwritten ?? stoppedAt;
+      if (resumeAt !== null && !stopping) {
+        // Leave the rest of the batch to the group: commit just after the last record printed and written.
         try {
-          consumer.seek(topic, batch.partition, stoppedAt);
+          consumer.seek(topic, batch.partition, resumeAt);
         } catch {
-          // revoked meanwhile: its new owner starts from the last commit, nothing is skipped
+          // revoked meanwhile: the revocation committed the batch's start, nothing is skipped
         }
       }
-      await writer.drain();
     }
   } finally {
     removeInterrupt();
@@ -83,4 +91,16 @@ function allAssignedAtEnd(consumer: Consumer, state: ReadState): boolean {
     const position = consumer.position(topic, partition);
     return position !== null && reachedEnd(state, partition, position);
   });
+}
+
+/**
+ * The offset of the first printed record whose line the stream did not report written, or null
+ * when all were. `lineEnds[i]` is the output position just after record i's line; the stream
+ * writes in order, so its written bytes are a prefix of the output.
+ */
+export function firstUnwritten(records: readonly ConsumerRecord[], lineEnds: readonly number[], writtenBytes: number): number | null {
+  for (let index = 0; index < lineEnds.length; index++) {
+    if (lineEnds[index]! > writtenBytes) return records[index]!.offset;
+  }
+  return null;
 }

@@ -109,6 +109,7 @@ async function consume(argv: ConsumeArgs): Promise<void> {
     await writer.drain();
     connection.close();
   }
+  writer.throwIfFailed(); // stdout failed (not a closed reader): one line, exit 1
 }
 
 /**

@@ -1,6 +1,7 @@
 /** `strata dump-log FILE`: prints every batch of a segment `.log` (see storage/dump-log.ts). */
 import type { Argv } from 'yargs';
 import { dumpLogFile } from '../../storage/dump-log.js';
+import { OutputWriter } from '../output.js';
 
 export function dumpLogCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -12,9 +13,15 @@ export function dumpLogCommand(yargs: Argv): Argv {
         .option('records', { type: 'boolean', default: false, describe: 'Also print every record' })
         .example('strata dump-log data/topics/orders/0/00000000000000000000.log --records', ''),
     async (argv) => {
+      const writer = new OutputWriter(process.stdout);
       for await (const line of dumpLogFile(argv.file as string, { records: argv.records })) {
-        process.stdout.write(`${line}\n`);
+        writer.text(line);
+        writer.newline();
+        await writer.drain();
+        if (writer.closed) break; // `| head`, or a failed write reported below
       }
+      await writer.flushed();
+      writer.throwIfFailed();
     },
   );
 }

@@ -9,14 +9,10 @@ import type { Argv } from 'yargs';
 import { Admin, type GroupDescription, type ResetSpec } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
 import { withConnection, withServerOption } from '../client-options.js';
-import { formatDuration, formatFields, formatTable, nonNegativeInteger, parsePosition } from '../output.js';
+import { formatDuration, formatFields, formatTable, nonNegativeInteger, parsePosition, printLine } from '../output.js';
 
 /** Option names of these commands, for the environment check in main.ts. */
 export const GROUPS_OPTION_NAMES = ['topic', 'to', 'partition', 'shift-by'];
-
-function print(text: string): void {
-  process.stdout.write(`${text}\n`);
-}
 
 export function groupsCommand(yargs: Argv): Argv {
   return yargs.command('groups', 'List, describe, reset and delete consumer groups', (groups) =>
@@ -27,7 +23,7 @@ export function groupsCommand(yargs: Argv): Argv {
         (command) => command.example('strata groups list', ''),
         async (argv) => {
           const list = await withConnection(argv, (connection) => new Admin({ connection }).listGroups());
-          print(formatTable(['GROUP', 'STATE', 'MEMBERS'], list.map((group) => [group.groupId, group.state, group.members])));
+          await printLine(formatTable(['GROUP', 'STATE', 'MEMBERS'], list.map((group) => [group.groupId, group.state, group.members])));
         },
       )
       .command(
@@ -36,7 +32,7 @@ export function groupsCommand(yargs: Argv): Argv {
         (command) => command.positional('group', { type: 'string', demandOption: true, describe: 'Group id' }).example('strata groups describe billing', ''),
         async (argv) => {
           const description = await withConnection(argv, (connection) => new Admin({ connection }).describeGroup(argv.group));
-          print(describeText(description));
+          await printLine(describeText(description));
         },
       )
       .command(
@@ -61,7 +57,7 @@ export function groupsCommand(yargs: Argv): Argv {
           const to = resetSpec(argv.to, argv['shift-by']);
           const partitions = (argv.partition ?? []).map((partition) => nonNegativeInteger(partition, '--partition')!);
           const offsets = await withConnection(argv, (connection) => new Admin({ connection }).resetOffsets(argv.group, argv.topic, to, partitions));
-          print(formatTable(['TOPIC', 'PARTITION', 'NEW OFFSET'], offsets.map((entry) => [entry.topic, entry.partition, entry.offset])));
+          await printLine(formatTable(['TOPIC', 'PARTITION', 'NEW OFFSET'], offsets.map((entry) => [entry.topic, entry.partition, entry.offset])));
         },
       )
       .command(
@@ -70,7 +66,7 @@ export function groupsCommand(yargs: Argv): Argv {
         (command) => command.positional('group', { type: 'string', demandOption: true, describe: 'Group id' }).example('strata groups delete billing', ''),
         async (argv) => {
           await withConnection(argv, (connection) => new Admin({ connection }).deleteGroup(argv.group));
-          print(`deleted group "${argv.group}"`);
+          await printLine(`deleted group "${argv.group}"`);
         },
       )
       .demandCommand(1, 'give a groups command: list, describe, reset-offsets or delete'),

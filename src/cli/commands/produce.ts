@@ -16,16 +16,20 @@
  * At the end one summary line goes to stderr (records, partitions, time, rate); on a terminal a
  * progress line is redrawn meanwhile. The first failed record (or malformed input line) stops
  * the input; the records already sent are still flushed, and the command exits 1 with one line:
- * the broker's message (or the input problem) and how many records got through. Ctrl-C stops
- * reading, flushes what was read, prints the summary and exits 0.
+ * the broker's message (or the input problem) and how many records got through: for a record
+ * not sent, its input line and the records produced before and after it (later lines may have
+ * been sent before the failure was known). Stdin that cannot be read (a directory, a read error)
+ * fails the same way. Ctrl-C stops reading, flushes what was read, prints the summary and exits 0.
  */
+import { fstatSync } from 'node:fs';
+import { constants } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { Argv } from 'yargs';
 import { describeTopic } from '../../client/admin.js';
 import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, connectionOptions, describeFailure, onInterrupt, serverAddress, withConnection, withServerOption } from '../client-options.js';
-import { bytesFromJson, formatCount, nonNegativeInteger, parsePairs } from '../output.js';
+import { bytesFromJson, formatCount, nonNegativeInteger, parsePairs, systemErrorText } from '../output.js';
 
 /** Option names of this command, for the environment check in main.ts. */
 export const PRODUCE_OPTION_NAMES = ['key', 'key-separator', 'partition', 'header', 'acks', 'format'];
@@ -173,6 +177,8 @@ function byteLength(bytes: string | Uint8Array | null | undefined): number {
 async function produce(argv: ProduceArgs): Promise<void> {
   const parse = lineParser(argv);
   const server = serverAddress(argv);
+  const readsStdin = argv.values === undefined || argv.values.length === 0;
+  if (readsStdin) checkReadableInput(process.stdin.fd);
   // Fail fast, before reading any input, on an unknown topic or partition.
   const description = await withConnection(argv, (connection) => describeTopic(connection, argv.topic));
   const partitionCount = description.partitions.length;
@@ -188,6 +194,8 @@ async function produce(argv: ProduceArgs): Promise<void> {
   let outstanding = 0;
   let windowBytes = 0;
   let failure: unknown = null;
+  /** The send that failed at the earliest input line, and how many sends failed in all. */
+  const failedSends: { earliest: FailedSend | null; count: number } = { earliest: null, count: 0 };
   let interrupted = false;
   let pauseInput: (() => void) | null = null;
   let resumeInput: (() => void) | null = null;
@@ -197,14 +205,17 @@ async function produce(argv: ProduceArgs): Promise<void> {
   progress?.unref();
 
   // Settled records give back the average size of what is outstanding rather than their own:
-  // exact in total (the window is empty when nothing is outstanding), and no closure per record.
+  // exact in total (the window is empty when nothing is outstanding), and no closure per record
+  // on the success path (a failure needs one: it names the record's input line).
   const onAcknowledged = (result: { partition: number }): void => {
     acknowledged++;
     perPartition[result.partition] = (perPartition[result.partition] ?? 0) + 1;
     settled();
   };
-  const onFailed = (error: unknown): void => {
-    failure ??= error;
+  const onFailed = (send: FailedSend): void => {
+    failure ??= send.error;
+    failedSends.count++;
+    if (failedSends.earliest === null || send.lineNumber < failedSends.earliest.lineNumber) failedSends.earliest = send;
     settled();
     stopInput();
   };
@@ -230,8 +241,8 @@ async function produce(argv: ProduceArgs): Promise<void> {
     if (record === null) return;
     windowBytes += estimatedBytes(record);
     outstanding++;
-    sent++;
-    producer.send(record).then(onAcknowledged, onFailed);
+    const recordNumber = ++sent;
+    producer.send(record).then(onAcknowledged, (error: unknown) => onFailed({ lineNumber, line, recordNumber, error }));
     if ((windowBytes > WINDOW_BYTES || outstanding > WINDOW_RECORDS) && !paused) {
       paused = true;
       pauseInput?.();
@@ -243,8 +254,8 @@ async function produce(argv: ProduceArgs): Promise<void> {
     stopInput();
   });
   try {
-    if (argv.values !== undefined && argv.values.length > 0) {
-      argv.values.forEach((value, index) => send(String(value), index + 1));
+    if (!readsStdin) {
+      argv.values!.forEach((value, index) => send(String(value), index + 1));
     } else {
       if (process.stdin.isTTY) process.stderr.write('reading records from stdin, one per line; end with Ctrl-D\n');
       const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
@@ -255,6 +266,11 @@ async function produce(argv: ProduceArgs): Promise<void> {
         lines.close();
         process.stdin.destroy();
       };
+      // readline passes on read errors of its input; unheard, one would end with a stack trace.
+      lines.on('error', (error: NodeJS.ErrnoException) => {
+        failure ??= new Error(`cannot read stdin: ${systemErrorText(error)}`);
+        stopInput();
+      });
       let lineNumber = 0;
       lines.on('line', (line) => send(line, ++lineNumber));
       await ended;
@@ -267,8 +283,13 @@ async function produce(argv: ProduceArgs): Promise<void> {
   }
   const elapsedMs = performance.now() - startedAt;
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+  if (failedSends.earliest !== null) {
+    const { error } = failedSends.earliest;
+    throw new Error(sendFailureLine(describeFailure(error, server), failedSends.earliest, failedSends.count, acknowledged), { cause: error });
+  }
   if (failure !== null) {
-    // One line on failure: the cause, and how much got through before it.
+    // One line on failure: the input problem, and how much got through before it (reading
+    // stopped at it, so every record produced came before it).
     const error = describeFailure(failure, server);
     if (acknowledged > 0 && error instanceof Error) {
       error.message += ` (${formatCount(acknowledged)} record${acknowledged === 1 ? ' was' : 's were'} produced before it)`;
@@ -280,6 +301,49 @@ async function produce(argv: ProduceArgs): Promise<void> {
   process.stderr.write(
     `${interrupted ? 'interrupted: ' : ''}produced ${formatCount(acknowledged)} record${acknowledged === 1 ? '' : 's'} to ${partitions} partition${partitions === 1 ? '' : 's'} of "${argv.topic}" in ${(elapsedMs / 1000).toFixed(2)} s (${formatCount(rate)} records/s)\n`,
   );
+}
+
+/**
+ * Refuses input that cannot be read as lines before anything is sent. Node.js reads a directory
+ * on stdin (`strata produce t < /tmp`) as empty input, which would "produce 0 records" and exit 0.
+ */
+export function checkReadableInput(fd: number): void {
+  let isDirectory: boolean;
+  try {
+    isDirectory = fstatSync(fd).isDirectory();
+  } catch (error) {
+    throw new Error(`cannot read stdin: ${systemErrorText(error as NodeJS.ErrnoException)}`);
+  }
+  if (isDirectory) throw new Error(`cannot read stdin: ${systemErrorText(Object.assign(new Error('is a directory'), { code: 'EISDIR', errno: -constants.errno.EISDIR }))}`);
+}
+
+/** A record the producer failed to send, where it came from, and why. */
+export interface FailedSend {
+  lineNumber: number;
+  line: string;
+  /** Its place among the records sent (1 for the first): the records before it in the input. */
+  recordNumber: number;
+  error: unknown;
+}
+
+/**
+ * The one line for a failed send: which input line was not sent (the earliest, when several
+ * were), why, and how many other records were produced before and after it in the input. Sends
+ * fail independently (a record too large is refused alone), so later lines may have gone
+ * through; every record before the earliest failed one was produced.
+ */
+export function sendFailureLine(cause: unknown, send: FailedSend, failedSends: number, acknowledged: number): string {
+  // The producer's own message may end by saying so; the line says it once, up front.
+  const reason = (cause instanceof Error ? cause.message : String(cause)).replace(/; it was not sent$/, '');
+  const others = failedSends > 1 ? ` and ${formatCount(failedSends - 1)} other record${failedSends === 2 ? '' : 's'}` : '';
+  const what = `input line ${send.lineNumber} (${formatCount(Buffer.byteLength(send.line, 'utf8'))} bytes)${others}`;
+  const before = send.recordNumber - 1;
+  const after = acknowledged - before;
+  const produced =
+    acknowledged === 0
+      ? 'no other record was produced'
+      : `${formatCount(acknowledged)} other record${acknowledged === 1 ? ' was' : 's were'} produced (${formatCount(before)} before it, ${formatCount(after)} after it)`;
+  return `${what} ${failedSends > 1 ? 'were' : 'was'} not sent: ${reason}; ${produced}`;
 }
 
 function drawProgress(sent: number, acknowledged: number, startedAt: number): void {

@@ -2,14 +2,16 @@
  * `strata repair`: recovers a fenced partition. Opens the partition log with repair enabled:
  * the bytes from the first corrupt batch to the end of its segment, and every later segment,
  * are moved to `<partition>/quarantine/<time>/` (nothing is deleted), the log is truncated at
- * the damage, and it is closed cleanly. Run it with the broker stopped.
+ * the damage, and it is closed cleanly. Run it with the broker stopped. A directory holding no
+ * segment log and no recovery checkpoint is refused: it is not a partition's.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { checkTopicName } from '../../broker/topic-name.js';
-import { partitionDirectory } from '../../storage/file-names.js';
+import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, parseSegmentFileName, partitionDirectory } from '../../storage/file-names.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import { UsageError } from '../cli-errors.js';
+import { printLine } from '../output.js';
 
 export function repairCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -28,6 +30,7 @@ export function repairCommand(yargs: Argv): Argv {
       if (!existsSync(directory)) {
         throw new Error(argv.dir === undefined ? `no partition ${argv.partition} of topic "${argv.topic}" in ${argv['data-dir']}` : `no partition directory ${directory}`);
       }
+      checkPartitionDirectory(directory);
       const log = await PartitionLog.open({ directory, repair: true });
       const report = log.recovery;
       const summary = report?.quarantined
@@ -36,9 +39,29 @@ export function repairCommand(yargs: Argv): Argv {
           ? `recovered: dropped an unfinished write of ${report.bytesTruncated} bytes; log ends at ${log.logEndOffset}`
           : `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent`;
       await log.close();
-      process.stdout.write(`${summary}\n`);
+      await printLine(summary);
     },
   );
+}
+
+/**
+ * Refuses a directory that is not a partition's: opening a log there would write segment files,
+ * checkpoints and a clean-shutdown marker into it (`--dir data/topics`, say). Every partition
+ * directory holds a segment log from its creation on, and a recovery checkpoint once flushed.
+ */
+export function checkPartitionDirectory(directory: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(directory);
+  } catch (error) {
+    throw new Error(`cannot read ${directory}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const isPartition = names.some((name) => name === RECOVERY_CHECKPOINT_FILE || parseSegmentFileName(name)?.suffix === LOG_SUFFIX);
+  if (!isPartition) {
+    throw new Error(
+      `${directory} is not a partition directory: it holds no segment log (${offsetFileStem(0)}${LOG_SUFFIX}) and no ${RECOVERY_CHECKPOINT_FILE}; a partition directory is <data-dir>/topics/<topic>/<partition>`,
+    );
+  }
 }
 
 function resolvePartition(dataDir: string, topic: string | undefined, partition: number | undefined): string {

@@ -125,4 +125,5 @@ async function tail(argv: TailArgs): Promise<void> {
       await writer.drain();
     }
   });
+  writer.throwIfFailed(); // stdout failed (not a closed reader): one line, exit 1
 }

@@ -8,7 +8,7 @@ import type { Argv } from 'yargs';
 import { Admin, type TopicDescription } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
 import { withConnection, withServerOption } from '../client-options.js';
-import { formatBytes, formatFields, formatTable, parsePairs } from '../output.js';
+import { formatBytes, formatFields, formatTable, parsePairs, printLine } from '../output.js';
 
 /** Option names of these commands, for the environment check in main.ts. */
 export const TOPICS_OPTION_NAMES = ['partitions', 'config'];
@@ -16,10 +16,6 @@ export const TOPICS_OPTION_NAMES = ['partitions', 'config'];
 interface TopicArgs {
   server: string;
   name: string;
-}
-
-function print(text: string): void {
-  process.stdout.write(`${text}\n`);
 }
 
 function plural(count: number, word: string): string {
@@ -48,7 +44,7 @@ export function topicsCommand(yargs: Argv): Argv {
           const created = await withConnection(argv, (connection) =>
             new Admin({ connection }).createTopic(argv.name, { ...(partitions !== undefined ? { partitions } : {}), configs }),
           );
-          print(`created topic "${created.name}" with ${plural(created.partitions.length, 'partition')}`);
+          await printLine(`created topic "${created.name}" with ${plural(created.partitions.length, 'partition')}`);
         },
       )
       .command(
@@ -58,7 +54,7 @@ export function topicsCommand(yargs: Argv): Argv {
         async (argv) => {
           const topics = await withConnection(argv, (connection) => new Admin({ connection }).listTopics());
           const rows = [...topics].sort((a, b) => a.name.localeCompare(b.name)).map((topic) => [topic.name, topic.partitions]);
-          print(formatTable(['TOPIC', 'PARTITIONS'], rows));
+          await printLine(formatTable(['TOPIC', 'PARTITIONS'], rows));
         },
       )
       .command(
@@ -67,7 +63,7 @@ export function topicsCommand(yargs: Argv): Argv {
         (command) => command.positional('name', { type: 'string', demandOption: true, describe: 'Topic name' }).example('strata topics describe orders', ''),
         async (argv) => {
           const description = await withConnection(argv as TopicArgs, (connection) => new Admin({ connection }).describeTopic(argv.name));
-          print(describeText(description));
+          await printLine(describeText(description));
         },
       )
       .command(
@@ -83,7 +79,7 @@ export function topicsCommand(yargs: Argv): Argv {
           if (Object.keys(configs).length === 0) throw new UsageError('give at least one --config KEY=VALUE');
           const altered = await withConnection(argv, (connection) => new Admin({ connection }).alterTopicConfigs(argv.name, configs));
           const changes = Object.keys(configs).map((key) => `${key}=${altered.configs[key] ?? configs[key]}`);
-          print(`altered topic "${altered.name}": ${changes.join(', ')}`);
+          await printLine(`altered topic "${altered.name}": ${changes.join(', ')}`);
         },
       )
       .command(
@@ -92,7 +88,7 @@ export function topicsCommand(yargs: Argv): Argv {
         (command) => command.positional('name', { type: 'string', demandOption: true, describe: 'Topic name' }).example('strata topics delete orders', ''),
         async (argv) => {
           await withConnection(argv as TopicArgs, (connection) => new Admin({ connection }).deleteTopic(argv.name));
-          print(`deleted topic "${argv.name}"`);
+          await printLine(`deleted topic "${argv.name}"`);
         },
       )
       .demandCommand(1, 'give a topics command: create, list, describe, alter or delete'),

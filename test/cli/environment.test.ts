@@ -1,0 +1,46 @@
+// Goal: the STRATA_* variables a command sees are its own options' (so the strict parser does
+// not refuse a variable set for another command, as the Docker image sets STRATA_DATA_DIR for
+// `serve`), wherever the command stands among the arguments; method: filterEnvironment on plain
+// objects with a table of commands shaped like main.ts's.
+import { describe, expect, it } from 'vitest';
+import { commandOf, filterEnvironment } from '../../src/cli/environment.js';
+
+const OPTIONS_BY_COMMAND = {
+  serve: ['config', 'data-dir', 'listen', 'metrics-listen', 'log-level'],
+  topics: ['server', 'partitions', 'config'],
+  consume: ['server', 'group', 'from'],
+};
+
+/** What the Docker image, compose and k8s files set, plus a client setting. */
+function deploymentEnvironment(): NodeJS.ProcessEnv {
+  return { STRATA_DATA_DIR: '/data', STRATA_LISTEN: '0.0.0.0:50051', STRATA_METRICS_LISTEN: '0.0.0.0:9090', STRATA_LOG_LEVEL: 'info', STRATA_SERVER: 'broker:50051', PATH: '/bin' };
+}
+
+describe('filterEnvironment', () => {
+  it('keeps only the command\'s own variables when an option and its value come before the command', () => {
+    const environment = deploymentEnvironment();
+    const unknown = filterEnvironment(['--server', '127.0.0.1:57051', 'topics', 'list'], environment, OPTIONS_BY_COMMAND);
+    expect(unknown).toEqual([]);
+    expect(environment).toEqual({ STRATA_SERVER: 'broker:50051', PATH: '/bin' });
+  });
+
+  it('keeps only the command\'s own variables when the command comes first', () => {
+    const environment = deploymentEnvironment();
+    filterEnvironment(['serve', '--listen', '127.0.0.1:1'], environment, OPTIONS_BY_COMMAND);
+    expect(environment).toEqual({ STRATA_DATA_DIR: '/data', STRATA_LISTEN: '0.0.0.0:50051', STRATA_METRICS_LISTEN: '0.0.0.0:9090', STRATA_LOG_LEVEL: 'info', PATH: '/bin' });
+  });
+
+  it('removes and returns variables that name no option, and leaves the rest alone without a command', () => {
+    const environment: NodeJS.ProcessEnv = { STRATA_DATADIR: '/data', STRATA_SERVER: 'broker:50051' };
+    expect(filterEnvironment(['--help'], environment, OPTIONS_BY_COMMAND)).toEqual(['STRATA_DATADIR']);
+    expect(environment).toEqual({ STRATA_SERVER: 'broker:50051' });
+  });
+});
+
+describe('commandOf', () => {
+  it('is the first argument that names a command, not the first without a dash', () => {
+    expect(commandOf(['--server', 'consume:1', 'topics', 'list'], Object.keys(OPTIONS_BY_COMMAND))).toBe('topics');
+    expect(commandOf(['--server=h:1', 'consume', 'topics'], Object.keys(OPTIONS_BY_COMMAND))).toBe('consume');
+    expect(commandOf(['--version'], Object.keys(OPTIONS_BY_COMMAND))).toBeUndefined();
+  });
+});

@@ -1,0 +1,87 @@
+// Goal: when `strata produce` fails to send a record, its one error line names the input line
+// that was not sent and counts the other records produced without claiming they all came before
+// it (sends fail independently, so later lines may go through), and stdin it cannot read fails
+// rather than producing nothing; method: the produce command from the sources run through yargs
+// against a real in-process broker, sendFailureLine on counts, checkReadableInput on descriptors.
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import yargs from 'yargs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Admin } from '../../src/client/admin.js';
+import { checkReadableInput, produceCommand, sendFailureLine } from '../../src/cli/commands/produce.js';
+import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
+
+let broker: TestBroker;
+let admin: Admin;
+
+beforeAll(async () => {
+  broker = await startTestBroker();
+  admin = new Admin({ server: broker.address });
+});
+afterAll(async () => {
+  await admin?.close();
+  await broker?.dispose();
+});
+
+/** Runs `strata ARGS...` as main.ts does, failures thrown rather than printed. */
+function strata(args: string[]): Promise<unknown> {
+  const parser = produceCommand(yargs().strict().exitProcess(false)).fail((message, error) => {
+    throw error ?? new Error(message);
+  });
+  return parser.parseAsync(args);
+}
+
+describe('produce with a record the topic cannot take', () => {
+  it('names the line not sent, and counts the records produced before and after it', async () => {
+    const topic = 'produce-too-large';
+    await admin.createTopic(topic, { partitions: 1, configs: { 'max.message.bytes': '2000' } });
+    const failed = await strata(['produce', topic, 'a', 'x'.repeat(3000), 'c', '--server', broker.address]).then(
+      () => null,
+      (error: Error) => error.message,
+    );
+    expect(failed).toMatch(
+      /^input line 2 \(3,000 bytes\) was not sent: a record of at least \d+ bytes \(in a batch of its own\) exceeds topic "produce-too-large"'s max\.message\.bytes of 2000; 2 other records were produced \(1 before it, 1 after it\)$/,
+    );
+    const description = await admin.describeTopic(topic);
+    expect(description.partitions[0]!.highWatermark).toBe(2); // `a` and `c`
+  });
+});
+
+describe('sendFailureLine', () => {
+  const send = { lineNumber: 7, line: 'héllo', recordNumber: 5, error: null };
+
+  it('counts the other failed records and the produced ones on either side', () => {
+    expect(sendFailureLine(new Error('topic "t" not found'), send, 3, 10)).toBe(
+      'input line 7 (6 bytes) and 2 other records were not sent: topic "t" not found; 10 other records were produced (4 before it, 6 after it)',
+    );
+  });
+
+  it('says so when nothing else was produced', () => {
+    expect(sendFailureLine(new Error('refused; it was not sent'), { ...send, recordNumber: 1 }, 1, 0)).toBe('input line 7 (6 bytes) was not sent: refused; no other record was produced');
+  });
+});
+
+describe('checkReadableInput', () => {
+  it('refuses a directory on stdin, which Node.js would read as empty input', () => {
+    const directory = temporaryDirectory('strata-produce-');
+    const descriptor = openSync(directory, 'r');
+    try {
+      expect(() => checkReadableInput(descriptor)).toThrow(new Error('cannot read stdin: EISDIR (illegal operation on a directory)'));
+    } finally {
+      closeSync(descriptor);
+      removeDirectory(directory);
+    }
+  });
+
+  it('accepts a file', () => {
+    const directory = temporaryDirectory('strata-produce-');
+    writeFileSync(join(directory, 'input'), 'a\n');
+    const descriptor = openSync(join(directory, 'input'), 'r');
+    try {
+      expect(() => checkReadableInput(descriptor)).not.toThrow();
+    } finally {
+      closeSync(descriptor);
+      removeDirectory(directory);
+    }
+  });
+});

@@ -1,0 +1,28 @@
+/** A writable stream standing in for stdout, for CLI tests: it takes some writes, then fails. */
+import { Writable } from 'node:stream';
+
+const ERRNO = { EPIPE: -32, ENOSPC: -28 } as const;
+
+/**
+ * Takes `acceptedWrites` writes, then fails every later one with `code`, asynchronously as
+ * stdout's writes fail (EPIPE: its reader left, as `| head` does; ENOSPC: a full disk).
+ */
+export class FailingStream extends Writable {
+  readonly accepted: Buffer[] = [];
+
+  constructor(
+    private readonly acceptedWrites: number,
+    private readonly code: keyof typeof ERRNO,
+  ) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.accepted.length < this.acceptedWrites) {
+      this.accepted.push(chunk);
+      setImmediate(callback);
+      return;
+    }
+    setImmediate(() => callback(Object.assign(new Error(`${this.code}: write failed, write`), { code: this.code, errno: ERRNO[this.code], syscall: 'write' })));
+  }
+}
