@@ -449,7 +449,9 @@ export function decodeBatches(buffer: Buffer): DecodedRecord[] {
 
 /**
  * The key of the first record of the first batch in `buffer` (to pick a partition for a raw
- * batch), or null for a null key. Throws CORRUPT_BATCH when the batch does not parse.
+ * batch), or null for a null key. Throws CORRUPT_BATCH when the batch does not parse, and
+ * INVALID_ARGUMENT for a gzip batch whose first key is not within its first
+ * `FIRST_KEY_OUTPUT_MAX` bytes of inflated records.
  */
 export function firstRecordKey(buffer: Buffer): Buffer | null {
   const problem = checkBatchFrame(buffer, 0, buffer.length);
@@ -460,27 +462,44 @@ export function firstRecordKey(buffer: Buffer): Buffer | null {
   try {
     if (compression === Compression.none) return wholeKey(readFirstKey(buffer, RECORDS_OFFSET, size));
     if (compression !== Compression.gzip) throw unsupportedCodec(compression);
-    // Inflated only as far as the first key: a prefix of the compressed bytes, doubled until
-    // what it inflates to holds the key; past FIRST_KEY_PREFIX_OUTPUT_MAX of output, the whole.
-    // The whole batch is inflated and checked later, off the event loop, by the append.
-    const compressed = buffer.subarray(RECORDS_OFFSET, size);
-    let inputBytes = FIRST_KEY_INPUT_BYTES;
-    for (;;) {
-      if (inputBytes >= compressed.length) return wholeKey(readFirstKey(gunzipSync(compressed, { maxOutputLength: INFLATED_BATCH_BYTES_MAX }), 0));
-      const inflated = gunzipSync(compressed.subarray(0, inputBytes), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: INFLATED_BATCH_BYTES_MAX });
-      const key = readFirstKey(inflated, 0);
-      if (key !== CUT_SHORT) return key;
-      inputBytes = inflated.length >= FIRST_KEY_PREFIX_OUTPUT_MAX ? compressed.length : inputBytes * 2;
-    }
+    return firstCompressedKey(buffer.subarray(RECORDS_OFFSET, size));
   } catch (error) {
+    if (error instanceof StrataError) throw error;
     throw new StrataError(ErrorCode.CORRUPT_BATCH, `invalid record batch 0: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * The first key in gzip-compressed records, inflated on the event loop only as far as it: a
+ * prefix of the compressed bytes, doubled until what it inflates to holds the key, and never
+ * more than `FIRST_KEY_OUTPUT_MAX` bytes of output. The whole batch is inflated and checked
+ * later, off the event loop, by the append; here a batch of small size whose first key claims
+ * megabytes of zeros would otherwise hold the loop for as long as it takes to inflate them.
+ */
+function firstCompressedKey(compressed: Buffer): Buffer | null {
+  for (let inputBytes = FIRST_KEY_INPUT_BYTES; ; inputBytes *= 2) {
+    const whole = inputBytes >= compressed.length;
+    let inflated: Buffer;
+    try {
+      inflated = whole
+        ? gunzipSync(compressed, { maxOutputLength: FIRST_KEY_OUTPUT_MAX })
+        : gunzipSync(compressed.subarray(0, inputBytes), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: FIRST_KEY_OUTPUT_MAX });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') throw error;
+      throw new StrataError(
+        ErrorCode.INVALID_ARGUMENT,
+        `the first key of the gzip batch is not within its first ${FIRST_KEY_OUTPUT_MAX} bytes of inflated records, as far as the broker inflates to choose a partition; send the batch with its partition`,
+      );
+    }
+    const key = whole ? wholeKey(readFirstKey(inflated, 0)) : readFirstKey(inflated, 0);
+    if (key !== CUT_SHORT) return key;
   }
 }
 
 /** Compressed bytes first inflated to find a batch's first key (at most ~0.5 MiB of output). */
 const FIRST_KEY_INPUT_BYTES = 512;
-/** Output of a prefix past which the first key is looked for in the whole batch instead. */
-const FIRST_KEY_PREFIX_OUTPUT_MAX = 1024 * 1024;
+/** The most inflated records read to find a batch's first key. */
+const FIRST_KEY_OUTPUT_MAX = 1024 * 1024;
 const CUT_SHORT = Symbol('cut short');
 
 /**

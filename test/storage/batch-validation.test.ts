@@ -283,7 +283,7 @@ describe('firstRecordKey of a compressed batch (inflated only as far as the key)
     expect(firstRecordKey(batch)?.equals(key)).toBe(true);
   });
 
-  it('finds a large key that compresses well (a prefix inflating to over 1 MiB gives way to the whole batch)', () => {
+  it('refuses with INVALID_ARGUMENT a first key that runs past 1 MiB of inflated records (a large one that compresses well)', () => {
     const fields = Buffer.alloc(32);
     let end = 0;
     fields[end++] = 0; // attributes
@@ -294,9 +294,10 @@ describe('firstRecordKey of a compressed batch (inflated only as far as the key)
     const prefix = Buffer.alloc(8);
     const prefixEnd = writeVarint(prefix, 0, end + 3 * MiB + tail.length);
     const members = [gzipSync(Buffer.concat([prefix.subarray(0, prefixEnd), fields.subarray(0, end)])), zeroMember, zeroMember, zeroMember, gzipSync(tail)];
-    const key = firstRecordKey(gzipBatch(1, Buffer.concat(members)));
-    expect(key?.length).toBe(3 * MiB);
-    expect(key?.every((byte) => byte === 0)).toBe(true);
+    expect(() => firstRecordKey(gzipBatch(1, Buffer.concat(members)))).toThrow(expect.objectContaining({
+      code: ErrorCode.INVALID_ARGUMENT,
+      message: `the first key of the gzip batch is not within its first ${MiB} bytes of inflated records, as far as the broker inflates to choose a partition; send the batch with its partition`,
+    }));
   });
 
   it('reads the key of a batch that inflates past the bound without inflating it all', () => {
