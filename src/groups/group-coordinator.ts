@@ -192,8 +192,13 @@ export class GroupCoordinator {
     const topics = this.topicCounts();
     for (const group of this.groups.values()) {
       if (group.members.size === 0) continue;
-      const subscribes = [...group.members.values()].some((member) => member.subscription.topicNames.includes(topic) || member.regex?.matches(topic));
-      if (subscribes) group.topicsChanged(topics, this.clock.nowMs());
+      // A group concerned: one that subscribes to the topic, or whose member still holds one of
+      // its partitions (being revoked after a change of subscription).
+      const concerned = [...group.members.values()].some(
+        (member) => member.subscription.topicNames.includes(topic) || member.regex?.matches(topic) || [...member.assigned, ...member.revoking].some((key) => splitTp(key).topic === topic),
+      );
+      // Sessions and revocations are timed on the monotonic clock, as the heartbeats are.
+      if (concerned) group.topicsChanged(topics, this.clock.monotonicMs());
     }
   }
 

@@ -315,6 +315,50 @@ describe('offset commits', () => {
     expect(offsetsOf('g', ['other'])).toEqual([]);
   });
 
+  it("a member that never gives up a deleted topic's partition is removed once it has held it a session timeout", async () => {
+    await broker.createTopic('t', 1, {});
+    await broker.createTopic('u', 1, {});
+    const member = join('g', ['t', 'u']);
+    settle([member]);
+    const held = [...member.owned];
+    await broker.deleteTopic('u');
+    let epoch = member.epoch;
+    const claim = (): void => {
+      epoch = coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: epoch, owned: held })).memberEpoch;
+    };
+    claim();
+    clock.advance(SESSION_MS + 1);
+    claim();
+    coordinator.expireSessions();
+    expect(coordinator.listGroups().find((group) => group.groupId === 'g')?.members ?? 0).toBe(0);
+  });
+
+  it("a member that never gives up a deleted topic's partition whose subscription left the topic is told of its deletion: its commit of the old partition is left out, and it is removed if it never gives it up", async () => {
+    await broker.createTopic('t', 1, {});
+    await broker.createTopic('u', 1, {});
+    const member = join('g', ['t', 'u']);
+    settle([member]);
+    const held = [...member.owned];
+    expect(label(held)).toEqual(['t-0', 'u-0']);
+    // Its subscription moves away from u: u-0 is being revoked when u is deleted and created again.
+    let epoch = coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: member.epoch, owned: held, subscription: { topicNames: ['t'], regex: '' } })).memberEpoch;
+    await broker.deleteTopic('u');
+    await broker.createTopic('u', 1, {});
+    await produce('u', 0, 3, () => T0);
+    // Its revocation commit of u-0 is left out: that position was read from the deleted topic.
+    await coordinator.commit('g', member.memberId, epoch, [{ topic: 'u', partition: 0, offset: 2, metadata: '' }]);
+    expect(offsetsOf('g', ['u'])).toEqual([]);
+    // It heartbeats on, still claiming u-0: removed once it has held it past a session timeout.
+    const claim = (): void => {
+      epoch = coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: epoch, owned: held })).memberEpoch;
+    };
+    claim();
+    clock.advance(SESSION_MS + 1);
+    claim();
+    coordinator.expireSessions();
+    expect(coordinator.listGroups().find((group) => group.groupId === 'g')?.members ?? 0).toBe(0);
+  });
+
   it('refuses an offset past the high watermark: records written but not yet durable cannot have been read', async () => {
     await broker.createTopic('t', 1, {});
     await produce('t', 0, 2, () => T0);
