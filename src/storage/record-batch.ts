@@ -472,27 +472,45 @@ export function firstRecordKey(buffer: Buffer): Buffer | null {
 /**
  * The first key in gzip-compressed records, inflated on the event loop only as far as it: a
  * prefix of the compressed bytes, doubled until what it inflates to holds the key, and never
- * more than `FIRST_KEY_OUTPUT_MAX` bytes of output. The whole batch is inflated and checked
- * later, off the event loop, by the append; here a batch of small size whose first key claims
- * megabytes of zeros would otherwise hold the loop for as long as it takes to inflate them.
+ * more than `FIRST_KEY_OUTPUT_MAX` bytes of output. A prefix that inflates past that bound is
+ * narrowed (halving the gap to the longest prefix that did not) until the key is found or the
+ * gap is one byte. The whole batch is inflated and checked later, off the event loop, by the
+ * append; here a batch of small size whose first key claims megabytes of zeros would otherwise
+ * hold the loop for as long as it takes to inflate them.
  */
 function firstCompressedKey(compressed: Buffer): Buffer | null {
-  for (let inputBytes = FIRST_KEY_INPUT_BYTES; ; inputBytes *= 2) {
-    const whole = inputBytes >= compressed.length;
-    let inflated: Buffer;
-    try {
-      inflated = whole
-        ? gunzipSync(compressed, { maxOutputLength: FIRST_KEY_OUTPUT_MAX })
-        : gunzipSync(compressed.subarray(0, inputBytes), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: FIRST_KEY_OUTPUT_MAX });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') throw error;
+  let fits = 0; // the longest prefix known to inflate within the bound, the key cut short
+  let overflows = Number.POSITIVE_INFINITY; // the shortest prefix known to inflate past it
+  let inputBytes = Math.min(FIRST_KEY_INPUT_BYTES, compressed.length);
+  for (;;) {
+    const whole = inputBytes === compressed.length;
+    const inflated = inflatePrefix(compressed, inputBytes, whole);
+    if (inflated === null) {
+      overflows = inputBytes;
+    } else {
+      const key = whole ? wholeKey(readFirstKey(inflated, 0)) : readFirstKey(inflated, 0);
+      if (key !== CUT_SHORT) return key;
+      fits = inputBytes;
+    }
+    if (overflows - fits <= 1) {
       throw new StrataError(
         ErrorCode.INVALID_ARGUMENT,
         `the first key of the gzip batch is not within its first ${FIRST_KEY_OUTPUT_MAX} bytes of inflated records, as far as the broker inflates to choose a partition; send the batch with its partition`,
       );
     }
-    const key = whole ? wholeKey(readFirstKey(inflated, 0)) : readFirstKey(inflated, 0);
-    if (key !== CUT_SHORT) return key;
+    inputBytes = overflows === Number.POSITIVE_INFINITY ? Math.min(inputBytes * 2, compressed.length) : Math.floor((fits + overflows) / 2);
+  }
+}
+
+/** The first `inputBytes` of gzip data inflated, or null when that passes `FIRST_KEY_OUTPUT_MAX` bytes. */
+function inflatePrefix(compressed: Buffer, inputBytes: number, whole: boolean): Buffer | null {
+  try {
+    return whole
+      ? gunzipSync(compressed, { maxOutputLength: FIRST_KEY_OUTPUT_MAX })
+      : gunzipSync(compressed.subarray(0, inputBytes), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: FIRST_KEY_OUTPUT_MAX });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return null;
+    throw error;
   }
 }
 

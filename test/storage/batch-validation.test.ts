@@ -283,6 +283,14 @@ describe('firstRecordKey of a compressed batch (inflated only as far as the key)
     expect(firstRecordKey(batch)?.equals(key)).toBe(true);
   });
 
+  it('finds a key within 1 MiB of inflated records even when the records after it inflate to megabytes', () => {
+    for (const [keyBytes, valueMiB] of [[2_000, 4], [300_000, 1]] as const) {
+      const key = randomBytes(keyBytes);
+      const batch = buildBatch([{ key, value: Buffer.alloc(valueMiB * MiB) }], { timestamp: T0, compression: 'gzip' });
+      expect(firstRecordKey(batch)?.equals(key), `${keyBytes} B key, ${valueMiB} MiB value`).toBe(true);
+    }
+  });
+
   it('refuses with INVALID_ARGUMENT a first key that runs past 1 MiB of inflated records (a large one that compresses well)', () => {
     const fields = Buffer.alloc(32);
     let end = 0;
