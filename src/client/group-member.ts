@@ -487,11 +487,11 @@ export class GroupMember {
 
   /**
    * Commits offsets (the next offset to consume) as this member, if it is still in the
-   * `membership` the positions were taken in (by default, the current one). A
+   * `membership` the positions were taken in (see `membership`). A
    * refusal for a stale epoch right after a heartbeat moved the epoch is retried with the new
    * one; UNAVAILABLE and DEADLINE_EXCEEDED are retried with backoff, a few times in all.
    */
-  async commit(offsets: readonly TopicPartitionOffset[], membership = this.incarnation): Promise<void> {
+  async commit(offsets: readonly TopicPartitionOffset[], membership: number): Promise<void> {
     if (offsets.length === 0) return;
     // Positions of one membership are not committed in the next, under the same member id:
     // the partitions were lost in between, and may have been read further by another member.

@@ -106,7 +106,7 @@ async function consume(argv: ConsumeArgs): Promise<void> {
   } catch (error) {
     throw describeFailure(error, server);
   } finally {
-    await writer.drain();
+    await writer.flushed(); // the last write's failure, too, must be known before the check below
     connection.close();
   }
   writer.throwIfFailed(); // stdout failed (not a closed reader): one line, exit 1

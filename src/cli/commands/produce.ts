@@ -205,8 +205,8 @@ async function produce(argv: ProduceArgs): Promise<void> {
   progress?.unref();
 
   // Settled records give back the average size of what is outstanding rather than their own:
-  // exact in total (the window is empty when nothing is outstanding), and no closure per record
-  // on the success path (a failure needs one: it names the record's input line).
+  // exact in total (the window is empty when nothing is outstanding). Each send has a closure
+  // for its failure, which names the record's input line (it holds the line until the send settles).
   const onAcknowledged = (result: { partition: number }): void => {
     acknowledged++;
     perPartition[result.partition] = (perPartition[result.partition] ?? 0) + 1;

@@ -122,7 +122,7 @@ async function tail(argv: TailArgs): Promise<void> {
       throw error;
     } finally {
       removeInterrupt();
-      await writer.drain();
+      await writer.flushed(); // the last write's failure, too, must be known before the check below
     }
   });
   writer.throwIfFailed(); // stdout failed (not a closed reader): one line, exit 1
