@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { rootLogger } from '../../src/common/logger.js';
 import { StrataError, ErrorCode } from '../../src/common/errors.js';
 import { pipelinedStream } from '../../src/server/pipelined-stream.js';
+import { plateau } from '../helpers/plateau.js';
 
 interface Answer {
   id: number;
@@ -94,16 +95,6 @@ function collect(call: ClientDuplexStream<number, Answer>) {
     call.on('error', () => undefined); // the status says it
   });
   return { answers, ended };
-}
-
-/** Resolves once `count()` has not changed for `quietMs` (a plateau), with its value then. */
-async function plateau(count: () => number, quietMs: number): Promise<number> {
-  let last = -1;
-  while (count() !== last) {
-    last = count();
-    await new Promise((resolve) => setTimeout(resolve, quietMs));
-  }
-  return last;
 }
 
 describe('pipelined stream handler', () => {

@@ -14,6 +14,8 @@ import { decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient } from '../helpers/grpc-client.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { waitUntil } from '../helpers/group-runner.js';
+import { plateau } from '../helpers/plateau.js';
 
 const v1 = strata.v1;
 
@@ -96,21 +98,6 @@ class PausedSubscription {
   }
 }
 
-/** Resolves once `count()` has not changed for `quietMs` (a plateau), with its value then. */
-async function plateau(count: () => number, quietMs: number): Promise<number> {
-  let last = -1;
-  while (count() !== last) {
-    last = count();
-    await new Promise((resolve) => setTimeout(resolve, quietMs));
-  }
-  return last;
-}
-
-/** Waits until `predicate` holds, polling (the test's timeout bounds it). */
-async function until(predicate: () => boolean): Promise<void> {
-  while (!predicate()) await new Promise((resolve) => setTimeout(resolve, 10));
-}
-
 const expectedValues = (partition: number, count: number): string[] => Array.from({ length: count }, (_, index) => `${partition}:${index}`);
 
 describe('Subscribe with a reader that does not read', () => {
@@ -124,11 +111,11 @@ describe('Subscribe with a reader that does not read', () => {
     const reads = countReadsWithData(broker.broker.partitionLog(topic, 0));
     const subscription = new PausedSubscription({ topic, partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 32 * 1024 });
     try {
-      await until(() => reads.count > 0);
+      await waitUntil(() => reads.count > 0, 'the first push');
       const pushedWhileUnread = await plateau(() => reads.count, 200);
       expect(pushedWhileUnread).toBeLessThanOrEqual(8);
       subscription.read();
-      await until(() => subscription.values(0).length === batches);
+      await waitUntil(() => subscription.values(0).length === batches, 'every batch');
       expect(subscription.values(0)).toEqual(expectedValues(0, batches));
     } finally {
       subscription.close();
@@ -149,7 +136,7 @@ describe('Subscribe with a reader that does not read', () => {
       // Every partition has more than the window's worth to send, so all of them wait for room.
       await new Promise((resolve) => setTimeout(resolve, 300));
       subscription.read();
-      await until(() => Array.from({ length: partitions }, (_, partition) => subscription.values(partition).length).every((count) => count === 4));
+      await waitUntil(() => Array.from({ length: partitions }, (_, partition) => subscription.values(partition).length).every((count) => count === 4), 'four records of every partition');
       // Then all twelve wait for new records.
       await new Promise((resolve) => setTimeout(resolve, 100));
       for (let partition = 0; partition < partitions; partition++) expect(subscription.values(partition)).toEqual(expectedValues(partition, 4));
