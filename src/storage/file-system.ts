@@ -45,6 +45,21 @@ function callback<T>(resolve: (value: T) => void, reject: (error: Error) => void
   return (error: NodeJS.ErrnoException | null, value?: T) => (error ? reject(error) : resolve(value as T));
 }
 
+/**
+ * Reads `length` bytes at `position` into `buffer` from `bufferOffset`, in as many reads as it
+ * takes (one may return fewer bytes than asked for). Returns the count, fewer only at the end
+ * of the file.
+ */
+export async function readFully(fs: FileSystem, fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
+  let filled = 0;
+  while (filled < length) {
+    const count = await fs.read(fd, buffer, bufferOffset + filled, length - filled, position + filled);
+    if (count === 0) break;
+    filled += count;
+  }
+  return filled;
+}
+
 export class NodeFileSystem implements FileSystem {
   open(path: string, options: { create: boolean; readOnly?: boolean }): Promise<number> {
     const flags = options.readOnly ? 'r' : options.create ? fs.constants.O_RDWR | fs.constants.O_CREAT : 'r+';

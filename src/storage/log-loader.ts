@@ -35,7 +35,7 @@ import {
   offsetFileStem,
   parseSegmentFileName,
 } from './file-names.js';
-import type { FileSystem } from './file-system.js';
+import { type FileSystem, readFully } from './file-system.js';
 import { BATCH_HEADER_BYTES, readRecordCount } from './record-batch.js';
 import { LogSegment, type SegmentOptions } from './segment.js';
 import { SegmentList } from './segment-list.js';
@@ -297,13 +297,9 @@ async function quarantineFrom(
 /** Reads `length` bytes at `position` of `path`, in as many reads as it takes (one may return fewer). */
 async function readExactly(fs: FileSystem, fd: number, path: string, position: number, length: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
-  let filled = 0;
-  while (filled < length) {
-    const count = await fs.read(fd, buffer, filled, length - filled, position + filled);
-    if (count === 0) {
-      throw new Error(`repair could not copy ${path} to quarantine: the file ended at byte ${position + filled}, expected ${position + length}; nothing was cut, retry the repair`);
-    }
-    filled += count;
+  const filled = await readFully(fs, fd, buffer, 0, length, position);
+  if (filled < length) {
+    throw new Error(`repair could not copy ${path} to quarantine: the file ended at byte ${position + filled}, expected ${position + length}; nothing was cut, retry the repair`);
   }
   return buffer;
 }

@@ -22,7 +22,7 @@
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, DELETED_SUFFIX, segmentFilePath } from './file-names.js';
 import { DirectWriter } from './direct-writer.js';
-import type { FileSystem } from './file-system.js';
+import { type FileSystem, readFully } from './file-system.js';
 import { type IndexPosition, OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import type { SegmentTail, TailCache } from './tail-cache.js';
 import {
@@ -520,27 +520,8 @@ export class LogSegment {
   private async readChunk(fd: number, position: number, length: number): Promise<Buffer> {
     const size = Math.max(0, length);
     const buffer = Buffer.allocUnsafeSlow(READ_HEADROOM_BYTES + size);
-    let filled = 0;
-    while (filled < size) {
-      const count = await this.fs.read(fd, buffer, READ_HEADROOM_BYTES + filled, size - filled, position + filled);
-      if (count === 0) break;
-      filled += count;
-    }
+    const filled = await readFully(this.fs, fd, buffer, READ_HEADROOM_BYTES, size, position);
     return buffer.subarray(READ_HEADROOM_BYTES, READ_HEADROOM_BYTES + filled);
-  }
-
-  /**
-   * Fills `buffer` with `length` bytes from `position`, in as many reads as that takes (a read
-   * may return fewer bytes than asked for); fewer only at the end of the file. Returns the count.
-   */
-  private async readInto(fd: number, buffer: Buffer, length: number, position: number): Promise<number> {
-    let filled = 0;
-    while (filled < length) {
-      const count = await this.fs.read(fd, buffer, filled, length - filled, position + filled);
-      if (count === 0) break;
-      filled += count;
-    }
-    return filled;
   }
 
   /** Offset to start a scan for timestamp `timestamp` (see `TimeIndex.lookup`). */
@@ -641,7 +622,7 @@ export class LogSegment {
     let position = 0;
     while (position < fileBytes && result.problem === null) {
       const wanted = Math.min(buffer.length, fileBytes - position);
-      const bytes = await this.readInto(fd, buffer, wanted, position);
+      const bytes = await readFully(this.fs, fd, buffer, 0, wanted, position);
       if (bytes === 0) {
         result.problem = 'the file shrank during the scan';
         break;
