@@ -436,7 +436,9 @@ export class Broker {
     return this.topics.has(name);
   }
 
+  /** The partition count of a topic; INVALID_ARGUMENT for an illegal name, NOT_FOUND for an unknown one. */
   partitionCount(name: string): number {
+    checkTopicName(name);
     return this.requireTopic(name).logs.length;
   }
 

@@ -11,7 +11,6 @@ import {
 } from '@grpc/grpc-js';
 import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_BYTES_MAX, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
-import { checkTopicName } from '../broker/topic-name.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
 import { forEachBatch, readLastOffset, readRecordCount } from '../storage/record-batch.js';
@@ -247,9 +246,6 @@ async function subscribe(
 ): Promise<void> {
   const request = checkDecoded(call.request);
   const topic = checkTopic(request.topic);
-  // Checked here because partitionCount, unlike partitionLog, does not: an illegal name would
-  // be answered NOT_FOUND, as if a topic could one day have it.
-  checkTopicName(topic);
   const maxBytes = checkMaxBytes(request.maxBytes, 'max_bytes');
   const partitions = request.partitions.length > 0 ? [...new Set(request.partitions)] : [...Array(broker.partitionCount(topic)).keys()];
   const start = startFromWire(request.start, 'latest');

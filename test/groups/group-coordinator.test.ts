@@ -111,6 +111,22 @@ async function eventually(condition: () => boolean, what: string, timeoutMs = 5_
   }
 }
 
+/**
+ * `member` heartbeats at `epoch`, claiming `held` (which includes a partition it was told to
+ * give up), before and after a session timeout passes: the session check then removes it.
+ */
+function expectRemovedWhileHolding(member: Client, epoch: number, held: Pair[]): void {
+  let current = epoch;
+  const claim = (): void => {
+    current = coordinator.heartbeat(request({ groupId: member.groupId, memberId: member.memberId, memberEpoch: current, owned: held })).memberEpoch;
+  };
+  claim();
+  clock.advance(SESSION_MS + 1);
+  claim();
+  coordinator.expireSessions();
+  expect(coordinator.listGroups().find((group) => group.groupId === member.groupId)?.members ?? 0).toBe(0);
+}
+
 const offsetsOf = (groupId: string, topics: string[] = []) => coordinator.fetchOffsets(groupId, topics).map(({ topic, partition, offset }) => ({ topic, partition, offset }));
 
 // ---------------------------------------------------------------------------------------------
@@ -322,18 +338,10 @@ describe('offset commits', () => {
     settle([member]);
     const held = [...member.owned];
     await broker.deleteTopic('u');
-    let epoch = member.epoch;
-    const claim = (): void => {
-      epoch = coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: epoch, owned: held })).memberEpoch;
-    };
-    claim();
-    clock.advance(SESSION_MS + 1);
-    claim();
-    coordinator.expireSessions();
-    expect(coordinator.listGroups().find((group) => group.groupId === 'g')?.members ?? 0).toBe(0);
+    expectRemovedWhileHolding(member, member.epoch, held);
   });
 
-  it("a member that never gives up a deleted topic's partition whose subscription left the topic is told of its deletion: its commit of the old partition is left out, and it is removed if it never gives it up", async () => {
+  it("a member whose subscription left a topic is still told of its deletion: its commit of the old partition is left out, and it is removed if it never gives it up", async () => {
     await broker.createTopic('t', 1, {});
     await broker.createTopic('u', 1, {});
     const member = join('g', ['t', 'u']);
@@ -341,7 +349,7 @@ describe('offset commits', () => {
     const held = [...member.owned];
     expect(label(held)).toEqual(['t-0', 'u-0']);
     // Its subscription moves away from u: u-0 is being revoked when u is deleted and created again.
-    let epoch = coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: member.epoch, owned: held, subscription: { topicNames: ['t'], regex: '' } })).memberEpoch;
+    const epoch = coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: member.epoch, owned: held, subscription: { topicNames: ['t'], regex: '' } })).memberEpoch;
     await broker.deleteTopic('u');
     await broker.createTopic('u', 1, {});
     await produce('u', 0, 3, () => T0);
@@ -349,14 +357,7 @@ describe('offset commits', () => {
     await coordinator.commit('g', member.memberId, epoch, [{ topic: 'u', partition: 0, offset: 2, metadata: '' }]);
     expect(offsetsOf('g', ['u'])).toEqual([]);
     // It heartbeats on, still claiming u-0: removed once it has held it past a session timeout.
-    const claim = (): void => {
-      epoch = coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: epoch, owned: held })).memberEpoch;
-    };
-    claim();
-    clock.advance(SESSION_MS + 1);
-    claim();
-    coordinator.expireSessions();
-    expect(coordinator.listGroups().find((group) => group.groupId === 'g')?.members ?? 0).toBe(0);
+    expectRemovedWhileHolding(member, epoch, held);
   });
 
   it('refuses an offset past the high watermark: records written but not yet durable cannot have been read', async () => {
@@ -461,6 +462,11 @@ describe('administration', () => {
   }
   const reset = async (to: Parameters<GroupCoordinator['resetOffsets']>[3], partitions: number[] = []) =>
     (await coordinator.resetOffsets('g', 'r', partitions, to)).map(({ partition, offset }) => [partition, offset]);
+
+  it('refuses a reset of every partition of an illegal topic name with INVALID_ARGUMENT, of an unknown one with NOT_FOUND', async () => {
+    expect((await failure(() => coordinator.resetOffsets('g', '..', [], { kind: 'earliest' }))).code).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect((await failure(() => coordinator.resetOffsets('g', 'no-such-topic', [], { kind: 'earliest' }))).code).toBe(ErrorCode.NOT_FOUND);
+  });
 
   it('resets offsets of an empty group to earliest, latest, an offset, a timestamp, or by a shift (clamped to the log)', async () => {
     await resetScenario();
