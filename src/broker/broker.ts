@@ -28,6 +28,7 @@ import { buildBatchFromRanges } from '../storage/record-batch-builder.js';
 import { NULL_LENGTH, type RecordRanges } from '../storage/record-ranges.js';
 import { InlineIoBudget } from '../storage/inline-io.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
+import { DataDirectoryLock } from './data-directory-lock.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
 
@@ -112,6 +113,8 @@ interface Topic {
 export class Broker {
   readonly dataDir: string;
   private readonly metadata: MetadataStore;
+  /** Held from open until close has closed everything in the data directory. */
+  private readonly lock: DataDirectoryLock;
   private readonly topics = new Map<string, Topic>();
   private readonly defaultPartitions: number;
   private readonly topicDefaults: LogConfig;
@@ -139,9 +142,10 @@ export class Broker {
   /** The log writes and fdatasyncs of every partition, counted by the logs (see `ioCallTotals`). */
   private readonly ioCalls: IoCalls = emptyIoCalls();
 
-  private constructor(options: BrokerOptions, metadata: MetadataStore) {
+  private constructor(options: BrokerOptions, metadata: MetadataStore, lock: DataDirectoryLock) {
     this.dataDir = options.dataDir;
     this.metadata = metadata;
+    this.lock = lock;
     this.defaultPartitions = options.defaultPartitions ?? 1;
     this.maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
     this.topicDefaults = resolveLogConfig(options.topicDefaults ?? {}, DEFAULT_LOG_CONFIG);
@@ -158,12 +162,18 @@ export class Broker {
   static async open(options: BrokerOptions): Promise<Broker> {
     const fs = options.fs ?? nodeFileSystem;
     await fs.mkdirs(topicsDirectory(options.dataDir));
-    const metadata = MetadataStore.open(options.dataDir);
+    const lock = DataDirectoryLock.acquire(options.dataDir, 'broker'); // before anything there is read
     let broker: Broker;
     try {
-      broker = new Broker(options, metadata); // checks the options
+      const metadata = MetadataStore.open(options.dataDir);
+      try {
+        broker = new Broker(options, metadata, lock); // checks the options
+      } catch (error) {
+        await metadata.close();
+        throw error;
+      }
     } catch (error) {
-      await metadata.close();
+      lock.release();
       throw error;
     }
     try {
@@ -595,7 +605,10 @@ export class Broker {
     if (this.closing !== null) throw new StrataError(ErrorCode.FAILED_PRECONDITION, 'the broker is shutting down');
   }
 
-  /** Closes every partition log cleanly (flush, indexes, checkpoints) and the metadata store. */
+  /**
+   * Closes every partition log cleanly (flush, indexes, checkpoints) and the metadata store,
+   * then lets go of the data directory.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.ready = false;
@@ -603,8 +616,12 @@ export class Broker {
       await this.adminChain;
       const logs = [...this.topics.values()].flatMap((topic) => topic.logs);
       const stopping = new StrataError(ErrorCode.STORAGE_ERROR, 'the broker is shutting down; retry on restart');
-      await Promise.all(logs.map((log) => log.close({ reason: stopping }).catch((error: unknown) => this.logger.error({ err: error, log: log.name }, 'close failed'))));
-      await this.metadata.close();
+      try {
+        await Promise.all(logs.map((log) => log.close({ reason: stopping }).catch((error: unknown) => this.logger.error({ err: error, log: log.name }, 'close failed'))));
+        await this.metadata.close();
+      } finally {
+        this.lock.release();
+      }
     })();
     return this.closing;
   }

@@ -392,7 +392,7 @@ describe('bad requests', () => {
       };
       walk(broker.dataDir);
       const topLevel = readdirSync(broker.dataDir);
-      for (const entry of topLevel) expect(entry).toMatch(/^(topics|metadata\.mdb(-lock)?|deleted)$/);
+      for (const entry of topLevel) expect(entry).toMatch(/^(topics|metadata\.mdb(-lock)?|deleted|\.lock)$/);
       expect(readdirSync(join(broker.dataDir, 'topics')).sort()).toEqual(['good', 'malformed', 'small']);
       expect(readdirSync(join(broker.dataDir, 'topics', 'good')).sort()).toEqual(['0', '1']);
       expect(readdirSync(join(broker.dataDir, 'topics', 'small'))).toEqual(['0']);

@@ -2,13 +2,16 @@
  * `strata repair`: recovers a fenced partition. Opens the partition log with repair enabled:
  * the bytes from the first corrupt batch to the end of its segment, and every later segment,
  * are moved to `<partition>/quarantine/<time>/` (nothing is deleted), the log is truncated at
- * the damage, and it is closed cleanly. Run it with the broker stopped. A directory holding no
+ * the damage, and it is closed cleanly. Run it with the broker stopped: it takes the data
+ * directory's lock, so it refuses to run beside a broker on it. A directory holding no
  * segment log and no recovery checkpoint is refused: it is not a partition's.
  */
 import { existsSync, readdirSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import type { Argv } from 'yargs';
+import { DataDirectoryLock } from '../../broker/data-directory-lock.js';
 import { checkTopicName } from '../../broker/topic-name.js';
-import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, parseSegmentFileName, partitionDirectory } from '../../storage/file-names.js';
+import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, parseSegmentFileName, partitionDirectory, topicsDirectory } from '../../storage/file-names.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import { UsageError } from '../cli-errors.js';
 import { printLine } from '../output.js';
@@ -31,14 +34,25 @@ export function repairCommand(yargs: Argv): Argv {
         throw new Error(argv.dir === undefined ? `no partition ${argv.partition} of topic "${argv.topic}" in ${argv['data-dir']}` : `no partition directory ${directory}`);
       }
       checkPartitionDirectory(directory);
-      const log = await PartitionLog.open({ directory, repair: true });
+      const lock = lockDataDirectory(directory);
+      let log: PartitionLog;
+      try {
+        log = await PartitionLog.open({ directory, repair: true });
+      } catch (error) {
+        lock?.release();
+        throw error;
+      }
       const report = log.recovery;
       const summary = report?.quarantined
         ? `repaired: offsets from ${report.quarantined.fromOffset} (${report.quarantined.bytes} bytes) moved to ${report.quarantined.directory}; log now ends at ${log.logEndOffset}`
         : report && report.bytesTruncated > 0
           ? `recovered: dropped an unfinished write of ${report.bytesTruncated} bytes; log ends at ${log.logEndOffset}`
           : `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent`;
-      await log.close();
+      try {
+        await log.close();
+      } finally {
+        lock?.release();
+      }
       await printLine(summary);
     },
   );
@@ -62,6 +76,17 @@ export function checkPartitionDirectory(directory: string): void {
       `${directory} is not a partition directory: it holds no segment log (${offsetFileStem(0)}${LOG_SUFFIX}) and no ${RECOVERY_CHECKPOINT_FILE}; a partition directory is <data-dir>/topics/<topic>/<partition>`,
     );
   }
+}
+
+/**
+ * The lock of the data directory holding `partitionDir` (`<data-dir>/topics/<topic>/<partition>`),
+ * so that a repair refuses to run beside a broker on it; null for a partition directory outside
+ * a data directory (one copied out for repair, say).
+ */
+function lockDataDirectory(partitionDir: string): DataDirectoryLock | null {
+  const topics = resolve(partitionDir, '..', '..');
+  if (basename(topics) !== basename(topicsDirectory('.'))) return null;
+  return DataDirectoryLock.acquire(dirname(topics), 'strata repair');
 }
 
 function resolvePartition(dataDir: string, topic: string | undefined, partition: number | undefined): string {

@@ -1,0 +1,64 @@
+/**
+ * One process per data directory. Two brokers on one directory (or a broker and `strata
+ * repair`) would each append to, truncate and recover the same segment files and lose
+ * acknowledged records, so whoever opens a data directory first takes an exclusive lock on
+ * `<data-dir>/.lock`, and holds it until it has closed everything there. The lock is the kernel's
+ * (an open-file-description lock on Linux, through fs-native-extensions): it ends with the
+ * process, so a broker killed with SIGKILL leaves no stale lock to clear by hand. The file holds
+ * the holder's name and pid for the refusal message; nothing reads it otherwise.
+ */
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { tryLock } from 'fs-native-extensions';
+import { ErrorCode, StrataError } from '../common/errors.js';
+
+export const LOCK_FILE = '.lock';
+
+export class DataDirectoryLock {
+  private fd: number | null;
+
+  private constructor(fd: number) {
+    this.fd = fd;
+  }
+
+  /**
+   * Takes the lock of `dataDir` (which must exist) for `holder` ("broker", "strata repair"), or
+   * throws FAILED_PRECONDITION naming the process that holds it.
+   */
+  static acquire(dataDir: string, holder: string): DataDirectoryLock {
+    const path = join(dataDir, LOCK_FILE);
+    const fd = openSync(path, 'a+'); // an exclusive lock needs a descriptor open for writing
+    try {
+      if (!tryLock(fd)) {
+        throw new StrataError(
+          ErrorCode.FAILED_PRECONDITION,
+          `data directory ${dataDir} is in use by another Strata process${describeHolder(path)}; stop it first, or give this one another --data-dir`,
+        );
+      }
+      ftruncateSync(fd, 0);
+      writeSync(fd, `${holder}, pid ${process.pid}\n`);
+    } catch (error) {
+      closeSync(fd);
+      if (error instanceof StrataError) throw error;
+      throw new Error(`cannot lock data directory ${dataDir} (${path}): ${(error as Error).message}`, { cause: error });
+    }
+    return new DataDirectoryLock(fd);
+  }
+
+  /** Ends the lock; safe to call again. */
+  release(): void {
+    if (this.fd === null) return;
+    const fd = this.fd;
+    this.fd = null;
+    closeSync(fd);
+  }
+}
+
+function describeHolder(path: string): string {
+  try {
+    const holder = readFileSync(path, 'utf8').trim().split('\n')[0]!.slice(0, 200);
+    return holder === '' ? '' : ` (${holder})`;
+  } catch {
+    return '';
+  }
+}
