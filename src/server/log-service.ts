@@ -111,8 +111,7 @@ function countRecords(batches: Buffer): number {
 
 function countOut(metrics: BrokerMetrics | null, topic: string, batches: Buffer): void {
   if (metrics === null || batches.length === 0) return;
-  metrics.bytesOut.inc({ topic }, batches.length);
-  metrics.recordsOut.inc({ topic }, countRecords(batches));
+  metrics.countOut(topic, batches.length, countRecords(batches));
 }
 
 /** The offset after the last whole batch in `batches`, or `offset` when there is none. */

@@ -23,11 +23,11 @@ export class BrokerMetrics {
   readonly requests: Counter<'method' | 'code'>;
   readonly requestSeconds: Histogram<'method'>;
   readonly activeCalls: Gauge<'method'>;
-  readonly bytesOut: Counter<'topic'>;
-  readonly recordsOut: Counter<'topic'>;
   readonly fsyncSeconds: Histogram;
   readonly writeSeconds: Histogram;
   private readonly rebalances: Counter<'group'>;
+  /** Bytes and records served to readers, per topic; a deleted topic's entry goes at the next scrape. */
+  private readonly served = new Map<string, { bytes: number; records: number }>();
   private broker: Broker | null = null;
   private groups: GroupCoordinator | null = null;
   /** The scrape under way's partition figures (see partitionFigures). */
@@ -43,8 +43,6 @@ export class BrokerMetrics {
     this.requests = new Counter({ name: 'strata_requests_total', help: 'gRPC requests by method and status code', labelNames: ['method', 'code'], registers });
     this.requestSeconds = new Histogram({ name: 'strata_request_duration_seconds', help: 'gRPC request latency', labelNames: ['method'], buckets: LATENCY_BUCKETS_SECONDS, registers });
     this.activeCalls = new Gauge({ name: 'strata_grpc_active_calls', help: 'gRPC calls in progress (streams included)', labelNames: ['method'], registers });
-    this.bytesOut = new Counter({ name: 'strata_bytes_out_total', help: 'Record batch bytes served to readers', labelNames: ['topic'], registers });
-    this.recordsOut = new Counter({ name: 'strata_records_out_total', help: 'Records served to readers', labelNames: ['topic'], registers });
     this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: 'fdatasync latency of log files', buckets: LATENCY_BUCKETS_SECONDS, registers });
     this.writeSeconds = new Histogram({
       name: 'strata_log_write_duration_seconds',
@@ -93,6 +91,20 @@ export class BrokerMetrics {
         for (const state of metrics.partitionFigures()) this.inc({ topic: state.topic }, state.appendedRecords);
       },
     });
+    const servedCounter = (name: string, help: string, value: (served: { bytes: number; records: number }) => number): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['topic'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [topic, served] of metrics.servedTopics()) this.inc({ topic }, value(served));
+        },
+      });
+    };
+    servedCounter('strata_bytes_out_total', 'Record batch bytes served to readers', (served) => served.bytes);
+    servedCounter('strata_records_out_total', 'Records served to readers', (served) => served.records);
     new Counter({
       name: 'strata_partition_written_bytes_total',
       help: 'Log bytes appended since the broker started, by write mode (direct: O_DIRECT, --write-mode direct)',
@@ -201,6 +213,24 @@ export class BrokerMetrics {
       });
     }
     return this.scrapeFigures;
+  }
+
+  /** Counts a read's answer into strata_bytes_out_total and strata_records_out_total. */
+  countOut(topic: string, bytes: number, records: number): void {
+    const served = this.served.get(topic);
+    if (served === undefined) this.served.set(topic, { bytes, records });
+    else {
+      served.bytes += bytes;
+      served.records += records;
+    }
+  }
+
+  /** The served counts of the topics the broker has now; those of deleted topics are dropped. */
+  private servedTopics(): Map<string, { bytes: number; records: number }> {
+    const broker = this.broker;
+    if (broker === null || !broker.ready) return this.served;
+    for (const topic of this.served.keys()) if (!broker.hasTopic(topic)) this.served.delete(topic);
+    return this.served;
   }
 
   private walkPartitions(): PartitionFigures[] {
