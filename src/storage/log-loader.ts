@@ -91,10 +91,19 @@ export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
   }
 }
 
-/** A new log: one empty segment at offset 0. */
+/**
+ * A new log: one empty segment at offset 0. A directory with a recovery checkpoint but no
+ * segment log had its log files removed by hand: the log starts empty at the checkpoint, so
+ * the offsets below it (records consumers may have read or committed past) are not given out
+ * again, and a later recovery does not read the checkpoint as records lost below it.
+ */
 async function startEmpty(segments: SegmentList, options: LoadOptions): Promise<LoadedLog> {
-  const { fs, directory } = options;
-  segments.append(await LogSegment.create(fs, directory, 0, options.segmentOptions));
+  const { fs, directory, logger } = options;
+  const recoveryPoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
+  if (recoveryPoint > 0) {
+    logger.warn({ directory, recoveryPoint }, `the partition has a recovery checkpoint at offset ${recoveryPoint} but no segment log (its files were removed): starting an empty log at offset ${recoveryPoint}`);
+  }
+  segments.append(await LogSegment.create(fs, directory, recoveryPoint, options.segmentOptions));
   await fs.fsyncDirectory(directory);
   await fs.unlink(join(directory, CLEAN_SHUTDOWN_FILE));
   return { segments, cleanShutdown: true, recovery: null, fence: null };

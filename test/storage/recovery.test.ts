@@ -978,3 +978,38 @@ describe(`index settings and index damage on the active segment (seed ${SEED})`,
     }
   });
 });
+
+describe('a partition directory whose segment files were removed', () => {
+  // An operator removes a partition's segment files and leaves its recovery checkpoint. The log
+  // starts again empty at the checkpoint, so the offsets already given out are not reused, and
+  // a crash afterwards truncates a torn tail instead of reading the checkpoint as lost records.
+  let root: string;
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'strata-recovery-files-removed-'));
+  });
+  afterAll(() => {
+    if (root !== undefined) rmSync(root, { recursive: true, force: true });
+  });
+
+  it('starts empty at the recovery checkpoint, and recovers a torn tail written after it', async () => {
+    const directory = join(root, 'partition');
+    const first = await openLog(directory);
+    for (let index = 0; index < 5; index++) await first.append(buildBatch([{ value: Buffer.from(`gone-${index}`), timestamp: T0 }]));
+    await first.close(); // the clean close writes the recovery checkpoint at the log end, 5
+    for (const name of readdirSync(directory)) if (name !== 'recovery-point.checkpoint') rmSync(join(directory, name), { recursive: true });
+
+    const reopened = await openLog(directory);
+    expect([reopened.logStartOffset, reopened.logEndOffset, reopened.highWatermark]).toEqual([5, 5, 5]);
+    const added = await expectAppendAt(reopened, 5, 'after the files were removed');
+    const crashed = copyOf(root, directory, 'files-removed-torn'); // while open: an unclean stop
+    await reopened.close();
+    expect(segmentBasesIn(crashed)).toEqual([5]);
+    truncateSync(logFile(crashed, 5), statSync(logFile(crashed, 5)).size - 7);
+
+    const recovered = await openLog(crashed);
+    expect(recovered.fenced, `a torn tail above the checkpoint is not fenced (${recovered.fenced?.message})`).toBeNull();
+    expect(recovered.recovery?.bytesTruncated).toBe(added.bytes.length - 7);
+    expect([recovered.logStartOffset, recovered.logEndOffset]).toEqual([5, 5]);
+    await recovered.close();
+  });
+});
