@@ -26,6 +26,21 @@ export function withoutCamelCaseTwins(message: string): string {
   return `Unknown argument${kept.length === 1 ? '' : 's'}: ${kept.join(', ')}`;
 }
 
+/**
+ * A problem when an option that takes one value was typed more than once (`--listen A
+ * --listen B`); null otherwise. yargs turns such an option into an array, which each command
+ * would then refuse with a message about "A,B". `arrayOptions` are the repeatable ones.
+ */
+export function repeatedOptionProblem(args: readonly string[], parsed: Readonly<Record<string, unknown>>, arrayOptions: readonly string[]): string | null {
+  const repeatable = new Set(arrayOptions);
+  for (const [name, value] of Object.entries(parsed)) {
+    if (!Array.isArray(value) || name === '_' || repeatable.has(name) || /[A-Z]/.test(name)) continue; // camel-case twins are checked as typed
+    const given = args.filter((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`)).length;
+    if (given > 1) return `--${name} was given ${given} times; it takes one value`;
+  }
+  return null;
+}
+
 function camelCase(name: string): string {
   return name.replace(/-+([a-z0-9])/gi, (_, letter: string) => letter.toUpperCase());
 }

@@ -4,7 +4,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine, withoutCamelCaseTwins } from './cli-errors.js';
+import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine, repeatedOptionProblem, withoutCamelCaseTwins } from './cli-errors.js';
 import { CLIENT_OPTION_NAMES } from './client-options.js';
 import { BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
 import { CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
@@ -41,6 +41,12 @@ export async function main(argv: string[]): Promise<void> {
     .env('STRATA')
     .demandCommand(1, 'give a command (see --help)')
     .recommendCommands()
+    .middleware((parsed) => {
+      // getOptions() (the running command's options, its repeatable ones included) is left out of yargs' typings.
+      const repeatable = (parser as unknown as { getOptions(): { array: string[] } }).getOptions().array;
+      const problem = repeatedOptionProblem(argv, parsed, repeatable);
+      if (problem !== null) throw new UsageError(problem);
+    })
     .wrap(Math.min(140, process.stdout.columns || 140));
   parser = serveCommand(parser);
   parser = repairCommand(parser);

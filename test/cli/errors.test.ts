@@ -151,6 +151,9 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['groups', 'reset-offsets', 'g', '--to', 'earliest'], /^strata: Missing required argument: topic\n$/],
     [['groups', 'reset-offsets', 'g', '--topic', 't', '--to', 'soon'], /--to takes earliest, latest, an offset or an ISO-8601 time/],
     [['topics', 'list', '--server', 'no-port'], /--server must be HOST:PORT, got "no-port"/],
+    [['consume', 't', '--count', '1', '--count=2'], /^strata: --count was given 2 times; it takes one value\n$/],
+    [['bench', 'produce', '--records', '10', '--record-size', '1', '--records=20'], /^strata: --records was given 2 times; it takes one value\n$/],
+    [['groups', 'reset-offsets', 'g', '--topic', 't', '--topic', 'u', '--to', 'earliest', '--partition', '0', '--partition', '1'], /^strata: --topic was given 2 times; it takes one value\n$/],
   ])('strata %j', async (args, message) => {
     const result = await runCli(args.includes('--server') ? args : at(...args));
     expect(result.code, result.stderr).toBe(2);
