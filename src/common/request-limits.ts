@@ -25,10 +25,11 @@ export const PRODUCE_REQUEST_FIELDS_BYTES_MAX = 1024;
 export const NON_PRODUCE_REQUEST_BYTES_MAX = 1024 * 1024;
 
 /**
- * The largest record batch any partition accepts: no topic's max.message.bytes may exceed it,
- * nor may one append (`APPEND_BYTES_MAX` in storage/partition-log.ts; a test keeps the three
- * equal). Kept here, not imported, so that the produce request decoder, which clients load
- * with the service definitions, does not load the storage layer.
+ * The largest record batch any partition accepts: the batch codec's bound, the largest
+ * max.message.bytes a topic may have, and the largest append (`APPEND_BYTES_MAX` in
+ * storage/partition-log.ts, a test keeps it equal). Here rather than in the storage layer so
+ * that the produce request decoder, which clients load with the service definitions, does not
+ * load storage.
  */
 export const BATCH_BYTES_MAX = 16 * 1024 * 1024;
 

@@ -3,6 +3,7 @@
  * Names follow Kafka's topic configs; `KAFKA_NAMES` maps them for the server and the CLI.
  */
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { BATCH_BYTES_MAX } from '../common/request-limits.js';
 
 export type FlushMode = 'always' | 'interval';
 
@@ -61,7 +62,6 @@ export const KAFKA_NAMES: Readonly<Record<string, keyof LogConfig>> = Object.fre
 
 /** Positions in a segment are uint32 in the index; keep a margin below 4 GiB. */
 const SEGMENT_BYTES_LIMIT = 2 * 1024 * 1024 * 1024;
-const MAX_MESSAGE_BYTES_LIMIT = 16 * 1024 * 1024;
 
 function invalid(message: string): StrataError {
   return new StrataError(ErrorCode.INVALID_ARGUMENT, message);
@@ -86,7 +86,7 @@ export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Reado
   checkInteger('flush.ms', config.flushMs, 1);
   checkInteger('retention.ms', config.retentionMs, -1);
   checkInteger('retention.bytes', config.retentionBytes, -1);
-  checkInteger('max.message.bytes', config.maxMessageBytes, 64, MAX_MESSAGE_BYTES_LIMIT);
+  checkInteger('max.message.bytes', config.maxMessageBytes, 64, BATCH_BYTES_MAX);
   return config;
 }
 

@@ -40,6 +40,7 @@ import { promisify } from 'node:util';
 import { constants as zlibConstants, gunzip, gunzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { BATCH_BYTES_MAX } from '../common/request-limits.js';
 import { VarintReader } from './varint.js';
 
 export const BASE_OFFSET_OFFSET = 0;
@@ -72,11 +73,8 @@ export const CONTROL_MASK = 0x20;
 
 export const TimestampType = { createTime: 0, logAppendTime: 1 } as const;
 
-/** Upper bound on a single batch this codec will accept, whatever the topic says (16 MiB). */
-export const BATCH_BYTES_LIMIT = 16 * 1024 * 1024;
-
 /** Upper bound on the records of one compressed batch once inflated (128 MiB). */
-export const INFLATED_BATCH_BYTES_MAX = BATCH_BYTES_LIMIT * 8;
+export const INFLATED_BATCH_BYTES_MAX = BATCH_BYTES_MAX * 8;
 
 /**
  * Bytes of inflated records per round trip through the thread pool when a batch is inflated
@@ -171,7 +169,7 @@ export function checkBatchFrame(buffer: Buffer, position: number, end: number): 
   if (available < LOG_OVERHEAD) return `only ${available} bytes left, less than a batch frame`;
   const size = readBatchSize(buffer, position);
   if (size < BATCH_HEADER_BYTES) return `batch length ${size - LOG_OVERHEAD} is below the minimum`;
-  if (size > BATCH_BYTES_LIMIT) return `batch length ${size - LOG_OVERHEAD} exceeds ${BATCH_BYTES_LIMIT}`;
+  if (size > BATCH_BYTES_MAX) return `batch length ${size - LOG_OVERHEAD} exceeds ${BATCH_BYTES_MAX}`;
   if (size > available) return `batch of ${size} bytes is truncated to ${available} bytes`;
   const magic = buffer[position + MAGIC_OFFSET];
   if (magic !== CURRENT_MAGIC) return `magic byte is ${magic}, expected ${CURRENT_MAGIC}`;

@@ -20,13 +20,13 @@
  * only after the reads in flight finish.
  */
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { BATCH_BYTES_MAX } from '../common/request-limits.js';
 import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, DELETED_SUFFIX, segmentFilePath } from './file-names.js';
 import { DirectWriter } from './direct-writer.js';
 import { type FileSystem, readFully } from './file-system.js';
 import { type IndexPosition, OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import type { SegmentTail, TailCache } from './tail-cache.js';
 import {
-  BATCH_BYTES_LIMIT,
   BATCH_HEADER_BYTES,
   CURRENT_MAGIC,
   LOG_OVERHEAD,
@@ -460,7 +460,7 @@ export class LogSegment {
         continue;
       }
       const size = readBatchSize(chunk, cursor);
-      const plausible = size >= BATCH_HEADER_BYTES && size <= BATCH_BYTES_LIMIT && chunk[cursor + MAGIC_OFFSET] === CURRENT_MAGIC;
+      const plausible = size >= BATCH_HEADER_BYTES && size <= BATCH_BYTES_MAX && chunk[cursor + MAGIC_OFFSET] === CURRENT_MAGIC;
       if (firstBatch) {
         firstBatch = false;
         if (!plausible || readBaseOffset(chunk, cursor) !== indexedOffset) {
@@ -637,7 +637,7 @@ export class LogSegment {
           break;
         }
         const size = readBatchSize(buffer, cursor);
-        if (size >= BATCH_HEADER_BYTES && size <= BATCH_BYTES_LIMIT && size > left && !reachesEnd) {
+        if (size >= BATCH_HEADER_BYTES && size <= BATCH_BYTES_MAX && size > left && !reachesEnd) {
           if (size > buffer.length) buffer = Buffer.allocUnsafe(size);
           break; // the batch continues past this chunk: read on from its start
         }
@@ -695,7 +695,7 @@ export class LogSegment {
       for (let cursor = 0; cursor <= lastCandidate; cursor++) {
         if (window[cursor + MAGIC_OFFSET] !== CURRENT_MAGIC) continue;
         const size = readBatchSize(window, cursor);
-        if (size < BATCH_HEADER_BYTES || size > BATCH_BYTES_LIMIT || windowStart + cursor + size > fileBytes) continue;
+        if (size < BATCH_HEADER_BYTES || size > BATCH_BYTES_MAX || windowStart + cursor + size > fileBytes) continue;
         let candidate = window;
         let candidateCursor = cursor;
         if (cursor + size > window.length) {

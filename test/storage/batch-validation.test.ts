@@ -13,6 +13,7 @@ import { gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import { BATCH_BYTES_MAX } from '../../src/common/request-limits.js';
 import {
   checkCompressedRecords,
   InflatedRecords,
@@ -22,7 +23,6 @@ import {
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import {
   ATTRIBUTES_OFFSET,
-  BATCH_BYTES_LIMIT,
   BATCH_LENGTH_OFFSET,
   CRC_OFFSET,
   decodeBatches,
@@ -214,7 +214,7 @@ describe('checkCompressedRecords (a gzip batch inflated on the thread pool)', ()
 
   it(`refuses a batch whose records inflate past ${INFLATED_BATCH_BYTES_MAX / MiB} MiB, while the event loop keeps turning`, async () => {
     const bomb = largeGzipBatch(INFLATED_BATCH_BYTES_MAX / MiB + 1, 1);
-    expect(bomb.length).toBeLessThan(BATCH_BYTES_LIMIT / 32); // small on the wire
+    expect(bomb.length).toBeLessThan(BATCH_BYTES_MAX / 32); // small on the wire
     const { result: problem, turns } = await countingLoopTurns(() => checkCompressedRecords(bomb, 0));
     expect(problem).toBe(`its records inflate to more than ${INFLATED_BATCH_BYTES_MAX} bytes`);
     // Inflated a chunk at a time on the pool: the loop turned between the chunks (a single
@@ -225,7 +225,7 @@ describe('checkCompressedRecords (a gzip batch inflated on the thread pool)', ()
   it('names the batch in validateBatches\' CORRUPT_BATCH', async () => {
     const good = buildBatch([{ value: b('a') }], { timestamp: T0, compression: 'gzip' });
     const bad = gzipBatch(3, gzipSync(recordsRegion([{ value: b('a') }])));
-    const error = await rejection(validateBatches(Buffer.concat([good, bad]), BATCH_BYTES_LIMIT));
+    const error = await rejection(validateBatches(Buffer.concat([good, bad]), BATCH_BYTES_MAX));
     expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
     expect(error.message).toBe(`invalid record batch 1 at byte ${good.length}: record 1 runs past the end of the batch`);
   });
@@ -246,9 +246,9 @@ describe('max timestamps (they place a batch in the time index and age it for re
   it("refuses a batch whose max timestamp is not its records' largest, compressed or not", async () => {
     for (const compression of ['none', 'gzip'] as const) {
       const batch = buildBatch(stamped, { compression });
-      await validateBatches(batch, BATCH_BYTES_LIMIT);
+      await validateBatches(batch, BATCH_BYTES_MAX);
       for (const wrong of [T0 + 100, T0 + 900]) {
-        const error = await rejection(validateBatches(withMaxTimestamp(batch, wrong), BATCH_BYTES_LIMIT));
+        const error = await rejection(validateBatches(withMaxTimestamp(batch, wrong), BATCH_BYTES_MAX));
         expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
         expect(error.message).toBe(`invalid record batch 0 at byte 0: max timestamp ${wrong} is not the largest of its records' timestamps, ${T0 + 500}`);
       }
@@ -265,14 +265,14 @@ describe('max timestamps (they place a batch in the time index and age it for re
   });
 
   it('refuses a negative max timestamp: records without timestamps', async () => {
-    const error = await rejection(validateBatches(buildBatch([{ value: b('a') }], { timestamp: -1 }), BATCH_BYTES_LIMIT));
+    const error = await rejection(validateBatches(buildBatch([{ value: b('a') }], { timestamp: -1 }), BATCH_BYTES_MAX));
     expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
     expect(error.message).toBe('invalid record batch 0 at byte 0: max timestamp -1 is negative: records need timestamps, in milliseconds since the epoch');
   });
 
   it("takes a log-append-time batch's max timestamp as it is (its records' own are not used)", async () => {
     const batch = buildBatch(stamped);
-    await validateBatches(withMaxTimestamp(batch, T0 + 999, TIMESTAMP_TYPE_MASK), BATCH_BYTES_LIMIT);
+    await validateBatches(withMaxTimestamp(batch, T0 + 999, TIMESTAMP_TYPE_MASK), BATCH_BYTES_MAX);
   });
 });
 
@@ -325,7 +325,7 @@ describe('a partition log appending compressed batches', () => {
   async function openLog(): Promise<PartitionLog> {
     const directory = nodeFs.mkdtempSync(join(os.tmpdir(), 'strata-batch-validation-'));
     directories.push(directory);
-    const log = await PartitionLog.open({ directory, name: 'test-0', config: { maxMessageBytes: BATCH_BYTES_LIMIT } });
+    const log = await PartitionLog.open({ directory, name: 'test-0', config: { maxMessageBytes: BATCH_BYTES_MAX } });
     logs.push(log);
     return log;
   }
@@ -371,14 +371,14 @@ describe('a partition log appending compressed batches', () => {
   it('finishes, on close, an append called before it that is still in its check', async () => {
     const directory = nodeFs.mkdtempSync(join(os.tmpdir(), 'strata-batch-validation-'));
     directories.push(directory);
-    const log = await PartitionLog.open({ directory, name: 'test-0', config: { maxMessageBytes: BATCH_BYTES_LIMIT } });
+    const log = await PartitionLog.open({ directory, name: 'test-0', config: { maxMessageBytes: BATCH_BYTES_MAX } });
     const appended = log.append(largeGzipBatch(16, 1));
     const closed = log.close();
     const refused = await rejection(log.append(buildBatch([{ value: b('after close') }], { timestamp: T0 })));
     expect(refused.code).toBe(ErrorCode.FAILED_PRECONDITION);
     expect((await appended).lastOffset).toBe(15);
     await closed;
-    const reopened = await PartitionLog.open({ directory, name: 'test-0', config: { maxMessageBytes: BATCH_BYTES_LIMIT } });
+    const reopened = await PartitionLog.open({ directory, name: 'test-0', config: { maxMessageBytes: BATCH_BYTES_MAX } });
     logs.push(reopened);
     expect(reopened.logEndOffset).toBe(16);
   });

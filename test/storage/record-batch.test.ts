@@ -6,9 +6,9 @@ import { createRequire } from 'node:module';
 import { crc32c } from '@node-rs/crc32';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import { BATCH_BYTES_MAX } from '../../src/common/request-limits.js';
 import {
   ATTRIBUTES_OFFSET,
-  BATCH_BYTES_LIMIT,
   BATCH_HEADER_BYTES,
   CRC_OFFSET,
   Compression,
@@ -68,7 +68,7 @@ async function expectRejected(promise: Promise<unknown>, code: ErrorCode): Promi
 async function roundTrip(records: readonly RecordInput[], options: BatchOptions = {}): Promise<{ batch: Buffer; decoded: DecodedRecord[] }> {
   const batch = buildBatch(records, options);
   expect(checkBatchFrame(batch, 0, batch.length)).toBeNull();
-  expect(await validateBatches(batch, BATCH_BYTES_LIMIT)).toEqual({ batchCount: 1, recordCount: records.length });
+  expect(await validateBatches(batch, BATCH_BYTES_MAX)).toEqual({ batchCount: 1, recordCount: records.length });
   return { batch, decoded: decodeRecords(batch, 0) };
 }
 
@@ -219,7 +219,7 @@ describe('buildBatch → validateBatches → decodeRecords', () => {
     const batch = buildBatch([{ value: b('a'), timestamp: T0 }, { value: b('b'), timestamp: T0 + 50 }]);
     batch.writeInt16BE(batch.readInt16BE(ATTRIBUTES_OFFSET) | 0x08, ATTRIBUTES_OFFSET);
     resealCrc(batch);
-    expect(await validateBatches(batch, BATCH_BYTES_LIMIT)).toEqual({ batchCount: 1, recordCount: 2 });
+    expect(await validateBatches(batch, BATCH_BYTES_MAX)).toEqual({ batchCount: 1, recordCount: 2 });
     expect(readBatchHeader(batch).timestampType).toBe(TimestampType.logAppendTime);
     expect(decodeRecords(batch).map((record) => record.timestamp)).toEqual([T0 + 50, T0 + 50]);
   });
@@ -264,7 +264,7 @@ describe('writeBaseOffset', () => {
     expect(readBaseOffset(batch)).toBe(newBase);
     expect(batch.subarray(8)).toEqual(original.subarray(8));
     expect(checkBatchFrame(batch, 0, batch.length)).toBeNull();
-    await validateBatches(batch, BATCH_BYTES_LIMIT);
+    await validateBatches(batch, BATCH_BYTES_MAX);
     expect(decodeRecords(batch)).toEqual(expected(variedRecords, { baseOffset: newBase, timestamp: T0 }));
   });
 
@@ -276,7 +276,7 @@ describe('writeBaseOffset', () => {
     expect(log.subarray(0, first.length)).toEqual(first);
     expect(log.subarray(first.length + 8)).toEqual(second.subarray(8));
     expect(checkBatchFrame(log, first.length, log.length)).toBeNull();
-    expect(await validateBatches(log, BATCH_BYTES_LIMIT)).toEqual({ batchCount: 2, recordCount: 3 });
+    expect(await validateBatches(log, BATCH_BYTES_MAX)).toEqual({ batchCount: 2, recordCount: 3 });
     expect(decodeBatches(log).map((record) => [record.offset, record.value?.toString()])).toEqual([
       [0, 'a'],
       [1, 'b'],
@@ -309,7 +309,7 @@ describe('corruption detection', () => {
         const corrupt = Buffer.from(batch);
         corrupt[position]! ^= mask;
         if (checkBatchFrame(corrupt, 0, corrupt.length) === null) undetected.push(`byte ${position} ^ ${mask}`);
-        await expectRejected(validateBatches(corrupt, BATCH_BYTES_LIMIT), ErrorCode.CORRUPT_BATCH);
+        await expectRejected(validateBatches(corrupt, BATCH_BYTES_MAX), ErrorCode.CORRUPT_BATCH);
       }
     }
     expect(undetected).toEqual([]);
@@ -326,7 +326,7 @@ describe('corruption detection', () => {
     const batch = small();
     for (let length = 0; length < batch.length; length++) {
       expect(checkBatchFrame(batch, 0, length)).not.toBeNull();
-      await expectRejected(validateBatches(batch.subarray(0, length), BATCH_BYTES_LIMIT), ErrorCode.CORRUPT_BATCH);
+      await expectRejected(validateBatches(batch.subarray(0, length), BATCH_BYTES_MAX), ErrorCode.CORRUPT_BATCH);
     }
   });
 
@@ -335,7 +335,7 @@ describe('corruption detection', () => {
       const batch = small();
       batch[MAGIC_OFFSET] = magic;
       expect(checkBatchFrame(batch, 0, batch.length)).toMatch(/magic/);
-      await expectRejected(validateBatches(batch, BATCH_BYTES_LIMIT), ErrorCode.CORRUPT_BATCH);
+      await expectRejected(validateBatches(batch, BATCH_BYTES_MAX), ErrorCode.CORRUPT_BATCH);
     }
   });
 
@@ -387,7 +387,7 @@ describe('corruption detection', () => {
       edit(batch);
       resealCrc(batch);
       expect(checkBatchFrame(batch, 0, batch.length)).toBeNull();
-      await expectRejected(validateBatches(batch, BATCH_BYTES_LIMIT), ErrorCode.CORRUPT_BATCH);
+      await expectRejected(validateBatches(batch, BATCH_BYTES_MAX), ErrorCode.CORRUPT_BATCH);
     });
   });
 
@@ -398,7 +398,7 @@ describe('corruption detection', () => {
     expect(batch[keyLengthAt]).toBe(6); // zig-zag 3
     batch[keyLengthAt] = 4; // zig-zag 2: the record's length no longer matches its fields
     resealCrc(batch);
-    await expectRejected(validateBatches(batch, BATCH_BYTES_LIMIT), ErrorCode.CORRUPT_BATCH);
+    await expectRejected(validateBatches(batch, BATCH_BYTES_MAX), ErrorCode.CORRUPT_BATCH);
     expectStrataError(() => decodeRecords(batch), ErrorCode.CORRUPT_BATCH);
   });
 
@@ -408,7 +408,7 @@ describe('corruption detection', () => {
       batch.writeInt32BE(0x7fffffff, fieldOffset);
       resealCrc(batch);
       expect(checkBatchFrame(batch, 0, batch.length)).toMatch(/not a safe integer/);
-      await expectRejected(validateBatches(batch, BATCH_BYTES_LIMIT), ErrorCode.CORRUPT_BATCH);
+      await expectRejected(validateBatches(batch, BATCH_BYTES_MAX), ErrorCode.CORRUPT_BATCH);
     }
   });
 
@@ -421,14 +421,14 @@ describe('corruption detection', () => {
   });
 
   it('rejects an empty buffer with CORRUPT_BATCH', async () => {
-    await expectRejected(validateBatches(Buffer.alloc(0), BATCH_BYTES_LIMIT), ErrorCode.CORRUPT_BATCH);
+    await expectRejected(validateBatches(Buffer.alloc(0), BATCH_BYTES_MAX), ErrorCode.CORRUPT_BATCH);
   });
 
   it('rejects a corrupt batch after valid ones', async () => {
     const good = buildBatch([{ value: b('a') }], { timestamp: T0 });
     const bad = buildBatch([{ value: b('b') }], { timestamp: T0 });
     bad[bad.length - 1]! ^= 0xff;
-    await expectRejected(validateBatches(Buffer.concat([good, good, bad]), BATCH_BYTES_LIMIT), ErrorCode.CORRUPT_BATCH);
+    await expectRejected(validateBatches(Buffer.concat([good, good, bad]), BATCH_BYTES_MAX), ErrorCode.CORRUPT_BATCH);
     expect(checkBatchFrame(Buffer.concat([good, bad]), good.length, good.length + bad.length)).not.toBeNull();
   });
 });
@@ -446,7 +446,7 @@ describe('decodeBatches', () => {
       buildBatch(second, { baseOffset: 3, timestamp: T0 + 1, compression: 'gzip' }),
       buildBatch(third, { baseOffset: 5, timestamp: T0 + 2 }),
     ]);
-    expect(await validateBatches(log, BATCH_BYTES_LIMIT)).toEqual({ batchCount: 3, recordCount: 6 });
+    expect(await validateBatches(log, BATCH_BYTES_MAX)).toEqual({ batchCount: 3, recordCount: 6 });
     const all = [
       ...expected(first, { baseOffset: 0, timestamp: T0 }),
       ...expected(second, { baseOffset: 3, timestamp: T0 + 1 }),
@@ -627,8 +627,8 @@ describe('cross-check with kafkajs', () => {
   ])('accepts and decodes a kafkajs batch (%s)', async (_name, fields) => {
     const batch = await encodeWithKafkajs(crossRecords, fields);
     expect(checkBatchFrame(batch, 0, batch.length)).toBeNull();
-    await validateBatches(batch, BATCH_BYTES_LIMIT);
-    expect(await validateBatches(batch, BATCH_BYTES_LIMIT)).toEqual({ batchCount: 1, recordCount: crossRecords.length });
+    await validateBatches(batch, BATCH_BYTES_MAX);
+    expect(await validateBatches(batch, BATCH_BYTES_MAX)).toEqual({ batchCount: 1, recordCount: crossRecords.length });
     expect(decodeRecords(batch)).toEqual(expectedFromCross(crossRecords, fields.baseOffset));
     const header = readBatchHeader(batch);
     expect(header).toMatchObject({
@@ -648,7 +648,7 @@ describe('cross-check with kafkajs', () => {
   it('accepts a kafkajs batch with a single record and one with many', async () => {
     const one: CrossRecord[] = [{ key: null, value: b('solo'), headers: [], timestamp: T0 }];
     const oneBatch = await encodeWithKafkajs(one, notIdempotent);
-    expect(await validateBatches(oneBatch, BATCH_BYTES_LIMIT)).toEqual({ batchCount: 1, recordCount: 1 });
+    expect(await validateBatches(oneBatch, BATCH_BYTES_MAX)).toEqual({ batchCount: 1, recordCount: 1 });
     expect(decodeRecords(oneBatch)).toEqual(expectedFromCross(one, 0));
 
     const many: CrossRecord[] = Array.from({ length: 200 }, (_, index) => ({
@@ -659,7 +659,7 @@ describe('cross-check with kafkajs', () => {
     }));
     for (const gzip of [false, true]) {
       const manyBatch = await encodeWithKafkajs(many, { ...notIdempotent, baseOffset: 500, gzip });
-      expect(await validateBatches(manyBatch, BATCH_BYTES_LIMIT)).toEqual({ batchCount: 1, recordCount: 200 });
+      expect(await validateBatches(manyBatch, BATCH_BYTES_MAX)).toEqual({ batchCount: 1, recordCount: 200 });
       expect(decodeRecords(manyBatch)).toEqual(expectedFromCross(many, 500));
     }
   });
