@@ -1365,6 +1365,55 @@ describe('close', () => {
     expect(outcome instanceof StrataError ? outcome.code : outcome, 'the pass stops at the close').toBe(ErrorCode.FAILED_PRECONDITION);
   });
 
+  // The other half of that wait: a pass deleting segments renames, closes and unlinks their
+  // files; a close that returned in the middle of it would let the caller (a topic deletion
+  // moving the directory away, a restart) race the pass's last file calls.
+  it('waits for a retention pass deleting segments, so the log makes no file call after its close returns', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const config = { ...SMALL, retentionMs: 24 * 60 * 60 * 1000 };
+    const written = await openLog(directory, config, { clock });
+    await appendOverTime(written, clock, 60);
+    await written.close();
+    clock.advance(2 * 24 * 60 * 60 * 1000); // every sealed segment is past retention
+    let renameReached!: () => void;
+    const renameHeld = new Promise<void>((resolve) => (renameReached = resolve));
+    let releaseRename!: () => void;
+    const renameGate = new Promise<void>((resolve) => (releaseRename = resolve));
+    let closeReturned = false;
+    const callsAfterClose: string[] = [];
+    const fs = new (class extends TestFileSystem {
+      override async rename(from: string, to: string): Promise<void> {
+        if (to.endsWith('.deleted')) {
+          renameReached();
+          await renameGate;
+        }
+        if (closeReturned) callsAfterClose.push(`rename ${from}`);
+        return super.rename(from, to);
+      }
+      override async unlink(path: string): Promise<void> {
+        if (closeReturned) callsAfterClose.push(`unlink ${path}`);
+        return super.unlink(path);
+      }
+      override async fsyncDirectory(path: string): Promise<void> {
+        if (closeReturned) callsAfterClose.push(`fsyncDirectory ${path}`);
+        return super.fsyncDirectory(path);
+      }
+    })();
+    const log = await openLog(directory, config, { clock, fs });
+    const retention = log.applyRetention();
+    await renameHeld; // the pass has taken the old segments out of the list and is deleting them
+    const closing = log.close().then(() => (closeReturned = true));
+    await vi.waitFor(() => expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closeReturned, 'the close waits for the pass').toBe(false);
+    releaseRename();
+    await closing;
+    expect(await retention).toBeGreaterThan(0);
+    expect(callsAfterClose).toEqual([]);
+    expect(segmentFiles(directory).filter((name) => name.endsWith('.deleted'))).toEqual([]);
+  });
+
   it('refuses a timestamp search that reaches the next segment after the close began, without touching that segment', async () => {
     const directory = tempDir();
     const clock = new ManualClock(T0);
