@@ -2,13 +2,15 @@
 // on stderr (1: the broker refused or could not be reached, 2: the command line is wrong);
 // method: the compiled CLI run as child processes against a real in-process broker (and against
 // a port nothing listens on), asserting the exact code and stderr.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
-import { type CliProcess, runCli, startCli } from '../helpers/cli.js';
+import { Producer } from '../../src/client/producer.js';
+import { type CliProcess, STRATA_BIN, runCli, startCli } from '../helpers/cli.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 let broker: TestBroker;
@@ -173,5 +175,41 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     const version = await runCli(['--version']);
     expect(version.code).toBe(0);
     expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+});
+
+describe('stdout on a full disk: exit 1 with one line', () => {
+  /** Runs `strata ARGS...` with stdout on /dev/full (every write fails with ENOSPC). */
+  async function runIntoFullDisk(args: string[]): Promise<{ code: number | null; stderr: string }> {
+    const full = openSync('/dev/full', 'w');
+    const env: NodeJS.ProcessEnv = {};
+    for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('STRATA_')) env[name] = value;
+    const child = spawn(process.execPath, [STRATA_BIN, ...args], { stdio: ['ignore', full, 'pipe'], env });
+    closeSync(full);
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', (exitCode) => resolve(exitCode)));
+    return { code, stderr };
+  }
+
+  it.skipIf(!existsSync('/dev/full'))('consume, with and without a group, and tail', async () => {
+    const topic = 'errors-full-disk';
+    await admin.createTopic(topic, { partitions: 1 });
+    const producer = new Producer({ server: broker.address });
+    try {
+      await Promise.all(['a', 'b', 'c'].map((value) => producer.send({ topic, partition: 0, value })));
+    } finally {
+      await producer.close();
+    }
+    const line = 'strata: cannot write to stdout: ENOSPC (no space left on device)\n';
+    for (const args of [
+      ['consume', topic, '--count', '3'],
+      ['consume', topic, '--group', 'errors-full-disk', '--count', '3'],
+      ['tail', topic, '-n', '3'],
+    ]) {
+      expect(await runIntoFullDisk(at(...args)), args.join(' ')).toEqual({ code: 1, stderr: line });
+    }
+    // No line was written, so the group's position stays at the first record.
+    expect((await admin.fetchOffsets('errors-full-disk')).map(({ partition, offset }) => ({ partition, offset }))).toEqual([{ partition: 0, offset: 0 }]);
   });
 });
