@@ -40,9 +40,8 @@ export function withServerOption<T>(yargs: Argv<T>): Argv<T & { server: string }
 
 /** The broker address from argv; a UsageError when it is not HOST:PORT. */
 export function serverAddress(argv: { server?: unknown }, option = '--server'): string {
-  if (argv.server !== undefined && typeof argv.server !== 'string') throw new UsageError(`${option} was given more than once; give one HOST:PORT`);
-  const server = typeof argv.server === 'string' ? argv.server : DEFAULT_SERVER;
-  if (!/^[^\s:]+:\d+$/.test(server) && !/^\[[0-9a-fA-F:.]+\]:\d+$/.test(server)) {
+  const server = argv.server ?? DEFAULT_SERVER;
+  if (typeof server !== 'string' || (!/^[^\s:]+:\d+$/.test(server) && !/^\[[0-9a-fA-F:.]+\]:\d+$/.test(server))) {
     throw new UsageError(`${option} must be HOST:PORT, got ${JSON.stringify(server)}`);
   }
   return server;

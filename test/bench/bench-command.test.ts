@@ -335,7 +335,7 @@ describe('strata bench', () => {
       [['baseline', '--workload', 'consume', '--group', 'g'], 'baseline --workload consume cannot read with --group: the no-op server has no consumer groups'],
       [['produce', '--server-metrics', '127.0.0.1:9464'], '--server-metrics is for a broker at --server; with --local the benchmark reads its own broker\'s metrics'],
       [['produce', '--server-metrics', 'metrics'], '--server-metrics must be HOST:PORT, got "metrics"'],
-      [['produce', '--server-metrics', '127.0.0.1:1', '--server-metrics', '127.0.0.1:2'], '--server-metrics was given more than once; give one HOST:PORT'],
+      [['produce', '--server-metrics', '127.0.0.1:1', '--server-metrics', '127.0.0.1:2'], '--server-metrics was given 2 times; it takes one value'],
     ];
     for (const [args, message] of refusals) {
       const result = await runCli(['bench', ...args, '--local']);
