@@ -13,7 +13,6 @@
  * are removed at the next start.
  */
 import { join } from 'node:path';
-import { rm } from 'node:fs/promises';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { DEFAULT_MAX_REQUEST_BYTES, PRODUCE_REQUEST_FIELDS_BYTES_MAX } from '../common/request-limits.js';
@@ -137,6 +136,8 @@ export class Broker {
   readonly orphans: string[] = [];
   /** Removal of the previous run's deleted topics, begun at start and awaited by the first delete. */
   private graveyardCleared: Promise<void> = Promise.resolve();
+  /** Removals of deleted topics' directories under way (see `removeInBackground`). */
+  private readonly removals = new Set<Promise<void>>();
   /** Topics deleted since start: numbers their directories in the graveyard. */
   private deletedTopics = 0;
   /** The log writes and fdatasyncs of every partition, counted by the logs (see `ioCallTotals`). */
@@ -162,7 +163,8 @@ export class Broker {
   static async open(options: BrokerOptions): Promise<Broker> {
     const fs = options.fs ?? nodeFileSystem;
     await fs.mkdirs(topicsDirectory(options.dataDir));
-    const lock = DataDirectoryLock.acquire(options.dataDir, 'broker'); // before anything there is read
+    // Before anything there is read.
+    const lock = DataDirectoryLock.acquire(options.dataDir, 'broker', 'stop it first, or give this one another --data-dir');
     let broker: Broker;
     try {
       const metadata = MetadataStore.open(options.dataDir);
@@ -192,9 +194,7 @@ export class Broker {
 
   private async load(): Promise<void> {
     // Not awaited here (it may hold many files), but before the next delete moves a topic in.
-    this.graveyardCleared = rm(graveyardDirectory(this.dataDir), { recursive: true, force: true }).catch((error: unknown) => {
-      this.logger.warn({ directory: graveyardDirectory(this.dataDir), err: error }, 'could not remove the topics deleted before the last stop');
-    });
+    this.graveyardCleared = this.removeInBackground(graveyardDirectory(this.dataDir), 'could not remove the topics deleted before the last stop');
     const records = this.metadata.listTopics();
     for (const record of records) {
       const config = this.effectiveConfig(record);
@@ -351,10 +351,23 @@ export class Broker {
       const target = join(graveyard, `${this.clock.nowMs()}-${++this.deletedTopics}-${name.slice(0, 200)}`);
       await this.fs.rename(join(topicsDirectory(this.dataDir), name), target);
       await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
-      void rm(target, { recursive: true, force: true });
+      void this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
       await this.onTopicDeleted?.(name);
       this.logger.info({ topic: name }, 'topic deleted');
     });
+  }
+
+  /**
+   * Removes a directory of deleted topics without holding up the caller; a failure is logged
+   * (the next start empties the graveyard again). `close` waits for every such removal.
+   */
+  private removeInBackground(directory: string, failure: string): Promise<void> {
+    const removal = this.fs
+      .removeTree(directory)
+      .catch((error: unknown) => this.logger.warn({ directory, err: error }, failure))
+      .finally(() => this.removals.delete(removal));
+    this.removals.add(removal);
+    return removal;
   }
 
   /** Awaited after a topic is deleted, before the delete is answered (groups drop its offsets). */
@@ -607,7 +620,7 @@ export class Broker {
 
   /**
    * Closes every partition log cleanly (flush, indexes, checkpoints) and the metadata store,
-   * then lets go of the data directory.
+   * waits for the removals of deleted topics under way, then lets go of the data directory.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
@@ -619,6 +632,8 @@ export class Broker {
       try {
         await Promise.all(logs.map((log) => log.close({ reason: stopping }).catch((error: unknown) => this.logger.error({ err: error, log: log.name }, 'close failed'))));
         await this.metadata.close();
+        // The lock covers every file call in the data directory, these removals' included.
+        await Promise.allSettled([...this.removals]);
       } finally {
         this.lock.release();
       }

@@ -5,9 +5,11 @@
  * `<data-dir>/.lock`, and holds it until it has closed everything there. The lock is the kernel's
  * (an open-file-description lock on Linux, through fs-native-extensions): it ends with the
  * process, so a broker killed with SIGKILL leaves no stale lock to clear by hand. The file holds
- * the holder's name and pid for the refusal message; nothing reads it otherwise.
+ * the holder's name, pid and host for the refusal message; nothing reads it otherwise. A file
+ * system whose locks are not shared between hosts (NFS mounted `nolock`) grants each host its own.
  */
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { tryLock } from 'fs-native-extensions';
 import { ErrorCode, StrataError } from '../common/errors.js';
@@ -23,20 +25,20 @@ export class DataDirectoryLock {
 
   /**
    * Takes the lock of `dataDir` (which must exist) for `holder` ("broker", "strata repair"), or
-   * throws FAILED_PRECONDITION naming the process that holds it.
+   * throws FAILED_PRECONDITION naming the process that holds it, followed by `advice`.
    */
-  static acquire(dataDir: string, holder: string): DataDirectoryLock {
+  static acquire(dataDir: string, holder: string, advice: string): DataDirectoryLock {
     const path = join(dataDir, LOCK_FILE);
     const fd = openSync(path, 'a+'); // an exclusive lock needs a descriptor open for writing
     try {
       if (!tryLock(fd)) {
         throw new StrataError(
           ErrorCode.FAILED_PRECONDITION,
-          `data directory ${dataDir} is in use by another Strata process${describeHolder(path)}; stop it first, or give this one another --data-dir`,
+          `data directory ${dataDir} is in use by another Strata process${describeHolder(path)}; ${advice}`,
         );
       }
       ftruncateSync(fd, 0);
-      writeSync(fd, `${holder}, pid ${process.pid}\n`);
+      writeSync(fd, `${holder}, pid ${process.pid} on ${hostname()}\n`);
     } catch (error) {
       closeSync(fd);
       if (error instanceof StrataError) throw error;

@@ -2,17 +2,19 @@
 // another, or a repair beside a broker, is refused with FAILED_PRECONDITION naming the holder and
 // touches nothing; the lock ends with the holder, even one killed with SIGKILL; method: real
 // brokers on temp directories, `strata serve` as child processes, and the repair command.
-import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { DataDirectoryLock, LOCK_FILE } from '../../src/broker/data-directory-lock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { repairCommand } from '../../src/cli/commands/repair.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { STRATA_BIN } from '../helpers/cli.js';
+import { TestFileSystem } from '../helpers/test-file-system.js';
 import { removeDirectory, spawnBroker, temporaryDirectory } from '../helpers/test-server.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -43,11 +45,28 @@ async function openOutcome(dataDir: string, options: { maxRequestBytes?: number 
   }
 }
 
-function refusal(dataDir: string, holder: string): StrataError {
-  return new StrataError(
-    ErrorCode.FAILED_PRECONDITION,
-    `data directory ${dataDir} is in use by another Strata process (${holder}, pid ${process.pid}); stop it first, or give this one another --data-dir`,
-  );
+const BROKER_ADVICE = 'stop it first, or give this one another --data-dir';
+
+function refusal(dataDir: string, holder: string, advice = BROKER_ADVICE, pid = process.pid): StrataError {
+  return new StrataError(ErrorCode.FAILED_PRECONDITION, `data directory ${dataDir} is in use by another Strata process (${holder}, pid ${pid} on ${hostname()}); ${advice}`);
+}
+
+/** Runs `strata repair ARGS...` as main.ts does, failures thrown rather than printed. */
+function repair(args: string[]): Promise<unknown> {
+  const parser = repairCommand(yargs().strict().exitProcess(false)).fail((message, error) => {
+    throw error ?? new Error(message);
+  });
+  return parser.parseAsync(['repair', ...args]);
+}
+
+/** A child process killed at cleanup if it is still running. */
+function killedAtCleanup(child: ChildProcess): Promise<number | null> {
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  });
+  return exited;
 }
 
 describe('the data directory lock', () => {
@@ -60,7 +79,7 @@ describe('the data directory lock', () => {
     const second = await openOutcome(dataDir);
     expect(second).toEqual(refusal(dataDir, 'broker'));
     expect(second).toMatchObject({ code: ErrorCode.FAILED_PRECONDITION });
-    expect(readFileSync(join(dataDir, LOCK_FILE), 'utf8')).toBe(`broker, pid ${process.pid}\n`);
+    expect(readFileSync(join(dataDir, LOCK_FILE), 'utf8')).toBe(`broker, pid ${process.pid} on ${hostname()}\n`);
     // The refused broker opened nothing: the first goes on serving.
     await first.produceBatches('orders', 0, buildBatch([{ value: Buffer.from('still') }]), 'all');
 
@@ -77,11 +96,11 @@ describe('the data directory lock', () => {
 
   it('release is idempotent, and a new lock can be taken after it', () => {
     const dataDir = dataDirectory();
-    const lock = DataDirectoryLock.acquire(dataDir, 'test');
-    expect(() => DataDirectoryLock.acquire(dataDir, 'other')).toThrow(refusal(dataDir, 'test'));
+    const lock = DataDirectoryLock.acquire(dataDir, 'test', 'wait');
+    expect(() => DataDirectoryLock.acquire(dataDir, 'other', 'wait')).toThrow(refusal(dataDir, 'test', 'wait'));
     lock.release();
     lock.release();
-    DataDirectoryLock.acquire(dataDir, 'other').release();
+    DataDirectoryLock.acquire(dataDir, 'other', 'wait').release();
   });
 
   it('keeps `strata repair` off a data directory a broker has open', async () => {
@@ -91,38 +110,94 @@ describe('the data directory lock', () => {
     await broker.produceBatches('orders', 0, buildBatch([{ value: Buffer.from('kept') }]), 'all');
     const partition = join(dataDir, 'topics', 'orders', '0');
     const before = readdirSync(partition).sort();
-    const parser = repairCommand(yargs().strict().exitProcess(false)).fail((message, error) => {
-      throw error ?? new Error(message);
-    });
-    await expect(parser.parseAsync(['repair', '--data-dir', dataDir, '--topic', 'orders', '--partition', '0'])).rejects.toThrow(refusal(dataDir, 'broker'));
-    await expect(parser.parseAsync(['repair', '--dir', partition])).rejects.toThrow(/ is in use by another Strata process \(broker, pid \d+\)/);
+    await expect(repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '0'])).rejects.toThrow(refusal(dataDir, 'broker', 'stop the broker first'));
+    await expect(repair(['--dir', partition])).rejects.toThrow(/ is in use by another Strata process \(broker, pid \d+ on .*\); stop the broker first$/);
+    // Through a symbolic link to the partition, too.
+    const link = join(dataDirectory(), 'link-to-partition');
+    symlinkSync(partition, link);
+    await expect(repair(['--dir', link])).rejects.toThrow(/ is in use by another Strata process \(broker, pid \d+ on .*\); stop the broker first$/);
     expect(readdirSync(partition).sort()).toEqual(before);
+  });
+
+  it('lets `strata repair --dir` repair a partition copied out of a data directory without locking anything', async () => {
+    const dataDir = dataDirectory();
+    const broker = await openBroker(dataDir);
+    await broker.createTopic('orders', 1, {});
+    await broker.produceBatches('orders', 0, buildBatch([{ value: Buffer.from('kept') }]), 'all');
+    // A copy under a directory named "topics" that is not a data directory (no metadata store).
+    const copy = join(dataDirectory(), 'topics', 'orders', '0');
+    mkdirSync(join(copy, '..'), { recursive: true });
+    cpSync(join(dataDir, 'topics', 'orders', '0'), copy, { recursive: true });
+    await repair(['--dir', copy]);
+    expect(readdirSync(join(copy, '..', '..', '..'))).toEqual(['topics']); // no .lock written beside it
+  });
+
+  it("is held until the removal of a deleted topic's directory has finished", async () => {
+    const dataDir = dataDirectory();
+    const fs = new TestFileSystem();
+    const broker = await Broker.open({ dataDir, fs });
+    cleanups.push(() => broker.close());
+    await broker.createTopic('doomed', 2, {});
+    const held = fs.hold('removeTree');
+    await broker.deleteTopic('doomed'); // answered before the removal, which goes on in the background
+    await held.reached;
+    let metadataClosed!: () => void;
+    const metadataClosing = new Promise<void>((resolve) => (metadataClosed = resolve));
+    const store = broker.metadataStore;
+    const close = store.close.bind(store);
+    store.close = async () => {
+      await close();
+      metadataClosed();
+    };
+    let closeReturned = false;
+    const closing = broker.close().then(() => (closeReturned = true));
+    await metadataClosing; // the close's last step before it waits for the removal
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closeReturned, 'the close waits for the removal').toBe(false);
+    expect(await openOutcome(dataDir)).toEqual(refusal(dataDir, 'broker'));
+    held.release();
+    await closing;
+    expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]);
+    expect(await openOutcome(dataDir)).toBe('opened');
+  });
+
+  it("logs a failed removal of a deleted topic's directory and goes on; the next start removes it", async () => {
+    const dataDir = dataDirectory();
+    const fs = new TestFileSystem();
+    const broker = await Broker.open({ dataDir, fs });
+    cleanups.push(() => broker.close());
+    await broker.createTopic('doomed', 1, {});
+    fs.removeTreeError = 'EACCES';
+    const failed = fs.next('removeTree');
+    await broker.deleteTopic('doomed');
+    await failed;
+    await broker.createTopic('after', 1, {}); // still serving
+    await broker.close();
+    expect(readdirSync(join(dataDir, 'deleted'))).toHaveLength(1);
+    expect(await openOutcome(dataDir)).toBe('opened');
+    await vi.waitFor(() => expect(existsSync(join(dataDir, 'deleted'))).toBe(false), { timeout: 10_000 });
   });
 
   it('refuses a second `strata serve` with one line and exit code 1, and ends with a holder killed by SIGKILL', async () => {
     const dataDir = dataDirectory();
     const holder = await spawnBroker(dataDir);
-    cleanups.push(async () => {
-      holder.child.kill('SIGKILL');
-      await holder.exited;
-    });
+    void killedAtCleanup(holder.child);
 
     const second = spawn(process.execPath, [STRATA_BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, STRATA_LOG_LEVEL: 'silent' },
     });
+    const exited = killedAtCleanup(second);
     let stderr = '';
     second.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     second.stdout.resume();
-    const code = await new Promise<number | null>((resolve) => second.once('exit', (exitCode) => resolve(exitCode)));
-    expect(code).toBe(1);
-    expect(stderr).toBe(
-      `strata: data directory ${dataDir} is in use by another Strata process (broker, pid ${holder.child.pid}); stop it first, or give this one another --data-dir\n`,
-    );
+    expect(await exited).toBe(1);
+    expect(stderr).toBe(`strata: ${refusal(dataDir, 'broker', BROKER_ADVICE, holder.child.pid).message}\n`);
 
     holder.child.kill('SIGKILL');
     await holder.exited;
     const next = await spawnBroker(dataDir);
+    void killedAtCleanup(next.child);
     next.child.kill('SIGTERM');
     expect(await next.exited).toEqual({ code: 0, signal: null });
   });

@@ -16,7 +16,7 @@ export function errnoError(code: string): NodeJS.ErrnoException {
 }
 
 /** Calls that `TestFileSystem.hold` can hold. */
-export type HeldCall = 'open' | 'read' | 'readFile' | 'writev' | 'fdatasync';
+export type HeldCall = 'open' | 'read' | 'readFile' | 'writev' | 'fdatasync' | 'removeTree';
 
 export class TestFileSystem implements FileSystem {
   private readonly real = new NodeFileSystem();
@@ -31,6 +31,8 @@ export class TestFileSystem implements FileSystem {
   fileWritesFull = false;
   /** Directory fsyncs fail with this code (null: they work). */
   directorySyncError: string | null = null;
+  /** Recursive removals (a deleted topic's directory) fail with this code. */
+  removeTreeError: string | null = null;
   /** fdatasync fails with `fdatasyncErrorCode`. */
   failFdatasync = false;
   fdatasyncErrorCode = 'EIO';
@@ -62,6 +64,7 @@ export class TestFileSystem implements FileSystem {
     readFile: { gate: null, arrivals: [] },
     writev: { gate: null, arrivals: [] },
     fdatasync: { gate: null, arrivals: [] },
+    removeTree: { gate: null, arrivals: [] },
   };
 
   /**
@@ -210,7 +213,9 @@ export class TestFileSystem implements FileSystem {
     if (this.directorySyncError !== null) throw errnoError(this.directorySyncError);
     return this.real.fsyncDirectory(path);
   }
-  removeTree(path: string): Promise<void> {
+  async removeTree(path: string): Promise<void> {
+    await this.pass('removeTree');
+    if (this.removeTreeError !== null) throw errnoError(this.removeTreeError);
     return this.real.removeTree(path);
   }
 }

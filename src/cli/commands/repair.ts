@@ -6,10 +6,11 @@
  * directory's lock, so it refuses to run beside a broker on it. A directory holding no
  * segment log and no recovery checkpoint is refused: it is not a partition's.
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { existsSync, readdirSync, realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { DataDirectoryLock } from '../../broker/data-directory-lock.js';
+import { METADATA_FILE } from '../../broker/metadata-store.js';
 import { checkTopicName } from '../../broker/topic-name.js';
 import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, parseSegmentFileName, partitionDirectory, topicsDirectory } from '../../storage/file-names.js';
 import { PartitionLog } from '../../storage/partition-log.js';
@@ -79,14 +80,16 @@ export function checkPartitionDirectory(directory: string): void {
 }
 
 /**
- * The lock of the data directory holding `partitionDir` (`<data-dir>/topics/<topic>/<partition>`),
- * so that a repair refuses to run beside a broker on it; null for a partition directory outside
- * a data directory (one copied out for repair, say).
+ * The lock of the data directory holding `partitionDir` (`<data-dir>/topics/<topic>/<partition>`,
+ * symbolic links followed), so that a repair refuses to run beside a broker on it; null for a
+ * partition directory outside a data directory (one copied out for repair, say), recognised by
+ * the data directory's metadata store.
  */
 function lockDataDirectory(partitionDir: string): DataDirectoryLock | null {
-  const topics = resolve(partitionDir, '..', '..');
-  if (basename(topics) !== basename(topicsDirectory('.'))) return null;
-  return DataDirectoryLock.acquire(dirname(topics), 'strata repair');
+  const topics = resolve(realpathSync(partitionDir), '..', '..');
+  const dataDir = dirname(topics);
+  if (basename(topics) !== basename(topicsDirectory('.')) || !existsSync(join(dataDir, METADATA_FILE))) return null;
+  return DataDirectoryLock.acquire(dataDir, 'strata repair', 'stop the broker first');
 }
 
 function resolvePartition(dataDir: string, topic: string | undefined, partition: number | undefined): string {
