@@ -39,6 +39,7 @@ export function adminServiceHandlers(broker: Broker, context: HandlerContext): U
     }),
     deleteTopic: unaryHandler(context, 'DeleteTopic', async (request: strata.v1.DeleteTopicRequest) => {
       await broker.deleteTopic(request.name);
+      context.metrics?.forgetTopic(request.name); // so that a topic of the same name starts from 0
       return v1.DeleteTopicResponse.create();
     }),
     listTopics: unaryHandler(context, 'ListTopics', async () =>

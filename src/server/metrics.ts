@@ -225,7 +225,15 @@ export class BrokerMetrics {
     }
   }
 
-  /** The served counts of the topics the broker has now; those of deleted topics are dropped. */
+  /** Drops a deleted topic's served counts. */
+  forgetTopic(topic: string): void {
+    this.served.delete(topic);
+  }
+
+  /**
+   * The served counts of the topics the broker has now; those of deleted topics are dropped
+   * (a read answered while its topic was being deleted may have counted after `forgetTopic`).
+   */
   private servedTopics(): Map<string, { bytes: number; records: number }> {
     const broker = this.broker;
     if (broker === null || !broker.ready) return this.served;

@@ -91,13 +91,19 @@ describe('probe server of a running broker', () => {
 describe('per-topic series', () => {
   const shared = useSharedBroker();
 
-  it('go with their topic: bytes and records in and out, and the partition figures', async () => {
+  it('go with their topic, and start from 0 for a topic created again: bytes and records in and out, the partition figures', async () => {
     await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'short-lived', partitions: 1 }));
     await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'short-lived', partition: 0, batch: buildBatch([{ value: Buffer.from('x') }]) }));
     await shared.client.call('log.fetch', v1.FetchRequest.create({ topic: 'short-lived', partition: 0, raw: true }));
     const names = ['strata_records_in_total', 'strata_bytes_in_total', 'strata_records_out_total', 'strata_bytes_out_total', 'strata_partition_log_end_offset'];
     const before = (await get(shared.broker.metricsAddress!, '/metrics')).body;
     expect(names.map((name) => optionalMetricValue(before, name, 'topic="short-lived"'))).toEqual([1, expect.any(Number), 1, expect.any(Number), 1]);
+
+    // Deleted and created again before the next scrape: the new topic's counts start from 0.
+    await shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'short-lived' }));
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'short-lived', partitions: 1 }));
+    const again = (await get(shared.broker.metricsAddress!, '/metrics')).body;
+    expect(names.map((name) => optionalMetricValue(again, name, 'topic="short-lived"'))).toEqual([0, 0, null, null, 0]);
 
     await shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'short-lived' }));
     const after = (await get(shared.broker.metricsAddress!, '/metrics')).body;
