@@ -27,16 +27,20 @@ export function withoutCamelCaseTwins(message: string): string {
 }
 
 /**
- * A problem when an option that takes one value was typed more than once (`--listen A
- * --listen B`); null otherwise. yargs turns such an option into an array, which each command
- * would then refuse with a message about "A,B". `arrayOptions` are the repeatable ones.
+ * A problem when an option that takes one value was given more than once (`--count 1 --count
+ * 2`, `-n 5 --lines 6`); null otherwise. yargs turns such an option into an array, which each
+ * command would then refuse with a message about "1,2". `options` are yargs' own: the
+ * repeatable options (`array`) and each option's aliases (`alias`).
  */
-export function repeatedOptionProblem(args: readonly string[], parsed: Readonly<Record<string, unknown>>, arrayOptions: readonly string[]): string | null {
-  const repeatable = new Set(arrayOptions);
+export function repeatedOptionProblem(parsed: Readonly<Record<string, unknown>>, options: { array: readonly string[]; alias: Readonly<Record<string, readonly string[]>> }): string | null {
+  const repeatable = new Set(options.array);
   for (const [name, value] of Object.entries(parsed)) {
-    if (!Array.isArray(value) || name === '_' || repeatable.has(name) || /[A-Z]/.test(name)) continue; // camel-case twins are checked as typed
-    const given = args.filter((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`)).length;
-    if (given > 1) return `--${name} was given ${given} times; it takes one value`;
+    // Camel-case twins ("maxRecords") carry the same values as the name as declared.
+    if (!Array.isArray(value) || name === '_' || repeatable.has(name) || /[A-Z]/.test(name)) continue;
+    const canonical = Object.keys(options.alias).find((key) => key === name || options.alias[key]!.includes(name)) ?? name;
+    const names = [canonical, ...(options.alias[canonical] ?? [])].filter((alias) => !/[A-Z]/.test(alias));
+    const spelled = names.map((alias) => (alias.length === 1 ? `-${alias}` : `--${alias}`)).join('/');
+    return `${spelled} was given ${value.length} times; it takes one value`;
   }
   return null;
 }

@@ -42,9 +42,9 @@ export async function main(argv: string[]): Promise<void> {
     .demandCommand(1, 'give a command (see --help)')
     .recommendCommands()
     .middleware((parsed) => {
-      // getOptions() (the running command's options, its repeatable ones included) is left out of yargs' typings.
-      const repeatable = (parser as unknown as { getOptions(): { array: string[] } }).getOptions().array;
-      const problem = repeatedOptionProblem(argv, parsed, repeatable);
+      // getOptions() (the running command's options: the repeatable ones, the aliases) is left out of yargs' typings.
+      const options = (parser as unknown as { getOptions(): { array: string[]; alias: Record<string, string[]> } }).getOptions();
+      const problem = repeatedOptionProblem(parsed, options);
       if (problem !== null) throw new UsageError(problem);
     })
     .wrap(Math.min(140, process.stdout.columns || 140));

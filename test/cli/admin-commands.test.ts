@@ -123,7 +123,7 @@ describe('strata groups', () => {
     }
 
     // Back to the start: the lag is all 50 again.
-    const reset = table(await strata('groups', 'reset-offsets', group, '--topic', 'admin-lag', '--to', 'earliest'), 'TOPIC');
+    const reset = table(await strata('groups', 'reset-offsets', group, '--topic', 'admin-lag', '--to', 'earliest', '--partition', '0', '--partition', '1'), 'TOPIC');
     expect(reset).toEqual([
       { TOPIC: 'admin-lag', PARTITION: '0', 'NEW OFFSET': '0' },
       { TOPIC: 'admin-lag', PARTITION: '1', 'NEW OFFSET': '0' },

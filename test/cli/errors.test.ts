@@ -155,7 +155,9 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['topics', 'list', '--server', 'no-port'], /--server must be HOST:PORT, got "no-port"/],
     [['consume', 't', '--count', '1', '--count=2'], /^strata: --count was given 2 times; it takes one value\n$/],
     [['bench', 'produce', '--records', '10', '--record-size', '1', '--records=20'], /^strata: --records was given 2 times; it takes one value\n$/],
-    [['groups', 'reset-offsets', 'g', '--topic', 't', '--topic', 'u', '--to', 'earliest', '--partition', '0', '--partition', '1'], /^strata: --topic was given 2 times; it takes one value\n$/],
+    [['groups', 'reset-offsets', 'g', '--partition', '0', '--partition', '1', '--to', 'earliest', '--topic', 't', '--topic', 'u'], /^strata: --topic was given 2 times; it takes one value\n$/],
+    [['tail', 't', '-n', '5', '--lines', '6'], /^strata: -n\/--lines was given 2 times; it takes one value\n$/],
+    [['consume', 't', '--count', '1', '--count', '2', '--count', '3'], /^strata: --count was given 3 times; it takes one value\n$/],
   ])('strata %j', async (args, message) => {
     const result = await runCli(args.includes('--server') ? args : at(...args));
     expect(result.code, result.stderr).toBe(2);

@@ -109,11 +109,11 @@ describe('produce and consume', () => {
       { key: { base64: binary.toString('base64') }, value: { base64: Buffer.from([0xc3, 0x28]).toString('base64') }, partition: 1 },
       { key: 'k3', value: null, headers: { empty: '' } },
     ];
-    const produced = await runCli(strata('produce', topic, '--format', 'json', '--header', 'source=cli'), { input: input.map((line) => JSON.stringify(line)).join('\n') });
+    const produced = await runCli(strata('produce', topic, '--format', 'json', '--header', 'source=cli', '--header', 'via=json'), { input: input.map((line) => JSON.stringify(line)).join('\n') });
     expect(produced.code).toBe(0);
     const records = jsonLines((await runCli(strata('consume', topic, '--format', 'json'))).stdout);
     const byKey = (key: unknown): JsonRecord => records.find((record) => JSON.stringify(record.key) === JSON.stringify(key))!;
-    expect(byKey('k1')).toMatchObject({ topic, value: 'plain text ✓', headers: { source: 'cli', trace: 'abc', raw: { base64: binary.toString('base64') } } });
+    expect(byKey('k1')).toMatchObject({ topic, value: 'plain text ✓', headers: { source: 'cli', via: 'json', trace: 'abc', raw: { base64: binary.toString('base64') } } });
     expect(byKey({ base64: binary.toString('base64') })).toMatchObject({ partition: 1, value: { base64: 'wyg=' }, headers: { source: 'cli' } });
     expect(byKey('k3')).toMatchObject({ value: null, headers: { source: 'cli', empty: '' } });
     for (const record of records) expect(typeof record.timestamp).toBe('number');
