@@ -101,7 +101,7 @@ async function startEmpty(segments: SegmentList, options: LoadOptions): Promise<
   const { fs, directory, logger } = options;
   const recoveryPoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
   if (recoveryPoint > 0) {
-    logger.warn({ directory, recoveryPoint }, `the partition has a recovery checkpoint at offset ${recoveryPoint} but no segment log (its files were removed): starting an empty log at offset ${recoveryPoint}`);
+    logger.warn({ directory, recoveryPoint }, `the partition has a recovery checkpoint at offset ${recoveryPoint} but no segment log (its files were removed): starting an empty log at offset ${recoveryPoint}; the records stored before are gone`);
   }
   segments.append(await LogSegment.create(fs, directory, recoveryPoint, options.segmentOptions));
   await fs.fsyncDirectory(directory);

@@ -1319,7 +1319,7 @@ describe('close', () => {
     const closing = log.close().then(() => (closed = true));
     expect((await rejection(log.read(0, 1000))).code).toBe(ErrorCode.FAILED_PRECONDITION);
     // The clean close's own steps (indexes, checkpoints, marker) are done before it waits.
-    await vi.waitFor(() => expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(true));
+    await vi.waitFor(() => expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(true), { timeout: 10_000 });
     expect(closed).toBe(false);
 
     held.release();
@@ -1404,7 +1404,7 @@ describe('close', () => {
     const retention = log.applyRetention();
     await renameHeld; // the pass has taken the old segments out of the list and is deleting them
     const closing = log.close().then(() => (closeReturned = true));
-    await vi.waitFor(() => expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(true));
+    await vi.waitFor(() => expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(true), { timeout: 10_000 });
     await new Promise((resolve) => setImmediate(resolve));
     expect(closeReturned, 'the close waits for the pass').toBe(false);
     releaseRename();
