@@ -129,7 +129,7 @@ async function checkSegments(segments: SegmentList, options: LoadOptions): Promi
   const markerPath = join(directory, CLEAN_SHUTDOWN_FILE);
   const cleanShutdown = (await fs.sizeOf(markerPath)) >= 0;
   let result: LoadedLog;
-  if (cleanShutdown && (await loadActiveAfterCleanShutdown(segments.last(), logger))) {
+  if (cleanShutdown && (await loadActiveAfterCleanShutdown(segments.last(), logger)) && (await reachesCheckpoint(segments.last(), options))) {
     result = { segments, cleanShutdown: true, recovery: null, fence: null };
   } else {
     result = await recover(segments, options, cleanShutdown);
@@ -173,6 +173,18 @@ async function loadActiveAfterCleanShutdown(active: LogSegment, logger: Logger):
   } catch (error) {
     logger.warn({ file: active.logPath, err: error }, 'could not load the active segment after a clean shutdown; recovering');
   }
+  return false;
+}
+
+/**
+ * Whether the log, trusted after a clean shutdown, reaches its recovery checkpoint (which the
+ * clean close wrote at its end). One that ends below it lost its newest segment files after the
+ * close: recovery then fences it rather than give those offsets out again.
+ */
+async function reachesCheckpoint(active: LogSegment, options: LoadOptions): Promise<boolean> {
+  const checkpoint = (await readRecoveryCheckpoint(options.fs, options.directory)) ?? 0;
+  if (active.nextOffset >= checkpoint) return true;
+  options.logger.warn({ file: active.logPath, logEndOffset: active.nextOffset, recoveryPoint: checkpoint }, 'clean-shutdown marker found but the log ends below its recovery checkpoint; recovering');
   return false;
 }
 

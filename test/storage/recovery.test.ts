@@ -1012,4 +1012,28 @@ describe('a partition directory whose segment files were removed', () => {
     expect([recovered.logStartOffset, recovered.logEndOffset]).toEqual([5, 5]);
     await recovered.close();
   });
+
+  it('fences a log whose newest segment files were removed after a clean close, rather than give their offsets out again', async () => {
+    const directory = join(root, 'newest-removed');
+    const log = await openLog(directory, { config: { ...CONFIG, segmentBytes: 4096 } });
+    for (let index = 0; index < 40; index++) await log.append(buildBatch([{ value: Buffer.alloc(300, index), timestamp: T0 }]));
+    const end = log.logEndOffset;
+    await log.close();
+    const bases = segmentBasesIn(directory);
+    expect(bases.length, 'several segments').toBeGreaterThan(2);
+    const newest = bases.at(-1)!;
+    for (const suffix of ['.log', '.index', '.timeindex']) rmSync(logFile(directory, newest, suffix), { force: true });
+
+    const reopened = await openLog(directory, { config: { ...CONFIG, segmentBytes: 4096 } });
+    expect(reopened.fenced?.message, `log ended at ${end}, newest segment ${newest} removed`).toContain(`recovery point ${end}`);
+    await reopened.close();
+    // A repair accepts the loss: the log goes on from the end of what is left.
+    const repaired = await openLog(directory, { config: { ...CONFIG, segmentBytes: 4096 }, repair: true });
+    expect(repaired.fenced).toBeNull();
+    expect(repaired.logEndOffset).toBe(newest);
+    await repaired.close();
+    const after = await openLog(directory, { config: { ...CONFIG, segmentBytes: 4096 } });
+    expect([after.fenced, after.logEndOffset]).toEqual([null, newest]);
+    await after.close();
+  });
 });
