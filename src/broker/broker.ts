@@ -194,7 +194,7 @@ export class Broker {
 
   private async load(): Promise<void> {
     // Not awaited here (it may hold many files), but before the next delete moves a topic in.
-    this.graveyardCleared = this.removeInBackground(graveyardDirectory(this.dataDir), 'could not remove the topics deleted before the last stop');
+    this.graveyardCleared = this.clearGraveyard();
     const records = this.metadata.listTopics();
     for (const record of records) {
       const config = this.effectiveConfig(record);
@@ -361,6 +361,23 @@ export class Broker {
    * Removes a directory of deleted topics without holding up the caller; a failure is logged
    * (the next start empties the graveyard again). `close` waits for every such removal.
    */
+  /**
+   * Removes the topics deleted before this start, entry by entry: never the graveyard itself,
+   * which a delete of this run may be moving a topic into while the removal of an earlier process
+   * on this directory is still going (see `close`).
+   */
+  private async clearGraveyard(): Promise<void> {
+    const graveyard = graveyardDirectory(this.dataDir);
+    let entries: string[];
+    try {
+      entries = await this.fs.readdir(graveyard);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn({ directory: graveyard, err: error }, 'could not list the topics deleted before the last stop');
+      return;
+    }
+    await Promise.all(entries.map((entry) => this.removeInBackground(join(graveyard, entry), 'could not remove a topic deleted before the last stop; it is removed at the next start')));
+  }
+
   private removeInBackground(directory: string, failure: string): Promise<void> {
     const removal = this.fs
       .removeTree(directory)
@@ -620,7 +637,8 @@ export class Broker {
 
   /**
    * Closes every partition log cleanly (flush, indexes, checkpoints) and the metadata store,
-   * waits for the removals of deleted topics under way, then lets go of the data directory.
+   * waits for the removals of deleted topics under way (up to `REMOVALS_WAIT_MS`), then lets go
+   * of the data directory.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
@@ -632,13 +650,31 @@ export class Broker {
       try {
         await Promise.all(logs.map((log) => log.close({ reason: stopping }).catch((error: unknown) => this.logger.error({ err: error, log: log.name }, 'close failed'))));
         await this.metadata.close();
-        // The lock covers every file call in the data directory, these removals' included.
-        await Promise.allSettled([...this.removals]);
+        // The lock covers the file calls in the data directory, these removals' included, but a
+        // removal of a large or stalled directory does not hold up the stop past a bound: what
+        // is left of it is removed at the next start.
+        if (!(await settlesWithin(Promise.allSettled([...this.removals]), REMOVALS_WAIT_MS))) {
+          this.logger.warn({ removals: this.removals.size, waitedMs: REMOVALS_WAIT_MS }, "stopping before the removal of deleted topics' directories finished; the next start goes on with it");
+        }
       } finally {
         this.lock.release();
       }
     })();
     return this.closing;
+  }
+}
+
+/** How long `close` waits for the removals of deleted topics' directories under way. */
+export const REMOVALS_WAIT_MS = 1_000;
+
+/** Whether `promise` settles within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true as const), timedOut]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -3,12 +3,12 @@
 // touches nothing; the lock ends with the holder, even one killed with SIGKILL; method: real
 // brokers on temp directories, `strata serve` as child processes, and the repair command.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Broker } from '../../src/broker/broker.js';
+import { Broker, REMOVALS_WAIT_MS } from '../../src/broker/broker.js';
 import { DataDirectoryLock, LOCK_FILE } from '../../src/broker/data-directory-lock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { repairCommand } from '../../src/cli/commands/repair.js';
@@ -119,6 +119,18 @@ describe('the data directory lock', () => {
     expect(readdirSync(partition).sort()).toEqual(before);
   });
 
+  it('keeps `strata repair` off a data directory whose topics directory is a symbolic link', async () => {
+    const dataDir = dataDirectory();
+    const elsewhere = join(dataDirectory(), 'topics-on-another-volume');
+    mkdirSync(elsewhere);
+    symlinkSync(elsewhere, join(dataDir, 'topics'));
+    const broker = await openBroker(dataDir);
+    await broker.createTopic('orders', 1, {});
+    await broker.produceBatches('orders', 0, buildBatch([{ value: Buffer.from('kept') }]), 'all');
+    await expect(repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '0'])).rejects.toThrow(refusal(dataDir, 'broker', 'stop the broker first'));
+    await expect(repair(['--dir', join(dataDir, 'topics', 'orders', '0')])).rejects.toThrow(refusal(dataDir, 'broker', 'stop the broker first'));
+  });
+
   it('lets `strata repair --dir` repair a partition copied out of a data directory without locking anything', async () => {
     const dataDir = dataDirectory();
     const broker = await openBroker(dataDir);
@@ -151,11 +163,14 @@ describe('the data directory lock', () => {
     };
     let closeReturned = false;
     const closing = broker.close().then(() => (closeReturned = true));
-    await metadataClosing; // the close's last step before it waits for the removal
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(closeReturned, 'the close waits for the removal').toBe(false);
-    expect(await openOutcome(dataDir)).toEqual(refusal(dataDir, 'broker'));
-    held.release();
+    try {
+      await metadataClosing; // the close's last step before it waits for the removal
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(closeReturned, 'the close waits for the removal').toBe(false);
+      expect(await openOutcome(dataDir)).toEqual(refusal(dataDir, 'broker'));
+    } finally {
+      held.release();
+    }
     await closing;
     expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]);
     expect(await openOutcome(dataDir)).toBe('opened');
@@ -175,7 +190,26 @@ describe('the data directory lock', () => {
     await broker.close();
     expect(readdirSync(join(dataDir, 'deleted'))).toHaveLength(1);
     expect(await openOutcome(dataDir)).toBe('opened');
-    await vi.waitFor(() => expect(existsSync(join(dataDir, 'deleted'))).toBe(false), { timeout: 10_000 });
+    await vi.waitFor(() => expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]), { timeout: 10_000 });
+  });
+
+  it(`stops waiting for a stalled removal after ${REMOVALS_WAIT_MS} ms, and the next start removes what is left`, async () => {
+    const dataDir = dataDirectory();
+    const fs = new TestFileSystem();
+    const broker = await Broker.open({ dataDir, fs });
+    cleanups.push(() => broker.close());
+    await broker.createTopic('doomed', 1, {});
+    const held = fs.hold('removeTree');
+    try {
+      await broker.deleteTopic('doomed');
+      await held.reached;
+      await broker.close(); // returns with the removal still held
+      expect(readdirSync(join(dataDir, 'deleted'))).toHaveLength(1);
+      expect(await openOutcome(dataDir)).toBe('opened');
+      await vi.waitFor(() => expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]), { timeout: 10_000 });
+    } finally {
+      held.release();
+    }
   });
 
   it('refuses a second `strata serve` with one line and exit code 1, and ends with a holder killed by SIGKILL', async () => {

@@ -35,7 +35,7 @@ export function repairCommand(yargs: Argv): Argv {
         throw new Error(argv.dir === undefined ? `no partition ${argv.partition} of topic "${argv.topic}" in ${argv['data-dir']}` : `no partition directory ${directory}`);
       }
       checkPartitionDirectory(directory);
-      const lock = lockDataDirectory(directory);
+      const lock = argv.dir === undefined ? DataDirectoryLock.acquire(argv['data-dir'], 'strata repair', REPAIR_ADVICE) : lockDataDirectoryOf(directory);
       let log: PartitionLog;
       try {
         log = await PartitionLog.open({ directory, repair: true });
@@ -79,17 +79,24 @@ export function checkPartitionDirectory(directory: string): void {
   }
 }
 
+const REPAIR_ADVICE = 'stop the broker first';
+
 /**
- * The lock of the data directory holding `partitionDir` (`<data-dir>/topics/<topic>/<partition>`,
- * symbolic links followed), so that a repair refuses to run beside a broker on it; null for a
- * partition directory outside a data directory (one copied out for repair, say), recognised by
- * the data directory's metadata store.
+ * The lock of the data directory holding `partitionDir` (`<data-dir>/topics/<topic>/<partition>`),
+ * so that a repair refuses to run beside a broker on it. The data directory is looked for both
+ * along the path as given and along the path with symbolic links followed (a link may be the
+ * partition, or stand for the topics directory), and recognised by its metadata store; null for
+ * a partition directory outside any data directory (one copied out for repair, say).
  */
-function lockDataDirectory(partitionDir: string): DataDirectoryLock | null {
-  const topics = resolve(realpathSync(partitionDir), '..', '..');
-  const dataDir = dirname(topics);
-  if (basename(topics) !== basename(topicsDirectory('.')) || !existsSync(join(dataDir, METADATA_FILE))) return null;
-  return DataDirectoryLock.acquire(dataDir, 'strata repair', 'stop the broker first');
+function lockDataDirectoryOf(partitionDir: string): DataDirectoryLock | null {
+  for (const path of [resolve(partitionDir), realpathSync(partitionDir)]) {
+    const topics = resolve(path, '..', '..');
+    const dataDir = dirname(topics);
+    if (basename(topics) === basename(topicsDirectory('.')) && existsSync(join(dataDir, METADATA_FILE))) {
+      return DataDirectoryLock.acquire(dataDir, 'strata repair', REPAIR_ADVICE);
+    }
+  }
+  return null;
 }
 
 function resolvePartition(dataDir: string, topic: string | undefined, partition: number | undefined): string {
