@@ -34,6 +34,15 @@ async function openBroker(dataDir: string): Promise<Broker> {
   return broker;
 }
 
+/** A broker on a new data directory through a TestFileSystem (closed at cleanup). */
+async function brokerOnTestFileSystem(): Promise<{ dataDir: string; fs: TestFileSystem; broker: Broker }> {
+  const dataDir = dataDirectory();
+  const fs = new TestFileSystem();
+  const broker = await Broker.open({ dataDir, fs });
+  cleanups.push(() => broker.close());
+  return { dataDir, fs, broker };
+}
+
 /** The open's error, or 'opened' (the broker then closed at cleanup): a readable failure either way. */
 async function openOutcome(dataDir: string, options: { maxRequestBytes?: number } = {}): Promise<unknown> {
   try {
@@ -145,10 +154,7 @@ describe('the data directory lock', () => {
   });
 
   it("is held until the removal of a deleted topic's directory has finished", async () => {
-    const dataDir = dataDirectory();
-    const fs = new TestFileSystem();
-    const broker = await Broker.open({ dataDir, fs });
-    cleanups.push(() => broker.close());
+    const { dataDir, fs, broker } = await brokerOnTestFileSystem();
     await broker.createTopic('doomed', 2, {});
     const held = fs.hold('removeTree');
     await broker.deleteTopic('doomed'); // answered before the removal, which goes on in the background
@@ -177,10 +183,7 @@ describe('the data directory lock', () => {
   });
 
   it("logs a failed removal of a deleted topic's directory and goes on; the next start removes it", async () => {
-    const dataDir = dataDirectory();
-    const fs = new TestFileSystem();
-    const broker = await Broker.open({ dataDir, fs });
-    cleanups.push(() => broker.close());
+    const { dataDir, fs, broker } = await brokerOnTestFileSystem();
     await broker.createTopic('doomed', 1, {});
     fs.removeTreeError = 'EACCES';
     const failed = fs.next('removeTree');
@@ -194,10 +197,7 @@ describe('the data directory lock', () => {
   });
 
   it(`stops waiting for a stalled removal after ${REMOVALS_WAIT_MS} ms, and the next start removes what is left`, async () => {
-    const dataDir = dataDirectory();
-    const fs = new TestFileSystem();
-    const broker = await Broker.open({ dataDir, fs });
-    cleanups.push(() => broker.close());
+    const { dataDir, fs, broker } = await brokerOnTestFileSystem();
     await broker.createTopic('doomed', 1, {});
     const held = fs.hold('removeTree');
     try {

@@ -1329,16 +1329,22 @@ describe('close', () => {
     await closing;
   });
 
-  // A retention pass loads sealed segments' indexes lazily; one that went on after close()
-  // closed the segments reopened a file and left its descriptor open (pinning the disk space
-  // of a deleted topic).
-  it('waits for a retention pass under way, so no file the pass opens is left open', async () => {
+  /** A log of several sealed segments under a one-day retention, written over a minute and closed. */
+  async function closedLogWithSealedSegments(): Promise<{ directory: string; clock: ManualClock; config: Partial<LogConfig> }> {
     const directory = tempDir();
     const clock = new ManualClock(T0);
     const config = { ...SMALL, retentionMs: 24 * 60 * 60 * 1000 };
     const written = await openLog(directory, config, { clock });
     await appendOverTime(written, clock, 60);
     await written.close();
+    return { directory, clock, config };
+  }
+
+  // A retention pass loads sealed segments' indexes lazily; one that went on after close()
+  // closed the segments reopened a file and left its descriptor open (pinning the disk space
+  // of a deleted topic).
+  it('waits for a retention pass under way, so no file the pass opens is left open', async () => {
+    const { directory, clock, config } = await closedLogWithSealedSegments();
     // Without its index, the first segment's indexes are rebuilt from its log, which is opened.
     nodeFs.unlinkSync(join(directory, `${stem(0)}.index`));
     let markerSynced!: () => void;
@@ -1369,12 +1375,7 @@ describe('close', () => {
   // files; a close that returned in the middle of it would let the caller (a topic deletion
   // moving the directory away, a restart) race the pass's last file calls.
   it('waits for a retention pass deleting segments, so the log makes no file call after its close returns', async () => {
-    const directory = tempDir();
-    const clock = new ManualClock(T0);
-    const config = { ...SMALL, retentionMs: 24 * 60 * 60 * 1000 };
-    const written = await openLog(directory, config, { clock });
-    await appendOverTime(written, clock, 60);
-    await written.close();
+    const { directory, clock, config } = await closedLogWithSealedSegments();
     clock.advance(2 * 24 * 60 * 60 * 1000); // every sealed segment is past retention
     let renameReached!: () => void;
     const renameHeld = new Promise<void>((resolve) => (renameReached = resolve));
