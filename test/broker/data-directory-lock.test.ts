@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import yargs from 'yargs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Broker, REMOVALS_WAIT_MS } from '../../src/broker/broker.js';
@@ -35,12 +36,14 @@ async function openBroker(dataDir: string): Promise<Broker> {
 }
 
 /** A broker on a new data directory through a TestFileSystem (closed at cleanup). */
-async function brokerOnTestFileSystem(): Promise<{ dataDir: string; fs: TestFileSystem; broker: Broker }> {
+async function brokerOnTestFileSystem(): Promise<{ dataDir: string; fs: TestFileSystem; broker: Broker; warnings: string[] }> {
   const dataDir = dataDirectory();
   const fs = new TestFileSystem();
-  const broker = await Broker.open({ dataDir, fs });
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg as string) });
+  const broker = await Broker.open({ dataDir, fs, logger });
   cleanups.push(() => broker.close());
-  return { dataDir, fs, broker };
+  return { dataDir, fs, broker, warnings };
 }
 
 /** The open's error, or 'opened' (the broker then closed at cleanup): a readable failure either way. */
@@ -183,13 +186,14 @@ describe('the data directory lock', () => {
   });
 
   it("logs a failed removal of a deleted topic's directory and goes on; the next start removes it", async () => {
-    const { dataDir, fs, broker } = await brokerOnTestFileSystem();
+    const { dataDir, fs, broker, warnings } = await brokerOnTestFileSystem();
     await broker.createTopic('doomed', 1, {});
     fs.removeTreeError = 'EACCES';
     const failed = fs.next('removeTree');
     await broker.deleteTopic('doomed');
     await failed;
     await broker.createTopic('after', 1, {}); // still serving
+    await vi.waitFor(() => expect(warnings).toContain('could not remove the directory of a deleted topic; it is removed at the next start'));
     await broker.close();
     expect(readdirSync(join(dataDir, 'deleted'))).toHaveLength(1);
     expect(await openOutcome(dataDir)).toBe('opened');

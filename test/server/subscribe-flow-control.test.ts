@@ -7,36 +7,26 @@
 // hide the broker's side) that pauses its stream; a counting wrapper on the partition log's
 // `read` tells how many messages the broker has made.
 import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { strata } from '../../src/generated/strata.js';
 import type { PartitionLog } from '../../src/storage/partition-log.js';
 import { decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
-import { TestClient } from '../helpers/grpc-client.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { useSharedBroker } from '../helpers/shared-broker.js';
 import { waitUntil } from '../helpers/group-runner.js';
 import { plateau } from '../helpers/plateau.js';
 
 const v1 = strata.v1;
 
-let broker: TestBroker;
-let client: TestClient;
-beforeAll(async () => {
-  broker = await startTestBroker();
-  client = new TestClient(broker.address);
-});
-afterAll(async () => {
-  client.close();
-  await broker.dispose();
-});
+const shared = useSharedBroker();
 
 /** Makes `count` batches of one `valueBytes` record each in every partition of a new topic. */
 async function topicWithData(topic: string, partitions: number, count: number, valueBytes: number): Promise<void> {
-  await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions }));
+  await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions }));
   for (let partition = 0; partition < partitions; partition++) {
     for (let index = 0; index < count; index++) {
       const value = Buffer.alloc(valueBytes, `${partition}:${index};`);
-      await client.call('log.produce', v1.ProduceRequest.create({ topic, partition, batch: buildBatch([{ value }]) }));
+      await shared.client.call('log.produce', v1.ProduceRequest.create({ topic, partition, batch: buildBatch([{ value }]) }));
     }
   }
 }
@@ -61,7 +51,7 @@ class PausedSubscription {
   private pending = Buffer.alloc(0);
 
   constructor(request: strata.v1.SubscribeRequest.$Properties) {
-    this.session = connect(`http://${broker.address}`);
+    this.session = connect(`http://${shared.broker.address}`);
     this.session.on('error', () => undefined);
     this.stream = this.session.request({ ':method': 'POST', ':path': '/strata.v1.Log/Subscribe', 'content-type': 'application/grpc', te: 'trailers' });
     this.stream.on('error', () => undefined);
@@ -108,7 +98,7 @@ describe('Subscribe with a reader that does not read', () => {
     const topic = 'slow-reader';
     const batches = 64;
     await topicWithData(topic, 1, batches, 16 * 1024);
-    const reads = countReadsWithData(broker.broker.partitionLog(topic, 0));
+    const reads = countReadsWithData(shared.broker.broker.partitionLog(topic, 0));
     const subscription = new PausedSubscription({ topic, partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 32 * 1024 });
     try {
       await waitUntil(() => reads.count > 0, 'the first push');
