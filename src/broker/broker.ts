@@ -346,21 +346,31 @@ export class Broker {
       for (const log of topic.logs) await log.close({ reason: gone });
       await this.graveyardCleared;
       const graveyard = graveyardDirectory(this.dataDir);
-      await this.fs.mkdirs(graveyard);
       // Unique, and within a file name's 255 bytes for a name of up to 249 characters.
       const target = join(graveyard, `${this.clock.nowMs()}-${++this.deletedTopics}-${name.slice(0, 200)}`);
-      await this.fs.rename(join(topicsDirectory(this.dataDir), name), target);
-      await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
-      void this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
+      const directory = join(topicsDirectory(this.dataDir), name);
+      let moved = false;
+      let moveError: unknown = null;
+      try {
+        await this.fs.mkdirs(graveyard);
+        await this.fs.rename(directory, target);
+        moved = true;
+        await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
+      } catch (error) {
+        moveError = error;
+      }
+      if (moved) void this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
+      // The topic is gone from the metadata: its group offsets go even if its directory stayed,
+      // so that a topic of this name created later does not start from them.
       await this.onTopicDeleted?.(name);
+      if (moveError !== null) {
+        if (!moved) this.logger.error({ topic: name, directory, err: moveError }, 'the topic is deleted, but moving its directory out of the topics directory failed: remove that directory by hand (until then a topic of this name cannot be created again, and each start reports it as an orphan)');
+        throw moveError;
+      }
       this.logger.info({ topic: name }, 'topic deleted');
     });
   }
 
-  /**
-   * Removes a directory of deleted topics without holding up the caller; a failure is logged
-   * (the next start empties the graveyard again). `close` waits for every such removal.
-   */
   /**
    * Removes the topics deleted before this start, entry by entry: never the graveyard itself,
    * which a delete of this run may be moving a topic into while the removal of an earlier process
@@ -378,6 +388,10 @@ export class Broker {
     await Promise.all(entries.map((entry) => this.removeInBackground(join(graveyard, entry), 'could not remove a topic deleted before the last stop; it is removed at the next start')));
   }
 
+  /**
+   * Removes a directory of deleted topics without holding up the caller; a failure is logged
+   * (the next start empties the graveyard again). `close` waits for every such removal.
+   */
   private removeInBackground(directory: string, failure: string): Promise<void> {
     const removal = this.fs
       .removeTree(directory)

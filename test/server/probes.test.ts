@@ -1,7 +1,9 @@
 // Goal: operators can scrape metrics and probe liveness and readiness over HTTP, and the
 // counters mean what their help says (never going down, the same on every path); method: a real
 // broker with its probe server on an ephemeral port, real gRPC traffic, plain HTTP requests.
+import { rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -10,7 +12,7 @@ import type { strata } from '../../src/generated/strata.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
 import { parseListenAddress, startProbeServer } from '../../src/server/probe-server.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
-import { v1 } from '../helpers/grpc-client.js';
+import { grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { acrossRestart } from '../helpers/restart.js';
 import { removeDirectory, startTestBroker } from '../helpers/test-server.js';
@@ -108,6 +110,38 @@ describe('per-topic series', () => {
     await shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'short-lived' }));
     const after = (await get(shared.broker.metricsAddress!, '/metrics')).body;
     expect(names.map((name) => optionalMetricValue(after, name, 'topic="short-lived"'))).toEqual([null, null, null, null, null]);
+  });
+});
+
+describe('a delete that failed past its first step', () => {
+  // Its own broker: no topic was deleted yet, so the graveyard of deleted topics is not there.
+  const shared = useSharedBroker();
+
+  const committed = async (): Promise<number> =>
+    (await shared.client.call<strata.v1.FetchOffsetsResponse>('groups.fetchOffsets', v1.FetchOffsetsRequest.create({ groupId: 'half-reader', topics: ['half-deleted'] }))).offsets.length;
+
+  it('forgets the topic all the same: the topic created again starts with no out counts and no committed offsets', async () => {
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'half-deleted', partitions: 1 }));
+    await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'half-deleted', partition: 0, batch: buildBatch([{ value: Buffer.from('x') }]) }));
+    await shared.client.call('log.fetch', v1.FetchRequest.create({ topic: 'half-deleted', partition: 0, raw: true }));
+    const offsets = [v1.OffsetCommit.create({ topic: 'half-deleted', partition: 0, offset: Long.fromNumber(1) })];
+    await shared.client.call('groups.commitOffsets', v1.CommitOffsetsRequest.create({ groupId: 'half-reader', memberId: '', memberEpoch: 0, offsets }));
+    expect(await committed()).toBe(1);
+    expect(optionalMetricValue((await get(shared.broker.metricsAddress!, '/metrics')).body, 'strata_records_out_total', 'topic="half-deleted"')).toBe(1);
+
+    // A file where the graveyard goes: the delete drops the topic, then cannot move its directory.
+    const graveyard = join(shared.broker.dataDir, 'deleted');
+    writeFileSync(graveyard, '');
+    const failure = await grpcError(shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'half-deleted' })));
+    expect(failure.code).toBe(status.INTERNAL);
+    // The operator clears the way, as the broker's refusal to create the topic again asks.
+    rmSync(graveyard);
+    rmSync(join(shared.broker.dataDir, 'topics', 'half-deleted'), { recursive: true });
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'half-deleted', partitions: 1 }));
+    const text = (await get(shared.broker.metricsAddress!, '/metrics')).body;
+    expect(optionalMetricValue(text, 'strata_records_out_total', 'topic="half-deleted"')).toBeNull();
+    expect(optionalMetricValue(text, 'strata_bytes_out_total', 'topic="half-deleted"')).toBeNull();
+    expect(await committed()).toBe(0);
   });
 });
 
