@@ -6,6 +6,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine, repeatedOptionProblem, withoutCamelCaseTwins } from './cli-errors.js';
 import { CLIENT_OPTION_NAMES } from './client-options.js';
+import { repeatedConfigProblem } from './config-file.js';
 import { BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
 import { CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
 import { dumpLogCommand } from './commands/dump-log.js';
@@ -32,6 +33,8 @@ const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
 };
 
 export async function main(argv: string[]): Promise<void> {
+  const repeatedConfig = repeatedConfigProblem(argv);
+  if (repeatedConfig !== null) throw new UsageError(repeatedConfig);
   for (const name of filterEnvironment(argv, process.env, OPTIONS_BY_COMMAND)) {
     process.stderr.write(`strata: ignoring environment variable ${name}: no option has that name\n`);
   }
@@ -59,7 +62,9 @@ export async function main(argv: string[]): Promise<void> {
   parser = benchCommand(parser);
   await parser
     .fail((message, error) => {
-      if (error) throw error;
+      // yargs' own errors (YError) are about the command line: a config file it could not read
+      // (see config-file.ts), a coercion that failed.
+      if (error) throw error.name === 'YError' ? new UsageError(error.message) : error;
       // yargs spreads some messages over lines ("Invalid values:\n  Argument: ..."): keep one line.
       throw new UsageError(withoutCamelCaseTwins(message.replace(/\s*\n\s*/g, ' ').trim()));
     })

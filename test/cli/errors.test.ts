@@ -3,7 +3,7 @@
 // method: the compiled CLI run as child processes against a real in-process broker (and against
 // a port nothing listens on), asserting the exact code and stderr.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -177,6 +177,38 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     const version = await runCli(['--version']);
     expect(version.code).toBe(0);
     expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+});
+
+describe('strata serve with a --config file it cannot use: exit 2, naming the file and what is wrong', { concurrent: true }, () => {
+  const directory = mkdtempSync(join(tmpdir(), 'strata-config-file-'));
+  afterAll(() => rmSync(directory, { recursive: true, force: true }));
+  const file = (name: string, text: string): string => {
+    const path = join(directory, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  // The broker never starts, so its data directory is never made.
+  const dataDir = join(directory, 'data');
+
+  it.each([
+    ['a file that is not there', () => ['--config', join(directory, 'missing.json')], /^strata: --config .*missing\.json: no such file\n$/],
+    ['a file that is not JSON', () => ['--config', file('broken.json', '{"data-dir": ')], /^strata: --config .*broken\.json is not valid JSON: /],
+    ['a JSON array', () => ['--config', file('array.json', '["data-dir"]')], /^strata: --config .*array\.json must hold one JSON object of options, like .*; it holds an array\n$/],
+    ['a directory', () => ['--config', directory], /^strata: --config .* is a directory; give a JSON file of options\n$/],
+    ['two files', () => ['--config', file('one.json', '{}'), `--config=${file('two.json', '{}')}`], /^strata: --config was given 2 times; it takes one value\n$/],
+    ['an option it does not know', () => ['--config', file('unknown.json', '{"retention-days": 7}')], /^strata: Unknown argument: retention-days\n$/],
+  ])('%s', async (_, args, message) => {
+    const result = await runCli(['serve', '--data-dir', dataDir, ...args()]);
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('the same from STRATA_CONFIG', async () => {
+    const result = await runCli(['serve', '--data-dir', dataDir], { env: { STRATA_CONFIG: join(directory, 'absent.json') } });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(/^strata: --config .*absent\.json: no such file\n$/);
   });
 });
 

@@ -15,6 +15,7 @@ import { SERVE_OPTIONS, serveSettings } from '../../config/broker-options.js';
 import { rootLogger, setLogLevel } from '../../common/logger.js';
 import { type RunningBroker, StartAborted, runBroker } from '../../server/run-broker.js';
 import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../config/node-flags.js';
+import { readConfigFile } from '../config-file.js';
 
 export function serveCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -23,7 +24,7 @@ export function serveCommand(yargs: Argv): Argv {
     (command) =>
       command
         .options(SERVE_OPTIONS)
-        .config('config', 'Path to a JSON file of options (flags and STRATA_* variables win over it)')
+        .config('config', 'Path to a JSON file of options (flags and STRATA_* variables win over it)', readConfigFile)
         .example('strata serve', 'data in ./data, gRPC on 127.0.0.1:50051')
         .example('STRATA_LISTEN=0.0.0.0:50051 strata serve --data-dir /var/lib/strata', 'listen on all interfaces')
         .example('strata serve --config strata.json', 'options from a JSON file ({"data-dir": "...", "retention-ms": 86400000})')
