@@ -15,7 +15,7 @@
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
-import { DEFAULT_MAX_REQUEST_BYTES, PRODUCE_REQUEST_FIELDS_BYTES_MAX } from '../common/request-limits.js';
+import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { graveyardDirectory, partitionDirectory, topicsDirectory } from '../storage/file-names.js';
@@ -150,8 +150,8 @@ export class Broker {
     this.defaultPartitions = options.defaultPartitions ?? 1;
     this.maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
     this.topicDefaults = resolveLogConfig(options.topicDefaults ?? {}, DEFAULT_LOG_CONFIG);
-    const defaultProblem = this.requestProblem(this.topicDefaults);
-    if (defaultProblem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `the default ${defaultProblem}; raise --max-request-bytes or lower --max-message-bytes`);
+    const defaultProblem = defaultBatchRoomProblem(this.topicDefaults.maxMessageBytes, this.maxRequestBytes);
+    if (defaultProblem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, defaultProblem);
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'broker' });
     this.fs = options.fs ?? nodeFileSystem;
@@ -283,16 +283,9 @@ export class Broker {
     return resolveLogConfig(parseKafkaConfig(record.configs), this.topicDefaults);
   }
 
-  /**
-   * Why a batch of the topic's max.message.bytes cannot travel in one ProduceRequest to this
-   * broker, or null. A producer sends each batch as one request on a shared stream; a request
-   * over the server's limit ends that stream, failing the other partitions' batches on it too,
-   * so the broker refuses a topic config that would allow one.
-   */
+  /** Why a batch of the topic's max.message.bytes cannot travel in one request here, or null. */
   private requestProblem(config: LogConfig): string | null {
-    const limit = this.maxRequestBytes - PRODUCE_REQUEST_FIELDS_BYTES_MAX;
-    if (config.maxMessageBytes <= limit) return null;
-    return `max.message.bytes of ${config.maxMessageBytes} does not fit in one request to this broker: its largest request (--max-request-bytes) is ${this.maxRequestBytes} bytes, which leaves ${Math.max(0, limit)} for a batch`;
+    return batchRoomProblem(config.maxMessageBytes, this.maxRequestBytes);
   }
 
   /**

@@ -14,6 +14,25 @@ export const DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024;
 export const PRODUCE_REQUEST_FIELDS_BYTES_MAX = 1024;
 
 /**
+ * Why a batch of `maxMessageBytes` (a topic's max.message.bytes) cannot travel in one
+ * ProduceRequest to a broker whose largest request is `maxRequestBytes`, or null. A producer
+ * sends each batch as one request on a shared stream; a request over the server's limit ends
+ * that stream, failing the other partitions' batches on it too, so the broker refuses a topic
+ * config (and does not start with a default) that would allow one.
+ */
+export function batchRoomProblem(maxMessageBytes: number, maxRequestBytes: number): string | null {
+  const limit = maxRequestBytes - PRODUCE_REQUEST_FIELDS_BYTES_MAX;
+  if (maxMessageBytes <= limit) return null;
+  return `max.message.bytes of ${maxMessageBytes} does not fit in one request to this broker: its largest request (--max-request-bytes) is ${maxRequestBytes} bytes, which leaves ${Math.max(0, limit)} for a batch`;
+}
+
+/** `batchRoomProblem` for the broker-wide default max.message.bytes, which stops a start. */
+export function defaultBatchRoomProblem(maxMessageBytes: number, maxRequestBytes: number): string | null {
+  const problem = batchRoomProblem(maxMessageBytes, maxRequestBytes);
+  return problem === null ? null : `the default ${problem}; raise --max-request-bytes or lower --max-message-bytes`;
+}
+
+/**
  * The largest request, in bytes, of any method but Produce and ProduceStream. Those carry
  * records and take up to `--max-request-bytes`; every other request is a few names and numbers
  * (a heartbeat of a member owning 10,000 partitions of ten topics is about 19 KiB). Decoding is

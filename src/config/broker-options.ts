@@ -6,8 +6,8 @@
 import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
-import { DEFAULT_MAX_REQUEST_BYTES } from '../common/request-limits.js';
-import { DEFAULT_LOG_CONFIG, type LogConfig } from '../storage/log-config.js';
+import { DEFAULT_MAX_REQUEST_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
+import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../storage/tail-cache.js';
 
 export const SERVE_OPTIONS = {
@@ -83,32 +83,52 @@ function tailCacheBytes(value: number): number {
   return value;
 }
 
+/**
+ * The broker-wide topic defaults, checked here as a topic's configs are checked, so that a bad
+ * one is named by its flag (`--retention-ms`, not `retention.ms`: each flag is its config's
+ * name with dashes) before the broker opens anything.
+ */
+function topicDefaults(defaults: Partial<LogConfig>): Partial<LogConfig> {
+  try {
+    resolveLogConfig(defaults);
+  } catch (error) {
+    const message = (error as Error).message.replace(/^[a-z.]+/, (name) => `--${name.replaceAll('.', '-')}`).replace(/got NaN$/, 'got a non-number');
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, message, { cause: error });
+  }
+  return defaults;
+}
+
 export function serveSettings(argv: ParsedServeOptions): ServeSettings {
   if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--listen must be host:port, got "${argv.listen}"`);
   const metricsListen = argv['metrics-listen'];
   if (metricsListen !== '' && !/^.+:\d+$/.test(metricsListen)) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--metrics-listen must be host:port (an IPv6 host in brackets: [::]:9464) or "", got "${metricsListen}"`);
   }
+  const maxRequestBytes = positive('max-request-bytes', argv['max-request-bytes']);
+  const defaults = topicDefaults({
+    segmentBytes: argv['segment-bytes'],
+    segmentMs: argv['segment-ms'],
+    retentionMs: argv['retention-ms'],
+    retentionBytes: argv['retention-bytes'],
+    flush: argv.flush as LogConfig['flush'],
+    flushMs: argv['flush-ms'],
+    maxMessageBytes: argv['max-message-bytes'],
+    indexIntervalBytes: argv['index-interval-bytes'],
+  });
+  // Checked again by the broker's start, but here before anything in the data directory is opened.
+  const batchProblem = defaultBatchRoomProblem(argv['max-message-bytes'], maxRequestBytes);
+  if (batchProblem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, batchProblem);
   return {
     dataDir: argv['data-dir'],
     listen: argv.listen,
     metricsListen,
     logLevel: argv['log-level'],
     defaultPartitions: positive('default-partitions', argv['default-partitions']),
-    topicDefaults: {
-      segmentBytes: argv['segment-bytes'],
-      segmentMs: argv['segment-ms'],
-      retentionMs: argv['retention-ms'],
-      retentionBytes: argv['retention-bytes'],
-      flush: argv.flush as LogConfig['flush'],
-      flushMs: argv['flush-ms'],
-      maxMessageBytes: argv['max-message-bytes'],
-      indexIntervalBytes: argv['index-interval-bytes'],
-    },
+    topicDefaults: defaults,
     directWrites: argv['write-mode'] === 'direct',
     inlineIo: argv['small-io'] === 'event-loop',
     tailCacheBytes: tailCacheBytes(argv['tail-cache-bytes']),
-    maxRequestBytes: positive('max-request-bytes', argv['max-request-bytes']),
+    maxRequestBytes,
     retentionCheckIntervalMs: positive('retention-check-interval-ms', argv['retention-check-interval-ms']),
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
     groupSessionTimeoutMs: positive('group-session-timeout-ms', argv['group-session-timeout-ms']),

@@ -180,7 +180,7 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
   });
 });
 
-describe('strata serve with a --config file it cannot use: exit 2, naming the file and what is wrong', { concurrent: true }, () => {
+describe('strata serve with a --config file or a value it cannot use: exit 2, naming the file or flag and what is wrong', { concurrent: true }, () => {
   const directory = mkdtempSync(join(tmpdir(), 'strata-config-file-'));
   afterAll(() => rmSync(directory, { recursive: true, force: true }));
   const file = (name: string, text: string): string => {
@@ -202,6 +202,18 @@ describe('strata serve with a --config file it cannot use: exit 2, naming the fi
     const result = await runCli(['serve', '--data-dir', dataDir, ...args()]);
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(message);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('a value no broker can use, from the file or a flag, the same way: the data directory is not touched', async () => {
+    for (const args of [['--config', file('negative.json', '{"retention-ms": -5}')], ['--retention-ms', '-5']]) {
+      const result = await runCli(['serve', '--data-dir', dataDir, ...args]);
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toBe('strata: --retention-ms must be an integer from -1 to 9007199254740991, got -5\n');
+    }
+    const result = await runCli(['serve', '--data-dir', dataDir, '--max-request-bytes', '100000']);
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toMatch(/^strata: the default max\.message\.bytes of 1048576 does not fit in one request to this broker: .*; raise --max-request-bytes or lower --max-message-bytes\n$/);
     expect(existsSync(dataDir)).toBe(false);
   });
 

@@ -36,4 +36,23 @@ describe('serve options', () => {
   it('refuse a --listen without a port', () => {
     expect(() => serveSettings({ ...defaults(), listen: 'localhost' })).toThrow('--listen must be host:port, got "localhost"');
   });
+
+  it('refuse a topic default out of range, naming its flag, as a topic config would be refused', () => {
+    const refused = (overrides: Partial<Parsed>): unknown => {
+      try {
+        serveSettings({ ...defaults(), ...overrides });
+      } catch (error) {
+        return error;
+      }
+      throw new Error(`${JSON.stringify(overrides)} was taken`);
+    };
+    expect(refused({ 'retention-ms': -5 })).toMatchObject({ code: ErrorCode.INVALID_ARGUMENT, message: '--retention-ms must be an integer from -1 to 9007199254740991, got -5' });
+    expect(refused({ 'segment-bytes': Number.NaN })).toMatchObject({ message: '--segment-bytes must be an integer from 1024 to 2147483648, got a non-number' });
+    expect(refused({ 'index-interval-bytes': 1.5 })).toMatchObject({ message: '--index-interval-bytes must be an integer from 0 to 2147483648, got 1.5' });
+    expect(refused({ 'max-message-bytes': 2 * 1024 * 1024, 'max-request-bytes': 1024 * 1024 })).toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+      message: 'the default max.message.bytes of 2097152 does not fit in one request to this broker: its largest request (--max-request-bytes) is 1048576 bytes, which leaves 1047552 for a batch; raise --max-request-bytes or lower --max-message-bytes',
+    });
+    expect(serveSettings({ ...defaults(), 'retention-ms': -1, 'max-message-bytes': 1024 * 1024 - 1024, 'max-request-bytes': 1024 * 1024 }).topicDefaults).toMatchObject({ retentionMs: -1, maxMessageBytes: 1047552 });
+  });
 });

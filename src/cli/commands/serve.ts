@@ -11,7 +11,9 @@
  * crash-safe: the next start recovers again), and the process exits 1 at once.
  */
 import type { Argv } from 'yargs';
-import { SERVE_OPTIONS, serveSettings } from '../../config/broker-options.js';
+import { SERVE_OPTIONS, type ServeSettings, serveSettings } from '../../config/broker-options.js';
+import { ErrorCode, StrataError } from '../../common/errors.js';
+import { UsageError } from '../cli-errors.js';
 import { rootLogger, setLogLevel } from '../../common/logger.js';
 import { type RunningBroker, StartAborted, runBroker } from '../../server/run-broker.js';
 import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../config/node-flags.js';
@@ -30,7 +32,14 @@ export function serveCommand(yargs: Argv): Argv {
         .example('strata serve --config strata.json', 'options from a JSON file ({"data-dir": "...", "retention-ms": 86400000})')
         .epilog('Every option can also be set as STRATA_<OPTION> (e.g. STRATA_DATA_DIR) or in the --config JSON file; flags win over the environment, which wins over the file.'),
     async (argv) => {
-      const settings = serveSettings(argv as never);
+      let settings: ServeSettings;
+      try {
+        settings = serveSettings(argv as never);
+      } catch (error) {
+        // A value out of range or of the wrong form: the command line (or its config file) is wrong.
+        if (error instanceof StrataError && error.code === ErrorCode.INVALID_ARGUMENT) throw new UsageError(error.message);
+        throw error;
+      }
       setLogLevel(settings.logLevel);
       const missing = missingBrokerNodeFlags();
       if (missing.length > 0) {
