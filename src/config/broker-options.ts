@@ -83,6 +83,12 @@ function tailCacheBytes(value: number): number {
   return value;
 }
 
+/** The port of `address` (host:port, digits checked already) is one a socket can have; 0 picks a free one. */
+function checkPort(flag: string, address: string): void {
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  if (port > 65535) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${flag} must have a port from 0 to 65535, got "${address}"`);
+}
+
 /**
  * The broker-wide topic defaults, checked here as a topic's configs are checked, so that a bad
  * one is named by its flag (`--retention-ms`, not `retention.ms`: each flag is its config's
@@ -100,10 +106,12 @@ function topicDefaults(defaults: Partial<LogConfig>): Partial<LogConfig> {
 
 export function serveSettings(argv: ParsedServeOptions): ServeSettings {
   if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--listen must be host:port, got "${argv.listen}"`);
+  checkPort('--listen', argv.listen);
   const metricsListen = argv['metrics-listen'];
   if (metricsListen !== '' && !/^.+:\d+$/.test(metricsListen)) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--metrics-listen must be host:port (an IPv6 host in brackets: [::]:9464) or "", got "${metricsListen}"`);
   }
+  if (metricsListen !== '') checkPort('--metrics-listen', metricsListen);
   const maxRequestBytes = positive('max-request-bytes', argv['max-request-bytes']);
   const defaults = topicDefaults({
     segmentBytes: argv['segment-bytes'],

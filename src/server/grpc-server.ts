@@ -23,6 +23,7 @@ import { adminServiceHandlers } from './admin-service.js';
 import { logServiceHandlers } from './log-service.js';
 import { groupsServiceHandlers } from './groups-service.js';
 import type { GroupCoordinator } from '../groups/group-coordinator.js';
+import { bindFailure } from './bind-failure.js';
 import {
   ADMIN_SERVICE_NAME,
   GROUPS_SERVICE_NAME,
@@ -104,7 +105,7 @@ export class StrataGrpcServer {
     const reflection = new ReflectionService(loadSync(protoFiles, { includeDirs: [PROTO_ROOT] }));
     reflection.addToServer(server);
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(error) : resolve(boundPort))),
+      server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(bindFailure('--listen', options.listen, error)) : resolve(boundPort))),
     );
     widenFlowControlWindows(server);
     const host = options.listen.slice(0, options.listen.lastIndexOf(':'));

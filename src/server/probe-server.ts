@@ -6,6 +6,7 @@
  */
 import { type Server, createServer } from 'node:http';
 import type { Logger } from '../common/logger.js';
+import { bindFailure } from './bind-failure.js';
 import type { BrokerMetrics } from './metrics.js';
 
 export interface ProbeServer {
@@ -55,7 +56,7 @@ export async function startProbeServer(listen: string, metrics: BrokerMetrics, i
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error) => reject(bindFailure('--metrics-listen', listen, error)));
     server.listen(port, host, () => resolve());
   });
   const bound = server.address();

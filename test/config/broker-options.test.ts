@@ -33,8 +33,11 @@ describe('serve options', () => {
     }
   });
 
-  it('refuse a --listen without a port', () => {
+  it('refuse a --listen without a port, and a port no socket can have on either listener', () => {
     expect(() => serveSettings({ ...defaults(), listen: 'localhost' })).toThrow('--listen must be host:port, got "localhost"');
+    expect(() => serveSettings({ ...defaults(), listen: '127.0.0.1:65536' })).toThrow('--listen must have a port from 0 to 65535, got "127.0.0.1:65536"');
+    expect(() => serveSettings({ ...defaults(), 'metrics-listen': '[::]:99999' })).toThrow('--metrics-listen must have a port from 0 to 65535, got "[::]:99999"');
+    expect(serveSettings({ ...defaults(), listen: '0.0.0.0:65535', 'metrics-listen': '127.0.0.1:0' })).toMatchObject({ listen: '0.0.0.0:65535', metricsListen: '127.0.0.1:0' });
   });
 
   it('refuse a topic default out of range, naming its flag, as a topic config would be refused', () => {

@@ -309,6 +309,22 @@ describe('broker lifecycle', () => {
     return dataDir;
   }
 
+  it('a start on an address in use stops with the listener\'s flag and the reason, and leaves the data directory to the next start', async () => {
+    const { broker } = await brokerWithTopic('occupant');
+    cleanups.push(async () => void (await broker.stop()));
+    const dataDir = temporaryDirectory('strata-bind-');
+    cleanups.push(() => removeDirectory(dataDir));
+    await expect(runBroker(testSettings(dataDir, { listen: broker.address }))).rejects.toThrow(
+      `cannot listen on ${broker.address} (--listen): the address is in use (by another broker or another program); give another --listen`,
+    );
+    await expect(runBroker(testSettings(dataDir, { metricsListen: broker.metricsAddress! }))).rejects.toThrow(
+      `cannot listen on ${broker.metricsAddress} (--metrics-listen): the address is in use (by another broker or another program); give another --metrics-listen`,
+    );
+    // The failed starts closed what they had opened, the data directory's lock included.
+    const next = await runBroker(testSettings(dataDir));
+    await next.stop();
+  });
+
   it('a start called off during recovery rejects with StartAborted, closes the probe server at once and the logs once they have opened', async () => {
     const dataDir = await stoppedBrokerWithTopic('kept');
     const marker = join(dataDir, 'topics', 'kept', '0', '.clean-shutdown');
