@@ -335,33 +335,51 @@ export class Broker {
       const topic = this.requireTopic(name);
       await this.metadata.deleteTopic(name);
       this.topics.delete(name);
-      const gone = new StrataError(ErrorCode.NOT_FOUND, `topic "${name}" was deleted`);
-      for (const log of topic.logs) await log.close({ reason: gone });
-      await this.graveyardCleared;
-      const graveyard = graveyardDirectory(this.dataDir);
-      // Unique, and within a file name's 255 bytes for a name of up to 249 characters.
-      const target = join(graveyard, `${this.clock.nowMs()}-${++this.deletedTopics}-${name.slice(0, 200)}`);
-      const directory = join(topicsDirectory(this.dataDir), name);
-      let moved = false;
-      let moveError: unknown = null;
-      try {
-        await this.fs.mkdirs(graveyard);
-        await this.fs.rename(directory, target);
-        moved = true;
-        await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
-      } catch (error) {
-        moveError = error;
-      }
-      if (moved) void this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
-      // The topic is gone from the metadata: its group offsets go even if its directory stayed,
-      // so that a topic of this name created later does not start from them.
+      // The topic is gone from the metadata: whatever fails from here on, its group offsets go
+      // too, so that a topic of this name created later does not start from them.
+      let failure: unknown = null;
+      await this.retireTopicFiles(name, topic.logs).catch((error: unknown) => (failure = error));
       await this.onTopicDeleted?.(name);
-      if (moveError !== null) {
-        if (!moved) this.logger.error({ topic: name, directory, err: moveError }, 'the topic is deleted, but moving its directory out of the topics directory failed: remove that directory by hand (until then a topic of this name cannot be created again, and each start reports it as an orphan)');
-        throw moveError;
-      }
+      if (failure !== null) throw failure;
       this.logger.info({ topic: name }, 'topic deleted');
     });
+  }
+
+  /**
+   * Closes the logs of a topic just deleted from the metadata and moves its directory into the
+   * graveyard, to be removed in the background. A log that fails to close is moved all the
+   * same: nothing will read it again. A failure is logged with what it leaves behind, then
+   * thrown (the first one).
+   */
+  private async retireTopicFiles(name: string, logs: readonly PartitionLog[]): Promise<void> {
+    const gone = new StrataError(ErrorCode.NOT_FOUND, `topic "${name}" was deleted`);
+    let failure: unknown = null;
+    for (const log of logs) {
+      await log.close({ reason: gone }).catch((error: unknown) => {
+        this.logger.error({ topic: name, log: log.name, err: error }, 'closing a partition of the deleted topic failed; its files are removed all the same');
+        failure ??= error;
+      });
+    }
+    await this.graveyardCleared;
+    const graveyard = graveyardDirectory(this.dataDir);
+    // Unique, and within a file name's 255 bytes for a name of up to 249 characters.
+    const target = join(graveyard, `${this.clock.nowMs()}-${++this.deletedTopics}-${name.slice(0, 200)}`);
+    const directory = join(topicsDirectory(this.dataDir), name);
+    try {
+      await this.fs.mkdirs(graveyard);
+      await this.fs.rename(directory, target);
+    } catch (error) {
+      this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted, but moving its directory out of the topics directory failed: remove that directory by hand (until then a topic of this name cannot be created again, and each start reports it as an orphan)');
+      throw failure ?? error;
+    }
+    void this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
+    try {
+      await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
+    } catch (error) {
+      this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and then each start reports it as an orphan');
+      failure ??= error;
+    }
+    if (failure !== null) throw failure;
   }
 
   /**

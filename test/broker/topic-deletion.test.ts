@@ -1,0 +1,67 @@
+// Goal: a delete that fails after the topic left the metadata still finishes what it can and
+// says what it left: the topic's group offsets go (a topic created again under the name must
+// not start from them), its directory is moved out if it can be, and the broker logs what an
+// operator has to do; method: a real broker on a temp directory, with a file where the
+// graveyard of deleted topics goes (the move fails) or an injected FileSystem whose fdatasyncs
+// fail (the close fails), and a logger that keeps the broker's error lines.
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
+import { ErrorCode } from '../../src/common/errors.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { TestFileSystem } from '../helpers/test-file-system.js';
+import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+
+let dataDir: string;
+let fs: TestFileSystem;
+let broker: Broker;
+let errors: { msg: string; directory?: string }[];
+let offsetsDropped: string[];
+
+beforeEach(async () => {
+  dataDir = temporaryDirectory('strata-topic-deletion-');
+  fs = new TestFileSystem();
+  errors = [];
+  const logger = pino({ level: 'error' }, { write: (line: string) => void errors.push(JSON.parse(line) as { msg: string; directory?: string }) });
+  broker = await Broker.open({ dataDir, fs, logger });
+  offsetsDropped = [];
+  broker.onTopicDeleted = (topic) => void offsetsDropped.push(topic);
+  await broker.createTopic('doomed', 1, {});
+  await broker.produceBatches('doomed', 0, buildBatch([{ value: Buffer.from('old') }]), 'all');
+});
+
+afterEach(async () => {
+  fs.failFdatasync = false;
+  await broker.close();
+  removeDirectory(dataDir);
+});
+
+it('whose directory cannot be moved out: drops the offsets, logs the directory to remove, and the name is free once it is gone', async () => {
+  writeFileSync(join(dataDir, 'deleted'), ''); // a file where the graveyard goes
+  await expect(broker.deleteTopic('doomed')).rejects.toMatchObject({ code: 'EEXIST' });
+  expect(broker.hasTopic('doomed')).toBe(false);
+  expect(offsetsDropped).toEqual(['doomed']);
+  const directory = join(dataDir, 'topics', 'doomed');
+  expect(errors).toContainEqual(expect.objectContaining({ directory, msg: expect.stringMatching(/^the topic is deleted, but moving its directory out of the topics directory failed: remove that directory by hand/) }));
+
+  // Its old records are still there: the broker will not make a new topic of them.
+  await expect(broker.createTopic('doomed', 1, {})).rejects.toMatchObject({ code: ErrorCode.FAILED_PRECONDITION });
+  rmSync(directory, { recursive: true });
+  await broker.createTopic('doomed', 1, {});
+  expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(0);
+});
+
+it('whose log fails to close: moves its directory out all the same, drops the offsets, and reports the close', async () => {
+  fs.failFdatasync = true; // the close's fdatasync
+  await expect(broker.deleteTopic('doomed')).rejects.toThrow();
+  fs.failFdatasync = false;
+  expect(broker.hasTopic('doomed')).toBe(false);
+  expect(offsetsDropped).toEqual(['doomed']);
+  expect(errors.map((entry) => entry.msg)).toContain('closing a partition of the deleted topic failed; its files are removed all the same');
+  expect(existsSync(join(dataDir, 'topics', 'doomed'))).toBe(false);
+  expect(readdirSync(join(dataDir, 'deleted')).length).toBeLessThanOrEqual(1); // moved, maybe removed already
+  await broker.createTopic('doomed', 1, {});
+  expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(0);
+});
