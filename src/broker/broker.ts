@@ -15,6 +15,7 @@
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
@@ -33,7 +34,6 @@ import { StickyPartitioner, partitionForKey } from './partitioner.js';
 
 import { checkTopicName } from './topic-name.js';
 
-export const PARTITION_COUNT_MAX = 10_000;
 
 export interface BrokerOptions {
   dataDir: string;

@@ -6,7 +6,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine, repeatedOptionProblem, withoutCamelCaseTwins } from './cli-errors.js';
 import { CLIENT_OPTION_NAMES } from './client-options.js';
-import { repeatedConfigProblem } from './config-file.js';
+import { configOptionProblem } from './config-file.js';
 import { BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
 import { CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
 import { dumpLogCommand } from './commands/dump-log.js';
@@ -33,8 +33,8 @@ const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
 };
 
 export async function main(argv: string[]): Promise<void> {
-  const repeatedConfig = repeatedConfigProblem(argv);
-  if (repeatedConfig !== null) throw new UsageError(repeatedConfig);
+  const configProblem = configOptionProblem(argv, process.env, new Set(Object.keys(OPTIONS_BY_COMMAND)));
+  if (configProblem !== null) throw new UsageError(configProblem);
   for (const name of filterEnvironment(argv, process.env, OPTIONS_BY_COMMAND)) {
     process.stderr.write(`strata: ignoring environment variable ${name}: no option has that name\n`);
   }

@@ -32,6 +32,7 @@
  * member, which keeps its partitions until its session times out), and `kill` stops at once
  * without leaving (crash simulation).
  */
+import { SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { randomUUID } from 'node:crypto';
 import type { MethodDefinition } from '@grpc/grpc-js';
 import { newGroupIdProblem } from '../common/group-id.js';
@@ -59,8 +60,6 @@ const groupMethods = {
 export const LEAVE_EPOCH = -1;
 export const STATIC_LEAVE_EPOCH = -2;
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
-const SESSION_TIMEOUT_MIN_MS = 100;
-const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;
 const COMMIT_ATTEMPTS = 4;
 
 export type AssignorName = 'uniform' | 'range';

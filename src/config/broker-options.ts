@@ -6,6 +6,7 @@
 import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../storage/tail-cache.js';
@@ -71,14 +72,19 @@ export interface ServeSettings {
 
 type ParsedServeOptions = { [K in keyof typeof SERVE_OPTIONS]: (typeof SERVE_OPTIONS)[K]['default'] extends number ? number : string };
 
+/** How a number a flag was given reads in a message: yargs makes NaN of a value that is none. */
+function shown(value: number): string {
+  return Number.isNaN(value) ? 'a non-number' : String(value);
+}
+
 function positive(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be a positive integer, got ${value}`);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be a positive integer, got ${shown(value)}`);
   return value;
 }
 
-function tailCacheBytes(value: number): number {
-  if (!Number.isSafeInteger(value) || value < 0 || value > TAIL_CACHE_BYTES_MAX) {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--tail-cache-bytes must be an integer from 0 to ${TAIL_CACHE_BYTES_MAX}, got ${value}`);
+function integerFrom(name: string, value: number, minimum: number, maximum: number): number {
+  if (!Number.isSafeInteger(value) || value < minimum || value > maximum) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be an integer from ${minimum} to ${maximum}, got ${shown(value)}`);
   }
   return value;
 }
@@ -91,16 +97,11 @@ function checkPort(flag: string, address: string): void {
 
 /**
  * The broker-wide topic defaults, checked here as a topic's configs are checked, so that a bad
- * one is named by its flag (`--retention-ms`, not `retention.ms`: each flag is its config's
- * name with dashes) before the broker opens anything.
+ * one is refused before the broker opens anything, named by its flag (each flag is its
+ * config's Kafka name with dashes: `--retention-ms` for `retention.ms`).
  */
 function topicDefaults(defaults: Partial<LogConfig>): Partial<LogConfig> {
-  try {
-    resolveLogConfig(defaults);
-  } catch (error) {
-    const message = (error as Error).message.replace(/^[a-z.]+/, (name) => `--${name.replaceAll('.', '-')}`).replace(/got NaN$/, 'got a non-number');
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, message, { cause: error });
-  }
+  resolveLogConfig(defaults, DEFAULT_LOG_CONFIG, (kafkaName) => `--${kafkaName.replaceAll('.', '-')}`);
   return defaults;
 }
 
@@ -131,15 +132,15 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     listen: argv.listen,
     metricsListen,
     logLevel: argv['log-level'],
-    defaultPartitions: positive('default-partitions', argv['default-partitions']),
+    defaultPartitions: integerFrom('default-partitions', argv['default-partitions'], 1, PARTITION_COUNT_MAX),
     topicDefaults: defaults,
     directWrites: argv['write-mode'] === 'direct',
     inlineIo: argv['small-io'] === 'event-loop',
-    tailCacheBytes: tailCacheBytes(argv['tail-cache-bytes']),
+    tailCacheBytes: integerFrom('tail-cache-bytes', argv['tail-cache-bytes'], 0, TAIL_CACHE_BYTES_MAX),
     maxRequestBytes,
     retentionCheckIntervalMs: positive('retention-check-interval-ms', argv['retention-check-interval-ms']),
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
-    groupSessionTimeoutMs: positive('group-session-timeout-ms', argv['group-session-timeout-ms']),
+    groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
     groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),
   };
 }

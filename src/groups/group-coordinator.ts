@@ -10,6 +10,7 @@
  * changes recompute the targets of the groups that subscribe to the topic (regular-expression
  * subscriptions pick up new topics this way). Offsets of a deleted topic are deleted.
  */
+import { SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { randomUUID } from 'node:crypto';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
@@ -100,9 +101,7 @@ export type ResetTarget =
   | { kind: 'timestamp'; timestamp: number }
   | { kind: 'shiftBy'; shift: number };
 
-const SESSION_TIMEOUT_MIN_MS = 100;
 const OFFSET_METADATA_BYTES_MAX = 4096;
-const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;
 
 function checkGroupId(groupId: string): void {
   const problem = groupIdProblem(groupId);

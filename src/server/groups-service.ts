@@ -1,6 +1,6 @@
 /** Handlers of `strata.v1.Groups`: membership heartbeats, offset commits and group admin. */
 import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { PARTITION_COUNT_MAX } from '../broker/broker.js';
+import { PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import type { GroupCoordinator, ResetTarget } from '../groups/group-coordinator.js';
 import { strata } from '../generated/strata.js';
 import { nonNegative, toLong, toSafeNumber } from './convert.js';

@@ -67,21 +67,23 @@ function invalid(message: string): StrataError {
   return new StrataError(ErrorCode.INVALID_ARGUMENT, message);
 }
 
-function checkInteger(name: string, value: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER): void {
-  if (!Number.isSafeInteger(value) || value < minimum || value > maximum) {
-    throw invalid(`${name} must be an integer from ${minimum} to ${maximum}, got ${value}`);
-  }
-}
-
-/** Fills defaults and checks every value; throws INVALID_ARGUMENT naming the bad setting. */
-export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Readonly<LogConfig> = DEFAULT_LOG_CONFIG): LogConfig {
+/**
+ * Fills defaults and checks every value; throws INVALID_ARGUMENT naming the bad setting, by its
+ * Kafka name or as `nameOf` calls it (the broker's options name the defaults by their flags).
+ */
+export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Readonly<LogConfig> = DEFAULT_LOG_CONFIG, nameOf: (kafkaName: string) => string = (name) => name): LogConfig {
   const config: LogConfig = { ...base, ...overrides };
+  const checkInteger = (name: string, value: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER): void => {
+    if (Number.isSafeInteger(value) && value >= minimum && value <= maximum) return;
+    // NaN comes only from a flag (yargs' number of a value that is none); a topic config's text is checked first.
+    throw invalid(`${nameOf(name)} must be an integer from ${minimum} to ${maximum}, got ${Number.isNaN(value) ? 'a non-number' : value}`);
+  };
   checkInteger('segment.bytes', config.segmentBytes, 1024, SEGMENT_BYTES_LIMIT);
   checkInteger('segment.ms', config.segmentMs, 1);
   checkInteger('segment.index.bytes', config.segmentIndexBytes, 1024, 1024 * 1024 * 1024);
   checkInteger('index.interval.bytes', config.indexIntervalBytes, 0, SEGMENT_BYTES_LIMIT);
   if (config.flush !== 'always' && config.flush !== 'interval') {
-    throw invalid(`flush must be "always" or "interval", got ${JSON.stringify(config.flush)}`);
+    throw invalid(`${nameOf('flush')} must be "always" or "interval", got ${JSON.stringify(config.flush)}`);
   }
   checkInteger('flush.ms', config.flushMs, 1);
   checkInteger('retention.ms', config.retentionMs, -1);

@@ -188,18 +188,24 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     writeFileSync(path, text);
     return path;
   };
-  // The broker never starts, so its data directory is never made.
+  // The broker never starts, so its data directory is never made; if it did, on ports of its own.
   const dataDir = join(directory, 'data');
+  const serveFlags = ['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', ''];
 
   it.each([
-    ['a file that is not there', () => ['--config', join(directory, 'missing.json')], /^strata: --config .*missing\.json: no such file\n$/],
-    ['a file that is not JSON', () => ['--config', file('broken.json', '{"data-dir": ')], /^strata: --config .*broken\.json is not valid JSON: /],
-    ['a JSON array', () => ['--config', file('array.json', '["data-dir"]')], /^strata: --config .*array\.json must hold one JSON object of options, like .*; it holds an array\n$/],
-    ['a directory', () => ['--config', directory], /^strata: --config .* is a directory; give a JSON file of options\n$/],
+    ['a file that is not there', () => ['--config', join(directory, 'missing.json')], /^strata: config file .*missing\.json: no such file\n$/],
+    ['a file that is not JSON', () => ['--config', file('broken.json', '{"data-dir": ')], /^strata: config file .*broken\.json is not valid JSON: Unexpected end of JSON input\n$/],
+    ['a file that is not JSON, without quoting it', () => ['--config', file('secret.json', 'root:x:0:0:root')], /^strata: config file .*secret\.json is not valid JSON: Unexpected token 'r'\n$/],
+    ['a JSON array', () => ['--config', file('array.json', '["data-dir"]')], /^strata: config file .*array\.json must hold one JSON object of options, like .*; it holds an array\n$/],
+    ['a directory', () => ['--config', directory], /^strata: config file .* is a directory; give a JSON file of options\n$/],
     ['two files', () => ['--config', file('one.json', '{}'), `--config=${file('two.json', '{}')}`], /^strata: --config was given 2 times; it takes one value\n$/],
+    ['two files, one before the command', () => [`--config=${file('three.json', '{}')}`, 'serve', '--config', file('four.json', '{}')], /^strata: --config was given 2 times; it takes one value\n$/],
+    ['no file', () => ['--config', '--retention-ms', '1'], /^strata: --config needs the path of a JSON file of options\n$/],
+    ['an empty path', () => ['--config='], /^strata: --config was given an empty path; give the path of a JSON file of options\n$/],
     ['an option it does not know', () => ['--config', file('unknown.json', '{"retention-days": 7}')], /^strata: Unknown argument: retention-days\n$/],
   ])('%s', async (_, args, message) => {
-    const result = await runCli(['serve', '--data-dir', dataDir, ...args()]);
+    const given = args();
+    const result = await runCli([...(given.includes('serve') ? [] : ['serve']), ...given, ...serveFlags]);
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(message);
     expect(existsSync(dataDir)).toBe(false);
@@ -207,20 +213,24 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
 
   it('a value no broker can use, from the file or a flag, the same way: the data directory is not touched', async () => {
     for (const args of [['--config', file('negative.json', '{"retention-ms": -5}')], ['--retention-ms', '-5']]) {
-      const result = await runCli(['serve', '--data-dir', dataDir, ...args]);
+      const result = await runCli(['serve', ...serveFlags, ...args]);
       expect(result.code, result.stderr).toBe(2);
       expect(result.stderr).toBe('strata: --retention-ms must be an integer from -1 to 9007199254740991, got -5\n');
     }
-    const result = await runCli(['serve', '--data-dir', dataDir, '--max-request-bytes', '100000']);
+    const result = await runCli(['serve', ...serveFlags, '--max-request-bytes', '100000']);
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(/^strata: the default max\.message\.bytes of 1048576 does not fit in one request to this broker: .*; raise --max-request-bytes or lower --max-message-bytes\n$/);
     expect(existsSync(dataDir)).toBe(false);
   });
 
-  it('the same from STRATA_CONFIG', async () => {
-    const result = await runCli(['serve', '--data-dir', dataDir], { env: { STRATA_CONFIG: join(directory, 'absent.json') } });
-    expect(result.code, result.stderr).toBe(2);
-    expect(result.stderr).toMatch(/^strata: --config .*absent\.json: no such file\n$/);
+  it('the same from STRATA_CONFIG, set to a file that is not there or to nothing', async () => {
+    const absent = await runCli(['serve', ...serveFlags], { env: { STRATA_CONFIG: join(directory, 'absent.json') } });
+    expect(absent.code, absent.stderr).toBe(2);
+    expect(absent.stderr).toMatch(/^strata: config file .*absent\.json: no such file\n$/);
+    const empty = await runCli(['serve', ...serveFlags], { env: { STRATA_CONFIG: '' } });
+    expect(empty.code, empty.stderr).toBe(2);
+    expect(empty.stderr).toBe('strata: STRATA_CONFIG is set but empty; give the path of a JSON file of options, or unset it\n');
+    expect(existsSync(dataDir)).toBe(false);
   });
 });
 

@@ -40,7 +40,7 @@ describe('serve options', () => {
     expect(serveSettings({ ...defaults(), listen: '0.0.0.0:65535', 'metrics-listen': '127.0.0.1:0' })).toMatchObject({ listen: '0.0.0.0:65535', metricsListen: '127.0.0.1:0' });
   });
 
-  it('refuse a topic default out of range, naming its flag, as a topic config would be refused', () => {
+  it('refuse a topic default out of range, naming its flag, as a topic config would be refused; and a default partition count or session timeout no topic or member could have', () => {
     const refused = (overrides: Partial<Parsed>): unknown => {
       try {
         serveSettings({ ...defaults(), ...overrides });
@@ -56,6 +56,9 @@ describe('serve options', () => {
       code: ErrorCode.INVALID_ARGUMENT,
       message: 'the default max.message.bytes of 2097152 does not fit in one request to this broker: its largest request (--max-request-bytes) is 1048576 bytes, which leaves 1047552 for a batch; raise --max-request-bytes or lower --max-message-bytes',
     });
+    expect(refused({ 'default-partitions': 20_000 })).toMatchObject({ message: '--default-partitions must be an integer from 1 to 10000, got 20000' });
+    expect(refused({ 'group-session-timeout-ms': 50 })).toMatchObject({ message: '--group-session-timeout-ms must be an integer from 100 to 1800000, got 50' });
+    expect(refused({ 'max-request-bytes': Number.NaN })).toMatchObject({ message: '--max-request-bytes must be a positive integer, got a non-number' });
     expect(serveSettings({ ...defaults(), 'retention-ms': -1, 'max-message-bytes': 1024 * 1024 - 1024, 'max-request-bytes': 1024 * 1024 }).topicDefaults).toMatchObject({ retentionMs: -1, maxMessageBytes: 1047552 });
   });
 });

@@ -1,0 +1,12 @@
+/**
+ * Bounds the broker enforces on topics and consumer groups, shared with its options (checked
+ * when `strata serve` starts) and the client (checked before a request is sent). A light module
+ * on purpose: the CLI loads the options of every command, and must not load the broker for it.
+ */
+
+/** The most partitions a topic may have. */
+export const PARTITION_COUNT_MAX = 10_000;
+
+/** The session timeouts a consumer-group member may have, the broker's default included. */
+export const SESSION_TIMEOUT_MIN_MS = 100;
+export const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;
