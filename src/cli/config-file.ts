@@ -27,6 +27,12 @@ export function readConfigFile(path: string): Record<string, unknown> {
     const held = parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : `a ${typeof parsed}`;
     throw new UsageError(`config file ${path} must hold one JSON object of options, like {"data-dir": "/var/lib/strata"}; it holds ${held}`);
   }
+  for (const [key, value] of Object.entries(parsed)) {
+    // yargs would take an array as the option given several times, an object as dotted options.
+    if (value !== null && typeof value === 'object') {
+      throw new UsageError(`config file ${path}: "${key}" must be a string, a number or a boolean, not ${Array.isArray(value) ? 'an array' : 'an object'}`);
+    }
+  }
   return parsed as Record<string, unknown>;
 }
 

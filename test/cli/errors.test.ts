@@ -197,6 +197,7 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     ['a file that is not JSON', () => ['--config', file('broken.json', '{"data-dir": ')], /^strata: config file .*broken\.json is not valid JSON: Unexpected end of JSON input\n$/],
     ['a file that is not JSON, without quoting it', () => ['--config', file('secret.json', 'root:x:0:0:root')], /^strata: config file .*secret\.json is not valid JSON: Unexpected token 'r'\n$/],
     ['a JSON array', () => ['--config', file('array.json', '["data-dir"]')], /^strata: config file .*array\.json must hold one JSON object of options, like .*; it holds an array\n$/],
+    ['a list for an option', () => ['--config', file('list.json', '{"retention-ms": [1, 2]}')], /^strata: config file .*list\.json: "retention-ms" must be a string, a number or a boolean, not an array\n$/],
     ['a directory', () => ['--config', directory], /^strata: config file .* is a directory; give a JSON file of options\n$/],
     ['two files', () => ['--config', file('one.json', '{}'), `--config=${file('two.json', '{}')}`], /^strata: --config was given 2 times; it takes one value\n$/],
     ['two files, one before the command', () => [`--config=${file('three.json', '{}')}`, 'serve', '--config', file('four.json', '{}')], /^strata: --config was given 2 times; it takes one value\n$/],
