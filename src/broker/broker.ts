@@ -347,18 +347,16 @@ export class Broker {
 
   /**
    * Closes the logs of a topic just deleted from the metadata and moves its directory into the
-   * graveyard, to be removed in the background. A log that fails to close is moved all the
-   * same: nothing will read it again. A failure is logged with what it leaves behind, then
-   * thrown (the first one).
+   * graveyard, to be removed in the background. A log that fails to close is logged and moved
+   * all the same: nothing will read it again, and nothing is left for anyone to do. A failure
+   * of the move is logged with what it leaves behind, then thrown.
    */
   private async retireTopicFiles(name: string, logs: readonly PartitionLog[]): Promise<void> {
     const gone = new StrataError(ErrorCode.NOT_FOUND, `topic "${name}" was deleted`);
-    let failure: unknown = null;
     for (const log of logs) {
-      await log.close({ reason: gone }).catch((error: unknown) => {
-        this.logger.error({ topic: name, log: log.name, err: error }, 'closing a partition of the deleted topic failed; its files are removed all the same');
-        failure ??= error;
-      });
+      await log.close({ reason: gone }).catch((error: unknown) =>
+        this.logger.error({ topic: name, log: log.name, err: error }, 'closing a partition of the deleted topic failed; its files are removed all the same'),
+      );
     }
     await this.graveyardCleared;
     const graveyard = graveyardDirectory(this.dataDir);
@@ -370,15 +368,16 @@ export class Broker {
       await this.fs.rename(directory, target);
     } catch (error) {
       this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted, but moving its directory out of the topics directory failed: remove that directory by hand (until then a topic of this name cannot be created again, and each start reports it as an orphan)');
-      throw failure ?? error;
+      throw error;
     }
-    void this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
+    let failure: unknown = null;
     try {
       await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
     } catch (error) {
       this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and then each start reports it as an orphan');
-      failure ??= error;
+      failure = error;
     }
+    void this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
     if (failure !== null) throw failure;
   }
 

@@ -4,6 +4,7 @@
  * missing file included; this one says which file and what is wrong with it, as a usage error.
  */
 import { readFileSync } from 'node:fs';
+import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
 
 /** Reads the options of the config file at `path` (yargs passes it resolved against the cwd). */
@@ -28,12 +29,27 @@ export function readConfigFile(path: string): Record<string, unknown> {
     throw new UsageError(`config file ${path} must hold one JSON object of options, like {"data-dir": "/var/lib/strata"}; it holds ${held}`);
   }
   for (const [key, value] of Object.entries(parsed)) {
-    // yargs would take an array as the option given several times, an object as dotted options.
-    if (value !== null && typeof value === 'object') {
-      throw new UsageError(`config file ${path}: "${key}" must be a string, a number or a boolean, not ${Array.isArray(value) ? 'an array' : 'an object'}`);
-    }
+    const problem = valueProblem(key, value);
+    if (problem !== null) throw new UsageError(`config file ${path}: ${problem}`);
   }
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * What is wrong with `value` for the option `key`, or null. yargs would make 0 of a null, a
+ * false or an empty string given to a number option (a retention of 0 deletes every sealed
+ * segment), take an array as the option given several times and an object as dotted options.
+ * A key that is no option is left to yargs, which refuses it as an unknown argument.
+ */
+function valueProblem(key: string, value: unknown): string | null {
+  if (!Object.hasOwn(SERVE_OPTIONS, key)) return null;
+  const type = SERVE_OPTIONS[key as keyof typeof SERVE_OPTIONS].type;
+  const held = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value === 'string' ? JSON.stringify(value) : `a ${typeof value}`;
+  if (type === 'number') {
+    const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+    return typeof number === 'number' && Number.isFinite(number) ? null : `"${key}" must be a number, not ${held}`;
+  }
+  return typeof value === 'string' ? null : `"${key}" must be a string, not ${held}`;
 }
 
 /**
@@ -41,39 +57,5 @@ export function readConfigFile(path: string): Record<string, unknown> {
  * not valid JSON`): a file given by mistake should not have its first bytes printed, and logged.
  */
 function withoutExcerpt(message: string): string {
-  return message.replace(/, "[\s\S]*" is not valid JSON$/, '');
-}
-
-/** The command names `main` knows, to find the command among options given before it. */
-export type CommandNames = ReadonlySet<string>;
-
-/**
- * A problem with `serve`'s --config that yargs would not report well; null otherwise. yargs
- * reads the file before any check of the command line runs, so it would answer two files with
- * "Invalid JSON config file: [ 'a.json', 'b.json' ]" and one without a name with "Invalid JSON
- * config file: true", and it skips an empty name: the broker would then start on its defaults
- * (data in ./data) where a script meant a file. Options before `--` only.
- */
-export function configOptionProblem(argv: readonly string[], env: NodeJS.ProcessEnv, commands: CommandNames): string | null {
-  const end = argv.indexOf('--');
-  const options = end < 0 ? argv : argv.slice(0, end);
-  if (options.find((token) => commands.has(token)) !== 'serve') return null;
-  let given = 0;
-  for (let index = 0; index < options.length; index++) {
-    const token = options[index]!;
-    let value: string | undefined;
-    if (token === '--config') {
-      value = options[index + 1];
-      if (value === undefined || (value.startsWith('-') && value !== '-')) return '--config needs the path of a JSON file of options';
-    } else if (token.startsWith('--config=')) {
-      value = token.slice('--config='.length);
-    } else {
-      continue;
-    }
-    given++;
-    if (value === '') return '--config was given an empty path; give the path of a JSON file of options';
-  }
-  if (given > 1) return `--config was given ${given} times; it takes one value`;
-  if (given === 0 && env.STRATA_CONFIG === '') return 'STRATA_CONFIG is set but empty; give the path of a JSON file of options, or unset it';
-  return null;
+  return message.replace(/, (?:\.\.\.)?"[\s\S]*"(?:\.\.\.)? is not valid JSON$/, '');
 }

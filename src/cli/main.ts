@@ -6,7 +6,6 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine, repeatedOptionProblem, withoutCamelCaseTwins } from './cli-errors.js';
 import { CLIENT_OPTION_NAMES } from './client-options.js';
-import { configOptionProblem } from './config-file.js';
 import { BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
 import { CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
 import { dumpLogCommand } from './commands/dump-log.js';
@@ -17,6 +16,7 @@ import { serveCommand } from './commands/serve.js';
 import { TAIL_OPTION_NAMES, tailCommand } from './commands/tail.js';
 import { TOPICS_OPTION_NAMES, topicsCommand } from './commands/topics.js';
 import { filterEnvironment } from './environment.js';
+import { serveInputProblem } from './serve-input.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 
 /** The option names of each command, for the environment check. */
@@ -24,7 +24,8 @@ const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
   serve: ['config', ...Object.keys(SERVE_OPTIONS)],
   repair: ['data-dir', 'topic', 'partition', 'dir'],
   'dump-log': ['records'],
-  topics: [...CLIENT_OPTION_NAMES, ...TOPICS_OPTION_NAMES],
+  // Not `config`: STRATA_CONFIG names serve's config file, never a topic's KEY=VALUE.
+  topics: [...CLIENT_OPTION_NAMES, ...TOPICS_OPTION_NAMES.filter((name) => name !== 'config')],
   groups: [...CLIENT_OPTION_NAMES, ...GROUPS_OPTION_NAMES],
   produce: [...CLIENT_OPTION_NAMES, ...PRODUCE_OPTION_NAMES],
   consume: [...CLIENT_OPTION_NAMES, ...CONSUME_OPTION_NAMES],
@@ -33,8 +34,8 @@ const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
 };
 
 export async function main(argv: string[]): Promise<void> {
-  const configProblem = configOptionProblem(argv, process.env, new Set(Object.keys(OPTIONS_BY_COMMAND)));
-  if (configProblem !== null) throw new UsageError(configProblem);
+  const serveProblem = serveInputProblem(argv, process.env, Object.keys(OPTIONS_BY_COMMAND));
+  if (serveProblem !== null) throw new UsageError(serveProblem);
   for (const name of filterEnvironment(argv, process.env, OPTIONS_BY_COMMAND)) {
     process.stderr.write(`strata: ignoring environment variable ${name}: no option has that name\n`);
   }

@@ -7,13 +7,15 @@
  */
 const REASONS: readonly [RegExp, string][] = [
   [/EADDRINUSE/, 'the address is in use (by another broker or another program)'],
-  [/EACCES/, 'permission denied (a port below 1024 needs privileges)'],
+  [/EACCES/, 'permission denied'],
   [/EADDRNOTAVAIL/, 'no network interface of this host has that address'],
   [/ENOTFOUND|EAI_AGAIN|Name resolution failed/, 'the host name does not resolve'],
 ];
 
 export function bindFailure(flag: '--listen' | '--metrics-listen', address: string, cause: unknown): Error {
   const message = cause instanceof Error ? cause.message : String(cause);
-  const reason = REASONS.find(([pattern]) => pattern.test(message))?.[1] ?? message;
+  let reason = REASONS.find(([pattern]) => pattern.test(message))?.[1] ?? message;
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  if (reason === 'permission denied' && port > 0 && port < 1024) reason += ' (a port below 1024 needs privileges)';
   return new Error(`cannot listen on ${address} (${flag}): ${reason}; give another ${flag}`, { cause });
 }

@@ -56,9 +56,15 @@ export async function startProbeServer(listen: string, metrics: BrokerMetrics, i
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) => reject(bindFailure('--metrics-listen', listen, error)));
-    server.listen(port, host, () => resolve());
+    const failed = (error: Error): void => reject(bindFailure('--metrics-listen', listen, error));
+    server.once('error', failed);
+    server.listen(port, host, () => {
+      server.off('error', failed);
+      resolve();
+    });
   });
+  // Once listening, an error of the server (EMFILE on accept...) is logged; unheard, it would end the process.
+  server.on('error', (error) => logger.error({ err: error }, 'the probe server failed'));
   const bound = server.address();
   const address = typeof bound === 'object' && bound !== null ? formatListenAddress(host, bound.port) : listen;
   return {

@@ -53,9 +53,9 @@ it('whose directory cannot be moved out: drops the offsets, logs the directory t
   expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(0);
 });
 
-it('whose log fails to close: moves its directory out all the same, drops the offsets, and reports the close', async () => {
+it('whose log fails to close: succeeds all the same (its directory moved out, the offsets dropped) and logs the close', async () => {
   fs.failFdatasync = true; // the close's fdatasync
-  await expect(broker.deleteTopic('doomed')).rejects.toThrow();
+  await broker.deleteTopic('doomed');
   fs.failFdatasync = false;
   expect(broker.hasTopic('doomed')).toBe(false);
   expect(offsetsDropped).toEqual(['doomed']);

@@ -197,7 +197,12 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     ['a file that is not JSON', () => ['--config', file('broken.json', '{"data-dir": ')], /^strata: config file .*broken\.json is not valid JSON: Unexpected end of JSON input\n$/],
     ['a file that is not JSON, without quoting it', () => ['--config', file('secret.json', 'root:x:0:0:root')], /^strata: config file .*secret\.json is not valid JSON: Unexpected token 'r'\n$/],
     ['a JSON array', () => ['--config', file('array.json', '["data-dir"]')], /^strata: config file .*array\.json must hold one JSON object of options, like .*; it holds an array\n$/],
-    ['a list for an option', () => ['--config', file('list.json', '{"retention-ms": [1, 2]}')], /^strata: config file .*list\.json: "retention-ms" must be a string, a number or a boolean, not an array\n$/],
+    ['a long file that is not JSON, without quoting it', () => ['--config', file('passwd.json', 'root:x:0:0:root:/root:/bin/bash\n')], /^strata: config file .*passwd\.json is not valid JSON: Unexpected token 'r'\n$/],
+    ['null for a number', () => ['--config', file('null.json', '{"retention-ms": null}')], /^strata: config file .*null\.json: "retention-ms" must be a number, not null\n$/],
+    ['a number for a path', () => ['--config', file('number.json', '{"data-dir": 5}')], /^strata: config file .*number\.json: "data-dir" must be a string, not a number\n$/],
+    ['an empty number on the command line', () => ['--retention-ms='], /^strata: --retention-ms was given an empty value; give a number\n$/],
+    ['a flag without its value', () => ['--retention-ms'], /^strata: Not enough arguments following: retention-ms\n$/],
+    ['a list for an option', () => ['--config', file('list.json', '{"retention-ms": [1, 2]}')], /^strata: config file .*list\.json: "retention-ms" must be a number, not an array\n$/],
     ['a directory', () => ['--config', directory], /^strata: config file .* is a directory; give a JSON file of options\n$/],
     ['two files', () => ['--config', file('one.json', '{}'), `--config=${file('two.json', '{}')}`], /^strata: --config was given 2 times; it takes one value\n$/],
     ['two files, one before the command', () => [`--config=${file('three.json', '{}')}`, 'serve', '--config', file('four.json', '{}')], /^strata: --config was given 2 times; it takes one value\n$/],
@@ -222,6 +227,21 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(/^strata: the default max\.message\.bytes of 1048576 does not fit in one request to this broker: .*; raise --max-request-bytes or lower --max-message-bytes\n$/);
     expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('an empty STRATA_ variable for a number option the same way, and --help is answered whatever else is wrong', async () => {
+    const empty = await runCli(['serve', ...serveFlags], { env: { STRATA_RETENTION_MS: '' } });
+    expect(empty.code, empty.stderr).toBe(2);
+    expect(empty.stderr).toBe('strata: STRATA_RETENTION_MS is set but empty; give a number, or unset it\n');
+    const help = await runCli(['serve', '--config', '--help'], { env: { STRATA_CONFIG: '' } });
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.stdout).toContain('--config');
+  });
+
+  it('STRATA_CONFIG is serve\'s alone: topics create does not take it as a topic config', async () => {
+    const result = await runCli(at('topics', 'create', 'errors-config-variable'), { env: { STRATA_CONFIG: join(directory, 'absent.json') } });
+    expect(result.code, result.stderr).toBe(0);
+    expect(await admin.describeTopic('errors-config-variable')).toMatchObject({ name: 'errors-config-variable' });
   });
 
   it('the same from STRATA_CONFIG, set to a file that is not there or to nothing', async () => {

@@ -25,7 +25,8 @@ export function serveCommand(yargs: Argv): Argv {
     'Run a broker (data in --data-dir, gRPC on --listen)',
     (command) =>
       command
-        .options(SERVE_OPTIONS)
+        // Each flag takes a value: without one, yargs would quietly use the default.
+        .options(Object.fromEntries(Object.entries(SERVE_OPTIONS).map(([name, option]) => [name, { ...option, requiresArg: true }])))
         .config('config', 'Path to a JSON file of options (flags and STRATA_* variables win over it)', readConfigFile)
         .example('strata serve', 'data in ./data, gRPC on 127.0.0.1:50051')
         .example('STRATA_LISTEN=0.0.0.0:50051 strata serve --data-dir /var/lib/strata', 'listen on all interfaces')

@@ -1,0 +1,61 @@
+/**
+ * Checks of `strata serve`'s command line and environment that must run before yargs parses
+ * them, because yargs would answer badly or not at all:
+ * - it reads the config file before any other check, so it would answer two with "Invalid JSON
+ *   config file: [ 'a.json', 'b.json' ]" and one without a path with "Invalid JSON config
+ *   file: true", and it skips an empty path (the broker would start on its defaults, in
+ *   ./data, where a script meant a file);
+ * - it makes 0 of an empty value given to a number option (`--retention-ms=`,
+ *   `STRATA_RETENTION_MS=` from an unset shell variable), and a retention of 0 deletes every
+ *   sealed segment.
+ * Options before `--` only. `--help` and `--version` skip these checks, as they skip yargs' own.
+ */
+import { SERVE_OPTIONS } from '../config/broker-options.js';
+import { commandOf, environmentName } from './environment.js';
+
+/** The first problem found, as the one line the CLI prints; null when there is none. */
+export function serveInputProblem(argv: readonly string[], env: NodeJS.ProcessEnv, commands: Iterable<string>): string | null {
+  const end = argv.indexOf('--');
+  const options = end < 0 ? argv : argv.slice(0, end);
+  if (commandOf(options, commands) !== 'serve') return null;
+  if (options.some((token) => token === '--help' || token === '-h' || token === '--version')) return null;
+  return configProblem(options, env) ?? emptyNumberProblem(options, env);
+}
+
+function configProblem(options: readonly string[], env: NodeJS.ProcessEnv): string | null {
+  let given = 0;
+  for (let index = 0; index < options.length; index++) {
+    const value = optionValue(options, index, 'config');
+    if (value === null) continue;
+    // yargs never takes a token that starts with a dash as a long option's value.
+    if (value === undefined || value.startsWith('-')) return '--config needs the path of a JSON file of options';
+    if (value === '') return '--config was given an empty path; give the path of a JSON file of options';
+    given++;
+  }
+  if (given > 1) return `--config was given ${given} times; it takes one value`;
+  if (given === 0 && env.STRATA_CONFIG === '') return 'STRATA_CONFIG is set but empty; give the path of a JSON file of options, or unset it';
+  return null;
+}
+
+function emptyNumberProblem(options: readonly string[], env: NodeJS.ProcessEnv): string | null {
+  for (const [name, option] of Object.entries(SERVE_OPTIONS)) {
+    if (option.type !== 'number') continue;
+    for (let index = 0; index < options.length; index++) {
+      if (optionValue(options, index, name)?.trim() === '') return `--${name} was given an empty value; give a number`;
+    }
+    const variable = environmentName(name);
+    if (env[variable]?.trim() === '') return `${variable} is set but empty; give a number, or unset it`;
+  }
+  return null;
+}
+
+/**
+ * The value given to `--name` by the token at `index`: after `=`, or the next token (undefined
+ * when there is none); null when that token is not `--name`.
+ */
+function optionValue(options: readonly string[], index: number, name: string): string | undefined | null {
+  const token = options[index]!;
+  if (token === `--${name}`) return options[index + 1];
+  if (token.startsWith(`--${name}=`)) return token.slice(name.length + 3);
+  return null;
+}
