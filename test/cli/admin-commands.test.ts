@@ -2,26 +2,15 @@
 // offsets, sizes, configs, committed offsets and lag) and change it as asked; method: the
 // compiled CLI run as child processes against a real in-process broker, outputs parsed by
 // column and checked against the Admin client.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Admin } from '../../src/client/admin.js';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 
-let broker: TestBroker;
-let admin: Admin;
-
-beforeAll(async () => {
-  broker = await startTestBroker({ groupHeartbeatIntervalMs: 500 });
-  admin = new Admin({ server: broker.address });
-});
-afterAll(async () => {
-  await admin?.close();
-  await broker?.dispose();
-});
+const shared = useBrokerWithAdmin({ groupHeartbeatIntervalMs: 500 });
 
 /** Runs the CLI against the test broker and expects success; returns stdout. */
 async function strata(...args: string[]): Promise<string> {
-  const result = await runCli([...args, '--server', broker.address]);
+  const result = await runCli([...args, '--server', shared.broker.address]);
   expect(result.stderr).toMatch(args[0] === 'produce' ? /^produced .*\n$/ : /^$/);
   expect(result.code).toBe(0);
   return result.stdout;
@@ -76,7 +65,7 @@ describe('strata topics', () => {
     expect(partitions[2]).toMatchObject({ 'START OFFSET': '0', 'HIGH WATERMARK': '3', 'END OFFSET': '3', RECORDS: '3', SEGMENTS: '1', STATUS: 'ok' });
     expect(partitions[2]!.SIZE).toMatch(/^\d+ B$/);
     expect(partitions[0]).toMatchObject({ 'HIGH WATERMARK': '0', SIZE: '0 B' });
-    const size = (await admin.describeTopic('admin-orders')).partitions[2]!.sizeBytes;
+    const size = (await shared.admin.describeTopic('admin-orders')).partitions[2]!.sizeBytes;
     expect(partitions[2]!.SIZE).toBe(`${size} B`);
 
     expect(await strata('topics', 'alter', 'admin-orders', '--config', 'retention.ms=3600000', '--config', 'segment.ms=600000')).toBe(
@@ -93,7 +82,7 @@ describe('strata topics', () => {
 
 describe('strata groups', () => {
   it('describes a group whose lag falls to 0 as it consumes, then resets and deletes it', async () => {
-    await admin.createTopic('admin-lag', { partitions: 2 });
+    await shared.admin.createTopic('admin-lag', { partitions: 2 });
     await strata('produce', 'admin-lag', ...Array.from({ length: 50 }, (_, index) => `record ${index}`));
     const group = 'admin-billing';
 
@@ -130,7 +119,7 @@ describe('strata groups', () => {
     ]);
     expect(field(await strata('groups', 'describe', group), 'total lag')).toBe('50');
     const toTime = table(await strata('groups', 'reset-offsets', group, '--topic', 'admin-lag', '--to', new Date(Date.now() + 3_600_000).toISOString(), '--partition', '1'), 'TOPIC');
-    expect(toTime).toEqual([{ TOPIC: 'admin-lag', PARTITION: '1', 'NEW OFFSET': String((await admin.describeTopic('admin-lag')).partitions[1]!.highWatermark) }]);
+    expect(toTime).toEqual([{ TOPIC: 'admin-lag', PARTITION: '1', 'NEW OFFSET': String((await shared.admin.describeTopic('admin-lag')).partitions[1]!.highWatermark) }]);
 
     expect(await strata('groups', 'delete', group)).toBe(`deleted group "${group}"\n`);
     expect(table(await strata('groups', 'list'), 'GROUP').map((row) => row.GROUP)).not.toContain(group);

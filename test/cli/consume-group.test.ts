@@ -3,36 +3,25 @@
 // the sources against a real in-process broker, printing into a stream that accepts a set number
 // of writes and then fails like a closed pipe, and the group's committed offset compared with the
 // lines the stream took.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Admin } from '../../src/client/admin.js';
+import { describe, expect, it } from 'vitest';
 import { Connection } from '../../src/client/connection.js';
 import { Producer } from '../../src/client/producer.js';
 import { groupConsumer } from '../../src/cli/commands/consume-group.js';
 import { OUTPUT_CHUNK_BYTES, OutputWriter } from '../../src/cli/output.js';
 import { RecordPrinter } from '../../src/cli/record-format.js';
 import { FailingStream } from '../helpers/failing-stream.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 
-let broker: TestBroker;
-let admin: Admin;
-
-beforeAll(async () => {
-  broker = await startTestBroker({ groupHeartbeatIntervalMs: 500 });
-  admin = new Admin({ server: broker.address });
-});
-afterAll(async () => {
-  await admin?.close();
-  await broker?.dispose();
-});
+const shared = useBrokerWithAdmin({ groupHeartbeatIntervalMs: 500 });
 
 describe('consume --group when stdout closes', () => {
   it('commits the first record whose line was not written, not the end of the printed batch', async () => {
     const topic = 'group-closed-output';
     const group = 'closed-output';
-    await admin.createTopic(topic, { partitions: 1 });
+    await shared.admin.createTopic(topic, { partitions: 1 });
     // 2000 lines of 1000 bytes: about eight output chunks, all fetched in one or two batches.
     const value = 'v'.repeat(999);
-    const producer = new Producer({ server: broker.address });
+    const producer = new Producer({ server: shared.broker.address });
     try {
       await Promise.all(Array.from({ length: 2000 }, () => producer.send({ topic, value })));
     } finally {
@@ -41,7 +30,7 @@ describe('consume --group when stdout closes', () => {
 
     const pipe = new FailingStream(2, 'EPIPE');
     const writer = new OutputWriter(pipe);
-    const connection = new Connection({ server: broker.address });
+    const connection = new Connection({ server: shared.broker.address });
     try {
       await groupConsumer({
         connection,
@@ -62,7 +51,7 @@ describe('consume --group when stdout closes', () => {
     expect(written.endsWith('\n')).toBe(true);
     const linesWritten = written.split('\n').length - 1;
     expect(writer.closed).toBe(true);
-    const committed = await admin.fetchOffsets(group, [topic]);
+    const committed = await shared.admin.fetchOffsets(group, [topic]);
     expect(committed.map((entry) => [entry.partition, entry.offset])).toEqual([[0, linesWritten]]);
   });
 });

@@ -8,30 +8,25 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Admin } from '../../src/client/admin.js';
 import { Producer } from '../../src/client/producer.js';
 import { type CliProcess, STRATA_BIN, runCli, startCli } from '../helpers/cli.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 
-let broker: TestBroker;
-let admin: Admin;
+const shared = useBrokerWithAdmin({ groupHeartbeatIntervalMs: 500 });
 let closedPort: number;
 const running: CliProcess[] = [];
 
 beforeAll(async () => {
-  broker = await startTestBroker({ groupHeartbeatIntervalMs: 500 });
-  admin = new Admin({ server: broker.address });
-  await admin.createTopic('errors-existing', { partitions: 2 });
+  await shared.admin.createTopic('errors-existing', { partitions: 2 });
   // A port that was free a moment ago and has no listener now.
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   closedPort = (server.address() as { port: number }).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
-afterAll(async () => {
+// Registered after the broker's hooks, so run before its afterAll: the processes go first.
+afterAll(() => {
   for (const process of running) process.kill();
-  await admin?.close();
-  await broker?.dispose();
 });
 
 async function expectFailure(args: string[], code: 1 | 2, stderr: string | RegExp, input?: string): Promise<void> {
@@ -45,7 +40,7 @@ async function expectFailure(args: string[], code: 1 | 2, stderr: string | RegEx
 }
 
 function at(...args: string[]): string[] {
-  return [...args, '--server', broker.address];
+  return [...args, '--server', shared.broker.address];
 }
 
 describe('the broker refuses: exit 1 with its message', () => {
@@ -81,7 +76,7 @@ describe('the broker refuses: exit 1 with its message', () => {
     const member = startCli(at('consume', 'errors-existing', '--group', 'busy', '--follow'));
     running.push(member);
     const deadline = Date.now() + 20_000;
-    while (!(await admin.describeGroup('busy').then((group) => group.members.length === 1, () => false))) {
+    while (!(await shared.admin.describeGroup('busy').then((group) => group.members.length === 1, () => false))) {
       if (Date.now() > deadline) throw new Error(`the member did not join; stderr: ${member.stderr}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -119,7 +114,7 @@ describe('the broker cannot be reached: exit 1', { concurrent: true }, () => {
     const result = await runCli(['topics', 'list'], { env: { STRATA_SERVER: `127.0.0.1:${closedPort}` } });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`cannot reach the broker at 127.0.0.1:${closedPort}`);
-    const reachable = await runCli(['topics', 'list'], { env: { STRATA_SERVER: broker.address } });
+    const reachable = await runCli(['topics', 'list'], { env: { STRATA_SERVER: shared.broker.address } });
     expect(reachable.code).toBe(0);
     expect(reachable.stdout).toContain('errors-existing');
   });
@@ -241,7 +236,7 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
   it('STRATA_CONFIG is serve\'s alone: topics create does not take it as a topic config', async () => {
     const result = await runCli(at('topics', 'create', 'errors-config-variable'), { env: { STRATA_CONFIG: join(directory, 'absent.json') } });
     expect(result.code, result.stderr).toBe(0);
-    expect(await admin.describeTopic('errors-config-variable')).toMatchObject({ name: 'errors-config-variable' });
+    expect(await shared.admin.describeTopic('errors-config-variable')).toMatchObject({ name: 'errors-config-variable' });
   });
 
   it('the same from STRATA_CONFIG, set to a file that is not there or to nothing', async () => {
@@ -271,8 +266,8 @@ describe('stdout on a full disk: exit 1 with one line', () => {
 
   it.skipIf(!existsSync('/dev/full'))('consume, with and without a group, and tail', async () => {
     const topic = 'errors-full-disk';
-    await admin.createTopic(topic, { partitions: 1 });
-    const producer = new Producer({ server: broker.address });
+    await shared.admin.createTopic(topic, { partitions: 1 });
+    const producer = new Producer({ server: shared.broker.address });
     try {
       await Promise.all(['a', 'b', 'c'].map((value) => producer.send({ topic, partition: 0, value })));
     } finally {
@@ -287,6 +282,6 @@ describe('stdout on a full disk: exit 1 with one line', () => {
       expect(await runIntoFullDisk(at(...args)), args.join(' ')).toEqual({ code: 1, stderr: line });
     }
     // No line was written, so the group's position stays at the first record.
-    expect((await admin.fetchOffsets('errors-full-disk')).map(({ partition, offset }) => ({ partition, offset }))).toEqual([{ partition: 0, offset: 0 }]);
+    expect((await shared.admin.fetchOffsets('errors-full-disk')).map(({ partition, offset }) => ({ partition, offset }))).toEqual([{ partition: 0, offset: 0 }]);
   });
 });

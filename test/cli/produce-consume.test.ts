@@ -2,36 +2,29 @@
 // partitioner, JSON with headers and binary bytes, counts, push delivery, group sharing); method:
 // the compiled CLI run as child processes against a real in-process broker, outputs compared
 // with what was sent, long-running commands awaited line by line with deadlines (no sleeps).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { partitionForKey } from '../../src/broker/partitioner.js';
-import { Admin } from '../../src/client/admin.js';
 import { Producer } from '../../src/client/producer.js';
 import { type CliProcess, runCli, startCli } from '../helpers/cli.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 
-let broker: TestBroker;
-let admin: Admin;
+// Short heartbeats: group members see each other's arrival quickly.
+const shared = useBrokerWithAdmin({ groupHeartbeatIntervalMs: 500 });
 const running: CliProcess[] = [];
 
-beforeAll(async () => {
-  // Short heartbeats: group members see each other's arrival quickly.
-  broker = await startTestBroker({ groupHeartbeatIntervalMs: 500 });
-  admin = new Admin({ server: broker.address });
-});
-afterAll(async () => {
+// Registered after the broker's hooks, so run before its afterAll: the processes go first.
+afterAll(() => {
   for (const process of running) process.kill();
-  await admin?.close();
-  await broker?.dispose();
 });
 
 function strata(...args: string[]): string[] {
-  return [...args, '--server', broker.address];
+  return [...args, '--server', shared.broker.address];
 }
 
 let topicCounter = 0;
 async function createTopic(partitions: number): Promise<string> {
   const name = `cli-${++topicCounter}`;
-  await admin.createTopic(name, { partitions });
+  await shared.admin.createTopic(name, { partitions });
   return name;
 }
 
@@ -134,7 +127,7 @@ describe('produce and consume', () => {
     expect(counted.code).toBe(0);
     expect(counted.stdout.split('\n').slice(0, -1)).toHaveLength(10);
     const partition = await runCli(strata('consume', topic, '--partition', '1', '--format', 'json'));
-    const onOne = (await admin.describeTopic(topic)).partitions[1]!.highWatermark;
+    const onOne = (await shared.admin.describeTopic(topic)).partitions[1]!.highWatermark;
     expect(jsonLines(partition.stdout).map((record) => record.offset)).toEqual(Array.from({ length: onOne }, (_, index) => index));
 
     // With --follow it waits for records produced later and ends at --count.
@@ -154,7 +147,7 @@ describe('Ctrl-C', () => {
     const producer = startCli(strata('produce', topic), { input: 'open' });
     running.push(producer);
     producer.child.stdin!.write(Array.from({ length: 100 }, (_, index) => `before ${index}\n`).join(''));
-    await eventually(async () => (await admin.describeTopic(topic)).partitions.reduce((sum, partition) => sum + partition.highWatermark, 0) === 100, 'the first 100 records');
+    await eventually(async () => (await shared.admin.describeTopic(topic)).partitions.reduce((sum, partition) => sum + partition.highWatermark, 0) === 100, 'the first 100 records');
     expect(await producer.interrupt()).toEqual({ code: 0, signal: null });
     expect(producer.stderr).toMatch(new RegExp(`^interrupted: produced 100 records to [12] partitions? of "${topic}" in `));
     expect((await runCli(strata('consume', topic))).stdout.split('\n').slice(0, -1)).toHaveLength(100);
@@ -164,7 +157,7 @@ describe('Ctrl-C', () => {
 describe('tail', () => {
   it('prints the last N records by timestamp, then a record produced after it started within 1 s', async () => {
     const topic = await createTopic(2);
-    const producer = new Producer({ server: broker.address, lingerMs: 0 });
+    const producer = new Producer({ server: shared.broker.address, lingerMs: 0 });
     try {
       const base = Date.now() - 60_000;
       await Promise.all([
@@ -200,14 +193,14 @@ describe('consume --group', () => {
     running.push(...members);
     await eventually(async () => {
       try {
-        const description = await admin.describeGroup(group);
+        const description = await shared.admin.describeGroup(group);
         return description.state === 'stable' && description.members.length === 2 && description.members.every((member) => member.assignment.length > 0);
       } catch {
         return false;
       }
     }, 'both members to own partitions');
 
-    const producer = new Producer({ server: broker.address });
+    const producer = new Producer({ server: shared.broker.address });
     try {
       await Promise.all(Array.from({ length: 200 }, (_, index) => producer.send({ topic, key: `key-${index}`, value: `value-${index}` })));
     } finally {
@@ -224,7 +217,7 @@ describe('consume --group', () => {
 
     // Ctrl-C: each member commits and leaves the group.
     for (const member of members) expect(await member.interrupt()).toEqual({ code: 0, signal: null });
-    const description = await admin.describeGroup(group);
+    const description = await shared.admin.describeGroup(group);
     expect(description.members).toEqual([]);
     expect(description.totalLag).toBe(0);
     expect(description.partitions.map((entry) => entry.committedOffset)).toEqual(description.partitions.map((entry) => entry.logEndOffset));

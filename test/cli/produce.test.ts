@@ -6,22 +6,12 @@
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Admin } from '../../src/client/admin.js';
+import { describe, expect, it } from 'vitest';
 import { checkReadableInput, produceCommand, sendFailureLine } from '../../src/cli/commands/produce.js';
-import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
+import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
+import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 
-let broker: TestBroker;
-let admin: Admin;
-
-beforeAll(async () => {
-  broker = await startTestBroker();
-  admin = new Admin({ server: broker.address });
-});
-afterAll(async () => {
-  await admin?.close();
-  await broker?.dispose();
-});
+const shared = useBrokerWithAdmin();
 
 /** Runs `strata ARGS...` as main.ts does, failures thrown rather than printed. */
 function strata(args: string[]): Promise<unknown> {
@@ -34,15 +24,15 @@ function strata(args: string[]): Promise<unknown> {
 describe('produce with a record the topic cannot take', () => {
   it('names the line not sent, and counts the records produced before and after it', async () => {
     const topic = 'produce-too-large';
-    await admin.createTopic(topic, { partitions: 1, configs: { 'max.message.bytes': '2000' } });
-    const failed = await strata(['produce', topic, 'a', 'x'.repeat(3000), 'c', '--server', broker.address]).then(
+    await shared.admin.createTopic(topic, { partitions: 1, configs: { 'max.message.bytes': '2000' } });
+    const failed = await strata(['produce', topic, 'a', 'x'.repeat(3000), 'c', '--server', shared.broker.address]).then(
       () => null,
       (error: Error) => error.message,
     );
     expect(failed).toMatch(
       /^input line 2 \(3,000 bytes\) was not sent: a record of at least \d+ bytes \(in a batch of its own\) exceeds topic "produce-too-large"'s max\.message\.bytes of 2000; 2 other records were produced \(1 before it, 1 after it\)$/,
     );
-    const description = await admin.describeTopic(topic);
+    const description = await shared.admin.describeTopic(topic);
     expect(description.partitions[0]!.highWatermark).toBe(2); // `a` and `c`
   });
 });
