@@ -73,6 +73,8 @@ export interface PartitionState {
   writtenBytes: { direct: number; buffered: number };
   /** Records appended since the partition was opened (duplicates of idempotent retries are not). */
   appendedRecords: number;
+  /** Bytes and records served to readers since the partition was opened. */
+  served: { bytes: number; records: number };
   error: string;
 }
 
@@ -453,6 +455,7 @@ export class Broker {
         segmentCount: log.segmentCount,
         writtenBytes: { ...log.writtenBytes },
         appendedRecords: log.appendedRecords,
+        served: { ...log.served },
         error: log.fenced?.message ?? '',
       })),
     };

@@ -38,12 +38,7 @@ export function adminServiceHandlers(broker: Broker, context: HandlerContext): U
       return describeToWire(await broker.createTopic(request.name, request.partitions, configsFromWire(request.configs)));
     }),
     deleteTopic: unaryHandler(context, 'DeleteTopic', async (request: strata.v1.DeleteTopicRequest) => {
-      try {
-        await broker.deleteTopic(request.name);
-      } finally {
-        // Gone (even if a later step of the delete failed): a topic of the same name starts from 0.
-        if (typeof request.name === 'string' && !broker.hasTopic(request.name)) context.metrics?.forgetTopic(request.name);
-      }
+      await broker.deleteTopic(request.name);
       return v1.DeleteTopicResponse.create();
     }),
     listTopics: unaryHandler(context, 'ListTopics', async () =>

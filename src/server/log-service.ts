@@ -3,6 +3,7 @@
  * subscribe (server push with flow control), list offsets and producer ids. They check and
  * convert wire messages and call the broker; errors go through the one status table.
  */
+import { setMaxListeners } from 'node:events';
 import {
   status,
   type ServerUnaryCall,
@@ -13,7 +14,7 @@ import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_BYTES_MAX, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
-import { forEachBatch, readLastOffset, readRecordCount } from '../storage/record-batch.js';
+import { forEachBatch, readLastOffset } from '../storage/record-batch.js';
 import { checkDecoded } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
 import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
@@ -103,17 +104,6 @@ function producerFromWire(request: strata.v1.ProduceRequest): { producerId: numb
   return { producerId, producerEpoch: checkProducerEpoch(request.producerEpoch), baseSequence: nonNegative(request.baseSequence, 'base_sequence') };
 }
 
-function countRecords(batches: Buffer): number {
-  let count = 0;
-  forEachBatch(batches, (position) => (count += readRecordCount(batches, position)));
-  return count;
-}
-
-function countOut(metrics: BrokerMetrics | null, topic: string, batches: Buffer): void {
-  if (metrics === null || batches.length === 0) return;
-  metrics.countOut(topic, batches.length, countRecords(batches));
-}
-
 /** The offset after the last whole batch in `batches`, or `offset` when there is none. */
 function nextOffsetAfter(batches: Buffer, offset: number): number {
   let next = offset;
@@ -188,12 +178,12 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       }
       const fields = { highWatermark: result.highWatermark, logStartOffset: result.logStartOffset };
       if (request.raw) {
-        countOut(context.metrics, topic, result.batches);
+        log.noteServed(result.batches);
         return encodeRawFetchResponse(result.batches, result.headroom, { ...fields, nextOffset: nextOffsetAfter(result.batches, offset) });
       }
       // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
       const decoded = await encodeRecordsFetchResponse(result.batches, offset, maxBytes, fields);
-      countOut(context.metrics, topic, decoded.included);
+      log.noteServed(decoded.included);
       return decoded.message;
     }),
 
@@ -203,7 +193,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       call.once('close', () => context.metrics?.activeCalls.dec({ method: 'Subscribe' }));
       // A subscription ends when the client cancels it, when the broker stops (it then ended
       // without an error), or with the error that ended it.
-      const ending = subscribe(broker, call, ended.signal, context.metrics).then(() => ({ failed: false as const }), (error: unknown) => ({ failed: true as const, error }));
+      const ending = subscribe(broker, call, ended.signal).then(() => ({ failed: false as const }), (error: unknown) => ({ failed: true as const, error }));
       void ending.then((end) => {
         ended.release();
         if (ended.cancelled()) return countSubscribeEnd(context.metrics, status.CANCELLED);
@@ -241,7 +231,6 @@ async function subscribe(
   broker: Broker,
   call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>,
   signal: AbortSignal,
-  metrics: BrokerMetrics | null,
 ): Promise<void> {
   const request = checkDecoded(call.request);
   const topic = checkTopic(request.topic);
@@ -251,13 +240,13 @@ async function subscribe(
   const logs = partitions.map((partition) => broker.partitionLog(topic, nonNegative(partition, 'partitions[]')));
   const offsets = await Promise.all(logs.map((log) => resolveStart(log, start)));
   // One partition that fails ends the call: the others stop following before the error is sent
-  // (left running, they would go on reading into a closed stream). Each partition has a signal
-  // of its own, aborted from here, so no signal gets a listener per partition (Node warns of a
-  // leak past 10, and a Subscribe may follow hundreds).
-  const partitionStops = logs.map(() => new AbortController());
+  // (left running, they would go on reading into a closed stream). Every follower waits on this
+  // signal, so it may hold a listener per partition: hundreds are normal (Node warns past 10).
+  const following = new AbortController();
+  setMaxListeners(0, following.signal);
   const sendWindow = new SendWindow(call, maxBytes);
   const stopFollowing = (): void => {
-    for (const stop of partitionStops) stop.abort();
+    following.abort();
     sendWindow.wakeAll();
   };
   // Already aborted (the client cancelled while the start offsets were looked up, or the broker
@@ -267,7 +256,7 @@ async function subscribe(
   try {
     const outcomes = await Promise.allSettled(
       logs.map((log, index) => {
-        const follower: PartitionFollower = { topic, partition: partitions[index]!, maxBytes, raw: request.raw, signal: partitionStops[index]!.signal, sendWindow, metrics };
+        const follower: PartitionFollower = { partition: partitions[index]!, maxBytes, raw: request.raw, signal: following.signal, sendWindow };
         return followPartition(follower, log, offsets[index]!).catch((error: unknown) => {
           stopFollowing();
           throw error;
@@ -331,14 +320,12 @@ class SendWindow {
 
 /** What a partition of a Subscribe call needs to follow it. */
 interface PartitionFollower {
-  topic: string;
   partition: number;
   maxBytes: number;
   raw: boolean;
-  /** Aborts when the call ends; this partition's alone, so it holds at most one listener. */
+  /** Aborts when the call ends, or when another partition of the call failed. */
   signal: AbortSignal;
   sendWindow: SendWindow;
-  metrics: BrokerMetrics | null;
 }
 
 /** Pushes one partition's records to the stream as they become durable, honouring backpressure. */
@@ -355,22 +342,22 @@ async function followPartition(follower: PartitionFollower, log: PartitionLog, s
       await waitForHighWatermark(log, SUBSCRIBE_IDLE_CHECK_MS, signal);
       continue;
     }
-    const { response, nextOffset } = await subscribeResponse(follower, result, offset);
+    const { response, nextOffset } = await subscribeResponse(follower, log, result, offset);
     offset = nextOffset;
     sendWindow.send(response);
   }
 }
 
 /** The SubscribeResponse of what was read from `offset`, and the offset to read from next. */
-async function subscribeResponse(follower: PartitionFollower, result: ReadResult, offset: number): Promise<{ response: Buffer; nextOffset: number }> {
+async function subscribeResponse(follower: PartitionFollower, log: PartitionLog, result: ReadResult, offset: number): Promise<{ response: Buffer; nextOffset: number }> {
   const fields = { partition: follower.partition, highWatermark: result.highWatermark };
   if (follower.raw) {
     const nextOffset = nextOffsetAfter(result.batches, offset);
-    countOut(follower.metrics, follower.topic, result.batches);
+    log.noteServed(result.batches);
     return { response: encodeRawSubscribeResponse(result.batches, result.headroom, { ...fields, nextOffset }), nextOffset };
   }
   // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
   const decoded = await encodeRecordsSubscribeResponse(result.batches, offset, follower.maxBytes, fields);
-  countOut(follower.metrics, follower.topic, decoded.included);
+  log.noteServed(decoded.included);
   return { response: decoded.message, nextOffset: decoded.nextOffset };
 }

@@ -26,8 +26,6 @@ export class BrokerMetrics {
   readonly fsyncSeconds: Histogram;
   readonly writeSeconds: Histogram;
   private readonly rebalances: Counter<'group'>;
-  /** Bytes and records served to readers, per topic; a deleted topic's entry goes at the next scrape. */
-  private readonly served = new Map<string, { bytes: number; records: number }>();
   private broker: Broker | null = null;
   private groups: GroupCoordinator | null = null;
   /** The scrape under way's partition figures (see partitionFigures). */
@@ -99,7 +97,8 @@ export class BrokerMetrics {
         registers,
         collect() {
           this.reset();
-          for (const [topic, served] of metrics.servedTopics()) this.inc({ topic }, value(served));
+          // A topic's series appears once one of its partitions has been read.
+          for (const state of metrics.partitionFigures()) if (value(state.served) > 0) this.inc({ topic: state.topic }, value(state.served));
         },
       });
     };
@@ -215,32 +214,6 @@ export class BrokerMetrics {
     return this.scrapeFigures;
   }
 
-  /** Counts a read's answer into strata_bytes_out_total and strata_records_out_total. */
-  countOut(topic: string, bytes: number, records: number): void {
-    const served = this.served.get(topic);
-    if (served === undefined) this.served.set(topic, { bytes, records });
-    else {
-      served.bytes += bytes;
-      served.records += records;
-    }
-  }
-
-  /** Drops a deleted topic's served counts. */
-  forgetTopic(topic: string): void {
-    this.served.delete(topic);
-  }
-
-  /**
-   * The served counts of the topics the broker has now; those of deleted topics are dropped
-   * (a read answered while its topic was being deleted may have counted after `forgetTopic`).
-   */
-  private servedTopics(): Map<string, { bytes: number; records: number }> {
-    const broker = this.broker;
-    if (broker === null || !broker.ready) return this.served;
-    for (const topic of this.served.keys()) if (!broker.hasTopic(topic)) this.served.delete(topic);
-    return this.served;
-  }
-
   private walkPartitions(): PartitionFigures[] {
     const broker = this.broker;
     if (broker === null || !broker.ready) return [];
@@ -312,4 +285,5 @@ interface PartitionFigures {
   segmentCount: number;
   writtenBytes: { direct: number; buffered: number };
   appendedRecords: number;
+  served: { bytes: number; records: number };
 }

@@ -50,6 +50,7 @@ import {
   readLastOffsetDelta,
   readMaxTimestamp,
   readProducerId,
+  readRecordCount,
   writeBaseOffset,
 } from './record-batch.js';
 import { type CheckedBatches, checkCompressedBatches, validateBatchesOnLoop } from './batch-validation.js';
@@ -233,6 +234,8 @@ export class PartitionLog {
   private ioBusy = false;
   /** Bytes appended with direct writes and through the page cache, since open. */
   readonly writtenBytes = { direct: 0, buffered: 0 };
+  /** Bytes and records of the batches that answers to readers held, since open (`noteServed`). */
+  readonly served = { bytes: 0, records: 0 };
   /** The log end offset at open: every record appended since moves it on by one. */
   private readonly nextOffsetAtOpen: number;
   /** Log writes and fdatasyncs of the append path, by the thread that made them (see `PartitionLogOptions.ioCalls`). */
@@ -337,6 +340,15 @@ export class PartitionLog {
 
   get logEndOffset(): number {
     return this.nextOffset;
+  }
+
+  /**
+   * Counts `batches`, which an answer to a reader held, into `served`. The server calls it: only
+   * it knows which of the batches read went out (decoded answers may hold fewer).
+   */
+  noteServed(batches: Buffer): void {
+    this.served.bytes += batches.length;
+    forEachBatch(batches, (position) => (this.served.records += readRecordCount(batches, position)));
   }
 
   /** Records appended since open; duplicates of idempotent retries, never appended, are not counted. */
