@@ -1,7 +1,7 @@
 /** `strata dump-log FILE`: prints every batch of a segment `.log` (see storage/dump-log.ts). */
 import type { Argv } from 'yargs';
 import { dumpLogFile } from '../../storage/dump-log.js';
-import { OutputWriter } from '../output.js';
+import { OUTPUT_CHUNK_BYTES, OutputWriter } from '../output.js';
 
 export function dumpLogCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -17,7 +17,9 @@ export function dumpLogCommand(yargs: Argv): Argv {
       for await (const line of dumpLogFile(argv.file as string, { records: argv.records })) {
         writer.text(line);
         writer.newline();
-        await writer.drain();
+        // Once a chunk's worth waits on the stream: lines are short, and each drain() hands the
+        // stream the chunk held so far (a write, and a fresh chunk) however little it holds.
+        if (writer.appendedBytes - writer.writtenBytes >= OUTPUT_CHUNK_BYTES) await writer.drain();
         if (writer.closed) break; // `| head`, or a failed write reported below
       }
       await writer.flushed();
