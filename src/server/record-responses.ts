@@ -30,7 +30,7 @@ import {
   writeUvarint,
   writeVarintFields,
 } from '../common/protobuf-wire.js';
-import { type RecordVisitor, RECORDS_OFFSET, forEachBatch, forEachRecord, inflateBatch, readBatchSize, readLastOffset, readRecordCount } from '../storage/record-batch.js';
+import { type RecordVisitor, RECORDS_OFFSET, forEachBatch, forEachRecord, inflateBatch, isCompressedBatch, readBatchSize, readLastOffset, readRecordCount } from '../storage/record-batch.js';
 import { HEADER_KEY_TAG, HEADER_VALUE_TAG, RECORD_HEADERS_TAG, RECORD_KEY_TAG, RECORD_OFFSET_TAG, RECORD_TIMESTAMP_TAG, RECORD_VALUE_TAG } from './record-message.js';
 import { type FetchResponseFields, type SubscribeResponseFields, fetchResponseFields, subscribeResponseFields } from './raw-responses.js';
 
@@ -91,7 +91,7 @@ async function encodeRecords(batches: Buffer, fromOffset: number, maxBytes: numb
   for (const position of positions) {
     if (end > 0 && writer.position >= maxBytes) break;
     // Inflated off the event loop, one batch at a time: only this batch's records are held.
-    const inflated = await inflateBatch(batches, position);
+    const inflated = isCompressedBatch(batches, position) ? await inflateBatch(batches, position) : undefined;
     const size = readBatchSize(batches, position);
     writer.reserve((inflated?.length ?? size - RECORDS_OFFSET) + readRecordCount(batches, position) * RECORD_OVERHEAD_GUESS);
     forEachRecord(batches, position, fromOffset, visit, inflated);

@@ -394,10 +394,16 @@ export function forEachBatch(buffer: Buffer, visit: (position: number, size: num
   return position;
 }
 
+/** Whether the records of the batch at `position` are compressed. */
+export function isCompressedBatch(buffer: Buffer, position: number): boolean {
+  return compressionOf(readAttributes(buffer, position)) !== Compression.none;
+}
+
 /**
  * The records of the batch at `position` inflated on the thread pool, or undefined when it is
  * not compressed (`forEachRecord` takes either). Rejects with `CORRUPT_BATCH` when they do not
- * inflate.
+ * inflate. Callers on a read path ask `isCompressedBatch` first: awaiting this for a batch that
+ * is not compressed costs a turn of the microtask queue per batch.
  */
 export async function inflateBatch(buffer: Buffer, position: number): Promise<Buffer | undefined> {
   const compression = compressionOf(readAttributes(buffer, position));
@@ -427,7 +433,7 @@ export async function firstRecordFrom(
   });
   for (const position of positions) {
     let found: { offset: number; timestamp: number } | null = null;
-    const inflated = await inflateBatch(buffer, position);
+    const inflated = isCompressedBatch(buffer, position) ? await inflateBatch(buffer, position) : undefined;
     forEachRecord(buffer, position, fromOffset, (offset, timestamp) => {
       if (found === null && timestamp >= minTimestamp) found = { offset, timestamp };
     }, inflated);
