@@ -112,7 +112,7 @@ describe('Subscribe with a reader that does not read', () => {
     }
   });
 
-  it('following more than 10 partitions, waiting for room and then for new records, adds no listener per partition (no MaxListenersExceededWarning)', async () => {
+  it('following more than 10 partitions, waiting for room and then for new records, raises no MaxListenersExceededWarning', async () => {
     const topic = 'slow-reader-many';
     const partitions = 12;
     await topicWithData(topic, partitions, 4, 16 * 1024);
@@ -121,14 +121,20 @@ describe('Subscribe with a reader that does not read', () => {
       if (warning.name === 'MaxListenersExceededWarning') warnings.push(warning);
     };
     process.on('warning', onWarning);
+    const logs = Array.from({ length: partitions }, (_, partition) => shared.broker.broker.partitionLog(topic, partition));
+    const reads = logs.map(countReadsWithData);
+    const totalReads = (): number => reads.reduce((sum, counter) => sum + counter.count, 0);
     const subscription = new PausedSubscription({ topic, start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 16 * 1024 });
     try {
-      // Every partition has more than the window's worth to send, so all of them wait for room.
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Every partition has more than the window's worth to send, so all of them wait for room:
+      // the reads stop.
+      await waitUntil(() => totalReads() > 0, 'the first push');
+      await plateau(totalReads, 200);
       subscription.read();
       await waitUntil(() => Array.from({ length: partitions }, (_, partition) => subscription.values(partition).length).every((count) => count === 4), 'four records of every partition');
       // Then all twelve wait for new records.
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      const waitingForRecords = (log: PartitionLog): boolean => (log as unknown as { highWatermarkListeners: Set<unknown> }).highWatermarkListeners.size > 0;
+      await waitUntil(() => logs.every(waitingForRecords), 'every partition to wait for new records');
       for (let partition = 0; partition < partitions; partition++) expect(subscription.values(partition)).toEqual(expectedValues(partition, 4));
       expect(warnings.map((warning) => warning.message)).toEqual([]);
     } finally {
