@@ -201,13 +201,17 @@ describe('the data directory lock', () => {
   });
 
   it(`stops waiting for a stalled removal after ${REMOVALS_WAIT_MS} ms, and the next start removes what is left`, async () => {
-    const { dataDir, fs, broker } = await brokerOnTestFileSystem();
+    const { dataDir, fs, broker, warnings } = await brokerOnTestFileSystem();
     await broker.createTopic('doomed', 1, {});
     const held = fs.hold('removeTree');
     try {
       await broker.deleteTopic('doomed');
       await held.reached;
+      const closing = performance.now();
       await broker.close(); // returns with the removal still held
+      // It waited its bound first (timers never fire early; a millisecond of rounding aside), and said so.
+      expect(performance.now() - closing).toBeGreaterThanOrEqual(REMOVALS_WAIT_MS - 2);
+      expect(warnings).toContain("stopping before the removal of deleted topics' directories finished; the next start goes on with it");
       expect(readdirSync(join(dataDir, 'deleted'))).toHaveLength(1);
       expect(await openOutcome(dataDir)).toBe('opened');
       await vi.waitFor(() => expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]), { timeout: 10_000 });

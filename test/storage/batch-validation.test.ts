@@ -9,7 +9,7 @@ import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
@@ -311,6 +311,11 @@ describe('firstRecordKey of a compressed batch (inflated only as far as the key)
   it('reads the key of a batch that inflates past the bound without inflating it all', () => {
     const bomb = largeGzipBatch(INFLATED_BATCH_BYTES_MAX / MiB + 1, 1);
     expect(firstRecordKey(bomb)).toBeNull(); // its records have null keys
+    // A broken gzip member at the very end: only a read that stops early never reaches it.
+    const brokenTail = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0xff, 0xde, 0xad, 0xbe, 0xef]);
+    const withBrokenTail = gzipBatch(1, Buffer.concat([bomb.subarray(RECORDS_OFFSET), brokenTail]));
+    expect(() => gunzipSync(withBrokenTail.subarray(RECORDS_OFFSET))).toThrow();
+    expect(firstRecordKey(withBrokenTail)).toBeNull();
   });
 });
 
