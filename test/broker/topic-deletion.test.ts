@@ -3,11 +3,12 @@
 // not start from them), its directory is moved out if it can be, and the broker logs what an
 // operator has to do; method: a real broker on a temp directory, with a file where the
 // graveyard of deleted topics goes (the move fails) or an injected FileSystem whose fdatasyncs
-// fail (the close fails), and a logger that keeps the broker's error lines.
+// (the close fails) or directory fsyncs (the move is not made durable) fail, and a logger that
+// keeps the broker's error lines.
 import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { ErrorCode } from '../../src/common/errors.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
@@ -34,6 +35,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   fs.failFdatasync = false;
+  fs.directorySyncError = null;
   await broker.close();
   removeDirectory(dataDir);
 });
@@ -64,4 +66,15 @@ it('whose log fails to close: succeeds all the same (its directory moved out, th
   expect(readdirSync(join(dataDir, 'deleted')).length).toBeLessThanOrEqual(1); // moved, maybe removed already
   await broker.createTopic('doomed', 1, {});
   expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(0);
+});
+
+it('whose topics directory fails to fsync after the move: drops the offsets, removes the moved directory, logs what a crash could bring back, and fails', async () => {
+  fs.directorySyncError = 'EIO'; // every directory fsync, the close's included
+  await expect(broker.deleteTopic('doomed')).rejects.toMatchObject({ code: 'EIO' });
+  fs.directorySyncError = null;
+  expect(broker.hasTopic('doomed')).toBe(false);
+  expect(offsetsDropped).toEqual(['doomed']);
+  expect(errors.map((entry) => entry.msg)).toContain('the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and then each start reports it as an orphan');
+  expect(existsSync(join(dataDir, 'topics', 'doomed'))).toBe(false);
+  await vi.waitFor(() => expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]));
 });
