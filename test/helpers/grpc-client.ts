@@ -3,7 +3,7 @@
  * integration tests that speak the wire protocol directly. Calls carry a deadline, so a hung
  * server fails the test instead of stalling it.
  */
-import { type Client, type MethodDefinition, type ServiceError, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
+import { type Client, type ClientReadableStream, Metadata, type MethodDefinition, type ServiceError, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { strata } from '../../src/generated/strata.js';
 import { adminServiceDefinition, groupsServiceDefinition, logServiceDefinition } from '../../src/server/service-definitions.js';
 
@@ -43,6 +43,24 @@ export class TestClient {
       }
       const definition = DEFINITIONS[service][name as keyof (typeof DEFINITIONS)[typeof service]] as unknown as MethodDefinition<Buffer, unknown>;
       this[service].makeUnaryRequest(definition.path, (bytes: Buffer) => bytes, definition.responseDeserialize, request, options, callback);
+    });
+  }
+
+  /**
+   * The status a Subscribe call ends with; fails if it delivers data instead. A Buffer request is
+   * sent as it is (wire bytes made by hand), as with `call`.
+   */
+  subscribeError(request: unknown, timeoutMs = 10_000): Promise<ServiceError> {
+    const options = { deadline: Date.now() + timeoutMs };
+    const stream = Buffer.isBuffer(request)
+      ? this.log.makeServerStreamRequest('/strata.v1.Log/Subscribe', (bytes: Buffer) => bytes, (bytes: Buffer) => bytes, request, new Metadata(), options)
+      : (this.log as unknown as { subscribe(request: unknown, options: { deadline: number }): ClientReadableStream<unknown> }).subscribe(request, options);
+    return new Promise((resolve, reject) => {
+      stream.on('data', () => {
+        stream.cancel();
+        reject(new Error('expected the subscription to fail, but it delivered data'));
+      });
+      stream.on('error', (error: ServiceError) => resolve(error));
     });
   }
 

@@ -18,16 +18,9 @@ function produce(fields: strata.v1.IProduceRequest): Promise<strata.v1.ProduceRe
   return shared.client.call('log.produce', v1.ProduceRequest.create(fields));
 }
 
-/** The status a Subscribe stream ends with (it must end with an error, not data). */
+/** The status a Subscribe of `fields` ends with (it must end with an error, not data). */
 function subscribeError(fields: strata.v1.ISubscribeRequest): Promise<ServiceError> {
-  return new Promise((resolve, reject) => {
-    const stream = (shared.client.log as unknown as { subscribe(request: unknown, options: { deadline: number }): NodeJS.EventEmitter & { cancel(): void } }).subscribe(v1.SubscribeRequest.create(fields), { deadline: Date.now() + 10_000 });
-    stream.on('data', () => {
-      stream.cancel();
-      reject(new Error('expected the subscription to fail, but it delivered data'));
-    });
-    stream.on('error', (error: ServiceError) => resolve(error));
-  });
+  return shared.client.subscribeError(v1.SubscribeRequest.create(fields));
 }
 
 const outcome = (error: ServiceError): { code: string | undefined; details: string } => ({ code: status[error.code], details: error.details });

@@ -20,6 +20,7 @@ import { RecordRanges } from '../../src/storage/record-ranges.js';
 import { crc32c } from '@node-rs/crc32';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
+import { useSharedBroker } from '../helpers/shared-broker.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
 import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
 
@@ -277,18 +278,6 @@ describe('bad requests', () => {
     { name: 'subscribe with a negative max_bytes', method: 'log.subscribe', request: () => v1.SubscribeRequest.create({ topic: 'good', maxBytes: -4 }), code: status.INVALID_ARGUMENT, message: /max_bytes must be a non-negative integer, got -4/ },
   ];
 
-  /** The status a Subscribe stream ends with (it must end with an error, not data). */
-  function subscribeError(request: unknown): Promise<ServiceError> {
-    return new Promise((resolve, reject) => {
-      const stream = (client.log as unknown as { subscribe(request: unknown, options: { deadline: number }): NodeJS.EventEmitter & { cancel(): void } }).subscribe(request, { deadline: Date.now() + 10_000 });
-      stream.on('data', () => {
-        stream.cancel();
-        reject(new Error('expected the subscription to fail, but it delivered data'));
-      });
-      stream.on('error', (error: ServiceError) => resolve(error));
-    });
-  }
-
   it('refuses to start with a default max.message.bytes a request cannot carry, and warns of such a topic at start', async () => {
     const dataDir = temporaryDirectory();
     try {
@@ -337,12 +326,7 @@ describe('bad requests', () => {
   });
 
   it('ends a Subscribe whose request is not protobuf with INVALID_ARGUMENT', async () => {
-    const path = '/strata.v1.Log/Subscribe';
-    const stream = client.log.makeServerStreamRequest(path, (bytes: Buffer) => bytes, (bytes: Buffer) => bytes, Buffer.from([0x0f]), new Metadata(), { deadline: Date.now() + 10_000 });
-    const error = await new Promise<ServiceError>((resolve, reject) => {
-      stream.on('data', () => reject(new Error('expected the subscription to fail, but it delivered data')));
-      stream.on('error', resolve);
-    });
+    const error = await client.subscribeError(Buffer.from([0x0f]));
     expect({ code: status[error.code], details: error.details }).toEqual({ code: 'INVALID_ARGUMENT', details: expect.stringMatching(/^the request to strata\.v1\.Log\/Subscribe is not a valid protobuf message \(invalid wire type 7/) });
   });
 
@@ -374,7 +358,7 @@ describe('bad requests', () => {
 
   for (const c of cases) {
     it(`${c.name} → ${status[c.code]}`, async () => {
-      const error = c.method === 'log.subscribe' ? await subscribeError(c.request()) : await grpcError(client.call(c.method, c.request()));
+      const error = c.method === 'log.subscribe' ? await client.subscribeError(c.request()) : await grpcError(client.call(c.method, c.request()));
       expect({ code: status[error.code], details: error.details }).toMatchObject({ code: status[c.code] });
       expect(error.details).toMatch(c.message);
     });
@@ -423,48 +407,36 @@ describe('bad requests', () => {
 });
 
 describe('large requests (broker at the default --max-request-bytes of 64 MiB)', () => {
-  let broker: TestBroker;
-  let client: TestClient;
+  const shared = useSharedBroker();
   /** A few MiB: over the 1 MiB limit of non-produce requests, far under the server's 64 MiB. */
   const OVER_LIMIT_BYTES = 3 * 1024 * 1024;
   const tooLarge = (method: string, bytes: number): RegExp =>
     new RegExp(`^the request to strata\\.v1\\.${method} is ${bytes} bytes, over the limit of ${NON_PRODUCE_REQUEST_BYTES_MAX} bytes for this method; only Produce and ProduceStream, which carry records, take requests up to --max-request-bytes`);
 
   beforeAll(async () => {
-    broker = await startTestBroker();
-    client = new TestClient(broker.address);
-    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'large', partitions: 1 }));
-  });
-
-  afterAll(async () => {
-    client?.close();
-    await broker?.dispose();
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'large', partitions: 1 }));
   });
 
   it('refuses a Heartbeat of 3 MiB of packed owned partitions with RESOURCE_EXHAUSTED, before decoding it', async () => {
     // Each packed zero is one byte, and decoded, an array element and an object.
     const partitions = new Array<number>(OVER_LIMIT_BYTES).fill(0);
     const bytes = Buffer.from(v1.HeartbeatRequest.encode(v1.HeartbeatRequest.create({ groupId: 'large', memberEpoch: 0, ownedPartitions: [{ topic: 'large', partitions }] })).finish());
-    const error = await grpcError(client.call('groups.heartbeat', bytes));
+    const error = await grpcError(shared.client.call('groups.heartbeat', bytes));
     expect(status[error.code]).toBe('RESOURCE_EXHAUSTED');
     expect(error.details).toMatch(tooLarge('Groups/Heartbeat', bytes.length));
   });
 
   it('refuses a CreateTopic over 1 MiB with RESOURCE_EXHAUSTED and creates nothing', async () => {
     const bytes = Buffer.from(v1.CreateTopicRequest.encode(v1.CreateTopicRequest.create({ name: 'large-configs', partitions: 1, configs: { 'retention.ms': '1'.repeat(OVER_LIMIT_BYTES) } })).finish());
-    const error = await grpcError(client.call('admin.createTopic', bytes));
+    const error = await grpcError(shared.client.call('admin.createTopic', bytes));
     expect(status[error.code]).toBe('RESOURCE_EXHAUSTED');
     expect(error.details).toMatch(tooLarge('Admin/CreateTopic', bytes.length));
-    expect(broker.broker.hasTopic('large-configs')).toBe(false);
+    expect(shared.broker.broker.hasTopic('large-configs')).toBe(false);
   });
 
   it('ends a Subscribe over 1 MiB with RESOURCE_EXHAUSTED', async () => {
     const bytes = Buffer.from(v1.SubscribeRequest.encode(v1.SubscribeRequest.create({ topic: 'large', partitions: new Array<number>(OVER_LIMIT_BYTES).fill(0) })).finish());
-    const stream = client.log.makeServerStreamRequest('/strata.v1.Log/Subscribe', (request: Buffer) => request, (response: Buffer) => response, bytes, new Metadata(), { deadline: Date.now() + 10_000 });
-    const error = await new Promise<ServiceError>((resolve, reject) => {
-      stream.on('data', () => reject(new Error('expected the subscription to be refused, but it delivered data')));
-      stream.on('error', resolve);
-    });
+    const error = await shared.client.subscribeError(bytes);
     expect(status[error.code]).toBe('RESOURCE_EXHAUSTED');
     expect(error.details).toMatch(tooLarge('Log/Subscribe', bytes.length));
   });
@@ -473,7 +445,7 @@ describe('large requests (broker at the default --max-request-bytes of 64 MiB)',
     const encode = (request: strata.v1.CommitOffsetsRequest): Buffer => Buffer.from(v1.CommitOffsetsRequest.encode(request).finish());
     const small = encode(v1.CommitOffsetsRequest.create({ groupId: 'large-commits', correlationId: Long.fromNumber(1, true), offsets: [{ topic: 'large', partition: 0, offset: Long.ZERO }] }));
     const large = encode(v1.CommitOffsetsRequest.create({ groupId: 'large-commits', correlationId: Long.fromNumber(2, true), offsets: [{ topic: 'large', partition: 0, offset: Long.ZERO, metadata: 'm'.repeat(OVER_LIMIT_BYTES) }] }));
-    const stream = client.groups.makeBidiStreamRequest('/strata.v1.Groups/CommitOffsetsStream', (request: Buffer) => request, (response: Buffer) => v1.CommitOffsetsResponse.decode(response), new Metadata(), { deadline: Date.now() + 10_000 });
+    const stream = shared.client.groups.makeBidiStreamRequest('/strata.v1.Groups/CommitOffsetsStream', (request: Buffer) => request, (response: Buffer) => v1.CommitOffsetsResponse.decode(response), new Metadata(), { deadline: Date.now() + 10_000 });
     const answered: number[] = [];
     const error = await new Promise<ServiceError>((resolve) => {
       stream.on('data', (response: strata.v1.CommitOffsetsResponse) => answered.push(Long.fromValue(response.correlationId).toNumber()));
@@ -491,7 +463,7 @@ describe('large requests (broker at the default --max-request-bytes of 64 MiB)',
     const emptyRecord = Buffer.from([(3 << 3) | 2, 0]);
     const fields = v1.ProduceRequest.encode(v1.ProduceRequest.create({ topic: 'large', partition: 0 })).finish();
     const bytes = Buffer.concat([fields, Buffer.alloc((PRODUCE_REQUEST_RECORDS_MAX + 1) * emptyRecord.length, emptyRecord)]);
-    const error = await grpcError(client.call('log.produce', bytes));
+    const error = await grpcError(shared.client.call('log.produce', bytes));
     expect({ code: status[error.code], details: error.details }).toEqual({
       code: 'RESOURCE_EXHAUSTED',
       details: `the produce request carries more than ${PRODUCE_REQUEST_RECORDS_MAX} records, more than fit in one batch (a record takes at least 7 bytes in a batch, and no partition accepts a batch over 16777216 bytes); send the records in several requests`,
@@ -499,13 +471,13 @@ describe('large requests (broker at the default --max-request-bytes of 64 MiB)',
   });
 
   it('still serves afterwards: a produce and a fetch round trip, a member joins, a topic is created', async () => {
-    const produced = await client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'large', partition: 0, records: [record('after')] }));
+    const produced = await shared.client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'large', partition: 0, records: [record('after')] }));
     expect(produced.batches[0]!.baseOffset.toNumber()).toBe(0); // the refused produce took no offsets
-    const fetched = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'large', partition: 0, offset: long(0) }));
+    const fetched = await shared.client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'large', partition: 0, offset: long(0) }));
     expect(fetched.records.map((r) => Buffer.from(r.value!).toString())).toEqual(['after']);
-    const joined = await client.call<strata.v1.HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'large', memberEpoch: 0, subscribedTopicNames: ['large'] }));
+    const joined = await shared.client.call<strata.v1.HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'large', memberEpoch: 0, subscribedTopicNames: ['large'] }));
     expect(joined.memberId).not.toBe('');
-    const created = await client.call<strata.v1.TopicDescription>('admin.createTopic', v1.CreateTopicRequest.create({ name: 'large-after', partitions: 1 }));
+    const created = await shared.client.call<strata.v1.TopicDescription>('admin.createTopic', v1.CreateTopicRequest.create({ name: 'large-after', partitions: 1 }));
     expect(created.partitions).toHaveLength(1);
   });
 });
