@@ -18,7 +18,7 @@ export function serveInputProblem(argv: readonly string[], env: NodeJS.ProcessEn
   const end = argv.indexOf('--');
   const options = end < 0 ? argv : argv.slice(0, end);
   if (commandOf(options, commands) !== 'serve') return null;
-  if (options.some((token) => token === '--help' || token === '-h' || token === '--version')) return null;
+  if (options.some((token) => token === '--help' || token === '--version')) return null;
   return configProblem(options, env) ?? emptyNumberProblem(options, env);
 }
 

@@ -22,7 +22,6 @@
  * fails the same way. Ctrl-C stops reading, flushes what was read, prints the summary and exits 0.
  */
 import { fstatSync } from 'node:fs';
-import { constants } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { Argv } from 'yargs';
 import { describeTopic } from '../../client/admin.js';
@@ -314,7 +313,8 @@ export function checkReadableInput(fd: number): void {
   } catch (error) {
     throw new Error(`cannot read stdin: ${systemErrorText(error as NodeJS.ErrnoException)}`);
   }
-  if (isDirectory) throw new Error(`cannot read stdin: ${systemErrorText(Object.assign(new Error('is a directory'), { code: 'EISDIR', errno: -constants.errno.EISDIR }))}`);
+  // Worded as systemErrorText words the EISDIR a read would have given.
+  if (isDirectory) throw new Error('cannot read stdin: EISDIR (illegal operation on a directory)');
 }
 
 /** A record the producer failed to send, where it came from, and why. */
