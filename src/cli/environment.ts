@@ -6,14 +6,14 @@
  * (`STRATA_DATA_DIR`, set for `serve` by the Docker image, while running `strata topics list`) is
  * left out silently: it is meant for that command, and the strict parser would refuse it.
  */
-export const ENVIRONMENT_PREFIX = 'STRATA_';
+const ENVIRONMENT_PREFIX = 'STRATA_';
 
 export function environmentName(option: string): string {
   return ENVIRONMENT_PREFIX + option.toUpperCase().replace(/-/g, '_');
 }
 
 /** The `STRATA_*` variables in `environment` that name none of `knownOptions`. */
-export function unknownOptionVariables(environment: NodeJS.ProcessEnv, knownOptions: Iterable<string>): string[] {
+function unknownOptionVariables(environment: NodeJS.ProcessEnv, knownOptions: Iterable<string>): string[] {
   const known = new Set([...knownOptions].map(environmentName));
   return Object.keys(environment).filter((name) => name.startsWith(ENVIRONMENT_PREFIX) && !known.has(name));
 }

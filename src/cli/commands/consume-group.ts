@@ -98,7 +98,7 @@ function allAssignedAtEnd(consumer: Consumer, state: ReadState): boolean {
  * when all were. `lineEnds[i]` is the output position just after record i's line; the stream
  * writes in order, so its written bytes are a prefix of the output.
  */
-export function firstUnwritten(records: readonly ConsumerRecord[], lineEnds: readonly number[], writtenBytes: number): number | null {
+function firstUnwritten(records: readonly ConsumerRecord[], lineEnds: readonly number[], writtenBytes: number): number | null {
   for (let index = 0; index < lineEnds.length; index++) {
     if (lineEnds[index]! > writtenBytes) return records[index]!.offset;
   }
