@@ -200,7 +200,7 @@ export class Broker {
     const records = this.metadata.listTopics();
     for (const record of records) {
       const config = this.effectiveConfig(record);
-      const problem = this.requestProblem(config);
+      const problem = batchRoomProblem(config.maxMessageBytes, this.maxRequestBytes);
       if (problem !== null) this.logger.warn({ topic: record.name }, `topic "${record.name}": ${problem}; producers of full batches will fail. Lower the topic's max.message.bytes or raise --max-request-bytes`);
       const logs: PartitionLog[] = [];
       this.topics.set(record.name, { record, config, logs }); // so that close() closes what opened
@@ -285,11 +285,6 @@ export class Broker {
     return resolveLogConfig(parseKafkaConfig(record.configs), this.topicDefaults);
   }
 
-  /** Why a batch of the topic's max.message.bytes cannot travel in one request here, or null. */
-  private requestProblem(config: LogConfig): string | null {
-    return batchRoomProblem(config.maxMessageBytes, this.maxRequestBytes);
-  }
-
   /**
    * The config of a topic being created or altered: valid, and, when `maxMessageBytesSet`, its
    * batches fit in a request. (A stored topic over the limit may still have its other configs
@@ -297,7 +292,7 @@ export class Broker {
    */
   private configForChange(record: TopicRecord, maxMessageBytesSet: boolean): LogConfig {
     const config = this.effectiveConfig(record);
-    const problem = maxMessageBytesSet ? this.requestProblem(config) : null;
+    const problem = maxMessageBytesSet ? batchRoomProblem(config.maxMessageBytes, this.maxRequestBytes) : null;
     if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${problem}; lower max.message.bytes or raise --max-request-bytes`);
     return config;
   }
