@@ -24,7 +24,7 @@ import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, reso
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { firstRecordKey } from '../storage/record-batch.js';
-import { buildBatchFromRanges } from '../storage/record-batch-builder.js';
+import { buildBatchFromRanges, rangeBatchBytesFloor } from '../storage/record-batch-builder.js';
 import { NULL_LENGTH, type RecordRanges } from '../storage/record-ranges.js';
 import { InlineIoBudget } from '../storage/inline-io.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
@@ -556,15 +556,25 @@ export class Broker {
     producer: ProducerFields | null,
   ): Promise<ProduceResult> {
     this.checkOpen();
-    const count = this.requireTopicChecked(topic).logs.length;
+    const { logs, config } = this.requireTopicChecked(topic);
+    const count = logs.length;
     if (records.count === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a produce request needs records or a batch');
     if (producer !== null && partition === null) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'idempotent produce of plain records needs an explicit partition (sequence numbers are per partition)');
     }
     const options = { timestamp: this.clock.nowMs(), ...(producer ?? {}) };
     const byPartition = partition === null ? this.partitionRecords(records, count) : new Map([[partition, null]]);
-    const appends = [...byPartition].map(async ([target, indices]) => {
+    // Every partition is checked before any batch is encoded (up to a request's size each) or
+    // appended: an unknown partition first, then records that cannot fit max.message.bytes.
+    const targets = [...byPartition].map(([target, indices]) => {
       const log = this.partitionLog(topic, target);
+      const floor = rangeBatchBytesFloor(records, indices);
+      if (floor > config.maxMessageBytes) {
+        throw new StrataError(ErrorCode.RECORD_TOO_LARGE, `the records for partition ${target} make a batch of at least ${floor} bytes, larger than max.message.bytes ${config.maxMessageBytes}; send them in several requests`);
+      }
+      return { target, indices, log };
+    });
+    const appends = targets.map(async ({ target, indices, log }) => {
       const batch = buildBatchFromRanges(records, indices, options);
       const result = await this.appendTo(log, batch, acks);
       return { appended: { partition: target, ...result.offsets }, logAppendTimeMs: result.logAppendTimeMs };

@@ -86,6 +86,25 @@ export function buildBatchFromRanges(records: RecordRanges, indices: Int32Array 
   return builder.finish(options);
 }
 
+/**
+ * Bytes the batch `buildBatchFromRanges` would encode from these records takes at least,
+ * uncompressed: every varint at its narrowest. Lets a caller refuse records that cannot fit a
+ * size limit before encoding them.
+ */
+export function rangeBatchBytesFloor(records: RecordRanges, indices: Int32Array | null): number {
+  const count = indices === null ? records.count : indices.length;
+  let size = BATCH_HEADER_BYTES + count * RECORD_FRAMING_FLOOR;
+  for (let at = 0; at < count; at++) {
+    const index = indices === null ? at : indices[at]!;
+    size += Math.max(0, records.keyLength(index)) + Math.max(0, records.valueLength(index));
+    const firstHeader = records.firstHeader(index);
+    for (let header = firstHeader; header < firstHeader + records.headerCount(index); header++) {
+      size += HEADER_FRAMING_FLOOR + records.headerKeyLength(header) + Math.max(0, records.headerValueLength(header));
+    }
+  }
+  return size;
+}
+
 function rangeRecordSizeBound(records: RecordRanges, index: number): number {
   const firstHeader = records.firstHeader(index);
   const headerCount = records.headerCount(index);
@@ -124,6 +143,10 @@ const HEADER_COUNT_BOUND = VARINT_BOUND - 1;
  * timestamp delta (10), offset delta (5), key and value lengths (5 each), header count (1).
  */
 export const RECORD_FRAMING_BOUND = 32;
+/** The same fields at their narrowest: a byte each for the seven. */
+const RECORD_FRAMING_FLOOR = 7;
+/** A header's key and value lengths at their narrowest. */
+const HEADER_FRAMING_FLOOR = 2;
 
 export class RecordBatchBuilder {
   private readonly headroom: number;

@@ -238,7 +238,16 @@ describe('bad requests', () => {
 
     // --- Sizes.
     { name: 'produce a raw batch over max.message.bytes', method: 'log.produce', request: produce({ topic: 'small', partition: 0, batch: batchOf('z'.repeat(2000)) }), code: status.RESOURCE_EXHAUSTED, message: /batch 0 is \d+ bytes, larger than max\.message\.bytes 1024/ },
-    { name: 'produce records over max.message.bytes', method: 'log.produce', request: produce({ topic: 'small', records: [record('z'.repeat(1500))] }), code: status.RESOURCE_EXHAUSTED, message: /larger than max\.message\.bytes 1024/ },
+    { name: 'produce records over max.message.bytes', method: 'log.produce', request: produce({ topic: 'small', records: [record('z'.repeat(1500))] }), code: status.RESOURCE_EXHAUSTED, message: /^the records for partition 0 make a batch of at least 1568 bytes, larger than max\.message\.bytes 1024; send them in several requests$/ },
+    {
+      // Key "a" goes to good/0 and fits; key "d" goes to good/1 and does not. Neither is appended
+      // (the "afterwards" checks below see both partitions unchanged).
+      name: 'produce records for two partitions, one over max.message.bytes',
+      method: 'log.produce',
+      request: produce({ topic: 'good', records: [record('fits', { key: Buffer.from('a') }), record('z'.repeat(MAX_REQUEST_BYTES / 2), { key: Buffer.from('d') })] }),
+      code: status.RESOURCE_EXHAUSTED,
+      message: /^the records for partition 1 make a batch of at least 524357 bytes, larger than max\.message\.bytes 524288; send them in several requests$/,
+    },
     {
       name: 'produce a batch over max.message.bytes with ACKS_NONE',
       method: 'log.produce',

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { BATCH_HEADER_BYTES, decodeRecords, readBatchHeader, type RecordInput } from '../../src/storage/record-batch.js';
 import { validateBatches } from '../../src/storage/batch-validation.js';
-import { RecordBatchBuilder, buildBatch, buildBatchFromRanges, recordSizeBound } from '../../src/storage/record-batch-builder.js';
+import { RecordBatchBuilder, buildBatch, buildBatchFromRanges, rangeBatchBytesFloor, recordSizeBound } from '../../src/storage/record-batch-builder.js';
 import { NULL_LENGTH, RecordRanges } from '../../src/storage/record-ranges.js';
 import { mulberry32 } from '../helpers/seeded-random.js';
 
@@ -142,5 +142,33 @@ describe('buildBatchFromRanges', () => {
 
   it('refuses an empty selection', () => {
     expect(() => buildBatchFromRanges(RecordRanges.of(records), new Int32Array(0))).toThrow(/at least one record/);
+  });
+});
+
+describe('rangeBatchBytesFloor', () => {
+  it('is at most the size of the batch, for all records and for a selection', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const ranges = RecordRanges.of(sampleRecords(1 + seed * 7, seed));
+      const indices = Int32Array.from({ length: Math.ceil(ranges.count / 3) }, (_, at) => at * 3);
+      for (const selection of [null, indices]) {
+        const batch = buildBatchFromRanges(ranges, selection, { timestamp: T0 });
+        const floor = rangeBatchBytesFloor(ranges, selection);
+        expect(floor, `seed ${seed}`).toBeLessThanOrEqual(batch.length);
+      }
+      // Keys, values and a byte for each of a record's seven framing fields, at least.
+      expect(rangeBatchBytesFloor(ranges, null)).toBeGreaterThanOrEqual(BATCH_HEADER_BYTES + ranges.payloadBytes + 7 * ranges.count);
+    }
+  });
+
+  it('is the size of the batch where every varint takes one byte', () => {
+    // Under 64 records of under 64 bytes each, one timestamp: lengths, deltas and counts fit a byte.
+    const small: RecordInput[] = Array.from({ length: 60 }, (_, index) => ({
+      key: index % 2 === 0 ? null : Buffer.from(`k${index}`),
+      value: Buffer.alloc(index % 40, 1),
+      headers: index % 9 === 0 ? [{ key: 'h', value: Buffer.from('hv') }, { key: 'n', value: null }] : [],
+      timestamp: T0,
+    }));
+    const ranges = RecordRanges.of(small);
+    expect(rangeBatchBytesFloor(ranges, null)).toBe(buildBatchFromRanges(ranges, null).length);
   });
 });
