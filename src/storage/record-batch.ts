@@ -293,16 +293,19 @@ export function readBatchHeader(buffer: Buffer, position = 0): BatchHeader {
 /** The headers of every record that has none: one shared, frozen array. */
 export const NO_HEADERS: readonly RecordHeader[] = Object.freeze([]);
 
-/** Receives one decoded record (key, value and header values are views into the batch). */
-export type RecordVisitor = (offset: number, timestamp: number, key: Buffer | null, value: Buffer | null, headers: readonly RecordHeader[]) => void;
+/**
+ * Receives one decoded record (key, value and header values are views into the batch); returning
+ * false stops the walk there.
+ */
+export type RecordVisitor = (offset: number, timestamp: number, key: Buffer | null, value: Buffer | null, headers: readonly RecordHeader[]) => boolean | void;
 
 /**
  * Decodes the records of the (already validated) batch at `position` whose offset is at least
  * `fromOffset`, handing each to `visit` in offset order: no object per record beyond what the
  * visitor makes, the key and value views, and headers when it has some. Records below
- * `fromOffset` are stepped over without views. A compressed batch's records are taken from
- * `inflated` when given (see `inflateBatch`), else inflated here. Throws `CORRUPT_BATCH` when
- * the records do not parse.
+ * `fromOffset` are stepped over without views, and those after one the visitor stops at are
+ * not read. A compressed batch's records are taken from `inflated` when given (see
+ * `inflateBatch`), else inflated here. Throws `CORRUPT_BATCH` when the records do not parse.
  */
 export function forEachRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor, inflated?: Buffer): void {
   const size = readBatchSize(buffer, position);
@@ -341,7 +344,7 @@ export function forEachRecord(buffer: Buffer, position: number, fromOffset: numb
         headers = list;
       }
       if (reader.position !== recordEnd) throw new RangeError(`record ${index} length does not match its fields`);
-      visit(offset, logAppendTime ? maxTimestamp : baseTimestamp + timestampDelta, key, value, headers);
+      if (visit(offset, logAppendTime ? maxTimestamp : baseTimestamp + timestampDelta, key, value, headers) === false) return;
     }
   } catch (error) {
     if (error instanceof StrataError) throw error;
@@ -355,7 +358,9 @@ export function forEachRecord(buffer: Buffer, position: number, fromOffset: numb
  */
 export function decodeRecords(buffer: Buffer, position = 0): DecodedRecord[] {
   const decoded: DecodedRecord[] = [];
-  forEachRecord(buffer, position, 0, (offset, timestamp, key, value, headers) => decoded.push(new BatchRecord(offset, timestamp, key, value, headers)));
+  forEachRecord(buffer, position, 0, (offset, timestamp, key, value, headers) => {
+    decoded.push(new BatchRecord(offset, timestamp, key, value, headers));
+  });
   return decoded;
 }
 
@@ -435,7 +440,9 @@ export async function firstRecordFrom(
     let found: { offset: number; timestamp: number } | null = null;
     const inflated = isCompressedBatch(buffer, position) ? await inflateBatch(buffer, position) : undefined;
     forEachRecord(buffer, position, fromOffset, (offset, timestamp) => {
-      if (found === null && timestamp >= minTimestamp) found = { offset, timestamp };
+      if (timestamp < minTimestamp) return true;
+      found = { offset, timestamp };
+      return false;
     }, inflated);
     if (found !== null) return found;
   }
