@@ -111,6 +111,17 @@ interface Topic {
   logs: PartitionLog[];
 }
 
+/** RECORD_TOO_LARGE for the plain records of one partition of a produce request. */
+function batchTooLarge(partition: number, recordCount: number, size: string, maxMessageBytes: number): StrataError {
+  const problem = `a batch of ${size} bytes, larger than max.message.bytes ${maxMessageBytes}`;
+  return new StrataError(
+    ErrorCode.RECORD_TOO_LARGE,
+    recordCount === 1
+      ? `the record for partition ${partition} makes ${problem}; make it smaller or raise the topic's max.message.bytes`
+      : `the ${recordCount} records for partition ${partition} make ${problem}; send them in several requests`,
+  );
+}
+
 export class Broker {
   readonly dataDir: string;
   private readonly metadata: MetadataStore;
@@ -564,18 +575,19 @@ export class Broker {
     }
     const options = { timestamp: this.clock.nowMs(), ...(producer ?? {}) };
     const byPartition = partition === null ? this.partitionRecords(records, count) : new Map([[partition, null]]);
-    // Every partition is checked before any batch is encoded (up to a request's size each) or
-    // appended: an unknown partition first, then records that cannot fit max.message.bytes.
+    // The request is all or nothing as to size: every partition's batch is checked before any
+    // is appended. Records that cannot fit are refused before they are encoded (up to a
+    // request's size each), the rest once their batch is.
     const targets = [...byPartition].map(([target, indices]) => {
       const log = this.partitionLog(topic, target);
+      const recordCount = indices === null ? records.count : indices.length;
       const floor = rangeBatchBytesFloor(records, indices);
-      if (floor > config.maxMessageBytes) {
-        throw new StrataError(ErrorCode.RECORD_TOO_LARGE, `the records for partition ${target} make a batch of at least ${floor} bytes, larger than max.message.bytes ${config.maxMessageBytes}; send them in several requests`);
-      }
-      return { target, indices, log };
-    });
-    const appends = targets.map(async ({ target, indices, log }) => {
+      if (floor > config.maxMessageBytes) throw batchTooLarge(target, recordCount, `at least ${floor}`, config.maxMessageBytes);
       const batch = buildBatchFromRanges(records, indices, options);
+      if (batch.length > config.maxMessageBytes) throw batchTooLarge(target, recordCount, String(batch.length), config.maxMessageBytes);
+      return { target, batch, log };
+    });
+    const appends = targets.map(async ({ target, batch, log }) => {
       const result = await this.appendTo(log, batch, acks);
       return { appended: { partition: target, ...result.offsets }, logAppendTimeMs: result.logAppendTimeMs };
     });

@@ -238,7 +238,7 @@ describe('bad requests', () => {
 
     // --- Sizes.
     { name: 'produce a raw batch over max.message.bytes', method: 'log.produce', request: produce({ topic: 'small', partition: 0, batch: batchOf('z'.repeat(2000)) }), code: status.RESOURCE_EXHAUSTED, message: /batch 0 is \d+ bytes, larger than max\.message\.bytes 1024/ },
-    { name: 'produce records over max.message.bytes', method: 'log.produce', request: produce({ topic: 'small', records: [record('z'.repeat(1500))] }), code: status.RESOURCE_EXHAUSTED, message: /^the records for partition 0 make a batch of at least 1568 bytes, larger than max\.message\.bytes 1024; send them in several requests$/ },
+    { name: 'produce records over max.message.bytes', method: 'log.produce', request: produce({ topic: 'small', records: [record('z'.repeat(1500))] }), code: status.RESOURCE_EXHAUSTED, message: /^the record for partition 0 makes a batch of at least 1568 bytes, larger than max\.message\.bytes 1024; make it smaller or raise the topic's max\.message\.bytes$/ },
     {
       // Key "a" goes to good/0 and fits; key "d" goes to good/1 and does not. Neither is appended
       // (the "afterwards" checks below see both partitions unchanged).
@@ -246,7 +246,17 @@ describe('bad requests', () => {
       method: 'log.produce',
       request: produce({ topic: 'good', records: [record('fits', { key: Buffer.from('a') }), record('z'.repeat(MAX_REQUEST_BYTES / 2), { key: Buffer.from('d') })] }),
       code: status.RESOURCE_EXHAUSTED,
-      message: /^the records for partition 1 make a batch of at least 524357 bytes, larger than max\.message\.bytes 524288; send them in several requests$/,
+      message: /^the record for partition 1 makes a batch of at least 524357 bytes, larger than max\.message\.bytes 524288; make it smaller or raise the topic's max\.message\.bytes$/,
+    },
+    {
+      // Key "d"'s 4,800 records could fit at a byte per varint (518,461 bytes), but once encoded
+      // their lengths and most offset deltas take two: 532,797 bytes. Key "a"'s record is not
+      // appended either.
+      name: 'produce records for two partitions, one whose batch is over max.message.bytes once encoded',
+      method: 'log.produce',
+      request: produce({ topic: 'good', records: [record('fits', { key: Buffer.from('a') }), ...Array.from({ length: 4800 }, () => record('z'.repeat(100), { key: Buffer.from('d') }))] }),
+      code: status.RESOURCE_EXHAUSTED,
+      message: /^the 4800 records for partition 1 make a batch of 532797 bytes, larger than max\.message\.bytes 524288; send them in several requests$/,
     },
     {
       name: 'produce a batch over max.message.bytes with ACKS_NONE',

@@ -164,7 +164,7 @@ describe('rangeBatchBytesFloor', () => {
     // Under 64 records of under 64 bytes each, one timestamp: lengths, deltas and counts fit a byte.
     const small: RecordInput[] = Array.from({ length: 60 }, (_, index) => ({
       key: index % 2 === 0 ? null : Buffer.from(`k${index}`),
-      value: Buffer.alloc(index % 40, 1),
+      value: index % 4 === 3 ? null : Buffer.alloc(index % 40, 1),
       headers: index % 9 === 0 ? [{ key: 'h', value: Buffer.from('hv') }, { key: 'n', value: null }] : [],
       timestamp: T0,
     }));
