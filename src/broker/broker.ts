@@ -23,8 +23,8 @@ import { graveyardDirectory, partitionDirectory, topicsDirectory } from '../stor
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
-import { firstRecordKey } from '../storage/record-batch.js';
-import { buildBatchFromRanges, rangeBatchBytesFloor } from '../storage/record-batch-builder.js';
+import { BATCH_HEADER_BYTES, firstRecordKey } from '../storage/record-batch.js';
+import { buildBatchFromRanges, rangeBatchBytesFloor, rangeRecordBytesFloor } from '../storage/record-batch-builder.js';
 import { NULL_LENGTH, type RecordRanges } from '../storage/record-ranges.js';
 import { InlineIoBudget } from '../storage/inline-io.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
@@ -111,15 +111,25 @@ interface Topic {
   logs: PartitionLog[];
 }
 
-/** RECORD_TOO_LARGE for the plain records of one partition of a produce request. */
-function batchTooLarge(partition: number, recordCount: number, size: string, maxMessageBytes: number): StrataError {
-  const problem = `a batch of ${size} bytes, larger than max.message.bytes ${maxMessageBytes}`;
-  return new StrataError(
-    ErrorCode.RECORD_TOO_LARGE,
-    recordCount === 1
-      ? `the record for partition ${partition} makes ${problem}; make it smaller or raise the topic's max.message.bytes`
-      : `the ${recordCount} records for partition ${partition} make ${problem}; send them in several requests`,
-  );
+/**
+ * RECORD_TOO_LARGE for the plain records of one partition of a produce request, whose batch is
+ * `size` bytes (or at least that, `sizeIsFloor`). Its advice: to make a record smaller when one
+ * cannot fit a batch on its own, else to send the records in several requests.
+ */
+function recordsTooLarge(records: RecordRanges, indices: Int32Array | null, partition: number, size: number, sizeIsFloor: boolean, maxMessageBytes: number): StrataError {
+  const count = indices === null ? records.count : indices.length;
+  const problem = `${sizeIsFloor ? 'at least ' : ''}${size} bytes, larger than max.message.bytes ${maxMessageBytes}`;
+  if (count === 1) {
+    return new StrataError(ErrorCode.RECORD_TOO_LARGE, `the record for partition ${partition} makes a batch of ${problem}; make it smaller or raise the topic's max.message.bytes`);
+  }
+  for (let at = 0; at < count; at++) {
+    const index = indices === null ? at : indices[at]!;
+    const alone = BATCH_HEADER_BYTES + rangeRecordBytesFloor(records, index);
+    if (alone > maxMessageBytes) {
+      return new StrataError(ErrorCode.RECORD_TOO_LARGE, `records[${index}] (for partition ${partition}) makes a batch of at least ${alone} bytes on its own, larger than max.message.bytes ${maxMessageBytes}; make it smaller or raise the topic's max.message.bytes`);
+    }
+  }
+  return new StrataError(ErrorCode.RECORD_TOO_LARGE, `the ${count} records for partition ${partition} make a batch of ${problem}; send them in several requests`);
 }
 
 export class Broker {
@@ -576,16 +586,18 @@ export class Broker {
     const options = { timestamp: this.clock.nowMs(), ...(producer ?? {}) };
     const byPartition = partition === null ? this.partitionRecords(records, count) : new Map([[partition, null]]);
     // The request is all or nothing as to size: every partition's batch is checked before any
-    // is appended. Records that cannot fit are refused before they are encoded (up to a
-    // request's size each), the rest once their batch is.
-    const targets = [...byPartition].map(([target, indices]) => {
-      const log = this.partitionLog(topic, target);
-      const recordCount = indices === null ? records.count : indices.length;
+    // is appended. Records that cannot fit are refused before any is encoded (up to a request's
+    // size each), the rest once their batch is.
+    const { maxMessageBytes } = config;
+    for (const [target, indices] of byPartition) {
+      this.partitionLog(topic, target); // an unknown partition is reported first
       const floor = rangeBatchBytesFloor(records, indices);
-      if (floor > config.maxMessageBytes) throw batchTooLarge(target, recordCount, `at least ${floor}`, config.maxMessageBytes);
+      if (floor > maxMessageBytes) throw recordsTooLarge(records, indices, target, floor, true, maxMessageBytes);
+    }
+    const targets = [...byPartition].map(([target, indices]) => {
       const batch = buildBatchFromRanges(records, indices, options);
-      if (batch.length > config.maxMessageBytes) throw batchTooLarge(target, recordCount, String(batch.length), config.maxMessageBytes);
-      return { target, batch, log };
+      if (batch.length > maxMessageBytes) throw recordsTooLarge(records, indices, target, batch.length, false, maxMessageBytes);
+      return { target, batch, log: this.partitionLog(topic, target) };
     });
     const appends = targets.map(async ({ target, batch, log }) => {
       const result = await this.appendTo(log, batch, acks);

@@ -93,14 +93,17 @@ export function buildBatchFromRanges(records: RecordRanges, indices: Int32Array 
  */
 export function rangeBatchBytesFloor(records: RecordRanges, indices: Int32Array | null): number {
   const count = indices === null ? records.count : indices.length;
-  let size = BATCH_HEADER_BYTES + count * RECORD_FRAMING_FLOOR;
-  for (let at = 0; at < count; at++) {
-    const index = indices === null ? at : indices[at]!;
-    size += Math.max(0, records.keyLength(index)) + Math.max(0, records.valueLength(index));
-    const firstHeader = records.firstHeader(index);
-    for (let header = firstHeader; header < firstHeader + records.headerCount(index); header++) {
-      size += HEADER_FRAMING_FLOOR + records.headerKeyLength(header) + Math.max(0, records.headerValueLength(header));
-    }
+  let size = BATCH_HEADER_BYTES;
+  for (let at = 0; at < count; at++) size += rangeRecordBytesFloor(records, indices === null ? at : indices[at]!);
+  return size;
+}
+
+/** Bytes record `index` of `records` takes in a batch at least (`rangeBatchBytesFloor`). */
+export function rangeRecordBytesFloor(records: RecordRanges, index: number): number {
+  let size = RECORD_FRAMING_FLOOR + Math.max(0, records.keyLength(index)) + Math.max(0, records.valueLength(index));
+  const firstHeader = records.firstHeader(index);
+  for (let header = firstHeader; header < firstHeader + records.headerCount(index); header++) {
+    size += HEADER_FRAMING_FLOOR + records.headerKeyLength(header) + Math.max(0, records.headerValueLength(header));
   }
   return size;
 }

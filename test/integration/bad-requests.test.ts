@@ -249,6 +249,13 @@ describe('bad requests', () => {
       message: /^the record for partition 1 makes a batch of at least 524357 bytes, larger than max\.message\.bytes 524288; make it smaller or raise the topic's max\.message\.bytes$/,
     },
     {
+      name: 'produce two records for one partition, the second too large on its own',
+      method: 'log.produce',
+      request: produce({ topic: 'good', records: [record('fits', { key: Buffer.from('d') }), record('z'.repeat(MAX_REQUEST_BYTES / 2), { key: Buffer.from('d') })] }),
+      code: status.RESOURCE_EXHAUSTED,
+      message: /^records\[1\] \(for partition 1\) makes a batch of at least 524357 bytes on its own, larger than max\.message\.bytes 524288; make it smaller or raise the topic's max\.message\.bytes$/,
+    },
+    {
       // Key "d"'s 4,800 records could fit at a byte per varint (518,461 bytes), but once encoded
       // their lengths and most offset deltas take two: 532,797 bytes. Key "a"'s record is not
       // appended either.
