@@ -589,15 +589,16 @@ export class Broker {
     // is appended. Records that cannot fit are refused before any is encoded (up to a request's
     // size each), the rest once their batch is.
     const { maxMessageBytes } = config;
-    for (const [target, indices] of byPartition) {
-      this.partitionLog(topic, target); // an unknown partition is reported first
+    const checked = [...byPartition].map(([target, indices]) => {
+      const log = this.partitionLog(topic, target); // an unknown partition is reported first
       const floor = rangeBatchBytesFloor(records, indices);
       if (floor > maxMessageBytes) throw recordsTooLarge(records, indices, target, floor, true, maxMessageBytes);
-    }
-    const targets = [...byPartition].map(([target, indices]) => {
+      return { target, indices, log };
+    });
+    const targets = checked.map(({ target, indices, log }) => {
       const batch = buildBatchFromRanges(records, indices, options);
       if (batch.length > maxMessageBytes) throw recordsTooLarge(records, indices, target, batch.length, false, maxMessageBytes);
-      return { target, batch, log: this.partitionLog(topic, target) };
+      return { target, batch, log };
     });
     const appends = targets.map(async ({ target, batch, log }) => {
       const result = await this.appendTo(log, batch, acks);
