@@ -24,7 +24,7 @@ import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, reso
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { BATCH_HEADER_BYTES, firstRecordKey } from '../storage/record-batch.js';
-import { buildBatchFromRanges, rangeBatchBytesFloor, rangeRecordBytesFloor } from '../storage/record-batch-builder.js';
+import { buildBatchFromRanges, rangeBatchBytesFloor, rangeRecordBytesFloor, rangesBytesFloorBound } from '../storage/record-batch-builder.js';
 import { NULL_LENGTH, type RecordRanges } from '../storage/record-ranges.js';
 import { InlineIoBudget } from '../storage/inline-io.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
@@ -157,7 +157,10 @@ export class Broker {
   ready = false;
   /** Partition directories found without metadata at start-up. */
   readonly orphans: string[] = [];
-  /** Removal of the previous run's deleted topics, begun at start and awaited by the first delete. */
+  /**
+   * The listing of the previous run's deleted topics, begun at start (their removals then go on
+   * in the background): the first delete waits for it, so it never lists its own topic.
+   */
   private graveyardCleared: Promise<void> = Promise.resolve();
   /** Removals of deleted topics' directories under way (see `removeInBackground`). */
   private readonly removals = new Set<Promise<void>>();
@@ -413,7 +416,7 @@ export class Broker {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn({ directory: graveyard, err: error }, 'could not list the topics deleted before the last stop');
       return;
     }
-    await Promise.all(entries.map((entry) => this.removeInBackground(join(graveyard, entry), 'could not remove a topic deleted before the last stop; it is removed at the next start')));
+    for (const entry of entries) void this.removeInBackground(join(graveyard, entry), 'could not remove a topic deleted before the last stop; it is removed at the next start');
   }
 
   /**
@@ -589,9 +592,10 @@ export class Broker {
     // is appended. Records that cannot fit are refused before any is encoded (up to a request's
     // size each), the rest once their batch is.
     const { maxMessageBytes } = config;
+    const mayNotFit = rangesBytesFloorBound(records) > maxMessageBytes; // else no pass over the records
     const checked = [...byPartition].map(([target, indices]) => {
       const log = this.partitionLog(topic, target); // an unknown partition is reported first
-      const floor = rangeBatchBytesFloor(records, indices);
+      const floor = mayNotFit ? rangeBatchBytesFloor(records, indices) : 0;
       if (floor > maxMessageBytes) throw recordsTooLarge(records, indices, target, floor, true, maxMessageBytes);
       return { target, indices, log };
     });

@@ -98,6 +98,16 @@ export function rangeBatchBytesFloor(records: RecordRanges, indices: Int32Array 
   return size;
 }
 
+/**
+ * An upper bound of `rangeBatchBytesFloor` for any selection of these records, without a pass
+ * over them: the whole source with every record's and header's framing at its narrowest. It
+ * holds where ranges do not overlap, as in a request's records; a caller that skips the floor
+ * when this fits must still check the encoded batch.
+ */
+export function rangesBytesFloorBound(records: RecordRanges): number {
+  return BATCH_HEADER_BYTES + records.source.length + records.count * RECORD_FRAMING_FLOOR + records.headerCountTotal * HEADER_FRAMING_FLOOR;
+}
+
 /** Bytes record `index` of `records` takes in a batch at least (`rangeBatchBytesFloor`). */
 export function rangeRecordBytesFloor(records: RecordRanges, index: number): number {
   let size = RECORD_FRAMING_FLOOR + Math.max(0, records.keyLength(index)) + Math.max(0, records.valueLength(index));

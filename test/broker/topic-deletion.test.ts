@@ -5,7 +5,7 @@
 // graveyard of deleted topics goes (the move fails) or an injected FileSystem whose fdatasyncs
 // (the close fails) or directory fsyncs (the move is not made durable) fail, and a logger that
 // keeps the broker's error lines.
-import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
@@ -77,4 +77,25 @@ it('whose topics directory fails to fsync after the move: drops the offsets, rem
   expect(errors.map((entry) => entry.msg)).toContain('the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and then each start reports it as an orphan');
   expect(existsSync(join(dataDir, 'topics', 'doomed'))).toBe(false);
   await vi.waitFor(() => expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]));
+});
+
+it('after a restart, is answered while the previous run\'s deleted topics are still being removed', async () => {
+  await broker.createTopic('kept', 1, {});
+  await broker.close();
+  const leftOver = join(dataDir, 'deleted', '1-1-old');
+  mkdirSync(leftOver, { recursive: true });
+  writeFileSync(join(leftOver, 'segment'), 'records of a topic deleted before the stop');
+  const held = fs.hold('removeTree');
+  broker = await Broker.open({ dataDir, fs });
+  let answered = false;
+  try {
+    await held.reached; // the start's removal of the left-over directory is under way, and held
+    void broker.deleteTopic('kept').then(() => (answered = true));
+    await vi.waitFor(() => expect(answered).toBe(true), { timeout: 5_000 });
+    expect(broker.hasTopic('kept')).toBe(false);
+  } finally {
+    held.release();
+  }
+  await broker.close(); // waits for the removals
+  expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]);
 });

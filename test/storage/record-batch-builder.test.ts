@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { BATCH_HEADER_BYTES, decodeRecords, readBatchHeader, type RecordInput } from '../../src/storage/record-batch.js';
 import { validateBatches } from '../../src/storage/batch-validation.js';
-import { RecordBatchBuilder, buildBatch, buildBatchFromRanges, rangeBatchBytesFloor, recordSizeBound } from '../../src/storage/record-batch-builder.js';
+import { RecordBatchBuilder, buildBatch, buildBatchFromRanges, rangeBatchBytesFloor, rangesBytesFloorBound, recordSizeBound } from '../../src/storage/record-batch-builder.js';
 import { NULL_LENGTH, RecordRanges } from '../../src/storage/record-ranges.js';
 import { mulberry32 } from '../helpers/seeded-random.js';
 
@@ -154,7 +154,9 @@ describe('rangeBatchBytesFloor', () => {
         const batch = buildBatchFromRanges(ranges, selection, { timestamp: T0 });
         const floor = rangeBatchBytesFloor(ranges, selection);
         expect(floor, `seed ${seed}`).toBeLessThanOrEqual(batch.length);
+        expect(floor, `seed ${seed}`).toBeLessThanOrEqual(rangesBytesFloorBound(ranges));
       }
+      expect(rangesBytesFloorBound(ranges)).toBe(rangeBatchBytesFloor(ranges, null)); // a source of just these records
       // Keys, values and a byte for each of a record's seven framing fields, at least.
       expect(rangeBatchBytesFloor(ranges, null)).toBeGreaterThanOrEqual(BATCH_HEADER_BYTES + ranges.payloadBytes + 7 * ranges.count);
     }
