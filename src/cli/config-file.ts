@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
+import { systemErrorText } from './output.js';
 
 /** Reads the options of the config file at `path` (yargs passes it resolved against the cwd). */
 export function readConfigFile(path: string): Record<string, unknown> {
@@ -16,7 +17,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new UsageError(`config file ${path}: no such file`);
     if (code === 'EISDIR') throw new UsageError(`config file ${path} is a directory; give a JSON file of options`);
-    throw new UsageError(`config file ${path} could not be read (${code ?? (error as Error).message})`);
+    throw new UsageError(`config file ${path} could not be read: ${systemErrorText(error as NodeJS.ErrnoException)}`);
   }
   let parsed: unknown;
   try {

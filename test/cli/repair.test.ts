@@ -54,6 +54,6 @@ describe('checkPartitionDirectory', () => {
     const logs = dataDirectory();
     writeFileSync(join(logs, 'server.log'), 'a log of something else');
     expect(() => checkPartitionDirectory(logs)).toThrow(/is not a partition directory/);
-    expect(() => checkPartitionDirectory(join(logs, 'server.log'))).toThrow(/^cannot read .*server\.log: ENOTDIR$/);
+    expect(() => checkPartitionDirectory(join(logs, 'server.log'))).toThrow(/^cannot read .*server\.log: ENOTDIR \(not a directory\)$/);
   });
 });

@@ -15,7 +15,7 @@ import { checkTopicName } from '../../broker/topic-name.js';
 import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, parseSegmentFileName, partitionDirectory, topicsDirectory } from '../../storage/file-names.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import { UsageError } from '../cli-errors.js';
-import { printLine } from '../output.js';
+import { printLine, systemErrorText } from '../output.js';
 
 export function repairCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -69,7 +69,7 @@ export function checkPartitionDirectory(directory: string): void {
   try {
     names = readdirSync(directory);
   } catch (error) {
-    throw new Error(`cannot read ${directory}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new Error(`cannot read ${directory}: ${systemErrorText(error as NodeJS.ErrnoException)}`);
   }
   const isPartition = names.some((name) => name === RECOVERY_CHECKPOINT_FILE || parseSegmentFileName(name)?.suffix === LOG_SUFFIX);
   if (!isPartition) {
