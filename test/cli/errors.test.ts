@@ -72,6 +72,18 @@ describe('the broker refuses: exit 1 with its message', () => {
     await expectFailure(at('produce', 'errors-existing', '--format', 'json'), 1, /^strata: input line 1: value is not valid base64\n$/, '{"value":{"base64":"!!"}}\n');
   });
 
+  it('a failed send and a malformed line read before the failure was known: produce names both', async () => {
+    await shared.admin.createTopic('errors-small', { partitions: 1, configs: { 'max.message.bytes': '2000' } });
+    const input = ['{"value":"ok"}', JSON.stringify({ value: 'x'.repeat(3000) }), 'not json', '{"value":"never read"}'].join('\n');
+    await expectFailure(
+      at('produce', 'errors-small', '--format', 'json'),
+      1,
+      /^strata: input line 2 \(3,012 bytes\) was not sent: .*max\.message\.bytes of 2000; 1 other record was produced \(1 before it, 0 after it\); reading then stopped: input line 3 is not JSON: .*\n$/,
+      input,
+    );
+    expect((await shared.admin.describeTopic('errors-small')).partitions[0]!.highWatermark).toBe(1);
+  });
+
   it('resetting or deleting a group that has members', async () => {
     const member = startCli(at('consume', 'errors-existing', '--group', 'busy', '--follow'));
     running.push(member);

@@ -18,7 +18,7 @@
  * the input; the records already sent are still flushed, and the command exits 1 with one line:
  * the broker's message (or the input problem) and how many records got through: for a record
  * not sent, its input line and the records produced before and after it (later lines may have
- * been sent before the failure was known). Stdin that cannot be read (a directory, a read error)
+ * been sent before the failure was known), and a malformed line read meanwhile. Stdin that cannot be read (a directory, a read error)
  * fails the same way. Ctrl-C stops reading, flushes what was read, prints the summary and exits 0.
  */
 import { fstatSync } from 'node:fs';
@@ -193,6 +193,8 @@ async function produce(argv: ProduceArgs): Promise<void> {
   let outstanding = 0;
   let windowBytes = 0;
   let failure: unknown = null;
+  /** The input problem (a malformed line, a read error) reading stopped at, if any. */
+  let inputFailure: unknown = null;
   /** The send that failed at the earliest input line, and how many sends failed in all. */
   const failedSends: { earliest: FailedSend | null; count: number } = { earliest: null, count: 0 };
   let interrupted = false;
@@ -233,6 +235,7 @@ async function produce(argv: ProduceArgs): Promise<void> {
     try {
       record = parse(line, lineNumber);
     } catch (error) {
+      inputFailure = error;
       failure ??= error;
       stopInput();
       return;
@@ -267,7 +270,8 @@ async function produce(argv: ProduceArgs): Promise<void> {
       };
       // readline passes on read errors of its input; unheard, one would end with a stack trace.
       lines.on('error', (error: NodeJS.ErrnoException) => {
-        failure ??= new Error(`cannot read stdin: ${systemErrorText(error)}`);
+        inputFailure ??= new Error(`cannot read stdin: ${systemErrorText(error)}`);
+        failure ??= inputFailure;
         stopInput();
       });
       let lineNumber = 0;
@@ -284,7 +288,9 @@ async function produce(argv: ProduceArgs): Promise<void> {
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
   if (failedSends.earliest !== null) {
     const { error } = failedSends.earliest;
-    throw new Error(sendFailureLine(describeFailure(error, server), failedSends.earliest, failedSends.count, acknowledged), { cause: error });
+    // A malformed line read before the failure was known stopped the input too: said after it.
+    const stoppedAt = inputFailure === null ? '' : `; reading then stopped: ${inputFailure instanceof Error ? inputFailure.message : String(inputFailure)}`;
+    throw new Error(sendFailureLine(describeFailure(error, server), failedSends.earliest, failedSends.count, acknowledged) + stoppedAt, { cause: error });
   }
   if (failure !== null) {
     // One line on failure: the input problem, and how much got through before it (reading
