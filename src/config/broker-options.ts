@@ -7,6 +7,7 @@ import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
+import { parseListenAddress } from '../common/listen-address.js';
 import { DEFAULT_MAX_REQUEST_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../storage/tail-cache.js';
@@ -91,8 +92,7 @@ function integerFrom(name: string, value: number, minimum: number, maximum: numb
 
 /** The port of `address` (host:port, digits checked already) is one a socket can have; 0 picks a free one. */
 function checkPort(flag: string, address: string): void {
-  const port = Number(address.slice(address.lastIndexOf(':') + 1));
-  if (port > 65535) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${flag} must have a port from 0 to 65535, got "${address}"`);
+  if (parseListenAddress(address).port > 65535) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${flag} must have a port from 0 to 65535, got "${address}"`);
 }
 
 /**

@@ -5,6 +5,8 @@
  * neither naming the listener: with the gRPC and the probe port both in use, an operator could
  * not tell which one to move.
  */
+import { parseListenAddress } from '../common/listen-address.js';
+
 const REASONS: readonly [RegExp, string][] = [
   [/EADDRINUSE/, 'the address is in use (by another broker or another program)'],
   [/EACCES/, 'permission denied'],
@@ -15,7 +17,7 @@ const REASONS: readonly [RegExp, string][] = [
 export function bindFailure(flag: '--listen' | '--metrics-listen', address: string, cause: unknown): Error {
   const message = cause instanceof Error ? cause.message : String(cause);
   let reason = REASONS.find(([pattern]) => pattern.test(message))?.[1] ?? message;
-  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  const { port } = parseListenAddress(address);
   if (reason === 'permission denied' && port > 0 && port < 1024) reason += ' (a port below 1024 needs privileges)';
   return new Error(`cannot listen on ${address} (${flag}): ${reason}; give another ${flag}`, { cause });
 }

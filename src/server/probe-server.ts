@@ -5,6 +5,7 @@
  * broker opens its logs, so an orchestrator sees "alive, not ready" during a long recovery.
  */
 import { type Server, createServer } from 'node:http';
+import { formatListenAddress, parseListenAddress } from '../common/listen-address.js';
 import type { Logger } from '../common/logger.js';
 import { bindFailure } from './bind-failure.js';
 import type { BrokerMetrics } from './metrics.js';
@@ -12,22 +13,6 @@ import type { BrokerMetrics } from './metrics.js';
 export interface ProbeServer {
   address: string;
   close(): Promise<void>;
-}
-
-/**
- * Splits `host:port`. An IPv6 host is written in brackets (`[::]:9464`, `[::1]:0`), as in a URL;
- * the brackets are not part of the host (given to `listen`, "[::]" fails to resolve: ENOTFOUND).
- */
-export function parseListenAddress(listen: string): { host: string; port: number } {
-  const separator = listen.lastIndexOf(':');
-  let host = listen.slice(0, separator);
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  return { host, port: Number(listen.slice(separator + 1)) };
-}
-
-/** `host:port` again, with an IPv6 host in brackets, so it can go into a URL. */
-export function formatListenAddress(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 export async function startProbeServer(listen: string, metrics: BrokerMetrics, isReady: () => boolean, logger: Logger): Promise<ProbeServer> {
