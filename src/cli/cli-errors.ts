@@ -40,9 +40,14 @@ export function repeatedOptionProblem(parsed: Readonly<Record<string, unknown>>,
     const canonical = Object.keys(options.alias).find((key) => key === name || options.alias[key]!.includes(name)) ?? name;
     const names = [canonical, ...(options.alias[canonical] ?? [])].filter((alias) => !/[A-Z]/.test(alias));
     const spelled = names.map((alias) => (alias.length === 1 ? `-${alias}` : `--${alias}`)).join('/');
-    return `${spelled} was given ${value.length} times; it takes one value`;
+    return repeatedProblem(spelled, value.length);
   }
   return null;
+}
+
+/** The problem of an option that takes one value given `times` times. */
+export function repeatedProblem(spelled: string, times: number): string {
+  return `${spelled} was given ${times} times; it takes one value`;
 }
 
 function camelCase(name: string): string {

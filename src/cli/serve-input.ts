@@ -11,6 +11,7 @@
  * Options before `--` only. `--help` and `--version` skip these checks, as they skip yargs' own.
  */
 import { SERVE_OPTIONS } from '../config/broker-options.js';
+import { repeatedProblem } from './cli-errors.js';
 import { commandOf, environmentName } from './environment.js';
 
 /** The first problem found, as the one line the CLI prints; null when there is none. */
@@ -32,7 +33,7 @@ function configProblem(options: readonly string[], env: NodeJS.ProcessEnv): stri
     if (value === '') return '--config was given an empty path; give the path of a JSON file of options';
     given++;
   }
-  if (given > 1) return `--config was given ${given} times; it takes one value`;
+  if (given > 1) return repeatedProblem('--config', given);
   if (given === 0 && env.STRATA_CONFIG === '') return 'STRATA_CONFIG is set but empty; give the path of a JSON file of options, or unset it';
   return null;
 }
