@@ -36,27 +36,30 @@ export function repairCommand(yargs: Argv): Argv {
       }
       checkPartitionDirectory(directory);
       const lock = argv.dir === undefined ? DataDirectoryLock.acquire(argv['data-dir'], 'strata repair', REPAIR_ADVICE) : lockDataDirectoryOf(directory);
-      let log: PartitionLog;
+      let summary: string;
       try {
-        log = await PartitionLog.open({ directory, repair: true });
-      } catch (error) {
-        lock?.release();
-        throw error;
-      }
-      const report = log.recovery;
-      const summary = report?.quarantined
-        ? `repaired: offsets from ${report.quarantined.fromOffset} (${report.quarantined.bytes} bytes) moved to ${report.quarantined.directory}; log now ends at ${log.logEndOffset}`
-        : report && report.bytesTruncated > 0
-          ? `recovered: dropped an unfinished write of ${report.bytesTruncated} bytes; log ends at ${log.logEndOffset}`
-          : `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent`;
-      try {
-        await log.close();
+        const log = await PartitionLog.open({ directory, repair: true });
+        try {
+          summary = repairSummary(log);
+        } finally {
+          await log.close();
+        }
       } finally {
         lock?.release();
       }
       await printLine(summary);
     },
   );
+}
+
+/** What the repair did, in one line. */
+function repairSummary(log: PartitionLog): string {
+  const report = log.recovery;
+  if (report?.quarantined) {
+    return `repaired: offsets from ${report.quarantined.fromOffset} (${report.quarantined.bytes} bytes) moved to ${report.quarantined.directory}; log now ends at ${log.logEndOffset}`;
+  }
+  if (report && report.bytesTruncated > 0) return `recovered: dropped an unfinished write of ${report.bytesTruncated} bytes; log ends at ${log.logEndOffset}`;
+  return `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent`;
 }
 
 /**
