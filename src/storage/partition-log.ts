@@ -206,6 +206,8 @@ export class PartitionLog {
   /** True from the writer's start until it finds the queue empty (set synchronously). */
   private writerRunning = false;
   private writing: Promise<void> = Promise.resolve();
+  /** The group being written, from when it is taken until it is answered or refused. */
+  private groupBeingWritten: Promise<void> | null = null;
   private syncing: Promise<void> | null = null;
   private syncWanted = false;
   /**
@@ -381,9 +383,10 @@ export class PartitionLog {
   updateConfig(overrides: Partial<LogConfig>): void {
     const next = resolveLogConfig(overrides, this.pendingIntervalConfig ?? this.config);
     this.pendingIntervalConfig = null;
-    if (this.config.flush === 'always' && next.flush === 'interval' && this.writtenBytesTotal > this.syncedBytesTotal) {
-      // Appends written under `always` were promised an fdatasync before their answer, and
-      // `interval` would answer them at the next write: it takes effect once one covers them.
+    if (this.config.flush === 'always' && next.flush === 'interval' && this.hasUnsyncedAppends()) {
+      // Appends taken under `always` (written, or being written) were promised an fdatasync
+      // before their answer, and `interval` would answer them at their write or the next one:
+      // it takes effect once one covers them.
       this.config = { ...next, flush: 'always' };
       this.pendingIntervalConfig = next;
       this.switchFlushWhenSynced(next);
@@ -398,6 +401,11 @@ export class PartitionLog {
   /** Applies a pending switch to `interval` once everything written so far is fdatasynced. */
   private switchFlushWhenSynced(next: LogConfig): void {
     if (this.pendingIntervalConfig !== next || this.fence !== null || this.closing !== null) return;
+    if (this.groupBeingWritten !== null) {
+      const recheck = (): void => this.switchFlushWhenSynced(next);
+      void this.groupBeingWritten.then(recheck, recheck);
+      return;
+    }
     if (this.writtenBytesTotal > this.syncedBytesTotal) {
       this.requestSync();
       void this.syncing!.then(() => this.switchFlushWhenSynced(next));
@@ -406,6 +414,11 @@ export class PartitionLog {
     this.pendingIntervalConfig = null;
     this.config = next;
     this.scheduleFlushTimer();
+  }
+
+  /** Whether appends are written, or being written, that no fdatasync covers yet. */
+  private hasUnsyncedAppends(): boolean {
+    return this.groupBeingWritten !== null || this.writtenBytesTotal > this.syncedBytesTotal;
   }
 
   /** Calls `listener` each time the high watermark advances. Returns an unsubscribe function. */
@@ -519,12 +532,15 @@ export class PartitionLog {
         const group = this.takeGroup();
         this.releaseRoom();
         try {
-          await this.writeGroup(group);
+          this.groupBeingWritten = this.writeGroup(group);
+          await this.groupBeingWritten;
         } catch (error) {
           // Not an I/O failure (writeGroup handles those): a broken invariant. Stop writing.
           const fence = new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: internal error while appending (${(error as Error).message}); restart to recover`, { cause: error });
           for (const append of group) append.reject(fence);
           this.fenceWith(fence);
+        } finally {
+          this.groupBeingWritten = null;
         }
       }
     } finally {

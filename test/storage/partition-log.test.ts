@@ -361,6 +361,33 @@ describe('high watermark', () => {
     expectValues(await readAllRecords(log), 0, 4);
   });
 
+  it('switching flush=always to interval while a group is being written still fdatasyncs that group before its answer', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs });
+    const write = fs.hold('writev');
+    let settled = false;
+    const first = log.append(batchOf(0, 2)).finally(() => (settled = true));
+    await write.reached; // taken under always; nothing written yet
+    log.updateConfig({ flush: 'interval', flushMs: 60_000 });
+    const sync = fs.hold('fdatasync');
+    write.release();
+    try {
+      await Promise.race([sync.reached, first]);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(settled).toBe(false);
+      expect(log.highWatermark).toBe(0);
+    } finally {
+      sync.release();
+    }
+    expect((await first).baseOffset).toBe(0);
+    // Covered by an fdatasync, the switch is done.
+    const syncs = fs.fdatasyncCalls;
+    expect((await log.append(batchOf(2, 1))).baseOffset).toBe(2);
+    expect(log.highWatermark).toBe(3);
+    expect(fs.fdatasyncCalls).toBe(syncs);
+    expectValues(await readAllRecords(log), 0, 3);
+  });
+
   it('with flush=interval, acknowledges on write, syncs on the timer and on flush()', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     const fs = new TestFileSystem();
