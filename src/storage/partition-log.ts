@@ -89,6 +89,12 @@ export const APPEND_BYTES_MAX = UNSYNCED_WINDOW_BYTES / 2;
 export const DIRECT_WRITE_MIN_BYTES = 256 * 1024;
 /** writev takes at most IOV_MAX (1024) buffers. */
 const WRITE_BUFFERS_MAX = 1024;
+/**
+ * What to do after a failed fdatasync. Linux may keep the pages it failed to write in its page
+ * cache, marked clean: a broker restarted on the same kernel would read them back, find them
+ * valid and serve them, though the disk never had them. A machine restart drops them.
+ */
+const AFTER_FAILED_SYNC = 'check the disk, then restart the machine, not only the broker, to recover: until then the kernel may hold bytes it failed to write, and a recovery would serve them';
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -558,7 +564,7 @@ export class PartitionLog {
     if (error instanceof SealSyncFailed) {
       // Whatever its errno: the kernel may have dropped dirty pages of the sealed segment.
       const cause = error.cause as NodeJS.ErrnoException;
-      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of the segment being sealed failed (${cause.code ?? cause.message}); restart to recover`, { cause }));
+      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of the segment being sealed failed (${cause.code ?? cause.message}); ${AFTER_FAILED_SYNC}`, { cause }));
       return;
     }
     if (error.code === 'ENOSPC' || error.code === 'EDQUOT') {
@@ -775,6 +781,9 @@ export class PartitionLog {
       : new StrataError(ErrorCode.STORAGE_ERROR, `write to ${active.logPath} failed (${error.code ?? error.message}); nothing was written`, { cause: error });
     try {
       await active.truncateUnwritten();
+      // Made durable at once: part of the group may have reached the disk, and a power loss
+      // before the cut did would bring refused batches back into the log.
+      await this.fs.fdatasync(active.openFileDescriptor());
     } catch (truncateError) {
       this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a failed write to ${active.logPath} could not be rolled back (${(truncateError as Error).message}); restart to recover`));
     }
@@ -862,7 +871,7 @@ export class PartitionLog {
           () => this.fs.fdatasync(fd),
         );
       } catch (error) {
-        this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of ${active.logPath} failed (${(error as Error).message}); restart to recover`, { cause: error }));
+        this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of ${active.logPath} failed (${(error as Error).message}); ${AFTER_FAILED_SYNC}`, { cause: error }));
         return;
       } finally {
         this.inlineIo?.syncEnded();

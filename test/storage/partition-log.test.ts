@@ -823,9 +823,12 @@ describe('disk full', () => {
     const state = { logEndOffset: log.logEndOffset, highWatermark: log.highWatermark, sizeBytes: log.sizeBytes };
     expect(fileBytes).toBe(state.sizeBytes);
 
+    const syncs = fs.fdatasyncCalls;
     fs.diskFull = true;
     const error = await rejection(log.append(batchOf(appended.nextOffset, 5)));
     expect(error.code).toBe(ErrorCode.DISK_FULL);
+    // The cut is made durable before the refusal: half the group may have reached the disk.
+    expect(fs.fdatasyncCalls).toBe(syncs + 1);
     // A group of concurrent appends fails together.
     const group = await Promise.allSettled(range(0, 5).map((index) => log.append(batchOf(appended.nextOffset, countFor(index)))));
     for (const outcome of group) {
@@ -1137,7 +1140,7 @@ describe('fdatasync failure', () => {
       const reason = (outcome as PromiseRejectedResult).reason as StrataError;
       expect(reason).toBeInstanceOf(StrataError);
       expect(reason.code).toBe(ErrorCode.PARTITION_FENCED);
-      expect(reason.message).toContain('fdatasync');
+      expect(reason.message).toMatch(/fdatasync of .* failed \(.*\); check the disk, then restart the machine, not only the broker, to recover/);
     }
     expect(log.fenced?.code).toBe(ErrorCode.PARTITION_FENCED);
     expect(log.highWatermark).toBe(2);
@@ -1188,7 +1191,7 @@ describe('fdatasync failure', () => {
       fs.fdatasyncErrorCode = 'ENOSPC';
     });
     expect(error.code).toBe(ErrorCode.PARTITION_FENCED);
-    expect(error.message).toContain('fdatasync of the segment being sealed failed (ENOSPC)');
+    expect(error.message).toContain('fdatasync of the segment being sealed failed (ENOSPC); check the disk, then restart the machine');
   });
 
   // ENOSPC while the roll writes the sealed segment's index files refuses the append with
