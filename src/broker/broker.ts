@@ -356,6 +356,9 @@ export class Broker {
       const topic = this.requireTopic(name);
       await this.metadata.deleteTopic(name);
       this.topics.delete(name);
+      // Told at once, not after the files are closed: a group member's commit made meanwhile
+      // then drops the topic's partitions it owned instead of failing whole with NOT_FOUND.
+      this.onPartitionsChanged?.(name);
       // The topic is gone from the metadata: whatever fails from here on, its group offsets go
       // too, so that a topic of this name created later does not start from them.
       let failure: unknown = null;
@@ -515,7 +518,7 @@ export class Broker {
     });
   }
 
-  /** Called when a topic is created or gains partitions (consumer groups reassign). */
+  /** Called when a topic is created, gains partitions or is deleted (consumer groups reassign). */
   onPartitionsChanged: ((topic: string) => void) | null = null;
 
   hasTopic(name: string): boolean {

@@ -18,6 +18,7 @@ import { groupIdProblem, newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { UNPRINTABLE_CHARACTER, escapeUnprintable } from '../common/printable.js';
 import type { Broker } from '../broker/broker.js';
+import type { PartitionLog } from '../storage/partition-log.js';
 import { firstRecordFrom } from '../storage/record-batch.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
 import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription } from './consumer-group.js';
@@ -161,8 +162,9 @@ export class GroupCoordinator {
     this.timer = setInterval(() => this.expireSessions(), options.sessionCheckIntervalMs ?? 100);
     this.timer.unref();
     broker.onPartitionsChanged = (topic) => this.topicsChanged(topic);
+    // A deleted topic's partitions were reassigned when it left the broker's topics
+    // (onPartitionsChanged); its offsets go once its files are retired.
     broker.onTopicDeleted = async (topic) => {
-      this.topicsChanged(topic);
       await this.offsets.deleteTopic(topic);
       for (const group of [...this.groups.values()]) this.forgetIfUnused(group);
     };
@@ -359,10 +361,13 @@ export class GroupCoordinator {
       for (const topic of group.subscribedTopics(topics)) for (let partition = 0; partition < topics.get(topic)!; partition++) keys.add(tp(topic, partition));
     }
     const committedByKey = new Map(committed.map((entry) => [tp(entry.topic, entry.partition), entry.offset]));
+    // Every log looked up before the first wait: a topic deleted meanwhile is described as it
+    // was (its lag time unknown), rather than failing the description with NOT_FOUND.
+    const logs = sortedPairs(keys)
+      .filter(({ topic, partition }) => topics.has(topic) && partition < topics.get(topic)!)
+      .map(({ topic, partition }) => ({ topic, partition, log: this.broker.partitionLog(topic, partition) }));
     const partitions: PartitionLag[] = [];
-    for (const { topic, partition } of sortedPairs(keys)) {
-      if (!topics.has(topic) || partition >= topics.get(topic)!) continue;
-      const log = this.broker.partitionLog(topic, partition);
+    for (const { topic, partition, log } of logs) {
       const committedOffset = committedByKey.get(tp(topic, partition)) ?? -1;
       const from = Math.max(committedOffset < 0 ? log.logStartOffset : committedOffset, log.logStartOffset);
       const lag = Math.max(0, log.highWatermark - from);
@@ -372,7 +377,7 @@ export class GroupCoordinator {
         committedOffset,
         logEndOffset: log.highWatermark,
         lag,
-        lagMs: lag > 0 ? await this.recordAgeMs(topic, partition, from) : 0,
+        lagMs: lag > 0 ? await this.recordAgeMs(log, from) : 0,
         memberId: group?.owners.get(tp(topic, partition)) ?? '',
       });
     }
@@ -397,13 +402,13 @@ export class GroupCoordinator {
   }
 
   /** How old the record at `offset` is: the age of the oldest record not yet committed. */
-  private async recordAgeMs(topic: string, partition: number, offset: number): Promise<number> {
+  private async recordAgeMs(log: PartitionLog, offset: number): Promise<number> {
     try {
-      const { batches } = await this.broker.partitionLog(topic, partition).read(offset, 1);
+      const { batches } = await log.read(offset, 1);
       const record = await firstRecordFrom(batches, offset);
       return record === null ? 0 : Math.max(0, this.clock.nowMs() - record.timestamp);
     } catch (error) {
-      this.logger.debug({ err: error, topic, partition }, 'could not read a record to measure lag time');
+      this.logger.debug({ err: error, partition: log.name }, 'could not read a record to measure lag time');
       return 0;
     }
   }

@@ -403,6 +403,54 @@ describe('offset commits', () => {
   });
 });
 
+describe('commits while a topic is being deleted', () => {
+  it("stores the other partitions of a member's commit, not refusing it for the topic whose files are still being closed", async () => {
+    await broker.createTopic('t', 1, {});
+    await broker.createTopic('u', 1, {});
+    await produce('u', 0, 5, () => T0);
+    const member = join('g', ['t', 'u']);
+    settle([member]);
+    const sync = fs.hold('fdatasync');
+    const deleted = broker.deleteTopic('u');
+    try {
+      await sync.reached; // u is gone from the topics; its logs are being closed
+      await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 't', partition: 0, offset: 0, metadata: '' }, { topic: 'u', partition: 0, offset: 5, metadata: '' }]);
+    } finally {
+      sync.release();
+      await deleted;
+    }
+    expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 0 }]);
+  });
+
+  it('describes a group whose topic is deleted while the description reads a record for its lag time', async () => {
+    await broker.createTopic('t', 1, {});
+    await broker.createTopic('u', 1, {});
+    await produce('t', 0, 5, () => T0);
+    await produce('u', 0, 5, () => T0);
+    const member = join('g', ['t', 'u']);
+    settle([member]);
+    await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 't', partition: 0, offset: 0, metadata: '' }, { topic: 'u', partition: 0, offset: 0, metadata: '' }]);
+    // Restarted, so that the lag times are read from the files (not the tail cache), where a read can be held.
+    coordinator.close();
+    await broker.close();
+    broker = await Broker.open({ dataDir, clock, fs, inlineIo: false });
+    coordinator = new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, sessionCheckIntervalMs: 3_600_000 });
+    const read = fs.hold('read');
+    const described = coordinator.describeGroup('g');
+    try {
+      await read.reached; // t-0's oldest record; u-0 comes next
+      await broker.deleteTopic('u');
+    } finally {
+      read.release();
+    }
+    const description = await described;
+    expect(description.partitions.map(({ topic, partition, lag }) => ({ topic, partition, lag }))).toEqual([
+      { topic: 't', partition: 0, lag: 5 },
+      { topic: 'u', partition: 0, lag: 5 },
+    ]);
+  });
+});
+
 describe('lag', () => {
   it('is exact: records past the committed offset (from the log start when nothing is committed), aged by record timestamps', async () => {
     await broker.createTopic('lag', 2, {});
