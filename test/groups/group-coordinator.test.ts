@@ -102,6 +102,17 @@ async function produce(topic: string, partition: number, count: number, timestam
   await broker.produceRecords(topic, partition, RecordRanges.of(records), 'all', null);
 }
 
+/** The one member of group `g`, owning t-0 and u-0, each holding 5 records. */
+async function memberOfTwoTopics(): Promise<Client> {
+  await broker.createTopic('t', 1, {});
+  await broker.createTopic('u', 1, {});
+  await produce('t', 0, 5, () => T0);
+  await produce('u', 0, 5, () => T0);
+  const member = join('g', ['t', 'u']);
+  settle([member]);
+  return member;
+}
+
 /** Polls `condition` until it holds or the deadline passes. */
 async function eventually(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -381,11 +392,7 @@ describe('offset commits', () => {
   });
 
   it("does not store a member's offsets of a partition whose topic was deleted while it owned it, even once a topic of that name is created again", async () => {
-    await broker.createTopic('t', 1, {});
-    await broker.createTopic('u', 1, {});
-    await produce('u', 0, 5, () => T0);
-    const member = join('g', ['t', 'u']);
-    settle([member]);
+    const member = await memberOfTwoTopics();
     expect(label(member.owned)).toEqual(['t-0', 'u-0']);
     await broker.deleteTopic('u');
     await broker.createTopic('u', 1, {});
@@ -405,11 +412,7 @@ describe('offset commits', () => {
 
 describe('commits while a topic is being deleted', () => {
   it("stores the other partitions of a member's commit, not refusing it for the topic whose files are still being closed", async () => {
-    await broker.createTopic('t', 1, {});
-    await broker.createTopic('u', 1, {});
-    await produce('u', 0, 5, () => T0);
-    const member = join('g', ['t', 'u']);
-    settle([member]);
+    const member = await memberOfTwoTopics();
     const sync = fs.hold('fdatasync');
     const deleted = broker.deleteTopic('u');
     try {
@@ -423,12 +426,7 @@ describe('commits while a topic is being deleted', () => {
   });
 
   it('describes a group whose topic is deleted while the description reads a record for its lag time', async () => {
-    await broker.createTopic('t', 1, {});
-    await broker.createTopic('u', 1, {});
-    await produce('t', 0, 5, () => T0);
-    await produce('u', 0, 5, () => T0);
-    const member = join('g', ['t', 'u']);
-    settle([member]);
+    const member = await memberOfTwoTopics();
     await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 't', partition: 0, offset: 0, metadata: '' }, { topic: 'u', partition: 0, offset: 0, metadata: '' }]);
     // Restarted, so that the lag times are read from the files (not the tail cache), where a read can be held.
     coordinator.close();
