@@ -316,6 +316,11 @@ export class GroupCoordinator {
       if (group !== undefined && group.members.size > 0) {
         throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${group.members.size} active members; only its members may commit`);
       }
+      // Written during a reset, it would replace offsets the reset answered with; during a
+      // delete, it would bring the group back.
+      if (this.administered.has(groupId)) {
+        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" is being changed by an administrative call (offsets reset or deleted); commit again once it has finished`);
+      }
     } else {
       if (group === undefined) throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${groupId}"; rejoin before committing`);
       group.checkCommit(memberId, memberEpoch, kept.map(({ topic, partition }) => tp(topic, partition)));

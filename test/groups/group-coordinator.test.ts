@@ -637,6 +637,21 @@ describe('administration', () => {
     expect(member.memberId).not.toBe('');
   });
 
+  it('refuses a commit without a member while a reset or a deletion of the group is under way, so neither is undone', async () => {
+    await resetScenario();
+    const commit = (offset: number) => coordinator.commit('g', '', 0, [{ topic: 'r', partition: 0, offset, metadata: '' }]);
+    const resetting = coordinator.resetOffsets('g', 'r', [0], { kind: 'offset', offset: 2 });
+    const refused = await failure(() => commit(7));
+    expect(refused.code).toBe(ErrorCode.FAILED_PRECONDITION);
+    expect(refused.message).toBe('group "g" is being changed by an administrative call (offsets reset or deleted); commit again once it has finished');
+    expect((await resetting).map(({ offset }) => offset)).toEqual([2]);
+    expect(offsetsOf('g')).toEqual([{ topic: 'r', partition: 0, offset: 2 }]);
+    const deleting = coordinator.deleteGroup('g');
+    expect((await failure(() => commit(7))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    await deleting;
+    expect(coordinator.listGroups()).toEqual([]);
+  });
+
   it('removes, at start, committed offsets of a topic whose deletion a crash interrupted', async () => {
     await broker.createTopic('kept', 1, {});
     await broker.createTopic('gone', 1, {});
