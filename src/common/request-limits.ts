@@ -68,3 +68,14 @@ export const BATCH_RECORD_BYTES_MIN = 7;
  * is refused all the same, as one request is bounded work: such a client sends several.
  */
 export const PRODUCE_REQUEST_RECORDS_MAX = Math.floor(BATCH_BYTES_MAX / BATCH_RECORD_BYTES_MIN);
+
+/** The fewest bytes a header takes in a Kafka v2 batch: its key length and value length. */
+export const BATCH_HEADER_BYTES_MIN = 2;
+
+/**
+ * The most headers, over all its records, one ProduceRequest may carry, for the same reason:
+ * an empty `Header` costs two bytes in a request, and 16 in the ranges the broker parses it
+ * into. A 64 MiB request of one record with 33 million empty headers took about 768 MiB before
+ * it was refused for its batch's size; the parser stops at this bound instead.
+ */
+export const PRODUCE_REQUEST_HEADERS_MAX = Math.floor(BATCH_BYTES_MAX / BATCH_HEADER_BYTES_MIN);

@@ -15,7 +15,9 @@
  *   10 bytes, a header key that is not UTF-8, and a timestamp outside 0..2^53-1 (as int64).
  */
 import { isUtf8 } from 'node:buffer';
+import { ErrorCode, StrataError } from '../common/errors.js';
 import { END_GROUP, FIXED32, FIXED64, LENGTH_DELIMITED, START_GROUP, VARINT } from '../common/protobuf-wire.js';
+import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES_MIN, PRODUCE_REQUEST_HEADERS_MAX } from '../common/request-limits.js';
 import { NULL_LENGTH, RecordRanges } from '../storage/record-ranges.js';
 import { HEADER_KEY_TAG, HEADER_VALUE_TAG, RECORD_HEADERS_TAG, RECORD_KEY_TAG, RECORD_TIMESTAMP_TAG, RECORD_VALUE_TAG } from './record-message.js';
 import { invalidArgument } from './status.js';
@@ -176,6 +178,7 @@ function readRecord(reader: WireReader, headerReader: WireReader, records: Recor
         valueLength = reader.position - valueStart;
         break;
       case RECORD_HEADERS_TAG: {
+        if (records.headerCountTotal === PRODUCE_REQUEST_HEADERS_MAX) throw tooManyHeaders();
         const start = reader.lengthDelimited();
         readHeader(headerReader.at(start, reader.position), records, index, records.headerCountTotal - firstHeader);
         break;
@@ -201,6 +204,13 @@ function readRecord(reader: WireReader, headerReader: WireReader, records: Recor
     throw invalidArgument(`records[${index}].timestamp ${outOfRange} is outside the range Strata supports (|n| <= 2^53 - 1)`);
   }
   records.addRecord(timestamp, keyStart, keyLength, valueStart, valueLength, firstHeader);
+}
+
+function tooManyHeaders(): StrataError {
+  return new StrataError(
+    ErrorCode.RESOURCE_EXHAUSTED,
+    `the produce request's records carry more than ${PRODUCE_REQUEST_HEADERS_MAX} headers in all, more than fit in one batch (a header takes at least ${BATCH_HEADER_BYTES_MIN} bytes in a batch, and no partition accepts a batch over ${BATCH_BYTES_MAX} bytes); send the records in several requests`,
+  );
 }
 
 function readHeader(reader: WireReader, records: RecordRanges, recordIndex: number, headerIndex: number): void {

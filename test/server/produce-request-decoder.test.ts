@@ -1,10 +1,12 @@
 // Goal: the produce request decoder refuses a request of more records than fit in one batch
-// before it parses any of them, and its bound agrees with the storage limits it stands for;
-// method: hand-written requests of empty records (two bytes each) at and past the bound, and
-// the bound's constants checked against the log config, the append limit and a built batch.
+// before it parses any of them, the record parser one of more headers than fit in one batch,
+// and the bounds agree with the storage limits they stand for; method: hand-written requests of
+// empty records and empty headers (two bytes each) at and past the bounds, and the bounds'
+// constants checked against the log config, the append limit and a built batch.
 import { status } from '@grpc/grpc-js';
+import protobuf from 'protobufjs/minimal.js';
 import { describe, expect, it } from 'vitest';
-import { BATCH_BYTES_MAX, BATCH_RECORD_BYTES_MIN, PRODUCE_REQUEST_RECORDS_MAX } from '../../src/common/request-limits.js';
+import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES_MIN, BATCH_RECORD_BYTES_MIN, PRODUCE_REQUEST_HEADERS_MAX, PRODUCE_REQUEST_RECORDS_MAX } from '../../src/common/request-limits.js';
 import { strata } from '../../src/generated/strata.js';
 import { decodeProduceRequest } from '../../src/server/produce-request-decoder.js';
 import { toGrpcFailure } from '../../src/server/status.js';
@@ -54,6 +56,40 @@ describe('decodeProduceRequest: the record count bound', () => {
   });
 });
 
+/** A ProduceRequest to t/0 of one record with `count` empty headers (two bytes each). */
+function emptyHeaders(count: number): Buffer {
+  const emptyHeader = Buffer.from([(3 << 3) | 2, 0]); // Record.headers (field 3), length 0
+  const record = Buffer.alloc(count * emptyHeader.length, emptyHeader);
+  const fields = v1.ProduceRequest.encode(v1.ProduceRequest.create({ topic: 't', partition: 0 })).finish();
+  const recordTagAndLength = new protobuf.Writer().uint32((3 << 3) | 2).uint32(record.length).finish();
+  return Buffer.concat([fields, recordTagAndLength, record]);
+}
+
+function parsedHeaders(bytes: Buffer): number {
+  const incoming = decodeProduceRequest(bytes);
+  return parseWireRecords(incoming.source, incoming.recordRanges).headerCountTotal;
+}
+
+describe('parseWireRecords: the header count bound', () => {
+  it(`takes a request of exactly PRODUCE_REQUEST_HEADERS_MAX (${PRODUCE_REQUEST_HEADERS_MAX}) headers`, () => {
+    expect(parsedHeaders(emptyHeaders(PRODUCE_REQUEST_HEADERS_MAX))).toBe(PRODUCE_REQUEST_HEADERS_MAX);
+  });
+
+  it('refuses one header more with RESOURCE_EXHAUSTED and a message that says what to do', () => {
+    let failure: unknown = null;
+    try {
+      parsedHeaders(emptyHeaders(PRODUCE_REQUEST_HEADERS_MAX + 1));
+    } catch (error) {
+      failure = error;
+    }
+    expect(toGrpcFailure(failure)).toEqual({
+      code: status.RESOURCE_EXHAUSTED,
+      details: `the produce request's records carry more than ${PRODUCE_REQUEST_HEADERS_MAX} headers in all, more than fit in one batch (a header takes at least 2 bytes in a batch, and no partition accepts a batch over 16777216 bytes); send the records in several requests`,
+      unexpected: false,
+    });
+  });
+});
+
 describe('the bound stands for the storage limits', () => {
   it('BATCH_BYTES_MAX is the largest max.message.bytes a topic may have and the largest append', () => {
     expect(resolveLogConfig({ maxMessageBytes: BATCH_BYTES_MAX }).maxMessageBytes).toBe(BATCH_BYTES_MAX);
@@ -68,5 +104,14 @@ describe('the bound stands for the storage limits', () => {
     };
     expect(batchBytes(3) - batchBytes(2)).toBe(BATCH_RECORD_BYTES_MIN);
     expect(PRODUCE_REQUEST_RECORDS_MAX).toBe(Math.floor(BATCH_BYTES_MAX / BATCH_RECORD_BYTES_MIN));
+  });
+
+  it('an empty header takes BATCH_HEADER_BYTES_MIN bytes in a batch', () => {
+    const batchBytes = (count: number): number => {
+      const incoming = decodeProduceRequest(emptyHeaders(count));
+      return buildBatchFromRanges(parseWireRecords(incoming.source, incoming.recordRanges), null, { timestamp: 0 }).length;
+    };
+    expect(batchBytes(3) - batchBytes(2)).toBe(BATCH_HEADER_BYTES_MIN);
+    expect(PRODUCE_REQUEST_HEADERS_MAX).toBe(Math.floor(BATCH_BYTES_MAX / BATCH_HEADER_BYTES_MIN));
   });
 });
