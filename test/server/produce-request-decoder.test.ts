@@ -90,6 +90,12 @@ describe('parseWireRecords: the header count bound', () => {
   });
 });
 
+/** The size of the batch built from a produce request's records. */
+function batchBytesOf(bytes: Buffer): number {
+  const incoming = decodeProduceRequest(bytes);
+  return buildBatchFromRanges(parseWireRecords(incoming.source, incoming.recordRanges), null, { timestamp: 0 }).length;
+}
+
 describe('the bound stands for the storage limits', () => {
   it('BATCH_BYTES_MAX is the largest max.message.bytes a topic may have and the largest append', () => {
     expect(resolveLogConfig({ maxMessageBytes: BATCH_BYTES_MAX }).maxMessageBytes).toBe(BATCH_BYTES_MAX);
@@ -98,20 +104,12 @@ describe('the bound stands for the storage limits', () => {
   });
 
   it('an empty record takes BATCH_RECORD_BYTES_MIN bytes in a batch', () => {
-    const batchBytes = (count: number): number => {
-      const incoming = decodeProduceRequest(emptyRecords(count));
-      return buildBatchFromRanges(parseWireRecords(incoming.source, incoming.recordRanges), null, { timestamp: 0 }).length;
-    };
-    expect(batchBytes(3) - batchBytes(2)).toBe(BATCH_RECORD_BYTES_MIN);
+    expect(batchBytesOf(emptyRecords(3)) - batchBytesOf(emptyRecords(2))).toBe(BATCH_RECORD_BYTES_MIN);
     expect(PRODUCE_REQUEST_RECORDS_MAX).toBe(Math.floor(BATCH_BYTES_MAX / BATCH_RECORD_BYTES_MIN));
   });
 
   it('an empty header takes BATCH_HEADER_BYTES_MIN bytes in a batch', () => {
-    const batchBytes = (count: number): number => {
-      const incoming = decodeProduceRequest(emptyHeaders(count));
-      return buildBatchFromRanges(parseWireRecords(incoming.source, incoming.recordRanges), null, { timestamp: 0 }).length;
-    };
-    expect(batchBytes(3) - batchBytes(2)).toBe(BATCH_HEADER_BYTES_MIN);
+    expect(batchBytesOf(emptyHeaders(3)) - batchBytesOf(emptyHeaders(2))).toBe(BATCH_HEADER_BYTES_MIN);
     expect(PRODUCE_REQUEST_HEADERS_MAX).toBe(Math.floor(BATCH_BYTES_MAX / BATCH_HEADER_BYTES_MIN));
   });
 });
