@@ -275,14 +275,19 @@ async function subscribe(
  * partitions it follows. `call.write` alone says "wait" only once grpc-js holds 16 messages,
  * each up to max_bytes (64 MiB allowed): a reader that stops would pin a GiB. grpc-js calls a
  * write's callback once HTTP/2 has sent the message, which flow control holds back while the
- * reader does not read; so a partition waits for room before it reads while `budgetBytes` or
- * more are unsent, and waiters get room one at a time, each passing it on after its turn. A
- * stopped reader thus pins about the budget plus one message (plus, at worst, one message per
- * partition that found room at the same moment), and a slow one slows the stream, as
- * log.proto promises.
+ * reader does not read; so a partition waits for its turn before it reads: while `budgetBytes`
+ * or more are unsent, or another partition is reading. It ends its turn by sending what it read
+ * (or by finding nothing), which lets the next waiter check. A stopped reader thus pins about
+ * the budget plus one message, however many partitions the call follows (each read at once
+ * when the call started, 100 partitions of backlog would have pinned 100 messages), and a slow
+ * one slows the stream, as log.proto promises.
  */
 class SendWindow {
   private unsentBytes = 0;
+  /** Whether a partition has had its turn and is reading (until it sends, or passes its turn). */
+  private reading = false;
+  /** Set by `wakeAll`: the partitions are stopping, and `room` waits no more. */
+  private stopped = false;
   private readonly waiting: (() => void)[] = [];
 
   constructor(
@@ -290,30 +295,48 @@ class SendWindow {
     private readonly budgetBytes: number,
   ) {}
 
-  /** Resolves when fewer than the budget's bytes are unsent (at once if so), or `signal` aborted. */
-  async room(signal: AbortSignal): Promise<void> {
-    while (this.unsentBytes >= this.budgetBytes && !signal.aborted) {
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
+  /**
+   * Resolves with the turn to read once fewer than the budget's bytes are unsent and no other
+   * partition is reading; turns go in the order asked for. The caller ends its turn with `send`
+   * or `passTurn`. Also resolves, without a turn, when the call's partitions stop (`wakeAll`).
+   */
+  async room(): Promise<void> {
+    if (this.stopped) return;
+    if (!this.reading && this.unsentBytes < this.budgetBytes && this.waiting.length === 0) {
+      this.reading = true;
+      return;
     }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
   }
 
-  /** Writes `message`; it counts as unsent until grpc-js's callback says HTTP/2 took it. */
+  /** Writes `message` and ends the turn; it counts as unsent until grpc-js's callback says HTTP/2 took it. */
   send(message: Buffer): void {
     this.unsentBytes += message.length;
     this.call.write(message, () => {
       this.unsentBytes -= message.length;
-      this.passTurn();
+      this.wakeNext();
     });
     this.passTurn();
   }
 
-  /** Lets the next waiting partition re-check for room, if there is some. */
+  /** Ends the turn (nothing was read), and lets the next waiting partition check. */
   passTurn(): void {
-    if (this.unsentBytes < this.budgetBytes) this.waiting.shift()?.();
+    this.reading = false;
+    this.wakeNext();
   }
 
-  /** Wakes every waiting partition (they are stopping: each re-checks its signal). */
+  /** Hands the turn to the longest waiting partition, when there is room. */
+  private wakeNext(): void {
+    if (this.reading || this.unsentBytes >= this.budgetBytes) return;
+    const next = this.waiting.shift();
+    if (next === undefined) return;
+    this.reading = true;
+    next();
+  }
+
+  /** Wakes every waiting partition, and lets any that asks later through: they are stopping (each checks its signal). */
   wakeAll(): void {
+    this.stopped = true;
     for (const wake of this.waiting.splice(0)) wake();
   }
 }
@@ -334,7 +357,7 @@ async function followPartition(follower: PartitionFollower, log: PartitionLog, s
   let offset = startOffset;
   for (;;) {
     // Waits before it reads: a partition held back by a slow reader holds no batches meanwhile.
-    await sendWindow.room(signal);
+    await sendWindow.room();
     if (signal.aborted) return;
     const result = await log.read(offset, follower.maxBytes);
     if (result.batches.length === 0) {

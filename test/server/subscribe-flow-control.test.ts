@@ -112,6 +112,26 @@ describe('Subscribe with a reader that does not read', () => {
     }
   });
 
+  it('holds about max_bytes beyond what HTTP/2 holds however many partitions have a backlog, not a message per partition', async () => {
+    // 32 partitions of four 16 KiB batches, 16 KiB per message. Read all at once when the call
+    // started, every partition would have a message waiting in the broker.
+    const topic = 'slow-reader-wide';
+    const partitions = 32;
+    await topicWithData(topic, partitions, 4, 16 * 1024);
+    const reads = Array.from({ length: partitions }, (_, partition) => countReadsWithData(shared.broker.broker.partitionLog(topic, partition)));
+    const totalReads = (): number => reads.reduce((sum, counter) => sum + counter.count, 0);
+    const subscription = new PausedSubscription({ topic, start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 16 * 1024 });
+    try {
+      await waitUntil(() => totalReads() > 0, 'the first push');
+      expect(await plateau(totalReads, 200)).toBeLessThanOrEqual(8);
+      subscription.read();
+      await waitUntil(() => Array.from({ length: partitions }, (_, partition) => subscription.values(partition).length).every((count) => count === 4), 'four records of every partition');
+      for (let partition = 0; partition < partitions; partition++) expect(subscription.values(partition)).toEqual(expectedValues(partition, 4));
+    } finally {
+      subscription.close();
+    }
+  });
+
   it('following more than 10 partitions, waiting for room and then for new records, raises no MaxListenersExceededWarning', async () => {
     const topic = 'slow-reader-many';
     const partitions = 12;
