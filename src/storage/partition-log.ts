@@ -646,12 +646,16 @@ export class PartitionLog {
           // The write rewrote the last block, which holds acknowledged bytes, and failed: what
           // the disk now has there is unknown. As after a failed fdatasync, stop and recover.
           const fence = new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a direct write to ${active.logPath} failed (${error.code}); restart to recover`, { cause: error.cause });
-          for (const append of [...written, ...duplicates]) append.reject(fence);
+          for (const append of written) append.reject(fence);
           this.fenceWith(fence);
+          this.answerAppended(duplicates);
           return;
         }
         const refusal = await this.rollBackWrite(active, error as NodeJS.ErrnoException);
-        for (const append of [...written, ...duplicates]) append.reject(refusal);
+        for (const append of written) append.reject(refusal);
+        // Retries of batches already in the log are answered as such: "nothing was written"
+        // would have their producer's application send them again.
+        this.answerAppended(duplicates);
         return;
       }
       this.producerState.commitPending();
@@ -659,10 +663,8 @@ export class PartitionLog {
       this.nextOffset = offset;
       this.writtenBytesTotal += bytes;
     }
-    for (const append of [...written, ...duplicates]) {
-      if (append.waitFor === 'written' || append.result!.lastOffset < this.highWatermark) append.resolve(append.result!);
-      else this.awaitDurable(append);
-    }
+    this.answerAppended(written);
+    this.answerAppended(duplicates);
     if (written.length === 0) return;
     if (this.config.flush === 'interval') {
       this.advanceHighWatermark({ offset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes });
@@ -764,6 +766,19 @@ export class PartitionLog {
   private stopDirectWrites(active: LogSegment, reason: string): void {
     this.directWriteMinBytes = null;
     this.logger.warn({ file: active.logPath, reason }, 'direct writes are not possible here; writing through the page cache (--write-mode buffered does so from the start)');
+  }
+
+  /**
+   * Answers appends that are in the log (written just now, or retries of batches written
+   * before): at once when they asked for less than durability or are below the high watermark,
+   * else once it passes them; refused with the fence when the partition is fenced before that.
+   */
+  private answerAppended(appends: readonly QueuedAppend[]): void {
+    for (const append of appends) {
+      if (append.waitFor === 'written' || append.result!.lastOffset < this.highWatermark) append.resolve(append.result!);
+      else if (this.fence !== null) append.reject(this.fence);
+      else this.awaitDurable(append);
+    }
   }
 
   /** Queues an append to resolve when the high watermark passes it (kept sorted by offset). */

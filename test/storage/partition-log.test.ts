@@ -65,6 +65,10 @@ function batchOf(first: number, count: number, timestamp = T0): Buffer {
   return buildBatch(records, { timestamp });
 }
 
+/** One record at `offset`, the batch of `sequence` of idempotent producer `producerId`. */
+const idempotent = (producerId: number, sequence: number, offset: number): Buffer =>
+  buildBatch([{ key: Buffer.from(`k${offset}`), value: Buffer.from(valueFor(offset)) }], { timestamp: Date.now(), producerId, producerEpoch: 0, baseSequence: sequence }); // now: no roll by segment.ms
+
 /** 1 to 5 records, varying with `index`. */
 const countFor = (index: number): number => 1 + ((index * 7 + 3) % 5);
 
@@ -812,6 +816,21 @@ describe('segment.ms', () => {
 // Disk failures.
 
 describe('disk full', () => {
+  it('answers a retry of a batch already in the log as a duplicate when the write of its group fails', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs });
+    await log.append(idempotent(1, 0, 0));
+    await log.append(idempotent(1, 1, 1));
+    fs.diskFull = true;
+    // Queued together, so written as one group: the retry of sequence 1 and the new sequence 2.
+    const retried = log.append(idempotent(1, 1, 1));
+    const next = log.append(idempotent(1, 2, 2));
+    expect((await rejection(next)).code).toBe(ErrorCode.DISK_FULL);
+    expect(await retried).toMatchObject({ baseOffset: 1, lastOffset: 1, duplicate: true });
+    fs.diskFull = false;
+    expect(await log.append(idempotent(1, 2, 2))).toMatchObject({ baseOffset: 2, duplicate: false });
+  });
+
   it('refuses the append with DISK_FULL, rolls the file back, and appends continue afterwards', async () => {
     const directory = tempDir();
     const fs = new TestFileSystem();
@@ -898,9 +917,6 @@ describe('disk full', () => {
 });
 
 describe('repair and idempotent producers', () => {
-  const idempotent = (producerId: number, sequence: number, offset: number): Buffer =>
-    buildBatch([{ key: Buffer.from(`k${offset}`), value: Buffer.from(valueFor(offset)) }], { timestamp: Date.now(), producerId, producerEpoch: 0, baseSequence: sequence }); // now: no roll by segment.ms
-
   it('after a repair cuts the log below the producer-state snapshot, a crash and a retry still find the batch appended since', async () => {
     const directory = tempDir();
     const log = await openLog(directory, SMALL);
