@@ -48,7 +48,9 @@
  *   broker accepts as a fresh start, once the batches sent before the failed one are answered
  *   (a resend of one of those after a batch of the new epoch would be refused as fenced).
  * Without idempotence (`idempotent: false`) retries may duplicate, as with any at-least-once
- * producer; it is the only mode that allows `acks: 'none'` (offsets then come back as -1).
+ * producer, and reorder a partition's batches when more than one is in flight (a batch after a
+ * failed one may be written before its resend; `maxInFlightPerPartition: 1` keeps order); it is
+ * the only mode that allows `acks: 'none'` (offsets then come back as -1).
  *
  * `send(record)` returns a promise; `send(record, callback)` calls back instead (no promise per
  * record). A record's bytes are copied when the producer takes it: at once, or, while the send
