@@ -34,15 +34,28 @@ export function waitForHighWatermark(log: PartitionLog, timeoutMs: number, signa
   });
 }
 
-/** Reads from `offset`, waiting up to `maxWaitMs` for at least `minBytes` of batches. */
+/**
+ * Reads from `offset`, waiting up to `maxWaitMs` for at least `minBytes` of batches. While it
+ * waits it counts the bytes each advance of the high watermark makes visible, and reads again
+ * only once they may make up `minBytes`, or at the end of the wait: a read of up to `maxBytes`
+ * per small append would copy the growing range again and again.
+ */
 export async function fetchWithWait(log: PartitionLog, options: FetchOptions): Promise<ReadResult> {
   const minBytes = Math.min(Math.max(1, options.minBytes), options.maxBytes);
   const deadline = Date.now() + options.maxWaitMs;
+  // Taken before each read: bytes made visible during it are counted as arrived after it.
+  let readAt = log.visibleBytesTotal;
   let result = await log.read(options.offset, options.maxBytes);
   while (result.batches.length < minBytes && !options.signal?.aborted) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) break;
     await waitForHighWatermark(log, remaining, options.signal);
+    // Every byte made visible since the last read lies after what it returned. At the end of
+    // the wait (or of the call) what there is is read, if anything arrived.
+    const arrived = log.visibleBytesTotal - readAt;
+    const waitEnded = Date.now() >= deadline || options.signal?.aborted === true;
+    if (arrived === 0 || (result.batches.length + arrived < minBytes && !waitEnded)) continue;
+    readAt = log.visibleBytesTotal;
     result = await log.read(options.offset, options.maxBytes);
   }
   return result;

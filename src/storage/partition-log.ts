@@ -222,6 +222,8 @@ export class PartitionLog {
    */
   private answersToSend = false;
   private writtenBytesTotal = 0;
+  /** `writtenBytesTotal` as of the high watermark (`visibleBytesTotal`). */
+  private visibleBytes = 0;
   private syncedBytesTotal = 0;
   private fence: StrataError | null = null;
   private closing: Promise<void> | null = null;
@@ -366,6 +368,15 @@ export class PartitionLog {
 
   get highWatermark(): number {
     return this.highWatermarkPosition.offset;
+  }
+
+  /**
+   * Bytes of batches appended since open that are below the high watermark: it grows by what
+   * each advance makes visible, so a reader waiting for more data can tell how much arrived
+   * without reading it.
+   */
+  get visibleBytesTotal(): number {
+    return this.visibleBytes;
   }
 
   get sizeBytes(): number {
@@ -667,7 +678,7 @@ export class PartitionLog {
     this.answerAppended(duplicates);
     if (written.length === 0) return;
     if (this.config.flush === 'interval') {
-      this.advanceHighWatermark({ offset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes });
+      this.advanceHighWatermark({ offset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes }, this.writtenBytesTotal);
     } else {
       this.requestSync();
     }
@@ -892,7 +903,7 @@ export class PartitionLog {
         this.inlineIo?.syncEnded();
       }
       this.syncedBytesTotal = Math.max(this.syncedBytesTotal, writtenBytes);
-      this.advanceHighWatermark(target);
+      this.advanceHighWatermark(target, writtenBytes);
     } while (this.syncWanted);
   }
 
@@ -904,9 +915,11 @@ export class PartitionLog {
     this.inlineIo?.noteBusy(busy);
   }
 
-  private advanceHighWatermark(target: LogPosition): void {
+  /** `writtenBytes`: `writtenBytesTotal` when the log ended at `target`. */
+  private advanceHighWatermark(target: LogPosition, writtenBytes: number): void {
     if (target.offset <= this.highWatermarkPosition.offset) return;
     this.highWatermarkPosition = target;
+    this.visibleBytes = writtenBytes;
     let resolved = 0;
     while (resolved < this.awaitingDurable.length && this.awaitingDurable[resolved]!.result!.lastOffset < target.offset) {
       const append = this.awaitingDurable[resolved++]!;
@@ -993,7 +1006,7 @@ export class PartitionLog {
     }
     await old.closeDirectWriter();
     this.syncedBytesTotal = this.writtenBytesTotal;
-    this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: old.baseOffset, position: old.sizeBytes });
+    this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: old.baseOffset, position: old.sizeBytes }, this.writtenBytesTotal);
     await old.writeIndexes();
     const segment = await this.createSegment(this.nextOffset);
     this.segments.append(segment);
@@ -1193,7 +1206,7 @@ export class PartitionLog {
         const active = this.segments.last();
         await active.flush();
         this.syncedBytesTotal = this.writtenBytesTotal;
-        this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes });
+        this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes }, this.writtenBytesTotal);
         await active.writeIndexes();
         await this.producerState.save(this.fs, this.directory, this.nextOffset);
         await writeRecoveryCheckpoint(this.fs, this.directory, this.nextOffset);

@@ -1,0 +1,55 @@
+// Goal: a long-poll fetch waiting for min_bytes reads the log again only once enough may have
+// arrived (or its wait ends), not once per append, and still answers with everything that
+// arrived; method: a real PartitionLog in a temporary directory, its reads counted, small
+// appends made while a fetch waits.
+import { afterEach, describe, expect, it } from 'vitest';
+import { fetchWithWait } from '../../src/broker/fetch.js';
+import { PartitionLog } from '../../src/storage/partition-log.js';
+import { decodeBatches } from '../../src/storage/record-batch.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function countedLog(): Promise<{ log: PartitionLog; reads: () => number }> {
+  const directory = temporaryDirectory('strata-fetch-');
+  const log = await PartitionLog.open({ directory });
+  cleanups.push(() => removeDirectory(directory), () => log.close());
+  let reads = 0;
+  const read = log.read.bind(log);
+  log.read = (offset, maxBytes) => {
+    reads++;
+    return read(offset, maxBytes);
+  };
+  return { log, reads: () => reads };
+}
+
+const batch = (index: number): Buffer => buildBatch([{ value: Buffer.from(`record ${index}`) }], { timestamp: 1_700_000_000_000 });
+
+describe('fetchWithWait', () => {
+  it('reads again once the appends may make up min_bytes, not after each of them', async () => {
+    const { log, reads } = await countedLog();
+    const appends = 50;
+    const minBytes = appends * batch(0).length;
+    const fetched = fetchWithWait(log, { offset: 0, maxBytes: 1024 * 1024, minBytes, maxWaitMs: 60_000 });
+    for (let index = 0; index < appends - 1; index++) await log.append(batch(index));
+    expect(reads()).toBe(1); // the first, which found nothing
+    await log.append(batch(appends - 1));
+    const result = await fetched;
+    expect(reads()).toBe(2);
+    expect(decodeBatches(result.batches).map((record) => record.value!.toString())).toEqual(Array.from({ length: appends }, (_, index) => `record ${index}`));
+  });
+
+  it('answers with what arrived when its wait ends short of min_bytes', async () => {
+    const { log } = await countedLog();
+    const ended = new AbortController();
+    const fetched = fetchWithWait(log, { offset: 0, maxBytes: 1024 * 1024, minBytes: 1024 * 1024, maxWaitMs: 60_000, signal: ended.signal });
+    for (let index = 0; index < 3; index++) await log.append(batch(index));
+    ended.abort();
+    const result = await fetched;
+    expect(decodeBatches(result.batches).map((record) => record.value!.toString())).toEqual(['record 0', 'record 1', 'record 2']);
+  });
+});
