@@ -18,6 +18,7 @@ import { groupIdProblem, newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { UNPRINTABLE_CHARACTER, escapeUnprintable } from '../common/printable.js';
 import type { Broker } from '../broker/broker.js';
+import { checkTopicName } from '../broker/topic-name.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { firstRecordFrom } from '../storage/record-batch.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
@@ -128,6 +129,27 @@ function checkChosenMemberId(memberId: string): void {
   }
 }
 
+/** Bounds on what a member says of itself, kept for as long as it is a member. Kafka bounds a group instance id as it bounds a topic name. */
+const CLIENT_ID_LENGTH_MAX = 255;
+const INSTANCE_ID_LENGTH_MAX = 249;
+
+function checkMemberFields(request: HeartbeatRequest): void {
+  if (request.clientId.length > CLIENT_ID_LENGTH_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `client_id is ${request.clientId.length} characters long; the limit is ${CLIENT_ID_LENGTH_MAX}`);
+  }
+  if (request.instanceId !== null && request.instanceId.length > INSTANCE_ID_LENGTH_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `instance_id is ${request.instanceId.length} characters long; the limit is ${INSTANCE_ID_LENGTH_MAX}`);
+  }
+  // A name no topic can have would never match: refused, as a mistake.
+  request.subscription?.topicNames.forEach((name, index) => {
+    try {
+      checkTopicName(name);
+    } catch (error) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `subscribed_topic_names[${index}]: ${(error as Error).message}`);
+    }
+  });
+}
+
 function sortedPairs(keys: Iterable<TopicPartition>): { topic: string; partition: number }[] {
   return [...keys].map(splitTp).sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
 }
@@ -223,6 +245,7 @@ export class GroupCoordinator {
     }
     if (request.memberEpoch < -2) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member_epoch ${request.memberEpoch} is invalid`);
     if (request.memberEpoch === 0 && request.memberId !== '') checkChosenMemberId(request.memberId);
+    checkMemberFields(request);
     if (request.memberEpoch === 0 && (request.subscription === null || (request.subscription.topicNames.length === 0 && request.subscription.regex === ''))) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a joining member must send its subscription (topic names and/or a regex)');
     }

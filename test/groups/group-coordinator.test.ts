@@ -176,8 +176,17 @@ describe('heartbeats', () => {
       ['control character in the group id', request({ groupId: 'g\u001b', subscription })],
       ['chosen member id too long', request({ groupId: 'g', subscription, memberId: 'm'.repeat(101) })],
       ['control character in a chosen member id', request({ groupId: 'g', subscription, memberId: 'm\u0007' })],
+      ['client id too long', request({ groupId: 'g', subscription, clientId: 'c'.repeat(256) })],
+      ['instance id too long', request({ groupId: 'g', subscription, instanceId: 'i'.repeat(250) })],
+      ['a subscribed name no topic can have', request({ groupId: 'g', subscription: { topicNames: ['t', 'a b'], regex: '' } })],
+      ['a subscribed name too long for a topic', request({ groupId: 'g', subscription: { topicNames: ['t'.repeat(250)], regex: '' } })],
     ];
     for (const [what, input] of cases) expect((await failure(() => coordinator.heartbeat(input))).code, what).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription: { topicNames: ['t', 'a b'], regex: '' } })))).message).toBe(
+      'subscribed_topic_names[1]: topic name "a b" has characters outside [a-zA-Z0-9._-]',
+    );
+    // At the bounds, a member joins.
+    expect(coordinator.heartbeat(request({ groupId: 'g', subscription, clientId: 'c'.repeat(255), instanceId: 'i'.repeat(249) })).memberEpoch).toBeGreaterThan(0);
     const unknown = await failure(() => coordinator.heartbeat(request({ groupId: 'nobody', memberId: 'm', memberEpoch: 3 })));
     expect(unknown.code).toBe(ErrorCode.NOT_FOUND);
     expect(unknown.message).toMatch(/rejoin with member epoch 0/);
