@@ -64,7 +64,7 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest): Promis
   if (hasBatch === hasRecords) throw invalidArgument(hasBatch ? 'give either records or a batch, not both' : 'a produce request needs records or a batch');
   let result: ProduceResult;
   if (hasBatch) {
-    if (request.producerId !== null && request.producerId !== undefined) {
+    if (producerFromWire(request) !== null) {
       throw invalidArgument('producer_id is for the records path; a raw batch carries its producer fields in its header');
     }
     const batches = Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength);

@@ -7,6 +7,7 @@ import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 
@@ -39,6 +40,9 @@ describe('Produce: producer_id', () => {
     // -1, like no producer_id, is a producer that is not idempotent: appended, the first record.
     const appended = await produce({ topic, partition: 0, records: [record('plain')], producerId: Long.fromNumber(-1) });
     expect(appended.batches.map((batch) => batch.baseOffset.toNumber())).toEqual([0]);
+    // So with a raw batch, whose header carries the producer fields: -1 is taken, as log.proto says.
+    const raw = await produce({ topic, partition: 0, batch: buildBatch([{ value: Buffer.from('raw') }]), producerId: Long.fromNumber(-1) });
+    expect(raw.batches.map((batch) => batch.baseOffset.toNumber())).toEqual([1]);
   });
 });
 
