@@ -54,7 +54,9 @@ export async function fetchWithWait(log: PartitionLog, options: FetchOptions): P
     // the wait (or of the call) what there is is read, if anything arrived.
     const arrived = log.visibleBytesTotal - readAt;
     const waitEnded = Date.now() >= deadline || options.signal?.aborted === true;
-    if (arrived === 0 || (result.batches.length + arrived < minBytes && !waitEnded)) continue;
+    // A log closed or fenced meanwhile (its topic deleted, say) is read all the same: the read
+    // says why, and the fetch fails with it rather than wait on.
+    if (log.usable && (arrived === 0 || (result.batches.length + arrived < minBytes && !waitEnded))) continue;
     readAt = log.visibleBytesTotal;
     result = await log.read(options.offset, options.maxBytes);
   }

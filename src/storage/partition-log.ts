@@ -387,6 +387,11 @@ export class PartitionLog {
     return this.segments.count;
   }
 
+  /** Whether reads and appends are taken: not fenced, not closing or closed. */
+  get usable(): boolean {
+    return this.fence === null && this.closing === null;
+  }
+
   /** The error every call gets while the partition is fenced, or null. */
   get fenced(): StrataError | null {
     return this.fence;
