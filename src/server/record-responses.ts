@@ -15,9 +15,12 @@
  * Size: the log bounds the batches it reads by their stored bytes, but a gzip batch of 100 KB
  * may inflate to 128 MiB (INFLATED_BATCH_BYTES_MAX). So batches are inflated and written one at
  * a time, and no batch is added once the message passes `maxBytes`. The first batch always goes
- * in, as in Kafka, so a reader whose max_bytes is below one batch still makes progress; a
- * message is thus at most `maxBytes` plus one batch's records, and the broker holds at most one
- * inflated batch beside it. next_offset follows the last batch written, not the last one read.
+ * in, as in Kafka, so a reader whose max_bytes is below one batch still makes progress. A gzip
+ * batch's records go in one by one, and stop once the message passes `maxBytes` (the first
+ * always goes in): a message is thus at most `maxBytes` plus one stored batch's records or one
+ * record, never a whole inflated batch of up to 128 MiB (more than most clients take in one
+ * message), and the broker holds at most one inflated batch beside it. next_offset follows the
+ * last record written, not the last batch read.
  */
 import {
   LENGTH_DELIMITED,
@@ -46,9 +49,9 @@ const RECORD_OVERHEAD_GUESS = 32;
 /** A response of decoded records, and which of the batches read it holds. */
 export interface RecordsResponse {
   message: Buffer;
-  /** The leading batches whose records are in `message` (for metrics). */
+  /** The leading batches whose records are in `message` (for metrics; the last may be in part). */
   included: Buffer;
-  /** The offset after the last batch in `included` (the message's next_offset). */
+  /** The offset after the last record in `message` (the message's next_offset). */
   nextOffset: number;
 }
 
@@ -90,13 +93,29 @@ async function encodeRecords(batches: Buffer, fromOffset: number, maxBytes: numb
   let nextOffset = fromOffset;
   for (const position of positions) {
     if (end > 0 && writer.position >= maxBytes) break;
-    // Inflated off the event loop, one batch at a time: only this batch's records are held.
-    const inflated = isCompressedBatch(batches, position) ? await inflateBatch(batches, position) : undefined;
     const size = readBatchSize(batches, position);
-    writer.reserve((inflated?.length ?? size - RECORDS_OFFSET) + readRecordCount(batches, position) * RECORD_OVERHEAD_GUESS);
-    forEachRecord(batches, position, fromOffset, visit, inflated);
     end = position + size;
     nextOffset = readLastOffset(batches, position) + 1;
+    if (!isCompressedBatch(batches, position)) {
+      writer.reserve(size - RECORDS_OFFSET + readRecordCount(batches, position) * RECORD_OVERHEAD_GUESS);
+      forEachRecord(batches, position, fromOffset, visit);
+      continue;
+    }
+    // Inflated off the event loop, one batch at a time: only this batch's records are held.
+    const inflated = await inflateBatch(batches, position);
+    writer.reserve(Math.min(inflated!.length, Math.max(0, maxBytes - writer.position)) + RECORD_OVERHEAD_GUESS);
+    forEachRecord(
+      batches,
+      position,
+      fromOffset,
+      (offset, timestamp, key, value, headers) => {
+        visit(offset, timestamp, key, value, headers);
+        if (writer.position < maxBytes) return true;
+        nextOffset = offset + 1;
+        return false;
+      },
+      inflated,
+    );
   }
   return { writer, included: batches.subarray(0, end), nextOffset };
 }

@@ -131,9 +131,10 @@ describe('hand-encoded responses of decoded records', () => {
     expect(Long.fromValue(fetch.nextOffset).toNumber()).toBe(10);
   });
 
-  it('stop adding gzip batches once their inflated records pass max_bytes, keep at least one, and set next_offset after the last one kept', async () => {
+  it('stop adding the records of gzip batches once they pass max_bytes, keep at least one, and set next_offset after the last one kept', async () => {
     // Four gzip batches of 4 records of 512 KiB each: a few KiB stored, 2 MiB inflated. A max_bytes
-    // counted in stored bytes would take all four (8 MiB of records) into a 1 MiB response.
+    // counted in stored bytes would take all four (8 MiB of records) into a 1 MiB response, and
+    // one counted in whole batches the first (2 MiB).
     const recordsPerBatch = 4;
     const value = Buffer.alloc(512 * 1024, 'a');
     const batches = Buffer.concat(
@@ -148,20 +149,20 @@ describe('hand-encoded responses of decoded records', () => {
       return { records: decoded.records.map(fromWire), nextOffset: response.nextOffset, included: response.included.length, bytes: response.message.length };
     };
 
-    const one = await kept(1024 * 1024);
-    expect(one.records).toEqual(all.slice(0, 4));
-    expect(one.nextOffset).toBe(104);
-    expect(one.bytes).toBeLessThan(2.1 * 1024 * 1024);
+    const one = await kept(1024 * 1024); // the second record passes 1 MiB
+    expect(one.records).toEqual(all.slice(0, 2));
+    expect(one.nextOffset).toBe(102);
+    expect(one.bytes).toBeLessThan(1.1 * 1024 * 1024);
     const first = readBatchSize(batches, 0);
     expect(one.included).toBe(first);
 
-    const tiny = await kept(1); // below one batch: that batch still goes in, so the reader moves on
-    expect(tiny.records).toEqual(all.slice(0, 4));
-    expect(tiny.nextOffset).toBe(104);
+    const tiny = await kept(1); // below one record: that record still goes in, so the reader moves on
+    expect(tiny.records).toEqual(all.slice(0, 1));
+    expect(tiny.nextOffset).toBe(101);
 
-    const two = await kept(3 * 1024 * 1024); // one batch is 2 MiB, below it; two pass it
-    expect(two.records).toEqual(all.slice(0, 8));
-    expect(two.nextOffset).toBe(108);
+    const whole = await kept(5 * 512 * 1024); // the first batch's records stay under it; the second's first passes it
+    expect(whole.records).toEqual(all.slice(0, 5));
+    expect(whole.nextOffset).toBe(105);
 
     const fromMiddle = await kept(1024 * 1024, 106); // from inside the second batch read
     expect(fromMiddle.records).toEqual(all.slice(6, 8));
@@ -169,8 +170,8 @@ describe('hand-encoded responses of decoded records', () => {
 
     const fetched = await encodeRecordsFetchResponse(batches, 100, 1024 * 1024, { highWatermark: 116, logStartOffset: 0 });
     const fetch = v1.FetchResponse.decode(fetched.message);
-    expect(fetch.records.map(fromWire)).toEqual(all.slice(0, 4));
-    expect(Long.fromValue(fetch.nextOffset).toNumber()).toBe(104);
+    expect(fetch.records.map(fromWire)).toEqual(all.slice(0, 2));
+    expect(Long.fromValue(fetch.nextOffset).toNumber()).toBe(102);
     expect(fetched.included.length).toBe(first);
   });
 });
