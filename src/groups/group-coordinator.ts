@@ -20,7 +20,7 @@ import { UNPRINTABLE_CHARACTER, escapeUnprintable } from '../common/printable.js
 import type { Broker } from '../broker/broker.js';
 import { checkTopicName } from '../broker/topic-name.js';
 import type { PartitionLog } from '../storage/partition-log.js';
-import { firstRecordFrom } from '../storage/record-batch.js';
+import { firstRecordFrom } from '../storage/inflated-records.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
 import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription } from './consumer-group.js';
 import { type CommittedOffset, OffsetStore } from './offset-store.js';

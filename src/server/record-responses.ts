@@ -16,11 +16,11 @@
  * may inflate to 128 MiB (INFLATED_BATCH_BYTES_MAX). So batches are inflated and written one at
  * a time, and no batch is added once the message passes `maxBytes`. The first batch always goes
  * in, as in Kafka, so a reader whose max_bytes is below one batch still makes progress. A gzip
- * batch's records go in one by one, and stop once the message passes `maxBytes` (the first
- * always goes in): a message is thus at most `maxBytes` plus one stored batch's records or one
- * record, never a whole inflated batch of up to 128 MiB (more than most clients take in one
- * message), and the broker holds at most one inflated batch beside it. next_offset follows the
- * last record written, not the last batch read.
+ * batch's records go in one by one as they inflate (`forEachInflatedRecord`), and stop once the
+ * message passes `maxBytes` (the first always goes in): a message is thus at most `maxBytes`
+ * plus one stored batch's records or one record, never a whole inflated batch of up to 128 MiB
+ * (more than most clients take in one message), and the broker inflates no further than that.
+ * next_offset follows the last record written, not the last batch read.
  */
 import {
   LENGTH_DELIMITED,
@@ -33,7 +33,8 @@ import {
   writeUvarint,
   writeVarintFields,
 } from '../common/protobuf-wire.js';
-import { type RecordVisitor, RECORDS_OFFSET, forEachBatch, forEachRecord, inflateBatch, isCompressedBatch, readBatchSize, readLastOffset, readRecordCount } from '../storage/record-batch.js';
+import { forEachInflatedRecord } from '../storage/inflated-records.js';
+import { type RecordVisitor, RECORDS_OFFSET, forEachBatch, forEachRecord, isCompressedBatch, readBatchSize, readLastOffset, readRecordCount } from '../storage/record-batch.js';
 import { HEADER_KEY_TAG, HEADER_VALUE_TAG, RECORD_HEADERS_TAG, RECORD_KEY_TAG, RECORD_OFFSET_TAG, RECORD_TIMESTAMP_TAG, RECORD_VALUE_TAG } from './record-message.js';
 import { type FetchResponseFields, type SubscribeResponseFields, fetchResponseFields, subscribeResponseFields } from './raw-responses.js';
 
@@ -101,21 +102,13 @@ async function encodeRecords(batches: Buffer, fromOffset: number, maxBytes: numb
       forEachRecord(batches, position, fromOffset, visit);
       continue;
     }
-    // Inflated off the event loop, one batch at a time: only this batch's records are held.
-    const inflated = await inflateBatch(batches, position);
-    writer.reserve(Math.min(inflated!.length, Math.max(0, maxBytes - writer.position)) + RECORD_OVERHEAD_GUESS);
-    forEachRecord(
-      batches,
-      position,
-      fromOffset,
-      (offset, timestamp, key, value, headers) => {
-        visit(offset, timestamp, key, value, headers);
-        if (writer.position < maxBytes) return true;
-        nextOffset = offset + 1;
-        return false;
-      },
-      inflated,
-    );
+    // Inflated off the event loop, a chunk at a time, and only up to the record that passes max_bytes.
+    await forEachInflatedRecord(batches, position, fromOffset, (offset, timestamp, key, value, headers) => {
+      visit(offset, timestamp, key, value, headers);
+      if (writer.position < maxBytes) return true;
+      nextOffset = offset + 1;
+      return false;
+    });
   }
   return { writer, included: batches.subarray(0, end), nextOffset };
 }

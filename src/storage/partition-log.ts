@@ -43,8 +43,8 @@ import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, segmentFilePath } from './file-names.j
 import { nodeFileSystem, type FileSystem } from './file-system.js';
 import { type FenceInfo, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } from './log-loader.js';
 import { type LogConfig, resolveLogConfig } from './log-config.js';
+import { firstRecordFrom } from './inflated-records.js';
 import {
-  firstRecordFrom,
   forEachBatch,
   readLastOffset,
   readLastOffsetDelta,

@@ -36,8 +36,7 @@
  * Offsets and timestamps are JavaScript numbers: exact up to 2^53, which a log would reach after
  * 285 years at a million records per second. Reading a larger value is reported as corruption.
  */
-import { promisify } from 'node:util';
-import { constants as zlibConstants, gunzip, gunzipSync } from 'node:zlib';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { BATCH_BYTES_MAX } from '../common/request-limits.js';
@@ -82,7 +81,6 @@ export const INFLATED_BATCH_BYTES_MAX = BATCH_BYTES_MAX * 8;
  */
 export const INFLATE_CHUNK_BYTES = 256 * 1024;
 
-const gunzipAsync = promisify(gunzip);
 
 // ---------------------------------------------------------------------------------------------
 // Header accessors. They read in place and allocate nothing.
@@ -308,48 +306,74 @@ export type RecordVisitor = (offset: number, timestamp: number, key: Buffer | nu
  * `inflateBatch`), else inflated here. Throws `CORRUPT_BATCH` when the records do not parse.
  */
 export function forEachRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor, inflated?: Buffer): void {
-  const size = readBatchSize(buffer, position);
-  const attributes = readAttributes(buffer, position);
-  const baseOffset = readBaseOffset(buffer, position);
-  const logAppendTime = (attributes & TIMESTAMP_TYPE_MASK) !== 0;
-  const baseTimestamp = readBaseTimestamp(buffer, position);
-  const maxTimestamp = readMaxTimestamp(buffer, position);
-  const count = readRecordCount(buffer, position);
+  const batch = recordsContext(buffer, position);
   try {
-    const { records, start, end } = recordBytes(buffer, position, size, attributes, inflated);
-    const reader = new VarintReader(records, start, end);
-    for (let index = 0; index < count; index++) {
-      const length = reader.readVarint();
-      const recordEnd = reader.position + length;
-      reader.readInt8();
-      const timestampDelta = reader.readVarlong();
-      const offset = baseOffset + reader.readVarint();
-      if (offset < fromOffset) {
-        reader.skip(recordEnd - reader.position);
-        continue;
-      }
-      const key = readBytesField(reader);
-      const value = readBytesField(reader);
-      const headerCount = reader.readVarint();
-      let headers = NO_HEADERS;
-      if (headerCount !== 0) {
-        const list: RecordHeader[] = [];
-        for (let header = 0; header < headerCount; header++) {
-          const keyLength = reader.readVarint();
-          const keyStart = reader.position;
-          reader.skip(keyLength);
-          const headerKey = records.toString('utf8', keyStart, keyStart + keyLength);
-          list.push({ key: headerKey, value: readBytesField(reader) });
-        }
-        headers = list;
-      }
-      if (reader.position !== recordEnd) throw new RangeError(`record ${index} length does not match its fields`);
-      if (visit(offset, logAppendTime ? maxTimestamp : baseTimestamp + timestampDelta, key, value, headers) === false) return;
-    }
+    const { records, start, end } = recordBytes(buffer, position, readBatchSize(buffer, position), readAttributes(buffer, position), inflated);
+    visitRecords(records, start, end, 0, readRecordCount(buffer, position), batch, fromOffset, visit);
   } catch (error) {
-    if (error instanceof StrataError) throw error;
-    throw new StrataError(ErrorCode.CORRUPT_BATCH, `batch at offset ${baseOffset} does not decode: ${(error as Error).message}`);
+    throw undecodable(batch, error);
   }
+}
+
+/** What the records of a batch take from its header to be decoded. */
+export interface RecordsContext {
+  baseOffset: number;
+  logAppendTime: boolean;
+  baseTimestamp: number;
+  maxTimestamp: number;
+}
+
+export function recordsContext(buffer: Buffer, position: number): RecordsContext {
+  return {
+    baseOffset: readBaseOffset(buffer, position),
+    logAppendTime: (readAttributes(buffer, position) & TIMESTAMP_TYPE_MASK) !== 0,
+    baseTimestamp: readBaseTimestamp(buffer, position),
+    maxTimestamp: readMaxTimestamp(buffer, position),
+  };
+}
+
+/** The error for records of `batch` that do not parse (`error` as is when already a StrataError). */
+export function undecodable(batch: RecordsContext, error: unknown): StrataError {
+  if (error instanceof StrataError) return error;
+  return new StrataError(ErrorCode.CORRUPT_BATCH, `batch at offset ${batch.baseOffset} does not decode: ${(error as Error).message}`);
+}
+
+/**
+ * Hands `visit` the `count` records in `records[start, end)`, the batch's records from number
+ * `firstIndex` on, as `forEachRecord` says. Returns true when the visitor stopped the walk.
+ * Throws RangeError when they do not parse.
+ */
+export function visitRecords(records: Buffer, start: number, end: number, firstIndex: number, count: number, batch: RecordsContext, fromOffset: number, visit: RecordVisitor): boolean {
+  const reader = new VarintReader(records, start, end);
+  for (let index = firstIndex; index < firstIndex + count; index++) {
+    const length = reader.readVarint();
+    const recordEnd = reader.position + length;
+    reader.readInt8();
+    const timestampDelta = reader.readVarlong();
+    const offset = batch.baseOffset + reader.readVarint();
+    if (offset < fromOffset) {
+      reader.skip(recordEnd - reader.position);
+      continue;
+    }
+    const key = readBytesField(reader);
+    const value = readBytesField(reader);
+    const headerCount = reader.readVarint();
+    let headers = NO_HEADERS;
+    if (headerCount !== 0) {
+      const list: RecordHeader[] = [];
+      for (let header = 0; header < headerCount; header++) {
+        const keyLength = reader.readVarint();
+        const keyStart = reader.position;
+        reader.skip(keyLength);
+        const headerKey = records.toString('utf8', keyStart, keyStart + keyLength);
+        list.push({ key: headerKey, value: readBytesField(reader) });
+      }
+      headers = list;
+    }
+    if (reader.position !== recordEnd) throw new RangeError(`record ${index} length does not match its fields`);
+    if (visit(offset, batch.logAppendTime ? batch.maxTimestamp : batch.baseTimestamp + timestampDelta, key, value, headers) === false) return true;
+  }
+  return false;
 }
 
 /**
@@ -402,51 +426,6 @@ export function forEachBatch(buffer: Buffer, visit: (position: number, size: num
 /** Whether the records of the batch at `position` are compressed. */
 export function isCompressedBatch(buffer: Buffer, position: number): boolean {
   return compressionOf(readAttributes(buffer, position)) !== Compression.none;
-}
-
-/**
- * The records of the batch at `position` inflated on the thread pool, or undefined when it is
- * not compressed (`forEachRecord` takes either). Rejects with `CORRUPT_BATCH` when they do not
- * inflate. Callers on a read path ask `isCompressedBatch` first: awaiting this for a batch that
- * is not compressed costs a turn of the microtask queue per batch.
- */
-export async function inflateBatch(buffer: Buffer, position: number): Promise<Buffer | undefined> {
-  const compression = compressionOf(readAttributes(buffer, position));
-  if (compression === Compression.none) return undefined;
-  try {
-    if (compression !== Compression.gzip) throw unsupportedCodec(compression);
-    return await gunzipAsync(buffer.subarray(position + RECORDS_OFFSET, position + readBatchSize(buffer, position)), { chunkSize: INFLATE_CHUNK_BYTES, maxOutputLength: INFLATED_BATCH_BYTES_MAX });
-  } catch (error) {
-    throw new StrataError(ErrorCode.CORRUPT_BATCH, `batch at offset ${readBaseOffset(buffer, position)} does not decode: ${(error as Error).message}`);
-  }
-}
-
-/**
- * The offset and timestamp of the first record at or after `fromOffset`, with a timestamp of at
- * least `minTimestamp`, among the whole batches in `buffer`; null when there is none. A batch
- * whose max timestamp is lower is not read; a compressed one that is read is inflated on the
- * thread pool. Rejects with `CORRUPT_BATCH` when a batch read does not decode.
- */
-export async function firstRecordFrom(
-  buffer: Buffer,
-  fromOffset: number,
-  minTimestamp = Number.NEGATIVE_INFINITY,
-): Promise<{ offset: number; timestamp: number } | null> {
-  const positions: number[] = [];
-  forEachBatch(buffer, (position) => {
-    if (readLastOffset(buffer, position) >= fromOffset && readMaxTimestamp(buffer, position) >= minTimestamp) positions.push(position);
-  });
-  for (const position of positions) {
-    let found: { offset: number; timestamp: number } | null = null;
-    const inflated = isCompressedBatch(buffer, position) ? await inflateBatch(buffer, position) : undefined;
-    forEachRecord(buffer, position, fromOffset, (offset, timestamp) => {
-      if (timestamp < minTimestamp) return true;
-      found = { offset, timestamp };
-      return false;
-    }, inflated);
-    if (found !== null) return found;
-  }
-  return null;
 }
 
 /** Decodes every record of every whole batch in `buffer` (e.g. a fetch response). */

@@ -21,7 +21,6 @@ import {
   checkBatchFrame,
   decodeBatches,
   decodeRecords,
-  firstRecordFrom,
   firstRecordKey,
   forEachRecord,
   readBaseOffset,
@@ -33,6 +32,7 @@ import {
 } from '../../src/storage/record-batch.js';
 import { buildBatch, type BatchOptions } from '../../src/storage/record-batch-builder.js';
 import { validateBatches } from '../../src/storage/batch-validation.js';
+import { firstRecordFrom } from '../../src/storage/inflated-records.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.

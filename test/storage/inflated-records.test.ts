@@ -1,0 +1,76 @@
+// Goal: the records of a gzip batch are visited as they inflate, chunk by chunk, exactly as
+// forEachRecord visits them, no further than the visitor wants, and damage is refused with
+// CORRUPT_BATCH; method: gzip batches built by the codec (and payloads gzipped by hand), walked
+// whole, from an offset and stopped early, compared with forEachRecord's decoding.
+import { gzipSync } from 'node:zlib';
+import { crc32c } from '@node-rs/crc32';
+import { describe, expect, it } from 'vitest';
+import { ErrorCode } from '../../src/common/errors.js';
+import { forEachInflatedRecord } from '../../src/storage/inflated-records.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET, LOG_OVERHEAD, RECORDS_OFFSET, decodeRecords } from '../../src/storage/record-batch.js';
+
+const T0 = 1_700_000_000_000;
+
+/** 20,000 records of about 100 bytes, at offsets 1,000 on: about 2 MB inflated, eight chunks and more. */
+const records = Array.from({ length: 20_000 }, (_, index) => ({ key: index % 3 === 0 ? null : Buffer.from(`k${index}`), value: Buffer.from(`value ${index} `.padEnd(100, '.')), timestamp: T0 + index }));
+const gzipBatch = buildBatch(records, { compression: 'gzip', baseOffset: 1_000 });
+
+/** A gzip batch of `count` records whose records region inflates to `payload`. */
+function gzipBatchOf(count: number, payload: Buffer): Buffer {
+  const template = buildBatch(Array.from({ length: count }, () => ({ value: null })), { timestamp: T0, compression: 'gzip' });
+  const batch = Buffer.concat([template.subarray(0, RECORDS_OFFSET), gzipSync(payload)]);
+  batch.writeInt32BE(batch.length - LOG_OVERHEAD, BATCH_LENGTH_OFFSET);
+  batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+  return batch;
+}
+
+/** The records region of an uncompressed batch of `values`. */
+function recordsRegion(values: string[]): Buffer {
+  return buildBatch(values.map((value) => ({ value: Buffer.from(value) })), { timestamp: T0 }).subarray(RECORDS_OFFSET);
+}
+
+async function visited(batch: Buffer, fromOffset: number, stopAfter = Number.POSITIVE_INFINITY): Promise<{ offset: number; timestamp: number; key: string | null; value: string | null }[]> {
+  const seen: { offset: number; timestamp: number; key: string | null; value: string | null }[] = [];
+  await forEachInflatedRecord(batch, 0, fromOffset, (offset, timestamp, key, value) => {
+    seen.push({ offset, timestamp, key: key?.toString() ?? null, value: value?.toString() ?? null });
+    return seen.length < stopAfter;
+  });
+  return seen;
+}
+
+describe('forEachInflatedRecord', () => {
+  it('visits what forEachRecord decodes, records cut by the chunks included, from any offset', async () => {
+    const decoded = decodeRecords(gzipBatch).map(({ offset, timestamp, key, value }) => ({ offset, timestamp, key: key?.toString() ?? null, value: value?.toString() ?? null }));
+    expect(await visited(gzipBatch, 0)).toEqual(decoded);
+    expect(await visited(gzipBatch, 13_017)).toEqual(decoded.slice(12_017));
+  });
+
+  it('stops inflating at the record the visitor stops at: damage further in the stream is never reached', async () => {
+    const damaged = Buffer.from(gzipBatch);
+    damaged.fill(0x55, damaged.length - 200, damaged.length - 150); // in the last deflate block
+    damaged.writeUInt32BE(crc32c(damaged.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    expect(await visited(damaged, 2_000, 3)).toEqual([2_000, 2_001, 2_002].map((offset) => expect.objectContaining({ offset })));
+    await expect(visited(damaged, 0)).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH, message: expect.stringMatching(/^batch at offset \d+ does not decode: its records do not inflate: /) });
+  });
+
+  it('refuses a record that does not parse, after visiting those before it', async () => {
+    const region = Buffer.from(recordsRegion(['a', 'b', 'c']));
+    region[region.length - 1] = 2; // the last record's header count: 1 header, in no bytes
+    const seen: number[] = [];
+    const walk = forEachInflatedRecord(gzipBatchOf(3, region), 0, 0, (offset) => {
+      seen.push(offset);
+    });
+    await expect(walk).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH, message: expect.stringMatching(/does not decode/) });
+    expect(seen).toEqual([0, 1]);
+  });
+
+  it('refuses bytes after the last record, and records that end before the count of the header', async () => {
+    const region = recordsRegion(['a', 'b']);
+    await expect(visited(gzipBatchOf(2, Buffer.concat([region, Buffer.from([0, 0, 0])])), 0)).rejects.toMatchObject({
+      code: ErrorCode.CORRUPT_BATCH,
+      message: expect.stringMatching(/3 bytes follow its last record$/),
+    });
+    await expect(visited(gzipBatchOf(3, region), 0)).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH, message: expect.stringMatching(/its records end after 2 of the 3 its header counts$/) });
+  });
+});
