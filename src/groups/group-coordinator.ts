@@ -67,6 +67,16 @@ export interface HeartbeatResult {
   assignment: { topic: string; partition: number }[];
 }
 
+/** A partition a group's lag covers (`lagPartitions`). */
+interface LagPartition {
+  topic: string;
+  partition: number;
+  log: PartitionLog;
+  committedOffset: number;
+  from: number;
+  lag: number;
+}
+
 export interface PartitionLag {
   topic: string;
   partition: number;
@@ -379,9 +389,12 @@ export class GroupCoordinator {
     return group;
   }
 
-  async describeGroup(groupId: string): Promise<GroupDescription> {
-    const group = this.requireGroup(groupId);
-    const topics = this.topicCounts();
+  /**
+   * The partitions a group's lag covers, with their logs: those it has committed offsets for and
+   * those its members subscribe to, that exist. Each is lagging from its committed offset, or
+   * from the log start when it has none (or the log start passed it).
+   */
+  private lagPartitions(groupId: string, group: ConsumerGroup | null, topics: ReadonlyMap<string, number>): LagPartition[] {
     const committed = this.offsets.list(groupId);
     const keys = new Set<TopicPartition>();
     for (const entry of committed) keys.add(tp(entry.topic, entry.partition));
@@ -389,16 +402,23 @@ export class GroupCoordinator {
       for (const topic of group.subscribedTopics(topics)) for (let partition = 0; partition < topics.get(topic)!; partition++) keys.add(tp(topic, partition));
     }
     const committedByKey = new Map(committed.map((entry) => [tp(entry.topic, entry.partition), entry.offset]));
+    return sortedPairs(keys)
+      .filter(({ topic, partition }) => topics.has(topic) && partition < topics.get(topic)!)
+      .map(({ topic, partition }) => {
+        const log = this.broker.partitionLog(topic, partition);
+        const committedOffset = committedByKey.get(tp(topic, partition)) ?? -1;
+        const from = Math.max(committedOffset < 0 ? log.logStartOffset : committedOffset, log.logStartOffset);
+        return { topic, partition, log, committedOffset, from, lag: Math.max(0, log.highWatermark - from) };
+      });
+  }
+
+  async describeGroup(groupId: string): Promise<GroupDescription> {
+    const group = this.requireGroup(groupId);
     // Every log looked up before the first wait: a topic deleted meanwhile is described as it
     // was (its lag time unknown), rather than failing the description with NOT_FOUND.
-    const logs = sortedPairs(keys)
-      .filter(({ topic, partition }) => topics.has(topic) && partition < topics.get(topic)!)
-      .map(({ topic, partition }) => ({ topic, partition, log: this.broker.partitionLog(topic, partition) }));
+    const lagging = this.lagPartitions(groupId, group, this.topicCounts());
     const partitions: PartitionLag[] = [];
-    for (const { topic, partition, log } of logs) {
-      const committedOffset = committedByKey.get(tp(topic, partition)) ?? -1;
-      const from = Math.max(committedOffset < 0 ? log.logStartOffset : committedOffset, log.logStartOffset);
-      const lag = Math.max(0, log.highWatermark - from);
+    for (const { topic, partition, log, committedOffset, from, lag } of lagging) {
       partitions.push({
         topic,
         partition,
@@ -531,16 +551,17 @@ export class GroupCoordinator {
     if (orphans.length > 0) this.logger.warn({ topics: orphans }, 'removed committed offsets of topics deleted before a crash');
   }
 
-  /** Records not yet committed per group and topic, from committed offsets (for metrics). */
+  /**
+   * Records not yet committed per group and topic (for metrics), over the partitions
+   * `describeGroup` shows: a subscribed partition with no committed offset lags from the log
+   * start there too, so a group that never commits has lag to alert on.
+   */
   lagByTopic(): { groupId: string; topic: string; lag: number }[] {
+    const topics = this.topicCounts();
     const result: { groupId: string; topic: string; lag: number }[] = [];
     for (const groupId of new Set([...this.groups.keys(), ...this.offsets.groups()])) {
       const byTopic = new Map<string, number>();
-      for (const entry of this.offsets.list(groupId)) {
-        if (!this.broker.hasTopic(entry.topic) || entry.partition >= this.broker.partitionCount(entry.topic)) continue;
-        const log = this.broker.partitionLog(entry.topic, entry.partition);
-        byTopic.set(entry.topic, (byTopic.get(entry.topic) ?? 0) + Math.max(0, log.highWatermark - Math.max(entry.offset, log.logStartOffset)));
-      }
+      for (const { topic, lag } of this.lagPartitions(groupId, this.groups.get(groupId) ?? null, topics)) byTopic.set(topic, (byTopic.get(topic) ?? 0) + lag);
       for (const [topic, lag] of byTopic) result.push({ groupId, topic, lag });
     }
     return result;

@@ -325,9 +325,12 @@ describe('group metrics', () => {
       await one.call('log.produce', v1.ProduceRequest.create({ topic: 'lagging', partition: 0, records }));
       const joined = await one.call<strata.v1.HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-metered', memberEpoch: 0, subscribedTopicNames: ['lagging'] }));
       await one.call('groups.commitOffsets', v1.CommitOffsetsRequest.create({ groupId: 'g-metered', memberId: joined.memberId, memberEpoch: joined.memberEpoch, offsets: [v1.OffsetCommit.create({ topic: 'lagging', partition: 0, offset: Long.fromNumber(2) })] }));
+      await one.call('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-silent', memberEpoch: 0, subscribedTopicNames: ['lagging'] }));
       const before = (await get(first.metricsAddress!, '/metrics')).body;
       expect(metricValue(before, 'strata_group_members', 'group="g-metered"')).toBe(1);
       expect(metricValue(before, 'strata_group_lag_records', 'group="g-metered",topic="lagging"')).toBe(3);
+      // A member that never commits: its group lags from the log start, as DescribeGroup says.
+      expect(metricValue(before, 'strata_group_lag_records', 'group="g-silent",topic="lagging"')).toBe(5);
       // The coordinator reports its rebalances to the metrics: the first member's join was one.
       expect(metricValue(before, 'strata_group_rebalances_total', 'group="g-metered"')).toBe(1);
     }, async (_client, _carried, second) => {
