@@ -42,6 +42,8 @@ export interface SubscriptionBatch {
 
 export class Subscription implements AsyncIterable<SubscriptionBatch> {
   private cancelled = false;
+  /** How the call failed, once it has: thrown at the end of the iteration. */
+  private failure: unknown = null;
   /** Per partition, the offset the next pushed message continues from (when known). */
   private readonly expected = new Map<number, number>();
 
@@ -49,7 +51,14 @@ export class Subscription implements AsyncIterable<SubscriptionBatch> {
     private readonly topic: string,
     private readonly stream: ClientReadableStream<strata.v1.SubscribeResponse>,
     private readonly startOffset: number | null,
-  ) {}
+  ) {
+    // grpc-js ends the stream and then emits 'error' for a failed call. Unheard (before the
+    // iteration starts, after a cancel, or after the iteration stopped) that would end the
+    // process; an iteration that starts after it would then just find the stream ended.
+    stream.on('error', (error) => {
+      this.failure ??= error;
+    });
+  }
 
   /** Ends the subscription; the iteration then finishes without an error. Idempotent. */
   cancel(): void {
@@ -64,6 +73,7 @@ export class Subscription implements AsyncIterable<SubscriptionBatch> {
         if (this.cancelled) return;
         yield this.toBatch(response);
       }
+      if (this.failure !== null && !this.cancelled) throw this.failure;
     } catch (error) {
       if (this.cancelled) return;
       throw toClientError(error);

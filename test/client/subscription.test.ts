@@ -1,0 +1,61 @@
+// Goal: `subscribe()` pushes a topic's records in order, and a call that fails (an unknown
+// topic, a cancel) never ends the process: its error surfaces on iteration whenever the
+// iteration starts, and a cancelled subscription ends quietly; method: the client against a
+// real broker on a loopback port, the end of the call awaited on its stream's status event.
+import type { EventEmitter } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Connection } from '../../src/client/connection.js';
+import { Producer } from '../../src/client/producer.js';
+import { type Subscription, subscribe } from '../../src/client/subscription.js';
+import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
+
+const shared = useBrokerWithAdmin();
+let connection: Connection;
+
+beforeAll(() => {
+  connection = new Connection({ server: shared.broker.address });
+});
+
+afterAll(() => connection.close());
+
+/** Waits for the end of the subscription's call (grpc-js reports its status after the error of a failed one). */
+async function untilEnded(subscription: Subscription): Promise<void> {
+  // Not events.once, which would reject at the 'error' event before the status.
+  await new Promise((resolve) => (subscription as unknown as { stream: EventEmitter }).stream.once('status', resolve));
+}
+
+async function collect(subscription: Subscription, count: number): Promise<string[]> {
+  const values: string[] = [];
+  for await (const batch of subscription) {
+    for (const record of batch.records) values.push(record.value!.toString());
+    if (values.length >= count) break;
+  }
+  return values;
+}
+
+describe('subscribe', () => {
+  it('pushes the records of a partition in order, from the earliest', async () => {
+    await shared.admin.createTopic('subscribed', { partitions: 1 });
+    const producer = new Producer({ server: shared.broker.address });
+    try {
+      for (let index = 0; index < 5; index++) await producer.send({ topic: 'subscribed', value: `v${index}` });
+    } finally {
+      await producer.close();
+    }
+    expect(await collect(subscribe(connection, { topic: 'subscribed', start: 'earliest' }), 5)).toEqual(['v0', 'v1', 'v2', 'v3', 'v4']);
+  });
+
+  it('throws the error of a call that failed before the iteration started (NOT_FOUND for an unknown topic)', async () => {
+    const subscription = subscribe(connection, { topic: 'never-created' });
+    await untilEnded(subscription);
+    await expect(collect(subscription, 1)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/topic "never-created" not found/) });
+  });
+
+  it('ends quietly when cancelled, iterated or not', async () => {
+    await shared.admin.createTopic('cancelled-subscription', { partitions: 1 });
+    const subscription = subscribe(connection, { topic: 'cancelled-subscription' });
+    subscription.cancel();
+    await untilEnded(subscription); // grpc-js reports the cancel as a CANCELLED error
+    expect(await collect(subscription, 1)).toEqual([]);
+  });
+});
