@@ -15,7 +15,7 @@ export type { BatchHeader, DecodedRecord, RecordHeader, RecordInput } from './st
 export { ErrorCode, StrataError, isStrataError } from './common/errors.js';
 export { ManualClock, systemClock } from './common/clock.js';
 export type { Clock } from './common/clock.js';
-export { Admin, Connection, Consumer, Producer, StrataClientError, isStrataClientError } from './client/index.js';
+export { Admin, Connection, Consumer, Producer, StrataClientError, Subscription, isStrataClientError, subscribe } from './client/index.js';
 export type {
   Acks,
   ConnectionOptions,
@@ -28,6 +28,8 @@ export type {
   SendCallback,
   SendResult,
   StatusName,
+  SubscribeOptions,
+  SubscriptionBatch,
   TopicDescription,
   TopicPartition,
 } from './client/index.js';
