@@ -76,6 +76,12 @@ import {
 
 const v1 = strata.v1;
 
+/**
+ * How often a reset waiting for the application to take a partition's fetched records checks
+ * for the last of them; it is also woken as each chunk is taken.
+ */
+const DRAIN_CHECK_MS = 100;
+
 export type ResetPolicy = 'earliest' | 'latest';
 
 export interface TopicPartition {
@@ -202,6 +208,8 @@ class PartitionFetcher {
   stream: ClientReadableStream<strata.v1.SubscribeResponse> | null = null;
   /** The current stream has delivered a chunk (a later failure starts the backoff afresh). */
   delivered = false;
+  /** A reset waits for the application to take the chunks fetched before it (woken as they go). */
+  draining = false;
   loop: Promise<void> = Promise.resolve();
   private waker: (() => void) | null = null;
 
@@ -614,6 +622,7 @@ export class Consumer extends EventEmitter {
         const { fetcher, generation } = fetched;
         fetcher.waitingChunks--;
         if (fetcher.waitingChunks < this.prefetchBatches) fetcher.stream?.resume();
+        if (fetcher.draining) fetcher.wake();
         if (generation !== fetcher.generation || !fetcher.active) continue;
         const records = this.decodeChunk(fetched);
         if (records.length === 0) continue;
@@ -692,6 +701,10 @@ export class Consumer extends EventEmitter {
         const failure = toClientError(error);
         if (failure.code === 'OUT_OF_RANGE') {
           try {
+            // The records fetched before the failure are valid: delivered first, as Kafka's
+            // consumer fetches only once they are, and the reset starts after them.
+            await this.untilDrained(fetcher, generation);
+            if (!fetcher.active || this.closed || generation !== fetcher.generation) continue;
             await this.applyResetPolicy(fetcher, failure);
             continue;
           } catch (resetError) {
@@ -747,6 +760,8 @@ export class Consumer extends EventEmitter {
     fetcher.abort = abort;
     fetcher.stream = stream;
     fetcher.delivered = false;
+    // Chunks of the stream before may still wait: a slow application's buffer stays bounded.
+    if (fetcher.waitingChunks >= this.prefetchBatches) stream.pause();
     return new Promise<void>((resolve, reject) => {
       let failure: StrataClientError | null = null;
       let settled = false;
@@ -785,6 +800,17 @@ export class Consumer extends EventEmitter {
       // The broker ends a subscription only with an error status; a plain end is retried the same way.
       stream.on('end', () => finish(new StrataClientError('UNAVAILABLE', `the broker ended the subscription to ${fetcher.topic}-${fetcher.partition}`)));
     });
+  }
+
+  /** Resolves once the application has been handed every chunk fetched for the partition (or it was sought, revoked or closed). */
+  private async untilDrained(fetcher: PartitionFetcher, generation: number): Promise<void> {
+    const drained = (): boolean => fetcher.waitingChunks === 0 && this.current?.chunk.fetcher !== fetcher;
+    fetcher.draining = true;
+    try {
+      while (!drained() && fetcher.active && !this.closed && generation === fetcher.generation) await fetcher.sleep(DRAIN_CHECK_MS);
+    } finally {
+      fetcher.draining = false;
+    }
   }
 
   private async applyResetPolicy(fetcher: PartitionFetcher, failure: StrataClientError): Promise<void> {

@@ -23,7 +23,8 @@ import {
 import { strata } from '../../src/generated/strata.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { Producer } from '../../src/client/producer.js';
-import { refuseFirstCall } from '../helpers/interceptors.js';
+import { failFirstCallAfter, refuseFirstCall } from '../helpers/interceptors.js';
+import { plateau } from '../helpers/plateau.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 const v1 = strata.v1;
@@ -139,6 +140,64 @@ describe('start positions', () => {
     expect(event).toMatchObject({ topic: name, partition: 0, offset: 1_000, resetTo: 0, policy: 'earliest' });
     expect(event.reason).toContain('out of range');
     expect((await take(reader, 4)).map((record) => record.offset)).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe('a reset after records were fetched', () => {
+  it('delivers the records fetched before an offset out of range, then applies the reset policy', async () => {
+    const name = await topic(1);
+    for (let batch = 0; batch < 3; batch++) await produce(name, 0, 4, batch * 4);
+    // One batch a message; the first stream ends with OUT_OF_RANGE after two of them.
+    const stats = { failed: 0 };
+    const reader = consumer({ resetPolicy: 'earliest', maxBytesPerPartition: 1, prefetchBatches: 4, interceptors: [failFirstCallAfter('/strata.v1.Log/Subscribe', 2, status.OUT_OF_RANGE, stats)] });
+    const delivered: number[] = [];
+    const resetsAfter: number[] = [];
+    reader.on('offsetReset', () => resetsAfter.push(delivered.length));
+    await reader.assign([{ topic: name, partition: 0 }]);
+    // The application takes nothing until the failure has come: the reset then waits for the
+    // two chunks fetched before it (or, were it not held, has dropped them already).
+    const fetcher = (): { draining?: boolean } | undefined => (reader as unknown as { fetchers: Map<string, { draining?: boolean }> }).fetchers.get(`0:${name}`);
+    const held = (async () => {
+      const deadline = Date.now() + 10_000;
+      while (!(stats.failed === 1 && fetcher()?.draining === true)) {
+        if (Date.now() > deadline) throw new Error('the reset was not held for the fetched records');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    await Promise.race([held, once(reader, 'offsetReset')]);
+    for await (const record of reader) {
+      delivered.push(record.offset);
+      if (delivered.length === 20) break;
+    }
+    expect(delivered).toEqual([...Array(8).keys(), ...Array(12).keys()]); // the reset goes to the earliest
+    expect(resetsAfter).toEqual([8]);
+  });
+
+  it('a stream subscribed again while the fetched chunks wait starts paused: no more than prefetchBatches wait', async () => {
+    const name = await topic(1);
+    for (let batch = 0; batch < 4; batch++) await produce(name, 0, 4, batch * 4);
+    const stats = { failed: 0 };
+    let subscribes = 0;
+    const countSubscribes: Interceptor = (options, nextCall) => {
+      if (options.method_definition.path === '/strata.v1.Log/Subscribe') subscribes++;
+      return new InterceptingCall(nextCall(options));
+    };
+    const reader = consumer({
+      resetPolicy: 'earliest',
+      maxBytesPerPartition: 1,
+      prefetchBatches: 2,
+      retryBackoffMs: 5,
+      interceptors: [countSubscribes, failFirstCallAfter('/strata.v1.Log/Subscribe', 2, status.UNAVAILABLE, stats)],
+    });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    const waiting = (): number => (reader as unknown as { fetchers: Map<string, { waitingChunks: number }> }).fetchers.get(`0:${name}`)!.waitingChunks;
+    const deadline = Date.now() + 10_000;
+    while (!(stats.failed === 1 && subscribes === 2 && waiting() === 2)) {
+      if (Date.now() > deadline) throw new Error('the partition was not subscribed again');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await plateau(waiting, 200)).toBe(2);
+    expect((await take(reader, 16)).map((record) => record.offset)).toEqual([...Array(16).keys()]);
   });
 });
 

@@ -16,3 +16,33 @@ export function refuseFirstCall(path: string, code: status, stats: { refused: nu
     });
   };
 }
+
+/**
+ * Lets the first call of `path` receive `messages` messages, then ends it with `code` itself
+ * (what the broker sends after them is dropped); `stats.failed` counts the calls so ended.
+ */
+export function failFirstCallAfter(path: string, messages: number, code: status, stats: { failed: number }): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== path || stats.failed > 0) return new InterceptingCall(call);
+    let received = 0;
+    return new InterceptingCall(call, {
+      start(metadata, listener, next) {
+        next(metadata, {
+          onReceiveMetadata: (value, nextMetadata) => nextMetadata(value),
+          onReceiveMessage: (message, nextMessage) => {
+            if (received >= messages) return;
+            nextMessage(message);
+            if (++received < messages) return;
+            stats.failed++;
+            listener.onReceiveStatus({ code, details: 'injected: failed', metadata: new Metadata() });
+            call.cancelWithStatus(code, 'injected: failed');
+          },
+          onReceiveStatus: (value, nextStatus) => {
+            if (received < messages) nextStatus(value);
+          },
+        });
+      },
+    });
+  };
+}
