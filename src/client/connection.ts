@@ -176,7 +176,10 @@ export class Connection {
     return this.client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, new Metadata(), {});
   }
 
-  /** Closes the channel; calls in progress fail. Idempotent. */
+  /**
+   * Closes the channel: new calls fail at once. Calls already started are not cancelled by
+   * grpc-js; each ends with its answer, its deadline, or its own cancel. Idempotent.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;

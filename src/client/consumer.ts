@@ -261,6 +261,9 @@ export class Consumer extends EventEmitter {
   private readonly dataWaiters = new Set<() => void>();
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** Settles when `abort()` is called: a `close()` under way stops waiting then. */
+  private readonly aborted: Promise<void>;
+  private abortClose: () => void = () => undefined;
   /** Set once close() or abort() has finished; commit() works until then (e.g. from beforeRevoke). */
   private finished = false;
 
@@ -281,6 +284,7 @@ export class Consumer extends EventEmitter {
 
   constructor(options: ConsumerOptions) {
     super();
+    this.aborted = new Promise<void>((resolve) => (this.abortClose = resolve));
     const resetPolicy = options.resetPolicy ?? 'latest';
     if (resetPolicy !== 'earliest' && resetPolicy !== 'latest') throw invalidArgument(`resetPolicy must be 'earliest' or 'latest', got ${JSON.stringify(resetPolicy)}`);
     this.resetPolicy = resetPolicy;
@@ -870,7 +874,7 @@ export class Consumer extends EventEmitter {
       this.inHand = null;
       this.wakeReaders();
       this.stopAutoCommit();
-      try {
+      const steps = async (): Promise<void> => {
         await this.member?.stop();
         try {
           await this.revokeAssignment(this.assignment());
@@ -880,6 +884,10 @@ export class Consumer extends EventEmitter {
         await this.stopAllFetchers();
         await this.commitQueue;
         await this.member?.leave();
+      };
+      try {
+        // An abort() ends the wait: for a beforeRevoke hook that never settles, say.
+        await Promise.race([steps(), this.aborted]);
       } finally {
         this.finished = true;
         this.committer.close();
@@ -899,11 +907,14 @@ export class Consumer extends EventEmitter {
     this.closed = true;
     this.wakeReaders();
     this.stopAutoCommit();
-    const memberStopped = this.member?.kill() ?? Promise.resolve();
+    this.abortClose();
+    // Not waited for: its loop may be in a heartbeat call (until the call's deadline) or in a
+    // beforeRevoke hook (until the hook settles). Killed, it sends nothing more once out of either.
+    void this.member?.kill();
     const fetchersStopped = this.stopAllFetchers();
     this.committer.close(); // a commit under way fails with CANCELLED, also one a close() waits for
     if (this.ownsConnection) this.connection.close();
-    this.closing ??= Promise.all([memberStopped, fetchersStopped]).then(() => {
+    this.closing ??= fetchersStopped.then(() => {
       this.finished = true;
     });
     return this.closing;

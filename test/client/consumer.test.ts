@@ -283,6 +283,28 @@ describe('delivery', () => {
 });
 
 describe('assignment', () => {
+  it('abort() ends a close() that waits on a beforeRevoke hook that never settles', async () => {
+    const name = await topic(1);
+    let hookCalled: () => void = () => undefined;
+    const called = new Promise<void>((resolve) => (hookCalled = resolve));
+    const reader = consumer({
+      resetPolicy: 'earliest',
+      beforeRevoke: () => {
+        hookCalled();
+        return new Promise<void>(() => undefined); // a hook with a bug: it never settles
+      },
+    });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    let closed = false;
+    const closing = reader.close().then(() => (closed = true));
+    await called;
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    await reader.abort();
+    await closing;
+    expect(closed).toBe(true);
+  });
+
   it('assign replaces the assignment; revoked positions reach beforeRevoke before release', async () => {
     const name = await topic(2);
     await produce(name, 0, 3);
