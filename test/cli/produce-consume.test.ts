@@ -154,6 +154,20 @@ describe('Ctrl-C', () => {
   });
 });
 
+describe('consume when its topic goes away', () => {
+  it('exits 1 with the broker\'s reason instead of retrying for ever (--follow)', async () => {
+    const topic = await createTopic(1);
+    await runCli(strata('produce', topic, 'before'));
+    const reader = startCli(strata('consume', topic, '--follow'));
+    running.push(reader);
+    await reader.waitForLine((line) => line === 'before');
+    await shared.admin.deleteTopic(topic);
+    const { code } = await reader.exited;
+    expect(code).toBe(1);
+    expect(reader.stderr).toMatch(new RegExp(`^strata: topic "${topic}" (was deleted|not found)`));
+  });
+});
+
 describe('tail', () => {
   it('prints the last N records by timestamp, then a record produced after it started within 1 s', async () => {
     const topic = await createTopic(2);

@@ -20,6 +20,7 @@
 import type { Connection } from '../../client/connection.js';
 import { Consumer, type ConsumerRecord } from '../../client/consumer.js';
 import { clientLogger, onInterrupt } from '../client-options.js';
+import { watchConsumer } from '../consumer-failures.js';
 import type { OutputWriter } from '../output.js';
 import { type ReadState, type RecordPrinter, printBatch, reachedEnd } from '../record-format.js';
 
@@ -53,15 +54,18 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
     logger: clientLogger(),
   });
   let stopping = false;
-  const removeInterrupt = onInterrupt(() => {
+  const stop = (): void => {
     stopping = true;
     void consumer.close();
-  });
+  };
+  const removeInterrupt = onInterrupt(stop);
+  const watch = watchConsumer(consumer, { follow: state.follow, stop });
   try {
     while (!stopping && state.remaining > 0 && !writer.closed) {
       if (!state.follow && allAssignedAtEnd(consumer, state)) break;
       const batch = await consumer.nextBatch(state.follow ? {} : { timeoutMs: END_CHECK_INTERVAL_MS });
       if (batch === null) continue; // timed out (check the end again) or closed (stopping)
+      watch.delivered();
       // Where each printed record's line ends in the output, to find the first one not written.
       const lineEnds: number[] = [];
       const stoppedAt = printBatch(batch, printer, state, () => lineEnds.push(writer.appendedBytes));
@@ -80,7 +84,10 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
   } finally {
     removeInterrupt();
     await consumer.close();
+    watch.dispose();
   }
+  const failure = watch.failure();
+  if (failure !== null) throw failure;
 }
 
 /** True once the member owns partitions and every one of them has nothing left for this run. */

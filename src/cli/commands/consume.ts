@@ -26,6 +26,7 @@ import { UsageError } from '../cli-errors.js';
 import { clientLogger, connectionOptions, describeFailure, onInterrupt, serverAddress, withServerOption } from '../client-options.js';
 import { OutputWriter, nonNegativeInteger, parsePosition } from '../output.js';
 import { RECORD_FORMATS, type ReadState, RecordPrinter, type RecordFormat, printBatch, reachedEnd } from '../record-format.js';
+import { watchConsumer } from '../consumer-failures.js';
 import { groupConsumer } from './consume-group.js';
 
 /** Option names of this command, for the environment check in main.ts. */
@@ -155,11 +156,13 @@ async function assignedConsumer(
     logger: clientLogger(),
   });
   const removeInterrupt = onInterrupt(() => void consumer.close());
+  const watch = watchConsumer(consumer, { follow: state.follow, stop: () => void consumer.close() });
   try {
     await consumer.assign([...pending].map((partition) => ({ topic, partition })));
     while (pending.size > 0 && state.remaining > 0 && !writer.closed) {
       const batch = await consumer.nextBatch();
-      if (batch === null) break; // closed: Ctrl-C
+      if (batch === null) break; // closed: Ctrl-C, or a failure the watch reports below
+      watch.delivered();
       const stoppedAt = printBatch(batch, printer, state);
       const next = stoppedAt ?? batch.records[batch.records.length - 1]!.offset + 1;
       if (reachedEnd(state, batch.partition, next)) {
@@ -171,5 +174,8 @@ async function assignedConsumer(
   } finally {
     removeInterrupt();
     await consumer.close();
+    watch.dispose();
   }
+  const failure = watch.failure();
+  if (failure !== null) throw failure;
 }

@@ -1,0 +1,69 @@
+// Goal: `strata consume` ends with the reason when fetching fails for good, when the broker stays
+// unreachable without --follow, and when a commit of printed positions failed and no later one
+// succeeded; method: the watch on a real (unconnected) Consumer, fed the events the Consumer
+// emits, with a fake clock for the unreachable bound.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { UNREACHABLE_GIVE_UP_MS, watchConsumer } from '../../src/cli/consumer-failures.js';
+import { Consumer } from '../../src/client/consumer.js';
+import { StrataClientError } from '../../src/client/errors.js';
+
+const consumers: Consumer[] = [];
+afterEach(async () => {
+  vi.useRealTimers();
+  for (const consumer of consumers.splice(0)) await consumer.close();
+});
+
+function watched(follow: boolean): { consumer: Consumer; stops: () => number; watch: ReturnType<typeof watchConsumer> } {
+  const consumer = new Consumer({ server: '127.0.0.1:1' });
+  consumers.push(consumer);
+  let stops = 0;
+  const watch = watchConsumer(consumer, { follow, stop: () => stops++ });
+  return { consumer, stops: () => stops, watch };
+}
+
+const fetchError = (code: string, message: string) => ({ topic: 't', partition: 3, error: new StrataClientError(code as 'UNAVAILABLE', message) });
+
+describe('watchConsumer', () => {
+  it('fails at once on a fetch error a retry cannot mend, and stops the consumer once', () => {
+    const { consumer, stops, watch } = watched(true);
+    consumer.emit('fetchError', fetchError('NOT_FOUND', 'topic "t" was deleted'));
+    consumer.emit('fetchError', fetchError('NOT_FOUND', 'topic "t" was deleted'));
+    expect(watch.failure()?.message).toBe('topic "t" was deleted');
+    expect(stops()).toBe(1);
+  });
+
+  it('without --follow, gives up on an unreachable broker after the bound, unless records came meanwhile', () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { consumer, stops, watch } = watched(false);
+    consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+    vi.advanceTimersByTime(UNREACHABLE_GIVE_UP_MS - 1);
+    watch.delivered();
+    consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+    vi.advanceTimersByTime(UNREACHABLE_GIVE_UP_MS - 1);
+    consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+    expect(watch.failure()).toBeNull();
+    vi.advanceTimersByTime(1);
+    consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+    expect(watch.failure()?.message).toBe('cannot reach the broker (fetching t-3 failed for 30 s; giving up)');
+    expect(stops()).toBe(1);
+  });
+
+  it('with --follow, waits for an unreachable broker', () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { consumer, watch } = watched(true);
+    consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+    vi.advanceTimersByTime(10 * UNREACHABLE_GIVE_UP_MS);
+    consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+    expect(watch.failure()).toBeNull();
+  });
+
+  it('reports a failed commit that no later commit made good', () => {
+    const { consumer, watch } = watched(true);
+    const offsets = [{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 7 }];
+    consumer.emit('commitFailed', { offsets, error: new StrataClientError('UNAVAILABLE', 'cannot reach the broker') });
+    consumer.emit('offsetsCommitted', { offsets });
+    expect(watch.failure()).toBeNull();
+    consumer.emit('commitFailed', { offsets, error: new StrataClientError('UNAVAILABLE', 'cannot reach the broker') });
+    expect(watch.failure()?.message).toBe('could not commit the positions of the records printed from t-0, t-1 (cannot reach the broker); the group will deliver them again');
+  });
+});
