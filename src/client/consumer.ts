@@ -552,8 +552,13 @@ export class Consumer extends EventEmitter {
    * hook first (it may finish work on them), then, with auto-commit, the commit.
    */
   protected async beforeRevoke(positions: TopicPartitionOffset[]): Promise<void> {
-    await this.beforeRevokeOption?.(positions);
-    if (this.groupId !== null && this.autoCommit && positions.length > 0) await this.commitQuietly(positions, 'revocation');
+    try {
+      await this.beforeRevokeOption?.(positions);
+    } finally {
+      // Committed even when the hook throws (a bug in it): the positions are of records
+      // delivered, which count as processed, and the next owner would otherwise read them again.
+      if (this.groupId !== null && this.autoCommit && positions.length > 0) await this.commitQuietly(positions, 'revocation');
+    }
   }
 
   // -------------------------------------------------------------------------------------------

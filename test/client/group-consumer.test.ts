@@ -253,6 +253,22 @@ describe('commits', () => {
     expect(log).toHaveLength(44);
   });
 
+  it('a beforeRevoke hook that throws does not keep the revocation from committing the positions', async () => {
+    const name = await topic(1);
+    const groupId = unique('throwing-hook');
+    await produceEach(name, 1, 3);
+    const reader = consumer(groupId, {
+      subscribe: [name],
+      beforeRevoke: () => {
+        throw new Error('a bug in the hook');
+      },
+    });
+    await waitUntil(() => reader.assignment().length === 1, 'assignment');
+    expect((await reader.nextBatch({ timeoutMs: 5_000 }))?.records).toHaveLength(3);
+    await reader.close();
+    expect((await fetchOffsets(groupId, name)).get(0)).toBe(3);
+  });
+
   it('auto-commit commits processed positions at the interval, never the batch the application still holds', async () => {
     const name = await topic(2);
     const groupId = unique('auto');
