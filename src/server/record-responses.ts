@@ -58,7 +58,8 @@ export interface RecordsResponse {
 
 /**
  * FetchResponse { records from `fromOffset`, high_watermark, log_start_offset, next_offset }, of
- * the leading batches that fit in `maxBytes` (at least one).
+ * the leading batches that fit in `maxBytes` (at least one; a gzip batch's records up to the one
+ * that passes it).
  */
 export async function encodeRecordsFetchResponse(
   batches: Buffer,
@@ -72,7 +73,8 @@ export async function encodeRecordsFetchResponse(
 
 /**
  * SubscribeResponse { partition, records from `fromOffset`, high_watermark, next_offset }, of the
- * leading batches that fit in `maxBytes` (at least one).
+ * leading batches that fit in `maxBytes` (at least one; a gzip batch's records up to the one
+ * that passes it).
  */
 export async function encodeRecordsSubscribeResponse(
   batches: Buffer,

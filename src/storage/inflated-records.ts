@@ -43,8 +43,14 @@ export function forEachInflatedRecord(buffer: Buffer, position: number, fromOffs
   return new Promise((resolve, reject) => {
     const gunzip = createGunzip({ chunkSize: INFLATE_CHUNK_BYTES });
     const lengthReader = new VarintReader(EMPTY, 0, 0);
-    /** Inflated bytes not visited yet: the start of a record the last chunk cut. */
-    let pending: Buffer = EMPTY;
+    /**
+     * Inflated bytes not visited yet, in the pieces they came in: the start of a record the
+     * last chunk cut, and the chunks since. They are joined once they may hold it whole
+     * (`needed`, when its length prefix is known), so a record of many chunks is copied once.
+     */
+    let pieces: Buffer[] = [];
+    let piecesBytes = 0;
+    let needed = 0;
     let visited = 0;
     let inflatedBytes = 0;
     let settled = false;
@@ -62,8 +68,11 @@ export function forEachInflatedRecord(buffer: Buffer, position: number, fromOffs
         settle(new Error(`its records inflate to more than ${INFLATED_BATCH_BYTES_MAX} bytes`));
         return;
       }
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-      const { end, records } = wholeRecords(lengthReader, pending, count - visited);
+      pieces.push(chunk);
+      piecesBytes += chunk.length;
+      if (piecesBytes < needed) return;
+      const pending = pieces.length === 1 ? chunk : Buffer.concat(pieces, piecesBytes);
+      const { end, records, nextRecordBytes } = wholeRecords(lengthReader, pending, count - visited);
       try {
         if (visitRecords(pending, 0, end, visited, records, batch, fromOffset, visit)) {
           settle(null);
@@ -74,21 +83,31 @@ export function forEachInflatedRecord(buffer: Buffer, position: number, fromOffs
         return;
       }
       visited += records;
-      pending = pending.subarray(end);
-      if (visited === count && pending.length > 0) settle(new Error(`${pending.length} bytes follow its last record`));
+      const rest = pending.subarray(end);
+      if (visited === count && rest.length > 0) {
+        settle(new Error(`${rest.length} bytes follow its last record`));
+        return;
+      }
+      pieces = rest.length > 0 ? [rest] : [];
+      piecesBytes = rest.length;
+      needed = nextRecordBytes;
     });
     gunzip.on('error', (error) => settle(new Error(`its records do not inflate: ${error.message}`)));
-    gunzip.on('end', () => settle(visited === count ? null : new Error(`its records end after ${visited} of the ${count} its header counts`)));
+    gunzip.on('end', () => {
+      if (visited < count) settle(new Error(`its records end after ${visited} of the ${count} its header counts`));
+      else settle(null);
+    });
     gunzip.end(buffer.subarray(position + RECORDS_OFFSET, position + readBatchSize(buffer, position)));
   });
 }
 
 /**
- * The end of the whole records at the start of `buffer`, at most `most` of them, and how many
- * there are. A length prefix that does not parse ends the run after it, so that the parse of
- * the records reports it.
+ * The end of the whole records at the start of `buffer`, at most `most` of them, how many there
+ * are, and the bytes from `end` that the record cut there takes whole (0 when its length
+ * prefix is cut too). A length prefix that does not parse ends the run after it, so that the
+ * parse of the records reports it.
  */
-function wholeRecords(reader: VarintReader, buffer: Buffer, most: number): { end: number; records: number } {
+function wholeRecords(reader: VarintReader, buffer: Buffer, most: number): { end: number; records: number; nextRecordBytes: number } {
   let end = 0;
   let records = 0;
   while (records < most && end < buffer.length) {
@@ -98,15 +117,15 @@ function wholeRecords(reader: VarintReader, buffer: Buffer, most: number): { end
       length = reader.readVarint();
     } catch {
       // Cut by the chunk's end: wait for the next. Over five bytes: malformed.
-      if (reader.position >= buffer.length) break;
-      return { end: buffer.length, records: records + 1 };
+      if (reader.position >= buffer.length) return { end, records, nextRecordBytes: 0 };
+      return { end: buffer.length, records: records + 1, nextRecordBytes: 0 };
     }
-    if (length <= 0) return { end: buffer.length, records: records + 1 };
-    if (reader.position + length > buffer.length) break;
+    if (length <= 0) return { end: buffer.length, records: records + 1, nextRecordBytes: 0 };
+    if (reader.position + length > buffer.length) return { end, records, nextRecordBytes: reader.position + length - end };
     end = reader.position + length;
     records++;
   }
-  return { end, records };
+  return { end, records, nextRecordBytes: 0 };
 }
 
 /**

@@ -664,14 +664,12 @@ export class PartitionLog {
           const fence = new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a direct write to ${active.logPath} failed (${error.code}); restart to recover`, { cause: error.cause });
           for (const append of written) append.reject(fence);
           this.fenceWith(fence);
-          this.answerAppended(duplicates);
+          this.answerDuplicatesOfFailedGroup(duplicates, fence);
           return;
         }
         const refusal = await this.rollBackWrite(active, error as NodeJS.ErrnoException);
         for (const append of written) append.reject(refusal);
-        // Retries of batches already in the log are answered as such: "nothing was written"
-        // would have their producer's application send them again.
-        this.answerAppended(duplicates);
+        this.answerDuplicatesOfFailedGroup(duplicates, refusal);
         return;
       }
       this.producerState.commitPending();
@@ -797,6 +795,19 @@ export class PartitionLog {
     }
   }
 
+  /**
+   * After a group's write failed: a retry of a batch written before the group is answered as a
+   * duplicate ("nothing was written" would have its producer's application send it again); a
+   * retry of a batch of the group itself (its producer resent it while the first was queued)
+   * is refused with the group.
+   */
+  private answerDuplicatesOfFailedGroup(duplicates: readonly QueuedAppend[], refusal: StrataError): void {
+    for (const append of duplicates) {
+      if (append.result!.lastOffset < this.nextOffset) this.answerAppended([append]);
+      else append.reject(refusal);
+    }
+  }
+
   /** Queues an append to resolve when the high watermark passes it (kept sorted by offset). */
   private awaitDurable(append: QueuedAppend): void {
     let index = this.awaitingDurable.length;
@@ -812,11 +823,16 @@ export class PartitionLog {
       : new StrataError(ErrorCode.STORAGE_ERROR, `write to ${active.logPath} failed (${error.code ?? error.message}); nothing was written`, { cause: error });
     try {
       await active.truncateUnwritten();
+    } catch (truncateError) {
+      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a failed write to ${active.logPath} could not be rolled back (${(truncateError as Error).message}); restart to recover`));
+      return refusal;
+    }
+    try {
       // Made durable at once: part of the group may have reached the disk, and a power loss
       // before the cut did would bring refused batches back into the log.
       await this.fs.fdatasync(active.openFileDescriptor());
-    } catch (truncateError) {
-      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a failed write to ${active.logPath} could not be rolled back (${(truncateError as Error).message}); restart to recover`));
+    } catch (syncError) {
+      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of ${active.logPath} after rolling back a failed write failed (${(syncError as Error).message}); ${AFTER_FAILED_SYNC}`));
     }
     this.logger.error({ err: error, file: active.logPath }, 'append failed and was rolled back');
     return refusal;
@@ -944,6 +960,8 @@ export class PartitionLog {
     this.awaitingDurable = [];
     for (const append of waiting) append.reject(error);
     this.rejectQueued(error);
+    // Readers waiting for records (long polls, subscriptions) wake, read and get the fence.
+    for (const listener of this.highWatermarkListeners) listener();
   }
 
   /** fdatasyncs everything written so far (used by interval flushing and before close). */

@@ -204,12 +204,10 @@ function recordBytes(
   position: number,
   size: number,
   attributes: number,
-  inflated?: Buffer,
 ): { records: Buffer; start: number; end: number } {
   const compression = compressionOf(attributes);
   const start = position + RECORDS_OFFSET;
   const end = position + size;
-  if (inflated !== undefined && compression !== Compression.none) return { records: inflated, start: 0, end: inflated.length };
   switch (compression) {
     case Compression.none:
       return { records: buffer, start, end };
@@ -302,13 +300,14 @@ export type RecordVisitor = (offset: number, timestamp: number, key: Buffer | nu
  * `fromOffset`, handing each to `visit` in offset order: no object per record beyond what the
  * visitor makes, the key and value views, and headers when it has some. Records below
  * `fromOffset` are stepped over without views, and those after one the visitor stops at are
- * not read. A compressed batch's records are taken from `inflated` when given (see
- * `inflateBatch`), else inflated here. Throws `CORRUPT_BATCH` when the records do not parse.
+ * not read. A compressed batch is inflated here, whole and on the calling thread (the
+ * broker's read paths use `forEachInflatedRecord` instead). Throws `CORRUPT_BATCH` when the
+ * records do not parse.
  */
-export function forEachRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor, inflated?: Buffer): void {
+export function forEachRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor): void {
   const batch = recordsContext(buffer, position);
   try {
-    const { records, start, end } = recordBytes(buffer, position, readBatchSize(buffer, position), readAttributes(buffer, position), inflated);
+    const { records, start, end } = recordBytes(buffer, position, readBatchSize(buffer, position), readAttributes(buffer, position));
     visitRecords(records, start, end, 0, readRecordCount(buffer, position), batch, fromOffset, visit);
   } catch (error) {
     throw undecodable(batch, error);

@@ -1,12 +1,15 @@
 // Goal: a long-poll fetch waiting for min_bytes reads the log again only once enough may have
-// arrived (or its wait ends), not once per append, and still answers with everything that
-// arrived; method: a real PartitionLog in a temporary directory, its reads counted, small
-// appends made while a fetch waits.
+// arrived (or its wait ends), not once per append, still answers with everything that arrived,
+// and fails at once when the log is fenced meanwhile; method: a real PartitionLog in a
+// temporary directory (a failing fdatasync injected), its reads counted, small appends made
+// while a fetch waits.
 import { afterEach, describe, expect, it } from 'vitest';
 import { fetchWithWait } from '../../src/broker/fetch.js';
+import { ErrorCode } from '../../src/common/errors.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import { decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
+import { TestFileSystem } from '../helpers/test-file-system.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -14,9 +17,9 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function countedLog(): Promise<{ log: PartitionLog; reads: () => number }> {
+async function countedLog(fs?: TestFileSystem): Promise<{ log: PartitionLog; reads: () => number }> {
   const directory = temporaryDirectory('strata-fetch-');
-  const log = await PartitionLog.open({ directory });
+  const log = await PartitionLog.open({ directory, ...(fs !== undefined ? { fs } : {}) });
   cleanups.push(() => removeDirectory(directory), () => log.close());
   let reads = 0;
   const read = log.read.bind(log);
@@ -41,6 +44,15 @@ describe('fetchWithWait', () => {
     const result = await fetched;
     expect(reads()).toBe(2);
     expect(decodeBatches(result.batches).map((record) => record.value!.toString())).toEqual(Array.from({ length: appends }, (_, index) => `record ${index}`));
+  });
+
+  it('fails at once with the fence when the log is fenced while it waits', async () => {
+    const fs = new TestFileSystem();
+    const { log } = await countedLog(fs);
+    const fetched = fetchWithWait(log, { offset: 0, maxBytes: 1024 * 1024, minBytes: 1024 * 1024, maxWaitMs: 60_000 });
+    fs.failFdatasync = true;
+    await expect(log.append(batch(0))).rejects.toMatchObject({ code: ErrorCode.PARTITION_FENCED });
+    await expect(fetched).rejects.toMatchObject({ code: ErrorCode.PARTITION_FENCED });
   });
 
   it('answers with what arrived when its wait ends short of min_bytes', async () => {

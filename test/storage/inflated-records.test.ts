@@ -4,7 +4,7 @@
 // whole, from an offset and stopped early, compared with forEachRecord's decoding.
 import { gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '../../src/common/errors.js';
 import { forEachInflatedRecord } from '../../src/storage/inflated-records.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
@@ -44,6 +44,36 @@ describe('forEachInflatedRecord', () => {
     const decoded = decodeRecords(gzipBatch).map(({ offset, timestamp, key, value }) => ({ offset, timestamp, key: key?.toString() ?? null, value: value?.toString() ?? null }));
     expect(await visited(gzipBatch, 0)).toEqual(decoded);
     expect(await visited(gzipBatch, 13_017)).toEqual(decoded.slice(12_017));
+  });
+
+  it('visits records larger than a chunk, whole, among small ones', async () => {
+    const large = Buffer.alloc(1024 * 1024 + 17);
+    for (let index = 0; index < large.length; index++) large[index] = index % 251;
+    const batch = buildBatch([{ value: Buffer.from('small') }, { value: large }, { value: Buffer.from('after') }, { value: Buffer.alloc(300_000, 7) }], { compression: 'gzip', timestamp: T0 });
+    const seen: Buffer[] = [];
+    await forEachInflatedRecord(batch, 0, 0, (_offset, _timestamp, _key, value) => {
+      seen.push(Buffer.from(value!));
+    });
+    expect(seen.map((value) => value.length)).toEqual([5, large.length, 5, 300_000]);
+    expect(seen[1]!.equals(large)).toBe(true);
+    expect(seen[2]!.toString()).toBe('after');
+  });
+
+  it('joins the pieces of a record larger than a chunk once, not once per chunk', async () => {
+    const large = Buffer.alloc(8 * 1024 * 1024, 3); // 32 chunks
+    const batch = buildBatch([{ value: large }], { compression: 'gzip', timestamp: T0 });
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      let length = 0;
+      await forEachInflatedRecord(batch, 0, 0, (_offset, _timestamp, _key, value) => {
+        length = value!.length;
+      });
+      expect(length).toBe(large.length);
+      const joined = concat.mock.results.reduce((sum, result) => sum + (result.value as Buffer).length, 0);
+      expect(joined).toBeLessThan(2 * large.length);
+    } finally {
+      concat.mockRestore();
+    }
   });
 
   it('stops inflating at the record the visitor stops at: damage further in the stream is never reached', async () => {

@@ -831,6 +831,21 @@ describe('disk full', () => {
     expect(await log.append(idempotent(1, 2, 2))).toMatchObject({ baseOffset: 2, duplicate: false });
   });
 
+  it('refuses, with its group, a retry of a batch of that same group when the group\'s write fails', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), {}, { fs });
+    await log.append(idempotent(1, 0, 0));
+    fs.diskFull = true;
+    // Resent while the first was queued: both in one group, the second a duplicate of the first.
+    const first = log.append(idempotent(1, 1, 1), { waitFor: 'written' });
+    const resent = log.append(idempotent(1, 1, 1), { waitFor: 'written' });
+    expect((await rejection(first)).code).toBe(ErrorCode.DISK_FULL);
+    expect((await rejection(resent)).code).toBe(ErrorCode.DISK_FULL);
+    fs.diskFull = false;
+    expect(await log.append(idempotent(1, 1, 1))).toMatchObject({ baseOffset: 1, duplicate: false });
+    expect(log.logEndOffset).toBe(2);
+  });
+
   it('refuses the append with DISK_FULL, rolls the file back, and appends continue afterwards', async () => {
     const directory = tempDir();
     const fs = new TestFileSystem();
