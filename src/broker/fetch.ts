@@ -50,16 +50,16 @@ export async function fetchWithWait(log: PartitionLog, options: FetchOptions): P
     const remaining = deadline - Date.now();
     if (remaining <= 0) break;
     await waitForHighWatermark(log, remaining, options.signal);
-    // Every byte made visible since the last read lies after what it returned. At the end of
-    // the wait (or of the call) what there is is read, if anything arrived.
+    // Every byte made visible since the last read lies after what it returned. A log closed or
+    // fenced meanwhile (its topic deleted, say) is read all the same: the read says why, and
+    // the fetch fails with it rather than wait on.
     const arrived = log.visibleBytesTotal - readAt;
-    const waitEnded = Date.now() >= deadline || options.signal?.aborted === true;
-    // A log closed or fenced meanwhile (its topic deleted, say) is read all the same: the read
-    // says why, and the fetch fails with it rather than wait on.
-    if (log.usable && (arrived === 0 || (result.batches.length + arrived < minBytes && !waitEnded))) continue;
+    if (log.usable && result.batches.length + arrived < minBytes) continue;
     readAt = log.visibleBytesTotal;
     result = await log.read(options.offset, options.maxBytes);
   }
+  // The wait ended short of min_bytes (its time, or the call's end): what arrived is read.
+  if (result.batches.length < minBytes && log.visibleBytesTotal !== readAt) result = await log.read(options.offset, options.maxBytes);
   return result;
 }
 
