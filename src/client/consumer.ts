@@ -208,8 +208,10 @@ class PartitionFetcher {
   stream: ClientReadableStream<strata.v1.SubscribeResponse> | null = null;
   /** The current stream has delivered a chunk (a later failure starts the backoff afresh). */
   delivered = false;
-  /** A reset waits for the application to take the chunks fetched before it (woken as they go). */
+  /** A reset waits for the application to take the chunks fetched before it (`untilDrained`). */
   draining = false;
+  /** Set when the application asked for more with none of those chunks left. */
+  drained = false;
   loop: Promise<void> = Promise.resolve();
   private waker: (() => void) | null = null;
 
@@ -261,6 +263,8 @@ export class Consumer extends EventEmitter {
   private readonly dataWaiters = new Set<() => void>();
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** Partitions whose reset waits for their fetched records to be taken (`untilDrained`). */
+  private drainingFetchers = 0;
   /** Settles when `abort()` is called: a `close()` under way stops waiting then. */
   private readonly aborted: Promise<void>;
   private abortClose: () => void = () => undefined;
@@ -619,6 +623,14 @@ export class Consumer extends EventEmitter {
   private async takeChunk(timeoutMs: number | undefined): Promise<{ chunk: ReadyChunk; index: number } | null> {
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
     this.inHand = null; // asking for more: what was delivered before is processed
+    // A reset waiting for its partition's records to be taken may go (untilDrained).
+    if (this.drainingFetchers > 0) {
+      for (const fetcher of this.fetchers.values()) {
+        if (!fetcher.draining || !this.isDrained(fetcher)) continue;
+        fetcher.drained = true;
+        fetcher.wake();
+      }
+    }
     for (;;) {
       if (this.closed) return null;
       const current = this.current;
@@ -631,7 +643,6 @@ export class Consumer extends EventEmitter {
         const { fetcher, generation } = fetched;
         fetcher.waitingChunks--;
         if (fetcher.waitingChunks < this.prefetchBatches) fetcher.stream?.resume();
-        if (fetcher.draining) fetcher.wake();
         if (generation !== fetcher.generation || !fetcher.active) continue;
         const records = this.decodeChunk(fetched);
         if (records.length === 0) continue;
@@ -811,15 +822,30 @@ export class Consumer extends EventEmitter {
     });
   }
 
-  /** Resolves once the application has been handed every chunk fetched for the partition (or it was sought, revoked or closed). */
+  /**
+   * Resolves once the application has taken every record fetched for the partition and asked
+   * for more, so that none is in hand (or the partition was sought, revoked or closed): a reset
+   * then drops nothing, and an automatic commit of the reset position skips nothing unprocessed.
+   */
   private async untilDrained(fetcher: PartitionFetcher, generation: number): Promise<void> {
-    const drained = (): boolean => fetcher.waitingChunks === 0 && this.current?.chunk.fetcher !== fetcher;
+    if (this.isDrained(fetcher) && this.inHand?.fetcher !== fetcher) return;
+    // Otherwise `takeChunk` says so, when the application asks for more with nothing of the
+    // partition left: checked there, before it takes a chunk, since the last one taken is not
+    // yet the iterator's current one in the microtasks that follow.
     fetcher.draining = true;
+    fetcher.drained = false;
+    this.drainingFetchers++;
     try {
-      while (!drained() && fetcher.active && !this.closed && generation === fetcher.generation) await fetcher.sleep(DRAIN_CHECK_MS);
+      while (!fetcher.drained && fetcher.active && !this.closed && generation === fetcher.generation) await fetcher.sleep(DRAIN_CHECK_MS);
     } finally {
       fetcher.draining = false;
+      this.drainingFetchers--;
     }
+  }
+
+  /** Whether no chunk of the partition waits or is being delivered. */
+  private isDrained(fetcher: PartitionFetcher): boolean {
+    return fetcher.waitingChunks === 0 && this.current?.chunk.fetcher !== fetcher;
   }
 
   private async applyResetPolicy(fetcher: PartitionFetcher, failure: StrataClientError): Promise<void> {
