@@ -5,8 +5,8 @@
  *   retry cannot mend; the Consumer would retry it forever, the command would hang;
  * - without `--follow`, a broker that stays unreachable for `UNREACHABLE_GIVE_UP_MS` (with
  *   `--follow` the command waits for it, as for new records);
- * - a commit of the printed positions that failed and was not followed by one that succeeded,
- *   the final one above all: the group would deliver those records again, and the command
+ * - a partition whose last commit of printed positions failed (a later one that succeeded for
+ *   it makes that good), the final one above all: the group would deliver those records again, and the command
  *   would have said nothing (the Consumer logs it at a level the CLI does not print).
  */
 import type { CommitFailedEvent, Consumer, FetchErrorEvent } from '../client/consumer.js';
@@ -15,8 +15,8 @@ import { StrataClientError } from '../client/errors.js';
 /** How long a run without --follow waits for a broker that cannot be reached. */
 export const UNREACHABLE_GIVE_UP_MS = 30_000;
 
-/** Codes a fetch retry can mend: the broker away, or restarting. */
-const RETRIABLE = new Set(['UNAVAILABLE', 'DEADLINE_EXCEEDED', 'CANCELLED', 'RESOURCE_EXHAUSTED']);
+/** Codes a fetch retry can mend: the broker away or restarting, a stream reset (INTERNAL). */
+const RETRIABLE = new Set(['UNAVAILABLE', 'DEADLINE_EXCEEDED', 'CANCELLED', 'RESOURCE_EXHAUSTED', 'INTERNAL']);
 
 export interface ConsumerWatch {
   /** Why the command must fail, or null. */
@@ -30,7 +30,8 @@ export interface ConsumerWatch {
 /** Watches `consumer`; `stop` is called once a failure ends the command (it closes the consumer). */
 export function watchConsumer(consumer: Consumer, options: { follow: boolean; stop: () => void }): ConsumerWatch {
   let fetchFailure: Error | null = null;
-  let commitFailure: CommitFailedEvent | null = null;
+  /** Per partition whose last commit failed: that failure. */
+  const commitFailures = new Map<string, CommitFailedEvent['error']>();
   let unreachableSince: number | null = null;
   const fail = (error: Error): void => {
     if (fetchFailure !== null) return;
@@ -52,10 +53,10 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
     unreachableSince = null;
   };
   const onCommitFailed = (event: CommitFailedEvent): void => {
-    commitFailure = event;
+    for (const { topic, partition } of event.offsets) commitFailures.set(`${topic}-${partition}`, event.error);
   };
-  const onCommitted = (): void => {
-    commitFailure = null;
+  const onCommitted = (event: { offsets: readonly { topic: string; partition: number }[] }): void => {
+    for (const { topic, partition } of event.offsets) commitFailures.delete(`${topic}-${partition}`);
   };
   consumer.on('fetchError', onFetchError);
   consumer.on('partitionStarted', reachable);
@@ -64,12 +65,10 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
   return {
     failure() {
       if (fetchFailure !== null) return fetchFailure;
-      if (commitFailure === null) return null;
-      const partitions = commitFailure.offsets.map(({ topic, partition }) => `${topic}-${partition}`).join(', ');
-      return new StrataClientError(
-        commitFailure.error.code,
-        `could not commit the positions of the records printed from ${partitions} (${commitFailure.error.message}); the group will deliver them again`,
-      );
+      if (commitFailures.size === 0) return null;
+      const partitions = [...commitFailures.keys()].join(', ');
+      const error = [...commitFailures.values()].at(-1)!;
+      return new StrataClientError(error.code, `could not commit the positions of the records printed from ${partitions} (${error.message}); the group will deliver them again`);
     },
     delivered: reachable,
     dispose() {

@@ -57,13 +57,23 @@ describe('watchConsumer', () => {
     expect(watch.failure()).toBeNull();
   });
 
-  it('reports a failed commit that no later commit made good', () => {
+  it('reports a partition whose last commit failed, until a later commit for it succeeds', () => {
     const { consumer, watch } = watched(true);
-    const offsets = [{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 7 }];
-    consumer.emit('commitFailed', { offsets, error: new StrataClientError('UNAVAILABLE', 'cannot reach the broker') });
-    consumer.emit('offsetsCommitted', { offsets });
+    const both = [{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 7 }];
+    const unavailable = new StrataClientError('UNAVAILABLE', 'cannot reach the broker');
+    consumer.emit('commitFailed', { offsets: both, error: unavailable });
+    consumer.emit('offsetsCommitted', { offsets: both });
     expect(watch.failure()).toBeNull();
-    consumer.emit('commitFailed', { offsets, error: new StrataClientError('UNAVAILABLE', 'cannot reach the broker') });
+    consumer.emit('commitFailed', { offsets: both, error: unavailable });
     expect(watch.failure()?.message).toBe('could not commit the positions of the records printed from t-0, t-1 (cannot reach the broker); the group will deliver them again');
+    // A commit of the other partition alone does not make p1's good.
+    consumer.emit('offsetsCommitted', { offsets: [both[0]!] });
+    expect(watch.failure()?.message).toBe('could not commit the positions of the records printed from t-1 (cannot reach the broker); the group will deliver them again');
+  });
+
+  it('takes a stream reset (INTERNAL) as something a retry mends', () => {
+    const { consumer, watch } = watched(true);
+    consumer.emit('fetchError', fetchError('INTERNAL', 'Received RST_STREAM with code 2'));
+    expect(watch.failure()).toBeNull();
   });
 });
