@@ -55,6 +55,7 @@
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { ClientReadableStream } from '@grpc/grpc-js';
+import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX } from '../common/broker-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import { checkBatchFrame, forEachBatch, forEachRecord, type RecordHeader } from '../storage/record-batch.js';
@@ -303,6 +304,12 @@ export class Consumer extends EventEmitter {
     this.autoCommit = options.autoCommit ?? true;
     this.autoCommitIntervalMs = positiveInteger(options.autoCommitIntervalMs ?? 5_000, 'autoCommitIntervalMs');
     if (options.instanceId !== undefined && (typeof options.instanceId !== 'string' || options.instanceId.length === 0)) throw invalidArgument('instanceId must be a non-empty string');
+    if (options.instanceId !== undefined && options.instanceId.length > MEMBER_INSTANCE_ID_LENGTH_MAX) {
+      throw invalidArgument(`instanceId is ${options.instanceId.length} characters long; the limit is ${MEMBER_INSTANCE_ID_LENGTH_MAX}`);
+    }
+    if (options.clientId !== undefined && options.clientId.length > MEMBER_CLIENT_ID_LENGTH_MAX) {
+      throw invalidArgument(`clientId is ${options.clientId.length} characters long; the limit is ${MEMBER_CLIENT_ID_LENGTH_MAX}`);
+    }
     this.memberSettings = {
       instanceId: options.instanceId ?? null,
       ...(options.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: checkSessionTimeout(options.sessionTimeoutMs) } : {}),

@@ -7,6 +7,10 @@
 /** The most partitions a topic may have. */
 export const PARTITION_COUNT_MAX = 10_000;
 
+/** The longest client id and static instance id a group member may give (Kafka bounds the instance id as a topic name). */
+export const MEMBER_CLIENT_ID_LENGTH_MAX = 255;
+export const MEMBER_INSTANCE_ID_LENGTH_MAX = 249;
+
 /** The session timeouts a consumer-group member may have, the broker's default included. */
 export const SESSION_TIMEOUT_MIN_MS = 100;
 export const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;

@@ -10,7 +10,7 @@
  * changes recompute the targets of the groups that subscribe to the topic (regular-expression
  * subscriptions pick up new topics this way). Offsets of a deleted topic are deleted.
  */
-import { SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
+import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { randomUUID } from 'node:crypto';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
@@ -139,16 +139,17 @@ function checkChosenMemberId(memberId: string): void {
   }
 }
 
-/** Bounds on what a member says of itself, kept for as long as it is a member. Kafka bounds a group instance id as it bounds a topic name. */
-const CLIENT_ID_LENGTH_MAX = 255;
-const INSTANCE_ID_LENGTH_MAX = 249;
-
+/**
+ * Bounds on what a member says of itself, kept for as long as it is a member: its client id and
+ * instance id when it joins (a heartbeat of a member that joined is not refused for them; the
+ * client refuses such ids before it joins), and the topic names of any subscription it sends.
+ */
 function checkMemberFields(request: HeartbeatRequest): void {
-  if (request.clientId.length > CLIENT_ID_LENGTH_MAX) {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `client_id is ${request.clientId.length} characters long; the limit is ${CLIENT_ID_LENGTH_MAX}`);
+  if (request.memberEpoch === 0 && request.clientId.length > MEMBER_CLIENT_ID_LENGTH_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `client_id is ${request.clientId.length} characters long; the limit is ${MEMBER_CLIENT_ID_LENGTH_MAX}`);
   }
-  if (request.instanceId !== null && request.instanceId.length > INSTANCE_ID_LENGTH_MAX) {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `instance_id is ${request.instanceId.length} characters long; the limit is ${INSTANCE_ID_LENGTH_MAX}`);
+  if (request.memberEpoch === 0 && request.instanceId !== null && request.instanceId.length > MEMBER_INSTANCE_ID_LENGTH_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `instance_id is ${request.instanceId.length} characters long; the limit is ${MEMBER_INSTANCE_ID_LENGTH_MAX}`);
   }
   // A name no topic can have would never match: refused, as a mistake.
   request.subscription?.topicNames.forEach((name, index) => {

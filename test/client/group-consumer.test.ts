@@ -216,6 +216,9 @@ describe('subscription changes', () => {
     expect(normalizeSubscription({ regex: /orders\..*/dgmsuy })).toEqual({ topics: [], regex: 'orders\\..*' }); // flags that change nothing for a topic name
     expect(() => member.consumer.subscribe({ regex: /orders/i })).toThrow(/regex flags \(i\) are not sent to the broker; write case-insensitivity inline, e\.g\. \(\?i\)/);
     expect(() => new Consumer({ server: broker.address, groupId: 'g\u0007', subscribe: [after] })).toThrow(/unprintable character U\+0007/);
+    // Ids the broker would refuse to join with are refused here, before any heartbeat.
+    expect(() => new Consumer({ server: broker.address, groupId: 'g', subscribe: [after], clientId: 'c'.repeat(256) })).toThrow('clientId is 256 characters long; the limit is 255');
+    expect(() => new Consumer({ server: broker.address, groupId: 'g', subscribe: [after], instanceId: 'i'.repeat(250) })).toThrow('instanceId is 250 characters long; the limit is 249');
     expect(() => new Consumer({ server: broker.address, subscribe: [after] })).toThrow(/needs a groupId/);
     await member.close();
   });

@@ -185,8 +185,11 @@ describe('heartbeats', () => {
     expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription: { topicNames: ['t', 'a b'], regex: '' } })))).message).toBe(
       'subscribed_topic_names[1]: topic name "a b" has characters outside [a-zA-Z0-9._-]',
     );
-    // At the bounds, a member joins.
-    expect(coordinator.heartbeat(request({ groupId: 'g', subscription, clientId: 'c'.repeat(255), instanceId: 'i'.repeat(249) })).memberEpoch).toBeGreaterThan(0);
+    // At the bounds, a member joins; a member that has joined is not refused for its ids later.
+    const joined = coordinator.heartbeat(request({ groupId: 'g', subscription, clientId: 'c'.repeat(255), instanceId: 'i'.repeat(249) }));
+    expect(joined.memberEpoch).toBeGreaterThan(0);
+    const again = coordinator.heartbeat(request({ groupId: 'g', memberId: joined.memberId, memberEpoch: joined.memberEpoch, clientId: 'c'.repeat(300), instanceId: 'i'.repeat(249) }));
+    expect(again.memberEpoch).toBe(joined.memberEpoch);
     const unknown = await failure(() => coordinator.heartbeat(request({ groupId: 'nobody', memberId: 'm', memberEpoch: 3 })));
     expect(unknown.code).toBe(ErrorCode.NOT_FOUND);
     expect(unknown.message).toMatch(/rejoin with member epoch 0/);
