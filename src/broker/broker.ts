@@ -32,7 +32,7 @@ import { DataDirectoryLock } from './data-directory-lock.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
 
-import { checkTopicName } from './topic-name.js';
+import { checkTopicName } from '../common/topic-name.js';
 
 
 export interface BrokerOptions {

@@ -37,6 +37,7 @@ import { randomUUID } from 'node:crypto';
 import type { MethodDefinition } from '@grpc/grpc-js';
 import { newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
+import { topicNameProblem } from '../common/topic-name.js';
 import { compileTopicRegex } from '../common/topic-regex.js';
 import { strata } from '../generated/strata.js';
 import { groupsServiceDefinition } from '../server/service-definitions.js';
@@ -150,7 +151,12 @@ export function normalizeSubscription(input: GroupSubscriptionInput): GroupSubsc
   const spec = Array.isArray(input) ? { topics: input as readonly string[] } : (input as { topics?: readonly string[]; regex?: string | RegExp });
   if (spec === null || typeof spec !== 'object') throw invalidArgument('a subscription is a list of topic names or { topics, regex }');
   const topics = [...new Set(spec.topics ?? [])];
-  for (const topic of topics) if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument(`subscribed topic names must be non-empty strings, got ${JSON.stringify(topic)}`);
+  for (const topic of topics) {
+    if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument(`subscribed topic names must be non-empty strings, got ${JSON.stringify(topic)}`);
+    // A name no topic can have would be refused by the broker at every join.
+    const problem = topicNameProblem(topic);
+    if (problem !== null) throw invalidArgument(`subscribed ${problem}`);
+  }
   // Only the source is sent. Flags that cannot change a whole-name match of a topic name
   // (no newlines in one) are fine; the others would be silently lost.
   const meaningfulFlags = spec.regex instanceof RegExp ? spec.regex.flags.replace(/[dgmsuy]/g, '') : '';

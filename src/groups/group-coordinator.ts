@@ -18,7 +18,7 @@ import { groupIdProblem, newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { UNPRINTABLE_CHARACTER, escapeUnprintable } from '../common/printable.js';
 import type { Broker } from '../broker/broker.js';
-import { checkTopicName } from '../broker/topic-name.js';
+import { checkTopicName } from '../common/topic-name.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { firstRecordFrom } from '../storage/inflated-records.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';

@@ -211,6 +211,7 @@ describe('subscription changes', () => {
     const description = await broker.groups.describeGroup(groupId);
     expect(description.members[0]?.subscribedTopicNames).toEqual([after]);
     expect(() => member.consumer.subscribe([])).toThrow(/topic names and\/or a regex/);
+    expect(() => member.consumer.subscribe(['orders', 'a b'])).toThrow('subscribed topic name "a b" has characters outside [a-zA-Z0-9._-]');
     expect(() => member.consumer.subscribe({ regex: '(' })).toThrow(/not a valid regular expression/);
     expect(() => member.consumer.subscribe({ regex: /(?!x)y/ })).toThrow(/no lookaround/);
     expect(normalizeSubscription({ regex: /orders\..*/dgmsuy })).toEqual({ topics: [], regex: 'orders\\..*' }); // flags that change nothing for a topic name

@@ -8,7 +8,7 @@ import { status } from '@grpc/grpc-js';
 import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
-import { TOPIC_NAME_LENGTH_MAX } from '../../src/broker/topic-name.js';
+import { TOPIC_NAME_LENGTH_MAX } from '../../src/common/topic-name.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES } from '../../src/storage/log-config.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';

@@ -11,7 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { DataDirectoryLock } from '../../broker/data-directory-lock.js';
 import { METADATA_FILE } from '../../broker/metadata-store.js';
-import { checkTopicName } from '../../broker/topic-name.js';
+import { checkTopicName } from '../../common/topic-name.js';
 import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, parseSegmentFileName, partitionDirectory, topicsDirectory } from '../../storage/file-names.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import { UsageError } from '../cli-errors.js';

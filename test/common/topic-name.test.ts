@@ -2,7 +2,7 @@
 // message that says why; method: direct unit calls over tables of legal and illegal names.
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
-import { TOPIC_NAME_LENGTH_MAX, checkTopicName } from '../../src/broker/topic-name.js';
+import { TOPIC_NAME_LENGTH_MAX, checkTopicName } from '../../src/common/topic-name.js';
 
 /** The StrataError checkTopicName throws for `name` (fails the test if it accepts it). */
 function refusal(name: unknown): StrataError {
