@@ -30,8 +30,9 @@ export interface ConsumerWatch {
 /** Watches `consumer`; `stop` is called once a failure ends the command (it closes the consumer). */
 export function watchConsumer(consumer: Consumer, options: { follow: boolean; stop: () => void }): ConsumerWatch {
   let fetchFailure: Error | null = null;
-  /** Per partition whose last commit failed: that failure. */
-  const commitFailures = new Map<string, CommitFailedEvent['error']>();
+  /** The partitions whose last commit failed, and the latest failure. */
+  const commitFailures = new Set<string>();
+  let lastCommitError: CommitFailedEvent['error'] | null = null;
   let unreachableSince: number | null = null;
   const fail = (error: Error): void => {
     if (fetchFailure !== null) return;
@@ -53,7 +54,8 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
     unreachableSince = null;
   };
   const onCommitFailed = (event: CommitFailedEvent): void => {
-    for (const { topic, partition } of event.offsets) commitFailures.set(`${topic}-${partition}`, event.error);
+    for (const { topic, partition } of event.offsets) commitFailures.add(`${topic}-${partition}`);
+    lastCommitError = event.error;
   };
   const onCommitted = (event: { offsets: readonly { topic: string; partition: number }[] }): void => {
     for (const { topic, partition } of event.offsets) commitFailures.delete(`${topic}-${partition}`);
@@ -66,8 +68,8 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
     failure() {
       if (fetchFailure !== null) return fetchFailure;
       if (commitFailures.size === 0) return null;
-      const partitions = [...commitFailures.keys()].join(', ');
-      const error = [...commitFailures.values()].at(-1)!;
+      const partitions = [...commitFailures].join(', ');
+      const error = lastCommitError!;
       return new StrataClientError(error.code, `could not commit the positions of the records printed from ${partitions} (${error.message}); the group will deliver them again`);
     },
     delivered: reachable,

@@ -153,7 +153,7 @@ export class ConsumerGroup {
     member.away = false;
     member.heartbeated = true;
     member.host = input.host;
-    if (input.clientId !== '') member.clientId = input.clientId;
+    // The client id is the one given when joining (checked then): a heartbeat does not change it.
     if (input.subscription !== null) this.resubscribe(member, input.subscription, topics);
     return this.reconcile(member, input.owned, nowMs);
   }

@@ -190,6 +190,7 @@ describe('heartbeats', () => {
     expect(joined.memberEpoch).toBeGreaterThan(0);
     const again = coordinator.heartbeat(request({ groupId: 'g', memberId: joined.memberId, memberEpoch: joined.memberEpoch, clientId: 'c'.repeat(300), instanceId: 'i'.repeat(249) }));
     expect(again.memberEpoch).toBe(joined.memberEpoch);
+    expect((await coordinator.describeGroup('g')).members.map((member) => member.clientId)).toEqual(['c'.repeat(255)]); // the one given when joining
     const unknown = await failure(() => coordinator.heartbeat(request({ groupId: 'nobody', memberId: 'm', memberEpoch: 3 })));
     expect(unknown.code).toBe(ErrorCode.NOT_FOUND);
     expect(unknown.message).toMatch(/rejoin with member epoch 0/);
