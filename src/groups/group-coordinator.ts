@@ -18,7 +18,7 @@ import { groupIdProblem, newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { UNPRINTABLE_CHARACTER, escapeUnprintable } from '../common/printable.js';
 import type { Broker } from '../broker/broker.js';
-import { checkTopicName } from '../common/topic-name.js';
+import { topicNameProblem } from '../common/topic-name.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { firstRecordFrom } from '../storage/inflated-records.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
@@ -153,11 +153,8 @@ function checkMemberFields(request: HeartbeatRequest): void {
   }
   // A name no topic can have would never match: refused, as a mistake.
   request.subscription?.topicNames.forEach((name, index) => {
-    try {
-      checkTopicName(name);
-    } catch (error) {
-      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `subscribed_topic_names[${index}]: ${(error as Error).message}`);
-    }
+    const problem = topicNameProblem(name);
+    if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `subscribed_topic_names[${index}]: ${problem}`);
   });
 }
 

@@ -356,22 +356,16 @@ describe('offset commits', () => {
   });
 
   /** Topics t and u of one partition each, and a settled member of group g owning both partitions. */
-  async function soleMemberOfTopicsTAndU(): Promise<{ member: Client; held: Pair[] }> {
-    await broker.createTopic('t', 1, {});
-    await broker.createTopic('u', 1, {});
-    const member = join('g', ['t', 'u']);
-    settle([member]);
-    return { member, held: [...member.owned] };
-  }
-
   it("a member that never gives up a deleted topic's partition is removed once it has held it a session timeout", async () => {
-    const { member, held } = await soleMemberOfTopicsTAndU();
+    const member = await memberOfTwoTopics();
+    const held = [...member.owned];
     await broker.deleteTopic('u');
     expectRemovedWhileHolding(member, member.epoch, held);
   });
 
   it("a member whose subscription left a topic is still told of its deletion: its commit of the old partition is left out, and it is removed if it never gives it up", async () => {
-    const { member, held } = await soleMemberOfTopicsTAndU();
+    const member = await memberOfTwoTopics();
+    const held = [...member.owned];
     expect(label(held)).toEqual(['t-0', 'u-0']);
     // Its subscription moves away from u: u-0 is being revoked when u is deleted and created again.
     const epoch = coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: member.epoch, owned: held, subscription: { topicNames: ['t'], regex: '' } })).memberEpoch;
