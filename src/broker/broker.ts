@@ -401,7 +401,7 @@ export class Broker {
       this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and then each start reports it as an orphan');
       failure = error;
     }
-    void this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
+    this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
     if (failure !== null) throw failure;
   }
 
@@ -419,20 +419,19 @@ export class Broker {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn({ directory: graveyard, err: error }, 'could not list the topics deleted before the last stop');
       return;
     }
-    for (const entry of entries) void this.removeInBackground(join(graveyard, entry), 'could not remove a topic deleted before the last stop; it is removed at the next start');
+    for (const entry of entries) this.removeInBackground(join(graveyard, entry), 'could not remove a topic deleted before the last stop; it is removed at the next start');
   }
 
   /**
    * Removes a directory of deleted topics without holding up the caller; a failure is logged
    * (the next start empties the graveyard again). `close` waits for every such removal.
    */
-  private removeInBackground(directory: string, failure: string): Promise<void> {
+  private removeInBackground(directory: string, failure: string): void {
     const removal = this.fs
       .removeTree(directory)
       .catch((error: unknown) => this.logger.warn({ directory, err: error }, failure))
       .finally(() => this.removals.delete(removal));
     this.removals.add(removal);
-    return removal;
   }
 
   /** Awaited after a topic is deleted, before the delete is answered (groups drop its offsets). */

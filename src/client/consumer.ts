@@ -77,12 +77,6 @@ import {
 
 const v1 = strata.v1;
 
-/**
- * How often a reset waiting for the application to take a partition's fetched records checks
- * for the last of them; it is also woken as each chunk is taken.
- */
-const DRAIN_CHECK_MS = 100;
-
 export type ResetPolicy = 'earliest' | 'latest';
 
 export interface TopicPartition {
@@ -209,10 +203,6 @@ class PartitionFetcher {
   stream: ClientReadableStream<strata.v1.SubscribeResponse> | null = null;
   /** The current stream has delivered a chunk (a later failure starts the backoff afresh). */
   delivered = false;
-  /** A reset waits for the application to take the chunks fetched before it (`untilDrained`). */
-  draining = false;
-  /** Set when the application asked for more with none of those chunks left. */
-  drained = false;
   loop: Promise<void> = Promise.resolve();
   private waker: (() => void) | null = null;
 
@@ -229,6 +219,13 @@ class PartitionFetcher {
         clearTimeout(timer);
         resolve();
       };
+    });
+  }
+
+  /** Waits until it is woken (a drained partition, seek, reset, revoke, close). */
+  untilWoken(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.waker = resolve;
     });
   }
 
@@ -265,7 +262,7 @@ export class Consumer extends EventEmitter {
   private closed = false;
   private closing: Promise<void> | null = null;
   /** Partitions whose reset waits for their fetched records to be taken (`untilDrained`). */
-  private drainingFetchers = 0;
+  private readonly drainWaiters = new Set<PartitionFetcher>();
   /** Settles when `abort()` is called: a `close()` under way stops waiting then. */
   private readonly aborted: Promise<void>;
   private abortClose: () => void = () => undefined;
@@ -631,12 +628,10 @@ export class Consumer extends EventEmitter {
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
     this.inHand = null; // asking for more: what was delivered before is processed
     // A reset waiting for its partition's records to be taken may go (untilDrained).
-    if (this.drainingFetchers > 0) {
-      for (const fetcher of this.fetchers.values()) {
-        if (!fetcher.draining || !this.isDrained(fetcher)) continue;
-        fetcher.drained = true;
-        fetcher.wake();
-      }
+    for (const fetcher of this.drainWaiters) {
+      if (!this.isDrained(fetcher)) continue;
+      this.drainWaiters.delete(fetcher);
+      fetcher.wake();
     }
     for (;;) {
       if (this.closed) return null;
@@ -836,17 +831,15 @@ export class Consumer extends EventEmitter {
    */
   private async untilDrained(fetcher: PartitionFetcher, generation: number): Promise<void> {
     if (this.isDrained(fetcher) && this.inHand?.fetcher !== fetcher) return;
-    // Otherwise `takeChunk` says so, when the application asks for more with nothing of the
-    // partition left: checked there, before it takes a chunk, since the last one taken is not
-    // yet the iterator's current one in the microtasks that follow.
-    fetcher.draining = true;
-    fetcher.drained = false;
-    this.drainingFetchers++;
+    // Otherwise `takeChunk` takes it out of the waiters and wakes it, when the application asks
+    // for more with nothing of the partition left: checked there, before it takes a chunk, since
+    // the last one taken is not yet the iterator's current one in the microtasks that follow.
+    // A seek, reset, revoke or close wakes it too.
+    this.drainWaiters.add(fetcher);
     try {
-      while (!fetcher.drained && fetcher.active && !this.closed && generation === fetcher.generation) await fetcher.sleep(DRAIN_CHECK_MS);
+      while (this.drainWaiters.has(fetcher) && fetcher.active && !this.closed && generation === fetcher.generation) await fetcher.untilWoken();
     } finally {
-      fetcher.draining = false;
-      this.drainingFetchers--;
+      this.drainWaiters.delete(fetcher);
     }
   }
 

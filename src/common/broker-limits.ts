@@ -4,12 +4,14 @@
  * on purpose: the CLI loads the options of every command, and must not load the broker for it.
  */
 
+import { TOPIC_NAME_LENGTH_MAX } from './topic-name.js';
+
 /** The most partitions a topic may have. */
 export const PARTITION_COUNT_MAX = 10_000;
 
 /** The longest client id and static instance id a group member may give (Kafka bounds the instance id as a topic name). */
 export const MEMBER_CLIENT_ID_LENGTH_MAX = 255;
-export const MEMBER_INSTANCE_ID_LENGTH_MAX = 249;
+export const MEMBER_INSTANCE_ID_LENGTH_MAX = TOPIC_NAME_LENGTH_MAX;
 
 /** The session timeouts a consumer-group member may have, the broker's default included. */
 export const SESSION_TIMEOUT_MIN_MS = 100;

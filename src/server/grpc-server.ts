@@ -14,6 +14,7 @@ import { setMaxListeners } from 'node:events';
 import type { Http2Session } from 'node:http2';
 import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
+import { formatListenAddress, parseListenAddress } from '../common/listen-address.js';
 import type { Logger } from '../common/logger.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
 import { withMalformedRequests, withRequestBytesMax } from './malformed-request.js';
@@ -108,8 +109,7 @@ export class StrataGrpcServer {
       server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(bindFailure('--listen', options.listen, error)) : resolve(boundPort))),
     );
     widenFlowControlWindows(server);
-    const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
-    const instance = new StrataGrpcServer(server, `${host}:${port}`, port, health, stopping);
+    const instance = new StrataGrpcServer(server, formatListenAddress(parseListenAddress(options.listen).host, port), port, health, stopping);
     instance.setServing(broker.ready);
     return instance;
   }

@@ -422,7 +422,7 @@ export class PartitionLog {
 
   /** Applies a pending switch to `interval` once everything written so far is fdatasynced. */
   private switchFlushWhenSynced(next: LogConfig): void {
-    if (this.pendingIntervalConfig !== next || this.fence !== null || this.closing !== null) return;
+    if (this.pendingIntervalConfig !== next || !this.usable) return;
     if (this.groupBeingWritten !== null) {
       const recheck = (): void => this.switchFlushWhenSynced(next);
       void this.groupBeingWritten.then(recheck, recheck);
@@ -528,6 +528,11 @@ export class PartitionLog {
   private checkUsable(): void {
     if (this.fence !== null) throw this.fence;
     if (this.closing !== null) throw this.closedError!;
+  }
+
+  /** Calls the high-watermark listeners: readers waiting for records (long polls, subscriptions). */
+  private wakeReaders(): void {
+    for (const listener of this.highWatermarkListeners) listener();
   }
 
   /**
@@ -948,7 +953,7 @@ export class PartitionLog {
     }
     if (resolved > 0) this.awaitingDurable.splice(0, resolved);
     this.answersToSend = true;
-    for (const listener of this.highWatermarkListeners) listener();
+    this.wakeReaders();
   }
 
   private fenceWith(error: StrataError): void {
@@ -961,7 +966,7 @@ export class PartitionLog {
     for (const append of waiting) append.reject(error);
     this.rejectQueued(error);
     // Readers waiting for records (long polls, subscriptions) wake, read and get the fence.
-    for (const listener of this.highWatermarkListeners) listener();
+    this.wakeReaders();
   }
 
   /** fdatasyncs everything written so far (used by interval flushing and before close). */
@@ -1244,7 +1249,7 @@ export class PartitionLog {
       await this.closeSegments();
       this.rejectQueued(this.closedError!);
       // Wake readers waiting for new data, so they see the log is gone instead of timing out.
-      for (const listener of this.highWatermarkListeners) listener();
+      this.wakeReaders();
     }
   }
 

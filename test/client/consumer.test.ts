@@ -156,10 +156,10 @@ describe('a reset after records were fetched', () => {
     await reader.assign([{ topic: name, partition: 0 }]);
     // The application takes nothing until the failure has come: the reset then waits for the
     // two chunks fetched before it (or, were it not held, has dropped them already).
-    const fetcher = (): { draining?: boolean } | undefined => (reader as unknown as { fetchers: Map<string, { draining?: boolean }> }).fetchers.get(`0:${name}`);
+    const waitingResets = (): number => (reader as unknown as { drainWaiters?: Set<unknown> }).drainWaiters?.size ?? 0;
     const held = (async () => {
       const deadline = Date.now() + 10_000;
-      while (!(stats.failed === 1 && fetcher()?.draining === true)) {
+      while (!(stats.failed === 1 && waitingResets() === 1)) {
         if (Date.now() > deadline) throw new Error('the reset was not held for the fetched records');
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
