@@ -1,12 +1,12 @@
 // Goal: the records of a gzip batch are visited as they inflate, chunk by chunk, exactly as
 // forEachRecord visits them, no further than the visitor wants, and damage is refused with
-// CORRUPT_BATCH; method: gzip batches built by the codec (and payloads gzipped by hand), walked
+// CORRUPT_BATCH; firstRecordFrom finds a record by offset and time that way; method: gzip batches built by the codec (and payloads gzipped by hand), walked
 // whole, from an offset and stopped early, compared with forEachRecord's decoding.
 import { gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '../../src/common/errors.js';
-import { forEachInflatedRecord } from '../../src/storage/inflated-records.js';
+import { firstRecordFrom, forEachInflatedRecord } from '../../src/storage/inflated-records.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET, LOG_OVERHEAD, RECORDS_OFFSET, decodeRecords } from '../../src/storage/record-batch.js';
 
@@ -102,5 +102,32 @@ describe('forEachInflatedRecord', () => {
       message: expect.stringMatching(/3 bytes follow its last record$/),
     });
     await expect(visited(gzipBatchOf(3, region), 0)).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH, message: expect.stringMatching(/its records end after 2 of the 3 its header counts$/) });
+  });
+});
+
+describe('firstRecordFrom', () => {
+  /** Ten records v0..v9, 10 ms apart, for offsets 10..19. */
+  const tenRecords = Array.from({ length: 10 }, (_, index) => ({ value: Buffer.from(`v${index}`), timestamp: T0 + 10 * index }));
+
+  it('answers from the records before a damaged one it stops short of, by offset and by time', async () => {
+    const batch = buildBatch(tenRecords, { baseOffset: 10 });
+    batch[batch.length - 1] = 2; // the last record's header count: 1 header, in no bytes
+    expect(() => decodeRecords(batch, 0)).toThrow(/does not decode/);
+    expect(await firstRecordFrom(batch, 13)).toEqual({ offset: 13, timestamp: T0 + 30 });
+    expect(await firstRecordFrom(batch, 0, T0 + 55)).toEqual({ offset: 16, timestamp: T0 + 60 });
+    expect(await firstRecordFrom(batch, 17, T0 + 20)).toEqual({ offset: 17, timestamp: T0 + 70 });
+  });
+
+  it('skips batches by their header, inflates a gzip batch it reads, and answers null past the end', async () => {
+    const log = Buffer.concat([
+      buildBatch([{ value: Buffer.from('a'), timestamp: T0 }, { value: Buffer.from('b'), timestamp: T0 + 5 }], { baseOffset: 0 }),
+      buildBatch(tenRecords, { baseOffset: 10, compression: 'gzip' }),
+    ]);
+    expect(await firstRecordFrom(log, 0, T0 + 1)).toEqual({ offset: 1, timestamp: T0 + 5 });
+    expect(await firstRecordFrom(log, 2, T0 + 40)).toEqual({ offset: 14, timestamp: T0 + 40 });
+    expect(await firstRecordFrom(log, 1, T0 + 6)).toEqual({ offset: 11, timestamp: T0 + 10 });
+    expect(await firstRecordFrom(log, 19)).toEqual({ offset: 19, timestamp: T0 + 90 });
+    expect(await firstRecordFrom(log, 20)).toBeNull();
+    expect(await firstRecordFrom(log, 0, T0 + 91)).toBeNull();
   });
 });

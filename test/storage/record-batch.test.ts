@@ -32,7 +32,6 @@ import {
 } from '../../src/storage/record-batch.js';
 import { buildBatch, type BatchOptions } from '../../src/storage/record-batch-builder.js';
 import { validateBatches } from '../../src/storage/batch-validation.js';
-import { firstRecordFrom } from '../../src/storage/inflated-records.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -464,13 +463,10 @@ describe('decodeBatches', () => {
   });
 });
 
-describe('forEachRecord and firstRecordFrom', () => {
-  /** Ten records v0..v9, 10 ms apart, for offsets 10..19. */
-  const tenRecords = Array.from({ length: 10 }, (_, index) => ({ value: b(`v${index}`), timestamp: T0 + 10 * index }));
-
-  /** The ten records in one batch, the last one's header count made wrong (1 header in no bytes). */
+describe('forEachRecord', () => {
+  /** Ten records v0..v9 for offsets 10..19, the last one's header count made wrong (1 header in no bytes). */
   function batchWithBadLastRecord(): Buffer {
-    const batch = buildBatch(tenRecords, { baseOffset: 10 });
+    const batch = buildBatch(Array.from({ length: 10 }, (_, index) => ({ value: b(`v${index}`), timestamp: T0 + 10 * index })), { baseOffset: 10 });
     batch[batch.length - 1] = 2; // zigzag varint of 1
     expect(() => decodeRecords(batch, 0)).toThrow(/does not decode/);
     return batch;
@@ -486,26 +482,6 @@ describe('forEachRecord and firstRecordFrom', () => {
     expect(seen).toEqual([12, 13, 14, 15]);
     // Walked to the end, it reaches the damaged record.
     expect(() => forEachRecord(batch, 0, 12, () => undefined)).toThrow(/does not decode/);
-  });
-
-  it('firstRecordFrom answers from the records before the one it stops at, by offset and by time', async () => {
-    const batch = batchWithBadLastRecord();
-    expect(await firstRecordFrom(batch, 13)).toEqual({ offset: 13, timestamp: T0 + 30 });
-    expect(await firstRecordFrom(batch, 0, T0 + 55)).toEqual({ offset: 16, timestamp: T0 + 60 });
-    expect(await firstRecordFrom(batch, 17, T0 + 20)).toEqual({ offset: 17, timestamp: T0 + 70 });
-  });
-
-  it('firstRecordFrom skips batches by their header, inflates a gzip batch it reads, and answers null past the end', async () => {
-    const log = Buffer.concat([
-      buildBatch([{ value: b('a'), timestamp: T0 }, { value: b('b'), timestamp: T0 + 5 }], { baseOffset: 0 }),
-      buildBatch(tenRecords, { baseOffset: 10, compression: 'gzip' }),
-    ]);
-    expect(await firstRecordFrom(log, 0, T0 + 1)).toEqual({ offset: 1, timestamp: T0 + 5 });
-    expect(await firstRecordFrom(log, 2, T0 + 40)).toEqual({ offset: 14, timestamp: T0 + 40 });
-    expect(await firstRecordFrom(log, 1, T0 + 6)).toEqual({ offset: 11, timestamp: T0 + 10 });
-    expect(await firstRecordFrom(log, 19)).toEqual({ offset: 19, timestamp: T0 + 90 });
-    expect(await firstRecordFrom(log, 20)).toBeNull();
-    expect(await firstRecordFrom(log, 0, T0 + 91)).toBeNull();
   });
 });
 
