@@ -104,7 +104,11 @@ function producerFromWire(request: strata.v1.ProduceRequest): { producerId: numb
   return { producerId, producerEpoch: checkProducerEpoch(request.producerEpoch), baseSequence: nonNegative(request.baseSequence, 'base_sequence') };
 }
 
-/** The offset after the last whole batch in `batches`, or `offset` when there is none. */
+/**
+ * The offset after the last whole batch in `batches`, or `offset` when there is none. Offsets
+ * within a log are contiguous (a batch's last offset delta is its record count minus one), so
+ * the answer less `offset` is the number of records from `offset` on.
+ */
 function nextOffsetAfter(batches: Buffer, offset: number): number {
   let next = offset;
   forEachBatch(batches, (position) => {
@@ -178,12 +182,13 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       }
       const fields = { highWatermark: result.highWatermark, logStartOffset: result.logStartOffset };
       if (request.raw) {
-        log.noteServed(result.batches);
-        return encodeRawFetchResponse(result.batches, result.headroom, { ...fields, nextOffset: nextOffsetAfter(result.batches, offset) });
+        const nextOffset = nextOffsetAfter(result.batches, offset);
+        log.noteServed(result.batches.length, nextOffset - offset);
+        return encodeRawFetchResponse(result.batches, result.headroom, { ...fields, nextOffset });
       }
       // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
       const decoded = await encodeRecordsFetchResponse(result.batches, offset, maxBytes, fields);
-      log.noteServed(decoded.included);
+      log.noteServed(decoded.included.length, decoded.nextOffset - offset);
       return decoded.message;
     }),
 
@@ -376,11 +381,11 @@ async function subscribeResponse(follower: PartitionFollower, log: PartitionLog,
   const fields = { partition: follower.partition, highWatermark: result.highWatermark };
   if (follower.raw) {
     const nextOffset = nextOffsetAfter(result.batches, offset);
-    log.noteServed(result.batches);
+    log.noteServed(result.batches.length, nextOffset - offset);
     return { response: encodeRawSubscribeResponse(result.batches, result.headroom, { ...fields, nextOffset }), nextOffset };
   }
   // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
   const decoded = await encodeRecordsSubscribeResponse(result.batches, offset, follower.maxBytes, fields);
-  log.noteServed(decoded.included);
+  log.noteServed(decoded.included.length, decoded.nextOffset - offset);
   return { response: decoded.message, nextOffset: decoded.nextOffset };
 }

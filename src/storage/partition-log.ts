@@ -50,7 +50,6 @@ import {
   readLastOffsetDelta,
   readMaxTimestamp,
   readProducerId,
-  readRecordCount,
   writeBaseOffset,
 } from './record-batch.js';
 import { type CheckedBatches, checkCompressedBatches, validateBatchesOnLoop } from './batch-validation.js';
@@ -353,12 +352,13 @@ export class PartitionLog {
   }
 
   /**
-   * Counts `batches`, which an answer to a reader held, into `served`. The server calls it: only
-   * it knows which of the batches read went out (decoded answers may hold fewer).
+   * Counts an answer to a reader into `served`: `bytes` of batches, `records` from the offset
+   * it read from. The server calls it: only it knows what of the batches read went out (decoded
+   * answers may hold fewer).
    */
-  noteServed(batches: Buffer): void {
-    this.served.bytes += batches.length;
-    forEachBatch(batches, (position) => (this.served.records += readRecordCount(batches, position)));
+  noteServed(bytes: number, records: number): void {
+    this.served.bytes += bytes;
+    this.served.records += records;
   }
 
   /** Records appended since open; duplicates of idempotent retries, never appended, are not counted. */

@@ -58,6 +58,12 @@ describe('probe server of a running broker', () => {
     expect(metricValue(body, 'strata_records_in_total', 'topic="metered"')).toBe(2);
     expect(metricValue(body, 'strata_bytes_in_total', 'topic="metered"')).toBe(size);
     expect(metricValue(body, 'strata_records_out_total', 'topic="metered"')).toBe(2);
+    // A read from inside a batch serves the records from its offset on, though the whole batch goes out.
+    await shared.client.call('log.fetch', v1.FetchRequest.create({ topic: 'metered', partition: 1, offset: Long.fromNumber(1), raw: true }));
+    await shared.client.call('log.fetch', v1.FetchRequest.create({ topic: 'metered', partition: 1, offset: Long.fromNumber(1) }));
+    const afterReads = (await get(shared.broker.metricsAddress!, '/metrics')).body;
+    expect(metricValue(afterReads, 'strata_records_out_total', 'topic="metered"')).toBe(4);
+    expect(metricValue(afterReads, 'strata_bytes_out_total', 'topic="metered"')).toBe(3 * size);
     expect(metricValue(body, 'strata_partition_log_end_offset', 'topic="metered",partition="1"')).toBe(2);
     expect(metricValue(body, 'strata_partition_high_watermark', 'topic="metered",partition="1"')).toBe(2);
     expect(metricValue(body, 'strata_partition_segments', 'topic="metered",partition="0"')).toBe(1);
