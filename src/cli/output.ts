@@ -123,10 +123,24 @@ export class OutputWriter {
     this.byte(TAB);
   }
 
+  /**
+   * True when the stream has asked the writer to wait (its buffer is full) and writes are still
+   * under way: the moment to `waitForRoom()`. Full chunks are handed to the stream as they fill,
+   * so a loop of short appends checks this rather than draining after each.
+   */
+  get backedUp(): boolean {
+    return this.needsDrain && !this.closed && this.pendingWrites > 0;
+  }
+
   /** Writes what is held and waits until the stream can take more (bounded memory). */
   async drain(): Promise<void> {
     this.writeChunk();
-    if (this.needsDrain && !this.closed && this.pendingWrites > 0) {
+    await this.waitForRoom();
+  }
+
+  /** Waits until the stream can take more, if it asked to wait; what is held stays held. */
+  async waitForRoom(): Promise<void> {
+    if (this.backedUp) {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           this.stream.off('drain', done);

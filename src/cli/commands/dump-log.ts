@@ -1,7 +1,7 @@
 /** `strata dump-log FILE`: prints every batch of a segment `.log` (see storage/dump-log.ts). */
 import type { Argv } from 'yargs';
 import { dumpLogFile } from '../../storage/dump-log.js';
-import { OUTPUT_CHUNK_BYTES, OutputWriter } from '../output.js';
+import { OutputWriter } from '../output.js';
 
 export function dumpLogCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -14,16 +14,22 @@ export function dumpLogCommand(yargs: Argv): Argv {
         .example('strata dump-log data/topics/orders/0/00000000000000000000.log --records', ''),
     async (argv) => {
       const writer = new OutputWriter(process.stdout);
-      for await (const line of dumpLogFile(argv.file as string, { records: argv.records })) {
-        writer.text(line);
-        writer.newline();
-        // Once a chunk's worth waits on the stream: lines are short, and each drain() hands the
-        // stream the chunk held so far (a write, and a fresh chunk) however little it holds.
-        if (writer.appendedBytes - writer.writtenBytes >= OUTPUT_CHUNK_BYTES) await writer.drain();
-        if (writer.closed) break; // `| head`, or a failed write reported below
-      }
+      await writeLines(dumpLogFile(argv.file as string, { records: argv.records }), writer);
       await writer.flushed();
       writer.throwIfFailed();
     },
   );
+}
+
+/**
+ * Appends each line to `writer`, waiting only when its stream is backed up: full chunks go to
+ * the stream as they fill, so short lines cost no write of their own.
+ */
+export async function writeLines(lines: AsyncIterable<string>, writer: OutputWriter): Promise<void> {
+  for await (const line of lines) {
+    writer.text(line);
+    writer.newline();
+    if (writer.backedUp) await writer.waitForRoom();
+    if (writer.closed) break; // `| head`, or a failed write reported by the caller
+  }
 }
