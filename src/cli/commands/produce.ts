@@ -192,11 +192,12 @@ async function produce(argv: ProduceArgs): Promise<void> {
   /** Records sent and not yet settled, and their estimated bytes. */
   let outstanding = 0;
   let windowBytes = 0;
-  let failure: unknown = null;
   /** The input problem (a malformed line, a read error) reading stopped at, if any. */
   let inputFailure: unknown = null;
   /** The send that failed at the earliest input line, and how many sends failed in all. */
   const failedSends: { earliest: FailedSend | null; count: number } = { earliest: null, count: 0 };
+  /** A send failed or the input did: nothing more is read or sent. */
+  const failed = (): boolean => inputFailure !== null || failedSends.count > 0;
   let interrupted = false;
   let pauseInput: (() => void) | null = null;
   let resumeInput: (() => void) | null = null;
@@ -214,7 +215,6 @@ async function produce(argv: ProduceArgs): Promise<void> {
     settled();
   };
   const onFailed = (send: FailedSend): void => {
-    failure ??= send.error;
     failedSends.count++;
     if (failedSends.earliest === null || send.lineNumber < failedSends.earliest.lineNumber) failedSends.earliest = send;
     settled();
@@ -223,20 +223,19 @@ async function produce(argv: ProduceArgs): Promise<void> {
   function settled(): void {
     windowBytes -= windowBytes / outstanding;
     outstanding--;
-    if (paused && windowBytes <= WINDOW_RESUME_BYTES && outstanding <= WINDOW_RESUME_RECORDS && failure === null && !interrupted) {
+    if (paused && windowBytes <= WINDOW_RESUME_BYTES && outstanding <= WINDOW_RESUME_RECORDS && !failed() && !interrupted) {
       paused = false;
       resumeInput?.();
     }
   }
   let stopInput = (): void => {};
   const send = (line: string, lineNumber: number): void => {
-    if (failure !== null || interrupted) return;
+    if (failed() || interrupted) return;
     let record: ProducerRecord | null;
     try {
       record = parse(line, lineNumber);
     } catch (error) {
       inputFailure = error;
-      failure ??= error;
       stopInput();
       return;
     }
@@ -271,7 +270,6 @@ async function produce(argv: ProduceArgs): Promise<void> {
       // readline passes on read errors of its input; unheard, one would end with a stack trace.
       lines.on('error', (error: NodeJS.ErrnoException) => {
         inputFailure ??= new Error(`cannot read stdin: ${systemErrorText(error)}`);
-        failure ??= inputFailure;
         stopInput();
       });
       let lineNumber = 0;
@@ -292,10 +290,10 @@ async function produce(argv: ProduceArgs): Promise<void> {
     const stoppedAt = inputFailure === null ? '' : `; reading then stopped: ${inputFailure instanceof Error ? inputFailure.message : String(inputFailure)}`;
     throw new Error(sendFailureLine(describeFailure(error, server), failedSends.earliest, failedSends.count, acknowledged) + stoppedAt, { cause: error });
   }
-  if (failure !== null) {
+  if (inputFailure !== null) {
     // One line on failure: the input problem, and how much got through before it (reading
     // stopped at it, so every record produced came before it).
-    const error = describeFailure(failure, server);
+    const error = describeFailure(inputFailure, server);
     if (acknowledged > 0 && error instanceof Error) {
       error.message += ` (${formatCount(acknowledged)} record${acknowledged === 1 ? ' was' : 's were'} produced before it)`;
     }
