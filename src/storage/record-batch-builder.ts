@@ -110,20 +110,19 @@ export function rangesBytesFloorBound(records: RecordRanges): number {
 
 /** Bytes record `index` of `records` takes in a batch at least (`rangeBatchBytesFloor`). */
 export function rangeRecordBytesFloor(records: RecordRanges, index: number): number {
-  let size = RECORD_FRAMING_FLOOR + Math.max(0, records.keyLength(index)) + Math.max(0, records.valueLength(index));
-  const firstHeader = records.firstHeader(index);
-  for (let header = firstHeader; header < firstHeader + records.headerCount(index); header++) {
-    size += HEADER_FRAMING_FLOOR + records.headerKeyLength(header) + Math.max(0, records.headerValueLength(header));
-  }
-  return size;
+  return rangeRecordBytes(records, index, RECORD_FRAMING_FLOOR, HEADER_FRAMING_FLOOR);
 }
 
 function rangeRecordSizeBound(records: RecordRanges, index: number): number {
+  return rangeRecordBytes(records, index, RECORD_FRAMING_BOUND + HEADER_COUNT_BOUND, 2 * VARINT_BOUND);
+}
+
+/** Bytes record `index` of `records` takes with `recordFraming` and `headerFraming` bytes of varints. */
+function rangeRecordBytes(records: RecordRanges, index: number, recordFraming: number, headerFraming: number): number {
+  let size = recordFraming + Math.max(0, records.keyLength(index)) + Math.max(0, records.valueLength(index));
   const firstHeader = records.firstHeader(index);
-  const headerCount = records.headerCount(index);
-  let size = RECORD_FRAMING_BOUND + HEADER_COUNT_BOUND + Math.max(0, records.keyLength(index)) + Math.max(0, records.valueLength(index));
-  for (let header = firstHeader; header < firstHeader + headerCount; header++) {
-    size += 2 * VARINT_BOUND + records.headerKeyLength(header) + Math.max(0, records.headerValueLength(header));
+  for (let header = firstHeader; header < firstHeader + records.headerCount(index); header++) {
+    size += headerFraming + records.headerKeyLength(header) + Math.max(0, records.headerValueLength(header));
   }
   return size;
 }
