@@ -6,7 +6,7 @@
  *   tool, version, command          "strata bench", the package version, the argv of the run
  *   startedAt                       ISO time
  *   workload                        produce | consume | e2e | baseline
- *   parameters                      every option, resolved (defaults filled in)
+ *   parameters                      every option given or defaulted (the topic's partitions under topic; --fetch-bytes, --write-mode and --small-io only when given)
  *   topic                           { name, partitions, configs, created }
  *   machine                         { cpuModel, cores, memoryGiB, platform, release, node, clientNodeFlags,
  *                                     clientScheduling: { policy, nice, realtimePriority } or null }
