@@ -78,6 +78,9 @@ function shown(value: number): string {
   return Number.isNaN(value) ? 'a non-number' : String(value);
 }
 
+/** The longest delay Node.js timers take (2^31 - 1 ms, about 24.8 days). */
+const TIMER_DELAY_MAX_MS = 2_147_483_647;
+
 function positive(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value <= 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be a positive integer, got ${shown(value)}`);
   return value;
@@ -138,7 +141,8 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     inlineIo: argv['small-io'] === 'event-loop',
     tailCacheBytes: integerFrom('tail-cache-bytes', argv['tail-cache-bytes'], 0, TAIL_CACHE_BYTES_MAX),
     maxRequestBytes,
-    retentionCheckIntervalMs: positive('retention-check-interval-ms', argv['retention-check-interval-ms']),
+    // A timer's longest delay (setInterval takes a longer one as 1 ms: a sweep of every partition each millisecond).
+    retentionCheckIntervalMs: integerFrom('retention-check-interval-ms', argv['retention-check-interval-ms'], 1, TIMER_DELAY_MAX_MS),
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
     groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
     groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),

@@ -58,6 +58,7 @@ describe('serve options', () => {
     });
     expect(refused({ 'default-partitions': 20_000 })).toMatchObject({ message: '--default-partitions must be an integer from 1 to 10000, got 20000' });
     expect(refused({ 'group-session-timeout-ms': 50 })).toMatchObject({ message: '--group-session-timeout-ms must be an integer from 100 to 1800000, got 50' });
+    expect(refused({ 'retention-check-interval-ms': 3e9 })).toMatchObject({ message: '--retention-check-interval-ms must be an integer from 1 to 2147483647, got 3000000000' });
     expect(refused({ 'max-request-bytes': Number.NaN })).toMatchObject({ message: '--max-request-bytes must be a positive integer, got a non-number' });
     expect(serveSettings({ ...defaults(), 'retention-ms': -1, 'max-message-bytes': 1024 * 1024 - 1024, 'max-request-bytes': 1024 * 1024 }).topicDefaults).toMatchObject({ retentionMs: -1, maxMessageBytes: 1047552 });
   });
