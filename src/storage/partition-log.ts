@@ -50,6 +50,7 @@ import {
   readLastOffsetDelta,
   readMaxTimestamp,
   readProducerId,
+  stampLogAppendTime,
   writeBaseOffset,
 } from './record-batch.js';
 import { type CheckedBatches, checkCompressedBatches, validateBatchesOnLoop } from './batch-validation.js';
@@ -647,6 +648,7 @@ export class PartitionLog {
       const baseOffset = offset;
       forEachBatch(append.data, (batchPosition, size) => {
         writeBaseOffset(append.data, batchPosition, offset);
+        stampLogAppendTime(append.data, batchPosition, nowMs);
         active.indexBatch(offset, position, size, readMaxTimestamp(append.data, batchPosition), nowMs);
         offset += readLastOffsetDelta(append.data, batchPosition) + 1;
         position += size;

@@ -107,6 +107,20 @@ export function writeBaseOffset(buffer: Buffer, position: number, offset: number
   writeInt64(buffer, position + BASE_OFFSET_OFFSET, offset);
 }
 
+/**
+ * Gives a log-append-time batch at `position` the broker's append time as its max timestamp
+ * (every record's timestamp, for such a batch), and seals its CRC again, as Kafka's broker does:
+ * the time is the broker's to set, and a client's would place the batch in the time index and
+ * age it for retention (one far in the future would keep its segment, and every later one, for
+ * ever). Returns false, changing nothing, for a create-time batch.
+ */
+export function stampLogAppendTime(buffer: Buffer, position: number, nowMs: number): boolean {
+  if ((readAttributes(buffer, position) & TIMESTAMP_TYPE_MASK) === 0) return false;
+  writeInt64(buffer, position + MAX_TIMESTAMP_OFFSET, nowMs);
+  buffer.writeUInt32BE(crc32c(buffer.subarray(position + ATTRIBUTES_OFFSET, position + readBatchSize(buffer, position))), position + CRC_OFFSET);
+  return true;
+}
+
 /** Total bytes of the batch at `position`, header included. */
 export function readBatchSize(buffer: Buffer, position = 0): number {
   return buffer.readInt32BE(position + BATCH_LENGTH_OFFSET) + LOG_OVERHEAD;

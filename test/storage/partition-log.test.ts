@@ -15,13 +15,21 @@ import { InlineIoBudget, type InlineIoSettings } from '../../src/storage/inline-
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { APPEND_BYTES_MAX, PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import {
+  ATTRIBUTES_OFFSET,
+  CRC_OFFSET,
+  MAX_TIMESTAMP_OFFSET,
+  TIMESTAMP_TYPE_MASK,
+  checkBatchFrame,
   decodeBatches,
   forEachBatch,
   readBaseOffset,
+  readBatchHeader,
   readLastOffset,
+  writeInt64,
   type DecodedRecord,
   type RecordInput,
 } from '../../src/storage/record-batch.js';
+import { crc32c } from '@node-rs/crc32';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestFileSystem, errnoError } from '../helpers/test-file-system.js';
 
@@ -281,6 +289,24 @@ describe('read', () => {
 
 // ---------------------------------------------------------------------------------------------
 // The high watermark.
+
+describe('log-append time', () => {
+  it("gives a log-append-time batch the broker's append time, its CRC sealed again, and files it under that time", async () => {
+    const clock = new ManualClock(T0 + 5_000);
+    const log = await openLog(tempDir(), {}, { clock });
+    const batch = buildBatch([{ value: Buffer.from('a'), timestamp: T0 }, { value: Buffer.from('b'), timestamp: T0 + 1 }]);
+    batch.writeInt16BE(batch.readInt16BE(ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_MASK, ATTRIBUTES_OFFSET);
+    writeInt64(batch, MAX_TIMESTAMP_OFFSET, 1.7e15); // a client's clock far in the future
+    batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    await log.append(batch);
+    const { batches } = await log.read(0, 1 << 20);
+    expect(readBatchHeader(batches).maxTimestamp).toBe(T0 + 5_000);
+    expect(checkBatchFrame(batches, 0, batches.length)).toBeNull(); // the CRC holds
+    expect(decodeBatches(batches).map((record) => record.timestamp)).toEqual([T0 + 5_000, T0 + 5_000]);
+    expect(await log.offsetForTimestamp(T0 + 5_000)).toBe(0);
+    expect(await log.offsetForTimestamp(T0 + 5_001)).toBeNull();
+  });
+});
 
 describe('high watermark', () => {
   it('covers an append once it resolves, and listeners hear each advance', async () => {
