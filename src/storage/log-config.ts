@@ -109,7 +109,8 @@ export function parseKafkaConfig(entries: Readonly<Record<string, string>>): Par
       (result as Record<string, number>)[key] = value;
     }
   }
-  // Setting `flush.ms` alone selects interval flushing, as the docs promise.
+  // Setting `flush.ms` alone selects interval flushing, as the docs promise (an alter merges
+  // a topic's stored configs first, so an explicit `flush=always` stays).
   if (entries['flush.ms'] !== undefined && entries.flush === undefined) result.flush = 'interval';
   return result;
 }
