@@ -308,6 +308,18 @@ describe('log-append time', () => {
   });
 });
 
+/**
+ * After a switch to flush=interval took effect: an append at `offset` is acknowledged on write,
+ * with no fdatasync, and the log holds offsets 0 to it.
+ */
+async function expectAcknowledgedOnWrite(log: PartitionLog, fs: TestFileSystem, offset: number): Promise<void> {
+  const syncs = fs.fdatasyncCalls;
+  expect((await log.append(batchOf(offset, 1))).baseOffset).toBe(offset);
+  expect(log.highWatermark).toBe(offset + 1);
+  expect(fs.fdatasyncCalls).toBe(syncs);
+  expectValues(await readAllRecords(log), 0, offset + 1);
+}
+
 describe('high watermark', () => {
   it('covers an append once it resolves, and listeners hear each advance', async () => {
     const log = await openLog(tempDir());
@@ -384,11 +396,7 @@ describe('high watermark', () => {
     // Covered by an fdatasync, the switch is done: the append made after it, and the next
     // ones, are acknowledged on write.
     expect((await second).baseOffset).toBe(2);
-    const syncs = fs.fdatasyncCalls;
-    expect((await log.append(batchOf(3, 1))).baseOffset).toBe(3);
-    expect(log.highWatermark).toBe(4);
-    expect(fs.fdatasyncCalls).toBe(syncs);
-    expectValues(await readAllRecords(log), 0, 4);
+    await expectAcknowledgedOnWrite(log, fs, 3);
   });
 
   it('switching flush=always to interval while a group is being written still fdatasyncs that group before its answer', async () => {
@@ -411,11 +419,7 @@ describe('high watermark', () => {
     }
     expect((await first).baseOffset).toBe(0);
     // Covered by an fdatasync, the switch is done.
-    const syncs = fs.fdatasyncCalls;
-    expect((await log.append(batchOf(2, 1))).baseOffset).toBe(2);
-    expect(log.highWatermark).toBe(3);
-    expect(fs.fdatasyncCalls).toBe(syncs);
-    expectValues(await readAllRecords(log), 0, 3);
+    await expectAcknowledgedOnWrite(log, fs, 2);
   });
 
   it('with flush=interval, acknowledges on write, syncs on the timer and on flush()', async () => {
