@@ -2,6 +2,12 @@
  * Time as an injectable dependency: storage asks a `Clock` for "now" so retention, segment age and
  * timestamps can be driven deterministically in tests.
  */
+/**
+ * The longest delay or period Node.js timers take (2^31 - 1 ms, about 24.8 days); a longer one
+ * is taken as 1 ms.
+ */
+export const TIMER_DELAY_MAX_MS = 2_147_483_647;
+
 export interface Clock {
   /** Milliseconds since the Unix epoch: for timestamps, and ages compared with them. */
   nowMs(): number;

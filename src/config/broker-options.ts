@@ -5,6 +5,7 @@
  */
 import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
+import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { parseListenAddress } from '../common/listen-address.js';
@@ -77,9 +78,6 @@ type ParsedServeOptions = { [K in keyof typeof SERVE_OPTIONS]: (typeof SERVE_OPT
 function shown(value: number): string {
   return Number.isNaN(value) ? 'a non-number' : String(value);
 }
-
-/** The longest delay Node.js timers take (2^31 - 1 ms, about 24.8 days). */
-const TIMER_DELAY_MAX_MS = 2_147_483_647;
 
 function positive(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value <= 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be a positive integer, got ${shown(value)}`);

@@ -33,8 +33,7 @@
  * Ownership: `append` takes ownership of the buffer it is given (its base offsets are
  * rewritten); `read` returns views of fresh buffers the caller may keep.
  */
-import type { Clock } from '../common/clock.js';
-import { systemClock } from '../common/clock.js';
+import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError, logClosedError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
@@ -70,9 +69,6 @@ class SealSyncFailed extends Error {
     super(`fdatasync before sealing failed: ${(cause as Error).message}`, { cause });
   }
 }
-
-/** The longest period Node's timers take (2^31 - 1 ms, about 24.8 days). */
-const TIMER_PERIOD_MS_MAX = 2_147_483_647;
 
 /** Largest group of queued appends written with one writev (one larger append goes alone). */
 const WRITE_BYTES_MAX = 8 * 1024 * 1024;
@@ -983,7 +979,7 @@ export class PartitionLog {
     if (this.config.flush !== 'interval' || this.closing !== null) return;
     // Node runs an interval longer than its timers' limit every 1 ms instead: such a flush.ms
     // (accepted, and perhaps stored by an older version) means as rarely as a timer can.
-    this.flushTimer = setInterval(() => this.requestSync(), Math.min(this.config.flushMs, TIMER_PERIOD_MS_MAX));
+    this.flushTimer = setInterval(() => this.requestSync(), Math.min(this.config.flushMs, TIMER_DELAY_MAX_MS));
     this.flushTimer.unref();
   }
 
