@@ -309,6 +309,27 @@ describe('log-append time', () => {
 });
 
 /**
+ * A log under flush=always with an append of offsets 0 and 1 held at `call` (its write, or its
+ * fdatasync), switched to flush=interval meanwhile.
+ */
+async function switchedToIntervalWhileHeld(call: 'writev' | 'fdatasync'): Promise<{
+  fs: TestFileSystem;
+  log: PartitionLog;
+  held: { release: () => void };
+  first: Promise<AppendResult>;
+  settled: () => boolean;
+}> {
+  const fs = new TestFileSystem();
+  const log = await openLog(tempDir(), {}, { fs });
+  const held = fs.hold(call);
+  let settled = false;
+  const first = log.append(batchOf(0, 2)).finally(() => (settled = true));
+  await held.reached;
+  log.updateConfig({ flush: 'interval', flushMs: 60_000 });
+  return { fs, log, held, first, settled: () => settled };
+}
+
+/**
  * After a switch to flush=interval took effect: an append at `offset` is acknowledged on write,
  * with no fdatasync, and the log holds offsets 0 to it.
  */
@@ -377,18 +398,12 @@ describe('high watermark', () => {
   });
 
   it('switching flush=always to interval acknowledges nothing taken under always before an fdatasync covers it', async () => {
-    const fs = new TestFileSystem();
-    const log = await openLog(tempDir(), {}, { fs });
-    const sync = fs.hold('fdatasync');
-    let firstSettled = false;
-    const first = log.append(batchOf(0, 2)).finally(() => (firstSettled = true));
-    await sync.reached; // written; its fdatasync is held
-    log.updateConfig({ flush: 'interval', flushMs: 60_000 });
+    const { fs, log, held: sync, first, settled: firstSettled } = await switchedToIntervalWhileHeld('fdatasync'); // written; its fdatasync is held
     let secondSettled = false;
     const second = log.append(batchOf(2, 1)).finally(() => (secondSettled = true));
     await new Promise((resolve) => setImmediate(resolve));
     await new Promise((resolve) => setImmediate(resolve));
-    expect([firstSettled, secondSettled]).toEqual([false, false]);
+    expect([firstSettled(), secondSettled]).toEqual([false, false]);
     expect(log.highWatermark).toBe(0); // nothing visible that is not durable
 
     sync.release();
@@ -400,19 +415,13 @@ describe('high watermark', () => {
   });
 
   it('switching flush=always to interval while a group is being written still fdatasyncs that group before its answer', async () => {
-    const fs = new TestFileSystem();
-    const log = await openLog(tempDir(), {}, { fs });
-    const write = fs.hold('writev');
-    let settled = false;
-    const first = log.append(batchOf(0, 2)).finally(() => (settled = true));
-    await write.reached; // taken under always; nothing written yet
-    log.updateConfig({ flush: 'interval', flushMs: 60_000 });
+    const { fs, log, held: write, first, settled } = await switchedToIntervalWhileHeld('writev'); // taken under always; nothing written yet
     const sync = fs.hold('fdatasync');
     write.release();
     try {
       await Promise.race([sync.reached, first]);
       await new Promise((resolve) => setImmediate(resolve));
-      expect(settled).toBe(false);
+      expect(settled()).toBe(false);
       expect(log.highWatermark).toBe(0);
     } finally {
       sync.release();
