@@ -1155,8 +1155,9 @@ export class PartitionLog {
   // Retention.
 
   /**
-   * Deletes sealed segments past `retention.ms` / `retention.bytes`; returns how many. `close`
-   * waits for the passes under way, so none opens a segment file after close closed it.
+   * Deletes segments past `retention.ms` / `retention.bytes`, the active one too (after a roll);
+   * returns how many. `close` waits for the passes under way, so none opens a segment file after
+   * close closed it.
    */
   async applyRetention(): Promise<number> {
     this.checkUsable();
@@ -1180,8 +1181,14 @@ export class PartitionLog {
       this.checkUsable();
       if (this.config.retentionMs < 0 || nowMs - segment.maxTimestamp <= this.config.retentionMs) break;
     }
-    const candidates = [...this.segments];
-    const count = segmentsToDelete(candidates, this.config, nowMs);
+    let count = segmentsToDelete([...this.segments], this.config, nowMs);
+    if (count === this.segments.count) {
+      // The active segment goes too: roll first, then decide again on the list as it is now
+      // (the roll yields to the event loop, where another pass may have run).
+      await this.rollForRetention();
+      this.checkUsable();
+      count = Math.min(segmentsToDelete([...this.segments], this.config, nowMs), this.segments.count - 1);
+    }
     if (count === 0) return 0;
     const removed: LogSegment[] = [];
     for (let index = 0; index < count; index++) removed.push(this.segments.removeFirst());
@@ -1192,6 +1199,34 @@ export class PartitionLog {
       'retention deleted old segments',
     );
     return count;
+  }
+
+  /**
+   * Rolls the active segment so that retention can delete it, in the writer's place: only when
+   * no append is being written, and appends that come meanwhile wait for it as for any roll.
+   * Returns whether it rolled. A failed roll is handled as the writer handles one (ENOSPC
+   * refuses what was queued meanwhile, anything else fences); the sealed segments can still go.
+   */
+  private async rollForRetention(): Promise<boolean> {
+    if (this.writerRunning || this.segments.last().isEmpty) return false;
+    this.writerRunning = true;
+    this.noteIoActivity();
+    let rolled = false;
+    const rolling = (async () => {
+      try {
+        await this.roll('retention');
+        rolled = true;
+      } catch (error) {
+        this.failRoll(error as NodeJS.ErrnoException);
+      } finally {
+        this.writerRunning = false;
+        this.noteIoActivity();
+        this.startWriter();
+      }
+    })();
+    this.writing = rolling;
+    await rolling;
+    return rolled;
   }
 
   /** Loads a segment's indexes, held as a read holds it (see `offsetForTimestamp`). */

@@ -656,14 +656,56 @@ describe('retention', () => {
     expect((await rejection(reopened.read(logStartOffset - 1, 1000))).code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
     expectValues(await readAllRecords(reopened), logStartOffset, nextOffset);
 
-    // Much later everything is expired, but the active segment stays, readable.
+    // Much later everything is expired: the active segment goes too, after a roll (as in
+    // Kafka), and the log is empty at its end offset; appends go on from there.
     clock.advance(24 * 60 * 60 * 1000);
     const activeBase = sizes.at(-1)!.baseOffset;
-    expect(await reopened.applyRetention()).toBe(sizes.length - 1 - expected);
+    expect(await reopened.applyRetention()).toBe(sizes.length - expected);
     expect(reopened.segmentCount).toBe(1);
-    expect(reopened.logStartOffset).toBe(activeBase);
-    expectValues(await readAllRecords(reopened), activeBase, nextOffset);
-    expect(segmentFiles(directory).filter((name) => name.endsWith('.log'))).toEqual([`${stem(activeBase)}.log`]);
+    expect(reopened.logStartOffset).toBe(nextOffset);
+    expect(reopened.logEndOffset).toBe(nextOffset);
+    expect(reopened.highWatermark).toBe(nextOffset);
+    expect((await rejection(reopened.read(activeBase, 1000))).code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+    expect((await reopened.read(nextOffset, 1000)).batches.length).toBe(0);
+    expect(segmentFiles(directory)).toEqual([`${stem(nextOffset)}.log`]);
+    expect(await reopened.applyRetention()).toBe(0); // an empty active segment stays
+    expect((await reopened.append(batchOf(nextOffset, 2, clock.nowMs()))).baseOffset).toBe(nextOffset);
+    await reopened.close();
+    const again = await openLog(directory, config, { clock });
+    expect(again.logStartOffset).toBe(nextOffset);
+    expectValues(await readAllRecords(again), nextOffset, nextOffset + 2);
+  });
+
+  it('rolls the active segment for retention only while no append is being written; appends meanwhile wait for the roll', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { retentionMs: 60_000 }, { clock, fs });
+    await log.append(batchOf(0, 3, clock.nowMs()));
+    clock.advance(120_000);
+
+    // An append held at its write: the writer is busy, so the expired active segment stays.
+    const writeHeld = fs.hold('writev');
+    const busy = log.append(batchOf(3, 1, T0));
+    await writeHeld.reached;
+    expect(await log.applyRetention()).toBe(0);
+    writeHeld.release();
+    expect((await busy).baseOffset).toBe(3);
+    expect(log.segmentCount).toBe(1);
+
+    // The roll held at the old segment's fdatasync: an append made meanwhile waits for it and
+    // lands in the new segment, which retention keeps.
+    const syncHeld = fs.hold('fdatasync');
+    const retention = log.applyRetention();
+    await syncHeld.reached;
+    const appended = log.append(batchOf(4, 2, clock.nowMs()));
+    syncHeld.release();
+    expect(await retention).toBe(1);
+    expect((await appended).baseOffset).toBe(4);
+    expect(log.logStartOffset).toBe(4);
+    expect(log.segmentCount).toBe(1);
+    expectValues(await readAllRecords(log), 4, 6);
+    expect(segmentFiles(directory)).toEqual([`${stem(4)}.log`]);
   });
 
   it('by retention.bytes deletes the oldest segments while the rest stays at least the limit', async () => {
@@ -685,15 +727,16 @@ describe('retention', () => {
     expect(segmentFiles(directory).filter((name) => name.endsWith('.log'))).toHaveLength(sizes.length - expected);
     expectValues(await readAllRecords(log), log.logStartOffset, appended.nextOffset);
 
-    // retention.bytes 0: every sealed segment goes, the active one stays.
+    // retention.bytes 0: every segment goes, the active one too (after a roll).
     log.updateConfig({ retentionBytes: 0 });
     await log.applyRetention();
     expect(log.segmentCount).toBe(1);
-    expect(log.logStartOffset).toBe(sizes.at(-1)!.baseOffset);
+    expect(log.sizeBytes).toBe(0);
+    expect(log.logStartOffset).toBe(appended.nextOffset);
     await log.close();
     const reopened = await openLog(directory, config);
-    expect(reopened.logStartOffset).toBe(sizes.at(-1)!.baseOffset);
-    expectValues(await readAllRecords(reopened), sizes.at(-1)!.baseOffset, appended.nextOffset);
+    expect(reopened.logStartOffset).toBe(appended.nextOffset);
+    expect(reopened.logEndOffset).toBe(appended.nextOffset);
   });
 
   it('with -1 limits deletes nothing', async () => {
@@ -717,8 +760,10 @@ describe('retention', () => {
     const written = await openLog(directory, config, { clock });
     await appendOverTime(written, clock, 60);
     await written.close();
-    // Reopened, so that no segment has its log open until a read opens it.
+    // Reopened, so that no segment has its log open until a read opens it. A last record
+    // stamped two days on keeps the active segment from expiring: only sealed ones go.
     const log = await openLog(directory, config, { clock, fs });
+    await log.append(batchOf(log.logEndOffset, 1, T0 + 2 * DAY_MS));
     const sizes = log.segmentSizes();
     expect(sizes.length).toBeGreaterThanOrEqual(3);
     return { log, activeBase: sizes.at(-1)!.baseOffset, firstSegmentEnd: sizes[1]!.baseOffset };
@@ -1351,9 +1396,10 @@ describe('a transient I/O error', () => {
     expect(await errnoOf(log.read(0, 1000))).toBe('EIO');
     fs.openError = null;
     expect(decodeBatches((await log.read(0, 1000)).batches)[0]?.value?.toString()).toBe(valueFor(0));
-    const sealed = log.segmentCount - 1;
-    expect(await log.applyRetention()).toBe(sealed);
+    const segments = log.segmentCount;
+    expect(await log.applyRetention()).toBe(segments); // the active one too, after a roll
     expect(log.segmentCount).toBe(1);
+    expect(log.logStartOffset).toBe(log.logEndOffset);
   });
 });
 

@@ -1,5 +1,5 @@
 // Goal: show the pure retention policy picks exactly the oldest sealed segments Kafka would
-// delete (by age, by size, never the active one, -1 disables, unknown timestamps are kept);
+// delete (by age, by size, the active one too unless empty, -1 disables, unknown timestamps are kept);
 // method: call `segmentsToDelete` on hand-made segment lists with a fixed "now".
 import { describe, expect, it } from 'vitest';
 import { segmentsToDelete, type RetentionCandidate } from '../../src/storage/retention.js';
@@ -33,10 +33,12 @@ describe('segmentsToDelete by time', () => {
     expect(segmentsToDelete(segments, timeOnly(HOUR), NOW)).toBe(1);
   });
 
-  it('never deletes the active (last) segment, however old', () => {
-    expect(segmentsToDelete([seg(100, 10 * HOUR)], timeOnly(HOUR), NOW)).toBe(0);
-    expect(segmentsToDelete([seg(100, 10 * HOUR), seg(100, 10 * HOUR), seg(100, 10 * HOUR)], timeOnly(HOUR), NOW)).toBe(2);
-    expect(segmentsToDelete([seg(100, 10 * HOUR)], timeOnly(0), NOW)).toBe(0);
+  it('deletes the active (last) segment too once it is expired, unless it is empty', () => {
+    expect(segmentsToDelete([seg(100, 10 * HOUR)], timeOnly(HOUR), NOW)).toBe(1);
+    expect(segmentsToDelete([seg(100, 10 * HOUR), seg(100, 10 * HOUR), seg(100, 10 * HOUR)], timeOnly(HOUR), NOW)).toBe(3);
+    expect(segmentsToDelete([seg(100, 10 * HOUR), seg(100, 10 * HOUR), seg(100, 0)], timeOnly(HOUR), NOW)).toBe(2);
+    expect(segmentsToDelete([seg(100, 10 * HOUR), seg(0, null)], timeOnly(0), NOW)).toBe(1);
+    expect(segmentsToDelete([seg(0, null)], timeOnly(0), NOW)).toBe(0);
   });
 
   it('retention.ms of -1 disables deletion by time', () => {
@@ -44,7 +46,7 @@ describe('segmentsToDelete by time', () => {
   });
 
   it('retention.ms of 0 deletes every sealed segment with a past timestamp', () => {
-    expect(segmentsToDelete([seg(100, 1), seg(100, 1), seg(100, 1)], timeOnly(0), NOW)).toBe(2);
+    expect(segmentsToDelete([seg(100, 1), seg(100, 1), seg(100, 1)], timeOnly(0), NOW)).toBe(3);
     expect(segmentsToDelete([seg(100, 0), seg(100, 0)], timeOnly(0), NOW)).toBe(0);
   });
 
@@ -78,14 +80,15 @@ describe('segmentsToDelete by size (Kafka rule)', () => {
       const remaining = sizes.slice(count).reduce((a, b) => a + b, 0);
       expect(remaining).toBeGreaterThanOrEqual(Math.min(limit, total));
       // Maximal: one more deletion (if allowed at all) would go below the limit.
-      if (count < sizes.length - 1) expect(remaining - sizes[count]!).toBeLessThan(limit);
-      expect(count).toBeLessThanOrEqual(sizes.length - 1);
+      if (count < sizes.length) expect(remaining - sizes[count]!).toBeLessThan(limit);
+      expect(count).toBeLessThanOrEqual(sizes.length);
     }
   });
 
-  it('never deletes the active segment even with retention.bytes 0', () => {
-    expect(segmentsToDelete([seg(100, 0), seg(100, 0), seg(100, 0)], sizeOnly(0), NOW)).toBe(2);
-    expect(segmentsToDelete([seg(1000, 0)], sizeOnly(0), NOW)).toBe(0);
+  it('retention.bytes 0 deletes every segment, the active one too unless it is empty', () => {
+    expect(segmentsToDelete([seg(100, 0), seg(100, 0), seg(100, 0)], sizeOnly(0), NOW)).toBe(3);
+    expect(segmentsToDelete([seg(1000, 0)], sizeOnly(0), NOW)).toBe(1);
+    expect(segmentsToDelete([seg(100, 0), seg(0, null)], sizeOnly(0), NOW)).toBe(1);
     expect(segmentsToDelete([], sizeOnly(0), NOW)).toBe(0);
   });
 
