@@ -5,8 +5,9 @@
  * Start-up: opens the metadata store (LMDB), then every partition log of every topic it lists,
  * recovering them as needed (`ready` is false until all are open). It reconciles metadata with
  * the directories: a partition directory without metadata is reported as an orphan and left
- * alone (an operator decides); a missing directory of a known topic is created empty, with a
- * warning, since its data is gone.
+ * alone (an operator decides; a new topic or partition of its name takes it over only if it
+ * holds no records); a missing directory of a known topic is created empty, with a warning,
+ * since its data is gone.
  *
  * Topic deletion removes the metadata first (so the topic disappears atomically), then moves
  * the directory under `<data-dir>/deleted/` and removes it in the background; leftovers there
@@ -27,6 +28,7 @@ import { BATCH_HEADER_BYTES, firstRecordKey } from '../storage/record-batch.js';
 import { buildBatchFromRanges, rangeBatchBytesFloor, rangeRecordBytesFloor, rangesBytesFloorBound } from '../storage/record-batch-builder.js';
 import { NULL_LENGTH, type RecordRanges } from '../storage/record-ranges.js';
 import { InlineIoBudget } from '../storage/inline-io.js';
+import { holdsNoRecords } from '../storage/partition-records.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
@@ -278,13 +280,25 @@ export class Broker {
         throw error;
       },
     );
+    const empty: number[] = [];
     for (let partition = from; partition < to; partition++) {
-      if (existing?.has(String(partition))) {
-        // Data no topic refers to (a topic deleted while the broker crashed, a delete whose
-        // move failed): opened as the new partition, old records would come back.
-        const path = join('topics', topic, String(partition));
-        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `directory ${path} of the data directory exists, but no topic refers to it (left by an earlier topic of this name); move it out of the data directory or remove it, then try again`);
+      if (!existing?.has(String(partition))) continue;
+      if (await holdsNoRecords(this.fs, partitionDirectory(this.dataDir, topic, partition))) {
+        empty.push(partition);
+        continue;
       }
+      // Records no topic refers to (a topic deleted while the broker crashed, a delete whose
+      // move failed): opened as the new partition, they would come back.
+      const path = join('topics', topic, String(partition));
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `directory ${path} of the data directory holds records, but no topic refers to it (left by an earlier topic of this name); move it out of the data directory or remove it, then try again`);
+    }
+    // Directories without records (a create or AddPartitions that a crash cut off) are taken
+    // over: removed first, so the new partition starts from nothing, and counted as this call's.
+    for (const partition of empty) {
+      const directory = partitionDirectory(this.dataDir, topic, partition);
+      await this.fs.removeTree(directory);
+      existing!.delete(String(partition));
+      this.logger.info({ topic, partition, directory }, 'took over a partition directory without records that no topic referred to (left by a topic change a crash cut off)');
     }
     const logs: PartitionLog[] = [];
     try {

@@ -192,6 +192,31 @@ describe('admin', () => {
       ]);
     });
 
+    it('takes over a partition directory without records, as a create that a crash cut off leaves it', async () => {
+      // Directories made, an empty segment each, and no metadata: the crash came before the commit.
+      const cutOff = (name: string, partition: number): string => {
+        const directory = join(broker.dataDir, 'topics', name, String(partition));
+        mkdirSync(directory, { recursive: true });
+        writeFileSync(join(directory, '00000000000000000000.log'), '');
+        writeFileSync(join(directory, '00000000000000000000.index'), Buffer.alloc(64, 7));
+        writeFileSync(join(directory, 'recovery-point.checkpoint'), 'stale');
+        return directory;
+      };
+      cutOff('interrupted', 0);
+      cutOff('interrupted', 1);
+      expect((await admin.create('interrupted', 2)).partitions).toHaveLength(2);
+      await admin.produce({ topic: 'interrupted', partition: 1, records: ['a', 'b'].map((value) => v1.Record.create({ value: Buffer.from(value) })) });
+      expect(await admin.values('interrupted', 0)).toEqual([]);
+      expect(await admin.values('interrupted', 1)).toEqual(['a', 'b']);
+      // The same for a partition added later; a file the broker does not know counts as records.
+      cutOff('interrupted', 2);
+      expect((await admin.addPartitions('interrupted', 3)).partitions).toHaveLength(3);
+      expect(await admin.values('interrupted', 2)).toEqual([]);
+      writeFileSync(join(cutOff('interrupted', 3), 'notes.txt'), 'kept');
+      expect((await grpcError(admin.addPartitions('interrupted', 4))).code).toBe(status.FAILED_PRECONDITION);
+      expect((await admin.describe('interrupted')).partitions).toHaveLength(3);
+    });
+
     it('NOT_FOUND for an unknown topic, INVALID_ARGUMENT for an illegal name', async () => {
       expect((await grpcError(admin.describe('no-such-topic'))).code).toBe(status.NOT_FOUND);
       expect((await grpcError(admin.describe('a/b'))).code).toBe(status.INVALID_ARGUMENT);
@@ -306,7 +331,7 @@ describe('admin', () => {
       leftover('haunted', 0);
       const refused = await grpcError(admin.create('haunted', 1));
       expect(refused.code).toBe(status.FAILED_PRECONDITION);
-      expect(refused.details).toMatch(/directory topics\/haunted\/0 of the data directory exists, but no topic refers to it .*move it out of the data directory or remove it/);
+      expect(refused.details).toMatch(/directory topics\/haunted\/0 of the data directory holds records, but no topic refers to it .*move it out of the data directory or remove it/);
       expect((await admin.list()).map((topic) => topic.name)).not.toContain('haunted');
       await admin.create('haunted-growing', 1);
       leftover('haunted-growing', 1);
