@@ -709,7 +709,7 @@ export class Broker {
   }
 
   private checkOpen(): void {
-    if (this.closing !== null) throw new StrataError(ErrorCode.FAILED_PRECONDITION, 'the broker is shutting down');
+    if (this.closing !== null) throw new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; retry on restart');
   }
 
   /**
@@ -723,7 +723,7 @@ export class Broker {
       if (this.retentionTimer !== null) clearInterval(this.retentionTimer);
       await this.adminChain;
       const logs = [...this.topics.values()].flatMap((topic) => topic.logs);
-      const stopping = new StrataError(ErrorCode.STORAGE_ERROR, 'the broker is shutting down; retry on restart');
+      const stopping = new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; retry on restart');
       try {
         await Promise.all(logs.map((log) => log.close({ reason: stopping }).catch((error: unknown) => this.logger.error({ err: error, log: log.name }, 'close failed'))));
         await this.metadata.close();

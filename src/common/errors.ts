@@ -33,6 +33,8 @@ export const ErrorCode = {
   FAILED_PRECONDITION: 'FAILED_PRECONDITION',
   /** An I/O failure that is neither of the above. */
   STORAGE_ERROR: 'STORAGE_ERROR',
+  /** The broker cannot take the call now (it is shutting down); the same call may succeed later. */
+  UNAVAILABLE: 'UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

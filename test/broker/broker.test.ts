@@ -1,10 +1,14 @@
 // Goal: the broker's count of log I/O calls (strata_log_io_calls_total) never falls, not even
-// while a deleted topic's logs are still closing; method: a real broker on a temp directory with
-// an injected FileSystem that holds the closing log's fdatasync.
+// while a deleted topic's logs are still closing, and calls made while it shuts down are refused
+// as retriable; method: a real broker on a temp directory, with an injected FileSystem that holds
+// the closing log's fdatasync.
 import { expect, it } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
+import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import type { IoCalls } from '../../src/storage/partition-log.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
+import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 
 const opened = useBrokerOnTestFileSystem('strata-broker-');
 
@@ -27,4 +31,28 @@ it("counts a deleted topic's I/O calls while its logs close, and after", async (
   }
   await deleted;
   expect(total(opened.broker.ioCallTotals())).toBeGreaterThanOrEqual(before);
+});
+
+// A broker that is shutting down answers UNAVAILABLE (retry on restart), as the README's status
+// table says, not FAILED_PRECONDITION, which clients take as final.
+it('refuses calls made while it shuts down with UNAVAILABLE', async () => {
+  const dataDir = temporaryDirectory('strata-broker-closing-');
+  try {
+    const broker = await Broker.open({ dataDir });
+    await broker.createTopic('orders', 1, {});
+    const closed = broker.close();
+    const refusal = async (call: () => Promise<unknown>): Promise<unknown> => call().then(() => null, (error: unknown) => error);
+    const refusals = await Promise.all([
+      refusal(() => broker.produceBatches('orders', 0, buildBatch([{ value: Buffer.from('late') }]), 'all')),
+      refusal(async () => broker.createTopic('late', 1, {})),
+    ]);
+    for (const refusal of refusals) {
+      expect(refusal).toBeInstanceOf(StrataError);
+      expect((refusal as StrataError).code).toBe(ErrorCode.UNAVAILABLE);
+      expect((refusal as StrataError).message).toMatch(/shutting down; retry on restart/);
+    }
+    await closed;
+  } finally {
+    removeDirectory(dataDir);
+  }
 });

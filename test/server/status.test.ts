@@ -11,7 +11,7 @@ import { DETAILS_BYTES_MAX, STATUS_FOR_CODE, invalidArgument, toGrpcFailure, toS
  * batches are INVALID_ARGUMENT; oversized batches, full disks and full queues RESOURCE_EXHAUSTED;
  * offsets outside the log OUT_OF_RANGE; unknown topics NOT_FOUND; duplicate creates
  * ALREADY_EXISTS; out-of-order sequences and fenced partitions FAILED_PRECONDITION; other I/O
- * failures UNAVAILABLE (retryable).
+ * failures and a broker shutting down UNAVAILABLE (retryable).
  */
 const DOCUMENTED: Record<ErrorCode, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
@@ -25,6 +25,7 @@ const DOCUMENTED: Record<ErrorCode, status> = {
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   FAILED_PRECONDITION: status.FAILED_PRECONDITION,
   STORAGE_ERROR: status.UNAVAILABLE,
+  UNAVAILABLE: status.UNAVAILABLE,
 };
 
 const GENERIC = 'internal error; the broker log has the details';
