@@ -16,3 +16,6 @@ export const MEMBER_INSTANCE_ID_LENGTH_MAX = TOPIC_NAME_LENGTH_MAX;
 /** The session timeouts a consumer-group member may have, the broker's default included. */
 export const SESSION_TIMEOUT_MIN_MS = 100;
 export const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;
+
+/** How long a consumer group with no members keeps its committed offsets: Kafka's default, 7 days. */
+export const DEFAULT_OFFSETS_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;

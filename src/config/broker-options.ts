@@ -7,7 +7,7 @@ import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
-import { PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
+import { DEFAULT_OFFSETS_RETENTION_MS, PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { parseListenAddress } from '../common/listen-address.js';
 import { DEFAULT_MAX_REQUEST_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
@@ -49,6 +49,11 @@ export const SERVE_OPTIONS = {
   'shutdown-timeout-ms': { type: 'number', default: 10_000, describe: 'Bound on a graceful shutdown (SIGTERM/SIGINT)' },
   'group-session-timeout-ms': { type: 'number', default: 45_000, describe: 'Default consumer-group session timeout (members may ask for their own)' },
   'group-heartbeat-interval-ms': { type: 'number', default: 5_000, describe: 'Heartbeat interval the broker asks consumer-group members for' },
+  'offsets-retention-ms': {
+    type: 'number',
+    default: DEFAULT_OFFSETS_RETENTION_MS,
+    describe: 'How long a consumer group with no members keeps its committed offsets after its last commit (checked every --retention-check-interval-ms; -1 keeps them for ever)',
+  },
 } as const satisfies Record<string, Options>;
 
 export interface ServeSettings {
@@ -70,6 +75,8 @@ export interface ServeSettings {
   shutdownTimeoutMs: number;
   groupSessionTimeoutMs: number;
   groupHeartbeatIntervalMs: number;
+  /** -1: committed offsets never expire. */
+  offsetsRetentionMs: number;
 }
 
 type ParsedServeOptions = { [K in keyof typeof SERVE_OPTIONS]: (typeof SERVE_OPTIONS)[K]['default'] extends number ? number : string };
@@ -144,6 +151,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
     groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
     groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),
+    offsetsRetentionMs: argv['offsets-retention-ms'] === -1 ? -1 : positive('offsets-retention-ms', argv['offsets-retention-ms']),
   };
 }
 

@@ -8,9 +8,17 @@
  *
  * Sessions are checked every `sessionCheckIntervalMs`; topic creation, deletion and partition
  * changes recompute the targets of the groups that subscribe to the topic (regular-expression
- * subscriptions pick up new topics this way). Offsets of a deleted topic are deleted.
+ * subscriptions pick up new topics this way). Offsets of a deleted topic are deleted, and so are
+ * those of a group that has had no members and no commit for `offsetsRetentionMs` (checked
+ * every `offsetsRetentionCheckIntervalMs`).
  */
-import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
+import {
+  DEFAULT_OFFSETS_RETENTION_MS,
+  MEMBER_CLIENT_ID_LENGTH_MAX,
+  MEMBER_INSTANCE_ID_LENGTH_MAX,
+  SESSION_TIMEOUT_MAX_MS,
+  SESSION_TIMEOUT_MIN_MS,
+} from '../common/broker-limits.js';
 import { randomUUID } from 'node:crypto';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
@@ -29,6 +37,9 @@ export interface GroupCoordinatorOptions {
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
   sessionCheckIntervalMs?: number;
+  /** Kafka's offsets.retention.minutes, in ms (default 7 days); -1 keeps offsets for ever. */
+  offsetsRetentionMs?: number;
+  offsetsRetentionCheckIntervalMs?: number;
   clock?: Clock;
   logger?: Logger;
   events?: GroupEvents;
@@ -178,6 +189,12 @@ export class GroupCoordinator {
   private readonly logger: Logger;
   private readonly events: GroupEvents;
   private readonly timer: NodeJS.Timeout;
+  private readonly offsetsRetentionMs: number;
+  private readonly offsetsTimer: NodeJS.Timeout;
+  /** Since when (wall clock) each group with offsets and no members has been seen empty. */
+  private readonly emptySinceMs = new Map<string, number>();
+  private expiring: Promise<string[]> | null = null;
+  private closed = false;
 
   constructor(
     private readonly broker: Broker,
@@ -191,6 +208,11 @@ export class GroupCoordinator {
     this.events = options.events ?? NO_GROUP_EVENTS;
     this.timer = setInterval(() => this.expireSessions(), options.sessionCheckIntervalMs ?? 100);
     this.timer.unref();
+    this.offsetsRetentionMs = options.offsetsRetentionMs ?? DEFAULT_OFFSETS_RETENTION_MS;
+    this.offsetsTimer = setInterval(() => {
+      this.expireOffsets().catch((error: unknown) => this.logger.warn({ err: error }, 'expiring the offsets of empty groups failed; the next check tries again'));
+    }, options.offsetsRetentionCheckIntervalMs ?? 10 * 60 * 1000);
+    this.offsetsTimer.unref();
     broker.onPartitionsChanged = (topic) => this.topicsChanged(topic);
     // A deleted topic's partitions were reassigned when it left the broker's topics
     // (onPartitionsChanged); its offsets go once its files are retired.
@@ -258,7 +280,7 @@ export class GroupCoordinator {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a joining member must send its subscription (topic names and/or a regex)');
     }
     if (request.memberEpoch === 0 && this.administered.has(request.groupId)) {
-      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${request.groupId}" is being changed by an administrative call (offsets reset or deleted); join again once it has finished`);
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${request.groupId}" is being changed by an administrative call (offsets reset, deleted or expired); join again once it has finished`);
     }
     let group = this.groups.get(request.groupId);
     if (group === undefined) {
@@ -350,7 +372,7 @@ export class GroupCoordinator {
       // Written during a reset, it would replace offsets the reset answered with; during a
       // delete, it would bring the group back.
       if (this.administered.has(groupId)) {
-        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" is being changed by an administrative call (offsets reset or deleted); commit again once it has finished`);
+        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" is being changed by an administrative call (offsets reset, deleted or expired); commit again once it has finished`);
       }
     } else {
       if (group === undefined) throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${groupId}"; rejoin before committing`);
@@ -538,6 +560,50 @@ export class GroupCoordinator {
   }
 
   /**
+   * Deletes the committed offsets of every group that has had no members and no commit for
+   * `offsetsRetentionMs` (Kafka's `offsets.retention.minutes`): a group whose consumers are
+   * gone for good does not keep its offsets, and its lag series, for ever. Time without members
+   * counts from when this coordinator first saw the group empty, so after a restart such a group
+   * has the whole period again. Returns the groups whose offsets went. One check at a time.
+   */
+  expireOffsets(): Promise<string[]> {
+    this.expiring ??= this.expireOffsetsOnce().finally(() => (this.expiring = null));
+    return this.expiring;
+  }
+
+  private async expireOffsetsOnce(): Promise<string[]> {
+    if (this.offsetsRetentionMs < 0 || this.closed) return [];
+    const nowMs = this.clock.nowMs();
+    const cutoffMs = nowMs - this.offsetsRetentionMs;
+    const withOffsets = new Set(this.offsets.groups());
+    for (const groupId of this.emptySinceMs.keys()) if (!withOffsets.has(groupId)) this.emptySinceMs.delete(groupId);
+    const candidates: string[] = [];
+    for (const groupId of withOffsets) {
+      if ((this.groups.get(groupId)?.members.size ?? 0) > 0) {
+        this.emptySinceMs.delete(groupId);
+        continue;
+      }
+      const emptySinceMs = this.emptySinceMs.get(groupId) ?? nowMs;
+      this.emptySinceMs.set(groupId, emptySinceMs);
+      if (emptySinceMs < cutoffMs) candidates.push(groupId);
+    }
+    const expired: string[] = [];
+    for (const groupId of candidates) {
+      if (this.closed) break;
+      // Joins and member-less commits wait meanwhile; a commit that landed after the cutoff keeps the offsets.
+      if ((this.groups.get(groupId)?.members.size ?? 0) > 0 || this.administered.has(groupId)) continue;
+      if (!(await this.whileEmpty(groupId, 'expire the offsets of', () => this.offsets.expireGroupOffsets(groupId, cutoffMs)))) continue;
+      this.emptySinceMs.delete(groupId);
+      const group = this.groups.get(groupId);
+      if (group !== undefined) this.forgetIfUnused(group);
+      else this.events.forgotten(groupId);
+      expired.push(groupId);
+      this.logger.info({ group: groupId, offsetsRetentionMs: this.offsetsRetentionMs }, 'committed offsets expired: the group has had no members and no commit for offsets retention');
+    }
+    return expired;
+  }
+
+  /**
    * Removes committed offsets of topics that no longer exist: a crash between a topic's deletion
    * and its offsets' leaves them behind, and a topic created later under the same name would
    * inherit them. Run at start, before serving.
@@ -566,6 +632,8 @@ export class GroupCoordinator {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
+    clearInterval(this.offsetsTimer);
   }
 }

@@ -82,6 +82,22 @@ export class OffsetStore {
     );
   }
 
+  /**
+   * Deletes a group's offsets if none of them was committed after `cutoffMs`; returns whether it
+   * did. Decided inside the transaction, so a commit that lands first keeps them all.
+   */
+  async expireGroupOffsets(group: string, cutoffMs: number): Promise<boolean> {
+    return durably(
+      this.root,
+      this.db.transaction(() => {
+        const entries = this.list(group);
+        if (entries.length === 0 || entries.some((entry) => entry.commitTimeMs > cutoffMs)) return false;
+        for (const entry of entries) this.db.remove([group, entry.topic, entry.partition]);
+        return true;
+      }),
+    );
+  }
+
   /** Every topic some group has committed offsets for. */
   topics(): string[] {
     const topics = new Set<string>();

@@ -59,6 +59,8 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
     const groups = new GroupCoordinator(broker, {
       sessionTimeoutMs: settings.groupSessionTimeoutMs,
       heartbeatIntervalMs: settings.groupHeartbeatIntervalMs,
+      offsetsRetentionMs: settings.offsetsRetentionMs,
+      offsetsRetentionCheckIntervalMs: settings.retentionCheckIntervalMs,
       logger,
       events: metrics.groupEvents(),
     });

@@ -650,7 +650,7 @@ describe('administration', () => {
     const resetting = coordinator.resetOffsets('g', 'r', [0], { kind: 'offset', offset: 2 });
     const refused = await failure(() => commit(7));
     expect(refused.code).toBe(ErrorCode.FAILED_PRECONDITION);
-    expect(refused.message).toBe('group "g" is being changed by an administrative call (offsets reset or deleted); commit again once it has finished');
+    expect(refused.message).toBe('group "g" is being changed by an administrative call (offsets reset, deleted or expired); commit again once it has finished');
     expect((await resetting).map(({ offset }) => offset)).toEqual([2]);
     expect(offsetsOf('g')).toEqual([{ topic: 'r', partition: 0, offset: 2 }]);
     const deleting = coordinator.deleteGroup('g');
@@ -672,6 +672,78 @@ describe('administration', () => {
     expect(offsetsOf('g')).toEqual([{ topic: 'gone', partition: 0, offset: 0 }, { topic: 'kept', partition: 0, offset: 0 }]);
     await coordinator.removeOrphanOffsets();
     expect(offsetsOf('g')).toEqual([{ topic: 'kept', partition: 0, offset: 0 }]);
+  });
+});
+
+describe('offsets retention', () => {
+  const RETENTION_MS = 24 * 60 * 60 * 1000;
+
+  /** A coordinator on the same broker with `offsetsRetentionMs`, as after a restart (nothing seen empty yet). */
+  function coordinatorWithRetention(offsetsRetentionMs: number): void {
+    coordinator.close();
+    coordinator = new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, heartbeatIntervalMs: 200, sessionCheckIntervalMs: 3_600_000, offsetsRetentionMs });
+  }
+
+  it('deletes the offsets of a group once it has had no members and no commit for the retention, timed from when it was first seen empty', async () => {
+    coordinatorWithRetention(RETENTION_MS);
+    await broker.createTopic('t', 1, {});
+    await produce('t', 0, 3, () => T0);
+    const member = join('g', ['t']);
+    settle([member]);
+    await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 't', partition: 0, offset: 2, metadata: '' }]);
+    clock.advance(2 * RETENTION_MS);
+    expect(await coordinator.expireOffsets()).toEqual([]); // a member: kept, however old its commit
+    leave(member);
+    expect(await coordinator.expireOffsets()).toEqual([]); // empty from now on
+    clock.advance(RETENTION_MS);
+    expect(await coordinator.expireOffsets()).toEqual([]); // exactly the retention: kept
+    expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 2 }]);
+    clock.advance(1);
+    expect(await coordinator.expireOffsets()).toEqual(['g']);
+    expect(offsetsOf('g')).toEqual([]);
+    expect(coordinator.listGroups().map((group) => group.groupId)).not.toContain('g');
+    expect(coordinator.lagByTopic().filter((entry) => entry.groupId === 'g')).toEqual([]);
+  });
+
+  it('keeps the offsets of an empty group while member-less commits keep coming, and of every group when retention is -1', async () => {
+    coordinatorWithRetention(RETENTION_MS);
+    await broker.createTopic('t', 2, {});
+    await produce('t', 0, 3, () => T0);
+    const commit = (groupId: string, partition: number, offset: number) => coordinator.commit(groupId, '', 0, [{ topic: 't', partition, offset, metadata: '' }]);
+    await commit('standalone', 0, 1);
+    await commit('other', 0, 1);
+    expect(await coordinator.expireOffsets()).toEqual([]);
+    clock.advance(RETENTION_MS);
+    await commit('standalone', 1, 0); // one recent commit keeps all of the group's offsets
+    clock.advance(1);
+    expect(await coordinator.expireOffsets()).toEqual(['other']);
+    expect(offsetsOf('standalone')).toEqual([{ topic: 't', partition: 0, offset: 1 }, { topic: 't', partition: 1, offset: 0 }]);
+    clock.advance(RETENTION_MS);
+    expect(await coordinator.expireOffsets()).toEqual(['standalone']);
+
+    coordinatorWithRetention(-1);
+    await commit('forever', 0, 1);
+    expect(await coordinator.expireOffsets()).toEqual([]);
+    clock.advance(100 * RETENTION_MS);
+    expect(await coordinator.expireOffsets()).toEqual([]);
+    expect(offsetsOf('forever')).toEqual([{ topic: 't', partition: 0, offset: 1 }]);
+  });
+
+  it('after a restart gives an empty group the whole retention again, and never expires a group a member joins meanwhile', async () => {
+    coordinatorWithRetention(RETENTION_MS);
+    await broker.createTopic('t', 1, {});
+    await produce('t', 0, 3, () => T0);
+    await coordinator.commit('g', '', 0, [{ topic: 't', partition: 0, offset: 1, metadata: '' }]);
+    await coordinator.commit('h', '', 0, [{ topic: 't', partition: 0, offset: 1, metadata: '' }]);
+    clock.advance(10 * RETENTION_MS);
+    coordinatorWithRetention(RETENTION_MS); // as after a restart: commits long past, but emptiness not yet seen
+    expect(await coordinator.expireOffsets()).toEqual([]);
+    clock.advance(RETENTION_MS + 1);
+    const member = join('h', ['t']);
+    expect(await coordinator.expireOffsets()).toEqual(['g']);
+    expect(offsetsOf('h')).toEqual([{ topic: 't', partition: 0, offset: 1 }]);
+    leave(member);
+    expect(await coordinator.expireOffsets()).toEqual([]); // empty again from now
   });
 });
 

@@ -51,6 +51,7 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     shutdownTimeoutMs: 5_000,
     groupSessionTimeoutMs: 45_000,
     groupHeartbeatIntervalMs: 5_000,
+    offsetsRetentionMs: 7 * 24 * 60 * 60 * 1000,
     ...overrides,
   };
 }
