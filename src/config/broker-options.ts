@@ -45,7 +45,7 @@ export const SERVE_OPTIONS = {
     describe: 'Memory for the newest written bytes of all partitions, so consumers that keep up read from memory (0: read everything from the files)',
   },
   'max-request-bytes': { type: 'number', default: DEFAULT_MAX_REQUEST_BYTES, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above); must exceed every topic\'s max.message.bytes by 1 KiB' },
-  'retention-check-interval-ms': { type: 'number', default: 5 * 60 * 1000, describe: 'How often retention runs' },
+  'retention-check-interval-ms': { type: 'number', default: 5 * 60 * 1000, describe: 'How often retention runs, for the logs and for the committed offsets of empty groups' },
   'shutdown-timeout-ms': { type: 'number', default: 10_000, describe: 'Bound on a graceful shutdown (SIGTERM/SIGINT)' },
   'group-session-timeout-ms': { type: 'number', default: 45_000, describe: 'Default consumer-group session timeout (members may ask for their own)' },
   'group-heartbeat-interval-ms': { type: 'number', default: 5_000, describe: 'Heartbeat interval the broker asks consumer-group members for' },
@@ -89,6 +89,12 @@ function shown(value: number): string {
 function positive(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value <= 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be a positive integer, got ${shown(value)}`);
   return value;
+}
+
+/** -1 (for ever) or a positive number of ms. */
+function offsetsRetention(value: number): number {
+  if (value === -1 || (Number.isSafeInteger(value) && value > 0)) return value;
+  throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--offsets-retention-ms must be a positive integer, or -1 to keep offsets for ever, got ${shown(value)}`);
 }
 
 function integerFrom(name: string, value: number, minimum: number, maximum: number): number {
@@ -151,7 +157,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
     groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
     groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),
-    offsetsRetentionMs: argv['offsets-retention-ms'] === -1 ? -1 : positive('offsets-retention-ms', argv['offsets-retention-ms']),
+    offsetsRetentionMs: offsetsRetention(argv['offsets-retention-ms']),
   };
 }
 

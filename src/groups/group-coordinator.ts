@@ -191,7 +191,10 @@ export class GroupCoordinator {
   private readonly timer: NodeJS.Timeout;
   private readonly offsetsRetentionMs: number;
   private readonly offsetsTimer: NodeJS.Timeout;
-  /** Since when (wall clock) each group with offsets and no members has been seen empty. */
+  /**
+   * Since when (monotonic clock, so a jump of the wall clock does not expire a group early)
+   * each group with offsets has been seen without members; a heartbeat in the group clears it.
+   */
   private readonly emptySinceMs = new Map<string, number>();
   private expiring: Promise<string[]> | null = null;
   private closed = false;
@@ -293,6 +296,7 @@ export class GroupCoordinator {
       this.groups.set(request.groupId, group);
     }
     try {
+      this.emptySinceMs.delete(request.groupId); // it has (or just had) a member: not idle
       return this.heartbeatIn(group, request, sessionTimeoutMs, assignor);
     } finally {
       this.forgetIfUnused(group);
@@ -573,8 +577,8 @@ export class GroupCoordinator {
 
   private async expireOffsetsOnce(): Promise<string[]> {
     if (this.offsetsRetentionMs < 0 || this.closed) return [];
-    const nowMs = this.clock.nowMs();
-    const cutoffMs = nowMs - this.offsetsRetentionMs;
+    const cutoffMs = this.clock.nowMs() - this.offsetsRetentionMs;
+    const nowMonotonicMs = this.clock.monotonicMs();
     const withOffsets = new Set(this.offsets.groups());
     for (const groupId of this.emptySinceMs.keys()) if (!withOffsets.has(groupId)) this.emptySinceMs.delete(groupId);
     const candidates: string[] = [];
@@ -583,15 +587,16 @@ export class GroupCoordinator {
         this.emptySinceMs.delete(groupId);
         continue;
       }
-      const emptySinceMs = this.emptySinceMs.get(groupId) ?? nowMs;
+      const emptySinceMs = this.emptySinceMs.get(groupId) ?? nowMonotonicMs;
       this.emptySinceMs.set(groupId, emptySinceMs);
-      if (emptySinceMs < cutoffMs) candidates.push(groupId);
+      if (nowMonotonicMs - emptySinceMs > this.offsetsRetentionMs && this.offsets.list(groupId).every((entry) => entry.commitTimeMs <= cutoffMs)) candidates.push(groupId);
     }
     const expired: string[] = [];
     for (const groupId of candidates) {
       if (this.closed) break;
-      // Joins and member-less commits wait meanwhile; a commit that landed after the cutoff keeps the offsets.
-      if ((this.groups.get(groupId)?.members.size ?? 0) > 0 || this.administered.has(groupId)) continue;
+      // Joins and member-less commits wait meanwhile (rarely: the group has been idle for the
+      // whole retention); a commit that landed after the cutoff keeps the offsets.
+      if ((this.groups.get(groupId)?.members.size ?? 0) > 0 || this.administered.has(groupId) || !this.emptySinceMs.has(groupId)) continue;
       if (!(await this.whileEmpty(groupId, 'expire the offsets of', () => this.offsets.expireGroupOffsets(groupId, cutoffMs)))) continue;
       this.emptySinceMs.delete(groupId);
       const group = this.groups.get(groupId);

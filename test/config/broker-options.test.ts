@@ -60,7 +60,8 @@ describe('serve options', () => {
     expect(refused({ 'group-session-timeout-ms': 50 })).toMatchObject({ message: '--group-session-timeout-ms must be an integer from 100 to 1800000, got 50' });
     expect(refused({ 'retention-check-interval-ms': 3e9 })).toMatchObject({ message: '--retention-check-interval-ms must be an integer from 1 to 2147483647, got 3000000000' });
     expect(refused({ 'max-request-bytes': Number.NaN })).toMatchObject({ message: '--max-request-bytes must be a positive integer, got a non-number' });
-    expect(refused({ 'offsets-retention-ms': 0 })).toMatchObject({ message: '--offsets-retention-ms must be a positive integer, got 0' });
+    expect(refused({ 'offsets-retention-ms': 0 })).toMatchObject({ message: '--offsets-retention-ms must be a positive integer, or -1 to keep offsets for ever, got 0' });
+    expect(refused({ 'offsets-retention-ms': -2 })).toMatchObject({ message: '--offsets-retention-ms must be a positive integer, or -1 to keep offsets for ever, got -2' });
     expect(serveSettings({ ...defaults(), 'offsets-retention-ms': -1 }).offsetsRetentionMs).toBe(-1);
     expect(serveSettings(defaults()).offsetsRetentionMs).toBe(7 * 24 * 60 * 60 * 1000);
     expect(serveSettings({ ...defaults(), 'retention-ms': -1, 'max-message-bytes': 1024 * 1024 - 1024, 'max-request-bytes': 1024 * 1024 }).topicDefaults).toMatchObject({ retentionMs: -1, maxMessageBytes: 1047552 });

@@ -678,14 +678,26 @@ describe('administration', () => {
 describe('offsets retention', () => {
   const RETENTION_MS = 24 * 60 * 60 * 1000;
 
-  /** A coordinator on the same broker with `offsetsRetentionMs`, as after a restart (nothing seen empty yet). */
-  function coordinatorWithRetention(offsetsRetentionMs: number): void {
+  /**
+   * A coordinator on the same broker with `offsetsRetentionMs`, as after a restart (nothing seen
+   * empty yet); returns the groups it reports forgotten (for the metrics), in order.
+   */
+  function coordinatorWithRetention(offsetsRetentionMs: number): string[] {
+    const forgotten: string[] = [];
     coordinator.close();
-    coordinator = new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, heartbeatIntervalMs: 200, sessionCheckIntervalMs: 3_600_000, offsetsRetentionMs });
+    coordinator = new GroupCoordinator(broker, {
+      clock,
+      sessionTimeoutMs: SESSION_MS,
+      heartbeatIntervalMs: 200,
+      sessionCheckIntervalMs: 3_600_000,
+      offsetsRetentionMs,
+      events: { rebalanced: () => undefined, forgotten: (groupId) => forgotten.push(groupId) },
+    });
+    return forgotten;
   }
 
   it('deletes the offsets of a group once it has had no members and no commit for the retention, timed from when it was first seen empty', async () => {
-    coordinatorWithRetention(RETENTION_MS);
+    const forgotten = coordinatorWithRetention(RETENTION_MS);
     await broker.createTopic('t', 1, {});
     await produce('t', 0, 3, () => T0);
     const member = join('g', ['t']);
@@ -703,6 +715,23 @@ describe('offsets retention', () => {
     expect(offsetsOf('g')).toEqual([]);
     expect(coordinator.listGroups().map((group) => group.groupId)).not.toContain('g');
     expect(coordinator.lagByTopic().filter((entry) => entry.groupId === 'g')).toEqual([]);
+    expect(forgotten).toEqual(['g']); // its metric series go with it
+  });
+
+  it('starts the time without members again after a member came and went between two checks, and ignores jumps of the wall clock', async () => {
+    coordinatorWithRetention(RETENTION_MS);
+    await broker.createTopic('t', 1, {});
+    await produce('t', 0, 3, () => T0);
+    await coordinator.commit('g', '', 0, [{ topic: 't', partition: 0, offset: 1, metadata: '' }]);
+    expect(await coordinator.expireOffsets()).toEqual([]);
+    clock.advance(RETENTION_MS - 1);
+    leave(join('g', ['t'])); // between two checks: no check saw it
+    clock.advance(2);
+    expect(await coordinator.expireOffsets()).toEqual([]); // empty again only from this check
+    clock.set(clock.nowMs() + 10 * RETENTION_MS); // the system time jumps: no time without members passed
+    expect(await coordinator.expireOffsets()).toEqual([]);
+    clock.advance(RETENTION_MS + 1);
+    expect(await coordinator.expireOffsets()).toEqual(['g']);
   });
 
   it('keeps the offsets of an empty group while member-less commits keep coming, and of every group when retention is -1', async () => {
