@@ -146,6 +146,14 @@ export interface ConsumerSettings {
   autoCommit?: boolean;
   /** Default 5000. */
   autoCommitIntervalMs?: number;
+  /**
+   * Automatic commits skip positions that have not moved, except once this long after the last
+   * commit that sent them all (default 3600000, an hour): the broker expires the offsets of a
+   * group without members that commits nothing for `--offsets-retention-ms` (7 days), which
+   * would otherwise take those of a running consumer that assigned its partitions and reads
+   * nothing new.
+   */
+  autoCommitRefreshMs?: number;
   /** Session timeout to ask the broker for (ms, 100 to 1800000); the broker default when absent. */
   sessionTimeoutMs?: number;
   /** 'uniform' (the broker default: balanced and sticky) or 'range'; the first member's choice counts. */
@@ -273,6 +281,9 @@ export class Consumer extends EventEmitter {
   readonly groupId: string | null;
   private readonly autoCommit: boolean;
   private readonly autoCommitIntervalMs: number;
+  private readonly autoCommitRefreshMs: number;
+  /** When (performance.now()) an automatic commit last sent every position, moved or not. */
+  private lastFullCommitMs = performance.now();
   private readonly memberSettings: { instanceId: string | null; sessionTimeoutMs?: number; assignor?: AssignorName; clientId: string };
   private member: GroupMember | null = null;
   private autoCommitTimer: NodeJS.Timeout | null = null;
@@ -300,6 +311,7 @@ export class Consumer extends EventEmitter {
     this.groupId = options.groupId === undefined ? null : checkGroupId(options.groupId);
     this.autoCommit = options.autoCommit ?? true;
     this.autoCommitIntervalMs = positiveInteger(options.autoCommitIntervalMs ?? 5_000, 'autoCommitIntervalMs');
+    this.autoCommitRefreshMs = positiveInteger(options.autoCommitRefreshMs ?? 60 * 60 * 1000, 'autoCommitRefreshMs');
     if (options.instanceId !== undefined && (typeof options.instanceId !== 'string' || options.instanceId.length === 0)) throw invalidArgument('instanceId must be a non-empty string');
     if (options.instanceId !== undefined && options.instanceId.length > MEMBER_INSTANCE_ID_LENGTH_MAX) {
       throw invalidArgument(`instanceId is ${options.instanceId.length} characters long; the limit is ${MEMBER_INSTANCE_ID_LENGTH_MAX}`);
@@ -429,24 +441,32 @@ export class Consumer extends EventEmitter {
     this.notify('offsetsCommitted', { offsets } satisfies OffsetsCommittedEvent);
   }
 
-  /** An automatic commit (interval, revocation, close): failures are logged and emitted, not thrown. */
-  private async commitQuietly(offsets: TopicPartitionOffset[], reason: string): Promise<void> {
+  /**
+   * An automatic commit (interval, revocation, close): failures are logged and emitted, not
+   * thrown. Returns whether it succeeded.
+   */
+  private async commitQuietly(offsets: TopicPartitionOffset[], reason: string): Promise<boolean> {
     try {
       await this.enqueueCommit(offsets);
+      return true;
     } catch (error) {
       const failure = toClientError(error);
       this.logger.warn({ code: failure.code, reason: failure.message, offsets, trigger: reason }, 'offset commit failed');
       this.notify('commitFailed', { offsets, error: failure } satisfies CommitFailedEvent);
+      return false;
     }
   }
 
   private async commitAutomatically(): Promise<void> {
     if (this.autoCommitRunning || this.closed) return;
-    const offsets = this.committablePositions().filter(({ topic, partition, offset }) => this.lastCommitted.get(partitionKey(topic, partition)) !== offset);
+    const startedMs = performance.now();
+    const refresh = startedMs - this.lastFullCommitMs >= this.autoCommitRefreshMs;
+    const positions = this.committablePositions();
+    const offsets = refresh ? positions : positions.filter(({ topic, partition, offset }) => this.lastCommitted.get(partitionKey(topic, partition)) !== offset);
     if (offsets.length === 0) return;
     this.autoCommitRunning = true;
     try {
-      await this.commitQuietly(offsets, 'interval');
+      if ((await this.commitQuietly(offsets, refresh ? 'refresh' : 'interval')) && refresh) this.lastFullCommitMs = startedMs;
     } finally {
       this.autoCommitRunning = false;
     }

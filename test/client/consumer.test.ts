@@ -7,7 +7,7 @@
 // on the consumer's own events and promises (no sleeps).
 import { once } from 'node:events';
 import { InterceptingCall, type Interceptor, status } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { Connection, type ConnectionOptions, methods } from '../../src/client/connection.js';
 import {
@@ -400,6 +400,21 @@ describe('event listeners', () => {
     await reader.assign([{ topic: name, partition: 0 }]);
     const batch = await reader.nextBatch({ timeoutMs: 30_000 }); // far less than the 2-minute backoff
     expect(batch?.records.map(valueOf)).toEqual(['0-0', '0-1']);
+  });
+
+  it('automatic commits send positions that have not moved again once autoCommitRefreshMs has passed, so the broker does not expire them', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 2);
+    const reader = consumer({ groupId: `refresh-${name}`, resetPolicy: 'earliest', autoCommitIntervalMs: 20, autoCommitRefreshMs: 300 });
+    const commits: TopicPartitionOffset[][] = [];
+    reader.on('offsetsCommitted', ({ offsets }: { offsets: TopicPartitionOffset[] }) => commits.push(offsets));
+    await reader.assign([{ topic: name, partition: 0 }]);
+    await take(reader, 2);
+    // The moved position is committed at the next interval; later intervals send nothing
+    // until the refresh sends the same position again.
+    const position = [{ topic: name, partition: 0, offset: 2 }];
+    await vi.waitFor(() => expect(commits.length).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 20 });
+    expect(commits.slice(0, 2)).toEqual([position, position]);
   });
 
   it('a throwing offsetsCommitted listener does not make a commit that succeeded fail', async () => {
