@@ -2,7 +2,7 @@
 // admin.proto promises, and topics, configs, data and producer state survive a broker restart;
 // method: in-process brokers over real gRPC, checking every effect through the public API
 // (DescribeTopic, Produce, Fetch) rather than the broker's internals.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import Long from 'long';
@@ -212,9 +212,11 @@ describe('admin', () => {
       cutOff('interrupted', 2);
       expect((await admin.addPartitions('interrupted', 3)).partitions).toHaveLength(3);
       expect(await admin.values('interrupted', 2)).toEqual([]);
-      writeFileSync(join(cutOff('interrupted', 3), 'notes.txt'), 'kept');
+      const kept = join(cutOff('interrupted', 3), 'notes.txt');
+      writeFileSync(kept, 'kept');
       expect((await grpcError(admin.addPartitions('interrupted', 4))).code).toBe(status.FAILED_PRECONDITION);
       expect((await admin.describe('interrupted')).partitions).toHaveLength(3);
+      expect(existsSync(kept)).toBe(true);
     });
 
     it('NOT_FOUND for an unknown topic, INVALID_ARGUMENT for an illegal name', async () => {

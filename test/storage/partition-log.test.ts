@@ -676,6 +676,52 @@ describe('retention', () => {
     expectValues(await readAllRecords(again), nextOffset, nextOffset + 2);
   });
 
+  it('when the roll for retention fails: a failed fdatasync of the sealed segment fences and deletes nothing; ENOSPC keeps the active segment and deletes the sealed ones', async () => {
+    const clock = new ManualClock(T0);
+    const config = { ...SMALL, retentionMs: 60_000 };
+    const fs = new TestFileSystem();
+    const directory = tempDir();
+    const log = await openLog(directory, config, { clock, fs });
+    const { nextOffset } = await appendOverTime(log, clock, 60);
+    const sizes = log.segmentSizes();
+    clock.advance(24 * 60 * 60 * 1000);
+
+    fs.fileWritesFull = true; // the sealed segment's index files cannot be written
+    expect(await log.applyRetention()).toBe(sizes.length - 1);
+    fs.fileWritesFull = false;
+    expect(log.logStartOffset).toBe(sizes.at(-1)!.baseOffset);
+    expect((await log.append(batchOf(nextOffset, 1, clock.nowMs()))).baseOffset).toBe(nextOffset);
+    expectValues(await readAllRecords(log), sizes.at(-1)!.baseOffset, nextOffset + 1);
+
+    const fenced = await openLog(tempDir(), config, { clock, fs });
+    await fenced.append(batchOf(0, 3, clock.nowMs()));
+    clock.advance(24 * 60 * 60 * 1000);
+    fs.failFdatasync = true;
+    expect((await rejection(fenced.applyRetention())).code).toBe(ErrorCode.PARTITION_FENCED);
+    fs.failFdatasync = false;
+    expect(fenced.segmentCount).toBe(1);
+    expect((await rejection(fenced.read(0, 1000))).code).toBe(ErrorCode.PARTITION_FENCED);
+  });
+
+  it('after the active segment went, a crash (no clean close) recovers an empty log at the same end offset', async () => {
+    const clock = new ManualClock(T0);
+    const directory = tempDir();
+    const log = await openLog(directory, { ...SMALL, retentionMs: 60_000 }, { clock });
+    const { nextOffset } = await appendOverTime(log, clock, 40);
+    clock.advance(24 * 60 * 60 * 1000);
+    await log.applyRetention();
+    expect(log.logStartOffset).toBe(nextOffset);
+    // The files as a crash leaves them: copied while the log is open, with no clean-shutdown marker.
+    const crashed = tempDir();
+    nodeFs.cpSync(directory, crashed, { recursive: true });
+    expect(nodeFs.existsSync(join(crashed, '.clean-shutdown'))).toBe(false);
+    const recovered = await openLog(crashed, { ...SMALL, retentionMs: 60_000 }, { clock });
+    expect(recovered.logStartOffset).toBe(nextOffset);
+    expect(recovered.logEndOffset).toBe(nextOffset);
+    expect((await recovered.append(batchOf(nextOffset, 2, clock.nowMs()))).baseOffset).toBe(nextOffset);
+    expectValues(await readAllRecords(recovered), nextOffset, nextOffset + 2);
+  });
+
   it('rolls the active segment for retention only while no append is being written; appends meanwhile wait for the roll', async () => {
     const directory = tempDir();
     const clock = new ManualClock(T0);
