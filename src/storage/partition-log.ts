@@ -1204,11 +1204,15 @@ export class PartitionLog {
   /**
    * Rolls the active segment so that retention can delete it, in the writer's place: only when
    * no append is being written, and appends that come meanwhile wait for it as for any roll.
-   * Returns whether it rolled. A failed roll is handled as the writer handles one (ENOSPC
-   * refuses what was queued meanwhile, anything else fences); the sealed segments can still go.
+   * Returns whether it rolled. A failed fdatasync of the segment being sealed fences, as in the
+   * writer's rolls, and so does a failure after the new segment joined the list. Any other
+   * failure left the log as it was (every step before is repeatable): the active segment stays
+   * until the next check, and the appends that waited go on into it, since they do not need
+   * the roll; the sealed segments can still go.
    */
   private async rollForRetention(): Promise<boolean> {
-    if (this.writerRunning || this.segments.last().isEmpty) return false;
+    const active = this.segments.last();
+    if (this.writerRunning || active.isEmpty) return false;
     this.writerRunning = true;
     this.noteIoActivity();
     let rolled = false;
@@ -1217,7 +1221,8 @@ export class PartitionLog {
         await this.roll('retention');
         rolled = true;
       } catch (error) {
-        this.failRoll(error as NodeJS.ErrnoException);
+        if (error instanceof SealSyncFailed || this.segments.last() !== active) this.failRoll(error as NodeJS.ErrnoException);
+        else this.logger.warn({ err: error }, 'retention could not roll the active segment; it stays until the next check');
       } finally {
         this.writerRunning = false;
         this.noteIoActivity();

@@ -676,7 +676,7 @@ describe('retention', () => {
     expectValues(await readAllRecords(again), nextOffset, nextOffset + 2);
   });
 
-  it('when the roll for retention fails: a failed fdatasync of the sealed segment fences and deletes nothing; ENOSPC keeps the active segment and deletes the sealed ones', async () => {
+  it('when the roll for retention fails: a failed fdatasync of the sealed segment fences and deletes nothing; ENOSPC or EMFILE keep the active segment, appends made meanwhile go into it, and the sealed segments go', async () => {
     const clock = new ManualClock(T0);
     const config = { ...SMALL, retentionMs: 60_000 };
     const fs = new TestFileSystem();
@@ -690,8 +690,24 @@ describe('retention', () => {
     expect(await log.applyRetention()).toBe(sizes.length - 1);
     fs.fileWritesFull = false;
     expect(log.logStartOffset).toBe(sizes.at(-1)!.baseOffset);
-    expect((await log.append(batchOf(nextOffset, 1, clock.nowMs()))).baseOffset).toBe(nextOffset);
+    expect((await log.append(batchOf(nextOffset, 1, T0))).baseOffset).toBe(nextOffset);
     expectValues(await readAllRecords(log), sizes.at(-1)!.baseOffset, nextOffset + 1);
+
+    // The new segment's file cannot be opened (too many open files): an append made while the
+    // roll waits for its fdatasync is written to the active segment once the roll gives up.
+    fs.openError = { pathIncludes: `${stem(nextOffset + 1)}.log`, code: 'EMFILE' };
+    const held = fs.hold('fdatasync');
+    const retention = log.applyRetention();
+    await held.reached;
+    const appended = log.append(batchOf(nextOffset + 1, 1, T0));
+    held.release();
+    expect(await retention).toBe(0);
+    expect((await appended).baseOffset).toBe(nextOffset + 1);
+    fs.openError = null;
+    expect(log.segmentCount).toBe(1);
+    expectValues(await readAllRecords(log), sizes.at(-1)!.baseOffset, nextOffset + 2);
+    expect(await log.applyRetention()).toBe(1); // the next check rolls, and the segment goes
+    expect(log.logStartOffset).toBe(nextOffset + 2);
 
     const fenced = await openLog(tempDir(), config, { clock, fs });
     await fenced.append(batchOf(0, 3, clock.nowMs()));
