@@ -270,6 +270,28 @@ export class Broker {
    * report as orphans.
    */
   private async openNewPartitions(topic: string, from: number, to: number, config: LogConfig, commit: () => Promise<void>): Promise<PartitionLog[]> {
+    try {
+      return await this.openNewPartitionsOrThrow(topic, from, to, config, commit);
+    } catch (error) {
+      throw this.topicChangeFailure(error, topic, from === 0 ? 'create' : 'add partitions to');
+    }
+  }
+
+  /**
+   * A file operation's failure in a topic change as an error a client can act on: DISK_FULL
+   * (RESOURCE_EXHAUSTED) for a full disk, else STORAGE_ERROR (UNAVAILABLE: a retry may work,
+   * as after EMFILE), naming the errno but not the path, which the broker log has.
+   */
+  private topicChangeFailure(error: unknown, topic: string, action: string): unknown {
+    const code = (error as NodeJS.ErrnoException | null)?.code;
+    if (error instanceof StrataError || typeof code !== 'string') return error;
+    this.logger.error({ topic, err: error }, `cannot ${action} topic`);
+    const diskFull = code === 'ENOSPC' || code === 'EDQUOT';
+    const message = `cannot ${action} topic "${topic}": a file operation in the data directory failed with ${code}${diskFull ? ' (disk full)' : ''}; the topic is as it was, and the broker log names the file`;
+    return new StrataError(diskFull ? ErrorCode.DISK_FULL : ErrorCode.STORAGE_ERROR, message, { cause: error });
+  }
+
+  private async openNewPartitionsOrThrow(topic: string, from: number, to: number, config: LogConfig, commit: () => Promise<void>): Promise<PartitionLog[]> {
     const topicDirectory = join(topicsDirectory(this.dataDir), topic);
     // Only "no such directory" means that there is none: any other failure (EMFILE, EACCES)
     // tells nothing of what is there, and cleaning up after a guess could remove a live topic.

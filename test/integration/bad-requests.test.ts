@@ -602,7 +602,13 @@ describe('a topic change that fails partway (broker with an injected FileSystem)
 
   it.runIf(existsSync('/proc/self/fd'))('CreateTopic closes the partitions it opened and removes their directories; a retry then works', async () => {
     partway.fs.openError = { pathIncludes: join('topics', 'half', '2'), code: 'EMFILE' };
-    await expect(partway.broker.createTopic('half', 3, {})).rejects.toThrow(/EMFILE/);
+    await expect(partway.broker.createTopic('half', 3, {})).rejects.toMatchObject({
+      code: ErrorCode.STORAGE_ERROR, // UNAVAILABLE: a retry may work
+      message: 'cannot create topic "half": a file operation in the data directory failed with EMFILE; the topic is as it was, and the broker log names the file',
+    });
+    partway.fs.openError = { pathIncludes: join('topics', 'full', '1'), code: 'ENOSPC' };
+    await expect(partway.broker.createTopic('full', 2, {})).rejects.toMatchObject({ code: ErrorCode.DISK_FULL, message: expect.stringMatching(/failed with ENOSPC \(disk full\)/) as unknown as string });
+    expect(existsSync(join(partway.dataDir, 'topics', 'full'))).toBe(false);
     partway.fs.openError = null;
     expect(openFilesUnder(join(partway.dataDir, 'topics', 'half'))).toEqual([]);
     expect(existsSync(join(partway.dataDir, 'topics', 'half'))).toBe(false);
@@ -614,7 +620,7 @@ describe('a topic change that fails partway (broker with an injected FileSystem)
     await partway.broker.createTopic('grow', 1, {});
     await partway.broker.produceBatches('grow', 0, batchOf('kept'), 'all');
     partway.fs.openError = { pathIncludes: join('topics', 'grow', '3'), code: 'EMFILE' };
-    await expect(partway.broker.addPartitions('grow', 4)).rejects.toThrow(/EMFILE/);
+    await expect(partway.broker.addPartitions('grow', 4)).rejects.toMatchObject({ code: ErrorCode.STORAGE_ERROR, message: expect.stringMatching(/^cannot add partitions to topic "grow": .* failed with EMFILE/) as unknown as string });
     partway.fs.openError = null;
     expect(openFilesUnder(join(partway.dataDir, 'topics', 'grow')).filter((path) => !path.includes(join('grow', '0')))).toEqual([]);
     expect(readdirSync(join(partway.dataDir, 'topics', 'grow'))).toEqual(['0']);
