@@ -76,6 +76,8 @@ export interface E2eLoadOptions {
   acks: Acks;
   lingerMs: number;
   batchBytes: number;
+  /** The Producer's bufferBytes. */
+  bufferBytes: number;
   reader: E2eReaderKind;
   logger: Logger;
   progress: Progress;
@@ -262,7 +264,7 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
   const measuredRecords = recordsInSeconds(options.rate, options.durationSeconds);
   if (measuredRecords < 1) throw new RangeError(`rate × duration must give at least 1 measured record, got ${options.rate} × ${options.durationSeconds} s`);
   const connection = new Connection({ server: options.server });
-  const producer = new Producer({ server: options.server, acks: options.acks, idempotent: options.acks !== 'none', lingerMs: options.lingerMs, batchBytes: options.batchBytes, logger: options.logger });
+  const producer = new Producer({ server: options.server, acks: options.acks, idempotent: options.acks !== 'none', lingerMs: options.lingerMs, batchBytes: options.batchBytes, bufferBytes: options.bufferBytes, logger: options.logger });
   const template = randomBytes(options.recordSize);
   const total = warmupRecords + measuredRecords;
   const endToEnd = new LatencyRecorder(measuredRecords);

@@ -184,7 +184,9 @@ export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome>
     progress: context.progress,
     label: label(context, 'consume'),
   }));
-  rows.push(resultRow('consume', context.serverKind, figures, null, context.server?.memory() ?? null, cpu, disk));
+  const row = resultRow('consume', context.serverKind, figures, null, context.server?.memory() ?? null, cpu, disk);
+  row.startOffsets = figures.startOffsets;
+  rows.push(row);
   return { rows, topic };
 }
 
@@ -202,6 +204,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
     acks: settings.acks,
     lingerMs: settings.lingerMs,
     batchBytes: settings.batchBytes,
+    bufferBytes: settings.bufferBytes,
     reader: settings.reader,
     logger: context.logger,
     progress: context.progress,
@@ -212,6 +215,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
   row.acknowledgementLatency = figures.acknowledgementLatency.summary();
   row.senderLag = figures.senderLag.summary();
   row.lost = figures.lost;
+  row.warmupRecords = figures.warmupRecords;
   return { rows: [row], topic };
 }
 

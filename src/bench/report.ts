@@ -5,8 +5,9 @@
  *
  *   tool, version, command          "strata bench", the package version, the argv of the run
  *   startedAt                       ISO time
- *   workload                        produce | consume | e2e | baseline
- *   parameters                      every option given or defaulted (the topic's partitions under topic; --fetch-bytes, --write-mode and --small-io only when given)
+ *   workload                        produce | consume | e2e | baseline produce | baseline consume | baseline e2e
+ *   parameters                      every option of the workload run, given or defaulted (the topic's partitions under
+ *                                   topic; --fetch-bytes, --write-mode and --small-io only when given)
  *   topic                           { name, partitions, configs, created }
  *   machine                         { cpuModel, cores, memoryGiB, platform, release, node, clientNodeFlags,
  *                                     clientScheduling: { policy, nice, realtimePriority } or null }
@@ -19,6 +20,8 @@
  *     latencyMeasures               what the latency is the time of
  *     acknowledgementLatency        e2e only: send to the producer's acknowledgement
  *     lost                          e2e only: measured records that never arrived
+ *     warmupRecords                 e2e only: records sent before the measurement (read, not counted)
+ *     startOffsets                  consume only: { partition: offset } where the read started
  *     senderLag                     e2e only: { count, meanMs, p50Ms, ... maxMs } of how late the sender
  *                                   sent against its schedule (per tick; not counted in latency)
  *     serverMemory                  { rssMiB, rssPeakSampledMiB, rssPeakMiB, rssPeakPhaseMiB } of a local
@@ -60,7 +63,11 @@ export interface ResultRow {
   latencyMeasures: string | null;
   acknowledgementLatency?: LatencySummary | null;
   lost?: number;
+  /** e2e: records sent before the measurement started (read, not counted). */
+  warmupRecords?: number;
   senderLag?: LatencySummary | null;
+  /** consume: where the read started, by partition. */
+  startOffsets?: Record<string, number>;
   serverMemory: ServerMemory | null;
   cpu: CpuUse;
   brokerFsyncs: BrokerCalls | null;

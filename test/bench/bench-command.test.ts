@@ -57,7 +57,9 @@ interface Result {
   latencyMeasures: string | null;
   acknowledgementLatency?: Latency | null;
   lost?: number;
+  warmupRecords?: number;
   senderLag?: Latency | null;
+  startOffsets?: Record<string, number>;
   serverMemory: { rssMiB: number | null; rssPeakSampledMiB: number | null; rssPeakMiB: number | null; rssPeakPhaseMiB: number | null } | null;
   brokerFsyncs: BrokerCalls | null;
   brokerWrites: BrokerCalls | null;
@@ -188,6 +190,9 @@ describe('strata bench', () => {
     const { report } = await bench('consume-group', ['consume', '--records', '5000', '--group', 'bench-group']);
     expect(report.parameters.group).toBe('bench-group');
     expect(report.results.at(-1)!.records).toBe(5000);
+    // Where the read started, per partition; no produce-only option in the parameters.
+    expect(report.results.at(-1)!.startOffsets).toEqual({ '0': expect.any(Number) as unknown as number });
+    for (const unused of ['acks', 'linger-ms', 'producers', 'rate', 'duration']) expect(report.parameters).not.toHaveProperty(unused);
   });
 
   it('e2e: every record is consumed, with send-to-consumption latency and the sender\'s lag', async () => {
@@ -199,7 +204,8 @@ describe('strata bench', () => {
     expectLatency(e2e!.latency, 1000);
     expectLatency(e2e!.acknowledgementLatency, 1000);
     expect(e2e!.latencyMeasures).toContain('Consumer');
-    expect(report.parameters).toMatchObject({ rate: 1000, duration: 1, 'linger-ms': 0, reader: 'consumer' });
+    expect(report.parameters).toMatchObject({ rate: 1000, duration: 1, 'linger-ms': 0, reader: 'consumer', 'buffer-bytes': 32 * 1024 * 1024 });
+    expect(e2e!.warmupRecords).toBe(200); // 0.2 s at 1,000 records/s
     // How late the sender was against its schedule, per tick: apart from the latency.
     expect(e2e!.senderLag!.count).toBeGreaterThan(0);
     expect(e2e!.senderLag!.p99Ms).toBeLessThanOrEqual(e2e!.senderLag!.maxMs * 1.001 + 0.001);
@@ -247,6 +253,8 @@ describe('strata bench', () => {
     // Produce runs as fast as it can, lingering 5 ms, unless told otherwise.
     expect(report.parameters['linger-ms']).toBe(5);
     expect(report.parameters).not.toHaveProperty('rate');
+    expect(report.parameters.workload).toBe('produce');
+    for (const unused of ['group', 'duration', 'warmup-seconds', 'reader']) expect(report.parameters).not.toHaveProperty(unused);
     expect(stdout).toContain('Strata / no-op server (records/s)');
     // Each server had an unmeasured warm-up run first (its floor: 10,000 records).
     expect(report.baselineWarmupRecords).toBe(10000);

@@ -12,6 +12,7 @@ export function e2eLoadOptions(server: string, topic: string, timing: Pick<E2eLo
     acks: 'all',
     lingerMs: 0,
     batchBytes: 1 << 20,
+    bufferBytes: 32 << 20,
     reader: 'consumer',
     logger: rootLogger,
     progress: new Progress({ write: () => true }),

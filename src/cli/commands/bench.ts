@@ -80,6 +80,16 @@ const BASELINE_OPTIONS = {
   workload: { choices: ['produce', 'consume', 'e2e'], default: 'produce', describe: 'The workload run against the no-op server and against Strata' },
 } as const satisfies Record<string, Options>;
 
+/**
+ * The options each workload uses, so that a report lists those and no others (a baseline takes
+ * every workload's options). A consume's fill always uses acks=all.
+ */
+const OPTIONS_OF: Record<Workload, ReadonlySet<string>> = {
+  produce: new Set([...Object.keys(COMMON_OPTIONS), ...Object.keys(PRODUCE_OPTIONS)]),
+  consume: new Set([...Object.keys(COMMON_OPTIONS), ...Object.keys(CONSUME_OPTIONS)].filter((name) => name !== 'acks')),
+  e2e: new Set([...Object.keys(COMMON_OPTIONS), ...Object.keys(E2E_OPTIONS)]),
+};
+
 /** Option names of this command, for the environment check in main.ts. */
 export const BENCH_OPTION_NAMES = [...new Set([...Object.keys(COMMON_OPTIONS), ...Object.keys(BASELINE_OPTIONS), ...Object.keys(E2E_OPTIONS)])];
 
@@ -130,12 +140,14 @@ type BenchArgs = Record<string, unknown>;
 
 async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promise<void> {
   const settings = benchSettings(argv, workload);
-  // Every option once (yargs adds camelCase aliases), without --server when --local replaces it.
+  const measured = workload === 'baseline' ? baselineWorkload(argv) : workload;
+  const used = OPTIONS_OF[measured];
+  // Every option the workload uses once (yargs adds camelCase aliases), without --server when --local replaces it.
   const parameters = {
-    ...Object.fromEntries(Object.entries(argv).filter(([name]) => name !== '_' && name !== '$0' && !/[A-Z]/.test(name) && !(settings.local && name === 'server'))),
+    ...Object.fromEntries(Object.entries(argv).filter(([name]) => (used.has(name) || (workload === 'baseline' && name === 'workload')) && !(settings.local && name === 'server'))),
     // Their defaults depend on --path or --workload: report the values used.
     'batch-bytes': settings.batchBytes,
-    'linger-ms': settings.lingerMs,
+    ...(measured === 'consume' ? {} : { 'linger-ms': settings.lingerMs }),
     ...(settings.rate === null ? {} : { rate: settings.rate }),
   };
   let report;
