@@ -67,7 +67,7 @@ export class BrokerMetrics {
     partitionGauge('strata_partition_high_watermark', 'End of the durable, visible part of the partition', (state) => state.highWatermark);
     partitionGauge('strata_partition_log_start_offset', 'First offset still stored', (state) => state.logStartOffset);
     partitionGauge('strata_partition_size_bytes', 'Bytes of log data of the partition', (state) => state.sizeBytes);
-    partitionGauge('strata_partition_segments', 'Open segments of the partition', (state) => state.segmentCount);
+    partitionGauge('strata_partition_segments', 'Segments of the partition\'s log (open segments: from the log start to the active one)', (state) => state.segmentCount);
     const metrics = this;
     new Counter({
       name: 'strata_bytes_in_total',
