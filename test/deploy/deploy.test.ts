@@ -684,3 +684,21 @@ describe('deploy/systemd/strata.service', () => {
     expect(value('MemoryDenyWriteExecute')).not.toBe('yes');
   });
 });
+
+describe('the image name and tag', () => {
+  // Built as `strata:<package version>` (deploy/README.md); every file that runs it names that.
+  const version = (JSON.parse(read(join(ROOT, 'package.json'))) as { version: string }).version;
+  const expected = `strata:${version}`;
+
+  it('is strata:<package.json version> in docker-compose, the StatefulSet, kustomization and the README build command', () => {
+    const compose = loadYaml(join(DEPLOY, 'docker-compose.yml'))[0] as { services: Record<string, ComposeService> };
+    expect(compose.services.strata!.image).toBe(expected);
+    const statefulSet = loadYaml(join(DEPLOY, 'k8s', 'statefulset.yaml')).find((document) => (document as { kind?: string } | null)?.kind === 'StatefulSet') as {
+      spec: { template: { spec: { containers: { image: string }[] } } };
+    };
+    expect(statefulSet.spec.template.spec.containers[0]!.image).toBe(expected);
+    const kustomization = loadYaml(join(DEPLOY, 'k8s', 'kustomization.yaml'))[0] as { images: { name: string; newTag?: string }[] };
+    expect(kustomization.images).toContainEqual({ name: 'strata', newTag: version });
+    expect(read(join(DEPLOY, 'README.md'))).toContain(`docker build -f deploy/Dockerfile -t ${expected} .`);
+  });
+});
