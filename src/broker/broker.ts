@@ -254,7 +254,7 @@ export class Broker {
 
   private async openPartition(topic: string, partition: number, config: LogConfig): Promise<PartitionLog> {
     const directory = partitionDirectory(this.dataDir, topic, partition);
-    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache, inlineIo: this.inlineIo, ioCalls: this.ioCalls });
+    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache, inlineIo: this.inlineIo, ioCalls: this.ioCalls, checkProducerId: this.checkProducerId });
     if (log.recovery !== null && log.recovery.bytesTruncated > 0) {
       this.logger.warn({ topic, partition, ...log.recovery }, 'partition recovered after an unclean stop');
     }
@@ -699,6 +699,14 @@ export class Broker {
     checkTopicName(topic);
     return this.requireTopic(topic);
   }
+
+  /** Refuses a producer id that InitProducer never handed out (see `PartitionLogOptions.checkProducerId`). */
+  private readonly checkProducerId = (producerId: number): void => {
+    const issued = this.metadata.counterValue('producer-id');
+    if (producerId >= 1 && producerId <= issued) return;
+    const range = issued === 0 ? 'it has issued none yet' : `it has issued 1 to ${issued}`;
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `producer id ${producerId} was never handed out by this broker's InitProducer (${range}): call InitProducer for an id, or send -1 for a producer that is not idempotent`);
+  };
 
   /**
    * Hands out a new producer id (durable counter) with epoch 0, and how many batches per

@@ -65,6 +65,11 @@ export class MetadataStore {
     await durably(this.root, this.topics.remove(name));
   }
 
+  /** The last value a durable counter handed out (0 before its first). */
+  counterValue(name: string): number {
+    return this.counters.get(name) ?? 0;
+  }
+
   /** Returns the next value of a durable counter (1, 2, 3...). */
   async nextCounter(name: string): Promise<number> {
     return durably(

@@ -99,7 +99,7 @@ function producerFromWire(request: strata.v1.ProduceRequest): { producerId: numb
   // Any other negative id is a client bug; taken as "not idempotent", its retries would be
   // appended twice without a word.
   if (producerId < 0) {
-    throw invalidArgument(`producer_id ${producerId} is not valid: use an id from InitProducer (0 or more), or -1 or no producer_id for a producer that is not idempotent`);
+    throw invalidArgument(`producer_id ${producerId} is not valid: use an id from InitProducer (1 or more), or -1 or no producer_id for a producer that is not idempotent`);
   }
   return { producerId, producerEpoch: checkProducerEpoch(request.producerEpoch), baseSequence: nonNegative(request.baseSequence, 'base_sequence') };
 }

@@ -159,6 +159,12 @@ export interface PartitionLogOptions {
    * gives all its partitions one, so its totals keep the calls of logs closed or deleted since.
    */
   ioCalls?: IoCalls;
+  /**
+   * Refuses (throws) an idempotent batch's producer id that was never handed out: a client that
+   * leaves the id zero would otherwise have each later batch with the same sequence taken as a
+   * retry, answered as written and dropped. The broker checks against its InitProducer counter.
+   */
+  checkProducerId?: (producerId: number) => void;
 }
 
 interface QueuedAppend {
@@ -246,6 +252,7 @@ export class PartitionLog {
   private readonly nextOffsetAtOpen: number;
   /** Log writes and fdatasyncs of the append path, by the thread that made them (see `PartitionLogOptions.ioCalls`). */
   readonly ioCalls: IoCalls;
+  private readonly checkProducerId: ((producerId: number) => void) | null;
 
   private constructor(
     options: PartitionLogOptions,
@@ -265,6 +272,7 @@ export class PartitionLog {
     this.directWriteMinBytes = options.directWriteMinBytes ?? null;
     this.inlineIo = options.inlineIo ?? null;
     this.ioCalls = options.ioCalls ?? emptyIoCalls();
+    this.checkProducerId = options.checkProducerId ?? null;
     this.segments = loaded.segments;
     this.recovery = loaded.recovery;
     const active = this.segments.last();
@@ -462,7 +470,10 @@ export class PartitionLog {
     const checked = validateBatchesOnLoop(data, this.config.maxMessageBytes);
     let idempotent = false;
     forEachBatch(data, (position) => {
-      if (readProducerId(data, position) >= 0) idempotent = true;
+      const producerId = readProducerId(data, position);
+      if (producerId < 0) return;
+      this.checkProducerId?.(producerId);
+      idempotent = true;
     });
     if (idempotent && checked.batchCount > 1) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `an idempotent append carries exactly one batch per partition, got ${checked.batchCount}`);

@@ -34,7 +34,7 @@ describe('Produce: producer_id', () => {
       const error = await grpcError(produce({ topic, partition: 0, records: [record('x')], producerId: Long.fromNumber(producerId), producerEpoch: 0, baseSequence: 0 }));
       expect(outcome(error)).toEqual({
         code: 'INVALID_ARGUMENT',
-        details: `producer_id ${producerId} is not valid: use an id from InitProducer (0 or more), or -1 or no producer_id for a producer that is not idempotent`,
+        details: `producer_id ${producerId} is not valid: use an id from InitProducer (1 or more), or -1 or no producer_id for a producer that is not idempotent`,
       });
     }
     // -1, like no producer_id, is a producer that is not idempotent: appended, the first record.
@@ -43,6 +43,30 @@ describe('Produce: producer_id', () => {
     // So with a raw batch, whose header carries the producer fields: -1 is taken, as log.proto says.
     const raw = await produce({ topic, partition: 0, batch: buildBatch([{ value: Buffer.from('raw') }]), producerId: Long.fromNumber(-1) });
     expect(raw.batches.map((batch) => batch.baseOffset.toNumber())).toEqual([1]);
+  });
+});
+
+describe('Produce: a producer id InitProducer never handed out', () => {
+  // A client written from the proto alone that leaves the batch header's producer fields zero
+  // would otherwise have its second batch (sequence 0 again) answered as a retry and dropped.
+  it('is refused with INVALID_ARGUMENT on both paths, and nothing is appended; an issued id works', async () => {
+    const topic = 'producer-id-issued';
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions: 1 }));
+    const issued = (await shared.client.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create({}))).producerId.toNumber();
+    const zeroed = (value: string): Buffer => buildBatch([{ value: Buffer.from(value) }], { producerId: 0, producerEpoch: 0, baseSequence: 0 });
+    for (const request of [
+      { topic, partition: 0, batch: zeroed('a') },
+      { topic, partition: 0, batch: buildBatch([{ value: Buffer.from('b') }], { producerId: issued + 1000, producerEpoch: 0, baseSequence: 0 }) },
+      { topic, partition: 0, records: [record('c')], producerId: Long.fromNumber(issued + 1000), producerEpoch: 0, baseSequence: 0 },
+    ]) {
+      const error = await grpcError(produce(request));
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.details).toMatch(/^producer id \d+ was never handed out by this broker's InitProducer \(it has issued 1 to \d+\): call InitProducer for an id, or send -1/);
+    }
+    const listed = await shared.client.call<strata.v1.ListOffsetsResponse>('log.listOffsets', v1.ListOffsetsRequest.create({ topic, partition: 0, position: { latest: true } }));
+    expect(listed.offset.toNumber()).toBe(0);
+    const appended = await produce({ topic, partition: 0, records: [record('kept')], producerId: Long.fromNumber(issued), producerEpoch: 0, baseSequence: 0 });
+    expect(appended.batches.map((batch) => batch.baseOffset.toNumber())).toEqual([0]);
   });
 });
 
