@@ -18,8 +18,9 @@
  *      before the checkpoint was written, so no unfinished write can lie there.
  *    - A sealed segment, or the active one in the cases above: the partition is fenced. Nothing
  *      is truncated or skipped; reads and appends fail with the file and byte position until an
- *      operator runs the repair (`repair: true`), which moves the bytes from the damage onwards
- *      into `quarantine/`, lowers the checkpoint to the end of what is kept, and truncates there.
+ *      operator runs the repair (`repair: true`), which scans every segment (marker or not),
+ *      moves the bytes from the damage onwards into `quarantine/`, lowers the checkpoint to the
+ *      end of what is kept, and truncates there.
  *    - Then the active segment is fdatasynced: its valid tail may never have been (sealed
  *      segments were, when they were sealed).
  */
@@ -129,7 +130,8 @@ async function checkSegments(segments: SegmentList, options: LoadOptions): Promi
   const markerPath = join(directory, CLEAN_SHUTDOWN_FILE);
   const cleanShutdown = (await fs.sizeOf(markerPath)) >= 0;
   let result: LoadedLog;
-  if (cleanShutdown && (await loadActiveAfterCleanShutdown(segments.last(), logger)) && (await reachesCheckpoint(segments.last(), options))) {
+  // A repair checks everything: the damage it is run for may lie anywhere, a read having found it.
+  if (!options.repair && cleanShutdown && (await loadActiveAfterCleanShutdown(segments.last(), logger)) && (await reachesCheckpoint(segments.last(), options))) {
     result = { segments, cleanShutdown: true, recovery: null, fence: null };
   } else {
     result = await recover(segments, options, cleanShutdown);
@@ -195,7 +197,9 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
   // the clean close that also left the marker), so it bounds what can be a torn tail. After a
   // marker whose active segment disagrees, the scan starts at 0 all the same: something is off.
   const checkpoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
-  const scanFrom = sawMarker ? 0 : checkpoint;
+  // A repair scans from the start: a read or a retention pass may have fenced the partition
+  // for damage below the checkpoint, where an unclean start does not look.
+  const scanFrom = sawMarker || options.repair ? 0 : checkpoint;
   const firstIndex = Math.max(0, segments.floorIndex(scanFrom));
   logger.warn({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'unclean shutdown: recovering the log');
   const report: RecoveryReport = { segmentsScanned: 0, bytesTruncated: 0, recordsTruncated: 0, quarantined: null };
@@ -310,7 +314,10 @@ async function quarantineFrom(
     }
   }
   segments.truncateAfter(index);
+  // The copies' entries, then quarantine/<time>'s own entry in quarantine/, then quarantine/'s
+  // in the partition directory: all durable before the caller cuts the original bytes.
   await fs.fsyncDirectory(quarantine);
+  await fs.fsyncDirectory(join(directory, 'quarantine'));
   await fs.fsyncDirectory(directory);
   return { directory: quarantine, fromOffset, bytes };
 }

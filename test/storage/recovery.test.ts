@@ -656,6 +656,24 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
   });
 
   describe('repair', () => {
+    // A read (or retention) fences the partition for damage in an old sealed segment, below the
+    // recovery checkpoint, where a start does not look; the repair it then advises must find it.
+    it('scans the whole log, below the recovery checkpoint and after a clean close too', async () => {
+      const rng = rngFor('repair below the checkpoint');
+      const flipIn = pristine.segmentBases[0]!;
+      const directory = copyOf(root, pristine.unclean, 'repair-below-checkpoint');
+      const target = middlePayloadByte(pristine, flipIn, rng);
+      const what = `repair after a flip in byte ${target.flipAt} of ${stem(flipIn)}.log, below the checkpoint`;
+      flipBit(logFile(directory, flipIn), target.flipAt, rng.int(0, 7));
+      const opened = await openLog(directory); // scans from the checkpoint only: not fenced
+      expect(opened.fenced, at(`${what}: an unclean start does not look below the checkpoint`)).toBeNull();
+      await opened.close(); // clean: the marker is written
+      const log = await openLog(directory, { repair: true });
+      expect(log.recovery?.quarantined?.fromOffset, at(`${what}: quarantined from offset`)).toBe(target.baseOffset);
+      expect(log.logEndOffset, at(`${what}: log end offset`)).toBe(target.baseOffset);
+      await log.close();
+    });
+
     for (const flipWhere of ['oldest', 'middle'] as const) {
       it(`opens a fenced log with { repair: true }: keeps the prefix, quarantines the rest (flip in the ${flipWhere} segment)`, async () => {
         const rng = rngFor(`repair ${flipWhere}`);
