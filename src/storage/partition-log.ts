@@ -1196,9 +1196,14 @@ export class PartitionLog {
     if (count === this.segments.count) {
       // The active segment goes too: roll first, then decide again on the list as it is now
       // (the roll yields to the event loop, where another pass may have run).
-      await this.rollForRetention();
+      const active = this.segments.last();
+      const rolled = await this.rollForRetention();
       this.checkUsable();
       count = Math.min(segmentsToDelete([...this.segments], this.config, nowMs), this.segments.count - 1);
+      // A roll that failed after the new segment joined the list (its producer-state snapshot
+      // or checkpoint not written) leaves the old active segment as the one recovery replays
+      // producer state from: it stays.
+      if (!rolled) count = Math.min(count, Math.max(0, this.segments.indexOf(active)));
     }
     if (count === 0) return 0;
     const removed: LogSegment[] = [];

@@ -29,6 +29,8 @@ export class TestFileSystem implements FileSystem {
   diskFullFailures = 0;
   /** Whole-file writes (index files, checkpoint, marker) fail with ENOSPC. */
   fileWritesFull = false;
+  /** Whole-file writes of paths that include this fail with ENOSPC (null: none). */
+  fileWritesFullFor: string | null = null;
   /** Directory fsyncs fail with this code (null: they work). */
   directorySyncError: string | null = null;
   /** Recursive removals (a deleted topic's directory) fail with this code. */
@@ -193,7 +195,7 @@ export class TestFileSystem implements FileSystem {
     return this.real.readFile(path);
   }
   async writeFileDurably(path: string, data: Buffer): Promise<void> {
-    if (this.fileWritesFull) throw errnoError('ENOSPC');
+    if (this.fileWritesFull || (this.fileWritesFullFor !== null && path.includes(this.fileWritesFullFor))) throw errnoError('ENOSPC');
     return this.real.writeFileDurably(path, data);
   }
   rename(from: string, to: string): Promise<void> {

@@ -719,6 +719,22 @@ describe('retention', () => {
     expect((await rejection(fenced.read(0, 1000))).code).toBe(ErrorCode.PARTITION_FENCED);
   });
 
+  it('keeps the old active segment when the roll for retention fails after the new segment joined the list', async () => {
+    const clock = new ManualClock(T0);
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { ...SMALL, retentionMs: 60_000 }, { clock, fs });
+    const { nextOffset } = await appendOverTime(log, clock, 40);
+    const sizes = log.segmentSizes();
+    clock.advance(24 * 60 * 60 * 1000);
+    // The new segment is made, then its producer-state snapshot cannot be written: the old
+    // active segment is what a restart replays producer state from, so it must stay.
+    fs.fileWritesFullFor = 'producer-state';
+    expect(await log.applyRetention()).toBe(sizes.length - 1);
+    fs.fileWritesFullFor = null;
+    expect(log.logStartOffset).toBe(sizes.at(-1)!.baseOffset);
+    expectValues(await readAllRecords(log), sizes.at(-1)!.baseOffset, nextOffset);
+  });
+
   it('after the active segment went, a crash (no clean close) recovers an empty log at the same end offset', async () => {
     const clock = new ManualClock(T0);
     const directory = tempDir();
