@@ -325,6 +325,11 @@ export class Broker {
     const logs: PartitionLog[] = [];
     try {
       for (let partition = from; partition < to; partition++) logs.push(await this.openPartition(topic, partition, config));
+      // The partition directories' own entries, in the topic's directory and it in topics/,
+      // durable before the metadata says the topic has them: else a power loss could take a
+      // directory with records acknowledged in it, and the start would make it again, empty.
+      await this.fs.fsyncDirectory(topicDirectory);
+      await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
       await commit();
       return logs;
     } catch (error) {

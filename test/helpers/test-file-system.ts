@@ -33,6 +33,8 @@ export class TestFileSystem implements FileSystem {
   fileWritesFullFor: string | null = null;
   /** Directory fsyncs fail with this code (null: they work). */
   directorySyncError: string | null = null;
+  /** The directories fsynced so far, in order. */
+  readonly syncedDirectories: string[] = [];
   /** Recursive removals (a deleted topic's directory) fail with this code. */
   removeTreeError: string | null = null;
   /** fdatasync fails with `fdatasyncErrorCode`. */
@@ -213,7 +215,8 @@ export class TestFileSystem implements FileSystem {
   }
   async fsyncDirectory(path: string): Promise<void> {
     if (this.directorySyncError !== null) throw errnoError(this.directorySyncError);
-    return this.real.fsyncDirectory(path);
+    await this.real.fsyncDirectory(path);
+    this.syncedDirectories.push(path);
   }
   async removeTree(path: string): Promise<void> {
     await this.pass('removeTree');

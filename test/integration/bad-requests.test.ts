@@ -616,6 +616,18 @@ describe('a topic change that fails partway (broker with an injected FileSystem)
     expect((await partway.broker.createTopic('half', 3, {})).partitions).toHaveLength(3);
   });
 
+  it('CreateTopic and AddPartitions make the new directories\' entries durable in their parents before the metadata names them', async () => {
+    const topics = join(partway.dataDir, 'topics');
+    const synced = partway.fs.syncedDirectories;
+    synced.length = 0;
+    await partway.broker.createTopic('synced', 2, {});
+    expect(synced).toEqual(expect.arrayContaining([join(topics, 'synced', '0'), join(topics, 'synced', '1'), join(topics, 'synced'), topics]));
+    expect(synced.lastIndexOf(topics)).toBeGreaterThan(synced.lastIndexOf(join(topics, 'synced', '1')));
+    synced.length = 0;
+    await partway.broker.addPartitions('synced', 3);
+    expect(synced).toEqual(expect.arrayContaining([join(topics, 'synced', '2'), join(topics, 'synced'), topics]));
+  });
+
   it.runIf(existsSync('/proc/self/fd'))('AddPartitions closes the partitions it opened and removes their directories; the topic keeps its count', async () => {
     await partway.broker.createTopic('grow', 1, {});
     await partway.broker.produceBatches('grow', 0, batchOf('kept'), 'all');
