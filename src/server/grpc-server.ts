@@ -8,7 +8,6 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
 import { readdirSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import type { Http2Session } from 'node:http2';
@@ -25,6 +24,7 @@ import { logServiceHandlers } from './log-service.js';
 import { groupsServiceHandlers } from './groups-service.js';
 import type { GroupCoordinator } from '../groups/group-coordinator.js';
 import { bindFailure } from './bind-failure.js';
+import { HealthService } from './health-service.js';
 import {
   ADMIN_SERVICE_NAME,
   GROUPS_SERVICE_NAME,
@@ -77,7 +77,7 @@ export class StrataGrpcServer {
     private readonly server: Server,
     readonly address: string,
     readonly port: number,
-    private readonly health: HealthImplementation,
+    private readonly health: HealthService,
     private readonly stopping: AbortController,
   ) {}
 
@@ -100,7 +100,7 @@ export class StrataGrpcServer {
     server.addService(withMalformedRequests(log), logServiceHandlers(broker, context, stopping.signal));
     server.addService(withMalformedRequests(admin), adminServiceHandlers(broker, context));
     server.addService(withMalformedRequests(groups), groupsServiceHandlers(coordinator, context, stopping.signal));
-    const health = new HealthImplementation(Object.fromEntries(SERVICE_NAMES.map((name) => [name, 'NOT_SERVING' as const])));
+    const health = new HealthService(SERVICE_NAMES, stopping.signal);
     health.addToServer(server);
     const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));
     const reflection = new ReflectionService(loadSync(protoFiles, { includeDirs: [PROTO_ROOT] }));
@@ -114,9 +114,13 @@ export class StrataGrpcServer {
     return instance;
   }
 
+  /** Open grpc.health.v1 Watch calls. */
+  get healthWatchCount(): number {
+    return this.health.watchCount;
+  }
+
   setServing(serving: boolean): void {
-    const status = serving ? 'SERVING' : 'NOT_SERVING';
-    for (const service of SERVICE_NAMES) this.health.setStatus(service, status);
+    this.health.setStatus(serving ? 'SERVING' : 'NOT_SERVING');
   }
 
   /** Stops accepting calls and waits for in-flight ones up to `timeoutMs`, then cancels them. */

@@ -6,7 +6,8 @@ import { loadSync } from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 type Callback<T> = (error: ServiceError | null, response: T) => void;
@@ -87,14 +88,40 @@ describe('health and reflection', () => {
       expect(await check(client, service)).toBe('SERVING');
     });
 
-    it('answers NOT_FOUND for a service the server does not have', async () => {
-      const error = (await check(client, 'strata.v1.Nope').then(
-        () => {
-          throw new Error('expected NOT_FOUND');
-        },
-        (failure: ServiceError) => failure,
-      ));
+    it('answers NOT_FOUND for a service the server does not have, quoting a long name cut short', async () => {
+      const failure = (service: string): Promise<ServiceError> =>
+        check(client, service).then(
+          () => {
+            throw new Error('expected NOT_FOUND');
+          },
+          (error: ServiceError) => error,
+        );
+      const error = await failure('strata.v1.Nope');
       expect(error.code).toBe(status.NOT_FOUND);
+      expect(error.details).toMatch(/^no health status for service "strata\.v1\.Nope": this server has strata\.v1\.Log, strata\.v1\.Admin, strata\.v1\.Groups and ""/);
+      const long = await failure('x'.repeat(100_000));
+      expect(long.code).toBe(status.NOT_FOUND);
+      expect(long.details.length).toBeLessThan(1_000);
+    });
+  });
+
+  describe('grpc.health.v1.Health/Watch', () => {
+    it('tells a watcher of an unknown service SERVICE_UNKNOWN and keeps the stream open, remembering nothing of the name once it goes', async () => {
+      const client = healthClient(broker.address);
+      try {
+        const watches = (): number => broker.server.healthWatchCount;
+        const before = watches();
+        for (let index = 0; index < 20; index++) {
+          const watch = client.watch({ service: `random-${index}` });
+          watch.on('error', () => undefined); // CANCELLED below
+          const [first] = (await once(watch, 'data')) as [{ status: string }];
+          expect(first.status).toBe('SERVICE_UNKNOWN');
+          watch.cancel();
+        }
+        await vi.waitFor(() => expect(watches()).toBe(before), { timeout: 10_000, interval: 20 });
+      } finally {
+        client.close();
+      }
     });
   });
 
@@ -148,13 +175,14 @@ describe('health and reflection', () => {
             };
             watch.on('data', onData);
           });
-        watch.on('error', () => undefined); // the cancel below ends it with CANCELLED
         await seen('SERVING');
         const notServing = seen('NOT_SERVING');
+        const ended = new Promise<ServiceError>((resolve) => watch.once('error', resolve));
         const stopping = broker.stop();
         await notServing;
         expect(statuses).toEqual(['SERVING', 'NOT_SERVING']);
-        watch.cancel(); // lets the graceful shutdown finish instead of waiting for its bound
+        // Then the broker ends the watch itself, so the graceful shutdown need not wait for it.
+        expect(await ended).toMatchObject({ code: status.UNAVAILABLE, details: 'the broker is shutting down' });
         expect(await stopping).toEqual({ forced: false });
       } finally {
         client.close();
