@@ -30,6 +30,8 @@ const v1 = strata.v1;
 
 /** Requests a ProduceStream may have in flight before the server stops reading from it. */
 export const PRODUCE_STREAM_IN_FLIGHT_MAX = 256;
+/** Bytes of requests a ProduceStream may have in flight before the server stops reading from it. */
+export const PRODUCE_STREAM_IN_FLIGHT_BYTES_MAX = 64 * 1024 * 1024;
 /** How long an idle subscription waits before re-checking its partition (a safety net only). */
 const SUBSCRIBE_IDLE_CHECK_MS = 30_000;
 
@@ -160,6 +162,8 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
     produceStream: pipelinedStream(context, stopping, {
       method: 'ProduceStream',
       inFlightMax: PRODUCE_STREAM_IN_FLIGHT_MAX,
+      inFlightBytesMax: PRODUCE_STREAM_IN_FLIGHT_BYTES_MAX,
+      requestBytes: (request: IncomingProduceRequest) => request.source.length,
       handle: (request: IncomingProduceRequest) => produce(broker, request),
       failed: (request, code, message) => v1.ProduceResponse.create({ correlationId: request.message.correlationId, error: v1.ItemError.create({ code, message }) }),
     }),

@@ -2,8 +2,10 @@
  * A bidirectional stream of independent requests, each answered by one response that carries
  * its correlation id (ProduceStream, CommitOffsetsStream). Requests run concurrently and are
  * answered as they finish; a failed request is answered with an error response and the stream
- * stays open. When `inFlightMax` requests are unanswered the handler stops reading, so HTTP/2
- * flow control holds the client back; it reads again below half of that. A request counts as
+ * stays open. When `inFlightMax` requests, or `inFlightBytesMax` bytes of them, are unanswered
+ * the handler stops reading, so HTTP/2 flow control holds the client back; it reads again below
+ * half of both. (A count alone would let 256 produce requests of 64 MiB each sit in memory.)
+ * A request counts as
  * unanswered until grpc-js has sent its response (the write callback), not merely been handed
  * it: a client that stops reading responses then stops the stream too, instead of making the
  * broker buffer an answer to everything it sends. The stream ends (status OK) once the client
@@ -25,6 +27,9 @@ export interface PipelinedStreamHandler<Request, Response> {
   /** Method name for metrics and logs. */
   method: string;
   inFlightMax: number;
+  /** Bound on the bytes of unanswered requests, with `requestBytes` (none without it). */
+  inFlightBytesMax?: number;
+  requestBytes?(request: Request): number;
   handle(request: Request): Promise<Response>;
   /** The response to a request that failed with this status. */
   failed(request: Request, code: status, message: string): Response;
@@ -36,9 +41,11 @@ export function pipelinedStream<Request, Response>(
   handler: PipelinedStreamHandler<Request, Response>,
 ): (call: ServerDuplexStream<Request, Response>) => void {
   const { method, inFlightMax } = handler;
+  const inFlightBytesMax = handler.inFlightBytesMax ?? Number.POSITIVE_INFINITY;
   const logger = context.logger;
   return (call) => {
     let inFlight = 0;
+    let inFlightBytes = 0;
     let ended = false;
     let paused = false;
     let finished = false;
@@ -70,9 +77,10 @@ export function pipelinedStream<Request, Response>(
      * A response has been sent (or was never written): its request is done. (grpc-js calls no
      * write callback once the call is cancelled; the stream is over then anyway.)
      */
-    const answered = (): void => {
+    const answered = (bytes: number): void => {
       inFlight--;
-      if (paused && inFlight < inFlightMax / 2 && !stopping.aborted && refusal === null) {
+      inFlightBytes -= bytes;
+      if (paused && inFlight < inFlightMax / 2 && inFlightBytes < inFlightBytesMax / 2 && !stopping.aborted && refusal === null) {
         paused = false;
         call.resume();
       }
@@ -92,8 +100,10 @@ export function pipelinedStream<Request, Response>(
         stop();
         return;
       }
+      const bytes = handler.requestBytes?.(request) ?? 0;
       inFlight++;
-      if (inFlight >= inFlightMax && !paused) {
+      inFlightBytes += bytes;
+      if ((inFlight >= inFlightMax || inFlightBytes >= inFlightBytesMax) && !paused) {
         paused = true;
         call.pause();
       }
@@ -116,8 +126,8 @@ export function pipelinedStream<Request, Response>(
           return handler.failed(request, failure.code, failure.details);
         })
         .then((response) => {
-          if (!call.cancelled && call.writable) call.write(response, answered);
-          else answered();
+          if (!call.cancelled && call.writable) call.write(response, () => answered(bytes));
+          else answered(bytes);
         });
     });
     call.on('end', endOfRequests);

@@ -38,7 +38,7 @@ const methodAnswering = (answerBytes: number): MethodDefinition<number, Answer> 
  * A server whose requests finish when `release` is called (or at once with `answerAtOnce`);
  * `started` lists the ids run.
  */
-async function startServer(inFlightMax: number, { answerAtOnce = false, answerBytes = 8 } = {}) {
+async function startServer(inFlightMax: number, { answerAtOnce = false, answerBytes = 8, inFlightBytesMax = undefined as number | undefined, requestBytes = undefined as ((id: number) => number) | undefined } = {}) {
   const method = methodAnswering(answerBytes);
   const stopping = new AbortController();
   const started: number[] = [];
@@ -47,6 +47,8 @@ async function startServer(inFlightMax: number, { answerAtOnce = false, answerBy
   const handler = pipelinedStream<number, Answer>({ logger: rootLogger.child({ level: 'silent' }), metrics: null }, stopping.signal, {
     method: 'Run',
     inFlightMax,
+    ...(inFlightBytesMax === undefined ? {} : { inFlightBytesMax }),
+    ...(requestBytes === undefined ? {} : { requestBytes }),
     handle: (id) =>
       new Promise<Answer>((resolve, reject) => {
         started.push(id);
@@ -126,6 +128,28 @@ describe('pipelined stream handler', () => {
     expect(answers.map(({ id }) => id).sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, index) => index + 1));
     for (const { id, code } of answers) expect(code, `request ${id}`).toBe(id % 10 === 7 ? status.INVALID_ARGUMENT : status.OK);
     expect(target.started).toEqual(Array.from({ length: total }, (_, index) => index + 1)); // in order, each once
+  });
+
+  it('also stops reading once inFlightBytesMax bytes of requests are unanswered, and reads again below half', async () => {
+    // Each request counts 1,000 bytes: at most 3 of 3,000 run at once, far below the count limit.
+    const target = await startServer(100, { inFlightBytesMax: 3_000, requestBytes: () => 1_000 });
+    cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
+    const call = target.open();
+    const { answers, ended } = collect(call);
+    const total = 12;
+    for (let id = 1; id <= total; id++) call.write(id);
+    call.end();
+    await target.untilStarted(3);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // a window for a fourth to show up
+    expect(target.started).toHaveLength(3);
+    while (target.started.length < total) {
+      const before = target.started.length;
+      target.releaseAll();
+      await target.untilStarted(Math.min(total, before + 1));
+    }
+    target.releaseAll();
+    expect(await ended).toBe(status.OK);
+    expect(answers).toHaveLength(total);
   });
 
   it('counts a request in flight until its response is sent, so a client that reads no responses stops the stream', async () => {
