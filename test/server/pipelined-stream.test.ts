@@ -99,6 +99,30 @@ function collect(call: ClientDuplexStream<number, Answer>) {
   return { answers, ended };
 }
 
+/**
+ * Sends requests 1 to `total` and ends its side; checks that `limit` start and no more while
+ * they are held (the wait is only a window in which one more would show up, not
+ * synchronisation); then releases requests until all have run, and returns the answers once the
+ * stream ended with OK.
+ */
+async function runHeldBack(target: Awaited<ReturnType<typeof startServer>>, total: number, limit: number): Promise<Answer[]> {
+  const call = target.open();
+  const { answers, ended } = collect(call);
+  for (let id = 1; id <= total; id++) call.write(id);
+  call.end();
+  await target.untilStarted(limit);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(target.started).toHaveLength(limit);
+  while (target.started.length < total) {
+    const before = target.started.length;
+    target.releaseAll();
+    await target.untilStarted(Math.min(total, before + 1));
+  }
+  target.releaseAll();
+  expect(await ended).toBe(status.OK);
+  return answers;
+}
+
 describe('pipelined stream handler', () => {
   const cleanups: (() => void)[] = [];
   afterEach(() => {
@@ -108,23 +132,8 @@ describe('pipelined stream handler', () => {
   it('runs at most inFlightMax requests at once, reads on as they finish, and answers failures in-band', async () => {
     const target = await startServer(8);
     cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
-    const call = target.open();
-    const { answers, ended } = collect(call);
     const total = 40;
-    for (let id = 1; id <= total; id++) call.write(id);
-    call.end();
-    await target.untilStarted(8);
-    // Reading stopped at the limit: nothing more starts while those eight are held (the wait is
-    // only a window in which a ninth would show up, not synchronisation).
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(target.started).toHaveLength(8);
-    while (target.started.length < total) {
-      const before = target.started.length;
-      target.releaseAll();
-      await target.untilStarted(Math.min(total, before + 1));
-    }
-    target.releaseAll();
-    expect(await ended).toBe(status.OK);
+    const answers = await runHeldBack(target, total, 8);
     expect(answers.map(({ id }) => id).sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, index) => index + 1));
     for (const { id, code } of answers) expect(code, `request ${id}`).toBe(id % 10 === 7 ? status.INVALID_ARGUMENT : status.OK);
     expect(target.started).toEqual(Array.from({ length: total }, (_, index) => index + 1)); // in order, each once
@@ -134,22 +143,7 @@ describe('pipelined stream handler', () => {
     // Each request counts 1,000 bytes: at most 3 of 3,000 run at once, far below the count limit.
     const target = await startServer(100, { inFlightBytesMax: 3_000, requestBytes: () => 1_000 });
     cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
-    const call = target.open();
-    const { answers, ended } = collect(call);
-    const total = 12;
-    for (let id = 1; id <= total; id++) call.write(id);
-    call.end();
-    await target.untilStarted(3);
-    await new Promise((resolve) => setTimeout(resolve, 100)); // a window for a fourth to show up
-    expect(target.started).toHaveLength(3);
-    while (target.started.length < total) {
-      const before = target.started.length;
-      target.releaseAll();
-      await target.untilStarted(Math.min(total, before + 1));
-    }
-    target.releaseAll();
-    expect(await ended).toBe(status.OK);
-    expect(answers).toHaveLength(total);
+    expect(await runHeldBack(target, 12, 3)).toHaveLength(12);
   });
 
   it('counts a request in flight until its response is sent, so a client that reads no responses stops the stream', async () => {
