@@ -253,6 +253,8 @@ export class PartitionLog {
   /** Log writes and fdatasyncs of the append path, by the thread that made them (see `PartitionLogOptions.ioCalls`). */
   readonly ioCalls: IoCalls;
   private readonly checkProducerId: ((producerId: number) => void) | null;
+  /** The offset of the producer-state snapshot on disk (see `keepingProducerSnapshot`); null when there is none. */
+  private producerSnapshotOffset: number | null = null;
 
   private constructor(
     options: PartitionLogOptions,
@@ -323,6 +325,7 @@ export class PartitionLog {
    */
   private async loadProducerState(): Promise<void> {
     const snapshot = await ProducerState.load(this.fs, this.directory);
+    this.producerSnapshotOffset = snapshot?.offset ?? null;
     let from = this.segments.last().baseOffset;
     if (snapshot !== null && snapshot.offset >= this.logStartOffset) {
       this.producerState = snapshot.state;
@@ -330,7 +333,7 @@ export class PartitionLog {
         // A repair cut the log below the snapshot. Saved again at once: left as it was, a
         // reopen after a crash would trust it past the batches appended from here on.
         this.producerState.truncateFrom(this.nextOffset);
-        await this.producerState.save(this.fs, this.directory, this.nextOffset);
+        await this.saveProducerState(this.nextOffset);
         await this.fs.fsyncDirectory(this.directory);
       }
       from = Math.min(snapshot.offset, this.nextOffset);
@@ -528,9 +531,33 @@ export class PartitionLog {
 
   private startWriter(): void {
     if (this.writerRunning || this.queue.length === 0) return;
+    void this.runAsWriter(() => this.writeQueued());
+  }
+
+  /**
+   * Runs `task` in the writer's place (the writer's own loop, or a roll for retention): one at a
+   * time, `writing` settling when it ends. Appends queue meanwhile; once it has ended the
+   * writer starts again if any did, so none is left unwritten (not after a task that threw: a
+   * broken invariant, which must not turn into a loop).
+   */
+  private runAsWriter(task: () => Promise<void>): Promise<void> {
     this.writerRunning = true;
     this.noteIoActivity();
-    this.writing = this.writeQueued();
+    const release = (): void => {
+      this.writerRunning = false;
+      this.noteIoActivity();
+    };
+    this.writing = task().then(
+      () => {
+        release();
+        this.startWriter();
+      },
+      (error: unknown) => {
+        release();
+        throw error;
+      },
+    );
+    return this.writing;
   }
 
   private checkUsable(): void {
@@ -543,44 +570,36 @@ export class PartitionLog {
     for (const listener of this.highWatermarkListeners) listener();
   }
 
-  /**
-   * The writer: drains the queue group by group. Only one runs at a time; `writerRunning` is
-   * cleared in the same turn that finds the queue empty, so an append is never left unwritten.
-   */
+  /** The writer: drains the queue group by group (in `runAsWriter`, so only one runs at a time). */
   private async writeQueued(): Promise<void> {
-    try {
-      while (this.queue.length > 0) {
-        if (this.fence !== null) {
-          this.rejectQueued(this.fence);
-          break;
-        }
-        await this.waitForUnsyncedRoom();
-        await this.waitForSyncUnderWay();
-        await this.letAnswersGo();
-        if (this.fence !== null || this.queue.length === 0) continue; // fenced while waiting
-        try {
-          await this.maybeRoll(this.queue[0]!);
-        } catch (error) {
-          this.failRoll(error as NodeJS.ErrnoException);
-          continue;
-        }
-        const group = this.takeGroup();
-        this.releaseRoom();
-        try {
-          this.groupBeingWritten = this.writeGroup(group);
-          await this.groupBeingWritten;
-        } catch (error) {
-          // Not an I/O failure (writeGroup handles those): a broken invariant. Stop writing.
-          const fence = new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: internal error while appending (${(error as Error).message}); restart to recover`, { cause: error });
-          for (const append of group) append.reject(fence);
-          this.fenceWith(fence);
-        } finally {
-          this.groupBeingWritten = null;
-        }
+    while (this.queue.length > 0) {
+      if (this.fence !== null) {
+        this.rejectQueued(this.fence);
+        break;
       }
-    } finally {
-      this.writerRunning = false;
-      this.noteIoActivity();
+      await this.waitForUnsyncedRoom();
+      await this.waitForSyncUnderWay();
+      await this.letAnswersGo();
+      if (this.fence !== null || this.queue.length === 0) continue; // fenced while waiting
+      try {
+        await this.maybeRoll(this.queue[0]!);
+      } catch (error) {
+        this.failRoll(error as NodeJS.ErrnoException);
+        continue;
+      }
+      const group = this.takeGroup();
+      this.releaseRoom();
+      try {
+        this.groupBeingWritten = this.writeGroup(group);
+        await this.groupBeingWritten;
+      } catch (error) {
+        // Not an I/O failure (writeGroup handles those): a broken invariant. Stop writing.
+        const fence = new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: internal error while appending (${(error as Error).message}); restart to recover`, { cause: error });
+        for (const append of group) append.reject(fence);
+        this.fenceWith(fence);
+      } finally {
+        this.groupBeingWritten = null;
+      }
     }
   }
 
@@ -1047,7 +1066,7 @@ export class PartitionLog {
     await old.writeIndexes();
     const segment = await this.createSegment(this.nextOffset);
     this.segments.append(segment);
-    await this.producerState.save(this.fs, this.directory, segment.baseOffset);
+    await this.saveProducerState(segment.baseOffset);
     await writeRecoveryCheckpoint(this.fs, this.directory, segment.baseOffset);
     this.logger.info({ baseOffset: segment.baseOffset, reason, sealedBytes: old.sizeBytes }, 'rolled to a new segment');
   }
@@ -1196,15 +1215,11 @@ export class PartitionLog {
     if (count === this.segments.count) {
       // The active segment goes too: roll first, then decide again on the list as it is now
       // (the roll yields to the event loop, where another pass may have run).
-      const active = this.segments.last();
-      const rolled = await this.rollForRetention();
+      await this.rollForRetention();
       this.checkUsable();
       count = Math.min(segmentsToDelete([...this.segments], this.config, nowMs), this.segments.count - 1);
-      // A roll that failed after the new segment joined the list (its producer-state snapshot
-      // or checkpoint not written) leaves the old active segment as the one recovery replays
-      // producer state from: it stays.
-      if (!rolled) count = Math.min(count, Math.max(0, this.segments.indexOf(active)));
     }
+    count = this.keepingProducerSnapshot(count);
     if (count === 0) return 0;
     const removed: LogSegment[] = [];
     for (let index = 0; index < count; index++) removed.push(this.segments.removeFirst());
@@ -1220,34 +1235,46 @@ export class PartitionLog {
   /**
    * Rolls the active segment so that retention can delete it, in the writer's place: only when
    * no append is being written, and appends that come meanwhile wait for it as for any roll.
-   * Returns whether it rolled. A failed fdatasync of the segment being sealed fences, as in the
-   * writer's rolls, and so does a failure after the new segment joined the list. Any other
-   * failure left the log as it was (every step before is repeatable): the active segment stays
-   * until the next check, and the appends that waited go on into it, since they do not need
-   * the roll; the sealed segments can still go.
+   * Returns whether it rolled. A failed fdatasync of the segment being sealed, or a failure
+   * after the new segment joined the list, is handled as in the writer's rolls (`failRoll`:
+   * ENOSPC refuses what queued meanwhile, anything else fences). Any other failure left the
+   * log as it was (every step before is repeatable): the active segment stays until the next
+   * check, and the appends that waited go on into it, since they do not need the roll; the
+   * sealed segments can still go.
    */
   private async rollForRetention(): Promise<boolean> {
+    if (this.writerRunning) return false;
     const active = this.segments.last();
-    if (this.writerRunning || active.isEmpty) return false;
-    this.writerRunning = true;
-    this.noteIoActivity();
     let rolled = false;
-    const rolling = (async () => {
+    await this.runAsWriter(async () => {
       try {
         await this.roll('retention');
         rolled = true;
       } catch (error) {
         if (error instanceof SealSyncFailed || this.segments.last() !== active) this.failRoll(error as NodeJS.ErrnoException);
         else this.logger.warn({ err: error }, 'retention could not roll the active segment; it stays until the next check');
-      } finally {
-        this.writerRunning = false;
-        this.noteIoActivity();
-        this.startWriter();
       }
-    })();
-    this.writing = rolling;
-    await rolling;
+    });
     return rolled;
+  }
+
+  /**
+   * At most `count`: deleting the oldest `count` segments must leave the log start at or below
+   * the producer-state snapshot on disk, which a restart replays from (one it finds below the
+   * log start is ignored, and the state of the producers in between lost). Only a snapshot
+   * that failed to be written at a roll holds retention back, until a later roll writes one.
+   */
+  private keepingProducerSnapshot(count: number): number {
+    const snapshot = this.producerSnapshotOffset;
+    if (snapshot === null) return count;
+    while (count > 0 && this.segments.at(count).baseOffset > snapshot) count--;
+    return count;
+  }
+
+  /** Writes the producer-state snapshot as of `offset` (its state then, replayed from there). */
+  private async saveProducerState(offset: number): Promise<void> {
+    await this.producerState.save(this.fs, this.directory, offset);
+    this.producerSnapshotOffset = offset;
   }
 
   /** Loads a segment's indexes, held as a read holds it (see `offsetForTimestamp`). */
@@ -1290,7 +1317,7 @@ export class PartitionLog {
         this.syncedBytesTotal = this.writtenBytesTotal;
         this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes }, this.writtenBytesTotal);
         await active.writeIndexes();
-        await this.producerState.save(this.fs, this.directory, this.nextOffset);
+        await this.saveProducerState(this.nextOffset);
         await writeRecoveryCheckpoint(this.fs, this.directory, this.nextOffset);
         await this.fs.writeFileDurably(join(this.directory, CLEAN_SHUTDOWN_FILE), EMPTY);
         await this.fs.fsyncDirectory(this.directory);

@@ -733,6 +733,12 @@ describe('retention', () => {
     fs.fileWritesFullFor = null;
     expect(log.logStartOffset).toBe(sizes.at(-1)!.baseOffset);
     expectValues(await readAllRecords(log), sizes.at(-1)!.baseOffset, nextOffset);
+    expect(await log.applyRetention()).toBe(0); // and at the next check too
+    expect(log.logStartOffset).toBe(sizes.at(-1)!.baseOffset);
+    // A later roll writes the snapshot: then the segment goes.
+    await log.append(batchOf(nextOffset, 1, T0));
+    expect(await log.applyRetention()).toBe(2);
+    expect(log.logStartOffset).toBe(nextOffset + 1);
   });
 
   it('after the active segment went, a crash (no clean close) recovers an empty log at the same end offset', async () => {
