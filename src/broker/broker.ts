@@ -15,7 +15,7 @@
  */
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../common/clock.js';
-import { ErrorCode, StrataError } from '../common/errors.js';
+import { ErrorCode, StrataError, isDiskFullCode } from '../common/errors.js';
 import { PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
@@ -286,7 +286,7 @@ export class Broker {
     const code = (error as NodeJS.ErrnoException | null)?.code;
     if (error instanceof StrataError || typeof code !== 'string') return error;
     this.logger.error({ topic, err: error }, `cannot ${action} topic`);
-    const diskFull = code === 'ENOSPC' || code === 'EDQUOT';
+    const diskFull = isDiskFullCode(code);
     const message = `cannot ${action} topic "${topic}": a file operation in the data directory failed with ${code}${diskFull ? ' (disk full)' : ''}; the topic is as it was, and the broker log names the file`;
     return new StrataError(diskFull ? ErrorCode.DISK_FULL : ErrorCode.STORAGE_ERROR, message, { cause: error });
   }
@@ -705,9 +705,14 @@ export class Broker {
     return this.requireTopic(topic);
   }
 
+  /** The highest producer id handed out (null until first needed). */
+  private producerIdsIssued: number | null = null;
+
   /** Refuses a producer id that InitProducer never handed out (see `PartitionLogOptions.checkProducerId`). */
   private readonly checkProducerId = (producerId: number): void => {
-    const issued = this.metadata.counterValue('producer-id');
+    // Read once, then kept by initProducer: idempotent appends need no LMDB read.
+    this.producerIdsIssued ??= this.metadata.counterValue('producer-id');
+    const issued = this.producerIdsIssued;
     if (producerId >= 1 && producerId <= issued) return;
     const range = issued === 0 ? 'it has issued none yet' : `it has issued 1 to ${issued}`;
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `producer id ${producerId} was never handed out by this broker's InitProducer (${range}): call InitProducer for an id, or send -1 for a producer that is not idempotent`);
@@ -719,7 +724,9 @@ export class Broker {
    */
   async initProducer(): Promise<{ producerId: number; producerEpoch: number; maxInFlightBatches: number }> {
     this.checkOpen();
-    return { producerId: await this.metadata.nextCounter('producer-id'), producerEpoch: 0, maxInFlightBatches: PRODUCER_BATCH_WINDOW };
+    const producerId = await this.metadata.nextCounter('producer-id');
+    this.producerIdsIssued = Math.max(this.producerIdsIssued ?? 0, producerId);
+    return { producerId, producerEpoch: 0, maxInFlightBatches: PRODUCER_BATCH_WINDOW };
   }
 
   // -------------------------------------------------------------------------------------------

@@ -57,3 +57,8 @@ export function isStrataError(error: unknown, code?: ErrorCode): error is Strata
 export function logClosedError(what: string): StrataError {
   return new StrataError(ErrorCode.FAILED_PRECONDITION, `${what} is closed`);
 }
+
+/** Whether an errno code says the disk (or the user's quota) is full. */
+export function isDiskFullCode(code: string | undefined): boolean {
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}

@@ -34,7 +34,7 @@
  * rewritten); `read` returns views of fresh buffers the caller may keep.
  */
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
-import { ErrorCode, StrataError, logClosedError } from '../common/errors.js';
+import { ErrorCode, StrataError, isDiskFullCode, logClosedError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { writeRecoveryCheckpoint } from './checkpoint-file.js';
@@ -615,7 +615,7 @@ export class PartitionLog {
       this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of the segment being sealed failed (${cause.code ?? cause.message}); ${AFTER_FAILED_SYNC}`, { cause }));
       return;
     }
-    if (error.code === 'ENOSPC' || error.code === 'EDQUOT') {
+    if (isDiskFullCode(error.code)) {
       this.logger.error({ err: error }, 'segment roll failed: disk full');
       this.rejectQueued(new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error }));
       return;
@@ -747,7 +747,7 @@ export class PartitionLog {
             const code = (error as NodeJS.ErrnoException).code;
             // Out of space: the last block was written again with the bytes it held, or not at
             // all. Refuse the appends (DISK_FULL) and go on.
-            if (code === 'ENOSPC' || code === 'EDQUOT') throw error;
+            if (isDiskFullCode(code)) throw error;
             throw new DirectWriteFailed(code ?? (error as Error).message, error);
           }
         } finally {
@@ -850,7 +850,7 @@ export class PartitionLog {
 
   /** Undoes a failed write on disk; returns the error to refuse its appends with. */
   private async rollBackWrite(active: LogSegment, error: NodeJS.ErrnoException): Promise<StrataError> {
-    const diskFull = error.code === 'ENOSPC' || error.code === 'EDQUOT';
+    const diskFull = isDiskFullCode(error.code);
     const refusal = diskFull
       ? new StrataError(ErrorCode.DISK_FULL, `disk full: cannot append to ${this.name}; nothing was written`, { cause: error })
       : new StrataError(ErrorCode.STORAGE_ERROR, `write to ${active.logPath} failed (${error.code ?? error.message}); nothing was written`, { cause: error });
