@@ -1,22 +1,32 @@
 /**
  * What ends `strata consume` with exit 1 that the client Consumer itself only reports as events,
  * since an application would retry or alert on them, while a command must end and say so:
- * - a partition whose fetch fails for good: its topic deleted (`NOT_FOUND`), or any code a
- *   retry cannot mend; the Consumer would retry it forever, the command would hang;
- * - without `--follow`, a broker that stays unreachable for `UNREACHABLE_GIVE_UP_MS` (with
- *   `--follow` the command waits for it, as for new records);
+ * - a partition whose fetch, or a group member whose heartbeat, fails for good: its topic
+ *   deleted (`NOT_FOUND`), or any code a retry cannot mend; the Consumer would retry it
+ *   forever, the command would hang;
+ * - without `--follow`, a broker that stays unreachable for `UNREACHABLE_GIVE_UP_MS`: fetches or
+ *   heartbeats failing with no gap of `FAILURE_GAP_MS` between failures and no records between
+ *   (with `--follow` the command waits for it, as for new records), timed on the monotonic clock;
  * - a partition whose last commit of printed positions failed (a later one that succeeded for
  *   it makes that good), the final one above all: the group would deliver those records again, and the command
  *   would have said nothing (the Consumer logs it at a level the CLI does not print).
  */
 import type { CommitFailedEvent, Consumer, FetchErrorEvent } from '../client/consumer.js';
-import { StrataClientError } from '../client/errors.js';
+import { StrataClientError, isRetriable } from '../client/errors.js';
+import type { GroupErrorEvent } from '../client/group-member.js';
 
 /** How long a run without --follow waits for a broker that cannot be reached. */
 export const UNREACHABLE_GIVE_UP_MS = 30_000;
+/**
+ * A gap between failures this long starts a new spell of them: a heartbeat that succeeds
+ * says nothing, and failing ones come at least every heartbeat interval (5 s by default).
+ */
+export const FAILURE_GAP_MS = 15_000;
 
-/** Codes a fetch retry can mend: the broker away or restarting, a stream reset (INTERNAL). */
-const RETRIABLE = new Set(['UNAVAILABLE', 'DEADLINE_EXCEEDED', 'CANCELLED', 'RESOURCE_EXHAUSTED', 'INTERNAL']);
+/** Codes a retry can mend: the broker away or restarting, a stream reset (INTERNAL). */
+function mendable(error: StrataClientError): boolean {
+  return isRetriable(error) || error.code === 'CANCELLED' || error.code === 'RESOURCE_EXHAUSTED' || error.code === 'INTERNAL';
+}
 
 export interface ConsumerWatch {
   /** Why the command must fail, or null. */
@@ -34,22 +44,28 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
   const commitFailures = new Set<string>();
   let lastCommitError: CommitFailedEvent['error'] | null = null;
   let unreachableSince: number | null = null;
+  let lastFailureAt = 0;
   const fail = (error: Error): void => {
     if (fetchFailure !== null) return;
     fetchFailure = error;
     options.stop();
   };
-  const onFetchError = (event: FetchErrorEvent): void => {
-    if (!RETRIABLE.has(event.error.code)) {
-      fail(event.error);
+  /** A fetch or heartbeat failed with `error`, doing `what`. */
+  const failed = (error: StrataClientError, what: string): void => {
+    if (!mendable(error)) {
+      fail(error);
       return;
     }
     if (options.follow) return;
-    unreachableSince ??= Date.now();
-    if (Date.now() - unreachableSince >= UNREACHABLE_GIVE_UP_MS) {
-      fail(new StrataClientError(event.error.code, `${event.error.message} (fetching ${event.topic}-${event.partition} failed for ${UNREACHABLE_GIVE_UP_MS / 1000} s; giving up)`));
+    const now = performance.now();
+    if (unreachableSince === null || now - lastFailureAt >= FAILURE_GAP_MS) unreachableSince = now;
+    lastFailureAt = now;
+    if (now - unreachableSince >= UNREACHABLE_GIVE_UP_MS) {
+      fail(new StrataClientError(error.code, `${error.message} (${what} failed for ${UNREACHABLE_GIVE_UP_MS / 1000} s; giving up)`));
     }
   };
+  const onFetchError = (event: FetchErrorEvent): void => failed(event.error, `fetching ${event.topic}-${event.partition}`);
+  const onGroupError = (event: GroupErrorEvent): void => failed(event.error, 'the group heartbeat');
   const reachable = (): void => {
     unreachableSince = null;
   };
@@ -61,6 +77,7 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
     for (const { topic, partition } of event.offsets) commitFailures.delete(`${topic}-${partition}`);
   };
   consumer.on('fetchError', onFetchError);
+  consumer.on('groupError', onGroupError);
   consumer.on('partitionStarted', reachable);
   consumer.on('commitFailed', onCommitFailed);
   consumer.on('offsetsCommitted', onCommitted);
@@ -75,6 +92,7 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
     delivered: reachable,
     dispose() {
       consumer.off('fetchError', onFetchError);
+      consumer.off('groupError', onGroupError);
       consumer.off('partitionStarted', reachable);
       consumer.off('commitFailed', onCommitFailed);
       consumer.off('offsetsCommitted', onCommitted);

@@ -1,9 +1,9 @@
-// Goal: `strata consume` ends with the reason when fetching fails for good, when the broker stays
-// unreachable without --follow, and when a commit of printed positions failed and no later one
-// succeeded; method: the watch on a real (unconnected) Consumer, fed the events the Consumer
-// emits, with a fake clock for the unreachable bound.
+// Goal: `strata consume` ends with the reason when fetching or a group heartbeat fails for good,
+// when the broker stays unreachable without --follow, and when a commit of printed positions
+// failed and no later one succeeded; method: the watch on a real (unconnected) Consumer, fed the
+// events the Consumer emits, with a fake monotonic clock for the unreachable bound.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { UNREACHABLE_GIVE_UP_MS, watchConsumer } from '../../src/cli/consumer-failures.js';
+import { FAILURE_GAP_MS, UNREACHABLE_GIVE_UP_MS, watchConsumer } from '../../src/cli/consumer-failures.js';
 import { Consumer } from '../../src/client/consumer.js';
 import { StrataClientError } from '../../src/client/errors.js';
 
@@ -33,14 +33,19 @@ describe('watchConsumer', () => {
   });
 
   it('without --follow, gives up on an unreachable broker after the bound, unless records came meanwhile', () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.useFakeTimers({ toFake: ['performance'] });
     const { consumer, stops, watch } = watched(false);
-    consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
-    vi.advanceTimersByTime(UNREACHABLE_GIVE_UP_MS - 1);
+    /** Fetches failing a second apart (as the Consumer's retries do) for `ms`, the last at its end. */
+    const failingFor = (ms: number): void => {
+      for (let elapsed = 0; elapsed < ms; elapsed += 1_000) {
+        consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+        vi.advanceTimersByTime(Math.min(1_000, ms - elapsed));
+      }
+      consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+    };
+    failingFor(UNREACHABLE_GIVE_UP_MS - 1);
     watch.delivered();
-    consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
-    vi.advanceTimersByTime(UNREACHABLE_GIVE_UP_MS - 1);
-    consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+    failingFor(UNREACHABLE_GIVE_UP_MS - 1);
     expect(watch.failure()).toBeNull();
     vi.advanceTimersByTime(1);
     consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
@@ -48,8 +53,32 @@ describe('watchConsumer', () => {
     expect(stops()).toBe(1);
   });
 
+  it('without --follow, gives up when group heartbeats keep failing (a member with no partition never fetches), and fails at once on one a retry cannot mend', () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const { consumer, stops, watch } = watched(false);
+    const groupError = (code: string, message: string) => ({ error: new StrataClientError(code as 'UNAVAILABLE', message) });
+    // Failures further apart than the gap are separate spells: no giving up.
+    for (let spell = 0; spell < 4; spell++) {
+      consumer.emit('groupError', groupError('UNAVAILABLE', 'cannot reach the broker'));
+      vi.advanceTimersByTime(FAILURE_GAP_MS);
+    }
+    expect(watch.failure()).toBeNull();
+    // Failing on and on, a heartbeat interval apart: given up after the bound.
+    for (let elapsed = 0; elapsed <= UNREACHABLE_GIVE_UP_MS; elapsed += 5_000) {
+      consumer.emit('groupError', groupError('UNAVAILABLE', 'cannot reach the broker'));
+      vi.advanceTimersByTime(5_000);
+    }
+    consumer.emit('groupError', groupError('UNAVAILABLE', 'cannot reach the broker'));
+    expect(watch.failure()?.message).toBe('cannot reach the broker (the group heartbeat failed for 30 s; giving up)');
+    expect(stops()).toBe(1);
+
+    const refused = watched(true);
+    refused.consumer.emit('groupError', groupError('PERMISSION_DENIED', 'not allowed'));
+    expect(refused.watch.failure()?.message).toBe('not allowed');
+  });
+
   it('with --follow, waits for an unreachable broker', () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.useFakeTimers({ toFake: ['performance'] });
     const { consumer, watch } = watched(true);
     consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
     vi.advanceTimersByTime(10 * UNREACHABLE_GIVE_UP_MS);
