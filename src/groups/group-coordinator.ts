@@ -594,9 +594,10 @@ export class GroupCoordinator {
     const expired: string[] = [];
     for (const groupId of candidates) {
       if (this.closed) break;
-      // Joins and member-less commits wait meanwhile (rarely: the group has been idle for the
-      // whole retention); a commit that landed after the cutoff keeps the offsets.
-      if ((this.groups.get(groupId)?.members.size ?? 0) > 0 || this.administered.has(groupId) || !this.emptySinceMs.has(groupId)) continue;
+      // Skipped if a heartbeat in the group cleared its entry meanwhile, or an administrative
+      // call is under way. Joins and member-less commits wait for the expiry (rarely: the group
+      // has been idle for the whole retention); a commit that landed after the cutoff keeps the offsets.
+      if (this.administered.has(groupId) || !this.emptySinceMs.has(groupId)) continue;
       if (!(await this.whileEmpty(groupId, 'expire the offsets of', () => this.offsets.expireGroupOffsets(groupId, cutoffMs)))) continue;
       this.emptySinceMs.delete(groupId);
       const group = this.groups.get(groupId);
@@ -636,9 +637,11 @@ export class GroupCoordinator {
     return result;
   }
 
-  close(): void {
+  /** Stops the timers; resolves once an expiry of offsets under way has finished its LMDB write. */
+  async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
     clearInterval(this.offsetsTimer);
+    await this.expiring?.catch(() => undefined);
   }
 }

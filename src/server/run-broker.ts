@@ -64,7 +64,7 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
       logger,
       events: metrics.groupEvents(),
     });
-    opened.push(async () => groups.close());
+    opened.push(() => groups.close());
     await groups.removeOrphanOffsets();
     checkStartup(startup, 'the removal of orphan offsets');
     const server = await StrataGrpcServer.start(broker, groups, { listen: settings.listen, maxRequestBytes: settings.maxRequestBytes, logger, metrics });
@@ -86,7 +86,7 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
           serving = false;
           try {
             const result = await server.shutdown(settings.shutdownTimeoutMs);
-            groups.close();
+            await groups.close();
             await broker.close();
             logger.info({ forced: result.forced }, 'stopped');
             return result;

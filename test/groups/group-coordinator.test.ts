@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { ManualClock } from '../../src/common/clock.js';
+import { OffsetStore } from '../../src/groups/offset-store.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { GroupCoordinator, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
@@ -30,7 +31,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  coordinator.close();
+  await coordinator.close();
   await broker.close();
   removeDirectory(dataDir);
 });
@@ -716,6 +717,19 @@ describe('offsets retention', () => {
     expect(coordinator.listGroups().map((group) => group.groupId)).not.toContain('g');
     expect(coordinator.lagByTopic().filter((entry) => entry.groupId === 'g')).toEqual([]);
     expect(forgotten).toEqual(['g']); // its metric series go with it
+  });
+
+  it('decides inside the expiry\'s transaction: a commit after the cutoff keeps all of the group\'s offsets', async () => {
+    await broker.createTopic('t', 2, {});
+    await produce('t', 0, 3, () => T0);
+    const store = new OffsetStore(broker.metadataStore.root);
+    await store.commit('g', [{ topic: 't', partition: 0, offset: 1, metadata: '', commitTimeMs: T0 }]);
+    await store.commit('g', [{ topic: 't', partition: 1, offset: 0, metadata: '', commitTimeMs: T0 + 10 }]);
+    expect(await store.expireGroupOffsets('g', T0 + 9)).toBe(false); // the second is newer than the cutoff
+    expect(store.list('g')).toHaveLength(2);
+    expect(await store.expireGroupOffsets('g', T0 + 10)).toBe(true);
+    expect(store.list('g')).toEqual([]);
+    expect(await store.expireGroupOffsets('g', T0 + 10)).toBe(false); // nothing left to expire
   });
 
   it('starts the time without members again after a member came and went between two checks, and ignores jumps of the wall clock', async () => {
