@@ -147,11 +147,11 @@ export interface ConsumerSettings {
   /** Default 5000. */
   autoCommitIntervalMs?: number;
   /**
-   * Automatic commits skip positions that have not moved, except once this long after the last
-   * commit that sent them all (default 3600000, an hour): the broker expires the offsets of a
-   * group without members that commits nothing for `--offsets-retention-ms` (7 days), which
-   * would otherwise take those of a running consumer that assigned its partitions and reads
-   * nothing new.
+   * Automatic commits skip positions that have not moved; a consumer that assigned its own
+   * partitions sends them all again this long after the last commit that did (default 3600000,
+   * an hour). The broker expires the offsets of a group without members that commits nothing
+   * for `--offsets-retention-ms` (7 days), which would otherwise take those of such a consumer
+   * while it runs with nothing new to read. (A group member's offsets do not expire.)
    */
   autoCommitRefreshMs?: number;
   /** Session timeout to ask the broker for (ms, 100 to 1800000); the broker default when absent. */
@@ -460,7 +460,7 @@ export class Consumer extends EventEmitter {
   private async commitAutomatically(): Promise<void> {
     if (this.autoCommitRunning || this.closed) return;
     const startedMs = performance.now();
-    const refresh = startedMs - this.lastFullCommitMs >= this.autoCommitRefreshMs;
+    const refresh = this.member === null && startedMs - this.lastFullCommitMs >= this.autoCommitRefreshMs;
     const positions = this.committablePositions();
     const offsets = refresh ? positions : positions.filter(({ topic, partition, offset }) => this.lastCommitted.get(partitionKey(topic, partition)) !== offset);
     if (offsets.length === 0) return;

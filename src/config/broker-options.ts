@@ -52,7 +52,8 @@ export const SERVE_OPTIONS = {
   'offsets-retention-ms': {
     type: 'number',
     default: DEFAULT_OFFSETS_RETENTION_MS,
-    describe: 'How long a consumer group with no members keeps its committed offsets after its last commit (checked every --retention-check-interval-ms; -1 keeps them for ever)',
+    describe:
+      'How long a consumer group with no members keeps its committed offsets after its last commit (checked every --retention-check-interval-ms; -1 keeps them for ever). Keep it above an hour: a running client consumer that assigned its own partitions commits unmoved positions again only that often',
   },
 } as const satisfies Record<string, Options>;
 

@@ -405,16 +405,22 @@ describe('event listeners', () => {
   it('automatic commits send positions that have not moved again once autoCommitRefreshMs has passed, so the broker does not expire them', async () => {
     const name = await topic(1);
     await produce(name, 0, 2);
+    const created = performance.now();
     const reader = consumer({ groupId: `refresh-${name}`, resetPolicy: 'earliest', autoCommitIntervalMs: 20, autoCommitRefreshMs: 300 });
     const commits: TopicPartitionOffset[][] = [];
-    reader.on('offsetsCommitted', ({ offsets }: { offsets: TopicPartitionOffset[] }) => commits.push(offsets));
+    const committedAt: number[] = [];
+    reader.on('offsetsCommitted', ({ offsets }: { offsets: TopicPartitionOffset[] }) => {
+      commits.push(offsets);
+      committedAt.push(performance.now());
+    });
     await reader.assign([{ topic: name, partition: 0 }]);
     await take(reader, 2);
-    // The moved position is committed at the next interval; later intervals send nothing
-    // until the refresh sends the same position again.
+    // The moved position is committed at the next interval; later intervals (every 20 ms) send
+    // nothing until the refresh, 300 ms after the consumer was made, sends the same position again.
     const position = [{ topic: name, partition: 0, offset: 2 }];
     await vi.waitFor(() => expect(commits.length).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 20 });
     expect(commits.slice(0, 2)).toEqual([position, position]);
+    expect(committedAt[1]! - created).toBeGreaterThanOrEqual(300); // not sent again at the next intervals
   });
 
   it('a throwing offsetsCommitted listener does not make a commit that succeeded fail', async () => {
