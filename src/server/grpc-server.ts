@@ -100,7 +100,7 @@ export class StrataGrpcServer {
     server.addService(withMalformedRequests(log), logServiceHandlers(broker, context, stopping.signal));
     server.addService(withMalformedRequests(admin), adminServiceHandlers(broker, context));
     server.addService(withMalformedRequests(groups), groupsServiceHandlers(coordinator, context, stopping.signal));
-    const health = new HealthService(SERVICE_NAMES, stopping.signal);
+    const health = new HealthService(new Set(SERVICE_NAMES), stopping.signal);
     health.addToServer(server);
     const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));
     const reflection = new ReflectionService(loadSync(protoFiles, { includeDirs: [PROTO_ROOT] }));

@@ -11,11 +11,12 @@
  * remembered by name. Every Watch ends with UNAVAILABLE when the server begins to stop, after
  * it has been told NOT_SERVING.
  */
-import { type Server, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, type sendUnaryData, status } from '@grpc/grpc-js';
+import { type Server, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, type ServiceError, type sendUnaryData, status } from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
+import { ErrorCode, StrataError } from '../common/errors.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
-import { withRequestBytesMax } from './malformed-request.js';
-import { boundedDetails, toServiceError } from './status.js';
+import { MalformedRequest, checkDecoded, withMalformedRequests, withRequestBytesMax } from './malformed-request.js';
+import { toGrpcFailure, toServiceError } from './status.js';
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 type WatchedStatus = ServingStatus | 'SERVICE_UNKNOWN';
@@ -26,19 +27,21 @@ interface HealthRequest {
 interface HealthResponse {
   status: WatchedStatus;
 }
-type WatchCall = ServerWritableStream<HealthRequest, HealthResponse>;
+type WatchCall = ServerWritableStream<HealthRequest | MalformedRequest, HealthResponse>;
 
 /** The longest service name a NOT_FOUND message quotes. */
 const QUOTED_NAME_LENGTH_MAX = 200;
 
 export class HealthService {
-  private readonly statuses = new Map<string, ServingStatus>();
-  /** Open Watch calls, with the known service each follows (null for an unknown name). */
-  private readonly watches = new Map<WatchCall, string | null>();
+  private serving: ServingStatus = 'NOT_SERVING';
+  /** Open Watch calls, each with whether it follows a service of this server. */
+  private readonly watches = new Map<WatchCall, boolean>();
 
-  /** `services`: the names with a status ('' is the server as a whole), all NOT_SERVING at first. */
-  constructor(services: readonly string[], stopping: AbortSignal) {
-    for (const service of services) this.statuses.set(service, 'NOT_SERVING');
+  /** `services`: the names with a status ('' is the server as a whole), NOT_SERVING at first. */
+  constructor(
+    private readonly services: ReadonlySet<string>,
+    private readonly stopping: AbortSignal,
+  ) {
     stopping.addEventListener('abort', () => this.endWatches(), { once: true });
   }
 
@@ -48,30 +51,50 @@ export class HealthService {
   }
 
   setStatus(serving: ServingStatus): void {
-    for (const service of this.statuses.keys()) this.statuses.set(service, serving);
-    for (const [call, service] of this.watches) if (service !== null) call.write({ status: serving });
+    this.serving = serving;
+    for (const [call, known] of this.watches) if (known) call.write({ status: serving });
   }
 
   addToServer(server: Server): void {
-    // Health requests carry a name only: held to the limit of every other non-produce request.
-    const definition = withRequestBytesMax(healthServiceDefinition as unknown as ServiceDefinition, NON_PRODUCE_REQUEST_BYTES_MAX);
+    // Health requests carry a name only: held to the limit of every other non-produce request,
+    // and refused with the same codes.
+    const definition = withMalformedRequests(withRequestBytesMax(healthServiceDefinition as unknown as ServiceDefinition, NON_PRODUCE_REQUEST_BYTES_MAX));
     server.addService(definition, {
-      check: (call: ServerUnaryCall<HealthRequest, HealthResponse>, callback: sendUnaryData<HealthResponse>) => {
-        const known = this.statuses.get(call.request.service);
-        if (known !== undefined) callback(null, { status: known });
-        else callback({ code: status.NOT_FOUND, details: boundedDetails(`no health status for service "${quoted(call.request.service)}": this server has ${[...this.statuses.keys()].filter((name) => name !== '').join(', ')} and "" (the server as a whole)`) });
+      check: (call: ServerUnaryCall<HealthRequest | MalformedRequest, HealthResponse>, callback: sendUnaryData<HealthResponse>) => {
+        try {
+          const { service } = checkDecoded(call.request);
+          if (!this.services.has(service)) {
+            const names = [...this.services].filter((name) => name !== '').join(', ');
+            throw new StrataError(ErrorCode.NOT_FOUND, `no health status for service "${quoted(service)}": this server has ${names} and "" (the server as a whole)`);
+          }
+          callback(null, { status: this.serving });
+        } catch (error) {
+          callback(toServiceError(toGrpcFailure(error)));
+        }
       },
       watch: (call: WatchCall) => {
-        const known = this.statuses.get(call.request.service);
-        this.watches.set(call, known === undefined ? null : call.request.service);
+        let service: string;
+        try {
+          service = checkDecoded(call.request).service;
+        } catch (error) {
+          call.emit('error', toServiceError(toGrpcFailure(error)));
+          return;
+        }
+        // A watch that starts once the stop has begun ends at once.
+        if (this.stopping.aborted) {
+          call.emit('error', shuttingDown());
+          return;
+        }
+        const known = this.services.has(service);
+        this.watches.set(call, known);
         const forget = (): void => void this.watches.delete(call);
         call.on('cancelled', forget);
         call.on('close', forget);
         call.on('error', forget);
-        call.write({ status: known ?? 'SERVICE_UNKNOWN' });
+        call.write({ status: known ? this.serving : 'SERVICE_UNKNOWN' });
       },
       list: (_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<{ statuses: Record<string, HealthResponse> }>) => {
-        callback(null, { statuses: Object.fromEntries([...this.statuses].map(([service, serving]) => [service, { status: serving }])) });
+        callback(null, { statuses: Object.fromEntries([...this.services].map((service) => [service, { status: this.serving }])) });
       },
     });
   }
@@ -80,9 +103,13 @@ export class HealthService {
   private endWatches(): void {
     for (const call of [...this.watches.keys()]) {
       this.watches.delete(call);
-      call.emit('error', toServiceError({ code: status.UNAVAILABLE, details: 'the broker is shutting down', unexpected: false }));
+      call.emit('error', shuttingDown());
     }
   }
+}
+
+function shuttingDown(): Partial<ServiceError> {
+  return toServiceError({ code: status.UNAVAILABLE, details: 'the broker is shutting down', unexpected: false });
 }
 
 function quoted(name: string): string {

@@ -102,6 +102,9 @@ describe('health and reflection', () => {
       const long = await failure('x'.repeat(100_000));
       expect(long.code).toBe(status.NOT_FOUND);
       expect(long.details.length).toBeLessThan(1_000);
+      // Over the 1 MiB that every request but a produce may have: refused as the others are.
+      const huge = await failure('x'.repeat(2 * 1024 * 1024));
+      expect(huge.code).toBe(status.RESOURCE_EXHAUSTED);
     });
   });
 
