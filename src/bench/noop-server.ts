@@ -35,6 +35,7 @@ import {
 } from '@grpc/grpc-js';
 import Long from 'long';
 import { join } from 'node:path';
+import { formatListenAddress, parseListenAddress } from '../common/listen-address.js';
 import { PACKAGE_ROOT } from '../common/package-root.js';
 import { DEFAULT_MAX_REQUEST_BYTES } from '../common/request-limits.js';
 import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
@@ -290,8 +291,7 @@ export function startNoopServer(listen = '127.0.0.1:0', state = new NoopState())
     server.bindAsync(listen, ServerCredentials.createInsecure(), (error, port) => {
       if (error) return reject(error);
       widenFlowControlWindows(server); // the same transport settings as the broker
-      const host = listen.slice(0, listen.lastIndexOf(':'));
-      resolve({ address: `${host}:${port}`, stop: () => server.forceShutdown() });
+      resolve({ address: formatListenAddress(parseListenAddress(listen).host, port), stop: () => server.forceShutdown() });
     });
   });
 }
