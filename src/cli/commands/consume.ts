@@ -155,8 +155,9 @@ async function assignedConsumer(
     prefetchBatches: PREFETCH_BATCHES,
     logger: clientLogger(),
   });
-  const removeInterrupt = onInterrupt(() => void consumer.close());
-  const watch = watchConsumer(consumer, { follow: state.follow, stop: () => void consumer.close() });
+  const stop = (): void => void consumer.close();
+  const removeInterrupt = onInterrupt(stop);
+  const watch = watchConsumer(consumer, { follow: state.follow, stop });
   try {
     await consumer.assign([...pending].map((partition) => ({ topic, partition })));
     while (pending.size > 0 && state.remaining > 0 && !writer.closed) {
