@@ -31,6 +31,7 @@ import {
 } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { seedMessage, streamFor, testSeed } from '../helpers/seeded-random.js';
+import { TestFileSystem } from '../helpers/test-file-system.js';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness.
@@ -64,12 +65,13 @@ const at = seedMessage(SEED);
 const T0 = 1_700_000_000_000;
 const CONFIG: Partial<LogConfig> = { segmentBytes: 64 * 1024, indexIntervalBytes: 512, flush: 'always' };
 
-function openLog(directory: string, options: { repair?: boolean; config?: Partial<LogConfig> } = {}): Promise<PartitionLog> {
+function openLog(directory: string, options: { repair?: boolean; config?: Partial<LogConfig>; fs?: TestFileSystem } = {}): Promise<PartitionLog> {
   return PartitionLog.open({
     directory,
     config: options.config ?? CONFIG,
     clock: new ManualClock(T0 + 60_000),
     repair: options.repair ?? false,
+    ...(options.fs === undefined ? {} : { fs: options.fs }),
   });
 }
 
@@ -668,9 +670,14 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       const opened = await openLog(directory); // scans from the checkpoint only: not fenced
       expect(opened.fenced, at(`${what}: an unclean start does not look below the checkpoint`)).toBeNull();
       await opened.close(); // clean: the marker is written
-      const log = await openLog(directory, { repair: true });
+      const fs = new TestFileSystem();
+      const log = await openLog(directory, { repair: true, fs });
       expect(log.recovery?.quarantined?.fromOffset, at(`${what}: quarantined from offset`)).toBe(target.baseOffset);
       expect(log.logEndOffset, at(`${what}: log end offset`)).toBe(target.baseOffset);
+      // The copy's entries are durable up the tree: quarantine/<time>, quarantine/, the partition.
+      const run = log.recovery!.quarantined!.directory;
+      expect(fs.syncedDirectories).toEqual(expect.arrayContaining([run, join(directory, 'quarantine'), directory]));
+      expect(fs.syncedDirectories.indexOf(join(directory, 'quarantine'))).toBeGreaterThan(fs.syncedDirectories.indexOf(run));
       await log.close();
     });
 
