@@ -7,7 +7,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { ManualClock } from '../../src/common/clock.js';
 import { OffsetStore } from '../../src/groups/offset-store.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
-import { GroupCoordinator, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
+import { GroupCoordinator, type GroupCoordinatorOptions, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 import { RecordRanges } from '../../src/storage/record-ranges.js';
@@ -27,8 +27,13 @@ beforeEach(async () => {
   fs = new TestFileSystem();
   // Log calls on the thread pool (not the event loop), so that `fs` can hold an fdatasync.
   broker = await Broker.open({ dataDir, clock, fs, inlineIo: false });
-  coordinator = new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, heartbeatIntervalMs: 200, sessionCheckIntervalMs: 3_600_000 });
+  coordinator = newCoordinator();
 });
+
+/** A coordinator on `broker` with the tests' settings (sessions checked only when a test asks), and `options`. */
+function newCoordinator(options: Partial<GroupCoordinatorOptions> = {}): GroupCoordinator {
+  return new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, heartbeatIntervalMs: 200, sessionCheckIntervalMs: 3_600_000, ...options });
+}
 
 afterEach(async () => {
   await coordinator.close();
@@ -440,7 +445,7 @@ describe('commits while a topic is being deleted', () => {
     coordinator.close();
     await broker.close();
     broker = await Broker.open({ dataDir, clock, fs, inlineIo: false });
-    coordinator = new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, sessionCheckIntervalMs: 3_600_000 });
+    coordinator = newCoordinator();
     const read = fs.hold('read');
     const described = coordinator.describeGroup('g');
     try {
@@ -669,7 +674,7 @@ describe('administration', () => {
     coordinator.close();
     await broker.close();
     broker = await Broker.open({ dataDir, clock });
-    coordinator = new GroupCoordinator(broker, { clock, sessionTimeoutMs: SESSION_MS, heartbeatIntervalMs: 200, sessionCheckIntervalMs: 3_600_000 });
+    coordinator = newCoordinator();
     expect(offsetsOf('g')).toEqual([{ topic: 'gone', partition: 0, offset: 0 }, { topic: 'kept', partition: 0, offset: 0 }]);
     await coordinator.removeOrphanOffsets();
     expect(offsetsOf('g')).toEqual([{ topic: 'kept', partition: 0, offset: 0 }]);
@@ -685,15 +690,8 @@ describe('offsets retention', () => {
    */
   function coordinatorWithRetention(offsetsRetentionMs: number): string[] {
     const forgotten: string[] = [];
-    coordinator.close();
-    coordinator = new GroupCoordinator(broker, {
-      clock,
-      sessionTimeoutMs: SESSION_MS,
-      heartbeatIntervalMs: 200,
-      sessionCheckIntervalMs: 3_600_000,
-      offsetsRetentionMs,
-      events: { rebalanced: () => undefined, forgotten: (groupId) => forgotten.push(groupId) },
-    });
+    void coordinator.close();
+    coordinator = newCoordinator({ offsetsRetentionMs, events: { rebalanced: () => undefined, forgotten: (groupId) => forgotten.push(groupId) } });
     return forgotten;
   }
 
@@ -794,14 +792,8 @@ describe('events for the metrics', () => {
   /** A coordinator on the same broker that records its events in order. */
   function recordingCoordinator(): string[] {
     const events: string[] = [];
-    coordinator.close();
-    coordinator = new GroupCoordinator(broker, {
-      clock,
-      sessionTimeoutMs: SESSION_MS,
-      heartbeatIntervalMs: 200,
-      sessionCheckIntervalMs: 3_600_000,
-      events: { rebalanced: (groupId) => events.push(`rebalanced ${groupId}`), forgotten: (groupId) => events.push(`forgotten ${groupId}`) },
-    });
+    void coordinator.close();
+    coordinator = newCoordinator({ events: { rebalanced: (groupId) => events.push(`rebalanced ${groupId}`), forgotten: (groupId) => events.push(`forgotten ${groupId}`) } });
     return events;
   }
 
