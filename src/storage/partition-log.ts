@@ -1235,27 +1235,24 @@ export class PartitionLog {
   /**
    * Rolls the active segment so that retention can delete it, in the writer's place: only when
    * no append is being written, and appends that come meanwhile wait for it as for any roll.
-   * Returns whether it rolled. A failed fdatasync of the segment being sealed, or a failure
+   * A failed fdatasync of the segment being sealed, or a failure
    * after the new segment joined the list, is handled as in the writer's rolls (`failRoll`:
    * ENOSPC refuses what queued meanwhile, anything else fences). Any other failure left the
    * log as it was (every step before is repeatable): the active segment stays until the next
    * check, and the appends that waited go on into it, since they do not need the roll; the
    * sealed segments can still go.
    */
-  private async rollForRetention(): Promise<boolean> {
-    if (this.writerRunning) return false;
+  private async rollForRetention(): Promise<void> {
+    if (this.writerRunning) return;
     const active = this.segments.last();
-    let rolled = false;
     await this.runAsWriter(async () => {
       try {
         await this.roll('retention');
-        rolled = true;
       } catch (error) {
         if (error instanceof SealSyncFailed || this.segments.last() !== active) this.failRoll(error as NodeJS.ErrnoException);
         else this.logger.warn({ err: error }, 'retention could not roll the active segment; it stays until the next check');
       }
     });
-    return rolled;
   }
 
   /**
