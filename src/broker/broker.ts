@@ -6,8 +6,9 @@
  * recovering them as needed (`ready` is false until all are open). It reconciles metadata with
  * the directories: a partition directory without metadata is reported as an orphan and left
  * alone (an operator decides; a new topic or partition of its name takes it over only if it
- * holds no records); a missing directory of a known topic is created empty, with a warning,
- * since its data is gone.
+ * holds no records). A known partition whose directory is missing stops the start: its records
+ * are gone, and an empty log in its place would hand out again offsets that consumers have read
+ * or committed past. `strata repair` starts it again, empty, after its highest committed offset.
  *
  * Topic deletion removes the metadata first (so the topic disappears atomically), then moves
  * the directory under `<data-dir>/deleted/` and removes it in the background; leftovers there
@@ -36,6 +37,9 @@ import { StickyPartitioner, partitionForKey } from './partitioner.js';
 
 import { checkTopicName } from '../common/topic-name.js';
 
+
+/** Missing partition directories a refused start names before it counts the rest. */
+const MISSING_PARTITIONS_NAMED = 5;
 
 export interface BrokerOptions {
   dataDir: string;
@@ -224,6 +228,7 @@ export class Broker {
     // Not awaited here (it may hold many files), but before the next delete moves a topic in.
     this.graveyardCleared = this.clearGraveyard();
     const records = this.metadata.listTopics();
+    await this.checkPartitionDirectories(records);
     for (const record of records) {
       const config = this.effectiveConfig(record);
       const problem = batchRoomProblem(config.maxMessageBytes, this.maxRequestBytes);
@@ -250,6 +255,29 @@ export class Broker {
       }
     }
     this.logger.info({ topics: records.length, partitions: records.reduce((sum, r) => sum + r.partitions, 0) }, 'topics loaded');
+  }
+
+  /**
+   * Refuses to start when a partition the metadata lists has no directory (removed by hand, or
+   * lost with a disk): opening the log would create it empty and silently start its offsets at 0
+   * again. The message names every missing partition (up to a few) and the way out.
+   */
+  private async checkPartitionDirectories(records: readonly TopicRecord[]): Promise<void> {
+    const missing: { topic: string; partition: number }[] = [];
+    for (const record of records) {
+      for (let partition = 0; partition < record.partitions; partition++) {
+        if ((await this.fs.sizeOf(partitionDirectory(this.dataDir, record.name, partition))) < 0) missing.push({ topic: record.name, partition });
+      }
+    }
+    if (missing.length === 0) return;
+    const shown = missing.slice(0, MISSING_PARTITIONS_NAMED).map(({ topic, partition }) => `topics/${topic}/${partition}`);
+    const more = missing.length > shown.length ? ` and ${missing.length - shown.length} more` : '';
+    const first = missing[0]!;
+    throw new StrataError(
+      ErrorCode.STORAGE_ERROR,
+      `the data directory has no directory for ${missing.length === 1 ? 'a partition' : `${missing.length} partitions`} its metadata lists (${shown.join(', ')}${more}): their records are gone, and starting them empty would give out again offsets consumers have read or committed past. ` +
+        `Restore the directories from a backup, or run \`strata repair --data-dir ${this.dataDir} --topic ${first.topic} --partition ${first.partition}\` (with the broker stopped) for each to start it again, empty, after its highest committed offset`,
+    );
   }
 
   private async openPartition(topic: string, partition: number, config: LogConfig): Promise<PartitionLog> {

@@ -98,6 +98,18 @@ export class OffsetStore {
     );
   }
 
+  /**
+   * The highest offset any group has committed for a partition, or null when none has. Reads
+   * every group's offsets: for a repair, not for a request path.
+   */
+  highestCommitted(topic: string, partition: number): number | null {
+    let highest: number | null = null;
+    for (const { key, value } of this.db.getRange()) {
+      if (key[1] === topic && key[2] === partition && (highest === null || value.offset > highest)) highest = value.offset;
+    }
+    return highest;
+  }
+
   /** Every topic some group has committed offsets for. */
   topics(): string[] {
     const topics = new Set<string>();

@@ -1,11 +1,17 @@
 // Goal: `strata repair --dir` opens only a partition directory, and leaves any other directory
-// exactly as it was; method: the repair command from the sources run through yargs on temporary
-// directories, and checkPartitionDirectory on the shapes a partition directory takes.
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+// exactly as it was; a partition whose directory is missing stops the broker's start, and
+// repair starts it again where no consumer has read past; method: the repair command from the
+// sources run through yargs on temporary directories, a real broker on them, and
+// checkPartitionDirectory on the shapes a partition directory takes.
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
 import { checkPartitionDirectory, repairCommand } from '../../src/cli/commands/repair.js';
+import { OffsetStore } from '../../src/groups/offset-store.js';
+import { partitionDirectory } from '../../src/storage/file-names.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 
 const directories: string[] = [];
@@ -35,6 +41,105 @@ describe('repair --dir', () => {
       `${topics} is not a partition directory: it holds no segment log (00000000000000000000.log) and no recovery-point.checkpoint; a partition directory is <data-dir>/topics/<topic>/<partition>`,
     );
     expect(readdirSync(topics)).toEqual(['orders']);
+  });
+});
+
+/** The lines `run` writes to stdout, which goes nowhere meanwhile. */
+async function printedBy(run: () => Promise<unknown>): Promise<string[]> {
+  const lines: string[] = [];
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: unknown, encoding?: unknown, done?: unknown) => {
+    lines.push(String(chunk));
+    const callback = typeof encoding === 'function' ? encoding : done;
+    if (typeof callback === 'function') queueMicrotask(() => (callback as () => void)());
+    return true;
+  });
+  try {
+    await run();
+  } finally {
+    write.mockRestore();
+  }
+  return lines;
+}
+
+/** Why a broker on `dataDir` does not start ('started' if it does, closed again at once). */
+async function startRefusal(dataDir: string): Promise<string> {
+  return Broker.open({ dataDir }).then(
+    async (broker) => {
+      await broker.close();
+      return 'started';
+    },
+    (error: unknown) => (error as Error).message,
+  );
+}
+
+describe('a partition whose directory is missing', () => {
+  const value = (text: string) => buildBatch([{ value: Buffer.from(text) }]);
+
+  it('stops the start, naming it; repair starts it again, empty, at the highest offset committed for it', async () => {
+    const dataDir = dataDirectory();
+    const first = await Broker.open({ dataDir });
+    await first.createTopic('orders', 3, {});
+    for (const text of ['a', 'b', 'c', 'd', 'e']) await first.produceBatches('orders', 1, value(text), 'all');
+    await first.produceBatches('orders', 0, value('kept'), 'all');
+    const offsets = new OffsetStore(first.metadataStore.root);
+    const committed = (partition: number, offset: number) => ({ topic: 'orders', partition, offset, metadata: '', commitTimeMs: 0 });
+    await offsets.commit('readers', [committed(1, 4)]);
+    await offsets.commit('auditors', [committed(1, 5), committed(2, 9)]);
+    await first.close();
+
+    const missing = partitionDirectory(dataDir, 'orders', 1);
+    rmSync(missing, { recursive: true });
+    expect(await startRefusal(dataDir)).toBe(
+      'the data directory has no directory for a partition its metadata lists (topics/orders/1): their records are gone, and starting them empty would give out again offsets consumers have read or committed past. ' +
+        `Restore the directories from a backup, or run \`strata repair --data-dir ${dataDir} --topic orders --partition 1\` (with the broker stopped) for each to start it again, empty, after its highest committed offset`,
+    );
+    expect(existsSync(missing)).toBe(false); // not created empty by the refused start
+
+    expect(await printedBy(() => repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '1']))).toEqual([
+      're-created: partition 1 of topic "orders" had no directory; its records are gone, and its log starts again, empty, at offset 5, the highest any group had committed for it\n',
+    ]);
+
+    const second = await Broker.open({ dataDir });
+    try {
+      const partitions = second.describeTopic('orders').partitions;
+      expect(partitions.map((partition) => [partition.logStartOffset, partition.logEndOffset])).toEqual([[0, 1], [5, 5], [0, 0]]);
+      expect((await second.produceBatches('orders', 1, value('f'), 'all')).batches[0]!.baseOffset).toBe(5);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('names several, and repair of one no group read starts it at offset 0; an unknown partition is refused', async () => {
+    const dataDir = dataDirectory();
+    const first = await Broker.open({ dataDir });
+    await first.createTopic('orders', 2, {});
+    await first.createTopic('audit', 7, {});
+    await first.close();
+    rmSync(join(dataDir, 'topics', 'audit'), { recursive: true });
+    rmSync(partitionDirectory(dataDir, 'orders', 0), { recursive: true });
+    expect(await startRefusal(dataDir)).toMatch(
+      /^the data directory has no directory for 8 partitions its metadata lists \(topics\/audit\/0, topics\/audit\/1, topics\/audit\/2, topics\/audit\/3, topics\/audit\/4 and 3 more\): .* run `strata repair --data-dir \S+ --topic audit --partition 0` /,
+    );
+
+    await expect(repair(['--data-dir', dataDir, '--topic', 'audit', '--partition', '7'])).rejects.toThrow(`no partition 7 of topic "audit" in ${dataDir}`);
+    await expect(repair(['--data-dir', dataDir, '--topic', 'audti', '--partition', '0'])).rejects.toThrow(`no partition 0 of topic "audti" in ${dataDir}`);
+    await expect(repair(['--data-dir', join(dataDir, 'elsewhere'), '--topic', 'audit', '--partition', '0'])).rejects.toThrow(/^no partition 0 of topic "audit" in /);
+    expect(existsSync(join(dataDir, 'elsewhere'))).toBe(false);
+    expect(existsSync(join(dataDir, 'topics', 'audti'))).toBe(false);
+
+    const printed = await printedBy(async () => {
+      for (let partition = 0; partition < 7; partition++) await repair(['--data-dir', dataDir, '--topic', 'audit', '--partition', String(partition)]);
+      await repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '0']);
+    });
+    expect(printed).toHaveLength(8);
+    expect(printed.at(-1)).toBe('re-created: partition 0 of topic "orders" had no directory; its records are gone, and its log starts again, empty, at offset 0 (no group had committed an offset for it)\n');
+    const second = await Broker.open({ dataDir });
+    try {
+      expect(second.describeTopic('audit').partitions).toHaveLength(7);
+      expect((await second.produceBatches('orders', 0, value('x'), 'all')).batches[0]!.baseOffset).toBe(0);
+    } finally {
+      await second.close();
+    }
   });
 });
 

@@ -5,12 +5,21 @@
  * the damage, and it is closed cleanly. Run it with the broker stopped: it takes the data
  * directory's lock, so it refuses to run beside a broker on it. A directory holding no
  * segment log and no recovery checkpoint is refused: it is not a partition's.
+ *
+ * A partition the metadata lists but whose directory is missing (the broker refuses to start
+ * then) is started again, empty, at the highest offset any group has committed for it, as
+ * `--topic`/`--partition` name it: its records are gone, but no offset a consumer has read or
+ * committed past is given out again, and committed offsets stay valid.
  */
 import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { DataDirectoryLock } from '../../broker/data-directory-lock.js';
-import { METADATA_FILE } from '../../broker/metadata-store.js';
+import { METADATA_FILE, MetadataStore } from '../../broker/metadata-store.js';
+import { rootLogger } from '../../common/logger.js';
+import { OffsetStore } from '../../groups/offset-store.js';
+import { writeRecoveryCheckpoint } from '../../storage/checkpoint-file.js';
+import { nodeFileSystem } from '../../storage/file-system.js';
 import { checkTopicName } from '../../common/topic-name.js';
 import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, parseSegmentFileName, partitionDirectory, topicsDirectory } from '../../storage/file-names.js';
 import { PartitionLog } from '../../storage/partition-log.js';
@@ -32,7 +41,9 @@ export function repairCommand(yargs: Argv): Argv {
       const directory = argv.dir ?? resolvePartition(argv['data-dir'], argv.topic, argv.partition);
       // Opening a log creates its directory: a mistyped name would make an empty partition.
       if (!existsSync(directory)) {
-        throw new Error(argv.dir === undefined ? `no partition ${argv.partition} of topic "${argv.topic}" in ${argv['data-dir']}` : `no partition directory ${directory}`);
+        if (argv.dir !== undefined) throw new Error(`no partition directory ${directory}`);
+        await printLine(await recreateMissingPartition(argv['data-dir'], argv.topic!, argv.partition!));
+        return;
       }
       checkPartitionDirectory(directory);
       const lock = argv.dir === undefined ? DataDirectoryLock.acquire(argv['data-dir'], 'strata repair', REPAIR_ADVICE) : lockDataDirectoryOf(directory);
@@ -50,6 +61,41 @@ export function repairCommand(yargs: Argv): Argv {
       await printLine(summary);
     },
   );
+}
+
+/**
+ * Starts a partition whose directory is missing again, if the metadata lists it: an empty log
+ * at the highest offset committed for it (by way of a recovery checkpoint, which an empty log
+ * starts at), its directory and the ones above it fsynced. Returns what it did, in one line.
+ */
+async function recreateMissingPartition(dataDir: string, topic: string, partition: number): Promise<string> {
+  const unknown = `no partition ${partition} of topic "${topic}" in ${dataDir}`;
+  // Opening the metadata store creates one: a mistyped --data-dir would get an empty store.
+  if (!existsSync(join(dataDir, METADATA_FILE))) throw new Error(unknown);
+  const lock = DataDirectoryLock.acquire(dataDir, 'strata repair', REPAIR_ADVICE);
+  try {
+    const metadata = MetadataStore.open(dataDir);
+    let startOffset: number;
+    try {
+      const record = metadata.getTopic(topic);
+      if (record === undefined || partition >= record.partitions) throw new Error(unknown);
+      startOffset = new OffsetStore(metadata.root).highestCommitted(topic, partition) ?? 0;
+    } finally {
+      await metadata.close();
+    }
+    const directory = partitionDirectory(dataDir, topic, partition);
+    await nodeFileSystem.mkdirs(directory);
+    if (startOffset > 0) await writeRecoveryCheckpoint(nodeFileSystem, directory, startOffset);
+    // Silent: its one warning (an empty log at a checkpoint) says what the summary says.
+    const log = await PartitionLog.open({ directory, logger: rootLogger.child({}, { level: 'silent' }) });
+    await log.close();
+    await nodeFileSystem.fsyncDirectory(dirname(directory));
+    await nodeFileSystem.fsyncDirectory(topicsDirectory(dataDir));
+    const where = startOffset > 0 ? `offset ${startOffset}, the highest any group had committed for it` : 'offset 0 (no group had committed an offset for it)';
+    return `re-created: partition ${partition} of topic "${topic}" had no directory; its records are gone, and its log starts again, empty, at ${where}`;
+  } finally {
+    lock.release();
+  }
 }
 
 /** What the repair did, in one line. */
