@@ -20,7 +20,9 @@
  * message passes `maxBytes` (the first always goes in): a message is thus at most `maxBytes`
  * plus one stored batch's records or one record, never a whole inflated batch of up to 128 MiB
  * (more than most clients take in one message), and the broker inflates no further than that.
- * next_offset follows the last record written, not the last batch read.
+ * next_offset follows the last record written, not the last batch read. An inflation stopped
+ * that way is kept (`StoppedInflations`), and the read from that next_offset goes on with it:
+ * a reader going through such a batch costs one inflation of it, not one per message.
  */
 import {
   LENGTH_DELIMITED,
@@ -33,7 +35,7 @@ import {
   writeUvarint,
   writeVarintFields,
 } from '../common/protobuf-wire.js';
-import { forEachInflatedRecord } from '../storage/inflated-records.js';
+import { StoppedInflations } from '../storage/inflated-records.js';
 import { type RecordVisitor, RECORDS_OFFSET, forEachBatch, forEachRecord, isCompressedBatch, readBatchSize, readLastOffset, readRecordCount } from '../storage/record-batch.js';
 import { HEADER_KEY_TAG, HEADER_VALUE_TAG, RECORD_HEADERS_TAG, RECORD_KEY_TAG, RECORD_OFFSET_TAG, RECORD_TIMESTAMP_TAG, RECORD_VALUE_TAG } from './record-message.js';
 import { type FetchResponseFields, type SubscribeResponseFields, fetchResponseFields, subscribeResponseFields } from './raw-responses.js';
@@ -86,6 +88,9 @@ export async function encodeRecordsSubscribeResponse(
   return finish(records, subscribeResponseFields({ ...fields, nextOffset: records.nextOffset }));
 }
 
+/** Gzip batches whose decoded read stopped inside them, for the reads that go on from there. */
+const stoppedInflations = new StoppedInflations();
+
 /** The records of the batches, written as `recordsTag` fields, up to `maxBytes` (see the file comment). */
 async function encodeRecords(batches: Buffer, fromOffset: number, maxBytes: number, recordsTag: number): Promise<{ writer: MessageWriter; included: Buffer; nextOffset: number }> {
   const positions: number[] = [];
@@ -105,12 +110,19 @@ async function encodeRecords(batches: Buffer, fromOffset: number, maxBytes: numb
       continue;
     }
     // Inflated off the event loop, a chunk at a time, and only up to the record that passes max_bytes.
-    await forEachInflatedRecord(batches, position, fromOffset, (offset, timestamp, key, value, headers) => {
-      visit(offset, timestamp, key, value, headers);
-      if (writer.position < maxBytes) return true;
-      nextOffset = offset + 1;
-      return false;
-    });
+    const inflation = stoppedInflations.take(batches.subarray(position, end), fromOffset);
+    let stopped = false;
+    try {
+      stopped = await inflation.read(fromOffset, (offset, timestamp, key, value, headers) => {
+        visit(offset, timestamp, key, value, headers);
+        if (writer.position < maxBytes) return true;
+        nextOffset = offset + 1;
+        return false;
+      });
+    } finally {
+      if (stopped) stoppedInflations.keep(inflation);
+      else inflation.close();
+    }
   }
   return { writer, included: batches.subarray(0, end), nextOffset };
 }

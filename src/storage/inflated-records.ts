@@ -5,18 +5,22 @@
  * where inflating the whole batch first held up to `INFLATED_BATCH_BYTES_MAX` (128 MiB) for
  * every such read. Besides the chunk being read, only a record cut by a chunk's end is held.
  */
-import { createGunzip } from 'node:zlib';
+import { type Gunzip, createGunzip } from 'node:zlib';
+import type { StrataError } from '../common/errors.js';
 import {
+  CRC_OFFSET,
   Compression,
   INFLATED_BATCH_BYTES_MAX,
   INFLATE_CHUNK_BYTES,
   RECORDS_OFFSET,
   type RecordVisitor,
+  type RecordsContext,
   compressionOf,
   forEachBatch,
   forEachRecord,
   isCompressedBatch,
   readAttributes,
+  readBaseOffset,
   readBatchSize,
   readLastOffset,
   readMaxTimestamp,
@@ -35,70 +39,281 @@ const EMPTY: Buffer = Buffer.alloc(0);
  * `forEachRecord` does, until the visitor returns false. Rejects with `CORRUPT_BATCH` when the
  * records do not inflate or parse (those before the damage have been visited).
  */
-export function forEachInflatedRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor): Promise<void> {
-  const batch = recordsContext(buffer, position);
-  const compression = compressionOf(readAttributes(buffer, position));
-  if (compression !== Compression.gzip) return Promise.reject(undecodable(batch, new Error(unsupportedCodecMessage(compression))));
-  const count = readRecordCount(buffer, position);
-  return new Promise((resolve, reject) => {
-    const gunzip = createGunzip({ chunkSize: INFLATE_CHUNK_BYTES });
-    const lengthReader = new VarintReader(EMPTY, 0, 0);
-    /**
-     * Inflated bytes not visited yet, in the pieces they came in: the start of a record the
-     * last chunk cut, and the chunks since. They are joined once they may hold it whole
-     * (`needed`, when its length prefix is known), so a record of many chunks is copied once.
-     */
-    let pieces: Buffer[] = [];
-    let piecesBytes = 0;
-    let needed = 0;
-    let visited = 0;
-    let inflatedBytes = 0;
-    let settled = false;
-    const settle = (problem: unknown): void => {
-      if (settled) return;
-      settled = true;
-      gunzip.destroy();
-      if (problem === null) resolve();
-      else reject(undecodable(batch, problem));
-    };
-    gunzip.on('data', (chunk: Buffer) => {
-      if (settled) return;
-      inflatedBytes += chunk.length;
-      if (inflatedBytes > INFLATED_BATCH_BYTES_MAX) {
-        settle(new Error(`its records inflate to more than ${INFLATED_BATCH_BYTES_MAX} bytes`));
-        return;
-      }
-      pieces.push(chunk);
-      piecesBytes += chunk.length;
-      if (piecesBytes < needed) return;
-      const pending = pieces.length === 1 ? chunk : Buffer.concat(pieces, piecesBytes);
-      const { end, records, nextRecordBytes } = wholeRecords(lengthReader, pending, count - visited);
-      try {
-        if (visitRecords(pending, 0, end, visited, records, batch, fromOffset, visit)) {
-          settle(null);
-          return;
-        }
-      } catch (error) {
-        settle(error);
-        return;
-      }
-      visited += records;
-      const rest = pending.subarray(end);
-      if (visited === count && rest.length > 0) {
-        settle(new Error(`${rest.length} bytes follow its last record`));
-        return;
-      }
-      pieces = rest.length > 0 ? [rest] : [];
-      piecesBytes = rest.length;
-      needed = nextRecordBytes;
+export async function forEachInflatedRecord(buffer: Buffer, position: number, fromOffset: number, visit: RecordVisitor): Promise<void> {
+  const inflation = new BatchInflation(buffer.subarray(position, position + readBatchSize(buffer, position)));
+  try {
+    await inflation.read(fromOffset, visit);
+  } finally {
+    inflation.close();
+  }
+}
+
+/** Whole records inflated and not yet all visited: `records` of them in `pending[0, end)`. */
+interface RecordRun {
+  pending: Buffer;
+  end: number;
+  records: number;
+  nextRecordBytes: number;
+}
+
+interface PendingRead {
+  fromOffset: number;
+  visit: RecordVisitor;
+  resolve(stopped: boolean): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * One gzip batch (`batch`: its bytes, header included) inflating on the thread pool as its
+ * records are read. A read that its visitor stops leaves the inflation paused where it was, and
+ * the next read goes on from there: the batch is inflated once however many reads it takes, not
+ * again from its start for each (which cost a series of reads time in the square of the batch's
+ * inflated size). The records of the chunk a read stopped in are kept and visited again by the
+ * next read, which skips those below its `fromOffset`. Holds the inflater's state, that chunk,
+ * and `batch` itself; `close` releases them.
+ */
+export class BatchInflation {
+  private readonly gunzip: Gunzip;
+  private readonly context: RecordsContext;
+  private readonly count: number;
+  private readonly lengthReader = new VarintReader(EMPTY, 0, 0);
+  /** Inflated chunks not taken apart yet (they arrive while no read is under way, too). */
+  private readonly arrived: Buffer[] = [];
+  /**
+   * Inflated bytes not visited yet, in the pieces they came in: the start of a record the last
+   * chunk cut, and the chunks since. They are joined once they may hold it whole (`needed`, when
+   * its length prefix is known), so a record of many chunks is copied once.
+   */
+  private pieces: Buffer[] = [];
+  private piecesBytes = 0;
+  private needed = 0;
+  /** Records of the batch visited by reads before the current run. */
+  private visited = 0;
+  private inflatedBytesTotal = 0;
+  /** The run a read stopped in, visited again by the next. */
+  private stoppedIn: RecordRun | null = null;
+  /** The offset of the last record handed to a visitor (-1 before the first). */
+  private passedOffset = -1;
+  private reading: PendingRead | null = null;
+  private inflated = false;
+  private closed = false;
+  private failure: StrataError | null = null;
+
+  constructor(readonly batch: Buffer) {
+    this.context = recordsContext(batch, 0);
+    this.count = readRecordCount(batch, 0);
+    this.gunzip = createGunzip({ chunkSize: INFLATE_CHUNK_BYTES });
+    const compression = compressionOf(readAttributes(batch, 0));
+    if (compression !== Compression.gzip) {
+      this.failure = undecodable(this.context, new Error(unsupportedCodecMessage(compression)));
+      return;
+    }
+    this.gunzip.on('data', (chunk: Buffer) => {
+      this.arrived.push(chunk);
+      this.takeApart();
     });
-    gunzip.on('error', (error) => settle(new Error(`its records do not inflate: ${error.message}`)));
-    gunzip.on('end', () => {
-      if (visited < count) settle(new Error(`its records end after ${visited} of the ${count} its header counts`));
-      else settle(null);
+    this.gunzip.on('error', (error) => this.fail(new Error(`its records do not inflate: ${error.message}`)));
+    this.gunzip.on('end', () => {
+      this.inflated = true;
+      this.takeApart();
     });
-    gunzip.end(buffer.subarray(position + RECORDS_OFFSET, position + readBatchSize(buffer, position)));
-  });
+    this.gunzip.pause();
+    this.gunzip.end(batch.subarray(RECORDS_OFFSET));
+  }
+
+  /** The offset after the last record a read handed its visitor: where the next read may start. */
+  get nextOffset(): number {
+    return this.passedOffset + 1;
+  }
+
+  /** Bytes inflated so far. */
+  get inflatedBytes(): number {
+    return this.inflatedBytesTotal;
+  }
+
+  /**
+   * Visits the records from `fromOffset` on that this inflation has not passed, until the
+   * visitor returns false or the batch ends. Resolves to true when the visitor stopped it (the
+   * inflation may then be read on), false at the batch's end. Rejects with `CORRUPT_BATCH` when
+   * the records do not inflate or parse. One read at a time.
+   */
+  read(fromOffset: number, visit: RecordVisitor): Promise<boolean> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new Error('the inflation of this batch was closed'));
+    if (this.reading !== null) return Promise.reject(new Error('a read of this batch is under way'));
+    if (fromOffset <= this.passedOffset) return Promise.reject(new Error(`offset ${fromOffset} is behind this inflation, which has passed offset ${this.passedOffset}`));
+    return new Promise((resolve, reject) => {
+      const passing: RecordVisitor = (offset, timestamp, key, value, headers) => {
+        this.passedOffset = offset;
+        return visit(offset, timestamp, key, value, headers);
+      };
+      this.reading = { fromOffset, visit: passing, resolve, reject };
+      const stoppedIn = this.stoppedIn;
+      this.stoppedIn = null;
+      if (stoppedIn !== null && !this.visitRun(stoppedIn)) return;
+      this.takeApart();
+      if (this.reading !== null) this.gunzip.resume();
+    });
+  }
+
+  /** Stops the inflation and lets go of what it holds; a read under way or later rejects. */
+  close(): void {
+    this.closed = true;
+    this.gunzip.destroy();
+    this.arrived.length = 0;
+    this.pieces = [];
+    this.stoppedIn = null;
+    const reading = this.reading;
+    this.reading = null;
+    reading?.reject(new Error('the inflation of this batch was closed'));
+  }
+
+  /** Visits what has arrived, while a read is under way; ends the read at the batch's end. */
+  private takeApart(): void {
+    while (this.reading !== null && this.arrived.length > 0) {
+      const chunk = this.arrived.shift()!;
+      this.inflatedBytesTotal += chunk.length;
+      if (this.inflatedBytesTotal > INFLATED_BATCH_BYTES_MAX) {
+        this.fail(new Error(`its records inflate to more than ${INFLATED_BATCH_BYTES_MAX} bytes`));
+        return;
+      }
+      this.pieces.push(chunk);
+      this.piecesBytes += chunk.length;
+      if (this.piecesBytes < this.needed) continue;
+      const pending = this.pieces.length === 1 ? chunk : Buffer.concat(this.pieces, this.piecesBytes);
+      this.pieces = [];
+      this.piecesBytes = 0;
+      if (!this.visitRun({ pending, ...wholeRecords(this.lengthReader, pending, this.count - this.visited) })) return;
+    }
+    if (this.reading !== null && this.inflated && this.arrived.length === 0) {
+      if (this.visited < this.count) this.fail(new Error(`its records end after ${this.visited} of the ${this.count} its header counts`));
+      else this.settle(false);
+    }
+  }
+
+  /**
+   * Hands the run's records to the read under way. Returns whether the read goes on: false when
+   * its visitor stopped it (the run is kept for the next read) or the records do not parse.
+   */
+  private visitRun(run: RecordRun): boolean {
+    const { fromOffset, visit } = this.reading!;
+    try {
+      if (visitRecords(run.pending, 0, run.end, this.visited, run.records, this.context, fromOffset, visit)) {
+        this.stoppedIn = run;
+        this.gunzip.pause();
+        this.settle(true);
+        return false;
+      }
+    } catch (error) {
+      this.fail(error);
+      return false;
+    }
+    this.visited += run.records;
+    const rest = run.pending.subarray(run.end);
+    if (this.visited === this.count && rest.length > 0) {
+      this.fail(new Error(`${rest.length} bytes follow its last record`));
+      return false;
+    }
+    this.pieces = rest.length > 0 ? [rest] : [];
+    this.piecesBytes = rest.length;
+    this.needed = run.nextRecordBytes;
+    return true;
+  }
+
+  private settle(stopped: boolean): void {
+    const reading = this.reading;
+    this.reading = null;
+    reading?.resolve(stopped);
+  }
+
+  /** Ends this inflation: the read under way and every later one reject with CORRUPT_BATCH. */
+  private fail(problem: unknown): void {
+    if (this.failure !== null) return;
+    this.failure = undecodable(this.context, problem);
+    const reading = this.reading;
+    this.reading = null;
+    this.close();
+    reading?.reject(this.failure);
+  }
+}
+
+/** Inflations kept at once by `StoppedInflations` by default. */
+export const STOPPED_INFLATIONS_KEPT = 8;
+/** How long an inflation no read has gone on with is kept. */
+export const STOPPED_INFLATION_IDLE_MS = 30_000;
+
+/**
+ * Gzip batches whose decoded read stopped inside them (at `max_bytes`), kept so that the next
+ * read of the batch, from where that one stopped, goes on with the same inflation. A reader that
+ * goes through a batch inflating to many times its `max_bytes` costs the broker one inflation of
+ * it, not one per read. At most `capacity` are kept (the least recently kept goes first), each
+ * for `idleMs` at most: an inflation holds its batch, one chunk of records and the inflater's
+ * state, under 2 MiB at the largest batch. An inflation is matched by its batch's bytes, not by
+ * where they came from, so it can never be taken for another batch.
+ */
+export class StoppedInflations {
+  private readonly kept = new Map<string, { inflation: BatchInflation; keptAtMs: number }>();
+  private sweeper: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly capacity = STOPPED_INFLATIONS_KEPT,
+    private readonly idleMs = STOPPED_INFLATION_IDLE_MS,
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {}
+
+  get size(): number {
+    return this.kept.size;
+  }
+
+  /**
+   * The inflation of `batch` (a gzip batch's bytes) kept stopped before `fromOffset`, taken out
+   * of the cache, or a new one of a copy of `batch` (which `keep` may hold on to).
+   */
+  take(batch: Buffer, fromOffset: number): BatchInflation {
+    const key = keyOf(batch, fromOffset);
+    const entry = this.kept.get(key);
+    if (entry !== undefined && entry.inflation.batch.equals(batch)) {
+      this.kept.delete(key);
+      return entry.inflation;
+    }
+    return new BatchInflation(Buffer.from(batch));
+  }
+
+  /** Keeps `inflation`, which a read stopped in, for the read that goes on from its next offset. */
+  keep(inflation: BatchInflation): void {
+    const key = keyOf(inflation.batch, inflation.nextOffset);
+    this.kept.get(key)?.inflation.close();
+    this.kept.delete(key);
+    this.kept.set(key, { inflation, keptAtMs: this.nowMs() });
+    for (const [oldest, entry] of this.kept) {
+      if (this.kept.size <= this.capacity) break;
+      entry.inflation.close();
+      this.kept.delete(oldest);
+    }
+    if (this.sweeper === null) {
+      this.sweeper = setInterval(() => this.dropIdle(), this.idleMs);
+      this.sweeper.unref();
+    }
+  }
+
+  /** Closes the inflations kept for `idleMs` or more. */
+  dropIdle(): void {
+    const now = this.nowMs();
+    for (const [key, entry] of this.kept) {
+      if (now - entry.keptAtMs < this.idleMs) break; // kept in order
+      entry.inflation.close();
+      this.kept.delete(key);
+    }
+    if (this.kept.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  }
+}
+
+/** A batch by its base offset, CRC and size, and a read of it by the offset it starts at. */
+function keyOf(batch: Buffer, fromOffset: number): string {
+  return `${readBaseOffset(batch, 0)}:${batch.readUInt32BE(CRC_OFFSET)}:${batch.length}:${fromOffset}`;
 }
 
 /**

@@ -3,12 +3,14 @@
 // batches (from the requested offset on) and carry the other fields; method: random batches
 // (null and empty keys and values, headers, negative and zero timestamps, gzip), decoded and
 // compared record by record, with a start offset inside a batch and a buffer that must grow;
-// gzip batches that inflate past max_bytes are left for the next read.
+// gzip batches that inflate past max_bytes are left for the next read, which goes on with the
+// same inflation.
 import Long from 'long';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '../../src/common/errors.js';
 import { strata } from '../../src/generated/strata.js';
 import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from '../../src/server/record-responses.js';
+import { type BatchInflation, StoppedInflations } from '../../src/storage/inflated-records.js';
 import { crc32c } from '@node-rs/crc32';
 import { ATTRIBUTES_OFFSET, BATCH_HEADER_BYTES, CRC_OFFSET, type DecodedRecord, type RecordInput, decodeBatches, readBatchSize } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
@@ -173,5 +175,29 @@ describe('hand-encoded responses of decoded records', () => {
     expect(fetch.records.map(fromWire)).toEqual(all.slice(0, 2));
     expect(Long.fromValue(fetch.nextOffset).toNumber()).toBe(102);
     expect(fetched.included.length).toBe(first);
+  });
+
+  it('go on through a gzip batch read by next_offset with the inflation the read before stopped', async () => {
+    // 64 records of 64 KiB: 4 MiB inflated, read 256 KiB at a time.
+    const records = Array.from({ length: 64 }, (_, index) => ({ value: Buffer.alloc(64 * 1024, index) }));
+    const batch = buildBatch(records, { compression: 'gzip', baseOffset: 500 });
+    const all = decodeBatches(batch).map(fromCodec);
+    const take = vi.spyOn(StoppedInflations.prototype, 'take');
+    try {
+      const read: Plain[] = [];
+      let fromOffset = 500;
+      while (fromOffset < 564) {
+        const response = await encodeRecordsFetchResponse(batch, fromOffset, 256 * 1024, { highWatermark: 564, logStartOffset: 0 });
+        read.push(...v1.FetchResponse.decode(response.message).records.map(fromWire));
+        fromOffset = response.nextOffset;
+      }
+      expect(read).toEqual(all);
+      const inflations = take.mock.results.map((result) => result.value as BatchInflation);
+      expect(inflations.length).toBe(16);
+      expect(new Set(inflations).size).toBe(1); // one inflation, gone on with by every read
+      expect(inflations[0]!.inflatedBytes).toBeLessThan(4.1 * 1024 * 1024); // the batch once, not 16 times from its start
+    } finally {
+      take.mockRestore();
+    }
   });
 });

@@ -1,12 +1,14 @@
 // Goal: the records of a gzip batch are visited as they inflate, chunk by chunk, exactly as
 // forEachRecord visits them, no further than the visitor wants, and damage is refused with
-// CORRUPT_BATCH; firstRecordFrom finds a record by offset and time that way; method: gzip batches built by the codec (and payloads gzipped by hand), walked
-// whole, from an offset and stopped early, compared with forEachRecord's decoding.
-import { gzipSync } from 'node:zlib';
+// CORRUPT_BATCH; a read stopped early goes on where it stopped without inflating the batch
+// again, and stopped inflations are kept within bounds; firstRecordFrom finds a record by offset
+// and time that way; method: gzip batches built by the codec (and payloads gzipped by hand),
+// walked whole, from an offset and stopped early, compared with forEachRecord's decoding.
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '../../src/common/errors.js';
-import { firstRecordFrom, forEachInflatedRecord } from '../../src/storage/inflated-records.js';
+import { BatchInflation, StoppedInflations, firstRecordFrom, forEachInflatedRecord } from '../../src/storage/inflated-records.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET, LOG_OVERHEAD, RECORDS_OFFSET, decodeRecords } from '../../src/storage/record-batch.js';
 
@@ -102,6 +104,103 @@ describe('forEachInflatedRecord', () => {
       message: expect.stringMatching(/3 bytes follow its last record$/),
     });
     await expect(visited(gzipBatchOf(3, region), 0)).rejects.toMatchObject({ code: ErrorCode.CORRUPT_BATCH, message: expect.stringMatching(/its records end after 2 of the 3 its header counts$/) });
+  });
+});
+
+describe('BatchInflation', () => {
+  const decoded = decodeRecords(gzipBatch).map(({ offset, value }) => ({ offset, value: value!.toString() }));
+  /** Reads from `fromOffset`, stopping after `count` records; the records read, and whether it stopped. */
+  const readSome = async (inflation: BatchInflation, fromOffset: number, count: number) => {
+    const seen: { offset: number; value: string }[] = [];
+    const stopped = await inflation.read(fromOffset, (offset, _timestamp, _key, value) => {
+      seen.push({ offset, value: value!.toString() });
+      return seen.length < count;
+    });
+    return { seen, stopped };
+  };
+
+  it('goes on where a stopped read left it, and inflates the batch once over all the reads', async () => {
+    const inflation = new BatchInflation(gzipBatch);
+    const seen: { offset: number; value: string }[] = [];
+    let reads = 0;
+    for (;;) {
+      const read = await readSome(inflation, inflation.nextOffset === 0 ? 0 : inflation.nextOffset, 1_234);
+      seen.push(...read.seen);
+      reads++;
+      if (!read.stopped) break;
+    }
+    expect(seen).toEqual(decoded);
+    expect(reads).toBe(Math.ceil(decoded.length / 1_234));
+    const inflatedSize = gunzipSync(gzipBatch.subarray(RECORDS_OFFSET)).length;
+    expect(inflation.inflatedBytes).toBe(inflatedSize); // each byte once, not once per read
+    expect(await readSome(inflation, inflation.nextOffset, 10)).toEqual({ seen: [], stopped: false }); // at the end
+    inflation.close();
+  });
+
+  it('skips ahead from where it stopped, and refuses to go back over records it has passed', async () => {
+    const inflation = new BatchInflation(gzipBatch);
+    expect((await readSome(inflation, 5_000, 3)).seen.map((record) => record.offset)).toEqual([5_000, 5_001, 5_002]);
+    expect(inflation.nextOffset).toBe(5_003);
+    expect((await readSome(inflation, 9_000, 2)).seen).toEqual(decoded.slice(8_000, 8_002));
+    await expect(readSome(inflation, 9_001, 1)).rejects.toThrow('offset 9001 is behind this inflation, which has passed offset 9001');
+    expect((await readSome(inflation, 9_002, 1)).seen).toEqual(decoded.slice(8_002, 8_003));
+    inflation.close();
+  });
+
+  it('refuses every read after damage, with CORRUPT_BATCH', async () => {
+    const damaged = Buffer.from(gzipBatch);
+    damaged.fill(0x55, damaged.length - 200, damaged.length - 150); // in the last deflate block
+    const inflation = new BatchInflation(damaged);
+    expect((await readSome(inflation, 0, 2)).stopped).toBe(true);
+    const failure = { code: ErrorCode.CORRUPT_BATCH, message: expect.stringMatching(/does not decode: its records do not inflate: /) };
+    await expect(readSome(inflation, inflation.nextOffset, Number.POSITIVE_INFINITY)).rejects.toMatchObject(failure);
+    await expect(readSome(inflation, 20_000, 1)).rejects.toMatchObject(failure);
+  });
+});
+
+describe('StoppedInflations', () => {
+  const stopAfter = async (inflation: BatchInflation, fromOffset: number, count: number): Promise<void> => {
+    let seen = 0;
+    expect(await inflation.read(fromOffset, () => ++seen < count)).toBe(true);
+  };
+
+  it('gives a stopped inflation back to the read from its next offset of the same bytes only', async () => {
+    const inflations = new StoppedInflations(4, 30_000);
+    const first = inflations.take(gzipBatch, 1_000);
+    expect(first.batch.equals(gzipBatch)).toBe(true);
+    expect(first.batch.buffer).not.toBe(gzipBatch.buffer); // a copy: keeping it holds no read buffer
+    await stopAfter(first, 1_000, 500);
+    inflations.keep(first);
+    expect(inflations.take(gzipBatch, 1_499)).not.toBe(first); // not where it stopped
+    expect(inflations.take(buildBatch(records.slice(0, 10), { compression: 'gzip', baseOffset: 1_000 }), 1_500)).not.toBe(first);
+    const altered = Buffer.from(gzipBatch);
+    altered[altered.length - 1] ^= 1; // same offset, CRC and size, other bytes
+    expect(inflations.take(altered, 1_500)).not.toBe(first);
+    const again = inflations.take(Buffer.from(gzipBatch), 1_500);
+    expect(again).toBe(first);
+    expect(inflations.size).toBe(0); // taken out: no other read gets it meanwhile
+    again.close();
+  });
+
+  it('keeps at most its capacity, dropping the least recently kept, and drops those idle too long', async () => {
+    let now = 0;
+    const inflations = new StoppedInflations(2, 1_000, () => now);
+    const kept: BatchInflation[] = [];
+    for (const fromOffset of [1_000, 2_000, 3_000]) {
+      const inflation = inflations.take(gzipBatch, fromOffset);
+      await stopAfter(inflation, fromOffset, 1);
+      inflations.keep(inflation);
+      kept.push(inflation);
+      now += 400;
+    }
+    expect(inflations.size).toBe(2);
+    await expect(kept[0]!.read(1_001, () => true)).rejects.toThrow('the inflation of this batch was closed'); // when dropped
+    expect(inflations.take(gzipBatch, 1_001)).not.toBe(kept[0]);
+    now = 1_500; // the one kept at 400 has been idle 1,100 ms, the one kept at 800 700 ms
+    inflations.dropIdle();
+    expect(inflations.size).toBe(1);
+    expect(inflations.take(gzipBatch, 3_001)).toBe(kept[2]);
+    kept[2]!.close();
   });
 });
 
