@@ -6,9 +6,9 @@
  * recovering them as needed (`ready` is false until all are open). It reconciles metadata with
  * the directories: a partition directory without metadata is reported as an orphan and left
  * alone (an operator decides; a new topic or partition of its name takes it over only if it
- * holds no records). A known partition whose directory is missing stops the start: its records
- * are gone, and an empty log in its place would hand out again offsets that consumers have read
- * or committed past. `strata repair` starts it again, empty, after its highest committed offset.
+ * holds no records). A known partition whose directory is missing, or holds no segment log and
+ * no recovery checkpoint, stops the start: its records are gone, and an empty log in its place
+ * would hand out again offsets that consumers have read or committed past. `strata repair` starts it again, empty, after its highest committed offset.
  *
  * Topic deletion removes the metadata first (so the topic disappears atomically), then moves
  * the directory under `<data-dir>/deleted/` and removes it in the background; leftovers there
@@ -21,7 +21,7 @@ import { PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
-import { graveyardDirectory, partitionDirectory, topicsDirectory } from '../storage/file-names.js';
+import { graveyardDirectory, holdsPartitionLog, partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
@@ -258,15 +258,18 @@ export class Broker {
   }
 
   /**
-   * Refuses to start when a partition the metadata lists has no directory (removed by hand, or
-   * lost with a disk): opening the log would create it empty and silently start its offsets at 0
-   * again. The message names every missing partition (up to a few) and the way out.
+   * Refuses to start when a partition the metadata lists has no directory, or one without a
+   * segment log or recovery checkpoint (removed by hand, or lost with a disk): opening the log
+   * would create it empty and silently start its offsets at 0 again. The message names every
+   * such partition (up to a few) and the way out.
    */
   private async checkPartitionDirectories(records: readonly TopicRecord[]): Promise<void> {
     const missing: { topic: string; partition: number }[] = [];
     for (const record of records) {
       for (let partition = 0; partition < record.partitions; partition++) {
-        if ((await this.fs.sizeOf(partitionDirectory(this.dataDir, record.name, partition))) < 0) missing.push({ topic: record.name, partition });
+        // Any other failure (a file in its place, EACCES) is the partition's open's to report.
+        const names = await this.fs.readdir(partitionDirectory(this.dataDir, record.name, partition)).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? [] : null));
+        if (names !== null && !holdsPartitionLog(names)) missing.push({ topic: record.name, partition });
       }
     }
     if (missing.length === 0) return;
@@ -275,7 +278,7 @@ export class Broker {
     const first = missing[0]!;
     throw new StrataError(
       ErrorCode.STORAGE_ERROR,
-      `the data directory has no directory for ${missing.length === 1 ? 'a partition' : `${missing.length} partitions`} its metadata lists (${shown.join(', ')}${more}): their records are gone, and starting them empty would give out again offsets consumers have read or committed past. ` +
+      `the data directory has no segment log for ${missing.length === 1 ? 'a partition' : `${missing.length} partitions`} its metadata lists (${shown.join(', ')}${more}; the directory is missing or empty): their records are gone, and starting them empty would give out again offsets consumers have read or committed past. ` +
         `Restore the directories from a backup, or run \`strata repair --data-dir ${this.dataDir} --topic ${first.topic} --partition ${first.partition}\` (with the broker stopped) for each to start it again, empty, after its highest committed offset`,
     );
   }

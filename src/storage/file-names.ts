@@ -39,6 +39,15 @@ export function parseSegmentFileName(name: string): { baseOffset: number; suffix
   return { baseOffset, suffix: `.${match[2]}` };
 }
 
+/**
+ * Whether a directory of these file names is a partition's log: every partition directory holds
+ * a segment log from its creation on, and a recovery checkpoint once flushed (which a log whose
+ * segment files were removed by hand starts again at).
+ */
+export function holdsPartitionLog(names: readonly string[]): boolean {
+  return names.some((name) => name === RECOVERY_CHECKPOINT_FILE || parseSegmentFileName(name)?.suffix === LOG_SUFFIX);
+}
+
 export function topicsDirectory(dataDir: string): string {
   return join(dataDir, 'topics');
 }

@@ -90,13 +90,13 @@ describe('a partition whose directory is missing', () => {
     const missing = partitionDirectory(dataDir, 'orders', 1);
     rmSync(missing, { recursive: true });
     expect(await startRefusal(dataDir)).toBe(
-      'the data directory has no directory for a partition its metadata lists (topics/orders/1): their records are gone, and starting them empty would give out again offsets consumers have read or committed past. ' +
+      'the data directory has no segment log for a partition its metadata lists (topics/orders/1; the directory is missing or empty): their records are gone, and starting them empty would give out again offsets consumers have read or committed past. ' +
         `Restore the directories from a backup, or run \`strata repair --data-dir ${dataDir} --topic orders --partition 1\` (with the broker stopped) for each to start it again, empty, after its highest committed offset`,
     );
     expect(existsSync(missing)).toBe(false); // not created empty by the refused start
 
     expect(await printedBy(() => repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '1']))).toEqual([
-      're-created: partition 1 of topic "orders" had no directory; its records are gone, and its log starts again, empty, at offset 5, the highest any group had committed for it\n',
+      're-created: partition 1 of topic "orders" had no segment log; its records are gone, and its log starts again, empty, at offset 5, the highest any group had committed for it\n',
     ]);
 
     const second = await Broker.open({ dataDir });
@@ -109,16 +109,18 @@ describe('a partition whose directory is missing', () => {
     }
   });
 
-  it('names several, and repair of one no group read starts it at offset 0; an unknown partition is refused', async () => {
+  it('names several, emptied ones too, and repair of one no group read starts it at offset 0; an unknown partition is refused', async () => {
     const dataDir = dataDirectory();
     const first = await Broker.open({ dataDir });
     await first.createTopic('orders', 2, {});
     await first.createTopic('audit', 7, {});
     await first.close();
     rmSync(join(dataDir, 'topics', 'audit'), { recursive: true });
-    rmSync(partitionDirectory(dataDir, 'orders', 0), { recursive: true });
+    const emptied = partitionDirectory(dataDir, 'orders', 0);
+    for (const name of readdirSync(emptied)) rmSync(join(emptied, name));
+    mkdirSync(join(dataDir, 'topics', 'stray', '0'), { recursive: true });
     expect(await startRefusal(dataDir)).toMatch(
-      /^the data directory has no directory for 8 partitions its metadata lists \(topics\/audit\/0, topics\/audit\/1, topics\/audit\/2, topics\/audit\/3, topics\/audit\/4 and 3 more\): .* run `strata repair --data-dir \S+ --topic audit --partition 0` /,
+      /^the data directory has no segment log for 8 partitions its metadata lists \(topics\/audit\/0, topics\/audit\/1, topics\/audit\/2, topics\/audit\/3, topics\/audit\/4 and 3 more; the directory is missing or empty\): .* run `strata repair --data-dir \S+ --topic audit --partition 0` /,
     );
 
     await expect(repair(['--data-dir', dataDir, '--topic', 'audit', '--partition', '7'])).rejects.toThrow(`no partition 7 of topic "audit" in ${dataDir}`);
@@ -126,13 +128,15 @@ describe('a partition whose directory is missing', () => {
     await expect(repair(['--data-dir', join(dataDir, 'elsewhere'), '--topic', 'audit', '--partition', '0'])).rejects.toThrow(/^no partition 0 of topic "audit" in /);
     expect(existsSync(join(dataDir, 'elsewhere'))).toBe(false);
     expect(existsSync(join(dataDir, 'topics', 'audti'))).toBe(false);
+    await expect(repair(['--data-dir', dataDir, '--topic', 'stray', '--partition', '0'])).rejects.toThrow(/stray\/0 is not a partition directory: it holds no segment log/);
+    expect(readdirSync(join(dataDir, 'topics', 'stray', '0'))).toEqual([]);
 
     const printed = await printedBy(async () => {
       for (let partition = 0; partition < 7; partition++) await repair(['--data-dir', dataDir, '--topic', 'audit', '--partition', String(partition)]);
       await repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '0']);
     });
     expect(printed).toHaveLength(8);
-    expect(printed.at(-1)).toBe('re-created: partition 0 of topic "orders" had no directory; its records are gone, and its log starts again, empty, at offset 0 (no group had committed an offset for it)\n');
+    expect(printed.at(-1)).toBe('re-created: partition 0 of topic "orders" had no segment log; its records are gone, and its log starts again, empty, at offset 0 (no group had committed an offset for it)\n');
     const second = await Broker.open({ dataDir });
     try {
       expect(second.describeTopic('audit').partitions).toHaveLength(7);

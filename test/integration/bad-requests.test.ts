@@ -5,7 +5,7 @@
 import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { pino } from 'pino';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
@@ -334,7 +334,7 @@ describe('bad requests', () => {
       expect(openFilesUnder(dataDir)).toEqual([]);
       // Partition 1's directory is a file now: partition 0 opens, then the start fails.
       const blocked = join(dataDir, 'topics', 'split', '1');
-      rmSync(blocked, { recursive: true });
+      renameSync(blocked, `${blocked}.aside`);
       writeFileSync(blocked, 'not a directory');
       await expect(Broker.open({ dataDir })).rejects.toThrow(/^cannot open partition 1 of topic "split": EEXIST/);
       // Partition 0's log and the metadata store were closed again.
@@ -343,6 +343,7 @@ describe('bad requests', () => {
       await expect(Broker.open({ dataDir, maxRequestBytes: 1024 * 1024 })).rejects.toThrow(/does not fit in one request/);
       expect(openFilesUnder(dataDir)).toEqual([]);
       rmSync(blocked);
+      renameSync(`${blocked}.aside`, blocked);
       const reopened = await Broker.open({ dataDir });
       expect(reopened.describeTopic('split').partitions).toHaveLength(3);
       await reopened.close();

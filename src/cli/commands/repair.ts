@@ -6,8 +6,8 @@
  * directory's lock, so it refuses to run beside a broker on it. A directory holding no
  * segment log and no recovery checkpoint is refused: it is not a partition's.
  *
- * A partition the metadata lists but whose directory is missing (the broker refuses to start
- * then) is started again, empty, at the highest offset any group has committed for it, as
+ * A partition the metadata lists whose directory is missing or holds no segment log and no
+ * recovery checkpoint (the broker refuses to start then) is started again, empty, at the highest offset any group has committed for it, as
  * `--topic`/`--partition` name it: its records are gone, but no offset a consumer has read or
  * committed past is given out again, and committed offsets stay valid.
  */
@@ -21,7 +21,7 @@ import { OffsetStore } from '../../groups/offset-store.js';
 import { writeRecoveryCheckpoint } from '../../storage/checkpoint-file.js';
 import { nodeFileSystem } from '../../storage/file-system.js';
 import { checkTopicName } from '../../common/topic-name.js';
-import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, parseSegmentFileName, partitionDirectory, topicsDirectory } from '../../storage/file-names.js';
+import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, holdsPartitionLog, partitionDirectory, topicsDirectory } from '../../storage/file-names.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import { UsageError } from '../cli-errors.js';
 import { printLine, systemErrorText } from '../output.js';
@@ -39,12 +39,12 @@ export function repairCommand(yargs: Argv): Argv {
         .example('strata repair --data-dir /var/lib/strata --topic orders --partition 3', 'repair orders-3'),
     async (argv) => {
       const directory = argv.dir ?? resolvePartition(argv['data-dir'], argv.topic, argv.partition);
-      // Opening a log creates its directory: a mistyped name would make an empty partition.
-      if (!existsSync(directory)) {
-        if (argv.dir !== undefined) throw new Error(`no partition directory ${directory}`);
-        await printLine(await recreateMissingPartition(argv['data-dir'], argv.topic!, argv.partition!));
+      if (argv.dir === undefined && !(existsSync(directory) && holdsPartitionLog(readdirSync(directory)))) {
+        await printLine(await restartMissingPartition(argv['data-dir'], argv.topic!, argv.partition!));
         return;
       }
+      // Opening a log creates its directory: a mistyped name would make an empty partition.
+      if (!existsSync(directory)) throw new Error(`no partition directory ${directory}`);
       checkPartitionDirectory(directory);
       const lock = argv.dir === undefined ? DataDirectoryLock.acquire(argv['data-dir'], 'strata repair', REPAIR_ADVICE) : lockDataDirectoryOf(directory);
       let summary: string;
@@ -64,26 +64,31 @@ export function repairCommand(yargs: Argv): Argv {
 }
 
 /**
- * Starts a partition whose directory is missing again, if the metadata lists it: an empty log
- * at the highest offset committed for it (by way of a recovery checkpoint, which an empty log
- * starts at), its directory and the ones above it fsynced. Returns what it did, in one line.
+ * Starts again a partition the metadata lists whose directory is missing or holds no segment
+ * log and no recovery checkpoint: an empty log at the highest offset committed for it (by way
+ * of a recovery checkpoint, which an empty log starts at), its directory and the ones above it
+ * fsynced. Returns what it did, in one line. A partition the metadata does not list is refused
+ * as before: unknown, or not a partition directory.
  */
-async function recreateMissingPartition(dataDir: string, topic: string, partition: number): Promise<string> {
-  const unknown = `no partition ${partition} of topic "${topic}" in ${dataDir}`;
+async function restartMissingPartition(dataDir: string, topic: string, partition: number): Promise<string> {
+  const directory = partitionDirectory(dataDir, topic, partition);
+  const refuse = (): never => {
+    if (existsSync(directory)) checkPartitionDirectory(directory);
+    throw new Error(`no partition ${partition} of topic "${topic}" in ${dataDir}`);
+  };
   // Opening the metadata store creates one: a mistyped --data-dir would get an empty store.
-  if (!existsSync(join(dataDir, METADATA_FILE))) throw new Error(unknown);
+  if (!existsSync(join(dataDir, METADATA_FILE))) refuse();
   const lock = DataDirectoryLock.acquire(dataDir, 'strata repair', REPAIR_ADVICE);
   try {
     const metadata = MetadataStore.open(dataDir);
     let startOffset: number;
     try {
       const record = metadata.getTopic(topic);
-      if (record === undefined || partition >= record.partitions) throw new Error(unknown);
+      if (record === undefined || partition >= record.partitions) refuse();
       startOffset = new OffsetStore(metadata.root).highestCommitted(topic, partition) ?? 0;
     } finally {
       await metadata.close();
     }
-    const directory = partitionDirectory(dataDir, topic, partition);
     await nodeFileSystem.mkdirs(directory);
     if (startOffset > 0) await writeRecoveryCheckpoint(nodeFileSystem, directory, startOffset);
     // Silent: its one warning (an empty log at a checkpoint) says what the summary says.
@@ -92,7 +97,7 @@ async function recreateMissingPartition(dataDir: string, topic: string, partitio
     await nodeFileSystem.fsyncDirectory(dirname(directory));
     await nodeFileSystem.fsyncDirectory(topicsDirectory(dataDir));
     const where = startOffset > 0 ? `offset ${startOffset}, the highest any group had committed for it` : 'offset 0 (no group had committed an offset for it)';
-    return `re-created: partition ${partition} of topic "${topic}" had no directory; its records are gone, and its log starts again, empty, at ${where}`;
+    return `re-created: partition ${partition} of topic "${topic}" had no segment log; its records are gone, and its log starts again, empty, at ${where}`;
   } finally {
     lock.release();
   }
@@ -120,8 +125,7 @@ export function checkPartitionDirectory(directory: string): void {
   } catch (error) {
     throw new Error(`cannot read ${directory}: ${systemErrorText(error as NodeJS.ErrnoException)}`);
   }
-  const isPartition = names.some((name) => name === RECOVERY_CHECKPOINT_FILE || parseSegmentFileName(name)?.suffix === LOG_SUFFIX);
-  if (!isPartition) {
+  if (!holdsPartitionLog(names)) {
     throw new Error(
       `${directory} is not a partition directory: it holds no segment log (${offsetFileStem(0)}${LOG_SUFFIX}) and no ${RECOVERY_CHECKPOINT_FILE}; a partition directory is <data-dir>/topics/<topic>/<partition>`,
     );
