@@ -68,6 +68,11 @@ export class BrokerMetrics {
     partitionGauge('strata_partition_log_start_offset', 'First offset still stored', (state) => state.logStartOffset);
     partitionGauge('strata_partition_size_bytes', 'Bytes of log data of the partition', (state) => state.sizeBytes);
     partitionGauge('strata_partition_segments', 'Segments of the partition\'s log (open segments: from the log start to the active one)', (state) => state.segmentCount);
+    partitionGauge(
+      'strata_partition_fenced',
+      '1 while the partition refuses reads and appends (fenced: corrupt data, or a failed write or fdatasync; DescribeTopic gives the reason), else 0',
+      (state) => (state.error === '' ? 0 : 1),
+    );
     const metrics = this;
     new Counter({
       name: 'strata_bytes_in_total',
@@ -286,4 +291,6 @@ interface PartitionFigures {
   writtenBytes: { direct: number; buffered: number };
   appendedRecords: number;
   served: { bytes: number; records: number };
+  /** Why the partition refuses requests; empty when it takes them. */
+  error: string;
 }

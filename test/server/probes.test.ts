@@ -1,7 +1,7 @@
-// Goal: operators can scrape metrics and probe liveness and readiness over HTTP, and the
-// counters mean what their help says (never going down, the same on every path); method: a real
+// Goal: operators can scrape metrics and probe liveness and readiness over HTTP, see a fenced
+// partition to alert on, and the counters mean what their help says (never going down, the same on every path); method: a real
 // broker with its probe server on an ephemeral port, real gRPC traffic, plain HTTP requests.
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { type ServiceError, status } from '@grpc/grpc-js';
@@ -13,7 +13,7 @@ import type { strata } from '../../src/generated/strata.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
 import { startProbeServer } from '../../src/server/probe-server.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
-import { grpcError, v1 } from '../helpers/grpc-client.js';
+import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { acrossRestart } from '../helpers/restart.js';
 import { removeDirectory, startTestBroker } from '../helpers/test-server.js';
@@ -169,6 +169,42 @@ describe('partition figures', () => {
       expect(metricValue(second, 'strata_partition_log_end_offset', 'topic="walked",partition="1"')).toBe(1);
     } finally {
       describeTopic.mockRestore();
+    }
+  });
+});
+
+describe('fenced partitions', () => {
+  it('show as strata_partition_fenced 1 once a read finds damage, the others as 0', async () => {
+    const first = await startTestBroker();
+    let second: Awaited<ReturnType<typeof startTestBroker>> | null = null;
+    let client = new TestClient(first.address);
+    try {
+      await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'cracked', partitions: 2, configs: { 'segment.bytes': '1024' } }));
+      for (let index = 0; index < 8; index++) {
+        await client.call('log.produce', v1.ProduceRequest.create({ topic: 'cracked', partition: 0, batch: buildBatch([{ value: Buffer.alloc(300, 'v') }]) }));
+      }
+      const healthy = (await get(first.metricsAddress!, '/metrics')).body;
+      expect(metricValue(healthy, 'strata_partition_fenced', 'topic="cracked",partition="0"')).toBe(0);
+      client.close();
+      await first.stop();
+      // A flipped byte in a record of the oldest, sealed segment: below the recovery checkpoint,
+      // so the start does not look there, and the first read that reaches it fences the partition.
+      const segment = join(first.dataDir, 'topics', 'cracked', '0', '00000000000000000000.log');
+      const bytes = readFileSync(segment);
+      bytes[bytes.length - 100]! ^= 0xff;
+      writeFileSync(segment, bytes);
+      second = await startTestBroker({ dataDir: first.dataDir });
+      client = new TestClient(second.address);
+      expect(metricValue((await get(second.metricsAddress!, '/metrics')).body, 'strata_partition_fenced', 'topic="cracked",partition="0"')).toBe(0);
+      const refused = await grpcError(client.call('log.fetch', v1.FetchRequest.create({ topic: 'cracked', partition: 0, raw: true })));
+      expect(refused.code).toBe(status.FAILED_PRECONDITION);
+      const fenced = (await get(second.metricsAddress!, '/metrics')).body;
+      expect(metricValue(fenced, 'strata_partition_fenced', 'topic="cracked",partition="0"')).toBe(1);
+      expect(metricValue(fenced, 'strata_partition_fenced', 'topic="cracked",partition="1"')).toBe(0);
+    } finally {
+      client.close();
+      if (second !== null) await second.dispose();
+      else await first.dispose();
     }
   });
 });
