@@ -14,8 +14,8 @@
  */
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
-import { RECOVERY_CHECKPOINT_FILE, TEMP_SUFFIX } from './file-names.js';
-import type { FileSystem } from './file-system.js';
+import { RECOVERY_CHECKPOINT_FILE } from './file-names.js';
+import { type FileSystem, replaceFileDurably } from './file-system.js';
 
 const HEADER = 'strata-recovery-checkpoint 1';
 
@@ -40,8 +40,5 @@ export async function readRecoveryCheckpoint(fs: FileSystem, directory: string):
 }
 
 export async function writeRecoveryCheckpoint(fs: FileSystem, directory: string, recoveryPoint: number): Promise<void> {
-  const path = join(directory, RECOVERY_CHECKPOINT_FILE);
-  await fs.writeFileDurably(path + TEMP_SUFFIX, Buffer.from(encodeCheckpoint(recoveryPoint)));
-  await fs.rename(path + TEMP_SUFFIX, path);
-  await fs.fsyncDirectory(directory);
+  await replaceFileDurably(fs, join(directory, RECOVERY_CHECKPOINT_FILE), Buffer.from(encodeCheckpoint(recoveryPoint)));
 }

@@ -7,6 +7,7 @@
  *     00000000000000000000.timeindex   its time index
  *     recovery-point.checkpoint        offset below which everything is flushed
  *     .clean-shutdown                  present only after a clean close
+ *     fenced                           present while fenced for corrupt data a read found
  *     *.deleted, *.tmp                 leftovers of interrupted deletes / checkpoint writes
  */
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ export const DELETED_SUFFIX = '.deleted';
 export const TEMP_SUFFIX = '.tmp';
 export const RECOVERY_CHECKPOINT_FILE = 'recovery-point.checkpoint';
 export const CLEAN_SHUTDOWN_FILE = '.clean-shutdown';
+export const FENCE_FILE = 'fenced';
 
 const OFFSET_DIGITS = 20;
 const SEGMENT_FILE_PATTERN = /^(\d{20})\.(log|index|timeindex)$/;

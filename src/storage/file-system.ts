@@ -5,7 +5,9 @@
  * call than `fs/promises` FileHandles on the append path.
  */
 import * as fs from 'node:fs';
+import { dirname } from 'node:path';
 import { buffersFrom, runBytes } from './buffer-run.js';
+import { TEMP_SUFFIX } from './file-names.js';
 
 export interface FileSystem {
   /** Opens for reading and writing, creating the file if `create` is set. */
@@ -43,6 +45,17 @@ export interface FileSystem {
 
 function callback<T>(resolve: (value: T) => void, reject: (error: Error) => void) {
   return (error: NodeJS.ErrnoException | null, value?: T) => (error ? reject(error) : resolve(value as T));
+}
+
+/**
+ * Replaces the file at `path` with `data`, atomically and durably: written whole to a temp
+ * file and fsynced, renamed over `path`, and the directory fsynced. A crash leaves the old file
+ * or the new one, and at most a temp file, which the next start removes.
+ */
+export async function replaceFileDurably(fs: FileSystem, path: string, data: Buffer): Promise<void> {
+  await fs.writeFileDurably(path + TEMP_SUFFIX, data);
+  await fs.rename(path + TEMP_SUFFIX, path);
+  await fs.fsyncDirectory(dirname(path));
 }
 
 /**

@@ -23,11 +23,14 @@
  *      end of what is kept, and truncates there.
  *    - Then the active segment is fdatasynced: its valid tail may never have been (sealed
  *      segments were, when they were sealed).
+ * 5. A fence marker (a read found corrupt data before the restart, see `fence-marker.ts`)
+ *    fences the log wherever the damage is; a repair, having scanned it all, removes it.
  */
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { isDirectWritePadding } from './direct-writer.js';
 import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint-file.js';
+import { type FenceRecord, readFenceMarker, removeFenceMarker } from './fence-marker.js';
 import {
   CLEAN_SHUTDOWN_FILE,
   DELETED_SUFFIX,
@@ -57,6 +60,8 @@ export interface RecoveryReport {
   recordsTruncated: number;
   /** Records and bytes moved to quarantine by a repair. */
   quarantined: { directory: string; fromOffset: number; bytes: number } | null;
+  /** The fence a read had recorded (see `fence-marker.ts`), lifted by a repair. */
+  liftedFence: FenceRecord | null;
 }
 
 export interface LoadedLog {
@@ -139,7 +144,28 @@ async function checkSegments(segments: SegmentList, options: LoadOptions): Promi
   // Remove the marker before any append, so a crash from now on is recovered.
   await fs.unlink(markerPath);
   await fs.fsyncDirectory(directory);
+  await applyFenceMarker(result, options);
   return result;
+}
+
+/**
+ * A fence a read recorded before the restart (see `fence-marker.ts`) fences the log again,
+ * where the scan above may not have looked; a repair, which has looked everywhere, lifts it.
+ */
+async function applyFenceMarker(result: LoadedLog, options: LoadOptions): Promise<void> {
+  const { fs, directory } = options;
+  const recorded = await readFenceMarker(fs, directory);
+  if (recorded === null) return;
+  if (options.repair) {
+    await removeFenceMarker(fs, directory);
+    if (result.recovery !== null) result.recovery.liftedFence = recorded;
+    return;
+  }
+  result.fence ??= {
+    file: recorded.file === '' ? directory : join(directory, recorded.file),
+    position: -1,
+    problem: `${recorded.problem} (found by a read before the broker restarted; it stays fenced until repaired)`,
+  };
 }
 
 /** Pass 1: removes leftovers and returns the base offsets of the segment logs, ascending. */
@@ -202,7 +228,7 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
   const scanFrom = sawMarker || options.repair ? 0 : checkpoint;
   const firstIndex = Math.max(0, segments.floorIndex(scanFrom));
   logger.warn({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'unclean shutdown: recovering the log');
-  const report: RecoveryReport = { segmentsScanned: 0, bytesTruncated: 0, recordsTruncated: 0, quarantined: null };
+  const report: RecoveryReport = { segmentsScanned: 0, bytesTruncated: 0, recordsTruncated: 0, quarantined: null, liftedFence: null };
   const lastIndex = segments.count - 1;
 
   for (let index = firstIndex; index <= lastIndex; index++) {

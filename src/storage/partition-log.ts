@@ -26,9 +26,9 @@
  * and its appends are refused (`DISK_FULL` for ENOSPC); nothing partial becomes visible. A failed
  * fdatasync fences the partition: the kernel may have dropped the dirty pages, so nothing
  * written since the last good sync can be trusted (the lesson of PostgreSQL's "fsyncgate").
- * Corruption found by a read, a timestamp search or retention fences it too. A fenced log
- * refuses reads and appends with the file, byte position and the repair command; it never drops
- * data on its own.
+ * Corruption found by a read, a timestamp search or retention fences it too, and is recorded on
+ * disk (`fence-marker.ts`) so that a restart keeps it fenced. A fenced log refuses reads and
+ * appends with the file, byte position and the repair command; it never drops data on its own.
  *
  * Ownership: `append` takes ownership of the buffer it is given (its base offsets are
  * rewritten); `read` returns views of fresh buffers the caller may keep.
@@ -38,6 +38,7 @@ import { ErrorCode, StrataError, isDiskFullCode, logClosedError } from '../commo
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { writeRecoveryCheckpoint } from './checkpoint-file.js';
+import { writeFenceMarker } from './fence-marker.js';
 import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, segmentFilePath } from './file-names.js';
 import { nodeFileSystem, type FileSystem } from './file-system.js';
 import { type FenceInfo, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } from './log-loader.js';
@@ -61,7 +62,7 @@ import { DirectWritesUnsupported } from './direct-writer.js';
 import { SegmentList } from './segment-list.js';
 import type { InlineIoBudget, InlineIoOperation } from './inline-io.js';
 import type { TailCache } from './tail-cache.js';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 /** The fdatasync that seals a segment at a roll failed: unlike other roll steps, never refusable. */
 class SealSyncFailed extends Error {
@@ -228,6 +229,8 @@ export class PartitionLog {
   private visibleBytes = 0;
   private syncedBytesTotal = 0;
   private fence: StrataError | null = null;
+  /** The write of the fence marker, once corrupt data fenced the log (see `fence-marker.ts`). */
+  private fenceRecorded: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   /** Retention passes under way (`close` waits for them). */
   private readonly retentionPasses = new Set<Promise<number>>();
@@ -1124,6 +1127,9 @@ export class PartitionLog {
   private fenceOnCorruption(segment: LogSegment, error: unknown): unknown {
     if (!(error instanceof StrataError) || error.code !== ErrorCode.PARTITION_FENCED) return error;
     this.fenceWith(fencedError(this.name, segment.logPath, -1, error.message));
+    this.fenceRecorded ??= writeFenceMarker(this.fs, this.directory, { file: basename(segment.logPath), problem: error.message }).catch((failure: unknown) =>
+      this.logger.error({ err: failure }, 'could not record the fence on disk: after a restart the partition serves again until a read meets the damage; run `strata repair` for it'),
+    );
     return this.fence!;
   }
 
@@ -1303,6 +1309,7 @@ export class PartitionLog {
 
   private async closeOnce(): Promise<void> {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
+    await this.fenceRecorded;
     // Appends called before the close and still in their compressed check are finished too.
     while (this.appendsInCheck > 0) await this.compressedChecks;
     while (this.writerRunning) await this.writing;

@@ -619,9 +619,13 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
           ErrorCode.PARTITION_FENCED,
         );
         await log.close();
-        // Opening removes the clean-shutdown marker (by design: a crash from then on is unclean).
+        // Opening removes the clean-shutdown marker (by design: a crash from then on is unclean);
+        // the fence adds its marker, so that a restart keeps it. Nothing else changes.
         before.delete('.clean-shutdown');
-        expectSameFiles(before, snapshot(directory), what);
+        const after = snapshot(directory);
+        expect(after.get('fenced')?.toString(), at(`${what}: the fence marker`)).toMatch(/^strata-fence 1\n/);
+        after.delete('fenced');
+        expectSameFiles(before, after, what);
         rmSync(directory, { recursive: true, force: true });
       });
     }
@@ -679,6 +683,55 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       expect(fs.syncedDirectories).toEqual(expect.arrayContaining([run, join(directory, 'quarantine'), directory]));
       expect(fs.syncedDirectories.indexOf(join(directory, 'quarantine'))).toBeGreaterThan(fs.syncedDirectories.indexOf(run));
       await log.close();
+    });
+
+    // Fenced by a read for damage below the checkpoint, the log records the fence: a start,
+    // which would not look there, keeps it fenced until the repair, which lifts it.
+    it('keeps a log that a read fenced fenced across a restart, until a repair', async () => {
+      const rng = rngFor('fence across a restart');
+      const flipIn = pristine.segmentBases[0]!;
+      const directory = copyOf(root, pristine.clean, 'fence-across-restart');
+      const target = middlePayloadByte(pristine, flipIn, rng);
+      const what = `a fence for a flip in byte ${target.flipAt} of ${stem(flipIn)}.log`;
+      flipBit(logFile(directory, flipIn), target.flipAt, rng.int(0, 7));
+      const first = await openLog(directory);
+      expect(first.fenced, at(`${what}: not fenced at a clean start`)).toBeNull();
+      expect(codeOf(await errorOf(batchAt(first, target.baseOffset))), at(`${what}: the read fences`)).toBe(ErrorCode.PARTITION_FENCED);
+      await first.close();
+      expect(readFileSync(join(directory, 'fenced'), 'utf8'), at(`${what}: the marker`)).toMatch(new RegExp(`^strata-fence 1\nfile ${stem(flipIn)}\.log\nproblem .+\n$`));
+
+      const second = await openLog(directory);
+      expect(second.fenced?.message, at(`${what}: fenced again at the next start`)).toMatch(
+        new RegExp(`is fenced: corrupt data: corrupt record batch in .*${stem(flipIn)}\\.log at byte \\d+: CRC mismatch: .*\\(found by a read before the broker restarted; it stays fenced until repaired\\)\\. Nothing was dropped\\. Run \`strata repair\``),
+      );
+      expect(codeOf(await errorOf(batchAt(second, pristine.logEnd - 1))), at(`${what}: a read far from the damage is refused too`)).toBe(ErrorCode.PARTITION_FENCED);
+      await second.close();
+
+      const repaired = await openLog(directory, { repair: true });
+      expect(repaired.recovery?.quarantined?.fromOffset, at(`${what}: quarantined from`)).toBe(target.baseOffset);
+      expect(repaired.recovery?.liftedFence?.file, at(`${what}: the lifted fence`)).toBe(`${stem(flipIn)}.log`);
+      await repaired.close();
+      expect(existsSync(join(directory, 'fenced')), at(`${what}: no marker after the repair`)).toBe(false);
+      const third = await openLog(directory);
+      expect(third.fenced, at(`${what}: serving after the repair`)).toBeNull();
+      expect(third.logEndOffset).toBe(target.baseOffset);
+      await third.close();
+    });
+
+    it('fences at the start for a marker that does not parse, and a repair of an intact log lifts it', async () => {
+      const directory = copyOf(root, pristine.clean, 'torn-fence-marker');
+      writeFileSync(join(directory, 'fenced'), 'strata-fen');
+      const fenced = await openLog(directory);
+      expect(fenced.fenced?.message).toMatch(/is fenced: corrupt data: the fence marker recorded before the last restart does not parse \(found by a read/);
+      await fenced.close();
+      const repaired = await openLog(directory, { repair: true });
+      expect(repaired.recovery?.quarantined).toBeNull();
+      expect(repaired.recovery?.liftedFence).toEqual({ file: '', problem: 'the fence marker recorded before the last restart does not parse' });
+      expect(repaired.logEndOffset).toBe(pristine.logEnd);
+      await repaired.close();
+      const reopened = await openLog(directory);
+      expect(reopened.fenced).toBeNull();
+      await reopened.close();
     });
 
     for (const flipWhere of ['oldest', 'middle'] as const) {

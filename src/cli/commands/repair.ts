@@ -106,10 +106,12 @@ async function restartMissingPartition(dataDir: string, topic: string, partition
 /** What the repair did, in one line. */
 function repairSummary(log: PartitionLog): string {
   const report = log.recovery;
+  const lifted = report?.liftedFence ? '; the fence a read recorded before is lifted' : '';
   if (report?.quarantined) {
-    return `repaired: offsets from ${report.quarantined.fromOffset} (${report.quarantined.bytes} bytes) moved to ${report.quarantined.directory}; log now ends at ${log.logEndOffset}`;
+    return `repaired: offsets from ${report.quarantined.fromOffset} (${report.quarantined.bytes} bytes) moved to ${report.quarantined.directory}; log now ends at ${log.logEndOffset}${lifted}`;
   }
-  if (report && report.bytesTruncated > 0) return `recovered: dropped an unfinished write of ${report.bytesTruncated} bytes; log ends at ${log.logEndOffset}`;
+  if (report && report.bytesTruncated > 0) return `recovered: dropped an unfinished write of ${report.bytesTruncated} bytes; log ends at ${log.logEndOffset}${lifted}`;
+  if (lifted !== '') return `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent (the damage a read found is no longer in it: retention may have removed its segment)${lifted}`;
   return `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent`;
 }
 
