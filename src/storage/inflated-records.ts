@@ -126,6 +126,16 @@ export class BatchInflation {
     return this.passedOffset + 1;
   }
 
+  /**
+   * Bytes this inflation holds: its batch, the records inflated and not yet read, and a chunk's
+   * worth for what the inflater has ready (its window and state are about a tenth of that).
+   */
+  get heldBytes(): number {
+    let bytes = this.batch.length + this.piecesBytes + (this.stoppedIn?.pending.length ?? 0) + INFLATE_CHUNK_BYTES;
+    for (const chunk of this.arrived) bytes += chunk.length;
+    return bytes;
+  }
+
   /** Bytes inflated so far. */
   get inflatedBytes(): number {
     return this.inflatedBytesTotal;
@@ -239,6 +249,8 @@ export class BatchInflation {
 
 /** Inflations kept at once by `StoppedInflations` by default. */
 export const STOPPED_INFLATIONS_KEPT = 8;
+/** Bytes the inflations kept by `StoppedInflations` may hold together, by default. */
+export const STOPPED_INFLATIONS_BYTES_MAX = 32 * 1024 * 1024;
 /** How long an inflation no read has gone on with is kept. */
 export const STOPPED_INFLATION_IDLE_MS = 30_000;
 
@@ -246,34 +258,45 @@ export const STOPPED_INFLATION_IDLE_MS = 30_000;
  * Gzip batches whose decoded read stopped inside them (at `max_bytes`), kept so that the next
  * read of the batch, from where that one stopped, goes on with the same inflation. A reader that
  * goes through a batch inflating to many times its `max_bytes` costs the broker one inflation of
- * it, not one per read. At most `capacity` are kept (the least recently kept goes first), each
- * for `idleMs` at most: an inflation holds its batch, one chunk of records and the inflater's
- * state, under 2 MiB at the largest batch. An inflation is matched by its batch's bytes, not by
- * where they came from, so it can never be taken for another batch.
+ * it, not one per read. Bounded three ways, the least recently kept going first: at most
+ * `capacity` inflations, holding at most `bytesMax` together (`heldBytes`: a copy of the batch,
+ * the records inflated and not yet read, a chunk's worth for the inflater), and each for
+ * `idleMs` unused (freed within half as long again). An inflation that has passed its batch's
+ * last record is not kept. An inflation is matched by its batch's bytes, not by where they came
+ * from, so it can never be taken for another batch.
  */
 export class StoppedInflations {
-  private readonly kept = new Map<string, { inflation: BatchInflation; keptAtMs: number }>();
+  private readonly kept = new Map<string, { inflation: BatchInflation; keptAtMs: number; bytes: number }>();
+  private keptBytes = 0;
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly capacity = STOPPED_INFLATIONS_KEPT,
     private readonly idleMs = STOPPED_INFLATION_IDLE_MS,
     private readonly nowMs: () => number = () => performance.now(),
+    private readonly bytesMax = STOPPED_INFLATIONS_BYTES_MAX,
   ) {}
 
   get size(): number {
     return this.kept.size;
   }
 
+  /** What the kept inflations hold, as `heldBytes` counted it when each was kept. */
+  get bytes(): number {
+    return this.keptBytes;
+  }
+
   /**
    * The inflation of `batch` (a gzip batch's bytes) kept stopped before `fromOffset`, taken out
-   * of the cache, or a new one of a copy of `batch` (which `keep` may hold on to).
+   * of the cache, or a new one of a copy of `batch` (which `keep` may hold on to; the batch in a
+   * read's buffer would hold all of that buffer).
    */
   take(batch: Buffer, fromOffset: number): BatchInflation {
+    this.dropIdle();
     const key = keyOf(batch, fromOffset);
     const entry = this.kept.get(key);
     if (entry !== undefined && entry.inflation.batch.equals(batch)) {
-      this.kept.delete(key);
+      this.remove(key, entry);
       return entry.inflation;
     }
     return new BatchInflation(Buffer.from(batch));
@@ -281,17 +304,27 @@ export class StoppedInflations {
 
   /** Keeps `inflation`, which a read stopped in, for the read that goes on from its next offset. */
   keep(inflation: BatchInflation): void {
+    this.dropIdle();
+    const bytes = inflation.heldBytes;
+    if (inflation.nextOffset > readLastOffset(inflation.batch, 0) || bytes > this.bytesMax) {
+      inflation.close();
+      return;
+    }
     const key = keyOf(inflation.batch, inflation.nextOffset);
-    this.kept.get(key)?.inflation.close();
-    this.kept.delete(key);
-    this.kept.set(key, { inflation, keptAtMs: this.nowMs() });
+    const same = this.kept.get(key);
+    if (same !== undefined) {
+      same.inflation.close();
+      this.remove(key, same);
+    }
+    this.kept.set(key, { inflation, keptAtMs: this.nowMs(), bytes });
+    this.keptBytes += bytes;
     for (const [oldest, entry] of this.kept) {
-      if (this.kept.size <= this.capacity) break;
+      if (this.kept.size <= this.capacity && this.keptBytes <= this.bytesMax) break;
       entry.inflation.close();
-      this.kept.delete(oldest);
+      this.remove(oldest, entry);
     }
     if (this.sweeper === null) {
-      this.sweeper = setInterval(() => this.dropIdle(), this.idleMs);
+      this.sweeper = setInterval(() => this.dropIdle(), this.idleMs / 2);
       this.sweeper.unref();
     }
   }
@@ -302,12 +335,17 @@ export class StoppedInflations {
     for (const [key, entry] of this.kept) {
       if (now - entry.keptAtMs < this.idleMs) break; // kept in order
       entry.inflation.close();
-      this.kept.delete(key);
+      this.remove(key, entry);
     }
     if (this.kept.size === 0 && this.sweeper !== null) {
       clearInterval(this.sweeper);
       this.sweeper = null;
     }
+  }
+
+  private remove(key: string, entry: { bytes: number }): void {
+    this.kept.delete(key);
+    this.keptBytes -= entry.bytes;
   }
 }
 

@@ -202,6 +202,39 @@ describe('StoppedInflations', () => {
     expect(inflations.take(gzipBatch, 3_001)).toBe(kept[2]);
     kept[2]!.close();
   });
+
+  it('keeps none that has passed its last record, and keeps within its byte budget', async () => {
+    const short = buildBatch(records.slice(0, 10), { compression: 'gzip', baseOffset: 0 });
+    const probe = new StoppedInflations();
+    const done = probe.take(short, 0);
+    await stopAfter(done, 0, 10); // stopped on the last record: no read goes on from there
+    probe.keep(done);
+    expect(probe.size).toBe(0);
+    await expect(done.read(10, () => true)).rejects.toThrow('the inflation of this batch was closed');
+
+    const sized = probe.take(gzipBatch, 1_000);
+    await stopAfter(sized, 1_000, 1);
+    const held = sized.heldBytes;
+    expect(held).toBeGreaterThan(gzipBatch.length);
+    sized.close();
+    const inflations = new StoppedInflations(8, 30_000, () => 0, Math.floor(2.5 * held));
+    const kept: BatchInflation[] = [];
+    for (const fromOffset of [1_000, 2_000, 3_000]) {
+      const inflation = inflations.take(gzipBatch, fromOffset);
+      await stopAfter(inflation, fromOffset, 1);
+      inflations.keep(inflation);
+      kept.push(inflation);
+    }
+    expect(inflations.size).toBe(2); // the third went over the budget: the oldest went
+    expect(inflations.bytes).toBeLessThanOrEqual(Math.floor(2.5 * held));
+    expect(inflations.take(gzipBatch, 1_001)).not.toBe(kept[0]);
+    const tight = new StoppedInflations(8, 30_000, () => 0, held - 1);
+    const large = tight.take(gzipBatch, 1_000);
+    await stopAfter(large, 1_000, 1);
+    tight.keep(large); // over the budget alone: closed, not kept
+    expect(tight.size).toBe(0);
+    for (const inflation of kept) inflation.close();
+  });
 });
 
 describe('firstRecordFrom', () => {
