@@ -34,6 +34,7 @@ import { type FenceRecord, readFenceMarker, removeFenceMarker } from './fence-ma
 import {
   CLEAN_SHUTDOWN_FILE,
   DELETED_SUFFIX,
+  FENCE_FILE,
   LOG_SUFFIX,
   TEMP_SUFFIX,
   offsetFileStem,
@@ -101,7 +102,8 @@ export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
  * A new log: one empty segment at offset 0. A directory with a recovery checkpoint but no
  * segment log had its log files removed by hand: the log starts empty at the checkpoint, so
  * the offsets below it (records consumers may have read or committed past) are not given out
- * again, and a later recovery does not read the checkpoint as records lost below it.
+ * again, and a later recovery does not read the checkpoint as records lost below it. A fence
+ * marker left there goes too: the damaged records it was for went with the files.
  */
 async function startEmpty(segments: SegmentList, options: LoadOptions): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
@@ -110,6 +112,7 @@ async function startEmpty(segments: SegmentList, options: LoadOptions): Promise<
     logger.warn({ directory, recoveryPoint }, `the partition has a recovery checkpoint at offset ${recoveryPoint} but no segment log (its files were removed): starting an empty log at offset ${recoveryPoint}; the records stored before are gone`);
   }
   segments.append(await LogSegment.create(fs, directory, recoveryPoint, options.segmentOptions));
+  await fs.unlink(join(directory, FENCE_FILE));
   await fs.fsyncDirectory(directory);
   await fs.unlink(join(directory, CLEAN_SHUTDOWN_FILE));
   return { segments, cleanShutdown: true, recovery: null, fence: null };

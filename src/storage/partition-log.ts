@@ -1332,6 +1332,9 @@ export class PartitionLog {
       await Promise.allSettled([...this.retentionPasses]);
       // Even when the clean close failed (the next open recovers): release every descriptor.
       await this.closeSegments();
+      // A read or retention pass that finished meanwhile may have fenced the log: its marker is
+      // on disk before the close returns (and before a deleted topic's directory moves).
+      await this.fenceRecorded;
       this.rejectQueued(this.closedError!);
       // Wake readers waiting for new data, so they see the log is gone instead of timing out.
       this.wakeReaders();

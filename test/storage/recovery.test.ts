@@ -1091,6 +1091,23 @@ describe('a partition directory whose segment files were removed', () => {
     await recovered.close();
   });
 
+  it('drops a fence marker left beside the checkpoint: the damaged records went with the files', async () => {
+    const directory = join(root, 'fenced-then-removed');
+    const first = await openLog(directory);
+    await first.append(buildBatch([{ value: Buffer.from('gone'), timestamp: T0 }]));
+    await first.close();
+    for (const name of readdirSync(directory)) if (name !== 'recovery-point.checkpoint') rmSync(join(directory, name), { recursive: true });
+    writeFileSync(join(directory, 'fenced'), 'strata-fence 1\nfile 00000000000000000000.log\nproblem CRC mismatch\n');
+    const second = await openLog(directory);
+    expect(second.fenced).toBeNull();
+    expect(existsSync(join(directory, 'fenced'))).toBe(false);
+    await second.close();
+    const third = await openLog(directory); // and stays unfenced at the start after
+    expect(third.fenced).toBeNull();
+    expect([third.logStartOffset, third.logEndOffset]).toEqual([1, 1]);
+    await third.close();
+  });
+
   it('fences a log whose newest segment files were removed after a clean close, rather than give their offsets out again', async () => {
     const directory = join(root, 'newest-removed');
     const log = await openLog(directory, { config: { ...CONFIG, segmentBytes: 4096 } });
