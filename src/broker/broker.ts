@@ -276,10 +276,13 @@ export class Broker {
     const shown = missing.slice(0, MISSING_PARTITIONS_NAMED).map(({ topic, partition }) => `topics/${topic}/${partition}`);
     const more = missing.length > shown.length ? ` and ${missing.length - shown.length} more` : '';
     const first = missing[0]!;
+    const dataDir = /\s/.test(this.dataDir) ? `"${this.dataDir}"` : this.dataDir;
+    const total = records.reduce((sum, record) => sum + record.partitions, 0);
+    const unmounted = missing.length > 1 && missing.length === total ? ' Every partition is missing: if the topics live on a volume that is not mounted, mount it instead.' : '';
     throw new StrataError(
       ErrorCode.STORAGE_ERROR,
-      `the data directory has no segment log for ${missing.length === 1 ? 'a partition' : `${missing.length} partitions`} its metadata lists (${shown.join(', ')}${more}; the directory is missing or empty): their records are gone, and starting them empty would give out again offsets consumers have read or committed past. ` +
-        `Restore the directories from a backup, or run \`strata repair --data-dir ${this.dataDir} --topic ${first.topic} --partition ${first.partition}\` (with the broker stopped) for each to start it again, empty, after its highest committed offset`,
+      `the data directory has no segment log for ${missing.length === 1 ? 'a partition' : `${missing.length} partitions`} its metadata lists (${shown.join(', ')}${more}: no directory, or one without a segment log): whatever records they held are gone, and starting them empty would give out again offsets consumers have read or committed past. ` +
+        `Restore the directories from a backup, or run \`strata repair --data-dir ${dataDir} --topic ${first.topic} --partition ${first.partition}\` (with the broker stopped) for each to start it again, empty, at its highest committed offset.${unmounted}`,
     );
   }
 

@@ -90,13 +90,13 @@ describe('a partition whose directory is missing', () => {
     const missing = partitionDirectory(dataDir, 'orders', 1);
     rmSync(missing, { recursive: true });
     expect(await startRefusal(dataDir)).toBe(
-      'the data directory has no segment log for a partition its metadata lists (topics/orders/1; the directory is missing or empty): their records are gone, and starting them empty would give out again offsets consumers have read or committed past. ' +
-        `Restore the directories from a backup, or run \`strata repair --data-dir ${dataDir} --topic orders --partition 1\` (with the broker stopped) for each to start it again, empty, after its highest committed offset`,
+      'the data directory has no segment log for a partition its metadata lists (topics/orders/1: no directory, or one without a segment log): whatever records they held are gone, and starting them empty would give out again offsets consumers have read or committed past. ' +
+        `Restore the directories from a backup, or run \`strata repair --data-dir ${dataDir} --topic orders --partition 1\` (with the broker stopped) for each to start it again, empty, at its highest committed offset.`,
     );
     expect(existsSync(missing)).toBe(false); // not created empty by the refused start
 
     expect(await printedBy(() => repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '1']))).toEqual([
-      're-created: partition 1 of topic "orders" had no segment log; its records are gone, and its log starts again, empty, at offset 5, the highest any group had committed for it\n',
+      're-created: partition 1 of topic "orders" had no segment log; its records are gone, and its log starts again, empty, at offset 5, the highest any group had committed for it; offsets the old log had above that are given out again (--start-offset starts past them)\n',
     ]);
 
     const second = await Broker.open({ dataDir });
@@ -120,15 +120,15 @@ describe('a partition whose directory is missing', () => {
     for (const name of readdirSync(emptied)) rmSync(join(emptied, name));
     mkdirSync(join(dataDir, 'topics', 'stray', '0'), { recursive: true });
     expect(await startRefusal(dataDir)).toMatch(
-      /^the data directory has no segment log for 8 partitions its metadata lists \(topics\/audit\/0, topics\/audit\/1, topics\/audit\/2, topics\/audit\/3, topics\/audit\/4 and 3 more; the directory is missing or empty\): .* run `strata repair --data-dir \S+ --topic audit --partition 0` /,
+      /^the data directory has no segment log for 8 partitions its metadata lists \(topics\/audit\/0, topics\/audit\/1, topics\/audit\/2, topics\/audit\/3, topics\/audit\/4 and 3 more: no directory, or one without a segment log\): .* run `strata repair --data-dir \S+ --topic audit --partition 0` .*offset\.$/,
     );
 
-    await expect(repair(['--data-dir', dataDir, '--topic', 'audit', '--partition', '7'])).rejects.toThrow(`no partition 7 of topic "audit" in ${dataDir}`);
-    await expect(repair(['--data-dir', dataDir, '--topic', 'audti', '--partition', '0'])).rejects.toThrow(`no partition 0 of topic "audti" in ${dataDir}`);
-    await expect(repair(['--data-dir', join(dataDir, 'elsewhere'), '--topic', 'audit', '--partition', '0'])).rejects.toThrow(/^no partition 0 of topic "audit" in /);
+    await expect(repair(['--data-dir', dataDir, '--topic', 'audit', '--partition', '7'])).rejects.toThrow(`no partition 7 of topic "audit" in ${dataDir}: its metadata lists no such partition`);
+    await expect(repair(['--data-dir', dataDir, '--topic', 'audti', '--partition', '0'])).rejects.toThrow(`no partition 0 of topic "audti" in ${dataDir}: its metadata lists no such partition`);
+    await expect(repair(['--data-dir', join(dataDir, 'elsewhere'), '--topic', 'audit', '--partition', '0'])).rejects.toThrow(/^no partition 0 of topic "audit" in .*elsewhere: it is not a data directory \(no metadata\.mdb\)$/);
     expect(existsSync(join(dataDir, 'elsewhere'))).toBe(false);
     expect(existsSync(join(dataDir, 'topics', 'audti'))).toBe(false);
-    await expect(repair(['--data-dir', dataDir, '--topic', 'stray', '--partition', '0'])).rejects.toThrow(/stray\/0 is not a partition directory: it holds no segment log/);
+    await expect(repair(['--data-dir', dataDir, '--topic', 'stray', '--partition', '0'])).rejects.toThrow(`no partition 0 of topic "stray" in ${dataDir}: its metadata lists no such partition`);
     expect(readdirSync(join(dataDir, 'topics', 'stray', '0'))).toEqual([]);
 
     const printed = await printedBy(async () => {
@@ -136,11 +136,50 @@ describe('a partition whose directory is missing', () => {
       await repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '0']);
     });
     expect(printed).toHaveLength(8);
-    expect(printed.at(-1)).toBe('re-created: partition 0 of topic "orders" had no segment log; its records are gone, and its log starts again, empty, at offset 0 (no group had committed an offset for it)\n');
+    expect(printed.at(-1)).toBe('re-created: partition 0 of topic "orders" had no segment log; its records are gone, and its log starts again, empty, at offset 0 (no group had committed an offset for it); offsets the old log had above that are given out again (--start-offset starts past them)\n');
     const second = await Broker.open({ dataDir });
     try {
       expect(second.describeTopic('audit').partitions).toHaveLength(7);
       expect((await second.produceBatches('orders', 0, value('x'), 'all')).batches[0]!.baseOffset).toBe(0);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+describe('a data directory whose topics are all missing', () => {
+  it('stops the start with a word on unmounted volumes', async () => {
+    const dataDir = dataDirectory();
+    const first = await Broker.open({ dataDir });
+    await first.createTopic('orders', 2, {});
+    await first.close();
+    rmSync(join(dataDir, 'topics', 'orders'), { recursive: true });
+    expect(await startRefusal(dataDir)).toMatch(/ Every partition is missing: if the topics live on a volume that is not mounted, mount it instead\.$/);
+  });
+});
+
+describe('repair --start-offset', () => {
+  it('starts a partition whose log is missing where asked, not below a committed offset, and only such a partition', async () => {
+    const dataDir = dataDirectory();
+    const first = await Broker.open({ dataDir });
+    await first.createTopic('orders', 1, {});
+    for (const text of ['a', 'b', 'c', 'd', 'e', 'f', 'g']) await first.produceBatches('orders', 0, buildBatch([{ value: Buffer.from(text) }]), 'all');
+    await new OffsetStore(first.metadataStore.root).commit('readers', [{ topic: 'orders', partition: 0, offset: 3, metadata: '', commitTimeMs: 0 }]);
+    await first.close();
+    const directory = partitionDirectory(dataDir, 'orders', 0);
+    rmSync(directory, { recursive: true });
+    const at = (offset: string) => repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '0', '--start-offset', offset]);
+
+    await expect(at('2')).rejects.toThrow('--start-offset 2 is below offset 3, which a group has committed for this partition: start at 3 or later, so that its committed offset stays within the log');
+    await expect(at('-1')).rejects.toThrow('--start-offset must be a non-negative integer, got -1');
+    expect(existsSync(directory)).toBe(false);
+    // The old log end, as strata_partition_log_end_offset showed it: no offset is given out again.
+    expect(await printedBy(() => at('7'))).toEqual(['re-created: partition 0 of topic "orders" had no segment log; its records are gone, and its log starts again, empty, at offset 7, as asked\n']);
+    await expect(at('9')).rejects.toThrow('--start-offset is only for a partition whose segment log is missing; this one has its log, which the repair keeps');
+
+    const second = await Broker.open({ dataDir });
+    try {
+      expect(second.describeTopic('orders').partitions.map((partition) => [partition.logStartOffset, partition.logEndOffset])).toEqual([[7, 7]]);
     } finally {
       await second.close();
     }

@@ -7,9 +7,12 @@
  * segment log and no recovery checkpoint is refused: it is not a partition's.
  *
  * A partition the metadata lists whose directory is missing or holds no segment log and no
- * recovery checkpoint (the broker refuses to start then) is started again, empty, at the highest offset any group has committed for it, as
- * `--topic`/`--partition` name it: its records are gone, but no offset a consumer has read or
- * committed past is given out again, and committed offsets stay valid.
+ * recovery checkpoint (the broker refuses to start then), named by `--topic`/`--partition`, is
+ * started again, empty, at the highest offset any group has committed for it, or at
+ * `--start-offset` (not below that): its records are gone, but committed offsets stay valid and
+ * no group skips records produced from then on. Offsets between the highest committed one and
+ * the old log end are given out again unless `--start-offset` is at or past that end (the
+ * metric `strata_partition_log_end_offset` had it).
  */
 import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -36,13 +39,17 @@ export function repairCommand(yargs: Argv): Argv {
         .option('topic', { type: 'string', describe: 'Topic of the partition' })
         .option('partition', { type: 'number', describe: 'Partition number' })
         .option('dir', { type: 'string', describe: 'Partition directory (instead of --data-dir/--topic/--partition)' })
+        .option('start-offset', { type: 'number', describe: 'Where a partition whose segment log is missing starts again (default: the highest offset committed for it)' })
         .example('strata repair --data-dir /var/lib/strata --topic orders --partition 3', 'repair orders-3'),
     async (argv) => {
       const directory = argv.dir ?? resolvePartition(argv['data-dir'], argv.topic, argv.partition);
-      if (argv.dir === undefined && !(existsSync(directory) && holdsPartitionLog(readdirSync(directory)))) {
-        await printLine(await restartMissingPartition(argv['data-dir'], argv.topic!, argv.partition!));
+      const startOffset = argv['start-offset'];
+      if (startOffset !== undefined && (!Number.isSafeInteger(startOffset) || startOffset < 0)) throw new UsageError(`--start-offset must be a non-negative integer, got ${startOffset}`);
+      if (argv.dir === undefined && !holdsLog(directory)) {
+        await printLine(await restartMissingPartition(argv['data-dir'], argv.topic!, argv.partition!, startOffset));
         return;
       }
+      if (startOffset !== undefined) throw new UsageError('--start-offset is only for a partition whose segment log is missing; this one has its log, which the repair keeps');
       // Opening a log creates its directory: a mistyped name would make an empty partition.
       if (!existsSync(directory)) throw new Error(`no partition directory ${directory}`);
       checkPartitionDirectory(directory);
@@ -64,31 +71,43 @@ export function repairCommand(yargs: Argv): Argv {
 }
 
 /**
- * Starts again a partition the metadata lists whose directory is missing or holds no segment
- * log and no recovery checkpoint: an empty log at the highest offset committed for it (by way
- * of a recovery checkpoint, which an empty log starts at), its directory and the ones above it
- * fsynced. Returns what it did, in one line. A partition the metadata does not list is refused
- * as before: unknown, or not a partition directory.
+ * Whether `directory` holds a partition's log (a segment log or a recovery checkpoint); true
+ * when it cannot be read other than for not existing, so that `checkPartitionDirectory` says why.
  */
-async function restartMissingPartition(dataDir: string, topic: string, partition: number): Promise<string> {
+function holdsLog(directory: string): boolean {
+  try {
+    return holdsPartitionLog(readdirSync(directory));
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
+}
+
+/**
+ * Starts again a partition the metadata lists whose directory is missing or holds no segment
+ * log and no recovery checkpoint: an empty log at `requested`, or else the highest offset
+ * committed for it (by way of a recovery checkpoint, which an empty log starts at), its
+ * directory and the ones above it fsynced. Returns what it did, in one line.
+ */
+async function restartMissingPartition(dataDir: string, topic: string, partition: number, requested: number | undefined): Promise<string> {
   const directory = partitionDirectory(dataDir, topic, partition);
-  const refuse = (): never => {
-    if (existsSync(directory)) checkPartitionDirectory(directory);
-    throw new Error(`no partition ${partition} of topic "${topic}" in ${dataDir}`);
-  };
+  const unknown = `no partition ${partition} of topic "${topic}" in ${dataDir}: its metadata lists no such partition`;
   // Opening the metadata store creates one: a mistyped --data-dir would get an empty store.
-  if (!existsSync(join(dataDir, METADATA_FILE))) refuse();
+  if (!existsSync(join(dataDir, METADATA_FILE))) throw new Error(`no partition ${partition} of topic "${topic}" in ${dataDir}: it is not a data directory (no ${METADATA_FILE})`);
   const lock = DataDirectoryLock.acquire(dataDir, 'strata repair', REPAIR_ADVICE);
   try {
     const metadata = MetadataStore.open(dataDir);
-    let startOffset: number;
+    let committed: number;
     try {
       const record = metadata.getTopic(topic);
-      if (record === undefined || partition >= record.partitions) refuse();
-      startOffset = new OffsetStore(metadata.root).highestCommitted(topic, partition) ?? 0;
+      if (record === undefined || partition >= record.partitions) throw new Error(unknown);
+      committed = new OffsetStore(metadata.root).highestCommitted(topic, partition) ?? 0;
     } finally {
       await metadata.close();
     }
+    if (requested !== undefined && requested < committed) {
+      throw new UsageError(`--start-offset ${requested} is below offset ${committed}, which a group has committed for this partition: start at ${committed} or later, so that its committed offset stays within the log`);
+    }
+    const startOffset = requested ?? committed;
     await nodeFileSystem.mkdirs(directory);
     if (startOffset > 0) await writeRecoveryCheckpoint(nodeFileSystem, directory, startOffset);
     // Silent: its one warning (an empty log at a checkpoint) says what the summary says.
@@ -96,8 +115,10 @@ async function restartMissingPartition(dataDir: string, topic: string, partition
     await log.close();
     await nodeFileSystem.fsyncDirectory(dirname(directory));
     await nodeFileSystem.fsyncDirectory(topicsDirectory(dataDir));
-    const where = startOffset > 0 ? `offset ${startOffset}, the highest any group had committed for it` : 'offset 0 (no group had committed an offset for it)';
-    return `re-created: partition ${partition} of topic "${topic}" had no segment log; its records are gone, and its log starts again, empty, at ${where}`;
+    const where =
+      requested !== undefined ? `offset ${startOffset}, as asked` : startOffset > 0 ? `offset ${startOffset}, the highest any group had committed for it` : 'offset 0 (no group had committed an offset for it)';
+    const reused = requested === undefined ? '; offsets the old log had above that are given out again (--start-offset starts past them)' : '';
+    return `re-created: partition ${partition} of topic "${topic}" had no segment log; its records are gone, and its log starts again, empty, at ${where}${reused}`;
   } finally {
     lock.release();
   }
