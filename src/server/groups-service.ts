@@ -62,17 +62,25 @@ function committedToWire(entry: { topic: string; partition: number; offset: numb
 export const COMMIT_STREAM_IN_FLIGHT_MAX = 1024;
 /** Memory (as `commitRequestBytes` counts it) of the commits a CommitOffsetsStream may have in flight. */
 export const COMMIT_STREAM_IN_FLIGHT_BYTES_MAX = 64 * 1024 * 1024;
-/** Heap of one decoded offset entry, its strings apart: 137 bytes measured, for 12 on the wire. */
-const DECODED_OFFSET_BYTES = 160;
+/**
+ * Heap of one offset entry of a commit in flight, its strings apart: 137 bytes measured for the
+ * decoded entry (12 on the wire), and as much again for the copies the commit makes of it.
+ */
+const OFFSET_ENTRY_BYTES = 300;
 
 /**
- * What a decoded commit request holds in memory, about: a request of many small entries takes
- * over ten times its wire size, so the stream's bound counts this rather than the wire bytes.
+ * What a commit request in flight holds in memory, about: a request of many small entries takes
+ * over twenty times its wire size, so the stream's bound counts this rather than the wire bytes.
+ * Strings count 2 bytes a character (V8 keeps text outside Latin-1 so).
  */
 export function commitRequestBytes(request: strata.v1.CommitOffsetsRequest): number {
-  let bytes = DECODED_OFFSET_BYTES + request.groupId.length + request.memberId.length;
-  for (const entry of request.offsets) bytes += DECODED_OFFSET_BYTES + entry.topic.length + (entry.metadata?.length ?? 0);
-  return bytes;
+  let units = request.groupId.length + request.memberId.length;
+  let bytes = OFFSET_ENTRY_BYTES;
+  for (const entry of request.offsets) {
+    bytes += OFFSET_ENTRY_BYTES;
+    units += entry.topic.length + (entry.metadata?.length ?? 0);
+  }
+  return bytes + 2 * units;
 }
 
 function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest): Promise<void> {

@@ -70,7 +70,7 @@ export class BrokerMetrics {
     partitionGauge('strata_partition_segments', 'Segments of the partition\'s log (open segments: from the log start to the active one)', (state) => state.segmentCount);
     partitionGauge(
       'strata_partition_fenced',
-      '1 while the partition refuses reads and appends (fenced: corrupt data, or a failed write or fdatasync; DescribeTopic gives the reason), else 0',
+      '1 while the partition refuses reads and appends (fenced: corrupt data, a failed write or fdatasync, or a failed segment roll; DescribeTopic gives the reason), else 0',
       (state) => (state.error === '' ? 0 : 1),
     );
     const metrics = this;
