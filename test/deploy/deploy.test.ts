@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { SERVE_OPTIONS } from '../../src/config/broker-options.js';
 import { BROKER_NODE_FLAGS } from '../../src/config/node-flags.js';
+import { BrokerMetrics } from '../../src/server/metrics.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEPLOY = join(ROOT, 'deploy');
@@ -106,6 +107,7 @@ describe('deploy/', () => {
       'Dockerfile.dockerignore',
       'docker-compose.yml',
       'prometheus.yml',
+      'alerts.yml',
       'k8s/configmap.yaml',
       'k8s/statefulset.yaml',
       'k8s/service.yaml',
@@ -413,6 +415,51 @@ describe('deploy/docker-compose.yml', () => {
     const jobs = scrape.scrape_configs.filter((job) => (job.static_configs ?? []).some((entry) => entry.targets.includes(`strata:${METRICS_PORT}`)));
     expect(jobs.length, `no scrape job targets strata:${METRICS_PORT}`).toBe(1);
     expect(jobs[0]!.metrics_path ?? '/metrics').toBe('/metrics');
+  });
+
+  it("loads deploy/alerts.yml, mounted where prometheus.yml's rule_files says", () => {
+    const ruleFiles = (loadYaml(join(DEPLOY, 'prometheus.yml'))[0] as { rule_files?: string[] }).rule_files ?? [];
+    const mount = mounts(prometheus!).find((entry) => resolve(DEPLOY, entry.source) === join(DEPLOY, 'alerts.yml'));
+    expect(mount, 'alerts.yml is not mounted').toBeDefined();
+    expect(ruleFiles).toContain(mount!.target);
+  });
+});
+
+describe('deploy/alerts.yml', () => {
+  interface Rule {
+    alert?: string;
+    expr?: string;
+    for?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  }
+  const rules = (loadYaml(join(DEPLOY, 'alerts.yml'))[0] as { groups: { name: string; rules: Rule[] }[] }).groups.flatMap((group) => group.rules);
+
+  it('has alerting rules, each with an expression, a severity and a summary', () => {
+    expect(rules.map((rule) => rule.alert)).toEqual(expect.arrayContaining(['StrataDown', 'StrataNotReady', 'StrataPartitionFenced']));
+    for (const rule of rules) {
+      expect(rule.alert, JSON.stringify(rule)).toMatch(/^Strata[A-Za-z]+$/);
+      expect(rule.expr, rule.alert).toBeTruthy();
+      expect(['critical', 'warning'], rule.alert).toContain(rule.labels?.severity);
+      expect(rule.annotations?.summary, rule.alert).toBeTruthy();
+      if (rule.for !== undefined) expect(rule.for, rule.alert).toMatch(/^\d+[smh]$/);
+    }
+  });
+
+  it('names only metrics the broker exports, and reports only labels they (or the scrape) have', () => {
+    const registry = new BrokerMetrics().registry;
+    for (const rule of rules) {
+      const labels = new Set(['instance', 'job']); // added by the scrape
+      for (const [, name] of rule.expr!.matchAll(/\b((?:strata|nodejs|process)_[a-z0-9_]+)/g)) {
+        const metric = registry.getSingleMetric(name!) ?? registry.getSingleMetric(name!.replace(/_(bucket|sum|count)$/, ''));
+        expect(metric, `${rule.alert}: ${name} is not a metric the broker exports`).toBeDefined();
+        for (const label of (metric as unknown as { labelNames: string[] }).labelNames) labels.add(label);
+      }
+      const text = Object.values(rule.annotations ?? {}).join(' ');
+      for (const [, label] of text.matchAll(/\$labels\.([a-z_]+)/g)) {
+        expect(labels, `${rule.alert} reports $labels.${label}, which its metrics do not have`).toContain(label);
+      }
+    }
   });
 });
 
