@@ -103,7 +103,7 @@ describe('strata repair of a partition that is not there', () => {
   it('exits 1 and creates nothing for an unknown topic or partition; exits 2 for an illegal topic name', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'strata-repair-cli-'));
     try {
-      await expectFailure(['repair', '--data-dir', dataDir, '--topic', 'typo', '--partition', '0'], 1, `strata: no partition 0 of topic "typo" in ${dataDir}`);
+      await expectFailure(['repair', '--data-dir', dataDir, '--topic', 'typo', '--partition', '0'], 1, `strata: no partition 0 of topic "typo" in ${dataDir}: it is not a data directory (no metadata.mdb)`);
       await expectFailure(['repair', '--dir', join(dataDir, 'nowhere')], 1, `strata: no partition directory ${join(dataDir, 'nowhere')}`);
       await expectFailure(['repair', '--data-dir', dataDir, '--topic', '../../x', '--partition', '0'], 2, /^strata: --topic: topic name "\.\.\/\.\.\/x" has characters outside/);
       expect(readdirSync(dataDir)).toEqual([]);
