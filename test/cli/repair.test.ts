@@ -176,6 +176,8 @@ describe('repair --start-offset', () => {
     // The old log end, as strata_partition_log_end_offset showed it: no offset is given out again.
     expect(await printedBy(() => at('7'))).toEqual(['re-created: partition 0 of topic "orders" had no segment log; its records are gone, and its log starts again, empty, at offset 7, as asked\n']);
     await expect(at('9')).rejects.toThrow('--start-offset is only for a partition whose segment log is missing; this one has its log, which the repair keeps');
+    await expect(repair(['--dir', directory, '--start-offset', '9'])).rejects.toThrow('--start-offset goes with --topic and --partition');
+    await expect((async () => repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '0', '--start-offset']))()).rejects.toThrow('Not enough arguments following: start-offset');
 
     const second = await Broker.open({ dataDir });
     try {

@@ -39,7 +39,7 @@ export function repairCommand(yargs: Argv): Argv {
         .option('topic', { type: 'string', describe: 'Topic of the partition' })
         .option('partition', { type: 'number', describe: 'Partition number' })
         .option('dir', { type: 'string', describe: 'Partition directory (instead of --data-dir/--topic/--partition)' })
-        .option('start-offset', { type: 'number', describe: 'Where a partition whose segment log is missing starts again (default: the highest offset committed for it)' })
+        .option('start-offset', { type: 'number', requiresArg: true, describe: 'Where a partition whose segment log is missing starts again (default: the highest offset committed for it)' })
         .example('strata repair --data-dir /var/lib/strata --topic orders --partition 3', 'repair orders-3'),
     async (argv) => {
       const directory = argv.dir ?? resolvePartition(argv['data-dir'], argv.topic, argv.partition);
@@ -49,10 +49,11 @@ export function repairCommand(yargs: Argv): Argv {
         await printLine(await restartMissingPartition(argv['data-dir'], argv.topic!, argv.partition!, startOffset));
         return;
       }
-      if (startOffset !== undefined) throw new UsageError('--start-offset is only for a partition whose segment log is missing; this one has its log, which the repair keeps');
+      if (startOffset !== undefined && argv.dir !== undefined) throw new UsageError('--start-offset goes with --topic and --partition (a partition whose segment log is missing, which the metadata must list), not with --dir');
       // Opening a log creates its directory: a mistyped name would make an empty partition.
       if (!existsSync(directory)) throw new Error(`no partition directory ${directory}`);
       checkPartitionDirectory(directory);
+      if (startOffset !== undefined) throw new UsageError('--start-offset is only for a partition whose segment log is missing; this one has its log, which the repair keeps');
       const lock = argv.dir === undefined ? DataDirectoryLock.acquire(argv['data-dir'], 'strata repair', REPAIR_ADVICE) : lockDataDirectoryOf(directory);
       let summary: string;
       try {
