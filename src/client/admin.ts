@@ -21,6 +21,9 @@ function typed<Request, Response>(definition: object): MethodDefinition<Request,
   return definition as MethodDefinition<Request, Response>;
 }
 
+/** Groups a ListGroups page asks for. */
+const LIST_GROUPS_PAGE_SIZE = 1_000;
+
 const groupMethods = {
   fetchOffsets: typed<strata.v1.FetchOffsetsRequest, strata.v1.FetchOffsetsResponse>(groupsServiceDefinition.fetchOffsets),
   listGroups: typed<strata.v1.ListGroupsRequest, strata.v1.ListGroupsResponse>(groupsServiceDefinition.listGroups),
@@ -284,10 +287,18 @@ export class Admin {
   // -------------------------------------------------------------------------------------------
   // Consumer groups.
 
-  async listGroups(): Promise<GroupSummary[]> {
+  /** Every group, ordered by id, asked for `pageSize` at a time (the broker answers at most 10,000 a page). */
+  async listGroups(options: { pageSize?: number } = {}): Promise<GroupSummary[]> {
     this.checkOpen();
-    const response = await this.connection.unary(groupMethods.listGroups, v1.ListGroupsRequest.create());
-    return response.groups.map((group) => ({ groupId: group.groupId, state: group.state, members: group.members }));
+    const pageSize = options.pageSize ?? LIST_GROUPS_PAGE_SIZE;
+    const groups: GroupSummary[] = [];
+    let pageToken = '';
+    do {
+      const response = await this.connection.unary(groupMethods.listGroups, v1.ListGroupsRequest.create({ pageSize, pageToken }));
+      for (const group of response.groups) groups.push({ groupId: group.groupId, state: group.state, members: group.members });
+      pageToken = response.nextPageToken;
+    } while (pageToken !== '');
+    return groups;
   }
 
   /** Members, and per partition the committed offset, end offset and lag. NOT_FOUND for an unknown group. */

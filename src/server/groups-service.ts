@@ -97,6 +97,31 @@ function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsR
   );
 }
 
+/** Most groups one ListGroups answer holds when it pages (about 2.6 MB at the longest ids). */
+export const LIST_GROUPS_PAGE_MAX = 10_000;
+
+/**
+ * The page of `groups` (ordered by id) after `pageToken` (the last id of the page before), of
+ * at most `pageSize` (0: all of them), and the token of the next page ('' after the last).
+ */
+export function listGroupsPage<Group extends { groupId: string }>(groups: readonly Group[], pageSize: number, pageToken: string): { groups: Group[]; nextPageToken: string } {
+  if (!Number.isInteger(pageSize) || pageSize < 0) throw invalidArgument(`page_size must be 0 (every group) or a positive number of groups, got ${pageSize}`);
+  let start = 0;
+  if (pageToken !== '') {
+    // The first id after the token: ids compare as the list is ordered, by UTF-16 code units.
+    let end = groups.length;
+    while (start < end) {
+      const middle = (start + end) >>> 1;
+      if (groups[middle]!.groupId <= pageToken) start = middle + 1;
+      else end = middle;
+    }
+  }
+  if (pageSize === 0) return { groups: groups.slice(start), nextPageToken: '' };
+  const page = groups.slice(start, start + Math.min(pageSize, LIST_GROUPS_PAGE_MAX));
+  const more = start + page.length < groups.length;
+  return { groups: page, nextPageToken: more ? page.at(-1)!.groupId : '' };
+}
+
 export function groupsServiceHandlers(coordinator: GroupCoordinator, context: HandlerContext, stopping: AbortSignal): UntypedServiceImplementation {
   return {
     heartbeat: unaryHandler(context, 'Heartbeat', async (request: strata.v1.HeartbeatRequest, call: ServerUnaryCall<strata.v1.HeartbeatRequest, strata.v1.HeartbeatResponse>) => {
@@ -140,9 +165,10 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
     fetchOffsets: unaryHandler(context, 'FetchOffsets', async (request: strata.v1.FetchOffsetsRequest) =>
       v1.FetchOffsetsResponse.create({ offsets: coordinator.fetchOffsets(request.groupId, request.topics).map(committedToWire) }),
     ),
-    listGroups: unaryHandler(context, 'ListGroups', async () =>
-      v1.ListGroupsResponse.create({ groups: coordinator.listGroups().map((group) => v1.GroupSummary.create(group)) }),
-    ),
+    listGroups: unaryHandler(context, 'ListGroups', async (request: strata.v1.ListGroupsRequest) => {
+      const { groups, nextPageToken } = listGroupsPage(coordinator.listGroups(), request.pageSize, request.pageToken);
+      return v1.ListGroupsResponse.create({ groups: groups.map((group) => v1.GroupSummary.create(group)), nextPageToken });
+    }),
     describeGroup: unaryHandler(context, 'DescribeGroup', async (request: strata.v1.DescribeGroupRequest) => {
       const description = await coordinator.describeGroup(request.groupId);
       return v1.DescribeGroupResponse.create({

@@ -175,6 +175,7 @@ describe('consumer-group administration', () => {
     await commit('admin-g1', 'admin-groups', [1, 2]);
 
     expect(await admin.listGroups()).toContainEqual({ groupId: 'admin-g1', state: 'empty', members: 0 });
+    expect(await admin.listGroups({ pageSize: 1 })).toEqual(await admin.listGroups()); // a page at a time, the same list
     const description = await admin.describeGroup('admin-g1');
     expect(description).toMatchObject({ groupId: 'admin-g1', state: 'empty', members: [], totalLag: 3 });
     expect(description.partitions).toEqual([

@@ -466,6 +466,26 @@ describe('administration', () => {
     expect((await listGroups()).get('g-state-moving')).toBeUndefined();
   });
 
+  it('ListGroups pages through the groups in id order, and refuses a negative page_size', async () => {
+    await createTopic('paged', 1);
+    const ids = Array.from({ length: 12 }, (_, index) => `g-paged-${String(index).padStart(2, '0')}`);
+    for (const groupId of [...ids].reverse()) await commit(groupId, '', 0, [{ topic: 'paged', partition: 0, offset: 0 }]);
+    const everything = await shared.client.call<strata.v1.ListGroupsResponse>('groups.listGroups', v1.ListGroupsRequest.create());
+    expect(everything.nextPageToken).toBe('');
+    const paged: string[] = [];
+    let pageToken = '';
+    do {
+      const page = await shared.client.call<strata.v1.ListGroupsResponse>('groups.listGroups', v1.ListGroupsRequest.create({ pageSize: 5, pageToken }));
+      expect(page.groups.length).toBeLessThanOrEqual(5);
+      paged.push(...page.groups.map((group) => group.groupId));
+      pageToken = page.nextPageToken;
+    } while (pageToken !== '');
+    expect(paged).toEqual(everything.groups.map((group) => group.groupId));
+    expect(paged.filter((groupId) => groupId.startsWith('g-paged-'))).toEqual(ids);
+    const refused = await grpcError(shared.client.call('groups.listGroups', v1.ListGroupsRequest.create({ pageSize: -1 })));
+    expect({ code: refused.code, details: refused.details }).toEqual({ code: status.INVALID_ARGUMENT, details: 'page_size must be 0 (every group) or a positive number of groups, got -1' });
+  });
+
   it('DescribeGroup shows each member: client id, instance id, host, epoch, assignment and subscription', async () => {
     await createTopic('described', 4);
     const a = await new Member('g-describe', { topics: ['described'], clientId: 'billing-1', instanceId: 'pod-a' }).join();
