@@ -12,7 +12,7 @@ import type { MethodDefinition } from '@grpc/grpc-js';
 import { strata } from '../generated/strata.js';
 import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
-import { closedError, invalidArgument } from './errors.js';
+import { StrataClientError, closedError, invalidArgument } from './errors.js';
 
 const v1 = strata.v1;
 
@@ -287,16 +287,25 @@ export class Admin {
   // -------------------------------------------------------------------------------------------
   // Consumer groups.
 
-  /** Every group, ordered by id, asked for `pageSize` at a time (the broker answers at most 10,000 a page). */
+  /**
+   * Every group, ordered by id, asked for `pageSize` at a time (1 to 4,000, the most the broker
+   * answers in a page; 0 asks for all in one answer). Throws if an answer's token would not move
+   * the listing on, rather than ask for the same page for ever.
+   */
   async listGroups(options: { pageSize?: number } = {}): Promise<GroupSummary[]> {
     this.checkOpen();
     const pageSize = options.pageSize ?? LIST_GROUPS_PAGE_SIZE;
+    if (!Number.isInteger(pageSize) || pageSize < 0 || pageSize > 4_000) throw invalidArgument(`pageSize must be an integer from 0 to 4000, got ${pageSize}`);
     const groups: GroupSummary[] = [];
     let pageToken = '';
     do {
       const response = await this.connection.unary(groupMethods.listGroups, v1.ListGroupsRequest.create({ pageSize, pageToken }));
       for (const group of response.groups) groups.push({ groupId: group.groupId, state: group.state, members: group.members });
-      pageToken = response.nextPageToken;
+      const next = response.nextPageToken;
+      if (next !== '' && (response.groups.length === 0 || next <= pageToken)) {
+        throw new StrataClientError('INTERNAL', `ListGroups answered a page token that does not move on (${JSON.stringify(next)} after ${JSON.stringify(pageToken)}, ${response.groups.length} groups)`);
+      }
+      pageToken = next;
     } while (pageToken !== '');
     return groups;
   }

@@ -97,8 +97,12 @@ function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsR
   );
 }
 
-/** Most groups one ListGroups answer holds when it pages (about 2.6 MB at the longest ids). */
-export const LIST_GROUPS_PAGE_MAX = 10_000;
+/**
+ * Most groups one ListGroups answer holds when it pages: at the longest ids (255 characters of 3
+ * bytes each in UTF-8) an entry takes about 790 bytes, so a page stays under 3.2 MB, inside the
+ * 4 MiB receive limit most gRPC libraries default to.
+ */
+export const LIST_GROUPS_PAGE_MAX = 4_000;
 
 /**
  * The page of `groups` (ordered by id) after `pageToken` (the last id of the page before), of

@@ -3,11 +3,14 @@
 // returning plain objects with numbers, and maps broker failures to StrataClientError with the
 // gRPC status name and the broker's own message; method: a real in-process broker over gRPC,
 // with records written through the wire-level test client.
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { Connection } from '../../src/client/connection.js';
 import { StrataClientError } from '../../src/client/errors.js';
+import type { strata } from '../../src/generated/strata.js';
+import { groupsServiceDefinition } from '../../src/server/service-definitions.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
@@ -176,6 +179,8 @@ describe('consumer-group administration', () => {
 
     expect(await admin.listGroups()).toContainEqual({ groupId: 'admin-g1', state: 'empty', members: 0 });
     expect(await admin.listGroups({ pageSize: 1 })).toEqual(await admin.listGroups()); // a page at a time, the same list
+    await expect(admin.listGroups({ pageSize: 4001 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: 'pageSize must be an integer from 0 to 4000, got 4001' });
+    await expect(admin.listGroups({ pageSize: 1.5 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     const description = await admin.describeGroup('admin-g1');
     expect(description).toMatchObject({ groupId: 'admin-g1', state: 'empty', members: [], totalLag: 3 });
     expect(description.partitions).toEqual([
@@ -216,3 +221,22 @@ describe('consumer-group administration', () => {
     expect((await rejection(admin.describeGroup(''))).code).toBe('INVALID_ARGUMENT');
   });
 });
+
+describe('listGroups against a server whose page token does not move on', () => {
+  it('throws instead of asking for the same page for ever', async () => {
+    const stuck = new Server();
+    stuck.addService(groupsServiceDefinition, {
+      listGroups: (_call: unknown, callback: (error: null, response: strata.v1.ListGroupsResponse) => void) =>
+        callback(null, v1.ListGroupsResponse.create({ groups: [], nextPageToken: 'again' })),
+    });
+    const port = await new Promise<number>((resolve, reject) => stuck.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
+    const client = new Admin({ server: `127.0.0.1:${port}` });
+    try {
+      await expect(client.listGroups()).rejects.toMatchObject({ code: 'INTERNAL', message: 'ListGroups answered a page token that does not move on ("again" after "", 0 groups)' });
+    } finally {
+      await client.close();
+      stuck.forceShutdown();
+    }
+  });
+});
+

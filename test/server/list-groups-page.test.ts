@@ -3,7 +3,10 @@
 // existed; a negative page_size is refused; method: listGroupsPage on ordered lists of ids.
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/common/errors.js';
+import { strata } from '../../src/generated/strata.js';
 import { LIST_GROUPS_PAGE_MAX, listGroupsPage } from '../../src/server/groups-service.js';
+
+const v1 = strata.v1;
 
 const groups = (count: number) => Array.from({ length: count }, (_, index) => ({ groupId: `g-${String(index).padStart(5, '0')}` })).sort((a, b) => (a.groupId < b.groupId ? -1 : 1));
 
@@ -37,11 +40,19 @@ describe('listGroupsPage', () => {
     expect(listGroupsPage(all, 2, 'g-00002').groups.map((group) => group.groupId)).toEqual(['g-00003', 'g-00004']);
   });
 
-  it(`answers at most ${LIST_GROUPS_PAGE_MAX} a page, and refuses a negative page_size`, () => {
+  it(`answers at most ${LIST_GROUPS_PAGE_MAX} a page, under 4 MiB at the longest ids, and refuses a negative page_size`, () => {
     const all = groups(LIST_GROUPS_PAGE_MAX + 5);
     const page = listGroupsPage(all, LIST_GROUPS_PAGE_MAX * 2, '');
     expect(page.groups).toHaveLength(LIST_GROUPS_PAGE_MAX);
     expect(page.nextPageToken).toBe(all[LIST_GROUPS_PAGE_MAX - 1]!.groupId);
+    const longest = 'グ'.repeat(255); // 3 bytes each in UTF-8
+    const widest = v1.ListGroupsResponse.encode(
+      v1.ListGroupsResponse.create({
+        groups: Array.from({ length: LIST_GROUPS_PAGE_MAX }, (_, index) => v1.GroupSummary.create({ groupId: `${longest.slice(6)}${String(index).padStart(6, '0')}`, state: 'reconciling', members: 2 ** 31 - 1 })),
+        nextPageToken: longest,
+      }),
+    ).finish();
+    expect(widest.length).toBeLessThan(4 * 1024 * 1024);
     expect(() => listGroupsPage(all, -1, '')).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: 'page_size must be 0 (every group) or a positive number of groups, got -1' }));
   });
 });
