@@ -16,7 +16,7 @@ export function errnoError(code: string): NodeJS.ErrnoException {
 }
 
 /** Calls that `TestFileSystem.hold` can hold. */
-export type HeldCall = 'open' | 'read' | 'readFile' | 'writev' | 'fdatasync' | 'removeTree';
+export type HeldCall = 'open' | 'read' | 'readFile' | 'writev' | 'fdatasync' | 'rename' | 'removeTree';
 
 export class TestFileSystem implements FileSystem {
   private readonly real = new NodeFileSystem();
@@ -61,37 +61,45 @@ export class TestFileSystem implements FileSystem {
   private readonly directFds = new Set<number>();
   /** Descriptors opened through this file system and not closed yet (to find leaks). */
   readonly openFds = new Set<number>();
-  /** Gates of the calls that `hold` holds, and who waits for the next such call to arrive. */
-  private readonly holds: Record<HeldCall, { gate: Promise<void> | null; arrivals: (() => void)[] }> = {
-    open: { gate: null, arrivals: [] },
-    read: { gate: null, arrivals: [] },
-    readFile: { gate: null, arrivals: [] },
-    writev: { gate: null, arrivals: [] },
-    fdatasync: { gate: null, arrivals: [] },
-    removeTree: { gate: null, arrivals: [] },
+  /**
+   * Gates of the calls that `hold` holds (only those whose path includes `pathPart`, when set),
+   * and who waits for the next such call to arrive.
+   */
+  private readonly holds: Record<HeldCall, { gate: Promise<void> | null; pathPart: string | null; arrivals: (() => void)[] }> = {
+    open: { gate: null, pathPart: null, arrivals: [] },
+    read: { gate: null, pathPart: null, arrivals: [] },
+    readFile: { gate: null, pathPart: null, arrivals: [] },
+    writev: { gate: null, pathPart: null, arrivals: [] },
+    fdatasync: { gate: null, pathPart: null, arrivals: [] },
+    rename: { gate: null, pathPart: null, arrivals: [] },
+    removeTree: { gate: null, pathPart: null, arrivals: [] },
   };
 
   /**
    * Holds calls of `call` (an open acts on the path it was called with) until `release`:
-   * `reached` resolves when the first one arrives.
+   * `reached` resolves when the first one arrives. With `pathPart` (renames only: their target),
+   * only calls on a path that includes it are held and counted.
    */
-  hold(call: HeldCall): { reached: Promise<void>; release: () => void } {
+  hold(call: HeldCall, pathPart: string | null = null): { reached: Promise<void>; release: () => void } {
     const held = this.holds[call];
     let release!: () => void;
     held.gate = new Promise<void>((resolve) => (release = resolve));
+    held.pathPart = pathPart;
     const reached = this.next(call);
     return {
       reached,
       release: () => {
         held.gate = null;
+        held.pathPart = null;
         release();
       },
     };
   }
 
   /** Tells who waits for a `call` that it arrived, then waits while `hold` holds such calls. */
-  private async pass(call: HeldCall): Promise<void> {
+  private async pass(call: HeldCall, path = ''): Promise<void> {
     const held = this.holds[call];
+    if (held.pathPart !== null && !path.includes(held.pathPart)) return;
     for (const notify of held.arrivals.splice(0)) notify();
     if (held.gate !== null) await held.gate;
   }
@@ -200,7 +208,8 @@ export class TestFileSystem implements FileSystem {
     if (this.fileWritesFull || (this.fileWritesFullFor !== null && path.includes(this.fileWritesFullFor))) throw errnoError('ENOSPC');
     return this.real.writeFileDurably(path, data);
   }
-  rename(from: string, to: string): Promise<void> {
+  async rename(from: string, to: string): Promise<void> {
+    await this.pass('rename', to);
     return this.real.rename(from, to);
   }
   unlink(path: string): Promise<void> {

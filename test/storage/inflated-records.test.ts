@@ -164,6 +164,19 @@ describe('StoppedInflations', () => {
     expect(await inflation.read(fromOffset, () => ++seen < count)).toBe(true);
   };
 
+  /** Inflations of gzipBatch stopped after one record from each offset, kept in turn (`between` after each). */
+  const keepStopped = async (inflations: StoppedInflations, fromOffsets: readonly number[], between = () => {}): Promise<BatchInflation[]> => {
+    const kept: BatchInflation[] = [];
+    for (const fromOffset of fromOffsets) {
+      const inflation = inflations.take(gzipBatch, fromOffset);
+      await stopAfter(inflation, fromOffset, 1);
+      inflations.keep(inflation);
+      kept.push(inflation);
+      between();
+    }
+    return kept;
+  };
+
   it('gives a stopped inflation back to the read from its next offset of the same bytes only', async () => {
     const inflations = new StoppedInflations(4, 30_000);
     const first = inflations.take(gzipBatch, 1_000);
@@ -185,14 +198,7 @@ describe('StoppedInflations', () => {
   it('keeps at most its capacity, dropping the least recently kept, and drops those idle too long', async () => {
     let now = 0;
     const inflations = new StoppedInflations(2, 1_000, () => now);
-    const kept: BatchInflation[] = [];
-    for (const fromOffset of [1_000, 2_000, 3_000]) {
-      const inflation = inflations.take(gzipBatch, fromOffset);
-      await stopAfter(inflation, fromOffset, 1);
-      inflations.keep(inflation);
-      kept.push(inflation);
-      now += 400;
-    }
+    const kept = await keepStopped(inflations, [1_000, 2_000, 3_000], () => (now += 400));
     expect(inflations.size).toBe(2);
     await expect(kept[0]!.read(1_001, () => true)).rejects.toThrow('the inflation of this batch was closed'); // when dropped
     expect(inflations.take(gzipBatch, 1_001)).not.toBe(kept[0]);
@@ -218,13 +224,7 @@ describe('StoppedInflations', () => {
     expect(held).toBeGreaterThan(gzipBatch.length);
     sized.close();
     const inflations = new StoppedInflations(8, 30_000, () => 0, Math.floor(2.5 * held));
-    const kept: BatchInflation[] = [];
-    for (const fromOffset of [1_000, 2_000, 3_000]) {
-      const inflation = inflations.take(gzipBatch, fromOffset);
-      await stopAfter(inflation, fromOffset, 1);
-      inflations.keep(inflation);
-      kept.push(inflation);
-    }
+    const kept = await keepStopped(inflations, [1_000, 2_000, 3_000]);
     expect(inflations.size).toBe(2); // the third went over the budget: the oldest went
     expect(inflations.bytes).toBeLessThanOrEqual(Math.floor(2.5 * held));
     expect(inflations.take(gzipBatch, 1_001)).not.toBe(kept[0]);

@@ -13,7 +13,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
@@ -716,6 +716,36 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       expect(third.fenced, at(`${what}: serving after the repair`)).toBeNull();
       expect(third.logEndOffset).toBe(target.baseOffset);
       await third.close();
+    });
+
+    it('has the marker on disk when a close returns, for a read that fenced the log while it closed', async () => {
+      const rng = rngFor('fence while closing');
+      const flipIn = pristine.segmentBases[0]!;
+      const directory = copyOf(root, pristine.clean, 'fence-while-closing');
+      const target = middlePayloadByte(pristine, flipIn, rng);
+      flipBit(logFile(directory, flipIn), target.flipAt, rng.int(0, 7));
+      const fs = new TestFileSystem();
+      const log = await openLog(directory, { fs });
+      // The read is under way when the close starts, and meets the damage only after the close
+      // has begun; the marker's write is then held at its rename.
+      const readHeld = fs.hold('read');
+      const reading = errorOf(log.read(target.baseOffset, 1));
+      await readHeld.reached;
+      let closed = false;
+      const closing = log.close().then(() => (closed = true));
+      const renameHeld = fs.hold('rename', `${sep}fenced`);
+      readHeld.release();
+      await renameHeld.reached;
+      expect(codeOf(await reading)).toBe(ErrorCode.PARTITION_FENCED);
+      // Once the segments are closed, a close that did not wait for the marker returns at once.
+      const deadline = Date.now() + 10_000;
+      while (fs.openFds.size > 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+      expect(fs.openFds.size, 'the segments closed').toBe(0);
+      for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
+      expect(closed, 'the close waits for the marker').toBe(false);
+      renameHeld.release();
+      await closing;
+      expect(existsSync(join(directory, 'fenced')), 'the marker, as the close returns').toBe(true);
     });
 
     it('fences at the start for a marker that does not parse, and a repair of an intact log lifts it', async () => {
