@@ -662,15 +662,21 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
   });
 
   describe('repair', () => {
+    /** A copy of `source` with a bit flipped in a record of the oldest segment, below the recovery checkpoint. */
+    const flippedInOldest = (seedName: string, source: string, label: string) => {
+      const rng = rngFor(seedName);
+      const flipIn = pristine.segmentBases[0]!;
+      const directory = copyOf(root, source, label);
+      const target = middlePayloadByte(pristine, flipIn, rng);
+      flipBit(logFile(directory, flipIn), target.flipAt, rng.int(0, 7));
+      return { directory, flipIn, target };
+    };
+
     // A read (or retention) fences the partition for damage in an old sealed segment, below the
     // recovery checkpoint, where a start does not look; the repair it then advises must find it.
     it('scans the whole log, below the recovery checkpoint and after a clean close too', async () => {
-      const rng = rngFor('repair below the checkpoint');
-      const flipIn = pristine.segmentBases[0]!;
-      const directory = copyOf(root, pristine.unclean, 'repair-below-checkpoint');
-      const target = middlePayloadByte(pristine, flipIn, rng);
+      const { directory, flipIn, target } = flippedInOldest('repair below the checkpoint', pristine.unclean, 'repair-below-checkpoint');
       const what = `repair after a flip in byte ${target.flipAt} of ${stem(flipIn)}.log, below the checkpoint`;
-      flipBit(logFile(directory, flipIn), target.flipAt, rng.int(0, 7));
       const opened = await openLog(directory); // scans from the checkpoint only: not fenced
       expect(opened.fenced, at(`${what}: an unclean start does not look below the checkpoint`)).toBeNull();
       await opened.close(); // clean: the marker is written
@@ -688,12 +694,8 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
     // Fenced by a read for damage below the checkpoint, the log records the fence: a start,
     // which would not look there, keeps it fenced until the repair, which lifts it.
     it('keeps a log that a read fenced fenced across a restart, until a repair', async () => {
-      const rng = rngFor('fence across a restart');
-      const flipIn = pristine.segmentBases[0]!;
-      const directory = copyOf(root, pristine.clean, 'fence-across-restart');
-      const target = middlePayloadByte(pristine, flipIn, rng);
+      const { directory, flipIn, target } = flippedInOldest('fence across a restart', pristine.clean, 'fence-across-restart');
       const what = `a fence for a flip in byte ${target.flipAt} of ${stem(flipIn)}.log`;
-      flipBit(logFile(directory, flipIn), target.flipAt, rng.int(0, 7));
       const first = await openLog(directory);
       expect(first.fenced, at(`${what}: not fenced at a clean start`)).toBeNull();
       expect(codeOf(await errorOf(batchAt(first, target.baseOffset))), at(`${what}: the read fences`)).toBe(ErrorCode.PARTITION_FENCED);
@@ -719,11 +721,7 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
     });
 
     it('has the marker on disk when a close returns, for a read that fenced the log while it closed', async () => {
-      const rng = rngFor('fence while closing');
-      const flipIn = pristine.segmentBases[0]!;
-      const directory = copyOf(root, pristine.clean, 'fence-while-closing');
-      const target = middlePayloadByte(pristine, flipIn, rng);
-      flipBit(logFile(directory, flipIn), target.flipAt, rng.int(0, 7));
+      const { directory, target } = flippedInOldest('fence while closing', pristine.clean, 'fence-while-closing');
       const fs = new TestFileSystem();
       const log = await openLog(directory, { fs });
       // The read is under way when the close starts, and meets the damage only after the close
