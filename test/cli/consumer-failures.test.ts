@@ -21,6 +21,18 @@ function watched(follow: boolean): { consumer: Consumer; stops: () => number; wa
   return { consumer, stops: () => stops, watch };
 }
 
+/**
+ * `emit` every `intervalMs` of fake time for `spanMs`, the last at its end: a failure repeating
+ * as the consumer's retries or heartbeats repeat it.
+ */
+function failingFor(emit: () => void, spanMs: number, intervalMs: number): void {
+  for (let elapsed = 0; elapsed < spanMs; elapsed += intervalMs) {
+    emit();
+    vi.advanceTimersByTime(Math.min(intervalMs, spanMs - elapsed));
+  }
+  emit();
+}
+
 const fetchError = (code: string, message: string) => ({ topic: 't', partition: 3, error: new StrataClientError(code as 'UNAVAILABLE', message) });
 
 describe('watchConsumer', () => {
@@ -35,17 +47,11 @@ describe('watchConsumer', () => {
   it('without --follow, gives up on an unreachable broker after the bound, unless records came meanwhile', () => {
     vi.useFakeTimers({ toFake: ['performance'] });
     const { consumer, stops, watch } = watched(false);
-    /** Fetches failing a second apart (as the Consumer's retries do) for `ms`, the last at its end. */
-    const failingFor = (ms: number): void => {
-      for (let elapsed = 0; elapsed < ms; elapsed += 1_000) {
-        consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
-        vi.advanceTimersByTime(Math.min(1_000, ms - elapsed));
-      }
-      consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
-    };
-    failingFor(UNREACHABLE_GIVE_UP_MS - 1);
+    // Fetches failing a second apart, as the Consumer's retries do.
+    const unreachable = () => consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
+    failingFor(unreachable, UNREACHABLE_GIVE_UP_MS - 1, 1_000);
     watch.delivered();
-    failingFor(UNREACHABLE_GIVE_UP_MS - 1);
+    failingFor(unreachable, UNREACHABLE_GIVE_UP_MS - 1, 1_000);
     expect(watch.failure()).toBeNull();
     vi.advanceTimersByTime(1);
     consumer.emit('fetchError', fetchError('UNAVAILABLE', 'cannot reach the broker'));
@@ -64,11 +70,7 @@ describe('watchConsumer', () => {
     }
     expect(watch.failure()).toBeNull();
     // Failing on and on, a heartbeat interval apart: given up after the bound.
-    for (let elapsed = 0; elapsed <= UNREACHABLE_GIVE_UP_MS; elapsed += 5_000) {
-      consumer.emit('groupError', groupError('UNAVAILABLE', 'cannot reach the broker'));
-      vi.advanceTimersByTime(5_000);
-    }
-    consumer.emit('groupError', groupError('UNAVAILABLE', 'cannot reach the broker'));
+    failingFor(() => consumer.emit('groupError', groupError('UNAVAILABLE', 'cannot reach the broker')), UNREACHABLE_GIVE_UP_MS + 5_000, 5_000);
     expect(watch.failure()?.message).toBe('cannot reach the broker (the group heartbeat failed for 30 s; giving up)');
     expect(stops()).toBe(1);
 
