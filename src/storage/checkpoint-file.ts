@@ -1,7 +1,10 @@
 /**
- * The recovery checkpoint: the offset below which every segment is sealed, flushed and has
- * durable indexes. After an unclean stop, segments from the one holding this offset onwards are
- * scanned; earlier ones are trusted (their indexes still get a sanity check on load).
+ * The recovery checkpoint: an offset below which every record is durable, and every segment
+ * before the one holding it is sealed, with durable indexes. A roll writes it at the new
+ * segment's base, a clean close at the log end, and the broker moves it up to the durable end
+ * every `--recovery-checkpoint-interval-ms`. After an unclean stop, segments from the one
+ * holding this offset onwards are scanned; earlier ones are trusted (their indexes still get a
+ * sanity check on load). Damage below it is damage to durable data, never a torn tail.
  *
  * Format (text, so an operator can read it):
  *   strata-recovery-checkpoint 1

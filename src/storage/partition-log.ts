@@ -37,7 +37,7 @@ import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js'
 import { ErrorCode, StrataError, isDiskFullCode, logClosedError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
-import { writeRecoveryCheckpoint } from './checkpoint-file.js';
+import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint-file.js';
 import { writeFenceMarker } from './fence-marker.js';
 import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, segmentFilePath } from './file-names.js';
 import { nodeFileSystem, type FileSystem } from './file-system.js';
@@ -228,6 +228,12 @@ export class PartitionLog {
   /** `writtenBytesTotal` as of the high watermark (`visibleBytesTotal`). */
   private visibleBytes = 0;
   private syncedBytesTotal = 0;
+  /** The log end offset the last fdatasync covered: every record below it is durable. */
+  private syncedOffset: number;
+  /** The offset in `recovery-point.checkpoint`, as read at open or last written. */
+  private recoveryPoint = 0;
+  /** Writes of the recovery checkpoint, one after another (they share a temporary file). */
+  private recoveryPointWrites: Promise<unknown> = Promise.resolve();
   private fence: StrataError | null = null;
   /** The write of the fence marker, once corrupt data fenced the log (see `fence-marker.ts`). */
   private fenceRecorded: Promise<void> | null = null;
@@ -283,6 +289,8 @@ export class PartitionLog {
     const active = this.segments.last();
     this.nextOffset = active.nextOffset;
     this.nextOffsetAtOpen = active.nextOffset;
+    // A clean close fdatasynced the log, and recovery fdatasyncs its active segment.
+    this.syncedOffset = active.nextOffset;
     this.highWatermarkPosition = { offset: active.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes };
     if (loaded.fence !== null) {
       this.fence = fencedError(this.name, loaded.fence.file, loaded.fence.position, loaded.fence.problem);
@@ -311,6 +319,7 @@ export class PartitionLog {
     const log = new PartitionLog(options, config, segmentOptions, loaded, logger);
     if (log.fence === null) {
       try {
+        log.recoveryPoint = (await readRecoveryCheckpoint(fs, options.directory)) ?? 0;
         await log.loadProducerState();
       } catch (error) {
         // Nobody gets the log to close: release what it holds (a retry opens it anew).
@@ -960,6 +969,7 @@ export class PartitionLog {
         this.inlineIo?.syncEnded();
       }
       this.syncedBytesTotal = Math.max(this.syncedBytesTotal, writtenBytes);
+      this.syncedOffset = Math.max(this.syncedOffset, target.offset);
       this.advanceHighWatermark(target, writtenBytes);
     } while (this.syncWanted);
   }
@@ -1055,6 +1065,39 @@ export class PartitionLog {
     }
   }
 
+  /**
+   * Moves the recovery checkpoint up to the end of what the last fdatasync covered, when that
+   * is higher; resolves to whether it wrote. The broker calls it every
+   * `--recovery-checkpoint-interval-ms` (as Kafka checkpoints its recovery points every
+   * `log.flush.offset.checkpoint.interval.ms`). Recovery takes damage below the checkpoint for
+   * damage to durable data and fences, where past it, within the unsynced window of the log's
+   * end, it would cut the damage and what follows as an unfinished write: so the checkpoint
+   * keeps that window to the records of the last interval, not all of the active segment's.
+   * Recovery still scans the whole active segment (its indexes are rebuilt from it).
+   *
+   * A segment whose base is the checkpoint exists only once the roll that made it has sealed
+   * the one before (fdatasync, durable indexes), so a checkpoint at the log end written during
+   * a roll never leaves an unsealed segment below the one it names. A fenced, closing or closed
+   * log is left as it is.
+   */
+  checkpointRecoveryPoint(): Promise<boolean> {
+    return this.writeRecoveryPoint(false);
+  }
+
+  /** `sealing`: the roll or the clean close, which write it while the log closes too. */
+  private writeRecoveryPoint(sealing: boolean): Promise<boolean> {
+    const write = this.recoveryPointWrites.then(async () => {
+      if (!sealing && (this.fence !== null || this.closing !== null)) return false;
+      const offset = this.syncedOffset;
+      if (offset <= this.recoveryPoint) return false;
+      await writeRecoveryCheckpoint(this.fs, this.directory, offset);
+      this.recoveryPoint = offset;
+      return true;
+    });
+    this.recoveryPointWrites = write.catch(() => undefined);
+    return write;
+  }
+
   /** Seals the active segment (fdatasync, durable indexes) and starts a new one. Writer only. */
   private async roll(reason: string): Promise<void> {
     const old = this.segments.last();
@@ -1065,12 +1108,13 @@ export class PartitionLog {
     }
     await old.closeDirectWriter();
     this.syncedBytesTotal = this.writtenBytesTotal;
+    this.syncedOffset = this.nextOffset;
     this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: old.baseOffset, position: old.sizeBytes }, this.writtenBytesTotal);
     await old.writeIndexes();
     const segment = await this.createSegment(this.nextOffset);
     this.segments.append(segment);
     await this.saveProducerState(segment.baseOffset);
-    await writeRecoveryCheckpoint(this.fs, this.directory, segment.baseOffset);
+    await this.writeRecoveryPoint(true);
     this.logger.info({ baseOffset: segment.baseOffset, reason, sealedBytes: old.sizeBytes }, 'rolled to a new segment');
   }
 
@@ -1319,10 +1363,11 @@ export class PartitionLog {
         const active = this.segments.last();
         await active.flush();
         this.syncedBytesTotal = this.writtenBytesTotal;
+        this.syncedOffset = this.nextOffset;
         this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes }, this.writtenBytesTotal);
         await active.writeIndexes();
         await this.saveProducerState(this.nextOffset);
-        await writeRecoveryCheckpoint(this.fs, this.directory, this.nextOffset);
+        await this.writeRecoveryPoint(true);
         await this.fs.writeFileDurably(join(this.directory, CLEAN_SHUTDOWN_FILE), EMPTY);
         await this.fs.fsyncDirectory(this.directory);
       }
@@ -1330,6 +1375,9 @@ export class PartitionLog {
       // A retention pass under way may still load a segment's indexes (opening its file) or
       // take segments out of the list: let it stop first, then close a copy of the list.
       await Promise.allSettled([...this.retentionPasses]);
+      // A move of the recovery checkpoint under way (a fenced log's close writes none) ends
+      // before the close returns, and with it the files of a deleted topic may move.
+      await this.recoveryPointWrites;
       // Even when the clean close failed (the next open recovers): release every descriptor.
       await this.closeSegments();
       // A read or retention pass that finished meanwhile may have fenced the log: its marker is

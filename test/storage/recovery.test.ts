@@ -17,7 +17,7 @@ import { join, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
-import { encodeCheckpoint } from '../../src/storage/checkpoint-file.js';
+import { decodeCheckpoint, encodeCheckpoint } from '../../src/storage/checkpoint-file.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import {
@@ -285,6 +285,32 @@ async function expectAppendAt(log: PartitionLog, offset: number, what: string): 
   const got = await batchAt(log, offset);
   expect(got !== null && got.equals(batch), at(`${what}: the new batch reads back`)).toBe(true);
   return { baseOffset: result.baseOffset, lastOffset: result.lastOffset, bytes: Buffer.from(batch), timestamps };
+}
+
+/** A temporary directory for the tests of the enclosing describe, removed after them. */
+function useTemporaryRoot(prefix: string): { readonly path: string } {
+  const root = { path: '' };
+  beforeAll(() => {
+    root.path = mkdtempSync(join(tmpdir(), prefix));
+  });
+  afterAll(() => {
+    if (root.path !== '') rmSync(root.path, { recursive: true, force: true });
+  });
+  return root;
+}
+
+/** Appends one batch of one 100-byte record, its timestamp and content from its position. */
+async function appendSmallBatch(log: PartitionLog, batches: Batch[]): Promise<void> {
+  const timestamp = T0 + batches.length;
+  const bytes = buildBatch([{ value: Buffer.alloc(100, batches.length), timestamp }], { timestamp });
+  const result = await log.append(bytes);
+  batches.push({ baseOffset: result.baseOffset, lastOffset: result.lastOffset, bytes: Buffer.from(bytes), timestamps: [timestamp] });
+}
+
+/** The recovery point in `directory`'s checkpoint file (null: none, or not valid). */
+function checkpointIn(directory: string): number | null {
+  const path = join(directory, 'recovery-point.checkpoint');
+  return existsSync(path) ? decodeCheckpoint(readFileSync(path, 'utf8')) : null;
 }
 
 /** Every file under `directory` (recursively) with its bytes. */
@@ -840,17 +866,11 @@ describe(`damage below the recovery point of the active segment (seed ${SEED})`,
     root = mkdtempSync(join(tmpdir(), 'strata-recovery-below-checkpoint-'));
     const source = join(root, 'source');
     const batches: Batch[] = [];
-    const appendOne = async (log: PartitionLog) => {
-      const timestamp = T0 + batches.length;
-      const bytes = buildBatch([{ value: Buffer.alloc(100, batches.length), timestamp }], { timestamp });
-      const result = await log.append(bytes);
-      batches.push({ baseOffset: result.baseOffset, lastOffset: result.lastOffset, bytes: Buffer.from(bytes), timestamps: [timestamp] });
-    };
     let log = await openLog(source, { config });
-    while (batches.length < durableCount) await appendOne(log);
+    while (batches.length < durableCount) await appendSmallBatch(log, batches);
     await log.close();
     log = await openLog(source, { config });
-    while (batches.length < durableCount + 10) await appendOne(log);
+    while (batches.length < durableCount + 10) await appendSmallBatch(log, batches);
     crashed = join(root, 'crashed');
     cpSync(source, crashed, { recursive: true }); // while open: an unclean stop
     await log.close();
@@ -908,6 +928,96 @@ describe(`damage below the recovery point of the active segment (seed ${SEED})`,
     expect(reopened.recovery?.bytesTruncated, at('the torn batch is cut')).toBe(added.bytes.length - 7);
     await expectExactly(reopened, written.slice(0, 5), 'a torn tail after the repair');
     await reopened.close();
+  });
+});
+
+describe(`a recovery checkpoint the running log moved up (seed ${SEED})`, () => {
+  // The broker moves each partition's checkpoint up to its durable end every interval
+  // (`checkpointRecoveryPoint`): damage to records older than that, even with less than the
+  // unsynced window of valid batches after it, is then fenced rather than cut as a torn tail.
+  const config: Partial<LogConfig> = { segmentBytes: 1024 * 1024, indexIntervalBytes: 256, flush: 'always' };
+  const root = useTemporaryRoot('strata-recovery-moved-checkpoint-');
+
+  it('fences after a bit flip below it, and still cuts a torn tail above it', async () => {
+    const rng = rngFor('flip below a moved recovery point');
+    const source = join(root.path, 'source');
+    const batches: Batch[] = [];
+    const log = await openLog(source, { config });
+    while (batches.length < 50) await appendSmallBatch(log, batches);
+    expect(await log.checkpointRecoveryPoint(), 'the checkpoint moves up').toBe(true);
+    expect(checkpointIn(source), 'to the durable end').toBe(50);
+    expect(await log.checkpointRecoveryPoint(), 'not written again while nothing new is durable').toBe(false);
+    while (batches.length < 60) await appendSmallBatch(log, batches);
+    const crashed = join(root.path, 'crashed');
+    cpSync(source, crashed, { recursive: true }); // while open: an unclean stop
+    await log.close();
+    const written = placeBatches(crashed, batches);
+    expect(checkpointIn(crashed), 'the crash came after the move, before the close').toBe(50);
+
+    const flipped = copyOf(root.path, crashed, 'moved-checkpoint-flip');
+    const target = written[5]!;
+    const flipAt = target.position + rng.int(RECORDS_OFFSET, target.bytes.length - 1);
+    const what = `bit flip at byte ${flipAt} (batch ${target.baseOffset} at ${target.position}), recovery point 50`;
+    flipBit(logFile(flipped, 0), flipAt, rng.int(0, 7));
+    const damaged = await openLog(flipped, { config });
+    expect(damaged.fenced?.message, at(`${what}: fenced, not cut (logEndOffset=${damaged.logEndOffset})`)).toContain('below the recovery point 50');
+    await expectFenced(damaged, logFile(flipped, 0), target.position, what);
+    await damaged.close();
+
+    const torn = copyOf(root.path, crashed, 'moved-checkpoint-torn');
+    truncateSync(logFile(torn, 0), statSync(logFile(torn, 0)).size - 7);
+    const reopened = await openLog(torn, { config });
+    expect(reopened.fenced, at(`a torn tail above the recovery point: not fenced (${reopened.fenced?.message})`)).toBeNull();
+    expect(reopened.recovery?.bytesTruncated, at('the torn batch is cut')).toBe(written.at(-1)!.bytes.length - 7);
+    await expectExactly(reopened, written.slice(0, -1), 'a torn tail above a moved recovery point');
+    await reopened.close();
+  });
+
+  it('moves only as far as an fdatasync covered, under flush=interval', async () => {
+    const directory = join(root.path, 'interval');
+    const batches: Batch[] = [];
+    const log = await openLog(directory, { config: { ...config, flush: 'interval', flushMs: 3_600_000 } });
+    while (batches.length < 5) await appendSmallBatch(log, batches);
+    expect(log.highWatermark, 'acknowledged on write').toBe(5);
+    expect(await log.checkpointRecoveryPoint(), 'nothing is durable yet').toBe(false);
+    await log.flush();
+    expect(await log.checkpointRecoveryPoint(), 'moved after the fdatasync').toBe(true);
+    expect(checkpointIn(directory)).toBe(5);
+    await log.close();
+  });
+
+  it('is written after a move under way, when a roll writes it too', async () => {
+    const fs = new TestFileSystem();
+    const directory = join(root.path, 'roll');
+    const batches: Batch[] = [];
+    const log = await openLog(directory, { config: { ...config, segmentBytes: 16 * 1024 }, fs });
+    while (batches.length < 10) await appendSmallBatch(log, batches);
+    const held = fs.hold('rename', 'recovery-point.checkpoint');
+    const moving = log.checkpointRecoveryPoint();
+    await held.reached;
+    // While the move waits at its rename, the log fills its segment and rolls.
+    const appending: Promise<unknown>[] = [];
+    const deadline = Date.now() + 10_000;
+    while (log.segmentCount < 2 && Date.now() < deadline) {
+      const bytes = buildBatch([{ value: Buffer.alloc(1000, 7), timestamp: T0 }], { timestamp: T0 });
+      appending.push(log.append(bytes));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(log.segmentCount, 'rolled').toBe(2);
+    // The roll's own write of the checkpoint (the same temporary file) waits for the move.
+    const rollRenamed = fs.next('rename').then(() => true);
+    const turns = async () => {
+      for (let turn = 0; turn < 1_000; turn++) await new Promise((resolve) => setImmediate(resolve));
+      return false;
+    };
+    expect(await Promise.race([rollRenamed, turns()]), "the roll's checkpoint write waits for the move under way").toBe(false);
+    held.release();
+    expect(await moving, 'the move under way completes').toBe(true);
+    await Promise.all(appending);
+    const base = log.segmentSizes().at(-1)!.baseOffset;
+    expect(checkpointIn(directory), "the last roll's checkpoint, at its new segment's base").toBe(base);
+    await log.close();
+    expect(checkpointIn(directory), 'the clean close').toBe(log.logEndOffset);
   });
 });
 
@@ -1089,16 +1199,10 @@ describe('a partition directory whose segment files were removed', () => {
   // An operator removes a partition's segment files and leaves its recovery checkpoint. The log
   // starts again empty at the checkpoint, so the offsets already given out are not reused, and
   // a crash afterwards truncates a torn tail instead of reading the checkpoint as lost records.
-  let root: string;
-  beforeAll(() => {
-    root = mkdtempSync(join(tmpdir(), 'strata-recovery-files-removed-'));
-  });
-  afterAll(() => {
-    if (root !== undefined) rmSync(root, { recursive: true, force: true });
-  });
+  const root = useTemporaryRoot('strata-recovery-files-removed-');
 
   it('starts empty at the recovery checkpoint, and recovers a torn tail written after it', async () => {
-    const directory = join(root, 'partition');
+    const directory = join(root.path, 'partition');
     const first = await openLog(directory);
     for (let index = 0; index < 5; index++) await first.append(buildBatch([{ value: Buffer.from(`gone-${index}`), timestamp: T0 }]));
     await first.close(); // the clean close writes the recovery checkpoint at the log end, 5
@@ -1107,7 +1211,7 @@ describe('a partition directory whose segment files were removed', () => {
     const reopened = await openLog(directory);
     expect([reopened.logStartOffset, reopened.logEndOffset, reopened.highWatermark]).toEqual([5, 5, 5]);
     const added = await expectAppendAt(reopened, 5, 'after the files were removed');
-    const crashed = copyOf(root, directory, 'files-removed-torn'); // while open: an unclean stop
+    const crashed = copyOf(root.path, directory, 'files-removed-torn'); // while open: an unclean stop
     await reopened.close();
     expect(segmentBasesIn(crashed)).toEqual([5]);
     truncateSync(logFile(crashed, 5), statSync(logFile(crashed, 5)).size - 7);
@@ -1120,7 +1224,7 @@ describe('a partition directory whose segment files were removed', () => {
   });
 
   it('drops a fence marker left beside the checkpoint: the damaged records went with the files', async () => {
-    const directory = join(root, 'fenced-then-removed');
+    const directory = join(root.path, 'fenced-then-removed');
     const first = await openLog(directory);
     await first.append(buildBatch([{ value: Buffer.from('gone'), timestamp: T0 }]));
     await first.close();
@@ -1137,7 +1241,7 @@ describe('a partition directory whose segment files were removed', () => {
   });
 
   it('fences a log whose newest segment files were removed after a clean close, rather than give their offsets out again', async () => {
-    const directory = join(root, 'newest-removed');
+    const directory = join(root.path, 'newest-removed');
     const log = await openLog(directory, { config: { ...CONFIG, segmentBytes: 4096 } });
     for (let index = 0; index < 40; index++) await log.append(buildBatch([{ value: Buffer.alloc(300, index), timestamp: T0 }]));
     const end = log.logEndOffset;
