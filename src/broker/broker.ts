@@ -17,7 +17,7 @@
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError, isDiskFullCode } from '../common/errors.js';
-import { PARTITION_COUNT_MAX } from '../common/broker-limits.js';
+import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
@@ -49,6 +49,8 @@ export interface BrokerOptions {
   topicDefaults?: Partial<LogConfig>;
   /** How often retention runs over all partitions. */
   retentionCheckIntervalMs?: number;
+  /** How often every partition's recovery checkpoint moves up to its durable end (default 60 s). */
+  recoveryCheckpointIntervalMs?: number;
   /** Write large groups with direct (O_DIRECT) writes, bypassing the page cache (default true, as `strata serve`). */
   directWrites?: boolean;
   /**
@@ -157,6 +159,9 @@ export class Broker {
   readonly inlineIo: InlineIoBudget | null;
   private readonly sticky = new StickyPartitioner();
   private retentionTimer: NodeJS.Timeout | null = null;
+  private recoveryCheckpointTimer: NodeJS.Timeout | null = null;
+  /** The pass of `checkpointRecoveryPoints` under way, if any. */
+  private recoveryCheckpointPass: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   /** Serialises topic-level changes (create, delete, alter, add partitions). */
   private adminChain: Promise<unknown> = Promise.resolve();
@@ -220,6 +225,8 @@ export class Broker {
     const interval = options.retentionCheckIntervalMs ?? 5 * 60 * 1000;
     broker.retentionTimer = setInterval(() => void broker.applyRetention(), interval);
     broker.retentionTimer.unref();
+    broker.recoveryCheckpointTimer = setInterval(() => void broker.checkpointRecoveryPoints(), options.recoveryCheckpointIntervalMs ?? DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS);
+    broker.recoveryCheckpointTimer.unref();
     broker.ready = true;
     return broker;
   }
@@ -784,6 +791,27 @@ export class Broker {
     }
   }
 
+  /**
+   * Moves the recovery checkpoint of every partition up to its durable end, one partition after
+   * another (see `PartitionLog.checkpointRecoveryPoint`). A pass still under way when the next
+   * is due is the one waited for. A failed write is logged; the next pass, roll or clean close
+   * writes it again.
+   */
+  checkpointRecoveryPoints(): Promise<void> {
+    // Cleared in a callback of its own, which runs after the assignment even when the pass
+    // finds nothing to wait for.
+    this.recoveryCheckpointPass ??= this.checkpointEveryPartition().finally(() => (this.recoveryCheckpointPass = null));
+    return this.recoveryCheckpointPass;
+  }
+
+  private async checkpointEveryPartition(): Promise<void> {
+    for (const topic of this.topics.values()) {
+      for (const log of topic.logs) {
+        await log.checkpointRecoveryPoint().catch((error: unknown) => this.logger.warn({ err: error, log: log.name }, 'writing the recovery checkpoint failed; the next pass tries again'));
+      }
+    }
+  }
+
   private checkOpen(): void {
     if (this.closing !== null) throw new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; retry on restart');
   }
@@ -797,6 +825,7 @@ export class Broker {
     this.closing ??= (async () => {
       this.ready = false;
       if (this.retentionTimer !== null) clearInterval(this.retentionTimer);
+      if (this.recoveryCheckpointTimer !== null) clearInterval(this.recoveryCheckpointTimer);
       await this.adminChain;
       const logs = [...this.topics.values()].flatMap((topic) => topic.logs);
       const stopping = new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; retry on restart');

@@ -19,3 +19,9 @@ export const SESSION_TIMEOUT_MAX_MS = 30 * 60 * 1000;
 
 /** How long a consumer group with no members keeps its committed offsets: Kafka's default, 7 days. */
 export const DEFAULT_OFFSETS_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+
+/**
+ * How often each partition's recovery checkpoint moves up to its durable end, by default: Kafka's
+ * `log.flush.offset.checkpoint.interval.ms`.
+ */
+export const DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS = 60_000;

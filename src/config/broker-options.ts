@@ -7,7 +7,7 @@ import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
-import { DEFAULT_OFFSETS_RETENTION_MS, PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
+import { DEFAULT_OFFSETS_RETENTION_MS, DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { parseListenAddress } from '../common/listen-address.js';
 import { DEFAULT_MAX_REQUEST_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
@@ -46,6 +46,11 @@ export const SERVE_OPTIONS = {
   },
   'max-request-bytes': { type: 'number', default: DEFAULT_MAX_REQUEST_BYTES, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above); must exceed every topic\'s max.message.bytes by 1 KiB' },
   'retention-check-interval-ms': { type: 'number', default: 5 * 60 * 1000, describe: 'How often retention runs, for the logs and for the committed offsets of empty groups' },
+  'recovery-checkpoint-interval-ms': {
+    type: 'number',
+    default: DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS,
+    describe: "How often each partition's recovery checkpoint moves up to its durable end: after a crash, damage to records older than that is fenced as corruption, not cut as an unfinished write",
+  },
   'shutdown-timeout-ms': { type: 'number', default: 10_000, describe: 'Bound on a graceful shutdown (SIGTERM/SIGINT)' },
   'group-session-timeout-ms': { type: 'number', default: 45_000, describe: 'Default consumer-group session timeout (members may ask for their own)' },
   'group-heartbeat-interval-ms': { type: 'number', default: 5_000, describe: 'Heartbeat interval the broker asks consumer-group members for' },
@@ -73,6 +78,7 @@ export interface ServeSettings {
   tailCacheBytes: number;
   maxRequestBytes: number;
   retentionCheckIntervalMs: number;
+  recoveryCheckpointIntervalMs: number;
   shutdownTimeoutMs: number;
   groupSessionTimeoutMs: number;
   groupHeartbeatIntervalMs: number;
@@ -155,6 +161,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     maxRequestBytes,
     // A timer's longest delay (setInterval takes a longer one as 1 ms: a sweep of every partition each millisecond).
     retentionCheckIntervalMs: integerFrom('retention-check-interval-ms', argv['retention-check-interval-ms'], 1, TIMER_DELAY_MAX_MS),
+    recoveryCheckpointIntervalMs: integerFrom('recovery-checkpoint-interval-ms', argv['recovery-checkpoint-interval-ms'], 1, TIMER_DELAY_MAX_MS),
     shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
     groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
     groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),
@@ -168,6 +175,7 @@ export function brokerOptions(settings: ServeSettings): BrokerOptions {
     defaultPartitions: settings.defaultPartitions,
     topicDefaults: settings.topicDefaults,
     retentionCheckIntervalMs: settings.retentionCheckIntervalMs,
+    recoveryCheckpointIntervalMs: settings.recoveryCheckpointIntervalMs,
     directWrites: settings.directWrites,
     inlineIo: settings.inlineIo,
     tailCacheBytes: settings.tailCacheBytes,

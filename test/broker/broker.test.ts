@@ -2,12 +2,17 @@
 // while a deleted topic's logs are still closing, and calls made while it shuts down are refused
 // as retriable; method: a real broker on a temp directory, with an injected FileSystem that holds
 // the closing log's fdatasync.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
+import { partitionDirectory } from '../../src/storage/file-names.js';
 import type { IoCalls } from '../../src/storage/partition-log.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
+import { TestFileSystem } from '../helpers/test-file-system.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 
 const opened = useBrokerOnTestFileSystem('strata-broker-');
@@ -52,6 +57,37 @@ it('refuses calls made while it shuts down with UNAVAILABLE', async () => {
       expect((refusal as StrataError).message).toMatch(/shutting down; retry on restart/);
     }
     await closed;
+  } finally {
+    removeDirectory(dataDir);
+  }
+});
+
+// Every --recovery-checkpoint-interval-ms each partition's recovery checkpoint moves up to its
+// durable end (so recovery fences damage to older records instead of cutting it as a torn
+// tail); a partition whose checkpoint cannot be written is logged and does not stop the others.
+it("moves every partition's recovery checkpoint up to its durable end on a timer, past a partition whose write fails", async () => {
+  const dataDir = temporaryDirectory('strata-broker-checkpoints-');
+  const fs = new TestFileSystem();
+  try {
+    const broker = await Broker.open({ dataDir, fs, recoveryCheckpointIntervalMs: 10 });
+    await broker.checkpointRecoveryPoints(); // a pass with nothing to do does not stop the later ones
+    await broker.createTopic('orders', 3, {});
+    fs.fileWritesFullFor = join('orders', '1', 'recovery-point');
+    for (const [partition, records] of [[0, 2], [1, 3], [2, 4]] as const) {
+      for (let record = 0; record < records; record++) await broker.produceBatches('orders', partition, buildBatch([{ value: Buffer.from('x') }]), 'all');
+    }
+    const checkpoints = () =>
+      [0, 1, 2].map((partition) => {
+        const path = join(partitionDirectory(dataDir, 'orders', partition), 'recovery-point.checkpoint');
+        return existsSync(path) ? decodeCheckpoint(readFileSync(path, 'utf8')) : null;
+      });
+    const deadline = Date.now() + 10_000;
+    while (JSON.stringify(checkpoints()) !== JSON.stringify([2, null, 4]) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(checkpoints(), 'partition 1 could not write its checkpoint').toEqual([2, null, 4]);
+    fs.fileWritesFullFor = null;
+    while (checkpoints()[1] !== 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(checkpoints(), 'a later pass writes it').toEqual([2, 3, 4]);
+    await broker.close();
   } finally {
     removeDirectory(dataDir);
   }

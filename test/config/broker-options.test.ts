@@ -59,6 +59,9 @@ describe('serve options', () => {
     expect(refused({ 'default-partitions': 20_000 })).toMatchObject({ message: '--default-partitions must be an integer from 1 to 10000, got 20000' });
     expect(refused({ 'group-session-timeout-ms': 50 })).toMatchObject({ message: '--group-session-timeout-ms must be an integer from 100 to 1800000, got 50' });
     expect(refused({ 'retention-check-interval-ms': 3e9 })).toMatchObject({ message: '--retention-check-interval-ms must be an integer from 1 to 2147483647, got 3000000000' });
+    expect(refused({ 'recovery-checkpoint-interval-ms': 0 })).toMatchObject({ message: '--recovery-checkpoint-interval-ms must be an integer from 1 to 2147483647, got 0' });
+    expect(brokerOptions(serveSettings(defaults())).recoveryCheckpointIntervalMs).toBe(60_000);
+    expect(brokerOptions(serveSettings({ ...defaults(), 'recovery-checkpoint-interval-ms': 5_000 })).recoveryCheckpointIntervalMs).toBe(5_000);
     expect(refused({ 'max-request-bytes': Number.NaN })).toMatchObject({ message: '--max-request-bytes must be a positive integer, got a non-number' });
     expect(refused({ 'offsets-retention-ms': 0 })).toMatchObject({ message: '--offsets-retention-ms must be a positive integer, or -1 to keep offsets for ever, got 0' });
     expect(refused({ 'offsets-retention-ms': -2 })).toMatchObject({ message: '--offsets-retention-ms must be a positive integer, or -1 to keep offsets for ever, got -2' });

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
+import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS } from '../../src/common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES } from '../../src/common/request-limits.js';
 import { type ServeSettings } from '../../src/config/broker-options.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
@@ -48,6 +49,7 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES,
     maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
     retentionCheckIntervalMs: 60 * 60 * 1000,
+    recoveryCheckpointIntervalMs: DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS,
     shutdownTimeoutMs: 5_000,
     groupSessionTimeoutMs: 45_000,
     groupHeartbeatIntervalMs: 5_000,
