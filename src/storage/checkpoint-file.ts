@@ -42,6 +42,10 @@ export async function readRecoveryCheckpoint(fs: FileSystem, directory: string):
   return bytes === null ? null : decodeCheckpoint(bytes.toString('utf8'));
 }
 
-export async function writeRecoveryCheckpoint(fs: FileSystem, directory: string, recoveryPoint: number): Promise<void> {
-  await replaceFileDurably(fs, join(directory, RECOVERY_CHECKPOINT_FILE), Buffer.from(encodeCheckpoint(recoveryPoint)));
+/**
+ * `syncDirectory: false` (a periodic move): a crash may then keep the checkpoint before it, a
+ * lower one, which only makes recovery scan more.
+ */
+export async function writeRecoveryCheckpoint(fs: FileSystem, directory: string, recoveryPoint: number, options = { syncDirectory: true }): Promise<void> {
+  await replaceFileDurably(fs, join(directory, RECOVERY_CHECKPOINT_FILE), Buffer.from(encodeCheckpoint(recoveryPoint)), options);
 }

@@ -50,12 +50,14 @@ function callback<T>(resolve: (value: T) => void, reject: (error: Error) => void
 /**
  * Replaces the file at `path` with `data`, atomically and durably: written whole to a temp
  * file and fsynced, renamed over `path`, and the directory fsynced. A crash leaves the old file
- * or the new one, and at most a temp file, which the next start removes.
+ * or the new one, and at most a temp file, which the next start removes. With
+ * `syncDirectory: false` the rename is left for a later fsync of the directory to make durable
+ * (a crash before it may leave the old file): for a file whose old content is still safe.
  */
-export async function replaceFileDurably(fs: FileSystem, path: string, data: Buffer): Promise<void> {
+export async function replaceFileDurably(fs: FileSystem, path: string, data: Buffer, options: { syncDirectory: boolean } = { syncDirectory: true }): Promise<void> {
   await fs.writeFileDurably(path + TEMP_SUFFIX, data);
   await fs.rename(path + TEMP_SUFFIX, path);
-  await fs.fsyncDirectory(dirname(path));
+  if (options.syncDirectory) await fs.fsyncDirectory(dirname(path));
 }
 
 /**

@@ -222,8 +222,9 @@ async function reachesCheckpoint(active: LogSegment, options: LoadOptions): Prom
 /** Pass 4: scans segments from the recovery point. */
 async function recover(segments: SegmentList, options: LoadOptions, sawMarker: boolean): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
-  // Every offset below the checkpoint was fdatasynced before it was written (at a roll, or at
-  // the clean close that also left the marker), so it bounds what can be a torn tail. After a
+  // Every offset below the checkpoint was fdatasynced before it was written (at a roll, at the
+  // clean close that also left the marker, or by a periodic move), so it bounds what can be a
+  // torn tail. After a
   // marker whose active segment disagrees, the scan starts at 0 all the same: something is off.
   const checkpoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
   // A repair scans from the start: a read or a retention pass may have fenced the partition

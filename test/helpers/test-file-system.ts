@@ -35,6 +35,8 @@ export class TestFileSystem implements FileSystem {
   directorySyncError: string | null = null;
   /** The directories fsynced so far, in order. */
   readonly syncedDirectories: string[] = [];
+  /** The paths of whole-file writes (`writeFileDurably`) so far, in order, as each was called. */
+  readonly fileWrites: string[] = [];
   /** Recursive removals (a deleted topic's directory) fail with this code. */
   removeTreeError: string | null = null;
   /** fdatasync fails with `fdatasyncErrorCode`. */
@@ -205,6 +207,7 @@ export class TestFileSystem implements FileSystem {
     return this.real.readFile(path);
   }
   async writeFileDurably(path: string, data: Buffer): Promise<void> {
+    this.fileWrites.push(path);
     if (this.fileWritesFull || (this.fileWritesFullFor !== null && path.includes(this.fileWritesFullFor))) throw errnoError('ENOSPC');
     return this.real.writeFileDurably(path, data);
   }

@@ -19,7 +19,9 @@ import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../../src/storage/checkpoint-file.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
+import { TEMP_SUFFIX } from '../../src/storage/file-names.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
+import { ProducerState } from '../../src/storage/producer-state.js';
 import {
   BASE_OFFSET_OFFSET,
   RECORDS_OFFSET,
@@ -954,15 +956,23 @@ describe(`a recovery checkpoint the running log moved up (seed ${SEED})`, () => 
     const written = placeBatches(crashed, batches);
     expect(checkpointIn(crashed), 'the crash came after the move, before the close').toBe(50);
 
-    const flipped = copyOf(root.path, crashed, 'moved-checkpoint-flip');
-    const target = written[5]!;
-    const flipAt = target.position + rng.int(RECORDS_OFFSET, target.bytes.length - 1);
-    const what = `bit flip at byte ${flipAt} (batch ${target.baseOffset} at ${target.position}), recovery point 50`;
-    flipBit(logFile(flipped, 0), flipAt, rng.int(0, 7));
-    const damaged = await openLog(flipped, { config });
-    expect(damaged.fenced?.message, at(`${what}: fenced, not cut (logEndOffset=${damaged.logEndOffset})`)).toContain('below the recovery point 50');
-    await expectFenced(damaged, logFile(flipped, 0), target.position, what);
-    await damaged.close();
+    // Batches 5 and 49 lie below the checkpoint; 50, the first above it, may be a torn write.
+    for (const index of [5, 49, 50]) {
+      const flipped = copyOf(root.path, crashed, `moved-checkpoint-flip-${index}`);
+      const target = written[index]!;
+      const flipAt = target.position + rng.int(RECORDS_OFFSET, target.bytes.length - 1);
+      const what = `bit flip at byte ${flipAt} (batch ${target.baseOffset} at ${target.position}), recovery point 50`;
+      flipBit(logFile(flipped, 0), flipAt, rng.int(0, 7));
+      const damaged = await openLog(flipped, { config });
+      if (index < 50) {
+        expect(damaged.fenced?.message, at(`${what}: fenced, not cut (logEndOffset=${damaged.logEndOffset})`)).toContain('below the recovery point 50');
+        await expectFenced(damaged, logFile(flipped, 0), target.position, what);
+      } else {
+        expect(damaged.fenced, at(`${what}: not fenced (${damaged.fenced?.message})`)).toBeNull();
+        expect(damaged.logEndOffset, at(`${what}: cut from the damaged batch`)).toBe(50);
+      }
+      await damaged.close();
+    }
 
     const torn = copyOf(root.path, crashed, 'moved-checkpoint-torn');
     truncateSync(logFile(torn, 0), statSync(logFile(torn, 0)).size - 7);
@@ -986,6 +996,37 @@ describe(`a recovery checkpoint the running log moved up (seed ${SEED})`, () => 
     await log.close();
   });
 
+  it('is not moved for a fenced log, and a close waits for a move under way and writes its own after it', async () => {
+    const fs = new TestFileSystem();
+    const batches: Batch[] = [];
+    const fenced = await openLog(join(root.path, 'fenced'), { config, fs });
+    while (batches.length < 3) await appendSmallBatch(fenced, batches);
+    fs.failFdatasync = true;
+    await expect(appendSmallBatch(fenced, batches)).rejects.toMatchObject({ code: ErrorCode.PARTITION_FENCED });
+    fs.failFdatasync = false;
+    const writesBefore = fs.fileWrites.length;
+    expect(await fenced.checkpointRecoveryPoint(), 'a fenced log').toBe(false);
+    expect(fs.fileWrites.length, 'no file written').toBe(writesBefore);
+    await fenced.close();
+
+    const directory = join(root.path, 'close-during-move');
+    const log = await openLog(directory, { config, fs });
+    batches.length = 0;
+    while (batches.length < 3) await appendSmallBatch(log, batches);
+    const held = fs.hold('rename', 'recovery-point.checkpoint');
+    const moving = log.checkpointRecoveryPoint();
+    await held.reached;
+    await appendSmallBatch(log, batches);
+    let closed = false;
+    const closing = log.close().then(() => (closed = true));
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(closed, 'the close waits for the move').toBe(false);
+    held.release();
+    expect(await moving).toBe(true);
+    await closing;
+    expect(checkpointIn(directory), "the close's checkpoint, at the log end").toBe(4);
+  });
+
   it('is written after a move under way, when a roll writes it too', async () => {
     const fs = new TestFileSystem();
     const directory = join(root.path, 'roll');
@@ -1004,18 +1045,18 @@ describe(`a recovery checkpoint the running log moved up (seed ${SEED})`, () => 
       await new Promise((resolve) => setImmediate(resolve));
     }
     expect(log.segmentCount, 'rolled').toBe(2);
-    // The roll's own write of the checkpoint (the same temporary file) waits for the move.
-    const rollRenamed = fs.next('rename').then(() => true);
-    const turns = async () => {
-      for (let turn = 0; turn < 1_000; turn++) await new Promise((resolve) => setImmediate(resolve));
-      return false;
-    };
-    expect(await Promise.race([rollRenamed, turns()]), "the roll's checkpoint write waits for the move under way").toBe(false);
+    // The roll writes the producer-state snapshot at the new segment's base, then the
+    // checkpoint: that write (of the same temporary file) waits for the move under way.
+    const base = log.segmentSizes()[1]!.baseOffset;
+    while ((await ProducerState.load(fs, directory))?.offset !== base && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    const checkpointWrites = () => fs.fileWrites.filter((path) => path.endsWith(`recovery-point.checkpoint${TEMP_SUFFIX}`)).length;
+    expect(checkpointWrites(), "only the move's write, while it is held").toBe(1);
     held.release();
     expect(await moving, 'the move under way completes').toBe(true);
     await Promise.all(appending);
-    const base = log.segmentSizes().at(-1)!.baseOffset;
-    expect(checkpointIn(directory), "the last roll's checkpoint, at its new segment's base").toBe(base);
+    expect(checkpointWrites(), "then the roll's").toBeGreaterThan(1);
+    expect(checkpointIn(directory), "the last roll's checkpoint, at its new segment's base").toBe(log.segmentSizes().at(-1)!.baseOffset);
     await log.close();
     expect(checkpointIn(directory), 'the clean close').toBe(log.logEndOffset);
   });
