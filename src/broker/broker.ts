@@ -15,7 +15,7 @@
  * are removed at the next start.
  */
 import { join } from 'node:path';
-import { type Clock, systemClock } from '../common/clock.js';
+import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError, isDiskFullCode } from '../common/errors.js';
 import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
@@ -159,6 +159,8 @@ export class Broker {
   readonly inlineIo: InlineIoBudget | null;
   private readonly sticky = new StickyPartitioner();
   private retentionTimer: NodeJS.Timeout | null = null;
+  private readonly retentionCheckIntervalMs: number;
+  private readonly recoveryCheckpointIntervalMs: number;
   private recoveryCheckpointTimer: NodeJS.Timeout | null = null;
   /** The pass of `checkpointRecoveryPoints` under way, if any. */
   private recoveryCheckpointPass: Promise<void> | null = null;
@@ -195,6 +197,8 @@ export class Broker {
     this.directWrites = options.directWrites ?? true;
     this.tailCache = new TailCache(options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES);
     this.inlineIo = (options.inlineIo ?? true) ? new InlineIoBudget() : null;
+    this.retentionCheckIntervalMs = timerInterval('retentionCheckIntervalMs', options.retentionCheckIntervalMs ?? 5 * 60 * 1000);
+    this.recoveryCheckpointIntervalMs = timerInterval('recoveryCheckpointIntervalMs', options.recoveryCheckpointIntervalMs ?? DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS);
   }
 
   static async open(options: BrokerOptions): Promise<Broker> {
@@ -222,10 +226,9 @@ export class Broker {
       await broker.close().catch((closeError: unknown) => broker.logger.error({ err: closeError }, 'closing after a failed start failed'));
       throw error;
     }
-    const interval = options.retentionCheckIntervalMs ?? 5 * 60 * 1000;
-    broker.retentionTimer = setInterval(() => void broker.applyRetention(), interval);
+    broker.retentionTimer = setInterval(() => void broker.applyRetention(), broker.retentionCheckIntervalMs);
     broker.retentionTimer.unref();
-    broker.recoveryCheckpointTimer = setInterval(() => void broker.checkpointRecoveryPoints(), options.recoveryCheckpointIntervalMs ?? DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS);
+    broker.recoveryCheckpointTimer = setInterval(() => void broker.checkpointRecoveryPoints(), broker.recoveryCheckpointIntervalMs);
     broker.recoveryCheckpointTimer.unref();
     broker.ready = true;
     return broker;
@@ -794,8 +797,8 @@ export class Broker {
   /**
    * Moves the recovery checkpoint of every partition up to its durable end, one partition after
    * another (see `PartitionLog.checkpointRecoveryPoint`). A pass still under way when the next
-   * is due is the one waited for. A failed write is logged; the next pass, roll or clean close
-   * writes it again.
+   * is due is the one waited for. Failed writes are logged once a pass, with how many failed;
+   * the next pass, roll or clean close writes them again.
    */
   checkpointRecoveryPoints(): Promise<void> {
     // Cleared in a callback of its own, which runs after the assignment even when the pass
@@ -805,10 +808,14 @@ export class Broker {
   }
 
   private async checkpointEveryPartition(): Promise<void> {
+    const failures: { log: string; err: unknown }[] = [];
     for (const topic of this.topics.values()) {
       for (const log of topic.logs) {
-        await log.checkpointRecoveryPoint().catch((error: unknown) => this.logger.warn({ err: error, log: log.name }, 'writing the recovery checkpoint failed; the next pass tries again'));
+        await log.checkpointRecoveryPoint().catch((error: unknown) => failures.push({ log: log.name, err: error }));
       }
+    }
+    if (failures.length > 0) {
+      this.logger.warn({ ...failures[0], failed: failures.length }, `writing the recovery checkpoint failed for ${failures.length} partition(s), the first one's error shown; the next pass tries again`);
     }
   }
 
@@ -831,6 +838,8 @@ export class Broker {
       const stopping = new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; retry on restart');
       try {
         await Promise.all(logs.map((log) => log.close({ reason: stopping }).catch((error: unknown) => this.logger.error({ err: error, log: log.name }, 'close failed'))));
+        // A pass under way goes on to logs now closed, which it leaves alone: it ends at once.
+        await this.recoveryCheckpointPass;
         await this.metadata.close();
         // The lock covers the file calls in the data directory, these removals' included, but a
         // removal of a large or stalled directory does not hold up the stop past a bound: what
@@ -844,6 +853,14 @@ export class Broker {
     })();
     return this.closing;
   }
+}
+
+/** A timer's interval from the options: setInterval takes 0, a fraction or one too long as 1 ms. */
+function timerInterval(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1 || value > TIMER_DELAY_MAX_MS) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${name} must be an integer from 1 to ${TIMER_DELAY_MAX_MS}, got ${value}`);
+  }
+  return value;
 }
 
 /** How long `close` waits for the removals of deleted topics' directories under way. */

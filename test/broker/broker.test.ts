@@ -68,8 +68,13 @@ it('refuses calls made while it shuts down with UNAVAILABLE', async () => {
 it("moves every partition's recovery checkpoint up to its durable end on a timer, past a partition whose write fails", async () => {
   const dataDir = temporaryDirectory('strata-broker-checkpoints-');
   const fs = new TestFileSystem();
+  let broker: Broker | null = null;
   try {
-    const broker = await Broker.open({ dataDir, fs, recoveryCheckpointIntervalMs: 10 });
+    await expect(Broker.open({ dataDir, recoveryCheckpointIntervalMs: 0 })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+      message: 'recoveryCheckpointIntervalMs must be an integer from 1 to 2147483647, got 0',
+    });
+    broker = await Broker.open({ dataDir, fs, recoveryCheckpointIntervalMs: 10 });
     await broker.checkpointRecoveryPoints(); // a pass with nothing to do does not stop the later ones
     await broker.createTopic('orders', 3, {});
     fs.fileWritesFullFor = join('orders', '1', 'recovery-point');
@@ -87,8 +92,8 @@ it("moves every partition's recovery checkpoint up to its durable end on a timer
     fs.fileWritesFullFor = null;
     while (checkpoints()[1] !== 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
     expect(checkpoints(), 'a later pass writes it').toEqual([2, 3, 4]);
-    await broker.close();
   } finally {
+    await broker?.close();
     removeDirectory(dataDir);
   }
 });

@@ -60,6 +60,7 @@ describe('serve options', () => {
     expect(refused({ 'group-session-timeout-ms': 50 })).toMatchObject({ message: '--group-session-timeout-ms must be an integer from 100 to 1800000, got 50' });
     expect(refused({ 'retention-check-interval-ms': 3e9 })).toMatchObject({ message: '--retention-check-interval-ms must be an integer from 1 to 2147483647, got 3000000000' });
     expect(refused({ 'recovery-checkpoint-interval-ms': 0 })).toMatchObject({ message: '--recovery-checkpoint-interval-ms must be an integer from 1 to 2147483647, got 0' });
+    expect(refused({ 'recovery-checkpoint-interval-ms': 2 ** 31 })).toMatchObject({ message: '--recovery-checkpoint-interval-ms must be an integer from 1 to 2147483647, got 2147483648' });
     expect(brokerOptions(serveSettings(defaults())).recoveryCheckpointIntervalMs).toBe(60_000);
     expect(brokerOptions(serveSettings({ ...defaults(), 'recovery-checkpoint-interval-ms': 5_000 })).recoveryCheckpointIntervalMs).toBe(5_000);
     expect(refused({ 'max-request-bytes': Number.NaN })).toMatchObject({ message: '--max-request-bytes must be a positive integer, got a non-number' });
