@@ -49,7 +49,7 @@ export const SERVE_OPTIONS = {
   'recovery-checkpoint-interval-ms': {
     type: 'number',
     default: DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS,
-    describe: "How often each partition's recovery checkpoint moves up to its durable end: after a crash, damage to records older than that is fenced as corruption, not cut as an unfinished write",
+    describe: "How often each partition's recovery checkpoint moves up to what its last fdatasync covered: after a crash, damage to the records it covers is fenced as corruption, not cut as an unfinished write",
   },
   'shutdown-timeout-ms': { type: 'number', default: 10_000, describe: 'Bound on a graceful shutdown (SIGTERM/SIGINT)' },
   'group-session-timeout-ms': { type: 'number', default: 45_000, describe: 'Default consumer-group session timeout (members may ask for their own)' },

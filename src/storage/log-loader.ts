@@ -224,8 +224,8 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
   const { fs, directory, logger } = options;
   // Every offset below the checkpoint was fdatasynced before it was written (at a roll, at the
   // clean close that also left the marker, or by a periodic move), so it bounds what can be a
-  // torn tail. After a
-  // marker whose active segment disagrees, the scan starts at 0 all the same: something is off.
+  // torn tail. After a marker whose active segment disagrees, the scan starts at 0 all the
+  // same: something is off.
   const checkpoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
   // A repair scans from the start: a read or a retention pass may have fenced the partition
   // for damage below the checkpoint, where an unclean start does not look.
