@@ -120,6 +120,27 @@ describe('produce and consume', () => {
     expect(strip(copied)).toEqual(strip(records));
   });
 
+  it('takes one KEY=VALUE per --header, so the values after it are records', async () => {
+    const topic = await createTopic(1);
+    const produced = await runCli(strata('produce', topic, '--header', 'source=cli', 'k=v', 'plain'));
+    expect(produced.code, produced.stderr).toBe(0);
+    const records = jsonLines((await runCli(strata('consume', topic, '--format', 'json'))).stdout);
+    expect(records.map((record) => [record.value, record.headers])).toEqual([
+      ['k=v', { source: 'cli' }],
+      ['plain', { source: 'cli' }],
+    ]);
+  });
+
+  it('refuses a JSON line with a field a record does not have, naming the line and the field', async () => {
+    const topic = await createTopic(1);
+    const refused = await runCli(strata('produce', topic, '--format', 'json'), { input: '{"value":"a"}\n{"valu":"b"}\n' });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^strata: input line 2: unknown field "valu"; a record has key, value, headers, partition and timestamp/m);
+    // consume's own fields are taken, so its output is produce's input (see the round trip above).
+    const taken = await runCli(strata('produce', topic, '--format', 'json'), { input: '{"topic":"elsewhere","offset":7,"value":"c"}\n' });
+    expect(taken.code, taken.stderr).toBe(0);
+  });
+
   it('stops after --count records, and at the end offsets of its start without --follow', async () => {
     const topic = await createTopic(2);
     await runCli(strata('produce', topic, ...Array.from({ length: 100 }, (_, index) => `r${index}`)));

@@ -44,7 +44,7 @@ export function groupsCommand(yargs: Argv): Argv {
             .option('topic', { type: 'string', demandOption: true, describe: 'Topic whose offsets move', requiresArg: true })
             .option('to', { type: 'string', describe: 'earliest, latest, an offset, or an ISO-8601 time (UTC unless it names a zone)', requiresArg: true })
             .option('shift-by', { type: 'number', describe: 'Instead of --to: move each committed offset by N records (negative = back), clamped to the log', requiresArg: true })
-            .option('partition', { type: 'number', array: true, describe: 'Only these partitions (repeatable); all partitions of the topic when absent', requiresArg: true })
+            .option('partition', { type: 'number', array: true, nargs: 1, describe: 'Only these partitions (repeatable); all partitions of the topic when absent', requiresArg: true })
             .conflicts('to', 'shift-by')
             .check((argv) => {
               if (argv.to === undefined && argv['shift-by'] === undefined) throw new UsageError('give --to earliest|latest|OFFSET|TIME (or --shift-by N)');

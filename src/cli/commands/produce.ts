@@ -74,7 +74,7 @@ export function produceCommand(yargs: Argv): Argv {
         .option('key', { type: 'string', describe: 'Key of every record (murmur2 picks the partition)', requiresArg: true })
         .option('key-separator', { type: 'string', describe: 'Each line is KEY<SEP>VALUE, split at the first SEP', requiresArg: true })
         .option('partition', { type: 'number', describe: 'Write every record to this partition', requiresArg: true })
-        .option('header', { type: 'string', array: true, describe: 'A header KEY=VALUE on every record; repeatable', requiresArg: true })
+        .option('header', { type: 'string', array: true, nargs: 1, describe: 'A header KEY=VALUE on every record; repeatable', requiresArg: true })
         .option('acks', { choices: ['all', 'leader', 'none'] as const, default: 'all' as const, describe: 'all: durable; leader: written; none: not waited for (not idempotent)' })
         .option('format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Input lines: text values, or JSON objects {"key","value","headers","partition"}' })
         .conflicts('key', 'key-separator')
@@ -114,6 +114,9 @@ function lineParser(argv: ProduceArgs): LineParser {
   return (line) => ({ topic, key, value: line, headers, partition });
 }
 
+/** The fields of a `--format json` line: consume's output, of which topic and offset are ignored. */
+const JSON_RECORD_FIELDS = new Set(['key', 'value', 'headers', 'partition', 'timestamp', 'topic', 'offset']);
+
 function jsonRecord(
   topic: string,
   line: string,
@@ -129,6 +132,9 @@ function jsonRecord(
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${where} must be a JSON object`);
   const object = parsed as Record<string, unknown>;
+  for (const name of Object.keys(object)) {
+    if (!JSON_RECORD_FIELDS.has(name)) throw new Error(`${where}: unknown field ${JSON.stringify(name)}; a record has key, value, headers, partition and timestamp (topic and offset, as consume prints them, are ignored)`);
+  }
   let headers: Record<string, Buffer | string | null> | undefined = defaults.headers;
   if (object.headers !== undefined && object.headers !== null) {
     if (typeof object.headers !== 'object' || Array.isArray(object.headers)) throw new Error(`${where}: headers must be an object`);

@@ -32,7 +32,7 @@ export function topicsCommand(yargs: Argv): Argv {
           command
             .positional('name', { type: 'string', demandOption: true, describe: 'Topic name ([a-zA-Z0-9._-], at most 249 characters)' })
             .option('partitions', { type: 'number', describe: 'Partition count (1 to 10000); the broker default when absent', requiresArg: true })
-            .option('config', { type: 'string', array: true, describe: 'A topic config KEY=VALUE (Kafka names: retention.ms, segment.bytes, ...); repeatable', requiresArg: true })
+            .option('config', { type: 'string', array: true, nargs: 1, describe: 'A topic config KEY=VALUE (Kafka names: retention.ms, segment.bytes, ...); repeatable', requiresArg: true })
             .example('strata topics create orders --partitions 6', 'a topic with 6 partitions')
             .example('strata topics create audit --config retention.ms=86400000 --config flush=always', 'with config overrides'),
         async (argv) => {
@@ -72,7 +72,7 @@ export function topicsCommand(yargs: Argv): Argv {
         (command) =>
           command
             .positional('name', { type: 'string', demandOption: true, describe: 'Topic name' })
-            .option('config', { type: 'string', array: true, demandOption: true, describe: 'A topic config KEY=VALUE; repeatable', requiresArg: true })
+            .option('config', { type: 'string', array: true, nargs: 1, demandOption: true, describe: 'A topic config KEY=VALUE; repeatable', requiresArg: true })
             .example('strata topics alter orders --config retention.ms=3600000', 'keep one hour'),
         async (argv) => {
           const configs = parsePairs(argv.config, '--config');
