@@ -1,5 +1,6 @@
 /**
- * Triage tool: describes every batch of a segment `.log` file — position, offsets, sizes,
+ * Triage tool: describes every batch of a segment `.log` file (or a copy of one, or the bytes a
+ * repair moved to quarantine, whatever its name) — position, offsets, sizes,
  * timestamps, producer fields and whether its frame and CRC are valid — optionally with its
  * records. It reads the file with the same codec as the broker, changes nothing, and keeps going
  * after a bad batch by looking for the next valid one, so an operator can see what a fenced
@@ -14,9 +15,7 @@ import {
   readBatchSize,
 } from './record-batch.js';
 import { isDirectWritePadding } from './direct-writer.js';
-import { LogSegment } from './segment.js';
-import { parseSegmentFileName } from './file-names.js';
-import { basename, dirname } from 'node:path';
+import { findValidBatchAfter } from './segment.js';
 
 export interface DumpOptions {
   records: boolean;
@@ -32,9 +31,10 @@ function printable(value: Buffer | null): string {
 /** Yields one line per batch (and per record with `records`), then a summary line. */
 export async function* dumpLogFile(path: string, options: DumpOptions): AsyncGenerator<string> {
   const fs = options.fs ?? nodeFileSystem;
-  const parsed = parseSegmentFileName(basename(path));
-  if (parsed === null || parsed.suffix !== '.log') throw new Error(`${path} is not a segment log (expected 00000000000000000000.log)`);
-  const fd = await fs.open(path, { create: false, readOnly: true });
+  // Any name: a segment log, a copy of one, or the bytes a repair moved to quarantine.
+  const fd = await fs.open(path, { create: false, readOnly: true }).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(`cannot open ${path}: ${error.code === 'ENOENT' ? 'no such file' : (error.code ?? error.message)}`, { cause: error });
+  });
   try {
     const fileBytes = await fs.fileSize(fd);
     let position = 0;
@@ -54,9 +54,7 @@ export async function* dumpLogFile(path: string, options: DumpOptions): AsyncGen
       if (problem !== null) {
         invalid++;
         yield `position=${position} INVALID: ${problem}`;
-        const segment = LogSegment.existing(fs, dirname(path), parsed.baseOffset, { indexIntervalBytes: 4096, maxIndexEntries: 1, tailCache: null }, fileBytes, -1);
-        const next = await segment.findValidBatchAfter(position, 0);
-        await segment.close();
+        const next = await findValidBatchAfter(fs, fd, fileBytes, position, 0);
         if (next < 0) {
           yield `no valid batch after byte ${position}: ${fileBytes - position} bytes to the end of the file`;
           break;

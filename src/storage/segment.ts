@@ -687,28 +687,7 @@ export class LogSegment {
    */
   async findValidBatchAfter(position: number, minimumOffset: number): Promise<number> {
     const fd = await this.fileDescriptor();
-    const fileBytes = await this.fs.fileSize(fd);
-    let windowStart = position + 1;
-    while (windowStart + BATCH_HEADER_BYTES <= fileBytes) {
-      const window = await this.readChunk(fd, windowStart, Math.min(RESYNC_CHUNK_BYTES, fileBytes - windowStart));
-      const lastCandidate = window.length - BATCH_HEADER_BYTES;
-      for (let cursor = 0; cursor <= lastCandidate; cursor++) {
-        if (window[cursor + MAGIC_OFFSET] !== CURRENT_MAGIC) continue;
-        const size = readBatchSize(window, cursor);
-        if (size < BATCH_HEADER_BYTES || size > BATCH_BYTES_MAX || windowStart + cursor + size > fileBytes) continue;
-        let candidate = window;
-        let candidateCursor = cursor;
-        if (cursor + size > window.length) {
-          candidate = await this.readChunk(fd, windowStart + cursor, size);
-          candidateCursor = 0;
-        }
-        if (checkBatchFrame(candidate, candidateCursor, candidate.length) === null && readBaseOffset(candidate, candidateCursor) >= minimumOffset) {
-          return windowStart + cursor;
-        }
-      }
-      windowStart += lastCandidate + 1;
-    }
-    return -1;
+    return findValidBatchAfter(this.fs, fd, await this.fs.fileSize(fd), position, minimumOffset);
   }
 
   /** Cuts the log at `position` (a batch boundary found by `scan`) and fsyncs it. */
@@ -782,4 +761,37 @@ class IndexMismatch extends Error {}
 
 export function corruptionError(file: string, position: number, problem: string): StrataError {
   return new StrataError(ErrorCode.PARTITION_FENCED, `corrupt record batch in ${file} at byte ${position}: ${problem}`);
+}
+
+/**
+ * The first valid batch starting after `position` in the file open at `fd` (of `fileBytes`)
+ * whose base offset is at least `minimumOffset`: its position, or -1. Reads the file a few MiB
+ * at a time.
+ */
+export async function findValidBatchAfter(fs: FileSystem, fd: number, fileBytes: number, position: number, minimumOffset: number): Promise<number> {
+  const readChunk = async (at: number, length: number): Promise<Buffer> => {
+    const buffer = Buffer.allocUnsafe(Math.max(0, length));
+    return buffer.subarray(0, await readFully(fs, fd, buffer, 0, buffer.length, at));
+  };
+  let windowStart = position + 1;
+  while (windowStart + BATCH_HEADER_BYTES <= fileBytes) {
+    const window = await readChunk(windowStart, Math.min(RESYNC_CHUNK_BYTES, fileBytes - windowStart));
+    const lastCandidate = window.length - BATCH_HEADER_BYTES;
+    for (let cursor = 0; cursor <= lastCandidate; cursor++) {
+      if (window[cursor + MAGIC_OFFSET] !== CURRENT_MAGIC) continue;
+      const size = readBatchSize(window, cursor);
+      if (size < BATCH_HEADER_BYTES || size > BATCH_BYTES_MAX || windowStart + cursor + size > fileBytes) continue;
+      let candidate = window;
+      let candidateCursor = cursor;
+      if (cursor + size > window.length) {
+        candidate = await readChunk(windowStart + cursor, size);
+        candidateCursor = 0;
+      }
+      if (checkBatchFrame(candidate, candidateCursor, candidate.length) === null && readBaseOffset(candidate, candidateCursor) >= minimumOffset) {
+        return windowStart + cursor;
+      }
+    }
+    windowStart += lastCandidate + 1;
+  }
+  return -1;
 }

@@ -106,4 +106,17 @@ describe('dump-log', () => {
       }
     }
   });
+
+  it('reads a file of any name, as a repair names what it quarantines, and names a missing file', async () => {
+    const garbage = Buffer.alloc(40, 0xcd);
+    const batch = batchAt(7, 2);
+    const path = join(tempDir(), `${SEGMENT}.from-byte-157`);
+    nodeFs.writeFileSync(path, Buffer.concat([garbage, batch]));
+    const lines = await dump(path);
+    expect(lines[0]).toMatch(/^position=0 INVALID: /);
+    expect(lines[1]).toBe(`next valid batch at byte ${garbage.length} (${garbage.length} bytes skipped)`);
+    expect(lines[2]).toMatch(new RegExp(`^position=${garbage.length} baseOffset=7 lastOffset=8 .* crc=valid$`));
+    const missing = join(tempDir(), 'nosuch.log');
+    await expect(dump(missing)).rejects.toThrow(`cannot open ${missing}: no such file`);
+  });
 });
