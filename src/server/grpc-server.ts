@@ -5,7 +5,8 @@
  * Shutdown: stop accepting calls, let in-flight calls finish (bounded by `shutdownTimeoutMs`,
  * then cancel what is left), then close the broker (flush, indexes, clean-shutdown markers).
  */
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, setLogger } from '@grpc/grpc-js';
+import { format } from 'node:util';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { readdirSync } from 'node:fs';
@@ -90,6 +91,7 @@ export class StrataGrpcServer {
       'grpc.keepalive_timeout_ms': 20_000,
     });
     const context = { logger: options.logger.child({ subsystem: 'grpc' }), metrics: options.metrics };
+    routeGrpcLog(context.logger);
     const stopping = new AbortController();
     // Every long poll, subscription and pipelined stream listens to it: thousands are normal.
     setMaxListeners(0, stopping.signal);
@@ -142,4 +144,17 @@ export class StrataGrpcServer {
     });
     return { forced };
   }
+}
+
+/**
+ * grpc-js's own diagnostics go to the broker's log instead of straight to stderr, where a line
+ * such as "E No address added out of total 1 resolved" came before the one line a failed
+ * start prints (grpc-js's logger is one for the process).
+ */
+function routeGrpcLog(logger: Logger): void {
+  setLogger({
+    error: (message?: unknown, ...rest: unknown[]) => logger.warn(`grpc-js: ${format(message, ...rest)}`),
+    info: (message?: unknown, ...rest: unknown[]) => logger.info(`grpc-js: ${format(message, ...rest)}`),
+    debug: (message?: unknown, ...rest: unknown[]) => logger.debug(`grpc-js: ${format(message, ...rest)}`),
+  });
 }
