@@ -30,21 +30,37 @@ export function readConfigFile(path: string): Record<string, unknown> {
     throw new UsageError(`config file ${path} must hold one JSON object of options, like {"data-dir": "/var/lib/strata"}; it holds ${held}`);
   }
   for (const [key, value] of Object.entries(parsed)) {
-    const problem = valueProblem(key, value);
+    const problem = unknownKeyProblem(key) ?? valueProblem(key, value);
     if (problem !== null) throw new UsageError(`config file ${path}: ${problem}`);
   }
   return parsed as Record<string, unknown>;
 }
 
 /**
+ * A key that names no option of `strata serve` (as a flag, or in camelCase as yargs takes it
+ * too), with the option it most likely meant: yargs would refuse it without naming the file.
+ */
+function unknownKeyProblem(key: string): string | null {
+  if (Object.hasOwn(SERVE_OPTIONS, optionOf(key))) return null;
+  const meant = key.toLowerCase().replace(/[_.\s]+/g, '-');
+  const hint = Object.hasOwn(SERVE_OPTIONS, meant) ? `; did you mean "${meant}"?` : '; options are named as the flags of strata serve --help, like "retention-ms"';
+  return `"${key}" is no option${hint}`;
+}
+
+/** The option a key names: itself, or the flag of its camelCase spelling (`retentionMs`). */
+function optionOf(key: string): string {
+  return key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}
+
+/**
  * What is wrong with `value` for the option `key`, or null. yargs would make 0 of a null, a
  * false or an empty string given to a number option (a retention of 0 deletes every sealed
  * segment), take an array as the option given several times and an object as dotted options.
- * A key that is no option is left to yargs, which refuses it as an unknown argument.
  */
 function valueProblem(key: string, value: unknown): string | null {
-  if (!Object.hasOwn(SERVE_OPTIONS, key)) return null;
-  const type = SERVE_OPTIONS[key as keyof typeof SERVE_OPTIONS].type;
+  const option = optionOf(key);
+  if (!Object.hasOwn(SERVE_OPTIONS, option)) return null;
+  const type = SERVE_OPTIONS[option as keyof typeof SERVE_OPTIONS].type;
   const held = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value === 'string' ? JSON.stringify(value) : `a ${typeof value}`;
   if (type === 'number') {
     const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;

@@ -215,13 +215,21 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     ['two files, one before the command', () => [`--config=${file('three.json', '{}')}`, 'serve', '--config', file('four.json', '{}')], /^strata: --config was given 2 times; it takes one value\n$/],
     ['no file', () => ['--config', '--retention-ms', '1'], /^strata: --config needs the path of a JSON file of options\n$/],
     ['an empty path', () => ['--config='], /^strata: --config was given an empty path; give the path of a JSON file of options\n$/],
-    ['an option it does not know', () => ['--config', file('unknown.json', '{"retention-days": 7}')], /^strata: Unknown argument: retention-days\n$/],
+    ['an option it does not know', () => ['--config', file('unknown.json', '{"retention-days": 7}')], /^strata: config file .*unknown\.json: "retention-days" is no option; options are named as the flags of strata serve --help, like "retention-ms"\n$/],
+    ['an option spelt with underscores', () => ['--config', file('underscore.json', '{"retention_ms": 7}')], /^strata: config file .*underscore\.json: "retention_ms" is no option; did you mean "retention-ms"\?\n$/],
+    ['null for a number, in camelCase', () => ['--config', file('camel.json', '{"retentionMs": null}')], /^strata: config file .*camel\.json: "retentionMs" must be a number, not null\n$/],
   ])('%s', async (_, args, message) => {
     const given = args();
     const result = await runCli([...(given.includes('serve') ? [] : ['serve']), ...given, ...serveFlags]);
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(message);
     expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('an address in use: one line on stderr naming the flag (grpc-js says nothing of its own there)', async () => {
+    const result = await runCli(['serve', '--data-dir', join(directory, 'in-use'), '--listen', shared.broker.address, '--metrics-listen', '']);
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/^strata: cannot listen on [^\n]* \(--listen\): the address is in use [^\n]*; give another --listen\n$/);
   });
 
   it('a value no broker can use, from the file or a flag, the same way: the data directory is not touched', async () => {
