@@ -231,7 +231,8 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
   // for damage below the checkpoint, where an unclean start does not look.
   const scanFrom = sawMarker || options.repair ? 0 : checkpoint;
   const firstIndex = Math.max(0, segments.floorIndex(scanFrom));
-  logger.warn({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'unclean shutdown: recovering the log');
+  if (options.repair) logger.info({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'repair: scanning every segment of the log');
+  else logger.warn({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, sawMarker ? 'the clean-shutdown marker was not to be trusted: recovering the log' : 'unclean shutdown: recovering the log');
   const report: RecoveryReport = { segmentsScanned: 0, bytesTruncated: 0, recordsTruncated: 0, quarantined: null, liftedFence: null };
   const lastIndex = segments.count - 1;
 

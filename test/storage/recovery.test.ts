@@ -14,9 +14,11 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import type { Logger } from '../../src/common/logger.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../../src/storage/checkpoint-file.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { TEMP_SUFFIX } from '../../src/storage/file-names.js';
@@ -67,13 +69,14 @@ const at = seedMessage(SEED);
 const T0 = 1_700_000_000_000;
 const CONFIG: Partial<LogConfig> = { segmentBytes: 64 * 1024, indexIntervalBytes: 512, flush: 'always' };
 
-function openLog(directory: string, options: { repair?: boolean; config?: Partial<LogConfig>; fs?: TestFileSystem } = {}): Promise<PartitionLog> {
+function openLog(directory: string, options: { repair?: boolean; config?: Partial<LogConfig>; fs?: TestFileSystem; logger?: Logger } = {}): Promise<PartitionLog> {
   return PartitionLog.open({
     directory,
     config: options.config ?? CONFIG,
     clock: new ManualClock(T0 + 60_000),
     repair: options.repair ?? false,
     ...(options.fs === undefined ? {} : { fs: options.fs }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
 }
 
@@ -699,6 +702,15 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       flipBit(logFile(directory, flipIn), target.flipAt, rng.int(0, 7));
       return { directory, flipIn, target };
     };
+
+    it('logs a scan of a cleanly closed log as a repair, not as an unclean shutdown', async () => {
+      const messages: string[] = [];
+      const logger = pino({ level: 'info' }, { write: (line: string) => void messages.push(JSON.parse(line).msg as string) });
+      const log = await openLog(copyOf(root, pristine.clean, 'repair-log-line'), { repair: true, logger });
+      await log.close();
+      expect(messages).toContain('repair: scanning every segment of the log');
+      expect(messages.filter((message) => message.includes('unclean'))).toEqual([]);
+    });
 
     // A read (or retention) fences the partition for damage in an old sealed segment, below the
     // recovery checkpoint, where a start does not look; the repair it then advises must find it.
