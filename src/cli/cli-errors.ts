@@ -17,6 +17,39 @@ export function failureLine(error: unknown): string {
  * yargs names an unknown dashed option twice, as typed and camel-cased ("Unknown arguments:
  * max-records, maxRecords"): keeps the name as typed, and the singular when one is left.
  */
+/** What yargs' usage object gives a failure handler: the running command's usage lines (`$0 topics create <name>`). */
+export interface UsageLines {
+  getUsage(): [string, string][];
+}
+
+/**
+ * yargs' message for a wrong command line as one line a person can act on: on one line
+ * ("Invalid values:\n  Argument: ..."), without camel-case twins, without the options that
+ * STRATA_* variables gave and the command line did not name (an unknown command lists them as
+ * unknown too), with the command's usage for a missing argument and "unknown command" before
+ * a suggestion.
+ */
+export function usageMessage(message: string, argv: readonly string[], env: NodeJS.ProcessEnv, usage: [string, string][]): string {
+  const text = withoutEnvironmentOptions(withoutCamelCaseTwins(message.replace(/\s*\n\s*/g, ' ').trim()), argv, env);
+  const suggestion = /^Did you mean (.+)\?$/.exec(text);
+  if (suggestion !== null) return `unknown command; did you mean ${suggestion[1]}?`;
+  const command = usage[0]?.[0];
+  if (/^Not enough non-option arguments/.test(text) && command !== undefined && /[<[]/.test(command)) {
+    return `an argument is missing: ${command.replace(/^\$0\b/, 'strata')} (see --help)`;
+  }
+  return text;
+}
+
+/** "Unknown arguments: server, frobnicate" without `server` when only STRATA_SERVER gave it. */
+function withoutEnvironmentOptions(message: string, argv: readonly string[], env: NodeJS.ProcessEnv): string {
+  const match = /^Unknown arguments?: (.*)$/.exec(message);
+  if (match === null) return message;
+  const fromEnvironment = (name: string): boolean =>
+    env[`STRATA_${name.replace(/-/g, '_').toUpperCase()}`] !== undefined && !argv.some((word) => word === `--${name}` || word.startsWith(`--${name}=`));
+  const kept = match[1]!.split(', ').filter((name) => !fromEnvironment(name));
+  return kept.length === 0 ? message : `Unknown argument${kept.length === 1 ? '' : 's'}: ${kept.join(', ')}`;
+}
+
 export function withoutCamelCaseTwins(message: string): string {
   const match = /^Unknown arguments?: (.*)$/.exec(message);
   if (match === null) return message;

@@ -4,7 +4,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT_FAILURE, EXIT_USAGE, UsageError, failureLine, repeatedOptionProblem, withoutCamelCaseTwins } from './cli-errors.js';
+import { EXIT_FAILURE, EXIT_USAGE, UsageError, type UsageLines, failureLine, repeatedOptionProblem, usageMessage } from './cli-errors.js';
 import { CLIENT_OPTION_NAMES } from './client-options.js';
 import { BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
 import { CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
@@ -62,12 +62,11 @@ export async function main(argv: string[]): Promise<void> {
   parser = groupsCommand(parser);
   parser = benchCommand(parser);
   await parser
-    .fail((message, error) => {
+    .fail((message, error, usage) => {
       // yargs' own errors (YError) are about the command line: a config file it could not read
       // (see config-file.ts), a coercion that failed.
       if (error) throw error.name === 'YError' ? new UsageError(error.message) : error;
-      // yargs spreads some messages over lines ("Invalid values:\n  Argument: ..."): keep one line.
-      throw new UsageError(withoutCamelCaseTwins(message.replace(/\s*\n\s*/g, ' ').trim()));
+      throw new UsageError(usageMessage(message, argv, process.env, (usage as unknown as UsageLines).getUsage()));
     })
     .help()
     .version()

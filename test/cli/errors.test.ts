@@ -122,6 +122,12 @@ describe('the broker cannot be reached: exit 1', { concurrent: true }, () => {
     expect(result.stderr).toMatch(new RegExp(`^strata: cannot reach the broker at 127\\.0\\.0\\.1:${closedPort} \\(.*\\); is it running\\? Set --server or STRATA_SERVER\\n$`));
   });
 
+  it('names only the unknown command, not the options STRATA_* variables give', async () => {
+    const result = await runCli(['frobnicate'], { env: { STRATA_SERVER: `127.0.0.1:${closedPort}` } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('strata: Unknown argument: frobnicate\n');
+  });
+
   it('takes the address from STRATA_SERVER', async () => {
     const result = await runCli(['topics', 'list'], { env: { STRATA_SERVER: `127.0.0.1:${closedPort}` } });
     expect(result.code).toBe(1);
@@ -137,7 +143,10 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [[], /give a command/],
     [['frobnicate'], /Unknown arguments?: .*frobnicate/],
     [['topics'], /give a topics command/],
-    [['topics', 'create'], /Not enough non-option arguments/],
+    [['topics', 'create'], /^strata: an argument is missing: strata topics create <name> \(see --help\)\n$/],
+    [['topics', 'create', '--config', 'retention.ms=1000'], /^strata: an argument is missing: strata topics create <name>/],
+    [['consume'], /^strata: an argument is missing: strata consume <topic> \(see --help\)\n$/],
+    [['topicz', 'list'], /^strata: unknown command; did you mean topics\?\n$/],
     [['topics', 'list', '--bogus'], /Unknown argument: bogus/],
     [['consume', 't', '--max-records', '3'], /^strata: Unknown argument: max-records\n$/],
     [['consume', 't', '--max-records', '3', '--from-start'], /^strata: Unknown arguments: max-records, from-start\n$/],
