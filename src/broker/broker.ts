@@ -159,6 +159,8 @@ export class Broker {
   readonly inlineIo: InlineIoBudget | null;
   private readonly sticky = new StickyPartitioner();
   private retentionTimer: NodeJS.Timeout | null = null;
+  /** The logger partition logs take their child of (`subsystem: 'storage'`): not the broker's, whose `subsystem` key theirs would repeat. */
+  private readonly storageLogger: Logger;
   private readonly retentionCheckIntervalMs: number;
   private readonly recoveryCheckpointIntervalMs: number;
   private recoveryCheckpointTimer: NodeJS.Timeout | null = null;
@@ -193,6 +195,7 @@ export class Broker {
     if (defaultProblem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, defaultProblem);
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'broker' });
+    this.storageLogger = options.logger ?? rootLogger;
     this.fs = options.fs ?? nodeFileSystem;
     this.directWrites = options.directWrites ?? true;
     this.tailCache = new TailCache(options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES);
@@ -298,7 +301,7 @@ export class Broker {
 
   private async openPartition(topic: string, partition: number, config: LogConfig): Promise<PartitionLog> {
     const directory = partitionDirectory(this.dataDir, topic, partition);
-    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.logger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache, inlineIo: this.inlineIo, ioCalls: this.ioCalls, checkProducerId: this.checkProducerId });
+    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.storageLogger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache, inlineIo: this.inlineIo, ioCalls: this.ioCalls, checkProducerId: this.checkProducerId });
     if (log.recovery !== null && log.recovery.bytesTruncated > 0) {
       this.logger.warn({ topic, partition, ...log.recovery }, 'partition recovered after an unclean stop');
     }

@@ -4,6 +4,7 @@
 // the closing log's fdatasync.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
@@ -96,4 +97,25 @@ it("moves every partition's recovery checkpoint up to its durable end on a timer
     await broker?.close();
     removeDirectory(dataDir);
   }
+});
+
+// Each log line names its subsystem once: a partition log's lines were children of the broker's
+// logger, so they carried "subsystem" twice ("broker", then "storage").
+it('logs a partition log\'s lines with one subsystem key', async () => {
+  const dataDir = temporaryDirectory('strata-broker-log-lines-');
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  let broker: Broker | null = null;
+  try {
+    broker = await Broker.open({ dataDir, logger });
+    await broker.createTopic('small', 1, { 'segment.bytes': '1024' });
+    for (let batch = 0; batch < 4; batch++) await broker.produceBatches('small', 0, buildBatch([{ value: Buffer.alloc(600, batch) }]), 'all');
+  } finally {
+    await broker?.close();
+    removeDirectory(dataDir);
+  }
+  const rolled = lines.filter((line) => line.includes('rolled to a new segment'));
+  expect(rolled.length).toBeGreaterThan(0);
+  for (const line of lines) expect(line.match(/"subsystem"/g) ?? [], line).toHaveLength(line.includes('"subsystem"') ? 1 : 0);
+  expect(JSON.parse(rolled[0]!)).toMatchObject({ subsystem: 'storage', log: 'small-0' });
 });
