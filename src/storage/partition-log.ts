@@ -293,7 +293,7 @@ export class PartitionLog {
     this.syncedOffset = active.nextOffset;
     this.highWatermarkPosition = { offset: active.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes };
     if (loaded.fence !== null) {
-      this.fence = fencedError(this.name, loaded.fence.file, loaded.fence.position, loaded.fence.problem);
+      this.fence = fencedError(this.name, this.directory, loaded.fence.file, loaded.fence.position, loaded.fence.problem);
     }
     this.scheduleFlushTimer();
   }
@@ -1172,7 +1172,7 @@ export class PartitionLog {
    */
   private fenceOnCorruption(segment: LogSegment, error: unknown): unknown {
     if (!(error instanceof StrataError) || error.code !== ErrorCode.PARTITION_FENCED) return error;
-    this.fenceWith(fencedError(this.name, segment.logPath, -1, error.message));
+    this.fenceWith(fencedError(this.name, this.directory, segment.logPath, -1, error.message));
     this.fenceRecorded ??= writeFenceMarker(this.fs, this.directory, { file: basename(segment.logPath), problem: error.message }).catch((failure: unknown) =>
       this.logger.error({ err: failure }, 'could not record the fence on disk: after a restart the partition serves again until a read meets the damage; run `strata repair` for it'),
     );
@@ -1411,11 +1411,12 @@ class DirectWriteFailed extends Error {
   }
 }
 
-function fencedError(name: string, file: string, position: number, problem: string): StrataError {
+function fencedError(name: string, directory: string, file: string, position: number, problem: string): StrataError {
   const where = position >= 0 ? ` in ${file} at byte ${position}` : '';
+  const dir = /\s/.test(directory) ? `"${directory}"` : directory;
   return new StrataError(
     ErrorCode.PARTITION_FENCED,
     `partition ${name} is fenced: corrupt data${where}: ${problem}. Nothing was dropped. ` +
-      'Run `strata repair` for this partition to move the damaged bytes and everything after them to quarantine and resume',
+      `Stop the broker and run \`strata repair --dir ${dir}\` to move the damaged bytes and everything after them to quarantine and resume`,
   );
 }

@@ -13,7 +13,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
@@ -356,6 +356,7 @@ async function expectFenced(log: PartitionLog, file: string, position: number, w
   expect(fence!.code, at(`${what}: fence code`)).toBe(ErrorCode.PARTITION_FENCED);
   expect(fence!.message, at(`${what}: fence names the file`)).toContain(file);
   expect(fence!.message, at(`${what}: fence names the byte position`)).toContain(`at byte ${position}`);
+  expect(fence!.message, at(`${what}: fence gives the repair command`)).toContain(`Stop the broker and run \`strata repair --dir ${dirname(file)}\``);
   expect(codeOf(await errorOf(log.read(0, 1024))), at(`${what}: reads refused`)).toBe(ErrorCode.PARTITION_FENCED);
   expect(codeOf(await errorOf(log.append(buildBatch([{ value: Buffer.from('x') }], { timestamp: T0 })))), at(`${what}: appends refused`)).toBe(
     ErrorCode.PARTITION_FENCED,
@@ -744,7 +745,7 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
 
       const second = await openLog(directory);
       expect(second.fenced?.message, at(`${what}: fenced again at the next start`)).toMatch(
-        new RegExp(`is fenced: corrupt data: corrupt record batch in .*${stem(flipIn)}\\.log at byte \\d+: CRC mismatch: .*\\(found by a read before the broker restarted; it stays fenced until repaired\\)\\. Nothing was dropped\\. Run \`strata repair\``),
+        new RegExp(`is fenced: corrupt data: corrupt record batch in .*${stem(flipIn)}\\.log at byte \\d+: CRC mismatch: .*\\(found by a read before the broker restarted; it stays fenced until repaired\\)\\. Nothing was dropped\\. Stop the broker and run \`strata repair --dir `),
       );
       expect(codeOf(await errorOf(batchAt(second, pristine.logEnd - 1))), at(`${what}: a read far from the damage is refused too`)).toBe(ErrorCode.PARTITION_FENCED);
       await second.close();
