@@ -371,7 +371,7 @@ export class GroupCoordinator {
     }
     if (memberId === '') {
       if (group !== undefined && group.members.size > 0) {
-        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${group.members.size} active members; only its members may commit`);
+        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${activeMembers(group.members.size)}; only its members may commit`);
       }
       // Written during a reset, it would replace offsets the reset answered with; during a
       // delete, it would bring the group back.
@@ -488,7 +488,7 @@ export class GroupCoordinator {
   private requireEmpty(groupId: string, action: string): void {
     const group = this.groups.get(groupId);
     if (group !== undefined && group.members.size > 0) {
-      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": it has ${group.members.size} active members; stop them first`);
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": it has ${activeMembers(group.members.size)}; stop them first`);
     }
   }
 
@@ -644,4 +644,8 @@ export class GroupCoordinator {
     clearInterval(this.offsetsTimer);
     await this.expiring?.catch(() => undefined);
   }
+}
+
+function activeMembers(count: number): string {
+  return count === 1 ? '1 active member' : `${count} active members`;
 }

@@ -92,8 +92,8 @@ describe('the broker refuses: exit 1 with its message', () => {
       if (Date.now() > deadline) throw new Error(`the member did not join; stderr: ${member.stderr}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    await expectFailure(at('groups', 'reset-offsets', 'busy', '--topic', 'errors-existing', '--to', 'earliest'), 1, 'strata: cannot reset offsets of group "busy": it has 1 active members; stop them first');
-    await expectFailure(at('groups', 'delete', 'busy'), 1, /^strata: cannot delete group "busy": it has 1 active members; stop them first\n$/);
+    await expectFailure(at('groups', 'reset-offsets', 'busy', '--topic', 'errors-existing', '--to', 'earliest'), 1, 'strata: cannot reset offsets of group "busy": it has 1 active member; stop them first');
+    await expectFailure(at('groups', 'delete', 'busy'), 1, /^strata: cannot delete group "busy": it has 1 active member; stop them first\n$/);
     expect(await member.interrupt()).toEqual({ code: 0, signal: null });
     expect(member.stderr).toBe('');
   });

@@ -49,6 +49,10 @@ describe('sendFailureLine', () => {
   it('says so when nothing else was produced', () => {
     expect(sendFailureLine(new Error('refused; it was not sent'), { ...send, recordNumber: 1 }, 1, 0)).toBe('input line 7 (6 bytes) was not sent: refused; no other record was produced');
   });
+
+  it('counts one byte as one byte', () => {
+    expect(sendFailureLine(new Error('refused'), { ...send, line: 'x', recordNumber: 1 }, 1, 0)).toBe('input line 7 (1 byte) was not sent: refused; no other record was produced');
+  });
 });
 
 describe('checkReadableInput', () => {

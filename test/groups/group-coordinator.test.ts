@@ -347,7 +347,7 @@ describe('offset commits', () => {
     expect((await failure(() => coordinator.commit('other-group', a.memberId, a.epoch, at(mine)))).code).toBe(ErrorCode.FAILED_PRECONDITION);
     const manual = await failure(() => coordinator.commit('g', '', 0, at(mine)));
     expect(manual.code).toBe(ErrorCode.FAILED_PRECONDITION);
-    expect(manual.message).toMatch(/active members/);
+    expect(manual.message).toMatch(/active members?/);
     expect(offsetsOf('g')).toEqual([]);
 
     clock.advance(1234);
@@ -555,7 +555,7 @@ describe('administration', () => {
     for (const call of [() => reset({ kind: 'earliest' }), () => coordinator.deleteOffsets('g', ['r']), () => coordinator.deleteGroup('g')]) {
       const error = await failure(call);
       expect(error.code).toBe(ErrorCode.FAILED_PRECONDITION);
-      expect(error.message).toMatch(/has 1 active members; stop them first/);
+      expect(error.message).toMatch(/has 1 active member; stop them first/);
     }
     leave(member);
     await reset({ kind: 'earliest' });

@@ -346,7 +346,8 @@ export function sendFailureLine(cause: unknown, send: FailedSend, failedSends: n
   // The producer's own message may end by saying so; the line says it once, up front.
   const reason = (cause instanceof Error ? cause.message : String(cause)).replace(/; it was not sent$/, '');
   const others = failedSends > 1 ? ` and ${formatCount(failedSends - 1)} other record${failedSends === 2 ? '' : 's'}` : '';
-  const what = `input line ${send.lineNumber} (${formatCount(Buffer.byteLength(send.line, 'utf8'))} bytes)${others}`;
+  const lineBytes = Buffer.byteLength(send.line, 'utf8');
+  const what = `input line ${send.lineNumber} (${lineBytes === 1 ? '1 byte' : `${formatCount(lineBytes)} bytes`})${others}`;
   const before = send.recordNumber - 1;
   const after = acknowledged - before;
   const produced =
