@@ -45,6 +45,15 @@ export function statusName(code: number): StatusName {
 const NO_CONNECTION = /^No connection established\. Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/s;
 export const UNREACHABLE = 'cannot reach the broker';
 
+/**
+ * Why no connection was made, as grpc-js gave it; a "Protocol error" (something answered, but
+ * not as an HTTP/2 server: a web server, the broker's metrics port) says what to check instead.
+ */
+function unreachableReason(reason: string): string {
+  if (!/^Protocol error\b/.test(reason)) return reason;
+  return "something answers there, but not as a gRPC server: is it the broker's --listen address, not its --metrics-listen one?";
+}
+
 function isServiceError(error: unknown): error is ServiceError {
   return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number' && 'details' in error;
 }
@@ -59,7 +68,7 @@ export function toClientError(error: unknown): StrataClientError {
   if (isServiceError(error)) {
     const details = error.details || error.message;
     const unreachable = error.code === status.UNAVAILABLE ? NO_CONNECTION.exec(details) : null;
-    if (unreachable !== null) return new StrataClientError('UNAVAILABLE', `${UNREACHABLE} (${unreachable[1]})`, { cause: error });
+    if (unreachable !== null) return new StrataClientError('UNAVAILABLE', `${UNREACHABLE} (${unreachableReason(unreachable[1]!)})`, { cause: error });
     return new StrataClientError(statusName(error.code), details, { cause: error });
   }
   const message = error instanceof Error ? error.message : String(error);

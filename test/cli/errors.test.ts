@@ -122,6 +122,14 @@ describe('the broker cannot be reached: exit 1', { concurrent: true }, () => {
     expect(result.stderr).toMatch(new RegExp(`^strata: cannot reach the broker at 127\\.0\\.0\\.1:${closedPort} \\(.*\\); is it running\\? Set --server or STRATA_SERVER\\n$`));
   });
 
+  it('says what to check when the address answers but not as a gRPC server (the metrics port)', async () => {
+    const result = await runCli(['topics', 'list', '--server', shared.broker.metricsAddress!]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `strata: cannot reach the broker at ${shared.broker.metricsAddress} (something answers there, but not as a gRPC server: is it the broker's --listen address, not its --metrics-listen one?); is it running? Set --server or STRATA_SERVER\n`,
+    );
+  });
+
   it('names only the unknown command, not the options STRATA_* variables give', async () => {
     const result = await runCli(['frobnicate'], { env: { STRATA_SERVER: `127.0.0.1:${closedPort}` } });
     expect(result.code).toBe(2);
