@@ -13,10 +13,6 @@ export function failureLine(error: unknown): string {
   return `strata: ${message}`;
 }
 
-/**
- * yargs names an unknown dashed option twice, as typed and camel-cased ("Unknown arguments:
- * max-records, maxRecords"): keeps the name as typed, and the singular when one is left.
- */
 /** What yargs' usage object gives a failure handler: the running command's usage lines (`$0 topics create <name>`). */
 export interface UsageLines {
   getUsage(): [string, string][];
@@ -42,21 +38,28 @@ export function usageMessage(message: string, argv: readonly string[], env: Node
 
 /** "Unknown arguments: server, frobnicate" without `server` when only STRATA_SERVER gave it. */
 function withoutEnvironmentOptions(message: string, argv: readonly string[], env: NodeJS.ProcessEnv): string {
-  const match = /^Unknown arguments?: (.*)$/.exec(message);
-  if (match === null) return message;
   const fromEnvironment = (name: string): boolean =>
     env[`STRATA_${name.replace(/-/g, '_').toUpperCase()}`] !== undefined && !argv.some((word) => word === `--${name}` || word.startsWith(`--${name}=`));
-  const kept = match[1]!.split(', ').filter((name) => !fromEnvironment(name));
+  return keepingUnknownArguments(message, (names) => names.filter((name) => !fromEnvironment(name)));
+}
+
+/** An "Unknown arguments: ..." message with only the names `keep` keeps (as it was if none), singular for one. */
+function keepingUnknownArguments(message: string, keep: (names: string[]) => string[]): string {
+  const match = /^Unknown arguments?: (.*)$/.exec(message);
+  if (match === null) return message;
+  const kept = keep(match[1]!.split(', '));
   return kept.length === 0 ? message : `Unknown argument${kept.length === 1 ? '' : 's'}: ${kept.join(', ')}`;
 }
 
+/**
+ * yargs names an unknown dashed option twice, as typed and camel-cased ("Unknown arguments:
+ * max-records, maxRecords"): keeps the name as typed, and the singular when one is left.
+ */
 export function withoutCamelCaseTwins(message: string): string {
-  const match = /^Unknown arguments?: (.*)$/.exec(message);
-  if (match === null) return message;
-  const names = match[1]!.split(', ');
-  const twins = new Set(names.filter((name) => name.includes('-')).map(camelCase));
-  const kept = names.filter((name) => !twins.has(name));
-  return `Unknown argument${kept.length === 1 ? '' : 's'}: ${kept.join(', ')}`;
+  return keepingUnknownArguments(message, (names) => {
+    const twins = new Set(names.filter((name) => name.includes('-')).map(camelCase));
+    return names.filter((name) => !twins.has(name));
+  });
 }
 
 /**
