@@ -20,6 +20,7 @@ import { ErrorCode, StrataError, isDiskFullCode } from '../common/errors.js';
 import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
+import { shellWord } from '../common/shell-word.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { graveyardDirectory, holdsPartitionLog, partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
@@ -289,7 +290,7 @@ export class Broker {
     const shown = missing.slice(0, MISSING_PARTITIONS_NAMED).map(({ topic, partition }) => `topics/${topic}/${partition}`);
     const more = missing.length > shown.length ? ` and ${missing.length - shown.length} more` : '';
     const first = missing[0]!;
-    const dataDir = /\s/.test(this.dataDir) ? `"${this.dataDir}"` : this.dataDir;
+    const dataDir = shellWord(this.dataDir);
     const total = records.reduce((sum, record) => sum + record.partitions, 0);
     const unmounted = missing.length > 1 && missing.length === total ? ' Every partition is missing: if the topics live on a volume that is not mounted, mount it instead.' : '';
     throw new StrataError(

@@ -37,6 +37,7 @@ import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js'
 import { ErrorCode, StrataError, isDiskFullCode, logClosedError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
+import { shellWord } from '../common/shell-word.js';
 import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint-file.js';
 import { writeFenceMarker } from './fence-marker.js';
 import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, segmentFilePath } from './file-names.js';
@@ -62,7 +63,7 @@ import { DirectWritesUnsupported } from './direct-writer.js';
 import { SegmentList } from './segment-list.js';
 import type { InlineIoBudget, InlineIoOperation } from './inline-io.js';
 import type { TailCache } from './tail-cache.js';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 
 /** The fdatasync that seals a segment at a roll failed: unlike other roll steps, never refusable. */
 class SealSyncFailed extends Error {
@@ -1413,7 +1414,8 @@ class DirectWriteFailed extends Error {
 
 function fencedError(name: string, directory: string, file: string, position: number, problem: string): StrataError {
   const where = position >= 0 ? ` in ${file} at byte ${position}` : '';
-  const dir = /\s/.test(directory) ? `"${directory}"` : directory;
+  // Resolved: a relative data directory means nothing to a client that gets this message.
+  const dir = shellWord(resolve(directory));
   return new StrataError(
     ErrorCode.PARTITION_FENCED,
     `partition ${name} is fenced: corrupt data${where}: ${problem}. Nothing was dropped. ` +
