@@ -12,7 +12,7 @@
 import type { Argv } from 'yargs';
 import { pino, type Logger } from 'pino';
 import { Connection, type ConnectionOptions } from '../client/connection.js';
-import { StrataClientError, UNREACHABLE } from '../client/errors.js';
+import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { UsageError } from './cli-errors.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
@@ -78,7 +78,10 @@ export async function withConnection<T>(argv: { server?: unknown }, action: (con
 export function describeFailure(error: unknown, server: string): unknown {
   if (!(error instanceof StrataClientError)) return error;
   if (error.code === 'UNAVAILABLE' && !isBrokerMessage(error.message)) {
-    return new StrataClientError(error.code, `${UNREACHABLE} at ${server} (${transportReason(error.message)}); is it running? Set --server or STRATA_SERVER`, { cause: error });
+    const reason = transportReason(error.message);
+    // Something answered: whether a broker runs there is not the question.
+    const advice = reason.startsWith(NOT_GRPC) ? 'set --server or STRATA_SERVER' : 'is it running? Set --server or STRATA_SERVER';
+    return new StrataClientError(error.code, `${UNREACHABLE} at ${server} (${reason}); ${advice}`, { cause: error });
   }
   if (error.code === 'DEADLINE_EXCEEDED') {
     return new StrataClientError(error.code, `the broker at ${server} did not answer in time (${error.message})`, { cause: error });

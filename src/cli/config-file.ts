@@ -42,6 +42,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
  */
 function unknownKeyProblem(key: string): string | null {
   if (Object.hasOwn(SERVE_OPTIONS, optionOf(key))) return null;
+  if (key === 'config') return '"config" cannot name another config file; give the options it holds here';
   const meant = key.toLowerCase().replace(/[_.\s]+/g, '-');
   const hint = Object.hasOwn(SERVE_OPTIONS, meant) ? `; did you mean "${meant}"?` : '; options are named as the flags of strata serve --help, like "retention-ms"';
   return `"${key}" is no option${hint}`;

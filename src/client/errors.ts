@@ -51,8 +51,11 @@ export const UNREACHABLE = 'cannot reach the broker';
  */
 function unreachableReason(reason: string): string {
   if (!/^Protocol error\b/.test(reason)) return reason;
-  return "something answers there, but not as a gRPC server: is it the broker's --listen address, not its --metrics-listen one?";
+  return `${NOT_GRPC} (grpc-js: Protocol error): is it the broker's --listen address, not its --metrics-listen one?`;
 }
+
+/** How a connection refused for its protocol starts its reason (see `unreachableReason`). */
+export const NOT_GRPC = 'something answers there, but not as a gRPC server';
 
 function isServiceError(error: unknown): error is ServiceError {
   return error instanceof Error && typeof (error as Partial<ServiceError>).code === 'number' && 'details' in error;

@@ -149,12 +149,17 @@ export class StrataGrpcServer {
 /**
  * grpc-js's own diagnostics go to the broker's log instead of straight to stderr, where a line
  * such as "E No address added out of total 1 resolved" came before the one line a failed
- * start prints (grpc-js's logger is one for the process).
+ * start prints. grpc-js has one logger for the process: it is set once, by the first server.
+ * Asked for its tracing (GRPC_TRACE, GRPC_VERBOSITY), grpc-js keeps writing to stderr itself.
  */
 function routeGrpcLog(logger: Logger): void {
+  if (grpcLogRouted || process.env.GRPC_TRACE !== undefined || process.env.GRPC_VERBOSITY !== undefined || process.env.GRPC_NODE_VERBOSITY !== undefined) return;
+  grpcLogRouted = true;
   setLogger({
-    error: (message?: unknown, ...rest: unknown[]) => logger.warn(`grpc-js: ${format(message, ...rest)}`),
+    error: (message?: unknown, ...rest: unknown[]) => logger.error(`grpc-js: ${format(message, ...rest)}`),
     info: (message?: unknown, ...rest: unknown[]) => logger.info(`grpc-js: ${format(message, ...rest)}`),
     debug: (message?: unknown, ...rest: unknown[]) => logger.debug(`grpc-js: ${format(message, ...rest)}`),
   });
 }
+
+let grpcLogRouted = false;

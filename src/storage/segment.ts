@@ -776,6 +776,7 @@ export async function findValidBatchAfter(fs: FileSystem, fd: number, fileBytes:
   let windowStart = position + 1;
   while (windowStart + BATCH_HEADER_BYTES <= fileBytes) {
     const window = await readChunk(windowStart, Math.min(RESYNC_CHUNK_BYTES, fileBytes - windowStart));
+    if (window.length < BATCH_HEADER_BYTES) break; // the file got shorter than `fileBytes` meanwhile
     const lastCandidate = window.length - BATCH_HEADER_BYTES;
     for (let cursor = 0; cursor <= lastCandidate; cursor++) {
       if (window[cursor + MAGIC_OFFSET] !== CURRENT_MAGIC) continue;

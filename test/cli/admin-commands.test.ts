@@ -43,6 +43,8 @@ describe('strata topics', () => {
   it('creates, lists, describes, alters and deletes a topic', async () => {
     expect(await strata('topics', 'create', 'admin-orders', '--partitions', '3', '--config', 'retention.ms=86400000')).toBe('created topic "admin-orders" with 3 partitions\n');
     expect(await strata('topics', 'create', 'admin-audit')).toBe('created topic "admin-audit" with 1 partition\n');
+    // A --config before the name takes one value: the name after it is the name.
+    expect(await strata('topics', 'create', '--config', 'retention.ms=1000', 'admin-short')).toBe('created topic "admin-short" with 1 partition\n');
 
     const list = await strata('topics', 'list');
     expect(table(list, 'TOPIC')).toEqual(expect.arrayContaining([

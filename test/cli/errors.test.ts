@@ -126,7 +126,7 @@ describe('the broker cannot be reached: exit 1', { concurrent: true }, () => {
     const result = await runCli(['topics', 'list', '--server', shared.broker.metricsAddress!]);
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
-      `strata: cannot reach the broker at ${shared.broker.metricsAddress} (something answers there, but not as a gRPC server: is it the broker's --listen address, not its --metrics-listen one?); is it running? Set --server or STRATA_SERVER\n`,
+      `strata: cannot reach the broker at ${shared.broker.metricsAddress} (something answers there, but not as a gRPC server (grpc-js: Protocol error): is it the broker's --listen address, not its --metrics-listen one?); set --server or STRATA_SERVER\n`,
     );
   });
 
@@ -233,6 +233,7 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     ['no file', () => ['--config', '--retention-ms', '1'], /^strata: --config needs the path of a JSON file of options\n$/],
     ['an empty path', () => ['--config='], /^strata: --config was given an empty path; give the path of a JSON file of options\n$/],
     ['an option it does not know', () => ['--config', file('unknown.json', '{"retention-days": 7}')], /^strata: config file .*unknown\.json: "retention-days" is no option; options are named as the flags of strata serve --help, like "retention-ms"\n$/],
+    ['a config file named in a config file', () => ['--config', file('nested.json', '{"config": "other.json"}')], /^strata: config file .*nested\.json: "config" cannot name another config file; give the options it holds here\n$/],
     ['an option spelt with underscores', () => ['--config', file('underscore.json', '{"retention_ms": 7}')], /^strata: config file .*underscore\.json: "retention_ms" is no option; did you mean "retention-ms"\?\n$/],
     ['null for a number, in camelCase', () => ['--config', file('camel.json', '{"retentionMs": null}')], /^strata: config file .*camel\.json: "retentionMs" must be a number, not null\n$/],
   ])('%s', async (_, args, message) => {

@@ -91,7 +91,7 @@ async function consume(argv: ConsumeArgs): Promise<void> {
     const description = await describeTopic(connection, argv.topic);
     const partitions = description.partitions.map((entry) => entry.partition);
     if (only !== undefined && !partitions.includes(only)) {
-      throw new Error(`partition ${only} of topic "${argv.topic}" not found: it has ${partitions.length} partitions`);
+      throw new Error(`partition ${only} of topic "${argv.topic}" not found: it has ${partitions.length === 1 ? '1 partition' : `${partitions.length} partitions`}`);
     }
     const state: ReadState = {
       remaining: count ?? Number.POSITIVE_INFINITY,

@@ -9,7 +9,7 @@ export function dumpLogCommand(yargs: Argv): Argv {
     'Describe every record batch of a segment .log file (read-only triage)',
     (command) =>
       command
-        .positional('file', { type: 'string', demandOption: true, describe: 'Path of a .log segment file' })
+        .positional('file', { type: 'string', demandOption: true, describe: 'Path of a .log segment file, a copy of one, or a file a repair moved to quarantine (positions count from its own start)' })
         .option('records', { type: 'boolean', default: false, describe: 'Also print every record' })
         .example('strata dump-log data/topics/orders/0/00000000000000000000.log --records', ''),
     async (argv) => {

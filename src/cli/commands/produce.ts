@@ -76,7 +76,7 @@ export function produceCommand(yargs: Argv): Argv {
         .option('partition', { type: 'number', describe: 'Write every record to this partition', requiresArg: true })
         .option('header', { type: 'string', array: true, nargs: 1, describe: 'A header KEY=VALUE on every record; repeatable', requiresArg: true })
         .option('acks', { choices: ['all', 'leader', 'none'] as const, default: 'all' as const, describe: 'all: durable; leader: written; none: not waited for (not idempotent)' })
-        .option('format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Input lines: text values, or JSON objects {"key","value","headers","partition"}' })
+        .option('format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Input lines: text values, or JSON objects {"key","value","headers","partition","timestamp"} (consume --format json prints them; other fields are refused)' })
         .conflicts('key', 'key-separator')
         .example('strata produce orders hello world', 'two records')
         .example('seq 1000000 | strata produce orders', 'a million records from a pipe')
@@ -188,7 +188,7 @@ async function produce(argv: ProduceArgs): Promise<void> {
   const description = await withConnection(argv, (connection) => describeTopic(connection, argv.topic));
   const partitionCount = description.partitions.length;
   if (argv.partition !== undefined && argv.partition >= partitionCount) {
-    throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${partitionCount} partitions`);
+    throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${partitionCount === 1 ? '1 partition' : `${partitionCount} partitions`}`);
   }
   const producer = new Producer({ ...connectionOptions(server), acks: argv.acks, idempotent: argv.acks !== 'none', bufferBytes: WINDOW_BYTES * 2, batchBytes: batchBytesFor(description.configs), logger: clientLogger() });
   const startedAt = performance.now();
