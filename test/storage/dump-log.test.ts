@@ -107,6 +107,17 @@ describe('dump-log', () => {
     }
   });
 
+  it('finds the next valid batch where it straddles the end of a 4 MiB scan window', async () => {
+    // The scan after the damage at byte 0 reads from byte 1: the batch starts 160 bytes before
+    // that window's end, close enough for its header to be in it, and ends past it.
+    const garbage = Buffer.alloc(4 * 1024 * 1024 - 160, 0xab); // no byte of it is the batch magic
+    const batch = batchAt(3, 4, 200);
+    const lines = await dump(segmentFile([garbage, batch]));
+    expect(lines[0]).toMatch(/^position=0 INVALID: /);
+    expect(lines[1]).toBe(`next valid batch at byte ${garbage.length} (${garbage.length} bytes skipped)`);
+    expect(lines[2]).toMatch(new RegExp(`^position=${garbage.length} baseOffset=3 lastOffset=6 .* crc=valid$`));
+  });
+
   it('reads a file of any name, as a repair names what it quarantines, and names a missing file', async () => {
     const garbage = Buffer.alloc(40, 0xcd);
     const batch = batchAt(7, 2);
