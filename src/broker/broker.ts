@@ -17,6 +17,7 @@
 import { join } from 'node:path';
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError, isDiskFullCode } from '../common/errors.js';
+import { integerRangeProblem } from '../common/integer-range.js';
 import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
@@ -861,9 +862,8 @@ export class Broker {
 
 /** A timer's interval from the options: setInterval takes 0, a fraction or one too long as 1 ms. */
 function timerInterval(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1 || value > TIMER_DELAY_MAX_MS) {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${name} must be an integer from 1 to ${TIMER_DELAY_MAX_MS}, got ${value}`);
-  }
+  const problem = integerRangeProblem(name, value, 1, TIMER_DELAY_MAX_MS);
+  if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
   return value;
 }
 

@@ -13,6 +13,7 @@ import { strata } from '../generated/strata.js';
 import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument } from './errors.js';
+import { integerRangeProblem } from '../common/integer-range.js';
 
 const v1 = strata.v1;
 
@@ -295,7 +296,8 @@ export class Admin {
   async listGroups(options: { pageSize?: number } = {}): Promise<GroupSummary[]> {
     this.checkOpen();
     const pageSize = options.pageSize ?? LIST_GROUPS_PAGE_SIZE;
-    if (!Number.isInteger(pageSize) || pageSize < 0 || pageSize > 4_000) throw invalidArgument(`pageSize must be an integer from 0 to 4000, got ${pageSize}`);
+    const problem = integerRangeProblem('pageSize', pageSize, 0, 4_000);
+    if (problem !== null) throw invalidArgument(problem);
     const groups: GroupSummary[] = [];
     let pageToken = '';
     do {

@@ -45,6 +45,7 @@ import { type Connection, longToNumber } from './connection.js';
 import type { TopicPartition, TopicPartitionOffset } from './consumer.js';
 import { StrataClientError, invalidArgument, isRetriable, toClientError } from './errors.js';
 import { OffsetCommitStream } from './offset-commit-stream.js';
+import { integerRangeProblem } from '../common/integer-range.js';
 
 const v1 = strata.v1;
 
@@ -135,9 +136,8 @@ export function checkGroupId(groupId: string): string {
 }
 
 export function checkSessionTimeout(value: number): number {
-  if (!Number.isInteger(value) || value < SESSION_TIMEOUT_MIN_MS || value > SESSION_TIMEOUT_MAX_MS) {
-    throw invalidArgument(`sessionTimeoutMs must be an integer from ${SESSION_TIMEOUT_MIN_MS} to ${SESSION_TIMEOUT_MAX_MS}, got ${value}`);
-  }
+  const problem = integerRangeProblem('sessionTimeoutMs', value, SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS);
+  if (problem !== null) throw invalidArgument(problem);
   return value;
 }
 

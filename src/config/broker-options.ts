@@ -7,6 +7,7 @@ import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { integerRangeProblem } from '../common/integer-range.js';
 import { DEFAULT_OFFSETS_RETENTION_MS, DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { parseListenAddress } from '../common/listen-address.js';
 import { DEFAULT_MAX_REQUEST_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
@@ -105,9 +106,8 @@ function offsetsRetention(value: number): number {
 }
 
 function integerFrom(name: string, value: number, minimum: number, maximum: number): number {
-  if (!Number.isSafeInteger(value) || value < minimum || value > maximum) {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be an integer from ${minimum} to ${maximum}, got ${shown(value)}`);
-  }
+  const problem = integerRangeProblem(`--${name}`, value, minimum, maximum);
+  if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
   return value;
 }
 

@@ -4,6 +4,7 @@
  */
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { BATCH_BYTES_MAX } from '../common/request-limits.js';
+import { integerRangeProblem } from '../common/integer-range.js';
 
 export type FlushMode = 'always' | 'interval';
 
@@ -74,9 +75,9 @@ function invalid(message: string): StrataError {
 export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Readonly<LogConfig> = DEFAULT_LOG_CONFIG, nameOf: (kafkaName: string) => string = (name) => name): LogConfig {
   const config: LogConfig = { ...base, ...overrides };
   const checkInteger = (name: string, value: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER): void => {
-    if (Number.isSafeInteger(value) && value >= minimum && value <= maximum) return;
     // NaN comes only from a flag (yargs' number of a value that is none); a topic config's text is checked first.
-    throw invalid(`${nameOf(name)} must be an integer from ${minimum} to ${maximum}, got ${Number.isNaN(value) ? 'a non-number' : value}`);
+    const problem = integerRangeProblem(nameOf(name), value, minimum, maximum);
+    if (problem !== null) throw invalid(problem);
   };
   checkInteger('segment.bytes', config.segmentBytes, 1024, SEGMENT_BYTES_LIMIT);
   checkInteger('segment.ms', config.segmentMs, 1);

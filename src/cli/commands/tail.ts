@@ -21,6 +21,7 @@ import { UsageError } from '../cli-errors.js';
 import { onInterrupt, withConnection, withServerOption } from '../client-options.js';
 import { OutputWriter } from '../output.js';
 import { RECORD_FORMATS, RecordPrinter, type RecordFormat } from '../record-format.js';
+import { integerRangeProblem } from '../../common/integer-range.js';
 
 /** Option names of this command, for the environment check in main.ts. */
 export const TAIL_OPTION_NAMES = ['n', 'lines', 'format', 'print-key'];
@@ -54,9 +55,8 @@ export function tailCommand(yargs: Argv): Argv {
 
 async function tail(argv: TailArgs): Promise<void> {
   const count = argv.n;
-  if (!Number.isSafeInteger(count) || count < 0 || count > TAIL_LINES_MAX) {
-    throw new UsageError(`-n must be an integer from 0 to ${TAIL_LINES_MAX}, got ${Number.isNaN(count) ? 'a non-number' : count}`);
-  }
+  const problem = integerRangeProblem('-n', count, 0, TAIL_LINES_MAX);
+  if (problem !== null) throw new UsageError(problem);
   const writer = new OutputWriter(process.stdout);
   const printer = new RecordPrinter(writer, argv.format, argv['print-key']);
   await withConnection(argv, async (connection) => {

@@ -1,0 +1,11 @@
+/**
+ * The one check of an integer setting against its range, for every layer that takes one (serve's
+ * flags, topic configs, broker and client options, CLI arguments), each of which throws its own
+ * kind of error with the problem this returns: "NAME must be an integer from MIN to MAX, got
+ * VALUE", or null when `value` is such an integer.
+ */
+export function integerRangeProblem(name: string, value: number, minimum: number, maximum: number): string | null {
+  if (Number.isSafeInteger(value) && value >= minimum && value <= maximum) return null;
+  // NaN is what yargs makes of a number flag given something else.
+  return `${name} must be an integer from ${minimum} to ${maximum}, got ${Number.isNaN(value) ? 'a non-number' : value}`;
+}
