@@ -70,6 +70,8 @@ export interface LoadedLog {
   cleanShutdown: boolean;
   recovery: RecoveryReport | null;
   fence: FenceInfo | null;
+  /** The offset in `recovery-point.checkpoint` once loaded (0 when there is none, or it is not valid). */
+  recoveryPoint: number;
 }
 
 export interface LoadOptions {
@@ -86,11 +88,13 @@ export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
   await fs.mkdirs(directory);
   const baseOffsets = await cleanDirectory(fs, directory, logger);
+  // Read once, here: every path below needs it.
+  const checkpoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
   const segments = new SegmentList();
   try {
-    if (baseOffsets.length === 0) return await startEmpty(segments, options);
+    if (baseOffsets.length === 0) return await startEmpty(segments, options, checkpoint);
     await addSegments(segments, baseOffsets, options);
-    return await checkSegments(segments, options);
+    return await checkSegments(segments, options, checkpoint);
   } catch (error) {
     // The caller never gets the segments: close the files opened so far.
     await segments.closeAll((segment, closeError) => logger.warn({ err: closeError, file: segment.logPath }, 'closing a segment failed'));
@@ -105,9 +109,8 @@ export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
  * again, and a later recovery does not read the checkpoint as records lost below it. A fence
  * marker left there goes too: the damaged records it was for went with the files.
  */
-async function startEmpty(segments: SegmentList, options: LoadOptions): Promise<LoadedLog> {
+async function startEmpty(segments: SegmentList, options: LoadOptions, recoveryPoint: number): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
-  const recoveryPoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
   if (recoveryPoint > 0) {
     logger.warn({ directory, recoveryPoint }, `the partition has a recovery checkpoint at offset ${recoveryPoint} but no segment log (its files were removed): starting an empty log at offset ${recoveryPoint}; the records stored before are gone`);
   }
@@ -115,7 +118,7 @@ async function startEmpty(segments: SegmentList, options: LoadOptions): Promise<
   await fs.unlink(join(directory, FENCE_FILE));
   await fs.fsyncDirectory(directory);
   await fs.unlink(join(directory, CLEAN_SHUTDOWN_FILE));
-  return { segments, cleanShutdown: true, recovery: null, fence: null };
+  return { segments, cleanShutdown: true, recovery: null, fence: null, recoveryPoint };
 }
 
 /** Pass 2: one lazy segment per log file, oldest first. */
@@ -133,16 +136,16 @@ async function addSegments(segments: SegmentList, baseOffsets: readonly number[]
 }
 
 /** Passes 3 and 4: trusts the segments after a clean shutdown, else recovers them. */
-async function checkSegments(segments: SegmentList, options: LoadOptions): Promise<LoadedLog> {
+async function checkSegments(segments: SegmentList, options: LoadOptions, checkpoint: number): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
   const markerPath = join(directory, CLEAN_SHUTDOWN_FILE);
   const cleanShutdown = (await fs.sizeOf(markerPath)) >= 0;
   let result: LoadedLog;
   // A repair checks everything: the damage it is run for may lie anywhere, a read having found it.
-  if (!options.repair && cleanShutdown && (await loadActiveAfterCleanShutdown(segments.last(), logger)) && (await reachesCheckpoint(segments.last(), options))) {
-    result = { segments, cleanShutdown: true, recovery: null, fence: null };
+  if (!options.repair && cleanShutdown && (await loadActiveAfterCleanShutdown(segments.last(), logger)) && reachesCheckpoint(segments.last(), options, checkpoint)) {
+    result = { segments, cleanShutdown: true, recovery: null, fence: null, recoveryPoint: checkpoint };
   } else {
-    result = await recover(segments, options, cleanShutdown);
+    result = await recover(segments, options, cleanShutdown, checkpoint);
   }
   // Remove the marker before any append, so a crash from now on is recovered.
   await fs.unlink(markerPath);
@@ -212,27 +215,26 @@ async function loadActiveAfterCleanShutdown(active: LogSegment, logger: Logger):
  * clean close wrote at its end). One that ends below it lost its newest segment files after the
  * close: recovery then fences it rather than give those offsets out again.
  */
-async function reachesCheckpoint(active: LogSegment, options: LoadOptions): Promise<boolean> {
-  const checkpoint = (await readRecoveryCheckpoint(options.fs, options.directory)) ?? 0;
+function reachesCheckpoint(active: LogSegment, options: LoadOptions, checkpoint: number): boolean {
   if (active.nextOffset >= checkpoint) return true;
   options.logger.warn({ file: active.logPath, logEndOffset: active.nextOffset, recoveryPoint: checkpoint }, 'clean-shutdown marker found but the log ends below its recovery checkpoint; recovering');
   return false;
 }
 
 /** Pass 4: scans segments from the recovery point. */
-async function recover(segments: SegmentList, options: LoadOptions, sawMarker: boolean): Promise<LoadedLog> {
+async function recover(segments: SegmentList, options: LoadOptions, sawMarker: boolean, checkpoint: number): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
   // Every offset below the checkpoint was fdatasynced before it was written (at a roll, at the
   // clean close that also left the marker, or by a periodic move), so it bounds what can be a
   // torn tail. After a marker whose active segment disagrees, the scan starts at 0 all the
   // same: something is off.
-  const checkpoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
   // A repair scans from the start: a read or a retention pass may have fenced the partition
   // for damage below the checkpoint, where an unclean start does not look.
   const scanFrom = sawMarker || options.repair ? 0 : checkpoint;
   const firstIndex = Math.max(0, segments.floorIndex(scanFrom));
   if (options.repair) logger.info({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'repair: scanning every segment of the log');
   else logger.warn({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, sawMarker ? 'the clean-shutdown marker was not to be trusted: recovering the log' : 'unclean shutdown: recovering the log');
+  let recoveryPoint = checkpoint;
   const report: RecoveryReport = { segmentsScanned: 0, bytesTruncated: 0, recordsTruncated: 0, quarantined: null, liftedFence: null };
   const lastIndex = segments.count - 1;
 
@@ -281,13 +283,16 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
     const fence = { file: segment.logPath, position: scan.validBytes, problem };
     if (!options.repair) {
       logger.error(fence, 'corruption in the middle of the log: partition fenced until repaired');
-      return { segments, cleanShutdown: false, recovery: report, fence };
+      return { segments, cleanShutdown: false, recovery: report, fence, recoveryPoint: checkpoint };
     }
     report.quarantined = await quarantineFrom(fs, directory, segments, index, scan.validBytes, scan.nextOffset, options.nowMs);
     logger.warn({ ...fence, ...report.quarantined }, 'repair: moved the damaged bytes and everything after them to quarantine');
     // Lowered before the cut: a checkpoint above the end of the log would make the next torn
     // tail look like damage to durable data and fence the partition again.
-    if (belowCheckpoint) await writeRecoveryCheckpoint(fs, directory, scan.nextOffset);
+    if (belowCheckpoint) {
+      await writeRecoveryCheckpoint(fs, directory, scan.nextOffset);
+      recoveryPoint = scan.nextOffset;
+    }
     await segment.truncateTo(scan.validBytes);
     break;
   }
@@ -302,7 +307,7 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
     const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     throw new Error(`recovery could not fdatasync ${active.logPath} (${reason}): the log is not opened, since its tail would be served without being durable`, { cause: error });
   }
-  return { segments, cleanShutdown: false, recovery: report, fence: null };
+  return { segments, cleanShutdown: false, recovery: report, fence: null, recoveryPoint };
 }
 
 async function claimedRecords(fs: FileSystem, segment: LogSegment, position: number, fileBytes: number): Promise<number> {

@@ -38,11 +38,11 @@ import { ErrorCode, StrataError, isDiskFullCode, logClosedError } from '../commo
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
-import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint-file.js';
+import { writeRecoveryCheckpoint } from './checkpoint-file.js';
 import { writeFenceMarker } from './fence-marker.js';
 import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, segmentFilePath } from './file-names.js';
 import { nodeFileSystem, type FileSystem } from './file-system.js';
-import { type FenceInfo, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } from './log-loader.js';
+import { type LoadedLog, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } from './log-loader.js';
 import { type LogConfig, resolveLogConfig } from './log-config.js';
 import { firstRecordFrom } from './inflated-records.js';
 import {
@@ -231,8 +231,8 @@ export class PartitionLog {
   private syncedBytesTotal = 0;
   /** The log end offset the last fdatasync covered: every record below it is durable. */
   private syncedOffset: number;
-  /** The offset in `recovery-point.checkpoint`, as read at open or last written. */
-  private recoveryPoint = 0;
+  /** The offset in `recovery-point.checkpoint`, as loaded at open or last written. */
+  private recoveryPoint: number;
   /** Writes of the recovery checkpoint, one after another (they share a temporary file). */
   private recoveryPointWrites: Promise<unknown> = Promise.resolve();
   private fence: StrataError | null = null;
@@ -270,7 +270,7 @@ export class PartitionLog {
     options: PartitionLogOptions,
     config: LogConfig,
     segmentOptions: SegmentOptions,
-    loaded: { segments: SegmentList; recovery: RecoveryReport | null; fence: FenceInfo | null },
+    loaded: LoadedLog,
     logger: Logger,
   ) {
     this.directory = options.directory;
@@ -292,6 +292,7 @@ export class PartitionLog {
     this.nextOffsetAtOpen = active.nextOffset;
     // A clean close fdatasynced the log, and recovery fdatasyncs its active segment.
     this.syncedOffset = active.nextOffset;
+    this.recoveryPoint = loaded.recoveryPoint;
     this.highWatermarkPosition = { offset: active.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes };
     if (loaded.fence !== null) {
       this.fence = fencedError(this.name, this.directory, loaded.fence.file, loaded.fence.position, loaded.fence.problem);
@@ -320,7 +321,6 @@ export class PartitionLog {
     const log = new PartitionLog(options, config, segmentOptions, loaded, logger);
     if (log.fence === null) {
       try {
-        log.recoveryPoint = (await readRecoveryCheckpoint(fs, options.directory)) ?? 0;
         await log.loadProducerState();
       } catch (error) {
         // Nobody gets the log to close: release what it holds (a retry opens it anew).

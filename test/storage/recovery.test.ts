@@ -936,6 +936,9 @@ describe(`damage below the recovery point of the active segment (seed ${SEED})`,
     const added = await expectAppendAt(log, target.baseOffset, 'after the repair');
     // Crash with a torn last batch: above the lowered checkpoint, so it is cut, not fenced.
     const torn = copyOf(root, directory, 'below-checkpoint-repair-torn');
+    // The log knows the checkpoint was lowered: a move takes it up to the new end at once.
+    expect(await log.checkpointRecoveryPoint(), 'the checkpoint moves past the lowered one').toBe(true);
+    expect(checkpointIn(directory)).toBe(added.lastOffset + 1);
     await log.close();
     truncateSync(logFile(torn, 0), statSync(logFile(torn, 0)).size - 7);
     const reopened = await openLog(torn, { config });
