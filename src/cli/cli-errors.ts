@@ -55,7 +55,7 @@ function keepingUnknownArguments(message: string, keep: (names: string[]) => str
  * yargs names an unknown dashed option twice, as typed and camel-cased ("Unknown arguments:
  * max-records, maxRecords"): keeps the name as typed, and the singular when one is left.
  */
-export function withoutCamelCaseTwins(message: string): string {
+function withoutCamelCaseTwins(message: string): string {
   return keepingUnknownArguments(message, (names) => {
     const twins = new Set(names.filter((name) => name.includes('-')).map(camelCase));
     return names.filter((name) => !twins.has(name));

@@ -32,6 +32,7 @@ import { firstRecordFrom } from '../storage/inflated-records.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
 import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription } from './consumer-group.js';
 import { type CommittedOffset, OffsetStore } from './offset-store.js';
+import { plural } from '../common/plural.js';
 
 export interface GroupCoordinatorOptions {
   sessionTimeoutMs?: number;
@@ -371,7 +372,7 @@ export class GroupCoordinator {
     }
     if (memberId === '') {
       if (group !== undefined && group.members.size > 0) {
-        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${activeMembers(group.members.size)}; only its members may commit`);
+        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${plural(group.members.size, 'active member')}; only its members may commit`);
       }
       // Written during a reset, it would replace offsets the reset answered with; during a
       // delete, it would bring the group back.
@@ -488,7 +489,7 @@ export class GroupCoordinator {
   private requireEmpty(groupId: string, action: string): void {
     const group = this.groups.get(groupId);
     if (group !== undefined && group.members.size > 0) {
-      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": it has ${activeMembers(group.members.size)}; stop them first`);
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": it has ${plural(group.members.size, 'active member')}; stop them first`);
     }
   }
 
@@ -644,8 +645,4 @@ export class GroupCoordinator {
     clearInterval(this.offsetsTimer);
     await this.expiring?.catch(() => undefined);
   }
-}
-
-function activeMembers(count: number): string {
-  return count === 1 ? '1 active member' : `${count} active members`;
 }

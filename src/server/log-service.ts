@@ -31,7 +31,7 @@ const v1 = strata.v1;
 /** Requests a ProduceStream may have in flight before the server stops reading from it. */
 export const PRODUCE_STREAM_IN_FLIGHT_MAX = 256;
 /** Bytes of requests a ProduceStream may have in flight before the server stops reading from it. */
-export const PRODUCE_STREAM_IN_FLIGHT_BYTES_MAX = 64 * 1024 * 1024;
+const PRODUCE_STREAM_IN_FLIGHT_BYTES_MAX = 64 * 1024 * 1024;
 /** How long an idle subscription waits before re-checking its partition (a safety net only). */
 const SUBSCRIBE_IDLE_CHECK_MS = 30_000;
 

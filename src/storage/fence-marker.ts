@@ -26,12 +26,12 @@ export interface FenceRecord {
   problem: string;
 }
 
-export function encodeFenceMarker(record: FenceRecord): string {
+function encodeFenceMarker(record: FenceRecord): string {
   return `${HEADER}\nfile ${oneLine(record.file)}\nproblem ${oneLine(record.problem)}\n`;
 }
 
 /** What the marker's text says; a text that does not parse still stands for a fence. */
-export function decodeFenceMarker(text: string): FenceRecord {
+function decodeFenceMarker(text: string): FenceRecord {
   const match = /^strata-fence 1\nfile ([^\n]*)\nproblem ([^\n]*)\n$/.exec(text);
   if (match === null) return { file: '', problem: 'the fence marker recorded before the last restart does not parse' };
   return { file: match[1]!, problem: match[2]! };

@@ -248,11 +248,11 @@ export class BatchInflation {
 }
 
 /** Inflations kept at once by `StoppedInflations` by default. */
-export const STOPPED_INFLATIONS_KEPT = 8;
+const STOPPED_INFLATIONS_KEPT = 8;
 /** Bytes the inflations kept by `StoppedInflations` may hold together, by default. */
-export const STOPPED_INFLATIONS_BYTES_MAX = 32 * 1024 * 1024;
+const STOPPED_INFLATIONS_BYTES_MAX = 32 * 1024 * 1024;
 /** How long an inflation no read has gone on with is kept. */
-export const STOPPED_INFLATION_IDLE_MS = 30_000;
+const STOPPED_INFLATION_IDLE_MS = 30_000;
 
 /**
  * Gzip batches whose decoded read stopped inside them (at `max_bytes`), kept so that the next

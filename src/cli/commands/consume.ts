@@ -28,6 +28,7 @@ import { OutputWriter, nonNegativeInteger, parsePosition } from '../output.js';
 import { RECORD_FORMATS, type ReadState, RecordPrinter, type RecordFormat, printBatch, reachedEnd } from '../record-format.js';
 import { watchConsumer } from '../consumer-failures.js';
 import { groupConsumer } from './consume-group.js';
+import { plural } from '../../common/plural.js';
 
 /** Option names of this command, for the environment check in main.ts. */
 export const CONSUME_OPTION_NAMES = ['group', 'from', 'partition', 'count', 'follow', 'format', 'print-key'];
@@ -91,7 +92,7 @@ async function consume(argv: ConsumeArgs): Promise<void> {
     const description = await describeTopic(connection, argv.topic);
     const partitions = description.partitions.map((entry) => entry.partition);
     if (only !== undefined && !partitions.includes(only)) {
-      throw new Error(`partition ${only} of topic "${argv.topic}" not found: it has ${partitions.length === 1 ? '1 partition' : `${partitions.length} partitions`}`);
+      throw new Error(`partition ${only} of topic "${argv.topic}" not found: it has ${plural(partitions.length, 'partition')}`);
     }
     const state: ReadState = {
       remaining: count ?? Number.POSITIVE_INFINITY,

@@ -29,6 +29,7 @@ import { Producer, type Acks, type ProducerRecord } from '../../client/producer.
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, connectionOptions, describeFailure, onInterrupt, serverAddress, withConnection, withServerOption } from '../client-options.js';
 import { bytesFromJson, formatCount, nonNegativeInteger, parsePairs, systemErrorText } from '../output.js';
+import { plural } from '../../common/plural.js';
 
 /** Option names of this command, for the environment check in main.ts. */
 export const PRODUCE_OPTION_NAMES = ['key', 'key-separator', 'partition', 'header', 'acks', 'format'];
@@ -188,7 +189,7 @@ async function produce(argv: ProduceArgs): Promise<void> {
   const description = await withConnection(argv, (connection) => describeTopic(connection, argv.topic));
   const partitionCount = description.partitions.length;
   if (argv.partition !== undefined && argv.partition >= partitionCount) {
-    throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${partitionCount === 1 ? '1 partition' : `${partitionCount} partitions`}`);
+    throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${plural(partitionCount, 'partition')}`);
   }
   const producer = new Producer({ ...connectionOptions(server), acks: argv.acks, idempotent: argv.acks !== 'none', bufferBytes: WINDOW_BYTES * 2, batchBytes: batchBytesFor(description.configs), logger: clientLogger() });
   const startedAt = performance.now();

@@ -9,6 +9,7 @@ import { Admin, type TopicDescription } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
 import { withConnection, withServerOption } from '../client-options.js';
 import { formatBytes, formatFields, formatTable, parsePairs, printLine } from '../output.js';
+import { plural } from '../../common/plural.js';
 
 /** Option names of these commands, for the environment check in main.ts. */
 export const TOPICS_OPTION_NAMES = ['partitions', 'config'];
@@ -16,10 +17,6 @@ export const TOPICS_OPTION_NAMES = ['partitions', 'config'];
 interface TopicArgs {
   server: string;
   name: string;
-}
-
-function plural(count: number, word: string): string {
-  return `${count} ${word}${count === 1 ? '' : 's'}`;
 }
 
 export function topicsCommand(yargs: Argv): Argv {
