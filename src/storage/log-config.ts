@@ -4,7 +4,7 @@
  */
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { BATCH_BYTES_MAX } from '../common/request-limits.js';
-import { integerRangeProblem } from '../common/integer-range.js';
+import { checkIntegerRange } from '../common/integer-range.js';
 
 export type FlushMode = 'always' | 'interval';
 
@@ -76,8 +76,7 @@ export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Reado
   const config: LogConfig = { ...base, ...overrides };
   const checkInteger = (name: string, value: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER): void => {
     // NaN comes only from a flag (yargs' number of a value that is none); a topic config's text is checked first.
-    const problem = integerRangeProblem(nameOf(name), value, minimum, maximum);
-    if (problem !== null) throw invalid(problem);
+    checkIntegerRange(nameOf(name), value, minimum, maximum);
   };
   checkInteger('segment.bytes', config.segmentBytes, 1024, SEGMENT_BYTES_LIMIT);
   checkInteger('segment.ms', config.segmentMs, 1);

@@ -1082,23 +1082,35 @@ export class PartitionLog {
    * log is left as it is.
    */
   checkpointRecoveryPoint(): Promise<boolean> {
-    return this.writeRecoveryPoint(false);
+    return this.writeRecoveryPoint('move');
   }
 
-  /** `sealing`: the roll or the clean close, which write it while the log closes too. */
-  private writeRecoveryPoint(sealing: boolean): Promise<boolean> {
+  /**
+   * `move`: the broker's periodic move, which leaves a fenced, closing or closed log alone. A
+   * roll and the clean close write it whatever the state; the close fsyncs the directory
+   * itself once its marker is written.
+   */
+  private writeRecoveryPoint(caller: 'move' | 'roll' | 'close'): Promise<boolean> {
     const write = this.recoveryPointWrites.then(async () => {
-      if (!sealing && (this.fence !== null || this.closing !== null)) return false;
+      if (caller === 'move' && (this.fence !== null || this.closing !== null)) return false;
       const offset = this.syncedOffset;
       if (offset <= this.recoveryPoint) return false;
-      // A periodic move leaves its rename to the next fsync of the directory: until then a crash
-      // keeps the lower checkpoint before it, which is safe, and it costs one fsync less.
-      await writeRecoveryCheckpoint(this.fs, this.directory, offset, { syncDirectory: sealing });
+      // A move (and the close, which fsyncs the directory after its marker) leaves the rename to
+      // a later fsync of the directory: until then a crash keeps the lower checkpoint before it,
+      // which is safe, and it costs an fsync less.
+      await writeRecoveryCheckpoint(this.fs, this.directory, offset, { syncDirectory: caller === 'roll' });
       this.recoveryPoint = offset;
       return true;
     });
     this.recoveryPointWrites = write.catch(() => undefined);
     return write;
+  }
+
+  /** Everything written is durable (`active`, the last segment, was just fdatasynced): the high watermark goes to the log end. */
+  private flushedAll(active: LogSegment): void {
+    this.syncedBytesTotal = this.writtenBytesTotal;
+    this.syncedOffset = this.nextOffset;
+    this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes }, this.writtenBytesTotal);
   }
 
   /** Seals the active segment (fdatasync, durable indexes) and starts a new one. Writer only. */
@@ -1110,14 +1122,12 @@ export class PartitionLog {
       throw new SealSyncFailed(error);
     }
     await old.closeDirectWriter();
-    this.syncedBytesTotal = this.writtenBytesTotal;
-    this.syncedOffset = this.nextOffset;
-    this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: old.baseOffset, position: old.sizeBytes }, this.writtenBytesTotal);
+    this.flushedAll(old);
     await old.writeIndexes();
     const segment = await this.createSegment(this.nextOffset);
     this.segments.append(segment);
     await this.saveProducerState(segment.baseOffset);
-    await this.writeRecoveryPoint(true);
+    await this.writeRecoveryPoint('roll');
     this.logger.info({ baseOffset: segment.baseOffset, reason, sealedBytes: old.sizeBytes }, 'rolled to a new segment');
   }
 
@@ -1365,12 +1375,10 @@ export class PartitionLog {
       if (this.fence === null) {
         const active = this.segments.last();
         await active.flush();
-        this.syncedBytesTotal = this.writtenBytesTotal;
-        this.syncedOffset = this.nextOffset;
-        this.advanceHighWatermark({ offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes }, this.writtenBytesTotal);
+        this.flushedAll(active);
         await active.writeIndexes();
         await this.saveProducerState(this.nextOffset);
-        await this.writeRecoveryPoint(true);
+        await this.writeRecoveryPoint('close');
         await this.fs.writeFileDurably(join(this.directory, CLEAN_SHUTDOWN_FILE), EMPTY);
         await this.fs.fsyncDirectory(this.directory);
       }

@@ -26,8 +26,7 @@
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, StrataError } from '../common/errors.js';
-import { TEMP_SUFFIX } from './file-names.js';
-import type { FileSystem } from './file-system.js';
+import { type FileSystem, replaceFileDurably } from './file-system.js';
 import { readBaseOffset, readBaseSequence, readLastOffset, readProducerEpoch, readProducerId, readRecordCount } from './record-batch.js';
 
 export const PRODUCER_BATCH_WINDOW = 10;
@@ -185,9 +184,8 @@ export class ProducerState {
 
   /** Writes the snapshot atomically (temp, fsync, rename; the caller fsyncs the directory). */
   async save(fs: FileSystem, directory: string, offset: number): Promise<void> {
-    const path = join(directory, PRODUCER_STATE_FILE);
-    await fs.writeFileDurably(path + TEMP_SUFFIX, this.encode(offset));
-    await fs.rename(path + TEMP_SUFFIX, path);
+    // No fsync of the directory: a crash may keep the snapshot before, from which the load replays.
+    await replaceFileDurably(fs, join(directory, PRODUCER_STATE_FILE), this.encode(offset), { syncDirectory: false });
   }
 
   static async load(fs: FileSystem, directory: string): Promise<{ state: ProducerState; offset: number } | null> {
