@@ -17,8 +17,8 @@
 import { join } from 'node:path';
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError, isDiskFullCode } from '../common/errors.js';
-import { integerRangeProblem } from '../common/integer-range.js';
-import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, PARTITION_COUNT_MAX } from '../common/broker-limits.js';
+import { checkIntegerRange } from '../common/integer-range.js';
+import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS, PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
@@ -163,6 +163,7 @@ export class Broker {
   private retentionTimer: NodeJS.Timeout | null = null;
   /** The logger partition logs take their child of (`subsystem: 'storage'`): not the broker's, whose `subsystem` key theirs would repeat. */
   private readonly storageLogger: Logger;
+  /** Timer intervals, checked: setInterval would take 0, a fraction or one too long as 1 ms. */
   private readonly retentionCheckIntervalMs: number;
   private readonly recoveryCheckpointIntervalMs: number;
   private recoveryCheckpointTimer: NodeJS.Timeout | null = null;
@@ -202,8 +203,8 @@ export class Broker {
     this.directWrites = options.directWrites ?? true;
     this.tailCache = new TailCache(options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES);
     this.inlineIo = (options.inlineIo ?? true) ? new InlineIoBudget() : null;
-    this.retentionCheckIntervalMs = timerInterval('retentionCheckIntervalMs', options.retentionCheckIntervalMs ?? 5 * 60 * 1000);
-    this.recoveryCheckpointIntervalMs = timerInterval('recoveryCheckpointIntervalMs', options.recoveryCheckpointIntervalMs ?? DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS);
+    this.retentionCheckIntervalMs = checkIntegerRange('retentionCheckIntervalMs', options.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS, 1, TIMER_DELAY_MAX_MS);
+    this.recoveryCheckpointIntervalMs = checkIntegerRange('recoveryCheckpointIntervalMs', options.recoveryCheckpointIntervalMs ?? DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, 1, TIMER_DELAY_MAX_MS);
   }
 
   static async open(options: BrokerOptions): Promise<Broker> {
@@ -858,13 +859,6 @@ export class Broker {
     })();
     return this.closing;
   }
-}
-
-/** A timer's interval from the options: setInterval takes 0, a fraction or one too long as 1 ms. */
-function timerInterval(name: string, value: number): number {
-  const problem = integerRangeProblem(name, value, 1, TIMER_DELAY_MAX_MS);
-  if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
-  return value;
 }
 
 /** How long `close` waits for the removals of deleted topics' directories under way. */

@@ -25,3 +25,6 @@ export const DEFAULT_OFFSETS_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
  * `log.flush.offset.checkpoint.interval.ms`.
  */
 export const DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS = 60_000;
+
+/** How often retention runs over every partition (and over the offsets of empty groups), by default. */
+export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 5 * 60 * 1000;

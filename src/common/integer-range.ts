@@ -1,3 +1,5 @@
+import { ErrorCode, StrataError } from './errors.js';
+
 /**
  * The one check of an integer setting against its range, for every layer that takes one (serve's
  * flags, topic configs, broker and client options, CLI arguments), each of which throws its own
@@ -8,4 +10,11 @@ export function integerRangeProblem(name: string, value: number, minimum: number
   if (Number.isSafeInteger(value) && value >= minimum && value <= maximum) return null;
   // NaN is what yargs makes of a number flag given something else.
   return `${name} must be an integer from ${minimum} to ${maximum}, got ${Number.isNaN(value) ? 'a non-number' : value}`;
+}
+
+/** `value` when it is an integer from `minimum` to `maximum`; else INVALID_ARGUMENT naming `name`. */
+export function checkIntegerRange(name: string, value: number, minimum: number, maximum: number): number {
+  const problem = integerRangeProblem(name, value, minimum, maximum);
+  if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
+  return value;
 }

@@ -7,8 +7,8 @@ import type { Options } from 'yargs';
 import type { BrokerOptions } from '../broker/broker.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
-import { integerRangeProblem } from '../common/integer-range.js';
-import { DEFAULT_OFFSETS_RETENTION_MS, DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
+import { checkIntegerRange } from '../common/integer-range.js';
+import { DEFAULT_OFFSETS_RETENTION_MS, DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS, PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { parseListenAddress } from '../common/listen-address.js';
 import { DEFAULT_MAX_REQUEST_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
@@ -46,7 +46,7 @@ export const SERVE_OPTIONS = {
     describe: 'Memory for the newest written bytes of all partitions, so consumers that keep up read from memory (0: read everything from the files)',
   },
   'max-request-bytes': { type: 'number', default: DEFAULT_MAX_REQUEST_BYTES, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above); must exceed every topic\'s max.message.bytes by 1 KiB' },
-  'retention-check-interval-ms': { type: 'number', default: 5 * 60 * 1000, describe: 'How often retention runs, for the logs and for the committed offsets of empty groups' },
+  'retention-check-interval-ms': { type: 'number', default: DEFAULT_RETENTION_CHECK_INTERVAL_MS, describe: 'How often retention runs, for the logs and for the committed offsets of empty groups' },
   'recovery-checkpoint-interval-ms': {
     type: 'number',
     default: DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS,
@@ -106,9 +106,7 @@ function offsetsRetention(value: number): number {
 }
 
 function integerFrom(name: string, value: number, minimum: number, maximum: number): number {
-  const problem = integerRangeProblem(`--${name}`, value, minimum, maximum);
-  if (problem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, problem);
-  return value;
+  return checkIntegerRange(`--${name}`, value, minimum, maximum);
 }
 
 /** The port of `address` (host:port, digits checked already) is one a socket can have; 0 picks a free one. */
