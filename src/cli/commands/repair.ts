@@ -45,14 +45,13 @@ export function repairCommand(yargs: Argv): Argv {
       const directory = argv.dir ?? resolvePartition(argv['data-dir'], argv.topic, argv.partition);
       const startOffset = argv['start-offset'];
       if (startOffset !== undefined && (!Number.isSafeInteger(startOffset) || startOffset < 0)) throw new UsageError(`--start-offset must be a non-negative integer, got ${startOffset}`);
-      if (argv.dir === undefined && !holdsLog(directory)) {
+      const contents = partitionDirectoryContents(directory);
+      if (argv.dir === undefined && contents !== 'a log') {
         await printLine(await restartMissingPartition(argv['data-dir'], argv.topic!, argv.partition!, startOffset));
         return;
       }
       if (startOffset !== undefined && argv.dir !== undefined) throw new UsageError('--start-offset goes with --topic and --partition (a partition whose segment log is missing, which the metadata must list), not with --dir');
-      // Opening a log creates its directory: a mistyped name would make an empty partition.
-      if (!existsSync(directory)) throw new Error(`no partition directory ${directory}`);
-      checkPartitionDirectory(directory);
+      checkPartitionDirectory(directory, contents);
       if (startOffset !== undefined) throw new UsageError('--start-offset is only for a partition whose segment log is missing; this one has its log, which the repair keeps');
       const lock = argv.dir === undefined ? DataDirectoryLock.acquire(argv['data-dir'], 'strata repair', REPAIR_ADVICE) : lockDataDirectoryOf(directory);
       let summary: string;
@@ -69,18 +68,6 @@ export function repairCommand(yargs: Argv): Argv {
       await printLine(summary);
     },
   );
-}
-
-/**
- * Whether `directory` holds a partition's log (a segment log or a recovery checkpoint); true
- * when it cannot be read other than for not existing, so that `checkPartitionDirectory` says why.
- */
-function holdsLog(directory: string): boolean {
-  try {
-    return holdsPartitionLog(readdirSync(directory));
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
-  }
 }
 
 /**
@@ -137,19 +124,33 @@ function repairSummary(log: PartitionLog): string {
   return `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent`;
 }
 
+/** What a directory holds, as a repair sees it; `'missing'` when it does not exist. */
+type DirectoryContents = 'missing' | 'a log' | 'no log';
+
 /**
- * Refuses a directory that is not a partition's: opening a log there would write segment files,
- * checkpoints and a clean-shutdown marker into it (`--dir data/topics`, say). Every partition
- * directory holds a segment log from its creation on, and a recovery checkpoint once flushed.
+ * Whether `directory` holds a partition's log: a segment log, or a recovery checkpoint. Every
+ * partition directory holds a segment log from its creation on, and a recovery checkpoint once
+ * flushed. Throws, saying why, when the directory exists but cannot be read.
  */
-export function checkPartitionDirectory(directory: string): void {
+function partitionDirectoryContents(directory: string): DirectoryContents {
   let names: string[];
   try {
     names = readdirSync(directory);
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
     throw new Error(`cannot read ${directory}: ${systemErrorText(error as NodeJS.ErrnoException)}`);
   }
-  if (!holdsPartitionLog(names)) {
+  return holdsPartitionLog(names) ? 'a log' : 'no log';
+}
+
+/**
+ * Refuses a directory that is not a partition's: opening a log there would write segment files,
+ * checkpoints and a clean-shutdown marker into it (`--dir data/topics`, say), and opening one
+ * that does not exist would create it (a mistyped name would make an empty partition).
+ */
+export function checkPartitionDirectory(directory: string, contents = partitionDirectoryContents(directory)): void {
+  if (contents === 'missing') throw new Error(`no partition directory ${directory}`);
+  if (contents === 'no log') {
     throw new Error(
       `${directory} is not a partition directory: it holds no segment log (${offsetFileStem(0)}${LOG_SUFFIX}) and no ${RECOVERY_CHECKPOINT_FILE}; a partition directory is <data-dir>/topics/<topic>/<partition>`,
     );
