@@ -25,6 +25,7 @@ import { logServiceHandlers } from './log-service.js';
 import { groupsServiceHandlers } from './groups-service.js';
 import type { GroupCoordinator } from '../groups/group-coordinator.js';
 import { bindFailure } from './bind-failure.js';
+import { transportRefusals } from './transport-refusals.js';
 import { HealthService } from './health-service.js';
 import {
   ADMIN_SERVICE_NAME,
@@ -83,14 +84,15 @@ export class StrataGrpcServer {
   ) {}
 
   static async start(broker: Broker, coordinator: GroupCoordinator, options: GrpcServerOptions): Promise<StrataGrpcServer> {
+    const context = { logger: options.logger.child({ subsystem: 'grpc' }), metrics: options.metrics };
     const server = new Server({
       'grpc.max_receive_message_length': options.maxRequestBytes,
       'grpc.max_send_message_length': -1,
       // Pings notice clients that vanished without a reset, so their subscriptions end.
       'grpc.keepalive_time_ms': 60_000,
       'grpc.keepalive_timeout_ms': 20_000,
+      interceptors: [transportRefusals(context, options.maxRequestBytes)],
     });
-    const context = { logger: options.logger.child({ subsystem: 'grpc' }), metrics: options.metrics };
     routeGrpcLog(context.logger);
     const stopping = new AbortController();
     // Every long poll, subscription and pipelined stream listens to it: thousands are normal.

@@ -272,7 +272,7 @@ describe('bad requests', () => {
       code: status.RESOURCE_EXHAUSTED,
       message: /larger than max\.message\.bytes 1024/,
     },
-    { name: 'produce 2 MiB, over the 1 MiB receive limit', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('b'.repeat(2 * 1024 * 1024))] }), code: status.RESOURCE_EXHAUSTED, message: /larger than max \(\d+ vs\.? 1048576\)/ },
+    { name: 'produce 2 MiB, over the 1 MiB receive limit', method: 'log.produce', request: produce({ topic: 'good', partition: 0, records: [record('b'.repeat(2 * 1024 * 1024))] }), code: status.RESOURCE_EXHAUSTED, message: /^the request to strata\.v1\.Log\/Produce is \d+ bytes, over this broker's limit of 1048576 bytes \(--max-request-bytes\); send smaller produce requests/ },
 
     // --- Fetch and offsets.
     { name: 'fetch beyond the log end', method: 'log.fetch', request: fetch({ offset: long(1000) }), code: status.OUT_OF_RANGE, message: /offset 1000 is out of range for good-0: valid offsets are 0 to 3/ },
@@ -378,6 +378,43 @@ describe('bad requests', () => {
     expect(fetched.records.map((r) => Buffer.from(r.value!).toString())).toEqual(['before']);
   });
 
+  it('counts requests over --max-request-bytes, which grpc-js refuses before any handler, and tells the client the limit and the flag', async () => {
+    const scrape = async (): Promise<string> => (await globalThis.fetch(`http://${broker.metricsAddress!}/metrics`)).text();
+    const refused = (text: string, method: string): number => {
+      const line = text.split('\n').find((candidate) => candidate.startsWith(`strata_requests_total{method="${method}",code="RESOURCE_EXHAUSTED"}`));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const before = await scrape();
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'oversized', partitions: 1 }));
+    const request = (value: string, correlationId: number): Buffer => Buffer.from(v1.ProduceRequest.encode({ topic: 'oversized', partition: 0, records: [record(value)], correlationId: Long.fromNumber(correlationId) }).finish());
+    const large = request('o'.repeat(MAX_REQUEST_BYTES), 2);
+    const limit = `over this broker's limit of ${MAX_REQUEST_BYTES} bytes (--max-request-bytes); send smaller produce requests (fewer or smaller records in each) or raise the broker's --max-request-bytes`;
+
+    const unary = await grpcError(client.call('log.produce', large));
+    expect({ code: status[unary.code], details: unary.details }).toEqual({ code: 'RESOURCE_EXHAUSTED', details: `the request to strata.v1.Log/Produce is ${large.length} bytes, ${limit}` });
+
+    const stream = client.log.makeBidiStreamRequest('/strata.v1.Log/ProduceStream', (bytes: Buffer) => bytes, (bytes: Buffer) => v1.ProduceResponse.decode(bytes), new Metadata(), { deadline: Date.now() + 10_000 });
+    const answers: number[] = [];
+    const ended = new Promise<ServiceError | null>((resolve) => {
+      stream.on('data', (answer: strata.v1.ProduceResponse) => {
+        answers.push(answer.correlationId.toNumber());
+        stream.write(large); // once the request before it is answered
+      });
+      stream.on('error', resolve);
+      stream.on('end', () => resolve(null));
+    });
+    stream.write(request('fits', 1));
+    const error = await ended;
+    expect(error).not.toBeNull();
+    expect({ code: status[error!.code], details: error!.details }).toEqual({ code: 'RESOURCE_EXHAUSTED', details: `the request to strata.v1.Log/ProduceStream is ${large.length} bytes, ${limit}` });
+
+    const after = await scrape();
+    expect([refused(after, 'Produce') - refused(before, 'Produce'), refused(after, 'ProduceStream') - refused(before, 'ProduceStream')]).toEqual([1, 1]);
+    const fetched = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'oversized', partition: 0, offset: long(0) }));
+    expect(answers).toEqual([1]);
+    expect(fetched.records.map((r) => Buffer.from(r.value!).toString())).toEqual(['fits']);
+  });
+
   it('has a table of at least 35 cases', () => {
     expect(cases.length).toBeGreaterThanOrEqual(35);
     expect(new Set(cases.map((c) => c.name)).size).toBe(cases.length);
@@ -404,7 +441,7 @@ describe('bad requests', () => {
       walk(broker.dataDir);
       const topLevel = readdirSync(broker.dataDir);
       for (const entry of topLevel) expect(entry).toMatch(/^(topics|metadata\.mdb(-lock)?|deleted|\.lock)$/);
-      expect(readdirSync(join(broker.dataDir, 'topics')).sort()).toEqual(['good', 'malformed', 'small']);
+      expect(readdirSync(join(broker.dataDir, 'topics')).sort()).toEqual(['good', 'malformed', 'oversized', 'small']);
       expect(readdirSync(join(broker.dataDir, 'topics', 'good')).sort()).toEqual(['0', '1']);
       expect(readdirSync(join(broker.dataDir, 'topics', 'small'))).toEqual(['0']);
       for (const path of tree) expect(path).not.toMatch(/etc|escape|sp ace|tøpic|主题|nnnnnnnn|bad-config|parts/);
