@@ -14,7 +14,7 @@ import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_BYTES_MAX, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
-import { forEachBatch, readLastOffset } from '../storage/record-batch.js';
+import { NO_PRODUCER_ID, forEachBatch, readLastOffset } from '../storage/record-batch.js';
 import { checkDecoded } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
 import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
@@ -89,9 +89,6 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest): Promis
     logAppendTimeMs: toLong(result.logAppendTimeMs),
   });
 }
-
-/** producer_id on the wire for a producer that is not idempotent (as is leaving it out). */
-const NO_PRODUCER_ID = -1;
 
 /** The idempotent producer fields of a records-path request; null for a producer that is not idempotent. */
 function producerFromWire(request: strata.v1.ProduceRequest): { producerId: number; producerEpoch: number; baseSequence: number } | null {

@@ -46,6 +46,7 @@ import { type LoadedLog, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } f
 import { type LogConfig, resolveLogConfig } from './log-config.js';
 import { firstRecordFrom } from './inflated-records.js';
 import {
+  NO_PRODUCER_ID,
   forEachBatch,
   readLastOffset,
   readLastOffsetDelta,
@@ -487,7 +488,12 @@ export class PartitionLog {
     let idempotent = false;
     forEachBatch(data, (position) => {
       const producerId = readProducerId(data, position);
-      if (producerId < 0) return;
+      if (producerId === NO_PRODUCER_ID) return;
+      // Any other negative id is a client bug; taken as "not idempotent", its retries would be
+      // appended twice without a word.
+      if (producerId < 0) {
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a batch's producer id ${producerId} is not valid: use an id from InitProducer (1 or more), or -1 for a producer that is not idempotent`);
+      }
       this.checkProducerId?.(producerId);
       idempotent = true;
     });

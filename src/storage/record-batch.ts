@@ -142,6 +142,9 @@ export function readMaxTimestamp(buffer: Buffer, position = 0): number {
   return readSafeInt64(buffer, position + MAX_TIMESTAMP_OFFSET);
 }
 
+/** The producer id of a producer that is not idempotent, in a batch header and on the wire. */
+export const NO_PRODUCER_ID = -1;
+
 export function readProducerId(buffer: Buffer, position = 0): number {
   return readSafeInt64(buffer, position + PRODUCER_ID_OFFSET);
 }

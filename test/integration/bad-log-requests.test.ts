@@ -70,6 +70,26 @@ describe('Produce: a producer id InitProducer never handed out', () => {
   });
 });
 
+describe('Produce: a negative producer id other than -1', () => {
+  // Taken as "not idempotent", a client's retries would be appended twice without a word.
+  it('is refused with INVALID_ARGUMENT in a raw batch header, as on the records path, and nothing is appended', async () => {
+    const topic = 'producer-id-negative';
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions: 1 }));
+    const raw = await grpcError(produce({ topic, partition: 0, batch: buildBatch([{ value: Buffer.from('a') }], { producerId: -5, producerEpoch: 0, baseSequence: 0 }) }));
+    expect({ code: status[raw.code], details: raw.details }).toEqual({
+      code: 'INVALID_ARGUMENT',
+      details: "a batch's producer id -5 is not valid: use an id from InitProducer (1 or more), or -1 for a producer that is not idempotent",
+    });
+    const records = await grpcError(produce({ topic, partition: 0, records: [record('b')], producerId: Long.fromNumber(-5), producerEpoch: 0, baseSequence: 0 }));
+    expect({ code: status[records.code], details: records.details }).toEqual({
+      code: 'INVALID_ARGUMENT',
+      details: 'producer_id -5 is not valid: use an id from InitProducer (1 or more), or -1 or no producer_id for a producer that is not idempotent',
+    });
+    const listed = await shared.client.call<strata.v1.ListOffsetsResponse>('log.listOffsets', v1.ListOffsetsRequest.create({ topic, partition: 0, position: { latest: true } }));
+    expect(listed.offset.toNumber()).toBe(0);
+  });
+});
+
 describe('Subscribe: topic names', () => {
   it('refuses an illegal topic name with INVALID_ARGUMENT when no partitions are named, as when some are', async () => {
     for (const partitions of [[], [0]]) {
