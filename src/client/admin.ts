@@ -80,7 +80,7 @@ export interface OffsetLookup {
 
 export interface GroupSummary {
   groupId: string;
-  /** 'empty', 'assigning', 'reconciling', 'stable' or 'dead'. */
+  /** 'empty', 'assigning', 'reconciling' or 'stable'. */
   state: string;
   members: number;
 }

@@ -29,7 +29,7 @@ import { ErrorCode, StrataError } from '../common/errors.js';
 import { type TopicRegex, compileTopicRegex } from '../common/topic-regex.js';
 import { type Assignment, type AssignorName, type TopicPartition, assign, splitTp } from './assignors.js';
 
-export type GroupState = 'empty' | 'assigning' | 'reconciling' | 'stable' | 'dead';
+export type GroupState = 'empty' | 'assigning' | 'reconciling' | 'stable';
 
 export interface Subscription {
   topicNames: readonly string[];
