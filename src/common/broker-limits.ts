@@ -28,3 +28,9 @@ export const DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS = 60_000;
 
 /** How often retention runs over every partition (and over the offsets of empty groups), by default. */
 export const DEFAULT_RETENTION_CHECK_INTERVAL_MS = 5 * 60 * 1000;
+
+/**
+ * How long `strata serve` waits past --shutdown-timeout-ms for the broker to close before it
+ * exits anyway (exit code 1): the bound on a stop that deployments' grace periods must exceed.
+ */
+export const SHUTDOWN_GUARD_MS = 5_000;

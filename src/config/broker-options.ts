@@ -8,7 +8,7 @@ import type { BrokerOptions } from '../broker/broker.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { checkIntegerRange } from '../common/integer-range.js';
-import { DEFAULT_OFFSETS_RETENTION_MS, DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS, PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
+import { DEFAULT_OFFSETS_RETENTION_MS, DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS, PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS, SHUTDOWN_GUARD_MS } from '../common/broker-limits.js';
 import { parseListenAddress } from '../common/listen-address.js';
 import { DEFAULT_MAX_REQUEST_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
@@ -160,7 +160,8 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     // A timer's longest delay (setInterval takes a longer one as 1 ms: a sweep of every partition each millisecond).
     retentionCheckIntervalMs: integerFrom('retention-check-interval-ms', argv['retention-check-interval-ms'], 1, TIMER_DELAY_MAX_MS),
     recoveryCheckpointIntervalMs: integerFrom('recovery-checkpoint-interval-ms', argv['recovery-checkpoint-interval-ms'], 1, TIMER_DELAY_MAX_MS),
-    shutdownTimeoutMs: positive('shutdown-timeout-ms', argv['shutdown-timeout-ms']),
+    // serve's guard waits SHUTDOWN_GUARD_MS more, on a timer too.
+    shutdownTimeoutMs: integerFrom('shutdown-timeout-ms', argv['shutdown-timeout-ms'], 1, TIMER_DELAY_MAX_MS - SHUTDOWN_GUARD_MS),
     groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
     groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),
     offsetsRetentionMs: offsetsRetention(argv['offsets-retention-ms']),

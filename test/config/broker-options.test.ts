@@ -61,6 +61,10 @@ describe('serve options', () => {
     expect(refused({ 'retention-check-interval-ms': 3e9 })).toMatchObject({ message: '--retention-check-interval-ms must be an integer from 1 to 2147483647, got 3000000000' });
     expect(refused({ 'recovery-checkpoint-interval-ms': 0 })).toMatchObject({ message: '--recovery-checkpoint-interval-ms must be an integer from 1 to 2147483647, got 0' });
     expect(refused({ 'recovery-checkpoint-interval-ms': 2 ** 31 })).toMatchObject({ message: '--recovery-checkpoint-interval-ms must be an integer from 1 to 2147483647, got 2147483648' });
+    // serve's exit guard waits 5 s past it, on a timer whose longest delay is 2^31 - 1 ms.
+    expect(refused({ 'shutdown-timeout-ms': 2_147_483_000 })).toMatchObject({ message: '--shutdown-timeout-ms must be an integer from 1 to 2147478647, got 2147483000' });
+    expect(refused({ 'shutdown-timeout-ms': 0 })).toMatchObject({ message: '--shutdown-timeout-ms must be an integer from 1 to 2147478647, got 0' });
+    expect(serveSettings({ ...defaults(), 'shutdown-timeout-ms': 2_147_478_647 }).shutdownTimeoutMs).toBe(2_147_478_647);
     expect(brokerOptions(serveSettings(defaults())).recoveryCheckpointIntervalMs).toBe(60_000);
     expect(brokerOptions(serveSettings({ ...defaults(), 'recovery-checkpoint-interval-ms': 5_000 })).recoveryCheckpointIntervalMs).toBe(5_000);
     expect(refused({ 'max-request-bytes': Number.NaN })).toMatchObject({ message: '--max-request-bytes must be a positive integer, got a non-number' });

@@ -8,6 +8,7 @@ import { basename, dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { SHUTDOWN_GUARD_MS } from '../../src/common/broker-limits.js';
 import { SERVE_OPTIONS } from '../../src/config/broker-options.js';
 import { BROKER_NODE_FLAGS } from '../../src/config/node-flags.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
@@ -16,8 +17,6 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEPLOY = join(ROOT, 'deploy');
 const GRPC_PORT = 50051;
 const METRICS_PORT = 9464;
-/** `strata serve` forces its exit this long after --shutdown-timeout-ms (src/cli/commands/serve.ts). */
-const SHUTDOWN_GUARD_MS = 5_000;
 
 type OptionSpec = { type: string; choices?: readonly string[] };
 const OPTION_SPECS: Record<string, OptionSpec> = { ...SERVE_OPTIONS, 'metrics-listen': { type: 'string' } };

@@ -12,6 +12,7 @@
  */
 import type { Argv } from 'yargs';
 import { SERVE_OPTIONS, type ServeSettings, serveSettings } from '../../config/broker-options.js';
+import { SHUTDOWN_GUARD_MS } from '../../common/broker-limits.js';
 import { ErrorCode, StrataError } from '../../common/errors.js';
 import { UsageError } from '../cli-errors.js';
 import { rootLogger, setLogLevel } from '../../common/logger.js';
@@ -87,7 +88,7 @@ async function stopRunning(running: RunningBroker, signal: NodeJS.Signals, shutd
   const guard = setTimeout(() => {
     rootLogger.error('shutdown did not finish in time; exiting');
     process.exit(1);
-  }, shutdownTimeoutMs + 5_000);
+  }, shutdownTimeoutMs + SHUTDOWN_GUARD_MS);
   guard.unref();
   try {
     const result = await running.stop();
