@@ -350,6 +350,15 @@ describe('strata bench', () => {
       expect(result.code).toBe(2);
       expect(result.stderr).toBe(`strata: ${message}\n`);
     }
+    // Refused before any run: the ratio would measure the network; the figures would be lost.
+    const elsewhere = await runCli(['bench', 'baseline', '--server', '192.0.2.1:50051']);
+    expect([elsewhere.code, elsewhere.stderr]).toEqual([
+      2,
+      "strata: baseline compares with a no-op server on this machine's loopback: run it with --local, or with --server at a broker on this machine (127.0.0.1, ::1 or localhost), not 192.0.2.1:50051\n",
+    ]);
+    const missing = join(directory, 'no-such-directory', 'figures.json');
+    const unwritable = await runCli(['bench', 'produce', '--local', '--json', missing]);
+    expect([unwritable.code, unwritable.stderr]).toEqual([2, `strata: --json ${missing}: cannot write there: ENOENT (no such file or directory)\n`]);
   });
 });
 

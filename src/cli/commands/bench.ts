@@ -10,7 +10,8 @@
  * src/bench/report.ts). On a terminal a live line on stderr shows records so far and the current
  * rate; otherwise nothing but the table is printed.
  */
-import { writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Argv, Options } from 'yargs';
 import { type Acks, DEFAULT_BATCH_BYTES } from '../../client/producer.js';
 import type { BenchSettings, Workload } from '../../bench/phases.js';
@@ -21,7 +22,8 @@ import { type BenchWorkload, runBench } from '../../bench/run-bench.js';
 import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES, recordsInSeconds } from '../../bench/e2e-load.js';
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, describeFailure, serverAddress } from '../client-options.js';
-import { printText } from '../output.js';
+import { printText, systemErrorText } from '../output.js';
+import { parseListenAddress } from '../../common/listen-address.js';
 
 const MIB = 1024 * 1024;
 const PRODUCE_LINGER_MS_DEFAULT = 5;
@@ -140,6 +142,7 @@ type BenchArgs = Record<string, unknown>;
 
 async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promise<void> {
   const settings = benchSettings(argv, workload);
+  if (typeof argv.json === 'string') checkWritableFile(argv.json);
   const measured = workload === 'baseline' ? baselineWorkload(argv) : workload;
   const used = OPTIONS_OF[measured];
   // Every option the workload uses once (yargs adds camelCase aliases), without --server when --local replaces it.
@@ -168,6 +171,19 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
   if (typeof argv.json === 'string') writeFileSync(argv.json, `${JSON.stringify(report, null, 2)}\n`);
 }
 
+/** Refuses a --json file that could not be written, before a run whose figures it would lose. */
+function checkWritableFile(path: string): void {
+  const directory = dirname(resolve(path));
+  try {
+    if (!statSync(directory).isDirectory()) throw new UsageError(`--json ${path}: ${directory} is not a directory`);
+    accessSync(directory, constants.W_OK);
+    if (existsSync(path)) accessSync(path, constants.W_OK);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`--json ${path}: cannot write there: ${systemErrorText(error as NodeJS.ErrnoException)}`);
+  }
+}
+
 function baselineWorkload(argv: BenchArgs): Workload {
   return argv.workload === 'consume' || argv.workload === 'e2e' ? argv.workload : 'produce';
 }
@@ -191,6 +207,11 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   // Fewer would measure nothing: no latency, and a sending time of nothing.
   if (measured === 'e2e' && recordsInSeconds(rate!, durationSeconds) < 1) throw new UsageError(`--rate × --duration must give at least 1 measured record for e2e, got ${rate} × ${durationSeconds}`);
   const group = typeof argv.group === 'string' && argv.group !== '' ? argv.group : null;
+  if (workload === 'baseline' && !local && !isLoopbackHost(parseListenAddress(serverAddress(argv)).host)) {
+    // The no-op server always runs here, on loopback: against a broker across a network the
+    // ratio would measure the network, not what Strata adds to the transport.
+    throw new UsageError(`baseline compares with a no-op server on this machine's loopback: run it with --local, or with --server at a broker on this machine (127.0.0.1, ::1 or localhost), not ${serverAddress(argv)}`);
+  }
   if (workload === 'baseline' && measured === 'consume') {
     // The no-op server serves Fetch from raw batches it kept, and no Groups service.
     if (argv.path === 'records') throw new UsageError('baseline --workload consume cannot fill with --path records: the no-op server keeps no plain records to read back');
@@ -243,4 +264,8 @@ function nonNegativeNumber(value: unknown, name: string): number {
 function nonEmpty(value: unknown, name: string): string {
   if (typeof value !== 'string' || value === '') throw new UsageError(`${name} must not be empty`);
   return value;
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
