@@ -445,6 +445,13 @@ describe('deploy/alerts.yml', () => {
     }
   });
 
+  it('filters with `and` only on a comparison: a bare metric there matches whatever its value', () => {
+    for (const rule of rules) {
+      const bare = /\band\b(?:\s+on\s*\([^)]*\))?\s+[a-z_:]+(?:\{[^}]*\})?\s*(?:$|\)|\band\b|\bor\b|\bunless\b)/.exec(rule.expr!.trim());
+      expect(bare?.[0], `${rule.alert}: ${rule.expr}`).toBeUndefined();
+    }
+  });
+
   it('names only metrics the broker exports, and reports only labels they (or the scrape) have', () => {
     const registry = new BrokerMetrics().registry;
     for (const rule of rules) {
