@@ -8,6 +8,7 @@ import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseListenAddress } from '../../src/common/listen-address.js';
+import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { rootLogger } from '../../src/common/logger.js';
 import type { strata } from '../../src/generated/strata.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
@@ -34,6 +35,22 @@ function metricValue(text: string, name: string, labels: string): number {
   if (line === undefined) throw new Error(`no ${name} with ${labels} in:\n${text.split('\n').filter((l) => l.startsWith(name)).join('\n')}`);
   return Number(line.slice(line.lastIndexOf(' ') + 1));
 }
+
+describe("README's table of metrics", () => {
+  it('lists every strata_ series the broker exports, with its type and labels, and no other', async () => {
+    const readme = readFileSync(join(PACKAGE_ROOT, 'README.md'), 'utf8');
+    const documented = [...readme.matchAll(/^ *\| `(strata_[a-z_]+)` \| ([a-z]+) \| ([^|]+) \|/gm)].map(([, name, type, labels]) => ({
+      name,
+      type,
+      labels: labels!.trim() === '–' ? [] : labels!.split(',').map((label) => label.trim().replaceAll('`', '')),
+    }));
+    const registry = new BrokerMetrics().registry;
+    const exported = (await registry.getMetricsAsJSON())
+      .filter((metric) => metric.name.startsWith('strata_'))
+      .map((metric) => ({ name: metric.name, type: String(metric.type), labels: (registry.getSingleMetric(metric.name) as unknown as { labelNames: string[] }).labelNames }));
+    expect(documented).toEqual(exported);
+  });
+});
 
 describe('probe server of a running broker', () => {
   const shared = useSharedBroker();
