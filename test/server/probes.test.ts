@@ -17,7 +17,9 @@ import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { acrossRestart } from '../helpers/restart.js';
-import { removeDirectory, startTestBroker } from '../helpers/test-server.js';
+import { removeDirectory, startTestBroker, temporaryDirectory, testSettings, unusedPort } from '../helpers/test-server.js';
+import { Broker } from '../../src/broker/broker.js';
+import { runBroker } from '../../src/server/run-broker.js';
 
 async function get(address: string, path: string): Promise<{ status: number; body: string }> {
   const response = await fetch(`http://${address}${path}`);
@@ -242,6 +244,43 @@ describe('readiness', () => {
       expect((await get(probes.address, '/metrics')).body).toMatch(/^strata_ready 0$/m);
     } finally {
       await probes.close();
+    }
+  });
+});
+
+describe('readiness of a starting broker', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('is 503 while the logs open (recovery), with liveness 200, and 200 once the broker serves', async () => {
+    const dataDir = temporaryDirectory();
+    // The broker's own open, held until the probes have been asked: recovery, made slow.
+    let release = (): void => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let opening = (): void => undefined;
+    const opened = new Promise<void>((resolve) => (opening = resolve));
+    const open = Broker.open.bind(Broker);
+    vi.spyOn(Broker, 'open').mockImplementation(async (options) => {
+      opening();
+      await held;
+      return open(options);
+    });
+    const metricsListen = `127.0.0.1:${await unusedPort()}`;
+    const starting = runBroker(testSettings(dataDir, { metricsListen }));
+    let running: Awaited<typeof starting> | undefined;
+    try {
+      await opened;
+      expect((await get(metricsListen, '/healthz')).status).toBe(200);
+      expect(await get(metricsListen, '/readyz')).toEqual({ status: 503, body: 'not ready\n' });
+      expect((await get(metricsListen, '/metrics')).body).toMatch(/^strata_ready 0$/m);
+      release();
+      running = await starting;
+      expect(running.metricsAddress).toBe(metricsListen);
+      expect(await get(metricsListen, '/readyz')).toEqual({ status: 200, body: 'ready\n' });
+      expect((await get(metricsListen, '/metrics')).body).toMatch(/^strata_ready 1$/m);
+    } finally {
+      release();
+      await (running ?? (await starting.catch(() => undefined)))?.stop();
+      removeDirectory(dataDir);
     }
   });
 });
