@@ -383,6 +383,8 @@ export class ConsumerGroup {
         if (this.owners.get(key) === member.memberId) this.owners.delete(key);
       }
     }
+    // Every revocation acknowledged: a new one below is timed from now, not from the old one.
+    if (member.revoking.size === 0) member.revokingSinceMs = -1;
     const target = this.target.get(member.memberId) ?? new Set<TopicPartition>();
     let changed = false;
     for (const key of [...member.assigned]) {
@@ -399,8 +401,7 @@ export class ConsumerGroup {
       changed = true;
     }
     if (changed) member.epoch = Math.max(member.epoch + 1, this.groupEpoch);
-    if (member.revoking.size === 0) member.revokingSinceMs = -1;
-    else if (member.revokingSinceMs < 0) member.revokingSinceMs = nowMs;
+    if (member.revoking.size > 0 && member.revokingSinceMs < 0) member.revokingSinceMs = nowMs;
     return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
   }
 

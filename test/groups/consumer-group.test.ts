@@ -334,6 +334,28 @@ describe('two-phase partition moves', () => {
     expect(h.beat(b).assignment.size).toBe(12);
   });
 
+  it('times a revocation from when it was asked, not from an earlier one the member acknowledged', () => {
+    const { h, a, b } = scenario();
+    h.beat(a, { owned: new Set(partitionsOf('t', 12)) }); // told to give up 6, pending from now
+    h.clock.advance(SESSION_MS * 0.9);
+    h.beat(b);
+    const c = h.join(); // the target moves again: a is to keep 4
+    const held = new Set(a.owned); // the 6 a kept
+    // a acknowledges the 6 in time, and the same answer tells it to give up 2 more.
+    expect(h.beat(a, { owned: held }).assignment.size).toBe(4);
+    for (let step = 0; step < 9; step++) {
+      h.clock.advance(SESSION_MS / 10);
+      h.beat(a, { owned: held }); // still holds those 2, within a session of being told
+      h.beat(b);
+      h.beat(c);
+      expect(h.expire(), `step ${step}`).toEqual([]);
+    }
+    h.clock.advance(SESSION_MS / 10 + 1);
+    h.beat(b);
+    h.beat(c);
+    expect(h.expireWithReasons()).toEqual([{ memberId: a.memberId, reason: 'revocation' }]);
+  });
+
   it('frees partitions being revoked when the old owner\'s session expires, not before', () => {
     const { h, a, b } = scenario();
     h.beat(a, { owned: new Set(partitionsOf('t', 12)) }); // revocation pending, never acknowledged
