@@ -26,8 +26,9 @@
  *   broker decides when the session is over and says so with NOT_FOUND.
  *
  * Commits (`commit`) carry the member id and current epoch. The epoch grows whenever the
- * assignment changes, so a commit can cross a heartbeat that bumps it and be refused as stale;
- * it is then retried with the new epoch (a few times). `stop` ends the loop without leaving (the
+ * assignment changes, so a commit can cross a heartbeat that bumps it, or follow one whose
+ * answer was lost, and be refused as stale; the member then heartbeats at once and retries with
+ * the new epoch what it still owns (a few times). `stop` ends the loop without leaving (the
  * consumer then revokes and commits everything), `leave` sends epoch -1 (or -2 for a static
  * member, which keeps its partitions until its session times out), and `kill` stops at once
  * without leaving (crash simulation).
@@ -248,8 +249,13 @@ export class GroupMember {
   private stopping = false;
   private killed = false;
   private loop: Promise<void> | null = null;
+  private loopEnded = false;
   /** The heartbeat call under way (settles when it does), for commits that crossed it. */
   private inflight: Promise<void> | null = null;
+  /** True while the loop applies an answer (a revocation's commits run inside it). */
+  private applying = false;
+  /** Commits waiting for the loop's next heartbeat to settle (or for the loop to end). */
+  private heartbeatWaiters: (() => void)[] = [];
   private waker: (() => void) | null = null;
   private readonly committer: OffsetCommitStream;
 
@@ -310,7 +316,13 @@ export class GroupMember {
         const response = await this.heartbeat();
         failures = 0;
         rejoins = 0;
-        const revoked = await this.apply(response);
+        let revoked: boolean;
+        this.applying = true;
+        try {
+          revoked = await this.apply(response);
+        } finally {
+          this.applying = false;
+        }
         // A revocation is acknowledged at once, and a subscription changed meanwhile goes out at once.
         delayMs = revoked || this.subscriptionVersion !== this.sentSubscriptionVersion ? 0 : this.intervalMs;
       } catch (error) {
@@ -336,6 +348,12 @@ export class GroupMember {
       }
       if (!this.stopping) await this.pause(delayMs);
     }
+    this.loopEnded = true;
+    this.settleHeartbeatWaiters();
+  }
+
+  private settleHeartbeatWaiters(): void {
+    for (const resolve of this.heartbeatWaiters.splice(0)) resolve();
   }
 
   private backoff(failures: number): number {
@@ -366,6 +384,7 @@ export class GroupMember {
       return response;
     } finally {
       this.inflight = null;
+      this.settleHeartbeatWaiters();
     }
   }
 
@@ -492,33 +511,70 @@ export class GroupMember {
 
   /**
    * Commits offsets (the next offset to consume) as this member, if it is still in the
-   * `membership` the positions were taken in (see `membership`). A
-   * refusal for a stale epoch right after a heartbeat moved the epoch is retried with the new
-   * one; UNAVAILABLE and DEADLINE_EXCEEDED are retried with backoff, a few times in all.
+   * `membership` the positions were taken in (see `membership`). UNAVAILABLE and
+   * DEADLINE_EXCEEDED are retried with backoff, a few times in all. FAILED_PRECONDITION (a stale
+   * epoch, a partition the member no longer owns, or no longer a member: the broker refuses the
+   * whole request) is handled as groups.proto says: heartbeat at once, then retry, with the epoch
+   * that gives, the offsets of the partitions the member still owns. Those it gave up meanwhile
+   * cannot be committed by it any more: after committing the rest, it throws naming them.
    */
   async commit(offsets: readonly TopicPartitionOffset[], membership: number): Promise<void> {
-    if (offsets.length === 0) return;
+    let pending = offsets;
+    const givenUp: TopicPartitionOffset[] = [];
     // Positions of one membership are not committed in the next, under the same member id:
     // the partitions were lost in between, and may have been read further by another member.
-    for (let attempt = 1; ; attempt++) {
+    for (let attempt = 1; pending.length > 0; attempt++) {
       const memberId = this.memberIdValue;
       const epoch = this.epoch;
       if (memberId === '' || this.killed) throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (joining or rejoining); nothing committed`);
       if (this.incarnation !== membership) throw new StrataClientError('FAILED_PRECONDITION', `this consumer lost its membership of group "${this.groupId}", and with it the partitions, after these positions were taken; nothing committed`);
       try {
-        await this.committer.commit(this.groupId, memberId, epoch, offsets);
-        return;
+        await this.committer.commit(this.groupId, memberId, epoch, pending);
+        break;
       } catch (error) {
         const failure = toClientError(error);
         if (attempt >= COMMIT_ATTEMPTS) throw failure;
         if (failure.code === 'FAILED_PRECONDITION') {
-          await this.inflight; // a heartbeat answer crossing the commit may carry the new epoch
-          if (this.epoch === epoch) throw failure;
+          await this.refreshEpoch();
+          const owned = pending.filter(({ topic, partition }) => this.owned.has(partitionKey(topic, partition)));
+          // Nothing the heartbeat taught changes the request: the refusal stands.
+          if (this.epoch === epoch && owned.length === pending.length) throw failure;
+          givenUp.push(...pending.filter((entry) => !owned.includes(entry)));
+          pending = owned;
           continue;
         }
         if (!isRetriable(failure)) throw failure;
         await delay(this.backoff(attempt));
       }
+    }
+    if (givenUp.length > 0) {
+      const named = givenUp.map(({ topic, partition }) => `${topic}-${partition}`).join(', ');
+      const rest = offsets.length > givenUp.length ? `the others were committed; ` : '';
+      throw new StrataClientError('FAILED_PRECONDITION', `not committed: ${named}, which this consumer gave up in a rebalance before the commit reached the broker (${rest}their new owner goes on from the group's last committed offset)`);
+    }
+  }
+
+  /**
+   * Learns the member's current epoch after a refused commit, as groups.proto says (heartbeat at
+   * once): from the heartbeat under way, else from the loop's next one, sent now. Not while the
+   * loop applies an answer (its epoch is the latest, and the loop is waiting on this very commit),
+   * and once the loop has ended (closing) from one heartbeat sent for the epoch alone.
+   */
+  private async refreshEpoch(): Promise<void> {
+    if (this.inflight !== null) return this.inflight;
+    if (this.applying) return;
+    if (this.loop !== null && !this.loopEnded) {
+      await new Promise<void>((resolve) => {
+        this.heartbeatWaiters.push(resolve);
+        this.wake();
+      });
+      return;
+    }
+    if (this.memberIdValue === '' || this.killed) return;
+    try {
+      await this.heartbeat();
+    } catch {
+      // The retried commit's own refusal says what is wrong.
     }
   }
 

@@ -471,6 +471,82 @@ describe('failures and static membership', () => {
     expect((await fetchOffsets(groupId, name)).size).toBe(0);
   });
 
+  it('a commit refused for a stale epoch (a heartbeat answer was lost) heartbeats at once and is sent again with the new epoch', async () => {
+    const name = await topic(2);
+    const groupId = unique('stale-epoch');
+    // While `loseAnswers`, a's heartbeats reach the broker but their answers are lost (UNAVAILABLE):
+    // the broker moves a's epoch, a does not learn it. The first refused commit ends that.
+    let loseAnswers = false;
+    let refusedCommits = 0;
+    const interceptor: Interceptor = (callOptions, nextCall) => {
+      const path = callOptions.method_definition.path;
+      return new InterceptingCall(nextCall(callOptions), {
+        start: (metadata, _listener, next) => {
+          let lost = false;
+          next(metadata, {
+            onReceiveMessage: (message: { error?: { code?: number } | null }, nextMessage: (message: unknown) => void) => {
+              if (path.endsWith('/CommitOffsetsStream') && message.error?.code === status.FAILED_PRECONDITION && loseAnswers) {
+                refusedCommits++;
+                loseAnswers = false;
+              }
+              if (path.endsWith('/Heartbeat') && loseAnswers) lost = true;
+              nextMessage(message);
+            },
+            // The answer goes through (grpc-js holds the status until it has), then the status fails the call.
+            onReceiveStatus: (received, nextStatus) => nextStatus(lost ? { ...received, code: status.UNAVAILABLE, details: 'injected: answer lost' } : received),
+          });
+        },
+      });
+    };
+    const log: Processed[] = [];
+    const a = runner('a', groupId, log, { subscribe: [name], autoCommit: false, interceptors: [interceptor] });
+    await waitUntil(() => a.assignment().length === 2, 'assignment');
+    await produceEach(name, 2, 5);
+    await waitUntil(() => log.length === 10, 'records');
+
+    loseAnswers = true;
+    runner('b', groupId, [], { subscribe: [name], autoCommit: false });
+    const knownEpoch = a.consumer.memberEpoch!;
+    await waitUntil(async () => {
+      const member = (await broker.groups.describeGroup(groupId)).members.find((entry) => entry.memberId === a.consumer.memberId);
+      return member !== undefined && member.memberEpoch > knownEpoch;
+    }, 'the broker moved the epoch a has not heard of');
+    expect(a.consumer.memberEpoch).toBe(knownEpoch);
+
+    // a still owns both partitions (one of them is being revoked), so both can be committed.
+    await a.consumer.commit([
+      { topic: name, partition: 0, offset: 5 },
+      { topic: name, partition: 1, offset: 5 },
+    ]);
+    expect(refusedCommits).toBe(1);
+    expect(a.consumer.memberEpoch).toBeGreaterThan(knownEpoch);
+    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 5, 1: 5 });
+  });
+
+  it('a commit of partitions some of which the member gave up commits the others, and names those', async () => {
+    const name = await topic(2);
+    const groupId = unique('given-up');
+    const log: Processed[] = [];
+    const a = runner('a', groupId, log, { subscribe: [name], autoCommit: false });
+    await waitUntil(() => a.assignment().length === 2, 'assignment');
+    await produceEach(name, 2, 5);
+    await waitUntil(() => log.length === 10, 'records');
+    const b = runner('b', groupId, [], { subscribe: [name], autoCommit: false });
+    await waitUntil(() => a.assignment().length === 1 && b.assignment().length === 1, 'one partition each');
+    const kept = a.consumer.assignment()[0]!.partition;
+    const error = await a.consumer.commit([0, 1].map((partition) => ({ topic: name, partition, offset: 4 }))).then(
+      () => null,
+      (failure: unknown) => failure,
+    );
+    expect(error).toBeInstanceOf(StrataClientError);
+    expect(error).toMatchObject({
+      code: 'FAILED_PRECONDITION',
+      message: `not committed: ${name}-${1 - kept}, which this consumer gave up in a rebalance before the commit reached the broker (the others were committed; their new owner goes on from the group's last committed offset)`,
+    });
+    expect((await fetchOffsets(groupId, name)).get(kept)).toBe(4);
+    expect((await fetchOffsets(groupId, name)).has(1 - kept)).toBe(false);
+  });
+
   it('a commit begun before the member was fenced, or queued behind it, is not sent once it has joined again under the same id', async () => {
     const name = await topic(1);
     const groupId = unique('crossing');
