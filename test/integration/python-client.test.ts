@@ -1,9 +1,12 @@
 // Goal: show that a client in another language, built only from proto/ (Python, grpcio and
 // protobuf with code generated at run time by Debian's protoc), can create a topic, produce keyed
-// records through the plain `records` path and fetch them back intact, and that the broker places
-// them where Kafka's murmur2 says; method: an in-process broker (startTestBroker), the example
-// script examples/python/strata_example.py run with /usr/bin/python3 against it, its JSON summary
-// and exit code, and a cross-check of the same topic with the TypeScript wire client.
+// records through the plain `records` path and fetch them back intact, that the broker places
+// them where Kafka's murmur2 says, and that it can consume them as a consumer-group member (join
+// with its own member id, heartbeat until it owns every partition, fetch from the committed or
+// earliest offsets, commit with its member epoch, leave); method: an in-process broker
+// (startTestBroker), the example script examples/python/strata_example.py run with
+// /usr/bin/python3 against it, its JSON summary and exit code, and a cross-check of the same topic
+// and group with the TypeScript wire client (Fetch, ListOffsets, FetchOffsets, DescribeGroup).
 // Prerequisites are installed by .ci/run, never by this test: in CI a missing one fails the test
 // with the install command; elsewhere the suite is skipped with a warning.
 import { execFileSync, spawn } from 'node:child_process';
@@ -81,6 +84,27 @@ function runScript(args: string[], timeoutMs = 60_000): Promise<ScriptRun> {
   });
 }
 
+/** The `group` part of the script's summary. */
+interface GroupSummary {
+  id: string;
+  member_id: string;
+  joins: number;
+  heartbeats: number;
+  heartbeat_interval_ms: number;
+  assigned: number[];
+  committed_before: Record<string, number>;
+  start_offsets: Record<string, number>;
+  consumed: number;
+  consumed_offsets: Record<string, number[]>;
+  commit_epoch: number | null;
+  committed: Record<string, number>;
+  left_epoch: number;
+}
+
+// Short, so the script's wait for a stable assignment (at least one interval) stays short.
+const HEARTBEAT_INTERVAL_MS = 200;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 const show = (run: ScriptRun) => `exit ${run.code}; stdout: ${run.stdout.trim()}; stderr: ${run.stderr.trim()}`;
 
 describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generated from proto/)', () => {
@@ -88,7 +112,7 @@ describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generat
   let client: TestClient;
 
   beforeAll(async () => {
-    broker = await startTestBroker();
+    broker = await startTestBroker({ groupHeartbeatIntervalMs: HEARTBEAT_INTERVAL_MS });
     client = new TestClient(broker.address);
   });
 
@@ -105,7 +129,7 @@ describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generat
     requirePrerequisites();
     const run = await runScript([broker.address, '--topic', 'py-roundtrip', '--partitions', '3', '--count', '120', '--batch', '40']);
     expect(run.code, show(run)).toBe(0);
-    expect(run.summary, show(run)).toMatchObject({ ok: true, topic: 'py-roundtrip', partitions: 3, requests: 3, produced: 120, fetched: 120, tombstones: 12, mismatches: [] });
+    expect(run.summary, show(run)).toMatchObject({ ok: true, topic: 'py-roundtrip', partitions: 3, requests: 3, produced: 120, fetched: 120, tombstones: 12, mismatches: [], group: { consumed: 120 } });
 
     // The same topic as the TypeScript client sees it: every record on its key's partition,
     // offsets contiguous from 0, the Python-built fields intact.
@@ -131,6 +155,56 @@ describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generat
     }
     expect(total).toBe(120);
     expect(values.size, 'distinct non-tombstone records').toBe(108);
+  });
+
+  it('consumes the topic as the only member of a consumer group, commits every partition to its end and leaves (strata_example.py)', async () => {
+    requirePrerequisites();
+    const run = await runScript([broker.address, '--topic', 'py-group', '--group', 'py-group-1', '--partitions', '3', '--count', '90', '--batch', '30']);
+    expect(run.code, show(run)).toBe(0);
+    expect(run.summary, show(run)).toMatchObject({ ok: true, produced: 90, fetched: 90, mismatches: [] });
+    const group = run.summary.group as GroupSummary;
+    // One join with an id the client made (a UUID), the whole topic assigned, the interval the
+    // broker asks for, a new group starting at the earliest offsets, a leave answered with -1.
+    expect(group, show(run)).toMatchObject({
+      id: 'py-group-1',
+      joins: 1,
+      heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+      assigned: [0, 1, 2],
+      committed_before: {},
+      start_offsets: { '0': 0, '1': 0, '2': 0 },
+      consumed: 90,
+      left_epoch: -1,
+    });
+    expect(group.member_id, show(run)).toMatch(UUID);
+    expect(group.heartbeats, 'join, at least one heartbeat reporting the partitions owned, leave').toBeGreaterThanOrEqual(3);
+    expect(group.commit_epoch, show(run)).toBeGreaterThanOrEqual(1);
+
+    // Exactly once: per partition, the offsets consumed through the group are those of the log,
+    // each once, in order; the offset committed is the log end.
+    const committed = await client.call<strata.v1.FetchOffsetsResponse>('groups.fetchOffsets', v1.FetchOffsetsRequest.create({ groupId: 'py-group-1', topics: ['py-group'] }));
+    const committedByPartition = new Map(committed.offsets.map((entry) => [entry.partition, Long.fromValue(entry.offset).toNumber()]));
+    expect(committed.offsets.every((entry) => entry.topic === 'py-group'), JSON.stringify(committed.offsets)).toBe(true);
+    const logEnds: number[] = [];
+    for (let partition = 0; partition < 3; partition++) {
+      const end = await client.call<strata.v1.ListOffsetsResponse>('log.listOffsets', v1.ListOffsetsRequest.create({ topic: 'py-group', partition, position: { latest: true } }));
+      const logEnd = Long.fromValue(end.offset).toNumber();
+      logEnds.push(logEnd);
+      expect(group.consumed_offsets[String(partition)], `offsets of partition ${partition} consumed through the group`).toEqual(Array.from({ length: logEnd }, (_, offset) => offset));
+      expect(group.committed[String(partition)], `offset the script committed for partition ${partition}`).toBe(logEnd);
+      expect(committedByPartition.get(partition), `committed offset of partition ${partition} (FetchOffsets)`).toBe(logEnd);
+    }
+    expect(logEnds.reduce((sum, end) => sum + end, 0), 'records on the topic').toBe(90);
+    expect(committed.offsets, JSON.stringify(committed.offsets)).toHaveLength(3);
+
+    // After the leave the group has no members and no lag.
+    const described = await client.call<strata.v1.DescribeGroupResponse>('groups.describeGroup', v1.DescribeGroupRequest.create({ groupId: 'py-group-1' }));
+    expect(described.members, JSON.stringify(described.members)).toEqual([]);
+    expect(described.state).toBe('empty');
+    const lags = described.partitions
+      .filter((entry) => entry.topic === 'py-group')
+      .map((entry) => ({ partition: entry.partition, committed: Long.fromValue(entry.committedOffset).toNumber(), logEnd: Long.fromValue(entry.logEndOffset).toNumber(), lag: Long.fromValue(entry.lag).toNumber() }))
+      .sort((a, b) => a.partition - b.partition);
+    expect(lags).toEqual(logEnds.map((logEnd, partition) => ({ partition, committed: logEnd, logEnd, lag: 0 })));
   });
 
   it('exits non-zero with a JSON error when the topic already exists', async () => {
