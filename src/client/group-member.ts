@@ -254,6 +254,8 @@ export class GroupMember {
   private inflight: Promise<void> | null = null;
   /** True while the loop applies an answer (a revocation's commits run inside it). */
   private applying = false;
+  /** When the answer being applied came (performance.now()); -1 while none is. */
+  private revokingSinceMs = -1;
   /** Commits waiting for the loop's next heartbeat to settle (or for the loop to end). */
   private heartbeatWaiters: (() => void)[] = [];
   private waker: (() => void) | null = null;
@@ -314,14 +316,17 @@ export class GroupMember {
       let delayMs: number;
       try {
         const response = await this.heartbeat();
+        const answeredAt = performance.now();
         failures = 0;
         rejoins = 0;
         let revoked: boolean;
         this.applying = true;
+        this.revokingSinceMs = answeredAt;
         try {
           revoked = await this.apply(response);
         } finally {
           this.applying = false;
+          this.revokingSinceMs = -1;
         }
         // A revocation is acknowledged at once, and a subscription changed meanwhile goes out at once.
         delayMs = revoked || this.subscriptionVersion !== this.sentSubscriptionVersion ? 0 : this.intervalMs;
@@ -512,7 +517,8 @@ export class GroupMember {
   /**
    * Commits offsets (the next offset to consume) as this member, if it is still in the
    * `membership` the positions were taken in (see `membership`). UNAVAILABLE and
-   * DEADLINE_EXCEEDED are retried with backoff, a few times in all. FAILED_PRECONDITION (a stale
+   * DEADLINE_EXCEEDED are retried with backoff, a few times in all; a revocation's commit for
+   * as long as the broker waits for the revocation (`inRevocationBudget`). FAILED_PRECONDITION (a stale
    * epoch, a partition the member no longer owns, or no longer a member: the broker refuses the
    * whole request) is handled as groups.proto says: heartbeat at once, then retry, with the epoch
    * that gives, the offsets of the partitions the member still owns. Those it gave up meanwhile
@@ -533,7 +539,7 @@ export class GroupMember {
         break;
       } catch (error) {
         const failure = toClientError(error);
-        if (attempt >= COMMIT_ATTEMPTS) throw failure;
+        if (attempt >= COMMIT_ATTEMPTS && !(isRetriable(failure) && this.inRevocationBudget())) throw failure;
         if (failure.code === 'FAILED_PRECONDITION') {
           await this.refreshEpoch();
           const owned = pending.filter(({ topic, partition }) => this.owned.has(partitionKey(topic, partition)));
@@ -552,6 +558,19 @@ export class GroupMember {
       const rest = offsets.length > givenUp.length ? `the others were committed; ` : '';
       throw new StrataClientError('FAILED_PRECONDITION', `not committed: ${named}, which this consumer gave up in a rebalance before the commit reached the broker (${rest}their new owner goes on from the group's last committed offset)`);
     }
+  }
+
+  /**
+   * Whether a revocation under way may still retry its commit (UNAVAILABLE, DEADLINE_EXCEEDED):
+   * a partition given up uncommitted is read again by its next owner, and the broker waits for
+   * the revocation for the member's session timeout. Its budget is that timeout (the broker's
+   * own is at least three heartbeat intervals, when the member asked for none) less one interval
+   * for the heartbeat that acknowledges it, from when the answer that revoked came.
+   */
+  private inRevocationBudget(): boolean {
+    if (!this.applying || this.revokingSinceMs < 0) return false;
+    const sessionMs = this.sessionTimeoutMs ?? 3 * this.intervalMs;
+    return performance.now() - this.revokingSinceMs < sessionMs - this.intervalMs;
   }
 
   /**

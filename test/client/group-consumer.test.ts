@@ -753,4 +753,31 @@ describe('commits over CommitOffsetsStream', () => {
     expect((await fetchOffsets(groupId, name)).get(0)).toBe(4);
     expect(memberCalls.get(COMMIT_STREAM)).toBe(2);
   });
+
+  it('a revocation retries its commit past the usual few attempts, for as long as the broker waits for it', async () => {
+    const name = await topic(2);
+    const groupId = unique('revocation-retries');
+    const log: Processed[] = [];
+    const refuse = { code: status.UNAVAILABLE, times: 0 };
+    const calls = new Map<string, number>();
+    // A 5 s session: the revocation may take up to 4.9 s (one 100 ms heartbeat interval less).
+    const a = runner('a', groupId, log, { subscribe: [name], sessionTimeoutMs: 5_000, interceptors: [callCounter(calls, refuse)] });
+    await waitUntil(() => a.assignment().length === 2, 'a owns both');
+    await produceEach(name, 2, 5);
+    await waitUntil(() => log.length === 10, 'a processed everything');
+    const failures: string[] = [];
+    a.consumer.on('commitFailed', ({ error }: { error: StrataClientError }) => failures.push(error.code));
+    refuse.times = 7; // the next 7 commit streams fail their commit, at 100 ms apart
+    const seen = new Promise<{ partition: number; committed: Map<number, number> }>((resolve, reject) => {
+      const b = runner('b', groupId, log, { subscribe: [name] });
+      b.consumer.once('partitionsAssigned', ({ partitions }: PartitionsEvent) => {
+        fetchOffsets(groupId, name).then((committed) => resolve({ partition: partitions[0]!.partition, committed }), reject);
+      });
+    });
+    const { partition, committed } = await seen;
+    expect(committed.get(partition)).toBe(5);
+    expect(refuse.times).toBe(0);
+    expect(calls.get(COMMIT_STREAM)).toBe(8);
+    expect(failures).toEqual([]);
+  });
 });
