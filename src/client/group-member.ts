@@ -255,7 +255,9 @@ export class GroupMember {
   /** True while the loop applies an answer (a revocation's commits run inside it). */
   private applying = false;
   /** When the answer being applied came (performance.now()); -1 while none is. */
-  private revokingSinceMs = -1;
+  private answeredAtMs = -1;
+  /** Set by `leave`: no heartbeat for a commit's epoch may follow (or cross) the leave. */
+  private leaving = false;
   /** Commits waiting for the loop's next heartbeat to settle (or for the loop to end). */
   private heartbeatWaiters: (() => void)[] = [];
   private waker: (() => void) | null = null;
@@ -321,12 +323,12 @@ export class GroupMember {
         rejoins = 0;
         let revoked: boolean;
         this.applying = true;
-        this.revokingSinceMs = answeredAt;
+        this.answeredAtMs = answeredAt;
         try {
           revoked = await this.apply(response);
         } finally {
           this.applying = false;
-          this.revokingSinceMs = -1;
+          this.answeredAtMs = -1;
         }
         // A revocation is acknowledged at once, and a subscription changed meanwhile goes out at once.
         delayMs = revoked || this.subscriptionVersion !== this.sentSubscriptionVersion ? 0 : this.intervalMs;
@@ -526,7 +528,8 @@ export class GroupMember {
    */
   async commit(offsets: readonly TopicPartitionOffset[], membership: number): Promise<void> {
     let pending = offsets;
-    const givenUp: TopicPartitionOffset[] = [];
+    const ownedAtStart = new Set(this.owned.keys());
+    const dropped: TopicPartitionOffset[] = [];
     // Positions of one membership are not committed in the next, under the same member id:
     // the partitions were lost in between, and may have been read further by another member.
     for (let attempt = 1; pending.length > 0; attempt++) {
@@ -542,10 +545,11 @@ export class GroupMember {
         if (attempt >= COMMIT_ATTEMPTS && !(isRetriable(failure) && this.inRevocationBudget())) throw failure;
         if (failure.code === 'FAILED_PRECONDITION') {
           await this.refreshEpoch();
+          if (this.incarnation !== membership) continue; // refused above, as lost
           const owned = pending.filter(({ topic, partition }) => this.owned.has(partitionKey(topic, partition)));
           // Nothing the heartbeat taught changes the request: the refusal stands.
           if (this.epoch === epoch && owned.length === pending.length) throw failure;
-          givenUp.push(...pending.filter((entry) => !owned.includes(entry)));
+          dropped.push(...pending.filter((entry) => !owned.includes(entry)));
           pending = owned;
           continue;
         }
@@ -553,43 +557,41 @@ export class GroupMember {
         await delay(this.backoff(attempt));
       }
     }
-    if (givenUp.length > 0) {
-      const named = givenUp.map(({ topic, partition }) => `${topic}-${partition}`).join(', ');
-      const rest = offsets.length > givenUp.length ? `the others were committed; ` : '';
-      throw new StrataClientError('FAILED_PRECONDITION', `not committed: ${named}, which this consumer gave up in a rebalance before the commit reached the broker (${rest}their new owner goes on from the group's last committed offset)`);
-    }
+    if (dropped.length > 0) throw notCommitted(offsets, dropped, ownedAtStart);
   }
 
   /**
    * Whether a revocation under way may still retry its commit (UNAVAILABLE, DEADLINE_EXCEEDED):
    * a partition given up uncommitted is read again by its next owner, and the broker waits for
-   * the revocation for the member's session timeout. Its budget is that timeout (the broker's
-   * own is at least three heartbeat intervals, when the member asked for none) less one interval
-   * for the heartbeat that acknowledges it, from when the answer that revoked came.
+   * the revocation for the member's session timeout (at least three heartbeat intervals, when
+   * the member asked for none). It counts from when it asked, which may be up to an interval
+   * before the answer came, and the heartbeat that acknowledges takes one more: the budget is
+   * that timeout less two intervals, from the answer.
    */
   private inRevocationBudget(): boolean {
-    if (!this.applying || this.revokingSinceMs < 0) return false;
+    if (!this.applying || this.answeredAtMs < 0) return false;
     const sessionMs = this.sessionTimeoutMs ?? 3 * this.intervalMs;
-    return performance.now() - this.revokingSinceMs < sessionMs - this.intervalMs;
+    return performance.now() - this.answeredAtMs < sessionMs - 2 * this.intervalMs;
   }
 
   /**
    * Learns the member's current epoch after a refused commit, as groups.proto says (heartbeat at
-   * once): from the heartbeat under way, else from the loop's next one, sent now. Not while the
-   * loop applies an answer (its epoch is the latest, and the loop is waiting on this very commit),
-   * and once the loop has ended (closing) from one heartbeat sent for the epoch alone.
+   * once): from the heartbeat under way, else from the loop's next one, sent now if the loop is
+   * waiting between heartbeats. While the loop is busy otherwise (applying an answer, whose
+   * revocation may wait on this very commit), the epoch is as new as the member knows. Once the
+   * loop has ended (closing), one heartbeat is sent for the epoch alone; none once leaving.
    */
   private async refreshEpoch(): Promise<void> {
     if (this.inflight !== null) return this.inflight;
-    if (this.applying) return;
     if (this.loop !== null && !this.loopEnded) {
+      if (this.waker === null) return;
       await new Promise<void>((resolve) => {
         this.heartbeatWaiters.push(resolve);
         this.wake();
       });
-      return;
+      if (!this.loopEnded) return; // a heartbeat settled
     }
-    if (this.memberIdValue === '' || this.killed) return;
+    if (this.memberIdValue === '' || this.killed || this.leaving) return;
     try {
       await this.heartbeat();
     } catch {
@@ -609,7 +611,9 @@ export class GroupMember {
 
   /** Leaves the group: epoch -1, or -2 for a static member (it keeps its partitions for its session). */
   async leave(): Promise<void> {
+    this.leaving = true;
     await this.stop();
+    await this.inflight; // a commit's heartbeat for its epoch, sent before the leave
     if (this.memberIdValue === '' || this.killed) return;
     await this.sendLeave(this.instanceId !== null ? STATIC_LEAVE_EPOCH : LEAVE_EPOCH);
     this.logger.info({ memberId: this.memberIdValue, static: this.instanceId !== null }, 'left the group');
@@ -646,4 +650,20 @@ export class GroupMember {
     this.wake();
     return this.loop ?? Promise.resolve();
   }
+}
+
+/**
+ * The refusal of the offsets a commit dropped (the others were committed): partitions the
+ * member gave up in a rebalance while the commit was under way, and partitions it did not own.
+ */
+function notCommitted(offsets: readonly TopicPartitionOffset[], dropped: readonly TopicPartitionOffset[], ownedAtStart: ReadonlySet<string>): StrataClientError {
+  const names = (entries: readonly TopicPartitionOffset[]): string => entries.map(({ topic, partition }) => `${topic}-${partition}`).join(', ');
+  const givenUp = dropped.filter(({ topic, partition }) => ownedAtStart.has(partitionKey(topic, partition)));
+  const neverOwned = dropped.filter((entry) => !givenUp.includes(entry));
+  const reasons = [
+    ...(givenUp.length > 0 ? [`${names(givenUp)}, which this consumer gave up in a rebalance before the commit reached the broker (their new owner goes on from the group's last committed offset)`] : []),
+    ...(neverOwned.length > 0 ? [`${names(neverOwned)}, which this consumer does not own`] : []),
+  ];
+  const rest = offsets.length > dropped.length ? '; the others were committed' : '';
+  return new StrataClientError('FAILED_PRECONDITION', `not committed: ${reasons.join('; ')}${rest}`);
 }
