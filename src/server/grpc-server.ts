@@ -91,6 +91,7 @@ export class StrataGrpcServer {
       // Pings notice clients that vanished without a reset, so their subscriptions end.
       'grpc.keepalive_time_ms': 60_000,
       'grpc.keepalive_timeout_ms': 20_000,
+      // First: it patches the call object grpc-js hands the first interceptor.
       interceptors: [transportRefusals(context, options.maxRequestBytes)],
     });
     routeGrpcLog(context.logger);
