@@ -359,6 +359,8 @@ describe('strata bench', () => {
     const missing = join(directory, 'no-such-directory', 'figures.json');
     const unwritable = await runCli(['bench', 'produce', '--local', '--json', missing]);
     expect([unwritable.code, unwritable.stderr]).toEqual([2, `strata: --json ${missing}: cannot write there: ENOENT (no such file or directory)\n`]);
+    const aDirectory = await runCli(['bench', 'produce', '--local', '--json', directory]);
+    expect([aDirectory.code, aDirectory.stderr]).toEqual([2, `strata: --json ${directory}: it is a directory; give a file name\n`]);
   });
 });
 

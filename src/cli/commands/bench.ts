@@ -177,7 +177,10 @@ function checkWritableFile(path: string): void {
   try {
     if (!statSync(directory).isDirectory()) throw new UsageError(`--json ${path}: ${directory} is not a directory`);
     accessSync(directory, constants.W_OK);
-    if (existsSync(path)) accessSync(path, constants.W_OK);
+    if (existsSync(path)) {
+      if (statSync(path).isDirectory()) throw new UsageError(`--json ${path}: it is a directory; give a file name`);
+      accessSync(path, constants.W_OK);
+    }
   } catch (error) {
     if (error instanceof UsageError) throw error;
     throw new UsageError(`--json ${path}: cannot write there: ${systemErrorText(error as NodeJS.ErrnoException)}`);
