@@ -424,10 +424,9 @@ export class Consumer extends EventEmitter {
     return this.inHand?.fetcher === fetcher ? this.inHand.from : fetcher.position;
   }
 
-  private enqueueCommit(offsets: TopicPartitionOffset[]): Promise<void> {
+  private enqueueCommit(offsets: TopicPartitionOffset[], membership = this.member?.membership ?? 0): Promise<void> {
     // The membership the positions were taken in: a commit still queued when it is lost must
     // not be sent under the next one, whose partitions others may have read further meanwhile.
-    const membership = this.member?.membership ?? 0;
     const run = this.commitQueue.then(() => this.commitNow(offsets, membership));
     this.commitQueue = run.catch(() => undefined);
     return run;
@@ -445,9 +444,9 @@ export class Consumer extends EventEmitter {
    * An automatic commit (interval, revocation, close): failures are logged and emitted, not
    * thrown. Returns whether it succeeded.
    */
-  private async commitQuietly(offsets: TopicPartitionOffset[], reason: string): Promise<boolean> {
+  private async commitQuietly(offsets: TopicPartitionOffset[], reason: string, membership?: number): Promise<boolean> {
     try {
-      await this.enqueueCommit(offsets);
+      await this.enqueueCommit(offsets, membership);
       return true;
     } catch (error) {
       const failure = toClientError(error);
@@ -528,7 +527,7 @@ export class Consumer extends EventEmitter {
       if (offset !== null) positions.push({ topic: fetcher.topic, partition: fetcher.partition, offset });
     }
     try {
-      if (options.lost !== true) await this.beforeRevoke(positions);
+      if (options.lost !== true) await this.beforeRevoke(positions, this.member?.membership ?? 0);
     } finally {
       for (const fetcher of revoked) {
         const key = partitionKey(fetcher.topic, fetcher.partition);
@@ -577,15 +576,18 @@ export class Consumer extends EventEmitter {
 
   /**
    * Called with the positions of revoked partitions before they are released: the application's
-   * hook first (it may finish work on them), then, with auto-commit, the commit.
+   * hook first (it may finish work on them), then, with auto-commit, the commit, in `membership`
+   * (the group membership the positions were taken in).
    */
-  protected async beforeRevoke(positions: TopicPartitionOffset[]): Promise<void> {
+  protected async beforeRevoke(positions: TopicPartitionOffset[], membership: number): Promise<void> {
     try {
       await this.beforeRevokeOption?.(positions);
     } finally {
       // Committed even when the hook throws (a bug in it): the positions are of records
       // delivered, which count as processed, and the next owner would otherwise read them again.
-      if (this.groupId !== null && this.autoCommit && positions.length > 0) await this.commitQuietly(positions, 'revocation');
+      // In the membership the positions were taken in: a hook that outlasted the revocation's
+      // budget (see GroupMember) returns after the member joined again, and they are not its.
+      if (this.groupId !== null && this.autoCommit && positions.length > 0) await this.commitQuietly(positions, 'revocation', membership);
     }
   }
 

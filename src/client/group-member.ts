@@ -21,6 +21,10 @@
  *   its partitions, so they are dropped WITHOUT committing (`revokeAssignment(..., { lost: true })`,
  *   event 'partitionsLost'), and it rejoins with epoch 0 and its member id. The broker has
  *   removed a fenced member already, so its partitions are free at once.
+ * - a revocation (the application's `beforeRevoke` hook and its commit) that outlasts the time
+ *   the broker gives it (`revocationBudgetMs`): the member leaves, drops every partition
+ *   uncommitted and rejoins, rather than read on beside the partitions' next owners
+ *   (`abandonRevocation`).
  * - anything else (UNAVAILABLE, DEADLINE_EXCEEDED...): retried with doubling backoff, capped at
  *   the heartbeat interval; each failure is emitted as 'groupError'. Partitions stay owned: the
  *   broker decides when the session is over and says so with NOT_FOUND.
@@ -241,6 +245,11 @@ export class GroupMember {
   /** Counts the times this consumer stopped being a member (lost, fenced): a commit begun in one is not retried in the next. */
   private incarnation = 0;
   private intervalMs = DEFAULT_HEARTBEAT_INTERVAL_MS;
+  /**
+   * The member's session timeout as the broker last answered it; before that (or from a broker
+   * that does not say), the one asked for, else the least the broker's can be: three intervals.
+   */
+  private sessionMs: number | null = null;
   /** What the consumer fetches (and the heartbeat reports). */
   private readonly owned = new Map<string, TopicPartition>();
   /** Committed offsets looked up for partitions just assigned, one FetchOffsets per batch. */
@@ -384,6 +393,7 @@ export class GroupMember {
       this.memberIdValue = response.memberId;
       this.epoch = response.memberEpoch;
       if (response.heartbeatIntervalMs > 0) this.intervalMs = response.heartbeatIntervalMs;
+      if (response.sessionTimeoutMs > 0) this.sessionMs = response.sessionTimeoutMs;
       if (joining) {
         this.logger.info({ memberId: response.memberId, memberEpoch: response.memberEpoch }, 'joined the group');
         this.consumer.notify('groupJoined', { memberId: response.memberId, memberEpoch: response.memberEpoch } satisfies GroupJoinedEvent);
@@ -424,11 +434,15 @@ export class GroupMember {
     const removed = [...this.owned].filter(([key]) => !target.has(key)).map(([, tp]) => tp);
     const added = [...target].filter(([key]) => !this.owned.has(key)).map(([, tp]) => tp);
     if (removed.length > 0) {
-      try {
-        await this.consumer.revokeAssignment(removed);
-      } catch (error) {
-        this.logger.warn({ err: error, partitions: removed }, 'revocation hook failed; the partitions are released anyway');
-      }
+      const revoking = this.consumer.revokeAssignment(removed).then(
+        () => true,
+        (error: unknown) => {
+          this.logger.warn({ err: error, partitions: removed }, 'revocation hook failed; the partitions are released anyway');
+          return true;
+        },
+      );
+      const budgetMs = this.revocationBudgetMs();
+      if (!(await settlesWithin(revoking, this.answeredAtMs + budgetMs - performance.now()))) await this.abandonRevocation(removed, budgetMs);
       for (const { topic, partition } of removed) {
         this.owned.delete(partitionKey(topic, partition));
         this.starts.delete(partitionKey(topic, partition));
@@ -444,6 +458,24 @@ export class GroupMember {
       this.consumer.notify('partitionsAssigned', { partitions: added } satisfies PartitionsEvent);
     }
     return removed.length > 0;
+  }
+
+  /**
+   * A revocation that did not finish within its budget (the application's `beforeRevoke` hook,
+   * or its commit, still running): past it the broker would remove the member for holding the
+   * partitions, while this consumer went on fetching the others, owned by someone else by then.
+   * So it leaves the group at once, which moves the partitions now, and throws the refusal the
+   * loop answers by dropping every partition uncommitted and joining again (`rejoinAfter`). The
+   * hook is left running; a commit it makes afterwards is refused (the membership is gone).
+   */
+  private async abandonRevocation(removed: readonly TopicPartition[], budgetMs: number): Promise<never> {
+    const named = removed.map(({ topic, partition }) => `${topic}-${partition}`).join(', ');
+    this.logger.error({ partitions: removed, budgetMs }, 'revocation did not finish in time; leaving the group and joining again');
+    await this.sendLeave(LEAVE_EPOCH);
+    throw new StrataClientError(
+      'FAILED_PRECONDITION',
+      `the revocation of ${named} did not finish within ${budgetMs} ms (the beforeRevoke hook, or its commit, still ran), past which the broker removes the member: this consumer left group "${this.groupId}", dropped its partitions uncommitted and joins again`,
+    );
   }
 
   /** The member is gone (NOT_FOUND) or fenced: drop everything uncommitted and join afresh. */
@@ -561,17 +593,23 @@ export class GroupMember {
   }
 
   /**
+   * How long a revocation may take, from the answer that asked for it: the broker removes a
+   * member that holds a revoked partition for its session timeout, counted from when it asked,
+   * which may be up to an interval before the answer came, and the heartbeat that acknowledges
+   * takes one more. So: the session timeout less two intervals.
+   */
+  private revocationBudgetMs(): number {
+    const sessionMs = this.sessionMs ?? this.sessionTimeoutMs ?? 3 * this.intervalMs;
+    return Math.max(0, sessionMs - 2 * this.intervalMs);
+  }
+
+  /**
    * Whether a revocation under way may still retry its commit (UNAVAILABLE, DEADLINE_EXCEEDED):
-   * a partition given up uncommitted is read again by its next owner, and the broker waits for
-   * the revocation for the member's session timeout (at least three heartbeat intervals, when
-   * the member asked for none). It counts from when it asked, which may be up to an interval
-   * before the answer came, and the heartbeat that acknowledges takes one more: the budget is
-   * that timeout less two intervals, from the answer.
+   * a partition given up uncommitted is read again by its next owner.
    */
   private inRevocationBudget(): boolean {
     if (!this.applying || this.answeredAtMs < 0) return false;
-    const sessionMs = this.sessionTimeoutMs ?? 3 * this.intervalMs;
-    return performance.now() - this.answeredAtMs < sessionMs - 2 * this.intervalMs;
+    return performance.now() - this.answeredAtMs < this.revocationBudgetMs();
   }
 
   /**
@@ -666,4 +704,17 @@ function notCommitted(offsets: readonly TopicPartitionOffset[], dropped: readonl
   ];
   const rest = offsets.length > dropped.length ? '; the others were committed' : '';
   return new StrataClientError('FAILED_PRECONDITION', `not committed: ${reasons.join('; ')}${rest}`);
+}
+
+/** Whether `promise` settles within `ms` (at once when `ms` is not positive and it has not). */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

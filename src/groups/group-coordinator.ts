@@ -77,6 +77,8 @@ export interface HeartbeatResult {
   memberEpoch: number;
   heartbeatIntervalMs: number;
   assignment: { topic: string; partition: number }[];
+  /** The member's session timeout: the one it asked for, or the broker's default. */
+  sessionTimeoutMs: number;
 }
 
 /** A partition a group's lag covers (`lagPartitions`). */
@@ -339,6 +341,7 @@ export class GroupCoordinator {
       // A third of the member's session at most, so a short session still sees heartbeats.
       heartbeatIntervalMs: Math.min(this.heartbeatIntervalMs, Math.floor(output.sessionTimeoutMs / 3)),
       assignment: sortedPairs(output.assignment),
+      sessionTimeoutMs: output.sessionTimeoutMs,
     };
   }
 

@@ -149,6 +149,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         memberEpoch: result.memberEpoch,
         heartbeatIntervalMs: result.heartbeatIntervalMs,
         assignment: partitionsToWire(result.assignment),
+        sessionTimeoutMs: result.sessionTimeoutMs,
       });
     }),
     commitOffsets: unaryHandler(context, 'CommitOffsets', async (request: strata.v1.CommitOffsetsRequest) => {

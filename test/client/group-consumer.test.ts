@@ -257,6 +257,31 @@ describe('commits', () => {
     expect(log).toHaveLength(44);
   });
 
+  it('a beforeRevoke hook that outlasts the time the broker gives a revocation makes the member leave and join again: the partitions move, nobody reads beside their new owner', async () => {
+    const name = await topic(2);
+    const groupId = unique('hung-hook');
+    let release = (): void => undefined;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    const log: Processed[] = [];
+    // A 1 s session and 100 ms heartbeats: the revocation has 800 ms.
+    const a = runner('a', groupId, log, { subscribe: [name], sessionTimeoutMs: 1_000, beforeRevoke: () => hung });
+    const lost: PartitionsLostEvent[] = [];
+    a.consumer.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    try {
+      await waitUntil(() => a.assignment().length === 2, 'a owns both');
+      const b = runner('b', groupId, log, { subscribe: [name] });
+      await waitUntil(() => lost.length === 1, 'a gives the revocation up');
+      expect(lost[0]!.error).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(new RegExp(`^the revocation of ${name}-[01] did not finish within 800 ms`)) });
+      // a left at once (the broker did not wait out its session), so b had them; now one each.
+      await waitUntil(() => a.assignment().length === 1 && b.assignment().length === 1, 'one partition each after a joined again');
+      expect(new Set([...a.assignment(), ...b.assignment()])).toEqual(new Set(all(name, 2)));
+      const description = await broker.groups.describeGroup(groupId);
+      expect(description.members.map((member) => member.memberId).sort()).toEqual([a.consumer.memberId, b.consumer.memberId].sort());
+    } finally {
+      release();
+    }
+  });
+
   it('a beforeRevoke hook that throws does not keep the revocation from committing the positions', async () => {
     const name = await topic(1);
     const groupId = unique('throwing-hook');

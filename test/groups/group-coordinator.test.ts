@@ -153,6 +153,8 @@ describe('heartbeats', () => {
     await broker.createTopic('t', 1, {});
     expect(coordinator.heartbeat(request({ groupId: 'short', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 300 })).heartbeatIntervalMs).toBe(100);
     expect(coordinator.heartbeat(request({ groupId: 'long', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 60_000 })).heartbeatIntervalMs).toBe(200);
+    // The answer gives the member its session timeout: the one asked for, or the default.
+    expect(coordinator.heartbeat(request({ groupId: 'default', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 0 })).sessionTimeoutMs).toBe(SESSION_MS);
   });
 
   it('three members of a 12-partition topic get 4 partitions each, and the heartbeat interval is the configured one', async () => {
@@ -224,7 +226,7 @@ describe('heartbeats', () => {
     await broker.createTopic('t', 1, {});
     const member = join('g', ['t'], { sessionTimeoutMs: 300 });
     const keep = (sessionTimeoutMs: number) => coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: member.epoch, owned: member.owned, sessionTimeoutMs }));
-    expect(keep(0).heartbeatIntervalMs).toBe(100); // a third of its 300 ms session, not of the default
+    expect(keep(0)).toMatchObject({ heartbeatIntervalMs: 100, sessionTimeoutMs: 300 }); // a third of its 300 ms session, not of the default
     clock.advance(301);
     coordinator.expireSessions();
     expect(coordinator.listGroups()).toEqual([]); // expired on the session it asked for

@@ -194,6 +194,16 @@ describe('membership', () => {
     expect((await describeGroup('g-sess')).members.map((m) => m.memberId)).toEqual([alive.id]);
   });
 
+  it('tells each member its session timeout in every heartbeat answer: the one it asked for, or the broker default', async () => {
+    await createTopic('sess-told', 1);
+    const asked = await heartbeat({ groupId: 'g-sess-told', memberEpoch: 0, subscribedTopicNames: ['sess-told'], sessionTimeoutMs: 1_234 });
+    expect(asked.sessionTimeoutMs).toBe(1_234);
+    const again = await heartbeat({ groupId: 'g-sess-told', memberId: asked.memberId, memberEpoch: asked.memberEpoch, keepSubscription: true, ownedPartitions: asked.assignment });
+    expect(again.sessionTimeoutMs).toBe(1_234);
+    const defaulted = await heartbeat({ groupId: 'g-sess-default', memberEpoch: 0, subscribedTopicNames: ['sess-told'] });
+    expect(defaulted.sessionTimeoutMs).toBe(45_000);
+  });
+
   it('a static member that leaves with epoch -2 and comes back with its instance id gets its partitions back without a rebalance', async () => {
     await createTopic('static', 6);
     const pod = await new Member('g-static', { topics: ['static'], instanceId: 'pod-0', sessionTimeoutMs: 5_000 }).join();
