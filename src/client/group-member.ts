@@ -26,8 +26,10 @@
  *   uncommitted and rejoins, rather than read on beside the partitions' next owners
  *   (`abandonRevocation`).
  * - anything else (UNAVAILABLE, DEADLINE_EXCEEDED...): retried with doubling backoff, capped at
- *   the heartbeat interval; each failure is emitted as 'groupError'. Partitions stay owned: the
- *   broker decides when the session is over and says so with NOT_FOUND.
+ *   the heartbeat interval; each failure is emitted as 'groupError'. Partitions stay owned until
+ *   the member has gone about its session timeout (which each answer gives) without an answer:
+ *   the broker removes it then, so it drops them uncommitted first and rejoins
+ *   (`sessionOverdue`).
  *
  * Commits (`commit`) carry the member id and current epoch. The epoch grows whenever the
  * assignment changes, so a commit can cross a heartbeat that bumps it, or follow one whose
@@ -250,6 +252,8 @@ export class GroupMember {
    * that does not say), the one asked for, else the least the broker's can be: three intervals.
    */
   private sessionMs: number | null = null;
+  /** When the last heartbeat the broker answered (as a member) was sent; -1 before one. */
+  private answeredSentAtMs = -1;
   /** What the consumer fetches (and the heartbeat reports). */
   private readonly owned = new Map<string, TopicPartition>();
   /** Committed offsets looked up for partitions just assigned, one FetchOffsets per batch. */
@@ -360,6 +364,8 @@ export class GroupMember {
           delayMs = this.backoff(failures);
           this.logger.warn({ code: failure.code, reason: failure.message, failures }, 'heartbeat failed; retrying');
           this.consumer.notify('groupError', { error: failure } satisfies GroupErrorEvent);
+          const silence = this.sessionOverdue(failure);
+          if (silence !== null) await this.rejoinAfter(silence);
         }
       }
       if (!this.stopping) await this.pause(delayMs);
@@ -372,6 +378,24 @@ export class GroupMember {
     for (const resolve of this.heartbeatWaiters.splice(0)) resolve();
   }
 
+  /**
+   * After a heartbeat failed (UNAVAILABLE, DEADLINE_EXCEEDED...): whether the member has gone
+   * about its session timeout without an answer, counted from when the last answered heartbeat
+   * was sent (the broker's count began when it received it, later), less one interval. The
+   * broker removes it then and gives its partitions to others: reading on, it would read beside
+   * them, so it takes its partitions as lost (the refusal returned) and joins again.
+   */
+  private sessionOverdue(failure: StrataClientError): StrataClientError | null {
+    const sessionMs = this.sessionMs ?? this.sessionTimeoutMs;
+    if (this.memberIdValue === '' || sessionMs === null || this.answeredSentAtMs < 0) return null;
+    const silentMs = Math.round(performance.now() - this.answeredSentAtMs);
+    if (silentMs <= sessionMs - this.intervalMs) return null;
+    return new StrataClientError(
+      failure.code,
+      `no heartbeat of this member was answered for ${silentMs} ms, near its session timeout of ${sessionMs} ms (the last: ${failure.message}): the broker removes it then and gives its partitions to others, so they are dropped uncommitted and it joins again`,
+    );
+  }
+
   private backoff(failures: number): number {
     return Math.min(this.intervalMs, this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(failures - 1, 20));
   }
@@ -381,6 +405,7 @@ export class GroupMember {
     const joining = this.memberIdValue === '';
     const sendsSubscription = joining || version !== this.sentSubscriptionVersion;
     const request = this.request(joining ? 0 : this.epoch, [...this.owned.values()], sendsSubscription);
+    const sentAt = performance.now();
     const call = this.connection.unary(groupMethods.heartbeat, request, { deadlineMs: this.callDeadlineMs() });
     this.inflight = call.then(
       () => undefined,
@@ -394,6 +419,7 @@ export class GroupMember {
       this.epoch = response.memberEpoch;
       if (response.heartbeatIntervalMs > 0) this.intervalMs = response.heartbeatIntervalMs;
       if (response.sessionTimeoutMs > 0) this.sessionMs = response.sessionTimeoutMs;
+      this.answeredSentAtMs = response.memberEpoch > 0 ? sentAt : -1;
       if (joining) {
         this.logger.info({ memberId: response.memberId, memberEpoch: response.memberEpoch }, 'joined the group');
         this.consumer.notify('groupJoined', { memberId: response.memberId, memberEpoch: response.memberEpoch } satisfies GroupJoinedEvent);
