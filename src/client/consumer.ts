@@ -292,6 +292,8 @@ export class Consumer extends EventEmitter {
   private commitQueue: Promise<void> = Promise.resolve();
   /** The last offset this consumer committed per partition (automatic commits skip unchanged ones). */
   private readonly lastCommitted = new Map<string, number>();
+  /** Partitions whose revocation (its beforeRevoke hook) is under way, with the membership it began in. */
+  private readonly revokingIn = new Map<string, number>();
   /** The record or batch the application holds: its partition commits `from`, not the position. */
   private inHand: { fetcher: PartitionFetcher; from: number } | null = null;
 
@@ -391,7 +393,10 @@ export class Consumer extends EventEmitter {
     } else {
       list = offsets.map(({ topic, partition, offset }) => ({ topic: checkTopic(topic), partition: checkPartition(partition), offset: nonNegativeInteger(offset, 'offset') }));
     }
-    await this.enqueueCommit(list);
+    // Positions of a partition under revocation (a beforeRevoke hook committing them) are of the
+    // membership the revocation began in: if that is lost meanwhile, they are refused.
+    const revokingIn = list.map(({ topic, partition }) => this.revokingIn.get(partitionKey(topic, partition))).find((membership) => membership !== undefined);
+    await this.enqueueCommit(list, revokingIn);
   }
 
   /** The group's committed offsets of `partitions` (default: the assigned ones); partitions without one are left out. */
@@ -526,13 +531,20 @@ export class Consumer extends EventEmitter {
       const offset = this.committablePosition(fetcher);
       if (offset !== null) positions.push({ topic: fetcher.topic, partition: fetcher.partition, offset });
     }
+    const membership = this.member?.membership ?? 0;
+    // A commit the hook makes of these partitions belongs to this membership, even if it
+    // returns after the member lost it (see `commit`).
+    for (const fetcher of revoked) this.revokingIn.set(partitionKey(fetcher.topic, fetcher.partition), membership);
     try {
-      if (options.lost !== true) await this.beforeRevoke(positions, this.member?.membership ?? 0);
+      if (options.lost !== true) await this.beforeRevoke(positions, membership);
     } finally {
       for (const fetcher of revoked) {
         const key = partitionKey(fetcher.topic, fetcher.partition);
-        if (this.fetchers.get(key) === fetcher) this.fetchers.delete(key);
-        this.lastCommitted.delete(key);
+        if (this.revokingIn.get(key) === membership) this.revokingIn.delete(key);
+        if (this.fetchers.get(key) === fetcher) {
+          this.fetchers.delete(key);
+          this.lastCommitted.delete(key);
+        }
         if (this.inHand?.fetcher === fetcher) this.inHand = null;
       }
       await Promise.all(revoked.map((fetcher) => fetcher.loop));

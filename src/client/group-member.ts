@@ -27,9 +27,9 @@
  *   (`abandonRevocation`).
  * - anything else (UNAVAILABLE, DEADLINE_EXCEEDED...): retried with doubling backoff, capped at
  *   the heartbeat interval; each failure is emitted as 'groupError'. Partitions stay owned until
- *   the member has gone about its session timeout (which each answer gives) without an answer:
- *   the broker removes it then, so it drops them uncommitted first and rejoins
- *   (`sessionOverdue`).
+ *   the member has gone its session timeout (which each answer gives) less two intervals without
+ *   an answer: the broker removes it then, so it drops them uncommitted first and rejoins
+ *   (`sessionOverdue`; a heartbeat's deadline ends by then, `heartbeatDeadlineMs`).
  *
  * Commits (`commit`) carry the member id and current epoch. The epoch grows whenever the
  * assignment changes, so a commit can cross a heartbeat that bumps it, or follow one whose
@@ -365,7 +365,12 @@ export class GroupMember {
           this.logger.warn({ code: failure.code, reason: failure.message, failures }, 'heartbeat failed; retrying');
           this.consumer.notify('groupError', { error: failure } satisfies GroupErrorEvent);
           const silence = this.sessionOverdue(failure);
-          if (silence !== null) await this.rejoinAfter(silence);
+          if (silence !== null) {
+            // If the broker can hear it, the member leaves, so its join is not refused as a
+            // live member's; if not, the broker ends the session itself.
+            await this.sendLeave(LEAVE_EPOCH, this.intervalMs);
+            await this.rejoinAfter(silence);
+          }
         }
       }
       if (!this.stopping) await this.pause(delayMs);
@@ -379,20 +384,29 @@ export class GroupMember {
   }
 
   /**
-   * After a heartbeat failed (UNAVAILABLE, DEADLINE_EXCEEDED...): whether the member has gone
-   * about its session timeout without an answer, counted from when the last answered heartbeat
-   * was sent (the broker's count began when it received it, later), less one interval. The
-   * broker removes it then and gives its partitions to others: reading on, it would read beside
-   * them, so it takes its partitions as lost (the refusal returned) and joins again.
+   * When the member's session is overdue (performance.now() time; Infinity when not a member or
+   * the session is unknown): its session timeout after the last answered heartbeat was sent
+   * (the broker's count began when it received it, later), less two intervals, since a failed
+   * heartbeat is retried up to an interval later.
+   */
+  private overdueAtMs(): number {
+    const sessionMs = this.sessionMs ?? this.sessionTimeoutMs;
+    if (this.memberIdValue === '' || sessionMs === null || this.answeredSentAtMs < 0) return Number.POSITIVE_INFINITY;
+    return this.answeredSentAtMs + sessionMs - 2 * this.intervalMs;
+  }
+
+  /**
+   * After a heartbeat failed (UNAVAILABLE, DEADLINE_EXCEEDED...): the refusal to drop the
+   * partitions with when the session is overdue (`overdueAtMs`), else null. The broker removes
+   * the member at its session timeout and gives its partitions to others: reading on, it would
+   * read beside them, so it takes them as lost first and joins again.
    */
   private sessionOverdue(failure: StrataClientError): StrataClientError | null {
-    const sessionMs = this.sessionMs ?? this.sessionTimeoutMs;
-    if (this.memberIdValue === '' || sessionMs === null || this.answeredSentAtMs < 0) return null;
+    if (performance.now() < this.overdueAtMs()) return null;
     const silentMs = Math.round(performance.now() - this.answeredSentAtMs);
-    if (silentMs <= sessionMs - this.intervalMs) return null;
     return new StrataClientError(
       failure.code,
-      `no heartbeat of this member was answered for ${silentMs} ms, near its session timeout of ${sessionMs} ms (the last: ${failure.message}): the broker removes it then and gives its partitions to others, so they are dropped uncommitted and it joins again`,
+      `no heartbeat of this member was answered for ${silentMs} ms, near its session timeout of ${this.sessionMs ?? this.sessionTimeoutMs} ms (the last: ${failure.message}): the broker removes it then and gives its partitions to others, so they are dropped uncommitted and it joins again`,
     );
   }
 
@@ -406,7 +420,7 @@ export class GroupMember {
     const sendsSubscription = joining || version !== this.sentSubscriptionVersion;
     const request = this.request(joining ? 0 : this.epoch, [...this.owned.values()], sendsSubscription);
     const sentAt = performance.now();
-    const call = this.connection.unary(groupMethods.heartbeat, request, { deadlineMs: this.callDeadlineMs() });
+    const call = this.connection.unary(groupMethods.heartbeat, request, { deadlineMs: this.heartbeatDeadlineMs() });
     this.inflight = call.then(
       () => undefined,
       () => undefined,
@@ -448,7 +462,18 @@ export class GroupMember {
   }
 
   private callDeadlineMs(): number {
-    return Math.min(this.connection.deadlineMs, this.sessionTimeoutMs ?? this.connection.deadlineMs);
+    return Math.min(this.connection.deadlineMs, this.sessionMs ?? this.sessionTimeoutMs ?? this.connection.deadlineMs);
+  }
+
+  /**
+   * A heartbeat's deadline: the call's, and no later than when the member's session would be
+   * overdue (`sessionOverdue`), so that a call that hangs (packets dropped) fails in time for
+   * the member to give its partitions up before the broker does; at least one interval.
+   */
+  private heartbeatDeadlineMs(): number {
+    const deadlineMs = this.callDeadlineMs();
+    const overdueInMs = this.overdueAtMs() - performance.now();
+    return Number.isFinite(overdueInMs) ? Math.max(this.intervalMs, Math.min(deadlineMs, overdueInMs)) : deadlineMs;
   }
 
   /**
@@ -490,18 +515,21 @@ export class GroupMember {
    * A revocation that did not finish within its budget (the application's `beforeRevoke` hook,
    * or its commit, still running): past it the broker would remove the member for holding the
    * partitions, while this consumer went on fetching the others, owned by someone else by then.
-   * So it leaves the group at once, which moves the partitions now, and throws the refusal the
-   * loop answers by dropping every partition uncommitted and joining again (`rejoinAfter`). The
-   * hook is left running; a commit it makes afterwards is refused (the membership is gone).
+   * So it leaves the group at once, which moves the partitions now, drops every partition
+   * uncommitted (`rejoinAfter`), and throws the refusal, on which the loop joins again. The hook
+   * is left running; a commit it makes afterwards is refused (the membership is gone).
    */
   private async abandonRevocation(removed: readonly TopicPartition[], budgetMs: number): Promise<never> {
     const named = removed.map(({ topic, partition }) => `${topic}-${partition}`).join(', ');
     this.logger.error({ partitions: removed, budgetMs }, 'revocation did not finish in time; leaving the group and joining again');
-    await this.sendLeave(LEAVE_EPOCH);
-    throw new StrataClientError(
+    const failure = new StrataClientError(
       'FAILED_PRECONDITION',
       `the revocation of ${named} did not finish within ${budgetMs} ms (the beforeRevoke hook, or its commit, still ran), past which the broker removes the member: this consumer left group "${this.groupId}", dropped its partitions uncommitted and joins again`,
     );
+    await this.sendLeave(LEAVE_EPOCH, this.intervalMs);
+    // Dropped here, not by the loop: a stop under way ends the loop before it would.
+    await this.rejoinAfter(failure);
+    throw failure;
   }
 
   /** The member is gone (NOT_FOUND) or fenced: drop everything uncommitted and join afresh. */
@@ -523,7 +551,8 @@ export class GroupMember {
     this.epoch = 0;
     this.incarnation++;
     this.sentSubscriptionVersion = -1;
-    this.consumer.notify('partitionsLost', { partitions: lost, error: failure } satisfies PartitionsLostEvent);
+    this.answeredSentAtMs = -1;
+    if (lost.length > 0) this.consumer.notify('partitionsLost', { partitions: lost, error: failure } satisfies PartitionsLostEvent);
   }
 
   private pause(ms: number): Promise<void> {
@@ -686,9 +715,9 @@ export class GroupMember {
     this.owned.clear();
   }
 
-  private async sendLeave(epoch: number): Promise<void> {
+  private async sendLeave(epoch: number, deadlineMs = this.callDeadlineMs()): Promise<void> {
     try {
-      await this.connection.unary(groupMethods.heartbeat, this.leaveRequest(epoch), { deadlineMs: this.callDeadlineMs() });
+      await this.connection.unary(groupMethods.heartbeat, this.leaveRequest(epoch), { deadlineMs });
     } catch (error) {
       const failure = toClientError(error);
       if (failure.code !== 'NOT_FOUND') this.logger.warn({ code: failure.code, reason: failure.message }, 'leave heartbeat failed; the session will expire instead');

@@ -264,19 +264,52 @@ describe('commits', () => {
     const hung = new Promise<void>((resolve) => (release = resolve));
     const log: Processed[] = [];
     // A 1 s session and 100 ms heartbeats: the revocation has 800 ms.
-    const a = runner('a', groupId, log, { subscribe: [name], sessionTimeoutMs: 1_000, beforeRevoke: () => hung });
+    let leaves = 0;
+    const countLeaves: Interceptor = (callOptions, nextCall) =>
+      new InterceptingCall(nextCall(callOptions), {
+        sendMessage: (message: strata.v1.HeartbeatRequest, next: (message: unknown) => void) => {
+          if (callOptions.method_definition.path.endsWith('/Heartbeat') && message.memberEpoch === -1) leaves++;
+          next(message);
+        },
+      });
+    // The hook, once it returns, commits the positions it was given, as a hook may.
+    let hookCommit: Promise<string> | null = null;
+    const holder: { a?: Runner } = {};
+    let hooks = 0;
+    const beforeRevoke = async (positions: TopicPartitionOffset[]): Promise<void> => {
+      if (++hooks > 1) return; // later revocations (as a joins again) pass at once
+      await hung;
+      hookCommit = holder.a!.consumer.commit(positions).then(
+        () => 'committed',
+        (error: Error) => error.message,
+      );
+    };
+    const a = runner('a', groupId, log, { subscribe: [name], sessionTimeoutMs: 1_000, beforeRevoke, interceptors: [countLeaves] });
+    holder.a = a;
     const lost: PartitionsLostEvent[] = [];
-    a.consumer.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    /** Members the broker had in the group when a dropped its partitions: b alone, as a had left. */
+    const membersWhenLost: number[] = [];
+    a.consumer.on('partitionsLost', (event: PartitionsLostEvent) => {
+      lost.push(event);
+      membersWhenLost.push(broker.groups.listGroups().find((group) => group.groupId === groupId)?.members ?? 0);
+    });
     try {
       await waitUntil(() => a.assignment().length === 2, 'a owns both');
+      await produceEach(name, 2, 3);
+      await waitUntil(() => log.length === 6, 'a read them');
       const b = runner('b', groupId, log, { subscribe: [name] });
       await waitUntil(() => lost.length === 1, 'a gives the revocation up');
       expect(lost[0]!.error).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(new RegExp(`^the revocation of ${name}-[01] did not finish within 800 ms`)) });
+      expect([leaves, membersWhenLost]).toEqual([1, [1]]);
       // a left at once (the broker did not wait out its session), so b had them; now one each.
       await waitUntil(() => a.assignment().length === 1 && b.assignment().length === 1, 'one partition each after a joined again');
       expect(new Set([...a.assignment(), ...b.assignment()])).toEqual(new Set(all(name, 2)));
       const description = await broker.groups.describeGroup(groupId);
       expect(description.members.map((member) => member.memberId).sort()).toEqual([a.consumer.memberId, b.consumer.memberId].sort());
+      // The hook returns now: its positions are of the membership a lost, and are refused.
+      release();
+      await waitUntil(() => hookCommit !== null, 'the hook to commit');
+      expect(await hookCommit).toMatch(/^this consumer lost its membership of group .*, and with it the partitions, after these positions were taken; nothing committed$/);
     } finally {
       release();
     }
@@ -408,15 +441,21 @@ describe('failures and static membership', () => {
     const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 400, interceptors: [interceptor] });
     const errors: GroupErrorEvent[] = [];
     const lost: PartitionsLostEvent[] = [];
+    /** Members the broker had in the group when the client gave its partitions up. */
+    const membersWhenLost: number[] = [];
     reader.on('groupError', (event: GroupErrorEvent) => errors.push(event));
-    reader.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    reader.on('partitionsLost', (event: PartitionsLostEvent) => {
+      lost.push(event);
+      membersWhenLost.push(broker.groups.listGroups().find((group) => group.groupId === groupId)?.members ?? 0);
+    });
     await waitUntil(() => reader.assignment().length === 2, 'assignment');
     const firstId = reader.memberId;
 
     blocked = true;
-    // The client gives its partitions up first (after 300 ms without an answer: the 400 ms
-    // session less one 100 ms interval), the broker removes the member after 400 ms.
+    // The client gives its partitions up first (after 200 ms without an answer: the 400 ms
+    // session less two 100 ms intervals), the broker removes the member after 400 ms.
     await waitUntil(() => lost.length === 1, 'the client to give its partitions up');
+    expect(membersWhenLost).toEqual([1]);
     expect(reader.assignment()).toEqual([]);
     expect(lost[0]!.error.code).toBe('UNAVAILABLE');
     expect(lost[0]!.error.message).toMatch(/^no heartbeat of this member was answered for \d+ ms, near its session timeout of 400 ms \(the last: .*injected: broker unreachable\): the broker removes it then/);
