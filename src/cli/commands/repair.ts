@@ -45,12 +45,12 @@ export function repairCommand(yargs: Argv): Argv {
       const directory = argv.dir ?? resolvePartition(argv['data-dir'], argv.topic, argv.partition);
       const startOffset = argv['start-offset'];
       if (startOffset !== undefined && (!Number.isSafeInteger(startOffset) || startOffset < 0)) throw new UsageError(`--start-offset must be a non-negative integer, got ${startOffset}`);
+      if (startOffset !== undefined && argv.dir !== undefined) throw new UsageError('--start-offset goes with --topic and --partition (a partition whose segment log is missing, which the metadata must list), not with --dir');
       const contents = partitionDirectoryContents(directory);
       if (argv.dir === undefined && contents !== 'a log') {
         await printLine(await restartMissingPartition(argv['data-dir'], argv.topic!, argv.partition!, startOffset));
         return;
       }
-      if (startOffset !== undefined && argv.dir !== undefined) throw new UsageError('--start-offset goes with --topic and --partition (a partition whose segment log is missing, which the metadata must list), not with --dir');
       checkPartitionDirectory(directory, contents);
       if (startOffset !== undefined) throw new UsageError('--start-offset is only for a partition whose segment log is missing; this one has its log, which the repair keeps');
       const lock = argv.dir === undefined ? DataDirectoryLock.acquire(argv['data-dir'], 'strata repair', REPAIR_ADVICE) : lockDataDirectoryOf(directory);
