@@ -12,7 +12,9 @@
  *
  * Epochs: the group epoch grows whenever membership, a subscription or topic metadata changes
  * (the target is then recomputed). A member's epoch grows whenever its assignment changes;
- * offset commits must carry the member's current epoch.
+ * offset commits must carry the member's current epoch. A heartbeat carries it too, or the
+ * previous one (the answer that moved it was lost), which is told the current state and changes
+ * nothing; any other epoch fences the member.
  *
  * Member ids: a consumer may choose its own and keep it for its life (KIP-1082), so one id can
  * name several memberships in turn (joined, removed, joined again). Epochs tell them apart: a
@@ -65,6 +67,8 @@ export interface Member {
   clientId: string;
   host: string;
   epoch: number;
+  /** The epoch before the last change (-1 for none): a heartbeat of it is taken (`checkEpoch`). */
+  previousEpoch: number;
   subscription: Subscription;
   regex: TopicRegex | null;
   sessionTimeoutMs: number;
@@ -147,7 +151,7 @@ export class ConsumerGroup {
       throw new StrataError(ErrorCode.NOT_FOUND, `member ${input.memberId || '(none)'} is not in group "${this.groupId}" (its session may have expired); rejoin with member epoch 0`);
     }
     if (input.memberEpoch === LEAVE_EPOCH || input.memberEpoch === STATIC_LEAVE_EPOCH) return this.leave(member, input.memberEpoch, topics);
-    this.checkEpoch(member, input, topics);
+    const previousEpoch = this.checkEpoch(member, input, topics);
     member.lastHeartbeatMs = nowMs;
     if (input.sessionTimeoutMs !== null) member.sessionTimeoutMs = input.sessionTimeoutMs;
     member.away = false;
@@ -155,19 +159,28 @@ export class ConsumerGroup {
     member.host = input.host;
     // The client id is the one given when joining (checked then): a heartbeat does not change it.
     if (input.subscription !== null) this.resubscribe(member, input.subscription, topics);
+    // A heartbeat of the previous epoch (the answer that moved it was lost) is told the current
+    // state, and changes nothing: a revoked partition it leaves out, the member may hold still,
+    // and a new epoch the member does not hear of would make its next retry look a zombie's.
+    if (previousEpoch) return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
     return this.reconcile(member, input.owned, nowMs);
   }
 
-  private checkEpoch(member: Member, input: HeartbeatInput, topics: TopicCounts): void {
-    if (input.memberEpoch === member.epoch) return;
-    // An older epoch is fine when the member owns nothing it should not (a lost response);
-    // anything else is a zombie or a confused client: fence it. Like KIP-848 the fenced member
-    // is removed, so its partitions are free at once; it must rejoin with epoch 0.
-    const stale = input.memberEpoch < member.epoch && [...input.owned].every((key) => member.assigned.has(key) || member.revoking.has(key));
-    if (!stale) {
+  /**
+   * Whether the heartbeat is of the member's previous epoch, which is taken when it owns nothing
+   * it should not (the answer that moved the epoch was lost); the current epoch is taken as is.
+   * Anything else (an older epoch, a later one, or foreign partitions) is a zombie, a heartbeat
+   * delayed past later ones, or a confused client: fence it. Like KIP-848 the fenced member is
+   * removed, so its partitions are free at once; it must rejoin with epoch 0.
+   */
+  private checkEpoch(member: Member, input: HeartbeatInput, topics: TopicCounts): boolean {
+    if (input.memberEpoch === member.epoch) return false;
+    const previous = input.memberEpoch === member.previousEpoch && [...input.owned].every((key) => member.assigned.has(key) || member.revoking.has(key));
+    if (!previous) {
       this.remove(member, topics);
       throw new StrataError(ErrorCode.FAILED_PRECONDITION, `fenced: member ${member.memberId} of group "${this.groupId}" sent member epoch ${input.memberEpoch}, current is ${member.epoch}; rejoin with epoch 0`);
     }
+    return true;
   }
 
   private join(input: HeartbeatInput, nowMs: number, topics: TopicCounts): HeartbeatOutput {
@@ -200,6 +213,7 @@ export class ConsumerGroup {
       clientId: input.clientId,
       host: input.host,
       epoch: 0,
+      previousEpoch: -1,
       subscription,
       regex,
       sessionTimeoutMs,
@@ -281,6 +295,8 @@ export class ConsumerGroup {
       clientId: input.clientId,
       host: input.host,
       epoch: previous.epoch + 1,
+      // A new incarnation never had the old one's epochs.
+      previousEpoch: -1,
       sessionTimeoutMs,
       lastHeartbeatMs: nowMs,
       // A new incarnation: its time to give up inherited revocations starts now.
@@ -400,7 +416,10 @@ export class ConsumerGroup {
       this.owners.set(key, member.memberId);
       changed = true;
     }
-    if (changed) member.epoch = Math.max(member.epoch + 1, this.groupEpoch);
+    if (changed) {
+      member.previousEpoch = member.epoch;
+      member.epoch = Math.max(member.epoch + 1, this.groupEpoch);
+    }
     if (member.revoking.size > 0 && member.revokingSinceMs < 0) member.revokingSinceMs = nowMs;
     return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
   }

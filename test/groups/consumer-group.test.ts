@@ -430,6 +430,38 @@ describe('epochs and fencing', () => {
     }
   });
 
+  it('a heartbeat of the previous epoch (a delayed duplicate) gives nothing up: the partitions it leaves out stay the member\'s', () => {
+    const h = new Harness();
+    const a = h.join();
+    h.settle([a]);
+    const b = h.join();
+    const before = a.epoch;
+    const all12 = new Set(a.owned);
+    h.beat(a, { owned: all12 }); // told to give up 6: a new epoch
+    expect(a.epoch).toBeGreaterThan(before);
+    const kept = new Set(a.owned);
+    // An earlier heartbeat of a's, sent at the old epoch and delayed, arrives now without the 6.
+    const answer = h.beat({ memberId: a.memberId, epoch: before, owned: kept });
+    expect([answer.memberEpoch, show(answer.assignment)]).toEqual([a.epoch, show(kept)]);
+    for (const key of all12) expect(h.group.owners.get(key), key).toBe(a.memberId); // a still holds them
+    expect(h.beat(b).assignment.size).toBe(0);
+  });
+
+  it('fences a heartbeat of an epoch older than the previous one, however its partitions look', () => {
+    const h = new Harness();
+    const a = h.join();
+    h.settle([a]);
+    const first = a.epoch;
+    h.join();
+    h.beat(a, { owned: new Set(a.owned) }); // 6 to give up
+    h.beat(a); // given up
+    h.join();
+    h.beat(a, { owned: new Set(a.owned) }); // 2 more to give up: a second new epoch
+    const error = failure(() => h.beat({ memberId: a.memberId, epoch: first, owned: new Set(a.owned) }));
+    expect(error).toMatchObject({ code: ErrorCode.FAILED_PRECONDITION, message: expect.stringMatching(/^fenced: /) });
+    expect(h.group.members.has(a.memberId)).toBe(false);
+  });
+
   it('accepts an old epoch from a member whose last response was lost, when it owns only what it was given', () => {
     const h = new Harness();
     const a = h.join();
