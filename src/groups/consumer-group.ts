@@ -438,6 +438,10 @@ export class ConsumerGroup {
     if (member === undefined) {
       throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${this.groupId}"; rejoin before committing`);
     }
+    // A static member away after epoch -2 keeps its partitions for its return, not to commit.
+    if (member.away) {
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} of group "${this.groupId}" left (epoch -2); commit before leaving, or after joining again`);
+    }
     if (memberEpoch !== member.epoch) {
       throw new StrataError(ErrorCode.FAILED_PRECONDITION, `stale member epoch ${memberEpoch} for member ${memberId} of group "${this.groupId}" (current ${member.epoch}); commit refused`);
     }

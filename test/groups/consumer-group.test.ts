@@ -475,6 +475,17 @@ describe('epochs and fencing', () => {
 });
 
 describe('static membership', () => {
+  it('a static member that left with epoch -2 cannot commit until it joins again, though it keeps its partitions', () => {
+    const h = new Harness();
+    const a = h.join({ instanceId: 'pod-a' });
+    h.settle([a]);
+    const kept = [...a.owned].slice(0, 1);
+    h.leave(a, STATIC_LEAVE_EPOCH);
+    expect(h.group.owners.get(kept[0]!)).toBe(a.memberId);
+    const error = failure(() => h.group.checkCommit(a.memberId, a.epoch, kept));
+    expect(error).toMatchObject({ code: ErrorCode.FAILED_PRECONDITION, message: `member ${a.memberId} of group "${h.group.groupId}" left (epoch -2); commit before leaving, or after joining again` });
+  });
+
   it('a static member that leaves with epoch -2 and rejoins within its session gets the same partitions, without a group epoch change', () => {
     const h = new Harness();
     const a = h.join({ instanceId: 'pod-a' });
