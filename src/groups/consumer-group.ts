@@ -285,8 +285,8 @@ export class ConsumerGroup {
 
   /**
    * A static member came back (same instance id): the new incarnation inherits the old one's
-   * partitions and target under its new member id; the old id is fenced. No rebalance unless
-   * the subscription changed.
+   * target, and the partitions of it the old one held, under its new member id; the old id is
+   * fenced. No rebalance unless the subscription changed.
    */
   private takeOver(previous: Member, memberId: string, input: HeartbeatInput, subscription: Subscription, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
     const member: Member = {
@@ -299,8 +299,6 @@ export class ConsumerGroup {
       previousEpoch: -1,
       sessionTimeoutMs,
       lastHeartbeatMs: nowMs,
-      // A new incarnation: its time to give up inherited revocations starts now.
-      revokingSinceMs: previous.revoking.size > 0 ? nowMs : -1,
       away: false,
       heartbeated: false,
     };
@@ -310,6 +308,16 @@ export class ConsumerGroup {
     this.target.set(member.memberId, this.target.get(previous.memberId) ?? new Set());
     this.target.delete(previous.memberId);
     this.resubscribe(member, subscription, topics);
+    // The new process holds nothing: what the old one was giving up is free at once, and what
+    // has left the target since is not handed to it.
+    const target = this.targetOf(member.memberId);
+    for (const key of [...member.revoking, ...[...member.assigned].filter((assigned) => !target.has(assigned))]) {
+      member.assigned.delete(key);
+      member.revoking.delete(key);
+      member.vanished.delete(key);
+      if (this.owners.get(key) === member.memberId) this.owners.delete(key);
+    }
+    member.revokingSinceMs = -1;
     // The old incarnation consumed `assigned`; the new one starts from nothing owned, so it
     // is told its full assignment again.
     return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };

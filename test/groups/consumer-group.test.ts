@@ -475,6 +475,20 @@ describe('epochs and fencing', () => {
 });
 
 describe('static membership', () => {
+  it('a static member taken over is not handed the partitions its target lost while it was away: they go to their new owner at once', () => {
+    const h = new Harness();
+    const a = h.join({ instanceId: 'pod-a' });
+    h.settle([a]);
+    expect(a.owned.size).toBe(12);
+    h.leave(a, STATIC_LEAVE_EPOCH); // a keeps all 12 while away
+    const b = h.join({ sessionTimeoutMs: 60_000 });
+    expect(b.owned.size).toBe(0); // half of them are b's target, held by the away member
+    const back = h.join({ instanceId: 'pod-a' });
+    expect(back.owned.size).toBe(6);
+    expect(h.beat(b).assignment.size).toBe(6); // at once: nobody holds them
+    expectPartition([back, b], partitionsOf('t', 12));
+  });
+
   it('a static member that left with epoch -2 cannot commit until it joins again, though it keeps its partitions', () => {
     const h = new Harness();
     const a = h.join({ instanceId: 'pod-a' });
