@@ -100,7 +100,11 @@ export interface PartitionsEvent {
   partitions: TopicPartition[];
 }
 
-/** Payload of 'partitionsLost': dropped without committing because the member was expired or fenced. */
+/**
+ * Payload of 'partitionsLost': dropped without committing because the member was expired or
+ * fenced, or gave its membership up (its session overdue without heartbeat answers, or a
+ * revocation that outlasted the time the broker gives it).
+ */
 export interface PartitionsLostEvent extends PartitionsEvent {
   error: StrataClientError;
 }
@@ -247,10 +251,7 @@ export class GroupMember {
   /** Counts the times this consumer stopped being a member (lost, fenced): a commit begun in one is not retried in the next. */
   private incarnation = 0;
   private intervalMs = DEFAULT_HEARTBEAT_INTERVAL_MS;
-  /**
-   * The member's session timeout as the broker last answered it; before that (or from a broker
-   * that does not say), the one asked for, else the least the broker's can be: three intervals.
-   */
+  /** The member's session timeout as the broker last answered it (null before, or from a broker that does not say). */
   private sessionMs: number | null = null;
   /** When the last heartbeat the broker answered (as a member) was sent; -1 before one. */
   private answeredSentAtMs = -1;
@@ -265,9 +266,7 @@ export class GroupMember {
   private loopEnded = false;
   /** The heartbeat call under way (settles when it does), for commits that crossed it. */
   private inflight: Promise<void> | null = null;
-  /** True while the loop applies an answer (a revocation's commits run inside it). */
-  private applying = false;
-  /** When the answer being applied came (performance.now()); -1 while none is. */
+  /** When the answer the loop is applying came (performance.now()); -1 while it applies none (a revocation's commits run inside it). */
   private answeredAtMs = -1;
   /** Set by `leave`: no heartbeat for a commit's epoch may follow (or cross) the leave. */
   private leaving = false;
@@ -335,12 +334,10 @@ export class GroupMember {
         failures = 0;
         rejoins = 0;
         let revoked: boolean;
-        this.applying = true;
         this.answeredAtMs = answeredAt;
         try {
           revoked = await this.apply(response);
         } finally {
-          this.applying = false;
           this.answeredAtMs = -1;
         }
         // A revocation is acknowledged at once, and a subscription changed meanwhile goes out at once.
@@ -353,6 +350,8 @@ export class GroupMember {
           this.stopping = true;
           break;
         }
+        // It left and dropped its partitions already: join again at once.
+        if (error instanceof MembershipDropped) continue;
         const failure = toClientError(error);
         if (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION') {
           await this.rejoinAfter(failure);
@@ -365,12 +364,7 @@ export class GroupMember {
           this.logger.warn({ code: failure.code, reason: failure.message, failures }, 'heartbeat failed; retrying');
           this.consumer.notify('groupError', { error: failure } satisfies GroupErrorEvent);
           const silence = this.sessionOverdue(failure);
-          if (silence !== null) {
-            // If the broker can hear it, the member leaves, so its join is not refused as a
-            // live member's; if not, the broker ends the session itself.
-            await this.sendLeave(LEAVE_EPOCH, this.intervalMs);
-            await this.rejoinAfter(silence);
-          }
+          if (silence !== null) await this.leaveAndDrop(silence);
         }
       }
       if (!this.stopping) await this.pause(delayMs);
@@ -390,7 +384,7 @@ export class GroupMember {
    * heartbeat is retried up to an interval later.
    */
   private overdueAtMs(): number {
-    const sessionMs = this.sessionMs ?? this.sessionTimeoutMs;
+    const sessionMs = this.sessionTimeout();
     if (this.memberIdValue === '' || sessionMs === null || this.answeredSentAtMs < 0) return Number.POSITIVE_INFINITY;
     return this.answeredSentAtMs + sessionMs - 2 * this.intervalMs;
   }
@@ -406,7 +400,7 @@ export class GroupMember {
     const silentMs = Math.round(performance.now() - this.answeredSentAtMs);
     return new StrataClientError(
       failure.code,
-      `no heartbeat of this member was answered for ${silentMs} ms, near its session timeout of ${this.sessionMs ?? this.sessionTimeoutMs} ms (the last: ${failure.message}): the broker removes it then and gives its partitions to others, so they are dropped uncommitted and it joins again`,
+      `no heartbeat of this member was answered for ${silentMs} ms, near its session timeout of ${this.sessionTimeout()} ms (the last: ${failure.message}): the broker removes it then and gives its partitions to others, so they are dropped uncommitted and it joins again`,
     );
   }
 
@@ -462,7 +456,12 @@ export class GroupMember {
   }
 
   private callDeadlineMs(): number {
-    return Math.min(this.connection.deadlineMs, this.sessionMs ?? this.sessionTimeoutMs ?? this.connection.deadlineMs);
+    return Math.min(this.connection.deadlineMs, this.sessionTimeout() ?? this.connection.deadlineMs);
+  }
+
+  /** The member's session timeout: as the broker last answered it, else as asked for; null when neither says. */
+  private sessionTimeout(): number | null {
+    return this.sessionMs ?? this.sessionTimeoutMs;
   }
 
   /**
@@ -485,13 +484,9 @@ export class GroupMember {
     const removed = [...this.owned].filter(([key]) => !target.has(key)).map(([, tp]) => tp);
     const added = [...target].filter(([key]) => !this.owned.has(key)).map(([, tp]) => tp);
     if (removed.length > 0) {
-      const revoking = this.consumer.revokeAssignment(removed).then(
-        () => true,
-        (error: unknown) => {
-          this.logger.warn({ err: error, partitions: removed }, 'revocation hook failed; the partitions are released anyway');
-          return true;
-        },
-      );
+      const revoking = this.consumer.revokeAssignment(removed).catch((error: unknown) => {
+        this.logger.warn({ err: error, partitions: removed }, 'revocation hook failed; the partitions are released anyway');
+      });
       const budgetMs = this.revocationBudgetMs();
       if (!(await settlesWithin(revoking, this.answeredAtMs + budgetMs - performance.now()))) await this.abandonRevocation(removed, budgetMs);
       for (const { topic, partition } of removed) {
@@ -526,13 +521,25 @@ export class GroupMember {
       'FAILED_PRECONDITION',
       `the revocation of ${named} did not finish within ${budgetMs} ms (the beforeRevoke hook, or its commit, still ran), past which the broker removes the member: this consumer left group "${this.groupId}", dropped its partitions uncommitted and joins again`,
     );
-    await this.sendLeave(LEAVE_EPOCH, this.intervalMs);
     // Dropped here, not by the loop: a stop under way ends the loop before it would.
-    await this.rejoinAfter(failure);
-    throw failure;
+    await this.leaveAndDrop(failure);
+    throw new MembershipDropped(failure);
   }
 
-  /** The member is gone (NOT_FOUND) or fenced: drop everything uncommitted and join afresh. */
+  /**
+   * The member gives up its membership (an overdue session, an abandoned revocation): it leaves,
+   * if the broker can hear it, so that its join is not refused as a live member's and its
+   * partitions move now (if not, the broker ends the session itself), and drops its partitions.
+   */
+  private async leaveAndDrop(failure: StrataClientError): Promise<void> {
+    await this.sendLeave(LEAVE_EPOCH, this.intervalMs);
+    await this.rejoinAfter(failure);
+  }
+
+  /**
+   * The member is gone (NOT_FOUND), fenced, or gave its membership up (`leaveAndDrop`): drop
+   * everything uncommitted and join afresh.
+   */
   private async rejoinAfter(failure: StrataClientError): Promise<void> {
     const lost = [...this.owned.values()];
     this.logger.warn({ code: failure.code, reason: failure.message, memberId: this.memberIdValue, lost }, 'no longer a member; partitions lost, rejoining');
@@ -654,7 +661,8 @@ export class GroupMember {
    * takes one more. So: the session timeout less two intervals.
    */
   private revocationBudgetMs(): number {
-    const sessionMs = this.sessionMs ?? this.sessionTimeoutMs ?? 3 * this.intervalMs;
+    // Unknown (a broker that does not say): the least the broker's can be, three intervals.
+    const sessionMs = this.sessionTimeout() ?? 3 * this.intervalMs;
     return Math.max(0, sessionMs - 2 * this.intervalMs);
   }
 
@@ -663,7 +671,7 @@ export class GroupMember {
    * a partition given up uncommitted is read again by its next owner.
    */
   private inRevocationBudget(): boolean {
-    if (!this.applying || this.answeredAtMs < 0) return false;
+    if (this.answeredAtMs < 0) return false;
     return performance.now() - this.answeredAtMs < this.revocationBudgetMs();
   }
 
@@ -771,5 +779,13 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
     return await Promise.race([promise.then(() => true), late]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** Thrown out of an answer's application once the member has left and dropped its partitions (`abandonRevocation`): the loop joins again. */
+class MembershipDropped extends Error {
+  constructor(readonly failure: StrataClientError) {
+    super(failure.message);
+    this.name = 'MembershipDropped';
   }
 }

@@ -13,8 +13,8 @@
  * Epochs: the group epoch grows whenever membership, a subscription or topic metadata changes
  * (the target is then recomputed). A member's epoch grows whenever its assignment changes;
  * offset commits must carry the member's current epoch. A heartbeat carries it too, or the
- * previous one (the answer that moved it was lost), which is told the current state and changes
- * nothing; any other epoch fences the member.
+ * previous one (the answer that moved it was lost), which is told the current state and moves
+ * no partition; any other epoch fences the member.
  *
  * Member ids: a consumer may choose its own and keep it for its life (KIP-1082), so one id can
  * name several memberships in turn (joined, removed, joined again). Epochs tell them apart: a
@@ -160,8 +160,8 @@ export class ConsumerGroup {
     // The client id is the one given when joining (checked then): a heartbeat does not change it.
     if (input.subscription !== null) this.resubscribe(member, input.subscription, topics);
     // A heartbeat of the previous epoch (the answer that moved it was lost) is told the current
-    // state, and changes nothing: a revoked partition it leaves out, the member may hold still,
-    // and a new epoch the member does not hear of would make its next retry look a zombie's.
+    // state and moves no partition: a revoked partition it leaves out, the member may hold
+    // still, and a new epoch the member does not hear of would make its next retry a zombie's.
     if (previousEpoch) return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
     return this.reconcile(member, input.owned, nowMs);
   }

@@ -354,7 +354,7 @@ describe('strata bench', () => {
     const elsewhere = await runCli(['bench', 'baseline', '--server', '192.0.2.1:50051']);
     expect([elsewhere.code, elsewhere.stderr]).toEqual([
       2,
-      "strata: baseline compares with a no-op server on this machine's loopback: run it with --local, or with --server at a broker on this machine (127.0.0.1, ::1 or localhost), not 192.0.2.1:50051\n",
+      "strata: baseline compares with a no-op server on this machine's loopback: run it with --local, or with --server at a broker on this machine (a 127.x.x.x address, ::1 or localhost), not 192.0.2.1:50051\n",
     ]);
     const missing = join(directory, 'no-such-directory', 'figures.json');
     const unwritable = await runCli(['bench', 'produce', '--local', '--json', missing]);

@@ -597,7 +597,7 @@ describe('failures and static membership', () => {
     expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 5, 1: 5 });
   });
 
-  it('a commit of partitions some of which the member does not own (given up in a rebalance) commits the others, and names those', async () => {
+  it('a commit naming a partition the member does not own (given up in an earlier rebalance) commits the others, and names it', async () => {
     const name = await topic(2);
     const groupId = unique('given-up');
     const log: Processed[] = [];
@@ -834,7 +834,7 @@ describe('commits over CommitOffsetsStream', () => {
     const log: Processed[] = [];
     const refuse = { code: status.UNAVAILABLE, times: 0 };
     const calls = new Map<string, number>();
-    // A 5 s session: the revocation may take up to 4.9 s (one 100 ms heartbeat interval less).
+    // A 5 s session: the revocation may take up to 4.8 s (two 100 ms heartbeat intervals less).
     const a = runner('a', groupId, log, { subscribe: [name], sessionTimeoutMs: 5_000, interceptors: [callCounter(calls, refuse)] });
     await waitUntil(() => a.assignment().length === 2, 'a owns both');
     await produceEach(name, 2, 5);

@@ -462,15 +462,21 @@ describe('epochs and fencing', () => {
     expect(h.group.members.has(a.memberId)).toBe(false);
   });
 
-  it('accepts an old epoch from a member whose last response was lost, when it owns only what it was given', () => {
+  it('accepts the previous epoch from a member whose last response was lost, when it owns only what it was given, and tells it the current state', () => {
     const h = new Harness();
     const a = h.join();
-    const oldEpoch = a.epoch;
     h.settle([a]);
-    expect(a.epoch).toBeGreaterThanOrEqual(oldEpoch);
-    const response = h.beat({ memberId: a.memberId, epoch: oldEpoch, owned: new Set() });
-    expect(response.memberEpoch).toBe(a.epoch);
-    expect(response.assignment.size).toBe(12);
+    const oldEpoch = a.epoch;
+    const all12 = new Set(a.owned);
+    h.join();
+    // a's heartbeat is answered with a new epoch and 6 partitions to give up; the answer is lost.
+    const lost = { ...a, owned: new Set(all12) };
+    h.beat(lost, { owned: all12 });
+    expect(lost.epoch).toBeGreaterThan(oldEpoch);
+    // a sends again what it knew: the old epoch, all 12 still held.
+    const response = h.beat({ memberId: a.memberId, epoch: oldEpoch, owned: all12 });
+    expect([response.memberEpoch, response.assignment.size]).toEqual([lost.epoch, 6]);
+    for (const key of all12) expect(h.group.owners.get(key), key).toBe(a.memberId);
   });
 });
 

@@ -213,7 +213,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   if (workload === 'baseline' && !local && !isLoopbackHost(parseListenAddress(serverAddress(argv)).host)) {
     // The no-op server always runs here, on loopback: against a broker across a network the
     // ratio would measure the network, not what Strata adds to the transport.
-    throw new UsageError(`baseline compares with a no-op server on this machine's loopback: run it with --local, or with --server at a broker on this machine (127.0.0.1, ::1 or localhost), not ${serverAddress(argv)}`);
+    throw new UsageError(`baseline compares with a no-op server on this machine's loopback: run it with --local, or with --server at a broker on this machine (a 127.x.x.x address, ::1 or localhost), not ${serverAddress(argv)}`);
   }
   if (workload === 'baseline' && measured === 'consume') {
     // The no-op server serves Fetch from raw batches it kept, and no Groups service.

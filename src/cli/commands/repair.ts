@@ -128,9 +128,10 @@ function repairSummary(log: PartitionLog): string {
 type DirectoryContents = 'missing' | 'a log' | 'no log';
 
 /**
- * Whether `directory` holds a partition's log: a segment log, or a recovery checkpoint. Every
- * partition directory holds a segment log from its creation on, and a recovery checkpoint once
- * flushed. Throws, saying why, when the directory exists but cannot be read.
+ * What `directory` holds: a partition's log (a segment log, or a recovery checkpoint), no log,
+ * or nothing at all (it is missing). Every partition directory holds a segment log from its
+ * creation on, and a recovery checkpoint once flushed. Throws, saying why, when the directory
+ * exists but cannot be read.
  */
 function partitionDirectoryContents(directory: string): DirectoryContents {
   let names: string[];
