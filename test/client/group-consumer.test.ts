@@ -597,6 +597,42 @@ describe('failures and static membership', () => {
     expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 5, 1: 5 });
   });
 
+  it('a commit that a rebalance crosses commits the partitions the member still owns, and names the one it gave up meanwhile', async () => {
+    const name = await topic(2);
+    const groupId = unique('crossed');
+    // Holds a's commits until `release` resolves: the rebalance happens while one is on its way.
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let hold = false;
+    const holdCommits: Interceptor = (callOptions, nextCall) =>
+      new InterceptingCall(nextCall(callOptions), {
+        sendMessage: (message: unknown, next: (message: unknown) => void) => {
+          if (hold && callOptions.method_definition.path.includes('CommitOffsets')) void released.then(() => next(message));
+          else next(message);
+        },
+      });
+    const log: Processed[] = [];
+    const a = runner('a', groupId, log, { subscribe: [name], autoCommit: false, interceptors: [holdCommits] });
+    await waitUntil(() => a.assignment().length === 2, 'a owns both');
+    await produceEach(name, 2, 5);
+    await waitUntil(() => log.length === 10, 'records');
+    hold = true;
+    const committing = a.consumer.commit([0, 1].map((partition) => ({ topic: name, partition, offset: 5 }))).then(
+      () => null,
+      (failure: unknown) => failure,
+    );
+    const b = runner('b', groupId, [], { subscribe: [name], autoCommit: false });
+    await waitUntil(() => a.assignment().length === 1 && b.assignment().length === 1, 'one partition each');
+    const kept = a.consumer.assignment()[0]!.partition;
+    hold = false;
+    release();
+    expect(await committing).toMatchObject({
+      code: 'FAILED_PRECONDITION',
+      message: `not committed: ${name}-${1 - kept}, which this consumer gave up in a rebalance before the commit reached the broker (their new owner goes on from the group's last committed offset); the others were committed`,
+    });
+    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ [kept]: 5 });
+  });
+
   it('a commit naming a partition the member does not own (given up in an earlier rebalance) commits the others, and names it', async () => {
     const name = await topic(2);
     const groupId = unique('given-up');
