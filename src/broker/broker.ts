@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError, isDiskFullCode } from '../common/errors.js';
 import { checkIntegerRange } from '../common/integer-range.js';
+import { settlesWithin } from '../common/settles-within.js';
 import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS, PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
@@ -863,17 +864,6 @@ export class Broker {
 
 /** How long `close` waits for the removals of deleted topics' directories under way. */
 export const REMOVALS_WAIT_MS = 1_000;
-
-/** Whether `promise` settles within `ms`. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true as const), timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 export function checkPartitionCount(count: number): void {
   if (!Number.isInteger(count) || count < 1 || count > PARTITION_COUNT_MAX) {

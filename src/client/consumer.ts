@@ -386,17 +386,28 @@ export class Consumer extends EventEmitter {
   async commit(offsets?: readonly TopicPartitionOffset[]): Promise<void> {
     if (this.finished) throw closedError('the consumer');
     this.requireGroup('commit');
-    let list: TopicPartitionOffset[];
     if (offsets === undefined) {
+      // The positions of active fetchers: of this membership, never of a revocation's.
       this.inHand = null;
-      list = this.committablePositions();
-    } else {
-      list = offsets.map(({ topic, partition, offset }) => ({ topic: checkTopic(topic), partition: checkPartition(partition), offset: nonNegativeInteger(offset, 'offset') }));
+      await this.enqueueCommit(this.committablePositions());
+      return;
     }
-    // Positions of a partition under revocation (a beforeRevoke hook committing them) are of the
-    // membership the revocation began in: if that is lost meanwhile, they are refused.
-    const revokingIn = list.map(({ topic, partition }) => this.revokingIn.get(partitionKey(topic, partition))).find((membership) => membership !== undefined);
-    await this.enqueueCommit(list, revokingIn);
+    const list = offsets.map(({ topic, partition, offset }) => ({ topic: checkTopic(topic), partition: checkPartition(partition), offset: nonNegativeInteger(offset, 'offset') }));
+    await this.enqueueCommit(list, this.revocationMembership(list));
+  }
+
+  /**
+   * The membership a revocation under way began in, if `offsets` name one of its partitions (a
+   * beforeRevoke hook committing the positions it was given): if that membership is lost
+   * meanwhile, they are refused. Undefined otherwise.
+   */
+  private revocationMembership(offsets: readonly TopicPartitionOffset[]): number | undefined {
+    if (this.revokingIn.size === 0) return undefined;
+    for (const { topic, partition } of offsets) {
+      const membership = this.revokingIn.get(partitionKey(topic, partition));
+      if (membership !== undefined) return membership;
+    }
+    return undefined;
   }
 
   /** The group's committed offsets of `partitions` (default: the assigned ones); partitions without one are left out. */
@@ -534,7 +545,7 @@ export class Consumer extends EventEmitter {
     const membership = this.member?.membership ?? 0;
     // A commit the hook makes of these partitions belongs to this membership, even if it
     // returns after the member lost it (see `commit`).
-    for (const fetcher of revoked) this.revokingIn.set(partitionKey(fetcher.topic, fetcher.partition), membership);
+    if (options.lost !== true) for (const fetcher of revoked) this.revokingIn.set(partitionKey(fetcher.topic, fetcher.partition), membership);
     try {
       if (options.lost !== true) await this.beforeRevoke(positions, membership);
     } finally {

@@ -53,6 +53,7 @@ import type { TopicPartition, TopicPartitionOffset } from './consumer.js';
 import { StrataClientError, invalidArgument, isRetriable, toClientError } from './errors.js';
 import { OffsetCommitStream } from './offset-commit-stream.js';
 import { integerRangeProblem } from '../common/integer-range.js';
+import { settlesWithin } from '../common/settles-within.js';
 
 const v1 = strata.v1;
 
@@ -330,11 +331,10 @@ export class GroupMember {
       let delayMs: number;
       try {
         const response = await this.heartbeat();
-        const answeredAt = performance.now();
+        this.answeredAtMs = performance.now();
         failures = 0;
         rejoins = 0;
         let revoked: boolean;
-        this.answeredAtMs = answeredAt;
         try {
           revoked = await this.apply(response);
         } finally {
@@ -385,7 +385,8 @@ export class GroupMember {
    */
   private overdueAtMs(): number {
     const sessionMs = this.sessionTimeout();
-    if (this.memberIdValue === '' || sessionMs === null || this.answeredSentAtMs < 0) return Number.POSITIVE_INFINITY;
+    // answeredSentAtMs is -1 while not a member (joining, rejoining).
+    if (sessionMs === null || this.answeredSentAtMs < 0) return Number.POSITIVE_INFINITY;
     return this.answeredSentAtMs + sessionMs - 2 * this.intervalMs;
   }
 
@@ -622,7 +623,8 @@ export class GroupMember {
    */
   async commit(offsets: readonly TopicPartitionOffset[], membership: number): Promise<void> {
     let pending = offsets;
-    const ownedAtStart = new Set(this.owned.keys());
+    // Which of them the member owned when the commit began, to say why one is dropped.
+    const ownedAtStart = new Set(offsets.filter(({ topic, partition }) => this.owned.has(partitionKey(topic, partition))));
     const dropped: TopicPartitionOffset[] = [];
     // Positions of one membership are not committed in the next, under the same member id:
     // the partitions were lost in between, and may have been read further by another member.
@@ -720,6 +722,7 @@ export class GroupMember {
     this.logger.info({ memberId: this.memberIdValue, static: this.instanceId !== null }, 'left the group');
     this.memberIdValue = '';
     this.epoch = 0;
+    this.answeredSentAtMs = -1;
     this.owned.clear();
   }
 
@@ -757,9 +760,9 @@ export class GroupMember {
  * The refusal of the offsets a commit dropped (the others were committed): partitions the
  * member gave up in a rebalance while the commit was under way, and partitions it did not own.
  */
-function notCommitted(offsets: readonly TopicPartitionOffset[], dropped: readonly TopicPartitionOffset[], ownedAtStart: ReadonlySet<string>): StrataClientError {
+function notCommitted(offsets: readonly TopicPartitionOffset[], dropped: readonly TopicPartitionOffset[], ownedAtStart: ReadonlySet<TopicPartitionOffset>): StrataClientError {
   const names = (entries: readonly TopicPartitionOffset[]): string => entries.map(({ topic, partition }) => `${topic}-${partition}`).join(', ');
-  const givenUp = dropped.filter(({ topic, partition }) => ownedAtStart.has(partitionKey(topic, partition)));
+  const givenUp = dropped.filter((entry) => ownedAtStart.has(entry));
   const neverOwned = dropped.filter((entry) => !givenUp.includes(entry));
   const reasons = [
     ...(givenUp.length > 0 ? [`${names(givenUp)}, which this consumer gave up in a rebalance before the commit reached the broker (their new owner goes on from the group's last committed offset)`] : []),
@@ -767,19 +770,6 @@ function notCommitted(offsets: readonly TopicPartitionOffset[], dropped: readonl
   ];
   const rest = offsets.length > dropped.length ? '; the others were committed' : '';
   return new StrataClientError('FAILED_PRECONDITION', `not committed: ${reasons.join('; ')}${rest}`);
-}
-
-/** Whether `promise` settles within `ms` (at once when `ms` is not positive and it has not). */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.max(0, ms));
-  });
-  try {
-    return await Promise.race([promise.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Thrown out of an answer's application once the member has left and dropped its partitions (`abandonRevocation`): the loop joins again. */

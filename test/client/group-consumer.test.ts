@@ -293,6 +293,8 @@ describe('commits', () => {
       lost.push(event);
       membersWhenLost.push(broker.groups.listGroups().find((group) => group.groupId === groupId)?.members ?? 0);
     });
+    const failedCommits: string[] = [];
+    a.consumer.on('commitFailed', ({ error }: { error: StrataClientError }) => failedCommits.push(error.message));
     try {
       await waitUntil(() => a.assignment().length === 2, 'a owns both');
       await produceEach(name, 2, 3);
@@ -310,6 +312,9 @@ describe('commits', () => {
       release();
       await waitUntil(() => hookCommit !== null, 'the hook to commit');
       expect(await hookCommit).toMatch(/^this consumer lost its membership of group .*, and with it the partitions, after these positions were taken; nothing committed$/);
+      // So is the revocation's own automatic commit, which follows the hook.
+      await waitUntil(() => failedCommits.length > 0, 'the revocation commit');
+      expect(failedCommits[0]).toMatch(/^this consumer lost its membership of group /);
     } finally {
       release();
     }
