@@ -14,6 +14,7 @@ import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument } from './errors.js';
 import { integerRangeProblem } from '../common/integer-range.js';
+import { LIST_GROUPS_PAGE_MAX } from '../common/request-limits.js';
 
 const v1 = strata.v1;
 
@@ -296,7 +297,7 @@ export class Admin {
   async listGroups(options: { pageSize?: number } = {}): Promise<GroupSummary[]> {
     this.checkOpen();
     const pageSize = options.pageSize ?? LIST_GROUPS_PAGE_SIZE;
-    const problem = integerRangeProblem('pageSize', pageSize, 0, 4_000);
+    const problem = integerRangeProblem('pageSize', pageSize, 0, LIST_GROUPS_PAGE_MAX);
     if (problem !== null) throw invalidArgument(problem);
     const groups: GroupSummary[] = [];
     let pageToken = '';

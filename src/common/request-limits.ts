@@ -79,3 +79,10 @@ export const BATCH_HEADER_BYTES_MIN = 2;
  * it was refused for its batch's size; the parser stops at this bound instead.
  */
 export const PRODUCE_REQUEST_HEADERS_MAX = Math.floor(BATCH_BYTES_MAX / BATCH_HEADER_BYTES_MIN);
+
+/**
+ * Most groups one ListGroups answer holds when it pages: at the longest ids (255 characters of 3
+ * bytes each in UTF-8) an entry takes about 790 bytes, so a page stays under 3.2 MB, inside the
+ * 4 MiB receive limit most gRPC libraries default to.
+ */
+export const LIST_GROUPS_PAGE_MAX = 4_000;

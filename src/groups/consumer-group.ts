@@ -162,7 +162,7 @@ export class ConsumerGroup {
     // A heartbeat of the previous epoch (the answer that moved it was lost) is told the current
     // state and moves no partition: a revoked partition it leaves out, the member may hold
     // still, and a new epoch the member does not hear of would make its next retry a zombie's.
-    if (previousEpoch) return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
+    if (previousEpoch) return this.answer(member);
     return this.reconcile(member, input.owned, nowMs);
   }
 
@@ -266,6 +266,15 @@ export class ConsumerGroup {
     member.away = false;
     member.heartbeated = false;
     this.resubscribe(member, subscription, topics);
+    return this.startOver(member, nowMs);
+  }
+
+  /**
+   * Answers a member that holds nothing yet (a join sent again, a static member's new
+   * incarnation): what it was given outside its target is released rather than revoked, and
+   * `reconcile`, told it owns nothing, frees what it was giving up and hands it its free target.
+   */
+  private startOver(member: Member, nowMs: number): HeartbeatOutput {
     const target = this.targetOf(member.memberId);
     for (const key of [...member.assigned]) {
       if (target.has(key)) continue;
@@ -273,6 +282,11 @@ export class ConsumerGroup {
       if (this.owners.get(key) === member.memberId) this.owners.delete(key);
     }
     return this.reconcile(member, new Set(), nowMs);
+  }
+
+  /** The answer to a member's heartbeat: its epoch and assignment as they are now. */
+  private answer(member: Member): HeartbeatOutput {
+    return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
   }
 
   /** Takes a member's subscription, and rebalances if it changed. */
@@ -308,19 +322,9 @@ export class ConsumerGroup {
     this.target.set(member.memberId, this.target.get(previous.memberId) ?? new Set());
     this.target.delete(previous.memberId);
     this.resubscribe(member, subscription, topics);
-    // The new process holds nothing: what the old one was giving up is free at once, and what
-    // has left the target since is not handed to it.
-    const target = this.targetOf(member.memberId);
-    for (const key of [...member.revoking, ...[...member.assigned].filter((assigned) => !target.has(assigned))]) {
-      member.assigned.delete(key);
-      member.revoking.delete(key);
-      member.vanished.delete(key);
-      if (this.owners.get(key) === member.memberId) this.owners.delete(key);
-    }
-    member.revokingSinceMs = -1;
-    // The old incarnation consumed `assigned`; the new one starts from nothing owned, so it
-    // is told its full assignment again.
-    return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
+    // The new process holds nothing: what the old one was giving up is free at once, what has
+    // left the target since is not handed to it, and it is told its full assignment again.
+    return this.startOver(member, nowMs);
   }
 
   private leave(member: Member, epoch: number, topics: TopicCounts): HeartbeatOutput {
@@ -429,7 +433,7 @@ export class ConsumerGroup {
       member.epoch = Math.max(member.epoch + 1, this.groupEpoch);
     }
     if (member.revoking.size > 0 && member.revokingSinceMs < 0) member.revokingSinceMs = nowMs;
-    return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
+    return this.answer(member);
   }
 
   /**

@@ -1,6 +1,7 @@
 /** Handlers of `strata.v1.Groups`: membership heartbeats, offset commits and group admin. */
 import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { PARTITION_COUNT_MAX } from '../common/broker-limits.js';
+import { LIST_GROUPS_PAGE_MAX } from '../common/request-limits.js';
 import type { GroupCoordinator, ResetTarget } from '../groups/group-coordinator.js';
 import { strata } from '../generated/strata.js';
 import { nonNegative, toLong, toSafeNumber } from './convert.js';
@@ -97,12 +98,6 @@ function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsR
   );
 }
 
-/**
- * Most groups one ListGroups answer holds when it pages: at the longest ids (255 characters of 3
- * bytes each in UTF-8) an entry takes about 790 bytes, so a page stays under 3.2 MB, inside the
- * 4 MiB receive limit most gRPC libraries default to.
- */
-export const LIST_GROUPS_PAGE_MAX = 4_000;
 
 /**
  * The page of `groups` (ordered by id) after `pageToken` (the last id of the page before), of

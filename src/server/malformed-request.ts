@@ -79,10 +79,15 @@ export function withRequestBytesMax<Definition extends ServiceDefinition>(
 }
 
 function requestTooLarge(method: string, bytes: number, requestBytesMax: number): StrataError {
-  return new StrataError(
-    ErrorCode.RESOURCE_EXHAUSTED,
-    `the request to ${method} is ${bytes} bytes, over the limit of ${requestBytesMax} bytes for this method; only Produce and ProduceStream, which carry records, take requests up to --max-request-bytes. Check what the client puts in this request`,
-  );
+  return new StrataError(ErrorCode.RESOURCE_EXHAUSTED, nonProduceTooLarge(method, `is ${bytes} bytes`, requestBytesMax));
+}
+
+/**
+ * What a request to a method other than Produce and ProduceStream over its limit is told;
+ * `size` says how large it is ("is N bytes", or "inflates to over N bytes").
+ */
+export function nonProduceTooLarge(method: string, size: string, requestBytesMax: number): string {
+  return `the request to ${method} ${size}, over the limit of ${requestBytesMax} bytes for this method; only Produce and ProduceStream, which carry records, take requests up to --max-request-bytes. Check what the client puts in this request`;
 }
 
 /** `request`, or its refusal (INVALID_ARGUMENT if its bytes did not decode). */

@@ -18,17 +18,18 @@ import { status, type ServerInterceptingCall, type ServerInterceptingCallInterfa
 import type { Logger } from '../common/logger.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
 import type { BrokerMetrics } from './metrics.js';
+import { nonProduceTooLarge } from './malformed-request.js';
 import { LOG_SERVICE_NAME } from './service-definitions.js';
 
 export function transportRefusals(context: { logger: Logger; metrics: BrokerMetrics | null }, maxRequestBytes: number): ServerInterceptor {
   return (descriptor, call) => {
     let refusedAlready = false;
     const innermost = call as ServerInterceptingCallInterface & { sendStatus(status: PartialStatus): void };
-    const send = innermost.sendStatus.bind(innermost);
+    const send = innermost.sendStatus;
     innermost.sendStatus = (sent: PartialStatus) => {
       // grpc-js refuses again at each later frame of the message; the call ended at the first.
       if (refusedAlready || sent.code !== status.RESOURCE_EXHAUSTED || !sent.details.startsWith(GRPC_JS_TOO_LARGE)) {
-        send(sent);
+        send.call(innermost, sent);
         return;
       }
       refusedAlready = true;
@@ -37,7 +38,7 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
       // Counted, not timed: on a stream, the time since the call began is the stream's age.
       context.metrics?.requests.inc({ method, code: status[refused.code] });
       context.logger.warn({ method, code: refused.code, reason: refused.details }, 'request failed');
-      send(refused);
+      send.call(innermost, refused);
     };
     // grpc-js chains what each interceptor returns through the interface alone; the type asks
     // for its class, which would add a layer every message of the call goes through.
@@ -61,10 +62,7 @@ type PartialStatus = Pick<StatusObject, 'code' | 'details'> & Partial<StatusObje
 function tooLargeDetails(path: string, details: string, maxRequestBytes: number): string {
   const size = /larger than max \((\d+) vs\.? \d+\)/.exec(details)?.[1];
   const what = size === undefined ? `inflates to over ${maxRequestBytes} bytes` : `is ${size} bytes`;
-  if (!PRODUCE_PATHS.has(path)) {
-    const limit = Math.min(maxRequestBytes, NON_PRODUCE_REQUEST_BYTES_MAX);
-    return `the request to ${path} ${what}, over the limit of ${limit} bytes for this method; only Produce and ProduceStream, which carry records, take requests up to --max-request-bytes. Check what the client puts in this request`;
-  }
+  if (!PRODUCE_PATHS.has(path)) return nonProduceTooLarge(path, what, Math.min(maxRequestBytes, NON_PRODUCE_REQUEST_BYTES_MAX));
   return `the request to ${path} ${what}, over this broker's limit of ${maxRequestBytes} bytes (--max-request-bytes); send smaller produce requests (fewer or smaller records in each) or raise the broker's --max-request-bytes`;
 }
 

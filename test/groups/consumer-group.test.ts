@@ -495,6 +495,20 @@ describe('static membership', () => {
     expectPartition([back, b], partitionsOf('t', 12));
   });
 
+  it('a static member taken over mid-revocation: what the old incarnation was giving up is free at once, not the new one\'s to give up', () => {
+    const h = new Harness();
+    const a = h.join({ instanceId: 'pod-a' });
+    h.settle([a]);
+    const b = h.join({ sessionTimeoutMs: 60_000 });
+    h.beat(a, { owned: new Set(a.owned) }); // told to give up 6; it leaves before it does
+    h.leave(a, STATIC_LEAVE_EPOCH);
+    expect(b.owned.size).toBe(0);
+    const back = h.join({ instanceId: 'pod-a' });
+    expect(back.owned.size).toBe(6);
+    expect(h.beat(b).assignment.size).toBe(6); // at once: nobody holds them
+    expectPartition([back, b], partitionsOf('t', 12));
+  });
+
   it('a static member that left with epoch -2 cannot commit until it joins again, though it keeps its partitions', () => {
     const h = new Harness();
     const a = h.join({ instanceId: 'pod-a' });

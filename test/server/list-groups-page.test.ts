@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/common/errors.js';
 import { strata } from '../../src/generated/strata.js';
-import { LIST_GROUPS_PAGE_MAX, listGroupsPage } from '../../src/server/groups-service.js';
+import { LIST_GROUPS_PAGE_MAX } from '../../src/common/request-limits.js';
+import { listGroupsPage } from '../../src/server/groups-service.js';
 
 const v1 = strata.v1;
 
