@@ -40,6 +40,7 @@
  *   baselineWarmupRecords           baseline of produce or consume: records of the unmeasured warm-up run
  *                                   to each server before its measured phase; else null
  */
+import { plural } from '../common/plural.js';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -196,7 +197,7 @@ export function formatReport(report: BenchReport): string {
   if (report.topic !== null) {
     const { flush } = report.topic.configs;
     const configs = flush === undefined ? '' : flush === 'interval' ? `flush=interval flush.ms=${report.topic.configs['flush.ms']}` : `flush=${flush}`;
-    lines.push(`topic: ${report.topic.name}, ${report.topic.partitions} partition${report.topic.partitions === 1 ? '' : 's'}${configs ? `, ${configs}` : ''}${report.topic.created ? ' (created)' : ''}`);
+    lines.push(`topic: ${report.topic.name}, ${plural(report.topic.partitions, 'partition')}${configs ? `, ${configs}` : ''}${report.topic.created ? ' (created)' : ''}`);
   }
   lines.push(`machine: ${machine.cpuModel} x ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform} ${machine.release}, node ${machine.node}`);
   lines.push(`client node flags: ${machine.clientNodeFlags.length > 0 ? machine.clientNodeFlags.join(' ') : 'none'} (npm run bench passes ${BROKER_NODE_FLAGS.join(' ')}, as the broker uses)`);

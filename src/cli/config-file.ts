@@ -30,7 +30,8 @@ export function readConfigFile(path: string): Record<string, unknown> {
     throw new UsageError(`config file ${path} must hold one JSON object of options, like {"data-dir": "/var/lib/strata"}; it holds ${held}`);
   }
   for (const [key, value] of Object.entries(parsed)) {
-    const problem = unknownKeyProblem(key) ?? valueProblem(key, value);
+    const option = optionOf(key);
+    const problem = Object.hasOwn(SERVE_OPTIONS, option) ? valueProblem(key, option as keyof typeof SERVE_OPTIONS, value) : unknownKeyProblem(key);
     if (problem !== null) throw new UsageError(`config file ${path}: ${problem}`);
   }
   return parsed as Record<string, unknown>;
@@ -40,8 +41,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
  * A key that names no option of `strata serve` (as a flag, or in camelCase as yargs takes it
  * too), with the option it most likely meant: yargs would refuse it without naming the file.
  */
-function unknownKeyProblem(key: string): string | null {
-  if (Object.hasOwn(SERVE_OPTIONS, optionOf(key))) return null;
+function unknownKeyProblem(key: string): string {
   if (key === 'config') return '"config" cannot name another config file; give the options it holds here';
   const meant = key.toLowerCase().replace(/[_.\s]+/g, '-');
   const hint = Object.hasOwn(SERVE_OPTIONS, meant) ? `; did you mean "${meant}"?` : '; options are named as the flags of strata serve --help, like "retention-ms"';
@@ -58,10 +58,8 @@ function optionOf(key: string): string {
  * false or an empty string given to a number option (a retention of 0 deletes every sealed
  * segment), take an array as the option given several times and an object as dotted options.
  */
-function valueProblem(key: string, value: unknown): string | null {
-  const option = optionOf(key);
-  if (!Object.hasOwn(SERVE_OPTIONS, option)) return null;
-  const type = SERVE_OPTIONS[option as keyof typeof SERVE_OPTIONS].type;
+function valueProblem(key: string, option: keyof typeof SERVE_OPTIONS, value: unknown): string | null {
+  const type = SERVE_OPTIONS[option].type;
   const held = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value === 'string' ? JSON.stringify(value) : `a ${typeof value}`;
   if (type === 'number') {
     const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;

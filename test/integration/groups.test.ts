@@ -561,7 +561,7 @@ describe('administration', () => {
     for (const call of [() => deleteOffsets('g-del', ['del-a']), () => deleteGroup('g-del')]) {
       const error = await grpcError(call());
       expect(error.code).toBe(status.FAILED_PRECONDITION);
-      expect(error.details).toMatch(/active members?/);
+      expect(error.details).toMatch(/: it has 1 active member; stop them first$/);
     }
     await member.leave();
     await deleteOffsets('g-del', ['del-a']);

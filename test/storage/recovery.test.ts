@@ -1037,6 +1037,9 @@ describe(`a recovery checkpoint the running log moved up (seed ${SEED})`, () => 
     const closing = log.close().then(() => (closed = true));
     for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
     expect(closed, 'the close waits for the move').toBe(false);
+    // The hold would stop the close's own rename too; its write of the temporary file shows
+    // whether it waited for the move or ran beside it.
+    expect(fs.fileWrites.filter((path) => path.endsWith(`recovery-point.checkpoint${TEMP_SUFFIX}`)).length, "only the move's write, while it is held").toBe(1);
     held.release();
     expect(await moving).toBe(true);
     await closing;

@@ -10,7 +10,7 @@
  * src/bench/report.ts). On a terminal a live line on stderr shows records so far and the current
  * rate; otherwise nothing but the table is printed.
  */
-import { accessSync, constants, existsSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Argv, Options } from 'yargs';
 import { type Acks, DEFAULT_BATCH_BYTES } from '../../client/producer.js';
@@ -177,10 +177,9 @@ function checkWritableFile(path: string): void {
   try {
     if (!statSync(directory).isDirectory()) throw new UsageError(`--json ${path}: ${directory} is not a directory`);
     accessSync(directory, constants.W_OK);
-    if (existsSync(path)) {
-      if (statSync(path).isDirectory()) throw new UsageError(`--json ${path}: it is a directory; give a file name`);
-      accessSync(path, constants.W_OK);
-    }
+    const existing = statSync(path, { throwIfNoEntry: false });
+    if (existing?.isDirectory()) throw new UsageError(`--json ${path}: it is a directory; give a file name`);
+    if (existing !== undefined) accessSync(path, constants.W_OK);
   } catch (error) {
     if (error instanceof UsageError) throw error;
     throw new UsageError(`--json ${path}: cannot write there: ${systemErrorText(error as NodeJS.ErrnoException)}`);
@@ -210,10 +209,11 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   // Fewer would measure nothing: no latency, and a sending time of nothing.
   if (measured === 'e2e' && recordsInSeconds(rate!, durationSeconds) < 1) throw new UsageError(`--rate × --duration must give at least 1 measured record for e2e, got ${rate} × ${durationSeconds}`);
   const group = typeof argv.group === 'string' && argv.group !== '' ? argv.group : null;
-  if (workload === 'baseline' && !local && !isLoopbackHost(parseListenAddress(serverAddress(argv)).host)) {
+  const server = local ? '' : serverAddress(argv);
+  if (workload === 'baseline' && !local && !isLoopbackHost(parseListenAddress(server).host)) {
     // The no-op server always runs here, on loopback: against a broker across a network the
     // ratio would measure the network, not what Strata adds to the transport.
-    throw new UsageError(`baseline compares with a no-op server on this machine's loopback: run it with --local, or with --server at a broker on this machine (a 127.x.x.x address, ::1 or localhost), not ${serverAddress(argv)}`);
+    throw new UsageError(`baseline compares with a no-op server on this machine's loopback: run it with --local, or with --server at a broker on this machine (a 127.x.x.x address, ::1 or localhost), not ${server}`);
   }
   if (workload === 'baseline' && measured === 'consume') {
     // The no-op server serves Fetch from raw batches it kept, and no Groups service.
@@ -221,7 +221,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
     if (group !== null) throw new UsageError('baseline --workload consume cannot read with --group: the no-op server has no consumer groups');
   }
   return {
-    server: local ? '' : serverAddress(argv),
+    server,
     serverMetrics,
     local,
     topic: nonEmpty(argv.topic, '--topic'),

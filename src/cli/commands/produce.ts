@@ -309,7 +309,7 @@ async function produce(argv: ProduceArgs): Promise<void> {
   const partitions = perPartition.filter((count) => count > 0).length;
   const rate = acknowledged / Math.max(elapsedMs / 1000, 0.001);
   process.stderr.write(
-    `${interrupted ? 'interrupted: ' : ''}produced ${formatCount(acknowledged)} record${acknowledged === 1 ? '' : 's'} to ${partitions} partition${partitions === 1 ? '' : 's'} of "${argv.topic}" in ${(elapsedMs / 1000).toFixed(2)} s (${formatCount(rate)} records/s)\n`,
+    `${interrupted ? 'interrupted: ' : ''}produced ${formatCount(acknowledged)} record${acknowledged === 1 ? '' : 's'} to ${plural(partitions, 'partition')} of "${argv.topic}" in ${(elapsedMs / 1000).toFixed(2)} s (${formatCount(rate)} records/s)\n`,
   );
 }
 
