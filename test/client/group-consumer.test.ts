@@ -476,6 +476,57 @@ describe('failures and static membership', () => {
     expect(await reader.committed()).toEqual([]);
   });
 
+  it('a heartbeat that hangs (its request never reaches the broker) fails by its deadline in time for the member to drop its partitions before the broker gives them away', async () => {
+    const name = await topic(2);
+    const groupId = unique('hang');
+    let hanging = false;
+    /** How each heartbeat the interceptor held back ended. */
+    const held: { code: number | null }[] = [];
+    // While hanging, a heartbeat's request is never sent (nor its end), so the call waits for
+    // its deadline; the broker sees nothing and the member's session runs out there.
+    const interceptor: Interceptor = (callOptions, nextCall) => {
+      const hold = hanging && callOptions.method_definition.path.endsWith('/Heartbeat');
+      const entry = { code: null as number | null };
+      if (hold) held.push(entry);
+      return new InterceptingCall(nextCall(callOptions), {
+        start: (metadata, _listener, next) => {
+          next(metadata, {
+            onReceiveStatus: (received, nextStatus) => {
+              if (hold) entry.code = received.code;
+              nextStatus(received);
+            },
+          });
+        },
+        sendMessage: (message, next) => {
+          if (!hold) next(message);
+        },
+        halfClose: (next) => {
+          if (!hold) next();
+        },
+      });
+    };
+    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 400, interceptors: [interceptor] });
+    const lost: PartitionsLostEvent[] = [];
+    const membersWhenLost: number[] = [];
+    reader.on('partitionsLost', (event: PartitionsLostEvent) => {
+      lost.push(event);
+      membersWhenLost.push(broker.groups.listGroups().find((group) => group.groupId === groupId)?.members ?? 0);
+    });
+    await waitUntil(() => reader.assignment().length === 2, 'assignment');
+
+    hanging = true;
+    await waitUntil(() => lost.length === 1, 'the client to give its partitions up');
+    expect(membersWhenLost).toEqual([1]); // the broker had not removed the member yet
+    expect(lost[0]!.error.code).toBe('DEADLINE_EXCEEDED');
+    expect(lost[0]!.error.message).toMatch(/^no heartbeat of this member was answered for \d+ ms, near its session timeout of 400 ms/);
+    expect(reader.assignment()).toEqual([]);
+    expect(held[0]!.code).toBe(status.DEADLINE_EXCEEDED); // the held call failed by its own deadline
+
+    hanging = false;
+    await waitUntil(() => reader.assignment().length === 2, 'assigned again');
+    expect(lost).toHaveLength(1);
+  });
+
   it('a member whose join answer was lost joins again under the same member id: no ghost member holds the partitions until its session ends', async () => {
     const name = await topic(2);
     const groupId = unique('lost-join');
