@@ -3,7 +3,7 @@
 // touches nothing; the lock ends with the holder, even one killed with SIGKILL; method: real
 // brokers on temp directories, `strata serve` as child processes, and the repair command.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -13,6 +13,9 @@ import { Broker, REMOVALS_WAIT_MS } from '../../src/broker/broker.js';
 import { DataDirectoryLock, LOCK_FILE } from '../../src/broker/data-directory-lock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { repairCommand } from '../../src/cli/commands/repair.js';
+import { readRecoveryCheckpoint } from '../../src/storage/checkpoint-file.js';
+import { CLEAN_SHUTDOWN_FILE, RECOVERY_CHECKPOINT_FILE, TEMP_SUFFIX, partitionDirectory } from '../../src/storage/file-names.js';
+import { NodeFileSystem } from '../../src/storage/file-system.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { STRATA_BIN } from '../helpers/cli.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
@@ -182,6 +185,35 @@ describe('the data directory lock', () => {
     }
     await closing;
     expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]);
+    expect(await openOutcome(dataDir)).toBe('opened');
+  });
+
+  it('is held until a recovery checkpoint pass under way has written its checkpoint', async () => {
+    const { dataDir, fs, broker } = await brokerOnTestFileSystem();
+    await broker.createTopic('orders', 2, {});
+    for (const partition of [0, 1]) await broker.produceBatches('orders', partition, buildBatch([{ value: Buffer.from('x') }]), 'all');
+    // The pass's write of partition 0's checkpoint is held at its rename.
+    const held = fs.hold('rename', join('orders', '0', RECOVERY_CHECKPOINT_FILE));
+    const pass = broker.checkpointRecoveryPoints();
+    await held.reached;
+    let closeReturned = false;
+    const closing = broker.close().then(() => (closeReturned = true));
+    try {
+      // Partition 1 closes cleanly meanwhile; the close as a whole waits for partition 0.
+      const otherClosed = join(partitionDirectory(dataDir, 'orders', 1), CLEAN_SHUTDOWN_FILE);
+      await vi.waitFor(() => expect(existsSync(otherClosed)).toBe(true), { timeout: 10_000 });
+      expect(closeReturned, 'the close waits for the pass').toBe(false);
+      expect(await openOutcome(dataDir)).toEqual(refusal(dataDir, 'broker'));
+    } finally {
+      held.release();
+    }
+    await Promise.all([pass, closing]);
+    for (const partition of [0, 1]) {
+      const directory = partitionDirectory(dataDir, 'orders', partition);
+      expect(readdirSync(directory).filter((name) => name.endsWith(TEMP_SUFFIX)), `partition ${partition}: no checkpoint write left half done`).toEqual([]);
+      expect(existsSync(join(directory, CLEAN_SHUTDOWN_FILE)), `partition ${partition} closed cleanly`).toBe(true);
+      expect(await readRecoveryCheckpoint(new NodeFileSystem(), directory), `partition ${partition}'s checkpoint`).toBe(1);
+    }
     expect(await openOutcome(dataDir)).toBe('opened');
   });
 
