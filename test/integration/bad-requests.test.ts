@@ -2,7 +2,7 @@
 // touches nothing on disk and leaves the broker serving; method: a table of bad requests sent over
 // real gRPC to an in-process broker, then a check of the data directory and a produce/fetch round
 // trip, plus a broker-level disk-full test through an injected FileSystem.
-import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, compressionAlgorithms, credentials, makeGenericClientConstructor, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { pino } from 'pino';
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX, PRODUCE_REQUEST_RECORDS_MAX } from '../../src/common/request-limits.js';
 import type { strata } from '../../src/generated/strata.js';
+import { logServiceDefinition } from '../../src/server/service-definitions.js';
 import { STATUS_FOR_CODE, toGrpcFailure } from '../../src/server/status.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
 import { ATTRIBUTES_OFFSET, CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, MAGIC_OFFSET, RECORD_COUNT_OFFSET, RECORDS_OFFSET, decodeBatches } from '../../src/storage/record-batch.js';
@@ -378,7 +379,7 @@ describe('bad requests', () => {
     expect(fetched.records.map((r) => Buffer.from(r.value!).toString())).toEqual(['before']);
   });
 
-  it('counts requests over --max-request-bytes, which grpc-js refuses before any handler, and tells the client the limit and the flag', async () => {
+  it("counts requests over --max-request-bytes, which grpc-js refuses before any handler (gzip ones that inflate past it too), and tells the client the limit and the flag, or a non-produce method's own limit", async () => {
     const scrape = async (): Promise<string> => (await globalThis.fetch(`http://${broker.metricsAddress!}/metrics`)).text();
     const refused = (text: string, method: string): number => {
       const line = text.split('\n').find((candidate) => candidate.startsWith(`strata_requests_total{method="${method}",code="RESOURCE_EXHAUSTED"}`));
@@ -408,8 +409,26 @@ describe('bad requests', () => {
     expect(error).not.toBeNull();
     expect({ code: status[error!.code], details: error!.details }).toEqual({ code: 'RESOURCE_EXHAUSTED', details: `the request to strata.v1.Log/ProduceStream is ${large.length} bytes, ${limit}` });
 
+    // A gzip-compressed request, small on the wire, that inflates past the limit.
+    const LogClient = makeGenericClientConstructor(logServiceDefinition, 'strata.v1.Log');
+    const gzipClient = new LogClient(broker.address, credentials.createInsecure(), { 'grpc.default_compression_algorithm': compressionAlgorithms.gzip });
+    const inflated = await new Promise<ServiceError | null>((resolve) =>
+      gzipClient.makeUnaryRequest('/strata.v1.Log/Produce', (bytes: Buffer) => bytes, (bytes: Buffer) => bytes, large, { deadline: Date.now() + 10_000 }, (error) => resolve(error)),
+    ).finally(() => gzipClient.close());
+    expect(inflated).not.toBeNull();
+    expect({ code: status[inflated!.code], details: inflated!.details }).toEqual({ code: 'RESOURCE_EXHAUSTED', details: `the request to strata.v1.Log/Produce inflates to over ${MAX_REQUEST_BYTES} bytes, ${limit}` });
+
+    // Any other method is told its own limit.
+    const create = Buffer.from(v1.CreateTopicRequest.encode(v1.CreateTopicRequest.create({ name: 'oversized-create', partitions: 1, configs: { 'retention.ms': '1'.repeat(MAX_REQUEST_BYTES) } })).finish());
+    const created = await grpcError(client.call('admin.createTopic', create));
+    expect({ code: status[created.code], details: created.details }).toEqual({
+      code: 'RESOURCE_EXHAUSTED',
+      details: `the request to strata.v1.Admin/CreateTopic is ${create.length} bytes, over the limit of ${Math.min(MAX_REQUEST_BYTES, NON_PRODUCE_REQUEST_BYTES_MAX)} bytes for this method; only Produce and ProduceStream, which carry records, take requests up to --max-request-bytes. Check what the client puts in this request`,
+    });
+
     const after = await scrape();
-    expect([refused(after, 'Produce') - refused(before, 'Produce'), refused(after, 'ProduceStream') - refused(before, 'ProduceStream')]).toEqual([1, 1]);
+    const counted = (method: string): number => refused(after, method) - refused(before, method);
+    expect(['Produce', 'ProduceStream', 'CreateTopic'].map(counted)).toEqual([2, 1, 1]);
     const fetched = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'oversized', partition: 0, offset: long(0) }));
     expect(answers).toEqual([1]);
     expect(fetched.records.map((r) => Buffer.from(r.value!).toString())).toEqual(['fits']);
