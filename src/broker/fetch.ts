@@ -5,6 +5,7 @@
  */
 import { ErrorCode, StrataError } from '../common/errors.js';
 import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
+import { nextOffsetAfter } from '../storage/record-batch.js';
 
 export const FETCH_BYTES_DEFAULT = 1024 * 1024;
 export const FETCH_BYTES_MAX = 64 * 1024 * 1024;
@@ -38,24 +39,32 @@ export function waitForHighWatermark(log: PartitionLog, timeoutMs: number, signa
  * Reads from `offset`, waiting up to `maxWaitMs` for at least `minBytes` of batches. While it
  * waits it counts the bytes each advance of the high watermark makes visible, and reads again
  * only once they may make up `minBytes`, or at the end of the wait: a read of up to `maxBytes`
- * per small append would copy the growing range again and again.
+ * per small append would copy the growing range again and again. A read that stopped short of
+ * what was visible when it began (at `maxBytes`, or at the end of a segment) is answered at
+ * once: reading again at the same offset returns no more, however long it waits.
  */
 export async function fetchWithWait(log: PartitionLog, options: FetchOptions): Promise<ReadResult> {
   const minBytes = Math.min(Math.max(1, options.minBytes), options.maxBytes);
   const deadline = Date.now() + options.maxWaitMs;
   // Taken before each read: bytes made visible during it are counted as arrived after it.
   let readAt = log.visibleBytesTotal;
+  let visible = log.highWatermark;
   let result = await log.read(options.offset, options.maxBytes);
   while (result.batches.length < minBytes && !options.signal?.aborted) {
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) break;
-    await waitForHighWatermark(log, remaining, options.signal);
-    // Every byte made visible since the last read lies after what it returned. A log closed or
-    // fenced meanwhile (its topic deleted, say) is read all the same: the read says why, and
-    // the fetch fails with it rather than wait on.
+    if (result.batches.length > 0 && nextOffsetAfter(result.batches, options.offset) < visible) return result;
+    // Every byte made visible since the last read lies after what it returned, those made
+    // visible before the wait below began (whose wake-up it would miss) included. A log closed
+    // or fenced meanwhile (its topic deleted, say) is read all the same: the read says why,
+    // and the fetch fails with it rather than wait on.
     const arrived = log.visibleBytesTotal - readAt;
-    if (log.usable && result.batches.length + arrived < minBytes) continue;
+    if (log.usable && result.batches.length + arrived < minBytes) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) break;
+      await waitForHighWatermark(log, remaining, options.signal);
+      continue;
+    }
     readAt = log.visibleBytesTotal;
+    visible = log.highWatermark;
     result = await log.read(options.offset, options.maxBytes);
   }
   // The wait ended short of min_bytes (its time, or the call's end): what arrived is read.

@@ -14,7 +14,7 @@ import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_BYTES_MAX, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
-import { NO_PRODUCER_ID, forEachBatch, readLastOffset } from '../storage/record-batch.js';
+import { NO_PRODUCER_ID, nextOffsetAfter } from '../storage/record-batch.js';
 import { checkDecoded } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
 import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
@@ -101,19 +101,6 @@ function producerFromWire(request: strata.v1.ProduceRequest): { producerId: numb
     throw invalidArgument(`producer_id ${producerId} is not valid: use an id from InitProducer (1 or more), or -1 or no producer_id for a producer that is not idempotent`);
   }
   return { producerId, producerEpoch: checkProducerEpoch(request.producerEpoch), baseSequence: nonNegative(request.baseSequence, 'base_sequence') };
-}
-
-/**
- * The offset after the last whole batch in `batches`, or `offset` when there is none. Offsets
- * within a log are contiguous (a batch's last offset delta is its record count minus one), so
- * the answer less `offset` is the number of records from `offset` on.
- */
-function nextOffsetAfter(batches: Buffer, offset: number): number {
-  let next = offset;
-  forEachBatch(batches, (position) => {
-    next = readLastOffset(batches, position) + 1;
-  });
-  return next;
 }
 
 /**
@@ -365,9 +352,13 @@ async function followPartition(follower: PartitionFollower, log: PartitionLog, s
     // Waits before it reads: a partition held back by a slow reader holds no batches meanwhile.
     await sendWindow.room();
     if (signal.aborted) return;
+    const visible = log.highWatermark;
     const result = await log.read(offset, follower.maxBytes);
     if (result.batches.length === 0) {
       sendWindow.passTurn();
+      // A move of the high watermark between the read and the wait (in the microtasks that ran
+      // before this one) would not wake it: read again instead.
+      if (log.highWatermark !== visible) continue;
       await waitForHighWatermark(log, SUBSCRIBE_IDLE_CHECK_MS, signal);
       continue;
     }

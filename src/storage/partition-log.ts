@@ -120,6 +120,7 @@ export interface ReadResult {
    * may write its framing there and send one buffer (0 when there are none).
    */
   headroom: number;
+  /** As the read returned: at or past the end of `batches`. */
   highWatermark: number;
   logStartOffset: number;
 }
@@ -1168,7 +1169,9 @@ export class PartitionLog {
       } finally {
         segment.release();
       }
-      if (batches !== null && batches.length > 0) return { batches, headroom: READ_HEADROOM_BYTES, highWatermark, logStartOffset };
+      // The high watermark now: it may have moved past the one above while a read waited, and
+      // these batches may end past that one.
+      if (batches !== null && batches.length > 0) return { batches, headroom: READ_HEADROOM_BYTES, highWatermark: this.highWatermark, logStartOffset };
       // On to the segment after this one, found anew: retention may have removed segments in
       // front of it meanwhile, which shifts the indices. If it removed this one, `offset` is
       // gone too.

@@ -439,6 +439,19 @@ export function forEachBatch(buffer: Buffer, visit: (position: number, size: num
   return position;
 }
 
+/**
+ * The offset after the last whole batch in `batches`, or `offset` when there is none. Offsets
+ * within a log are contiguous (a batch's last offset delta is its record count minus one), so
+ * the answer less `offset` is the number of records from `offset` on.
+ */
+export function nextOffsetAfter(batches: Buffer, offset: number): number {
+  let next = offset;
+  forEachBatch(batches, (position) => {
+    next = readLastOffset(batches, position) + 1;
+  });
+  return next;
+}
+
 /** Whether the records of the batch at `position` are compressed. */
 export function isCompressedBatch(buffer: Buffer, position: number): boolean {
   return compressionOf(readAttributes(buffer, position)) !== Compression.none;

@@ -1,11 +1,15 @@
 // Goal: a long-poll fetch waiting for min_bytes reads the log again only once enough may have
 // arrived (or its wait ends), not once per append, still answers with everything that arrived,
-// and fails at once when the log is fenced meanwhile; method: a real PartitionLog in a
-// temporary directory (a failing fdatasync injected), its reads counted, small appends made
-// while a fetch waits.
+// counts what arrived while it read, answers at once when max_bytes or a segment's end cut its
+// read short, and fails at once when the log is fenced meanwhile; method: a real PartitionLog
+// in a temporary directory (a failing fdatasync or a held read injected), its reads counted,
+// small appends made while a fetch waits. A fetch that would wait instead is given 60 s and
+// checked to settle within 10.
 import { afterEach, describe, expect, it } from 'vitest';
 import { fetchWithWait } from '../../src/broker/fetch.js';
 import { ErrorCode } from '../../src/common/errors.js';
+import { settlesWithin } from '../../src/common/settles-within.js';
+import type { LogConfig } from '../../src/storage/log-config.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import { decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
@@ -17,9 +21,9 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function countedLog(fs?: TestFileSystem): Promise<{ log: PartitionLog; reads: () => number }> {
+async function countedLog(fs?: TestFileSystem, config: Partial<LogConfig> = {}): Promise<{ log: PartitionLog; reads: () => number }> {
   const directory = temporaryDirectory('strata-fetch-');
-  const log = await PartitionLog.open({ directory, ...(fs !== undefined ? { fs } : {}) });
+  const log = await PartitionLog.open({ directory, config, ...(fs !== undefined ? { fs } : {}) });
   cleanups.push(() => removeDirectory(directory), () => log.close());
   let reads = 0;
   const read = log.read.bind(log);
@@ -63,5 +67,46 @@ describe('fetchWithWait', () => {
     ended.abort();
     const result = await fetched;
     expect(decodeBatches(result.batches).map((record) => record.value!.toString())).toEqual(['record 0', 'record 1', 'record 2']);
+  });
+
+  it('answers at once when max_bytes cut its read short of min_bytes: reading again returns no more', async () => {
+    const { log, reads } = await countedLog();
+    for (let index = 0; index < 10; index++) await log.append(batch(index));
+    const maxBytes = Math.floor(3.5 * batch(0).length);
+    const fetched = fetchWithWait(log, { offset: 0, maxBytes, minBytes: maxBytes, maxWaitMs: 60_000 });
+    expect(await settlesWithin(fetched, 10_000), 'answered without waiting').toBe(true);
+    expect(decodeBatches((await fetched).batches).map((record) => record.value!.toString())).toEqual(['record 0', 'record 1', 'record 2']);
+    expect(reads()).toBe(1);
+  });
+
+  it("answers at once when its read stopped at the end of a segment, with more in the next", async () => {
+    const { log, reads } = await countedLog(undefined, { segmentBytes: 1024 });
+    const perSegment = Math.ceil(1024 / batch(0).length);
+    for (let index = 0; index < 3 * perSegment; index++) await log.append(batch(index));
+    const fetched = fetchWithWait(log, { offset: 1, maxBytes: 1024 * 1024, minBytes: 1024 * 1024, maxWaitMs: 60_000 });
+    expect(await settlesWithin(fetched, 10_000), 'answered without waiting').toBe(true);
+    const values = decodeBatches((await fetched).batches).map((record) => record.value!.toString());
+    expect(values[0]).toBe('record 1');
+    expect(values.length).toBeLessThan(3 * perSegment - 1); // the first segment's rest only
+    expect(reads()).toBe(1);
+  });
+
+  it('counts what became visible while it read, whose advance came before its wait began', async () => {
+    const fs = new TestFileSystem();
+    const directory = temporaryDirectory('strata-fetch-');
+    // Without a tail cache every read goes to the segment file: the fetch's is held there.
+    const log = await PartitionLog.open({ directory, fs, tailCache: null });
+    cleanups.push(() => removeDirectory(directory), () => log.close());
+    await log.append(batch(0));
+    const held = fs.hold('read');
+    const fetched = fetchWithWait(log, { offset: 0, maxBytes: 1024 * 1024, minBytes: 2 * batch(0).length, maxWaitMs: 60_000 });
+    try {
+      await held.reached;
+      await log.append(batch(1)); // durable and visible before the read returns
+    } finally {
+      held.release();
+    }
+    expect(await settlesWithin(fetched, 10_000), 'answered without waiting for another append').toBe(true);
+    expect(decodeBatches((await fetched).batches).map((record) => record.value!.toString())).toEqual(['record 0', 'record 1']);
   });
 });

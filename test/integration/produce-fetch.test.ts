@@ -582,6 +582,30 @@ describe('produce and fetch', () => {
       }
     });
 
+    it('delivers a record made visible between an empty read and the wait after it without waiting for another', async () => {
+      const topic = 'sub-advance-before-wait';
+      await createTopic(topic, 1);
+      const log = partitionLog(topic, 0);
+      const read = log.read;
+      let reads = 0;
+      // The first read finds nothing; before the subscription has its answer, a record is
+      // produced and made visible: the high watermark moves before the wait begins. Missed, the
+      // record would wait for the idle check (30 s), past the call's 15 s deadline.
+      log.read = async (offset: number, maxBytes: number) => {
+        const result = await read.call(log, offset, maxBytes);
+        if (++reads === 1) await produce({ topic, partition: 0, records: [wireRecord({ value: 'between' })] });
+        return result;
+      };
+      const subscription = new Subscription({ topic, start: v1.StartPosition.create({ earliest: true }) });
+      try {
+        await subscription.until(() => subscription.records().length === 1, 'the record');
+        expect(subscription.records().map((record) => record.value)).toEqual(['between']);
+      } finally {
+        Reflect.deleteProperty(log, 'read');
+        await subscription.cancel();
+      }
+    });
+
     it('a partition that fails ends the call, and the other partitions stop following before the error is sent', async () => {
       const topic = 'sub-one-fails';
       await createTopic(topic, 2);
