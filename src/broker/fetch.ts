@@ -8,7 +8,6 @@ import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
 import { nextOffsetAfter } from '../storage/record-batch.js';
 
 export const FETCH_BYTES_DEFAULT = 1024 * 1024;
-export const FETCH_BYTES_MAX = 64 * 1024 * 1024;
 export const FETCH_WAIT_MAX_MS = 5 * 60 * 1000;
 
 export interface FetchOptions {

@@ -56,7 +56,9 @@ import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX } from '../common/broker-limits.js';
+import { integerRangeProblem } from '../common/integer-range.js';
 import { rootLogger, type Logger } from '../common/logger.js';
+import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
 import { checkBatchFrame, forEachBatch, forEachRecord, type RecordHeader } from '../storage/record-batch.js';
 import { listOffsets } from './admin.js';
@@ -303,7 +305,10 @@ export class Consumer extends EventEmitter {
     const resetPolicy = options.resetPolicy ?? 'latest';
     if (resetPolicy !== 'earliest' && resetPolicy !== 'latest') throw invalidArgument(`resetPolicy must be 'earliest' or 'latest', got ${JSON.stringify(resetPolicy)}`);
     this.resetPolicy = resetPolicy;
-    this.maxBytesPerPartition = positiveInteger(options.maxBytesPerPartition ?? 1024 * 1024, 'maxBytesPerPartition');
+    this.maxBytesPerPartition = options.maxBytesPerPartition ?? 1024 * 1024;
+    // Over the broker's limit every subscription would be refused, and retried for ever.
+    const maxBytesProblem = integerRangeProblem('maxBytesPerPartition', this.maxBytesPerPartition, 1, FETCH_BYTES_MAX);
+    if (maxBytesProblem !== null) throw invalidArgument(maxBytesProblem);
     this.prefetchBatches = positiveInteger(options.prefetchBatches ?? 2, 'prefetchBatches');
     this.retryBackoffMs = nonNegativeInteger(options.retryBackoffMs ?? 100, 'retryBackoffMs');
     this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, nonNegativeInteger(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));

@@ -86,3 +86,9 @@ export const PRODUCE_REQUEST_HEADERS_MAX = Math.floor(BATCH_BYTES_MAX / BATCH_HE
  * 4 MiB receive limit most gRPC libraries default to.
  */
 export const LIST_GROUPS_PAGE_MAX = 4_000;
+
+/**
+ * Most bytes of batches one Fetch answer or Subscribe message carries (`max_bytes`; larger is
+ * INVALID_ARGUMENT): the client checks its setting against it before it subscribes.
+ */
+export const FETCH_BYTES_MAX = 64 * 1024 * 1024;

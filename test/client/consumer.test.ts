@@ -22,6 +22,7 @@ import {
 } from '../../src/client/consumer.js';
 import { strata } from '../../src/generated/strata.js';
 import { StrataClientError } from '../../src/client/errors.js';
+import { FETCH_BYTES_MAX } from '../../src/common/request-limits.js';
 import { Producer } from '../../src/client/producer.js';
 import { failFirstCallAfter, refuseFirstCall } from '../helpers/interceptors.js';
 import { plateau } from '../helpers/plateau.js';
@@ -79,6 +80,27 @@ async function take(source: Consumer, count: number): Promise<ConsumerRecord[]> 
 }
 
 const valueOf = (record: ConsumerRecord): string => record.value!.toString('utf8');
+
+describe('options', () => {
+  it('refuses a maxBytesPerPartition over the broker\'s Subscribe limit at once, rather than retrying a refused subscription for ever', async () => {
+    const refused = (() => {
+      try {
+        consumer({ maxBytesPerPartition: FETCH_BYTES_MAX + 1 });
+        return null;
+      } catch (error) {
+        return error;
+      }
+    })();
+    expect(refused).toBeInstanceOf(StrataClientError);
+    expect(refused).toMatchObject({ code: 'INVALID_ARGUMENT', message: `maxBytesPerPartition must be an integer from 1 to ${FETCH_BYTES_MAX}, got ${FETCH_BYTES_MAX + 1}` });
+    // At the limit it reads.
+    const name = await topic(1);
+    await produce(name, 0, 2);
+    const reader = consumer({ maxBytesPerPartition: FETCH_BYTES_MAX, resetPolicy: 'earliest' });
+    reader.assign([{ topic: name, partition: 0 }]);
+    expect((await take(reader, 2)).map(valueOf)).toEqual(['0-0', '0-1']);
+  });
+});
 
 describe('start positions', () => {
   it('assign + seek starts at the sought offset; position follows what was yielded', async () => {
