@@ -1165,7 +1165,7 @@ export class PartitionLog {
       try {
         batches = await segment.read(offset, maxBytes, limit, segment === this.segments.last());
       } catch (error) {
-        throw this.fenceOnCorruption(segment, error);
+        throw this.readFailure(segment, error);
       } finally {
         segment.release();
       }
@@ -1182,6 +1182,19 @@ export class PartitionLog {
       index = at + 1;
     }
     return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
+  }
+
+  /**
+   * What a read, timestamp search or retention pass that failed on `segment` throws: a failed
+   * file call (an I/O error, too many open files) as STORAGE_ERROR (UNAVAILABLE to a client: the
+   * next call tries the file again), naming the errno, with the file in the broker log; anything
+   * else as `fenceOnCorruption` says.
+   */
+  private readFailure(segment: LogSegment, error: unknown): unknown {
+    const code = (error as NodeJS.ErrnoException | null)?.code;
+    if (error instanceof StrataError || typeof code !== 'string') return this.fenceOnCorruption(segment, error);
+    this.logger.warn({ err: error, file: segment.logPath }, 'a read of a segment failed; the next read tries again');
+    return new StrataError(ErrorCode.STORAGE_ERROR, `reading partition ${this.name} failed: a file operation failed with ${code}; nothing changed, retry (the broker log names the file)`, { cause: error });
   }
 
   /**
@@ -1225,7 +1238,7 @@ export class PartitionLog {
         await segment.loadIndexes();
         start = segment.maxTimestamp < timestamp ? null : await segment.timeIndexLookup(timestamp);
       } catch (error) {
-        throw this.fenceOnCorruption(segment, error);
+        throw this.readFailure(segment, error);
       } finally {
         segment.release();
       }
@@ -1352,7 +1365,7 @@ export class PartitionLog {
     try {
       await segment.loadIndexes();
     } catch (error) {
-      throw this.fenceOnCorruption(segment, error);
+      throw this.readFailure(segment, error);
     } finally {
       segment.release();
     }

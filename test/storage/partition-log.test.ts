@@ -1452,16 +1452,18 @@ describe('a transient I/O error', () => {
     return log;
   }
 
+  /** The failure's code and the errno under it: STORAGE_ERROR (UNAVAILABLE to a client) over the failed call's. */
   async function errnoOf(promise: Promise<unknown>): Promise<string | undefined> {
-    const error = await promise.then(() => null, (thrown: unknown) => thrown as NodeJS.ErrnoException);
-    return error?.code;
+    const error = await promise.then(() => null, (thrown: unknown) => thrown as StrataError);
+    return error === null ? undefined : `${error.code} (${(error.cause as NodeJS.ErrnoException | undefined)?.code})`;
   }
 
-  it('opening a segment fails that read only: the next read opens the file again', async () => {
+  it('opening a segment fails that read only, as STORAGE_ERROR (UNAVAILABLE to a client) naming the errno: the next read opens the file again', async () => {
     const fs = new TestFileSystem();
     const log = await reopenedLog(tempDir(), new ManualClock(T0), fs, SMALL);
     fs.openError = { pathIncludes: `${stem(0)}.log`, code: 'EIO' };
-    expect(await errnoOf(log.read(0, 1000))).toBe('EIO');
+    const failed = await log.read(0, 1000).then(() => null, (error: unknown) => error);
+    expect(failed).toMatchObject({ code: ErrorCode.STORAGE_ERROR, message: `reading partition ${log.name} failed: a file operation failed with EIO; nothing changed, retry (the broker log names the file)` });
     fs.openError = null;
     const records = decodeBatches((await log.read(0, 1000)).batches);
     expect(records[0]?.value?.toString()).toBe(valueFor(0));
@@ -1476,8 +1478,8 @@ describe('a transient I/O error', () => {
     nodeFs.unlinkSync(join(directory, `${stem(0)}.index`));
     clock.advance(24 * 60 * 60 * 1000);
     fs.openError = { pathIncludes: `${stem(0)}.log`, code: 'EIO' };
-    expect(await errnoOf(log.applyRetention())).toBe('EIO');
-    expect(await errnoOf(log.read(0, 1000))).toBe('EIO');
+    expect(await errnoOf(log.applyRetention())).toBe('STORAGE_ERROR (EIO)');
+    expect(await errnoOf(log.read(0, 1000))).toBe('STORAGE_ERROR (EIO)');
     fs.openError = null;
     expect(decodeBatches((await log.read(0, 1000)).batches)[0]?.value?.toString()).toBe(valueFor(0));
     const segments = log.segmentCount;
