@@ -887,7 +887,8 @@ export class Producer {
         throw new StrataClientError('INTERNAL', `the broker acknowledged offsets ${baseOffset}..${lastOffset} for a batch of ${batch.recordCount} records`);
       }
     } catch (error) {
-      this.failFrom(batch, toClientError(error));
+      // The broker answered, but not as it must: what it did with this batch and the later ones is unknown.
+      this.failFrom(batch, toClientError(error), 'unknown');
       return;
     }
     this.consecutiveFailures = 0;
@@ -921,7 +922,9 @@ export class Producer {
     }
     // A vanished topic or a lowered max.message.bytes: fetch the metadata again.
     if (error.code === 'NOT_FOUND' || error.code === 'RESOURCE_EXHAUSTED') partition.topic.fetchedAtMs = 0;
-    this.failFrom(batch, error);
+    // A partition fenced by a failed write or fdatasync may keep, and serve after a recovery,
+    // what it wrote of this batch and of the ones sent after it.
+    this.failFrom(batch, error, isPartitionFence(error) ? 'fenced' : 'refused');
   }
 
   /**
@@ -938,7 +941,7 @@ export class Producer {
       const elapsedMs = now - oldest.createdAtMs;
       if (oldest.attempts > this.retries || elapsedMs >= this.deliveryTimeoutMs) {
         const gaveUp = `gave up on ${partition.topic.name}-${partition.partition} after ${oldest.attempts} attempts over ${elapsedMs} ms (last error: ${reason.message}); its records may have been written, as only the answer may have been lost`;
-        this.failFrom(oldest, new StrataClientError(reason.code, gaveUp, { cause: reason }), true);
+        this.failFrom(oldest, new StrataClientError(reason.code, gaveUp, { cause: reason }), 'unanswered');
       }
     }
     this.expireQueued(now, reason);
@@ -981,8 +984,10 @@ export class Producer {
   /**
    * Fails `batch` and the partition's later unacknowledged batches (the broker refuses those:
    * their sequences would leave a gap), then restarts the partition at a new epoch, sequence 0.
+   * `how` says what became of `batch`, and so what the later ones are told: refused (they were
+   * not written), or unanswered, fenced or answered wrongly (they may have been).
    */
-  private failFrom(batch: ProducerBatch, error: StrataClientError, outcomeUnknown = false): void {
+  private failFrom(batch: ProducerBatch, error: StrataClientError, how: 'refused' | 'unanswered' | 'fenced' | 'unknown'): void {
     const partition = batch.partition;
     const index = partition.inFlight.indexOf(batch);
     // Idempotent: this batch and every later one of the partition (the broker would refuse
@@ -991,12 +996,7 @@ export class Producer {
     if (partition.inFlight.length === 0) this.active.delete(partition);
     for (const each of failed) {
       if (this.inFlightById.get(each.correlationId) === each) this.inFlightById.delete(each.correlationId);
-      const cause =
-        each === batch || !this.idempotent
-          ? error
-          : outcomeUnknown
-            ? new StrataClientError(error.code, `outcome unknown: an earlier batch of ${partition.topic.name}-${partition.partition} failed without an answer (${error.message}); these records may have been written too`, { cause: error })
-            : new StrataClientError(error.code, `not written: an earlier batch of ${partition.topic.name}-${partition.partition} was refused (${error.message})`, { cause: error });
+      const cause = each === batch || !this.idempotent ? error : new StrataClientError(error.code, laterBatchFailure(`${partition.topic.name}-${partition.partition}`, how, error), { cause: error });
       this.settleFailed(each, cause);
     }
     if (this.idempotent && index >= 0) {
@@ -1009,7 +1009,7 @@ export class Producer {
   /** Fails every unacknowledged batch of the partition (nothing will resend them). */
   private failInFlight(partition: PartitionState, error: StrataClientError): void {
     // Sent but unanswered: the broker may have written them.
-    while (partition.inFlight.length > 0) this.failFrom(partition.inFlight[0]!, error, true);
+    while (partition.inFlight.length > 0) this.failFrom(partition.inFlight[0]!, error, 'unanswered');
   }
 
   /**
@@ -1188,4 +1188,23 @@ function endStream(stream: ProduceStream, timeoutMs: number): Promise<void> {
     });
     stream.end();
   });
+}
+
+/** What a batch sent after `partition`'s failed one is told, by `how` that one failed. */
+function laterBatchFailure(partition: string, how: 'refused' | 'unanswered' | 'fenced' | 'unknown', error: StrataClientError): string {
+  switch (how) {
+    case 'refused':
+      return `not written: an earlier batch of ${partition} was refused (${error.message})`;
+    case 'unanswered':
+      return `outcome unknown: an earlier batch of ${partition} failed without an answer (${error.message}); these records may have been written too`;
+    case 'fenced':
+      return `outcome unknown: an earlier batch of ${partition} was refused by the fenced partition, which may keep what it wrote of these records too (${error.message})`;
+    case 'unknown':
+      return `outcome unknown: the broker's answer to an earlier batch of ${partition} was not valid (${error.message}); these records may have been written too`;
+  }
+}
+
+/** A refusal from a fenced partition ("partition T-P is fenced: ...", FAILED_PRECONDITION): what it wrote before the fence may stay. */
+function isPartitionFence(error: StrataClientError): boolean {
+  return error.code === 'FAILED_PRECONDITION' && /^partition \S+ is fenced: /.test(error.message);
 }

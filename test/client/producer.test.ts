@@ -783,6 +783,41 @@ describe('idempotent retries', () => {
     expect(values(await readLog(name, 0))).toEqual(['answered', 'd'.repeat(100), 'e'.repeat(100)]);
   });
 
+  it('a batch refused by a fenced partition fails those behind it as "outcome unknown", not "not written": the fence may keep what was written', async () => {
+    const name = await topic(1);
+    let fence = false;
+    // Once `fence` is set, the next answer becomes the refusal a partition gives when an
+    // fdatasync fails under a group of batches; the broker really wrote them (this one included).
+    const interceptor: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        start(metadata, listener, next) {
+          next(metadata, {
+            onReceiveMessage(message: strata.v1.ProduceResponse, nextMessage) {
+              if (!fence) return nextMessage(message);
+              fence = false;
+              const refusal = `partition ${name}-0 is fenced: fdatasync of the segment failed (EIO); check the disk, then restart the machine, not only the broker, to recover`;
+              nextMessage(v1.ProduceResponse.create({ correlationId: message.correlationId, error: { code: status.FAILED_PRECONDITION, message: refusal } }));
+            },
+          });
+        },
+      });
+    };
+    const target = producer({ lingerMs: 0, batchBytes: 160, interceptors: [interceptor] });
+    await target.send({ topic: name, value: 'answered' }); // the partition now takes batches in parallel
+    fence = true;
+    // Each record fills a batch of its own: both are in flight when the first answer comes.
+    const first = target.send({ topic: name, value: 'd'.repeat(100) }).catch((caught: unknown) => caught as StrataClientError);
+    const second = target.send({ topic: name, value: 'e'.repeat(100) }).catch((caught: unknown) => caught as StrataClientError);
+    expect(await first).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/^partition producer-\d+-0 is fenced: fdatasync/) as unknown as string });
+    const behind = (await second) as StrataClientError;
+    expect(behind).toBeInstanceOf(StrataClientError);
+    expect(behind.message).toMatch(/^outcome unknown: an earlier batch of producer-\d+-0 was refused by the fenced partition, which may keep what it wrote of these records too \(partition .* is fenced: /);
+    // Here the broker had written both: "not written" would have been wrong.
+    expect(values(await readLog(name, 0))).toEqual(['answered', 'd'.repeat(100), 'e'.repeat(100)]);
+  });
+
   it('a batch the broker refuses fails its sends and those behind it ("not written"); the partition then carries on', async () => {
     const name = await topic(1, { 'max.message.bytes': '4096' });
     const target = producer({ lingerMs: 60_000, batchBytes: 2_100, metadataMaxAgeMs: 3_600_000 }); // the big record fills a batch
