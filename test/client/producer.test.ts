@@ -120,6 +120,19 @@ function loseResponses(count: number, stats: { lost: number; duplicates: number 
   };
 }
 
+/** Hands each ProduceStream answer to `handle`, which passes it on (or another, or none) with `nextMessage`. */
+function onProduceAnswers(handle: (message: strata.v1.ProduceResponse, nextMessage: (message: unknown) => void) => void): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
+    return new InterceptingCall(call, {
+      start(metadata, _listener, next) {
+        next(metadata, { onReceiveMessage: handle });
+      },
+    });
+  };
+}
+
 /** Breaks the first `count` ProduceStreams with UNAVAILABLE before their first request leaves. */
 function breakStreamsBeforeSending(count: number, stats: { broken: number }): Interceptor {
   return (options, nextCall) => {
@@ -601,20 +614,10 @@ describe('idempotent retries', () => {
   it('a response that never comes counts as DEADLINE_EXCEEDED after requestTimeoutMs and is retried', async () => {
     const name = await topic(1);
     let swallowed = 0;
-    const interceptor: Interceptor = (options, nextCall) => {
-      const call = nextCall(options);
-      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
-      return new InterceptingCall(call, {
-        start(metadata, _listener, next) {
-          next(metadata, {
-            onReceiveMessage(message, nextMessage) {
-              if (swallowed++ < 1) return; // the stream stays up, the answer never arrives
-              nextMessage(message);
-            },
-          });
-        },
-      });
-    };
+    const interceptor = onProduceAnswers((message, nextMessage) => {
+      if (swallowed++ < 1) return; // the stream stays up, the answer never arrives
+      nextMessage(message);
+    });
     const target = producer({ lingerMs: 0, requestTimeoutMs: 200, retryBackoffMs: 5, interceptors: [interceptor] });
     const results = await Promise.all(Array.from({ length: 10 }, (_, index) => target.send({ topic: name, value: `p0-${index}` })));
     expect(results.map((result) => result.offset)).toEqual(Array.from({ length: 10 }, (_, index) => index));
@@ -788,22 +791,12 @@ describe('idempotent retries', () => {
     let fence = false;
     // Once `fence` is set, the next answer becomes the refusal a partition gives when an
     // fdatasync fails under a group of batches; the broker really wrote them (this one included).
-    const interceptor: Interceptor = (options, nextCall) => {
-      const call = nextCall(options);
-      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
-      return new InterceptingCall(call, {
-        start(metadata, listener, next) {
-          next(metadata, {
-            onReceiveMessage(message: strata.v1.ProduceResponse, nextMessage) {
-              if (!fence) return nextMessage(message);
-              fence = false;
-              const refusal = `partition ${name}-0 is fenced: fdatasync of the segment failed (EIO); check the disk, then restart the machine, not only the broker, to recover`;
-              nextMessage(v1.ProduceResponse.create({ correlationId: message.correlationId, error: { code: status.FAILED_PRECONDITION, message: refusal } }));
-            },
-          });
-        },
-      });
-    };
+    const interceptor = onProduceAnswers((message, nextMessage) => {
+      if (!fence) return nextMessage(message);
+      fence = false;
+      const refusal = `partition ${name}-0 is fenced: fdatasync of the segment failed (EIO); check the disk, then restart the machine, not only the broker, to recover`;
+      nextMessage(v1.ProduceResponse.create({ correlationId: message.correlationId, error: { code: status.FAILED_PRECONDITION, message: refusal } }));
+    });
     const target = producer({ lingerMs: 0, batchBytes: 160, interceptors: [interceptor] });
     await target.send({ topic: name, value: 'answered' }); // the partition now takes batches in parallel
     fence = true;
