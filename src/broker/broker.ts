@@ -16,7 +16,7 @@
  */
 import { join } from 'node:path';
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
-import { ErrorCode, StrataError, isDiskFullCode } from '../common/errors.js';
+import { ErrorCode, StrataError, fileCallErrno, isDiskFullCode } from '../common/errors.js';
 import { checkIntegerRange } from '../common/integer-range.js';
 import { settlesWithin } from '../common/settles-within.js';
 import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS, PARTITION_COUNT_MAX } from '../common/broker-limits.js';
@@ -334,8 +334,8 @@ export class Broker {
    * as after EMFILE), naming the errno but not the path, which the broker log has.
    */
   private topicChangeFailure(error: unknown, topic: string, action: string): unknown {
-    const code = (error as NodeJS.ErrnoException | null)?.code;
-    if (error instanceof StrataError || typeof code !== 'string') return error;
+    const code = fileCallErrno(error);
+    if (code === null) return error;
     this.logger.error({ topic, err: error }, `cannot ${action} topic`);
     const diskFull = isDiskFullCode(code);
     const message = `cannot ${action} topic "${topic}": a file operation in the data directory failed with ${code}${diskFull ? ' (disk full)' : ''}; the topic is as it was, and the broker log names the file`;

@@ -58,6 +58,15 @@ export function logClosedError(what: string): StrataError {
   return new StrataError(ErrorCode.FAILED_PRECONDITION, `${what} is closed`);
 }
 
+/**
+ * The errno code of a failed file call ("EIO", "EMFILE"...), or null when `error` is not one: a
+ * StrataError (whose `code` is Strata's own) or anything without a string `code`.
+ */
+export function fileCallErrno(error: unknown): string | null {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return error instanceof StrataError || typeof code !== 'string' ? null : code;
+}
+
 /** Whether an errno code says the disk (or the user's quota) is full. */
 export function isDiskFullCode(code: string | undefined): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';

@@ -34,7 +34,7 @@
  * rewritten); `read` returns views of fresh buffers the caller may keep.
  */
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
-import { ErrorCode, StrataError, isDiskFullCode, logClosedError } from '../common/errors.js';
+import { ErrorCode, StrataError, fileCallErrno, isDiskFullCode, logClosedError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
@@ -1191,8 +1191,8 @@ export class PartitionLog {
    * else as `fenceOnCorruption` says.
    */
   private readFailure(segment: LogSegment, error: unknown): unknown {
-    const code = (error as NodeJS.ErrnoException | null)?.code;
-    if (error instanceof StrataError || typeof code !== 'string') return this.fenceOnCorruption(segment, error);
+    const code = fileCallErrno(error);
+    if (code === null) return this.fenceOnCorruption(segment, error);
     this.logger.warn({ err: error, file: segment.logPath }, 'a read of a segment failed; the next read tries again');
     return new StrataError(ErrorCode.STORAGE_ERROR, `reading partition ${this.name} failed: a file operation failed with ${code}; nothing changed, retry (the broker log names the file)`, { cause: error });
   }
