@@ -166,7 +166,7 @@ export class BrokerMetrics {
       registers,
       collect() {
         this.reset();
-        for (const entry of metrics.groups?.lagByTopic() ?? []) this.set({ group: entry.groupId, topic: entry.topic }, entry.lag);
+        for (const entry of metrics.openGroups()?.lagByTopic() ?? []) this.set({ group: entry.groupId, topic: entry.topic }, entry.lag);
       },
     });
     new Gauge({
@@ -177,7 +177,7 @@ export class BrokerMetrics {
       collect() {
         this.reset();
         // Every group ListGroups shows, those known only by committed offsets (after a restart) with 0.
-        for (const group of metrics.groups?.listGroups() ?? []) this.set({ group: group.groupId }, group.members);
+        for (const group of metrics.openGroups()?.listGroups() ?? []) this.set({ group: group.groupId }, group.members);
       },
     });
     new Gauge({
@@ -194,6 +194,16 @@ export class BrokerMetrics {
   attach(broker: Broker, groups: GroupCoordinator): void {
     this.broker = broker;
     this.groups = groups;
+  }
+
+  /**
+   * The group coordinator while the broker is ready, else null: its figures read the broker's
+   * topics and the offsets store, which a closing broker refuses and closes. So from the start
+   * of a shutdown a scrape leaves the group series out, as it does the partition figures,
+   * instead of failing.
+   */
+  private openGroups(): GroupCoordinator | null {
+    return this.broker?.ready ? this.groups : null;
   }
 
   /** For the group coordinator: counts rebalances as they happen, drops a forgotten group's series. */

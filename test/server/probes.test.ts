@@ -457,6 +457,45 @@ describe('rebalance counts', () => {
 });
 
 describe('stop', () => {
+  it('answers scrapes while the logs close: strata_ready 0, the group and partition series left out', async () => {
+    const running = await startTestBroker();
+    const client = new TestClient(running.address);
+    const close = running.broker.close.bind(running.broker);
+    let closeStarted = (): void => undefined;
+    const closing = new Promise<void>((resolve) => (closeStarted = resolve));
+    let finishClose = (): void => undefined;
+    const held = new Promise<void>((resolve) => (finishClose = resolve));
+    // The real close starts (the broker refuses calls and closes its stores), then waits for the test.
+    running.broker.close = async () => {
+      const closed = close();
+      closeStarted();
+      await held;
+      await closed;
+    };
+    try {
+      await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'closing', partitions: 1 }));
+      await client.call('log.produce', v1.ProduceRequest.create({ topic: 'closing', partition: 0, records: [v1.Record.create({ value: Buffer.from('a') })] }));
+      await client.call('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-closing', memberEpoch: 0, subscribedTopicNames: ['closing'] }));
+      const before = (await get(running.metricsAddress!, '/metrics')).body;
+      expect(metricValue(before, 'strata_group_lag_records', 'group="g-closing",topic="closing"')).toBe(1);
+      client.close();
+      const stopped = running.stop();
+      await closing;
+      const during = await get(running.metricsAddress!, '/metrics');
+      expect(during.status).toBe(200);
+      expect(during.body).toMatch(/^strata_ready 0$/m);
+      expect(optionalMetricValue(during.body, 'strata_group_lag_records', 'group="g-closing"')).toBeNull();
+      expect(optionalMetricValue(during.body, 'strata_group_members', 'group="g-closing"')).toBeNull();
+      expect(optionalMetricValue(during.body, 'strata_partition_high_watermark', 'topic="closing"')).toBeNull();
+      finishClose();
+      await stopped;
+    } finally {
+      finishClose();
+      client.close();
+      removeDirectory(running.dataDir);
+    }
+  });
+
   it('closes the probe server even when closing the logs fails, and passes that failure on', async () => {
     const running = await startTestBroker();
     const close = running.broker.close.bind(running.broker);
