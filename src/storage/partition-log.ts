@@ -424,8 +424,14 @@ export class PartitionLog {
     return this.config;
   }
 
-  /** Applies new settings; size and index settings take effect from the next segment. */
+  /**
+   * Applies new settings; size and index settings take effect from the next segment. The
+   * interval flush timer starts again only when `flush` or `flush.ms` changed: restarted by
+   * every change of another setting, alters more frequent than `flush.ms` would hold off its
+   * fdatasyncs.
+   */
   updateConfig(overrides: Partial<LogConfig>): void {
+    const previous = this.config;
     const next = resolveLogConfig(overrides, this.pendingIntervalConfig ?? this.config);
     this.pendingIntervalConfig = null;
     if (this.config.flush === 'always' && next.flush === 'interval' && this.hasUnsyncedAppends()) {
@@ -437,10 +443,13 @@ export class PartitionLog {
       this.switchFlushWhenSynced(next);
     } else {
       this.config = next;
+      // Appends acknowledged under `interval` and not synced yet: `always` has no timer to sync
+      // them, and the next append may be far off. Sync them now.
+      if (previous.flush === 'interval' && next.flush === 'always' && this.usable) this.requestSync();
     }
     this.segmentOptions.indexIntervalBytes = this.config.indexIntervalBytes;
     this.segmentOptions.maxIndexEntries = Math.floor(this.config.segmentIndexBytes / 12);
-    this.scheduleFlushTimer();
+    if (this.config.flush !== previous.flush || this.config.flushMs !== previous.flushMs) this.scheduleFlushTimer();
   }
 
   /** Applies a pending switch to `interval` once everything written so far is fdatasynced. */

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
+import { settlesWithin } from '../../src/common/settles-within.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
 import { InlineIoBudget, type InlineIoSettings } from '../../src/storage/inline-io.js';
@@ -455,6 +456,33 @@ describe('high watermark', () => {
     await log.flush(); // nothing new written: no fdatasync
     expect(fs.fdatasyncCalls).toBe(syncsAtOpen + 2);
     expectValues(await readAllRecords(log), 0, 5);
+  });
+
+  it('a switch from flush=interval to always syncs at once what interval acknowledged unsynced', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { flush: 'interval', flushMs: 60_000 }, { fs });
+    await log.append(batchOf(0, 2)); // acknowledged on write; the timer is a minute off
+    const syncs = fs.fdatasyncCalls;
+    const sync = fs.next('fdatasync');
+    log.updateConfig({ flush: 'always' }); // no timer any more, and no append comes
+    expect(await settlesWithin(sync, 10_000)).toBe(true);
+    await log.flush(); // waits for that sync to finish; nothing is left for another
+    expect(fs.fdatasyncCalls).toBe(syncs + 1);
+    expect(await log.checkpointRecoveryPoint()).toBe(true); // the durable end moved up to them
+  });
+
+  it('a change of another setting leaves the flush timer running: alters more frequent than flush.ms do not hold off its syncs', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { flush: 'interval', flushMs: 1_000 }, { fs });
+    await log.append(batchOf(0, 1));
+    const syncs = fs.fdatasyncCalls;
+    await vi.advanceTimersByTimeAsync(600);
+    log.updateConfig({ retentionMs: 3_600_000 });
+    const timerSync = fs.next('fdatasync');
+    vi.advanceTimersByTime(400); // 1,000 ms since the timer started
+    expect(await settlesWithin(timerSync, 10_000)).toBe(true);
+    expect(fs.fdatasyncCalls).toBe(syncs + 1);
   });
 
   it('a flush.ms past the longest timer period syncs at that period, not every millisecond', async () => {
