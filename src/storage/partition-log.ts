@@ -34,6 +34,7 @@
  * rewritten); `read` returns views of fresh buffers the caller may keep.
  */
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
+import { assert } from '../common/assert.js';
 import { ErrorCode, StrataError, fileCallErrno, isDiskFullCode, logClosedError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
@@ -243,6 +244,8 @@ export class PartitionLog {
   private closing: Promise<void> | null = null;
   /** Retention passes under way (`close` waits for them). */
   private readonly retentionPasses = new Set<Promise<number>>();
+  /** The last retention pass started: the next one starts after it. */
+  private lastRetentionPass: Promise<unknown> | null = null;
   /** What calls after `close` are refused with (set by `close`). */
   private closedError: StrataError | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
@@ -1281,16 +1284,25 @@ export class PartitionLog {
   /**
    * Deletes segments past `retention.ms` / `retention.bytes`, the active one too (after a roll);
    * returns how many. `close` waits for the passes under way, so none opens a segment file after
-   * close closed it.
+   * close closed it. Passes run one at a time: a pass whose delete failed puts the segments it
+   * could not remove back at the front of the log, which another pass must not have moved.
    */
   async applyRetention(): Promise<number> {
     this.checkUsable();
-    const pass = this.retentionPass();
+    const previous = this.lastRetentionPass;
+    const after = (): Promise<number> => {
+      this.checkUsable();
+      return this.retentionPass();
+    };
+    // With no pass under way, this one starts at once: its segments leave the log before the call returns.
+    const pass = previous === null ? this.retentionPass() : previous.then(after, after);
+    this.lastRetentionPass = pass;
     this.retentionPasses.add(pass);
     try {
       return await pass;
     } finally {
       this.retentionPasses.delete(pass);
+      if (this.lastRetentionPass === pass) this.lastRetentionPass = null;
     }
   }
 
@@ -1317,13 +1329,44 @@ export class PartitionLog {
     if (count === 0) return 0;
     const removed: LogSegment[] = [];
     for (let index = 0; index < count; index++) removed.push(this.segments.removeFirst());
-    for (const segment of removed) await segment.delete();
-    await this.fs.fsyncDirectory(this.directory);
-    this.logger.info(
-      { segments: removed.length, bytes: removed.reduce((sum, segment) => sum + segment.sizeBytes, 0), logStartOffset: this.logStartOffset },
-      'retention deleted old segments',
-    );
-    return count;
+    const successor = this.segments.at(0);
+    let renamed = 0;
+    let failure: unknown = null;
+    for (; renamed < removed.length; renamed++) {
+      try {
+        await removed[renamed]!.renameForDeletion();
+      } catch (error) {
+        failure = error;
+        break;
+      }
+    }
+    if (renamed < removed.length) {
+      // Those not renamed are whole on disk, and the next start would load them: they stay in
+      // the log (its start goes back to them), and the next pass tries again.
+      assert(this.segments.at(0) === successor, 'another retention pass changed the front of the log meanwhile');
+      this.segments.restoreFirst(removed.slice(renamed));
+    }
+    const deleted = removed.slice(0, renamed);
+    for (const segment of deleted) {
+      // Renamed, the segment is gone (the next start removes a `.deleted` file left behind).
+      await segment.removeFiles().catch((error: unknown) => this.logger.warn({ err: error, log: this.name, segment: segment.baseOffset }, 'could not remove the files of a segment retention deleted; the next start removes them'));
+    }
+    if (deleted.length > 0) {
+      await this.fs.fsyncDirectory(this.directory);
+      this.logger.info(
+        { segments: deleted.length, bytes: deleted.reduce((sum, segment) => sum + segment.sizeBytes, 0), logStartOffset: this.logStartOffset },
+        'retention deleted old segments',
+      );
+    }
+    if (failure !== null) {
+      const segment = removed[renamed]!;
+      throw new StrataError(
+        ErrorCode.STORAGE_ERROR,
+        `retention of partition ${this.name} could not delete the segment at offset ${segment.baseOffset}: renaming ${segment.logPath} failed (${fileCallErrno(failure) ?? (failure as Error).message}); it stays in the log, and the next pass tries again`,
+        { cause: failure },
+      );
+    }
+    return deleted.length;
   }
 
   /**

@@ -742,17 +742,28 @@ export class LogSegment {
   }
 
   /**
-   * Removes the segment: renames the log to `.deleted` (so a crash from here on cannot bring it
-   * back), then, once no read holds the segment, closes it and unlinks its files. The caller
-   * fsyncs the directory.
+   * The first step of removing the segment: renames the log to `.deleted`, so that a crash from
+   * here on cannot bring it back (the next start removes such files). When the rename fails,
+   * the segment is as it was.
    */
-  async delete(): Promise<void> {
-    this.deleted = true;
+  async renameForDeletion(): Promise<void> {
+    this.deleted = true; // a read that opens the log meanwhile looks for it by its new name too
     this.tail?.clear();
-    const deletedPath = this.logPath + DELETED_SUFFIX;
-    await this.fs.rename(this.logPath, deletedPath);
+    try {
+      await this.fs.rename(this.logPath, this.logPath + DELETED_SUFFIX);
+    } catch (error) {
+      this.deleted = false;
+      throw error;
+    }
+  }
+
+  /**
+   * The second step, after `renameForDeletion`: once no read holds the segment, closes it and
+   * unlinks its files. The caller fsyncs the directory.
+   */
+  async removeFiles(): Promise<void> {
     await this.close();
-    await Promise.all([this.fs.unlink(deletedPath), this.fs.unlink(this.indexPath), this.fs.unlink(this.timeIndexPath)]);
+    await Promise.all([this.fs.unlink(this.logPath + DELETED_SUFFIX), this.fs.unlink(this.indexPath), this.fs.unlink(this.timeIndexPath)]);
   }
 }
 

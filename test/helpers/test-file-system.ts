@@ -50,6 +50,8 @@ export class TestFileSystem implements FileSystem {
   readdirError: { pathIncludes: string; code: string } | null = null;
   /** Opens of paths that include `pathIncludes` fail with `code` (null: they work). */
   openError: { pathIncludes: string; code: string } | null = null;
+  /** Renames to paths that include `pathIncludes` fail with `code` (null: they work). */
+  renameError: { pathIncludes: string; code: string } | null = null;
   /** Reads return at most this many bytes, as a read may (null: as many as asked for). */
   readBytesMax: number | null = null;
   /** openDirect answers null, as on a file system without O_DIRECT. */
@@ -213,6 +215,7 @@ export class TestFileSystem implements FileSystem {
   }
   async rename(from: string, to: string): Promise<void> {
     await this.pass('rename', to);
+    if (this.renameError !== null && to.includes(this.renameError.pathIncludes)) throw errnoError(this.renameError.code);
     return this.real.rename(from, to);
   }
   unlink(path: string): Promise<void> {

@@ -917,6 +917,65 @@ describe('retention', () => {
     expect(segmentFiles(directory).filter((name) => !name.startsWith(stem(activeBase)))).toEqual([]);
   });
 
+  it('puts back the segments a failed rename left whole, and deletes them at the next pass', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const clock = new ManualClock(T0);
+    const { log, activeBase } = await expiringLog(directory, clock, fs);
+    const sizes = log.segmentSizes();
+    const second = sizes[1]!.baseOffset;
+    fs.renameError = { pathIncludes: `${stem(second)}.log.deleted`, code: 'EIO' };
+    clock.advance(DAY_MS);
+    const failure = await rejection(log.applyRetention());
+    expect(failure.code).toBe(ErrorCode.STORAGE_ERROR);
+    expect(failure.message).toMatch(/could not delete the segment at offset \d+: renaming .* failed \(EIO\); it stays in the log, and the next pass tries again$/);
+    // The first segment went; the second failed, and it and those after it are in the log, whole.
+    expect(log.logStartOffset).toBe(second);
+    expect(log.segmentSizes()).toEqual(sizes.slice(1));
+    expect(segmentFiles(directory)).not.toContain(`${stem(0)}.log`);
+    expect(segmentFiles(directory).filter((name) => name.endsWith('.deleted'))).toEqual([]);
+    expect(decodeBatches((await log.read(second, 1000)).batches)[0]!.offset).toBe(second);
+
+    fs.renameError = null;
+    expect(await log.applyRetention()).toBe(sizes.length - 2);
+    expect(log.logStartOffset).toBe(activeBase);
+    expect(segmentFiles(directory).filter((name) => !name.startsWith(stem(activeBase)))).toEqual([]);
+    await log.close();
+    expect(fs.openFds.size).toBe(0);
+    expect((await openLog(directory, SMALL, { clock })).logStartOffset).toBe(activeBase);
+  });
+
+  it('runs one pass at a time, so that a pass that puts segments back finds the front of the log as it left it', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const written = await openLog(directory, SMALL, { clock });
+    const { timestamps } = await appendOverTime(written, clock, 120);
+    await written.close();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { ...SMALL, retentionMs: -1 }, { clock, fs });
+    const segments = log.segmentSizes();
+    expect(segments.length).toBeGreaterThanOrEqual(5);
+    // Loads the indexes of the first four segments: a pass then takes segments out without waiting for a load.
+    expect(await log.offsetForTimestamp(timestamps[segments[3]!.baseOffset]!)).toBe(segments[3]!.baseOffset);
+    const [first, second, third] = segments as [(typeof segments)[number], (typeof segments)[number], (typeof segments)[number]];
+    const total = segments.reduce((sum, segment) => sum + segment.sizeBytes, 0);
+    log.updateConfig({ retentionBytes: total - first.sizeBytes - second.sizeBytes });
+    const held = fs.hold('rename', `${stem(first.baseOffset)}.log.deleted`);
+    fs.renameError = { pathIncludes: `${stem(second.baseOffset)}.log.deleted`, code: 'EIO' };
+    const one = log.applyRetention(); // takes the first two out, held at the first's rename
+    await held.reached;
+    log.updateConfig({ retentionBytes: total - first.sizeBytes - second.sizeBytes - third.sizeBytes });
+    const two = log.applyRetention(); // would take the third out now, were passes to overlap
+    held.release();
+    expect((await rejection(one)).code).toBe(ErrorCode.STORAGE_ERROR); // the second's rename failed: it is back in front
+    expect((await rejection(two)).code).toBe(ErrorCode.STORAGE_ERROR); // ran after, and failed on it too
+    expect(log.logStartOffset).toBe(second.baseOffset);
+    expect(log.segmentSizes()).toEqual(segments.slice(1));
+    fs.renameError = null;
+    expect(await log.applyRetention()).toBe(2);
+    expect(log.logStartOffset).toBe(segments[3]!.baseOffset);
+  });
+
   it('finds a timestamp in the segments left when retention removes the one whose indexes it is loading', async () => {
     const directory = tempDir();
     const clock = new ManualClock(T0);
