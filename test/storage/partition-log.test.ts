@@ -945,7 +945,12 @@ describe('retention', () => {
     expect((await openLog(directory, SMALL, { clock })).logStartOffset).toBe(activeBase);
   });
 
-  it('runs one pass at a time, so that a pass that puts segments back finds the front of the log as it left it', async () => {
+  /**
+   * A log of at least five segments, written over two minutes and reopened on a TestFileSystem
+   * with no retention by time (so that no segment has its indexes loaded yet), the timestamps
+   * of its records by offset, and the total of its segments' sizes.
+   */
+  async function segmentedLog(): Promise<{ directory: string; fs: TestFileSystem; log: PartitionLog; timestamps: number[]; segments: { baseOffset: number; sizeBytes: number }[]; total: number }> {
     const directory = tempDir();
     const clock = new ManualClock(T0);
     const written = await openLog(directory, SMALL, { clock });
@@ -955,10 +960,14 @@ describe('retention', () => {
     const log = await openLog(directory, { ...SMALL, retentionMs: -1 }, { clock, fs });
     const segments = log.segmentSizes();
     expect(segments.length).toBeGreaterThanOrEqual(5);
+    return { directory, fs, log, timestamps, segments, total: segments.reduce((sum, segment) => sum + segment.sizeBytes, 0) };
+  }
+
+  it('runs one pass at a time, so that a pass that puts segments back finds the front of the log as it left it', async () => {
+    const { fs, log, timestamps, segments, total } = await segmentedLog();
     // Loads the indexes of the first four segments: a pass then takes segments out without waiting for a load.
     expect(await log.offsetForTimestamp(timestamps[segments[3]!.baseOffset]!)).toBe(segments[3]!.baseOffset);
     const [first, second, third] = segments as [(typeof segments)[number], (typeof segments)[number], (typeof segments)[number]];
-    const total = segments.reduce((sum, segment) => sum + segment.sizeBytes, 0);
     log.updateConfig({ retentionBytes: total - first.sizeBytes - second.sizeBytes });
     const held = fs.hold('rename', `${stem(first.baseOffset)}.log.deleted`);
     fs.renameError = { pathIncludes: `${stem(second.baseOffset)}.log.deleted`, code: 'EIO' };
@@ -977,15 +986,7 @@ describe('retention', () => {
   });
 
   it('finds a timestamp in the segments left when retention removes the one whose indexes it is loading', async () => {
-    const directory = tempDir();
-    const clock = new ManualClock(T0);
-    const written = await openLog(directory, SMALL, { clock });
-    const { timestamps } = await appendOverTime(written, clock, 120);
-    await written.close();
-    const fs = new TestFileSystem();
-    const log = await openLog(directory, { ...SMALL, retentionMs: -1 }, { clock, fs });
-    const segments = log.segmentSizes();
-    expect(segments.length).toBeGreaterThanOrEqual(5);
+    const { directory, fs, log, timestamps, segments, total } = await segmentedLog();
     // The third segment holds the answer; retention by size will remove the first two.
     const target = timestamps[segments[2]!.baseOffset + 1]!;
     const expected = timestamps.findIndex((timestamp) => timestamp >= target);
@@ -994,7 +995,6 @@ describe('retention', () => {
     const held = fs.hold('readFile');
     const lookup = log.offsetForTimestamp(target);
     await held.reached; // past the first segment (too old), loading the second one's indexes
-    const total = segments.reduce((sum, segment) => sum + segment.sizeBytes, 0);
     log.updateConfig({ retentionBytes: total - segments[0]!.sizeBytes - segments[1]!.sizeBytes });
     const retention = log.applyRetention();
     expect(log.logStartOffset).toBe(segments[2]!.baseOffset);
