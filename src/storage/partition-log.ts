@@ -315,15 +315,21 @@ export class PartitionLog {
       maxIndexEntries: Math.floor(config.segmentIndexBytes / 12),
       tailCache: options.tailCache ?? null,
     };
+    const nowMs = (options.clock ?? systemClock).nowMs();
     const loaded = await loadLog({
       fs,
       directory: options.directory,
       segmentOptions,
       logger,
       repair: options.repair ?? false,
-      nowMs: (options.clock ?? systemClock).nowMs(),
+      nowMs,
     });
     const log = new PartitionLog(options, config, segmentOptions, loaded, logger);
+    // The active segment's age for segment.ms comes from its first batch's timestamp here: one
+    // ahead of the broker's clock (a producer's) would hold off its roll by age, and so its
+    // retention, for as long. It counts from now at most.
+    const active = log.segments.last();
+    if (active.rollStartMs > nowMs) active.rollStartMs = nowMs;
     if (log.fence === null) {
       try {
         await log.loadProducerState();

@@ -32,6 +32,8 @@ import {
   LOG_OVERHEAD,
   MAGIC_OFFSET,
   checkBatchFrame,
+  TIMESTAMP_TYPE_MASK,
+  readAttributes,
   readBaseOffset,
   readBaseTimestamp,
   readBatchSize,
@@ -567,7 +569,7 @@ export class LogSegment {
     this.timeIndex!.truncateToOffset(nextOffset - 1);
     if (this.sizeBytes > 0) {
       const header = await this.readChunk(fd, 0, BATCH_HEADER_BYTES);
-      this.rollStartMs = readBaseTimestamp(header, 0);
+      this.rollStartMs = rollStartOf(header, 0);
     }
     return null;
   }
@@ -651,7 +653,7 @@ export class LogSegment {
           result.problem = `batch has base offset ${batchOffset}, expected ${result.nextOffset}`;
           break;
         }
-        rebuilt.indexBatch(batchOffset, position + cursor, size, readMaxTimestamp(buffer, cursor), readBaseTimestamp(buffer, cursor));
+        rebuilt.indexBatch(batchOffset, position + cursor, size, readMaxTimestamp(buffer, cursor), rollStartOf(buffer, cursor));
         result.nextOffset = readLastOffset(buffer, cursor) + 1;
         result.batchCount++;
         result.recordCount += result.nextOffset - batchOffset;
@@ -765,6 +767,17 @@ export class LogSegment {
     await this.close();
     await Promise.all([this.fs.unlink(this.logPath + DELETED_SUFFIX), this.fs.unlink(this.indexPath), this.fs.unlink(this.timeIndexPath)]);
   }
+}
+
+/**
+ * When a segment whose first batch is at `position` started to fill, as its bytes tell after a
+ * restart (while the broker runs, its clock at the first append is used): for a log-append-time
+ * batch the broker's append time, which it stamped as the max timestamp (the base timestamp is
+ * the producer's and unchecked), else the producer's base timestamp. The partition log takes no
+ * later than its clock at the open (`PartitionLog.open`).
+ */
+function rollStartOf(buffer: Buffer, position: number): number {
+  return readAttributes(buffer, position) & TIMESTAMP_TYPE_MASK ? readMaxTimestamp(buffer, position) : readBaseTimestamp(buffer, position);
 }
 
 /** The index pointed at a position where the expected batch does not start. */

@@ -17,6 +17,7 @@ import type { LogConfig } from '../../src/storage/log-config.js';
 import { APPEND_BYTES_MAX, PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import {
   ATTRIBUTES_OFFSET,
+  BASE_TIMESTAMP_OFFSET,
   CRC_OFFSET,
   MAX_TIMESTAMP_OFFSET,
   TIMESTAMP_TYPE_MASK,
@@ -1064,6 +1065,43 @@ describe('segment.ms', () => {
     expect(log.segmentCount).toBe(3);
     expect(nodeFs.existsSync(join(directory, `${stem(2)}.log`))).toBe(true);
     expectValues(await readAllRecords(log), 0, 5);
+  });
+});
+
+describe('segment.ms after a restart', () => {
+  const YEAR_MS = 365 * 24 * 60 * 60 * 1000;
+
+  /** A log-append-time batch of one record at `offset`, its base timestamp (the producer's) at `baseTimestamp`. */
+  function logAppendTimeBatch(offset: number, baseTimestamp: number): Buffer {
+    const batch = batchOf(offset, 1, T0);
+    batch.writeInt16BE(batch.readInt16BE(ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_MASK, ATTRIBUTES_OFFSET);
+    writeInt64(batch, BASE_TIMESTAMP_OFFSET, baseTimestamp);
+    batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    return batch;
+  }
+
+  it.each([
+    { first: 'a log-append-time batch from a producer a year ahead', batch: () => logAppendTimeBatch(0, T0 + YEAR_MS), stop: 'clean' },
+    { first: 'a log-append-time batch from a producer a year ahead', batch: () => logAppendTimeBatch(0, T0 + YEAR_MS), stop: 'crash' },
+    { first: 'a create-time batch stamped a year ahead', batch: () => batchOf(0, 1, T0 + YEAR_MS), stop: 'clean' },
+    { first: 'a create-time batch stamped a year ahead', batch: () => batchOf(0, 1, T0 + YEAR_MS), stop: 'crash' },
+  ])("counts the active segment's age by the broker's clock, never from the future: first $first, after a $stop stop", async ({ batch, stop }) => {
+    let directory = tempDir();
+    const clock = new ManualClock(T0);
+    const config = { segmentMs: 60_000 };
+    const written = await openLog(directory, config, { clock });
+    await written.append(batch());
+    if (stop === 'crash') {
+      // The files as a crash leaves them: copied while the log is open (recovery rebuilds the active segment's indexes).
+      const crashed = tempDir();
+      nodeFs.cpSync(directory, crashed, { recursive: true });
+      directory = crashed;
+    }
+    await written.close();
+    const log = await openLog(directory, config, { clock });
+    clock.advance(60_001);
+    await log.append(batchOf(1, 1, clock.nowMs()));
+    expect(log.segmentSizes().map((segment) => segment.baseOffset)).toEqual([0, 1]);
   });
 });
 
