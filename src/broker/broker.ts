@@ -16,7 +16,7 @@
  */
 import { join } from 'node:path';
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
-import { ErrorCode, StrataError, fileCallErrno, isDiskFullCode } from '../common/errors.js';
+import { ErrorCode, StrataError, errnoOrMessage, fileCallErrno, isDiskFullCode } from '../common/errors.js';
 import { checkIntegerRange } from '../common/integer-range.js';
 import { settlesWithin } from '../common/settles-within.js';
 import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS, PARTITION_COUNT_MAX } from '../common/broker-limits.js';
@@ -484,14 +484,14 @@ export class Broker {
       await this.fs.rename(directory, target);
     } catch (error) {
       this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted, but moving its directory out of the topics directory failed: remove that directory by hand (until then a topic of this name cannot be created again, and each start reports it as an orphan)');
-      throw error;
+      throw deletedTopicFailure(error, `topic "${name}" is deleted, but moving its directory out of the topics directory failed with ${errnoOrMessage(error)}: remove that directory by hand (the broker log names it) before creating a topic of this name again`);
     }
     let failure: unknown = null;
     try {
       await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
     } catch (error) {
       this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and then each start reports it as an orphan');
-      failure = error;
+      failure = deletedTopicFailure(error, `topic "${name}" is deleted and its directory moved out, but the fsync of the topics directory failed with ${errnoOrMessage(error)}: after a crash the directory may be back, and each start would then report it as an orphan to remove (the broker log names it)`);
     }
     this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
     if (failure !== null) throw failure;
@@ -875,4 +875,13 @@ function checkPartitionNumber(partition: number): void {
   if (!Number.isInteger(partition) || partition < 0) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `partition must be a non-negative integer, got ${partition}`);
   }
+}
+
+/**
+ * A DeleteTopic whose file calls failed after the topic left the metadata: it is deleted (a
+ * retry answers NOT_FOUND), and `message` says what is left for the operator. STORAGE_ERROR,
+ * as other failed file calls, not the bare INTERNAL of an unknown error.
+ */
+function deletedTopicFailure(error: unknown, message: string): StrataError {
+  return new StrataError(ErrorCode.STORAGE_ERROR, message, { cause: error });
 }

@@ -67,6 +67,11 @@ export function fileCallErrno(error: unknown): string | null {
   return error instanceof StrataError || typeof code !== 'string' ? null : code;
 }
 
+/** A failed call's errno code when it has one, else its message: for messages that say how it failed. */
+export function errnoOrMessage(error: unknown): string {
+  return fileCallErrno(error) ?? (error as Error).message;
+}
+
 /** Whether an errno code says the disk (or the user's quota) is full. */
 export function isDiskFullCode(code: string | undefined): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';

@@ -35,7 +35,7 @@
  */
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
 import { assert } from '../common/assert.js';
-import { ErrorCode, StrataError, fileCallErrno, isDiskFullCode, logClosedError } from '../common/errors.js';
+import { ErrorCode, StrataError, errnoOrMessage, fileCallErrno, isDiskFullCode, logClosedError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
@@ -1368,7 +1368,7 @@ export class PartitionLog {
       const segment = removed[renamed]!;
       throw new StrataError(
         ErrorCode.STORAGE_ERROR,
-        `retention of partition ${this.name} could not delete the segment at offset ${segment.baseOffset}: renaming ${segment.logPath} failed (${fileCallErrno(failure) ?? (failure as Error).message}); it stays in the log, and the next pass tries again`,
+        `retention of partition ${this.name} could not delete the segment at offset ${segment.baseOffset}: renaming ${segment.logPath} failed (${errnoOrMessage(failure)}); it stays in the log, and the next pass tries again`,
         { cause: failure },
       );
     }
