@@ -77,7 +77,7 @@ export async function withConnection<T>(argv: { server?: unknown }, action: (con
 /** The error as the user should read it (the broker's own message when it sent one). */
 export function describeFailure(error: unknown, server: string): unknown {
   if (!(error instanceof StrataClientError)) return error;
-  if (error.code === 'UNAVAILABLE' && !isBrokerMessage(error.message)) {
+  if (error.code === 'UNAVAILABLE' && !error.fromBroker) {
     const reason = transportReason(error.message);
     // Something answered: whether a broker runs there is not the question.
     const advice = reason.startsWith(NOT_GRPC) ? 'set --server or STRATA_SERVER' : 'is it running? Set --server or STRATA_SERVER';
@@ -93,11 +93,6 @@ export function describeFailure(error: unknown, server: string): unknown {
 function transportReason(message: string): string {
   const prefix = `${UNREACHABLE} (`;
   return message.startsWith(prefix) && message.endsWith(')') ? message.slice(prefix.length, -1) : message;
-}
-
-/** UNAVAILABLE from the broker itself (shutting down) rather than from the transport. */
-function isBrokerMessage(message: string): boolean {
-  return /shutting down/i.test(message);
 }
 
 /**

@@ -9,6 +9,7 @@
  * errors of ProduceStream (`fromItemError`); nothing else inspects gRPC status objects.
  */
 import { status, type ServiceError } from '@grpc/grpc-js';
+import { STRATA_ERROR_TRAILER } from '../common/errors.js';
 
 /** The gRPC status names, e.g. 'NOT_FOUND'. */
 export type StatusName = keyof typeof status;
@@ -18,12 +19,19 @@ export class StrataClientError extends Error {
   readonly code: StatusName;
   /** The numeric gRPC status code (5 for NOT_FOUND). */
   readonly grpcCode: status;
+  /**
+   * Whether the broker answered with this error (its message is the broker's), as opposed to a
+   * failure of the transport or of the client itself. An UNAVAILABLE from the broker (a failed
+   * disk read, a shutdown) is not a broker out of reach.
+   */
+  readonly fromBroker: boolean;
 
-  constructor(code: StatusName, message: string, options?: { cause?: unknown }) {
+  constructor(code: StatusName, message: string, options?: { cause?: unknown; fromBroker?: boolean }) {
     super(message, options);
     this.name = 'StrataClientError';
     this.code = code;
     this.grpcCode = status[code];
+    this.fromBroker = options?.fromBroker ?? false;
   }
 }
 
@@ -72,7 +80,8 @@ export function toClientError(error: unknown): StrataClientError {
     const details = error.details || error.message;
     const unreachable = error.code === status.UNAVAILABLE ? NO_CONNECTION.exec(details) : null;
     if (unreachable !== null) return new StrataClientError('UNAVAILABLE', `${UNREACHABLE} (${unreachableReason(unreachable[1]!)})`, { cause: error });
-    return new StrataClientError(statusName(error.code), details, { cause: error });
+    const fromBroker = (error.metadata?.get(STRATA_ERROR_TRAILER).length ?? 0) > 0;
+    return new StrataClientError(statusName(error.code), details, { cause: error, fromBroker });
   }
   const message = error instanceof Error ? error.message : String(error);
   return new StrataClientError('UNKNOWN', message, { cause: error });
@@ -80,7 +89,7 @@ export function toClientError(error: unknown): StrataClientError {
 
 /** The error of one failed request on ProduceStream (`ProduceResponse.error`). */
 export function fromItemError(item: { code?: number | null; message?: string | null }): StrataClientError {
-  return new StrataClientError(statusName(item.code ?? status.UNKNOWN), item.message ?? '');
+  return new StrataClientError(statusName(item.code ?? status.UNKNOWN), item.message ?? '', { fromBroker: true });
 }
 
 /** Errors worth retrying: the request may not have reached the broker, or its answer was lost. */

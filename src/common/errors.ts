@@ -39,6 +39,13 @@ export const ErrorCode = {
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/**
+ * The gRPC trailer in which the broker names its own error code (`STORAGE_ERROR`, `DISK_FULL`...)
+ * on a status it answers for an expected condition. A client tells by it the broker's answers
+ * from failures of the transport, which can have the same status (UNAVAILABLE).
+ */
+export const STRATA_ERROR_TRAILER = 'strata-error';
+
 export class StrataError extends Error {
   readonly code: ErrorCode;
 

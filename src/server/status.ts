@@ -4,7 +4,7 @@
  * reads it); anything else becomes INTERNAL with a generic message and is logged in full.
  */
 import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
-import { ErrorCode, StrataError } from '../common/errors.js';
+import { ErrorCode, STRATA_ERROR_TRAILER, StrataError } from '../common/errors.js';
 
 export const STATUS_FOR_CODE: Readonly<Record<ErrorCode, status>> = Object.freeze({
   [ErrorCode.INVALID_ARGUMENT]: status.INVALID_ARGUMENT,
@@ -26,6 +26,8 @@ export interface GrpcFailure {
   details: string;
   /** True for errors Strata did not expect (logged at error level). */
   unexpected: boolean;
+  /** Strata's own code of an expected condition, sent in the `strata-error` trailer. */
+  strataCode?: ErrorCode;
 }
 
 /**
@@ -45,13 +47,15 @@ export function boundedDetails(details: string): string {
 
 export function toGrpcFailure(error: unknown): GrpcFailure {
   if (error instanceof StrataError && STATUS_FOR_CODE[error.code] !== undefined) {
-    return { code: STATUS_FOR_CODE[error.code], details: boundedDetails(error.message), unexpected: false };
+    return { code: STATUS_FOR_CODE[error.code], details: boundedDetails(error.message), unexpected: false, strataCode: error.code };
   }
   return { code: status.INTERNAL, details: 'internal error; the broker log has the details', unexpected: true };
 }
 
 export function toServiceError(failure: GrpcFailure): Partial<ServiceError> {
-  return { code: failure.code, details: failure.details, message: failure.details, metadata: new Metadata() };
+  const metadata = new Metadata();
+  if (failure.strataCode !== undefined) metadata.set(STRATA_ERROR_TRAILER, failure.strataCode);
+  return { code: failure.code, details: failure.details, message: failure.details, metadata };
 }
 
 /** A gRPC-level INVALID_ARGUMENT for request checks made in the server layer. */

@@ -84,6 +84,23 @@ describe('the broker refuses: exit 1 with its message', () => {
     expect((await shared.admin.describeTopic('errors-small')).partitions[0]!.highWatermark).toBe(1);
   });
 
+  it('a failed file step the broker answers with UNAVAILABLE: its message, not "cannot reach the broker"', async () => {
+    await shared.admin.createTopic('errors-half-deleted');
+    const graveyard = join(shared.broker.dataDir, 'deleted');
+    rmSync(graveyard, { recursive: true, force: true });
+    writeFileSync(graveyard, ''); // a file where deleted topics' directories go: the move fails
+    try {
+      await expectFailure(
+        at('topics', 'delete', 'errors-half-deleted'),
+        1,
+        'strata: topic "errors-half-deleted" is deleted, but moving its directory out of the topics directory failed with EEXIST: remove that directory by hand (the broker log names it) before creating a topic of this name again',
+      );
+    } finally {
+      rmSync(graveyard);
+      rmSync(join(shared.broker.dataDir, 'topics', 'errors-half-deleted'), { recursive: true, force: true });
+    }
+  });
+
   it('resetting or deleting a group that has members', async () => {
     const member = startCli(at('consume', 'errors-existing', '--group', 'busy', '--follow'));
     running.push(member);

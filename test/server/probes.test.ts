@@ -159,7 +159,9 @@ describe('a delete that failed past its first step', () => {
     const graveyard = join(shared.broker.dataDir, 'deleted');
     writeFileSync(graveyard, '');
     const failure = await grpcError(shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'half-deleted' })));
-    expect(failure.code).toBe(status.INTERNAL);
+    expect(failure.code).toBe(status.UNAVAILABLE);
+    expect(failure.details).toMatch(/^topic "half-deleted" is deleted, but moving its directory out of the topics directory failed with EEXIST: /);
+    expect(failure.metadata.get('strata-error')).toEqual(['STORAGE_ERROR']); // the broker's answer, not the transport's
     // The operator clears the way, as the broker's refusal to create the topic again asks.
     rmSync(graveyard);
     rmSync(join(shared.broker.dataDir, 'topics', 'half-deleted'), { recursive: true });
