@@ -244,8 +244,10 @@ export class PartitionLog {
   private closing: Promise<void> | null = null;
   /** Retention passes under way (`close` waits for them). */
   private readonly retentionPasses = new Set<Promise<number>>();
-  /** The last retention pass started: the next one starts after it. */
+  /** The last retention pass started or queued: the next one starts after it. */
   private lastRetentionPass: Promise<unknown> | null = null;
+  /** A pass queued behind another and not started yet: a call meanwhile joins it. */
+  private queuedRetentionPass: Promise<number> | null = null;
   /** What calls after `close` are refused with (set by `close`). */
   private closedError: StrataError | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
@@ -1291,17 +1293,22 @@ export class PartitionLog {
    * Deletes segments past `retention.ms` / `retention.bytes`, the active one too (after a roll);
    * returns how many. `close` waits for the passes under way, so none opens a segment file after
    * close closed it. Passes run one at a time: a pass whose delete failed puts the segments it
-   * could not remove back at the front of the log, which another pass must not have moved.
+   * could not remove back at the front of the log, which another pass must not have moved. A
+   * call while a pass waits for its turn joins that pass, so that checks behind a slow one
+   * (a stalled disk) do not pile up.
    */
   async applyRetention(): Promise<number> {
     this.checkUsable();
+    if (this.queuedRetentionPass !== null) return this.queuedRetentionPass;
     const previous = this.lastRetentionPass;
     const after = (): Promise<number> => {
+      this.queuedRetentionPass = null;
       this.checkUsable();
       return this.retentionPass();
     };
     // With no pass under way, this one starts at once: its segments leave the log before the call returns.
     const pass = previous === null ? this.retentionPass() : previous.then(after, after);
+    if (previous !== null) this.queuedRetentionPass = pass;
     this.lastRetentionPass = pass;
     this.retentionPasses.add(pass);
     try {

@@ -52,6 +52,8 @@ export class TestFileSystem implements FileSystem {
   openError: { pathIncludes: string; code: string } | null = null;
   /** Renames to paths that include `pathIncludes` fail with `code` (null: they work). */
   renameError: { pathIncludes: string; code: string } | null = null;
+  /** The targets of the renames tried so far, in order (failed ones included). */
+  readonly renameTargets: string[] = [];
   /** Reads return at most this many bytes, as a read may (null: as many as asked for). */
   readBytesMax: number | null = null;
   /** openDirect answers null, as on a file system without O_DIRECT. */
@@ -215,6 +217,7 @@ export class TestFileSystem implements FileSystem {
   }
   async rename(from: string, to: string): Promise<void> {
     await this.pass('rename', to);
+    this.renameTargets.push(to);
     if (this.renameError !== null && to.includes(this.renameError.pathIncludes)) throw errnoError(this.renameError.code);
     return this.real.rename(from, to);
   }

@@ -976,9 +976,12 @@ describe('retention', () => {
     await held.reached;
     log.updateConfig({ retentionBytes: total - first.sizeBytes - second.sizeBytes - third.sizeBytes });
     const two = log.applyRetention(); // would take the third out now, were passes to overlap
+    const three = log.applyRetention(); // joins the pass waiting for its turn
     held.release();
     expect((await rejection(one)).code).toBe(ErrorCode.STORAGE_ERROR); // the second's rename failed: it is back in front
     expect((await rejection(two)).code).toBe(ErrorCode.STORAGE_ERROR); // ran after, and failed on it too
+    expect((await rejection(three)).message).toBe((await rejection(two)).message);
+    expect(fs.renameTargets.filter((target) => target.endsWith(`${stem(second.baseOffset)}.log.deleted`))).toHaveLength(2); // two passes, not three
     expect(log.logStartOffset).toBe(second.baseOffset);
     expect(log.segmentSizes()).toEqual(segments.slice(1));
     fs.renameError = null;
@@ -1069,7 +1072,8 @@ describe('segment.ms', () => {
 });
 
 describe('segment.ms after a restart', () => {
-  const YEAR_MS = 365 * 24 * 60 * 60 * 1000;
+  const DAY_MS = 24 * 60 * 60 * 1000;
+  const YEAR_MS = 365 * DAY_MS;
 
   /** A log-append-time batch of one record at `offset`, its base timestamp (the producer's) at `baseTimestamp`. */
   function logAppendTimeBatch(offset: number, baseTimestamp: number): Buffer {
@@ -1081,11 +1085,14 @@ describe('segment.ms after a restart', () => {
   }
 
   it.each([
-    { first: 'a log-append-time batch from a producer a year ahead', batch: () => logAppendTimeBatch(0, T0 + YEAR_MS), stop: 'clean' },
-    { first: 'a log-append-time batch from a producer a year ahead', batch: () => logAppendTimeBatch(0, T0 + YEAR_MS), stop: 'crash' },
-    { first: 'a create-time batch stamped a year ahead', batch: () => batchOf(0, 1, T0 + YEAR_MS), stop: 'clean' },
-    { first: 'a create-time batch stamped a year ahead', batch: () => batchOf(0, 1, T0 + YEAR_MS), stop: 'crash' },
-  ])("counts the active segment's age by the broker's clock, never from the future: first $first, after a $stop stop", async ({ batch, stop }) => {
+    { first: 'log-append time, base a year ahead', batch: () => logAppendTimeBatch(0, T0 + YEAR_MS), stop: 'clean' },
+    { first: 'log-append time, base a year ahead', batch: () => logAppendTimeBatch(0, T0 + YEAR_MS), stop: 'crash' },
+    // Its age is the broker's stamp, not the base timestamp a day before it.
+    { first: 'log-append time, base a day behind', batch: () => logAppendTimeBatch(0, T0 - DAY_MS), stop: 'clean' },
+    { first: 'log-append time, base a day behind', batch: () => logAppendTimeBatch(0, T0 - DAY_MS), stop: 'crash' },
+    { first: 'create time, a year ahead', batch: () => batchOf(0, 1, T0 + YEAR_MS), stop: 'clean' },
+    { first: 'create time, a year ahead', batch: () => batchOf(0, 1, T0 + YEAR_MS), stop: 'crash' },
+  ])("counts the active segment's age by the broker's clock, never from the future: first batch $first, after a $stop stop", async ({ batch, stop }) => {
     let directory = tempDir();
     const clock = new ManualClock(T0);
     const config = { segmentMs: 60_000 };
@@ -1099,9 +1106,12 @@ describe('segment.ms after a restart', () => {
     }
     await written.close();
     const log = await openLog(directory, config, { clock });
-    clock.advance(60_001);
+    clock.advance(1_000);
     await log.append(batchOf(1, 1, clock.nowMs()));
-    expect(log.segmentSizes().map((segment) => segment.baseOffset)).toEqual([0, 1]);
+    expect(log.segmentSizes().map((segment) => segment.baseOffset)).toEqual([0]);
+    clock.advance(59_001); // 60,001 ms after the first append, and after the open
+    await log.append(batchOf(2, 1, clock.nowMs()));
+    expect(log.segmentSizes().map((segment) => segment.baseOffset)).toEqual([0, 2]);
   });
 });
 
