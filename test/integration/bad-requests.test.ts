@@ -611,7 +611,7 @@ describe('disk full (broker with an injected FileSystem)', () => {
     expect((error as StrataError).code).toBe(ErrorCode.DISK_FULL);
     expect((error as StrataError).message).toMatch(/disk full: cannot append to df-0; nothing was written/);
     expect(STATUS_FOR_CODE[ErrorCode.DISK_FULL]).toBe(status.RESOURCE_EXHAUSTED);
-    expect(toGrpcFailure(error)).toEqual({ code: status.RESOURCE_EXHAUSTED, details: (error as StrataError).message, unexpected: false });
+    expect(toGrpcFailure(error)).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: (error as StrataError).message, unexpected: false });
     // The records path fails the same way while the disk is full.
     await expect(broker.produceRecords('df', 0, RecordRanges.of([{ value: Buffer.from('lost-4') }]), 'leader', null)).rejects.toMatchObject({ code: ErrorCode.DISK_FULL });
 

@@ -50,6 +50,7 @@ describe('withRequestBytesMax', () => {
       code: status.RESOURCE_EXHAUSTED,
       details: 'the request to test.v1.Service/Small is 17 bytes, over the limit of 16 bytes for this method; only Produce and ProduceStream, which carry records, take requests up to --max-request-bytes. Check what the client puts in this request',
       unexpected: false,
+      strataCode: ErrorCode.RESOURCE_EXHAUSTED,
     });
   });
 

@@ -10,6 +10,7 @@ import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES_MIN, BATCH_RECORD_BYTES_MIN, PRODUC
 import { strata } from '../../src/generated/strata.js';
 import { decodeProduceRequest } from '../../src/server/produce-request-decoder.js';
 import { toGrpcFailure } from '../../src/server/status.js';
+import { ErrorCode } from '../../src/common/errors.js';
 import { parseWireRecords } from '../../src/server/wire-records.js';
 import { resolveLogConfig } from '../../src/storage/log-config.js';
 import { APPEND_BYTES_MAX } from '../../src/storage/partition-log.js';
@@ -47,6 +48,7 @@ describe('decodeProduceRequest: the record count bound', () => {
       code: status.RESOURCE_EXHAUSTED,
       details: `the produce request carries more than ${PRODUCE_REQUEST_RECORDS_MAX} records, more than fit in one batch (a record takes at least 7 bytes in a batch, and no partition accepts a batch over 16777216 bytes); send the records in several requests`,
       unexpected: false,
+      strataCode: ErrorCode.RESOURCE_EXHAUSTED,
     });
   });
 
@@ -86,6 +88,7 @@ describe('parseWireRecords: the header count bound', () => {
       code: status.RESOURCE_EXHAUSTED,
       details: `the produce request's records carry more than ${PRODUCE_REQUEST_HEADERS_MAX} headers in all, more than fit in one batch (a header takes at least 2 bytes in a batch, and no partition accepts a batch over 16777216 bytes); send the records in several requests`,
       unexpected: false,
+      strataCode: ErrorCode.RESOURCE_EXHAUSTED,
     });
   });
 });

@@ -54,14 +54,14 @@ describe('STATUS_FOR_CODE', () => {
 describe('toGrpcFailure', () => {
   it.each(Object.values(ErrorCode))('keeps the message of a StrataError %s and marks it expected', (code) => {
     const failure = toGrpcFailure(new StrataError(code, `something about ${code}`));
-    expect(failure).toEqual({ code: DOCUMENTED[code], details: `something about ${code}`, unexpected: false });
+    expect(failure).toEqual({ code: DOCUMENTED[code], details: `something about ${code}`, unexpected: false, strataCode: code });
   });
 
   it('maps invalidArgument() to INVALID_ARGUMENT with its message', () => {
     const error = invalidArgument('max_bytes must be a non-negative integer, got -1');
     expect(error).toBeInstanceOf(StrataError);
     expect(error.code).toBe(ErrorCode.INVALID_ARGUMENT);
-    expect(toGrpcFailure(error)).toEqual({ code: status.INVALID_ARGUMENT, details: 'max_bytes must be a non-negative integer, got -1', unexpected: false });
+    expect(toGrpcFailure(error)).toEqual({ code: status.INVALID_ARGUMENT, details: 'max_bytes must be a non-negative integer, got -1', unexpected: false, strataCode: ErrorCode.INVALID_ARGUMENT });
   });
 
   it(`cuts a message over ${DETAILS_BYTES_MAX} bytes (one quoting a long input), saying so`, () => {
@@ -75,7 +75,7 @@ describe('toGrpcFailure', () => {
   class SubclassedStrataError extends StrataError {}
 
   it('treats subclasses of StrataError like StrataError', () => {
-    expect(toGrpcFailure(new SubclassedStrataError(ErrorCode.NOT_FOUND, 'gone'))).toEqual({ code: status.NOT_FOUND, details: 'gone', unexpected: false });
+    expect(toGrpcFailure(new SubclassedStrataError(ErrorCode.NOT_FOUND, 'gone'))).toEqual({ code: status.NOT_FOUND, details: 'gone', unexpected: false, strataCode: ErrorCode.NOT_FOUND });
   });
 
   const secret = 'EACCES: permission denied, open /var/lib/strata/secret';
@@ -99,6 +99,12 @@ describe('toGrpcFailure', () => {
 });
 
 describe('toServiceError', () => {
+  it("names Strata's code of an expected condition in the strata-error trailer", () => {
+    const error = toServiceError(toGrpcFailure(new StrataError(ErrorCode.STORAGE_ERROR, 'reading failed')));
+    expect(error.code).toBe(status.UNAVAILABLE);
+    expect(error.metadata!.get('strata-error')).toEqual(['STORAGE_ERROR']);
+  });
+
   it('carries the code and the message as details and message, with empty metadata', () => {
     const error = toServiceError({ code: status.OUT_OF_RANGE, details: 'offset 9 is out of range', unexpected: false });
     expect(error.code).toBe(status.OUT_OF_RANGE);
