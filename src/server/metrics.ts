@@ -198,9 +198,9 @@ export class BrokerMetrics {
 
   /**
    * The group coordinator while the broker is ready, else null: its figures read the broker's
-   * topics and the offsets store, which a closing broker refuses and closes. So from the start
-   * of a shutdown a scrape leaves the group series out, as it does the partition figures,
-   * instead of failing.
+   * topics and the offsets store, which a closing broker refuses and closes. So once the broker
+   * starts closing its logs a scrape leaves the group series out, as it does the partition
+   * figures, instead of failing.
    */
   private openGroups(): GroupCoordinator | null {
     return this.broker?.ready ? this.groups : null;

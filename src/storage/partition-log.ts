@@ -328,8 +328,8 @@ export class PartitionLog {
     });
     const log = new PartitionLog(options, config, segmentOptions, loaded, logger);
     // The active segment's age for segment.ms comes from its first batch's timestamp here: one
-    // ahead of the broker's clock (a producer's) would hold off its roll by age, and so its
-    // retention, for as long. It counts from now at most.
+    // ahead of the broker's clock (a producer's) would hold off its roll by age for as long. It
+    // counts from now at most.
     const active = log.segments.last();
     if (active.rollStartMs > nowMs) active.rollStartMs = nowMs;
     if (log.fence === null) {
@@ -1375,7 +1375,7 @@ export class PartitionLog {
       const segment = removed[renamed]!;
       throw new StrataError(
         ErrorCode.STORAGE_ERROR,
-        `retention of partition ${this.name} could not delete the segment at offset ${segment.baseOffset}: renaming ${segment.logPath} failed (${errnoOrMessage(failure)}); it stays in the log, and the next pass tries again`,
+        `retention of partition ${this.name} could not delete the segment at offset ${segment.baseOffset}: renaming ${segment.logPath} failed (${errnoOrMessage(failure)}); it and the later segments of the pass are back in the log, and the next pass tries again`,
         { cause: failure },
       );
     }

@@ -929,7 +929,7 @@ describe('retention', () => {
     clock.advance(DAY_MS);
     const failure = await rejection(log.applyRetention());
     expect(failure.code).toBe(ErrorCode.STORAGE_ERROR);
-    expect(failure.message).toMatch(/could not delete the segment at offset \d+: renaming .* failed \(EIO\); it stays in the log, and the next pass tries again$/);
+    expect(failure.message).toMatch(/could not delete the segment at offset \d+: renaming .* failed \(EIO\); it and the later segments of the pass are back in the log, and the next pass tries again$/);
     // The first segment went; the second failed, and it and those after it are in the log, whole.
     expect(log.logStartOffset).toBe(second);
     expect(log.segmentSizes()).toEqual(sizes.slice(1));
