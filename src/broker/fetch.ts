@@ -47,10 +47,14 @@ export async function fetchWithWait(log: PartitionLog, options: FetchOptions): P
   const deadline = Date.now() + options.maxWaitMs;
   // Taken before each read: bytes made visible during it are counted as arrived after it.
   let readAt = log.visibleBytesTotal;
-  let visible = log.highWatermark;
-  let result = await log.read(options.offset, options.maxBytes);
+  /** Reads from `offset`; `stoppedShort`: it returned batches but ended before `visible`, the high watermark before it. */
+  const read = async (visible: number): Promise<{ result: ReadResult; stoppedShort: boolean }> => {
+    const result = await log.read(options.offset, options.maxBytes);
+    return { result, stoppedShort: result.batches.length > 0 && nextOffsetAfter(result.batches, options.offset) < visible };
+  };
+  let { result, stoppedShort } = await read(log.highWatermark);
   while (result.batches.length < minBytes && !options.signal?.aborted) {
-    if (result.batches.length > 0 && nextOffsetAfter(result.batches, options.offset) < visible) return result;
+    if (stoppedShort) return result;
     // Every byte made visible since the last read lies after what it returned, those made
     // visible before the wait below began (whose wake-up it would miss) included. A log closed
     // or fenced meanwhile (its topic deleted, say) is read all the same: the read says why,
@@ -63,8 +67,7 @@ export async function fetchWithWait(log: PartitionLog, options: FetchOptions): P
       continue;
     }
     readAt = log.visibleBytesTotal;
-    visible = log.highWatermark;
-    result = await log.read(options.offset, options.maxBytes);
+    ({ result, stoppedShort } = await read(log.highWatermark));
   }
   // The wait ended short of min_bytes (its time, or the call's end): what arrived is read.
   if (result.batches.length < minBytes && log.visibleBytesTotal !== readAt) result = await log.read(options.offset, options.maxBytes);

@@ -11,7 +11,7 @@
  * remembered by name. Every Watch ends with UNAVAILABLE when the server begins to stop, after
  * it has been told NOT_SERVING.
  */
-import { type Server, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, type ServiceError, type sendUnaryData, status } from '@grpc/grpc-js';
+import { type Server, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, type ServiceError, type sendUnaryData } from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
@@ -109,7 +109,7 @@ export class HealthService {
 }
 
 function shuttingDown(): Partial<ServiceError> {
-  return toServiceError({ code: status.UNAVAILABLE, details: 'the broker is shutting down', unexpected: false });
+  return toServiceError(toGrpcFailure(new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down')));
 }
 
 function quoted(name: string): string {

@@ -12,7 +12,7 @@ import {
 } from '@grpc/grpc-js';
 import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
-import { ErrorCode } from '../common/errors.js';
+import { ErrorCode, StrataError } from '../common/errors.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
@@ -192,7 +192,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       void ending.then((end) => {
         ended.release();
         if (ended.cancelled()) return countSubscribeEnd(context.metrics, status.CANCELLED);
-        const failure = end.failed ? toGrpcFailure(end.error) : { code: status.UNAVAILABLE, details: 'the broker is shutting down; subscribe again from next_offset', unexpected: false, strataCode: ErrorCode.UNAVAILABLE };
+        const failure = end.failed ? toGrpcFailure(end.error) : toGrpcFailure(new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; subscribe again from next_offset'));
         countSubscribeEnd(context.metrics, failure.code);
         if (end.failed) logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: end.error }, 'request failed');
         call.emit('error', toServiceError(failure));

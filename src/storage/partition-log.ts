@@ -242,9 +242,10 @@ export class PartitionLog {
   /** The write of the fence marker, once corrupt data fenced the log (see `fence-marker.ts`). */
   private fenceRecorded: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
-  /** Retention passes under way (`close` waits for them). */
-  private readonly retentionPasses = new Set<Promise<number>>();
-  /** The last retention pass started or queued: the next one starts after it. */
+  /**
+   * The last retention pass started or queued (null when none is under way): the next one
+   * starts after it, and `close` waits for it, and so for every pass.
+   */
   private lastRetentionPass: Promise<unknown> | null = null;
   /** A pass queued behind another and not started yet: a call meanwhile joins it. */
   private queuedRetentionPass: Promise<number> | null = null;
@@ -1310,11 +1311,9 @@ export class PartitionLog {
     const pass = previous === null ? this.retentionPass() : previous.then(after, after);
     if (previous !== null) this.queuedRetentionPass = pass;
     this.lastRetentionPass = pass;
-    this.retentionPasses.add(pass);
     try {
       return await pass;
     } finally {
-      this.retentionPasses.delete(pass);
       if (this.lastRetentionPass === pass) this.lastRetentionPass = null;
     }
   }
@@ -1333,7 +1332,7 @@ export class PartitionLog {
     let count = segmentsToDelete([...this.segments], this.config, nowMs);
     if (count === this.segments.count) {
       // The active segment goes too: roll first, then decide again on the list as it is now
-      // (the roll yields to the event loop, where another pass may have run).
+      // (the roll yields to the event loop, where appends may have come).
       await this.rollForRetention();
       this.checkUsable();
       count = Math.min(segmentsToDelete([...this.segments], this.config, nowMs), this.segments.count - 1);
@@ -1472,7 +1471,7 @@ export class PartitionLog {
     } finally {
       // A retention pass under way may still load a segment's indexes (opening its file) or
       // take segments out of the list: let it stop first, then close a copy of the list.
-      await Promise.allSettled([...this.retentionPasses]);
+      await this.lastRetentionPass?.catch(() => undefined);
       // A move of the recovery checkpoint under way (a fenced log's close writes none) ends
       // before the close returns, and with it the files of a deleted topic may move.
       await this.recoveryPointWrites;
