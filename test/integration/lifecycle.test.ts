@@ -100,6 +100,7 @@ describe('broker lifecycle', () => {
     const error = await ended;
     expect(error.code).toBe(status.UNAVAILABLE);
     expect(error.details).toMatch(/shutting down/);
+    expect(error.metadata.get('strata-error')).toEqual(['UNAVAILABLE']); // the broker's answer, not a dropped connection
   });
 
   it('stops gracefully (not forced) while a subscription is still looking up where to start', async () => {
