@@ -6,6 +6,7 @@
  * after a bad batch by looking for the next valid one, so an operator can see what a fenced
  * partition holds around the damage.
  */
+import { errnoOrMessage } from '../common/errors.js';
 import { nodeFileSystem, type FileSystem } from './file-system.js';
 import {
   BATCH_HEADER_BYTES,
@@ -33,7 +34,7 @@ export async function* dumpLogFile(path: string, options: DumpOptions): AsyncGen
   const fs = options.fs ?? nodeFileSystem;
   // Any name: a segment log, a copy of one, or the bytes a repair moved to quarantine.
   const fd = await fs.open(path, { create: false, readOnly: true }).catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`cannot open ${path}: ${error.code === 'ENOENT' ? 'no such file' : (error.code ?? error.message)}`, { cause: error });
+    throw new Error(`cannot open ${path}: ${error.code === 'ENOENT' ? 'no such file' : errnoOrMessage(error)}`, { cause: error });
   });
   try {
     const fileBytes = await fs.fileSize(fd);

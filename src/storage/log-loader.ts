@@ -27,6 +27,7 @@
  *    fences the log wherever the damage is; a repair, having scanned it all, removes it.
  */
 import { join } from 'node:path';
+import { errnoOrMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { isDirectWritePadding } from './direct-writer.js';
 import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint-file.js';
@@ -304,7 +305,7 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
   try {
     await fs.fdatasync(await active.fileDescriptor());
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    const reason = errnoOrMessage(error);
     throw new Error(`recovery could not fdatasync ${active.logPath} (${reason}): the log is not opened, since its tail would be served without being durable`, { cause: error });
   }
   return { segments, cleanShutdown: false, recovery: report, fence: null, recoveryPoint };

@@ -653,7 +653,7 @@ export class PartitionLog {
     if (error instanceof SealSyncFailed) {
       // Whatever its errno: the kernel may have dropped dirty pages of the sealed segment.
       const cause = error.cause as NodeJS.ErrnoException;
-      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of the segment being sealed failed (${cause.code ?? cause.message}); ${AFTER_FAILED_SYNC}`, { cause }));
+      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of the segment being sealed failed (${errnoOrMessage(cause)}); ${AFTER_FAILED_SYNC}`, { cause }));
       return;
     }
     if (isDiskFullCode(error.code)) {
@@ -661,7 +661,7 @@ export class PartitionLog {
       this.rejectQueued(new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error }));
       return;
     }
-    this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: rolling to a new segment failed (${error.code ?? error.message}); restart to recover`, { cause: error }));
+    this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: rolling to a new segment failed (${errnoOrMessage(error)}); restart to recover`, { cause: error }));
   }
 
   private takeGroup(): QueuedAppend[] {
@@ -894,7 +894,7 @@ export class PartitionLog {
     const diskFull = isDiskFullCode(error.code);
     const refusal = diskFull
       ? new StrataError(ErrorCode.DISK_FULL, `disk full: cannot append to ${this.name}; nothing was written`, { cause: error })
-      : new StrataError(ErrorCode.STORAGE_ERROR, `write to ${active.logPath} failed (${error.code ?? error.message}); nothing was written`, { cause: error });
+      : new StrataError(ErrorCode.STORAGE_ERROR, `write to ${active.logPath} failed (${errnoOrMessage(error)}); nothing was written`, { cause: error });
     try {
       await active.truncateUnwritten();
     } catch (truncateError) {
@@ -1088,7 +1088,7 @@ export class PartitionLog {
         await segment?.close();
         await this.fs.unlink(path);
       } catch (removeError) {
-        throw new Error(`could not remove ${path}, created by a roll that failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): ${(removeError as Error).message}`, { cause: error });
+        throw new Error(`could not remove ${path}, created by a roll that failed (${errnoOrMessage(error)}): ${(removeError as Error).message}`, { cause: error });
       }
       throw error;
     }
