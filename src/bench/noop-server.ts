@@ -6,7 +6,7 @@
  *
  * What it answers, so that the unmodified client (Producer, Consumer, Admin) runs against it:
  * - Admin: CreateTopic remembers a partition count, DescribeTopic and ListTopics report it.
- * - Log: InitProducer hands out ids. Produce and ProduceStream count the records of each
+ * - Log: InitProducer hands out ids and the broker's window of batches in flight. Produce and ProduceStream count the records of each
  *   request (raw batches: from the batch headers; plain records: the list) and answer with
  *   contiguous offsets per partition, as the broker does; nothing is stored except, per
  *   partition, one raw batch received: the first of the largest size so far, so a full batch
@@ -42,6 +42,7 @@ import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
 import { strata } from '../generated/strata.js';
 import { widenFlowControlWindows } from '../server/grpc-server.js';
 import { adminServiceDefinition, logServiceDefinition } from '../server/service-definitions.js';
+import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { forEachBatch, readRecordCount, writeBaseOffset } from '../storage/record-batch.js';
 import { ServerProcess } from './server-process.js';
 
@@ -200,7 +201,10 @@ function notFound(what: string): Error & { code: number } {
 export function startNoopServer(listen = '127.0.0.1:0', state = new NoopState()): Promise<NoopServer> {
   const server = new Server({ 'grpc.max_receive_message_length': MAX_REQUEST_BYTES, 'grpc.max_send_message_length': -1 });
   server.addService(logServiceDefinition, {
-    initProducer: unary(() => v1.InitProducerResponse.create({ producerId: Long.fromNumber(state.producerId()), producerEpoch: 0 })),
+    // The broker's window, so the client keeps as many batches in flight here as against it.
+    initProducer: unary(() =>
+      v1.InitProducerResponse.create({ producerId: Long.fromNumber(state.producerId()), producerEpoch: 0, maxInFlightBatches: PRODUCER_BATCH_WINDOW }),
+    ),
     produce: unary((request: strata.v1.ProduceRequest) => state.produce(request)),
     produceStream: (call: ServerDuplexStream<strata.v1.ProduceRequest, strata.v1.ProduceResponse>) => {
       call.on('data', (request: strata.v1.ProduceRequest) => call.write(state.produce(request)));

@@ -1,6 +1,7 @@
-// Goal: the no-op server relays every batch produced after a subscriber caught up (or, started
-// past the end, once the end reaches it), with the producer's own records in order and offsets
-// as the broker would assign them, so that
+// Goal: the no-op server states the broker's window of batches in flight (so the client keeps as
+// many in flight against it); it relays every batch produced after a subscriber caught up (or,
+// started past the end, once the end reaches it), with the producer's own records in order and
+// offsets as the broker would assign them, so that
 // `strata bench baseline --workload e2e` measures the transport alone; a cancelled
 // subscription is no longer relayed to; and a catch-up read gets copies of a full batch of the
 // fill, not of its last, short one. Method: the no-op server in this process, the real client
@@ -14,9 +15,11 @@ import { Consumer, type ConsumerOptions, type ConsumerRecord } from '../../src/c
 import { Producer } from '../../src/client/producer.js';
 import { rootLogger } from '../../src/common/logger.js';
 import { strata } from '../../src/generated/strata.js';
+import { PRODUCER_BATCH_WINDOW } from '../../src/storage/producer-state.js';
 import { forEachBatch, readRecordCount } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
+import { TestClient } from '../helpers/grpc-client.js';
 
 let state: NoopState;
 let server: NoopServer;
@@ -64,6 +67,16 @@ async function take(consumer: Consumer, count: number): Promise<ConsumerRecord[]
   }
   return records;
 }
+
+it("states the broker's window of batches in flight, so the client keeps as many in flight as against the broker", async () => {
+  const wire = new TestClient(server.address);
+  try {
+    const answer = await wire.call<strata.v1.InitProducerResponse>('log.initProducer', strata.v1.InitProducerRequest.create());
+    expect(answer.maxInFlightBatches).toBe(PRODUCER_BATCH_WINDOW);
+  } finally {
+    wire.close();
+  }
+});
 
 it('relays each batch produced after the subscriber caught up: the records sent, in order, offsets from the end', async () => {
   await createTopic('relay');
