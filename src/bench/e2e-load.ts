@@ -20,8 +20,8 @@
  * A record's send time is when it was actually sent, as the latency's definition asks. When the
  * sender itself is held up (a GC pause, a busy event loop), the records due meanwhile go out
  * late and that delay is in no record's latency (coordinated omission); so the sender's lag
- * behind its schedule is measured apart (`senderLag`): at each tick that sends, now − the time
- * the first record it sends was due.
+ * behind its schedule is measured apart (`senderLag`), for every measured record: the time it
+ * was sent − the time it was due. A stall thus counts once for each record it held up.
  *
  * Records sent during the first `warmupSeconds` (JIT compilation, connection set-up) are read but
  * not counted, and the CPU time of the phase is taken from the end of the warm-up
@@ -269,7 +269,7 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
   const total = warmupRecords + measuredRecords;
   const endToEnd = new LatencyRecorder(measuredRecords);
   const acknowledgement = new LatencyRecorder(measuredRecords);
-  const senderLag = new LatencyRecorder(Math.ceil((options.durationSeconds * 1000) / TICK_MS));
+  const senderLag = new LatencyRecorder(measuredRecords);
   let received = 0;
   let measuredReceived = 0;
   /** Send time (wall clock) of the first measured record: earlier ones are the warm-up. */
@@ -311,8 +311,8 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
       const tick = (): void => {
         const now = performance.now();
         const due = Math.min(total, throttle.allowed(now));
-        if (sent < due && sent >= warmupRecords) senderLag.record(now - throttle.dueAt(sent));
         for (; sent < due && failure === null; sent++) {
+          if (sent >= warmupRecords) senderLag.record(now - throttle.dueAt(sent));
           const slot = slots.take();
           const sentAt = wallClockMs();
           if (sent === warmupRecords) {

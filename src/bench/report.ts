@@ -23,7 +23,7 @@
  *     warmupRecords                 e2e only: records sent before the measurement (read, not counted)
  *     startOffsets                  consume only: { partition: offset } where the read started
  *     senderLag                     e2e only: { count, meanMs, p50Ms, ... maxMs } of how late the sender
- *                                   sent against its schedule (per tick; not counted in latency)
+ *                                   sent each measured record against its schedule (not counted in latency)
  *     serverMemory                  { rssMiB, rssPeakSampledMiB, rssPeakMiB, rssPeakPhaseMiB } of a local
  *                                   server (see server-process.ts), else null
  *     cpu                           { clientSeconds, clientMicrosPerRecord, serverSeconds, serverMicrosPerRecord }
@@ -224,7 +224,7 @@ export function formatReport(report: BenchReport): string {
   for (const result of report.results) {
     if (result.senderLag === undefined || result.senderLag === null) continue;
     const lag = result.senderLag;
-    lines.push(`${result.workload}${baseline ? ` (${result.server})` : ''} sender lag behind schedule (not counted in latency): p99 ${lag.p99Ms.toFixed(2)} ms, max ${lag.maxMs.toFixed(2)} ms`);
+    lines.push(`${result.workload}${baseline ? ` (${result.server})` : ''} sender lag behind schedule (not counted in latency): p50 ${lag.p50Ms.toFixed(2)}, p99 ${lag.p99Ms.toFixed(2)}, p99.9 ${lag.p999Ms.toFixed(2)}, max ${lag.maxMs.toFixed(2)} ms`);
   }
   for (const result of report.results) {
     const warmup = result.workload === 'e2e' ? ' (warm-up included)' : '';

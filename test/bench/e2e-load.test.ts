@@ -40,9 +40,8 @@ it('starts measuring once, when the warm-up records have been sent', async () =>
   expect(measurementStarts).toHaveLength(1);
   // Record 300 is due 300 ms after the first one: the measurement cannot start earlier.
   expect(measurementStarts[0]! - startedAt).toBeGreaterThanOrEqual(300);
-  // The sender's lag: one value per measured tick that sent (1 ms ticks, 1 record/ms).
-  expect(figures.senderLag.count).toBeGreaterThan(50);
-  expect(figures.senderLag.count).toBeLessThanOrEqual(500);
+  // The sender's lag: one value per measured record.
+  expect(figures.senderLag.count).toBe(500);
   expect(figures.senderLag.summary()!.p50Ms).toBeGreaterThanOrEqual(0);
 });
 
@@ -58,7 +57,12 @@ it('reports a sender held up (the client process paused) as lag behind its sched
     },
   });
   expect(figures.lost).toBe(0);
-  expect(figures.senderLag.summary()!.maxMs).toBeGreaterThanOrEqual(pauseMs - 10);
+  const lag = figures.senderLag.summary()!;
+  expect(lag.maxMs).toBeGreaterThanOrEqual(pauseMs - 10);
+  // Counted for each record the pause held up (about 60 of the 300 measured), not once per
+  // tick: the 95th percentile of the lag is well into the pause.
+  expect(figures.senderLag.count).toBe(300);
+  expect(lag.p95Ms).toBeGreaterThanOrEqual(pauseMs / 4);
 });
 
 it('refuses a rate and duration that give no measured record', async () => {
