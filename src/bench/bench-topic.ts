@@ -1,7 +1,8 @@
 /**
  * The topic a benchmark writes to or reads from: created with the requested partition count and
  * configs when it does not exist; an existing topic is used as it is, unless its partition count
- * differs from the one asked for (the figures would then not mean what the command line says).
+ * or one of the configs asked for (`flush`) differs (the figures would then not mean what the
+ * command line says).
  */
 import { Admin, type TopicDescription } from '../client/admin.js';
 import { isStrataClientError } from '../client/errors.js';
@@ -29,6 +30,15 @@ export async function ensureTopic(admin: Admin, request: TopicRequest): Promise<
       throw new BenchSetupError(
         `topic "${request.name}" exists with ${description.partitions.length} partitions, not the ${request.partitions} asked for; give another --topic`,
       );
+    }
+    for (const [key, value] of Object.entries(request.configs)) {
+      const effective = description.configs[key];
+      // A server that reports no such config (the no-op server) has nothing to contradict.
+      if (effective !== undefined && effective !== value) {
+        throw new BenchSetupError(
+          `topic "${request.name}" exists with ${key}=${effective}, not the ${key}=${value} asked for; give another --topic, or alter it with strata topics alter ${request.name} --config ${key}=${value}`,
+        );
+      }
     }
     return { description, created: false };
   } catch (error) {

@@ -29,7 +29,7 @@ export interface BenchSettings {
   topic: string;
   /** null: the existing topic's count (1 for a topic this creates). */
   partitions: number | null;
-  /** Topic config `flush` of a topic this creates. */
+  /** Topic config `flush`: set on a topic this creates, required of one that exists. */
   flush: 'always' | 'interval';
   records: number;
   recordSize: number;

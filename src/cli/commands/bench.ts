@@ -32,7 +32,7 @@ const PRODUCE_LINGER_MS_DEFAULT = 5;
 const COMMON_OPTIONS = {
   server: { type: 'string', default: '127.0.0.1:50051', describe: 'Broker address HOST:PORT (env STRATA_SERVER)', requiresArg: true },
   local: { type: 'boolean', default: false, describe: 'Start a broker on a temporary directory for this run instead of using --server (its memory and disk calls are reported)' },
-  topic: { type: 'string', default: 'strata-bench', describe: 'Topic; created when missing (a baseline of produce or consume also uses <topic>-warmup)', requiresArg: true },
+  topic: { type: 'string', default: 'strata-bench', describe: 'Topic; created when missing, refused when its partition count or flush differs (a baseline of produce or consume also uses <topic>-warmup)', requiresArg: true },
   partitions: { type: 'number', describe: 'Partitions of the topic (default: the existing topic\'s, 1 for a new one)', requiresArg: true },
   flush: { choices: ['always', 'interval'], default: 'always', describe: 'flush config of a topic this creates: fdatasync before every acknowledgement, or every flush.ms' },
   'record-size': { type: 'number', default: 100, describe: 'Bytes of each record value', requiresArg: true },
