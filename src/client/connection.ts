@@ -37,6 +37,7 @@ import Long from 'long';
 import type { strata } from '../generated/strata.js';
 import { adminServiceDefinition, logServiceDefinition } from '../server/service-definitions.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
+import { timerDelayMs } from './timer-option.js';
 
 /**
  * The service definitions the server uses, typed with the decoded message classes: their
@@ -118,7 +119,8 @@ export class Connection {
       throw invalidArgument(`server must be "host:port", got ${JSON.stringify(options.server)}`);
     }
     this.server = options.server;
-    this.deadlineMs = positive(options.deadlineMs ?? DEFAULT_DEADLINE_MS, 'deadlineMs');
+    // Also the producer's request timeout and its bound on ending its stream: a timer's delay.
+    this.deadlineMs = timerDelayMs(options.deadlineMs ?? DEFAULT_DEADLINE_MS, 'deadlineMs', 1);
     const channelOptions: ChannelOptions = {
       'grpc.max_receive_message_length': -1,
       // Fetches and subscriptions bring up to MiBs per message: a 64 KiB HTTP/2 window would

@@ -65,6 +65,7 @@ import { listOffsets } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
 import { OffsetCommitStream } from './offset-commit-stream.js';
+import { timerDelayMs } from './timer-option.js';
 import {
   type AssignorName,
   type GroupCommittedOffset,
@@ -310,14 +311,14 @@ export class Consumer extends EventEmitter {
     const maxBytesProblem = integerRangeProblem('maxBytesPerPartition', this.maxBytesPerPartition, 1, FETCH_BYTES_MAX);
     if (maxBytesProblem !== null) throw invalidArgument(maxBytesProblem);
     this.prefetchBatches = positiveInteger(options.prefetchBatches ?? 2, 'prefetchBatches');
-    this.retryBackoffMs = nonNegativeInteger(options.retryBackoffMs ?? 100, 'retryBackoffMs');
-    this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, nonNegativeInteger(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));
+    this.retryBackoffMs = timerDelayMs(options.retryBackoffMs ?? 100, 'retryBackoffMs');
+    this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, timerDelayMs(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));
     this.initialPositionOption = options.initialPosition;
     this.beforeRevokeOption = options.beforeRevoke;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'consumer' });
     this.groupId = options.groupId === undefined ? null : checkGroupId(options.groupId);
     this.autoCommit = options.autoCommit ?? true;
-    this.autoCommitIntervalMs = positiveInteger(options.autoCommitIntervalMs ?? 5_000, 'autoCommitIntervalMs');
+    this.autoCommitIntervalMs = timerDelayMs(options.autoCommitIntervalMs ?? 5_000, 'autoCommitIntervalMs', 1);
     this.autoCommitRefreshMs = positiveInteger(options.autoCommitRefreshMs ?? 60 * 60 * 1000, 'autoCommitRefreshMs');
     if (options.instanceId !== undefined && (typeof options.instanceId !== 'string' || options.instanceId.length === 0)) throw invalidArgument('instanceId must be a non-empty string');
     if (options.instanceId !== undefined && options.instanceId.length > MEMBER_INSTANCE_ID_LENGTH_MAX) {

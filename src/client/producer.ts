@@ -71,6 +71,7 @@ import { describeTopic } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, fromItemError, invalidArgument, isRetriable, toClientError } from './errors.js';
 import { BufferPool } from './buffer-pool.js';
+import { timerDelayMs } from './timer-option.js';
 import { encodeProduceRequest, produceRequestHeadroom } from './produce-request.js';
 
 const v1 = strata.v1;
@@ -84,6 +85,8 @@ export const IDEMPOTENT_IN_FLIGHT_MAX = 10;
 const UNSTATED_BATCH_WINDOW = 5;
 const SEQUENCE_MODULUS = 2 ** 31;
 const EPOCH_MAX = 0x7fff;
+/** The largest partition number the wire's int32 carries; a larger one would be cut to its low bits. */
+const PARTITION_MAX = 0x7fffffff;
 /** Upper bound of a header's framing (two length varints). */
 const HEADER_OVERHEAD_BYTES = 10;
 /**
@@ -282,6 +285,8 @@ interface WaitingSend {
   sizeBytes: number;
   callback: SendCallback;
   queuedAtMs: number;
+  /** An explicit partition past the known count: the metadata has been read again since. */
+  partitionRechecked?: boolean;
 }
 
 interface WaitingFlush {
@@ -343,7 +348,7 @@ export class Producer {
       throw invalidArgument("acks 'none' cannot be idempotent: without answers there are no sequence checks to rely on; pass idempotent: false to use it");
     }
     this.acks = ACKS_WIRE[acks];
-    this.lingerMs = nonNegative(options.lingerMs ?? 5, 'lingerMs');
+    this.lingerMs = timerDelayMs(options.lingerMs ?? 5, 'lingerMs');
     this.batchBytes = positiveInteger(options.batchBytes ?? DEFAULT_BATCH_BYTES, 'batchBytes');
     this.bufferBytesMax = positiveInteger(options.bufferBytes ?? 32 * 1024 * 1024, 'bufferBytes');
     this.maxInFlightPerPartition = positiveInteger(options.maxInFlightPerPartition ?? IDEMPOTENT_IN_FLIGHT_MAX, 'maxInFlightPerPartition');
@@ -353,8 +358,8 @@ export class Producer {
     this.maxInFlight = positiveInteger(options.maxInFlight ?? 64, 'maxInFlight');
     this.retries = nonNegative(options.retries ?? Number.POSITIVE_INFINITY, 'retries');
     this.deliveryTimeoutMs = nonNegative(options.deliveryTimeoutMs ?? 120_000, 'deliveryTimeoutMs');
-    this.retryBackoffMs = nonNegative(options.retryBackoffMs ?? 100, 'retryBackoffMs');
-    this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, nonNegative(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));
+    this.retryBackoffMs = timerDelayMs(options.retryBackoffMs ?? 100, 'retryBackoffMs');
+    this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, timerDelayMs(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));
     this.metadataMaxAgeMs = nonNegative(options.metadataMaxAgeMs ?? 5 * 60_000, 'metadataMaxAgeMs');
     // The pool keeps at most bufferBytes of buffers (rounded up to whole full-size ones), what
     // the producer may hold anyway (as Kafka's BufferPool keeps buffer.memory). A smaller pool
@@ -366,7 +371,7 @@ export class Producer {
     if (this.compression !== 'none' && this.compression !== 'gzip') throw invalidArgument(`compression must be 'none' or 'gzip', got ${JSON.stringify(this.compression)}`);
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'producer' });
     ({ connection: this.connection, owned: this.ownsConnection } = resolveConnection(options));
-    this.requestTimeoutMs = nonNegative(options.requestTimeoutMs ?? this.connection.deadlineMs, 'requestTimeoutMs');
+    this.requestTimeoutMs = timerDelayMs(options.requestTimeoutMs ?? this.connection.deadlineMs, 'requestTimeoutMs', 1);
   }
 
   /** Bytes of records accepted and not yet settled (at most `bufferBytes`). */
@@ -412,7 +417,9 @@ export class Producer {
     try {
       if (typeof message?.topic !== 'string' || message.topic.length === 0) throw invalidArgument('topic is required');
       partition = message.partition ?? null;
-      if (partition !== null && (!Number.isInteger(partition) || partition < 0)) throw invalidArgument(`partition must be a non-negative integer, got ${partition}`);
+      if (partition !== null && (!Number.isInteger(partition) || partition < 0 || partition > PARTITION_MAX)) {
+        throw invalidArgument(`partition must be an integer from 0 to ${PARTITION_MAX}, got ${partition}`);
+      }
       key = toBytes(message.key, 'key');
       value = toBytes(message.value, 'value');
       headers = message.headers === undefined || message.headers === null ? null : toHeaders(message.headers);
@@ -427,12 +434,14 @@ export class Producer {
     }
     const topic = this.topicState(message.topic);
     if (this.waiting.length === 0) {
+      // An explicit partition past the known count goes the slow way: the metadata is read
+      // again before the send is refused, in case partitions were added.
       const target = this.partitionFor(topic, partition, key, now);
-      if (target !== null) {
+      if (target !== null && target < topic.partitionCount) {
         const tooLarge = this.tooLargeFor(topic, sizeBytes, headers);
         if (tooLarge !== null) return this.failSoon(callback, tooLarge);
       }
-      if (target !== null && this.hasRoomFor(sizeBytes)) {
+      if (target !== null && target < topic.partitionCount && this.hasRoomFor(sizeBytes)) {
         this.append(this.partitionState(topic, target), timestamp, key, value, headers, sizeBytes, callback);
         return;
       }
@@ -585,6 +594,21 @@ export class Producer {
             this.waiting.shift();
             this.complete(head.callback, failure, undefined);
           }
+          continue;
+        }
+        if (target >= head.topic.partitionCount) {
+          if (!head.partitionRechecked) {
+            head.partitionRechecked = true;
+            try {
+              await this.loadMetadata(head.topic);
+            } catch {
+              // Judged on the count known: the broker would refuse the partition as well.
+            }
+            continue;
+          }
+          this.waiting.shift();
+          const count = head.topic.partitionCount;
+          this.complete(head.callback, new StrataClientError('NOT_FOUND', `partition ${target} of topic "${head.topic.name}" does not exist (the topic has ${count}: 0 to ${count - 1})`), undefined);
           continue;
         }
         const tooLarge = this.tooLargeFor(head.topic, head.sizeBytes, head.headers);

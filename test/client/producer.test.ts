@@ -235,6 +235,48 @@ describe('round trip', () => {
     expect((await target.send({ topic: name, value: 'after' })).offset).toBe(0);
   });
 
+  it('refuses a partition the wire cannot carry; nothing is written where its low bits point', async () => {
+    const name = await topic(2);
+    const target = producer();
+    // As an int32 on the wire, 2^32 would arrive as partition 0.
+    const refused = await target.send({ topic: name, partition: 2 ** 32, value: 'x' }).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'partition must be an integer from 0 to 2147483647, got 4294967296' });
+    expect((await target.send({ topic: name, partition: 1, value: 'y' })).offset).toBe(0);
+    expect((await readLog(name, 0)).records).toHaveLength(0);
+  });
+
+  it('refuses a partition past the count after reading the metadata again; one added meanwhile is written to', async () => {
+    const calls = { describeTopic: 0 };
+    const countDescribeTopic: Interceptor = (options, nextCall) => {
+      if (options.method_definition.path === '/strata.v1.Admin/DescribeTopic') calls.describeTopic++;
+      return new InterceptingCall(nextCall(options));
+    };
+    const name = await topic(2);
+    const target = producer({ interceptors: [countDescribeTopic] });
+    expect((await target.send({ topic: name, partition: 1, value: 'a' })).offset).toBe(0);
+    expect(calls.describeTopic).toBe(1);
+    const refused = await target.send({ topic: name, partition: 2, value: 'b' }).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'NOT_FOUND', message: `partition 2 of topic "${name}" does not exist (the topic has 2: 0 to 1)` });
+    expect(calls.describeTopic).toBe(2);
+    // The refusal was the producer's own: partition 1 carries on in sequence.
+    expect((await target.send({ topic: name, partition: 1, value: 'c' })).offset).toBe(1);
+    // Partitions added since the producer last looked are found by that second look.
+    await admin.addPartitions(name, 3);
+    expect(await target.send({ topic: name, partition: 2, value: 'd' })).toMatchObject({ partition: 2, offset: 0 });
+    expect(values(await readLog(name, 2))).toEqual(['d']);
+  });
+
+  it('refuses timer settings Node.js would fire every millisecond (Infinity, or over 2^31 - 1 ms), and a request timeout of 0', () => {
+    const bound = '2147483647 ms (the longest delay Node.js timers take)';
+    expect(() => producer({ requestTimeoutMs: Number.POSITIVE_INFINITY })).toThrow(`requestTimeoutMs must be from 1 to ${bound}, got Infinity`);
+    expect(() => producer({ requestTimeoutMs: 0 })).toThrow(`requestTimeoutMs must be from 1 to ${bound}, got 0`);
+    expect(() => producer({ lingerMs: 2 ** 31 })).toThrow(`lingerMs must be from 0 to ${bound}, got 2147483648`);
+    expect(() => producer({ retryBackoffMaxMs: Number.POSITIVE_INFINITY })).toThrow(`retryBackoffMaxMs must be from 0 to ${bound}, got Infinity`);
+    expect(() => producer({ deadlineMs: 1e12 })).toThrow(`deadlineMs must be from 1 to ${bound}, got 1000000000000`);
+    // Budgets that are only compared with elapsed time may be unbounded.
+    expect(() => producer({ deliveryTimeoutMs: Number.POSITIVE_INFINITY, retries: Number.POSITIVE_INFINITY })).not.toThrow();
+  });
+
   it('a burst of sends to a missing topic costs one DescribeTopic, and the topic is found once it exists', async () => {
     const calls = { describeTopic: 0 };
     const countDescribeTopic: Interceptor = (options, nextCall) => {
