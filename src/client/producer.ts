@@ -230,6 +230,11 @@ class PartitionState {
   readonly queued: ProducerBatch[] = [];
   /** Sent, unacknowledged batches in sequence order. */
   readonly inFlight: ProducerBatch[] = [];
+  /**
+   * The producer id this partition's batches carry (-1 until the first batch): the producer's,
+   * or a newer one once the partition has used up every epoch of it.
+   */
+  producerId = -1;
   /** This partition's producer epoch (-1 until the first batch); raised after a failed batch. */
   epoch = -1;
   nextSequence = 0;
@@ -252,6 +257,8 @@ class PartitionState {
 class TopicState {
   partitionCount = 0;
   fetchedAtMs = 0;
+  /** A background refresh that failed is not tried again before this (Date.now() ms). */
+  refreshNotBeforeMs = 0;
   refreshing: Promise<void> | null = null;
   stickyPartition = -1;
   readonly partitions = new Map<number, PartitionState>();
@@ -508,7 +515,7 @@ export class Producer {
     // topic's max.message.bytes, which bounds its batches.
     if (topic.partitionCount === 0) return null;
     // Explicit partitions too: the metadata also brings changes of max.message.bytes.
-    if (now - topic.fetchedAtMs > this.metadataMaxAgeMs) this.refreshInBackground(topic);
+    if (now - topic.fetchedAtMs > this.metadataMaxAgeMs && now >= topic.refreshNotBeforeMs) this.refreshInBackground(topic);
     if (explicit !== null) return explicit;
     if (key !== null) return partitionForKey(key, topic.partitionCount);
     if (topic.stickyPartition < 0 || topic.stickyPartition >= topic.partitionCount) topic.stickyPartition = randomPartition(topic.partitionCount, -1);
@@ -648,7 +655,11 @@ export class Producer {
 
   private refreshInBackground(topic: TopicState): void {
     if (topic.refreshing !== null) return;
-    this.loadMetadata(topic).catch((error: unknown) => this.logger.warn({ topic: topic.name, err: error }, 'metadata refresh failed; keeping the known partition count'));
+    this.loadMetadata(topic).catch((error: unknown) => {
+      // Not again for a while: sends to a deleted topic would otherwise ask on every round trip.
+      topic.refreshNotBeforeMs = Date.now() + this.retryBackoffMaxMs;
+      this.logger.warn({ topic: topic.name, err: error, retryInMs: this.retryBackoffMaxMs }, 'metadata refresh failed; keeping the known partition count');
+    });
   }
 
   private append(
@@ -775,6 +786,7 @@ export class Producer {
       while (partition.queued.length > 0 && partition.inFlight.length < limit && this.inFlightById.size < this.maxInFlight) {
         const batch = partition.queued[0]!;
         if (!batch.ready && !batch.full && partition.queued.length === 1) break;
+        if (this.idempotent && !this.takeProducerId(partition)) return;
         partition.queued.shift();
         if (!this.seal(batch)) continue;
         if (this.stream === null) this.openStream();
@@ -791,6 +803,30 @@ export class Producer {
   }
 
   /**
+   * Gives the partition a producer id and epoch for its next batch: the producer's at its first
+   * batch, or a fresh id (epoch from 0) once a long run of refused batches has used up every
+   * epoch of the id it has, as Kafka's producer does (KIP-360), or the broker has refused the id
+   * as unknown (it lost its metadata). False when that fresh id is
+   * still to come: it is asked for, and the drain runs again once it has arrived.
+   */
+  private takeProducerId(partition: PartitionState): boolean {
+    const identity = this.identity!;
+    if (partition.epoch >= 0 && partition.epoch <= EPOCH_MAX) return true;
+    if (partition.epoch > EPOCH_MAX && partition.producerId === identity.producerId) {
+      this.logger.info({ topic: partition.topic.name, partition: partition.partition, producerId: identity.producerId }, 'producer epoch used up on a partition; asking for a new producer id');
+      this.identity = null;
+      void this.loadIdentity();
+      return false;
+    }
+    // A new epoch (or producer id) starts at sequence 0, and its first batch travels alone.
+    partition.producerId = identity.producerId;
+    partition.epoch = identity.producerEpoch;
+    partition.nextSequence = 0;
+    partition.confirmed = false;
+    return true;
+  }
+
+  /**
    * Seals the batch once, with the partition's next sequence, and encodes its request (with a
    * correlation id it keeps across attempts). False if it failed instead.
    */
@@ -801,11 +837,9 @@ export class Producer {
     batch.lingerTimer = null;
     try {
       if (this.idempotent) {
-        if (partition.epoch < 0) partition.epoch = this.identity!.producerEpoch;
-        if (partition.epoch > EPOCH_MAX) throw new StrataClientError('FAILED_PRECONDITION', `producer epoch of ${partition.topic.name}-${partition.partition} is exhausted; create a new producer`);
         batch.epoch = partition.epoch;
         builder.finish({
-          producerId: this.identity!.producerId,
+          producerId: partition.producerId,
           producerEpoch: partition.epoch,
           baseSequence: partition.nextSequence,
           compression: this.compression,
@@ -949,6 +983,8 @@ export class Producer {
     // A partition fenced by a failed write or fdatasync may keep, and serve after a recovery,
     // what it wrote of this batch and of the ones sent after it.
     this.failFrom(batch, error, isPartitionFence(error) ? 'fenced' : 'refused');
+    // Every epoch of an id the broker does not know is refused: the partition takes a new id.
+    if (this.idempotent && isUnknownProducerId(error)) partition.epoch = EPOCH_MAX + 1;
   }
 
   /**
@@ -1231,4 +1267,9 @@ function laterBatchFailure(partition: string, how: 'refused' | 'unanswered' | 'f
 /** A refusal from a fenced partition ("partition T-P is fenced: ...", FAILED_PRECONDITION): what it wrote before the fence may stay. */
 function isPartitionFence(error: StrataClientError): boolean {
   return error.code === 'FAILED_PRECONDITION' && /^partition \S+ is fenced: /.test(error.message);
+}
+
+/** The broker does not know the producer id (it lost its metadata, or the id came from elsewhere). */
+function isUnknownProducerId(error: StrataClientError): boolean {
+  return error.code === 'INVALID_ARGUMENT' && /^producer id \d+ was never handed out/.test(error.message);
 }

@@ -247,10 +247,7 @@ describe('round trip', () => {
 
   it('refuses a partition past the count after reading the metadata again; one added meanwhile is written to', async () => {
     const calls = { describeTopic: 0 };
-    const countDescribeTopic: Interceptor = (options, nextCall) => {
-      if (options.method_definition.path === '/strata.v1.Admin/DescribeTopic') calls.describeTopic++;
-      return new InterceptingCall(nextCall(options));
-    };
+    const countDescribeTopic = countingDescribeTopic(calls);
     const name = await topic(2);
     const target = producer({ interceptors: [countDescribeTopic] });
     expect((await target.send({ topic: name, partition: 1, value: 'a' })).offset).toBe(0);
@@ -266,6 +263,22 @@ describe('round trip', () => {
     expect(values(await readLog(name, 2))).toEqual(['d']);
   });
 
+  it('sends to a topic deleted under the producer do not each ask the broker for its metadata again', async () => {
+    const calls = { describeTopic: 0 };
+    const countDescribeTopic = countingDescribeTopic(calls);
+    const name = await topic(1);
+    const target = producer({ retryBackoffMaxMs: 60_000, interceptors: [countDescribeTopic] });
+    expect((await target.send({ topic: name, value: 'a' })).offset).toBe(0);
+    await admin.deleteTopic(name);
+    for (let index = 0; index < 20; index++) {
+      const refused = await target.send({ topic: name, value: 'b' }).catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: 'NOT_FOUND' });
+    }
+    // The first lookup, and one refresh after the first refusal; the failed refresh waits
+    // retryBackoffMaxMs before the next.
+    expect(calls.describeTopic).toBeLessThanOrEqual(3);
+  });
+
   it('refuses timer settings Node.js would fire every millisecond (Infinity, or over 2^31 - 1 ms), and a request timeout of 0', () => {
     const bound = '2147483647 ms (the longest delay Node.js timers take)';
     expect(() => producer({ requestTimeoutMs: Number.POSITIVE_INFINITY })).toThrow(`requestTimeoutMs must be from 1 to ${bound}, got Infinity`);
@@ -279,10 +292,7 @@ describe('round trip', () => {
 
   it('a burst of sends to a missing topic costs one DescribeTopic, and the topic is found once it exists', async () => {
     const calls = { describeTopic: 0 };
-    const countDescribeTopic: Interceptor = (options, nextCall) => {
-      if (options.method_definition.path === '/strata.v1.Admin/DescribeTopic') calls.describeTopic++;
-      return new InterceptingCall(nextCall(options));
-    };
+    const countDescribeTopic = countingDescribeTopic(calls);
     const target = producer({ retryBackoffMs: 2_000, interceptors: [countDescribeTopic] });
     const name = `producer-${++topicCounter}`;
     const outcomes = await Promise.all(Array.from({ length: 200 }, (_, index) => target.send({ topic: name, key: `k${index}`, value: 'v' }).catch((error: unknown) => error)));
@@ -517,6 +527,33 @@ describe('backpressure', () => {
     expect((error as StrataClientError).code).toBe('RESOURCE_EXHAUSTED');
   });
 });
+
+/** Counts the DescribeTopic calls made through it in `calls`. */
+function countingDescribeTopic(calls: { describeTopic: number }): Interceptor {
+  return (options, nextCall) => {
+    if (options.method_definition.path === '/strata.v1.Admin/DescribeTopic') calls.describeTopic++;
+    return new InterceptingCall(nextCall(options));
+  };
+}
+
+/** Counts InitProducer calls in `counter`, and lets `change` rewrite the first one's answer. */
+function rewriteFirstInitProducer(counter: { calls: number }, change: (message: strata.v1.InitProducerResponse) => void): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== '/strata.v1.Log/InitProducer') return new InterceptingCall(call);
+    const first = ++counter.calls === 1;
+    return new InterceptingCall(call, {
+      start(metadata, _listener, next) {
+        next(metadata, {
+          onReceiveMessage(message: strata.v1.InitProducerResponse, nextMessage) {
+            if (first) change(message);
+            nextMessage(message);
+          },
+        });
+      },
+    });
+  };
+}
 
 /**
  * Counts ProduceStream requests sent and answered, keeping the most ever unanswered; with
@@ -875,6 +912,43 @@ describe('idempotent retries', () => {
     const after = await Promise.all(afterSends);
     expect(after.map((result) => result.offset)).toEqual([1, 2]);
     expect(values(await readLog(name, 0))).toEqual(['small-1', 'after-1', 'after-2']);
+  });
+
+  it('a partition that has used up every epoch of its producer id carries on under a new id, from epoch 0', async () => {
+    // The broker hands out epoch 0; this answer says 32767, the last, so one refusal uses it up.
+    const initProducer = { calls: 0 };
+    const lastEpochFirst = rewriteFirstInitProducer(initProducer, (message) => (message.producerEpoch = 0x7fff));
+    const name = await topic(1, { 'max.message.bytes': '4096' });
+    const target = producer({ lingerMs: 60_000, batchBytes: 2_100, metadataMaxAgeMs: 3_600_000, interceptors: [lastEpochFirst] });
+    const first = target.send({ topic: name, value: 'small-1' });
+    await target.flush();
+    expect((await first).offset).toBe(0);
+    await admin.alterTopicConfigs(name, { 'max.message.bytes': '1024' }); // refused by the broker: the producer does not know yet
+    const big = target.send({ topic: name, value: 'B'.repeat(2_000) }).catch((caught: unknown) => caught as StrataClientError);
+    await target.flush();
+    expect(await big).toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
+    const afterSends = [target.send({ topic: name, value: 'after-1' }), target.send({ topic: name, value: 'after-2' })];
+    await target.flush();
+    expect((await Promise.all(afterSends)).map((result) => result.offset)).toEqual([1, 2]);
+    expect(initProducer.calls).toBe(2);
+    const { batches } = await readLog(name, 0);
+    expect(batches.map((batch) => batch.producerEpoch)).toEqual([0x7fff, 0]);
+    expect(batches[1]!.producerId).toBeGreaterThan(batches[0]!.producerId);
+    expect(batches[1]!.baseSequence).toBe(0);
+  });
+
+  it('a producer id the broker does not know (its metadata was lost) is replaced by a new one', async () => {
+    const initProducer = { calls: 0 };
+    const unknownIdFirst = rewriteFirstInitProducer(initProducer, (message) => (message.producerId = Long.fromNumber(1_000_000_000)));
+    const name = await topic(1);
+    const target = producer({ interceptors: [unknownIdFirst] });
+    const refused = await target.send({ topic: name, value: 'a' }).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^producer id 1000000000 was never handed out/) });
+    expect(await target.send({ topic: name, value: 'b' })).toMatchObject({ offset: 0 });
+    expect(initProducer.calls).toBe(2);
+    const { batches } = await readLog(name, 0);
+    expect(batches).toHaveLength(1);
+    expect(batches[0]!.producerId).toBeLessThan(1_000_000_000);
   });
 
   it("refuses at send() a record over the topic's max.message.bytes, and the records after it are written", async () => {
