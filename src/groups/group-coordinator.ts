@@ -57,6 +57,15 @@ export interface GroupEvents {
   forgotten(groupId: string): void;
 }
 
+/**
+ * A member's session holds at least this many heartbeat intervals: a shorter session is told to
+ * heartbeat every fifth of it. The client gives its partitions up when no heartbeat has been
+ * answered for its session less two intervals (it cannot know the broker's count exactly), so
+ * with five a transient failure or two are retried first; with three, one failed heartbeat made
+ * a member drop its partitions.
+ */
+export const SESSION_HEARTBEAT_INTERVALS = 5;
+
 const NO_GROUP_EVENTS: GroupEvents = { rebalanced: () => undefined, forgotten: () => undefined };
 
 export interface HeartbeatRequest {
@@ -338,8 +347,7 @@ export class GroupCoordinator {
     return {
       memberId: output.memberId,
       memberEpoch: output.memberEpoch,
-      // A third of the member's session at most, so a short session still sees heartbeats.
-      heartbeatIntervalMs: Math.min(this.heartbeatIntervalMs, Math.floor(output.sessionTimeoutMs / 3)),
+      heartbeatIntervalMs: Math.min(this.heartbeatIntervalMs, Math.floor(output.sessionTimeoutMs / SESSION_HEARTBEAT_INTERVALS)),
       assignment: sortedPairs(output.assignment),
       sessionTimeoutMs: output.sessionTimeoutMs,
     };

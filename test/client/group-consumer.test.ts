@@ -443,7 +443,7 @@ describe('failures and static membership', () => {
         },
       });
     };
-    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 400, interceptors: [interceptor] });
+    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 500, interceptors: [interceptor] });
     const errors: GroupErrorEvent[] = [];
     const lost: PartitionsLostEvent[] = [];
     /** Members the broker had in the group when the client gave its partitions up. */
@@ -457,13 +457,13 @@ describe('failures and static membership', () => {
     const firstId = reader.memberId;
 
     blocked = true;
-    // The client gives its partitions up first (after 200 ms without an answer: the 400 ms
-    // session less two 100 ms intervals), the broker removes the member after 400 ms.
+    // The client gives its partitions up first (after 300 ms without an answer: the 500 ms
+    // session less two 100 ms intervals), the broker removes the member after 500 ms.
     await waitUntil(() => lost.length === 1, 'the client to give its partitions up');
     expect(membersWhenLost).toEqual([1]);
     expect(reader.assignment()).toEqual([]);
     expect(lost[0]!.error.code).toBe('UNAVAILABLE');
-    expect(lost[0]!.error.message).toMatch(/^no heartbeat of this member was answered for \d+ ms, near its session timeout of 400 ms \(the last: .*injected: broker unreachable\): the broker removes it then/);
+    expect(lost[0]!.error.message).toMatch(/^no heartbeat of this member was answered for \d+ ms, near its session timeout of 500 ms \(the last: .*injected: broker unreachable\): the broker removes it then/);
     expect(lost[0]!.partitions).toHaveLength(2);
     expect(errors.length).toBeGreaterThan(0);
     expect(errors.every((event) => event.error.code === 'UNAVAILABLE')).toBe(true); // retried with backoff
@@ -474,6 +474,51 @@ describe('failures and static membership', () => {
     expect(reader.memberId).toBe(firstId); // a new member under the id the consumer keeps for its life
     expect((await describeOrNull(groupId))?.members.map((member) => member.memberId)).toEqual([firstId]);
     expect(await reader.committed()).toEqual([]);
+  });
+
+  it('a member whose session is under five of the broker\'s intervals rides out a failed heartbeat: it keeps its partitions', async () => {
+    // The broker's 5 s interval is cut to a fifth of the 3 s session: 600 ms. The member gives
+    // its partitions up only after 1.8 s without an answer (the session less two intervals);
+    // with a third of the session (1 s), it did after 1 s, so one failed heartbeat was enough.
+    const slow = await startTestBroker({ groupHeartbeatIntervalMs: 5_000, groupSessionTimeoutMs: 45_000 });
+    try {
+      const slowAdmin = new Admin({ server: slow.address });
+      await slowAdmin.createTopic('one-failure', { partitions: 2 });
+      await slowAdmin.close();
+      let failNext = false;
+      const heartbeats = { failed: 0, answered: 0 };
+      const interceptor: Interceptor = (callOptions, nextCall) => {
+        const heartbeat = callOptions.method_definition.path.endsWith('/Heartbeat');
+        const fail = heartbeat && failNext;
+        if (fail) failNext = false;
+        return new InterceptingCall(nextCall(callOptions), {
+          start: (metadata, _listener, next) => {
+            next(metadata, {
+              onReceiveStatus: (received, nextStatus) => {
+                if (fail) heartbeats.failed++;
+                else if (heartbeat && received.code === status.OK) heartbeats.answered++;
+                nextStatus(fail ? { ...received, code: status.UNAVAILABLE, details: 'injected: connection reset' } : received);
+              },
+            });
+          },
+        });
+      };
+      const reader = new Consumer({ server: slow.address, deadlineMs: 5_000, groupId: 'one-failure', subscribe: ['one-failure'], sessionTimeoutMs: 3_000, autoCommitIntervalMs: 60_000, interceptors: [interceptor] } as ConsumerOptions);
+      const lost: PartitionsLostEvent[] = [];
+      reader.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+      try {
+        await waitUntil(() => reader.assignment().length === 2, 'assignment');
+        const answeredBefore = heartbeats.answered;
+        failNext = true;
+        await waitUntil(() => heartbeats.failed === 1 && heartbeats.answered >= answeredBefore + 2, 'a failed heartbeat, then two answered ones', 15_000);
+        expect(lost).toEqual([]);
+        expect(reader.assignment()).toHaveLength(2);
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      await slow.dispose();
+    }
   });
 
   it('a heartbeat that hangs (its request never reaches the broker) fails by its deadline in time for the member to drop its partitions before the broker gives them away', async () => {
@@ -505,7 +550,7 @@ describe('failures and static membership', () => {
         },
       });
     };
-    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 400, interceptors: [interceptor] });
+    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 500, interceptors: [interceptor] });
     const lost: PartitionsLostEvent[] = [];
     const membersWhenLost: number[] = [];
     reader.on('partitionsLost', (event: PartitionsLostEvent) => {
@@ -518,7 +563,7 @@ describe('failures and static membership', () => {
     await waitUntil(() => lost.length === 1, 'the client to give its partitions up');
     expect(membersWhenLost).toEqual([1]); // the broker had not removed the member yet
     expect(lost[0]!.error.code).toBe('DEADLINE_EXCEEDED');
-    expect(lost[0]!.error.message).toMatch(/^no heartbeat of this member was answered for \d+ ms, near its session timeout of 400 ms/);
+    expect(lost[0]!.error.message).toMatch(/^no heartbeat of this member was answered for \d+ ms, near its session timeout of 500 ms/);
     expect(reader.assignment()).toEqual([]);
     expect(held[0]!.code).toBe(status.DEADLINE_EXCEEDED); // the held call failed by its own deadline
 

@@ -149,9 +149,10 @@ const offsetsOf = (groupId: string, topics: string[] = []) => coordinator.fetchO
 // ---------------------------------------------------------------------------------------------
 
 describe('heartbeats', () => {
-  it('answers a member with a session shorter than three heartbeat intervals with a third of its session', async () => {
+  it('answers a member with a session shorter than five heartbeat intervals with a fifth of its session', async () => {
     await broker.createTopic('t', 1, {});
-    expect(coordinator.heartbeat(request({ groupId: 'short', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 300 })).heartbeatIntervalMs).toBe(100);
+    expect(coordinator.heartbeat(request({ groupId: 'short', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 300 })).heartbeatIntervalMs).toBe(60);
+    expect(coordinator.heartbeat(request({ groupId: 'edge', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 999 })).heartbeatIntervalMs).toBe(199);
     expect(coordinator.heartbeat(request({ groupId: 'long', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 60_000 })).heartbeatIntervalMs).toBe(200);
     // The answer gives the member its session timeout: the one asked for, or the default.
     expect(coordinator.heartbeat(request({ groupId: 'default', subscription: { topicNames: ['t'], regex: '' }, sessionTimeoutMs: 0 })).sessionTimeoutMs).toBe(SESSION_MS);
@@ -226,12 +227,12 @@ describe('heartbeats', () => {
     await broker.createTopic('t', 1, {});
     const member = join('g', ['t'], { sessionTimeoutMs: 300 });
     const keep = (sessionTimeoutMs: number) => coordinator.heartbeat(request({ groupId: 'g', memberId: member.memberId, memberEpoch: member.epoch, owned: member.owned, sessionTimeoutMs }));
-    expect(keep(0)).toMatchObject({ heartbeatIntervalMs: 100, sessionTimeoutMs: 300 }); // a third of its 300 ms session, not of the default
+    expect(keep(0)).toMatchObject({ heartbeatIntervalMs: 60, sessionTimeoutMs: 300 }); // a fifth of its 300 ms session, not of the default
     clock.advance(301);
     coordinator.expireSessions();
     expect(coordinator.listGroups()).toEqual([]); // expired on the session it asked for
     const other = join('h', ['t'], { sessionTimeoutMs: 300 });
-    expect(coordinator.heartbeat(request({ groupId: 'h', memberId: other.memberId, memberEpoch: other.epoch, owned: other.owned, sessionTimeoutMs: 900 })).heartbeatIntervalMs).toBe(200);
+    expect(coordinator.heartbeat(request({ groupId: 'h', memberId: other.memberId, memberEpoch: other.epoch, owned: other.owned, sessionTimeoutMs: 900 })).heartbeatIntervalMs).toBe(180);
     clock.advance(800);
     coordinator.expireSessions();
     expect(coordinator.listGroups()[0]!.members).toBe(1); // on its new 900 ms session
