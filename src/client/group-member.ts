@@ -247,6 +247,8 @@ export class GroupMember {
    * would hold partitions until its session ended.
    */
   private readonly joinMemberId = randomUUID();
+  /** A join was sent and not answered: the broker may have made the member all the same. */
+  private unansweredJoin = false;
   private memberIdValue = '';
   private epoch = 0;
   /** Counts the times this consumer stopped being a member (lost, fenced): a commit begun in one is not retried in the next. */
@@ -415,6 +417,7 @@ export class GroupMember {
     const sendsSubscription = joining || version !== this.sentSubscriptionVersion;
     const request = this.request(joining ? 0 : this.epoch, [...this.owned.values()], sendsSubscription);
     const sentAt = performance.now();
+    if (joining) this.unansweredJoin = true;
     const call = this.connection.unary(groupMethods.heartbeat, request, { deadlineMs: this.heartbeatDeadlineMs() });
     this.inflight = call.then(
       () => undefined,
@@ -422,6 +425,7 @@ export class GroupMember {
     );
     try {
       const response = await call;
+      this.unansweredJoin = false;
       if (sendsSubscription) this.sentSubscriptionVersion = version;
       // Adopted before the answer is applied: the commits of a revocation need the new epoch.
       this.memberIdValue = response.memberId;
@@ -528,13 +532,16 @@ export class GroupMember {
   }
 
   /**
-   * The member gives up its membership (an overdue session, an abandoned revocation): it leaves,
-   * if the broker can hear it, so that its join is not refused as a live member's and its
-   * partitions move now (if not, the broker ends the session itself), and drops its partitions.
+   * The member gives up its membership (an overdue session, an abandoned revocation): it drops
+   * its partitions, then leaves, if the broker can hear it, so that its join is not refused as a
+   * live member's and its partitions move now (if not, the broker ends the session itself).
+   * Dropped first: a leave that hangs (the broker unreachable) takes up to an interval, and the
+   * session may end meanwhile.
    */
   private async leaveAndDrop(failure: StrataClientError): Promise<void> {
-    await this.sendLeave(LEAVE_EPOCH, this.intervalMs);
+    const memberId = this.memberIdValue;
     await this.rejoinAfter(failure);
+    await this.sendLeave(memberId, LEAVE_EPOCH, this.intervalMs);
   }
 
   /**
@@ -717,8 +724,11 @@ export class GroupMember {
     this.leaving = true;
     await this.stop();
     await this.inflight; // a commit's heartbeat for its epoch, sent before the leave
-    if (this.memberIdValue === '' || this.killed) return;
-    await this.sendLeave(this.instanceId !== null ? STATIC_LEAVE_EPOCH : LEAVE_EPOCH);
+    // Not a member as far as it knows, but a join whose answer was lost may have made one,
+    // holding partitions until its session ended: that one leaves (NOT_FOUND if there is none).
+    const memberId = this.memberIdValue !== '' ? this.memberIdValue : this.unansweredJoin ? this.joinMemberId : '';
+    if (memberId === '' || this.killed) return;
+    await this.sendLeave(memberId, this.instanceId !== null ? STATIC_LEAVE_EPOCH : LEAVE_EPOCH);
     this.logger.info({ memberId: this.memberIdValue, static: this.instanceId !== null }, 'left the group');
     this.memberIdValue = '';
     this.epoch = 0;
@@ -726,19 +736,19 @@ export class GroupMember {
     this.owned.clear();
   }
 
-  private async sendLeave(epoch: number, deadlineMs = this.callDeadlineMs()): Promise<void> {
+  private async sendLeave(memberId: string, epoch: number, deadlineMs = this.callDeadlineMs()): Promise<void> {
     try {
-      await this.connection.unary(groupMethods.heartbeat, this.leaveRequest(epoch), { deadlineMs });
+      await this.connection.unary(groupMethods.heartbeat, this.leaveRequest(memberId, epoch), { deadlineMs });
     } catch (error) {
       const failure = toClientError(error);
       if (failure.code !== 'NOT_FOUND') this.logger.warn({ code: failure.code, reason: failure.message }, 'leave heartbeat failed; the session will expire instead');
     }
   }
 
-  private leaveRequest(epoch: number): strata.v1.HeartbeatRequest {
+  private leaveRequest(memberId: string, epoch: number): strata.v1.HeartbeatRequest {
     return v1.HeartbeatRequest.create({
       groupId: this.groupId,
-      memberId: this.memberIdValue,
+      memberId,
       memberEpoch: epoch,
       ...(this.instanceId !== null ? { instanceId: this.instanceId } : {}),
       clientId: this.clientId,

@@ -287,7 +287,7 @@ describe('commits', () => {
     const a = runner('a', groupId, log, { subscribe: [name], sessionTimeoutMs: 1_000, beforeRevoke, interceptors: [countLeaves] });
     holder.a = a;
     const lost: PartitionsLostEvent[] = [];
-    /** Members the broker had in the group when a dropped its partitions: b alone, as a had left. */
+    /** Members the broker had in the group when a dropped its partitions: both, as a drops them before it leaves. */
     const membersWhenLost: number[] = [];
     a.consumer.on('partitionsLost', (event: PartitionsLostEvent) => {
       lost.push(event);
@@ -302,8 +302,10 @@ describe('commits', () => {
       const b = runner('b', groupId, log, { subscribe: [name] });
       await waitUntil(() => lost.length === 1, 'a gives the revocation up');
       expect(lost[0]!.error).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(new RegExp(`^the revocation of ${name}-[01] did not finish within 800 ms`)) });
-      expect([leaves, membersWhenLost]).toEqual([1, [1]]);
-      // a left at once (the broker did not wait out its session), so b had them; now one each.
+      // a stopped reading them while still a member, so it never read beside their next owner...
+      expect(membersWhenLost).toEqual([2]);
+      // ...then left at once (the broker did not wait out its session), so b had them; now one each.
+      await waitUntil(() => leaves === 1, 'a to leave');
       await waitUntil(() => a.assignment().length === 1 && b.assignment().length === 1, 'one partition each after a joined again');
       expect(new Set([...a.assignment(), ...b.assignment()])).toEqual(new Set(all(name, 2)));
       const description = await broker.groups.describeGroup(groupId);
@@ -605,6 +607,41 @@ describe('failures and static membership', () => {
     const description = await broker.groups.describeGroup(groupId);
     expect(description.members.map((member) => member.memberId)).toEqual([reader.memberId]);
     expect(description.members[0]!.assignment.map((entry) => entry.partition).sort()).toEqual([0, 1]);
+  });
+
+  it('a consumer closed while its join answer is lost leaves under the id it joined with: no ghost member holds the partitions', async () => {
+    const name = await topic(2);
+    const groupId = unique('lost-join-close');
+    const joins = { sent: 0, lost: 0 };
+    // Every join reaches the broker, which makes the member; the client sees UNAVAILABLE instead
+    // of each answer, and backs off between tries.
+    const interceptor: Interceptor = (callOptions, nextCall) => {
+      let dropping = false;
+      return new InterceptingCall(nextCall(callOptions), {
+        start: (metadata, _listener, next) => {
+          next(metadata, {
+            onReceiveStatus: (received, nextStatus) => {
+              if (dropping) joins.lost++;
+              nextStatus(dropping ? { ...received, code: status.UNAVAILABLE, details: 'injected: answer lost' } : received);
+            },
+          });
+        },
+        sendMessage: (message: strata.v1.HeartbeatRequest, next: (message: unknown) => void) => {
+          if (callOptions.method_definition.path.endsWith('/Heartbeat') && message.memberEpoch === 0) {
+            joins.sent++;
+            dropping = true;
+          }
+          next(message);
+        },
+      });
+    };
+    // A session far longer than the test: a ghost member would hold both partitions throughout.
+    const reader = new Consumer(options(groupId, { subscribe: [name], sessionTimeoutMs: 60_000, retryBackoffMs: 5_000, retryBackoffMaxMs: 5_000, interceptors: [interceptor] }));
+    await waitUntil(() => joins.lost === 1, 'a join whose answer is lost');
+    expect((await broker.groups.describeGroup(groupId)).members).toHaveLength(1); // made on the broker
+    await reader.close();
+    expect(joins.sent).toBe(1);
+    expect(await describeOrNull(groupId)).toBeNull(); // left: no members, no offsets
   });
 
   it('a fenced member drops its partitions without committing, is removed at once, and rejoins under its member id', async () => {
