@@ -61,6 +61,7 @@
  */
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { partitionForKey } from '../broker/partitioner.js';
+import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { FifoQueue } from '../common/fifo-queue.js';
 import { rootLogger, type Logger } from '../common/logger.js';
@@ -292,8 +293,6 @@ interface WaitingSend {
   sizeBytes: number;
   callback: SendCallback;
   queuedAtMs: number;
-  /** An explicit partition past the known count: the metadata has been read again since. */
-  partitionRechecked?: boolean;
 }
 
 interface WaitingFlush {
@@ -561,6 +560,8 @@ export class Producer {
     if (this.pumping) return;
     this.pumping = true;
     let metadataFailures = 0;
+    /** The send whose partition, past the count, the metadata was last read again for. */
+    let rechecked: WaitingSend | null = null;
     try {
       while (this.waiting.length > 0) {
         const head = this.waiting.peek()!;
@@ -604,12 +605,15 @@ export class Producer {
           continue;
         }
         if (target >= head.topic.partitionCount) {
-          if (!head.partitionRechecked) {
-            head.partitionRechecked = true;
+          // Past the count known: judged on metadata read within retryBackoffMs (read again if
+          // older, in case partitions were added), so a burst of such sends costs one lookup.
+          if (head !== rechecked && now - head.topic.fetchedAtMs >= this.retryBackoffMs) {
+            rechecked = head;
             try {
               await this.loadMetadata(head.topic);
-            } catch {
-              // Judged on the count known: the broker would refuse the partition as well.
+            } catch (error) {
+              this.waiting.shift();
+              this.complete(head.callback, toClientError(error), undefined);
             }
             continue;
           }
@@ -813,7 +817,7 @@ export class Producer {
     const identity = this.identity!;
     if (partition.epoch >= 0 && partition.epoch <= EPOCH_MAX) return true;
     if (partition.epoch > EPOCH_MAX && partition.producerId === identity.producerId) {
-      this.logger.info({ topic: partition.topic.name, partition: partition.partition, producerId: identity.producerId }, 'producer epoch used up on a partition; asking for a new producer id');
+      this.logger.info({ topic: partition.topic.name, partition: partition.partition, producerId: identity.producerId }, 'the partition cannot go on under this producer id (its epochs used up, or the broker does not know it); asking for a new one');
       this.identity = null;
       void this.loadIdentity();
       return false;
@@ -1005,7 +1009,8 @@ export class Producer {
       }
     }
     this.expireQueued(now, reason);
-    const delayMs = Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(this.consecutiveFailures, 20)) * (0.8 + 0.4 * Math.random());
+    const jittered = Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(this.consecutiveFailures, 20)) * (0.8 + 0.4 * Math.random());
+    const delayMs = Math.min(TIMER_DELAY_MAX_MS, jittered);
     this.consecutiveFailures++;
     this.logger.warn({ code: reason.code, reason: reason.message, delayMs: Math.round(delayMs), partitions: this.active.size }, 'produce stream failed; resending unacknowledged batches');
     this.retryTimer = setTimeout(() => {
@@ -1153,7 +1158,7 @@ export class Producer {
       } else {
         this.armRequestTimer();
       }
-    }, dueInMs + 1);
+    }, Math.min(TIMER_DELAY_MAX_MS, dueInMs + 1));
   }
 
   private clearRequestTimer(): void {
