@@ -226,6 +226,9 @@ function delay(ms: number): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 
+/** Codes with which the broker refuses a join: no member was made. */
+const JOIN_REFUSALS: ReadonlySet<string> = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'FAILED_PRECONDITION', 'RESOURCE_EXHAUSTED', 'PERMISSION_DENIED', 'UNAUTHENTICATED']);
+
 export class GroupMember {
   readonly groupId: string;
   readonly instanceId: string | null;
@@ -424,7 +427,14 @@ export class GroupMember {
       () => undefined,
     );
     try {
-      const response = await call;
+      let response: strata.v1.HeartbeatResponse;
+      try {
+        response = await call;
+      } catch (error) {
+        // A join the broker refused made no member; one lost on the way (or cut off) may have.
+        if (joining && JOIN_REFUSALS.has(toClientError(error).code)) this.unansweredJoin = false;
+        throw error;
+      }
       this.unansweredJoin = false;
       if (sendsSubscription) this.sentSubscriptionVersion = version;
       // Adopted before the answer is applied: the commits of a revocation need the new epoch.
@@ -532,16 +542,18 @@ export class GroupMember {
   }
 
   /**
-   * The member gives up its membership (an overdue session, an abandoned revocation): it drops
-   * its partitions, then leaves, if the broker can hear it, so that its join is not refused as a
-   * live member's and its partitions move now (if not, the broker ends the session itself).
-   * Dropped first: a leave that hangs (the broker unreachable) takes up to an interval, and the
-   * session may end meanwhile.
+   * The member gives up its membership (an overdue session, an abandoned revocation): it stops
+   * reading its partitions, then leaves, if the broker can hear it, so that its join is not
+   * refused as a live member's and its partitions move now (if not, the broker ends the session
+   * itself). Stopped first, so it never reads beside their next owner: a leave that hangs (the
+   * broker unreachable) takes up to an interval, and the session may end meanwhile. The leave
+   * does not wait for the fetchers' loops to end, which may take a call's deadline.
    */
   private async leaveAndDrop(failure: StrataClientError): Promise<void> {
     const memberId = this.memberIdValue;
-    await this.rejoinAfter(failure);
-    await this.sendLeave(memberId, LEAVE_EPOCH, this.intervalMs);
+    // rejoinAfter stops the fetchers before its first wait.
+    const dropped = this.rejoinAfter(failure);
+    await Promise.all([dropped, this.sendLeave(memberId, LEAVE_EPOCH, this.intervalMs)]);
   }
 
   /**
@@ -670,7 +682,8 @@ export class GroupMember {
    * takes one more. So: the session timeout less two intervals.
    */
   private revocationBudgetMs(): number {
-    // Unknown (a broker that does not say): the least the broker's can be, three intervals.
+    // Unknown (a broker that does not say): the least a broker's can be, three intervals (a
+    // broker of this version keeps five; earlier ones, three).
     const sessionMs = this.sessionTimeout() ?? 3 * this.intervalMs;
     return Math.max(0, sessionMs - 2 * this.intervalMs);
   }
@@ -729,7 +742,7 @@ export class GroupMember {
     const memberId = this.memberIdValue !== '' ? this.memberIdValue : this.unansweredJoin ? this.joinMemberId : '';
     if (memberId === '' || this.killed) return;
     await this.sendLeave(memberId, this.instanceId !== null ? STATIC_LEAVE_EPOCH : LEAVE_EPOCH);
-    this.logger.info({ memberId: this.memberIdValue, static: this.instanceId !== null }, 'left the group');
+    this.logger.info({ memberId, static: this.instanceId !== null }, 'left the group');
     this.memberIdValue = '';
     this.epoch = 0;
     this.answeredSentAtMs = -1;
