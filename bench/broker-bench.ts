@@ -249,7 +249,7 @@ async function main(): Promise<void> {
       admin.close();
       Object.assign(figures, {
         baseline,
-        raw: { ...raw, serverRssMiB: rss, ratioToBaseline: raw.records / raw.seconds / (baseline.records / baseline.seconds) },
+        raw: { ...raw, serverPeakRssMiB: rss, ratioToBaseline: raw.records / raw.seconds / (baseline.records / baseline.seconds) },
         records,
         fetch: { records: fetched, seconds: fetchSeconds, recordsPerSecond: fetched / fetchSeconds },
         subscribe: subscribed,

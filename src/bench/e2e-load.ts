@@ -312,7 +312,7 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
         const now = performance.now();
         const due = Math.min(total, throttle.allowed(now));
         for (; sent < due && failure === null; sent++) {
-          if (sent >= warmupRecords) senderLag.record(now - throttle.dueAt(sent));
+          if (sent >= warmupRecords) senderLag.record(performance.now() - throttle.dueAt(sent));
           const slot = slots.take();
           const sentAt = wallClockMs();
           if (sent === warmupRecords) {

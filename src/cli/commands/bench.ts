@@ -34,7 +34,7 @@ const COMMON_OPTIONS = {
   local: { type: 'boolean', default: false, describe: 'Start a broker on a temporary directory for this run instead of using --server (its memory and disk calls are reported)' },
   topic: { type: 'string', default: 'strata-bench', describe: 'Topic; created when missing, refused when its partition count or flush differs (a baseline of produce or consume also uses <topic>-warmup)', requiresArg: true },
   partitions: { type: 'number', describe: 'Partitions of the topic (default: the existing topic\'s, 1 for a new one)', requiresArg: true },
-  flush: { choices: ['always', 'interval'], default: 'always', describe: 'flush config of a topic this creates: fdatasync before every acknowledgement, or every flush.ms' },
+  flush: { choices: ['always', 'interval'], default: 'always', describe: 'flush config of the topic (set on a topic this creates, required of one that exists): fdatasync before every acknowledgement, or every flush.ms' },
   'record-size': { type: 'number', default: 100, describe: 'Bytes of each record value', requiresArg: true },
   acks: { choices: ['all', 'leader', 'none'], default: 'all', describe: 'all: durable; leader: written; none: not waited for (not idempotent)' },
   'batch-bytes': { type: 'number', describe: `Producer batch size (bytes; default: the client's, ${DEFAULT_BATCH_BYTES}; ${RECORDS_PATH_REQUEST_BYTES} worth of records per request on the records path)`, requiresArg: true },
