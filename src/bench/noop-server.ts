@@ -6,7 +6,8 @@
  *
  * What it answers, so that the unmodified client (Producer, Consumer, Admin) runs against it:
  * - Admin: CreateTopic remembers a partition count, DescribeTopic and ListTopics report it.
- * - Log: InitProducer hands out ids and the broker's window of batches in flight. Produce and ProduceStream count the records of each
+ * - Log: InitProducer hands out ids and the broker's window of batches in flight. Produce and
+ *   ProduceStream count the records of each
  *   request (raw batches: from the batch headers; plain records: the list) and answer with
  *   contiguous offsets per partition, as the broker does; nothing is stored except, per
  *   partition, one raw batch received: the first of the largest size so far, so a full batch

@@ -37,7 +37,7 @@ import Long from 'long';
 import type { strata } from '../generated/strata.js';
 import { adminServiceDefinition, logServiceDefinition } from '../server/service-definitions.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
-import { timerDelayMs } from './timer-option.js';
+import { timerDelayMs } from './option-checks.js';
 
 /**
  * The service definitions the server uses, typed with the decoded message classes: their

@@ -65,7 +65,7 @@ import { listOffsets } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
 import { OffsetCommitStream } from './offset-commit-stream.js';
-import { timerDelayMs } from './timer-option.js';
+import { checkPartition, timerDelayMs } from './option-checks.js';
 import {
   type AssignorName,
   type GroupCommittedOffset,
@@ -1079,11 +1079,6 @@ function decodeFrom(buffer: Buffer, offset: number, fetcher: PartitionFetcher): 
 function checkTopic(topic: string): string {
   if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument('topic is required');
   return topic;
-}
-
-function checkPartition(partition: number): number {
-  if (!Number.isInteger(partition) || partition < 0) throw invalidArgument(`partition must be a non-negative integer, got ${partition}`);
-  return partition;
 }
 
 function nonNegativeInteger(value: number, name: string): number {

@@ -72,7 +72,7 @@ import { describeTopic } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, fromItemError, invalidArgument, isRetriable, toClientError } from './errors.js';
 import { BufferPool } from './buffer-pool.js';
-import { timerDelayMs } from './timer-option.js';
+import { checkPartition, timerDelayMs } from './option-checks.js';
 import { encodeProduceRequest, produceRequestHeadroom } from './produce-request.js';
 
 const v1 = strata.v1;
@@ -86,8 +86,6 @@ export const IDEMPOTENT_IN_FLIGHT_MAX = 10;
 const UNSTATED_BATCH_WINDOW = 5;
 const SEQUENCE_MODULUS = 2 ** 31;
 const EPOCH_MAX = 0x7fff;
-/** The largest partition number the wire's int32 carries; a larger one would be cut to its low bits. */
-const PARTITION_MAX = 0x7fffffff;
 /** Upper bound of a header's framing (two length varints). */
 const HEADER_OVERHEAD_BYTES = 10;
 /**
@@ -422,10 +420,7 @@ export class Producer {
     const now = Date.now();
     try {
       if (typeof message?.topic !== 'string' || message.topic.length === 0) throw invalidArgument('topic is required');
-      partition = message.partition ?? null;
-      if (partition !== null && (!Number.isInteger(partition) || partition < 0 || partition > PARTITION_MAX)) {
-        throw invalidArgument(`partition must be an integer from 0 to ${PARTITION_MAX}, got ${partition}`);
-      }
+      partition = message.partition === undefined || message.partition === null ? null : checkPartition(message.partition);
       key = toBytes(message.key, 'key');
       value = toBytes(message.value, 'value');
       headers = message.headers === undefined || message.headers === null ? null : toHeaders(message.headers);

@@ -100,6 +100,13 @@ describe('options', () => {
     reader.assign([{ topic: name, partition: 0 }]);
     expect((await take(reader, 2)).map(valueOf)).toEqual(['0-0', '0-1']);
   });
+
+  it("refuses a partition the wire's int32 cannot carry (it would read the partition its low bits name)", async () => {
+    const name = await topic(1);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    expect(() => reader.assign([{ topic: name, partition: 2 ** 32 }])).toThrow('partition must be an integer from 0 to 2147483647, got 4294967296');
+    expect(reader.assignment()).toEqual([]);
+  });
 });
 
 describe('start positions', () => {
