@@ -805,8 +805,8 @@ export class Producer {
    * Gives the partition a producer id and epoch for its next batch: the producer's at its first
    * batch, or a fresh id (epoch from 0) once a long run of refused batches has used up every
    * epoch of the id it has, as Kafka's producer does (KIP-360), or the broker has refused the id
-   * as unknown (it lost its metadata). False when that fresh id is
-   * still to come: it is asked for, and the drain runs again once it has arrived.
+   * as unknown (it lost its metadata). False when that fresh id is still to come: it is asked
+   * for, and the drain runs again once it has arrived.
    */
   private takeProducerId(partition: PartitionState): boolean {
     const identity = this.identity!;
