@@ -7,6 +7,13 @@
 export const DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024;
 
 /**
+ * `--produce-memory-bytes` by default: the bytes of produce requests, across all connections,
+ * that the broker reads before it stops reading produce streams. Equal to the largest request:
+ * one producer's stream is never held back by this bound alone (it stops at 64 MiB itself).
+ */
+export const DEFAULT_PRODUCE_MEMORY_BYTES = 64 * 1024 * 1024;
+
+/**
  * Room a ProduceRequest needs around its batch: the topic name (at most 249 bytes), partition,
  * acks and correlation id, and the tags and lengths (under 300 bytes), with a margin. A topic's
  * max.message.bytes must leave this much of `--max-request-bytes` free.

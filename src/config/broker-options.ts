@@ -10,7 +10,7 @@ import { ErrorCode, StrataError } from '../common/errors.js';
 import { checkIntegerRange } from '../common/integer-range.js';
 import { DEFAULT_OFFSETS_RETENTION_MS, DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS, PARTITION_COUNT_MAX, SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS, SHUTDOWN_GUARD_MS } from '../common/broker-limits.js';
 import { parseListenAddress } from '../common/listen-address.js';
-import { DEFAULT_MAX_REQUEST_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
+import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PRODUCE_MEMORY_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../storage/tail-cache.js';
 
@@ -46,6 +46,11 @@ export const SERVE_OPTIONS = {
     describe: 'Memory for the newest written bytes of all partitions, so consumers that keep up read from memory (0: read everything from the files)',
   },
   'max-request-bytes': { type: 'number', default: DEFAULT_MAX_REQUEST_BYTES, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above); must exceed every topic\'s max.message.bytes by 1 KiB' },
+  'produce-memory-bytes': {
+    type: 'number',
+    default: DEFAULT_PRODUCE_MEMORY_BYTES,
+    describe: 'Bytes of produce requests read and not yet answered, across all connections, at which the broker stops reading produce streams until half is free (Kafka\'s queued.max.request.bytes); at least --max-request-bytes',
+  },
   'retention-check-interval-ms': { type: 'number', default: DEFAULT_RETENTION_CHECK_INTERVAL_MS, describe: 'How often retention runs, for the logs and for the committed offsets of empty groups' },
   'recovery-checkpoint-interval-ms': {
     type: 'number',
@@ -78,6 +83,8 @@ export interface ServeSettings {
   /** Bound on the tail cache (`--tail-cache-bytes`). */
   tailCacheBytes: number;
   maxRequestBytes: number;
+  /** Bound on the bytes of produce requests read and not yet answered, across all connections. */
+  produceMemoryBytes: number;
   retentionCheckIntervalMs: number;
   recoveryCheckpointIntervalMs: number;
   shutdownTimeoutMs: number;
@@ -146,6 +153,13 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
   // Checked again by the broker's start, but here before anything in the data directory is opened.
   const batchProblem = defaultBatchRoomProblem(argv['max-message-bytes'], maxRequestBytes);
   if (batchProblem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, batchProblem);
+  const produceMemoryBytes = positive('produce-memory-bytes', argv['produce-memory-bytes']);
+  if (produceMemoryBytes < maxRequestBytes) {
+    throw new StrataError(
+      ErrorCode.INVALID_ARGUMENT,
+      `--produce-memory-bytes (${produceMemoryBytes}) is below --max-request-bytes (${maxRequestBytes}): one request of the largest size would hold every producer back while it is in flight; raise --produce-memory-bytes or lower --max-request-bytes`,
+    );
+  }
   return {
     dataDir: argv['data-dir'],
     listen: argv.listen,
@@ -157,6 +171,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     inlineIo: argv['small-io'] === 'event-loop',
     tailCacheBytes: integerFrom('tail-cache-bytes', argv['tail-cache-bytes'], 0, TAIL_CACHE_BYTES_MAX),
     maxRequestBytes,
+    produceMemoryBytes,
     // A timer's longest delay (setInterval takes a longer one as 1 ms: a sweep of every partition each millisecond).
     retentionCheckIntervalMs: integerFrom('retention-check-interval-ms', argv['retention-check-interval-ms'], 1, TIMER_DELAY_MAX_MS),
     recoveryCheckpointIntervalMs: integerFrom('recovery-checkpoint-interval-ms', argv['recovery-checkpoint-interval-ms'], 1, TIMER_DELAY_MAX_MS),

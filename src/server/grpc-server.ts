@@ -22,6 +22,7 @@ import type { BrokerMetrics } from './metrics.js';
 import { PROTO_ROOT } from '../common/package-root.js';
 import { adminServiceHandlers } from './admin-service.js';
 import { logServiceHandlers } from './log-service.js';
+import { RequestMemory } from './request-memory.js';
 import { groupsServiceHandlers } from './groups-service.js';
 import type { GroupCoordinator } from '../groups/group-coordinator.js';
 import { bindFailure } from './bind-failure.js';
@@ -47,6 +48,8 @@ export interface GrpcServerOptions {
    * are limited to `NON_PRODUCE_REQUEST_BYTES_MAX` (or this, if smaller).
    */
   maxRequestBytes: number;
+  /** Bound on the bytes of produce requests read and not yet answered, across all calls (see RequestMemory). */
+  produceMemoryBytes: number;
   logger: Logger;
   metrics: BrokerMetrics | null;
 }
@@ -102,7 +105,9 @@ export class StrataGrpcServer {
     const log = withRequestBytesMax(logServerDefinition, NON_PRODUCE_REQUEST_BYTES_MAX, ['produce', 'produceStream']);
     const admin = withRequestBytesMax(adminServiceDefinition, NON_PRODUCE_REQUEST_BYTES_MAX);
     const groups = withRequestBytesMax(groupsServiceDefinition, NON_PRODUCE_REQUEST_BYTES_MAX);
-    server.addService(withMalformedRequests(log), logServiceHandlers(broker, context, stopping.signal));
+    const produceMemory = new RequestMemory(options.produceMemoryBytes);
+    options.metrics?.watchProduceMemory(produceMemory);
+    server.addService(withMalformedRequests(log), logServiceHandlers(broker, context, stopping.signal, produceMemory));
     server.addService(withMalformedRequests(admin), adminServiceHandlers(broker, context));
     server.addService(withMalformedRequests(groups), groupsServiceHandlers(coordinator, context, stopping.signal));
     const health = new HealthService(new Set(SERVICE_NAMES), stopping.signal);

@@ -25,6 +25,7 @@ import { checkProducerEpoch, nonNegative, startFromWire, toLong, toSafeNumber } 
 import type { IncomingProduceRequest } from './produce-request-decoder.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
 import { pipelinedStream } from './pipelined-stream.js';
+import type { RequestMemory } from './request-memory.js';
 import { parseWireRecords } from './wire-records.js';
 import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
@@ -134,8 +135,9 @@ function callSignal(call: NodeJS.EventEmitter, stopping: AbortSignal): { signal:
 /**
  * `stopping` aborts when the server begins to shut down: long polls then answer with what they
  * have and subscriptions end with UNAVAILABLE, so a graceful shutdown is not held up by them.
+ * `produceMemory` counts the bytes of every produce request until it is answered.
  */
-export function logServiceHandlers(broker: Broker, context: HandlerContext, stopping: AbortSignal): UntypedServiceImplementation {
+export function logServiceHandlers(broker: Broker, context: HandlerContext, stopping: AbortSignal, produceMemory: RequestMemory | null = null): UntypedServiceImplementation {
   const logger = context.logger;
   return {
     initProducer: unaryHandler(context, 'InitProducer', async () => {
@@ -143,13 +145,22 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch, maxInFlightBatches });
     }),
 
-    produce: unaryHandler(context, 'Produce', (request: IncomingProduceRequest) => produce(broker, request)),
+    produce: unaryHandler(context, 'Produce', async (request: IncomingProduceRequest) => {
+      const bytes = request.source.length;
+      produceMemory?.take(bytes);
+      try {
+        return await produce(broker, request);
+      } finally {
+        produceMemory?.give(bytes);
+      }
+    }),
 
     produceStream: pipelinedStream(context, stopping, {
       method: 'ProduceStream',
       inFlightMax: PRODUCE_STREAM_IN_FLIGHT_MAX,
       inFlightBytesMax: PRODUCE_STREAM_IN_FLIGHT_BYTES_MAX,
       requestBytes: (request: IncomingProduceRequest) => request.source.length,
+      sharedMemory: produceMemory,
       handle: (request: IncomingProduceRequest) => produce(broker, request),
       failed: (request, code, message) => v1.ProduceResponse.create({ correlationId: request.message.correlationId, error: v1.ItemError.create({ code, message }) }),
     }),

@@ -15,6 +15,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Broker } from '../broker/broker.js';
 import type { GroupCoordinator, GroupEvents } from '../groups/group-coordinator.js';
 import { type FileSystem, NodeFileSystem } from '../storage/file-system.js';
+import type { RequestMemory } from './request-memory.js';
 
 const LATENCY_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -28,6 +29,7 @@ export class BrokerMetrics {
   private readonly rebalances: Counter<'group'>;
   private broker: Broker | null = null;
   private groups: GroupCoordinator | null = null;
+  private produceMemory: RequestMemory | null = null;
   /** The scrape under way's partition figures (see partitionFigures). */
   private scrapeFigures: PartitionFigures[] | null = null;
 
@@ -181,6 +183,23 @@ export class BrokerMetrics {
       },
     });
     new Gauge({
+      name: 'strata_produce_memory_bytes',
+      help: 'Bytes of produce requests read and not yet answered, across all connections (bounded by --produce-memory-bytes)',
+      registers,
+      collect() {
+        this.set(metrics.produceMemory?.bytes ?? 0);
+      },
+    });
+    new Counter({
+      name: 'strata_produce_memory_pauses_total',
+      help: 'Times a ProduceStream stopped being read because the produce memory (--produce-memory-bytes) was full',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(metrics.produceMemory?.pauses ?? 0);
+      },
+    });
+    new Gauge({
       name: 'strata_ready',
       help: '1 while the broker accepts requests, as /readyz answers 200: 0 during recovery and from the start of a graceful shutdown',
       registers,
@@ -188,6 +207,11 @@ export class BrokerMetrics {
         this.set(metrics.isServing() ? 1 : 0);
       },
     });
+  }
+
+  /** Connects the produce memory gauge and pause counter to the server's produce memory. */
+  watchProduceMemory(memory: RequestMemory): void {
+    this.produceMemory = memory;
   }
 
   /** Connects the scrape-time collectors to the running broker. */

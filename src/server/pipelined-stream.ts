@@ -5,6 +5,8 @@
  * stays open. When `inFlightMax` requests, or `inFlightBytesMax` bytes of them, are unanswered
  * the handler stops reading, so HTTP/2 flow control holds the client back; it reads again below
  * half of both. (A count alone would let 256 produce requests of 64 MiB each sit in memory.)
+ * With a `sharedMemory`, the bytes also count against that bound, shared by every stream of the
+ * kind: while it is full the stream stops reading too, and it reads again below half of it.
  * A request counts as
  * unanswered until grpc-js has sent its response (the write callback), not merely been handed
  * it: a client that stops reading responses then stops the stream too, instead of making the
@@ -20,6 +22,7 @@
 import { type ServerDuplexStream, type ServiceError, status } from '@grpc/grpc-js';
 import { StrataError } from '../common/errors.js';
 import { MalformedRequest } from './malformed-request.js';
+import type { RequestMemory } from './request-memory.js';
 import { toGrpcFailure, toServiceError } from './status.js';
 import { type HandlerContext, countRequest } from './unary-handler.js';
 
@@ -30,6 +33,8 @@ export interface PipelinedStreamHandler<Request, Response> {
   /** Bound on the bytes of unanswered requests, with `requestBytes` (none without it). */
   inFlightBytesMax?: number;
   requestBytes?(request: Request): number;
+  /** The bound on unanswered bytes shared with other calls (see RequestMemory), with `requestBytes`. */
+  sharedMemory?: RequestMemory | null;
   handle(request: Request): Promise<Response>;
   /** The response to a request that failed with this status. */
   failed(request: Request, code: status, message: string): Response;
@@ -42,13 +47,18 @@ export function pipelinedStream<Request, Response>(
 ): (call: ServerDuplexStream<Request, Response>) => void {
   const { method, inFlightMax } = handler;
   const inFlightBytesMax = handler.inFlightBytesMax ?? Number.POSITIVE_INFINITY;
+  const shared = handler.sharedMemory ?? null;
   const logger = context.logger;
   return (call) => {
     let inFlight = 0;
     let inFlightBytes = 0;
     let ended = false;
     let paused = false;
+    /** Paused with the shared memory full: reads again only once it is below half. */
+    let waitsForShared = false;
     let finished = false;
+    /** Release callbacks of responses handed to grpc-js whose write callback has not come yet. */
+    const unconfirmed = new Set<() => void>();
     /** The status the stream ends with after a request that did not decode. */
     let refusal: Partial<ServiceError> | null = null;
     const finishIfDone = (): void => {
@@ -68,23 +78,45 @@ export function pipelinedStream<Request, Response>(
     };
     if (stopping.aborted) stop();
     else stopping.addEventListener('abort', stop, { once: true });
+    /** Reads again once this stream's requests are below half its bounds and the shared memory has room. */
+    const resumeIfRoom = (): void => {
+      if (!paused || finished || stopping.aborted || refusal !== null) return;
+      if (inFlight >= inFlightMax / 2 || inFlightBytes >= inFlightBytesMax / 2) return;
+      if (shared !== null && (waitsForShared ? !shared.belowHalf : shared.full)) {
+        waitsForShared = true;
+        shared.waitForRoom(resumeIfRoom);
+        return;
+      }
+      paused = false;
+      waitsForShared = false;
+      call.resume();
+    };
     context.metrics?.activeCalls.inc({ method });
     call.once('close', () => {
       stopping.removeEventListener('abort', stop);
       context.metrics?.activeCalls.dec({ method });
+      shared?.forget(resumeIfRoom);
+      // A cancelled call is destroyed, and its pending write callbacks run with an error; should
+      // one never come (a write grpc-js had taken on), its bytes are given back here all the
+      // same: the shared memory would lose them for good.
+      for (const release of [...unconfirmed]) release();
     });
-    /**
-     * A response has been sent (or was never written): its request is done. (grpc-js calls no
-     * write callback once the call is cancelled; the stream is over then anyway.)
-     */
+    /** A response has been sent (or was never written): its request is done. */
     const answered = (bytes: number): void => {
       inFlight--;
       inFlightBytes -= bytes;
-      if (paused && inFlight < inFlightMax / 2 && inFlightBytes < inFlightBytesMax / 2 && !stopping.aborted && refusal === null) {
-        paused = false;
-        call.resume();
-      }
+      shared?.give(bytes);
+      resumeIfRoom();
       finishIfDone();
+    };
+    /** Answers `bytes` once, when grpc-js has sent the response or the call has closed. */
+    const writeResponse = (response: Response, bytes: number): void => {
+      const release = (): void => {
+        if (!unconfirmed.delete(release)) return;
+        answered(bytes);
+      };
+      unconfirmed.add(release);
+      call.write(response, release);
     };
     call.on('data', (request: Request | MalformedRequest) => {
       if (stopping.aborted || refusal !== null) return; // read before the pause took hold: left unanswered (see above)
@@ -103,9 +135,14 @@ export function pipelinedStream<Request, Response>(
       const bytes = handler.requestBytes?.(request) ?? 0;
       inFlight++;
       inFlightBytes += bytes;
-      if ((inFlight >= inFlightMax || inFlightBytes >= inFlightBytesMax) && !paused) {
+      shared?.take(bytes);
+      if (!paused && (inFlight >= inFlightMax || inFlightBytes >= inFlightBytesMax || shared?.full === true)) {
         paused = true;
         call.pause();
+        if (shared?.full === true) {
+          waitsForShared = true;
+          shared.waitForRoom(resumeIfRoom);
+        }
       }
       let running: Promise<Response>;
       try {
@@ -126,7 +163,7 @@ export function pipelinedStream<Request, Response>(
           return handler.failed(request, failure.code, failure.details);
         })
         .then((response) => {
-          if (!call.cancelled && call.writable) call.write(response, () => answered(bytes));
+          if (!call.cancelled && call.writable) writeResponse(response, bytes);
           else answered(bytes);
         });
     });

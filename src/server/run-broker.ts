@@ -67,7 +67,13 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
     opened.push(() => groups.close());
     await groups.removeOrphanOffsets();
     checkStartup(startup, 'the removal of orphan offsets');
-    const server = await StrataGrpcServer.start(broker, groups, { listen: settings.listen, maxRequestBytes: settings.maxRequestBytes, logger, metrics });
+    const server = await StrataGrpcServer.start(broker, groups, {
+      listen: settings.listen,
+      maxRequestBytes: settings.maxRequestBytes,
+      produceMemoryBytes: settings.produceMemoryBytes,
+      logger,
+      metrics,
+    });
     opened.push(async () => void (await server.shutdown(0)));
     checkStartup(startup, 'the gRPC bind');
     metrics.attach(broker, groups);

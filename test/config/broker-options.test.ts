@@ -74,4 +74,18 @@ describe('serve options', () => {
     expect(serveSettings(defaults()).offsetsRetentionMs).toBe(7 * 24 * 60 * 60 * 1000);
     expect(serveSettings({ ...defaults(), 'retention-ms': -1, 'max-message-bytes': 1024 * 1024 - 1024, 'max-request-bytes': 1024 * 1024 }).topicDefaults).toMatchObject({ retentionMs: -1, maxMessageBytes: 1047552 });
   });
+
+  it('bound the produce memory of all connections at 64 MiB by default, and refuse one below --max-request-bytes', () => {
+    expect(serveSettings(defaults()).produceMemoryBytes).toBe(64 * 1024 * 1024);
+    expect(serveSettings({ ...defaults(), 'produce-memory-bytes': 256 * 1024 * 1024 }).produceMemoryBytes).toBe(256 * 1024 * 1024);
+    expect(serveSettings({ ...defaults(), 'produce-memory-bytes': 2 * 1024 * 1024, 'max-request-bytes': 2 * 1024 * 1024 }).produceMemoryBytes).toBe(2 * 1024 * 1024);
+    expect(() => serveSettings({ ...defaults(), 'produce-memory-bytes': 32 * 1024 * 1024 })).toThrow(
+      expect.objectContaining({
+        code: ErrorCode.INVALID_ARGUMENT,
+        message:
+          '--produce-memory-bytes (33554432) is below --max-request-bytes (67108864): one request of the largest size would hold every producer back while it is in flight; raise --produce-memory-bytes or lower --max-request-bytes',
+      }),
+    );
+    expect(() => serveSettings({ ...defaults(), 'produce-memory-bytes': 0 })).toThrow('--produce-memory-bytes must be a positive integer, got 0');
+  });
 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS } from '../../src/common/broker-limits.js';
-import { DEFAULT_MAX_REQUEST_BYTES } from '../../src/common/request-limits.js';
+import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PRODUCE_MEMORY_BYTES } from '../../src/common/request-limits.js';
 import { type ServeSettings } from '../../src/config/broker-options.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
 import { DEFAULT_TAIL_CACHE_BYTES } from '../../src/storage/tail-cache.js';
@@ -48,6 +48,7 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     inlineIo: true,
     tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES,
     maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
+    produceMemoryBytes: DEFAULT_PRODUCE_MEMORY_BYTES,
     retentionCheckIntervalMs: 60 * 60 * 1000,
     recoveryCheckpointIntervalMs: DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS,
     shutdownTimeoutMs: 5_000,

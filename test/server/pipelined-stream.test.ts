@@ -1,7 +1,9 @@
 // Goal: the shared handler behind ProduceStream and CommitOffsetsStream keeps its promises: at
 // most `inFlightMax` requests run at once (reading stops, so HTTP/2 flow control holds the
 // client back) and reading resumes as they finish, a request counting until its response is
-// sent (so a client that reads no responses is held back too); failures are answered in-band;
+// sent (so a client that reads no responses is held back too); with a memory shared by the
+// streams, one stops reading while the others fill it, and a cancelled stream gives back what
+// its unsent answers held; failures are answered in-band;
 // on shutdown it stops reading, answers every request it started and ends with OK, never
 // running one it did not answer. Method: a real grpc-js server and client on loopback with a
 // tiny service (a request is a correlation id) whose handler completes when the test says so.
@@ -10,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { rootLogger } from '../../src/common/logger.js';
 import { StrataError, ErrorCode } from '../../src/common/errors.js';
 import { pipelinedStream } from '../../src/server/pipelined-stream.js';
+import { RequestMemory } from '../../src/server/request-memory.js';
 import { plateau } from '../helpers/plateau.js';
 
 interface Answer {
@@ -38,7 +41,16 @@ const methodAnswering = (answerBytes: number): MethodDefinition<number, Answer> 
  * A server whose requests finish when `release` is called (or at once with `answerAtOnce`);
  * `started` lists the ids run.
  */
-async function startServer(inFlightMax: number, { answerAtOnce = false, answerBytes = 8, inFlightBytesMax = undefined as number | undefined, requestBytes = undefined as ((id: number) => number) | undefined } = {}) {
+async function startServer(
+  inFlightMax: number,
+  {
+    answerAtOnce = false,
+    answerBytes = 8,
+    inFlightBytesMax = undefined as number | undefined,
+    requestBytes = undefined as ((id: number) => number) | undefined,
+    sharedMemory = null as RequestMemory | null,
+  } = {},
+) {
   const method = methodAnswering(answerBytes);
   const stopping = new AbortController();
   const started: number[] = [];
@@ -49,6 +61,7 @@ async function startServer(inFlightMax: number, { answerAtOnce = false, answerBy
     inFlightMax,
     ...(inFlightBytesMax === undefined ? {} : { inFlightBytesMax }),
     ...(requestBytes === undefined ? {} : { requestBytes }),
+    sharedMemory,
     handle: (id) =>
       new Promise<Answer>((resolve, reject) => {
         started.push(id);
@@ -169,6 +182,63 @@ describe('pipelined stream handler', () => {
     expect(await ended).toBe(status.OK);
     expect(target.started).toHaveLength(total);
     expect(answers.map(({ id }) => id).sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, index) => index + 1));
+  });
+
+  it('with a shared memory, stops reading a stream while other streams fill it, and reads it again below half', async () => {
+    // Each request counts 1,000 bytes of 3,000 shared, far below each stream's own limits.
+    const memory = new RequestMemory(3_000);
+    const target = await startServer(100, { requestBytes: () => 1_000, sharedMemory: memory });
+    cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
+    const first = target.open();
+    const firstAnswers = collect(first);
+    for (let id = 1; id <= 3; id++) first.write(id);
+    first.end();
+    await target.untilStarted(3);
+    expect(memory.full).toBe(true);
+    const second = target.open();
+    const secondAnswers = collect(second);
+    for (let id = 101; id <= 106; id++) second.write(id);
+    second.end();
+    // The second stream's first request is read (and run) before the stream stops.
+    await target.untilStarted(4);
+    expect(await plateau(() => target.started.length, 200)).toBe(4);
+    expect(memory.pauses).toBe(2);
+    while (target.started.length < 9) {
+      const before = target.started.length;
+      target.releaseAll();
+      await target.untilStarted(before + 1);
+    }
+    target.releaseAll();
+    expect(await firstAnswers.ended).toBe(status.OK);
+    expect(await secondAnswers.ended).toBe(status.OK);
+    expect(secondAnswers.answers.map(({ id }) => id)).toEqual([101, 102, 103, 104, 105, 106]);
+    expect(memory.bytes).toBe(0);
+  });
+
+  it('gives the shared memory back for answers a cancelled stream never sent', async () => {
+    // A client that reads no answers holds its requests' bytes until the memory is full.
+    const memory = new RequestMemory(300_000);
+    const target = await startServer(1_000, { answerAtOnce: true, answerBytes: 1024, requestBytes: () => 1_000, sharedMemory: memory });
+    cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
+    const stuck = target.open();
+    collect(stuck);
+    stuck.pause();
+    const total = 5_000;
+    for (let id = 1; id <= total; id++) stuck.write(id);
+    await target.untilStarted(8);
+    expect(await plateau(() => target.started.length, 200)).toBeLessThan(total);
+    expect(memory.full).toBe(true);
+    stuck.cancel();
+    const deadline = Date.now() + 5_000;
+    while (memory.bytes > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(memory.bytes).toBe(0);
+    // Another stream is read as before.
+    const next = target.open();
+    const nextAnswers = collect(next);
+    for (let id = 10_001; id <= 10_020; id++) next.write(id);
+    next.end();
+    expect(await nextAnswers.ended).toBe(status.OK);
+    expect(nextAnswers.answers).toHaveLength(20);
   });
 
   it('on shutdown stops reading, answers every request it started, ends with OK, and runs none it leaves unanswered', async () => {
