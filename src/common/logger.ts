@@ -6,7 +6,12 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
-const level = process.env.STRATA_LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'info');
+const DEFAULT_LEVEL = process.env.VITEST ? 'silent' : 'info';
+const fromEnvironment = process.env.STRATA_LOG_LEVEL;
+// A level pino does not know would throw here, as the CLI loads, before `serve` can refuse it
+// with one line naming its choices: such a value is left to that check.
+const LEVELS = new Set([...Object.keys(pino.levels.values), 'silent']);
+const level = fromEnvironment !== undefined && LEVELS.has(fromEnvironment) ? fromEnvironment : DEFAULT_LEVEL;
 
 export const rootLogger: Logger = pino({ level, base: { service: 'strata' } });
 

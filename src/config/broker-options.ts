@@ -132,6 +132,9 @@ function topicDefaults(defaults: Partial<LogConfig>): Partial<LogConfig> {
 }
 
 export function serveSettings(argv: ParsedServeOptions): ServeSettings {
+  if (argv['data-dir'].trim() === '') {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, '--data-dir must not be empty (an unset shell variable in --data-dir or STRATA_DATA_DIR?): the broker would keep its data in the current directory');
+  }
   if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--listen must be host:port, got "${argv.listen}"`);
   checkPort('--listen', argv.listen);
   const metricsListen = argv['metrics-listen'];

@@ -288,6 +288,26 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     expect(help.stdout).toContain('--config');
   });
 
+  it('an empty data directory, from a flag or STRATA_DATA_DIR, the same way: not the current directory', async () => {
+    const message = 'strata: --data-dir must not be empty (an unset shell variable in --data-dir or STRATA_DATA_DIR?): the broker would keep its data in the current directory\n';
+    for (const [args, env] of [[['--data-dir='], {}], [[], { STRATA_DATA_DIR: '' }]] as const) {
+      const result = await runCli(['serve', ...args, '--listen', '127.0.0.1:0', '--metrics-listen', ''], { env });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toBe(message);
+    }
+  });
+
+  it('a log level pino does not know in STRATA_LOG_LEVEL: one line from serve, and no crash of other commands', async () => {
+    for (const level of ['verbose', '']) {
+      const serve = await runCli(['serve', ...serveFlags], { env: { STRATA_LOG_LEVEL: level } });
+      expect(serve.code, serve.stderr).toBe(2);
+      expect(serve.stderr).toBe(`strata: Invalid values: Argument: log-level, Given: "${level}", Choices: "trace", "debug", "info", "warn", "error", "fatal", "silent"\n`);
+      const list = await runCli(at('topics', 'list'), { env: { STRATA_LOG_LEVEL: level } });
+      expect(list.code, list.stderr).toBe(0);
+    }
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
   it('STRATA_CONFIG is serve\'s alone: topics create does not take it as a topic config', async () => {
     const result = await runCli(at('topics', 'create', 'errors-config-variable'), { env: { STRATA_CONFIG: join(directory, 'absent.json') } });
     expect(result.code, result.stderr).toBe(0);

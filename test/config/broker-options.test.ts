@@ -33,6 +33,12 @@ describe('serve options', () => {
     }
   });
 
+  it('refuse an empty --data-dir (the broker would write into the current directory)', () => {
+    for (const empty of ['', ' ']) {
+      expect(() => serveSettings({ ...defaults(), 'data-dir': empty })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringMatching(/^--data-dir must not be empty/) }));
+    }
+  });
+
   it('refuse a --listen without a port, and a port no socket can have on either listener', () => {
     expect(() => serveSettings({ ...defaults(), listen: 'localhost' })).toThrow('--listen must be host:port, got "localhost"');
     expect(() => serveSettings({ ...defaults(), listen: '127.0.0.1:65536' })).toThrow('--listen must have a port from 0 to 65535, got "127.0.0.1:65536"');

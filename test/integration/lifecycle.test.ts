@@ -47,6 +47,15 @@ function fifoWorks(): boolean {
   }
 }
 
+/** Resolves once `condition()` holds; fails after 15 s, naming `what`. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 /** Resolves once the broker has a waiter on the partition (the subscription is idle, waiting). */
 async function untilWaiting(broker: TestBroker, topic: string): Promise<void> {
   const log = broker.broker.partitionLog(topic, 0) as unknown as { highWatermarkListeners: Set<unknown> };
@@ -208,6 +217,43 @@ describe('broker lifecycle', () => {
     cleanups.push(() => again.close());
     const described = await again.call<strata.v1.TopicDescription>('admin.describeTopic', v1.DescribeTopicRequest.create({ name: 'kept' }));
     expect(described.partitions.map((partition) => partition.logEndOffset.toNumber())).toEqual([0, 1]);
+  });
+
+  it('strata serve logs a second SIGTERM during a graceful stop and goes on with the stop, not killed by it', async () => {
+    const dataDir = temporaryDirectory();
+    cleanups.push(() => removeDirectory(dataDir));
+    const broker = await spawnBroker(dataDir, ['--shutdown-timeout-ms', '2000']);
+    cleanups.push(async () => {
+      broker.child.kill('SIGKILL');
+      await broker.exited;
+    });
+    const client = new TestClient(broker.address);
+    cleanups.push(() => client.close());
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'held', partitions: 1 }));
+    // A producer that reads none of its answers holds the stop up until the timeout: the
+    // answers to the requests it has in flight cannot be sent.
+    const stuck = (client.log as unknown as { produceStream(): NodeJS.EventEmitter & { write(request: unknown): void; pause(): void } }).produceStream();
+    stuck.on('data', () => undefined);
+    stuck.on('error', () => undefined);
+    stuck.pause();
+    for (let id = 1; id <= 20_000; id++) {
+      stuck.write(v1.ProduceRequest.create({ topic: 'held', partition: 0, acks: v1.Acks.ACKS_LEADER, correlationId: Long.fromNumber(id, true), records: [v1.Record.create({ value: Buffer.alloc(2_000) })] }));
+    }
+    const logEnd = async (): Promise<number> => Number(/^strata_partition_log_end_offset\{[^}]*topic="held"[^}]*\} (\d+)$/m.exec(await scrapeMetrics(broker))?.[1] ?? 0);
+    let last = -1;
+    for (let now = await logEnd(); now === 0 || now !== last; now = await logEnd()) {
+      last = now;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    expect(last).toBeLessThan(20_000);
+    const seen = (text: string): Promise<void> => until(() => broker.logLines.some((line) => line.includes(text)), text);
+    broker.child.kill('SIGTERM');
+    await seen('"msg":"shutting down"');
+    broker.child.kill('SIGTERM');
+    await seen('SIGTERM while stopping: already stopping');
+    // Forced at the timeout (exit 1), after a stop that closed the logs.
+    expect(await broker.exited).toEqual({ code: 1, signal: null });
+    expect(broker.logLines.some((line) => line.includes('"msg":"stopped"') && line.includes('"forced":true'))).toBe(true);
   });
 
   /** kill -9s a spawned broker and starts another on its data directory; returns a client of it. */

@@ -52,8 +52,13 @@ export function serveCommand(yargs: Argv): Argv {
       let stopped: () => void = () => undefined;
       const whenStopped = new Promise<void>((resolve) => (stopped = resolve));
       let signalled = false;
+      // Listening for every signal (not once): with no listener left, a second Ctrl-C or
+      // SIGTERM would kill the process in the middle of its graceful stop.
       const onSignal = (signal: NodeJS.Signals): void => {
-        if (signalled) return;
+        if (signalled) {
+          rootLogger.warn({ signal }, `${signal} while stopping: already stopping, within --shutdown-timeout-ms (SIGKILL ends the process at once, and the next start recovers the logs)`);
+          return;
+        }
         signalled = true;
         if (running === null) {
           rootLogger.warn({ signal }, `${signal} during start-up: stopping before serving (log recovery is crash-safe and runs again at the next start)`);
@@ -62,8 +67,8 @@ export function serveCommand(yargs: Argv): Argv {
         }
         stopRunning(running, signal, settings.shutdownTimeoutMs).then(stopped, stopped);
       };
-      process.once('SIGTERM', onSignal);
-      process.once('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
       try {
         try {
           running = await runBroker(settings, rootLogger, startup.signal);
@@ -78,6 +83,10 @@ export function serveCommand(yargs: Argv): Argv {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
       }
+      // Stopped: what may still run (the removal of a deleted topic's directory, which the next
+      // start finishes) must not keep the process alive, nor let the guard call a finished stop
+      // late.
+      process.exit();
     },
   );
 }
@@ -96,5 +105,7 @@ async function stopRunning(running: RunningBroker, signal: NodeJS.Signals, shutd
   } catch (error) {
     rootLogger.error({ err: error }, 'shutdown failed');
     process.exitCode = 1;
+  } finally {
+    clearTimeout(guard);
   }
 }
