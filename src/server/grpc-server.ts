@@ -7,19 +7,14 @@
  */
 import { Server, ServerCredentials, setLogger } from '@grpc/grpc-js';
 import { format } from 'node:util';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { readdirSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import type { Http2Session } from 'node:http2';
-import { join } from 'node:path';
 import type { Broker } from '../broker/broker.js';
 import { formatListenAddress, parseListenAddress } from '../common/listen-address.js';
 import type { Logger } from '../common/logger.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
 import { withMalformedRequests, withRequestBytesMax } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
-import { PROTO_ROOT } from '../common/package-root.js';
 import { adminServiceHandlers } from './admin-service.js';
 import { logServiceHandlers } from './log-service.js';
 import { RequestMemory } from './request-memory.js';
@@ -28,6 +23,7 @@ import type { GroupCoordinator } from '../groups/group-coordinator.js';
 import { bindFailure } from './bind-failure.js';
 import { transportRefusals } from './transport-refusals.js';
 import { HealthService } from './health-service.js';
+import { addReflection } from './reflection.js';
 import {
   ADMIN_SERVICE_NAME,
   GROUPS_SERVICE_NAME,
@@ -112,9 +108,7 @@ export class StrataGrpcServer {
     server.addService(withMalformedRequests(groups), groupsServiceHandlers(coordinator, context, stopping.signal));
     const health = new HealthService(new Set(SERVICE_NAMES), stopping.signal);
     health.addToServer(server);
-    const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));
-    const reflection = new ReflectionService(loadSync(protoFiles, { includeDirs: [PROTO_ROOT] }));
-    reflection.addToServer(server);
+    addReflection(server, stopping.signal);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(bindFailure('--listen', options.listen, error)) : resolve(boundPort))),
     );

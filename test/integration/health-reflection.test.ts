@@ -160,7 +160,7 @@ describe('health and reflection', () => {
 
   // Last: it stops the broker.
   describe('shutdown', () => {
-    it('reports NOT_SERVING to watchers as soon as shutdown begins', async () => {
+    it('reports NOT_SERVING to watchers as soon as shutdown begins, and ends watches and reflection streams', async () => {
       const client = healthClient(broker.address);
       try {
         const watch = client.watch({ service: '' });
@@ -179,6 +179,13 @@ describe('health and reflection', () => {
             watch.on('data', onData);
           });
         await seen('SERVING');
+        // A reflection stream a tool keeps open after its answer.
+        const reflecting = reflectionClient(broker.address, 'v1');
+        const kept = reflecting.serverReflectionInfo();
+        const firstAnswer = new Promise((resolve) => kept.once('data', resolve));
+        const keptEnded = new Promise<ServiceError>((resolve) => kept.once('error', resolve));
+        kept.write({ list_services: '' });
+        await firstAnswer;
         const notServing = seen('NOT_SERVING');
         const ended = new Promise<ServiceError>((resolve) => watch.once('error', resolve));
         const stopping = broker.stop();
@@ -186,6 +193,9 @@ describe('health and reflection', () => {
         expect(statuses).toEqual(['SERVING', 'NOT_SERVING']);
         // Then the broker ends the watch itself, so the graceful shutdown need not wait for it.
         expect(await ended).toMatchObject({ code: status.UNAVAILABLE, details: 'the broker is shutting down' });
+        // And the reflection stream: it no longer holds the stop up until the timeout.
+        expect(await keptEnded).toMatchObject({ code: status.UNAVAILABLE, details: 'the broker is shutting down' });
+        reflecting.close();
         expect(await stopping).toEqual({ forced: false });
       } finally {
         client.close();
