@@ -28,7 +28,7 @@ import { graveyardDirectory, holdsPartitionLog, partitionDirectory, topicsDirect
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
-import { BATCH_HEADER_BYTES, firstRecordKey } from '../storage/record-batch.js';
+import { BATCH_HEADER_BYTES, PRODUCER_ID_OFFSET, firstRecordKey, readProducerId } from '../storage/record-batch.js';
 import { buildBatchFromRanges, rangeBatchBytesFloor, rangeRecordBytesFloor, rangesBytesFloorBound } from '../storage/record-batch-builder.js';
 import { NULL_LENGTH, type RecordRanges } from '../storage/record-ranges.js';
 import { InlineIoBudget } from '../storage/inline-io.js';
@@ -653,6 +653,14 @@ export class Broker {
     let target: number;
     if (partition !== null) target = partition;
     else {
+      // Sequence numbers count per partition: one the broker picks could not be the one the
+      // producer counted for, and a retry might land on another partition and be written twice.
+      if (batches.length >= PRODUCER_ID_OFFSET + 8 && readProducerId(batches, 0) >= 0) {
+        throw new StrataError(
+          ErrorCode.INVALID_ARGUMENT,
+          `an idempotent batch (producer id ${readProducerId(batches, 0)}) needs an explicit partition: its sequence numbers count per partition; set partition`,
+        );
+      }
       const key = firstRecordKey(batches);
       target = key === null ? this.sticky.nextPartition(count) : partitionForKey(key, count);
     }

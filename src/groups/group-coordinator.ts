@@ -171,6 +171,9 @@ function checkMemberFields(request: HeartbeatRequest): void {
   if (request.memberEpoch === 0 && request.clientId.length > MEMBER_CLIENT_ID_LENGTH_MAX) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `client_id is ${request.clientId.length} characters long; the limit is ${MEMBER_CLIENT_ID_LENGTH_MAX}`);
   }
+  if (request.memberEpoch === 0 && request.instanceId === '') {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'instance_id is set but empty: leave it unset for a dynamic member, or give a stable id of this consumer instance (its pod name)');
+  }
   if (request.memberEpoch === 0 && request.instanceId !== null && request.instanceId.length > MEMBER_INSTANCE_ID_LENGTH_MAX) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `instance_id is ${request.instanceId.length} characters long; the limit is ${MEMBER_INSTANCE_ID_LENGTH_MAX}`);
   }

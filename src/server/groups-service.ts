@@ -160,7 +160,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         await commit(coordinator, request);
         return v1.CommitOffsetsResponse.create({ correlationId: request.correlationId });
       },
-      failed: (request, code, message) => v1.CommitOffsetsResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code, message }) }),
+      failed: (request, code, message, strataError) => v1.CommitOffsetsResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code, message, strataError }) }),
     }),
     fetchOffsets: unaryHandler(context, 'FetchOffsets', async (request: strata.v1.FetchOffsetsRequest) =>
       v1.FetchOffsetsResponse.create({ offsets: coordinator.fetchOffsets(request.groupId, request.topics).map(committedToWire) }),

@@ -162,7 +162,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       requestBytes: (request: IncomingProduceRequest) => request.source.length,
       sharedMemory: produceMemory,
       handle: (request: IncomingProduceRequest) => produce(broker, request),
-      failed: (request, code, message) => v1.ProduceResponse.create({ correlationId: request.message.correlationId, error: v1.ItemError.create({ code, message }) }),
+      failed: (request, code, message, strataError) => v1.ProduceResponse.create({ correlationId: request.message.correlationId, error: v1.ItemError.create({ code, message, strataError }) }),
     }),
 
     fetch: unaryHandler(context, 'Fetch', async (request: strata.v1.FetchRequest, call: ServerUnaryCall<strata.v1.FetchRequest, strata.v1.FetchResponse | Buffer>) => {

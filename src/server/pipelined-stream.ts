@@ -36,8 +36,8 @@ export interface PipelinedStreamHandler<Request, Response> {
   /** The bound on unanswered bytes shared with other calls (see RequestMemory), with `requestBytes`. */
   sharedMemory?: RequestMemory | null;
   handle(request: Request): Promise<Response>;
-  /** The response to a request that failed with this status. */
-  failed(request: Request, code: status, message: string): Response;
+  /** The response to a request that failed with this status (and Strata's code, '' for an unexpected failure). */
+  failed(request: Request, code: status, message: string, strataError: string): Response;
 }
 
 export function pipelinedStream<Request, Response>(
@@ -160,7 +160,7 @@ export function pipelinedStream<Request, Response>(
           countRequest(context, method, failure.code, startedAt);
           if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
           else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
-          return handler.failed(request, failure.code, failure.details);
+          return handler.failed(request, failure.code, failure.details, failure.strataCode ?? '');
         })
         .then((response) => {
           if (!call.cancelled && call.writable) writeResponse(response, bytes);

@@ -187,10 +187,15 @@ describe('heartbeats', () => {
       ['control character in a chosen member id', request({ groupId: 'g', subscription, memberId: 'm\u0007' })],
       ['client id too long', request({ groupId: 'g', subscription, clientId: 'c'.repeat(256) })],
       ['instance id too long', request({ groupId: 'g', subscription, instanceId: 'i'.repeat(250) })],
+      // A client that sets the optional field to "" would make every consumer one static member.
+      ['empty instance id', request({ groupId: 'g', subscription, instanceId: '' })],
       ['a subscribed name no topic can have', request({ groupId: 'g', subscription: { topicNames: ['t', 'a b'], regex: '' } })],
       ['a subscribed name too long for a topic', request({ groupId: 'g', subscription: { topicNames: ['t'.repeat(250)], regex: '' } })],
     ];
     for (const [what, input] of cases) expect((await failure(() => coordinator.heartbeat(input))).code, what).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription, instanceId: '' })))).message).toBe(
+      'instance_id is set but empty: leave it unset for a dynamic member, or give a stable id of this consumer instance (its pod name)',
+    );
     expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription: { topicNames: ['t', 'a b'], regex: '' } })))).message).toBe(
       'subscribed_topic_names[1]: topic name "a b" has characters outside [a-zA-Z0-9._-]',
     );

@@ -70,6 +70,29 @@ describe('Produce: a producer id InitProducer never handed out', () => {
   });
 });
 
+describe('Produce: an idempotent raw batch without a partition', () => {
+  // The broker would pick the partition by the first key (or in turn for none), so the
+  // producer's per-partition sequence numbers could not match it, and a retry could land on
+  // another partition and be written twice.
+  it('is refused with INVALID_ARGUMENT, and nothing is appended; with a partition it is taken', async () => {
+    const topic = 'idempotent-no-partition';
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions: 3 }));
+    const issued = (await shared.client.call<strata.v1.InitProducerResponse>('log.initProducer', v1.InitProducerRequest.create({}))).producerId.toNumber();
+    const batch = buildBatch([{ key: Buffer.from('k'), value: Buffer.from('v') }], { producerId: issued, producerEpoch: 0, baseSequence: 0 });
+    const error = await grpcError(produce({ topic, batch }));
+    expect(outcome(error)).toEqual({
+      code: 'INVALID_ARGUMENT',
+      details: `an idempotent batch (producer id ${issued}) needs an explicit partition: its sequence numbers count per partition; set partition`,
+    });
+    for (let partition = 0; partition < 3; partition++) {
+      const listed = await shared.client.call<strata.v1.ListOffsetsResponse>('log.listOffsets', v1.ListOffsetsRequest.create({ topic, partition, position: { latest: true } }));
+      expect(listed.offset.toNumber()).toBe(0);
+    }
+    const appended = await produce({ topic, partition: 2, batch });
+    expect(appended.batches.map(({ partition, baseOffset }) => [partition, baseOffset.toNumber()])).toEqual([[2, 0]]);
+  });
+});
+
 describe('Produce: a negative producer id other than -1', () => {
   // Taken as "not idempotent", a client's retries would be appended twice without a word.
   it('is refused with INVALID_ARGUMENT in a raw batch header, as on the records path, and nothing is appended', async () => {

@@ -383,6 +383,7 @@ describe('produce and fetch', () => {
         const code = failing.get(index + 1);
         if (code !== undefined) {
           expect(response!.error?.code).toBe(code);
+          expect(response!.error?.strataError).toBe(status[code]); // NOT_FOUND, INVALID_ARGUMENT: Strata's code is the status's name
           expect(response!.error?.message).not.toBe('');
           expect(response!.batches).toEqual([]);
           continue;

@@ -1,7 +1,10 @@
 // Goal: every Strata error code maps to the gRPC status the API documents and anything else
 // becomes INTERNAL without leaking its message; method: unit calls against an expected table
 // written independently from the proto comments and errors.ts.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
+import { PROTO_ROOT } from '../../src/common/package-root.js';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { DETAILS_BYTES_MAX, STATUS_FOR_CODE, invalidArgument, toGrpcFailure, toServiceError } from '../../src/server/status.js';
@@ -44,6 +47,22 @@ describe('STATUS_FOR_CODE', () => {
     for (const code of Object.values(STATUS_FOR_CODE)) {
       expect([status.OK, status.UNKNOWN, status.INTERNAL]).not.toContain(code);
     }
+  });
+
+  it('is the table log.proto gives other languages, every code once', () => {
+    const proto = readFileSync(join(PROTO_ROOT, 'strata', 'v1', 'log.proto'), 'utf8');
+    const listed = new Map<string, string>();
+    for (const [, line] of proto.matchAll(/^\/\/ {3}(.+ -> [A-Z_]+)$/gm)) {
+      // "A, B (why) -> S", or several to a line: "A -> S;  B -> S".
+      for (const part of line!.replace(/\([^)]*\)/g, '').split(';')) {
+        const [names, statusName] = part.split('->').map((text) => text.trim());
+        for (const name of names!.split(',').map((text) => text.trim())) {
+          expect(listed.has(name), name).toBe(false);
+          listed.set(name, statusName!);
+        }
+      }
+    }
+    expect(Object.fromEntries(listed)).toEqual(Object.fromEntries(Object.entries(STATUS_FOR_CODE).map(([code, value]) => [code, status[value]])));
   });
 
   it('is frozen', () => {
