@@ -10,7 +10,7 @@
  * is idempotent), and a commit that runs past its deadline fails with DEADLINE_EXCEEDED and
  * takes the stream down with it, since a stream that stopped answering cannot be trusted with
  * the next one. A broker that does not have the method (UNIMPLEMENTED) gets unary calls, one
- * at a time in the order given, for the rest of this object's life.
+ * at a time in the order given (those the stream held first), for the rest of this object's life.
  */
 import type { ClientDuplexStream, MethodDefinition } from '@grpc/grpc-js';
 import Long from 'long';
@@ -52,6 +52,8 @@ export class OffsetCommitStream {
   private nextCorrelationId = 1;
   private unaryOnly: boolean;
   private closed = false;
+  /** The last unary commit: each waits for the one before it, so that they land in order. */
+  private unaryTail: Promise<unknown> = Promise.resolve();
 
   /** With `stream: false` every commit is a unary call (nothing to close then). */
   constructor(
@@ -65,14 +67,14 @@ export class OffsetCommitStream {
   async commit(groupId: string, memberId: string, memberEpoch: number, offsets: readonly TopicPartitionOffset[]): Promise<void> {
     const request = commitOffsetsRequest(groupId, memberId, memberEpoch, offsets);
     if (this.closed) throw closedError('the offset commit stream');
-    if (this.unaryOnly) {
-      await this.connection.unary(methods.commitOffsets, request);
-      return;
-    }
+    if (this.unaryOnly) return this.commitUnary(request);
     await new Promise<void>((resolve, reject) => this.send(request, resolve, reject));
   }
 
-  /** Commits in progress fail with CANCELLED; later commits are refused. Idempotent. */
+  /**
+   * Commits in progress fail with CANCELLED (a unary one already sent still reaches the broker);
+   * later commits are refused. Idempotent.
+   */
   close(): void {
     this.closed = true;
     this.failAll(new StrataClientError('CANCELLED', 'the offset commit stream was closed before the broker answered'));
@@ -128,22 +130,30 @@ export class OffsetCommitStream {
       this.unaryOnly = true;
       const waiting = [...this.pending.values()];
       this.clearPending();
-      void this.resendUnary(waiting);
+      this.resendUnary(waiting);
       return;
     }
     this.failAll(error);
   }
 
-  /** Sends commits the stream could not carry as unary calls, in order. */
-  private async resendUnary(commits: readonly PendingCommit[]): Promise<void> {
-    for (const commit of commits) {
-      try {
-        await this.connection.unary(methods.commitOffsets, commit.request);
-        commit.resolve();
-      } catch (failure) {
-        commit.reject(toClientError(failure));
-      }
-    }
+  /** Sends commits the stream could not carry as unary calls, in order, before any made later. */
+  private resendUnary(commits: readonly PendingCommit[]): void {
+    for (const commit of commits) this.commitUnary(commit.request).then(commit.resolve, commit.reject);
+  }
+
+  /**
+   * A unary commit, sent once every earlier one has been answered: a later commit sent at once
+   * could land before an earlier one and be overwritten by it. One not yet sent at close() fails.
+   */
+  private commitUnary(request: strata.v1.CommitOffsetsRequest): Promise<void> {
+    const sent = this.unaryTail.then(async () => {
+      if (this.closed) throw new StrataClientError('CANCELLED', 'the offset commit stream was closed before the commit was sent');
+      await this.connection.unary(methods.commitOffsets, request);
+    });
+    this.unaryTail = sent.catch(() => undefined);
+    return sent.catch((failure: unknown) => {
+      throw toClientError(failure);
+    });
   }
 
   private restart(stream: CommitStream, error: StrataClientError): void {

@@ -10,7 +10,9 @@ import { type Interceptor, InterceptingCall, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { Consumer, type ConsumerOptions, type TopicPartitionOffset } from '../../src/client/consumer.js';
+import { Connection } from '../../src/client/connection.js';
 import { StrataClientError } from '../../src/client/errors.js';
+import { OffsetCommitStream } from '../../src/client/offset-commit-stream.js';
 import { type GroupErrorEvent, type PartitionsEvent, type PartitionsLostEvent, normalizeSubscription } from '../../src/client/group-member.js';
 import { Producer } from '../../src/client/producer.js';
 import type { strata } from '../../src/generated/strata.js';
@@ -944,6 +946,44 @@ describe('commits over CommitOffsetsStream', () => {
     expect((await fetchOffsets(groupId, name)).get(0)).toBe(3);
     expect(calls.get(COMMIT_STREAM)).toBe(1);
     expect(calls.get(COMMIT_UNARY)).toBe(2);
+  });
+
+  it('after falling back to unary commits, a commit made meanwhile waits for those the stream held: none is overwritten by an older one', async () => {
+    const name = await topic(1);
+    const groupId = unique('unary-order');
+    await produceEach(name, 1, 4);
+    const calls = new Map<string, number>();
+    // The first unary commit (the stream's first commit, sent again) is held until released.
+    let releaseFirst: () => void = () => undefined;
+    let firstUnaryStarted: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (firstUnaryStarted = resolve));
+    let unaryCalls = 0;
+    const holdFirstUnary: Interceptor = (callOptions, nextCall) => {
+      const call = nextCall(callOptions);
+      if (callOptions.method_definition.path !== COMMIT_UNARY || ++unaryCalls > 1) return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        sendMessage(message, next) {
+          firstUnaryStarted();
+          new Promise<void>((resolve) => (releaseFirst = resolve)).then(() => next(message), () => undefined);
+        },
+      });
+    };
+    const connection = new Connection({ server: broker.address, interceptors: [callCounter(calls, { code: status.UNIMPLEMENTED, times: 1 }), holdFirstUnary] });
+    const commits = new OffsetCommitStream(connection);
+    try {
+      const commit = (offset: number): Promise<void> => commits.commit(groupId, '', 0, [{ topic: name, partition: 0, offset }]);
+      const first = commit(1);
+      const second = commit(2);
+      await started; // the stream was refused: its commits go again as unary calls
+      const third = commit(3);
+      releaseFirst();
+      await Promise.all([first, second, third]);
+      expect((await fetchOffsets(groupId, name)).get(0)).toBe(3);
+      expect(calls.get(COMMIT_UNARY)).toBe(3);
+    } finally {
+      commits.close();
+      connection.close();
+    }
   });
 
   it('a commit the broker does not answer within the deadline fails with DEADLINE_EXCEEDED; the next one goes on a new stream', async () => {
