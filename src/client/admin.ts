@@ -13,6 +13,7 @@ import { strata } from '../generated/strata.js';
 import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument } from './errors.js';
+import { checkPartition, checkPartitionCount } from './option-checks.js';
 import { integerRangeProblem } from '../common/integer-range.js';
 import { LIST_GROUPS_PAGE_MAX } from '../common/request-limits.js';
 
@@ -246,8 +247,7 @@ export class Admin {
 
   async createTopic(name: string, options: CreateTopicOptions = {}): Promise<TopicDescription> {
     this.checkOpen();
-    const partitions = options.partitions ?? 0;
-    if (!Number.isInteger(partitions) || partitions < 0) throw invalidArgument(`partitions must be a positive integer, got ${partitions}`);
+    const partitions = checkPartitionCount(options.partitions ?? 0, 'partitions', "the broker's --default-partitions");
     const request = v1.CreateTopicRequest.create({ name, partitions, configs: { ...(options.configs ?? {}) } });
     return describeFromWire(await this.connection.unary(methods.createTopic, request));
   }
@@ -277,7 +277,7 @@ export class Admin {
   /** Raises the topic's partition count to `partitions` (the new total). */
   async addPartitions(name: string, partitions: number): Promise<TopicDescription> {
     this.checkOpen();
-    const request = v1.AddPartitionsRequest.create({ name, partitions });
+    const request = v1.AddPartitionsRequest.create({ name, partitions: checkPartitionCount(partitions, 'partitions') });
     return describeFromWire(await this.connection.unary(methods.addPartitions, request));
   }
 
@@ -332,16 +332,18 @@ export class Admin {
    */
   async resetOffsets(groupId: string, topic: string, to: ResetSpec, partitions: readonly number[] = []): Promise<CommittedOffset[]> {
     this.checkOpen();
-    for (const partition of partitions) {
-      if (!Number.isInteger(partition) || partition < 0) throw invalidArgument(`partitions must be non-negative integers, got ${partition}`);
-    }
+    for (const partition of partitions) checkPartition(partition);
     const response = await this.connection.unary(groupMethods.resetOffsets, resetRequest(groupId, topic, to, partitions));
     return response.offsets.map(committedFromWire);
   }
 
-  /** Deletes the committed offsets of a group with no members for the topics given. */
+  /**
+   * Deletes the committed offsets of a group with no members for the topics given (at least one:
+   * the wire's empty list means every topic, which `deleteGroup` is for).
+   */
   async deleteOffsets(groupId: string, topics: readonly string[]): Promise<void> {
     this.checkOpen();
+    if (topics.length === 0) throw invalidArgument('deleteOffsets needs at least one topic; to delete every offset of the group, use deleteGroup');
     await this.connection.unary(groupMethods.deleteOffsets, v1.DeleteOffsetsRequest.create({ groupId, topics: [...topics] }));
   }
 

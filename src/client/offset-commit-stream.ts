@@ -19,6 +19,7 @@ import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, numberToLong } from './connection.js';
 import type { TopicPartitionOffset } from './consumer.js';
 import { StrataClientError, closedError, fromItemError, toClientError } from './errors.js';
+import { checkPartition } from './option-checks.js';
 
 const v1 = strata.v1;
 
@@ -42,7 +43,7 @@ function commitOffsetsRequest(groupId: string, memberId: string, memberEpoch: nu
     groupId,
     memberId,
     memberEpoch,
-    offsets: offsets.map(({ topic, partition, offset }) => v1.OffsetCommit.create({ topic, partition, offset: numberToLong(offset, 'offset') })),
+    offsets: offsets.map(({ topic, partition, offset }) => v1.OffsetCommit.create({ topic, partition: checkPartition(partition), offset: numberToLong(offset, 'offset') })),
   });
 }
 

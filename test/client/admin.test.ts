@@ -131,6 +131,15 @@ describe('error mapping', () => {
     const error = await rejection(admin.addPartitions('admin-shrink', 1));
     expect(error.code).toBe('INVALID_ARGUMENT');
     expect(error.message).toContain('the new count must be larger');
+    // Counts the wire's int32 would carry as another number: 2^32 + 3 as 3, 6.5 as 6.
+    for (const count of [2 ** 32 + 3, 6.5, Number.NaN, 2 ** 31, 10_001, -1]) {
+      const refused = await rejection(admin.createTopic('admin-odd-count', { partitions: count }));
+      expect(refused).toMatchObject({ code: 'INVALID_ARGUMENT', message: `partitions must be an integer from 1 to 10000 (or 0 for the broker's --default-partitions), got ${count}` });
+      const notAdded = await rejection(admin.addPartitions('admin-shrink', count));
+      expect(notAdded).toMatchObject({ code: 'INVALID_ARGUMENT', message: `partitions must be an integer from 1 to 10000, got ${count}` });
+    }
+    expect((await rejection(admin.describeTopic('admin-odd-count'))).code).toBe('NOT_FOUND');
+    expect((await admin.describeTopic('admin-shrink')).partitions).toHaveLength(2);
   });
 
   it('UNAVAILABLE when no broker listens, saying so in words, within the deadline', async () => {
@@ -217,6 +226,10 @@ describe('consumer-group administration', () => {
     expect(missing.message).toBe('group "no-such-group" not found');
     expect((await rejection(admin.deleteGroup('no-such-group'))).code).toBe('NOT_FOUND');
     expect((await rejection(admin.resetOffsets('g', 'admin-groups', 'earliest', [-1]))).code).toBe('INVALID_ARGUMENT');
+    // Partition 2^32 + 1 would reach the broker as partition 1.
+    expect(await rejection(admin.resetOffsets('g', 'admin-groups', 'earliest', [2 ** 32 + 1]))).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'partition must be an integer from 0 to 2147483647, got 4294967297' });
+    // The wire's empty list means every topic.
+    expect(await rejection(admin.deleteOffsets('g', []))).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'deleteOffsets needs at least one topic; to delete every offset of the group, use deleteGroup' });
     expect((await rejection(admin.resetOffsets('g', 'admin-groups', { bogus: 1 } as never))).code).toBe('INVALID_ARGUMENT');
     expect((await rejection(admin.describeGroup(''))).code).toBe('INVALID_ARGUMENT');
   });
