@@ -994,7 +994,9 @@ export class Consumer extends EventEmitter {
     // beforeRevoke hook (until the hook settles). Killed, it sends nothing more once out of either.
     void this.member?.kill();
     const fetchersStopped = this.stopAllFetchers();
-    this.committer.close(); // a commit under way fails with CANCELLED, also one a close() waits for
+    // A commit under way fails with CANCELLED, also one a close() waits for (a unary one already
+    // sent, against a broker without CommitOffsetsStream, still reaches the broker).
+    this.committer.close();
     if (this.ownsConnection) this.connection.close();
     this.closing ??= fetchersStopped.then(() => {
       this.finished = true;

@@ -8,8 +8,10 @@ export const DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024;
 
 /**
  * `--produce-memory-bytes` by default: the bytes of produce requests, across all connections,
- * that the broker reads before it stops reading produce streams. Equal to the largest request:
- * one producer's stream is never held back by this bound alone (it stops at 64 MiB itself).
+ * that the broker reads before it stops reading produce streams. Equal to the largest request
+ * and to one stream's own bound: a producer alone is held back no sooner than by its stream's
+ * bound, but with the defaults one stream at that bound, or one request of the largest size,
+ * fills the memory and holds the others back until half of it is free.
  */
 export const DEFAULT_PRODUCE_MEMORY_BYTES = 64 * 1024 * 1024;
 

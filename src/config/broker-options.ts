@@ -160,7 +160,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
   if (produceMemoryBytes < maxRequestBytes) {
     throw new StrataError(
       ErrorCode.INVALID_ARGUMENT,
-      `--produce-memory-bytes (${produceMemoryBytes}) is below --max-request-bytes (${maxRequestBytes}): one request of the largest size would hold every producer back while it is in flight; raise --produce-memory-bytes or lower --max-request-bytes`,
+      `--produce-memory-bytes (${produceMemoryBytes}) is below --max-request-bytes (${maxRequestBytes}): a request of the largest size would overfill it on its own; raise --produce-memory-bytes or lower --max-request-bytes`,
     );
   }
   return {

@@ -57,6 +57,7 @@ export function pipelinedStream<Request, Response>(
     /** Paused with the shared memory full: reads again only once it is below half. */
     let waitsForShared = false;
     let finished = false;
+    let closed = false;
     /** Release callbacks of responses handed to grpc-js whose write callback has not come yet. */
     const unconfirmed = new Set<() => void>();
     /** The status the stream ends with after a request that did not decode. */
@@ -80,22 +81,31 @@ export function pipelinedStream<Request, Response>(
     else stopping.addEventListener('abort', stop, { once: true });
     /** Reads again once this stream's requests are below half its bounds and the shared memory has room. */
     const resumeIfRoom = (): void => {
-      if (!paused || finished || stopping.aborted || refusal !== null) return;
+      if (!paused || finished || closed || stopping.aborted || refusal !== null) return;
       if (inFlight >= inFlightMax / 2 || inFlightBytes >= inFlightBytesMax / 2) return;
       if (shared !== null && (waitsForShared ? !shared.belowHalf : shared.full)) {
         waitsForShared = true;
-        shared.waitForRoom(resumeIfRoom);
+        shared.waitForRoom(onRoom);
         return;
       }
       paused = false;
       waitsForShared = false;
       call.resume();
     };
+    /**
+     * The shared memory is below half: whether or not this stream reads again now (its own
+     * requests may still hold it), it waits for the memory no more, only for it not to be full.
+     */
+    const onRoom = (): void => {
+      waitsForShared = false;
+      resumeIfRoom();
+    };
     context.metrics?.activeCalls.inc({ method });
     call.once('close', () => {
+      closed = true;
       stopping.removeEventListener('abort', stop);
       context.metrics?.activeCalls.dec({ method });
-      shared?.forget(resumeIfRoom);
+      shared?.forget(onRoom);
       // A cancelled call is destroyed, and its pending write callbacks run with an error; should
       // one never come (a write grpc-js had taken on), its bytes are given back here all the
       // same: the shared memory would lose them for good.
@@ -141,7 +151,7 @@ export function pipelinedStream<Request, Response>(
         call.pause();
         if (shared?.full === true) {
           waitsForShared = true;
-          shared.waitForRoom(resumeIfRoom);
+          shared.waitForRoom(onRoom);
         }
       }
       let running: Promise<Response>;

@@ -89,7 +89,7 @@ describe('serve options', () => {
       expect.objectContaining({
         code: ErrorCode.INVALID_ARGUMENT,
         message:
-          '--produce-memory-bytes (33554432) is below --max-request-bytes (67108864): one request of the largest size would hold every producer back while it is in flight; raise --produce-memory-bytes or lower --max-request-bytes',
+          '--produce-memory-bytes (33554432) is below --max-request-bytes (67108864): a request of the largest size would overfill it on its own; raise --produce-memory-bytes or lower --max-request-bytes',
       }),
     );
     expect(() => serveSettings({ ...defaults(), 'produce-memory-bytes': 0 })).toThrow('--produce-memory-bytes must be a positive integer, got 0');

@@ -83,6 +83,14 @@ async function startServer(
     server,
     client,
     open: () => (client as unknown as { run(): ClientDuplexStream<number, Answer> }).run(),
+    /** Finishes the requests `ids` (started already). */
+    release(ids: number[]): void {
+      for (const id of ids) {
+        const release = waiting.get(id);
+        waiting.delete(id);
+        release?.();
+      }
+    },
     /** Finishes every request started so far. */
     releaseAll(): void {
       const now = [...waiting.values()];
@@ -212,6 +220,39 @@ describe('pipelined stream handler', () => {
     expect(await firstAnswers.ended).toBe(status.OK);
     expect(await secondAnswers.ended).toBe(status.OK);
     expect(secondAnswers.answers.map(({ id }) => id)).toEqual([101, 102, 103, 104, 105, 106]);
+    expect(memory.bytes).toBe(0);
+  });
+
+  it('a stream woken by the shared memory while its own requests still held it back reads again once they finish, the memory not full', async () => {
+    // Stream A sends small requests (1 byte), stream B large ones (1,000 bytes of 4,000 shared).
+    const memory = new RequestMemory(4_000);
+    const target = await startServer(4, { requestBytes: (id) => (id > 100 ? 1_000 : 1), sharedMemory: memory });
+    cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
+    const small = target.open();
+    const large = target.open();
+    const smallAnswers = collect(small);
+    const largeAnswers = collect(large);
+    for (let id = 1; id <= 3; id++) small.write(id);
+    await target.untilStarted(3);
+    for (let id = 101; id <= 104; id++) large.write(id);
+    await target.untilStarted(7); // the memory is full: the large stream stops
+    // A's 4th request reaches its own bound and finds the memory full: it waits for both.
+    small.write(4);
+    small.write(5);
+    await target.untilStarted(8);
+    // B's requests finish: the memory is below half, but A's own four still hold it back.
+    target.release([101, 102, 103, 104]);
+    for (let id = 105; id <= 107; id++) large.write(id);
+    await target.untilStarted(11); // 3,000 + 4 bytes held: above half, not full
+    // A's own requests finish: with room in the memory, it reads its 5th.
+    target.release([1, 2, 3, 4]);
+    await target.untilStarted(12);
+    expect(target.started.at(-1)).toBe(5);
+    small.end();
+    large.end();
+    target.releaseAll();
+    expect(await smallAnswers.ended).toBe(status.OK);
+    expect(await largeAnswers.ended).toBe(status.OK);
     expect(memory.bytes).toBe(0);
   });
 

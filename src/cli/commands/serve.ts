@@ -55,6 +55,11 @@ export function serveCommand(yargs: Argv): Argv {
       // Listening for every signal (not once): with no listener left, a second Ctrl-C or
       // SIGTERM would kill the process in the middle of its graceful stop.
       const onSignal = (signal: NodeJS.Signals): void => {
+        if (signalled && running === null) {
+          // Stopping a start has no time bound (a recovery under way cannot be interrupted).
+          rootLogger.warn({ signal }, `${signal} again during start-up: exiting now (log recovery is crash-safe and runs again at the next start)`);
+          process.exit(1);
+        }
         if (signalled) {
           rootLogger.warn({ signal }, `${signal} while stopping: already stopping, within --shutdown-timeout-ms (SIGKILL ends the process at once, and the next start recovers the logs)`);
           return;
@@ -83,10 +88,14 @@ export function serveCommand(yargs: Argv): Argv {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
       }
-      // Stopped: what may still run (the removal of a deleted topic's directory, which the next
-      // start finishes) must not keep the process alive, nor let the guard call a finished stop
-      // late.
-      process.exit();
+      // Stopped: the process ends once its last work is done (the log lines written). The removal
+      // of a deleted topic's directory may still be under way, which the next start finishes:
+      // it may not keep the process alive past the guard's bound, nor make a stop that finished
+      // report itself late.
+      setTimeout(() => {
+        rootLogger.info("exiting with the removal of deleted topics' directories still under way; the next start goes on with it");
+        process.exit();
+      }, SHUTDOWN_GUARD_MS).unref();
     },
   );
 }
