@@ -58,8 +58,6 @@ export function pipelinedStream<Request, Response>(
     let waitsForShared = false;
     let finished = false;
     let closed = false;
-    /** Release callbacks of responses handed to grpc-js whose write callback has not come yet. */
-    const unconfirmed = new Set<() => void>();
     /** The status the stream ends with after a request that did not decode. */
     let refusal: Partial<ServiceError> | null = null;
     const finishIfDone = (): void => {
@@ -106,27 +104,18 @@ export function pipelinedStream<Request, Response>(
       stopping.removeEventListener('abort', stop);
       context.metrics?.activeCalls.dec({ method });
       shared?.forget(onRoom);
-      // A cancelled call is destroyed, and its pending write callbacks run with an error; should
-      // one never come (a write grpc-js had taken on), its bytes are given back here all the
-      // same: the shared memory would lose them for good.
-      for (const release of [...unconfirmed]) release();
     });
-    /** A response has been sent (or was never written): its request is done. */
+    /**
+     * A response has been sent (or was never written): its request is done. A cancelled call is
+     * destroyed, and the callbacks of its pending writes run then (with an error), so what they
+     * hold of the shared memory comes back too (pipelined-stream.test.ts checks it).
+     */
     const answered = (bytes: number): void => {
       inFlight--;
       inFlightBytes -= bytes;
       shared?.give(bytes);
       resumeIfRoom();
       finishIfDone();
-    };
-    /** Answers `bytes` once, when grpc-js has sent the response or the call has closed. */
-    const writeResponse = (response: Response, bytes: number): void => {
-      const release = (): void => {
-        if (!unconfirmed.delete(release)) return;
-        answered(bytes);
-      };
-      unconfirmed.add(release);
-      call.write(response, release);
     };
     call.on('data', (request: Request | MalformedRequest) => {
       if (stopping.aborted || refusal !== null) return; // read before the pause took hold: left unanswered (see above)
@@ -173,7 +162,7 @@ export function pipelinedStream<Request, Response>(
           return handler.failed(request, failure.code, failure.details, failure.strataCode ?? '');
         })
         .then((response) => {
-          if (!call.cancelled && call.writable) writeResponse(response, bytes);
+          if (!call.cancelled && call.writable) call.write(response, () => answered(bytes));
           else answered(bytes);
         });
     });
