@@ -52,6 +52,8 @@ export function serveCommand(yargs: Argv): Argv {
       let stopped: () => void = () => undefined;
       const whenStopped = new Promise<void>((resolve) => (stopped = resolve));
       let signalled = false;
+      // When the stop must be over, work left after it included: bound + SHUTDOWN_GUARD_MS.
+      let exitDeadlineMs = Number.POSITIVE_INFINITY;
       // Listening for every signal (not once): with no listener left, a second Ctrl-C or
       // SIGTERM would kill the process in the middle of its graceful stop.
       const onSignal = (signal: NodeJS.Signals): void => {
@@ -70,6 +72,7 @@ export function serveCommand(yargs: Argv): Argv {
           startup.abort();
           return;
         }
+        exitDeadlineMs = performance.now() + settings.shutdownTimeoutMs + SHUTDOWN_GUARD_MS;
         stopRunning(running, signal, settings.shutdownTimeoutMs).then(stopped, stopped);
       };
       process.on('SIGTERM', onSignal);
@@ -90,12 +93,13 @@ export function serveCommand(yargs: Argv): Argv {
       }
       // Stopped: the process ends once its last work is done (the log lines written). The removal
       // of a deleted topic's directory may still be under way, which the next start finishes:
-      // it may not keep the process alive past the guard's bound, nor make a stop that finished
-      // report itself late.
+      // it may not keep the process alive past the guard's deadline (the one bound operators give
+      // their grace periods), nor make a stop that finished report itself late.
+      const leftMs = Number.isFinite(exitDeadlineMs) ? Math.max(0, exitDeadlineMs - performance.now()) : SHUTDOWN_GUARD_MS;
       setTimeout(() => {
         rootLogger.info("exiting with the removal of deleted topics' directories still under way; the next start goes on with it");
         process.exit();
-      }, SHUTDOWN_GUARD_MS).unref();
+      }, leftMs).unref();
     },
   );
 }
