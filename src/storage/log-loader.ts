@@ -26,7 +26,7 @@
  * 5. A fence marker (a read found corrupt data before the restart, see `fence-marker.ts`)
  *    fences the log wherever the damage is; a repair, having scanned it all, removes it.
  */
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { errnoOrMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { isDirectWritePadding } from './direct-writer.js';
@@ -238,6 +238,10 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
   let recoveryPoint = checkpoint;
   const report: RecoveryReport = { segmentsScanned: 0, bytesTruncated: 0, recordsTruncated: 0, quarantined: null, liftedFence: null };
   const lastIndex = segments.count - 1;
+  // A read that met damage before the restart recorded it (see `fence-marker.ts`). Reads stop
+  // at the high watermark, so damage found in the active segment lies in acknowledged data,
+  // whatever lies after it: it must not be taken for an unfinished write and cut.
+  const recordedFence = await readFenceMarker(fs, directory);
 
   for (let index = firstIndex; index <= lastIndex; index++) {
     const segment = segments.at(index);
@@ -259,8 +263,12 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
     if (belowCheckpoint && scan.problem !== null) {
       problem = `${problem} (offset ${scan.nextOffset} is below the recovery point ${checkpoint}, so this is not an unfinished write)`;
     }
+    const foundByRead = recordedFence !== null && (recordedFence.file === '' || recordedFence.file === basename(segment.logPath));
+    if (isActive && !belowCheckpoint && foundByRead && scan.problem !== null) {
+      problem = `${problem} (a read found damage in this segment before the restart, so this is not an unfinished write)`;
+    }
     let tornTail = false;
-    if (isActive && !belowCheckpoint) {
+    if (isActive && !belowCheckpoint && !foundByRead) {
       // Valid batches within the unsynced window may be unacknowledged writes that reached the
       // disk out of order; one beyond it proves the damage sits under acknowledged data.
       const resync = await segment.findValidBatchAfter(scan.validBytes + UNSYNCED_WINDOW_BYTES, scan.nextOffset);
@@ -271,7 +279,8 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
       await segment.truncateTo(scan.validBytes);
       continue;
     }
-    if (tornTail) {
+    // A repair keeps what it removes: even a tail that looks unfinished goes to quarantine.
+    if (tornTail && !options.repair) {
       report.bytesTruncated = scan.fileBytes - scan.validBytes;
       report.recordsTruncated = await claimedRecords(fs, segment, scan.validBytes, scan.fileBytes);
       logger.warn(
@@ -337,10 +346,9 @@ async function quarantineFrom(
   const segment = segments.at(index);
   const fd = await segment.fileDescriptor();
   const fileBytes = await fs.fileSize(fd);
-  const tail = await readExactly(fs, fd, segment.logPath, position, fileBytes - position);
   const stem = offsetFileStem(segment.baseOffset);
-  await fs.writeFileDurably(join(quarantine, `${stem}.log.from-byte-${position}`), tail);
-  let bytes = tail.length;
+  await copyRangeDurably(fs, fd, segment.logPath, position, fileBytes - position, join(quarantine, `${stem}.log.from-byte-${position}`));
+  let bytes = fileBytes - position;
   const later: LogSegment[] = [];
   for (let next = index + 1; next < segments.count; next++) later.push(segments.at(next));
   for (const moved of later) {
@@ -359,12 +367,29 @@ async function quarantineFrom(
   return { directory: quarantine, fromOffset, bytes };
 }
 
-/** Reads `length` bytes at `position` of `path`, in as many reads as it takes (one may return fewer). */
-async function readExactly(fs: FileSystem, fd: number, path: string, position: number, length: number): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
-  const filled = await readFully(fs, fd, buffer, 0, length, position);
-  if (filled < length) {
-    throw new Error(`repair could not copy ${path} to quarantine: the file ended at byte ${position + filled}, expected ${position + length}; nothing was cut, retry the repair`);
+/** How much of a damaged segment a repair holds in memory at once while copying it. */
+const QUARANTINE_COPY_CHUNK_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Copies bytes [position, position + length) of `path` (open as `fd`) to a new file `target`,
+ * in chunks (a segment may be gigabytes), and fdatasyncs it.
+ */
+export async function copyRangeDurably(fs: FileSystem, fd: number, path: string, position: number, length: number, target: string): Promise<void> {
+  const chunk = Buffer.allocUnsafe(Math.min(QUARANTINE_COPY_CHUNK_BYTES, Math.max(1, length)));
+  const out = await fs.open(target, { create: true });
+  try {
+    await fs.ftruncate(out, 0);
+    for (let copied = 0; copied < length; ) {
+      const want = Math.min(chunk.length, length - copied);
+      const filled = await readFully(fs, fd, chunk, 0, want, position + copied);
+      if (filled < want) {
+        throw new Error(`repair could not copy ${path} to quarantine: the file ended at byte ${position + copied + filled}, expected ${position + length}; nothing was cut, retry the repair`);
+      }
+      for (let written = 0; written < want; ) written += await fs.writev(out, [chunk.subarray(written, want)], copied + written);
+      copied += want;
+    }
+    await fs.fdatasync(out);
+  } finally {
+    await fs.close(out);
   }
-  return buffer;
 }

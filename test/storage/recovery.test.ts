@@ -22,6 +22,9 @@ import type { Logger } from '../../src/common/logger.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../../src/storage/checkpoint-file.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { TEMP_SUFFIX } from '../../src/storage/file-names.js';
+import { writeFenceMarker } from '../../src/storage/fence-marker.js';
+import { NodeFileSystem } from '../../src/storage/file-system.js';
+import { copyRangeDurably } from '../../src/storage/log-loader.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import { ProducerState } from '../../src/storage/producer-state.js';
 import {
@@ -914,6 +917,49 @@ describe(`damage below the recovery point of the active segment (seed ${SEED})`,
     expectSameFiles(before, snapshot(directory), what);
   });
 
+  // Above the checkpoint, damage followed by valid batches within the unsynced window reads
+  // like an unfinished write. A read that met it before the restart proves otherwise: reads
+  // stop at the high watermark, so it lay in acknowledged data.
+  it('fences, and does not cut, damage above the recovery point that a read recorded before the restart; a repair quarantines it', async () => {
+    const rng = rngFor('flip above the recovery point, found by a read');
+    const directory = copyOf(root, crashed, 'above-checkpoint-read-fence');
+    const target = written[durableCount + 5]!;
+    const flipAt = target.position + rng.int(RECORDS_OFFSET, target.bytes.length - 1);
+    const what = `bit flip at byte ${flipAt} (batch ${target.baseOffset}), recovery point ${durableCount}, fence marker`;
+    flipBit(logFile(directory, 0), flipAt, rng.int(0, 7));
+    await writeFenceMarker(new TestFileSystem(), directory, { file: `${stem(0)}.log`, problem: 'corrupt record batch: CRC mismatch' });
+    const before = snapshot(directory);
+
+    const log = await openLog(directory, { config });
+    await expectFenced(log, logFile(directory, 0), target.position, what);
+    expect(log.fenced!.message, at(`${what}: says why it is not a torn tail`)).toContain('a read found damage in this segment before the restart');
+    await log.close();
+    expectSameFiles(before, snapshot(directory), `${what}: nothing cut`);
+
+    const repaired = await openLog(directory, { config, repair: true });
+    const quarantined = repaired.recovery?.quarantined;
+    expect(quarantined?.fromOffset, at(`${what}: quarantined from`)).toBe(target.baseOffset);
+    const damaged = before.get(`${stem(0)}.log`)!;
+    expect(quarantined!.bytes, at(`${what}: quarantined bytes`)).toBe(damaged.length - target.position);
+    expect(readFileSync(join(quarantined!.directory, `${stem(0)}.log.from-byte-${target.position}`)).equals(damaged.subarray(target.position)), at(`${what}: the copy`)).toBe(true);
+    await expectExactly(repaired, written.slice(0, durableCount + 5), `${what}: after the repair`);
+    await repaired.close();
+  });
+
+  it('a repair moves a torn tail to quarantine instead of dropping it', async () => {
+    const directory = copyOf(root, crashed, 'repair-torn-tail');
+    const last = written.at(-1)!;
+    truncateSync(logFile(directory, 0), last.position + last.bytes.length - 7);
+    const before = readFileSync(logFile(directory, 0));
+    const repaired = await openLog(directory, { config, repair: true });
+    const quarantined = repaired.recovery?.quarantined;
+    expect(quarantined?.fromOffset, at('quarantined from the torn batch')).toBe(last.baseOffset);
+    expect(repaired.recovery?.bytesTruncated, at('nothing dropped')).toBe(0);
+    expect(readFileSync(join(quarantined!.directory, `${stem(0)}.log.from-byte-${last.position}`)).equals(before.subarray(last.position)), at('the copy')).toBe(true);
+    await expectExactly(repaired, written.slice(0, -1), 'after the repair of a torn tail');
+    await repaired.close();
+  });
+
   it('fences when the active segment ends cleanly below the recovery point', async () => {
     const directory = copyOf(root, crashed, 'below-checkpoint-cut');
     const cutAt = written[20]!.position; // a batch boundary: every batch before it is whole
@@ -1322,5 +1368,27 @@ describe('a partition directory whose segment files were removed', () => {
     const after = await openLog(directory, { config: { ...CONFIG, segmentBytes: 4096 } });
     expect([after.fenced, after.logEndOffset]).toEqual([null, newest]);
     await after.close();
+  });
+});
+
+describe('the copy a repair makes to quarantine', () => {
+  const root = useTemporaryRoot('strata-quarantine-copy-');
+
+  it('copies a range of several 8 MiB chunks byte for byte, and no more', async () => {
+    const rng = rngFor('quarantine copy');
+    const source = join(root.path, 'segment.log');
+    const bytes = rng.bytes(20 * 1024 * 1024 + 12_345);
+    writeFileSync(source, bytes);
+    const fs = new NodeFileSystem();
+    const fd = await fs.open(source, { create: false, readOnly: true });
+    try {
+      const target = join(root.path, 'copy');
+      writeFileSync(target, Buffer.alloc(30 * 1024 * 1024, 1)); // a longer leftover is replaced whole
+      await copyRangeDurably(fs, fd, source, 777, bytes.length - 777, target);
+      expect(readFileSync(target).equals(bytes.subarray(777))).toBe(true);
+      await expect(copyRangeDurably(fs, fd, source, 777, bytes.length, join(root.path, 'short'))).rejects.toThrow(/the file ended at byte \d+, expected \d+; nothing was cut/);
+    } finally {
+      await fs.close(fd);
+    }
   });
 });

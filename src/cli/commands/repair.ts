@@ -119,7 +119,6 @@ function repairSummary(log: PartitionLog): string {
   if (report?.quarantined) {
     return `repaired: offsets from ${report.quarantined.fromOffset} (${report.quarantined.bytes} bytes) moved to ${report.quarantined.directory}; log now ends at ${log.logEndOffset}${lifted}`;
   }
-  if (report && report.bytesTruncated > 0) return `recovered: dropped an unfinished write of ${report.bytesTruncated} bytes; log ends at ${log.logEndOffset}${lifted}`;
   if (lifted !== '') return `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent (the damage a read found is no longer in it: retention may have removed its segment)${lifted}`;
   return `nothing to repair: log ${log.logStartOffset}..${log.logEndOffset} is consistent`;
 }
