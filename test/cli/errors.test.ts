@@ -130,6 +130,18 @@ describe('strata repair of a partition that is not there', () => {
   });
 });
 
+describe('strata dump-log of what is not a segment file', () => {
+  it('a directory: exit 2, saying to give one of its .log files; a missing file: exit 1, naming it', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'strata-dump-dir-'));
+    try {
+      await expectFailure(['dump-log', directory], 2, `strata: ${directory} is a directory: give one of its segment .log files (a partition directory holds 00000000000000000000.log and later ones)`);
+      await expectFailure(['dump-log', join(directory, 'nosuch.log')], 1, `strata: cannot open ${join(directory, 'nosuch.log')}: no such file`);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the broker cannot be reached: exit 1', { concurrent: true }, () => {
   it.each([[['topics', 'list']], [['groups', 'list']], [['produce', 't', 'v']], [['consume', 't']], [['tail', 't']]])('strata %j', async (args) => {
     const server = `127.0.0.1:${closedPort}`;

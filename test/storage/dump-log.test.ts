@@ -9,7 +9,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DIRECT_IO_BLOCK_BYTES } from '../../src/storage/aligned-memory.js';
 import { MAX_PADDING_BYTES } from '../../src/storage/direct-writer.js';
+import { crc32c } from '@node-rs/crc32';
+import { BATCH_BYTES_MAX } from '../../src/common/request-limits.js';
 import { dumpLogFile } from '../../src/storage/dump-log.js';
+import { type FileSystem, nodeFileSystem } from '../../src/storage/file-system.js';
+import { ATTRIBUTES_OFFSET, CRC_OFFSET } from '../../src/storage/record-batch.js';
 import { InlineIoBudget } from '../../src/storage/inline-io.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
@@ -130,4 +134,58 @@ describe('dump-log', () => {
     const missing = join(tempDir(), 'nosuch.log');
     await expect(dump(missing)).rejects.toThrow(`cannot open ${missing}: no such file`);
   });
+
+  it('marks a batch whose base offset breaks the sequence (the CRC does not cover it), from the first offset the name gives', async () => {
+    const lines = await dump(segmentFile([batchAt(0, 2), batchAt(5, 1), batchAt(6, 1), batchAt(6, 2)]));
+    expect(lines.filter((line) => line.includes('OFFSET'))).toEqual([
+      expect.stringMatching(/^position=\d+ OFFSET GAP: baseOffset 5, expected 2 /),
+      expect.stringMatching(/^position=\d+ OFFSET OVERLAP: baseOffset 6, expected 7 /),
+    ]);
+    expect(lines.at(-1)).toMatch(/^4 valid batches, 0 invalid regions, 2 batches out of offset order, \d+ bytes$/);
+    // A segment named after offset 10 whose first batch says 0; a quarantined tail, any first offset.
+    const named = join(tempDir(), '00000000000000000010.log');
+    nodeFs.writeFileSync(named, batchAt(0, 1));
+    expect((await dump(named))[1]).toMatch(/^position=0 OFFSET OVERLAP: baseOffset 0, expected 10 /);
+    const tail = join(tempDir(), `${SEGMENT}.from-byte-4096`);
+    nodeFs.writeFileSync(tail, Buffer.concat([batchAt(9, 1), batchAt(10, 1)]));
+    expect((await dump(tail)).filter((line) => line.includes('OFFSET'))).toEqual([]);
+  });
+
+  it('reads no more than a batch can be for a length field that claims gigabytes', async () => {
+    const claimsHuge = Buffer.from(batchAt(0, 1));
+    claimsHuge.writeInt32BE(0x7fff0000, 8); // the batch length
+    const garbage = Buffer.alloc(17 * 1024 * 1024, 0xab);
+    const path = segmentFile([claimsHuge, garbage, batchAt(1, 1)]);
+    let largestRead = 0;
+    const fs = { ...nodeFileSystemMethods(), read: (fd: number, buffer: Buffer, offset: number, length: number, position: number) => {
+      largestRead = Math.max(largestRead, length);
+      return nodeFileSystem.read(fd, buffer, offset, length, position);
+    } };
+    const lines: string[] = [];
+    for await (const line of dumpLogFile(path, { records: false, fs })) lines.push(line);
+    expect(lines[0]).toMatch(/^position=0 INVALID: batch length \d+ exceeds /);
+    expect(lines.at(-2)).toMatch(/^position=\d+ baseOffset=1 .* crc=valid$/);
+    expect(largestRead).toBeLessThanOrEqual(BATCH_BYTES_MAX);
+  });
+
+  it('goes on past a batch whose records do not decode, and escapes header keys', async () => {
+    const snappy = Buffer.from(batchAt(0, 1));
+    snappy.writeInt16BE(2, ATTRIBUTES_OFFSET); // snappy: not read by Strata
+    snappy.writeUInt32BE(crc32c(snappy.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    const withHeaders = buildBatch([{ value: Buffer.from('v'), headers: [{ key: 'trace-id', value: Buffer.from('1') }, { key: 'a\nb\u001b[31m', value: Buffer.from('\u009b2J') }] }], { baseOffset: 1, timestamp: 1_700_000_000_000 });
+    const lines = await dump(segmentFile([snappy, withHeaders]), true);
+    expect(lines[1]).toBe('  records not shown: batch at offset 0 does not decode: compression codec 2 is not supported (none and gzip are)');
+    expect(lines[3]).toBe(`  offset=1 timestamp=1700000000000 key=null value="v" headers=trace-id="1",0x${Buffer.from('a\nb\u001b[31m').toString('hex')}=0x${Buffer.from('\u009b2J').toString('hex')}`);
+    expect(lines.at(-1)).toMatch(/^2 valid batches, 0 invalid regions, \d+ bytes$/);
+  });
 });
+
+/** The node file system's methods, bound, to override one of them. */
+function nodeFileSystemMethods(): FileSystem {
+  const methods: Record<string, unknown> = {};
+  for (const name of Object.getOwnPropertyNames(Object.getPrototypeOf(nodeFileSystem)) as (keyof FileSystem)[]) {
+    const method = nodeFileSystem[name];
+    if (typeof method === 'function' && (name as string) !== 'constructor') methods[name] = method.bind(nodeFileSystem);
+  }
+  return methods as unknown as FileSystem;
+}

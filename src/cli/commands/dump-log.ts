@@ -1,5 +1,7 @@
 /** `strata dump-log FILE`: prints every batch of a segment `.log` (see storage/dump-log.ts). */
+import { statSync } from 'node:fs';
 import type { Argv } from 'yargs';
+import { UsageError } from '../cli-errors.js';
 import { dumpLogFile } from '../../storage/dump-log.js';
 import { OutputWriter } from '../output.js';
 
@@ -13,9 +15,17 @@ export function dumpLogCommand(yargs: Argv): Argv {
         .option('records', { type: 'boolean', default: false, describe: 'Also print every record' })
         .example('strata dump-log data/topics/orders/0/00000000000000000000.log --records', ''),
     async (argv) => {
+      const file = argv.file as string;
+      if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new UsageError(`${file} is a directory: give one of its segment .log files (a partition directory holds 00000000000000000000.log and later ones)`);
+      }
       const writer = new OutputWriter(process.stdout);
-      await writeLines(dumpLogFile(argv.file as string, { records: argv.records }), writer);
-      await writer.flushed();
+      try {
+        await writeLines(dumpLogFile(file, { records: argv.records }), writer);
+      } finally {
+        // The lines before a failure are what the operator needs to see next to it.
+        await writer.flushed();
+      }
       writer.throwIfFailed();
     },
   );
