@@ -22,7 +22,9 @@ import { SERVE_OPTIONS } from '../config/broker-options.js';
 /** The option names of each command, for the environment check. */
 const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
   serve: ['config', ...Object.keys(SERVE_OPTIONS)],
-  repair: ['data-dir', 'topic', 'partition', 'dir'],
+  // Not `dir` (STRATA_DIR is a name other tools use, and it would pick the partition to cut),
+  // nor `start-offset` or `outside-data-dir`: what a repair does is given on its command line.
+  repair: ['data-dir', 'topic', 'partition'],
   'dump-log': ['records'],
   // Not `config`: STRATA_CONFIG names serve's config file, never a topic's KEY=VALUE.
   topics: [...CLIENT_OPTION_NAMES, ...TOPICS_OPTION_NAMES.filter((name) => name !== 'config')],

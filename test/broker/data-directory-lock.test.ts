@@ -144,9 +144,14 @@ describe('the data directory lock', () => {
     await broker.produceBatches('orders', 0, buildBatch([{ value: Buffer.from('kept') }]), 'all');
     await expect(repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '0'])).rejects.toThrow(refusal(dataDir, 'broker', 'stop the broker first'));
     await expect(repair(['--dir', join(dataDir, 'topics', 'orders', '0')])).rejects.toThrow(refusal(dataDir, 'broker', 'stop the broker first'));
+    // By its real path, where no data directory can be found: refused, not repaired unlocked.
+    const real = join(elsewhere, 'orders', '0');
+    const before = readdirSync(real).sort();
+    await expect(repair(['--dir', real])).rejects.toThrow(`cannot tell which data directory holds ${real} (none has its metadata two levels above it), so cannot make sure no broker has it open`);
+    expect(readdirSync(real).sort()).toEqual(before);
   });
 
-  it('lets `strata repair --dir` repair a partition copied out of a data directory without locking anything', async () => {
+  it('lets `strata repair --dir --outside-data-dir` repair a partition copied out of a data directory without locking anything', async () => {
     const dataDir = dataDirectory();
     const broker = await openBroker(dataDir);
     await broker.createTopic('orders', 1, {});
@@ -155,7 +160,8 @@ describe('the data directory lock', () => {
     const copy = join(dataDirectory(), 'topics', 'orders', '0');
     mkdirSync(join(copy, '..'), { recursive: true });
     cpSync(join(dataDir, 'topics', 'orders', '0'), copy, { recursive: true });
-    await repair(['--dir', copy]);
+    await expect(repair(['--dir', copy])).rejects.toThrow(/add --outside-data-dir$/);
+    await repair(['--dir', copy, '--outside-data-dir']);
     expect(readdirSync(join(copy, '..', '..', '..'))).toEqual(['topics']); // no .lock written beside it
   });
 

@@ -42,6 +42,14 @@ describe('repair --dir', () => {
     );
     expect(readdirSync(topics)).toEqual(['orders']);
   });
+
+  it('refuses --dir with --topic or --partition, and --outside-data-dir without --dir', async () => {
+    const dataDir = dataDirectory();
+    const partition = join(dataDir, 'topics', 'orders', '0');
+    await expect(repair(['--dir', partition, '--topic', 'audit', '--partition', '1'])).rejects.toThrow('give --dir, or --topic and --partition (with --data-dir), not both');
+    await expect(repair(['--dir', partition, '--partition', '1'])).rejects.toThrow('not both');
+    await expect(repair(['--data-dir', dataDir, '--topic', 'orders', '--partition', '0', '--outside-data-dir'])).rejects.toThrow('--outside-data-dir goes with --dir');
+  });
 });
 
 /** The lines `run` writes to stdout, which goes nowhere meanwhile. */

@@ -40,8 +40,17 @@ export function repairCommand(yargs: Argv): Argv {
         .option('partition', { type: 'number', describe: 'Partition number' })
         .option('dir', { type: 'string', describe: 'Partition directory (instead of --data-dir/--topic/--partition)' })
         .option('start-offset', { type: 'number', requiresArg: true, describe: 'Where a partition whose segment log is missing starts again (default: the highest offset committed for it)' })
+        .option('outside-data-dir', {
+          type: 'boolean',
+          default: false,
+          describe: "With --dir: the directory is a copy outside any broker's data directory, so there is no lock to take",
+        })
         .example('strata repair --data-dir /var/lib/strata --topic orders --partition 3', 'repair orders-3'),
     async (argv) => {
+      if (argv.dir !== undefined && (argv.topic !== undefined || argv.partition !== undefined)) {
+        throw new UsageError('give --dir, or --topic and --partition (with --data-dir), not both: they could name different partitions');
+      }
+      if (argv['outside-data-dir'] && argv.dir === undefined) throw new UsageError('--outside-data-dir goes with --dir (a partition directory copied out of a data directory)');
       const directory = argv.dir ?? resolvePartition(argv['data-dir'], argv.topic, argv.partition);
       const startOffset = argv['start-offset'];
       if (startOffset !== undefined && (!Number.isSafeInteger(startOffset) || startOffset < 0)) throw new UsageError(`--start-offset must be a non-negative integer, got ${startOffset}`);
@@ -54,6 +63,12 @@ export function repairCommand(yargs: Argv): Argv {
       checkPartitionDirectory(directory, contents);
       if (startOffset !== undefined) throw new UsageError('--start-offset is only for a partition whose segment log is missing; this one has its log, which the repair keeps');
       const lock = argv.dir === undefined ? DataDirectoryLock.acquire(argv['data-dir'], 'strata repair', REPAIR_ADVICE) : lockDataDirectoryOf(directory);
+      if (lock === null && !argv['outside-data-dir']) {
+        // Repairing beside a live broker would cut and move files it appends to.
+        throw new Error(
+          `cannot tell which data directory holds ${directory} (none has its metadata two levels above it), so cannot make sure no broker has it open: name the partition with --data-dir, --topic and --partition, or, for a copy outside any data directory, add --outside-data-dir`,
+        );
+      }
       let summary: string;
       try {
         const log = await PartitionLog.open({ directory, repair: true });
