@@ -26,6 +26,7 @@ import type { IncomingProduceRequest } from './produce-request-decoder.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
 import { pipelinedStream } from './pipelined-stream.js';
 import type { RequestMemory } from './request-memory.js';
+import { refuseIfStalledAtStop } from './stalled-subscription.js';
 import { parseWireRecords } from './wire-records.js';
 import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
@@ -207,6 +208,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
         countSubscribeEnd(context.metrics, failure.code);
         if (end.failed) logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: end.error }, 'request failed');
         call.emit('error', toServiceError(failure));
+        refuseIfStalledAtStop(call, stopping);
       });
     },
 

@@ -11,7 +11,12 @@ import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
+import { constants as http2Constants } from 'node:http2';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
+import { waitUntil } from '../helpers/group-runner.js';
+import { PausedSubscription } from '../helpers/paused-subscription.js';
+import { plateau } from '../helpers/plateau.js';
+import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { StartAborted, runBroker } from '../../src/server/run-broker.js';
 import { DIRECT_WRITES_WORK } from '../helpers/test-file-system.js';
@@ -110,6 +115,25 @@ describe('broker lifecycle', () => {
     expect(error.code).toBe(status.UNAVAILABLE);
     expect(error.details).toMatch(/shutting down/);
     expect(error.metadata.get('strata-error')).toEqual(['UNAVAILABLE']); // the broker's answer, not a dropped connection
+  });
+
+  it('stops gracefully (not forced) while a subscription\'s reader has stopped reading, resetting only that stream as refused (UNAVAILABLE)', async () => {
+    const { broker, client } = await brokerWithTopic('stalled');
+    // 1 MiB in 64 batches: far more than the reader's 64 KiB HTTP/2 window.
+    for (let index = 0; index < 64; index++) {
+      await client.call('log.produce', v1.ProduceRequest.create({ topic: 'stalled', partition: 0, batch: buildBatch([{ value: Buffer.alloc(16 * 1024, index) }]) }));
+    }
+    const reader = new PausedSubscription(broker.address, { topic: 'stalled', partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 32 * 1024 });
+    cleanups.push(() => reader.close());
+    // A subscription that reads everything and then waits, whose status is not held up: it still ends with it.
+    const idle = subscriptionError(subscribe(client, 'stalled'));
+    const served = broker.broker.partitionLog('stalled', 0).served;
+    await waitUntil(() => served.records >= 64, 'the reading subscription has every record');
+    await plateau(() => served.records, 200); // and the stalled one what the reader's window and max_bytes hold
+    const result = await broker.stop();
+    expect(result.forced, 'a reader that does not read does not hold up the stop').toBe(false);
+    expect(await reader.closed).toBe(http2Constants.NGHTTP2_REFUSED_STREAM);
+    expect((await idle).metadata.get('strata-error')).toEqual(['UNAVAILABLE']);
   });
 
   it('stops gracefully (not forced) while a subscription is still looking up where to start', async () => {

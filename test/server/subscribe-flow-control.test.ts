@@ -6,14 +6,13 @@
 // client (grpc-js's client buffers every message of a call it has never read from, which would
 // hide the broker's side) that pauses its stream; a counting wrapper on the partition log's
 // `read` tells how many messages the broker has made.
-import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2';
 import { describe, expect, it } from 'vitest';
 import { strata } from '../../src/generated/strata.js';
 import type { PartitionLog } from '../../src/storage/partition-log.js';
-import { decodeBatches } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { waitUntil } from '../helpers/group-runner.js';
+import { PausedSubscription } from '../helpers/paused-subscription.js';
 import { plateau } from '../helpers/plateau.js';
 
 const v1 = strata.v1;
@@ -43,51 +42,6 @@ function countReadsWithData(log: PartitionLog): { readonly count: number } {
   return counter;
 }
 
-/** A Subscribe call over raw HTTP/2 whose response stream is paused from the start. */
-class PausedSubscription {
-  readonly responses: strata.v1.SubscribeResponse[] = [];
-  private readonly session: ClientHttp2Session;
-  private readonly stream: ClientHttp2Stream;
-  private pending = Buffer.alloc(0);
-
-  constructor(request: strata.v1.SubscribeRequest.$Properties) {
-    this.session = connect(`http://${shared.broker.address}`);
-    this.session.on('error', () => undefined);
-    this.stream = this.session.request({ ':method': 'POST', ':path': '/strata.v1.Log/Subscribe', 'content-type': 'application/grpc', te: 'trailers' });
-    this.stream.on('error', () => undefined);
-    this.stream.pause();
-    const message = Buffer.from(v1.SubscribeRequest.encode(v1.SubscribeRequest.create(request)).finish());
-    const prefix = Buffer.alloc(5);
-    prefix.writeUInt32BE(message.length, 1);
-    this.stream.end(Buffer.concat([prefix, message]));
-  }
-
-  /** Starts reading: every gRPC message received is decoded into `responses`. */
-  read(): void {
-    this.stream.on('data', (chunk: Buffer) => {
-      this.pending = Buffer.concat([this.pending, chunk]);
-      while (this.pending.length >= 5 && this.pending.length >= 5 + this.pending.readUInt32BE(1)) {
-        const length = this.pending.readUInt32BE(1);
-        this.responses.push(v1.SubscribeResponse.decode(this.pending.subarray(5, 5 + length)));
-        this.pending = this.pending.subarray(5 + length);
-      }
-    });
-    this.stream.resume(); // a 'data' listener alone does not resume a stream paused explicitly
-  }
-
-  /** Values of the records received from `partition`, in order (raw batches decoded). */
-  values(partition: number): string[] {
-    return this.responses
-      .filter((response) => response.partition === partition)
-      .flatMap((response) => decodeBatches(Buffer.from(response.batches)).map((record) => record.value!.toString('utf8', 0, 8).split(';')[0]!));
-  }
-
-  close(): void {
-    this.stream.close();
-    this.session.close();
-  }
-}
-
 const expectedValues = (partition: number, count: number): string[] => Array.from({ length: count }, (_, index) => `${partition}:${index}`);
 
 describe('Subscribe with a reader that does not read', () => {
@@ -99,7 +53,7 @@ describe('Subscribe with a reader that does not read', () => {
     const batches = 64;
     await topicWithData(topic, 1, batches, 16 * 1024);
     const reads = countReadsWithData(shared.broker.broker.partitionLog(topic, 0));
-    const subscription = new PausedSubscription({ topic, partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 32 * 1024 });
+    const subscription = new PausedSubscription(shared.broker.address, { topic, partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 32 * 1024 });
     try {
       await waitUntil(() => reads.count > 0, 'the first push');
       const pushedWhileUnread = await plateau(() => reads.count, 200);
@@ -120,7 +74,7 @@ describe('Subscribe with a reader that does not read', () => {
     await topicWithData(topic, partitions, 4, 16 * 1024);
     const reads = Array.from({ length: partitions }, (_, partition) => countReadsWithData(shared.broker.broker.partitionLog(topic, partition)));
     const totalReads = (): number => reads.reduce((sum, counter) => sum + counter.count, 0);
-    const subscription = new PausedSubscription({ topic, start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 16 * 1024 });
+    const subscription = new PausedSubscription(shared.broker.address, { topic, start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 16 * 1024 });
     try {
       await waitUntil(() => totalReads() > 0, 'the first push');
       expect(await plateau(totalReads, 200)).toBeLessThanOrEqual(8);
@@ -144,7 +98,7 @@ describe('Subscribe with a reader that does not read', () => {
     const logs = Array.from({ length: partitions }, (_, partition) => shared.broker.broker.partitionLog(topic, partition));
     const reads = logs.map(countReadsWithData);
     const totalReads = (): number => reads.reduce((sum, counter) => sum + counter.count, 0);
-    const subscription = new PausedSubscription({ topic, start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 16 * 1024 });
+    const subscription = new PausedSubscription(shared.broker.address, { topic, start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 16 * 1024 });
     try {
       // Every partition has more than the window's worth to send, so all of them wait for room:
       // the reads stop.
