@@ -12,7 +12,9 @@
  * earlier). Chunks wait in one ready queue, in arrival order across partitions. A partition's
  * stream is paused while `prefetchBatches` of its chunks wait, and reads at most one message
  * ahead, so HTTP/2 flow control holds the broker back: memory is bounded by about
- * partitions × (prefetchBatches + 1) × maxBytesPerPartition plus the connection's HTTP/2 window.
+ * partitions × ((prefetchBatches + 1) × maxBytesPerPartition + the HTTP/2 window): grpc-js gives
+ * each stream the connection's window (`grpc-node.flow_control_window`, 8 MiB), and Node buffers
+ * a paused stream's data up to it.
  * A stream that fails is resubscribed from the fetch offset after a backoff.
  *
  * Positions: `position(topic, partition)` is the offset of the next record the application will
@@ -53,10 +55,10 @@
  * committed, the group is not told (the broker moves the partitions after the session timeout).
  */
 import { EventEmitter } from 'node:events';
-import type { Readable } from 'node:stream';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX } from '../common/broker-limits.js';
 import { integerRangeProblem } from '../common/integer-range.js';
+import { limitReadAhead } from './read-ahead.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
@@ -1020,16 +1022,6 @@ export class Consumer extends EventEmitter {
     if (fetcher === undefined || !fetcher.active) throw new StrataClientError('FAILED_PRECONDITION', `${topic}-${partition} is not assigned to this consumer`);
     return fetcher;
   }
-}
-
-/**
- * grpc-js's streams read up to 16 messages ahead of their consumer, even paused. One is enough
- * to keep a stream busy, and keeps a paused partition's memory small. (Its option for this is
- * Node's `highWaterMark`, which grpc-js does not expose; a test checks this still takes.)
- */
-export function limitReadAhead(stream: Readable): void {
-  const state = (stream as unknown as { _readableState?: { highWaterMark?: unknown } })._readableState;
-  if (state !== undefined && typeof state.highWaterMark === 'number') state.highWaterMark = 1;
 }
 
 /** Checks each batch's frame and CRC; a bad one fails the stream with DATA_LOSS (it is retried). */

@@ -12,12 +12,16 @@
  * stream (topic deleted, broker shutting down) is thrown as a `StrataClientError`.
  */
 import type { ClientReadableStream } from '@grpc/grpc-js';
+import { integerRangeProblem } from '../common/integer-range.js';
+import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
 import { checkBatchFrame, forEachBatch, forEachRecord } from '../storage/record-batch.js';
 import type { OffsetSpec } from './admin.js';
 import { type Connection, longToNumber, methods, numberToLong } from './connection.js';
 import type { ConsumerRecord } from './consumer.js';
 import { StrataClientError, invalidArgument, toClientError } from './errors.js';
+import { checkPartition } from './option-checks.js';
+import { limitReadAhead } from './read-ahead.js';
 
 const v1 = strata.v1;
 
@@ -132,16 +136,28 @@ function startPosition(spec: OffsetSpec): strata.v1.StartPosition {
 export function subscribe(connection: Connection, options: SubscribeOptions): Subscription {
   if (typeof options.topic !== 'string' || options.topic.length === 0) throw invalidArgument('topic is required');
   const start = options.start ?? 'latest';
+  // The wire's int32 would carry 2^32 as 0: another partition, or the default max bytes.
+  const partitions = [...(options.partitions ?? [])].map(checkPartition);
+  if (options.maxBytes !== undefined) {
+    const problem = integerRangeProblem('maxBytes', options.maxBytes, 1, FETCH_BYTES_MAX);
+    if (problem !== null) throw invalidArgument(problem);
+  }
+  if (typeof start === 'object' && 'timestamp' in start && !(Number.isSafeInteger(start.timestamp) && start.timestamp >= 0)) {
+    throw invalidArgument(`start.timestamp must be a time in ms since the epoch, got ${start.timestamp} (use 'latest' or 'earliest' for the newest or oldest records)`);
+  }
   // From a timestamp the start offset may fall inside a batch the client cannot place, so the
   // broker decodes (its records start exactly there); otherwise raw batches, decoded here.
   const byTimestamp = typeof start === 'object' && 'timestamp' in start;
   const request = v1.SubscribeRequest.create({
     topic: options.topic,
-    partitions: [...(options.partitions ?? [])],
+    partitions,
     start: startPosition(start),
     raw: !byTimestamp,
     maxBytes: options.maxBytes ?? 0,
   });
   const startOffset = typeof start === 'object' && 'offset' in start ? start.offset : null;
-  return new Subscription(options.topic, connection.serverStream(methods.subscribe, request), startOffset);
+  const stream = connection.serverStream(methods.subscribe, request);
+  // A slow iteration holds one message besides the HTTP/2 window, not grpc-js's sixteen.
+  limitReadAhead(stream);
+  return new Subscription(options.topic, stream, startOffset);
 }

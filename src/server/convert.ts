@@ -46,8 +46,12 @@ export function startFromWire(start: WireStart, defaultKind: 'earliest' | 'lates
       const offset = toSafeNumber(start.offset, 'start.offset');
       return { kind: 'offset', offset: nonNegative(offset, 'start.offset') };
     }
-    case 'timestamp':
-      return { kind: 'timestamp', timestamp: toSafeNumber(start.timestamp, 'start.timestamp') };
+    case 'timestamp': {
+      const timestamp = toSafeNumber(start.timestamp, 'start.timestamp');
+      // Kafka's ListOffsets takes -1 and -2 for latest and earliest; here those are fields of their own.
+      if (timestamp < 0) throw invalidArgument(`start.timestamp must be a time in ms since the epoch, not negative, got ${timestamp} (set start.latest or start.earliest for the newest or oldest records)`);
+      return { kind: 'timestamp', timestamp };
+    }
     default:
       return { kind: defaultKind };
   }

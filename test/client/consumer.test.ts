@@ -18,12 +18,12 @@ import {
   type FetchErrorEvent,
   type OffsetResetEvent,
   type TopicPartitionOffset,
-  limitReadAhead,
 } from '../../src/client/consumer.js';
 import { strata } from '../../src/generated/strata.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { FETCH_BYTES_MAX } from '../../src/common/request-limits.js';
 import { Producer } from '../../src/client/producer.js';
+import { limitReadAhead } from '../../src/client/read-ahead.js';
 import { failFirstCallAfter, refuseFirstCall } from '../helpers/interceptors.js';
 import { plateau } from '../helpers/plateau.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';

@@ -58,4 +58,25 @@ describe('subscribe', () => {
     await untilEnded(subscription); // grpc-js reports the cancel as a CANCELLED error
     expect(await collect(subscription, 1)).toEqual([]);
   });
+
+  it('refuses partitions, max bytes and timestamps the wire would carry as something else, before any call', () => {
+    for (const [options, message] of [
+      [{ partitions: [2 ** 32] }, /partition must be an integer from 0 to 2147483647, got 4294967296/],
+      [{ partitions: [1.5] }, /partition must be an integer/],
+      [{ maxBytes: 2 ** 32 }, /maxBytes/],
+      [{ maxBytes: 0 }, /maxBytes/],
+      [{ start: { timestamp: -1 } }, /start.timestamp must be a time in ms since the epoch, got -1 \(use 'latest' or 'earliest'/],
+    ] as const) {
+      expect(() => subscribe(connection, { topic: 't', ...options }), JSON.stringify(options)).toThrow(message);
+    }
+  });
+
+  it('reads at most one message ahead of a slow iteration, not grpc-js\'s sixteen', () => {
+    const subscription = subscribe(connection, { topic: 'never-created' });
+    try {
+      expect((subscription as unknown as { stream: { readableHighWaterMark: number } }).stream.readableHighWaterMark).toBe(1);
+    } finally {
+      subscription.cancel();
+    }
+  });
 });
