@@ -272,8 +272,17 @@ export class GroupMember {
   private loopEnded = false;
   /** The heartbeat call under way (settles when it does), for commits that crossed it. */
   private inflight: Promise<void> | null = null;
-  /** When the answer the loop is applying came (performance.now()); -1 while it applies none (a revocation's commits run inside it). */
+  /**
+   * Where the revocation clock of the answer the loop is applying starts (performance.now()): when
+   * the first heartbeat not answered before it was sent, since the broker may have decided on
+   * that one, its answer lost, and counted from then. -1 while it applies none (a revocation's
+   * commits run inside it).
+   */
   private answeredAtMs = -1;
+  /** When the first heartbeat since the last answer was sent (performance.now()); -1 when none is unanswered. */
+  private unansweredSinceMs = -1;
+  /** The `unansweredSinceMs` of the last answer, for the loop. */
+  private lastAnswerSinceMs = -1;
   /** Set by `leave`: no heartbeat for a commit's epoch may follow (or cross) the leave. */
   private leaving = false;
   /** Commits waiting for the loop's next heartbeat to settle (or for the loop to end). */
@@ -336,7 +345,7 @@ export class GroupMember {
       let delayMs: number;
       try {
         const response = await this.heartbeat();
-        this.answeredAtMs = performance.now();
+        this.answeredAtMs = this.lastAnswerSinceMs;
         failures = 0;
         rejoins = 0;
         let revoked: boolean;
@@ -420,6 +429,7 @@ export class GroupMember {
     const sendsSubscription = joining || version !== this.sentSubscriptionVersion;
     const request = this.request(joining ? 0 : this.epoch, [...this.owned.values()], sendsSubscription);
     const sentAt = performance.now();
+    if (this.unansweredSinceMs < 0) this.unansweredSinceMs = sentAt;
     if (joining) this.unansweredJoin = true;
     const call = this.connection.unary(groupMethods.heartbeat, request, { deadlineMs: this.heartbeatDeadlineMs() });
     this.inflight = call.then(
@@ -443,6 +453,8 @@ export class GroupMember {
       if (response.heartbeatIntervalMs > 0) this.intervalMs = response.heartbeatIntervalMs;
       if (response.sessionTimeoutMs > 0) this.sessionMs = response.sessionTimeoutMs;
       this.answeredSentAtMs = response.memberEpoch > 0 ? sentAt : -1;
+      this.lastAnswerSinceMs = this.unansweredSinceMs;
+      this.unansweredSinceMs = -1;
       if (joining) {
         this.logger.info({ memberId: response.memberId, memberEpoch: response.memberEpoch }, 'joined the group');
         this.consumer.notify('groupJoined', { memberId: response.memberId, memberEpoch: response.memberEpoch } satisfies GroupJoinedEvent);
@@ -579,6 +591,7 @@ export class GroupMember {
     this.incarnation++;
     this.sentSubscriptionVersion = -1;
     this.answeredSentAtMs = -1;
+    this.unansweredSinceMs = -1; // what the broker decided for that membership is moot
     if (lost.length > 0) this.consumer.notify('partitionsLost', { partitions: lost, error: failure } satisfies PartitionsLostEvent);
   }
 
@@ -676,10 +689,11 @@ export class GroupMember {
   }
 
   /**
-   * How long a revocation may take, from the answer that asked for it: the broker removes a
-   * member that holds a revoked partition for its session timeout, counted from when it asked,
-   * which may be up to an interval before the answer came, and the heartbeat that acknowledges
-   * takes one more. So: the session timeout less two intervals.
+   * How long a revocation may take, from the sending of the heartbeat whose answer asked for it
+   * (or of the first one since the last answer: an answer lost on the way may have asked first).
+   * The broker removes a member that holds a revoked partition for its session timeout, counted
+   * from when it decided, which may be up to an interval before that heartbeat, and the
+   * heartbeat that acknowledges takes one more. So: the session timeout less two intervals.
    */
   private revocationBudgetMs(): number {
     // Unknown (a broker that does not say): the least a broker's can be, three intervals (a

@@ -320,6 +320,51 @@ describe('commits', () => {
     }
   });
 
+  it('counts the time a revocation has from the heartbeat the broker answered, not from a late answer: the member gives up before the broker would move its partitions', async () => {
+    const name = await topic(2);
+    const groupId = unique('late-revocation');
+    let release = (): void => undefined;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    const log: Processed[] = [];
+    const holder: { a?: Runner } = {};
+    let delayed = 0;
+    // A 1 s session and 100 ms heartbeats: the revocation has 800 ms from the heartbeat that
+    // asked for it. Its answer comes 500 ms late (within the call's deadline): 300 ms are left.
+    const lateRevocation: Interceptor = (callOptions, nextCall) =>
+      new InterceptingCall(nextCall(callOptions), {
+        start: (metadata, _listener, next) =>
+          next(metadata, {
+            onReceiveMessage: (message: strata.v1.HeartbeatResponse, nextMessage: (message: unknown) => void) => {
+              const assigned = message.assignment?.reduce((count, entry) => count + entry.partitions.length, 0);
+              const revokes = callOptions.method_definition.path.endsWith('/Heartbeat') && holder.a!.assignment().length === 2 && assigned === 1;
+              if (revokes && delayed++ === 0) setTimeout(() => nextMessage(message), 500);
+              else nextMessage(message);
+            },
+          }),
+      });
+    const a = runner('a', groupId, log, { subscribe: [name], sessionTimeoutMs: 1_000, beforeRevoke: () => hung, interceptors: [lateRevocation] });
+    holder.a = a;
+    const lost: PartitionsLostEvent[] = [];
+    a.consumer.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    /** Partitions b was given while a still read them. */
+    const readByBoth: string[] = [];
+    try {
+      await waitUntil(() => a.assignment().length === 2, 'a owns both');
+      const b = runner('b', groupId, log, { subscribe: [name] });
+      b.consumer.on('partitionsAssigned', ({ partitions }: PartitionsEvent) => {
+        const reading = new Set(a.assignment());
+        for (const { topic: assignedTopic, partition } of partitions) if (reading.has(`${assignedTopic}/${partition}`)) readByBoth.push(`${assignedTopic}/${partition}`);
+      });
+      await waitUntil(() => lost.length === 1, 'a gives the revocation up');
+      expect(delayed, 'the revoking answer was delayed').toBeGreaterThan(0);
+      expect(lost[0]!.error.message).toMatch(/did not finish within 800 ms/);
+      await waitUntil(() => b.assignment().length >= 1 && a.assignment().length + b.assignment().length === 2, 'the partitions settle');
+      expect(readByBoth, 'b was given a partition a still read').toEqual([]);
+    } finally {
+      release();
+    }
+  });
+
   it('a beforeRevoke hook that throws does not keep the revocation from committing the positions', async () => {
     const name = await topic(1);
     const groupId = unique('throwing-hook');
