@@ -431,6 +431,7 @@ export class Broker {
     const config = this.configForChange(record, true); // validates the configs
     return this.admin(async () => {
       if (this.topics.has(name)) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
+      await this.beforeTopicCreated?.(name);
       const logs = await this.openNewPartitions(name, 0, count, config, async () => {
         if (!(await this.metadata.createTopic(record))) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
       });
@@ -528,6 +529,11 @@ export class Broker {
 
   /** Awaited after a topic is deleted, before the delete is answered (groups drop its offsets). */
   onTopicDeleted: ((topic: string) => Promise<void> | void) | null = null;
+  /**
+   * Called before a topic is created, inside its admin step; a throw refuses the creation (the
+   * group coordinator removes what a failed deletion of an earlier topic of the name left).
+   */
+  beforeTopicCreated: ((topic: string) => Promise<void>) | null = null;
 
   /**
    * The log writes and fdatasyncs of every partition since the broker started, deleted topics'

@@ -21,7 +21,7 @@ import {
 } from '../common/broker-limits.js';
 import { randomUUID } from 'node:crypto';
 import { type Clock, systemClock } from '../common/clock.js';
-import { ErrorCode, StrataError } from '../common/errors.js';
+import { ErrorCode, StrataError, errnoOrMessage } from '../common/errors.js';
 import { groupIdProblem, newGroupIdProblem } from '../common/group-id.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { UNPRINTABLE_CHARACTER, escapeUnprintable } from '../common/printable.js';
@@ -195,6 +195,8 @@ export class GroupCoordinator {
    * that joins it under the member id it had before starts above every epoch it had then.
    */
   private epochFloor = 0;
+  /** Deleted topics whose committed offsets could not be removed then (see `onTopicDeleted`). */
+  private readonly offsetsLeftOf = new Set<string>();
   /** Groups under an administrative call (reset, delete) that needs them to stay empty. */
   private readonly administered = new Set<string>();
   private readonly offsets: OffsetStore;
@@ -235,8 +237,28 @@ export class GroupCoordinator {
     // A deleted topic's partitions were reassigned when it left the broker's topics
     // (onPartitionsChanged); its offsets go once its files are retired.
     broker.onTopicDeleted = async (topic) => {
-      await this.offsets.deleteTopic(topic);
+      try {
+        await this.offsets.deleteTopic(topic);
+      } catch (error) {
+        // Removed before a topic of this name is created again (or at the next start).
+        this.offsetsLeftOf.add(topic);
+        throw error;
+      }
       for (const group of [...this.groups.values()]) this.forgetIfUnused(group);
+    };
+    broker.beforeTopicCreated = async (topic) => {
+      if (!this.offsetsLeftOf.has(topic)) return;
+      try {
+        await this.offsets.deleteTopic(topic);
+      } catch (error) {
+        throw new StrataError(
+          ErrorCode.STORAGE_ERROR,
+          `the committed offsets of the deleted topic "${topic}" could not be removed (${errnoOrMessage(error)}), and a topic of that name would start from them: it is not created; retry`,
+          { cause: error },
+        );
+      }
+      this.offsetsLeftOf.delete(topic);
+      this.logger.info({ topic }, 'removed the committed offsets a failed deletion of the topic left, before creating it again');
     };
   }
 

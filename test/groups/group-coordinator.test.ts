@@ -673,6 +673,27 @@ describe('administration', () => {
     expect(coordinator.listGroups()).toEqual([]);
   });
 
+  it('removes the offsets a failed deletion left before a topic of that name is created again, and refuses the creation while it cannot', async () => {
+    await broker.createTopic('doomed', 1, {});
+    await coordinator.commit('g', '', 0, [{ topic: 'doomed', partition: 0, offset: 0, metadata: '' }]);
+    // The store's deletion fails (a full disk, say) twice: at the topic's deletion, and at the first re-creation.
+    const offsets = (coordinator as unknown as { offsets: { deleteTopic(topic: string): Promise<void> } }).offsets;
+    const deleteTopic = offsets.deleteTopic.bind(offsets);
+    let failures = 2;
+    offsets.deleteTopic = async (topic) => {
+      if (failures-- > 0) throw Object.assign(new Error('MDB_MAP_FULL: Environment mapsize limit reached'), { code: 'MDB_MAP_FULL' });
+      return deleteTopic(topic);
+    };
+    await expect(broker.deleteTopic('doomed')).rejects.toThrow(/MDB_MAP_FULL/);
+    expect(offsetsOf('g')).toEqual([{ topic: 'doomed', partition: 0, offset: 0 }]);
+    const refused = await failure(() => broker.createTopic('doomed', 1, {}));
+    expect(refused.code).toBe(ErrorCode.STORAGE_ERROR);
+    expect(refused.message).toMatch(/^the committed offsets of the deleted topic "doomed" could not be removed \(.*MDB_MAP_FULL.*\), and a topic of that name would start from them: it is not created; retry$/);
+    expect(broker.listTopics().map((topic) => topic.name)).not.toContain('doomed');
+    await broker.createTopic('doomed', 1, {});
+    expect(offsetsOf('g')).toEqual([]);
+  });
+
   it('removes, at start, committed offsets of a topic whose deletion a crash interrupted', async () => {
     await broker.createTopic('kept', 1, {});
     await broker.createTopic('gone', 1, {});
