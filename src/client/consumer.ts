@@ -58,7 +58,6 @@ import { EventEmitter } from 'node:events';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX } from '../common/broker-limits.js';
 import { integerRangeProblem } from '../common/integer-range.js';
-import { limitReadAhead } from './read-ahead.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
@@ -68,6 +67,7 @@ import { type Connection, type ConnectionSource, longToNumber, methods, numberTo
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
 import { OffsetCommitStream } from './offset-commit-stream.js';
 import { checkPartition, timerDelayMs } from './option-checks.js';
+import { limitReadAhead } from './read-ahead.js';
 import {
   type AssignorName,
   type GroupCommittedOffset,
