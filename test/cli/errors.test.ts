@@ -130,6 +130,19 @@ describe('strata repair of a partition that is not there', () => {
   });
 });
 
+describe('strata repair and STRATA_DIR', () => {
+  it('takes the partition to repair from its command line only: STRATA_DIR is reported and ignored', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'strata-repair-env-'));
+    try {
+      const result = await runCli(['repair', '--data-dir', dataDir, '--topic', 't', '--partition', '0'], { env: { STRATA_DIR: join(dataDir, 'elsewhere') } });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(`strata: ignoring environment variable STRATA_DIR: no option has that name\nstrata: no partition 0 of topic "t" in ${dataDir}: it is not a data directory (no metadata.mdb)\n`);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('strata dump-log of what is not a segment file', () => {
   it('a directory: exit 2, saying to give one of its .log files; a missing file: exit 1, naming it', async () => {
     const directory = mkdtempSync(join(tmpdir(), 'strata-dump-dir-'));

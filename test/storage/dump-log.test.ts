@@ -157,10 +157,12 @@ describe('dump-log', () => {
     const garbage = Buffer.alloc(17 * 1024 * 1024, 0xab);
     const path = segmentFile([claimsHuge, garbage, batchAt(1, 1)]);
     let largestRead = 0;
-    const fs = { ...nodeFileSystemMethods(), read: (fd: number, buffer: Buffer, offset: number, length: number, position: number) => {
-      largestRead = Math.max(largestRead, length);
-      return nodeFileSystem.read(fd, buffer, offset, length, position);
-    } };
+    const fs: FileSystem = Object.assign(Object.create(nodeFileSystem) as FileSystem, {
+      read: (fd: number, buffer: Buffer, offset: number, length: number, position: number) => {
+        largestRead = Math.max(largestRead, length);
+        return nodeFileSystem.read(fd, buffer, offset, length, position);
+      },
+    });
     const lines: string[] = [];
     for await (const line of dumpLogFile(path, { records: false, fs })) lines.push(line);
     expect(lines[0]).toMatch(/^position=0 INVALID: batch length \d+ exceeds /);
@@ -179,13 +181,3 @@ describe('dump-log', () => {
     expect(lines.at(-1)).toMatch(/^2 valid batches, 0 invalid regions, \d+ bytes$/);
   });
 });
-
-/** The node file system's methods, bound, to override one of them. */
-function nodeFileSystemMethods(): FileSystem {
-  const methods: Record<string, unknown> = {};
-  for (const name of Object.getOwnPropertyNames(Object.getPrototypeOf(nodeFileSystem)) as (keyof FileSystem)[]) {
-    const method = nodeFileSystem[name];
-    if (typeof method === 'function' && (name as string) !== 'constructor') methods[name] = method.bind(nodeFileSystem);
-  }
-  return methods as unknown as FileSystem;
-}
