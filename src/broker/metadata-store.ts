@@ -10,6 +10,7 @@
  */
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { ErrorCode, StrataError } from '../common/errors.js';
 
 export interface TopicRecord {
   name: string;
@@ -87,9 +88,44 @@ export class MetadataStore {
   }
 }
 
-/** `write`'s result once the transaction is also flushed to disk, not only committed. */
+/**
+ * `write`'s result once the transaction is also flushed to disk, not only committed. A
+ * transaction LMDB could not commit (an I/O error, a full disk) wrote nothing: that is
+ * STORAGE_ERROR (UNAVAILABLE to a client, whose retry may succeed), not an unexplained INTERNAL.
+ */
 export async function durably<T>(root: RootDatabase, write: Promise<T>): Promise<T> {
-  const result = await write;
+  let result: T;
+  try {
+    result = await write;
+  } catch (error) {
+    throw await commitFailure(error);
+  }
   await root.flushed;
   return result;
+}
+
+/** How long a failed write waits for lmdb-js to name the cause of its failed commit. */
+const COMMIT_ERROR_WAIT_MS = 500;
+
+/**
+ * lmdb-js rejects every write of a failed transaction with "Commit failed (see commitError for
+ * details)", `commitError` being a promise that rejects with LMDB's own error once the write
+ * thread reports it. It is read here (so that rejection is never left unhandled, which would
+ * stop the process) for a message that names the cause, waiting a bounded time for it.
+ */
+async function commitFailure(error: unknown): Promise<unknown> {
+  const commitError = (error as { commitError?: unknown } | null)?.commitError;
+  // Anything else was thrown by a transaction's own callback, and is passed on as it is.
+  if (!(commitError instanceof Promise)) return error;
+  let timer: NodeJS.Timeout | undefined;
+  const cause = await Promise.race([
+    commitError.then(
+      () => error,
+      (lmdbError: unknown) => lmdbError,
+    ),
+    new Promise<unknown>((resolve) => (timer = setTimeout(() => resolve(error), COMMIT_ERROR_WAIT_MS).unref())),
+  ]);
+  clearTimeout(timer);
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new StrataError(ErrorCode.STORAGE_ERROR, `the broker's metadata store (LMDB) could not commit a write (${reason}); nothing of it was stored, retry (the broker log may say more)`, { cause });
 }

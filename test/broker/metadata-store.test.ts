@@ -1,0 +1,73 @@
+// Goal: show that a metadata write LMDB could not commit reaches a caller as STORAGE_ERROR naming
+// LMDB's own reason (UNAVAILABLE to a client, which may retry), not as an unexplained INTERNAL,
+// and that lmdb-js's separate `commitError` rejection is handled, not left to stop the process;
+// an error a transaction's own callback throws is passed on unchanged. Method: real LMDB in a
+// temporary directory; the failed commit is lmdb-js's rejection, made as lmdb-js makes it
+// (a full disk cannot be arranged here), passed through `durably` and through a commit of the
+// offset store whose batch LMDB refuses.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MetadataStore, durably } from '../../src/broker/metadata-store.js';
+import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import { OffsetStore } from '../../src/groups/offset-store.js';
+import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+
+let directory: string;
+let metadata: MetadataStore;
+
+beforeEach(() => {
+  directory = temporaryDirectory('strata-metadata-store-');
+  metadata = MetadataStore.open(directory);
+});
+
+afterEach(async () => {
+  await metadata.close();
+  removeDirectory(directory);
+});
+
+/** A write rejected as lmdb-js rejects the writes of a transaction it could not commit. */
+function failedCommit(lmdbError: Promise<never>): Promise<never> {
+  return Promise.reject(Object.assign(new Error('Commit failed (see commitError for details)'), { commitError: lmdbError }));
+}
+
+async function failure(promise: Promise<unknown>): Promise<StrataError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(StrataError);
+    return error as StrataError;
+  }
+  throw new Error('the write succeeded');
+}
+
+describe('a write LMDB could not commit', () => {
+  it("is STORAGE_ERROR naming LMDB's reason", async () => {
+    const refused = await failure(durably(metadata.root, failedCommit(Promise.reject(new Error('MDB_PANIC: Update of meta page failed or environment had fatal error')))));
+    expect(refused.code).toBe(ErrorCode.STORAGE_ERROR);
+    expect(refused.message).toBe("the broker's metadata store (LMDB) could not commit a write (MDB_PANIC: Update of meta page failed or environment had fatal error); nothing of it was stored, retry (the broker log may say more)");
+  });
+
+  it('is STORAGE_ERROR, with the rejection it has, when LMDB never names its reason', async () => {
+    const refused = await failure(durably(metadata.root, failedCommit(new Promise<never>(() => {}))));
+    expect(refused.code).toBe(ErrorCode.STORAGE_ERROR);
+    expect(refused.message).toMatch(/^the broker's metadata store \(LMDB\) could not commit a write \(Commit failed \(see commitError for details\)\);/);
+  });
+
+  it('answers an offset commit as STORAGE_ERROR and stores none of it', async () => {
+    const offsets = new OffsetStore(metadata.root);
+    await offsets.commit('g', [{ topic: 't', partition: 0, offset: 1, metadata: '', commitTimeMs: 1 }]);
+    const db = (offsets as unknown as { db: { batch(callback: () => void): Promise<unknown> } }).db;
+    db.batch = () => failedCommit(Promise.reject(new Error('MDB_MAP_FULL: Environment mapsize limit reached')));
+    const refused = await failure(offsets.commit('g', [{ topic: 't', partition: 0, offset: 2, metadata: '', commitTimeMs: 2 }]));
+    expect(refused.code).toBe(ErrorCode.STORAGE_ERROR);
+    expect(refused.message).toMatch(/MDB_MAP_FULL/);
+    expect(offsets.get('g', 't', 0)?.offset).toBe(1);
+  });
+});
+
+it("passes on unchanged what a transaction's own callback throws", async () => {
+  const topics = metadata.root.openDB<string, string>({ name: 'callback-errors' });
+  const own = new StrataError(ErrorCode.ALREADY_EXISTS, 'taken');
+  await expect(durably(metadata.root, topics.transaction(() => { throw own; }))).rejects.toBe(own);
+  const bug = new TypeError('a bug');
+  await expect(durably(metadata.root, topics.transaction(() => { throw bug; }))).rejects.toBe(bug);
+});
