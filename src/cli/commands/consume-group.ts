@@ -12,7 +12,9 @@
  * after the last printed record. When stdout closes (EPIPE, `| head`) or fails inside a batch,
  * the partition moves back to the first record whose line was not written, so close() commits
  * no record the reader did not get (at-least-once: what the reader took from the pipe and
- * dropped unseen, as `head` does, is counted as printed; nothing can tell it apart).
+ * dropped unseen, as `head` does, is counted as printed; nothing can tell it apart). An
+ * interrupt (Ctrl-C, SIGTERM) or a failure that ends the command while a batch waits for stdout
+ * lets that batch finish the same way before the member closes; a second interrupt exits at once.
  *
  * Without --follow the member stops once it owns partitions and each of them has reached the
  * high watermark it had when the command started.
@@ -54,9 +56,13 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
     logger: clientLogger(),
   });
   let stopping = false;
+  /** A batch is being printed: close() would count all of it as processed, and commit it. */
+  let printing = false;
   const stop = (): void => {
     stopping = true;
-    void consumer.close();
+    // Closed here, it ends a wait for records; a batch being printed is finished first (the
+    // wait for stdout, the move back to its first record not written), then the loop closes it.
+    if (!printing) void consumer.close();
   };
   const removeInterrupt = onInterrupt(stop);
   const watch = watchConsumer(consumer, { follow: state.follow, stop });
@@ -65,20 +71,25 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
       if (!state.follow && allAssignedAtEnd(consumer, state)) break;
       const batch = await consumer.nextBatch(state.follow ? {} : { timeoutMs: END_CHECK_INTERVAL_MS });
       if (batch === null) continue; // timed out (check the end again) or closed (stopping)
+      printing = true;
       watch.delivered();
-      // Where each printed record's line ends in the output, to find the first one not written.
-      const lineEnds: number[] = [];
-      const stoppedAt = printBatch(batch, printer, state, () => lineEnds.push(writer.appendedBytes));
-      await writer.flushed();
-      const unwritten = writer.closed ? firstUnwritten(batch.records, lineEnds, writer.writtenBytes) : null;
-      const resumeAt = unwritten ?? stoppedAt;
-      if (resumeAt !== null && !stopping) {
-        // Leave the rest of the batch to the group: commit just after the last record printed and written.
-        try {
-          consumer.seek(topic, batch.partition, resumeAt);
-        } catch {
-          // revoked meanwhile: the revocation committed the batch's start, nothing is skipped
+      try {
+        // Where each printed record's line ends in the output, to find the first one not written.
+        const lineEnds: number[] = [];
+        const stoppedAt = printBatch(batch, printer, state, () => lineEnds.push(writer.appendedBytes));
+        await writer.flushed();
+        const unwritten = writer.closed ? firstUnwritten(batch.records, lineEnds, writer.writtenBytes) : null;
+        const resumeAt = unwritten ?? stoppedAt;
+        if (resumeAt !== null) {
+          // Leave the rest of the batch to the group: commit just after the last record printed and written.
+          try {
+            consumer.seek(topic, batch.partition, resumeAt);
+          } catch {
+            // revoked meanwhile: the revocation committed the batch's start, nothing is skipped
+          }
         }
+      } finally {
+        printing = false;
       }
     }
   } finally {
