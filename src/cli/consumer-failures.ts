@@ -10,8 +10,12 @@
  * - a partition whose last commit of printed positions failed (a later one that succeeded for
  *   it makes that good), the final one above all: the group would deliver those records again, and the command
  *   would have said nothing (the Consumer logs it at a level the CLI does not print).
+ *
+ * A partition whose position left the log (retention removed records before they were read) is
+ * not a failure: the Consumer moves it by its reset policy, and the command goes on after one
+ * line on stderr saying which records it will not print, or may print again.
  */
-import type { CommitFailedEvent, Consumer, FetchErrorEvent } from '../client/consumer.js';
+import type { CommitFailedEvent, Consumer, FetchErrorEvent, OffsetResetEvent } from '../client/consumer.js';
 import { StrataClientError, isRetriable } from '../client/errors.js';
 import type { GroupErrorEvent } from '../client/group-member.js';
 
@@ -76,8 +80,12 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
   const onCommitted = (event: { offsets: readonly { topic: string; partition: number }[] }): void => {
     for (const { topic, partition } of event.offsets) commitFailures.delete(`${topic}-${partition}`);
   };
+  const onReset = (event: OffsetResetEvent): void => {
+    process.stderr.write(`${resetNotice(event)}\n`);
+  };
   consumer.on('fetchError', onFetchError);
   consumer.on('groupError', onGroupError);
+  consumer.on('offsetReset', onReset);
   consumer.on('partitionStarted', reachable);
   consumer.on('commitFailed', onCommitFailed);
   consumer.on('offsetsCommitted', onCommitted);
@@ -93,9 +101,20 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
     dispose() {
       consumer.off('fetchError', onFetchError);
       consumer.off('groupError', onGroupError);
+      consumer.off('offsetReset', onReset);
       consumer.off('partitionStarted', reachable);
       consumer.off('commitFailed', onCommitFailed);
       consumer.off('offsetsCommitted', onCommitted);
     },
   };
+}
+
+/** The line that tells the user a partition's position left the log, and what that costs. */
+export function resetNotice(event: OffsetResetEvent): string {
+  const where = `${event.topic}-${event.partition}`;
+  const cost =
+    event.resetTo > event.offset
+      ? `records ${event.offset} to ${event.resetTo - 1} of ${where} are not printed`
+      : `records of ${where} from ${event.resetTo} on may be printed again`;
+  return `strata: ${event.reason}; going on from offset ${event.resetTo} (the ${event.policy} offset): ${cost}`;
 }

@@ -18,24 +18,18 @@
  * printed.
  */
 import type { Argv } from 'yargs';
-import { type OffsetLookup, type OffsetSpec, describeTopic, listOffsets } from '../../client/admin.js';
+import { type OffsetSpec, describeTopic } from '../../client/admin.js';
 import { Connection } from '../../client/connection.js';
-import { Consumer } from '../../client/consumer.js';
-import { isStrataClientError } from '../../client/errors.js';
 import { UsageError } from '../cli-errors.js';
-import { clientLogger, connectionOptions, describeFailure, onInterrupt, serverAddress, withServerOption } from '../client-options.js';
+import { connectionOptions, describeFailure, serverAddress, withServerOption } from '../client-options.js';
 import { OutputWriter, nonNegativeInteger, parsePosition } from '../output.js';
-import { RECORD_FORMATS, type ReadState, RecordPrinter, type RecordFormat, printBatch, reachedEnd } from '../record-format.js';
-import { watchConsumer } from '../consumer-failures.js';
+import { RECORD_FORMATS, type ReadState, RecordPrinter, type RecordFormat } from '../record-format.js';
+import { assignedConsumer } from './consume-assigned.js';
 import { groupConsumer } from './consume-group.js';
 import { plural } from '../../common/plural.js';
 
 /** Option names of this command, for the environment check in main.ts. */
 export const CONSUME_OPTION_NAMES = ['group', 'from', 'partition', 'count', 'follow', 'format', 'print-key'];
-
-/** Fetch sizes for throughput: a few MiB per partition in flight, two chunks waiting. */
-const FETCH_BYTES = 4 * 1024 * 1024;
-const PREFETCH_BATCHES = 2;
 
 interface ConsumeArgs {
   server: string;
@@ -103,7 +97,7 @@ async function consume(argv: ConsumeArgs): Promise<void> {
     if (argv.group !== undefined) {
       await groupConsumer({ connection, topic: argv.topic, groupId: argv.group, resetPolicy: start as 'earliest' | 'latest', printer, writer, state });
     } else {
-      await assignedConsumer(connection, argv.topic, only === undefined ? partitions : [only], start, printer, writer, state);
+      await assignedConsumer({ connection, topic: argv.topic, partitions: only === undefined ? partitions : [only], start, printer, writer, state });
     }
   } catch (error) {
     throw describeFailure(error, server);
@@ -112,72 +106,4 @@ async function consume(argv: ConsumeArgs): Promise<void> {
     connection.close();
   }
   writer.throwIfFailed(); // stdout failed (not a closed reader): one line, exit 1
-}
-
-/**
- * Where a partition starts. An explicit offset given for several partitions is clamped to each
- * one's stored range (it is out of range on some of them more often than not); for the one
- * partition of --partition it must lie within the range.
- */
-async function startOffset(connection: Connection, topic: string, partition: number, start: OffsetSpec, clamp: boolean): Promise<OffsetLookup> {
-  try {
-    return await listOffsets(connection, topic, partition, start);
-  } catch (error) {
-    if (!clamp || typeof start !== 'object' || !('offset' in start) || !isStrataClientError(error, 'OUT_OF_RANGE')) throw error;
-    const latest = await listOffsets(connection, topic, partition, 'latest');
-    return start.offset < latest.logStartOffset ? { ...latest, offset: latest.logStartOffset } : latest;
-  }
-}
-
-async function assignedConsumer(
-  connection: Connection,
-  topic: string,
-  partitions: readonly number[],
-  start: OffsetSpec,
-  printer: RecordPrinter,
-  writer: OutputWriter,
-  state: ReadState,
-): Promise<void> {
-  // Start offsets, and the ends as of now from the same answers.
-  const starts = new Map<number, number>();
-  await Promise.all(
-    partitions.map(async (partition) => {
-      const lookup = await startOffset(connection, topic, partition, start, partitions.length > 1);
-      starts.set(partition, lookup.offset);
-      state.endOffsets.set(partition, lookup.highWatermark);
-    }),
-  );
-  const pending = new Set(partitions.filter((partition) => !reachedEnd(state, partition, starts.get(partition)!)));
-  if (pending.size === 0) return;
-  const consumer = new Consumer({
-    connection,
-    initialPosition: ({ partition }) => starts.get(partition) ?? null,
-    maxBytesPerPartition: FETCH_BYTES,
-    prefetchBatches: PREFETCH_BATCHES,
-    logger: clientLogger(),
-  });
-  const stop = (): void => void consumer.close();
-  const removeInterrupt = onInterrupt(stop);
-  const watch = watchConsumer(consumer, { follow: state.follow, stop });
-  try {
-    await consumer.assign([...pending].map((partition) => ({ topic, partition })));
-    while (pending.size > 0 && state.remaining > 0 && !writer.closed) {
-      const batch = await consumer.nextBatch();
-      if (batch === null) break; // closed: Ctrl-C, or a failure the watch reports below
-      watch.delivered();
-      const stoppedAt = printBatch(batch, printer, state);
-      const next = stoppedAt ?? batch.records[batch.records.length - 1]!.offset + 1;
-      if (reachedEnd(state, batch.partition, next)) {
-        pending.delete(batch.partition);
-        if (pending.size > 0) void consumer.revokeAssignment([{ topic, partition: batch.partition }]);
-      }
-      await writer.drain();
-    }
-  } finally {
-    removeInterrupt();
-    await consumer.close();
-    watch.dispose();
-  }
-  const failure = watch.failure();
-  if (failure !== null) throw failure;
 }
