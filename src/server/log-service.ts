@@ -12,7 +12,7 @@ import {
 } from '@grpc/grpc-js';
 import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
-import { ErrorCode, StrataError } from '../common/errors.js';
+import { ErrorCode, StrataError, isStrataError } from '../common/errors.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
@@ -265,7 +265,7 @@ async function subscribe(
     const outcomes = await Promise.allSettled(
       logs.map((log, index) => {
         const follower: PartitionFollower = { partition: partitions[index]!, maxBytes, raw: request.raw, signal: following.signal, sendWindow };
-        return followPartition(follower, log, offsets[index]!).catch((error: unknown) => {
+        return followPartition(follower, log, offsets[index]!, start.kind !== 'offset').catch((error: unknown) => {
           stopFollowing();
           throw error;
         });
@@ -359,16 +359,32 @@ interface PartitionFollower {
   sendWindow: SendWindow;
 }
 
-/** Pushes one partition's records to the stream as they become durable, honouring backpressure. */
-async function followPartition(follower: PartitionFollower, log: PartitionLog, startOffset: number): Promise<void> {
+/**
+ * Pushes one partition's records to the stream as they become durable, honouring backpressure.
+ * A start the broker resolved (earliest, latest, a timestamp: `resolved`) keeps up with the log
+ * start until the partition's first records are sent: its first turn to read may come long after
+ * the lookup (behind a slow reader), and retention moving the log start meanwhile is no reason to
+ * fail the call with OUT_OF_RANGE; the records the client asked for start there now.
+ */
+async function followPartition(follower: PartitionFollower, log: PartitionLog, startOffset: number, resolved: boolean): Promise<void> {
   const { signal, sendWindow } = follower;
   let offset = startOffset;
+  let floating = resolved;
   for (;;) {
     // Waits before it reads: a partition held back by a slow reader holds no batches meanwhile.
     await sendWindow.room();
     if (signal.aborted) return;
+    if (floating) offset = Math.max(offset, log.logStartOffset);
     const visible = log.highWatermark;
-    const result = await log.read(offset, follower.maxBytes);
+    let result: ReadResult;
+    try {
+      result = await log.read(offset, follower.maxBytes);
+    } catch (error) {
+      // Retention removed the start during the read: again, from the new log start.
+      if (!floating || !isStrataError(error, ErrorCode.OFFSET_OUT_OF_RANGE)) throw error;
+      sendWindow.passTurn();
+      continue;
+    }
     if (result.batches.length === 0) {
       sendWindow.passTurn();
       // A move of the high watermark between the read and the wait (in the microtasks that ran
@@ -379,6 +395,7 @@ async function followPartition(follower: PartitionFollower, log: PartitionLog, s
     }
     const { response, nextOffset } = await subscribeResponse(follower, log, result, offset);
     offset = nextOffset;
+    floating = false;
     sendWindow.send(response);
   }
 }

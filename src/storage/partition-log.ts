@@ -1277,7 +1277,13 @@ export class PartitionLog {
         const { batches } = await this.read(offset, 64 * 1024);
         if (batches.length === 0) return null;
         const found = await firstRecordFrom(batches, offset, timestamp);
-        if (found !== null) return found.offset;
+        if (found !== null) {
+          // A read returns a segment retention removed during it: such a record is gone, and
+          // the search goes on among the records kept.
+          if (found.offset >= this.logStartOffset) return found.offset;
+          offset = this.logStartOffset;
+          continue;
+        }
         forEachBatch(batches, (position) => {
           offset = Math.max(offset, readLastOffset(batches, position) + 1);
         });

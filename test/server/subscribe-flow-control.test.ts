@@ -5,7 +5,9 @@
 // (Node's MaxListenersExceededWarning). Method: a real in-process broker and a raw Node http2
 // client (grpc-js's client buffers every message of a call it has never read from, which would
 // hide the broker's side) that pauses its stream; a counting wrapper on the partition log's
-// `read` tells how many messages the broker has made.
+// `read` tells how many messages the broker has made. Also that a partition whose turn to read
+// comes after retention moved its log start past the earliest offset the call started from
+// goes on from the new log start instead of failing the whole call.
 import { describe, expect, it } from 'vitest';
 import { strata } from '../../src/generated/strata.js';
 import type { PartitionLog } from '../../src/storage/partition-log.js';
@@ -113,6 +115,35 @@ describe('Subscribe with a reader that does not read', () => {
       expect(warnings.map((warning) => warning.message)).toEqual([]);
     } finally {
       process.off('warning', onWarning);
+      subscription.close();
+    }
+  });
+
+  it('starts a partition from its log start when retention moved it while the partition waited for its first turn', async () => {
+    const topic = 'slow-reader-overtaken';
+    // 1 KiB segments in partition 1, of which retention keeps about four.
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions: 2, configs: { 'segment.bytes': '1024', 'retention.bytes': '4096' } }));
+    // Partition 0: one batch larger than max_bytes and than the client's HTTP/2 window, so its
+    // first message stays unsent while the reader is paused, and partition 1 waits for room.
+    await shared.client.call('log.produce', v1.ProduceRequest.create({ topic, partition: 0, batch: buildBatch([{ value: Buffer.alloc(100 * 1024, '0:0;') }]) }));
+    const count = 32;
+    for (let index = 0; index < count; index++) {
+      await shared.client.call('log.produce', v1.ProduceRequest.create({ topic, partition: 1, batch: buildBatch([{ value: Buffer.alloc(900, `1:${index};`) }]) }));
+    }
+    const logs = [0, 1].map((partition) => shared.broker.broker.partitionLog(topic, partition));
+    const reads = logs.map(countReadsWithData);
+    const subscription = new PausedSubscription(shared.broker.address, { topic, partitions: [0, 1], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 64 * 1024 });
+    try {
+      await waitUntil(() => reads[0]!.count > 0, 'the first push');
+      expect(await plateau(() => reads[0]!.count + reads[1]!.count, 200)).toBe(1); // partition 1 waits for its turn
+      expect(await logs[1]!.applyRetention()).toBeGreaterThan(0);
+      const logStart = logs[1]!.logStartOffset;
+      expect(logStart).toBeGreaterThan(0);
+      subscription.read();
+      await waitUntil(() => subscription.values(1).length === count - logStart, 'the records retention kept');
+      expect(subscription.values(0)).toEqual(['0:0']);
+      expect(subscription.values(1)).toEqual(expectedValues(1, count).slice(logStart));
+    } finally {
       subscription.close();
     }
   });

@@ -1010,11 +1010,14 @@ describe('retention', () => {
     expect(segmentFiles(directory).filter((name) => name.startsWith(stem(segments[1]!.baseOffset)))).toEqual([]);
   });
 
-  it('goes on from the log start when retention removes the segment a timestamp search is reading through', async () => {
+  // The search starts at the segment's first batch and reads 64 KiB at a time (sparse indexes).
+  it.each([
+    ['goes on from the log start when retention removes the segment a timestamp search is reading through', (secondBase: number) => Math.floor(secondBase * 0.6)], // past the first 64 KiB read
+    ['does not answer a record retention removed while the timestamp search read it, but the first one kept', () => 100], // in the first 64 KiB read
+  ])('%s', async (_title, targetIndex) => {
     const directory = tempDir();
     const clock = new ManualClock(T0);
     const fs = new TestFileSystem();
-    // Sparse indexes: the search starts at the segment's first batch and reads 64 KiB at a time.
     const log = await openLog(directory, { segmentBytes: 256 * 1024, indexIntervalBytes: 1024 * 1024, retentionMs: -1 }, { clock, fs });
     const timestamps: number[] = [];
     while (log.segmentCount < 2 || log.segmentSizes()[1]!.sizeBytes < 4096) {
@@ -1023,7 +1026,7 @@ describe('retention', () => {
       clock.advance(1000);
     }
     const [first, second] = log.segmentSizes();
-    const target = timestamps[Math.floor(second!.baseOffset * 0.6)]!; // past the first 64 KiB read
+    const target = timestamps[targetIndex(second!.baseOffset)]!;
 
     const held = fs.hold('read');
     const lookup = log.offsetForTimestamp(target);
@@ -1032,9 +1035,10 @@ describe('retention', () => {
     const retention = log.applyRetention();
     await vi.waitFor(() => expect(segmentFiles(directory)).toContain(`${stem(0)}.log.deleted`));
 
-    held.release();
+    held.release(); // the read still returns the removed segment's records
     // The records from the target on in the first segment are gone: the answer is the first one left.
     expect(await lookup).toBe(second!.baseOffset);
+    expect(log.logStartOffset).toBe(second!.baseOffset);
     expect(await retention).toBe(1);
   });
 });
