@@ -49,9 +49,11 @@ import { firstRecordFrom } from './inflated-records.js';
 import {
   NO_PRODUCER_ID,
   forEachBatch,
+  readBaseSequence,
   readLastOffset,
   readLastOffsetDelta,
   readMaxTimestamp,
+  readProducerEpoch,
   readProducerId,
   stampLogAppendTime,
   writeBaseOffset,
@@ -517,12 +519,24 @@ export class PartitionLog {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a batch's producer id ${producerId} is not valid: use an id from InitProducer (1 or more), or -1 for a producer that is not idempotent`);
       }
       this.checkProducerId?.(producerId);
+      // Kafka's -1 ("no epoch", "no sequence") and other negatives are client bugs too; left to
+      // the sequence check, they would be refused as out of order (FAILED_PRECONDITION), or
+      // taken from a producer the partition has not seen.
+      const epoch = readProducerEpoch(data, position);
+      if (epoch < 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a batch of producer ${producerId} has producer epoch ${epoch}: it must be from 0 to 32767 (the epoch InitProducer gave)`);
+      const sequence = readBaseSequence(data, position);
+      if (sequence < 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a batch of producer ${producerId} has base sequence ${sequence}: an idempotent batch's sequence starts at 0 and counts its records`);
       idempotent = true;
     });
     if (idempotent && checked.batchCount > 1) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `an idempotent append carries exactly one batch per partition, got ${checked.batchCount}`);
     }
     const waitFor = options.waitFor ?? 'durable';
+    // Answered before it is written, a batch the sequence check then refused (a gap, a fenced
+    // epoch) would be dropped without a word to the producer, whose next batches would all fail.
+    if (idempotent && waitFor === 'queued') {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'an idempotent batch needs acks=leader or acks=all: with acks=none the broker could not report a sequence it refuses; use -1 as producer id for a producer that is not idempotent');
+    }
     if (checked.compressed.length === 0 && this.appendsInCheck === 0) return this.queueAppend(data, checked, idempotent, waitFor);
     // Compressed records are checked off the event loop. Until this append is queued (or
     // refused), later ones wait behind it, so that appends keep call order.

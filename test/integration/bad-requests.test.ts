@@ -183,6 +183,28 @@ describe('bad requests', () => {
       code: status.FAILED_PRECONDITION,
       message: /expected 1, got 9/,
     },
+    {
+      name: "produce a raw idempotent batch with Kafka's base sequence -1",
+      method: 'log.produce',
+      request: () => v1.ProduceRequest.create({ topic: 'good', partition: 1, batch: buildBatch([{ value: Buffer.from('x') }], { producerId: producerId.toNumber(), producerEpoch: 0, baseSequence: -1 }) }),
+      code: status.INVALID_ARGUMENT,
+      message: /has base sequence -1: an idempotent batch's sequence starts at 0/,
+    },
+    {
+      name: 'produce a raw idempotent batch with producer epoch -1',
+      method: 'log.produce',
+      request: () => v1.ProduceRequest.create({ topic: 'good', partition: 0, batch: buildBatch([{ value: Buffer.from('x') }], { producerId: producerId.toNumber(), producerEpoch: -1, baseSequence: 0 }) }),
+      code: status.INVALID_ARGUMENT,
+      message: /has producer epoch -1: it must be from 0 to 32767/,
+    },
+    { name: 'produce idempotent records with acks=none', method: 'log.produce', request: () => v1.ProduceRequest.create({ topic: 'good', partition: 1, records: [record('x')], producerId, producerEpoch: 0, baseSequence: 1, acks: v1.Acks.ACKS_NONE }), code: status.INVALID_ARGUMENT, message: /an idempotent batch needs acks=leader or acks=all/ },
+    {
+      name: 'produce a raw idempotent batch with acks=none',
+      method: 'log.produce',
+      request: () => v1.ProduceRequest.create({ topic: 'good', partition: 1, batch: buildBatch([{ value: Buffer.from('x') }], { producerId: producerId.toNumber(), producerEpoch: 0, baseSequence: 1 }), acks: v1.Acks.ACKS_NONE }),
+      code: status.INVALID_ARGUMENT,
+      message: /an idempotent batch needs acks=leader or acks=all/,
+    },
 
     // --- Corrupt raw batches.
     { name: 'produce a batch with a flipped byte after the CRC', method: 'log.produce', request: corrupt((batch) => ((batch[30] ^= 0xff), batch)), code: status.INVALID_ARGUMENT, message: /invalid record batch 0 at byte 0: CRC mismatch: stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}/ },
