@@ -259,7 +259,7 @@ export class PartitionLog {
   private readonly highWatermarkListeners = new Set<() => void>();
   /** What recovery did at open, for the caller to report. */
   readonly recovery: RecoveryReport | null;
-  private producerState = new ProducerState();
+  private producerState: ProducerState;
   private directWriteMinBytes: number | null;
   private readonly inlineIo: InlineIoBudget | null;
   /** As last told to `inlineIo`: the writer runs or an fdatasync is under way. */
@@ -289,6 +289,7 @@ export class PartitionLog {
     this.segmentOptions = segmentOptions;
     this.fs = options.fs ?? nodeFileSystem;
     this.clock = options.clock ?? systemClock;
+    this.producerState = new ProducerState(() => this.clock.nowMs());
     this.logger = logger;
     this.queuedBytesMax = options.queuedBytesMax ?? 64 * 1024 * 1024;
     this.directWriteMinBytes = options.directWriteMinBytes ?? null;
@@ -356,7 +357,7 @@ export class PartitionLog {
    * otherwise be unknown, and its retry of a batch whose answer the crash swallowed written twice.
    */
   private async loadProducerState(): Promise<void> {
-    const snapshot = await ProducerState.load(this.fs, this.directory);
+    const snapshot = await ProducerState.load(this.fs, this.directory, () => this.clock.nowMs());
     this.producerSnapshotOffset = snapshot?.offset ?? null;
     let from = this.logStartOffset;
     if (snapshot === null && this.segments.count > 1) {
@@ -1346,6 +1347,8 @@ export class PartitionLog {
 
   private async retentionPass(): Promise<number> {
     const nowMs = this.clock.nowMs();
+    // The periodic check that also forgets idle producers between rolls.
+    this.producerState.expire();
     // Learn the newest timestamp of the oldest sealed segments (lazy indexes) until one is
     // young enough to keep; the policy treats unknown timestamps as young.
     for (let index = 0; index < this.segments.count - 1; index++) {
@@ -1443,8 +1446,12 @@ export class PartitionLog {
     return count;
   }
 
-  /** Writes the producer-state snapshot as of `offset` (its state then, replayed from there). */
+  /**
+   * Writes the producer-state snapshot as of `offset` (its state then, replayed from there),
+   * without the producers idle past their expiration.
+   */
   private async saveProducerState(offset: number): Promise<void> {
+    this.producerState.expire();
     await this.producerState.save(this.fs, this.directory, offset);
     this.producerSnapshotOffset = offset;
   }

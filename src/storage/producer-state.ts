@@ -21,7 +21,7 @@
  * Persistence: a snapshot (`producer-state.checkpoint`, JSON behind a CRC32C line) is written at
  * every roll and clean close with the offset it is valid for; on open the log loads it and
  * replays the batch headers after that offset, or, without a usable snapshot, those of the
- * whole log.
+ * whole log. A producer idle for `PRODUCER_EXPIRATION_MS` is forgotten (see `expire`).
  */
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
@@ -44,7 +44,18 @@ interface ProducerEntry {
   epoch: number;
   /** Oldest first, at most PRODUCER_BATCH_WINDOW. */
   batches: BatchSequence[];
+  /** When its last batch was appended (or replayed, or loaded from a snapshot without it), broker clock. */
+  lastAppendMs: number;
 }
+
+/**
+ * How long a producer that appends nothing more is remembered (Kafka's
+ * `producer.id.expiration.ms`, whose default this is): every InitProducer makes a new id, so
+ * without it each producer a partition ever had would stay in its memory and its snapshot.
+ * Forgotten, a producer that comes back is "unknown": its next batch is accepted at whatever
+ * sequence it brings, and no batch of a day ago can still be in its retries.
+ */
+export const PRODUCER_EXPIRATION_MS = 24 * 60 * 60 * 1000;
 
 export type SequenceCheck = { duplicate: false } | { duplicate: true; baseOffset: number; lastOffset: number };
 
@@ -59,6 +70,8 @@ function outOfOrder(message: string): StrataError {
 export class ProducerState {
   private producers = new Map<number, ProducerEntry>();
   private pending = new Map<number, ProducerEntry>();
+
+  constructor(private readonly nowMs: () => number = Date.now) {}
 
   get producerCount(): number {
     return this.producers.size;
@@ -135,7 +148,7 @@ export class ProducerState {
     };
     const kept = entry !== undefined && entry.epoch === epoch ? entry.batches.slice(-(PRODUCER_BATCH_WINDOW - 1)) : [];
     kept.push(batch);
-    return { epoch, batches: kept };
+    return { epoch, batches: kept, lastAppendMs: this.nowMs() };
   }
 
   /** Forgets batches at or above `offset` (the log was truncated there). */
@@ -143,21 +156,40 @@ export class ProducerState {
     for (const [producerId, entry] of this.producers) {
       const batches = entry.batches.filter((batch) => batch.lastOffset < offset);
       if (batches.length === 0) this.producers.delete(producerId);
-      else this.producers.set(producerId, { epoch: entry.epoch, batches });
+      else this.producers.set(producerId, { ...entry, batches });
     }
+  }
+
+  /**
+   * Forgets the producers that have appended nothing for longer than `expirationMs` (not one
+   * with a batch being written); returns how many.
+   */
+  expire(expirationMs: number = PRODUCER_EXPIRATION_MS): number {
+    const cutoff = this.nowMs() - expirationMs;
+    let expired = 0;
+    for (const [producerId, entry] of this.producers) {
+      if (entry.lastAppendMs < cutoff && !this.pending.has(producerId)) {
+        this.producers.delete(producerId);
+        expired++;
+      }
+    }
+    return expired;
   }
 
   // -------------------------------------------------------------------------------------------
   // Snapshot file.
 
   encode(offset: number): Buffer {
-    const producers = [...this.producers].map(([id, entry]) => [id, entry.epoch, entry.batches.map((b) => [b.firstSequence, b.lastSequence, b.baseOffset, b.lastOffset])]);
-    const body = JSON.stringify({ version: 1, offset, producers });
+    const producers = [...this.producers].map(([id, entry]) => [id, entry.epoch, entry.batches.map((b) => [b.firstSequence, b.lastSequence, b.baseOffset, b.lastOffset]), entry.lastAppendMs]);
+    const body = JSON.stringify({ version: 2, offset, producers });
     return Buffer.from(`${crc32c(Buffer.from(body)).toString(16).padStart(8, '0')}\n${body}`);
   }
 
-  /** Parses a snapshot; null when missing, torn or corrupt. */
-  static decode(bytes: Buffer | null): { state: ProducerState; offset: number } | null {
+  /**
+   * Parses a snapshot; null when missing, torn or corrupt. A version 1 snapshot has no append
+   * times: its producers count as seen at `nowMs()`.
+   */
+  static decode(bytes: Buffer | null, nowMs: () => number = Date.now): { state: ProducerState; offset: number } | null {
     if (bytes === null) return null;
     const text = bytes.toString('utf8');
     const newline = text.indexOf('\n');
@@ -165,12 +197,15 @@ export class ProducerState {
     const body = text.slice(9);
     if (crc32c(Buffer.from(body)).toString(16).padStart(8, '0') !== text.slice(0, 8)) return null;
     try {
-      const parsed = JSON.parse(body) as { version: number; offset: number; producers: [number, number, number[][]][] };
-      if (parsed.version !== 1 || !Number.isSafeInteger(parsed.offset)) return null;
-      const state = new ProducerState();
-      for (const [id, epoch, batches] of parsed.producers) {
+      const parsed = JSON.parse(body) as { version: number; offset: number; producers: [number, number, number[][], number?][] };
+      if ((parsed.version !== 1 && parsed.version !== 2) || !Number.isSafeInteger(parsed.offset)) return null;
+      const state = new ProducerState(nowMs);
+      const loadedAtMs = nowMs();
+      for (const [id, epoch, batches, lastAppendMs] of parsed.producers) {
+        if (parsed.version === 2 && !Number.isSafeInteger(lastAppendMs)) return null;
         state.producers.set(id, {
           epoch,
+          lastAppendMs: lastAppendMs ?? loadedAtMs,
           batches: batches.map(([firstSequence, lastSequence, baseOffset, lastOffset]) => ({
             firstSequence: firstSequence!, lastSequence: lastSequence!, baseOffset: baseOffset!, lastOffset: lastOffset!,
           })),
@@ -188,7 +223,7 @@ export class ProducerState {
     await replaceFileDurably(fs, join(directory, PRODUCER_STATE_FILE), this.encode(offset), { syncDirectory: false });
   }
 
-  static async load(fs: FileSystem, directory: string): Promise<{ state: ProducerState; offset: number } | null> {
-    return ProducerState.decode(await fs.readFile(join(directory, PRODUCER_STATE_FILE)));
+  static async load(fs: FileSystem, directory: string, nowMs: () => number = Date.now): Promise<{ state: ProducerState; offset: number } | null> {
+    return ProducerState.decode(await fs.readFile(join(directory, PRODUCER_STATE_FILE)), nowMs);
   }
 }

@@ -12,7 +12,8 @@ import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { NodeFileSystem } from '../../src/storage/file-system.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
 import { PartitionLog, type AppendResult } from '../../src/storage/partition-log.js';
-import { PRODUCER_BATCH_WINDOW, PRODUCER_STATE_FILE, ProducerState } from '../../src/storage/producer-state.js';
+import { PRODUCER_BATCH_WINDOW, PRODUCER_EXPIRATION_MS, PRODUCER_STATE_FILE, ProducerState } from '../../src/storage/producer-state.js';
+import { ManualClock } from '../../src/common/clock.js';
 import { decodeRecords, forEachBatch, readBatchHeader } from '../../src/storage/record-batch.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 
@@ -313,6 +314,48 @@ describe('ProducerState', () => {
     expect(empty?.state.producerCount).toBe(0);
   });
 
+  it('forgets a producer idle past its expiration, keeps one that appended since, and keeps the append times in its snapshot', () => {
+    let now = T0;
+    const state = new ProducerState(() => now);
+    commit(state, batch({ producerId: 1, sequence: 0, baseOffset: 0 }));
+    commit(state, batch({ producerId: 2, sequence: 0, baseOffset: 1 }));
+    now += PRODUCER_EXPIRATION_MS - 1000;
+    commit(state, batch({ producerId: 2, sequence: 1, baseOffset: 2 }));
+    const snapshot = state.encode(3);
+    expect(state.expire()).toBe(0);
+    now += 2000; // producer 1 has been idle past the expiration, producer 2 not
+    expect(state.expire()).toBe(1);
+    expect(state.producerCount).toBe(1);
+    // Producer 1 is unknown now: its old batch is no duplicate, any sequence goes. Producer 2 is still checked.
+    expect(state.check(batch({ producerId: 1, sequence: 0 }), 0)).toEqual({ duplicate: false });
+    expect(state.check(batch({ producerId: 1, sequence: 40 }), 0)).toEqual({ duplicate: false });
+    expectThrows(() => state.check(batch({ producerId: 2, sequence: 5 }), 0), ErrorCode.FAILED_PRECONDITION, 'expected 2, got 5');
+
+    // Loaded from the snapshot taken before, the same producer expires.
+    const loaded = ProducerState.decode(snapshot, () => now)!;
+    expect(loaded.state.producerCount).toBe(2);
+    expect(loaded.state.expire()).toBe(1);
+    expect(loaded.state.check(batch({ producerId: 2, sequence: 1 }), 0)).toEqual({ duplicate: true, baseOffset: 2, lastOffset: 2 });
+    // A version 1 snapshot has no append times: its producers count as seen when it is loaded.
+    const body = '{"version":1,"offset":1,"producers":[[1,0,[[0,0,0,0]]]]}';
+    const v1 = ProducerState.decode(Buffer.from(`${crc32c(Buffer.from(body)).toString(16).padStart(8, '0')}\n${body}`), () => now)!;
+    now += PRODUCER_EXPIRATION_MS;
+    expect(v1.state.expire()).toBe(0);
+    now += 1;
+    expect(v1.state.expire()).toBe(1);
+  });
+
+  it('leaves a producer with a batch being written', () => {
+    let now = T0;
+    const state = new ProducerState(() => now);
+    commit(state, batch({ producerId: 1, sequence: 0, baseOffset: 0 }));
+    now += PRODUCER_EXPIRATION_MS + 1;
+    state.recordPending(batch({ producerId: 1, sequence: 1, baseOffset: 1 }), 0);
+    expect(state.expire()).toBe(0);
+    state.commitPending();
+    expect(state.check(batch({ producerId: 1, sequence: 1 }), 0)).toEqual({ duplicate: true, baseOffset: 1, lastOffset: 1 });
+  });
+
   it('decodes a missing, torn or corrupt snapshot as null', () => {
     const state = new ProducerState();
     commit(state, batch({ sequence: 0, count: 2, baseOffset: 0 }));
@@ -339,7 +382,8 @@ describe('ProducerState', () => {
     expect(ProducerState.decode(Buffer.concat([bytes, Buffer.from('x')]))).toBeNull();
     // A valid CRC over something that is not a version-1 snapshot.
     expect(ProducerState.decode(withCrc('{"version":1,"offset":'))).toBeNull();
-    expect(ProducerState.decode(withCrc('{"version":2,"offset":0,"producers":[]}'))).toBeNull();
+    expect(ProducerState.decode(withCrc('{"version":3,"offset":0,"producers":[]}'))).toBeNull();
+    expect(ProducerState.decode(withCrc('{"version":2,"offset":0,"producers":[[1,0,[[0,1,0,1]]]]}'))).toBeNull(); // no append time
     expect(ProducerState.decode(withCrc('{"version":1,"offset":1.5,"producers":[]}'))).toBeNull();
     expect(ProducerState.decode(withCrc('{"version":1,"offset":0}'))).toBeNull();
     expect(ProducerState.decode(withCrc('{"version":1,"offset":0,"producers":[[1,0,"x"]]}'))).toBeNull();
@@ -524,6 +568,24 @@ describe('PartitionLog idempotent appends', () => {
     expectOriginal(await recovered.append(batch({ producerId: 7, sequence: 0 })), original);
     await expectRejects(recovered.append(batch({ producerId: 7, sequence: 2 })), ErrorCode.FAILED_PRECONDITION, 'expected 1, got 2');
     expect((await readAll(recovered)).filter((stored) => stored.producerId === 7)).toHaveLength(1);
+  });
+
+  it('writes no producer idle past its expiration into the snapshot of a roll', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const log = await PartitionLog.open({ directory, config: { segmentBytes: 1024 }, name: 'producer-test-0', clock });
+    openLogs.push(log);
+    await log.append(batch({ producerId: 1, sequence: 0 }));
+    await log.append(batch({ producerId: 2, sequence: 0 }));
+    clock.advance(PRODUCER_EXPIRATION_MS - 1000);
+    await log.append(batch({ producerId: 2, sequence: 1 }));
+    clock.advance(2000);
+    const segments = log.segmentCount;
+    while (log.segmentCount === segments) await log.append(plainBatch('filler'));
+    const snapshot = ProducerState.decode(nodeFs.readFileSync(join(directory, PRODUCER_STATE_FILE)), () => clock.nowMs())!;
+    expect(snapshot.offset).toBe(log.segmentSizes().at(-1)!.baseOffset);
+    expect(snapshot.state.producerCount).toBe(1);
+    expect(snapshot.state.check(batch({ producerId: 2, sequence: 1 }), 0)).toMatchObject({ duplicate: true });
   });
 
   it('keeps producer state across segment rolls, in memory, after a clean reopen and after an unclean one', async () => {
