@@ -361,11 +361,16 @@ describe('counters', () => {
     text = await scrape();
     expect(metricValue(text, 'strata_bytes_in_total', 'topic="bytes-in"')).toBe(await sizeOfLog());
     expect(metricValue(text, 'strata_records_in_total', 'topic="bytes-in"')).toBe(4);
-    // The same retries with acks=none: answered before the log finds them duplicates, and still
-    // not counted. The log appends in order, so once a later acks=all produce is answered, it
-    // has handled them.
-    await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, batch, acks: v1.Acks.ACKS_NONE }));
-    await shared.client.call('log.produce', v1.ProduceRequest.create({ ...records, acks: v1.Acks.ACKS_NONE }));
+    // The same retries with acks=leader: duplicates too, not counted; with acks=none, refused
+    // (an idempotent batch needs an answer after the sequence check), and not counted either.
+    for (const acks of [v1.Acks.ACKS_LEADER, v1.Acks.ACKS_NONE]) {
+      const answers = await Promise.allSettled([
+        shared.client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, batch, acks })),
+        shared.client.call<strata.v1.ProduceResponse>('log.produce', v1.ProduceRequest.create({ ...records, acks })),
+      ]);
+      if (acks === v1.Acks.ACKS_LEADER) expect(answers.map((answer) => answer.status === 'fulfilled' && answer.value.batches[0]!.duplicate)).toEqual([true, true]);
+      else expect(answers.map((answer) => answer.status === 'rejected' && (answer.reason as { code: number }).code)).toEqual([status.INVALID_ARGUMENT, status.INVALID_ARGUMENT]);
+    }
     await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'bytes-in', partition: 0, records: [v1.Record.create({ value: Buffer.from('four') })] }));
     text = await scrape();
     expect(metricValue(text, 'strata_bytes_in_total', 'topic="bytes-in"')).toBe(await sizeOfLog());

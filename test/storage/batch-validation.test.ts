@@ -354,13 +354,17 @@ describe('a partition log appending compressed batches', () => {
     expect(decodeBatches(read.batches).map((record) => record.value?.toString())).toEqual(['after the large one', 'compressed, after the corrupt one', 'last']);
   });
 
-  it('keeps an idempotent producer\'s sequence order across a compressed check, and answers waitFor queued after it', async () => {
+  it('keeps an idempotent producer\'s sequence order across a compressed check; answers waitFor queued after the check of a plain one', async () => {
     const log = await openLog();
     const producer = { producerId: 7, producerEpoch: 0 };
-    const first = log.append(largeGzipBatch(16, 1, { ...producer, baseSequence: 0 }), { waitFor: 'queued' });
+    const first = log.append(largeGzipBatch(16, 1, { ...producer, baseSequence: 0 }));
     const second = log.append(buildBatch([{ value: b('sequence 16') }], { timestamp: T0, ...producer, baseSequence: 16 }));
-    expect((await first).baseOffset).toBe(-1); // queued: offsets not known yet
+    const third = log.append(largeGzipBatch(16, 1), { waitFor: 'queued' });
+    expect((await first).baseOffset).toBe(0);
     expect((await second).baseOffset).toBe(16);
+    expect((await third).baseOffset).toBe(-1); // queued: offsets not known yet
+    // An idempotent batch is not answered before it is written: a refused sequence could not be reported.
+    expect((await rejection(log.append(buildBatch([{ value: b('sequence 17') }], { timestamp: T0, ...producer, baseSequence: 17 }), { waitFor: 'queued' }))).code).toBe(ErrorCode.INVALID_ARGUMENT);
   });
 
   it('finds an offset by timestamp inside a compressed batch', async () => {
