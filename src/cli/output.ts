@@ -300,7 +300,8 @@ export function formatCount(count: number): string {
 
 /** `KEY=VALUE` pairs (repeatable flags) as an object; a UsageError names the flag. */
 export function parsePairs(values: readonly string[] | undefined, flag: string): Record<string, string> {
-  const pairs: Record<string, string> = {};
+  // Without a prototype, a KEY named __proto__ is a key like any other, not the object's prototype.
+  const pairs = Object.create(null) as Record<string, string>;
   for (const entry of values ?? []) {
     const equals = entry.indexOf('=');
     if (equals <= 0) throw new UsageError(`${flag} takes KEY=VALUE, got ${JSON.stringify(entry)}`);

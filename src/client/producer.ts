@@ -1179,8 +1179,8 @@ function toHeaders(given: NonNullable<ProducerRecord['headers']>): RecordHeader[
   if (Array.isArray(given)) {
     for (const header of given as readonly { key: string; value: Bytes | null }[]) headers.push(toHeader(header.key, header.value));
   } else {
-    const byName = given as Record<string, Bytes | null>;
-    for (const name in byName) headers.push(toHeader(name, byName[name]));
+    // Own keys only (a prototype's enumerable members are not headers), __proto__ included.
+    for (const [name, value] of Object.entries(given as Record<string, Bytes | null>)) headers.push(toHeader(name, value));
   }
   return headers;
 }

@@ -101,14 +101,17 @@ describe('produce and consume', () => {
       { key: 'k1', value: 'plain text ✓', headers: { trace: 'abc', raw: { base64: binary.toString('base64') } } },
       { key: { base64: binary.toString('base64') }, value: { base64: Buffer.from([0xc3, 0x28]).toString('base64') }, partition: 1 },
       { key: 'k3', value: null, headers: { empty: '' } },
-    ];
-    const produced = await runCli(strata('produce', topic, '--format', 'json', '--header', 'source=cli', '--header', 'via=json'), { input: input.map((line) => JSON.stringify(line)).join('\n') });
+    ].map((line) => JSON.stringify(line));
+    // A header named like an object's prototype is a header like any other (an object literal cannot spell it).
+    input.push('{"key":"k4","value":"v","headers":{"__proto__":"p","ok":"1"}}');
+    const produced = await runCli(strata('produce', topic, '--format', 'json', '--header', 'source=cli', '--header', 'via=json'), { input: input.join('\n') });
     expect(produced.code).toBe(0);
     const records = jsonLines((await runCli(strata('consume', topic, '--format', 'json'))).stdout);
     const byKey = (key: unknown): JsonRecord => records.find((record) => JSON.stringify(record.key) === JSON.stringify(key))!;
     expect(byKey('k1')).toMatchObject({ topic, value: 'plain text ✓', headers: { source: 'cli', via: 'json', trace: 'abc', raw: { base64: binary.toString('base64') } } });
     expect(byKey({ base64: binary.toString('base64') })).toMatchObject({ partition: 1, value: { base64: 'wyg=' }, headers: { source: 'cli' } });
     expect(byKey('k3')).toMatchObject({ value: null, headers: { source: 'cli', empty: '' } });
+    expect(Object.entries(byKey('k4').headers)).toEqual([['source', 'cli'], ['via', 'json'], ['__proto__', 'p'], ['ok', '1']]);
     for (const record of records) expect(typeof record.timestamp).toBe('number');
 
     // consume's JSON output is produce's JSON input: copying a topic keeps every byte.
@@ -122,12 +125,12 @@ describe('produce and consume', () => {
 
   it('takes one KEY=VALUE per --header, so the values after it are records', async () => {
     const topic = await createTopic(1);
-    const produced = await runCli(strata('produce', topic, '--header', 'source=cli', 'k=v', 'plain'));
+    const produced = await runCli(strata('produce', topic, '--header', 'source=cli', '--header', '__proto__=x', 'k=v', 'plain'));
     expect(produced.code, produced.stderr).toBe(0);
     const records = jsonLines((await runCli(strata('consume', topic, '--format', 'json'))).stdout);
-    expect(records.map((record) => [record.value, record.headers])).toEqual([
-      ['k=v', { source: 'cli' }],
-      ['plain', { source: 'cli' }],
+    expect(records.map((record) => [record.value, Object.entries(record.headers)])).toEqual([
+      ['k=v', [['source', 'cli'], ['__proto__', 'x']]],
+      ['plain', [['source', 'cli'], ['__proto__', 'x']]],
     ]);
   });
 

@@ -139,7 +139,9 @@ function jsonRecord(
   let headers: Record<string, Buffer | string | null> | undefined = defaults.headers;
   if (object.headers !== undefined && object.headers !== null) {
     if (typeof object.headers !== 'object' || Array.isArray(object.headers)) throw new Error(`${where}: headers must be an object`);
-    const given: Record<string, Buffer | string | null> = { ...(defaults.headers ?? {}) };
+    // Without a prototype: a header named __proto__ set here would otherwise replace the object's prototype.
+    const given = Object.create(null) as Record<string, Buffer | string | null>;
+    Object.assign(given, defaults.headers);
     for (const [name, value] of Object.entries(object.headers as Record<string, unknown>)) given[name] = bytesFromJson(value, `${where}: header "${name}"`);
     headers = given;
   }
