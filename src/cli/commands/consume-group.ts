@@ -14,13 +14,14 @@
  * no record the reader did not get (at-least-once: what the reader took from the pipe and
  * dropped unseen, as `head` does, is counted as printed; nothing can tell it apart). An
  * interrupt (Ctrl-C, SIGTERM) or a failure that ends the command while a batch waits for stdout
- * lets that batch finish the same way before the member closes; a second interrupt exits at once.
+ * moves the partition back the same way, to the first record stdout had not taken then, before
+ * the member closes (lines the reader takes later are delivered again).
  *
  * Without --follow the member stops once it owns partitions and each of them has reached the
  * high watermark it had when the command started.
  */
 import type { Connection } from '../../client/connection.js';
-import { Consumer, type ConsumerRecord } from '../../client/consumer.js';
+import { Consumer, type ConsumerBatch, type ConsumerRecord } from '../../client/consumer.js';
 import { clientLogger, onInterrupt } from '../client-options.js';
 import { watchConsumer } from '../consumer-failures.js';
 import type { OutputWriter } from '../output.js';
@@ -56,13 +57,25 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
     logger: clientLogger(),
   });
   let stopping = false;
-  /** A batch is being printed: close() would count all of it as processed, and commit it. */
-  let printing = false;
+  /** The batch being printed and where its lines end in the output (see `firstUnwritten`). */
+  let printing: { batch: ConsumerBatch; lineEnds: readonly number[]; stoppedAt: number | null } | null = null;
+  /** Moves the batch's partition back to its first record stdout has not taken (or that was not printed). */
+  const leaveUnwritten = (batch: ConsumerBatch, lineEnds: readonly number[], stoppedAt: number | null): void => {
+    const resumeAt = firstUnwritten(batch.records, lineEnds, writer.writtenBytes) ?? stoppedAt;
+    if (resumeAt === null) return;
+    try {
+      consumer.seek(topic, batch.partition, resumeAt);
+    } catch {
+      // revoked meanwhile (the revocation committed the batch's start, nothing is skipped), or closed
+    }
+  };
   const stop = (): void => {
     stopping = true;
-    // Closed here, it ends a wait for records; a batch being printed is finished first (the
-    // wait for stdout, the move back to its first record not written), then the loop closes it.
-    if (!printing) void consumer.close();
+    // close() counts a batch in hand as processed and commits its end: a batch still waiting
+    // for stdout (a reader that stopped reading, or dies with the same Ctrl-C) is first left to
+    // the group from its first record not yet written.
+    if (printing !== null) leaveUnwritten(printing.batch, printing.lineEnds, printing.stoppedAt);
+    void consumer.close();
   };
   const removeInterrupt = onInterrupt(stop);
   const watch = watchConsumer(consumer, { follow: state.follow, stop });
@@ -71,25 +84,17 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
       if (!state.follow && allAssignedAtEnd(consumer, state)) break;
       const batch = await consumer.nextBatch(state.follow ? {} : { timeoutMs: END_CHECK_INTERVAL_MS });
       if (batch === null) continue; // timed out (check the end again) or closed (stopping)
-      printing = true;
       watch.delivered();
       try {
         // Where each printed record's line ends in the output, to find the first one not written.
         const lineEnds: number[] = [];
         const stoppedAt = printBatch(batch, printer, state, () => lineEnds.push(writer.appendedBytes));
+        printing = { batch, lineEnds, stoppedAt };
         await writer.flushed();
-        const unwritten = writer.closed ? firstUnwritten(batch.records, lineEnds, writer.writtenBytes) : null;
-        const resumeAt = unwritten ?? stoppedAt;
-        if (resumeAt !== null) {
-          // Leave the rest of the batch to the group: commit just after the last record printed and written.
-          try {
-            consumer.seek(topic, batch.partition, resumeAt);
-          } catch {
-            // revoked meanwhile: the revocation committed the batch's start, nothing is skipped
-          }
-        }
+        // Leave the rest of the batch to the group: commit just after the last record printed and written.
+        if (!stopping) leaveUnwritten(batch, lineEnds, stoppedAt);
       } finally {
-        printing = false;
+        printing = null;
       }
     }
   } finally {
