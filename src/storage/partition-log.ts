@@ -351,18 +351,12 @@ export class PartitionLog {
 
   /**
    * Loads the producer-state snapshot and replays the batch headers written after it (after an
-   * unclean stop: the active segment, whose start the last snapshot was taken at). Without a
-   * usable snapshot (missing: a crash or a full disk at the roll that writes it; damaged) the
-   * whole log is replayed: a producer whose last batches are in an older segment would
-   * otherwise be unknown, and its retry of a batch whose answer the crash swallowed written twice.
+   * unclean stop: the active segment, whose start the last snapshot was taken at).
    */
   private async loadProducerState(): Promise<void> {
     const snapshot = await ProducerState.load(this.fs, this.directory, () => this.clock.nowMs());
     this.producerSnapshotOffset = snapshot?.offset ?? null;
-    let from = this.logStartOffset;
-    if (snapshot === null && this.segments.count > 1) {
-      this.logger.warn({ segments: this.segments.count }, 'producer-state snapshot missing or damaged: rebuilding idempotent-producer state from every segment of the partition');
-    }
+    let from = this.segments.last().baseOffset;
     if (snapshot !== null && snapshot.offset >= this.logStartOffset) {
       this.producerState = snapshot.state;
       if (snapshot.offset > this.nextOffset) {

@@ -20,8 +20,9 @@
  *
  * Persistence: a snapshot (`producer-state.checkpoint`, JSON behind a CRC32C line) is written at
  * every roll and clean close with the offset it is valid for; on open the log loads it and
- * replays the batch headers after that offset, or, without a usable snapshot, those of the
- * whole log. A producer idle for `PRODUCER_EXPIRATION_MS` is forgotten (see `expire`).
+ * replays the batch headers after that offset. State older than a lost snapshot is forgotten,
+ * which makes those producers "unknown": accepted, not deduplicated, for one batch. A producer
+ * idle for `PRODUCER_EXPIRATION_MS` is forgotten too (see `expire`).
  */
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';

@@ -551,25 +551,6 @@ describe('PartitionLog idempotent appends', () => {
     expect((await readAll(recovered)).length).toBe(2);
   });
 
-  it.each(['missing', 'damaged'])('rebuilds producer state from the log start, not the last segment, after an unclean stop with the snapshot %s', async (snapshot) => {
-    const directory = tempDir();
-    // About 280 bytes per batch: three batches per segment.
-    const config: Partial<LogConfig> = { segmentBytes: 1024 };
-    const crashed = await openLog(directory, config);
-    const original = await crashed.append(batch({ producerId: 7, sequence: 0 })); // producer 7's only batch, in the first segment
-    while (crashed.segmentCount < 3) await crashed.append(plainBatch('filler'));
-    const path = join(directory, PRODUCER_STATE_FILE);
-    if (snapshot === 'missing') nodeFs.rmSync(path);
-    else nodeFs.writeFileSync(path, 'damaged by the file system');
-
-    const recovered = await openLog(directory, config);
-    expect(recovered.recovery).not.toBeNull();
-    // Its retry, after the crash that swallowed the answer, is answered with the first offsets, not written again.
-    expectOriginal(await recovered.append(batch({ producerId: 7, sequence: 0 })), original);
-    await expectRejects(recovered.append(batch({ producerId: 7, sequence: 2 })), ErrorCode.FAILED_PRECONDITION, 'expected 1, got 2');
-    expect((await readAll(recovered)).filter((stored) => stored.producerId === 7)).toHaveLength(1);
-  });
-
   it('writes no producer idle past its expiration into the snapshot of a roll', async () => {
     const directory = tempDir();
     const clock = new ManualClock(T0);
