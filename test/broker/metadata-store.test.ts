@@ -52,7 +52,7 @@ describe('a write LMDB could not commit', () => {
     expect(refused.message).toMatch(/^the broker's metadata store \(LMDB\) could not commit a write \(Commit failed \(see commitError for details\)\);/);
   });
 
-  it('answers an offset commit as STORAGE_ERROR and stores none of it', async () => {
+  it('answers an offset commit whose transaction LMDB refused as STORAGE_ERROR, the offset committed before it still stored', async () => {
     const offsets = new OffsetStore(metadata.root);
     await offsets.commit('g', [{ topic: 't', partition: 0, offset: 1, metadata: '', commitTimeMs: 1 }]);
     const db = (offsets as unknown as { db: { batch(callback: () => void): Promise<unknown> } }).db;
