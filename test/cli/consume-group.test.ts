@@ -11,6 +11,7 @@ import { groupConsumer } from '../../src/cli/commands/consume-group.js';
 import { OUTPUT_CHUNK_BYTES, OutputWriter } from '../../src/cli/output.js';
 import { RecordPrinter } from '../../src/cli/record-format.js';
 import { FailingStream } from '../helpers/failing-stream.js';
+import { waitUntil } from '../helpers/group-runner.js';
 import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 
 const shared = useBrokerWithAdmin({ groupHeartbeatIntervalMs: 500 });
@@ -82,7 +83,10 @@ describe('consume --group when stdout closes', () => {
       const interrupt = process.listeners('SIGINT').filter((listener) => !before.has(listener));
       expect(interrupt).toHaveLength(1);
       interrupt[0]!('SIGINT'); // Ctrl-C, as the command's handler gets it
-      leave(); // the reader dies with it: the writes waiting fail with EPIPE
+      // The member commits and leaves at once, not once the reader reads again (`| less` may never).
+      const taken = linesTaken(pipe);
+      await waitUntil(async () => (await shared.admin.fetchOffsets(group, [topic]))[0]?.offset === taken, 'the commit of the lines written before the interrupt');
+      leave(); // the reader goes: the writes waiting fail with EPIPE
     });
     const committed = await shared.admin.fetchOffsets(group, [topic]);
     expect(committed.map((entry) => [entry.partition, entry.offset])).toEqual([[0, linesTaken(pipe)]]);

@@ -551,6 +551,19 @@ describe('PartitionLog idempotent appends', () => {
     expect((await readAll(recovered)).length).toBe(2);
   });
 
+  it('forgets a producer idle past its expiration at a retention check', async () => {
+    const clock = new ManualClock(T0);
+    const log = await PartitionLog.open({ directory: tempDir(), name: 'producer-test-0', clock });
+    openLogs.push(log);
+    await log.append(batch({ producerId: 1, sequence: 0 }));
+    clock.advance(PRODUCER_EXPIRATION_MS);
+    await log.applyRetention();
+    await expectRejects(log.append(batch({ producerId: 1, sequence: 5 })), ErrorCode.FAILED_PRECONDITION, 'expected 1, got 5'); // not yet
+    clock.advance(1);
+    await log.applyRetention();
+    expect(await log.append(batch({ producerId: 1, sequence: 5 }))).toMatchObject({ baseOffset: 1, duplicate: false }); // unknown now
+  });
+
   it('writes no producer idle past its expiration into the snapshot of a roll', async () => {
     const directory = tempDir();
     const clock = new ManualClock(T0);

@@ -33,6 +33,13 @@ const AUTO_COMMIT_INTERVAL_MS = 1_000;
 const END_CHECK_INTERVAL_MS = 200;
 const FETCH_BYTES = 4 * 1024 * 1024;
 
+/** A batch handed to stdout: where each printed record's line ends in the output, and where printing stopped (the count or the end reached inside it). */
+interface PrintedBatch {
+  batch: ConsumerBatch;
+  lineEnds: readonly number[];
+  stoppedAt: number | null;
+}
+
 export interface GroupConsumeOptions {
   connection: Connection;
   topic: string;
@@ -57,10 +64,10 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
     logger: clientLogger(),
   });
   let stopping = false;
-  /** The batch being printed and where its lines end in the output (see `firstUnwritten`). */
-  let printing: { batch: ConsumerBatch; lineEnds: readonly number[]; stoppedAt: number | null } | null = null;
+  /** The batch being printed. */
+  let printing: PrintedBatch | null = null;
   /** Moves the batch's partition back to its first record stdout has not taken (or that was not printed). */
-  const leaveUnwritten = (batch: ConsumerBatch, lineEnds: readonly number[], stoppedAt: number | null): void => {
+  const leaveUnwritten = ({ batch, lineEnds, stoppedAt }: PrintedBatch): void => {
     const resumeAt = firstUnwritten(batch.records, lineEnds, writer.writtenBytes) ?? stoppedAt;
     if (resumeAt === null) return;
     try {
@@ -74,7 +81,7 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
     // close() counts a batch in hand as processed and commits its end: a batch still waiting
     // for stdout (a reader that stopped reading, or dies with the same Ctrl-C) is first left to
     // the group from its first record not yet written.
-    if (printing !== null) leaveUnwritten(printing.batch, printing.lineEnds, printing.stoppedAt);
+    if (printing !== null) leaveUnwritten(printing);
     void consumer.close();
   };
   const removeInterrupt = onInterrupt(stop);
@@ -89,10 +96,11 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
         // Where each printed record's line ends in the output, to find the first one not written.
         const lineEnds: number[] = [];
         const stoppedAt = printBatch(batch, printer, state, () => lineEnds.push(writer.appendedBytes));
-        printing = { batch, lineEnds, stoppedAt };
+        const printed: PrintedBatch = { batch, lineEnds, stoppedAt };
+        printing = printed;
         await writer.flushed();
         // Leave the rest of the batch to the group: commit just after the last record printed and written.
-        if (!stopping) leaveUnwritten(batch, lineEnds, stoppedAt);
+        if (!stopping) leaveUnwritten(printed);
       } finally {
         printing = null;
       }
