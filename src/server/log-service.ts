@@ -182,6 +182,8 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       } finally {
         ended.release();
       }
+      // Nobody is left to answer: nothing is read into a response or counted as served.
+      if (ended.cancelled()) return v1.FetchResponse.create();
       const fields = { highWatermark: result.highWatermark, logStartOffset: result.logStartOffset };
       if (request.raw) {
         const nextOffset = nextOffsetAfter(result.batches, offset);

@@ -2,7 +2,9 @@
  * Wraps an async function as a grpc-js unary handler: its result is the response, a thrown error
  * becomes the mapped gRPC status, and every failed request is logged once (expected failures at
  * `warn` with their code, unexpected ones at `error` with the stack). Successful requests are
- * not logged.
+ * not logged. A request whose client gave up before the answer (it cancelled the call, or its
+ * deadline passed) is counted as `CANCELLED`, whatever the handler came to: grpc-js drops the
+ * answer, so the client never saw that code.
  */
 import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
@@ -42,13 +44,13 @@ export function unaryHandler<Request, Response>(
     promise.then(
       (response) => {
         context.metrics?.activeCalls.dec({ method });
-        countRequest(context, method, status.OK, startedAt);
+        countRequest(context, method, call.cancelled ? status.CANCELLED : status.OK, startedAt);
         callback(null, response);
       },
       (error: unknown) => {
         context.metrics?.activeCalls.dec({ method });
         const failure = toGrpcFailure(error);
-        countRequest(context, method, failure.code, startedAt);
+        countRequest(context, method, call.cancelled ? status.CANCELLED : failure.code, startedAt);
         if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
         else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
         callback(toServiceError(failure));

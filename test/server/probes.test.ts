@@ -377,6 +377,31 @@ describe('counters', () => {
     expect(metricValue(text, 'strata_records_in_total', 'topic="bytes-in"')).toBe(5);
   });
 
+  it('counts a Fetch the client cancels during its long poll as CANCELLED, not OK, and serves nothing', async () => {
+    await createTopic('fetch-cancelled');
+    const counted = async (code: string): Promise<number> => optionalMetricValue(await scrape(), 'strata_requests_total', `method="Fetch",code="${code}"`) ?? 0;
+    const [cancelledBefore, okBefore] = [await counted('CANCELLED'), await counted('OK')];
+    const log = shared.client.log as unknown as { fetch(request: unknown, callback: (error: ServiceError | null) => void): { cancel(): void } };
+    let settle!: (code: number) => void;
+    const answered = new Promise<number>((resolve) => (settle = resolve));
+    const call = log.fetch(v1.FetchRequest.create({ topic: 'fetch-cancelled', partition: 0, offset: Long.fromNumber(0), minBytes: 1, maxWaitMs: 60_000 }), (error) => settle(error?.code ?? status.OK));
+    const deadline = Date.now() + 10_000;
+    while ((optionalMetricValue(await scrape(), 'strata_grpc_active_calls', 'method="Fetch"') ?? 0) === 0) {
+      if (Date.now() > deadline) throw new Error('the broker never began the Fetch');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    call.cancel();
+    expect(await answered).toBe(status.CANCELLED);
+    while ((await counted('CANCELLED')) === cancelledBefore) {
+      if (Date.now() > deadline) throw new Error('the cancelled Fetch was never counted');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const text = await scrape();
+    expect(metricValue(text, 'strata_requests_total', 'method="Fetch",code="CANCELLED"')).toBe(cancelledBefore + 1);
+    expect(optionalMetricValue(text, 'strata_requests_total', 'method="Fetch",code="OK"') ?? 0).toBe(okBefore);
+    expect(optionalMetricValue(text, 'strata_records_out_total', 'topic="fetch-cancelled"') ?? 0).toBe(0);
+  });
+
   describe('Subscribe', () => {
     type Subscription = NodeJS.EventEmitter & { cancel(): void };
     const subscribe = (request: strata.v1.ISubscribeRequest): Subscription =>
