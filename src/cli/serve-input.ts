@@ -7,7 +7,12 @@
  *   ./data, where a script meant a file);
  * - it makes 0 of an empty value given to a number option (`--retention-ms=`,
  *   `STRATA_RETENTION_MS=` from an unset shell variable), and a retention of 0 deletes every
- *   sealed segment.
+ *   sealed segment;
+ * - it reads `--no-retention-ms` (meant as "no retention") as false, which a number option takes
+ *   as 0, and `--no-data-dir` as false, which no later check expects;
+ * - it takes each option in camelCase too (`--retentionMs=`), past checks of the dashed name;
+ * - it takes an empty `STRATA_METRICS_LISTEN` (an unset shell variable) as "", which turns the
+ *   probe server off, and with it the health checks of a deployment.
  * Options before `--` only. `--help` and `--version` skip these checks, as they skip yargs' own.
  */
 import { SERVE_OPTIONS } from '../config/broker-options.js';
@@ -20,7 +25,31 @@ export function serveInputProblem(argv: readonly string[], env: NodeJS.ProcessEn
   const options = end < 0 ? argv : argv.slice(0, end);
   if (commandOf(options, commands) !== 'serve') return null;
   if (options.some((token) => token === '--help' || token === '--version')) return null;
-  return configProblem(options, env) ?? emptyNumberProblem(options, env);
+  return configProblem(options, env) ?? negatedProblem(options) ?? emptyNumberProblem(options, env) ?? emptyMetricsListenProblem(env);
+}
+
+/** `name` and its camelCase spelling, both of which yargs takes. */
+function spellings(name: string): string[] {
+  const camel = name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+  return camel === name ? [name] : [name, camel];
+}
+
+function negatedProblem(options: readonly string[]): string | null {
+  for (const name of Object.keys(SERVE_OPTIONS)) {
+    for (const spelling of spellings(name)) {
+      const negated = `--no-${spelling}`;
+      if (options.some((token) => token === negated || token.startsWith(`${negated}=`))) {
+        return `${negated} is not an option: every option of serve takes a value; give --${name} one (see strata serve --help)`;
+      }
+    }
+  }
+  return null;
+}
+
+function emptyMetricsListenProblem(env: NodeJS.ProcessEnv): string | null {
+  const variable = environmentName('metrics-listen');
+  if (env[variable]?.trim() !== '') return null;
+  return `${variable} is set but empty; give host:port, or unset it (--metrics-listen "" turns the probe server off)`;
 }
 
 function configProblem(options: readonly string[], env: NodeJS.ProcessEnv): string | null {
@@ -51,12 +80,14 @@ function emptyNumberProblem(options: readonly string[], env: NodeJS.ProcessEnv):
 }
 
 /**
- * The value given to `--name` by the token at `index`: after `=`, or the next token (undefined
- * when there is none); null when that token is not `--name`.
+ * The value given to `--name` (or its camelCase spelling) by the token at `index`: after `=`,
+ * or the next token (undefined when there is none); null when that token is not the option.
  */
 function optionValue(options: readonly string[], index: number, name: string): string | undefined | null {
   const token = options[index]!;
-  if (token === `--${name}`) return options[index + 1];
-  if (token.startsWith(`--${name}=`)) return token.slice(name.length + 3);
+  for (const spelling of spellings(name)) {
+    if (token === `--${spelling}`) return options[index + 1];
+    if (token.startsWith(`--${spelling}=`)) return token.slice(spelling.length + 3);
+  }
   return null;
 }

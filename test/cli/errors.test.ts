@@ -267,6 +267,8 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     ['null for a number', () => ['--config', file('null.json', '{"retention-ms": null}')], /^strata: config file .*null\.json: "retention-ms" must be a number, not null\n$/],
     ['a number for a path', () => ['--config', file('number.json', '{"data-dir": 5}')], /^strata: config file .*number\.json: "data-dir" must be a string, not a number\n$/],
     ['an empty number on the command line', () => ['--retention-ms='], /^strata: --retention-ms was given an empty value; give a number\n$/],
+    ['an empty number on the command line, in camelCase', () => ['--retentionMs='], /^strata: --retention-ms was given an empty value; give a number\n$/],
+    ['a number option negated (yargs would make it 0)', () => ['--no-retention-ms'], /^strata: --no-retention-ms is not an option: every option of serve takes a value; give --retention-ms one \(see strata serve --help\)\n$/],
     ['a flag without its value', () => ['--retention-ms'], /^strata: Not enough arguments following: retention-ms\n$/],
     ['a list for an option', () => ['--config', file('list.json', '{"retention-ms": [1, 2]}')], /^strata: config file .*list\.json: "retention-ms" must be a number, not an array\n$/],
     ['a directory', () => ['--config', directory], /^strata: config file .* is a directory; give a JSON file of options\n$/],

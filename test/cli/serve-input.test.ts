@@ -1,5 +1,6 @@
 // Goal: serve's pre-checks refuse what yargs would misread (two config files, a config flag
-// without a path, an empty number) and leave every other command line alone; method: the
+// without a path, an empty number in either spelling, a negated option, an empty metrics
+// address from the environment) and leave every other command line alone; method: the
 // checks called directly on argument lists (the CLI's exit codes are in errors.test.ts).
 import { describe, expect, it } from 'vitest';
 import { serveInputProblem } from '../../src/cli/serve-input.js';
@@ -16,6 +17,11 @@ describe('serveInputProblem', () => {
     [['serve', '--config='], '--config was given an empty path; give the path of a JSON file of options'],
     [['serve', '--retention-ms', ' '], '--retention-ms was given an empty value; give a number'],
     [['serve', '--segment-bytes='], '--segment-bytes was given an empty value; give a number'],
+    [['serve', '--retentionMs='], '--retention-ms was given an empty value; give a number'],
+    [['serve', '--retentionMs', ''], '--retention-ms was given an empty value; give a number'],
+    [['serve', '--config', 'a.json', '--retention-ms', '1', '--no-retention-ms'], '--no-retention-ms is not an option: every option of serve takes a value; give --retention-ms one (see strata serve --help)'],
+    [['serve', '--no-retentionBytes=true'], '--no-retentionBytes is not an option: every option of serve takes a value; give --retention-bytes one (see strata serve --help)'],
+    [['serve', '--no-data-dir'], '--no-data-dir is not an option: every option of serve takes a value; give --data-dir one (see strata serve --help)'],
   ])('%j: %s', (argv, expected) => {
     expect(problem(argv)).toBe(expected);
   });
@@ -23,7 +29,8 @@ describe('serveInputProblem', () => {
   it('reads the environment of serve only', () => {
     expect(problem(['serve'], { STRATA_CONFIG: '' })).toBe('STRATA_CONFIG is set but empty; give the path of a JSON file of options, or unset it');
     expect(problem(['serve'], { STRATA_FLUSH_MS: '' })).toBe('STRATA_FLUSH_MS is set but empty; give a number, or unset it');
-    expect(problem(['topics', 'list'], { STRATA_CONFIG: '', STRATA_FLUSH_MS: '' })).toBeNull();
+    expect(problem(['serve'], { STRATA_METRICS_LISTEN: '' })).toBe('STRATA_METRICS_LISTEN is set but empty; give host:port, or unset it (--metrics-listen "" turns the probe server off)');
+    expect(problem(['topics', 'list'], { STRATA_CONFIG: '', STRATA_FLUSH_MS: '', STRATA_METRICS_LISTEN: '' })).toBeNull();
   });
 
   it('leaves alone other commands, what follows --, a string option left empty, --help and --version', () => {
