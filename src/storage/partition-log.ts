@@ -76,6 +76,18 @@ class SealSyncFailed extends Error {
   }
 }
 
+/**
+ * A roll's new segment file may be in the directory, though it never joined the log: its
+ * directory fsync failed other than for a full disk (what the directory holds is unknown), or
+ * the file could not be removed again. After a restart, such an empty file would take the place of the records
+ * appended to the active segment after its base; so, whatever its errno, it fences.
+ */
+class StraySegmentFile extends Error {
+  constructor(message: string, cause: unknown) {
+    super(message, { cause });
+  }
+}
+
 /** Largest group of queued appends written with one writev (one larger append goes alone). */
 const WRITE_BYTES_MAX = 8 * 1024 * 1024;
 /**
@@ -662,9 +674,12 @@ export class PartitionLog {
   /**
    * A roll that fails before the new segment joins the list leaves the log as it was (every
    * step is repeatable), so ENOSPC refuses the queued appends and a later append retries.
-   * Anything else (a failed fdatasync above all) fences the partition.
+   * Anything else (a failed fdatasync above all, or a new segment file that may have stayed
+   * behind, which carries no errno) fences the partition.
    */
   private failRoll(error: NodeJS.ErrnoException): void {
+    // Fenced meanwhile (the roll waited for an fdatasync that failed): nothing more to do.
+    if (this.fence !== null) return;
     if (error instanceof SealSyncFailed) {
       // Whatever its errno: the kernel may have dropped dirty pages of the sealed segment.
       const cause = error.cause as NodeJS.ErrnoException;
@@ -993,6 +1008,9 @@ export class PartitionLog {
     await undefined;
     do {
       this.syncWanted = false;
+      // A fenced log fdatasyncs no more: after a failed one, a later one can succeed over pages
+      // the kernel dropped, and must not move the high watermark (the interval flush asks on).
+      if (this.fence !== null) return;
       const active = this.segments.last();
       const target: LogPosition = { offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes };
       const writtenBytes = this.writtenBytesTotal;
@@ -1095,15 +1113,22 @@ export class PartitionLog {
     let segment: LogSegment | null = null;
     try {
       segment = await LogSegment.create(this.fs, this.directory, baseOffset, this.segmentOptions);
-      await this.fs.fsyncDirectory(this.directory);
+      try {
+        await this.fs.fsyncDirectory(this.directory);
+      } catch (error) {
+        // A full disk changed nothing durable that removing the file below does not undo.
+        if (isDiskFullCode((error as NodeJS.ErrnoException).code)) throw error;
+        throw new StraySegmentFile(`fsync of the directory after creating ${segment.logPath} failed (${errnoOrMessage(error)})`, error);
+      }
       return segment;
     } catch (error) {
       const path = segment?.logPath ?? segmentFilePath(this.directory, baseOffset, LOG_SUFFIX);
+      // Its descriptor, whatever becomes of it: what matters is that the file goes.
+      await segment?.close().catch(() => undefined);
       try {
-        await segment?.close();
         await this.fs.unlink(path);
       } catch (removeError) {
-        throw new Error(`could not remove ${path}, created by a roll that failed (${errnoOrMessage(error)}): ${(removeError as Error).message}`, { cause: error });
+        throw new StraySegmentFile(`could not remove ${path}, created by a roll that failed (${errnoOrMessage(error)}): ${(removeError as Error).message}`, error);
       }
       throw error;
     }
@@ -1159,11 +1184,7 @@ export class PartitionLog {
   /** Seals the active segment (fdatasync, durable indexes) and starts a new one. Writer only. */
   private async roll(reason: string): Promise<void> {
     const old = this.segments.last();
-    try {
-      await old.flush();
-    } catch (error) {
-      throw new SealSyncFailed(error);
-    }
+    await this.sealSync(old);
     await old.closeDirectWriter();
     this.flushedAll(old);
     await old.writeIndexes();
@@ -1172,6 +1193,31 @@ export class PartitionLog {
     await this.saveProducerState(segment.baseOffset);
     await this.writeRecoveryPoint('roll');
     this.logger.info({ baseOffset: segment.baseOffset, reason, sealedBytes: old.sizeBytes }, 'rolled to a new segment');
+  }
+
+  /**
+   * fdatasyncs the segment being sealed as the log's only fdatasync in flight. After one that
+   * failed, Linux reports the error to one caller only: a second one running beside it (the
+   * group commit's, or the interval flush's) could succeed, and acknowledge, over pages the
+   * first was told were lost. Throws the fence if the log was fenced meanwhile, and
+   * SealSyncFailed if the fdatasync fails.
+   */
+  private async sealSync(segment: LogSegment): Promise<void> {
+    while (this.syncing !== null) await this.syncing;
+    if (this.fence !== null) throw this.fence;
+    const flushed = segment.flush();
+    this.syncing = flushed
+      .catch(() => undefined)
+      .finally(() => {
+        this.syncing = null;
+        this.noteIoActivity();
+      });
+    this.noteIoActivity();
+    try {
+      await flushed;
+    } catch (error) {
+      throw new SealSyncFailed(error);
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1407,12 +1453,12 @@ export class PartitionLog {
   /**
    * Rolls the active segment so that retention can delete it, in the writer's place: only when
    * no append is being written, and appends that come meanwhile wait for it as for any roll.
-   * A failed fdatasync of the segment being sealed, or a failure
-   * after the new segment joined the list, is handled as in the writer's rolls (`failRoll`:
-   * ENOSPC refuses what queued meanwhile, anything else fences). Any other failure left the
-   * log as it was (every step before is repeatable): the active segment stays until the next
-   * check, and the appends that waited go on into it, since they do not need the roll; the
-   * sealed segments can still go.
+   * A failed fdatasync of the segment being sealed, a new segment file that may have stayed
+   * in the directory (`StraySegmentFile`), or a failure after the new segment joined the list,
+   * is handled as in the writer's rolls (`failRoll`: ENOSPC refuses what queued meanwhile,
+   * anything else fences). Any other failure left the log as it was (every step before is
+   * repeatable): the active segment stays until the next check, and the appends that waited go
+   * on into it, since they do not need the roll; the sealed segments can still go.
    */
   private async rollForRetention(): Promise<void> {
     if (this.writerRunning) return;
@@ -1421,8 +1467,9 @@ export class PartitionLog {
       try {
         await this.roll('retention');
       } catch (error) {
-        if (error instanceof SealSyncFailed || this.segments.last() !== active) this.failRoll(error as NodeJS.ErrnoException);
-        else this.logger.warn({ err: error }, 'retention could not roll the active segment; it stays until the next check');
+        const leftAsItWas = !(error instanceof SealSyncFailed || error instanceof StraySegmentFile) && this.fence === null && this.segments.last() === active;
+        if (leftAsItWas) this.logger.warn({ err: error }, 'retention could not roll the active segment; it stays until the next check');
+        else this.failRoll(error as NodeJS.ErrnoException);
       }
     });
   }

@@ -42,6 +42,8 @@ export class TestFileSystem implements FileSystem {
   /** fdatasync fails with `fdatasyncErrorCode`. */
   failFdatasync = false;
   fdatasyncErrorCode = 'EIO';
+  /** The next this many fdatasyncs fail with `fdatasyncErrorCode`, and later ones work: Linux reports a failed writeback to one caller only. */
+  failNextFdatasyncs = 0;
   fdatasyncCalls = 0;
   /** Calls made on the event loop (writevSync, fdatasyncSync). */
   inlineWritevCalls = 0;
@@ -157,8 +159,14 @@ export class TestFileSystem implements FileSystem {
   async fdatasync(fd: number): Promise<void> {
     this.fdatasyncCalls++;
     await this.pass('fdatasync');
-    if (this.failFdatasync) throw errnoError(this.fdatasyncErrorCode);
+    if (this.failsThisFdatasync()) throw errnoError(this.fdatasyncErrorCode);
     return this.real.fdatasync(fd);
+  }
+  private failsThisFdatasync(): boolean {
+    if (this.failFdatasync) return true;
+    if (this.failNextFdatasyncs === 0) return false;
+    this.failNextFdatasyncs--;
+    return true;
   }
   writevSync(fd: number, buffers: readonly Buffer[], position: number): number {
     if (this.isHeld('writev')) throw new Error('hold cannot hold a write on the event loop: open the log without inlineIo');
@@ -194,7 +202,7 @@ export class TestFileSystem implements FileSystem {
     if (this.isHeld('fdatasync')) throw new Error('hold cannot hold a sync on the event loop: open the log without inlineIo');
     this.fdatasyncCalls++;
     this.inlineFdatasyncCalls++;
-    if (this.failFdatasync) throw errnoError(this.fdatasyncErrorCode);
+    if (this.failsThisFdatasync()) throw errnoError(this.fdatasyncErrorCode);
     this.real.fdatasyncSync(fd);
   }
   ftruncate(fd: number, length: number): Promise<void> {

@@ -459,6 +459,21 @@ describe('high watermark', () => {
     expectValues(await readAllRecords(log), 0, 5);
   });
 
+  // A later fdatasync could succeed over the pages the failed one lost, and would move the
+  // durable end (what the recovery checkpoint may cover) past them.
+  it('with flush=interval, a failed fdatasync fences the log, and no fdatasync is tried after it', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { flush: 'interval', flushMs: 60_000 }, { fs });
+    await log.append(batchOf(0, 2));
+    fs.failNextFdatasyncs = 1;
+    await log.flush();
+    expect((await rejection(log.append(batchOf(2, 1)))).code).toBe(ErrorCode.PARTITION_FENCED);
+    const syncs = fs.fdatasyncCalls;
+    await log.flush(); // as the interval timer does
+    expect(fs.fdatasyncCalls).toBe(syncs);
+    expect(await log.checkpointRecoveryPoint()).toBe(false);
+  });
+
   it('a switch from flush=interval to always syncs at once what interval acknowledged unsynced', async () => {
     const fs = new TestFileSystem();
     const log = await openLog(tempDir(), { flush: 'interval', flushMs: 60_000 }, { fs });
@@ -819,6 +834,62 @@ describe('retention', () => {
     expect(log.segmentCount).toBe(1);
     expectValues(await readAllRecords(log), 4, 6);
     expect(segmentFiles(directory)).toEqual([`${stem(4)}.log`]);
+  });
+
+  // After a failed fdatasync, Linux reports the error to one caller only: a roll's fdatasync
+  // running beside the group commit's could succeed over the pages the other was told were lost,
+  // and the roll would then seal the segment and move the recovery checkpoint past them.
+  it('rolls for retention only once the fdatasync in flight has ended; when that one failed, the log is fenced and the roll stops there', async () => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { retentionMs: 60_000 }, { clock, fs });
+    await log.append(batchOf(0, 3, clock.nowMs()));
+    clock.advance(120_000);
+    const syncsBefore = fs.fdatasyncCalls;
+    const syncHeld = fs.hold('fdatasync');
+    const appended = rejection(log.append(batchOf(3, 1, T0)));
+    await syncHeld.reached;
+    // The writer ends in microtasks once its group is written: after a turn, only the sync runs.
+    await new Promise((resolve) => setImmediate(resolve));
+    const retention = rejection(log.applyRetention());
+    fs.failNextFdatasyncs = 1;
+    syncHeld.release();
+    expect((await appended).code).toBe(ErrorCode.PARTITION_FENCED);
+    expect((await retention).code).toBe(ErrorCode.PARTITION_FENCED);
+    expect(fs.fdatasyncCalls).toBe(syncsBefore + 1);
+    expect(segmentFiles(directory)).toEqual([`${stem(0)}.log`]);
+    expect(log.highWatermark).toBe(3);
+  });
+
+  // A roll for retention whose directory fsync fails after creating the new segment's file:
+  // ENOSPC changed nothing durable that removing the file does not undo, so the log stays as it
+  // was (retention tries again later; appends go on into the active segment); after EIO, what
+  // the directory holds is unknown, and after a restart that empty file could take the place of
+  // the records appended to the active segment since: the log is fenced, as by the writer's rolls.
+  it.each([
+    { code: 'ENOSPC', fenced: false },
+    { code: 'EIO', fenced: true },
+  ])('when a roll for retention fails to fsync the directory with $code, removes the new file; fences: $fenced', async ({ code, fenced }) => {
+    const directory = tempDir();
+    const clock = new ManualClock(T0);
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { retentionMs: 60_000 }, { clock, fs });
+    await log.append(batchOf(0, 3, clock.nowMs()));
+    clock.advance(120_000);
+    fs.directorySyncError = code;
+    const retention = log.applyRetention();
+    if (fenced) expect((await rejection(retention)).message).toContain(`rolling to a new segment failed (fsync of the directory after creating`);
+    else expect(await retention).toBe(0);
+    fs.directorySyncError = null;
+    expect(segmentFiles(directory).filter((name) => name.endsWith('.log'))).toEqual([`${stem(0)}.log`]);
+    if (fenced) {
+      expect((await rejection(log.append(batchOf(3, 1)))).code).toBe(ErrorCode.PARTITION_FENCED);
+    } else {
+      expect((await log.append(batchOf(3, 1))).baseOffset).toBe(3);
+      expect(await log.applyRetention()).toBe(1);
+      expect(log.logStartOffset).toBe(4);
+    }
   });
 
   it('by retention.bytes deletes the oldest segments while the rest stays at least the limit', async () => {
