@@ -804,13 +804,19 @@ describe('retention', () => {
     expectValues(await readAllRecords(recovered), nextOffset, nextOffset + 2);
   });
 
-  it('rolls the active segment for retention only while no append is being written; appends meanwhile wait for the roll', async () => {
+  /** A log whose only segment, the active one, holds offsets 0-2 and has expired (retention.ms 60 s, 120 s on). */
+  async function expiredActiveSegment(): Promise<{ directory: string; clock: ManualClock; fs: TestFileSystem; log: PartitionLog }> {
     const directory = tempDir();
     const clock = new ManualClock(T0);
     const fs = new TestFileSystem();
     const log = await openLog(directory, { retentionMs: 60_000 }, { clock, fs });
     await log.append(batchOf(0, 3, clock.nowMs()));
     clock.advance(120_000);
+    return { directory, clock, fs, log };
+  }
+
+  it('rolls the active segment for retention only while no append is being written; appends meanwhile wait for the roll', async () => {
+    const { directory, clock, fs, log } = await expiredActiveSegment();
 
     // An append held at its write: the writer is busy, so the expired active segment stays.
     const writeHeld = fs.hold('writev');
@@ -840,12 +846,7 @@ describe('retention', () => {
   // running beside the group commit's could succeed over the pages the other was told were lost,
   // and the roll would then seal the segment and move the recovery checkpoint past them.
   it('rolls for retention only once the fdatasync in flight has ended; when that one failed, the log is fenced and the roll stops there', async () => {
-    const directory = tempDir();
-    const clock = new ManualClock(T0);
-    const fs = new TestFileSystem();
-    const log = await openLog(directory, { retentionMs: 60_000 }, { clock, fs });
-    await log.append(batchOf(0, 3, clock.nowMs()));
-    clock.advance(120_000);
+    const { directory, fs, log } = await expiredActiveSegment();
     const syncsBefore = fs.fdatasyncCalls;
     const syncHeld = fs.hold('fdatasync');
     const appended = rejection(log.append(batchOf(3, 1, T0)));
@@ -871,12 +872,7 @@ describe('retention', () => {
     { code: 'ENOSPC', fenced: false },
     { code: 'EIO', fenced: true },
   ])('when a roll for retention fails to fsync the directory with $code, removes the new file; fences: $fenced', async ({ code, fenced }) => {
-    const directory = tempDir();
-    const clock = new ManualClock(T0);
-    const fs = new TestFileSystem();
-    const log = await openLog(directory, { retentionMs: 60_000 }, { clock, fs });
-    await log.append(batchOf(0, 3, clock.nowMs()));
-    clock.advance(120_000);
+    const { directory, fs, log } = await expiredActiveSegment();
     fs.directorySyncError = code;
     const retention = log.applyRetention();
     if (fenced) expect((await rejection(retention)).message).toContain(`rolling to a new segment failed (fsync of the directory after creating`);
