@@ -8,6 +8,7 @@
  *     recovery-point.checkpoint        offset below which everything is flushed
  *     .clean-shutdown                  present only after a clean close
  *     fenced                           present while fenced for corrupt data a read found
+ *     sync-failed                      present after an fdatasync of the log failed (see sync-failure-marker.ts)
  *     *.deleted, *.tmp                 leftovers of interrupted deletes / checkpoint writes
  */
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ export const TEMP_SUFFIX = '.tmp';
 export const RECOVERY_CHECKPOINT_FILE = 'recovery-point.checkpoint';
 export const CLEAN_SHUTDOWN_FILE = '.clean-shutdown';
 export const FENCE_FILE = 'fenced';
+export const SYNC_FAILED_FILE = 'sync-failed';
 
 const OFFSET_DIGITS = 20;
 const SEGMENT_FILE_PATTERN = /^(\d{20})\.(log|index|timeindex)$/;

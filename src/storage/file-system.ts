@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { dirname } from 'node:path';
 import { buffersFrom, runBytes } from './buffer-run.js';
 import { TEMP_SUFFIX } from './file-names.js';
+import { currentBootId } from './boot-id.js';
 
 export interface FileSystem {
   /** Opens for reading and writing, creating the file if `create` is set. */
@@ -41,6 +42,8 @@ export interface FileSystem {
   /** fsyncs a directory so entries created, renamed or removed in it are durable. */
   fsyncDirectory(path: string): Promise<void>;
   removeTree(path: string): Promise<void>;
+  /** The id of the running kernel's boot, new at every start of the machine; null where there is none (see `sync-failure-marker.ts`). */
+  bootId(): string | null;
 }
 
 function callback<T>(resolve: (value: T) => void, reject: (error: Error) => void) {
@@ -212,6 +215,10 @@ export class NodeFileSystem implements FileSystem {
 
   removeTree(path: string): Promise<void> {
     return fs.promises.rm(path, { recursive: true, force: true });
+  }
+
+  bootId(): string | null {
+    return currentBootId();
   }
 }
 

@@ -32,11 +32,13 @@ import type { Logger } from '../common/logger.js';
 import { isDirectWritePadding } from './direct-writer.js';
 import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint-file.js';
 import { type FenceRecord, readFenceMarker, removeFenceMarker } from './fence-marker.js';
+import { readSyncFailureMarker, removeSyncFailureMarker, writeSyncFailureMarker } from './sync-failure-marker.js';
 import {
   CLEAN_SHUTDOWN_FILE,
   DELETED_SUFFIX,
   FENCE_FILE,
   LOG_SUFFIX,
+  SYNC_FAILED_FILE,
   TEMP_SUFFIX,
   offsetFileStem,
   parseSegmentFileName,
@@ -88,6 +90,7 @@ export interface LoadOptions {
 export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
   await fs.mkdirs(directory);
+  await checkSyncFailure(options);
   const baseOffsets = await cleanDirectory(fs, directory, logger);
   // Read once, here: every path below needs it.
   const checkpoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
@@ -101,6 +104,27 @@ export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
     await segments.closeAll((segment, closeError) => logger.warn({ err: closeError, file: segment.logPath }, 'closing a segment failed'));
     throw error;
   }
+}
+
+/**
+ * A partition whose fdatasync failed before this start (see `sync-failure-marker.ts`). On the
+ * same boot, the kernel may still hold pages it failed to write, marked clean, and recovery
+ * would read them back as valid: the log is not opened (a repair neither, which would read them
+ * too). After the machine restarted, the marker goes and recovery reads what the disk holds.
+ */
+async function checkSyncFailure(options: LoadOptions): Promise<void> {
+  const { fs, directory, logger } = options;
+  const recorded = await readSyncFailureMarker(fs, directory);
+  if (recorded === null) return;
+  const boot = fs.bootId();
+  const failed = `an fdatasync of this partition's log failed before the broker restarted (${recorded.problem})`;
+  const risk = 'the kernel may still hold bytes it failed to write, and a recovery would serve them';
+  if (recorded.boot === null || boot === null) {
+    throw new Error(`${failed}, and whether the machine has restarted since cannot be told: ${risk}. Check the disk and restart the machine, then remove ${join(directory, SYNC_FAILED_FILE)}`);
+  }
+  if (recorded.boot === boot) throw new Error(`${failed}, and the machine has not restarted since: ${risk}. Check the disk, then restart the machine, not only the broker`);
+  logger.warn({ directory, problem: recorded.problem }, 'an fdatasync of this partition failed before the machine restarted: recovering the log from what the disk holds');
+  await removeSyncFailureMarker(fs, directory);
 }
 
 /**
@@ -315,7 +339,11 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
     await fs.fdatasync(await active.fileDescriptor());
   } catch (error) {
     const reason = errnoOrMessage(error);
-    throw new Error(`recovery could not fdatasync ${active.logPath} (${reason}): the log is not opened, since its tail would be served without being durable`, { cause: error });
+    // So that a start on the same boot does not take what the kernel kept for durable.
+    await writeSyncFailureMarker(fs, directory, { boot: fs.bootId(), problem: `recovery could not fdatasync ${active.logPath} (${reason})` }).catch((markerError: unknown) =>
+      logger.error({ err: markerError }, 'could not record the failed fdatasync on disk: restart the machine before the broker'),
+    );
+    throw new Error(`recovery could not fdatasync ${active.logPath} (${reason}): the log is not opened, since its tail would be served without being durable; check the disk, then restart the machine, not only the broker`, { cause: error });
   }
   return { segments, cleanShutdown: false, recovery: report, fence: null, recoveryPoint };
 }

@@ -41,6 +41,7 @@ import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
 import { writeRecoveryCheckpoint } from './checkpoint-file.js';
 import { writeFenceMarker } from './fence-marker.js';
+import { writeSyncFailureMarker } from './sync-failure-marker.js';
 import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, segmentFilePath } from './file-names.js';
 import { nodeFileSystem, type FileSystem } from './file-system.js';
 import { type LoadedLog, type RecoveryReport, UNSYNCED_WINDOW_BYTES, loadLog } from './log-loader.js';
@@ -683,7 +684,7 @@ export class PartitionLog {
     if (error instanceof SealSyncFailed) {
       // Whatever its errno: the kernel may have dropped dirty pages of the sealed segment.
       const cause = error.cause as NodeJS.ErrnoException;
-      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of the segment being sealed failed (${errnoOrMessage(cause)}); ${AFTER_FAILED_SYNC}`, { cause }));
+      this.fenceForFailedSync(`fdatasync of the segment being sealed failed (${errnoOrMessage(cause)})`, cause);
       return;
     }
     if (isDiskFullCode(error.code)) {
@@ -936,7 +937,7 @@ export class PartitionLog {
       // before the cut did would bring refused batches back into the log.
       await this.fs.fdatasync(active.openFileDescriptor());
     } catch (syncError) {
-      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of ${active.logPath} after rolling back a failed write failed (${(syncError as Error).message}); ${AFTER_FAILED_SYNC}`));
+      this.fenceForFailedSync(`fdatasync of ${active.logPath} after rolling back a failed write failed (${(syncError as Error).message})`, syncError);
     }
     this.logger.error({ err: error, file: active.logPath }, 'append failed and was rolled back');
     return refusal;
@@ -1025,7 +1026,7 @@ export class PartitionLog {
           () => this.fs.fdatasync(fd),
         );
       } catch (error) {
-        this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: fdatasync of ${active.logPath} failed (${(error as Error).message}); ${AFTER_FAILED_SYNC}`, { cause: error }));
+        this.fenceForFailedSync(`fdatasync of ${active.logPath} failed (${(error as Error).message})`, error);
         return;
       } finally {
         this.inlineIo?.syncEnded();
@@ -1070,6 +1071,19 @@ export class PartitionLog {
     this.rejectQueued(error);
     // Readers waiting for records (long polls, subscriptions) wake, read and get the fence.
     this.wakeReaders();
+  }
+
+  /**
+   * Fences the log for a failed fdatasync (`failure` says which), and records that on disk
+   * (`sync-failure-marker.ts`): a start on the same boot then refuses to open the partition,
+   * whose pages the kernel failed to write may still be in its page cache.
+   */
+  private fenceForFailedSync(failure: string, cause: unknown): void {
+    this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: ${failure}; ${AFTER_FAILED_SYNC}`, { cause }));
+    const recorded = writeSyncFailureMarker(this.fs, this.directory, { boot: this.fs.bootId(), problem: failure }).catch((error: unknown) =>
+      this.logger.error({ err: error }, 'could not record the failed fdatasync on disk: restart the machine before the broker, or a recovery may serve bytes the disk never got'),
+    );
+    this.fenceRecorded = Promise.all([this.fenceRecorded, recorded]).then(() => undefined);
   }
 
   /** fdatasyncs everything written so far (used by interval flushing and before close). */
@@ -1534,7 +1548,12 @@ export class PartitionLog {
     try {
       if (this.fence === null) {
         const active = this.segments.last();
-        await active.flush();
+        try {
+          await active.flush();
+        } catch (error) {
+          this.fenceForFailedSync(`fdatasync of ${active.logPath} at close failed (${errnoOrMessage(error)})`, error);
+          throw error;
+        }
         this.flushedAll(active);
         await active.writeIndexes();
         await this.saveProducerState(this.nextOffset);

@@ -67,6 +67,8 @@ export class TestFileSystem implements FileSystem {
   /** Writes to descriptors from openDirect so far. */
   directWriteCalls = 0;
   private readonly directFds = new Set<number>();
+  /** What `bootId` answers: the real boot's id unless a test sets another (a machine restarted), or null (none to tell). */
+  bootIdValue: string | null = new NodeFileSystem().bootId();
   /** Descriptors opened through this file system and not closed yet (to find leaks). */
   readonly openFds = new Set<number>();
   /**
@@ -238,6 +240,9 @@ export class TestFileSystem implements FileSystem {
   async readdir(path: string): Promise<string[]> {
     if (this.readdirError !== null && path.includes(this.readdirError.pathIncludes)) throw errnoError(this.readdirError.code);
     return this.real.readdir(path);
+  }
+  bootId(): string | null {
+    return this.bootIdValue;
   }
   async fsyncDirectory(path: string): Promise<void> {
     if (this.directorySyncError !== null) throw errnoError(this.directorySyncError);

@@ -136,14 +136,19 @@ function batchSpans(buffer: Buffer): [number, number, number][] {
   return spans;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<StrataError> {
+/** What `promise` was rejected with: an instance of `type` (null when it was fulfilled fails the test). */
+async function rejectedWith<T extends Error>(promise: Promise<unknown>, type: abstract new (...args: never[]) => T): Promise<T> {
   const error = await promise.then(
     () => null,
     (thrown: unknown) => thrown,
   );
-  expect(error).toBeInstanceOf(StrataError);
-  return error as StrataError;
+  expect(error).toBeInstanceOf(type);
+  return error as T;
 }
+
+const rejection = (promise: Promise<unknown>): Promise<StrataError> => rejectedWith(promise, StrataError);
+/** The error an open failed with (a plain Error: the broker names the partition around it). */
+const openFailure = (opening: Promise<PartitionLog>): Promise<Error> => rejectedWith(opening, Error);
 
 // ---------------------------------------------------------------------------------------------
 // Offsets and rolling.
@@ -1515,6 +1520,52 @@ describe('fdatasync failure', () => {
     const error = await openLog(crashed, {}, { fs: failing }).then(() => null, (thrown: unknown) => thrown as Error);
     expect(error?.message).toMatch(/recovery could not fdatasync .*00000000000000000000\.log \(EIO\)/);
     expect([...failing.openFds], 'descriptors the failed open left open').toEqual([]);
+    // Recorded: a start on the same boot, whose fdatasync would work, still does not open it.
+    expect((await openFailure(openLog(crashed))).message).toMatch(/failed before the broker restarted \(recovery could not fdatasync .*\), and the machine has not restarted since/);
+  });
+
+  // After a failed fdatasync, the kernel may keep the pages it failed to write, marked clean: a
+  // recovery on the same boot would read them back as valid and serve them.
+  describe('a partition fenced by a failed fdatasync', () => {
+    async function fencedBySync(): Promise<string> {
+      const directory = tempDir();
+      const fs = new TestFileSystem();
+      const log = await openLog(directory, {}, { fs });
+      await log.append(batchOf(0, 2));
+      fs.failNextFdatasyncs = 1;
+      expect((await rejection(log.append(batchOf(2, 1)))).message).toContain('fdatasync of');
+      await log.close();
+      expect(nodeFs.readFileSync(join(directory, 'sync-failed'), 'utf8')).toMatch(/^strata-sync-failed 1\nboot [0-9a-f-]+\nproblem fdatasync of .*00000000000000000000\.log failed \(EIO: simulated failure\)\n$/);
+      return directory;
+    }
+
+    it('is not opened again on the same boot', async () => {
+      const directory = await fencedBySync();
+      const error = await openFailure(openLog(directory));
+      expect(error.message).toMatch(/^an fdatasync of this partition's log failed before the broker restarted \(fdatasync of .* failed \(EIO: simulated failure\)\), and the machine has not restarted since: .* Check the disk, then restart the machine, not only the broker$/);
+      expect(nodeFs.existsSync(join(directory, 'sync-failed'))).toBe(true);
+    });
+
+    it('is recovered from what the disk holds after the machine restarted, and the marker goes', async () => {
+      const directory = await fencedBySync();
+      const restarted = new TestFileSystem();
+      restarted.bootIdValue = 'a-later-boot';
+      const log = await openLog(directory, {}, { fs: restarted });
+      expect(log.recovery).not.toBeNull();
+      expect(nodeFs.existsSync(join(directory, 'sync-failed'))).toBe(false);
+      expectValues((await readAllRecords(log)).slice(0, 2), 0, 2); // the acknowledged ones
+      const end = log.logEndOffset;
+      expect((await log.append(batchOf(end, 1))).baseOffset).toBe(end);
+    });
+
+    it('where the boot cannot be told, is not opened until the marker is removed by hand', async () => {
+      const directory = await fencedBySync();
+      const unknown = new TestFileSystem();
+      unknown.bootIdValue = null;
+      expect((await openFailure(openLog(directory, {}, { fs: unknown }))).message).toContain(`whether the machine has restarted since cannot be told: the kernel may still hold bytes it failed to write, and a recovery would serve them. Check the disk and restart the machine, then remove ${join(directory, 'sync-failed')}`);
+      nodeFs.rmSync(join(directory, 'sync-failed'));
+      expect((await openLog(directory, {}, { fs: unknown })).logEndOffset).toBeGreaterThanOrEqual(2);
+    });
   });
 
   it('an open that fails loading the producer state leaves no file open', async () => {
