@@ -13,6 +13,7 @@ import type { Argv } from 'yargs';
 import { pino, type Logger } from 'pino';
 import { Connection, type ConnectionOptions } from '../client/connection.js';
 import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
+import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
@@ -20,12 +21,21 @@ export const DEFAULT_SERVER = '127.0.0.1:50051';
 /** Option names of this module, for the environment check in main.ts. */
 export const CLIENT_OPTION_NAMES = ['server'];
 
-/** Warnings of the client library (retries, resets) go to stderr; STRATA_LOG_LEVEL, default error. */
-const clientLogLevel = process.env.STRATA_LOG_LEVEL ?? 'error';
+/** Read when the CLI loads: main.ts then takes serve's variables out of a client command's environment. */
+const environmentLogLevel = process.env.STRATA_LOG_LEVEL;
 let logger: Logger | null = null;
 
+/** STRATA_LOG_LEVEL (default error), one of serve's --log-level choices; a UsageError otherwise. */
+function clientLogLevel(): string {
+  const level = environmentLogLevel ?? 'error';
+  const levels: readonly string[] = SERVE_OPTIONS['log-level'].choices;
+  if (!levels.includes(level)) throw new UsageError(`STRATA_LOG_LEVEL must be one of ${levels.join(', ')}, got ${JSON.stringify(level)}`);
+  return level;
+}
+
+/** Warnings of the client library (retries, resets) go to stderr, at STRATA_LOG_LEVEL. */
 export function clientLogger(): Logger {
-  logger ??= pino({ level: clientLogLevel, base: { service: 'strata-cli' } }, pino.destination({ fd: 2, sync: true }));
+  logger ??= pino({ level: clientLogLevel(), base: { service: 'strata-cli' } }, pino.destination({ fd: 2, sync: true }));
   return logger;
 }
 
@@ -44,6 +54,8 @@ export function serverAddress(argv: { server?: unknown }, option = '--server'): 
   if (typeof server !== 'string' || (!/^[^\s:]+:\d+$/.test(server) && !/^\[[0-9a-fA-F:.]+\]:\d+$/.test(server))) {
     throw new UsageError(`${option} must be HOST:PORT, got ${JSON.stringify(server)}`);
   }
+  const port = Number(server.slice(server.lastIndexOf(':') + 1));
+  if (port < 1 || port > 65535) throw new UsageError(`${option} must have a port from 1 to 65535, got ${JSON.stringify(server)}`);
   return server;
 }
 
@@ -64,6 +76,7 @@ export function connectionOptions(server: string): ConnectionOptions {
  */
 export async function withConnection<T>(argv: { server?: unknown }, action: (connection: Connection) => Promise<T>): Promise<T> {
   const server = serverAddress(argv);
+  clientLogLevel(); // refused before anything is sent, not when a command first logs
   const connection = new Connection(connectionOptions(server));
   try {
     return await action(connection);

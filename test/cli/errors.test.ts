@@ -219,6 +219,7 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['groups', 'reset-offsets', 'g', '--to', 'earliest'], /^strata: Missing required argument: topic\n$/],
     [['groups', 'reset-offsets', 'g', '--topic', 't', '--to', 'soon'], /--to takes earliest, latest, an offset or an ISO-8601 time/],
     [['topics', 'list', '--server', 'no-port'], /--server must be HOST:PORT, got "no-port"/],
+    [['topics', 'list', '--server', '127.0.0.1:70000'], /^strata: --server must have a port from 1 to 65535, got "127.0.0.1:70000"\n$/],
     [['consume', 't', '--count', '1', '--count=2'], /^strata: --count was given 2 times; it takes one value\n$/],
     [['bench', 'produce', '--records', '10', '--record-size', '1', '--records=20'], /^strata: --records was given 2 times; it takes one value\n$/],
     [['groups', 'reset-offsets', 'g', '--partition', '0', '--partition', '1', '--to', 'earliest', '--topic', 't', '--topic', 'u'], /^strata: --topic was given 2 times; it takes one value\n$/],
@@ -324,14 +325,17 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     }
   });
 
-  it('a log level pino does not know in STRATA_LOG_LEVEL: one line from serve, and no crash of other commands', async () => {
+  it('a log level pino does not know in STRATA_LOG_LEVEL: one line from serve, and from a client command before it sends anything', async () => {
     for (const level of ['verbose', '']) {
       const serve = await runCli(['serve', ...serveFlags], { env: { STRATA_LOG_LEVEL: level } });
       expect(serve.code, serve.stderr).toBe(2);
       expect(serve.stderr).toBe(`strata: Invalid values: Argument: log-level, Given: "${level}", Choices: "trace", "debug", "info", "warn", "error", "fatal", "silent"\n`);
-      const list = await runCli(at('topics', 'list'), { env: { STRATA_LOG_LEVEL: level } });
-      expect(list.code, list.stderr).toBe(0);
+      const create = await runCli(at('topics', 'create', 'errors-log-level'), { env: { STRATA_LOG_LEVEL: level } });
+      expect(create.code, create.stderr).toBe(2);
+      expect(create.stderr).toBe(`strata: STRATA_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "${level}"\n`);
     }
+    expect((await shared.admin.listTopics()).map((topic) => topic.name)).not.toContain('errors-log-level');
+    expect((await runCli(at('topics', 'list'), { env: { STRATA_LOG_LEVEL: 'warn' } })).code).toBe(0);
     expect(existsSync(dataDir)).toBe(false);
   });
 
