@@ -56,6 +56,9 @@ export function serverAddress(argv: { server?: unknown }, option = '--server'): 
   }
   const port = Number(server.slice(server.lastIndexOf(':') + 1));
   if (port < 1 || port > 65535) throw new UsageError(`${option} must have a port from 1 to 65535, got ${JSON.stringify(server)}`);
+  // Every command that talks to a broker asks for its address first: a bad level is refused
+  // before anything is sent, not when the command first logs.
+  clientLogLevel();
   return server;
 }
 
@@ -76,7 +79,6 @@ export function connectionOptions(server: string): ConnectionOptions {
  */
 export async function withConnection<T>(argv: { server?: unknown }, action: (connection: Connection) => Promise<T>): Promise<T> {
   const server = serverAddress(argv);
-  clientLogLevel(); // refused before anything is sent, not when a command first logs
   const connection = new Connection(connectionOptions(server));
   try {
     return await action(connection);

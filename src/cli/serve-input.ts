@@ -25,7 +25,7 @@ export function serveInputProblem(argv: readonly string[], env: NodeJS.ProcessEn
   const options = end < 0 ? argv : argv.slice(0, end);
   if (commandOf(options, commands) !== 'serve') return null;
   if (options.some((token) => token === '--help' || token === '--version')) return null;
-  return configProblem(options, env) ?? negatedProblem(options) ?? emptyNumberProblem(options, env) ?? emptyMetricsListenProblem(env);
+  return configProblem(options, env) ?? negatedProblem(options) ?? emptyNumberProblem(options, env) ?? emptyMetricsListenProblem(options, env);
 }
 
 /** `name` and its camelCase spelling, both of which yargs takes. */
@@ -46,9 +46,11 @@ function negatedProblem(options: readonly string[]): string | null {
   return null;
 }
 
-function emptyMetricsListenProblem(env: NodeJS.ProcessEnv): string | null {
+function emptyMetricsListenProblem(options: readonly string[], env: NodeJS.ProcessEnv): string | null {
   const variable = environmentName('metrics-listen');
   if (env[variable]?.trim() !== '') return null;
+  // The flag, given, wins over the variable.
+  if (options.some((_, index) => optionValue(options, index, 'metrics-listen') !== null)) return null;
   return `${variable} is set but empty; give host:port, or unset it (--metrics-listen "" turns the probe server off)`;
 }
 

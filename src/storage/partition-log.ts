@@ -256,6 +256,8 @@ export class PartitionLog {
   private fence: StrataError | null = null;
   /** The write of the fence marker, once corrupt data fenced the log (see `fence-marker.ts`). */
   private fenceRecorded: Promise<void> | null = null;
+  /** The write of the sync-failure marker (`fenceForFailedSync`); null until an fdatasync failed. */
+  private syncFailureRecorded: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   /**
    * The last retention pass started or queued (null when none is under way): the next one
@@ -679,14 +681,10 @@ export class PartitionLog {
    * behind, which carries no errno) fences the partition.
    */
   private failRoll(error: NodeJS.ErrnoException): void {
-    // Fenced meanwhile (the roll waited for an fdatasync that failed): nothing more to do.
-    if (this.fence !== null) return;
-    if (error instanceof SealSyncFailed) {
-      // Whatever its errno: the kernel may have dropped dirty pages of the sealed segment.
-      const cause = error.cause as NodeJS.ErrnoException;
-      this.fenceForFailedSync(`fdatasync of the segment being sealed failed (${errnoOrMessage(cause)})`, cause);
-      return;
-    }
+    // Fenced already: by the seal's failed fdatasync (whatever its errno: the kernel may have
+    // dropped dirty pages of the sealed segment; `sealSync` fenced and recorded it), or
+    // meanwhile, the roll having waited for an fdatasync that failed. Nothing more to do.
+    if (error instanceof SealSyncFailed || this.fence !== null) return;
     if (isDiskFullCode(error.code)) {
       this.logger.error({ err: error }, 'segment roll failed: disk full');
       this.rejectQueued(new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error }));
@@ -934,10 +932,17 @@ export class PartitionLog {
     }
     try {
       // Made durable at once: part of the group may have reached the disk, and a power loss
-      // before the cut did would bring refused batches back into the log.
-      await this.fs.fdatasync(active.openFileDescriptor());
-    } catch (syncError) {
-      this.fenceForFailedSync(`fdatasync of ${active.logPath} after rolling back a failed write failed (${(syncError as Error).message})`, syncError);
+      // before the cut did would bring refused batches back into the log. Not beside another
+      // fdatasync (the interval flush's), nor on a log fenced meanwhile (see `sealSync`).
+      await this.aloneSyncing(async () => {
+        try {
+          await this.fs.fdatasync(active.openFileDescriptor());
+        } catch (syncError) {
+          this.fenceForFailedSync(`fdatasync of ${active.logPath} after rolling back a failed write failed (${(syncError as Error).message})`, syncError);
+        }
+      });
+    } catch {
+      // fenced before it could run: the fence refuses what follows
     }
     this.logger.error({ err: error, file: active.logPath }, 'append failed and was rolled back');
     return refusal;
@@ -1009,9 +1014,10 @@ export class PartitionLog {
     await undefined;
     do {
       this.syncWanted = false;
-      // A fenced log fdatasyncs no more: after a failed one, a later one can succeed over pages
-      // the kernel dropped, and must not move the high watermark (the interval flush asks on).
-      if (this.fence !== null) return;
+      // After a failed fdatasync, no more: a later one can succeed over pages the kernel
+      // dropped, and must not move the high watermark (the interval flush asks on). A log
+      // fenced for another reason still makes durable what interval flushing acknowledged.
+      if (this.syncFailureRecorded !== null) return;
       const active = this.segments.last();
       const target: LogPosition = { offset: this.nextOffset, segmentBaseOffset: active.baseOffset, position: active.sizeBytes };
       const writtenBytes = this.writtenBytesTotal;
@@ -1080,10 +1086,10 @@ export class PartitionLog {
    */
   private fenceForFailedSync(failure: string, cause: unknown): void {
     this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: ${failure}; ${AFTER_FAILED_SYNC}`, { cause }));
-    const recorded = writeSyncFailureMarker(this.fs, this.directory, { boot: this.fs.bootId(), problem: failure }).catch((error: unknown) =>
+    // The first failure only: one write of the marker, never two at once on its temp file.
+    this.syncFailureRecorded ??= writeSyncFailureMarker(this.fs, this.directory, { boot: this.fs.bootId(), problem: failure }).catch((error: unknown) =>
       this.logger.error({ err: error }, 'could not record the failed fdatasync on disk: restart the machine before the broker, or a recovery may serve bytes the disk never got'),
     );
-    this.fenceRecorded = Promise.all([this.fenceRecorded, recorded]).then(() => undefined);
   }
 
   /** fdatasyncs everything written so far (used by interval flushing and before close). */
@@ -1217,21 +1223,33 @@ export class PartitionLog {
    * SealSyncFailed if the fdatasync fails.
    */
   private async sealSync(segment: LogSegment): Promise<void> {
+    await this.aloneSyncing(async () => {
+      try {
+        await segment.flush();
+      } catch (error) {
+        this.fenceForFailedSync(`fdatasync of the segment being sealed failed (${errnoOrMessage(error)})`, error);
+        throw new SealSyncFailed(error);
+      }
+    });
+  }
+
+  /**
+   * Runs `sync` (an fdatasync and what it fences on failure) as the log's only fdatasync in
+   * flight, once the one in flight has ended; throws the fence if the log is fenced by then.
+   * `syncing` clears only after `sync` has settled, its fence included.
+   */
+  private async aloneSyncing(sync: () => Promise<void>): Promise<void> {
     while (this.syncing !== null) await this.syncing;
     if (this.fence !== null) throw this.fence;
-    const flushed = segment.flush();
-    this.syncing = flushed
+    const running = sync();
+    this.syncing = running
       .catch(() => undefined)
       .finally(() => {
         this.syncing = null;
         this.noteIoActivity();
       });
     this.noteIoActivity();
-    try {
-      await flushed;
-    } catch (error) {
-      throw new SealSyncFailed(error);
-    }
+    await running;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1541,6 +1559,7 @@ export class PartitionLog {
   private async closeOnce(): Promise<void> {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
     await this.fenceRecorded;
+    await this.syncFailureRecorded;
     // Appends called before the close and still in their compressed check are finished too.
     while (this.appendsInCheck > 0) await this.compressedChecks;
     while (this.writerRunning) await this.writing;
@@ -1573,6 +1592,7 @@ export class PartitionLog {
       // A read or retention pass that finished meanwhile may have fenced the log: its marker is
       // on disk before the close returns (and before a deleted topic's directory moves).
       await this.fenceRecorded;
+      await this.syncFailureRecorded;
       this.rejectQueued(this.closedError!);
       // Wake readers waiting for new data, so they see the log is gone instead of timing out.
       this.wakeReaders();

@@ -30,6 +30,7 @@ describe('serveInputProblem', () => {
     expect(problem(['serve'], { STRATA_CONFIG: '' })).toBe('STRATA_CONFIG is set but empty; give the path of a JSON file of options, or unset it');
     expect(problem(['serve'], { STRATA_FLUSH_MS: '' })).toBe('STRATA_FLUSH_MS is set but empty; give a number, or unset it');
     expect(problem(['serve'], { STRATA_METRICS_LISTEN: '' })).toBe('STRATA_METRICS_LISTEN is set but empty; give host:port, or unset it (--metrics-listen "" turns the probe server off)');
+    expect(problem(['serve', '--metrics-listen', '127.0.0.1:9464'], { STRATA_METRICS_LISTEN: '' })).toBeNull();
     expect(problem(['topics', 'list'], { STRATA_CONFIG: '', STRATA_FLUSH_MS: '', STRATA_METRICS_LISTEN: '' })).toBeNull();
   });
 

@@ -1517,11 +1517,14 @@ describe('fdatasync failure', () => {
     nodeFs.cpSync(directory, crashed, { recursive: true }); // open: no clean-shutdown marker
     const failing = new TestFileSystem();
     failing.failFdatasync = true;
+    failing.bootIdValue = 'boot-1';
     const error = await openLog(crashed, {}, { fs: failing }).then(() => null, (thrown: unknown) => thrown as Error);
     expect(error?.message).toMatch(/recovery could not fdatasync .*00000000000000000000\.log \(EIO\)/);
     expect([...failing.openFds], 'descriptors the failed open left open').toEqual([]);
     // Recorded: a start on the same boot, whose fdatasync would work, still does not open it.
-    expect((await openFailure(openLog(crashed))).message).toMatch(/failed before the broker restarted \(recovery could not fdatasync .*\), and the machine has not restarted since/);
+    const sameBoot = new TestFileSystem();
+    sameBoot.bootIdValue = 'boot-1';
+    expect((await openFailure(openLog(crashed, {}, { fs: sameBoot }))).message).toMatch(/failed before the broker restarted \(recovery could not fdatasync .*\), and the machine has not restarted since/);
   });
 
   // After a failed fdatasync, the kernel may keep the pages it failed to write, marked clean: a
@@ -1530,18 +1533,21 @@ describe('fdatasync failure', () => {
     async function fencedBySync(): Promise<string> {
       const directory = tempDir();
       const fs = new TestFileSystem();
+      fs.bootIdValue = 'boot-1';
       const log = await openLog(directory, {}, { fs });
       await log.append(batchOf(0, 2));
       fs.failNextFdatasyncs = 1;
       expect((await rejection(log.append(batchOf(2, 1)))).message).toContain('fdatasync of');
       await log.close();
-      expect(nodeFs.readFileSync(join(directory, 'sync-failed'), 'utf8')).toMatch(/^strata-sync-failed 1\nboot [0-9a-f-]+\nproblem fdatasync of .*00000000000000000000\.log failed \(EIO: simulated failure\)\n$/);
+      expect(nodeFs.readFileSync(join(directory, 'sync-failed'), 'utf8')).toMatch(/^strata-sync-failed 1\nboot boot-1\nproblem fdatasync of .*00000000000000000000\.log failed \(EIO: simulated failure\)\n$/);
       return directory;
     }
 
     it('is not opened again on the same boot', async () => {
       const directory = await fencedBySync();
-      const error = await openFailure(openLog(directory));
+      const sameBoot = new TestFileSystem();
+      sameBoot.bootIdValue = 'boot-1';
+      const error = await openFailure(openLog(directory, {}, { fs: sameBoot }));
       expect(error.message).toMatch(/^an fdatasync of this partition's log failed before the broker restarted \(fdatasync of .* failed \(EIO: simulated failure\)\), and the machine has not restarted since: .* Check the disk, then restart the machine, not only the broker$/);
       expect(nodeFs.existsSync(join(directory, 'sync-failed'))).toBe(true);
     });
