@@ -80,8 +80,9 @@ class SealSyncFailed extends Error {
 /**
  * A roll's new segment file may be in the directory, though it never joined the log: its
  * directory fsync failed other than for a full disk (what the directory holds is unknown), or
- * the file could not be removed again. After a restart, such an empty file would take the place of the records
- * appended to the active segment after its base; so, whatever its errno, it fences.
+ * the file could not be removed again. After a restart, such an empty file would take the
+ * place of the records appended to the active segment after its base; so, whatever its errno,
+ * it fences.
  */
 class StraySegmentFile extends Error {
   constructor(message: string, cause: unknown) {

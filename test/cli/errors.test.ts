@@ -330,9 +330,12 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
       const serve = await runCli(['serve', ...serveFlags], { env: { STRATA_LOG_LEVEL: level } });
       expect(serve.code, serve.stderr).toBe(2);
       expect(serve.stderr).toBe(`strata: Invalid values: Argument: log-level, Given: "${level}", Choices: "trace", "debug", "info", "warn", "error", "fatal", "silent"\n`);
-      const create = await runCli(at('topics', 'create', 'errors-log-level'), { env: { STRATA_LOG_LEVEL: level } });
-      expect(create.code, create.stderr).toBe(2);
-      expect(create.stderr).toBe(`strata: STRATA_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "${level}"\n`);
+      // consume asks the broker for the topic first (NOT_FOUND here, exit 1, were it sent).
+      for (const command of [['topics', 'create', 'errors-log-level'], ['consume', 'errors-log-level']]) {
+        const result = await runCli(at(...command), { env: { STRATA_LOG_LEVEL: level } });
+        expect(result.code, result.stderr).toBe(2);
+        expect(result.stderr).toBe(`strata: STRATA_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "${level}"\n`);
+      }
     }
     expect((await shared.admin.listTopics()).map((topic) => topic.name)).not.toContain('errors-log-level');
     expect((await runCli(at('topics', 'list'), { env: { STRATA_LOG_LEVEL: 'warn' } })).code).toBe(0);
