@@ -678,8 +678,8 @@ export class PartitionLog {
   /**
    * A roll that fails before the new segment joins the list leaves the log as it was (every
    * step is repeatable), so ENOSPC refuses the queued appends and a later append retries.
-   * Anything else (a failed fdatasync above all, or a new segment file that may have stayed
-   * behind, which carries no errno) fences the partition.
+   * Anything else (a new segment file that may have stayed behind, which carries no errno, say)
+   * fences the partition; a failed fdatasync of the segment being sealed has fenced it already.
    */
   private failRoll(error: NodeJS.ErrnoException): void {
     // Fenced already: by the seal's failed fdatasync (whatever its errno: the kernel may have

@@ -10,6 +10,7 @@ import { MetadataStore, durably } from '../../src/broker/metadata-store.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { OffsetStore } from '../../src/groups/offset-store.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+import { rejectedWith } from '../helpers/rejected-with.js';
 
 let directory: string;
 let metadata: MetadataStore;
@@ -29,15 +30,7 @@ function failedCommit(lmdbError: Promise<never>): Promise<never> {
   return Promise.reject(Object.assign(new Error('Commit failed (see commitError for details)'), { commitError: lmdbError }));
 }
 
-async function failure(promise: Promise<unknown>): Promise<StrataError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(StrataError);
-    return error as StrataError;
-  }
-  throw new Error('the write succeeded');
-}
+const failure = (promise: Promise<unknown>): Promise<StrataError> => rejectedWith(promise, StrataError);
 
 describe('a write LMDB could not commit', () => {
   it("is STORAGE_ERROR naming LMDB's reason", async () => {

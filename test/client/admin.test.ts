@@ -13,6 +13,7 @@ import type { strata } from '../../src/generated/strata.js';
 import { groupsServiceDefinition } from '../../src/server/service-definitions.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { rejectedWith } from '../helpers/rejected-with.js';
 
 let broker: TestBroker;
 let admin: Admin;
@@ -29,15 +30,7 @@ afterAll(async () => {
   await broker?.dispose();
 });
 
-async function rejection(promise: Promise<unknown>): Promise<StrataClientError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(StrataClientError);
-    return error as StrataClientError;
-  }
-  throw new Error('expected the call to fail, but it succeeded');
-}
+const rejection = (promise: Promise<unknown>): Promise<StrataClientError> => rejectedWith(promise, StrataClientError);
 
 async function produceRecords(topic: string, partition: number, timestamps: number[]): Promise<void> {
   const records = timestamps.map((timestamp, index) => v1.Record.create({ value: Buffer.from(`v${index}`), timestamp: Long.fromNumber(timestamp) }));

@@ -39,6 +39,7 @@ import { type BatchOptions, buildBatch } from '../../src/storage/record-batch-bu
 import { writeVarint } from '../../src/storage/varint.js';
 import { countingLoopTurns } from '../helpers/loop-turns.js';
 import { seedMessage, streamFor, testSeed } from '../helpers/seeded-random.js';
+import { rejectedWith } from '../helpers/rejected-with.js';
 
 const T0 = 1_700_000_000_000;
 const b = (text: string): Buffer => Buffer.from(text, 'utf8');
@@ -105,14 +106,7 @@ function largeGzipBatch(count: number, valueMiB: number, options: BatchOptions =
   return gzipBatch(count, Buffer.concat(members), options);
 }
 
-async function rejection(promise: Promise<unknown>): Promise<StrataError> {
-  const thrown = await promise.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(thrown).toBeInstanceOf(StrataError);
-  return thrown as StrataError;
-}
+const rejection = (promise: Promise<unknown>): Promise<StrataError> => rejectedWith(promise, StrataError);
 
 describe('InflatedRecords (records cut into runs of whole records, whatever the chunks)', () => {
   const records: RecordInput[] = [

@@ -34,6 +34,7 @@ import {
 import { crc32c } from '@node-rs/crc32';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestFileSystem, errnoError } from '../helpers/test-file-system.js';
+import { rejectedWith } from '../helpers/rejected-with.js';
 
 const T0 = 1_700_000_000_000;
 /** Small segments and a dense index so a few hundred batches make many segments. */
@@ -134,16 +135,6 @@ function batchSpans(buffer: Buffer): [number, number, number][] {
   const consumed = forEachBatch(buffer, (position, size) => spans.push([readBaseOffset(buffer, position), readLastOffset(buffer, position), size]));
   expect(consumed).toBe(buffer.length); // whole batches only
   return spans;
-}
-
-/** What `promise` was rejected with: an instance of `type` (null when it was fulfilled fails the test). */
-async function rejectedWith<T extends Error>(promise: Promise<unknown>, type: abstract new (...args: never[]) => T): Promise<T> {
-  const error = await promise.then(
-    () => null,
-    (thrown: unknown) => thrown,
-  );
-  expect(error).toBeInstanceOf(type);
-  return error as T;
 }
 
 const rejection = (promise: Promise<unknown>): Promise<StrataError> => rejectedWith(promise, StrataError);
