@@ -29,7 +29,9 @@
  * gets its start offset. OUT_OF_RANGE from a fetch (the position fell outside the log, e.g.
  * retention removed it) applies the reset policy, logs a warning and emits 'offsetReset'. Other
  * fetch failures are retried with backoff and emitted as 'fetchError'; the consumer never emits
- * 'error'.
+ * 'error'. NOT_FOUND (the topic was deleted) also makes the partition forget its position once
+ * the records fetched before are taken: a topic created again under the name starts as a new
+ * partition does, not at the deleted topic's offsets.
  *
  * Assignment: `assign(list)` sets the manual assignment. With a `groupId`, `subscribe(...)` (or
  * the `subscribe` option) makes the consumer a group member instead: a `GroupMember`
@@ -216,6 +218,12 @@ class PartitionFetcher {
   stream: ClientReadableStream<strata.v1.SubscribeResponse> | null = null;
   /** The current stream has delivered a chunk (a later failure starts the backoff afresh). */
   delivered = false;
+  /**
+   * The broker said the topic or partition does not exist (NOT_FOUND): the position belongs to
+   * a topic that was deleted, so once the records fetched before are taken it is forgotten, and
+   * a topic created again under the name starts where a new partition would.
+   */
+  topicGone = false;
   loop: Promise<void> = Promise.resolve();
   private waker: (() => void) | null = null;
 
@@ -764,6 +772,11 @@ export class Consumer extends EventEmitter {
     while (fetcher.active && !this.closed) {
       const generation = fetcher.generation;
       try {
+        if (fetcher.topicGone) {
+          await this.untilDrained(fetcher, generation);
+          if (generation === fetcher.generation) this.forgetPosition(fetcher);
+          continue;
+        }
         if (fetcher.fetchOffset === null) {
           await this.resolveStart(fetcher);
           continue;
@@ -774,6 +787,7 @@ export class Consumer extends EventEmitter {
         if (!fetcher.active || this.closed || generation !== fetcher.generation) continue;
         if (fetcher.delivered) failures = 0;
         const failure = toClientError(error);
+        if (failure.code === 'NOT_FOUND') fetcher.topicGone = true;
         if (failure.code === 'OUT_OF_RANGE') {
           try {
             // The records fetched before the failure are valid: delivered first, as Kafka's
@@ -914,10 +928,26 @@ export class Consumer extends EventEmitter {
     this.notify('offsetReset', event);
   }
 
+  /**
+   * Drops the position of a partition whose topic is gone (`topicGone`), and the offset last
+   * committed for it: a topic created again under the name would otherwise be read, and
+   * committed, from the old topic's offsets, skipping its first records. It starts afresh, by
+   * `initialPosition` or the reset policy, once it exists.
+   */
+  private forgetPosition(fetcher: PartitionFetcher): void {
+    fetcher.topicGone = false;
+    if (fetcher.position === null && fetcher.fetchOffset === null) return;
+    this.logger.warn({ topic: fetcher.topic, partition: fetcher.partition, position: fetcher.position }, 'the partition is gone (its topic was deleted); its position is forgotten, and it starts afresh if the topic is created again');
+    fetcher.position = null;
+    fetcher.fetchOffset = null;
+    this.lastCommitted.delete(partitionKey(fetcher.topic, fetcher.partition));
+  }
+
   /** Points the partition at `offset`, dropping its prefetched chunks and fetch under way. */
   private resetFetcher(fetcher: PartitionFetcher, offset: number): void {
     if (this.inHand?.fetcher === fetcher) this.inHand = null;
     fetcher.generation++;
+    fetcher.topicGone = false;
     fetcher.position = offset;
     fetcher.fetchOffset = offset;
     this.dropChunks(fetcher);

@@ -24,7 +24,7 @@ import { StrataClientError } from '../../src/client/errors.js';
 import { FETCH_BYTES_MAX } from '../../src/common/request-limits.js';
 import { Producer } from '../../src/client/producer.js';
 import { limitReadAhead } from '../../src/client/read-ahead.js';
-import { failFirstCallAfter, refuseFirstCall } from '../helpers/interceptors.js';
+import { failFirstCallAfter, holdCalls, refuseFirstCall } from '../helpers/interceptors.js';
 import { plateau } from '../helpers/plateau.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
@@ -169,6 +169,36 @@ describe('start positions', () => {
     expect(event).toMatchObject({ topic: name, partition: 0, offset: 1_000, resetTo: 0, policy: 'earliest' });
     expect(event.reason).toContain('out of range');
     expect((await take(reader, 4)).map((record) => record.offset)).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe('a topic deleted and created again', () => {
+  it("forgets the deleted topic's position: the topic created under its name is read from its first record, not from the old offsets", async () => {
+    const name = await topic(1);
+    await produce(name, 0, 5);
+    // Once the topic is deleted, the consumer's next calls wait here until it exists again with records.
+    const gate: { held: Promise<void> | null } = { held: null };
+    const held = holdCalls(['/strata.v1.Log/Subscribe', '/strata.v1.Log/ListOffsets'], gate);
+    const reader = consumer({ resetPolicy: 'earliest', retryBackoffMs: 5, retryBackoffMaxMs: 5, interceptors: [held] });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect((await take(reader, 5)).map(valueOf)).toEqual(['0-0', '0-1', '0-2', '0-3', '0-4']);
+    let release = (): void => undefined;
+    gate.held = new Promise<void>((resolve) => (release = resolve));
+    const gone = new Promise<FetchErrorEvent>((resolve) => {
+      reader.on('fetchError', (event: FetchErrorEvent) => {
+        if (event.error.code === 'NOT_FOUND') resolve(event);
+      });
+    });
+    await admin.deleteTopic(name);
+    expect((await gone).error.message).toContain('deleted');
+    await admin.createTopic(name, { partitions: 1 });
+    await produce(name, 0, 8, 100); // more records than the old topic had: offset 5 exists again
+    gate.held = null;
+    release();
+    const batch = await reader.nextBatch({ timeoutMs: 10_000 });
+    expect(batch?.records[0]?.offset).toBe(0);
+    expect(valueOf(batch!.records[0]!)).toBe('0-100');
+    expect(reader.position(name, 0)).toBe(batch!.records.at(-1)!.offset + 1);
   });
 });
 

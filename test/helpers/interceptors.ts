@@ -46,3 +46,21 @@ export function failFirstCallAfter(path: string, messages: number, code: status,
     });
   };
 }
+
+/**
+ * Holds the start of calls to `paths` while `gate.held` is set, until that promise settles (a
+ * client's retries wait there while the test changes the broker under them).
+ */
+export function holdCalls(paths: readonly string[], gate: { held: Promise<void> | null }): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (!paths.includes(options.method_definition.path)) return new InterceptingCall(call);
+    return new InterceptingCall(call, {
+      start(metadata, listener, next) {
+        const held = gate.held;
+        if (held === null) next(metadata, listener);
+        else void held.then(() => next(metadata, listener));
+      },
+    });
+  };
+}
