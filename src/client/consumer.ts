@@ -303,6 +303,8 @@ export class Consumer extends EventEmitter {
   private autoCommitRunning = false;
   /** Commits run one after another, so a later one never lands before an earlier one. */
   private commitQueue: Promise<void> = Promise.resolve();
+  /** Revocations under way (`revokeAssignment`): close() lets them commit before it ends. */
+  private readonly revocations = new Set<Promise<void>>();
   /** The last offset this consumer committed per partition (automatic commits skip unchanged ones). */
   private readonly lastCommitted = new Map<string, number>();
   /** Partitions whose revocation (its beforeRevoke hook) is under way, with the membership it began in. */
@@ -544,7 +546,15 @@ export class Consumer extends EventEmitter {
    * releases them. Unassigned partitions are ignored. `lost` (the member no longer owns them:
    * expired or fenced) skips `beforeRevoke`: nothing is committed.
    */
-  async revokeAssignment(partitions: readonly TopicPartition[], options: { lost?: boolean } = {}): Promise<void> {
+  revokeAssignment(partitions: readonly TopicPartition[], options: { lost?: boolean } = {}): Promise<void> {
+    const revocation = this.revoke(partitions, options);
+    this.revocations.add(revocation);
+    const settled = (): void => void this.revocations.delete(revocation);
+    revocation.then(settled, settled);
+    return revocation;
+  }
+
+  private async revoke(partitions: readonly TopicPartition[], options: { lost?: boolean }): Promise<void> {
     const revoked: PartitionFetcher[] = [];
     for (const { topic, partition } of partitions) {
       const fetcher = this.fetchers.get(partitionKey(topic, partition));
@@ -979,8 +989,9 @@ export class Consumer extends EventEmitter {
   /**
    * Stops fetching and ends iterations, stops heartbeating, releases every partition through
    * `revokeAssignment` (so `beforeRevoke` sees the final positions and, with auto-commit, they
-   * are committed; everything delivered counts as processed), leaves the group (epoch -1, or -2
-   * for a static member), then closes the connection if this consumer opened it. Idempotent.
+   * are committed; everything delivered counts as processed), waits for a revocation `assign()`
+   * started, leaves the group (epoch -1, or -2 for a static member), then closes the connection
+   * if this consumer opened it. Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
@@ -995,6 +1006,8 @@ export class Consumer extends EventEmitter {
         } catch (error) {
           this.logger.warn({ err: error }, 'beforeRevoke failed while closing');
         }
+        // One that assign() started is still running its hook, its commit to follow.
+        await Promise.allSettled(this.revocations);
         await this.stopAllFetchers();
         await this.commitQueue;
         await this.member?.leave();

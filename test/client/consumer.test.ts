@@ -365,6 +365,46 @@ describe('assignment', () => {
     expect(closed).toBe(true);
   });
 
+  it("close() waits for a revocation assign() started: the revoked partition's position is committed too", async () => {
+    const name = await topic(2);
+    await produce(name, 0, 2);
+    await produce(name, 1, 3);
+    const groupId = `closing-${name}`;
+    let hookCalled: () => void = () => undefined;
+    const called = new Promise<void>((resolve) => (hookCalled = resolve));
+    let closing: Promise<void> = Promise.resolve();
+    let closeCalled: () => void = () => undefined;
+    const closeStarted = new Promise<void>((resolve) => (closeCalled = resolve));
+    let closed = false;
+    let closedFirst = false;
+    const reader = consumer({
+      groupId,
+      resetPolicy: 'earliest',
+      beforeRevoke: async (positions) => {
+        if (!positions.some(({ partition }) => partition === 1)) return;
+        hookCalled();
+        // The application finishing its work on partition 1 after close() was called: a close
+        // that does not wait for it ends first (a wait far longer than its own few calls).
+        await closeStarted;
+        await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 500))]);
+        closedFirst = closed;
+      },
+    });
+    await reader.assign([{ topic: name, partition: 0 }, { topic: name, partition: 1 }]);
+    expect(await take(reader, 5)).toHaveLength(5);
+    const reassigned = reader.assign([{ topic: name, partition: 0 }]);
+    await called;
+    closing = reader.close().then(() => void (closed = true));
+    closeCalled();
+    await Promise.all([reassigned, closing]);
+    expect(closedFirst).toBe(false);
+    const committed = await admin.fetchOffsets(groupId);
+    expect(committed.map(({ partition, offset }) => ({ partition, offset })).sort((a, b) => a.partition - b.partition)).toEqual([
+      { partition: 0, offset: 2 },
+      { partition: 1, offset: 3 },
+    ]);
+  });
+
   it('assign replaces the assignment; revoked positions reach beforeRevoke before release', async () => {
     const name = await topic(2);
     await produce(name, 0, 3);
