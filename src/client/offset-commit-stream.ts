@@ -6,8 +6,8 @@
  *
  * Each commit keeps the connection's deadline. The stream opens with the first commit and is
  * replaced when it breaks: the commits on a broken stream fail with its status (UNAVAILABLE
- * when the connection dropped or the broker ended the stream, which callers may retry: a commit
- * is idempotent), and a commit that runs past its deadline fails with DEADLINE_EXCEEDED and
+ * when the connection dropped, the stream was reset or the broker ended it, which callers may
+ * retry: a commit is idempotent), and a commit that runs past its deadline fails with DEADLINE_EXCEEDED and
  * takes the stream down with it, since a stream that stopped answering cannot be trusted with
  * the next one. A broker that does not have the method (UNIMPLEMENTED) gets unary calls, one
  * at a time in the order given (those the stream held first), for the rest of this object's life.
@@ -27,6 +27,14 @@ const methods = {
   commitOffsets: groupsServiceDefinition.commitOffsets as MethodDefinition<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>,
   commitOffsetsStream: groupsServiceDefinition.commitOffsetsStream as MethodDefinition<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>,
 } as const;
+
+/**
+ * How a stream broken under way can end besides UNAVAILABLE: grpc-js reports an HTTP/2 reset
+ * that comes before it has seen the connection drop (a broker forced to shut down) as INTERNAL
+ * or CANCELLED. Its commits fail as UNAVAILABLE, which callers retry (a commit is idempotent),
+ * as the producer resends its batches on the same codes.
+ */
+const BROKEN_STREAM: ReadonlySet<string> = new Set(['INTERNAL', 'UNKNOWN', 'CANCELLED', 'ABORTED']);
 
 type CommitStream = ClientDuplexStream<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>;
 
@@ -134,7 +142,7 @@ export class OffsetCommitStream {
       this.resendUnary(waiting);
       return;
     }
-    this.failAll(error);
+    this.failAll(BROKEN_STREAM.has(error.code) ? new StrataClientError('UNAVAILABLE', `the offset commit stream broke (${error.code}: ${error.message})`, { cause: error }) : error);
   }
 
   /** Sends commits the stream could not carry as unary calls, in order, before any made later. */

@@ -979,6 +979,17 @@ describe('commits over CommitOffsetsStream', () => {
     expect(calls.get(COMMIT_UNARY)).toBeUndefined();
   });
 
+  it('a member\'s commit on a stream that breaks with INTERNAL (an HTTP/2 reset under way) is retried on a new stream and lands', async () => {
+    const name = await topic(1);
+    const groupId = unique('reset-stream');
+    const calls = new Map<string, number>();
+    const member = runner('a', groupId, [], { subscribe: [name], interceptors: [callCounter(calls, { code: status.INTERNAL, times: 1 })] });
+    await waitUntil(() => member.assignment().length === 1, 'assignment');
+    await member.consumer.commit([{ topic: name, partition: 0, offset: 0 }]);
+    expect((await fetchOffsets(groupId, name)).get(0)).toBe(0);
+    expect(calls.get(COMMIT_STREAM)).toBe(2);
+  });
+
   it('a broker without CommitOffsetsStream (UNIMPLEMENTED) gets unary commits, and the commit under way still lands', async () => {
     const name = await topic(1);
     const groupId = unique('unary');
