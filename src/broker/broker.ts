@@ -437,7 +437,7 @@ export class Broker {
       });
       this.topics.set(name, { record, config, logs });
       this.logger.info({ topic: name, partitions: count, configs }, 'topic created');
-      this.onPartitionsChanged?.(name);
+      this.partitionsChanged(name);
       return this.describe(name);
     });
   }
@@ -451,12 +451,19 @@ export class Broker {
       this.topics.delete(name);
       // Told at once, not after the files are closed: a group member's commit made meanwhile
       // then drops the topic's partitions it owned instead of failing whole with NOT_FOUND.
-      this.onPartitionsChanged?.(name);
+      this.partitionsChanged(name);
       // The topic is gone from the metadata: whatever fails from here on, its group offsets go
       // too, so that a topic of this name created later does not start from them.
       let failure: unknown = null;
       await this.retireTopicFiles(name, topic.logs).catch((error: unknown) => (failure = error));
-      await this.onTopicDeleted?.(name);
+      try {
+        await this.onTopicDeleted?.(name);
+      } catch (error) {
+        const reason = errnoOrMessage(error);
+        this.logger.error({ topic: name, err: error }, 'the topic is deleted, but removing its committed offsets failed: they are removed before a topic of this name is created again, or at the next start');
+        // A failure of the files says more about what is left to do.
+        failure ??= deletedTopicFailure(error, `topic "${name}" is deleted, but removing its committed offsets failed (${reason}): they are removed before a topic of this name is created again (which is refused while they cannot be), or at the next start`);
+      }
       if (failure !== null) throw failure;
       this.logger.info({ topic: name }, 'topic deleted');
     });
@@ -610,13 +617,33 @@ export class Broker {
       topic.record = record;
       topic.logs.push(...added);
       this.logger.info({ topic: name, partitions }, 'partitions added');
-      this.onPartitionsChanged?.(name);
+      this.partitionsChanged(name);
       return this.describe(name);
     });
   }
 
   /** Called when a topic is created, gains partitions or is deleted (consumer groups reassign). */
   onPartitionsChanged: ((topic: string) => void) | null = null;
+
+  /**
+   * Tells `onPartitionsChanged`. A listener that throws is logged: the change is made, and a
+   * delete goes on to close and move out the files and drop the offsets.
+   */
+  private partitionsChanged(name: string): void {
+    try {
+      this.onPartitionsChanged?.(name);
+    } catch (error) {
+      this.logger.error({ topic: name, err: error }, 'a listener of partition changes failed (consumer groups may reassign late)');
+    }
+  }
+
+  /**
+   * Each topic's partition count, also while the broker closes: a delete or an added partition
+   * the close waits for tells the consumer groups, which count partitions then.
+   */
+  partitionCounts(): Map<string, number> {
+    return new Map([...this.topics.values()].map((topic) => [topic.record.name, topic.logs.length]));
+  }
 
   hasTopic(name: string): boolean {
     return this.topics.has(name);

@@ -263,7 +263,7 @@ export class GroupCoordinator {
   }
 
   private topicCounts(): Map<string, number> {
-    return new Map(this.broker.listTopics().map((topic) => [topic.name, topic.partitions]));
+    return this.broker.partitionCounts();
   }
 
   /** Runs the session check now (the timer does this periodically). */

@@ -58,6 +58,22 @@ it('whose directory cannot be moved out: drops the offsets, logs the directory t
   expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(0);
 });
 
+it('caught by a shutdown: finishes (its directory moved out, the offsets dropped) though the partition-change listener fails on the closing broker', async () => {
+  // The consumer groups' listener counts partitions; the broker's listTopics refuses while closing.
+  broker.onPartitionsChanged = () => void broker.listTopics();
+  const deleting = broker.deleteTopic('doomed');
+  const closing = broker.close(); // waits for the delete under way
+  await deleting;
+  await closing;
+  expect(offsetsDropped).toEqual(['doomed']);
+  expect(existsSync(join(dataDir, 'topics', 'doomed'))).toBe(false);
+  expect(errors.map((entry) => entry.msg)).toEqual(['a listener of partition changes failed (consumer groups may reassign late)']);
+  broker = await Broker.open({ dataDir, fs });
+  expect(broker.hasTopic('doomed')).toBe(false);
+  await broker.createTopic('doomed', 1, {});
+  expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(0);
+});
+
 it('whose log fails to close: succeeds all the same (its directory moved out, the offsets dropped) and logs the close', async () => {
   fs.failFdatasync = true; // the close's fdatasync
   await broker.deleteTopic('doomed');
