@@ -223,6 +223,33 @@ describe('tail', () => {
   });
 });
 
+describe('tail over many partitions', () => {
+  it('prints the newest N by timestamp when the partitions together hold many more (the history is cut back as it comes), with an empty partition, then follows', async () => {
+    const topic = await createTopic(5);
+    const producer = new Producer({ server: shared.broker.address, lingerMs: 0 });
+    try {
+      // Partitions 0-3 hold 10 records each, their timestamps interleaved; partition 4 is empty.
+      const base = Date.now() - 600_000;
+      const sends: Promise<unknown>[] = [];
+      for (let index = 0; index < 40; index++) {
+        sends.push(producer.send({ topic, partition: index % 4, value: `r${index}`, timestamp: base + index * 1000 }));
+      }
+      await Promise.all(sends);
+      const tail = startCli(strata('tail', topic, '-n', '3'));
+      running.push(tail);
+      await tail.waitForLineCount(3);
+      expect(tail.lines).toEqual(['r37', 'r38', 'r39']);
+      await producer.send({ topic, partition: 4, value: 'new record' });
+      await tail.waitForLine((line) => line === 'new record', 10_000);
+      expect(tail.lines).toEqual(['r37', 'r38', 'r39', 'new record']);
+      expect(await tail.interrupt()).toEqual({ code: 0, signal: null });
+      expect(tail.stderr).toBe('');
+    } finally {
+      await producer.close();
+    }
+  });
+});
+
 describe('consume --group', () => {
   it('shares the partitions between two members, and commits what they printed', async () => {
     const topic = await createTopic(4);

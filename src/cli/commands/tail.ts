@@ -10,12 +10,20 @@
  * captured watermarks (rather than from "latest" after reading the history separately) leaves no
  * gap and no duplicate between history and follow.
  *
+ * Memory: the history kept is cut back to the newest N by timestamp whenever it reaches 2N, and a
+ * partition done with its history reads no further until the history is printed (its stream
+ * waits on flow control), so a busy topic with many partitions holds about 2N records. If
+ * retention removes the start of a partition's history before it is read, that partition's
+ * history goes on from its earliest offset still stored. Partitions added after the command
+ * started are not followed.
+ *
  * Ctrl-C cancels the streams and exits 0. A stream that ends otherwise (topic deleted, broker
  * shutting down) exits 1 with the broker's message.
  */
 import type { Argv } from 'yargs';
-import { describeTopic } from '../../client/admin.js';
+import { type OffsetSpec, describeTopic } from '../../client/admin.js';
 import type { ConsumerRecord } from '../../client/consumer.js';
+import { isStrataClientError } from '../../client/errors.js';
 import { type Subscription, subscribe } from '../../client/subscription.js';
 import { UsageError } from '../cli-errors.js';
 import { onInterrupt, withConnection, withServerOption } from '../client-options.js';
@@ -26,7 +34,7 @@ import { integerRangeProblem } from '../../common/integer-range.js';
 /** Option names of this command, for the environment check in main.ts. */
 export const TAIL_OPTION_NAMES = ['n', 'lines', 'format', 'print-key'];
 
-/** Bound on -n: the history is held in memory before it is sorted. */
+/** Bound on -n: up to 2N records of history are held in memory before they are sorted. */
 const TAIL_LINES_MAX = 1_000_000;
 
 interface TailArgs {
@@ -63,62 +71,79 @@ async function tail(argv: TailArgs): Promise<void> {
     const description = await describeTopic(connection, argv.topic);
     const subscriptions: Subscription[] = [];
     let stopped = false;
-    const removeInterrupt = onInterrupt(() => {
+    let startFollowing = (): void => undefined;
+    /** Settles once the history is printed: partitions done with theirs wait for it. */
+    const following = new Promise<void>((resolve) => (startFollowing = resolve));
+    const stopAll = (): void => {
       stopped = true;
       for (const subscription of subscriptions) subscription.cancel();
-    });
-    const history: ConsumerRecord[] = [];
-    /** Records past the watermarks that arrived before the history was printed. */
+      startFollowing(); // partitions waiting for the history end too
+    };
+    const removeInterrupt = onInterrupt(stopAll);
+    let history: ConsumerRecord[] = [];
+    /** Records past the watermarks that came in a partition's last batch of history. */
     const early: ConsumerRecord[] = [];
     let partitionsInHistory = description.partitions.length;
-    let following = false;
+    const keepHistory = (records: readonly ConsumerRecord[]): void => {
+      for (const record of records) history.push(record);
+      if (history.length >= 2 * Math.max(count, 1)) history = newest(history, count);
+    };
 
     const printRecords = async (records: readonly ConsumerRecord[]): Promise<void> => {
       for (const record of records) printer.print(record);
       await writer.drain();
-      if (writer.closed) {
-        stopped = true;
-        for (const subscription of subscriptions) subscription.cancel();
-      }
+      if (writer.closed) stopAll();
     };
     const historyDone = async (): Promise<void> => {
       if (--partitionsInHistory > 0) return;
-      history.sort((a, b) => a.timestamp - b.timestamp || a.partition - b.partition || a.offset - b.offset);
-      await printRecords(history.slice(Math.max(0, history.length - count)));
-      history.length = 0;
-      // Streams may push more while this prints; they queue in `early` until it is empty.
-      while (early.length > 0) await printRecords(early.splice(0));
-      following = true;
+      const printed = newest(history, count);
+      history = [];
+      await printRecords(printed);
+      await printRecords(early.splice(0));
+      startFollowing();
     };
 
     try {
       await Promise.all(
         description.partitions.map(async ({ partition, logStartOffset, highWatermark }) => {
           const from = Math.max(logStartOffset, highWatermark - count);
-          const subscription = subscribe(connection, { topic: argv.topic, partitions: [partition], start: { offset: from } });
-          subscriptions.push(subscription);
-          if (stopped) subscription.cancel();
           let inHistory = true;
           if (from >= highWatermark) {
             inHistory = false;
             await historyDone();
           }
-          for await (const batch of subscription) {
-            if (!inHistory) {
-              if (following) await printRecords(batch.records);
-              else for (const record of batch.records) early.push(record);
-              continue;
-            }
-            for (const record of batch.records) (record.offset < highWatermark ? history : early).push(record);
-            if (batch.nextOffset >= highWatermark) {
-              inHistory = false;
-              await historyDone();
+          // From the log start, 'earliest': retention may have moved it since the description.
+          let start: OffsetSpec = from === logStartOffset ? 'earliest' : { offset: from };
+          for (;;) {
+            const subscription = subscribe(connection, { topic: argv.topic, partitions: [partition], start });
+            subscriptions.push(subscription);
+            if (stopped) subscription.cancel();
+            try {
+              for await (const batch of subscription) {
+                if (!inHistory) {
+                  await following;
+                  if (stopped) break;
+                  await printRecords(batch.records);
+                  continue;
+                }
+                keepHistory(batch.records.filter((record) => record.offset < highWatermark));
+                for (const record of batch.records) if (record.offset >= highWatermark) early.push(record);
+                if (batch.nextOffset >= highWatermark) {
+                  inHistory = false;
+                  await historyDone();
+                }
+              }
+              return;
+            } catch (error) {
+              // Retention removed the history not yet read: it goes on from what is still stored.
+              if (!(inHistory && isStrataClientError(error, 'OUT_OF_RANGE'))) throw error;
+              start = 'earliest';
             }
           }
         }),
       );
     } catch (error) {
-      for (const subscription of subscriptions) subscription.cancel();
+      stopAll();
       throw error;
     } finally {
       removeInterrupt();
@@ -126,4 +151,10 @@ async function tail(argv: TailArgs): Promise<void> {
     }
   });
   writer.throwIfFailed(); // stdout failed (not a closed reader): one line, exit 1
+}
+
+/** The newest `count` of `records` by timestamp (partition and offset break ties), oldest first. */
+function newest(records: ConsumerRecord[], count: number): ConsumerRecord[] {
+  records.sort((a, b) => a.timestamp - b.timestamp || a.partition - b.partition || a.offset - b.offset);
+  return records.slice(Math.max(0, records.length - count));
 }
