@@ -17,12 +17,19 @@ import type { GroupCoordinator, GroupEvents } from '../groups/group-coordinator.
 import { type FileSystem, NodeFileSystem } from '../storage/file-system.js';
 import type { RequestMemory } from './request-memory.js';
 
-const LATENCY_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Request latency: from 100 µs to a Fetch's longest long poll (`FETCH_WAIT_MAX_MS`, 5 minutes). */
+const REQUEST_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/**
+ * Disk calls: a write to the page cache takes some microseconds, an fdatasync on a disk with a
+ * power-loss-protected cache tens of them; a stalled disk takes seconds.
+ */
+const DISK_BUCKETS_SECONDS = [0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export class BrokerMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'method' | 'code'>;
   readonly requestSeconds: Histogram<'method'>;
+  private readonly requestErrors: Counter<'method' | 'error'>;
   readonly activeCalls: Gauge<'method'>;
   readonly fsyncSeconds: Histogram;
   readonly writeSeconds: Histogram;
@@ -41,13 +48,19 @@ export class BrokerMetrics {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
     this.requests = new Counter({ name: 'strata_requests_total', help: 'gRPC requests by method and status code', labelNames: ['method', 'code'], registers });
-    this.requestSeconds = new Histogram({ name: 'strata_request_duration_seconds', help: 'gRPC request latency', labelNames: ['method'], buckets: LATENCY_BUCKETS_SECONDS, registers });
+    this.requestSeconds = new Histogram({ name: 'strata_request_duration_seconds', help: 'gRPC request latency', labelNames: ['method'], buckets: REQUEST_BUCKETS_SECONDS, registers });
+    this.requestErrors = new Counter({
+      name: 'strata_request_errors_total',
+      help: "Requests refused or failed, by method and Strata's error code (the strata-error trailer: DISK_FULL, STORAGE_ERROR, RECORD_TOO_LARGE...; INTERNAL for an unexpected failure)",
+      labelNames: ['method', 'error'],
+      registers,
+    });
     this.activeCalls = new Gauge({ name: 'strata_grpc_active_calls', help: 'gRPC calls in progress (streams included)', labelNames: ['method'], registers });
-    this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: 'fdatasync latency of log files', buckets: LATENCY_BUCKETS_SECONDS, registers });
+    this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: 'fdatasync latency of log files', buckets: DISK_BUCKETS_SECONDS, registers });
     this.writeSeconds = new Histogram({
       name: 'strata_log_write_duration_seconds',
       help: 'Latency of log file writes: appends (direct or buffered, on the event loop or the thread pool), and the index and checkpoint files written when a segment rolls',
-      buckets: LATENCY_BUCKETS_SECONDS,
+      buckets: DISK_BUCKETS_SECONDS,
       registers,
     });
     this.rebalances = new Counter({ name: 'strata_group_rebalances_total', help: 'Consumer-group target assignment changes', labelNames: ['group'], registers });
@@ -210,6 +223,15 @@ export class BrokerMetrics {
   }
 
   /** Connects the produce memory gauge and pause counter to the server's produce memory. */
+  /**
+   * Counts a refused or failed request by Strata's error code (`strataCode`, sent in the
+   * `strata-error` trailer), INTERNAL for an unexpected failure: what tells a full disk from a
+   * producer over its limits, which share RESOURCE_EXHAUSTED.
+   */
+  countError(method: string, strataCode: string | undefined): void {
+    this.requestErrors.inc({ method, error: strataCode ?? 'INTERNAL' });
+  }
+
   watchProduceMemory(memory: RequestMemory): void {
     this.produceMemory = memory;
   }

@@ -126,6 +126,7 @@ export function pipelinedStream<Request, Response>(
         // RESOURCE_EXHAUSTED for a request over its size limit) and reason.
         const failure = toGrpcFailure(new StrataError(request.code, request.reason));
         countRequest(context, method, failure.code, startedAt);
+        context.metrics?.countError(method, failure.strataCode);
         logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
         refusal = toServiceError(failure);
         stop();
@@ -151,12 +152,14 @@ export function pipelinedStream<Request, Response>(
       }
       running
         .then((response) => {
-          countRequest(context, method, status.OK, startedAt);
+          // A request of a stream the client cancelled meanwhile counts as CANCELLED, as a unary one does.
+          countRequest(context, method, call.cancelled ? status.CANCELLED : status.OK, startedAt);
           return response;
         })
         .catch((error: unknown) => {
           const failure = toGrpcFailure(error);
-          countRequest(context, method, failure.code, startedAt);
+          countRequest(context, method, call.cancelled ? status.CANCELLED : failure.code, startedAt);
+          if (!call.cancelled) context.metrics?.countError(method, failure.strataCode);
           if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
           else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
           return handler.failed(request, failure.code, failure.details, failure.strataCode ?? '');

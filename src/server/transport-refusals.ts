@@ -15,6 +15,7 @@
  * another interceptor before it, changes that.
  */
 import { status, type ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
+import { ErrorCode } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
 import type { BrokerMetrics } from './metrics.js';
@@ -37,6 +38,7 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
       const refused = { ...sent, details: tooLargeDetails(descriptor.path.slice(1), sent.details, maxRequestBytes) };
       // Counted, not timed: on a stream, the time since the call began is the stream's age.
       context.metrics?.requests.inc({ method, code: status[refused.code] });
+      context.metrics?.countError(method, ErrorCode.RESOURCE_EXHAUSTED);
       context.logger.warn({ method, code: refused.code, reason: refused.details }, 'request failed');
       send.call(innermost, refused);
     };

@@ -51,6 +51,7 @@ export function unaryHandler<Request, Response>(
         context.metrics?.activeCalls.dec({ method });
         const failure = toGrpcFailure(error);
         countRequest(context, method, call.cancelled ? status.CANCELLED : failure.code, startedAt);
+        if (!call.cancelled) context.metrics?.countError(method, failure.strataCode);
         if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
         else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
         callback(toServiceError(failure));

@@ -11,6 +11,7 @@ import { type ClientDuplexStream, type MethodDefinition, Server, ServerCredentia
 import { afterEach, describe, expect, it } from 'vitest';
 import { rootLogger } from '../../src/common/logger.js';
 import { StrataError, ErrorCode } from '../../src/common/errors.js';
+import { BrokerMetrics } from '../../src/server/metrics.js';
 import { pipelinedStream } from '../../src/server/pipelined-stream.js';
 import { RequestMemory } from '../../src/server/request-memory.js';
 import { plateau } from '../helpers/plateau.js';
@@ -49,6 +50,7 @@ async function startServer(
     inFlightBytesMax = undefined as number | undefined,
     requestBytes = undefined as ((id: number) => number) | undefined,
     sharedMemory = null as RequestMemory | null,
+    metrics = null as BrokerMetrics | null,
   } = {},
 ) {
   const method = methodAnswering(answerBytes);
@@ -56,7 +58,7 @@ async function startServer(
   const started: number[] = [];
   const waiting = new Map<number, () => void>();
   let onStart: (() => void) | null = null;
-  const handler = pipelinedStream<number, Answer>({ logger: rootLogger.child({ level: 'silent' }), metrics: null }, stopping.signal, {
+  const handler = pipelinedStream<number, Answer>({ logger: rootLogger.child({ level: 'silent' }), metrics }, stopping.signal, {
     method: 'Run',
     inFlightMax,
     ...(inFlightBytesMax === undefined ? {} : { inFlightBytesMax }),
@@ -280,6 +282,47 @@ describe('pipelined stream handler', () => {
     next.end();
     expect(await nextAnswers.ended).toBe(status.OK);
     expect(nextAnswers.answers).toHaveLength(20);
+  });
+
+  it('counts requests by code and failures by error code; those of a stream the client cancelled count as CANCELLED', async () => {
+    const metrics = new BrokerMetrics();
+    const target = await startServer(8, { metrics });
+    cleanups.push(() => target.client.close(), () => target.server.forceShutdown());
+    const counted = async (name: string, labels: Record<string, string>): Promise<number> => {
+      const { values } = await metrics.registry.getSingleMetric(name)!.get();
+      return values.find((value) => Object.entries(labels).every(([key, wanted]) => value.labels[key] === wanted))?.value ?? 0;
+    };
+    const answered = target.open();
+    const answers = collect(answered);
+    answered.write(1);
+    answered.write(17); // refused: INVALID_ARGUMENT
+    await target.untilStarted(2);
+    target.releaseAll();
+    answered.end();
+    expect(await answers.ended).toBe(status.OK);
+    expect(await counted('strata_requests_total', { method: 'Run', code: 'OK' })).toBe(1);
+    expect(await counted('strata_requests_total', { method: 'Run', code: 'INVALID_ARGUMENT' })).toBe(1);
+    expect(await counted('strata_request_errors_total', { method: 'Run', error: 'INVALID_ARGUMENT' })).toBe(1);
+
+    const cancelled = target.open();
+    collect(cancelled);
+    cancelled.write(2);
+    cancelled.write(27);
+    await target.untilStarted(4);
+    cancelled.cancel();
+    // The server has seen the cancel once the stream's call closed there.
+    const deadline = Date.now() + 10_000;
+    while ((await counted('strata_grpc_active_calls', { method: 'Run' })) > 0) {
+      if (Date.now() > deadline) throw new Error('the server never saw the cancel');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    target.releaseAll();
+    while ((await counted('strata_requests_total', { method: 'Run', code: 'CANCELLED' })) < 2) {
+      if (Date.now() > deadline) throw new Error('the requests of the cancelled stream were never counted');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await counted('strata_requests_total', { method: 'Run', code: 'OK' })).toBe(1);
+    expect(await counted('strata_request_errors_total', { method: 'Run', error: 'INVALID_ARGUMENT' })).toBe(1);
   });
 
   it('on shutdown stops reading, answers every request it started, ends with OK, and runs none it leaves unanswered', async () => {

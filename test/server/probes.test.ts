@@ -74,6 +74,7 @@ describe('probe server of a running broker', () => {
     expect(status).toBe(200);
     expect(metricValue(body, 'strata_requests_total', 'method="Produce",code="OK"')).toBe(1);
     expect(metricValue(body, 'strata_requests_total', 'method="DescribeTopic",code="NOT_FOUND"')).toBe(1);
+    expect(metricValue(body, 'strata_request_errors_total', 'method="DescribeTopic",error="NOT_FOUND"')).toBe(1);
     expect(metricValue(body, 'strata_records_in_total', 'topic="metered"')).toBe(2);
     expect(metricValue(body, 'strata_bytes_in_total', 'topic="metered"')).toBe(size);
     expect(metricValue(body, 'strata_records_out_total', 'topic="metered"')).toBe(2);
@@ -113,6 +114,20 @@ describe('probe server of a running broker', () => {
     const after = (await get(shared.broker.metricsAddress!, '/metrics')).body;
     expect(metricValue(after, 'strata_log_io_calls_total', 'operation="write",thread="event_loop"')).toBe(1);
     expect(after).toMatch(/^strata_log_write_duration_seconds_count 2$/m);
+  });
+});
+
+describe('errors by Strata error code', () => {
+  const shared = useSharedBroker();
+
+  it('tell a batch over max.message.bytes from other RESOURCE_EXHAUSTED answers (a full disk is DISK_FULL)', async () => {
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'small-batches', partitions: 1, configs: { 'max.message.bytes': '1024' } }));
+    const large = buildBatch([{ value: Buffer.alloc(4096, 1) }]);
+    await expect(shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'small-batches', partition: 0, batch: large }))).rejects.toMatchObject({ code: status.RESOURCE_EXHAUSTED });
+    const body = (await get(shared.broker.metricsAddress!, '/metrics')).body;
+    expect(metricValue(body, 'strata_requests_total', 'method="Produce",code="RESOURCE_EXHAUSTED"')).toBe(1);
+    expect(metricValue(body, 'strata_request_errors_total', 'method="Produce",error="RECORD_TOO_LARGE"')).toBe(1);
+    expect(optionalMetricValue(body, 'strata_request_errors_total', 'error="DISK_FULL"')).toBeNull();
   });
 });
 
