@@ -672,10 +672,25 @@ describe('deploy/k8s', () => {
     expect(request).toBeLessThanOrEqual(limit);
   });
 
+  /**
+   * The serve options the container's env sets, typed as `strata serve` reads them: plain values
+   * and those taken from a ConfigMap key (which override the config file).
+   */
+  const envSettings = (): Record<string, unknown> =>
+    Object.fromEntries(
+      (container.env ?? []).flatMap((entry) => {
+        const option = optionOfEnv(entry.name);
+        const ref = entry.valueFrom?.configMapKeyRef;
+        const value = ref ? configMaps.find((configMap) => configMap.metadata.name === ref.name)?.data[ref.key] : entry.value;
+        if (option === null || value === undefined) return [];
+        return [[option, OPTION_SPECS[option]?.type === 'number' ? Number(value) : value]];
+      }),
+    );
+
   it('StatefulSet: terminationGracePeriodSeconds above the shutdown bound', () => {
     const grace = pod.terminationGracePeriodSeconds;
     expect(grace).toBeGreaterThan(10);
-    const shutdownMs = (brokerConfig()['shutdown-timeout-ms'] as number | undefined) ?? SERVE_OPTIONS['shutdown-timeout-ms'].default;
+    const shutdownMs = ({ ...brokerConfig(), ...envSettings() }['shutdown-timeout-ms'] as number | undefined) ?? SERVE_OPTIONS['shutdown-timeout-ms'].default;
     expect(grace! * 1000).toBeGreaterThan(shutdownMs + SHUTDOWN_GUARD_MS);
   });
 
@@ -721,13 +736,9 @@ describe('deploy/k8s', () => {
   });
 
   it('ConfigMap: with the env and the defaults, the settings pass the checks `strata serve` makes at start', () => {
-    const env = Object.fromEntries(
-      (container.env ?? []).flatMap((entry) => {
-        const option = optionOfEnv(entry.name);
-        if (option === null || entry.value === undefined) return [];
-        return [[option, OPTION_SPECS[option]?.type === 'number' ? Number(entry.value) : entry.value]];
-      }),
-    );
+    const env = envSettings();
+    // Values from ConfigMap keys too (log-level: one of its choices, which yargs checks at start).
+    expectValidConfig(env, 'StatefulSet env');
     // Rules between options (produce-memory-bytes >= max-request-bytes, ...) hold only together.
     expect(() => serveSettings({ ...optionDefaults(), ...brokerConfig(), ...env } as never)).not.toThrow();
   });
