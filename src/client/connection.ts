@@ -132,8 +132,9 @@ export class Connection {
       // retried) within KEEPALIVE_TIME_MS + KEEPALIVE_TIMEOUT_MS.
       'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-      'grpc.initial_reconnect_backoff_ms': positive(options.initialReconnectBackoffMs ?? DEFAULT_INITIAL_RECONNECT_BACKOFF_MS, 'initialReconnectBackoffMs'),
-      'grpc.max_reconnect_backoff_ms': positive(options.maxReconnectBackoffMs ?? DEFAULT_MAX_RECONNECT_BACKOFF_MS, 'maxReconnectBackoffMs'),
+      // grpc-js hands these to setTimeout, which takes a delay over 2^31 - 1 ms as 1 ms.
+      'grpc.initial_reconnect_backoff_ms': timerDelayMs(options.initialReconnectBackoffMs ?? DEFAULT_INITIAL_RECONNECT_BACKOFF_MS, 'initialReconnectBackoffMs', 1),
+      'grpc.max_reconnect_backoff_ms': timerDelayMs(options.maxReconnectBackoffMs ?? DEFAULT_MAX_RECONNECT_BACKOFF_MS, 'maxReconnectBackoffMs', 1),
       ...(options.channelOptions ?? {}),
     };
     this.client = new Client(options.server, channelCredentials(options.tls), {
@@ -196,11 +197,6 @@ export class Connection {
 function channelCredentials(tls: TlsOptions | false | undefined): ChannelCredentials {
   if (tls === undefined || tls === false) return credentials.createInsecure();
   return credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
-}
-
-function positive(value: number, name: string): number {
-  if (!Number.isFinite(value) || value <= 0) throw invalidArgument(`${name} must be a positive number, got ${value}`);
-  return value;
 }
 
 /** Opens a connection from options, or takes a shared one; `owned` says who closes it. */
