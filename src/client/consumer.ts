@@ -257,6 +257,16 @@ class PartitionFetcher {
   }
 }
 
+/** `promise`, or CANCELLED as soon as `signal` aborts (the promise's own outcome is then ignored). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const cancel = (): void => reject(new StrataClientError('CANCELLED', 'the wait was cancelled'));
+    if (signal.aborted) cancel();
+    signal.addEventListener('abort', cancel, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', cancel));
+  });
+}
+
 function partitionKey(topic: string, partition: number): string {
   return `${partition}:${topic}`;
 }
@@ -825,7 +835,11 @@ export class Consumer extends EventEmitter {
   private async resolveStart(fetcher: PartitionFetcher): Promise<void> {
     const generation = fetcher.generation;
     const tp = { topic: fetcher.topic, partition: fetcher.partition };
-    let offset = await this.initialPosition(tp);
+    // Cancelled by a revocation, seek or close (a lookup shared with other partitions, or the
+    // application's hook, runs on; its answer is dropped): those do not wait for it.
+    fetcher.abort = new AbortController();
+    let offset = await untilAborted(this.initialPosition(tp), fetcher.abort.signal);
+    fetcher.abort = null;
     if (generation !== fetcher.generation) return;
     if (offset === null) {
       fetcher.abort = new AbortController();

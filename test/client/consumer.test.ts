@@ -405,6 +405,27 @@ describe('assignment', () => {
     ]);
   });
 
+  it("a revocation and close() do not wait for a partition's start lookup still under way (here a hook that never settles)", async () => {
+    const name = await topic(1);
+    let lookups = 0;
+    let lookedUp: () => void = () => undefined;
+    const looking = new Promise<void>((resolve) => (lookedUp = resolve));
+    const reader = consumer({
+      initialPosition: () => {
+        lookups++;
+        lookedUp();
+        return new Promise<number>(() => undefined); // a committed offset that never comes back
+      },
+    });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    await looking;
+    await reader.assign([]); // released at once, not after the lookup
+    expect(reader.assignment()).toEqual([]);
+    await reader.assign([{ topic: name, partition: 0 }]);
+    await reader.close();
+    expect(lookups).toBe(2);
+  });
+
   it('assign replaces the assignment; revoked positions reach beforeRevoke before release', async () => {
     const name = await topic(2);
     await produce(name, 0, 3);
