@@ -56,6 +56,7 @@
  * committed), then leaves the group. `abort()` simulates a crash: everything stops, nothing is
  * committed, the group is not told (the broker moves the partitions after the session timeout).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX } from '../common/broker-limits.js';
@@ -224,6 +225,8 @@ class PartitionFetcher {
    * a topic created again under the name starts where a new partition would.
    */
   topicGone = false;
+  /** The position was set by `seek` and nothing has been read from it since: NOT_FOUND keeps it. */
+  sought = false;
   loop: Promise<void> = Promise.resolve();
   private waker: (() => void) | null = null;
 
@@ -256,6 +259,9 @@ class PartitionFetcher {
     waker?.();
   }
 }
+
+/** Set while the application's beforeRevoke hook runs (see close()). */
+const insideRevokeHook = new AsyncLocalStorage<boolean>();
 
 /** `promise`, or CANCELLED as soon as `signal` aborts (the promise's own outcome is then ignored). */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -313,8 +319,8 @@ export class Consumer extends EventEmitter {
   private autoCommitRunning = false;
   /** Commits run one after another, so a later one never lands before an earlier one. */
   private commitQueue: Promise<void> = Promise.resolve();
-  /** Revocations under way (`revokeAssignment`): close() lets them commit before it ends. */
-  private readonly revocations = new Set<Promise<void>>();
+  /** Revocations `assign()` started, under way: close() lets them commit before its own. */
+  private readonly assignRevocations = new Set<Promise<void>>();
   /** The last offset this consumer committed per partition (automatic commits skip unchanged ones). */
   private readonly lastCommitted = new Map<string, number>();
   /** Partitions whose revocation (its beforeRevoke hook) is under way, with the membership it began in. */
@@ -465,6 +471,8 @@ export class Consumer extends EventEmitter {
   }
 
   private committablePosition(fetcher: PartitionFetcher): number | null {
+    // Of a deleted topic: never committed, where a topic created again under the name would read it.
+    if (fetcher.topicGone) return null;
     return this.inHand?.fetcher === fetcher ? this.inHand.from : fetcher.position;
   }
 
@@ -533,7 +541,11 @@ export class Consumer extends EventEmitter {
     const wanted = new Map(partitions.map((tp) => [partitionKey(checkTopic(tp.topic), checkPartition(tp.partition)), tp]));
     const removed = [...this.fetchers.values()].filter((fetcher) => !wanted.has(partitionKey(fetcher.topic, fetcher.partition)));
     this.addAssignment([...wanted.values()]);
-    return this.revokeAssignment(removed);
+    const revocation = this.revokeAssignment(removed);
+    this.assignRevocations.add(revocation);
+    const settled = (): void => void this.assignRevocations.delete(revocation);
+    revocation.then(settled, settled);
+    return revocation;
   }
 
   /** Adds partitions to the assignment (for a group component); assigned ones are left alone. */
@@ -556,15 +568,7 @@ export class Consumer extends EventEmitter {
    * releases them. Unassigned partitions are ignored. `lost` (the member no longer owns them:
    * expired or fenced) skips `beforeRevoke`: nothing is committed.
    */
-  revokeAssignment(partitions: readonly TopicPartition[], options: { lost?: boolean } = {}): Promise<void> {
-    const revocation = this.revoke(partitions, options);
-    this.revocations.add(revocation);
-    const settled = (): void => void this.revocations.delete(revocation);
-    revocation.then(settled, settled);
-    return revocation;
-  }
-
-  private async revoke(partitions: readonly TopicPartition[], options: { lost?: boolean }): Promise<void> {
+  async revokeAssignment(partitions: readonly TopicPartition[], options: { lost?: boolean } = {}): Promise<void> {
     const revoked: PartitionFetcher[] = [];
     for (const { topic, partition } of partitions) {
       const fetcher = this.fetchers.get(partitionKey(topic, partition));
@@ -611,6 +615,7 @@ export class Consumer extends EventEmitter {
     if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument(`offset must be a non-negative integer, got ${offset}`);
     const fetcher = this.requireFetcher(topic, partition);
     this.resetFetcher(fetcher, offset);
+    fetcher.sought = true;
   }
 
   /** The offset of the next record this partition yields; null while not yet known. */
@@ -640,7 +645,8 @@ export class Consumer extends EventEmitter {
    */
   protected async beforeRevoke(positions: TopicPartitionOffset[], membership: number): Promise<void> {
     try {
-      await this.beforeRevokeOption?.(positions);
+      // Marked, so that a close() the hook calls does not wait for the hook's own revocation.
+      await insideRevokeHook.run(true, async () => this.beforeRevokeOption?.(positions));
     } finally {
       // Committed even when the hook throws (a bug in it): the positions are of records
       // delivered, which count as processed, and the next owner would otherwise read them again.
@@ -807,7 +813,8 @@ export class Consumer extends EventEmitter {
         if (!fetcher.active || this.closed || generation !== fetcher.generation) continue;
         if (fetcher.delivered) failures = 0;
         const failure = toClientError(error);
-        if (failure.code === 'NOT_FOUND') fetcher.topicGone = true;
+        // A position the application sought, on a partition not (yet) there, is its own choice.
+        if (failure.code === 'NOT_FOUND' && !fetcher.sought) fetcher.topicGone = true;
         if (failure.code === 'OUT_OF_RANGE') {
           try {
             // The records fetched before the failure are valid: delivered first, as Kafka's
@@ -902,6 +909,7 @@ export class Consumer extends EventEmitter {
           expected = nextOffset;
           fetcher.fetchOffset = nextOffset;
           fetcher.delivered = true;
+          fetcher.sought = false;
           if (++fetcher.waitingChunks >= this.prefetchBatches) stream.pause();
           this.wakeReaders();
         } catch (error) {
@@ -972,6 +980,7 @@ export class Consumer extends EventEmitter {
     if (this.inHand?.fetcher === fetcher) this.inHand = null;
     fetcher.generation++;
     fetcher.topicGone = false;
+    fetcher.sought = false;
     fetcher.position = offset;
     fetcher.fetchOffset = offset;
     this.dropChunks(fetcher);
@@ -1013,15 +1022,18 @@ export class Consumer extends EventEmitter {
       this.inHand = null;
       this.wakeReaders();
       this.stopAutoCommit();
+      // Called from a beforeRevoke hook, it cannot wait for that hook's revocation.
+      const fromHook = insideRevokeHook.getStore() === true;
       const steps = async (): Promise<void> => {
         await this.member?.stop();
+        // A revocation assign() started (its hook, then its commit) ends first: a partition
+        // assigned again since then commits its newer position after it.
+        if (!fromHook) await Promise.allSettled(this.assignRevocations);
         try {
           await this.revokeAssignment(this.assignment());
         } catch (error) {
           this.logger.warn({ err: error }, 'beforeRevoke failed while closing');
         }
-        // One that assign() started is still running its hook, its commit to follow.
-        await Promise.allSettled(this.revocations);
         await this.stopAllFetchers();
         await this.commitQueue;
         await this.member?.leave();

@@ -15,6 +15,7 @@ import {
   type ConsumerOptions,
   type ConsumerSettings,
   type ConsumerRecord,
+  type CommitFailedEvent,
   type FetchErrorEvent,
   type OffsetResetEvent,
   type TopicPartitionOffset,
@@ -202,6 +203,47 @@ describe('a topic deleted and created again', () => {
   });
 });
 
+describe('a deleted topic, while its partition waits to subscribe again', () => {
+  it("commits none of the deleted topic's positions, even once a topic of the name exists again", async () => {
+    const name = await topic(1);
+    await produce(name, 0, 5);
+    const groupId = `gone-${name}`;
+    // A long backoff: the partition stays in its wait after the NOT_FOUND while the test commits.
+    const reader = consumer({ groupId, autoCommit: false, resetPolicy: 'earliest', retryBackoffMs: 120_000, retryBackoffMaxMs: 120_000 });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect(await take(reader, 5)).toHaveLength(5);
+    const gone = once(reader, 'fetchError');
+    await admin.deleteTopic(name);
+    expect(((await gone)[0] as FetchErrorEvent).error.code).toBe('NOT_FOUND');
+    await admin.createTopic(name, { partitions: 1 });
+    await reader.commit();
+    expect(await admin.fetchOffsets(groupId)).toEqual([]);
+  });
+
+  it('keeps a position the application sought on a partition that does not exist yet', async () => {
+    const name = `consumer-${++topicCounter}`; // created below, after the consumer asked for it
+    // After the first NOT_FOUND, the next Subscribe waits until the topic exists with its records.
+    const gate: { held: Promise<void> | null } = { held: null };
+    const reader = consumer({ resetPolicy: 'earliest', retryBackoffMs: 5, retryBackoffMaxMs: 5, interceptors: [holdCalls(['/strata.v1.Log/Subscribe'], gate)] });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    reader.seek(name, 0, 3);
+    let release = (): void => undefined;
+    const missing = new Promise<FetchErrorEvent>((resolve) => {
+      reader.once('fetchError', (event: FetchErrorEvent) => {
+        gate.held = new Promise<void>((resolve) => (release = resolve));
+        resolve(event);
+      });
+    });
+    expect((await missing).error.code).toBe('NOT_FOUND');
+    await admin.createTopic(name, { partitions: 1 });
+    await produce(name, 0, 5);
+    gate.held = null;
+    release();
+    const batch = await reader.nextBatch({ timeoutMs: 10_000 });
+    expect(batch?.records.map((record) => record.offset)).toEqual([3, 4]);
+  });
+});
+
 describe('a reset after records were fetched', () => {
   it('delivers the records fetched before an offset out of range, then applies the reset policy', async () => {
     const name = await topic(1);
@@ -363,6 +405,55 @@ describe('assignment', () => {
     await reader.abort();
     await closing;
     expect(closed).toBe(true);
+  });
+
+  it('close() called from a beforeRevoke hook of an assign() does not wait for that hook: both end', async () => {
+    const name = await topic(2);
+    await produce(name, 1, 2);
+    const groupId = `closing-from-hook-${name}`;
+    let reader: Consumer;
+    reader = consumer({
+      groupId,
+      resetPolicy: 'earliest',
+      beforeRevoke: async (positions) => {
+        if (positions.some(({ partition }) => partition === 1)) await reader.close();
+      },
+    });
+    await reader.assign([{ topic: name, partition: 0 }, { topic: name, partition: 1 }]);
+    expect(await take(reader, 2)).toHaveLength(2);
+    const failed: CommitFailedEvent[] = [];
+    reader.on('commitFailed', (event: CommitFailedEvent) => failed.push(event));
+    await reader.assign([{ topic: name, partition: 0 }]);
+    await reader.close();
+    // The close committed what it revoked itself; the hook's own revocation commits after the
+    // close has ended, and is refused.
+    expect((await admin.fetchOffsets(groupId)).map(({ partition, offset }) => ({ partition, offset }))).toEqual([{ partition: 0, offset: 0 }]);
+    expect(failed.map(({ offsets }) => offsets)).toEqual([[{ topic: name, partition: 1, offset: 2 }]]);
+  });
+
+  it("close() after a partition was assigned again while assign()'s revocation of it ran commits the newer position last", async () => {
+    const name = await topic(1);
+    await produce(name, 0, 3);
+    const groupId = `reassigned-${name}`;
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let revocations = 0;
+    const reader = consumer({
+      groupId,
+      resetPolicy: 'earliest',
+      beforeRevoke: async () => {
+        if (++revocations === 1) await released; // the first revocation's hook is slow
+      },
+    });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect(await take(reader, 1)).toHaveLength(1);
+    const revoking = reader.assign([]); // position 1, its hook held
+    await reader.assign([{ topic: name, partition: 0 }]); // from the committed offset: none yet, so earliest
+    expect((await take(reader, 3)).map((record) => record.offset)).toEqual([0, 1, 2]);
+    const closing = reader.close();
+    release();
+    await Promise.all([revoking, closing]);
+    expect((await admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([3]);
   });
 
   it("close() waits for a revocation assign() started: the revoked partition's position is committed too", async () => {
