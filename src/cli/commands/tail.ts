@@ -12,7 +12,8 @@
  *
  * Memory: the history kept is cut back to the newest N by timestamp whenever it reaches 2N, and a
  * partition done with its history reads no further until the history is printed (its stream
- * waits on flow control), so a busy topic with many partitions holds about 2N records. If
+ * waits on flow control), so a busy topic holds about 2N records, and each partition that waits
+ * one pushed message (up to `SUBSCRIBE_BYTES`) and what grpc-js has read ahead of it. If
  * retention removes the start of a partition's history before it is read, that partition's
  * history goes on from its earliest offset still stored. Partitions added after the command
  * started are not followed.
@@ -21,7 +22,7 @@
  * shutting down) exits 1 with the broker's message.
  */
 import type { Argv } from 'yargs';
-import { type OffsetSpec, describeTopic } from '../../client/admin.js';
+import { describeTopic, listOffsets } from '../../client/admin.js';
 import type { ConsumerRecord } from '../../client/consumer.js';
 import { isStrataClientError } from '../../client/errors.js';
 import { type Subscription, subscribe } from '../../client/subscription.js';
@@ -33,6 +34,12 @@ import { integerRangeProblem } from '../../common/integer-range.js';
 
 /** Option names of this command, for the environment check in main.ts. */
 export const TAIL_OPTION_NAMES = ['n', 'lines', 'format', 'print-key'];
+
+/**
+ * Most bytes of one pushed message: what a partition waiting for the history to be printed
+ * holds, besides grpc-js's read-ahead. Plenty for a terminal to follow.
+ */
+const SUBSCRIBE_BYTES = 256 * 1024;
 
 /** Bound on -n: up to 2N records of history are held in memory before they are sorted. */
 const TAIL_LINES_MAX = 1_000_000;
@@ -112,10 +119,9 @@ async function tail(argv: TailArgs): Promise<void> {
             inHistory = false;
             await historyDone();
           }
-          // From the log start, 'earliest': retention may have moved it since the description.
-          let start: OffsetSpec = from === logStartOffset ? 'earliest' : { offset: from };
+          let start = from;
           for (;;) {
-            const subscription = subscribe(connection, { topic: argv.topic, partitions: [partition], start });
+            const subscription = subscribe(connection, { topic: argv.topic, partitions: [partition], start: { offset: start }, maxBytes: SUBSCRIBE_BYTES });
             subscriptions.push(subscription);
             if (stopped) subscription.cancel();
             try {
@@ -135,9 +141,14 @@ async function tail(argv: TailArgs): Promise<void> {
               }
               return;
             } catch (error) {
-              // Retention removed the history not yet read: it goes on from what is still stored.
+              // Retention removed the history not yet read: it goes on from what is still stored,
+              // and has none left if that is past the watermark.
               if (!(inHistory && isStrataClientError(error, 'OUT_OF_RANGE'))) throw error;
-              start = 'earliest';
+              start = (await listOffsets(connection, argv.topic, partition, 'earliest')).offset;
+              if (start >= highWatermark) {
+                inHistory = false;
+                await historyDone();
+              }
             }
           }
         }),
