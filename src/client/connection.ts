@@ -37,6 +37,7 @@ import Long from 'long';
 import type { strata } from '../generated/strata.js';
 import { adminServiceDefinition, logServiceDefinition } from '../server/service-definitions.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
+import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { timerDelayMs } from './option-checks.js';
 
 /**
@@ -132,9 +133,8 @@ export class Connection {
       // retried) within KEEPALIVE_TIME_MS + KEEPALIVE_TIMEOUT_MS.
       'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-      // grpc-js hands these to setTimeout, which takes a delay over 2^31 - 1 ms as 1 ms.
-      'grpc.initial_reconnect_backoff_ms': timerDelayMs(options.initialReconnectBackoffMs ?? DEFAULT_INITIAL_RECONNECT_BACKOFF_MS, 'initialReconnectBackoffMs', 1),
-      'grpc.max_reconnect_backoff_ms': timerDelayMs(options.maxReconnectBackoffMs ?? DEFAULT_MAX_RECONNECT_BACKOFF_MS, 'maxReconnectBackoffMs', 1),
+      'grpc.initial_reconnect_backoff_ms': reconnectBackoffMs(options.initialReconnectBackoffMs ?? DEFAULT_INITIAL_RECONNECT_BACKOFF_MS, 'initialReconnectBackoffMs'),
+      'grpc.max_reconnect_backoff_ms': reconnectBackoffMs(options.maxReconnectBackoffMs ?? DEFAULT_MAX_RECONNECT_BACKOFF_MS, 'maxReconnectBackoffMs'),
       ...(options.channelOptions ?? {}),
     };
     this.client = new Client(options.server, channelCredentials(options.tls), {
@@ -197,6 +197,19 @@ export class Connection {
 function channelCredentials(tls: TlsOptions | false | undefined): ChannelCredentials {
   if (tls === undefined || tls === false) return credentials.createInsecure();
   return credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
+}
+
+/**
+ * The longest reconnect backoff: grpc-js hands it to setTimeout with up to 20 % of jitter
+ * added, and Node.js takes a delay over 2^31 - 1 ms as 1 ms (a reconnect every millisecond).
+ */
+const RECONNECT_BACKOFF_MAX_MS = Math.floor(TIMER_DELAY_MAX_MS / 1.2);
+
+function reconnectBackoffMs(value: number, name: string): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 1 || value > RECONNECT_BACKOFF_MAX_MS) {
+    throw invalidArgument(`${name} must be from 1 to ${RECONNECT_BACKOFF_MAX_MS} ms (grpc-js adds up to 20 % to it, and Node.js timers take at most ${TIMER_DELAY_MAX_MS} ms), got ${value}`);
+  }
+  return value;
 }
 
 /** Opens a connection from options, or takes a shared one; `owned` says who closes it. */

@@ -297,9 +297,11 @@ describe('round trip', () => {
     expect(() => producer({ lingerMs: 2 ** 31 })).toThrow(`lingerMs must be from 0 to ${bound}, got 2147483648`);
     expect(() => producer({ retryBackoffMaxMs: Number.POSITIVE_INFINITY })).toThrow(`retryBackoffMaxMs must be from 0 to ${bound}, got Infinity`);
     expect(() => producer({ deadlineMs: 1e12 })).toThrow(`deadlineMs must be from 1 to ${bound}, got 1000000000000`);
-    // The connection's reconnect backoffs, which grpc-js hands to setTimeout.
-    expect(() => producer({ initialReconnectBackoffMs: 3e9 })).toThrow(`initialReconnectBackoffMs must be from 1 to ${bound}, got 3000000000`);
-    expect(() => producer({ maxReconnectBackoffMs: 0 })).toThrow(`maxReconnectBackoffMs must be from 1 to ${bound}, got 0`);
+    // The connection's reconnect backoffs, which grpc-js hands to setTimeout with up to 20 % more.
+    const backoffBound = '1789569705 ms (grpc-js adds up to 20 % to it, and Node.js timers take at most 2147483647 ms)';
+    expect(() => producer({ initialReconnectBackoffMs: 3e9 })).toThrow(`initialReconnectBackoffMs must be from 1 to ${backoffBound}, got 3000000000`);
+    expect(() => producer({ maxReconnectBackoffMs: 2e9 })).toThrow(`maxReconnectBackoffMs must be from 1 to ${backoffBound}, got 2000000000`);
+    expect(() => producer({ maxReconnectBackoffMs: 0 })).toThrow(`maxReconnectBackoffMs must be from 1 to ${backoffBound}, got 0`);
     // Budgets that are only compared with elapsed time may be unbounded.
     expect(() => producer({ deliveryTimeoutMs: Number.POSITIVE_INFINITY, retries: Number.POSITIVE_INFINITY })).not.toThrow();
   });
