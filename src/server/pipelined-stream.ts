@@ -159,7 +159,7 @@ export function pipelinedStream<Request, Response>(
         .catch((error: unknown) => {
           const failure = toGrpcFailure(error);
           countRequest(context, method, call.cancelled ? status.CANCELLED : failure.code, startedAt);
-          if (!call.cancelled) context.metrics?.countError(method, failure.strataCode);
+          context.metrics?.countError(method, failure.strataCode);
           if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
           else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
           return handler.failed(request, failure.code, failure.details, failure.strataCode ?? '');

@@ -51,7 +51,8 @@ export function unaryHandler<Request, Response>(
         context.metrics?.activeCalls.dec({ method });
         const failure = toGrpcFailure(error);
         countRequest(context, method, call.cancelled ? status.CANCELLED : failure.code, startedAt);
-        if (!call.cancelled) context.metrics?.countError(method, failure.strataCode);
+        // Counted even when the client has gone: a disk that stalls past deadlines still fails.
+        context.metrics?.countError(method, failure.strataCode);
         if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
         else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
         callback(toServiceError(failure));
