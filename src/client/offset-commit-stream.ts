@@ -145,6 +145,12 @@ export class OffsetCommitStream {
     this.failAll(BROKEN_STREAM.has(error.code) ? new StrataClientError('UNAVAILABLE', `the offset commit stream broke (${error.code}: ${error.message})`, { cause: error }) : error);
   }
 
+  /** A unary commit reset under way (not refused by the broker) fails as UNAVAILABLE, as one on the stream does. */
+  private static unaryFailure(failure: StrataClientError): StrataClientError {
+    if (failure.fromBroker || !BROKEN_STREAM.has(failure.code)) return failure;
+    return new StrataClientError('UNAVAILABLE', `the offset commit call broke (${failure.code}: ${failure.message})`, { cause: failure });
+  }
+
   /** Sends commits the stream could not carry as unary calls, in order, before any made later. */
   private resendUnary(commits: readonly PendingCommit[]): void {
     for (const commit of commits) this.commitUnary(commit.request).then(commit.resolve, commit.reject);
@@ -157,7 +163,11 @@ export class OffsetCommitStream {
   private commitUnary(request: strata.v1.CommitOffsetsRequest): Promise<void> {
     const sent = this.unaryTail.then(async () => {
       if (this.closed) throw new StrataClientError('CANCELLED', 'the offset commit stream was closed before the commit was sent');
-      await this.connection.unary(methods.commitOffsets, request);
+      try {
+        await this.connection.unary(methods.commitOffsets, request);
+      } catch (error) {
+        throw OffsetCommitStream.unaryFailure(toClientError(error));
+      }
     });
     this.unaryTail = sent.catch(() => undefined);
     return sent.catch((failure: unknown) => {

@@ -18,6 +18,7 @@ import { Producer } from '../../src/client/producer.js';
 import type { strata } from '../../src/generated/strata.js';
 import { type Processed, Runner, duplicatesAfterLastCommit, waitUntil } from '../helpers/group-runner.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
+import { refuseFirstCall } from '../helpers/interceptors.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 let broker: TestBroker;
@@ -988,6 +989,18 @@ describe('commits over CommitOffsetsStream', () => {
     await member.consumer.commit([{ topic: name, partition: 0, offset: 0 }]);
     expect((await fetchOffsets(groupId, name)).get(0)).toBe(0);
     expect(calls.get(COMMIT_STREAM)).toBe(2);
+  });
+
+  it("a member's unary commit (a broker without the stream) reset under way with INTERNAL is retried and lands", async () => {
+    const name = await topic(1);
+    const groupId = unique('reset-unary');
+    const calls = new Map<string, number>();
+    const resetFirstUnary = refuseFirstCall(COMMIT_UNARY, status.INTERNAL, { refused: 0 });
+    const member = runner('a', groupId, [], { subscribe: [name], interceptors: [callCounter(calls, { code: status.UNIMPLEMENTED, times: 1 }), resetFirstUnary] });
+    await waitUntil(() => member.assignment().length === 1, 'assignment');
+    await member.consumer.commit([{ topic: name, partition: 0, offset: 0 }]);
+    expect((await fetchOffsets(groupId, name)).get(0)).toBe(0);
+    expect(calls.get(COMMIT_UNARY)).toBe(2);
   });
 
   it('a broker without CommitOffsetsStream (UNIMPLEMENTED) gets unary commits, and the commit under way still lands', async () => {
