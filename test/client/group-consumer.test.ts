@@ -980,27 +980,22 @@ describe('commits over CommitOffsetsStream', () => {
     expect(calls.get(COMMIT_UNARY)).toBeUndefined();
   });
 
-  it('a member\'s commit on a stream that breaks with INTERNAL (an HTTP/2 reset under way) is retried on a new stream and lands', async () => {
+  it.each([
+    { path: 'the stream', interceptors: (calls: Map<string, number>) => [callCounter(calls, { code: status.INTERNAL, times: 1 })], method: COMMIT_STREAM },
+    {
+      path: 'the unary fallback (a broker without the stream)',
+      interceptors: (calls: Map<string, number>) => [callCounter(calls, { code: status.UNIMPLEMENTED, times: 1 }), refuseFirstCall(COMMIT_UNARY, status.INTERNAL, { refused: 0 })],
+      method: COMMIT_UNARY,
+    },
+  ])("a member's commit on $path reset under way with INTERNAL (an HTTP/2 reset) is retried and lands", async ({ interceptors, method }) => {
     const name = await topic(1);
-    const groupId = unique('reset-stream');
+    const groupId = unique('reset');
     const calls = new Map<string, number>();
-    const member = runner('a', groupId, [], { subscribe: [name], interceptors: [callCounter(calls, { code: status.INTERNAL, times: 1 })] });
+    const member = runner('a', groupId, [], { subscribe: [name], interceptors: interceptors(calls) });
     await waitUntil(() => member.assignment().length === 1, 'assignment');
     await member.consumer.commit([{ topic: name, partition: 0, offset: 0 }]);
     expect((await fetchOffsets(groupId, name)).get(0)).toBe(0);
-    expect(calls.get(COMMIT_STREAM)).toBe(2);
-  });
-
-  it("a member's unary commit (a broker without the stream) reset under way with INTERNAL is retried and lands", async () => {
-    const name = await topic(1);
-    const groupId = unique('reset-unary');
-    const calls = new Map<string, number>();
-    const resetFirstUnary = refuseFirstCall(COMMIT_UNARY, status.INTERNAL, { refused: 0 });
-    const member = runner('a', groupId, [], { subscribe: [name], interceptors: [callCounter(calls, { code: status.UNIMPLEMENTED, times: 1 }), resetFirstUnary] });
-    await waitUntil(() => member.assignment().length === 1, 'assignment');
-    await member.consumer.commit([{ topic: name, partition: 0, offset: 0 }]);
-    expect((await fetchOffsets(groupId, name)).get(0)).toBe(0);
-    expect(calls.get(COMMIT_UNARY)).toBe(2);
+    expect(calls.get(method)).toBe(2);
   });
 
   it('a broker without CommitOffsetsStream (UNIMPLEMENTED) gets unary commits, and the commit under way still lands', async () => {
