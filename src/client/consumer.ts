@@ -1010,11 +1010,11 @@ export class Consumer extends EventEmitter {
   // Lifecycle.
 
   /**
-   * Stops fetching and ends iterations, stops heartbeating, releases every partition through
-   * `revokeAssignment` (so `beforeRevoke` sees the final positions and, with auto-commit, they
-   * are committed; everything delivered counts as processed), waits for a revocation `assign()`
-   * started, leaves the group (epoch -1, or -2 for a static member), then closes the connection
-   * if this consumer opened it. Idempotent.
+   * Stops fetching and ends iterations, stops heartbeating, lets a revocation `assign()` started
+   * finish, releases every partition through `revokeAssignment` (so `beforeRevoke` sees the final
+   * positions and, with auto-commit, they are committed; everything delivered counts as
+   * processed), leaves the group (epoch -1, or -2 for a static member), then closes the
+   * connection if this consumer opened it. Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {

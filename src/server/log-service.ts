@@ -208,8 +208,10 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
         if (ended.cancelled()) return countSubscribeEnd(context.metrics, status.CANCELLED);
         const failure = end.failed ? toGrpcFailure(end.error) : toGrpcFailure(new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; subscribe again from next_offset'));
         countSubscribeEnd(context.metrics, failure.code);
-        if (end.failed) context.metrics?.countError('Subscribe', failure.strataCode);
-        if (end.failed) logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: end.error }, 'request failed');
+        if (end.failed) {
+          context.metrics?.countError('Subscribe', failure.strataCode);
+          logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: end.error }, 'request failed');
+        }
         call.emit('error', toServiceError(failure));
         refuseIfStalledAtStop(call, stopping);
       });

@@ -91,10 +91,6 @@ async function tail(argv: TailArgs): Promise<void> {
     /** Records past the watermarks that came in a partition's last batch of history. */
     const early: ConsumerRecord[] = [];
     let partitionsInHistory = description.partitions.length;
-    const keepHistory = (records: readonly ConsumerRecord[]): void => {
-      for (const record of records) history.push(record);
-      if (history.length >= 2 * Math.max(count, 1)) history = newest(history, count);
-    };
 
     const printRecords = async (records: readonly ConsumerRecord[]): Promise<void> => {
       for (const record of records) printer.print(record);
@@ -132,8 +128,8 @@ async function tail(argv: TailArgs): Promise<void> {
                   await printRecords(batch.records);
                   continue;
                 }
-                keepHistory(batch.records.filter((record) => record.offset < highWatermark));
-                for (const record of batch.records) if (record.offset >= highWatermark) early.push(record);
+                for (const record of batch.records) (record.offset < highWatermark ? history : early).push(record);
+                if (history.length >= 2 * Math.max(count, 1)) history = newest(history, count);
                 if (batch.nextOffset >= highWatermark) {
                   inHistory = false;
                   await historyDone();
