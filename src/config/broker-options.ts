@@ -28,6 +28,11 @@ export const SERVE_OPTIONS = {
   'flush-ms': { type: 'number', default: DEFAULT_LOG_CONFIG.flushMs, describe: 'Default flush.ms for flush=interval' },
   'max-message-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.maxMessageBytes, describe: 'Default max.message.bytes: largest record batch' },
   'index-interval-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.indexIntervalBytes, describe: 'Default index.interval.bytes' },
+  'message-timestamp-after-max-ms': {
+    type: 'number',
+    default: DEFAULT_LOG_CONFIG.messageTimestampAfterMaxMs,
+    describe: "Default message.timestamp.after.max.ms: how far ahead of the broker's clock a record's timestamp may be",
+  },
   'write-mode': {
     type: 'string',
     default: 'direct',
@@ -152,6 +157,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     flushMs: argv['flush-ms'],
     maxMessageBytes: argv['max-message-bytes'],
     indexIntervalBytes: argv['index-interval-bytes'],
+    messageTimestampAfterMaxMs: argv['message-timestamp-after-max-ms'],
   });
   // Checked again by the broker's start, but here before anything in the data directory is opened.
   const batchProblem = defaultBatchRoomProblem(argv['max-message-bytes'], maxRequestBytes);

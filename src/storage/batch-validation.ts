@@ -115,15 +115,19 @@ export async function validateBatches(
 }
 
 /**
- * A batch's max timestamp (in its header) against its records: with create time, it must be
- * the largest of their timestamps, or lookups by time would skip them and retention would
- * delete them early. With log-append time the records' own timestamps are not used.
+ * A batch's timestamps (in its header) against its records: with create time, its max
+ * timestamp must be the largest of their timestamps, or lookups by time would skip them and
+ * retention would delete them early, and none may be negative (as on the records path, whose
+ * timestamps are unsigned). With log-append time the records' own timestamps are not used.
  */
 function checkMaxTimestamp(buffer: Buffer, position: number, records: RecordsCheck): string | null {
   if (readAttributes(buffer, position) & TIMESTAMP_TYPE_MASK) return null;
-  const largest = readBaseTimestamp(buffer, position) + records.largestTimestampDelta;
+  const baseTimestamp = readBaseTimestamp(buffer, position);
+  const largest = baseTimestamp + records.largestTimestampDelta;
   const maxTimestamp = readMaxTimestamp(buffer, position);
-  return largest === maxTimestamp ? null : `max timestamp ${maxTimestamp} is not the largest of its records' timestamps, ${largest}`;
+  if (largest !== maxTimestamp) return `max timestamp ${maxTimestamp} is not the largest of its records' timestamps, ${largest}`;
+  const smallest = baseTimestamp + records.smallestTimestampDelta;
+  return smallest >= 0 ? null : `a record's timestamp ${smallest} is negative: records need timestamps, in milliseconds since the epoch`;
 }
 
 function corruptBatch(index: number, position: number, problem: string): StrataError {
@@ -162,6 +166,8 @@ export class RecordsCheck {
   private index = 0;
   /** The largest timestamp delta of the records checked so far. */
   largestTimestampDelta = Number.NEGATIVE_INFINITY;
+  /** The smallest timestamp delta of the records checked so far. */
+  smallestTimestampDelta = Number.POSITIVE_INFINITY;
   private readonly reader = new VarintReader(EMPTY, 0, 0);
   private readonly fields = new VarintReader(EMPTY, 0, 0); // reused per record
 
@@ -180,6 +186,7 @@ export class RecordsCheck {
   /** Counts a record checked elsewhere (`RecordInPieces`), with its timestamp delta. */
   recordChecked(timestampDelta: number): void {
     if (timestampDelta > this.largestTimestampDelta) this.largestTimestampDelta = timestampDelta;
+    if (timestampDelta < this.smallestTimestampDelta) this.smallestTimestampDelta = timestampDelta;
     this.index++;
   }
 
@@ -200,6 +207,7 @@ export class RecordsCheck {
         fields.readInt8();
         const timestampDelta = fields.readVarlong();
         if (timestampDelta > this.largestTimestampDelta) this.largestTimestampDelta = timestampDelta;
+        if (timestampDelta < this.smallestTimestampDelta) this.smallestTimestampDelta = timestampDelta;
         const offsetDelta = fields.readVarint();
         if (offsetDelta !== index) return `record ${index} has offset delta ${offsetDelta}`;
         skipBytesField(fields); // key

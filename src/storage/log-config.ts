@@ -32,6 +32,13 @@ export interface LogConfig {
   retentionBytes: number;
   /** `max.message.bytes`: largest record batch accepted. */
   maxMessageBytes: number;
+  /**
+   * `message.timestamp.after.max.ms`: how far ahead of the broker's clock a record's own
+   * (create-time) timestamp may be. One record far in the future would keep its segment, and
+   * every later one, from ever expiring by `retention.ms`; timestamps in micro- or nanoseconds
+   * are the usual cause.
+   */
+  messageTimestampAfterMaxMs: number;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -46,6 +53,7 @@ export const DEFAULT_LOG_CONFIG: Readonly<LogConfig> = Object.freeze({
   retentionMs: 7 * DAY_MS,
   retentionBytes: -1,
   maxMessageBytes: 1024 * 1024,
+  messageTimestampAfterMaxMs: 60 * 60 * 1000, // Kafka 4's default
 });
 
 /** Kafka-style config names, as users write them (`--config segment.bytes=1048576`). */
@@ -59,6 +67,7 @@ export const KAFKA_NAMES: Readonly<Record<string, keyof LogConfig>> = Object.fre
   'retention.ms': 'retentionMs',
   'retention.bytes': 'retentionBytes',
   'max.message.bytes': 'maxMessageBytes',
+  'message.timestamp.after.max.ms': 'messageTimestampAfterMaxMs',
 });
 
 /** Positions in a segment are uint32 in the index; keep a margin below 4 GiB. */
@@ -89,6 +98,7 @@ export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Reado
   checkInteger('retention.ms', config.retentionMs, -1);
   checkInteger('retention.bytes', config.retentionBytes, -1);
   checkInteger('max.message.bytes', config.maxMessageBytes, 64, BATCH_BYTES_MAX);
+  checkInteger('message.timestamp.after.max.ms', config.messageTimestampAfterMaxMs, 0);
   return config;
 }
 

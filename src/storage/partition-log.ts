@@ -55,8 +55,10 @@ import {
   readLastOffsetDelta,
   readMaxTimestamp,
   readProducerEpoch,
+  readAttributes,
   readProducerId,
   stampLogAppendTime,
+  TIMESTAMP_TYPE_MASK,
   writeBaseOffset,
 } from './record-batch.js';
 import { type CheckedBatches, checkCompressedBatches, validateBatchesOnLoop } from './batch-validation.js';
@@ -526,6 +528,7 @@ export class PartitionLog {
       throw new StrataError(ErrorCode.RECORD_TOO_LARGE, `${data.length} bytes of batches for one partition in one request exceed the limit of ${APPEND_BYTES_MAX}; send them in several requests`);
     }
     const checked = validateBatchesOnLoop(data, this.config.maxMessageBytes);
+    this.checkTimestampsNotAhead(data);
     let idempotent = false;
     forEachBatch(data, (position) => {
       const producerId = readProducerId(data, position);
@@ -572,6 +575,28 @@ export class PartitionLog {
       this.appendsInCheck--;
       release();
     }
+  }
+
+  /**
+   * Refuses the batches if one's newest record is further ahead of the broker's clock than
+   * `message.timestamp.after.max.ms` allows (its max timestamp: with create time, the records'
+   * own; with log-append time, the broker stamps its own clock in at the write).
+   */
+  private checkTimestampsNotAhead(data: Buffer): void {
+    const allowedMs = this.config.messageTimestampAfterMaxMs;
+    const nowMs = this.clock.nowMs();
+    let index = 0;
+    forEachBatch(data, (position) => {
+      const maxTimestamp = readMaxTimestamp(data, position);
+      if (maxTimestamp - nowMs > allowedMs && !(readAttributes(data, position) & TIMESTAMP_TYPE_MASK)) {
+        throw new StrataError(
+          ErrorCode.INVALID_ARGUMENT,
+          `batch ${index} has a record timestamped ${maxTimestamp}, ${maxTimestamp - nowMs} ms ahead of the broker's clock, more than message.timestamp.after.max.ms (${allowedMs}) allows: ` +
+            "timestamps are milliseconds since the epoch (not micro- or nanoseconds); check the producer's clock, or raise the topic's message.timestamp.after.max.ms",
+        );
+      }
+      index++;
+    });
   }
 
   /** Queues a validated append (or blocks it behind others until there is room) and settles it once written. */

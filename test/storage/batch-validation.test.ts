@@ -23,6 +23,7 @@ import {
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import {
   ATTRIBUTES_OFFSET,
+  BASE_TIMESTAMP_OFFSET,
   BATCH_LENGTH_OFFSET,
   CRC_OFFSET,
   decodeBatches,
@@ -262,6 +263,18 @@ describe('max timestamps (they place a batch in the time index and age it for re
     const error = await rejection(validateBatches(buildBatch([{ value: b('a') }], { timestamp: -1 }), BATCH_BYTES_MAX));
     expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
     expect(error.message).toBe('invalid record batch 0 at byte 0: max timestamp -1 is negative: records need timestamps, in milliseconds since the epoch');
+  });
+
+  it('refuses a record timestamp below 0 that the max timestamp does not show, compressed or not', async () => {
+    for (const compression of ['none', 'gzip'] as const) {
+      // Records at 0 and 10 ms, their base then moved to -5: they would be at -5 and 5.
+      const batch = Buffer.from(buildBatch([{ value: b('a'), timestamp: 0 }, { value: b('b'), timestamp: 10 }], { compression }));
+      writeInt64(batch, BASE_TIMESTAMP_OFFSET, -5);
+      const moved = withMaxTimestamp(batch, 5);
+      const error = await rejection(validateBatches(moved, BATCH_BYTES_MAX));
+      expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
+      expect(error.message).toBe("invalid record batch 0 at byte 0: a record's timestamp -5 is negative: records need timestamps, in milliseconds since the epoch");
+    }
   });
 
   it("takes a log-append-time batch's max timestamp as it is (its records' own are not used)", async () => {

@@ -306,6 +306,42 @@ describe('log-append time', () => {
   });
 });
 
+describe('message.timestamp.after.max.ms', () => {
+  const HOUR_MS = 60 * 60 * 1000;
+
+  it("refuses a create-time batch whose newest record is more than the limit ahead of the broker's clock, and appends nothing of the request", async () => {
+    const clock = new ManualClock(T0);
+    const log = await openLog(tempDir(), {}, { clock });
+    await log.append(batchOf(0, 1, T0 + HOUR_MS)); // at the default limit (Kafka 4's hour): taken
+    const ahead = Buffer.concat([batchOf(1, 1, T0), batchOf(2, 1, T0 + HOUR_MS + 1)]);
+    const refusal = await rejection(log.append(ahead));
+    expect(refusal.code).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect(refusal.message).toBe(
+      `batch 1 has a record timestamped ${T0 + HOUR_MS + 1}, ${HOUR_MS + 1} ms ahead of the broker's clock, more than message.timestamp.after.max.ms (${HOUR_MS}) allows: ` +
+        "timestamps are milliseconds since the epoch (not micro- or nanoseconds); check the producer's clock, or raise the topic's message.timestamp.after.max.ms",
+    );
+    // A timestamp in microseconds, the usual mistake, is refused the same way.
+    expect((await rejection(log.append(batchOf(1, 1, T0 * 1000)))).code).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect(log.logEndOffset).toBe(1);
+    clock.advance(1);
+    expect((await log.append(batchOf(1, 1, T0 + HOUR_MS + 1))).baseOffset).toBe(1); // the clock caught up
+  });
+
+  it('takes what a topic allows, and log-append-time batches whatever their own max timestamp', async () => {
+    const clock = new ManualClock(T0);
+    const allowing = await openLog(tempDir(), { messageTimestampAfterMaxMs: 24 * HOUR_MS }, { clock });
+    expect((await allowing.append(batchOf(0, 1, T0 + 24 * HOUR_MS))).baseOffset).toBe(0);
+    const strict = await openLog(tempDir(), { messageTimestampAfterMaxMs: 0 }, { clock });
+    expect((await rejection(strict.append(batchOf(0, 1, T0 + 1)))).code).toBe(ErrorCode.INVALID_ARGUMENT);
+    const stamped = batchOf(0, 1, T0 + 1);
+    stamped.writeInt16BE(stamped.readInt16BE(ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_MASK, ATTRIBUTES_OFFSET);
+    writeInt64(stamped, MAX_TIMESTAMP_OFFSET, T0 + 1_000 * HOUR_MS);
+    stamped.writeUInt32BE(crc32c(stamped.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    expect((await strict.append(stamped)).baseOffset).toBe(0);
+    expect(readBatchHeader((await strict.read(0, 1 << 20)).batches).maxTimestamp).toBe(T0);
+  });
+});
+
 /**
  * A log under flush=always with an append of offsets 0 and 1 held at `call` (its write, or its
  * fdatasync), switched to flush=interval meanwhile.
@@ -932,7 +968,7 @@ describe('retention', () => {
 
   /** A log of several sealed segments, and the values a read of offset 0 must return. */
   async function expiringLog(directory: string, clock: ManualClock, fs: TestFileSystem): Promise<{ log: PartitionLog; activeBase: number; firstSegmentEnd: number }> {
-    const config = { ...SMALL, retentionMs: 60_000 };
+    const config = { ...SMALL, retentionMs: 60_000, messageTimestampAfterMaxMs: 3 * DAY_MS };
     const written = await openLog(directory, config, { clock });
     await appendOverTime(written, clock, 60);
     await written.close();
@@ -1162,7 +1198,7 @@ describe('segment.ms after a restart', () => {
   ])("counts the active segment's age by the broker's clock, never from the future: first batch $first, after a $stop stop", async ({ batch, stop }) => {
     let directory = tempDir();
     const clock = new ManualClock(T0);
-    const config = { segmentMs: 60_000 };
+    const config = { segmentMs: 60_000, messageTimestampAfterMaxMs: 2 * YEAR_MS }; // a topic that takes timestamps ahead
     const written = await openLog(directory, config, { clock });
     await written.append(batch());
     if (stop === 'crash') {
