@@ -520,13 +520,19 @@ export class Producer {
    * The error for a record the topic cannot take: even a batch of it alone, with its framing at
    * its narrowest, is over the topic's max.message.bytes. Refused here, it does not fail the
    * records sent after it, as a batch the broker refuses would (their sequences would leave a
-   * gap). Records within a few bytes of the limit, and compressed ones, are caught when their
-   * batch is sealed (`seal`).
+   * gap). Records within a few bytes of the limit, and compressed batches, are caught when
+   * their batch is sealed (`seal`). Compressed or not, a record must fit in max.message.bytes
+   * by itself: the broker refuses a compressed batch with a record that inflates past it.
    */
   private tooLargeFor(topic: TopicState, sizeBytes: number, headers: RecordHeader[] | null): StrataClientError | null {
-    if (this.compression !== 'none' || topic.maxMessageBytes === 0) return null;
+    if (topic.maxMessageBytes === 0) return null;
     // The record's own bytes (key, value, header keys and values): `recordSize` less its framing.
-    const smallestBatch = BATCH_HEADER_BYTES + sizeBytes - RECORD_FRAMING_BOUND - HEADER_OVERHEAD_BYTES * (headers?.length ?? 0);
+    const ownBytes = sizeBytes - RECORD_FRAMING_BOUND - HEADER_OVERHEAD_BYTES * (headers?.length ?? 0);
+    if (this.compression !== 'none') {
+      if (ownBytes <= topic.maxMessageBytes) return null;
+      return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${ownBytes} bytes exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes} (compressed or not, a record must fit in it); it was not sent`);
+    }
+    const smallestBatch = BATCH_HEADER_BYTES + ownBytes;
     if (smallestBatch <= topic.maxMessageBytes) return null;
     return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${smallestBatch} bytes (in a batch of its own) exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes}; it was not sent`);
   }

@@ -91,11 +91,18 @@ export function validateBatchesOnLoop(buffer: Buffer, maxBatchBytes: number): Ch
 
 /**
  * Checks the records of the compressed batches `validateBatchesOnLoop` listed, one batch at a
- * time, off the event loop. Rejects with `CORRUPT_BATCH` naming the first bad batch.
+ * time, off the event loop. Rejects with `CORRUPT_BATCH` naming the first bad batch, or with
+ * `RECORD_TOO_LARGE` for a record that inflates to more than `maxRecordBytes`: a record must
+ * fit in `max.message.bytes` compressed or not, so that a reader never has to take more (a
+ * decoded read answers at least one whole record) and a small batch cannot inflate into
+ * records of up to `INFLATED_BATCH_BYTES_MAX`.
  */
-export async function checkCompressedBatches(buffer: Buffer, batches: readonly CompressedBatch[]): Promise<void> {
+export async function checkCompressedBatches(buffer: Buffer, batches: readonly CompressedBatch[], maxRecordBytes: number): Promise<void> {
   for (const { index, position } of batches) {
-    const problem = await checkCompressedRecords(buffer, position);
+    const { problem, recordTooLarge } = await inflateAndCheck(buffer, position, maxRecordBytes);
+    if (recordTooLarge) {
+      throw new StrataError(ErrorCode.RECORD_TOO_LARGE, `batch ${index} has ${problem}, larger than max.message.bytes ${maxRecordBytes}: every record must fit in max.message.bytes, compressed or not`);
+    }
     if (problem !== null) throw corruptBatch(index, position, problem);
   }
 }
@@ -110,7 +117,7 @@ export async function validateBatches(
   maxBatchBytes: number,
 ): Promise<{ batchCount: number; recordCount: number }> {
   const { batchCount, recordCount, compressed } = validateBatchesOnLoop(buffer, maxBatchBytes);
-  await checkCompressedBatches(buffer, compressed);
+  await checkCompressedBatches(buffer, compressed, maxBatchBytes);
   return { batchCount, recordCount };
 }
 
@@ -168,6 +175,8 @@ export class RecordsCheck {
   largestTimestampDelta = Number.NEGATIVE_INFINITY;
   /** The smallest timestamp delta of the records checked so far. */
   smallestTimestampDelta = Number.POSITIVE_INFINITY;
+  /** The largest record checked so far: its length (the bytes after its length prefix). */
+  largestRecordBytes = 0;
   private readonly reader = new VarintReader(EMPTY, 0, 0);
   private readonly fields = new VarintReader(EMPTY, 0, 0); // reused per record
 
@@ -183,8 +192,9 @@ export class RecordsCheck {
     return this.index === this.count;
   }
 
-  /** Counts a record checked elsewhere (`RecordInPieces`), with its timestamp delta. */
-  recordChecked(timestampDelta: number): void {
+  /** Counts a record checked elsewhere (`RecordInPieces`), with its timestamp delta and length. */
+  recordChecked(timestampDelta: number, recordBytes: number): void {
+    if (recordBytes > this.largestRecordBytes) this.largestRecordBytes = recordBytes;
     if (timestampDelta > this.largestTimestampDelta) this.largestTimestampDelta = timestampDelta;
     if (timestampDelta < this.smallestTimestampDelta) this.smallestTimestampDelta = timestampDelta;
     this.index++;
@@ -200,6 +210,7 @@ export class RecordsCheck {
         if (index === this.count) return this.bytesAfterLast();
         const length = reader.readVarint();
         if (length <= 0) return `record ${index} has length ${length}`;
+        if (length > this.largestRecordBytes) this.largestRecordBytes = length;
         const recordEnd = reader.position + length;
         if (recordEnd > end) return `record ${index} runs past the end of the batch`;
         fields.position = reader.position;
@@ -251,17 +262,26 @@ function skipBytesField(reader: VarintReader): void {
  * they come, giving up at the first problem or past `INFLATED_BATCH_BYTES_MAX`. Resolves to
  * null when they are sound, else to what is wrong.
  */
-export function checkCompressedRecords(buffer: Buffer, position: number): Promise<string | null> {
+export async function checkCompressedRecords(buffer: Buffer, position: number): Promise<string | null> {
+  return (await inflateAndCheck(buffer, position, Number.POSITIVE_INFINITY)).problem;
+}
+
+/**
+ * `checkCompressedRecords`, which also gives up at a record longer than `maxRecordBytes`
+ * (`recordTooLarge`; its problem then names the record's size).
+ */
+function inflateAndCheck(buffer: Buffer, position: number, maxRecordBytes: number): Promise<{ problem: string | null; recordTooLarge: boolean }> {
   return new Promise((resolve) => {
-    const records = new InflatedRecords(new RecordsCheck(readRecordCount(buffer, position)));
+    const check = new RecordsCheck(readRecordCount(buffer, position));
+    const records = new InflatedRecords(check);
     const gunzip = createGunzip({ chunkSize: INFLATE_CHUNK_BYTES });
     let inflatedBytes = 0;
     let settled = false;
-    const settle = (problem: string | null): void => {
+    const settle = (problem: string | null, recordTooLarge = false): void => {
       if (settled) return;
       settled = true;
       gunzip.destroy();
-      resolve(problem);
+      resolve({ problem, recordTooLarge });
     };
     gunzip.on('data', (chunk: Buffer) => {
       if (settled) return;
@@ -271,10 +291,11 @@ export function checkCompressedRecords(buffer: Buffer, position: number): Promis
         return;
       }
       const problem = records.push(chunk);
-      if (problem !== null) settle(problem);
+      if (records.largestRecordBytes > maxRecordBytes) settle(`a record of ${records.largestRecordBytes} bytes once inflated`, true);
+      else if (problem !== null) settle(problem);
     });
     gunzip.on('error', (error) => settle(`its records do not inflate: ${error.message}`));
-    gunzip.on('end', () => settle(records.end() ?? checkMaxTimestamp(buffer, position, records.check)));
+    gunzip.on('end', () => settle(records.end() ?? checkMaxTimestamp(buffer, position, check)));
     gunzip.end(buffer.subarray(position + RECORDS_OFFSET, position + readBatchSize(buffer, position)));
   });
 }
@@ -290,16 +311,21 @@ export class InflatedRecords {
 
   constructor(readonly check: RecordsCheck) {}
 
+  /** The longest record so far, counting one still being read in pieces (its length is read first). */
+  get largestRecordBytes(): number {
+    return Math.max(this.check.largestRecordBytes, this.inPieces?.recordBytes ?? 0);
+  }
+
   /** Checks the next chunk; null when nothing is wrong so far, else what is. */
   push(chunk: Buffer): string | null {
     let position = 0;
     if (this.inPieces !== null) {
       position = this.inPieces.feed(chunk, 0);
       if (position < 0) return this.inPieces.problem;
-      const { problem, timestampDelta } = this.inPieces;
+      const { problem, timestampDelta, recordBytes } = this.inPieces;
       this.inPieces = null;
       if (problem !== null) return problem;
-      this.check.recordChecked(timestampDelta);
+      this.check.recordChecked(timestampDelta, recordBytes);
     }
     const wholeEnd = this.wholeRecordsEnd(chunk, position);
     const problem = this.check.check(chunk, position, wholeEnd);
@@ -374,6 +400,8 @@ class RecordInPieces {
   problem: string | null = null;
   /** The record's timestamp delta, once read. */
   timestampDelta = 0;
+  /** The record's length (the bytes after its length prefix), once read. */
+  recordBytes = 0;
   private fieldProblem: string | null = null;
   private step = LENGTH;
   /** Bytes of the record after its length prefix not consumed yet (they bound every field). */
@@ -485,6 +513,7 @@ class RecordInPieces {
             return;
           }
           this.left = length;
+          this.recordBytes = length;
           this.step = ATTRIBUTES;
           return;
         }

@@ -567,7 +567,7 @@ export class PartitionLog {
     try {
       await previous;
       if (this.fence !== null) throw this.fence;
-      await checkCompressedBatches(data, checked.compressed);
+      await checkCompressedBatches(data, checked.compressed, this.config.maxMessageBytes);
       // Called before any close (which waits for it), so only a fence refuses it now.
       if (this.fence !== null) throw this.fence;
       return this.queueAppend(data, checked, idempotent, waitFor);

@@ -983,7 +983,7 @@ describe('idempotent retries', () => {
     expect(values(await readLog(name, 0))).toEqual(['small-1', 'small-2']);
   });
 
-  it("counts headers against max.message.bytes, and fails a gzip batch that grew past it unsent; the next records are written", async () => {
+  it("counts headers against max.message.bytes, fails a gzip batch that grew past it and a record over it however well it compresses unsent; the next records are written", async () => {
     const name = await topic(1, { 'max.message.bytes': '1024' });
     const plain = producer({ lingerMs: 0 });
     const headers = await plain.send({ topic: name, value: 'v', headers: { trace: 'h'.repeat(2_000) } }).catch((caught: unknown) => caught as StrataClientError);
@@ -991,11 +991,15 @@ describe('idempotent retries', () => {
     expect(await plain.send({ topic: name, value: 'plain' })).toEqual({ partition: 0, offset: 0 });
 
     const gzip = producer({ lingerMs: 0, compression: 'gzip' });
-    const incompressible = randomBytes(4_096);
+    const incompressible = randomBytes(1_000);
     const grown = await gzip.send({ topic: name, value: incompressible }).catch((caught: unknown) => caught as StrataClientError);
     expect(grown).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/a batch of 1 records is \d+ bytes \(gzip\), over topic ".*"'s max\.message\.bytes of 1024; it was not sent/) });
-    expect(await gzip.send({ topic: name, value: 'z'.repeat(3_000) })).toEqual({ partition: 0, offset: 1 }); // compresses well: fits
-    expect(values(await readLog(name, 0))).toEqual(['plain', 'z'.repeat(3_000)]);
+    // The broker would refuse it once inflated: a record must fit in max.message.bytes by itself.
+    const large = await gzip.send({ topic: name, value: 'z'.repeat(3_000) }).catch((caught: unknown) => caught as StrataClientError);
+    expect(large).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/^a record of at least 3000 bytes exceeds topic ".*"'s max\.message\.bytes of 1024 \(compressed or not, a record must fit in it\); it was not sent$/) });
+    // Its batch over 1024 bytes uncompressed, under once compressed: it fits.
+    expect(await gzip.send({ topic: name, value: 'z'.repeat(1_000) })).toEqual({ partition: 0, offset: 1 });
+    expect(values(await readLog(name, 0))).toEqual(['plain', 'z'.repeat(1_000)]);
   });
 
   it('learns a lowered max.message.bytes after a refusal, also when sending to an explicit partition', async () => {

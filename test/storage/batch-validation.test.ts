@@ -217,6 +217,31 @@ describe('checkCompressedRecords (a gzip batch inflated on the thread pool)', ()
     expect(turns).toBeGreaterThan(100);
   });
 
+  it('refuses with RECORD_TOO_LARGE a record that inflates past max.message.bytes, whole in a chunk or in pieces, and takes one at the limit', async () => {
+    const limit = 64 * 1024;
+    const tooLargeError = (recordBytes: number): string =>
+      `batch 1 has a record of ${recordBytes} bytes once inflated, larger than max.message.bytes ${limit}: every record must fit in max.message.bytes, compressed or not`;
+    const small = buildBatch([{ value: b('a') }], { timestamp: T0, compression: 'gzip' });
+    const withValue = (valueBytes: number): Buffer => buildBatch([{ value: b('b') }, { value: Buffer.alloc(valueBytes) }], { timestamp: T0, compression: 'gzip' });
+    // A record's length: 4 bytes of fields before the value's length, 3 of that, the value, 1 after.
+    const atLimit = withValue(limit - 8);
+    expect(recordsRegion([{ value: Buffer.alloc(limit - 8) }]).length).toBe(3 + limit); // after a length prefix of 3 bytes
+    await validateBatches(Buffer.concat([small, atLimit]), limit);
+    for (const valueBytes of [limit - 7, 1_000_000]) {
+      // The larger is read in pieces: its length comes in the first chunk, its end 4 chunks on.
+      const error = await rejection(validateBatches(Buffer.concat([small, withValue(valueBytes)]), limit));
+      expect(error.code).toBe(ErrorCode.RECORD_TOO_LARGE);
+      expect(error.message).toBe(tooLargeError(valueBytes + 8));
+    }
+    // Refused once its length is read, not after inflating its 100 MiB (some 400 chunks, a loop turn or more each).
+    const { result: refusal, turns } = await countingLoopTurns(() => rejection(validateBatches(largeGzipBatch(1, 100), MiB)));
+    expect(refusal.message).toMatch(/^batch 0 has a record of \d+ bytes once inflated/);
+    expect(turns).toBeLessThan(20);
+    // Small records that inflate to far more than the limit together are taken.
+    const many = Array.from({ length: 1_000 }, () => ({ value: Buffer.alloc(1_000) }));
+    await validateBatches(buildBatch(many, { timestamp: T0, compression: 'gzip' }), limit);
+  });
+
   it('names the batch in validateBatches\' CORRUPT_BATCH', async () => {
     const good = buildBatch([{ value: b('a') }], { timestamp: T0, compression: 'gzip' });
     const bad = gzipBatch(3, gzipSync(recordsRegion([{ value: b('a') }])));
