@@ -16,6 +16,7 @@
 import { gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, StrataError } from '../common/errors.js';
+import { checkIntegerRange } from '../common/integer-range.js';
 import {
   ATTRIBUTES_OFFSET,
   BASE_OFFSET_OFFSET,
@@ -240,6 +241,11 @@ export class RecordBatchBuilder {
    */
   private startRecord(timestamp: number, fieldsSize: number): number {
     if (this.finished !== null) throw new Error('the batch is already sealed');
+    // NaN or a fraction would be encoded as another timestamp. (What a broker takes is its
+    // own check: none below 0, none far ahead of its clock.)
+    if (!Number.isSafeInteger(timestamp) || (this.count > 0 && !Number.isSafeInteger(timestamp - this.baseTimestamp))) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `a record's timestamp must be an integer count of milliseconds since the epoch, got ${timestamp}${this.count > 0 ? ` (after a first record at ${this.baseTimestamp})` : ''}`);
+    }
     if (this.count === 0) this.baseTimestamp = this.maxTimestamp = timestamp;
     else if (timestamp > this.maxTimestamp) this.maxTimestamp = timestamp;
     const timestampDelta = timestamp - this.baseTimestamp;
@@ -263,6 +269,7 @@ export class RecordBatchBuilder {
   finish(options: BatchSealOptions = {}): Buffer {
     if (this.finished !== null) return this.finished;
     if (this.count === 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'a batch needs at least one record');
+    checkSealOptions(options);
     const compression = Compression[options.compression ?? 'none'];
     if (compression === Compression.gzip) this.compressRecords();
     else if (compression !== Compression.none) {
@@ -312,6 +319,22 @@ export class RecordBatchBuilder {
     this.buffer = buffer;
     this.position = buffer.length;
   }
+}
+
+/**
+ * The header fields of `finish`, each an integer its field holds (INVALID_ARGUMENT naming the
+ * one that is not, rather than a fraction cut or Node's range error). What a broker takes of
+ * them is its own check.
+ */
+function checkSealOptions(options: BatchSealOptions): void {
+  const fields: [name: string, value: number | undefined, minimum: number, maximum: number][] = [
+    ['baseOffset', options.baseOffset, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+    ['producerId', options.producerId, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+    ['producerEpoch', options.producerEpoch, -(2 ** 15), 2 ** 15 - 1],
+    ['baseSequence', options.baseSequence, -(2 ** 31), 2 ** 31 - 1],
+    ['partitionLeaderEpoch', options.partitionLeaderEpoch, -(2 ** 31), 2 ** 31 - 1],
+  ];
+  for (const [name, value, minimum, maximum] of fields) if (value !== undefined) checkIntegerRange(name, value, minimum, maximum);
 }
 
 function headersSize(headers: readonly RecordHeader[]): number {

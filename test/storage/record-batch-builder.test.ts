@@ -96,6 +96,29 @@ describe('RecordBatchBuilder', () => {
     expect(() => builder.append(T0, null, Buffer.from('y'), null)).toThrow(/sealed/);
     expect(() => new RecordBatchBuilder({ headroom: 32, buffer: Buffer.alloc(80) })).toThrow(RangeError);
   });
+
+  it('refuses timestamps that are not integers (NaN, a fraction, past 2^53, a delta past it) and header fields their bytes cannot hold, with INVALID_ARGUMENT', () => {
+    const refusal = (build: () => unknown): unknown => {
+      try {
+        build();
+      } catch (error) {
+        return error;
+      }
+      return null;
+    };
+    for (const timestamp of [Number.NaN, T0 + 0.5, 2 ** 53, Number.POSITIVE_INFINITY]) {
+      expect(refusal(() => buildBatch([{ value: Buffer.from('x'), timestamp }]))).toMatchObject({ code: 'INVALID_ARGUMENT', message: `a record's timestamp must be an integer count of milliseconds since the epoch, got ${timestamp}` });
+    }
+    const delta = refusal(() => buildBatch([{ value: Buffer.from('x'), timestamp: -(2 ** 52) }, { value: Buffer.from('y'), timestamp: 2 ** 52 }]));
+    expect(delta).toMatchObject({ code: 'INVALID_ARGUMENT', message: `a record's timestamp must be an integer count of milliseconds since the epoch, got ${2 ** 52} (after a first record at ${-(2 ** 52)})` });
+    const records = [{ value: Buffer.from('x'), timestamp: T0 }];
+    expect(refusal(() => buildBatch(records, { producerEpoch: 40_000 }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'producerEpoch must be an integer from -32768 to 32767, got 40000' });
+    expect(refusal(() => buildBatch(records, { baseSequence: 2 ** 31 }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: `baseSequence must be an integer from ${-(2 ** 31)} to ${2 ** 31 - 1}, got ${2 ** 31}` });
+    expect(refusal(() => buildBatch(records, { baseOffset: 1e20 }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: /^baseOffset must be an integer/ });
+    expect(refusal(() => buildBatch(records, { producerId: 1.5 }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: /^producerId must be an integer/ });
+    // What a broker refuses is left to it: a producer id below -1 encodes, as tests of its refusal need.
+    expect(readBatchHeader(buildBatch(records, { producerId: -5 })).producerId).toBe(-5);
+  });
 });
 
 describe('buildBatchFromRanges', () => {
