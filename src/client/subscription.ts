@@ -110,9 +110,13 @@ export class Subscription implements AsyncIterable<SubscriptionBatch> {
       forEachBatch(buffer, (position, size) => {
         const problem = checkBatchFrame(buffer, position, position + size);
         if (problem !== null) throw new StrataClientError('DATA_LOSS', `pushed batch of ${topic}-${partition} at byte ${position} is invalid: ${problem}`);
-        forEachRecord(buffer, position, from, (offset, timestamp, key, value, headers) => {
-          records.push({ topic, partition, offset, timestamp, key, value, headers });
-        });
+        try {
+          forEachRecord(buffer, position, from, (offset, timestamp, key, value, headers) => {
+            records.push({ topic, partition, offset, timestamp, key, value, headers });
+          });
+        } catch (error) {
+          throw new StrataClientError('DATA_LOSS', `pushed batch of ${topic}-${partition} at byte ${position} does not decode: ${(error as Error).message}`);
+        }
       });
     }
     const nextOffset = longToNumber(response.nextOffset, 'next_offset');

@@ -3,10 +3,13 @@
 // iteration starts, and a cancelled subscription ends quietly; method: the client against a
 // real broker on a loopback port, the end of the call awaited on its stream's status event.
 import type { EventEmitter } from 'node:events';
+import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
+import { crc32c } from '@node-rs/crc32';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Connection } from '../../src/client/connection.js';
 import { Producer } from '../../src/client/producer.js';
 import { type Subscription, subscribe } from '../../src/client/subscription.js';
+import { ATTRIBUTES_OFFSET, CRC_OFFSET, RECORD_COUNT_OFFSET } from '../../src/storage/record-batch.js';
 import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 
 const shared = useBrokerWithAdmin();
@@ -49,6 +52,40 @@ describe('subscribe', () => {
     const subscription = subscribe(connection, { topic: 'never-created' });
     await untilEnded(subscription);
     await expect(collect(subscription, 1)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/topic "never-created" not found/) });
+  });
+
+  it('fails with DATA_LOSS, naming the partition, on a pushed batch whose CRC holds but whose records do not decode', async () => {
+    await shared.admin.createTopic('undecodable', { partitions: 1 });
+    const producer = new Producer({ server: shared.broker.address });
+    try {
+      await producer.send({ topic: 'undecodable', value: 'only one' });
+    } finally {
+      await producer.close();
+    }
+    // The pushed batch claims two records, its CRC sealed again: the damage only decoding finds.
+    const claimingTwo: Interceptor = (options, nextCall) =>
+      new InterceptingCall(nextCall(options), {
+        start(metadata, _listener, next) {
+          next(metadata, {
+            onReceiveMessage: (message: { batches: Uint8Array }, nextMessage) => {
+              const batches = Buffer.from(message.batches);
+              batches.writeInt32BE(2, RECORD_COUNT_OFFSET);
+              batches.writeUInt32BE(crc32c(batches.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+              message.batches = batches; // (a copy would lose the fields protobufjs keeps on the prototype)
+              nextMessage(message);
+            },
+          });
+        },
+      });
+    const damaged = new Connection({ server: shared.broker.address, interceptors: [claimingTwo] });
+    try {
+      await expect(collect(subscribe(damaged, { topic: 'undecodable', start: 'earliest' }), 1)).rejects.toMatchObject({
+        code: 'DATA_LOSS',
+        message: expect.stringMatching(/^pushed batch of undecodable-0 at byte 0 does not decode: batch at offset 0 does not decode: /),
+      });
+    } finally {
+      damaged.close();
+    }
   });
 
   it('ends quietly when cancelled, iterated or not', async () => {
