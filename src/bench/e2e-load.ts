@@ -96,7 +96,7 @@ export interface E2eFigures {
   latency: LatencyRecorder;
   /** Send to the producer's acknowledgement. */
   acknowledgementLatency: LatencyRecorder;
-  /** Per measured tick: how late its first record was sent against the schedule. */
+  /** Per measured record: how late it was sent against the schedule. */
   senderLag: LatencyRecorder;
   /** Measured records that never arrived. */
   lost: number;
@@ -316,7 +316,7 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
           const slot = slots.take();
           const sentAt = wallClockMs();
           if (sent === warmupRecords) {
-            measuredFrom = performance.now();
+            measuredFrom = throttle.dueAt(sent);
             measuredFromWallMs = sentAt;
             options.onMeasurementStart?.();
           }
@@ -325,7 +325,10 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
           producer.send(slot.message, slot.done);
         }
         if (sent >= total || failure !== null) {
-          measuredTo = performance.now();
+          // From the first measured record's due time, the schedule's span of the measured
+          // records, N / rate (the last one's send time would give (N - 1) / rate), or longer
+          // when the sender fell behind it: never more records a second than the rate.
+          measuredTo = Math.max(performance.now(), throttle.dueAt(sent));
           resolve();
         } else {
           setTimeout(tick, TICK_MS);

@@ -153,7 +153,9 @@ export async function producePhase(context: PhaseContext, records = context.sett
     label: label(context, workload),
   }));
   const latencyMeasures = settings.path === 'raw' ? SEND_TO_ACK : REQUEST_TO_ANSWER;
-  return { rows: [resultRow(workload, context.serverKind, figures, latencyMeasures, context.server?.memory() ?? null, cpu, disk)], topic };
+  const row = resultRow(workload, context.serverKind, figures, latencyMeasures, context.server?.memory() ?? null, cpu, disk);
+  if (figures.senderLag) row.senderLag = figures.senderLag.summary();
+  return { rows: [row], topic };
 }
 
 /**

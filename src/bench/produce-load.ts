@@ -89,6 +89,11 @@ export interface LoadFigures {
   seconds: number;
   /** Summarised after the phase (building the histogram is not part of the measured work). */
   latency: LatencyRecorder | null;
+  /**
+   * With a rate: how late each chunk of sends (each request on the records path) went against
+   * its schedule. Not in the latency, whose clock starts after the pause the rate asks for.
+   */
+  senderLag?: LatencyRecorder | null;
 }
 
 interface SharedCounters {
@@ -97,10 +102,15 @@ interface SharedCounters {
 
 export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadFigures> {
   const values = Array.from({ length: VALUE_POOL_SIZE }, () => randomBytes(options.recordSize));
-  const recorder = new LatencyRecorder(options.records);
   const counters: SharedCounters = { acknowledged: 0 };
   const shares = split(options.records, options.producers);
   const perProducerRate = options.rate === null ? null : options.rate / options.producers;
+  // The records path records once per request (with its record count), so it is sized by them.
+  const perSend = recordsPerSend(options.batchBytes, options.recordSize, perProducerRate);
+  const sends = shares.reduce((total, share) => total + Math.ceil(share / perSend), 0);
+  const recorder = new LatencyRecorder(options.path === 'raw' ? options.records : sends);
+  const senderLag = perProducerRate === null ? null : new LatencyRecorder(sends);
+  const timing: SendTiming = { recorder, senderLag };
   const stopProgress = options.progress.start(options.label, () => counters.acknowledged);
   let startedAt = 0;
   let endedAt = 0;
@@ -120,7 +130,7 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
       );
       try {
         startedAt = performance.now();
-        await Promise.all(producers.map((producer, index) => driveProducer(producer, options, shares[index]!, perProducerRate, values, recorder, counters)));
+        await Promise.all(producers.map((producer, index) => driveProducer(producer, options, shares[index]!, perProducerRate, values, timing, counters)));
         endedAt = performance.now();
       } finally {
         await Promise.all(producers.map((producer) => producer.close()));
@@ -129,7 +139,7 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
       const connections = shares.map(() => new Connection({ server: options.server }));
       try {
         startedAt = performance.now();
-        await Promise.all(connections.map((connection, index) => driveRecordsStream(connection, options, index, shares[index]!, perProducerRate, values, recorder, counters)));
+        await Promise.all(connections.map((connection, index) => driveRecordsStream(connection, options, index, shares[index]!, perProducerRate, values, timing, counters)));
         endedAt = performance.now();
       } finally {
         for (const connection of connections) connection.close();
@@ -138,7 +148,13 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
   } finally {
     stopProgress();
   }
-  return { records: options.records, bytes: options.records * options.recordSize, seconds: (endedAt - startedAt) / 1000, latency: recorder };
+  return { records: options.records, bytes: options.records * options.recordSize, seconds: (endedAt - startedAt) / 1000, latency: recorder, senderLag };
+}
+
+/** Where the producers' timings go: each record's latency, and with a rate each send's lag behind its schedule. */
+interface SendTiming {
+  recorder: LatencyRecorder;
+  senderLag: LatencyRecorder | null;
 }
 
 /** Records per batch of `batchBytes` (at least 1). */
@@ -166,7 +182,7 @@ async function driveProducer(
   count: number,
   rate: number | null,
   values: readonly Buffer[],
-  recorder: LatencyRecorder,
+  { recorder, senderLag }: SendTiming,
   counters: SharedCounters,
 ): Promise<void> {
   const throttle = rate === null ? null : new Throttle(rate);
@@ -186,6 +202,7 @@ async function driveProducer(
     if (throttle !== null) {
       const delayMs = throttle.delayMs(sent);
       if (delayMs > 0) await sleep(delayMs);
+      senderLag?.record(performance.now() - throttle.dueAt(sent));
     }
     const end = Math.min(count, sent + chunkSize);
     // The clock starts before the wait for buffer room, as Kafka's tool starts it before a
@@ -221,7 +238,7 @@ async function driveRecordsStream(
   count: number,
   rate: number | null,
   values: readonly Buffer[],
-  recorder: LatencyRecorder,
+  { recorder, senderLag }: SendTiming,
   counters: SharedCounters,
 ): Promise<void> {
   if (count === 0) return; // more producers than records: this one has nothing to send
@@ -246,6 +263,7 @@ async function driveRecordsStream(
               pumpTimer = setTimeout(pump, delayMs);
               return;
             }
+            senderLag?.record(performance.now() - throttle.dueAt(sent));
           }
           const size = Math.min(perRequest, count - sent);
           const records: strata.v1.Record[] = new Array(size);
@@ -273,7 +291,7 @@ async function driveRecordsStream(
         recorder.recordMany(performance.now() - request.sentAt, request.records);
         counters.acknowledged += request.records;
         if (sent === count && pending.size === 0) resolve();
-        else pump();
+        else if (pumpTimer === null) pump(); // (a pump already waiting for its time sends then)
       });
       stream.on('error', (error) => reject(toClientError(error)));
       // Ended by the server without an error status while answers are owed: they never come.

@@ -22,8 +22,9 @@
  *     lost                          e2e only: measured records that never arrived
  *     warmupRecords                 e2e only: records sent before the measurement (read, not counted)
  *     startOffsets                  consume only: { partition: offset } where the read started
- *     senderLag                     e2e only: { count, meanMs, p50Ms, ... maxMs } of how late the sender
- *                                   sent each measured record against its schedule (not counted in latency)
+ *     senderLag                     e2e, and produce with --rate: { count, meanMs, p50Ms, ... maxMs } of how
+ *                                   late the sender sent each measured record (produce: each chunk of sends,
+ *                                   or request) against its schedule (not counted in latency)
  *     serverMemory                  { rssMiB, rssPeakSampledMiB, rssPeakMiB, rssPeakPhaseMiB } of a local
  *                                   server (see server-process.ts), else null
  *     cpu                           { clientSeconds, clientMicrosPerRecord, serverSeconds, serverMicrosPerRecord }

@@ -80,3 +80,22 @@ it('sends at most a millisecond\'s worth of records per request at a rate', asyn
   expect(sizes.reduce((sum, size) => sum + size, 0)).toBe(300);
   expect(Math.max(...sizes)).toBeLessThanOrEqual(3);
 });
+
+it('reports, at a rate, how late each request went against its schedule: a sender held up shows there', async () => {
+  const pauseMs = 60;
+  // The event loop is blocked 50 ms into a 0.2 s run: the requests due meanwhile go late.
+  const pause = setTimeout(() => {
+    const until = performance.now() + pauseMs;
+    while (performance.now() < until);
+  }, 50);
+  try {
+    const figures = await runProduceLoad(recordsPath(server.address, { topic: 'held-up', records: 400, rate: 2000 }));
+    const lag = figures.senderLag!.summary()!;
+    expect(figures.senderLag!.count).toBe(state.sizes.get('held-up')!.length); // one per request
+    expect(lag.maxMs).toBeGreaterThanOrEqual(pauseMs - 10);
+  } finally {
+    clearTimeout(pause);
+  }
+  // Without a rate there is no schedule to be behind.
+  expect((await runProduceLoad(recordsPath(server.address, { topic: 'unpaced', records: 100 }))).senderLag).toBeNull();
+});
