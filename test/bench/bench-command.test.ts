@@ -351,6 +351,11 @@ describe('strata bench', () => {
       [['baseline', '--workload', 'e2e', '--rate', '2', '--duration', '0.2'], '--rate × --duration must give at least 1 measured record for e2e, got 2 × 0.2'],
       [['baseline', '--workload', 'consume', '--path', 'records'], 'baseline --workload consume cannot fill with --path records: the no-op server keeps no plain records to read back'],
       [['baseline', '--workload', 'consume', '--group', 'g'], 'baseline --workload consume cannot read with --group: the no-op server has no consumer groups'],
+      // A baseline runs with its workload's options only: another would be ignored, or reported as if it applied.
+      [['baseline', '--workload', 'consume', '--rate', '5000'], '--rate is not used by baseline --workload consume, which takes the options of strata bench consume'],
+      [['baseline', '--workload', 'e2e', '--records', '5'], '--records is not used by baseline --workload e2e, which takes the options of strata bench e2e'],
+      [['baseline', '--duration', '5'], '--duration is not used by baseline --workload produce, which takes the options of strata bench produce'],
+      [['produce', '--record-size', '100000000'], '--record-size must be at most 1048448 (a record in a batch of the default max.message.bytes), got 100000000'],
       [['produce', '--server-metrics', '127.0.0.1:9464'], '--server-metrics is for a broker at --server; with --local the benchmark reads its own broker\'s metrics'],
       [['produce', '--server-metrics', 'metrics'], '--server-metrics must be HOST:PORT, got "metrics"'],
       [['produce', '--server-metrics', '127.0.0.1:1', '--server-metrics', '127.0.0.1:2'], '--server-metrics was given 2 times; it takes one value'],

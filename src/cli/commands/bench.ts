@@ -27,6 +27,8 @@ import { parseListenAddress } from '../../common/listen-address.js';
 
 const MIB = 1024 * 1024;
 const PRODUCE_LINGER_MS_DEFAULT = 5;
+/** The largest --record-size: its record, framed, in a batch of 1 MiB (the default max.message.bytes). */
+const RECORD_SIZE_MAX = 1024 * 1024 - 128;
 
 /** Options of every workload. */
 const COMMON_OPTIONS = {
@@ -204,6 +206,9 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   if (serverMetrics !== null && local) throw new UsageError('--server-metrics is for a broker at --server; with --local the benchmark reads its own broker\'s metrics');
   const rate = argv.rate === undefined ? (measured === 'e2e' ? E2E_RATE_DEFAULT : null) : positiveNumber(argv.rate, '--rate');
   const recordSize = positiveInteger(argv['record-size'], '--record-size');
+  // A larger record does not fit in a batch of the topic this creates (max.message.bytes 1 MiB),
+  // and the loads keep a pool of values of this size: a typo of 100000000 would take gigabytes.
+  if (recordSize > RECORD_SIZE_MAX) throw new UsageError(`--record-size must be at most ${RECORD_SIZE_MAX} (a record in a batch of the default max.message.bytes), got ${recordSize}`);
   if (measured === 'e2e' && recordSize < SEND_TIME_BYTES) throw new UsageError(`--record-size must be at least ${SEND_TIME_BYTES} for e2e (the value carries the send time)`);
   const durationSeconds = argv.duration === undefined ? 0 : positiveNumber(argv.duration, '--duration');
   // Fewer would measure nothing: no latency, and a sending time of nothing.
@@ -220,6 +225,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
     if (argv.path === 'records') throw new UsageError('baseline --workload consume cannot fill with --path records: the no-op server keeps no plain records to read back');
     if (group !== null) throw new UsageError('baseline --workload consume cannot read with --group: the no-op server has no consumer groups');
   }
+  if (workload === 'baseline') refuseUnusedOptions(argv, measured);
   return {
     server,
     serverMetrics,
@@ -247,6 +253,21 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
     writeMode,
     smallIo,
   };
+}
+
+/**
+ * A baseline takes every workload's options, but runs with those of its --workload only: one
+ * given another value than its default would be silently ignored, or reported in the JSON as
+ * if it applied (a --rate of a catch-up read), so it is refused.
+ */
+function refuseUnusedOptions(argv: BenchArgs, measured: Workload): void {
+  const options: Record<string, Options> = BASELINE_OPTIONS;
+  for (const [name, option] of Object.entries(options)) {
+    if (name === 'workload' || OPTIONS_OF[measured].has(name)) continue;
+    if (argv[name] !== undefined && argv[name] !== option.default) {
+      throw new UsageError(`--${name} is not used by baseline --workload ${measured}, which takes the options of strata bench ${measured}`);
+    }
+  }
 }
 
 function positiveInteger(value: unknown, name: string): number {
