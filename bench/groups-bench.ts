@@ -22,6 +22,7 @@ import Long from 'long';
 import { strata } from '../src/generated/strata.js';
 import { adminServiceDefinition, groupsServiceDefinition } from '../src/server/service-definitions.js';
 import { startLocalBroker } from '../src/bench/local-broker.js';
+import { StartedServers } from '../src/bench/started-servers.js';
 import { Connection } from '../src/client/connection.js';
 import { OffsetCommitStream } from '../src/client/offset-commit-stream.js';
 
@@ -296,9 +297,22 @@ async function commitThroughput(via: 'unary' | 'stream', inFlight: number, durat
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const broker = await startLocalBroker({
-    serveArgs: ['--group-session-timeout-ms', String(SESSION_TIMEOUT_MS), '--group-heartbeat-interval-ms', String(HEARTBEAT_INTERVAL_MS)],
-  });
+  // The broker is stopped (its data directory removed with it) however the run ends, Ctrl-C and
+  // SIGTERM included, as in `strata bench --local`.
+  const servers = new StartedServers();
+  try {
+    await servers.run(() => measure(servers));
+  } finally {
+    await servers.stopAll();
+  }
+}
+
+async function measure(servers: StartedServers): Promise<void> {
+  const broker = await servers.track(() =>
+    startLocalBroker({
+      serveArgs: ['--group-session-timeout-ms', String(SESSION_TIMEOUT_MS), '--group-heartbeat-interval-ms', String(HEARTBEAT_INTERVAL_MS)],
+    }),
+  );
   address = broker.server.address;
   client = new BenchClient(address);
   try {
@@ -331,7 +345,6 @@ async function main(): Promise<void> {
     console.log(`load average (1/5/15 min): before ${loadBefore.map((l) => l.toFixed(2)).join(' / ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' / ')}; node ${process.version}`);
   } finally {
     client.close();
-    await broker.stop();
   }
 }
 

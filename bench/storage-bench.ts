@@ -643,6 +643,14 @@ async function main(): Promise<void> {
   const parent = options.dir ?? os.tmpdir();
   fs.mkdirSync(parent, { recursive: true });
   const root = fs.mkdtempSync(path.join(parent, 'strata-bench-'));
+  // Ctrl-C or SIGTERM mid-case removes the cases' files too (a gigabyte or more), then exits
+  // as a shell reports a process the signal ended.
+  const interrupted = (code: number) => (): void => {
+    removeDirectory(root);
+    process.exit(code);
+  };
+  process.once('SIGINT', interrupted(130));
+  process.once('SIGTERM', interrupted(143));
   const cpus = os.cpus();
   const machine = {
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
