@@ -93,6 +93,11 @@ function readSafeInt64(buffer: Buffer, position: number): number {
   return Number.isSafeInteger(value) ? value : Number.NaN;
 }
 
+/** A timestamp field's value that is not a safe integer, as a frame problem (a timestamp in nanoseconds is one). */
+function outsideSafeRange(field: string, buffer: Buffer, at: number): string {
+  return `${field} ${buffer.readBigInt64BE(at)} is outside ±2^53: timestamps are milliseconds since the epoch (not nanoseconds)`;
+}
+
 export function writeInt64(buffer: Buffer, position: number, value: number): void {
   const high = Math.floor(value / 0x1_0000_0000);
   buffer.writeInt32BE(high, position);
@@ -189,8 +194,8 @@ export function checkBatchFrame(buffer: Buffer, position: number, end: number): 
   const magic = buffer[position + MAGIC_OFFSET];
   if (magic !== CURRENT_MAGIC) return `magic byte is ${magic}, expected ${CURRENT_MAGIC}`;
   if (Number.isNaN(readBaseOffset(buffer, position))) return 'base offset is not a safe integer';
-  if (Number.isNaN(readBaseTimestamp(buffer, position))) return 'base timestamp is not a safe integer';
-  if (Number.isNaN(readMaxTimestamp(buffer, position))) return 'max timestamp is not a safe integer';
+  if (Number.isNaN(readBaseTimestamp(buffer, position))) return outsideSafeRange('base timestamp', buffer, position + BASE_TIMESTAMP_OFFSET);
+  if (Number.isNaN(readMaxTimestamp(buffer, position))) return outsideSafeRange('max timestamp', buffer, position + MAX_TIMESTAMP_OFFSET);
   if (Number.isNaN(readProducerId(buffer, position))) return 'producer id is not a safe integer';
   const lastOffsetDelta = readLastOffsetDelta(buffer, position);
   if (lastOffsetDelta < 0) return `last offset delta ${lastOffsetDelta} is negative`;

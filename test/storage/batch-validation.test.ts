@@ -292,6 +292,22 @@ describe('max timestamps (they place a batch in the time index and age it for re
     expect(error.message).toBe('invalid record batch 0 at byte 0: max timestamp -1 is negative: records need timestamps, in milliseconds since the epoch');
   });
 
+  it('refuses timestamps in nanoseconds (past 2^53), naming the field and its value', async () => {
+    const nanoseconds = BigInt(T0) * 1_000_000n;
+    const batch = Buffer.from(buildBatch([{ value: b('a'), timestamp: T0 }]));
+    batch.writeBigInt64BE(nanoseconds, BASE_TIMESTAMP_OFFSET);
+    batch.writeBigInt64BE(nanoseconds, MAX_TIMESTAMP_OFFSET);
+    batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    const error = await rejection(validateBatches(batch, BATCH_BYTES_MAX));
+    expect(error.code).toBe(ErrorCode.CORRUPT_BATCH);
+    expect(error.message).toBe(`invalid record batch 0 at byte 0: base timestamp ${nanoseconds} is outside ±2^53: timestamps are milliseconds since the epoch (not nanoseconds)`);
+    batch.writeBigInt64BE(BigInt(T0), BASE_TIMESTAMP_OFFSET); // the max alone
+    batch.writeUInt32BE(crc32c(batch.subarray(ATTRIBUTES_OFFSET)), CRC_OFFSET);
+    expect((await rejection(validateBatches(batch, BATCH_BYTES_MAX))).message).toBe(
+      `invalid record batch 0 at byte 0: max timestamp ${nanoseconds} is outside ±2^53: timestamps are milliseconds since the epoch (not nanoseconds)`,
+    );
+  });
+
   it('refuses a record timestamp below 0 that the max timestamp does not show, compressed or not', async () => {
     for (const compression of ['none', 'gzip'] as const) {
       // Records at 0 and 10 ms, their base then moved to -5: they would be at -5 and 5.
