@@ -67,7 +67,7 @@ import { FifoQueue } from '../common/fifo-queue.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import { BATCH_HEADER_BYTES, type CompressionName, type RecordHeader } from '../storage/record-batch.js';
-import { RECORD_FRAMING_BOUND, RecordBatchBuilder } from '../storage/record-batch-builder.js';
+import { RECORD_FRAMING_BOUND, RecordBatchBuilder, recordLengthFloor } from '../storage/record-batch-builder.js';
 import { describeTopic } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, fromItemError, invalidArgument, isRetriable, toClientError } from './errors.js';
@@ -268,6 +268,8 @@ class TopicState {
   batchBytes: number;
   /** The topic's max.message.bytes (0 until known). */
   maxMessageBytes = 0;
+  /** The topic's message.timestamp.after.max.ms (-1 until known). */
+  timestampAfterMaxMs = -1;
   /** The broker's NOT_FOUND for the last metadata lookup, given to sends until `refusedUntilMs`. */
   refusal: StrataClientError | null = null;
   refusedUntilMs = 0;
@@ -439,8 +441,8 @@ export class Producer {
       // again before the send is refused, in case partitions were added.
       const target = this.partitionFor(topic, partition, key, now);
       if (target !== null && target < topic.partitionCount) {
-        const tooLarge = this.tooLargeFor(topic, sizeBytes, headers);
-        if (tooLarge !== null) return this.failSoon(callback, tooLarge);
+        const refusal = this.refusalFor(topic, timestamp, key, value, headers, sizeBytes, now);
+        if (refusal !== null) return this.failSoon(callback, refusal);
       }
       if (target !== null && target < topic.partitionCount && this.hasRoomFor(sizeBytes)) {
         this.append(this.partitionState(topic, target), timestamp, key, value, headers, sizeBytes, callback);
@@ -522,16 +524,26 @@ export class Producer {
    * records sent after it, as a batch the broker refuses would (their sequences would leave a
    * gap). Records within a few bytes of the limit, and compressed batches, are caught when
    * their batch is sealed (`seal`). Compressed or not, a record must fit in max.message.bytes
-   * by itself: the broker refuses a compressed batch with a record that inflates past it.
+   * by itself: the broker refuses a compressed batch with a record that inflates past it (its
+   * length with the deltas at one byte each: exact for a record that large, alone in its batch).
+   * So is a record whose timestamp is further ahead of this client's clock than the topic's
+   * message.timestamp.after.max.ms, which the broker would refuse by its own clock.
    */
-  private tooLargeFor(topic: TopicState, sizeBytes: number, headers: RecordHeader[] | null): StrataClientError | null {
+  private refusalFor(topic: TopicState, timestamp: number, key: Buffer | null, value: Buffer | null, headers: RecordHeader[] | null, sizeBytes: number, nowMs: number): StrataClientError | null {
+    if (topic.timestampAfterMaxMs >= 0 && timestamp - nowMs > topic.timestampAfterMaxMs) {
+      return new StrataClientError(
+        'INVALID_ARGUMENT',
+        `a record timestamped ${timestamp} is ${timestamp - nowMs} ms ahead of this client's clock, more than topic "${topic.name}"'s message.timestamp.after.max.ms of ${topic.timestampAfterMaxMs}: timestamps are milliseconds since the epoch; it was not sent`,
+      );
+    }
     if (topic.maxMessageBytes === 0) return null;
+    if (this.compression !== 'none') {
+      const length = recordLengthFloor(key, value, headers);
+      if (length <= topic.maxMessageBytes) return null;
+      return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${length} bytes exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes} (compressed or not, a record must fit in it); it was not sent`);
+    }
     // The record's own bytes (key, value, header keys and values): `recordSize` less its framing.
     const ownBytes = sizeBytes - RECORD_FRAMING_BOUND - HEADER_OVERHEAD_BYTES * (headers?.length ?? 0);
-    if (this.compression !== 'none') {
-      if (ownBytes <= topic.maxMessageBytes) return null;
-      return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${ownBytes} bytes exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes} (compressed or not, a record must fit in it); it was not sent`);
-    }
     const smallestBatch = BATCH_HEADER_BYTES + ownBytes;
     if (smallestBatch <= topic.maxMessageBytes) return null;
     return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${smallestBatch} bytes (in a batch of its own) exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes}; it was not sent`);
@@ -623,10 +635,10 @@ export class Producer {
           this.complete(head.callback, new StrataClientError('NOT_FOUND', `partition ${target} of topic "${head.topic.name}" does not exist (the topic has ${count}: 0 to ${count - 1})`), undefined);
           continue;
         }
-        const tooLarge = this.tooLargeFor(head.topic, head.sizeBytes, head.headers);
-        if (tooLarge !== null) {
+        const refusal = this.refusalFor(head.topic, head.timestamp, head.key, head.value, head.headers, head.sizeBytes, Date.now());
+        if (refusal !== null) {
           this.waiting.shift();
-          this.complete(head.callback, tooLarge, undefined);
+          this.complete(head.callback, refusal, undefined);
           continue;
         }
         if (!this.hasRoomFor(head.sizeBytes)) {
@@ -649,6 +661,8 @@ export class Producer {
         topic.partitionCount = description.partitions.length;
         topic.batchBytes = batchBytesFor(this.batchBytes, description.configs['max.message.bytes'], this.compression);
         topic.maxMessageBytes = Number(description.configs['max.message.bytes']) || 0;
+        const afterMaxMs = Number(description.configs['message.timestamp.after.max.ms']);
+        topic.timestampAfterMaxMs = Number.isSafeInteger(afterMaxMs) && afterMaxMs >= 0 ? afterMaxMs : -1;
         topic.fetchedAtMs = Date.now();
         topic.refusal = null;
       })

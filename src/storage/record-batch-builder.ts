@@ -337,6 +337,16 @@ function checkSealOptions(options: BatchSealOptions): void {
   for (const [name, value, minimum, maximum] of fields) if (value !== undefined) checkIntegerRange(name, value, minimum, maximum);
 }
 
+/**
+ * A record's length (the bytes after its length prefix, what a broker holds to
+ * max.message.bytes) with its timestamp and offset deltas at one byte each: exact for the first
+ * record of a batch at its base timestamp, a floor for any other.
+ */
+export function recordLengthFloor(key: Buffer | null, value: Buffer | null, headers: readonly RecordHeader[] | null): number {
+  const field = (bytes: Buffer | null): number => (bytes == null ? NULL_LENGTH_BYTES : varintSize(bytes.length) + bytes.length);
+  return 3 + field(key) + field(value) + (headers == null ? 1 : headersSize(headers)); // attributes and the two deltas: 3
+}
+
 function headersSize(headers: readonly RecordHeader[]): number {
   let size = varintSize(headers.length);
   for (const header of headers) {

@@ -995,11 +995,26 @@ describe('idempotent retries', () => {
     const grown = await gzip.send({ topic: name, value: incompressible }).catch((caught: unknown) => caught as StrataClientError);
     expect(grown).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/a batch of 1 records is \d+ bytes \(gzip\), over topic ".*"'s max\.message\.bytes of 1024; it was not sent/) });
     // The broker would refuse it once inflated: a record must fit in max.message.bytes by itself.
-    const large = await gzip.send({ topic: name, value: 'z'.repeat(3_000) }).catch((caught: unknown) => caught as StrataClientError);
-    expect(large).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/^a record of at least 3000 bytes exceeds topic ".*"'s max\.message\.bytes of 1024 \(compressed or not, a record must fit in it\); it was not sent$/) });
+    // A value of 1,018 bytes makes a record of 1,025 (3 bytes of attributes and deltas, a null
+    // key, 2 bytes of value length, no headers); one byte less fits exactly, and is written.
+    const large = await gzip.send({ topic: name, value: 'z'.repeat(1_018) }).catch((caught: unknown) => caught as StrataClientError);
+    expect(large).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/^a record of at least 1025 bytes exceeds topic ".*"'s max\.message\.bytes of 1024 \(compressed or not, a record must fit in it\); it was not sent$/) });
     // Its batch over 1024 bytes uncompressed, under once compressed: it fits.
-    expect(await gzip.send({ topic: name, value: 'z'.repeat(1_000) })).toEqual({ partition: 0, offset: 1 });
-    expect(values(await readLog(name, 0))).toEqual(['plain', 'z'.repeat(1_000)]);
+    expect(await gzip.send({ topic: name, value: 'z'.repeat(1_017) })).toEqual({ partition: 0, offset: 1 });
+    expect(values(await readLog(name, 0))).toEqual(['plain', 'z'.repeat(1_017)]);
+  });
+
+  it("refuses unsent a record timestamped further ahead of its clock than the topic's message.timestamp.after.max.ms; the next records are written", async () => {
+    const name = await topic(1, { 'message.timestamp.after.max.ms': '60000' });
+    const target = producer({ lingerMs: 0 });
+    const ahead = await target.send({ topic: name, value: 'ahead', timestamp: Date.now() * 1000 }).catch((caught: unknown) => caught as StrataClientError);
+    expect(ahead).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/^a record timestamped \d+ is \d+ ms ahead of this client's clock, more than topic ".*"'s message\.timestamp\.after\.max\.ms of 60000: timestamps are milliseconds since the epoch; it was not sent$/),
+    });
+    expect(await target.send({ topic: name, value: 'now' })).toEqual({ partition: 0, offset: 0 });
+    expect(await target.send({ topic: name, value: 'a second ahead', timestamp: Date.now() + 1_000 })).toEqual({ partition: 0, offset: 1 });
+    expect(values(await readLog(name, 0))).toEqual(['now', 'a second ahead']);
   });
 
   it('learns a lowered max.message.bytes after a refusal, also when sending to an explicit partition', async () => {
