@@ -27,7 +27,7 @@
  * All reads are from the page cache (the data was just written and the machine's memory holds
  * it): these are warm-cache figures, not cold-disk ones.
  */
-import { fork } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -487,6 +487,9 @@ async function reopenCase(root: string, segmentCount: number, repetitions: numbe
 }
 
 // ---------------------------------------------------------------------------------------------
+/** The writer children of the recovery case, killed when the benchmark is interrupted. */
+const runningChildren = new Set<ChildProcess>();
+
 // Recovery after an unclean stop (the log is written by a child process that exits without
 // closing it: no clean-shutdown marker, no checkpoint, indexes never written).
 
@@ -524,6 +527,8 @@ async function recoveryCase(root: string, bytes: number): Promise<RecoveryRun> {
   try {
     progress(`recovery: a child process appends ${fmtBytes(bytes)} and exits without closing the log`);
     const child = fork(fileURLToPath(import.meta.url), ['--child-unclean', directory, String(bytes), ...(issueMode === 'tight' ? ['--tight'] : [])], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    runningChildren.add(child);
+    child.on('exit', () => runningChildren.delete(child));
     const report = await new Promise<ChildReport>((resolve, reject) => {
       let received: ChildReport | null = null;
       child.on('message', (message) => (received = message as ChildReport));
@@ -645,7 +650,10 @@ async function main(): Promise<void> {
   const root = fs.mkdtempSync(path.join(parent, 'strata-bench-'));
   // Ctrl-C or SIGTERM mid-case removes the cases' files too (a gigabyte or more), then exits
   // as a shell reports a process the signal ended.
-  const interrupted = (code: number) => (): void => {
+  const interrupted = (code: number) => async (): Promise<void> => {
+    // A writer child first (a SIGTERM to this process alone does not reach it), so that it
+    // writes nothing after the removal.
+    await Promise.all([...runningChildren].map((child) => new Promise((resolve) => child.once('exit', resolve).kill('SIGKILL'))));
     removeDirectory(root);
     process.exit(code);
   };

@@ -200,8 +200,8 @@ async function driveProducer(
   const clock = new BurstClock();
   for (let sent = 0; sent < count && failure === null; ) {
     if (throttle !== null) {
-      const delayMs = throttle.delayMs(sent);
-      if (delayMs > 0) await sleep(delayMs);
+      // (A timer may fire up to a millisecond early: libuv's clock is cached in whole ones.)
+      for (let delayMs = throttle.delayMs(sent); delayMs > 0; delayMs = throttle.delayMs(sent)) await sleep(delayMs);
       senderLag?.record(performance.now() - throttle.dueAt(sent));
     }
     const end = Math.min(count, sent + chunkSize);

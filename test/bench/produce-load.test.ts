@@ -12,14 +12,23 @@ import { rootLogger } from '../../src/common/logger.js';
 import type { strata } from '../../src/generated/strata.js';
 import { logServiceDefinition } from '../../src/server/service-definitions.js';
 
-/** The no-op server's state, keeping the size of every plain-records request by topic. */
+/**
+ * The no-op server's state, keeping the size of every plain-records request by topic. With
+ * `hold` set, it blocks the event loop (the server runs in this process, as the load does) for
+ * `ms` at that request of that topic.
+ */
 class RequestSizes extends NoopState {
   readonly sizes = new Map<string, number[]>();
+  hold: { topic: string; request: number; ms: number } | null = null;
 
   override produce(request: strata.v1.ProduceRequest): strata.v1.ProduceResponse {
     if (request.records.length > 0) {
       const sizes = this.sizes.get(request.topic) ?? [];
       this.sizes.set(request.topic, [...sizes, request.records.length]);
+      if (this.hold?.topic === request.topic && this.hold.request === sizes.length + 1) {
+        const until = performance.now() + this.hold.ms;
+        while (performance.now() < until);
+      }
     }
     return super.produce(request);
   }
@@ -83,18 +92,15 @@ it('sends at most a millisecond\'s worth of records per request at a rate', asyn
 
 it('reports, at a rate, how late each request went against its schedule: a sender held up shows there', async () => {
   const pauseMs = 60;
-  // The event loop is blocked 50 ms into a 0.2 s run: the requests due meanwhile go late.
-  const pause = setTimeout(() => {
-    const until = performance.now() + pauseMs;
-    while (performance.now() < until);
-  }, 50);
+  // The process is blocked at the 20th request of a 0.2 s run: the requests due meanwhile go late.
+  state.hold = { topic: 'held-up', request: 20, ms: pauseMs };
   try {
     const figures = await runProduceLoad(recordsPath(server.address, { topic: 'held-up', records: 400, rate: 2000 }));
     const lag = figures.senderLag!.summary()!;
     expect(figures.senderLag!.count).toBe(state.sizes.get('held-up')!.length); // one per request
     expect(lag.maxMs).toBeGreaterThanOrEqual(pauseMs - 10);
   } finally {
-    clearTimeout(pause);
+    state.hold = null;
   }
   // Without a rate there is no schedule to be behind.
   expect((await runProduceLoad(recordsPath(server.address, { topic: 'unpaced', records: 100 }))).senderLag).toBeNull();
