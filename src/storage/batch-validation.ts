@@ -291,7 +291,10 @@ function inflateAndCheck(buffer: Buffer, position: number, maxRecordBytes: numbe
         return;
       }
       const problem = records.push(chunk);
-      if (records.largestRecordBytes > maxRecordBytes) settle(`a record of ${records.largestRecordBytes} bytes once inflated`, true);
+      const largest = records.largestRecordBytes;
+      // A length past what any batch inflates to is damage, not a large record.
+      if (largest > INFLATED_BATCH_BYTES_MAX) settle(`a record's length ${largest} is more than a batch's records may inflate to, ${INFLATED_BATCH_BYTES_MAX} bytes`);
+      else if (largest > maxRecordBytes) settle(`a record of ${largest} bytes once inflated`, true);
       else if (problem !== null) settle(problem);
     });
     gunzip.on('error', (error) => settle(`its records do not inflate: ${error.message}`));

@@ -239,6 +239,13 @@ describe('checkCompressedRecords (a gzip batch inflated on the thread pool)', ()
     const cutOff = await rejection(validateBatches(gzipBatch(1, records.subarray(0, records.length >> 1)), MiB));
     expect(cutOff.code).toBe(ErrorCode.RECORD_TOO_LARGE);
     expect(cutOff.message).toMatch(/^batch 0 has a record of \d+ bytes once inflated/);
+    // A length no batch could hold is damage (CORRUPT_BATCH), not a large record.
+    const prefix = Buffer.alloc(5);
+    const damaged = gzipBatch(1, gzipSync(Buffer.concat([prefix.subarray(0, writeVarint(prefix, 0, 200 * MiB)), Buffer.alloc(64)])));
+    expect(await rejection(validateBatches(damaged, limit))).toMatchObject({
+      code: ErrorCode.CORRUPT_BATCH,
+      message: `invalid record batch 0 at byte 0: a record's length ${200 * MiB} is more than a batch's records may inflate to, ${INFLATED_BATCH_BYTES_MAX} bytes`,
+    });
     // Small records that inflate to far more than the limit together are taken.
     const many = Array.from({ length: 1_000 }, () => ({ value: Buffer.alloc(1_000) }));
     await validateBatches(buildBatch(many, { timestamp: T0, compression: 'gzip' }), limit);
