@@ -50,12 +50,12 @@ import { firstRecordFrom } from './inflated-records.js';
 import {
   NO_PRODUCER_ID,
   forEachBatch,
+  readAttributes,
   readBaseSequence,
   readLastOffset,
   readLastOffsetDelta,
   readMaxTimestamp,
   readProducerEpoch,
-  readAttributes,
   readProducerId,
   stampLogAppendTime,
   TIMESTAMP_TYPE_MASK,
@@ -528,9 +528,11 @@ export class PartitionLog {
       throw new StrataError(ErrorCode.RECORD_TOO_LARGE, `${data.length} bytes of batches for one partition in one request exceed the limit of ${APPEND_BYTES_MAX}; send them in several requests`);
     }
     const checked = validateBatchesOnLoop(data, this.config.maxMessageBytes);
-    this.checkTimestampsNotAhead(data);
+    const nowMs = this.clock.nowMs();
+    let index = 0;
     let idempotent = false;
     forEachBatch(data, (position) => {
+      this.checkNotAhead(data, position, index++, nowMs);
       const producerId = readProducerId(data, position);
       if (producerId === NO_PRODUCER_ID) return;
       // Any other negative id is a client bug; taken as "not idempotent", its retries would be
@@ -578,25 +580,19 @@ export class PartitionLog {
   }
 
   /**
-   * Refuses the batches if one's newest record is further ahead of the broker's clock than
-   * `message.timestamp.after.max.ms` allows (its max timestamp: with create time, the records'
-   * own; with log-append time, the broker stamps its own clock in at the write).
+   * Refuses batch `index` (at `position`) if its newest record is further ahead of the broker's
+   * clock than `message.timestamp.after.max.ms` allows (its max timestamp: with create time,
+   * the records' own; with log-append time, the broker stamps its own clock in at the write).
    */
-  private checkTimestampsNotAhead(data: Buffer): void {
+  private checkNotAhead(data: Buffer, position: number, index: number, nowMs: number): void {
     const allowedMs = this.config.messageTimestampAfterMaxMs;
-    const nowMs = this.clock.nowMs();
-    let index = 0;
-    forEachBatch(data, (position) => {
-      const maxTimestamp = readMaxTimestamp(data, position);
-      if (maxTimestamp - nowMs > allowedMs && !(readAttributes(data, position) & TIMESTAMP_TYPE_MASK)) {
-        throw new StrataError(
-          ErrorCode.INVALID_ARGUMENT,
-          `batch ${index} has a record timestamped ${maxTimestamp}, ${maxTimestamp - nowMs} ms ahead of the broker's clock, more than message.timestamp.after.max.ms (${allowedMs}) allows: ` +
-            "timestamps are milliseconds since the epoch (not micro- or nanoseconds); check the producer's clock, or raise the topic's message.timestamp.after.max.ms",
-        );
-      }
-      index++;
-    });
+    const maxTimestamp = readMaxTimestamp(data, position);
+    if (maxTimestamp - nowMs <= allowedMs || readAttributes(data, position) & TIMESTAMP_TYPE_MASK) return;
+    throw new StrataError(
+      ErrorCode.INVALID_ARGUMENT,
+      `batch ${index} has a record timestamped ${maxTimestamp}, ${maxTimestamp - nowMs} ms ahead of the broker's clock, more than message.timestamp.after.max.ms (${allowedMs}) allows: ` +
+        "timestamps are milliseconds since the epoch (not micro- or nanoseconds); check the producer's clock, or raise the topic's message.timestamp.after.max.ms",
+    );
   }
 
   /** Queues a validated append (or blocks it behind others until there is room) and settles it once written. */
