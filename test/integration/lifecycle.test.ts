@@ -360,9 +360,10 @@ describe('broker lifecycle', () => {
       expect(calls(operation, thread) + calls(operation, other)).toBe(20);
       if (thread === 'thread_pool') expect(calls(operation, other)).toBe(0);
     }
-    // On the event loop: at least the first write and fdatasync, whose budget starts fresh; the
-    // rest too unless this machine's disk syncs slower than 1 ms (the storage tests pin the rules).
-    if (thread === 'event_loop') for (const operation of ['write', 'fdatasync']) expect(calls(operation, 'event_loop')).toBeGreaterThan(0);
+    // On the event loop: at least the first write, whose budget starts fresh. The fdatasyncs
+    // too, unless that write or the disk was slow (a loaded machine took the first sync's credit
+    // and kept them all on the pool in one full run); the storage tests pin those rules.
+    if (thread === 'event_loop') expect(calls('write', 'event_loop')).toBeGreaterThan(0);
     const again = await killAndRestart(first, dataDir);
     const fetched = await again.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'small', partition: 0, offset: Long.fromNumber(0) }));
     expect(fetched.records.map((record) => Buffer.from(record.value ?? []).toString())).toEqual(Array.from({ length: 20 }, (_, index) => `small-${index}`));
