@@ -70,7 +70,7 @@ import { BATCH_HEADER_BYTES, type CompressionName, type RecordHeader } from '../
 import { RECORD_FRAMING_BOUND, RecordBatchBuilder, recordLengthFloor } from '../storage/record-batch-builder.js';
 import { describeTopic } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, resolveConnection } from './connection.js';
-import { StrataClientError, closedError, fromItemError, invalidArgument, isRetriable, toClientError } from './errors.js';
+import { StrataClientError, closedError, fromItemError, invalidArgument, isBrokenStream, isRetriable, toClientError } from './errors.js';
 import { BufferPool } from './buffer-pool.js';
 import { checkPartition, timerDelayMs } from './option-checks.js';
 import { encodeProduceRequest, produceRequestHeadroom } from './produce-request.js';
@@ -538,6 +538,7 @@ export class Producer {
     }
     if (topic.maxMessageBytes === 0) return null;
     if (this.compression !== 'none') {
+      if (sizeBytes <= topic.maxMessageBytes) return null; // its upper bound fits: no need for the exact length
       const length = recordLengthFloor(key, value, headers);
       if (length <= topic.maxMessageBytes) return null;
       return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${length} bytes exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes} (compressed or not, a record must fit in it); it was not sent`);
@@ -921,7 +922,7 @@ export class Producer {
       this.scheduleDrain();
       return;
     }
-    if (isRetriable(error) || ['INTERNAL', 'UNKNOWN', 'CANCELLED', 'ABORTED'].includes(error.code)) {
+    if (isRetriable(error) || isBrokenStream(error)) {
       this.restart(error);
       return;
     }

@@ -192,11 +192,7 @@ export class RecordBatchBuilder {
 
   /** Encodes one record after the others. Header keys are UTF-8 strings. */
   append(timestamp: number, key: Buffer | null, value: Buffer | null, headers: readonly RecordHeader[] | null): void {
-    // (`== null`: JavaScript callers may pass undefined for null.)
-    let fieldsSize = key == null ? NULL_LENGTH_BYTES : varintSize(key.length) + key.length;
-    fieldsSize += value == null ? NULL_LENGTH_BYTES : varintSize(value.length) + value.length;
-    fieldsSize += headers == null ? 1 : headersSize(headers);
-    let position = this.startRecord(timestamp, fieldsSize);
+    let position = this.startRecord(timestamp, fieldsSize(key, value, headers));
     const buffer = this.buffer; // (after startRecord, which may grow it)
     position = writeBytes(buffer, position, key);
     position = writeBytes(buffer, position, value);
@@ -343,8 +339,14 @@ function checkSealOptions(options: BatchSealOptions): void {
  * record of a batch at its base timestamp, a floor for any other.
  */
 export function recordLengthFloor(key: Buffer | null, value: Buffer | null, headers: readonly RecordHeader[] | null): number {
-  const field = (bytes: Buffer | null): number => (bytes == null ? NULL_LENGTH_BYTES : varintSize(bytes.length) + bytes.length);
-  return 3 + field(key) + field(value) + (headers == null ? 1 : headersSize(headers)); // attributes and the two deltas: 3
+  return 3 + fieldsSize(key, value, headers); // attributes and the two deltas: 3
+}
+
+/** Bytes a record's key, value and headers take (`== null`: JavaScript callers may pass undefined for null). */
+function fieldsSize(key: Buffer | null, value: Buffer | null, headers: readonly RecordHeader[] | null): number {
+  const keySize = key == null ? NULL_LENGTH_BYTES : varintSize(key.length) + key.length;
+  const valueSize = value == null ? NULL_LENGTH_BYTES : varintSize(value.length) + value.length;
+  return keySize + valueSize + (headers == null ? 1 : headersSize(headers));
 }
 
 function headersSize(headers: readonly RecordHeader[]): number {
