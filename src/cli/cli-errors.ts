@@ -86,6 +86,6 @@ export function repeatedProblem(spelled: string, times: number): string {
   return `${spelled} was given ${times} times; it takes one value`;
 }
 
-function camelCase(name: string): string {
+export function camelCase(name: string): string {
   return name.replace(/-+([a-z0-9])/gi, (_, letter: string) => letter.toUpperCase());
 }

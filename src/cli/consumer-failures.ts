@@ -110,7 +110,7 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
 }
 
 /** The line that tells the user a partition's position left the log, and what that costs. */
-export function resetNotice(event: OffsetResetEvent): string {
+function resetNotice(event: OffsetResetEvent): string {
   const where = `${event.topic}-${event.partition}`;
   const cost =
     event.resetTo > event.offset

@@ -16,7 +16,7 @@
  * Options before `--` only. `--help` and `--version` skip these checks, as they skip yargs' own.
  */
 import { SERVE_OPTIONS } from '../config/broker-options.js';
-import { repeatedProblem } from './cli-errors.js';
+import { camelCase, repeatedProblem } from './cli-errors.js';
 import { commandOf, environmentName } from './environment.js';
 
 /** The first problem found, as the one line the CLI prints; null when there is none. */
@@ -30,7 +30,7 @@ export function serveInputProblem(argv: readonly string[], env: NodeJS.ProcessEn
 
 /** `name` and its camelCase spelling, both of which yargs takes. */
 function spellings(name: string): string[] {
-  const camel = name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+  const camel = camelCase(name);
   return camel === name ? [name] : [name, camel];
 }
 

@@ -97,6 +97,19 @@ export function isRetriable(error: StrataClientError): boolean {
   return error.code === 'UNAVAILABLE' || error.code === 'DEADLINE_EXCEEDED';
 }
 
+/**
+ * How a stream broken under way can end besides UNAVAILABLE: grpc-js reports an HTTP/2 reset
+ * that comes before it has seen the connection drop (a broker forced to shut down) as INTERNAL
+ * or CANCELLED. The producer resends its batches on these codes, and the offset committer's
+ * commits fail as UNAVAILABLE, which callers retry.
+ */
+const BROKEN_STREAM_CODES: ReadonlySet<string> = new Set(['INTERNAL', 'UNKNOWN', 'CANCELLED', 'ABORTED']);
+
+/** Whether `error` is one a stream broken under way ends with (besides UNAVAILABLE). */
+export function isBrokenStream(error: StrataClientError): boolean {
+  return BROKEN_STREAM_CODES.has(error.code);
+}
+
 export function closedError(what: string): StrataClientError {
   return new StrataClientError('FAILED_PRECONDITION', `${what} is closed`);
 }

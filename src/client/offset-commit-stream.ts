@@ -18,7 +18,7 @@ import { strata } from '../generated/strata.js';
 import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, numberToLong } from './connection.js';
 import type { TopicPartitionOffset } from './consumer.js';
-import { StrataClientError, closedError, fromItemError, toClientError } from './errors.js';
+import { StrataClientError, closedError, fromItemError, isBrokenStream, toClientError } from './errors.js';
 import { checkPartition } from './option-checks.js';
 
 const v1 = strata.v1;
@@ -27,14 +27,6 @@ const methods = {
   commitOffsets: groupsServiceDefinition.commitOffsets as MethodDefinition<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>,
   commitOffsetsStream: groupsServiceDefinition.commitOffsetsStream as MethodDefinition<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>,
 } as const;
-
-/**
- * How a stream broken under way can end besides UNAVAILABLE: grpc-js reports an HTTP/2 reset
- * that comes before it has seen the connection drop (a broker forced to shut down) as INTERNAL
- * or CANCELLED. Its commits fail as UNAVAILABLE, which callers retry (a commit is idempotent),
- * as the producer resends its batches on the same codes.
- */
-const BROKEN_STREAM: ReadonlySet<string> = new Set(['INTERNAL', 'UNKNOWN', 'CANCELLED', 'ABORTED']);
 
 type CommitStream = ClientDuplexStream<strata.v1.CommitOffsetsRequest, strata.v1.CommitOffsetsResponse>;
 
@@ -142,12 +134,12 @@ export class OffsetCommitStream {
       this.resendUnary(waiting);
       return;
     }
-    this.failAll(BROKEN_STREAM.has(error.code) ? new StrataClientError('UNAVAILABLE', `the offset commit stream broke (${error.code}: ${error.message})`, { cause: error }) : error);
+    this.failAll(isBrokenStream(error) ? new StrataClientError('UNAVAILABLE', `the offset commit stream broke (${error.code}: ${error.message})`, { cause: error }) : error);
   }
 
   /** A unary commit reset under way (not refused by the broker) fails as UNAVAILABLE, as one on the stream does. */
   private static unaryFailure(failure: StrataClientError): StrataClientError {
-    if (failure.fromBroker || !BROKEN_STREAM.has(failure.code)) return failure;
+    if (failure.fromBroker || !isBrokenStream(failure)) return failure;
     return new StrataClientError('UNAVAILABLE', `the offset commit call broke (${failure.code}: ${failure.message})`, { cause: failure });
   }
 

@@ -222,7 +222,6 @@ export class BrokerMetrics {
     });
   }
 
-  /** Connects the produce memory gauge and pause counter to the server's produce memory. */
   /**
    * Counts a refused or failed request by Strata's error code (`strataCode`, sent in the
    * `strata-error` trailer), INTERNAL for an unexpected failure: what tells a full disk from a
@@ -232,6 +231,7 @@ export class BrokerMetrics {
     this.requestErrors.inc({ method, error: strataCode ?? 'INTERNAL' });
   }
 
+  /** Connects the produce memory gauge and pause counter to the server's produce memory. */
   watchProduceMemory(memory: RequestMemory): void {
     this.produceMemory = memory;
   }

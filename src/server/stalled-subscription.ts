@@ -18,17 +18,17 @@
 import { type ServerHttp2Stream, constants } from 'node:http2';
 
 /** How long a stopping broker waits for a stalled subscription's status before resetting it. */
-export const STALLED_SUBSCRIPTION_GRACE_MS = 1_000;
+const STALLED_SUBSCRIPTION_GRACE_MS = 1_000;
 
-/** Resets `call`'s stream if its status is not out `graceMs` after `stopping` aborts (or now, if it has). */
-export function refuseIfStalledAtStop(call: object, stopping: AbortSignal, graceMs = STALLED_SUBSCRIPTION_GRACE_MS): void {
+/** Resets `call`'s stream if its status is not out `STALLED_SUBSCRIPTION_GRACE_MS` after `stopping` aborts (or now, if it has). */
+export function refuseIfStalledAtStop(call: object, stopping: AbortSignal): void {
   const stream = http2StreamOf(call);
   if (stream === null || stream.closed) return;
   let timer: NodeJS.Timeout | undefined;
   const arm = (): void => {
     timer = setTimeout(() => {
       if (!stream.closed) stream.close(constants.NGHTTP2_REFUSED_STREAM);
-    }, graceMs);
+    }, STALLED_SUBSCRIPTION_GRACE_MS);
     timer.unref();
   };
   stream.once('close', () => {

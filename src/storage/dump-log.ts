@@ -18,6 +18,8 @@ import {
 } from './record-batch.js';
 import { isDirectWritePadding } from './direct-writer.js';
 import { findValidBatchAfter } from './segment.js';
+import { LOG_SUFFIX, parseSegmentFileName } from './file-names.js';
+import { basename } from 'node:path';
 
 export interface DumpOptions {
   records: boolean;
@@ -40,8 +42,8 @@ function printableKey(key: string): string {
 
 /** The base offset a segment file's name gives (`00000000000000000042.log`), or null for any other name. */
 function baseOffsetOfName(path: string): number | null {
-  const match = /(?:^|[/\\])(\d{20})\.log$/.exec(path);
-  return match === null ? null : Number(match[1]);
+  const parsed = parseSegmentFileName(basename(path));
+  return parsed?.suffix === LOG_SUFFIX ? parsed.baseOffset : null;
 }
 
 /** Reads `length` bytes at `position`; a short read means the file shrank (a live segment sealed meanwhile). */

@@ -72,13 +72,6 @@ import type { InlineIoBudget, InlineIoOperation } from './inline-io.js';
 import type { TailCache } from './tail-cache.js';
 import { basename, join, resolve } from 'node:path';
 
-/** The fdatasync that seals a segment at a roll failed: unlike other roll steps, never refusable. */
-class SealSyncFailed extends Error {
-  constructor(cause: unknown) {
-    super(`fdatasync before sealing failed: ${(cause as Error).message}`, { cause });
-  }
-}
-
 /**
  * A roll's new segment file may be in the directory, though it never joined the log: its
  * directory fsync failed other than for a full disk (what the directory holds is unknown), or
@@ -706,7 +699,7 @@ export class PartitionLog {
     // Fenced already: by the seal's failed fdatasync (whatever its errno: the kernel may have
     // dropped dirty pages of the sealed segment; `sealSync` fenced and recorded it), or
     // meanwhile, the roll having waited for an fdatasync that failed. Nothing more to do.
-    if (error instanceof SealSyncFailed || this.fence !== null) return;
+    if (this.fence !== null) return;
     if (isDiskFullCode(error.code)) {
       this.logger.error({ err: error }, 'segment roll failed: disk full');
       this.rejectQueued(new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error }));
@@ -1241,8 +1234,8 @@ export class PartitionLog {
    * fdatasyncs the segment being sealed as the log's only fdatasync in flight. After one that
    * failed, Linux reports the error to one caller only: a second one running beside it (the
    * group commit's, or the interval flush's) could succeed, and acknowledge, over pages the
-   * first was told were lost. Throws the fence if the log was fenced meanwhile, and
-   * SealSyncFailed if the fdatasync fails.
+   * first was told were lost. Throws the fence: the log's if it was fenced meanwhile, the one
+   * this sets if the fdatasync fails.
    */
   private async sealSync(segment: LogSegment): Promise<void> {
     await this.aloneSyncing(async () => {
@@ -1250,7 +1243,7 @@ export class PartitionLog {
         await segment.flush();
       } catch (error) {
         this.fenceForFailedSync(`fdatasync of the segment being sealed failed (${errnoOrMessage(error)})`, error);
-        throw new SealSyncFailed(error);
+        throw this.fence!;
       }
     });
   }
@@ -1521,7 +1514,7 @@ export class PartitionLog {
       try {
         await this.roll('retention');
       } catch (error) {
-        const leftAsItWas = !(error instanceof SealSyncFailed || error instanceof StraySegmentFile) && this.fence === null && this.segments.last() === active;
+        const leftAsItWas = !(error instanceof StraySegmentFile) && this.fence === null && this.segments.last() === active;
         if (leftAsItWas) this.logger.warn({ err: error }, 'retention could not roll the active segment; it stays until the next check');
         else this.failRoll(error as NodeJS.ErrnoException);
       }

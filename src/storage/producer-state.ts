@@ -162,11 +162,11 @@ export class ProducerState {
   }
 
   /**
-   * Forgets the producers that have appended nothing for longer than `expirationMs` (not one
-   * with a batch being written); returns how many.
+   * Forgets the producers that have appended nothing for longer than `PRODUCER_EXPIRATION_MS`
+   * (not one with a batch being written); returns how many.
    */
-  expire(expirationMs: number = PRODUCER_EXPIRATION_MS): number {
-    const cutoff = this.nowMs() - expirationMs;
+  expire(): number {
+    const cutoff = this.nowMs() - PRODUCER_EXPIRATION_MS;
     let expired = 0;
     for (const [producerId, entry] of this.producers) {
       if (entry.lastAppendMs < cutoff && !this.pending.has(producerId)) {
