@@ -33,6 +33,7 @@ import { buildBatchFromRanges, rangeBatchBytesFloor, rangeRecordBytesFloor, rang
 import { NULL_LENGTH, type RecordRanges } from '../storage/record-ranges.js';
 import { InlineIoBudget } from '../storage/inline-io.js';
 import { holdsNoRecords } from '../storage/partition-records.js';
+import { DEFAULT_INDEX_CACHE_BYTES, IndexCache } from '../storage/index-cache.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
@@ -63,6 +64,8 @@ export interface BrokerOptions {
   inlineIo?: boolean;
   /** Memory for the newest written bytes of all partitions, for tailing readers; 0: none. */
   tailCacheBytes?: number;
+  /** Bound on the memory of sealed segments' loaded indexes, all partitions together (see `index-cache.ts`). */
+  indexCacheBytes?: number;
   /**
    * The largest request the gRPC server accepts (`--max-request-bytes`, default 64 MiB). A
    * topic's max.message.bytes must leave room for a batch of that size in one ProduceRequest.
@@ -158,6 +161,7 @@ export class Broker {
   private readonly directWrites: boolean;
   /** The newest written bytes of every partition, under one bound (see `tail-cache.ts`). */
   readonly tailCache: TailCache;
+  readonly indexCache: IndexCache;
   /** Shared by all partitions; null when every write and fdatasync goes to the thread pool. */
   readonly inlineIo: InlineIoBudget | null;
   private readonly sticky = new StickyPartitioner();
@@ -203,6 +207,7 @@ export class Broker {
     this.fs = options.fs ?? nodeFileSystem;
     this.directWrites = options.directWrites ?? true;
     this.tailCache = new TailCache(options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES);
+    this.indexCache = new IndexCache(options.indexCacheBytes ?? DEFAULT_INDEX_CACHE_BYTES);
     this.inlineIo = (options.inlineIo ?? true) ? new InlineIoBudget() : null;
     this.retentionCheckIntervalMs = checkIntegerRange('retentionCheckIntervalMs', options.retentionCheckIntervalMs ?? DEFAULT_RETENTION_CHECK_INTERVAL_MS, 1, TIMER_DELAY_MAX_MS);
     this.recoveryCheckpointIntervalMs = checkIntegerRange('recoveryCheckpointIntervalMs', options.recoveryCheckpointIntervalMs ?? DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, 1, TIMER_DELAY_MAX_MS);
@@ -305,7 +310,7 @@ export class Broker {
 
   private async openPartition(topic: string, partition: number, config: LogConfig): Promise<PartitionLog> {
     const directory = partitionDirectory(this.dataDir, topic, partition);
-    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.storageLogger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache, inlineIo: this.inlineIo, ioCalls: this.ioCalls, checkProducerId: this.checkProducerId });
+    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.storageLogger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache, indexCache: this.indexCache, inlineIo: this.inlineIo, ioCalls: this.ioCalls, checkProducerId: this.checkProducerId });
     if (log.recovery !== null && log.recovery.bytesTruncated > 0) {
       this.logger.warn({ topic, partition, ...log.recovery }, 'partition recovered after an unclean stop');
     }

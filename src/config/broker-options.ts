@@ -12,6 +12,7 @@ import { DEFAULT_OFFSETS_RETENTION_MS, DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, 
 import { parseListenAddress } from '../common/listen-address.js';
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PRODUCE_MEMORY_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
+import { DEFAULT_INDEX_CACHE_BYTES } from '../storage/index-cache.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../storage/tail-cache.js';
 
 export const SERVE_OPTIONS = {
@@ -50,6 +51,11 @@ export const SERVE_OPTIONS = {
     default: DEFAULT_TAIL_CACHE_BYTES,
     describe: 'Memory for the newest written bytes of all partitions, so consumers that keep up read from memory (0: read everything from the files)',
   },
+  'index-cache-bytes': {
+    type: 'number',
+    default: DEFAULT_INDEX_CACHE_BYTES,
+    describe: "Memory for the loaded indexes of sealed segments, all partitions together: past it, the least recently used are dropped and read from their files again when next needed",
+  },
   'max-request-bytes': { type: 'number', default: DEFAULT_MAX_REQUEST_BYTES, describe: 'Largest gRPC request accepted (RESOURCE_EXHAUSTED above); must exceed every topic\'s max.message.bytes by 1 KiB' },
   'produce-memory-bytes': {
     type: 'number',
@@ -87,6 +93,8 @@ export interface ServeSettings {
   inlineIo: boolean;
   /** Bound on the tail cache (`--tail-cache-bytes`). */
   tailCacheBytes: number;
+  /** Bound on sealed segments' loaded indexes (`--index-cache-bytes`). */
+  indexCacheBytes: number;
   maxRequestBytes: number;
   /** Bound on the bytes of produce requests read and not yet answered, across all connections. */
   produceMemoryBytes: number;
@@ -179,6 +187,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     directWrites: argv['write-mode'] === 'direct',
     inlineIo: argv['small-io'] === 'event-loop',
     tailCacheBytes: integerFrom('tail-cache-bytes', argv['tail-cache-bytes'], 0, TAIL_CACHE_BYTES_MAX),
+    indexCacheBytes: integerFrom('index-cache-bytes', argv['index-cache-bytes'], 0, Number.MAX_SAFE_INTEGER),
     maxRequestBytes,
     produceMemoryBytes,
     // A timer's longest delay (setInterval takes a longer one as 1 ms: a sweep of every partition each millisecond).
@@ -202,6 +211,7 @@ export function brokerOptions(settings: ServeSettings): BrokerOptions {
     directWrites: settings.directWrites,
     inlineIo: settings.inlineIo,
     tailCacheBytes: settings.tailCacheBytes,
+    indexCacheBytes: settings.indexCacheBytes,
     maxRequestBytes: settings.maxRequestBytes,
   };
 }

@@ -175,6 +175,32 @@ export class BrokerMetrics {
       },
     });
     new Gauge({
+      name: 'strata_index_cache_bytes',
+      help: "Bytes of sealed segments' indexes loaded in memory, all partitions (bounded by --index-cache-bytes, unless that many are in use at once)",
+      registers,
+      collect() {
+        this.set(metrics.broker?.indexCache.bytes ?? 0);
+      },
+    });
+    new Counter({
+      name: 'strata_index_cache_loads_total',
+      help: "Sealed segments' indexes read from their files into memory; many more loads than segments read means --index-cache-bytes is too small for the reads",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(metrics.broker?.indexCache.loads ?? 0);
+      },
+    });
+    new Counter({
+      name: 'strata_index_cache_unloads_total',
+      help: "Sealed segments' indexes dropped from memory to stay within --index-cache-bytes",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(metrics.broker?.indexCache.unloads ?? 0);
+      },
+    });
+    new Gauge({
       name: 'strata_group_lag_records',
       help: 'Records produced but not yet committed, per consumer group and topic',
       labelNames: ['group', 'topic'],

@@ -37,6 +37,11 @@ export abstract class IndexFile {
     return this.count;
   }
 
+  /** Memory the entries take, room for more included. */
+  get memoryBytes(): number {
+    return this.entries.length;
+  }
+
   /** Entries the index may hold (besides a closing entry). */
   get maxEntries(): number {
     return this.entriesMax;

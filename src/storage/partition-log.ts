@@ -69,6 +69,7 @@ import { DIRECT_IO_BLOCK_BYTES, stagingPool } from './aligned-memory.js';
 import { DirectWritesUnsupported } from './direct-writer.js';
 import { SegmentList } from './segment-list.js';
 import type { InlineIoBudget, InlineIoOperation } from './inline-io.js';
+import type { IndexCache } from './index-cache.js';
 import type { TailCache } from './tail-cache.js';
 import { basename, join, resolve } from 'node:path';
 
@@ -164,6 +165,12 @@ export interface PartitionLogOptions {
   directWriteMinBytes?: number | null;
   /** Keeps the newest written bytes in memory for tailing readers (see `tail-cache.ts`). */
   tailCache?: TailCache | null;
+  /**
+   * Bounds the memory of sealed segments' loaded indexes (see `index-cache.ts`); null (the
+   * default) keeps them loaded until the segment goes. The broker shares one among all its
+   * partitions.
+   */
+  indexCache?: IndexCache | null;
   /**
    * Lets small writes and fdatasyncs run on the event loop instead of the thread pool (see
    * `inline-io.ts`); null (the default) pools every call. The broker shares one budget among
@@ -310,6 +317,7 @@ export class PartitionLog {
     this.segments = loaded.segments;
     this.recovery = loaded.recovery;
     const active = this.segments.last();
+    for (let index = 0; index < this.segments.count - 1; index++) this.segments.at(index).markSealed();
     this.nextOffset = active.nextOffset;
     this.nextOffsetAtOpen = active.nextOffset;
     // A clean close fdatasynced the log, and recovery fdatasyncs its active segment.
@@ -331,6 +339,7 @@ export class PartitionLog {
       indexIntervalBytes: config.indexIntervalBytes,
       maxIndexEntries: Math.floor(config.segmentIndexBytes / 12),
       tailCache: options.tailCache ?? null,
+      indexCache: options.indexCache ?? null,
     };
     const nowMs = (options.clock ?? systemClock).nowMs();
     const loaded = await loadLog({
@@ -1223,6 +1232,7 @@ export class PartitionLog {
     await old.closeDirectWriter();
     this.flushedAll(old);
     await old.writeIndexes();
+    old.markSealed();
     const segment = await this.createSegment(this.nextOffset);
     this.segments.append(segment);
     await this.saveProducerState(segment.baseOffset);

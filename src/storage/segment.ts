@@ -25,6 +25,7 @@ import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, DELETED_SUFFIX, segmentFil
 import { DirectWriter } from './direct-writer.js';
 import { type FileSystem, readFully } from './file-system.js';
 import { type IndexPosition, OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
+import type { IndexCache, UnloadableIndexes } from './index-cache.js';
 import type { SegmentTail, TailCache } from './tail-cache.js';
 import {
   BATCH_HEADER_BYTES,
@@ -48,6 +49,8 @@ export interface SegmentOptions {
   maxIndexEntries: number;
   /** Keeps the newest written bytes in memory for reads (see `tail-cache.ts`); null: none. */
   tailCache: TailCache | null;
+  /** Bounds the memory of sealed segments' loaded indexes (see `index-cache.ts`); null: no bound, they stay loaded. */
+  indexCache: IndexCache | null;
 }
 
 /** What a full scan of a segment's log found. */
@@ -83,7 +86,7 @@ export interface IndexMark {
   maxTimestampSoFar: number;
 }
 
-export class LogSegment {
+export class LogSegment implements UnloadableIndexes {
   readonly logPath: string;
   readonly indexPath: string;
   readonly timeIndexPath: string;
@@ -105,6 +108,10 @@ export class LogSegment {
   private offsetIndex: OffsetIndex | null = null;
   private timeIndex: TimeIndex | null = null;
   private loadingIndexes: Promise<void> | null = null;
+  /** No append can come any more (`markSealed`): the indexes, on disk, may be unloaded under `options.indexCache`. */
+  private sealed = false;
+  /** The index files were found wrong and rebuilt from the log in memory: they stay loaded, as a reload would rebuild them again. */
+  private indexesOnlyInMemory = false;
   private bytesSinceLastIndexEntry = 0;
   private maxTimestampSoFar = -1;
   private readers = 0;
@@ -330,9 +337,16 @@ export class LogSegment {
     return this.unread.promise;
   }
 
-  /** Loads (or rebuilds) the indexes of a segment opened from disk. */
+  /**
+   * Loads (or rebuilds) the indexes of a segment opened from disk. Every use of the indexes
+   * begins here, which counts as a use for the index cache; a caller that awaits between this
+   * and its use holds the segment (`acquire`), so that the cache cannot unload them meanwhile.
+   */
   async loadIndexes(): Promise<void> {
-    if (this.offsetIndex !== null) return;
+    if (this.offsetIndex !== null) {
+      this.noteIndexUse(false);
+      return;
+    }
     this.loadingIndexes ??= this.loadIndexFiles().catch((error: unknown) => {
       // Forgotten, as a failed open is: the next read or retention pass tries again.
       this.loadingIndexes = null;
@@ -343,9 +357,38 @@ export class LogSegment {
 
   private async loadIndexFiles(): Promise<void> {
     const problem = await this.loadIndexFilesWithoutRebuild();
-    if (problem === null) return;
-    this.onIndexRebuild?.(this, problem);
-    await this.rebuildIndexes();
+    if (problem !== null) {
+      this.onIndexRebuild?.(this, problem);
+      await this.rebuildIndexes();
+    }
+    this.noteIndexUse(true);
+  }
+
+  /**
+   * Marks the segment sealed: no append comes any more and its indexes are on disk (written at
+   * the roll, or at the clean close before the start that found it sealed). From now on the
+   * index cache may unload them when they are not in use.
+   */
+  markSealed(): void {
+    this.sealed = true;
+    this.noteIndexUse(false);
+  }
+
+  /** Tells the index cache of a use of a sealed segment's loaded indexes (`loaded`: just read from disk). */
+  private noteIndexUse(loaded: boolean): void {
+    const cache = this.options.indexCache;
+    if (cache === null || !this.sealed || this.offsetIndex === null || this.indexesOnlyInMemory) return;
+    cache.used(this, this.offsetIndex.memoryBytes + this.timeIndex!.memoryBytes, loaded);
+  }
+
+  /** Drops the indexes of a sealed segment that nothing uses now (the index cache asks); its next use loads them again. */
+  unloadIndexes(): boolean {
+    if (!this.sealed || this.readers > 0 || this.rebuilding !== null || this.indexUntrusted || this.indexesOnlyInMemory) return false;
+    if (this.offsetIndex === null) return true;
+    this.offsetIndex = null;
+    this.timeIndex = null;
+    this.loadingIndexes = null;
+    return true;
   }
 
   /** Loads both index files if they pass the sanity checks; else returns what is wrong. */
@@ -529,6 +572,7 @@ export class LogSegment {
   /** Offset to start a scan for timestamp `timestamp` (see `TimeIndex.lookup`). */
   async timeIndexLookup(timestamp: number): Promise<number> {
     await this.loadIndexes();
+    // Held by the caller (`offsetForTimestamp`), so not unloaded since.
     return this.timeIndex!.lookup(timestamp);
   }
 
@@ -599,6 +643,9 @@ export class LogSegment {
     const { result, rebuilt } = await this.scanLog(limitBytes);
     if (result.problem !== null) throw corruptionError(this.logPath, result.validBytes, result.problem);
     this.adoptScan(result, rebuilt);
+    // Until `writeIndexes` (the active segment's, at its roll or the clean close) puts them on disk.
+    this.indexesOnlyInMemory = true;
+    this.options.indexCache?.forget(this);
   }
 
   /**
@@ -713,9 +760,12 @@ export class LogSegment {
   async writeIndexes(): Promise<void> {
     await this.loadIndexes();
     if (this.indexUntrusted) await this.rebuildUntrustedIndex();
-    this.timeIndex!.seal(this.maxTimestamp, this.nextOffset);
-    await this.fs.writeFileDurably(this.indexPath, this.offsetIndex!.contents());
-    await this.fs.writeFileDurably(this.timeIndexPath, this.timeIndex!.contents());
+    const offsetIndex = this.offsetIndex!;
+    const timeIndex = this.timeIndex!;
+    timeIndex.seal(this.maxTimestamp, this.nextOffset);
+    await this.fs.writeFileDurably(this.indexPath, offsetIndex.contents());
+    await this.fs.writeFileDurably(this.timeIndexPath, timeIndex.contents());
+    this.indexesOnlyInMemory = false;
   }
 
   /** fdatasyncs the log, first cutting any zero padding direct writes left past its end. */
@@ -737,6 +787,7 @@ export class LogSegment {
     this.tail?.clear();
     await this.closeDirectWriter();
     await this.whenUnread();
+    this.options.indexCache?.forget(this);
     const fd = this.fd ?? (this.opening ? await this.opening.catch(() => null) : null);
     this.fd = null;
     this.opening = null;

@@ -33,6 +33,16 @@ describe('serve options', () => {
     }
   });
 
+  it('bound the memory of sealed segments\' indexes at 128 MiB by default, and refuse a negative or fractional --index-cache-bytes', () => {
+    expect(brokerOptions(serveSettings(defaults())).indexCacheBytes).toBe(128 * 1024 * 1024);
+    expect(brokerOptions(serveSettings({ ...defaults(), 'index-cache-bytes': 0 })).indexCacheBytes).toBe(0);
+    for (const bad of [-1, 1.5]) {
+      expect(() => serveSettings({ ...defaults(), 'index-cache-bytes': bad })).toThrow(
+        expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: `--index-cache-bytes must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}, got ${bad}` }),
+      );
+    }
+  });
+
   it('refuse an empty --data-dir (the broker would write into the current directory)', () => {
     for (const empty of ['', ' ']) {
       expect(() => serveSettings({ ...defaults(), 'data-dir': empty })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringMatching(/^--data-dir must not be empty/) }));

@@ -14,6 +14,7 @@ import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS } from '../../src/common/broker
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PRODUCE_MEMORY_BYTES } from '../../src/common/request-limits.js';
 import { type ServeSettings } from '../../src/config/broker-options.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
+import { DEFAULT_INDEX_CACHE_BYTES } from '../../src/storage/index-cache.js';
 import { DEFAULT_TAIL_CACHE_BYTES } from '../../src/storage/tail-cache.js';
 import { type RunningBroker, runBroker } from '../../src/server/run-broker.js';
 
@@ -47,6 +48,7 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     // As `strata serve`: small writes and fdatasyncs on the event loop.
     inlineIo: true,
     tailCacheBytes: DEFAULT_TAIL_CACHE_BYTES,
+    indexCacheBytes: DEFAULT_INDEX_CACHE_BYTES,
     maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
     produceMemoryBytes: DEFAULT_PRODUCE_MEMORY_BYTES,
     retentionCheckIntervalMs: 60 * 60 * 1000,

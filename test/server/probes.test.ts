@@ -104,6 +104,10 @@ describe('probe server of a running broker', () => {
     expect(body).toMatch(new RegExp(`^strata_tail_cache_bytes ${size}$`, 'm'));
     expect(metricValue(body, 'strata_tail_cache_reads_total', 'result="hit"')).toBe(1);
     expect(metricValue(body, 'strata_tail_cache_reads_total', 'result="miss"')).toBe(0);
+    // No segment was sealed, so no index was loaded into the index cache.
+    expect(body).toMatch(/^strata_index_cache_bytes 0$/m);
+    expect(body).toMatch(/^strata_index_cache_loads_total 0$/m);
+    expect(body).toMatch(/^strata_index_cache_unloads_total 0$/m);
     expect(body).toMatch(/^strata_request_duration_seconds_bucket\{le="[^"]+",method="Produce"\}/m);
     expect(body).toMatch(/^nodejs_eventloop_lag_seconds /m);
     expect(body).toMatch(/^process_resident_memory_bytes /m);

@@ -13,7 +13,7 @@ import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { LogSegment, type SegmentOptions } from '../../src/storage/segment.js';
 
 const T0 = 1_700_000_000_000;
-const OPTIONS: SegmentOptions = { indexIntervalBytes: 256, maxIndexEntries: 1024, tailCache: null };
+const OPTIONS: SegmentOptions = { indexIntervalBytes: 256, maxIndexEntries: 1024, tailCache: null, indexCache: null };
 const directories: string[] = [];
 
 afterEach(() => {
