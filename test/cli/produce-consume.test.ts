@@ -193,7 +193,7 @@ describe('consume when its topic goes away', () => {
 });
 
 describe('tail', () => {
-  it('prints the last N records by timestamp, then a record produced after it started within 1 s', async () => {
+  it('prints the last N records by timestamp, then a record produced after it started', async () => {
     const topic = await createTopic(2);
     const producer = new Producer({ server: shared.broker.address, lingerMs: 0 });
     try {
@@ -210,11 +210,34 @@ describe('tail', () => {
       expect(tail.lines).toEqual(['b', 'c', 'd']);
 
       await producer.send({ topic, partition: 1, value: 'new record' });
-      const acknowledgedAt = performance.now();
-      const index = await tail.waitForLine((line) => line === 'new record', 10_000);
-      const latencyMs = tail.lineTimes[index]! - acknowledgedAt;
-      expect(latencyMs).toBeLessThan(1000);
+      await tail.waitForLine((line) => line === 'new record', 10_000);
+      expect(tail.lines).toEqual(['b', 'c', 'd', 'new record']);
 
+      expect(await tail.interrupt()).toEqual({ code: 0, signal: null });
+      expect(tail.stderr).toBe('');
+    } finally {
+      await producer.close();
+    }
+  });
+});
+
+describe('tail of a topic that grows', () => {
+  it('follows a partition added while it runs, from its first record', async () => {
+    const topic = await createTopic(1);
+    const producer = new Producer({ server: shared.broker.address, lingerMs: 0 });
+    try {
+      await producer.send({ topic, partition: 0, value: 'old' });
+      const tail = startCli(strata('tail', topic, '-n', '1'));
+      running.push(tail);
+      await tail.waitForLine((line) => line === 'old', 10_000);
+      await shared.admin.addPartitions(topic, 2);
+      // Produced before the tail's next look at the topic: printed all the same.
+      await producer.send({ topic, partition: 1, value: 'first in the new partition' });
+      await producer.send({ topic, partition: 1, value: 'second in the new partition' });
+      await tail.waitForLine((line) => line === 'second in the new partition', 20_000);
+      await producer.send({ topic, partition: 0, value: 'new in the old partition' });
+      await tail.waitForLine((line) => line === 'new in the old partition', 10_000);
+      expect(tail.lines).toEqual(['old', 'first in the new partition', 'second in the new partition', 'new in the old partition']);
       expect(await tail.interrupt()).toEqual({ code: 0, signal: null });
       expect(tail.stderr).toBe('');
     } finally {

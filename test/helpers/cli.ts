@@ -74,8 +74,6 @@ export function runCli(args: readonly string[], options: CliOptions = {}): Promi
 /** A running CLI command whose stdout is read line by line. */
 export class CliProcess {
   readonly lines: string[] = [];
-  /** When each line arrived (performance.now()). */
-  readonly lineTimes: number[] = [];
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly waiters = new Set<() => void>();
@@ -89,7 +87,6 @@ export class CliProcess {
     child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     createInterface({ input: child.stdout! }).on('line', (line) => {
       this.lines.push(line);
-      this.lineTimes.push(performance.now());
       this.notify();
     });
   }

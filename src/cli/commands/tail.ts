@@ -15,12 +15,16 @@
  * waits on flow control), so a busy topic holds about 2N records, and each partition that waits
  * one pushed message (up to `SUBSCRIBE_BYTES`) and what grpc-js has read ahead of it. If
  * retention removes the start of a partition's history before it is read, that partition's
- * history goes on from its earliest offset still stored. Partitions added after the command
- * started are not followed.
+ * history goes on from its earliest offset still stored.
+ *
+ * Partitions added while it runs (AddPartitions) are found by describing the topic every
+ * `NEW_PARTITIONS_CHECK_MS` once the history is printed, and followed from their first record:
+ * everything in them was produced after the command started.
  *
  * Ctrl-C cancels the streams and exits 0. A stream that ends otherwise (topic deleted, broker
  * shutting down) exits 1 with the broker's message.
  */
+import { setTimeout } from 'node:timers/promises';
 import type { Argv } from 'yargs';
 import { describeTopic, listOffsets } from '../../client/admin.js';
 import type { ConsumerRecord } from '../../client/consumer.js';
@@ -40,6 +44,9 @@ export const TAIL_OPTION_NAMES = ['n', 'lines', 'format', 'print-key'];
  * holds, besides grpc-js's read-ahead. Plenty for a terminal to follow.
  */
 const SUBSCRIBE_BYTES = 256 * 1024;
+
+/** How often the topic is described to find partitions added since the command started. */
+const NEW_PARTITIONS_CHECK_MS = 2_000;
 
 /** Bound on -n: up to 2N records of history are held in memory before they are sorted. */
 const TAIL_LINES_MAX = 1_000_000;
@@ -81,10 +88,13 @@ async function tail(argv: TailArgs): Promise<void> {
     let startFollowing = (): void => undefined;
     /** Settles once the history is printed: partitions done with theirs wait for it. */
     const following = new Promise<void>((resolve) => (startFollowing = resolve));
+    /** Ends the wait between two looks for new partitions. */
+    const stopWatching = new AbortController();
     const stopAll = (): void => {
       stopped = true;
       for (const subscription of subscriptions) subscription.cancel();
       startFollowing(); // partitions waiting for the history end too
+      stopWatching.abort();
     };
     const removeInterrupt = onInterrupt(stopAll);
     let history: ConsumerRecord[] = [];
@@ -106,49 +116,81 @@ async function tail(argv: TailArgs): Promise<void> {
       startFollowing();
     };
 
-    try {
-      await Promise.all(
-        description.partitions.map(async ({ partition, logStartOffset, highWatermark }) => {
-          const from = Math.max(logStartOffset, highWatermark - count);
-          let inHistory = true;
-          if (from >= highWatermark) {
-            inHistory = false;
-            await historyDone();
-          }
-          let start = from;
-          for (;;) {
-            const subscription = subscribe(connection, { topic: argv.topic, partitions: [partition], start: { offset: start }, maxBytes: SUBSCRIBE_BYTES });
-            subscriptions.push(subscription);
-            if (stopped) subscription.cancel();
-            try {
-              for await (const batch of subscription) {
-                if (!inHistory) {
-                  await following;
-                  if (stopped) break;
-                  await printRecords(batch.records);
-                  continue;
-                }
-                for (const record of batch.records) (record.offset < highWatermark ? history : early).push(record);
-                if (history.length >= 2 * Math.max(count, 1)) history = newest(history, count);
-                if (batch.nextOffset >= highWatermark) {
-                  inHistory = false;
-                  await historyDone();
-                }
-              }
-              return;
-            } catch (error) {
-              // Retention removed the history not yet read: it goes on from what is still stored,
-              // and has none left if that is past the watermark.
-              if (!(inHistory && isStrataClientError(error, 'OUT_OF_RANGE'))) throw error;
-              start = (await listOffsets(connection, argv.topic, partition, 'earliest')).offset;
-              if (start >= highWatermark) {
-                inHistory = false;
-                await historyDone();
-              }
+    /**
+     * Follows one partition: its history, the records below `highWatermark`, first, then what
+     * comes. A partition added since the start (`highWatermark` null) has no history: all of it
+     * is new, followed from its first record.
+     */
+    const followPartition = async (partition: number, logStartOffset: number, highWatermark: number | null): Promise<void> => {
+      let start = highWatermark === null ? logStartOffset : Math.max(logStartOffset, highWatermark - count);
+      let inHistory = highWatermark !== null;
+      const endHistory = async (): Promise<void> => {
+        inHistory = false;
+        await historyDone();
+      };
+      if (highWatermark !== null && start >= highWatermark) await endHistory();
+      for (;;) {
+        const subscription = subscribe(connection, { topic: argv.topic, partitions: [partition], start: { offset: start }, maxBytes: SUBSCRIBE_BYTES });
+        subscriptions.push(subscription);
+        if (stopped) subscription.cancel();
+        try {
+          for await (const batch of subscription) {
+            if (!inHistory) {
+              await following;
+              if (stopped) break;
+              await printRecords(batch.records);
+              continue;
             }
+            for (const record of batch.records) (record.offset < highWatermark! ? history : early).push(record);
+            if (history.length >= 2 * Math.max(count, 1)) history = newest(history, count);
+            if (batch.nextOffset >= highWatermark!) await endHistory();
           }
-        }),
-      );
+          return;
+        } catch (error) {
+          // Retention removed the history not yet read (or a new partition's first records): it
+          // goes on from what is still stored, and has no history left if that is past the watermark.
+          if (!((inHistory || highWatermark === null) && isStrataClientError(error, 'OUT_OF_RANGE'))) throw error;
+          start = (await listOffsets(connection, argv.topic, partition, 'earliest')).offset;
+          if (inHistory && start >= highWatermark!) await endHistory();
+        }
+      }
+    };
+    /** Looks for partitions added since the start, once the history is printed, until stopped. */
+    const watchNewPartitions = async (): Promise<void> => {
+      await following;
+      let known = description.partitions.length;
+      while (!stopped) {
+        try {
+          await setTimeout(NEW_PARTITIONS_CHECK_MS, undefined, { signal: stopWatching.signal });
+          const now = await describeTopic(connection, argv.topic, stopWatching.signal);
+          for (const { partition, logStartOffset } of now.partitions) {
+            if (partition < known || stopped) continue;
+            track(followPartition(partition, logStartOffset, null));
+          }
+          known = Math.max(known, now.partitions.length);
+        } catch {
+          // Stopped, or the broker did not answer: a deleted topic or a lost connection ends the
+          // partitions' streams, which report it; otherwise the next look tries again.
+        }
+      }
+    };
+    const tasks: Promise<void>[] = [];
+    const track = (task: Promise<void>): void => {
+      // Handled here as well, so that one added after a failure ended the wait below is no
+      // unhandled rejection; the wait still sees every failure of those it waits for.
+      task.catch(() => undefined);
+      tasks.push(task);
+    };
+    for (const { partition, logStartOffset, highWatermark } of description.partitions) track(followPartition(partition, logStartOffset, highWatermark));
+    track(watchNewPartitions());
+
+    try {
+      // The list grows as new partitions are found: wait until a pass adds none.
+      for (let waited = 0; waited < tasks.length; ) {
+        const upTo = tasks.length;
+        await Promise.all(tasks.slice(waited, upTo));
+        waited = upTo;
+      }
     } catch (error) {
       stopAll();
       throw error;
