@@ -64,6 +64,12 @@ export abstract class IndexFile {
     return this.entries.subarray(0, this.count * this.entryBytes);
   }
 
+  /** Gives back the room for entries not used (for an index that takes no more). */
+  shrinkToEntries(): void {
+    const used = this.count * this.entryBytes;
+    if (this.entries.length > used) this.entries = Buffer.from(this.entries.subarray(0, used));
+  }
+
   truncateToEntries(count: number): void {
     assert(count >= 0 && count <= this.count, () => `cannot truncate ${this.count} entries to ${count}`);
     this.count = count;

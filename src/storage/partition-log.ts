@@ -1232,9 +1232,10 @@ export class PartitionLog {
     await old.closeDirectWriter();
     this.flushedAll(old);
     await old.writeIndexes();
-    old.markSealed();
     const segment = await this.createSegment(this.nextOffset);
     this.segments.append(segment);
+    // Not before: a roll that fails to create the next segment leaves appends going to this one.
+    old.markSealed();
     await this.saveProducerState(segment.baseOffset);
     await this.writeRecoveryPoint('roll');
     this.logger.info({ baseOffset: segment.baseOffset, reason, sealedBytes: old.sizeBytes }, 'rolled to a new segment');

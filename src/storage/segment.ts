@@ -360,8 +360,31 @@ export class LogSegment implements UnloadableIndexes {
     if (problem !== null) {
       this.onIndexRebuild?.(this, problem);
       await this.rebuildIndexes();
+      await this.saveRebuiltIndexes();
     }
     this.noteIndexUse(true);
+  }
+
+  /**
+   * Writes the indexes a sealed segment rebuilt from its log over its damaged or missing index
+   * files, so that they can be unloaded and loaded again without another rebuild. The caller
+   * holds the segment, so its files stay until this ends. If the write fails, they stay in
+   * memory only, out of the index cache (`indexesOnlyInMemory`), and the files are checked and
+   * rebuilt again at the next start.
+   */
+  private async saveRebuiltIndexes(): Promise<void> {
+    if (!this.sealed || this.offsetIndex === null) return;
+    const offsetIndex = this.offsetIndex;
+    const timeIndex = this.timeIndex!;
+    timeIndex.seal(this.maxTimestamp, this.nextOffset);
+    try {
+      await this.fs.writeFileDurably(this.indexPath, offsetIndex.contents());
+      await this.fs.writeFileDurably(this.timeIndexPath, timeIndex.contents());
+    } catch (error) {
+      this.onIndexRebuild?.(this, `the rebuilt index could not be written (${(error as Error).message}); it stays in memory`);
+      return;
+    }
+    this.indexesOnlyInMemory = false;
   }
 
   /**
@@ -371,6 +394,9 @@ export class LogSegment implements UnloadableIndexes {
    */
   markSealed(): void {
     this.sealed = true;
+    // No entry comes any more: room left for more would be held for nothing.
+    this.offsetIndex?.shrinkToEntries();
+    this.timeIndex?.shrinkToEntries();
     this.noteIndexUse(false);
   }
 
@@ -439,6 +465,8 @@ export class LogSegment implements UnloadableIndexes {
       this.onIndexRebuild?.(this, error.message);
       // Up to the known end: past it lie unfinished writes or a direct write's zero padding.
       await this.rebuildIndexes(this.sizeBytes);
+      await this.saveRebuiltIndexes();
+      this.noteIndexUse(false);
       return this.readFrom(this.offsetIndex!.lookup(offset), offset, maxBytes, limitPosition);
     }
   }

@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IndexCache, type UnloadableIndexes } from '../../src/storage/index-cache.js';
-import { PartitionLog } from '../../src/storage/partition-log.js';
+import { ManualClock } from '../../src/common/clock.js';
+import { PartitionLog, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { decodeBatches } from '../../src/storage/record-batch.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
@@ -99,8 +100,8 @@ function tempDir(): string {
   return directory;
 }
 
-async function openLog(directory: string, indexCache: IndexCache | null, fs?: TestFileSystem): Promise<PartitionLog> {
-  const log = await PartitionLog.open({ directory, config: SMALL, name: 'test-0', indexCache, ...(fs !== undefined ? { fs } : {}) });
+async function openLog(directory: string, indexCache: IndexCache | null, fs?: TestFileSystem, more: Partial<PartitionLogOptions> = {}): Promise<PartitionLog> {
+  const log = await PartitionLog.open({ directory, config: SMALL, name: 'test-0', indexCache, ...(fs !== undefined ? { fs } : {}), ...more });
   openLogs.push(log);
   return log;
 }
@@ -185,6 +186,46 @@ describe('a partition log with an index cache', () => {
     // The active segment's indexes were never dropped: the newest records are found by offset and time.
     expect(await valueAt(log, log.logEndOffset - 1)).toBe(valueFor(log.logEndOffset - 1));
     expect(await log.offsetForTimestamp(1_700_000_000_000 + log.logEndOffset - 2)).toBe(log.logEndOffset - 2);
+  });
+
+  it('never takes in an active segment whose roll failed, however the cache fills', async () => {
+    const cache = new IndexCache(0);
+    const fs = new TestFileSystem();
+    const clock = new ManualClock(1_700_000_000_000);
+    const log = await openLog(tempDir(), cache, fs, { clock, config: { ...SMALL, retentionMs: 60_000 } });
+    await appendRecords(log, 3);
+    // Retention rolls the expired active segment, but the next segment's file cannot be opened:
+    // the segment stays active, and appends go on into it.
+    clock.advance(24 * 60 * 60 * 1000);
+    fs.openError = { pathIncludes: `${String(log.logEndOffset).padStart(20, '0')}.log`, code: 'EMFILE' };
+    expect(await log.applyRetention()).toBe(0);
+    fs.openError = null;
+    expect(log.segmentCount).toBe(1);
+    // Another partition's reads fill the cache: under a bound of 0, each use unloads all others.
+    const other = await openLog(await writtenLog(600), cache);
+    for (let offset = 0; offset < 600; offset += 100) expect(await valueAt(other, offset)).toBe(valueFor(offset));
+    expect(cache.unloads).toBeGreaterThan(0);
+    await appendRecords(log, 2);
+    for (let offset = 0; offset < 5; offset++) expect(await valueAt(log, offset)).toBe(valueFor(offset));
+  });
+
+  it('writes the indexes it had to rebuild, so that a sealed segment without index files can still be unloaded', async () => {
+    const directory = await writtenLog(600);
+    const removed = nodeFs.readdirSync(directory).filter((name) => name.endsWith('.index') || name.endsWith('.timeindex'));
+    for (const name of removed) nodeFs.rmSync(join(directory, name));
+    const cache = new IndexCache(0);
+    const log = await openLog(directory, cache);
+    for (let pass = 0; pass < 2; pass++) {
+      for (let offset = 0; offset < 600; offset += 25) expect(await valueAt(log, offset)).toBe(valueFor(offset));
+    }
+    // The sealed segments' files are back (the active one's are written when it is sealed)...
+    const active = nodeFs.readdirSync(directory).filter((name) => name.endsWith('.log')).sort().at(-1)!.replace('.log', '');
+    const back = nodeFs.readdirSync(directory).filter((name) => name.endsWith('.index') || name.endsWith('.timeindex'));
+    expect(back.sort()).toEqual(removed.filter((name) => !name.startsWith(active)).sort());
+    // ...and the cache kept to its bound: only the segment used last stays loaded.
+    expect(cache.segments).toBe(1);
+    // A lookup by time through a rewritten time index.
+    expect(await log.offsetForTimestamp(1_700_000_000_000 + 123)).toBe(123);
   });
 
   it('forgets the segments of a log that closes', async () => {
