@@ -250,6 +250,7 @@ export class Broker {
     // Not awaited here (it may hold many files), but before the next delete moves a topic in.
     this.graveyardCleared = this.clearGraveyard();
     const records = this.metadata.listTopics();
+    await this.finishDeletions(records);
     await this.checkPartitionDirectories(records);
     for (const record of records) {
       const config = this.effectiveConfig(record);
@@ -452,7 +453,7 @@ export class Broker {
     checkTopicName(name);
     return this.admin(async () => {
       const topic = this.requireTopic(name);
-      await this.metadata.deleteTopic(name);
+      await this.metadata.deleteTopic(name, this.clock.nowMs());
       this.topics.delete(name);
       // Told at once, not after the files are closed: a group member's commit made meanwhile
       // then drops the topic's partitions it owned instead of failing whole with NOT_FOUND.
@@ -487,27 +488,68 @@ export class Broker {
         this.logger.error({ topic: name, log: log.name, err: error }, 'closing a partition of the deleted topic failed; its files are removed all the same'),
       );
     }
-    await this.graveyardCleared;
-    const graveyard = graveyardDirectory(this.dataDir);
-    // Unique, and within a file name's 255 bytes for a name of up to 249 characters.
-    const target = join(graveyard, `${this.clock.nowMs()}-${++this.deletedTopics}-${name.slice(0, 200)}`);
     const directory = join(topicsDirectory(this.dataDir), name);
+    let target: string;
     try {
-      await this.fs.mkdirs(graveyard);
-      await this.fs.rename(directory, target);
+      target = await this.moveToGraveyard(name);
     } catch (error) {
-      this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted, but moving its directory out of the topics directory failed: remove that directory by hand (until then a topic of this name cannot be created again, and each start reports it as an orphan)');
-      throw deletedTopicFailure(error, `topic "${name}" is deleted, but moving its directory out of the topics directory failed with ${errnoOrMessage(error)}: remove that directory by hand (the broker log names it) before creating a topic of this name again`);
+      this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted, but moving its directory out of the topics directory failed: the next start tries again (until it is gone, a topic of this name cannot be created again; it may be removed by hand)');
+      throw deletedTopicFailure(error, `topic "${name}" is deleted, but moving its directory out of the topics directory failed with ${errnoOrMessage(error)}: the broker tries again at its next start, and until the directory is gone a topic of this name cannot be created (it may be removed by hand; the broker log names it)`);
     }
     let failure: unknown = null;
     try {
       await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
     } catch (error) {
-      this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and then each start reports it as an orphan');
-      failure = deletedTopicFailure(error, `topic "${name}" is deleted and its directory moved out, but the fsync of the topics directory failed with ${errnoOrMessage(error)}: after a crash the directory may be back, and each start would then report it as an orphan to remove (the broker log names it)`);
+      this.logger.error({ topic: name, directory, err: error }, 'the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and the next start then moves it out again');
+      failure = deletedTopicFailure(error, `topic "${name}" is deleted and its directory moved out, but the fsync of the topics directory failed with ${errnoOrMessage(error)}: after a crash the directory may be back, and the broker's next start then moves it out again`);
     }
     this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
     if (failure !== null) throw failure;
+    // Until here a restart would find the directory and move it out itself (`finishDeletions`).
+    await this.metadata.deletionDone(name).catch((error: unknown) => this.logger.warn({ topic: name, err: error }, 'could not record that the deleted topic\'s directory is gone; the next start checks again'));
+  }
+
+  /** Moves a deleted topic's directory into the graveyard; returns where it went. */
+  private async moveToGraveyard(name: string): Promise<string> {
+    await this.graveyardCleared;
+    const graveyard = graveyardDirectory(this.dataDir);
+    // Unique, and within a file name's 255 bytes for a name of up to 249 characters.
+    const target = join(graveyard, `${this.clock.nowMs()}-${++this.deletedTopics}-${name.slice(0, 200)}`);
+    await this.fs.mkdirs(graveyard);
+    await this.fs.rename(join(topicsDirectory(this.dataDir), name), target);
+    return target;
+  }
+
+  /**
+   * Finishes the deletions that a stop interrupted (see `MetadataStore.deleteTopic`): a topic
+   * deleted from the metadata whose directory was not yet moved out of the topics directory
+   * (a crash while its partitions closed, a failed rename) has it moved now, so that the name
+   * can be used again. A name that a topic holds again since is left alone. A move that fails
+   * is logged and tried again at the next start; until then the directory shows as an orphan.
+   */
+  private async finishDeletions(records: readonly TopicRecord[]): Promise<void> {
+    const live = new Set(records.map((record) => record.name));
+    const done: string[] = [];
+    let moved = false;
+    for (const name of this.metadata.pendingDeletions()) {
+      if (!live.has(name)) {
+        try {
+          const target = await this.moveToGraveyard(name);
+          this.logger.warn({ topic: name }, 'finishing the deletion of a topic that the last stop interrupted: its directory is removed');
+          this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
+          moved = true;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+            this.logger.error({ topic: name, err: error }, 'could not move the directory of a deleted topic out of the topics directory; tried again at the next start');
+            continue;
+          }
+        }
+      }
+      done.push(name);
+    }
+    // The moves are durable before their records go.
+    if (moved) await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
+    for (const name of done) await this.metadata.deletionDone(name);
   }
 
   /**

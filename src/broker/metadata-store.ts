@@ -1,6 +1,6 @@
 /**
- * Broker metadata in LMDB: topics (partition count, config overrides, creation time) and the
- * producer-id counter. One LMDB environment per data directory (`<data-dir>/metadata.mdb`), so
+ * Broker metadata in LMDB: topics (partition count, config overrides, creation time), the
+ * topics deleted whose directories may not have been moved out yet, and the producer-id counter. One LMDB environment per data directory (`<data-dir>/metadata.mdb`), so
  * other subsystems (consumer-group offsets) add their own named databases to it.
  *
  * Durability: with lmdb-js's default `overlappingSync` (on Linux) a write's promise resolves
@@ -27,6 +27,8 @@ export class MetadataStore {
     readonly root: RootDatabase,
     private readonly topics: Database<TopicRecord, string>,
     private readonly counters: Database<number, string>,
+    /** Topic name → when it was deleted (ms), until its directory has been moved out (`deletionDone`). */
+    private readonly deletions: Database<number, string>,
   ) {}
 
   static open(dataDir: string): MetadataStore {
@@ -35,6 +37,7 @@ export class MetadataStore {
       root,
       root.openDB<TopicRecord, string>({ name: 'topics', encoding: 'msgpack' }),
       root.openDB<number, string>({ name: 'counters', encoding: 'msgpack' }),
+      root.openDB<number, string>({ name: 'topic-deletions', encoding: 'msgpack' }),
     );
   }
 
@@ -62,8 +65,28 @@ export class MetadataStore {
     );
   }
 
-  async deleteTopic(name: string): Promise<void> {
-    await durably(this.root, this.topics.remove(name));
+  /**
+   * Removes the topic and, in the same transaction, records its deletion: a broker stopped
+   * before the topic's directory was moved out finishes that at its next start.
+   */
+  async deleteTopic(name: string, nowMs: number): Promise<void> {
+    await durably(
+      this.root,
+      this.topics.transaction(() => {
+        this.topics.remove(name);
+        this.deletions.put(name, nowMs);
+      }),
+    );
+  }
+
+  /** Names of deleted topics whose directories may still be in the topics directory. */
+  pendingDeletions(): string[] {
+    return [...this.deletions.getKeys()];
+  }
+
+  /** The deleted topic's directory is out of the topics directory (or was never there). */
+  async deletionDone(name: string): Promise<void> {
+    await durably(this.root, this.deletions.remove(name));
   }
 
   /** The last value a durable counter handed out (0 before its first). */

@@ -44,18 +44,61 @@ it('whose directory cannot be moved out: drops the offsets, logs the directory t
   writeFileSync(join(dataDir, 'deleted'), ''); // a file where the graveyard goes
   await expect(broker.deleteTopic('doomed')).rejects.toMatchObject({
     code: ErrorCode.STORAGE_ERROR,
-    message: 'topic "doomed" is deleted, but moving its directory out of the topics directory failed with EEXIST: remove that directory by hand (the broker log names it) before creating a topic of this name again',
+    message: 'topic "doomed" is deleted, but moving its directory out of the topics directory failed with EEXIST: the broker tries again at its next start, and until the directory is gone a topic of this name cannot be created (it may be removed by hand; the broker log names it)',
   });
   expect(broker.hasTopic('doomed')).toBe(false);
   expect(offsetsDropped).toEqual(['doomed']);
   const directory = join(dataDir, 'topics', 'doomed');
-  expect(errors).toContainEqual(expect.objectContaining({ directory, msg: expect.stringMatching(/^the topic is deleted, but moving its directory out of the topics directory failed: remove that directory by hand/) }));
+  expect(errors).toContainEqual(expect.objectContaining({ directory, msg: expect.stringMatching(/^the topic is deleted, but moving its directory out of the topics directory failed: the next start tries again/) }));
 
   // Its old records are still there: the broker will not make a new topic of them.
   await expect(broker.createTopic('doomed', 1, {})).rejects.toMatchObject({ code: ErrorCode.FAILED_PRECONDITION });
   rmSync(directory, { recursive: true });
   await broker.createTopic('doomed', 1, {});
   expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(0);
+});
+
+it('whose directory cannot be moved out: the next start moves it out, and the name is free again', async () => {
+  writeFileSync(join(dataDir, 'deleted'), ''); // a file where the graveyard goes
+  await expect(broker.deleteTopic('doomed')).rejects.toMatchObject({ code: ErrorCode.STORAGE_ERROR });
+  await broker.close();
+  rmSync(join(dataDir, 'deleted'));
+  broker = await Broker.open({ dataDir, fs });
+  expect(broker.orphans).toEqual([]);
+  expect(existsSync(join(dataDir, 'topics', 'doomed'))).toBe(false);
+  await broker.createTopic('doomed', 1, {});
+  expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(0);
+});
+
+it('interrupted by a crash after the topic left the metadata: the next start moves its directory out', async () => {
+  // The crash: the metadata says deleted, the directory is still where it was.
+  await broker.metadataStore.deleteTopic('doomed', Date.now());
+  await broker.close();
+  expect(existsSync(join(dataDir, 'topics', 'doomed'))).toBe(true);
+  const warnings: { msg: string; topic?: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line) as { msg: string }) });
+  broker = await Broker.open({ dataDir, fs, logger });
+  expect(warnings).toContainEqual(expect.objectContaining({ topic: 'doomed', msg: 'finishing the deletion of a topic that the last stop interrupted: its directory is removed' }));
+  expect(broker.orphans).toEqual([]);
+  expect(existsSync(join(dataDir, 'topics', 'doomed'))).toBe(false);
+  expect(broker.metadataStore.pendingDeletions()).toEqual([]);
+  await broker.createTopic('doomed', 1, {});
+  expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(0);
+});
+
+it('leaves alone a topic that holds the name again since its deletion was recorded', async () => {
+  const record = broker.metadataStore.getTopic('doomed')!;
+  await broker.metadataStore.deleteTopic('doomed', Date.now());
+  expect(await broker.metadataStore.createTopic(record)).toBe(true);
+  await broker.close();
+  broker = await Broker.open({ dataDir, fs });
+  expect(broker.partitionLog('doomed', 0).logEndOffset).toBe(1);
+  expect(broker.metadataStore.pendingDeletions()).toEqual([]);
+});
+
+it('once finished, leaves no deletion for the next start to finish', async () => {
+  await broker.deleteTopic('doomed');
+  expect(broker.metadataStore.pendingDeletions()).toEqual([]);
 });
 
 it('caught by a shutdown: finishes (its directory moved out, the offsets dropped) though the partition-change listener fails on the closing broker', async () => {
@@ -96,7 +139,7 @@ it('whose topics directory fails to fsync after the move: drops the offsets, rem
   fs.directorySyncError = null;
   expect(broker.hasTopic('doomed')).toBe(false);
   expect(offsetsDropped).toEqual(['doomed']);
-  expect(errors.map((entry) => entry.msg)).toContain('the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and then each start reports it as an orphan');
+  expect(errors.map((entry) => entry.msg)).toContain('the topic is deleted and its directory moved out, but the fsync of the topics directory failed: after a crash the directory may be back, and the next start then moves it out again');
   expect(existsSync(join(dataDir, 'topics', 'doomed'))).toBe(false);
   await vi.waitFor(() => expect(readdirSync(join(dataDir, 'deleted'))).toEqual([]));
 });

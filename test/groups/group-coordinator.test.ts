@@ -704,7 +704,7 @@ describe('administration', () => {
     await broker.createTopic('gone', 1, {});
     await coordinator.commit('g', '', 0, [{ topic: 'kept', partition: 0, offset: 0, metadata: '' }, { topic: 'gone', partition: 0, offset: 0, metadata: '' }]);
     // The crash: the topic record is gone, its offsets are not.
-    await broker.metadataStore.deleteTopic('gone');
+    await broker.metadataStore.deleteTopic('gone', clock.nowMs());
     coordinator.close();
     await broker.close();
     broker = await Broker.open({ dataDir, clock });
