@@ -253,7 +253,13 @@ export class Broker {
     await this.finishDeletions(records);
     await this.checkPartitionDirectories(records);
     for (const record of records) {
-      const config = this.effectiveConfig(record);
+      let config: LogConfig;
+      try {
+        config = this.effectiveConfig(record);
+      } catch (error) {
+        // A config a newer version stored, say: name the topic, and what to do.
+        throw new Error(`the stored config of topic "${record.name}" is not valid for this version: ${(error as Error).message}. Start the version that stored it and alter the config, or delete the topic`, { cause: error });
+      }
       const problem = batchRoomProblem(config.maxMessageBytes, this.maxRequestBytes);
       if (problem !== null) this.logger.warn({ topic: record.name }, `topic "${record.name}": ${problem}; producers of full batches will fail. Lower the topic's max.message.bytes or raise --max-request-bytes`);
       const logs: PartitionLog[] = [];
@@ -271,7 +277,8 @@ export class Broker {
       const topic = this.topics.get(name);
       const partitions = known.has(name) ? await this.fs.readdir(join(topicsDirectory(this.dataDir), name)) : ['*'];
       for (const partition of partitions) {
-        if (topic !== undefined && Number(partition) < topic.record.partitions) continue;
+        // A partition's directory is its number as written: "01" or "1e0" is not partition 1's.
+        if (topic !== undefined && /^(0|[1-9][0-9]*)$/.test(partition) && Number(partition) < topic.record.partitions) continue;
         const path = join(topicsDirectory(this.dataDir), name, partition === '*' ? '' : partition);
         this.orphans.push(path);
         this.logger.warn({ directory: path }, 'orphan directory: no topic metadata refers to it; left untouched');
@@ -879,11 +886,13 @@ export class Broker {
   async applyRetention(): Promise<void> {
     for (const topic of this.topics.values()) {
       for (const log of topic.logs) {
-        if (log.fenced !== null) continue;
+        // Fenced, or closed: its topic deleted, or the broker stopping.
+        if (!log.usable) continue;
         try {
           await log.applyRetention();
         } catch (error) {
-          this.logger.warn({ err: error, log: log.name }, 'retention failed');
+          // One closed or fenced meanwhile says so itself (a fence is logged where it is set).
+          if (log.usable) this.logger.warn({ err: error, log: log.name }, 'retention failed');
         }
       }
     }

@@ -2,7 +2,7 @@
 // while a deleted topic's logs are still closing, and calls made while it shuts down are refused
 // as retriable; method: a real broker on a temp directory, with an injected FileSystem that holds
 // the closing log's fdatasync.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
@@ -118,4 +118,41 @@ it('logs a partition log\'s lines with one subsystem key', async () => {
   expect(rolled.length).toBeGreaterThan(0);
   for (const line of lines) expect(line.match(/"subsystem"/g) ?? [], line).toHaveLength(line.includes('"subsystem"') ? 1 : 0);
   expect(JSON.parse(rolled[0]!)).toMatchObject({ subsystem: 'storage', log: 'small-0' });
+});
+
+// A stored config this version does not know (one a newer version wrote, say) stops the start
+// with the topic's name and the way out, not a bare "unknown topic config".
+it('names the topic whose stored config it cannot take when it refuses to start', async () => {
+  const dataDir = temporaryDirectory('strata-broker-stored-config-');
+  try {
+    const broker = await Broker.open({ dataDir });
+    await broker.createTopic('orders', 1, {});
+    await broker.metadataStore.putTopic({ ...broker.metadataStore.getTopic('orders')!, configs: { 'future.config': '1' } });
+    await broker.close();
+    await expect(Broker.open({ dataDir })).rejects.toThrow(/^the stored config of topic "orders" is not valid for this version: .*future\.config.*Start the version that stored it and alter the config, or delete the topic$/);
+  } finally {
+    removeDirectory(dataDir);
+  }
+});
+
+// At start, a directory under a topic that is not one of its partitions' (a stray, or a number
+// written another way) is reported as an orphan and left as it is.
+it('reports the directories under a topic that are none of its partitions as orphans', async () => {
+  const dataDir = temporaryDirectory('strata-broker-orphans-');
+  try {
+    let broker = await Broker.open({ dataDir });
+    await broker.createTopic('orders', 2, {});
+    await broker.close();
+    const topicDir = join(dataDir, 'topics', 'orders');
+    for (const name of ['01', '1e0', '2', 'copy']) mkdirSync(join(topicDir, name));
+    broker = await Broker.open({ dataDir });
+    try {
+      expect([...broker.orphans].sort()).toEqual(['01', '1e0', '2', 'copy'].map((name) => join(topicDir, name)).sort());
+      expect(existsSync(join(topicDir, '01'))).toBe(true);
+    } finally {
+      await broker.close();
+    }
+  } finally {
+    removeDirectory(dataDir);
+  }
 });
