@@ -93,7 +93,7 @@ describe('the broker refuses: exit 1 with its message', () => {
       await expectFailure(
         at('topics', 'delete', 'errors-half-deleted'),
         1,
-        'strata: topic "errors-half-deleted" is deleted, but moving its directory out of the topics directory failed with EEXIST: remove that directory by hand (the broker log names it) before creating a topic of this name again',
+        'strata: topic "errors-half-deleted" is deleted, but moving its directory out of the topics directory failed with EEXIST: the broker tries again at its next start, and until the directory is gone a topic of this name cannot be created (it may be removed by hand; the broker log names it)',
       );
     } finally {
       rmSync(graveyard);
