@@ -277,8 +277,8 @@ export class Broker {
       const topic = this.topics.get(name);
       const partitions = known.has(name) ? await this.fs.readdir(join(topicsDirectory(this.dataDir), name)) : ['*'];
       for (const partition of partitions) {
-        // A partition's directory is its number as written: "01" or "1e0" is not partition 1's.
-        if (topic !== undefined && /^(0|[1-9][0-9]*)$/.test(partition) && Number(partition) < topic.record.partitions) continue;
+        // A partition's directory is named String(partition) (`partitionDirectory`): "01" or "1e0" is not partition 1's.
+        if (topic !== undefined && String(Number(partition)) === partition && Number(partition) < topic.record.partitions) continue;
         const path = join(topicsDirectory(this.dataDir), name, partition === '*' ? '' : partition);
         this.orphans.push(path);
         this.logger.warn({ directory: path }, 'orphan directory: no topic metadata refers to it; left untouched');
@@ -538,11 +538,11 @@ export class Broker {
     const live = new Set(records.map((record) => record.name));
     const done: string[] = [];
     let moved = false;
-    for (const name of this.metadata.pendingDeletions()) {
+    for (const { name, deletedAtMs } of this.metadata.pendingDeletions()) {
       if (!live.has(name)) {
         try {
           const target = await this.moveToGraveyard(name);
-          this.logger.warn({ topic: name }, 'finishing the deletion of a topic that the last stop interrupted: its directory is removed');
+          this.logger.warn({ topic: name, deletedAt: new Date(deletedAtMs).toISOString() }, 'finishing the deletion of a topic that the last stop interrupted: its directory is removed');
           this.removeInBackground(target, 'could not remove the directory of a deleted topic; it is removed at the next start');
           moved = true;
         } catch (error) {
@@ -554,9 +554,14 @@ export class Broker {
       }
       done.push(name);
     }
-    // The moves are durable before their records go.
-    if (moved) await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
-    for (const name of done) await this.metadata.deletionDone(name);
+    // The moves are durable before their records go. A record left behind costs nothing: the
+    // next start finds no directory for it, and clears it.
+    try {
+      if (moved) await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
+      for (const name of done) await this.metadata.deletionDone(name);
+    } catch (error) {
+      this.logger.warn({ err: error }, 'could not record that the deleted topics\' directories are gone; the next start checks again');
+    }
   }
 
   /**

@@ -79,9 +79,9 @@ export class MetadataStore {
     );
   }
 
-  /** Names of deleted topics whose directories may still be in the topics directory. */
-  pendingDeletions(): string[] {
-    return [...this.deletions.getKeys()];
+  /** Deleted topics whose directories may still be in the topics directory, with when each was deleted. */
+  pendingDeletions(): { name: string; deletedAtMs: number }[] {
+    return [...this.deletions.getRange()].map(({ key, value }) => ({ name: key, deletedAtMs: value }));
   }
 
   /** The deleted topic's directory is out of the topics directory (or was never there). */

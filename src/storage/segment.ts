@@ -110,7 +110,7 @@ export class LogSegment implements UnloadableIndexes {
   private loadingIndexes: Promise<void> | null = null;
   /** No append can come any more (`markSealed`): the indexes, on disk, may be unloaded under `options.indexCache`. */
   private sealed = false;
-  /** The index files were found wrong and rebuilt from the log in memory: they stay loaded, as a reload would rebuild them again. */
+  /** Indexes rebuilt from the log (the files were wrong) that could not be written back: they stay loaded, as a reload would rebuild them again. */
   private indexesOnlyInMemory = false;
   private bytesSinceLastIndexEntry = 0;
   private maxTimestampSoFar = -1;
@@ -377,14 +377,16 @@ export class LogSegment implements UnloadableIndexes {
     const offsetIndex = this.offsetIndex;
     const timeIndex = this.timeIndex!;
     timeIndex.seal(this.maxTimestamp, this.nextOffset);
+    offsetIndex.shrinkToEntries();
+    timeIndex.shrinkToEntries();
     try {
       await this.fs.writeFileDurably(this.indexPath, offsetIndex.contents());
       await this.fs.writeFileDurably(this.timeIndexPath, timeIndex.contents());
     } catch (error) {
       this.onIndexRebuild?.(this, `the rebuilt index could not be written (${(error as Error).message}); it stays in memory`);
-      return;
+      this.indexesOnlyInMemory = true;
+      this.options.indexCache?.forget(this);
     }
-    this.indexesOnlyInMemory = false;
   }
 
   /**
@@ -671,9 +673,6 @@ export class LogSegment implements UnloadableIndexes {
     const { result, rebuilt } = await this.scanLog(limitBytes);
     if (result.problem !== null) throw corruptionError(this.logPath, result.validBytes, result.problem);
     this.adoptScan(result, rebuilt);
-    // Until `writeIndexes` (the active segment's, at its roll or the clean close) puts them on disk.
-    this.indexesOnlyInMemory = true;
-    this.options.indexCache?.forget(this);
   }
 
   /**
@@ -793,7 +792,6 @@ export class LogSegment implements UnloadableIndexes {
     timeIndex.seal(this.maxTimestamp, this.nextOffset);
     await this.fs.writeFileDurably(this.indexPath, offsetIndex.contents());
     await this.fs.writeFileDurably(this.timeIndexPath, timeIndex.contents());
-    this.indexesOnlyInMemory = false;
   }
 
   /** fdatasyncs the log, first cutting any zero padding direct writes left past its end. */

@@ -121,6 +121,22 @@ describe('probe server of a running broker', () => {
   });
 });
 
+describe('the index cache', () => {
+  const shared = useSharedBroker();
+
+  it("counts the indexes of the segments a topic's rolls sealed", async () => {
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'indexed', partitions: 1, configs: { 'segment.bytes': '1024' } }));
+    for (let batch = 0; batch < 4; batch++) {
+      await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'indexed', partition: 0, batch: buildBatch([{ value: Buffer.alloc(600, batch) }]) }));
+    }
+    const { body } = await get(shared.broker.metricsAddress!, '/metrics');
+    const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)?.[1]);
+    // Three rolls sealed three segments, each with a closing time-index entry (12 bytes) at least.
+    expect(value('strata_index_cache_bytes')).toBeGreaterThanOrEqual(3 * 12);
+    expect(value('strata_index_cache_unloads_total')).toBe(0);
+  });
+});
+
 describe('errors by Strata error code', () => {
   const shared = useSharedBroker();
 

@@ -175,11 +175,15 @@ async function tail(argv: TailArgs): Promise<void> {
       }
     };
     const tasks: Promise<void>[] = [];
+    let failure: unknown = null;
+    /** The first failure of any partition (one found late included) stops them all, and is thrown. */
     const track = (task: Promise<void>): void => {
-      // Handled here as well, so that one added after a failure ended the wait below is no
-      // unhandled rejection; the wait still sees every failure of those it waits for.
-      task.catch(() => undefined);
-      tasks.push(task);
+      tasks.push(
+        task.catch((error: unknown) => {
+          failure ??= error;
+          stopAll();
+        }),
+      );
     };
     for (const { partition, logStartOffset, highWatermark } of description.partitions) track(followPartition(partition, logStartOffset, highWatermark));
     track(watchNewPartitions());
@@ -191,13 +195,11 @@ async function tail(argv: TailArgs): Promise<void> {
         await Promise.all(tasks.slice(waited, upTo));
         waited = upTo;
       }
-    } catch (error) {
-      stopAll();
-      throw error;
     } finally {
       removeInterrupt();
       await writer.flushed(); // the last write's failure, too, must be known before the check below
     }
+    if (failure !== null) throw failure;
   });
   writer.throwIfFailed(); // stdout failed (not a closed reader): one line, exit 1
 }
