@@ -178,6 +178,15 @@ export class DirectWriter {
     this.writtenEnd = 0;
   }
 
+  /**
+   * A failed write was undone: the file was cut back to the end of the log, and any padding or
+   * runway past it went too. The last block below that end is unchanged.
+   */
+  noteUndone(): void {
+    this.padded = false;
+    this.writtenEnd = 0;
+  }
+
   /** Cuts the zero padding past `size`, the end of the log. The caller fdatasyncs. */
   async trimPadding(readFd: number, size: number): Promise<void> {
     if (!this.padded) return;

@@ -297,6 +297,7 @@ export class LogSegment implements UnloadableIndexes {
    */
   async truncateUnwritten(): Promise<void> {
     await this.fs.ftruncate(this.openFileDescriptor(), this.sizeBytes);
+    this.direct?.noteUndone();
   }
 
   /** Records that batches up to `nextOffset` were written, `bytes` long in total. */

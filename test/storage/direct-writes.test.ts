@@ -317,6 +317,23 @@ describe.skipIf(!DIRECT_WRITES_WORK)('direct writes', () => {
     expect(logFileSizes(directory)).toEqual(log.segmentSizes().map((segment) => segment.sizeBytes));
   });
 
+  it('lay a runway again after a failed write is undone (the undo cut the runway off with it)', async () => {
+    const fs = new TestFileSystem();
+    const directory = tempDir();
+    const log = await openLog(directory, { fs, inlineIo: alwaysInline() }, { segmentBytes: 4 * RUNWAY_BYTES });
+    const past = (): number => logFileSizes(directory).at(-1)! - log.segmentSizes().at(-1)!.sizeBytes;
+    await appendEach(log, [2, 3, 2], 1000);
+    expect(past(), 'a runway past the log').toBeGreaterThan(BLOCK);
+    fs.diskFull = true;
+    const refused = await log.append(batchOf(log.logEndOffset, 2, 1000)).catch((error: unknown) => error);
+    fs.diskFull = false;
+    expect((refused as StrataError).code).toBe(ErrorCode.DISK_FULL);
+    expect(past(), 'the undo cut the file back to the end of the log').toBe(0);
+    await appendEach(log, [2], 1000);
+    expect(past(), 'the next inline write lays a runway again').toBeGreaterThan(BLOCK);
+    await expectEveryRecord(log, 1000);
+  });
+
   it('charge inline direct writes to the budget: once its credit is spent, small groups go buffered to the pool', async () => {
     let now = 0;
     /** Every write on the loop takes 2 ms of the budget's clock. */
