@@ -173,9 +173,8 @@ export class DirectWriter {
 
   /** The file was cut to a shorter log (recovery or repair): forget the last block. */
   noteTruncated(): void {
+    this.noteUndone();
     this.tailBytes = -1;
-    this.padded = false;
-    this.writtenEnd = 0;
   }
 
   /**
