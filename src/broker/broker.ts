@@ -95,6 +95,8 @@ export interface PartitionState {
 export interface TopicDescription {
   name: string;
   configs: Record<string, string>;
+  /** The names in `configs` the topic sets itself, sorted; the others are broker defaults. */
+  overriddenConfigs: string[];
   partitions: PartitionState[];
   createdAtMs: number;
 }
@@ -630,6 +632,7 @@ export class Broker {
     return {
       name,
       configs,
+      overriddenConfigs: Object.keys(topic.record.configs).sort(),
       createdAtMs: topic.record.createdAtMs,
       partitions: topic.logs.map((log, partition) => ({
         partition,
@@ -646,18 +649,25 @@ export class Broker {
     };
   }
 
-  alterTopicConfigs(name: string, configs: Record<string, string>): Promise<TopicDescription> {
+  /**
+   * Sets the `configs` given and returns those named in `reset` to the broker default (the
+   * topic's record no longer holds them). INVALID_ARGUMENT for a name both set and reset, an
+   * unknown name, or nothing to change.
+   */
+  alterTopicConfigs(name: string, configs: Record<string, string>, reset: readonly string[] = []): Promise<TopicDescription> {
     this.checkOpen();
     checkTopicName(name);
+    checkConfigChange(configs, reset);
     return this.admin(async () => {
       const topic = this.requireTopic(name);
-      const record: TopicRecord = { ...topic.record, configs: { ...topic.record.configs, ...configs } };
-      const config = this.configForChange(record, 'max.message.bytes' in configs);
+      const kept = Object.entries(topic.record.configs).filter(([key]) => !reset.includes(key));
+      const record: TopicRecord = { ...topic.record, configs: { ...Object.fromEntries(kept), ...configs } };
+      const config = this.configForChange(record, 'max.message.bytes' in configs || reset.includes('max.message.bytes'));
       await this.metadata.putTopic(record);
       topic.record = record;
       topic.config = config;
       for (const log of topic.logs) log.updateConfig(config);
-      this.logger.info({ topic: name, configs }, 'topic configs altered');
+      this.logger.info({ topic: name, configs, reset }, 'topic configs altered');
       return this.describe(name);
     });
   }
@@ -970,6 +980,19 @@ export const REMOVALS_WAIT_MS = 1_000;
 export function checkPartitionCount(count: number): void {
   if (!Number.isInteger(count) || count < 1 || count > PARTITION_COUNT_MAX) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `partition count must be from 1 to ${PARTITION_COUNT_MAX}, got ${count}`);
+  }
+}
+
+/** An alter changes something, and no config is both set and reset, or reset unknown. */
+function checkConfigChange(configs: Record<string, string>, reset: readonly string[]): void {
+  if (Object.keys(configs).length === 0 && reset.length === 0) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'give at least one config to set or reset');
+  }
+  for (const name of reset) {
+    if (!Object.hasOwn(KAFKA_NAMES, name)) {
+      throw new StrataError(ErrorCode.INVALID_ARGUMENT, `cannot reset unknown topic config "${name}"; known: ${Object.keys(KAFKA_NAMES).join(', ')}`);
+    }
+    if (Object.hasOwn(configs, name)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `config "${name}" is both set and reset; give it once`);
   }
 }
 

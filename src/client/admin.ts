@@ -59,6 +59,8 @@ export interface TopicDescription {
   name: string;
   /** Effective configs with Kafka names (topic override or broker default). */
   configs: Record<string, string>;
+  /** The names in `configs` the topic sets itself, sorted; the others are broker defaults. */
+  overriddenConfigs: string[];
   partitions: PartitionDescription[];
   createdAtMs: number;
 }
@@ -145,6 +147,7 @@ export function describeFromWire(description: strata.v1.TopicDescription): Topic
   return {
     name: description.name,
     configs: { ...(description.configs ?? {}) },
+    overriddenConfigs: [...(description.overriddenConfigs ?? [])],
     createdAtMs: longToNumber(description.createdAtMs, 'created_at_ms'),
     partitions: description.partitions.map((partition) => ({
       partition: partition.partition,
@@ -268,9 +271,13 @@ export class Admin {
     return describeTopic(this.connection, name);
   }
 
-  async alterTopicConfigs(name: string, configs: Record<string, string>): Promise<TopicDescription> {
+  /**
+   * Sets `configs` and returns the configs named in `reset` to the broker default (the topic
+   * then follows the broker's flag).
+   */
+  async alterTopicConfigs(name: string, configs: Record<string, string>, reset: readonly string[] = []): Promise<TopicDescription> {
     this.checkOpen();
-    const request = v1.AlterTopicConfigsRequest.create({ name, configs: { ...configs } });
+    const request = v1.AlterTopicConfigsRequest.create({ name, configs: { ...configs }, resetConfigs: [...reset] });
     return describeFromWire(await this.connection.unary(methods.alterTopicConfigs, request));
   }
 

@@ -12,6 +12,7 @@ function describeToWire(description: TopicDescription): strata.v1.TopicDescripti
   return v1.TopicDescription.create({
     name: description.name,
     configs: description.configs,
+    overriddenConfigs: description.overriddenConfigs,
     createdAtMs: toLong(description.createdAtMs),
     partitions: description.partitions.map((partition) =>
       v1.PartitionDescription.create({
@@ -48,9 +49,7 @@ export function adminServiceHandlers(broker: Broker, context: HandlerContext): U
     ),
     describeTopic: unaryHandler(context, 'DescribeTopic', async (request: strata.v1.DescribeTopicRequest) => describeToWire(broker.describeTopic(request.name))),
     alterTopicConfigs: unaryHandler(context, 'AlterTopicConfigs', async (request: strata.v1.AlterTopicConfigsRequest) => {
-      const configs = configsFromWire(request.configs);
-      if (Object.keys(configs).length === 0) throw invalidArgument('give at least one config to alter');
-      return describeToWire(await broker.alterTopicConfigs(request.name, configs));
+      return describeToWire(await broker.alterTopicConfigs(request.name, configsFromWire(request.configs), request.resetConfigs));
     }),
     addPartitions: unaryHandler(context, 'AddPartitions', async (request: strata.v1.AddPartitionsRequest) =>
       describeToWire(await broker.addPartitions(request.name, request.partitions)),

@@ -120,6 +120,29 @@ it('logs a partition log\'s lines with one subsystem key', async () => {
   expect(JSON.parse(rolled[0]!)).toMatchObject({ subsystem: 'storage', log: 'small-0' });
 });
 
+// A reset config is gone from the topic's stored record: after a restart with another broker
+// default, the topic follows the new default, while the configs it still sets keep their values.
+it('keeps a reset config reset across a restart, following the broker default then', async () => {
+  const dataDir = temporaryDirectory('strata-broker-reset-config-');
+  let broker: Broker | null = null;
+  try {
+    broker = await Broker.open({ dataDir, topicDefaults: { retentionMs: 3_600_000 } });
+    await broker.createTopic('orders', 1, { 'retention.ms': '60000', 'segment.ms': '600000' });
+    const reset = await broker.alterTopicConfigs('orders', {}, ['retention.ms']);
+    expect(reset.configs['retention.ms']).toBe('3600000');
+    expect(reset.overriddenConfigs).toEqual(['segment.ms']);
+    await broker.close();
+    broker = await Broker.open({ dataDir, topicDefaults: { retentionMs: 7_200_000 } });
+    const reopened = broker.describeTopic('orders');
+    expect(reopened.configs).toMatchObject({ 'retention.ms': '7200000', 'segment.ms': '600000' });
+    expect(reopened.overriddenConfigs).toEqual(['segment.ms']);
+    expect(broker.metadataStore.getTopic('orders')!.configs).toEqual({ 'segment.ms': '600000' });
+  } finally {
+    await broker?.close();
+    removeDirectory(dataDir);
+  }
+});
+
 // A stored config this version does not know (one a newer version wrote, say) stops the start
 // with the topic's name and the way out, not a bare "unknown topic config".
 it('names the topic whose stored config it cannot take when it refuses to start', async () => {

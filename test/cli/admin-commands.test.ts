@@ -61,7 +61,8 @@ describe('strata topics', () => {
     expect(field(described, 'topic')).toBe('admin-orders');
     expect(field(described, 'partitions')).toBe('3');
     expect(field(described, 'records')).toBe('3');
-    expect(table(described, 'CONFIG').find((row) => row.CONFIG === 'retention.ms')).toEqual({ CONFIG: 'retention.ms', VALUE: '86400000' });
+    expect(table(described, 'CONFIG').find((row) => row.CONFIG === 'retention.ms')).toEqual({ CONFIG: 'retention.ms', VALUE: '86400000', SOURCE: 'topic' });
+    expect(table(described, 'CONFIG').find((row) => row.CONFIG === 'segment.ms')).toMatchObject({ SOURCE: 'broker default' });
     const partitions = table(described, 'PARTITION');
     expect(partitions.map((row) => row.PARTITION)).toEqual(['0', '1', '2']);
     expect(partitions[2]).toMatchObject({ 'START OFFSET': '0', 'HIGH WATERMARK': '3', 'END OFFSET': '3', RECORDS: '3', SEGMENTS: '1', STATUS: 'ok' });
@@ -76,6 +77,13 @@ describe('strata topics', () => {
     const altered = table(await strata('topics', 'describe', 'admin-orders'), 'CONFIG');
     expect(altered.find((row) => row.CONFIG === 'retention.ms')?.VALUE).toBe('3600000');
     expect(altered.find((row) => row.CONFIG === 'segment.ms')?.VALUE).toBe('600000');
+
+    // Reset: the broker's default again, and no longer the topic's own.
+    const defaultRetention = (await shared.admin.describeTopic('admin-audit')).configs['retention.ms']!;
+    expect(await strata('topics', 'alter', 'admin-orders', '--reset', 'retention.ms')).toBe(`altered topic "admin-orders": retention.ms=${defaultRetention} (broker default)\n`);
+    const reset = table(await strata('topics', 'describe', 'admin-orders'), 'CONFIG');
+    expect(reset.find((row) => row.CONFIG === 'retention.ms')).toEqual({ CONFIG: 'retention.ms', VALUE: defaultRetention, SOURCE: 'broker default' });
+    expect(reset.find((row) => row.CONFIG === 'segment.ms')).toEqual({ CONFIG: 'segment.ms', VALUE: '600000', SOURCE: 'topic' });
 
     expect(await strata('topics', 'delete', 'admin-audit')).toBe('deleted topic "admin-audit"\n');
     expect(table(await strata('topics', 'list'), 'TOPIC').map((row) => row.TOPIC)).not.toContain('admin-audit');

@@ -203,7 +203,7 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['topics', 'create', 't', '--partitions', '0'], /--partitions must be a positive integer, got 0/],
     [['topics', 'create', 't', '--partitions', 'many'], /--partitions must be a positive integer/],
     [['topics', 'create', 't', '--config', 'retention.ms'], /--config takes KEY=VALUE, got "retention.ms"/],
-    [['topics', 'alter', 't'], /Missing required argument: config/],
+    [['topics', 'alter', 't'], /^strata: give at least one --config KEY=VALUE or --reset KEY\n$/],
     [['produce', 't', '--acks', 'maybe', 'v'], /Invalid values:[\s\S]*acks/],
     [['produce', 't', '--format', 'xml'], /Invalid values:[\s\S]*format/],
     [['produce', 't', '--key', 'k', '--key-separator', ':'], /mutually exclusive/],

@@ -58,12 +58,27 @@ describe('topic operations', () => {
     const altered = await admin.alterTopicConfigs('admin-life', { 'retention.ms': '3600000', flush: 'interval' });
     expect(altered.configs['retention.ms']).toBe('3600000');
     expect(altered.configs.flush).toBe('interval');
+    expect(altered.overriddenConfigs).toEqual(['flush', 'retention.ms']);
+
+    // Reset: back to the broker default, which an untouched topic shows.
+    const defaults = (await admin.createTopic('admin-defaults')).configs;
+    const reset = await admin.alterTopicConfigs('admin-life', {}, ['retention.ms']);
+    expect(reset.configs['retention.ms']).toBe(defaults['retention.ms']);
+    expect(reset.configs.flush).toBe('interval');
+    expect(reset.overriddenConfigs).toEqual(['flush']);
+    expect((await admin.describeTopic('admin-life')).overriddenConfigs).toEqual(['flush']);
+    // Set and reset in one request; resetting a config the topic does not set changes nothing.
+    const both = await admin.alterTopicConfigs('admin-life', { 'retention.ms': '60000' }, ['flush', 'segment.ms']);
+    expect(both.overriddenConfigs).toEqual(['retention.ms']);
+    expect(both.configs.flush).toBe(defaults.flush);
+    expect(both.configs['retention.ms']).toBe('60000');
 
     const grown = await admin.addPartitions('admin-life', 4);
     expect(grown.partitions).toHaveLength(4);
     expect(await admin.listTopics()).toContainEqual({ name: 'admin-life', partitions: 4 });
 
     await admin.deleteTopic('admin-life');
+    await admin.deleteTopic('admin-defaults');
     expect((await admin.listTopics()).map((topic) => topic.name)).not.toContain('admin-life');
   });
 

@@ -65,17 +65,23 @@ export function topicsCommand(yargs: Argv): Argv {
       )
       .command(
         'alter <name>',
-        'Change topic configs',
+        'Change topic configs: set some, return others to the broker default',
         (command) =>
           command
             .positional('name', { type: 'string', demandOption: true, describe: 'Topic name' })
-            .option('config', { type: 'string', array: true, nargs: 1, demandOption: true, describe: 'A topic config KEY=VALUE; repeatable', requiresArg: true })
-            .example('strata topics alter orders --config retention.ms=3600000', 'keep one hour'),
+            .option('config', { type: 'string', array: true, nargs: 1, describe: 'A topic config KEY=VALUE to set; repeatable', requiresArg: true })
+            .option('reset', { type: 'string', array: true, nargs: 1, describe: 'A topic config KEY to return to the broker default; repeatable', requiresArg: true })
+            .example('strata topics alter orders --config retention.ms=3600000', 'keep one hour')
+            .example('strata topics alter orders --reset retention.ms', "follow the broker's --retention-ms again"),
         async (argv) => {
           const configs = parsePairs(argv.config, '--config');
-          if (Object.keys(configs).length === 0) throw new UsageError('give at least one --config KEY=VALUE');
-          const altered = await withConnection(argv, (connection) => new Admin({ connection }).alterTopicConfigs(argv.name, configs));
-          const changes = Object.keys(configs).map((key) => `${key}=${altered.configs[key] ?? configs[key]}`);
+          const reset = argv.reset ?? [];
+          if (Object.keys(configs).length === 0 && reset.length === 0) throw new UsageError('give at least one --config KEY=VALUE or --reset KEY');
+          const altered = await withConnection(argv, (connection) => new Admin({ connection }).alterTopicConfigs(argv.name, configs, reset));
+          const changes = [
+            ...Object.keys(configs).map((key) => `${key}=${altered.configs[key] ?? configs[key]}`),
+            ...reset.map((key) => `${key}=${altered.configs[key] ?? '?'} (broker default)`),
+          ];
           await printLine(`altered topic "${altered.name}": ${changes.join(', ')}`);
         },
       )
@@ -103,11 +109,12 @@ function describeText(description: TopicDescription): string {
     ['size', formatBytes(totalBytes)],
     ['created', description.createdAtMs > 0 ? new Date(description.createdAtMs).toISOString() : '-'],
   ]);
+  const overridden = new Set(description.overriddenConfigs);
   const configs = formatTable(
-    ['CONFIG', 'VALUE'],
+    ['CONFIG', 'VALUE', 'SOURCE'],
     Object.keys(description.configs)
       .sort()
-      .map((key) => [key, description.configs[key]!]),
+      .map((key) => [key, description.configs[key]!, overridden.has(key) ? 'topic' : 'broker default']),
   );
   const rows = partitions.map((partition) => [
     partition.partition,
