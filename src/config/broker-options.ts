@@ -29,6 +29,7 @@ export const SERVE_OPTIONS = {
   'flush-ms': { type: 'number', default: DEFAULT_LOG_CONFIG.flushMs, describe: 'Default flush.ms for flush=interval' },
   'max-message-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.maxMessageBytes, describe: 'Default max.message.bytes: largest record batch' },
   'index-interval-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.indexIntervalBytes, describe: 'Default index.interval.bytes' },
+  'segment-index-bytes': { type: 'number', default: DEFAULT_LOG_CONFIG.segmentIndexBytes, describe: 'Default segment.index.bytes: size bound of a segment\'s offset index (a full index rolls the segment)' },
   'message-timestamp-after-max-ms': {
     type: 'number',
     default: DEFAULT_LOG_CONFIG.messageTimestampAfterMaxMs,
@@ -165,6 +166,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     flushMs: argv['flush-ms'],
     maxMessageBytes: argv['max-message-bytes'],
     indexIntervalBytes: argv['index-interval-bytes'],
+    segmentIndexBytes: argv['segment-index-bytes'],
     messageTimestampAfterMaxMs: argv['message-timestamp-after-max-ms'],
   });
   // Checked again by the broker's start, but here before anything in the data directory is opened.

@@ -68,6 +68,8 @@ describe('serve options', () => {
     expect(refused({ 'retention-ms': -5 })).toMatchObject({ code: ErrorCode.INVALID_ARGUMENT, message: '--retention-ms must be an integer from -1 to 9007199254740991, got -5' });
     expect(refused({ 'segment-bytes': Number.NaN })).toMatchObject({ message: '--segment-bytes must be an integer from 1024 to 2147483648, got a non-number' });
     expect(refused({ 'index-interval-bytes': 1.5 })).toMatchObject({ message: '--index-interval-bytes must be an integer from 0 to 2147483648, got 1.5' });
+    expect(refused({ 'segment-index-bytes': 100 })).toMatchObject({ message: '--segment-index-bytes must be an integer from 1024 to 1073741824, got 100' });
+    expect(serveSettings({ ...defaults(), 'segment-index-bytes': 4096 }).topicDefaults).toMatchObject({ segmentIndexBytes: 4096 });
     expect(refused({ 'max-message-bytes': 2 * 1024 * 1024, 'max-request-bytes': 1024 * 1024 })).toMatchObject({
       code: ErrorCode.INVALID_ARGUMENT,
       message: 'the default max.message.bytes of 2097152 does not fit in one request to this broker: its largest request (--max-request-bytes) is 1048576 bytes, which leaves 1047552 for a batch; raise --max-request-bytes or lower --max-message-bytes',
