@@ -14,7 +14,7 @@ import { PRODUCE_OPTION_NAMES, produceCommand } from './commands/produce.js';
 import { repairCommand } from './commands/repair.js';
 import { serveCommand } from './commands/serve.js';
 import { TAIL_OPTION_NAMES, tailCommand } from './commands/tail.js';
-import { TOPICS_OPTION_NAMES, topicsCommand } from './commands/topics.js';
+import { topicsCommand } from './commands/topics.js';
 import { filterEnvironment } from './environment.js';
 import { serveInputProblem } from './serve-input.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
@@ -26,8 +26,10 @@ const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
   // nor `start-offset` or `outside-data-dir`: what a repair does is given on its command line.
   repair: ['data-dir', 'topic', 'partition'],
   'dump-log': ['records'],
-  // Not `config`: STRATA_CONFIG names serve's config file, never a topic's KEY=VALUE.
-  topics: [...CLIENT_OPTION_NAMES, ...TOPICS_OPTION_NAMES.filter((name) => name !== 'config')],
+  // Only the connection's: what a topic command creates or changes is given on its command line.
+  // STRATA_CONFIG names serve's config file, never a topic's KEY=VALUE, and a STRATA_PARTITIONS
+  // set for `bench` must not raise a topic's partition count in `topics alter`.
+  topics: CLIENT_OPTION_NAMES,
   groups: [...CLIENT_OPTION_NAMES, ...GROUPS_OPTION_NAMES],
   produce: [...CLIENT_OPTION_NAMES, ...PRODUCE_OPTION_NAMES],
   consume: [...CLIENT_OPTION_NAMES, ...CONSUME_OPTION_NAMES],

@@ -85,6 +85,11 @@ describe('strata topics', () => {
     expect(reset.find((row) => row.CONFIG === 'retention.ms')).toEqual({ CONFIG: 'retention.ms', VALUE: defaultRetention, SOURCE: 'broker default' });
     expect(reset.find((row) => row.CONFIG === 'segment.ms')).toEqual({ CONFIG: 'segment.ms', VALUE: '600000', SOURCE: 'topic' });
 
+    // More partitions: the old ones keep their records, the new ones start empty.
+    expect(await strata('topics', 'alter', 'admin-orders', '--partitions', '5')).toBe('topic "admin-orders" now has 5 partitions; records with a key may go to another partition than before\n');
+    const grown = table(await strata('topics', 'describe', 'admin-orders'), 'PARTITION');
+    expect(grown.map((row) => [row.PARTITION, row.RECORDS])).toEqual([['0', '0'], ['1', '0'], ['2', '3'], ['3', '0'], ['4', '0']]);
+
     expect(await strata('topics', 'delete', 'admin-audit')).toBe('deleted topic "admin-audit"\n');
     expect(table(await strata('topics', 'list'), 'TOPIC').map((row) => row.TOPIC)).not.toContain('admin-audit');
   });

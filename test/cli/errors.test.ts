@@ -52,6 +52,7 @@ describe('the broker refuses: exit 1 with its message', () => {
     [['topics', 'describe', 'x']],
     [['topics', 'delete', 'x']],
     [['topics', 'alter', 'x', '--config', 'retention.ms=1']],
+    [['topics', 'alter', 'x', '--partitions', '3']],
   ])('an unknown topic: strata %j', { concurrent: true }, async (args) => {
     await expectFailure(at(...args), 1, 'strata: topic "x" not found');
   });
@@ -61,6 +62,8 @@ describe('the broker refuses: exit 1 with its message', () => {
     await expectFailure(at('topics', 'create', 'errors-existing'), 1, /^strata: topic "errors-existing" already exists\n$/);
     await expectFailure(at('topics', 'create', 'bad/name'), 1, /^strata: .*topic name.*\n$/i);
     await expectFailure(at('topics', 'alter', 'errors-existing', '--config', 'no.such.config=1'), 1, /^strata: .*no\.such\.config.*\n$/);
+    await expectFailure(at('topics', 'alter', 'errors-existing', '--reset', 'no.such.config'), 1, /^strata: cannot reset unknown topic config "no\.such\.config"; known: .*\n$/);
+    await expectFailure(at('topics', 'alter', 'errors-existing', '--partitions', '2'), 1, 'strata: topic "errors-existing" has 2 partitions; the new count must be larger, got 2');
     await expectFailure(at('consume', 'errors-existing', '--partition', '7'), 1, 'strata: partition 7 of topic "errors-existing" not found: it has 2 partitions');
     await expectFailure(at('produce', 'errors-existing', '--partition', '7', 'v'), 1, 'strata: partition 7 of topic "errors-existing" not found: it has 2 partitions');
     await expectFailure(at('consume', 'errors-existing', '--partition', '0', '--from', '99'), 1, /^strata: offset 99 is out of range for errors-existing-0: .*\n$/);
@@ -203,7 +206,9 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['topics', 'create', 't', '--partitions', '0'], /--partitions must be a positive integer, got 0/],
     [['topics', 'create', 't', '--partitions', 'many'], /--partitions must be a positive integer/],
     [['topics', 'create', 't', '--config', 'retention.ms'], /--config takes KEY=VALUE, got "retention.ms"/],
-    [['topics', 'alter', 't'], /^strata: give at least one --config KEY=VALUE or --reset KEY\n$/],
+    [['topics', 'alter', 't'], /^strata: give at least one --config KEY=VALUE or --reset KEY, or --partitions N\n$/],
+    [['topics', 'alter', 't', '--partitions', '4', '--config', 'retention.ms=1'], /mutually exclusive/],
+    [['topics', 'alter', 't', '--partitions', '0'], /^strata: --partitions must be a positive integer, got 0\n$/],
     [['produce', 't', '--acks', 'maybe', 'v'], /Invalid values:[\s\S]*acks/],
     [['produce', 't', '--format', 'xml'], /Invalid values:[\s\S]*format/],
     [['produce', 't', '--key', 'k', '--key-separator', ':'], /mutually exclusive/],
@@ -346,6 +351,14 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     const result = await runCli(at('topics', 'create', 'errors-config-variable'), { env: { STRATA_CONFIG: join(directory, 'absent.json') } });
     expect(result.code, result.stderr).toBe(0);
     expect(await shared.admin.describeTopic('errors-config-variable')).toMatchObject({ name: 'errors-config-variable' });
+  });
+
+  it("STRATA_PARTITIONS (bench's) is not a topic command's: topics alter does not add partitions, and topics create takes the broker default", async () => {
+    const env = { STRATA_PARTITIONS: '4' };
+    expect((await runCli(at('topics', 'create', 'errors-partitions-variable'), { env })).code).toBe(0);
+    const altered = await runCli(at('topics', 'alter', 'errors-partitions-variable', '--config', 'retention.ms=60000'), { env });
+    expect(altered.code, altered.stderr).toBe(0);
+    expect((await shared.admin.describeTopic('errors-partitions-variable')).partitions).toHaveLength(1);
   });
 
   it('the same from STRATA_CONFIG, set to a file that is not there or to nothing', async () => {

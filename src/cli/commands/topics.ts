@@ -1,8 +1,9 @@
 /**
  * `strata topics create|list|describe|alter|delete`: topic administration over the Admin
- * service. Lists and descriptions are aligned tables on stdout; confirmations of changes are one
- * line on stdout. A refusal (unknown topic, bad config, topic exists) exits 1 with the broker's
- * message.
+ * service (`alter` changes configs or raises the partition count). Lists and descriptions are
+ * aligned tables on stdout; confirmations of changes are one line on stdout. A refusal (unknown
+ * topic, bad config, topic exists, a partition count not above the current one) exits 1 with the
+ * broker's message.
  */
 import type { Argv } from 'yargs';
 import { Admin, type TopicDescription } from '../../client/admin.js';
@@ -10,9 +11,6 @@ import { UsageError } from '../cli-errors.js';
 import { withConnection, withServerOption } from '../client-options.js';
 import { formatBytes, formatFields, formatTable, parsePairs, printLine } from '../output.js';
 import { plural } from '../../common/plural.js';
-
-/** Option names of these commands, for the environment check in main.ts. */
-export const TOPICS_OPTION_NAMES = ['partitions', 'config'];
 
 interface TopicArgs {
   server: string;
@@ -33,10 +31,7 @@ export function topicsCommand(yargs: Argv): Argv {
             .example('strata topics create orders --partitions 6', 'a topic with 6 partitions')
             .example('strata topics create audit --config retention.ms=86400000 --config flush=always', 'with config overrides'),
         async (argv) => {
-          const partitions = argv.partitions;
-          if (partitions !== undefined && (!Number.isInteger(partitions) || partitions < 1)) {
-            throw new UsageError(`--partitions must be a positive integer, got ${Number.isNaN(partitions) ? 'a non-number' : partitions}`);
-          }
+          const partitions = argv.partitions === undefined ? undefined : checkPartitionsFlag(argv.partitions);
           const configs = parsePairs(argv.config, '--config');
           const created = await withConnection(argv, (connection) =>
             new Admin({ connection }).createTopic(argv.name, { ...(partitions !== undefined ? { partitions } : {}), configs }),
@@ -65,18 +60,27 @@ export function topicsCommand(yargs: Argv): Argv {
       )
       .command(
         'alter <name>',
-        'Change topic configs: set some, return others to the broker default',
+        'Change topic configs (set some, return others to the broker default), or raise the partition count',
         (command) =>
           command
             .positional('name', { type: 'string', demandOption: true, describe: 'Topic name' })
             .option('config', { type: 'string', array: true, nargs: 1, describe: 'A topic config KEY=VALUE to set; repeatable', requiresArg: true })
             .option('reset', { type: 'string', array: true, nargs: 1, describe: 'A topic config KEY to return to the broker default; repeatable', requiresArg: true })
+            .option('partitions', { type: 'number', describe: 'The new partition count, larger than the current one (keys may map to other partitions afterwards)', requiresArg: true })
+            .conflicts('partitions', ['config', 'reset'])
             .example('strata topics alter orders --config retention.ms=3600000', 'keep one hour')
-            .example('strata topics alter orders --reset retention.ms', "follow the broker's --retention-ms again"),
+            .example('strata topics alter orders --reset retention.ms', "follow the broker's --retention-ms again")
+            .example('strata topics alter orders --partitions 12', 'raise the partition count to 12'),
         async (argv) => {
+          if (argv.partitions !== undefined) {
+            const partitions = checkPartitionsFlag(argv.partitions);
+            const grown = await withConnection(argv, (connection) => new Admin({ connection }).addPartitions(argv.name, partitions));
+            await printLine(`topic "${grown.name}" now has ${plural(grown.partitions.length, 'partition')}; records with a key may go to another partition than before`);
+            return;
+          }
           const configs = parsePairs(argv.config, '--config');
           const reset = argv.reset ?? [];
-          if (Object.keys(configs).length === 0 && reset.length === 0) throw new UsageError('give at least one --config KEY=VALUE or --reset KEY');
+          if (Object.keys(configs).length === 0 && reset.length === 0) throw new UsageError('give at least one --config KEY=VALUE or --reset KEY, or --partitions N');
           const altered = await withConnection(argv, (connection) => new Admin({ connection }).alterTopicConfigs(argv.name, configs, reset));
           const changes = [
             ...Object.keys(configs).map((key) => `${key}=${altered.configs[key] ?? configs[key]}`),
@@ -96,6 +100,13 @@ export function topicsCommand(yargs: Argv): Argv {
       )
       .demandCommand(1, 'give a topics command: create, list, describe, alter or delete'),
   );
+}
+
+function checkPartitionsFlag(partitions: number): number {
+  if (!Number.isInteger(partitions) || partitions < 1) {
+    throw new UsageError(`--partitions must be a positive integer, got ${Number.isNaN(partitions) ? 'a non-number' : partitions}`);
+  }
+  return partitions;
 }
 
 function describeText(description: TopicDescription): string {
