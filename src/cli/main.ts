@@ -9,7 +9,7 @@ import { CLIENT_OPTION_NAMES } from './client-options.js';
 import { BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
 import { CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
 import { dumpLogCommand } from './commands/dump-log.js';
-import { GROUPS_OPTION_NAMES, groupsCommand } from './commands/groups.js';
+import { groupsCommand } from './commands/groups.js';
 import { PRODUCE_OPTION_NAMES, produceCommand } from './commands/produce.js';
 import { repairCommand } from './commands/repair.js';
 import { serveCommand } from './commands/serve.js';
@@ -26,11 +26,12 @@ const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
   // nor `start-offset` or `outside-data-dir`: what a repair does is given on its command line.
   repair: ['data-dir', 'topic', 'partition'],
   'dump-log': ['records'],
-  // Only the connection's: what a topic command creates or changes is given on its command line.
-  // STRATA_CONFIG names serve's config file, never a topic's KEY=VALUE, and a STRATA_PARTITIONS
-  // set for `bench` must not raise a topic's partition count in `topics alter`.
+  // Only the connection's: what a topic or group command creates or changes is given on its
+  // command line. STRATA_CONFIG names serve's config file, never a topic's KEY=VALUE; a
+  // STRATA_PARTITIONS set for `bench` must not raise a topic's partition count in `topics
+  // alter`, nor a STRATA_PARTITION set for `consume` narrow a `groups reset-offsets`.
   topics: CLIENT_OPTION_NAMES,
-  groups: [...CLIENT_OPTION_NAMES, ...GROUPS_OPTION_NAMES],
+  groups: CLIENT_OPTION_NAMES,
   produce: [...CLIENT_OPTION_NAMES, ...PRODUCE_OPTION_NAMES],
   consume: [...CLIENT_OPTION_NAMES, ...CONSUME_OPTION_NAMES],
   tail: [...CLIENT_OPTION_NAMES, ...TAIL_OPTION_NAMES],

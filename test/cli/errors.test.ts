@@ -361,6 +361,12 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     expect((await shared.admin.describeTopic('errors-partitions-variable')).partitions).toHaveLength(1);
   });
 
+  it("STRATA_PARTITION (consume's) does not narrow a groups reset-offsets to one partition", async () => {
+    const result = await runCli(at('groups', 'reset-offsets', 'errors-partition-variable', '--topic', 'errors-existing', '--to', 'earliest'), { env: { STRATA_PARTITION: '1' } });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.split('\n').filter((line) => line.startsWith('errors-existing'))).toHaveLength(2);
+  });
+
   it('the same from STRATA_CONFIG, set to a file that is not there or to nothing', async () => {
     const absent = await runCli(['serve', ...serveFlags], { env: { STRATA_CONFIG: join(directory, 'absent.json') } });
     expect(absent.code, absent.stderr).toBe(2);

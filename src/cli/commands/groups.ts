@@ -11,9 +11,6 @@ import { UsageError } from '../cli-errors.js';
 import { withConnection, withServerOption } from '../client-options.js';
 import { formatDuration, formatFields, formatTable, nonNegativeInteger, parsePosition, printLine } from '../output.js';
 
-/** Option names of these commands, for the environment check in main.ts. */
-export const GROUPS_OPTION_NAMES = ['topic', 'to', 'partition', 'shift-by'];
-
 export function groupsCommand(yargs: Argv): Argv {
   return yargs.command('groups', 'List, describe, reset and delete consumer groups', (groups) =>
     withServerOption(groups)
