@@ -659,6 +659,29 @@ export class GroupCoordinator {
   }
 
   /**
+   * Lowers committed offsets above their partition's high watermark to it. A commit is never
+   * above the high watermark when made, but a crash can take the records it passed with it
+   * (`flush=interval` loses the last unsynced writes; `strata repair` cuts a damaged log): the
+   * offsets those records had are then given out again, and a group resuming from its old
+   * commit would skip the new records there without a word. Fenced partitions are left alone
+   * (their end is not known until repaired). Run at start, before serving.
+   */
+  async lowerOffsetsPastLogEnds(): Promise<void> {
+    const topics = this.topicCounts();
+    const lowered = await this.offsets.lowerPastEnds((topic, partition) => {
+      if (!topics.has(topic) || partition >= topics.get(topic)!) return null;
+      const log = this.broker.partitionLog(topic, partition);
+      return log.usable ? log.highWatermark : null;
+    });
+    for (const { group, topic, partition, committed, end } of lowered) {
+      this.logger.warn(
+        { group, topic, partition, committed, end },
+        `group "${group}" had committed offset ${committed} for ${topic}-${partition}, past its end ${end} (records lost in a crash or cut by a repair): lowered to ${end}, so that the group reads the records written there from now on`,
+      );
+    }
+  }
+
+  /**
    * Records not yet committed per group and topic (for metrics), over the partitions
    * `describeGroup` shows: a subscribed partition with no committed offset lags from the log
    * start there too, so a group that never commits has lag to alert on.

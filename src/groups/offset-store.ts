@@ -110,6 +110,28 @@ export class OffsetStore {
     return highest;
   }
 
+  /**
+   * Lowers every committed offset above its partition's end (`endOf`; null leaves the partition
+   * alone) to that end, keeping its metadata and commit time, in one durable transaction.
+   * Returns what it lowered.
+   */
+  async lowerPastEnds(endOf: (topic: string, partition: number) => number | null): Promise<{ group: string; topic: string; partition: number; committed: number; end: number }[]> {
+    return durably(
+      this.root,
+      this.db.transaction(() => {
+        const lowered: { group: string; topic: string; partition: number; committed: number; end: number }[] = [];
+        for (const { key, value } of this.db.getRange()) {
+          const [group, topic, partition] = key;
+          const end = endOf(topic, partition);
+          if (end === null || value.offset <= end) continue;
+          this.db.put(key, { ...value, offset: end });
+          lowered.push({ group, topic, partition, committed: value.offset, end });
+        }
+        return lowered;
+      }),
+    );
+  }
+
   /** Every topic some group has committed offsets for. */
   topics(): string[] {
     const topics = new Set<string>();

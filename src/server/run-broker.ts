@@ -66,7 +66,8 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
     });
     opened.push(() => groups.close());
     await groups.removeOrphanOffsets();
-    checkStartup(startup, 'the removal of orphan offsets');
+    await groups.lowerOffsetsPastLogEnds();
+    checkStartup(startup, 'the check of committed offsets');
     const server = await StrataGrpcServer.start(broker, groups, {
       listen: settings.listen,
       maxRequestBytes: settings.maxRequestBytes,

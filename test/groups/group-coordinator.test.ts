@@ -713,6 +713,27 @@ describe('administration', () => {
     await coordinator.removeOrphanOffsets();
     expect(offsetsOf('g')).toEqual([{ topic: 'kept', partition: 0, offset: 0 }]);
   });
+
+  // A commit is checked against the high watermark, but a crash can take the records it passed
+  // (flush=interval, or a repair that cut a damaged log): the offsets are given out again, and a
+  // group resuming from its old commit would skip the records written there.
+  it('lowers, at start, committed offsets past their partition\'s end to it, keeping the others and their metadata', async () => {
+    await broker.createTopic('t', 2, {});
+    await produce('t', 0, 3, () => T0);
+    await produce('t', 1, 5, () => T0);
+    await coordinator.commit('g', '', 0, [{ topic: 't', partition: 0, offset: 3, metadata: 'kept' }, { topic: 't', partition: 1, offset: 2, metadata: '' }]);
+    await coordinator.commit('h', '', 0, [{ topic: 't', partition: 1, offset: 5, metadata: '' }]);
+    // What the crash leaves: commits past records that are gone.
+    await new OffsetStore(broker.metadataStore.root).commit('g', [{ topic: 't', partition: 0, offset: 9, metadata: 'kept', commitTimeMs: T0 }]);
+    await new OffsetStore(broker.metadataStore.root).commit('h', [{ topic: 't', partition: 1, offset: 7, metadata: '', commitTimeMs: T0 }]);
+    await coordinator.lowerOffsetsPastLogEnds();
+    expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 3 }, { topic: 't', partition: 1, offset: 2 }]);
+    expect(offsetsOf('h')).toEqual([{ topic: 't', partition: 1, offset: 5 }]);
+    expect(coordinator.fetchOffsets('g', [])[0]).toMatchObject({ metadata: 'kept', commitTimeMs: T0 });
+    // New records take the offsets again, and the group reads them: its lag counts them.
+    await produce('t', 0, 4, () => T0);
+    expect((await coordinator.describeGroup('g')).partitions.find((entry) => entry.partition === 0)).toMatchObject({ committedOffset: 3, logEndOffset: 7, lag: 4 });
+  });
 });
 
 describe('offsets retention', () => {

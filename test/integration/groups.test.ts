@@ -3,6 +3,8 @@
 // ListGroups/DescribeGroup, offset resets and deletions, topic changes, regex subscriptions,
 // concurrent commits); method: in-process brokers on ephemeral ports driven by raw heartbeats
 // with short session timeouts, polling with deadlines instead of fixed sleeps.
+import { readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
 import { type ClientDuplexStream, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
@@ -11,6 +13,8 @@ import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { acrossRestart } from '../helpers/restart.js';
+import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, partitionDirectory } from '../../src/storage/file-names.js';
 
 type HeartbeatResponse = strata.v1.HeartbeatResponse;
 type DescribeGroupResponse = strata.v1.DescribeGroupResponse;
@@ -406,6 +410,46 @@ describe('offsets', () => {
       const lost = await grpcError(two.call('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-durable', memberId: joined.memberId, memberEpoch: joined.memberEpoch, keepSubscription: true })));
       expect(lost.code).toBe(status.NOT_FOUND);
     });
+  });
+
+  // Power loss under flush=interval: the records a group committed past are gone, and their offsets
+  // are given out again. The broker lowers the commit to the recovered end at start, so the group
+  // reads the records written there instead of skipping them.
+  it('a commit past the records a power loss took is lowered to the recovered end at start', async () => {
+    const firstRun = await startTestBroker();
+    const dataDir = firstRun.dataDir;
+    const partitionDir = partitionDirectory(dataDir, 'lossy', 0);
+    const logFile = (): string => join(partitionDir, readdirSync(partitionDir).find((name) => name.endsWith(LOG_SUFFIX))!);
+    let client = new TestClient(firstRun.address);
+    let running: TestBroker = firstRun;
+    try {
+      await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'lossy', partitions: 1, configs: { flush: 'interval', 'flush.ms': '3600000' } }));
+      await client.call('log.produce', v1.ProduceRequest.create({ topic: 'lossy', partition: 0, records: [v1.Record.create({ value: Buffer.from('synced') })] }));
+      client.close();
+      await running.stop(); // a clean stop syncs: this record survives
+      const syncedBytes = statSync(logFile()).size;
+
+      running = await startTestBroker({ dataDir });
+      client = new TestClient(running.address);
+      await client.call('log.produce', v1.ProduceRequest.create({ topic: 'lossy', partition: 0, records: [v1.Record.create({ value: Buffer.from('lost 1') }), v1.Record.create({ value: Buffer.from('lost 2') })] }));
+      await client.call('groups.commitOffsets', v1.CommitOffsetsRequest.create({ groupId: 'g-lossy', offsets: [v1.OffsetCommit.create({ topic: 'lossy', partition: 0, offset: long(3) })] }));
+      client.close();
+      await running.stop();
+      // The power loss: the unsynced bytes never reached the disk, and no clean stop was recorded.
+      truncateSync(logFile(), syncedBytes);
+      for (const marker of [CLEAN_SHUTDOWN_FILE, RECOVERY_CHECKPOINT_FILE]) rmSync(join(partitionDir, marker), { force: true });
+
+      running = await startTestBroker({ dataDir });
+      client = new TestClient(running.address);
+      const after = await client.call<strata.v1.FetchOffsetsResponse>('groups.fetchOffsets', v1.FetchOffsetsRequest.create({ groupId: 'g-lossy' }));
+      expect(after.offsets.map((entry) => num(entry.offset))).toEqual([1]);
+      await client.call('log.produce', v1.ProduceRequest.create({ topic: 'lossy', partition: 0, records: [v1.Record.create({ value: Buffer.from('new') })] }));
+      const described = await client.call<strata.v1.DescribeGroupResponse>('groups.describeGroup', v1.DescribeGroupRequest.create({ groupId: 'g-lossy' }));
+      expect(described.partitions.map((entry) => [num(entry.committedOffset), num(entry.logEndOffset), num(entry.lag)])).toEqual([[1, 2, 1]]);
+    } finally {
+      client.close();
+      await running.dispose();
+    }
   });
 
   it('deleting a topic deletes the committed offsets of every group on it', async () => {
