@@ -569,7 +569,15 @@ export class GroupCoordinator {
 
   async deleteOffsets(groupId: string, topics: readonly string[]): Promise<void> {
     this.requireGroup(groupId);
-    await this.whileEmpty(groupId, 'delete offsets of', () => this.offsets.deleteGroupOffsets(groupId, topics.length > 0 ? new Set(topics) : undefined));
+    await this.whileEmpty(groupId, 'delete offsets of', async () => {
+      // A misspelt topic would otherwise delete nothing and succeed.
+      for (const topic of new Set(topics)) {
+        if (this.offsets.list(groupId, new Set([topic])).length === 0) {
+          throw new StrataError(ErrorCode.NOT_FOUND, `group "${groupId}" has no committed offsets for topic "${topic}"; nothing was deleted`);
+        }
+      }
+      await this.offsets.deleteGroupOffsets(groupId, topics.length > 0 ? new Set(topics) : undefined);
+    });
     const group = this.groups.get(groupId);
     if (group !== undefined) this.forgetIfUnused(group);
   }

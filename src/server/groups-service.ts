@@ -46,8 +46,12 @@ function resetTargetFromWire(request: strata.v1.ResetOffsetsRequest): ResetTarge
       return { kind: 'latest' };
     case 'offset':
       return { kind: 'offset', offset: nonNegative(toSafeNumber(request.offset, 'offset'), 'offset') };
-    case 'timestamp':
-      return { kind: 'timestamp', timestamp: toSafeNumber(request.timestamp, 'timestamp') };
+    case 'timestamp': {
+      const timestamp = toSafeNumber(request.timestamp, 'timestamp');
+      // Kafka's tools take -1 and -2 for latest and earliest; here those are fields of their own.
+      if (timestamp < 0) throw invalidArgument(`timestamp must be a time in ms since the epoch, not negative, got ${timestamp} (set latest or earliest to reset to the newest or oldest records)`);
+      return { kind: 'timestamp', timestamp };
+    }
     case 'shiftBy':
       return { kind: 'shiftBy', shift: toSafeNumber(request.shiftBy, 'shift_by') };
     default:

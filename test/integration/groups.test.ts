@@ -593,6 +593,10 @@ describe('administration', () => {
     expect(await plainOffsets('g-reset')).toEqual([{ topic: 'rewind', partition: 0, offset: 3 }, { topic: 'rewind', partition: 1, offset: 0 }]);
     const missing = await grpcError(to({}));
     expect(missing.code).toBe(status.INVALID_ARGUMENT);
+    // Kafka's -1 for latest would reset to the oldest record here: refused, naming the fields to set.
+    const negative = await grpcError(to({ timestamp: long(-1) }));
+    expect([negative.code, negative.details]).toEqual([status.INVALID_ARGUMENT, 'timestamp must be a time in ms since the epoch, not negative, got -1 (set latest or earliest to reset to the newest or oldest records)']);
+    expect(await plainOffsets('g-reset')).toEqual([{ topic: 'rewind', partition: 0, offset: 3 }, { topic: 'rewind', partition: 1, offset: 0 }]);
 
     const member = await new Member('g-reset', { topics: ['rewind'] }).join();
     const refused = await grpcError(to({ earliest: true }));
@@ -612,6 +616,10 @@ describe('administration', () => {
       expect(error.details).toMatch(/: it has 1 active member; stop them first$/);
     }
     await member.leave();
+    // A topic it has no offsets for (misspelt, say): NOT_FOUND, and the other named topic keeps its offsets.
+    const misspelt = await grpcError(deleteOffsets('g-del', ['del-a', 'del-c']));
+    expect([misspelt.code, misspelt.details]).toEqual([status.NOT_FOUND, 'group "g-del" has no committed offsets for topic "del-c"; nothing was deleted']);
+    expect((await plainOffsets('g-del')).map((entry) => entry.topic)).toEqual(['del-a', 'del-b']);
     await deleteOffsets('g-del', ['del-a']);
     expect(await plainOffsets('g-del')).toEqual([{ topic: 'del-b', partition: 0, offset: 0 }]);
     await deleteGroup('g-del');
