@@ -115,7 +115,7 @@ export interface GroupPartitionLag {
   logEndOffset: number;
   /** Records not yet committed. */
   lag: number;
-  /** Age of the oldest record not yet committed (ms); 0 without lag. */
+  /** Age of the oldest record not yet committed (ms); 0 without lag; -1 when that record could not be read. */
   lagMs: number;
   /** The member that owns the partition now; '' when none. */
   memberId: string;

@@ -510,7 +510,10 @@ export class GroupCoordinator {
     };
   }
 
-  /** How old the record at `offset` is: the age of the oldest record not yet committed. */
+  /**
+   * How old the record at `offset` is: the age of the oldest record not yet committed; -1 when
+   * it cannot be read (a fenced partition, a failed read), which a reader must not take for new.
+   */
   private async recordAgeMs(log: PartitionLog, offset: number): Promise<number> {
     try {
       const { batches } = await log.read(offset, 1);
@@ -518,7 +521,7 @@ export class GroupCoordinator {
       return record === null ? 0 : Math.max(0, this.clock.nowMs() - record.timestamp);
     } catch (error) {
       this.logger.debug({ err: error, partition: log.name }, 'could not read a record to measure lag time');
-      return 0;
+      return -1;
     }
   }
 

@@ -96,7 +96,7 @@ function describeText(description: GroupDescription): string {
       entry.committedOffset < 0 ? '-' : entry.committedOffset,
       entry.logEndOffset,
       entry.lag,
-      entry.lag === 0 ? '-' : formatDuration(entry.lagMs),
+      entry.lag === 0 ? '-' : entry.lagMs < 0 ? '?' : formatDuration(entry.lagMs),
       entry.memberId === '' ? '-' : memberLabel(entry.memberId, clients.get(entry.memberId)?.clientId),
     ]),
     ['COMMITTED', 'LAG TIME'],
