@@ -528,8 +528,22 @@ export class GroupCoordinator {
   private requireEmpty(groupId: string, action: string): void {
     const group = this.groups.get(groupId);
     if (group !== undefined && group.members.size > 0) {
-      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": it has ${plural(group.members.size, 'active member')}; stop them first`);
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": it has ${plural(group.members.size, 'active member')}; stop them first${this.silentMembersNote(group)}`);
     }
+  }
+
+  /**
+   * Why a group whose consumers were all stopped still has members: a static member that left
+   * with epoch -2 keeps its place, and a consumer killed without leaving keeps it too, until
+   * their sessions end. Names how many and when the last of them goes; '' when none is silent.
+   */
+  private silentMembersNote(group: ConsumerGroup): string {
+    const nowMs = this.clock.monotonicMs();
+    const silent = [...group.members.values()].filter((member) => member.away || nowMs - member.lastHeartbeatMs > 2 * this.heartbeatIntervalMs);
+    if (silent.length === 0) return '';
+    const lastEndMs = Math.max(...silent.map((member) => member.lastHeartbeatMs + member.sessionTimeoutMs));
+    const seconds = Math.ceil(Math.max(0, lastEndMs - nowMs) / 1000);
+    return ` (${silent.length} of them sent no recent heartbeat: a static member that left, or a consumer stopped without leaving, keeps its place until its session ends, the last within ${seconds} s)`;
   }
 
   async resetOffsets(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {

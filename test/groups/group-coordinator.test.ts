@@ -571,6 +571,26 @@ describe('administration', () => {
     await reset({ kind: 'earliest' });
   });
 
+  // The usual steps (stop the consumers, then reset) meet a member that is gone but still counted:
+  // a static member that left with epoch -2, or a consumer killed without leaving. The refusal
+  // says so, and when the last such member goes.
+  it('says, when refusing, that members which stopped heartbeating keep their place until their sessions end', async () => {
+    await resetScenario();
+    const live = join('g', ['r']);
+    const refusal = async (): Promise<string> => (await failure(() => reset({ kind: 'earliest' }))).message;
+    expect(await refusal()).toMatch(/: it has 1 active member; stop them first$/);
+    leave(live);
+    const parked = join('g', ['r'], { instanceId: 'pod-1' });
+    coordinator.heartbeat(request({ groupId: 'g', memberId: parked.memberId, memberEpoch: -2 }));
+    clock.advance(300);
+    expect(await refusal()).toBe(
+      'cannot reset offsets of group "g": it has 1 active member; stop them first (1 of them sent no recent heartbeat: a static member that left, or a consumer stopped without leaving, keeps its place until its session ends, the last within 1 s)',
+    );
+    clock.advance(SESSION_MS);
+    coordinator.expireSessions();
+    await reset({ kind: 'earliest' });
+  });
+
   it('deletes offsets per topic and whole groups once empty; unknown groups are NOT_FOUND', async () => {
     await resetScenario();
     await broker.createTopic('s', 1, {});
