@@ -1345,6 +1345,12 @@ export class PartitionLog {
    */
   private fenceOnCorruption(segment: LogSegment, error: unknown): unknown {
     if (!(error instanceof StrataError) || error.code !== ErrorCode.PARTITION_FENCED) return error;
+    if (this.segments.indexOf(segment) < 0) {
+      // Retention removed the segment while this waited on it: the damage goes with it, and the
+      // records asked for are gone, as for a read that found its segment removed.
+      this.logger.warn({ file: segment.logPath, problem: error.message }, 'a segment retention was removing turned out damaged; not fencing, it is gone');
+      return new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `the records asked for in ${this.name} were removed by retention during the read; valid offsets now start at ${this.logStartOffset}`);
+    }
     this.fenceWith(fencedError(this.name, this.directory, segment.logPath, -1, error.message));
     this.fenceRecorded ??= writeFenceMarker(this.fs, this.directory, { file: basename(segment.logPath), problem: error.message }).catch((failure: unknown) =>
       this.logger.error({ err: failure }, 'could not record the fence on disk: after a restart the partition serves again until a read meets the damage; run `strata repair` for it'),

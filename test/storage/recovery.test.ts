@@ -666,6 +666,37 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       });
     }
 
+    // Retention removing the damaged segment while a read waits on it: the damage goes with the
+    // segment, so the read answers as for records retention removed, and nothing is fenced.
+    it('does not fence for damage a read meets in a segment that retention removed while it read', async () => {
+      const rng = rngFor('flip in a segment being removed');
+      const flipIn = pristine.segmentBases[0]!;
+      const directory = copyOf(root, pristine.clean, 'removed-flip');
+      const target = middlePayloadByte(pristine, flipIn, rng);
+      flipBit(logFile(directory, flipIn), target.flipAt, rng.int(0, 7));
+      const fs = new TestFileSystem();
+      const log = await openLog(directory, { fs });
+      const held = fs.hold('read');
+      const reading = errorOf(log.read(target.baseOffset, 1));
+      await held.reached;
+      log.updateConfig({ retentionBytes: log.sizeBytes - log.segmentSizes()[0]!.sizeBytes });
+      const retention = log.applyRetention();
+      const deadline = Date.now() + 10_000;
+      while (!existsSync(`${logFile(directory, flipIn)}.deleted`) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(existsSync(`${logFile(directory, flipIn)}.deleted`), 'retention renamed the segment').toBe(true);
+      held.release();
+      const error = await reading;
+      expect(codeOf(error)).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+      expect(error!.message).toMatch(/were removed by retention during the read; valid offsets now start at \d+$/);
+      expect(await retention).toBe(1);
+      expect(log.fenced).toBeNull();
+      const last = activeBatches.at(-1)!;
+      expect((await batchAt(log, last.baseOffset))?.equals(last.bytes), 'the log still serves').toBe(true);
+      await log.close();
+      expect(existsSync(join(directory, 'fenced')), 'no fence marker').toBe(false);
+      rmSync(directory, { recursive: true, force: true });
+    });
+
     // Header fields the CRC does not cover: baseOffset (bytes 0-7) is rewritten by the broker,
     // so a flip there is caught only by the offset-continuity check, which both the scan at
     // open and the read path of a sealed segment older than the recovery point must make.
