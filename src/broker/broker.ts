@@ -176,6 +176,8 @@ export class Broker {
   private recoveryCheckpointTimer: NodeJS.Timeout | null = null;
   /** The pass of `checkpointRecoveryPoints` under way, if any. */
   private recoveryCheckpointPass: Promise<void> | null = null;
+  /** The retention pass under way, if any (`applyRetention`). */
+  private retentionPass: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   /** Serialises topic-level changes (create, delete, alter, add partitions). */
   private adminChain: Promise<unknown> = Promise.resolve();
@@ -898,7 +900,19 @@ export class Broker {
     return this.metadata;
   }
 
-  async applyRetention(): Promise<void> {
+  /**
+   * Applies retention to every partition, one after another. A pass still under way when the
+   * next is due (one partition waiting on a slow disk) is the one waited for: passes do not
+   * queue up behind it.
+   */
+  applyRetention(): Promise<void> {
+    // Cleared in a callback of its own, which runs after the assignment even when the pass
+    // finds nothing to wait for.
+    this.retentionPass ??= this.applyRetentionEverywhere().finally(() => (this.retentionPass = null));
+    return this.retentionPass;
+  }
+
+  private async applyRetentionEverywhere(): Promise<void> {
     for (const topic of this.topics.values()) {
       for (const log of topic.logs) {
         // Fenced, or closed: its topic deleted, or the broker stopping.
