@@ -1376,6 +1376,12 @@ export class PartitionLog {
       this.checkUsable();
       const segment = this.segments.at(index);
       if (segment.baseOffset >= this.highWatermark) return null;
+      // Known to hold nothing that recent: its indexes (maybe dropped by the index cache) are not
+      // loaded again for it. A search from a long log's start loads only the segments it must.
+      if (segment.knownOlderThan(timestamp)) {
+        index++;
+        continue;
+      }
       // Held, as a read holds it, so that retention and close leave its files while its
       // indexes load.
       segment.acquire();

@@ -391,6 +391,15 @@ export class LogSegment implements UnloadableIndexes {
   }
 
   /**
+   * Whether every record here is known to be older than `timestamp` without loading the indexes:
+   * the segment is sealed and its largest timestamp was learnt at an earlier load (it outlives an
+   * unload by the index cache). False when not known.
+   */
+  knownOlderThan(timestamp: number): boolean {
+    return this.sealed && this.maxTimestamp >= 0 && this.maxTimestamp < timestamp;
+  }
+
+  /**
    * Marks the segment sealed: no append comes any more and its indexes are on disk (written at
    * the roll, or at the clean close before the start that found it sealed). From now on the
    * index cache may unload them when they are not in use.

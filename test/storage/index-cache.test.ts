@@ -152,6 +152,22 @@ describe('a partition log with an index cache', () => {
     expect(await log.offsetForTimestamp(1_700_000_000_000 + 590)).toBe(590);
   });
 
+  it('does not load again the indexes of sealed segments a lookup by time already found too old, once dropped', async () => {
+    const directory = await writtenLog(600);
+    const cache = new IndexCache(0); // every sealed segment's indexes are dropped at the next use of another
+    const log = await openLog(directory, cache);
+    const sealed = log.segmentCount - 1;
+    expect(await log.offsetForTimestamp(1_700_000_000_000 + 590)).toBe(590);
+    const firstLoads = cache.loads;
+    expect(firstLoads).toBe(sealed); // the first search learns every sealed segment's largest timestamp
+    expect(await log.offsetForTimestamp(1_700_000_000_000 + 590)).toBe(590);
+    expect(await log.offsetForTimestamp(1_700_000_000_000 + 595)).toBe(595);
+    expect(cache.loads).toBe(firstLoads);
+    // One in an older segment loads that segment's indexes alone.
+    expect(await log.offsetForTimestamp(1_700_000_000_000 + 300)).toBe(300);
+    expect(cache.loads).toBe(firstLoads + 1);
+  });
+
   it('keeps the indexes of a segment a read holds, and brings the total back within the bound once the reads end', async () => {
     const directory = await writtenLog(600);
     const fs = new TestFileSystem();
