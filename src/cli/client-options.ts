@@ -1,6 +1,8 @@
 /**
  * What every client command (topics, groups, produce, consume, tail) shares: the `--server`
- * option (env STRATA_SERVER), one connection per command, the logger of the client library
+ * option (env STRATA_SERVER), the token and TLS options of a broker that asks for them
+ * (`--token`, env STRATA_TOKEN; `--tls`, `--tls-ca-file`, `--tls-client-cert-file`,
+ * `--tls-client-key-file`), one connection per command, the logger of the client library
  * (stderr, so stdout carries only records and tables), turning client errors into the one line
  * the user sees, and a clean stop on Ctrl-C.
  *
@@ -11,7 +13,8 @@
  */
 import type { Argv } from 'yargs';
 import { pino, type Logger } from 'pino';
-import { Connection, type ConnectionOptions } from '../client/connection.js';
+import { readFileSync } from 'node:fs';
+import { Connection, type ConnectionOptions, type TlsOptions } from '../client/connection.js';
 import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
@@ -19,7 +22,17 @@ import { UsageError } from './cli-errors.js';
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 
 /** Option names of this module, for the environment check in main.ts. */
-export const CLIENT_OPTION_NAMES = ['server'];
+export const CLIENT_OPTION_NAMES = ['server', 'token', 'tls', 'tls-ca-file', 'tls-client-cert-file', 'tls-client-key-file'];
+
+/** What the options of this module give a command. */
+export interface ClientArgs {
+  server?: unknown;
+  token?: unknown;
+  tls?: unknown;
+  'tls-ca-file'?: unknown;
+  'tls-client-cert-file'?: unknown;
+  'tls-client-key-file'?: unknown;
+}
 
 /** Read when the CLI loads: main.ts then takes serve's variables out of a client command's environment. */
 const environmentLogLevel = process.env.STRATA_LOG_LEVEL;
@@ -39,13 +52,19 @@ export function clientLogger(): Logger {
   return logger;
 }
 
-export function withServerOption<T>(yargs: Argv<T>): Argv<T & { server: string }> {
-  return yargs.option('server', {
-    type: 'string',
-    default: DEFAULT_SERVER,
-    describe: 'Broker address HOST:PORT (env STRATA_SERVER)',
-    requiresArg: true,
-  }) as Argv<T & { server: string }>;
+export function withClientOptions<T>(yargs: Argv<T>): Argv<T & { server: string }> {
+  return yargs
+    .option('server', {
+      type: 'string',
+      default: DEFAULT_SERVER,
+      describe: 'Broker address HOST:PORT (env STRATA_SERVER)',
+      requiresArg: true,
+    })
+    .option('token', { type: 'string', describe: 'Token for a broker that asks for one (env STRATA_TOKEN, which keeps it out of the process list)', requiresArg: true })
+    .option('tls', { type: 'boolean', describe: "Connect over TLS, trusting the system's CA certificates (implied by the other --tls options)" })
+    .option('tls-ca-file', { type: 'string', describe: "PEM CA certificates to trust for the broker's certificate, instead of the system's", requiresArg: true })
+    .option('tls-client-cert-file', { type: 'string', describe: 'PEM client certificate, for a broker that asks for one (mutual TLS)', requiresArg: true })
+    .option('tls-client-key-file', { type: 'string', describe: 'PEM private key of --tls-client-cert-file', requiresArg: true }) as Argv<T & { server: string }>;
 }
 
 /** The broker address from argv; a UsageError when it is not HOST:PORT. */
@@ -69,17 +88,58 @@ export function serverAddress(argv: { server?: unknown }, option = '--server'): 
  */
 export const FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
 
-export function connectionOptions(server: string): ConnectionOptions {
-  return { server, channelOptions: { 'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES } };
+/** The connection options of a command's `argv`: the server, and the token and TLS material if given. */
+export function connectionOptions(argv: ClientArgs): ConnectionOptions {
+  const server = serverAddress(argv);
+  const token = argv.token;
+  if (token !== undefined && (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token))) {
+    throw new UsageError('--token (or STRATA_TOKEN) must be printable ASCII without spaces');
+  }
+  const tls = tlsOptions(argv);
+  return {
+    server,
+    ...(token !== undefined ? { token } : {}),
+    ...(tls !== null ? { tls } : {}),
+    channelOptions: { 'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES },
+  };
+}
+
+/** TLS options from `--tls` and the `--tls-*-file` options (any of which implies TLS); null: plaintext. */
+function tlsOptions(argv: ClientArgs): TlsOptions | null {
+  const caFile = optionalPath(argv['tls-ca-file'], '--tls-ca-file');
+  const certFile = optionalPath(argv['tls-client-cert-file'], '--tls-client-cert-file');
+  const keyFile = optionalPath(argv['tls-client-key-file'], '--tls-client-key-file');
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('give both --tls-client-cert-file and --tls-client-key-file, or neither');
+  if (argv.tls !== true && caFile === undefined && certFile === undefined) return null;
+  return {
+    ...(caFile !== undefined ? { ca: readOptionFile(caFile, '--tls-ca-file') } : {}),
+    ...(certFile !== undefined ? { cert: readOptionFile(certFile, '--tls-client-cert-file') } : {}),
+    ...(keyFile !== undefined ? { key: readOptionFile(keyFile, '--tls-client-key-file') } : {}),
+  };
+}
+
+function optionalPath(value: unknown, option: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value === '') throw new UsageError(`${option} must be a file path`);
+  return value;
+}
+
+function readOptionFile(path: string, option: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new UsageError(`${option} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
 }
 
 /**
  * Runs `action` with a connection to the broker, closes it afterwards, and turns client errors
  * into the message the user sees.
  */
-export async function withConnection<T>(argv: { server?: unknown }, action: (connection: Connection) => Promise<T>): Promise<T> {
-  const server = serverAddress(argv);
-  const connection = new Connection(connectionOptions(server));
+export async function withConnection<T>(argv: ClientArgs, action: (connection: Connection) => Promise<T>): Promise<T> {
+  const options = connectionOptions(argv);
+  const server = options.server;
+  const connection = new Connection(options);
   try {
     return await action(connection);
   } catch (error) {

@@ -13,8 +13,9 @@
  * - Responses may be any size (fetches return up to 64 MiB).
  * - Offsets, timestamps and producer ids are int64 on the wire and safe JavaScript numbers here;
  *   a wire value beyond 2^53 - 1 is refused with DATA_LOSS rather than rounded.
- * - `tls` and `interceptors` are passed to grpc-js as given: TLS material for the security work
- *   to come, client interceptors for fault injection in tests.
+ * - `tls` is passed to grpc-js as given (TLS material; absent: plaintext); `token` goes with
+ *   every call as `authorization: Bearer <token>` metadata, for a broker that asks for tokens
+ *   (`--auth-tokens-file`); `interceptors` are client interceptors (tests inject faults).
  *
  * Components (Producer, Consumer, Admin) either open their own connection from
  * `ConnectionOptions` or share one passed as `{ connection }`; a shared connection is closed by
@@ -88,6 +89,8 @@ export interface ConnectionOptions {
   server: string;
   /** TLS settings; absent or false connects in plaintext. */
   tls?: TlsOptions | false;
+  /** The token a broker started with `--auth-tokens-file` asks for; sent with every call. */
+  token?: string;
   /** Default deadline of each unary call (ms). */
   deadlineMs?: number;
   /** Reconnect backoff of the channel (ms). */
@@ -113,6 +116,8 @@ export class Connection {
   readonly server: string;
   readonly deadlineMs: number;
   private readonly client: Client;
+  /** The token, as the metadata of every call (one object: grpc-js copies it per call). */
+  private readonly metadata: Metadata;
   private closed = false;
 
   constructor(options: ConnectionOptions) {
@@ -120,6 +125,14 @@ export class Connection {
       throw invalidArgument(`server must be "host:port", got ${JSON.stringify(options.server)}`);
     }
     this.server = options.server;
+    this.metadata = new Metadata();
+    if (options.token !== undefined) {
+      // A header value: printable ASCII, or HTTP/2 refuses the whole call with a message of its own.
+      if (typeof options.token !== 'string' || !/^[\x21-\x7e]+$/.test(options.token)) {
+        throw invalidArgument('token must be a non-empty string of printable ASCII characters without spaces');
+      }
+      this.metadata.set('authorization', `Bearer ${options.token}`);
+    }
     // Also the producer's request timeout and its bound on ending its stream: a timer's delay.
     this.deadlineMs = timerDelayMs(options.deadlineMs ?? DEFAULT_DEADLINE_MS, 'deadlineMs', 1);
     const channelOptions: ChannelOptions = {
@@ -154,7 +167,7 @@ export class Connection {
         method.requestSerialize,
         method.responseDeserialize,
         request,
-        new Metadata(),
+        this.metadata.clone(),
         callOptions,
         (error: ServiceError | null, response?: Response) => {
           options.signal?.removeEventListener('abort', cancel);
@@ -170,13 +183,13 @@ export class Connection {
   /** Opens a bidirectional stream (no deadline: its user bounds each request). */
   bidiStream<Request, Response>(method: MethodDefinition<Request, Response>): ClientDuplexStream<Request, Response> {
     if (this.closed) throw closedError(`the connection to ${this.server}`);
-    return this.client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, new Metadata(), {});
+    return this.client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, this.metadata.clone(), {});
   }
 
   /** Opens a server-streaming call (no deadline: its user cancels it when done). */
   serverStream<Request, Response>(method: MethodDefinition<Request, Response>, request: Request): ClientReadableStream<Response> {
     if (this.closed) throw closedError(`the connection to ${this.server}`);
-    return this.client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, new Metadata(), {});
+    return this.client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, this.metadata.clone(), {});
   }
 
   /**

@@ -35,6 +35,10 @@ export const ErrorCode = {
   STORAGE_ERROR: 'STORAGE_ERROR',
   /** The broker cannot take the call now (it is shutting down); the same call may succeed later. */
   UNAVAILABLE: 'UNAVAILABLE',
+  /** The broker asks for a token (`--auth-tokens-file`) and the call had none it knows. */
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  /** The call's token is known but lacks the permission its method needs. */
+  PERMISSION_DENIED: 'PERMISSION_DENIED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

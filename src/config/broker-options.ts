@@ -12,6 +12,8 @@ import { DEFAULT_OFFSETS_RETENTION_MS, DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, 
 import { parseListenAddress } from '../common/listen-address.js';
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PRODUCE_MEMORY_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
+import { TokenAuthenticator } from '../server/token-auth.js';
+import { type TlsMaterial, loadTlsMaterial } from '../server/tls-material.js';
 import { DEFAULT_INDEX_CACHE_BYTES } from '../storage/index-cache.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../storage/tail-cache.js';
 
@@ -78,6 +80,14 @@ export const SERVE_OPTIONS = {
     describe:
       'How long a consumer group with no members keeps its committed offsets after its last commit (checked every --retention-check-interval-ms; -1 keeps them for ever). Keep it above an hour: a running client consumer that assigned its own partitions commits unmoved positions again only that often',
   },
+  'tls-cert-file': { type: 'string', default: '', describe: "PEM certificate chain of the broker: gRPC is served over TLS (with --tls-key-file)" },
+  'tls-key-file': { type: 'string', default: '', describe: 'PEM private key of --tls-cert-file' },
+  'tls-client-ca-file': { type: 'string', default: '', describe: 'PEM CA certificates: clients must present a certificate they signed (mutual TLS)' },
+  'auth-tokens-file': {
+    type: 'string',
+    default: '',
+    describe: 'JSON file of the tokens clients must send ("authorization: Bearer <token>"), each by its SHA-256 with a name and its permissions (read, write, admin); unset: no token is asked for',
+  },
 } as const satisfies Record<string, Options>;
 
 export interface ServeSettings {
@@ -106,6 +116,10 @@ export interface ServeSettings {
   groupHeartbeatIntervalMs: number;
   /** -1: committed offsets never expire. */
   offsetsRetentionMs: number;
+  /** The gRPC listener's TLS material; null: plaintext. */
+  tls: TlsMaterial | null;
+  /** The tokens calls must carry; null: none is asked for. */
+  authenticator: TokenAuthenticator | null;
 }
 
 type ParsedServeOptions = { [K in keyof typeof SERVE_OPTIONS]: (typeof SERVE_OPTIONS)[K]['default'] extends number ? number : string };
@@ -200,6 +214,8 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
     groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),
     offsetsRetentionMs: offsetsRetention(argv['offsets-retention-ms']),
+    tls: loadTlsMaterial({ certFile: argv['tls-cert-file'], keyFile: argv['tls-key-file'], clientCaFile: argv['tls-client-ca-file'] }, Date.now()),
+    authenticator: argv['auth-tokens-file'] === '' ? null : TokenAuthenticator.fromFile(argv['auth-tokens-file']),
   };
 }
 

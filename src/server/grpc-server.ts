@@ -5,7 +5,7 @@
  * Shutdown: stop accepting calls, let in-flight calls finish (bounded by `shutdownTimeoutMs`,
  * then cancel what is left), then close the broker (flush, indexes, clean-shutdown markers).
  */
-import { Server, ServerCredentials, setLogger } from '@grpc/grpc-js';
+import { Server, setLogger } from '@grpc/grpc-js';
 import { format } from 'node:util';
 import { setMaxListeners } from 'node:events';
 import type { Http2Session } from 'node:http2';
@@ -24,6 +24,8 @@ import { bindFailure } from './bind-failure.js';
 import { transportRefusals } from './transport-refusals.js';
 import { HealthService } from './health-service.js';
 import { addReflection } from './reflection.js';
+import { type TlsMaterial, serverCredentials } from './tls-material.js';
+import { type TokenAuthenticator, tokenAuthInterceptor } from './token-auth.js';
 import {
   ADMIN_SERVICE_NAME,
   GROUPS_SERVICE_NAME,
@@ -48,6 +50,10 @@ export interface GrpcServerOptions {
   produceMemoryBytes: number;
   logger: Logger;
   metrics: BrokerMetrics | null;
+  /** TLS material of the listener; absent or null: plaintext. */
+  tls?: TlsMaterial | null;
+  /** The tokens calls must carry (see token-auth.ts); absent or null: none is asked for. */
+  authenticator?: TokenAuthenticator | null;
 }
 
 /** Receive window per HTTP/2 stream and per connection (see `widenFlowControlWindows`). */
@@ -91,7 +97,10 @@ export class StrataGrpcServer {
       'grpc.keepalive_time_ms': 60_000,
       'grpc.keepalive_timeout_ms': 20_000,
       // First: it patches the call object grpc-js hands the first interceptor.
-      interceptors: [transportRefusals(context, options.maxRequestBytes)],
+      interceptors: [
+        transportRefusals(context, options.maxRequestBytes),
+        ...(options.authenticator ? [tokenAuthInterceptor(options.authenticator, context)] : []),
+      ],
     });
     routeGrpcLog(context.logger);
     const stopping = new AbortController();
@@ -110,7 +119,7 @@ export class StrataGrpcServer {
     health.addToServer(server);
     addReflection(server, stopping.signal);
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(options.listen, ServerCredentials.createInsecure(), (error, boundPort) => (error ? reject(bindFailure('--listen', options.listen, error)) : resolve(boundPort))),
+      server.bindAsync(options.listen, serverCredentials(options.tls ?? null), (error, boundPort) => (error ? reject(bindFailure('--listen', options.listen, error)) : resolve(boundPort))),
     );
     widenFlowControlWindows(server);
     const instance = new StrataGrpcServer(server, formatListenAddress(parseListenAddress(options.listen).host, port), port, health, stopping);

@@ -44,7 +44,7 @@ export class StartAborted extends Error {
 }
 
 export async function runBroker(settings: ServeSettings, logger: Logger = rootLogger, startup: AbortSignal | null = null): Promise<RunningBroker> {
-  logger.info({ config: settings }, 'starting strata');
+  logger.info({ config: loggedSettings(settings) }, 'starting strata');
   const startedAt = Date.now();
   let serving = false;
   const metrics = new BrokerMetrics(() => serving);
@@ -74,13 +74,15 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
       produceMemoryBytes: settings.produceMemoryBytes,
       logger,
       metrics,
+      tls: settings.tls,
+      authenticator: settings.authenticator,
     });
     opened.push(async () => void (await server.shutdown(0)));
     checkStartup(startup, 'the gRPC bind');
     metrics.attach(broker, groups);
     server.setServing(true);
     serving = true;
-    logger.info({ address: server.address, metricsAddress: probes?.address ?? null, startupMs: Date.now() - startedAt, orphans: broker.orphans.length }, 'listening');
+    logger.info({ address: server.address, metricsAddress: probes?.address ?? null, startupMs: Date.now() - startedAt, orphans: broker.orphans.length, tls: settings.tls !== null, tokens: settings.authenticator !== null }, 'listening');
     let stopping: Promise<{ forced: boolean }> | null = null;
     return {
       broker,
@@ -111,6 +113,15 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
     }
     throw error;
   }
+}
+
+/** The settings as the start-up line logs them: what TLS and tokens are in use, never a key. */
+function loggedSettings(settings: ServeSettings): Record<string, unknown> {
+  return {
+    ...settings,
+    tls: settings.tls === null ? null : { certificateValidTo: settings.tls.validTo, clientCertificates: settings.tls.clientCa !== null },
+    authenticator: settings.authenticator === null ? null : { tokens: settings.authenticator.tokenCount },
+  };
 }
 
 function checkStartup(startup: AbortSignal | null, phase: string): void {

@@ -19,6 +19,8 @@ export const STATUS_FOR_CODE: Readonly<Record<ErrorCode, status>> = Object.freez
   [ErrorCode.FAILED_PRECONDITION]: status.FAILED_PRECONDITION,
   [ErrorCode.STORAGE_ERROR]: status.UNAVAILABLE,
   [ErrorCode.UNAVAILABLE]: status.UNAVAILABLE,
+  [ErrorCode.UNAUTHENTICATED]: status.UNAUTHENTICATED,
+  [ErrorCode.PERMISSION_DENIED]: status.PERMISSION_DENIED,
 });
 
 export interface GrpcFailure {

@@ -57,6 +57,8 @@ export function testSettings(dataDir: string, overrides: Partial<ServeSettings> 
     groupSessionTimeoutMs: 45_000,
     groupHeartbeatIntervalMs: 5_000,
     offsetsRetentionMs: 7 * 24 * 60 * 60 * 1000,
+    tls: null,
+    authenticator: null,
     ...overrides,
   };
 }

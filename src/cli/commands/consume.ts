@@ -21,7 +21,7 @@ import type { Argv } from 'yargs';
 import { type OffsetSpec, describeTopic } from '../../client/admin.js';
 import { Connection } from '../../client/connection.js';
 import { UsageError } from '../cli-errors.js';
-import { connectionOptions, describeFailure, serverAddress, withServerOption } from '../client-options.js';
+import { connectionOptions, describeFailure, withClientOptions } from '../client-options.js';
 import { OutputWriter, nonNegativeInteger, parsePosition } from '../output.js';
 import { RECORD_FORMATS, type ReadState, RecordPrinter, type RecordFormat } from '../record-format.js';
 import { assignedConsumer } from './consume-assigned.js';
@@ -48,7 +48,7 @@ export function consumeCommand(yargs: Argv): Argv {
     'consume <topic>',
     'Print records of a topic, from --from (or the group\'s committed offsets) to the end, or --follow',
     (command) =>
-      withServerOption(command)
+      withClientOptions(command)
         .positional('topic', { type: 'string', demandOption: true, describe: 'Topic to read' })
         .option('group', { type: 'string', describe: 'Consume as a member of this consumer group (partitions shared with other members, offsets committed)', requiresArg: true })
         .option('from', { type: 'string', describe: 'earliest (default), latest, an offset, or an ISO-8601 time; with --group: where partitions without a committed offset start (earliest or latest)', requiresArg: true })
@@ -71,7 +71,8 @@ function startSpec(text: string | undefined): OffsetSpec {
 }
 
 async function consume(argv: ConsumeArgs): Promise<void> {
-  const server = serverAddress(argv);
+  const options = connectionOptions(argv);
+  const server = options.server;
   const count = nonNegativeInteger(argv.count, '--count');
   const only = nonNegativeInteger(argv.partition, '--partition');
   const start = startSpec(argv.from);
@@ -81,7 +82,7 @@ async function consume(argv: ConsumeArgs): Promise<void> {
   if (argv.group === '') throw new UsageError('--group must not be empty');
   const writer = new OutputWriter(process.stdout);
   const printer = new RecordPrinter(writer, argv.format, argv['print-key']);
-  const connection = new Connection(connectionOptions(server));
+  const connection = new Connection(options);
   try {
     const description = await describeTopic(connection, argv.topic);
     const partitions = description.partitions.map((entry) => entry.partition);

@@ -8,12 +8,12 @@
 import type { Argv } from 'yargs';
 import { Admin, type GroupDescription, type ResetSpec } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
-import { withConnection, withServerOption } from '../client-options.js';
+import { withClientOptions, withConnection } from '../client-options.js';
 import { formatDuration, formatFields, formatTable, nonNegativeInteger, parsePosition, printLine } from '../output.js';
 
 export function groupsCommand(yargs: Argv): Argv {
   return yargs.command('groups', 'List, describe, reset and delete consumer groups', (groups) =>
-    withServerOption(groups)
+    withClientOptions(groups)
       .command(
         'list',
         'List consumer groups with their state and member count',

@@ -27,7 +27,7 @@ import type { Argv } from 'yargs';
 import { describeTopic } from '../../client/admin.js';
 import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
 import { UsageError } from '../cli-errors.js';
-import { clientLogger, connectionOptions, describeFailure, onInterrupt, serverAddress, withConnection, withServerOption } from '../client-options.js';
+import { clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnection } from '../client-options.js';
 import { bytesFromJson, formatCount, nonNegativeInteger, parsePairs, systemErrorText } from '../output.js';
 import { plural } from '../../common/plural.js';
 
@@ -69,7 +69,7 @@ export function produceCommand(yargs: Argv): Argv {
     'produce <topic> [values..]',
     'Write records: each VALUE, or each line of stdin',
     (command) =>
-      withServerOption(command)
+      withClientOptions(command)
         .positional('topic', { type: 'string', demandOption: true, describe: 'Topic to write to' })
         .positional('values', { type: 'string', array: true, describe: 'Record values; without any, stdin is read, one record per line' })
         .option('key', { type: 'string', describe: 'Key of every record (murmur2 picks the partition)', requiresArg: true })
@@ -184,7 +184,8 @@ function byteLength(bytes: string | Uint8Array | null | undefined): number {
 
 async function produce(argv: ProduceArgs): Promise<void> {
   const parse = lineParser(argv);
-  const server = serverAddress(argv);
+  const options = connectionOptions(argv);
+  const server = options.server;
   const readsStdin = argv.values === undefined || argv.values.length === 0;
   if (readsStdin) checkReadableInput(process.stdin.fd);
   // Fail fast, before reading any input, on an unknown topic or partition.
@@ -193,7 +194,7 @@ async function produce(argv: ProduceArgs): Promise<void> {
   if (argv.partition !== undefined && argv.partition >= partitionCount) {
     throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${plural(partitionCount, 'partition')}`);
   }
-  const producer = new Producer({ ...connectionOptions(server), acks: argv.acks, idempotent: argv.acks !== 'none', bufferBytes: WINDOW_BYTES * 2, batchBytes: batchBytesFor(description.configs), logger: clientLogger() });
+  const producer = new Producer({ ...options, acks: argv.acks, idempotent: argv.acks !== 'none', bufferBytes: WINDOW_BYTES * 2, batchBytes: batchBytesFor(description.configs), logger: clientLogger() });
   const startedAt = performance.now();
   const perPartition = new Array<number>(partitionCount).fill(0);
   let acknowledged = 0;

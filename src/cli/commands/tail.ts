@@ -31,7 +31,7 @@ import type { ConsumerRecord } from '../../client/consumer.js';
 import { isStrataClientError } from '../../client/errors.js';
 import { type Subscription, subscribe } from '../../client/subscription.js';
 import { UsageError } from '../cli-errors.js';
-import { onInterrupt, withConnection, withServerOption } from '../client-options.js';
+import { onInterrupt, withClientOptions, withConnection } from '../client-options.js';
 import { OutputWriter } from '../output.js';
 import { RECORD_FORMATS, RecordPrinter, type RecordFormat } from '../record-format.js';
 import { integerRangeProblem } from '../../common/integer-range.js';
@@ -64,7 +64,7 @@ export function tailCommand(yargs: Argv): Argv {
     'tail <topic>',
     'Print the last records of a topic (ordered by timestamp), then follow new ones until Ctrl-C',
     (command) =>
-      withServerOption(command)
+      withClientOptions(command)
         .positional('topic', { type: 'string', demandOption: true, describe: 'Topic to follow' })
         .option('n', { alias: 'lines', type: 'number', default: 10, describe: 'How many past records to print first', requiresArg: true })
         .option('format', { choices: RECORD_FORMATS, default: 'text' as RecordFormat, describe: 'text: values; json: one object per record' })

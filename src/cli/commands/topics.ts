@@ -8,7 +8,7 @@
 import type { Argv } from 'yargs';
 import { Admin, type TopicDescription } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
-import { withConnection, withServerOption } from '../client-options.js';
+import { withConnection, withClientOptions } from '../client-options.js';
 import { formatBytes, formatFields, formatTable, parsePairs, printLine } from '../output.js';
 import { plural } from '../../common/plural.js';
 
@@ -19,7 +19,7 @@ interface TopicArgs {
 
 export function topicsCommand(yargs: Argv): Argv {
   return yargs.command('topics', 'Create, list, describe, alter and delete topics', (topics) =>
-    withServerOption(topics)
+    withClientOptions(topics)
       .command(
         'create <name>',
         'Create a topic',

@@ -1,0 +1,82 @@
+/**
+ * The broker's TLS material (`--tls-cert-file`, `--tls-key-file`, `--tls-client-ca-file`), read
+ * and checked when `strata serve` starts, before the data directory is opened: a file that
+ * cannot be read, holds no PEM certificate or key, a key that is not the certificate's, or a
+ * certificate past its end is one line naming the flag, not a failed handshake on every
+ * client later.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ServerCredentials } from '@grpc/grpc-js';
+import { ErrorCode, StrataError } from '../common/errors.js';
+
+export interface TlsMaterial {
+  /** The broker's certificate chain (PEM), its own certificate first. */
+  certChain: Buffer;
+  /** Its private key (PEM). */
+  privateKey: Buffer;
+  /** CA certificates (PEM) that client certificates must chain to; null: no client certificate is asked for. */
+  clientCa: Buffer | null;
+  /** When the broker's certificate ends (for the start-up log line). */
+  validTo: string;
+}
+
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** '' for none. */
+  clientCaFile: string;
+}
+
+/** Null when no TLS flag is given; the checked material otherwise. `nowMs` dates the expiry check. */
+export function loadTlsMaterial(files: TlsFiles, nowMs: number): TlsMaterial | null {
+  const { certFile, keyFile, clientCaFile } = files;
+  if (certFile === '' && keyFile === '') {
+    if (clientCaFile !== '') throw invalid('--tls-client-ca-file needs --tls-cert-file and --tls-key-file: client certificates are asked for only over TLS');
+    return null;
+  }
+  if (certFile === '' || keyFile === '') throw invalid('give both --tls-cert-file and --tls-key-file (the broker\'s certificate and its private key), or neither');
+  const certChain = readFlagFile('--tls-cert-file', certFile);
+  const privateKey = readFlagFile('--tls-key-file', keyFile);
+  const certificate = certificateIn('--tls-cert-file', certFile, certChain);
+  let key: ReturnType<typeof createPrivateKey>;
+  try {
+    key = createPrivateKey(privateKey);
+  } catch (error) {
+    throw invalid(`--tls-key-file ${keyFile} holds no PEM private key (${(error as Error).message})`);
+  }
+  if (!certificate.checkPrivateKey(key)) throw invalid(`--tls-key-file ${keyFile} is not the private key of the certificate in --tls-cert-file ${certFile}`);
+  if (Date.parse(certificate.validTo) < nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} expired on ${certificate.validTo}; renew it`);
+  let clientCa: Buffer | null = null;
+  if (clientCaFile !== '') {
+    clientCa = readFlagFile('--tls-client-ca-file', clientCaFile);
+    certificateIn('--tls-client-ca-file', clientCaFile, clientCa);
+  }
+  return { certChain, privateKey, clientCa, validTo: certificate.validTo };
+}
+
+/** The grpc-js credentials of a listener: TLS with `material`, or plaintext when null. */
+export function serverCredentials(material: TlsMaterial | null): ServerCredentials {
+  if (material === null) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(material.clientCa, [{ cert_chain: material.certChain, private_key: material.privateKey }], material.clientCa !== null);
+}
+
+function readFlagFile(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw invalid(`${flag} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+function certificateIn(flag: string, path: string, pem: Buffer): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (error) {
+    throw invalid(`${flag} ${path} holds no PEM certificate (${(error as Error).message})`);
+  }
+}
+
+function invalid(message: string): StrataError {
+  return new StrataError(ErrorCode.INVALID_ARGUMENT, message);
+}

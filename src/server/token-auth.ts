@@ -1,0 +1,199 @@
+/**
+ * Token authentication and per-method permissions (`--auth-tokens-file`). A client sends
+ * `authorization: Bearer <token>` metadata on every call; the broker knows each token only by
+ * its SHA-256, with a name (for logs and errors) and the permissions it grants:
+ *
+ * - `read`: fetch, subscribe, list offsets, describe and list topics, and everything a consumer
+ *   group member does (heartbeat, commit, fetch offsets) plus listing and describing groups;
+ * - `write`: produce (unary, stream, InitProducer), and describing and listing topics, which a
+ *   producer needs for partition counts;
+ * - `admin`: every call, topic administration and offset resets and group deletion included.
+ *
+ * A call without a token the broker knows is refused with UNAUTHENTICATED; one whose token lacks
+ * the method's permission with PERMISSION_DENIED. The health service and server reflection need
+ * no token: probes and tools such as grpcurl must reach them, and they reveal no data.
+ *
+ * The file (JSON):
+ *   { "tokens": [ { "name": "orders-service", "sha256": "<64 hex digits>", "permissions": ["write"] } ] }
+ * `printf %s "$TOKEN" | sha256sum` gives a token's SHA-256. Tokens are looked up by their hash,
+ * so the time a lookup takes says nothing about a token's characters.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Metadata, ResponderBuilder, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptor, status } from '@grpc/grpc-js';
+import { ErrorCode, STRATA_ERROR_TRAILER, StrataError } from '../common/errors.js';
+import { countRequest, type HandlerContext } from './unary-handler.js';
+import { ADMIN_SERVICE_NAME, GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js';
+
+export const PERMISSIONS = ['read', 'write', 'admin'] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+/** The metadata key of the token, as gRPC's own token credentials send it. */
+export const AUTHORIZATION_METADATA = 'authorization';
+
+const READ_OR_WRITE: readonly Permission[] = ['read', 'write', 'admin'];
+const READ: readonly Permission[] = ['read', 'admin'];
+const WRITE: readonly Permission[] = ['write', 'admin'];
+const ADMIN: readonly Permission[] = ['admin'];
+
+/** The permissions that allow each method of Strata's services, by method name per service. */
+export const METHOD_PERMISSIONS: Readonly<Record<string, Readonly<Record<string, readonly Permission[]>>>> = {
+  [LOG_SERVICE_NAME]: {
+    Produce: WRITE,
+    ProduceStream: WRITE,
+    InitProducer: WRITE,
+    Fetch: READ,
+    Subscribe: READ,
+    ListOffsets: READ,
+  },
+  [ADMIN_SERVICE_NAME]: {
+    ListTopics: READ_OR_WRITE,
+    DescribeTopic: READ_OR_WRITE,
+    CreateTopic: ADMIN,
+    DeleteTopic: ADMIN,
+    AlterTopicConfigs: ADMIN,
+    AddPartitions: ADMIN,
+  },
+  [GROUPS_SERVICE_NAME]: {
+    Heartbeat: READ,
+    CommitOffsets: READ,
+    CommitOffsetsStream: READ,
+    FetchOffsets: READ,
+    ListGroups: READ,
+    DescribeGroup: READ,
+    ResetOffsets: ADMIN,
+    DeleteOffsets: ADMIN,
+    DeleteGroup: ADMIN,
+  },
+};
+
+interface KnownToken {
+  name: string;
+  permissions: ReadonlySet<Permission>;
+}
+
+export interface TokenEntry {
+  name: string;
+  /** SHA-256 of the token, 64 hex digits. */
+  sha256: string;
+  permissions: readonly Permission[];
+}
+
+/** The tokens a broker accepts, and the check of each call against them. */
+export class TokenAuthenticator {
+  private readonly byHash = new Map<string, KnownToken>();
+
+  constructor(entries: readonly TokenEntry[]) {
+    for (const entry of entries) this.byHash.set(entry.sha256.toLowerCase(), { name: entry.name, permissions: new Set(entry.permissions) });
+  }
+
+  /** Reads and checks a tokens file; every problem is an INVALID_ARGUMENT naming the flag and the entry. */
+  static fromFile(path: string, flag = '--auth-tokens-file'): TokenAuthenticator {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw invalid(`${flag} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      throw invalid(`${flag} ${path} is not JSON: ${(error as Error).message}`);
+    }
+    return new TokenAuthenticator(parseTokenEntries(parsed, `${flag} ${path}`));
+  }
+
+  get tokenCount(): number {
+    return this.byHash.size;
+  }
+
+  /**
+   * Null when a call to `service`/`method` with `metadata` may go on; otherwise the refusal.
+   * Services other than Strata's (health, reflection) need no token.
+   */
+  refusal(service: string, method: string, metadata: Metadata): StrataError | null {
+    const methods = METHOD_PERMISSIONS[service];
+    if (methods === undefined) return null;
+    const values = metadata.get(AUTHORIZATION_METADATA);
+    const header = values.length === 1 && typeof values[0] === 'string' ? values[0] : null;
+    const token = header !== null && /^bearer /i.test(header) ? header.slice('bearer '.length).trim() : null;
+    if (token === null || token === '') {
+      return new StrataError(ErrorCode.UNAUTHENTICATED, `this broker needs a token: send it as "${AUTHORIZATION_METADATA}: Bearer <token>" metadata (the strata CLI reads STRATA_TOKEN)`);
+    }
+    const known = this.byHash.get(createHash('sha256').update(token).digest('hex'));
+    if (known === undefined) return new StrataError(ErrorCode.UNAUTHENTICATED, 'the token is not one this broker knows (see its --auth-tokens-file)');
+    // A method this table does not name needs admin: a new method is closed until it is listed.
+    const allowed = methods[method] ?? ADMIN;
+    if (allowed.some((permission) => known.permissions.has(permission))) return null;
+    return new StrataError(
+      ErrorCode.PERMISSION_DENIED,
+      `token "${known.name}" may not call ${service.replace(/^strata\.v1\./, '')}/${method}: that needs the ${allowed.join(' or ')} permission, and it has ${[...known.permissions].join(', ')}`,
+    );
+  }
+}
+
+/**
+ * The entries of a parsed tokens file: names unique and not empty, hashes 64 hex digits and
+ * unique, permissions from PERMISSIONS. `where` names the file in errors.
+ */
+export function parseTokenEntries(parsed: unknown, where: string): TokenEntry[] {
+  const tokens = (parsed as { tokens?: unknown } | null)?.tokens;
+  if (typeof parsed !== 'object' || parsed === null || !Array.isArray(tokens)) {
+    throw invalid(`${where} must be an object with a "tokens" list: {"tokens": [{"name": ..., "sha256": ..., "permissions": [...]}]}`);
+  }
+  const names = new Set<string>();
+  const hashes = new Set<string>();
+  return tokens.map((raw: unknown, index) => {
+    const at = `${where}: tokens[${index}]`;
+    if (typeof raw !== 'object' || raw === null) throw invalid(`${at} must be an object with name, sha256 and permissions`);
+    const { name, sha256, permissions, ...rest } = raw as Record<string, unknown>;
+    const unknownKeys = Object.keys(rest);
+    if (unknownKeys.length > 0) throw invalid(`${at} has unknown field(s) ${unknownKeys.map((key) => JSON.stringify(key)).join(', ')}; it takes name, sha256 and permissions`);
+    if (typeof name !== 'string' || name.trim() === '') throw invalid(`${at}.name must be a non-empty string`);
+    if (names.has(name)) throw invalid(`${at}.name "${name}" is given twice`);
+    names.add(name);
+    if (typeof sha256 !== 'string' || !/^[0-9a-fA-F]{64}$/.test(sha256)) {
+      throw invalid(`${at}.sha256 must be the token's SHA-256 as 64 hex digits (printf %s "$TOKEN" | sha256sum), not the token itself`);
+    }
+    if (hashes.has(sha256.toLowerCase())) throw invalid(`${at}.sha256 is the same as another token's`);
+    hashes.add(sha256.toLowerCase());
+    if (!Array.isArray(permissions) || permissions.length === 0) throw invalid(`${at}.permissions must be a non-empty list of ${PERMISSIONS.join(', ')}`);
+    for (const permission of permissions) {
+      if (!(PERMISSIONS as readonly unknown[]).includes(permission)) throw invalid(`${at}.permissions has ${JSON.stringify(permission)}; known: ${PERMISSIONS.join(', ')}`);
+    }
+    return { name, sha256, permissions: permissions as Permission[] };
+  });
+}
+
+/**
+ * A grpc-js server interceptor that refuses calls `authenticator` refuses before their handler
+ * starts, with the status, the `strata-error` trailer and the count in `strata_requests_total`
+ * that a handler's refusal would have.
+ */
+export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context: HandlerContext): ServerInterceptor {
+  return (methodDescriptor, call) => {
+    const [service = '', method = ''] = methodDescriptor.path.replace(/^\//, '').split('/');
+    const listener = new ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata, next) => {
+        const refusal = authenticator.refusal(service, method, metadata);
+        if (refusal === null) {
+          next(metadata);
+          return;
+        }
+        const code = refusal.code === ErrorCode.UNAUTHENTICATED ? status.UNAUTHENTICATED : status.PERMISSION_DENIED;
+        countRequest(context, method, code, performance.now());
+        context.metrics?.countError(method, refusal.code);
+        context.logger.warn({ method, code, reason: refusal.message, peer: call.getPeer() }, 'request refused');
+        const trailer = new Metadata();
+        trailer.set(STRATA_ERROR_TRAILER, refusal.code);
+        call.sendStatus({ code, details: refusal.message, metadata: trailer });
+      })
+      .build();
+    return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(listener)).build());
+  };
+}
+
+function invalid(message: string): StrataError {
+  return new StrataError(ErrorCode.INVALID_ARGUMENT, message);
+}

@@ -1,0 +1,47 @@
+// Goal: the broker's TLS flags are checked when serve starts, each mistake one message naming
+// the flag (a missing half, an unreadable file, no PEM, a key of another certificate, an
+// expired certificate); method: loadTlsMaterial on the test fixtures and on files made wrong.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PACKAGE_ROOT } from '../../src/common/package-root.js';
+import { loadTlsMaterial } from '../../src/server/tls-material.js';
+
+const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures', 'tls');
+const fixture = (name: string): string => join(FIXTURES, name);
+const NOW = Date.parse('2026-01-01T00:00:00Z');
+const directory = mkdtempSync(join(tmpdir(), 'strata-tls-'));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
+
+const problem = (files: { certFile?: string; keyFile?: string; clientCaFile?: string }, nowMs = NOW): string => {
+  try {
+    loadTlsMaterial({ certFile: '', keyFile: '', clientCaFile: '', ...files }, nowMs);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  return 'taken';
+};
+
+describe('loadTlsMaterial', () => {
+  it('is null without TLS flags, and the checked material with them', () => {
+    expect(loadTlsMaterial({ certFile: '', keyFile: '', clientCaFile: '' }, NOW)).toBeNull();
+    const material = loadTlsMaterial({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem'), clientCaFile: fixture('ca.pem') }, NOW)!;
+    expect(material.clientCa).not.toBeNull();
+    expect(material.certChain.toString()).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(Date.parse(material.validTo)).toBeGreaterThan(NOW);
+  });
+
+  it('refuses each mistake with one message naming the flag', () => {
+    const notPem = join(directory, 'not.pem');
+    writeFileSync(notPem, 'hello');
+    expect(problem({ certFile: fixture('server.pem') })).toBe("give both --tls-cert-file and --tls-key-file (the broker's certificate and its private key), or neither");
+    expect(problem({ clientCaFile: fixture('ca.pem') })).toBe('--tls-client-ca-file needs --tls-cert-file and --tls-key-file: client certificates are asked for only over TLS');
+    expect(problem({ certFile: join(directory, 'absent.pem'), keyFile: fixture('server-key.pem') })).toBe(`--tls-cert-file ${join(directory, 'absent.pem')} cannot be read: ENOENT`);
+    expect(problem({ certFile: notPem, keyFile: fixture('server-key.pem') })).toMatch(new RegExp(`^--tls-cert-file ${notPem} holds no PEM certificate \\(`));
+    expect(problem({ certFile: fixture('server.pem'), keyFile: notPem })).toMatch(new RegExp(`^--tls-key-file ${notPem} holds no PEM private key \\(`));
+    expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('client-key.pem') })).toBe(`--tls-key-file ${fixture('client-key.pem')} is not the private key of the certificate in --tls-cert-file ${fixture('server.pem')}`);
+    expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem'), clientCaFile: notPem })).toMatch(/^--tls-client-ca-file .* holds no PEM certificate/);
+    expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem') }, Date.parse('2200-01-01T00:00:00Z'))).toMatch(/^the certificate in --tls-cert-file .*server\.pem expired on .*2126 GMT; renew it$/);
+  });
+});
