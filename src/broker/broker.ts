@@ -634,7 +634,7 @@ export class Broker {
     return {
       name,
       configs,
-      overriddenConfigs: Object.keys(topic.record.configs).sort(),
+      overriddenConfigs: overriddenConfigs(topic.record.configs),
       createdAtMs: topic.record.createdAtMs,
       partitions: topic.logs.map((log, partition) => ({
         partition,
@@ -664,6 +664,11 @@ export class Broker {
       const topic = this.requireTopic(name);
       const kept = Object.entries(topic.record.configs).filter(([key]) => !reset.includes(key));
       const record: TopicRecord = { ...topic.record, configs: { ...Object.fromEntries(kept), ...configs } };
+      if (reset.includes('flush') && record.configs['flush.ms'] !== undefined && record.configs.flush === undefined) {
+        // flush.ms alone selects interval flushing: the reset would leave the topic on interval
+        // whatever the broker's --flush, which is not what a reset to the default says.
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `topic "${name}" sets flush.ms, which alone selects flush=interval: resetting flush would keep it on interval, not the broker default; reset flush.ms too, or set flush`);
+      }
       const config = this.configForChange(record, 'max.message.bytes' in configs || reset.includes('max.message.bytes'));
       await this.metadata.putTopic(record);
       topic.record = record;
@@ -997,7 +1002,14 @@ export function checkPartitionCount(count: number): void {
   }
 }
 
-/** An alter changes something, and no config is both set and reset, or reset unknown. */
+/** The configs a topic sets, sorted: `flush` too when `flush.ms` alone selects interval flushing. */
+function overriddenConfigs(configs: Readonly<Record<string, string>>): string[] {
+  const names = new Set(Object.keys(configs));
+  if (names.has('flush.ms')) names.add('flush');
+  return [...names].sort();
+}
+
+/** An alter names some config, and no config is both set and reset, or reset unknown. */
 function checkConfigChange(configs: Record<string, string>, reset: readonly string[]): void {
   if (Object.keys(configs).length === 0 && reset.length === 0) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, 'give at least one config to set or reset');

@@ -120,13 +120,16 @@ export class OffsetStore {
       this.root,
       this.db.transaction(() => {
         const lowered: { group: string; topic: string; partition: number; committed: number; end: number }[] = [];
+        const puts: { key: Key; value: StoredOffset }[] = [];
+        // Listed first, then written: no write while the range is being read.
         for (const { key, value } of this.db.getRange()) {
           const [group, topic, partition] = key;
           const end = endOf(topic, partition);
           if (end === null || value.offset <= end) continue;
-          this.db.put(key, { ...value, offset: end });
+          puts.push({ key, value: { ...value, offset: end } });
           lowered.push({ group, topic, partition, committed: value.offset, end });
         }
+        for (const { key, value } of puts) this.db.put(key, value);
         return lowered;
       }),
     );

@@ -1348,7 +1348,7 @@ export class PartitionLog {
     if (this.segments.indexOf(segment) < 0) {
       // Retention removed the segment while this waited on it: the damage goes with it, and the
       // records asked for are gone, as for a read that found its segment removed.
-      this.logger.warn({ file: segment.logPath, problem: error.message }, 'a segment retention was removing turned out damaged; not fencing, it is gone');
+      this.logger.warn({ file: segment.logPath, problem: error.message }, 'a segment retention is removing turned out damaged; not fencing for it');
       return new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `the records asked for in ${this.name} were removed by retention during the read; valid offsets now start at ${this.logStartOffset}`);
     }
     this.fenceWith(fencedError(this.name, this.directory, segment.logPath, -1, error.message));

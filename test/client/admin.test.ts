@@ -72,6 +72,14 @@ describe('topic operations', () => {
     expect(both.overriddenConfigs).toEqual(['retention.ms']);
     expect(both.configs.flush).toBe(defaults.flush);
     expect(both.configs['retention.ms']).toBe('60000');
+    // flush.ms alone selects interval: flush counts as the topic's own, and resetting flush alone would leave interval on.
+    const timed = await admin.alterTopicConfigs('admin-life', { flush: 'always', 'flush.ms': '500' });
+    expect(timed.overriddenConfigs).toEqual(['flush', 'flush.ms', 'retention.ms']);
+    const keptInterval = await rejection(admin.alterTopicConfigs('admin-life', {}, ['flush']));
+    expect([keptInterval.code, keptInterval.message]).toEqual(['INVALID_ARGUMENT', 'topic "admin-life" sets flush.ms, which alone selects flush=interval: resetting flush would keep it on interval, not the broker default; reset flush.ms too, or set flush']);
+    expect((await admin.describeTopic('admin-life')).configs.flush).toBe('always');
+    const bothFlush = await admin.alterTopicConfigs('admin-life', {}, ['flush', 'flush.ms']);
+    expect([bothFlush.configs.flush, bothFlush.overriddenConfigs]).toEqual([defaults.flush, ['retention.ms']]);
 
     const grown = await admin.addPartitions('admin-life', 4);
     expect(grown.partitions).toHaveLength(4);
