@@ -14,6 +14,7 @@
 import type { Argv } from 'yargs';
 import { pino, type Logger } from 'pino';
 import { readFileSync } from 'node:fs';
+import { isLoopbackHost, parseListenAddress } from '../common/listen-address.js';
 import { Connection, type ConnectionOptions, type TlsOptions } from '../client/connection.js';
 import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
@@ -96,6 +97,9 @@ export function connectionOptions(argv: ClientArgs): ConnectionOptions {
     throw new UsageError('--token (or STRATA_TOKEN) must be printable ASCII without spaces');
   }
   const tls = tlsOptions(argv);
+  if (token !== undefined && tls === null && !isLoopbackHost(parseListenAddress(server).host)) {
+    process.stderr.write(`strata: warning: the token goes to ${server} in plaintext, where anyone on the way can read it; add --tls or --tls-ca-file if the broker serves TLS\n`);
+  }
   return {
     server,
     ...(token !== undefined ? { token } : {}),
@@ -143,25 +147,44 @@ export async function withConnection<T>(argv: ClientArgs, action: (connection: C
   try {
     return await action(connection);
   } catch (error) {
-    throw describeFailure(error, server);
+    throw describeFailure(error, server, options.tls !== undefined);
   } finally {
     connection.close();
   }
 }
 
-/** The error as the user should read it (the broker's own message when it sent one). */
-export function describeFailure(error: unknown, server: string): unknown {
+/**
+ * The error as the user should read it (the broker's own message when it sent one). `secured`:
+ * the command connected with TLS, which decides what a failed connection most likely means.
+ */
+export function describeFailure(error: unknown, server: string, secured = false): unknown {
   if (!(error instanceof StrataClientError)) return error;
   if (error.code === 'UNAVAILABLE' && !error.fromBroker) {
     const reason = transportReason(error.message);
-    // Something answered: whether a broker runs there is not the question.
-    const advice = reason.startsWith(NOT_GRPC) ? 'set --server or STRATA_SERVER' : 'is it running? Set --server or STRATA_SERVER';
-    return new StrataClientError(error.code, `${UNREACHABLE} at ${server} (${reason}); ${advice}`, { cause: error });
+    const tlsReason = reason.match(/SSL routines:[^:]*:([^:]+):/)?.[1];
+    const shown = tlsReason !== undefined ? `TLS: ${tlsReason}` : reason.replace(/\s+$/, '');
+    return new StrataClientError(error.code, `${UNREACHABLE} at ${server} (${shown}); ${connectionAdvice(reason, secured)}`, { cause: error });
   }
   if (error.code === 'DEADLINE_EXCEEDED') {
     return new StrataClientError(error.code, `the broker at ${server} did not answer in time (${error.message})`, { cause: error });
   }
   return error;
+}
+
+/** What to do about a connection that failed for `reason`. */
+function connectionAdvice(reason: string, secured: boolean): string {
+  // Something answered: whether a broker runs there is not the question.
+  if (reason.startsWith(NOT_GRPC)) return 'set --server or STRATA_SERVER';
+  if (secured && /wrong version number|packet length too long|unexpected eof/i.test(reason)) {
+    return 'it does not seem to serve TLS: leave out --tls and the --tls-* options for a plaintext broker';
+  }
+  if (secured && /certificate|self.signed|verify/i.test(reason)) {
+    return "its certificate is not trusted, or does not name this address: give --tls-ca-file with the CA that signed it, and a --server the certificate names";
+  }
+  if (!secured && /^Failed to connect|Connection dropped/i.test(reason)) {
+    return 'is it running? Set --server or STRATA_SERVER; if the broker serves TLS, add --tls or --tls-ca-file';
+  }
+  return 'is it running? Set --server or STRATA_SERVER';
 }
 
 /** The useful part of a connection failure: "connect ECONNREFUSED 127.0.0.1:1". */

@@ -12,6 +12,7 @@
  */
 import { Broker } from '../broker/broker.js';
 import { type ServeSettings, brokerOptions } from '../config/broker-options.js';
+import { isLoopbackHost, parseListenAddress } from '../common/listen-address.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { StrataGrpcServer } from './grpc-server.js';
 import { GroupCoordinator } from '../groups/group-coordinator.js';
@@ -82,6 +83,12 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
     metrics.attach(broker, groups);
     server.setServing(true);
     serving = true;
+    if (settings.authenticator !== null && settings.tls === null && !isLoopbackHost(parseListenAddress(settings.listen).host)) {
+      logger.warn(
+        { listen: settings.listen },
+        'tokens are asked for, but gRPC is served in plaintext beyond this machine: anyone on the way can read them. Serve TLS (--tls-cert-file, --tls-key-file) unless the network is trusted',
+      );
+    }
     logger.info({ address: server.address, metricsAddress: probes?.address ?? null, startupMs: Date.now() - startedAt, orphans: broker.orphans.length, tls: settings.tls !== null, tokens: settings.authenticator !== null }, 'listening');
     let stopping: Promise<{ forced: boolean }> | null = null;
     return {
@@ -119,8 +126,8 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
 function loggedSettings(settings: ServeSettings): Record<string, unknown> {
   return {
     ...settings,
-    tls: settings.tls === null ? null : { certificateValidTo: settings.tls.validTo, clientCertificates: settings.tls.clientCa !== null },
-    authenticator: settings.authenticator === null ? null : { tokens: settings.authenticator.tokenCount },
+    tls: settings.tls === null ? null : { ...settings.tls.files, certificateValidTo: settings.tls.validTo },
+    authenticator: settings.authenticator === null ? null : { file: settings.authenticator.file, tokens: settings.authenticator.tokenCount },
   };
 }
 

@@ -19,6 +19,8 @@ export interface TlsMaterial {
   clientCa: Buffer | null;
   /** When the broker's certificate ends (for the start-up log line). */
   validTo: string;
+  /** The files it was read from (for the start-up log line). */
+  files: TlsFiles;
 }
 
 export interface TlsFiles {
@@ -43,16 +45,22 @@ export function loadTlsMaterial(files: TlsFiles, nowMs: number): TlsMaterial | n
   try {
     key = createPrivateKey(privateKey);
   } catch (error) {
-    throw invalid(`--tls-key-file ${keyFile} holds no PEM private key (${(error as Error).message})`);
+    const encrypted = /ENCRYPTED/.test(privateKey.toString('latin1'));
+    throw invalid(
+      encrypted
+        ? `--tls-key-file ${keyFile} is encrypted with a passphrase, which the broker cannot ask for: give it the key unencrypted (openssl pkey -in KEY -out PLAIN), readable by the broker's user only`
+        : `--tls-key-file ${keyFile} holds no PEM private key (${(error as Error).message})`,
+    );
   }
   if (!certificate.checkPrivateKey(key)) throw invalid(`--tls-key-file ${keyFile} is not the private key of the certificate in --tls-cert-file ${certFile}`);
   if (Date.parse(certificate.validTo) < nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} expired on ${certificate.validTo}; renew it`);
+  if (Date.parse(certificate.validFrom) > nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} is valid only from ${certificate.validFrom}: clients would refuse it until then (is this machine's clock right?)`);
   let clientCa: Buffer | null = null;
   if (clientCaFile !== '') {
     clientCa = readFlagFile('--tls-client-ca-file', clientCaFile);
     certificateIn('--tls-client-ca-file', clientCaFile, clientCa);
   }
-  return { certChain, privateKey, clientCa, validTo: certificate.validTo };
+  return { certChain, privateKey, clientCa, validTo: certificate.validTo, files };
 }
 
 /** The grpc-js credentials of a listener: TLS with `material`, or plaintext when null. */

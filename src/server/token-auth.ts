@@ -83,7 +83,8 @@ export interface TokenEntry {
 export class TokenAuthenticator {
   private readonly byHash = new Map<string, KnownToken>();
 
-  constructor(entries: readonly TokenEntry[]) {
+  /** `file`: where the entries were read from, for the start-up log line ('' when not from a file). */
+  constructor(entries: readonly TokenEntry[], readonly file = '') {
     for (const entry of entries) this.byHash.set(entry.sha256.toLowerCase(), { name: entry.name, permissions: new Set(entry.permissions) });
   }
 
@@ -101,7 +102,9 @@ export class TokenAuthenticator {
     } catch (error) {
       throw invalid(`${flag} ${path} is not JSON: ${(error as Error).message}`);
     }
-    return new TokenAuthenticator(parseTokenEntries(parsed, `${flag} ${path}`));
+    const entries = parseTokenEntries(parsed, `${flag} ${path}`);
+    if (entries.length === 0) throw invalid(`${flag} ${path} lists no token: every call would be refused; add one, or leave ${flag} unset`);
+    return new TokenAuthenticator(entries, path);
   }
 
   get tokenCount(): number {
@@ -172,7 +175,9 @@ export function parseTokenEntries(parsed: unknown, where: string): TokenEntry[] 
  * that a handler's refusal would have.
  */
 export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context: HandlerContext): ServerInterceptor {
+  const log = new RefusalLog(context.logger);
   return (methodDescriptor, call) => {
+    const startedAt = performance.now();
     const [service = '', method = ''] = methodDescriptor.path.replace(/^\//, '').split('/');
     const listener = new ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
@@ -182,9 +187,9 @@ export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context:
           return;
         }
         const code = refusal.code === ErrorCode.UNAUTHENTICATED ? status.UNAUTHENTICATED : status.PERMISSION_DENIED;
-        countRequest(context, method, code, performance.now());
+        countRequest(context, method, code, startedAt);
         context.metrics?.countError(method, refusal.code);
-        context.logger.warn({ method, code, reason: refusal.message, peer: call.getPeer() }, 'request refused');
+        log.refused(method, refusal, call.getPeer());
         const trailer = new Metadata();
         trailer.set(STRATA_ERROR_TRAILER, refusal.code);
         call.sendStatus({ code, details: refusal.message, metadata: trailer });
@@ -192,6 +197,30 @@ export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context:
       .build();
     return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(listener)).build());
   };
+}
+
+/**
+ * Logs refused calls at `warn`, at most one line per `LOG_INTERVAL_MS`, saying how many were
+ * refused since the last line: a client without a token, retrying in a loop (or one probing for
+ * tokens), must not fill the broker's log. Every refusal is counted in the metrics all the same.
+ */
+class RefusalLog {
+  static readonly LOG_INTERVAL_MS = 10_000;
+  private lastLoggedAt = Number.NEGATIVE_INFINITY;
+  private unlogged = 0;
+
+  constructor(private readonly logger: HandlerContext['logger']) {}
+
+  refused(method: string, refusal: StrataError, peer: string): void {
+    const now = performance.now();
+    if (now - this.lastLoggedAt < RefusalLog.LOG_INTERVAL_MS) {
+      this.unlogged++;
+      return;
+    }
+    this.logger.warn({ method, code: refusal.code, reason: refusal.message, peer, refusedSinceLastLine: this.unlogged }, 'request refused: no token, or no permission (lines at most every 10 s)');
+    this.lastLoggedAt = now;
+    this.unlogged = 0;
+  }
 }
 
 function invalid(message: string): StrataError {

@@ -10,9 +10,10 @@
  * responders, so the interceptor wraps that object's `sendStatus` (every status passes there)
  * and picks them out by grpc-js's wording; the handlers' statuses pass unchanged. It adds no
  * layer to the chain, so no step to any message of any call.
- * That object is the one this interceptor is given only while it is the server's first (and
- * only) interceptor. `test/integration/bad-requests.test.ts` fails if a grpc-js upgrade, or
- * another interceptor before it, changes that.
+ * That object is the one this interceptor is given only while it is the server's first
+ * interceptor (the token check, when tokens are asked for, comes after it).
+ * `test/integration/bad-requests.test.ts` fails if a grpc-js upgrade, or another interceptor
+ * before it, changes that.
  */
 import { status, type ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
 import { ErrorCode } from '../common/errors.js';

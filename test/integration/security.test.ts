@@ -5,9 +5,9 @@
 // and the health service need no token; method: real brokers in this process with the test
 // CA's certificates, the client library and the compiled CLI over real gRPC.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { type ServiceDefinition, credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { type Client, Metadata, type ServiceDefinition, type ServiceError, credentials, makeGenericClientConstructor, status } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
@@ -16,8 +16,10 @@ import { Producer } from '../../src/client/producer.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { loadTlsMaterial } from '../../src/server/tls-material.js';
 import { TokenAuthenticator } from '../../src/server/token-auth.js';
+import { logServiceDefinition } from '../../src/server/service-definitions.js';
+import { v1 } from '../helpers/grpc-client.js';
 import { runCli } from '../helpers/cli.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
 
 const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures', 'tls');
 const fixture = (name: string): string => join(FIXTURES, name);
@@ -120,7 +122,46 @@ describe('TLS with tokens', () => {
     expect(plaintext.code).toBe('UNAVAILABLE');
     const cliPlaintext = await runCli(['topics', 'list', '--server', broker.address], { env: { STRATA_TOKEN: TOKENS.operator } });
     expect(cliPlaintext.code).toBe(1);
-    expect(cliPlaintext.stderr).toMatch(/^strata: cannot reach the broker at 127\.0\.0\.1:\d+ \(.*\); /);
+    expect(cliPlaintext.stderr).toMatch(/^strata: cannot reach the broker at 127\.0\.0\.1:\d+ \(.*\); is it running\? Set --server or STRATA_SERVER; if the broker serves TLS, add --tls or --tls-ca-file\n$/);
+    const untrusted = await runCli(['topics', 'list', '--server', broker.address, '--tls'], { env: { STRATA_TOKEN: TOKENS.operator } });
+    expect(untrusted.stderr).toMatch(/; its certificate is not trusted, or does not name this address: give --tls-ca-file with the CA that signed it, and a --server the certificate names\n$/);
+  });
+
+  it('refuses a certificate that does not name the address asked for', async () => {
+    const misnamed = new Admin({ server: broker.address, deadlineMs: 10_000, tls: { ca: CA }, token: TOKENS.operator, channelOptions: { 'grpc.ssl_target_name_override': 'broker.example' } });
+    try {
+      expect((await refusal(misnamed.listTopics())).code).toBe('UNAVAILABLE');
+    } finally {
+      await misnamed.close();
+    }
+  });
+
+  it('refuses, over the wire, each kind of call a token lacks the permission for: unary, server stream and bidi stream', async () => {
+    const metadata = (token: string): Metadata => {
+      const made = new Metadata();
+      made.set('authorization', `Bearer ${token}`);
+      return made;
+    };
+    const LogClient = makeGenericClientConstructor(logServiceDefinition, 'strata.v1.Log');
+    const log = new LogClient(broker.address.replace('127.0.0.1', 'localhost'), credentials.createSsl(CA)) as unknown as Record<string, (...args: unknown[]) => unknown>;
+    try {
+      const unary = await new Promise<ServiceError | null>((resolve) =>
+        (log.fetch as (request: unknown, metadata: Metadata, options: object, callback: (error: ServiceError | null) => void) => void).call(log, v1.FetchRequest.create({ topic: 'secure' }), metadata(TOKENS.writer), { deadline: Date.now() + 10_000 }, resolve),
+      );
+      expect([unary?.code, unary?.details]).toEqual([status.PERMISSION_DENIED, 'token "orders-writer" may not call Log/Fetch: that needs the read or admin permission, and it has write']);
+      const streamEnd = (call: { on(event: string, listener: (value: ServiceError) => void): unknown }): Promise<ServiceError> => new Promise((resolve) => call.on('error', resolve));
+      const subscription = (log.subscribe as (request: unknown, metadata: Metadata) => { on(event: string, listener: (value: ServiceError) => void): unknown }).call(log, v1.SubscribeRequest.create({ topic: 'secure' }), metadata(TOKENS.writer));
+      expect((await streamEnd(subscription)).code).toBe(status.PERMISSION_DENIED);
+      const produceStream = (log.produceStream as (metadata: Metadata) => { on(event: string, listener: (value: ServiceError) => void): unknown; write(message: unknown): void }).call(log, metadata(TOKENS.reader));
+      produceStream.write(v1.ProduceRequest.create({ topic: 'secure', partition: 0, records: [v1.Record.create({ value: Buffer.from('never') })] }));
+      const produceRefusal = await streamEnd(produceStream);
+      expect([produceRefusal.code, produceRefusal.details]).toEqual([status.PERMISSION_DENIED, 'token "billing-reader" may not call Log/ProduceStream: that needs the write or admin permission, and it has read']);
+    } finally {
+      (log as unknown as Client).close();
+    }
+    // Nothing of the refused produce was written.
+    const described = await admin(TOKENS.operator).describeTopic('secure');
+    expect(described.partitions.reduce((sum, partition) => sum + partition.highWatermark, 0)).toBe(3);
   });
 });
 
@@ -151,5 +192,38 @@ describe('mutual TLS', () => {
     expect(cliWith.stdout).toMatch(/^mutual +1$/m);
     const cliHalf = await runCli([...args, '--tls-client-cert-file', fixture('client.pem')]);
     expect({ code: cliHalf.code, stderr: cliHalf.stderr }).toEqual({ code: 2, stderr: 'strata: give both --tls-client-cert-file and --tls-client-key-file, or neither\n' });
+  });
+});
+
+describe('the CLI with a token and no TLS', () => {
+  it('warns once that the token goes in plaintext to an address beyond loopback, and not to loopback', async () => {
+    const away = await runCli(['topics', 'list', '--server', '0.0.0.0:1'], { env: { STRATA_TOKEN: 'some-token' } });
+    expect(away.code).toBe(1);
+    expect(away.stderr.split('\n')[0]).toBe('strata: warning: the token goes to 0.0.0.0:1 in plaintext, where anyone on the way can read it; add --tls or --tls-ca-file if the broker serves TLS');
+    const local = await runCli(['topics', 'list', '--server', '127.0.0.1:1'], { env: { STRATA_TOKEN: 'some-token' } });
+    expect(local.stderr).toMatch(/^strata: cannot reach the broker at 127\.0\.0\.1:1 /);
+  });
+});
+
+describe('strata serve with TLS and tokens', () => {
+  it('logs which files it serves TLS and tokens from at start, never a key', async () => {
+    const dataDir = temporaryDirectory();
+    const tokens = join(dataDir, '..', `${basename(dataDir)}-tokens.json`);
+    writeFileSync(tokens, JSON.stringify({ tokens: [{ name: 'operator', sha256: sha256(TOKENS.operator), permissions: ['admin'] }] }));
+    const broker = await spawnBroker(dataDir, ['--tls-cert-file', fixture('server.pem'), '--tls-key-file', fixture('server-key.pem'), '--auth-tokens-file', tokens]);
+    try {
+      const entries = broker.logLines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg?: string; config?: Record<string, unknown>; tls?: boolean; tokens?: boolean });
+      const starting = entries.find((entry) => entry.msg === 'starting strata');
+      expect(starting?.config).toMatchObject({ tls: { certFile: fixture('server.pem'), keyFile: fixture('server-key.pem'), clientCaFile: '' }, authenticator: { file: tokens, tokens: 1 } });
+      expect(entries.find((entry) => entry.msg === 'listening')).toMatchObject({ tls: true, tokens: true });
+      const everything = broker.logLines.join('\n');
+      expect(everything).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
+      expect(everything).not.toContain(sha256(TOKENS.operator));
+    } finally {
+      broker.child.kill('SIGTERM');
+      await broker.exited;
+      rmSync(tokens, { force: true });
+      removeDirectory(dataDir);
+    }
   });
 });

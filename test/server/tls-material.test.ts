@@ -10,7 +10,7 @@ import { loadTlsMaterial } from '../../src/server/tls-material.js';
 
 const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures', 'tls');
 const fixture = (name: string): string => join(FIXTURES, name);
-const NOW = Date.parse('2026-01-01T00:00:00Z');
+const NOW = Date.parse('2027-01-01T00:00:00Z'); // within the fixtures' validity (2000 to 2126)
 const directory = mkdtempSync(join(tmpdir(), 'strata-tls-'));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
 
@@ -43,5 +43,9 @@ describe('loadTlsMaterial', () => {
     expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('client-key.pem') })).toBe(`--tls-key-file ${fixture('client-key.pem')} is not the private key of the certificate in --tls-cert-file ${fixture('server.pem')}`);
     expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem'), clientCaFile: notPem })).toMatch(/^--tls-client-ca-file .* holds no PEM certificate/);
     expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem') }, Date.parse('2200-01-01T00:00:00Z'))).toMatch(/^the certificate in --tls-cert-file .*server\.pem expired on .*2126 GMT; renew it$/);
+    expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem') }, Date.parse('1999-01-01T00:00:00Z'))).toMatch(/^the certificate in --tls-cert-file .*server\.pem is valid only from .*: clients would refuse it until then \(is this machine's clock right\?\)$/);
+    const encrypted = join(directory, 'encrypted-key.pem');
+    writeFileSync(encrypted, '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAj0\n-----END ENCRYPTED PRIVATE KEY-----\n');
+    expect(problem({ certFile: fixture('server.pem'), keyFile: encrypted })).toBe(`--tls-key-file ${encrypted} is encrypted with a passphrase, which the broker cannot ask for: give it the key unencrypted (openssl pkey -in KEY -out PLAIN), readable by the broker's user only`);
   });
 });

@@ -102,6 +102,8 @@ describe('the tokens file', () => {
       expect(() => TokenAuthenticator.fromFile(path)).toThrow(`--auth-tokens-file ${path} cannot be read: ENOENT`);
       writeFileSync(path, '{"tokens": [');
       expect(() => TokenAuthenticator.fromFile(path)).toThrow(new RegExp(`^--auth-tokens-file ${path} is not JSON: `));
+      writeFileSync(path, JSON.stringify({ tokens: [] }));
+      expect(() => TokenAuthenticator.fromFile(path)).toThrow(`--auth-tokens-file ${path} lists no token: every call would be refused; add one, or leave --auth-tokens-file unset`);
       writeFileSync(path, JSON.stringify({ tokens: [good] }));
       const loaded = TokenAuthenticator.fromFile(path);
       expect(loaded.tokenCount).toBe(1);

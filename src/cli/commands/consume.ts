@@ -101,7 +101,7 @@ async function consume(argv: ConsumeArgs): Promise<void> {
       await assignedConsumer({ connection, topic: argv.topic, partitions: only === undefined ? partitions : [only], start, printer, writer, state });
     }
   } catch (error) {
-    throw describeFailure(error, server);
+    throw describeFailure(error, server, options.tls !== undefined);
   } finally {
     await writer.flushed(); // the last write's failure, too, must be known before the check below
     connection.close();

@@ -298,12 +298,12 @@ async function produce(argv: ProduceArgs): Promise<void> {
     const { error } = failedSends.earliest;
     // A malformed line read before the failure was known stopped the input too: said after it.
     const stoppedAt = inputFailure === null ? '' : `; reading then stopped: ${inputFailure instanceof Error ? inputFailure.message : String(inputFailure)}`;
-    throw new Error(sendFailureLine(describeFailure(error, server), failedSends.earliest, failedSends.count, acknowledged) + stoppedAt, { cause: error });
+    throw new Error(sendFailureLine(describeFailure(error, server, options.tls !== undefined), failedSends.earliest, failedSends.count, acknowledged) + stoppedAt, { cause: error });
   }
   if (inputFailure !== null) {
     // One line on failure: the input problem, and how much got through before it (reading
     // stopped at it, so every record produced came before it).
-    const error = describeFailure(inputFailure, server);
+    const error = describeFailure(inputFailure, server, options.tls !== undefined);
     if (acknowledged > 0 && error instanceof Error) {
       error.message += ` (${formatCount(acknowledged)} record${acknowledged === 1 ? ' was' : 's were'} produced before it)`;
     }
