@@ -15,10 +15,11 @@ import type { Argv } from 'yargs';
 import { pino, type Logger } from 'pino';
 import { readFileSync } from 'node:fs';
 import { isLoopbackHost, parseListenAddress } from '../common/listen-address.js';
-import { Connection, type ConnectionOptions, type TlsOptions } from '../client/connection.js';
+import { Connection, type ConnectionOptions, type TlsOptions, isValidToken } from '../client/connection.js';
 import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
+import { systemErrorText } from './output.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 
@@ -93,7 +94,7 @@ export const FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
 export function connectionOptions(argv: ClientArgs): ConnectionOptions {
   const server = serverAddress(argv);
   const token = argv.token;
-  if (token !== undefined && (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token))) {
+  if (token !== undefined && (typeof token !== 'string' || !isValidToken(token))) {
     throw new UsageError('--token (or STRATA_TOKEN) must be printable ASCII without spaces');
   }
   const tls = tlsOptions(argv);
@@ -132,7 +133,7 @@ function readOptionFile(path: string, option: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
-    throw new UsageError(`${option} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new UsageError(`${option} ${path} cannot be read: ${systemErrorText(error as NodeJS.ErrnoException)}`);
   }
 }
 
@@ -141,24 +142,29 @@ function readOptionFile(path: string, option: string): Buffer {
  * into the message the user sees.
  */
 export async function withConnection<T>(argv: ClientArgs, action: (connection: Connection) => Promise<T>): Promise<T> {
-  const options = connectionOptions(argv);
-  const server = options.server;
+  return withConnectionTo(connectionOptions(argv), action);
+}
+
+/** `withConnection` with the options made already (`connectionOptions`). */
+export async function withConnectionTo<T>(options: ConnectionOptions, action: (connection: Connection) => Promise<T>): Promise<T> {
   const connection = new Connection(options);
   try {
     return await action(connection);
   } catch (error) {
-    throw describeFailure(error, server, options.tls !== undefined);
+    throw describeFailure(error, options);
   } finally {
     connection.close();
   }
 }
 
 /**
- * The error as the user should read it (the broker's own message when it sent one). `secured`:
- * the command connected with TLS, which decides what a failed connection most likely means.
+ * The error as the user should read it (the broker's own message when it sent one). Whether the
+ * command connected with TLS decides what a failed connection most likely means.
  */
-export function describeFailure(error: unknown, server: string, secured = false): unknown {
+export function describeFailure(error: unknown, options: Pick<ConnectionOptions, 'server' | 'tls'>): unknown {
   if (!(error instanceof StrataClientError)) return error;
+  const server = options.server;
+  const secured = options.tls !== undefined && options.tls !== false;
   if (error.code === 'UNAVAILABLE' && !error.fromBroker) {
     const reason = transportReason(error.message);
     const tlsReason = reason.match(/SSL routines:[^:]*:([^:]+):/)?.[1];

@@ -116,7 +116,7 @@ export class Connection {
   readonly server: string;
   readonly deadlineMs: number;
   private readonly client: Client;
-  /** The token, as the metadata of every call (one object: grpc-js copies it per call). */
+  /** The token, as the metadata of every call (one object: grpc-js copies it when a call starts). */
   private readonly metadata: Metadata;
   private closed = false;
 
@@ -128,7 +128,7 @@ export class Connection {
     this.metadata = new Metadata();
     if (options.token !== undefined) {
       // A header value: printable ASCII, or HTTP/2 refuses the whole call with a message of its own.
-      if (typeof options.token !== 'string' || !/^[\x21-\x7e]+$/.test(options.token)) {
+      if (typeof options.token !== 'string' || !isValidToken(options.token)) {
         throw invalidArgument('token must be a non-empty string of printable ASCII characters without spaces');
       }
       this.metadata.set('authorization', `Bearer ${options.token}`);
@@ -167,7 +167,7 @@ export class Connection {
         method.requestSerialize,
         method.responseDeserialize,
         request,
-        this.metadata.clone(),
+        this.metadata,
         callOptions,
         (error: ServiceError | null, response?: Response) => {
           options.signal?.removeEventListener('abort', cancel);
@@ -183,13 +183,13 @@ export class Connection {
   /** Opens a bidirectional stream (no deadline: its user bounds each request). */
   bidiStream<Request, Response>(method: MethodDefinition<Request, Response>): ClientDuplexStream<Request, Response> {
     if (this.closed) throw closedError(`the connection to ${this.server}`);
-    return this.client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, this.metadata.clone(), {});
+    return this.client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, this.metadata, {});
   }
 
   /** Opens a server-streaming call (no deadline: its user cancels it when done). */
   serverStream<Request, Response>(method: MethodDefinition<Request, Response>, request: Request): ClientReadableStream<Response> {
     if (this.closed) throw closedError(`the connection to ${this.server}`);
-    return this.client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, this.metadata.clone(), {});
+    return this.client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, this.metadata, {});
   }
 
   /**
@@ -205,6 +205,11 @@ export class Connection {
   get isClosed(): boolean {
     return this.closed;
   }
+}
+
+/** Whether `token` can go in an HTTP/2 header: printable ASCII without spaces. */
+export function isValidToken(token: string): boolean {
+  return /^[\x21-\x7e]+$/.test(token);
 }
 
 function channelCredentials(tls: TlsOptions | false | undefined): ChannelCredentials {

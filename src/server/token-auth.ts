@@ -20,16 +20,17 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Metadata, ResponderBuilder, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptor, status } from '@grpc/grpc-js';
-import { ErrorCode, STRATA_ERROR_TRAILER, StrataError } from '../common/errors.js';
+import { type Metadata, ResponderBuilder, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptor } from '@grpc/grpc-js';
+import { ErrorCode, StrataError } from '../common/errors.js';
+import { toGrpcFailure, toServiceError } from './status.js';
 import { countRequest, type HandlerContext } from './unary-handler.js';
 import { ADMIN_SERVICE_NAME, GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js';
 
-export const PERMISSIONS = ['read', 'write', 'admin'] as const;
+const PERMISSIONS = ['read', 'write', 'admin'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 /** The metadata key of the token, as gRPC's own token credentials send it. */
-export const AUTHORIZATION_METADATA = 'authorization';
+const AUTHORIZATION_METADATA = 'authorization';
 
 const READ_OR_WRITE: readonly Permission[] = ['read', 'write', 'admin'];
 const READ: readonly Permission[] = ['read', 'admin'];
@@ -89,7 +90,8 @@ export class TokenAuthenticator {
   }
 
   /** Reads and checks a tokens file; every problem is an INVALID_ARGUMENT naming the flag and the entry. */
-  static fromFile(path: string, flag = '--auth-tokens-file'): TokenAuthenticator {
+  static fromFile(path: string): TokenAuthenticator {
+    const flag = '--auth-tokens-file';
     let text: string;
     try {
       text = readFileSync(path, 'utf8');
@@ -176,9 +178,15 @@ export function parseTokenEntries(parsed: unknown, where: string): TokenEntry[] 
  */
 export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context: HandlerContext): ServerInterceptor {
   const log = new RefusalLog(context.logger);
+  // Each path's service and method, split once rather than at every call.
+  const names = new Map<string, { service: string; method: string }>();
   return (methodDescriptor, call) => {
-    const startedAt = performance.now();
-    const [service = '', method = ''] = methodDescriptor.path.replace(/^\//, '').split('/');
+    let name = names.get(methodDescriptor.path);
+    if (name === undefined) {
+      const [service = '', method = ''] = methodDescriptor.path.replace(/^\//, '').split('/');
+      names.set(methodDescriptor.path, (name = { service, method }));
+    }
+    const { service, method } = name;
     const listener = new ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
         const refusal = authenticator.refusal(service, method, metadata);
@@ -186,13 +194,13 @@ export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context:
           next(metadata);
           return;
         }
-        const code = refusal.code === ErrorCode.UNAUTHENTICATED ? status.UNAUTHENTICATED : status.PERMISSION_DENIED;
-        countRequest(context, method, code, startedAt);
-        context.metrics?.countError(method, refusal.code);
+        const failure = toGrpcFailure(refusal);
+        const { code, details, metadata: trailer } = toServiceError(failure);
+        // The metadata comes right after the call starts: nothing worth timing ran before it.
+        countRequest(context, method, failure.code, performance.now());
+        context.metrics?.countError(method, failure.strataCode);
         log.refused(method, refusal, call.getPeer());
-        const trailer = new Metadata();
-        trailer.set(STRATA_ERROR_TRAILER, refusal.code);
-        call.sendStatus({ code, details: refusal.message, metadata: trailer });
+        call.sendStatus({ code: code!, details: details!, ...(trailer !== undefined ? { metadata: trailer } : {}) });
       })
       .build();
     return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(listener)).build());

@@ -73,7 +73,9 @@ describe('topic operations', () => {
     expect(both.configs.flush).toBe(defaults.flush);
     expect(both.configs['retention.ms']).toBe('60000');
     // flush.ms alone selects interval: flush counts as the topic's own, and resetting flush alone would leave interval on.
-    const timed = await admin.alterTopicConfigs('admin-life', { flush: 'always', 'flush.ms': '500' });
+    const timedAlone = await admin.alterTopicConfigs('admin-life', { 'flush.ms': '500' });
+    expect([timedAlone.configs.flush, timedAlone.overriddenConfigs]).toEqual(['interval', ['flush', 'flush.ms', 'retention.ms']]);
+    const timed = await admin.alterTopicConfigs('admin-life', { flush: 'always' });
     expect(timed.overriddenConfigs).toEqual(['flush', 'flush.ms', 'retention.ms']);
     const keptInterval = await rejection(admin.alterTopicConfigs('admin-life', {}, ['flush']));
     expect([keptInterval.code, keptInterval.message]).toEqual(['INVALID_ARGUMENT', 'topic "admin-life" sets flush.ms, which alone selects flush=interval: resetting flush would keep it on interval, not the broker default; reset flush.ms too, or set flush']);

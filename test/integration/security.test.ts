@@ -19,7 +19,9 @@ import { TokenAuthenticator } from '../../src/server/token-auth.js';
 import { logServiceDefinition } from '../../src/server/service-definitions.js';
 import { v1 } from '../helpers/grpc-client.js';
 import { runCli } from '../helpers/cli.js';
-import { type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
+import { type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
+import { runBroker } from '../../src/server/run-broker.js';
+import { pino } from 'pino';
 
 const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures', 'tls');
 const fixture = (name: string): string => join(FIXTURES, name);
@@ -192,6 +194,36 @@ describe('mutual TLS', () => {
     expect(cliWith.stdout).toMatch(/^mutual +1$/m);
     const cliHalf = await runCli([...args, '--tls-client-cert-file', fixture('client.pem')]);
     expect({ code: cliHalf.code, stderr: cliHalf.stderr }).toEqual({ code: 2, stderr: 'strata: give both --tls-client-cert-file and --tls-client-key-file, or neither\n' });
+  });
+});
+
+describe('tokens over plaintext', () => {
+  it('warns at start when the address reaches beyond loopback, and logs refusals once per 10 s however many come', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const broker = await runBroker(
+      testSettings(temporaryDirectory(), {
+        listen: '0.0.0.0:0',
+        authenticator: new TokenAuthenticator([{ name: 'operator', sha256: sha256(TOKENS.operator), permissions: ['admin'] }]),
+      }),
+      logger,
+    );
+    const admin = new Admin({ server: `127.0.0.1:${broker.server.port}`, deadlineMs: 10_000 });
+    try {
+      const parsed = (): { msg: string; refusedSinceLastLine?: number; peer?: string }[] => lines.map((line) => JSON.parse(line) as { msg: string });
+      expect(parsed().filter((entry) => /tokens are asked for, but gRPC is served in plaintext/.test(entry.msg))).toHaveLength(1);
+      for (let call = 0; call < 3; call++) expect((await refusal(admin.listTopics())).code).toBe('UNAUTHENTICATED');
+      const refusals = parsed().filter((entry) => entry.msg.startsWith('request refused'));
+      expect(refusals).toHaveLength(1);
+      expect(refusals[0]).toMatchObject({ refusedSinceLastLine: 0, peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) as unknown as string });
+      // A CLI speaking TLS to this plaintext broker is told so.
+      const overTls = await runCli(['topics', 'list', '--server', `127.0.0.1:${broker.server.port}`, '--tls-ca-file', fixture('ca.pem')]);
+      expect(overTls.stderr).toMatch(/^strata: cannot reach the broker at 127\.0\.0\.1:\d+ \(TLS: [^)]+\); it does not seem to serve TLS: leave out --tls and the --tls-\* options for a plaintext broker\n$/);
+    } finally {
+      await admin.close();
+      await broker.stop();
+      removeDirectory(broker.broker.dataDir);
+    }
   });
 });
 

@@ -23,7 +23,7 @@ import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES, recordsI
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, describeFailure, serverAddress } from '../client-options.js';
 import { printText, systemErrorText } from '../output.js';
-import { parseListenAddress } from '../../common/listen-address.js';
+import { isLoopbackHost, parseListenAddress } from '../../common/listen-address.js';
 
 const MIB = 1024 * 1024;
 const PRODUCE_LINGER_MS_DEFAULT = 5;
@@ -167,7 +167,7 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
       progress: new Progress(),
     });
   } catch (error) {
-    throw settings.local ? error : describeFailure(error, settings.server);
+    throw settings.local ? error : describeFailure(error, { server: settings.server });
   }
   await printText(formatReport(report));
   if (typeof argv.json === 'string') writeFileSync(argv.json, `${JSON.stringify(report, null, 2)}\n`);
@@ -290,6 +290,3 @@ function nonEmpty(value: unknown, name: string): string {
   return value;
 }
 
-function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}

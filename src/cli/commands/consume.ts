@@ -72,7 +72,6 @@ function startSpec(text: string | undefined): OffsetSpec {
 
 async function consume(argv: ConsumeArgs): Promise<void> {
   const options = connectionOptions(argv);
-  const server = options.server;
   const count = nonNegativeInteger(argv.count, '--count');
   const only = nonNegativeInteger(argv.partition, '--partition');
   const start = startSpec(argv.from);
@@ -101,7 +100,7 @@ async function consume(argv: ConsumeArgs): Promise<void> {
       await assignedConsumer({ connection, topic: argv.topic, partitions: only === undefined ? partitions : [only], start, printer, writer, state });
     }
   } catch (error) {
-    throw describeFailure(error, server, options.tls !== undefined);
+    throw describeFailure(error, options);
   } finally {
     await writer.flushed(); // the last write's failure, too, must be known before the check below
     connection.close();

@@ -27,7 +27,7 @@ import type { Argv } from 'yargs';
 import { describeTopic } from '../../client/admin.js';
 import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
 import { UsageError } from '../cli-errors.js';
-import { clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnection } from '../client-options.js';
+import { clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnectionTo } from '../client-options.js';
 import { bytesFromJson, formatCount, nonNegativeInteger, parsePairs, systemErrorText } from '../output.js';
 import { plural } from '../../common/plural.js';
 
@@ -185,11 +185,10 @@ function byteLength(bytes: string | Uint8Array | null | undefined): number {
 async function produce(argv: ProduceArgs): Promise<void> {
   const parse = lineParser(argv);
   const options = connectionOptions(argv);
-  const server = options.server;
   const readsStdin = argv.values === undefined || argv.values.length === 0;
   if (readsStdin) checkReadableInput(process.stdin.fd);
   // Fail fast, before reading any input, on an unknown topic or partition.
-  const description = await withConnection(argv, (connection) => describeTopic(connection, argv.topic));
+  const description = await withConnectionTo(options, (connection) => describeTopic(connection, argv.topic));
   const partitionCount = description.partitions.length;
   if (argv.partition !== undefined && argv.partition >= partitionCount) {
     throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${plural(partitionCount, 'partition')}`);
@@ -298,12 +297,12 @@ async function produce(argv: ProduceArgs): Promise<void> {
     const { error } = failedSends.earliest;
     // A malformed line read before the failure was known stopped the input too: said after it.
     const stoppedAt = inputFailure === null ? '' : `; reading then stopped: ${inputFailure instanceof Error ? inputFailure.message : String(inputFailure)}`;
-    throw new Error(sendFailureLine(describeFailure(error, server, options.tls !== undefined), failedSends.earliest, failedSends.count, acknowledged) + stoppedAt, { cause: error });
+    throw new Error(sendFailureLine(describeFailure(error, options), failedSends.earliest, failedSends.count, acknowledged) + stoppedAt, { cause: error });
   }
   if (inputFailure !== null) {
     // One line on failure: the input problem, and how much got through before it (reading
     // stopped at it, so every record produced came before it).
-    const error = describeFailure(inputFailure, server, options.tls !== undefined);
+    const error = describeFailure(inputFailure, options);
     if (acknowledged > 0 && error instanceof Error) {
       error.message += ` (${formatCount(acknowledged)} record${acknowledged === 1 ? ' was' : 's were'} produced before it)`;
     }
