@@ -82,31 +82,32 @@ export interface TokenEntry {
 
 /** The tokens a broker accepts, and the check of each call against them. */
 export class TokenAuthenticator {
-  private readonly byHash = new Map<string, KnownToken>();
+  private byHash = new Map<string, KnownToken>();
 
-  /** `file`: where the entries were read from, for the start-up log line ('' when not from a file). */
+  /** `file`: where the entries were read from, for the start-up log line and `reload` ('' when not from a file). */
   constructor(entries: readonly TokenEntry[], readonly file = '') {
-    for (const entry of entries) this.byHash.set(entry.sha256.toLowerCase(), { name: entry.name, permissions: new Set(entry.permissions) });
+    this.take(entries);
   }
 
   /** Reads and checks a tokens file; every problem is an INVALID_ARGUMENT naming the flag and the entry. */
   static fromFile(path: string): TokenAuthenticator {
-    const flag = '--auth-tokens-file';
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (error) {
-      throw invalid(`${flag} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      throw invalid(`${flag} ${path} is not JSON: ${(error as Error).message}`);
-    }
-    const entries = parseTokenEntries(parsed, `${flag} ${path}`);
-    if (entries.length === 0) throw invalid(`${flag} ${path} lists no token: every call would be refused; add one, or leave ${flag} unset`);
-    return new TokenAuthenticator(entries, path);
+    return new TokenAuthenticator(readTokensFile(path), path);
+  }
+
+  /**
+   * Reads the file again and takes its tokens in place of the ones before, for calls checked
+   * from then on (`strata serve` does it on SIGHUP). A file with a problem changes nothing: it
+   * throws, and the tokens before stay.
+   */
+  reload(): void {
+    if (this.file === '') throw new Error('these tokens were not read from a file');
+    this.take(readTokensFile(this.file));
+  }
+
+  private take(entries: readonly TokenEntry[]): void {
+    const byHash = new Map<string, KnownToken>();
+    for (const entry of entries) byHash.set(entry.sha256.toLowerCase(), { name: entry.name, permissions: new Set(entry.permissions) });
+    this.byHash = byHash;
   }
 
   get tokenCount(): number {
@@ -136,6 +137,26 @@ export class TokenAuthenticator {
       `token "${known.name}" may not call ${service.replace(/^strata\.v1\./, '')}/${method}: that needs the ${allowed.join(' or ')} permission, and it has ${[...known.permissions].join(', ')}`,
     );
   }
+}
+
+/** Reads and checks a tokens file (`--auth-tokens-file`); every problem is an INVALID_ARGUMENT naming the flag, the file and the entry. */
+function readTokensFile(path: string): TokenEntry[] {
+  const flag = '--auth-tokens-file';
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw invalid(`${flag} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw invalid(`${flag} ${path} is not JSON: ${(error as Error).message}`);
+  }
+  const entries = parseTokenEntries(parsed, `${flag} ${path}`);
+  if (entries.length === 0) throw invalid(`${flag} ${path} lists no token: every call would be refused; add one, or leave ${flag} unset`);
+  return entries;
 }
 
 /**

@@ -259,3 +259,42 @@ describe('strata serve with TLS and tokens', () => {
     }
   });
 });
+
+describe('tokens read again on SIGHUP', () => {
+  it('takes a changed tokens file without a restart, and keeps the tokens before when the file is wrong', async () => {
+    const dataDir = temporaryDirectory();
+    const tokens = join(dataDir, '..', `${basename(dataDir)}-reload.json`);
+    const write = (names: (keyof typeof TOKENS)[]): void =>
+      writeFileSync(tokens, JSON.stringify({ tokens: names.map((name) => ({ name, sha256: sha256(TOKENS[name]), permissions: ['admin'] })) }));
+    write(['operator']);
+    const broker = await spawnBroker(dataDir, ['--auth-tokens-file', tokens]);
+    const as = (name: keyof typeof TOKENS): Admin => new Admin({ server: broker.address, deadlineMs: 10_000, token: TOKENS[name] });
+    const [operator, writer] = [as('operator'), as('writer')];
+    const answer = async (admin: Admin): Promise<string> => admin.listTopics().then(() => 'OK', (error: StrataClientError) => error.code);
+    const until = async (what: () => Promise<boolean>, description: string): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!(await what()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(await what(), description).toBe(true);
+    };
+    try {
+      expect([await answer(operator), await answer(writer)]).toEqual(['OK', 'UNAUTHENTICATED']);
+      // The operator's token revoked, the writer's added.
+      write(['writer']);
+      broker.child.kill('SIGHUP');
+      await until(async () => (await answer(operator)) === 'UNAUTHENTICATED' && (await answer(writer)) === 'OK', 'the new tokens taken');
+      expect(broker.logLines.some((line) => line.includes('SIGHUP: tokens read again'))).toBe(true);
+      // A file that does not parse: logged, and the writer's token still works.
+      writeFileSync(tokens, '{"tokens": [');
+      broker.child.kill('SIGHUP');
+      await until(async () => broker.logLines.some((line) => line.includes('SIGHUP: the tokens file was not taken, the tokens before stay')), 'the refusal logged');
+      expect([await answer(operator), await answer(writer)]).toEqual(['UNAUTHENTICATED', 'OK']);
+    } finally {
+      await operator.close();
+      await writer.close();
+      broker.child.kill('SIGTERM');
+      await broker.exited;
+      rmSync(tokens, { force: true });
+      removeDirectory(dataDir);
+    }
+  });
+});

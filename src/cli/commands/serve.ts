@@ -1,5 +1,6 @@
 /**
- * `strata serve`: runs the broker until SIGTERM or SIGINT, then shuts down gracefully: in-flight
+ * `strata serve`: runs the broker until SIGTERM or SIGINT (SIGHUP, with `--auth-tokens-file`,
+ * reads the tokens file again), then shuts down gracefully: in-flight
  * calls get `--shutdown-timeout-ms` to finish (then they are cut off), the logs are closed, and
  * the process exits 0 (1 if calls had to be cut off or the shutdown failed; 1 as well, forced,
  * if the whole stop takes 5 s longer than that bound).
@@ -77,6 +78,8 @@ export function serveCommand(yargs: Argv): Argv {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
+      const onReload = (): void => reloadTokens(settings);
+      if (settings.authenticator !== null) process.on('SIGHUP', onReload);
       try {
         try {
           running = await runBroker(settings, rootLogger, startup.signal);
@@ -90,6 +93,7 @@ export function serveCommand(yargs: Argv): Argv {
       } finally {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
+        process.off('SIGHUP', onReload);
       }
       // Stopped: the process ends once its last work is done (the log lines written). The removal
       // of a deleted topic's directory may still be under way, which the next start finishes:
@@ -102,6 +106,20 @@ export function serveCommand(yargs: Argv): Argv {
       }, leftMs).unref();
     },
   );
+}
+
+/**
+ * SIGHUP with `--auth-tokens-file`: reads the file again, so tokens are added or revoked without
+ * a restart. A file with a problem is logged, and the tokens before stay.
+ */
+function reloadTokens(settings: ServeSettings): void {
+  const authenticator = settings.authenticator!;
+  try {
+    authenticator.reload();
+    rootLogger.info({ file: authenticator.file, tokens: authenticator.tokenCount }, 'SIGHUP: tokens read again');
+  } catch (error) {
+    rootLogger.error({ file: authenticator.file }, `SIGHUP: the tokens file was not taken, the tokens before stay: ${(error as Error).message}`);
+  }
 }
 
 /** Stops the running broker; sets the exit code (1 if calls were cut off or closing failed). */
