@@ -13,7 +13,7 @@ import { parseListenAddress } from '../common/listen-address.js';
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PRODUCE_MEMORY_BYTES, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig, resolveLogConfig } from '../storage/log-config.js';
 import { TokenAuthenticator } from '../server/token-auth.js';
-import { type TlsMaterial, loadTlsMaterial } from '../server/tls-material.js';
+import { ServerTls } from '../server/tls-material.js';
 import { DEFAULT_INDEX_CACHE_BYTES } from '../storage/index-cache.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TAIL_CACHE_BYTES_MAX } from '../storage/tail-cache.js';
 
@@ -116,8 +116,8 @@ export interface ServeSettings {
   groupHeartbeatIntervalMs: number;
   /** -1: committed offsets never expire. */
   offsetsRetentionMs: number;
-  /** The gRPC listener's TLS material; null: plaintext. */
-  tls: TlsMaterial | null;
+  /** The gRPC listener's TLS (its files are read again on SIGHUP); null: plaintext. */
+  tls: ServerTls | null;
   /** The tokens calls must carry; null: none is asked for. */
   authenticator: TokenAuthenticator | null;
 }
@@ -214,7 +214,7 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
     groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),
     offsetsRetentionMs: offsetsRetention(argv['offsets-retention-ms']),
-    tls: loadTlsMaterial({ certFile: argv['tls-cert-file'], keyFile: argv['tls-key-file'], clientCaFile: argv['tls-client-ca-file'] }, Date.now()),
+    tls: ServerTls.fromFiles({ certFile: argv['tls-cert-file'], keyFile: argv['tls-key-file'], clientCaFile: argv['tls-client-ca-file'] }, Date.now()),
     authenticator: argv['auth-tokens-file'] === '' ? null : TokenAuthenticator.fromFile(argv['auth-tokens-file']),
   };
 }

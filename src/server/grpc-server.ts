@@ -24,7 +24,7 @@ import { bindFailure } from './bind-failure.js';
 import { transportRefusals } from './transport-refusals.js';
 import { HealthService } from './health-service.js';
 import { addReflection } from './reflection.js';
-import { type TlsMaterial, serverCredentials } from './tls-material.js';
+import { type ServerTls, serverCredentials } from './tls-material.js';
 import { type TokenAuthenticator, tokenAuthInterceptor } from './token-auth.js';
 import {
   ADMIN_SERVICE_NAME,
@@ -50,8 +50,8 @@ export interface GrpcServerOptions {
   produceMemoryBytes: number;
   logger: Logger;
   metrics: BrokerMetrics | null;
-  /** TLS material of the listener; absent or null: plaintext. */
-  tls?: TlsMaterial | null;
+  /** TLS of the listener; absent or null: plaintext. */
+  tls?: ServerTls | null;
   /** The tokens calls must carry (see token-auth.ts); absent or null: none is asked for. */
   authenticator?: TokenAuthenticator | null;
 }

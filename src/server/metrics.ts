@@ -16,6 +16,7 @@ import type { Broker } from '../broker/broker.js';
 import type { GroupCoordinator, GroupEvents } from '../groups/group-coordinator.js';
 import { type FileSystem, NodeFileSystem } from '../storage/file-system.js';
 import type { RequestMemory } from './request-memory.js';
+import type { ServerTls } from './tls-material.js';
 
 /** Request latency: from 100 µs to a Fetch's longest long poll (`FETCH_WAIT_MAX_MS`, 5 minutes). */
 const REQUEST_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -37,6 +38,7 @@ export class BrokerMetrics {
   private broker: Broker | null = null;
   private groups: GroupCoordinator | null = null;
   private produceMemory: RequestMemory | null = null;
+  private tls: ServerTls | null = null;
   /** The scrape under way's partition figures (see partitionFigures). */
   private scrapeFigures: PartitionFigures[] | null = null;
 
@@ -89,6 +91,17 @@ export class BrokerMetrics {
       (state) => (state.error === '' ? 0 : 1),
     );
     const metrics = this;
+    // Read at every scrape, so it follows a certificate renewed on SIGHUP; no series without TLS.
+    new Gauge({
+      name: 'strata_tls_certificate_expiry_timestamp_seconds',
+      help: "When the TLS certificate the broker serves ends (Unix time, seconds), by its file: the one read at start or on the last SIGHUP that took",
+      labelNames: ['file'],
+      registers,
+      collect() {
+        this.reset();
+        if (metrics.tls !== null) this.set({ file: metrics.tls.material.files.certFile }, Date.parse(metrics.tls.material.validTo) / 1000);
+      },
+    });
     new Counter({
       name: 'strata_bytes_in_total',
       help: 'Record batch bytes appended to the topic\'s logs since the broker started, as stored (the same on both produce paths; duplicates of idempotent retries are not stored, so not counted)',
@@ -260,6 +273,11 @@ export class BrokerMetrics {
   /** Connects the produce memory gauge and pause counter to the server's produce memory. */
   watchProduceMemory(memory: RequestMemory): void {
     this.produceMemory = memory;
+  }
+
+  /** Exposes when the certificate `tls` serves ends (`strata_tls_certificate_expiry_timestamp_seconds`). */
+  watchTls(tls: ServerTls): void {
+    this.tls = tls;
   }
 
   /** Connects the scrape-time collectors to the running broker. */

@@ -49,6 +49,7 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
   const startedAt = Date.now();
   let serving = false;
   const metrics = new BrokerMetrics(() => serving);
+  if (settings.tls !== null) metrics.watchTls(settings.tls);
   // Probes first: alive (and not ready) while the logs recover.
   const probes = settings.metricsListen === '' ? null : await startProbeServer(settings.metricsListen, metrics, () => serving, logger);
   /** How to close what the start has opened so far, oldest first. */
@@ -126,7 +127,7 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
 function loggedSettings(settings: ServeSettings): Record<string, unknown> {
   return {
     ...settings,
-    tls: settings.tls === null ? null : { ...settings.tls.files, certificateValidTo: settings.tls.validTo },
+    tls: settings.tls === null ? null : { ...settings.tls.material.files, certificateValidTo: settings.tls.material.validTo },
     authenticator: settings.authenticator === null ? null : { file: settings.authenticator.file, tokens: settings.authenticator.tokenCount },
   };
 }

@@ -4,9 +4,14 @@
  * cannot be read, holds no PEM certificate or key, a key that is not the certificate's, or a
  * certificate past its end is one line naming the flag, not a failed handshake on every
  * client later.
+ *
+ * The files are read again on SIGHUP (`ServerTls.reload`), so a renewed certificate is served
+ * without a restart: connections made from then on get it, open ones keep theirs. Renewed
+ * files are checked as at the start, and files with a problem leave the material before in use.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { type SecureContextOptions, createSecureContext } from 'node:tls';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { ErrorCode, StrataError } from '../common/errors.js';
 
@@ -63,10 +68,78 @@ export function loadTlsMaterial(files: TlsFiles, nowMs: number): TlsMaterial | n
   return { certChain, privateKey, clientCa, validTo: certificate.validTo, files };
 }
 
-/** The grpc-js credentials of a listener: TLS with `material`, or plaintext when null. */
-export function serverCredentials(material: TlsMaterial | null): ServerCredentials {
-  if (material === null) return ServerCredentials.createInsecure();
-  return ServerCredentials.createSsl(material.clientCa, [{ cert_chain: material.certChain, private_key: material.privateKey }], material.clientCa !== null);
+/** The listener's TLS: the material in use, and the grpc-js credentials that serve it. */
+export class ServerTls {
+  readonly credentials: ReloadableServerCredentials;
+
+  constructor(private current: TlsMaterial) {
+    this.credentials = new ReloadableServerCredentials(current);
+  }
+
+  /** Null when no TLS flag is given (see `loadTlsMaterial`). */
+  static fromFiles(files: TlsFiles, nowMs: number): ServerTls | null {
+    const material = loadTlsMaterial(files, nowMs);
+    return material === null ? null : new ServerTls(material);
+  }
+
+  get material(): TlsMaterial {
+    return this.current;
+  }
+
+  /**
+   * Reads and checks the same files again and serves what they hold to connections made from
+   * now on. Files with a problem throw (INVALID_ARGUMENT, naming the flag) and change nothing.
+   */
+  reload(nowMs: number): TlsMaterial {
+    const material = loadTlsMaterial(this.current.files, nowMs)!;
+    this.credentials.serve(material);
+    this.current = material;
+    return material;
+  }
+}
+
+/**
+ * grpc-js credentials whose certificate, key and client CA can be replaced while the server
+ * runs: grpc-js hands each replacement to its TLS listeners' `setSecureContext`. The options
+ * are those `ServerCredentials.createSsl` gives.
+ */
+class ReloadableServerCredentials extends ServerCredentials {
+  constructor(material: TlsMaterial) {
+    super(
+      { requestCert: material.clientCa !== null, ciphers: process.env.GRPC_SSL_CIPHER_SUITES },
+      contextOptions(material),
+    );
+  }
+
+  serve(material: TlsMaterial): void {
+    const options = contextOptions(material);
+    // grpc-js stops accepting connections on a listener whose new context fails: build it here
+    // first, so that such material is refused and the context before stays.
+    try {
+      createSecureContext(options);
+    } catch (error) {
+      throw invalid(`the TLS files ${material.files.certFile} and ${material.files.keyFile} cannot be served: ${(error as Error).message}`);
+    }
+    this.updateSecureContextOptions(options);
+  }
+
+  _equals(other: ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+function contextOptions(material: TlsMaterial): SecureContextOptions {
+  return {
+    cert: material.certChain,
+    key: material.privateKey,
+    ...(material.clientCa !== null ? { ca: material.clientCa } : {}),
+    ...(process.env.GRPC_SSL_CIPHER_SUITES !== undefined ? { ciphers: process.env.GRPC_SSL_CIPHER_SUITES } : {}),
+  };
+}
+
+/** The grpc-js credentials of a listener: TLS with `tls`, or plaintext when null. */
+export function serverCredentials(tls: ServerTls | null): ServerCredentials {
+  return tls === null ? ServerCredentials.createInsecure() : tls.credentials;
 }
 
 function readFlagFile(flag: string, path: string): Buffer {

@@ -4,8 +4,9 @@
 // documented status with a message a person can act on, counted in the metrics, while probes
 // and the health service need no token; method: real brokers in this process with the test
 // CA's certificates, the client library and the compiled CLI over real gRPC.
-import { createHash } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate, createHash } from 'node:crypto';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { basename, join } from 'node:path';
 import { type Client, Metadata, type ServiceDefinition, type ServiceError, credentials, makeGenericClientConstructor, status } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
@@ -14,7 +15,7 @@ import { Admin } from '../../src/client/admin.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { Producer } from '../../src/client/producer.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
-import { loadTlsMaterial } from '../../src/server/tls-material.js';
+import { ServerTls } from '../../src/server/tls-material.js';
 import { TokenAuthenticator } from '../../src/server/token-auth.js';
 import { logServiceDefinition } from '../../src/server/service-definitions.js';
 import { v1 } from '../helpers/grpc-client.js';
@@ -29,8 +30,8 @@ const CA = readFileSync(fixture('ca.pem'));
 const sha256 = (token: string): string => createHash('sha256').update(token).digest('hex');
 const TOKENS = { reader: 'reader-token-1', writer: 'writer-token-2', operator: 'operator-token-3' };
 
-function tlsMaterial(clientCertificates: boolean) {
-  return loadTlsMaterial({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem'), clientCaFile: clientCertificates ? fixture('ca.pem') : '' }, Date.now());
+function tlsMaterial(clientCertificates: boolean): ServerTls | null {
+  return ServerTls.fromFiles({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem'), clientCaFile: clientCertificates ? fixture('ca.pem') : '' }, Date.now());
 }
 
 async function refusal(promise: Promise<unknown>): Promise<StrataClientError> {
@@ -294,6 +295,71 @@ describe('tokens read again on SIGHUP', () => {
       broker.child.kill('SIGTERM');
       await broker.exited;
       rmSync(tokens, { force: true });
+      removeDirectory(dataDir);
+    }
+  });
+});
+
+describe('certificates read again on SIGHUP', () => {
+  it('serves renewed TLS files to new connections without a restart, and keeps the certificate before when the files are wrong', async () => {
+    const dataDir = temporaryDirectory();
+    const certFile = join(dataDir, '..', `${basename(dataDir)}-cert.pem`);
+    const keyFile = join(dataDir, '..', `${basename(dataDir)}-key.pem`);
+    copyFileSync(fixture('server.pem'), certFile);
+    copyFileSync(fixture('server-key.pem'), keyFile);
+    const broker = await spawnBroker(dataDir, ['--tls-cert-file', certFile, '--tls-key-file', keyFile]);
+    const port = Number(broker.address.split(':').pop());
+    const fingerprint = (name: string): string => new X509Certificate(readFileSync(fixture(name))).fingerprint256;
+    // The certificate a new TLS connection is served, whoever signed it.
+    const served = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+          resolve(socket.getPeerCertificate().fingerprint256);
+          socket.destroy();
+        });
+        socket.once('error', reject);
+      });
+    const until = async (what: () => Promise<boolean>, description: string): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!(await what()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(await what(), description).toBe(true);
+    };
+    const listed = async (ca: Buffer): Promise<string> => {
+      const admin = new Admin({ server: broker.address.replace('127.0.0.1', 'localhost'), deadlineMs: 10_000, tls: { ca } });
+      try {
+        return await admin.listTopics().then(() => 'OK', (error: StrataClientError) => error.code);
+      } finally {
+        await admin.close();
+      }
+    };
+    const metricsAddress = broker.logLines.map((line) => JSON.parse(line) as { msg?: string; metricsAddress?: string }).find((entry) => entry.msg === 'listening')!.metricsAddress!;
+    const expiry = async (): Promise<string | undefined> =>
+      (await (await fetch(`http://${metricsAddress}/metrics`)).text()).match(/^strata_tls_certificate_expiry_timestamp_seconds\{file="([^"]+)"\} (\S+)$/m)?.slice(1).join(' ');
+    try {
+      expect(await served()).toBe(fingerprint('server.pem'));
+      expect(await listed(CA)).toBe('OK');
+      expect(await expiry()).toBe(`${certFile} ${Date.parse(new X509Certificate(readFileSync(fixture('server.pem'))).validTo) / 1000}`);
+      // Renewed files, from another CA: a client that trusts only it connects once they are taken.
+      copyFileSync(fixture('server-renewed.pem'), certFile);
+      copyFileSync(fixture('server-renewed-key.pem'), keyFile);
+      expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('UNAVAILABLE');
+      broker.child.kill('SIGHUP');
+      await until(async () => (await served()) === fingerprint('server-renewed.pem'), 'the renewed certificate served');
+      expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('OK');
+      expect(await listed(CA)).toBe('UNAVAILABLE');
+      expect(broker.logLines.some((line) => line.includes('SIGHUP: TLS files read again'))).toBe(true);
+      // A key that is not the certificate's: logged, and the renewed certificate is still served.
+      copyFileSync(fixture('server-key.pem'), keyFile);
+      broker.child.kill('SIGHUP');
+      await until(async () => broker.logLines.some((line) => line.includes('SIGHUP: the TLS files were not taken, the certificate before stays')), 'the refusal logged');
+      expect(broker.logLines.find((line) => line.includes('the TLS files were not taken'))).toContain('is not the private key of the certificate');
+      expect(await served()).toBe(fingerprint('server-renewed.pem'));
+      expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('OK');
+    } finally {
+      broker.child.kill('SIGTERM');
+      await broker.exited;
+      rmSync(certFile, { force: true });
+      rmSync(keyFile, { force: true });
       removeDirectory(dataDir);
     }
   });

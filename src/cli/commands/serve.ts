@@ -1,6 +1,6 @@
 /**
- * `strata serve`: runs the broker until SIGTERM or SIGINT (SIGHUP, with `--auth-tokens-file`,
- * reads the tokens file again), then shuts down gracefully: in-flight
+ * `strata serve`: runs the broker until SIGTERM or SIGINT (SIGHUP reads the tokens file and the
+ * TLS files again, those it was given), then shuts down gracefully: in-flight
  * calls get `--shutdown-timeout-ms` to finish (then they are cut off), the logs are closed, and
  * the process exits 0 (1 if calls had to be cut off or the shutdown failed; 1 as well, forced,
  * if the whole stop takes 5 s longer than that bound).
@@ -78,8 +78,8 @@ export function serveCommand(yargs: Argv): Argv {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
-      const onReload = (): void => reloadTokens(settings);
-      if (settings.authenticator !== null) process.on('SIGHUP', onReload);
+      const onReload = (): void => reloadFiles(settings);
+      if (settings.authenticator !== null || settings.tls !== null) process.on('SIGHUP', onReload);
       try {
         try {
           running = await runBroker(settings, rootLogger, startup.signal);
@@ -109,16 +109,27 @@ export function serveCommand(yargs: Argv): Argv {
 }
 
 /**
- * SIGHUP with `--auth-tokens-file`: reads the file again, so tokens are added or revoked without
- * a restart. A file with a problem is logged, and the tokens before stay.
+ * SIGHUP: reads the tokens file (`--auth-tokens-file`) and the TLS files again, so tokens are
+ * added or revoked and a renewed certificate served without a restart. Each is taken or not on
+ * its own: one with a problem is logged, and what was in use before stays.
  */
-function reloadTokens(settings: ServeSettings): void {
-  const authenticator = settings.authenticator!;
-  try {
-    authenticator.reload();
-    rootLogger.info({ file: authenticator.file, tokens: authenticator.tokenCount }, 'SIGHUP: tokens read again');
-  } catch (error) {
-    rootLogger.error({ file: authenticator.file }, `SIGHUP: the tokens file was not taken, the tokens before stay: ${(error as Error).message}`);
+function reloadFiles(settings: ServeSettings): void {
+  const { authenticator, tls } = settings;
+  if (authenticator !== null) {
+    try {
+      authenticator.reload();
+      rootLogger.info({ file: authenticator.file, tokens: authenticator.tokenCount }, 'SIGHUP: tokens read again');
+    } catch (error) {
+      rootLogger.error({ file: authenticator.file }, `SIGHUP: the tokens file was not taken, the tokens before stay: ${(error as Error).message}`);
+    }
+  }
+  if (tls !== null) {
+    try {
+      const material = tls.reload(Date.now());
+      rootLogger.info({ ...material.files, certificateValidTo: material.validTo }, 'SIGHUP: TLS files read again; new connections get this certificate');
+    } catch (error) {
+      rootLogger.error({ ...tls.material.files }, `SIGHUP: the TLS files were not taken, the certificate before stays: ${(error as Error).message}`);
+    }
   }
 }
 
