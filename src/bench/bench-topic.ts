@@ -5,6 +5,7 @@
  * command line says).
  */
 import { Admin, type TopicDescription } from '../client/admin.js';
+import type { ConnectionOptions } from '../client/connection.js';
 import { isStrataClientError } from '../client/errors.js';
 
 export class BenchSetupError extends Error {}
@@ -54,8 +55,8 @@ export async function ensureTopic(admin: Admin, request: TopicRequest): Promise<
   }
 }
 
-export async function describe(server: string, name: string): Promise<TopicDescription> {
-  const admin = new Admin({ server });
+export async function describe(connection: ConnectionOptions, name: string): Promise<TopicDescription> {
+  const admin = new Admin(connection);
   try {
     return await admin.describeTopic(name);
   } finally {

@@ -16,7 +16,7 @@
  * read.
  */
 import type { Logger } from '../common/logger.js';
-import { Connection } from '../client/connection.js';
+import { Connection, type ConnectionOptions } from '../client/connection.js';
 import { Consumer } from '../client/consumer.js';
 import { type TopicDescription, describeTopic } from '../client/admin.js';
 import { BenchGroupMember, committedOffsets } from './group-member.js';
@@ -28,7 +28,7 @@ const STALL_TIMEOUT_MS = 30_000;
 const GROUP_JOIN_TIMEOUT_MS = 30_000;
 
 export interface ConsumeLoadOptions {
-  server: string;
+  connection: ConnectionOptions;
   topic: string;
   records: number;
   /** Join this consumer group (null: assign every partition, no group). */
@@ -69,8 +69,8 @@ function recordsAfter(description: TopicDescription, starts: ReadonlyMap<number,
  * Records a read of the topic would find now: from the group's committed offsets with a group
  * (the benchmark, its only member, is assigned every partition), else from the log start.
  */
-export async function readableRecords(server: string, topic: string, group: string | null): Promise<number> {
-  const connection = new Connection({ server });
+export async function readableRecords(options: ConnectionOptions, topic: string, group: string | null): Promise<number> {
+  const connection = new Connection(options);
   try {
     const description = await describeTopic(connection, topic);
     const starts = await startOffsets(connection, description, group);
@@ -81,7 +81,7 @@ export async function readableRecords(server: string, topic: string, group: stri
 }
 
 export async function runConsumeLoad(options: ConsumeLoadOptions): Promise<ConsumeFigures> {
-  const connection = new Connection({ server: options.server });
+  const connection = new Connection(options.connection);
   let member: BenchGroupMember | null = null;
   let consumer: Consumer | null = null;
   let stopProgress = (): void => undefined;

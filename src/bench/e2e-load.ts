@@ -29,11 +29,11 @@
  * has not arrived `DRAIN_TIMEOUT_MS` after the last send counts as lost.
  */
 import { randomBytes } from 'node:crypto';
-import { Client, Metadata, credentials, type ClientReadableStream } from '@grpc/grpc-js';
+import type { ClientReadableStream } from '@grpc/grpc-js';
 import Long from 'long';
 import type { Logger } from '../common/logger.js';
 import { describeTopic, listOffsets } from '../client/admin.js';
-import { Connection } from '../client/connection.js';
+import { Connection, type ConnectionOptions } from '../client/connection.js';
 import { Consumer } from '../client/consumer.js';
 import { toClientError } from '../client/errors.js';
 import { type Acks, Producer, type ProducerRecord, type SendCallback } from '../client/producer.js';
@@ -67,7 +67,7 @@ const TICK_MS = 1;
 export type E2eReaderKind = 'consumer' | 'subscribe';
 
 export interface E2eLoadOptions {
-  server: string;
+  connection: ConnectionOptions;
   topic: string;
   rate: number;
   durationSeconds: number;
@@ -212,16 +212,18 @@ class ConsumerReader implements E2eReader {
 }
 
 class SubscribeReader implements E2eReader {
-  private readonly client: Client;
+  /** The subscriptions' own connection (channel), apart from the one of the offset lookups. */
+  private readonly streams: Connection;
   private readonly calls: ClientReadableStream<strata.v1.SubscribeResponse>[] = [];
 
   constructor(
     private readonly connection: Connection,
+    options: ConnectionOptions,
     private readonly topic: string,
     private readonly deliver: Deliver,
     private readonly onError: (error: Error) => void,
   ) {
-    this.client = new Client(connection.server, credentials.createInsecure(), { 'grpc-node.flow_control_window': 8 * 1024 * 1024 });
+    this.streams = new Connection(options);
   }
 
   async start(partitions: readonly number[]): Promise<void> {
@@ -230,7 +232,7 @@ class SubscribeReader implements E2eReader {
       // An explicit start offset: records sent after this lookup are all seen.
       const { offset } = await listOffsets(this.connection, this.topic, partition, 'latest');
       const request = v1.SubscribeRequest.create({ topic: this.topic, partitions: [partition], start: v1.StartPosition.create({ offset: Long.fromNumber(offset) }), raw: true });
-      const call = this.client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize as (bytes: Buffer) => strata.v1.SubscribeResponse, request, new Metadata(), {});
+      const call = this.streams.serverStream(method, request) as ClientReadableStream<strata.v1.SubscribeResponse>;
       call.on('data', (response: strata.v1.SubscribeResponse) => {
         const bytes = response.batches;
         const batches = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -249,7 +251,7 @@ class SubscribeReader implements E2eReader {
 
   async close(): Promise<void> {
     for (const call of this.calls) call.cancel();
-    this.client.close();
+    this.streams.close();
   }
 }
 
@@ -263,8 +265,8 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
   const warmupRecords = recordsInSeconds(options.rate, options.warmupSeconds);
   const measuredRecords = recordsInSeconds(options.rate, options.durationSeconds);
   if (measuredRecords < 1) throw new RangeError(`rate × duration must give at least 1 measured record, got ${options.rate} × ${options.durationSeconds} s`);
-  const connection = new Connection({ server: options.server });
-  const producer = new Producer({ server: options.server, acks: options.acks, idempotent: options.acks !== 'none', lingerMs: options.lingerMs, batchBytes: options.batchBytes, bufferBytes: options.bufferBytes, logger: options.logger });
+  const connection = new Connection(options.connection);
+  const producer = new Producer({ ...options.connection, acks: options.acks, idempotent: options.acks !== 'none', lingerMs: options.lingerMs, batchBytes: options.batchBytes, bufferBytes: options.bufferBytes, logger: options.logger });
   const template = randomBytes(options.recordSize);
   const total = warmupRecords + measuredRecords;
   const endToEnd = new LatencyRecorder(measuredRecords);
@@ -297,7 +299,7 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
     if (slot.sentAt >= measuredFromWallMs) acknowledgement.record(wallClockMs() - slot.sentAt);
   }, fail);
   const reader: E2eReader =
-    options.reader === 'subscribe' ? new SubscribeReader(connection, options.topic, deliver, fail) : new ConsumerReader(connection, options.topic, deliver, options.logger);
+    options.reader === 'subscribe' ? new SubscribeReader(connection, options.connection, options.topic, deliver, fail) : new ConsumerReader(connection, options.topic, deliver, options.logger);
   let stopProgress = (): void => undefined;
   try {
     const partitions = (await describeTopic(connection, options.topic)).partitions.map((partition) => partition.partition);

@@ -8,6 +8,7 @@
  */
 import type { Logger } from '../common/logger.js';
 import { Admin } from '../client/admin.js';
+import type { ConnectionOptions } from '../client/connection.js';
 import type { Acks } from '../client/producer.js';
 import { type BenchTopic, describe, ensureTopic } from './bench-topic.js';
 import { type BrokerDiskCalls, diskCallsBetween, readDiskCallHistograms } from './broker-disk-calls.js';
@@ -23,6 +24,8 @@ export type Workload = 'produce' | 'consume' | 'e2e';
 export interface BenchSettings {
   /** Broker address; ignored with `local`. */
   server: string;
+  /** The token and TLS options of the broker at `server` (none with `local`). */
+  access: Pick<ConnectionOptions, 'token' | 'tls'>;
   /** The metrics endpoint (HOST:PORT) of the broker at `server`, to read its disk calls; null if not given. */
   serverMetrics: string | null;
   local: boolean;
@@ -56,7 +59,8 @@ export interface BenchSettings {
 
 export interface PhaseContext {
   settings: BenchSettings;
-  address: string;
+  /** How the loads connect to the server: its address, and the broker's token and TLS if it asks for them. */
+  connection: ConnectionOptions;
   server: ServerProcess | null;
   /** The broker's metrics endpoint (HOST:PORT): a local broker's, or --server-metrics; null for the no-op server. */
   metricsAddress: string | null;
@@ -78,7 +82,7 @@ const SEND_TO_CONSUMED = {
 } as const;
 
 async function prepareTopic(context: PhaseContext): Promise<BenchTopic> {
-  const admin = new Admin({ server: context.address });
+  const admin = new Admin(context.connection);
   try {
     return await ensureTopic(admin, { name: context.settings.topic, partitions: context.settings.partitions, configs: { flush: context.settings.flush } });
   } finally {
@@ -136,7 +140,7 @@ export async function producePhase(context: PhaseContext, records = context.sett
   const topic = await prepareTopic(context);
   context.server?.resetPeaks();
   const { figures, cpu, disk } = await measured(context, () => runProduceLoad({
-    server: context.address,
+    connection: context.connection,
     topic: settings.topic,
     partitions: topic.description.partitions.length,
     records,
@@ -167,17 +171,17 @@ export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome>
   const { settings } = context;
   let topic = await prepareTopic(context);
   const rows: ResultRow[] = [];
-  const missing = settings.records - (await readableRecords(context.address, settings.topic, settings.group));
+  const missing = settings.records - (await readableRecords(context.connection, settings.topic, settings.group));
   if (missing > 0) {
     // acks=all whatever --acks says: with less the last records may not be readable yet (not
     // durable, or still queued) when the read starts, and the read would come up short.
     const filled = await producePhase({ ...context, settings: { ...settings, rate: null, acks: 'all' } }, missing, 'fill');
     rows.push(...filled.rows);
-    topic = { ...topic, description: await describe(context.address, settings.topic) };
+    topic = { ...topic, description: await describe(context.connection, settings.topic) };
   }
   context.server?.resetPeaks();
   const { figures, cpu, disk } = await measured(context, () => runConsumeLoad({
-    server: context.address,
+    connection: context.connection,
     topic: settings.topic,
     records: settings.records,
     group: settings.group,
@@ -197,7 +201,7 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
   const topic = await prepareTopic(context);
   context.server?.resetPeaks();
   const { figures, cpu, disk } = await measured(context, (startMeasuring) => runE2eLoad({
-    server: context.address,
+    connection: context.connection,
     topic: settings.topic,
     rate: settings.rate ?? E2E_RATE_DEFAULT,
     durationSeconds: settings.durationSeconds,

@@ -26,7 +26,7 @@
 import { randomBytes } from 'node:crypto';
 import Long from 'long';
 import type { Logger } from '../common/logger.js';
-import { Connection, methods } from '../client/connection.js';
+import { Connection, type ConnectionOptions, methods } from '../client/connection.js';
 import { fromItemError, toClientError } from '../client/errors.js';
 import { type Acks, Producer } from '../client/producer.js';
 import { strata } from '../generated/strata.js';
@@ -61,7 +61,7 @@ const BATCH_HEADER_BYTES = 61;
 const VALUE_POOL_SIZE = 256;
 
 export interface ProduceLoadOptions {
-  server: string;
+  connection: ConnectionOptions;
   topic: string;
   /** Partitions of the topic (the records path spreads its requests over them). */
   partitions: number;
@@ -119,7 +119,7 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
       const producers = shares.map(
         () =>
           new Producer({
-            server: options.server,
+            ...options.connection,
             acks: options.acks,
             idempotent: options.acks !== 'none',
             lingerMs: options.lingerMs,
@@ -136,7 +136,7 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
         await Promise.all(producers.map((producer) => producer.close()));
       }
     } else {
-      const connections = shares.map(() => new Connection({ server: options.server }));
+      const connections = shares.map(() => new Connection(options.connection));
       try {
         startedAt = performance.now();
         await Promise.all(connections.map((connection, index) => driveRecordsStream(connection, options, index, shares[index]!, perProducerRate, values, timing, counters)));

@@ -59,14 +59,14 @@ export function baselineWarmupRecords(records: number): number {
 /** Runs `body` against Strata: the local broker (started and stopped here) or --server. */
 async function withStrata(run: BenchRun, servers: StartedServers, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
   const base = { settings: run.settings, serverKind: 'strata' as const, logger: run.logger, progress: run.progress };
-  if (!run.settings.local) return body({ ...base, address: run.settings.server, server: null, metricsAddress: run.settings.serverMetrics });
+  if (!run.settings.local) return body({ ...base, connection: { server: run.settings.server, ...run.settings.access }, server: null, metricsAddress: run.settings.serverMetrics });
   const serveArgs = [
     ...(run.settings.writeMode === null ? [] : ['--write-mode', run.settings.writeMode]),
     ...(run.settings.smallIo === null ? [] : ['--small-io', run.settings.smallIo]),
   ];
   const broker = await servers.track(() => startLocalBroker({ profileDirectory: run.settings.profileServer, serveArgs }));
   try {
-    return await body({ ...base, address: broker.server.address, server: broker.server, metricsAddress: broker.metricsAddress });
+    return await body({ ...base, connection: { server: broker.server.address }, server: broker.server, metricsAddress: broker.metricsAddress });
   } catch (error) {
     if (error instanceof Error && broker.server.child.exitCode !== null) error.message += `\nlast broker output:\n${broker.server.recentOutput}`;
     throw error;
@@ -78,7 +78,7 @@ async function withStrata(run: BenchRun, servers: StartedServers, body: (context
 async function withNoop(run: BenchRun, servers: StartedServers, body: (context: PhaseContext) => Promise<PhaseOutcome>): Promise<PhaseOutcome> {
   const noop = await servers.track(() => startNoopServerProcess());
   try {
-    return await body({ settings: run.settings, address: noop.address, server: noop, metricsAddress: null, serverKind: 'no-op', logger: run.logger, progress: run.progress });
+    return await body({ settings: run.settings, connection: { server: noop.address }, server: noop, metricsAddress: null, serverKind: 'no-op', logger: run.logger, progress: run.progress });
   } finally {
     await noop.stop();
   }

@@ -11,7 +11,7 @@
  * `cannot reach the broker at HOST:PORT (...)`. Either way main.ts prints `strata: <message>` and
  * exits 1.
  */
-import type { Argv } from 'yargs';
+import type { Argv, Options } from 'yargs';
 import { pino, type Logger } from 'pino';
 import { readFileSync } from 'node:fs';
 import { isLoopbackHost, parseListenAddress } from '../common/listen-address.js';
@@ -54,6 +54,15 @@ export function clientLogger(): Logger {
   return logger;
 }
 
+/** The token and TLS options of a broker that asks for them (`strata bench` takes them too). */
+export const ACCESS_OPTIONS = {
+  token: { type: 'string', describe: 'Token for a broker that asks for one (env STRATA_TOKEN, which keeps it out of the process list)', requiresArg: true },
+  tls: { type: 'boolean', describe: "Connect over TLS, trusting the system's CA certificates (implied by the other --tls options)" },
+  'tls-ca-file': { type: 'string', describe: "PEM CA certificates to trust for the broker's certificate, instead of the system's", requiresArg: true },
+  'tls-client-cert-file': { type: 'string', describe: 'PEM client certificate, for a broker that asks for one (mutual TLS)', requiresArg: true },
+  'tls-client-key-file': { type: 'string', describe: 'PEM private key of --tls-client-cert-file', requiresArg: true },
+} as const satisfies Record<string, Options>;
+
 export function withClientOptions<T>(yargs: Argv<T>): Argv<T & { server: string }> {
   return yargs
     .option('server', {
@@ -62,11 +71,7 @@ export function withClientOptions<T>(yargs: Argv<T>): Argv<T & { server: string 
       describe: 'Broker address HOST:PORT (env STRATA_SERVER)',
       requiresArg: true,
     })
-    .option('token', { type: 'string', describe: 'Token for a broker that asks for one (env STRATA_TOKEN, which keeps it out of the process list)', requiresArg: true })
-    .option('tls', { type: 'boolean', describe: "Connect over TLS, trusting the system's CA certificates (implied by the other --tls options)" })
-    .option('tls-ca-file', { type: 'string', describe: "PEM CA certificates to trust for the broker's certificate, instead of the system's", requiresArg: true })
-    .option('tls-client-cert-file', { type: 'string', describe: 'PEM client certificate, for a broker that asks for one (mutual TLS)', requiresArg: true })
-    .option('tls-client-key-file', { type: 'string', describe: 'PEM private key of --tls-client-cert-file', requiresArg: true }) as Argv<T & { server: string }>;
+    .options(ACCESS_OPTIONS) as unknown as Argv<T & { server: string }>;
 }
 
 /** The broker address from argv; a UsageError when it is not HOST:PORT. */

@@ -359,6 +359,9 @@ describe('strata bench', () => {
       [['produce', '--server-metrics', '127.0.0.1:9464'], '--server-metrics is for a broker at --server; with --local the benchmark reads its own broker\'s metrics'],
       [['produce', '--server-metrics', 'metrics'], '--server-metrics must be HOST:PORT, got "metrics"'],
       [['produce', '--server-metrics', '127.0.0.1:1', '--server-metrics', '127.0.0.1:2'], '--server-metrics was given 2 times; it takes one value'],
+      // The broker --local starts serves plaintext and asks for no token.
+      [['produce', '--token', 'secret'], '--token (or its STRATA_ variable) is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
+      [['e2e', '--tls-ca-file', 'ca.pem'], '--tls-ca-file (or its STRATA_ variable) is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
     ];
     for (const [args, message] of refusals) {
       const result = await runCli(['bench', ...args, '--local']);

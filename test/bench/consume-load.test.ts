@@ -24,6 +24,7 @@ function context(settings: Partial<BenchSettings>): PhaseContext {
   return {
     settings: {
       server: broker.address,
+      access: {},
       serverMetrics: null,
       local: false,
       topic: 'consume',
@@ -48,7 +49,7 @@ function context(settings: Partial<BenchSettings>): PhaseContext {
       smallIo: null,
       ...settings,
     },
-    address: broker.address,
+    connection: { server: broker.address },
     server: null,
     metricsAddress: null,
     serverKind: 'strata',
@@ -72,6 +73,6 @@ it('fills from the group\'s committed offsets: a second run with the same group 
 it('fails when fewer records than asked for lie after the start of the read', async () => {
   await consumePhase(context({ topic: 'consume-short', records: 500 }));
   await expect(
-    runConsumeLoad({ server: broker.address, topic: 'consume-short', records: 800, group: null, fetchBytes: null, logger: rootLogger, progress: silent, label: 'consume' }),
+    runConsumeLoad({ connection: { server: broker.address }, topic: 'consume-short', records: 800, group: null, fetchBytes: null, logger: rootLogger, progress: silent, label: 'consume' }),
   ).rejects.toThrow('only 500 records of "consume-short" lie after the log start, fewer than the 800 to read');
 });

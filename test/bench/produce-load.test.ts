@@ -45,7 +45,7 @@ afterAll(() => server?.stop());
 
 function recordsPath(address: string, overrides: Partial<ProduceLoadOptions>): ProduceLoadOptions {
   return {
-    server: address,
+    connection: { server: address },
     topic: 'records-path',
     partitions: 1,
     records: 100,

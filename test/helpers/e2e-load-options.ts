@@ -5,7 +5,7 @@ import { rootLogger } from '../../src/common/logger.js';
 /** A short e2e load (1,000 records/s of 100 B, read by the client Consumer), silent. */
 export function e2eLoadOptions(server: string, topic: string, timing: Pick<E2eLoadOptions, 'durationSeconds' | 'warmupSeconds'>): E2eLoadOptions {
   return {
-    server,
+    connection: { server },
     topic,
     rate: 1000,
     recordSize: 100,

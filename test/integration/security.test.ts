@@ -111,6 +111,24 @@ describe('TLS with tokens', () => {
     expect(metrics).toMatch(/^strata_requests_total\{method="CreateTopic",code="PERMISSION_DENIED"\} [1-9]\d*$/m);
   });
 
+  it('is benchmarked by strata bench given a token and the CA: produce, and e2e read over Subscribe', async () => {
+    const json = join(temporaryDirectory(), 'figures.json');
+    try {
+      const produced = await cli(['bench', 'produce', '--topic', 'bench-secure', '--records', '2000', '--json', json], { STRATA_TOKEN: TOKENS.operator });
+      expect(produced.code, produced.stderr).toBe(0);
+      const written = readFileSync(json, 'utf8');
+      expect((JSON.parse(written) as { results: { records: number }[] }).results.map((row) => row.records)).toEqual([2000]);
+      expect(written).not.toContain(TOKENS.operator);
+      const e2e = await cli(['bench', 'e2e', '--topic', 'bench-secure', '--duration', '1', '--rate', '200', '--warmup-seconds', '0', '--reader', 'subscribe', '--json', json], { STRATA_TOKEN: TOKENS.operator });
+      expect(e2e.code, e2e.stderr).toBe(0);
+      expect((JSON.parse(readFileSync(json, 'utf8')) as { results: { records: number; lost: number }[] }).results).toMatchObject([{ records: 200, lost: 0 }]);
+    } finally {
+      removeDirectory(join(json, '..'));
+    }
+    const refused = await cli(['bench', 'produce', '--topic', 'bench-secure', '--records', '10']);
+    expect([refused.code, refused.stderr]).toEqual([1, 'strata: this broker needs a token: send it as "authorization: Bearer <token>" metadata (the strata CLI reads STRATA_TOKEN)\n']);
+  });
+
   it('answers health checks without a token, and refuses plaintext clients', async () => {
     type HealthClient = Client & { check(request: { service: string }, options: { deadline: number }, callback: (error: ServiceError | null, response: { status: string }) => void): void };
     const Health = makeGenericClientConstructor(healthService as unknown as ServiceDefinition, 'grpc.health.v1.Health');

@@ -21,7 +21,8 @@ import { formatReport } from '../../bench/report.js';
 import { type BenchWorkload, runBench } from '../../bench/run-bench.js';
 import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES, recordsInSeconds } from '../../bench/e2e-load.js';
 import { UsageError } from '../cli-errors.js';
-import { clientLogger, describeFailure, serverAddress } from '../client-options.js';
+import { ACCESS_OPTIONS, clientLogger, connectionOptions, describeFailure, serverAddress } from '../client-options.js';
+import type { ConnectionOptions } from '../../client/connection.js';
 import { printText, systemErrorText } from '../output.js';
 import { isLoopbackHost, parseListenAddress } from '../../common/listen-address.js';
 
@@ -95,7 +96,7 @@ const OPTIONS_OF: Record<Workload, ReadonlySet<string>> = {
 };
 
 /** Option names of this command, for the environment check in main.ts. */
-export const BENCH_OPTION_NAMES = [...new Set([...Object.keys(COMMON_OPTIONS), ...Object.keys(BASELINE_OPTIONS), ...Object.keys(E2E_OPTIONS)])];
+export const BENCH_OPTION_NAMES = [...new Set([...Object.keys(COMMON_OPTIONS), ...Object.keys(ACCESS_OPTIONS), ...Object.keys(BASELINE_OPTIONS), ...Object.keys(E2E_OPTIONS)])];
 
 export function benchCommand(yargs: Argv): Argv {
   return yargs.command('bench', 'Load benchmarks with the real client: produce, consume, e2e, baseline', (bench) =>
@@ -105,7 +106,7 @@ export function benchCommand(yargs: Argv): Argv {
         'Producer throughput and latency (kafka-producer-perf-test)',
         (command) =>
           command
-            .options({ ...COMMON_OPTIONS, ...PRODUCE_OPTIONS })
+            .options({ ...COMMON_OPTIONS, ...ACCESS_OPTIONS, ...PRODUCE_OPTIONS })
             .example('strata bench produce --local --records 5000000', '100-byte records, 1 producer, 1 partition, acks=all')
             .example('strata bench produce --local --producers 4 --partitions 16', '4 producers over 16 partitions'),
         (argv) => runBenchCommand(argv, 'produce'),
@@ -113,7 +114,7 @@ export function benchCommand(yargs: Argv): Argv {
       .command(
         'consume',
         'Catch-up read throughput from the earliest offset (kafka-consumer-perf-test)',
-        (command) => command.options({ ...COMMON_OPTIONS, ...CONSUME_OPTIONS }).example('strata bench consume --local --records 5000000', 'fill, then read 5M records'),
+        (command) => command.options({ ...COMMON_OPTIONS, ...ACCESS_OPTIONS, ...CONSUME_OPTIONS }).example('strata bench consume --local --records 5000000', 'fill, then read 5M records'),
         (argv) => runBenchCommand(argv, 'consume'),
       )
       .command(
@@ -121,7 +122,7 @@ export function benchCommand(yargs: Argv): Argv {
         'End-to-end latency at a fixed rate: send time to consumption',
         (command) =>
           command
-            .options({ ...COMMON_OPTIONS, ...E2E_OPTIONS })
+            .options({ ...COMMON_OPTIONS, ...ACCESS_OPTIONS, ...E2E_OPTIONS })
             .example('strata bench e2e --local --rate 10000 --duration 30', '10,000 records/s for 30 s, read with the client Consumer')
             .example('strata bench e2e --local --reader subscribe', 'the same, read with Subscribe (server push)'),
         (argv) => runBenchCommand(argv, 'e2e'),
@@ -131,7 +132,7 @@ export function benchCommand(yargs: Argv): Argv {
         'The same workload against a no-op gRPC server (the transport ceiling) and against Strata',
         (command) =>
           command
-            .options({ ...COMMON_OPTIONS, ...BASELINE_OPTIONS })
+            .options({ ...COMMON_OPTIONS, ...ACCESS_OPTIONS, ...BASELINE_OPTIONS })
             .example('strata bench baseline --local --records 5000000', 'produce: Strata as a fraction of the no-op server')
             .example('strata bench baseline --local --workload e2e --record-size 1024', 'e2e latency: Strata against the transport alone'),
         (argv) => runBenchCommand(argv, 'baseline'),
@@ -167,7 +168,7 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
       progress: new Progress(),
     });
   } catch (error) {
-    throw settings.local ? error : describeFailure(error, { server: settings.server });
+    throw settings.local ? error : describeFailure(error, { server: settings.server, ...settings.access });
   }
   await printText(formatReport(report));
   if (typeof argv.json === 'string') writeFileSync(argv.json, `${JSON.stringify(report, null, 2)}\n`);
@@ -215,6 +216,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   if (measured === 'e2e' && recordsInSeconds(rate!, durationSeconds) < 1) throw new UsageError(`--rate × --duration must give at least 1 measured record for e2e, got ${rate} × ${durationSeconds}`);
   const group = typeof argv.group === 'string' && argv.group !== '' ? argv.group : null;
   const server = local ? '' : serverAddress(argv);
+  const access = brokerAccess(argv, local);
   if (workload === 'baseline' && !local && !isLoopbackHost(parseListenAddress(server).host)) {
     // The no-op server always runs here, on loopback: against a broker across a network the
     // ratio would measure the network, not what Strata adds to the transport.
@@ -228,6 +230,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   if (workload === 'baseline') refuseUnusedOptions(argv, measured);
   return {
     server,
+    access,
     serverMetrics,
     local,
     topic: nonEmpty(argv.topic, '--topic'),
@@ -260,6 +263,23 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
  * given another value than its default would be silently ignored, or reported in the JSON as
  * if it applied (a --rate of a catch-up read), so it is refused.
  */
+/**
+ * The token and TLS options (`--token`, `--tls`, `--tls-*-file`) of a broker at --server, which
+ * the loads connect with (the no-op server of a baseline gets neither); refused with --local,
+ * whose broker serves plaintext and asks for no token.
+ */
+function brokerAccess(argv: BenchArgs, local: boolean): Pick<ConnectionOptions, 'token' | 'tls'> {
+  if (local) {
+    const given = Object.keys(ACCESS_OPTIONS).find((name) => argv[name] !== undefined);
+    if (given !== undefined) {
+      throw new UsageError(`--${given} (or its STRATA_ variable) is for a broker at --server: the broker --local starts serves plaintext and asks for no token`);
+    }
+    return {};
+  }
+  const { token, tls } = connectionOptions(argv);
+  return { ...(token !== undefined ? { token } : {}), ...(tls !== undefined ? { tls } : {}) };
+}
+
 function refuseUnusedOptions(argv: BenchArgs, measured: Workload): void {
   const options: Record<string, Options> = BASELINE_OPTIONS;
   for (const [name, option] of Object.entries(options)) {
