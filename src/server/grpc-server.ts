@@ -66,14 +66,16 @@ export const FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
  * below what the disk and the log can take. grpc-js (1.14) offers no server option for this
  * (its client has `grpc-node.flow_control_window`), so this reaches its listening HTTP/2
  * servers; `test/server/flow-control.test.ts` fails if a grpc-js upgrade moves them.
+ * `onSession` is handed each connection too (the metrics count them).
  */
-export function widenFlowControlWindows(server: Server): boolean {
+export function widenFlowControlWindows(server: Server, onSession?: (session: Http2Session) => void): boolean {
   const http2Servers = (server as unknown as { http2Servers?: Map<NodeJS.EventEmitter, unknown> }).http2Servers;
   if (!(http2Servers instanceof Map)) return false;
   for (const http2Server of http2Servers.keys()) {
     http2Server.on('session', (session: Http2Session) => {
       session.settings({ initialWindowSize: FLOW_CONTROL_WINDOW_BYTES });
       session.setLocalWindowSize(FLOW_CONTROL_WINDOW_BYTES);
+      onSession?.(session);
     });
   }
   return http2Servers.size > 0;
@@ -121,7 +123,8 @@ export class StrataGrpcServer {
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(options.listen, serverCredentials(options.tls ?? null), (error, boundPort) => (error ? reject(bindFailure('--listen', options.listen, error)) : resolve(boundPort))),
     );
-    widenFlowControlWindows(server);
+    const metrics = options.metrics;
+    widenFlowControlWindows(server, metrics === null ? undefined : (session) => metrics.countConnection(session));
     const instance = new StrataGrpcServer(server, formatListenAddress(parseListenAddress(options.listen).host, port), port, health, stopping);
     instance.setServing(broker.ready);
     return instance;

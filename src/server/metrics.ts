@@ -11,6 +11,7 @@
  * rate() would spike): a counter summed over partitions keeps the counts of deleted topics
  * (`Broker.ioCallTotals`); a per-topic or per-group series goes away with its topic or group.
  */
+import type { Http2Session } from 'node:http2';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Broker } from '../broker/broker.js';
 import type { GroupCoordinator, GroupEvents } from '../groups/group-coordinator.js';
@@ -32,6 +33,8 @@ export class BrokerMetrics {
   readonly requestSeconds: Histogram<'method'>;
   private readonly requestErrors: Counter<'method' | 'error'>;
   readonly activeCalls: Gauge<'method'>;
+  private readonly connections: Gauge;
+  private readonly connectionsAccepted: Counter;
   readonly fsyncSeconds: Histogram;
   readonly writeSeconds: Histogram;
   private readonly rebalances: Counter<'group'>;
@@ -58,6 +61,8 @@ export class BrokerMetrics {
       registers,
     });
     this.activeCalls = new Gauge({ name: 'strata_grpc_active_calls', help: 'gRPC calls in progress (streams included)', labelNames: ['method'], registers });
+    this.connections = new Gauge({ name: 'strata_grpc_connections', help: 'Client connections (HTTP/2 sessions, after the TLS handshake with TLS) open now', registers });
+    this.connectionsAccepted = new Counter({ name: 'strata_grpc_connections_accepted_total', help: 'Client connections (HTTP/2 sessions) accepted since the broker started', registers });
     this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: 'fdatasync latency of log files', buckets: DISK_BUCKETS_SECONDS, registers });
     this.writeSeconds = new Histogram({
       name: 'strata_log_write_duration_seconds',
@@ -271,6 +276,13 @@ export class BrokerMetrics {
   }
 
   /** Connects the produce memory gauge and pause counter to the server's produce memory. */
+  /** Counts a client connection, open until its session closes. */
+  countConnection(session: Http2Session): void {
+    this.connections.inc();
+    this.connectionsAccepted.inc();
+    session.once('close', () => this.connections.dec());
+  }
+
   watchProduceMemory(memory: RequestMemory): void {
     this.produceMemory = memory;
   }

@@ -19,6 +19,7 @@ import { useSharedBroker } from '../helpers/shared-broker.js';
 import { acrossRestart } from '../helpers/restart.js';
 import { removeDirectory, startTestBroker, temporaryDirectory, testSettings, unusedPort } from '../helpers/test-server.js';
 import { Broker } from '../../src/broker/broker.js';
+import { Admin } from '../../src/client/admin.js';
 import { runBroker } from '../../src/server/run-broker.js';
 
 async function get(address: string, path: string): Promise<{ status: number; body: string }> {
@@ -572,6 +573,31 @@ describe('stop', () => {
     } finally {
       await close();
       removeDirectory(running.dataDir);
+    }
+  });
+});
+
+describe('client connections', () => {
+  it('are counted while open, and in all since the start', async () => {
+    const broker = await startTestBroker();
+    // grpc-js shares one connection between channels to the same address unless told otherwise.
+    const own = { 'grpc.use_local_subchannel_pool': 1 };
+    const admins = [new Admin({ server: broker.address, channelOptions: own }), new Admin({ server: broker.address, channelOptions: own })];
+    const connections = async (): Promise<string> => {
+      const body = (await get(broker.metricsAddress!, '/metrics')).body;
+      return `${/^strata_grpc_connections (\S+)$/m.exec(body)?.[1]} open, ${/^strata_grpc_connections_accepted_total (\S+)$/m.exec(body)?.[1]} accepted`;
+    };
+    try {
+      expect(await connections()).toBe('0 open, 0 accepted');
+      for (const admin of admins) await admin.listTopics();
+      expect(await connections()).toBe('2 open, 2 accepted');
+      await admins[0]!.close();
+      const deadline = Date.now() + 10_000;
+      while ((await connections()) !== '1 open, 2 accepted' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(await connections()).toBe('1 open, 2 accepted');
+    } finally {
+      await admins[1]!.close();
+      await broker.dispose();
     }
   });
 });
