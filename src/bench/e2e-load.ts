@@ -212,7 +212,7 @@ class ConsumerReader implements E2eReader {
 }
 
 class SubscribeReader implements E2eReader {
-  /** The subscriptions' own connection (channel), apart from the one of the offset lookups. */
+  /** The subscriptions' own connection, apart from the producer's and the offset lookups'. */
   private readonly streams: Connection;
   private readonly calls: ClientReadableStream<strata.v1.SubscribeResponse>[] = [];
 
@@ -223,7 +223,8 @@ class SubscribeReader implements E2eReader {
     private readonly deliver: Deliver,
     private readonly onError: (error: Error) => void,
   ) {
-    this.streams = new Connection(options);
+    // grpc-js shares one connection between channels with the same address and options.
+    this.streams = new Connection({ ...options, channelOptions: { ...options.channelOptions, 'grpc.use_local_subchannel_pool': 1 } });
   }
 
   async start(partitions: readonly number[]): Promise<void> {

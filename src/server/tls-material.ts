@@ -22,7 +22,7 @@ export interface TlsMaterial {
   privateKey: Buffer;
   /** CA certificates (PEM) that client certificates must chain to; null: no client certificate is asked for. */
   clientCa: Buffer | null;
-  /** When the broker's certificate ends (for the start-up log line). */
+  /** When the broker's certificate chain ends: its certificate's end, or an intermediate's before it. */
   validTo: string;
   /** The files it was read from (for the start-up log line). */
   files: TlsFiles;
@@ -45,7 +45,8 @@ export function loadTlsMaterial(files: TlsFiles, nowMs: number): TlsMaterial | n
   if (certFile === '' || keyFile === '') throw invalid('give both --tls-cert-file and --tls-key-file (the broker\'s certificate and its private key), or neither');
   const certChain = readFlagFile('--tls-cert-file', certFile);
   const privateKey = readFlagFile('--tls-key-file', keyFile);
-  const certificate = certificateIn('--tls-cert-file', certFile, certChain);
+  const chain = certificatesIn('--tls-cert-file', certFile, certChain);
+  const certificate = chain[0]!;
   let key: ReturnType<typeof createPrivateKey>;
   try {
     key = createPrivateKey(privateKey);
@@ -60,12 +61,15 @@ export function loadTlsMaterial(files: TlsFiles, nowMs: number): TlsMaterial | n
   if (!certificate.checkPrivateKey(key)) throw invalid(`--tls-key-file ${keyFile} is not the private key of the certificate in --tls-cert-file ${certFile}`);
   if (Date.parse(certificate.validTo) < nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} expired on ${certificate.validTo}; renew it`);
   if (Date.parse(certificate.validFrom) > nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} is valid only from ${certificate.validFrom}: clients would refuse it until then (is this machine's clock right?)`);
+  // An intermediate CA's end ends the chain's use too: clients refuse a chain with one past it.
+  const firstToEnd = chain.reduce((first, next) => (Date.parse(next.validTo) < Date.parse(first.validTo) ? next : first));
+  if (Date.parse(firstToEnd.validTo) < nowMs) throw invalid(`the chain in --tls-cert-file ${certFile} holds a certificate (${firstToEnd.subject.replaceAll('\n', ', ')}) that expired on ${firstToEnd.validTo}; renew it`);
   let clientCa: Buffer | null = null;
   if (clientCaFile !== '') {
     clientCa = readFlagFile('--tls-client-ca-file', clientCaFile);
-    certificateIn('--tls-client-ca-file', clientCaFile, clientCa);
+    certificatesIn('--tls-client-ca-file', clientCaFile, clientCa);
   }
-  return { certChain, privateKey, clientCa, validTo: certificate.validTo, files };
+  return { certChain, privateKey, clientCa, validTo: firstToEnd.validTo, files };
 }
 
 /** The listener's TLS: the material in use, and the grpc-js credentials that serve it. */
@@ -101,7 +105,8 @@ export class ServerTls {
 /**
  * grpc-js credentials whose certificate, key and client CA can be replaced while the server
  * runs: grpc-js hands each replacement to its TLS listeners' `setSecureContext`. The options
- * are those `ServerCredentials.createSsl` gives.
+ * are those `ServerCredentials.createSsl` gives, but for the CA certificates when no client
+ * certificate is asked for (createSsl then sets the default roots, which nothing reads).
  */
 class ReloadableServerCredentials extends ServerCredentials {
   constructor(material: TlsMaterial) {
@@ -118,7 +123,8 @@ class ReloadableServerCredentials extends ServerCredentials {
     try {
       createSecureContext(options);
     } catch (error) {
-      throw invalid(`the TLS files ${material.files.certFile} and ${material.files.keyFile} cannot be served: ${(error as Error).message}`);
+      const { certFile, keyFile, clientCaFile } = material.files;
+      throw invalid(`the TLS files ${[certFile, keyFile, clientCaFile].filter((file) => file !== '').join(', ')} cannot be served: ${(error as Error).message}`);
     }
     this.updateSecureContextOptions(options);
   }
@@ -150,12 +156,17 @@ function readFlagFile(flag: string, path: string): Buffer {
   }
 }
 
-function certificateIn(flag: string, path: string, pem: Buffer): X509Certificate {
-  try {
-    return new X509Certificate(pem);
-  } catch (error) {
-    throw invalid(`${flag} ${path} holds no PEM certificate (${(error as Error).message})`);
-  }
+/** Every PEM certificate in a file, in order; at least one. */
+function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificate[] {
+  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw invalid(`${flag} ${path} holds no PEM certificate`);
+  return blocks.map((block, index) => {
+    try {
+      return new X509Certificate(block);
+    } catch (error) {
+      throw invalid(`${flag} ${path}: its certificate ${index + 1} of ${blocks.length} cannot be read (${(error as Error).message})`);
+    }
+  });
 }
 
 function invalid(message: string): StrataError {

@@ -73,7 +73,8 @@ async function bench(name: string, args: string[], local = true): Promise<{ repo
   const json = join(directory, `${name}.json`);
   const { stdout, stderr } = await run(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'bench', ...args, ...(local ? ['--local'] : []), '--json', json], {
     timeout: 120_000,
-    env: { ...process.env, STRATA_LOG_LEVEL: 'warn' },
+    // A token set for other commands is ignored by --local, whose broker asks for none.
+    env: { ...process.env, STRATA_LOG_LEVEL: 'warn', ...(local ? { STRATA_TOKEN: 'for-other-commands' } : {}) },
   });
   return { report: JSON.parse(readFileSync(json, 'utf8')) as Report, stdout, stderr };
 }
@@ -360,8 +361,8 @@ describe('strata bench', () => {
       [['produce', '--server-metrics', 'metrics'], '--server-metrics must be HOST:PORT, got "metrics"'],
       [['produce', '--server-metrics', '127.0.0.1:1', '--server-metrics', '127.0.0.1:2'], '--server-metrics was given 2 times; it takes one value'],
       // The broker --local starts serves plaintext and asks for no token.
-      [['produce', '--token', 'secret'], '--token (or its STRATA_ variable) is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
-      [['e2e', '--tls-ca-file', 'ca.pem'], '--tls-ca-file (or its STRATA_ variable) is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
+      [['produce', '--token', 'secret'], '--token is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
+      [['e2e', '--tls-ca-file=ca.pem'], '--tls-ca-file is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
     ];
     for (const [args, message] of refusals) {
       const result = await runCli(['bench', ...args, '--local']);

@@ -114,11 +114,13 @@ describe('TLS with tokens', () => {
   it('is benchmarked by strata bench given a token and the CA: produce, and e2e read over Subscribe', async () => {
     const json = join(temporaryDirectory(), 'figures.json');
     try {
-      const produced = await cli(['bench', 'produce', '--topic', 'bench-secure', '--records', '2000', '--json', json], { STRATA_TOKEN: TOKENS.operator });
+      const produced = await cli(['bench', 'produce', '--topic', 'bench-secure', '--records', '2000', '--json', json, '--token', TOKENS.operator]);
       expect(produced.code, produced.stderr).toBe(0);
       const written = readFileSync(json, 'utf8');
       expect((JSON.parse(written) as { results: { records: number }[] }).results.map((row) => row.records)).toEqual([2000]);
+      // The command line in the report leaves the token out.
       expect(written).not.toContain(TOKENS.operator);
+      expect((JSON.parse(written) as { command: string }).command).toContain('--token ***');
       const e2e = await cli(['bench', 'e2e', '--topic', 'bench-secure', '--duration', '1', '--rate', '200', '--warmup-seconds', '0', '--reader', 'subscribe', '--json', json], { STRATA_TOKEN: TOKENS.operator });
       expect(e2e.code, e2e.stderr).toBe(0);
       expect((JSON.parse(readFileSync(json, 'utf8')) as { results: { records: number; lost: number }[] }).results).toMatchObject([{ records: 200, lost: 0 }]);
@@ -127,6 +129,9 @@ describe('TLS with tokens', () => {
     }
     const refused = await cli(['bench', 'produce', '--topic', 'bench-secure', '--records', '10']);
     expect([refused.code, refused.stderr]).toEqual([1, 'strata: this broker needs a token: send it as "authorization: Bearer <token>" metadata (the strata CLI reads STRATA_TOKEN)\n']);
+    // The no-op server of a baseline is plaintext: the ratio would count TLS.
+    const baseline = await cli(['bench', 'baseline', '--records', '10'], { STRATA_TOKEN: TOKENS.operator });
+    expect([baseline.code, baseline.stderr]).toEqual([2, 'strata: baseline compares with a plaintext no-op server, so against a broker serving TLS its ratio would count TLS too: run produce, consume or e2e against it instead\n']);
   });
 
   it('answers health checks without a token, and refuses plaintext clients', async () => {
@@ -366,6 +371,8 @@ describe('certificates read again on SIGHUP', () => {
       expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('OK');
       expect(await listed(CA)).toBe('UNAVAILABLE');
       expect(broker.logLines.some((line) => line.includes('SIGHUP: TLS files read again'))).toBe(true);
+      // The renewed certificate ends in 2125, a year before the first.
+      expect(await expiry()).toBe(`${certFile} ${Date.parse(new X509Certificate(readFileSync(fixture('server-renewed.pem'))).validTo) / 1000}`);
       // A key that is not the certificate's: logged, and the renewed certificate is still served.
       copyFileSync(fixture('server-key.pem'), keyFile);
       broker.child.kill('SIGHUP');
@@ -378,6 +385,26 @@ describe('certificates read again on SIGHUP', () => {
       await broker.exited;
       rmSync(certFile, { force: true });
       rmSync(keyFile, { force: true });
+      removeDirectory(dataDir);
+    }
+  });
+});
+
+describe('SIGHUP without tokens or TLS', () => {
+  it('is logged as nothing to read, and the broker serves on', async () => {
+    const dataDir = temporaryDirectory();
+    const broker = await spawnBroker(dataDir);
+    const admin = new Admin({ server: broker.address, deadlineMs: 10_000 });
+    try {
+      broker.child.kill('SIGHUP');
+      const deadline = Date.now() + 10_000;
+      while (!broker.logLines.some((line) => line.includes('SIGHUP: nothing to read again')) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(broker.logLines.some((line) => line.includes('SIGHUP: nothing to read again'))).toBe(true);
+      expect(await admin.listTopics()).toEqual([]);
+    } finally {
+      await admin.close();
+      broker.child.kill('SIGTERM');
+      expect(await broker.exited).toEqual({ code: 0, signal: null });
       removeDirectory(dataDir);
     }
   });

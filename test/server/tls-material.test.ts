@@ -1,12 +1,12 @@
 // Goal: the broker's TLS flags are checked when serve starts, each mistake one message naming
 // the flag (a missing half, an unreadable file, no PEM, a key of another certificate, an
 // expired certificate); method: loadTlsMaterial on the test fixtures and on files made wrong.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
-import { loadTlsMaterial } from '../../src/server/tls-material.js';
+import { ServerTls, loadTlsMaterial } from '../../src/server/tls-material.js';
 
 const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures', 'tls');
 const fixture = (name: string): string => join(FIXTURES, name);
@@ -38,7 +38,7 @@ describe('loadTlsMaterial', () => {
     expect(problem({ certFile: fixture('server.pem') })).toBe("give both --tls-cert-file and --tls-key-file (the broker's certificate and its private key), or neither");
     expect(problem({ clientCaFile: fixture('ca.pem') })).toBe('--tls-client-ca-file needs --tls-cert-file and --tls-key-file: client certificates are asked for only over TLS');
     expect(problem({ certFile: join(directory, 'absent.pem'), keyFile: fixture('server-key.pem') })).toBe(`--tls-cert-file ${join(directory, 'absent.pem')} cannot be read: ENOENT`);
-    expect(problem({ certFile: notPem, keyFile: fixture('server-key.pem') })).toMatch(new RegExp(`^--tls-cert-file ${notPem} holds no PEM certificate \\(`));
+    expect(problem({ certFile: notPem, keyFile: fixture('server-key.pem') })).toBe(`--tls-cert-file ${notPem} holds no PEM certificate`);
     expect(problem({ certFile: fixture('server.pem'), keyFile: notPem })).toMatch(new RegExp(`^--tls-key-file ${notPem} holds no PEM private key \\(`));
     expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('client-key.pem') })).toBe(`--tls-key-file ${fixture('client-key.pem')} is not the private key of the certificate in --tls-cert-file ${fixture('server.pem')}`);
     expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem'), clientCaFile: notPem })).toMatch(/^--tls-client-ca-file .* holds no PEM certificate/);
@@ -47,5 +47,30 @@ describe('loadTlsMaterial', () => {
     const encrypted = join(directory, 'encrypted-key.pem');
     writeFileSync(encrypted, '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAj0\n-----END ENCRYPTED PRIVATE KEY-----\n');
     expect(problem({ certFile: fixture('server.pem'), keyFile: encrypted })).toBe(`--tls-key-file ${encrypted} is encrypted with a passphrase, which the broker cannot ask for: give it the key unencrypted (openssl pkey -in KEY -out PLAIN), readable by the broker's user only`);
+  });
+
+  it('reads every certificate of a chain: one that cannot be read is refused, and the chain ends with its first certificate to end', () => {
+    const corrupt = join(directory, 'corrupt-chain.pem');
+    writeFileSync(corrupt, `${readFileSync(fixture('server.pem'), 'utf8')}-----BEGIN CERTIFICATE-----\nMIIBbad\n-----END CERTIFICATE-----\n`);
+    expect(problem({ certFile: corrupt, keyFile: fixture('server-key.pem') })).toMatch(new RegExp(`^--tls-cert-file ${corrupt}: its certificate 2 of 2 cannot be read \\(`));
+    // A chain whose second certificate (an intermediate, say) ends in 2125, before the broker's own.
+    const chain = join(directory, 'chain.pem');
+    writeFileSync(chain, readFileSync(fixture('server.pem'), 'utf8') + readFileSync(fixture('server-renewed.pem'), 'utf8'));
+    expect(loadTlsMaterial({ certFile: chain, keyFile: fixture('server-key.pem'), clientCaFile: '' }, NOW)!.validTo).toBe('Jan  1 00:00:00 2125 GMT');
+    expect(problem({ certFile: chain, keyFile: fixture('server-key.pem') }, Date.parse('2125-06-01T00:00:00Z'))).toBe(
+      `the chain in --tls-cert-file ${chain} holds a certificate (CN=localhost) that expired on Jan  1 00:00:00 2125 GMT; renew it`,
+    );
+  });
+});
+
+describe('ServerTls', () => {
+  it('refuses material a TLS context cannot be made of, and keeps serving what it served', () => {
+    const files = { certFile: fixture('server.pem'), keyFile: fixture('server-key.pem'), clientCaFile: '' };
+    const tls = ServerTls.fromFiles(files, NOW)!;
+    const served = tls.credentials._getSecureContextOptions();
+    // Past loadTlsMaterial's checks (which would refuse it): a key of another certificate.
+    const mismatched = { ...tls.material, privateKey: readFileSync(fixture('client-key.pem')) };
+    expect(() => tls.credentials.serve(mismatched)).toThrow(/^the TLS files .*server\.pem, .*server-key\.pem cannot be served: /);
+    expect(tls.credentials._getSecureContextOptions()).toBe(served);
   });
 });

@@ -56,7 +56,7 @@ const COMMON_OPTIONS = {
 const PRODUCE_OPTIONS = {
   records: { type: 'number', default: 1_000_000, describe: 'Records to send', requiresArg: true },
   rate: { type: 'number', describe: 'Records per second over all producers (default: as fast as possible)', requiresArg: true },
-  producers: { type: 'number', default: 1, describe: 'Producers, each with its own connection', requiresArg: true },
+  producers: { type: 'number', default: 1, describe: 'Producers, each with its own produce stream (grpc-js carries them on one connection, as it does the Producers of one application)', requiresArg: true },
   'linger-ms': { type: 'number', default: PRODUCE_LINGER_MS_DEFAULT, describe: 'Producer linger (ms)', requiresArg: true },
   path: { choices: ['raw', 'records'], default: 'raw', describe: 'raw: the client Producer (RecordBatch v2); records: plain protobuf records on ProduceStream' },
 } as const satisfies Record<string, Options>;
@@ -163,7 +163,7 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
       baselineWorkload: baselineWorkload(argv),
       settings,
       parameters,
-      command: ['strata', 'bench', ...process.argv.slice(3)].join(' '),
+      command: ['strata', 'bench', ...withoutToken(process.argv.slice(3))].join(' '),
       logger: clientLogger(),
       progress: new Progress(),
     });
@@ -172,6 +172,11 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
   }
   await printText(formatReport(report));
   if (typeof argv.json === 'string') writeFileSync(argv.json, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+/** The command line as the report shows it: a token given with --token is not written out. */
+function withoutToken(args: readonly string[]): string[] {
+  return args.map((arg, index) => (args[index - 1] === '--token' ? '***' : arg.startsWith('--token=') ? '--token=***' : arg));
 }
 
 /** Refuses a --json file that could not be written, before a run whose figures it would lose. */
@@ -216,7 +221,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   if (measured === 'e2e' && recordsInSeconds(rate!, durationSeconds) < 1) throw new UsageError(`--rate × --duration must give at least 1 measured record for e2e, got ${rate} × ${durationSeconds}`);
   const group = typeof argv.group === 'string' && argv.group !== '' ? argv.group : null;
   const server = local ? '' : serverAddress(argv);
-  const access = brokerAccess(argv, local);
+  const access = brokerAccess(argv, local, workload);
   if (workload === 'baseline' && !local && !isLoopbackHost(parseListenAddress(server).host)) {
     // The no-op server always runs here, on loopback: against a broker across a network the
     // ratio would measure the network, not what Strata adds to the transport.
@@ -265,18 +270,21 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
  */
 /**
  * The token and TLS options (`--token`, `--tls`, `--tls-*-file`) of a broker at --server, which
- * the loads connect with (the no-op server of a baseline gets neither); refused with --local,
- * whose broker serves plaintext and asks for no token.
+ * the loads connect with (the no-op server of a baseline gets neither). With --local, whose
+ * broker serves plaintext and asks for no token, they are refused on the command line and
+ * ignored in the environment (as STRATA_SERVER is), where STRATA_TOKEN may be set for other
+ * commands. A baseline refuses TLS: its no-op server is plaintext, so the ratio would count TLS.
  */
-function brokerAccess(argv: BenchArgs, local: boolean): Pick<ConnectionOptions, 'token' | 'tls'> {
+function brokerAccess(argv: BenchArgs, local: boolean, workload: BenchWorkload): Pick<ConnectionOptions, 'token' | 'tls'> {
   if (local) {
-    const given = Object.keys(ACCESS_OPTIONS).find((name) => argv[name] !== undefined);
-    if (given !== undefined) {
-      throw new UsageError(`--${given} (or its STRATA_ variable) is for a broker at --server: the broker --local starts serves plaintext and asks for no token`);
-    }
+    const given = Object.keys(ACCESS_OPTIONS).find((name) => process.argv.some((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`)));
+    if (given !== undefined) throw new UsageError(`--${given} is for a broker at --server: the broker --local starts serves plaintext and asks for no token`);
     return {};
   }
   const { token, tls } = connectionOptions(argv);
+  if (workload === 'baseline' && tls !== undefined) {
+    throw new UsageError('baseline compares with a plaintext no-op server, so against a broker serving TLS its ratio would count TLS too: run produce, consume or e2e against it instead');
+  }
   return { ...(token !== undefined ? { token } : {}), ...(tls !== undefined ? { tls } : {}) };
 }
 

@@ -1,6 +1,6 @@
 /**
  * `strata serve`: runs the broker until SIGTERM or SIGINT (SIGHUP reads the tokens file and the
- * TLS files again, those it was given), then shuts down gracefully: in-flight
+ * TLS files again, those it was given, and stops nothing), then shuts down gracefully: in-flight
  * calls get `--shutdown-timeout-ms` to finish (then they are cut off), the logs are closed, and
  * the process exits 0 (1 if calls had to be cut off or the shutdown failed; 1 as well, forced,
  * if the whole stop takes 5 s longer than that bound).
@@ -78,8 +78,8 @@ export function serveCommand(yargs: Argv): Argv {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
-      const onReload = (): void => reloadFiles(settings);
-      if (settings.authenticator !== null || settings.tls !== null) process.on('SIGHUP', onReload);
+      // Never removed: a SIGHUP (`systemctl reload`) until the process ends must not end it.
+      process.on('SIGHUP', () => reloadFiles(settings));
       try {
         try {
           running = await runBroker(settings, rootLogger, startup.signal);
@@ -93,7 +93,6 @@ export function serveCommand(yargs: Argv): Argv {
       } finally {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
-        process.off('SIGHUP', onReload);
       }
       // Stopped: the process ends once its last work is done (the log lines written). The removal
       // of a deleted topic's directory may still be under way, which the next start finishes:
@@ -111,10 +110,15 @@ export function serveCommand(yargs: Argv): Argv {
 /**
  * SIGHUP: reads the tokens file (`--auth-tokens-file`) and the TLS files again, so tokens are
  * added or revoked and a renewed certificate served without a restart. Each is taken or not on
- * its own: one with a problem is logged, and what was in use before stays.
+ * its own: one with a problem is logged, and what was in use before stays. A broker with
+ * neither logs that it has nothing to read.
  */
 function reloadFiles(settings: ServeSettings): void {
   const { authenticator, tls } = settings;
+  if (authenticator === null && tls === null) {
+    rootLogger.info('SIGHUP: nothing to read again (no --auth-tokens-file, no TLS files)');
+    return;
+  }
   if (authenticator !== null) {
     try {
       authenticator.reload();
