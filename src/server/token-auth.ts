@@ -15,7 +15,7 @@
  *
  * The file (JSON):
  *   { "tokens": [ { "name": "orders-service", "sha256": "<64 hex digits>", "permissions": ["write"] } ] }
- * `printf %s "$TOKEN" | sha256sum` gives a token's SHA-256. Tokens are looked up by their hash,
+ * `printf %s "$TOKEN" | sha256sum | cut -d' ' -f1` gives a token's SHA-256. Tokens are looked up by their hash,
  * so the time a lookup takes says nothing about a token's characters.
  */
 import { createHash } from 'node:crypto';
@@ -180,7 +180,7 @@ export function parseTokenEntries(parsed: unknown, where: string): TokenEntry[] 
     if (names.has(name)) throw invalid(`${at}.name "${name}" is given twice`);
     names.add(name);
     if (typeof sha256 !== 'string' || !/^[0-9a-fA-F]{64}$/.test(sha256)) {
-      throw invalid(`${at}.sha256 must be the token's SHA-256 as 64 hex digits (printf %s "$TOKEN" | sha256sum), not the token itself`);
+      throw invalid(`${at}.sha256 must be the token's SHA-256 as 64 hex digits (printf %s "$TOKEN" | sha256sum | cut -d' ' -f1), not the token itself`);
     }
     if (hashes.has(sha256.toLowerCase())) throw invalid(`${at}.sha256 is the same as another token's`);
     hashes.add(sha256.toLowerCase());

@@ -85,7 +85,7 @@ describe('the tokens file', () => {
 
   it('names the entry and the field of each mistake', () => {
     expect(problem([])).toMatch(/^tokens\.json must be an object with a "tokens" list/);
-    expect(problem({ tokens: [good, { ...good, name: 'b', sha256: 'x' }] })).toBe('tokens.json: tokens[1].sha256 must be the token\'s SHA-256 as 64 hex digits (printf %s "$TOKEN" | sha256sum), not the token itself');
+    expect(problem({ tokens: [good, { ...good, name: 'b', sha256: 'x' }] })).toBe('tokens.json: tokens[1].sha256 must be the token\'s SHA-256 as 64 hex digits (printf %s "$TOKEN" | sha256sum | cut -d\' \' -f1), not the token itself');
     expect(problem({ tokens: [good, { ...good, sha256: sha256('y') }] })).toBe('tokens.json: tokens[1].name "a" is given twice');
     expect(problem({ tokens: [good, { ...good, name: 'b', sha256: good.sha256.toUpperCase() }] })).toBe("tokens.json: tokens[1].sha256 is the same as another token's");
     expect(problem({ tokens: [{ ...good, permissions: [] }] })).toBe('tokens.json: tokens[0].permissions must be a non-empty list of read, write, admin');

@@ -11,6 +11,7 @@ import { UsageError } from '../cli-errors.js';
 import { withConnection, withClientOptions } from '../client-options.js';
 import { formatBytes, formatFields, formatTable, parsePairs, printLine } from '../output.js';
 import { plural } from '../../common/plural.js';
+import { PARTITION_COUNT_MAX } from '../../common/broker-limits.js';
 
 interface TopicArgs {
   server: string;
@@ -103,8 +104,8 @@ export function topicsCommand(yargs: Argv): Argv {
 }
 
 function checkPartitionsFlag(partitions: number): number {
-  if (!Number.isInteger(partitions) || partitions < 1) {
-    throw new UsageError(`--partitions must be a positive integer, got ${Number.isNaN(partitions) ? 'a non-number' : partitions}`);
+  if (!Number.isInteger(partitions) || partitions < 1 || partitions > PARTITION_COUNT_MAX) {
+    throw new UsageError(`--partitions must be an integer from 1 to ${PARTITION_COUNT_MAX}, got ${Number.isNaN(partitions) ? 'a non-number' : partitions}`);
   }
   return partitions;
 }
