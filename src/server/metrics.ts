@@ -99,7 +99,7 @@ export class BrokerMetrics {
     // Read at every scrape, so it follows a certificate renewed on SIGHUP; no series without TLS.
     new Gauge({
       name: 'strata_tls_certificate_expiry_timestamp_seconds',
-      help: "When the TLS certificate the broker serves ends (Unix time, seconds), by its file: the one read at start or on the last SIGHUP that took",
+      help: "When the TLS certificate chain the broker serves ends (Unix time, seconds): its certificate's end, or a CA certificate's in it that ends first; by the chain's file, as read at start or on the last SIGHUP that took",
       labelNames: ['file'],
       registers,
       collect() {
@@ -275,7 +275,6 @@ export class BrokerMetrics {
     this.requestErrors.inc({ method, error: strataCode ?? 'INTERNAL' });
   }
 
-  /** Connects the produce memory gauge and pause counter to the server's produce memory. */
   /** Counts a client connection, open until its session closes. */
   countConnection(session: Http2Session): void {
     this.connections.inc();
@@ -283,6 +282,7 @@ export class BrokerMetrics {
     session.once('close', () => this.connections.dec());
   }
 
+  /** Connects the produce memory gauge and pause counter to the server's produce memory. */
   watchProduceMemory(memory: RequestMemory): void {
     this.produceMemory = memory;
   }

@@ -22,7 +22,7 @@ export interface TlsMaterial {
   privateKey: Buffer;
   /** CA certificates (PEM) that client certificates must chain to; null: no client certificate is asked for. */
   clientCa: Buffer | null;
-  /** When the broker's certificate chain ends: its certificate's end, or an intermediate's before it. */
+  /** When the broker's certificate chain ends: its certificate's end, or that of a CA certificate in it (not yet ended) that ends first. */
   validTo: string;
   /** The files it was read from (for the start-up log line). */
   files: TlsFiles;
@@ -58,12 +58,19 @@ export function loadTlsMaterial(files: TlsFiles, nowMs: number): TlsMaterial | n
         : `--tls-key-file ${keyFile} holds no PEM private key (${(error as Error).message})`,
     );
   }
-  if (!certificate.checkPrivateKey(key)) throw invalid(`--tls-key-file ${keyFile} is not the private key of the certificate in --tls-cert-file ${certFile}`);
+  if (!certificate.checkPrivateKey(key)) {
+    const keyFitsAnother = chain.slice(1).some((other) => other.checkPrivateKey(key));
+    throw invalid(
+      keyFitsAnother
+        ? `--tls-cert-file ${certFile} must start with the broker's own certificate, the one of --tls-key-file ${keyFile}, and go on with the CA certificates that signed it`
+        : `--tls-key-file ${keyFile} is not the private key of the certificate in --tls-cert-file ${certFile}`,
+    );
+  }
   if (Date.parse(certificate.validTo) < nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} expired on ${certificate.validTo}; renew it`);
   if (Date.parse(certificate.validFrom) > nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} is valid only from ${certificate.validFrom}: clients would refuse it until then (is this machine's clock right?)`);
-  // An intermediate CA's end ends the chain's use too: clients refuse a chain with one past it.
-  const firstToEnd = chain.reduce((first, next) => (Date.parse(next.validTo) < Date.parse(first.validTo) ? next : first));
-  if (Date.parse(firstToEnd.validTo) < nowMs) throw invalid(`the chain in --tls-cert-file ${certFile} holds a certificate (${firstToEnd.subject.replaceAll('\n', ', ')}) that expired on ${firstToEnd.validTo}; renew it`);
+  // An intermediate CA certificate that ends first ends the chain's use too. One already past
+  // its end is left out: a chain may carry an expired cross-signed root that clients skip.
+  const firstToEnd = chain.filter((member) => Date.parse(member.validTo) >= nowMs).reduce((first, next) => (Date.parse(next.validTo) < Date.parse(first.validTo) ? next : first));
   let clientCa: Buffer | null = null;
   if (clientCaFile !== '') {
     clientCa = readFlagFile('--tls-client-ca-file', clientCaFile);
@@ -158,7 +165,8 @@ function readFlagFile(flag: string, path: string): Buffer {
 
 /** Every PEM certificate in a file, in order; at least one. */
 function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificate[] {
-  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  // The block types OpenSSL reads as certificates (TRUSTED: a CA bundle in OpenSSL's own format).
+  const blocks = pem.toString('latin1').match(/-----BEGIN ((?:TRUSTED |X509 )?CERTIFICATE)-----[\s\S]*?-----END \1-----/g) ?? [];
   if (blocks.length === 0) throw invalid(`${flag} ${path} holds no PEM certificate`);
   return blocks.map((block, index) => {
     try {

@@ -73,8 +73,8 @@ async function bench(name: string, args: string[], local = true): Promise<{ repo
   const json = join(directory, `${name}.json`);
   const { stdout, stderr } = await run(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'bench', ...args, ...(local ? ['--local'] : []), '--json', json], {
     timeout: 120_000,
-    // A token set for other commands is ignored by --local, whose broker asks for none.
-    env: { ...process.env, STRATA_LOG_LEVEL: 'warn', ...(local ? { STRATA_TOKEN: 'for-other-commands' } : {}) },
+    // Set for other commands, ignored by --local, whose broker serves plaintext (read, the file would be refused).
+    env: { ...process.env, STRATA_LOG_LEVEL: 'warn', ...(local ? { STRATA_TLS_CA_FILE: join(directory, 'no-such-ca.pem') } : {}) },
   });
   return { report: JSON.parse(readFileSync(json, 'utf8')) as Report, stdout, stderr };
 }
@@ -363,6 +363,7 @@ describe('strata bench', () => {
       // The broker --local starts serves plaintext and asks for no token.
       [['produce', '--token', 'secret'], '--token is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
       [['e2e', '--tls-ca-file=ca.pem'], '--tls-ca-file is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
+      [['consume', '--tlsCaFile', 'ca.pem'], '--tls-ca-file is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
     ];
     for (const [args, message] of refusals) {
       const result = await runCli(['bench', ...args, '--local']);

@@ -2,8 +2,10 @@
 // carry a token whose permission covers the call: producers with a write token, consumers in a
 // group with a read token, topic administration with an admin token; every refusal is the
 // documented status with a message a person can act on, counted in the metrics, while probes
-// and the health service need no token; method: real brokers in this process with the test
-// CA's certificates, the client library and the compiled CLI over real gRPC.
+// and the health service need no token; `strata bench` runs against such a broker; SIGHUP reads
+// the tokens file and renewed TLS files again, and a broker with neither serves on; method:
+// real brokers in this process or spawned, with the test CAs' certificates, the client library
+// and the compiled CLI over real gRPC.
 import { X509Certificate, createHash } from 'node:crypto';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
@@ -121,9 +123,16 @@ describe('TLS with tokens', () => {
       // The command line in the report leaves the token out.
       expect(written).not.toContain(TOKENS.operator);
       expect((JSON.parse(written) as { command: string }).command).toContain('--token ***');
-      const e2e = await cli(['bench', 'e2e', '--topic', 'bench-secure', '--duration', '1', '--rate', '200', '--warmup-seconds', '0', '--reader', 'subscribe', '--json', json], { STRATA_TOKEN: TOKENS.operator });
+      const e2e = await cli(['bench', 'e2e', '--topic', 'bench-secure', '--duration', '1', '--rate', '200', '--warmup-seconds', '0', '--reader', 'subscribe', '--json', json, `--token=${TOKENS.operator}`]);
       expect(e2e.code, e2e.stderr).toBe(0);
-      expect((JSON.parse(readFileSync(json, 'utf8')) as { results: { records: number; lost: number }[] }).results).toMatchObject([{ records: 200, lost: 0 }]);
+      const e2eReport = JSON.parse(readFileSync(json, 'utf8')) as { command: string; results: { records: number; lost: number }[] };
+      expect(e2eReport.results).toMatchObject([{ records: 200, lost: 0 }]);
+      expect(e2eReport.command).toContain('--token=***');
+      expect(e2eReport.command).not.toContain(TOKENS.operator);
+      // A token given before the command is left out as well.
+      const before = await runCli(['--token', TOKENS.operator, 'bench', 'produce', '--topic', 'bench-secure', '--records', '100', '--json', json, '--server', broker.address, '--tls-ca-file', fixture('ca.pem')]);
+      expect(before.code, before.stderr).toBe(0);
+      expect(readFileSync(json, 'utf8')).not.toContain(TOKENS.operator);
     } finally {
       removeDirectory(join(json, '..'));
     }

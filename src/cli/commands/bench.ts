@@ -163,7 +163,8 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
       baselineWorkload: baselineWorkload(argv),
       settings,
       parameters,
-      command: ['strata', 'bench', ...withoutToken(process.argv.slice(3))].join(' '),
+      // Options may come before `bench` too (strata --token T bench produce ...).
+      command: ['strata', ...withoutToken(process.argv.slice(2))].join(' '),
       logger: clientLogger(),
       progress: new Progress(),
     });
@@ -177,6 +178,11 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
 /** The command line as the report shows it: a token given with --token is not written out. */
 function withoutToken(args: readonly string[]): string[] {
   return args.map((arg, index) => (args[index - 1] === '--token' ? '***' : arg.startsWith('--token=') ? '--token=***' : arg));
+}
+
+/** How an option can be written on the command line: --tls-ca-file, and yargs's --tlsCaFile. */
+function spellings(name: string): string[] {
+  return [`--${name}`, `--${name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase())}`];
 }
 
 /** Refuses a --json file that could not be written, before a run whose figures it would lose. */
@@ -264,11 +270,6 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
 }
 
 /**
- * A baseline takes every workload's options, but runs with those of its --workload only: one
- * given another value than its default would be silently ignored, or reported in the JSON as
- * if it applied (a --rate of a catch-up read), so it is refused.
- */
-/**
  * The token and TLS options (`--token`, `--tls`, `--tls-*-file`) of a broker at --server, which
  * the loads connect with (the no-op server of a baseline gets neither). With --local, whose
  * broker serves plaintext and asks for no token, they are refused on the command line and
@@ -277,7 +278,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
  */
 function brokerAccess(argv: BenchArgs, local: boolean, workload: BenchWorkload): Pick<ConnectionOptions, 'token' | 'tls'> {
   if (local) {
-    const given = Object.keys(ACCESS_OPTIONS).find((name) => process.argv.some((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`)));
+    const given = Object.keys(ACCESS_OPTIONS).find((name) => process.argv.slice(2).some((arg) => spellings(name).some((flag) => arg === flag || arg.startsWith(`${flag}=`))));
     if (given !== undefined) throw new UsageError(`--${given} is for a broker at --server: the broker --local starts serves plaintext and asks for no token`);
     return {};
   }
@@ -288,6 +289,11 @@ function brokerAccess(argv: BenchArgs, local: boolean, workload: BenchWorkload):
   return { ...(token !== undefined ? { token } : {}), ...(tls !== undefined ? { tls } : {}) };
 }
 
+/**
+ * A baseline takes every workload's options, but runs with those of its --workload only: one
+ * given another value than its default would be silently ignored, or reported in the JSON as
+ * if it applied (a --rate of a catch-up read), so it is refused.
+ */
 function refuseUnusedOptions(argv: BenchArgs, measured: Workload): void {
   const options: Record<string, Options> = BASELINE_OPTIONS;
   for (const [name, option] of Object.entries(options)) {

@@ -35,6 +35,12 @@ export function serveCommand(yargs: Argv): Argv {
         .example('strata serve --config strata.json', 'options from a JSON file ({"data-dir": "...", "retention-ms": 86400000})')
         .epilog('Every option can also be set as STRATA_<OPTION> (e.g. STRATA_DATA_DIR) or in the --config JSON file; flags win over the environment, which wins over the file.'),
     async (argv) => {
+      // First, and never removed: a SIGHUP (`systemctl reload`) until the process ends must not
+      // end it. One before the settings are read has nothing to read again: they read the files.
+      let reloadable: ServeSettings | null = null;
+      process.on('SIGHUP', () => {
+        if (reloadable !== null) reloadFiles(reloadable);
+      });
       let settings: ServeSettings;
       try {
         settings = serveSettings(argv as never);
@@ -43,6 +49,7 @@ export function serveCommand(yargs: Argv): Argv {
         if (error instanceof StrataError && error.code === ErrorCode.INVALID_ARGUMENT) throw new UsageError(error.message);
         throw error;
       }
+      reloadable = settings;
       setLogLevel(settings.logLevel);
       const missing = missingBrokerNodeFlags();
       if (missing.length > 0) {
@@ -78,8 +85,6 @@ export function serveCommand(yargs: Argv): Argv {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
-      // Never removed: a SIGHUP (`systemctl reload`) until the process ends must not end it.
-      process.on('SIGHUP', () => reloadFiles(settings));
       try {
         try {
           running = await runBroker(settings, rootLogger, startup.signal);
