@@ -22,6 +22,7 @@ import { TokenAuthenticator } from '../../src/server/token-auth.js';
 import { logServiceDefinition } from '../../src/server/service-definitions.js';
 import { v1 } from '../helpers/grpc-client.js';
 import { runCli } from '../helpers/cli.js';
+import { waitUntil } from '../helpers/group-runner.js';
 import { type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
 import { runBroker } from '../../src/server/run-broker.js';
 import { pino } from 'pino';
@@ -304,22 +305,17 @@ describe('tokens read again on SIGHUP', () => {
     const as = (name: keyof typeof TOKENS): Admin => new Admin({ server: broker.address, deadlineMs: 10_000, token: TOKENS[name] });
     const [operator, writer] = [as('operator'), as('writer')];
     const answer = async (admin: Admin): Promise<string> => admin.listTopics().then(() => 'OK', (error: StrataClientError) => error.code);
-    const until = async (what: () => Promise<boolean>, description: string): Promise<void> => {
-      const deadline = Date.now() + 10_000;
-      while (!(await what()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-      expect(await what(), description).toBe(true);
-    };
     try {
       expect([await answer(operator), await answer(writer)]).toEqual(['OK', 'UNAUTHENTICATED']);
       // The operator's token revoked, the writer's added.
       write(['writer']);
       broker.child.kill('SIGHUP');
-      await until(async () => (await answer(operator)) === 'UNAUTHENTICATED' && (await answer(writer)) === 'OK', 'the new tokens taken');
+      await waitUntil(async () => (await answer(operator)) === 'UNAUTHENTICATED' && (await answer(writer)) === 'OK', 'the new tokens taken');
       expect(broker.logLines.some((line) => line.includes('SIGHUP: tokens read again'))).toBe(true);
       // A file that does not parse: logged, and the writer's token still works.
       writeFileSync(tokens, '{"tokens": [');
       broker.child.kill('SIGHUP');
-      await until(async () => broker.logLines.some((line) => line.includes('SIGHUP: the tokens file was not taken, the tokens before stay')), 'the refusal logged');
+      await waitUntil(async () => broker.logLines.some((line) => line.includes('SIGHUP: the tokens file was not taken, the tokens before stay')), 'the refusal logged');
       expect([await answer(operator), await answer(writer)]).toEqual(['UNAUTHENTICATED', 'OK']);
     } finally {
       await operator.close();
@@ -351,11 +347,6 @@ describe('certificates read again on SIGHUP', () => {
         });
         socket.once('error', reject);
       });
-    const until = async (what: () => Promise<boolean>, description: string): Promise<void> => {
-      const deadline = Date.now() + 10_000;
-      while (!(await what()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-      expect(await what(), description).toBe(true);
-    };
     const listed = async (ca: Buffer): Promise<string> => {
       const admin = new Admin({ server: broker.address.replace('127.0.0.1', 'localhost'), deadlineMs: 10_000, tls: { ca } });
       try {
@@ -376,7 +367,7 @@ describe('certificates read again on SIGHUP', () => {
       copyFileSync(fixture('server-renewed-key.pem'), keyFile);
       expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('UNAVAILABLE');
       broker.child.kill('SIGHUP');
-      await until(async () => (await served()) === fingerprint('server-renewed.pem'), 'the renewed certificate served');
+      await waitUntil(async () => (await served()) === fingerprint('server-renewed.pem'), 'the renewed certificate served');
       expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('OK');
       expect(await listed(CA)).toBe('UNAVAILABLE');
       expect(broker.logLines.some((line) => line.includes('SIGHUP: TLS files read again'))).toBe(true);
@@ -385,7 +376,7 @@ describe('certificates read again on SIGHUP', () => {
       // A key that is not the certificate's: logged, and the renewed certificate is still served.
       copyFileSync(fixture('server-key.pem'), keyFile);
       broker.child.kill('SIGHUP');
-      await until(async () => broker.logLines.some((line) => line.includes('SIGHUP: the TLS files were not taken, the certificate before stays')), 'the refusal logged');
+      await waitUntil(async () => broker.logLines.some((line) => line.includes('SIGHUP: the TLS files were not taken, the certificate before stays')), 'the refusal logged');
       expect(broker.logLines.find((line) => line.includes('the TLS files were not taken'))).toContain('is not the private key of the certificate');
       expect(await served()).toBe(fingerprint('server-renewed.pem'));
       expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('OK');
@@ -406,9 +397,7 @@ describe('SIGHUP without tokens or TLS', () => {
     const admin = new Admin({ server: broker.address, deadlineMs: 10_000 });
     try {
       broker.child.kill('SIGHUP');
-      const deadline = Date.now() + 10_000;
-      while (!broker.logLines.some((line) => line.includes('SIGHUP: nothing to read again')) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-      expect(broker.logLines.some((line) => line.includes('SIGHUP: nothing to read again'))).toBe(true);
+      await waitUntil(() => broker.logLines.some((line) => line.includes('SIGHUP: nothing to read again')), 'the SIGHUP logged');
       expect(await admin.listTopics()).toEqual([]);
     } finally {
       await admin.close();

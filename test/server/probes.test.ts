@@ -17,6 +17,7 @@ import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { acrossRestart } from '../helpers/restart.js';
+import { waitUntil } from '../helpers/group-runner.js';
 import { removeDirectory, startTestBroker, temporaryDirectory, testSettings, unusedPort } from '../helpers/test-server.js';
 import { Broker } from '../../src/broker/broker.js';
 import { Admin } from '../../src/client/admin.js';
@@ -592,8 +593,7 @@ describe('client connections', () => {
       for (const admin of admins) await admin.listTopics();
       expect(await connections()).toBe('2 open, 2 accepted');
       await admins[0]!.close();
-      const deadline = Date.now() + 10_000;
-      while ((await connections()) !== '1 open, 2 accepted' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      await waitUntil(async () => (await connections()) === '1 open, 2 accepted', 'the closed connection counted out');
       expect(await connections()).toBe('1 open, 2 accepted');
     } finally {
       await admins[1]!.close();
