@@ -11,7 +11,7 @@ import { groupConsumer } from '../../src/cli/commands/consume-group.js';
 import { OUTPUT_CHUNK_BYTES, OutputWriter } from '../../src/cli/output.js';
 import { RecordPrinter } from '../../src/cli/record-format.js';
 import { FailingStream } from '../helpers/failing-stream.js';
-import { waitUntil } from '../helpers/group-runner.js';
+import { waitUntil } from '../helpers/wait.js';
 import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 
 const shared = useBrokerWithAdmin({ groupHeartbeatIntervalMs: 500 });

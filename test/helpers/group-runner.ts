@@ -113,15 +113,6 @@ export class Runner {
   }
 }
 
-/** Polls `check` every 20 ms until it holds; fails with `what` after `timeoutMs`. */
-export async function waitUntil(check: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /**
  * Checks the at-least-once contract on a processing log: returns the records processed more
  * than once, after asserting (by throwing) that every earlier processing of a duplicate happened

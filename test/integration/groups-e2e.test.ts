@@ -11,7 +11,8 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import type { ConsumerOptions, TopicPartitionOffset } from '../../src/client/consumer.js';
 import { Producer, type SendResult } from '../../src/client/producer.js';
-import { type Processed, Runner, duplicatesAfterLastCommit, waitUntil } from '../helpers/group-runner.js';
+import { type Processed, Runner, duplicatesAfterLastCommit } from '../helpers/group-runner.js';
+import { waitUntil } from '../helpers/wait.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 const TOPIC = 'e2e-orders';

@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
 import { constants as http2Constants } from 'node:http2';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
-import { waitUntil } from '../helpers/group-runner.js';
+import { waitUntil } from '../helpers/wait.js';
 import { PausedSubscription } from '../helpers/paused-subscription.js';
 import { plateau } from '../helpers/plateau.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';

@@ -17,7 +17,7 @@ import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { acrossRestart } from '../helpers/restart.js';
-import { waitUntil } from '../helpers/group-runner.js';
+import { waitUntil } from '../helpers/wait.js';
 import { removeDirectory, startTestBroker, temporaryDirectory, testSettings, unusedPort } from '../helpers/test-server.js';
 import { Broker } from '../../src/broker/broker.js';
 import { Admin } from '../../src/client/admin.js';

@@ -13,7 +13,7 @@ import { strata } from '../../src/generated/strata.js';
 import type { PartitionLog } from '../../src/storage/partition-log.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
-import { waitUntil } from '../helpers/group-runner.js';
+import { waitUntil } from '../helpers/wait.js';
 import { PausedSubscription } from '../helpers/paused-subscription.js';
 import { plateau } from '../helpers/plateau.js';
 

@@ -39,6 +39,7 @@ import {
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { seedMessage, streamFor, testSeed } from '../helpers/seeded-random.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
+import { waitUntil } from '../helpers/wait.js';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness.
@@ -681,9 +682,7 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       await held.reached;
       log.updateConfig({ retentionBytes: log.sizeBytes - log.segmentSizes()[0]!.sizeBytes });
       const retention = log.applyRetention();
-      const deadline = Date.now() + 10_000;
-      while (!existsSync(`${logFile(directory, flipIn)}.deleted`) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
-      expect(existsSync(`${logFile(directory, flipIn)}.deleted`), 'retention renamed the segment').toBe(true);
+      await waitUntil(() => existsSync(`${logFile(directory, flipIn)}.deleted`), 'retention to rename the segment');
       held.release();
       const error = await reading;
       expect(codeOf(error)).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
