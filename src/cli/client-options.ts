@@ -19,7 +19,7 @@ import { Connection, type ConnectionOptions, type TlsOptions, isValidToken } fro
 import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
-import { systemErrorText } from './output.js';
+import { systemErrorText } from '../common/errors.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
-import { systemErrorText } from './output.js';
+import { systemErrorText } from '../common/errors.js';
 
 /** Reads the options of the config file at `path` (yargs passes it resolved against the cwd). */
 export function readConfigFile(path: string): Record<string, unknown> {

@@ -20,8 +20,8 @@
  * (`consume --group` commits no further than that).
  */
 import type { Writable } from 'node:stream';
-import { getSystemErrorMap } from 'node:util';
 import { escapeUnprintable } from '../common/printable.js';
+import { systemErrorText } from '../common/errors.js';
 import { UsageError } from './cli-errors.js';
 
 /** Bytes held before a write to the stream. */
@@ -194,13 +194,6 @@ export class OutputWriter {
     if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') this.closedByReader = true;
     else this.failure ??= error;
   }
-}
-
-/** "ENOSPC (no space left on device)": the code, and the system's words for it. */
-export function systemErrorText(error: NodeJS.ErrnoException): string {
-  const reason = typeof error.errno === 'number' ? getSystemErrorMap().get(error.errno)?.[1] : undefined;
-  if (error.code === undefined) return error.message;
-  return reason === undefined ? `${error.code} (${error.message})` : `${error.code} (${reason})`;
 }
 
 /**

@@ -6,6 +6,8 @@
  * codes to gRPC status codes in one table; nothing else inspects messages. Programmer errors
  * (impossible states) are `assert` failures instead, see `assert.ts`.
  */
+import { readFileSync } from 'node:fs';
+import { getSystemErrorMap } from 'node:util';
 
 export const ErrorCode = {
   /** A request argument is malformed (names, negative numbers, unknown enum values). */
@@ -86,4 +88,23 @@ export function errnoOrMessage(error: unknown): string {
 /** Whether an errno code says the disk (or the user's quota) is full. */
 export function isDiskFullCode(code: string | undefined): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** "ENOSPC (no space left on device)": the code, and the system's words for it (the message without a code). */
+export function systemErrorText(error: NodeJS.ErrnoException): string {
+  const reason = typeof error.errno === 'number' ? getSystemErrorMap().get(error.errno)?.[1] : undefined;
+  if (error.code === undefined) return error.message;
+  return reason === undefined ? `${error.code} (${error.message})` : `${error.code} (${reason})`;
+}
+
+/**
+ * The bytes of the file a flag names (`--tls-cert-file`, `--auth-tokens-file`...), or an
+ * INVALID_ARGUMENT naming the flag, the file and the system's reason.
+ */
+export function readFlagFile(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${flag} ${path} cannot be read: ${systemErrorText(error as NodeJS.ErrnoException)}`);
+  }
 }

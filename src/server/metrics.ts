@@ -12,6 +12,7 @@
  * (`Broker.ioCallTotals`); a per-topic or per-group series goes away with its topic or group.
  */
 import type { Http2Session } from 'node:http2';
+import { status } from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Broker } from '../broker/broker.js';
 import type { GroupCoordinator, GroupEvents } from '../groups/group-coordinator.js';
@@ -273,6 +274,16 @@ export class BrokerMetrics {
    */
   countError(method: string, strataCode: string | undefined): void {
     this.requestErrors.inc({ method, error: strataCode ?? 'INTERNAL' });
+  }
+
+  /**
+   * A request refused before its handler ran (an interceptor's refusal): counted with its code,
+   * and not timed, since no handler's time was spent (on a stream, the time since the call
+   * began would be the stream's age).
+   */
+  countRefusal(method: string, code: status, strataCode: string | undefined): void {
+    this.requests.inc({ method, code: status[code] ?? String(code) });
+    this.countError(method, strataCode);
   }
 
   /** Counts a client connection, open until its session closes. */

@@ -10,10 +10,10 @@
  * files are checked as at the start, and files with a problem leave the material before in use.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { type SecureContextOptions, createSecureContext } from 'node:tls';
 import { ServerCredentials } from '@grpc/grpc-js';
-import { ErrorCode, StrataError } from '../common/errors.js';
+import { readFlagFile } from '../common/errors.js';
+import { invalidArgument as invalid } from './status.js';
 
 export interface TlsMaterial {
   /** The broker's certificate chain (PEM), its own certificate first. */
@@ -155,14 +155,6 @@ export function serverCredentials(tls: ServerTls | null): ServerCredentials {
   return tls === null ? ServerCredentials.createInsecure() : tls.credentials;
 }
 
-function readFlagFile(flag: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw invalid(`${flag} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-}
-
 /** Every PEM certificate in a file, in order; at least one. */
 function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificate[] {
   // The block types OpenSSL reads as certificates (TRUSTED: a CA bundle in OpenSSL's own format).
@@ -175,8 +167,4 @@ function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificat
       throw invalid(`${flag} ${path}: its certificate ${index + 1} of ${blocks.length} cannot be read (${(error as Error).message})`);
     }
   });
-}
-
-function invalid(message: string): StrataError {
-  return new StrataError(ErrorCode.INVALID_ARGUMENT, message);
 }

@@ -19,11 +19,11 @@
  * so the time a lookup takes says nothing about a token's characters.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { type Metadata, ResponderBuilder, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptor } from '@grpc/grpc-js';
-import { ErrorCode, StrataError } from '../common/errors.js';
-import { toGrpcFailure, toServiceError } from './status.js';
-import { countRequest, type HandlerContext } from './unary-handler.js';
+import { ErrorCode, StrataError, readFlagFile } from '../common/errors.js';
+import { invalidArgument as invalid, toGrpcFailure, toServiceError } from './status.js';
+import type { HandlerContext } from './unary-handler.js';
+import { RefusalLog } from './refusal-log.js';
 import { ADMIN_SERVICE_NAME, GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js';
 
 const PERMISSIONS = ['read', 'write', 'admin'] as const;
@@ -142,12 +142,7 @@ export class TokenAuthenticator {
 /** Reads and checks a tokens file (`--auth-tokens-file`); every problem is an INVALID_ARGUMENT naming the flag, the file and the entry. */
 function readTokensFile(path: string): TokenEntry[] {
   const flag = '--auth-tokens-file';
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw invalid(`${flag} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
+  const text = readFlagFile(flag, path).toString('utf8');
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -198,7 +193,7 @@ export function parseTokenEntries(parsed: unknown, where: string): TokenEntry[] 
  * that a handler's refusal would have.
  */
 export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context: HandlerContext): ServerInterceptor {
-  const log = new RefusalLog(context.logger);
+  const log = new RefusalLog(context.logger, 'request refused: no token, or no permission (lines at most every 10 s)');
   // Each path's service and method, split once rather than at every call.
   const names = new Map<string, { service: string; method: string }>();
   return (methodDescriptor, call) => {
@@ -208,6 +203,9 @@ export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context:
       names.set(methodDescriptor.path, (name = { service, method }));
     }
     const { service, method } = name;
+    // Health and reflection need no token: their calls get no layer (grpc-js chains what an
+    // interceptor returns through the interface alone, as transportRefusals relies on too).
+    if (METHOD_PERMISSIONS[service] === undefined) return call as ServerInterceptingCall;
     const listener = new ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
         const refusal = authenticator.refusal(service, method, metadata);
@@ -217,41 +215,11 @@ export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context:
         }
         const failure = toGrpcFailure(refusal);
         const { code, details, metadata: trailer } = toServiceError(failure);
-        // The metadata comes right after the call starts: nothing worth timing ran before it.
-        countRequest(context, method, failure.code, performance.now());
-        context.metrics?.countError(method, failure.strataCode);
-        log.refused(method, refusal, call.getPeer());
+        context.metrics?.countRefusal(method, failure.code, failure.strataCode);
+        log.refused({ method, code: refusal.code, reason: refusal.message, peer: call.getPeer() });
         call.sendStatus({ code: code!, details: details!, ...(trailer !== undefined ? { metadata: trailer } : {}) });
       })
       .build();
     return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(listener)).build());
   };
-}
-
-/**
- * Logs refused calls at `warn`, at most one line per `LOG_INTERVAL_MS`, saying how many were
- * refused since the last line: a client without a token, retrying in a loop (or one probing for
- * tokens), must not fill the broker's log. Every refusal is counted in the metrics all the same.
- */
-class RefusalLog {
-  static readonly LOG_INTERVAL_MS = 10_000;
-  private lastLoggedAt = Number.NEGATIVE_INFINITY;
-  private unlogged = 0;
-
-  constructor(private readonly logger: HandlerContext['logger']) {}
-
-  refused(method: string, refusal: StrataError, peer: string): void {
-    const now = performance.now();
-    if (now - this.lastLoggedAt < RefusalLog.LOG_INTERVAL_MS) {
-      this.unlogged++;
-      return;
-    }
-    this.logger.warn({ method, code: refusal.code, reason: refusal.message, peer, refusedSinceLastLine: this.unlogged }, 'request refused: no token, or no permission (lines at most every 10 s)');
-    this.lastLoggedAt = now;
-    this.unlogged = 0;
-  }
-}
-
-function invalid(message: string): StrataError {
-  return new StrataError(ErrorCode.INVALID_ARGUMENT, message);
 }

@@ -3,7 +3,8 @@
  * receive limit (`--max-request-bytes`), or one whose compressed body inflates past it, both
  * RESOURCE_EXHAUSTED. The handlers count, log and word what they answer; nothing of theirs runs
  * for these. This interceptor does it for them: it counts each in `strata_requests_total` with
- * its method and code, logs it as a refused request, and replaces grpc-js's bare "Received
+ * its method and code, logs it as a refused request (at most a line per 10 s, `RefusalLog`),
+ * and replaces grpc-js's bare "Received
  * message larger than max (N vs M)" with a message that names the flag to raise.
  *
  * grpc-js sends these statuses from the innermost call object, below the interceptors' chain of
@@ -22,8 +23,10 @@ import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
 import type { BrokerMetrics } from './metrics.js';
 import { nonProduceTooLarge } from './malformed-request.js';
 import { LOG_SERVICE_NAME } from './service-definitions.js';
+import { RefusalLog } from './refusal-log.js';
 
 export function transportRefusals(context: { logger: Logger; metrics: BrokerMetrics | null }, maxRequestBytes: number): ServerInterceptor {
+  const log = new RefusalLog(context.logger, 'request refused: over the receive limit (lines at most every 10 s)');
   return (descriptor, call) => {
     let refusedAlready = false;
     const innermost = call as ServerInterceptingCallInterface & { sendStatus(status: PartialStatus): void };
@@ -37,10 +40,8 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
       refusedAlready = true;
       const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
       const refused = { ...sent, details: tooLargeDetails(descriptor.path.slice(1), sent.details, maxRequestBytes) };
-      // Counted, not timed: on a stream, the time since the call began is the stream's age.
-      context.metrics?.requests.inc({ method, code: status[refused.code] });
-      context.metrics?.countError(method, ErrorCode.RESOURCE_EXHAUSTED);
-      context.logger.warn({ method, code: refused.code, reason: refused.details }, 'request failed');
+      context.metrics?.countRefusal(method, refused.code, ErrorCode.RESOURCE_EXHAUSTED);
+      log.refused({ method, code: refused.code, reason: refused.details });
       send.call(innermost, refused);
     };
     // grpc-js chains what each interceptor returns through the interface alone; the type asks

@@ -314,7 +314,7 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     // TLS and token files are read and checked then too.
     const absent = join(directory, 'absent.pem');
     const tls = await runCli(['serve', ...serveFlags, '--tls-cert-file', absent, '--tls-key-file', absent]);
-    expect({ code: tls.code, stderr: tls.stderr }).toEqual({ code: 2, stderr: `strata: --tls-cert-file ${absent} cannot be read: ENOENT\n` });
+    expect({ code: tls.code, stderr: tls.stderr }).toEqual({ code: 2, stderr: `strata: --tls-cert-file ${absent} cannot be read: ENOENT (no such file or directory)\n` });
     const tokens = await runCli(['serve', ...serveFlags], { env: { STRATA_AUTH_TOKENS_FILE: file('tokens.json', '{"tokens": [{"name": "a", "sha256": "secret", "permissions": ["read"]}]}') } });
     expect(tokens.code, tokens.stderr).toBe(2);
     expect(tokens.stderr).toMatch(/^strata: --auth-tokens-file .*tokens\.json: tokens\[0\]\.sha256 must be the token's SHA-256 as 64 hex digits/);

@@ -4,7 +4,8 @@
 // streams that accept or fail writes on cue.
 import { createWriteStream, existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { OUTPUT_CHUNK_BYTES, OutputWriter, printLine, systemErrorText } from '../../src/cli/output.js';
+import { OUTPUT_CHUNK_BYTES, OutputWriter, printLine } from '../../src/cli/output.js';
+import { systemErrorText } from '../../src/common/errors.js';
 import { FailingStream } from '../helpers/failing-stream.js';
 
 const ENOSPC_LINE = 'cannot write to stdout: ENOSPC (no space left on device)';

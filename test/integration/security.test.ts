@@ -22,7 +22,7 @@ import { TokenAuthenticator } from '../../src/server/token-auth.js';
 import { logServiceDefinition } from '../../src/server/service-definitions.js';
 import { v1 } from '../helpers/grpc-client.js';
 import { runCli } from '../helpers/cli.js';
-import { waitUntil } from '../helpers/group-runner.js';
+import { waitUntil } from '../helpers/wait.js';
 import { type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
 import { runBroker } from '../../src/server/run-broker.js';
 import { pino } from 'pino';
@@ -250,6 +250,10 @@ describe('tokens over plaintext', () => {
       const refusals = parsed().filter((entry) => entry.msg.startsWith('request refused'));
       expect(refusals).toHaveLength(1);
       expect(refusals[0]).toMatchObject({ refusedSinceLastLine: 0, peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) as unknown as string });
+      // Counted, and not timed: no handler ran, and their near-zero times would pull the method's latency down.
+      const metrics = await (await fetch(`http://${broker.metricsAddress}/metrics`)).text();
+      expect(metrics).toMatch(/^strata_requests_total\{method="ListTopics",code="UNAUTHENTICATED"\} 3$/m);
+      expect(metrics).not.toMatch(/^strata_request_duration_seconds_count\{method="ListTopics"\}/m);
       // A CLI speaking TLS to this plaintext broker is told so.
       const overTls = await runCli(['topics', 'list', '--server', `127.0.0.1:${broker.server.port}`, '--tls-ca-file', fixture('ca.pem')]);
       expect(overTls.stderr).toMatch(/^strata: cannot reach the broker at 127\.0\.0\.1:\d+ \(TLS: [^)]+\); it does not seem to serve TLS: leave out --tls and the --tls-\* options for a plaintext broker\n$/);
@@ -358,9 +362,12 @@ describe('certificates read again on SIGHUP', () => {
     const metricsAddress = broker.logLines.map((line) => JSON.parse(line) as { msg?: string; metricsAddress?: string }).find((entry) => entry.msg === 'listening')!.metricsAddress!;
     const expiry = async (): Promise<string | undefined> =>
       (await (await fetch(`http://${metricsAddress}/metrics`)).text()).match(/^strata_tls_certificate_expiry_timestamp_seconds\{file="([^"]+)"\} (\S+)$/m)?.slice(1).join(' ');
+    // Connected before the renewal, trusting only the first CA: its connection stays open.
+    const connectedBefore = new Admin({ server: broker.address.replace('127.0.0.1', 'localhost'), deadlineMs: 10_000, tls: { ca: CA } });
     try {
       expect(await served()).toBe(fingerprint('server.pem'));
       expect(await listed(CA)).toBe('OK');
+      await connectedBefore.listTopics();
       expect(await expiry()).toBe(`${certFile} ${Date.parse(new X509Certificate(readFileSync(fixture('server.pem'))).validTo) / 1000}`);
       // Renewed files, from another CA: a client that trusts only it connects once they are taken.
       copyFileSync(fixture('server-renewed.pem'), certFile);
@@ -370,6 +377,7 @@ describe('certificates read again on SIGHUP', () => {
       await waitUntil(async () => (await served()) === fingerprint('server-renewed.pem'), 'the renewed certificate served');
       expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('OK');
       expect(await listed(CA)).toBe('UNAVAILABLE');
+      expect(await connectedBefore.listTopics()).toEqual([]);
       expect(broker.logLines.some((line) => line.includes('SIGHUP: TLS files read again'))).toBe(true);
       // The renewed certificate ends in 2125, a year before the first.
       expect(await expiry()).toBe(`${certFile} ${Date.parse(new X509Certificate(readFileSync(fixture('server-renewed.pem'))).validTo) / 1000}`);
@@ -381,6 +389,7 @@ describe('certificates read again on SIGHUP', () => {
       expect(await served()).toBe(fingerprint('server-renewed.pem'));
       expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('OK');
     } finally {
+      await connectedBefore.close();
       broker.child.kill('SIGTERM');
       await broker.exited;
       rmSync(certFile, { force: true });

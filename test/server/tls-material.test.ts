@@ -40,7 +40,7 @@ describe('loadTlsMaterial', () => {
     writeFileSync(notPem, 'hello');
     expect(problem({ certFile: fixture('server.pem') })).toBe("give both --tls-cert-file and --tls-key-file (the broker's certificate and its private key), or neither");
     expect(problem({ clientCaFile: fixture('ca.pem') })).toBe('--tls-client-ca-file needs --tls-cert-file and --tls-key-file: client certificates are asked for only over TLS');
-    expect(problem({ certFile: join(directory, 'absent.pem'), keyFile: fixture('server-key.pem') })).toBe(`--tls-cert-file ${join(directory, 'absent.pem')} cannot be read: ENOENT`);
+    expect(problem({ certFile: join(directory, 'absent.pem'), keyFile: fixture('server-key.pem') })).toBe(`--tls-cert-file ${join(directory, 'absent.pem')} cannot be read: ENOENT (no such file or directory)`);
     expect(problem({ certFile: notPem, keyFile: fixture('server-key.pem') })).toBe(`--tls-cert-file ${notPem} holds no PEM certificate`);
     expect(problem({ certFile: fixture('server.pem'), keyFile: notPem })).toMatch(new RegExp(`^--tls-key-file ${notPem} holds no PEM private key \\(`));
     expect(problem({ certFile: fixture('server.pem'), keyFile: fixture('client-key.pem') })).toBe(`--tls-key-file ${fixture('client-key.pem')} is not the private key of the certificate in --tls-cert-file ${fixture('server.pem')}`);

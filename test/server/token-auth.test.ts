@@ -99,7 +99,7 @@ describe('the tokens file', () => {
     const directory = mkdtempSync(join(tmpdir(), 'strata-tokens-'));
     try {
       const path = join(directory, 'tokens.json');
-      expect(() => TokenAuthenticator.fromFile(path)).toThrow(`--auth-tokens-file ${path} cannot be read: ENOENT`);
+      expect(() => TokenAuthenticator.fromFile(path)).toThrow(`--auth-tokens-file ${path} cannot be read: ENOENT (no such file or directory)`);
       writeFileSync(path, '{"tokens": [');
       expect(() => TokenAuthenticator.fromFile(path)).toThrow(new RegExp(`^--auth-tokens-file ${path} is not JSON: `));
       writeFileSync(path, JSON.stringify({ tokens: [] }));

@@ -28,7 +28,8 @@ import { describeTopic } from '../../client/admin.js';
 import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnectionTo } from '../client-options.js';
-import { bytesFromJson, formatCount, nonNegativeInteger, parsePairs, systemErrorText } from '../output.js';
+import { bytesFromJson, formatCount, nonNegativeInteger, parsePairs } from '../output.js';
+import { systemErrorText } from '../../common/errors.js';
 import { plural } from '../../common/plural.js';
 
 /** Option names of this command, for the environment check in main.ts. */

@@ -27,7 +27,8 @@ import { checkTopicName } from '../../common/topic-name.js';
 import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, offsetFileStem, holdsPartitionLog, partitionDirectory, topicsDirectory } from '../../storage/file-names.js';
 import { PartitionLog } from '../../storage/partition-log.js';
 import { UsageError } from '../cli-errors.js';
-import { printLine, systemErrorText } from '../output.js';
+import { printLine } from '../output.js';
+import { systemErrorText } from '../../common/errors.js';
 
 export function repairCommand(yargs: Argv): Argv {
   return yargs.command(
