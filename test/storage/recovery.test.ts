@@ -25,6 +25,8 @@ import { TEMP_SUFFIX } from '../../src/storage/file-names.js';
 import { writeFenceMarker } from '../../src/storage/fence-marker.js';
 import { NodeFileSystem } from '../../src/storage/file-system.js';
 import { copyRangeDurably } from '../../src/storage/log-loader.js';
+import { DIRECT_IO_BLOCK_BYTES } from '../../src/storage/aligned-memory.js';
+import { MAX_PADDING_BYTES } from '../../src/storage/direct-writer.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
 import { ProducerState } from '../../src/storage/producer-state.js';
 import {
@@ -413,6 +415,18 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
     };
   }
 
+  /**
+   * The bytes recovery reports it truncated when the active segment is cut at `cut`: those past
+   * the complete prefix, or none when they read as a direct write's zero padding (zeros up to a
+   * 4 KiB block's end, shorter than any padding: the first bytes of a batch's header, its base
+   * offset, are zeros at small offsets), which is cut all the same without being counted.
+   */
+  function reportedTruncated(directory: string, validBytes: number, cut: number): number {
+    const tail = readFileSync(activePath(directory)).subarray(validBytes, cut);
+    const readsAsPadding = cut % DIRECT_IO_BLOCK_BYTES === 0 && tail.length > 0 && tail.length < MAX_PADDING_BYTES && tail.every((byte) => byte === 0);
+    return readsAsPadding ? 0 : cut - validBytes;
+  }
+
   it('builds a log of several segments with a large active one', () => {
     expect(pristine.segmentBases.length, at('segments')).toBeGreaterThanOrEqual(3);
     expect(statSync(activePath(pristine.unclean)).size, at('active segment size')).toBeGreaterThanOrEqual(24 * 1024);
@@ -441,12 +455,11 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       const directory = copyOf(root, pristine.unclean, `torn-${round}`);
       truncateSync(activePath(directory), cut);
       const { intact, lost, validBytes, torn } = expectedAfterActiveDamage(cut);
+      const truncated = reportedTruncated(directory, validBytes, cut);
       const log = await openLog(directory);
       expect(log.recovery, at(`${what}: recovery report`)).not.toBeNull();
-      expect(log.recovery!.bytesTruncated, at(`${what}: bytesTruncated`)).toBe(cut - validBytes);
-      expect(log.recovery!.recordsTruncated, at(`${what}: recordsTruncated`)).toBe(
-        cut - validBytes >= RECORDS_OFFSET ? torn!.lastOffset - torn!.baseOffset + 1 : 0,
-      );
+      expect(log.recovery!.bytesTruncated, at(`${what}: bytesTruncated`)).toBe(truncated);
+      expect(log.recovery!.recordsTruncated, at(`${what}: recordsTruncated`)).toBe(truncated >= RECORDS_OFFSET ? torn!.lastOffset - torn!.baseOffset + 1 : 0);
       expect(log.recovery!.segmentsScanned, at(`${what}: only segments from the recovery point are scanned`)).toBe(1);
       expect(statSync(activePath(directory)).size, at(`${what}: the file is cut at the last whole batch`)).toBe(validBytes);
       const points = pointReads.filter((offset) => offset < lost);
@@ -593,8 +606,9 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
         const cut = rng.int(activeBatches.at(-3)!.position, fileBytes - 1);
         truncateSync(activePath(directory), cut);
         const { intact, lost, validBytes } = expectedAfterActiveDamage(cut);
+        const truncated = reportedTruncated(directory, validBytes, cut);
         const log = await openLog(directory);
-        expect(log.recovery!.bytesTruncated, at(`${what}: bytesTruncated (cut at ${cut})`)).toBe(cut - validBytes);
+        expect(log.recovery!.bytesTruncated, at(`${what}: bytesTruncated (cut at ${cut})`)).toBe(truncated);
         await expectExactly(log, intact, `${what}, cut at ${cut}`, { pointReads: allOffsets.filter((offset) => offset < lost), timestamps: sampleTimestamps });
         await expectAppendAt(log, lost, what);
         await log.close();
