@@ -23,7 +23,7 @@ import { logServiceDefinition } from '../../src/server/service-definitions.js';
 import { v1 } from '../helpers/grpc-client.js';
 import { runCli } from '../helpers/cli.js';
 import { waitUntil } from '../helpers/wait.js';
-import { type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
+import { type BrokerProcess, type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
 import { runBroker } from '../../src/server/run-broker.js';
 import { pino } from 'pino';
 
@@ -35,6 +35,20 @@ const TOKENS = { reader: 'reader-token-1', writer: 'writer-token-2', operator: '
 
 function tlsMaterial(clientCertificates: boolean): ServerTls | null {
   return ServerTls.fromFiles({ certFile: fixture('server.pem'), keyFile: fixture('server-key.pem'), clientCaFile: clientCertificates ? fixture('ca.pem') : '' }, Date.now());
+}
+
+/** A file beside a spawned broker's data directory (not in it: that is the broker's). */
+function besideDataDir(dataDir: string, name: string): string {
+  return join(dataDir, '..', `${basename(dataDir)}-${name}`);
+}
+
+/** Stops a spawned broker, removes its data directory and `files`; resolves with how it exited. */
+async function stopSpawned(broker: BrokerProcess, dataDir: string, files: readonly string[] = []): Promise<Awaited<BrokerProcess['exited']>> {
+  broker.child.kill('SIGTERM');
+  const exit = await broker.exited;
+  for (const file of files) rmSync(file, { force: true });
+  removeDirectory(dataDir);
+  return exit;
 }
 
 async function refusal(promise: Promise<unknown>): Promise<StrataClientError> {
@@ -278,7 +292,7 @@ describe('the CLI with a token and no TLS', () => {
 describe('strata serve with TLS and tokens', () => {
   it('logs which files it serves TLS and tokens from at start, never a key', async () => {
     const dataDir = temporaryDirectory();
-    const tokens = join(dataDir, '..', `${basename(dataDir)}-tokens.json`);
+    const tokens = besideDataDir(dataDir, 'tokens.json');
     writeFileSync(tokens, JSON.stringify({ tokens: [{ name: 'operator', sha256: sha256(TOKENS.operator), permissions: ['admin'] }] }));
     const broker = await spawnBroker(dataDir, ['--tls-cert-file', fixture('server.pem'), '--tls-key-file', fixture('server-key.pem'), '--auth-tokens-file', tokens]);
     try {
@@ -290,10 +304,7 @@ describe('strata serve with TLS and tokens', () => {
       expect(everything).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
       expect(everything).not.toContain(sha256(TOKENS.operator));
     } finally {
-      broker.child.kill('SIGTERM');
-      await broker.exited;
-      rmSync(tokens, { force: true });
-      removeDirectory(dataDir);
+      await stopSpawned(broker, dataDir, [tokens]);
     }
   });
 });
@@ -301,7 +312,7 @@ describe('strata serve with TLS and tokens', () => {
 describe('tokens read again on SIGHUP', () => {
   it('takes a changed tokens file without a restart, and keeps the tokens before when the file is wrong', async () => {
     const dataDir = temporaryDirectory();
-    const tokens = join(dataDir, '..', `${basename(dataDir)}-reload.json`);
+    const tokens = besideDataDir(dataDir, 'reload.json');
     const write = (names: (keyof typeof TOKENS)[]): void =>
       writeFileSync(tokens, JSON.stringify({ tokens: names.map((name) => ({ name, sha256: sha256(TOKENS[name]), permissions: ['admin'] })) }));
     write(['operator']);
@@ -324,10 +335,7 @@ describe('tokens read again on SIGHUP', () => {
     } finally {
       await operator.close();
       await writer.close();
-      broker.child.kill('SIGTERM');
-      await broker.exited;
-      rmSync(tokens, { force: true });
-      removeDirectory(dataDir);
+      await stopSpawned(broker, dataDir, [tokens]);
     }
   });
 });
@@ -335,8 +343,8 @@ describe('tokens read again on SIGHUP', () => {
 describe('certificates read again on SIGHUP', () => {
   it('serves renewed TLS files to new connections without a restart, and keeps the certificate before when the files are wrong', async () => {
     const dataDir = temporaryDirectory();
-    const certFile = join(dataDir, '..', `${basename(dataDir)}-cert.pem`);
-    const keyFile = join(dataDir, '..', `${basename(dataDir)}-key.pem`);
+    const certFile = besideDataDir(dataDir, 'cert.pem');
+    const keyFile = besideDataDir(dataDir, 'key.pem');
     copyFileSync(fixture('server.pem'), certFile);
     copyFileSync(fixture('server-key.pem'), keyFile);
     const broker = await spawnBroker(dataDir, ['--tls-cert-file', certFile, '--tls-key-file', keyFile]);
@@ -390,11 +398,7 @@ describe('certificates read again on SIGHUP', () => {
       expect(await listed(readFileSync(fixture('ca-renewed.pem')))).toBe('OK');
     } finally {
       await connectedBefore.close();
-      broker.child.kill('SIGTERM');
-      await broker.exited;
-      rmSync(certFile, { force: true });
-      rmSync(keyFile, { force: true });
-      removeDirectory(dataDir);
+      await stopSpawned(broker, dataDir, [certFile, keyFile]);
     }
   });
 });
@@ -410,9 +414,7 @@ describe('SIGHUP without tokens or TLS', () => {
       expect(await admin.listTopics()).toEqual([]);
     } finally {
       await admin.close();
-      broker.child.kill('SIGTERM');
-      expect(await broker.exited).toEqual({ code: 0, signal: null });
-      removeDirectory(dataDir);
+      expect(await stopSpawned(broker, dataDir)).toEqual({ code: 0, signal: null });
     }
   });
 });
