@@ -1,9 +1,13 @@
-/** Handlers of `strata.v1.Admin`: topic administration. */
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+/**
+ * Handlers of `strata.v1.Admin`: topic administration. A token limited to some topics names only
+ * those (token-scope.ts), and lists only those.
+ */
+import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Broker, TopicDescription } from '../broker/broker.js';
 import { strata } from '../generated/strata.js';
 import { toLong } from './convert.js';
 import { invalidArgument } from './status.js';
+import { callScope } from './token-auth.js';
 import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
 const v1 = strata.v1;
@@ -33,26 +37,39 @@ function configsFromWire(configs: Record<string, string> | null | undefined): Re
 }
 
 export function adminServiceHandlers(broker: Broker, context: HandlerContext): UntypedServiceImplementation {
+  /** Throws unless the token of the call with `metadata` may name `topic`. */
+  const checkTopic = (metadata: Metadata, topic: string): void => callScope(context.authenticator, metadata).checkTopic(topic);
   return {
-    createTopic: unaryHandler(context, 'CreateTopic', async (request: strata.v1.CreateTopicRequest) => {
+    createTopic: unaryHandler(context, 'CreateTopic', async (request: strata.v1.CreateTopicRequest, call) => {
+      checkTopic(call.metadata, request.name);
       if (request.partitions < 0) throw invalidArgument(`partitions must not be negative, got ${request.partitions}`);
       return describeToWire(await broker.createTopic(request.name, request.partitions, configsFromWire(request.configs)));
     }),
-    deleteTopic: unaryHandler(context, 'DeleteTopic', async (request: strata.v1.DeleteTopicRequest) => {
+    deleteTopic: unaryHandler(context, 'DeleteTopic', async (request: strata.v1.DeleteTopicRequest, call) => {
+      checkTopic(call.metadata, request.name);
       await broker.deleteTopic(request.name);
       return v1.DeleteTopicResponse.create();
     }),
-    listTopics: unaryHandler(context, 'ListTopics', async () =>
-      v1.ListTopicsResponse.create({
-        topics: broker.listTopics().map((topic) => v1.TopicSummary.create(topic)),
-      }),
-    ),
-    describeTopic: unaryHandler(context, 'DescribeTopic', async (request: strata.v1.DescribeTopicRequest) => describeToWire(broker.describeTopic(request.name))),
-    alterTopicConfigs: unaryHandler(context, 'AlterTopicConfigs', async (request: strata.v1.AlterTopicConfigsRequest) => {
+    listTopics: unaryHandler(context, 'ListTopics', async (_request: strata.v1.ListTopicsRequest, call) => {
+      const scope = callScope(context.authenticator, call.metadata);
+      return v1.ListTopicsResponse.create({
+        topics: broker
+          .listTopics()
+          .filter((topic) => scope.topics.allows(topic.name))
+          .map((topic) => v1.TopicSummary.create(topic)),
+      });
+    }),
+    describeTopic: unaryHandler(context, 'DescribeTopic', async (request: strata.v1.DescribeTopicRequest, call) => {
+      checkTopic(call.metadata, request.name);
+      return describeToWire(broker.describeTopic(request.name));
+    }),
+    alterTopicConfigs: unaryHandler(context, 'AlterTopicConfigs', async (request: strata.v1.AlterTopicConfigsRequest, call) => {
+      checkTopic(call.metadata, request.name);
       return describeToWire(await broker.alterTopicConfigs(request.name, configsFromWire(request.configs), request.resetConfigs));
     }),
-    addPartitions: unaryHandler(context, 'AddPartitions', async (request: strata.v1.AddPartitionsRequest) =>
-      describeToWire(await broker.addPartitions(request.name, request.partitions)),
-    ),
+    addPartitions: unaryHandler(context, 'AddPartitions', async (request: strata.v1.AddPartitionsRequest, call) => {
+      checkTopic(call.metadata, request.name);
+      return describeToWire(await broker.addPartitions(request.name, request.partitions));
+    }),
   };
 }

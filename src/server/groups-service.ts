@@ -1,4 +1,7 @@
-/** Handlers of `strata.v1.Groups`: membership heartbeats, offset commits and group admin. */
+/**
+ * Handlers of `strata.v1.Groups`: membership heartbeats, offset commits and group admin. A token
+ * limited to some groups and topics (token-scope.ts) names only those, and lists only those.
+ */
 import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { LIST_GROUPS_PAGE_MAX } from '../common/request-limits.js';
@@ -7,6 +10,8 @@ import { strata } from '../generated/strata.js';
 import { nonNegative, toLong, toSafeNumber } from './convert.js';
 import { invalidArgument } from './status.js';
 import { pipelinedStream } from './pipelined-stream.js';
+import { callScope } from './token-auth.js';
+import type { TokenScope } from './token-scope.js';
 import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
 const v1 = strata.v1;
@@ -88,7 +93,9 @@ export function commitRequestBytes(request: strata.v1.CommitOffsetsRequest): num
   return bytes + 2 * units;
 }
 
-function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest): Promise<void> {
+function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest, scope: TokenScope): Promise<void> {
+  scope.checkGroup(request.groupId);
+  scope.checkTopics(request.offsets.map((entry) => entry.topic));
   return coordinator.commit(
     request.groupId,
     request.memberId,
@@ -128,9 +135,16 @@ export function listGroupsPage<Group extends { groupId: string }>(groups: readon
 export function groupsServiceHandlers(coordinator: GroupCoordinator, context: HandlerContext, stopping: AbortSignal): UntypedServiceImplementation {
   return {
     heartbeat: unaryHandler(context, 'Heartbeat', async (request: strata.v1.HeartbeatRequest, call: ServerUnaryCall<strata.v1.HeartbeatRequest, strata.v1.HeartbeatResponse>) => {
+      const scope = callScope(context.authenticator, call.metadata);
+      scope.checkGroup(request.groupId);
       const subscription = request.keepSubscription
         ? null
         : { topicNames: [...request.subscribedTopicNames], regex: request.subscribedTopicRegex ?? '' };
+      if (subscription !== null) {
+        scope.checkTopics(subscription.topicNames);
+        // The topics a regex matches change as topics are made; the broker does not narrow them per member.
+        if (subscription.regex !== '') scope.checkEveryTopic('subscribe by a regex', 'subscribe by topic names');
+      }
       const result = coordinator.heartbeat({
         groupId: request.groupId,
         memberId: request.memberId,
@@ -151,8 +165,8 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         sessionTimeoutMs: result.sessionTimeoutMs,
       });
     }),
-    commitOffsets: unaryHandler(context, 'CommitOffsets', async (request: strata.v1.CommitOffsetsRequest) => {
-      await commit(coordinator, request);
+    commitOffsets: unaryHandler(context, 'CommitOffsets', async (request: strata.v1.CommitOffsetsRequest, call) => {
+      await commit(coordinator, request, callScope(context.authenticator, call.metadata));
       return v1.CommitOffsetsResponse.create();
     }),
     commitOffsetsStream: pipelinedStream(context, stopping, {
@@ -160,20 +174,28 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       inFlightMax: COMMIT_STREAM_IN_FLIGHT_MAX,
       inFlightBytesMax: COMMIT_STREAM_IN_FLIGHT_BYTES_MAX,
       requestBytes: commitRequestBytes,
-      handle: async (request: strata.v1.CommitOffsetsRequest) => {
-        await commit(coordinator, request);
+      handle: async (request: strata.v1.CommitOffsetsRequest, call) => {
+        await commit(coordinator, request, callScope(context.authenticator, call.metadata));
         return v1.CommitOffsetsResponse.create({ correlationId: request.correlationId });
       },
       failed: (request, code, message, strataError) => v1.CommitOffsetsResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code, message, strataError }) }),
     }),
-    fetchOffsets: unaryHandler(context, 'FetchOffsets', async (request: strata.v1.FetchOffsetsRequest) =>
-      v1.FetchOffsetsResponse.create({ offsets: coordinator.fetchOffsets(request.groupId, request.topics).map(committedToWire) }),
-    ),
-    listGroups: unaryHandler(context, 'ListGroups', async (request: strata.v1.ListGroupsRequest) => {
-      const { groups, nextPageToken } = listGroupsPage(coordinator.listGroups(), request.pageSize, request.pageToken);
+    fetchOffsets: unaryHandler(context, 'FetchOffsets', async (request: strata.v1.FetchOffsetsRequest, call) => {
+      const scope = callScope(context.authenticator, call.metadata);
+      scope.checkGroup(request.groupId);
+      scope.checkTopics(request.topics);
+      // Every topic's offsets, when none is named: only those of the topics the token may name.
+      const offsets = coordinator.fetchOffsets(request.groupId, request.topics).filter((entry) => scope.topics.allows(entry.topic));
+      return v1.FetchOffsetsResponse.create({ offsets: offsets.map(committedToWire) });
+    }),
+    listGroups: unaryHandler(context, 'ListGroups', async (request: strata.v1.ListGroupsRequest, call) => {
+      const scope = callScope(context.authenticator, call.metadata);
+      const visible = coordinator.listGroups().filter((group) => scope.groups.allows(group.groupId));
+      const { groups, nextPageToken } = listGroupsPage(visible, request.pageSize, request.pageToken);
       return v1.ListGroupsResponse.create({ groups: groups.map((group) => v1.GroupSummary.create(group)), nextPageToken });
     }),
-    describeGroup: unaryHandler(context, 'DescribeGroup', async (request: strata.v1.DescribeGroupRequest) => {
+    describeGroup: unaryHandler(context, 'DescribeGroup', async (request: strata.v1.DescribeGroupRequest, call) => {
+      callScope(context.authenticator, call.metadata).checkGroup(request.groupId);
       const description = await coordinator.describeGroup(request.groupId);
       return v1.DescribeGroupResponse.create({
         groupId: description.groupId,
@@ -206,15 +228,23 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         totalLag: toLong(description.totalLag),
       });
     }),
-    resetOffsets: unaryHandler(context, 'ResetOffsets', async (request: strata.v1.ResetOffsetsRequest) => {
+    resetOffsets: unaryHandler(context, 'ResetOffsets', async (request: strata.v1.ResetOffsetsRequest, call) => {
+      const scope = callScope(context.authenticator, call.metadata);
+      scope.checkGroup(request.groupId);
+      scope.checkTopic(request.topic);
       const offsets = await coordinator.resetOffsets(request.groupId, request.topic, request.partitions.map((partition) => nonNegative(partition, 'partitions[]')), resetTargetFromWire(request));
       return v1.ResetOffsetsResponse.create({ offsets: offsets.map(committedToWire) });
     }),
-    deleteOffsets: unaryHandler(context, 'DeleteOffsets', async (request: strata.v1.DeleteOffsetsRequest) => {
+    deleteOffsets: unaryHandler(context, 'DeleteOffsets', async (request: strata.v1.DeleteOffsetsRequest, call) => {
+      const scope = callScope(context.authenticator, call.metadata);
+      scope.checkGroup(request.groupId);
+      if (request.topics.length === 0) scope.checkEveryTopic("delete a group's offsets of every topic", 'name the topics whose offsets to delete');
+      scope.checkTopics(request.topics);
       await coordinator.deleteOffsets(request.groupId, request.topics);
       return v1.DeleteOffsetsResponse.create();
     }),
-    deleteGroup: unaryHandler(context, 'DeleteGroup', async (request: strata.v1.DeleteGroupRequest) => {
+    deleteGroup: unaryHandler(context, 'DeleteGroup', async (request: strata.v1.DeleteGroupRequest, call) => {
+      callScope(context.authenticator, call.metadata).checkGroup(request.groupId);
       await coordinator.deleteGroup(request.groupId);
       return v1.DeleteGroupResponse.create();
     }),

@@ -91,7 +91,7 @@ export class StrataGrpcServer {
   ) {}
 
   static async start(broker: Broker, coordinator: GroupCoordinator, options: GrpcServerOptions): Promise<StrataGrpcServer> {
-    const context = { logger: options.logger.child({ subsystem: 'grpc' }), metrics: options.metrics };
+    const context = { logger: options.logger.child({ subsystem: 'grpc' }), metrics: options.metrics, authenticator: options.authenticator ?? null };
     const server = new Server({
       'grpc.max_receive_message_length': options.maxRequestBytes,
       'grpc.max_send_message_length': -1,

@@ -24,6 +24,8 @@ import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from './re
 import { checkProducerEpoch, nonNegative, startFromWire, toLong, toSafeNumber } from './convert.js';
 import type { IncomingProduceRequest } from './produce-request-decoder.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
+import { callScope } from './token-auth.js';
+import type { TokenScope } from './token-scope.js';
 import { pipelinedStream } from './pipelined-stream.js';
 import type { RequestMemory } from './request-memory.js';
 import { refuseIfStalledAtStop } from './stalled-subscription.js';
@@ -57,9 +59,10 @@ function checkMaxBytes(value: number, field: string): number {
   return value;
 }
 
-async function produce(broker: Broker, incoming: IncomingProduceRequest): Promise<strata.v1.ProduceResponse> {
+async function produce(broker: Broker, incoming: IncomingProduceRequest, scope: TokenScope): Promise<strata.v1.ProduceResponse> {
   const request = incoming.message;
   const topic = checkTopic(request.topic);
+  scope.checkTopic(topic);
   const partition = request.partition ?? null;
   if (partition !== null) nonNegative(partition, 'partition');
   const acks = ACKS[request.acks];
@@ -146,11 +149,11 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch, maxInFlightBatches });
     }),
 
-    produce: unaryHandler(context, 'Produce', async (request: IncomingProduceRequest) => {
+    produce: unaryHandler(context, 'Produce', async (request: IncomingProduceRequest, call: ServerUnaryCall<IncomingProduceRequest, strata.v1.ProduceResponse>) => {
       const bytes = request.source.length;
       produceMemory?.take(bytes);
       try {
-        return await produce(broker, request);
+        return await produce(broker, request, callScope(context.authenticator, call.metadata));
       } finally {
         produceMemory?.give(bytes);
       }
@@ -162,12 +165,13 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       inFlightBytesMax: PRODUCE_STREAM_IN_FLIGHT_BYTES_MAX,
       requestBytes: (request: IncomingProduceRequest) => request.source.length,
       sharedMemory: produceMemory,
-      handle: (request: IncomingProduceRequest) => produce(broker, request),
+      handle: (request: IncomingProduceRequest, call) => produce(broker, request, callScope(context.authenticator, call.metadata)),
       failed: (request, code, message, strataError) => v1.ProduceResponse.create({ correlationId: request.message.correlationId, error: v1.ItemError.create({ code, message, strataError }) }),
     }),
 
     fetch: unaryHandler(context, 'Fetch', async (request: strata.v1.FetchRequest, call: ServerUnaryCall<strata.v1.FetchRequest, strata.v1.FetchResponse | Buffer>) => {
       const topic = checkTopic(request.topic);
+      callScope(context.authenticator, call.metadata).checkTopic(topic);
       const partition = nonNegative(request.partition, 'partition');
       const offset = nonNegative(toSafeNumber(request.offset, 'offset'), 'offset');
       const maxBytes = checkMaxBytes(request.maxBytes, 'max_bytes');
@@ -202,7 +206,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       call.once('close', () => context.metrics?.activeCalls.dec({ method: 'Subscribe' }));
       // A subscription ends when the client cancels it, when the broker stops (it then ended
       // without an error), or with the error that ended it.
-      const ending = subscribe(broker, call, ended.signal).then(() => ({ failed: false as const }), (error: unknown) => ({ failed: true as const, error }));
+      const ending = subscribe(broker, call, ended.signal, context).then(() => ({ failed: false as const }), (error: unknown) => ({ failed: true as const, error }));
       void ending.then((end) => {
         ended.release();
         if (ended.cancelled()) return countSubscribeEnd(context.metrics, status.CANCELLED);
@@ -217,8 +221,10 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       });
     },
 
-    listOffsets: unaryHandler(context, 'ListOffsets', async (request: strata.v1.ListOffsetsRequest) => {
-      const log = broker.partitionLog(checkTopic(request.topic), nonNegative(request.partition, 'partition'));
+    listOffsets: unaryHandler(context, 'ListOffsets', async (request: strata.v1.ListOffsetsRequest, call: ServerUnaryCall<strata.v1.ListOffsetsRequest, strata.v1.ListOffsetsResponse>) => {
+      const topic = checkTopic(request.topic);
+      callScope(context.authenticator, call.metadata).checkTopic(topic);
+      const log = broker.partitionLog(topic, nonNegative(request.partition, 'partition'));
       const offset = await resolveStart(log, startFromWire(request.position, 'latest'));
       return v1.ListOffsetsResponse.create({
         offset: toLong(offset),
@@ -244,9 +250,11 @@ async function subscribe(
   broker: Broker,
   call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>,
   signal: AbortSignal,
+  context: HandlerContext,
 ): Promise<void> {
   const request = checkDecoded(call.request);
   const topic = checkTopic(request.topic);
+  callScope(context.authenticator, call.metadata).checkTopic(topic);
   const maxBytes = checkMaxBytes(request.maxBytes, 'max_bytes');
   const partitions = request.partitions.length > 0 ? [...new Set(request.partitions)] : [...Array(broker.partitionCount(topic)).keys()];
   const start = startFromWire(request.start, 'latest');

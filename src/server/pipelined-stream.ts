@@ -35,7 +35,8 @@ export interface PipelinedStreamHandler<Request, Response> {
   requestBytes?(request: Request): number;
   /** The bound on unanswered bytes shared with other calls (see RequestMemory), with `requestBytes`. */
   sharedMemory?: RequestMemory | null;
-  handle(request: Request): Promise<Response>;
+  /** Answers one request of `call`. */
+  handle(request: Request, call: ServerDuplexStream<Request, Response>): Promise<Response>;
   /** The response to a request that failed with this status (and Strata's code, '' for an unexpected failure). */
   failed(request: Request, code: status, message: string, strataError: string): Response;
 }
@@ -146,7 +147,7 @@ export function pipelinedStream<Request, Response>(
       }
       let running: Promise<Response>;
       try {
-        running = handler.handle(request);
+        running = handler.handle(request, call);
       } catch (error) {
         running = Promise.reject(error);
       }

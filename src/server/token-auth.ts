@@ -11,10 +11,13 @@
  *
  * A call without a token the broker knows is refused with UNAUTHENTICATED; one whose token lacks
  * the method's permission with PERMISSION_DENIED. The health service and server reflection need
- * no token: probes and tools such as grpcurl must reach them, and they reveal no data.
+ * no token: probes and tools such as grpcurl must reach them, and they reveal no data. An entry
+ * may also list the topics and the groups its token may name (token-scope.ts); the handlers
+ * check those against `scopeOf` the call.
  *
  * The file (JSON):
- *   { "tokens": [ { "name": "orders-service", "sha256": "<64 hex digits>", "permissions": ["write"] } ] }
+ *   { "tokens": [ { "name": "orders-service", "sha256": "<64 hex digits>", "permissions": ["write"],
+ *                   "topics": ["orders", "orders-audit.*"] } ] }
  * `printf %s "$TOKEN" | sha256sum | cut -d' ' -f1` gives a token's SHA-256. Tokens are looked up by their hash,
  * so the time a lookup takes says nothing about a token's characters.
  */
@@ -25,6 +28,7 @@ import { invalidArgument as invalid, toGrpcFailure, toServiceError } from './sta
 import type { HandlerContext } from './unary-handler.js';
 import { RefusalLog } from './refusal-log.js';
 import { ADMIN_SERVICE_NAME, GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js';
+import { NameScope, TokenScope, groupPatternProblem, topicPatternProblem } from './token-scope.js';
 
 const PERMISSIONS = ['read', 'write', 'admin'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
@@ -71,6 +75,7 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, Readonly<Record<string,
 interface KnownToken {
   name: string;
   permissions: ReadonlySet<Permission>;
+  scope: TokenScope;
 }
 
 export interface TokenEntry {
@@ -78,11 +83,17 @@ export interface TokenEntry {
   /** SHA-256 of the token, 64 hex digits. */
   sha256: string;
   permissions: readonly Permission[];
+  /** The topics the token may name (token-scope.ts); absent: every topic. */
+  topics?: readonly string[];
+  /** The consumer groups the token may name; absent: every group. */
+  groups?: readonly string[];
 }
 
 /** The tokens a broker accepts, and the check of each call against them. */
 export class TokenAuthenticator {
   private byHash = new Map<string, KnownToken>();
+  /** The token of each call let through, by its metadata (the object its handler gets): hashed once a call. */
+  private readonly callTokens = new WeakMap<Metadata, KnownToken>();
 
   /** `file`: where the entries were read from, for the start-up log line and `reload` ('' when not from a file). */
   constructor(entries: readonly TokenEntry[], readonly file = '') {
@@ -106,7 +117,13 @@ export class TokenAuthenticator {
 
   private take(entries: readonly TokenEntry[]): void {
     const byHash = new Map<string, KnownToken>();
-    for (const entry of entries) byHash.set(entry.sha256.toLowerCase(), { name: entry.name, permissions: new Set(entry.permissions) });
+    for (const entry of entries) {
+      const scope =
+        entry.topics === undefined && entry.groups === undefined
+          ? TokenScope.OPEN
+          : new TokenScope(entry.name, entry.topics === undefined ? NameScope.EVERY : new NameScope(entry.topics), entry.groups === undefined ? NameScope.EVERY : new NameScope(entry.groups));
+      byHash.set(entry.sha256.toLowerCase(), { name: entry.name, permissions: new Set(entry.permissions), scope });
+    }
     this.byHash = byHash;
   }
 
@@ -121,6 +138,33 @@ export class TokenAuthenticator {
   refusal(service: string, method: string, metadata: Metadata): StrataError | null {
     const methods = METHOD_PERMISSIONS[service];
     if (methods === undefined) return null;
+    const known = this.identify(metadata);
+    if (known instanceof StrataError) return known;
+    // A method this table does not name needs admin: a new method is closed until it is listed.
+    const allowed = methods[method] ?? ADMIN;
+    if (allowed.some((permission) => known.permissions.has(permission))) {
+      this.callTokens.set(metadata, known);
+      return null;
+    }
+    return new StrataError(
+      ErrorCode.PERMISSION_DENIED,
+      `token "${known.name}" may not call ${service.replace(/^strata\.v1\./, '')}/${method}: that needs the ${allowed.join(' or ')} permission, and it has ${[...known.permissions].join(', ')}`,
+    );
+  }
+
+  /**
+   * The topics and groups the token of a call `refusal` let through may name; `metadata` is the
+   * call's (a handler's `call.metadata`). A call whose token is no longer known (read again
+   * since) keeps the scope it started with, as it keeps its permission.
+   */
+  scopeOf(metadata: Metadata): TokenScope {
+    const known = this.callTokens.get(metadata) ?? this.identify(metadata);
+    if (known instanceof StrataError) throw known;
+    return known.scope;
+  }
+
+  /** The known token `metadata` carries, or the UNAUTHENTICATED refusal. */
+  private identify(metadata: Metadata): KnownToken | StrataError {
     const values = metadata.get(AUTHORIZATION_METADATA);
     const header = values.length === 1 && typeof values[0] === 'string' ? values[0] : null;
     const token = header !== null && /^bearer /i.test(header) ? header.slice('bearer '.length).trim() : null;
@@ -128,15 +172,13 @@ export class TokenAuthenticator {
       return new StrataError(ErrorCode.UNAUTHENTICATED, `this broker needs a token: send it as "${AUTHORIZATION_METADATA}: Bearer <token>" metadata (the strata CLI reads STRATA_TOKEN)`);
     }
     const known = this.byHash.get(createHash('sha256').update(token).digest('hex'));
-    if (known === undefined) return new StrataError(ErrorCode.UNAUTHENTICATED, 'the token is not one this broker knows (see its --auth-tokens-file)');
-    // A method this table does not name needs admin: a new method is closed until it is listed.
-    const allowed = methods[method] ?? ADMIN;
-    if (allowed.some((permission) => known.permissions.has(permission))) return null;
-    return new StrataError(
-      ErrorCode.PERMISSION_DENIED,
-      `token "${known.name}" may not call ${service.replace(/^strata\.v1\./, '')}/${method}: that needs the ${allowed.join(' or ')} permission, and it has ${[...known.permissions].join(', ')}`,
-    );
+    return known ?? new StrataError(ErrorCode.UNAUTHENTICATED, 'the token is not one this broker knows (see its --auth-tokens-file)');
   }
+}
+
+/** The scope of a call with `metadata`: every topic and group on a broker without tokens. */
+export function callScope(authenticator: TokenAuthenticator | null | undefined, metadata: Metadata): TokenScope {
+  return authenticator ? authenticator.scopeOf(metadata) : TokenScope.OPEN;
 }
 
 /** Reads and checks a tokens file (`--auth-tokens-file`); every problem is an INVALID_ARGUMENT naming the flag, the file and the entry. */
@@ -156,7 +198,8 @@ function readTokensFile(path: string): TokenEntry[] {
 
 /**
  * The entries of a parsed tokens file: names unique and not empty, hashes 64 hex digits and
- * unique, permissions from PERMISSIONS. `where` names the file in errors.
+ * unique, permissions from PERMISSIONS, topics and groups (when given) non-empty lists of
+ * patterns (token-scope.ts). `where` names the file in errors.
  */
 export function parseTokenEntries(parsed: unknown, where: string): TokenEntry[] {
   const tokens = (parsed as { tokens?: unknown } | null)?.tokens;
@@ -168,9 +211,9 @@ export function parseTokenEntries(parsed: unknown, where: string): TokenEntry[] 
   return tokens.map((raw: unknown, index) => {
     const at = `${where}: tokens[${index}]`;
     if (typeof raw !== 'object' || raw === null) throw invalid(`${at} must be an object with name, sha256 and permissions`);
-    const { name, sha256, permissions, ...rest } = raw as Record<string, unknown>;
+    const { name, sha256, permissions, topics, groups, ...rest } = raw as Record<string, unknown>;
     const unknownKeys = Object.keys(rest);
-    if (unknownKeys.length > 0) throw invalid(`${at} has unknown field(s) ${unknownKeys.map((key) => JSON.stringify(key)).join(', ')}; it takes name, sha256 and permissions`);
+    if (unknownKeys.length > 0) throw invalid(`${at} has unknown field(s) ${unknownKeys.map((key) => JSON.stringify(key)).join(', ')}; it takes name, sha256, permissions, topics and groups`);
     if (typeof name !== 'string' || name.trim() === '') throw invalid(`${at}.name must be a non-empty string`);
     if (names.has(name)) throw invalid(`${at}.name "${name}" is given twice`);
     names.add(name);
@@ -183,7 +226,23 @@ export function parseTokenEntries(parsed: unknown, where: string): TokenEntry[] 
     for (const permission of permissions) {
       if (!(PERMISSIONS as readonly unknown[]).includes(permission)) throw invalid(`${at}.permissions has ${JSON.stringify(permission)}; known: ${PERMISSIONS.join(', ')}`);
     }
-    return { name, sha256, permissions: permissions as Permission[] };
+    return {
+      name,
+      sha256,
+      permissions: permissions as Permission[],
+      ...(topics !== undefined ? { topics: patternList(topics, `${at}.topics`, 'every topic', 'topic names and prefixes ("orders", "orders.*")', topicPatternProblem) } : {}),
+      ...(groups !== undefined ? { groups: patternList(groups, `${at}.groups`, 'every group', 'group ids and prefixes ("billing", "billing-*")', groupPatternProblem) } : {}),
+    };
+  });
+}
+
+/** A checked list of topic or group patterns; `at` names the field in errors. */
+function patternList(list: unknown, at: string, every: string, patterns: string, problemOf: (pattern: unknown) => string | null): string[] {
+  if (!Array.isArray(list) || list.length === 0) throw invalid(`${at} must be a non-empty list of ${patterns}, or "*"; leave it out for ${every}`);
+  return list.map((pattern: unknown, index) => {
+    const problem = problemOf(pattern);
+    if (problem !== null) throw invalid(`${at}[${index}] ${problem}`);
+    return pattern as string;
   });
 }
 

@@ -10,12 +10,15 @@ import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js'
 import type { Logger } from '../common/logger.js';
 import { checkDecoded } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
+import type { TokenAuthenticator } from './token-auth.js';
 import { toGrpcFailure, toServiceError } from './status.js';
 
-/** What every handler needs besides the broker: where to log and what to count. */
+/** What every handler needs besides the broker: where to log, what to count, and whose calls these are. */
 export interface HandlerContext {
   logger: Logger;
   metrics: BrokerMetrics | null;
+  /** The tokens the calls carry, for the topics and groups each may name; absent or null: no tokens. */
+  authenticator?: TokenAuthenticator | null;
 }
 
 /** Counts a finished request (any kind) by method and status code, with its latency. */

@@ -16,10 +16,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { Producer } from '../../src/client/producer.js';
+import { Consumer } from '../../src/client/consumer.js';
+import type { GroupErrorEvent } from '../../src/client/group-member.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { ServerTls } from '../../src/server/tls-material.js';
 import { TokenAuthenticator } from '../../src/server/token-auth.js';
-import { logServiceDefinition } from '../../src/server/service-definitions.js';
+import { groupsServiceDefinition, logServiceDefinition } from '../../src/server/service-definitions.js';
 import { v1 } from '../helpers/grpc-client.js';
 import { runCli } from '../helpers/cli.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -242,6 +244,119 @@ describe('mutual TLS', () => {
     expect(cliWith.stdout).toMatch(/^mutual +1$/m);
     const cliHalf = await runCli([...args, '--tls-client-cert-file', fixture('client.pem')]);
     expect({ code: cliHalf.code, stderr: cliHalf.stderr }).toEqual({ code: 2, stderr: 'strata: give both --tls-client-cert-file and --tls-client-key-file, or neither\n' });
+  });
+});
+
+describe('tokens limited to topics and groups', () => {
+  const LIMITED = { ordersWriter: 'orders-writer-secret', billing: 'billing-reader-secret', teamAdmin: 'team-admin-secret', operator: 'operator-secret' };
+  let broker: TestBroker;
+  const clients: { close(): Promise<void> }[] = [];
+  const admin = (token: string): Admin => {
+    const made = new Admin({ server: broker.address, deadlineMs: 10_000, token });
+    clients.push(made);
+    return made;
+  };
+  const cli = (args: string[], token: string) => runCli([...args, '--server', broker.address], { env: { STRATA_TOKEN: token } });
+  const highWatermark = async (topic: string): Promise<number> => (await admin(LIMITED.operator).describeTopic(topic)).partitions.reduce((sum, partition) => sum + partition.highWatermark, 0);
+
+  beforeAll(async () => {
+    broker = await startTestBroker({
+      authenticator: new TokenAuthenticator([
+        { name: 'orders-writer', sha256: sha256(LIMITED.ordersWriter), permissions: ['write'], topics: ['orders'] },
+        { name: 'billing', sha256: sha256(LIMITED.billing), permissions: ['read'], topics: ['orders', 'audit.*'], groups: ['billing-*'] },
+        { name: 'team-admin', sha256: sha256(LIMITED.teamAdmin), permissions: ['admin'], topics: ['team-a.*'], groups: ['team-a-*'] },
+        { name: 'operator', sha256: sha256(LIMITED.operator), permissions: ['admin'] },
+      ]),
+    });
+    const operator = admin(LIMITED.operator);
+    for (const topic of ['orders', 'payments', 'audit.eu']) await operator.createTopic(topic, { partitions: 1 });
+  });
+  afterAll(async () => {
+    for (const made of clients) await made.close();
+    await broker?.dispose();
+  });
+
+  it('lets a producer write only to its topics, refusing the others whether or not they exist, and appends nothing refused', async () => {
+    const producer = new Producer({ server: broker.address, token: LIMITED.ordersWriter, deliveryTimeoutMs: 10_000 });
+    clients.push(producer);
+    await producer.send({ topic: 'orders', partition: 0, value: Buffer.from('kept') });
+    for (const topic of ['payments', 'no-such-topic']) {
+      const refused = await refusal(producer.send({ topic, partition: 0, value: Buffer.from('refused') }));
+      expect({ code: refused.code, message: refused.message }).toEqual({
+        code: 'PERMISSION_DENIED',
+        message: `token "orders-writer" may not use topic "${topic}": its topics are "orders" (see its entry in --auth-tokens-file)`,
+      });
+    }
+    // The same producer's stream goes on: a refused request does not end it.
+    await producer.send({ topic: 'orders', partition: 0, value: Buffer.from('after') });
+    expect([await highWatermark('orders'), await highWatermark('payments')]).toEqual([2, 0]);
+    expect((await admin(LIMITED.operator).listTopics()).map((topic) => topic.name)).not.toContain('no-such-topic');
+    const produced = await cli(['produce', 'payments', 'x'], LIMITED.ordersWriter);
+    expect([produced.code, produced.stderr]).toEqual([1, 'strata: token "orders-writer" may not use topic "payments": its topics are "orders" (see its entry in --auth-tokens-file)\n']);
+    // Listing shows its topics alone, which is what a producer looks up.
+    expect((await admin(LIMITED.ordersWriter).listTopics()).map((topic) => topic.name)).toEqual(['orders']);
+  });
+
+  it('lets a consumer read its topics in its groups, and refuses another topic, another group and a regex', async () => {
+    const billing = admin(LIMITED.billing);
+    const consumed = await cli(['consume', 'orders', '--group', 'billing-eu', '--count', '2'], LIMITED.billing);
+    expect([consumed.code, consumed.stdout], consumed.stderr).toEqual([0, 'kept\nafter\n']);
+    expect((await billing.fetchOffsets('billing-eu')).map((entry) => [entry.topic, entry.offset])).toEqual([['orders', 2]]);
+    const otherTopic = await cli(['consume', 'payments', '--from', 'earliest', '--count', '1'], LIMITED.billing);
+    expect([otherTopic.code, otherTopic.stderr]).toEqual([1, 'strata: token "billing" may not use topic "payments": its topics are "orders", "audit.*" (see its entry in --auth-tokens-file)\n']);
+    const otherGroup = await cli(['consume', 'orders', '--group', 'shipping', '--count', '1'], LIMITED.billing);
+    expect(otherGroup.code).toBe(1);
+    expect(otherGroup.stderr).toContain('token "billing" may not use group "shipping": its groups are "billing-*" (see its entry in --auth-tokens-file)');
+    // The topics a regex matches change as topics are made: a token limited to some is told to name them.
+    const byRegex = new Consumer({ server: broker.address, token: LIMITED.billing, groupId: 'billing-regex', subscribe: { regex: '^ord' } });
+    clients.push(byRegex);
+    const groupError = await new Promise<GroupErrorEvent>((resolve) => byRegex.once('groupError', resolve));
+    expect([groupError.error.code, groupError.error.message]).toEqual(['PERMISSION_DENIED', 'token "billing" may not subscribe by a regex: its topics are "orders", "audit.*"; subscribe by topic names (see its entry in --auth-tokens-file)']);
+    // Committing another topic's offset for its group is refused too, and moves nothing.
+    const operator = admin(LIMITED.operator);
+    await operator.resetOffsets('billing-eu', 'payments', 'earliest');
+    const commit = await refusal(billing.resetOffsets('billing-eu', 'payments', 'latest'));
+    expect(commit.code).toBe('PERMISSION_DENIED');
+    expect((await billing.listGroups()).map((group) => group.groupId)).toEqual(['billing-eu']);
+    // Its group's offsets of other topics are left out of what it reads.
+    expect((await billing.fetchOffsets('billing-eu')).map((entry) => entry.topic)).toEqual(['orders']);
+    expect((await operator.fetchOffsets('billing-eu')).map((entry) => entry.topic).sort()).toEqual(['orders', 'payments']);
+  });
+
+  it('lets an administrator limited to a prefix administer those topics and groups alone, without saying whether others exist', async () => {
+    const team = admin(LIMITED.teamAdmin);
+    await team.createTopic('team-a.events', { partitions: 2 });
+    expect((await team.addPartitions('team-a.events', 3)).partitions).toHaveLength(3);
+    expect((await team.listTopics()).map((topic) => topic.name)).toEqual(['team-a.events']);
+    for (const [name, call] of [
+      ['create', () => team.createTopic('team-b.events')],
+      ['describe an existing topic', () => team.describeTopic('payments')],
+      ['describe a missing topic', () => team.describeTopic('team-b.missing')],
+      ['delete', () => team.deleteTopic('orders')],
+      ['reset a group outside its groups', () => team.resetOffsets('billing-eu', 'team-a.events', 'earliest')],
+      ['delete offsets of a topic outside its topics', () => team.deleteOffsets('team-a-jobs', ['orders'])],
+      ['delete a group outside its groups', () => team.deleteGroup('billing-eu')],
+    ] as const) {
+      const refused = await refusal(call());
+      expect([name, refused.code]).toEqual([name, 'PERMISSION_DENIED']);
+    }
+    // On the wire, no topics means every topic's offsets: refused unless the token has every topic.
+    const GroupsClient = makeGenericClientConstructor(groupsServiceDefinition, 'strata.v1.Groups');
+    const groups = new GroupsClient(broker.address, credentials.createInsecure()) as unknown as Client & Record<string, (...args: unknown[]) => void>;
+    try {
+      const metadata = new Metadata();
+      metadata.set('authorization', `Bearer ${LIMITED.teamAdmin}`);
+      const everyTopic = await new Promise<ServiceError | null>((resolve) => groups.deleteOffsets!(v1.DeleteOffsetsRequest.create({ groupId: 'team-a-jobs' }), metadata, { deadline: Date.now() + 10_000 }, resolve));
+      expect([everyTopic?.code, everyTopic?.details]).toEqual([
+        status.PERMISSION_DENIED,
+        'token "team-admin" may not delete a group\'s offsets of every topic: its topics are "team-a.*"; name the topics whose offsets to delete (see its entry in --auth-tokens-file)',
+      ]);
+    } finally {
+      groups.close();
+    }
+    const topics = (await admin(LIMITED.operator).listTopics()).map((topic) => topic.name);
+    expect(topics).toEqual(['audit.eu', 'orders', 'payments', 'team-a.events']);
+    expect((await admin(LIMITED.operator).describeGroup('billing-eu')).groupId).toBe('billing-eu');
   });
 });
 

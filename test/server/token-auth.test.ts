@@ -90,7 +90,7 @@ describe('the tokens file', () => {
     expect(problem({ tokens: [good, { ...good, name: 'b', sha256: good.sha256.toUpperCase() }] })).toBe("tokens.json: tokens[1].sha256 is the same as another token's");
     expect(problem({ tokens: [{ ...good, permissions: [] }] })).toBe('tokens.json: tokens[0].permissions must be a non-empty list of read, write, admin');
     expect(problem({ tokens: [{ ...good, permissions: ['produce'] }] })).toBe('tokens.json: tokens[0].permissions has "produce"; known: read, write, admin');
-    expect(problem({ tokens: [{ ...good, token: 'x' }] })).toBe('tokens.json: tokens[0] has unknown field(s) "token"; it takes name, sha256 and permissions');
+    expect(problem({ tokens: [{ ...good, token: 'x' }] })).toBe('tokens.json: tokens[0] has unknown field(s) "token"; it takes name, sha256, permissions, topics and groups');
     expect(problem({ tokens: [{ ...good, name: ' ' }] })).toBe('tokens.json: tokens[0].name must be a non-empty string');
     expect(problem({ tokens: [good] })).toBe('taken');
   });
