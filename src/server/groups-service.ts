@@ -5,7 +5,7 @@
 import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { PARTITION_COUNT_MAX } from '../common/broker-limits.js';
 import { LIST_GROUPS_PAGE_MAX } from '../common/request-limits.js';
-import type { GroupCoordinator, ResetTarget } from '../groups/group-coordinator.js';
+import type { GroupCoordinator, GroupDescription, ResetTarget } from '../groups/group-coordinator.js';
 import { strata } from '../generated/strata.js';
 import { nonNegative, toLong, toSafeNumber } from './convert.js';
 import { invalidArgument } from './status.js';
@@ -93,6 +93,38 @@ export function commitRequestBytes(request: strata.v1.CommitOffsetsRequest): num
   return bytes + 2 * units;
 }
 
+/**
+ * Throws unless `scope` may name every topic `groupId` has committed offsets for: a call that
+ * removes all of a group's offsets (DeleteGroup, DeleteOffsets of every topic) changes those
+ * of each of its topics.
+ */
+function checkGroupTopics(coordinator: GroupCoordinator, scope: TokenScope, groupId: string): void {
+  if (scope.topics.every) return;
+  scope.checkTopics(new Set(coordinator.fetchOffsets(groupId, []).map((entry) => entry.topic)));
+}
+
+/**
+ * `description` with only what concerns the topics `scope` may name: the partitions' offsets and
+ * lag (and the total of those), the members' assignments and subscribed topic names, and no
+ * member's regex (it may name other topics); as Kafka 4 refuses to describe such a group to a
+ * client that may not describe all of its topics.
+ */
+function describedWithin(description: GroupDescription, scope: TokenScope): GroupDescription {
+  if (scope.topics.every) return description;
+  const partitions = description.partitions.filter((entry) => scope.topics.allows(entry.topic));
+  return {
+    ...description,
+    members: description.members.map((member) => ({
+      ...member,
+      assignment: member.assignment.filter((entry) => scope.topics.allows(entry.topic)),
+      subscribedTopicNames: member.subscribedTopicNames.filter((topic) => scope.topics.allows(topic)),
+      subscribedTopicRegex: '',
+    })),
+    partitions,
+    totalLag: partitions.reduce((sum, entry) => sum + entry.lag, 0),
+  };
+}
+
 function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest, scope: TokenScope): Promise<void> {
   scope.checkGroup(request.groupId);
   scope.checkTopics(request.offsets.map((entry) => entry.topic));
@@ -161,7 +193,10 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         memberId: result.memberId,
         memberEpoch: result.memberEpoch,
         heartbeatIntervalMs: result.heartbeatIntervalMs,
-        assignment: partitionsToWire(result.assignment),
+        // A member that keeps its subscription was not checked against this token's topics: its
+        // subscription may be another token's (a member id can be read from DescribeGroup), or
+        // from before the tokens were read again.
+        assignment: partitionsToWire(scope.topics.every ? result.assignment : result.assignment.filter((entry) => scope.topics.allows(entry.topic))),
         sessionTimeoutMs: result.sessionTimeoutMs,
       });
     }),
@@ -195,8 +230,9 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       return v1.ListGroupsResponse.create({ groups: groups.map((group) => v1.GroupSummary.create(group)), nextPageToken });
     }),
     describeGroup: unaryHandler(context, 'DescribeGroup', async (request: strata.v1.DescribeGroupRequest, call) => {
-      callScope(context.authenticator, call.metadata).checkGroup(request.groupId);
-      const description = await coordinator.describeGroup(request.groupId);
+      const scope = callScope(context.authenticator, call.metadata);
+      scope.checkGroup(request.groupId);
+      const description = describedWithin(await coordinator.describeGroup(request.groupId), scope);
       return v1.DescribeGroupResponse.create({
         groupId: description.groupId,
         state: description.state,
@@ -238,13 +274,15 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
     deleteOffsets: unaryHandler(context, 'DeleteOffsets', async (request: strata.v1.DeleteOffsetsRequest, call) => {
       const scope = callScope(context.authenticator, call.metadata);
       scope.checkGroup(request.groupId);
-      if (request.topics.length === 0) scope.checkEveryTopic("delete a group's offsets of every topic", 'name the topics whose offsets to delete');
+      if (request.topics.length === 0) checkGroupTopics(coordinator, scope, request.groupId);
       scope.checkTopics(request.topics);
       await coordinator.deleteOffsets(request.groupId, request.topics);
       return v1.DeleteOffsetsResponse.create();
     }),
     deleteGroup: unaryHandler(context, 'DeleteGroup', async (request: strata.v1.DeleteGroupRequest, call) => {
-      callScope(context.authenticator, call.metadata).checkGroup(request.groupId);
+      const scope = callScope(context.authenticator, call.metadata);
+      scope.checkGroup(request.groupId);
+      checkGroupTopics(coordinator, scope, request.groupId);
       await coordinator.deleteGroup(request.groupId);
       return v1.DeleteGroupResponse.create();
     }),

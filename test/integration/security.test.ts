@@ -28,6 +28,7 @@ import { waitUntil } from '../helpers/wait.js';
 import { type BrokerProcess, type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
 import { runBroker } from '../../src/server/run-broker.js';
 import { pino } from 'pino';
+import Long from 'long';
 
 const FIXTURES = join(PACKAGE_ROOT, 'test', 'fixtures', 'tls');
 const fixture = (name: string): string => join(FIXTURES, name);
@@ -258,6 +259,18 @@ describe('tokens limited to topics and groups', () => {
   };
   const cli = (args: string[], token: string) => runCli([...args, '--server', broker.address], { env: { STRATA_TOKEN: token } });
   const highWatermark = async (topic: string): Promise<number> => (await admin(LIMITED.operator).describeTopic(topic)).partitions.reduce((sum, partition) => sum + partition.highWatermark, 0);
+  /** A call of strata.v1.Groups with `token`, over the wire: for what the client library does not send. */
+  const groupsCall = async <Response>(method: string, request: object, token: string): Promise<{ error: ServiceError | null; response: Response | undefined }> => {
+    const GroupsClient = makeGenericClientConstructor(groupsServiceDefinition, 'strata.v1.Groups');
+    const groups = new GroupsClient(broker.address, credentials.createInsecure()) as unknown as Client & Record<string, (...args: unknown[]) => void>;
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${token}`);
+    try {
+      return await new Promise((resolve) => groups[method]!(request, metadata, { deadline: Date.now() + 10_000 }, (error: ServiceError | null, response?: Response) => resolve({ error, response })));
+    } finally {
+      groups.close();
+    }
+  };
 
   beforeAll(async () => {
     broker = await startTestBroker({
@@ -312,15 +325,61 @@ describe('tokens limited to topics and groups', () => {
     clients.push(byRegex);
     const groupError = await new Promise<GroupErrorEvent>((resolve) => byRegex.once('groupError', resolve));
     expect([groupError.error.code, groupError.error.message]).toEqual(['PERMISSION_DENIED', 'token "billing" may not subscribe by a regex: its topics are "orders", "audit.*"; subscribe by topic names (see its entry in --auth-tokens-file)']);
-    // Committing another topic's offset for its group is refused too, and moves nothing.
+    expect((await refusal(billing.listOffsets('payments', 0, 'latest'))).code).toBe('PERMISSION_DENIED');
+  });
+
+  it("refuses a commit of another topic's offset in its group, unary or streamed, and moves nothing", async () => {
     const operator = admin(LIMITED.operator);
+    await operator.resetOffsets('billing-commits', 'payments', 'earliest');
+    const refusedMessage = 'token "billing" may not use topic "payments": its topics are "orders", "audit.*" (see its entry in --auth-tokens-file)';
+    const unary = await groupsCall('commitOffsets', v1.CommitOffsetsRequest.create({ groupId: 'billing-commits', offsets: [v1.OffsetCommit.create({ topic: 'orders', partition: 0, offset: Long.fromNumber(1) }), v1.OffsetCommit.create({ topic: 'payments', partition: 0, offset: Long.fromNumber(1) })] }), LIMITED.billing);
+    expect([unary.error?.code, unary.error?.details]).toEqual([status.PERMISSION_DENIED, refusedMessage]);
+    // The client library commits over CommitOffsetsStream.
+    const assigned = new Consumer({ server: broker.address, token: LIMITED.billing, groupId: 'billing-commits' });
+    clients.push(assigned);
+    const streamed = await refusal(assigned.commit([{ topic: 'payments', partition: 0, offset: 1 }]));
+    expect([streamed.code, streamed.message]).toEqual(['PERMISSION_DENIED', refusedMessage]);
+    expect((await operator.fetchOffsets('billing-commits')).map((entry) => [entry.topic, entry.offset])).toEqual([['payments', 0]]);
+  });
+
+  it("shows a consumer only its groups, and of its group only what concerns its topics: offsets, lag, members' assignments, a heartbeat's answer", async () => {
+    const operator = admin(LIMITED.operator);
+    const billing = admin(LIMITED.billing);
+    await operator.resetOffsets('shipping', 'orders', 'earliest');
+    // A member with every topic, in a group the billing token may use.
+    const everything = new Consumer({ server: broker.address, token: LIMITED.operator, groupId: 'billing-shared', subscribe: ['orders', 'payments'] });
+    clients.push(everything);
+    // NOT_FOUND until the member has joined.
+    const assignedTopics = async (): Promise<string[]> => {
+      const described = await operator.describeGroup('billing-shared').catch(() => null);
+      return (described?.members ?? []).flatMap((member) => member.assignment.map((entry) => entry.topic)).sort();
+    };
+    await waitUntil(async () => (await assignedTopics()).join() === 'orders,payments', 'the member to be assigned both topics');
     await operator.resetOffsets('billing-eu', 'payments', 'earliest');
-    const commit = await refusal(billing.resetOffsets('billing-eu', 'payments', 'latest'));
-    expect(commit.code).toBe('PERMISSION_DENIED');
-    expect((await billing.listGroups()).map((group) => group.groupId)).toEqual(['billing-eu']);
-    // Its group's offsets of other topics are left out of what it reads.
+
+    const listed = (await billing.listGroups()).map((group) => group.groupId);
+    expect(listed).toEqual(expect.arrayContaining(['billing-eu', 'billing-shared']));
+    expect(listed.filter((groupId) => !groupId.startsWith('billing-'))).toEqual([]);
+    expect((await operator.listGroups()).map((group) => group.groupId)).toContain('shipping');
+    expect((await refusal(billing.describeGroup('shipping'))).code).toBe('PERMISSION_DENIED');
+    // Its group's offsets of other topics are left out of what it reads, lag and its total included.
     expect((await billing.fetchOffsets('billing-eu')).map((entry) => entry.topic)).toEqual(['orders']);
     expect((await operator.fetchOffsets('billing-eu')).map((entry) => entry.topic).sort()).toEqual(['orders', 'payments']);
+    const described = await billing.describeGroup('billing-eu');
+    expect(described.partitions.map((entry) => entry.topic)).toEqual(['orders']);
+    expect(described.totalLag).toBe(described.partitions[0]!.lag);
+    const shared = await billing.describeGroup('billing-shared');
+    expect(shared.members.map((member) => [member.assignment.map((entry) => entry.topic), member.subscribedTopicNames])).toEqual([[['orders'], ['orders']]]);
+    // Heartbeating as that member (its id and epoch can be read from a description) keeps the
+    // member's subscription unchecked, so the answer's assignment is cut to this token's topics.
+    const member = (await operator.describeGroup('billing-shared')).members[0]!;
+    const heartbeat = await groupsCall<{ assignment: { topic: string }[] }>(
+      'heartbeat',
+      v1.HeartbeatRequest.create({ groupId: 'billing-shared', memberId: member.memberId, memberEpoch: member.memberEpoch, keepSubscription: true, ownedPartitions: [v1.TopicPartitions.create({ topic: 'orders', partitions: [0] }), v1.TopicPartitions.create({ topic: 'payments', partitions: [0] })] }),
+      LIMITED.billing,
+    );
+    expect(heartbeat.error).toBeNull();
+    expect(heartbeat.response?.assignment.map((entry) => entry.topic)).toEqual(['orders']);
   });
 
   it('lets an administrator limited to a prefix administer those topics and groups alone, without saying whether others exist', async () => {
@@ -330,6 +389,8 @@ describe('tokens limited to topics and groups', () => {
     expect((await team.listTopics()).map((topic) => topic.name)).toEqual(['team-a.events']);
     for (const [name, call] of [
       ['create', () => team.createTopic('team-b.events')],
+      ['alter', () => team.alterTopicConfigs('orders', { 'retention.ms': '1000' })],
+      ['add partitions', () => team.addPartitions('orders', 2)],
       ['describe an existing topic', () => team.describeTopic('payments')],
       ['describe a missing topic', () => team.describeTopic('team-b.missing')],
       ['delete', () => team.deleteTopic('orders')],
@@ -340,20 +401,18 @@ describe('tokens limited to topics and groups', () => {
       const refused = await refusal(call());
       expect([name, refused.code]).toEqual([name, 'PERMISSION_DENIED']);
     }
-    // On the wire, no topics means every topic's offsets: refused unless the token has every topic.
-    const GroupsClient = makeGenericClientConstructor(groupsServiceDefinition, 'strata.v1.Groups');
-    const groups = new GroupsClient(broker.address, credentials.createInsecure()) as unknown as Client & Record<string, (...args: unknown[]) => void>;
-    try {
-      const metadata = new Metadata();
-      metadata.set('authorization', `Bearer ${LIMITED.teamAdmin}`);
-      const everyTopic = await new Promise<ServiceError | null>((resolve) => groups.deleteOffsets!(v1.DeleteOffsetsRequest.create({ groupId: 'team-a-jobs' }), metadata, { deadline: Date.now() + 10_000 }, resolve));
-      expect([everyTopic?.code, everyTopic?.details]).toEqual([
-        status.PERMISSION_DENIED,
-        'token "team-admin" may not delete a group\'s offsets of every topic: its topics are "team-a.*"; name the topics whose offsets to delete (see its entry in --auth-tokens-file)',
-      ]);
-    } finally {
-      groups.close();
-    }
+    // Deleting a group, or all its offsets (no topics, on the wire), needs every topic it has offsets for.
+    const operator = admin(LIMITED.operator);
+    for (const topic of ['team-a.events', 'orders']) await operator.resetOffsets('team-a-jobs', topic, 'earliest');
+    const ordersRefusal = 'token "team-admin" may not use topic "orders": its topics are "team-a.*" (see its entry in --auth-tokens-file)';
+    const everyTopic = await groupsCall('deleteOffsets', v1.DeleteOffsetsRequest.create({ groupId: 'team-a-jobs' }), LIMITED.teamAdmin);
+    expect([everyTopic.error?.code, everyTopic.error?.details]).toEqual([status.PERMISSION_DENIED, ordersRefusal]);
+    const deleted = await refusal(team.deleteGroup('team-a-jobs'));
+    expect([deleted.code, deleted.message]).toEqual(['PERMISSION_DENIED', ordersRefusal]);
+    expect(new Set((await operator.fetchOffsets('team-a-jobs')).map((entry) => entry.topic))).toEqual(new Set(['orders', 'team-a.events']));
+    await operator.deleteOffsets('team-a-jobs', ['orders']);
+    await team.deleteGroup('team-a-jobs');
+    expect((await operator.listGroups()).map((group) => group.groupId)).not.toContain('team-a-jobs');
     const topics = (await admin(LIMITED.operator).listTopics()).map((topic) => topic.name);
     expect(topics).toEqual(['audit.eu', 'orders', 'payments', 'team-a.events']);
     expect((await admin(LIMITED.operator).describeGroup('billing-eu')).groupId).toBe('billing-eu');
