@@ -25,7 +25,7 @@ import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { graveyardDirectory, holdsPartitionLog, partitionDirectory, topicsDirectory } from '../storage/file-names.js';
-import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
+import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, flushMsSelectsInterval, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { BATCH_HEADER_BYTES, PRODUCER_ID_OFFSET, firstRecordKey, readProducerId } from '../storage/record-batch.js';
@@ -664,9 +664,9 @@ export class Broker {
       const topic = this.requireTopic(name);
       const kept = Object.entries(topic.record.configs).filter(([key]) => !reset.includes(key));
       const record: TopicRecord = { ...topic.record, configs: { ...Object.fromEntries(kept), ...configs } };
-      if (reset.includes('flush') && record.configs['flush.ms'] !== undefined && record.configs.flush === undefined) {
-        // flush.ms alone selects interval flushing: the reset would leave the topic on interval
-        // whatever the broker's --flush, which is not what a reset to the default says.
+      if (reset.includes('flush') && flushMsSelectsInterval(record.configs)) {
+        // The reset would leave the topic on interval whatever the broker's --flush, which is
+        // not what a reset to the default says.
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `topic "${name}" sets flush.ms, which alone selects flush=interval: resetting flush would keep it on interval, not the broker default; reset flush.ms too, or set flush`);
       }
       const config = this.configForChange(record, 'max.message.bytes' in configs || reset.includes('max.message.bytes'));
@@ -1005,7 +1005,7 @@ export function checkPartitionCount(count: number): void {
 /** The configs a topic sets, sorted: `flush` too when `flush.ms` alone selects interval flushing. */
 function overriddenConfigs(configs: Readonly<Record<string, string>>): string[] {
   const names = new Set(Object.keys(configs));
-  if (names.has('flush.ms')) names.add('flush');
+  if (flushMsSelectsInterval(configs)) names.add('flush');
   return [...names].sort();
 }
 

@@ -119,8 +119,15 @@ export function parseKafkaConfig(entries: Readonly<Record<string, string>>): Par
       (result as Record<string, number>)[key] = value;
     }
   }
-  // Setting `flush.ms` alone selects interval flushing, as the docs promise (an alter merges
-  // a topic's stored configs first, so an explicit `flush=always` stays).
-  if (entries['flush.ms'] !== undefined && entries.flush === undefined) result.flush = 'interval';
+  // An alter merges a topic's stored configs first, so an explicit `flush=always` stays.
+  if (flushMsSelectsInterval(entries)) result.flush = 'interval';
   return result;
+}
+
+/**
+ * Whether configs that set `flush.ms` and not `flush` select interval flushing by that alone,
+ * as the docs promise: the topic then flushes on interval whatever the broker's `--flush`.
+ */
+export function flushMsSelectsInterval(configs: Readonly<Record<string, string | undefined>>): boolean {
+  return configs['flush.ms'] !== undefined && configs.flush === undefined;
 }
