@@ -53,10 +53,7 @@ export function adminServiceHandlers(broker: Broker, context: HandlerContext): U
     listTopics: unaryHandler(context, 'ListTopics', async (_request: strata.v1.ListTopicsRequest, call) => {
       const scope = callScope(context.authenticator, call.metadata);
       return v1.ListTopicsResponse.create({
-        topics: broker
-          .listTopics()
-          .filter((topic) => scope.topics.allows(topic.name))
-          .map((topic) => v1.TopicSummary.create(topic)),
+        topics: scope.topics.within(broker.listTopics(), (topic) => topic.name).map((topic) => v1.TopicSummary.create(topic)),
       });
     }),
     describeTopic: unaryHandler(context, 'DescribeTopic', async (request: strata.v1.DescribeTopicRequest, call) => {

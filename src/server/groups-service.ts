@@ -93,14 +93,10 @@ export function commitRequestBytes(request: strata.v1.CommitOffsetsRequest): num
   return bytes + 2 * units;
 }
 
-/**
- * Throws unless `scope` may name every topic `groupId` has committed offsets for: a call that
- * removes all of a group's offsets (DeleteGroup, DeleteOffsets of every topic) changes those
- * of each of its topics.
- */
+/** Throws unless `scope` may name every topic `groupId` has committed offsets for (see `checkTopicsOfGroup`). */
 function checkGroupTopics(coordinator: GroupCoordinator, scope: TokenScope, groupId: string): void {
   if (scope.topics.every) return;
-  scope.checkTopics(new Set(coordinator.fetchOffsets(groupId, []).map((entry) => entry.topic)));
+  scope.checkTopicsOfGroup(groupId, new Set(coordinator.fetchOffsets(groupId, []).map((entry) => entry.topic)));
 }
 
 /**
@@ -110,24 +106,25 @@ function checkGroupTopics(coordinator: GroupCoordinator, scope: TokenScope, grou
  * client that may not describe all of its topics.
  */
 function describedWithin(description: GroupDescription, scope: TokenScope): GroupDescription {
-  if (scope.topics.every) return description;
-  const partitions = description.partitions.filter((entry) => scope.topics.allows(entry.topic));
+  const topics = scope.topics;
+  if (topics.every) return description;
+  const partitions = topics.within(description.partitions, (entry) => entry.topic);
   return {
     ...description,
     members: description.members.map((member) => ({
       ...member,
-      assignment: member.assignment.filter((entry) => scope.topics.allows(entry.topic)),
-      subscribedTopicNames: member.subscribedTopicNames.filter((topic) => scope.topics.allows(topic)),
+      assignment: [...topics.within(member.assignment, (entry) => entry.topic)],
+      subscribedTopicNames: [...topics.within(member.subscribedTopicNames, (topic) => topic)],
       subscribedTopicRegex: '',
     })),
-    partitions,
+    partitions: [...partitions],
     totalLag: partitions.reduce((sum, entry) => sum + entry.lag, 0),
   };
 }
 
 function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest, scope: TokenScope): Promise<void> {
   scope.checkGroup(request.groupId);
-  scope.checkTopics(request.offsets.map((entry) => entry.topic));
+  if (!scope.topics.every) scope.checkTopics(request.offsets.map((entry) => entry.topic));
   return coordinator.commit(
     request.groupId,
     request.memberId,
@@ -174,8 +171,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         : { topicNames: [...request.subscribedTopicNames], regex: request.subscribedTopicRegex ?? '' };
       if (subscription !== null) {
         scope.checkTopics(subscription.topicNames);
-        // The topics a regex matches change as topics are made; the broker does not narrow them per member.
-        if (subscription.regex !== '') scope.checkEveryTopic('subscribe by a regex', 'subscribe by topic names');
+        if (subscription.regex !== '') scope.checkRegexSubscription();
       }
       const result = coordinator.heartbeat({
         groupId: request.groupId,
@@ -196,7 +192,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         // A member that keeps its subscription was not checked against this token's topics: its
         // subscription may be another token's (a member id can be read from DescribeGroup), or
         // from before the tokens were read again.
-        assignment: partitionsToWire(scope.topics.every ? result.assignment : result.assignment.filter((entry) => scope.topics.allows(entry.topic))),
+        assignment: partitionsToWire(scope.topics.within(result.assignment, (entry) => entry.topic)),
         sessionTimeoutMs: result.sessionTimeoutMs,
       });
     }),
@@ -220,12 +216,12 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       scope.checkGroup(request.groupId);
       scope.checkTopics(request.topics);
       // Every topic's offsets, when none is named: only those of the topics the token may name.
-      const offsets = coordinator.fetchOffsets(request.groupId, request.topics).filter((entry) => scope.topics.allows(entry.topic));
+      const offsets = scope.topics.within(coordinator.fetchOffsets(request.groupId, request.topics), (entry) => entry.topic);
       return v1.FetchOffsetsResponse.create({ offsets: offsets.map(committedToWire) });
     }),
     listGroups: unaryHandler(context, 'ListGroups', async (request: strata.v1.ListGroupsRequest, call) => {
       const scope = callScope(context.authenticator, call.metadata);
-      const visible = coordinator.listGroups().filter((group) => scope.groups.allows(group.groupId));
+      const visible = scope.groups.within(coordinator.listGroups(), (group) => group.groupId);
       const { groups, nextPageToken } = listGroupsPage(visible, request.pageSize, request.pageToken);
       return v1.ListGroupsResponse.create({ groups: groups.map((group) => v1.GroupSummary.create(group)), nextPageToken });
     }),

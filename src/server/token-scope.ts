@@ -4,7 +4,8 @@
  * prefixed resources. A pattern is a whole name, a prefix followed by `*`, or `*` alone for every
  * one; a token whose entry has no list may name every topic (or group). Handlers check each
  * topic and group a call names against the scope of the call's token before they look it up,
- * so a refusal says nothing of whether the topic or group exists.
+ * so a refusal says nothing of whether the topic or group exists; answers that list topics or
+ * groups leave out the others (`NameScope.within`).
  */
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { groupIdProblem } from '../common/group-id.js';
@@ -28,6 +29,11 @@ export class NameScope {
 
   allows(name: string): boolean {
     return this.every || this.names.has(name) || this.prefixes.some((prefix) => name.startsWith(prefix));
+  }
+
+  /** The entries of `entries` whose name (`nameOf`) this allows: `entries` itself when it allows every name. */
+  within<Entry>(entries: readonly Entry[], nameOf: (entry: Entry) => string): readonly Entry[] {
+    return this.every ? entries : entries.filter((entry) => this.allows(nameOf(entry)));
   }
 
   toString(): string {
@@ -109,13 +115,26 @@ export class TokenScope {
   }
 
   /**
-   * Throws PERMISSION_DENIED unless the token may name every topic, for a call that reaches
-   * topics it does not name: `action` says what it does ("subscribe by a regex"), `instead`
-   * what to do instead ("subscribe by topic names").
+   * Throws PERMISSION_DENIED unless the token may name every topic: the topics a regex
+   * subscription matches change as topics are made, and the broker does not narrow them per member.
    */
-  checkEveryTopic(action: string, instead: string): void {
+  checkRegexSubscription(): void {
     if (this.topics.every) return;
-    throw this.refusal(action, `its topics are ${this.topics}; ${instead}`);
+    throw this.refusal('subscribe by a regex', `its topics are ${this.topics}; subscribe by topic names`);
+  }
+
+  /**
+   * Throws PERMISSION_DENIED unless the token may name each of `topics`, those group `groupId`
+   * has offsets for, for a call that removes all of them (DeleteGroup, DeleteOffsets of every
+   * topic). The refusal names none of them: the token may not learn of them.
+   */
+  checkTopicsOfGroup(groupId: string, topics: Iterable<string>): void {
+    if (this.topics.every) return;
+    for (const topic of topics) {
+      if (!this.topics.allows(topic)) {
+        throw this.refusal(`remove every offset of group "${escapeUnprintable(groupId)}"`, `the group has offsets of topics other than its topics, ${this.topics}; those must be deleted by a token that may use them`);
+      }
+    }
   }
 
   private refusal(action: string, grant: string): StrataError {

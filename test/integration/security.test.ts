@@ -356,6 +356,14 @@ describe('tokens limited to topics and groups', () => {
     };
     await waitUntil(async () => (await assignedTopics()).join() === 'orders,payments', 'the member to be assigned both topics');
     await operator.resetOffsets('billing-eu', 'payments', 'earliest');
+    // Lag on payments, which the total must leave out.
+    const producer = new Producer({ server: broker.address, token: LIMITED.operator, deliveryTimeoutMs: 10_000 });
+    clients.push(producer);
+    await producer.send({ topic: 'payments', partition: 0, value: Buffer.from('unread') });
+    // A member subscribed by a regex: the regex may name other topics.
+    const byRegex = new Consumer({ server: broker.address, token: LIMITED.operator, groupId: 'billing-by-regex', subscribe: { regex: '^pay' } });
+    clients.push(byRegex);
+    await waitUntil(async () => ((await operator.describeGroup('billing-by-regex').catch(() => null))?.members.length ?? 0) === 1, 'the regex member to join');
 
     const listed = (await billing.listGroups()).map((group) => group.groupId);
     expect(listed).toEqual(expect.arrayContaining(['billing-eu', 'billing-shared']));
@@ -368,6 +376,9 @@ describe('tokens limited to topics and groups', () => {
     const described = await billing.describeGroup('billing-eu');
     expect(described.partitions.map((entry) => entry.topic)).toEqual(['orders']);
     expect(described.totalLag).toBe(described.partitions[0]!.lag);
+    expect((await operator.describeGroup('billing-eu')).totalLag).toBe(described.totalLag + 1);
+    expect((await operator.describeGroup('billing-by-regex')).members.map((member) => member.subscribedTopicRegex)).toEqual(['^pay']);
+    expect((await billing.describeGroup('billing-by-regex')).members.map((member) => [member.subscribedTopicRegex, member.assignment])).toEqual([['', []]]);
     const shared = await billing.describeGroup('billing-shared');
     expect(shared.members.map((member) => [member.assignment.map((entry) => entry.topic), member.subscribedTopicNames])).toEqual([[['orders'], ['orders']]]);
     // Heartbeating as that member (its id and epoch can be read from a description) keeps the
@@ -404,7 +415,8 @@ describe('tokens limited to topics and groups', () => {
     // Deleting a group, or all its offsets (no topics, on the wire), needs every topic it has offsets for.
     const operator = admin(LIMITED.operator);
     for (const topic of ['team-a.events', 'orders']) await operator.resetOffsets('team-a-jobs', topic, 'earliest');
-    const ordersRefusal = 'token "team-admin" may not use topic "orders": its topics are "team-a.*" (see its entry in --auth-tokens-file)';
+    // The refusal names none of the group's other topics.
+    const ordersRefusal = 'token "team-admin" may not remove every offset of group "team-a-jobs": the group has offsets of topics other than its topics, "team-a.*"; those must be deleted by a token that may use them (see its entry in --auth-tokens-file)';
     const everyTopic = await groupsCall('deleteOffsets', v1.DeleteOffsetsRequest.create({ groupId: 'team-a-jobs' }), LIMITED.teamAdmin);
     expect([everyTopic.error?.code, everyTopic.error?.details]).toEqual([status.PERMISSION_DENIED, ordersRefusal]);
     const deleted = await refusal(team.deleteGroup('team-a-jobs'));
@@ -416,6 +428,44 @@ describe('tokens limited to topics and groups', () => {
     const topics = (await admin(LIMITED.operator).listTopics()).map((topic) => topic.name);
     expect(topics).toEqual(['audit.eu', 'orders', 'payments', 'team-a.events']);
     expect((await admin(LIMITED.operator).describeGroup('billing-eu')).groupId).toBe('billing-eu');
+  });
+});
+
+describe('a token narrowed while its stream is open', () => {
+  it('keeps the topics a stream started with until it ends, and checks new calls against the file read again', async () => {
+    const dataDir = temporaryDirectory();
+    const tokensFile = besideDataDir(dataDir, 'tokens.json');
+    const writeTokens = (writerTopics: string[]): void =>
+      writeFileSync(
+        tokensFile,
+        JSON.stringify({
+          tokens: [
+            { name: 'writer', sha256: sha256('narrowed-writer'), permissions: ['write'], topics: writerTopics },
+            { name: 'operator', sha256: sha256(TOKENS.operator), permissions: ['admin'] },
+          ],
+        }),
+      );
+    writeTokens(['orders', 'payments']);
+    const authenticator = TokenAuthenticator.fromFile(tokensFile);
+    const broker = await startTestBroker({ dataDir, authenticator });
+    const operator = new Admin({ server: broker.address, token: TOKENS.operator, deadlineMs: 10_000 });
+    const producer = new Producer({ server: broker.address, token: 'narrowed-writer', deliveryTimeoutMs: 10_000 });
+    const fresh = new Admin({ server: broker.address, token: 'narrowed-writer', deadlineMs: 10_000 });
+    try {
+      await operator.createTopic('payments', { partitions: 1 });
+      await producer.send({ topic: 'payments', partition: 0, value: Buffer.from('before') });
+      writeTokens(['orders']);
+      authenticator.reload(); // what SIGHUP does
+      // The producer's stream was let through with both topics, and keeps them until it ends.
+      await producer.send({ topic: 'payments', partition: 0, value: Buffer.from('on the open stream') });
+      expect((await operator.describeTopic('payments')).partitions[0]!.highWatermark).toBe(2);
+      // A call made now is checked against the file as it is.
+      expect((await refusal(fresh.describeTopic('payments'))).code).toBe('PERMISSION_DENIED');
+    } finally {
+      for (const client of [producer, operator, fresh]) await client.close();
+      await broker.dispose();
+      rmSync(tokensFile, { force: true });
+    }
   });
 });
 

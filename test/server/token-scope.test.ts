@@ -32,6 +32,12 @@ describe('NameScope', () => {
     expect(new NameScope(['orders', '*']).allows('anything')).toBe(true);
     expect(String(scope)).toBe('"orders", "audit.*"');
   });
+
+  it('keeps of a list the entries whose names it allows, and hands back the list itself when it allows every name', () => {
+    const entries = [{ topic: 'orders' }, { topic: 'payments' }, { topic: 'audit.eu' }];
+    expect(new NameScope(['orders', 'audit.*']).within(entries, (entry) => entry.topic)).toEqual([{ topic: 'orders' }, { topic: 'audit.eu' }]);
+    expect(NameScope.EVERY.within(entries, (entry) => entry.topic)).toBe(entries);
+  });
 });
 
 describe('TokenScope', () => {
@@ -50,9 +56,15 @@ describe('TokenScope', () => {
       code: ErrorCode.PERMISSION_DENIED,
       message: 'token "billing" may not use group "billing": its groups are "billing-*" (see its entry in --auth-tokens-file)',
     });
-    expect(thrown(() => scope.checkEveryTopic('subscribe by a regex', 'subscribe by topic names'))).toEqual({
+    expect(thrown(() => scope.checkRegexSubscription())).toEqual({
       code: ErrorCode.PERMISSION_DENIED,
       message: 'token "billing" may not subscribe by a regex: its topics are "orders", "audit.*"; subscribe by topic names (see its entry in --auth-tokens-file)',
+    });
+    // A group's topics outside the token's are not named.
+    expect(thrown(() => scope.checkTopicsOfGroup('billing-eu', ['orders', 'audit.eu']))).toBeNull();
+    expect(thrown(() => scope.checkTopicsOfGroup('billing-eu', ['orders', 'payments']))).toEqual({
+      code: ErrorCode.PERMISSION_DENIED,
+      message: 'token "billing" may not remove every offset of group "billing-eu": the group has offsets of topics other than its topics, "orders", "audit.*"; those must be deleted by a token that may use them (see its entry in --auth-tokens-file)',
     });
   });
 
@@ -63,7 +75,7 @@ describe('TokenScope', () => {
   });
 
   it('refuses nothing when open', () => {
-    for (const check of [() => TokenScope.OPEN.checkTopic('x'), () => TokenScope.OPEN.checkGroup('y'), () => TokenScope.OPEN.checkEveryTopic('a', 'b')]) expect(thrown(check)).toBeNull();
+    for (const check of [() => TokenScope.OPEN.checkTopic('x'), () => TokenScope.OPEN.checkGroup('y'), () => TokenScope.OPEN.checkRegexSubscription(), () => TokenScope.OPEN.checkTopicsOfGroup('g', ['t'])]) expect(thrown(check)).toBeNull();
   });
 });
 
