@@ -13,18 +13,14 @@
  */
 import type { Argv, Options } from 'yargs';
 import { pino, type Logger } from 'pino';
-import { readFileSync } from 'node:fs';
 import { isLoopbackHost, parseListenAddress } from '../common/listen-address.js';
 import { Connection, type ConnectionOptions, type TlsOptions, isValidToken } from '../client/connection.js';
 import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
-import { systemErrorText } from '../common/errors.js';
+import { readFlagFile } from '../common/errors.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
-
-/** Option names of this module, for the environment check in main.ts. */
-export const CLIENT_OPTION_NAMES = ['server', 'token', 'tls', 'tls-ca-file', 'tls-client-cert-file', 'tls-client-key-file'];
 
 /** What the options of this module give a command. */
 export interface ClientArgs {
@@ -62,6 +58,9 @@ export const ACCESS_OPTIONS = {
   'tls-client-cert-file': { type: 'string', describe: 'PEM client certificate, for a broker that asks for one (mutual TLS)', requiresArg: true },
   'tls-client-key-file': { type: 'string', describe: 'PEM private key of --tls-client-cert-file', requiresArg: true },
 } as const satisfies Record<string, Options>;
+
+/** Option names of this module, for the environment check in main.ts. */
+export const CLIENT_OPTION_NAMES = ['server', ...Object.keys(ACCESS_OPTIONS)];
 
 export function withClientOptions<T>(yargs: Argv<T>): Argv<T & { server: string }> {
   return yargs
@@ -134,11 +133,12 @@ function optionalPath(value: unknown, option: string): string | undefined {
   return value;
 }
 
+/** `readFlagFile`, its refusal a usage error of the command. */
 function readOptionFile(path: string, option: string): Buffer {
   try {
-    return readFileSync(path);
+    return readFlagFile(option, path);
   } catch (error) {
-    throw new UsageError(`${option} ${path} cannot be read: ${systemErrorText(error as NodeJS.ErrnoException)}`);
+    throw new UsageError((error as Error).message);
   }
 }
 

@@ -113,36 +113,23 @@ export class OffsetStore {
   /**
    * Lowers every committed offset above its partition's end (`endOf`; null leaves the partition
    * alone) to that end, keeping its metadata and commit time, in one durable transaction.
-   * Returns what it lowered.
+   * Returns what it lowered. For the start, before any commit can come: the offsets are read
+   * before the transaction, and most starts find nothing to lower, so open none (nor wait for a sync).
    */
   async lowerPastEnds(endOf: (topic: string, partition: number) => number | null): Promise<{ group: string; topic: string; partition: number; committed: number; end: number }[]> {
-    // Most starts find nothing to lower: they open no write transaction (and wait for no sync).
-    if (!this.anyPastEnd(endOf)) return [];
-    return durably(
-      this.root,
-      this.db.transaction(() => {
-        const lowered: { group: string; topic: string; partition: number; committed: number; end: number }[] = [];
-        const puts: { key: Key; value: StoredOffset }[] = [];
-        // Listed first, then written: no write while the range is being read.
-        for (const { key, value } of this.db.getRange()) {
-          const [group, topic, partition] = key;
-          const end = endOf(topic, partition);
-          if (end === null || value.offset <= end) continue;
-          puts.push({ key, value: { ...value, offset: end } });
-          lowered.push({ group, topic, partition, committed: value.offset, end });
-        }
-        for (const { key, value } of puts) this.db.put(key, value);
-        return lowered;
-      }),
-    );
-  }
-
-  private anyPastEnd(endOf: (topic: string, partition: number) => number | null): boolean {
+    const lowered: { key: Key; value: StoredOffset; committed: number }[] = [];
     for (const { key, value } of this.db.getRange()) {
       const end = endOf(key[1], key[2]);
-      if (end !== null && value.offset > end) return true;
+      if (end !== null && value.offset > end) lowered.push({ key, value: { ...value, offset: end }, committed: value.offset });
     }
-    return false;
+    if (lowered.length === 0) return [];
+    await durably(
+      this.root,
+      this.db.transaction(() => {
+        for (const { key, value } of lowered) this.db.put(key, value);
+      }),
+    );
+    return lowered.map(({ key: [group, topic, partition], value, committed }) => ({ group, topic, partition, committed, end: value.offset }));
   }
 
   /** Every topic some group has committed offsets for. */

@@ -243,7 +243,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
  * lasts as long as its consumer wants, and would swamp the latency of the calls that answer.
  */
 function countSubscribeEnd(metrics: BrokerMetrics | null, code: status): void {
-  metrics?.requests.inc({ method: 'Subscribe', code: status[code] ?? String(code) });
+  metrics?.countRequest('Subscribe', code);
 }
 
 async function subscribe(

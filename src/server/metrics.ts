@@ -282,8 +282,13 @@ export class BrokerMetrics {
    * began would be the stream's age).
    */
   countRefusal(method: string, code: status, strataCode: string | undefined): void {
-    this.requests.inc({ method, code: status[code] ?? String(code) });
+    this.countRequest(method, code);
     this.countError(method, strataCode);
+  }
+
+  /** Counts a finished request in `strata_requests_total` by its status code, without timing it. */
+  countRequest(method: string, code: status): void {
+    this.requests.inc({ method, code: status[code] ?? String(code) });
   }
 
   /** Counts a client connection, open until its session closes. */

@@ -275,7 +275,7 @@ export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context:
         const failure = toGrpcFailure(refusal);
         const { code, details, metadata: trailer } = toServiceError(failure);
         context.metrics?.countRefusal(method, failure.code, failure.strataCode);
-        log.refused({ method, code: refusal.code, reason: refusal.message, peer: call.getPeer() });
+        log.refused({ method, code: failure.code, reason: failure.details, peer: call.getPeer() });
         call.sendStatus({ code: code!, details: details!, ...(trailer !== undefined ? { metadata: trailer } : {}) });
       })
       .build();

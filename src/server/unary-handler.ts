@@ -25,7 +25,7 @@ export interface HandlerContext {
 export function countRequest(context: HandlerContext, method: string, code: status, startedAt: number): void {
   const metrics = context.metrics;
   if (metrics === null) return;
-  metrics.requests.inc({ method, code: status[code] ?? String(code) });
+  metrics.countRequest(method, code);
   metrics.requestSeconds.observe({ method }, (performance.now() - startedAt) / 1000);
 }
 

@@ -377,17 +377,16 @@ export class LogSegment implements UnloadableIndexes {
     if (!this.sealed || this.offsetIndex === null) return;
     const offsetIndex = this.offsetIndex;
     const timeIndex = this.timeIndex!;
-    timeIndex.seal(this.maxTimestamp, this.nextOffset);
-    offsetIndex.shrinkToEntries();
-    timeIndex.shrinkToEntries();
     try {
-      await this.fs.writeFileDurably(this.indexPath, offsetIndex.contents());
-      await this.fs.writeFileDurably(this.timeIndexPath, timeIndex.contents());
+      await this.sealAndWriteIndexFiles(offsetIndex, timeIndex);
     } catch (error) {
       this.onIndexRebuild?.(this, `the rebuilt index could not be written (${(error as Error).message}); it stays in memory`);
       this.indexesOnlyInMemory = true;
       this.options.indexCache?.forget(this);
     }
+    // Sealed: no entry comes any more.
+    offsetIndex.shrinkToEntries();
+    timeIndex.shrinkToEntries();
   }
 
   /**
@@ -797,8 +796,11 @@ export class LogSegment implements UnloadableIndexes {
   async writeIndexes(): Promise<void> {
     await this.loadIndexes();
     if (this.indexUntrusted) await this.rebuildUntrustedIndex();
-    const offsetIndex = this.offsetIndex!;
-    const timeIndex = this.timeIndex!;
+    await this.sealAndWriteIndexFiles(this.offsetIndex!, this.timeIndex!);
+  }
+
+  /** Adds the time index's final entry (the segment's largest timestamp), then writes both index files durably. */
+  private async sealAndWriteIndexFiles(offsetIndex: OffsetIndex, timeIndex: TimeIndex): Promise<void> {
     timeIndex.seal(this.maxTimestamp, this.nextOffset);
     await this.fs.writeFileDurably(this.indexPath, offsetIndex.contents());
     await this.fs.writeFileDurably(this.timeIndexPath, timeIndex.contents());
