@@ -7,6 +7,7 @@ import { partitionForKey } from '../../src/broker/partitioner.js';
 import { Producer } from '../../src/client/producer.js';
 import { type CliProcess, runCli, startCli } from '../helpers/cli.js';
 import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
+import { waitUntil } from '../helpers/wait.js';
 
 // Short heartbeats: group members see each other's arrival quickly.
 const shared = useBrokerWithAdmin({ groupHeartbeatIntervalMs: 500 });
@@ -43,15 +44,6 @@ function jsonLines(stdout: string): JsonRecord[] {
     .split('\n')
     .filter((line) => line !== '')
     .map((line) => JSON.parse(line) as JsonRecord);
-}
-
-/** Resolves once `check` returns true, checking every 50 ms until the deadline. */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('produce and consume', () => {
@@ -171,7 +163,7 @@ describe('Ctrl-C', () => {
     const producer = startCli(strata('produce', topic), { input: 'open' });
     running.push(producer);
     producer.child.stdin!.write(Array.from({ length: 100 }, (_, index) => `before ${index}\n`).join(''));
-    await eventually(async () => (await shared.admin.describeTopic(topic)).partitions.reduce((sum, partition) => sum + partition.highWatermark, 0) === 100, 'the first 100 records');
+    await waitUntil(async () => (await shared.admin.describeTopic(topic)).partitions.reduce((sum, partition) => sum + partition.highWatermark, 0) === 100, 'the first 100 records', 20_000);
     expect(await producer.interrupt()).toEqual({ code: 0, signal: null });
     expect(producer.stderr).toMatch(new RegExp(`^interrupted: produced 100 records to [12] partitions? of "${topic}" in `));
     expect((await runCli(strata('consume', topic))).stdout.split('\n').slice(0, -1)).toHaveLength(100);
@@ -279,7 +271,7 @@ describe('consume --group', () => {
     const group = `cli-group-${topicCounter}`;
     const members = [0, 1].map(() => startCli(strata('consume', topic, '--group', group, '--follow', '--format', 'json')));
     running.push(...members);
-    await eventually(async () => {
+    await waitUntil(async () => {
       try {
         const description = await shared.admin.describeGroup(group);
         return description.state === 'stable' && description.members.length === 2 && description.members.every((member) => member.assignment.length > 0);
@@ -294,7 +286,7 @@ describe('consume --group', () => {
     } finally {
       await producer.close();
     }
-    await eventually(async () => members[0]!.lines.length + members[1]!.lines.length >= 200, 'all 200 records');
+    await waitUntil(async () => members[0]!.lines.length + members[1]!.lines.length >= 200, 'all 200 records', 20_000);
     const outputs = members.map((member) => member.lines.map((line) => JSON.parse(line) as JsonRecord));
     const partitionsOf = outputs.map((records) => new Set(records.map((record) => record.partition)));
     expect(partitionsOf[0]!.size).toBeGreaterThan(0);

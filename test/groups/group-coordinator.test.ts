@@ -11,6 +11,7 @@ import { GroupCoordinator, type GroupCoordinatorOptions, type HeartbeatRequest, 
 import { TestFileSystem } from '../helpers/test-file-system.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 import { RecordRanges } from '../../src/storage/record-ranges.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const T0 = 1_700_000_000_000;
 const SESSION_MS = 1_000;
@@ -117,15 +118,6 @@ async function memberOfTwoTopics(): Promise<Client> {
   const member = join('g', ['t', 'u']);
   settle([member]);
   return member;
-}
-
-/** Polls `condition` until it holds or the deadline passes. */
-async function eventually(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /**
@@ -617,7 +609,7 @@ describe('administration', () => {
     expect(coordinator.listGroups().map(({ groupId, members }) => [groupId, members])).toEqual([['by-delete-offsets', 0], ['by-topic-deletion', 0]]);
     await coordinator.deleteOffsets('by-delete-offsets', []);
     await broker.deleteTopic('doomed');
-    await eventually(() => coordinator.fetchOffsets('by-topic-deletion', []).length === 0, 'offsets of the deleted topic to go');
+    await waitUntil(() => coordinator.fetchOffsets('by-topic-deletion', []).length === 0, 'offsets of the deleted topic to go');
     expect(coordinator.listGroups()).toEqual([]);
     for (const groupId of ['by-delete-offsets', 'by-topic-deletion']) expect((await failure(() => coordinator.describeGroup(groupId))).code).toBe(ErrorCode.NOT_FOUND);
   });
@@ -658,7 +650,7 @@ describe('administration', () => {
     await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 'keep', partition: 0, offset: 0, metadata: '' }, { topic: 'doomed', partition: 1, offset: 0, metadata: '' }]);
     await coordinator.commit('other', '', 0, [{ topic: 'doomed', partition: 0, offset: 0, metadata: '' }]);
     await broker.deleteTopic('doomed');
-    await eventually(() => coordinator.fetchOffsets('g', ['doomed']).length === 0 && coordinator.fetchOffsets('other', []).length === 0, 'offsets of the deleted topic to go');
+    await waitUntil(() => coordinator.fetchOffsets('g', ['doomed']).length === 0 && coordinator.fetchOffsets('other', []).length === 0, 'offsets of the deleted topic to go');
     expect(offsetsOf('g')).toEqual([{ topic: 'keep', partition: 0, offset: 0 }]);
     expect(label(beat(member).assignment)).toEqual(['keep-0', 'keep-1']);
     expect((await coordinator.describeGroup('g')).partitions.map(({ topic }) => topic)).toEqual(['keep', 'keep']);

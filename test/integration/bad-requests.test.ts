@@ -23,7 +23,8 @@ import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
-import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
+import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
+import { runBroker } from '../../src/server/run-broker.js';
 
 const MAX_REQUEST_BYTES = 1024 * 1024;
 const long = (value: number | string): Long => (typeof value === 'string' ? Long.fromString(value) : Long.fromNumber(value));
@@ -752,5 +753,24 @@ describe('a topic change that fails partway (broker with an injected FileSystem)
     partway.fs.readdirError = null;
     expect(readFileSync(kept, 'utf8')).toBe('not the change\'s to remove');
     expect(partway.broker.listTopics().map((topic) => topic.name)).not.toContain('unlisted');
+  });
+});
+
+describe('the log of requests over the receive limit', () => {
+  it('is a line at most every 10 s, however many come, with the count of those not logged', async () => {
+    const lines: { msg: string; method?: string; refusedSinceLastLine?: number }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) });
+    const running = await runBroker(testSettings(temporaryDirectory(), { maxRequestBytes: MAX_REQUEST_BYTES, topicDefaults: { ...DEFAULT_LOG_CONFIG, maxMessageBytes: MAX_REQUEST_BYTES / 2 } }), logger);
+    const client = new TestClient(`127.0.0.1:${running.server.port}`);
+    try {
+      const large = v1.ProduceRequest.create({ topic: 'any', partition: 0, records: [record('o'.repeat(MAX_REQUEST_BYTES))] });
+      for (let call = 0; call < 3; call++) expect((await grpcError(client.call('log.produce', large))).code).toBe(status.RESOURCE_EXHAUSTED);
+      const refusals = lines.filter((entry) => entry.msg.startsWith('request refused: over the receive limit'));
+      expect(refusals).toMatchObject([{ method: 'Produce', refusedSinceLastLine: 0 }]);
+    } finally {
+      client.close();
+      await running.stop();
+      removeDirectory(running.broker.dataDir);
+    }
   });
 });

@@ -15,6 +15,7 @@ import { useSharedBroker } from '../helpers/shared-broker.js';
 import { acrossRestart } from '../helpers/restart.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, partitionDirectory } from '../../src/storage/file-names.js';
+import { waitUntil } from '../helpers/wait.js';
 
 type HeartbeatResponse = strata.v1.HeartbeatResponse;
 type DescribeGroupResponse = strata.v1.DescribeGroupResponse;
@@ -126,15 +127,6 @@ async function settle(groupId: string, members: Member[], timeoutMs = 5_000): Pr
   }
 }
 
-/** Polls `check` until it returns true or the deadline passes; `between` runs before each retry. */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000, between?: () => Promise<unknown>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await (between ?? (() => new Promise((resolve) => setTimeout(resolve, 20))))();
-  }
-}
-
 const describeGroup = (groupId: string): Promise<DescribeGroupResponse> => shared.client.call<DescribeGroupResponse>('groups.describeGroup', v1.DescribeGroupRequest.create({ groupId }));
 
 const commit = (groupId: string, memberId: string, memberEpoch: number, offsets: { topic: string; partition: number; offset: number; metadata?: string }[]) =>
@@ -191,7 +183,7 @@ describe('membership', () => {
     await settle('g-sess', [silent, alive]);
     expect([silent.size, alive.size]).toEqual([6, 6]);
     // Only `alive` heartbeats from now on (every 50 ms).
-    await eventually(async () => (await alive.beat()).assignment.length > 0 && alive.size === 12, 'the survivor to own all 12 partitions', 10_000, () => new Promise((resolve) => setTimeout(resolve, 50)));
+    await waitUntil(async () => (await alive.beat()).assignment.length > 0 && alive.size === 12, 'the survivor to own all 12 partitions');
     const error = await grpcError(silent.beat());
     expect(error.code).toBe(status.NOT_FOUND);
     expect(error.details).toMatch(/rejoin with member epoch 0/);
@@ -459,7 +451,7 @@ describe('offsets', () => {
     await commit('g-doomed-1', '', 0, [{ topic: 'doomed', partition: 0, offset: 1 }, { topic: 'spared', partition: 0, offset: 0 }]);
     await commit('g-doomed-2', '', 0, [{ topic: 'doomed', partition: 1, offset: 0 }]);
     await shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'doomed' }));
-    await eventually(async () => (await fetchOffsets('g-doomed-1', ['doomed'])).length === 0 && (await fetchOffsets('g-doomed-2')).length === 0, 'the offsets of the deleted topic to go');
+    await waitUntil(async () => (await fetchOffsets('g-doomed-1', ['doomed'])).length === 0 && (await fetchOffsets('g-doomed-2')).length === 0, 'the offsets of the deleted topic to go');
     expect(await plainOffsets('g-doomed-1')).toEqual([{ topic: 'spared', partition: 0, offset: 0 }]);
   });
 });

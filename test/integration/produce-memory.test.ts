@@ -15,6 +15,7 @@ import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { v1 } from '../helpers/grpc-client.js';
 import { plateau } from '../helpers/plateau.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const MEMORY_BYTES = 2 * 1024 * 1024;
 const RECORD_BYTES = 10_000;
@@ -49,14 +50,6 @@ async function scrape(): Promise<{ bytes: number; pauses: number }> {
   return { bytes: value('strata_produce_memory_bytes'), pauses: value('strata_produce_memory_pauses_total') };
 }
 
-async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe('produce memory shared by all connections', () => {
   const clients: { close(): void }[] = [];
   afterAll(() => {
@@ -79,7 +72,7 @@ describe('produce memory shared by all connections', () => {
     for (let id = 1; id <= 4_000; id++) stuck.write(request(topic, id));
     // Once its answers are stuck, the stream stops being read: nothing more is appended.
     const log = shared.broker.broker.partitionLog(topic, 0);
-    await until(async () => log.logEndOffset > 0, 'the first append');
+    await waitUntil(async () => log.logEndOffset > 0, 'the first append', 15_000);
     expect(await plateau(() => log.logEndOffset, 300)).toBeLessThan(4_000);
     // It stopped at the bound; a few answers sent since may have given some back, not half.
     expect((await scrape()).bytes).toBeGreaterThanOrEqual(MEMORY_BYTES / 2);
@@ -107,6 +100,6 @@ describe('produce memory shared by all connections', () => {
     expect(await ended).toBe(status.OK);
     expect(answers.map((answer) => answer.correlationId.toNumber())).toEqual(Array.from({ length: sent }, (_, index) => 1_000_001 + index));
     expect(answers.every((answer) => answer.error === null && answer.batches.length === 1)).toBe(true);
-    await until(async () => (await scrape()).bytes === 0, 'the produce memory to be given back');
+    await waitUntil(async () => (await scrape()).bytes === 0, 'the produce memory to be given back', 15_000);
   });
 });

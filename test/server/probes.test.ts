@@ -75,6 +75,8 @@ describe('probe server of a running broker', () => {
     const { status, body } = await get(shared.broker.metricsAddress!, '/metrics');
     expect(status).toBe(200);
     expect(metricValue(body, 'strata_requests_total', 'method="Produce",code="OK"')).toBe(1);
+    // A broker without TLS has no certificate to say the end of.
+    expect(body).not.toMatch(/^strata_tls_certificate_expiry_timestamp_seconds\{/m);
     expect(metricValue(body, 'strata_requests_total', 'method="DescribeTopic",code="NOT_FOUND"')).toBe(1);
     expect(metricValue(body, 'strata_request_errors_total', 'method="DescribeTopic",error="NOT_FOUND"')).toBe(1);
     expect(metricValue(body, 'strata_records_in_total', 'topic="metered"')).toBe(2);
