@@ -52,9 +52,10 @@
  * order. 'offsetsCommitted' ({ offsets }) follows each successful commit, 'commitFailed'
  * ({ offsets, error }) each failed automatic one.
  *
- * `close()` stops heartbeating, revokes everything the same way (so the final positions are
- * committed), then leaves the group. `abort()` simulates a crash: everything stops, nothing is
- * committed, the group is not told (the broker moves the partitions after the session timeout).
+ * `close()` revokes everything the same way (so the final positions are committed), heartbeating
+ * on meanwhile to keep the membership (answers move no partition), then leaves the group.
+ * `abort()` simulates a crash: everything stops, nothing is committed, the group is not told
+ * (the broker moves the partitions after the session timeout).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
@@ -1010,11 +1011,12 @@ export class Consumer extends EventEmitter {
   // Lifecycle.
 
   /**
-   * Stops fetching and ends iterations, stops heartbeating, lets a revocation `assign()` started
-   * finish, releases every partition through `revokeAssignment` (so `beforeRevoke` sees the final
-   * positions and, with auto-commit, they are committed; everything delivered counts as
-   * processed), leaves the group (epoch -1, or -2 for a static member), then closes the
-   * connection if this consumer opened it. Idempotent.
+   * Stops fetching and ends iterations, lets the group member finish the heartbeat answer it is
+   * applying (from then on it heartbeats only to keep its membership), lets a revocation
+   * `assign()` started finish, releases every partition through `revokeAssignment` (so
+   * `beforeRevoke` sees the final positions and, with auto-commit, they are committed; everything
+   * delivered counts as processed), leaves the group (epoch -1, or -2 for a static member), then
+   * closes the connection if this consumer opened it. Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
@@ -1025,7 +1027,9 @@ export class Consumer extends EventEmitter {
       // Called from a beforeRevoke hook, it cannot wait for that hook's revocation.
       const fromHook = insideRevokeHook.getStore() === true;
       const steps = async (): Promise<void> => {
-        await this.member?.stop();
+        // The member heartbeats on, moving no partition, until it leaves: a hook and final commit
+        // longer than a session keep the membership, and with it the commit.
+        await this.member?.holdForClose({ waitForLoop: !fromHook });
         // A revocation assign() started (its hook, then its commit) ends first: a partition
         // assigned again since then commits its newer position after it.
         if (!fromHook) await Promise.allSettled(this.assignRevocations);
@@ -1036,7 +1040,7 @@ export class Consumer extends EventEmitter {
         }
         await this.stopAllFetchers();
         await this.commitQueue;
-        await this.member?.leave();
+        await this.member?.leave({ waitForLoop: !fromHook });
       };
       try {
         // An abort() ends the wait: for a beforeRevoke hook that never settles, say.

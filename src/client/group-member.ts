@@ -34,10 +34,13 @@
  * Commits (`commit`) carry the member id and current epoch. The epoch grows whenever the
  * assignment changes, so a commit can cross a heartbeat that bumps it, or follow one whose
  * answer was lost, and be refused as stale; the member then heartbeats at once and retries with
- * the new epoch what it still owns (a few times). `stop` ends the loop without leaving (the
- * consumer then revokes and commits everything), `leave` sends epoch -1 (or -2 for a static
- * member, which keeps its partitions until its session times out), and `kill` stops at once
- * without leaving (crash simulation).
+ * the new epoch what it still owns (a few times). Closing, `holdForClose` turns the loop into a
+ * keep-alive: it heartbeats at the interval with the partitions the member owns, adopting the
+ * epoch but moving no partition, while the consumer revokes and commits everything, which may
+ * take longer than a session (Kafka's consumer heartbeats through its close the same way).
+ * `leave` ends the loop and sends epoch -1 (or -2 for a static member, which keeps its
+ * partitions until its session times out), and `kill` stops at once without leaving (crash
+ * simulation).
  */
 import { SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker-limits.js';
 import { randomUUID } from 'node:crypto';
@@ -285,6 +288,15 @@ export class GroupMember {
   private lastAnswerSinceMs = -1;
   /** Set by `leave`: no heartbeat for a commit's epoch may follow (or cross) the leave. */
   private leaving = false;
+  /**
+   * Set by `holdForClose`: the loop heartbeats only to keep the membership while the consumer's
+   * close revokes everything (its hook, then its commit); answers move no partition.
+   */
+  private holding = false;
+  /** The loop is applying an answer or handling a failure (both may call into the consumer). */
+  private handling = false;
+  /** `holdForClose` calls waiting for the loop to finish what it is handling. */
+  private holdWaiters: (() => void)[] = [];
   /** Commits waiting for the loop's next heartbeat to settle (or for the loop to end). */
   private heartbeatWaiters: (() => void)[] = [];
   private waker: (() => void) | null = null;
@@ -342,21 +354,26 @@ export class GroupMember {
     let failures = 0;
     let rejoins = 0;
     while (!this.stopping) {
+      // Closing, and not a member (it never joined, or lost the membership): nothing to keep.
+      if (this.holding && this.memberIdValue === '') break;
       let delayMs: number;
       try {
         const response = await this.heartbeat();
+        this.handling = true;
         this.answeredAtMs = this.lastAnswerSinceMs;
         failures = 0;
         rejoins = 0;
-        let revoked: boolean;
+        let revoked = false;
         try {
-          revoked = await this.apply(response);
+          // Closing: the consumer revokes everything itself; the answer only keeps the session.
+          if (!this.holding) revoked = await this.apply(response);
         } finally {
           this.answeredAtMs = -1;
         }
         // A revocation is acknowledged at once, and a subscription changed meanwhile goes out at once.
-        delayMs = revoked || this.subscriptionVersion !== this.sentSubscriptionVersion ? 0 : this.intervalMs;
+        delayMs = revoked || (!this.holding && this.subscriptionVersion !== this.sentSubscriptionVersion) ? 0 : this.intervalMs;
       } catch (error) {
+        this.handling = true;
         if (this.stopping) break;
         if (this.connection.isClosed) {
           // A shared connection closed under the consumer: nothing more can be sent.
@@ -364,11 +381,12 @@ export class GroupMember {
           this.stopping = true;
           break;
         }
-        // It left and dropped its partitions already: join again at once.
+        // It left and dropped its partitions already: join again at once (or, closing, end).
         if (error instanceof MembershipDropped) continue;
         const failure = toClientError(error);
         if (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION') {
-          await this.rejoinAfter(failure);
+          await this.loseMembership(failure);
+          if (this.holding) break; // closing: no join again
           // The first rejoin is immediate; one that keeps failing backs off.
           delayMs = rejoins === 0 ? 0 : this.backoff(rejoins);
           rejoins++;
@@ -377,14 +395,39 @@ export class GroupMember {
           delayMs = this.backoff(failures);
           this.logger.warn({ code: failure.code, reason: failure.message, failures }, 'heartbeat failed; retrying');
           this.consumer.notify('groupError', { error: failure } satisfies GroupErrorEvent);
-          const silence = this.sessionOverdue(failure);
+          // Closing, the consumer reads nothing more, so nothing is read beside the partitions'
+          // next owners: the member keeps trying until the close leaves.
+          const silence = this.holding ? null : this.sessionOverdue(failure);
           if (silence !== null) await this.leaveAndDrop(silence);
         }
+      } finally {
+        this.handling = false;
+        this.settleHoldWaiters();
       }
       if (!this.stopping) await this.pause(delayMs);
     }
     this.loopEnded = true;
     this.settleHeartbeatWaiters();
+    this.settleHoldWaiters();
+  }
+
+  private settleHoldWaiters(): void {
+    for (const resolve of this.holdWaiters.splice(0)) resolve();
+  }
+
+  /**
+   * The consumer is closing: from now on the loop heartbeats only to keep the membership, at the
+   * interval and with the partitions the member owns, while the consumer revokes them all (its
+   * `beforeRevoke` hook and final commit may take longer than a session), until `leave` ends it.
+   * Answers move no partition; the epoch they give is adopted, for the final commit. Resolves
+   * once the loop has finished the answer or failure it was handling (a revocation under way
+   * completes), so the owned set is what the consumer holds; at once with `waitForLoop` false
+   * (the close was called from that revocation's hook, which cannot wait for itself).
+   */
+  async holdForClose(options: { waitForLoop?: boolean } = {}): Promise<void> {
+    this.holding = true;
+    if (!this.handling || options.waitForLoop === false) return;
+    await new Promise<void>((resolve) => this.holdWaiters.push(resolve));
   }
 
   private settleHeartbeatWaiters(): void {
@@ -515,7 +558,9 @@ export class GroupMember {
         this.logger.warn({ err: error, partitions: removed }, 'revocation hook failed; the partitions are released anyway');
       });
       const budgetMs = this.revocationBudgetMs();
-      if (!(await settlesWithin(revoking, this.answeredAtMs + budgetMs - performance.now()))) await this.abandonRevocation(removed, budgetMs);
+      const settled = await settlesWithin(revoking, this.answeredAtMs + budgetMs - performance.now());
+      // Not a member any more: it left meanwhile (a close called from the revocation's hook).
+      if (!settled && this.memberIdValue !== '') await this.abandonRevocation(removed, budgetMs);
       for (const { topic, partition } of removed) {
         this.owned.delete(partitionKey(topic, partition));
         this.starts.delete(partitionKey(topic, partition));
@@ -523,7 +568,7 @@ export class GroupMember {
       this.logger.info({ partitions: removed, memberEpoch: this.epoch }, 'partitions revoked');
       this.consumer.notify('partitionsRevoked', { partitions: removed } satisfies PartitionsEvent);
     }
-    if (added.length > 0 && !this.stopping) {
+    if (added.length > 0 && !this.stopping && !this.holding) {
       this.lookUpStarts(added);
       this.consumer.addAssignment(added);
       for (const tp of added) this.owned.set(partitionKey(tp.topic, tp.partition), tp);
@@ -538,7 +583,7 @@ export class GroupMember {
    * or its commit, still running): past it the broker would remove the member for holding the
    * partitions, while this consumer went on fetching the others, owned by someone else by then.
    * So it leaves the group at once, which moves the partitions now, drops every partition
-   * uncommitted (`rejoinAfter`), and throws the refusal, on which the loop joins again. The hook
+   * uncommitted (`loseMembership`), and throws the refusal, on which the loop joins again. The hook
    * is left running; a commit it makes afterwards is refused (the membership is gone).
    */
   private async abandonRevocation(removed: readonly TopicPartition[], budgetMs: number): Promise<never> {
@@ -563,26 +608,29 @@ export class GroupMember {
    */
   private async leaveAndDrop(failure: StrataClientError): Promise<void> {
     const memberId = this.memberIdValue;
-    // rejoinAfter stops the fetchers before its first wait.
-    const dropped = this.rejoinAfter(failure);
+    // loseMembership stops the fetchers before its first wait.
+    const dropped = this.loseMembership(failure);
     await Promise.all([dropped, this.sendLeave(memberId, LEAVE_EPOCH, this.intervalMs)]);
   }
 
   /**
    * The member is gone (NOT_FOUND), fenced, or gave its membership up (`leaveAndDrop`): drop
-   * everything uncommitted and join afresh.
+   * everything uncommitted; the loop joins afresh. Closing, the consumer releases the partitions
+   * itself, and its final commit is refused: their next owners read again what came after the
+   * last one.
    */
-  private async rejoinAfter(failure: StrataClientError): Promise<void> {
+  private async loseMembership(failure: StrataClientError): Promise<void> {
     const lost = [...this.owned.values()];
-    this.logger.warn({ code: failure.code, reason: failure.message, memberId: this.memberIdValue, lost }, 'no longer a member; partitions lost, rejoining');
-    if (lost.length > 0) {
+    const closing = this.holding;
+    this.logger.warn({ code: failure.code, reason: failure.message, memberId: this.memberIdValue, lost }, closing ? 'no longer a member while closing; partitions lost, the final commit is refused' : 'no longer a member; partitions lost, rejoining');
+    if (lost.length > 0 && !closing) {
       try {
         await this.consumer.revokeAssignment(lost, { lost: true });
       } catch (error) {
         this.logger.warn({ err: error }, 'could not stop the lost partitions cleanly');
       }
-      this.owned.clear();
     }
+    this.owned.clear();
     this.starts.clear();
     // The broker removed a fenced member already; a refused join (instance id or member id in
     // use by a live member) is simply retried with backoff until that member's session ends.
@@ -663,8 +711,11 @@ export class GroupMember {
     for (let attempt = 1; pending.length > 0; attempt++) {
       const memberId = this.memberIdValue;
       const epoch = this.epoch;
-      if (memberId === '' || this.killed) throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (joining or rejoining); nothing committed`);
       if (this.incarnation !== membership) throw new StrataClientError('FAILED_PRECONDITION', `this consumer lost its membership of group "${this.groupId}", and with it the partitions, after these positions were taken; nothing committed`);
+      if (memberId === '' || this.killed) {
+        const why = this.leaving ? 'it left the group (closed)' : 'joining or rejoining';
+        throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (${why}); nothing committed`);
+      }
       try {
         await this.committer.commit(this.groupId, memberId, epoch, pending);
         break;
@@ -714,42 +765,43 @@ export class GroupMember {
   /**
    * Learns the member's current epoch after a refused commit, as groups.proto says (heartbeat at
    * once): from the heartbeat under way, else from the loop's next one, sent now if the loop is
-   * waiting between heartbeats. While the loop is busy otherwise (applying an answer, whose
-   * revocation may wait on this very commit), the epoch is as new as the member knows. Once the
-   * loop has ended (closing), one heartbeat is sent for the epoch alone; none once leaving.
+   * waiting between heartbeats (a closing consumer's loop heartbeats on until it leaves). While
+   * the loop is busy otherwise (applying an answer, whose revocation may wait on this very
+   * commit), the epoch is as new as the member knows; once the loop has ended (left, killed, or
+   * no longer a member) there is none to learn.
    */
   private async refreshEpoch(): Promise<void> {
     if (this.inflight !== null) return this.inflight;
-    if (this.loop !== null && !this.loopEnded) {
-      if (this.waker === null) return;
-      await new Promise<void>((resolve) => {
-        this.heartbeatWaiters.push(resolve);
-        this.wake();
-      });
-      if (!this.loopEnded) return; // a heartbeat settled
-    }
-    if (this.memberIdValue === '' || this.killed || this.leaving) return;
-    try {
-      await this.heartbeat();
-    } catch {
-      // The retried commit's own refusal says what is wrong.
-    }
+    if (this.loopEnded || this.waker === null) return;
+    await new Promise<void>((resolve) => {
+      this.heartbeatWaiters.push(resolve);
+      this.wake();
+    });
   }
 
   // -------------------------------------------------------------------------------------------
   // Ending.
 
   /** Ends the heartbeat loop (a revocation under way completes); the member stays in the group. */
-  async stop(): Promise<void> {
+  private async stop(): Promise<void> {
     this.stopping = true;
     this.wake();
     await this.loop;
   }
 
-  /** Leaves the group: epoch -1, or -2 for a static member (it keeps its partitions for its session). */
-  async leave(): Promise<void> {
+  /**
+   * Leaves the group: epoch -1, or -2 for a static member (it keeps its partitions for its
+   * session). With `waitForLoop` false (a close called from the hook of the revocation the loop
+   * is applying, which cannot wait for itself) the loop is told to end but not waited for.
+   */
+  async leave(options: { waitForLoop?: boolean } = {}): Promise<void> {
     this.leaving = true;
-    await this.stop();
+    if (options.waitForLoop === false) {
+      this.stopping = true;
+      this.wake();
+    } else {
+      await this.stop();
+    }
     await this.inflight; // a commit's heartbeat for its epoch, sent before the leave
     // Not a member as far as it knows, but a join whose answer was lost may have made one,
     // holding partitions until its session ended: that one leaves (NOT_FOUND if there is none).

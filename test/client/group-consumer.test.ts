@@ -1130,3 +1130,174 @@ describe('commits over CommitOffsetsStream', () => {
     expect(failures).toEqual([]);
   });
 });
+
+describe('closing', () => {
+  /** Counts a consumer's heartbeats (not its leave) while `counting` is set, and hands each answer's assignment size to `onAnswer`. */
+  function heartbeatWatch(): { interceptor: Interceptor; counting: boolean; sent: number; onAnswer: (assigned: number) => void } {
+    const watch = {
+      counting: false,
+      sent: 0,
+      onAnswer: (_assigned: number): void => undefined,
+      interceptor: ((callOptions, nextCall) => {
+        const heartbeat = callOptions.method_definition.path.endsWith('/Heartbeat');
+        return new InterceptingCall(nextCall(callOptions), {
+          start: (metadata, _listener, next) =>
+            next(metadata, {
+              onReceiveMessage: (message: strata.v1.HeartbeatResponse, nextMessage: (message: unknown) => void) => {
+                if (heartbeat && watch.counting && message !== null) watch.onAnswer(message.assignment.reduce((count, entry) => count + entry.partitions.length, 0));
+                nextMessage(message);
+              },
+            }),
+          sendMessage: (message: strata.v1.HeartbeatRequest, next: (message: unknown) => void) => {
+            if (heartbeat && watch.counting && message.memberEpoch > 0) watch.sent++;
+            next(message);
+          },
+        });
+      }) as Interceptor,
+    };
+    return watch;
+  }
+
+  it('close() heartbeats on while its beforeRevoke hook takes longer than a session: the member is kept, and the final positions are committed', async () => {
+    const name = await topic(2);
+    const groupId = unique('long-close');
+    await produceEach(name, 2, 3);
+    const watch = heartbeatWatch();
+    let aliveAfterHook: boolean | null = null;
+    const memberAlive = async (memberId: string): Promise<boolean> => (await describeOrNull(groupId))?.members.some((member) => member.memberId === memberId) ?? false;
+    // A 500 ms session with 100 ms heartbeats: ten heartbeats in the hook span twice the session.
+    const reader = consumer(groupId, {
+      subscribe: [name],
+      sessionTimeoutMs: 500,
+      interceptors: [watch.interceptor],
+      beforeRevoke: async () => {
+        if (!watch.counting) return;
+        const memberId = reader.memberId ?? '';
+        await waitUntil(async () => watch.sent >= 10 || !(await memberAlive(memberId)), 'ten heartbeats, or the member removed');
+        aliveAfterHook = await memberAlive(memberId);
+      },
+    });
+    const failed: string[] = [];
+    reader.on('commitFailed', ({ error }: { error: StrataClientError }) => failed.push(error.message));
+    await waitUntil(() => reader.assignment().length === 2, 'assignment');
+    let read = 0;
+    while (read < 6) read += (await reader.nextBatch({ timeoutMs: 5_000 }))?.records.length ?? 0;
+    watch.counting = true;
+    await reader.close();
+    expect(watch.sent).toBeGreaterThanOrEqual(10);
+    expect(aliveAfterHook).toBe(true);
+    expect(failed).toEqual([]);
+    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 3, 1: 3 });
+    expect(await describeOrNull(groupId)).toMatchObject({ state: 'empty', members: [] });
+  });
+
+  it('a rebalance while close() runs its beforeRevoke hook moves no partition before the leave: all final positions are committed, and the next owner goes on from them', async () => {
+    const name = await topic(2);
+    const groupId = unique('rebalance-close');
+    const log: Processed[] = [];
+    const watch = heartbeatWatch();
+    let askedToRevoke = false;
+    watch.onAnswer = (assigned) => {
+      if (assigned < 2) askedToRevoke = true;
+    };
+    const a = runner('a', groupId, log, {
+      subscribe: [name],
+      interceptors: [watch.interceptor],
+      beforeRevoke: async () => {
+        if (watch.counting) await waitUntil(() => askedToRevoke, 'the broker to ask a for a partition');
+      },
+    });
+    const lost: PartitionsLostEvent[] = [];
+    const moved: PartitionsEvent[] = [];
+    const failed: string[] = [];
+    a.consumer.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    a.consumer.on('partitionsAssigned', (event: PartitionsEvent) => moved.push(event));
+    a.consumer.on('partitionsRevoked', (event: PartitionsEvent) => moved.push(event));
+    a.consumer.on('commitFailed', ({ error }: { error: StrataClientError }) => failed.push(error.message));
+    await waitUntil(() => a.assignment().length === 2, 'a owns both');
+    await produceEach(name, 2, 3);
+    await waitUntil(() => log.length === 6, 'a read them');
+    moved.length = 0;
+    watch.counting = true;
+    const closing = a.close();
+    const b = runner('b', groupId, log, { subscribe: [name] });
+    await closing;
+    expect(askedToRevoke).toBe(true);
+    expect(moved).toEqual([]);
+    expect(lost).toEqual([]);
+    expect(failed).toEqual([]);
+    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 3, 1: 3 });
+    await waitUntil(() => b.assignment().length === 2, 'b owns both');
+    await produceEach(name, 2, 2);
+    await waitUntil(() => log.length === 10, 'b read the new ones');
+    expect(log.filter((entry) => entry.runner === 'b').map(({ partition, offset }) => `${partition}:${offset}`).sort()).toEqual(['0:3', '0:4', '1:3', '1:4']);
+  });
+
+  it('a close() whose hook holds a partition a rebalance asked for past the session timeout loses the membership: nothing is committed, and the partitions move', async () => {
+    const name = await topic(2);
+    const groupId = unique('lost-close');
+    const log: Processed[] = [];
+    const watch = heartbeatWatch();
+    const lost: PartitionsLostEvent[] = [];
+    // A 1 s session: the broker removes the member 1 s after it asked for a partition back.
+    const a = runner('a', groupId, log, {
+      subscribe: [name],
+      sessionTimeoutMs: 1_000,
+      interceptors: [watch.interceptor],
+      beforeRevoke: async () => {
+        if (watch.counting) await waitUntil(() => lost.length > 0, 'the membership to be lost');
+      },
+    });
+    const failed: string[] = [];
+    a.consumer.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    a.consumer.on('commitFailed', ({ error }: { error: StrataClientError }) => failed.push(error.message));
+    await waitUntil(() => a.assignment().length === 2, 'a owns both');
+    await produceEach(name, 2, 3);
+    await waitUntil(() => log.length === 6, 'a read them');
+    watch.counting = true;
+    const closing = a.close();
+    const b = runner('b', groupId, log, { subscribe: [name] });
+    await closing;
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.error.code).toMatch(/^(NOT_FOUND|FAILED_PRECONDITION)$/);
+    expect(lost[0]!.partitions.map(({ partition }) => partition).sort()).toEqual([0, 1]);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatch(/^this consumer lost its membership of group /);
+    expect(await fetchOffsets(groupId, name)).toEqual(new Map());
+    // b has them, and reads them again from the start: at least once.
+    await waitUntil(() => b.assignment().length === 2, 'b owns both');
+    await waitUntil(() => log.filter((entry) => entry.runner === 'b').length === 6, 'b to read them again');
+  });
+
+  it("close() called from the hook of a rebalance's revocation does not wait for that revocation: the member leaves at once, and the partitions move", async () => {
+    const name = await topic(2);
+    const groupId = unique('close-in-hook');
+    const log: Processed[] = [];
+    const holder: { a?: Runner } = {};
+    let closing: Promise<void> | null = null;
+    const a = runner('a', groupId, log, {
+      subscribe: [name],
+      beforeRevoke: async () => {
+        if (closing !== null) return; // close()'s own revocation
+        closing = holder.a!.consumer.close();
+        await closing;
+      },
+    });
+    holder.a = a;
+    const lost: PartitionsLostEvent[] = [];
+    const failed: string[] = [];
+    a.consumer.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    a.consumer.on('commitFailed', ({ error }: { error: StrataClientError }) => failed.push(error.message));
+    await waitUntil(() => a.assignment().length === 2, 'a owns both');
+    const b = runner('b', groupId, log, { subscribe: [name] });
+    await waitUntil(() => closing !== null, 'the rebalance to call the hook');
+    await closing;
+    // Not given up after the revocation's budget (4.8 s here): it left, so b has both.
+    expect(lost).toEqual([]);
+    // The hook's revocation commits after the leave, too late, and says so.
+    await waitUntil(() => failed.length > 0, 'the revocation to commit');
+    expect(failed).toEqual([`this consumer is not a member of group "${groupId}" right now (it left the group (closed)); nothing committed`]);
+    await waitUntil(() => b.assignment().length === 2, 'b owns both');
+    expect((await describeOrNull(groupId))?.members.map((member) => member.memberId)).toEqual([b.consumer.memberId]);
+  });
+});
