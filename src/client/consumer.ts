@@ -53,7 +53,8 @@
  * ({ offsets, error }) each failed automatic one.
  *
  * `close()` revokes everything the same way (so the final positions are committed), heartbeating
- * on meanwhile to keep the membership (answers move no partition), then leaves the group.
+ * on meanwhile to keep the membership (answers move no partition), then leaves the group, at
+ * the latest after `closeTimeoutMs`.
  * `abort()` simulates a crash: everything stops, nothing is committed, the group is not told
  * (the broker moves the partitions after the session timeout).
  */
@@ -165,6 +166,11 @@ export interface ConsumerSettings {
   autoCommitRefreshMs?: number;
   /** Session timeout to ask the broker for (ms, 100 to 1800000); the broker default when absent. */
   sessionTimeoutMs?: number;
+  /**
+   * The longest `close()` waits for its revocation (the `beforeRevoke` hook, then the final
+   * commit) before it leaves the group without it. Default 30000, Kafka's.
+   */
+  closeTimeoutMs?: number;
   /** 'uniform' (the broker default: balanced and sticky) or 'range'; the first member's choice counts. */
   assignor?: AssignorName;
   /** Shown by DescribeGroup. Default 'strata-js'. */
@@ -311,6 +317,7 @@ export class Consumer extends EventEmitter {
   readonly groupId: string | null;
   private readonly autoCommit: boolean;
   private readonly autoCommitIntervalMs: number;
+  private readonly closeTimeoutMs: number;
   private readonly autoCommitRefreshMs: number;
   /** When (performance.now()) an automatic commit last sent every position, moved or not. */
   private lastFullCommitMs = performance.now();
@@ -349,6 +356,7 @@ export class Consumer extends EventEmitter {
     this.autoCommit = options.autoCommit ?? true;
     this.autoCommitIntervalMs = timerDelayMs(options.autoCommitIntervalMs ?? 5_000, 'autoCommitIntervalMs', 1);
     this.autoCommitRefreshMs = positiveInteger(options.autoCommitRefreshMs ?? 60 * 60 * 1000, 'autoCommitRefreshMs');
+    this.closeTimeoutMs = timerDelayMs(options.closeTimeoutMs ?? 30_000, 'closeTimeoutMs');
     if (options.instanceId !== undefined && (typeof options.instanceId !== 'string' || options.instanceId.length === 0)) throw invalidArgument('instanceId must be a non-empty string');
     if (options.instanceId !== undefined && options.instanceId.length > MEMBER_INSTANCE_ID_LENGTH_MAX) {
       throw invalidArgument(`instanceId is ${options.instanceId.length} characters long; the limit is ${MEMBER_INSTANCE_ID_LENGTH_MAX}`);
@@ -1016,7 +1024,8 @@ export class Consumer extends EventEmitter {
    * `assign()` started finish, releases every partition through `revokeAssignment` (so
    * `beforeRevoke` sees the final positions and, with auto-commit, they are committed; everything
    * delivered counts as processed), leaves the group (epoch -1, or -2 for a static member), then
-   * closes the connection if this consumer opened it. Idempotent.
+   * closes the connection if this consumer opened it. A revocation still under way after
+   * `closeTimeoutMs` is left running, and the member leaves without it. Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
@@ -1026,7 +1035,7 @@ export class Consumer extends EventEmitter {
       this.stopAutoCommit();
       // Called from a beforeRevoke hook, it cannot wait for that hook's revocation.
       const fromHook = insideRevokeHook.getStore() === true;
-      const steps = async (): Promise<void> => {
+      const revocation = async (): Promise<void> => {
         // The member heartbeats on, moving no partition, until it leaves: a hook and final commit
         // longer than a session keep the membership, and with it the commit.
         await this.member?.holdForClose({ waitForLoop: !fromHook });
@@ -1040,12 +1049,20 @@ export class Consumer extends EventEmitter {
         }
         await this.stopAllFetchers();
         await this.commitQueue;
-        await this.member?.leave({ waitForLoop: !fromHook });
       };
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timed out'>((resolve) => (timer = setTimeout(() => resolve('timed out'), this.closeTimeoutMs)));
       try {
-        // An abort() ends the wait: for a beforeRevoke hook that never settles, say.
-        await Promise.race([steps(), this.aborted]);
+        // An abort() ends the wait: for a beforeRevoke hook that never settles, say. So does
+        // closeTimeoutMs, after which the member leaves without the revocation, which goes on
+        // (its commit is then refused).
+        const outcome = await Promise.race([revocation().then(() => 'revoked' as const), this.aborted.then(() => 'aborted' as const), timedOut]);
+        if (outcome === 'timed out') {
+          this.logger.warn({ closeTimeoutMs: this.closeTimeoutMs }, 'close() did not finish its revocation (the beforeRevoke hook or the final commit) within closeTimeoutMs; leaving without it');
+        }
+        if (outcome !== 'aborted') await Promise.race([this.member?.leave({ waitForLoop: outcome === 'revoked' && !fromHook }), this.aborted]);
       } finally {
+        clearTimeout(timer);
         this.finished = true;
         this.committer.close();
         if (this.ownsConnection) this.connection.close();

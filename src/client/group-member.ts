@@ -30,6 +30,9 @@
  *   the member has gone its session timeout (which each answer gives) less two intervals without
  *   an answer: the broker removes it then, so it drops them uncommitted first and rejoins
  *   (`sessionOverdue`; a heartbeat's deadline ends by then, `heartbeatDeadlineMs`).
+ * While closing (below) none of these rejoins: a lost membership drops the partitions the
+ * close has not released yet and ends the loop, and heartbeats that fail are retried, without
+ * the session check, until the close leaves (its consumer reads nothing more by then).
  *
  * Commits (`commit`) carry the member id and current epoch. The epoch grows whenever the
  * assignment changes, so a commit can cross a heartbeat that bumps it, or follow one whose
@@ -37,8 +40,8 @@
  * the new epoch what it still owns (a few times). Closing, `holdForClose` turns the loop into a
  * keep-alive: it heartbeats at the interval with the partitions the member owns, adopting the
  * epoch but moving no partition, while the consumer revokes and commits everything, which may
- * take longer than a session (Kafka's consumer heartbeats through its close the same way).
- * `leave` ends the loop and sends epoch -1 (or -2 for a static member, which keeps its
+ * take longer than a session (Kafka's consumer heartbeats through its close the same way; the
+ * consumer's `closeTimeoutMs` bounds it). `leave` ends the loop and sends epoch -1 (or -2 for a static member, which keeps its
  * partitions until its session times out), and `kill` stops at once without leaving (crash
  * simulation).
  */
@@ -615,15 +618,14 @@ export class GroupMember {
 
   /**
    * The member is gone (NOT_FOUND), fenced, or gave its membership up (`leaveAndDrop`): drop
-   * everything uncommitted; the loop joins afresh. Closing, the consumer releases the partitions
-   * itself, and its final commit is refused: their next owners read again what came after the
-   * last one.
+   * everything uncommitted; the loop joins afresh, unless the consumer is closing (then a final
+   * commit not yet made is refused, and the partitions' next owners read again what came after
+   * the last one; those the close is releasing already are skipped here).
    */
   private async loseMembership(failure: StrataClientError): Promise<void> {
     const lost = [...this.owned.values()];
-    const closing = this.holding;
-    this.logger.warn({ code: failure.code, reason: failure.message, memberId: this.memberIdValue, lost }, closing ? 'no longer a member while closing; partitions lost, the final commit is refused' : 'no longer a member; partitions lost, rejoining');
-    if (lost.length > 0 && !closing) {
+    this.logger.warn({ code: failure.code, reason: failure.message, memberId: this.memberIdValue, lost }, this.holding ? 'no longer a member while closing; partitions lost' : 'no longer a member; partitions lost, rejoining');
+    if (lost.length > 0) {
       try {
         await this.consumer.revokeAssignment(lost, { lost: true });
       } catch (error) {
@@ -713,7 +715,7 @@ export class GroupMember {
       const epoch = this.epoch;
       if (this.incarnation !== membership) throw new StrataClientError('FAILED_PRECONDITION', `this consumer lost its membership of group "${this.groupId}", and with it the partitions, after these positions were taken; nothing committed`);
       if (memberId === '' || this.killed) {
-        const why = this.leaving ? 'it left the group (closed)' : 'joining or rejoining';
+        const why = this.leaving ? 'it left the group, closing' : this.holding ? 'its membership ended while closing' : 'joining or rejoining';
         throw new StrataClientError('FAILED_PRECONDITION', `this consumer is not a member of group "${this.groupId}" right now (${why}); nothing committed`);
       }
       try {

@@ -1165,15 +1165,15 @@ describe('closing', () => {
     const watch = heartbeatWatch();
     let aliveAfterHook: boolean | null = null;
     const memberAlive = async (memberId: string): Promise<boolean> => (await describeOrNull(groupId))?.members.some((member) => member.memberId === memberId) ?? false;
-    // A 500 ms session with 100 ms heartbeats: ten heartbeats in the hook span twice the session.
+    // A 1 s session with 100 ms heartbeats: fifteen heartbeats in the hook span one and a half sessions.
     const reader = consumer(groupId, {
       subscribe: [name],
-      sessionTimeoutMs: 500,
+      sessionTimeoutMs: 1_000,
       interceptors: [watch.interceptor],
       beforeRevoke: async () => {
         if (!watch.counting) return;
         const memberId = reader.memberId ?? '';
-        await waitUntil(async () => watch.sent >= 10 || !(await memberAlive(memberId)), 'ten heartbeats, or the member removed');
+        await waitUntil(async () => watch.sent >= 15 || !(await memberAlive(memberId)), 'fifteen heartbeats, or the member removed');
         aliveAfterHook = await memberAlive(memberId);
       },
     });
@@ -1184,7 +1184,7 @@ describe('closing', () => {
     while (read < 6) read += (await reader.nextBatch({ timeoutMs: 5_000 }))?.records.length ?? 0;
     watch.counting = true;
     await reader.close();
-    expect(watch.sent).toBeGreaterThanOrEqual(10);
+    expect(watch.sent).toBeGreaterThanOrEqual(15);
     expect(aliveAfterHook).toBe(true);
     expect(failed).toEqual([]);
     expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 3, 1: 3 });
@@ -1269,6 +1269,54 @@ describe('closing', () => {
     await waitUntil(() => log.filter((entry) => entry.runner === 'b').length === 6, 'b to read them again');
   });
 
+  it('close() during a rebalance whose revocation outlasts its budget: the partitions are lost, and the close does not hand them to the hook again', async () => {
+    const name = await topic(2);
+    const groupId = unique('close-in-rebalance');
+    const log: Processed[] = [];
+    const lost: PartitionsLostEvent[] = [];
+    const hooked: number[][] = [];
+    // A 1 s session and 100 ms heartbeats: the rebalance's revocation has 800 ms.
+    const a = runner('a', groupId, log, {
+      subscribe: [name],
+      sessionTimeoutMs: 1_000,
+      beforeRevoke: async (positions) => {
+        hooked.push(positions.map(({ partition }) => partition));
+        if (hooked.length === 1) await waitUntil(() => lost.length > 0, 'the revocation to be given up');
+      },
+    });
+    a.consumer.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    await waitUntil(() => a.assignment().length === 2, 'a owns both');
+    const b = runner('b', groupId, log, { subscribe: [name] });
+    await waitUntil(() => hooked.length === 1, 'the rebalance to ask a for a partition');
+    // The close waits for the revocation under way, which is given up: a loses both.
+    await a.close();
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.error.message).toMatch(/did not finish within 800 ms/);
+    expect(lost[0]!.partitions).toHaveLength(2);
+    expect(hooked).toHaveLength(1);
+    await waitUntil(() => b.assignment().length === 2, 'b owns both');
+    expect((await describeOrNull(groupId))?.members.map((member) => member.memberId)).toEqual([b.consumer.memberId]);
+  });
+
+  it('close() leaves without its revocation once closeTimeoutMs has passed: a hook that never settles does not keep the partitions', async () => {
+    const name = await topic(2);
+    const groupId = unique('close-timeout');
+    let closing = false;
+    const reader = consumer(groupId, {
+      subscribe: [name],
+      closeTimeoutMs: 300,
+      beforeRevoke: () => (closing ? new Promise<void>(() => undefined) : undefined),
+    });
+    await waitUntil(() => reader.assignment().length === 2, 'assignment');
+    closing = true;
+    let closed = false;
+    void reader.close().then(() => (closed = true));
+    await waitUntil(() => closed, 'close() to give up its revocation');
+    // It left: the group (without offsets, forgotten) has no member at once, not after its 5 s session.
+    expect((await describeOrNull(groupId))?.members ?? []).toEqual([]);
+    expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({});
+  });
+
   it("close() called from the hook of a rebalance's revocation does not wait for that revocation: the member leaves at once, and the partitions move", async () => {
     const name = await topic(2);
     const groupId = unique('close-in-hook');
@@ -1296,7 +1344,7 @@ describe('closing', () => {
     expect(lost).toEqual([]);
     // The hook's revocation commits after the leave, too late, and says so.
     await waitUntil(() => failed.length > 0, 'the revocation to commit');
-    expect(failed).toEqual([`this consumer is not a member of group "${groupId}" right now (it left the group (closed)); nothing committed`]);
+    expect(failed).toEqual([`this consumer is not a member of group "${groupId}" right now (it left the group, closing); nothing committed`]);
     await waitUntil(() => b.assignment().length === 2, 'b owns both');
     expect((await describeOrNull(groupId))?.members.map((member) => member.memberId)).toEqual([b.consumer.memberId]);
   });
