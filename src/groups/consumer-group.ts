@@ -39,6 +39,15 @@ export interface Subscription {
   regex: string;
 }
 
+/**
+ * The topics a member's token may use (the server's token scopes): the member is assigned only
+ * partitions of those, whatever its subscription matches. Two scopes with the same patterns are the same.
+ */
+export interface TopicScope {
+  readonly patterns: readonly string[];
+  allows(topic: string): boolean;
+}
+
 export interface HeartbeatInput {
   memberId: string;
   memberEpoch: number;
@@ -51,6 +60,8 @@ export interface HeartbeatInput {
   owned: ReadonlySet<TopicPartition>;
   /** The session the member asks for; null keeps the one it has (never null on a join). */
   sessionTimeoutMs: number | null;
+  /** The topics this heartbeat's token may use; null or absent for every topic. */
+  topicScope?: TopicScope | null;
 }
 
 export interface HeartbeatOutput {
@@ -71,6 +82,8 @@ export interface Member {
   previousEpoch: number;
   subscription: Subscription;
   regex: TopicRegex | null;
+  /** The topics its last heartbeat's token may use (null: every topic); it is assigned no others. */
+  topicScope: TopicScope | null;
   sessionTimeoutMs: number;
   lastHeartbeatMs: number;
   /** Partitions the member was told it may own. */
@@ -158,7 +171,7 @@ export class ConsumerGroup {
     member.heartbeated = true;
     member.host = input.host;
     // The client id is the one given when joining (checked then): a heartbeat does not change it.
-    if (input.subscription !== null) this.resubscribe(member, input.subscription, topics);
+    this.resubscribe(member, input.subscription, input.topicScope ?? null, topics);
     // A heartbeat of the previous epoch (the answer that moved it was lost) is told the current
     // state and moves no partition: a revoked partition it leaves out, the member may hold
     // still, and a new epoch the member does not hear of would make its next retry a zombie's.
@@ -216,6 +229,7 @@ export class ConsumerGroup {
       previousEpoch: -1,
       subscription,
       regex,
+      topicScope: input.topicScope ?? null,
       sessionTimeoutMs,
       lastHeartbeatMs: nowMs,
       assigned: new Set(),
@@ -265,7 +279,7 @@ export class ConsumerGroup {
     member.lastHeartbeatMs = nowMs;
     member.away = false;
     member.heartbeated = false;
-    this.resubscribe(member, subscription, topics);
+    this.resubscribe(member, subscription, input.topicScope ?? null, topics);
     return this.startOver(member, nowMs);
   }
 
@@ -289,11 +303,20 @@ export class ConsumerGroup {
     return { memberId: member.memberId, memberEpoch: member.epoch, assignment: new Set(member.assigned), sessionTimeoutMs: member.sessionTimeoutMs };
   }
 
-  /** Takes a member's subscription, and rebalances if it changed. */
-  private resubscribe(member: Member, subscription: Subscription, topics: TopicCounts): void {
-    if (sameSubscription(member.subscription, subscription)) return;
-    member.regex = compileSubscriptionRegex(subscription.regex);
-    member.subscription = subscription;
+  /**
+   * Takes a member's subscription (null keeps it) and its token's topic scope, and rebalances if
+   * either changed: a token narrowed while the member is in the group takes those partitions
+   * from it (revoked as usual), one widened lets it have more.
+   */
+  private resubscribe(member: Member, subscription: Subscription | null, topicScope: TopicScope | null, topics: TopicCounts): void {
+    const newSubscription = subscription !== null && !sameSubscription(member.subscription, subscription);
+    const newScope = !sameScope(member.topicScope, topicScope);
+    if (!newSubscription && !newScope) return;
+    if (newSubscription) {
+      member.regex = compileSubscriptionRegex(subscription.regex);
+      member.subscription = subscription;
+    }
+    member.topicScope = topicScope;
     this.bumpAndReassign(topics);
   }
 
@@ -321,7 +344,7 @@ export class ConsumerGroup {
     for (const key of [...member.assigned, ...member.revoking]) this.owners.set(key, member.memberId);
     this.target.set(member.memberId, this.target.get(previous.memberId) ?? new Set());
     this.target.delete(previous.memberId);
-    this.resubscribe(member, subscription, topics);
+    this.resubscribe(member, subscription, input.topicScope ?? null, topics);
     // The new process holds nothing: what the old one was giving up is free at once, what has
     // left the target since is not handed to it, and it is told its full assignment again.
     return this.startOver(member, nowMs);
@@ -469,9 +492,16 @@ export class ConsumerGroup {
 function topicsOf(member: Member, topics: TopicCounts): string[] {
   const result: string[] = [];
   for (const topic of topics.keys()) {
+    if (member.topicScope !== null && !member.topicScope.allows(topic)) continue;
     if (member.subscription.topicNames.includes(topic) || member.regex?.matches(topic)) result.push(topic);
   }
   return result;
+}
+
+function sameScope(a: TopicScope | null, b: TopicScope | null): boolean {
+  if (a === b) return true;
+  if (a === null || b === null) return false;
+  return a.patterns.length === b.patterns.length && a.patterns.every((pattern, index) => pattern === b.patterns[index]);
 }
 
 function sameSubscription(a: Subscription, b: Subscription): boolean {

@@ -30,7 +30,7 @@ import { topicNameProblem } from '../common/topic-name.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { firstRecordFrom } from '../storage/inflated-records.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
-import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription } from './consumer-group.js';
+import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription, type TopicScope } from './consumer-group.js';
 import { type CommittedOffset, OffsetStore } from './offset-store.js';
 import { plural } from '../common/plural.js';
 
@@ -79,6 +79,8 @@ export interface HeartbeatRequest {
   assignor: string;
   owned: { topic: string; partition: number }[];
   sessionTimeoutMs: number;
+  /** The topics the call's token may use (null or absent: every topic); the member is assigned no others. */
+  topicScope?: TopicScope | null;
 }
 
 export interface HeartbeatResult {
@@ -365,6 +367,7 @@ export class GroupCoordinator {
         assignor,
         owned: new Set(request.owned.map(({ topic, partition }) => tp(topic, partition))),
         sessionTimeoutMs,
+        topicScope: request.topicScope ?? null,
       },
       this.clock.monotonicMs(),
       this.topicCounts(),

@@ -169,10 +169,9 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       const subscription = request.keepSubscription
         ? null
         : { topicNames: [...request.subscribedTopicNames], regex: request.subscribedTopicRegex ?? '' };
-      if (subscription !== null) {
-        scope.checkTopics(subscription.topicNames);
-        if (subscription.regex !== '') scope.checkRegexSubscription();
-      }
+      // Topics named outright are checked; a regex may match others, which the member is not
+      // assigned (nor those of a kept subscription the token may not use: see topicScope).
+      if (subscription !== null) scope.checkTopics(subscription.topicNames);
       const result = coordinator.heartbeat({
         groupId: request.groupId,
         memberId: request.memberId,
@@ -184,15 +183,13 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         assignor: request.assignor,
         owned: partitionsFromWire(request.ownedPartitions, 'owned_partitions'),
         sessionTimeoutMs: nonNegative(request.sessionTimeoutMs, 'session_timeout_ms'),
+        topicScope: scope.topics.every ? null : scope.topics,
       });
       return v1.HeartbeatResponse.create({
         memberId: result.memberId,
         memberEpoch: result.memberEpoch,
         heartbeatIntervalMs: result.heartbeatIntervalMs,
-        // A member that keeps its subscription was not checked against this token's topics: its
-        // subscription may be another token's (a member id can be read from DescribeGroup), or
-        // from before the tokens were read again.
-        assignment: partitionsToWire(scope.topics.within(result.assignment, (entry) => entry.topic)),
+        assignment: partitionsToWire(result.assignment),
         sessionTimeoutMs: result.sessionTimeoutMs,
       });
     }),

@@ -115,15 +115,6 @@ export class TokenScope {
   }
 
   /**
-   * Throws PERMISSION_DENIED unless the token may name every topic: the topics a regex
-   * subscription matches change as topics are made, and the broker does not narrow them per member.
-   */
-  checkRegexSubscription(): void {
-    if (this.topics.every) return;
-    throw this.refusal('subscribe by a regex', `its topics are ${this.topics}; subscribe by topic names`);
-  }
-
-  /**
    * Throws PERMISSION_DENIED unless the token may name each of `topics`, those group `groupId`
    * has offsets for, for a call that removes all of them (DeleteGroup, DeleteOffsets of every
    * topic). The refusal names none of them: the token may not learn of them.

@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { type AssignorName, type TopicPartition, splitTp, tp } from '../../src/groups/assignors.js';
-import { ConsumerGroup, type HeartbeatInput, type HeartbeatOutput, LEAVE_EPOCH, STATIC_LEAVE_EPOCH } from '../../src/groups/consumer-group.js';
+import { ConsumerGroup, type HeartbeatInput, type HeartbeatOutput, LEAVE_EPOCH, STATIC_LEAVE_EPOCH, type TopicScope } from '../../src/groups/consumer-group.js';
+import { NameScope } from '../../src/server/token-scope.js';
 import { mulberry32, testSeed } from '../helpers/seeded-random.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -67,6 +68,8 @@ interface Client {
   epoch: number;
   /** The partitions it consumes (reported as owned in the next heartbeat). */
   owned: Set<TopicPartition>;
+  /** The topics its token may use, sent with each heartbeat (absent: every topic). */
+  topicScope?: TopicScope;
 }
 
 interface JoinOptions {
@@ -78,6 +81,7 @@ interface JoinOptions {
   clientId?: string;
   /** A member id the consumer chose ('' lets the broker choose). */
   memberId?: string;
+  topicScope?: TopicScope;
 }
 
 class Harness {
@@ -118,9 +122,10 @@ class Harness {
       subscription: { topicNames: options.names ?? (options.regex === undefined ? ['t'] : []), regex: options.regex ?? '' },
       assignor: options.assignor ?? null,
       sessionTimeoutMs: options.sessionTimeoutMs ?? SESSION_MS,
+      topicScope: options.topicScope ?? null,
     });
     expect(output.memberEpoch).toBeGreaterThan(0);
-    return { memberId: output.memberId, epoch: output.memberEpoch, owned: new Set(output.assignment) };
+    return { memberId: output.memberId, epoch: output.memberEpoch, owned: new Set(output.assignment), ...(options.topicScope !== undefined ? { topicScope: options.topicScope } : {}) };
   }
 
   /**
@@ -128,7 +133,7 @@ class Harness {
    * consumes exactly the assignment it got back.
    */
   beat(client: Client, extra: Partial<HeartbeatInput> = {}): HeartbeatOutput {
-    const output = this.call({ memberId: client.memberId, memberEpoch: client.epoch, owned: new Set(client.owned), ...extra });
+    const output = this.call({ memberId: client.memberId, memberEpoch: client.epoch, owned: new Set(client.owned), topicScope: client.topicScope ?? null, ...extra });
     client.epoch = output.memberEpoch;
     client.owned = new Set(output.assignment);
     return output;
@@ -817,6 +822,33 @@ describe('subscriptions and topic metadata', () => {
     h.beat(a, { subscription: { topicNames: ['t', 'u'], regex: '' } });
     h.settle([a]);
     expect(a.owned.size).toBe(8);
+  });
+
+  it("a member is assigned only topics its token may use, whatever its regex matches; a heartbeat with a narrowed token moves the others away", () => {
+    const h = new Harness({ orders: 2, payments: 2, 'audit.eu': 1 });
+    const every = [...partitionsOf('orders', 2), ...partitionsOf('payments', 2), ...partitionsOf('audit.eu', 1)];
+    const limited = h.join({ regex: '.*', topicScope: new NameScope(['orders', 'audit.*']) });
+    const open = h.join({ regex: '.*' });
+    h.settle([limited, open]);
+    expectPartition([limited, open], every);
+    expect(show(limited.owned).every((key) => !key.startsWith('payments-'))).toBe(true);
+    expect(limited.owned.size).toBeGreaterThan(0);
+    // The same patterns in a new scope (the tokens file read again, unchanged) move nothing.
+    const groupEpoch = h.group.groupEpoch;
+    limited.topicScope = new NameScope(['orders', 'audit.*']);
+    h.settle([limited, open]);
+    expect(h.group.groupEpoch).toBe(groupEpoch);
+    // Narrowed to payments: what it had is revoked, and it takes payments alone.
+    limited.topicScope = new NameScope(['payments']);
+    h.settle([limited, open]);
+    expect(h.group.groupEpoch).toBeGreaterThan(groupEpoch);
+    expectPartition([limited, open], every);
+    expect(limited.owned.size).toBeGreaterThan(0);
+    expect(show(limited.owned).every((key) => key.startsWith('payments-'))).toBe(true);
+    // Alone, it leaves the topics it may not use unassigned.
+    h.leave(open);
+    h.settle([limited]);
+    expect(show(limited.owned)).toEqual(['payments-0', 'payments-1']);
   });
 
   // Subscriptions compare as sets: duplicate names must not hide a change.
