@@ -1035,6 +1035,7 @@ export class Consumer extends EventEmitter {
       this.stopAutoCommit();
       // Called from a beforeRevoke hook, it cannot wait for that hook's revocation.
       const fromHook = insideRevokeHook.getStore() === true;
+      let gaveUp = false;
       const revocation = async (): Promise<void> => {
         // The member heartbeats on, moving no partition, until it leaves: a hook and final commit
         // longer than a session keep the membership, and with it the commit.
@@ -1042,6 +1043,8 @@ export class Consumer extends EventEmitter {
         // A revocation assign() started (its hook, then its commit) ends first: a partition
         // assigned again since then commits its newer position after it.
         if (!fromHook) await Promise.allSettled(this.assignRevocations);
+        // Past closeTimeoutMs while waiting for those: no hook is started after the close.
+        if (gaveUp) return;
         try {
           await this.revokeAssignment(this.assignment());
         } catch (error) {
@@ -1058,7 +1061,10 @@ export class Consumer extends EventEmitter {
         // (its commit is then refused).
         const outcome = await Promise.race([revocation().then(() => 'revoked' as const), this.aborted.then(() => 'aborted' as const), timedOut]);
         if (outcome === 'timed out') {
+          gaveUp = true;
           this.logger.warn({ closeTimeoutMs: this.closeTimeoutMs }, 'close() did not finish its revocation (the beforeRevoke hook or the final commit) within closeTimeoutMs; leaving without it');
+          // Fetchers the revocation had not reached yet (it waited for one under way) stop now.
+          void this.stopAllFetchers();
         }
         if (outcome !== 'aborted') await Promise.race([this.member?.leave({ waitForLoop: outcome === 'revoked' && !fromHook }), this.aborted]);
       } finally {

@@ -620,7 +620,8 @@ export class GroupMember {
    * The member is gone (NOT_FOUND), fenced, or gave its membership up (`leaveAndDrop`): drop
    * everything uncommitted; the loop joins afresh, unless the consumer is closing (then a final
    * commit not yet made is refused, and the partitions' next owners read again what came after
-   * the last one; those the close is releasing already are skipped here).
+   * the last one; `revokeAssignment` skips those the close is releasing already, while
+   * 'partitionsLost' names every partition the membership owned).
    */
   private async loseMembership(failure: StrataClientError): Promise<void> {
     const lost = [...this.owned.values()];

@@ -1317,6 +1317,40 @@ describe('closing', () => {
     expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({});
   });
 
+  it('close() that times out while a rebalance\'s revocation runs stops every fetcher and starts no hook after it has returned', async () => {
+    const name = await topic(2);
+    const groupId = unique('close-timeout-rebalance');
+    const log: Processed[] = [];
+    let release = (): void => undefined;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    const hooked: number[][] = [];
+    const a = runner('a', groupId, log, {
+      subscribe: [name],
+      closeTimeoutMs: 300,
+      beforeRevoke: async (positions) => {
+        hooked.push(positions.map(({ partition }) => partition));
+        if (hooked.length === 1) await hung;
+      },
+    });
+    const revoked: PartitionsEvent[] = [];
+    a.consumer.on('partitionsRevoked', (event: PartitionsEvent) => revoked.push(event));
+    try {
+      await waitUntil(() => a.assignment().length === 2, 'a owns both');
+      const b = runner('b', groupId, log, { subscribe: [name] });
+      await waitUntil(() => hooked.length === 1, 'the rebalance to ask a for a partition');
+      // The close waits for that revocation (its budget is 4.8 s) only until closeTimeoutMs.
+      await a.close();
+      expect(a.consumer.assignment()).toEqual([]);
+      await waitUntil(() => b.assignment().length === 2, 'b owns both');
+      release();
+      await waitUntil(() => revoked.length === 1, 'the rebalance\'s revocation to end');
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(hooked).toHaveLength(1);
+    } finally {
+      release();
+    }
+  });
+
   it("close() called from the hook of a rebalance's revocation does not wait for that revocation: the member leaves at once, and the partitions move", async () => {
     const name = await topic(2);
     const groupId = unique('close-in-hook');
