@@ -150,7 +150,7 @@ export class ConsumerGroup {
     return this.target.get(memberId) ?? new Set();
   }
 
-  /** Topics any member subscribes to, given the topics that exist. */
+  /** Topics any member subscribes to and may be assigned (its token's topics), given the topics that exist. */
   subscribedTopics(topics: TopicCounts): Set<string> {
     const subscribed = new Set<string>();
     for (const member of this.members.values()) for (const topic of topicsOf(member, topics)) subscribed.add(topic);

@@ -455,7 +455,8 @@ export class GroupCoordinator {
 
   /**
    * The partitions a group's lag covers, with their logs: those it has committed offsets for and
-   * those its members subscribe to, that exist. Each is lagging from its committed offset, or
+   * those its members subscribe to (of their tokens' topics, which alone they may be assigned),
+   * that exist. Each is lagging from its committed offset, or
    * from the log start when it has none (or the log start passed it).
    */
   private lagPartitions(groupId: string, group: ConsumerGroup | null, topics: ReadonlyMap<string, number>): LagPartition[] {

@@ -189,7 +189,9 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         memberId: result.memberId,
         memberEpoch: result.memberEpoch,
         heartbeatIntervalMs: result.heartbeatIntervalMs,
-        assignment: partitionsToWire(result.assignment),
+        // The group assigns the member only this token's topics; an answer to a heartbeat of the
+        // previous epoch (its answer lost) repeats what it had before a narrowed token's first one.
+        assignment: partitionsToWire(scope.topics.within(result.assignment, (entry) => entry.topic)),
         sessionTimeoutMs: result.sessionTimeoutMs,
       });
     }),
