@@ -70,6 +70,7 @@ import { checkBatchFrame, forEachBatch, forEachRecord, type RecordHeader } from 
 import { listOffsets } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
+import { settlesWithin } from '../common/settles-within.js';
 import { OffsetCommitStream } from './offset-commit-stream.js';
 import { checkPartition, timerDelayMs } from './option-checks.js';
 import { limitReadAhead } from './read-ahead.js';
@@ -1035,7 +1036,6 @@ export class Consumer extends EventEmitter {
       this.stopAutoCommit();
       // Called from a beforeRevoke hook, it cannot wait for that hook's revocation.
       const fromHook = insideRevokeHook.getStore() === true;
-      let gaveUp = false;
       const revocation = async (): Promise<void> => {
         // The member heartbeats on, moving no partition, until it leaves: a hook and final commit
         // longer than a session keep the membership, and with it the commit.
@@ -1043,8 +1043,6 @@ export class Consumer extends EventEmitter {
         // A revocation assign() started (its hook, then its commit) ends first: a partition
         // assigned again since then commits its newer position after it.
         if (!fromHook) await Promise.allSettled(this.assignRevocations);
-        // Past closeTimeoutMs while waiting for those: no hook is started after the close.
-        if (gaveUp) return;
         try {
           await this.revokeAssignment(this.assignment());
         } catch (error) {
@@ -1053,22 +1051,22 @@ export class Consumer extends EventEmitter {
         await this.stopAllFetchers();
         await this.commitQueue;
       };
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timed out'>((resolve) => (timer = setTimeout(() => resolve('timed out'), this.closeTimeoutMs)));
+      let aborted = false;
       try {
         // An abort() ends the wait: for a beforeRevoke hook that never settles, say. So does
         // closeTimeoutMs, after which the member leaves without the revocation, which goes on
         // (its commit is then refused).
-        const outcome = await Promise.race([revocation().then(() => 'revoked' as const), this.aborted.then(() => 'aborted' as const), timedOut]);
-        if (outcome === 'timed out') {
-          gaveUp = true;
+        const ended = Promise.race([revocation(), this.aborted.then(() => void (aborted = true))]);
+        const inTime = await settlesWithin(ended, this.closeTimeoutMs);
+        if (aborted) return;
+        if (!inTime) {
           this.logger.warn({ closeTimeoutMs: this.closeTimeoutMs }, 'close() did not finish its revocation (the beforeRevoke hook or the final commit) within closeTimeoutMs; leaving without it');
-          // Fetchers the revocation had not reached yet (it waited for one under way) stop now.
+          // Fetchers the revocation had not reached yet (it waited for one under way) stop now,
+          // so it finds none left to hand to the hook when it goes on.
           void this.stopAllFetchers();
         }
-        if (outcome !== 'aborted') await Promise.race([this.member?.leave({ waitForLoop: outcome === 'revoked' && !fromHook }), this.aborted]);
+        await Promise.race([this.member?.leave({ waitForLoop: inTime && !fromHook }), this.aborted]);
       } finally {
-        clearTimeout(timer);
         this.finished = true;
         this.committer.close();
         if (this.ownsConnection) this.connection.close();

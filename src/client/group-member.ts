@@ -411,7 +411,6 @@ export class GroupMember {
     }
     this.loopEnded = true;
     this.settleHeartbeatWaiters();
-    this.settleHoldWaiters();
   }
 
   private settleHoldWaiters(): void {
@@ -785,13 +784,6 @@ export class GroupMember {
   // -------------------------------------------------------------------------------------------
   // Ending.
 
-  /** Ends the heartbeat loop (a revocation under way completes); the member stays in the group. */
-  private async stop(): Promise<void> {
-    this.stopping = true;
-    this.wake();
-    await this.loop;
-  }
-
   /**
    * Leaves the group: epoch -1, or -2 for a static member (it keeps its partitions for its
    * session). With `waitForLoop` false (a close called from the hook of the revocation the loop
@@ -799,12 +791,10 @@ export class GroupMember {
    */
   async leave(options: { waitForLoop?: boolean } = {}): Promise<void> {
     this.leaving = true;
-    if (options.waitForLoop === false) {
-      this.stopping = true;
-      this.wake();
-    } else {
-      await this.stop();
-    }
+    // The loop ends (a revocation under way completes first).
+    this.stopping = true;
+    this.wake();
+    if (options.waitForLoop !== false) await this.loop;
     await this.inflight; // a commit's heartbeat for its epoch, sent before the leave
     // Not a member as far as it knows, but a join whose answer was lost may have made one,
     // holding partitions until its session ended: that one leaves (NOT_FOUND if there is none).

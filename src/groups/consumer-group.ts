@@ -60,8 +60,8 @@ export interface HeartbeatInput {
   owned: ReadonlySet<TopicPartition>;
   /** The session the member asks for; null keeps the one it has (never null on a join). */
   sessionTimeoutMs: number | null;
-  /** The topics this heartbeat's token may use; null or absent for every topic. */
-  topicScope?: TopicScope | null;
+  /** The topics this heartbeat's token may use; null for every topic. */
+  topicScope: TopicScope | null;
 }
 
 export interface HeartbeatOutput {
@@ -171,7 +171,7 @@ export class ConsumerGroup {
     member.heartbeated = true;
     member.host = input.host;
     // The client id is the one given when joining (checked then): a heartbeat does not change it.
-    this.resubscribe(member, input.subscription, input.topicScope ?? null, topics);
+    this.resubscribe(member, input.subscription, input.topicScope, topics);
     // A heartbeat of the previous epoch (the answer that moved it was lost) is told the current
     // state and moves no partition: a revoked partition it leaves out, the member may hold
     // still, and a new epoch the member does not hear of would make its next retry a zombie's.
@@ -229,7 +229,7 @@ export class ConsumerGroup {
       previousEpoch: -1,
       subscription,
       regex,
-      topicScope: input.topicScope ?? null,
+      topicScope: input.topicScope,
       sessionTimeoutMs,
       lastHeartbeatMs: nowMs,
       assigned: new Set(),
@@ -279,7 +279,7 @@ export class ConsumerGroup {
     member.lastHeartbeatMs = nowMs;
     member.away = false;
     member.heartbeated = false;
-    this.resubscribe(member, subscription, input.topicScope ?? null, topics);
+    this.resubscribe(member, subscription, input.topicScope, topics);
     return this.startOver(member, nowMs);
   }
 
@@ -344,7 +344,7 @@ export class ConsumerGroup {
     for (const key of [...member.assigned, ...member.revoking]) this.owners.set(key, member.memberId);
     this.target.set(member.memberId, this.target.get(previous.memberId) ?? new Set());
     this.target.delete(previous.memberId);
-    this.resubscribe(member, subscription, input.topicScope ?? null, topics);
+    this.resubscribe(member, subscription, input.topicScope, topics);
     // The new process holds nothing: what the old one was giving up is free at once, what has
     // left the target since is not handed to it, and it is told its full assignment again.
     return this.startOver(member, nowMs);

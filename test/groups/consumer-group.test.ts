@@ -104,6 +104,7 @@ class Harness {
         assignor: null,
         owned: new Set(),
         sessionTimeoutMs: null, // keeps the member's; join() sends one
+        topicScope: null,
         ...input,
       },
       this.clock.nowMs(),
@@ -1038,6 +1039,7 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
           assignor: kind === 'join' ? assignor : null,
           owned,
           sessionTimeoutMs: CHURN_SESSION_MS,
+          topicScope: null,
         },
         now(),
         topics,

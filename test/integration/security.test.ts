@@ -401,7 +401,8 @@ describe('tokens limited to topics and groups', () => {
     const shared = await billing.describeGroup('billing-shared');
     expect(shared.members.map((member) => [member.assignment.map((entry) => entry.topic), member.subscribedTopicNames])).toEqual([[['orders'], ['orders']]]);
     // Heartbeating as that member (its id and epoch can be read from a description) keeps the
-    // member's subscription, but the member is assigned only this token's topics from then on.
+    // member's subscription, but the member is assigned only this token's topics until it
+    // heartbeats with its own token again.
     const member = (await operator.describeGroup('billing-shared')).members[0]!;
     const heartbeat = await groupsCall<{ assignment: { topic: string }[] }>(
       'heartbeat',
