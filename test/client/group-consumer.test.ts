@@ -1233,6 +1233,38 @@ describe('closing', () => {
     expect(log.filter((entry) => entry.runner === 'b').map(({ partition, offset }) => `${partition}:${offset}`).sort()).toEqual(['0:3', '0:4', '1:3', '1:4']);
   });
 
+  it('a partition freed while close() runs its hook is handed to the closing member by the broker, but not taken: it waits for the leave', async () => {
+    const name = await topic(2);
+    const groupId = unique('freed-close');
+    const log: Processed[] = [];
+    const watch = heartbeatWatch();
+    let handedBoth = false;
+    watch.onAnswer = (assigned) => {
+      if (assigned === 2) handedBoth = true;
+    };
+    const a = runner('a', groupId, log, {
+      subscribe: [name],
+      interceptors: [watch.interceptor],
+      beforeRevoke: async () => {
+        if (watch.counting) await waitUntil(() => handedBoth, 'the broker to hand a the freed partition');
+      },
+    });
+    const c = runner('c', groupId, log, { subscribe: [name] });
+    await waitUntil(() => splitsExactly(groupId, [a, c], all(name, 2)), 'one partition each');
+    const assigned: PartitionsEvent[] = [];
+    const failed: string[] = [];
+    a.consumer.on('partitionsAssigned', (event: PartitionsEvent) => assigned.push(event));
+    a.consumer.on('commitFailed', ({ error }: { error: StrataClientError }) => failed.push(error.message));
+    watch.counting = true;
+    const closing = a.close();
+    await c.close(); // frees c's partition while a's hook runs
+    await closing;
+    expect(handedBoth).toBe(true);
+    expect(assigned).toEqual([]);
+    expect(failed).toEqual([]);
+    expect(await describeOrNull(groupId)).toMatchObject({ members: [] });
+  });
+
   it('a close() whose hook holds a partition a rebalance asked for past the session timeout loses the membership: nothing is committed, and the partitions move', async () => {
     const name = await topic(2);
     const groupId = unique('lost-close');
