@@ -12,8 +12,10 @@
  * its other calls finish normally.
  *
  * grpc-js does not expose a call's HTTP/2 stream: it is the `stream` of the innermost call
- * object, which a handler's call holds as `call` while `transport-refusals.ts` is the server's
- * only interceptor. `test/integration/lifecycle.test.ts` fails if a grpc-js upgrade moves it.
+ * object. A handler's call holds the outermost as `call`, and each interceptor's call holds the
+ * one it wraps as `nextCall` (with tokens, the token check wraps the call `transport-refusals.ts`
+ * patched). `test/integration/lifecycle.test.ts` fails, with and without tokens, if a grpc-js
+ * upgrade moves them.
  */
 import { type ServerHttp2Stream, constants } from 'node:http2';
 
@@ -39,7 +41,16 @@ export function refuseIfStalledAtStop(call: object, stopping: AbortSignal): void
   else stopping.addEventListener('abort', arm, { once: true });
 }
 
+/** Bound on the call objects walked through: one per interceptor, and the server has two at most. */
+const INTERCEPTOR_LAYERS_MAX = 4;
+
 function http2StreamOf(call: object): ServerHttp2Stream | null {
-  const stream = (call as { call?: { stream?: unknown } }).call?.stream;
-  return stream !== undefined && stream !== null && typeof (stream as ServerHttp2Stream).close === 'function' ? (stream as ServerHttp2Stream) : null;
+  type Layer = { stream?: unknown; nextCall?: Layer } | undefined;
+  let layer = (call as { call?: Layer }).call;
+  for (let depth = 0; layer !== undefined && layer !== null && depth < INTERCEPTOR_LAYERS_MAX; depth++) {
+    const stream = layer.stream;
+    if (stream !== undefined && stream !== null && typeof (stream as ServerHttp2Stream).close === 'function') return stream as ServerHttp2Stream;
+    layer = layer.nextCall;
+  }
+  return null;
 }

@@ -3,7 +3,7 @@
  * integration tests that speak the wire protocol directly. Calls carry a deadline, so a hung
  * server fails the test instead of stalling it.
  */
-import { type Client, type ClientReadableStream, Metadata, type MethodDefinition, type ServiceError, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
+import { type Client, type ClientReadableStream, type Interceptor, InterceptingCall, Metadata, type MethodDefinition, type ServiceError, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { strata } from '../../src/generated/strata.js';
 import { adminServiceDefinition, groupsServiceDefinition, logServiceDefinition } from '../../src/server/service-definitions.js';
 
@@ -18,13 +18,15 @@ export class TestClient {
   readonly admin: Client;
   readonly groups: Client;
 
-  constructor(address: string) {
+  /** With `token`, every call carries it as `authorization: Bearer <token>`. */
+  constructor(address: string, token?: string) {
+    const interceptors = token === undefined ? [] : [bearer(token)];
     const LogClient = makeGenericClientConstructor(logServiceDefinition, 'strata.v1.Log');
     const AdminClient = makeGenericClientConstructor(adminServiceDefinition, 'strata.v1.Admin');
-    this.log = new LogClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
-    this.admin = new AdminClient(address, credentials.createInsecure());
+    this.log = new LogClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1, interceptors });
+    this.admin = new AdminClient(address, credentials.createInsecure(), { interceptors });
     const GroupsClient = makeGenericClientConstructor(groupsServiceDefinition, 'strata.v1.Groups');
-    this.groups = new GroupsClient(address, credentials.createInsecure());
+    this.groups = new GroupsClient(address, credentials.createInsecure(), { interceptors });
   }
 
   /**
@@ -69,6 +71,17 @@ export class TestClient {
     this.admin.close();
     this.groups.close();
   }
+}
+
+/** A client interceptor that adds `token` to each call's metadata. */
+function bearer(token: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
 }
 
 /** The gRPC error of a call that must fail (fails the test if it succeeds). */

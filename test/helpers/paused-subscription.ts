@@ -14,10 +14,12 @@ export class PausedSubscription {
   private readonly stream: ClientHttp2Stream;
   private pending = Buffer.alloc(0);
 
-  constructor(address: string, request: strata.v1.SubscribeRequest.$Properties) {
+  /** With `token`, the call carries it as `authorization: Bearer <token>`. */
+  constructor(address: string, request: strata.v1.SubscribeRequest.$Properties, token?: string) {
     this.session = connect(`http://${address}`);
     this.session.on('error', () => undefined);
-    this.stream = this.session.request({ ':method': 'POST', ':path': '/strata.v1.Log/Subscribe', 'content-type': 'application/grpc', te: 'trailers' });
+    const authorization = token === undefined ? {} : { authorization: `Bearer ${token}` };
+    this.stream = this.session.request({ ':method': 'POST', ':path': '/strata.v1.Log/Subscribe', 'content-type': 'application/grpc', te: 'trailers', ...authorization });
     this.stream.on('error', () => undefined);
     this.stream.pause();
     const message = Buffer.from(v1.SubscribeRequest.encode(v1.SubscribeRequest.create(request)).finish());

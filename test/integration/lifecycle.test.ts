@@ -3,6 +3,7 @@
 // `strata serve` exits 0 on SIGTERM leaving clean-shutdown markers; method: real brokers (in
 // process and as a child process) on ephemeral ports, real gRPC.
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { constants, closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -19,6 +20,7 @@ import { plateau } from '../helpers/plateau.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { StartAborted, runBroker } from '../../src/server/run-broker.js';
+import { TokenAuthenticator } from '../../src/server/token-auth.js';
 import { DIRECT_WRITES_WORK } from '../helpers/test-file-system.js';
 import { type BrokerProcess, type TestBroker, removeDirectory, spawnBroker, startTestBroker, temporaryDirectory, testSettings, unusedPort } from '../helpers/test-server.js';
 
@@ -77,11 +79,16 @@ describe('broker lifecycle', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  /** A broker the test stops itself (cleanup removes its data directory), a client, and a one-partition topic. */
-  async function brokerWithTopic(topic: string): Promise<{ broker: TestBroker; client: TestClient }> {
-    const broker = await startTestBroker();
+  /**
+   * A broker the test stops itself (cleanup removes its data directory), a client, and a
+   * one-partition topic. With `token`, the broker checks tokens and the client sends that one.
+   */
+  async function brokerWithTopic(topic: string, token?: string): Promise<{ broker: TestBroker; client: TestClient }> {
+    const broker = await startTestBroker(
+      token === undefined ? {} : { authenticator: new TokenAuthenticator([{ name: 'operator', sha256: createHash('sha256').update(token).digest('hex'), permissions: ['admin'] }]) },
+    );
     cleanups.push(() => removeDirectory(broker.dataDir));
-    const client = new TestClient(broker.address);
+    const client = new TestClient(broker.address, token);
     cleanups.push(() => client.close());
     await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: topic, partitions: 1 }));
     return { broker, client };
@@ -117,13 +124,17 @@ describe('broker lifecycle', () => {
     expect(error.metadata.get('strata-error')).toEqual(['UNAVAILABLE']); // the broker's answer, not a dropped connection
   });
 
-  it('stops gracefully (not forced) while a subscription\'s reader has stopped reading, resetting only that stream as refused (UNAVAILABLE)', async () => {
-    const { broker, client } = await brokerWithTopic('stalled');
+  // With tokens, the token check wraps the call the stream is found through.
+  it.each([
+    ['without', undefined],
+    ['with', 'operator-secret'],
+  ])('stops gracefully (not forced) while a subscription\'s reader has stopped reading, resetting only that stream as refused (UNAVAILABLE), %s tokens', async (_tokens, token) => {
+    const { broker, client } = await brokerWithTopic('stalled', token);
     // 1 MiB in 64 batches: far more than the reader's 64 KiB HTTP/2 window.
     for (let index = 0; index < 64; index++) {
       await client.call('log.produce', v1.ProduceRequest.create({ topic: 'stalled', partition: 0, batch: buildBatch([{ value: Buffer.alloc(16 * 1024, index) }]) }));
     }
-    const reader = new PausedSubscription(broker.address, { topic: 'stalled', partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 32 * 1024 });
+    const reader = new PausedSubscription(broker.address, { topic: 'stalled', partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: true, maxBytes: 32 * 1024 }, token);
     cleanups.push(() => reader.close());
     // A subscription that reads everything and then waits, whose status is not held up: it still ends with it.
     const idle = subscriptionError(subscribe(client, 'stalled'));
