@@ -7,8 +7,13 @@ import { service as healthService } from 'grpc-health-check';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { once } from 'node:events';
+import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants as http2Constants } from 'node:http2';
+import protobuf from 'protobufjs/minimal.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { plateau } from '../helpers/plateau.js';
+
+const { Writer } = protobuf;
 
 type Callback<T> = (error: ServiceError | null, response: T) => void;
 interface HealthClient extends Client {
@@ -156,6 +161,13 @@ describe('health and reflection', () => {
       const response = await reflect(client, { file_containing_symbol: 'strata.v1.NoSuchService' });
       expect(response.error_response?.error_code).toBe(status.NOT_FOUND);
     });
+
+    it('refuses a request over 1 MiB with RESOURCE_EXHAUSTED, as every method that carries no records, and answers the next stream', async () => {
+      const error = await reflect(client, { file_containing_symbol: 'x'.repeat(1024 * 1024 + 1) }).catch((caught: ServiceError) => caught);
+      expect(error).toMatchObject({ code: status.RESOURCE_EXHAUSTED });
+      expect((error as ServiceError).details).toMatch(/^the request to grpc\.reflection\.v1(alpha)?\.ServerReflection\/ServerReflectionInfo is \d+ bytes, over the limit of 1048576 bytes for this method/);
+      expect((await reflect(client, { list_services: '*' })).error_response).toBeFalsy();
+    });
   });
 
   // Last: it stops the broker.
@@ -203,3 +215,64 @@ describe('health and reflection', () => {
     });
   });
 });
+
+describe('a reflection client that sends requests without reading the answers', () => {
+  it('is read from no further than its unread answers allow, and does not hold up a graceful stop', async () => {
+    const broker = await startTestBroker({ shutdownTimeoutMs: 20_000 });
+    const flooder = new UnreadReflection(broker.address);
+    try {
+      // Each answer quotes its request: 64 MiB of requests would be over 128 MiB of answers
+      // waiting in the broker for a client that reads none of them.
+      const requests = 128;
+      flooder.send(requests, 512 * 1024).catch(() => undefined); // ends unfinished: the stream is reset
+      const taken = await plateau(() => flooder.requestsSent, 500);
+      // What the stream's 8 MiB window holds, what it buffers, and what was answered before the
+      // broker stopped reading: a fraction of what the client had to send.
+      expect(taken).toBeLessThan(requests / 2);
+      expect(await broker.stop()).toEqual({ forced: false });
+      expect(await flooder.closed).toBe(http2Constants.NGHTTP2_REFUSED_STREAM);
+    } finally {
+      flooder.close();
+      await broker.dispose();
+    }
+  });
+});
+
+/**
+ * A ServerReflectionInfo call over raw HTTP/2 whose answers are never read (grpc-js's client
+ * would read them into its own buffer), with its requests written one at a time as HTTP/2 flow
+ * control lets them out.
+ */
+class UnreadReflection {
+  requestsSent = 0;
+  readonly closed: Promise<number>;
+  private readonly session: ClientHttp2Session;
+  private readonly stream: ClientHttp2Stream;
+
+  constructor(address: string) {
+    this.session = connect(`http://${address}`);
+    this.session.on('error', () => undefined);
+    this.stream = this.session.request({ ':method': 'POST', ':path': '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', 'content-type': 'application/grpc', te: 'trailers' });
+    this.stream.on('error', () => undefined);
+    this.stream.pause();
+    this.closed = new Promise((resolve) => this.stream.once('close', () => resolve(this.stream.rstCode ?? -1)));
+  }
+
+  /** Sends `count` requests for a symbol named by `nameBytes` bytes, each once the one before is out. */
+  async send(count: number, nameBytes: number): Promise<void> {
+    // ServerReflectionRequest field 4, file_containing_symbol: a string.
+    const message = Writer.create().uint32((4 << 3) | 2).string('x'.repeat(nameBytes)).finish();
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    frame.set(message, 5);
+    for (let index = 0; index < count; index++) {
+      await new Promise<void>((resolve, reject) => this.stream.write(frame, (error) => (error ? reject(error) : resolve())));
+      this.requestsSent++;
+    }
+  }
+
+  close(): void {
+    this.stream.close();
+    this.session.close();
+  }
+}
