@@ -44,7 +44,8 @@ export function waitForHighWatermark(log: PartitionLog, timeoutMs: number, signa
  */
 export async function fetchWithWait(log: PartitionLog, options: FetchOptions): Promise<ReadResult> {
   const minBytes = Math.min(Math.max(1, options.minBytes), options.maxBytes);
-  const deadline = Date.now() + options.maxWaitMs;
+  // On the monotonic clock: a step of the system time neither lengthens nor cuts the wait.
+  const deadline = performance.now() + options.maxWaitMs;
   // Taken before each read: bytes made visible during it are counted as arrived after it.
   let readAt = log.visibleBytesTotal;
   /** Reads from `offset`; `stoppedShort`: it returned batches but ended before `visible`, the high watermark before it. */
@@ -61,7 +62,7 @@ export async function fetchWithWait(log: PartitionLog, options: FetchOptions): P
     // and the fetch fails with it rather than wait on.
     const arrived = log.visibleBytesTotal - readAt;
     if (log.usable && result.batches.length + arrived < minBytes) {
-      const remaining = deadline - Date.now();
+      const remaining = deadline - performance.now();
       if (remaining <= 0) break;
       await waitForHighWatermark(log, remaining, options.signal);
       continue;

@@ -315,7 +315,7 @@ export class GroupCoordinator {
     if (sessionTimeoutMs !== null && (!Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < SESSION_TIMEOUT_MIN_MS || sessionTimeoutMs > SESSION_TIMEOUT_MAX_MS)) {
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `session_timeout_ms must be from ${SESSION_TIMEOUT_MIN_MS} to ${SESSION_TIMEOUT_MAX_MS}, got ${sessionTimeoutMs}`);
     }
-    if (request.memberEpoch < -2) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member_epoch ${request.memberEpoch} is invalid`);
+    if (request.memberEpoch < -2) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member_epoch ${request.memberEpoch} is invalid; send 0 to join, the epoch of the last answer, -1 to leave, or -2 for a static member leaving for now`);
     if (request.memberEpoch === 0 && request.memberId !== '') checkChosenMemberId(request.memberId);
     checkMemberFields(request);
     if (request.memberEpoch === 0 && (request.subscription === null || (request.subscription.topicNames.length === 0 && request.subscription.regex === ''))) {

@@ -188,6 +188,9 @@ describe('heartbeats', () => {
     expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription, instanceId: '' })))).message).toBe(
       'instance_id is set but empty: leave it unset for a dynamic member, or give a stable id of this consumer instance (its pod name)',
     );
+    expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription, memberId: 'm', memberEpoch: -3 })))).message).toBe(
+      'member_epoch -3 is invalid; send 0 to join, the epoch of the last answer, -1 to leave, or -2 for a static member leaving for now',
+    );
     expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription: { topicNames: ['t', 'a b'], regex: '' } })))).message).toBe(
       'subscribed_topic_names[1]: topic name "a b" has characters outside [a-zA-Z0-9._-]',
     );
