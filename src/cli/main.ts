@@ -22,9 +22,10 @@ import { SERVE_OPTIONS } from '../config/broker-options.js';
 /** The option names of each command, for the environment check. */
 const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
   serve: ['config', ...Object.keys(SERVE_OPTIONS)],
-  // Not `dir` (STRATA_DIR is a name other tools use, and it would pick the partition to cut),
-  // nor `start-offset` or `outside-data-dir`: what a repair does is given on its command line.
-  repair: ['data-dir', 'topic', 'partition'],
+  // Only the data directory, shared with serve: which partition a repair cuts and how (`dir`,
+  // `topic`, `partition`, `start-offset`, `outside-data-dir`) is given on its command line. A
+  // STRATA_PARTITION exported for `consume` must not pick it, nor STRATA_DIR, a name other tools use.
+  repair: ['data-dir'],
   'dump-log': ['records'],
   // Only the connection's: what a topic or group command creates or changes is given on its
   // command line. STRATA_CONFIG names serve's config file, never a topic's KEY=VALUE; a

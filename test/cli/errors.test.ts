@@ -376,6 +376,15 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     expect(result.stdout.split('\n').filter((line) => line.startsWith('errors-existing'))).toHaveLength(2);
   });
 
+  it("STRATA_TOPIC and STRATA_PARTITION (consume's) do not pick the partition a repair cuts", async () => {
+    const dataDir = join(directory, 'repair-variables');
+    const env = { STRATA_TOPIC: 'orders', STRATA_PARTITION: '2' };
+    const named = await runCli(['repair', '--data-dir', dataDir, '--topic', 'orders'], { env });
+    expect(named.code, named.stderr).toBe(2);
+    expect(named.stderr).toBe('strata: give --topic and --partition, or --dir\n');
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
   it('the same from STRATA_CONFIG, set to a file that is not there or to nothing', async () => {
     const absent = await runCli(['serve', ...serveFlags], { env: { STRATA_CONFIG: join(directory, 'absent.json') } });
     expect(absent.code, absent.stderr).toBe(2);
