@@ -685,12 +685,16 @@ export class Consumer extends EventEmitter {
     return { topic: fetcher.topic, partition: fetcher.partition, records, highWatermark: taken.chunk.highWatermark };
   }
 
-  /** Batches until the consumer is closed. */
+  /** Batches until the consumer is closed; leaving the loop marks the last one processed. */
   async *batches(): AsyncGenerator<ConsumerBatch, void, undefined> {
-    for (;;) {
-      const batch = await this.nextBatch();
-      if (batch === null) return;
-      yield batch;
+    try {
+      for (;;) {
+        const batch = await this.nextBatch();
+        if (batch === null) return;
+        yield batch;
+      }
+    } finally {
+      this.inHand = null; // leaving the loop: the application is done with the last batch
     }
   }
 

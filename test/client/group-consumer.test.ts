@@ -415,6 +415,18 @@ describe('commits', () => {
     ]);
   });
 
+  it('leaving a batches() loop marks the last batch processed: auto-commit commits past it while the consumer stays open', async () => {
+    const name = await topic(1);
+    const groupId = unique('batches-loop');
+    await produceEach(name, 1, 10);
+    const reader = consumer(groupId, { subscribe: [name], autoCommitIntervalMs: 50 });
+    for await (const batch of reader.batches()) {
+      expect(batch.records).toHaveLength(10);
+      break;
+    }
+    await waitUntil(async () => (await fetchOffsets(groupId, name)).get(0) === 10, 'the batch left in the loop to be committed');
+  });
+
   it('manual commit: nothing is committed until commit(), and close() without auto-commit commits nothing more', async () => {
     const name = await topic(2);
     const groupId = unique('manual');
