@@ -175,7 +175,7 @@ function startPosition(spec: OffsetSpec): strata.v1.StartPosition {
 }
 
 export async function listOffsets(connection: Connection, topic: string, partition: number, spec: OffsetSpec, signal?: AbortSignal): Promise<OffsetLookup> {
-  const request = v1.ListOffsetsRequest.create({ topic, partition, position: startPosition(spec) });
+  const request = v1.ListOffsetsRequest.create({ topic, partition: checkPartition(partition), position: startPosition(spec) });
   const response = await connection.unary(methods.listOffsets, request, signal ? { signal } : {});
   return {
     offset: longToNumber(response.offset, 'offset'),

@@ -117,6 +117,15 @@ describe('offset lookups', () => {
     expect(error.code).toBe('OUT_OF_RANGE');
     expect(error.message).toContain('valid offsets are 0 to 4');
   });
+
+  it('refuses a partition the wire would carry as another one (2^32 as 0, 0.5 as 0) before sending', async () => {
+    for (const partition of [2 ** 32, 0.5, -1, Number.NaN]) {
+      expect(await rejection(admin.listOffsets('admin-offsets', partition, 'earliest'))).toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: `partition must be an integer from 0 to 2147483647, got ${partition}`,
+      });
+    }
+  });
 });
 
 describe('error mapping', () => {
