@@ -4,7 +4,7 @@
  * missing file included; this one says which file and what is wrong with it, as a usage error.
  */
 import { readFileSync } from 'node:fs';
-import { SERVE_OPTIONS } from '../config/broker-options.js';
+import { PROTECTING_FILE_OPTIONS, SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
 import { systemErrorText } from '../common/errors.js';
 
@@ -65,7 +65,10 @@ function valueProblem(key: string, option: keyof typeof SERVE_OPTIONS, value: un
     const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
     return typeof number === 'number' && Number.isFinite(number) ? null : `"${key}" must be a number, not ${held}`;
   }
-  return typeof value === 'string' ? null : `"${key}" must be a string, not ${held}`;
+  if (typeof value !== 'string') return `"${key}" must be a string, not ${held}`;
+  const without = PROTECTING_FILE_OPTIONS[option];
+  if (without !== undefined && value.trim() === '') return `"${key}" is empty; give the path of the file, or leave the key out (without it, ${without})`;
+  return null;
 }
 
 /**

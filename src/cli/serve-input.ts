@@ -12,10 +12,12 @@
  *   as 0, and `--no-data-dir` as false, which no later check expects;
  * - it takes each option in camelCase too (`--retentionMs=`), past checks of the dashed name;
  * - it takes an empty `STRATA_METRICS_LISTEN` (an unset shell variable) as "", which turns the
- *   probe server off, and with it the health checks of a deployment.
+ *   probe server off, and with it the health checks of a deployment;
+ * - it takes an empty TLS or tokens file (`--auth-tokens-file=`, `STRATA_AUTH_TOKENS_FILE=`) as
+ *   none, which serves in plaintext or asks for no token: the broker would start open.
  * Options before `--` only. `--help` and `--version` skip these checks, as they skip yargs' own.
  */
-import { SERVE_OPTIONS } from '../config/broker-options.js';
+import { PROTECTING_FILE_OPTIONS, SERVE_OPTIONS } from '../config/broker-options.js';
 import { camelCase, repeatedProblem } from './cli-errors.js';
 import { commandOf, environmentName } from './environment.js';
 
@@ -25,7 +27,7 @@ export function serveInputProblem(argv: readonly string[], env: NodeJS.ProcessEn
   const options = end < 0 ? argv : argv.slice(0, end);
   if (commandOf(options, commands) !== 'serve') return null;
   if (options.some((token) => token === '--help' || token === '--version')) return null;
-  return configProblem(options, env) ?? negatedProblem(options) ?? emptyNumberProblem(options, env) ?? emptyMetricsListenProblem(options, env);
+  return configProblem(options, env) ?? negatedProblem(options) ?? emptyNumberProblem(options, env) ?? emptyMetricsListenProblem(options, env) ?? emptyProtectingFileProblem(options, env);
 }
 
 /** `name` and its camelCase spelling, both of which yargs takes. */
@@ -52,6 +54,22 @@ function emptyMetricsListenProblem(options: readonly string[], env: NodeJS.Proce
   // The flag, given, wins over the variable.
   if (options.some((_, index) => optionValue(options, index, 'metrics-listen') !== null)) return null;
   return `${variable} is set but empty; give host:port, or unset it (--metrics-listen "" turns the probe server off)`;
+}
+
+function emptyProtectingFileProblem(options: readonly string[], env: NodeJS.ProcessEnv): string | null {
+  for (const [name, without] of Object.entries(PROTECTING_FILE_OPTIONS)) {
+    let given = false;
+    for (let index = 0; index < options.length; index++) {
+      const value = optionValue(options, index, name);
+      if (value === null) continue;
+      // yargs never takes a token that starts with a dash as a long option's value.
+      if (value === undefined || value.trim() === '' || value.startsWith('-')) return `--${name} was given no path; give the file, or leave the option out (without it, ${without})`;
+      given = true;
+    }
+    const variable = environmentName(name);
+    if (!given && env[variable]?.trim() === '') return `${variable} is set but empty; give the path of the file, or unset it (without it, ${without})`;
+  }
+  return null;
 }
 
 function configProblem(options: readonly string[], env: NodeJS.ProcessEnv): string | null {

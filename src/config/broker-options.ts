@@ -90,6 +90,18 @@ export const SERVE_OPTIONS = {
   },
 } as const satisfies Record<string, Options>;
 
+/**
+ * The file options whose absence turns a protection off, with what serving without each means.
+ * Given but empty (an unset shell variable, a blank ConfigMap value) they are refused, not read
+ * as absent: a broker must not start open when it was meant to ask for tokens or certificates.
+ */
+export const PROTECTING_FILE_OPTIONS: Readonly<Record<string, string>> = {
+  'tls-cert-file': 'gRPC is served in plaintext',
+  'tls-key-file': 'gRPC is served in plaintext',
+  'tls-client-ca-file': 'no client certificate is asked for',
+  'auth-tokens-file': 'no token is asked for',
+};
+
 export interface ServeSettings {
   dataDir: string;
   listen: string;

@@ -1,6 +1,6 @@
 // Goal: serve's pre-checks refuse what yargs would misread (two config files, a config flag
 // without a path, an empty number in either spelling, a negated option, an empty metrics
-// address from the environment) and leave every other command line alone; method: the
+// address from the environment, an empty TLS or tokens file) and leave every other command line alone; method: the
 // checks called directly on argument lists (the CLI's exit codes are in errors.test.ts).
 import { describe, expect, it } from 'vitest';
 import { serveInputProblem } from '../../src/cli/serve-input.js';
@@ -22,6 +22,10 @@ describe('serveInputProblem', () => {
     [['serve', '--config', 'a.json', '--retention-ms', '1', '--no-retention-ms'], '--no-retention-ms is not an option: every option of serve takes a value; give --retention-ms one (see strata serve --help)'],
     [['serve', '--no-retentionBytes=true'], '--no-retentionBytes is not an option: every option of serve takes a value; give --retention-bytes one (see strata serve --help)'],
     [['serve', '--no-data-dir'], '--no-data-dir is not an option: every option of serve takes a value; give --data-dir one (see strata serve --help)'],
+    [['serve', '--auth-tokens-file', ''], '--auth-tokens-file was given no path; give the file, or leave the option out (without it, no token is asked for)'],
+    [['serve', '--tlsCertFile='], '--tls-cert-file was given no path; give the file, or leave the option out (without it, gRPC is served in plaintext)'],
+    [['serve', '--tls-key-file', '--listen', '0.0.0.0:50051'], '--tls-key-file was given no path; give the file, or leave the option out (without it, gRPC is served in plaintext)'],
+    [['serve', '--tls-client-ca-file'], '--tls-client-ca-file was given no path; give the file, or leave the option out (without it, no client certificate is asked for)'],
   ])('%j: %s', (argv, expected) => {
     expect(problem(argv)).toBe(expected);
   });
@@ -31,7 +35,10 @@ describe('serveInputProblem', () => {
     expect(problem(['serve'], { STRATA_FLUSH_MS: '' })).toBe('STRATA_FLUSH_MS is set but empty; give a number, or unset it');
     expect(problem(['serve'], { STRATA_METRICS_LISTEN: '' })).toBe('STRATA_METRICS_LISTEN is set but empty; give host:port, or unset it (--metrics-listen "" turns the probe server off)');
     expect(problem(['serve', '--metrics-listen', '127.0.0.1:9464'], { STRATA_METRICS_LISTEN: '' })).toBeNull();
-    expect(problem(['topics', 'list'], { STRATA_CONFIG: '', STRATA_FLUSH_MS: '', STRATA_METRICS_LISTEN: '' })).toBeNull();
+    expect(problem(['serve'], { STRATA_AUTH_TOKENS_FILE: ' ' })).toBe('STRATA_AUTH_TOKENS_FILE is set but empty; give the path of the file, or unset it (without it, no token is asked for)');
+    expect(problem(['serve'], { STRATA_TLS_CLIENT_CA_FILE: '' })).toBe('STRATA_TLS_CLIENT_CA_FILE is set but empty; give the path of the file, or unset it (without it, no client certificate is asked for)');
+    expect(problem(['serve', '--auth-tokens-file', 'tokens.json'], { STRATA_AUTH_TOKENS_FILE: '' })).toBeNull();
+    expect(problem(['topics', 'list'], { STRATA_CONFIG: '', STRATA_FLUSH_MS: '', STRATA_METRICS_LISTEN: '', STRATA_AUTH_TOKENS_FILE: '' })).toBeNull();
   });
 
   it('leaves alone other commands, what follows --, a string option left empty, --help and --version', () => {
