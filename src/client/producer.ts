@@ -445,7 +445,7 @@ export class Producer {
         if (refusal !== null) return this.failSoon(callback, refusal);
       }
       if (target !== null && target < topic.partitionCount && this.hasRoomFor(sizeBytes)) {
-        this.append(this.partitionState(topic, target), timestamp, key, value, headers, sizeBytes, callback);
+        this.append(this.partitionState(topic, target), timestamp, key, value, headers, sizeBytes, callback, now);
         return;
       }
     }
@@ -643,13 +643,28 @@ export class Producer {
           continue;
         }
         if (!this.hasRoomFor(head.sizeBytes)) {
+          // Its delivery budget runs while it waits: a broker that stays down frees the room
+          // only as the batches before it fail, and each lot of sends let in would wait a whole
+          // deliveryTimeoutMs again, so close() could take that many times over.
+          const waitedMs = now - head.queuedAtMs;
+          if (waitedMs >= this.deliveryTimeoutMs) {
+            this.waiting.shift();
+            const message = `not sent within deliveryTimeoutMs (${this.deliveryTimeoutMs} ms): it waited for room in the producer's bufferBytes (${this.bufferBytesMax}), which the records sent before it held unacknowledged; not written`;
+            this.complete(head.callback, new StrataClientError('DEADLINE_EXCEEDED', message), undefined);
+            continue;
+          }
           // As Kafka's accumulator does: while a send waits for room, nothing lingers.
           this.expediteQueued();
-          await new Promise<void>((resolve) => (this.roomWaiter = resolve));
+          let timer: NodeJS.Timeout | undefined;
+          await new Promise<void>((resolve) => {
+            this.roomWaiter = resolve;
+            timer = setTimeout(resolve, Math.min(TIMER_DELAY_MAX_MS, this.deliveryTimeoutMs - waitedMs));
+          });
+          clearTimeout(timer);
           continue;
         }
         this.waiting.shift();
-        this.append(this.partitionState(head.topic, target), head.timestamp, head.key, head.value, head.headers, head.sizeBytes, head.callback);
+        this.append(this.partitionState(head.topic, target), head.timestamp, head.key, head.value, head.headers, head.sizeBytes, head.callback, head.queuedAtMs);
       }
     } finally {
       this.pumping = false;
@@ -690,6 +705,8 @@ export class Producer {
     headers: RecordHeader[] | null,
     sizeBytes: number,
     callback: SendCallback,
+    /** When the record was sent: a batch it opens counts its delivery budget from then. */
+    queuedAtMs: number,
   ): void {
     let batch = partition.queued[partition.queued.length - 1];
     // `sizeBytes` bounds the record's encoded size, so a batch never passes batchBytes (but a
@@ -697,7 +714,7 @@ export class Producer {
     const batchBytes = partition.topic.batchBytes;
     if (batch === undefined || batch.full || (batch.recordCount > 0 && batch.builder!.sizeBytes + sizeBytes > batchBytes)) {
       if (batch !== undefined) batch.full = true;
-      batch = this.openBatch(partition);
+      batch = this.openBatch(partition, queuedAtMs);
     }
     const builder = batch.builder!;
     const before = builder.sizeBytes;
@@ -712,7 +729,7 @@ export class Producer {
     }
   }
 
-  private openBatch(partition: PartitionState): ProducerBatch {
+  private openBatch(partition: PartitionState, createdAtMs: number): ProducerBatch {
     // A partition whose batches fill up gets a full-size pooled buffer; one with a trickle of
     // records starts small (a buffer twice its last batch, pooled unless it is tiny) and grows
     // by doubling if needed.
@@ -725,7 +742,7 @@ export class Producer {
         ? { headroom, initialCapacity: initialBytes, capacityLimit: batchBytes }
         : { headroom, buffer: pooledBuffer.subarray(POOLED_HEADROOM_BYTES - headroom), capacityLimit: batchBytes },
     );
-    const batch = new ProducerBatch(partition, Date.now(), builder, pooledBuffer);
+    const batch = new ProducerBatch(partition, createdAtMs, builder, pooledBuffer);
     partition.queued.push(batch);
     this.sendable.add(partition);
     if (this.lingerMs === 0) {

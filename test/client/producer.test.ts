@@ -866,6 +866,20 @@ describe('idempotent retries', () => {
     expect(values(await readLog(name, 0))).toEqual([]);
   });
 
+  it('fails sends that waited deliveryTimeoutMs for buffer room at once, when the room frees, rather than letting them start a budget of their own', async () => {
+    const name = await topic(1);
+    // Room for about ten 100-byte records: the other fifty wait for it.
+    const target = producer({ lingerMs: 0, batchBytes: 160, bufferBytes: 1_200, retries: 1_000, deliveryTimeoutMs: 300, retryBackoffMs: 20, retryBackoffMaxMs: 20, interceptors: [breakStreamsBeforeSending(1_000_000, { broken: 0 })] });
+    const sends = Array.from({ length: 60 }, (_, index) => target.send({ topic: name, value: String(index).repeat(100).slice(0, 100) }).catch((caught: unknown) => caught as StrataClientError));
+    const errors = (await Promise.all(sends)) as StrataClientError[];
+    const waitedForRoom = errors.filter((error) => /^not sent within deliveryTimeoutMs \(300 ms\): it waited for room in the producer's bufferBytes \(1200\)/.test(error.message));
+    expect(waitedForRoom.length).toBeGreaterThanOrEqual(40);
+    expect(waitedForRoom.every((error) => error.code === 'DEADLINE_EXCEEDED')).toBe(true);
+    await target.flush();
+    expect(target.bufferedBytes).toBe(0);
+    expect(values(await readLog(name, 0))).toEqual([]);
+  });
+
   it('when it gives up on unanswered batches, says that they and the ones behind them may have been written', async () => {
     const name = await topic(1);
     const stats = { lost: 1_000, duplicates: 0 };
