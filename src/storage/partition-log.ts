@@ -700,7 +700,8 @@ export class PartitionLog {
 
   /**
    * A roll that fails before the new segment joins the list leaves the log as it was (every
-   * step is repeatable), so ENOSPC refuses the queued appends and a later append retries.
+   * step is repeatable), so ENOSPC refuses the queued appends and a later append retries, as do
+   * EMFILE and ENFILE (too many open files: a moment later some may have been closed).
    * Anything else (a new segment file that may have stayed behind, which carries no errno, say)
    * fences the partition; a failed fdatasync of the segment being sealed has fenced it already.
    */
@@ -712,6 +713,12 @@ export class PartitionLog {
     if (isDiskFullCode(error.code)) {
       this.logger.error({ err: error }, 'segment roll failed: disk full');
       this.rejectQueued(new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error }));
+      return;
+    }
+    if (error.code === 'EMFILE' || error.code === 'ENFILE') {
+      this.logger.error({ err: error }, 'segment roll failed: too many open files');
+      const advice = "nothing was written; retry, and raise the broker's open-file limit (LimitNOFILE, ulimit -n) if it goes on";
+      this.rejectQueued(new StrataError(ErrorCode.STORAGE_ERROR, `too many open files (${error.code}): cannot start a new segment for ${this.name}; ${advice}`, { cause: error }));
       return;
     }
     this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: rolling to a new segment failed (${errnoOrMessage(error)}); restart to recover`, { cause: error }));

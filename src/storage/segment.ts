@@ -418,14 +418,30 @@ export class LogSegment implements UnloadableIndexes {
     cache.used(this, this.offsetIndex.memoryBytes + this.timeIndex!.memoryBytes, loaded);
   }
 
-  /** Drops the indexes of a sealed segment that nothing uses now (the index cache asks); its next use loads them again. */
+  /**
+   * Drops the indexes of a sealed segment that nothing uses now (the index cache asks), and
+   * closes its log, which a read opened: its next use loads and opens them again. So the
+   * descriptors of sealed segments are bounded with their indexes, and a replay of a long
+   * history does not leave one open per segment it passed until retention deletes them.
+   */
   unloadIndexes(): boolean {
     if (!this.sealed || this.readers > 0 || this.rebuilding !== null || this.indexUntrusted || this.indexesOnlyInMemory) return false;
+    this.closeUnreadLog();
     if (this.offsetIndex === null) return true;
     this.offsetIndex = null;
     this.timeIndex = null;
     this.loadingIndexes = null;
     return true;
+  }
+
+  /** Closes the log of a sealed segment no read holds (sealed, it was fdatasynced at its roll). */
+  private closeUnreadLog(): void {
+    const fd = this.fd;
+    if (fd === null) return;
+    this.fd = null;
+    this.opening = null;
+    // Linux frees the descriptor even when close(2) fails, and nothing unsynced is left to lose.
+    this.fs.close(fd).catch(() => undefined);
   }
 
   /** Loads both index files if they pass the sanity checks; else returns what is wrong. */

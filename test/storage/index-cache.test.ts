@@ -152,6 +152,21 @@ describe('a partition log with an index cache', () => {
     expect(await log.offsetForTimestamp(1_700_000_000_000 + 590)).toBe(590);
   });
 
+  it('closes the log of a sealed segment whose indexes it drops: a replay of the whole log leaves few descriptors open', async () => {
+    const directory = await writtenLog(600);
+    const fs = new TestFileSystem();
+    const cache = new IndexCache(0); // every sealed segment's indexes are dropped at the next use of another
+    const log = await openLog(directory, cache, fs);
+    const sealed = log.segmentCount - 1;
+    for (let offset = 0; offset < 600; offset += 7) expect(await valueAt(log, offset)).toBe(valueFor(offset));
+    // The active segment's log, and the last sealed one read.
+    await expect.poll(() => fs.openFds.size).toBeLessThanOrEqual(2);
+    expect(sealed).toBeGreaterThan(10);
+    // Read again, they open again.
+    for (let offset = 0; offset < 600; offset += 50) expect(await valueAt(log, offset)).toBe(valueFor(offset));
+    await expect.poll(() => fs.openFds.size).toBeLessThanOrEqual(2);
+  });
+
   it('does not load again the indexes of sealed segments a lookup by time already found too old, once dropped', async () => {
     const directory = await writtenLog(600);
     const cache = new IndexCache(0); // every sealed segment's indexes are dropped at the next use of another

@@ -1683,6 +1683,28 @@ describe('fdatasync failure', () => {
     expect(error.message).toContain('fdatasync of the segment being sealed failed (ENOSPC); check the disk, then restart the machine');
   });
 
+  // Too many open files when the roll opens the new segment's log: the append is refused as
+  // retriable, nothing fenced, and the next append rolls once a descriptor is free.
+  it('refuses with a retriable STORAGE_ERROR, not a fence, when the new segment cannot be opened for too many open files', async () => {
+    const fs = new TestFileSystem();
+    const log = await openLog(tempDir(), { segmentBytes: 1024 }, { fs });
+    let next = 0;
+    while (log.sizeBytes + batchOf(next, 3).length <= 1024) {
+      await log.append(batchOf(next, 3));
+      next += 3;
+    }
+    fs.openError = { pathIncludes: `${stem(next)}.log`, code: 'EMFILE' };
+    const error = await rejection(log.append(batchOf(next, 3)));
+    expect(error.code).toBe(ErrorCode.STORAGE_ERROR);
+    expect(error.message).toBe(`too many open files (EMFILE): cannot start a new segment for ${log.name}; nothing was written; retry, and raise the broker's open-file limit (LimitNOFILE, ulimit -n) if it goes on`);
+    expect(log.fenced).toBeNull();
+    fs.openError = null;
+    expect((await log.append(batchOf(next, 3))).baseOffset).toBe(next);
+    expect(log.segmentCount).toBe(2);
+    expectValues(await readAllRecords(log), 0, next + 3);
+    await log.close();
+  });
+
   // ENOSPC while the roll writes the sealed segment's index files refuses the append with
   // DISK_FULL, like a full disk during an ordinary write.
   it('refuses with DISK_FULL when the disk fills while rolling', async () => {
