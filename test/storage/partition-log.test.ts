@@ -1643,18 +1643,24 @@ describe('fdatasync failure', () => {
     expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(false);
   });
 
-  /**
-   * Fills a log of 1 KiB segments up to just below a roll, lets `fail` break the file system, and
-   * returns the error of the append that rolls (or of the close racing it).
-   */
-  async function rollFailure(fail: (fs: TestFileSystem) => void): Promise<StrataError> {
-    const fs = new TestFileSystem();
+  /** A log of 1 KiB segments on `fs`, filled up to just below a roll, and the offset of the batch that would roll it. */
+  async function logBeforeRoll(fs: TestFileSystem): Promise<{ log: PartitionLog; next: number }> {
     const log = await openLog(tempDir(), { segmentBytes: 1024 }, { fs });
     let next = 0;
     while (log.sizeBytes + batchOf(next, 3).length <= 1024) {
       await log.append(batchOf(next, 3));
       next += 3;
     }
+    return { log, next };
+  }
+
+  /**
+   * Fills a log of 1 KiB segments up to just below a roll, lets `fail` break the file system, and
+   * returns the error of the append that rolls (or of the close racing it).
+   */
+  async function rollFailure(fail: (fs: TestFileSystem) => void): Promise<StrataError> {
+    const fs = new TestFileSystem();
+    const { log, next } = await logBeforeRoll(fs);
     fail(fs);
     const appended = log.append(batchOf(next, 3)); // rolls first
     const closed = log.close();
@@ -1687,12 +1693,7 @@ describe('fdatasync failure', () => {
   // retriable, nothing fenced, and the next append rolls once a descriptor is free.
   it('refuses with a retriable STORAGE_ERROR, not a fence, when the new segment cannot be opened for too many open files', async () => {
     const fs = new TestFileSystem();
-    const log = await openLog(tempDir(), { segmentBytes: 1024 }, { fs });
-    let next = 0;
-    while (log.sizeBytes + batchOf(next, 3).length <= 1024) {
-      await log.append(batchOf(next, 3));
-      next += 3;
-    }
+    const { log, next } = await logBeforeRoll(fs);
     fs.openError = { pathIncludes: `${stem(next)}.log`, code: 'EMFILE' };
     const error = await rejection(log.append(batchOf(next, 3)));
     expect(error.code).toBe(ErrorCode.STORAGE_ERROR);
