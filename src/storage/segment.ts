@@ -74,6 +74,12 @@ const SCAN_CHUNK_BYTES = 8 * 1024 * 1024;
  */
 export const READ_HEADROOM_BYTES = 64;
 const RESYNC_CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * Most bytes a read's first chunk covers before the `maxBytes` it returns, looking for the batch
+ * it starts at: the index interval normally, less than this; a topic's index.interval.bytes may
+ * be set to gigabytes, and one read's memory must not follow it.
+ */
+const SCAN_AHEAD_BYTES_MAX = 1024 * 1024;
 /** Earlier index entries a read of the active segment tries past a wrong one before byte 0. */
 const EARLIER_ENTRIES_MAX = 8;
 
@@ -543,8 +549,10 @@ export class LogSegment implements UnloadableIndexes {
     // One read normally covers the batch holding `offset` and maxBytes after it: that batch ends
     // by the next index entry, or (past the last entry) about one index interval on. When it
     // lies further (an index that stopped taking entries, or one not trusted), the loop below
-    // reads on chunk by chunk.
-    const coverEnd = start.nextPosition >= 0 ? start.nextPosition + maxBytes : startPosition + this.options.indexIntervalBytes + maxBytes;
+    // reads on chunk by chunk. The first read never scans more than SCAN_AHEAD_BYTES_MAX ahead
+    // of maxBytes, so a topic with a large index.interval.bytes reads in bounded chunks too.
+    const indexedEnd = start.nextPosition >= 0 ? start.nextPosition : startPosition + this.options.indexIntervalBytes;
+    const coverEnd = Math.min(indexedEnd, startPosition + SCAN_AHEAD_BYTES_MAX) + maxBytes;
     let chunk = await this.readLog(fd, chunkPosition, Math.min(limitPosition, coverEnd) - chunkPosition);
     let cursor = 0;
     let firstBatch = true;

@@ -69,6 +69,8 @@ export class TestFileSystem implements FileSystem {
   private readonly directFds = new Set<number>();
   /** What `bootId` answers: the real boot's id unless a test sets another (a machine restarted), or null (none to tell). */
   bootIdValue: string | null = new NodeFileSystem().bootId();
+  /** The most bytes one `read` call asked for (a read's memory). */
+  largestReadBytes = 0;
   /** Descriptors opened through this file system and not closed yet (to find leaks). */
   readonly openFds = new Set<number>();
   /**
@@ -147,6 +149,7 @@ export class TestFileSystem implements FileSystem {
   }
   async read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
     await this.pass('read');
+    this.largestReadBytes = Math.max(this.largestReadBytes, length);
     return this.real.read(fd, buffer, bufferOffset, Math.min(length, this.readBytesMax ?? length), position);
   }
   async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {

@@ -253,6 +253,21 @@ describe('read', () => {
     }
   });
 
+  it('reads in bounded chunks where the index has no entry for megabytes (a huge index.interval.bytes)', async () => {
+    const directory = tempDir();
+    const written = await openLog(directory, { indexIntervalBytes: 1 << 30 });
+    for (let offset = 0; offset < 40; offset++) await written.append(buildBatch([{ value: Buffer.alloc(100 * 1024, offset) }], { timestamp: T0 }));
+    await written.close();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { indexIntervalBytes: 1 << 30 }, { fs });
+    fs.largestReadBytes = 0; // the open reads what follows the last index entry in one go
+    const [record] = decodeBatches((await log.read(39, 1024)).batches);
+    expect(record?.offset).toBe(39);
+    expect(record?.value?.equals(Buffer.alloc(100 * 1024, 39))).toBe(true);
+    // 4 MiB of log lie before it, unindexed: no read asks for much more than 1 MiB of them.
+    expect(fs.largestReadBytes).toBeLessThanOrEqual(1024 * 1024 + 1024);
+  });
+
   it('returns as many whole batches as fit in maxBytes', async () => {
     const log = await openLog(tempDir());
     const sizes: number[] = [];
