@@ -43,3 +43,31 @@ export function filterEnvironment(argv: readonly string[], environment: NodeJS.P
   }
   return unknown;
 }
+
+/**
+ * The options that take no value (flags). yargs reads their variables as true only when they
+ * are exactly "true": `STRATA_TLS=1` or `STRATA_FOLLOW=yes` would be taken as false, and a
+ * client connect in plaintext, or consume end instead of following, without a word.
+ */
+export const FLAG_OPTIONS = ['tls', 'local', 'follow', 'print-key', 'records', 'outside-data-dir'] as const;
+
+const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
+const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
+
+/**
+ * Rewrites the variables of `flags` in `environment` as "true" or "false" for yargs, from any of
+ * true/false, 1/0, yes/no, on/off (any case); returns the problem with the first that is none of
+ * these (an empty one included: an unset shell variable), or null.
+ */
+export function flagVariablesProblem(environment: NodeJS.ProcessEnv, flags: readonly string[] = FLAG_OPTIONS): string | null {
+  for (const flag of flags) {
+    const name = environmentName(flag);
+    const value = environment[name];
+    if (value === undefined) continue;
+    const word = value.trim().toLowerCase();
+    if (TRUE_WORDS.has(word)) environment[name] = 'true';
+    else if (FALSE_WORDS.has(word)) environment[name] = 'false';
+    else return `${name} must be true or false (1 or 0, yes or no, on or off also do), got ${JSON.stringify(value)}; set it so, or unset it`;
+  }
+  return null;
+}

@@ -15,7 +15,7 @@ import { repairCommand } from './commands/repair.js';
 import { serveCommand } from './commands/serve.js';
 import { TAIL_OPTION_NAMES, tailCommand } from './commands/tail.js';
 import { topicsCommand } from './commands/topics.js';
-import { filterEnvironment } from './environment.js';
+import { filterEnvironment, flagVariablesProblem } from './environment.js';
 import { serveInputProblem } from './serve-input.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 
@@ -61,6 +61,8 @@ export async function main(argv: string[]): Promise<void> {
   for (const name of filterEnvironment(argv, process.env, OPTIONS_BY_COMMAND)) {
     process.stderr.write(`strata: ignoring environment variable ${name}: no option has that name\n`);
   }
+  const flagProblem = flagVariablesProblem(process.env);
+  if (flagProblem !== null) throw new UsageError(flagProblem);
   let parser = yargs(argv)
     .scriptName('strata')
     .strict()

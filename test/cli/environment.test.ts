@@ -3,7 +3,7 @@
 // `serve`), wherever the command stands among the arguments; method: filterEnvironment on plain
 // objects with a table of commands shaped like main.ts's.
 import { describe, expect, it } from 'vitest';
-import { commandOf, filterEnvironment } from '../../src/cli/environment.js';
+import { commandOf, filterEnvironment, flagVariablesProblem } from '../../src/cli/environment.js';
 
 const OPTIONS_BY_COMMAND = {
   serve: ['config', 'data-dir', 'listen', 'metrics-listen', 'log-level'],
@@ -42,5 +42,18 @@ describe('commandOf', () => {
     expect(commandOf(['--server', 'consume:1', 'topics', 'list'], Object.keys(OPTIONS_BY_COMMAND))).toBe('topics');
     expect(commandOf(['--server=h:1', 'consume', 'topics'], Object.keys(OPTIONS_BY_COMMAND))).toBe('consume');
     expect(commandOf(['--version'], Object.keys(OPTIONS_BY_COMMAND))).toBeUndefined();
+  });
+});
+
+describe('flagVariablesProblem', () => {
+  it('rewrites true/false, 1/0, yes/no and on/off in any case as yargs reads them, and leaves other variables alone', () => {
+    const environment: NodeJS.ProcessEnv = { STRATA_TLS: '1', STRATA_FOLLOW: ' Yes ', STRATA_PRINT_KEY: 'OFF', STRATA_LOCAL: 'false', STRATA_SERVER: '1' };
+    expect(flagVariablesProblem(environment)).toBeNull();
+    expect(environment).toEqual({ STRATA_TLS: 'true', STRATA_FOLLOW: 'true', STRATA_PRINT_KEY: 'false', STRATA_LOCAL: 'false', STRATA_SERVER: '1' });
+  });
+
+  it('refuses any other value, an empty one included, naming the variable', () => {
+    expect(flagVariablesProblem({ STRATA_TLS: 'maybe' })).toBe('STRATA_TLS must be true or false (1 or 0, yes or no, on or off also do), got "maybe"; set it so, or unset it');
+    expect(flagVariablesProblem({ STRATA_FOLLOW: '' })).toBe('STRATA_FOLLOW must be true or false (1 or 0, yes or no, on or off also do), got ""; set it so, or unset it');
   });
 });

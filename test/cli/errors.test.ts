@@ -378,6 +378,12 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     expect(result.stdout.split('\n').filter((line) => line.startsWith('errors-existing'))).toHaveLength(2);
   });
 
+  it('a flag variable that is neither true nor false is refused, not taken as false', async () => {
+    const result = await runCli(at('topics', 'list'), { env: { STRATA_TLS: 'maybe' } });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toBe('strata: STRATA_TLS must be true or false (1 or 0, yes or no, on or off also do), got "maybe"; set it so, or unset it\n');
+  });
+
   it("STRATA_TOPIC and STRATA_PARTITION (consume's) do not pick the partition a repair cuts", async () => {
     const dataDir = join(directory, 'repair-variables');
     const env = { STRATA_TOPIC: 'orders', STRATA_PARTITION: '2' };
