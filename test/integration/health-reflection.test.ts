@@ -162,10 +162,10 @@ describe('health and reflection', () => {
       expect(response.error_response?.error_code).toBe(status.NOT_FOUND);
     });
 
-    it('refuses a request over 1 MiB with RESOURCE_EXHAUSTED, as every method that carries no records, and answers the next stream', async () => {
-      const error = await reflect(client, { file_containing_symbol: 'x'.repeat(1024 * 1024 + 1) }).catch((caught: ServiceError) => caught);
+    it('refuses a request over 64 KiB with RESOURCE_EXHAUSTED, and answers the next stream', async () => {
+      const error = await reflect(client, { file_containing_symbol: 'x'.repeat(64 * 1024) }).catch((caught: ServiceError) => caught);
       expect(error).toMatchObject({ code: status.RESOURCE_EXHAUSTED });
-      expect((error as ServiceError).details).toMatch(/^the request to grpc\.reflection\.v1(alpha)?\.ServerReflection\/ServerReflectionInfo is \d+ bytes, over the limit of 1048576 bytes for this method/);
+      expect((error as ServiceError).details).toMatch(/^the request to grpc\.reflection\.v1(alpha)?\.ServerReflection\/ServerReflectionInfo is \d+ bytes, over the limit of 65536 bytes for this method/);
       expect((await reflect(client, { list_services: '*' })).error_response).toBeFalsy();
     });
   });
@@ -221,10 +221,10 @@ describe('a reflection client that sends requests without reading the answers', 
     const broker = await startTestBroker({ shutdownTimeoutMs: 20_000 });
     const flooder = new UnreadReflection(broker.address);
     try {
-      // Each answer quotes its request: 64 MiB of requests would be over 128 MiB of answers
+      // Each answer quotes its request: 60 MiB of requests would be over 120 MiB of answers
       // waiting in the broker for a client that reads none of them.
-      const requests = 128;
-      flooder.send(requests, 512 * 1024).catch(() => undefined); // ends unfinished: the stream is reset
+      const requests = 1024;
+      flooder.send(requests, 60 * 1024).catch(() => undefined); // ends unfinished: the stream is reset
       const taken = await plateau(() => flooder.requestsSent, 500);
       // What the stream's 8 MiB window holds, what it buffers, and what was answered before the
       // broker stopped reading: a fraction of what the client had to send.
@@ -233,6 +233,35 @@ describe('a reflection client that sends requests without reading the answers', 
       expect(await flooder.closed).toBe(http2Constants.NGHTTP2_REFUSED_STREAM);
     } finally {
       flooder.close();
+      await broker.dispose();
+    }
+  });
+});
+
+describe('reflection streams open at once', () => {
+  it('are at most 16: another is refused with RESOURCE_EXHAUSTED until one ends', async () => {
+    const broker = await startTestBroker();
+    const client = reflectionClient(broker.address, 'v1');
+    const kept: ClientDuplexStream<Record<string, unknown>, ReflectionResponse>[] = [];
+    try {
+      for (let index = 0; index < 16; index++) {
+        const stream = client.serverReflectionInfo();
+        stream.on('error', () => undefined);
+        kept.push(stream);
+        const answered = once(stream, 'data');
+        stream.write({ list_services: '*' });
+        await answered; // open on the broker, not only on the client
+      }
+      const refused = await reflect(client, { list_services: '*' }).catch((caught: ServiceError) => caught);
+      expect(refused).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: '16 reflection streams are open already; end one (each gRPC tool command opens one) and try again' });
+      const ended = kept.pop()!;
+      const closed = once(ended, 'status');
+      ended.end();
+      await closed;
+      await vi.waitFor(async () => expect((await reflect(client, { list_services: '*' })).error_response).toBeFalsy());
+    } finally {
+      for (const stream of kept) stream.cancel();
+      client.close();
       await broker.dispose();
     }
   });
