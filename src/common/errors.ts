@@ -90,6 +90,11 @@ export function isDiskFullCode(code: string | undefined): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
+/** Whether an errno code says the process (EMFILE) or the system (ENFILE) has no file descriptor left: an open failed, nothing else happened. */
+export function isTooManyOpenFilesCode(code: string | undefined): boolean {
+  return code === 'EMFILE' || code === 'ENFILE';
+}
+
 /** "ENOSPC (no space left on device)": the code, and the system's words for it (the message without a code). */
 export function systemErrorText(error: NodeJS.ErrnoException): string {
   const reason = typeof error.errno === 'number' ? getSystemErrorMap().get(error.errno)?.[1] : undefined;

@@ -35,7 +35,7 @@
  */
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
 import { assert } from '../common/assert.js';
-import { ErrorCode, StrataError, errnoOrMessage, fileCallErrno, isDiskFullCode, logClosedError } from '../common/errors.js';
+import { ErrorCode, StrataError, errnoOrMessage, fileCallErrno, isDiskFullCode, isTooManyOpenFilesCode, logClosedError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
@@ -715,7 +715,7 @@ export class PartitionLog {
       this.rejectQueued(new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error }));
       return;
     }
-    if (error.code === 'EMFILE' || error.code === 'ENFILE') {
+    if (isTooManyOpenFilesCode(error.code)) {
       this.logger.error({ err: error }, 'segment roll failed: too many open files');
       const advice = "nothing was written; retry, and raise the broker's open-file limit (LimitNOFILE, ulimit -n) if it goes on";
       this.rejectQueued(new StrataError(ErrorCode.STORAGE_ERROR, `too many open files (${error.code}): cannot start a new segment for ${this.name}; ${advice}`, { cause: error }));
@@ -1167,8 +1167,10 @@ export class PartitionLog {
       try {
         await this.fs.fsyncDirectory(this.directory);
       } catch (error) {
-        // A full disk changed nothing durable that removing the file below does not undo.
-        if (isDiskFullCode((error as NodeJS.ErrnoException).code)) throw error;
+        // A full disk changed nothing durable that removing the file below does not undo, nor
+        // did a directory that could not be opened for want of a descriptor.
+        const code = (error as NodeJS.ErrnoException).code;
+        if (isDiskFullCode(code) || isTooManyOpenFilesCode(code)) throw error;
         throw new StraySegmentFile(`fsync of the directory after creating ${segment.logPath} failed (${errnoOrMessage(error)})`, error);
       }
       return segment;
@@ -1532,8 +1534,8 @@ export class PartitionLog {
    * no append is being written, and appends that come meanwhile wait for it as for any roll.
    * A failed fdatasync of the segment being sealed, a new segment file that may have stayed
    * in the directory (`StraySegmentFile`), or a failure after the new segment joined the list,
-   * is handled as in the writer's rolls (`failRoll`: ENOSPC refuses what queued meanwhile,
-   * anything else fences). Any other failure left the log as it was (every step before is
+   * is handled as in the writer's rolls (`failRoll`: ENOSPC, EMFILE and ENFILE refuse what
+   * queued meanwhile, anything else fences). Any other failure left the log as it was (every step before is
    * repeatable): the active segment stays until the next check, and the appends that waited go
    * on into it, since they do not need the roll; the sealed segments can still go.
    */

@@ -1715,6 +1715,11 @@ describe('fdatasync failure', () => {
     expect(error.message).toBe(`too many open files (EMFILE): cannot start a new segment for ${log.name}; nothing was written; retry, and raise the broker's open-file limit (LimitNOFILE, ulimit -n) if it goes on`);
     expect(log.fenced).toBeNull();
     fs.openError = null;
+    // The directory, opened to make the new file's name durable: the file goes again, nothing fenced.
+    fs.directorySyncError = 'ENFILE';
+    expect(await rejection(log.append(batchOf(next, 3)))).toMatchObject({ code: ErrorCode.STORAGE_ERROR, message: expect.stringContaining('too many open files (ENFILE)') });
+    expect(log.fenced).toBeNull();
+    fs.directorySyncError = null;
     expect((await log.append(batchOf(next, 3))).baseOffset).toBe(next);
     expect(log.segmentCount).toBe(2);
     expectValues(await readAllRecords(log), 0, next + 3);
