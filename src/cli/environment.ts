@@ -49,7 +49,7 @@ export function filterEnvironment(argv: readonly string[], environment: NodeJS.P
  * are exactly "true": `STRATA_TLS=1` or `STRATA_FOLLOW=yes` would be taken as false, and a
  * client connect in plaintext, or consume end instead of following, without a word.
  */
-export const FLAG_OPTIONS = ['tls', 'local', 'follow', 'print-key', 'records', 'outside-data-dir'] as const;
+export const FLAG_OPTIONS = ['tls', 'local', 'follow', 'print-key', 'records'] as const;
 
 const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
 const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
@@ -57,13 +57,17 @@ const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
 /**
  * Rewrites the variables of `flags` in `environment` as "true" or "false" for yargs, from any of
  * true/false, 1/0, yes/no, on/off (any case); returns the problem with the first that is none of
- * these (an empty one included: an unset shell variable), or null.
+ * these (an empty one included: an unset shell variable), or null. A flag given in `argv` wins
+ * over its variable, which is then left alone.
  */
-export function flagVariablesProblem(environment: NodeJS.ProcessEnv, flags: readonly string[] = FLAG_OPTIONS): string | null {
+export function flagVariablesProblem(environment: NodeJS.ProcessEnv, argv: readonly string[], flags: readonly string[] = FLAG_OPTIONS): string | null {
+  const end = argv.indexOf('--');
+  const options = end < 0 ? argv : argv.slice(0, end);
   for (const flag of flags) {
     const name = environmentName(flag);
     const value = environment[name];
     if (value === undefined) continue;
+    if (options.some((token) => token === `--${flag}` || token.startsWith(`--${flag}=`) || token === `--no-${flag}`)) continue;
     const word = value.trim().toLowerCase();
     if (TRUE_WORDS.has(word)) environment[name] = 'true';
     else if (FALSE_WORDS.has(word)) environment[name] = 'false';

@@ -15,7 +15,7 @@ import { repairCommand } from './commands/repair.js';
 import { serveCommand } from './commands/serve.js';
 import { TAIL_OPTION_NAMES, tailCommand } from './commands/tail.js';
 import { topicsCommand } from './commands/topics.js';
-import { filterEnvironment, flagVariablesProblem } from './environment.js';
+import { commandOf, filterEnvironment, flagVariablesProblem } from './environment.js';
 import { serveInputProblem } from './serve-input.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 
@@ -61,8 +61,13 @@ export async function main(argv: string[]): Promise<void> {
   for (const name of filterEnvironment(argv, process.env, OPTIONS_BY_COMMAND)) {
     process.stderr.write(`strata: ignoring environment variable ${name}: no option has that name\n`);
   }
-  const flagProblem = flagVariablesProblem(process.env);
-  if (flagProblem !== null) throw new UsageError(flagProblem);
+  // Like yargs' own checks, not for --help or --version, nor without a command (whose variables
+  // filterEnvironment has not narrowed to its own).
+  const command = commandOf(argv, Object.keys(OPTIONS_BY_COMMAND));
+  if (command !== undefined && !argv.some((token) => token === '--help' || token === '--version')) {
+    const flagProblem = flagVariablesProblem(process.env, argv);
+    if (flagProblem !== null) throw new UsageError(flagProblem);
+  }
   let parser = yargs(argv)
     .scriptName('strata')
     .strict()

@@ -382,6 +382,8 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     const result = await runCli(at('topics', 'list'), { env: { STRATA_TLS: 'maybe' } });
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toBe('strata: STRATA_TLS must be true or false (1 or 0, yes or no, on or off also do), got "maybe"; set it so, or unset it\n');
+    const help = await runCli(['topics', 'list', '--help'], { env: { STRATA_TLS: 'maybe' } });
+    expect(help.code, help.stderr).toBe(0);
   });
 
   it("STRATA_TOPIC and STRATA_PARTITION (consume's) do not pick the partition a repair cuts", async () => {
