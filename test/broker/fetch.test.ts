@@ -5,7 +5,7 @@
 // in a temporary directory (a failing fdatasync or a held read injected), its reads counted,
 // small appends made while a fetch waits. A fetch that would wait instead is given 60 s and
 // checked to settle within 10.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fetchWithWait } from '../../src/broker/fetch.js';
 import { ErrorCode } from '../../src/common/errors.js';
 import { settlesWithin } from '../../src/common/settles-within.js';
@@ -48,6 +48,19 @@ describe('fetchWithWait', () => {
     const result = await fetched;
     expect(reads()).toBe(2);
     expect(decodeBatches(result.batches).map((record) => record.value!.toString())).toEqual(Array.from({ length: appends }, (_, index) => `record ${index}`));
+  });
+
+  it('ends its wait after max_wait_ms when the system time steps back meanwhile (it is timed on the monotonic clock)', async () => {
+    const { log } = await countedLog();
+    vi.useFakeTimers({ toFake: ['Date'] }); // Date alone: timers and performance.now() run as they do
+    try {
+      const fetched = fetchWithWait(log, { offset: 0, maxBytes: 1024, minBytes: 1, maxWaitMs: 200 });
+      vi.setSystemTime(Date.now() - 60 * 60 * 1000); // an NTP step of an hour back
+      expect(await settlesWithin(fetched, 10_000), 'answered once its 200 ms were up, not an hour later').toBe(true);
+      expect((await fetched).batches.length).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('fails at once with the fence when the log is fenced while it waits', async () => {
