@@ -19,6 +19,7 @@ import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
 import { readFlagFile } from '../common/errors.js';
+import { flagNames } from './environment.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 
@@ -61,6 +62,9 @@ export const ACCESS_OPTIONS = {
 
 /** Option names of this module, for the environment check in main.ts. */
 export const CLIENT_OPTION_NAMES = ['server', ...Object.keys(ACCESS_OPTIONS)];
+
+/** The client options that take no value (their STRATA_* variables are read as flags). */
+export const CLIENT_FLAG_NAMES = flagNames(ACCESS_OPTIONS);
 
 export function withClientOptions<T>(yargs: Argv<T>): Argv<T & { server: string }> {
   return yargs

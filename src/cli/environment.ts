@@ -45,11 +45,16 @@ export function filterEnvironment(argv: readonly string[], environment: NodeJS.P
 }
 
 /**
- * The options that take no value (flags). yargs reads their variables as true only when they
- * are exactly "true": `STRATA_TLS=1` or `STRATA_FOLLOW=yes` would be taken as false, and a
- * client connect in plaintext, or consume end instead of following, without a word.
+ * The names of the options in `options` (yargs definitions) that take no value: flags. yargs
+ * reads their variables as true only when they are exactly "true": `STRATA_TLS=1` or
+ * `STRATA_FOLLOW=yes` would be taken as false, and a client connect in plaintext, or consume end
+ * instead of following, without a word (see `flagVariablesProblem`).
  */
-export const FLAG_OPTIONS = ['tls', 'local', 'follow', 'print-key', 'records'] as const;
+export function flagNames(options: Readonly<Record<string, object>>): string[] {
+  return Object.entries(options)
+    .filter(([, option]) => (option as { type?: unknown }).type === 'boolean')
+    .map(([name]) => name);
+}
 
 const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
 const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
@@ -60,7 +65,7 @@ const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
  * these (an empty one included: an unset shell variable), or null. A flag given in `argv` wins
  * over its variable, which is then left alone.
  */
-export function flagVariablesProblem(environment: NodeJS.ProcessEnv, argv: readonly string[], flags: readonly string[] = FLAG_OPTIONS): string | null {
+export function flagVariablesProblem(environment: NodeJS.ProcessEnv, argv: readonly string[], flags: readonly string[]): string | null {
   const end = argv.indexOf('--');
   const options = end < 0 ? argv : argv.slice(0, end);
   for (const flag of flags) {

@@ -5,8 +5,8 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError, type UsageLines, failureLine, repeatedOptionProblem, usageMessage } from './cli-errors.js';
-import { CLIENT_OPTION_NAMES } from './client-options.js';
-import { BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
+import { CLIENT_FLAG_NAMES, CLIENT_OPTION_NAMES } from './client-options.js';
+import { BENCH_FLAG_NAMES, BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
 import { CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
 import { dumpLogCommand } from './commands/dump-log.js';
 import { groupsCommand } from './commands/groups.js';
@@ -40,6 +40,21 @@ const OPTIONS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
 };
 
 /**
+ * The options of each command that take no value, whose STRATA_* variables are read as flags
+ * (`flagVariablesProblem`): a name is a flag for one command only (`records` is a count for
+ * `bench`).
+ */
+const FLAGS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
+  'dump-log': ['records'],
+  topics: CLIENT_FLAG_NAMES,
+  groups: CLIENT_FLAG_NAMES,
+  produce: CLIENT_FLAG_NAMES,
+  consume: [...CLIENT_FLAG_NAMES, 'follow', 'print-key'],
+  tail: [...CLIENT_FLAG_NAMES, 'print-key'],
+  bench: BENCH_FLAG_NAMES,
+};
+
+/**
  * Drops Node's DEP0123 warning ("Setting the TLS ServerName to an IP address is not permitted"),
  * which grpc-js makes it print once for a TLS connection to `--server 127.0.0.1:50051`: the
  * certificate is still checked against the address, and the CLI's stderr is for its own line.
@@ -65,7 +80,7 @@ export async function main(argv: string[]): Promise<void> {
   // filterEnvironment has not narrowed to its own).
   const command = commandOf(argv, Object.keys(OPTIONS_BY_COMMAND));
   if (command !== undefined && !argv.some((token) => token === '--help' || token === '--version')) {
-    const flagProblem = flagVariablesProblem(process.env, argv);
+    const flagProblem = flagVariablesProblem(process.env, argv, FLAGS_BY_COMMAND[command] ?? []);
     if (flagProblem !== null) throw new UsageError(flagProblem);
   }
   let parser = yargs(argv)

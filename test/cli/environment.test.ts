@@ -3,6 +3,8 @@
 // `serve`), wherever the command stands among the arguments; method: filterEnvironment on plain
 // objects with a table of commands shaped like main.ts's.
 import { describe, expect, it } from 'vitest';
+import { CLIENT_FLAG_NAMES } from '../../src/cli/client-options.js';
+import { BENCH_FLAG_NAMES } from '../../src/cli/commands/bench.js';
 import { commandOf, filterEnvironment, flagVariablesProblem } from '../../src/cli/environment.js';
 
 const OPTIONS_BY_COMMAND = {
@@ -48,18 +50,24 @@ describe('commandOf', () => {
 describe('flagVariablesProblem', () => {
   it('rewrites true/false, 1/0, yes/no and on/off in any case as yargs reads them, and leaves other variables alone', () => {
     const environment: NodeJS.ProcessEnv = { STRATA_TLS: '1', STRATA_FOLLOW: ' Yes ', STRATA_PRINT_KEY: 'OFF', STRATA_LOCAL: 'false', STRATA_SERVER: '1' };
-    expect(flagVariablesProblem(environment, ['consume', 'orders'])).toBeNull();
+    expect(flagVariablesProblem(environment, ['consume', 'orders'], ['tls', 'follow', 'print-key', 'local'])).toBeNull();
     expect(environment).toEqual({ STRATA_TLS: 'true', STRATA_FOLLOW: 'true', STRATA_PRINT_KEY: 'false', STRATA_LOCAL: 'false', STRATA_SERVER: '1' });
   });
 
   it('refuses any other value, an empty one included, naming the variable', () => {
-    expect(flagVariablesProblem({ STRATA_TLS: 'maybe' }, ['topics', 'list'])).toBe('STRATA_TLS must be true or false (1 or 0, yes or no, on or off also do), got "maybe"; set it so, or unset it');
-    expect(flagVariablesProblem({ STRATA_FOLLOW: '' }, ['consume', 'orders'])).toBe('STRATA_FOLLOW must be true or false (1 or 0, yes or no, on or off also do), got ""; set it so, or unset it');
+    expect(flagVariablesProblem({ STRATA_TLS: 'maybe' }, ['topics', 'list'], CLIENT_FLAG_NAMES)).toBe('STRATA_TLS must be true or false (1 or 0, yes or no, on or off also do), got "maybe"; set it so, or unset it');
+    expect(flagVariablesProblem({ STRATA_FOLLOW: '' }, ['consume', 'orders'], ['follow'])).toBe('STRATA_FOLLOW must be true or false (1 or 0, yes or no, on or off also do), got ""; set it so, or unset it');
   });
 
   it('leaves alone the variable of a flag given on the command line, which wins over it', () => {
     const environment: NodeJS.ProcessEnv = { STRATA_FOLLOW: 'maybe', STRATA_TLS: 'maybe' };
-    expect(flagVariablesProblem(environment, ['consume', 'orders', '--follow', '--no-tls'])).toBeNull();
-    expect(flagVariablesProblem(environment, ['consume', 'orders', '--', '--follow', '--no-tls'])).toMatch(/^STRATA_TLS must be/);
+    expect(flagVariablesProblem(environment, ['consume', 'orders', '--follow', '--no-tls'], ['tls', 'follow'])).toBeNull();
+    expect(flagVariablesProblem(environment, ['consume', 'orders', '--', '--follow', '--no-tls'], ['tls', 'follow'])).toMatch(/^STRATA_TLS must be/);
+  });
+
+  it("knows each command's flags from their definitions: bench's --records is a count, not a flag", () => {
+    expect(CLIENT_FLAG_NAMES).toEqual(['tls']);
+    expect([...BENCH_FLAG_NAMES].sort()).toEqual(['local', 'tls']);
+    expect(flagVariablesProblem({ STRATA_RECORDS: '500000' }, ['bench', 'produce'], BENCH_FLAG_NAMES)).toBeNull();
   });
 });

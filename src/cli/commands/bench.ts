@@ -26,6 +26,7 @@ import type { ConnectionOptions } from '../../client/connection.js';
 import { printText } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
 import { isLoopbackHost, parseListenAddress } from '../../common/listen-address.js';
+import { flagNames } from '../environment.js';
 
 const MIB = 1024 * 1024;
 const PRODUCE_LINGER_MS_DEFAULT = 5;
@@ -98,6 +99,9 @@ const OPTIONS_OF: Record<Workload, ReadonlySet<string>> = {
 
 /** Option names of this command, for the environment check in main.ts. */
 export const BENCH_OPTION_NAMES = [...new Set([...Object.keys(COMMON_OPTIONS), ...Object.keys(ACCESS_OPTIONS), ...Object.keys(BASELINE_OPTIONS), ...Object.keys(E2E_OPTIONS)])];
+
+/** The options of this command that take no value (their STRATA_* variables are read as flags). */
+export const BENCH_FLAG_NAMES = flagNames({ ...COMMON_OPTIONS, ...ACCESS_OPTIONS, ...BASELINE_OPTIONS, ...E2E_OPTIONS });
 
 export function benchCommand(yargs: Argv): Argv {
   return yargs.command('bench', 'Load benchmarks with the real client: produce, consume, e2e, baseline', (bench) =>
