@@ -6,6 +6,8 @@
  * (`STRATA_DATA_DIR`, set for `serve` by the Docker image, while running `strata topics list`) is
  * left out silently: it is meant for that command, and the strict parser would refuse it.
  */
+import { optionGiven } from './option-spellings.js';
+
 const ENVIRONMENT_PREFIX = 'STRATA_';
 
 export function environmentName(option: string): string {
@@ -72,7 +74,7 @@ export function flagVariablesProblem(environment: NodeJS.ProcessEnv, argv: reado
     const name = environmentName(flag);
     const value = environment[name];
     if (value === undefined) continue;
-    if (options.some((token) => token === `--${flag}` || token.startsWith(`--${flag}=`) || token === `--no-${flag}`)) continue;
+    if (optionGiven(options, flag)) continue;
     const word = value.trim().toLowerCase();
     if (TRUE_WORDS.has(word)) environment[name] = 'true';
     else if (FALSE_WORDS.has(word)) environment[name] = 'false';

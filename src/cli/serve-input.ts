@@ -18,7 +18,8 @@
  * Options before `--` only. `--help` and `--version` skip these checks, as they skip yargs' own.
  */
 import { PROTECTING_FILE_OPTIONS, SERVE_OPTIONS } from '../config/broker-options.js';
-import { camelCase, repeatedProblem } from './cli-errors.js';
+import { repeatedProblem } from './cli-errors.js';
+import { spellings } from './option-spellings.js';
 import { commandOf, environmentName } from './environment.js';
 
 /** The first problem found, as the one line the CLI prints; null when there is none. */
@@ -28,12 +29,6 @@ export function serveInputProblem(argv: readonly string[], env: NodeJS.ProcessEn
   if (commandOf(options, commands) !== 'serve') return null;
   if (options.some((token) => token === '--help' || token === '--version')) return null;
   return configProblem(options, env) ?? negatedProblem(options) ?? emptyNumberProblem(options, env) ?? emptyMetricsListenProblem(options, env) ?? emptyProtectingFileProblem(options, env);
-}
-
-/** `name` and its camelCase spelling, both of which yargs takes. */
-function spellings(name: string): string[] {
-  const camel = camelCase(name);
-  return camel === name ? [name] : [name, camel];
 }
 
 function negatedProblem(options: readonly string[]): string | null {

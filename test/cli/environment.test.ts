@@ -62,6 +62,7 @@ describe('flagVariablesProblem', () => {
   it('leaves alone the variable of a flag given on the command line, which wins over it', () => {
     const environment: NodeJS.ProcessEnv = { STRATA_FOLLOW: 'maybe', STRATA_TLS: 'maybe' };
     expect(flagVariablesProblem(environment, ['consume', 'orders', '--follow', '--no-tls'], ['tls', 'follow'])).toBeNull();
+    expect(flagVariablesProblem({ STRATA_PRINT_KEY: 'maybe' }, ['consume', 'orders', '--printKey'], ['print-key'])).toBeNull();
     expect(flagVariablesProblem(environment, ['consume', 'orders', '--', '--follow', '--no-tls'], ['tls', 'follow'])).toMatch(/^STRATA_TLS must be/);
   });
 

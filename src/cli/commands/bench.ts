@@ -27,6 +27,7 @@ import { printText } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
 import { isLoopbackHost, parseListenAddress } from '../../common/listen-address.js';
 import { flagNames } from '../environment.js';
+import { optionGiven } from '../option-spellings.js';
 
 const MIB = 1024 * 1024;
 const PRODUCE_LINGER_MS_DEFAULT = 5;
@@ -185,11 +186,6 @@ function withoutToken(args: readonly string[]): string[] {
   return args.map((arg, index) => (args[index - 1] === '--token' ? '***' : arg.startsWith('--token=') ? '--token=***' : arg));
 }
 
-/** How an option can be written on the command line: --tls-ca-file, and yargs's --tlsCaFile. */
-function spellings(name: string): string[] {
-  return [`--${name}`, `--${name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase())}`];
-}
-
 /** Refuses a --json file that could not be written, before a run whose figures it would lose. */
 function checkWritableFile(path: string): void {
   const directory = dirname(resolve(path));
@@ -283,7 +279,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
  */
 function brokerAccess(argv: BenchArgs, local: boolean, workload: BenchWorkload): Pick<ConnectionOptions, 'token' | 'tls'> {
   if (local) {
-    const given = Object.keys(ACCESS_OPTIONS).find((name) => process.argv.slice(2).some((arg) => spellings(name).some((flag) => arg === flag || arg.startsWith(`${flag}=`))));
+    const given = Object.keys(ACCESS_OPTIONS).find((name) => optionGiven(process.argv.slice(2), name));
     if (given !== undefined) throw new UsageError(`--${given} is for a broker at --server: the broker --local starts serves plaintext and asks for no token`);
     return {};
   }
