@@ -32,7 +32,8 @@
  * remembers 10; InitProducer says how many). So:
  * - at most that many batches per partition are unacknowledged at any time, and only 1 until
  *   the broker has acknowledged one of this producer's batches on the partition (it accepts an
- *   unknown producer at any sequence, so a lost first batch could otherwise be overtaken);
+ *   unknown producer at any sequence, so a lost first batch could otherwise be overtaken), and
+ *   only 1 again after a partition has been idle an hour (the broker forgets a producer idle a day);
  * - on UNAVAILABLE or DEADLINE_EXCEEDED (an item error, a broken stream, or no answer within
  *   `requestTimeoutMs`) the stream is dropped and, after a backoff, every unacknowledged batch of
  *   every partition is sent again on a new stream, in sequence order, with the same bytes.
@@ -84,6 +85,15 @@ const v1 = strata.v1;
 export const IDEMPOTENT_IN_FLIGHT_MAX = 10;
 /** The window of a broker whose InitProducer answer does not state one (Kafka's). */
 const UNSTATED_BATCH_WINDOW = 5;
+/**
+ * A partition with nothing in flight whose last answer is older than this sends its next batch
+ * alone again, as before its first answer. The broker forgets a producer that appends nothing
+ * for 24 hours (Kafka's `producer.id.expiration.ms`) and then accepts it at any sequence: were
+ * a window of batches sent to it at once and the first lost, the next would be written ahead
+ * of it. An hour is far inside that day, whatever the two clocks do, and costs a partition
+ * that idles one batch sent on its own.
+ */
+export const RECONFIRM_AFTER_IDLE_MS = 60 * 60 * 1000;
 const SEQUENCE_MODULUS = 2 ** 31;
 const EPOCH_MAX = 0x7fff;
 /** Upper bound of a header's framing (two length varints). */
@@ -244,6 +254,8 @@ class PartitionState {
    * batches of the epoch before have all been answered.
    */
   confirmed = false;
+  /** When (performance.now()) the broker last answered a batch of this epoch. */
+  answeredAtMs = 0;
   /** Size of the last batch sealed: the next starts with a buffer for twice that. */
   lastBatchBytes = 0;
 
@@ -795,16 +807,21 @@ export class Producer {
     });
   }
 
-  /** Sends what is sendable, partition by partition in turn, within the in-flight bounds. */
   /**
    * Batches `partition` may have unacknowledged. With idempotence: 1 until the broker has
-   * acknowledged one of this producer's batches there, then the window InitProducer stated.
+   * acknowledged one of this producer's batches there, then the window InitProducer stated,
+   * and 1 again after an idle hour.
    */
   private inFlightLimit(partition: PartitionState): number {
     if (!this.idempotent) return this.maxInFlightPerPartition;
+    if (partition.confirmed && partition.inFlight.length === 0 && performance.now() - partition.answeredAtMs >= RECONFIRM_AFTER_IDLE_MS) {
+      // Idle this long, the broker may have forgotten the producer (see RECONFIRM_AFTER_IDLE_MS).
+      partition.confirmed = false;
+    }
     return partition.confirmed ? Math.min(this.maxInFlightPerPartition, this.identity!.batchWindow) : 1;
   }
 
+  /** Sends what is sendable, partition by partition in turn, within the in-flight bounds. */
   private drain(): void {
     if (this.sendable.size === 0 || this.streamState === 'backoff') return;
     if (this.connection.isClosed) {
@@ -991,7 +1008,10 @@ export class Producer {
     // batches sent before it are still answered at the old one; were the new epoch's batches
     // sent alongside them, a broken stream would get their resends refused as fenced, though
     // the broker wrote them (Kafka, too, bumps the epoch only once those are done).
-    if (batch.epoch === partition.epoch) partition.confirmed = true;
+    if (batch.epoch === partition.epoch) {
+      partition.confirmed = true;
+      partition.answeredAtMs = performance.now();
+    }
     removeFrom(partition.inFlight, batch);
     if (partition.inFlight.length === 0) this.active.delete(partition);
     const callbacks = batch.callbacks;

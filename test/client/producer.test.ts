@@ -12,7 +12,7 @@ import { Admin } from '../../src/client/admin.js';
 import { BufferPool } from '../../src/client/buffer-pool.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { Connection, type ConnectionOptions } from '../../src/client/connection.js';
-import { Producer, type ProducerOptions, type ProducerSettings, type SendResult } from '../../src/client/producer.js';
+import { Producer, type ProducerOptions, RECONFIRM_AFTER_IDLE_MS, type ProducerSettings, type SendResult } from '../../src/client/producer.js';
 import type { strata } from '../../src/generated/strata.js';
 import { type BatchHeader, type DecodedRecord, decodeRecords, forEachBatch, readBatchHeader } from '../../src/storage/record-batch.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
@@ -572,10 +572,11 @@ function rewriteFirstInitProducer(counter: { calls: number }, change: (message: 
 }
 
 /**
- * Counts ProduceStream requests sent and answered, keeping the most ever unanswered; with
- * `window` set, also rewrites InitProducer's answer to state that window (0: unstated).
+ * Counts ProduceStream requests sent and answered, keeping the most ever unanswered (and, with
+ * `sentWith`, how many were unanswered as each was sent, itself included); with `window` set,
+ * also rewrites InitProducer's answer to state that window (0: unstated).
  */
-function watchInFlight(stats: { outstanding: number; most: number }, window?: number): Interceptor {
+function watchInFlight(stats: { outstanding: number; most: number; sentWith?: number[] }, window?: number): Interceptor {
   return (options, nextCall) => {
     const call = nextCall(options);
     const path = options.method_definition.path;
@@ -603,6 +604,7 @@ function watchInFlight(stats: { outstanding: number; most: number }, window?: nu
       },
       sendMessage(message, next) {
         stats.most = Math.max(stats.most, ++stats.outstanding);
+        stats.sentWith?.push(stats.outstanding);
         next(message);
       },
     });
@@ -634,6 +636,30 @@ describe('batches in flight', () => {
     expect(await mostInFlight({}, 0)).toBe(5);
     expect(await mostInFlight({ maxInFlightPerPartition: 4 })).toBe(4);
     expect(() => producer({ maxInFlightPerPartition: 11 })).toThrow(/at most 10 with idempotence/);
+  });
+
+  it('after an idle hour the next batch goes alone again (the broker forgets a producer idle a day), then the window opens', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] }); // the idle clock alone: timers and Date run as they do
+    try {
+      const name = await topic(1);
+      const stats = { outstanding: 0, most: 0, sentWith: [] as number[] };
+      const target = producer({ lingerMs: 0, batchBytes: 256, interceptors: [watchInFlight(stats)] });
+      const value = 'v'.repeat(200);
+      // As each of a burst's 5 one-record batches was sent, how many were unanswered.
+      const burst = async (): Promise<number[]> => {
+        stats.sentWith.length = 0;
+        await Promise.all(Array.from({ length: 5 }, () => target.send({ topic: name, value })));
+        return [...stats.sentWith];
+      };
+      expect(await burst()).toEqual([1, 1, 2, 3, 4]);
+      vi.advanceTimersByTime(RECONFIRM_AFTER_IDLE_MS - 1);
+      expect(await burst()).toEqual([1, 2, 3, 4, 5]);
+      vi.advanceTimersByTime(RECONFIRM_AFTER_IDLE_MS);
+      expect(await burst()).toEqual([1, 1, 2, 3, 4]);
+      expect((await readLog(name, 0)).records.map((record) => record.offset)).toEqual(Array.from({ length: 15 }, (_, index) => index));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
