@@ -65,16 +65,17 @@ const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
  * Rewrites the variables of `flags` in `environment` as "true" or "false" for yargs, from any of
  * true/false, 1/0, yes/no, on/off (any case); returns the problem with the first that is none of
  * these (an empty one included: an unset shell variable), or null. A flag given in `argv` wins
- * over its variable, which is then left alone.
+ * over its variable, which is then left alone; `shorthands` has the one-letter spelling of those
+ * that have one (`follow`: `f`).
  */
-export function flagVariablesProblem(environment: NodeJS.ProcessEnv, argv: readonly string[], flags: readonly string[]): string | null {
+export function flagVariablesProblem(environment: NodeJS.ProcessEnv, argv: readonly string[], flags: readonly string[], shorthands: Readonly<Record<string, string>> = {}): string | null {
   const end = argv.indexOf('--');
   const options = end < 0 ? argv : argv.slice(0, end);
   for (const flag of flags) {
     const name = environmentName(flag);
     const value = environment[name];
     if (value === undefined) continue;
-    if (optionGiven(options, flag)) continue;
+    if (optionGiven(options, flag, shorthands[flag])) continue;
     const word = value.trim().toLowerCase();
     if (TRUE_WORDS.has(word)) environment[name] = 'true';
     else if (FALSE_WORDS.has(word)) environment[name] = 'false';

@@ -7,7 +7,7 @@ import { hideBin } from 'yargs/helpers';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError, type UsageLines, failureLine, repeatedOptionProblem, usageMessage } from './cli-errors.js';
 import { CLIENT_FLAG_NAMES, CLIENT_OPTION_NAMES } from './client-options.js';
 import { BENCH_FLAG_NAMES, BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
-import { CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
+import { CONSUME_FLAG_SHORTHANDS, CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
 import { dumpLogCommand } from './commands/dump-log.js';
 import { groupsCommand } from './commands/groups.js';
 import { PRODUCE_OPTION_NAMES, produceCommand } from './commands/produce.js';
@@ -80,7 +80,7 @@ export async function main(argv: string[]): Promise<void> {
   // filterEnvironment has not narrowed to its own).
   const command = commandOf(argv, Object.keys(OPTIONS_BY_COMMAND));
   if (command !== undefined && !argv.some((token) => token === '--help' || token === '--version')) {
-    const flagProblem = flagVariablesProblem(process.env, argv, FLAGS_BY_COMMAND[command] ?? []);
+    const flagProblem = flagVariablesProblem(process.env, argv, FLAGS_BY_COMMAND[command] ?? [], command === 'consume' ? CONSUME_FLAG_SHORTHANDS : {});
     if (flagProblem !== null) throw new UsageError(flagProblem);
   }
   let parser = yargs(argv)

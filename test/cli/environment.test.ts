@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { CLIENT_FLAG_NAMES } from '../../src/cli/client-options.js';
 import { BENCH_FLAG_NAMES } from '../../src/cli/commands/bench.js';
+import { CONSUME_FLAG_SHORTHANDS } from '../../src/cli/commands/consume.js';
 import { commandOf, filterEnvironment, flagVariablesProblem } from '../../src/cli/environment.js';
 
 const OPTIONS_BY_COMMAND = {
@@ -64,6 +65,13 @@ describe('flagVariablesProblem', () => {
     expect(flagVariablesProblem(environment, ['consume', 'orders', '--follow', '--no-tls'], ['tls', 'follow'])).toBeNull();
     expect(flagVariablesProblem({ STRATA_PRINT_KEY: 'maybe' }, ['consume', 'orders', '--printKey'], ['print-key'])).toBeNull();
     expect(flagVariablesProblem(environment, ['consume', 'orders', '--', '--follow', '--no-tls'], ['tls', 'follow'])).toMatch(/^STRATA_TLS must be/);
+  });
+
+  it("counts a flag's one-letter spelling, alone or in a group, as given", () => {
+    expect(flagVariablesProblem({ STRATA_FOLLOW: 'maybe' }, ['consume', 'orders', '-f'], ['follow'], CONSUME_FLAG_SHORTHANDS)).toBeNull();
+    expect(flagVariablesProblem({ STRATA_FOLLOW: 'maybe' }, ['consume', 'orders', '-fh'], ['follow'], CONSUME_FLAG_SHORTHANDS)).toBeNull();
+    expect(flagVariablesProblem({ STRATA_FOLLOW: 'maybe' }, ['consume', 'orders', '-h'], ['follow'], CONSUME_FLAG_SHORTHANDS)).toMatch(/^STRATA_FOLLOW must be/);
+    expect(flagVariablesProblem({ STRATA_FOLLOW: 'maybe' }, ['consume', 'orders', '--', '-f'], ['follow'], CONSUME_FLAG_SHORTHANDS)).toMatch(/^STRATA_FOLLOW must be/);
   });
 
   it("knows each command's flags from their definitions: bench's --records is a count, not a flag", () => {

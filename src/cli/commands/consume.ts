@@ -30,6 +30,8 @@ import { plural } from '../../common/plural.js';
 
 /** Option names of this command, for the environment check in main.ts. */
 export const CONSUME_OPTION_NAMES = ['group', 'from', 'partition', 'count', 'follow', 'format', 'print-key'];
+/** The one-letter spellings of consume's flags. */
+export const CONSUME_FLAG_SHORTHANDS: Readonly<Record<string, string>> = { follow: 'f' };
 
 interface ConsumeArgs {
   server: string;
@@ -54,7 +56,7 @@ export function consumeCommand(yargs: Argv): Argv {
         .option('from', { type: 'string', describe: 'earliest (default), latest, an offset, or an ISO-8601 time; with --group: where partitions without a committed offset start (earliest or latest)', requiresArg: true })
         .option('partition', { type: 'number', describe: 'Read only this partition (not with --group)', requiresArg: true })
         .option('count', { type: 'number', describe: 'Stop after this many records', requiresArg: true })
-        .option('follow', { alias: 'f', type: 'boolean', default: false, describe: 'Keep waiting for new records (until --count or Ctrl-C)' })
+        .option('follow', { alias: CONSUME_FLAG_SHORTHANDS['follow']!, type: 'boolean', default: false, describe: 'Keep waiting for new records (until --count or Ctrl-C)' })
         .option('format', { choices: RECORD_FORMATS, default: 'text' as RecordFormat, describe: 'text: values; json: {"topic","partition","offset","timestamp","key","value","headers"} per line' })
         .option('print-key', { type: 'boolean', default: false, describe: 'Text output: print KEY<TAB>VALUE' })
         .conflicts('group', 'partition')
