@@ -15,6 +15,7 @@ import { processScheduling, type Scheduling } from '../../src/bench/scheduling.j
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { removeDirectory, startTestBroker, temporaryDirectory, unusedPort } from '../helpers/test-server.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const run = promisify(execFile);
 const directory = temporaryDirectory('strata-bench-test-');
@@ -415,15 +416,13 @@ describe.skipIf(!existsSync('/proc/self/cmdline'))('strata bench interrupted', (
       // A slow load (1,000 records/s for 1,000 s) that is still running when the signal comes.
       const cli = startCli(['bench', 'produce', '--local', '--records', '1000000', '--rate', '1000'], { env: { TMPDIR: parent } });
       try {
-        const deadline = Date.now() + 30_000;
-        while (processesMentioning(parent).length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+        await waitUntil(() => processesMentioning(parent).length > 0, 'the local broker to start', 30_000);
         expect(processesMentioning(parent)).toHaveLength(1); // the broker, on a data directory under `parent`
         expect(readdirSync(parent)).toHaveLength(1);
         // The load under way: records in the topic's first segment.
         const firstSegment = join(parent, readdirSync(parent)[0]!, 'topics', 'strata-bench', '0', '00000000000000000000.log');
         const written = (): boolean => existsSync(firstSegment) && statSync(firstSegment).size > 0;
-        while (!written() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-        expect(written()).toBe(true);
+        await waitUntil(written, 'records in the first segment', 30_000);
         cli.child.kill(signal);
         const exit = await Promise.race([cli.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 30_000))]);
         expect(exit).toEqual({ code, signal: null });

@@ -20,6 +20,7 @@ import { forEachBatch, readRecordCount } from '../../src/storage/record-batch.js
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
 import { TestClient } from '../helpers/grpc-client.js';
+import { waitUntil } from '../helpers/wait.js';
 
 let state: NoopState;
 let server: NoopServer;
@@ -49,12 +50,6 @@ async function withClients(consumerOptions: Partial<ConsumerOptions>, body: (pro
     await producer.close();
     await consumer.close();
   }
-}
-
-/** Polls `condition` every 10 ms until it holds or 10 s have passed. */
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 /** The next `count` records, batch by batch; fails after 10 s. */
@@ -125,10 +120,10 @@ it('stops relaying to a subscription once it is cancelled', async () => {
   await consumer.assign([{ topic: 'relay-cancel', partition: 0 }]);
   await started;
   const partition = state.partition('relay-cancel', 0);
-  await until(() => partition.live.size > 0);
+  await waitUntil(() => partition.live.size > 0, 'a live subscription on the no-op partition');
   expect(partition.live.size).toBe(1);
   await consumer.close();
-  await until(() => partition.live.size === 0);
+  await waitUntil(() => partition.live.size === 0, 'the no-op partition to have no live subscription');
   expect(partition.live.size).toBe(0);
 });
 

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ServerProcess } from '../../src/bench/server-process.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SPIKE_MIB = 128;
 const CHILD = `
@@ -35,11 +36,7 @@ afterAll(async () => {
 async function spike(): Promise<void> {
   const before = server.recentOutput.split('spiked').length;
   server.child.kill('SIGUSR2');
-  const deadline = Date.now() + 10_000;
-  while (server.recentOutput.split('spiked').length === before || server.memory().rssMiB! >= SPIKE_MIB) {
-    if (Date.now() > deadline) throw new Error(`no spike, or its memory was not freed; output: ${server.recentOutput}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await waitUntil(() => server.recentOutput.split('spiked').length > before && server.memory().rssMiB! < SPIKE_MIB, () => `a spike whose memory is freed; output: ${server.recentOutput}`);
 }
 
 it.skipIf(!existsSync('/proc/self/status'))('reports a short spike during the phase, not one before it', async (context) => {

@@ -15,6 +15,7 @@ import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const opened = useBrokerOnTestFileSystem('strata-broker-');
 
@@ -108,12 +109,10 @@ it("moves every partition's recovery checkpoint up to its durable end on a timer
         const path = join(partitionDirectory(dataDir, 'orders', partition), 'recovery-point.checkpoint');
         return existsSync(path) ? decodeCheckpoint(readFileSync(path, 'utf8')) : null;
       });
-    const deadline = Date.now() + 10_000;
-    while (JSON.stringify(checkpoints()) !== JSON.stringify([2, null, 4]) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
-    expect(checkpoints(), 'partition 1 could not write its checkpoint').toEqual([2, null, 4]);
+    await waitUntil(() => JSON.stringify(checkpoints()) === JSON.stringify([2, null, 4]), () => `checkpoints [2, null, 4] (partition 1 could not write its own), got ${JSON.stringify(checkpoints())}`);
     fs.fileWritesFullFor = null;
-    while (checkpoints()[1] !== 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
-    expect(checkpoints(), 'a later pass writes it').toEqual([2, 3, 4]);
+    await waitUntil(() => checkpoints()[1] === 3, 'a later pass to write the checkpoint of partition 1');
+    expect(checkpoints()).toEqual([2, 3, 4]);
   } finally {
     await broker?.close();
     removeDirectory(dataDir);

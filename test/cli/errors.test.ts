@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../../src/client/producer.js';
 import { type CliProcess, STRATA_BIN, runCli, startCli } from '../helpers/cli.js';
 import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const shared = useBrokerWithAdmin({ groupHeartbeatIntervalMs: 500 });
 let closedPort: number;
@@ -107,11 +108,7 @@ describe('the broker refuses: exit 1 with its message', () => {
   it('resetting or deleting a group that has members', async () => {
     const member = startCli(at('consume', 'errors-existing', '--group', 'busy', '--follow'));
     running.push(member);
-    const deadline = Date.now() + 20_000;
-    while (!(await shared.admin.describeGroup('busy').then((group) => group.members.length === 1, () => false))) {
-      if (Date.now() > deadline) throw new Error(`the member did not join; stderr: ${member.stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await waitUntil(() => shared.admin.describeGroup('busy').then((group) => group.members.length === 1, () => false), () => `the member to join; stderr: ${member.stderr}`, 20_000);
     await expectFailure(at('groups', 'reset-offsets', 'busy', '--topic', 'errors-existing', '--to', 'earliest'), 1, 'strata: cannot reset offsets of group "busy": it has 1 active member; stop them first');
     await expectFailure(at('groups', 'delete', 'busy'), 1, /^strata: cannot delete group "busy": it has 1 active member; stop them first\n$/);
     expect(await member.interrupt()).toEqual({ code: 0, signal: null });

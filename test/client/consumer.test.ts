@@ -28,6 +28,7 @@ import { limitReadAhead } from '../../src/client/read-ahead.js';
 import { failFirstCallAfter, holdCalls, refuseFirstCall } from '../helpers/interceptors.js';
 import { plateau } from '../helpers/plateau.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const v1 = strata.v1;
 
@@ -258,13 +259,7 @@ describe('a reset after records were fetched', () => {
     // The application takes nothing until the failure has come: the reset then waits for the
     // two chunks fetched before it (or, were it not held, has dropped them already).
     const waitingResets = (): number => (reader as unknown as { drainWaiters?: Set<unknown> }).drainWaiters?.size ?? 0;
-    const held = (async () => {
-      const deadline = Date.now() + 10_000;
-      while (!(stats.failed === 1 && waitingResets() === 1)) {
-        if (Date.now() > deadline) throw new Error('the reset was not held for the fetched records');
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    })();
+    const held = waitUntil(() => stats.failed === 1 && waitingResets() === 1, 'the reset to be held for the fetched records');
     await Promise.race([held, once(reader, 'offsetReset')]);
     for await (const record of reader) {
       delivered.push(record.offset);
@@ -293,11 +288,7 @@ describe('a reset after records were fetched', () => {
     });
     await reader.assign([{ topic: name, partition: 0 }]);
     const waiting = (): number => (reader as unknown as { fetchers: Map<string, { waitingChunks: number }> }).fetchers.get(`0:${name}`)!.waitingChunks;
-    const deadline = Date.now() + 10_000;
-    while (!(stats.failed === 1 && subscribes === 2 && waiting() === 2)) {
-      if (Date.now() > deadline) throw new Error('the partition was not subscribed again');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await waitUntil(() => stats.failed === 1 && subscribes === 2 && waiting() === 2, 'the partition to be subscribed again');
     expect(await plateau(waiting, 200)).toBe(2);
     expect((await take(reader, 16)).map((record) => record.offset)).toEqual([...Array(16).keys()]);
   });

@@ -54,15 +54,6 @@ function fifoWorks(): boolean {
   }
 }
 
-/** Resolves once `condition()` holds; fails after 15 s, naming `what`. */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /** Resolves once the broker has a waiter on the partition (the subscription is idle, waiting). */
 async function untilWaiting(broker: TestBroker, topic: string): Promise<void> {
   const log = broker.broker.partitionLog(topic, 0) as unknown as { highWatermarkListeners: Set<unknown> };
@@ -281,7 +272,7 @@ describe('broker lifecycle', () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
     expect(last).toBeLessThan(20_000);
-    const seen = (text: string): Promise<void> => until(() => broker.logLines.some((line) => line.includes(text)), text);
+    const seen = (text: string): Promise<void> => waitUntil(() => broker.logLines.some((line) => line.includes(text)), text, 15_000);
     broker.child.kill('SIGTERM');
     await seen('"msg":"shutting down"');
     broker.child.kill('SIGTERM');
@@ -423,11 +414,7 @@ describe('broker lifecycle', () => {
     expect((error as StartAborted).phase).toBe('log recovery');
     await expect(fetch(`http://127.0.0.1:${metricsPort}/healthz`)).rejects.toThrow();
     // The open finished in the background and its logs were closed cleanly (marker written again).
-    const deadline = Date.now() + 10_000;
-    while (!existsSync(marker)) {
-      if (Date.now() > deadline) throw new Error('the logs opened after the start was called off were never closed');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitUntil(() => existsSync(marker), 'the logs opened after the start was called off to be closed');
   });
 
   // Recovery is held on a named pipe in place of a segment's index: reading it blocks until a

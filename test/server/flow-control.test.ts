@@ -5,6 +5,7 @@ import { connect } from 'node:http2';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FLOW_CONTROL_WINDOW_BYTES } from '../../src/server/grpc-server.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { waitUntil } from '../helpers/wait.js';
 
 let broker: TestBroker;
 beforeAll(async () => {
@@ -20,10 +21,9 @@ it('advertises the widened per-stream and connection windows to every client', a
     session.on('error', () => undefined);
     // The server sends its widened settings in a SETTINGS frame after the initial one, and the
     // connection window as a WINDOW_UPDATE: poll for both with a deadline.
-    const deadline = Date.now() + 10_000;
     const widened = (): boolean =>
       session.remoteSettings?.initialWindowSize === FLOW_CONTROL_WINDOW_BYTES && (session.state.remoteWindowSize ?? 0) >= FLOW_CONTROL_WINDOW_BYTES;
-    while (!widened() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitUntil(widened, "the server's widened windows");
     expect(session.remoteSettings.initialWindowSize).toBe(FLOW_CONTROL_WINDOW_BYTES);
     expect(session.state.remoteWindowSize).toBeGreaterThanOrEqual(FLOW_CONTROL_WINDOW_BYTES);
   } finally {

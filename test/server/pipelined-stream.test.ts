@@ -15,6 +15,7 @@ import { BrokerMetrics } from '../../src/server/metrics.js';
 import { pipelinedStream } from '../../src/server/pipelined-stream.js';
 import { RequestMemory } from '../../src/server/request-memory.js';
 import { plateau } from '../helpers/plateau.js';
+import { waitUntil } from '../helpers/wait.js';
 
 interface Answer {
   id: number;
@@ -272,9 +273,7 @@ describe('pipelined stream handler', () => {
     expect(await plateau(() => target.started.length, 200)).toBeLessThan(total);
     expect(memory.full).toBe(true);
     stuck.cancel();
-    const deadline = Date.now() + 5_000;
-    while (memory.bytes > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(memory.bytes).toBe(0);
+    await waitUntil(() => memory.bytes === 0, 'the cancelled stream to give back its memory');
     // Another stream is read as before.
     const next = target.open();
     const nextAnswers = collect(next);
@@ -311,16 +310,9 @@ describe('pipelined stream handler', () => {
     await target.untilStarted(4);
     cancelled.cancel();
     // The server has seen the cancel once the stream's call closed there.
-    const deadline = Date.now() + 10_000;
-    while ((await counted('strata_grpc_active_calls', { method: 'Run' })) > 0) {
-      if (Date.now() > deadline) throw new Error('the server never saw the cancel');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await waitUntil(async () => (await counted('strata_grpc_active_calls', { method: 'Run' })) === 0, 'the server to see the cancel');
     target.releaseAll();
-    while ((await counted('strata_requests_total', { method: 'Run', code: 'CANCELLED' })) < 2) {
-      if (Date.now() > deadline) throw new Error('the requests of the cancelled stream were never counted');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await waitUntil(async () => (await counted('strata_requests_total', { method: 'Run', code: 'CANCELLED' })) >= 2, 'the requests of the cancelled stream to be counted');
     expect(await counted('strata_requests_total', { method: 'Run', code: 'OK' })).toBe(1);
     // A failure still counts by its error code: a disk that stalls past clients' deadlines fails all the same.
     expect(await counted('strata_request_errors_total', { method: 'Run', error: 'INVALID_ARGUMENT' })).toBe(2);

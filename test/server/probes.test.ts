@@ -424,17 +424,10 @@ describe('counters', () => {
     let settle!: (code: number) => void;
     const answered = new Promise<number>((resolve) => (settle = resolve));
     const call = log.fetch(v1.FetchRequest.create({ topic: 'fetch-cancelled', partition: 0, offset: Long.fromNumber(0), minBytes: 1, maxWaitMs: 60_000 }), (error) => settle(error?.code ?? status.OK));
-    const deadline = Date.now() + 10_000;
-    while ((optionalMetricValue(await scrape(), 'strata_grpc_active_calls', 'method="Fetch"') ?? 0) === 0) {
-      if (Date.now() > deadline) throw new Error('the broker never began the Fetch');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitUntil(async () => (optionalMetricValue(await scrape(), 'strata_grpc_active_calls', 'method="Fetch"') ?? 0) > 0, 'the broker to begin the Fetch');
     call.cancel();
     expect(await answered).toBe(status.CANCELLED);
-    while ((await counted('CANCELLED')) === cancelledBefore) {
-      if (Date.now() > deadline) throw new Error('the cancelled Fetch was never counted');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitUntil(async () => (await counted('CANCELLED')) !== cancelledBefore, 'the cancelled Fetch to be counted');
     const text = await scrape();
     expect(metricValue(text, 'strata_requests_total', 'method="Fetch",code="CANCELLED"')).toBe(cancelledBefore + 1);
     expect(optionalMetricValue(text, 'strata_requests_total', 'method="Fetch",code="OK"') ?? 0).toBe(okBefore);
@@ -475,11 +468,7 @@ describe('counters', () => {
       await following;
       call.cancel();
       expect(await code).toBe(status.CANCELLED);
-      const deadline = Date.now() + 10_000;
-      while ((await counted('CANCELLED')) === before) {
-        if (Date.now() > deadline) throw new Error('the cancelled subscription was never counted');
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await waitUntil(async () => (await counted('CANCELLED')) !== before, 'the cancelled subscription to be counted');
       expect(await counted('CANCELLED')).toBe(before + 1);
     });
   });
