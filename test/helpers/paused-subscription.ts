@@ -1,36 +1,20 @@
-// A Subscribe call over raw HTTP/2 whose response stream is paused from the start: grpc-js's
-// client buffers every message of a call it has never read from, which would hide the broker's
-// side of flow control.
-import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2';
+// A Subscribe call over raw HTTP/2 whose response stream is paused from the start (see PausedCall).
 import { strata } from '../../src/generated/strata.js';
 import { decodeBatches } from '../../src/storage/record-batch.js';
+import { PausedCall, grpcFrame } from './paused-call.js';
 
 const v1 = strata.v1;
 
 /** A Subscribe call over raw HTTP/2 whose response stream is paused from the start. */
-export class PausedSubscription {
+export class PausedSubscription extends PausedCall {
   readonly responses: strata.v1.SubscribeResponse[] = [];
-  private readonly session: ClientHttp2Session;
-  private readonly stream: ClientHttp2Stream;
   private pending = Buffer.alloc(0);
 
   /** With `token`, the call carries it as `authorization: Bearer <token>`. */
   constructor(address: string, request: strata.v1.SubscribeRequest.$Properties, token?: string) {
-    this.session = connect(`http://${address}`);
-    this.session.on('error', () => undefined);
-    const authorization = token === undefined ? {} : { authorization: `Bearer ${token}` };
-    this.stream = this.session.request({ ':method': 'POST', ':path': '/strata.v1.Log/Subscribe', 'content-type': 'application/grpc', te: 'trailers', ...authorization });
-    this.stream.on('error', () => undefined);
-    this.stream.pause();
-    const message = Buffer.from(v1.SubscribeRequest.encode(v1.SubscribeRequest.create(request)).finish());
-    const prefix = Buffer.alloc(5);
-    prefix.writeUInt32BE(message.length, 1);
-    this.stream.end(Buffer.concat([prefix, message]));
-    this.closed = new Promise((resolve) => this.stream.once('close', () => resolve(this.stream.rstCode ?? -1)));
+    super(address, '/strata.v1.Log/Subscribe', token);
+    this.stream.end(grpcFrame(v1.SubscribeRequest.encode(v1.SubscribeRequest.create(request)).finish()));
   }
-
-  /** Resolves with the stream's RST_STREAM code once it closes (NGHTTP2_NO_ERROR after a status). */
-  readonly closed: Promise<number>;
 
   /** Starts reading: every gRPC message received is decoded into `responses`. */
   read(): void {
@@ -50,11 +34,6 @@ export class PausedSubscription {
     return this.responses
       .filter((response) => response.partition === partition)
       .flatMap((response) => decodeBatches(Buffer.from(response.batches)).map((record) => record.value!.toString('utf8', 0, 8).split(';')[0]!));
-  }
-
-  close(): void {
-    this.stream.close();
-    this.session.close();
   }
 }
 

@@ -7,11 +7,12 @@ import { service as healthService } from 'grpc-health-check';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { once } from 'node:events';
-import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants as http2Constants } from 'node:http2';
+import { constants as http2Constants } from 'node:http2';
 import protobuf from 'protobufjs/minimal.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 import { plateau } from '../helpers/plateau.js';
+import { PausedCall } from '../helpers/paused-call.js';
 
 const { Writer } = protobuf;
 
@@ -268,40 +269,24 @@ describe('reflection streams open at once', () => {
 });
 
 /**
- * A ServerReflectionInfo call over raw HTTP/2 whose answers are never read (grpc-js's client
- * would read them into its own buffer), with its requests written one at a time as HTTP/2 flow
- * control lets them out.
+ * A ServerReflectionInfo call whose answers are never read (grpc-js's client would read them
+ * into its own buffer), with its requests written one at a time as HTTP/2 flow control lets
+ * them out.
  */
-class UnreadReflection {
+class UnreadReflection extends PausedCall {
   requestsSent = 0;
-  readonly closed: Promise<number>;
-  private readonly session: ClientHttp2Session;
-  private readonly stream: ClientHttp2Stream;
 
   constructor(address: string) {
-    this.session = connect(`http://${address}`);
-    this.session.on('error', () => undefined);
-    this.stream = this.session.request({ ':method': 'POST', ':path': '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', 'content-type': 'application/grpc', te: 'trailers' });
-    this.stream.on('error', () => undefined);
-    this.stream.pause();
-    this.closed = new Promise((resolve) => this.stream.once('close', () => resolve(this.stream.rstCode ?? -1)));
+    super(address, '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo');
   }
 
   /** Sends `count` requests for a symbol named by `nameBytes` bytes, each once the one before is out. */
   async send(count: number, nameBytes: number): Promise<void> {
     // ServerReflectionRequest field 4, file_containing_symbol: a string.
     const message = Writer.create().uint32((4 << 3) | 2).string('x'.repeat(nameBytes)).finish();
-    const frame = Buffer.alloc(5 + message.length);
-    frame.writeUInt32BE(message.length, 1);
-    frame.set(message, 5);
     for (let index = 0; index < count; index++) {
-      await new Promise<void>((resolve, reject) => this.stream.write(frame, (error) => (error ? reject(error) : resolve())));
+      await this.write(message);
       this.requestsSent++;
     }
-  }
-
-  close(): void {
-    this.stream.close();
-    this.session.close();
   }
 }
