@@ -29,9 +29,37 @@ export class PausedCall {
     this.closed = new Promise((resolve) => this.stream.once('close', () => resolve(this.stream.rstCode ?? -1)));
   }
 
+  /** The call's grpc-status, once it has come (null before). */
+  grpcStatus: number | null = null;
+  private pending = Buffer.alloc(0);
+
+  /** Starts reading: `onMessage` gets each gRPC message received, and the trailers set `grpcStatus`. */
+  protected readMessages(onMessage: (message: Buffer) => void): void {
+    // A call answered by a status alone gets it in its headers ("trailers-only").
+    for (const event of ['response', 'trailers'] as const) {
+      this.stream.on(event, (headers) => {
+        if (headers['grpc-status'] !== undefined) this.grpcStatus = Number(headers['grpc-status']);
+      });
+    }
+    this.stream.on('data', (chunk: Buffer) => {
+      this.pending = Buffer.concat([this.pending, chunk]);
+      while (this.pending.length >= 5 && this.pending.length >= 5 + this.pending.readUInt32BE(1)) {
+        const length = this.pending.readUInt32BE(1);
+        onMessage(this.pending.subarray(5, 5 + length));
+        this.pending = this.pending.subarray(5 + length);
+      }
+    });
+    this.stream.resume(); // a 'data' listener alone does not resume a stream paused explicitly
+  }
+
   /** Writes one message; resolves once HTTP/2 flow control has let it out. */
   write(message: Uint8Array): Promise<void> {
-    return new Promise<void>((resolve, reject) => this.stream.write(grpcFrame(message), (error) => (error ? reject(error) : resolve())));
+    return this.writeFrames(grpcFrame(message));
+  }
+
+  /** Writes `frames` (gRPC messages framed already) at once; resolves once they are out. */
+  writeFrames(frames: Uint8Array): Promise<void> {
+    return new Promise<void>((resolve, reject) => this.stream.write(frames, (error) => (error ? reject(error) : resolve())));
   }
 
   close(): void {

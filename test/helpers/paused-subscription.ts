@@ -8,7 +8,6 @@ const v1 = strata.v1;
 /** A Subscribe call over raw HTTP/2 whose response stream is paused from the start. */
 export class PausedSubscription extends PausedCall {
   readonly responses: strata.v1.SubscribeResponse[] = [];
-  private pending = Buffer.alloc(0);
 
   /** With `token`, the call carries it as `authorization: Bearer <token>`. */
   constructor(address: string, request: strata.v1.SubscribeRequest.$Properties, token?: string) {
@@ -18,15 +17,7 @@ export class PausedSubscription extends PausedCall {
 
   /** Starts reading: every gRPC message received is decoded into `responses`. */
   read(): void {
-    this.stream.on('data', (chunk: Buffer) => {
-      this.pending = Buffer.concat([this.pending, chunk]);
-      while (this.pending.length >= 5 && this.pending.length >= 5 + this.pending.readUInt32BE(1)) {
-        const length = this.pending.readUInt32BE(1);
-        this.responses.push(v1.SubscribeResponse.decode(this.pending.subarray(5, 5 + length)));
-        this.pending = this.pending.subarray(5 + length);
-      }
-    });
-    this.stream.resume(); // a 'data' listener alone does not resume a stream paused explicitly
+    this.readMessages((message) => this.responses.push(v1.SubscribeResponse.decode(message)));
   }
 
   /** Values of the records received from `partition`, in order (raw batches decoded). */

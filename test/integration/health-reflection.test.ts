@@ -12,7 +12,9 @@ import protobuf from 'protobufjs/minimal.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 import { plateau } from '../helpers/plateau.js';
-import { PausedCall } from '../helpers/paused-call.js';
+import { waitUntil } from '../helpers/wait.js';
+import { PausedCall, grpcFrame } from '../helpers/paused-call.js';
+import { REFLECTION_REQUEST_BYTES_MAX } from '../../src/server/reflection.js';
 
 const { Writer } = protobuf;
 
@@ -220,7 +222,7 @@ describe('health and reflection', () => {
 describe('a reflection client that sends requests without reading the answers', () => {
   it('is read from no further than its unread answers allow, and does not hold up a graceful stop', async () => {
     const broker = await startTestBroker({ shutdownTimeoutMs: 20_000 });
-    const flooder = new UnreadReflection(broker.address);
+    const flooder = new RawReflection(broker.address);
     try {
       // Each answer quotes its request: 60 MiB of requests would be over 120 MiB of answers
       // waiting in the broker for a client that reads none of them.
@@ -234,6 +236,25 @@ describe('a reflection client that sends requests without reading the answers', 
       expect(await flooder.closed).toBe(http2Constants.NGHTTP2_REFUSED_STREAM);
     } finally {
       flooder.close();
+      await broker.dispose();
+    }
+  });
+});
+
+describe('a reflection request refused as too large', () => {
+  it('ends its stream: the requests that came with it are not answered', async () => {
+    const broker = await startTestBroker();
+    const call = new RawReflection(broker.address);
+    try {
+      call.read();
+      // One write: the refused request and three good ones, read by the broker in one go.
+      const good = grpcFrame(symbolRequest(10));
+      await call.writeFrames(Buffer.concat([grpcFrame(symbolRequest(REFLECTION_REQUEST_BYTES_MAX)), good, good, good]));
+      await waitUntil(() => call.grpcStatus !== null, "the stream's status");
+      expect(call.grpcStatus).toBe(status.RESOURCE_EXHAUSTED);
+      expect(call.answers).toEqual([]);
+    } finally {
+      call.close();
       await broker.dispose();
     }
   });
@@ -269,24 +290,35 @@ describe('reflection streams open at once', () => {
 });
 
 /**
- * A ServerReflectionInfo call whose answers are never read (grpc-js's client would read them
- * into its own buffer), with its requests written one at a time as HTTP/2 flow control lets
- * them out.
+ * A ServerReflectionInfo call whose answers are not read until `read()` (grpc-js's client
+ * would read them into its own buffer), with its requests written one at a time as HTTP/2 flow
+ * control lets them out.
  */
-class UnreadReflection extends PausedCall {
+class RawReflection extends PausedCall {
   requestsSent = 0;
 
   constructor(address: string) {
     super(address, '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo');
   }
 
+  readonly answers: Buffer[] = [];
+
+  /** Starts reading: the answers' bytes go to `answers`, and the trailers set `grpcStatus`. */
+  read(): void {
+    this.readMessages((message) => this.answers.push(Buffer.from(message)));
+  }
+
   /** Sends `count` requests for a symbol named by `nameBytes` bytes, each once the one before is out. */
   async send(count: number, nameBytes: number): Promise<void> {
-    // ServerReflectionRequest field 4, file_containing_symbol: a string.
-    const message = Writer.create().uint32((4 << 3) | 2).string('x'.repeat(nameBytes)).finish();
+    const message = symbolRequest(nameBytes);
     for (let index = 0; index < count; index++) {
       await this.write(message);
       this.requestsSent++;
     }
   }
+}
+
+/** A ServerReflectionRequest for a symbol named by `nameBytes` bytes (field 4, file_containing_symbol). */
+function symbolRequest(nameBytes: number): Uint8Array {
+  return Writer.create().uint32((4 << 3) | 2).string('x'.repeat(nameBytes)).finish();
 }
