@@ -5,8 +5,8 @@
  *
  * - `uniform` (default): balanced and sticky. Every member keeps the partitions it already has
  *   as far as balance allows; free partitions go to the least-loaded eligible member; then
- *   partitions move, one at a time, from the most- to the least-loaded eligible member while
- *   their counts differ by more than one. With identical subscriptions every member ends with
+ *   partitions move from the most- to the least-loaded eligible member while their counts
+ *   differ by more than one (several at a time where balance calls for all of them). With identical subscriptions every member ends with
  *   floor(P/M) or ceil(P/M) partitions and a member leaving moves only its own partitions.
  * - `range`: Kafka's range assignor, per topic: members sorted by id take contiguous ranges,
  *   the first (P mod M) one extra. Not sticky.
@@ -65,19 +65,37 @@ export function rangeAssign(members: readonly AssignorMember[], partitionCounts:
   return assignment;
 }
 
+/** What the uniform assignor's balancing did: how many moves (each of one or more partitions). */
+export interface BalanceStats {
+  moves: number;
+}
+
 export function uniformAssign(
   members: readonly AssignorMember[],
   partitionCounts: ReadonlyMap<string, number>,
   current: Assignment,
+  stats: BalanceStats = { moves: 0 },
 ): Assignment {
   const assignment = emptyAssignment(members);
   const byId = new Map(members.map((member) => [member.memberId, member]));
-  const owner = new Map<TopicPartition, string>();
+  // Every partition of the known topics, topics by name and partitions in order: its topic (a
+  // key absent here is of an unknown topic or past its count) and its place in that order.
+  const all: TopicPartition[] = [];
+  const topicOf = new Map<TopicPartition, string>();
+  const ordinal = new Map<TopicPartition, number>();
+  for (const [topic, count] of [...partitionCounts].sort(([a], [b]) => a.localeCompare(b))) {
+    for (let partition = 0; partition < count; partition++) {
+      const key = tp(topic, partition);
+      ordinal.set(key, all.length);
+      all.push(key);
+      topicOf.set(key, topic);
+    }
+  }
   const eligibleFor = (key: TopicPartition, memberId: string): boolean => {
-    const { topic, partition } = splitTp(key);
-    const count = partitionCounts.get(topic);
-    return count !== undefined && partition < count && byId.get(memberId)!.topics.has(topic);
+    const topic = topicOf.get(key);
+    return topic !== undefined && byId.get(memberId)!.topics.has(topic);
   };
+  const owner = new Map<TopicPartition, string>();
 
   // 1. Stickiness: keep what members already have, where still valid.
   for (const [memberId, partitions] of current) {
@@ -91,10 +109,6 @@ export function uniformAssign(
   }
 
   // 2. Free partitions go to the least-loaded eligible member.
-  const all: TopicPartition[] = [];
-  for (const [topic, count] of [...partitionCounts].sort(([a], [b]) => a.localeCompare(b))) {
-    for (let partition = 0; partition < count; partition++) all.push(tp(topic, partition));
-  }
   const sortedIds = members.map((member) => member.memberId).sort();
   for (const key of all) {
     if (owner.has(key)) continue;
@@ -109,21 +123,36 @@ export function uniformAssign(
     }
   }
 
-  // 3. Balance: move partitions from the most- to the least-loaded eligible member.
-  for (let moves = 0; moves < all.length * Math.max(1, members.length); moves++) {
+  // 3. Balance: the most-loaded member gives the least-loaded one it can give to a partition,
+  // its highest that member may take (low partitions stay put), until no two members it could
+  // move between differ by more than one. A move takes several partitions at once where that
+  // is what single moves would come to: as many as leave the giver at or above the mean and the
+  // taker at or below it (the floor and ceiling of partitions per member), at most half their
+  // difference. So a member joining a group of 10,000 partitions costs a few passes, not one
+  // per partition moved; each move lowers the sum of the squared loads, so the loop ends.
+  const meanFloor = Math.floor(owner.size / Math.max(1, members.length));
+  const meanCeil = Math.ceil(owner.size / Math.max(1, members.length));
+  for (;;) {
     let moved = false;
     const byLoad = [...sortedIds].sort((a, b) => assignment.get(b)!.size - assignment.get(a)!.size || a.localeCompare(b));
     outer: for (const heavy of byLoad) {
+      const given = assignment.get(heavy)!;
       for (let index = byLoad.length - 1; index >= 0; index--) {
         const light = byLoad[index]!;
-        if (assignment.get(heavy)!.size - assignment.get(light)!.size <= 1) break;
-        // The highest partition the light member may take: moving it keeps low partitions put.
-        const candidates = [...assignment.get(heavy)!].filter((key) => eligibleFor(key, light)).sort();
-        const key = candidates[candidates.length - 1];
-        if (key === undefined) continue;
-        assignment.get(heavy)!.delete(key);
-        assignment.get(light)!.add(key);
+        const taken = assignment.get(light)!;
+        const half = Math.floor((given.size - taken.size) / 2);
+        if (half < 1) break;
+        const excess = Math.max(1, Math.min(half, given.size - meanCeil, meanFloor - taken.size));
+        const candidates: TopicPartition[] = [];
+        for (const key of given) if (eligibleFor(key, light)) candidates.push(key);
+        if (candidates.length === 0) continue;
+        candidates.sort((a, b) => ordinal.get(b)! - ordinal.get(a)!);
+        for (const key of candidates.slice(0, excess)) {
+          given.delete(key);
+          taken.add(key);
+        }
         moved = true;
+        stats.moves++;
         break outer;
       }
     }

@@ -137,6 +137,24 @@ describe('uniform assignor, stickiness', () => {
     expect(kept(before, after)).toBe(9); // 3 moved, the least possible
   });
 
+  it('at 10,000 partitions, a joining member takes its share in one move per member that gives, not one per partition', () => {
+    const partitionCounts = counts({ t: 10_000 });
+    const ids = Array.from({ length: 10 }, (_, index) => `m${index}`);
+    const alone = uniformAssign([member('m0', 't')], partitionCounts, NONE);
+    const stats = { moves: 0 };
+    const pair = uniformAssign([member('m0', 't'), member('m1', 't')], partitionCounts, alone, stats);
+    expect(sizes(pair)).toEqual([5_000, 5_000]);
+    expect(kept(alone, pair)).toBe(5_000);
+    expect(stats.moves).toBe(1);
+    // Eight more join: each of the ten ends with 1,000, and nothing moves that need not.
+    const ten = ids.map((id) => member(id, 't'));
+    const tenStats = { moves: 0 };
+    const spread = uniformAssign(ten, partitionCounts, pair, tenStats);
+    expectBalancedAndComplete(spread, ten, partitionCounts);
+    expect(kept(pair, spread)).toBe(maxKept(pair, ids, 10_000));
+    expect(tenStats.moves).toBeLessThanOrEqual(16); // each of the 8 newcomers filled from the 2 that had all
+  });
+
   it('property: over seeded random histories of joins, leaves and topic growth, every step is balanced, complete and moves the fewest partitions possible', () => {
     const seed = 0x5eed_a551;
     const random = mulberry32(seed);
