@@ -164,6 +164,8 @@ export class ConsumerGroup {
       throw new StrataError(ErrorCode.NOT_FOUND, `member ${input.memberId || '(none)'} is not in group "${this.groupId}" (its session may have expired); rejoin with member epoch 0`);
     }
     if (input.memberEpoch === LEAVE_EPOCH || input.memberEpoch === STATIC_LEAVE_EPOCH) return this.leave(member, input.memberEpoch, topics);
+    // Checked before anything is touched: a refused heartbeat renews no session.
+    if (input.subscription !== null) compileSubscriptionRegex(input.subscription.regex);
     const previousEpoch = this.checkEpoch(member, input, topics);
     member.lastHeartbeatMs = nowMs;
     if (input.sessionTimeoutMs !== null) member.sessionTimeoutMs = input.sessionTimeoutMs;
@@ -490,11 +492,16 @@ export class ConsumerGroup {
 }
 
 function topicsOf(member: Member, topics: TopicCounts): string[] {
+  const allowed = (topic: string): boolean => member.topicScope === null || member.topicScope.allows(topic);
   const result: string[] = [];
-  for (const topic of topics.keys()) {
-    if (member.topicScope !== null && !member.topicScope.allows(topic)) continue;
-    if (member.subscription.topicNames.includes(topic) || member.regex?.matches(topic)) result.push(topic);
+  const regex = member.regex;
+  if (regex === null) {
+    // Names alone: each looked up, not every topic of the broker against every name.
+    for (const topic of member.subscription.topicNames) if (topics.has(topic) && allowed(topic)) result.push(topic);
+    return result;
   }
+  const named = new Set(member.subscription.topicNames);
+  for (const topic of topics.keys()) if (allowed(topic) && (named.has(topic) || regex.matches(topic))) result.push(topic);
   return result;
 }
 

@@ -165,6 +165,12 @@ function checkChosenMemberId(memberId: string): void {
 }
 
 /**
+ * The most topic names a subscription may list (a member keeps them for as long as it is in
+ * the group, and every rebalance and DescribeGroup goes through them); a regex covers more.
+ */
+export const SUBSCRIBED_TOPIC_NAMES_MAX = 10_000;
+
+/**
  * Bounds on what a member says of itself, kept for as long as it is a member: its client id and
  * instance id when it joins (a heartbeat of a member that joined is not refused for them; the
  * client refuses such ids before it joins), and the topic names of any subscription it sends.
@@ -178,6 +184,10 @@ function checkMemberFields(request: HeartbeatRequest): void {
   }
   if (request.memberEpoch === 0 && request.instanceId !== null && request.instanceId.length > MEMBER_INSTANCE_ID_LENGTH_MAX) {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `instance_id is ${request.instanceId.length} characters long; the limit is ${MEMBER_INSTANCE_ID_LENGTH_MAX}`);
+  }
+  const names = request.subscription?.topicNames.length ?? 0;
+  if (names > SUBSCRIBED_TOPIC_NAMES_MAX) {
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `subscribed_topic_names lists ${names} names; the limit is ${SUBSCRIBED_TOPIC_NAMES_MAX}: subscribe to more with subscribed_topic_regex`);
   }
   // A name no topic can have would never match: refused, as a mistake.
   request.subscription?.topicNames.forEach((name, index) => {

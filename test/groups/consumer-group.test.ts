@@ -765,6 +765,17 @@ describe('subscriptions and topic metadata', () => {
     expect(h.group.members.size).toBe(0);
   });
 
+  it('a heartbeat refused for its regex changes nothing: its session is not renewed nor its timeout changed', () => {
+    const h = new Harness();
+    const a = h.join();
+    h.settle([a]);
+    h.clock.advance(SESSION_MS - 1);
+    const error = failure(() => h.beat(a, { subscription: { topicNames: ['t'], regex: '(' }, sessionTimeoutMs: SESSION_MS * 10 }));
+    expect(error.code).toBe(ErrorCode.INVALID_ARGUMENT);
+    h.clock.advance(2);
+    expect(h.expire()).toEqual([a.memberId]);
+  });
+
   it('deleting a topic revokes its partitions; the rest is rebalanced', () => {
     const h = new Harness({ t: 12, u: 4 });
     const members = [h.join({ names: ['t', 'u'] }), h.join({ names: ['t', 'u'] })];

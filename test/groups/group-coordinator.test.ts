@@ -7,7 +7,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { ManualClock } from '../../src/common/clock.js';
 import { OffsetStore } from '../../src/groups/offset-store.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
-import { GroupCoordinator, type GroupCoordinatorOptions, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
+import { GroupCoordinator, type GroupCoordinatorOptions, SUBSCRIBED_TOPIC_NAMES_MAX, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 import { RecordRanges } from '../../src/storage/record-ranges.js';
@@ -194,6 +194,11 @@ describe('heartbeats', () => {
     expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription: { topicNames: ['t', 'a b'], regex: '' } })))).message).toBe(
       'subscribed_topic_names[1]: topic name "a b" has characters outside [a-zA-Z0-9._-]',
     );
+    const manyNames = Array.from({ length: SUBSCRIBED_TOPIC_NAMES_MAX + 1 }, (_, index) => `t${index}`);
+    expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription: { topicNames: manyNames, regex: '' } })))).message).toBe(
+      'subscribed_topic_names lists 10001 names; the limit is 10000: subscribe to more with subscribed_topic_regex',
+    );
+    expect(coordinator.heartbeat(request({ groupId: 'many', subscription: { topicNames: manyNames.slice(1), regex: '' } })).memberEpoch).toBeGreaterThan(0);
     // At the bounds, a member joins; a member that has joined is not refused for its ids later.
     const joined = coordinator.heartbeat(request({ groupId: 'g', subscription, clientId: 'c'.repeat(255), instanceId: 'i'.repeat(249) }));
     expect(joined.memberEpoch).toBeGreaterThan(0);
