@@ -62,6 +62,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX } from '../common/broker-limits.js';
+import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { integerRangeProblem } from '../common/integer-range.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
@@ -675,7 +676,11 @@ export class Consumer extends EventEmitter {
    * or the consumer is closed.
    */
   async nextBatch(options: { timeoutMs?: number } = {}): Promise<ConsumerBatch | null> {
-    const taken = await this.takeChunk(options.timeoutMs);
+    const timeoutMs = options.timeoutMs;
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
+      throw invalidArgument(`timeoutMs must be a number of milliseconds, 0 or more (Infinity: no timeout), got ${String(timeoutMs)}`);
+    }
+    const taken = await this.takeChunk(timeoutMs);
     if (taken === null) return null;
     this.current = null;
     const records = taken.index === 0 ? taken.chunk.records : taken.chunk.records.slice(taken.index);
@@ -726,7 +731,8 @@ export class Consumer extends EventEmitter {
 
   /** The chunk to deliver next (the started one first), skipping stale ones; null when closed or timed out. */
   private async takeChunk(timeoutMs: number | undefined): Promise<{ chunk: ReadyChunk; index: number } | null> {
-    const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
+    // On the monotonic clock: a step of the system time neither cuts the wait short nor stretches it.
+    const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : performance.now() + timeoutMs;
     this.inHand = null; // asking for more: what was delivered before is processed
     // A reset waiting for its partition's records to be taken may go (untilDrained).
     for (const fetcher of this.drainWaiters) {
@@ -751,7 +757,7 @@ export class Consumer extends EventEmitter {
         if (records.length === 0) continue;
         return { chunk: { fetcher, generation, records, highWatermark: fetched.highWatermark }, index: 0 };
       }
-      const remainingMs = deadline - Date.now();
+      const remainingMs = deadline - performance.now();
       if (remainingMs <= 0) return null;
       await this.waitForData(remainingMs);
     }
@@ -774,7 +780,8 @@ export class Consumer extends EventEmitter {
 
   private waitForData(timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = Number.isFinite(timeoutMs) ? setTimeout(done, timeoutMs) : null;
+      // A wait longer than a timer takes is one of the longest a timer takes, then another.
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(done, Math.min(timeoutMs, TIMER_DELAY_MAX_MS)) : null;
       const waiters = this.dataWaiters;
       function done(): void {
         if (timer !== null) clearTimeout(timer);

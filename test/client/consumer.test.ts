@@ -23,6 +23,7 @@ import {
 import { strata } from '../../src/generated/strata.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { FETCH_BYTES_MAX } from '../../src/common/request-limits.js';
+import { TIMER_DELAY_MAX_MS } from '../../src/common/clock.js';
 import { Producer } from '../../src/client/producer.js';
 import { limitReadAhead } from '../../src/client/read-ahead.js';
 import { failFirstCallAfter, holdCalls, refuseFirstCall } from '../helpers/interceptors.js';
@@ -329,6 +330,29 @@ describe('delivery', () => {
     expect(seen.get(0)).toEqual([0, 1, 2, 3, 4]);
     expect(seen.get(1)).toEqual([0, 1, 2, 3, 4, 5, 6]);
     expect(await reader.nextBatch({ timeoutMs: 0 })).toBeNull();
+  });
+
+  it('nextBatch waits out a timeout longer than Node.js timers take (no timer over their limit, so none every millisecond), and refuses one that is not a duration', async () => {
+    const name = await topic(1);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    await expect(reader.nextBatch({ timeoutMs: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: 'timeoutMs must be a number of milliseconds, 0 or more (Infinity: no timeout), got -1' });
+    await expect(reader.nextBatch({ timeoutMs: Number.NaN })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const delays: number[] = [];
+    const setTimer = globalThis.setTimeout;
+    const spy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((callback: () => void, delayMs?: number) => {
+      delays.push(delayMs ?? 0);
+      return setTimer(callback, delayMs);
+    }) as typeof setTimeout);
+    try {
+      const pending = reader.nextBatch({ timeoutMs: Number.MAX_SAFE_INTEGER });
+      await waitUntil(() => delays.includes(TIMER_DELAY_MAX_MS), 'the wait for records to be timed');
+      await produce(name, 0, 1);
+      expect((await pending)!.records.map((record) => record.offset)).toEqual([0]);
+      expect(delays.filter((delayMs) => delayMs > TIMER_DELAY_MAX_MS)).toEqual([]);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('skips the records below the position inside a fetched batch', async () => {
