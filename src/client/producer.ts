@@ -643,6 +643,9 @@ export class Producer {
             }
             continue;
           }
+          // A turn of the event loop first, as for a missing topic: never inside send(), and a
+          // retry from the callback must not spin the event loop while the metadata is fresh.
+          await yieldToEventLoop();
           this.waiting.shift();
           const count = head.topic.partitionCount;
           this.complete(head.callback, new StrataClientError('NOT_FOUND', `partition ${target} of topic "${head.topic.name}" does not exist (the topic has ${count}: 0 to ${count - 1})`), undefined);

@@ -274,6 +274,16 @@ describe('round trip', () => {
     expect(values(await readLog(name, 2))).toEqual(['d']);
   });
 
+  it('calls back a send refused for a partition past the count after send() has returned, not inside it', async () => {
+    const name = await topic(2);
+    const target = producer({ retryBackoffMs: 60_000, retryBackoffMaxMs: 60_000 }); // the metadata stays fresh
+    await target.send({ topic: name, partition: 0, value: 'a' });
+    let returned = false;
+    const calledAfterReturn = new Promise<boolean>((resolve) => target.send({ topic: name, partition: 2, value: 'b' }, (error) => resolve(returned && error !== null)));
+    returned = true;
+    expect(await calledAfterReturn).toBe(true);
+  });
+
   it('sends to a topic deleted under the producer do not each ask the broker for its metadata again', async () => {
     const calls = { describeTopic: 0 };
     const countDescribeTopic = countingDescribeTopic(calls);
