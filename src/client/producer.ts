@@ -90,8 +90,8 @@ const UNSTATED_BATCH_WINDOW = 5;
  * alone again, as before its first answer. The broker forgets a producer that appends nothing
  * for 24 hours (Kafka's `producer.id.expiration.ms`) and then accepts it at any sequence: were
  * a window of batches sent to it at once and the first lost, the next would be written ahead
- * of it. An hour is far inside that day, whatever the two clocks do, and costs a partition
- * that idles one batch sent on its own.
+ * of it. An hour is far inside that day, and costs a partition that idles one batch sent on
+ * its own; it is measured on both clocks (see PartitionState.answeredAtMs).
  */
 export const RECONFIRM_AFTER_IDLE_MS = 60 * 60 * 1000;
 const SEQUENCE_MODULUS = 2 ** 31;
@@ -215,12 +215,14 @@ class ProducerBatch {
   /** The partition's epoch when the batch was sealed (idempotent producers). */
   epoch = -1;
   attempts = 0;
+  /** When (performance.now()) it was last written to a stream. */
   sentAtMs = 0;
   /** Called once when the batch settles (flush). */
   settledCallbacks: (() => void)[] | null = null;
 
   constructor(
     readonly partition: PartitionState,
+    /** When (performance.now()) the send that opened it was made: its delivery budget starts there. */
     readonly createdAtMs: number,
     builder: RecordBatchBuilder,
     /** The pool's buffer the batch was started in, returned once acknowledged. */
@@ -254,8 +256,12 @@ class PartitionState {
    * batches of the epoch before have all been answered.
    */
   confirmed = false;
-  /** When (performance.now()) the broker last answered a batch of this epoch. */
+  /**
+   * When the broker last answered a batch of this epoch, on both clocks: the monotonic one
+   * stands still while the machine sleeps, and the broker forgets producers by the wall clock.
+   */
   answeredAtMs = 0;
+  answeredAtWallMs = 0;
   /** Size of the last batch sealed: the next starts with a buffer for twice that. */
   lastBatchBytes = 0;
 
@@ -304,6 +310,7 @@ interface WaitingSend {
   headers: RecordHeader[] | null;
   sizeBytes: number;
   callback: SendCallback;
+  /** When (performance.now()) it was sent. */
   queuedAtMs: number;
 }
 
@@ -457,11 +464,11 @@ export class Producer {
         if (refusal !== null) return this.failSoon(callback, refusal);
       }
       if (target !== null && target < topic.partitionCount && this.hasRoomFor(sizeBytes)) {
-        this.append(this.partitionState(topic, target), timestamp, key, value, headers, sizeBytes, callback, now);
+        this.append(this.partitionState(topic, target), timestamp, key, value, headers, sizeBytes, callback, null);
         return;
       }
     }
-    this.waiting.push({ topic, partition, timestamp, key, value, headers, sizeBytes, callback, queuedAtMs: now });
+    this.waiting.push({ topic, partition, timestamp, key, value, headers, sizeBytes, callback, queuedAtMs: performance.now() });
     void this.pump();
   }
 
@@ -617,7 +624,7 @@ export class Producer {
           } catch (error) {
             const failure = toClientError(error);
             // A broker restarting or briefly unreachable: retry within the delivery timeout.
-            if (isRetriable(failure) && !this.closed && now - head.queuedAtMs < this.deliveryTimeoutMs) {
+            if (isRetriable(failure) && !this.closed && performance.now() - head.queuedAtMs < this.deliveryTimeoutMs) {
               await sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(metadataFailures++, 20)));
               continue;
             }
@@ -661,7 +668,7 @@ export class Producer {
           // Its delivery budget runs while it waits: a broker that stays down frees the room
           // only as the batches before it fail, and each lot of sends let in would wait a whole
           // deliveryTimeoutMs again, so close() could take that many times over.
-          const waitedMs = now - head.queuedAtMs;
+          const waitedMs = performance.now() - head.queuedAtMs;
           if (waitedMs >= this.deliveryTimeoutMs) {
             this.waiting.shift();
             const message = `not sent within deliveryTimeoutMs (${this.deliveryTimeoutMs} ms): it waited for room in the producer's bufferBytes (${this.bufferBytesMax}), which the records sent before it held unacknowledged; not written`;
@@ -720,8 +727,11 @@ export class Producer {
     headers: RecordHeader[] | null,
     sizeBytes: number,
     callback: SendCallback,
-    /** When the record was sent: a batch it opens counts its delivery budget from then. */
-    queuedAtMs: number,
+    /**
+     * When (performance.now()) the record was sent, null for just now: a batch it opens counts
+     * its delivery budget from then.
+     */
+    queuedAtMs: number | null,
   ): void {
     let batch = partition.queued[partition.queued.length - 1];
     // `sizeBytes` bounds the record's encoded size, so a batch never passes batchBytes (but a
@@ -729,7 +739,7 @@ export class Producer {
     const batchBytes = partition.topic.batchBytes;
     if (batch === undefined || batch.full || (batch.recordCount > 0 && batch.builder!.sizeBytes + sizeBytes > batchBytes)) {
       if (batch !== undefined) batch.full = true;
-      batch = this.openBatch(partition, queuedAtMs);
+      batch = this.openBatch(partition, queuedAtMs ?? performance.now());
     }
     const builder = batch.builder!;
     const before = builder.sizeBytes;
@@ -817,7 +827,7 @@ export class Producer {
    */
   private inFlightLimit(partition: PartitionState): number {
     if (!this.idempotent) return this.maxInFlightPerPartition;
-    if (partition.confirmed && partition.inFlight.length === 0 && performance.now() - partition.answeredAtMs >= RECONFIRM_AFTER_IDLE_MS) {
+    if (partition.confirmed && partition.inFlight.length === 0 && idleFor(partition, RECONFIRM_AFTER_IDLE_MS)) {
       // Idle this long, the broker may have forgotten the producer (see RECONFIRM_AFTER_IDLE_MS).
       partition.confirmed = false;
     }
@@ -931,7 +941,7 @@ export class Producer {
   }
 
   private write(batch: ProducerBatch): void {
-    batch.sentAtMs = Date.now();
+    batch.sentAtMs = performance.now();
     batch.attempts++;
     this.inFlightById.set(batch.correlationId, batch);
     // grpc-js frames the request in the five bytes in front of it (grpc-framing.ts), the same
@@ -1014,6 +1024,7 @@ export class Producer {
     if (batch.epoch === partition.epoch) {
       partition.confirmed = true;
       partition.answeredAtMs = performance.now();
+      partition.answeredAtWallMs = Date.now();
     }
     removeFrom(partition.inFlight, batch);
     if (partition.inFlight.length === 0) this.active.delete(partition);
@@ -1055,12 +1066,12 @@ export class Producer {
     if (this.streamState === 'backoff') return;
     this.dropStream();
     this.streamState = 'backoff';
-    const now = Date.now();
+    const now = performance.now();
     for (const partition of [...this.active]) {
       const oldest = partition.inFlight[0]!;
       const elapsedMs = now - oldest.createdAtMs;
       if (oldest.attempts > this.retries || elapsedMs >= this.deliveryTimeoutMs) {
-        const gaveUp = `gave up on ${partition.topic.name}-${partition.partition} after ${oldest.attempts} attempts over ${elapsedMs} ms (last error: ${reason.message}); its records may have been written, as only the answer may have been lost`;
+        const gaveUp = `gave up on ${partition.topic.name}-${partition.partition} after ${oldest.attempts} attempts over ${Math.round(elapsedMs)} ms (last error: ${reason.message}); its records may have been written, as only the answer may have been lost`;
         this.failFrom(oldest, new StrataClientError(reason.code, gaveUp, { cause: reason }), 'unanswered');
       }
     }
@@ -1164,7 +1175,7 @@ export class Producer {
   private async loadIdentity(): Promise<void> {
     if (this.identityLoading || this.identity !== null) return;
     this.identityLoading = true;
-    const startedAt = Date.now();
+    const startedAt = performance.now();
     try {
       for (let attempt = 0; ; attempt++) {
         try {
@@ -1178,7 +1189,7 @@ export class Producer {
           return;
         } catch (error) {
           const failure = toClientError(error);
-          if (!isRetriable(failure) || Date.now() - startedAt >= this.deliveryTimeoutMs || this.connection.isClosed) {
+          if (!isRetriable(failure) || performance.now() - startedAt >= this.deliveryTimeoutMs || this.connection.isClosed) {
             this.failQueued(new StrataClientError(failure.code, `could not get a producer id: ${failure.message}`, { cause: failure }));
             return;
           }
@@ -1204,12 +1215,12 @@ export class Producer {
   private armRequestTimer(): void {
     if (this.requestTimer !== null || this.inFlightById.size === 0) return;
     const oldest = this.inFlightById.values().next().value!;
-    const dueInMs = Math.max(0, oldest.sentAtMs + this.requestTimeoutMs - Date.now());
+    const dueInMs = Math.max(0, oldest.sentAtMs + this.requestTimeoutMs - performance.now());
     this.requestTimer = setTimeout(() => {
       this.requestTimer = null;
       const first = this.inFlightById.values().next().value;
       if (first === undefined) return;
-      if (Date.now() - first.sentAtMs >= this.requestTimeoutMs) {
+      if (performance.now() - first.sentAtMs >= this.requestTimeoutMs) {
         this.restart(new StrataClientError('DEADLINE_EXCEEDED', `no answer to a produce request within ${this.requestTimeoutMs} ms`));
       } else {
         this.armRequestTimer();
@@ -1249,6 +1260,11 @@ function toHeaders(given: NonNullable<ProducerRecord['headers']>): RecordHeader[
 function toHeader(key: string, value: Bytes | null | undefined): RecordHeader {
   if (typeof key !== 'string') throw invalidArgument('header keys must be strings');
   return { key, value: toBytes(value, `header "${key}"`) };
+}
+
+/** Whether `partition`'s last answer is `ms` old or more on either clock. */
+function idleFor(partition: PartitionState, ms: number): boolean {
+  return performance.now() - partition.answeredAtMs >= ms || Date.now() - partition.answeredAtWallMs >= ms;
 }
 
 /** An upper bound of the record's size in a batch (for batchBytes and bufferBytes). */
