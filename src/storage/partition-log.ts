@@ -101,6 +101,8 @@ export const APPEND_BYTES_MAX = UNSYNCED_WINDOW_BYTES / 2;
 export const DIRECT_WRITE_MIN_BYTES = 256 * 1024;
 /** writev takes at most IOV_MAX (1024) buffers. */
 const WRITE_BUFFERS_MAX = 1024;
+/** Offsets a segment spans at most: its offset and time indexes store them relative to its base, in 32 bits. */
+const RELATIVE_OFFSET_MAX = 0xffff_ffff;
 /**
  * What to do after a failed fdatasync. Linux may keep the pages it failed to write in its page
  * cache, marked clean: a broker restarted on the same kernel would read them back, find them
@@ -728,14 +730,24 @@ export class PartitionLog {
     const active = this.segments.last();
     let bytes = 0;
     let batches = 0;
+    let records = 0;
     let count = 0;
     const indexRoom = active.indexEntriesLeft();
+    // The group's offsets must stay within the segment's 32-bit relative range (its indexes
+    // store offsets so): maybeRoll checked the first append only.
+    const offsetRoom = active.baseOffset + RELATIVE_OFFSET_MAX - this.nextOffset;
     while (count < this.queue.length && count < WRITE_BUFFERS_MAX) {
       const append = this.queue[count]!;
       const size = append.data.length;
-      if (count > 0 && (bytes + size > WRITE_BYTES_MAX || active.sizeBytes + bytes + size > this.config.segmentBytes || batches + append.batchCount > indexRoom)) break;
+      if (
+        count > 0 &&
+        (bytes + size > WRITE_BYTES_MAX || active.sizeBytes + bytes + size > this.config.segmentBytes || batches + append.batchCount > indexRoom || records + append.recordCount > offsetRoom)
+      ) {
+        break;
+      }
       bytes += size;
       batches += append.batchCount;
+      records += append.recordCount;
       count++;
     }
     const group = this.queue.splice(0, count);
@@ -1149,7 +1161,7 @@ export class PartitionLog {
       active.sizeBytes + next.data.length > this.config.segmentBytes ? 'segment.bytes'
       : active.indexEntriesLeft() < next.batchCount ? 'index full'
       : this.clock.nowMs() - active.rollStartMs > this.config.segmentMs ? 'segment.ms'
-      : this.nextOffset + next.recordCount - active.baseOffset > 0xffff_ffff ? 'relative offset range'
+      : this.nextOffset + next.recordCount - active.baseOffset > RELATIVE_OFFSET_MAX ? 'relative offset range'
       : null;
     if (reason !== null) await this.roll(reason);
   }
