@@ -17,6 +17,6 @@ export function spellings(name: string): string[] {
  * spelling, negated too, or as its one-letter `shorthand` (`-f`, alone or in a group: `-fv`).
  */
 export function optionGiven(options: readonly string[], name: string, shorthand?: string): boolean {
-  if (shorthand !== undefined && options.some((token) => /^-[A-Za-z]+$/.test(token) && token.includes(shorthand))) return true;
+  if (shorthand !== undefined && options.some((token) => /^-[A-Za-z]+(=|$)/.test(token) && token.includes(shorthand))) return true;
   return spellings(name).some((spelling) => options.some((token) => token === `--${spelling}` || token.startsWith(`--${spelling}=`) || token === `--no-${spelling}`));
 }

@@ -128,8 +128,10 @@ export function uniformAssign(
   // move between differ by more than one. A move takes several partitions at once where that
   // is what single moves would come to: as many as leave the giver at or above the mean and the
   // taker at or below it (the floor and ceiling of partitions per member), at most half their
-  // difference. So a member joining a group of 10,000 partitions costs a few passes, not one
-  // per partition moved; each move lowers the sum of the squared loads, so the loop ends.
+  // difference. So with identical subscriptions a member joining a group of 10,000 partitions
+  // costs a few passes, not one per partition moved (with differing ones, the mean of all
+  // members can still leave single moves); each move lowers the sum of the squared loads, so
+  // the loop ends.
   const meanFloor = Math.floor(owner.size / Math.max(1, members.length));
   const meanCeil = Math.ceil(owner.size / Math.max(1, members.length));
   for (;;) {

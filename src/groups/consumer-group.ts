@@ -164,9 +164,9 @@ export class ConsumerGroup {
       throw new StrataError(ErrorCode.NOT_FOUND, `member ${input.memberId || '(none)'} is not in group "${this.groupId}" (its session may have expired); rejoin with member epoch 0`);
     }
     if (input.memberEpoch === LEAVE_EPOCH || input.memberEpoch === STATIC_LEAVE_EPOCH) return this.leave(member, input.memberEpoch, topics);
-    // Checked before anything is touched: a refused heartbeat renews no session.
-    if (input.subscription !== null) compileSubscriptionRegex(input.subscription.regex);
     const previousEpoch = this.checkEpoch(member, input, topics);
+    // Checked before the member is touched: a refused heartbeat renews no session.
+    if (input.subscription !== null && input.subscription.regex !== member.subscription.regex) compileSubscriptionRegex(input.subscription.regex);
     member.lastHeartbeatMs = nowMs;
     if (input.sessionTimeoutMs !== null) member.sessionTimeoutMs = input.sessionTimeoutMs;
     member.away = false;

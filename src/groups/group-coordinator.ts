@@ -373,7 +373,8 @@ export class GroupCoordinator {
         instanceId: request.instanceId,
         clientId: request.clientId,
         host: request.host,
-        subscription: request.subscription,
+        // A name listed twice counts once (checked first, so an error names its place in the request).
+        subscription: request.subscription === null ? null : { ...request.subscription, topicNames: [...new Set(request.subscription.topicNames)] },
         assignor,
         owned: new Set(request.owned.map(({ topic, partition }) => tp(topic, partition))),
         sessionTimeoutMs,

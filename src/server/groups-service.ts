@@ -168,7 +168,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       scope.checkGroup(request.groupId);
       const subscription = request.keepSubscription
         ? null
-        : { topicNames: [...new Set(request.subscribedTopicNames)], regex: request.subscribedTopicRegex ?? '' };
+        : { topicNames: [...request.subscribedTopicNames], regex: request.subscribedTopicRegex ?? '' };
       // Topics named outright are checked; a regex may match others, which the member is not
       // assigned (nor those of a kept subscription the token may not use: see topicScope).
       if (subscription !== null) scope.checkTopics(subscription.topicNames);

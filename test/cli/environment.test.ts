@@ -70,6 +70,7 @@ describe('flagVariablesProblem', () => {
   it("counts a flag's one-letter spelling, alone or in a group, as given", () => {
     expect(flagVariablesProblem({ STRATA_FOLLOW: 'maybe' }, ['consume', 'orders', '-f'], ['follow'], CONSUME_FLAG_SHORTHANDS)).toBeNull();
     expect(flagVariablesProblem({ STRATA_FOLLOW: 'maybe' }, ['consume', 'orders', '-fh'], ['follow'], CONSUME_FLAG_SHORTHANDS)).toBeNull();
+    expect(flagVariablesProblem({ STRATA_FOLLOW: 'maybe' }, ['consume', 'orders', '-f=false'], ['follow'], CONSUME_FLAG_SHORTHANDS)).toBeNull();
     expect(flagVariablesProblem({ STRATA_FOLLOW: 'maybe' }, ['consume', 'orders', '-h'], ['follow'], CONSUME_FLAG_SHORTHANDS)).toMatch(/^STRATA_FOLLOW must be/);
     expect(flagVariablesProblem({ STRATA_FOLLOW: 'maybe' }, ['consume', 'orders', '--', '-f'], ['follow'], CONSUME_FLAG_SHORTHANDS)).toMatch(/^STRATA_FOLLOW must be/);
   });

@@ -194,6 +194,7 @@ describe('heartbeats', () => {
     expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription: { topicNames: ['t', 'a b'], regex: '' } })))).message).toBe(
       'subscribed_topic_names[1]: topic name "a b" has characters outside [a-zA-Z0-9._-]',
     );
+    expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription: { topicNames: ['t', 't', 'a b'], regex: '' } })))).message).toMatch(/^subscribed_topic_names\[2\]:/);
     const manyNames = Array.from({ length: SUBSCRIBED_TOPIC_NAMES_MAX + 1 }, (_, index) => `t${index}`);
     expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', subscription: { topicNames: manyNames, regex: '' } })))).message).toBe(
       'subscribed_topic_names lists 10001 names; the limit is 10000: subscribe to more with subscribed_topic_regex',
