@@ -54,6 +54,11 @@ const FLAGS_BY_COMMAND: Readonly<Record<string, readonly string[]>> = {
   bench: BENCH_FLAG_NAMES,
 };
 
+/** The one-letter spellings of each command's flags, where it has any. */
+const FLAG_SHORTHANDS_BY_COMMAND: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  consume: CONSUME_FLAG_SHORTHANDS,
+};
+
 /**
  * Drops Node's DEP0123 warning ("Setting the TLS ServerName to an IP address is not permitted"),
  * which grpc-js makes it print once for a TLS connection to `--server 127.0.0.1:50051`: the
@@ -80,7 +85,7 @@ export async function main(argv: string[]): Promise<void> {
   // filterEnvironment has not narrowed to its own).
   const command = commandOf(argv, Object.keys(OPTIONS_BY_COMMAND));
   if (command !== undefined && !argv.some((token) => token === '--help' || token === '--version')) {
-    const flagProblem = flagVariablesProblem(process.env, argv, FLAGS_BY_COMMAND[command] ?? [], command === 'consume' ? CONSUME_FLAG_SHORTHANDS : {});
+    const flagProblem = flagVariablesProblem(process.env, argv, FLAGS_BY_COMMAND[command] ?? [], FLAG_SHORTHANDS_BY_COMMAND[command]);
     if (flagProblem !== null) throw new UsageError(flagProblem);
   }
   let parser = yargs(argv)
