@@ -51,6 +51,7 @@ import {
   NO_PRODUCER_ID,
   forEachBatch,
   readAttributes,
+  readBaseOffset,
   readBaseSequence,
   readLastOffset,
   readLastOffsetDelta,
@@ -64,7 +65,7 @@ import {
 import { type CheckedBatches, checkCompressedBatches, validateBatchesOnLoop } from './batch-validation.js';
 import { ProducerState, type SequenceCheck } from './producer-state.js';
 import { segmentsToDelete } from './retention.js';
-import { LogSegment, READ_HEADROOM_BYTES, type SegmentOptions } from './segment.js';
+import { LogSegment, READ_HEADROOM_BYTES, type SegmentOptions, corruptionError } from './segment.js';
 import { DIRECT_IO_BLOCK_BYTES, stagingPool } from './aligned-memory.js';
 import { DirectWritesUnsupported } from './direct-writer.js';
 import { SegmentList } from './segment-list.js';
@@ -362,6 +363,12 @@ export class PartitionLog {
       try {
         await log.loadProducerState();
       } catch (error) {
+        // Damage the replay read fenced the log (with its marker): it opens fenced, as for damage
+        // the load found, so that the broker starts and serves its other partitions.
+        if (log.fence !== null) {
+          logger.error({ err: error }, 'the replay of producer state met damage: the partition is fenced until `strata repair`');
+          return log;
+        }
         // Nobody gets the log to close: release what it holds (a retry opens it anew).
         if (log.flushTimer !== null) clearInterval(log.flushTimer);
         await log.closeSegments();
@@ -961,7 +968,11 @@ export class PartitionLog {
     this.awaitingDurable.splice(index, 0, append);
   }
 
-  /** Undoes a failed write on disk; returns the error to refuse its appends with. */
+  /**
+   * Undoes a failed write on disk; returns the error to refuse its appends with: "nothing was
+   * written" once the cut is durable, else the fence, which does not promise that (what the
+   * failed write left may be in the log after the restart, as for a crash).
+   */
   private async rollBackWrite(active: LogSegment, error: NodeJS.ErrnoException): Promise<StrataError> {
     const diskFull = isDiskFullCode(error.code);
     const refusal = diskFull
@@ -970,8 +981,14 @@ export class PartitionLog {
     try {
       await active.truncateUnwritten();
     } catch (truncateError) {
-      this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a failed write to ${active.logPath} could not be rolled back (${(truncateError as Error).message}); restart to recover`));
-      return refusal;
+      this.fenceWith(
+        new StrataError(
+          ErrorCode.PARTITION_FENCED,
+          `partition ${this.name} is fenced: a write to ${active.logPath} failed (${errnoOrMessage(error)}) and could not be rolled back (${(truncateError as Error).message}); its records may be in the log after a restart. Restart to recover`,
+          { cause: error },
+        ),
+      );
+      return this.fence!;
     }
     try {
       // Made durable at once: part of the group may have reached the disk, and a power loss
@@ -988,7 +1005,8 @@ export class PartitionLog {
       // fenced before it could run: the fence refuses what follows
     }
     this.logger.error({ err: error, file: active.logPath }, 'append failed and was rolled back');
-    return refusal;
+    // Fenced meanwhile (the cut's fdatasync failed, say): the cut may not last a power loss.
+    return this.fence ?? refusal;
   }
 
   private rejectQueued(error: Error): void {
@@ -1330,9 +1348,15 @@ export class PartitionLog {
       } finally {
         segment.release();
       }
-      // The high watermark now: it may have moved past the one above while a read waited, and
-      // these batches may end past that one.
-      if (batches !== null && batches.length > 0) return { batches, headroom: READ_HEADROOM_BYTES, highWatermark: this.highWatermark, logStartOffset };
+      if (batches !== null && batches.length > 0) {
+        // A segment returns the batch holding `offset` or, when its log ends before it, none: so
+        // one that starts past `offset` here follows a segment that ended short, records lost.
+        const firstOffset = readBaseOffset(batches);
+        if (firstOffset > offset) throw this.missingRecords(segment, offset, firstOffset);
+        // The high watermark now: it may have moved past the one above while a read waited, and
+        // these batches may end past that one.
+        return { batches, headroom: READ_HEADROOM_BYTES, highWatermark: this.highWatermark, logStartOffset };
+      }
       // On to the segment after this one, found anew: retention may have removed segments in
       // front of it meanwhile, which shifts the indices. If it removed this one, `offset` is
       // gone too.
@@ -1343,6 +1367,23 @@ export class PartitionLog {
       index = at + 1;
     }
     return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
+  }
+
+  /**
+   * A read for `offset` got batches from `found` that start at `foundOffset`, past it: the
+   * segment before `found` ended short of it (its log was cut below what was written), and the
+   * offsets between are in no segment. Fences the partition, as for any damage, rather than
+   * serve the records after the gap as those asked for; unless retention removed that segment
+   * during the read, when the offsets are gone as removed ones.
+   */
+  private missingRecords(found: LogSegment, offset: number, foundOffset: number): unknown {
+    const at = this.segments.indexOf(found);
+    if (at <= 0) {
+      return new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} of ${this.name} was removed by retention during the read; valid offsets now start at ${this.logStartOffset}`);
+    }
+    const short = this.segments.at(at - 1);
+    const problem = `offsets ${offset} to ${foundOffset - 1} are missing: the log ends before the next segment's base offset ${foundOffset}`;
+    return this.fenceOnCorruption(short, corruptionError(short.logPath, short.sizeBytes, problem));
   }
 
   /**

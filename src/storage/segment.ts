@@ -705,6 +705,11 @@ export class LogSegment implements UnloadableIndexes {
   private async rebuildIndexes(limitBytes = Number.MAX_SAFE_INTEGER): Promise<void> {
     const { result, rebuilt } = await this.scanLog(limitBytes);
     if (result.problem !== null) throw corruptionError(this.logPath, result.validBytes, result.problem);
+    // A sealed segment must run up to the next one's base offset (the active one, up to what was
+    // written): a log that ends sooner lost records, and an index rebuilt to that end would skip them.
+    if (this.nextOffset >= 0 && result.nextOffset !== this.nextOffset) {
+      throw corruptionError(this.logPath, result.validBytes, `the log ends at offset ${result.nextOffset}, but the segment holds offsets up to ${this.nextOffset - 1}`);
+    }
     this.adoptScan(result, rebuilt);
   }
 

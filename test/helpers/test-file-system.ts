@@ -37,6 +37,8 @@ export class TestFileSystem implements FileSystem {
   readonly syncedDirectories: string[] = [];
   /** The paths of whole-file writes (`writeFileDurably`) so far, in order, as each was called. */
   readonly fileWrites: string[] = [];
+  /** ftruncate fails with this code (null: it works). */
+  ftruncateError: string | null = null;
   /** Recursive removals (a deleted topic's directory) fail with this code. */
   removeTreeError: string | null = null;
   /** fdatasync fails with `fdatasyncErrorCode`. */
@@ -210,7 +212,8 @@ export class TestFileSystem implements FileSystem {
     if (this.failsThisFdatasync()) throw errnoError(this.fdatasyncErrorCode);
     this.real.fdatasyncSync(fd);
   }
-  ftruncate(fd: number, length: number): Promise<void> {
+  async ftruncate(fd: number, length: number): Promise<void> {
+    if (this.ftruncateError !== null) throw errnoError(this.ftruncateError);
     return this.real.ftruncate(fd, length);
   }
   fileSize(fd: number): Promise<number> {

@@ -1313,6 +1313,29 @@ describe('disk full', () => {
     expectValues(await readAllRecords(reopened), 0, more.nextOffset);
   });
 
+  // "Nothing was written" holds only once the cut is durable. A cut that failed, or whose
+  // fdatasync failed, may leave the group's whole batches in the log after a restart.
+  for (const failing of ['the cut', "the cut's fdatasync"] as const) {
+    it(`refuses with the fence, which does not say nothing was written, when ${failing} of a failed write fails`, async () => {
+      const fs = new TestFileSystem();
+      const log = await openLog(tempDir(), {}, { fs });
+      const appended = await appendSequentially(log, 3);
+      fs.diskFull = true;
+      if (failing === 'the cut') fs.ftruncateError = 'EIO';
+      else fs.failNextFdatasyncs = 1;
+      const error = await rejection(log.append(batchOf(appended.nextOffset, 5)));
+      expect(error.code).toBe(ErrorCode.PARTITION_FENCED);
+      expect(error.message).not.toContain('nothing was written');
+      if (failing === 'the cut') expect(error.message).toMatch(/failed \(ENOSPC\) and could not be rolled back \(.*EIO.*\); its records may be in the log after a restart\. Restart to recover$/);
+      else expect(error.message).toMatch(/fdatasync of .* after rolling back a failed write failed/);
+      expect(log.fenced).toBe(error);
+      fs.diskFull = false;
+      fs.ftruncateError = null;
+      expect((await rejection(log.append(batchOf(appended.nextOffset, 1)))).code).toBe(ErrorCode.PARTITION_FENCED);
+      await log.close();
+    });
+  }
+
   it('a roll whose directory fsync fails leaves no segment file behind, so records appended to the old segment meanwhile stay readable after a reopen', async () => {
     const directory = tempDir();
     const fs = new TestFileSystem();

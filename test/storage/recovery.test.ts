@@ -28,7 +28,7 @@ import { copyRangeDurably } from '../../src/storage/log-loader.js';
 import { DIRECT_IO_BLOCK_BYTES } from '../../src/storage/aligned-memory.js';
 import { MAX_PADDING_BYTES } from '../../src/storage/direct-writer.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
-import { ProducerState } from '../../src/storage/producer-state.js';
+import { PRODUCER_STATE_FILE, ProducerState } from '../../src/storage/producer-state.js';
 import {
   BASE_OFFSET_OFFSET,
   RECORDS_OFFSET,
@@ -741,6 +741,58 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
     });
   });
 
+  // A sealed segment below the recovery point is trusted at open, not scanned. One whose log lost
+  // its last batch (cut by hand, or by a disk) must fence the reads it fails, not hand out the
+  // next segment's records for the lost offsets.
+  describe('a sealed segment whose log ends short of the next segment', () => {
+    for (const index of ['kept', 'deleted'] as const) {
+      it(`fences a read of a lost offset, and changes no log (its .index ${index})`, async () => {
+        const base = pristine.segmentBases[1]!;
+        const directory = copyOf(root, pristine.clean, 'short-sealed');
+        const lost = pristine.batches.filter((batch) => batch.segmentBase === base).at(-1)!;
+        const what = `${stem(base)}.log cut before its last batch (offsets ${lost.baseOffset}..${lost.lastOffset}), .index ${index}`;
+        truncateSync(logFile(directory, base), lost.position);
+        const indexPath = logFile(directory, base, '.index');
+        if (index === 'deleted') unlinkSync(indexPath);
+        else {
+          // Its entries for the bytes kept only, so that it passes the checks at load.
+          const entries = readFileSync(indexPath);
+          let kept = 0;
+          while (kept + 8 <= entries.length && entries.readUInt32BE(kept + 4) < lost.position) kept += 8;
+          writeFileSync(indexPath, entries.subarray(0, kept));
+        }
+        const log = await openLog(directory);
+        const first = pristine.batches.find((batch) => batch.segmentBase === base)!;
+        if (index === 'kept') expect((await batchAt(log, first.baseOffset))?.equals(first.bytes), at(`${what}: the records kept read`)).toBe(true);
+        const error = await errorOf(log.read(lost.lastOffset, 1));
+        expect(codeOf(error), at(`${what}: reading offset ${lost.lastOffset}`)).toBe(ErrorCode.PARTITION_FENCED);
+        expect(error!.message, at(`${what}: the error names the file`)).toContain(logFile(directory, base));
+        expect(log.fenced, at(`${what}: fenced from then on`)).toBe(error);
+        await log.close();
+        const kept = readFileSync(logFile(pristine.clean, base)).subarray(0, lost.position);
+        expect(readFileSync(logFile(directory, base)).equals(kept), at(`${what}: the log as it was`)).toBe(true);
+        rmSync(directory, { recursive: true, force: true });
+      });
+    }
+
+    it("fences a timestamp search that loads the short segment's indexes, rather than rebuild them to its shorter end", async () => {
+      const base = pristine.segmentBases[1]!;
+      const directory = copyOf(root, pristine.clean, 'short-sealed-time');
+      const inSegment = pristine.batches.filter((batch) => batch.segmentBase === base);
+      const lost = inSegment.at(-1)!;
+      truncateSync(logFile(directory, base), lost.position);
+      unlinkSync(logFile(directory, base, '.timeindex'));
+      const log = await openLog(directory);
+      const error = await errorOf(log.offsetForTimestamp(Math.max(...lost.timestamps)));
+      expect(codeOf(error)).toBe(ErrorCode.PARTITION_FENCED);
+      expect(error!.message).toContain(
+        `${logFile(directory, base)} at byte ${lost.position}: the log ends at offset ${lost.baseOffset}, but the segment holds offsets up to ${lost.lastOffset}`,
+      );
+      await log.close();
+      rmSync(directory, { recursive: true, force: true });
+    });
+  });
+
   describe('repair', () => {
     /** A copy of `source` with a bit flipped in a record of the oldest segment, below the recovery checkpoint. */
     const flippedInOldest = (seedName: string, source: string, label: string) => {
@@ -960,6 +1012,24 @@ describe(`damage below the recovery point of the active segment (seed ${SEED})`,
     expect(log.fenced!.message, at(`${what}: the fence says why it is not a torn tail`)).toContain(`below the recovery point ${durableCount}`);
     await log.close();
     expectSameFiles(before, snapshot(directory), what);
+  });
+
+  // A clean open checks only the batches after the last index entry; the replay of producer
+  // state reads the whole active segment when the snapshot is gone. Damage it meets fences the
+  // partition, as damage the open found does, instead of failing the open (and the broker's start).
+  it('opens fenced, with the marker on disk, when the replay of producer state meets a damaged batch', async () => {
+    const rng = rngFor('flip met by the producer-state replay');
+    const directory = copyOf(root, join(root, 'source'), 'replay-flip');
+    unlinkSync(join(directory, PRODUCER_STATE_FILE));
+    const target = written[5]!;
+    const flipAt = target.position + rng.int(RECORDS_OFFSET, target.bytes.length - 1);
+    const what = `bit flip at byte ${flipAt} (batch ${target.baseOffset} at ${target.position}), no producer-state snapshot`;
+    flipBit(logFile(directory, 0), flipAt, rng.int(0, 7));
+    const log = await openLog(directory, { config });
+    expect(log.recovery, at(`${what}: a clean open`)).toBeNull();
+    await expectFenced(log, logFile(directory, 0), target.position, what);
+    await log.close();
+    expect(readFileSync(join(directory, 'fenced')).toString(), at(`${what}: the fence marker`)).toMatch(/^strata-fence 1\n/);
   });
 
   // Above the checkpoint, damage followed by valid batches within the unsynced window reads
