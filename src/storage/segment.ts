@@ -652,18 +652,16 @@ export class LogSegment implements UnloadableIndexes {
     if (this.offsetIndex === null) return 'index files are missing or inconsistent';
     const fd = await this.fileDescriptor();
     const last = this.offsetIndex.lastEntry();
-    const tail = await this.readChunk(fd, last.position, this.sizeBytes - last.position);
-    let cursor = 0;
     let nextOffset = last.offset;
     let maxTimestamp = this.timeIndex!.lastTimestamp();
-    while (cursor < tail.length) {
-      const problem = checkBatchFrame(tail, cursor, tail.length);
-      if (problem !== null) return `at byte ${last.position + cursor}: ${problem}`;
-      if (readBaseOffset(tail, cursor) !== nextOffset) return `batch at byte ${last.position + cursor} does not continue offset ${nextOffset}`;
-      nextOffset = readLastOffset(tail, cursor) + 1;
-      maxTimestamp = Math.max(maxTimestamp, readMaxTimestamp(tail, cursor));
-      cursor += readBatchSize(tail, cursor);
-    }
+    // A chunk at a time: with a large index.interval.bytes, this tail may be most of the segment.
+    const walk = await walkBatches(this.fs, fd, last.position, this.sizeBytes, (buffer, cursor, position) => {
+      if (readBaseOffset(buffer, cursor) !== nextOffset) return `batch at byte ${position} does not continue offset ${nextOffset}`;
+      nextOffset = readLastOffset(buffer, cursor) + 1;
+      maxTimestamp = Math.max(maxTimestamp, readMaxTimestamp(buffer, cursor));
+      return null;
+    });
+    if (walk.problem !== null) return `at byte ${walk.validEnd}: ${walk.problem}`;
     const timeProblem = this.timeIndex!.sanityCheck(nextOffset);
     if (timeProblem !== null) return timeProblem;
     if (this.sizeBytes > 0 && !this.timeIndex!.isSealedAt(nextOffset)) return 'time index lacks its closing entry';
@@ -732,48 +730,17 @@ export class LogSegment implements UnloadableIndexes {
     const result: SegmentScan = {
       validBytes: 0, fileBytes, nextOffset: this.baseOffset, maxTimestamp: -1, batchCount: 0, recordCount: 0, problem: null,
     };
-    let buffer = Buffer.allocUnsafe(Math.min(SCAN_CHUNK_BYTES, Math.max(fileBytes, LOG_OVERHEAD)));
-    let position = 0;
-    while (position < fileBytes && result.problem === null) {
-      const wanted = Math.min(buffer.length, fileBytes - position);
-      const bytes = await readFully(this.fs, fd, buffer, 0, wanted, position);
-      if (bytes === 0) {
-        result.problem = 'the file shrank during the scan';
-        break;
-      }
-      // Fewer bytes than wanted: the file shrank, and these are the last (reading on would loop).
-      const reachesEnd = position + bytes >= fileBytes || bytes < wanted;
-      let cursor = 0;
-      for (;;) {
-        const left = bytes - cursor;
-        if (left < LOG_OVERHEAD) {
-          if (reachesEnd && left > 0) result.problem = `${left} stray bytes at the end of the file`;
-          break;
-        }
-        const size = readBatchSize(buffer, cursor);
-        if (size >= BATCH_HEADER_BYTES && size <= BATCH_BYTES_MAX && size > left && !reachesEnd) {
-          if (size > buffer.length) buffer = Buffer.allocUnsafe(size);
-          break; // the batch continues past this chunk: read on from its start
-        }
-        const problem = checkBatchFrame(buffer, cursor, bytes);
-        if (problem !== null) {
-          result.problem = problem;
-          break;
-        }
-        const batchOffset = readBaseOffset(buffer, cursor);
-        if (batchOffset !== result.nextOffset) {
-          result.problem = `batch has base offset ${batchOffset}, expected ${result.nextOffset}`;
-          break;
-        }
-        rebuilt.indexBatch(batchOffset, position + cursor, size, readMaxTimestamp(buffer, cursor), rollStartOf(buffer, cursor));
-        result.nextOffset = readLastOffset(buffer, cursor) + 1;
-        result.batchCount++;
-        result.recordCount += result.nextOffset - batchOffset;
-        cursor += size;
-        result.validBytes = position + cursor;
-      }
-      position += cursor;
-    }
+    const walk = await walkBatches(this.fs, fd, 0, fileBytes, (buffer, cursor, position) => {
+      const batchOffset = readBaseOffset(buffer, cursor);
+      if (batchOffset !== result.nextOffset) return `batch has base offset ${batchOffset}, expected ${result.nextOffset}`;
+      rebuilt.indexBatch(batchOffset, position, readBatchSize(buffer, cursor), readMaxTimestamp(buffer, cursor), rollStartOf(buffer, cursor));
+      result.nextOffset = readLastOffset(buffer, cursor) + 1;
+      result.batchCount++;
+      result.recordCount += result.nextOffset - batchOffset;
+      return null;
+    });
+    result.validBytes = walk.validEnd;
+    result.problem = walk.problem;
     // Back to the configured bound (or the entries held, if more): a segment that needed more
     // counts as full, so the writer rolls before appending to it.
     offsetIndex.limitTo(this.options.maxIndexEntries);
@@ -903,6 +870,49 @@ class IndexMismatch extends Error {}
 
 export function corruptionError(file: string, position: number, problem: string): StrataError {
   return new StrataError(ErrorCode.PARTITION_FENCED, `corrupt record batch in ${file} at byte ${position}: ${problem}`);
+}
+
+/**
+ * Walks the batches of the log open at `fd` from `start` (a batch boundary) to `end`, reading
+ * `SCAN_CHUNK_BYTES` at a time (more for a larger batch), checks each one's frame and CRC, and
+ * hands it to `visit` with its position in the file. Stops at the first batch that fails the
+ * checks or that `visit` refuses (by returning what is wrong). Returns where the last valid batch
+ * ends and the problem met there, or null when every byte up to `end` was valid.
+ */
+async function walkBatches(
+  fs: FileSystem,
+  fd: number,
+  start: number,
+  end: number,
+  visit: (buffer: Buffer, cursor: number, position: number) => string | null,
+): Promise<{ validEnd: number; problem: string | null }> {
+  let buffer = Buffer.allocUnsafe(Math.min(SCAN_CHUNK_BYTES, Math.max(end - start, LOG_OVERHEAD)));
+  let position = start;
+  while (position < end) {
+    const wanted = Math.min(buffer.length, end - position);
+    const bytes = await readFully(fs, fd, buffer, 0, wanted, position);
+    if (bytes === 0) return { validEnd: position, problem: 'the file shrank during the scan' };
+    // Fewer bytes than wanted: the file shrank, and these are the last (reading on would loop).
+    const reachesEnd = position + bytes >= end || bytes < wanted;
+    let cursor = 0;
+    for (;;) {
+      const left = bytes - cursor;
+      if (left < LOG_OVERHEAD) {
+        if (reachesEnd && left > 0) return { validEnd: position + cursor, problem: `${left} stray bytes at the end of the file` };
+        break;
+      }
+      const size = readBatchSize(buffer, cursor);
+      if (size >= BATCH_HEADER_BYTES && size <= BATCH_BYTES_MAX && size > left && !reachesEnd) {
+        if (size > buffer.length) buffer = Buffer.allocUnsafe(size);
+        break; // the batch continues past this chunk: read on from its start
+      }
+      const problem = checkBatchFrame(buffer, cursor, bytes) ?? visit(buffer, cursor, position + cursor);
+      if (problem !== null) return { validEnd: position + cursor, problem };
+      cursor += size;
+    }
+    position += cursor;
+  }
+  return { validEnd: position, problem: null };
 }
 
 /**

@@ -260,12 +260,29 @@ describe('read', () => {
     await written.close();
     const fs = new TestFileSystem();
     const log = await openLog(directory, { indexIntervalBytes: 1 << 30 }, { fs });
-    fs.largestReadBytes = 0; // the open reads what follows the last index entry in one go
+    fs.largestReadBytes = 0; // the open reads what follows the last index entry in chunks of up to 8 MiB
     const [record] = decodeBatches((await log.read(39, 1024)).batches);
     expect(record?.offset).toBe(39);
     expect(record?.value?.equals(Buffer.alloc(100 * 1024, 39))).toBe(true);
     // 4 MiB of log lie before it, unindexed: no read asks for much more than 1 MiB of them.
     expect(fs.largestReadBytes).toBeLessThanOrEqual(1024 * 1024 + 1024);
+  });
+
+  it('checks the tail after the last index entry a scan chunk at a time at a clean open, not in one read', async () => {
+    const directory = tempDir();
+    const config = { indexIntervalBytes: 1 << 30 };
+    const written = await openLog(directory, config);
+    // 10 MiB after the only index entry (byte 0): more than one 8 MiB scan chunk.
+    for (let offset = 0; offset < 100; offset++) await written.append(buildBatch([{ value: Buffer.alloc(100 * 1024, offset) }], { timestamp: T0 }));
+    await written.close();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, config, { fs });
+    expect(log.recovery).toBeNull();
+    expect(log.logEndOffset).toBe(100);
+    expect(fs.largestReadBytes).toBeLessThanOrEqual(8 * 1024 * 1024);
+    const [record] = decodeBatches((await log.read(99, 1024)).batches);
+    expect(record?.value?.equals(Buffer.alloc(100 * 1024, 99))).toBe(true);
+    await log.close();
   });
 
   it('returns as many whole batches as fit in maxBytes', async () => {
