@@ -3,15 +3,43 @@
  * written to disk whole when a segment is sealed or the log closes cleanly.
  *
  * Why in memory: the active segment's index changes on every few KiB of appends, and writing it
- * on every append would double the syscalls of the hot path. The indexes are derived data, so
- * they are not checksummed: after an unclean stop the active segment's indexes are rebuilt from
- * its log, and a sealed segment's index is sanity-checked on load (size, order, bounds) and
- * rebuilt when the check fails. A read that lands on a position where no valid batch starts also
- * triggers a rebuild, so a damaged index can slow a read but never return wrong data.
+ * on every append would double the syscalls of the hot path. After an unclean stop the active
+ * segment's indexes are rebuilt from its log. A file ends with a trailer (a format mark and the
+ * CRC32C of the entries), and a sealed segment's index is checked on load against it and for
+ * sense (order, bounds), and rebuilt when either check fails: without the checksum, a flipped
+ * time-index entry that stays in order would send a timestamp search past its records, or let
+ * retention by time delete the segment early. A read that lands on a position where no valid
+ * batch starts also triggers a rebuild, so a damaged index can slow a read but never return
+ * wrong data.
  *
  * Memory is bounded by `maxEntries` (from `segment.index.bytes`); a full index rolls the segment.
  */
+import { crc32c } from '@node-rs/crc32';
 import { assert } from '../common/assert.js';
+
+/** The trailer every index file ends with: `INDEX_FILE_MARK`, then the CRC32C of the entries (both uint32). */
+export const INDEX_TRAILER_BYTES = 8;
+/** "SIX1": a Strata index file, version 1 (files from before the trailer lack it and are rebuilt). */
+const INDEX_FILE_MARK = 0x53495831;
+
+/** The file an index's entries are written as: the entries, then the trailer. */
+export function indexFileBytes(entries: Buffer): Buffer {
+  const file = Buffer.allocUnsafe(entries.length + INDEX_TRAILER_BYTES);
+  entries.copy(file, 0);
+  file.writeUInt32BE(INDEX_FILE_MARK, entries.length);
+  file.writeUInt32BE(crc32c(entries), entries.length + 4);
+  return file;
+}
+
+/** The entries of an index file read back (a view), or what is wrong with it. */
+export function indexFileEntries(file: Buffer, entryBytes: number): Buffer | string {
+  const length = file.length - INDEX_TRAILER_BYTES;
+  if (length < 0 || file.readUInt32BE(length) !== INDEX_FILE_MARK) return 'index file lacks its checksum trailer (damaged, or written by a version before it)';
+  if (length % entryBytes !== 0) return 'index file size is not a whole number of entries';
+  const entries = file.subarray(0, length);
+  if (crc32c(entries) !== file.readUInt32BE(length + 4)) return 'index file checksum does not match its entries';
+  return entries;
+}
 
 const INITIAL_CAPACITY_ENTRIES = 64;
 

@@ -26,6 +26,7 @@ import { DirectWriter } from './direct-writer.js';
 import { type FileSystem, readFully } from './file-system.js';
 import { type IndexPosition, OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import type { IndexCache, UnloadableIndexes } from './index-cache.js';
+import { indexFileBytes, indexFileEntries } from './index-file.js';
 import type { SegmentTail, TailCache } from './tail-cache.js';
 import {
   BATCH_HEADER_BYTES,
@@ -452,12 +453,14 @@ export class LogSegment implements UnloadableIndexes {
 
   /** Loads both index files if they pass the sanity checks; else returns what is wrong. */
   private async loadIndexFilesWithoutRebuild(): Promise<string | null> {
-    const [offsetBytes, timeBytes] = await Promise.all([this.fs.readFile(this.indexPath), this.fs.readFile(this.timeIndexPath)]);
+    const [offsetFile, timeFile] = await Promise.all([this.fs.readFile(this.indexPath), this.fs.readFile(this.timeIndexPath)]);
+    if (offsetFile === null || timeFile === null) return 'index file missing';
+    const offsetBytes = indexFileEntries(offsetFile, OFFSET_INDEX_ENTRY_BYTES);
+    const timeBytes = indexFileEntries(timeFile, TIME_INDEX_ENTRY_BYTES);
     let problem: string | null = null;
-    if (offsetBytes === null || timeBytes === null) problem = 'index file missing';
-    else if (offsetBytes.length % OFFSET_INDEX_ENTRY_BYTES !== 0 || timeBytes.length % TIME_INDEX_ENTRY_BYTES !== 0) {
-      problem = 'index file size is not a whole number of entries';
-    } else {
+    if (typeof offsetBytes === 'string') problem = `${this.indexPath}: ${offsetBytes}`;
+    else if (typeof timeBytes === 'string') problem = `${this.timeIndexPath}: ${timeBytes}`;
+    else {
       const offsetIndex = new OffsetIndex(this.baseOffset, Math.max(this.options.maxIndexEntries, offsetBytes.length / 8), offsetBytes);
       const timeIndex = new TimeIndex(this.baseOffset, Math.max(this.options.maxIndexEntries, timeBytes.length / 12), timeBytes);
       problem = offsetIndex.sanityCheck(this.sizeBytes) ?? (this.nextOffset >= 0 ? timeIndex.sanityCheck(this.nextOffset) : null);
@@ -798,8 +801,8 @@ export class LogSegment implements UnloadableIndexes {
   /** Adds the time index's final entry (the segment's largest timestamp), then writes both index files durably. */
   private async sealAndWriteIndexFiles(offsetIndex: OffsetIndex, timeIndex: TimeIndex): Promise<void> {
     timeIndex.seal(this.maxTimestamp, this.nextOffset);
-    await this.fs.writeFileDurably(this.indexPath, offsetIndex.contents());
-    await this.fs.writeFileDurably(this.timeIndexPath, timeIndex.contents());
+    await this.fs.writeFileDurably(this.indexPath, indexFileBytes(offsetIndex.contents()));
+    await this.fs.writeFileDurably(this.timeIndexPath, indexFileBytes(timeIndex.contents()));
   }
 
   /** fdatasyncs the log, first cutting any zero padding direct writes left past its end. */

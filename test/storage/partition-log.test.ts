@@ -14,6 +14,7 @@ import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
 import { InlineIoBudget, type InlineIoSettings } from '../../src/storage/inline-io.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
+import { indexFileEntries } from '../../src/storage/index-file.js';
 import { APPEND_BYTES_MAX, PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import {
   ATTRIBUTES_OFFSET,
@@ -1899,8 +1900,9 @@ describe('close', () => {
     for (const { baseOffset, sizeBytes } of segments) {
       expect(stem(baseOffset)).toMatch(/^\d{20}$/);
       expect(nodeFs.statSync(join(directory, `${stem(baseOffset)}.log`)).size).toBe(sizeBytes);
-      expect(nodeFs.statSync(join(directory, `${stem(baseOffset)}.index`)).size % 8).toBe(0);
-      expect(nodeFs.statSync(join(directory, `${stem(baseOffset)}.timeindex`)).size % 12).toBe(0);
+      // Whole entries and a trailer whose checksum matches them.
+      expect(indexFileEntries(nodeFs.readFileSync(join(directory, `${stem(baseOffset)}.index`)), 8)).toBeInstanceOf(Buffer);
+      expect(indexFileEntries(nodeFs.readFileSync(join(directory, `${stem(baseOffset)}.timeindex`)), 12)).toBeInstanceOf(Buffer);
     }
     expect(decodeCheckpoint(nodeFs.readFileSync(join(directory, 'recovery-point.checkpoint'), 'utf8'))).toBe(appended.nextOffset);
     expect(nodeFs.statSync(join(directory, '.clean-shutdown')).size).toBe(0);

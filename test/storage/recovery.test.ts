@@ -25,6 +25,7 @@ import { TEMP_SUFFIX } from '../../src/storage/file-names.js';
 import { writeFenceMarker } from '../../src/storage/fence-marker.js';
 import { NodeFileSystem } from '../../src/storage/file-system.js';
 import { copyRangeDurably } from '../../src/storage/log-loader.js';
+import { INDEX_TRAILER_BYTES, indexFileBytes } from '../../src/storage/index-file.js';
 import { DIRECT_IO_BLOCK_BYTES } from '../../src/storage/aligned-memory.js';
 import { MAX_PADDING_BYTES } from '../../src/storage/direct-writer.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
@@ -566,10 +567,11 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       const base = pristine.segmentBases[0]!;
       const directory = copyOf(root, pristine.clean, 'timeindex-short');
       const path = logFile(directory, base, '.timeindex');
-      const full = readFileSync(path);
+      const full = readFileSync(path).subarray(0, -INDEX_TRAILER_BYTES);
       expect(full.length, at('the sealed time index has entries')).toBeGreaterThanOrEqual(12);
       const short = full.subarray(0, full.length - 12);
-      writeFileSync(path, short);
+      // With a trailer that matches: the closing-entry check, not the checksum, must see it.
+      writeFileSync(path, indexFileBytes(short));
       const inSegment = pristine.batches.filter((batch) => batch.segmentBase === base);
       // Just above what the shortened index claims is the segment's largest timestamp.
       const timestamp =
@@ -583,6 +585,32 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       rmSync(directory, { recursive: true, force: true });
       expect(actual, at(`${stem(base)}.timeindex cut from ${full.length} to ${short.length} bytes: offsetForTimestamp(${query})`)).toBe(expected);
     });
+  });
+
+  // Bit rot the sense checks cannot see: the closing entry's timestamp lowered to just above
+  // its predecessor's keeps the entries in order. Only the checksum tells; trusted, the segment would
+  // pass for older than it is (a timestamp search would skip it, retention by time delete it).
+  it('rebuilds a sealed .timeindex whose closing timestamp rotted lower, in order, so offsetForTimestamp stays exact', async () => {
+    const base = pristine.segmentBases[0]!;
+    const directory = copyOf(root, pristine.clean, 'timeindex-rot');
+    const path = logFile(directory, base, '.timeindex');
+    const file = readFileSync(path);
+    const entries = file.length - INDEX_TRAILER_BYTES;
+    expect(entries, at('the sealed time index has two entries or more')).toBeGreaterThanOrEqual(24);
+    const closing = file.readBigInt64BE(entries - 12);
+    const lowered = file.readBigInt64BE(entries - 24) + 1n;
+    expect(lowered < closing, at('the closing entry holds a timestamp 2 or more above the one before')).toBe(true);
+    file.writeBigInt64BE(lowered, entries - 12);
+    writeFileSync(path, file);
+    const query = Number(closing);
+    const expected = expectedOffsetForTimestamp(pristine.batches, pristine.logEnd, query);
+    const inSegment = pristine.batches.filter((batch) => batch.segmentBase === base);
+    expect(expected !== null && expected <= inSegment.at(-1)!.lastOffset, at('the answer lies in the damaged segment')).toBe(true);
+    const log = await openLog(directory);
+    const actual = await log.offsetForTimestamp(query);
+    await log.close();
+    rmSync(directory, { recursive: true, force: true });
+    expect(actual, at(`${stem(base)}.timeindex closing timestamp ${closing} rotted to ${lowered}: offsetForTimestamp(${query})`)).toBe(expected);
   });
 
   describe('lost or damaged recovery-point.checkpoint', () => {
@@ -719,7 +747,7 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       const directory = copyOf(root, pristine.unclean, 'older-baseoffset-flip');
       // A batch no offset-index entry points at (an indexed one is caught: the read checks the
       // base offset of the batch the index points at, and rescans on a mismatch).
-      const index = readFileSync(logFile(directory, flipIn, '.index'));
+      const index = readFileSync(logFile(directory, flipIn, '.index')).subarray(0, -INDEX_TRAILER_BYTES);
       const indexed = new Set<number>([0]);
       for (let entry = 0; entry + 8 <= index.length; entry += 8) indexed.add(index.readUInt32BE(entry + 4));
       const candidates = pristine.batches.filter((batch) => batch.segmentBase === flipIn && !indexed.has(batch.position));
@@ -756,10 +784,10 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
         if (index === 'deleted') unlinkSync(indexPath);
         else {
           // Its entries for the bytes kept only, so that it passes the checks at load.
-          const entries = readFileSync(indexPath);
+          const entries = readFileSync(indexPath).subarray(0, -INDEX_TRAILER_BYTES);
           let kept = 0;
           while (kept + 8 <= entries.length && entries.readUInt32BE(kept + 4) < lost.position) kept += 8;
-          writeFileSync(indexPath, entries.subarray(0, kept));
+          writeFileSync(indexPath, indexFileBytes(entries.subarray(0, kept)));
         }
         const log = await openLog(directory);
         const first = pristine.batches.find((batch) => batch.segmentBase === base)!;
@@ -1359,13 +1387,14 @@ describe(`index settings and index damage on the active segment (seed ${SEED})`,
       const appended: Batch[] = [];
       await appendBatches(log, rng, appended, 300, 8_000, 10);
       await log.close();
-      // Bit rot that the load's sanity checks cannot see: one entry's position moved 8 bytes on.
+      // An entry wrong that the load's checks cannot see (its position moved 8 bytes on, and the
+      // checksum written to match, as a fault before the write would leave it).
       const indexPath = logFile(directory, 0, '.index');
-      const index = readFileSync(indexPath);
+      const index = readFileSync(indexPath).subarray(0, -INDEX_TRAILER_BYTES);
       const entry = Math.floor(index.length / 8 / 2);
       const damagedOffset = index.readUInt32BE(entry * 8);
       index.writeUInt32BE(index.readUInt32BE(entry * 8 + 4) + 8, entry * 8 + 4);
-      writeFileSync(indexPath, index);
+      writeFileSync(indexPath, indexFileBytes(index));
 
       log = await openLog(directory, { config });
       const appending = appendBatches(log, rng, appended, 200, 8_000, 20);
