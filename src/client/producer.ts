@@ -274,7 +274,7 @@ class PartitionState {
 class TopicState {
   partitionCount = 0;
   fetchedAtMs = 0;
-  /** A background refresh that failed is not tried again before this (Date.now() ms). */
+  /** A background refresh that failed is not tried again before this (Date.now() ms; see `wallBefore`). */
   refreshNotBeforeMs = 0;
   refreshing: Promise<void> | null = null;
   stickyPartition = -1;
@@ -530,7 +530,7 @@ export class Producer {
     // topic's max.message.bytes, which bounds its batches.
     if (topic.partitionCount === 0) return null;
     // Explicit partitions too: the metadata also brings changes of max.message.bytes.
-    if (now - topic.fetchedAtMs > this.metadataMaxAgeMs && now >= topic.refreshNotBeforeMs) this.refreshInBackground(topic);
+    if (wallAgedPast(now, topic.fetchedAtMs, this.metadataMaxAgeMs) && !wallBefore(now, topic.refreshNotBeforeMs, this.retryBackoffMaxMs)) this.refreshInBackground(topic);
     if (explicit !== null) return explicit;
     if (key !== null) return partitionForKey(key, topic.partitionCount);
     if (topic.stickyPartition < 0 || topic.stickyPartition >= topic.partitionCount) topic.stickyPartition = randomPartition(topic.partitionCount, -1);
@@ -610,7 +610,7 @@ export class Producer {
           // for retryBackoffMs, so a loop sending to a missing topic costs one DescribeTopic per
           // backoff, not one per record.
           const refusal = head.topic.refusal;
-          if (refusal !== null && now < head.topic.refusedUntilMs) {
+          if (refusal !== null && wallBefore(now, head.topic.refusedUntilMs, this.retryBackoffMs)) {
             // A turn of the event loop first: a caller that retries from its callback, or in
             // an `await send()` loop, must not spin the event loop for the whole backoff.
             await yieldToEventLoop();
@@ -640,7 +640,7 @@ export class Producer {
         if (target >= head.topic.partitionCount) {
           // Past the count known: judged on metadata read within retryBackoffMs (read again if
           // older, in case partitions were added), so a burst of such sends costs one lookup.
-          if (head !== rechecked && now - head.topic.fetchedAtMs >= this.retryBackoffMs) {
+          if (head !== rechecked && wallAgedPast(now, head.topic.fetchedAtMs, this.retryBackoffMs)) {
             rechecked = head;
             try {
               await this.loadMetadata(head.topic);
@@ -1260,6 +1260,23 @@ function toHeaders(given: NonNullable<ProducerRecord['headers']>): RecordHeader[
 function toHeader(key: string, value: Bytes | null | undefined): RecordHeader {
   if (typeof key !== 'string') throw invalidArgument('header keys must be strings');
   return { key, value: toBytes(value, `header "${key}"`) };
+}
+
+/**
+ * Whether a wall-clock time `then` is `ms` or more before `now`. One after `now` (the system
+ * time stepped back past it) counts too: waiting for its age would wait out the step, hours.
+ * The producer reads Date.now() once per record for its timestamp, and these checks share it.
+ */
+function wallAgedPast(now: number, then: number, ms: number): boolean {
+  return now - then >= ms || now < then;
+}
+
+/**
+ * Whether `now` is before `until`, a wall-clock time set at most `bound` ms ahead: further ahead,
+ * the system time stepped back since, and the wait is over rather than lengthened by the step.
+ */
+function wallBefore(now: number, until: number, bound: number): boolean {
+  return now < until && until - now <= bound;
 }
 
 /** Whether `partition`'s last answer is `ms` old or more on either clock. */

@@ -300,6 +300,27 @@ describe('round trip', () => {
     expect(calls.describeTopic).toBeLessThanOrEqual(3);
   });
 
+  // The producer times its metadata on the wall clock (it reads it per record anyway). A step
+  // back (NTP) must not stretch a refusal, or the age of what it knows, by the step: an hour here.
+  it('a system time stepped back holds neither a missing-topic refusal nor a past-count refusal for the length of the step', async () => {
+    const target = producer({ retryBackoffMs: 60_000 });
+    const missing = `producer-${++topicCounter}`;
+    const grown = await topic(1);
+    vi.useFakeTimers({ toFake: ['Date'] }); // Date alone, and standing still: timers run as they do
+    try {
+      await expect(target.send({ topic: missing, value: 'v' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect((await target.send({ topic: grown, partition: 0, value: 'a' })).offset).toBe(0);
+      await admin.createTopic(missing, { partitions: 1, configs: {} });
+      await admin.addPartitions(grown, 2);
+      vi.setSystemTime(Date.now() - 60 * 60 * 1000);
+      // Without the step, both would be refused for retryBackoffMs (a minute) yet.
+      expect((await target.send({ topic: missing, value: 'v' })).offset).toBe(0);
+      expect((await target.send({ topic: grown, partition: 1, value: 'b' })).offset).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('refuses timer settings Node.js would fire every millisecond (Infinity, or over 2^31 - 1 ms), and a request timeout of 0', () => {
     const bound = '2147483647 ms (the longest delay Node.js timers take)';
     expect(() => producer({ requestTimeoutMs: Number.POSITIVE_INFINITY })).toThrow(`requestTimeoutMs must be from 1 to ${bound}, got Infinity`);
