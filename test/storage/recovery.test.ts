@@ -25,7 +25,7 @@ import { TEMP_SUFFIX } from '../../src/storage/file-names.js';
 import { writeFenceMarker } from '../../src/storage/fence-marker.js';
 import { NodeFileSystem } from '../../src/storage/file-system.js';
 import { copyRangeDurably } from '../../src/storage/log-loader.js';
-import { INDEX_TRAILER_BYTES, indexFileBytes } from '../../src/storage/index-file.js';
+import { INDEX_TRAILER_BYTES, indexFileBytes, indexFileEntries } from '../../src/storage/index-file.js';
 import { DIRECT_IO_BLOCK_BYTES } from '../../src/storage/aligned-memory.js';
 import { MAX_PADDING_BYTES } from '../../src/storage/direct-writer.js';
 import { PartitionLog } from '../../src/storage/partition-log.js';
@@ -585,6 +585,28 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       rmSync(directory, { recursive: true, force: true });
       expect(actual, at(`${stem(base)}.timeindex cut from ${full.length} to ${short.length} bytes: offsetForTimestamp(${query})`)).toBe(expected);
     });
+  });
+
+  // Index files from before the trailer: the log is not in doubt, so a clean open rebuilds the
+  // active segment's from a scan of it alone (not a recovery of the whole log), and each sealed
+  // segment's when first used, writing them back with the trailer.
+  it('opens a clean log whose index files lack the trailer (an older version) without recovering it, and writes them back with one', async () => {
+    const directory = copyOf(root, pristine.clean, 'legacy-indexes');
+    for (const base of pristine.segmentBases) {
+      for (const suffix of ['.index', '.timeindex']) {
+        const path = logFile(directory, base, suffix);
+        writeFileSync(path, readFileSync(path).subarray(0, -INDEX_TRAILER_BYTES));
+      }
+    }
+    const log = await openLog(directory);
+    expect(log.recovery, at('a clean open, no recovery')).toBeNull();
+    await expectExactly(log, pristine.batches, 'legacy index files', { pointReads: allOffsets, timestamps: sampleTimestamps });
+    await log.close();
+    for (const base of pristine.segmentBases) {
+      expect(indexFileEntries(readFileSync(logFile(directory, base, '.index')), 8), at(`${stem(base)}.index written back`)).toBeInstanceOf(Buffer);
+      expect(indexFileEntries(readFileSync(logFile(directory, base, '.timeindex')), 12), at(`${stem(base)}.timeindex written back`)).toBeInstanceOf(Buffer);
+    }
+    rmSync(directory, { recursive: true, force: true });
   });
 
   // Bit rot the sense checks cannot see: the closing entry's timestamp lowered to just above

@@ -74,6 +74,8 @@ export function repairCommand(yargs: Argv): Argv {
       try {
         const log = await PartitionLog.open({ directory, repair: true });
         try {
+          // Damage the repair's scan cannot cut (met replaying producer state, after it): say so.
+          if (log.fenced !== null) throw new Error(`the repair could not clear the damage: ${log.fenced.message}`);
           summary = repairSummary(log);
         } finally {
           await log.close();
