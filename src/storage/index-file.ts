@@ -31,13 +31,10 @@ export function indexFileBytes(entries: Buffer): Buffer {
   return file;
 }
 
-/** What `indexFileEntries` says of a file without the trailer's mark. */
-export const NO_INDEX_TRAILER = 'index file lacks its checksum trailer (damaged, or written by a version before it)';
-
 /** The entries of an index file read back (a view), or what is wrong with it. */
 export function indexFileEntries(file: Buffer, entryBytes: number): Buffer | string {
   const length = file.length - INDEX_TRAILER_BYTES;
-  if (length < 0 || file.readUInt32BE(length) !== INDEX_FILE_MARK) return NO_INDEX_TRAILER;
+  if (length < 0 || file.readUInt32BE(length) !== INDEX_FILE_MARK) return 'index file lacks its checksum trailer (damaged, or written by a version before it)';
   if (length % entryBytes !== 0) return 'index file size is not a whole number of entries';
   const entries = file.subarray(0, length);
   if (crc32c(entries) !== file.readUInt32BE(length + 4)) return 'index file checksum does not match its entries';

@@ -51,7 +51,6 @@ import {
   NO_PRODUCER_ID,
   forEachBatch,
   readAttributes,
-  readBaseOffset,
   readBaseSequence,
   readLastOffset,
   readLastOffsetDelta,
@@ -1333,56 +1332,41 @@ export class PartitionLog {
       throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is out of range for ${this.name}: valid offsets are ${logStartOffset} to ${this.nextOffset}`);
     }
     if (offset >= highWatermark) return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
-    for (let index = Math.max(0, this.segments.floorIndex(offset)); index < this.segments.count; ) {
-      const segment = this.segments.at(index);
-      const limit = this.readLimit(segment);
-      if (limit === 0) break;
-      // Again on each segment: a close that began during the last one may have closed this one.
-      this.checkUsable();
-      segment.acquire();
-      let batches: Buffer | null;
-      try {
-        batches = await segment.read(offset, maxBytes, limit, segment === this.segments.last());
-      } catch (error) {
-        throw this.readFailure(segment, error);
-      } finally {
-        segment.release();
-      }
-      if (batches !== null && batches.length > 0) {
-        // A segment returns the batch holding `offset` or, when its log ends before it, none: so
-        // one that starts past `offset` here follows a segment that ended short, records lost.
-        const firstOffset = readBaseOffset(batches);
-        if (firstOffset > offset) throw this.missingRecords(segment, offset, firstOffset);
-        // The high watermark now: it may have moved past the one above while a read waited, and
-        // these batches may end past that one.
-        return { batches, headroom: READ_HEADROOM_BYTES, highWatermark: this.highWatermark, logStartOffset };
-      }
-      // On to the segment after this one, found anew: retention may have removed segments in
-      // front of it meanwhile, which shifts the indices. If it removed this one, `offset` is
-      // gone too.
-      const at = this.segments.indexOf(segment);
-      if (at < 0) {
-        throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is out of range for ${this.name}: retention removed it during the read; valid offsets now start at ${this.logStartOffset}`);
-      }
-      index = at + 1;
+    // The segment holding `offset`: the high watermark's segment or one before it, `offset` being below it.
+    const segment = this.segments.at(Math.max(0, this.segments.floorIndex(offset)));
+    const limit = this.readLimit(segment);
+    if (limit === 0) return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
+    segment.acquire();
+    let batches: Buffer | null;
+    try {
+      batches = await segment.read(offset, maxBytes, limit, segment === this.segments.last());
+    } catch (error) {
+      throw this.readFailure(segment, error);
+    } finally {
+      segment.release();
     }
+    if (batches !== null && batches.length > 0) {
+      // The high watermark now: it may have moved past the one above while a read waited, and
+      // these batches may end past that one.
+      return { batches, headroom: READ_HEADROOM_BYTES, highWatermark: this.highWatermark, logStartOffset };
+    }
+    if (this.segments.indexOf(segment) < 0) {
+      throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is out of range for ${this.name}: retention removed it during the read; valid offsets now start at ${this.logStartOffset}`);
+    }
+    // A sealed segment holds every offset up to the next one's base: one that has nothing for
+    // `offset` lost its end.
+    if (segment !== this.segments.last()) throw this.missingRecords(segment, offset);
     return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
   }
 
   /**
-   * A read for `offset` got batches from `found` that start at `foundOffset`, past it: the
-   * segment before `found` ended short of it (its log was cut below what was written), and the
-   * offsets between are in no segment. Fences the partition, as for any damage, rather than
-   * serve the records after the gap as those asked for; unless retention removed that segment
-   * during the read, when the offsets are gone as removed ones.
+   * A read for `offset` found nothing in `short`, a sealed segment that should hold it: its log
+   * was cut below what was written, and the offsets from there up to the next segment's base are
+   * in no segment. Fences the partition, as for any damage, rather than serve the records after
+   * the gap as those asked for, or nothing while a consumer waits on an offset that never comes.
    */
-  private missingRecords(found: LogSegment, offset: number, foundOffset: number): unknown {
-    const at = this.segments.indexOf(found);
-    if (at <= 0) {
-      return new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} of ${this.name} was removed by retention during the read; valid offsets now start at ${this.logStartOffset}`);
-    }
-    const short = this.segments.at(at - 1);
-    const problem = `offsets ${offset} to ${foundOffset - 1} are missing: the log ends before the next segment's base offset ${foundOffset}`;
+  private missingRecords(short: LogSegment, offset: number): unknown {
+    const problem = `offset ${offset} is missing: the log ends before the next segment's base offset ${short.nextOffset}`;
     return this.fenceOnCorruption(short, corruptionError(short.logPath, short.sizeBytes, problem));
   }
 

@@ -26,7 +26,7 @@ import { DirectWriter } from './direct-writer.js';
 import { type FileSystem, readFully } from './file-system.js';
 import { type IndexPosition, OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import type { IndexCache, UnloadableIndexes } from './index-cache.js';
-import { NO_INDEX_TRAILER, indexFileBytes, indexFileEntries } from './index-file.js';
+import { indexFileBytes, indexFileEntries } from './index-file.js';
 import type { SegmentTail, TailCache } from './tail-cache.js';
 import {
   BATCH_HEADER_BYTES,
@@ -652,17 +652,17 @@ export class LogSegment implements UnloadableIndexes {
    */
   async loadAfterCleanShutdown(): Promise<string | null> {
     const indexProblem = await this.loadIndexFilesWithoutRebuild();
-    if (indexProblem?.endsWith(NO_INDEX_TRAILER)) {
-      // Index files from a version before their trailer (or with it damaged): the log itself is
-      // not in doubt, so this segment's indexes are rebuilt from a scan of it, which checks
-      // every batch, rather than the whole log recovered. A problem the scan meets throws.
+    if (indexProblem !== null) {
+      // Index files missing, damaged or from a version before their trailer: the close that
+      // left the marker finished the log, so this segment's indexes are rebuilt from a scan of
+      // it, which checks every batch, rather than the whole log recovered. A problem the scan
+      // meets throws (then the log is recovered).
       this.onIndexRebuild?.(this, indexProblem);
       await this.rebuildIndexes(this.sizeBytes);
       return null;
     }
-    if (this.offsetIndex === null) return 'index files are missing or inconsistent';
     const fd = await this.fileDescriptor();
-    const last = this.offsetIndex.lastEntry();
+    const last = this.offsetIndex!.lastEntry();
     let nextOffset = last.offset;
     let maxTimestamp = this.timeIndex!.lastTimestamp();
     // A chunk at a time: with a large index.interval.bytes, this tail may be most of the segment.

@@ -14,7 +14,7 @@ import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
 import { InlineIoBudget, type InlineIoSettings } from '../../src/storage/inline-io.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
-import { indexFileEntries } from '../../src/storage/index-file.js';
+import { INDEX_TRAILER_BYTES, indexFileBytes, indexFileEntries } from '../../src/storage/index-file.js';
 import { APPEND_BYTES_MAX, PartitionLog, type AppendResult, type PartitionLogOptions } from '../../src/storage/partition-log.js';
 import {
   ATTRIBUTES_OFFSET,
@@ -1353,6 +1353,42 @@ describe('disk full', () => {
       await log.close();
     });
   }
+
+  // A sealed segment that lost its last batch, followed by an active segment with nothing in it
+  // (its first write failed and was rolled back): a read of a lost offset meets no later batch
+  // that shows the gap, so the short segment itself must say so.
+  it('fences a read of an offset lost from the end of a sealed segment when the active segment after it is empty', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { segmentBytes: 1024 }, { fs });
+    let next = 0;
+    let lostPosition = 0;
+    while (log.sizeBytes + batchOf(next, 3).length <= 1024) {
+      lostPosition = log.sizeBytes;
+      await log.append(batchOf(next, 3));
+      next += 3;
+    }
+    fs.diskFull = true;
+    expect((await rejection(log.append(batchOf(next, 3)))).code).toBe(ErrorCode.DISK_FULL); // rolls, then fails
+    fs.diskFull = false;
+    await log.close();
+    const sealed = join(directory, `${'0'.repeat(20)}`);
+    nodeFs.truncateSync(`${sealed}.log`, lostPosition);
+    // Its index entries for the bytes kept only, so that it passes the checks at load.
+    const entries = nodeFs.readFileSync(`${sealed}.index`).subarray(0, -INDEX_TRAILER_BYTES);
+    let kept = 0;
+    while (kept + 8 <= entries.length && entries.readUInt32BE(kept + 4) < lostPosition) kept += 8;
+    nodeFs.writeFileSync(`${sealed}.index`, indexFileBytes(entries.subarray(0, kept)));
+
+    const reopened = await openLog(directory, { segmentBytes: 1024 });
+    expect(reopened.recovery).toBeNull();
+    expect(reopened.logEndOffset).toBe(next);
+    const error = await rejection(reopened.read(next - 1, 1024));
+    expect(error.code).toBe(ErrorCode.PARTITION_FENCED);
+    expect(error.message).toContain(`${sealed}.log`);
+    expect(reopened.fenced).toBe(error);
+    await reopened.close();
+  });
 
   it('a roll whose directory fsync fails leaves no segment file behind, so records appended to the old segment meanwhile stay readable after a reopen', async () => {
     const directory = tempDir();
