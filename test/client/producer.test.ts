@@ -321,6 +321,23 @@ describe('round trip', () => {
     }
   });
 
+  it('a system time stepped back makes the metadata due for its background refresh, not an hour younger', async () => {
+    const calls = { describeTopic: 0 };
+    const target = producer({ metadataMaxAgeMs: 60_000, interceptors: [countingDescribeTopic(calls)] });
+    const name = await topic(1);
+    vi.useFakeTimers({ toFake: ['Date'] }); // Date alone, and standing still: timers run as they do
+    try {
+      expect((await target.send({ topic: name, value: 'a' })).offset).toBe(0);
+      expect(calls.describeTopic).toBe(1);
+      vi.setSystemTime(Date.now() - 60 * 60 * 1000);
+      // Without the step, the metadata would be fresh for a minute yet; with it, its age is unknown.
+      expect((await target.send({ topic: name, value: 'b' })).offset).toBe(1);
+      await vi.waitFor(() => expect(calls.describeTopic).toBe(2), { timeout: 10_000 });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('refuses timer settings Node.js would fire every millisecond (Infinity, or over 2^31 - 1 ms), and a request timeout of 0', () => {
     const bound = '2147483647 ms (the longest delay Node.js timers take)';
     expect(() => producer({ requestTimeoutMs: Number.POSITIVE_INFINITY })).toThrow(`requestTimeoutMs must be from 1 to ${bound}, got Infinity`);
