@@ -74,7 +74,8 @@ export function repairCommand(yargs: Argv): Argv {
       try {
         const log = await PartitionLog.open({ directory, repair: true });
         try {
-          // Damage the repair's scan cannot cut (met replaying producer state, after it): say so.
+          // A safeguard: the scan from offset 0 cuts or quarantines damage before the producer-state
+          // replay can meet it, but a fence left all the same must not pass for a repair.
           if (log.fenced !== null) throw new Error(`the repair could not clear the damage: ${log.fenced.message}`);
           summary = repairSummary(log);
         } finally {
