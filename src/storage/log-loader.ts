@@ -5,7 +5,8 @@
  *    writes) and index files whose log is gone.
  * 2. Load: one `LogSegment` per `.log`, oldest first. Sealed segments stay lazy (no file is read).
  * 3. If the `.clean-shutdown` marker exists, trust the segments: only the active segment's index
- *    and the few bytes after its last index entry are read and checked. The marker is then
+ *    and the few bytes after its last index entry are read and checked (the whole segment is
+ *    scanned when its index files are missing or fail their checks). The marker is then
  *    removed, so a crash from here on is seen as unclean.
  * 4. Otherwise recover: every segment from the one holding the recovery checkpoint onwards is
  *    scanned (frames, CRCs, offset continuity) and its indexes are rebuilt.

@@ -646,9 +646,11 @@ export class LogSegment implements UnloadableIndexes {
   // Recovery.
 
   /**
-   * Readies the active segment after a clean shutdown without scanning it: loads its indexes
-   * (written at close) and checks the batches after the last index entry, which gives
-   * `nextOffset`. Returns null when all is consistent, else what is wrong (then recover).
+   * Readies the active segment after a clean shutdown: loads its indexes (written at close) and
+   * checks the batches after the last index entry, which gives `nextOffset`; when the index
+   * files are missing or fail their checks, rebuilds them from a scan of the segment instead.
+   * Returns null when all is consistent, else what is wrong; throws what a scan meets (either
+   * way the log is then recovered).
    */
   async loadAfterCleanShutdown(): Promise<string | null> {
     const indexProblem = await this.loadIndexFilesWithoutRebuild();

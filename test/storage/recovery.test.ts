@@ -518,7 +518,7 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
     const states = ['unclean', 'clean'] as const;
     const whose = ['active', 'sealed'] as const;
     const files = [['.index'], ['.timeindex'], ['.index', '.timeindex']] as const;
-    const damages = ['deleted', 'random bytes', 'truncated to an odd size'] as const;
+    const damages = ['deleted', 'random bytes', 'truncated to an odd size', 'an entry byte flipped under an intact trailer'] as const;
     for (const state of states) {
       for (const segment of whose) {
         for (const suffixes of files) {
@@ -537,6 +537,13 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
                   if (existsSync(path)) unlinkSync(path);
                 } else if (damage === 'random bytes') {
                   writeFileSync(path, rng.bytes(original.length > 0 ? original.length : 96));
+                } else if (damage === 'an entry byte flipped under an intact trailer') {
+                  // The mark kept: only the checksum can tell (an index with no entries gets one).
+                  const damaged = Buffer.from(original.length > INDEX_TRAILER_BYTES ? original : indexFileBytes(Buffer.alloc(suffix === '.index' ? 8 : 12)));
+                  const flipAt = rng.int(0, damaged.length - INDEX_TRAILER_BYTES - 1);
+                  damaged[flipAt] = damaged[flipAt]! ^ (1 << rng.int(0, 7));
+                  expect(indexFileEntries(damaged, suffix === '.index' ? 8 : 12), at(`${what}: ${suffix} fails its checksum only`)).toBe('index file checksum does not match its entries');
+                  writeFileSync(path, damaged);
                 } else {
                   const odd = original.length > 2 ? original.length - (original.length % 2 === 0 ? 1 : 2) : 5;
                   writeFileSync(path, original.length > 2 ? original.subarray(0, odd) : rng.bytes(odd));
