@@ -64,10 +64,10 @@ export class BrokerMetrics {
     this.activeCalls = new Gauge({ name: 'strata_grpc_active_calls', help: 'gRPC calls in progress (streams included)', labelNames: ['method'], registers });
     this.connections = new Gauge({ name: 'strata_grpc_connections', help: 'Client connections (HTTP/2 sessions, after the TLS handshake with TLS) open now', registers });
     this.connectionsAccepted = new Counter({ name: 'strata_grpc_connections_accepted_total', help: 'Client connections (HTTP/2 sessions) accepted since the broker started', registers });
-    this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: 'fdatasync latency of log files', buckets: DISK_BUCKETS_SECONDS, registers });
+    this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: "fdatasync latency of segment logs (an append's, flush.ms's, a roll's seal)", buckets: DISK_BUCKETS_SECONDS, registers });
     this.writeSeconds = new Histogram({
       name: 'strata_log_write_duration_seconds',
-      help: 'Latency of log file writes: appends (direct or buffered, on the event loop or the thread pool), and the index and checkpoint files written when a segment rolls',
+      help: 'Latency of segment log writes: appends, direct or buffered, on the event loop or the thread pool',
       buckets: DISK_BUCKETS_SECONDS,
       registers,
     });
@@ -354,9 +354,12 @@ export class BrokerMetrics {
   }
 
   /**
-   * The real file system, with every write (`writev`, `writevSync`, and so the files written
-   * whole at a roll) timed into `strata_log_write_duration_seconds` and every fdatasync into
-   * `strata_fsync_duration_seconds`.
+   * The real file system, with every write to a segment's log (`writev`, `writevSync`) timed
+   * into `strata_log_write_duration_seconds` and every fdatasync of one into
+   * `strata_fsync_duration_seconds`. The small files written whole (index files at a roll,
+   * recovery checkpoints, producer-state snapshots, markers) are not timed: each is a new file
+   * whose fdatasync also commits its metadata, and a broker of many quiet partitions writes
+   * several a second, which would make the histograms say little of what appends wait for.
    */
   timedFileSystem(): FileSystem {
     return new TimedFileSystem(this.writeSeconds, this.fsyncSeconds);
@@ -364,11 +367,18 @@ export class BrokerMetrics {
 }
 
 class TimedFileSystem extends NodeFileSystem {
+  /** Writes the small files (`writeFileDurably`) without timing them. */
+  private readonly untimed = new NodeFileSystem();
+
   constructor(
     private readonly writeHistogram: Histogram,
     private readonly fsyncHistogram: Histogram,
   ) {
     super();
+  }
+
+  override writeFileDurably(path: string, data: Buffer): Promise<void> {
+    return this.untimed.writeFileDurably(path, data);
   }
 
   override async writev(fd: number, buffers: readonly Buffer[], position: number): Promise<number> {

@@ -141,6 +141,35 @@ describe('the index cache', () => {
   });
 });
 
+describe('the disk latency histograms', () => {
+  let directory: string | null = null;
+  afterEach(() => {
+    if (directory !== null) removeDirectory(directory);
+    directory = null;
+  });
+
+  it("time a segment log's writes and fdatasyncs, not the small files written whole (indexes, checkpoints, snapshots)", async () => {
+    directory = temporaryDirectory();
+    const metrics = new BrokerMetrics();
+    const fs = metrics.timedFileSystem();
+    const count = async (name: string): Promise<number> => Number(new RegExp(`^${name}_count (\\S+)$`, 'm').exec(await metrics.registry.metrics())?.[1]);
+    await fs.writeFileDurably(join(directory, 'recovery-point-checkpoint'), Buffer.from('small file'));
+    expect(await count('strata_log_write_duration_seconds')).toBe(0);
+    expect(await count('strata_fsync_duration_seconds')).toBe(0);
+    const fd = await fs.open(join(directory, '00000000000000000000.log'), { create: true });
+    try {
+      await fs.writev(fd, [Buffer.from('a batch')], 0);
+      await fs.fdatasync(fd);
+      fs.writevSync(fd, [Buffer.from('another')], 7);
+      fs.fdatasyncSync(fd);
+    } finally {
+      await fs.close(fd);
+    }
+    expect(await count('strata_log_write_duration_seconds')).toBe(2);
+    expect(await count('strata_fsync_duration_seconds')).toBe(2);
+  });
+});
+
 describe('errors by Strata error code', () => {
   const shared = useSharedBroker();
 
