@@ -26,7 +26,7 @@ import { shellWord } from '../common/shell-word.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { graveyardDirectory, holdsPartitionLog, partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, flushMsSelectsInterval, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
-import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls } from '../storage/partition-log.js';
+import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls, type WriteFailures } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { BATCH_HEADER_BYTES, PRODUCER_ID_OFFSET, firstRecordKey, readProducerId } from '../storage/record-batch.js';
 import { buildBatchFromRanges, rangeBatchBytesFloor, rangeRecordBytesFloor, rangesBytesFloorBound } from '../storage/record-batch-builder.js';
@@ -195,6 +195,7 @@ export class Broker {
   private deletedTopics = 0;
   /** The log writes and fdatasyncs of every partition, counted by the logs (see `ioCallTotals`). */
   private readonly ioCalls: IoCalls = emptyIoCalls();
+  private readonly writeFailures: WriteFailures = new Map();
 
   private constructor(options: BrokerOptions, metadata: MetadataStore, lock: DataDirectoryLock) {
     this.dataDir = options.dataDir;
@@ -322,7 +323,7 @@ export class Broker {
 
   private async openPartition(topic: string, partition: number, config: LogConfig): Promise<PartitionLog> {
     const directory = partitionDirectory(this.dataDir, topic, partition);
-    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.storageLogger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache, indexCache: this.indexCache, inlineIo: this.inlineIo, ioCalls: this.ioCalls, checkProducerId: this.checkProducerId });
+    const log = await PartitionLog.open({ directory, config, clock: this.clock, logger: this.storageLogger, fs: this.fs, name: `${topic}-${partition}`, directWriteMinBytes: this.directWrites ? DIRECT_WRITE_MIN_BYTES : null, tailCache: this.tailCache, indexCache: this.indexCache, inlineIo: this.inlineIo, ioCalls: this.ioCalls, writeFailures: this.writeFailures, checkProducerId: this.checkProducerId });
     if (log.recovery !== null && log.recovery.bytesTruncated > 0) {
       this.logger.warn({ topic, partition, ...log.recovery }, 'partition recovered after an unclean stop');
     }
@@ -612,6 +613,11 @@ export class Broker {
    */
   ioCallTotals(): IoCalls {
     return this.ioCalls;
+  }
+
+  /** Every partition's failed group writes since the broker started, by error code (kept as `ioCallTotals` is). */
+  writeFailureTotals(): ReadonlyMap<string, number> {
+    return this.writeFailures;
   }
 
   listTopics(): { name: string; partitions: number }[] {

@@ -15,6 +15,7 @@ import type { Http2Session } from 'node:http2';
 import { status } from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Broker } from '../broker/broker.js';
+import { type Logger, rootLogger } from '../common/logger.js';
 import type { GroupCoordinator, GroupEvents } from '../groups/group-coordinator.js';
 import { type FileSystem, NodeFileSystem } from '../storage/file-system.js';
 import type { RequestMemory } from './request-memory.js';
@@ -39,6 +40,7 @@ export class BrokerMetrics {
   readonly fsyncSeconds: Histogram;
   readonly writeSeconds: Histogram;
   private readonly rebalances: Counter<'group'>;
+  private readonly collectFailures: Counter<'metric'>;
   private broker: Broker | null = null;
   private groups: GroupCoordinator | null = null;
   private produceMemory: RequestMemory | null = null;
@@ -50,7 +52,10 @@ export class BrokerMetrics {
    * `isServing` says whether the broker takes calls: `strata_ready` follows it, as /readyz does
    * (0 during recovery and again from the start of a graceful shutdown).
    */
-  constructor(private readonly isServing: () => boolean = () => false) {
+  constructor(
+    private readonly isServing: () => boolean = () => false,
+    private readonly logger: Logger = rootLogger,
+  ) {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
     this.requests = new Counter({ name: 'strata_requests_total', help: 'gRPC requests by method and status code', labelNames: ['method', 'code'], registers });
@@ -173,6 +178,18 @@ export class BrokerMetrics {
         }
       },
     });
+    new Counter({
+      name: 'strata_log_write_failures_total',
+      help: "Failed group writes to segment logs since the broker started, by the error the appends got (DISK_FULL, STORAGE_ERROR, PARTITION_FENCED); whatever the acks, so also those of acks=none appends, answered before their write; deleted topics' included",
+      labelNames: ['error'],
+      registers,
+      collect() {
+        this.reset();
+        const broker = metrics.broker;
+        if (broker === null || !broker.ready) return;
+        for (const [error, count] of broker.writeFailureTotals()) this.inc({ error }, count);
+      },
+    });
     new Gauge({
       name: 'strata_tail_cache_bytes',
       help: 'Bytes of log held in the tail cache, the newest written bytes of all partitions (its ring of --tail-cache-bytes stays allocated)',
@@ -265,6 +282,51 @@ export class BrokerMetrics {
         this.set(metrics.isServing() ? 1 : 0);
       },
     });
+    this.collectFailures = new Counter({
+      name: 'strata_metrics_collect_failures_total',
+      help: "Scrapes in which a metric's figures could not be read (an LMDB read of the groups' offsets that failed, say): that metric's series are left out of the scrape (one without labels reads 0), the others are served",
+      labelNames: ['metric'],
+      registers,
+    });
+    this.guardCollectors();
+  }
+
+  /**
+   * Makes a metric whose figures cannot be read (its `collect` throws or rejects) leave its
+   * series out of the scrape (prom-client gives one without labels a 0), counted in
+   * `strata_metrics_collect_failures_total`, instead of failing
+   * the whole scrape: otherwise one unreadable figure would hide `strata_ready` and
+   * `strata_partition_fenced` too, and Prometheus would see only a target down. The log says
+   * when a metric starts failing and when it reads again, not at every scrape.
+   */
+  private guardCollectors(): void {
+    const failing = new Set<string>();
+    const failed = (metric: { name: string; reset(): void }, error: unknown): void => {
+      metric.reset();
+      this.collectFailures.inc({ metric: metric.name });
+      if (failing.has(metric.name)) return;
+      failing.add(metric.name);
+      this.logger.warn({ err: error, metric: metric.name }, 'reading a metric failed: it is left out of scrapes until it reads again');
+    };
+    const succeeded = (name: string): void => {
+      if (failing.delete(name)) this.logger.info({ metric: name }, 'the metric reads again');
+    };
+    for (const metric of this.registry.getMetricsAsArray() as unknown as GuardedMetric[]) {
+      const collect = metric.collect;
+      if (collect === undefined) continue;
+      metric.collect = function (this: GuardedMetric): void | Promise<void> {
+        try {
+          const result = collect.call(this);
+          if (!(result instanceof Promise)) return succeeded(metric.name);
+          return result.then(
+            () => succeeded(metric.name),
+            (error: unknown) => failed(metric, error),
+          );
+        } catch (error) {
+          return failed(metric, error);
+        }
+      };
+    }
   }
 
   /**
@@ -416,6 +478,13 @@ class TimedFileSystem extends NodeFileSystem {
       end();
     }
   }
+}
+
+/** What `guardCollectors` needs of a registered metric (prom-client's types do not expose `collect` as writable). */
+interface GuardedMetric {
+  name: string;
+  reset(): void;
+  collect?: (this: GuardedMetric) => void | Promise<void>;
 }
 
 interface PartitionFigures {

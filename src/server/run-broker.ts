@@ -48,7 +48,7 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
   logger.info({ config: loggedSettings(settings) }, 'starting strata');
   const startedAt = Date.now();
   let serving = false;
-  const metrics = new BrokerMetrics(() => serving);
+  const metrics = new BrokerMetrics(() => serving, logger);
   if (settings.tls !== null) metrics.watchTls(settings.tls);
   // Probes first: alive (and not ready) while the logs recover.
   const probes = settings.metricsListen === '' ? null : await startProbeServer(settings.metricsListen, metrics, () => serving, logger);

@@ -147,6 +147,14 @@ export function emptyIoCalls(): IoCalls {
   return { eventLoop: { write: 0, fdatasync: 0 }, threadPool: { write: 0, fdatasync: 0 } };
 }
 
+/**
+ * Group writes that failed, by the error code their appends were refused with (DISK_FULL,
+ * STORAGE_ERROR, PARTITION_FENCED). Counted per failed write, whatever the appends' acks: an
+ * append that asked only to be queued (acks=none) was answered before its write, so this is
+ * the one place its failure shows.
+ */
+export type WriteFailures = Map<string, number>;
+
 export interface PartitionLogOptions {
   directory: string;
   config?: Partial<LogConfig>;
@@ -184,6 +192,8 @@ export interface PartitionLogOptions {
    * gives all its partitions one, so its totals keep the calls of logs closed or deleted since.
    */
   ioCalls?: IoCalls;
+  /** Where the log counts its failed group writes (`writeFailures`); by default its own. Shared by the broker's partitions, as `ioCalls` is. */
+  writeFailures?: WriteFailures;
   /**
    * Refuses (throws) an idempotent batch's producer id that was never handed out: a client that
    * leaves the id zero would otherwise have each later batch with the same sequence taken as a
@@ -292,6 +302,8 @@ export class PartitionLog {
   private readonly nextOffsetAtOpen: number;
   /** Log writes and fdatasyncs of the append path, by the thread that made them (see `PartitionLogOptions.ioCalls`). */
   readonly ioCalls: IoCalls;
+  /** Failed group writes, by the code their appends were refused with (see `PartitionLogOptions.writeFailures`). */
+  readonly writeFailures: WriteFailures;
   private readonly checkProducerId: ((producerId: number) => void) | null;
   /** The offset of the producer-state snapshot on disk (see `keepingProducerSnapshot`); null when there is none. */
   private producerSnapshotOffset: number | null = null;
@@ -315,6 +327,7 @@ export class PartitionLog {
     this.directWriteMinBytes = options.directWriteMinBytes ?? null;
     this.inlineIo = options.inlineIo ?? null;
     this.ioCalls = options.ioCalls ?? emptyIoCalls();
+    this.writeFailures = options.writeFailures ?? new Map();
     this.checkProducerId = options.checkProducerId ?? null;
     this.segments = loaded.segments;
     this.recovery = loaded.recovery;
@@ -816,10 +829,12 @@ export class PartitionLog {
           const fence = new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: a direct write to ${active.logPath} failed (${error.code}); restart to recover`, { cause: error.cause });
           for (const append of written) append.reject(fence);
           this.fenceWith(fence);
+          this.countWriteFailure(fence);
           this.answerDuplicatesOfFailedGroup(duplicates, fence);
           return;
         }
         const refusal = await this.rollBackWrite(active, error as NodeJS.ErrnoException);
+        this.countWriteFailure(refusal);
         for (const append of written) append.reject(refusal);
         this.answerDuplicatesOfFailedGroup(duplicates, refusal);
         return;
@@ -958,6 +973,10 @@ export class PartitionLog {
       if (append.result!.lastOffset < this.nextOffset) this.answerAppended([append]);
       else append.reject(refusal);
     }
+  }
+
+  private countWriteFailure(refusal: StrataError): void {
+    this.writeFailures.set(refusal.code, (this.writeFailures.get(refusal.code) ?? 0) + 1);
   }
 
   /** Queues an append to resolve when the high watermark passes it (kept sorted by offset). */

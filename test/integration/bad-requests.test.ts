@@ -9,10 +9,12 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameS
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
+import { GroupCoordinator } from '../../src/groups/group-coordinator.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX, PRODUCE_REQUEST_RECORDS_MAX } from '../../src/common/request-limits.js';
 import type { strata } from '../../src/generated/strata.js';
 import { logServiceDefinition } from '../../src/server/service-definitions.js';
+import { BrokerMetrics } from '../../src/server/metrics.js';
 import { STATUS_FOR_CODE, toGrpcFailure } from '../../src/server/status.js';
 import { DEFAULT_LOG_CONFIG } from '../../src/storage/log-config.js';
 import { ATTRIBUTES_OFFSET, CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, MAGIC_OFFSET, RECORD_COUNT_OFFSET, RECORDS_OFFSET, decodeBatches } from '../../src/storage/record-batch.js';
@@ -23,6 +25,7 @@ import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
+import { waitUntil } from '../helpers/wait.js';
 import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
 import { runBroker } from '../../src/server/run-broker.js';
 
@@ -673,12 +676,35 @@ describe('disk full (broker with an injected FileSystem)', () => {
     expect((await values(log)).slice(5)).toEqual([[5, 's0'], [6, 's1']]);
   });
 
+  it('counts each failed write in strata_log_write_failures_total, that of an acks=none append answered before it too', async () => {
+    const metrics = new BrokerMetrics();
+    const groups = new GroupCoordinator(broker, { sessionTimeoutMs: 45_000, heartbeatIntervalMs: 5_000, sessionCheckIntervalMs: 3_600_000 });
+    try {
+      metrics.attach(broker, groups);
+      const failures = (): number => broker.writeFailureTotals().get(ErrorCode.DISK_FULL) ?? 0;
+      const before = failures();
+      expect(before).toBeGreaterThan(0); // the refusals of the tests above
+      fs.diskFull = true;
+      // Answered once queued: the write fails after the answer, which cannot say so.
+      await expect(broker.produceBatches('df', 0, batchOf('unwaited'), 'none')).resolves.toBeDefined();
+      await waitUntil(() => failures() === before + 1, 'the failed write counted');
+      fs.diskFull = false;
+      const scraped = /^strata_log_write_failures_total\{error="DISK_FULL"\} (\d+)$/m.exec(await metrics.registry.metrics());
+      expect(Number(scraped?.[1])).toBe(before + 1);
+      // Rolled back like the others: the next append follows the last acknowledged record.
+      const next = await broker.produceBatches('df', 0, batchOf('after'), 'all');
+      expect(next.batches[0]).toMatchObject({ baseOffset: 7, lastOffset: 7 });
+    } finally {
+      await groups.close();
+    }
+  });
+
   it('reopens with exactly the acknowledged records', async () => {
     await broker.close();
     broker = await Broker.open({ dataDir });
     const log = broker.partitionLog('df', 0);
     expect(log.recovery?.bytesTruncated ?? 0).toBe(0);
-    expect((await values(log)).map(([, value]) => value)).toEqual(['a', 'b', 'c', 'd', 'e', 's0', 's1']);
+    expect((await values(log)).map(([, value]) => value)).toEqual(['a', 'b', 'c', 'd', 'e', 's0', 's1', 'after']);
   });
 });
 

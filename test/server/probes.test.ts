@@ -6,6 +6,7 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseListenAddress } from '../../src/common/listen-address.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
@@ -138,6 +139,33 @@ describe('the index cache', () => {
     // Three rolls sealed three segments, each with a closing time-index entry (12 bytes) at least.
     expect(value('strata_index_cache_bytes')).toBeGreaterThanOrEqual(3 * 12);
     expect(value('strata_index_cache_unloads_total')).toBe(0);
+  });
+});
+
+describe('a metric that cannot be read', () => {
+  it('is counted and its series left out (one without labels reads 0), and the rest is served; the log says when it starts failing and when it reads again', async () => {
+    const lines: { msg: string; metric?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    let broken = true;
+    const metrics = new BrokerMetrics(() => {
+      if (broken) throw new Error('cannot tell');
+      return true;
+    }, logger);
+    for (let scrape = 1; scrape <= 2; scrape++) {
+      const text = await metrics.registry.metrics();
+      // strata_ready has no labels, so it cannot be left out: it reads 0, not ready.
+      expect(text).toMatch(/^strata_ready 0$/m);
+      expect(text).toMatch(/^process_resident_memory_bytes /m);
+      expect(text).toMatch(new RegExp(`^strata_metrics_collect_failures_total\\{metric="strata_ready"\\} ${scrape}$`, 'm'));
+    }
+    broken = false;
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^strata_ready 1$/m);
+    expect(text).toMatch(/^strata_metrics_collect_failures_total\{metric="strata_ready"\} 2$/m);
+    expect(lines.map((line) => [line.msg, line.metric])).toEqual([
+      ['reading a metric failed: it is left out of scrapes until it reads again', 'strata_ready'],
+      ['the metric reads again', 'strata_ready'],
+    ]);
   });
 });
 
