@@ -20,6 +20,7 @@ import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
 import { readFlagFile } from '../common/errors.js';
 import { flagNames } from './environment.js';
+import { takeOverSignals } from '../common/signal-takeover.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 
@@ -220,6 +221,7 @@ export function onInterrupt(stop: () => void): () => void {
     interrupted = true;
     stop();
   };
+  takeOverSignals();
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
   return () => {

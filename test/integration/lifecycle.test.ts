@@ -4,7 +4,7 @@
 // process and as a child process) on ephemeral ports, real gRPC.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { constants, closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
+import { constants, closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pino } from 'pino';
@@ -471,3 +471,99 @@ describe('broker lifecycle', () => {
     expect(lines.some((line) => line.includes('"msg":"listening"'))).toBe(false);
   });
 });
+
+describe('signals before a command handles them (the process as PID 1, a container entrypoint)', () => {
+  const exitOnFirstSignals = join(PACKAGE_ROOT, 'dist', 'src', 'common', 'exit-on-first-signals.cjs');
+  const signalTakeover = join(PACKAGE_ROOT, 'dist', 'src', 'common', 'signal-takeover.js');
+
+  /** Runs `script` in a child node, waits for its "ready" line, sends SIGTERM; resolves with how it ended and what it printed. */
+  async function sigtermAfterReady(script: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    const ready = new Promise<void>((resolve) =>
+      child.stdout!.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('ready\n')) resolve();
+      }),
+    );
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    await ready;
+    child.kill('SIGTERM');
+    return { ...(await exited), output };
+  }
+
+  it('end the process with 128 + the signal until a command takes them over; then only its own handler runs', async () => {
+    const installed = `import { createRequire } from 'node:module';
+      createRequire(import.meta.url)(${JSON.stringify(exitOnFirstSignals)}).exitOnFirstSignals(true);
+      setInterval(() => undefined, 1000);
+      console.log('ready');`;
+    expect(await sigtermAfterReady(installed)).toMatchObject({ code: 143, signal: null });
+    const takenOver = `import { createRequire } from 'node:module';
+      createRequire(import.meta.url)(${JSON.stringify(exitOnFirstSignals)}).exitOnFirstSignals(true);
+      const { takeOverSignals } = await import(${JSON.stringify(signalTakeover)});
+      takeOverSignals();
+      process.on('SIGTERM', () => { console.log('own handler'); process.exit(0); });
+      setInterval(() => undefined, 1000);
+      console.log('ready');`;
+    expect(await sigtermAfterReady(takenOver)).toEqual({ code: 0, signal: null, output: 'ready\nown handler\n' });
+  });
+
+  // A new PID namespace makes the broker PID 1, where the kernel drops a signal it has no handler for.
+  const pidNamespaces = ((): boolean => {
+    try {
+      execFileSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+  it.runIf(pidNamespaces)('strata serve as PID 1 ends on a SIGTERM sent while it loads, before its own handler is installed', async () => {
+    const dataDir = temporaryDirectory();
+    try {
+      await sigtermWhileLoading(dataDir);
+    } finally {
+      removeDirectory(dataDir);
+    }
+  });
+
+  async function sigtermWhileLoading(dataDir: string): Promise<void> {
+    const launcher = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', ''], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    launcher.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => launcher.once('exit', (code, signal) => resolve({ code, signal })));
+    let done = false;
+    void exited.then(() => (done = true));
+    // unshare's child is the broker, PID 1 in its namespace. From here it has its usual pid.
+    let brokerPid: number | null = null;
+    await waitUntil(() => {
+      if (done) return true;
+      const children = readFileSafely(`/proc/${launcher.pid}/task/${launcher.pid}/children`).trim();
+      brokerPid = children === '' ? null : Number(children.split(' ')[0]);
+      return brokerPid !== null;
+    }, 'the broker process to start');
+    // A SIGTERM every 20 ms from the start: the first ones may come before node runs any code
+    // (dropped); the half second of loading modules that follows takes one of the next.
+    while (!done) {
+      try {
+        process.kill(brokerPid!, 'SIGTERM');
+      } catch {
+        break; // gone
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // 128 + 15: ended by the early handler. Without it the signals of the loading half second
+    // are dropped, and serve's own handler stops the start (exit 1) or a started broker (exit 0).
+    expect(await exited, stderr).toEqual({ code: 143, signal: null });
+  }
+});
+
+function readFileSafely(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}

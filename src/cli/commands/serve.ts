@@ -20,6 +20,7 @@ import { rootLogger, setLogLevel } from '../../common/logger.js';
 import { type RunningBroker, StartAborted, runBroker } from '../../server/run-broker.js';
 import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../config/node-flags.js';
 import { readConfigFile } from '../config-file.js';
+import { takeOverSignals } from '../../common/signal-takeover.js';
 
 export function serveCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -83,6 +84,7 @@ export function serveCommand(yargs: Argv): Argv {
         exitDeadlineMs = performance.now() + settings.shutdownTimeoutMs + SHUTDOWN_GUARD_MS;
         stopRunning(running, signal, settings.shutdownTimeoutMs).then(stopped, stopped);
       };
+      takeOverSignals();
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
       try {
