@@ -30,6 +30,7 @@ import Long from 'long';
 import { startLocalBroker } from '../src/bench/local-broker.js';
 import { startNoopServerProcess } from '../src/bench/noop-server.js';
 import { StartedServers } from '../src/bench/started-servers.js';
+import { exitWithFailureLine } from './failure-line.js';
 import { strata } from '../src/generated/strata.js';
 import { logServiceDefinition, adminServiceDefinition } from '../src/server/service-definitions.js';
 import { forEachBatch, readRecordCount } from '../src/storage/record-batch.js';
@@ -288,7 +289,4 @@ async function subscribeAll(client: Client, raw: boolean, end: number): Promise<
   return { records, seconds, recordsPerSecond: records / seconds };
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exitCode = 1;
-});
+main().catch(exitWithFailureLine('broker-bench'));

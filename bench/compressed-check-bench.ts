@@ -15,6 +15,7 @@ import { gunzipSync } from 'node:zlib';
 import { RecordsCheck, checkCompressedRecords } from '../src/storage/batch-validation.js';
 import { INFLATED_BATCH_BYTES_MAX, RECORDS_OFFSET, readBatchSize, readRecordCount } from '../src/storage/record-batch.js';
 import { buildBatch } from '../src/storage/record-batch-builder.js';
+import { exitWithFailureLine } from './failure-line.js';
 
 const MiB = 1024 * 1024;
 const STATUSES = ['created', 'paid', 'shipped', 'delivered', 'returned'];
@@ -67,4 +68,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+await main().catch(exitWithFailureLine('compressed-check-bench'));

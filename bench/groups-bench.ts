@@ -23,6 +23,7 @@ import { strata } from '../src/generated/strata.js';
 import { adminServiceDefinition, groupsServiceDefinition } from '../src/server/service-definitions.js';
 import { startLocalBroker } from '../src/bench/local-broker.js';
 import { StartedServers } from '../src/bench/started-servers.js';
+import { exitWithFailureLine } from './failure-line.js';
 import { Connection } from '../src/client/connection.js';
 import { OffsetCommitStream } from '../src/client/offset-commit-stream.js';
 
@@ -348,7 +349,4 @@ async function measure(servers: StartedServers): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exitCode = 1;
-});
+main().catch(exitWithFailureLine('groups-bench'));

@@ -39,6 +39,7 @@ import { PartitionLog } from '../src/storage/partition-log.js';
 import { BATCH_HEADER_BYTES, forEachBatch, readBaseOffset, readLastOffset } from '../src/storage/record-batch.js';
 import { buildBatch } from '../src/storage/record-batch-builder.js';
 import { mulberry32 } from '../test/helpers/seeded-random.js';
+import { exitWithFailureLine } from './failure-line.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -860,7 +861,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+main().catch(exitWithFailureLine('storage-bench'));

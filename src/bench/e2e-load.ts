@@ -17,16 +17,29 @@
  * - `subscribe`: the `Subscribe` RPC (server push), one stream per partition started at the end
  *   offset looked up before the first send; raw batches decoded with the storage codec.
  *
- * A record's send time is when it was actually sent, as the latency's definition asks. When the
- * sender itself is held up (a GC pause, a busy event loop), the records due meanwhile go out
- * late and that delay is in no record's latency (coordinated omission); so the sender's lag
- * behind its schedule is measured apart (`senderLag`), for every measured record: the time it
- * was sent − the time it was due. A stall thus counts once for each record it held up.
+ * A record's send time is when it was actually sent, as the latency's definition asks, not when
+ * it was due (as `strata bench produce --rate` measures): the sender runs on a 1 ms timer, which
+ * Node.js fires every 1–2 ms, so a clock started at the schedule would add that timer's lag,
+ * about 0.7 ms on average, to figures under a millisecond. When the sender itself is held up (a
+ * GC pause, a busy event loop), the records due meanwhile go out late and that delay is in no
+ * record's latency (coordinated omission); so the sender's lag behind its schedule is measured
+ * apart (`senderLag`), for every measured record: the time it was sent − the time it was due.
+ * A stall thus counts once for each record it held up.
  *
  * Records sent during the first `warmupSeconds` (JIT compilation, connection set-up) are read but
  * not counted, and the CPU time of the phase is taken from the end of the warm-up
- * (`onMeasurementStart`). The producer's acknowledgement latency is measured too. A record that
- * has not arrived `DRAIN_TIMEOUT_MS` after the last send counts as lost.
+ * (`onMeasurementStart`). The producer's acknowledgement latency is measured too.
+ *
+ * A record that has not arrived `drainTimeoutMs` after the producer's flush counts as lost, and
+ * is counted in the latency at the time from the last send to the end of that wait: a lower
+ * bound of its latency (it has none), so that lost records raise the percentiles rather than
+ * vanish from them. `consumed` says how many measured records arrived.
+ *
+ * Sends are bounded: when more records are sent and not yet acknowledged than
+ * `outstandingRecordsMax` allows (about a second's worth at the rate), the broker is not keeping
+ * up with the rate, and the run fails with the backlog rather than let it grow until memory runs
+ * out or the producer's delivery timeout (120 s) fails the sends, and rather than report figures
+ * of a rate that was not held.
  */
 import { randomBytes } from 'node:crypto';
 import type { ClientReadableStream } from '@grpc/grpc-js';
@@ -40,8 +53,9 @@ import { type Acks, Producer, type ProducerRecord, type SendCallback } from '../
 import { strata } from '../generated/strata.js';
 import { logServiceDefinition } from '../server/service-definitions.js';
 import { decodeRecords, forEachBatch } from '../storage/record-batch.js';
+import { RECORD_FRAMING_BOUND } from '../storage/record-batch-builder.js';
 import { LatencyRecorder } from './latency-recorder.js';
-import type { Progress } from './progress.js';
+import { type Progress, formatInteger } from './progress.js';
 import { Throttle } from './throttle.js';
 
 const v1 = strata.v1;
@@ -49,6 +63,12 @@ const v1 = strata.v1;
 /** Bytes of the send-time prefix of each value. */
 export const SEND_TIME_BYTES = 8;
 const DRAIN_TIMEOUT_MS = 10_000;
+/**
+ * Seconds of records at the rate (beyond the producer's linger) that may be sent and not yet
+ * acknowledged: a broker that far behind does not sustain the rate, and a latency figure of
+ * seconds says nothing of it.
+ */
+const OUTSTANDING_SECONDS_MAX = 1;
 const START_TIMEOUT_MS = 30_000;
 /**
  * Default warm-up. Under load both processes start slow, most likely while V8 compiles the hot
@@ -84,6 +104,8 @@ export interface E2eLoadOptions {
   label: string;
   /** Called when the warm-up ends and the measured records start. */
   onMeasurementStart?: () => void;
+  /** How long to wait for the last records after the producer's flush (default DRAIN_TIMEOUT_MS). */
+  drainTimeoutMs?: number;
 }
 
 export interface E2eFigures {
@@ -92,13 +114,15 @@ export interface E2eFigures {
   bytes: number;
   /** The measured sending time (after the warm-up). */
   seconds: number;
-  /** Send to consumption. */
+  /** Send to consumption; lost records counted at a lower bound (see the file comment). */
   latency: LatencyRecorder;
   /** Send to the producer's acknowledgement. */
   acknowledgementLatency: LatencyRecorder;
   /** Per measured record: how late it was sent against the schedule. */
   senderLag: LatencyRecorder;
-  /** Measured records that never arrived. */
+  /** Measured records that arrived. */
+  consumed: number;
+  /** Measured records that never arrived (records − consumed). */
   lost: number;
   warmupRecords: number;
 }
@@ -143,6 +167,10 @@ interface SendSlot {
  */
 export class SendSlots {
   private readonly free: SendSlot[] = [];
+  /** Every slot made, for the oldest in flight. */
+  private readonly all: SendSlot[] = [];
+  /** Slots taken whose send's callback has not run yet: records sent and not yet settled. */
+  inFlight = 0;
 
   constructor(
     private readonly topic: string,
@@ -152,6 +180,7 @@ export class SendSlots {
   ) {}
 
   take(): SendSlot {
+    this.inFlight++;
     const reused = this.free.pop();
     if (reused !== undefined) return reused;
     const value = Buffer.from(this.template);
@@ -160,12 +189,22 @@ export class SendSlots {
       message: { topic: this.topic, value },
       sentAt: 0,
       done: (error) => {
+        this.inFlight--;
         if (error === null) this.onAcknowledged(slot);
         else this.onFailed(error);
         this.free.push(slot);
       },
     };
+    this.all.push(slot);
     return slot;
+  }
+
+  /** The wall-clock send time of the earliest record in flight; null when none is. */
+  oldestInFlightSentAt(): number | null {
+    const free = new Set(this.free);
+    let oldest: number | null = null;
+    for (const slot of this.all) if (!free.has(slot) && (oldest === null || slot.sentAt < oldest)) oldest = slot.sentAt;
+    return oldest;
   }
 }
 
@@ -256,6 +295,28 @@ class SubscribeReader implements E2eReader {
   }
 }
 
+/**
+ * Records the sender may have sent and not yet acknowledged: `OUTSTANDING_SECONDS_MAX` of them at
+ * the rate beyond the linger, and no more than the producer's buffer holds (so that no send
+ * waits in the producer for buffer room, in a queue of its own, and memory stays bounded at any
+ * rate); at least 1.
+ */
+export function outstandingRecordsMax(rate: number, lingerMs: number, bufferBytes: number, recordSize: number): number {
+  const atRate = Math.ceil(rate * (OUTSTANDING_SECONDS_MAX + lingerMs / 1000));
+  const inBuffer = Math.floor(bufferBytes / (recordSize + RECORD_FRAMING_BOUND));
+  return Math.max(1, Math.min(atRate, inBuffer));
+}
+
+/** The failure of a run whose broker fell behind the rate by `outstandingRecordsMax`. */
+function backlogError(options: E2eLoadOptions, slots: SendSlots, outstandingMax: number): Error {
+  const bound = outstandingMax === outstandingRecordsMax(options.rate, options.lingerMs, Number.POSITIVE_INFINITY, options.recordSize) ? `${OUTSTANDING_SECONDS_MAX} s of records at the rate` : 'what --buffer-bytes holds';
+  const oldest = slots.oldestInFlightSentAt();
+  const age = oldest === null ? '' : `, the oldest sent ${formatInteger(wallClockMs() - oldest)} ms ago`;
+  return new Error(
+    `the broker did not keep up with --rate ${formatInteger(options.rate)}: ${formatInteger(slots.inFlight)} records sent and not acknowledged (at most ${bound})${age}; no figures are given for a rate that was not held`,
+  );
+}
+
 /** Records an e2e run sends at `rate` records/s in `seconds`; fewer than 1 measures nothing. */
 export function recordsInSeconds(rate: number, seconds: number): number {
   return Math.round(rate * seconds);
@@ -273,6 +334,8 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
   const endToEnd = new LatencyRecorder(measuredRecords);
   const acknowledgement = new LatencyRecorder(measuredRecords);
   const senderLag = new LatencyRecorder(measuredRecords);
+  const outstandingMax = outstandingRecordsMax(options.rate, options.lingerMs, options.bufferBytes, options.recordSize);
+  const drainTimeoutMs = options.drainTimeoutMs ?? DRAIN_TIMEOUT_MS;
   let received = 0;
   let measuredReceived = 0;
   /** Send time (wall clock) of the first measured record: earlier ones are the warm-up. */
@@ -315,6 +378,10 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
         const now = performance.now();
         const due = Math.min(total, throttle.allowed(now));
         for (; sent < due && failure === null; sent++) {
+          if (slots.inFlight >= outstandingMax) {
+            fail(backlogError(options, slots, outstandingMax));
+            break;
+          }
           if (sent >= warmupRecords) senderLag.record(performance.now() - throttle.dueAt(sent));
           const slot = slots.take();
           const sentAt = wallClockMs();
@@ -339,10 +406,12 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
       };
       tick();
     });
+    if (failure !== null) throw failure;
+    const lastSentAt = performance.now();
     await producer.flush();
     if (received < total && failure === null) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, DRAIN_TIMEOUT_MS);
+        const timer = setTimeout(resolve, drainTimeoutMs);
         allReceived = () => {
           clearTimeout(timer);
           resolve();
@@ -351,6 +420,11 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
     }
     if (failure !== null) throw failure;
     stopProgress();
+    // Counted, not left out: each lost record was sent by `lastSentAt` and had not arrived
+    // by now, so its latency is at least this (see the file comment).
+    const consumed = measuredReceived;
+    const lost = measuredRecords - consumed;
+    if (lost > 0) endToEnd.recordMany(performance.now() - lastSentAt, lost);
     return {
       records: measuredRecords,
       bytes: measuredRecords * options.recordSize,
@@ -358,7 +432,8 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
       latency: endToEnd,
       acknowledgementLatency: acknowledgement,
       senderLag,
-      lost: measuredRecords - measuredReceived,
+      consumed,
+      lost,
       warmupRecords,
     };
   } finally {

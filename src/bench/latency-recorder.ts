@@ -8,6 +8,11 @@
  * been timed. The array is bounded (`SAMPLES_MAX` entries, 32 MiB): when a phase expects more
  * values than that, every k-th value is kept (as Kafka's perf tools sample), each standing for k.
  * The count, mean and maximum always cover every value.
+ *
+ * The histogram answers a percentile with the highest value its bucket stands for, up to 0.1 %
+ * above the values recorded in it, while the maximum is exact: 1,000 values of 12,345 µs gave
+ * p50 = p99.9 = 12.351 ms beside a max of 12.345 ms. So each percentile is clamped to the
+ * maximum (which keeps them in order: p50 ≤ p95 ≤ p99 ≤ p99.9 ≤ max).
  */
 import { build } from 'hdr-histogram-js';
 
@@ -71,7 +76,9 @@ export class LatencyRecorder {
     if (this.total === 0) return null;
     const histogram = build({ numberOfSignificantValueDigits: 3, lowestDiscernibleValue: 1, highestTrackableValue: HIGHEST_TRACKABLE_MICROS, autoResize: false });
     for (let index = 0; index < this.stored; index++) histogram.recordValueWithCount(this.micros[index]!, this.weights[index]!);
-    const at = (percentile: number): number => histogram.getValueAtPercentile(percentile) / 1000;
+    // Never above the exact maximum, nor below the percentile before it.
+    let floorMs = 0;
+    const at = (percentile: number): number => (floorMs = Math.max(floorMs, Math.min(this.maxMs, histogram.getValueAtPercentile(percentile) / 1000)));
     const summary: LatencySummary = {
       count: this.total,
       meanMs: round(this.sumMs / this.total),

@@ -1,7 +1,7 @@
 /**
  * `--local`: a Strata broker the benchmark starts itself, as a child process running
  * `strata serve` from this package on a temporary data directory with ephemeral ports. The
- * directory is removed when the broker stops. With `profileDirectory` the broker runs under
+ * directory is removed when the broker stops, or at once after `kill` (SIGKILL). With `profileDirectory` the broker runs under
  * `node --cpu-prof` and writes a V8 CPU profile there when it exits (open it in Chrome DevTools).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -27,6 +27,8 @@ export interface LocalBroker {
   metricsAddress: string | null;
   /** Stops the broker (gracefully) and removes its data directory. Idempotent. */
   stop(): Promise<void>;
+  /** Kills the broker (SIGKILL) and removes its data directory, synchronously. Idempotent. */
+  kill(): void;
 }
 
 export async function startLocalBroker(options: LocalBrokerOptions = {}): Promise<LocalBroker> {
@@ -74,6 +76,12 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     stop: () => {
       stopping ??= server.stop().finally(() => rmSync(dataDirectory, { recursive: true, force: true }));
       return stopping;
+    },
+    kill: () => {
+      server.kill();
+      // The broker may live a moment after the signal and add a file meanwhile: the removal
+      // then finds a directory not empty, and tries again.
+      rmSync(dataDirectory, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
     },
   };
 }

@@ -5,6 +5,12 @@
  * reported), null for a broker given with --server; `metricsAddress` is the broker's metrics
  * endpoint (a local broker's, or --server-metrics), from which its log writes and fdatasyncs
  * during each phase are reported.
+ *
+ * Warm-up (`runPhase`'s `warmupRecords`, none for e2e, whose load warms up for --warmup-seconds):
+ * a produce phase sends that many records first, unmeasured, over the producers it then measures
+ * (see produce-load.ts); a consume phase first runs an unmeasured consume phase of that many
+ * records on the topic `<topic>-warmup` (a read's set-up is part of a catch-up read, but V8
+ * compiling the read path is not).
  */
 import type { Logger } from '../common/logger.js';
 import { Admin } from '../client/admin.js';
@@ -76,6 +82,8 @@ export interface PhaseOutcome {
 
 const SEND_TO_ACK = 'from send() to the acknowledgement (includes the wait in the producer buffer)';
 const REQUEST_TO_ANSWER = 'from the request being written to its answer (each of its records)';
+const SCHEDULE_TO_ACK = "from each chunk's scheduled send time (--rate) to the acknowledgement (includes the sender's lag and the wait in the producer buffer)";
+const SCHEDULE_TO_ANSWER = "from each request's scheduled send time (--rate) to its answer (each of its records; includes the sender's lag)";
 const SEND_TO_CONSUMED = {
   consumer: 'from send() to the record being handed to the application by the client Consumer',
   subscribe: 'from send() to the record being decoded from a Subscribe stream (server push)',
@@ -135,7 +143,7 @@ function label(context: PhaseContext, workload: string): string {
   return context.serverKind === 'no-op' ? `${workload} (no-op server)` : workload;
 }
 
-export async function producePhase(context: PhaseContext, records = context.settings.records, workload = 'produce'): Promise<PhaseOutcome> {
+export async function producePhase(context: PhaseContext, records = context.settings.records, workload = 'produce', warmupRecords = 0): Promise<PhaseOutcome> {
   const { settings } = context;
   const topic = await prepareTopic(context);
   context.server?.resetPeaks();
@@ -152,11 +160,12 @@ export async function producePhase(context: PhaseContext, records = context.sett
     lingerMs: settings.lingerMs,
     bufferBytes: settings.bufferBytes,
     path: settings.path,
+    warmupRecords,
     logger: context.logger,
     progress: context.progress,
     label: label(context, workload),
   }));
-  const latencyMeasures = settings.path === 'raw' ? SEND_TO_ACK : REQUEST_TO_ANSWER;
+  const latencyMeasures = settings.rate === null ? (settings.path === 'raw' ? SEND_TO_ACK : REQUEST_TO_ANSWER) : settings.path === 'raw' ? SCHEDULE_TO_ACK : SCHEDULE_TO_ANSWER;
   const row = resultRow(workload, context.serverKind, figures, latencyMeasures, context.server?.memory() ?? null, cpu, disk);
   if (figures.senderLag) row.senderLag = figures.senderLag.summary();
   return { rows: [row], topic };
@@ -167,8 +176,10 @@ export async function producePhase(context: PhaseContext, records = context.sett
  * group's committed offsets: a second run with the same group reads on from where the first
  * stopped), then reads them.
  */
-export async function consumePhase(context: PhaseContext): Promise<PhaseOutcome> {
+export async function consumePhase(context: PhaseContext, warmupRecords = 0): Promise<PhaseOutcome> {
   const { settings } = context;
+  // Without the group: its members and commits are the measured topic's business.
+  if (warmupRecords > 0) await consumePhase({ ...context, settings: { ...settings, topic: `${settings.topic}-warmup`, records: warmupRecords, group: null } });
   let topic = await prepareTopic(context);
   const rows: ResultRow[] = [];
   const missing = settings.records - (await readableRecords(context.connection, settings.topic, settings.group));
@@ -220,17 +231,20 @@ export async function e2ePhase(context: PhaseContext): Promise<PhaseOutcome> {
   const row = resultRow('e2e', context.serverKind, figures, SEND_TO_CONSUMED[settings.reader], context.server?.memory() ?? null, cpu, disk);
   row.acknowledgementLatency = figures.acknowledgementLatency.summary();
   row.senderLag = figures.senderLag.summary();
+  row.consumedRecords = figures.consumed;
+  row.consumedRecordsPerSecond = figures.seconds > 0 ? Math.round(figures.consumed / figures.seconds) : 0;
   row.lost = figures.lost;
   row.warmupRecords = figures.warmupRecords;
   return { rows: [row], topic };
 }
 
-export function runPhase(workload: Workload, context: PhaseContext): Promise<PhaseOutcome> {
+/** Runs the workload's phase, after an unmeasured warm-up of `warmupRecords` (produce and consume). */
+export function runPhase(workload: Workload, context: PhaseContext, warmupRecords = 0): Promise<PhaseOutcome> {
   switch (workload) {
     case 'produce':
-      return producePhase(context);
+      return producePhase(context, context.settings.records, 'produce', warmupRecords);
     case 'consume':
-      return consumePhase(context);
+      return consumePhase(context, warmupRecords);
     case 'e2e':
       return e2ePhase(context);
   }

@@ -11,21 +11,35 @@
  *   without a key go to the sticky partition, which moves on with each batch, as in Kafka.
  *   Like a Kafka producer whose send blocks when the buffer is full, the load waits while
  *   `bufferBytes` worth of records are unacknowledged. Latency of a record: from when the load
- *   goes to send it (after any pause for `rate`, before that wait: Kafka's tool starts its
- *   clock before a `send()` that blocks) to its acknowledgement, so it includes the wait for
- *   buffer room and the wait in the producer's buffer, as Kafka's tool measures it. Records are sent in chunks of about a
- *   batch and share their chunk's start time.
+ *   goes to send it (before the wait for buffer room: Kafka's tool starts its clock before a
+ *   `send()` that blocks) to its acknowledgement, so it includes the wait for buffer room and
+ *   the wait in the producer's buffer, as Kafka's tool measures it. Records are sent in chunks
+ *   of about a batch and share their chunk's start time.
  * - `records`: plain protobuf records (the path every gRPC language has) on one ProduceStream
  *   per producer: requests of as many records as a raw batch of `batchBytes` holds (at a
- *   `rate`, a millisecond's worth at most), spread round-robin over the partitions, with the producer's in-flight bounds (5 per partition, 64
- *   in all). Latency of a record: from its request being written to the answer.
+ *   `rate`, a millisecond's worth at most), spread round-robin over the partitions, with the
+ *   producer's in-flight bounds (5 per partition, 64 in all). Latency of a record: from its
+ *   request being written to the answer.
+ *
+ * At a `rate` the clock of a chunk (a request on the records path) starts at its scheduled
+ * time, when the throttle says its first record is due, as wrk2 measures, not when it is sent:
+ * a sender held up (by the wait for buffer room or for the in-flight window, a GC pause, a busy
+ * event loop) sends the chunks due meanwhile late, and that delay is theirs too (coordinated
+ * omission would leave it out of every record). How late each chunk went is also reported on
+ * its own (`senderLag`), to tell a client stall from a slow answer.
+ *
+ * First `warmupRecords` records go unmeasured, as fast as they go, over the same producers (the
+ * same streams), and are all acknowledged before the measured records start: V8 compiles the
+ * client's and the server's hot paths, and the connection, InitProducer and the topic's metadata
+ * are set up, outside the measured window (Kafka's tool has --warmup-records for this).
  *
  * Throughput counts value bytes only (records × recordSize), as Kafka's tool does; the time runs
- * from the first send to the last acknowledgement.
+ * from the first measured send to the last acknowledgement.
  */
 import { randomBytes } from 'node:crypto';
 import Long from 'long';
 import type { Logger } from '../common/logger.js';
+import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { Connection, type ConnectionOptions, methods } from '../client/connection.js';
 import { fromItemError, toClientError } from '../client/errors.js';
 import { type Acks, Producer } from '../client/producer.js';
@@ -76,6 +90,8 @@ export interface ProduceLoadOptions {
   /** Per producer: bytes of records accepted and not yet acknowledged (the Producer's bufferBytes). */
   bufferBytes: number;
   path: ProducePath;
+  /** Records sent first, unmeasured and as fast as they go (0: none). */
+  warmupRecords: number;
   logger: Logger;
   progress: Progress;
   /** For the live line, e.g. "produce". */
@@ -91,7 +107,7 @@ export interface LoadFigures {
   latency: LatencyRecorder | null;
   /**
    * With a rate: how late each chunk of sends (each request on the records path) went against
-   * its schedule. Not in the latency, whose clock starts after the pause the rate asks for.
+   * its schedule; in the latency too, whose clock starts at that schedule.
    */
   senderLag?: LatencyRecorder | null;
 }
@@ -104,6 +120,7 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
   const values = Array.from({ length: VALUE_POOL_SIZE }, () => randomBytes(options.recordSize));
   const counters: SharedCounters = { acknowledged: 0 };
   const shares = split(options.records, options.producers);
+  const warmupShares = split(options.warmupRecords, options.producers);
   const perProducerRate = options.rate === null ? null : options.rate / options.producers;
   // The records path records once per request (with its record count), so it is sized by them.
   const perSend = recordsPerSend(options.batchBytes, options.recordSize, perProducerRate);
@@ -129,6 +146,8 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
           }),
       );
       try {
+        // Every producer's warm-up is acknowledged (each flushes) before any measured record goes.
+        await Promise.all(producers.map((producer, index) => driveProducer(producer, options, warmupShares[index]!, null, values, UNMEASURED, counters)));
         startedAt = performance.now();
         await Promise.all(producers.map((producer, index) => driveProducer(producer, options, shares[index]!, perProducerRate, values, timing, counters)));
         endedAt = performance.now();
@@ -136,13 +155,14 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
         await Promise.all(producers.map((producer) => producer.close()));
       }
     } else {
-      const connections = shares.map(() => new Connection(options.connection));
+      const streams = shares.map((_, index) => new RecordsStream(new Connection(options.connection), options, index));
       try {
+        await Promise.all(streams.map((stream, index) => stream.send(warmupShares[index]!, null, values, UNMEASURED, counters)));
         startedAt = performance.now();
-        await Promise.all(connections.map((connection, index) => driveRecordsStream(connection, options, index, shares[index]!, perProducerRate, values, timing, counters)));
+        await Promise.all(streams.map((stream, index) => stream.send(shares[index]!, perProducerRate, values, timing, counters)));
         endedAt = performance.now();
       } finally {
-        for (const connection of connections) connection.close();
+        for (const stream of streams) stream.close();
       }
     }
   } finally {
@@ -151,11 +171,16 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
   return { records: options.records, bytes: options.records * options.recordSize, seconds: (endedAt - startedAt) / 1000, latency: recorder, senderLag };
 }
 
-/** Where the producers' timings go: each record's latency, and with a rate each send's lag behind its schedule. */
+/**
+ * Where the producers' timings go: each record's latency, and with a rate each send's lag
+ * behind its schedule; nowhere for the warm-up.
+ */
 interface SendTiming {
-  recorder: LatencyRecorder;
+  recorder: LatencyRecorder | null;
   senderLag: LatencyRecorder | null;
 }
+
+const UNMEASURED: SendTiming = { recorder: null, senderLag: null };
 
 /** Records per batch of `batchBytes` (at least 1). */
 export function recordsPerBatch(batchBytes: number, recordSize: number): number {
@@ -206,17 +231,19 @@ async function driveProducer(
     }
     const end = Math.min(count, sent + chunkSize);
     // The clock starts before the wait for buffer room, as Kafka's tool starts it before a
-    // send() that blocks on a full buffer: that wait is part of the latency. One stamp covers
-    // the whole chunk (its records are handed to the producer within microseconds of each
-    // other once there is room), so each record's start is its chunk's.
-    const chunkSentAt = performance.now();
+    // send() that blocks on a full buffer: that wait is part of the latency. At a rate it
+    // starts at the chunk's scheduled time, so that a sender held up by earlier waits does not
+    // start its later chunks' clocks late (coordinated omission). One stamp covers the whole
+    // chunk (its records are handed to the producer within microseconds of each other once
+    // there is room), so each record's start is its chunk's.
+    const chunkStartedAt = throttle === null ? performance.now() : throttle.dueAt(sent);
     while (outstanding + (end - sent) > outstandingMax && failure === null) {
       await new Promise<void>((resolve) => (roomWaiter = resolve));
       roomWaiter = null;
     }
     const acknowledged = (error: Error | null): void => {
       if (error !== null) return fail(error);
-      recorder.record(clock.now() - chunkSentAt);
+      recorder?.record(clock.now() - chunkStartedAt);
       counters.acknowledged++;
       if (--outstanding <= outstandingMax / 2 && roomWaiter !== null) roomWaiter();
     };
@@ -230,80 +257,125 @@ async function driveProducer(
   if (failure !== null) throw failure;
 }
 
-/** One producer's share over plain protobuf records on one ProduceStream. */
-async function driveRecordsStream(
-  connection: Connection,
-  options: ProduceLoadOptions,
-  producerIndex: number,
-  count: number,
-  rate: number | null,
-  values: readonly Buffer[],
-  { recorder, senderLag }: SendTiming,
-  counters: SharedCounters,
-): Promise<void> {
-  if (count === 0) return; // more producers than records: this one has nothing to send
-  const throttle = rate === null ? null : new Throttle(rate);
-  const perRequest = recordsPerSend(options.batchBytes, options.recordSize, rate);
-  const window = Math.min(IN_FLIGHT_MAX, IN_FLIGHT_PER_PARTITION * options.partitions);
-  const acks = { all: v1.Acks.ACKS_ALL, leader: v1.Acks.ACKS_LEADER, none: v1.Acks.ACKS_NONE }[options.acks];
-  const stream = connection.bidiStream(methods.produceStream);
-  const pending = new Map<number, { sentAt: number; records: number }>();
-  let sent = 0;
-  let nextCorrelationId = 1;
-  let requestIndex = producerIndex;
-  let pumpTimer: NodeJS.Timeout | null = null;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const pump = (): void => {
-        pumpTimer = null;
-        while (pending.size < window && sent < count) {
-          if (throttle !== null) {
-            const delayMs = throttle.delayMs(sent);
-            if (delayMs > 0) {
-              pumpTimer = setTimeout(pump, delayMs);
-              return;
-            }
-            senderLag?.record(performance.now() - throttle.dueAt(sent));
-          }
-          const size = Math.min(perRequest, count - sent);
-          const records: strata.v1.Record[] = new Array(size);
-          for (let index = 0; index < size; index++) records[index] = v1.Record.create({ value: values[(sent + index) % VALUE_POOL_SIZE]! });
-          const correlationId = nextCorrelationId++;
-          pending.set(correlationId, { sentAt: performance.now(), records: size });
-          stream.write(
-            v1.ProduceRequest.create({
-              topic: options.topic,
-              partition: requestIndex++ % options.partitions,
-              records,
-              acks,
-              correlationId: Long.fromNumber(correlationId, true),
-            }),
-          );
-          sent += size;
-        }
-      };
-      stream.on('data', (response: strata.v1.ProduceResponse) => {
-        if (response.error) return reject(fromItemError(response.error));
-        const id = response.correlationId.toNumber();
-        const request = pending.get(id);
-        if (request === undefined) return;
-        pending.delete(id);
-        recorder.recordMany(performance.now() - request.sentAt, request.records);
-        counters.acknowledged += request.records;
-        if (sent === count && pending.size === 0) resolve();
-        else if (pumpTimer === null) pump(); // (a pump already waiting for its time sends then)
-      });
-      stream.on('error', (error) => reject(toClientError(error)));
-      // Ended by the server without an error status while answers are owed: they never come.
-      stream.on('end', () => {
-        if (pending.size > 0 || sent < count) reject(new Error(`the ProduceStream ended with ${pending.size} requests unanswered and ${count - sent} records not sent`));
-      });
-      pump();
+/** A request on the records path awaiting its answer. */
+interface PendingRequest {
+  /** When its clock started: when it was written, or at a rate when it was due. */
+  startedAt: number;
+  records: number;
+  /** Where its latency goes (null: a warm-up request). */
+  recorder: LatencyRecorder | null;
+}
+
+/**
+ * One producer over plain protobuf records on one ProduceStream, which stays open from the
+ * warm-up to the end of the measured records: `send` sends a share of records and resolves once
+ * every one is answered; one `send` at a time.
+ */
+class RecordsStream {
+  private readonly stream: ClientDuplexStream<strata.v1.ProduceRequest, strata.v1.ProduceResponse>;
+  private readonly window: number;
+  private readonly acks: strata.v1.Acks;
+  private readonly pending = new Map<number, PendingRequest>();
+  private nextCorrelationId = 1;
+  private requestIndex: number;
+  /** Set when the stream failed or ended: every send from then on fails with it. */
+  private failure: Error | null = null;
+  /** The send under way: told of each answer, and of a failure. */
+  private onAnswer: ((records: number) => void) | null = null;
+  private onFailure: ((error: Error) => void) | null = null;
+  private unsent = 0;
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly options: ProduceLoadOptions,
+    producerIndex: number,
+  ) {
+    this.requestIndex = producerIndex;
+    this.window = Math.min(IN_FLIGHT_MAX, IN_FLIGHT_PER_PARTITION * options.partitions);
+    this.acks = { all: v1.Acks.ACKS_ALL, leader: v1.Acks.ACKS_LEADER, none: v1.Acks.ACKS_NONE }[options.acks];
+    this.stream = connection.bidiStream(methods.produceStream);
+    this.stream.on('data', (response: strata.v1.ProduceResponse) => {
+      if (response.error) return this.fail(fromItemError(response.error));
+      const id = response.correlationId.toNumber();
+      const request = this.pending.get(id);
+      if (request === undefined) return;
+      this.pending.delete(id);
+      request.recorder?.recordMany(performance.now() - request.startedAt, request.records);
+      this.onAnswer?.(request.records);
     });
-  } finally {
-    if (pumpTimer !== null) clearTimeout(pumpTimer);
-    stream.end();
-    stream.cancel();
+    this.stream.on('error', (error) => this.fail(toClientError(error)));
+    // Ended by the server without an error status: answers owed never come, and nothing more can be sent.
+    this.stream.on('end', () => {
+      const owed = this.onAnswer === null ? '' : ` with ${this.pending.size} requests unanswered and ${this.unsent} records not sent`;
+      this.fail(new Error(`the ProduceStream ended${owed}`));
+    });
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    this.onFailure?.(this.failure);
+  }
+
+  /** Sends `count` records (`rate`: records/s, or null for as fast as the window allows). */
+  async send(count: number, rate: number | null, values: readonly Buffer[], { recorder, senderLag }: SendTiming, counters: SharedCounters): Promise<void> {
+    if (count === 0) return; // more producers than records: this one has nothing to send
+    if (this.failure !== null) throw this.failure;
+    const throttle = rate === null ? null : new Throttle(rate);
+    const perRequest = recordsPerSend(this.options.batchBytes, this.options.recordSize, rate);
+    let sent = 0;
+    let pumpTimer: NodeJS.Timeout | null = null;
+    this.unsent = count;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const pump = (): void => {
+          pumpTimer = null;
+          while (this.pending.size < this.window && sent < count) {
+            if (throttle !== null) {
+              const delayMs = throttle.delayMs(sent);
+              if (delayMs > 0) {
+                pumpTimer = setTimeout(pump, delayMs);
+                return;
+              }
+              senderLag?.record(performance.now() - throttle.dueAt(sent));
+            }
+            const size = Math.min(perRequest, count - sent);
+            const records: strata.v1.Record[] = new Array(size);
+            for (let index = 0; index < size; index++) records[index] = v1.Record.create({ value: values[(sent + index) % VALUE_POOL_SIZE]! });
+            const correlationId = this.nextCorrelationId++;
+            // At a rate the clock starts when the request was due (see the file comment).
+            this.pending.set(correlationId, { startedAt: throttle === null ? performance.now() : throttle.dueAt(sent), records: size, recorder });
+            this.stream.write(
+              v1.ProduceRequest.create({
+                topic: this.options.topic,
+                partition: this.requestIndex++ % this.options.partitions,
+                records,
+                acks: this.acks,
+                correlationId: Long.fromNumber(correlationId, true),
+              }),
+            );
+            sent += size;
+            this.unsent = count - sent;
+          }
+        };
+        this.onAnswer = (records) => {
+          counters.acknowledged += records;
+          if (sent === count && this.pending.size === 0) resolve();
+          else if (pumpTimer === null) pump(); // (a pump already waiting for its time sends then)
+        };
+        this.onFailure = reject;
+        pump();
+      });
+    } finally {
+      if (pumpTimer !== null) clearTimeout(pumpTimer);
+      this.onAnswer = null;
+      this.onFailure = null;
+    }
+  }
+
+  close(): void {
+    this.stream.end();
+    this.stream.cancel();
+    this.connection.close();
   }
 }
 

@@ -16,15 +16,21 @@
  *     workload, server              e.g. "produce", "strata" | "no-op"
  *     records, bytes, seconds       what was measured (bytes: keys and values)
  *     recordsPerSecond, megabytesPerSecond
- *     latency                       { count, meanMs, p50Ms, p95Ms, p99Ms, p999Ms, maxMs } or null
+ *     latency                       { count, meanMs, p50Ms, p95Ms, p99Ms, p999Ms, maxMs } or null; no
+ *                                   percentile above maxMs; e2e: lost records counted (see lost)
  *     latencyMeasures               what the latency is the time of
  *     acknowledgementLatency        e2e only: send to the producer's acknowledgement
- *     lost                          e2e only: measured records that never arrived
+ *     consumedRecords               e2e only: measured records that arrived
+ *     consumedRecordsPerSecond      e2e only: consumedRecords over the measured time (records/s counts
+ *                                   those sent)
+ *     lost                          e2e only: measured records that never arrived, counted in latency at
+ *                                   the time waited for them after the last send (a lower bound)
  *     warmupRecords                 e2e only: records sent before the measurement (read, not counted)
  *     startOffsets                  consume only: { partition: offset } where the read started
  *     senderLag                     e2e, and produce with --rate: { count, meanMs, p50Ms, ... maxMs } of how
  *                                   late the sender sent each measured record (produce: each chunk of sends,
- *                                   or request) against its schedule (not counted in latency)
+ *                                   or request) against its schedule; produce counts it in the latency too
+ *                                   (which starts at the schedule), e2e does not (its latency starts at send())
  *     serverMemory                  { rssMiB, rssPeakSampledMiB, rssPeakMiB, rssPeakPhaseMiB } of a local
  *                                   server (see server-process.ts), else null
  *     cpu                           { clientSeconds, clientMicrosPerRecord, serverSeconds, serverMicrosPerRecord }
@@ -36,10 +42,15 @@
  *                                   when a reading failed (a warning on stderr says why)
  *     brokerWrites                  the same for the broker's log writes (also null for a broker too old to
  *                                   time them)
- *   ratioToBaseline                 baseline only: Strata's figure ÷ the no-op server's (see ratioOf)
- *   ratioOf                         baseline only: "records/s" (produce, consume) or "p99 latency" (e2e)
- *   baselineWarmupRecords           baseline of produce or consume: records of the unmeasured warm-up run
- *                                   to each server before its measured phase; else null
+ *   ratioToBaseline                 baseline only: Strata's figure ÷ the no-op server's (see ratioOf); null
+ *                                   when not given (see ratioNotGiven)
+ *   ratioOf                         baseline only: "records/s" (produce, consume) or "p99 latency" (e2e, and
+ *                                   produce with --rate, at which both servers send the same records/s)
+ *   ratioNotGiven                   baseline only: why there is no ratio (a side lost records, or has no
+ *                                   latency); else null
+ *   warmupRecords                   produce or consume (baseline or not): records of the unmeasured warm-up
+ *                                   before each measured phase (produce: over the same producers; consume:
+ *                                   a phase of its own on <topic>-warmup); null for e2e (see its rows)
  */
 import { plural } from '../common/plural.js';
 import { readFileSync } from 'node:fs';
@@ -64,6 +75,10 @@ export interface ResultRow {
   latency: LatencySummary | null;
   latencyMeasures: string | null;
   acknowledgementLatency?: LatencySummary | null;
+  /** e2e: measured records that arrived, and how many a second over the measured time. */
+  consumedRecords?: number;
+  consumedRecordsPerSecond?: number;
+  /** e2e: measured records that never arrived (counted in the latency at a lower bound). */
   lost?: number;
   /** e2e: records sent before the measurement started (read, not counted). */
   warmupRecords?: number;
@@ -123,16 +138,20 @@ export interface BenchReport {
   results: ResultRow[];
   ratioToBaseline: number | null;
   ratioOf: BaselineRatio['of'] | null;
-  baselineWarmupRecords: number | null;
+  ratioNotGiven: string | null;
+  warmupRecords: number | null;
 }
 
 /**
  * Strata against the no-op server: for throughput a fraction (1 = as fast as the transport
- * alone), for e2e latency a multiple (1 = no slower than the transport alone).
+ * alone), for latency a multiple (1 = no slower than the transport alone).
  */
 export interface BaselineRatio {
-  value: number;
+  /** null when there is no honest figure to give (see `notGiven`). */
+  value: number | null;
   of: 'records/s' | 'p99 latency';
+  /** Why `value` is null. */
+  notGiven: string | null;
 }
 
 export function machineInfo(): MachineInfo {
@@ -218,23 +237,38 @@ export function formatReport(report: BenchReport): string {
   for (const result of report.results) {
     if (result.latencyMeasures !== null && !explained.has(result.workload)) lines.push(`${result.workload} latency: ${result.latencyMeasures}`);
     explained.add(result.workload);
-    if (result.lost !== undefined && result.lost > 0) lines.push(`${result.workload}: ${formatInteger(result.lost)} records never arrived`);
   }
   if (report.results.some((result) => result.acknowledgementLatency !== undefined)) lines.push('(acked): latency from send() to the producer\'s acknowledgement');
   const baseline = report.results.some((result) => result.server === 'no-op');
+  const named = (result: ResultRow): string => `${result.workload}${baseline ? ` (${result.server})` : ''}`;
+  for (const result of report.results) {
+    if (result.consumedRecords === undefined || result.consumedRecordsPerSecond === undefined) continue;
+    const lost = result.lost ?? 0;
+    const counted = lost > 0 ? ', counted in its latency at the time waited for them after the last send (a lower bound: they never came)' : '';
+    lines.push(`${named(result)} consumed: ${formatInteger(result.consumedRecords)} of ${formatInteger(result.records)} records (${formatInteger(result.consumedRecordsPerSecond)} records/s); lost: ${formatInteger(lost)}${counted}`);
+  }
   for (const result of report.results) {
     if (result.senderLag === undefined || result.senderLag === null) continue;
     const lag = result.senderLag;
-    lines.push(`${result.workload}${baseline ? ` (${result.server})` : ''} sender lag behind schedule (not counted in latency): p50 ${lag.p50Ms.toFixed(2)}, p99 ${lag.p99Ms.toFixed(2)}, p99.9 ${lag.p999Ms.toFixed(2)}, max ${lag.maxMs.toFixed(2)} ms`);
+    // produce --rate starts each latency at the schedule (so the lag is in it); e2e at send(),
+    // since its 1 ms sending timer's own lag would swamp a latency under a millisecond.
+    const counted = result.workload === 'e2e' ? "not counted in latency, which starts at send(): a 1 ms timer's lag would dominate a sub-millisecond figure" : "counted in latency, which starts at each send's scheduled time";
+    lines.push(`${named(result)} sender lag behind schedule (${counted}): p50 ${lag.p50Ms.toFixed(2)}, p99 ${lag.p99Ms.toFixed(2)}, p99.9 ${lag.p999Ms.toFixed(2)}, max ${lag.maxMs.toFixed(2)} ms`);
   }
   for (const result of report.results) {
     const warmup = result.workload === 'e2e' ? ' (warm-up included)' : '';
     if (result.brokerWrites !== null) lines.push(`${result.workload} broker log writes${warmup}: ${formatCalls(result.brokerWrites)}`);
     if (result.brokerFsyncs !== null) lines.push(`${result.workload} broker fdatasyncs${warmup}: ${formatCalls(result.brokerFsyncs)}`);
   }
-  if (report.baselineWarmupRecords !== null) lines.push(`warm-up: an unmeasured run of ${formatInteger(report.baselineWarmupRecords)} records went to each server before its measured phase`);
-  if (report.ratioToBaseline !== null && report.ratioOf !== null) lines.push(`Strata / no-op server (${report.ratioOf}): ${report.ratioToBaseline.toFixed(2)}`);
+  if (report.warmupRecords !== null) lines.push(warmupLine(report, report.warmupRecords, baseline));
+  if (report.ratioOf !== null) lines.push(`Strata / no-op server (${report.ratioOf}): ${report.ratioToBaseline !== null ? report.ratioToBaseline.toFixed(2) : `not given: ${report.ratioNotGiven}`}`);
   return `${lines.join('\n')}\n`;
+}
+
+function warmupLine(report: BenchReport, records: number, baseline: boolean): string {
+  const where = baseline ? ' on each server' : '';
+  if (report.workload.endsWith('consume')) return `warm-up: an unmeasured fill and read of ${formatInteger(records)} records (topic ${report.topic?.name ?? ''}-warmup)${where} before the measured phase`;
+  return `warm-up: ${formatInteger(records)} records sent unmeasured${where}, by the producers then measured, and acknowledged before the measured ones`;
 }
 
 function tableRow(label: string, result: ResultRow, latency: LatencySummary | null | undefined, latencyOnly = false): string[] {

@@ -12,6 +12,11 @@
  * `/proc/<pid>/clear_refs`, which Linux allows for one's own processes) and the phase's peak is
  * the larger of the two; where the reset is refused, VmHWM covers the whole life of the process
  * and the phase's peak is the sampled one alone.
+ *
+ * A child that exits without being asked to (`stop`, `kill`) rejects `unexpectedExit`, once its
+ * output has been read to the end, so that a run using it fails at once with that output. When
+ * this process exits, by a fatal error too, every child still running is killed (SIGKILL, from
+ * a synchronous 'exit' handler): none is left behind as an orphan.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -45,39 +50,74 @@ export interface ServerProcessOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** How a child ended: its exit code, or the signal that ended it. */
+interface ChildExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** Children started and not yet exited, killed when this process exits (see the file comment). */
+const runningChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function killRunningChildren(): void {
+  for (const child of runningChildren) child.kill('SIGKILL');
+}
+
 export class ServerProcess {
   private readonly lines: string[];
   private readonly sampler: NodeJS.Timeout;
   private peakSampledKiB = 0;
   /** True when VmHWM was reset at the start of the phase (it then tells the phase's peak). */
   private kernelPeakIsPhase = false;
-  private readonly exited: Promise<void>;
+  private readonly exited: Promise<ChildExit>;
   private stopping: Promise<void> | null = null;
+  private killed = false;
+  /**
+   * Rejects once the child has exited (and its output has been read) without `stop` or `kill`:
+   * it died under whatever used it. Never settles otherwise.
+   */
+  readonly unexpectedExit: Promise<never>;
 
   private constructor(
     readonly child: ChildProcess,
     readonly address: string,
     readonly description: string,
     lines: string[],
-    exited: Promise<void>,
+    exited: Promise<ChildExit>,
+    closed: Promise<ChildExit>,
   ) {
     this.lines = lines;
     this.exited = exited;
     this.sampler = setInterval(() => this.sample(), RSS_SAMPLE_INTERVAL_MS);
     this.sampler.unref();
     this.sample();
+    this.unexpectedExit = closed.then((end) => {
+      if (this.stopping !== null || this.killed) return new Promise<never>(() => undefined);
+      clearInterval(this.sampler);
+      throw new Error(`${this.description} exited during the run (${end.code !== null ? `exit code ${end.code}` : `signal ${end.signal}`})`);
+    });
+    this.unexpectedExit.catch(() => undefined); // raced by a run; nobody else need handle it
   }
 
   /** Starts the child and resolves once it has printed its address. */
   static async start(options: ServerProcessOptions): Promise<ServerProcess> {
     const child = spawn(process.execPath, options.args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
+    if (!exitHookInstalled) {
+      process.on('exit', killRunningChildren);
+      exitHookInstalled = true;
+    }
+    runningChildren.add(child);
+    child.once('exit', () => runningChildren.delete(child));
+    // 'close' comes after the child's stdout and stderr have ended: its last lines are kept by then.
+    const closed = new Promise<ChildExit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
     const lines: string[] = [];
     const keep = (line: string): void => {
       lines.push(line);
       if (lines.length > LOG_LINES_KEPT) lines.shift();
     };
     createInterface({ input: child.stderr! }).on('line', keep);
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const exited = new Promise<ChildExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     const address = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
@@ -109,11 +149,16 @@ export class ServerProcess {
         }
       });
     });
-    return new ServerProcess(child, address, options.description, lines, exited);
+    return new ServerProcess(child, address, options.description, lines, exited, closed);
   }
 
   get pid(): number {
     return this.child.pid!;
+  }
+
+  /** Whether the child has exited (by itself, or stopped or killed). */
+  get hasExited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
   }
 
   /** The last lines the child printed (stdout and stderr), for error messages. */
@@ -172,13 +217,23 @@ export class ServerProcess {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.sampler);
-      if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+      if (this.hasExited) return;
       this.child.kill('SIGTERM');
       const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
       await this.exited;
       clearTimeout(timer);
     })();
     return this.stopping;
+  }
+
+  /**
+   * SIGKILL now, without waiting (synchronous: for a second Ctrl-C, or this process's exit,
+   * when there is no time for a graceful stop). Idempotent.
+   */
+  kill(): void {
+    this.killed = true;
+    clearInterval(this.sampler);
+    if (!this.hasExited) this.child.kill('SIGKILL');
   }
 
   private sample(): void {

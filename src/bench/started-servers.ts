@@ -10,13 +10,25 @@
  * exits with 128 + the signal's number, 130 for SIGINT and 143 for SIGTERM, as a shell reports
  * a process a signal ended. After the signal no server is started any more: a run that goes on
  * to its next server (a baseline's broker, after its no-op server) is refused it, so none is
- * left behind when the process exits. A second signal exits at once. The stops are bounded
- * (`ServerProcess.stop` kills a server that does not exit within its bound).
+ * left behind when the process exits. The stops are bounded (`ServerProcess.stop` kills a
+ * server that does not exit within its bound), but a local broker's may take up to that bound
+ * (15 s): a second signal does not wait for it. It kills every server at once (SIGKILL),
+ * removes a local broker's data directory synchronously, then exits. So does the process's
+ * exit while a run is under way (a fatal error, an exit called elsewhere): an 'exit' handler may
+ * only do synchronous work, and a server left running would be an orphan, its directory kept.
+ * (A server still starting is not registered yet: ServerProcess kills its child on exit too.)
  */
+import type { EventEmitter } from 'node:events';
+import { takeOverSignals } from '../common/signal-takeover.js';
 
 export interface Stoppable {
   stop(): Promise<void>;
+  /** Ends it at once and synchronously (SIGKILL), removing what it keeps on disk. */
+  kill(): void;
 }
+
+/** Where the signals and the exit are heard: the process, or a stand-in in tests. */
+export type ProcessEvents = Pick<EventEmitter, 'on' | 'off'>;
 
 const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 type HandledSignal = keyof typeof SIGNAL_EXIT_CODES;
@@ -25,6 +37,8 @@ export class StartedServers {
   private readonly servers = new Set<Stoppable>();
   private readonly starting = new Set<Promise<unknown>>();
   private stopping: Promise<never> | null = null;
+
+  constructor(private readonly events: ProcessEvents = process) {}
 
   /**
    * Starts a server and registers it, so that a signal stops it; a signal that comes while it
@@ -64,21 +78,40 @@ export class StartedServers {
     }
   }
 
-  /** Handles SIGINT and SIGTERM until the returned function is called. */
+  /** Handles SIGINT and SIGTERM, and the process's exit, until the returned function is called. */
   handleSignals(exit: (code: number) => never = (code) => process.exit(code)): () => void {
     const handler = (signal: HandledSignal): void => {
       const code = SIGNAL_EXIT_CODES[signal];
-      if (this.stopping !== null) exit(code);
+      if (this.stopping !== null) {
+        this.killAll();
+        exit(code);
+        return;
+      }
       this.stopping = this.stopAll().then(() => exit(code));
     };
     const onSigint = (): void => handler('SIGINT');
     const onSigterm = (): void => handler('SIGTERM');
-    process.on('SIGINT', onSigint);
-    process.on('SIGTERM', onSigterm);
+    const onExit = (): void => this.killAll();
+    if (this.events === process) takeOverSignals();
+    this.events.on('SIGINT', onSigint);
+    this.events.on('SIGTERM', onSigterm);
+    this.events.on('exit', onExit);
     return () => {
-      process.off('SIGINT', onSigint);
-      process.off('SIGTERM', onSigterm);
+      this.events.off('SIGINT', onSigint);
+      this.events.off('SIGTERM', onSigterm);
+      this.events.off('exit', onExit);
     };
+  }
+
+  /** Kills every server started, synchronously; a server already stopped is left as it is. */
+  killAll(): void {
+    for (const server of this.servers) {
+      try {
+        server.kill();
+      } catch {
+        // The next one all the same: a directory that would not go stays behind, not a process.
+      }
+    }
   }
 
   /** Stops every server started (idempotent: a server's stop is), after the starts under way. */

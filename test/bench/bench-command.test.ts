@@ -2,9 +2,9 @@
 // documented figures, so the benchmark stays usable as the code changes; method: the compiled CLI
 // (dist/, built by `npm test`) as a child process with --local (its own broker on a temporary
 // directory) and small numbers, then the --json report is checked field by field. No speed is
-// asserted: the machine running the tests may be busy. Interrupted runs are checked for what they
-// leave behind: the local broker's process and its data directory (TMPDIR points the run at a
-// directory of the test's own).
+// asserted: the machine running the tests may be busy. Interrupted runs, and runs whose broker
+// dies under them, are checked for what they leave behind: the local broker's process and its
+// data directory (TMPDIR points the run at a directory of the test's own).
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,7 +33,8 @@ interface Report {
   results: Result[];
   ratioToBaseline: number | null;
   ratioOf: string | null;
-  baselineWarmupRecords: number | null;
+  ratioNotGiven: string | null;
+  warmupRecords: number | null;
 }
 
 interface Latency {
@@ -57,6 +58,8 @@ interface Result {
   latency: Latency | null;
   latencyMeasures: string | null;
   acknowledgementLatency?: Latency | null;
+  consumedRecords?: number;
+  consumedRecordsPerSecond?: number;
   lost?: number;
   warmupRecords?: number;
   senderLag?: Latency | null;
@@ -161,6 +164,9 @@ describe('strata bench', () => {
     expect(stdout).toMatch(/^produce broker log writes: [\d,]+, mean \d+\.\d{3} ms; over 1 ms: [\d,]+, over 5 ms: [\d,]+, over 10 ms: [\d,]+, over 100 ms: [\d,]+$/m);
     expect(stdout).toMatch(/^produce broker fdatasyncs: [\d,]+, mean \d+\.\d{3} ms; over 1 ms: [\d,]+, over 5 ms: [\d,]+, over 10 ms: [\d,]+, over 100 ms: [\d,]+$/m);
     expect(report.ratioToBaseline).toBeNull();
+    // Measured after an unmeasured warm-up over the same producer (its floor: 10,000 records).
+    expect(report.warmupRecords).toBe(10000);
+    expect(stdout).toContain('\nwarm-up: 10,000 records sent unmeasured, by the producers then measured, and acknowledged before the measured ones\n');
     // The table names every column; not a terminal, so no live line.
     for (const column of ['records/s', 'MB/s', 'p50', 'p95', 'p99', 'p99.9', 'max', 'server RSS']) expect(stdout).toContain(column);
     expect(stdout).toMatch(/^client scheduling: SCHED_\w+, (nice -?\d+|priority \d+) \(servers this run starts inherit it\)$/m);
@@ -175,19 +181,26 @@ describe('strata bench', () => {
     expectLatency(produce!.latency, 20000);
     expect(produce!.latencyMeasures).toContain('request');
     expect(produce!.senderLag).toBeUndefined(); // no rate, no schedule
+    // No Producer on this path: no linger, no buffer to report.
+    expect(report.parameters).not.toHaveProperty('linger-ms');
+    expect(report.parameters).not.toHaveProperty('buffer-bytes');
   });
 
-  it('produce at a rate: the sender\'s lag behind its schedule, apart from the latency', async () => {
+  it('produce at a rate: latency from the schedule, the sender\'s lag in it and on a line of its own', async () => {
     const { report, stdout } = await bench('paced', ['produce', '--records', '2000', '--rate', '10000']);
     const [produce] = report.results;
     expectLatency(produce!.latency, 2000);
+    expect(produce!.latencyMeasures).toContain("each chunk's scheduled send time (--rate)");
     expect(produce!.senderLag!.count).toBeGreaterThanOrEqual(200); // a chunk of at most 10 records a millisecond
-    expect(stdout).toMatch(/^produce sender lag behind schedule \(not counted in latency\): p50 \d+\.\d\d, p99 \d+\.\d\d, p99\.9 \d+\.\d\d, max \d+\.\d\d ms$/m);
+    expect(stdout).toMatch(/^produce sender lag behind schedule \(counted in latency, which starts at each send's scheduled time\): p50 \d+\.\d\d, p99 \d+\.\d\d, p99\.9 \d+\.\d\d, max \d+\.\d\d ms$/m);
   });
 
   it('consume: fills the topic, then reads it from the earliest offset', async () => {
-    const { report } = await bench('consume', ['consume', '--records', '20000', '--record-size', '200']);
+    const { report, stdout } = await bench('consume', ['consume', '--records', '20000', '--record-size', '200']);
     expectCommonFields(report, 'consume');
+    // Measured after an unmeasured fill and read of another topic.
+    expect(report.warmupRecords).toBe(10000);
+    expect(stdout).toContain('\nwarm-up: an unmeasured fill and read of 10,000 records (topic strata-bench-warmup) before the measured phase\n');
     expect(report.results.map((result) => result.workload)).toEqual(['fill', 'consume']);
     const consume = report.results[1]!;
     expect(consume.server).toBe('strata');
@@ -210,7 +223,10 @@ describe('strata bench', () => {
     const { report, stdout } = await bench('e2e', ['e2e', '--duration', '1', '--rate', '1000', '--warmup-seconds', '0.2']);
     expectCommonFields(report, 'e2e');
     const [e2e] = report.results;
-    expect(e2e).toMatchObject({ workload: 'e2e', server: 'strata', records: 1000, lost: 0 });
+    expect(e2e).toMatchObject({ workload: 'e2e', server: 'strata', records: 1000, consumedRecords: 1000, lost: 0 });
+    expect(e2e!.consumedRecordsPerSecond).toBeGreaterThan(0);
+    expect(stdout).toMatch(/^e2e consumed: 1,000 of 1,000 records \([\d,]+ records\/s\); lost: 0$/m);
+    expect(report.warmupRecords).toBeNull(); // its own, in the row
     // Timed over the schedule's span of the measured records (1,000 at 1,000/s), not from the first one's send to the last one's.
     expect(e2e!.seconds).toBeGreaterThanOrEqual(1 - 1e-9);
     expectLatency(e2e!.latency, 1000);
@@ -221,7 +237,9 @@ describe('strata bench', () => {
     // How late the sender was against its schedule, per record: apart from the latency.
     expect(e2e!.senderLag!.count).toBeGreaterThan(0);
     expect(e2e!.senderLag!.p99Ms).toBeLessThanOrEqual(e2e!.senderLag!.maxMs * 1.001 + 0.001);
-    expect(stdout).toMatch(/^e2e sender lag behind schedule \(not counted in latency\): p50 \d+\.\d\d, p99 \d+\.\d\d, p99\.9 \d+\.\d\d, max \d+\.\d\d ms$/m);
+    expect(stdout).toMatch(
+      /^e2e sender lag behind schedule \(not counted in latency, which starts at send\(\): a 1 ms timer's lag would dominate a sub-millisecond figure\): p50 \d+\.\d\d, p99 \d+\.\d\d, p99\.9 \d+\.\d\d, max \d+\.\d\d ms$/m,
+    );
     // At 1,000 records/s with linger 0 the records go in many small batches, each synced.
     expectBrokerDiskCalls(e2e!, 10);
     expect(stdout).toMatch(/^e2e broker log writes \(warm-up included\): [\d,]+, mean \d+\.\d{3} ms; over 1 ms/m);
@@ -268,9 +286,18 @@ describe('strata bench', () => {
     expect(report.parameters.workload).toBe('produce');
     for (const unused of ['group', 'duration', 'warmup-seconds', 'reader']) expect(report.parameters).not.toHaveProperty(unused);
     expect(stdout).toContain('Strata / no-op server (records/s)');
-    // Each server had an unmeasured warm-up run first (its floor: 10,000 records).
-    expect(report.baselineWarmupRecords).toBe(10000);
-    expect(stdout).toContain('warm-up: an unmeasured run of 10,000 records went to each server before its measured phase');
+    expect(report.ratioNotGiven).toBeNull();
+    // Each server had an unmeasured warm-up first (its floor: 10,000 records).
+    expect(report.warmupRecords).toBe(10000);
+    expect(stdout).toContain('\nwarm-up: 10,000 records sent unmeasured on each server, by the producers then measured, and acknowledged before the measured ones\n');
+  });
+
+  it('baseline of a produce at a rate: the p99 latency is compared, both servers sending the rate', async () => {
+    const { report, stdout } = await bench('baseline-rate', ['baseline', '--records', '2000', '--rate', '10000']);
+    const [noop, strata] = report.results;
+    expect(report.ratioOf).toBe('p99 latency');
+    expect(report.ratioToBaseline).toBeCloseTo(strata!.latency!.p99Ms / noop!.latency!.p99Ms, 2);
+    expect(stdout).toContain('Strata / no-op server (p99 latency)');
   });
 
   it('baseline of the catch-up read', async () => {
@@ -283,7 +310,7 @@ describe('strata bench', () => {
       ['consume', 'strata'],
     ]);
     expect(report.ratioToBaseline).toBeGreaterThan(0);
-    expect(report.baselineWarmupRecords).toBe(10000);
+    expect(report.warmupRecords).toBe(10000);
   });
 
   it('baseline of e2e latency: the no-op server relays each batch, nothing stored or synced', async () => {
@@ -304,7 +331,7 @@ describe('strata bench', () => {
     expect(report.ratioToBaseline).toBeCloseTo(strata!.latency!.p99Ms / noop!.latency!.p99Ms, 2);
     expect(stdout).toContain('Strata / no-op server (p99 latency)');
     expect(stdout).toContain('e2e (no-op) sender lag behind schedule');
-    expect(report.baselineWarmupRecords).toBeNull(); // each e2e phase warms up itself
+    expect(report.warmupRecords).toBeNull(); // each e2e phase warms up itself
   });
 
   it('reports the disk calls of a broker at --server when given its metrics address', async () => {
@@ -365,6 +392,13 @@ describe('strata bench', () => {
       [['produce', '--token', 'secret'], '--token is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
       [['e2e', '--tls-ca-file=ca.pem'], '--tls-ca-file is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
       [['consume', '--tlsCaFile', 'ca.pem'], '--tls-ca-file is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
+      // Given, yet the run would not use them (options with a default too: what counts is the command line).
+      [['produce', '--server', '127.0.0.1:50051'], '--server does not go with --local, which starts a broker of its own: give one of them'],
+      [['e2e', '--server=127.0.0.1:50051'], '--server does not go with --local, which starts a broker of its own: give one of them'],
+      [['consume', '--acks', 'none'], '--acks none does not apply to consume: its fill always sends with acks=all, so that every record is readable when the read starts'],
+      [['baseline', '--workload', 'consume', '--acks', 'leader'], '--acks leader does not apply to baseline --workload consume: its fill always sends with acks=all, so that every record is readable when the read starts'],
+      [['produce', '--path', 'records', '--linger-ms', '5'], '--linger-ms is not used by --path records, which sends plain-records requests itself (no Producer): its bound is the requests in flight'],
+      [['baseline', '--path', 'records', '--bufferBytes', '1048576'], '--buffer-bytes is not used by --path records, which sends plain-records requests itself (no Producer): its bound is the requests in flight'],
     ];
     for (const [args, message] of refusals) {
       const result = await runCli(['bench', ...args, '--local']);
@@ -408,6 +442,30 @@ function processesMentioning(text: string): number[] {
   }
   return pids;
 }
+
+describe.skipIf(!existsSync('/proc/self/cmdline'))('strata bench whose local broker dies', () => {
+  it('fails at once, in one line with how the broker ended and its last output, and removes its data directory', { timeout: 60_000 }, async () => {
+    const parent = temporaryDirectory('strata-bench-dies-');
+    // A slow load (1,000 records/s for 1,000 s) that is still running when the broker dies.
+    const cli = startCli(['bench', 'produce', '--local', '--records', '1000000', '--rate', '1000'], { env: { TMPDIR: parent } });
+    try {
+      await waitUntil(() => processesMentioning(parent).length > 0, 'the local broker to start', 30_000);
+      const firstSegment = join(parent, readdirSync(parent)[0]!, 'topics', 'strata-bench', '0', '00000000000000000000.log');
+      await waitUntil(() => existsSync(firstSegment) && statSync(firstSegment).size > 0, 'records in the first segment', 30_000);
+      for (const pid of processesMentioning(parent)) process.kill(pid, 'SIGKILL');
+      // The producer alone would retry for its delivery timeout (120 s) before giving up.
+      const exit = await Promise.race([cli.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 20_000))]);
+      expect(exit).toEqual({ code: 1, signal: null });
+      expect(cli.stderr).toMatch(/^strata: the local broker exited during the run \(signal SIGKILL\)\nlast broker output:\n/);
+      expect(cli.lines).toEqual([]); // no figures
+      expect(readdirSync(parent)).toEqual([]);
+    } finally {
+      cli.kill();
+      for (const pid of processesMentioning(parent)) process.kill(pid, 'SIGKILL');
+      removeDirectory(parent);
+    }
+  });
+});
 
 describe.skipIf(!existsSync('/proc/self/cmdline'))('strata bench interrupted', () => {
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {

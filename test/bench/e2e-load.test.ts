@@ -1,11 +1,16 @@
 // Goal: the e2e workload counts only the records sent after its warm-up, delivers every one of
 // them, says when the measured part starts (the phase takes its CPU time from there), measures
 // the sender's lag behind its schedule apart from the latency, refuses a rate and duration that
-// give no measured record, and reuses a record's value only once its send has completed; method:
-// a real in-process broker over gRPC (the reuse: the sender's slots alone).
+// give no measured record, reuses a record's value only once its send has completed, stops with
+// the backlog when more is outstanding than its bound, and counts records that never arrive in
+// the latency rather than leave them out; method: a real in-process broker over gRPC (the reuse:
+// the sender's slots alone; the lost records: the no-op server in this process, made to drop a
+// request's batch on its way to the reader).
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { SendSlots, runE2eLoad } from '../../src/bench/e2e-load.js';
+import { SendSlots, outstandingRecordsMax, runE2eLoad } from '../../src/bench/e2e-load.js';
+import { NoopState, startNoopServer } from '../../src/bench/noop-server.js';
 import { Admin } from '../../src/client/admin.js';
+import type { strata } from '../../src/generated/strata.js';
 import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
@@ -18,8 +23,8 @@ afterAll(async () => {
   await broker?.dispose();
 });
 
-async function createTopic(name: string): Promise<void> {
-  const admin = new Admin({ server: broker.address });
+async function createTopic(name: string, server = broker.address): Promise<void> {
+  const admin = new Admin({ server });
   try {
     await admin.createTopic(name);
   } finally {
@@ -92,4 +97,59 @@ it("hands out a send's value again only once that send's callback has run", () =
   second.done(new Error('refused'));
   expect(failures.map((error) => error.message)).toEqual(['refused']);
   expect(slots.take()).toBe(second);
+});
+
+it('bounds what is outstanding: a second of records at the rate beyond the linger, at most what the buffer holds', () => {
+  expect(outstandingRecordsMax(10_000, 0, 32 << 20, 100)).toBe(10_000);
+  expect(outstandingRecordsMax(10_000, 500, 32 << 20, 100)).toBe(15_000);
+  // 1 KiB records in a 4 MiB buffer: 4 MiB / (1,024 + 32 bytes of framing at most).
+  expect(outstandingRecordsMax(100_000, 0, 4 << 20, 1024)).toBe(3971);
+  expect(outstandingRecordsMax(0.5, 0, 32 << 20, 100)).toBe(1);
+});
+
+it('stops with the backlog, in one line, when the broker does not keep up with the rate', async () => {
+  await createTopic('e2e-backlog');
+  // Two million records a second: each 1 ms tick has 2,000 due, four times what a 64 KiB
+  // buffer holds, and no acknowledgement can come in while a tick sends.
+  const options = { ...e2eLoadOptions(broker.address, 'e2e-backlog', { durationSeconds: 0.01, warmupSeconds: 0 }), rate: 2_000_000, bufferBytes: 64 * 1024 };
+  const bound = outstandingRecordsMax(options.rate, options.lingerMs, options.bufferBytes, options.recordSize);
+  expect(bound).toBe(496);
+  await expect(runE2eLoad(options)).rejects.toThrow(
+    new RegExp(`^the broker did not keep up with --rate 2,000,000: ${bound} records sent and not acknowledged \\(at most what --buffer-bytes holds\\), the oldest sent [\\d,]+ ms ago; no figures are given for a rate that was not held$`),
+  );
+});
+
+/** The no-op server's state, sending one request's batch of `topic` elsewhere: its records never reach a reader. */
+class DroppingState extends NoopState {
+  private requests = 0;
+
+  constructor(
+    private readonly lossyTopic: string,
+    private readonly dropped: number,
+  ) {
+    super();
+  }
+
+  override produce(request: strata.v1.ProduceRequest): strata.v1.ProduceResponse {
+    if (request.topic === this.lossyTopic && ++this.requests === this.dropped) request.topic = `${this.lossyTopic}-dropped`;
+    return super.produce(request);
+  }
+}
+
+it('counts records that never arrive in the latency, at the time waited for them (a lower bound)', async () => {
+  const server = await startNoopServer('127.0.0.1:0', new DroppingState('e2e-lossy', 5));
+  try {
+    await createTopic('e2e-lossy', server.address);
+    const drainTimeoutMs = 200;
+    const figures = await runE2eLoad({ ...e2eLoadOptions(server.address, 'e2e-lossy', { durationSeconds: 0.2, warmupSeconds: 0 }), reader: 'subscribe', drainTimeoutMs });
+    expect(figures.records).toBe(200);
+    expect(figures.lost).toBeGreaterThanOrEqual(1);
+    expect(figures.consumed + figures.lost).toBe(200);
+    // Every measured record is in the latency, the lost ones at no less than the wait for them.
+    const latency = figures.latency.summary()!;
+    expect(latency.count).toBe(200);
+    expect(latency.maxMs).toBeGreaterThanOrEqual(drainTimeoutMs);
+  } finally {
+    server.stop();
+  }
 });

@@ -1,10 +1,13 @@
 // Goal: the plain-records path of the produce workload finishes or fails, never hangs: a producer
 // whose share is 0 records is done at once, and a ProduceStream that the server ends while
 // answers are owed fails the load; at a --rate it sends about a millisecond's worth of records
-// per request, not a whole batch's worth in one burst. Method: the no-op server (or a gRPC server
-// that ends every ProduceStream) in this process, the real load over gRPC.
+// per request, not a whole batch's worth in one burst, and a record's latency starts at its
+// scheduled time, so a sender held up counts in the latency of what it sent late (both paths);
+// the warm-up goes before the measured window, over the same producers. Method: the no-op server
+// (or a gRPC server that ends every ProduceStream) in this process, the real load over gRPC; a
+// hold-up is the process's event loop blocked for a while inside the server.
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type NoopServer, NoopState, startNoopServer } from '../../src/bench/noop-server.js';
 import { type ProduceLoadOptions, runProduceLoad } from '../../src/bench/produce-load.js';
 import { Progress } from '../../src/bench/progress.js';
@@ -12,25 +15,36 @@ import { rootLogger } from '../../src/common/logger.js';
 import type { strata } from '../../src/generated/strata.js';
 import { logServiceDefinition } from '../../src/server/service-definitions.js';
 
+/** Blocks this process's event loop (the server's and the load's) for `ms`. */
+function blockFor(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
 /**
  * The no-op server's state, keeping the size of every plain-records request by topic. With
  * `hold` set, it blocks the event loop (the server runs in this process, as the load does) for
- * `ms` at that request of that topic.
+ * `ms` at that request (plain records or raw batches) of that topic; with `holdProducerIdMs`,
+ * at the next InitProducer.
  */
 class RequestSizes extends NoopState {
   readonly sizes = new Map<string, number[]>();
+  private readonly requests = new Map<string, number>();
   hold: { topic: string; request: number; ms: number } | null = null;
+  holdProducerIdMs = 0;
 
   override produce(request: strata.v1.ProduceRequest): strata.v1.ProduceResponse {
-    if (request.records.length > 0) {
-      const sizes = this.sizes.get(request.topic) ?? [];
-      this.sizes.set(request.topic, [...sizes, request.records.length]);
-      if (this.hold?.topic === request.topic && this.hold.request === sizes.length + 1) {
-        const until = performance.now() + this.hold.ms;
-        while (performance.now() < until);
-      }
-    }
+    const count = (this.requests.get(request.topic) ?? 0) + 1;
+    this.requests.set(request.topic, count);
+    if (request.records.length > 0) this.sizes.set(request.topic, [...(this.sizes.get(request.topic) ?? []), request.records.length]);
+    if (this.hold?.topic === request.topic && this.hold.request === count) blockFor(this.hold.ms);
     return super.produce(request);
+  }
+
+  override producerId(): number {
+    blockFor(this.holdProducerIdMs);
+    this.holdProducerIdMs = 0;
+    return super.producerId();
   }
 }
 
@@ -57,6 +71,7 @@ function recordsPath(address: string, overrides: Partial<ProduceLoadOptions>): P
     lingerMs: 0,
     bufferBytes: 1 << 20,
     path: 'records',
+    warmupRecords: 0,
     logger: rootLogger,
     progress: new Progress({ write: () => true }),
     label: 'produce',
@@ -104,4 +119,54 @@ it('reports, at a rate, how late each request went against its schedule: a sende
   }
   // Without a rate there is no schedule to be behind.
   expect((await runProduceLoad(recordsPath(server.address, { topic: 'unpaced', records: 100 }))).senderLag).toBeNull();
+});
+
+describe('at a rate, latency runs from the schedule (no coordinated omission)', () => {
+  // Blocked for 60 ms at the 20th request of a 0.2 s run at 2,000 records/s: the ~120 records
+  // due meanwhile all go late. Timed from when each went, only the few in flight during the
+  // pause would show it; timed from when each was due, those due in its first 40 ms wait at
+  // least 20 ms, a fifth of the 400 records, so the 95th percentile is at least 20 ms.
+  const pauseMs = 60;
+  for (const path of ['records', 'raw'] as const) {
+    it(`${path} path: the records a pause held back count it in their latency`, async () => {
+      const topic = `from-schedule-${path}`;
+      state.createTopic(topic, 1); // the Producer asks for its metadata
+      state.hold = { topic, request: 20, ms: pauseMs };
+      try {
+        const figures = await runProduceLoad(recordsPath(server.address, { topic, path, records: 400, rate: 2000, batchBytes: path === 'raw' ? 16 * 1024 : 512 * 1024 }));
+        const latency = figures.latency!.summary()!;
+        expect(latency.count).toBe(400);
+        expect(latency.p95Ms).toBeGreaterThanOrEqual(pauseMs / 3);
+        expect(latency.maxMs).toBeGreaterThanOrEqual(pauseMs - 10);
+        // The sender's lag is still reported on its own.
+        expect(figures.senderLag!.summary()!.maxMs).toBeGreaterThanOrEqual(pauseMs - 10);
+      } finally {
+        state.hold = null;
+      }
+    });
+  }
+});
+
+describe('warm-up', () => {
+  it('sends the warm-up records first, over the same producers, and measures only the others', async () => {
+    // InitProducer blocks for a while: only the warm-up may wait for it. Measured, a record
+    // sent to this server in the same process takes nowhere near as long.
+    const setUpMs = 400;
+    state.createTopic('warmed-raw', 1);
+    state.holdProducerIdMs = setUpMs;
+    const figures = await runProduceLoad(recordsPath(server.address, { topic: 'warmed-raw', path: 'raw', records: 300, warmupRecords: 200, batchBytes: 16 * 1024 }));
+    expect(state.holdProducerIdMs).toBe(0); // InitProducer was called
+    expect(state.partition('warmed-raw', 0).endOffset).toBe(500);
+    expect(figures.records).toBe(300);
+    const latency = figures.latency!.summary()!;
+    expect(latency.count).toBe(300);
+    expect(latency.maxMs).toBeLessThan(setUpMs);
+    expect(figures.seconds * 1000).toBeLessThan(setUpMs);
+  });
+
+  it('on the records path, over the same stream', async () => {
+    const figures = await runProduceLoad(recordsPath(server.address, { topic: 'warmed-records', records: 300, warmupRecords: 200, producers: 2 }));
+    expect(state.partition('warmed-records', 0).endOffset).toBe(500);
+    expect(figures.latency!.summary()!.count).toBe(300);
+  });
 });

@@ -1,10 +1,17 @@
 // Goal: the server RSS a phase reports includes a spike shorter than the 250 ms sampling interval
 // (the kernel's peak, VmHWM, reset at the start of each phase), and a spike before the phase is not
-// counted in it. Method: a child node process that touches 128 MiB and frees it within a few
-// milliseconds on SIGUSR2, watched by ServerProcess; Linux only (/proc).
-import { existsSync } from 'node:fs';
+// counted in it; a child that exits unasked says so (with how it ended) and one stopped or killed
+// does not; a child outlives no fatal error of the process that started it. Method: a child node
+// process that touches 128 MiB and frees it within a few milliseconds on SIGUSR2, watched by
+// ServerProcess; idle children killed from outside; a process (the compiled ServerProcess, from
+// dist/) that starts a child and then crashes. Linux only (/proc).
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ServerProcess } from '../../src/bench/server-process.js';
+import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const SPIKE_MIB = 128;
@@ -48,4 +55,61 @@ it.skipIf(!existsSync('/proc/self/status'))('reports a short spike during the ph
   const memory = server.memory();
   expect(memory.rssMiB!).toBeLessThan(SPIKE_MIB);
   expect(memory.rssPeakPhaseMiB!).toBeGreaterThan(SPIKE_MIB);
+});
+
+/** A child that prints a line, says it is ready, and idles. */
+const IDLE_CHILD = "console.error('idling'); console.log(JSON.stringify({ address: 'none' })); setInterval(() => undefined, 1000);";
+
+function startIdleChild(): Promise<ServerProcess> {
+  return ServerProcess.start({ args: ['-e', IDLE_CHILD], description: 'the test child', ready: (entry) => (typeof entry.address === 'string' ? entry.address : null) });
+}
+
+/** Whether `pid` runs (a zombie, ended but not yet reaped, does not). */
+function running(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+it.skipIf(!existsSync('/proc/self/status'))('says when the child exits unasked, and how; not when it was stopped or killed', async () => {
+  const dying = await startIdleChild();
+  process.kill(dying.pid, 'SIGKILL');
+  await expect(dying.unexpectedExit).rejects.toThrow('the test child exited during the run (signal SIGKILL)');
+  expect(dying.hasExited).toBe(true);
+  expect(dying.recentOutput).toContain('idling');
+
+  for (const end of ['stop', 'kill'] as const) {
+    const child = await startIdleChild();
+    let rejected = false;
+    child.unexpectedExit.catch(() => (rejected = true));
+    const closed = new Promise((resolve) => child.child.once('close', resolve));
+    if (end === 'stop') await child.stop();
+    else child.kill();
+    await closed;
+    await new Promise((resolve) => setImmediate(resolve)); // the handlers of the exit have run
+    expect(rejected).toBe(false);
+  }
+});
+
+it.skipIf(!existsSync('/proc/self/status'))('kills its child when the process that started it dies of a fatal error', async () => {
+  const script = `
+    import { ServerProcess } from ${JSON.stringify(join(PACKAGE_ROOT, 'dist', 'src', 'bench', 'server-process.js'))};
+    const server = await ServerProcess.start({ args: ['-e', ${JSON.stringify(IDLE_CHILD)}], description: 'the child', ready: (entry) => (typeof entry.address === 'string' ? entry.address : null) });
+    console.log(JSON.stringify({ pid: server.pid }));
+    setTimeout(() => { throw new Error('a fatal error'); }, 0);
+  `;
+  const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let childPid: number | null = null;
+  try {
+    const exited = new Promise<number | null>((resolve) => parent.once('close', (code) => resolve(code)));
+    createInterface({ input: parent.stdout! }).on('line', (line) => (childPid ??= (JSON.parse(line) as { pid: number }).pid));
+    expect(await exited).toBe(1);
+    expect(childPid).not.toBeNull();
+    await waitUntil(() => !running(childPid!), `the child ${childPid} to be gone`);
+  } finally {
+    parent.kill('SIGKILL');
+    if (childPid !== null && running(childPid)) process.kill(childPid, 'SIGKILL');
+  }
 });

@@ -1,14 +1,28 @@
 // Goal: a signal during a benchmark run leaves no server behind: the servers started, and one
 // still starting, are stopped before the process exits, and no server is started after the
-// signal; method: StartedServers with stand-in servers that record their stops, the signal
-// emitted on this process, and the exit injected.
+// signal; a second signal does not wait for a slow stop but kills every server at once, as the
+// process's exit does; method: StartedServers with stand-in servers that record their stops and
+// kills, the signal emitted on this process (or on a stand-in for it), and the exit injected.
+import { EventEmitter } from 'node:events';
 import { afterEach, expect, it } from 'vitest';
 import { StartedServers, type Stoppable } from '../../src/bench/started-servers.js';
 
 class StandInServer implements Stoppable {
   stopped = false;
+  killed = false;
   async stop(): Promise<void> {
     this.stopped = true;
+  }
+  kill(): void {
+    this.killed = true;
+  }
+}
+
+/** A server whose stop never ends (a broker taking its time). */
+class SlowServer extends StandInServer {
+  override stop(): Promise<void> {
+    this.stopped = true;
+    return new Promise(() => undefined);
   }
 }
 
@@ -58,7 +72,7 @@ it('run: after a signal, a body that fails waits for the stop and the exit inste
   const outcome = servers.run(
     async () => {
       // A stop that takes a while, as a real server's does.
-      await servers.track(async () => ({ stop: () => new Promise<void>((resolve) => setTimeout(() => resolve(void events.push('stopped')), 20)) }));
+      await servers.track(async () => ({ stop: () => new Promise<void>((resolve) => setTimeout(() => resolve(void events.push('stopped')), 20)), kill: () => undefined }));
       process.emit('SIGTERM');
       throw new Error('the load failed: its server went away');
     },
@@ -70,4 +84,35 @@ it('run: after a signal, a body that fails waits for the stop and the exit inste
     (error: Error) => ({ message: error.message, eventsThen: [...events] }),
   );
   expect(failure).toEqual({ message: 'the load failed: its server went away', eventsThen: ['stopped', 'exit 143'] });
+});
+
+it('a second signal kills every server at once, without waiting for the stop under way, then exits', async () => {
+  const events = new EventEmitter();
+  const servers = new StartedServers(events);
+  const exits: number[] = [];
+  stopHandling = servers.handleSignals(((code: number) => void exits.push(code)) as (code: number) => never);
+  const slow = await servers.track(async () => new SlowServer());
+  const quick = await servers.track(async () => new StandInServer());
+  events.emit('SIGINT');
+  expect(slow.stopped).toBe(true);
+  expect(exits).toEqual([]); // the first waits for the stops
+  events.emit('SIGINT');
+  expect(exits).toEqual([130]);
+  expect([slow.killed, quick.killed]).toEqual([true, true]);
+});
+
+it("kills every server when the process exits during a run (a fatal error): an 'exit' handler cannot wait for a stop", async () => {
+  const events = new EventEmitter();
+  const servers = new StartedServers(events);
+  let server!: StandInServer;
+  await servers.run(async () => {
+    server = await servers.track(async () => new StandInServer());
+    events.emit('exit', 1);
+  });
+  expect(server.killed).toBe(true);
+  expect(server.stopped).toBe(false);
+  // Once the run is over, its servers are nobody's to kill at exit.
+  const after = await servers.track(async () => new StandInServer());
+  events.emit('exit', 0);
+  expect(after.killed).toBe(false);
 });

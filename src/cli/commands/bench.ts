@@ -31,6 +31,12 @@ import { optionGiven } from '../option-spellings.js';
 
 const MIB = 1024 * 1024;
 const PRODUCE_LINGER_MS_DEFAULT = 5;
+/**
+ * How long a process whose run failed may go on after printing the failure: a load's clients may
+ * still be retrying against a server that went away (a producer gives up after its delivery
+ * timeout, 120 s), and nothing is left for them to do.
+ */
+const FAILED_RUN_EXIT_DELAY_MS = 1_000;
 /** The largest --record-size: its record, framed, in a batch of 1 MiB (the default max.message.bytes). */
 const RECORD_SIZE_MAX = 1024 * 1024 - 128;
 
@@ -38,7 +44,7 @@ const RECORD_SIZE_MAX = 1024 * 1024 - 128;
 const COMMON_OPTIONS = {
   server: { type: 'string', default: '127.0.0.1:50051', describe: 'Broker address HOST:PORT (env STRATA_SERVER)', requiresArg: true },
   local: { type: 'boolean', default: false, describe: 'Start a broker on a temporary directory for this run instead of using --server (its memory and disk calls are reported)' },
-  topic: { type: 'string', default: 'strata-bench', describe: 'Topic; created when missing, refused when its partition count or flush differs (a baseline of produce or consume also uses <topic>-warmup)', requiresArg: true },
+  topic: { type: 'string', default: 'strata-bench', describe: 'Topic; created when missing, refused when its partition count or flush differs (consume, baseline or not, warms up on <topic>-warmup)', requiresArg: true },
   partitions: { type: 'number', describe: 'Partitions of the topic (default: the existing topic\'s, 1 for a new one)', requiresArg: true },
   flush: { choices: ['always', 'interval'], default: 'always', describe: 'flush config of the topic (set on a topic this creates, required of one that exists): fdatasync before every acknowledgement, or every flush.ms' },
   'record-size': { type: 'number', default: 100, describe: 'Bytes of each record value', requiresArg: true },
@@ -154,12 +160,15 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
   if (typeof argv.json === 'string') checkWritableFile(argv.json);
   const measured = workload === 'baseline' ? baselineWorkload(argv) : workload;
   const used = OPTIONS_OF[measured];
+  // The records path has no Producer: neither a linger nor a buffer.
+  const recordsPath = measured === 'produce' && settings.path === 'records';
+  const unused = (name: string): boolean => (settings.local && name === 'server') || (recordsPath && (name === 'buffer-bytes' || name === 'linger-ms'));
   // Every option the workload uses once (yargs adds camelCase aliases), without --server when --local replaces it.
   const parameters = {
-    ...Object.fromEntries(Object.entries(argv).filter(([name]) => (used.has(name) || (workload === 'baseline' && name === 'workload')) && !(settings.local && name === 'server'))),
+    ...Object.fromEntries(Object.entries(argv).filter(([name]) => (used.has(name) || (workload === 'baseline' && name === 'workload')) && !unused(name))),
     // Their defaults depend on --path or --workload: report the values used.
     'batch-bytes': settings.batchBytes,
-    ...(measured === 'consume' ? {} : { 'linger-ms': settings.lingerMs }),
+    ...(measured === 'consume' || recordsPath ? {} : { 'linger-ms': settings.lingerMs }),
     ...(settings.rate === null ? {} : { rate: settings.rate }),
   };
   let report;
@@ -175,6 +184,8 @@ async function runBenchCommand(argv: BenchArgs, workload: BenchWorkload): Promis
       progress: new Progress(),
     });
   } catch (error) {
+    // Once the failure is printed (by main), the process ends even if the run's clients are still there.
+    setTimeout(() => process.exit(), FAILED_RUN_EXIT_DELAY_MS).unref();
     throw settings.local ? error : describeFailure(error, { server: settings.server, ...settings.access });
   }
   await printText(formatReport(report));
@@ -209,6 +220,7 @@ function benchSettings(argv: BenchArgs, workload: BenchWorkload): BenchSettings 
   // The workload measured: baseline runs its --workload.
   const measured = workload === 'baseline' ? baselineWorkload(argv) : workload;
   const local = argv.local === true;
+  refuseIdleOptions(argv, workload, measured, local);
   const profileServer = typeof argv['profile-server'] === 'string' ? argv['profile-server'] : null;
   if (profileServer !== null && !local) throw new UsageError('--profile-server needs --local (the broker must be started by this command)');
   const writeMode = argv['write-mode'] === 'direct' || argv['write-mode'] === 'buffered' ? argv['write-mode'] : null;
@@ -288,6 +300,28 @@ function brokerAccess(argv: BenchArgs, local: boolean, workload: BenchWorkload):
     throw new UsageError('baseline compares with a plaintext no-op server, so against a broker serving TLS its ratio would count TLS too: run produce, consume or e2e against it instead');
   }
   return { ...(token !== undefined ? { token } : {}), ...(tls !== undefined ? { tls } : {}) };
+}
+
+/**
+ * Options given on the command line that the run would not use, although its workload takes
+ * them (or has them by default: whether one was given is read from the command line, as
+ * brokerAccess does, so that a STRATA_* variable set for other commands refuses nothing):
+ * --server beside --local, which starts a broker of its own; an --acks other than all for a
+ * consume, whose fill always uses acks=all; --linger-ms and --buffer-bytes on the records path,
+ * which has no Producer.
+ */
+function refuseIdleOptions(argv: BenchArgs, workload: BenchWorkload, measured: Workload, local: boolean): void {
+  const given = (name: string): boolean => optionGiven(process.argv.slice(2), name);
+  if (local && given('server')) throw new UsageError('--server does not go with --local, which starts a broker of its own: give one of them');
+  const command = workload === 'baseline' ? `baseline --workload ${measured}` : measured;
+  if (measured === 'consume' && given('acks') && argv.acks !== 'all') {
+    throw new UsageError(`--acks ${String(argv.acks)} does not apply to ${command}: its fill always sends with acks=all, so that every record is readable when the read starts`);
+  }
+  if (measured === 'produce' && argv.path === 'records') {
+    for (const name of ['linger-ms', 'buffer-bytes']) {
+      if (given(name)) throw new UsageError(`--${name} is not used by --path records, which sends plain-records requests itself (no Producer): its bound is the requests in flight`);
+    }
+  }
 }
 
 /**
