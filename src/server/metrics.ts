@@ -180,7 +180,7 @@ export class BrokerMetrics {
     });
     new Counter({
       name: 'strata_log_write_failures_total',
-      help: "Failed group writes to segment logs since the broker started, by the error the appends got (DISK_FULL, STORAGE_ERROR, PARTITION_FENCED); whatever the acks, so also those of acks=none appends, answered before their write; deleted topics' included",
+      help: "Failed group writes to segment logs (a failed segment roll counts as one) since the broker started, by the error the appends got (DISK_FULL, STORAGE_ERROR, PARTITION_FENCED); whatever the acks, so also those of acks=none appends, answered before their write; deleted topics' included",
       labelNames: ['error'],
       registers,
       collect() {

@@ -149,7 +149,8 @@ export function emptyIoCalls(): IoCalls {
 
 /**
  * Group writes that failed, by the error code their appends were refused with (DISK_FULL,
- * STORAGE_ERROR, PARTITION_FENCED). Counted per failed write, whatever the appends' acks: an
+ * STORAGE_ERROR, PARTITION_FENCED); a failed segment roll counts as one, since the appends
+ * queued behind it are refused. Counted per failed write, whatever the appends' acks: an
  * append that asked only to be queued (acks=none) was answered before its write, so this is
  * the one place its failure shows.
  */
@@ -731,18 +732,25 @@ export class PartitionLog {
     // dropped dirty pages of the sealed segment; `sealSync` fenced and recorded it), or
     // meanwhile, the roll having waited for an fdatasync that failed. Nothing more to do.
     if (this.fence !== null) return;
+    // Counted as a failed write: the appends queued behind the roll are refused, acks=none ones too.
     if (isDiskFullCode(error.code)) {
       this.logger.error({ err: error }, 'segment roll failed: disk full');
-      this.rejectQueued(new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error }));
+      const refusal = new StrataError(ErrorCode.DISK_FULL, `disk full: cannot start a new segment for ${this.name}; nothing was written`, { cause: error });
+      this.countWriteFailure(refusal);
+      this.rejectQueued(refusal);
       return;
     }
     if (isTooManyOpenFilesCode(error.code)) {
       this.logger.error({ err: error }, 'segment roll failed: too many open files');
       const advice = "nothing was written; retry, and raise the broker's open-file limit (LimitNOFILE, ulimit -n) if it goes on";
-      this.rejectQueued(new StrataError(ErrorCode.STORAGE_ERROR, `too many open files (${error.code}): cannot start a new segment for ${this.name}; ${advice}`, { cause: error }));
+      const refusal = new StrataError(ErrorCode.STORAGE_ERROR, `too many open files (${error.code}): cannot start a new segment for ${this.name}; ${advice}`, { cause: error });
+      this.countWriteFailure(refusal);
+      this.rejectQueued(refusal);
       return;
     }
-    this.fenceWith(new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: rolling to a new segment failed (${errnoOrMessage(error)}); restart to recover`, { cause: error }));
+    const fence = new StrataError(ErrorCode.PARTITION_FENCED, `partition ${this.name} is fenced: rolling to a new segment failed (${errnoOrMessage(error)}); restart to recover`, { cause: error });
+    this.countWriteFailure(fence);
+    this.fenceWith(fence);
   }
 
   private takeGroup(): QueuedAppend[] {

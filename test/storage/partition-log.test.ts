@@ -1796,6 +1796,9 @@ describe('fdatasync failure', () => {
     fs.directorySyncError = 'ENFILE';
     expect(await rejection(log.append(batchOf(next, 3)))).toMatchObject({ code: ErrorCode.STORAGE_ERROR, message: expect.stringContaining('too many open files (ENFILE)') });
     expect(log.fenced).toBeNull();
+    // Each failed roll counts as a failed write (strata_log_write_failures_total), as it refuses
+    // what was queued behind it.
+    expect(log.writeFailures).toEqual(new Map([[ErrorCode.STORAGE_ERROR, 2]]));
     fs.directorySyncError = null;
     expect((await log.append(batchOf(next, 3))).baseOffset).toBe(next);
     expect(log.segmentCount).toBe(2);
