@@ -92,7 +92,7 @@ export class StartedServers {
     const onSigint = (): void => handler('SIGINT');
     const onSigterm = (): void => handler('SIGTERM');
     const onExit = (): void => this.killAll();
-    if (this.events === process) takeOverSignals();
+    const handBackSignals = this.events === process ? takeOverSignals() : () => undefined;
     this.events.on('SIGINT', onSigint);
     this.events.on('SIGTERM', onSigterm);
     this.events.on('exit', onExit);
@@ -100,6 +100,7 @@ export class StartedServers {
       this.events.off('SIGINT', onSigint);
       this.events.off('SIGTERM', onSigterm);
       this.events.off('exit', onExit);
+      handBackSignals();
     };
   }
 

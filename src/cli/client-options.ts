@@ -221,11 +221,12 @@ export function onInterrupt(stop: () => void): () => void {
     interrupted = true;
     stop();
   };
-  takeOverSignals();
+  const handBackSignals = takeOverSignals();
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
   return () => {
     process.off('SIGINT', handler);
     process.off('SIGTERM', handler);
+    handBackSignals();
   };
 }

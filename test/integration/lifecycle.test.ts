@@ -492,7 +492,7 @@ describe('signals before a command handles them (the process as PID 1, a contain
     return { ...(await exited), output };
   }
 
-  it('end the process with 128 + the signal until a command takes them over; then only its own handler runs', async () => {
+  it('end the process with 128 + the signal until a command takes them over; then only its own handler runs, until it hands them back', async () => {
     const installed = `import { createRequire } from 'node:module';
       createRequire(import.meta.url)(${JSON.stringify(exitOnFirstSignals)}).exitOnFirstSignals(true);
       setInterval(() => undefined, 1000);
@@ -506,6 +506,17 @@ describe('signals before a command handles them (the process as PID 1, a contain
       setInterval(() => undefined, 1000);
       console.log('ready');`;
     expect(await sigtermAfterReady(takenOver)).toEqual({ code: 0, signal: null, output: 'ready\nown handler\n' });
+    const handedBack = `import { createRequire } from 'node:module';
+      createRequire(import.meta.url)(${JSON.stringify(exitOnFirstSignals)}).exitOnFirstSignals(true);
+      const { takeOverSignals } = await import(${JSON.stringify(signalTakeover)});
+      const handBack = takeOverSignals();
+      const own = () => { console.log('own handler'); process.exit(0); };
+      process.on('SIGTERM', own);
+      process.off('SIGTERM', own);
+      handBack();
+      setInterval(() => undefined, 1000);
+      console.log('ready');`;
+    expect(await sigtermAfterReady(handedBack)).toEqual({ code: 143, signal: null, output: 'ready\n' });
   });
 
   // A new PID namespace makes the broker PID 1, where the kernel drops a signal it has no handler for.

@@ -84,7 +84,7 @@ export function serveCommand(yargs: Argv): Argv {
         exitDeadlineMs = performance.now() + settings.shutdownTimeoutMs + SHUTDOWN_GUARD_MS;
         stopRunning(running, signal, settings.shutdownTimeoutMs).then(stopped, stopped);
       };
-      takeOverSignals();
+      const handBackSignals = takeOverSignals();
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
       try {
@@ -100,6 +100,7 @@ export function serveCommand(yargs: Argv): Argv {
       } finally {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
+        handBackSignals();
       }
       // Stopped: the process ends once its last work is done (the log lines written). The removal
       // of a deleted topic's directory may still be under way, which the next start finishes:
