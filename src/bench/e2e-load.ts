@@ -57,12 +57,16 @@ import { RECORD_FRAMING_BOUND } from '../storage/record-batch-builder.js';
 import { LatencyRecorder } from './latency-recorder.js';
 import { type Progress, formatInteger } from './progress.js';
 import { Throttle } from './throttle.js';
+import { settlesWithin } from '../common/settles-within.js';
 
 const v1 = strata.v1;
 
 /** Bytes of the send-time prefix of each value. */
 export const SEND_TIME_BYTES = 8;
+
 const DRAIN_TIMEOUT_MS = 10_000;
+/** How long a failed run waits for its producer to close (flush) before it reports the failure. */
+const FAILED_CLOSE_WAIT_MS = 1_000;
 /**
  * Seconds of records at the rate (beyond the producer's linger) that may be sent and not yet
  * acknowledged: a broker that far behind does not sustain the rate, and a latency figure of
@@ -424,7 +428,7 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
     // by now, so its latency is at least this (see the file comment).
     const consumed = measuredReceived;
     const lost = measuredRecords - consumed;
-    if (lost > 0) endToEnd.recordMany(performance.now() - lastSentAt, lost);
+    if (lost > 0) endToEnd.recordUnsampled(performance.now() - lastSentAt, lost);
     return {
       records: measuredRecords,
       bytes: measuredRecords * options.recordSize,
@@ -438,7 +442,12 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
     };
   } finally {
     stopProgress();
-    await producer.close();
+    const closing = producer.close();
+    // After a failure (the backlog bound, a failed send) what the producer still holds may never
+    // be acknowledged, by a stalled broker say: the failure is reported without waiting out the
+    // producer's delivery timeout for it (the command ends the process soon after).
+    if (failure === null) await closing;
+    else if (!(await settlesWithin(closing, FAILED_CLOSE_WAIT_MS))) closing.catch(() => undefined);
     await reader.close();
     connection.close();
   }

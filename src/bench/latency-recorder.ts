@@ -36,6 +36,8 @@ export class LatencyRecorder {
   private readonly weights: Uint32Array;
   private readonly stride: number;
   private stored = 0;
+  /** Values recorded apart from the sampling (`recordUnsampled`), each with its own weight. */
+  private readonly unsampled: { micros: number; count: number }[] = [];
   private untilNextSample = 0;
   private total = 0;
   private sumMs = 0;
@@ -72,10 +74,23 @@ export class LatencyRecorder {
     this.stored++;
   }
 
+  /**
+   * `count` values of `latencyMs` each, kept whatever the sampling: a bulk of values recorded
+   * once (an e2e run's lost records) would otherwise be skipped between two samples, or
+   * stand for `count` × the stride.
+   */
+  recordUnsampled(latencyMs: number, count: number): void {
+    this.total += count;
+    this.sumMs += latencyMs * count;
+    if (latencyMs > this.maxMs) this.maxMs = latencyMs;
+    this.unsampled.push({ micros: Math.min(HIGHEST_TRACKABLE_MICROS, Math.max(0, Math.round(latencyMs * 1000))), count });
+  }
+
   summary(): LatencySummary | null {
     if (this.total === 0) return null;
     const histogram = build({ numberOfSignificantValueDigits: 3, lowestDiscernibleValue: 1, highestTrackableValue: HIGHEST_TRACKABLE_MICROS, autoResize: false });
     for (let index = 0; index < this.stored; index++) histogram.recordValueWithCount(this.micros[index]!, this.weights[index]!);
+    for (const { micros, count } of this.unsampled) histogram.recordValueWithCount(micros, count);
     // Never above the exact maximum, nor below the percentile before it.
     let floorMs = 0;
     const at = (percentile: number): number => (floorMs = Math.max(floorMs, Math.min(this.maxMs, histogram.getValueAtPercentile(percentile) / 1000)));

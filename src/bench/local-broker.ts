@@ -53,6 +53,10 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('STRATA_')));
   let server: ServerProcess;
   let metricsAddress: string | null = null;
+  // Until the start returns (and the run's StartedServers holds the broker), an exit of this
+  // process (a second Ctrl-C during the start) would leave the directory: remove it then.
+  const removeOnExit = (): void => rmSync(dataDirectory, { recursive: true, force: true });
+  process.on('exit', removeOnExit);
   try {
     server = await ServerProcess.start({
       args,
@@ -67,6 +71,8 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   } catch (error) {
     rmSync(dataDirectory, { recursive: true, force: true });
     throw error;
+  } finally {
+    process.off('exit', removeOnExit);
   }
   let stopping: Promise<void> | null = null;
   return {

@@ -147,7 +147,7 @@ export async function producePhase(context: PhaseContext, records = context.sett
   const { settings } = context;
   const topic = await prepareTopic(context);
   context.server?.resetPeaks();
-  const { figures, cpu, disk } = await measured(context, () => runProduceLoad({
+  const { figures, cpu, disk } = await measured(context, (startMeasuring) => runProduceLoad({
     connection: context.connection,
     topic: settings.topic,
     partitions: topic.description.partitions.length,
@@ -161,6 +161,11 @@ export async function producePhase(context: PhaseContext, records = context.sett
     bufferBytes: settings.bufferBytes,
     path: settings.path,
     warmupRecords,
+    // CPU time and the RSS peak count from the first measured send, the warm-up left out.
+    onMeasurementStart: () => {
+      startMeasuring();
+      context.server?.resetPeaks();
+    },
     logger: context.logger,
     progress: context.progress,
     label: label(context, workload),

@@ -92,6 +92,8 @@ export interface ProduceLoadOptions {
   path: ProducePath;
   /** Records sent first, unmeasured and as fast as they go (0: none). */
   warmupRecords: number;
+  /** Called once the warm-up is acknowledged, just before the first measured send: where CPU time and peaks start. */
+  onMeasurementStart?: () => void;
   logger: Logger;
   progress: Progress;
   /** For the live line, e.g. "produce". */
@@ -148,6 +150,7 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
       try {
         // Every producer's warm-up is acknowledged (each flushes) before any measured record goes.
         await Promise.all(producers.map((producer, index) => driveProducer(producer, options, warmupShares[index]!, null, values, UNMEASURED, counters)));
+        options.onMeasurementStart?.();
         startedAt = performance.now();
         await Promise.all(producers.map((producer, index) => driveProducer(producer, options, shares[index]!, perProducerRate, values, timing, counters)));
         endedAt = performance.now();
@@ -158,6 +161,7 @@ export async function runProduceLoad(options: ProduceLoadOptions): Promise<LoadF
       const streams = shares.map((_, index) => new RecordsStream(new Connection(options.connection), options, index));
       try {
         await Promise.all(streams.map((stream, index) => stream.send(warmupShares[index]!, null, values, UNMEASURED, counters)));
+        options.onMeasurementStart?.();
         startedAt = performance.now();
         await Promise.all(streams.map((stream, index) => stream.send(shares[index]!, perProducerRate, values, timing, counters)));
         endedAt = performance.now();

@@ -36,7 +36,7 @@
  *     cpu                           { clientSeconds, clientMicrosPerRecord, serverSeconds, serverMicrosPerRecord }
  *                                   (server: local servers only, else null)
  *     brokerFsyncs                  { count, meanMs, over1Ms, over5Ms, over10Ms, over100Ms }: the broker's fdatasyncs
- *                                   from before the phase's load to after it (e2e: warm-up included), from its
+ *                                   from before the phase's load to after it (e2e, produce: warm-up included), from its
  *                                   metrics (see broker-disk-calls.ts): a local broker's, or --server-metrics;
  *                                   null for --server without --server-metrics, for the no-op server, and
  *                                   when a reading failed (a warning on stderr says why)
@@ -256,7 +256,9 @@ export function formatReport(report: BenchReport): string {
     lines.push(`${named(result)} sender lag behind schedule (${counted}): p50 ${lag.p50Ms.toFixed(2)}, p99 ${lag.p99Ms.toFixed(2)}, p99.9 ${lag.p999Ms.toFixed(2)}, max ${lag.maxMs.toFixed(2)} ms`);
   }
   for (const result of report.results) {
-    const warmup = result.workload === 'e2e' ? ' (warm-up included)' : '';
+    // Read from the broker's metrics before the load and after it: a read between the warm-up
+    // and the measured records would cost the broker in the measured window.
+    const warmup = result.workload === 'e2e' || (result.workload === 'produce' && (report.warmupRecords ?? 0) > 0) ? ' (warm-up included)' : '';
     if (result.brokerWrites !== null) lines.push(`${result.workload} broker log writes${warmup}: ${formatCalls(result.brokerWrites)}`);
     if (result.brokerFsyncs !== null) lines.push(`${result.workload} broker fdatasyncs${warmup}: ${formatCalls(result.brokerFsyncs)}`);
   }

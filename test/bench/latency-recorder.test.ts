@@ -3,7 +3,7 @@
 // of its bucket (3 significant digits) while the maximum is exact; method: the recorder alone,
 // fed chosen values and seeded random ones.
 import { expect, it } from 'vitest';
-import { LatencyRecorder } from '../../src/bench/latency-recorder.js';
+import { LatencyRecorder, SAMPLES_MAX } from '../../src/bench/latency-recorder.js';
 import { mulberry32 } from '../helpers/seeded-random.js';
 
 it('gives no percentile above the exact maximum: 1,000 values of 12.345 ms are 12.345 ms at every percentile', () => {
@@ -23,4 +23,18 @@ it('keeps the percentiles in order, each at most the maximum', () => {
     expect([p50Ms, p95Ms, p99Ms, p999Ms, maxMs]).toEqual([p50Ms, p95Ms, p99Ms, p999Ms, maxMs].sort((a, b) => a - b));
     expect(p999Ms).toBeLessThanOrEqual(maxMs);
   }
+});
+
+it('keeps a bulk recorded apart from the sampling at its own weight, however many values the phase samples', () => {
+  // Twice SAMPLES_MAX expected: every second value is kept, standing for two.
+  const recorder = new LatencyRecorder(2 * SAMPLES_MAX);
+  for (let index = 0; index < 990; index++) recorder.record(1);
+  recorder.recordUnsampled(10_000, 10);
+  const summary = recorder.summary()!;
+  expect(summary.count).toBe(1000);
+  // 10 of 1,000 values at 10 s: p99.9 is one of them, p99 is not.
+  expect(summary.p99Ms).toBe(1);
+  expect(summary.p999Ms).toBeGreaterThanOrEqual(10_000);
+  // Sampled as one value, the bulk would have been skipped (an odd count of values before it),
+  // or have stood for 20 values and moved p99 to 10 s.
 });

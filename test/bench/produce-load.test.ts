@@ -149,19 +149,19 @@ describe('at a rate, latency runs from the schedule (no coordinated omission)', 
 
 describe('warm-up', () => {
   it('sends the warm-up records first, over the same producers, and measures only the others', async () => {
-    // InitProducer blocks for a while: only the warm-up may wait for it. Measured, a record
-    // sent to this server in the same process takes nowhere near as long.
-    const setUpMs = 400;
+    // InitProducer is held for a while: the set-up it stands for must be over, and the warm-up
+    // acknowledged, when the measurement starts.
     state.createTopic('warmed-raw', 1);
-    state.holdProducerIdMs = setUpMs;
-    const figures = await runProduceLoad(recordsPath(server.address, { topic: 'warmed-raw', path: 'raw', records: 300, warmupRecords: 200, batchBytes: 16 * 1024 }));
-    expect(state.holdProducerIdMs).toBe(0); // InitProducer was called
+    state.holdProducerIdMs = 100;
+    let atMeasurementStart: { initProducerCalled: boolean; endOffset: number } | null = null;
+    const figures = await runProduceLoad({
+      ...recordsPath(server.address, { topic: 'warmed-raw', path: 'raw', records: 300, warmupRecords: 200, batchBytes: 16 * 1024 }),
+      onMeasurementStart: () => (atMeasurementStart = { initProducerCalled: state.holdProducerIdMs === 0, endOffset: state.partition('warmed-raw', 0).endOffset }),
+    });
+    expect(atMeasurementStart).toEqual({ initProducerCalled: true, endOffset: 200 });
     expect(state.partition('warmed-raw', 0).endOffset).toBe(500);
     expect(figures.records).toBe(300);
-    const latency = figures.latency!.summary()!;
-    expect(latency.count).toBe(300);
-    expect(latency.maxMs).toBeLessThan(setUpMs);
-    expect(figures.seconds * 1000).toBeLessThan(setUpMs);
+    expect(figures.latency!.summary()!.count).toBe(300);
   });
 
   it('on the records path, over the same stream', async () => {

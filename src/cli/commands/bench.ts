@@ -50,7 +50,7 @@ const COMMON_OPTIONS = {
   'record-size': { type: 'number', default: 100, describe: 'Bytes of each record value', requiresArg: true },
   acks: { choices: ['all', 'leader', 'none'], default: 'all', describe: 'all: durable; leader: written; none: not waited for (not idempotent)' },
   'batch-bytes': { type: 'number', describe: `Producer batch size (bytes; default: the client's, ${DEFAULT_BATCH_BYTES}; ${RECORDS_PATH_REQUEST_BYTES} worth of records per request on the records path)`, requiresArg: true },
-  'buffer-bytes': { type: 'number', default: 32 * MIB, describe: 'Producer buffer: bytes sent and not yet acknowledged, per producer', requiresArg: true },
+  'buffer-bytes': { type: 'number', default: 32 * MIB, describe: 'Producer buffer: bytes sent and not yet acknowledged, per producer (e2e: also a bound on its backlog, past which the run fails)', requiresArg: true },
   json: { type: 'string', describe: 'Also write every figure and parameter to this JSON file', requiresArg: true },
   'profile-server': { type: 'string', describe: 'With --local: write a V8 CPU profile of the broker into this directory', requiresArg: true },
   'write-mode': { choices: ['buffered', 'direct'], describe: 'With --local: the broker\'s --write-mode (default: the broker\'s, direct)' },
