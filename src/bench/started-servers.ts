@@ -19,7 +19,7 @@
  * (A server still starting is not registered yet: ServerProcess kills its child on exit too.)
  */
 import type { EventEmitter } from 'node:events';
-import { takeOverSignals } from '../common/signal-takeover.js';
+import { handleStopSignals } from '../common/signal-takeover.js';
 
 export interface Stoppable {
   stop(): Promise<void>;
@@ -89,18 +89,12 @@ export class StartedServers {
       }
       this.stopping = this.stopAll().then(() => exit(code));
     };
-    const onSigint = (): void => handler('SIGINT');
-    const onSigterm = (): void => handler('SIGTERM');
     const onExit = (): void => this.killAll();
-    const handBackSignals = this.events === process ? takeOverSignals() : () => undefined;
-    this.events.on('SIGINT', onSigint);
-    this.events.on('SIGTERM', onSigterm);
+    const stopHandlingSignals = handleStopSignals((signal) => handler(signal as HandledSignal), this.events);
     this.events.on('exit', onExit);
     return () => {
-      this.events.off('SIGINT', onSigint);
-      this.events.off('SIGTERM', onSigterm);
+      stopHandlingSignals();
       this.events.off('exit', onExit);
-      handBackSignals();
     };
   }
 

@@ -20,7 +20,7 @@ import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
 import { readFlagFile } from '../common/errors.js';
 import { flagNames } from './environment.js';
-import { takeOverSignals } from '../common/signal-takeover.js';
+import { handleStopSignals } from '../common/signal-takeover.js';
 
 export const DEFAULT_SERVER = '127.0.0.1:50051';
 
@@ -221,12 +221,5 @@ export function onInterrupt(stop: () => void): () => void {
     interrupted = true;
     stop();
   };
-  const handBackSignals = takeOverSignals();
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
-    handBackSignals();
-  };
+  return handleStopSignals(handler);
 }

@@ -7,16 +7,17 @@
  * handles SIGTERM once its modules have loaded and its options are read, about half a second
  * after the start; a `docker stop` or a pod deletion before that would be ignored and end only
  * in SIGKILL when the grace period runs out. So `bin/strata.js` loads this first, and a command
- * that handles the signals itself calls `takeOverSignals` (`signal-takeover.ts`) before it
- * does: the two handlers must not both run, or this one would end a graceful stop at once.
+ * that handles the signals itself does so through `handleStopSignals` (`signal-takeover.ts`),
+ * which takes this handler off meanwhile: the two must not both run, or this one would end a
+ * graceful stop at once.
  * Anywhere but PID 1 the default action already ends the process, and nothing is installed.
  *
  * The handler is kept on `process` under a registered symbol, so the ES modules of the CLI can
- * remove it without loading this CommonJS file (see `signal-takeover.ts`).
+ * take it off without loading this CommonJS file.
  */
 import { constants } from 'node:os';
 
-export const FIRST_SIGNALS_HANDLER = Symbol.for('strata.exitOnFirstSignals');
+const FIRST_SIGNALS_HANDLER = Symbol.for('strata.exitOnFirstSignals');
 
 /** The signals handled, each ending the process as its default action would say: 128 + its number. */
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;

@@ -20,7 +20,7 @@ import { rootLogger, setLogLevel } from '../../common/logger.js';
 import { type RunningBroker, StartAborted, runBroker } from '../../server/run-broker.js';
 import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../config/node-flags.js';
 import { readConfigFile } from '../config-file.js';
-import { takeOverSignals } from '../../common/signal-takeover.js';
+import { handleStopSignals } from '../../common/signal-takeover.js';
 
 export function serveCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -84,9 +84,7 @@ export function serveCommand(yargs: Argv): Argv {
         exitDeadlineMs = performance.now() + settings.shutdownTimeoutMs + SHUTDOWN_GUARD_MS;
         stopRunning(running, signal, settings.shutdownTimeoutMs).then(stopped, stopped);
       };
-      const handBackSignals = takeOverSignals();
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
+      const stopHandlingSignals = handleStopSignals(onSignal);
       try {
         try {
           running = await runBroker(settings, rootLogger, startup.signal);
@@ -98,9 +96,7 @@ export function serveCommand(yargs: Argv): Argv {
         }
         await whenStopped;
       } finally {
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
-        handBackSignals();
+        stopHandlingSignals();
       }
       // Stopped: the process ends once its last work is done (the log lines written). The removal
       // of a deleted topic's directory may still be under way, which the next start finishes:
