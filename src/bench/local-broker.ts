@@ -55,7 +55,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   let metricsAddress: string | null = null;
   // Until the start returns (and the run's StartedServers holds the broker), an exit of this
   // process (a second Ctrl-C during the start) would leave the directory: remove it then.
-  const removeOnExit = (): void => rmSync(dataDirectory, { recursive: true, force: true });
+  const removeOnExit = (): void => removeDataDirectory(dataDirectory);
   process.on('exit', removeOnExit);
   try {
     server = await ServerProcess.start({
@@ -69,7 +69,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
       },
     });
   } catch (error) {
-    rmSync(dataDirectory, { recursive: true, force: true });
+    removeDataDirectory(dataDirectory);
     throw error;
   } finally {
     process.off('exit', removeOnExit);
@@ -80,14 +80,20 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     dataDirectory,
     metricsAddress,
     stop: () => {
-      stopping ??= server.stop().finally(() => rmSync(dataDirectory, { recursive: true, force: true }));
+      stopping ??= server.stop().finally(() => removeDataDirectory(dataDirectory));
       return stopping;
     },
     kill: () => {
       server.kill();
-      // The broker may live a moment after the signal and add a file meanwhile: the removal
-      // then finds a directory not empty, and tries again.
-      rmSync(dataDirectory, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+      removeDataDirectory(dataDirectory);
     },
   };
+}
+
+/**
+ * Removes the broker's data directory. A broker just killed may live a moment after the signal
+ * and add a file meanwhile: the removal then finds a directory not empty, and tries again.
+ */
+function removeDataDirectory(dataDirectory: string): void {
+  rmSync(dataDirectory, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
 }

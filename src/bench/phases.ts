@@ -146,7 +146,6 @@ function label(context: PhaseContext, workload: string): string {
 export async function producePhase(context: PhaseContext, records = context.settings.records, workload = 'produce', warmupRecords = 0): Promise<PhaseOutcome> {
   const { settings } = context;
   const topic = await prepareTopic(context);
-  context.server?.resetPeaks();
   const { figures, cpu, disk } = await measured(context, (startMeasuring) => runProduceLoad({
     connection: context.connection,
     topic: settings.topic,

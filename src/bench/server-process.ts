@@ -58,11 +58,12 @@ interface ChildExit {
 
 /** Children started and not yet exited, killed when this process exits (see the file comment). */
 const runningChildren = new Set<ChildProcess>();
-let exitHookInstalled = false;
 
-function killRunningChildren(): void {
+// Installed when this module loads, so before any 'exit' listener of the modules that use it
+// (a local broker's removal of its directory during a start): the children die first.
+process.on('exit', () => {
   for (const child of runningChildren) child.kill('SIGKILL');
-}
+});
 
 export class ServerProcess {
   private readonly lines: string[];
@@ -103,10 +104,6 @@ export class ServerProcess {
   /** Starts the child and resolves once it has printed its address. */
   static async start(options: ServerProcessOptions): Promise<ServerProcess> {
     const child = spawn(process.execPath, options.args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
-    if (!exitHookInstalled) {
-      process.on('exit', killRunningChildren);
-      exitHookInstalled = true;
-    }
     runningChildren.add(child);
     child.once('exit', () => runningChildren.delete(child));
     // 'close' comes after the child's stdout and stderr have ended: its last lines are kept by then.

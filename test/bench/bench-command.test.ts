@@ -16,6 +16,7 @@ import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { removeDirectory, startTestBroker, temporaryDirectory, unusedPort } from '../helpers/test-server.js';
 import { waitUntil } from '../helpers/wait.js';
+import { processesMentioning } from '../helpers/processes.js';
 
 const run = promisify(execFile);
 const directory = temporaryDirectory('strata-bench-test-');
@@ -427,21 +428,6 @@ async function brokerWriteCount(metricsAddress: string): Promise<number> {
   return Number(count);
 }
 
-/** Pids of live (not zombie) processes whose command line mentions `text`. */
-function processesMentioning(text: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) continue;
-      if (/^State:\s+Z/m.test(readFileSync(`/proc/${entry}/status`, 'utf8'))) continue;
-      pids.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return pids;
-}
 
 describe.skipIf(!existsSync('/proc/self/cmdline'))('strata bench whose local broker dies', () => {
   it('fails at once, in one line with how the broker ended and its last output, and removes its data directory', { timeout: 60_000 }, async () => {

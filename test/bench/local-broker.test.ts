@@ -2,22 +2,16 @@
 // its data directory, removed before kill() returns; method: the compiled broker (dist/, built
 // by `npm test`) started by startLocalBroker under a directory of the test's own. Linux only
 // (/proc).
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { afterAll, expect, it } from 'vitest';
 import { startLocalBroker } from '../../src/bench/local-broker.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 import { waitUntil } from '../helpers/wait.js';
+import { running } from '../helpers/processes.js';
 
 const parent = temporaryDirectory('strata-local-broker-test-');
 afterAll(() => removeDirectory(parent));
 
-function running(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 it.skipIf(!existsSync('/proc/self/status'))('kill: SIGKILL and the data directory removed, synchronously', async () => {
   const broker = await startLocalBroker({ parentDirectory: parent });

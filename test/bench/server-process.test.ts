@@ -6,13 +6,14 @@
 // ServerProcess; idle children killed from outside; a process (the compiled ServerProcess, from
 // dist/) that starts a child and then crashes. Linux only (/proc).
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ServerProcess } from '../../src/bench/server-process.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { waitUntil } from '../helpers/wait.js';
+import { running } from '../helpers/processes.js';
 
 const SPIKE_MIB = 128;
 const CHILD = `
@@ -64,14 +65,6 @@ function startIdleChild(): Promise<ServerProcess> {
   return ServerProcess.start({ args: ['-e', IDLE_CHILD], description: 'the test child', ready: (entry) => (typeof entry.address === 'string' ? entry.address : null) });
 }
 
-/** Whether `pid` runs (a zombie, ended but not yet reaped, does not). */
-function running(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 it.skipIf(!existsSync('/proc/self/status'))('says when the child exits unasked, and how; not when it was stopped or killed', async () => {
   const dying = await startIdleChild();
