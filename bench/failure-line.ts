@@ -1,3 +1,5 @@
+import { failureLine } from '../src/cli/cli-errors.js';
+
 /**
  * How a developer benchmark ends when it fails: one line on stderr, `<tool>: <message>`, and exit
  * code 1, as `strata` reports a failure. A stack trace says where in the benchmark's own code the
@@ -6,7 +8,7 @@
  */
 export function exitWithFailureLine(tool: string): (error: unknown) => never {
   return (error) => {
-    process.stderr.write(`${tool}: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(`${failureLine(error, tool)}\n`);
     process.exit(1);
   };
 }

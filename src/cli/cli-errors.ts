@@ -8,9 +8,10 @@ export const EXIT_USAGE = 2;
 /** A mistake in the command line itself; exits with code 2. */
 export class UsageError extends Error {}
 
-export function failureLine(error: unknown): string {
+/** `<tool>: <message>`, the one line a failure prints (the developer benchmarks name themselves). */
+export function failureLine(error: unknown, tool = 'strata'): string {
   const message = error instanceof Error ? error.message : String(error);
-  return `strata: ${message}`;
+  return `${tool}: ${message}`;
 }
 
 /** What yargs' usage object gives a failure handler: the running command's usage lines (`$0 topics create <name>`). */
