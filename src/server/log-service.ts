@@ -209,13 +209,16 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       const ending = subscribe(broker, call, ended.signal, context).then(() => ({ failed: false as const }), (error: unknown) => ({ failed: true as const, error }));
       void ending.then((end) => {
         ended.release();
-        if (ended.cancelled()) return countSubscribeEnd(context.metrics, status.CANCELLED);
+        const cancelled = ended.cancelled();
         const failure = end.failed ? toGrpcFailure(end.error) : toGrpcFailure(new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; subscribe again from next_offset'));
-        countSubscribeEnd(context.metrics, failure.code);
+        countSubscribeEnd(context.metrics, cancelled ? status.CANCELLED : failure.code);
+        // A failure is counted and logged even when the client has gone, as a unary call's is:
+        // a read that fails as its reader leaves still failed.
         if (end.failed) {
           context.metrics?.countError('Subscribe', failure.strataCode);
           logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: end.error }, 'request failed');
         }
+        if (cancelled) return;
         call.emit('error', toServiceError(failure));
         refuseIfStalledAtStop(call, stopping);
       });

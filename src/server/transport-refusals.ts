@@ -3,7 +3,9 @@
  * receive limit (`--max-request-bytes`), or one whose compressed body inflates past it, both
  * RESOURCE_EXHAUSTED. The handlers count, log and word what they answer; nothing of theirs runs
  * for these. This interceptor does it for them: it counts each in `strata_requests_total` with
- * its method and code, logs it as a refused request (at most a line per 10 s, `RefusalLog`),
+ * its method and code (Strata's own services only: health checks and reflection are not counted
+ * there when they succeed, so not when refused either), logs it as a refused request (at most a
+ * line per 10 s, `RefusalLog`),
  * and replaces grpc-js's bare "Received
  * message larger than max (N vs M)" with a message that names the flag to raise.
  *
@@ -40,7 +42,7 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
       refusedAlready = true;
       const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
       const refused = { ...sent, details: tooLargeDetails(descriptor.path.slice(1), sent.details, maxRequestBytes) };
-      context.metrics?.countRefusal(method, refused.code, ErrorCode.RESOURCE_EXHAUSTED);
+      if (descriptor.path.startsWith(STRATA_SERVICES)) context.metrics?.countRefusal(method, refused.code, ErrorCode.RESOURCE_EXHAUSTED);
       log.refused({ method, code: refused.code, reason: refused.details });
       send.call(innermost, refused);
     };
@@ -55,6 +57,9 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
  * message that decompresses to a size larger than M"); no handler's message does.
  */
 const GRPC_JS_TOO_LARGE = 'Received message ';
+
+/** The start of every path of Strata's own services (`/strata.v1.Log/Produce`, ...). */
+const STRATA_SERVICES = '/strata.';
 
 type PartialStatus = Pick<StatusObject, 'code' | 'details'> & Partial<StatusObject>;
 

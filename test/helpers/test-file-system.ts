@@ -58,6 +58,8 @@ export class TestFileSystem implements FileSystem {
   renameError: { pathIncludes: string; code: string } | null = null;
   /** The targets of the renames tried so far, in order (failed ones included). */
   readonly renameTargets: string[] = [];
+  /** Reads fail with this code (null: they work). */
+  readError: string | null = null;
   /** Reads return at most this many bytes, as a read may (null: as many as asked for). */
   readBytesMax: number | null = null;
   /** openDirect answers null, as on a file system without O_DIRECT. */
@@ -151,6 +153,7 @@ export class TestFileSystem implements FileSystem {
   }
   async read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
     await this.pass('read');
+    if (this.readError !== null) throw errnoError(this.readError);
     this.largestReadBytes = Math.max(this.largestReadBytes, length);
     return this.real.read(fd, buffer, bufferOffset, Math.min(length, this.readBytesMax ?? length), position);
   }

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { GroupCoordinator } from '../../src/groups/group-coordinator.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import { uvarintSize, writeUvarint } from '../../src/common/protobuf-wire.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX, PRODUCE_REQUEST_RECORDS_MAX } from '../../src/common/request-limits.js';
 import type { strata } from '../../src/generated/strata.js';
 import { logServiceDefinition } from '../../src/server/service-definitions.js';
@@ -457,9 +458,21 @@ describe('bad requests', () => {
       details: `the request to strata.v1.Admin/CreateTopic is ${create.length} bytes, over the limit of ${Math.min(MAX_REQUEST_BYTES, NON_PRODUCE_REQUEST_BYTES_MAX)} bytes for this method; only Produce and ProduceStream, which carry records, take requests up to --max-request-bytes. Check what the client puts in this request`,
     });
 
+    // A health check is refused the same way, but it is not a Strata request and is not counted.
+    const service = Buffer.alloc(MAX_REQUEST_BYTES, 'h');
+    const check = Buffer.alloc(1 + uvarintSize(service.length) + service.length, 0x0a); // HealthCheckRequest { service }
+    service.copy(check, writeUvarint(check, 1, service.length));
+    const HealthClient = makeGenericClientConstructor({}, 'grpc.health.v1.Health');
+    const healthClient = new HealthClient(broker.address, credentials.createInsecure());
+    const health = await new Promise<ServiceError | null>((resolve) =>
+      healthClient.makeUnaryRequest('/grpc.health.v1.Health/Check', (bytes: Buffer) => bytes, (bytes: Buffer) => bytes, check, { deadline: Date.now() + 10_000 }, (error) => resolve(error)),
+    ).finally(() => healthClient.close());
+    expect(health === null ? null : status[health.code]).toBe('RESOURCE_EXHAUSTED');
+
     const after = await scrape();
     const counted = (method: string): number => refused(after, method) - refused(before, method);
     expect(['Produce', 'ProduceStream', 'CreateTopic'].map(counted)).toEqual([2, 1, 1]);
+    expect(after).not.toMatch(/^strata_request(s_total|_errors_total)\{method="Check"/m);
     const fetched = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'oversized', partition: 0, offset: long(0) }));
     expect(answers).toEqual([1]);
     expect(fetched.records.map((r) => Buffer.from(r.value!).toString())).toEqual(['fits']);

@@ -23,6 +23,9 @@ import { removeDirectory, startTestBroker, temporaryDirectory, testSettings, unu
 import { Broker } from '../../src/broker/broker.js';
 import { Admin } from '../../src/client/admin.js';
 import { runBroker } from '../../src/server/run-broker.js';
+import { StrataGrpcServer } from '../../src/server/grpc-server.js';
+import { GroupCoordinator } from '../../src/groups/group-coordinator.js';
+import { TestFileSystem } from '../helpers/test-file-system.js';
 
 async function get(address: string, path: string): Promise<{ status: number; body: string }> {
   const response = await fetch(`http://${address}${path}`);
@@ -646,6 +649,57 @@ describe('client connections', () => {
     } finally {
       await admins[1]!.close();
       await broker.dispose();
+    }
+  });
+});
+
+describe('a Subscribe whose read fails as its client cancels', () => {
+  it('is counted as CANCELLED, and its failure is still counted and logged', async () => {
+    const dataDir = temporaryDirectory('strata-subscribe-cancel-');
+    const fs = new TestFileSystem();
+    const lines: { msg: string; method?: string; code?: number }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) });
+    let broker = await Broker.open({ dataDir, fs });
+    await broker.createTopic('read-fails', 1, {});
+    await broker.produceBatches('read-fails', 0, buildBatch([{ value: Buffer.from('on disk') }]), 'all');
+    await broker.close();
+    // Reopened, so the records are read from the disk, not from the tail cache.
+    broker = await Broker.open({ dataDir, fs });
+    const metrics = new BrokerMetrics();
+    const coordinator = new GroupCoordinator(broker, { sessionTimeoutMs: 45_000, heartbeatIntervalMs: 5_000, sessionCheckIntervalMs: 3_600_000 });
+    metrics.attach(broker, coordinator);
+    const server = await StrataGrpcServer.start(broker, coordinator, { listen: '127.0.0.1:0', maxRequestBytes: 1024 * 1024, produceMemoryBytes: 64 * 1024 * 1024, logger, metrics });
+    const client = new TestClient(server.address);
+    try {
+      const read = fs.hold('read');
+      const call = (client.log as unknown as { subscribe(request: unknown): NodeJS.EventEmitter & { cancel(): void } }).subscribe(
+        v1.SubscribeRequest.create({ topic: 'read-fails', start: v1.StartPosition.create({ earliest: true }) }),
+      );
+      const code = new Promise<number>((resolve) => {
+        call.on('data', () => undefined);
+        call.on('error', (error: ServiceError) => resolve(error.code));
+      });
+      await read.reached;
+      call.cancel();
+      expect(await code).toBe(status.CANCELLED);
+      const active = async (): Promise<number> => optionalMetricValue(await metrics.registry.metrics(), 'strata_grpc_active_calls', 'method="Subscribe"') ?? 0;
+      await waitUntil(async () => (await active()) === 0, 'the broker to see the subscription cancelled');
+      fs.readError = 'EIO';
+      read.release();
+      const counted = async (): Promise<string> => metrics.registry.metrics();
+      await waitUntil(async () => optionalMetricValue(await counted(), 'strata_requests_total', 'method="Subscribe"') !== null, 'the subscription to be counted');
+      const text = await counted();
+      expect(metricValue(text, 'strata_requests_total', 'method="Subscribe",code="CANCELLED"')).toBe(1);
+      expect(text).not.toMatch(/^strata_requests_total\{method="Subscribe",code="(?!CANCELLED)/m);
+      expect(metricValue(text, 'strata_request_errors_total', 'method="Subscribe"')).toBe(1);
+      expect(lines.filter((line) => line.method === 'Subscribe').map((line) => line.msg)).toEqual([expect.stringMatching(/^request failed/)]);
+    } finally {
+      fs.readError = null;
+      client.close();
+      await server.shutdown(5_000);
+      await coordinator.close();
+      await broker.close();
+      removeDirectory(dataDir);
     }
   });
 });
