@@ -219,6 +219,7 @@ class ConsumerReader implements E2eReader {
     connection: Connection,
     private readonly topic: string,
     private readonly deliver: Deliver,
+    private readonly onError: (error: Error) => void,
     logger: Logger,
   ) {
     this.consumer = new Consumer({ connection, resetPolicy: 'latest', logger });
@@ -237,12 +238,16 @@ class ConsumerReader implements E2eReader {
     });
     await this.consumer.assign(partitions.map((partition) => ({ topic: this.topic, partition })));
     await started;
+    // The Consumer retries what can be retried; what it throws (DATA_LOSS, a closed consumer)
+    // fails the run, as a Subscribe reader's error does.
     this.loop = (async () => {
       while (!this.stopped) {
         const batch = await this.consumer.nextBatch({ timeoutMs: 100 });
         if (batch !== null) this.deliver(batch.records);
       }
-    })();
+    })().catch((error: unknown) => {
+      if (!this.stopped) this.onError(error instanceof Error ? error : new Error(String(error)));
+    });
   }
 
   async close(): Promise<void> {
@@ -344,6 +349,9 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
   let measuredFromWallMs = Number.POSITIVE_INFINITY;
   let failure: Error | null = null;
   let allReceived: (() => void) | null = null;
+  /** Resolves once the run has failed: the wait for the producer's flush ends then. */
+  let onFailure!: () => void;
+  const failed = new Promise<void>((resolve) => (onFailure = resolve));
   const deliver: Deliver = (records) => {
     const seenAt = wallClockMs();
     for (const { value } of records) {
@@ -359,13 +367,14 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
   const fail = (error: unknown): void => {
     failure ??= toClientError(error);
     allReceived?.();
+    onFailure();
   };
   const slots = new SendSlots(options.topic, template, (slot) => {
     // Measured as `deliver` tells them: sent from the first measured record on.
     if (slot.sentAt >= measuredFromWallMs) acknowledgement.record(wallClockMs() - slot.sentAt);
   }, fail);
   const reader: E2eReader =
-    options.reader === 'subscribe' ? new SubscribeReader(connection, options.connection, options.topic, deliver, fail) : new ConsumerReader(connection, options.topic, deliver, options.logger);
+    options.reader === 'subscribe' ? new SubscribeReader(connection, options.connection, options.topic, deliver, fail) : new ConsumerReader(connection, options.topic, deliver, fail, options.logger);
   let stopProgress = (): void => undefined;
   try {
     const partitions = (await describeTopic(connection, options.topic)).partitions.map((partition) => partition.partition);
@@ -410,7 +419,9 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
     });
     if (failure !== null) throw failure;
     const lastSentAt = performance.now();
-    await producer.flush();
+    // A failure meanwhile (a failed send, the reader's) does not wait for the rest of the flush,
+    // which a stalled broker may never let end (see the finally block).
+    await Promise.race([producer.flush(), failed]);
     if (received < total && failure === null) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, drainTimeoutMs);
@@ -441,9 +452,10 @@ export async function runE2eLoad(options: E2eLoadOptions): Promise<E2eFigures> {
   } finally {
     stopProgress();
     const closing = producer.close();
-    // After a failure (the backlog bound, a failed send) what the producer still holds may never
-    // be acknowledged, by a stalled broker say: the failure is reported without waiting out the
-    // producer's delivery timeout for it (the command ends the process soon after).
+    // After a failure (the backlog bound, a failed send, the reader's) what the producer still
+    // holds may never be acknowledged, by a stalled broker say: the failure is reported without
+    // waiting out the producer's delivery timeout for it (the command ends the process soon
+    // after).
     if (failure === null) await closing;
     else closing.catch(() => undefined);
     await reader.close();

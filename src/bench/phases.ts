@@ -63,11 +63,14 @@ export interface BenchSettings {
   smallIo: 'event-loop' | 'thread-pool' | null;
 }
 
+/** What a phase reads of a server the run started: its CPU time and memory (tests give a stand-in). */
+export type MeasuredServer = Pick<ServerProcess, 'cpuSeconds' | 'memory' | 'resetPeaks'>;
+
 export interface PhaseContext {
   settings: BenchSettings;
   /** How the loads connect to the server: its address, and the broker's token and TLS if it asks for them. */
   connection: ConnectionOptions;
-  server: ServerProcess | null;
+  server: MeasuredServer | null;
   /** The broker's metrics endpoint (HOST:PORT): a local broker's, or --server-metrics; null for the no-op server. */
   metricsAddress: string | null;
   serverKind: ResultRow['server'];

@@ -2,16 +2,20 @@
 // documented figures, so the benchmark stays usable as the code changes; method: the compiled CLI
 // (dist/, built by `npm test`) as a child process with --local (its own broker on a temporary
 // directory) and small numbers, then the --json report is checked field by field. No speed is
-// asserted: the machine running the tests may be busy. Interrupted runs, and runs whose broker
-// dies under them, are checked for what they leave behind: the local broker's process and its
-// data directory (TMPDIR points the run at a directory of the test's own).
+// asserted: the machine running the tests may be busy. Interrupted runs (a second Ctrl-C while
+// the local broker is still starting too), and runs whose broker dies under them, are checked
+// for what they leave behind: the local broker's process and its data directory (TMPDIR points
+// the run at a directory of the test's own; a broker held at its start is one whose process a
+// module preloaded through NODE_OPTIONS blocks before it loads anything).
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BrokerCalls } from '../../src/bench/broker-disk-calls.js';
 import { processScheduling, type Scheduling } from '../../src/bench/scheduling.js';
+import { SERVER_START_TIMEOUT_MS } from '../../src/bench/server-process.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { removeDirectory, startTestBroker, temporaryDirectory, unusedPort } from '../helpers/test-server.js';
@@ -479,4 +483,40 @@ describe.skipIf(!existsSync('/proc/self/cmdline'))('strata bench interrupted', (
       }
     });
   }
+
+  it('a second SIGINT while the local broker is still starting: kills it, removes its data directory and exits 130', { timeout: 60_000 }, async () => {
+    const parent = temporaryDirectory('strata-bench-second-SIGINT-');
+    // Preloaded into every process of the run: holds `strata serve` (the local broker) at its
+    // start for good, so that the broker never gets ready and the run never holds it.
+    const holdBroker = join(directory, 'hold-broker-start.cjs');
+    writeFileSync(holdBroker, "if (process.argv.includes('serve')) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);\n");
+    const cli = startCli(['bench', 'produce', '--local', '--records', '1000'], { env: { TMPDIR: parent, NODE_OPTIONS: `--require "${holdBroker}"` } });
+    try {
+      // The broker's process runs on its data directory under `parent`: the run handles signals.
+      await waitUntil(() => processesMentioning(parent).length > 0, 'the local broker to be starting', 30_000);
+      expect(readdirSync(parent)).toEqual([expect.stringMatching(/^strata-bench-/)]);
+      // The first waits for the start (until its bound, SERVER_START_TIMEOUT_MS), then stops the
+      // broker; the second, sent once the first has been delivered (two signals pending at once
+      // would be one), does not wait.
+      cli.child.kill('SIGINT');
+      await waitUntil(() => !signalPending(cli.child.pid!, 'SIGINT'), 'the first SIGINT to be delivered');
+      cli.child.kill('SIGINT');
+      const exit = await Promise.race([cli.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), SERVER_START_TIMEOUT_MS / 2))]);
+      expect(exit).toEqual({ code: 130, signal: null });
+      expect(readdirSync(parent)).toEqual([]);
+      await waitUntil(() => processesMentioning(parent).length === 0, 'the local broker to be gone');
+      expect(cli.lines).toEqual([]);
+    } finally {
+      cli.kill();
+      for (const pid of processesMentioning(parent)) process.kill(pid, 'SIGKILL');
+      removeDirectory(parent);
+    }
+  });
 });
+
+/** Whether `signal` was sent to `pid` and not yet delivered (its bit in SigPnd or ShdPnd of /proc/PID/status). */
+function signalPending(pid: number, signal: NodeJS.Signals): boolean {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const bit = 1n << BigInt(constants.signals[signal] - 1);
+  return ['SigPnd', 'ShdPnd'].some((field) => (BigInt(`0x${new RegExp(`^${field}:\\s+([0-9a-f]+)$`, 'm').exec(status)![1]}`) & bit) !== 0n);
+}

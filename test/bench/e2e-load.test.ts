@@ -2,15 +2,22 @@
 // them, says when the measured part starts (the phase takes its CPU time from there), measures
 // the sender's lag behind its schedule apart from the latency, refuses a rate and duration that
 // give no measured record, reuses a record's value only once its send has completed, stops with
-// the backlog when more is outstanding than its bound, and counts records that never arrive in
-// the latency rather than leave them out; method: a real in-process broker over gRPC (the reuse:
-// the sender's slots alone; the lost records: the no-op server in this process, made to drop a
-// request's batch on its way to the reader).
-import { afterAll, beforeAll, expect, it } from 'vitest';
+// the backlog when more is outstanding than its bound, counts records that never arrive in
+// the latency rather than leave them out, and a run that failed ends with its failure without
+// waiting for the producer, whose records a stalled broker may never acknowledge; method: a real
+// in-process broker over gRPC (the reuse: the sender's slots alone; the lost records: the no-op
+// server in this process, made to drop a request's batch on its way to the reader; a stalled
+// broker: client interceptors that withhold the broker's acknowledgements and fail the reader's
+// stream).
+import { InterceptingCall, type Interceptor, Metadata, status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SendSlots, outstandingRecordsMax, runE2eLoad } from '../../src/bench/e2e-load.js';
 import { NoopState, startNoopServer } from '../../src/bench/noop-server.js';
 import { Admin } from '../../src/client/admin.js';
+import { methods } from '../../src/client/connection.js';
 import type { strata } from '../../src/generated/strata.js';
+import { crc32c } from '@node-rs/crc32';
+import { ATTRIBUTES_OFFSET, CRC_OFFSET, forEachBatch, readRecordCount } from '../../src/storage/record-batch.js';
 import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
@@ -145,11 +152,179 @@ it('counts records that never arrive in the latency, at the time waited for them
     expect(figures.records).toBe(200);
     expect(figures.lost).toBeGreaterThanOrEqual(1);
     expect(figures.consumed + figures.lost).toBe(200);
-    // Every measured record is in the latency, the lost ones at no less than the wait for them.
+    // Every measured record is in the latency, the lost ones at no less than the wait for them
+    // (less the millisecond by which a timer may fire early: libuv's clock is cached in whole ones).
     const latency = figures.latency.summary()!;
     expect(latency.count).toBe(200);
-    expect(latency.maxMs).toBeGreaterThanOrEqual(drainTimeoutMs);
+    expect(latency.maxMs).toBeGreaterThanOrEqual(drainTimeoutMs - 1);
   } finally {
     server.stop();
   }
+});
+
+/**
+ * The broker's answers on ProduceStream (the producer's acknowledgements) held back until
+ * `release`: a broker that takes the records, and makes them readable, but never acknowledges
+ * them, as a stalled one would look to the producer.
+ */
+class WithheldAcknowledgements {
+  /** Answers held back so far (grpc-js reads no further answer of a call while one is held). */
+  withheld = 0;
+  private readonly held: (() => void)[] = [];
+  private released = false;
+
+  readonly interceptor: Interceptor = (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== methods.produceStream.path) return new InterceptingCall(call);
+    return new InterceptingCall(call, {
+      start: (metadata, _listener, next) => {
+        next(metadata, {
+          onReceiveMessage: (message, nextMessage) => {
+            if (this.released) return nextMessage(message);
+            this.withheld++;
+            this.held.push(() => nextMessage(message));
+          },
+        });
+      },
+    });
+  };
+
+  /** Lets the answers through, so that the producer left closing in the background can finish. */
+  release(): void {
+    this.released = true;
+    for (const deliver of this.held.splice(0)) deliver();
+  }
+}
+
+/** Fails the reader's Subscribe stream (UNAVAILABLE) once it has brought `records` records. */
+function failSubscribeAfter(records: number): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== methods.subscribe.path) return new InterceptingCall(call);
+    let received = 0;
+    let failed = false;
+    return new InterceptingCall(call, {
+      start: (metadata, listener, next) => {
+        next(metadata, {
+          onReceiveMessage: (message: strata.v1.SubscribeResponse, nextMessage) => {
+            if (failed) return;
+            nextMessage(message);
+            const batches = Buffer.from(message.batches.buffer, message.batches.byteOffset, message.batches.byteLength);
+            forEachBatch(batches, (position) => (received += readRecordCount(batches, position)));
+            if (received < records) return;
+            failed = true;
+            listener.onReceiveStatus({ code: status.UNAVAILABLE, details: 'injected: the reader failed', metadata: new Metadata() });
+            call.cancelWithStatus(status.UNAVAILABLE, 'injected: the reader failed');
+          },
+          onReceiveStatus: (value, nextStatus) => {
+            if (!failed) nextStatus(value);
+          },
+        });
+      },
+    });
+  };
+}
+
+/**
+ * How `run` settled within `deadlineMs`: the error it was rejected with, or 'fulfilled', or
+ * 'still running' (a run waiting for the producer, whose request timeout is far beyond that).
+ */
+async function settledWithin(run: Promise<unknown>, deadlineMs: number): Promise<Error | 'fulfilled' | 'still running'> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'still running'>((resolve) => (timer = setTimeout(() => resolve('still running'), deadlineMs)));
+  try {
+    return await Promise.race([run.then((): 'fulfilled' => 'fulfilled', (error: Error) => error), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('a failed run does not wait for the producer, whose records a stalled broker never acknowledges', () => {
+  // The producer's request timeout is the connection's deadline: a run that waited for the
+  // producer's flush or close would wait for that, ten minutes, before its failure came out.
+  const stalledProducerMs = 600_000;
+  const deadlineMs = 10_000;
+
+  it('the backlog bound: the run fails with it, the records still unacknowledged', async () => {
+    await createTopic('e2e-stalled');
+    const acknowledgements = new WithheldAcknowledgements();
+    // 16 KiB of producer buffer: the run fails once 124 records are outstanding (the run itself
+    // would last a minute).
+    const options = {
+      ...e2eLoadOptions(broker.address, 'e2e-stalled', { durationSeconds: 60, warmupSeconds: 0 }),
+      connection: { server: broker.address, deadlineMs: stalledProducerMs, interceptors: [acknowledgements.interceptor] },
+      bufferBytes: 16 * 1024,
+    };
+    const bound = outstandingRecordsMax(options.rate, options.lingerMs, options.bufferBytes, options.recordSize);
+    expect(bound).toBe(124);
+    try {
+      const outcome = await settledWithin(runE2eLoad(options), deadlineMs);
+      expect(outcome).toBeInstanceOf(Error);
+      expect((outcome as Error).message).toMatch(new RegExp(`^the broker did not keep up with --rate 1,000: ${bound} records sent and not acknowledged `));
+      // The broker's answers were held back all along: those records were still unacknowledged.
+      expect(acknowledgements.withheld).toBeGreaterThanOrEqual(1);
+    } finally {
+      acknowledgements.release();
+    }
+  });
+
+  it("the reader's failure while the producer flushes: the run fails with it, not waiting for the flush", async () => {
+    await createTopic('e2e-reader-fails');
+    const acknowledgements = new WithheldAcknowledgements();
+    // 100 records lingering in one batch (a linger of a minute): they reach the broker, and the
+    // reader, only once the sender has finished and the producer's flush sends them. The
+    // reader's stream fails once it has brought them all: while the flush waits for their
+    // acknowledgement.
+    const options = {
+      ...e2eLoadOptions(broker.address, 'e2e-reader-fails', { durationSeconds: 0.1, warmupSeconds: 0 }),
+      connection: { server: broker.address, deadlineMs: stalledProducerMs, interceptors: [acknowledgements.interceptor, failSubscribeAfter(100)] },
+      lingerMs: 60_000,
+      reader: 'subscribe' as const,
+    };
+    try {
+      const outcome = await settledWithin(runE2eLoad(options), deadlineMs);
+      expect(outcome).toBeInstanceOf(Error);
+      expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: 'injected: the reader failed' });
+      expect(acknowledgements.withheld).toBeGreaterThanOrEqual(1);
+    } finally {
+      acknowledgements.release();
+    }
+  });
+});
+
+/**
+ * Marks every batch the reader's Subscribe streams bring as snappy-compressed (which the client
+ * does not read), with its CRC made to match: batches that pass the client's checks when fetched
+ * but whose records do not decode, so the Consumer's `nextBatch` throws DATA_LOSS.
+ */
+const undecodableBatches: Interceptor = (options, nextCall) => {
+  const call = nextCall(options);
+  if (options.method_definition.path !== methods.subscribe.path) return new InterceptingCall(call);
+  return new InterceptingCall(call, {
+    start: (metadata, _listener, next) => {
+      next(metadata, {
+        onReceiveMessage: (message: strata.v1.SubscribeResponse, nextMessage) => {
+          const batches = Buffer.from(message.batches.buffer, message.batches.byteOffset, message.batches.byteLength);
+          forEachBatch(batches, (position, size) => {
+            batches.writeUInt16BE(batches.readUInt16BE(position + ATTRIBUTES_OFFSET) | 2, position + ATTRIBUTES_OFFSET);
+            batches.writeUInt32BE(crc32c(batches.subarray(position + ATTRIBUTES_OFFSET, position + size)), position + CRC_OFFSET);
+          });
+          nextMessage(message);
+        },
+      });
+    },
+  });
+};
+
+it("fails with the client Consumer's error when it cannot read what it fetched, rather than leave it unhandled", async () => {
+  await createTopic('e2e-undecodable');
+  const options = {
+    ...e2eLoadOptions(broker.address, 'e2e-undecodable', { durationSeconds: 0.2, warmupSeconds: 0 }),
+    connection: { server: broker.address, interceptors: [undecodableBatches] },
+    // A run that missed the error would wait this long for the records it never delivered.
+    drainTimeoutMs: 600_000,
+  };
+  expect(options.reader).toBe('consumer');
+  const outcome = await settledWithin(runE2eLoad(options), 10_000);
+  expect(outcome).toMatchObject({ code: 'DATA_LOSS', message: expect.stringMatching(/does not decode: compression codec 2 is not supported/) });
 });
