@@ -18,7 +18,8 @@
  *   subscriptions do, and one whose client reads nothing is reset a second later, as a stalled
  *   subscription is (`stalled-subscription.ts`).
  */
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { readdirSync } from 'node:fs';
 import type { Server, ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -35,9 +36,17 @@ export const REFLECTION_REQUEST_BYTES_MAX = 64 * 1024;
 /** Reflection streams open at once, on all connections together. */
 export const REFLECTION_STREAMS_MAX = 16;
 
+/**
+ * Where grpc-health-check keeps the health service's proto (`health/v1/health.proto`), which it
+ * ships beside its code (`build/src/health.js`).
+ */
+const HEALTH_PROTO_ROOT = join(dirname(createRequire(import.meta.url).resolve('grpc-health-check')), '..', '..', 'proto');
+
 export function addReflection(server: Server, stopping: AbortSignal): void {
   const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));
-  const reflection = new ReflectionService(loadSync(protoFiles, { includeDirs: [PROTO_ROOT] }));
+  // The health service too: a tool that knows only what reflection tells it (grpcurl) can then
+  // call grpc.health.v1.Health/Check without its proto.
+  const reflection = new ReflectionService(loadSync([...protoFiles, join('health', 'v1', 'health.proto')], { includeDirs: [PROTO_ROOT, HEALTH_PROTO_ROOT] }));
   const open = { streams: 0 }; // both versions' streams together
   // The service registers its handlers through addService alone: each is wrapped on the way.
   const registrar = {

@@ -2,9 +2,12 @@
 // null-key requests by rotation; method: Kafka's published murmur2 test vectors, a cross-check of
 // murmur2 and key placement against kafkajs's independent implementation on random keys, and
 // range/rotation checks of partitionForKey and StickyPartitioner.
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { StickyPartitioner, murmur2, partitionForKey } from '../../src/broker/partitioner.js';
+import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { mulberry32 } from '../helpers/seeded-random.js';
 
 const require = createRequire(import.meta.url);
@@ -142,5 +145,16 @@ describe('StickyPartitioner', () => {
     // fixed start (chance about 1e-57 otherwise).
     const firsts = new Set(Array.from({ length: 20 }, () => new StickyPartitioner().nextPartition(1000)));
     expect(firsts.size).toBeGreaterThan(1);
+  });
+});
+
+describe("the README's grpcurl quick start", () => {
+  it('fetches the partition its produced key lands on', () => {
+    const readme = readFileSync(join(PACKAGE_ROOT, 'README.md'), 'utf8');
+    const partitions = Number(/"name":"orders","partitions":(\d+)/.exec(readme)?.[1]);
+    const key = /"key":"'\$\(echo -n (\w+)\|base64\)'"/.exec(readme)?.[1];
+    const fetched = Number(/-d '\{"topic":"orders","partition":(\d+),"offset":0\}' 127\.0\.0\.1:50051 strata\.v1\.Log\/Fetch/.exec(readme)?.[1]);
+    expect({ partitions, key }).toEqual({ partitions: 3, key: 'k1' });
+    expect(fetched).toBe(partitionForKey(Buffer.from(key!), partitions));
   });
 });

@@ -143,11 +143,20 @@ describe('health and reflection', () => {
     });
     afterAll(() => client.close());
 
-    it('lists strata.v1.Log and strata.v1.Admin', async () => {
+    it("lists Strata's services and the health service", async () => {
       const response = await reflect(client, { list_services: '*' });
       expect(response.error_response).toBeFalsy();
       const names = response.list_services_response!.service.map((service) => service.name);
-      expect(names).toEqual(expect.arrayContaining(['strata.v1.Log', 'strata.v1.Admin']));
+      expect(names).toEqual(expect.arrayContaining(['strata.v1.Log', 'strata.v1.Admin', 'strata.v1.Groups', 'grpc.health.v1.Health']));
+    });
+
+    it('serves the file descriptor that defines grpc.health.v1.Health, so a tool can call Check without the proto', async () => {
+      const response = await reflect(client, { file_containing_symbol: 'grpc.health.v1.Health' });
+      expect(response.error_response).toBeFalsy();
+      const files = response.file_descriptor_response!.file_descriptor_proto.map((bytes) => Buffer.from(bytes).toString('latin1'));
+      const health = files.find((file) => file.includes('grpc.health.v1') && file.includes('Health'));
+      expect(health).toBeDefined();
+      for (const method of ['Check', 'Watch', 'List', 'HealthCheckRequest']) expect(health).toContain(method);
     });
 
     it('serves the file descriptor that defines strata.v1.Log', async () => {
