@@ -64,7 +64,7 @@ import type { ClientReadableStream } from '@grpc/grpc-js';
 import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX } from '../common/broker-limits.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { integerRangeProblem } from '../common/integer-range.js';
-import { rootLogger, type Logger } from '../common/logger.js';
+import { defaultClientLogger, type Logger } from '../common/logger.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
 import { checkBatchFrame, forEachBatch, forEachRecord, type RecordHeader } from '../storage/record-batch.js';
@@ -177,6 +177,7 @@ export interface ConsumerSettings {
   assignor?: AssignorName;
   /** Shown by DescribeGroup. Default 'strata-js'. */
   clientId?: string;
+  /** A pino logger for what it has to say; default: warnings and errors on stderr (`defaultClientLogger`). */
   logger?: Logger;
 }
 
@@ -353,7 +354,7 @@ export class Consumer extends EventEmitter {
     this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, timerDelayMs(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));
     this.initialPositionOption = options.initialPosition;
     this.beforeRevokeOption = options.beforeRevoke;
-    this.logger = (options.logger ?? rootLogger).child({ subsystem: 'consumer' });
+    this.logger = (options.logger ?? defaultClientLogger()).child({ subsystem: 'consumer' });
     this.groupId = options.groupId === undefined ? null : checkGroupId(options.groupId);
     this.autoCommit = options.autoCommit ?? true;
     this.autoCommitIntervalMs = timerDelayMs(options.autoCommitIntervalMs ?? 5_000, 'autoCommitIntervalMs', 1);

@@ -49,7 +49,7 @@ import { SESSION_TIMEOUT_MAX_MS, SESSION_TIMEOUT_MIN_MS } from '../common/broker
 import { randomUUID } from 'node:crypto';
 import type { MethodDefinition } from '@grpc/grpc-js';
 import { newGroupIdProblem } from '../common/group-id.js';
-import { rootLogger, type Logger } from '../common/logger.js';
+import { defaultClientLogger, type Logger } from '../common/logger.js';
 import { topicNameProblem } from '../common/topic-name.js';
 import { compileTopicRegex } from '../common/topic-regex.js';
 import { strata } from '../generated/strata.js';
@@ -139,6 +139,7 @@ export interface GroupMemberSettings {
   sessionTimeoutMs?: number;
   retryBackoffMs?: number;
   retryBackoffMaxMs?: number;
+  /** A pino logger for what it has to say; default: warnings and errors on stderr (`defaultClientLogger`). */
   logger?: Logger;
   /** Commits go over this stream (the Consumer shares its own); unary CommitOffsets calls when absent. */
   committer?: OffsetCommitStream;
@@ -319,7 +320,7 @@ export class GroupMember {
     this.sessionTimeoutMs = settings.sessionTimeoutMs === undefined ? null : checkSessionTimeout(settings.sessionTimeoutMs);
     this.retryBackoffMs = settings.retryBackoffMs ?? 100;
     this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, settings.retryBackoffMaxMs ?? 2_000);
-    this.logger = (settings.logger ?? rootLogger).child({ subsystem: 'group-member', group: this.groupId });
+    this.logger = (settings.logger ?? defaultClientLogger()).child({ subsystem: 'group-member', group: this.groupId });
     this.committer = settings.committer ?? new OffsetCommitStream(connection, { stream: false });
   }
 

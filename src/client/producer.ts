@@ -65,7 +65,7 @@ import { partitionForKey } from '../broker/partitioner.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { FifoQueue } from '../common/fifo-queue.js';
-import { rootLogger, type Logger } from '../common/logger.js';
+import { defaultClientLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import { BATCH_HEADER_BYTES, type CompressionName, type RecordHeader } from '../storage/record-batch.js';
 import { RECORD_FRAMING_BOUND, RecordBatchBuilder, recordLengthFloor } from '../storage/record-batch-builder.js';
@@ -186,6 +186,7 @@ export interface ProducerSettings {
   /** How long a topic's partition count is trusted before it is looked up again. Default 5 min. */
   metadataMaxAgeMs?: number;
   compression?: CompressionName;
+  /** A pino logger for what it has to say; default: warnings and errors on stderr (`defaultClientLogger`). */
   logger?: Logger;
 }
 
@@ -394,7 +395,7 @@ export class Producer {
     this.bufferPool = new BufferPool(POOLED_BUFFER_BYTES_MIN, fullBufferBytes, Math.ceil(this.bufferBytesMax / this.batchBytes) * fullBufferBytes);
     this.compression = options.compression ?? 'none';
     if (this.compression !== 'none' && this.compression !== 'gzip') throw invalidArgument(`compression must be 'none' or 'gzip', got ${JSON.stringify(this.compression)}`);
-    this.logger = (options.logger ?? rootLogger).child({ subsystem: 'producer' });
+    this.logger = (options.logger ?? defaultClientLogger()).child({ subsystem: 'producer' });
     ({ connection: this.connection, owned: this.ownsConnection } = resolveConnection(options));
     this.requestTimeoutMs = timerDelayMs(options.requestTimeoutMs ?? this.connection.deadlineMs, 'requestTimeoutMs', 1);
   }

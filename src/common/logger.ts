@@ -18,3 +18,16 @@ export const rootLogger: Logger = pino({ level, base: { service: 'strata' } });
 export function setLogLevel(newLevel: string): void {
   rootLogger.level = newLevel;
 }
+
+/**
+ * The client library's logger when the application gives none (`logger` of Producer, Consumer,
+ * Admin): warnings and errors on stderr, so an application's stdout carries only what it prints
+ * itself. `STRATA_LOG_LEVEL` sets another level (a group member's joins and assignments are
+ * `info`). Pass a pino logger of the application's own to route the lines elsewhere.
+ */
+let clientLogger: Logger | null = null;
+export function defaultClientLogger(): Logger {
+  const clientLevel = fromEnvironment !== undefined && LEVELS.has(fromEnvironment) ? fromEnvironment : process.env.VITEST ? 'silent' : 'warn';
+  clientLogger ??= pino({ level: clientLevel, base: { service: 'strata-client' } }, pino.destination({ fd: 2, sync: true }));
+  return clientLogger;
+}
