@@ -7,6 +7,7 @@
 import { Admin, type TopicDescription } from '../client/admin.js';
 import type { ConnectionOptions } from '../client/connection.js';
 import { isStrataClientError } from '../client/errors.js';
+import { plural } from '../common/plural.js';
 
 export class BenchSetupError extends Error {}
 
@@ -29,7 +30,7 @@ export async function ensureTopic(admin: Admin, request: TopicRequest): Promise<
     const description = await admin.describeTopic(request.name);
     if (request.partitions !== null && description.partitions.length !== request.partitions) {
       throw new BenchSetupError(
-        `topic "${request.name}" exists with ${description.partitions.length} partitions, not the ${request.partitions} asked for; give another --topic`,
+        `topic "${request.name}" exists with ${plural(description.partitions.length, 'partition')}, not the ${request.partitions} asked for; give another --topic`,
       );
     }
     for (const [key, value] of Object.entries(request.configs)) {

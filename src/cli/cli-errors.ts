@@ -2,6 +2,8 @@
  * How the CLI ends: one clear line on stderr and a documented exit code.
  *   0 success, 1 the server (or the storage) refused or failed, 2 usage error.
  */
+import { meantOption } from './option-suggestion.js';
+
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
@@ -19,29 +21,96 @@ export interface UsageLines {
   getUsage(): [string, string][];
 }
 
+/** What a failure handler knows of the command line, besides yargs' message. */
+export interface FailedCommandLine {
+  /** The command-line tokens, as given. */
+  argv: readonly string[];
+  env: NodeJS.ProcessEnv;
+  /** The running command's usage lines (`UsageLines`). */
+  usage: [string, string][];
+  /** What yargs took as positional arguments, the command's words first (`topics`, `lst`). */
+  positionals: readonly string[];
+  /** The option names of the running command (dashed, as declared), for a misspelt one. */
+  optionNames: readonly string[];
+}
+
 /**
- * yargs' message for a wrong command line as one line a person can act on: on one line
- * ("Invalid values:\n  Argument: ..."), without camel-case twins, without the options that
- * STRATA_* variables gave and the command line did not name (an unknown command lists them as
- * unknown too), with the command's usage for a missing argument and "unknown command" before
- * a suggestion.
+ * yargs' message for a wrong command line (its parser's too) as one line a person can act on:
+ * on one line ("Invalid values:\n  Argument: ..."), worded as the CLI's own messages are
+ * (`--acks must be one of all, leader, none, got "maybe"`, `--count needs a value`), without
+ * camel-case twins, without the options that STRATA_* variables gave and the command line did
+ * not name (an unknown command lists them as unknown too), with the option a misspelt one most
+ * likely meant, with the command's usage for a missing argument, and naming the unknown command
+ * beside the one suggested.
  */
-export function usageMessage(message: string, argv: readonly string[], env: NodeJS.ProcessEnv, usage: [string, string][]): string {
+export function usageMessage(message: string, commandLine: FailedCommandLine): string {
+  const { argv, env, usage } = commandLine;
+  const choice = choiceProblem(message, argv, env);
+  if (choice !== null) return choice;
   const text = withoutEnvironmentOptions(withoutCamelCaseTwins(message.replace(/\s*\n\s*/g, ' ').trim()), argv, env);
-  const suggestion = /^Did you mean (.+)\?$/.exec(text);
-  if (suggestion !== null) return `unknown command; did you mean ${suggestion[1]}?`;
   const command = usage[0]?.[0];
+  const suggestion = /^Did you mean (.+)\?$/.exec(text);
+  if (suggestion !== null) {
+    // yargs suggests for the first word after the running command's own ("lst" in "topics lst").
+    const typed = commandLine.positionals[commandWords(command).length];
+    return typed === undefined ? `unknown command; did you mean "${suggestion[1]}"?` : `unknown command "${typed}"; did you mean "${suggestion[1]}"?`;
+  }
+  const withoutValue = /^Not enough arguments following: (.+)$/.exec(text);
+  if (withoutValue !== null) return `${optionSpelled(withoutValue[1]!)} needs a value`;
   if (/^Not enough non-option arguments/.test(text) && command !== undefined && /[<[]/.test(command)) {
     return `an argument is missing: ${command.replace(/^\$0\b/, 'strata')} (see --help)`;
   }
-  return text;
+  return withMeantOption(text, argv, commandLine.optionNames);
+}
+
+/** The command's words in a usage line (`topics` of `$0 topics`), none for the top level. */
+function commandWords(usageLine: string | undefined): string[] {
+  return (usageLine ?? '').split(' ').filter((word) => word !== '$0' && word !== '' && !/^[<[]/.test(word));
+}
+
+/** `--retention-ms` of the name yargs gives (`retention-ms`, `retentionMs`), `-n` of a letter. */
+function optionSpelled(name: string): string {
+  return name.length === 1 ? `-${name}` : `--${name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase()}`;
+}
+
+/**
+ * yargs' "Invalid values: Argument: acks, Given: "maybe", Choices: "all", "leader", "none"" as
+ * `--acks must be one of all, leader, none, got "maybe"` (the first such option only), naming
+ * the STRATA_* variable instead when it gave the value; null for another message.
+ */
+function choiceProblem(message: string, argv: readonly string[], env: NodeJS.ProcessEnv): string | null {
+  const match = /^Invalid values:\s*Argument: (.+?), Given: (.*), Choices: (.*)$/m.exec(message);
+  if (match === null) return null;
+  const [, name, given, choices] = match as unknown as [string, string, string, string];
+  const option = givenByEnvironment(name, argv, env) ? environmentVariable(name) : optionSpelled(name);
+  // yargs writes each value as JSON: the choices are shown bare, the value given as it wrote it.
+  return `${option} must be one of ${(JSON.parse(`[${choices}]`) as unknown[]).join(', ')}, got ${given}`;
+}
+
+/**
+ * "Unknown argument: retnetion-ms" with the option it most likely meant, when it was typed as
+ * an option (`--retnetion-ms`): a word typed as an argument is not a misspelt option.
+ */
+function withMeantOption(message: string, argv: readonly string[], optionNames: readonly string[]): string {
+  const unknown = /^Unknown argument: (.+)$/.exec(message)?.[1];
+  if (unknown === undefined || !argv.some((token) => token === `--${unknown}` || token.startsWith(`--${unknown}=`))) return message;
+  const meant = meantOption(unknown, optionNames);
+  return meant === undefined ? message : `${message}; did you mean --${meant}?`;
+}
+
+/** The STRATA_* variable of the option `name`. */
+function environmentVariable(name: string): string {
+  return `STRATA_${name.replace(/-/g, '_').toUpperCase()}`;
+}
+
+/** Whether the option `name` came from its STRATA_* variable: set there, and not named on the command line. */
+function givenByEnvironment(name: string, argv: readonly string[], env: NodeJS.ProcessEnv): boolean {
+  return env[environmentVariable(name)] !== undefined && !argv.some((word) => word === `--${name}` || word.startsWith(`--${name}=`));
 }
 
 /** "Unknown arguments: server, frobnicate" without `server` when only STRATA_SERVER gave it. */
 function withoutEnvironmentOptions(message: string, argv: readonly string[], env: NodeJS.ProcessEnv): string {
-  const fromEnvironment = (name: string): boolean =>
-    env[`STRATA_${name.replace(/-/g, '_').toUpperCase()}`] !== undefined && !argv.some((word) => word === `--${name}` || word.startsWith(`--${name}=`));
-  return keepingUnknownArguments(message, (names) => names.filter((name) => !fromEnvironment(name)));
+  return keepingUnknownArguments(message, (names) => names.filter((name) => !givenByEnvironment(name, argv, env)));
 }
 
 /** An "Unknown arguments: ..." message with only the names `keep` keeps (as it was if none), singular for one. */

@@ -203,10 +203,15 @@ function connectionAdvice(reason: string, secured: boolean): string {
   return 'is it running? Set --server or STRATA_SERVER';
 }
 
-/** The useful part of a connection failure: "connect ECONNREFUSED 127.0.0.1:1". */
+/**
+ * The useful part of a connection failure: "connect ECONNREFUSED 127.0.0.1:1". grpc-js stamps
+ * the reason of a connection that closed or failed while starting HTTP/2 with the time ("Failed
+ * to connect (2026-11-23T21:17:17.800Z)"), which tells the user nothing: it is left out.
+ */
 function transportReason(message: string): string {
   const prefix = `${UNREACHABLE} (`;
-  return message.startsWith(prefix) && message.endsWith(')') ? message.slice(prefix.length, -1) : message;
+  const reason = message.startsWith(prefix) && message.endsWith(')') ? message.slice(prefix.length, -1) : message;
+  return reason.replace(/ \(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z\)/g, '');
 }
 
 /**

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { PROTECTING_FILE_OPTIONS, SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
+import { meantOption } from './option-suggestion.js';
 import { systemErrorText } from '../common/errors.js';
 
 /** Reads the options of the config file at `path` (yargs passes it resolved against the cwd). */
@@ -43,8 +44,8 @@ export function readConfigFile(path: string): Record<string, unknown> {
  */
 function unknownKeyProblem(key: string): string {
   if (key === 'config') return '"config" cannot name another config file; give the options it holds here';
-  const meant = key.toLowerCase().replace(/[_.\s]+/g, '-');
-  const hint = Object.hasOwn(SERVE_OPTIONS, meant) ? `; did you mean "${meant}"?` : '; options are named as the flags of strata serve --help, like "retention-ms"';
+  const meant = meantOption(key, Object.keys(SERVE_OPTIONS));
+  const hint = meant !== undefined ? `; did you mean "${meant}"?` : '; options are named as the flags of strata serve --help, like "retention-ms"';
   return `"${key}" is no option${hint}`;
 }
 

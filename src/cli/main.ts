@@ -112,10 +112,22 @@ export async function main(argv: string[]): Promise<void> {
   parser = benchCommand(parser);
   await parser
     .fail((message, error, usage) => {
-      // yargs' own errors (YError) are about the command line: a config file it could not read
-      // (see config-file.ts), a coercion that failed.
-      if (error) throw error.name === 'YError' ? new UsageError(error.message) : error;
-      throw new UsageError(usageMessage(message, argv, process.env, (usage as unknown as UsageLines).getUsage()));
+      if (error && error.name !== 'YError') throw error;
+      // yargs' own errors (YError) are about the command line too: a config file it could not
+      // read (see config-file.ts), a coercion that failed, a flag given without its value.
+      // `parsed` (what yargs took from the command line) and getOptions() (the running
+      // command's options) are left out of yargs' typings.
+      const yargsInternals = parser as unknown as { parsed: false | { argv: { _: unknown[] } }; getOptions(): { key: Record<string, unknown> } };
+      const parsed = yargsInternals.parsed;
+      throw new UsageError(
+        usageMessage(error ? error.message : message, {
+          argv,
+          env: process.env,
+          usage: (usage as unknown as UsageLines).getUsage(),
+          positionals: parsed === false ? [] : parsed.argv._.map(String),
+          optionNames: Object.keys(yargsInternals.getOptions().key).filter((name) => !/[A-Z]/.test(name)),
+        }),
+      );
     })
     .help()
     .version()

@@ -327,6 +327,11 @@ export function parsePosition(text: string, flag: string): Position {
 /** A non-negative integer flag (yargs gives NaN for non-numbers). */
 export function nonNegativeInteger(value: number | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  if (!Number.isSafeInteger(value) || value < 0) throw new UsageError(`${flag} must be a non-negative integer, got ${Number.isNaN(value) ? 'a non-number' : value}`);
+  if (!Number.isSafeInteger(value) || value < 0) throw new UsageError(`${flag} must be a non-negative integer, got ${shownNumber(value)}`);
   return value;
+}
+
+/** A number flag's value as a message shows it: yargs makes NaN of a value that is no number. */
+export function shownNumber(value: unknown): string {
+  return typeof value === 'number' && Number.isNaN(value) ? 'a non-number' : String(value);
 }

@@ -170,10 +170,19 @@ function routeGrpcLog(logger: Logger): void {
   if (grpcLogRouted || process.env.GRPC_TRACE !== undefined || process.env.GRPC_VERBOSITY !== undefined || process.env.GRPC_NODE_VERBOSITY !== undefined) return;
   grpcLogRouted = true;
   setLogger({
-    error: (message?: unknown, ...rest: unknown[]) => logger.error(`grpc-js: ${format(message, ...rest)}`),
+    error: (message?: unknown, ...rest: unknown[]) => {
+      const text = `grpc-js: ${format(message, ...rest)}`;
+      // A failed bind: bindAsync fails with the same words and their causes, which the start
+      // reports as its one line (bindFailure); an error line here would only say it twice.
+      if (text.startsWith(BIND_FAILED)) logger.debug(text);
+      else logger.error(text);
+    },
     info: (message?: unknown, ...rest: unknown[]) => logger.info(`grpc-js: ${format(message, ...rest)}`),
     debug: (message?: unknown, ...rest: unknown[]) => logger.debug(`grpc-js: ${format(message, ...rest)}`),
   });
 }
 
 let grpcLogRouted = false;
+
+/** How grpc-js logs a bind that added no address (before bindAsync fails with it). */
+const BIND_FAILED = 'grpc-js: No address added out of total';

@@ -7,6 +7,7 @@
  * partition holds around the damage.
  */
 import { errnoOrMessage } from '../common/errors.js';
+import { plural } from '../common/plural.js';
 import { BATCH_BYTES_MAX } from '../common/request-limits.js';
 import { nodeFileSystem, readFully, type FileSystem } from './file-system.js';
 import {
@@ -122,8 +123,8 @@ export async function* dumpLogFile(path: string, options: DumpOptions): AsyncGen
       }
       position += h.sizeBytes;
     }
-    const breaks = outOfOrder > 0 ? `, ${outOfOrder} batches out of offset order` : '';
-    yield `${batches} valid batches, ${invalid} invalid regions${breaks}, ${fileBytes} bytes`;
+    const breaks = outOfOrder > 0 ? `, ${plural(outOfOrder, 'batch', 'batches')} out of offset order` : '';
+    yield `${plural(batches, 'valid batch', 'valid batches')}, ${plural(invalid, 'invalid region')}${breaks}, ${fileBytes} bytes`;
   } finally {
     await fs.close(fd);
   }

@@ -389,6 +389,10 @@ describe('strata bench', () => {
       [['baseline', '--workload', 'consume', '--rate', '5000'], '--rate is not used by baseline --workload consume, which takes the options of strata bench consume'],
       [['baseline', '--workload', 'e2e', '--records', '5'], '--records is not used by baseline --workload e2e, which takes the options of strata bench e2e'],
       [['baseline', '--duration', '5'], '--duration is not used by baseline --workload produce, which takes the options of strata bench produce'],
+      // What yargs makes of a number option given something else (NaN) reads as the other commands say it.
+      [['produce', '--records', 'abc'], '--records must be a positive integer, got a non-number'],
+      [['e2e', '--rate', 'fast'], '--rate must be a positive number, got a non-number'],
+      [['e2e', '--warmup-seconds', 'none'], '--warmup-seconds must be a non-negative number, got a non-number'],
       [['produce', '--record-size', '100000000'], '--record-size must be at most 1048448 (a record in a batch of the default max.message.bytes), got 100000000'],
       [['produce', '--server-metrics', '127.0.0.1:9464'], '--server-metrics is for a broker at --server; with --local the benchmark reads its own broker\'s metrics'],
       [['produce', '--server-metrics', 'metrics'], '--server-metrics must be HOST:PORT, got "metrics"'],

@@ -28,6 +28,10 @@ it('refuses an existing topic with another partition count', async () => {
   await expect(ensureTopic(shared.admin, { name: 'bench-count', partitions: 4, configs: {} })).rejects.toThrow(
     new BenchSetupError('topic "bench-count" exists with 2 partitions, not the 4 asked for; give another --topic'),
   );
+  await shared.admin.createTopic('bench-one', { partitions: 1 });
+  await expect(ensureTopic(shared.admin, { name: 'bench-one', partitions: 4, configs: {} })).rejects.toThrow(
+    new BenchSetupError('topic "bench-one" exists with 1 partition, not the 4 asked for; give another --topic'),
+  );
 });
 
 it('refuses an existing topic whose flush differs from the one asked for, naming both', async () => {

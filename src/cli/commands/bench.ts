@@ -23,7 +23,7 @@ import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES, recordsI
 import { UsageError } from '../cli-errors.js';
 import { ACCESS_OPTIONS, clientLogger, connectionOptions, describeFailure, serverAddress } from '../client-options.js';
 import type { ConnectionOptions } from '../../client/connection.js';
-import { printText } from '../output.js';
+import { printText, shownNumber } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
 import { isLoopbackHost, parseListenAddress } from '../../common/listen-address.js';
 import { flagNames } from '../environment.js';
@@ -340,17 +340,17 @@ function refuseUnusedOptions(argv: BenchArgs, measured: Workload): void {
 }
 
 function positiveInteger(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new UsageError(`${name} must be a positive integer, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new UsageError(`${name} must be a positive integer, got ${shownNumber(value)}`);
   return value;
 }
 
 function positiveNumber(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new UsageError(`${name} must be a positive number, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new UsageError(`${name} must be a positive number, got ${shownNumber(value)}`);
   return value;
 }
 
 function nonNegativeNumber(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new UsageError(`${name} must be a non-negative number, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new UsageError(`${name} must be a non-negative number, got ${shownNumber(value)}`);
   return value;
 }
 

@@ -9,7 +9,7 @@ import type { Argv } from 'yargs';
 import { Admin, type GroupDescription, type ResetSpec } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
 import { withClientOptions, withConnection } from '../client-options.js';
-import { formatDuration, formatFields, formatTable, nonNegativeInteger, parsePosition, printLine } from '../output.js';
+import { formatDuration, formatFields, formatTable, nonNegativeInteger, parsePosition, printLine, shownNumber } from '../output.js';
 
 export function groupsCommand(yargs: Argv): Argv {
   return yargs.command('groups', 'List, describe, reset and delete consumer groups', (groups) =>
@@ -72,7 +72,7 @@ export function groupsCommand(yargs: Argv): Argv {
 
 function resetSpec(to: string | undefined, shiftBy: number | undefined): ResetSpec {
   if (shiftBy !== undefined) {
-    if (!Number.isSafeInteger(shiftBy)) throw new UsageError(`--shift-by must be an integer, got ${Number.isNaN(shiftBy) ? 'a non-number' : shiftBy}`);
+    if (!Number.isSafeInteger(shiftBy)) throw new UsageError(`--shift-by must be an integer, got ${shownNumber(shiftBy)}`);
     return { shiftBy };
   }
   return parsePosition(to!, '--to');

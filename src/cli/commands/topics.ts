@@ -9,7 +9,7 @@ import type { Argv } from 'yargs';
 import { Admin, type TopicDescription } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
 import { withConnection, withClientOptions } from '../client-options.js';
-import { formatBytes, formatFields, formatTable, parsePairs, printLine } from '../output.js';
+import { formatBytes, formatFields, formatTable, parsePairs, printLine, shownNumber } from '../output.js';
 import { plural } from '../../common/plural.js';
 import { PARTITION_COUNT_MAX } from '../../common/broker-limits.js';
 
@@ -105,7 +105,7 @@ export function topicsCommand(yargs: Argv): Argv {
 
 function checkPartitionsFlag(partitions: number): number {
   if (!Number.isInteger(partitions) || partitions < 1 || partitions > PARTITION_COUNT_MAX) {
-    throw new UsageError(`--partitions must be an integer from 1 to ${PARTITION_COUNT_MAX}, got ${Number.isNaN(partitions) ? 'a non-number' : partitions}`);
+    throw new UsageError(`--partitions must be an integer from 1 to ${PARTITION_COUNT_MAX}, got ${shownNumber(partitions)}`);
   }
   return partitions;
 }
