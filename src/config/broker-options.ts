@@ -80,12 +80,15 @@ export const SERVE_OPTIONS = {
     describe:
       'How long a consumer group with no members keeps its committed offsets after its last commit (checked every --retention-check-interval-ms; -1 keeps them for ever). Keep it above an hour: a running client consumer that assigned its own partitions commits unmoved positions again only that often',
   },
-  'tls-cert-file': { type: 'string', default: '', describe: "PEM certificate chain of the broker: gRPC is served over TLS (with --tls-key-file)" },
-  'tls-key-file': { type: 'string', default: '', describe: 'PEM private key of --tls-cert-file' },
-  'tls-client-ca-file': { type: 'string', default: '', describe: 'PEM CA certificates: clients must present a certificate they signed (mutual TLS)' },
+  // '' stands for "not given" (an empty path given is refused: PROTECTING_FILE_OPTIONS); --help
+  // shows what that means instead.
+  'tls-cert-file': { type: 'string', default: '', defaultDescription: 'none: plaintext', describe: "PEM certificate chain of the broker: gRPC is served over TLS (with --tls-key-file)" },
+  'tls-key-file': { type: 'string', default: '', defaultDescription: 'none: plaintext', describe: 'PEM private key of --tls-cert-file' },
+  'tls-client-ca-file': { type: 'string', default: '', defaultDescription: 'none: no client certificate asked for', describe: 'PEM CA certificates: clients must present a certificate they signed (mutual TLS)' },
   'auth-tokens-file': {
     type: 'string',
     default: '',
+    defaultDescription: 'none: no token asked for',
     describe: 'JSON file of the tokens clients must send ("authorization: Bearer <token>"), each by its SHA-256 with a name and its permissions (read, write, admin); unset: no token is asked for',
   },
 } as const satisfies Record<string, Options>;

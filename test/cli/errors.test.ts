@@ -473,3 +473,12 @@ describe('stdout on a full disk: exit 1 with one line', () => {
     expect((await shared.admin.fetchOffsets('errors-full-disk')).map(({ partition, offset }) => ({ partition, offset }))).toEqual([{ partition: 0, offset: 0 }]);
   });
 });
+
+it('serve --help shows what leaving out a TLS or token file means, not an empty default that would be refused', async () => {
+  const { code, stdout } = await runCli(['serve', '--help']);
+  expect(code).toBe(0);
+  expect(stdout).not.toContain('[default: ""]');
+  for (const [option, meaning] of [['tls-cert-file', 'plaintext'], ['tls-client-ca-file', 'no client certificate asked for'], ['auth-tokens-file', 'no token asked for']]) {
+    expect(stdout).toMatch(new RegExp(`--${option} [^]*?\\[default: none: ${meaning}\\]`));
+  }
+});
