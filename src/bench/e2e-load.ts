@@ -219,7 +219,7 @@ class ConsumerReader implements E2eReader {
     connection: Connection,
     private readonly topic: string,
     private readonly deliver: Deliver,
-    private readonly onError: (error: Error) => void,
+    private readonly onError: (error: unknown) => void,
     logger: Logger,
   ) {
     this.consumer = new Consumer({ connection, resetPolicy: 'latest', logger });
@@ -246,7 +246,7 @@ class ConsumerReader implements E2eReader {
         if (batch !== null) this.deliver(batch.records);
       }
     })().catch((error: unknown) => {
-      if (!this.stopped) this.onError(error instanceof Error ? error : new Error(String(error)));
+      if (!this.stopped) this.onError(error);
     });
   }
 

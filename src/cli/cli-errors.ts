@@ -2,6 +2,8 @@
  * How the CLI ends: one clear line on stderr and a documented exit code.
  *   0 success, 1 the server (or the storage) refused or failed, 2 usage error.
  */
+import { environmentName } from './environment.js';
+import { optionGiven } from './option-spellings.js';
 import { meantOption } from './option-suggestion.js';
 
 export const EXIT_FAILURE = 1;
@@ -82,7 +84,7 @@ function choiceProblem(message: string, argv: readonly string[], env: NodeJS.Pro
   const match = /^Invalid values:\s*Argument: (.+?), Given: (.*), Choices: (.*)$/m.exec(message);
   if (match === null) return null;
   const [, name, given, choices] = match as unknown as [string, string, string, string];
-  const option = givenByEnvironment(name, argv, env) ? environmentVariable(name) : optionSpelled(name);
+  const option = givenByEnvironment(name, argv, env) ? environmentName(name) : optionSpelled(name);
   // yargs writes each value as JSON: the choices are shown bare, the value given as it wrote it.
   return `${option} must be one of ${(JSON.parse(`[${choices}]`) as unknown[]).join(', ')}, got ${given}`;
 }
@@ -98,14 +100,9 @@ function withMeantOption(message: string, argv: readonly string[], optionNames: 
   return meant === undefined ? message : `${message}; did you mean --${meant}?`;
 }
 
-/** The STRATA_* variable of the option `name`. */
-function environmentVariable(name: string): string {
-  return `STRATA_${name.replace(/-/g, '_').toUpperCase()}`;
-}
-
-/** Whether the option `name` came from its STRATA_* variable: set there, and not named on the command line. */
+/** Whether the option `name` came from its STRATA_* variable: set there, and not named on the command line (in any spelling). */
 function givenByEnvironment(name: string, argv: readonly string[], env: NodeJS.ProcessEnv): boolean {
-  return env[environmentVariable(name)] !== undefined && !argv.some((word) => word === `--${name}` || word.startsWith(`--${name}=`));
+  return env[environmentName(name)] !== undefined && !optionGiven(argv, name);
 }
 
 /** "Unknown arguments: server, frobnicate" without `server` when only STRATA_SERVER gave it. */

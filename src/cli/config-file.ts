@@ -67,6 +67,9 @@ function valueProblem(key: string, option: keyof typeof SERVE_OPTIONS, value: un
     return typeof number === 'number' && Number.isFinite(number) ? null : `"${key}" must be a number, not ${held}`;
   }
   if (typeof value !== 'string') return `"${key}" must be a string, not ${held}`;
+  // Checked here, so that the line names the file and the key, not a flag nobody typed.
+  const choices = (SERVE_OPTIONS[option] as { choices?: readonly string[] }).choices;
+  if (choices !== undefined && !choices.includes(value)) return `"${key}" must be one of ${choices.join(', ')}, not ${held}`;
   const without = PROTECTING_FILE_OPTIONS[option];
   if (without !== undefined && value.trim() === '') return `"${key}" is empty; give the path of the file, or leave the key out (without it, ${without})`;
   return null;

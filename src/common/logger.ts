@@ -20,8 +20,8 @@ export function setLogLevel(newLevel: string): void {
 }
 
 /**
- * The client library's logger when the application gives none (`logger` of Producer, Consumer,
- * Admin): warnings and errors on stderr, so an application's stdout carries only what it prints
+ * The client library's logger when the application gives none (`logger` of Producer and
+ * Consumer): warnings and errors on stderr, so an application's stdout carries only what it prints
  * itself. `STRATA_LOG_LEVEL` sets another level (a group member's joins and assignments are
  * `info`). Pass a pino logger of the application's own to route the lines elsewhere.
  */

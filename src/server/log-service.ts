@@ -210,16 +210,17 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       void ending.then((end) => {
         ended.release();
         const cancelled = ended.cancelled();
-        const failure = end.failed ? toGrpcFailure(end.error) : toGrpcFailure(new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; subscribe again from next_offset'));
-        countSubscribeEnd(context.metrics, cancelled ? status.CANCELLED : failure.code);
+        const failure = end.failed ? toGrpcFailure(end.error) : null;
         // A failure is counted and logged even when the client has gone, as a unary call's is:
         // a read that fails as its reader leaves still failed.
-        if (end.failed) {
+        if (failure !== null) {
           context.metrics?.countError('Subscribe', failure.strataCode);
-          logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: end.error }, 'request failed');
+          logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: (end as { error: unknown }).error }, 'request failed');
         }
-        if (cancelled) return;
-        call.emit('error', toServiceError(failure));
+        if (cancelled) return countSubscribeEnd(context.metrics, status.CANCELLED);
+        const answer = failure ?? toGrpcFailure(new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; subscribe again from next_offset'));
+        countSubscribeEnd(context.metrics, answer.code);
+        call.emit('error', toServiceError(answer));
         refuseIfStalledAtStop(call, stopping);
       });
     },

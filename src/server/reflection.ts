@@ -18,12 +18,12 @@
  *   subscriptions do, and one whose client reads nothing is reset a second later, as a stalled
  *   subscription is (`stalled-subscription.ts`).
  */
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { readdirSync } from 'node:fs';
 import type { Server, ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { PROTO_ROOT } from '../common/package-root.js';
 import { MalformedRequest, withMalformedRequests, withRequestBytesMax } from './malformed-request.js';
@@ -36,11 +36,8 @@ export const REFLECTION_REQUEST_BYTES_MAX = 64 * 1024;
 /** Reflection streams open at once, on all connections together. */
 export const REFLECTION_STREAMS_MAX = 16;
 
-/**
- * Where grpc-health-check keeps the health service's proto (`health/v1/health.proto`), which it
- * ships beside its code (`build/src/health.js`).
- */
-const HEALTH_PROTO_ROOT = join(dirname(createRequire(import.meta.url).resolve('grpc-health-check')), '..', '..', 'proto');
+/** The directory grpc-health-check's proto (`<root>/health/v1/health.proto`) lies in. */
+const HEALTH_PROTO_ROOT = join(dirname(healthProtoPath), '..', '..');
 
 export function addReflection(server: Server, stopping: AbortSignal): void {
   const protoFiles = readdirSync(join(PROTO_ROOT, 'strata', 'v1')).filter((name) => name.endsWith('.proto')).map((name) => join('strata', 'v1', name));

@@ -5,9 +5,8 @@
  * for these. This interceptor does it for them: it counts each in `strata_requests_total` with
  * its method and code (Strata's own services only: health checks and reflection are not counted
  * there when they succeed, so not when refused either), logs it as a refused request (at most a
- * line per 10 s, `RefusalLog`),
- * and replaces grpc-js's bare "Received
- * message larger than max (N vs M)" with a message that names the flag to raise.
+ * line per 10 s, `RefusalLog`), and replaces grpc-js's bare "Received message larger than max
+ * (N vs M)" with a message that names the flag to raise.
  *
  * grpc-js sends these statuses from the innermost call object, below the interceptors' chain of
  * responders, so the interceptor wraps that object's `sendStatus` (every status passes there)

@@ -315,6 +315,7 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     ['an empty path', () => ['--config='], /^strata: --config was given an empty path; give the path of a JSON file of options\n$/],
     ['an empty tokens file on the command line (the broker would ask for no token)', () => ['--auth-tokens-file='], /^strata: --auth-tokens-file was given no path; give the file, or leave the option out \(without it, no token is asked for\)\n$/],
     ['an empty client CA file in a config file (the broker would ask for no certificate)', () => ['--config', file('empty-ca.json', '{"tlsClientCaFile": ""}')], /^strata: config file .*empty-ca\.json: "tlsClientCaFile" is empty; give the path of the file, or leave the key out \(without it, no client certificate is asked for\)\n$/],
+    ['a value none of the choices', () => ['--config', file('choice.json', '{"flush": "sometimes"}')], /^strata: config file .*choice\.json: "flush" must be one of always, interval, not "sometimes"\n$/],
     ['an option it does not know', () => ['--config', file('unknown.json', '{"retention-days": 7}')], /^strata: config file .*unknown\.json: "retention-days" is no option; options are named as the flags of strata serve --help, like "retention-ms"\n$/],
     ['a config file named in a config file', () => ['--config', file('nested.json', '{"config": "other.json"}')], /^strata: config file .*nested\.json: "config" cannot name another config file; give the options it holds here\n$/],
     ['an option spelt with underscores', () => ['--config', file('underscore.json', '{"retention_ms": 7}')], /^strata: config file .*underscore\.json: "retention_ms" is no option; did you mean "retention-ms"\?\n$/],
@@ -385,6 +386,9 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
         expect(result.stderr).toBe(`strata: STRATA_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "${level}"\n`);
       }
     }
+    // Given on the command line too (in camelCase), the bad value is the flag's, not the variable's.
+    const flagged = await runCli(['serve', ...serveFlags, '--logLevel', 'loud'], { env: { STRATA_LOG_LEVEL: 'warn' } });
+    expect(flagged.stderr).toBe('strata: --log-level must be one of trace, debug, info, warn, error, fatal, silent, got "loud"\n');
     expect((await shared.admin.listTopics()).map((topic) => topic.name)).not.toContain('errors-log-level');
     expect((await runCli(at('topics', 'list'), { env: { STRATA_LOG_LEVEL: 'warn' } })).code).toBe(0);
     expect(existsSync(dataDir)).toBe(false);
