@@ -8,6 +8,7 @@ import { readableRecords, runConsumeLoad } from '../../src/bench/consume-load.js
 import { type BenchSettings, type PhaseContext, consumePhase } from '../../src/bench/phases.js';
 import { Progress } from '../../src/bench/progress.js';
 import { rootLogger } from '../../src/common/logger.js';
+import { benchPhaseContext } from '../helpers/bench-phase-context.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 let broker: TestBroker;
@@ -22,41 +23,7 @@ afterAll(async () => {
 const silent = new Progress({ write: () => true });
 
 function context(settings: Partial<BenchSettings>): PhaseContext {
-  return {
-    settings: {
-      server: broker.address,
-      access: {},
-      serverMetrics: null,
-      local: false,
-      topic: 'consume',
-      partitions: 2,
-      flush: 'interval',
-      records: 1000,
-      recordSize: 100,
-      rate: null,
-      producers: 1,
-      acks: 'all',
-      batchBytes: 16 * 1024,
-      lingerMs: 0,
-      bufferBytes: 1 << 20,
-      path: 'raw',
-      group: null,
-      fetchBytes: null,
-      durationSeconds: 0,
-      warmupSeconds: 0,
-      reader: 'consumer',
-      profileServer: null,
-      writeMode: null,
-      smallIo: null,
-      ...settings,
-    },
-    connection: { server: broker.address },
-    server: null,
-    metricsAddress: null,
-    serverKind: 'strata',
-    logger: rootLogger,
-    progress: silent,
-  };
+  return benchPhaseContext(broker.address, 'strata', { topic: 'consume', partitions: 2, flush: 'interval', ...settings });
 }
 
 it('fills from the group\'s committed offsets: a second run with the same group reads as many records again', async () => {

@@ -6,10 +6,9 @@
 // counts the records sent inside its window, whatever the machine's speed.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type NoopServer, NoopState, startNoopServer } from '../../src/bench/noop-server.js';
-import { type BenchSettings, type MeasuredServer, type PhaseContext, runPhase } from '../../src/bench/phases.js';
-import { Progress } from '../../src/bench/progress.js';
+import { type MeasuredServer, type PhaseContext, runPhase } from '../../src/bench/phases.js';
+import { benchPhaseContext } from '../helpers/bench-phase-context.js';
 import type { ServerMemory } from '../../src/bench/server-process.js';
-import { rootLogger } from '../../src/common/logger.js';
 
 /** The stand-in's memory, reported as it is. */
 const MEMORY: ServerMemory = { rssMiB: 40, rssPeakSampledMiB: 50, rssPeakMiB: 60, rssPeakPhaseMiB: 60 };
@@ -58,48 +57,14 @@ beforeAll(async () => {
 });
 afterAll(() => server?.stop());
 
-function settings(overrides: Partial<BenchSettings>): BenchSettings {
-  return {
-    server: server.address,
-    access: {},
-    serverMetrics: null,
-    local: false,
-    topic: 'phase',
-    partitions: null,
-    flush: 'always',
-    records: 300,
-    recordSize: 100,
-    rate: null,
-    producers: 1,
-    acks: 'all',
-    batchBytes: 16 * 1024,
-    lingerMs: 0,
-    bufferBytes: 1 << 20,
-    path: 'raw',
-    group: null,
-    fetchBytes: null,
-    durationSeconds: 1,
-    warmupSeconds: 0,
-    reader: 'consumer',
-    profileServer: null,
-    writeMode: null,
-    smallIo: null,
-    ...overrides,
-  };
-}
 
 for (const path of ['raw', 'records'] as const) {
   it(`${path} path: CPU time and the peak RSS count from the first measured send, the warm-up left out`, async () => {
     const topic = `measured-${path}`;
     const measuredServer = new RecordCountingServer(state, topic);
     const context: PhaseContext = {
-      settings: settings({ topic, path, batchBytes: path === 'raw' ? 16 * 1024 : 512 * 1024 }),
-      connection: { server: server.address },
+      ...benchPhaseContext(server.address, 'no-op', { topic, path, records: 300, durationSeconds: 1, batchBytes: path === 'raw' ? 16 * 1024 : 512 * 1024 }),
       server: measuredServer,
-      metricsAddress: null,
-      serverKind: 'no-op',
-      logger: rootLogger,
-      progress: new Progress({ write: () => true }),
     };
     const { rows } = await runPhase('produce', context, 200);
     // Read before the load, again once the 200 warm-up records were in (and no measured one
