@@ -207,6 +207,7 @@ describe('deploy/', () => {
       'docker-compose.yml',
       'prometheus.yml',
       'alerts.yml',
+      'alerts.test.yml',
       'k8s/configmap.yaml',
       'k8s/statefulset.yaml',
       'k8s/service.yaml',

@@ -9,7 +9,7 @@
 // and group with the TypeScript wire client (Fetch, ListOffsets, FetchOffsets, DescribeGroup).
 // Prerequisites are installed by .ci/run, never by this test: in CI a missing one fails the test
 // with the install command; elsewhere the suite is skipped with a warning.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Long from 'long';
@@ -18,6 +18,7 @@ import { partitionForKey } from '../../src/broker/partitioner.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import type { strata } from '../../src/generated/strata.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
+import { IN_CI, cannotRun, missingPrerequisites } from '../helpers/prerequisites.js';
 import { type TestBroker, startTestBroker, unusedPort } from '../helpers/test-server.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -25,29 +26,19 @@ const GRPC_PYTHON_PLUGIN = '/usr/bin/grpc_python_plugin';
 const SCRIPT = join(PACKAGE_ROOT, 'examples', 'python', 'strata_example.py');
 const INSTALL =
   'apt-get update && apt-get install -y --no-install-recommends python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc';
-const IN_CI = process.env.CI !== undefined && !['', '0', 'false'].includes(process.env.CI.toLowerCase());
 
 /** What is missing to run the Python client, or null when everything is there. */
-function missingPrerequisites(): string | null {
+function missingPythonPrerequisites(): string | null {
   const missing: string[] = [];
-  try {
-    execFileSync(PYTHON, ['-c', 'import grpc, google.protobuf'], { stdio: 'pipe', timeout: 30_000 });
-  } catch (error) {
-    const stderr = String((error as { stderr?: Buffer }).stderr ?? (error as Error).message).trim().split('\n').pop();
-    missing.push(`\`${PYTHON} -c "import grpc, google.protobuf"\` failed (${stderr})`);
-  }
-  try {
-    execFileSync('protoc', ['--version'], { stdio: 'pipe', timeout: 30_000 });
-  } catch (error) {
-    missing.push(`protoc is not runnable (${(error as Error).message.split('\n')[0]})`);
-  }
+  const python = cannotRun(PYTHON, ['-c', 'import grpc, google.protobuf']);
+  if (python !== null) missing.push(`\`${PYTHON} -c "import grpc, google.protobuf"\` failed (${python})`);
+  const protoc = cannotRun('protoc', ['--version']);
+  if (protoc !== null) missing.push(`protoc is not runnable (${protoc})`);
   if (!existsSync(GRPC_PYTHON_PLUGIN)) missing.push(`${GRPC_PYTHON_PLUGIN} is missing`);
-  if (missing.length === 0) return null;
-  return `Python client prerequisites missing: ${missing.join('; ')}. Install them (as root) with: ${INSTALL} (.ci/run does this in CI)`;
+  return missingPrerequisites('python-client.test.ts', 'Python client prerequisites', missing, INSTALL);
 }
 
-const MISSING = missingPrerequisites();
-if (MISSING !== null && !IN_CI) console.warn(`python-client.test.ts skipped (not CI): ${MISSING}`);
+const MISSING = missingPythonPrerequisites();
 
 function requirePrerequisites(): void {
   if (MISSING !== null) throw new Error(MISSING);
