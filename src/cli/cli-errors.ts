@@ -91,13 +91,20 @@ function choiceProblem(message: string, argv: readonly string[], env: NodeJS.Pro
 
 /**
  * "Unknown argument: retnetion-ms" with the option it most likely meant, when it was typed as
- * an option (`--retnetion-ms`): a word typed as an argument is not a misspelt option.
+ * an option (`--retnetion-ms`): a word typed as an argument is not a misspelt option. With
+ * several unknown, each misspelt one is paired with its option ("did you mean --count for
+ * --cuont, --from for --form?").
  */
 function withMeantOption(message: string, argv: readonly string[], optionNames: readonly string[]): string {
-  const unknown = /^Unknown argument: (.+)$/.exec(message)?.[1];
-  if (unknown === undefined || !argv.some((token) => token === `--${unknown}` || token.startsWith(`--${unknown}=`))) return message;
-  const meant = meantOption(unknown, optionNames);
-  return meant === undefined ? message : `${message}; did you mean --${meant}?`;
+  const unknown = /^Unknown arguments?: (.+)$/.exec(message)?.[1]?.split(', ') ?? [];
+  const meant = unknown.flatMap((name) => {
+    if (!argv.some((token) => token === `--${name}` || token.startsWith(`--${name}=`))) return [];
+    const option = meantOption(name, optionNames);
+    return option === undefined ? [] : [{ name, option }];
+  });
+  if (meant.length === 0) return message;
+  if (unknown.length === 1) return `${message}; did you mean --${meant[0]!.option}?`;
+  return `${message}; did you mean ${meant.map(({ name, option }) => `--${option} for --${name}`).join(', ')}?`;
 }
 
 /** Whether the option `name` came from its STRATA_* variable: set there, and not named on the command line (in any spelling). */

@@ -175,11 +175,12 @@ export function describeFailure(error: unknown, options: Pick<ConnectionOptions,
   if (!(error instanceof StrataClientError)) return error;
   const server = options.server;
   const secured = options.tls !== undefined && options.tls !== false;
+  const clientCertificate = typeof options.tls === 'object' && options.tls.cert !== undefined;
   if (error.code === 'UNAVAILABLE' && !error.fromBroker) {
     const reason = transportReason(error.message);
     const tlsReason = reason.match(/SSL routines:[^:]*:([^:]+):/)?.[1];
     const shown = tlsReason !== undefined ? `TLS: ${tlsReason}` : reason.replace(/\s+$/, '');
-    return new StrataClientError(error.code, `${UNREACHABLE} at ${server} (${shown}); ${connectionAdvice(reason, secured)}`, { cause: error });
+    return new StrataClientError(error.code, `${UNREACHABLE} at ${server} (${shown}); ${connectionAdvice(reason, secured, clientCertificate)}`, { cause: error });
   }
   if (error.code === 'DEADLINE_EXCEEDED') {
     return new StrataClientError(error.code, `the broker at ${server} did not answer in time (${error.message})`, { cause: error });
@@ -188,11 +189,23 @@ export function describeFailure(error: unknown, options: Pick<ConnectionOptions,
 }
 
 /** What to do about a connection that failed for `reason`. */
-function connectionAdvice(reason: string, secured: boolean): string {
+function connectionAdvice(reason: string, secured: boolean, clientCertificate: boolean): string {
   // Something answered: whether a broker runs there is not the question.
   if (reason.startsWith(NOT_GRPC)) return 'set --server or STRATA_SERVER';
   if (secured && /wrong version number|packet length too long|unexpected eof/i.test(reason)) {
     return 'it does not seem to serve TLS: leave out --tls and the --tls-* options for a plaintext broker';
+  }
+  // An alert is the broker's answer to this client's certificate, or to its having none.
+  if (secured && /alert certificate required/i.test(reason)) {
+    return 'the broker asks for a client certificate: give --tls-client-cert-file and --tls-client-key-file, of a certificate signed by a CA its --tls-client-ca-file holds';
+  }
+  if (secured && /alert (unknown ca|bad certificate|certificate unknown|certificate expired|certificate revoked|unsupported certificate)/i.test(reason)) {
+    return 'the broker refused the client certificate: give --tls-client-cert-file and --tls-client-key-file of one in date and signed by a CA its --tls-client-ca-file holds';
+  }
+  // Under TLS 1.3 a broker refuses a client certificate after the client has finished its
+  // handshake: the client often sees the connection reset or closed, not the alert.
+  if (clientCertificate && /ECONNRESET|^Failed to connect|Connection dropped/i.test(reason)) {
+    return 'the broker closed the connection during the TLS start, most likely refusing the client certificate: give --tls-client-cert-file and --tls-client-key-file of one in date and signed by a CA its --tls-client-ca-file holds';
   }
   if (secured && /certificate|self.signed|verify/i.test(reason)) {
     return "its certificate is not trusted, or does not name this address: give --tls-ca-file with the CA that signed it, and a --server the certificate names";

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { PROTECTING_FILE_OPTIONS, SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
 import { meantOption } from './option-suggestion.js';
+import { isDecimalInteger } from './serve-input.js';
 import { systemErrorText } from '../common/errors.js';
 
 /** Reads the options of the config file at `path` (yargs passes it resolved against the cwd). */
@@ -30,8 +31,13 @@ export function readConfigFile(path: string): Record<string, unknown> {
     const held = parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : `a ${typeof parsed}`;
     throw new UsageError(`config file ${path} must hold one JSON object of options, like {"data-dir": "/var/lib/strata"}; it holds ${held}`);
   }
+  const keyOfOption = new Map<string, string>();
   for (const [key, value] of Object.entries(parsed)) {
     const option = optionOf(key);
+    // yargs would take one of them, and say nothing of the other.
+    const twin = keyOfOption.get(option);
+    if (twin !== undefined) throw new UsageError(`config file ${path}: "${twin}" and "${key}" both set --${option}; keep one`);
+    keyOfOption.set(option, key);
     const problem = Object.hasOwn(SERVE_OPTIONS, option) ? valueProblem(key, option as keyof typeof SERVE_OPTIONS, value) : unknownKeyProblem(key);
     if (problem !== null) throw new UsageError(`config file ${path}: ${problem}`);
   }
@@ -63,8 +69,9 @@ function valueProblem(key: string, option: keyof typeof SERVE_OPTIONS, value: un
   const type = SERVE_OPTIONS[option].type;
   const held = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value === 'string' ? JSON.stringify(value) : `a ${typeof value}`;
   if (type === 'number') {
-    const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-    return typeof number === 'number' && Number.isFinite(number) ? null : `"${key}" must be a number, not ${held}`;
+    // A string of digits is taken as its number; yargs would also take "0x10" as 16 and "1e3" as 1000.
+    if (typeof value === 'number' || (typeof value === 'string' && isDecimalInteger(value))) return null;
+    return typeof value === 'string' && value.trim() !== '' ? `"${key}" must be a number (or a string of decimal digits), not ${held}` : `"${key}" must be a number, not ${held}`;
   }
   if (typeof value !== 'string') return `"${key}" must be a string, not ${held}`;
   // Checked here, so that the line names the file and the key, not a flag nobody typed.

@@ -101,7 +101,7 @@ export async function main(argv: string[]): Promise<void> {
       if (problem !== null) throw new UsageError(problem);
     })
     .wrap(Math.min(140, process.stdout.columns || 140));
-  parser = serveCommand(parser);
+  parser = serveCommand(parser, argv);
   parser = repairCommand(parser);
   parser = dumpLogCommand(parser);
   parser = topicsCommand(parser);

@@ -7,7 +7,8 @@
  *   ./data, where a script meant a file);
  * - it makes 0 of an empty value given to a number option (`--retention-ms=`,
  *   `STRATA_RETENTION_MS=` from an unset shell variable), and a retention of 0 deletes every
- *   sealed segment;
+ *   sealed segment; and it reads a number as JavaScript does, so `0x10` is 16 and `1e3` 1000:
+ *   a slip of a hex or exponent form would quietly set a retention of 16 ms;
  * - it reads `--no-retention-ms` (meant as "no retention") as false, which a number option takes
  *   as 0, and `--no-data-dir` as false, which no later check expects;
  * - it takes each option in camelCase too (`--retentionMs=`), past checks of the dashed name;
@@ -28,7 +29,7 @@ export function serveInputProblem(argv: readonly string[], env: NodeJS.ProcessEn
   const options = end < 0 ? argv : argv.slice(0, end);
   if (commandOf(options, commands) !== 'serve') return null;
   if (options.some((token) => token === '--help' || token === '--version')) return null;
-  return configProblem(options, env) ?? negatedProblem(options) ?? emptyNumberProblem(options, env) ?? emptyMetricsListenProblem(options, env) ?? emptyProtectingFileProblem(options, env);
+  return configProblem(options, env) ?? negatedProblem(options) ?? numberTextProblem(options, env) ?? emptyMetricsListenProblem(options, env) ?? emptyProtectingFileProblem(options, env);
 }
 
 function negatedProblem(options: readonly string[]): string | null {
@@ -82,14 +83,32 @@ function configProblem(options: readonly string[], env: NodeJS.ProcessEnv): stri
   return null;
 }
 
-function emptyNumberProblem(options: readonly string[], env: NodeJS.ProcessEnv): string | null {
+/**
+ * Whether `text` is how a number option must be written, on the command line, in a STRATA_*
+ * variable or as a string in the config file: an integer in decimal digits (every number
+ * option of serve is an integer), with a minus sign for a negative one (`-1`: for ever).
+ */
+export function isDecimalInteger(text: string): boolean {
+  return /^-?\d+$/.test(text.trim());
+}
+
+const DECIMAL_INTEGER = 'an integer in decimal digits';
+
+function numberTextProblem(options: readonly string[], env: NodeJS.ProcessEnv): string | null {
   for (const [name, option] of Object.entries(SERVE_OPTIONS)) {
     if (option.type !== 'number') continue;
     for (let index = 0; index < options.length; index++) {
-      if (optionValue(options, index, name)?.trim() === '') return `--${name} was given an empty value; give a number`;
+      const value = optionValue(options, index, name);
+      // No value, or an option where the value should be: yargs says it needs one.
+      if (value === null || value === undefined || /^-[^\d]/.test(value)) continue;
+      if (value.trim() === '') return `--${name} was given an empty value; give a number`;
+      if (!isDecimalInteger(value)) return `--${name} must be ${DECIMAL_INTEGER}, got ${JSON.stringify(value)}`;
     }
     const variable = environmentName(name);
-    if (env[variable]?.trim() === '') return `${variable} is set but empty; give a number, or unset it`;
+    const text = env[variable];
+    if (text === undefined) continue;
+    if (text.trim() === '') return `${variable} is set but empty; give a number, or unset it`;
+    if (!isDecimalInteger(text)) return `${variable} must be ${DECIMAL_INTEGER}, got ${JSON.stringify(text)}`;
   }
   return null;
 }

@@ -144,19 +144,15 @@ function shown(value: number): string {
   return Number.isNaN(value) ? 'a non-number' : String(value);
 }
 
-function positive(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--${name} must be a positive integer, got ${shown(value)}`);
+function positive(named: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${named} must be a positive integer, got ${shown(value)}`);
   return value;
 }
 
 /** -1 (for ever) or a positive number of ms. */
-function offsetsRetention(value: number): number {
+function offsetsRetention(named: string, value: number): number {
   if (value === -1 || (Number.isSafeInteger(value) && value > 0)) return value;
-  throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--offsets-retention-ms must be a positive integer, or -1 to keep offsets for ever, got ${shown(value)}`);
-}
-
-function integerFrom(name: string, value: number, minimum: number, maximum: number): number {
-  return checkIntegerRange(`--${name}`, value, minimum, maximum);
+  throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${named} must be a positive integer, or -1 to keep offsets for ever, got ${shown(value)}`);
 }
 
 /** The port of `address` (host:port, digits checked already) is one a socket can have; 0 picks a free one. */
@@ -169,23 +165,35 @@ function checkPort(flag: string, address: string): void {
  * one is refused before the broker opens anything, named by its flag (each flag is its
  * config's Kafka name with dashes: `--retention-ms` for `retention.ms`).
  */
-function topicDefaults(defaults: Partial<LogConfig>): Partial<LogConfig> {
-  resolveLogConfig(defaults, DEFAULT_LOG_CONFIG, (kafkaName) => `--${kafkaName.replaceAll('.', '-')}`);
+function topicDefaults(defaults: Partial<LogConfig>, nameOf: OptionNamer): Partial<LogConfig> {
+  resolveLogConfig(defaults, DEFAULT_LOG_CONFIG, (kafkaName) => nameOf(kafkaName.replaceAll('.', '-')));
   return defaults;
 }
 
-export function serveSettings(argv: ParsedServeOptions): ServeSettings {
+/**
+ * How a message names an option of serve (`retention-ms`): by its flag, by default; the CLI
+ * names it where its value came from instead (its STRATA_* variable, or the config file's key),
+ * so that a bad value is blamed on the place that gave it.
+ */
+export type OptionNamer = (option: string) => string;
+
+/**
+ * Checks every option's value and makes the broker's settings of them; a problem is an
+ * INVALID_ARGUMENT naming the option as `nameOf` names it.
+ */
+export function serveSettings(argv: ParsedServeOptions, nameOf: OptionNamer = (option) => `--${option}`): ServeSettings {
   if (argv['data-dir'].trim() === '') {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, '--data-dir must not be empty (an unset shell variable in --data-dir or STRATA_DATA_DIR?): the broker would keep its data in the current directory');
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${nameOf('data-dir')} must not be empty (an unset shell variable?): the broker would keep its data in the current directory`);
   }
-  if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--listen must be host:port, got "${argv.listen}"`);
-  checkPort('--listen', argv.listen);
+  if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${nameOf('listen')} must be host:port, got "${argv.listen}"`);
+  checkPort(nameOf('listen'), argv.listen);
   const metricsListen = argv['metrics-listen'];
   if (metricsListen !== '' && !/^.+:\d+$/.test(metricsListen)) {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `--metrics-listen must be host:port (an IPv6 host in brackets: [::]:9464) or "", got "${metricsListen}"`);
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${nameOf('metrics-listen')} must be host:port (an IPv6 host in brackets: [::]:9464) or "", got "${metricsListen}"`);
   }
-  if (metricsListen !== '') checkPort('--metrics-listen', metricsListen);
-  const maxRequestBytes = positive('max-request-bytes', argv['max-request-bytes']);
+  if (metricsListen !== '') checkPort(nameOf('metrics-listen'), metricsListen);
+  const integerFrom = (name: string, value: number, minimum: number, maximum: number): number => checkIntegerRange(nameOf(name), value, minimum, maximum);
+  const maxRequestBytes = positive(nameOf('max-request-bytes'), argv['max-request-bytes']);
   const defaults = topicDefaults({
     segmentBytes: argv['segment-bytes'],
     segmentMs: argv['segment-ms'],
@@ -197,11 +205,11 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     indexIntervalBytes: argv['index-interval-bytes'],
     segmentIndexBytes: argv['segment-index-bytes'],
     messageTimestampAfterMaxMs: argv['message-timestamp-after-max-ms'],
-  });
+  }, nameOf);
   // Checked again by the broker's start, but here before anything in the data directory is opened.
   const batchProblem = defaultBatchRoomProblem(argv['max-message-bytes'], maxRequestBytes);
   if (batchProblem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, batchProblem);
-  const produceMemoryBytes = positive('produce-memory-bytes', argv['produce-memory-bytes']);
+  const produceMemoryBytes = positive(nameOf('produce-memory-bytes'), argv['produce-memory-bytes']);
   if (produceMemoryBytes < maxRequestBytes) {
     throw new StrataError(
       ErrorCode.INVALID_ARGUMENT,
@@ -227,8 +235,8 @@ export function serveSettings(argv: ParsedServeOptions): ServeSettings {
     // serve's guard waits SHUTDOWN_GUARD_MS more, on a timer too.
     shutdownTimeoutMs: integerFrom('shutdown-timeout-ms', argv['shutdown-timeout-ms'], 1, TIMER_DELAY_MAX_MS - SHUTDOWN_GUARD_MS),
     groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
-    groupHeartbeatIntervalMs: positive('group-heartbeat-interval-ms', argv['group-heartbeat-interval-ms']),
-    offsetsRetentionMs: offsetsRetention(argv['offsets-retention-ms']),
+    groupHeartbeatIntervalMs: positive(nameOf('group-heartbeat-interval-ms'), argv['group-heartbeat-interval-ms']),
+    offsetsRetentionMs: offsetsRetention(nameOf('offsets-retention-ms'), argv['offsets-retention-ms']),
     tls: ServerTls.fromFiles({ certFile: argv['tls-cert-file'], keyFile: argv['tls-key-file'], clientCaFile: argv['tls-client-ca-file'] }, Date.now()),
     authenticator: argv['auth-tokens-file'] === '' ? null : TokenAuthenticator.fromFile(argv['auth-tokens-file']),
   };

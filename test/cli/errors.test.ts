@@ -220,6 +220,8 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['consume', 't', '--max-records', '3'], /^strata: Unknown argument: max-records\n$/],
     [['consume', 't', '--max-records', '3', '--from-start'], /^strata: Unknown arguments: max-records, from-start\n$/],
     [['consume', 't', '--cuont', '3'], /^strata: Unknown argument: cuont; did you mean --count\?\n$/],
+    // Several unknown: each misspelt one paired with its option, the others left as they are.
+    [['consume', 't', '--cuont', '3', '--frobnicate', '--form', 'start'], /^strata: Unknown arguments: cuont, frobnicate, form; did you mean --count for --cuont, --from for --form\?\n$/],
     // An argument near an option's name is not taken for a misspelt option.
     [['topics', 'list', 'servr'], /^strata: Unknown argument: servr\n$/],
     [['topics', 'create', 't', '--partitions', '0'], /^strata: --partitions must be an integer from 1 to 10000, got 0\n$/],
@@ -321,6 +323,9 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     ['an option spelt with underscores', () => ['--config', file('underscore.json', '{"retention_ms": 7}')], /^strata: config file .*underscore\.json: "retention_ms" is no option; did you mean "retention-ms"\?\n$/],
     ['a misspelt option in the file', () => ['--config', file('misspelt.json', '{"retnetion-ms": 7}')], /^strata: config file .*misspelt\.json: "retnetion-ms" is no option; did you mean "retention-ms"\?\n$/],
     ['null for a number, in camelCase', () => ['--config', file('camel.json', '{"retentionMs": null}')], /^strata: config file .*camel\.json: "retentionMs" must be a number, not null\n$/],
+    ['a number in hex, as a string', () => ['--config', file('hex.json', '{"retention-ms": "0x10"}')], /^strata: config file .*hex\.json: "retention-ms" must be a number \(or a string of decimal digits\), not "0x10"\n$/],
+    ['a number in hex on the command line', () => ['--retention-ms', '0x10'], /^strata: --retention-ms must be an integer in decimal digits, got "0x10"\n$/],
+    ['one option set by two keys', () => ['--config', file('twice.json', '{"retention-ms": 7000, "retentionMs": 8000}')], /^strata: config file .*twice\.json: "retention-ms" and "retentionMs" both set --retention-ms; keep one\n$/],
   ])('%s', async (_, args, message) => {
     const given = args();
     const result = await runCli([...(given.includes('serve') ? [] : ['serve']), ...given, ...serveFlags]);
@@ -337,12 +342,23 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     expect(logLines.filter((line) => line.level >= 50).map((line) => line.msg)).toEqual([]);
   });
 
-  it('a value no broker can use, from the file or a flag, the same way: the data directory is not touched', async () => {
-    for (const args of [['--config', file('negative.json', '{"retention-ms": -5}')], ['--retention-ms', '-5']]) {
-      const result = await runCli(['serve', ...serveFlags, ...args]);
+  it('a value no broker can use, from a flag, the environment or the file, named where it was given: the data directory is not touched', async () => {
+    const negative = file('negative.json', '{"retentionMs": -5}');
+    const given: [string[], Record<string, string>, string][] = [
+      [['--retention-ms', '-5'], {}, '--retention-ms'],
+      [[], { STRATA_RETENTION_MS: '-5' }, 'STRATA_RETENTION_MS'],
+      [['--config', negative], {}, `config file ${negative}: "retentionMs"`],
+      // The flag wins over the variable, which wins over the file: the one that gave the value is named.
+      [['--config', negative, '--retention-ms', '-5'], { STRATA_RETENTION_MS: '1000' }, '--retention-ms'],
+      [['--config', negative], { STRATA_RETENTION_MS: '-5' }, 'STRATA_RETENTION_MS'],
+    ];
+    for (const [args, env, named] of given) {
+      const result = await runCli(['serve', ...serveFlags, ...args], { env });
       expect(result.code, result.stderr).toBe(2);
-      expect(result.stderr).toBe('strata: --retention-ms must be an integer from -1 to 9007199254740991, got -5\n');
+      expect(result.stderr).toBe(`strata: ${named} must be an integer from -1 to 9007199254740991, got -5\n`);
     }
+    const fraction = await runCli(['serve', ...serveFlags, '--config', file('fraction.json', '{"produce-memory-bytes": 1.5}')]);
+    expect(fraction.stderr).toBe(`strata: config file ${join(directory, 'fraction.json')}: "produce-memory-bytes" must be a positive integer, got 1.5\n`);
     const result = await runCli(['serve', ...serveFlags, '--max-request-bytes', '100000']);
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(/^strata: the default max\.message\.bytes of 1048576 does not fit in one request to this broker: .*; raise --max-request-bytes or lower --max-message-bytes\n$/);
@@ -365,12 +381,11 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     expect(help.stdout).toContain('--config');
   });
 
-  it('an empty data directory, from a flag or STRATA_DATA_DIR, the same way: not the current directory', async () => {
-    const message = 'strata: --data-dir must not be empty (an unset shell variable in --data-dir or STRATA_DATA_DIR?): the broker would keep its data in the current directory\n';
-    for (const [args, env] of [[['--data-dir='], {}], [[], { STRATA_DATA_DIR: '' }]] as const) {
+  it('an empty data directory, from a flag or STRATA_DATA_DIR, named where it was given: not the current directory', async () => {
+    for (const [args, env, named] of [[['--data-dir='], {}, '--data-dir'], [[], { STRATA_DATA_DIR: '' }, 'STRATA_DATA_DIR']] as const) {
       const result = await runCli(['serve', ...args, '--listen', '127.0.0.1:0', '--metrics-listen', ''], { env });
       expect(result.code, result.stderr).toBe(2);
-      expect(result.stderr).toBe(message);
+      expect(result.stderr).toBe(`strata: ${named} must not be empty (an unset shell variable?): the broker would keep its data in the current directory\n`);
     }
   });
 

@@ -249,6 +249,14 @@ describe('mutual TLS', () => {
     expect(cliWith.stdout).toMatch(/^mutual +1$/m);
     const cliHalf = await runCli([...args, '--tls-client-cert-file', fixture('client.pem')]);
     expect({ code: cliHalf.code, stderr: cliHalf.stderr }).toEqual({ code: 2, stderr: 'strata: give both --tls-client-cert-file and --tls-client-key-file, or neither\n' });
+    // Refused for want of a client certificate, or for one the broker's CA did not sign: the
+    // advice is about the client certificate, not the CA of the server's.
+    const cliWithout = await runCli(args);
+    expect(cliWithout.code, cliWithout.stderr).toBe(1);
+    expect(cliWithout.stderr).toMatch(/\(TLS: tlsv13 alert certificate required\); the broker asks for a client certificate: give --tls-client-cert-file and --tls-client-key-file, of a certificate signed by a CA its --tls-client-ca-file holds\n$/);
+    const cliUntrusted = await runCli([...args, '--tls-client-cert-file', fixture('server-renewed.pem'), '--tls-client-key-file', fixture('server-renewed-key.pem')]);
+    expect(cliUntrusted.code, cliUntrusted.stderr).toBe(1);
+    expect(cliUntrusted.stderr).toMatch(/; the broker (refused the|closed the connection during the TLS start, most likely refusing the) client certificate: give --tls-client-cert-file and --tls-client-key-file of one in date and signed by a CA its --tls-client-ca-file holds\n$/);
   });
 });
 

@@ -11,6 +11,7 @@
  * for SIGKILL. A signal during the start logs one line and calls the start off (recovery is
  * crash-safe: the next start recovers again), and the process exits 1 at once.
  */
+import { resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { SERVE_OPTIONS, type ServeSettings, serveSettings } from '../../config/broker-options.js';
 import { SHUTDOWN_GUARD_MS } from '../../common/broker-limits.js';
@@ -20,9 +21,11 @@ import { rootLogger, setLogLevel } from '../../common/logger.js';
 import { type RunningBroker, StartAborted, runBroker } from '../../server/run-broker.js';
 import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../config/node-flags.js';
 import { readConfigFile } from '../config-file.js';
+import { serveOptionNamer } from '../serve-option-names.js';
 import { handleStopSignals } from '../../common/signal-takeover.js';
 
-export function serveCommand(yargs: Argv): Argv {
+/** `commandLine`: the tokens the CLI was given, to name a bad option's value by where it came from. */
+export function serveCommand(yargs: Argv, commandLine: readonly string[]): Argv {
   return yargs.command(
     'serve',
     'Run a broker (data in --data-dir, gRPC on --listen)',
@@ -44,7 +47,9 @@ export function serveCommand(yargs: Argv): Argv {
       });
       let settings: ServeSettings;
       try {
-        settings = serveSettings(argv as never);
+        const configPath = argv.config as string | undefined;
+        const config = configPath === undefined ? null : { path: resolve(configPath), options: readConfigFile(resolve(configPath)) };
+        settings = serveSettings(argv as never, serveOptionNamer(commandLine, process.env, config));
       } catch (error) {
         // A value out of range or of the wrong form: the command line (or its config file) is wrong.
         if (error instanceof StrataError && error.code === ErrorCode.INVALID_ARGUMENT) throw new UsageError(error.message);

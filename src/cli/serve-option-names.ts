@@ -1,0 +1,28 @@
+/**
+ * Names an option of `strata serve` in a message the way the operator gave its value: the flag
+ * (`--retention-ms`), its variable (`STRATA_RETENTION_MS`) or the config file's key (`config
+ * file strata.json: "retentionMs"`), so that a value out of range is blamed on the place that
+ * holds it. yargs takes a flag over the variable, and the variable over the file; an option
+ * none of them gave has its default and is named by its flag.
+ */
+import type { OptionNamer } from '../config/broker-options.js';
+import { environmentName } from './environment.js';
+import { optionGiven, spellings } from './option-spellings.js';
+
+export interface ConfigFileOptions {
+  path: string;
+  /** The file's object, keys as written. */
+  options: Readonly<Record<string, unknown>>;
+}
+
+export function serveOptionNamer(commandLine: readonly string[], env: NodeJS.ProcessEnv, config: ConfigFileOptions | null): OptionNamer {
+  const end = commandLine.indexOf('--');
+  const options = end < 0 ? commandLine : commandLine.slice(0, end);
+  return (option) => {
+    if (optionGiven(options, option)) return `--${option}`;
+    const variable = environmentName(option);
+    if (env[variable] !== undefined) return variable;
+    const key = config === null ? undefined : spellings(option).find((spelling) => Object.hasOwn(config.options, spelling));
+    return key === undefined ? `--${option}` : `config file ${config!.path}: "${key}"`;
+  };
+}
