@@ -205,7 +205,7 @@ function connectionAdvice(reason: string, secured: boolean, clientCertificate: b
   // Under TLS 1.3 a broker refuses a client certificate after the client has finished its
   // handshake: the client often sees the connection reset or closed, not the alert.
   if (clientCertificate && /ECONNRESET|^Failed to connect|Connection dropped/i.test(reason)) {
-    return 'the broker closed the connection during the TLS start, most likely refusing the client certificate: give --tls-client-cert-file and --tls-client-key-file of one in date and signed by a CA its --tls-client-ca-file holds';
+    return 'the connection was closed during the TLS start, most likely by the broker refusing the client certificate: give --tls-client-cert-file and --tls-client-key-file of one in date and signed by a CA its --tls-client-ca-file holds (if no broker listens there, set --server or STRATA_SERVER)';
   }
   if (secured && /certificate|self.signed|verify/i.test(reason)) {
     return "its certificate is not trusted, or does not name this address: give --tls-ca-file with the CA that signed it, and a --server the certificate names";

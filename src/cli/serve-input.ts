@@ -99,8 +99,10 @@ function numberTextProblem(options: readonly string[], env: NodeJS.ProcessEnv): 
     if (option.type !== 'number') continue;
     for (let index = 0; index < options.length; index++) {
       const value = optionValue(options, index, name);
-      // No value, or an option where the value should be: yargs says it needs one.
-      if (value === null || value === undefined || /^-[^\d]/.test(value)) continue;
+      if (value === null || value === undefined) continue;
+      // An option where the value should be (`--retention-ms --listen ...`): yargs says it needs
+      // one. A word like `-.1e1` is a value to yargs, as is anything after `=`.
+      if (!options[index]!.includes('=') && /^-[A-Za-z-]/.test(value)) continue;
       if (value.trim() === '') return `--${name} was given an empty value; give a number`;
       if (!isDecimalInteger(value)) return `--${name} must be ${DECIMAL_INTEGER}, got ${JSON.stringify(value)}`;
     }

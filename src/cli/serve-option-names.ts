@@ -5,7 +5,7 @@
  * holds it. yargs takes a flag over the variable, and the variable over the file; an option
  * none of them gave has its default and is named by its flag.
  */
-import type { OptionNamer } from '../config/broker-options.js';
+import type { OptionNames } from '../config/broker-options.js';
 import { environmentName } from './environment.js';
 import { optionGiven, spellings } from './option-spellings.js';
 
@@ -15,14 +15,24 @@ export interface ConfigFileOptions {
   options: Readonly<Record<string, unknown>>;
 }
 
-export function serveOptionNamer(commandLine: readonly string[], env: NodeJS.ProcessEnv, config: ConfigFileOptions | null): OptionNamer {
+export function serveOptionNames(commandLine: readonly string[], env: NodeJS.ProcessEnv, config: ConfigFileOptions | null): OptionNames {
   const end = commandLine.indexOf('--');
   const options = end < 0 ? commandLine : commandLine.slice(0, end);
-  return (option) => {
-    if (optionGiven(options, option)) return `--${option}`;
+  /** Where the value of `option` came from: the flag, the variable, or the file's key. */
+  const source = (option: string): { variable: string } | { key: string } | null => {
+    if (optionGiven(options, option)) return null;
     const variable = environmentName(option);
-    if (env[variable] !== undefined) return variable;
+    if (env[variable] !== undefined) return { variable };
     const key = config === null ? undefined : spellings(option).find((spelling) => Object.hasOwn(config.options, spelling));
-    return key === undefined ? `--${option}` : `config file ${config!.path}: "${key}"`;
+    return key === undefined ? null : { key };
+  };
+  const named = (option: string, inFile: (key: string) => string): string => {
+    const from = source(option);
+    if (from === null) return `--${option}`;
+    return 'variable' in from ? from.variable : inFile(from.key);
+  };
+  return {
+    subject: (option) => named(option, (key) => `config file ${config!.path}: "${key}"`),
+    mention: (option) => named(option, (key) => `"${key}" of config file ${config!.path}`),
   };
 }

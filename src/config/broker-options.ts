@@ -165,7 +165,7 @@ function checkPort(flag: string, address: string): void {
  * one is refused before the broker opens anything, named by its flag (each flag is its
  * config's Kafka name with dashes: `--retention-ms` for `retention.ms`).
  */
-function topicDefaults(defaults: Partial<LogConfig>, nameOf: OptionNamer): Partial<LogConfig> {
+function topicDefaults(defaults: Partial<LogConfig>, nameOf: (option: string) => string): Partial<LogConfig> {
   resolveLogConfig(defaults, DEFAULT_LOG_CONFIG, (kafkaName) => nameOf(kafkaName.replaceAll('.', '-')));
   return defaults;
 }
@@ -175,13 +175,21 @@ function topicDefaults(defaults: Partial<LogConfig>, nameOf: OptionNamer): Parti
  * names it where its value came from instead (its STRATA_* variable, or the config file's key),
  * so that a bad value is blamed on the place that gave it.
  */
-export type OptionNamer = (option: string) => string;
+export interface OptionNames {
+  /** At the start of a message about the option alone: `--retention-ms`, `config file P: "retentionMs"`. */
+  subject(option: string): string;
+  /** Within a message about several: `--retention-ms`, `"retentionMs" of config file P`. */
+  mention(option: string): string;
+}
+
+export const FLAG_NAMES: OptionNames = { subject: (option) => `--${option}`, mention: (option) => `--${option}` };
 
 /**
  * Checks every option's value and makes the broker's settings of them; a problem is an
- * INVALID_ARGUMENT naming the option as `nameOf` names it.
+ * INVALID_ARGUMENT naming the options as `names` does.
  */
-export function serveSettings(argv: ParsedServeOptions, nameOf: OptionNamer = (option) => `--${option}`): ServeSettings {
+export function serveSettings(argv: ParsedServeOptions, names: OptionNames = FLAG_NAMES): ServeSettings {
+  const nameOf = (option: string): string => names.subject(option);
   if (argv['data-dir'].trim() === '') {
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${nameOf('data-dir')} must not be empty (an unset shell variable?): the broker would keep its data in the current directory`);
   }
@@ -213,7 +221,7 @@ export function serveSettings(argv: ParsedServeOptions, nameOf: OptionNamer = (o
   if (produceMemoryBytes < maxRequestBytes) {
     throw new StrataError(
       ErrorCode.INVALID_ARGUMENT,
-      `--produce-memory-bytes (${produceMemoryBytes}) is below --max-request-bytes (${maxRequestBytes}): a request of the largest size would overfill it on its own; raise --produce-memory-bytes or lower --max-request-bytes`,
+      `${names.mention('produce-memory-bytes')} (${produceMemoryBytes}) is below ${names.mention('max-request-bytes')} (${maxRequestBytes}): a request of the largest size would overfill it on its own; raise --produce-memory-bytes or lower --max-request-bytes`,
     );
   }
   return {

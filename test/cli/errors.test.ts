@@ -359,6 +359,10 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     }
     const fraction = await runCli(['serve', ...serveFlags, '--config', file('fraction.json', '{"produce-memory-bytes": 1.5}')]);
     expect(fraction.stderr).toBe(`strata: config file ${join(directory, 'fraction.json')}: "produce-memory-bytes" must be a positive integer, got 1.5\n`);
+    // Two options compared: each named where it was given.
+    const small = file('small.json', '{"produceMemoryBytes": 1}');
+    const below = await runCli(['serve', ...serveFlags, '--config', small], { env: { STRATA_MAX_REQUEST_BYTES: '2000000' } });
+    expect(below.stderr).toBe(`strata: "produceMemoryBytes" of config file ${small} (1) is below STRATA_MAX_REQUEST_BYTES (2000000): a request of the largest size would overfill it on its own; raise --produce-memory-bytes or lower --max-request-bytes\n`);
     const result = await runCli(['serve', ...serveFlags, '--max-request-bytes', '100000']);
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(/^strata: the default max\.message\.bytes of 1048576 does not fit in one request to this broker: .*; raise --max-request-bytes or lower --max-message-bytes\n$/);

@@ -31,6 +31,10 @@ describe('serveInputProblem', () => {
     [['serve', '--retentionMs=1e3'], '--retention-ms must be an integer in decimal digits, got "1e3"'],
     [['serve', '--segment-bytes', '-0x10'], '--segment-bytes must be an integer in decimal digits, got "-0x10"'],
     [['serve', '--flush-ms', '1.5'], '--flush-ms must be an integer in decimal digits, got "1.5"'],
+    // yargs takes these as values too (-.1e1 is -1: keep for ever).
+    [['serve', '--retention-ms=-.1e1'], '--retention-ms must be an integer in decimal digits, got "-.1e1"'],
+    [['serve', '--offsets-retention-ms', '-.1e1'], '--offsets-retention-ms must be an integer in decimal digits, got "-.1e1"'],
+    [['serve', '--retention-ms=--1'], '--retention-ms must be an integer in decimal digits, got "--1"'],
   ])('%j: %s', (argv, expected) => {
     expect(problem(argv)).toBe(expected);
   });

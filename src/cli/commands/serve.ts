@@ -21,7 +21,7 @@ import { rootLogger, setLogLevel } from '../../common/logger.js';
 import { type RunningBroker, StartAborted, runBroker } from '../../server/run-broker.js';
 import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../config/node-flags.js';
 import { readConfigFile } from '../config-file.js';
-import { serveOptionNamer } from '../serve-option-names.js';
+import { serveOptionNames } from '../serve-option-names.js';
 import { handleStopSignals } from '../../common/signal-takeover.js';
 
 /** `commandLine`: the tokens the CLI was given, to name a bad option's value by where it came from. */
@@ -49,7 +49,7 @@ export function serveCommand(yargs: Argv, commandLine: readonly string[]): Argv 
       try {
         const configPath = argv.config as string | undefined;
         const config = configPath === undefined ? null : { path: resolve(configPath), options: readConfigFile(resolve(configPath)) };
-        settings = serveSettings(argv as never, serveOptionNamer(commandLine, process.env, config));
+        settings = serveSettings(argv as never, serveOptionNames(commandLine, process.env, config));
       } catch (error) {
         // A value out of range or of the wrong form: the command line (or its config file) is wrong.
         if (error instanceof StrataError && error.code === ErrorCode.INVALID_ARGUMENT) throw new UsageError(error.message);
