@@ -2,8 +2,7 @@
  * How the CLI ends: one clear line on stderr and a documented exit code.
  *   0 success, 1 the server (or the storage) refused or failed, 2 usage error.
  */
-import { environmentName } from './environment.js';
-import { optionGiven } from './option-spellings.js';
+import { environmentName, givenByEnvironment } from './environment.js';
 import { meantOption } from './option-suggestion.js';
 
 export const EXIT_FAILURE = 1;
@@ -105,11 +104,6 @@ function withMeantOption(message: string, argv: readonly string[], optionNames: 
   if (meant.length === 0) return message;
   if (unknown.length === 1) return `${message}; did you mean --${meant[0]!.option}?`;
   return `${message}; did you mean ${meant.map(({ name, option }) => `--${option} for --${name}`).join(', ')}?`;
-}
-
-/** Whether the option `name` came from its STRATA_* variable: set there, and not named on the command line (in any spelling). */
-function givenByEnvironment(name: string, argv: readonly string[], env: NodeJS.ProcessEnv): boolean {
-  return env[environmentName(name)] !== undefined && !optionGiven(argv, name);
 }
 
 /** "Unknown arguments: server, frobnicate" without `server` when only STRATA_SERVER gave it. */

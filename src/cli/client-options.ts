@@ -188,6 +188,8 @@ export function describeFailure(error: unknown, options: Pick<ConnectionOptions,
   return error;
 }
 
+const CLIENT_CERTIFICATE_ADVICE = 'give --tls-client-cert-file and --tls-client-key-file of one in date and signed by a CA its --tls-client-ca-file holds';
+
 /** What to do about a connection that failed for `reason`. */
 function connectionAdvice(reason: string, secured: boolean, clientCertificate: boolean): string {
   // Something answered: whether a broker runs there is not the question.
@@ -200,12 +202,12 @@ function connectionAdvice(reason: string, secured: boolean, clientCertificate: b
     return 'the broker asks for a client certificate: give --tls-client-cert-file and --tls-client-key-file, of a certificate signed by a CA its --tls-client-ca-file holds';
   }
   if (secured && /alert (unknown ca|bad certificate|certificate unknown|certificate expired|certificate revoked|unsupported certificate)/i.test(reason)) {
-    return 'the broker refused the client certificate: give --tls-client-cert-file and --tls-client-key-file of one in date and signed by a CA its --tls-client-ca-file holds';
+    return `the broker refused the client certificate: ${CLIENT_CERTIFICATE_ADVICE}`;
   }
   // Under TLS 1.3 a broker refuses a client certificate after the client has finished its
   // handshake: the client often sees the connection reset or closed, not the alert.
   if (clientCertificate && /ECONNRESET|^Failed to connect|Connection dropped/i.test(reason)) {
-    return 'the connection was closed during the TLS start, most likely by the broker refusing the client certificate: give --tls-client-cert-file and --tls-client-key-file of one in date and signed by a CA its --tls-client-ca-file holds (if no broker listens there, set --server or STRATA_SERVER)';
+    return `the connection was closed during the TLS start, most likely by the broker refusing the client certificate: ${CLIENT_CERTIFICATE_ADVICE} (if no broker listens there, set --server or STRATA_SERVER)`;
   }
   if (secured && /certificate|self.signed|verify/i.test(reason)) {
     return "its certificate is not trusted, or does not name this address: give --tls-ca-file with the CA that signed it, and a --server the certificate names";

@@ -14,6 +14,11 @@ export function environmentName(option: string): string {
   return ENVIRONMENT_PREFIX + option.toUpperCase().replace(/-/g, '_');
 }
 
+/** Whether the option `name` came from its STRATA_* variable: set there, and not named on the command line (in any spelling). */
+export function givenByEnvironment(name: string, argv: readonly string[], env: NodeJS.ProcessEnv): boolean {
+  return env[environmentName(name)] !== undefined && !optionGiven(argv, name);
+}
+
 /** The `STRATA_*` variables in `environment` that name none of `knownOptions`. */
 function unknownOptionVariables(environment: NodeJS.ProcessEnv, knownOptions: Iterable<string>): string[] {
   const known = new Set([...knownOptions].map(environmentName));

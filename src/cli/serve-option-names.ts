@@ -6,7 +6,7 @@
  * none of them gave has its default and is named by its flag.
  */
 import type { OptionNames } from '../config/broker-options.js';
-import { environmentName } from './environment.js';
+import { environmentName, givenByEnvironment } from './environment.js';
 import { optionGiven, spellings } from './option-spellings.js';
 
 export interface ConfigFileOptions {
@@ -18,18 +18,12 @@ export interface ConfigFileOptions {
 export function serveOptionNames(commandLine: readonly string[], env: NodeJS.ProcessEnv, config: ConfigFileOptions | null): OptionNames {
   const end = commandLine.indexOf('--');
   const options = end < 0 ? commandLine : commandLine.slice(0, end);
-  /** Where the value of `option` came from: the flag, the variable, or the file's key. */
-  const source = (option: string): { variable: string } | { key: string } | null => {
-    if (optionGiven(options, option)) return null;
-    const variable = environmentName(option);
-    if (env[variable] !== undefined) return { variable };
-    const key = config === null ? undefined : spellings(option).find((spelling) => Object.hasOwn(config.options, spelling));
-    return key === undefined ? null : { key };
-  };
+  /** The flag, or the variable, or the file's key (`inFile` names it), whichever gave the value. */
   const named = (option: string, inFile: (key: string) => string): string => {
-    const from = source(option);
-    if (from === null) return `--${option}`;
-    return 'variable' in from ? from.variable : inFile(from.key);
+    if (optionGiven(options, option)) return `--${option}`;
+    if (givenByEnvironment(option, options, env)) return environmentName(option);
+    const key = config === null ? undefined : spellings(option).find((spelling) => Object.hasOwn(config.options, spelling));
+    return key === undefined ? `--${option}` : inFile(key);
   };
   return {
     subject: (option) => named(option, (key) => `config file ${config!.path}: "${key}"`),

@@ -162,8 +162,8 @@ function checkPort(flag: string, address: string): void {
 
 /**
  * The broker-wide topic defaults, checked here as a topic's configs are checked, so that a bad
- * one is refused before the broker opens anything, named by its flag (each flag is its
- * config's Kafka name with dashes: `--retention-ms` for `retention.ms`).
+ * one is refused before the broker opens anything, named as `nameOf` names its option (each
+ * option is its config's Kafka name with dashes: `retention-ms` for `retention.ms`).
  */
 function topicDefaults(defaults: Partial<LogConfig>, nameOf: (option: string) => string): Partial<LogConfig> {
   resolveLogConfig(defaults, DEFAULT_LOG_CONFIG, (kafkaName) => nameOf(kafkaName.replaceAll('.', '-')));
@@ -182,26 +182,25 @@ export interface OptionNames {
   mention(option: string): string;
 }
 
-export const FLAG_NAMES: OptionNames = { subject: (option) => `--${option}`, mention: (option) => `--${option}` };
+const FLAG_NAMES: OptionNames = { subject: (option) => `--${option}`, mention: (option) => `--${option}` };
 
 /**
  * Checks every option's value and makes the broker's settings of them; a problem is an
  * INVALID_ARGUMENT naming the options as `names` does.
  */
 export function serveSettings(argv: ParsedServeOptions, names: OptionNames = FLAG_NAMES): ServeSettings {
-  const nameOf = (option: string): string => names.subject(option);
   if (argv['data-dir'].trim() === '') {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${nameOf('data-dir')} must not be empty (an unset shell variable?): the broker would keep its data in the current directory`);
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${names.subject('data-dir')} must not be empty (an unset shell variable?): the broker would keep its data in the current directory`);
   }
-  if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${nameOf('listen')} must be host:port, got "${argv.listen}"`);
-  checkPort(nameOf('listen'), argv.listen);
+  if (!/^.+:\d+$/.test(argv.listen)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${names.subject('listen')} must be host:port, got "${argv.listen}"`);
+  checkPort(names.subject('listen'), argv.listen);
   const metricsListen = argv['metrics-listen'];
   if (metricsListen !== '' && !/^.+:\d+$/.test(metricsListen)) {
-    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${nameOf('metrics-listen')} must be host:port (an IPv6 host in brackets: [::]:9464) or "", got "${metricsListen}"`);
+    throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${names.subject('metrics-listen')} must be host:port (an IPv6 host in brackets: [::]:9464) or "", got "${metricsListen}"`);
   }
-  if (metricsListen !== '') checkPort(nameOf('metrics-listen'), metricsListen);
-  const integerFrom = (name: string, value: number, minimum: number, maximum: number): number => checkIntegerRange(nameOf(name), value, minimum, maximum);
-  const maxRequestBytes = positive(nameOf('max-request-bytes'), argv['max-request-bytes']);
+  if (metricsListen !== '') checkPort(names.subject('metrics-listen'), metricsListen);
+  const integerFrom = (name: string, value: number, minimum: number, maximum: number): number => checkIntegerRange(names.subject(name), value, minimum, maximum);
+  const maxRequestBytes = positive(names.subject('max-request-bytes'), argv['max-request-bytes']);
   const defaults = topicDefaults({
     segmentBytes: argv['segment-bytes'],
     segmentMs: argv['segment-ms'],
@@ -213,11 +212,11 @@ export function serveSettings(argv: ParsedServeOptions, names: OptionNames = FLA
     indexIntervalBytes: argv['index-interval-bytes'],
     segmentIndexBytes: argv['segment-index-bytes'],
     messageTimestampAfterMaxMs: argv['message-timestamp-after-max-ms'],
-  }, nameOf);
+  }, names.subject);
   // Checked again by the broker's start, but here before anything in the data directory is opened.
   const batchProblem = defaultBatchRoomProblem(argv['max-message-bytes'], maxRequestBytes);
   if (batchProblem !== null) throw new StrataError(ErrorCode.INVALID_ARGUMENT, batchProblem);
-  const produceMemoryBytes = positive(nameOf('produce-memory-bytes'), argv['produce-memory-bytes']);
+  const produceMemoryBytes = positive(names.subject('produce-memory-bytes'), argv['produce-memory-bytes']);
   if (produceMemoryBytes < maxRequestBytes) {
     throw new StrataError(
       ErrorCode.INVALID_ARGUMENT,
@@ -243,8 +242,8 @@ export function serveSettings(argv: ParsedServeOptions, names: OptionNames = FLA
     // serve's guard waits SHUTDOWN_GUARD_MS more, on a timer too.
     shutdownTimeoutMs: integerFrom('shutdown-timeout-ms', argv['shutdown-timeout-ms'], 1, TIMER_DELAY_MAX_MS - SHUTDOWN_GUARD_MS),
     groupSessionTimeoutMs: integerFrom('group-session-timeout-ms', argv['group-session-timeout-ms'], SESSION_TIMEOUT_MIN_MS, SESSION_TIMEOUT_MAX_MS),
-    groupHeartbeatIntervalMs: positive(nameOf('group-heartbeat-interval-ms'), argv['group-heartbeat-interval-ms']),
-    offsetsRetentionMs: offsetsRetention(nameOf('offsets-retention-ms'), argv['offsets-retention-ms']),
+    groupHeartbeatIntervalMs: positive(names.subject('group-heartbeat-interval-ms'), argv['group-heartbeat-interval-ms']),
+    offsetsRetentionMs: offsetsRetention(names.subject('offsets-retention-ms'), argv['offsets-retention-ms']),
     tls: ServerTls.fromFiles({ certFile: argv['tls-cert-file'], keyFile: argv['tls-key-file'], clientCaFile: argv['tls-client-ca-file'] }, Date.now()),
     authenticator: argv['auth-tokens-file'] === '' ? null : TokenAuthenticator.fromFile(argv['auth-tokens-file']),
   };

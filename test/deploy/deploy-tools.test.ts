@@ -21,18 +21,17 @@ import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 const DEPLOY = join(PACKAGE_ROOT, 'deploy');
 const INSTALL = 'apt-get update && apt-get install -y --no-install-recommends prometheus systemd';
 
-const MISSING = missingPrerequisites(
-  'deploy-tools.test.ts',
-  'promtool and systemd-analyze',
-  [
-    ['promtool', ['--version']],
-    ['systemd-analyze', ['--version']],
-  ].flatMap(([command, args]) => {
-    const reason = cannotRun(command as string, args as string[]);
-    return reason === null ? [] : [`${command as string} is not runnable (${reason})`];
-  }),
-  INSTALL,
-);
+/** What is missing to run the tools, or null when everything is there. */
+function missingTools(): string | null {
+  const missing: string[] = [];
+  const promtool = cannotRun('promtool', ['--version']);
+  if (promtool !== null) missing.push(`promtool is not runnable (${promtool})`);
+  const systemdAnalyze = cannotRun('systemd-analyze', ['--version']);
+  if (systemdAnalyze !== null) missing.push(`systemd-analyze is not runnable (${systemdAnalyze})`);
+  return missingPrerequisites('deploy-tools.test.ts', 'promtool and systemd-analyze', missing, INSTALL);
+}
+
+const MISSING = missingTools();
 
 function requirePrerequisites(): void {
   if (MISSING !== null) throw new Error(MISSING);

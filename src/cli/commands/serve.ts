@@ -11,7 +11,6 @@
  * for SIGKILL. A signal during the start logs one line and calls the start off (recovery is
  * crash-safe: the next start recovers again), and the process exits 1 at once.
  */
-import { resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { SERVE_OPTIONS, type ServeSettings, serveSettings } from '../../config/broker-options.js';
 import { SHUTDOWN_GUARD_MS } from '../../common/broker-limits.js';
@@ -21,11 +20,18 @@ import { rootLogger, setLogLevel } from '../../common/logger.js';
 import { type RunningBroker, StartAborted, runBroker } from '../../server/run-broker.js';
 import { BROKER_NODE_FLAGS, missingBrokerNodeFlags } from '../../config/node-flags.js';
 import { readConfigFile } from '../config-file.js';
-import { serveOptionNames } from '../serve-option-names.js';
+import { type ConfigFileOptions, serveOptionNames } from '../serve-option-names.js';
 import { handleStopSignals } from '../../common/signal-takeover.js';
 
 /** `commandLine`: the tokens the CLI was given, to name a bad option's value by where it came from. */
 export function serveCommand(yargs: Argv, commandLine: readonly string[]): Argv {
+  // The config file as yargs read it (the path resolved), for naming a bad value by its key.
+  let config: ConfigFileOptions | null = null;
+  const readConfig = (path: string): Record<string, unknown> => {
+    const options = readConfigFile(path);
+    config = { path, options };
+    return options;
+  };
   return yargs.command(
     'serve',
     'Run a broker (data in --data-dir, gRPC on --listen)',
@@ -33,7 +39,7 @@ export function serveCommand(yargs: Argv, commandLine: readonly string[]): Argv 
       command
         // Each flag takes a value: without one, yargs would quietly use the default.
         .options(Object.fromEntries(Object.entries(SERVE_OPTIONS).map(([name, option]) => [name, { ...option, requiresArg: true }])))
-        .config('config', 'Path to a JSON file of options (flags and STRATA_* variables win over it)', readConfigFile)
+        .config('config', 'Path to a JSON file of options (flags and STRATA_* variables win over it)', readConfig)
         .example('strata serve', 'data in ./data, gRPC on 127.0.0.1:50051')
         .example('STRATA_LISTEN=0.0.0.0:50051 strata serve --data-dir /var/lib/strata', 'listen on all interfaces')
         .example('strata serve --config strata.json', 'options from a JSON file ({"data-dir": "...", "retention-ms": 86400000})')
@@ -47,8 +53,6 @@ export function serveCommand(yargs: Argv, commandLine: readonly string[]): Argv 
       });
       let settings: ServeSettings;
       try {
-        const configPath = argv.config as string | undefined;
-        const config = configPath === undefined ? null : { path: resolve(configPath), options: readConfigFile(resolve(configPath)) };
         settings = serveSettings(argv as never, serveOptionNames(commandLine, process.env, config));
       } catch (error) {
         // A value out of range or of the wrong form: the command line (or its config file) is wrong.
