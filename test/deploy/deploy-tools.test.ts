@@ -15,27 +15,18 @@ import { parse } from 'yaml';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import type { strata } from '../../src/generated/strata.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
-import { IN_CI, cannotRun, missingPrerequisites } from '../helpers/prerequisites.js';
+import { notRunnable, prerequisites } from '../helpers/prerequisites.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 const DEPLOY = join(PACKAGE_ROOT, 'deploy');
 const INSTALL = 'apt-get update && apt-get install -y --no-install-recommends prometheus systemd';
 
-/** What is missing to run the tools, or null when everything is there. */
-function missingTools(): string | null {
-  const missing: string[] = [];
-  const promtool = cannotRun('promtool', ['--version']);
-  if (promtool !== null) missing.push(`promtool is not runnable (${promtool})`);
-  const systemdAnalyze = cannotRun('systemd-analyze', ['--version']);
-  if (systemdAnalyze !== null) missing.push(`systemd-analyze is not runnable (${systemdAnalyze})`);
-  return missingPrerequisites('deploy-tools.test.ts', 'promtool and systemd-analyze', missing, INSTALL);
-}
-
-const MISSING = missingTools();
-
-function requirePrerequisites(): void {
-  if (MISSING !== null) throw new Error(MISSING);
-}
+const PREREQUISITES = prerequisites(
+  'deploy-tools.test.ts',
+  'promtool and systemd-analyze',
+  [notRunnable('promtool', ['--version']), notRunnable('systemd-analyze', ['--version'])],
+  INSTALL,
+);
 
 interface Run {
   status: number | null;
@@ -77,13 +68,13 @@ describe('deploy/alerts.test.yml', () => {
   });
 });
 
-describe.skipIf(MISSING !== null && !IN_CI)('deploy/ files and /metrics, checked by promtool and systemd-analyze', () => {
+describe.skipIf(PREREQUISITES.skip)('deploy/ files and /metrics, checked by promtool and systemd-analyze', () => {
   it('has its prerequisites: promtool and systemd-analyze', () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
   });
 
   it('prometheus.yml is a Prometheus config whose rule file loads (promtool check config)', () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
     // The config names the rule file where the compose setup mounts it; point it at this one.
     const mounted = '/etc/prometheus/alerts.yml';
     const config = readFileSync(join(DEPLOY, 'prometheus.yml'), 'utf8');
@@ -101,20 +92,20 @@ describe.skipIf(MISSING !== null && !IN_CI)('deploy/ files and /metrics, checked
   });
 
   it('alerts.yml passes promtool check rules', () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
     const checked = run('promtool', ['check', 'rules', join(DEPLOY, 'alerts.yml')]);
     expect(checked.status, checked.output).toBe(0);
   });
 
   it("alerts.yml's alerts fire, and stay quiet, as alerts.test.yml expects (promtool test rules)", () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
     const tested = run('promtool', ['test', 'rules', join(DEPLOY, 'alerts.test.yml')]);
     expect(tested.status, tested.output).toBe(0);
     expect(tested.output).toContain('SUCCESS');
   });
 
   it('systemd/strata.service passes systemd-analyze verify without a warning', () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
     const unit = join(DEPLOY, 'systemd', 'strata.service');
     const verified = run('systemd-analyze', ['verify', '--man=no', unit]);
     expect(verified.status, verified.output).toBe(0);
@@ -129,7 +120,7 @@ describe.skipIf(MISSING !== null && !IN_CI)('deploy/ files and /metrics, checked
     let client: TestClient;
 
     beforeAll(async () => {
-      if (MISSING !== null) return;
+      if (PREREQUISITES.missing !== null) return;
       broker = await startTestBroker();
       client = new TestClient(broker.address);
     });
@@ -140,7 +131,7 @@ describe.skipIf(MISSING !== null && !IN_CI)('deploy/ files and /metrics, checked
     });
 
     it('passes promtool check metrics: the only lint is of prom-client\'s own process metrics', async () => {
-      requirePrerequisites();
+      PREREQUISITES.require();
       await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'linted', partitions: 2 }));
       const records = ['a', 'b', 'c'].map((value) => v1.Record.create({ key: Buffer.from(value), value: Buffer.from(value) }));
       await client.call('log.produce', v1.ProduceRequest.create({ topic: 'linted', partition: 0, records }));

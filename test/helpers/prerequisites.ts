@@ -8,25 +8,43 @@ import { execFileSync } from 'node:child_process';
 
 export const IN_CI = process.env.CI !== undefined && !['', '0', 'false'].includes(process.env.CI.toLowerCase());
 
-/** Why `command args` cannot run (its last line of stderr, or the spawn error), or null when it can. */
-export function cannotRun(command: string, args: readonly string[]): string | null {
+/**
+ * Why `command args` cannot run, as "`shown` is not runnable (its last line of stderr, or the
+ * spawn error)", or null when it can.
+ */
+export function notRunnable(command: string, args: readonly string[], shown = command): string | null {
   try {
     execFileSync(command, args, { stdio: 'pipe', timeout: 30_000 });
     return null;
   } catch (error) {
     const stderr = String((error as { stderr?: Buffer }).stderr ?? '').trim();
-    return stderr === '' ? (error as Error).message.split('\n')[0]! : stderr.split('\n').pop()!;
+    const reason = stderr === '' ? (error as Error).message.split('\n')[0]! : stderr.split('\n').pop()!;
+    return `${shown} is not runnable (${reason})`;
   }
 }
 
+export interface Prerequisites {
+  /** What is missing, with the command that installs it; null when nothing is. */
+  missing: string | null;
+  /** Whether the suite that needs them is skipped: something is missing, outside CI. */
+  skip: boolean;
+  /** Fails the test when something is missing (in CI, where the suite is not skipped). */
+  require(): void;
+}
+
 /**
- * What a test file says of its missing prerequisites, or null when none is missing: `missing`
- * lists them, `install` is the command that installs them. Warns, outside CI, that the file's
- * suite is skipped.
+ * The prerequisites of a test file: `problems` has one entry per check, null where it passed;
+ * `install` is the command that installs them. Warns, outside CI, that the file's suite is skipped.
  */
-export function missingPrerequisites(file: string, what: string, missing: readonly string[], install: string): string | null {
-  if (missing.length === 0) return null;
-  const message = `${what} missing: ${missing.join('; ')}. Install them (as root) with: ${install} (.ci/run does this in CI)`;
-  if (!IN_CI) console.warn(`${file} skipped (not CI): ${message}`);
-  return message;
+export function prerequisites(file: string, what: string, problems: readonly (string | null)[], install: string): Prerequisites {
+  const found = problems.filter((problem): problem is string => problem !== null);
+  const missing = found.length === 0 ? null : `${what} missing: ${found.join('; ')}. Install them (as root) with: ${install} (.ci/run does this in CI)`;
+  if (missing !== null && !IN_CI) console.warn(`${file} skipped (not CI): ${missing}`);
+  return {
+    missing,
+    skip: missing !== null && !IN_CI,
+    require: () => {
+      if (missing !== null) throw new Error(missing);
+    },
+  };
 }

@@ -18,7 +18,7 @@ import { partitionForKey } from '../../src/broker/partitioner.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import type { strata } from '../../src/generated/strata.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
-import { IN_CI, cannotRun, missingPrerequisites } from '../helpers/prerequisites.js';
+import { notRunnable, prerequisites } from '../helpers/prerequisites.js';
 import { type TestBroker, startTestBroker, unusedPort } from '../helpers/test-server.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -27,22 +27,16 @@ const SCRIPT = join(PACKAGE_ROOT, 'examples', 'python', 'strata_example.py');
 const INSTALL =
   'apt-get update && apt-get install -y --no-install-recommends python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc';
 
-/** What is missing to run the Python client, or null when everything is there. */
-function missingPythonPrerequisites(): string | null {
-  const missing: string[] = [];
-  const python = cannotRun(PYTHON, ['-c', 'import grpc, google.protobuf']);
-  if (python !== null) missing.push(`\`${PYTHON} -c "import grpc, google.protobuf"\` failed (${python})`);
-  const protoc = cannotRun('protoc', ['--version']);
-  if (protoc !== null) missing.push(`protoc is not runnable (${protoc})`);
-  if (!existsSync(GRPC_PYTHON_PLUGIN)) missing.push(`${GRPC_PYTHON_PLUGIN} is missing`);
-  return missingPrerequisites('python-client.test.ts', 'Python client prerequisites', missing, INSTALL);
-}
-
-const MISSING = missingPythonPrerequisites();
-
-function requirePrerequisites(): void {
-  if (MISSING !== null) throw new Error(MISSING);
-}
+const PREREQUISITES = prerequisites(
+  'python-client.test.ts',
+  'Python client prerequisites',
+  [
+    notRunnable(PYTHON, ['-c', 'import grpc, google.protobuf'], `\`${PYTHON} -c "import grpc, google.protobuf"\``),
+    notRunnable('protoc', ['--version']),
+    existsSync(GRPC_PYTHON_PLUGIN) ? null : `${GRPC_PYTHON_PLUGIN} is missing`,
+  ],
+  INSTALL,
+);
 
 interface ScriptRun {
   code: number | null;
@@ -98,7 +92,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const show = (run: ScriptRun) => `exit ${run.code}; stdout: ${run.stdout.trim()}; stderr: ${run.stderr.trim()}`;
 
-describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generated from proto/)', () => {
+describe.skipIf(PREREQUISITES.skip)('Python client (grpcio, code generated from proto/)', () => {
   let broker: TestBroker;
   let client: TestClient;
 
@@ -113,11 +107,11 @@ describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generat
   });
 
   it('has its prerequisites: /usr/bin/python3 with grpc and protobuf, protoc, grpc_python_plugin', () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
   });
 
   it('creates a topic, produces keyed records, fetches them back intact (strata_example.py)', async () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
     const run = await runScript([broker.address, '--topic', 'py-roundtrip', '--partitions', '3', '--count', '120', '--batch', '40']);
     expect(run.code, show(run)).toBe(0);
     expect(run.summary, show(run)).toMatchObject({ ok: true, topic: 'py-roundtrip', partitions: 3, requests: 3, produced: 120, fetched: 120, tombstones: 12, mismatches: [], group: { consumed: 120 } });
@@ -149,7 +143,7 @@ describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generat
   });
 
   it('consumes the topic as the only member of a consumer group, commits every partition to its end and leaves (strata_example.py)', async () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
     const run = await runScript([broker.address, '--topic', 'py-group', '--group', 'py-group-1', '--partitions', '3', '--count', '90', '--batch', '30']);
     expect(run.code, show(run)).toBe(0);
     expect(run.summary, show(run)).toMatchObject({ ok: true, produced: 90, fetched: 90, mismatches: [] });
@@ -199,7 +193,7 @@ describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generat
   });
 
   it('exits non-zero with a JSON error when the topic already exists', async () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
     await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'py-taken', partitions: 1 }));
     const run = await runScript([broker.address, '--topic', 'py-taken', '--count', '5']);
     expect(run.code, show(run)).toBe(2);
@@ -208,7 +202,7 @@ describe.skipIf(MISSING !== null && !IN_CI)('Python client (grpcio, code generat
   });
 
   it('exits non-zero with a JSON error when no broker listens at the address', async () => {
-    requirePrerequisites();
+    PREREQUISITES.require();
     const run = await runScript([`127.0.0.1:${await unusedPort()}`, '--timeout', '1']);
     expect(run.code, show(run)).toBe(2);
     expect(run.summary.ok, show(run)).toBe(false);
