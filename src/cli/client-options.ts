@@ -12,7 +12,7 @@
  * exits 1.
  */
 import type { Argv, Options } from 'yargs';
-import { pino, type Logger } from 'pino';
+import { stderrLogger, type Logger } from '../common/logger.js';
 import { isLoopbackHost, parseListenAddress } from '../common/listen-address.js';
 import { Connection, type ConnectionOptions, type TlsOptions, isValidToken } from '../client/connection.js';
 import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
@@ -48,7 +48,7 @@ function clientLogLevel(): string {
 
 /** Warnings of the client library (retries, resets) go to stderr, at STRATA_LOG_LEVEL. */
 export function clientLogger(): Logger {
-  logger ??= pino({ level: clientLogLevel(), base: { service: 'strata-cli' } }, pino.destination({ fd: 2, sync: true }));
+  logger ??= stderrLogger(clientLogLevel(), 'strata-cli');
   return logger;
 }
 

@@ -28,6 +28,14 @@ export function setLogLevel(newLevel: string): void {
 let clientLogger: Logger | null = null;
 export function defaultClientLogger(): Logger {
   const clientLevel = fromEnvironment !== undefined && LEVELS.has(fromEnvironment) ? fromEnvironment : process.env.VITEST ? 'silent' : 'warn';
-  clientLogger ??= pino({ level: clientLevel, base: { service: 'strata-client' } }, pino.destination({ fd: 2, sync: true }));
+  clientLogger ??= stderrLogger(clientLevel, 'strata-client');
   return clientLogger;
+}
+
+/**
+ * A logger that writes to stderr synchronously, so that a line logged just before the process
+ * exits is not lost: the client library's default and the CLI's.
+ */
+export function stderrLogger(level: string, service: string): Logger {
+  return pino({ level, base: { service } }, pino.destination({ fd: 2, sync: true }));
 }
