@@ -17,7 +17,9 @@
  * UNAVAILABLE. (Answering them UNAVAILABLE at once would overtake the answers still to come
  * for earlier requests, and a client that restarts its stream on such an error would lose
  * those.) A request whose bytes do not decode has no correlation id to be answered by: the
- * stream stops reading there, answers the requests before it, and ends with INVALID_ARGUMENT.
+ * stream stops reading there, answers the requests before it, and ends with INVALID_ARGUMENT
+ * (RESOURCE_EXHAUSTED for one over its size limit, which `transport-refusals.ts` hands on
+ * here when grpc-js refuses it).
  */
 import { type ServerDuplexStream, type ServiceError, status } from '@grpc/grpc-js';
 import { StrataError } from '../common/errors.js';

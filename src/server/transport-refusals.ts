@@ -5,45 +5,68 @@
  * for these. This interceptor does it for them: it counts each in `strata_requests_total` with
  * its method and code (Strata's own services only: health checks and reflection are not counted
  * there when they succeed, so not when refused either), logs it as a refused request (at most a
- * line per 10 s, `RefusalLog`), and replaces grpc-js's bare "Received message larger than max
- * (N vs M)" with a message that names the flag to raise.
+ * line per 10 s, `RefusalLog`), replaces grpc-js's bare "Received message larger than max
+ * (N vs M)" with a message that names the flag to raise, and adds the `strata-error` trailer
+ * (RESOURCE_EXHAUSTED) that tells the broker's refusals from a failed connection.
+ *
+ * On the pipelined streams (ProduceStream, CommitOffsetsStream) grpc-js would end the call at
+ * once, dropping the answers to the requests before it that are still running: a client would
+ * take appended records for ones never run and send them again. There the refusal is handed to
+ * the stream's handler instead, in order after the requests grpc-js has read, as a
+ * `MalformedRequest`: the handler answers the requests it started, then ends the stream with
+ * it, as for a request that does not decode (`pipelined-stream.ts`), and counts and logs it.
+ * grpc-js's decoder stops at the oversized message's length: requests that came in the same
+ * HTTP/2 frame after the last one it read are never run and get no answer.
  *
  * grpc-js sends these statuses from the innermost call object, below the interceptors' chain of
  * responders, so the interceptor wraps that object's `sendStatus` (every status passes there)
  * and picks them out by grpc-js's wording; the handlers' statuses pass unchanged. It adds no
- * layer to the chain, so no step to any message of any call.
- * That object is the one this interceptor is given only while it is the server's first
- * interceptor (the token check, when tokens are asked for, comes after it).
+ * layer to the chain, so no step to any message of any call. Handing a refusal to the handler
+ * uses that object's read queue. That object is the one this interceptor is given only while it
+ * is the server's first interceptor (the token check, when tokens are asked for, comes after it).
  * `test/integration/bad-requests.test.ts` fails if a grpc-js upgrade, or another interceptor
  * before it, changes that.
  */
-import { status, type ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
-import { ErrorCode } from '../common/errors.js';
+import { Metadata, status, type ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
+import { ErrorCode, STRATA_ERROR_TRAILER } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
 import type { BrokerMetrics } from './metrics.js';
-import { nonProduceTooLarge } from './malformed-request.js';
-import { LOG_SERVICE_NAME } from './service-definitions.js';
+import { MalformedRequest, nonProduceTooLarge } from './malformed-request.js';
+import { GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js';
 import { RefusalLog } from './refusal-log.js';
 
 export function transportRefusals(context: { logger: Logger; metrics: BrokerMetrics | null }, maxRequestBytes: number): ServerInterceptor {
   const log = new RefusalLog(context.logger, 'request refused: over the receive limit (lines at most every 10 s)');
   return (descriptor, call) => {
     let refusedAlready = false;
+    let handedToHandler = false;
     const innermost = call as ServerInterceptingCallInterface & { sendStatus(status: PartialStatus): void };
     const send = innermost.sendStatus;
     innermost.sendStatus = (sent: PartialStatus) => {
-      // grpc-js refuses again at each later frame of the message; the call ended at the first.
-      if (refusedAlready || sent.code !== status.RESOURCE_EXHAUSTED || !sent.details.startsWith(GRPC_JS_TOO_LARGE)) {
+      const tooLarge = sent.code === status.RESOURCE_EXHAUSTED && sent.details.startsWith(GRPC_JS_TOO_LARGE);
+      // grpc-js refuses again at each later frame of the message; the call ended at the first,
+      // or its handler ends it.
+      if (tooLarge && handedToHandler) return;
+      if (!tooLarge || refusedAlready) {
         send.call(innermost, sent);
         return;
       }
       refusedAlready = true;
-      const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
-      const refused = { ...sent, details: tooLargeDetails(descriptor.path.slice(1), sent.details, maxRequestBytes) };
-      if (descriptor.path.startsWith(STRATA_SERVICES)) context.metrics?.countRefusal(method, refused.code, ErrorCode.RESOURCE_EXHAUSTED);
-      log.refused({ method, code: refused.code, reason: refused.details });
-      send.call(innermost, refused);
+      const path = descriptor.path.slice(1);
+      const details = tooLargeDetails(path, sent.details, maxRequestBytes);
+      const inflated = !sent.details.startsWith(GRPC_JS_OVER_MAX);
+      if (PIPELINED_PATHS.has(path) && queueForHandler(innermost, new MalformedRequest(details, ErrorCode.RESOURCE_EXHAUSTED), inflated)) {
+        handedToHandler = true;
+        return;
+      }
+      const method = path.slice(path.lastIndexOf('/') + 1);
+      const strata = descriptor.path.startsWith(STRATA_SERVICES);
+      if (strata) context.metrics?.countRefusal(method, sent.code, ErrorCode.RESOURCE_EXHAUSTED);
+      log.refused({ method, code: sent.code, reason: details });
+      const metadata = sent.metadata?.clone() ?? new Metadata();
+      if (strata) metadata.set(STRATA_ERROR_TRAILER, ErrorCode.RESOURCE_EXHAUSTED);
+      send.call(innermost, { ...sent, details, metadata });
     };
     // grpc-js chains what each interceptor returns through the interface alone; the type asks
     // for its class, which would add a layer every message of the call goes through.
@@ -56,6 +79,7 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
  * message that decompresses to a size larger than M"); no handler's message does.
  */
 const GRPC_JS_TOO_LARGE = 'Received message ';
+const GRPC_JS_OVER_MAX = 'Received message larger than max';
 
 /** The start of every path of Strata's own services (`/strata.v1.Log/Produce`, ...). */
 const STRATA_SERVICES = '/strata.';
@@ -75,3 +99,33 @@ function tooLargeDetails(path: string, details: string, maxRequestBytes: number)
 }
 
 const PRODUCE_PATHS: ReadonlySet<string> = new Set([`${LOG_SERVICE_NAME}/Produce`, `${LOG_SERVICE_NAME}/ProduceStream`]);
+
+/** The streams of independent requests, whose handler answers what it started before ending (`pipelinedStream`). */
+const PIPELINED_PATHS: ReadonlySet<string> = new Set([`${LOG_SERVICE_NAME}/ProduceStream`, `${GROUPS_SERVICE_NAME}/CommitOffsetsStream`]);
+
+/** What this module uses of grpc-js's innermost server call: its queue of received messages. */
+interface ReadQueueInternals {
+  readQueue?: { type: string; compressedMessage: Buffer | null; parsedMessage: unknown }[];
+  maybePushNextMessage?: () => void;
+}
+
+/**
+ * Queues `request` after the messages grpc-js has read on `call`, as a decoded one, for the
+ * handler to read in turn; false if this grpc-js has no such queue (the refusal is then sent at
+ * once, as grpc-js would). After a message that inflated past the limit (`inflated`), grpc-js
+ * leaves that message in the queue undecoded, which would hold back everything after it: the
+ * messages still undecoded are taken out, so they are never run (nor answered), and the ones
+ * decoded before them are read first.
+ */
+function queueForHandler(call: object, request: MalformedRequest, inflated: boolean): boolean {
+  const internals = call as ReadQueueInternals;
+  const queue = internals.readQueue;
+  if (!Array.isArray(queue) || typeof internals.maybePushNextMessage !== 'function') return false;
+  if (inflated) {
+    const decoded = queue.filter((entry) => entry.type !== 'COMPRESSED');
+    queue.splice(0, queue.length, ...decoded);
+  }
+  queue.push({ type: 'READABLE', compressedMessage: null, parsedMessage: request });
+  internals.maybePushNextMessage();
+  return true;
+}
