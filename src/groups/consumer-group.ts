@@ -97,6 +97,11 @@ export interface Member {
    * the member owned them: it still owns them until it gives them up, but may not commit them.
    */
   vanished: Set<TopicPartition>;
+  /**
+   * Partitions were taken from `assigned` between its heartbeats (their topic was deleted): the
+   * next answer gives a smaller assignment, so it comes with a new epoch, as every change does.
+   */
+  shrunkSinceAnswer: boolean;
   /** A static member that left with epoch -2: it keeps its partitions until its session ends. */
   away: boolean;
   /** It has heartbeated since it joined, so it knows its assignment: a join under its id is another consumer's (unless it is away). */
@@ -238,6 +243,7 @@ export class ConsumerGroup {
       revoking: new Set(),
       revokingSinceMs: -1,
       vanished: new Set(),
+      shrunkSinceAnswer: false,
       away: false,
       heartbeated: false,
     };
@@ -338,6 +344,7 @@ export class ConsumerGroup {
       previousEpoch: -1,
       sessionTimeoutMs,
       lastHeartbeatMs: nowMs,
+      shrunkSinceAnswer: false,
       away: false,
       heartbeated: false,
     };
@@ -404,7 +411,7 @@ export class ConsumerGroup {
         const { topic, partition } = splitTp(key);
         const count = topics.get(topic);
         if (count !== undefined && partition < count) continue;
-        member.assigned.delete(key);
+        if (member.assigned.delete(key)) member.shrunkSinceAnswer = true;
         member.revoking.add(key);
         member.vanished.add(key);
         if (member.revokingSinceMs < 0) member.revokingSinceMs = nowMs;
@@ -453,7 +460,8 @@ export class ConsumerGroup {
       this.owners.set(key, member.memberId);
       changed = true;
     }
-    if (changed) {
+    if (changed || member.shrunkSinceAnswer) {
+      member.shrunkSinceAnswer = false;
       member.previousEpoch = member.epoch;
       member.epoch = Math.max(member.epoch + 1, this.groupEpoch);
     }
@@ -471,6 +479,16 @@ export class ConsumerGroup {
 
   /** Checks that `memberId` at `memberEpoch` may commit offsets of `keys`. */
   checkCommit(memberId: string, memberEpoch: number, keys: readonly TopicPartition[]): void {
+    this.checkCommitter(memberId, memberEpoch);
+    this.checkCommitOwnership(memberId, keys);
+  }
+
+  /**
+   * Checks that `memberId` at `memberEpoch` may commit at all (a member, not away, at its current
+   * epoch): checked before the offsets are, so that a member fenced or removed is told to rejoin
+   * whatever its offsets name.
+   */
+  checkCommitter(memberId: string, memberEpoch: number): void {
     const member = this.members.get(memberId);
     if (member === undefined) {
       throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${this.groupId}"; rejoin before committing`);
@@ -482,6 +500,10 @@ export class ConsumerGroup {
     if (memberEpoch !== member.epoch) {
       throw new StrataError(ErrorCode.FAILED_PRECONDITION, `stale member epoch ${memberEpoch} for member ${memberId} of group "${this.groupId}" (current ${member.epoch}); commit refused`);
     }
+  }
+
+  /** Checks that `memberId` owns each of `keys`, whose offsets it commits (after `checkCommitter`). */
+  checkCommitOwnership(memberId: string, keys: readonly TopicPartition[]): void {
     for (const key of keys) {
       if (this.owners.get(key) !== memberId) {
         const { topic, partition } = splitTp(key);

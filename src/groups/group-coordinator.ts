@@ -406,6 +406,12 @@ export class GroupCoordinator {
     if (kept.length < offsets.length) {
       this.logger.info({ group: groupId, memberId, skipped: offsets.length - kept.length }, 'commit: offsets of partitions whose topic was deleted while the member owned them are not stored');
     }
+    // First: a member removed or fenced is told to rejoin, whatever its offsets name.
+    const memberOf = memberId === '' ? null : (group ?? null);
+    if (memberId !== '') {
+      if (memberOf === null) throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${groupId}"; rejoin before committing`);
+      memberOf.checkCommitter(memberId, memberEpoch);
+    }
     for (const entry of kept) {
       const log = this.broker.partitionLog(entry.topic, entry.partition); // NOT_FOUND for unknown ones
       if (!Number.isSafeInteger(entry.offset) || entry.offset < 0) {
@@ -420,7 +426,7 @@ export class GroupCoordinator {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `metadata for ${entry.topic}-${entry.partition} is ${Buffer.byteLength(entry.metadata, 'utf8')} bytes; the limit is ${OFFSET_METADATA_BYTES_MAX} (Kafka's offset.metadata.max.bytes)`);
       }
     }
-    if (memberId === '') {
+    if (memberOf === null) {
       if (group !== undefined && group.members.size > 0) {
         throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${plural(group.members.size, 'active member')}; only its members may commit`);
       }
@@ -430,8 +436,7 @@ export class GroupCoordinator {
         throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" is being changed by an administrative call (offsets reset, deleted or expired); commit again once it has finished`);
       }
     } else {
-      if (group === undefined) throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${groupId}"; rejoin before committing`);
-      group.checkCommit(memberId, memberEpoch, kept.map(({ topic, partition }) => tp(topic, partition)));
+      memberOf.checkCommitOwnership(memberId, kept.map(({ topic, partition }) => tp(topic, partition)));
     }
     if (kept.length === 0) return;
     const nowMs = this.clock.nowMs();

@@ -797,6 +797,22 @@ describe('subscriptions and topic metadata', () => {
     expectPartition([...members, c], partitionsOf('t', 12));
   });
 
+  it("a topic deleted under a member's partitions gives it a smaller assignment with a new epoch, though its other partitions stay", () => {
+    const h = new Harness({ t: 2, u: 2 });
+    const a = h.join({ names: ['t', 'u'] });
+    h.settle([a]);
+    expect(show(a.owned)).toEqual(['t-0', 't-1', 'u-0', 'u-1']);
+    const epoch = a.epoch;
+    h.topics.delete('u');
+    h.group.topicsChanged(h.topics, h.clock.nowMs());
+    const answer = h.beat(a);
+    expect(show(new Set(answer.assignment))).toEqual(['t-0', 't-1']);
+    expect(answer.memberEpoch).toBeGreaterThan(epoch);
+    // Once it heard of the change, its epoch stays put while nothing changes.
+    expect(h.beat(a).memberEpoch).toBe(answer.memberEpoch);
+    expect(h.beat(a).memberEpoch).toBe(answer.memberEpoch);
+  });
+
   it('a topic deleted and created again (with as many or fewer partitions) is never read by two members at once', () => {
     for (const assignor of ['uniform', 'range'] as const) {
       for (const recreatedPartitions of [2, 1]) {

@@ -354,6 +354,14 @@ describe('offset commits', () => {
     expect(notOwner.message).toMatch(/not the owner/);
     expect((await failure(() => coordinator.commit('g', 'stranger', a.epoch, at(mine)))).code).toBe(ErrorCode.FAILED_PRECONDITION);
     expect((await failure(() => coordinator.commit('other-group', a.memberId, a.epoch, at(mine)))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    // A stale or removed member is told to rejoin whatever its offsets name: an unknown topic,
+    // or an offset past the high watermark, would otherwise answer NOT_FOUND or OUT_OF_RANGE.
+    for (const offsets of [[{ topic: 'nope', partition: 0, offset: 0, metadata: '' }], [{ ...mine, offset: 1_000, metadata: '' }]]) {
+      expect(await failure(() => coordinator.commit('g', a.memberId, staleEpoch, offsets))).toMatchObject({ code: ErrorCode.FAILED_PRECONDITION, message: expect.stringMatching(/stale member epoch/) });
+      expect(await failure(() => coordinator.commit('g', 'stranger', a.epoch, offsets))).toMatchObject({ code: ErrorCode.FAILED_PRECONDITION, message: expect.stringMatching(/is not in group "g"; rejoin/) });
+    }
+    // A current member still hears what is wrong with its offsets.
+    expect((await failure(() => coordinator.commit('g', a.memberId, a.epoch, [{ topic: 'nope', partition: 0, offset: 0, metadata: '' }]))).code).toBe(ErrorCode.NOT_FOUND);
     const manual = await failure(() => coordinator.commit('g', '', 0, at(mine)));
     expect(manual.code).toBe(ErrorCode.FAILED_PRECONDITION);
     expect(manual.message).toBe(`group "g" has 2 active members; only its members may commit`);
