@@ -142,8 +142,9 @@ async function startEmpty(segments: SegmentList, options: LoadOptions, recoveryP
   }
   segments.append(await LogSegment.create(fs, directory, recoveryPoint, options.segmentOptions));
   await fs.unlink(join(directory, FENCE_FILE));
-  await fs.fsyncDirectory(directory);
+  // The open log has no clean-shutdown marker: its removal is made durable with the rest.
   await fs.unlink(join(directory, CLEAN_SHUTDOWN_FILE));
+  await fs.fsyncDirectory(directory);
   return { segments, cleanShutdown: true, recovery: null, fence: null, recoveryPoint };
 }
 
