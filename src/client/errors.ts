@@ -20,9 +20,11 @@ export class StrataClientError extends Error {
   /** The numeric gRPC status code (5 for NOT_FOUND). */
   readonly grpcCode: status;
   /**
-   * Whether the broker answered with this error (its message is the broker's), as opposed to a
-   * failure of the transport or of the client itself. An UNAVAILABLE from the broker (a failed
-   * disk read, a shutdown) is not a broker out of reach.
+   * Whether the broker answered with this error (its message is the broker's, or quotes it), as
+   * opposed to a failure of the transport or of the client itself. An UNAVAILABLE from the
+   * broker (a failed disk read, a shutdown) is not a broker out of reach. An error the client
+   * words about a broker's error of the same code (a producer that gave up retrying, the later
+   * batches of a refused one) keeps it, unless told otherwise.
    */
   readonly fromBroker: boolean;
 
@@ -31,7 +33,8 @@ export class StrataClientError extends Error {
     this.name = 'StrataClientError';
     this.code = code;
     this.grpcCode = status[code];
-    this.fromBroker = options?.fromBroker ?? false;
+    const cause = options?.cause;
+    this.fromBroker = options?.fromBroker ?? (cause instanceof StrataClientError && cause.code === code && cause.fromBroker);
   }
 }
 

@@ -275,6 +275,8 @@ class PartitionState {
 class TopicState {
   partitionCount = 0;
   fetchedAtMs = 0;
+  /** Counts `markStale` calls: a lookup under way when one comes leaves the metadata stale. */
+  staleMarks = 0;
   /** A background refresh that failed is not tried again before this (Date.now() ms; see `wallBefore`). */
   refreshNotBeforeMs = 0;
   refreshing: Promise<void> | null = null;
@@ -300,6 +302,12 @@ class TopicState {
     this.requestHeadroom = produceRequestHeadroom(name);
     this.batchBytes = batchBytes;
   }
+  /** The metadata may be out of date (a refusal by a limit that may have changed): read it at the next send. */
+  markStale(): void {
+    this.fetchedAtMs = 0;
+    this.staleMarks++;
+  }
+
 }
 
 interface WaitingSend {
@@ -396,6 +404,8 @@ export class Producer {
     this.compression = options.compression ?? 'none';
     if (this.compression !== 'none' && this.compression !== 'gzip') throw invalidArgument(`compression must be 'none' or 'gzip', got ${JSON.stringify(this.compression)}`);
     this.logger = (options.logger ?? defaultClientLogger()).child({ subsystem: 'producer' });
+    // Checked before a connection is opened, which a refusal would leave open.
+    if (options.requestTimeoutMs !== undefined) timerDelayMs(options.requestTimeoutMs, 'requestTimeoutMs', 1);
     ({ connection: this.connection, owned: this.ownsConnection } = resolveConnection(options));
     this.requestTimeoutMs = timerDelayMs(options.requestTimeoutMs ?? this.connection.deadlineMs, 'requestTimeoutMs', 1);
   }
@@ -474,8 +484,13 @@ export class Producer {
   }
 
   /** Fails a send that never got in, after the current call returns (never inside send()). */
+  /**
+   * Fails a send after a turn of the event loop, not in a microtask: an application that retries
+   * a refused send at once, in an `await send()` loop or from its callback, would otherwise never
+   * let I/O run, not even the metadata lookup that could end the refusals.
+   */
   private failSoon(callback: SendCallback, error: Error): void {
-    queueMicrotask(() => this.complete(callback, error, undefined));
+    setImmediate(() => this.complete(callback, error, undefined));
   }
 
   private complete(callback: SendCallback, error: Error | null, result: SendResult | undefined): void {
@@ -551,7 +566,8 @@ export class Producer {
    */
   private refusalFor(topic: TopicState, timestamp: number, key: Buffer | null, value: Buffer | null, headers: RecordHeader[] | null, sizeBytes: number, nowMs: number): StrataClientError | null {
     if (topic.timestampAfterMaxMs >= 0 && timestamp - nowMs > topic.timestampAfterMaxMs) {
-      return new StrataClientError(
+      return refused(
+        topic,
         'INVALID_ARGUMENT',
         `a record timestamped ${timestamp} is ${timestamp - nowMs} ms ahead of this client's clock, more than topic "${topic.name}"'s message.timestamp.after.max.ms of ${topic.timestampAfterMaxMs}: timestamps are milliseconds since the epoch; it was not sent`,
       );
@@ -561,13 +577,13 @@ export class Producer {
       if (sizeBytes <= topic.maxMessageBytes) return null; // its upper bound fits: no need for the exact length
       const length = recordLengthFloor(key, value, headers);
       if (length <= topic.maxMessageBytes) return null;
-      return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${length} bytes exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes} (compressed or not, a record must fit in it); it was not sent`);
+      return refused(topic, 'RESOURCE_EXHAUSTED', `a record of at least ${length} bytes exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes} (compressed or not, a record must fit in it); it was not sent`);
     }
     // The record's own bytes (key, value, header keys and values): `recordSize` less its framing.
     const ownBytes = sizeBytes - RECORD_FRAMING_BOUND - HEADER_OVERHEAD_BYTES * (headers?.length ?? 0);
     const smallestBatch = BATCH_HEADER_BYTES + ownBytes;
     if (smallestBatch <= topic.maxMessageBytes) return null;
-    return new StrataClientError('RESOURCE_EXHAUSTED', `a record of at least ${smallestBatch} bytes (in a batch of its own) exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes}; it was not sent`);
+    return refused(topic, 'RESOURCE_EXHAUSTED', `a record of at least ${smallestBatch} bytes (in a batch of its own) exceeds topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes}; it was not sent`);
   }
 
   /**
@@ -580,7 +596,7 @@ export class Producer {
     const topic = batch.partition.topic;
     const sizeBytes = batch.builder!.sizeBytes;
     if (topic.maxMessageBytes === 0 || sizeBytes <= topic.maxMessageBytes) return;
-    topic.fetchedAtMs = 0; // the limit may have been raised since: look again
+    topic.markStale(); // the limit may have been raised since: look again
     const compressed = this.compression === 'none' ? '' : ` (${this.compression})`;
     throw new StrataClientError('RESOURCE_EXHAUSTED', `a batch of ${batch.recordCount} records is ${sizeBytes} bytes${compressed}, over topic "${topic.name}"'s max.message.bytes of ${topic.maxMessageBytes}; it was not sent`);
   }
@@ -695,6 +711,7 @@ export class Producer {
   }
 
   private loadMetadata(topic: TopicState): Promise<void> {
+    const staleMarks = topic.staleMarks;
     topic.refreshing ??= describeTopic(this.connection, topic.name)
       .then((description) => {
         topic.partitionCount = description.partitions.length;
@@ -702,7 +719,8 @@ export class Producer {
         topic.maxMessageBytes = Number(description.configs['max.message.bytes']) || 0;
         const afterMaxMs = Number(description.configs['message.timestamp.after.max.ms']);
         topic.timestampAfterMaxMs = Number.isSafeInteger(afterMaxMs) && afterMaxMs >= 0 ? afterMaxMs : -1;
-        topic.fetchedAtMs = Date.now();
+        // Marked stale while the lookup was under way: the broker may have answered before the change.
+        topic.fetchedAtMs = topic.staleMarks === staleMarks ? Date.now() : 0;
         topic.refusal = null;
       })
       .finally(() => {
@@ -1051,7 +1069,7 @@ export class Producer {
       return;
     }
     // A vanished topic or a lowered max.message.bytes: fetch the metadata again.
-    if (error.code === 'NOT_FOUND' || error.code === 'RESOURCE_EXHAUSTED') partition.topic.fetchedAtMs = 0;
+    if (error.code === 'NOT_FOUND' || error.code === 'RESOURCE_EXHAUSTED') partition.topic.markStale();
     // A partition fenced by a failed write or fdatasync may keep, and serve after a recovery,
     // what it wrote of this batch and of the ones sent after it.
     this.failFrom(batch, error, isPartitionFence(error) ? 'fenced' : 'refused');
@@ -1367,4 +1385,13 @@ function isPartitionFence(error: StrataClientError): boolean {
 /** The broker does not know the producer id (it lost its metadata, or the id came from elsewhere). */
 function isUnknownProducerId(error: StrataClientError): boolean {
   return error.code === 'INVALID_ARGUMENT' && /^producer id \d+ was never handed out/.test(error.message);
+}
+
+/**
+ * A record refused by the topic's limits as this producer knows them: the topic's metadata is
+ * read again at the next send, since an operator may have raised the limit meanwhile.
+ */
+function refused(topic: TopicState, code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', message: string): StrataClientError {
+  topic.markStale();
+  return new StrataClientError(code, message);
 }

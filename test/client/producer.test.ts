@@ -1017,6 +1017,8 @@ describe('idempotent retries', () => {
     const behindError = (await behind) as StrataClientError;
     expect(behindError).toBeInstanceOf(StrataClientError);
     expect(behindError.message).toMatch(/^not written: an earlier batch of .* was refused/);
+    // Both are the broker's refusal, the second in the producer's words.
+    expect([(bigError as StrataClientError).fromBroker, behindError.fromBroker]).toEqual([true, true]);
     const afterSends = [target.send({ topic: name, value: 'after-1' }), target.send({ topic: name, value: 'after-2' })];
     await target.flush();
     const after = await Promise.all(afterSends);
@@ -1124,6 +1126,24 @@ describe('idempotent retries', () => {
       message = ((await target.send({ topic: name, partition: 0, value: 'C'.repeat(2_000) }).catch((caught: unknown) => caught)) as StrataClientError).message;
     }
     expect(message).toContain('it was not sent');
+  });
+
+  it('learns a raised max.message.bytes or message.timestamp.after.max.ms after refusing a record itself', async () => {
+    const name = await topic(1, { 'max.message.bytes': '1024', 'message.timestamp.after.max.ms': '60000' });
+    const target = producer({ lingerMs: 0, metadataMaxAgeMs: 3_600_000 });
+    const record = { topic: name, partition: 0, value: 'R'.repeat(2_000) };
+    const ahead = { topic: name, partition: 0, value: 'ahead', timestamp: Date.now() + 600_000 };
+    for (const send of [record, ahead]) expect(await target.send(send).catch((caught: unknown) => (caught as StrataClientError).message)).toMatch(/it was not sent$/);
+    await admin.alterTopicConfigs(name, { 'max.message.bytes': '4096', 'message.timestamp.after.max.ms': '3600000' });
+    // Each refusal made the metadata stale: a later send fetches it (in the background) and goes through.
+    for (const send of [record, ahead]) {
+      const deadline = Date.now() + 5_000;
+      let outcome: unknown;
+      do outcome = await target.send(send).catch((caught: unknown) => caught);
+      while (outcome instanceof StrataClientError && Date.now() < deadline);
+      expect(outcome).toMatchObject({ partition: 0 });
+    }
+    expect(values(await readLog(name, 0))).toEqual(['R'.repeat(2_000), 'ahead']);
   });
 });
 
