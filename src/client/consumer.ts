@@ -556,7 +556,11 @@ export class Consumer extends EventEmitter {
     const revocation = this.revokeAssignment(removed);
     this.assignRevocations.add(revocation);
     const settled = (): void => void this.assignRevocations.delete(revocation);
-    revocation.then(settled, settled);
+    revocation.then(settled, (error: unknown) => {
+      settled();
+      // Logged as on the other paths: a caller need not await assign(), whose new partitions start at once.
+      this.logger.warn({ err: error }, 'beforeRevoke failed while assign() released partitions');
+    });
     return revocation;
   }
 
@@ -640,8 +644,14 @@ export class Consumer extends EventEmitter {
    * component overrides this (or passes `initialPosition`) to start from committed offsets.
    */
   protected async initialPosition(partition: TopicPartition): Promise<number | null> {
-    const chosen = (await this.initialPositionOption?.(partition)) ?? null;
-    if (chosen !== null) return chosen;
+    const chosen: unknown = (await this.initialPositionOption?.(partition)) ?? null;
+    if (chosen !== null) {
+      if (typeof chosen !== 'number' || !Number.isSafeInteger(chosen) || chosen < 0) {
+        const returned = typeof chosen === 'string' ? JSON.stringify(chosen) : String(chosen);
+        throw new StrataClientError('INVALID_ARGUMENT', `initialPosition returned ${returned} for ${partition.topic}-${partition.partition}: it must return an offset (a non-negative integer), or null for the reset policy`);
+      }
+      return chosen;
+    }
     if (this.member !== null) return this.member.startOffset(partition);
     if (this.groupId !== null) {
       const committed = await fetchCommittedOffsets(this.connection, this.groupId, [partition.topic]);

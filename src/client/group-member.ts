@@ -169,6 +169,8 @@ export function checkAssignor(value: string): AssignorName {
 export function normalizeSubscription(input: GroupSubscriptionInput): GroupSubscription {
   const spec = Array.isArray(input) ? { topics: input as readonly string[] } : (input as { topics?: readonly string[]; regex?: string | RegExp });
   if (spec === null || typeof spec !== 'object') throw invalidArgument('a subscription is a list of topic names or { topics, regex }');
+  // A string would be spread into one-letter topic names, each a legal one.
+  if (spec.topics !== undefined && !Array.isArray(spec.topics)) throw invalidArgument(`a subscription's topics are a list of topic names, got ${JSON.stringify(spec.topics)}`);
   const topics = [...new Set(spec.topics ?? [])];
   for (const topic of topics) {
     if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument(`subscribed topic names must be non-empty strings, got ${JSON.stringify(topic)}`);

@@ -7,6 +7,7 @@
 // on the consumer's own events and promises (no sleeps).
 import { once } from 'node:events';
 import { InterceptingCall, type Interceptor, status } from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { Connection, type ConnectionOptions, methods } from '../../src/client/connection.js';
@@ -159,6 +160,19 @@ describe('start positions', () => {
     await reader.assign([{ topic: name, partition: 0 }]);
     expect((await take(reader, 3)).map((record) => record.offset)).toEqual([7, 8, 9]);
     expect(asked).toEqual([`${name}-0`]);
+  });
+
+  it('initialPosition returning something other than an offset or null is a fetchError that says so, for as long as it does', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 3);
+    const answers: unknown[] = [-1, '1', 1.5];
+    const reader = consumer({ retryBackoffMs: 10, retryBackoffMaxMs: 10, initialPosition: () => (answers.shift() ?? 1) as number });
+    const errors: string[] = [];
+    reader.on('fetchError', (event: FetchErrorEvent) => errors.push(`${event.error.code}: ${event.error.message}`));
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect((await take(reader, 2)).map((record) => record.offset)).toEqual([1, 2]);
+    const told = (returned: string): string => `INVALID_ARGUMENT: initialPosition returned ${returned} for ${name}-0: it must return an offset (a non-negative integer), or null for the reset policy`;
+    expect(errors).toEqual([told('-1'), told('"1"'), told('1.5')]);
   });
 
   it('an offset out of range applies the reset policy and says so', async () => {
@@ -530,6 +544,23 @@ describe('assignment', () => {
     await reader.assign([{ topic: name, partition: 0 }]);
     await reader.close();
     expect(lookups).toBe(2);
+  });
+
+  it("a beforeRevoke hook that throws in assign()'s revocation is logged, though the caller does not await assign()", async () => {
+    const name = await topic(2);
+    const warnings: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(`${JSON.parse(line).msg}: ${JSON.parse(line).err?.message}`) });
+    const reader = consumer({
+      logger,
+      beforeRevoke: () => {
+        throw new Error('a bug in the hook');
+      },
+    });
+    await reader.assign([{ topic: name, partition: 0 }, { topic: name, partition: 1 }]);
+    const released = reader.assign([{ topic: name, partition: 1 }]); // not awaited, as an application may do
+    await waitUntil(() => warnings.length > 0, 'a warning');
+    expect(warnings).toEqual(['beforeRevoke failed while assign() released partitions: a bug in the hook']);
+    await expect(released).rejects.toThrow('a bug in the hook'); // and the promise still says so
   });
 
   it('assign replaces the assignment; revoked positions reach beforeRevoke before release', async () => {
