@@ -277,7 +277,7 @@ class TopicState {
   fetchedAtMs = 0;
   /** Counts `markStale` calls: a lookup under way when one comes leaves the metadata stale. */
   staleMarks = 0;
-  /** A background refresh that failed is not tried again before this (Date.now() ms; see `wallBefore`). */
+  /** No background refresh before this (Date.now() ms; see `wallBefore`): a retryBackoffMs after the last began, a retryBackoffMaxMs after one failed. */
   refreshNotBeforeMs = 0;
   refreshing: Promise<void> | null = null;
   stickyPartition = -1;
@@ -346,6 +346,8 @@ export class Producer {
   private readonly metadataMaxAgeMs: number;
   private readonly compression: CompressionName;
   private readonly bufferPool: BufferPool;
+  /** Sends failed with `failSoon` whose callbacks have not run yet. */
+  private failingSoon = 0;
 
   private readonly topics = new Map<string, TopicState>();
   /** Partitions with queued batches, in the order they get a turn to send. */
@@ -483,14 +485,18 @@ export class Producer {
     void this.pump();
   }
 
-  /** Fails a send that never got in, after the current call returns (never inside send()). */
   /**
-   * Fails a send after a turn of the event loop, not in a microtask: an application that retries
-   * a refused send at once, in an `await send()` loop or from its callback, would otherwise never
-   * let I/O run, not even the metadata lookup that could end the refusals.
+   * Fails a send that never got in, after a turn of the event loop (never inside send(), and
+   * not in a microtask: an application that retries a refused send at once, in an `await send()`
+   * loop or from its callback, would otherwise never let I/O run, not even the metadata lookup
+   * that could end the refusals). `flushNow` waits for the failures scheduled before it.
    */
   private failSoon(callback: SendCallback, error: Error): void {
-    setImmediate(() => this.complete(callback, error, undefined));
+    this.failingSoon++;
+    setImmediate(() => {
+      this.failingSoon--;
+      this.complete(callback, error, undefined);
+    });
   }
 
   private complete(callback: SendCallback, error: Error | null, result: SendResult | undefined): void {
@@ -731,6 +737,9 @@ export class Producer {
 
   private refreshInBackground(topic: TopicState): void {
     if (topic.refreshing !== null) return;
+    // At most one a retryBackoffMs: sends refused one after another (a clock far ahead, say)
+    // each mark the metadata stale, and would otherwise keep a lookup always under way.
+    topic.refreshNotBeforeMs = Date.now() + this.retryBackoffMs;
     this.loadMetadata(topic).catch((error: unknown) => {
       // Not again for a while: sends to a deleted topic would otherwise ask on every round trip.
       topic.refreshNotBeforeMs = Date.now() + this.retryBackoffMaxMs;
@@ -812,6 +821,11 @@ export class Producer {
     const settled = (): void => {
       if (--remaining === 0) done();
     };
+    // After the sends failed with `failSoon` before this call: immediates run in order.
+    if (this.failingSoon > 0) {
+      remaining++;
+      setImmediate(settled);
+    }
     const track = (batch: ProducerBatch): void => {
       remaining++;
       (batch.settledCallbacks ??= []).push(settled);
@@ -1068,8 +1082,8 @@ export class Producer {
       this.restart(error);
       return;
     }
-    // A vanished topic or a lowered max.message.bytes: fetch the metadata again.
-    if (error.code === 'NOT_FOUND' || error.code === 'RESOURCE_EXHAUSTED') partition.topic.markStale();
+    // A vanished topic, a lowered max.message.bytes or message.timestamp.after.max.ms: fetch the metadata again.
+    if (error.code === 'NOT_FOUND' || error.code === 'RESOURCE_EXHAUSTED' || error.code === 'INVALID_ARGUMENT') partition.topic.markStale();
     // A partition fenced by a failed write or fdatasync may keep, and serve after a recovery,
     // what it wrote of this batch and of the ones sent after it.
     this.failFrom(batch, error, isPartitionFence(error) ? 'fenced' : 'refused');

@@ -182,7 +182,12 @@ export class ConsumerGroup {
     // A heartbeat of the previous epoch (the answer that moved it was lost) is told the current
     // state and moves no partition: a revoked partition it leaves out, the member may hold
     // still, and a new epoch the member does not hear of would make its next retry a zombie's.
-    if (previousEpoch) return this.answer(member);
+    if (previousEpoch) {
+      // Its current epoch is new to it (the answer that gave it was lost), so a smaller
+      // assignment since (a topic deleted) reaches it with a new epoch here too.
+      member.shrunkSinceAnswer = false;
+      return this.answer(member);
+    }
     return this.reconcile(member, input.owned, nowMs);
   }
 

@@ -24,6 +24,8 @@ export class MalformedRequest {
   constructor(
     readonly reason: string,
     readonly code: ErrorCode = ErrorCode.INVALID_ARGUMENT,
+    /** Already counted and logged (a refusal `transport-refusals.ts` hands on): the handler only answers it. */
+    readonly reported = false,
   ) {}
 }
 

@@ -128,9 +128,11 @@ export function pipelinedStream<Request, Response>(
         // stream ends with the refusal's status (INVALID_ARGUMENT for bytes that do not decode,
         // RESOURCE_EXHAUSTED for a request over its size limit) and reason.
         const failure = toGrpcFailure(new StrataError(request.code, request.reason));
-        countRequest(context, method, failure.code, startedAt);
-        context.metrics?.countError(method, failure.strataCode);
-        logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
+        if (!request.reported) {
+          countRequest(context, method, failure.code, startedAt);
+          context.metrics?.countError(method, failure.strataCode);
+          logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
+        }
         refusal = toServiceError(failure);
         stop();
         return;

@@ -11,12 +11,12 @@
  *
  * On the pipelined streams (ProduceStream, CommitOffsetsStream) grpc-js would end the call at
  * once, dropping the answers to the requests before it that are still running: a client would
- * take appended records for ones never run and send them again. There the refusal is handed to
- * the stream's handler instead, in order after the requests grpc-js has read, as a
- * `MalformedRequest`: the handler answers the requests it started, then ends the stream with
- * it, as for a request that does not decode (`pipelined-stream.ts`), and counts and logs it.
- * grpc-js's decoder stops at the oversized message's length: requests that came in the same
- * HTTP/2 frame after the last one it read are never run and get no answer.
+ * take appended records for ones never run and send them again. There the refusal, counted and
+ * logged here, is handed to the stream's handler instead, as a `MalformedRequest` queued after
+ * the requests grpc-js has decoded: the handler answers the requests it started, then ends the
+ * stream with it, as for a request that does not decode (`pipelined-stream.ts`). Requests
+ * grpc-js had not decoded by then (still inflating, or in the same HTTP/2 frame as the
+ * oversized one's length, where grpc-js's decoder stops) are never run and get no answer.
  *
  * grpc-js sends these statuses from the innermost call object, below the interceptors' chain of
  * responders, so the interceptor wraps that object's `sendStatus` (every status passes there)
@@ -55,15 +55,14 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
       refusedAlready = true;
       const path = descriptor.path.slice(1);
       const details = tooLargeDetails(path, sent.details, maxRequestBytes);
-      const inflated = !sent.details.startsWith(GRPC_JS_OVER_MAX);
-      if (PIPELINED_PATHS.has(path) && queueForHandler(innermost, new MalformedRequest(details, ErrorCode.RESOURCE_EXHAUSTED), inflated)) {
-        handedToHandler = true;
-        return;
-      }
       const method = path.slice(path.lastIndexOf('/') + 1);
       const strata = descriptor.path.startsWith(STRATA_SERVICES);
       if (strata) context.metrics?.countRefusal(method, sent.code, ErrorCode.RESOURCE_EXHAUSTED);
       log.refused({ method, code: sent.code, reason: details });
+      if (PIPELINED_PATHS.has(path) && queueForHandler(innermost, new MalformedRequest(details, ErrorCode.RESOURCE_EXHAUSTED, true))) {
+        handedToHandler = true;
+        return;
+      }
       const metadata = sent.metadata?.clone() ?? new Metadata();
       if (strata) metadata.set(STRATA_ERROR_TRAILER, ErrorCode.RESOURCE_EXHAUSTED);
       send.call(innermost, { ...sent, details, metadata });
@@ -79,7 +78,6 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
  * message that decompresses to a size larger than M"); no handler's message does.
  */
 const GRPC_JS_TOO_LARGE = 'Received message ';
-const GRPC_JS_OVER_MAX = 'Received message larger than max';
 
 /** The start of every path of Strata's own services (`/strata.v1.Log/Produce`, ...). */
 const STRATA_SERVICES = '/strata.';
@@ -110,21 +108,18 @@ interface ReadQueueInternals {
 }
 
 /**
- * Queues `request` after the messages grpc-js has read on `call`, as a decoded one, for the
+ * Queues `request` after the messages grpc-js has decoded on `call`, as a decoded one, for the
  * handler to read in turn; false if this grpc-js has no such queue (the refusal is then sent at
- * once, as grpc-js would). After a message that inflated past the limit (`inflated`), grpc-js
- * leaves that message in the queue undecoded, which would hold back everything after it: the
- * messages still undecoded are taken out, so they are never run (nor answered), and the ones
- * decoded before them are read first.
+ * once, as grpc-js would). The queue is cut at its first message still undecoded: grpc-js
+ * leaves one that inflated past the limit there for good, which would hold back everything
+ * after it, so those messages (and any after them) are never run, nor answered.
  */
-function queueForHandler(call: object, request: MalformedRequest, inflated: boolean): boolean {
+function queueForHandler(call: object, request: MalformedRequest): boolean {
   const internals = call as ReadQueueInternals;
   const queue = internals.readQueue;
   if (!Array.isArray(queue) || typeof internals.maybePushNextMessage !== 'function') return false;
-  if (inflated) {
-    const decoded = queue.filter((entry) => entry.type !== 'COMPRESSED');
-    queue.splice(0, queue.length, ...decoded);
-  }
+  const undecoded = queue.findIndex((entry) => entry.type === 'COMPRESSED');
+  if (undecoded >= 0) queue.length = undecoded;
   queue.push({ type: 'READABLE', compressedMessage: null, parsedMessage: request });
   internals.maybePushNextMessage();
   return true;

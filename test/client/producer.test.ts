@@ -1147,6 +1147,42 @@ describe('idempotent retries', () => {
   });
 });
 
+describe('sends refused at once', () => {
+  it('flush() settles after the callbacks of sends refused before it, which run a turn of the event loop later', async () => {
+    const name = await topic(1, { 'message.timestamp.after.max.ms': '60000' });
+    const target = producer({ lingerMs: 0 });
+    await target.send({ topic: name, value: 'first' }); // the topic's limits are known from here
+    const called: string[] = [];
+    target.send({ topic: name, value: 'ahead', timestamp: Date.now() + 600_000 }, (error) => called.push(error?.message ?? 'no error'));
+    expect(called).toEqual([]);
+    await target.flush();
+    expect(called).toEqual([expect.stringMatching(/it was not sent$/)]);
+  });
+
+  it('sends refused one after another look the topic up at most once a retryBackoffMs', async () => {
+    const name = await topic(1, { 'message.timestamp.after.max.ms': '60000' });
+    const lookups = { calls: 0 };
+    const counting: Interceptor = (options, nextCall) => {
+      if (options.method_definition.path === '/strata.v1.Admin/DescribeTopic') lookups.calls++;
+      return new InterceptingCall(nextCall(options));
+    };
+    const target = producer({ lingerMs: 0, retryBackoffMs: 50, retryBackoffMaxMs: 50, interceptors: [counting] });
+    await target.send({ topic: name, value: 'first' });
+    const before = lookups.calls;
+    const startedAt = performance.now();
+    let refusals = 0;
+    while (performance.now() - startedAt < 500) {
+      const refused = await target.send({ topic: name, value: 'ahead', timestamp: Date.now() + 600_000 }).catch((caught: unknown) => caught);
+      expect(refused).toBeInstanceOf(StrataClientError);
+      refusals++;
+    }
+    const elapsedMs = performance.now() - startedAt;
+    expect(refusals).toBeGreaterThan(lookups.calls - before);
+    expect(lookups.calls - before).toBeGreaterThan(0); // each refusal marks the metadata stale
+    expect(lookups.calls - before).toBeLessThanOrEqual(Math.floor(elapsedMs / 50) + 2);
+  });
+});
+
 describe('acks', () => {
   it("refuses acks 'none' with idempotence", () => {
     expect(() => new Producer({ server: broker.address, acks: 'none' })).toThrow(/acks 'none' cannot be idempotent/);
