@@ -108,13 +108,21 @@ export function uniformAssign(
     }
   }
 
-  // 2. Free partitions go to the least-loaded eligible member.
+  // 2. Free partitions go to the least-loaded eligible member: the least loaded of the topic's
+  // subscribers, the first in id order among equals.
   const sortedIds = members.map((member) => member.memberId).sort();
+  const subscribersOf = new Map<string, string[]>();
+  for (const memberId of sortedIds) {
+    for (const topic of byId.get(memberId)!.topics) {
+      const subscribers = subscribersOf.get(topic);
+      if (subscribers === undefined) subscribersOf.set(topic, [memberId]);
+      else subscribers.push(memberId);
+    }
+  }
   for (const key of all) {
     if (owner.has(key)) continue;
     let best: string | null = null;
-    for (const memberId of sortedIds) {
-      if (!eligibleFor(key, memberId)) continue;
+    for (const memberId of subscribersOf.get(topicOf.get(key)!) ?? []) {
       if (best === null || assignment.get(memberId)!.size < assignment.get(best)!.size) best = memberId;
     }
     if (best !== null) {
@@ -134,31 +142,66 @@ export function uniformAssign(
   // the loop ends.
   const meanFloor = Math.floor(owner.size / Math.max(1, members.length));
   const meanCeil = Math.ceil(owner.size / Math.max(1, members.length));
+  // The taker for a giver is the least-loaded member (the last in id order among equals) with at
+  // least two fewer that subscribes to a topic of one of the giver's partitions. Those with two
+  // fewer are the end of the members by load; the taker is found by walking them, or, when there
+  // are more of them than subscribers of the giver's topics, among those subscribers.
   for (;;) {
     let moved = false;
-    const byLoad = [...sortedIds].sort((a, b) => assignment.get(b)!.size - assignment.get(a)!.size || a.localeCompare(b));
-    outer: for (const heavy of byLoad) {
+    // Most loaded first, in id order among equals (indexes into sortedIds, compared by number).
+    const loads = sortedIds.map((memberId) => assignment.get(memberId)!.size);
+    const byLoad = Array.from(sortedIds.keys())
+      .sort((a, b) => loads[b]! - loads[a]! || a - b)
+      .map((index) => sortedIds[index]!);
+    // Each member's index in byLoad, made when first needed.
+    let placeMap: Map<string, number> | null = null;
+    const place = (): ReadonlyMap<string, number> => (placeMap ??= new Map(byLoad.map((memberId, index) => [memberId, index])));
+    for (const heavy of byLoad) {
       const given = assignment.get(heavy)!;
-      for (let index = byLoad.length - 1; index >= 0; index--) {
-        const light = byLoad[index]!;
-        const taken = assignment.get(light)!;
-        const half = Math.floor((given.size - taken.size) / 2);
-        if (half < 1) break;
-        const excess = Math.max(1, Math.min(half, given.size - meanCeil, meanFloor - taken.size));
-        const candidates: TopicPartition[] = [];
-        for (const key of given) if (eligibleFor(key, light)) candidates.push(key);
-        if (candidates.length === 0) continue;
-        candidates.sort((a, b) => ordinal.get(b)! - ordinal.get(a)!);
-        for (const key of candidates.slice(0, excess)) {
-          given.delete(key);
-          taken.add(key);
-        }
-        moved = true;
-        stats.moves++;
-        break outer;
+      let first = byLoad.length;
+      while (first > 0 && assignment.get(byLoad[first - 1]!)!.size <= given.size - 2) first--;
+      if (first === byLoad.length) break; // no one has two fewer than this one, nor than those after it
+      const topics = new Set<string>();
+      for (const key of given) topics.add(topicOf.get(key)!);
+      const light = takerFor(topics, byLoad, place, first);
+      if (light === null) continue;
+      const taken = assignment.get(light)!;
+      const half = Math.floor((given.size - taken.size) / 2);
+      const excess = Math.max(1, Math.min(half, given.size - meanCeil, meanFloor - taken.size));
+      const candidates: TopicPartition[] = [];
+      for (const key of given) if (eligibleFor(key, light)) candidates.push(key);
+      candidates.sort((a, b) => ordinal.get(b)! - ordinal.get(a)!);
+      for (const key of candidates.slice(0, excess)) {
+        given.delete(key);
+        taken.add(key);
       }
+      moved = true;
+      stats.moves++;
+      break;
     }
     if (!moved) break;
+  }
+
+  /** The last of `byLoad[first..]` subscribed to one of `topics`, or null (`place`: each member's index in `byLoad`). */
+  function takerFor(topics: ReadonlySet<string>, byLoad: readonly string[], place: () => ReadonlyMap<string, number>, first: number): string | null {
+    let subscribers = 0;
+    for (const topic of topics) subscribers += subscribersOf.get(topic)?.length ?? 0;
+    if (byLoad.length - first <= subscribers) {
+      for (let index = byLoad.length - 1; index >= first; index--) {
+        const member = byId.get(byLoad[index]!)!;
+        for (const topic of topics) if (member.topics.has(topic)) return member.memberId;
+      }
+      return null;
+    }
+    let best = -1;
+    const places = place();
+    for (const topic of topics) {
+      for (const memberId of subscribersOf.get(topic) ?? []) {
+        const index = places.get(memberId)!;
+        if (index >= first && index > best) best = index;
+      }
+    }
+    return best < 0 ? null : byLoad[best]!;
   }
   return assignment;
 }

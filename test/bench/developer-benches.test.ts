@@ -1,7 +1,8 @@
 // Goal: the developer benchmarks under bench/ end a failed run as `strata` does: one line on
 // stderr naming the tool and what failed, no stack trace, exit code 1; method: each compiled
 // benchmark (dist/bench/, built by `npm test`) run so that it fails at its first step, its
-// temporary directory pointed at a regular file.
+// temporary directory pointed at a regular file. The assignor benchmark, which has no such
+// step, is run in its quick form.
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,4 +33,15 @@ it.each([
   ['storage-bench', ['--quick', '--dir', notADirectory], `storage-bench: EEXIST: file already exists, mkdir '${notADirectory}'\n`],
 ])('%s: one line and exit code 1', async (name, args, line) => {
   expect(await failedRun(name, args)).toEqual({ code: 1, stderr: line });
+});
+
+it('assignor-bench --quick prints a line per case with both timings', async () => {
+  const { stdout } = await run(process.execPath, [join(PACKAGE_ROOT, 'dist', 'bench', 'assignor-bench.js'), '--quick'], { timeout: 60_000 });
+  const lines = stdout.trimEnd().split('\n');
+  expect(lines[0]).toMatch(/^case +all at once +one join$/);
+  expect(lines.slice(1, 3)).toEqual([
+    expect.stringMatching(/^same topic: 10 members, 100 partitions \(1 topic, all\) +\d+\.\d ms +\d+\.\d ms$/),
+    expect.stringMatching(/^differing: 20 members, 50 partitions \(3 of 10 topics each\) +\d+\.\d ms +\d+\.\d ms$/),
+  ]);
+  expect(lines[3]).toMatch(/^load average/);
 });
