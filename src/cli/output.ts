@@ -23,6 +23,7 @@ import type { Writable } from 'node:stream';
 import { escapeUnprintable } from '../common/printable.js';
 import { systemErrorText } from '../common/errors.js';
 import { UsageError } from './cli-errors.js';
+import { PARTITION_MAX } from '../client/option-checks.js';
 
 /** Bytes held before a write to the stream. */
 export const OUTPUT_CHUNK_BYTES = 256 * 1024;
@@ -319,7 +320,10 @@ export function parsePosition(text: string, flag: string): Position {
   if (ISO_DATE.test(text)) {
     const hasZone = /(Z|[+-]\d{2}:?\d{2})$/.test(text) && text.length > 10;
     const timestamp = Date.parse(hasZone ? text : text.length === 10 ? `${text}T00:00:00Z` : `${text.replace(' ', 'T')}Z`);
-    if (Number.isFinite(timestamp)) return { timestamp };
+    if (Number.isFinite(timestamp)) {
+      if (timestamp < 0) throw new UsageError(`${flag}: ${text} is before 1970, earlier than any record's timestamp can be; give a later time, or earliest`);
+      return { timestamp };
+    }
   }
   throw new UsageError(`${flag} takes earliest, latest, an offset or an ISO-8601 time (2024-05-01T12:00:00Z), got ${JSON.stringify(text)}`);
 }
@@ -328,6 +332,13 @@ export function parsePosition(text: string, flag: string): Position {
 export function nonNegativeInteger(value: number | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   if (!Number.isSafeInteger(value) || value < 0) throw new UsageError(`${flag} must be a non-negative integer, got ${shownNumber(value)}`);
+  return value;
+}
+
+/** A partition flag: an integer from 0 to 2^31 - 1, the most the wire's int32 carries. */
+export function partitionFlag(value: number | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isSafeInteger(value) || value < 0 || value > PARTITION_MAX) throw new UsageError(`${flag} must be a partition number from 0 to ${PARTITION_MAX}, got ${shownNumber(value)}`);
   return value;
 }
 

@@ -74,6 +74,11 @@ describe('strata topics', () => {
     expect(await strata('topics', 'alter', 'admin-orders', '--config', 'retention.ms=3600000', '--config', 'segment.ms=600000')).toBe(
       'altered topic "admin-orders": retention.ms=3600000, segment.ms=600000\n',
     );
+    // flush.ms alone selects interval flushing, which the confirmation says.
+    expect(await strata('topics', 'alter', 'admin-orders', '--config', 'flush.ms=5000')).toBe(
+      'altered topic "admin-orders": flush.ms=5000; flush is now interval (acks=all answers before the fdatasync, which comes every flush.ms)\n',
+    );
+    expect(await strata('topics', 'alter', 'admin-orders', '--reset', 'flush.ms')).toMatch(/^altered topic "admin-orders": flush\.ms=\d+ \(broker default\); flush is now always\n$/);
     const altered = table(await strata('topics', 'describe', 'admin-orders'), 'CONFIG');
     expect(altered.find((row) => row.CONFIG === 'retention.ms')?.VALUE).toBe('3600000');
     expect(altered.find((row) => row.CONFIG === 'segment.ms')?.VALUE).toBe('600000');

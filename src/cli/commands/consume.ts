@@ -22,7 +22,7 @@ import { type OffsetSpec, describeTopic } from '../../client/admin.js';
 import { Connection } from '../../client/connection.js';
 import { UsageError } from '../cli-errors.js';
 import { connectionOptions, describeFailure, withClientOptions } from '../client-options.js';
-import { OutputWriter, nonNegativeInteger, parsePosition } from '../output.js';
+import { OutputWriter, nonNegativeInteger, parsePosition, partitionFlag } from '../output.js';
 import { RECORD_FORMATS, type ReadState, RecordPrinter, type RecordFormat } from '../record-format.js';
 import { assignedConsumer } from './consume-assigned.js';
 import { groupConsumer } from './consume-group.js';
@@ -75,7 +75,7 @@ function startSpec(text: string | undefined): OffsetSpec {
 async function consume(argv: ConsumeArgs): Promise<void> {
   const options = connectionOptions(argv);
   const count = nonNegativeInteger(argv.count, '--count');
-  const only = nonNegativeInteger(argv.partition, '--partition');
+  const only = partitionFlag(argv.partition, '--partition');
   const start = startSpec(argv.from);
   if (argv.group !== undefined && typeof start === 'object') {
     throw new UsageError('with --group, --from is earliest or latest (where partitions without a committed offset start); move committed offsets with `strata groups reset-offsets`');

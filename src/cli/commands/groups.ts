@@ -9,7 +9,7 @@ import type { Argv } from 'yargs';
 import { Admin, type GroupDescription, type ResetSpec } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
 import { withClientOptions, withConnection } from '../client-options.js';
-import { formatDuration, formatFields, formatTable, nonNegativeInteger, parsePosition, printLine, shownNumber } from '../output.js';
+import { formatDuration, formatFields, formatTable, parsePosition, partitionFlag, printLine, shownNumber } from '../output.js';
 
 export function groupsCommand(yargs: Argv): Argv {
   return yargs.command('groups', 'List, describe, reset and delete consumer groups', (groups) =>
@@ -52,7 +52,7 @@ export function groupsCommand(yargs: Argv): Argv {
             .example('strata groups reset-offsets billing --topic orders --to 1500 --partition 2', 'one partition to an offset'),
         async (argv) => {
           const to = resetSpec(argv.to, argv['shift-by']);
-          const partitions = (argv.partition ?? []).map((partition) => nonNegativeInteger(partition, '--partition')!);
+          const partitions = (argv.partition ?? []).map((partition) => partitionFlag(partition, '--partition')!);
           const offsets = await withConnection(argv, (connection) => new Admin({ connection }).resetOffsets(argv.group, argv.topic, to, partitions));
           await printLine(formatTable(['TOPIC', 'PARTITION', 'NEW OFFSET'], offsets.map((entry) => [entry.topic, entry.partition, entry.offset])));
         },

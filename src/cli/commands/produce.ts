@@ -28,7 +28,7 @@ import { describeTopic } from '../../client/admin.js';
 import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnectionTo } from '../client-options.js';
-import { bytesFromJson, formatCount, nonNegativeInteger, parsePairs } from '../output.js';
+import { bytesFromJson, formatCount, parsePairs, partitionFlag } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
 import { plural } from '../../common/plural.js';
 
@@ -93,7 +93,7 @@ type LineParser = (line: string, lineNumber: number) => ProducerRecord | null;
 
 function lineParser(argv: ProduceArgs): LineParser {
   const topic = argv.topic;
-  const partition = nonNegativeInteger(argv.partition, '--partition');
+  const partition = partitionFlag(argv.partition, '--partition');
   const headerPairs = parsePairs(argv.header, '--header');
   const headers = Object.keys(headerPairs).length > 0 ? headerPairs : undefined;
   const key = argv.key ?? null;
