@@ -14,6 +14,7 @@
  * the directory under `<data-dir>/deleted/` and removes it in the background; leftovers there
  * are removed at the next start.
  */
+import { forEachConcurrently } from '../common/concurrently.js';
 import { join } from 'node:path';
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
 import { ErrorCode, StrataError, errnoOrMessage, fileCallErrno, isDiskFullCode } from '../common/errors.js';
@@ -44,6 +45,11 @@ import { checkTopicName } from '../common/topic-name.js';
 
 /** Missing partition directories a refused start names before it counts the rest. */
 const MISSING_PARTITIONS_NAMED = 5;
+/**
+ * Partitions of one topic opened (created) or closed (deleted) at once: enough to keep the disk
+ * busy while one waits for an fsync, few enough to leave libuv's four threads to other I/O.
+ */
+const PARTITION_FILE_CALLS_CONCURRENCY = 8;
 
 export interface BrokerOptions {
   dataDir: string;
@@ -391,16 +397,21 @@ export class Broker {
       existing!.delete(String(partition));
       this.logger.info({ topic, partition, directory }, 'took over a partition directory without records that no topic referred to (left by a topic change a crash cut off)');
     }
-    const logs: PartitionLog[] = [];
+    // In partition order; one failed open leaves holes where the others did not get to.
+    const opened: (PartitionLog | undefined)[] = new Array(to - from);
+    const logs = (): PartitionLog[] => opened.filter((log): log is PartitionLog => log !== undefined);
     try {
-      for (let partition = from; partition < to; partition++) logs.push(await this.openPartition(topic, partition, config));
+      const partitions = Array.from({ length: to - from }, (_, index) => from + index);
+      await forEachConcurrently(partitions, PARTITION_FILE_CALLS_CONCURRENCY, async (partition) => {
+        opened[partition - from] = await this.openPartition(topic, partition, config);
+      });
       // The partition directories' own entries, in the topic's directory and it in topics/,
       // durable before the metadata says the topic has them: else a power loss could take a
       // directory with records acknowledged in it, and the start would make it again, empty.
       await this.fs.fsyncDirectory(topicDirectory);
       await this.fs.fsyncDirectory(topicsDirectory(this.dataDir));
       await commit();
-      return logs;
+      return logs();
     } catch (error) {
       // The topic's directory goes only when this call made it, for a new topic; otherwise
       // only the partition directories this call made.
@@ -409,7 +420,7 @@ export class Broker {
       for (let partition = from; !madeTopicDirectory && partition < to; partition++) {
         if (!existing?.has(String(partition))) leftovers.push(partitionDirectory(this.dataDir, topic, partition));
       }
-      for (const log of logs) await log.close().catch((failure: unknown) => this.logger.warn({ topic, err: failure }, 'closing a partition of a failed topic change failed'));
+      for (const log of logs()) await log.close().catch((failure: unknown) => this.logger.warn({ topic, err: failure }, 'closing a partition of a failed topic change failed'));
       for (const directory of leftovers) await this.fs.removeTree(directory).catch((failure: unknown) => this.logger.warn({ directory, err: failure }, 'removing the directory of a failed topic change failed'));
       throw error;
     }
@@ -495,11 +506,11 @@ export class Broker {
    */
   private async retireTopicFiles(name: string, logs: readonly PartitionLog[]): Promise<void> {
     const gone = new StrataError(ErrorCode.NOT_FOUND, `topic "${name}" was deleted`);
-    for (const log of logs) {
-      await log.close({ reason: gone }).catch((error: unknown) =>
+    await forEachConcurrently(logs, PARTITION_FILE_CALLS_CONCURRENCY, (log) =>
+      log.close({ reason: gone, discard: true }).catch((error: unknown) =>
         this.logger.error({ topic: name, log: log.name, err: error }, 'closing a partition of the deleted topic failed; its files are removed all the same'),
-      );
-    }
+      ),
+    );
     const directory = join(topicsDirectory(this.dataDir), name);
     let target: string;
     try {

@@ -1659,15 +1659,17 @@ export class PartitionLog {
    * Stops taking appends, finishes queued ones (and those called before it that are still in
    * their compressed check), fdatasyncs, writes the indexes, the recovery checkpoint and the
    * clean-shutdown marker, and closes the files. Idempotent. Later calls are refused with
-   * `reason` (default: FAILED_PRECONDITION "log is closed").
+   * `reason` (default: FAILED_PRECONDITION "log is closed"). With `discard` (a deleted topic's
+   * log, whose files go next) nothing more is synced or written: the writes and fdatasyncs under
+   * way finish, and the files are closed.
    */
-  close(options: { reason?: StrataError } = {}): Promise<void> {
+  close(options: { reason?: StrataError; discard?: boolean } = {}): Promise<void> {
     this.closedError ??= options.reason ?? logClosedError(`log ${this.name}`);
-    this.closing ??= this.closeOnce();
+    this.closing ??= this.closeOnce(options.discard === true);
     return this.closing;
   }
 
-  private async closeOnce(): Promise<void> {
+  private async closeOnce(discard: boolean): Promise<void> {
     if (this.flushTimer !== null) clearInterval(this.flushTimer);
     await this.fenceRecorded;
     await this.syncFailureRecorded;
@@ -1676,7 +1678,13 @@ export class PartitionLog {
     while (this.writerRunning) await this.writing;
     while (this.syncing !== null) await this.syncing;
     try {
-      if (this.fence === null) {
+      if (discard) {
+        // None is left waiting for an fdatasync once the syncs under way ended; were one, it is
+        // refused with the reason, as the appends after it, rather than left unanswered.
+        const waiting = this.awaitingDurable;
+        this.awaitingDurable = [];
+        for (const append of waiting) append.reject(this.closedError!);
+      } else if (this.fence === null) {
         const active = this.segments.last();
         try {
           await active.flush();

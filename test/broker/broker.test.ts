@@ -21,14 +21,14 @@ const opened = useBrokerOnTestFileSystem('strata-broker-');
 
 const total = (calls: IoCalls): number => calls.eventLoop.write + calls.eventLoop.fdatasync + calls.threadPool.write + calls.threadPool.fdatasync;
 
-it("counts a deleted topic's I/O calls while its logs close, and after", async () => {
+it("counts a deleted topic's I/O calls while its directory moves out, and after", async () => {
   await opened.broker.createTopic('doomed', 1, {});
   for (const value of ['a', 'b', 'c']) await opened.broker.produceBatches('doomed', 0, buildBatch([{ value: Buffer.from(value) }]), 'all');
   const before = total(opened.broker.ioCallTotals());
   expect(before).toBeGreaterThanOrEqual(6); // a write and an fdatasync each (acks=all, flush=always)
 
-  // The close fdatasyncs the log: held there, the topic is gone from the broker but not closed.
-  const held = opened.fs.hold('fdatasync');
+  // Held at the move of its directory: the topic is gone from the broker, its logs closed.
+  const held = opened.fs.hold('rename', join('deleted', '')); // the move into the graveyard
   const deleted = opened.broker.deleteTopic('doomed');
   await held.reached;
   try {
