@@ -12,6 +12,7 @@
  * member that joins subscribes to t0 and t1.
  */
 import { loadavg } from 'node:os';
+import { formatTable } from '../src/cli/output.js';
 import { type Assignment, type AssignorMember, assign } from '../src/groups/assignors.js';
 
 interface Case {
@@ -72,7 +73,5 @@ const rows = (quick ? QUICK_CASES : CASES).map((shape) => {
   const subscribed = shape.subscriptions === 0 ? '1 topic, all' : `${shape.subscriptions} of ${shape.topics} topics each`;
   return [`${shape.name}: ${shape.members.toLocaleString('en-US')} members, ${partitions} partitions (${subscribed})`, `${initialMs.toFixed(1)} ms`, `${joinMs.toFixed(1)} ms`];
 });
-const header = ['case', 'all at once', 'one join'];
-const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-for (const row of [header, ...rows]) console.log(row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  '));
+console.log(formatTable(['case', 'all at once', 'one join'], rows, ['all at once', 'one join']));
 console.log(`load average (1/5/15 min): ${loadavg().map((load) => load.toFixed(2)).join(' / ')}; node ${process.version}`);

@@ -47,7 +47,8 @@ import { checkTopicName } from '../common/topic-name.js';
 const MISSING_PARTITIONS_NAMED = 5;
 /**
  * Partitions of one topic opened (created) or closed (deleted) at once: enough to keep the disk
- * busy while one waits for an fsync, few enough to leave libuv's four threads to other I/O.
+ * busy while one waits for an fsync, few enough that the other partitions' I/O waits behind at
+ * most 8 of them in libuv's thread pool (four threads), not behind thousands.
  */
 const PARTITION_FILE_CALLS_CONCURRENCY = 8;
 

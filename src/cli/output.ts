@@ -24,6 +24,7 @@ import { escapeUnprintable } from '../common/printable.js';
 import { systemErrorText } from '../common/errors.js';
 import { UsageError } from './cli-errors.js';
 import { PARTITION_MAX } from '../client/option-checks.js';
+import { integerRangeProblem } from '../common/integer-range.js';
 
 /** Bytes held before a write to the stream. */
 export const OUTPUT_CHUNK_BYTES = 256 * 1024;
@@ -338,7 +339,8 @@ export function nonNegativeInteger(value: number | undefined, flag: string): num
 /** A partition flag: an integer from 0 to 2^31 - 1, the most the wire's int32 carries. */
 export function partitionFlag(value: number | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  if (!Number.isSafeInteger(value) || value < 0 || value > PARTITION_MAX) throw new UsageError(`${flag} must be a partition number from 0 to ${PARTITION_MAX}, got ${shownNumber(value)}`);
+  const problem = integerRangeProblem(flag, value, 0, PARTITION_MAX);
+  if (problem !== null) throw new UsageError(problem);
   return value;
 }
 

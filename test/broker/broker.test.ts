@@ -3,7 +3,7 @@
 // as retriable; method: a real broker on a temp directory, with an injected FileSystem that holds
 // the closing log's fdatasync.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
@@ -28,7 +28,7 @@ it("counts a deleted topic's I/O calls while its directory moves out, and after"
   expect(before).toBeGreaterThanOrEqual(6); // a write and an fdatasync each (acks=all, flush=always)
 
   // Held at the move of its directory: the topic is gone from the broker, its logs closed.
-  const held = opened.fs.hold('rename', join('deleted', '')); // the move into the graveyard
+  const held = opened.fs.hold('rename', `${sep}deleted${sep}`); // the move into the graveyard
   const deleted = opened.broker.deleteTopic('doomed');
   await held.reached;
   try {

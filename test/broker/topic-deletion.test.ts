@@ -131,7 +131,7 @@ it('on a disk that fails every fdatasync: succeeds all the same, since nothing o
 });
 
 it('whose topics directory fails to fsync after the move: drops the offsets, removes the moved directory, logs what a crash could bring back, and fails', async () => {
-  fs.directorySyncError = 'EIO'; // every directory fsync, the close's included
+  fs.directorySyncError = 'EIO'; // every directory fsync (a deleted topic's close makes none)
   await expect(broker.deleteTopic('doomed')).rejects.toMatchObject({
     code: ErrorCode.STORAGE_ERROR,
     message: expect.stringMatching(/^topic "doomed" is deleted and its directory moved out, but the fsync of the topics directory failed with EIO: after a crash/),

@@ -220,6 +220,34 @@ describe('uniform assignor, arbitrary inputs', () => {
 });
 
 describe('uniform assignor, heterogeneous subscriptions', () => {
+  it('property: with random subscriptions and a random current assignment, no member ends two or more below one holding a partition of a topic it subscribes to', () => {
+    // Many members with few topics each and few with many: a giver's takers are found both by
+    // walking the least-loaded members and among its topics' subscribers.
+    const seed = 0xba1a;
+    const random = mulberry32(seed);
+    for (let iteration = 0; iteration < 400; iteration++) {
+      const topics = Array.from({ length: 1 + Math.floor(random() * 8) }, (_, i) => `t${i}`);
+      const wide = random() < 0.5;
+      const list = Array.from({ length: 1 + Math.floor(random() * 30) }, (_, i) => {
+        const mine = topics.filter(() => random() < (wide ? 0.7 : 0.15));
+        return member(`m${String(i).padStart(2, '0')}`, ...(mine.length > 0 ? mine : [topics[0]!]));
+      });
+      const partitionCounts = new Map(topics.map((topic) => [topic, Math.floor(random() * 12)]));
+      const current: Assignment = new Map(list.map((m) => [m.memberId, new Set<TopicPartition>()]));
+      for (const key of allPartitions(partitionCounts)) if (random() < 0.7) current.get(list[Math.floor(random() * list.length)]!.memberId)!.add(key);
+      const result = uniformAssign(list, partitionCounts, current);
+      ownersOf(result, list);
+      for (const giver of list) {
+        const given = result.get(giver.memberId)!;
+        const heldTopics = new Set([...given].map((key) => splitTp(key).topic));
+        for (const taker of list) {
+          if (![...taker.topics].some((topic) => heldTopics.has(topic))) continue;
+          expect(given.size - result.get(taker.memberId)!.size, `seed ${seed}, iteration ${iteration}: ${giver.memberId} over ${taker.memberId}`).toBeLessThan(2);
+        }
+      }
+    }
+  });
+
   it('gives a partition only to members subscribed to its topic, and balances where subscriptions allow', () => {
     const list = [member('a', 'x'), member('b', 'x', 'y'), member('c', 'y')];
     const partitionCounts = counts({ x: 6, y: 6 });

@@ -443,13 +443,13 @@ describe('offset commits', () => {
 describe('commits while a topic is being deleted', () => {
   it("stores the other partitions of a member's commit, not refusing it for the topic whose files are still being moved out", async () => {
     const member = await memberOfTwoTopics();
-    const sync = fs.hold('rename', '/deleted/'); // the move into the graveyard
+    const move = fs.hold('rename', '/deleted/'); // the move into the graveyard
     const deleted = broker.deleteTopic('u');
     try {
-      await sync.reached; // u is gone from the topics; its directory is being moved out
+      await move.reached; // u is gone from the topics; its directory is being moved out
       await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 't', partition: 0, offset: 0, metadata: '' }, { topic: 'u', partition: 0, offset: 5, metadata: '' }]);
     } finally {
-      sync.release();
+      move.release();
       await deleted;
     }
     expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 0 }]);

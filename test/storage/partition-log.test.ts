@@ -2210,3 +2210,25 @@ describe('writer edge cases', () => {
     expect(outcome).toBe(0);
   });
 });
+
+describe('close({ discard: true }): a deleted topic’s log', () => {
+  it('syncs and writes nothing, refuses later appends with the reason, wakes a waiting reader and closes every file', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, {}, { fs });
+    await log.append(batchOf(0, 3));
+    const filesBefore = nodeFs.readdirSync(directory).sort();
+    let woken = 0;
+    log.onHighWatermark(() => woken++);
+    const gone = new StrataError(ErrorCode.NOT_FOUND, 'topic "t" was deleted');
+    fs.failFdatasync = true; // a sync the close made would fail it
+    await log.close({ reason: gone, discard: true });
+    fs.failFdatasync = false;
+    expect(log.fenced).toBeNull();
+    expect(nodeFs.readdirSync(directory).sort()).toEqual(filesBefore); // no marker, checkpoint or snapshot written
+    expect(nodeFs.existsSync(join(directory, '.clean-shutdown'))).toBe(false);
+    expect(woken).toBeGreaterThan(0);
+    expect(fs.openFds.size).toBe(0);
+    await expect(log.append(batchOf(3, 1))).rejects.toBe(gone);
+  });
+});

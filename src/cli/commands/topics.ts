@@ -87,8 +87,8 @@ export function topicsCommand(yargs: Argv): Argv {
             ...Object.keys(configs).map((key) => `${key}=${altered.configs[key] ?? configs[key]}`),
             ...reset.map((key) => `${key}=${altered.configs[key] ?? '?'} (broker default)`),
           ];
-          // flush.ms alone selects interval flushing (acks=all then answered before the fdatasync): say what the flush is now.
-          const flushTouched = 'flush.ms' in configs || reset.includes('flush.ms') || reset.includes('flush');
+          // flush.ms alone selects interval flushing (acks=all then answered before the fdatasync), and its reset may end that: say what flush is now.
+          const flushTouched = 'flush.ms' in configs || reset.includes('flush.ms');
           const flushNow = !('flush' in configs) && flushTouched ? `; flush is now ${altered.configs['flush'] ?? '?'}${altered.configs['flush'] === 'interval' ? ` (acks=all answers before the fdatasync, which comes every flush.ms)` : ''}` : '';
           await printLine(`altered topic "${altered.name}": ${changes.join(', ')}${flushNow}`);
         },
