@@ -7,9 +7,10 @@
 // fill, not of its last, short one. Method: the no-op server in this process, the real client
 // Producer and Consumer over gRPC.
 import { once } from 'node:events';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { runE2eLoad } from '../../src/bench/e2e-load.js';
-import { type NoopServer, NoopState, startNoopServer } from '../../src/bench/noop-server.js';
+import { NoopState } from '../../src/bench/noop-server.js';
+import { useNoopServer } from '../helpers/noop-server.js';
 import { Admin } from '../../src/client/admin.js';
 import { Consumer, type ConsumerOptions, type ConsumerRecord } from '../../src/client/consumer.js';
 import { Producer } from '../../src/client/producer.js';
@@ -22,17 +23,10 @@ import { e2eLoadOptions } from '../helpers/e2e-load-options.js';
 import { TestClient } from '../helpers/grpc-client.js';
 import { waitUntil } from '../helpers/wait.js';
 
-let state: NoopState;
-let server: NoopServer;
-
-beforeAll(async () => {
-  state = new NoopState();
-  server = await startNoopServer('127.0.0.1:0', state);
-});
-afterAll(() => server?.stop());
+const noop = useNoopServer(() => new NoopState());
 
 async function createTopic(name: string): Promise<void> {
-  const admin = new Admin({ server: server.address });
+  const admin = new Admin({ server: noop.server.address });
   try {
     await admin.createTopic(name);
   } finally {
@@ -42,8 +36,8 @@ async function createTopic(name: string): Promise<void> {
 
 /** Runs `body` with a Producer and a Consumer (with `consumerOptions`) on the no-op server, closing both after. */
 async function withClients(consumerOptions: Partial<ConsumerOptions>, body: (producer: Producer, consumer: Consumer) => Promise<void>): Promise<void> {
-  const producer = new Producer({ server: server.address, lingerMs: 0 });
-  const consumer = new Consumer({ server: server.address, logger: rootLogger, ...consumerOptions });
+  const producer = new Producer({ server: noop.server.address, lingerMs: 0 });
+  const consumer = new Consumer({ server: noop.server.address, logger: rootLogger, ...consumerOptions });
   try {
     await body(producer, consumer);
   } finally {
@@ -64,7 +58,7 @@ async function take(consumer: Consumer, count: number): Promise<ConsumerRecord[]
 }
 
 it("states the broker's window of batches in flight, so the client keeps as many in flight as against the broker", async () => {
-  const wire = new TestClient(server.address);
+  const wire = new TestClient(noop.server.address);
   try {
     const answer = await wire.call<strata.v1.InitProducerResponse>('log.initProducer', strata.v1.InitProducerRequest.create());
     expect(answer.maxInFlightBatches).toBe(PRODUCER_BATCH_WINDOW);
@@ -115,11 +109,11 @@ it('relays to a subscriber that starts past the end once the end reaches its off
 
 it('stops relaying to a subscription once it is cancelled', async () => {
   await createTopic('relay-cancel');
-  const consumer = new Consumer({ server: server.address, resetPolicy: 'latest', logger: rootLogger });
+  const consumer = new Consumer({ server: noop.server.address, resetPolicy: 'latest', logger: rootLogger });
   const started = once(consumer, 'partitionStarted');
   await consumer.assign([{ topic: 'relay-cancel', partition: 0 }]);
   await started;
-  const partition = state.partition('relay-cancel', 0);
+  const partition = noop.state.partition('relay-cancel', 0);
   await waitUntil(() => partition.live.size > 0, 'a live subscription on the no-op partition');
   expect(partition.live.size).toBe(1);
   await consumer.close();
@@ -129,7 +123,7 @@ it('stops relaying to a subscription once it is cancelled', async () => {
 
 it('carries the e2e workload: every record sent arrives', async () => {
   await createTopic('relay-e2e');
-  const figures = await runE2eLoad(e2eLoadOptions(server.address, 'relay-e2e', { durationSeconds: 0.3, warmupSeconds: 0.1 }));
+  const figures = await runE2eLoad(e2eLoadOptions(noop.server.address, 'relay-e2e', { durationSeconds: 0.3, warmupSeconds: 0.1 }));
   expect(figures).toMatchObject({ records: 300, lost: 0 });
   expect(figures.latency.count).toBe(300);
 });
@@ -137,12 +131,12 @@ it('carries the e2e workload: every record sent arrives', async () => {
 it('serves a catch-up read copies of a full batch, not of the short one that ended the fill', () => {
   const produce = (count: number): void => {
     const batch = buildBatch(Array.from({ length: count }, (_, index) => ({ value: Buffer.from(`value-${index}`) })));
-    state.produce(strata.v1.ProduceRequest.create({ topic: 'template', partition: 0, batch }));
+    noop.state.produce(strata.v1.ProduceRequest.create({ topic: 'template', partition: 0, batch }));
   };
   produce(4);
   produce(4);
   produce(1); // the fill's remainder
-  const { batches, nextOffset } = state.fetch('template', 0, 0, 1 << 20);
+  const { batches, nextOffset } = noop.state.fetch('template', 0, 0, 1 << 20);
   const counts: number[] = [];
   forEachBatch(batches, (position) => counts.push(readRecordCount(batches, position)));
   expect(counts).toEqual([4, 4, 4]);

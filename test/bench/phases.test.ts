@@ -4,8 +4,9 @@
 // this process, with a stand-in for the server process the run started whose CPU time is the
 // records the no-op server has taken so far (one second each): the phase's server CPU time then
 // counts the records sent inside its window, whatever the machine's speed.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type NoopServer, NoopState, startNoopServer } from '../../src/bench/noop-server.js';
+import { expect, it } from 'vitest';
+import { NoopState } from '../../src/bench/noop-server.js';
+import { useNoopServer } from '../helpers/noop-server.js';
 import { type MeasuredServer, type PhaseContext, runPhase } from '../../src/bench/phases.js';
 import { benchPhaseContext } from '../helpers/bench-phase-context.js';
 import type { ServerMemory } from '../../src/bench/server-process.js';
@@ -48,22 +49,15 @@ class RecordCountingServer implements MeasuredServer {
   }
 }
 
-let state: NoopState;
-let server: NoopServer;
-
-beforeAll(async () => {
-  state = new NoopState();
-  server = await startNoopServer('127.0.0.1:0', state);
-});
-afterAll(() => server?.stop());
+const noop = useNoopServer(() => new NoopState());
 
 
 for (const path of ['raw', 'records'] as const) {
   it(`${path} path: CPU time and the peak RSS count from the first measured send, the warm-up left out`, async () => {
     const topic = `measured-${path}`;
-    const measuredServer = new RecordCountingServer(state, topic);
+    const measuredServer = new RecordCountingServer(noop.state, topic);
     const context: PhaseContext = {
-      ...benchPhaseContext(server.address, 'no-op', { topic, path, records: 300, durationSeconds: 1, batchBytes: path === 'raw' ? 16 * 1024 : 512 * 1024 }),
+      ...benchPhaseContext(noop.server.address, 'no-op', { topic, path, records: 300, durationSeconds: 1, batchBytes: path === 'raw' ? 16 * 1024 : 512 * 1024 }),
       server: measuredServer,
     };
     const { rows } = await runPhase('produce', context, 200);

@@ -7,8 +7,9 @@
 // (or a gRPC server that ends every ProduceStream) in this process, the real load over gRPC; a
 // hold-up is the process's event loop blocked for a while inside the server.
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type NoopServer, NoopState, startNoopServer } from '../../src/bench/noop-server.js';
+import { describe, expect, it } from 'vitest';
+import { NoopState } from '../../src/bench/noop-server.js';
+import { useNoopServer } from '../helpers/noop-server.js';
 import { type ProduceLoadOptions, runProduceLoad } from '../../src/bench/produce-load.js';
 import { Progress } from '../../src/bench/progress.js';
 import { rootLogger } from '../../src/common/logger.js';
@@ -48,14 +49,7 @@ class RequestSizes extends NoopState {
   }
 }
 
-let state: RequestSizes;
-let server: NoopServer;
-
-beforeAll(async () => {
-  state = new RequestSizes();
-  server = await startNoopServer('127.0.0.1:0', state);
-});
-afterAll(() => server?.stop());
+const noop = useNoopServer(() => new RequestSizes());
 
 function recordsPath(address: string, overrides: Partial<ProduceLoadOptions>): ProduceLoadOptions {
   return {
@@ -80,9 +74,9 @@ function recordsPath(address: string, overrides: Partial<ProduceLoadOptions>): P
 }
 
 it('finishes when some producers have no record to send', { timeout: 10_000 }, async () => {
-  const figures = await runProduceLoad(recordsPath(server.address, { topic: 'zero-share', records: 3, producers: 4 }));
+  const figures = await runProduceLoad(recordsPath(noop.server.address, { topic: 'zero-share', records: 3, producers: 4 }));
   expect(figures.records).toBe(3);
-  expect(state.partition('zero-share', 0).endOffset).toBe(3);
+  expect(noop.state.partition('zero-share', 0).endOffset).toBe(3);
 });
 
 it('fails when the server ends the stream with requests unanswered', { timeout: 10_000 }, async () => {
@@ -99,8 +93,8 @@ it('fails when the server ends the stream with requests unanswered', { timeout: 
 });
 
 it('sends at most a millisecond\'s worth of records per request at a rate', async () => {
-  await runProduceLoad(recordsPath(server.address, { topic: 'paced', records: 300, rate: 3000 }));
-  const sizes = state.sizes.get('paced') ?? [];
+  await runProduceLoad(recordsPath(noop.server.address, { topic: 'paced', records: 300, rate: 3000 }));
+  const sizes = noop.state.sizes.get('paced') ?? [];
   expect(sizes.reduce((sum, size) => sum + size, 0)).toBe(300);
   expect(Math.max(...sizes)).toBeLessThanOrEqual(3);
 });
@@ -108,17 +102,17 @@ it('sends at most a millisecond\'s worth of records per request at a rate', asyn
 it('reports, at a rate, how late each request went against its schedule: a sender held up shows there', async () => {
   const pauseMs = 60;
   // The process is blocked at the 20th request of a 0.2 s run: the requests due meanwhile go late.
-  state.hold = { topic: 'held-up', request: 20, ms: pauseMs };
+  noop.state.hold = { topic: 'held-up', request: 20, ms: pauseMs };
   try {
-    const figures = await runProduceLoad(recordsPath(server.address, { topic: 'held-up', records: 400, rate: 2000 }));
+    const figures = await runProduceLoad(recordsPath(noop.server.address, { topic: 'held-up', records: 400, rate: 2000 }));
     const lag = figures.senderLag!.summary()!;
-    expect(figures.senderLag!.count).toBe(state.sizes.get('held-up')!.length); // one per request
+    expect(figures.senderLag!.count).toBe(noop.state.sizes.get('held-up')!.length); // one per request
     expect(lag.maxMs).toBeGreaterThanOrEqual(pauseMs - 10);
   } finally {
-    state.hold = null;
+    noop.state.hold = null;
   }
   // Without a rate there is no schedule to be behind.
-  expect((await runProduceLoad(recordsPath(server.address, { topic: 'unpaced', records: 100 }))).senderLag).toBeNull();
+  expect((await runProduceLoad(recordsPath(noop.server.address, { topic: 'unpaced', records: 100 }))).senderLag).toBeNull();
 });
 
 describe('at a rate, latency runs from the schedule (no coordinated omission)', () => {
@@ -130,10 +124,10 @@ describe('at a rate, latency runs from the schedule (no coordinated omission)', 
   for (const path of ['records', 'raw'] as const) {
     it(`${path} path: the records a pause held back count it in their latency`, async () => {
       const topic = `from-schedule-${path}`;
-      state.createTopic(topic, 1); // the Producer asks for its metadata
-      state.hold = { topic, request: 20, ms: pauseMs };
+      noop.state.createTopic(topic, 1); // the Producer asks for its metadata
+      noop.state.hold = { topic, request: 20, ms: pauseMs };
       try {
-        const figures = await runProduceLoad(recordsPath(server.address, { topic, path, records: 400, rate: 2000, batchBytes: path === 'raw' ? 16 * 1024 : 512 * 1024 }));
+        const figures = await runProduceLoad(recordsPath(noop.server.address, { topic, path, records: 400, rate: 2000, batchBytes: path === 'raw' ? 16 * 1024 : 512 * 1024 }));
         const latency = figures.latency!.summary()!;
         expect(latency.count).toBe(400);
         expect(latency.p95Ms).toBeGreaterThanOrEqual(pauseMs / 3);
@@ -141,7 +135,7 @@ describe('at a rate, latency runs from the schedule (no coordinated omission)', 
         // The sender's lag is still reported on its own.
         expect(figures.senderLag!.summary()!.maxMs).toBeGreaterThanOrEqual(pauseMs - 10);
       } finally {
-        state.hold = null;
+        noop.state.hold = null;
       }
     });
   }
@@ -151,22 +145,22 @@ describe('warm-up', () => {
   it('sends the warm-up records first, over the same producers, and measures only the others', async () => {
     // InitProducer is held for a while: the set-up it stands for must be over, and the warm-up
     // acknowledged, when the measurement starts.
-    state.createTopic('warmed-raw', 1);
-    state.holdProducerIdMs = 100;
+    noop.state.createTopic('warmed-raw', 1);
+    noop.state.holdProducerIdMs = 100;
     let atMeasurementStart: { initProducerCalled: boolean; endOffset: number } | null = null;
     const figures = await runProduceLoad({
-      ...recordsPath(server.address, { topic: 'warmed-raw', path: 'raw', records: 300, warmupRecords: 200, batchBytes: 16 * 1024 }),
-      onMeasurementStart: () => (atMeasurementStart = { initProducerCalled: state.holdProducerIdMs === 0, endOffset: state.partition('warmed-raw', 0).endOffset }),
+      ...recordsPath(noop.server.address, { topic: 'warmed-raw', path: 'raw', records: 300, warmupRecords: 200, batchBytes: 16 * 1024 }),
+      onMeasurementStart: () => (atMeasurementStart = { initProducerCalled: noop.state.holdProducerIdMs === 0, endOffset: noop.state.partition('warmed-raw', 0).endOffset }),
     });
     expect(atMeasurementStart).toEqual({ initProducerCalled: true, endOffset: 200 });
-    expect(state.partition('warmed-raw', 0).endOffset).toBe(500);
+    expect(noop.state.partition('warmed-raw', 0).endOffset).toBe(500);
     expect(figures.records).toBe(300);
     expect(figures.latency!.summary()!.count).toBe(300);
   });
 
   it('on the records path, over the same stream', async () => {
-    const figures = await runProduceLoad(recordsPath(server.address, { topic: 'warmed-records', records: 300, warmupRecords: 200, producers: 2 }));
-    expect(state.partition('warmed-records', 0).endOffset).toBe(500);
+    const figures = await runProduceLoad(recordsPath(noop.server.address, { topic: 'warmed-records', records: 300, warmupRecords: 200, producers: 2 }));
+    expect(noop.state.partition('warmed-records', 0).endOffset).toBe(500);
     expect(figures.latency!.summary()!.count).toBe(300);
   });
 });
