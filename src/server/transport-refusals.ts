@@ -1,13 +1,16 @@
 /**
  * Requests grpc-js refuses itself, before any handler sees them: a message over the server's
  * receive limit (`--max-request-bytes`), or one whose compressed body inflates past it, both
- * RESOURCE_EXHAUSTED. The handlers count, log and word what they answer; nothing of theirs runs
- * for these. This interceptor does it for them: it counts each in `strata_requests_total` with
- * its method and code (Strata's own services only: health checks and reflection are not counted
- * there when they succeed, so not when refused either), logs it as a refused request (at most a
- * line per 10 s, `RefusalLog`), replaces grpc-js's bare "Received message larger than max
- * (N vs M)" with a message that names the flag to raise, and adds the `strata-error` trailer
- * (RESOURCE_EXHAUSTED) that tells the broker's refusals from a failed connection.
+ * RESOURCE_EXHAUSTED; and a message marked compressed (gzip or deflate) whose bytes do not
+ * inflate, which grpc-js answers with INTERNAL and the bare "Failed to decompress message", as
+ * if the fault were the broker's. The handlers count, log and word what they answer; nothing of
+ * theirs runs for these. This interceptor does it for them: it counts each in
+ * `strata_requests_total` with its method and code (Strata's own services only: health checks
+ * and reflection are not counted there when they succeed, so not when refused either), logs it
+ * as a refused request (at most a line per 10 s of each kind, `RefusalLog`), replaces grpc-js's
+ * words with a message that says what to change (the flag to raise; the client's compression),
+ * answers a body that does not inflate with INVALID_ARGUMENT, the client's fault, and adds the
+ * `strata-error` trailer that tells the broker's refusals from a failed connection.
  *
  * On the pipelined streams (ProduceStream, CommitOffsetsStream) grpc-js would end the call at
  * once, dropping the answers to the requests before it that are still running: a client would
@@ -37,35 +40,38 @@ import { GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js'
 import { RefusalLog } from './refusal-log.js';
 
 export function transportRefusals(context: { logger: Logger; metrics: BrokerMetrics | null }, maxRequestBytes: number): ServerInterceptor {
-  const log = new RefusalLog(context.logger, 'request refused: over the receive limit (lines at most every 10 s)');
+  const logs: Record<RefusalKind, RefusalLog> = {
+    tooLarge: new RefusalLog(context.logger, 'request refused: over the receive limit (lines at most every 10 s)'),
+    notInflating: new RefusalLog(context.logger, 'request refused: its compressed body does not inflate (lines at most every 10 s)'),
+  };
   return (descriptor, call) => {
     let refusedAlready = false;
     let handedToHandler = false;
     const innermost = call as ServerInterceptingCallInterface & { sendStatus(status: PartialStatus): void };
     const send = innermost.sendStatus;
     innermost.sendStatus = (sent: PartialStatus) => {
-      const tooLarge = sent.code === status.RESOURCE_EXHAUSTED && sent.details.startsWith(GRPC_JS_TOO_LARGE);
-      // grpc-js refuses again at each later frame of the message; the call ended at the first,
-      // or its handler ends it.
-      if (tooLarge && handedToHandler) return;
-      if (!tooLarge || refusedAlready) {
+      const kind = refusalKind(sent);
+      // grpc-js refuses again at each later frame of the message, or at each later message
+      // that does not inflate; the call ended at the first, or its handler ends it.
+      if (kind !== null && handedToHandler) return;
+      if (kind === null || refusedAlready) {
         send.call(innermost, sent);
         return;
       }
       refusedAlready = true;
       const path = descriptor.path.slice(1);
-      const details = tooLargeDetails(path, sent.details, maxRequestBytes);
+      const { code, errorCode, details } = kind === 'tooLarge' ? tooLargeRefusal(path, sent.details, maxRequestBytes) : notInflatingRefusal(path);
       const method = path.slice(path.lastIndexOf('/') + 1);
       const strata = descriptor.path.startsWith(STRATA_SERVICES);
-      if (strata) context.metrics?.countRefusal(method, sent.code, ErrorCode.RESOURCE_EXHAUSTED);
-      log.refused({ method, code: sent.code, reason: details });
-      if (PIPELINED_PATHS.has(path) && queueForHandler(innermost, new MalformedRequest(details, ErrorCode.RESOURCE_EXHAUSTED, true))) {
+      if (strata) context.metrics?.countRefusal(method, code, errorCode);
+      logs[kind].refused({ method, code, reason: details });
+      if (PIPELINED_PATHS.has(path) && queueForHandler(innermost, new MalformedRequest(details, errorCode, true))) {
         handedToHandler = true;
         return;
       }
       const metadata = sent.metadata?.clone() ?? new Metadata();
-      if (strata) metadata.set(STRATA_ERROR_TRAILER, ErrorCode.RESOURCE_EXHAUSTED);
-      send.call(innermost, { ...sent, details, metadata });
+      if (strata) metadata.set(STRATA_ERROR_TRAILER, errorCode);
+      send.call(innermost, { ...sent, code, details, metadata });
     };
     // grpc-js chains what each interceptor returns through the interface alone; the type asks
     // for its class, which would add a layer every message of the call goes through.
@@ -73,11 +79,29 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
   };
 }
 
+type RefusalKind = 'tooLarge' | 'notInflating';
+
+interface Refusal {
+  code: status;
+  errorCode: ErrorCode;
+  details: string;
+}
+
+/** Which of grpc-js's own refusals `sent` is, by its code and wording; null for any other status. */
+function refusalKind(sent: PartialStatus): RefusalKind | null {
+  if (sent.code === status.RESOURCE_EXHAUSTED && sent.details.startsWith(GRPC_JS_TOO_LARGE)) return 'tooLarge';
+  if (sent.code === status.INTERNAL && sent.details === GRPC_JS_NOT_INFLATING) return 'notInflating';
+  return null;
+}
+
 /**
  * How grpc-js's own refusals begin ("Received message larger than max (N vs M)", "Received
  * message that decompresses to a size larger than M"); no handler's message does.
  */
 const GRPC_JS_TOO_LARGE = 'Received message ';
+
+/** grpc-js's words for a message marked compressed whose bytes gunzip (or inflate) refuses. */
+const GRPC_JS_NOT_INFLATING = 'Failed to decompress message';
 
 /** The start of every path of Strata's own services (`/strata.v1.Log/Produce`, ...). */
 const STRATA_SERVICES = '/strata.';
@@ -89,11 +113,21 @@ type PartialStatus = Pick<StatusObject, 'code' | 'details'> & Partial<StatusObje
  * batches, and the limit is the broker's flag; every other method has its own smaller limit
  * (`withRequestBytesMax`), which such a request is over too.
  */
-function tooLargeDetails(path: string, details: string, maxRequestBytes: number): string {
+function tooLargeRefusal(path: string, details: string, maxRequestBytes: number): Refusal {
   const size = /larger than max \((\d+) vs\.? \d+\)/.exec(details)?.[1];
   const what = size === undefined ? `inflates to over ${maxRequestBytes} bytes` : `is ${size} bytes`;
-  if (!PRODUCE_PATHS.has(path)) return nonProduceTooLarge(path, what, Math.min(maxRequestBytes, NON_PRODUCE_REQUEST_BYTES_MAX));
-  return `the request to ${path} ${what}, over this broker's limit of ${maxRequestBytes} bytes (--max-request-bytes); send smaller produce requests (fewer or smaller records in each) or raise the broker's --max-request-bytes`;
+  const refusal = { code: status.RESOURCE_EXHAUSTED, errorCode: ErrorCode.RESOURCE_EXHAUSTED };
+  if (!PRODUCE_PATHS.has(path)) return { ...refusal, details: nonProduceTooLarge(path, what, Math.min(maxRequestBytes, NON_PRODUCE_REQUEST_BYTES_MAX)) };
+  return { ...refusal, details: `the request to ${path} ${what}, over this broker's limit of ${maxRequestBytes} bytes (--max-request-bytes); send smaller produce requests (fewer or smaller records in each) or raise the broker's --max-request-bytes` };
+}
+
+/** What a request marked compressed that does not inflate is told: its bytes are the client's fault. */
+function notInflatingRefusal(path: string): Refusal {
+  return {
+    code: status.INVALID_ARGUMENT,
+    errorCode: ErrorCode.INVALID_ARGUMENT,
+    details: `the request to ${path} is marked compressed, but its bytes do not inflate with the call's grpc-encoding; check the client's compression (a message's compressed flag must be set only on bytes compressed with that encoding)`,
+  };
 }
 
 const PRODUCE_PATHS: ReadonlySet<string> = new Set([`${LOG_SERVICE_NAME}/Produce`, `${LOG_SERVICE_NAME}/ProduceStream`]);

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { GroupCoordinator } from '../../src/groups/group-coordinator.js';
@@ -27,6 +28,7 @@ import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
 import { useSharedBroker } from '../helpers/shared-broker.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
+import { openRawGrpcCall } from '../helpers/raw-grpc-call.js';
 import { waitUntil } from '../helpers/wait.js';
 import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory, testSettings } from '../helpers/test-server.js';
 import { runBroker } from '../../src/server/run-broker.js';
@@ -540,6 +542,48 @@ describe('bad requests', () => {
     expect(failed).toEqual([]);
     expect(appended.length).toBeGreaterThan(0);
     expect(answered.sort((a, b) => a - b)).toEqual(appended.sort((a, b) => a - b));
+  });
+
+  it('answers a request marked gzip whose bytes do not inflate with INVALID_ARGUMENT, not INTERNAL; on a ProduceStream after answering every request it started: a request is answered if and only if it was appended', async () => {
+    await client.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'not-inflating', partitions: 1 }));
+    const request = (value: string, correlationId: number): Buffer => Buffer.from(v1.ProduceRequest.encode({ topic: 'not-inflating', partition: 0, records: [record(value)], correlationId: Long.fromNumber(correlationId) }).finish());
+    const notGzip = Buffer.from('these bytes are not gzip');
+    const details = (method: string): string =>
+      `the request to strata.v1.Log/${method} is marked compressed, but its bytes do not inflate with the call's grpc-encoding; check the client's compression (a message's compressed flag must be set only on bytes compressed with that encoding)`;
+    const scrape = async (): Promise<string> => (await globalThis.fetch(`http://${broker.metricsAddress!}/metrics`)).text();
+    const counted = (text: string, method: string): number => {
+      const line = text.split('\n').find((candidate) => candidate.startsWith(`strata_requests_total{method="${method}",code="INVALID_ARGUMENT"}`));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const before = await scrape();
+
+    const unary = openRawGrpcCall(broker.address, '/strata.v1.Log/Produce', 'gzip', () => undefined);
+    unary.write(notGzip, true);
+    expect(await unary.ended.finally(() => unary.close())).toEqual({ code: status.INVALID_ARGUMENT, details: details('Produce'), strataError: 'INVALID_ARGUMENT' });
+
+    const answered: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      let started = false;
+      const call = openRawGrpcCall(broker.address, '/strata.v1.Log/ProduceStream', 'gzip', (bytes) => {
+        const answer = v1.ProduceResponse.decode(bytes);
+        expect(answer.error).toBeNull();
+        answered.push(answer.correlationId.toNumber());
+        if (started) return;
+        started = true;
+        // Once the first is answered: a burst, the last of them still being appended when the
+        // one that does not inflate comes.
+        for (let id = round * 100 + 1; id < round * 100 + 40; id++) call.write(gzipSync(request(String(id), id)), true);
+        setImmediate(() => call.write(notGzip, true));
+      });
+      call.write(gzipSync(request(String(round * 100), round * 100)), true);
+      expect(await call.ended.finally(() => call.close())).toEqual({ code: status.INVALID_ARGUMENT, details: details('ProduceStream'), strataError: 'INVALID_ARGUMENT' });
+    }
+    const fetched = await client.call<strata.v1.FetchResponse>('log.fetch', v1.FetchRequest.create({ topic: 'not-inflating', partition: 0, offset: long(0), maxBytes: 1024 * 1024 }));
+    const appended = fetched.records.map((r) => Number(Buffer.from(r.value!).toString()));
+    expect(appended.length).toBeGreaterThanOrEqual(3);
+    expect(answered.sort((a, b) => a - b)).toEqual(appended.sort((a, b) => a - b));
+    const after = await scrape();
+    expect(['Produce', 'ProduceStream'].map((method) => counted(after, method) - counted(before, method))).toEqual([1, 3]);
   });
 
   it('has a table of at least 35 cases', () => {
