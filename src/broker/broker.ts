@@ -26,7 +26,7 @@ import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { graveyardDirectory, holdsPartitionLog, partitionDirectory, topicsDirectory } from '../storage/file-names.js';
-import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, flushMsSelectsInterval, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
+import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, checkConfigSpelling, flushMsSelectsInterval, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
 import { DIRECT_WRITE_MIN_BYTES, PartitionLog, emptyIoCalls, type AppendResult, type AppendWait, type IoCalls, type WriteFailures } from '../storage/partition-log.js';
 import { PRODUCER_BATCH_WINDOW } from '../storage/producer-state.js';
 import { BATCH_HEADER_BYTES, PRODUCER_ID_OFFSET, firstRecordKey, readProducerId } from '../storage/record-batch.js';
@@ -457,6 +457,7 @@ export class Broker {
     checkTopicName(name);
     const count = partitions === 0 ? this.defaultPartitions : partitions;
     checkPartitionCount(count);
+    checkConfigSpelling(configs);
     const record: TopicRecord = { name, partitions: count, configs: { ...configs }, createdAtMs: this.clock.nowMs() };
     const config = this.configForChange(record, true); // validates the configs
     return this.admin(async () => {
@@ -1038,6 +1039,7 @@ function checkConfigChange(configs: Record<string, string>, reset: readonly stri
     }
     if (Object.hasOwn(configs, name)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `config "${name}" is both set and reset; give it once`);
   }
+  checkConfigSpelling(configs);
 }
 
 function checkPartitionNumber(partition: number): void {

@@ -102,6 +102,21 @@ export function resolveLogConfig(overrides: Partial<LogConfig> = {}, base: Reado
   return config;
 }
 
+/**
+ * Refuses a number config a person or a client sends that is not an integer in decimal digits.
+ * `parseKafkaConfig` reads numbers as JavaScript does, so `0x10` would be 16 and `1e3` 1000: a
+ * slip of a hex or exponent form in `retention.ms` would quietly delete the topic's records at
+ * the next retention check. Checked on creates and alters only, not on configs already stored,
+ * which the broker must still start with.
+ */
+export function checkConfigSpelling(entries: Readonly<Record<string, string>>): void {
+  for (const [name, raw] of Object.entries(entries)) {
+    const key = Object.hasOwn(KAFKA_NAMES, name) ? KAFKA_NAMES[name] : undefined;
+    if (key === undefined || key === 'flush') continue; // parseKafkaConfig names what is wrong with these
+    if (!/^-?\d+$/.test(raw)) throw invalid(`${name} must be an integer in decimal digits, got ${JSON.stringify(raw)}`);
+  }
+}
+
 /** Parses `name=value` settings with Kafka names into a partial config. */
 export function parseKafkaConfig(entries: Readonly<Record<string, string>>): Partial<LogConfig> {
   const result: Partial<LogConfig> = {};
