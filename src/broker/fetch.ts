@@ -81,8 +81,13 @@ export type StartSpec =
   | { kind: 'offset'; offset: number }
   | { kind: 'timestamp'; timestamp: number };
 
-/** The offset a start position names; OUT_OF_RANGE for an offset outside the log. */
+/**
+ * The offset a start position names; OUT_OF_RANGE for an offset outside the log. A fenced
+ * partition answers with its fence, as its reads do: offsets of a partition that serves no read
+ * would let a lag dashboard or an offset reset carry on as if it were healthy.
+ */
 export async function resolveStart(log: PartitionLog, start: StartSpec): Promise<number> {
+  log.checkUsable();
   switch (start.kind) {
     case 'earliest':
       return log.logStartOffset;

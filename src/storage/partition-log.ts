@@ -677,7 +677,8 @@ export class PartitionLog {
     return this.writing;
   }
 
-  private checkUsable(): void {
+  /** Throws what every call gets while the partition is fenced, closing or closed. */
+  checkUsable(): void {
     if (this.fence !== null) throw this.fence;
     if (this.closing !== null) throw this.closedError!;
   }

@@ -1,12 +1,13 @@
 // Goal: a long-poll fetch waiting for min_bytes reads the log again only once enough may have
 // arrived (or its wait ends), not once per append, still answers with everything that arrived,
 // counts what arrived while it read, answers at once when max_bytes or a segment's end cut its
-// read short, and fails at once when the log is fenced meanwhile; method: a real PartitionLog
+// read short, and fails at once when the log is fenced meanwhile; a start position of a fenced
+// partition is refused with the fence; method: a real PartitionLog
 // in a temporary directory (a failing fdatasync or a held read injected), its reads counted,
 // small appends made while a fetch waits. A fetch that would wait instead is given 60 s and
 // checked to settle within 10.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { fetchWithWait } from '../../src/broker/fetch.js';
+import { type StartSpec, fetchWithWait, resolveStart } from '../../src/broker/fetch.js';
 import { ErrorCode } from '../../src/common/errors.js';
 import { settlesWithin } from '../../src/common/settles-within.js';
 import type { LogConfig } from '../../src/storage/log-config.js';
@@ -123,3 +124,18 @@ describe('fetchWithWait', () => {
     expect(decodeBatches((await fetched).batches).map((record) => record.value!.toString())).toEqual(['record 0', 'record 1']);
   });
 });
+
+describe('resolveStart', () => {
+  it('answers every start position of a fenced partition with the fence, as its reads are', async () => {
+    const fs = new TestFileSystem();
+    const { log } = await countedLog(fs);
+    await log.append(batch(0));
+    await log.append(batch(1));
+    expect(await Promise.all(STARTS.map((start) => resolveStart(log, start)))).toEqual([0, 2, 1, 0]);
+    fs.failFdatasync = true;
+    await expect(log.append(batch(2))).rejects.toMatchObject({ code: ErrorCode.PARTITION_FENCED });
+    for (const start of STARTS) await expect(resolveStart(log, start), start.kind).rejects.toMatchObject({ code: ErrorCode.PARTITION_FENCED });
+  });
+});
+
+const STARTS: StartSpec[] = [{ kind: 'earliest' }, { kind: 'latest' }, { kind: 'offset', offset: 1 }, { kind: 'timestamp', timestamp: 0 }];
