@@ -141,7 +141,23 @@ describe('strata groups', () => {
     const toTime = table(await strata('groups', 'reset-offsets', group, '--topic', 'admin-lag', '--to', new Date(Date.now() + 3_600_000).toISOString(), '--partition', '1'), 'TOPIC');
     expect(toTime).toEqual([{ TOPIC: 'admin-lag', PARTITION: '1', 'NEW OFFSET': String((await shared.admin.describeTopic('admin-lag')).partitions[1]!.highWatermark) }]);
 
+    // --topic naming a topic the group has no offsets for deletes nothing.
+    const refused = await runCli(['groups', 'delete', group, '--topic', 'admin-other', '--server', shared.broker.address]);
+    expect({ code: refused.code, stdout: refused.stdout }).toEqual({ code: 1, stdout: '' });
+    expect(refused.stderr).toMatch(/^strata: .*"admin-other".*\n$/);
+    expect(field(await strata('groups', 'describe', group), 'total lag')).toBe('50');
     expect(await strata('groups', 'delete', group)).toBe(`deleted group "${group}"\n`);
     expect(table(await strata('groups', 'list'), 'GROUP').map((row) => row.GROUP)).not.toContain(group);
+  });
+
+  it("groups delete --topic deletes only the group's committed offsets of those topics", async () => {
+    await shared.admin.createTopic('admin-offsets-a', { partitions: 2 });
+    await shared.admin.createTopic('admin-offsets-b', { partitions: 1 });
+    const group = 'admin-offsets';
+    await strata('groups', 'reset-offsets', group, '--topic', 'admin-offsets-a', '--to', 'earliest');
+    await strata('groups', 'reset-offsets', group, '--topic', 'admin-offsets-b', '--to', 'earliest');
+    expect(await strata('groups', 'delete', group, '--topic', 'admin-offsets-a')).toBe(`deleted the committed offsets of group "${group}" for "admin-offsets-a"\n`);
+    const committed = (await shared.admin.describeGroup(group)).partitions.filter((entry) => entry.committedOffset >= 0);
+    expect(committed.map((entry) => `${entry.topic}-${entry.partition}`)).toEqual(['admin-offsets-b-0']);
   });
 });

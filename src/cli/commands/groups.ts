@@ -2,7 +2,8 @@
  * `strata groups list|describe|reset-offsets|delete`: consumer-group administration over the
  * Groups service. `describe` shows the members and, per partition, the committed offset, the end
  * offset (high watermark) and the lag in records and in time (the age of the oldest record not
- * yet committed). Resetting offsets and deleting a group work only on a group with no members;
+ * yet committed). Resetting offsets and deleting a group (or, with `--topic`, only its offsets of
+ * those topics) work only on a group with no members;
  * the broker refuses otherwise and the command exits 1 with its message.
  */
 import type { Argv } from 'yargs';
@@ -59,11 +60,22 @@ export function groupsCommand(yargs: Argv): Argv {
       )
       .command(
         'delete <group>',
-        'Delete a group with no members and all its committed offsets',
-        (command) => command.positional('group', { type: 'string', demandOption: true, describe: 'Group id' }).example('strata groups delete billing', ''),
+        'Delete a group with no members and all its committed offsets, or with --topic only the offsets of those topics',
+        (command) =>
+          command
+            .positional('group', { type: 'string', demandOption: true, describe: 'Group id' })
+            .option('topic', { type: 'string', array: true, nargs: 1, describe: 'Only the committed offsets of this topic (repeatable); the group stays', requiresArg: true })
+            .example('strata groups delete billing', '')
+            .example('strata groups delete billing --topic orders', "forget the group's offsets of one topic (Kafka's --delete-offsets)"),
         async (argv) => {
-          await withConnection(argv, (connection) => new Admin({ connection }).deleteGroup(argv.group));
-          await printLine(`deleted group "${argv.group}"`);
+          const topics = argv.topic ?? [];
+          if (topics.length === 0) {
+            await withConnection(argv, (connection) => new Admin({ connection }).deleteGroup(argv.group));
+            await printLine(`deleted group "${argv.group}"`);
+            return;
+          }
+          await withConnection(argv, (connection) => new Admin({ connection }).deleteOffsets(argv.group, topics));
+          await printLine(`deleted the committed offsets of group "${argv.group}" for ${topics.map((topic) => `"${topic}"`).join(', ')}`);
         },
       )
       .demandCommand(1, 'give a groups command: list, describe, reset-offsets or delete'),
