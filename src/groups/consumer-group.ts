@@ -25,6 +25,13 @@
  * member has not heartbeated since its join, or is a static member away after epoch -2. A
  * member that got its join's answer but has not heartbeated yet looks the same, so a second
  * consumer with its id would take its place; ids are UUIDs so that none does.
+ *
+ * Tokens: on a broker with tokens a member is bound to the token that joined it (by the token's
+ * name, kept with the member in memory). Its id and epoch are shown to any token that may
+ * describe the group, so they must not be enough to act as it: a heartbeat (a leave included),
+ * a join under its id or instance id, or a commit as it from another token is refused with
+ * PERMISSION_DENIED before anything else is looked at, and changes nothing (`checkToken`). Once
+ * the member is gone (left, expired, fenced) its id and instance id are free to any token.
  */
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, StrataError } from '../common/errors.js';
@@ -62,6 +69,8 @@ export interface HeartbeatInput {
   sessionTimeoutMs: number | null;
   /** The topics this heartbeat's token may use; null for every topic. */
   topicScope: TopicScope | null;
+  /** The name of this heartbeat's token; null or absent on a broker without tokens. */
+  tokenName?: string | null;
 }
 
 export interface HeartbeatOutput {
@@ -84,6 +93,8 @@ export interface Member {
   regex: TopicRegex | null;
   /** The topics its last heartbeat's token may use (null: every topic); it is assigned no others. */
   topicScope: TopicScope | null;
+  /** The name of the token that joined it (null on a broker without tokens): no other may act as it. */
+  tokenName: string | null;
   sessionTimeoutMs: number;
   lastHeartbeatMs: number;
   /** Partitions the member was told it may own. */
@@ -168,6 +179,9 @@ export class ConsumerGroup {
     if (member === undefined) {
       throw new StrataError(ErrorCode.NOT_FOUND, `member ${input.memberId || '(none)'} is not in group "${this.groupId}" (its session may have expired); rejoin with member epoch 0`);
     }
+    // First: another token's heartbeat of the wrong epoch would fence the member, and one of
+    // the right epoch would replace its topic scope.
+    this.checkToken(member, input.tokenName ?? null, input.memberEpoch < 0 ? 'leave as' : 'heartbeat as');
     if (input.memberEpoch === LEAVE_EPOCH || input.memberEpoch === STATIC_LEAVE_EPOCH) return this.leave(member, input.memberEpoch, topics);
     const previousEpoch = this.checkEpoch(member, input, topics);
     // Checked before the member is touched: a refused heartbeat renews no session.
@@ -220,6 +234,13 @@ export class ConsumerGroup {
     if (input.instanceId !== null) {
       const previous = [...this.members.values()].find((member) => member.instanceId === input.instanceId);
       if (previous !== undefined) {
+        if (previous.tokenName !== (input.tokenName ?? null)) {
+          throw this.tokenRefusal(
+            input.tokenName ?? null,
+            `take over instance id "${input.instanceId}" in group "${this.groupId}"`,
+            `member ${previous.memberId}, which another token joined, holds it until it leaves with epoch -1 or its session ends; give this consumer an instance id of its own`,
+          );
+        }
         // Only an instance that left with epoch -2 can be taken over: otherwise two live
         // processes would own the same partitions (Kafka's UNRELEASED_INSTANCE_ID).
         if (!previous.away) {
@@ -242,6 +263,7 @@ export class ConsumerGroup {
       subscription,
       regex,
       topicScope: input.topicScope,
+      tokenName: input.tokenName ?? null,
       sessionTimeoutMs,
       lastHeartbeatMs: nowMs,
       assigned: new Set(),
@@ -275,6 +297,7 @@ export class ConsumerGroup {
    * a join under its id comes from another consumer, and is refused.
    */
   private rejoin(member: Member, input: HeartbeatInput, subscription: Subscription, sessionTimeoutMs: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
+    this.checkToken(member, input.tokenName ?? null, 'join as');
     if (member.instanceId !== input.instanceId) {
       const holder = member.instanceId === null ? 'a member without an instance id' : `instance id "${member.instanceId}"`;
       throw new StrataError(ErrorCode.INVALID_ARGUMENT, `member id ${member.memberId} is in use in group "${this.groupId}" by ${holder}; every consumer needs a member id of its own`);
@@ -309,6 +332,21 @@ export class ConsumerGroup {
       if (this.owners.get(key) === member.memberId) this.owners.delete(key);
     }
     return this.reconcile(member, new Set(), nowMs);
+  }
+
+  /**
+   * Throws PERMISSION_DENIED unless `tokenName` is the token that joined `member`; `action` says
+   * what was refused ("heartbeat as", "commit as").
+   */
+  private checkToken(member: Member, tokenName: string | null, action: string): void {
+    if (member.tokenName === tokenName) return;
+    throw this.tokenRefusal(tokenName, `${action} member ${member.memberId} of group "${this.groupId}"`, 'another token joined that member; join with this token (member epoch 0) to get a member of its own');
+  }
+
+  /** The refusal of an `action` the call's token may not take, naming the token as token-scope.ts does (not the other one). */
+  private tokenRefusal(tokenName: string | null, action: string, reason: string): StrataError {
+    const caller = tokenName === null ? 'a call without a token' : `token "${tokenName}"`;
+    return new StrataError(ErrorCode.PERMISSION_DENIED, `${caller} may not ${action}: ${reason}`);
   }
 
   /** The answer to a member's heartbeat: its epoch and assignment as they are now. */
@@ -482,22 +520,23 @@ export class ConsumerGroup {
     return this.members.get(memberId)?.vanished ?? new Set();
   }
 
-  /** Checks that `memberId` at `memberEpoch` may commit offsets of `keys`. */
-  checkCommit(memberId: string, memberEpoch: number, keys: readonly TopicPartition[]): void {
-    this.checkCommitter(memberId, memberEpoch);
+  /** Checks that `memberId` at `memberEpoch`, joined by `tokenName` (null: no tokens), may commit offsets of `keys`. */
+  checkCommit(memberId: string, memberEpoch: number, keys: readonly TopicPartition[], tokenName: string | null = null): void {
+    this.checkCommitter(memberId, memberEpoch, tokenName);
     this.checkCommitOwnership(memberId, keys);
   }
 
   /**
-   * Checks that `memberId` at `memberEpoch` may commit at all (a member, not away, at its current
-   * epoch): checked before the offsets are, so that a member fenced or removed is told to rejoin
-   * whatever its offsets name.
+   * Checks that `memberId` at `memberEpoch` may commit at all (a member joined by the call's
+   * token `tokenName`, not away, at its current epoch): checked before the offsets are, so that a
+   * member fenced or removed is told to rejoin whatever its offsets name.
    */
-  checkCommitter(memberId: string, memberEpoch: number): void {
+  checkCommitter(memberId: string, memberEpoch: number, tokenName: string | null): void {
     const member = this.members.get(memberId);
     if (member === undefined) {
       throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${this.groupId}"; rejoin before committing`);
     }
+    this.checkToken(member, tokenName, 'commit as');
     // A static member away after epoch -2 keeps its partitions for its return, not to commit.
     if (member.away) {
       throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} of group "${this.groupId}" left (epoch -2); commit before leaving, or after joining again`);

@@ -81,6 +81,8 @@ export interface HeartbeatRequest {
   sessionTimeoutMs: number;
   /** The topics the call's token may use (null or absent: every topic); the member is assigned no others. */
   topicScope?: TopicScope | null;
+  /** The name of the call's token (null or absent: a broker without tokens); a member is bound to the one that joined it. */
+  tokenName?: string | null;
 }
 
 export interface HeartbeatResult {
@@ -379,6 +381,7 @@ export class GroupCoordinator {
         owned: new Set(request.owned.map(({ topic, partition }) => tp(topic, partition))),
         sessionTimeoutMs,
         topicScope: request.topicScope ?? null,
+        tokenName: request.tokenName ?? null,
       },
       this.clock.monotonicMs(),
       this.topicCounts(),
@@ -395,7 +398,12 @@ export class GroupCoordinator {
   // -------------------------------------------------------------------------------------------
   // Offsets.
 
-  async commit(groupId: string, memberId: string, memberEpoch: number, offsets: { topic: string; partition: number; offset: number; metadata: string }[]): Promise<void> {
+  /**
+   * Stores `offsets` for `groupId`, as its member `memberId` at `memberEpoch` ('' and 0: a commit
+   * of no member, taken only while the group has none). `tokenName` is the call's token (null: a
+   * broker without tokens): a member commits only with the token that joined it.
+   */
+  async commit(groupId: string, memberId: string, memberEpoch: number, offsets: { topic: string; partition: number; offset: number; metadata: string }[], tokenName: string | null = null): Promise<void> {
     checkNewGroupId(groupId);
     if (offsets.length === 0) return;
     const group = this.groups.get(groupId);
@@ -410,7 +418,7 @@ export class GroupCoordinator {
     const memberOf = memberId === '' ? null : (group ?? null);
     if (memberId !== '') {
       if (memberOf === null) throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${groupId}"; rejoin before committing`);
-      memberOf.checkCommitter(memberId, memberEpoch);
+      memberOf.checkCommitter(memberId, memberEpoch, tokenName);
     }
     for (const entry of kept) {
       const log = this.broker.partitionLog(entry.topic, entry.partition); // NOT_FOUND for unknown ones

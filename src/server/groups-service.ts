@@ -1,6 +1,8 @@
 /**
  * Handlers of `strata.v1.Groups`: membership heartbeats, offset commits and group admin. A token
- * limited to some groups and topics (token-scope.ts) names only those, and lists only those.
+ * limited to some groups and topics (token-scope.ts) names only those, and lists only those. A
+ * member acts only with the token that joined it (consumer-group.ts): heartbeats and commits
+ * carry the call's token name to the coordinator, which refuses another's.
  */
 import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { PARTITION_COUNT_MAX } from '../common/broker-limits.js';
@@ -10,7 +12,7 @@ import { strata } from '../generated/strata.js';
 import { nonNegative, toLong, toSafeNumber } from './convert.js';
 import { invalidArgument } from './status.js';
 import { pipelinedStream } from './pipelined-stream.js';
-import { callScope } from './token-auth.js';
+import { callScope, callTokenName } from './token-auth.js';
 import type { TokenScope } from './token-scope.js';
 import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
@@ -122,7 +124,8 @@ function describedWithin(description: GroupDescription, scope: TokenScope): Grou
   };
 }
 
-function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest, scope: TokenScope): Promise<void> {
+/** `tokenName`: the call's token (null without tokens), which must be the one that joined the committing member. */
+function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest, scope: TokenScope, tokenName: string | null): Promise<void> {
   scope.checkGroup(request.groupId);
   if (!scope.topics.every) scope.checkTopics(request.offsets.map((entry) => entry.topic));
   return coordinator.commit(
@@ -135,6 +138,7 @@ function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsR
       offset: toSafeNumber(entry.offset, `offsets[${index}].offset`),
       metadata: entry.metadata ?? '',
     })),
+    tokenName,
   );
 }
 
@@ -184,6 +188,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         owned: partitionsFromWire(request.ownedPartitions, 'owned_partitions'),
         sessionTimeoutMs: nonNegative(request.sessionTimeoutMs, 'session_timeout_ms'),
         topicScope: scope.topics.every ? null : scope.topics,
+        tokenName: callTokenName(context.authenticator, call.metadata),
       });
       return v1.HeartbeatResponse.create({
         memberId: result.memberId,
@@ -196,7 +201,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       });
     }),
     commitOffsets: unaryHandler(context, 'CommitOffsets', async (request: strata.v1.CommitOffsetsRequest, call) => {
-      await commit(coordinator, request, callScope(context.authenticator, call.metadata));
+      await commit(coordinator, request, callScope(context.authenticator, call.metadata), callTokenName(context.authenticator, call.metadata));
       return v1.CommitOffsetsResponse.create();
     }),
     commitOffsetsStream: pipelinedStream(context, stopping, {
@@ -205,7 +210,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       inFlightBytesMax: COMMIT_STREAM_IN_FLIGHT_BYTES_MAX,
       requestBytes: commitRequestBytes,
       handle: async (request: strata.v1.CommitOffsetsRequest, call) => {
-        await commit(coordinator, request, callScope(context.authenticator, call.metadata));
+        await commit(coordinator, request, callScope(context.authenticator, call.metadata), callTokenName(context.authenticator, call.metadata));
         return v1.CommitOffsetsResponse.create({ correlationId: request.correlationId });
       },
       failed: (request, code, message, strataError) => v1.CommitOffsetsResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code, message, strataError }) }),

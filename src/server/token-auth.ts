@@ -163,6 +163,16 @@ export class TokenAuthenticator {
     return known.scope;
   }
 
+  /**
+   * The name of the token of a call `refusal` let through, which a consumer-group member it
+   * joins is bound to (consumer-group.ts). As with `scopeOf`, a call keeps the token it started with.
+   */
+  tokenNameOf(metadata: Metadata): string {
+    const known = this.callTokens.get(metadata) ?? this.identify(metadata);
+    if (known instanceof StrataError) throw known;
+    return known.name;
+  }
+
   /** The known token `metadata` carries, or the UNAUTHENTICATED refusal. */
   private identify(metadata: Metadata): KnownToken | StrataError {
     const values = metadata.get(AUTHORIZATION_METADATA);
@@ -179,6 +189,11 @@ export class TokenAuthenticator {
 /** The scope of a call with `metadata`: every topic and group on a broker without tokens. */
 export function callScope(authenticator: TokenAuthenticator | null | undefined, metadata: Metadata): TokenScope {
   return authenticator ? authenticator.scopeOf(metadata) : TokenScope.OPEN;
+}
+
+/** The name of the token of a call with `metadata`; null on a broker without tokens. */
+export function callTokenName(authenticator: TokenAuthenticator | null | undefined, metadata: Metadata): string | null {
+  return authenticator ? authenticator.tokenNameOf(metadata) : null;
 }
 
 /** Reads and checks a tokens file (`--auth-tokens-file`); every problem is an INVALID_ARGUMENT naming the flag, the file and the entry. */
