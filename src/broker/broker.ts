@@ -37,7 +37,7 @@ import { holdsNoRecords } from '../storage/partition-records.js';
 import { DEFAULT_INDEX_CACHE_BYTES, IndexCache } from '../storage/index-cache.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
 import { DataDirectoryLock } from './data-directory-lock.js';
-import { MetadataStore, type TopicRecord } from './metadata-store.js';
+import { MetadataStore, PRODUCER_ID_COUNTER, type TopicRecord } from './metadata-store.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
 
 import { checkTopicName } from '../common/topic-name.js';
@@ -51,6 +51,11 @@ const MISSING_PARTITIONS_NAMED = 5;
  * most 8 of them in libuv's thread pool (four threads), not behind thousands.
  */
 const PARTITION_FILE_CALLS_CONCURRENCY = 8;
+/**
+ * Producer ids whose owning token a broker with tokens keeps in memory (about 100 bytes each,
+ * so some 10 MB): far more producers than one broker serves at once; older ids are read again.
+ */
+const PRODUCER_ID_OWNERS_CACHED_MAX = 100_000;
 
 export interface BrokerOptions {
   dataDir: string;
@@ -895,10 +900,19 @@ export class Broker {
   /** The highest producer id handed out (null until first needed). */
   private producerIdsIssued: number | null = null;
 
+  /**
+   * Producer id → the name of the token InitProducer issued it to (null: issued without
+   * tokens), so that an idempotent produce on a broker with tokens needs no LMDB read: filled
+   * as ids are issued, and from LMDB once per id on a miss (ids issued before a restart).
+   * Bounded: past PRODUCER_ID_OWNERS_CACHED_MAX entries the oldest goes, and costs one LMDB
+   * read if its producer is still at work.
+   */
+  private readonly producerIdOwners = new Map<number, string | null>();
+
   /** Refuses a producer id that InitProducer never handed out (see `PartitionLogOptions.checkProducerId`). */
   private readonly checkProducerId = (producerId: number): void => {
     // Read once, then kept by initProducer: idempotent appends need no LMDB read.
-    this.producerIdsIssued ??= this.metadata.counterValue('producer-id');
+    this.producerIdsIssued ??= this.metadata.counterValue(PRODUCER_ID_COUNTER);
     const issued = this.producerIdsIssued;
     if (producerId >= 1 && producerId <= issued) return;
     const range = issued === 0 ? 'it has issued none yet' : `it has issued 1 to ${issued}`;
@@ -906,13 +920,49 @@ export class Broker {
   };
 
   /**
-   * Hands out a new producer id (durable counter) with epoch 0, and how many batches per
-   * partition the producer may have in flight (the deduplication window).
+   * Refuses (PERMISSION_DENIED) an idempotent produce under `producerId` by token `tokenName`
+   * when InitProducer issued that id to another token: sending the owner's next sequence first,
+   * a token would have the owner's own batch of that sequence answered `duplicate: true` and
+   * never stored. An id issued without tokens is any token's; a broker without tokens
+   * (`tokenName` null) checks nothing. An id never issued is left to `checkProducerId`.
    */
-  async initProducer(): Promise<{ producerId: number; producerEpoch: number; maxInFlightBatches: number }> {
+  checkProducerIdOwner(producerId: number, tokenName: string | null): void {
+    if (tokenName === null) return;
+    this.producerIdsIssued ??= this.metadata.counterValue(PRODUCER_ID_COUNTER);
+    // Also false for NaN (a raw batch's id past 2^53, which validation refuses).
+    if (!(producerId >= 1 && producerId <= this.producerIdsIssued)) return;
+    let owner = this.producerIdOwners.get(producerId);
+    if (owner === undefined) {
+      owner = this.metadata.producerIdOwner(producerId);
+      this.rememberProducerIdOwner(producerId, owner);
+    }
+    if (owner === null || owner === tokenName) return;
+    // The owner is not named: another tenant's token names are none of this token's business.
+    throw new StrataError(
+      ErrorCode.PERMISSION_DENIED,
+      `token "${tokenName}" may not produce as producer id ${producerId}: InitProducer issued that id to another token; call InitProducer with this token for a producer id of its own`,
+    );
+  }
+
+  private rememberProducerIdOwner(producerId: number, owner: string | null): void {
+    if (this.producerIdOwners.size >= PRODUCER_ID_OWNERS_CACHED_MAX) {
+      // A Map iterates in insertion order: the first key is the one held longest.
+      this.producerIdOwners.delete(this.producerIdOwners.keys().next().value!);
+    }
+    this.producerIdOwners.set(producerId, owner);
+  }
+
+  /**
+   * Hands out a new producer id (durable counter) with epoch 0, and how many batches per
+   * partition the producer may have in flight (the deduplication window). On a broker with
+   * tokens, `ownerTokenName` is the caller's token: the id is recorded as its (in the same LMDB
+   * write), and `checkProducerIdOwner` refuses it to other tokens, across restarts too.
+   */
+  async initProducer(ownerTokenName: string | null = null): Promise<{ producerId: number; producerEpoch: number; maxInFlightBatches: number }> {
     this.checkOpen();
-    const producerId = await this.metadata.nextCounter('producer-id');
+    const producerId = await this.metadata.issueProducerId(ownerTokenName);
     this.producerIdsIssued = Math.max(this.producerIdsIssued ?? 0, producerId);
+    if (ownerTokenName !== null) this.rememberProducerIdOwner(producerId, ownerTokenName);
     return { producerId, producerEpoch: 0, maxInFlightBatches: PRODUCER_BATCH_WINDOW };
   }
 

@@ -1,7 +1,9 @@
 /**
  * Broker metadata in LMDB: topics (partition count, config overrides, creation time), the
- * topics deleted whose directories may not have been moved out yet, and the producer-id counter. One LMDB environment per data directory (`<data-dir>/metadata.mdb`), so
- * other subsystems (consumer-group offsets) add their own named databases to it.
+ * topics deleted whose directories may not have been moved out yet, the producer-id counter and,
+ * on a broker with tokens, the name of the token each producer id was issued to. One LMDB
+ * environment per data directory (`<data-dir>/metadata.mdb`), so other subsystems
+ * (consumer-group offsets) add their own named databases to it.
  *
  * Durability: with lmdb-js's default `overlappingSync` (on Linux) a write's promise resolves
  * when its transaction is committed and visible, and the flush to disk follows. Every write here
@@ -22,6 +24,9 @@ export interface TopicRecord {
 
 export const METADATA_FILE = 'metadata.mdb';
 
+/** The durable counter InitProducer's producer ids come from. */
+export const PRODUCER_ID_COUNTER = 'producer-id';
+
 export class MetadataStore {
   private constructor(
     readonly root: RootDatabase,
@@ -29,6 +34,11 @@ export class MetadataStore {
     private readonly counters: Database<number, string>,
     /** Topic name → when it was deleted (ms), until its directory has been moved out (`deletionDone`). */
     private readonly deletions: Database<number, string>,
+    /**
+     * Producer id → the name of the token InitProducer issued it to. Ids issued without tokens
+     * have no entry: any token may use them (as every caller could when they were issued).
+     */
+    private readonly producerIdOwners: Database<string, number>,
   ) {}
 
   static open(dataDir: string): MetadataStore {
@@ -38,6 +48,7 @@ export class MetadataStore {
       root.openDB<TopicRecord, string>({ name: 'topics', encoding: 'msgpack' }),
       root.openDB<number, string>({ name: 'counters', encoding: 'msgpack' }),
       root.openDB<number, string>({ name: 'topic-deletions', encoding: 'msgpack' }),
+      root.openDB<string, number>({ name: 'producer-id-owners', encoding: 'msgpack' }),
     );
   }
 
@@ -104,6 +115,29 @@ export class MetadataStore {
         return next;
       }),
     );
+  }
+
+  /**
+   * Hands out the next producer id (`PRODUCER_ID_COUNTER`) and, given a token name, records in
+   * the same transaction that the id is that token's: no crash leaves an id issued with its
+   * owner lost, and a reader that sees the id counted sees its owner. Without an owner it is the
+   * counter's write alone, as `nextCounter`.
+   */
+  async issueProducerId(ownerTokenName: string | null): Promise<number> {
+    return durably(
+      this.root,
+      this.counters.transaction(() => {
+        const producerId = (this.counters.get(PRODUCER_ID_COUNTER) ?? 0) + 1;
+        this.counters.put(PRODUCER_ID_COUNTER, producerId);
+        if (ownerTokenName !== null) this.producerIdOwners.put(producerId, ownerTokenName);
+        return producerId;
+      }),
+    );
+  }
+
+  /** The name of the token `producerId` was issued to; null for an id issued without tokens (or never issued). */
+  producerIdOwner(producerId: number): string | null {
+    return this.producerIdOwners.get(producerId) ?? null;
   }
 
   async close(): Promise<void> {

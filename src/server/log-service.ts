@@ -5,6 +5,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import {
+  type Metadata,
   status,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -16,7 +17,7 @@ import { ErrorCode, StrataError, isStrataError } from '../common/errors.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
-import { NO_PRODUCER_ID, nextOffsetAfter } from '../storage/record-batch.js';
+import { NO_PRODUCER_ID, forEachBatch, nextOffsetAfter, readProducerId } from '../storage/record-batch.js';
 import { checkDecoded } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
 import { encodeRawFetchResponse, encodeRawSubscribeResponse } from './raw-responses.js';
@@ -24,7 +25,7 @@ import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from './re
 import { checkProducerEpoch, nonNegative, startFromWire, toLong, toSafeNumber } from './convert.js';
 import type { IncomingProduceRequest } from './produce-request-decoder.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
-import { callScope } from './token-auth.js';
+import { callScope, callTokenName } from './token-auth.js';
 import type { TokenScope } from './token-scope.js';
 import { pipelinedStream } from './pipelined-stream.js';
 import type { RequestMemory } from './request-memory.js';
@@ -59,7 +60,13 @@ function checkMaxBytes(value: number, field: string): number {
   return value;
 }
 
-async function produce(broker: Broker, incoming: IncomingProduceRequest, scope: TokenScope): Promise<strata.v1.ProduceResponse> {
+/** Who sends a produce request: what its token may name, and the token's name (null on a broker without tokens). */
+interface Producing {
+  scope: TokenScope;
+  tokenName: string | null;
+}
+
+async function produce(broker: Broker, incoming: IncomingProduceRequest, { scope, tokenName }: Producing): Promise<strata.v1.ProduceResponse> {
   const request = incoming.message;
   const topic = checkTopic(request.topic);
   scope.checkTopic(topic);
@@ -77,9 +84,14 @@ async function produce(broker: Broker, incoming: IncomingProduceRequest, scope: 
       throw invalidArgument('producer_id is for the records path; a raw batch carries its producer fields in its header');
     }
     const batches = Buffer.from(batch.buffer, batch.byteOffset, batch.byteLength);
+    // Every whole batch, not only the first: an idempotent batch must come alone (the append
+    // refuses it otherwise), but one under another token's id is refused as that, whatever else
+    // the request holds.
+    if (tokenName !== null) forEachBatch(batches, (position) => broker.checkProducerIdOwner(readProducerId(batches, position), tokenName));
     result = await broker.produceBatches(topic, partition, batches, acks);
   } else {
     const producer = producerFromWire(request);
+    if (producer !== null) broker.checkProducerIdOwner(producer.producerId, tokenName);
     const records = parseWireRecords(incoming.source, incoming.recordRanges);
     result = await broker.produceRecords(topic, partition, records, acks, producer);
   }
@@ -108,6 +120,11 @@ function producerFromWire(request: strata.v1.ProduceRequest): { producerId: numb
     throw invalidArgument(`producer_id ${producerId} is not valid: use an id from InitProducer (1 or more), or -1 or no producer_id for a producer that is not idempotent`);
   }
   return { producerId, producerEpoch: checkProducerEpoch(request.producerEpoch), baseSequence: nonNegative(request.baseSequence, 'base_sequence') };
+}
+
+/** Who sends the produce requests of a call with `metadata`. */
+function producing(context: HandlerContext, metadata: Metadata): Producing {
+  return { scope: callScope(context.authenticator, metadata), tokenName: callTokenName(context.authenticator, metadata) };
 }
 
 /**
@@ -144,8 +161,9 @@ function callSignal(call: NodeJS.EventEmitter, stopping: AbortSignal): { signal:
 export function logServiceHandlers(broker: Broker, context: HandlerContext, stopping: AbortSignal, produceMemory: RequestMemory | null = null): UntypedServiceImplementation {
   const logger = context.logger;
   return {
-    initProducer: unaryHandler(context, 'InitProducer', async () => {
-      const { producerId, producerEpoch, maxInFlightBatches } = await broker.initProducer();
+    initProducer: unaryHandler(context, 'InitProducer', async (_request: strata.v1.InitProducerRequest, call: ServerUnaryCall<strata.v1.InitProducerRequest, strata.v1.InitProducerResponse>) => {
+      // On a broker with tokens the id is the caller's token's: other tokens' produces under it are refused.
+      const { producerId, producerEpoch, maxInFlightBatches } = await broker.initProducer(callTokenName(context.authenticator, call.metadata));
       return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch, maxInFlightBatches });
     }),
 
@@ -153,7 +171,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       const bytes = request.source.length;
       produceMemory?.take(bytes);
       try {
-        return await produce(broker, request, callScope(context.authenticator, call.metadata));
+        return await produce(broker, request, producing(context, call.metadata));
       } finally {
         produceMemory?.give(bytes);
       }
@@ -165,7 +183,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       inFlightBytesMax: PRODUCE_STREAM_IN_FLIGHT_BYTES_MAX,
       requestBytes: (request: IncomingProduceRequest) => request.source.length,
       sharedMemory: produceMemory,
-      handle: (request: IncomingProduceRequest, call) => produce(broker, request, callScope(context.authenticator, call.metadata)),
+      handle: (request: IncomingProduceRequest, call) => produce(broker, request, producing(context, call.metadata)),
       failed: (request, code, message, strataError) => v1.ProduceResponse.create({ correlationId: request.message.correlationId, error: v1.ItemError.create({ code, message, strataError }) }),
     }),
 
