@@ -296,6 +296,17 @@ async function subscribe(
   // is stopping): a listener added now would never run.
   if (signal.aborted) stopFollowing();
   signal.addEventListener('abort', stopFollowing, { once: true });
+  // Tokens read again (SIGHUP): a token revoked, or no longer allowed this topic, ends the
+  // subscription with that refusal, as a new call would get, rather than read on until it ends.
+  let revoked: { error: unknown } | null = null;
+  const stopOnRevoke = context.authenticator?.onReload(() => {
+    try {
+      callScope(context.authenticator, call.metadata).checkTopic(topic);
+    } catch (error) {
+      revoked ??= { error };
+      stopFollowing();
+    }
+  });
   try {
     const outcomes = await Promise.allSettled(
       logs.map((log, index) => {
@@ -306,10 +317,12 @@ async function subscribe(
         });
       }),
     );
+    if (revoked !== null) throw (revoked as { error: unknown }).error;
     const failed = outcomes.find((outcome) => outcome.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
   } finally {
     signal.removeEventListener('abort', stopFollowing);
+    stopOnRevoke?.();
   }
 }
 

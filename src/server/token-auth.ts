@@ -78,6 +78,14 @@ interface KnownToken {
   scope: TokenScope;
 }
 
+/** The token a call was let through with, what it called, and from which reading of the file. */
+interface CallToken {
+  known: KnownToken;
+  service: string;
+  method: string;
+  generation: number;
+}
+
 export interface TokenEntry {
   name: string;
   /** SHA-256 of the token, 64 hex digits. */
@@ -93,7 +101,10 @@ export interface TokenEntry {
 export class TokenAuthenticator {
   private byHash = new Map<string, KnownToken>();
   /** The token of each call let through, by its metadata (the object its handler gets): hashed once a call. */
-  private readonly callTokens = new WeakMap<Metadata, KnownToken>();
+  private readonly callTokens = new WeakMap<Metadata, CallToken>();
+  /** How many times the tokens were taken: a call let through at an earlier one is checked again. */
+  private generation = 0;
+  private readonly reloadListeners = new Set<() => void>();
 
   /** `file`: where the entries were read from, for the start-up log line and `reload` ('' when not from a file). */
   constructor(entries: readonly TokenEntry[], readonly file = '') {
@@ -106,13 +117,22 @@ export class TokenAuthenticator {
   }
 
   /**
-   * Reads the file again and takes its tokens in place of the ones before, for calls checked
-   * from then on (`strata serve` does it on SIGHUP). A file with a problem changes nothing: it
-   * throws, and the tokens before stay.
+   * Reads the file again and takes its tokens in place of the ones before (`strata serve` does
+   * it on SIGHUP). Calls under way are checked again too: a stream's next request is checked
+   * against the new tokens (`scopeOf`), and open subscriptions are told (`onReload`), so a
+   * revoked or narrowed token stops at once, not when its streams end. A file with a problem
+   * changes nothing: it throws, and the tokens before stay.
    */
   reload(): void {
     if (this.file === '') throw new Error('these tokens were not read from a file');
     this.take(readTokensFile(this.file));
+    for (const listener of [...this.reloadListeners]) listener();
+  }
+
+  /** Calls `listener` after each reload, until the returned function is called. */
+  onReload(listener: () => void): () => void {
+    this.reloadListeners.add(listener);
+    return () => this.reloadListeners.delete(listener);
   }
 
   private take(entries: readonly TokenEntry[]): void {
@@ -125,6 +145,7 @@ export class TokenAuthenticator {
       byHash.set(entry.sha256.toLowerCase(), { name: entry.name, permissions: new Set(entry.permissions), scope });
     }
     this.byHash = byHash;
+    this.generation++;
   }
 
   get tokenCount(): number {
@@ -143,7 +164,7 @@ export class TokenAuthenticator {
     // A method this table does not name needs admin: a new method is closed until it is listed.
     const allowed = methods[method] ?? ADMIN;
     if (allowed.some((permission) => known.permissions.has(permission))) {
-      this.callTokens.set(metadata, known);
+      this.callTokens.set(metadata, { known, service, method, generation: this.generation });
       return null;
     }
     return new StrataError(
@@ -154,23 +175,36 @@ export class TokenAuthenticator {
 
   /**
    * The topics and groups the token of a call `refusal` let through may name; `metadata` is the
-   * call's (a handler's `call.metadata`). A call whose token is no longer known (read again
-   * since) keeps the scope it started with, as it keeps its permission.
+   * call's (a handler's `call.metadata`). Throws when the tokens were read again since the call
+   * began and its token is no longer known (UNAUTHENTICATED) or no longer has the call's
+   * permission (PERMISSION_DENIED); a token still known gets its new scope.
    */
   scopeOf(metadata: Metadata): TokenScope {
-    const known = this.callTokens.get(metadata) ?? this.identify(metadata);
-    if (known instanceof StrataError) throw known;
-    return known.scope;
+    return this.callToken(metadata).scope;
   }
 
   /**
    * The name of the token of a call `refusal` let through, which a consumer-group member it
-   * joins is bound to (consumer-group.ts). As with `scopeOf`, a call keeps the token it started with.
+   * joins is bound to (consumer-group.ts); checked again after a reload, as `scopeOf` is.
    */
   tokenNameOf(metadata: Metadata): string {
-    const known = this.callTokens.get(metadata) ?? this.identify(metadata);
-    if (known instanceof StrataError) throw known;
-    return known.name;
+    return this.callToken(metadata).name;
+  }
+
+  /** The token of the call with `metadata`, as the tokens are now. */
+  private callToken(metadata: Metadata): KnownToken {
+    const call = this.callTokens.get(metadata);
+    if (call === undefined) {
+      const known = this.identify(metadata);
+      if (known instanceof StrataError) throw known;
+      return known;
+    }
+    if (call.generation === this.generation) return call.known;
+    // Read again since the call began: checked as a new call would be (which records it anew).
+    const refusal = this.refusal(call.service, call.method, metadata);
+    if (refusal === null) return this.callTokens.get(metadata)!.known;
+    if (refusal.code !== ErrorCode.UNAUTHENTICATED) throw refusal;
+    throw new StrataError(ErrorCode.UNAUTHENTICATED, `token "${call.known.name}" is no longer accepted: the broker read its tokens file again since this call began, and the token is not in it; use a token it lists`);
   }
 
   /** The known token `metadata` carries, or the UNAUTHENTICATED refusal. */

@@ -455,37 +455,61 @@ describe('tokens limited to topics and groups', () => {
   });
 });
 
-describe('a token narrowed while its stream is open', () => {
-  it('keeps the topics a stream started with until it ends, and checks new calls against the file read again', async () => {
+describe('a token narrowed or revoked while its streams are open', () => {
+  it('refuses the next request of an open stream and ends an open subscription as a new call would be refused, once the file is read again', async () => {
     const dataDir = temporaryDirectory();
     const tokensFile = besideDataDir(dataDir, 'tokens.json');
-    const writeTokens = (writerTopics: string[]): void =>
+    const writeTokens = (writerTopics: string[], withReader: boolean): void =>
       writeFileSync(
         tokensFile,
         JSON.stringify({
           tokens: [
-            { name: 'writer', sha256: sha256('narrowed-writer'), permissions: ['write'], topics: writerTopics },
+            { name: 'writer', sha256: sha256('narrowed-writer'), permissions: ['write', 'read'], topics: writerTopics },
             { name: 'operator', sha256: sha256(TOKENS.operator), permissions: ['admin'] },
+            ...(withReader ? [{ name: 'leaving-reader', sha256: sha256('leaving-reader'), permissions: ['read'] }] : []),
           ],
         }),
       );
-    writeTokens(['orders', 'payments']);
+    writeTokens(['orders', 'payments'], true);
     const authenticator = TokenAuthenticator.fromFile(tokensFile);
     const broker = await startTestBroker({ dataDir, authenticator });
     const operator = new Admin({ server: broker.address, token: TOKENS.operator, deadlineMs: 10_000 });
-    const producer = new Producer({ server: broker.address, token: 'narrowed-writer', deliveryTimeoutMs: 10_000 });
+    const producer = new Producer({ server: broker.address, token: 'narrowed-writer', deliveryTimeoutMs: 10_000, retries: 0 });
     const fresh = new Admin({ server: broker.address, token: 'narrowed-writer', deadlineMs: 10_000 });
+    const LogClient = makeGenericClientConstructor(logServiceDefinition, 'strata.v1.Log');
+    const log = new LogClient(broker.address, credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown>;
+    /** A Subscribe to payments from earliest with `token`; resolves `started` at its first message, `ended` with its status. */
+    const subscribe = (token: string): { started: Promise<void>; ended: Promise<ServiceError> } => {
+      const metadata = new Metadata();
+      metadata.set('authorization', `Bearer ${token}`);
+      const call = (log.subscribe as (request: unknown, metadata: Metadata) => NodeJS.EventEmitter).call(log, v1.SubscribeRequest.create({ topic: 'payments', start: v1.StartPosition.create({ earliest: true }) }), metadata);
+      return { started: new Promise((resolve) => call.once('data', () => resolve())), ended: new Promise((resolve) => call.on('error', resolve)) };
+    };
     try {
       await operator.createTopic('payments', { partitions: 1 });
+      await operator.createTopic('orders', { partitions: 1 });
       await producer.send({ topic: 'payments', partition: 0, value: Buffer.from('before') });
-      writeTokens(['orders']);
+      const narrowed = subscribe('narrowed-writer');
+      const revoked = subscribe('leaving-reader');
+      await Promise.all([narrowed.started, revoked.started]);
+
+      writeTokens(['orders'], false);
       authenticator.reload(); // what SIGHUP does
-      // The producer's stream was let through with both topics, and keeps them until it ends.
-      await producer.send({ topic: 'payments', partition: 0, value: Buffer.from('on the open stream') });
-      expect((await operator.describeTopic('payments')).partitions[0]!.highWatermark).toBe(2);
+      const [narrowedEnd, revokedEnd] = await Promise.all([narrowed.ended, revoked.ended]);
+      expect([status[narrowedEnd.code], narrowedEnd.details]).toEqual(['PERMISSION_DENIED', expect.stringMatching(/^token "writer" may not .*"payments"/)]);
+      expect([status[revokedEnd.code], revokedEnd.details]).toEqual([
+        'UNAUTHENTICATED',
+        'token "leaving-reader" is no longer accepted: the broker read its tokens file again since this call began, and the token is not in it; use a token it lists',
+      ]);
+      // The producer's stream, open since before, is checked against the file as it is now.
+      expect((await refusal(producer.send({ topic: 'payments', partition: 0, value: Buffer.from('on the open stream') }))).code).toBe('PERMISSION_DENIED');
+      await producer.send({ topic: 'orders', partition: 0, value: Buffer.from('still allowed') });
+      expect((await operator.describeTopic('payments')).partitions[0]!.highWatermark).toBe(1);
+      expect((await operator.describeTopic('orders')).partitions[0]!.highWatermark).toBe(1);
       // A call made now is checked against the file as it is.
       expect((await refusal(fresh.describeTopic('payments'))).code).toBe('PERMISSION_DENIED');
     } finally {
+      (log as unknown as Client).close();
       for (const client of [producer, operator, fresh]) await client.close();
       await broker.dispose();
       rmSync(tokensFile, { force: true });

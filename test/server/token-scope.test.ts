@@ -96,12 +96,26 @@ describe('the scope of a call', () => {
     expect(callScope(null, metadata('anything'))).toBe(TokenScope.OPEN);
   });
 
-  it('stays the scope the call was let through with when the tokens change meanwhile', () => {
-    const changing = new TokenAuthenticator([{ name: 'a', sha256: sha256('a-secret'), permissions: ['read'], topics: ['orders'] }]);
-    const call = metadata('a-secret');
-    expect(changing.refusal(LOG_SERVICE_NAME, 'Fetch', call)).toBeNull();
-    (changing as unknown as { take(entries: unknown[]): void }).take([{ name: 'b', sha256: sha256('b-secret'), permissions: ['read'] }]);
-    expect(changing.scopeOf(call).topics.allows('orders')).toBe(true);
+  it('is checked again when the tokens change meanwhile: the new scope of a token still listed, a refusal for one no longer listed or no longer allowed the call', () => {
+    const changing = new TokenAuthenticator([
+      { name: 'a', sha256: sha256('a-secret'), permissions: ['read'], topics: ['orders'] },
+      { name: 'b', sha256: sha256('b-secret'), permissions: ['read'] },
+      { name: 'c', sha256: sha256('c-secret'), permissions: ['read'] },
+    ]);
+    const calls = { a: metadata('a-secret'), b: metadata('b-secret'), c: metadata('c-secret') };
+    for (const call of Object.values(calls)) expect(changing.refusal(LOG_SERVICE_NAME, 'Fetch', call)).toBeNull();
+    const retake = (entries: unknown[]): void => (changing as unknown as { take(entries: unknown[]): void }).take(entries);
+    retake([
+      { name: 'b', sha256: sha256('b-secret'), permissions: ['read'], topics: ['payments'] },
+      { name: 'c', sha256: sha256('c-secret'), permissions: ['write'] },
+    ]);
+    const refusedA = thrown(() => changing.scopeOf(calls.a));
+    expect([refusedA?.code, refusedA?.message]).toEqual([
+      ErrorCode.UNAUTHENTICATED,
+      'token "a" is no longer accepted: the broker read its tokens file again since this call began, and the token is not in it; use a token it lists',
+    ]);
+    expect([changing.scopeOf(calls.b).topics.allows('orders'), changing.scopeOf(calls.b).topics.allows('payments')]).toEqual([false, true]);
+    expect(thrown(() => changing.scopeOf(calls.c))?.code).toBe(ErrorCode.PERMISSION_DENIED);
     expect(thrown(() => changing.scopeOf(metadata('a-secret')))?.code).toBe(ErrorCode.UNAUTHENTICATED);
   });
 });
