@@ -26,9 +26,18 @@ export interface LogConfig {
   flush: FlushMode;
   /** `flush.ms`: fdatasync period in `interval` mode. */
   flushMs: number;
-  /** `retention.ms`: delete sealed segments whose newest record is older than this; -1 = never. */
+  /**
+   * `retention.ms`: delete the oldest segment while its newest record is older than this, the
+   * active one too unless empty (the log rolls first). A segment whose age is unknown (its time
+   * index could not be loaded) is not deleted by this rule, nor are the ones after it
+   * (`retention.bytes` still applies to them). -1 = never.
+   */
   retentionMs: number;
-  /** `retention.bytes`: delete the oldest sealed segments while the log is larger; -1 = unlimited. */
+  /**
+   * `retention.bytes`: delete the oldest segments while the log without the next one would still
+   * be at least this size (it never goes below it by deleting), the active one too unless empty
+   * (the log rolls first). -1 = unlimited.
+   */
   retentionBytes: number;
   /** `max.message.bytes`: largest record batch accepted. */
   maxMessageBytes: number;

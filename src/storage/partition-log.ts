@@ -1399,10 +1399,11 @@ export class PartitionLog {
   }
 
   /**
-   * What a read, timestamp search or retention pass that failed on `segment` throws: a failed
-   * file call (an I/O error, too many open files) as STORAGE_ERROR (UNAVAILABLE to a client: the
-   * next call tries the file again), naming the errno, with the file in the broker log; anything
-   * else as `fenceOnCorruption` says.
+   * What a read or timestamp search that failed on `segment` throws (a retention pass goes on
+   * without the segment's age: `loadIndexesForRetention`): a failed file call (an I/O error, too
+   * many open files) as STORAGE_ERROR (UNAVAILABLE to a client: the next call tries the file
+   * again), naming the errno, with the file in the broker log; anything else as
+   * `fenceOnCorruption` says.
    */
   private readFailure(segment: LogSegment, error: unknown): unknown {
     const code = fileCallErrno(error);
@@ -1507,7 +1508,9 @@ export class PartitionLog {
    * close closed it. Passes run one at a time: a pass whose delete failed puts the segments it
    * could not remove back at the front of the log, which another pass must not have moved. A
    * call while a pass waits for its turn joins that pass, so that checks behind a slow one
-   * (a stalled disk) do not pile up.
+   * (a stalled disk) do not pile up. A sealed segment whose indexes cannot be loaded (a failed
+   * file call) is kept by time, and the pass throws STORAGE_ERROR for it once `retention.bytes`
+   * deleted what it may.
    */
   async applyRetention(): Promise<number> {
     this.checkUsable();
@@ -1533,15 +1536,32 @@ export class PartitionLog {
     const nowMs = this.clock.nowMs();
     // The periodic check that also forgets idle producers between rolls.
     this.producerState.expire();
-    // Learn the newest timestamp of the oldest sealed segments (lazy indexes) until one is
-    // young enough to keep; the policy treats unknown timestamps as young.
-    for (let index = 0; index < this.segments.count - 1; index++) {
+    // Learn the newest timestamp of the oldest sealed segments (lazy indexes) until one is young
+    // enough to keep by `retention.ms`; without it, none is loaded. The policy treats an unknown
+    // timestamp as young. When a file call fails (EIO, EMFILE, a `.timeindex` that is not a
+    // file...), the segment's age stays unknown: it is kept by time (deleting it might delete
+    // records that should be kept), but `retention.bytes` still applies, so that such a segment
+    // does not let the log grow until the disk is full. Damage met while loading (an index
+    // rebuilt from a damaged log) fences the partition and is thrown, as for a read: a fenced
+    // partition deletes nothing (its files stay as they are for `strata repair`) and takes no
+    // appends. No await when nothing is loaded: the segments leave the log before the call returns.
+    let ageUnknown: StrataError | null = null;
+    for (let index = 0; index < this.segments.count - 1 && this.config.retentionMs >= 0; index++) {
       const segment = this.segments.at(index);
-      if (segment.maxTimestamp < 0) await this.loadIndexesForRetention(segment);
+      if (segment.maxTimestamp < 0) ageUnknown = await this.loadIndexesForRetention(segment);
       // A close (which waits for this pass) or a fence may have come meanwhile: stop here.
       this.checkUsable();
-      if (this.config.retentionMs < 0 || nowMs - segment.maxTimestamp <= this.config.retentionMs) break;
+      if (ageUnknown !== null || nowMs - segment.maxTimestamp <= this.config.retentionMs) break;
     }
+    const deleted = await this.deleteForRetention(nowMs);
+    // Thrown once the segments due are deleted (and logged where it failed): the broker logs the
+    // pass as failed, as before, but a segment of unknown age no longer holds back retention.bytes.
+    if (ageUnknown !== null) throw ageUnknown;
+    return deleted;
+  }
+
+  /** Deletes the segments the policy picks (`segmentsToDelete`), the active one too after a roll; returns how many. */
+  private async deleteForRetention(nowMs: number): Promise<number> {
     let count = segmentsToDelete([...this.segments], this.config, nowMs);
     if (count === this.segments.count) {
       // The active segment goes too: roll first, then decide again on the list as it is now
@@ -1641,13 +1661,25 @@ export class PartitionLog {
     this.producerSnapshotOffset = offset;
   }
 
-  /** Loads a segment's indexes, held as a read holds it (see `offsetForTimestamp`). */
-  private async loadIndexesForRetention(segment: LogSegment): Promise<void> {
+  /**
+   * Loads a segment's indexes, held as a read holds it (see `offsetForTimestamp`). A failed file
+   * call is logged and returned as STORAGE_ERROR (the next pass tries again); anything else is
+   * thrown as `fenceOnCorruption` says (damage fences the partition).
+   */
+  private async loadIndexesForRetention(segment: LogSegment): Promise<StrataError | null> {
     segment.acquire();
     try {
       await segment.loadIndexes();
+      return null;
     } catch (error) {
-      throw this.readFailure(segment, error);
+      const code = fileCallErrno(error);
+      if (code === null) throw this.fenceOnCorruption(segment, error);
+      this.logger.warn({ err: error, file: segment.logPath }, 'retention could not load the indexes of a segment: its age is unknown, so it is kept by time (retention.bytes still applies); the next pass tries again');
+      return new StrataError(
+        ErrorCode.STORAGE_ERROR,
+        `retention of partition ${this.name} could not learn the age of the segment at offset ${segment.baseOffset}: loading its indexes failed with ${code}; it is kept by time (retention.bytes still applied), and the next pass tries again (the broker log names the file)`,
+        { cause: error },
+      );
     } finally {
       segment.release();
     }
