@@ -9,9 +9,9 @@ import { checkIntegerRange } from '../common/integer-range.js';
 export type FlushMode = 'always' | 'interval';
 
 export interface LogConfig {
-  /** `segment.bytes`: roll when the active segment would grow past this. */
+  /** `segment.bytes`: roll when an append would grow the active segment past this (a larger batch gets a segment of its own). */
   segmentBytes: number;
-  /** `segment.ms`: roll when the active segment's first batch is older than this. */
+  /** `segment.ms`: roll at an append when the active segment's first batch is older than this (an idle partition does not roll). */
   segmentMs: number;
   /** `segment.index.bytes`: size bound of each index; a full index rolls the segment. */
   segmentIndexBytes: number;
