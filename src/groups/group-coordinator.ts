@@ -198,6 +198,26 @@ function checkMemberFields(request: HeartbeatRequest): void {
   });
 }
 
+/**
+ * A group's lag on one topic (see `lagByTopic`): over every partition of `logs` when the group
+ * subscribes to the topic, else over those it has committed offsets for that exist; null when
+ * that leaves none.
+ */
+function topicLag(logs: readonly PartitionLog[], committed: ReadonlyMap<number, number> | undefined, subscribed: boolean): number | null {
+  const partitionLag = (log: PartitionLog, offset: number | undefined): number => Math.max(0, log.highWatermark - Math.max(offset ?? log.logStartOffset, log.logStartOffset));
+  if (subscribed) {
+    let lag = 0;
+    for (let partition = 0; partition < logs.length; partition++) lag += partitionLag(logs[partition]!, committed?.get(partition));
+    return logs.length > 0 ? lag : null;
+  }
+  let lag: number | null = null;
+  for (const [partition, offset] of committed ?? []) {
+    const log = logs[partition];
+    if (log !== undefined) lag = (lag ?? 0) + partitionLag(log, offset);
+  }
+  return lag;
+}
+
 function sortedPairs(keys: Iterable<TopicPartition>): { topic: string; partition: number }[] {
   return [...keys].map(splitTp).sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
 }
@@ -737,15 +757,29 @@ export class GroupCoordinator {
   /**
    * Records not yet committed per group and topic (for metrics), over the partitions
    * `describeGroup` shows: a subscribed partition with no committed offset lags from the log
-   * start there too, so a group that never commits has lag to alert on.
+   * start there too, so a group that never commits has lag to alert on. A partition lags by its
+   * high watermark less its committed offset or its log start, whichever is higher, and never
+   * below 0. Read at every scrape, so from the offset store's copy in memory, not from LMDB, and
+   * without `lagPartitions`'s sorted list of every partition of every group.
    */
   lagByTopic(): { groupId: string; topic: string; lag: number }[] {
     const topics = this.topicCounts();
+    // Each topic's logs looked up once per call, not once per group.
+    const logsOf = new Map<string, PartitionLog[]>();
+    const logs = (topic: string): PartitionLog[] => {
+      let found = logsOf.get(topic);
+      if (found === undefined) logsOf.set(topic, (found = Array.from({ length: topics.get(topic)! }, (_, partition) => this.broker.partitionLog(topic, partition))));
+      return found;
+    };
     const result: { groupId: string; topic: string; lag: number }[] = [];
     for (const groupId of new Set([...this.groups.keys(), ...this.offsets.groups()])) {
-      const byTopic = new Map<string, number>();
-      for (const { topic, lag } of this.lagPartitions(groupId, this.groups.get(groupId) ?? null, topics)) byTopic.set(topic, (byTopic.get(topic) ?? 0) + lag);
-      for (const [topic, lag] of byTopic) result.push({ groupId, topic, lag });
+      const committed = this.offsets.committedOffsets(groupId);
+      const subscribed = this.groups.get(groupId)?.subscribedTopics(topics) ?? new Set<string>();
+      for (const topic of new Set([...committed.keys(), ...subscribed])) {
+        if (!topics.has(topic)) continue; // deleted: its offsets go with it
+        const lag = topicLag(logs(topic), committed.get(topic), subscribed.has(topic));
+        if (lag !== null) result.push({ groupId, topic, lag });
+      }
     }
     return result;
   }

@@ -18,7 +18,11 @@ export interface ProbeServer {
 export async function startProbeServer(listen: string, metrics: BrokerMetrics, isReady: () => boolean, logger: Logger): Promise<ProbeServer> {
   const { host, port } = parseListenAddress(listen);
   const server: Server = createServer((request, response) => {
-    const path = (request.url ?? '/').split('?')[0];
+    const path = requestPath(request.url ?? '/');
+    if (path === null) {
+      response.writeHead(400, { 'content-type': 'text/plain' }).end('bad request target\n');
+      return;
+    }
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
@@ -29,7 +33,7 @@ export async function startProbeServer(listen: string, metrics: BrokerMetrics, i
       const ready = isReady();
       response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
     } else if (path === '/metrics') {
-      metrics.registry.metrics().then(
+      metrics.scrape().then(
         (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
         (error: unknown) => {
           logger.error({ err: error }, 'collecting metrics failed');
@@ -60,4 +64,17 @@ export async function startProbeServer(listen: string, metrics: BrokerMetrics, i
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * The path of a request target, of the origin form (`/readyz?x`) or of the absolute form
+ * (`http://host/readyz`, which an HTTP/1.1 server must accept, and some proxies send); null when
+ * the target does not parse as a URL.
+ */
+function requestPath(target: string): string | null {
+  try {
+    return new URL(target, 'http://localhost').pathname;
+  } catch {
+    return null;
+  }
 }

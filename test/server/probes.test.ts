@@ -2,11 +2,13 @@
 // partition to alert on, and the counters mean what their help says (never going down, the same on every path); method: a real
 // broker with its probe server on an ephemeral port, real gRPC traffic, plain HTTP requests.
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { pino } from 'pino';
+import { Gauge } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseListenAddress } from '../../src/common/listen-address.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
@@ -555,6 +557,99 @@ describe('group metrics', () => {
       expect(metricValue(after, 'strata_group_members', 'group="g-metered"')).toBe(0);
       expect(metricValue(after, 'strata_group_lag_records', 'group="g-metered",topic="lagging"')).toBe(3);
     });
+  });
+});
+
+describe('group metrics of a running broker', () => {
+  const shared = useSharedBroker();
+
+  it('follow commits, and go with a deleted group and with a deleted topic', async () => {
+    const scrape = async (): Promise<string> => (await get(shared.broker.metricsAddress!, '/metrics')).body;
+    const commit = (groupId: string, topic: string, offset: number) =>
+      shared.client.call('groups.commitOffsets', v1.CommitOffsetsRequest.create({ groupId, memberId: '', memberEpoch: 0, offsets: [v1.OffsetCommit.create({ topic, partition: 0, offset: Long.fromNumber(offset) })] }));
+    for (const name of ['followed', 'doomed']) {
+      await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions: 1 }));
+      await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: name, partition: 0, records: ['a', 'b', 'c', 'd'].map((value) => v1.Record.create({ value: Buffer.from(value) })) }));
+    }
+    await commit('g-followed', 'followed', 1);
+    await commit('g-followed', 'doomed', 2);
+    let text = await scrape();
+    expect(metricValue(text, 'strata_group_lag_records', 'group="g-followed",topic="followed"')).toBe(3);
+    expect(metricValue(text, 'strata_group_lag_records', 'group="g-followed",topic="doomed"')).toBe(2);
+    expect(metricValue(text, 'strata_group_members', 'group="g-followed"')).toBe(0);
+
+    await commit('g-followed', 'followed', 4);
+    await shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name: 'doomed' }));
+    text = await scrape();
+    expect(metricValue(text, 'strata_group_lag_records', 'group="g-followed",topic="followed"')).toBe(0);
+    expect(optionalMetricValue(text, 'strata_group_lag_records', 'topic="doomed"')).toBeNull();
+
+    await shared.client.call('groups.deleteGroup', v1.DeleteGroupRequest.create({ groupId: 'g-followed' }));
+    text = await scrape();
+    expect(optionalMetricValue(text, 'strata_group_lag_records', 'group="g-followed"')).toBeNull();
+    expect(optionalMetricValue(text, 'strata_group_members', 'group="g-followed"')).toBeNull();
+  });
+});
+
+describe('concurrent scrapes', () => {
+  it('share one collection: those asked for while it is pending or under way get its text, one asked for after it starts another', async () => {
+    let collections = 0;
+    const metrics = new BrokerMetrics(() => {
+      collections++; // strata_ready's collector: once per collection
+      return true;
+    });
+    // A collector that waits until released, as one reading a slow source would.
+    let startedCollecting = (): void => undefined;
+    const started = new Promise<void>((resolve) => (startedCollecting = resolve));
+    let release = (): void => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    new Gauge({
+      name: 'test_held_collection',
+      help: 'collected once released',
+      registers: [metrics.registry],
+      async collect() {
+        startedCollecting();
+        await held;
+        this.set(collections);
+      },
+    });
+    const pending = [metrics.scrape(), metrics.scrape()];
+    await started;
+    pending.push(metrics.scrape()); // while the collection is under way
+    release();
+    const texts = await Promise.all(pending);
+    expect(collections).toBe(1);
+    expect(new Set(texts).size).toBe(1);
+    expect(texts[0]).toMatch(/^test_held_collection 1$/m);
+    expect(await metrics.scrape()).toMatch(/^test_held_collection 2$/m);
+    expect(collections).toBe(2);
+  });
+});
+
+describe('request targets', () => {
+  /** The status line the probe server answers `requestLine` with, sent as is over a socket. */
+  async function statusLine(address: string, requestLine: string): Promise<string> {
+    const { host, port } = parseListenAddress(address);
+    const socket = connect(port, host);
+    socket.setEncoding('utf8');
+    socket.end(`${requestLine}\r\nHost: ${address}\r\nConnection: close\r\n\r\n`);
+    let answer = '';
+    for await (const chunk of socket) answer += chunk as string;
+    return answer.split('\r\n')[0]!;
+  }
+
+  it('are matched by path in the absolute form (GET http://host/readyz), as HTTP/1.1 servers must; one that does not parse is answered 400', async () => {
+    const probes = await startProbeServer('127.0.0.1:0', new BrokerMetrics(() => true), () => true, rootLogger);
+    try {
+      expect(await statusLine(probes.address, `GET http://${probes.address}/readyz HTTP/1.1`)).toBe('HTTP/1.1 200 OK');
+      expect(await statusLine(probes.address, 'GET http://strata.example/healthz?verbose HTTP/1.1')).toBe('HTTP/1.1 200 OK');
+      expect(await statusLine(probes.address, 'GET http://strata.example/metrics HTTP/1.1')).toBe('HTTP/1.1 200 OK');
+      expect(await statusLine(probes.address, 'GET http://strata.example/nope HTTP/1.1')).toBe('HTTP/1.1 404 Not Found');
+      expect(await statusLine(probes.address, 'GET /readyz?x=1 HTTP/1.1')).toBe('HTTP/1.1 200 OK');
+      expect(await statusLine(probes.address, 'GET http://[ HTTP/1.1')).toBe('HTTP/1.1 400 Bad Request');
+    } finally {
+      await probes.close();
+    }
   });
 });
 
