@@ -299,14 +299,17 @@ async function subscribe(
   // Tokens read again (SIGHUP): a token revoked, or no longer allowed this topic, ends the
   // subscription with that refusal, as a new call would get, rather than read on until it ends.
   let revoked: { error: unknown } | null = null;
-  const stopOnRevoke = context.authenticator?.onReload(() => {
+  const checkToken = (): void => {
     try {
       callScope(context.authenticator, call.metadata).checkTopic(topic);
     } catch (error) {
       revoked ??= { error };
       stopFollowing();
     }
-  });
+  };
+  const stopOnRevoke = context.authenticator?.onReload(checkToken);
+  // Once more now: a reload while the start offsets were looked up came before the listener.
+  if (context.authenticator) checkToken();
   try {
     const outcomes = await Promise.allSettled(
       logs.map((log, index) => {
