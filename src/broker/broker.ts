@@ -940,7 +940,7 @@ export class Broker {
     // The owner is not named: another tenant's token names are none of this token's business.
     throw new StrataError(
       ErrorCode.PERMISSION_DENIED,
-      `token "${tokenName}" may not produce as producer id ${producerId}: InitProducer issued that id to another token; call InitProducer with this token for a producer id of its own`,
+      `token "${tokenName}" may not produce as producer id ${producerId}: InitProducer issued that id to another token (tokens are known by name: a token renamed in the tokens file is another); call InitProducer with this token for a producer id of its own`,
     );
   }
 

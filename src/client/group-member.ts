@@ -254,11 +254,12 @@ export class GroupMember {
   private sentSubscriptionVersion = -1;
 
   /**
-   * The member id this consumer joins with, chosen once for its lifetime: a join retried after
-   * its answer was lost then finds the member it made, instead of adding a second one that
-   * would hold partitions until its session ended.
+   * The member id this consumer joins with, chosen once: a join retried after its answer was
+   * lost then finds the member it made, instead of adding a second one that would hold
+   * partitions until its session ended. Chosen again only when the broker says another token
+   * holds a member of that id (`isMemberOfAnotherToken`), which no retry would get past.
    */
-  private readonly joinMemberId = randomUUID();
+  private joinMemberId = randomUUID();
   /** A join was sent and not answered: the broker may have made the member all the same. */
   private unansweredJoin = false;
   private memberIdValue = '';
@@ -390,7 +391,13 @@ export class GroupMember {
         // It left and dropped its partitions already: join again at once (or, closing, end).
         if (error instanceof MembershipDropped) continue;
         const failure = toClientError(error);
-        if (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION') {
+        if (isMemberOfAnotherToken(failure)) {
+          // Its id was taken by another token while it was away (a broker restart), or its own
+          // token was renamed: it joins again under a new id.
+          this.joinMemberId = randomUUID();
+          this.unansweredJoin = false;
+        }
+        if (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION' || isMemberOfAnotherToken(failure)) {
           await this.loseMembership(failure);
           if (this.holding) break; // closing: no join again
           // The first rejoin is immediate; one that keeps failing backs off.
@@ -863,4 +870,13 @@ class MembershipDropped extends Error {
     super(failure.message);
     this.name = 'MembershipDropped';
   }
+}
+
+/**
+ * The broker refuses this consumer's member id as another token's: on a broker with tokens a
+ * member acts only with the token that joined it, so heartbeats, leaves and joins under that id
+ * will keep being refused. A refused instance id is not this: it is the application's to change.
+ */
+function isMemberOfAnotherToken(failure: StrataClientError): boolean {
+  return failure.code === 'PERMISSION_DENIED' && / may not (heartbeat|leave|join) as member /.test(failure.message);
 }

@@ -906,7 +906,7 @@ export class Producer {
    * Gives the partition a producer id and epoch for its next batch: the producer's at its first
    * batch, or a fresh id (epoch from 0) once a long run of refused batches has used up every
    * epoch of the id it has, as Kafka's producer does (KIP-360), or the broker has refused the id
-   * as unknown (it lost its metadata). False when that fresh id is still to come: it is asked
+   * as unknown (it lost its metadata) or as another token's (this one was renamed). False when that fresh id is still to come: it is asked
    * for, and the drain runs again once it has arrived.
    */
   private takeProducerId(partition: PartitionState): boolean {
@@ -1087,8 +1087,9 @@ export class Producer {
     // A partition fenced by a failed write or fdatasync may keep, and serve after a recovery,
     // what it wrote of this batch and of the ones sent after it.
     this.failFrom(batch, error, isPartitionFence(error) ? 'fenced' : 'refused');
-    // Every epoch of an id the broker does not know is refused: the partition takes a new id.
-    if (this.idempotent && isUnknownProducerId(error)) partition.epoch = EPOCH_MAX + 1;
+    // Every epoch of an id the broker does not know, or gave another token, is refused: the
+    // partition takes a new id.
+    if (this.idempotent && isRefusedProducerId(error)) partition.epoch = EPOCH_MAX + 1;
   }
 
   /**
@@ -1397,8 +1398,14 @@ function isPartitionFence(error: StrataClientError): boolean {
 }
 
 /** The broker does not know the producer id (it lost its metadata, or the id came from elsewhere). */
-function isUnknownProducerId(error: StrataClientError): boolean {
-  return error.code === 'INVALID_ARGUMENT' && /^producer id \d+ was never handed out/.test(error.message);
+/**
+ * The broker will not take batches under this producer id again: it does not know the id (it
+ * lost its metadata), or issued it to a token of another name (the producer's token was renamed
+ * in the broker's tokens file). The partition then takes a new id.
+ */
+function isRefusedProducerId(error: StrataClientError): boolean {
+  if (error.code === 'INVALID_ARGUMENT') return /^producer id \d+ was never handed out/.test(error.message);
+  return error.code === 'PERMISSION_DENIED' && /may not produce as producer id \d+: InitProducer issued that id to another token/.test(error.message);
 }
 
 /**

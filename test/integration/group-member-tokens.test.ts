@@ -12,7 +12,9 @@ import { type ClientDuplexStream, type ServiceError, status } from '@grpc/grpc-j
 import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
+import { Consumer } from '../../src/client/consumer.js';
 import { TokenAuthenticator } from '../../src/server/token-auth.js';
+import { waitUntil } from '../helpers/wait.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
 import { type TestBroker, removeDirectory, startTestBroker, temporaryDirectory } from '../helpers/test-server.js';
 
@@ -193,6 +195,36 @@ describe("a member whose token's topics are narrowed while it is in a group", ()
       expect(labels(current.assignment)).toEqual(['orders-0', 'orders-1']);
       expect(current.memberEpoch).toBeGreaterThan(joined.memberEpoch);
     } finally {
+      await setup.dispose();
+    }
+  });
+
+  it('lets a client Consumer whose token was renamed join again under a new member id, and take its partitions once the old member expires', async () => {
+    const rename = (file: string): void => {
+      const tokens = [
+        { name: 'alice-renamed', sha256: sha256(SECRETS.alice), permissions: ['read'], topics: ['orders', 'payments'], groups: ['shared-*'] },
+        { name: 'operator', sha256: sha256(SECRETS.operator), permissions: ['admin'] },
+      ];
+      writeFileSync(file, JSON.stringify({ tokens }));
+    };
+    const setup = await brokerWithTokens();
+    const as = setup.as;
+    const members = async (): Promise<{ id: string; partitions: number }[]> =>
+      (await as.operator.call<DescribeGroupResponse>('groups.describeGroup', v1.DescribeGroupRequest.create({ groupId: 'shared-renamed' })).catch(() => ({ members: [] }))).members.map((member: strata.v1.IMemberDescription) => ({ id: member.memberId!, partitions: labels((member.assignment ?? []) as strata.v1.TopicPartitions[]).length }));
+    const consumer = new Consumer({ server: setup.broker.address, token: SECRETS.alice, groupId: 'shared-renamed', subscribe: ['orders'], sessionTimeoutMs: 1_000 });
+    try {
+      // Until the consumer's first heartbeat the group is unknown (NOT_FOUND): no members.
+      await waitUntil(async () => (await members()).some((member) => member.partitions === 2), 'the consumer to hold both partitions of orders');
+      const [first] = await members();
+      rename(setup.tokensFile);
+      setup.authenticator.reload();
+      await waitUntil(async () => {
+        const now = await members();
+        return now.length === 1 && now[0]!.id !== first!.id && now[0]!.partitions === 2;
+      }, 'a member of a new id to hold both partitions, the old one gone');
+      expect(consumer.assignment()).toHaveLength(2);
+    } finally {
+      await consumer.close();
       await setup.dispose();
     }
   });

@@ -2,7 +2,8 @@
 // another write token producing under it (records path, raw batch path, Produce and
 // ProduceStream) is refused with PERMISSION_DENIED and appends nothing, so the owner's batch of
 // that sequence is then stored, not answered as a duplicate and dropped; the binding survives a
-// broker restart; ids issued while the broker had no tokens stay any token's. Method: in-process
+// broker restart; ids issued while the broker had no tokens stay any token's; the client Producer
+// takes a new id once its token is renamed. Method: in-process
 // brokers with a tokens file on one data directory (real LMDB), driven over real gRPC; what a
 // partition holds is read back with Fetch.
 import { createHash } from 'node:crypto';
@@ -12,6 +13,9 @@ import { type ClientDuplexStream, type ServiceError, status } from '@grpc/grpc-j
 import Long from 'long';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
+import { Admin } from '../../src/client/admin.js';
+import type { StrataClientError } from '../../src/client/errors.js';
+import { Producer } from '../../src/client/producer.js';
 import { TokenAuthenticator } from '../../src/server/token-auth.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { TestClient, grpcError, v1 } from '../helpers/grpc-client.js';
@@ -35,7 +39,7 @@ function writeTokens(file: string): void {
 
 const refusal = (producerId: number): { code: string; details: string } => ({
   code: 'PERMISSION_DENIED',
-  details: `token "bob" may not produce as producer id ${producerId}: InitProducer issued that id to another token; call InitProducer with this token for a producer id of its own`,
+  details: `token "bob" may not produce as producer id ${producerId}: InitProducer issued that id to another token (tokens are known by name: a token renamed in the tokens file is another); call InitProducer with this token for a producer id of its own`,
 });
 const outcome = (error: ServiceError): { code: string | undefined; details: string } => ({ code: status[error.code], details: error.details });
 
@@ -200,5 +204,35 @@ describe('a producer id on a broker with tokens', () => {
     expect(appended(await produceRecord(alice, producerId, 0, 'alice-0'))).toEqual([[0, false]]);
     expect(appended(await produceBatch(bob, producerId, 1, 'bob-1'))).toEqual([[1, false]]);
     expect(await values(operator)).toEqual(['alice-0', 'bob-1']);
+  });
+
+  it("is another token's once its token is renamed: the client Producer's refused batch fails, and the next send goes under a new id", async () => {
+    const directory = temporaryDirectory('strata-tokens-');
+    const file = join(directory, 'tokens.json');
+    const named = (name: string): void =>
+      writeFileSync(file, JSON.stringify({ tokens: [{ name, sha256: sha256(SECRETS.alice), permissions: ['write', 'admin'] }] }));
+    named('alice');
+    const authenticator = TokenAuthenticator.fromFile(file);
+    const broker = await startTestBroker({ authenticator });
+    const producer = new Producer({ server: broker.address, token: SECRETS.alice, deliveryTimeoutMs: 10_000 });
+    const admin = new Admin({ server: broker.address, token: SECRETS.alice, deadlineMs: 10_000 });
+    try {
+      await admin.createTopic(TOPIC, { partitions: 1 });
+      await producer.send({ topic: TOPIC, partition: 0, value: Buffer.from('as alice') });
+      named('alice-renamed');
+      authenticator.reload();
+      const refused = await producer.send({ topic: TOPIC, partition: 0, value: Buffer.from('refused') }).then(
+        () => null,
+        (error: unknown) => error as StrataClientError,
+      );
+      expect(refused?.code).toBe('PERMISSION_DENIED');
+      await producer.send({ topic: TOPIC, partition: 0, value: Buffer.from('under a new id') });
+      expect((await admin.describeTopic(TOPIC)).partitions[0]!.highWatermark).toBe(2);
+    } finally {
+      await producer.close();
+      await admin.close();
+      await broker.dispose();
+      removeDirectory(directory);
+    }
   });
 });
