@@ -606,6 +606,9 @@ export class GroupCoordinator {
     const result: CommittedOffset[] = [];
     for (const partition of chosen) {
       const log = this.broker.partitionLog(topic, partition);
+      // A fenced partition's offsets are not to be trusted nor read past: the reset is refused
+      // with its fence (FAILED_PRECONDITION), as ListOffsets is, before anything is committed.
+      log.checkUsable();
       const clamp = (offset: number): number => Math.min(Math.max(offset, log.logStartOffset), log.highWatermark);
       let offset: number;
       switch (to.kind) {

@@ -563,6 +563,19 @@ describe('administration', () => {
     expect((await failure(() => coordinator.resetOffsets('g', 'nope', [], { kind: 'earliest' }))).code).toBe(ErrorCode.NOT_FOUND);
   });
 
+  it('refuses a reset that names a fenced partition with the fence, and commits none of its partitions', async () => {
+    await resetScenario();
+    await reset({ kind: 'earliest' });
+    fs.failFdatasync = true;
+    expect((await failure(() => produce('r', 1, 1, () => T0))).code).toBe(ErrorCode.PARTITION_FENCED);
+    fs.failFdatasync = false;
+    for (const to of [{ kind: 'latest' }, { kind: 'offset', offset: 2 }, { kind: 'shiftBy', shift: 1 }] as const) {
+      expect((await failure(() => reset(to))).code, to.kind).toBe(ErrorCode.PARTITION_FENCED);
+    }
+    expect(offsetsOf('g')).toEqual([{ topic: 'r', partition: 0, offset: 0 }, { topic: 'r', partition: 1, offset: 0 }]);
+    expect(await reset({ kind: 'latest' }, [0])).toEqual([[0, 10]]);
+  });
+
   it('shifts from the log start when nothing is committed yet', async () => {
     await resetScenario();
     expect(await reset({ kind: 'shiftBy', shift: 3 })).toEqual([[0, 3], [1, 3]]);
