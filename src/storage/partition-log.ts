@@ -1545,18 +1545,22 @@ export class PartitionLog {
     // rebuilt from a damaged log) fences the partition and is thrown, as for a read: a fenced
     // partition deletes nothing (its files stay as they are for `strata repair`) and takes no
     // appends. No await when nothing is loaded: the segments leave the log before the call returns.
-    let ageUnknown: StrataError | null = null;
+    let ageUnknown: { segment: LogSegment; error: StrataError } | null = null;
     for (let index = 0; index < this.segments.count - 1 && this.config.retentionMs >= 0; index++) {
       const segment = this.segments.at(index);
-      if (segment.maxTimestamp < 0) ageUnknown = await this.loadIndexesForRetention(segment);
+      if (segment.maxTimestamp < 0) {
+        const error = await this.loadIndexesForRetention(segment);
+        if (error !== null) ageUnknown = { segment, error };
+      }
       // A close (which waits for this pass) or a fence may have come meanwhile: stop here.
       this.checkUsable();
       if (ageUnknown !== null || nowMs - segment.maxTimestamp <= this.config.retentionMs) break;
     }
     const deleted = await this.deleteForRetention(nowMs);
-    // Thrown once the segments due are deleted (and logged where it failed): the broker logs the
-    // pass as failed, as before, but a segment of unknown age no longer holds back retention.bytes.
-    if (ageUnknown !== null) throw ageUnknown;
+    // Thrown once the segments due are deleted (and logged where it failed), unless
+    // retention.bytes deleted that segment too: the broker logs the pass as failed, as before,
+    // but a segment of unknown age no longer holds back retention.bytes.
+    if (ageUnknown !== null && this.segments.indexOf(ageUnknown.segment) >= 0) throw ageUnknown.error;
     return deleted;
   }
 

@@ -154,7 +154,7 @@ describe('a segment whose indexes cannot be loaded under retention.ms', () => {
     expect(log.logEndOffset).toBe(written.nextOffset);
   });
 
-  it('still lets retention.bytes delete it and the segments after it, then throws the failure', async () => {
+  it('still lets retention.bytes delete it and the segments after it, and then has no failure to report', async () => {
     const written = await writtenLog();
     const [first, second, third, fourth] = written.segments as [Written['segments'][number], Written['segments'][number], Written['segments'][number], Written['segments'][number]];
     unreadableTimeIndex(written.directory, second.baseOffset);
@@ -162,9 +162,7 @@ describe('a segment whose indexes cannot be loaded under retention.ms', () => {
     const { log } = await reopen(written, { retentionMs: 60_000, retentionBytes: limit });
     written.clock.advance(DAY_MS);
 
-    const error = await rejection(log.applyRetention());
-    expect(error.code).toBe(ErrorCode.STORAGE_ERROR);
-    expect((error.cause as NodeJS.ErrnoException).code).toBe('EISDIR');
+    expect(await log.applyRetention()).toBe(3);
     expect(log.logStartOffset).toBe(fourth.baseOffset);
     expect(log.sizeBytes).toBe(limit);
     expect(logFiles(written.directory)).toEqual(written.segments.slice(3).map((segment) => `${stem(segment.baseOffset)}.log`));
