@@ -14,8 +14,9 @@
  * order LMDB applies them:
  * - lmdb-js applies single puts in call order, but may resolve a later batch's first; so commits,
  *   once landed, are copied in the order they were made, each with its own values;
- * - it runs transaction callbacks (deletions, expiry, lowering) after the puts queued with them,
- *   so a commit and a transaction under way together may land in either order. A commit made
+ * - it runs a transaction's callback (deletions, expiry, lowering) after every single write of
+ *   its write batch, those queued after the transaction too, so a commit and a transaction
+ *   under way together may land in either order. A commit made
  *   while a transaction was under way, or copied after one was made, reads its keys back from
  *   LMDB instead; so does every transaction once settled, and every write that failed. LMDB
  *   then holds at least that write.
