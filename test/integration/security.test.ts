@@ -21,6 +21,7 @@ import type { GroupErrorEvent } from '../../src/client/group-member.js';
 import { PACKAGE_ROOT } from '../../src/common/package-root.js';
 import { ServerTls } from '../../src/server/tls-material.js';
 import { TokenAuthenticator } from '../../src/server/token-auth.js';
+import { PartitionLog } from '../../src/storage/partition-log.js';
 import { groupsServiceDefinition, logServiceDefinition } from '../../src/server/service-definitions.js';
 import { v1 } from '../helpers/grpc-client.js';
 import { runCli } from '../helpers/cli.js';
@@ -511,6 +512,64 @@ describe('a token narrowed or revoked while its streams are open', () => {
     } finally {
       (log as unknown as Client).close();
       for (const client of [producer, operator, fresh]) await client.close();
+      await broker.dispose();
+      rmSync(tokensFile, { force: true });
+    }
+  });
+});
+
+describe('a token revoked while a Subscribe looks up its start', () => {
+  it('ends the subscription once it starts, as if the reload had come after', async () => {
+    const dataDir = temporaryDirectory();
+    const tokensFile = besideDataDir(dataDir, 'tokens.json');
+    const writeTokens = (withReader: boolean): void =>
+      writeFileSync(
+        tokensFile,
+        JSON.stringify({
+          tokens: [
+            { name: 'operator', sha256: sha256(TOKENS.operator), permissions: ['admin'] },
+            ...(withReader ? [{ name: 'leaving-reader', sha256: sha256('leaving-reader'), permissions: ['read'] }] : []),
+          ],
+        }),
+      );
+    writeTokens(true);
+    const authenticator = TokenAuthenticator.fromFile(tokensFile);
+    const broker = await startTestBroker({ dataDir, authenticator });
+    const operator = new Admin({ server: broker.address, token: TOKENS.operator, deadlineMs: 10_000 });
+    const LogClient = makeGenericClientConstructor(logServiceDefinition, 'strata.v1.Log');
+    const log = new LogClient(broker.address, credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown>;
+    // The lookup of a start by time is held until the tokens have been read again.
+    const lookup = PartitionLog.prototype.offsetForTimestamp;
+    let entered!: () => void;
+    const inLookup = new Promise<void>((resolve) => (entered = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    PartitionLog.prototype.offsetForTimestamp = async function (this: PartitionLog, timestamp: number) {
+      entered();
+      await released;
+      return lookup.call(this, timestamp);
+    };
+    try {
+      await operator.createTopic('revoked-at-start', { partitions: 1 });
+      const metadata = new Metadata();
+      metadata.set('authorization', 'Bearer leaving-reader');
+      const call = (log.subscribe as (request: unknown, metadata: Metadata) => NodeJS.EventEmitter).call(
+        log,
+        v1.SubscribeRequest.create({ topic: 'revoked-at-start', start: v1.StartPosition.create({ timestamp: Long.fromNumber(0) }) }),
+        metadata,
+      );
+      const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
+      await inLookup;
+      writeTokens(false);
+      authenticator.reload();
+      release();
+      const end = await ended;
+      expect([status[end.code], end.details]).toEqual(['UNAUTHENTICATED', expect.stringMatching(/^token "leaving-reader" is no longer accepted/)]);
+    } finally {
+      PartitionLog.prototype.offsetForTimestamp = lookup;
+      release();
+      (log as unknown as Client).close();
+      await operator.close();
       await broker.dispose();
       rmSync(tokensFile, { force: true });
     }
