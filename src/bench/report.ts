@@ -270,7 +270,7 @@ export function formatReport(report: BenchReport): string {
 function warmupLine(report: BenchReport, records: number, baseline: boolean): string {
   const where = baseline ? ' on each server' : '';
   if (report.workload.endsWith('consume')) return `warm-up: an unmeasured fill and read of ${formatInteger(records)} records (topic ${report.topic?.name ?? ''}-warmup)${where} before the measured phase`;
-  return `warm-up: ${formatInteger(records)} records sent unmeasured${where}, by the producers then measured, and acknowledged before the measured ones`;
+  return `warm-up: ${formatInteger(records)} records sent unmeasured${where} by the same producers, and acknowledged before the measured records`;
 }
 
 function tableRow(label: string, result: ResultRow, latency: LatencySummary | null | undefined, latencyOnly = false): string[] {

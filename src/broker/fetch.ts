@@ -97,7 +97,7 @@ export async function resolveStart(log: PartitionLog, start: StartSpec): Promise
       return (await log.offsetForTimestamp(start.timestamp)) ?? log.highWatermark;
     case 'offset':
       if (start.offset < log.logStartOffset || start.offset > log.logEndOffset) {
-        throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${start.offset} is out of range for ${log.name}: valid offsets are ${log.logStartOffset} to ${log.logEndOffset}`);
+        throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${start.offset} is out of range for ${log.name}: valid offsets are ${log.logStartOffset} to ${log.logEndOffset} (${log.logEndOffset} is the log end, where the next record goes)`);
       }
       return start.offset;
   }

@@ -1357,7 +1357,7 @@ export class PartitionLog {
     const logStartOffset = this.logStartOffset;
     const highWatermark = this.highWatermark;
     if (!Number.isSafeInteger(offset) || offset < logStartOffset || offset > this.nextOffset) {
-      throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is out of range for ${this.name}: valid offsets are ${logStartOffset} to ${this.nextOffset}`);
+      throw new StrataError(ErrorCode.OFFSET_OUT_OF_RANGE, `offset ${offset} is out of range for ${this.name}: valid offsets are ${logStartOffset} to ${this.nextOffset} (${this.nextOffset} is the log end, where the next record goes)`);
     }
     if (offset >= highWatermark) return { batches: EMPTY, headroom: 0, highWatermark, logStartOffset };
     // The segment holding `offset`: the high watermark's segment or one before it, `offset` being below it.

@@ -171,7 +171,7 @@ describe('strata bench', () => {
     expect(report.ratioToBaseline).toBeNull();
     // Measured after an unmeasured warm-up over the same producer (its floor: 10,000 records).
     expect(report.warmupRecords).toBe(10000);
-    expect(stdout).toContain('\nwarm-up: 10,000 records sent unmeasured, by the producers then measured, and acknowledged before the measured ones\n');
+    expect(stdout).toContain('\nwarm-up: 10,000 records sent unmeasured by the same producers, and acknowledged before the measured records\n');
     // The table names every column; not a terminal, so no live line.
     for (const column of ['records/s', 'MB/s', 'p50', 'p95', 'p99', 'p99.9', 'max', 'server RSS']) expect(stdout).toContain(column);
     expect(stdout).toMatch(/^client scheduling: SCHED_\w+, (nice -?\d+|priority \d+) \(servers this run starts inherit it\)$/m);
@@ -294,7 +294,7 @@ describe('strata bench', () => {
     expect(report.ratioNotGiven).toBeNull();
     // Each server had an unmeasured warm-up first (its floor: 10,000 records).
     expect(report.warmupRecords).toBe(10000);
-    expect(stdout).toContain('\nwarm-up: 10,000 records sent unmeasured on each server, by the producers then measured, and acknowledged before the measured ones\n');
+    expect(stdout).toContain('\nwarm-up: 10,000 records sent unmeasured on each server by the same producers, and acknowledged before the measured records\n');
   });
 
   it('baseline of a produce at a rate: the p99 latency is compared, both servers sending the rate', async () => {

@@ -40,7 +40,7 @@ export function groupsCommand(yargs: Argv): Argv {
           command
             .positional('group', { type: 'string', demandOption: true, describe: 'Group id' })
             .option('topic', { type: 'string', demandOption: true, describe: 'Topic whose offsets move', requiresArg: true })
-            .option('to', { type: 'string', describe: 'earliest, latest, an offset, or an ISO-8601 time (UTC unless it names a zone)', requiresArg: true })
+            .option('to', { type: 'string', describe: 'earliest, latest, an offset (clamped to the log), or an ISO-8601 time (UTC unless it names a zone)', requiresArg: true })
             .option('shift-by', { type: 'number', describe: 'Instead of --to: move each committed offset by N records (negative = back), clamped to the log', requiresArg: true })
             .option('partition', { type: 'number', array: true, nargs: 1, describe: 'Only these partitions (repeatable); all partitions of the topic when absent', requiresArg: true })
             .conflicts('to', 'shift-by')
@@ -95,7 +95,7 @@ function describeText(description: GroupDescription): string {
     ['group', description.groupId],
     ['state', description.state],
     ['members', description.members.length],
-    ['epoch', description.groupEpoch],
+    ['group epoch', description.groupEpoch],
     ['assignor', description.assignor],
     ['total lag', description.totalLag],
   ]);
