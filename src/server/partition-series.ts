@@ -23,23 +23,11 @@
  * other metric as prom-client does.
  */
 import { type Metric, Registry } from 'prom-client';
+import type { PartitionState } from '../broker/broker.js';
 import { assert } from '../common/assert.js';
 
 /** A partition's figures, as `Broker.describeTopic` gives them, with its topic. */
-export interface PartitionFigures {
-  topic: string;
-  partition: number;
-  logStartOffset: number;
-  highWatermark: number;
-  logEndOffset: number;
-  sizeBytes: number;
-  segmentCount: number;
-  writtenBytes: { direct: number; buffered: number };
-  appendedRecords: number;
-  served: { bytes: number; records: number };
-  /** Why the partition refuses requests; empty when it takes them. */
-  error: string;
-}
+export type PartitionFigures = PartitionState & { topic: string };
 
 /** One series per partition: its labels after `topic` and `partition`, and its value. */
 export interface PartitionSample {
