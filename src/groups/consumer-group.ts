@@ -520,9 +520,9 @@ export class ConsumerGroup {
     return this.members.get(memberId)?.vanished ?? new Set();
   }
 
-  /** Checks that `memberId` at `memberEpoch`, joined by `tokenName` (null: no tokens), may commit offsets of `keys`. */
-  checkCommit(memberId: string, memberEpoch: number, keys: readonly TopicPartition[], tokenName: string | null = null): void {
-    this.checkCommitter(memberId, memberEpoch, tokenName);
+  /** Checks that `memberId` at `memberEpoch` may commit offsets of `keys` (on a broker without tokens). */
+  checkCommit(memberId: string, memberEpoch: number, keys: readonly TopicPartition[]): void {
+    this.checkCommitter(memberId, memberEpoch, null);
     this.checkCommitOwnership(memberId, keys);
   }
 

@@ -204,18 +204,26 @@ function checkMemberFields(request: HeartbeatRequest): void {
  * that leaves none.
  */
 function topicLag(logs: readonly PartitionLog[], committed: ReadonlyMap<number, number> | undefined, subscribed: boolean): number | null {
-  const partitionLag = (log: PartitionLog, offset: number | undefined): number => Math.max(0, log.highWatermark - Math.max(offset ?? log.logStartOffset, log.logStartOffset));
   if (subscribed) {
     let lag = 0;
-    for (let partition = 0; partition < logs.length; partition++) lag += partitionLag(logs[partition]!, committed?.get(partition));
+    for (let partition = 0; partition < logs.length; partition++) lag += partitionLag(logs[partition]!, committed?.get(partition) ?? -1).lag;
     return logs.length > 0 ? lag : null;
   }
   let lag: number | null = null;
   for (const [partition, offset] of committed ?? []) {
     const log = logs[partition];
-    if (log !== undefined) lag = (lag ?? 0) + partitionLag(log, offset);
+    if (log !== undefined) lag = (lag ?? 0) + partitionLag(log, offset).lag;
   }
   return lag;
+}
+
+/**
+ * Where a group reads a partition from, and the records from there to the high watermark: from
+ * its committed offset (-1: none, so the log start), or the log start if retention passed it.
+ */
+function partitionLag(log: PartitionLog, committedOffset: number): { from: number; lag: number } {
+  const from = Math.max(committedOffset < 0 ? log.logStartOffset : committedOffset, log.logStartOffset);
+  return { from, lag: Math.max(0, log.highWatermark - from) };
 }
 
 function sortedPairs(keys: Iterable<TopicPartition>): { topic: string; partition: number }[] {
@@ -516,8 +524,7 @@ export class GroupCoordinator {
       .map(({ topic, partition }) => {
         const log = this.broker.partitionLog(topic, partition);
         const committedOffset = committedByKey.get(tp(topic, partition)) ?? -1;
-        const from = Math.max(committedOffset < 0 ? log.logStartOffset : committedOffset, log.logStartOffset);
-        return { topic, partition, log, committedOffset, from, lag: Math.max(0, log.highWatermark - from) };
+        return { topic, partition, log, committedOffset, ...partitionLag(log, committedOffset) };
       });
   }
 

@@ -105,9 +105,9 @@ export class OffsetStore {
     return result;
   }
 
-  /** Every group that has committed offsets, by id; from memory. */
+  /** Every group that has committed offsets, in no particular order; from memory. */
   groups(): string[] {
-    return [...this.loaded().keys()].sort();
+    return [...this.loaded().keys()];
   }
 
   /**
