@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { PROTECTING_FILE_OPTIONS, SERVE_OPTIONS } from '../config/broker-options.js';
 import { UsageError } from './cli-errors.js';
 import { meantOption } from './option-suggestion.js';
-import { isDecimalInteger } from './serve-input.js';
+import { isDecimalIntegerText } from './serve-input.js';
 import { systemErrorText } from '../common/errors.js';
 
 /** Reads the options of the config file at `path` (yargs passes it resolved against the cwd). */
@@ -70,7 +70,7 @@ function valueProblem(key: string, option: keyof typeof SERVE_OPTIONS, value: un
   const held = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value === 'string' ? JSON.stringify(value) : `a ${typeof value}`;
   if (type === 'number') {
     // A string of digits is taken as its number; yargs would also take "0x10" as 16 and "1e3" as 1000.
-    if (typeof value === 'number' || (typeof value === 'string' && isDecimalInteger(value))) return null;
+    if (typeof value === 'number' || (typeof value === 'string' && isDecimalIntegerText(value))) return null;
     return typeof value === 'string' && value.trim() !== '' ? `"${key}" must be a number (or a string of decimal digits), not ${held}` : `"${key}" must be a number, not ${held}`;
   }
   if (typeof value !== 'string') return `"${key}" must be a string, not ${held}`;

@@ -19,6 +19,7 @@
  * Options before `--` only. `--help` and `--version` skip these checks, as they skip yargs' own.
  */
 import { PROTECTING_FILE_OPTIONS, SERVE_OPTIONS } from '../config/broker-options.js';
+import { isDecimalInteger } from '../common/integer-range.js';
 import { repeatedProblem } from './cli-errors.js';
 import { spellings } from './option-spellings.js';
 import { commandOf, environmentName } from './environment.js';
@@ -88,8 +89,8 @@ function configProblem(options: readonly string[], env: NodeJS.ProcessEnv): stri
  * variable or as a string in the config file: an integer in decimal digits (every number
  * option of serve is an integer), with a minus sign for a negative one (`-1`: for ever).
  */
-export function isDecimalInteger(text: string): boolean {
-  return /^-?\d+$/.test(text.trim());
+export function isDecimalIntegerText(text: string): boolean {
+  return isDecimalInteger(text.trim());
 }
 
 const DECIMAL_INTEGER = 'an integer in decimal digits';
@@ -104,13 +105,13 @@ function numberTextProblem(options: readonly string[], env: NodeJS.ProcessEnv): 
       // one. A word like `-.1e1` is a value to yargs, as is anything after `=`.
       if (!options[index]!.includes('=') && /^-[A-Za-z-]/.test(value)) continue;
       if (value.trim() === '') return `--${name} was given an empty value; give a number`;
-      if (!isDecimalInteger(value)) return `--${name} must be ${DECIMAL_INTEGER}, got ${JSON.stringify(value)}`;
+      if (!isDecimalIntegerText(value)) return `--${name} must be ${DECIMAL_INTEGER}, got ${JSON.stringify(value)}`;
     }
     const variable = environmentName(name);
     const text = env[variable];
     if (text === undefined) continue;
     if (text.trim() === '') return `${variable} is set but empty; give a number, or unset it`;
-    if (!isDecimalInteger(text)) return `${variable} must be ${DECIMAL_INTEGER}, got ${JSON.stringify(text)}`;
+    if (!isDecimalIntegerText(text)) return `${variable} must be ${DECIMAL_INTEGER}, got ${JSON.stringify(text)}`;
   }
   return null;
 }

@@ -391,13 +391,14 @@ export class GroupMember {
         // It left and dropped its partitions already: join again at once (or, closing, end).
         if (error instanceof MembershipDropped) continue;
         const failure = toClientError(error);
-        if (isMemberOfAnotherToken(failure)) {
+        const anotherTokens = isMemberOfAnotherToken(failure);
+        if (anotherTokens) {
           // Its id was taken by another token while it was away (a broker restart), or its own
           // token was renamed: it joins again under a new id.
           this.joinMemberId = randomUUID();
           this.unansweredJoin = false;
         }
-        if (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION' || isMemberOfAnotherToken(failure)) {
+        if (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION' || anotherTokens) {
           await this.loseMembership(failure);
           if (this.holding) break; // closing: no join again
           // The first rejoin is immediate; one that keeps failing backs off.

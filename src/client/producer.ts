@@ -1397,7 +1397,6 @@ function isPartitionFence(error: StrataClientError): boolean {
   return error.code === 'FAILED_PRECONDITION' && /^partition \S+ is fenced: /.test(error.message);
 }
 
-/** The broker does not know the producer id (it lost its metadata, or the id came from elsewhere). */
 /**
  * The broker will not take batches under this producer id again: it does not know the id (it
  * lost its metadata), or issued it to a token of another name (the producer's token was renamed

@@ -12,6 +12,15 @@ export function integerRangeProblem(name: string, value: number, minimum: number
   return `${name} must be an integer from ${minimum} to ${maximum}, got ${Number.isNaN(value) ? 'a non-number' : value}`;
 }
 
+/**
+ * Whether `text` is an integer written in decimal digits, with an optional minus: how a number
+ * given as text must be written (JavaScript's `Number` would take `0x10` as 16 and `1e3` as
+ * 1000, so a slip would quietly set another value).
+ */
+export function isDecimalInteger(text: string): boolean {
+  return /^-?\d+$/.test(text);
+}
+
 /** `value` when it is an integer from `minimum` to `maximum`; else INVALID_ARGUMENT naming `name`. */
 export function checkIntegerRange(name: string, value: number, minimum: number, maximum: number): number {
   const problem = integerRangeProblem(name, value, minimum, maximum);

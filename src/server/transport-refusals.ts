@@ -38,6 +38,7 @@ import type { BrokerMetrics } from './metrics.js';
 import { MalformedRequest, nonProduceTooLarge } from './malformed-request.js';
 import { GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js';
 import { RefusalLog } from './refusal-log.js';
+import { STATUS_FOR_CODE } from './status.js';
 
 export function transportRefusals(context: { logger: Logger; metrics: BrokerMetrics | null }, maxRequestBytes: number): ServerInterceptor {
   const logs: Record<RefusalKind, RefusalLog> = {
@@ -60,7 +61,8 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
       }
       refusedAlready = true;
       const path = descriptor.path.slice(1);
-      const { code, errorCode, details } = kind === 'tooLarge' ? tooLargeRefusal(path, sent.details, maxRequestBytes) : notInflatingRefusal(path);
+      const { errorCode, details } = kind === 'tooLarge' ? tooLargeRefusal(path, sent.details, maxRequestBytes) : notInflatingRefusal(path);
+      const code = STATUS_FOR_CODE[errorCode];
       const method = path.slice(path.lastIndexOf('/') + 1);
       const strata = descriptor.path.startsWith(STRATA_SERVICES);
       if (strata) context.metrics?.countRefusal(method, code, errorCode);
@@ -82,7 +84,6 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
 type RefusalKind = 'tooLarge' | 'notInflating';
 
 interface Refusal {
-  code: status;
   errorCode: ErrorCode;
   details: string;
 }
@@ -116,7 +117,7 @@ type PartialStatus = Pick<StatusObject, 'code' | 'details'> & Partial<StatusObje
 function tooLargeRefusal(path: string, details: string, maxRequestBytes: number): Refusal {
   const size = /larger than max \((\d+) vs\.? \d+\)/.exec(details)?.[1];
   const what = size === undefined ? `inflates to over ${maxRequestBytes} bytes` : `is ${size} bytes`;
-  const refusal = { code: status.RESOURCE_EXHAUSTED, errorCode: ErrorCode.RESOURCE_EXHAUSTED };
+  const refusal = { errorCode: ErrorCode.RESOURCE_EXHAUSTED };
   if (!PRODUCE_PATHS.has(path)) return { ...refusal, details: nonProduceTooLarge(path, what, Math.min(maxRequestBytes, NON_PRODUCE_REQUEST_BYTES_MAX)) };
   return { ...refusal, details: `the request to ${path} ${what}, over this broker's limit of ${maxRequestBytes} bytes (--max-request-bytes); send smaller produce requests (fewer or smaller records in each) or raise the broker's --max-request-bytes` };
 }
@@ -124,7 +125,6 @@ function tooLargeRefusal(path: string, details: string, maxRequestBytes: number)
 /** What a request marked compressed that does not inflate is told: its bytes are the client's fault. */
 function notInflatingRefusal(path: string): Refusal {
   return {
-    code: status.INVALID_ARGUMENT,
     errorCode: ErrorCode.INVALID_ARGUMENT,
     details: `the request to ${path} is marked compressed, but its bytes do not inflate with the call's grpc-encoding; check the client's compression (a message's compressed flag must be set only on bytes compressed with that encoding)`,
   };

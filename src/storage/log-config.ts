@@ -4,7 +4,7 @@
  */
 import { ErrorCode, StrataError } from '../common/errors.js';
 import { BATCH_BYTES_MAX } from '../common/request-limits.js';
-import { checkIntegerRange } from '../common/integer-range.js';
+import { checkIntegerRange, isDecimalInteger } from '../common/integer-range.js';
 
 export type FlushMode = 'always' | 'interval';
 
@@ -122,7 +122,7 @@ export function checkConfigSpelling(entries: Readonly<Record<string, string>>): 
   for (const [name, raw] of Object.entries(entries)) {
     const key = Object.hasOwn(KAFKA_NAMES, name) ? KAFKA_NAMES[name] : undefined;
     if (key === undefined || key === 'flush') continue; // parseKafkaConfig names what is wrong with these
-    if (!/^-?\d+$/.test(raw)) throw invalid(`${name} must be an integer in decimal digits, got ${JSON.stringify(raw)}`);
+    if (!isDecimalInteger(raw)) throw invalid(`${name} must be an integer in decimal digits, got ${JSON.stringify(raw)}`);
   }
 }
 
