@@ -477,6 +477,7 @@ describe('a token narrowed or revoked while its streams are open', () => {
     const operator = new Admin({ server: broker.address, token: TOKENS.operator, deadlineMs: 10_000 });
     const producer = new Producer({ server: broker.address, token: 'narrowed-writer', deliveryTimeoutMs: 10_000, retries: 0 });
     const fresh = new Admin({ server: broker.address, token: 'narrowed-writer', deadlineMs: 10_000 });
+    const clientsToClose: Client[] = [];
     const LogClient = makeGenericClientConstructor(logServiceDefinition, 'strata.v1.Log');
     const log = new LogClient(broker.address, credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown>;
     /** A Subscribe to payments from earliest with `token`; resolves `started` at its first message, `ended` with its status. */
@@ -493,6 +494,21 @@ describe('a token narrowed or revoked while its streams are open', () => {
       const narrowed = subscribe('narrowed-writer');
       const revoked = subscribe('leaving-reader');
       await Promise.all([narrowed.started, revoked.started]);
+      // A commit stream of the writer's, open and used before the reload.
+      const GroupsClient = makeGenericClientConstructor(groupsServiceDefinition, 'strata.v1.Groups');
+      const groups = new GroupsClient(broker.address, credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown>;
+      clientsToClose.push(groups as unknown as Client);
+      const commitMetadata = new Metadata();
+      commitMetadata.set('authorization', 'Bearer narrowed-writer');
+      const commits = (groups.commitOffsetsStream as (metadata: Metadata) => NodeJS.EventEmitter & { write(request: unknown): void }).call(groups, commitMetadata);
+      const commitAnswers: { correlationId: number; code: number | null }[] = [];
+      const answered = (count: number): Promise<void> =>
+        waitUntil(() => commitAnswers.length >= count, `${count} commit answers`);
+      commits.on('data', (answer: { correlationId: Long; error: { code: number } | null }) => commitAnswers.push({ correlationId: answer.correlationId.toNumber(), code: answer.error?.code ?? null }));
+      const commit = (topic: string, correlationId: number): void =>
+        commits.write(v1.CommitOffsetsRequest.create({ groupId: 'reload-commits', offsets: [v1.OffsetCommit.create({ topic, partition: 0, offset: Long.fromNumber(0) })], correlationId: Long.fromNumber(correlationId) }));
+      commit('payments', 1);
+      await answered(1);
 
       writeTokens(['orders'], false);
       authenticator.reload(); // what SIGHUP does
@@ -505,12 +521,22 @@ describe('a token narrowed or revoked while its streams are open', () => {
       // The producer's stream, open since before, is checked against the file as it is now.
       expect((await refusal(producer.send({ topic: 'payments', partition: 0, value: Buffer.from('on the open stream') }))).code).toBe('PERMISSION_DENIED');
       await producer.send({ topic: 'orders', partition: 0, value: Buffer.from('still allowed') });
+      // The commit stream likewise: payments refused, orders taken, the stream open throughout.
+      commit('payments', 2);
+      commit('orders', 3);
+      await answered(3);
+      expect(commitAnswers).toEqual([
+        { correlationId: 1, code: null },
+        { correlationId: 2, code: status.PERMISSION_DENIED },
+        { correlationId: 3, code: null },
+      ]);
       expect((await operator.describeTopic('payments')).partitions[0]!.highWatermark).toBe(1);
       expect((await operator.describeTopic('orders')).partitions[0]!.highWatermark).toBe(1);
       // A call made now is checked against the file as it is.
       expect((await refusal(fresh.describeTopic('payments'))).code).toBe('PERMISSION_DENIED');
     } finally {
       (log as unknown as Client).close();
+      for (const client of clientsToClose) client.close();
       for (const client of [producer, operator, fresh]) await client.close();
       await broker.dispose();
       rmSync(tokensFile, { force: true });
