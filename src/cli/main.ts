@@ -92,7 +92,7 @@ export async function main(argv: string[]): Promise<void> {
     .scriptName('strata')
     .strict()
     .env('STRATA')
-    .demandCommand(1, 'give a command (see --help)')
+    .demandCommand(1, 'give a command: serve, topics, produce, consume, tail, groups, bench, repair or dump-log (see --help)')
     .recommendCommands()
     .middleware((parsed) => {
       // getOptions() (the running command's options: the repeatable ones, the aliases) is left out of yargs' typings.

@@ -207,7 +207,7 @@ describe('the broker cannot be reached: exit 1', { concurrent: true }, () => {
 
 describe('the command line is wrong: exit 2', { concurrent: true }, () => {
   it.each([
-    [[], /give a command/],
+    [[], /^strata: give a command: serve, topics, produce, consume, tail, groups, bench, repair or dump-log \(see --help\)\n$/],
     [['frobnicate'], /Unknown arguments?: .*frobnicate/],
     [['topics'], /give a topics command/],
     [['topics', 'create'], /^strata: an argument is missing: strata topics create <name> \(see --help\)\n$/],
