@@ -7,6 +7,7 @@ import { join, sep } from 'node:path';
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
+import { MetadataStore } from '../../src/broker/metadata-store.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
 import { partitionDirectory } from '../../src/storage/file-names.js';
@@ -194,6 +195,31 @@ it('reports the directories under a topic that are none of its partitions as orp
       expect(existsSync(join(topicDir, '01'))).toBe(true);
     } finally {
       await broker.close();
+    }
+  } finally {
+    removeDirectory(dataDir);
+  }
+});
+
+it('starts with a topic config stored before number configs had to be decimal, and takes only decimal ones in an alter', async () => {
+  const dataDir = temporaryDirectory('strata-legacy-config-');
+  try {
+    const first = await Broker.open({ dataDir });
+    await first.createTopic('legacy', 1, { 'retention.ms': '1000' });
+    await first.close();
+    // As a broker before the rule stored it: the spelling the request had.
+    const metadata = MetadataStore.open(dataDir);
+    await metadata.putTopic({ ...metadata.getTopic('legacy')!, configs: { 'retention.ms': '2e3' } });
+    await metadata.close();
+
+    const reopened = await Broker.open({ dataDir });
+    try {
+      expect(reopened.describeTopic('legacy').configs['retention.ms']).toBe('2000');
+      // Checked before the alter starts (it throws, as for a bad topic name).
+      expect(() => reopened.alterTopicConfigs('legacy', { 'retention.ms': '3e3' })).toThrow(new StrataError(ErrorCode.INVALID_ARGUMENT, 'retention.ms must be an integer in decimal digits, got "3e3"'));
+      expect((await reopened.alterTopicConfigs('legacy', { 'retention.ms': '3000' })).configs['retention.ms']).toBe('3000');
+    } finally {
+      await reopened.close();
     }
   } finally {
     removeDirectory(dataDir);
