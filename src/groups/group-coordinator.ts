@@ -583,22 +583,27 @@ export class GroupCoordinator {
   private requireEmpty(groupId: string, action: string): void {
     const group = this.groups.get(groupId);
     if (group !== undefined && group.members.size > 0) {
-      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": it has ${plural(group.members.size, 'active member')}; stop them first${this.silentMembersNote(group)}`);
+      throw new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot ${action} group "${groupId}": ${this.membersProblem(group)}`);
     }
   }
 
   /**
    * Why a group whose consumers were all stopped still has members: a static member that left
    * with epoch -2 keeps its place, and a consumer killed without leaving keeps it too, until
-   * their sessions end. Names how many and when the last of them goes; '' when none is silent.
+   * their sessions end. Names how many and when the last of them goes, and says to wait rather
+   * than to stop them when every member is such.
    */
-  private silentMembersNote(group: ConsumerGroup): string {
+  private membersProblem(group: ConsumerGroup): string {
+    const active = `it has ${plural(group.members.size, 'active member')}; stop them first`;
     const nowMs = this.clock.monotonicMs();
     const silent = [...group.members.values()].filter((member) => member.away || nowMs - member.lastHeartbeatMs > 2 * this.heartbeatIntervalMs);
-    if (silent.length === 0) return '';
+    if (silent.length === 0) return active;
     const lastEndMs = Math.max(...silent.map((member) => member.lastHeartbeatMs + member.sessionTimeoutMs));
     const seconds = Math.ceil(Math.max(0, lastEndMs - nowMs) / 1000);
-    return ` (${silent.length} of them sent no recent heartbeat: a static member that left, or a consumer stopped without leaving, keeps its place until its session ends, the last within ${seconds} s)`;
+    const why = 'a static member that left, or a consumer stopped without leaving, keeps its place until its session ends';
+    // Nothing left to stop: the advice is to wait.
+    if (silent.length === group.members.size) return `it has ${plural(silent.length, 'member')} whose session has not ended, none heartbeating (${why}); try again within ${seconds} s`;
+    return `${active} (${silent.length} of them sent no recent heartbeat: ${why}, the last within ${seconds} s)`;
   }
 
   async resetOffsets(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {

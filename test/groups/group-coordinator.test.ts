@@ -606,8 +606,14 @@ describe('administration', () => {
     coordinator.heartbeat(request({ groupId: 'g', memberId: parked.memberId, memberEpoch: -2 }));
     clock.advance(300);
     expect(await refusal()).toBe(
-      'cannot reset offsets of group "g": it has 1 active member; stop them first (1 of them sent no recent heartbeat: a static member that left, or a consumer stopped without leaving, keeps its place until its session ends, the last within 1 s)',
+      'cannot reset offsets of group "g": it has 1 member whose session has not ended, none heartbeating (a static member that left, or a consumer stopped without leaving, keeps its place until its session ends); try again within 1 s',
     );
+    // Beside a member that heartbeats, the advice is still to stop that one.
+    const other = join('g', ['r']);
+    expect(await refusal()).toBe(
+      'cannot reset offsets of group "g": it has 2 active members; stop them first (1 of them sent no recent heartbeat: a static member that left, or a consumer stopped without leaving, keeps its place until its session ends, the last within 1 s)',
+    );
+    leave(other);
     clock.advance(SESSION_MS);
     coordinator.expireSessions();
     await reset({ kind: 'earliest' });
