@@ -12,7 +12,7 @@ import { strata } from '../generated/strata.js';
 import { nonNegative, toLong, toSafeNumber } from './convert.js';
 import { invalidArgument } from './status.js';
 import { pipelinedStream } from './pipelined-stream.js';
-import { callScope, callTokenName } from './token-auth.js';
+import { type Caller, callCaller, callScope } from './token-auth.js';
 import type { TokenScope } from './token-scope.js';
 import { type HandlerContext, unaryHandler } from './unary-handler.js';
 
@@ -124,8 +124,8 @@ function describedWithin(description: GroupDescription, scope: TokenScope): Grou
   };
 }
 
-/** `tokenName`: the call's token (null without tokens), which must be the one that joined the committing member. */
-function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest, scope: TokenScope, tokenName: string | null): Promise<void> {
+/** `caller`'s token must be the one that joined the committing member (no token without tokens). */
+function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsRequest, { scope, name }: Caller): Promise<void> {
   scope.checkGroup(request.groupId);
   if (!scope.topics.every) scope.checkTopics(request.offsets.map((entry) => entry.topic));
   return coordinator.commit(
@@ -138,7 +138,7 @@ function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsR
       offset: toSafeNumber(entry.offset, `offsets[${index}].offset`),
       metadata: entry.metadata ?? '',
     })),
-    tokenName,
+    name,
   );
 }
 
@@ -168,7 +168,7 @@ export function listGroupsPage<Group extends { groupId: string }>(groups: readon
 export function groupsServiceHandlers(coordinator: GroupCoordinator, context: HandlerContext, stopping: AbortSignal): UntypedServiceImplementation {
   return {
     heartbeat: unaryHandler(context, 'Heartbeat', async (request: strata.v1.HeartbeatRequest, call: ServerUnaryCall<strata.v1.HeartbeatRequest, strata.v1.HeartbeatResponse>) => {
-      const scope = callScope(context.authenticator, call.metadata);
+      const { scope, name } = callCaller(context.authenticator, call.metadata);
       scope.checkGroup(request.groupId);
       const subscription = request.keepSubscription
         ? null
@@ -188,7 +188,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         owned: partitionsFromWire(request.ownedPartitions, 'owned_partitions'),
         sessionTimeoutMs: nonNegative(request.sessionTimeoutMs, 'session_timeout_ms'),
         topicScope: scope.topics.every ? null : scope.topics,
-        tokenName: callTokenName(context.authenticator, call.metadata),
+        tokenName: name,
       });
       return v1.HeartbeatResponse.create({
         memberId: result.memberId,
@@ -201,7 +201,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       });
     }),
     commitOffsets: unaryHandler(context, 'CommitOffsets', async (request: strata.v1.CommitOffsetsRequest, call) => {
-      await commit(coordinator, request, callScope(context.authenticator, call.metadata), callTokenName(context.authenticator, call.metadata));
+      await commit(coordinator, request, callCaller(context.authenticator, call.metadata));
       return v1.CommitOffsetsResponse.create();
     }),
     commitOffsetsStream: pipelinedStream(context, stopping, {
@@ -210,7 +210,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       inFlightBytesMax: COMMIT_STREAM_IN_FLIGHT_BYTES_MAX,
       requestBytes: commitRequestBytes,
       handle: async (request: strata.v1.CommitOffsetsRequest, call) => {
-        await commit(coordinator, request, callScope(context.authenticator, call.metadata), callTokenName(context.authenticator, call.metadata));
+        await commit(coordinator, request, callCaller(context.authenticator, call.metadata));
         return v1.CommitOffsetsResponse.create({ correlationId: request.correlationId });
       },
       failed: (request, code, message, strataError) => v1.CommitOffsetsResponse.create({ correlationId: request.correlationId, error: v1.ItemError.create({ code, message, strataError }) }),

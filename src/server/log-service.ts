@@ -5,7 +5,6 @@
  */
 import { setMaxListeners } from 'node:events';
 import {
-  type Metadata,
   status,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -25,8 +24,7 @@ import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from './re
 import { checkProducerEpoch, nonNegative, startFromWire, toLong, toSafeNumber } from './convert.js';
 import type { IncomingProduceRequest } from './produce-request-decoder.js';
 import { invalidArgument, toGrpcFailure, toServiceError } from './status.js';
-import { callScope, callTokenName } from './token-auth.js';
-import type { TokenScope } from './token-scope.js';
+import { type Caller, callCaller, callScope } from './token-auth.js';
 import { pipelinedStream } from './pipelined-stream.js';
 import type { RequestMemory } from './request-memory.js';
 import { refuseIfStalledAtStop } from './stalled-subscription.js';
@@ -60,13 +58,7 @@ function checkMaxBytes(value: number, field: string): number {
   return value;
 }
 
-/** Who sends a produce request: what its token may name, and the token's name (null on a broker without tokens). */
-interface Producing {
-  scope: TokenScope;
-  tokenName: string | null;
-}
-
-async function produce(broker: Broker, incoming: IncomingProduceRequest, { scope, tokenName }: Producing): Promise<strata.v1.ProduceResponse> {
+async function produce(broker: Broker, incoming: IncomingProduceRequest, { scope, name: tokenName }: Caller): Promise<strata.v1.ProduceResponse> {
   const request = incoming.message;
   const topic = checkTopic(request.topic);
   scope.checkTopic(topic);
@@ -122,11 +114,6 @@ function producerFromWire(request: strata.v1.ProduceRequest): { producerId: numb
   return { producerId, producerEpoch: checkProducerEpoch(request.producerEpoch), baseSequence: nonNegative(request.baseSequence, 'base_sequence') };
 }
 
-/** Who sends the produce requests of a call with `metadata`. */
-function producing(context: HandlerContext, metadata: Metadata): Producing {
-  return { scope: callScope(context.authenticator, metadata), tokenName: callTokenName(context.authenticator, metadata) };
-}
-
 /**
  * A signal that aborts when the client cancels `call` or the server starts to stop. `release`
  * must be called when the call ends: it removes the listener from the long-lived `stopping`
@@ -163,7 +150,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
   return {
     initProducer: unaryHandler(context, 'InitProducer', async (_request: strata.v1.InitProducerRequest, call: ServerUnaryCall<strata.v1.InitProducerRequest, strata.v1.InitProducerResponse>) => {
       // On a broker with tokens the id is the caller's token's: other tokens' produces under it are refused.
-      const { producerId, producerEpoch, maxInFlightBatches } = await broker.initProducer(callTokenName(context.authenticator, call.metadata));
+      const { producerId, producerEpoch, maxInFlightBatches } = await broker.initProducer(callCaller(context.authenticator, call.metadata).name);
       return v1.InitProducerResponse.create({ producerId: toLong(producerId), producerEpoch, maxInFlightBatches });
     }),
 
@@ -171,7 +158,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       const bytes = request.source.length;
       produceMemory?.take(bytes);
       try {
-        return await produce(broker, request, producing(context, call.metadata));
+        return await produce(broker, request, callCaller(context.authenticator, call.metadata));
       } finally {
         produceMemory?.give(bytes);
       }
@@ -183,7 +170,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
       inFlightBytesMax: PRODUCE_STREAM_IN_FLIGHT_BYTES_MAX,
       requestBytes: (request: IncomingProduceRequest) => request.source.length,
       sharedMemory: produceMemory,
-      handle: (request: IncomingProduceRequest, call) => produce(broker, request, producing(context, call.metadata)),
+      handle: (request: IncomingProduceRequest, call) => produce(broker, request, callCaller(context.authenticator, call.metadata)),
       failed: (request, code, message, strataError) => v1.ProduceResponse.create({ correlationId: request.message.correlationId, error: v1.ItemError.create({ code, message, strataError }) }),
     }),
 

@@ -180,19 +180,15 @@ export class TokenAuthenticator {
    * permission (PERMISSION_DENIED); a token still known gets its new scope.
    */
   scopeOf(metadata: Metadata): TokenScope {
-    return this.callToken(metadata).scope;
+    return this.callerOf(metadata).scope;
   }
 
   /**
-   * The name of the token of a call `refusal` let through, which a consumer-group member it
-   * joins is bound to (consumer-group.ts); checked again after a reload, as `scopeOf` is.
+   * The token of the call with `metadata`, as the tokens are now: its scope and its name (which a
+   * consumer-group member or a producer id it makes is bound to) at one lookup. Checked again
+   * after a reload, as `scopeOf` says.
    */
-  tokenNameOf(metadata: Metadata): string {
-    return this.callToken(metadata).name;
-  }
-
-  /** The token of the call with `metadata`, as the tokens are now. */
-  private callToken(metadata: Metadata): KnownToken {
+  callerOf(metadata: Metadata): Caller & { name: string } {
     const call = this.callTokens.get(metadata);
     if (call === undefined) {
       const known = this.identify(metadata);
@@ -225,9 +221,17 @@ export function callScope(authenticator: TokenAuthenticator | null | undefined, 
   return authenticator ? authenticator.scopeOf(metadata) : TokenScope.OPEN;
 }
 
-/** The name of the token of a call with `metadata`; null on a broker without tokens. */
-export function callTokenName(authenticator: TokenAuthenticator | null | undefined, metadata: Metadata): string | null {
-  return authenticator ? authenticator.tokenNameOf(metadata) : null;
+/** Who makes a call: what its token may name, and the token's name (null on a broker without tokens). */
+export interface Caller {
+  readonly scope: TokenScope;
+  readonly name: string | null;
+}
+
+const OPEN_CALLER: Caller = Object.freeze({ scope: TokenScope.OPEN, name: null });
+
+/** The caller of a call with `metadata`, scope and name at one lookup (no object made for it). */
+export function callCaller(authenticator: TokenAuthenticator | null | undefined, metadata: Metadata): Caller {
+  return authenticator ? authenticator.callerOf(metadata) : OPEN_CALLER;
 }
 
 /** Reads and checks a tokens file (`--auth-tokens-file`); every problem is an INVALID_ARGUMENT naming the flag, the file and the entry. */
