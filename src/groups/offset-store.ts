@@ -63,8 +63,12 @@ export class OffsetStore {
   private readonly waitingCopies = new Map<number, () => void>();
 
   constructor(private readonly root: RootDatabase) {
-    this.db = root.openDB<StoredOffset, Key>({ name: 'group-offsets', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
+    this.db = OffsetStore.openDatabase(root);
     this.copy = this.load();
+  }
+
+  private static openDatabase(root: RootDatabase): Database<StoredOffset, Key> {
+    return root.openDB<StoredOffset, Key>({ name: 'group-offsets', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
   }
 
   /** Writes every offset of one commit in one durable transaction. */
@@ -154,11 +158,12 @@ export class OffsetStore {
 
   /**
    * The highest offset any group has committed for a partition, or null when none has. Reads
-   * every group's offsets: for a repair, not for a request path.
+   * every group's offsets straight from LMDB, without an OffsetStore's copy in memory: for a
+   * repair, not for a request path.
    */
-  highestCommitted(topic: string, partition: number): number | null {
+  static highestCommitted(root: RootDatabase, topic: string, partition: number): number | null {
     let highest: number | null = null;
-    for (const { key, value } of this.db.getRange()) {
+    for (const { key, value } of OffsetStore.openDatabase(root).getRange()) {
       if (key[1] === topic && key[2] === partition && (highest === null || value.offset > highest)) highest = value.offset;
     }
     return highest;

@@ -107,7 +107,7 @@ async function restartMissingPartition(dataDir: string, topic: string, partition
     try {
       const record = metadata.getTopic(topic);
       if (record === undefined || partition >= record.partitions) throw new Error(unknown);
-      committed = new OffsetStore(metadata.root).highestCommitted(topic, partition) ?? 0;
+      committed = OffsetStore.highestCommitted(metadata.root, topic, partition) ?? 0;
     } finally {
       await metadata.close();
     }
