@@ -35,6 +35,11 @@ export const ErrorCode = {
   FAILED_PRECONDITION: 'FAILED_PRECONDITION',
   /** An I/O failure that is neither of the above. */
   STORAGE_ERROR: 'STORAGE_ERROR',
+  /**
+   * A stored batch, whole and with a valid CRC, whose records do not decode, met by a read that
+   * decodes records for its caller. Retrying cannot help; a raw read returns the batch as stored.
+   */
+  DATA_LOSS: 'DATA_LOSS',
   /** The broker cannot take the call now (it is shutting down); the same call may succeed later. */
   UNAVAILABLE: 'UNAVAILABLE',
   /** The broker asks for a token (`--auth-tokens-file`) and the call had none it knows. */
@@ -64,6 +69,20 @@ export class StrataError extends Error {
 
 export function isStrataError(error: unknown, code?: ErrorCode): error is StrataError {
   return error instanceof StrataError && (code === undefined || error.code === code);
+}
+
+/**
+ * A read's CORRUPT_BATCH for a batch it took from the log, as DATA_LOSS: the batch was checked
+ * when it was appended, so the log holds something the broker cannot read, and the caller sent
+ * nothing wrong (CORRUPT_BATCH is answered as a bad argument). Any other error is returned as is.
+ */
+export function storedBatchError(error: unknown, where: string): unknown {
+  if (!isStrataError(error, ErrorCode.CORRUPT_BATCH)) return error;
+  return new StrataError(
+    ErrorCode.DATA_LOSS,
+    `${where} holds a batch that does not decode (${error.message}): its records cannot be served decoded; a raw read returns the batch as stored, and strata dump-log shows it`,
+    { cause: error },
+  );
 }
 
 /** The log was closed; the call came too late. */

@@ -12,7 +12,7 @@ import {
 } from '@grpc/grpc-js';
 import type { Acks, Broker, ProduceResult } from '../broker/broker.js';
 import { FETCH_BYTES_DEFAULT, FETCH_WAIT_MAX_MS, fetchWithWait, resolveStart, waitForHighWatermark } from '../broker/fetch.js';
-import { ErrorCode, StrataError, isStrataError } from '../common/errors.js';
+import { ErrorCode, StrataError, isStrataError, storedBatchError } from '../common/errors.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
 import type { PartitionLog, ReadResult } from '../storage/partition-log.js';
@@ -200,7 +200,9 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
         return encodeRawFetchResponse(result.batches, result.headroom, { ...fields, nextOffset });
       }
       // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
-      const decoded = await encodeRecordsFetchResponse(result.batches, offset, maxBytes, fields);
+      const decoded = await encodeRecordsFetchResponse(result.batches, offset, maxBytes, fields).catch((error: unknown) => {
+        throw storedBatchError(error, `partition ${log.name}`);
+      });
       log.noteServed(decoded.included.length, decoded.nextOffset - offset);
       return decoded.message;
     }),
@@ -447,7 +449,9 @@ async function subscribeResponse(follower: PartitionFollower, log: PartitionLog,
     return { response: encodeRawSubscribeResponse(result.batches, result.headroom, { ...fields, nextOffset }), nextOffset };
   }
   // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
-  const decoded = await encodeRecordsSubscribeResponse(result.batches, offset, follower.maxBytes, fields);
+  const decoded = await encodeRecordsSubscribeResponse(result.batches, offset, follower.maxBytes, fields).catch((error: unknown) => {
+    throw storedBatchError(error, `partition ${log.name}`);
+  });
   log.noteServed(decoded.included.length, decoded.nextOffset - offset);
   return { response: decoded.message, nextOffset: decoded.nextOffset };
 }

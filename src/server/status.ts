@@ -18,6 +18,7 @@ export const STATUS_FOR_CODE: Readonly<Record<ErrorCode, status>> = Object.freez
   [ErrorCode.RESOURCE_EXHAUSTED]: status.RESOURCE_EXHAUSTED,
   [ErrorCode.FAILED_PRECONDITION]: status.FAILED_PRECONDITION,
   [ErrorCode.STORAGE_ERROR]: status.UNAVAILABLE,
+  [ErrorCode.DATA_LOSS]: status.DATA_LOSS,
   [ErrorCode.UNAVAILABLE]: status.UNAVAILABLE,
   [ErrorCode.UNAUTHENTICATED]: status.UNAUTHENTICATED,
   [ErrorCode.PERMISSION_DENIED]: status.PERMISSION_DENIED,

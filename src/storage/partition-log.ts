@@ -35,7 +35,7 @@
  */
 import { type Clock, TIMER_DELAY_MAX_MS, systemClock } from '../common/clock.js';
 import { assert } from '../common/assert.js';
-import { ErrorCode, StrataError, errnoOrMessage, fileCallErrno, isDiskFullCode, isTooManyOpenFilesCode, logClosedError } from '../common/errors.js';
+import { ErrorCode, StrataError, errnoOrMessage, fileCallErrno, isDiskFullCode, isTooManyOpenFilesCode, logClosedError, storedBatchError } from '../common/errors.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
@@ -1482,7 +1482,9 @@ export class PartitionLog {
         offset = Math.max(offset, this.logStartOffset);
         const { batches } = await this.read(offset, 64 * 1024);
         if (batches.length === 0) return null;
-        const found = await firstRecordFrom(batches, offset, timestamp);
+        const found = await firstRecordFrom(batches, offset, timestamp).catch((error: unknown) => {
+          throw storedBatchError(error, `partition ${this.name}`);
+        });
         if (found !== null) {
           // A read returns a segment retention removed during it: such a record is gone, and
           // the search goes on among the records kept.

@@ -14,7 +14,8 @@ import { DETAILS_BYTES_MAX, STATUS_FOR_CODE, invalidArgument, toGrpcFailure, toS
  * batches are INVALID_ARGUMENT; oversized batches, full disks and full queues RESOURCE_EXHAUSTED;
  * offsets outside the log OUT_OF_RANGE; unknown topics NOT_FOUND; duplicate creates
  * ALREADY_EXISTS; out-of-order sequences and fenced partitions FAILED_PRECONDITION; other I/O
- * failures and a broker shutting down UNAVAILABLE (retryable); a call without a known token
+ * failures and a broker shutting down UNAVAILABLE (retryable); a stored batch a decoded read
+ * cannot decode DATA_LOSS; a call without a known token
  * UNAUTHENTICATED, and one whose token lacks the method's permission PERMISSION_DENIED.
  */
 const DOCUMENTED: Record<ErrorCode, status> = {
@@ -30,6 +31,7 @@ const DOCUMENTED: Record<ErrorCode, status> = {
   FAILED_PRECONDITION: status.FAILED_PRECONDITION,
   STORAGE_ERROR: status.UNAVAILABLE,
   UNAVAILABLE: status.UNAVAILABLE,
+  DATA_LOSS: status.DATA_LOSS,
   UNAUTHENTICATED: status.UNAUTHENTICATED,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
 };
