@@ -2,10 +2,11 @@
  * The producer: `send({ topic, key?, value, headers?, partition? })` resolves with the record's
  * partition and exact offset once the broker has acknowledged it.
  *
- * Pipeline (every stage bounded):
+ * Pipeline (every stage after the first bounded: sends waiting for metadata or buffer room hold
+ * the caller's records, as many as it makes without waiting; see `waitingSends`):
  *
  *   send ──► FIFO of waiting sends ──► per-partition batches ──► ProduceStream ──► acknowledgement
- *            (metadata, buffer room)   (lingerMs, batchBytes)   (≤ 5 per partition,
+ *            (metadata, buffer room)   (lingerMs, batchBytes)   (≤ 10 per partition,
  *                                                                ≤ maxInFlight in all)
  *
  * - Partitioning happens here, as Kafka's producer does it: the explicit partition; else
@@ -358,6 +359,8 @@ export class Producer {
   private readonly waiting = new FifoQueue<WaitingSend | WaitingFlush>();
   private pumping = false;
   private roomWaiter: (() => void) | null = null;
+  /** Flushes among the waiting entries. */
+  private waitingFlushes = 0;
   private buffered = 0;
 
   /** From InitProducer; `batchWindow` bounds the batches in flight per partition. */
@@ -372,6 +375,10 @@ export class Producer {
   private consecutiveFailures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private requestTimer: NodeJS.Timeout | null = null;
+  /** Due at the earliest delivery deadline of a batch not yet settled (see armDeliveryTimer). */
+  private deliveryTimer: NodeJS.Timeout | null = null;
+  /** Why the stream last failed, for the message of a batch whose delivery timeout ends later. */
+  private lastFailure: StrataClientError | null = null;
   private drainScheduled = false;
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -417,6 +424,16 @@ export class Producer {
     return this.buffered;
   }
 
+  /**
+   * Sends waiting for their topic's metadata or for room in `bufferBytes`. Their records are
+   * the caller's, held outside `bufferBytes`: a caller that sends without awaiting each send
+   * (or with callbacks) keeps this bounded by pacing itself on it, or on its own count of
+   * sends not yet settled, as `strata produce` does.
+   */
+  get waitingSends(): number {
+    return this.waiting.length - this.waitingFlushes;
+  }
+
   /** Batches sent and not yet answered. */
   get inFlightBatches(): number {
     return this.inFlightById.size;
@@ -456,6 +473,8 @@ export class Producer {
       if (typeof message?.topic !== 'string' || message.topic.length === 0) throw invalidArgument('topic is required');
       partition = message.partition === undefined || message.partition === null ? null : checkPartition(message.partition);
       key = toBytes(message.key, 'key');
+      // Required, as its type says: a misspelt field must not become a record without a value.
+      if (message.value === undefined) throw invalidArgument('value is required: bytes, a string, or null for a record without a value');
       value = toBytes(message.value, 'value');
       headers = message.headers === undefined || message.headers === null ? null : toHeaders(message.headers);
       timestamp = message.timestamp ?? now;
@@ -513,6 +532,7 @@ export class Producer {
       if (this.waiting.length === 0) this.flushNow(resolve);
       else {
         this.waiting.push({ flush: resolve });
+        this.waitingFlushes++;
         void this.pump();
       }
     });
@@ -524,6 +544,8 @@ export class Producer {
       this.closed = true;
       await this.flush();
       if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+      if (this.deliveryTimer !== null) clearTimeout(this.deliveryTimer);
+      this.deliveryTimer = null;
       this.clearRequestTimer();
       const stream = this.stream;
       this.stream = null;
@@ -623,6 +645,7 @@ export class Producer {
         const head = this.waiting.peek()!;
         if ('flush' in head) {
           this.waiting.shift();
+          this.waitingFlushes--;
           this.flushNow(head.flush);
           continue;
         }
@@ -646,9 +669,10 @@ export class Producer {
             metadataFailures = 0;
           } catch (error) {
             const failure = toClientError(error);
-            // A broker restarting or briefly unreachable: retry within the delivery timeout.
-            if (isRetriable(failure) && !this.closed && performance.now() - head.queuedAtMs < this.deliveryTimeoutMs) {
-              await sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(metadataFailures++, 20)));
+            // A broker restarting or briefly unreachable: retry within the send's delivery
+            // timeout, during a close() too (it flushes: the send is not given up sooner).
+            if (this.mayRetryMetadata(failure, head)) {
+              await sleep(this.metadataBackoffMs(metadataFailures++, head));
               continue;
             }
             if (failure.code === 'NOT_FOUND') {
@@ -656,7 +680,7 @@ export class Producer {
               head.topic.refusedUntilMs = Date.now() + this.retryBackoffMs;
             }
             this.waiting.shift();
-            this.complete(head.callback, failure, undefined);
+            this.complete(head.callback, this.metadataFailure(failure, head), undefined);
           }
           continue;
         }
@@ -664,12 +688,19 @@ export class Producer {
           // Past the count known: judged on metadata read within retryBackoffMs (read again if
           // older, in case partitions were added), so a burst of such sends costs one lookup.
           if (head !== rechecked && wallAgedPast(now, head.topic.fetchedAtMs, this.retryBackoffMs)) {
-            rechecked = head;
             try {
               await this.loadMetadata(head.topic);
+              metadataFailures = 0;
+              rechecked = head;
             } catch (error) {
+              const failure = toClientError(error);
+              // Retried as the first lookup of a topic is: the partition may have been added.
+              if (this.mayRetryMetadata(failure, head)) {
+                await sleep(this.metadataBackoffMs(metadataFailures++, head));
+                continue;
+              }
               this.waiting.shift();
-              this.complete(head.callback, toClientError(error), undefined);
+              this.complete(head.callback, this.metadataFailure(failure, head), undefined);
             }
             continue;
           }
@@ -714,6 +745,27 @@ export class Producer {
     } finally {
       this.pumping = false;
     }
+  }
+
+  /**
+   * What a send is told when its topic's metadata could not be read: a refusal as the broker
+   * worded it; a retriable failure with the topic, the time spent and that nothing was written.
+   */
+  private metadataFailure(failure: StrataClientError, send: WaitingSend): StrataClientError {
+    if (!isRetriable(failure)) return failure;
+    const waitedMs = Math.round(performance.now() - send.queuedAtMs);
+    return new StrataClientError(failure.code, `could not read the metadata of topic "${send.topic.name}" (its partitions and limits) within ${waitedMs} ms (deliveryTimeoutMs ${this.deliveryTimeoutMs}): ${failure.message}; not written`, { cause: failure });
+  }
+
+  /** Whether a waiting send's failed metadata lookup is tried again: a retriable failure, within the send's delivery timeout. */
+  private mayRetryMetadata(failure: StrataClientError, send: WaitingSend): boolean {
+    return isRetriable(failure) && !this.connection.isClosed && performance.now() - send.queuedAtMs < this.deliveryTimeoutMs;
+  }
+
+  /** The backoff before a waiting send's next metadata lookup: doubling, and not past its delivery timeout. */
+  private metadataBackoffMs(failures: number, send: WaitingSend): number {
+    const leftMs = send.queuedAtMs + this.deliveryTimeoutMs - performance.now();
+    return Math.max(0, Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(failures, 20), leftMs));
   }
 
   private loadMetadata(topic: TopicState): Promise<void> {
@@ -798,6 +850,7 @@ export class Producer {
     const batch = new ProducerBatch(partition, createdAtMs, builder, pooledBuffer);
     partition.queued.push(batch);
     this.sendable.add(partition);
+    if (this.deliveryTimer === null) this.armDeliveryTimer();
     if (this.lingerMs === 0) {
       batch.ready = true;
       this.scheduleDrain();
@@ -1050,6 +1103,7 @@ export class Producer {
       return;
     }
     this.consecutiveFailures = 0;
+    this.lastFailure = null;
     // Only an answer at the current epoch confirms it. After a refusal raised the epoch, the
     // batches sent before it are still answered at the old one; were the new epoch's batches
     // sent alongside them, a broken stream would get their resends refused as fenced, though
@@ -1100,15 +1154,9 @@ export class Producer {
     if (this.streamState === 'backoff') return;
     this.dropStream();
     this.streamState = 'backoff';
+    this.lastFailure = reason;
     const now = performance.now();
-    for (const partition of [...this.active]) {
-      const oldest = partition.inFlight[0]!;
-      const elapsedMs = now - oldest.createdAtMs;
-      if (oldest.attempts > this.retries || elapsedMs >= this.deliveryTimeoutMs) {
-        const gaveUp = `gave up on ${partition.topic.name}-${partition.partition} after ${oldest.attempts} attempts over ${Math.round(elapsedMs)} ms (last error: ${reason.message}); its records may have been written, as only the answer may have been lost`;
-        this.failFrom(oldest, new StrataClientError(reason.code, gaveUp, { cause: reason }), 'unanswered');
-      }
-    }
+    this.failSpent(now, reason);
     this.expireQueued(now, reason);
     const jittered = Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(this.consecutiveFailures, 20)) * (0.8 + 0.4 * Math.random());
     const delayMs = Math.min(TIMER_DELAY_MAX_MS, jittered);
@@ -1127,6 +1175,64 @@ export class Producer {
       }
       this.scheduleDrain();
     }, delayMs);
+  }
+
+  /**
+   * Fails, on each partition whose oldest unacknowledged batch has spent its budget (`retries`
+   * resends, or `deliveryTimeoutMs` since it was opened), that batch and the ones behind it. For
+   * batches on no stream: at a restart, or while the producer waits to start another.
+   */
+  private failSpent(now: number, reason: StrataClientError): void {
+    for (const partition of [...this.active]) {
+      const oldest = partition.inFlight[0]!;
+      const elapsedMs = now - oldest.createdAtMs;
+      if (oldest.attempts > this.retries || elapsedMs >= this.deliveryTimeoutMs) {
+        const gaveUp = `gave up on ${partition.topic.name}-${partition.partition} after ${oldest.attempts} attempts over ${Math.round(elapsedMs)} ms (last error: ${reason.message}); its records may have been written, as only the answer may have been lost`;
+        this.failFrom(oldest, new StrataClientError(reason.code, gaveUp, { cause: reason }), 'unanswered');
+      }
+    }
+  }
+
+  /**
+   * Arms the delivery timer for the earliest `deliveryTimeoutMs` deadline of a batch not yet
+   * settled (the oldest batch of each partition, in flight or queued), if there is one. Without
+   * it a budget would be checked only when the stream fails: a broker that hangs without closing
+   * the connection fails a stream only after `requestTimeoutMs` (30 s by default), and every
+   * restart adds a backoff, so a short deliveryTimeoutMs was overrun many times over.
+   */
+  private armDeliveryTimer(): void {
+    if (this.deliveryTimer !== null) clearTimeout(this.deliveryTimer);
+    this.deliveryTimer = null;
+    if (!Number.isFinite(this.deliveryTimeoutMs)) return;
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const partition of this.active) earliest = Math.min(earliest, partition.inFlight[0]!.createdAtMs);
+    for (const partition of this.sendable) earliest = Math.min(earliest, partition.queued[0]?.createdAtMs ?? earliest);
+    if (earliest === Number.POSITIVE_INFINITY) return;
+    const dueInMs = Math.max(0, earliest + this.deliveryTimeoutMs - performance.now());
+    this.deliveryTimer = setTimeout(() => this.onDeliveryDeadline(), Math.min(TIMER_DELAY_MAX_MS, dueInMs + 1));
+  }
+
+  /**
+   * A batch's delivery timeout has passed. One in flight on a stream that has not answered it:
+   * the stream is given up as with a request timeout (restart fails the spent batches and
+   * resends the rest). One waiting for a stream, or queued: it fails now.
+   */
+  private onDeliveryDeadline(): void {
+    this.deliveryTimer = null;
+    const now = performance.now();
+    const last = this.lastFailure === null ? '' : `; the last failure was: ${this.lastFailure.message}`;
+    const reason = new StrataClientError('DEADLINE_EXCEEDED', `no answer within deliveryTimeoutMs (${this.deliveryTimeoutMs} ms)${last}`);
+    const spentInFlight = [...this.active].some((partition) => now - partition.inFlight[0]!.createdAtMs >= this.deliveryTimeoutMs);
+    if (spentInFlight && this.streamState === 'open') {
+      // The stream's own failure stays the last one: the next deadline's message names it, not this.
+      const previous = this.lastFailure;
+      this.restart(reason);
+      this.lastFailure = previous;
+    } else {
+      this.failSpent(now, reason);
+      this.expireQueued(now, reason);
+    }
+    this.armDeliveryTimer();
   }
 
   /**

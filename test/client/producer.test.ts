@@ -12,12 +12,13 @@ import { Admin } from '../../src/client/admin.js';
 import { BufferPool } from '../../src/client/buffer-pool.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { Connection, type ConnectionOptions } from '../../src/client/connection.js';
-import { Producer, type ProducerOptions, RECONFIRM_AFTER_IDLE_MS, type ProducerSettings, type SendResult } from '../../src/client/producer.js';
+import { Producer, type ProducerOptions, type ProducerRecord, RECONFIRM_AFTER_IDLE_MS, type ProducerSettings, type SendResult } from '../../src/client/producer.js';
 import type { strata } from '../../src/generated/strata.js';
 import { type BatchHeader, type DecodedRecord, decodeRecords, forEachBatch, readBatchHeader } from '../../src/storage/record-batch.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
 import { refuseFirstCall } from '../helpers/interceptors.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { type TestBroker, removeDirectory, startTestBroker, unusedPort } from '../helpers/test-server.js';
+import { waitUntil } from '../helpers/wait.js';
 
 let broker: TestBroker;
 let admin: Admin;
@@ -243,6 +244,15 @@ describe('round trip', () => {
     expect(refused).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'partition must be an integer from 0 to 2147483647, got 4294967296' });
     expect((await target.send({ topic: name, partition: 1, value: 'y' })).offset).toBe(0);
     expect((await readLog(name, 0)).records).toHaveLength(0);
+  });
+
+  it('refuses a record without a value field (a misspelt field is not a record without a value); null is one', async () => {
+    const name = await topic(1);
+    const target = producer();
+    const refused = await target.send({ topic: name, vaule: 'typo' } as unknown as ProducerRecord).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'value is required: bytes, a string, or null for a record without a value' });
+    expect(await target.send({ topic: name, value: null })).toEqual({ partition: 0, offset: 0 });
+    expect((await readLog(name, 0)).records.map((record) => record.value)).toEqual([null]);
   });
 
   it('refuses a partition past the count on fresh metadata; one added meanwhile is found once the metadata is read again', async () => {
@@ -575,7 +585,10 @@ describe('backpressure', () => {
     }
     expect(target.bufferedBytes).toBeLessThanOrEqual(bufferBytes);
     expect(target.bufferedBytes).toBeGreaterThan(bufferBytes / 2); // the burst filled the buffer
+    // The rest wait, outside bufferBytes, and are counted for a caller that paces itself.
+    expect(target.waitingSends).toBeGreaterThan(0);
     const results = await Promise.all(sends);
+    expect(target.waitingSends).toBe(0);
     expect(peak).toBeLessThanOrEqual(bufferBytes);
     expect(target.bufferedBytes).toBe(0);
     for (let partition = 0; partition < 2; partition++) {
@@ -796,6 +809,23 @@ describe('idempotent retries', () => {
     const results = await Promise.all(Array.from({ length: 10 }, (_, index) => target.send({ topic: name, value: `p0-${index}` })));
     expect(results.map((result) => result.offset)).toEqual(Array.from({ length: 10 }, (_, index) => index));
     expectExactlyOnceInOrder(await readLog(name, 0), 0, 10);
+  });
+
+  it('a batch the broker never answers fails at deliveryTimeoutMs, though requestTimeoutMs is far longer (a hung broker)', async () => {
+    const name = await topic(1);
+    // The stream stays up and no answer ever arrives, as from a broker stopped (SIGSTOP) mid-stream.
+    const target = producer({ lingerMs: 0, deliveryTimeoutMs: 300, requestTimeoutMs: 600_000, retryBackoffMs: 5, interceptors: [onProduceAnswers(() => undefined)] });
+    const sends = ['unanswered', 'behind it'].map((value) => target.send({ topic: name, value }).catch((caught: unknown) => caught as StrataClientError));
+    const [unanswered, behind] = await Promise.all(sends);
+    expect(unanswered).toMatchObject({
+      code: 'DEADLINE_EXCEEDED',
+      message: expect.stringMatching(/^gave up on producer-\d+-0 after 1 attempts over \d+ ms \(last error: no answer within deliveryTimeoutMs \(300 ms\)\); its records may have been written/),
+    });
+    // Behind the first (one batch in flight until the broker has answered one), whether still
+    // queued or sent on the next stream, it fails at its own deadline, not the request timeout's.
+    expect(behind).toMatchObject({ code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/no answer within deliveryTimeoutMs \(300 ms\)/) });
+    await target.close();
+    expect(target.bufferedBytes).toBe(0);
   });
 
   it('without idempotence, each batch whose budget is spent fails on its own; every send settles', async () => {
@@ -1144,6 +1174,69 @@ describe('idempotent retries', () => {
       expect(outcome).toMatchObject({ partition: 0 });
     }
     expect(values(await readLog(name, 0))).toEqual(['R'.repeat(2_000), 'ahead']);
+  });
+});
+
+describe('a broker restarting', () => {
+  /** A broker on a fixed loopback port, with a topic, that the test stops and starts again on the same data directory. */
+  async function restartableBroker(topicName: string, partitions: number): Promise<{ listen: string; stop(): Promise<void>; start(): Promise<void>; dispose(): Promise<void> }> {
+    const listen = `127.0.0.1:${await unusedPort()}`;
+    let running: TestBroker | null = await startTestBroker({ listen });
+    const dataDir = running.dataDir;
+    const setup = new Admin({ server: listen });
+    await setup.createTopic(topicName, { partitions });
+    await setup.close();
+    return {
+      listen,
+      stop: async () => {
+        await running?.stop();
+        running = null;
+      },
+      start: async () => {
+        running = await startTestBroker({ dataDir, listen });
+      },
+      dispose: async () => {
+        await running?.stop();
+        removeDirectory(dataDir);
+      },
+    };
+  }
+
+  it('close() flushes a send waiting for its topic metadata while the broker is down, once it is back', async () => {
+    const broker = await restartableBroker('restarting', 1);
+    const calls = { describeTopic: 0 };
+    const target = new Producer({ server: broker.listen, deadlineMs: 10_000, retryBackoffMs: 20, retryBackoffMaxMs: 100, interceptors: [countingDescribeTopic(calls)] });
+    try {
+      await broker.stop();
+      const sent = target.send({ topic: 'restarting', value: 'across the restart' });
+      const closed = target.close();
+      // A second lookup means the first failed and the send is still waiting, close() or not.
+      await waitUntil(() => calls.describeTopic >= 2, 'the producer never looked the topic up again');
+      await broker.start();
+      expect(await sent).toEqual({ partition: 0, offset: 0 });
+      await closed;
+    } finally {
+      await target.close();
+      await broker.dispose();
+    }
+  });
+
+  it('a send to a partition past the known count waits out a broker restart (the partition may have been added)', async () => {
+    const broker = await restartableBroker('growing', 1);
+    const target = new Producer({ server: broker.listen, deadlineMs: 10_000, retryBackoffMs: 20, retryBackoffMaxMs: 100 });
+    try {
+      expect(await target.send({ topic: 'growing', partition: 0, value: 'known' })).toEqual({ partition: 0, offset: 0 });
+      const grow = new Admin({ server: broker.listen });
+      await grow.addPartitions('growing', 2);
+      await grow.close();
+      await broker.stop();
+      const sent = target.send({ topic: 'growing', partition: 1, value: 'in the new partition' });
+      await broker.start();
+      expect(await sent).toEqual({ partition: 1, offset: 0 });
+    } finally {
+      await target.close();
+      await broker.dispose();
+    }
   });
 });
 
