@@ -84,6 +84,8 @@ const v1 = strata.v1;
  * deduplicates against a producer's last 10 batches per partition, and says so in InitProducer.
  */
 export const IDEMPOTENT_IN_FLIGHT_MAX = 10;
+/** How long close() waits for the broker to end the produce stream before cancelling it. */
+const STREAM_END_WAIT_MS = 1_000;
 /** The window of a broker whose InitProducer answer does not state one (Kafka's). */
 const UNSTATED_BATCH_WINDOW = 5;
 /**
@@ -550,7 +552,9 @@ export class Producer {
       const stream = this.stream;
       this.stream = null;
       this.streamState = 'none';
-      if (stream !== null) await endStream(stream, this.connection.deadlineMs);
+      // Every batch has settled: the stream's status says nothing more, so a broker that does
+      // not send it (hung) holds close() up only briefly.
+      if (stream !== null) await endStream(stream, Math.min(this.connection.deadlineMs, STREAM_END_WAIT_MS));
       if (this.ownsConnection) this.connection.close();
     })();
     return this.closing;

@@ -546,6 +546,24 @@ describe('flush and close', () => {
     expect((refused as StrataClientError).code).toBe('FAILED_PRECONDITION');
     expect((await readLog(name, 0)).records).toHaveLength(16);
   });
+
+  it('close() does not wait long for the end of a stream a hung broker never ends', async () => {
+    const name = await topic(1);
+    // Every status of the produce stream is held back, as from a broker that stopped answering
+    // after acknowledging: close() would wait the whole connection deadline for it.
+    const holdStatus: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        start(metadata, listener, next) {
+          next(metadata, { ...listener, onReceiveStatus: () => undefined });
+        },
+      });
+    };
+    const target = producer({ deadlineMs: 600_000, interceptors: [holdStatus] });
+    expect(await target.send({ topic: name, value: 'acknowledged' })).toEqual({ partition: 0, offset: 0 });
+    await target.close();
+  });
 });
 
 describe('shared connection', () => {
