@@ -182,7 +182,7 @@ export class ConsumerGroup {
     // First: another token's heartbeat of the wrong epoch would fence the member, and one of
     // the right epoch would replace its topic scope.
     this.checkToken(member, input.tokenName ?? null, input.memberEpoch < 0 ? 'leave as' : 'heartbeat as');
-    if (input.memberEpoch === LEAVE_EPOCH || input.memberEpoch === STATIC_LEAVE_EPOCH) return this.leave(member, input.memberEpoch, topics);
+    if (input.memberEpoch === LEAVE_EPOCH || input.memberEpoch === STATIC_LEAVE_EPOCH) return this.leave(member, input.memberEpoch, nowMs, topics);
     const previousEpoch = this.checkEpoch(member, input, topics);
     // Checked before the member is touched: a refused heartbeat renews no session.
     if (input.subscription !== null && input.subscription.regex !== member.subscription.regex) compileSubscriptionRegex(input.subscription.regex);
@@ -402,9 +402,12 @@ export class ConsumerGroup {
     return this.startOver(member, nowMs);
   }
 
-  private leave(member: Member, epoch: number, topics: TopicCounts): HeartbeatOutput {
+  private leave(member: Member, epoch: number, nowMs: number, topics: TopicCounts): HeartbeatOutput {
     if (epoch === STATIC_LEAVE_EPOCH && member.instanceId !== null) {
       member.away = true; // keeps its partitions until it returns or its session expires
+      // Its session runs from the leave, as documented ("returns within its session timeout"),
+      // not from its last heartbeat, up to an interval earlier.
+      member.lastHeartbeatMs = nowMs;
       return { memberId: member.memberId, memberEpoch: STATIC_LEAVE_EPOCH, assignment: new Set(), sessionTimeoutMs: member.sessionTimeoutMs };
     }
     this.remove(member, topics);

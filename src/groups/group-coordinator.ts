@@ -588,22 +588,24 @@ export class GroupCoordinator {
   }
 
   /**
-   * Why a group whose consumers were all stopped still has members: a static member that left
-   * with epoch -2 keeps its place, and a consumer killed without leaving keeps it too, until
-   * their sessions end. Names how many and when the last of them goes, and says to wait rather
-   * than to stop them when every member is such.
+   * Why a group still has members, for an operator who may have stopped its consumers already.
+   * The broker cannot tell a running consumer from one killed a moment ago (it sent its last
+   * heartbeat less than an interval before): it knows only when each session ends, if no
+   * heartbeat comes. A static member that left with epoch -2 keeps its place until then too. So
+   * no member is called active: the message says how many there are, how many sent no recent
+   * heartbeat, and when the last session ends, which is when to try again once they are stopped.
    */
   private membersProblem(group: ConsumerGroup): string {
-    const active = `it has ${plural(group.members.size, 'active member')}; stop them first`;
     const nowMs = this.clock.monotonicMs();
-    const silent = [...group.members.values()].filter((member) => member.away || nowMs - member.lastHeartbeatMs > 2 * this.heartbeatIntervalMs);
-    if (silent.length === 0) return active;
-    const lastEndMs = Math.max(...silent.map((member) => member.lastHeartbeatMs + member.sessionTimeoutMs));
+    const members = [...group.members.values()];
+    const lastEndMs = Math.max(...members.map((member) => member.lastHeartbeatMs + member.sessionTimeoutMs));
     const seconds = Math.ceil(Math.max(0, lastEndMs - nowMs) / 1000);
+    const silent = members.filter((member) => member.away || nowMs - member.lastHeartbeatMs > 2 * this.heartbeatIntervalMs).length;
     const why = 'a static member that left, or a consumer stopped without leaving, keeps its place until its session ends';
     // Nothing left to stop: the advice is to wait.
-    if (silent.length === group.members.size) return `it has ${plural(silent.length, 'member')} whose session has not ended, none heartbeating (${why}); try again within ${seconds} s`;
-    return `${active} (${silent.length} of them sent no recent heartbeat: ${why}, the last within ${seconds} s)`;
+    if (silent === members.length) return `it has ${plural(silent, 'member')} whose session has not ended, none heartbeating (${why}); try again within ${seconds} s`;
+    const quiet = silent === 0 ? '' : `, ${silent} of them with no recent heartbeat`;
+    return `it has ${plural(members.length, 'member')}${quiet}; stop its consumers first (${why}: once they are stopped, try again within ${seconds} s)`;
   }
 
   async resetOffsets(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {

@@ -575,6 +575,23 @@ describe('static membership', () => {
     expect([again.owned.size, b.owned.size]).toEqual([6, 6]);
   });
 
+  it("a static member's time away counts from its leave with epoch -2, not from its last heartbeat", () => {
+    const h = new Harness();
+    const a = h.join({ instanceId: 'pod-a' });
+    const b = h.join({ sessionTimeoutMs: 60_000 });
+    h.settle([a, b]);
+    // Its last heartbeat was an interval or so before it stopped and left.
+    h.clock.advance(SESSION_MS / 2);
+    h.leave(a, STATIC_LEAVE_EPOCH);
+    h.clock.advance(SESSION_MS - 10); // a session after its last heartbeat, not yet after the leave
+    expect(h.expire()).toEqual([]);
+    const back = h.join({ instanceId: 'pod-a' });
+    expect(back.owned.size).toBe(6);
+    h.leave(back, STATIC_LEAVE_EPOCH);
+    h.clock.advance(SESSION_MS + 1);
+    expect(h.expire()).toEqual([back.memberId]);
+  });
+
   it('refuses a second instance with an instance id still in use (no two live owners), and admits it once the first one expires', () => {
     const h = new Harness();
     const a = h.join({ instanceId: 'pod-a' });

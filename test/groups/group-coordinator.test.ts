@@ -587,7 +587,7 @@ describe('administration', () => {
     for (const call of [() => reset({ kind: 'earliest' }), () => coordinator.deleteOffsets('g', ['r']), () => coordinator.deleteGroup('g')]) {
       const error = await failure(call);
       expect(error.code).toBe(ErrorCode.FAILED_PRECONDITION);
-      expect(error.message).toMatch(/has 1 active member; stop them first/);
+      expect(error.message).toMatch(/: it has 1 member; stop its consumers first \(.*: once they are stopped, try again within 1 s\)$/);
     }
     leave(member);
     await reset({ kind: 'earliest' });
@@ -600,7 +600,9 @@ describe('administration', () => {
     await resetScenario();
     const live = join('g', ['r']);
     const refusal = async (): Promise<string> => (await failure(() => reset({ kind: 'earliest' }))).message;
-    expect(await refusal()).toMatch(/: it has 1 active member; stop them first$/);
+    expect(await refusal()).toBe(
+      'cannot reset offsets of group "g": it has 1 member; stop its consumers first (a static member that left, or a consumer stopped without leaving, keeps its place until its session ends: once they are stopped, try again within 1 s)',
+    );
     leave(live);
     const parked = join('g', ['r'], { instanceId: 'pod-1' });
     coordinator.heartbeat(request({ groupId: 'g', memberId: parked.memberId, memberEpoch: -2 }));
@@ -611,12 +613,32 @@ describe('administration', () => {
     // Beside a member that heartbeats, the advice is still to stop that one.
     const other = join('g', ['r']);
     expect(await refusal()).toBe(
-      'cannot reset offsets of group "g": it has 2 active members; stop them first (1 of them sent no recent heartbeat: a static member that left, or a consumer stopped without leaving, keeps its place until its session ends, the last within 1 s)',
+      'cannot reset offsets of group "g": it has 2 members, 1 of them with no recent heartbeat; stop its consumers first (a static member that left, or a consumer stopped without leaving, keeps its place until its session ends: once they are stopped, try again within 1 s)',
     );
     leave(other);
     clock.advance(SESSION_MS);
     coordinator.expireSessions();
     await reset({ kind: 'earliest' });
+  });
+
+  // An operator who has just killed every consumer retries at once: the members' last heartbeats
+  // are recent, so the broker cannot know they are stopped. It calls none of them active, and
+  // says when the last session ends: counted from each member's last heartbeat, not from the
+  // broker's default session, and from a static member's leave.
+  it('refusing while members heartbeated moments ago, says when the last session ends rather than calling them active', async () => {
+    await resetScenario();
+    const first = join('g', ['r'], { sessionTimeoutMs: 3_000 });
+    const parked = join('g', ['r'], { sessionTimeoutMs: 6_000, instanceId: 'pod-2' });
+    clock.advance(2_800);
+    beat(first); // its session now ends at 5.8 s
+    coordinator.heartbeat(request({ groupId: 'g', memberId: parked.memberId, memberEpoch: -2 })); // away from 2.8 s: ends at 8.8 s
+    clock.advance(300); // the first killed just after its heartbeat, 300 ms ago: less than two intervals (200 ms each)
+    const message = (await failure(() => reset({ kind: 'earliest' }))).message;
+    expect(message).not.toMatch(/active/);
+    expect(message).toBe(
+      'cannot reset offsets of group "g": it has 2 members, 1 of them with no recent heartbeat; stop its consumers first (a static member that left, or a consumer stopped without leaving, keeps its place until its session ends: once they are stopped, try again within 6 s)',
+    );
+    leave(first);
   });
 
   it('deletes offsets per topic and whole groups once empty; unknown groups are NOT_FOUND', async () => {
