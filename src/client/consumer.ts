@@ -38,7 +38,12 @@
  * (group-member.ts) heartbeats and drives the same machinery incrementally with
  * `addAssignment(partitions)` and `revokeAssignment(partitions)`, which stops the partitions'
  * fetchers, passes their positions to `beforeRevoke` (the application's hook, then the commit)
- * and only then releases them. A consumer either subscribes or assigns, not both.
+ * and only then releases them. A consumer either subscribes or assigns, not both. A group
+ * member's chunks are handed out only while the member says they may be (`mayDeliver`, asked
+ * once per chunk, or per `RECORDS_PER_DELIVERY_CHECK` records of one): not after a broken
+ * connection (a fetcher's stream failing UNAVAILABLE, which it reports) until a heartbeat is
+ * answered, and not once its session is overdue. They wait in the ready queue meanwhile, and
+ * are dropped with the partitions if those turn out lost.
  *
  * Commits (only with a `groupId`): a committed offset is the next offset to consume. Positions
  * count a record as processed once the application asks for the next one (or leaves the loop,
@@ -135,7 +140,11 @@ export interface FetchErrorEvent extends TopicPartition {
 }
 
 export interface ConsumerSettings {
-  /** Where a partition without a position starts. Default 'latest'. */
+  /**
+   * Where a partition without a position (nor a committed offset) starts. Default 'latest',
+   * which skips what was written to a group's new partition before its first owner looked the
+   * end up (as Kafka does, KAFKA-12478); 'earliest' for a group that must read every record.
+   */
   resetPolicy?: ResetPolicy;
   /** Most bytes of batches the broker pushes per message (at least one whole batch). Default 1 MiB. */
   maxBytesPerPartition?: number;
@@ -269,6 +278,14 @@ class PartitionFetcher {
     waker?.();
   }
 }
+
+/**
+ * The record iterator goes back to `takeChunk` after this many records of a chunk (up to ~9,000
+ * at 1 MiB), so that a group member that froze in the middle of one (a long GC pause, a blocked
+ * event loop) delivers at most this many more before the check that holds them back: one clock
+ * reading per run, nothing per record.
+ */
+const RECORDS_PER_DELIVERY_CHECK = 64;
 
 /** Set while the application's beforeRevoke hook runs (see close()). */
 const insideRevokeHook = new AsyncLocalStorage<boolean>();
@@ -716,7 +733,9 @@ export class Consumer extends EventEmitter {
 
   /**
    * Records until the consumer is closed. Each yield advances the record's partition position
-   * past it; leaving the loop early keeps the rest for the next iteration or `nextBatch()`.
+   * past it; leaving the loop early keeps the rest for the next iteration or `nextBatch()`. A
+   * chunk is yielded `RECORDS_PER_DELIVERY_CHECK` records at a time, each run taken through
+   * `takeChunk`, which checks that a group member may still deliver (`holdsDelivery`).
    */
   async *[Symbol.asyncIterator](): AsyncGenerator<ConsumerRecord, void, undefined> {
     try {
@@ -725,7 +744,8 @@ export class Consumer extends EventEmitter {
         if (taken === null) return;
         const { chunk } = taken;
         this.current = taken;
-        while (!this.closed && this.current === taken && taken.index < chunk.records.length && chunk.generation === chunk.fetcher.generation) {
+        const end = Math.min(chunk.records.length, taken.index + RECORDS_PER_DELIVERY_CHECK);
+        while (!this.closed && this.current === taken && taken.index < end && chunk.generation === chunk.fetcher.generation) {
           const record = chunk.records[taken.index++]!;
           this.inHand = { fetcher: chunk.fetcher, from: record.offset };
           chunk.fetcher.position = record.offset + 1;
@@ -733,7 +753,8 @@ export class Consumer extends EventEmitter {
           yield record;
           this.inHand = null; // the application asked for the next one: this one is processed
         }
-        if (this.current === taken) this.current = null;
+        // Stopped short (closed, sought, revoked): the chunk is done with. At `end` it goes on.
+        if (this.current === taken && taken.index < end) this.current = null;
       }
     } finally {
       this.inHand = null; // leaving the loop: the application is done with the last record
@@ -753,25 +774,56 @@ export class Consumer extends EventEmitter {
     }
     for (;;) {
       if (this.closed) return null;
-      const current = this.current;
-      if (current !== null) {
-        if (current.chunk.generation === current.chunk.fetcher.generation && current.index < current.chunk.records.length) return current;
-        this.current = null;
-      }
-      const fetched = this.ready.shift();
-      if (fetched !== undefined) {
-        const { fetcher, generation } = fetched;
-        fetcher.waitingChunks--;
-        if (fetcher.waitingChunks < this.prefetchBatches) fetcher.stream?.resume();
-        if (generation !== fetcher.generation || !fetcher.active) continue;
-        const records = this.decodeChunk(fetched);
-        if (records.length === 0) continue;
-        return { chunk: { fetcher, generation, records, highWatermark: fetched.highWatermark }, index: 0 };
+      if (!this.holdsDelivery()) {
+        const taken = this.nextChunk();
+        if (taken !== null) return taken;
       }
       const remainingMs = deadline - performance.now();
       if (remainingMs <= 0) return null;
+      // New data, a close, or the group member letting held chunks go (`resumeDelivery`).
       await this.waitForData(remainingMs);
     }
+  }
+
+  /** The started chunk, else the next live one of the ready queue (decoded); null when none waits. */
+  private nextChunk(): { chunk: ReadyChunk; index: number } | null {
+    const current = this.current;
+    if (current !== null) {
+      if (current.chunk.generation === current.chunk.fetcher.generation && current.index < current.chunk.records.length) return current;
+      this.current = null;
+    }
+    for (let fetched = this.ready.shift(); fetched !== undefined; fetched = this.ready.shift()) {
+      const { fetcher, generation } = fetched;
+      fetcher.waitingChunks--;
+      if (fetcher.waitingChunks < this.prefetchBatches) fetcher.stream?.resume();
+      if (generation !== fetcher.generation || !fetcher.active) continue;
+      const records = this.decodeChunk(fetched);
+      if (records.length === 0) continue;
+      return { chunk: { fetcher, generation, records, highWatermark: fetched.highWatermark }, index: 0 };
+    }
+    return null;
+  }
+
+  /**
+   * Whether the chunks waiting must be held back, because the group member may have lost its
+   * partitions without knowing yet (GroupMember.mayDeliver: a broken connection not yet
+   * followed by an answered heartbeat, or an overdue session). The member then heartbeats at
+   * once, and says when they may go; a lost membership drops them. One clock reading per chunk
+   * (or run of a chunk) handed out, none per record.
+   */
+  private holdsDelivery(): boolean {
+    if (this.member === null || (this.current === null && this.ready.length === 0)) return false;
+    if (this.member.mayDeliver()) return false;
+    this.member.holdDelivery();
+    return true;
+  }
+
+  /**
+   * The group member's answer lets the chunks it held back go (see `holdsDelivery`).
+   * @internal
+   */
+  resumeDelivery(): void {
+    this.wakeReaders();
   }
 
   /**
@@ -845,6 +897,11 @@ export class Consumer extends EventEmitter {
         if (!fetcher.active || this.closed || generation !== fetcher.generation) continue;
         if (fetcher.delivered) failures = 0;
         const failure = toClientError(error);
+        // The connection broke, or the broker is stopping (its own UNAVAILABLE, the only sign a
+        // quick restart may give): it may come back without this member, having given the
+        // partitions to the first member to join. Also a failed read's UNAVAILABLE, which costs
+        // a heartbeat.
+        if (failure.code === 'UNAVAILABLE') this.member?.connectionLost();
         // A position the application sought, on a partition not (yet) there, is its own choice.
         if (failure.code === 'NOT_FOUND' && !fetcher.sought) fetcher.topicGone = true;
         if (failure.code === 'OUT_OF_RANGE') {

@@ -30,6 +30,20 @@
  *   the member has gone its session timeout (which each answer gives) less two intervals without
  *   an answer: the broker removes it then, so it drops them uncommitted first and rejoins
  *   (`sessionOverdue`; a heartbeat's deadline ends by then, `heartbeatDeadlineMs`).
+ * - a join the broker refuses (NOT_FOUND, FAILED_PRECONDITION: its instance id or member id is
+ *   held by a live member, the group is under an administrative call): nothing was owned, so
+ *   nothing is lost; it is emitted as 'groupError' with the broker's reason and tried again with
+ *   backoff, until, say, the killed instance's session ends.
+ * Delivery (`mayDeliver`, asked by the consumer once per chunk, or run of records of one, it
+ * hands out): records of the member's partitions wait while the member may have lost them
+ * without knowing, until a heartbeat answers normally (or says they are lost, which drops them):
+ * - after the connection to the broker broke (a heartbeat, or one of the consumer's Subscribe
+ *   streams, failed UNAVAILABLE: `connectionLost`). Membership lives in the broker's memory: a
+ *   broker that restarted gives every partition to the first member to join, while the others
+ *   learn that they are no longer members only from their next heartbeat, sent at once then;
+ * - once the session is overdue (`overdueAtMs`) with no answer yet: a process frozen past its
+ *   session (SIGSTOP, a long GC pause, a blocked event loop) wakes with fetched chunks that the
+ *   broker may have given to others meanwhile, before the heartbeat failure that would drop them.
  * While closing (below) none of these rejoins: a lost membership drops the partitions the
  * close has not released yet and ends the loop, and heartbeats that fail are retried, without
  * the session check, until the close leaves (its consumer reads nothing more by then).
@@ -116,7 +130,7 @@ export interface PartitionsLostEvent extends PartitionsEvent {
   error: StrataClientError;
 }
 
-/** Payload of 'groupError': a heartbeat failed (it is retried). */
+/** Payload of 'groupError': a heartbeat failed, or the broker refused a join (both are retried). */
 export interface GroupErrorEvent {
   error: StrataClientError;
 }
@@ -127,6 +141,8 @@ export interface MemberConsumer {
   revokeAssignment(partitions: readonly TopicPartition[], options?: { lost?: boolean }): Promise<void>;
   /** Emits to the application's listeners; one that throws is logged, not passed on. */
   notify(event: string, payload: unknown): void;
+  /** The records it holds back (`holdDelivery`) may go now. */
+  resumeDelivery(): void;
 }
 
 export interface GroupMemberSettings {
@@ -271,6 +287,14 @@ export class GroupMember {
   private sessionMs: number | null = null;
   /** When the last heartbeat the broker answered (as a member) was sent; -1 before one. */
   private answeredSentAtMs = -1;
+  /**
+   * When (performance.now()) the connection to the broker was last seen to break; -1 once a
+   * heartbeat sent after that has been answered. Until then the consumer delivers nothing
+   * (`mayDeliver`): the broker may have restarted and given the partitions to someone else.
+   */
+  private connectionLostAtMs = -1;
+  /** The consumer holds records back (`holdDelivery`) until it is told they may go (`resumeDelivery`). */
+  private deliveryHeld = false;
   /** What the consumer fetches (and the heartbeat reports). */
   private readonly owned = new Map<string, TopicPartition>();
   /** Committed offsets looked up for partitions just assigned, one FetchOffsets per batch. */
@@ -355,6 +379,48 @@ export class GroupMember {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Delivery.
+
+  /**
+   * Whether the consumer may hand records of the member's partitions to the application now (it
+   * asks once per chunk, or run of one): not after a connection loss until a heartbeat sent
+   * since is answered, nor while the session is overdue (see the header). One clock reading.
+   */
+  mayDeliver(): boolean {
+    return this.connectionLostAtMs < 0 && performance.now() < this.overdueAtMs();
+  }
+
+  /**
+   * The consumer holds records back (`mayDeliver` said no): the heartbeat that decides goes out
+   * now, and the consumer is told (`resumeDelivery`) once an answer lets them go. Called again
+   * when new records arrive meanwhile, which after a broken connection is the sign that the
+   * broker is back.
+   */
+  holdDelivery(): void {
+    this.deliveryHeld = true;
+    this.wake();
+  }
+
+  /**
+   * The connection to the broker broke (one of the consumer's Subscribe streams failed
+   * UNAVAILABLE): nothing is delivered until a heartbeat sent from now on is answered, and the
+   * first goes out at once rather than at the interval.
+   */
+  connectionLost(): void {
+    const first = this.connectionLostAtMs < 0;
+    this.connectionLostAtMs = performance.now();
+    // Once: every partition's stream fails at the same time, and retries, each with its backoff.
+    if (first) this.wake();
+  }
+
+  /** After an answer: tells the consumer that the records it holds may go, if they may. */
+  private resumeDelivery(): void {
+    if (!this.deliveryHeld || !this.mayDeliver()) return;
+    this.deliveryHeld = false;
+    this.consumer.resumeDelivery();
+  }
+
+  // -------------------------------------------------------------------------------------------
   // The heartbeat loop.
 
   private async run(): Promise<void> {
@@ -370,6 +436,9 @@ export class GroupMember {
         this.answeredAtMs = this.lastAnswerSinceMs;
         failures = 0;
         rejoins = 0;
+        // Before the answer is applied, which may wait for a revocation: partitions it revokes
+        // are still this member's until it acknowledges, and the others need not wait.
+        this.resumeDelivery();
         let revoked = false;
         try {
           // Closing: the consumer revokes everything itself; the answer only keeps the session.
@@ -377,8 +446,11 @@ export class GroupMember {
         } finally {
           this.answeredAtMs = -1;
         }
-        // A revocation is acknowledged at once, and a subscription changed meanwhile goes out at once.
-        delayMs = revoked || (!this.holding && this.subscriptionVersion !== this.sentSubscriptionVersion) ? 0 : this.intervalMs;
+        // A revocation is acknowledged at once, and a subscription changed meanwhile goes out at
+        // once; so does the heartbeat that lets held records go, when this answer did not (it
+        // was sent before the connection broke, or the application held the loop meanwhile).
+        const pending = revoked || (!this.holding && this.subscriptionVersion !== this.sentSubscriptionVersion) || this.deliveryHeld;
+        delayMs = pending ? 0 : this.intervalMs;
       } catch (error) {
         this.handling = true;
         if (this.stopping) break;
@@ -398,7 +470,12 @@ export class GroupMember {
           this.joinMemberId = randomUUID();
           this.unansweredJoin = false;
         }
-        if (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION' || anotherTokens) {
+        if (this.memberIdValue === '' && (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION' || anotherTokens)) {
+          rejoins++;
+          this.refusedJoin(failure, rejoins);
+          if (this.holding) break; // closing: no join again
+          delayMs = this.backoff(rejoins);
+        } else if (failure.code === 'NOT_FOUND' || failure.code === 'FAILED_PRECONDITION' || anotherTokens) {
           await this.loseMembership(failure);
           if (this.holding) break; // closing: no join again
           // The first rejoin is immediate; one that keeps failing backs off.
@@ -407,6 +484,8 @@ export class GroupMember {
         } else {
           failures++;
           delayMs = this.backoff(failures);
+          // The broker may restart while unreachable: nothing is delivered until it answers.
+          if (failure.code === 'UNAVAILABLE') this.connectionLostAtMs = performance.now();
           this.logger.warn({ code: failure.code, reason: failure.message, failures }, 'heartbeat failed; retrying');
           this.consumer.notify('groupError', { error: failure } satisfies GroupErrorEvent);
           // Closing, the consumer reads nothing more, so nothing is read beside the partitions'
@@ -509,6 +588,8 @@ export class GroupMember {
       if (response.heartbeatIntervalMs > 0) this.intervalMs = response.heartbeatIntervalMs;
       if (response.sessionTimeoutMs > 0) this.sessionMs = response.sessionTimeoutMs;
       this.answeredSentAtMs = response.memberEpoch > 0 ? sentAt : -1;
+      // Answered across a connection that broke after it was sent: that proves nothing of now.
+      if (sentAt > this.connectionLostAtMs) this.connectionLostAtMs = -1;
       this.lastAnswerSinceMs = this.unansweredSinceMs;
       this.unansweredSinceMs = -1;
       if (joining) {
@@ -627,6 +708,20 @@ export class GroupMember {
   }
 
   /**
+   * The broker refused the join (an instance id still held by a member that has not left, a
+   * member id in use, an administrative call under way): no member was made and nothing was
+   * owned, so nothing is lost; the application hears of it ('groupError', with the broker's
+   * reason: a duplicated instance id would otherwise retry silently for ever), and the loop
+   * joins again after a backoff.
+   */
+  private refusedJoin(failure: StrataClientError, refusals: number): void {
+    // The broker decided nothing for a membership: no revocation clock starts at that join.
+    this.unansweredSinceMs = -1;
+    this.logger.warn({ code: failure.code, reason: failure.message, refusals }, this.holding ? 'the broker refused the join while closing' : 'the broker refused the join; joining again after a backoff');
+    this.consumer.notify('groupError', { error: failure } satisfies GroupErrorEvent);
+  }
+
+  /**
    * The member is gone (NOT_FOUND), fenced, or gave its membership up (`leaveAndDrop`): drop
    * everything uncommitted; the loop joins afresh, unless the consumer is closing (then a final
    * commit not yet made is refused, and the partitions' next owners read again what came after
@@ -645,8 +740,7 @@ export class GroupMember {
     }
     this.owned.clear();
     this.starts.clear();
-    // The broker removed a fenced member already; a refused join (instance id or member id in
-    // use by a live member) is simply retried with backoff until that member's session ends.
+    // The broker removed a fenced member already.
     this.memberIdValue = '';
     this.epoch = 0;
     this.incarnation++;

@@ -7,6 +7,7 @@
 // Producer, every processed record logged per member and ownership period, committed offsets
 // read over the wire with the Groups FetchOffsets call, and polling with deadlines (no sleeps).
 import { type Interceptor, InterceptingCall, status } from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { Consumer, type ConsumerOptions, type TopicPartitionOffset } from '../../src/client/consumer.js';
@@ -19,7 +20,7 @@ import type { strata } from '../../src/generated/strata.js';
 import { type Processed, Runner, duplicatesAfterLastCommit } from '../helpers/group-runner.js';
 import { waitUntil } from '../helpers/wait.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
-import { refuseFirstCall } from '../helpers/interceptors.js';
+import { failFirstCallAfter, holdCalls, refuseFirstCall } from '../helpers/interceptors.js';
 import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
 
 let broker: TestBroker;
@@ -338,8 +339,9 @@ describe('commits', () => {
       new InterceptingCall(nextCall(callOptions), {
         start: (metadata, _listener, next) =>
           next(metadata, {
-            onReceiveMessage: (message: strata.v1.HeartbeatResponse, nextMessage: (message: unknown) => void) => {
-              const assigned = message.assignment?.reduce((count, entry) => count + entry.partitions.length, 0);
+            // null when a unary call fails (grpc-js), as this consumer's calls may while a later test freezes the process.
+            onReceiveMessage: (message: strata.v1.HeartbeatResponse | null, nextMessage: (message: unknown) => void) => {
+              const assigned = message?.assignment?.reduce((count, entry) => count + entry.partitions.length, 0);
               const revokes = callOptions.method_definition.path.endsWith('/Heartbeat') && holder.a!.assignment().length === 2 && assigned === 1;
               if (revokes && delayed++ === 0) setTimeout(() => nextMessage(message), 500);
               else nextMessage(message);
@@ -945,6 +947,225 @@ describe('failures and static membership', () => {
     expect(duplicatesAfterLastCommit(log, runners)).toEqual([]);
     expect(new Set(log.map((entry) => `${entry.partition}/${entry.offset}`)).size).toBe(120);
     await Promise.all([restarted.close(), b.close(), c.close()]);
+  });
+
+  it('a join the broker refuses (an instance id still held by a member that did not leave) is a groupError with the broker\'s reason, logged as a refusal, not as partitions lost', async () => {
+    const name = await topic(2);
+    const groupId = unique('refused');
+    const holder = consumer(groupId, { subscribe: [name], instanceId: 'pod-x' });
+    await waitUntil(() => holder.assignment().length === 2, 'the first instance to own the partitions');
+    const warnings: { msg: string; reason?: string; lost?: unknown }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line) as { msg: string }) });
+    const second = consumer(groupId, { subscribe: [name], instanceId: 'pod-x', logger });
+    const errors: GroupErrorEvent[] = [];
+    const lost: PartitionsLostEvent[] = [];
+    second.on('groupError', (event: GroupErrorEvent) => errors.push(event));
+    second.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    await waitUntil(() => errors.length >= 2, 'the refused join to be reported, and tried again');
+    expect(errors[0]!.error.code).toBe('FAILED_PRECONDITION');
+    expect(errors[0]!.error.message).toMatch(new RegExp(`^instance id "pod-x" is in use by member ${holder.memberId} of group "${groupId}"; stop that instance`));
+    expect(lost).toEqual([]);
+    expect(second.memberId).toBeNull();
+    const refusals = warnings.filter((entry) => entry.msg === 'the broker refused the join; joining again after a backoff');
+    expect(refusals.length).toBeGreaterThanOrEqual(2);
+    expect(refusals[0]!.reason).toBe(errors[0]!.error.message);
+    expect(warnings.filter((entry) => /partitions lost/.test(entry.msg))).toEqual([]);
+    // Retried until it goes through: the holder closes (epoch -2), and the second takes its place.
+    await holder.close();
+    await waitUntil(() => second.assignment().length === 2, 'the second instance to take over');
+  });
+});
+
+describe('records of a membership the member may have lost without knowing it', () => {
+  const HEARTBEAT = '/strata.v1.Groups/Heartbeat';
+
+  /** The offset a group consumer's fetcher of `topic`-`partition` asks for next (the records fetched end there). */
+  const fetchOffset = (reader: Consumer, name: string, partition: number): number | null =>
+    (reader as unknown as { fetchers: Map<string, { fetchOffset: number | null }> }).fetchers.get(`${partition}:${name}`)?.fetchOffset ?? null;
+
+  it('a Subscribe stream that fails UNAVAILABLE holds the fetched records back until a heartbeat, sent at once, is answered; then they come, nothing lost', async () => {
+    // Heartbeats every 30 s: only one sent at once answers within the test.
+    const slow = await startTestBroker({ groupHeartbeatIntervalMs: 30_000, groupSessionTimeoutMs: 300_000 });
+    const slowAdmin = new Admin({ server: slow.address });
+    const slowProducer = new Producer({ server: slow.address, lingerMs: 1 });
+    await slowAdmin.createTopic('broken-stream', { partitions: 1 });
+    const stream = { failed: 0 };
+    let subscribes = 0;
+    const countSubscribes: Interceptor = (callOptions, nextCall) => {
+      if (callOptions.method_definition.path === '/strata.v1.Log/Subscribe') subscribes++;
+      return new InterceptingCall(nextCall(callOptions));
+    };
+    /** Heartbeats held back while set: the test lets them go once it has looked. */
+    const heartbeats: { held: Promise<void> | null } = { held: null };
+    let release: () => void = () => undefined;
+    const reader = new Consumer({
+      server: slow.address,
+      deadlineMs: 5_000,
+      resetPolicy: 'earliest',
+      groupId: 'broken-stream',
+      subscribe: ['broken-stream'],
+      autoCommitIntervalMs: 60_000,
+      retryBackoffMs: 10,
+      // The first stream delivers one message, then fails as a dropped connection would.
+      interceptors: [countSubscribes, holdCalls([HEARTBEAT], heartbeats), failFirstCallAfter('/strata.v1.Log/Subscribe', 1, status.UNAVAILABLE, stream)],
+    } as ConsumerOptions);
+    const groupErrors: GroupErrorEvent[] = [];
+    reader.on('groupError', (event: GroupErrorEvent) => groupErrors.push(event));
+    try {
+      await waitUntil(() => reader.assignment().length === 1, 'assignment');
+      heartbeats.held = new Promise<void>((resolve) => (release = resolve));
+      await slowProducer.send({ topic: 'broken-stream', partition: 0, value: 'first' });
+      // Fetched, then the stream failed and the partition was subscribed again.
+      await waitUntil(() => stream.failed === 1 && subscribes === 2 && fetchOffset(reader, 'broken-stream', 0) === 1, 'the record fetched, the stream failed and subscribed again');
+      expect(await reader.nextBatch({ timeoutMs: 0 })).toBeNull(); // held: no heartbeat answered since
+      heartbeats.held = null;
+      release(); // the heartbeat the failure sent at once goes out
+      const first = await reader.nextBatch({ timeoutMs: 10_000 });
+      expect(first?.records.map((record) => [record.offset, record.value?.toString()])).toEqual([[0, 'first']]);
+      await slowProducer.send({ topic: 'broken-stream', partition: 0, value: 'second' });
+      expect((await reader.nextBatch({ timeoutMs: 10_000 }))?.records.map((record) => record.offset)).toEqual([1]);
+      expect(groupErrors).toEqual([]);
+      expect(reader.assignment()).toHaveLength(1);
+    } finally {
+      heartbeats.held = null;
+      release();
+      await reader.close();
+      await slowProducer.close();
+      await slowAdmin.close();
+      await slow.dispose();
+    }
+  });
+
+  it('after a broker restart, the old owner reads none of its partitions on beside the member the new broker gave them to, until a heartbeat tells it it is gone', async () => {
+    // A broker of its own, restarted on its address and data directory. Membership lives in its
+    // memory: the restarted broker gives every partition to the first member to join, here b,
+    // started then. a's heartbeats are held back after the restart while its fetchers read the
+    // records written since: an old owner that went by its fetchers would hand them out.
+    const settings = { groupHeartbeatIntervalMs: 5_000, groupSessionTimeoutMs: 45_000 };
+    const first = await startTestBroker(settings);
+    let second: TestBroker | null = null;
+    const name = 'restart-overlap';
+    const log: Processed[] = [];
+    const memberOptions: ConsumerOptions = {
+      server: first.address,
+      deadlineMs: 5_000,
+      resetPolicy: 'earliest',
+      groupId: 'restart-overlap',
+      subscribe: [name],
+      autoCommitIntervalMs: 60_000,
+      // Fetchers subscribe again within 100 ms of the broker's return.
+      retryBackoffMs: 20,
+      retryBackoffMaxMs: 100,
+      initialReconnectBackoffMs: 20,
+      maxReconnectBackoffMs: 100,
+    } as ConsumerOptions;
+    const firstAdmin = new Admin({ server: first.address });
+    await firstAdmin.createTopic(name, { partitions: 2 });
+    await firstAdmin.close();
+    const heartbeats: { held: Promise<void> | null } = { held: null };
+    let release: () => void = () => undefined;
+    const a = new Runner('a', { ...memberOptions, interceptors: [holdCalls([HEARTBEAT], heartbeats)] }, log);
+    let b: Runner | null = null;
+    const writer = new Producer({ server: first.address, lingerMs: 1, initialReconnectBackoffMs: 20, maxReconnectBackoffMs: 100 });
+    const writeEach = async (from: number): Promise<void> => {
+      await Promise.all([0, 1].flatMap((partition) => Array.from({ length: 5 }, (_, index) => writer.send({ topic: name, partition, value: `${partition}-${from + index}` }))));
+    };
+    try {
+      await waitUntil(() => a.assignment().length === 2, 'a to own both partitions');
+      await writeEach(0);
+      await waitUntil(() => log.length === 10, 'the records written before the restart');
+      const processedAtStop = log.length;
+      const openAtStop = [0, 1].map((partition) => a.current(name, partition)!);
+      heartbeats.held = new Promise<void>((resolve) => (release = resolve));
+      await first.stop();
+      second = await startTestBroker({ ...settings, dataDir: first.dataDir, listen: first.address });
+      b = new Runner('b', memberOptions, log);
+      await writeEach(5);
+      await waitUntil(() => coverage(log, name).get(0)?.size === 10 && coverage(log, name).get(1)?.size === 10, () => `every record, have ${processedCount(log, name)}`);
+      // a's fetchers have the records written since the restart too.
+      await waitUntil(() => fetchOffset(a.consumer, name, 0) === 10 && fetchOffset(a.consumer, name, 1) === 10, "a's fetchers to read on");
+      heartbeats.held = null;
+      release();
+      await waitUntil(() => openAtStop.every((period) => period.end !== null), 'a to learn that it lost its partitions');
+      expect(openAtStop.map((period) => period.end)).toEqual(['lost', 'lost']);
+      // Nothing delivered after the restart under the ownership a had before it.
+      expect(log.slice(processedAtStop).filter((entry) => entry.runner === 'a' && entry.period === 0)).toEqual([]);
+    } finally {
+      heartbeats.held = null;
+      release();
+      await Promise.all([a.close(), b?.close()]);
+      await writer.close();
+      if (second !== null) await second.dispose();
+      else await first.dispose();
+    }
+  });
+
+  it('a member frozen past its session hands out none of the records it had fetched before a heartbeat answers: they go with the partitions the broker took meanwhile', async () => {
+    const name = await topic(1);
+    const groupId = unique('frozen');
+    // One batch per chunk, two of them waiting in the consumer when it freezes.
+    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 500, maxBytesPerPartition: 1, prefetchBatches: 2 });
+    const lost: PartitionsLostEvent[] = [];
+    reader.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    await waitUntil(() => reader.assignment().length === 1, 'assignment');
+    for (let index = 0; index < 3; index++) await producer.send({ topic: name, partition: 0, value: `${index}` });
+    expect((await reader.nextBatch({ timeoutMs: 10_000 }))?.records.map((record) => record.offset)).toEqual([0]);
+    const waiting = (): number => (reader as unknown as { fetchers: Map<string, { waitingChunks: number }> }).fetchers.get(`0:${name}`)!.waitingChunks;
+    await waitUntil(() => waiting() === 2, 'two chunks fetched and waiting');
+
+    // Frozen (a blocked event loop stands for SIGSTOP or a long GC pause) past its 500 ms
+    // session; the broker, which shares this process, then removes it at its next check.
+    const frozenUntil = performance.now() + 700;
+    while (performance.now() < frozenUntil) {
+      // the freeze
+    }
+    broker.groups.expireSessions();
+    // Awake: the chunks that waited are not handed out before a heartbeat has answered (asked
+    // before this test yields to the event loop, where the member's timers would run first).
+    const taken = reader.nextBatch({ timeoutMs: 0 });
+    expect(await taken).toBeNull();
+    expect(await describeOrNull(groupId)).toBeNull(); // nobody owned the partition then
+    // NOT_FOUND, or DEADLINE_EXCEEDED for a heartbeat that was under way when it froze.
+    await waitUntil(() => lost.length === 1, 'the member to learn that the partition was lost');
+    // It joins again and reads from the group's committed offset (none: the reset policy), so nothing is skipped.
+    expect((await reader.nextBatch({ timeoutMs: 10_000 }))?.records[0]?.offset).toBe(0);
+  });
+
+  it('a member frozen in the middle of a fetched chunk, past its session, yields a few dozen more of its records at most, not the rest of the chunk', async () => {
+    const name = await topic(1);
+    const groupId = unique('frozen-mid-chunk');
+    // Written first, so that the member's first fetch brings all 500 in one chunk.
+    const sends = Array.from({ length: 500 }, (_, index) => producer.send({ topic: name, partition: 0, value: `${index}` }));
+    await producer.flush();
+    await Promise.all(sends);
+    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 500 });
+    const lost: PartitionsLostEvent[] = [];
+    reader.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
+    const records = reader[Symbol.asyncIterator]();
+    try {
+      expect((await records.next()).value?.offset).toBe(0);
+      const started = (reader as unknown as { current: { chunk: { records: unknown[] } } | null }).current;
+      expect(started?.chunk.records.length).toBeGreaterThanOrEqual(200); // all 500, unless the broker split them
+
+      const frozenUntil = performance.now() + 700; // past the 500 ms session, as in the test above
+      while (performance.now() < frozenUntil) {
+        // the freeze
+      }
+      broker.groups.expireSessions();
+      const yieldedAfterFreeze: number[] = [];
+      for (;;) {
+        const next = await records.next();
+        if (lost.length > 0) {
+          // The member learnt it had lost the partition, joined again and read it from the start.
+          expect(next.value?.offset).toBe(0);
+          break;
+        }
+        yieldedAfterFreeze.push(next.value!.offset);
+      }
+      expect(yieldedAfterFreeze.length).toBeLessThan(64);
+    } finally {
+      await records.return(undefined);
+    }
   });
 });
 
