@@ -464,7 +464,7 @@ export class GroupCoordinator {
     }
     if (memberOf === null) {
       if (group !== undefined && group.members.size > 0) {
-        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${plural(group.members.size, 'active member')}; only its members may commit`);
+        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${plural(group.members.size, 'member')}; only its members may commit: commit as a member, under another group id, or once the group has none`);
       }
       // Written during a reset, it would replace offsets the reset answered with; during a
       // delete, it would bring the group back.

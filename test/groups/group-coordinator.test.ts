@@ -364,7 +364,7 @@ describe('offset commits', () => {
     expect((await failure(() => coordinator.commit('g', a.memberId, a.epoch, [{ topic: 'nope', partition: 0, offset: 0, metadata: '' }]))).code).toBe(ErrorCode.NOT_FOUND);
     const manual = await failure(() => coordinator.commit('g', '', 0, at(mine)));
     expect(manual.code).toBe(ErrorCode.FAILED_PRECONDITION);
-    expect(manual.message).toBe(`group "g" has 2 active members; only its members may commit`);
+    expect(manual.message).toBe(`group "g" has 2 members; only its members may commit: commit as a member, under another group id, or once the group has none`);
     expect(offsetsOf('g')).toEqual([]);
 
     clock.advance(1234);
