@@ -166,6 +166,8 @@ export class Broker {
   /** Held from open until close has closed everything in the data directory. */
   private readonly lock: DataDirectoryLock;
   private readonly topics = new Map<string, Topic>();
+  /** The latest creation time of a topic created or loaded (see nextCreatedAtMs). */
+  private lastCreatedAtMs = 0;
   private readonly defaultPartitions: number;
   private readonly topicDefaults: LogConfig;
   private readonly maxRequestBytes: number;
@@ -270,6 +272,7 @@ export class Broker {
     await this.finishDeletions(records);
     await this.checkPartitionDirectories(records);
     for (const record of records) {
+      this.lastCreatedAtMs = Math.max(this.lastCreatedAtMs, record.createdAtMs);
       let config: LogConfig;
       try {
         config = this.effectiveConfig(record);
@@ -467,6 +470,7 @@ export class Broker {
     const config = this.configForChange(record, true); // validates the configs
     return this.admin(async () => {
       if (this.topics.has(name)) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
+      record.createdAtMs = this.nextCreatedAtMs();
       await this.beforeTopicCreated?.(name);
       const logs = await this.openNewPartitions(name, 0, count, config, async () => {
         if (!(await this.metadata.createTopic(record))) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
@@ -750,6 +754,26 @@ export class Broker {
   }
 
   /** The partition count of a topic; INVALID_ARGUMENT for an illegal name, NOT_FOUND for an unknown one. */
+  /**
+   * When the topic was created: which incarnation of the name it is. A reader that names the
+   * one it means (Subscribe's `topic_created_at_ms`) is refused by another, so that it never
+   * goes on at an offset of a deleted topic in one created again under its name.
+   */
+  topicCreatedAtMs(name: string): number {
+    checkTopicName(name);
+    return this.requireTopic(name).record.createdAtMs;
+  }
+
+  /**
+   * A creation time later than every topic's this broker has created or loaded: a topic deleted
+   * and created again within a millisecond (or after a step back of the clock) is still told
+   * from the one before.
+   */
+  private nextCreatedAtMs(): number {
+    this.lastCreatedAtMs = Math.max(this.clock.nowMs(), this.lastCreatedAtMs + 1);
+    return this.lastCreatedAtMs;
+  }
+
   partitionCount(name: string): number {
     checkTopicName(name);
     return this.requireTopic(name).logs.length;

@@ -73,7 +73,7 @@ import { defaultClientLogger, type Logger } from '../common/logger.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
 import { strata } from '../generated/strata.js';
 import { checkBatchFrame, forEachBatch, forEachRecord, type RecordHeader } from '../storage/record-batch.js';
-import { listOffsets } from './admin.js';
+import { describeTopic, listOffsets } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
 import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
 import { settlesWithin } from '../common/settles-within.js';
@@ -246,6 +246,14 @@ class PartitionFetcher {
   topicGone = false;
   /** The position was set by `seek` and nothing has been read from it since: NOT_FOUND keeps it. */
   sought = false;
+  /**
+   * The creation time of the topic the position belongs to (DescribeTopic's, looked up before
+   * the start offset, or before following a sought position), sent with each Subscribe: the
+   * broker answers NOT_FOUND if the topic was deleted and created again meanwhile, even while
+   * no stream was open (a backoff, a broker restart), so the position is never applied to the
+   * new topic. Null until looked up.
+   */
+  topicCreatedAtMs: number | null = null;
   loop: Promise<void> = Promise.resolve();
   private waker: (() => void) | null = null;
 
@@ -320,6 +328,8 @@ export class Consumer extends EventEmitter {
 
   private readonly fetchers = new Map<string, PartitionFetcher>();
   private readonly ready: FetchedChunk[] = [];
+  /** Topic creation times being looked up (topicCreatedAt), shared by the partitions that ask meanwhile. */
+  private readonly topicLookups = new Map<string, Promise<number>>();
   /** A chunk the record iterator has started: records before `index` were yielded. */
   private current: { chunk: ReadyChunk; index: number } | null = null;
   private readonly dataWaiters = new Set<() => void>();
@@ -649,6 +659,8 @@ export class Consumer extends EventEmitter {
     const fetcher = this.requireFetcher(topic, partition);
     this.resetFetcher(fetcher, offset);
     fetcher.sought = true;
+    // The offset is in the topic of that name as it is now, looked up before it is followed.
+    fetcher.topicCreatedAtMs = null;
   }
 
   /** The offset of the next record this partition yields; null while not yet known. */
@@ -902,8 +914,10 @@ export class Consumer extends EventEmitter {
         // partitions to the first member to join. Also a failed read's UNAVAILABLE, which costs
         // a heartbeat.
         if (failure.code === 'UNAVAILABLE') this.member?.connectionLost();
-        // A position the application sought, on a partition not (yet) there, is its own choice.
+        // A position the application sought, on a partition not (yet) there, is its own choice:
+        // it is followed in the topic of the name as it will be then.
         if (failure.code === 'NOT_FOUND' && !fetcher.sought) fetcher.topicGone = true;
+        if (failure.code === 'NOT_FOUND' && fetcher.sought) fetcher.topicCreatedAtMs = null;
         if (failure.code === 'OUT_OF_RANGE') {
           try {
             // The records fetched before the failure are valid: delivered first, as Kafka's
@@ -934,6 +948,11 @@ export class Consumer extends EventEmitter {
     // Cancelled by a revocation, seek or close (a lookup shared with other partitions, or the
     // application's hook, runs on; its answer is dropped): those do not wait for it.
     fetcher.abort = new AbortController();
+    // The topic first, then the offset in it: a topic created again in between is refused at
+    // the Subscribe rather than read from the other's offset.
+    const createdAtMs = await untilAborted(this.topicCreatedAt(fetcher.topic), fetcher.abort.signal);
+    if (generation !== fetcher.generation) return;
+    fetcher.topicCreatedAtMs = createdAtMs;
     let offset = await untilAborted(this.initialPosition(tp), fetcher.abort.signal);
     fetcher.abort = null;
     if (generation !== fetcher.generation) return;
@@ -953,8 +972,35 @@ export class Consumer extends EventEmitter {
    * an error or the broker ending it (thrown: the caller backs off and subscribes again), or a
    * seek, reset or revocation, which abort it (resolves).
    */
-  private follow(fetcher: PartitionFetcher): Promise<void> {
+  private async follow(fetcher: PartitionFetcher): Promise<void> {
     const generation = fetcher.generation;
+    if (fetcher.topicCreatedAtMs === null) {
+      // A sought position: in the topic as it is now.
+      fetcher.abort = new AbortController();
+      const createdAtMs = await untilAborted(this.topicCreatedAt(fetcher.topic), fetcher.abort.signal);
+      fetcher.abort = null;
+      if (generation !== fetcher.generation) return;
+      fetcher.topicCreatedAtMs = createdAtMs;
+    }
+    return this.followStream(fetcher, generation);
+  }
+
+  /**
+   * The creation time of a topic (DescribeTopic), one lookup shared by the partitions that ask
+   * while it is under way; NOT_FOUND when there is no such topic.
+   */
+  private topicCreatedAt(topic: string): Promise<number> {
+    let lookup = this.topicLookups.get(topic);
+    if (lookup === undefined) {
+      lookup = describeTopic(this.connection, topic).then((description) => description.createdAtMs);
+      this.topicLookups.set(topic, lookup);
+      const forget = (): void => void this.topicLookups.delete(topic);
+      lookup.then(forget, forget);
+    }
+    return lookup;
+  }
+
+  private followStream(fetcher: PartitionFetcher, generation: number): Promise<void> {
     let expected = fetcher.fetchOffset!;
     const request = v1.SubscribeRequest.create({
       topic: fetcher.topic,
@@ -962,6 +1008,7 @@ export class Consumer extends EventEmitter {
       start: v1.StartPosition.create({ offset: numberToLong(expected, 'offset') }),
       raw: true,
       maxBytes: this.maxBytesPerPartition,
+      topicCreatedAtMs: numberToLong(fetcher.topicCreatedAtMs ?? 0, 'topic_created_at_ms'),
     });
     const abort = new AbortController();
     const stream = this.connection.serverStream(methods.subscribe, request);
@@ -1057,6 +1104,7 @@ export class Consumer extends EventEmitter {
    */
   private forgetPosition(fetcher: PartitionFetcher): void {
     fetcher.topicGone = false;
+    fetcher.topicCreatedAtMs = null;
     if (fetcher.position === null && fetcher.fetchOffset === null) return;
     this.logger.warn({ topic: fetcher.topic, partition: fetcher.partition, position: fetcher.position }, 'the partition is gone (its topic was deleted); its position is forgotten, and it starts afresh if the topic is created again');
     fetcher.position = null;

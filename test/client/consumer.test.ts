@@ -219,6 +219,41 @@ describe('a topic deleted and created again', () => {
   });
 });
 
+describe('a topic deleted and created again while no stream of the consumer was open', () => {
+  it('is told from the topic its position belongs to: the new topic is read from its first record, not from the old offset', async () => {
+    const name = await topic(1);
+    await produce(name, 0, 5);
+    // The stream breaks (UNAVAILABLE, as at a broker restart) after the first message; the next
+    // Subscribe then waits while the topic is deleted and created again, with more records than before.
+    const gate: { held: Promise<void> | null } = { held: null };
+    const reader = consumer({
+      resetPolicy: 'earliest',
+      retryBackoffMs: 5,
+      retryBackoffMaxMs: 5,
+      interceptors: [failFirstCallAfter('/strata.v1.Log/Subscribe', 1, status.UNAVAILABLE, { failed: 0 }), holdCalls(['/strata.v1.Log/Subscribe'], gate)],
+    });
+    let release = (): void => undefined;
+    const broken = new Promise<FetchErrorEvent>((resolve) => {
+      reader.once('fetchError', (event: FetchErrorEvent) => {
+        gate.held = new Promise<void>((resolve) => (release = resolve));
+        resolve(event);
+      });
+    });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect((await take(reader, 5)).map(valueOf)).toEqual(['0-0', '0-1', '0-2', '0-3', '0-4']);
+    expect((await broken).error.code).toBe('UNAVAILABLE');
+    await admin.deleteTopic(name);
+    await admin.createTopic(name, { partitions: 1 });
+    await produce(name, 0, 8, 100);
+    const gone = new Promise<FetchErrorEvent>((resolve) => reader.once('fetchError', resolve));
+    gate.held = null;
+    release();
+    expect((await gone).error).toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(new RegExp(`^topic "${name}" created at .+ is gone; the topic of that name now was created at `)) });
+    const batch = await reader.nextBatch({ timeoutMs: 10_000 });
+    expect(batch?.records.map(valueOf)).toEqual(['0-100', '0-101', '0-102', '0-103', '0-104', '0-105', '0-106', '0-107']);
+  });
+});
+
 describe('a deleted topic, while its partition waits to subscribe again', () => {
   it("commits none of the deleted topic's positions, even once a topic of the name exists again", async () => {
     const name = await topic(1);

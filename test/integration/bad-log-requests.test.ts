@@ -123,3 +123,26 @@ describe('Subscribe: topic names', () => {
     expect(outcome(await subscribeError({ topic: 'no-such-topic' }))).toMatchObject({ code: 'NOT_FOUND' });
   });
 });
+
+describe('Subscribe: topic_created_at_ms', () => {
+  it('refuses, with NOT_FOUND naming both creation times, a topic created again since the one meant; 0 and the right time are followed', async () => {
+    const name = 'incarnations';
+    const describe = (): Promise<strata.v1.TopicDescription> => shared.client.call('admin.describeTopic', v1.DescribeTopicRequest.create({ name }));
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions: 1 }));
+    const first = (await describe()).createdAtMs;
+    // Deleted and created again at once: within the same millisecond, maybe, yet another creation time.
+    await shared.client.call('admin.deleteTopic', v1.DeleteTopicRequest.create({ name }));
+    await shared.client.call('admin.createTopic', v1.CreateTopicRequest.create({ name, partitions: 1 }));
+    const second = (await describe()).createdAtMs;
+    expect(second.toNumber()).toBeGreaterThan(first.toNumber());
+    const refused = outcome(await subscribeError({ topic: name, topicCreatedAtMs: first }));
+    expect(refused.code).toBe('NOT_FOUND');
+    expect(refused.details).toMatch(new RegExp(`^topic "${name}" created at \\S+ \\(topic_created_at_ms ${first.toString()}\\) is gone; the topic of that name now was created at \\S+ \\(${second.toString()}\\): start afresh in it`));
+    // Past any date: the number is named as it is.
+    expect(outcome(await subscribeError({ topic: name, topicCreatedAtMs: Long.fromNumber(Number.MAX_SAFE_INTEGER) })).details).toContain(`created at ${Number.MAX_SAFE_INTEGER} ms (topic_created_at_ms`);
+    // The time of the topic that exists, or none: followed (an explicit offset past the end is the error then).
+    for (const topicCreatedAtMs of [second, Long.ZERO]) {
+      expect(outcome(await subscribeError({ topic: name, topicCreatedAtMs, start: { offset: Long.fromNumber(5) } })).code).toBe('OUT_OF_RANGE');
+    }
+  });
+});
