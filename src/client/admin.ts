@@ -166,6 +166,22 @@ export async function describeTopic(connection: Connection, name: string, signal
   return describeFromWire(response);
 }
 
+/**
+ * Topic configs as the wire carries them, strings; a safe integer is taken as its decimal
+ * spelling. Anything else is INVALID_ARGUMENT here: protobufjs would send it as an empty string
+ * (a number) or fail to encode it (null), and the broker's answer would misstate what was given.
+ */
+function checkConfigs(configs: Record<string, string>): Record<string, string> {
+  if (typeof configs !== 'object' || configs === null || Array.isArray(configs)) throw invalidArgument('configs must be an object of config names to string values');
+  const checked: Record<string, string> = {};
+  for (const [key, value] of Object.entries(configs as Record<string, unknown>)) {
+    if (typeof value === 'string') checked[key] = value;
+    else if (Number.isSafeInteger(value)) checked[key] = String(value);
+    else throw invalidArgument(`config ${key} must be a string (or an integer), got ${value === null ? 'null' : typeof value}`);
+  }
+  return checked;
+}
+
 function startPosition(spec: OffsetSpec): strata.v1.StartPosition {
   if (spec === 'earliest') return v1.StartPosition.create({ earliest: true });
   if (spec === 'latest') return v1.StartPosition.create({ latest: true });
@@ -251,7 +267,7 @@ export class Admin {
   async createTopic(name: string, options: CreateTopicOptions = {}): Promise<TopicDescription> {
     this.checkOpen();
     const partitions = checkPartitionCount(options.partitions ?? 0, 'partitions', "the broker's --default-partitions");
-    const request = v1.CreateTopicRequest.create({ name, partitions, configs: { ...(options.configs ?? {}) } });
+    const request = v1.CreateTopicRequest.create({ name, partitions, configs: checkConfigs(options.configs ?? {}) });
     return describeFromWire(await this.connection.unary(methods.createTopic, request));
   }
 
@@ -277,7 +293,8 @@ export class Admin {
    */
   async alterTopicConfigs(name: string, configs: Record<string, string>, reset: readonly string[] = []): Promise<TopicDescription> {
     this.checkOpen();
-    const request = v1.AlterTopicConfigsRequest.create({ name, configs: { ...configs }, resetConfigs: [...reset] });
+    if (!Array.isArray(reset) || !reset.every((key: unknown) => typeof key === 'string')) throw invalidArgument('reset must be an array of config names');
+    const request = v1.AlterTopicConfigsRequest.create({ name, configs: checkConfigs(configs), resetConfigs: [...reset] });
     return describeFromWire(await this.connection.unary(methods.alterTopicConfigs, request));
   }
 
@@ -350,7 +367,7 @@ export class Admin {
    */
   async deleteOffsets(groupId: string, topics: readonly string[]): Promise<void> {
     this.checkOpen();
-    if (topics.length === 0) throw invalidArgument('deleteOffsets needs at least one topic; to delete every offset of the group, use deleteGroup');
+    if (!Array.isArray(topics) || topics.length === 0) throw invalidArgument('deleteOffsets needs an array of at least one topic; to delete every offset of the group, use deleteGroup');
     await this.connection.unary(groupMethods.deleteOffsets, v1.DeleteOffsetsRequest.create({ groupId, topics: [...topics] }));
   }
 

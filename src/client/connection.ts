@@ -232,6 +232,7 @@ function reconnectBackoffMs(value: number, name: string): number {
 
 /** Opens a connection from options, or takes a shared one; `owned` says who closes it. */
 export function resolveConnection(source: ConnectionSource): { connection: Connection; owned: boolean } {
+  if (typeof source !== 'object' || source === null) throw invalidArgument('options are required: { server } (host:port), or { connection } to share one');
   if ('connection' in source) return { connection: source.connection, owned: false };
   return { connection: new Connection(source), owned: true };
 }

@@ -68,6 +68,7 @@ import { EventEmitter } from 'node:events';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX } from '../common/broker-limits.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
+import { topicNameProblem } from '../common/topic-name.js';
 import { integerRangeProblem } from '../common/integer-range.js';
 import { defaultClientLogger, type Logger } from '../common/logger.js';
 import { FETCH_BYTES_MAX } from '../common/request-limits.js';
@@ -577,6 +578,9 @@ export class Consumer extends EventEmitter {
   assign(partitions: readonly TopicPartition[]): Promise<void> {
     this.checkOpen();
     if (this.member !== null) throw new StrataClientError('FAILED_PRECONDITION', 'this consumer subscribed to a group; a consumer either subscribes or assigns partitions');
+    if (!Array.isArray(partitions) || partitions.some((tp: unknown) => typeof tp !== 'object' || tp === null)) {
+      throw invalidArgument('assign takes an array of { topic, partition }');
+    }
     const wanted = new Map(partitions.map((tp) => [partitionKey(checkTopic(tp.topic), checkPartition(tp.partition)), tp]));
     const removed = [...this.fetchers.values()].filter((fetcher) => !wanted.has(partitionKey(fetcher.topic, fetcher.partition)));
     this.addAssignment([...wanted.values()]);
@@ -1291,8 +1295,11 @@ function decodeFrom(buffer: Buffer, offset: number, fetcher: PartitionFetcher): 
   return records;
 }
 
+/** A legal topic name (Kafka's rule), or INVALID_ARGUMENT: one that can never exist would be retried for ever. */
 function checkTopic(topic: string): string {
   if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument('topic is required');
+  const problem = topicNameProblem(topic);
+  if (problem !== null) throw invalidArgument(problem);
   return topic;
 }
 

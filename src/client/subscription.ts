@@ -31,7 +31,7 @@ export interface SubscribeOptions {
   partitions?: readonly number[];
   /** Where each partition starts. Default 'latest' (only records produced from now on). */
   start?: OffsetSpec;
-  /** Most bytes of batches per pushed message; 0 = the broker default (1 MiB). */
+  /** Most bytes of batches per pushed message, 1 to 64 MiB; absent = the broker default (1 MiB). */
   maxBytes?: number;
 }
 
@@ -145,6 +145,9 @@ export function subscribe(connection: Connection, options: SubscribeOptions): Su
   if (options.maxBytes !== undefined) {
     const problem = integerRangeProblem('maxBytes', options.maxBytes, 1, FETCH_BYTES_MAX);
     if (problem !== null) throw invalidArgument(problem);
+  }
+  if (start !== 'latest' && start !== 'earliest' && (typeof start !== 'object' || start === null)) {
+    throw invalidArgument(`start must be 'latest', 'earliest', { offset } or { timestamp }, got ${JSON.stringify(start)}`);
   }
   if (typeof start === 'object' && 'timestamp' in start && !(Number.isSafeInteger(start.timestamp) && start.timestamp >= 0)) {
     throw invalidArgument(`start.timestamp must be a time in ms since the epoch, got ${start.timestamp} (use 'latest' or 'earliest' for the newest or oldest records)`);

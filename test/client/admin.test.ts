@@ -169,6 +169,21 @@ describe('error mapping', () => {
     expect((await admin.describeTopic('admin-shrink')).partitions).toHaveLength(2);
   });
 
+  it('configs: an integer is sent as its decimal spelling; other non-strings, and a reset that is not a list, are INVALID_ARGUMENT saying what was given', async () => {
+    const created = await admin.createTopic('admin-number-config', { configs: { 'retention.ms': 1000 } as unknown as Record<string, string> });
+    expect(created.configs['retention.ms']).toBe('1000');
+    const nullValue = await rejection(admin.createTopic('admin-null-config', { configs: { 'retention.ms': null } as unknown as Record<string, string> }));
+    expect(nullValue).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'config retention.ms must be a string (or an integer), got null' });
+    const text = await rejection(admin.createTopic('admin-text-configs', { configs: 'retention.ms=1' as unknown as Record<string, string> }));
+    expect(text).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'configs must be an object of config names to string values' });
+    const reset = await rejection(admin.alterTopicConfigs('admin-number-config', {}, 'retention.ms' as unknown as string[]));
+    expect(reset).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'reset must be an array of config names' });
+    expect(() => new Admin(undefined as unknown as { server: string })).toThrow('options are required: { server } (host:port), or { connection } to share one');
+    const offsets = await rejection(admin.deleteOffsets('some-group', 'a-topic' as unknown as string[]));
+    expect(offsets.code).toBe('INVALID_ARGUMENT');
+    expect((await rejection(admin.describeTopic('admin-null-config'))).code).toBe('NOT_FOUND');
+  });
+
   it('UNAVAILABLE when no broker listens, saying so in words, within the deadline', async () => {
     const unreachable = new Admin({ server: '127.0.0.1:1', deadlineMs: 10_000 });
     const error = await rejection(unreachable.listTopics());
@@ -256,7 +271,7 @@ describe('consumer-group administration', () => {
     // Partition 2^32 + 1 would reach the broker as partition 1.
     expect(await rejection(admin.resetOffsets('g', 'admin-groups', 'earliest', [2 ** 32 + 1]))).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'partition must be an integer from 0 to 2147483647, got 4294967297' });
     // The wire's empty list means every topic.
-    expect(await rejection(admin.deleteOffsets('g', []))).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'deleteOffsets needs at least one topic; to delete every offset of the group, use deleteGroup' });
+    expect(await rejection(admin.deleteOffsets('g', []))).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'deleteOffsets needs an array of at least one topic; to delete every offset of the group, use deleteGroup' });
     expect((await rejection(admin.resetOffsets('g', 'admin-groups', { bogus: 1 } as never))).code).toBe('INVALID_ARGUMENT');
     expect((await rejection(admin.describeGroup(''))).code).toBe('INVALID_ARGUMENT');
   });

@@ -111,6 +111,13 @@ describe('options', () => {
     expect(() => reader.assign([{ topic: name, partition: 2 ** 32 }])).toThrow('partition must be an integer from 0 to 2147483647, got 4294967296');
     expect(reader.assignment()).toEqual([]);
   });
+
+  it('assign refuses what is not a list of partitions, and a topic name that can never exist, rather than retrying it for ever', async () => {
+    const reader = consumer();
+    expect(() => reader.assign('a-topic' as unknown as [])).toThrow('assign takes an array of { topic, partition }');
+    expect(() => reader.assign([undefined] as unknown as [])).toThrow('assign takes an array of { topic, partition }');
+    expect(() => reader.assign([{ topic: 'bad name', partition: 0 }])).toThrow('topic name "bad name" has characters outside [a-zA-Z0-9._-]');
+  });
 });
 
 describe('start positions', () => {
@@ -577,6 +584,8 @@ describe('assignment', () => {
     await reader.assign([]); // released at once, not after the lookup
     expect(reader.assignment()).toEqual([]);
     await reader.assign([{ topic: name, partition: 0 }]);
+    // The partition assigned again starts a lookup of its own, not held up by the first.
+    await waitUntil(() => lookups === 2, 'the second start lookup');
     await reader.close();
     expect(lookups).toBe(2);
   });

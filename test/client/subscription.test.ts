@@ -8,7 +8,7 @@ import { crc32c } from '@node-rs/crc32';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Connection } from '../../src/client/connection.js';
 import { Producer } from '../../src/client/producer.js';
-import { type Subscription, subscribe } from '../../src/client/subscription.js';
+import { type SubscribeOptions, type Subscription, subscribe } from '../../src/client/subscription.js';
 import { ATTRIBUTES_OFFSET, CRC_OFFSET, RECORD_COUNT_OFFSET } from '../../src/storage/record-batch.js';
 import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 
@@ -103,8 +103,9 @@ describe('subscribe', () => {
       [{ maxBytes: 2 ** 32 }, /maxBytes/],
       [{ maxBytes: 0 }, /maxBytes/],
       [{ start: { timestamp: -1 } }, /start.timestamp must be a time in ms since the epoch, got -1 \(use 'latest' or 'earliest'/],
+      [{ start: 'begin' }, /^start must be 'latest', 'earliest', \{ offset \} or \{ timestamp \}, got "begin"$/],
     ] as const) {
-      expect(() => subscribe(connection, { topic: 't', ...options }), JSON.stringify(options)).toThrow(message);
+      expect(() => subscribe(connection, { topic: 't', ...options } as SubscribeOptions), JSON.stringify(options)).toThrow(message);
     }
   });
 
