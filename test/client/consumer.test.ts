@@ -6,7 +6,7 @@
 // records written with the client Producer, a grpc-js interceptor that breaks streams, and waits
 // on the consumer's own events and promises (no sleeps).
 import { once } from 'node:events';
-import { InterceptingCall, type Interceptor, status } from '@grpc/grpc-js';
+import { InterceptingCall, type Interceptor, Metadata, status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
@@ -667,6 +667,34 @@ describe('assignment while a revocation is under way', () => {
     await first;
     expect(reader.assignment()).toEqual([{ topic: name, partition: 0 }]);
     expect((await take(reader, 2)).map(valueOf)).toEqual(['0-0', '0-1']);
+  });
+});
+
+describe('fetch failures in the log', () => {
+  it('are logged at most a line a second for the whole consumer, naming how many failed since; each is still a fetchError', async () => {
+    const name = await topic(20);
+    const lines: { msg: string; othersSinceLastLine?: number }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    // Every Subscribe is refused at once, as by a broker going away: all twenty partitions fail together, again and again.
+    const refuseAll: Interceptor = (options, nextCall) => {
+      const call = nextCall(options);
+      if (options.method_definition.path !== '/strata.v1.Log/Subscribe') return new InterceptingCall(call);
+      return new InterceptingCall(call, {
+        start(_metadata, listener) {
+          setImmediate(() => listener.onReceiveStatus({ code: status.UNAVAILABLE, details: 'injected: broker away', metadata: new Metadata() }));
+        },
+      });
+    };
+    const reader = consumer({ logger, retryBackoffMs: 5, retryBackoffMaxMs: 5, interceptors: [refuseAll] });
+    let failures = 0;
+    reader.on('fetchError', () => void failures++);
+    await reader.assign(Array.from({ length: 20 }, (_, partition) => ({ topic: name, partition })));
+    await waitUntil(() => failures >= 60, 'sixty fetch failures');
+    await reader.close();
+    const logged = lines.filter((line) => line.msg === 'fetching failed; subscribing again after a backoff');
+    expect(logged.length).toBeGreaterThan(0);
+    expect(logged.length).toBeLessThan(failures / 10);
+    expect(logged.slice(1).every((line) => (line.othersSinceLastLine ?? 0) > 0)).toBe(true);
   });
 });
 
