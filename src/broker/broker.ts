@@ -24,6 +24,7 @@ import { DEFAULT_RECOVERY_CHECKPOINT_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERV
 import { DEFAULT_MAX_REQUEST_BYTES, batchRoomProblem, defaultBatchRoomProblem } from '../common/request-limits.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
+import { plural } from '../common/plural.js';
 import { nodeFileSystem, type FileSystem } from '../storage/file-system.js';
 import { graveyardDirectory, holdsPartitionLog, partitionDirectory, topicsDirectory } from '../storage/file-names.js';
 import { DEFAULT_LOG_CONFIG, KAFKA_NAMES, type LogConfig, checkConfigSpelling, flushMsSelectsInterval, parseKafkaConfig, resolveLogConfig } from '../storage/log-config.js';
@@ -714,7 +715,7 @@ export class Broker {
     return this.admin(async () => {
       const topic = this.requireTopic(name);
       if (partitions <= topic.logs.length) {
-        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `topic "${name}" has ${topic.logs.length} partitions; the new count must be larger, got ${partitions}`);
+        throw new StrataError(ErrorCode.INVALID_ARGUMENT, `topic "${name}" has ${plural(topic.logs.length, 'partition')}; the new count must be larger, got ${partitions}`);
       }
       const record: TopicRecord = { ...topic.record, partitions };
       const added = await this.openNewPartitions(name, topic.logs.length, partitions, topic.config, () => this.metadata.putTopic(record));

@@ -4,6 +4,7 @@
  */
 import { environmentName, givenByEnvironment } from './environment.js';
 import { meantOption } from './option-suggestion.js';
+import { escapeUnprintable } from '../common/printable.js';
 
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
@@ -11,10 +12,17 @@ export const EXIT_USAGE = 2;
 /** A mistake in the command line itself; exits with code 2. */
 export class UsageError extends Error {}
 
-/** `<tool>: <message>`, the one line a failure prints (the developer benchmarks name themselves). */
+/**
+ * `<tool>: <message>`, the one line a failure prints (the developer benchmarks name themselves).
+ * Control characters and the like are escaped (`\u001b`), line breaks excepted: a message may
+ * quote a name as it was typed or stored (`group "..." not found`), and its escape sequences
+ * must not reach the terminal.
+ */
 export function failureLine(error: unknown, tool = 'strata'): string {
   const message = error instanceof Error ? error.message : String(error);
-  return `${tool}: ${message}`;
+  // Line by line: a message made of lines on purpose (a local broker's last output, after the
+  // bench's failure) keeps them.
+  return `${tool}: ${message.split('\n').map(escapeUnprintable).join('\n')}`;
 }
 
 /** What yargs' usage object gives a failure handler: the running command's usage lines (`$0 topics create <name>`). */
@@ -33,6 +41,8 @@ export interface FailedCommandLine {
   positionals: readonly string[];
   /** The option names of the running command (dashed, as declared), for a misspelt one. */
   optionNames: readonly string[];
+  /** The commands the running command has (the top level's: serve, topics...), for an unknown one. */
+  commands: readonly string[];
 }
 
 /**
@@ -41,8 +51,9 @@ export interface FailedCommandLine {
  * (`--acks must be one of all, leader, none, got "maybe"`, `--count needs a value`), without
  * camel-case twins, without the options that STRATA_* variables gave and the command line did
  * not name (an unknown command lists them as unknown too), with the option a misspelt one most
- * likely meant, with the command's usage for a missing argument, and naming the unknown command
- * beside the one suggested.
+ * likely meant, with the command's usage for a missing argument, naming the unknown command
+ * beside the one suggested (or the commands there are, when none is near it), and naming
+ * options as options (`--group and --partition are mutually exclusive`).
  */
 export function usageMessage(message: string, commandLine: FailedCommandLine): string {
   const { argv, env, usage } = commandLine;
@@ -61,7 +72,25 @@ export function usageMessage(message: string, commandLine: FailedCommandLine): s
   if (/^Not enough non-option arguments/.test(text) && command !== undefined && /[<[]/.test(command)) {
     return `an argument is missing: ${command.replace(/^\$0\b/, 'strata')} (see --help)`;
   }
+  const conflict = /^Arguments (\S+) and (\S+) are mutually exclusive$/.exec(text);
+  if (conflict !== null) return `${optionSpelled(conflict[1]!)} and ${optionSpelled(conflict[2]!)} are mutually exclusive`;
+  const unknownCommand = unknownCommandProblem(text, commandLine);
+  if (unknownCommand !== null) return unknownCommand;
   return withMeantOption(text, argv, commandLine.optionNames);
+}
+
+/**
+ * "Unknown argument: frobnicate" where a command (or a subcommand of `topics`...) was expected
+ * as `unknown command "frobnicate"` with the commands there are; null for another message.
+ */
+function unknownCommandProblem(message: string, commandLine: FailedCommandLine): string | null {
+  if (commandLine.commands.length === 0) return null;
+  const unknown = /^Unknown arguments?: (.+)$/.exec(message)?.[1]?.split(', ') ?? [];
+  const words = commandWords(commandLine.usage[0]?.[0]);
+  const typed = commandLine.positionals[words.length];
+  if (typed === undefined || !unknown.includes(typed)) return null;
+  const within = words.length === 0 ? '' : ` of ${words.join(' ')}`;
+  return `unknown command "${typed}"; the commands${within} are ${commandLine.commands.join(', ')} (see --help)`;
 }
 
 /** The command's words in a usage line (`topics` of `$0 topics`), none for the top level. */
@@ -70,7 +99,7 @@ function commandWords(usageLine: string | undefined): string[] {
 }
 
 /** `--retention-ms` of the name yargs gives (`retention-ms`, `retentionMs`), `-n` of a letter. */
-function optionSpelled(name: string): string {
+export function optionSpelled(name: string): string {
   return name.length === 1 ? `-${name}` : `--${name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase()}`;
 }
 

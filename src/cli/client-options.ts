@@ -148,20 +148,29 @@ function readOptionFile(path: string, option: string): Buffer {
 }
 
 /**
- * Runs `action` with a connection to the broker, closes it afterwards, and turns client errors
- * into the message the user sees.
+ * What a command tells `describeFailure` of its connection: whether the broker had answered it
+ * (a broker lost later is not one the command failed to reach for want of --tls).
  */
-export async function withConnection<T>(argv: ClientArgs, action: (connection: Connection) => Promise<T>): Promise<T> {
+export interface BrokerContact {
+  reached: boolean;
+}
+
+/**
+ * Runs `action` with a connection to the broker, closes it afterwards, and turns client errors
+ * into the message the user sees. `action` sets `contact.reached` once the broker has answered.
+ */
+export async function withConnection<T>(argv: ClientArgs, action: (connection: Connection, contact: BrokerContact) => Promise<T>): Promise<T> {
   return withConnectionTo(connectionOptions(argv), action);
 }
 
 /** `withConnection` with the options made already (`connectionOptions`). */
-export async function withConnectionTo<T>(options: ConnectionOptions, action: (connection: Connection) => Promise<T>): Promise<T> {
+export async function withConnectionTo<T>(options: ConnectionOptions, action: (connection: Connection, contact: BrokerContact) => Promise<T>): Promise<T> {
   const connection = new Connection(options);
+  const contact: BrokerContact = { reached: false };
   try {
-    return await action(connection);
+    return await action(connection, contact);
   } catch (error) {
-    throw describeFailure(error, options);
+    throw describeFailure(error, options, contact);
   } finally {
     connection.close();
   }
@@ -169,9 +178,10 @@ export async function withConnectionTo<T>(options: ConnectionOptions, action: (c
 
 /**
  * The error as the user should read it (the broker's own message when it sent one). Whether the
- * command connected with TLS decides what a failed connection most likely means.
+ * command connected with TLS, and whether the broker had answered it before (`contact`), decide
+ * what a failed connection most likely means.
  */
-export function describeFailure(error: unknown, options: Pick<ConnectionOptions, 'server' | 'tls'>): unknown {
+export function describeFailure(error: unknown, options: Pick<ConnectionOptions, 'server' | 'tls'>, contact: BrokerContact = { reached: false }): unknown {
   if (!(error instanceof StrataClientError)) return error;
   const server = options.server;
   const secured = options.tls !== undefined && options.tls !== false;
@@ -180,13 +190,17 @@ export function describeFailure(error: unknown, options: Pick<ConnectionOptions,
     const reason = transportReason(error.message);
     const tlsReason = reason.match(/SSL routines:[^:]*:([^:]+):/)?.[1];
     const shown = tlsReason !== undefined ? `TLS: ${tlsReason}` : reason.replace(/\s+$/, '');
-    return new StrataClientError(error.code, `${UNREACHABLE} at ${server} (${shown}); ${connectionAdvice(reason, secured, clientCertificate)}`, { cause: error });
+    const advice = contact.reached ? LOST_BROKER_ADVICE : connectionAdvice(reason, secured, clientCertificate);
+    return new StrataClientError(error.code, `${UNREACHABLE} at ${server} (${shown}); ${advice}`, { cause: error });
   }
   if (error.code === 'DEADLINE_EXCEEDED') {
     return new StrataClientError(error.code, `the broker at ${server} did not answer in time (${error.message})`, { cause: error });
   }
   return error;
 }
+
+/** For a broker that answered the command before: the address and the TLS settings were right. */
+const LOST_BROKER_ADVICE = 'it answered before: is it still running?';
 
 const CLIENT_CERTIFICATE_ADVICE = 'give --tls-client-cert-file and --tls-client-key-file of one in date and signed by a CA its --tls-client-ca-file holds';
 

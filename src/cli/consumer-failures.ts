@@ -9,13 +9,17 @@
  *   (with `--follow` the command waits for it, as for new records), timed on the monotonic clock;
  * - a partition whose last commit of printed positions failed (a later one that succeeded for
  *   it makes that good), the final one above all: the group would deliver those records again, and the command
- *   would have said nothing (the Consumer logs it at a level the CLI does not print).
+ *   would have said nothing (the Consumer logs it at a level the CLI does not print). A failed
+ *   commit of an offset no higher than one the group already took for the partition is no
+ *   failure: nothing would be delivered again. The Consumer commits every position when it
+ *   closes, changed or not, so a broker lost after the last commit (Ctrl-C then) fails a commit
+ *   of what was already committed.
  *
  * A partition whose position left the log (retention removed records before they were read) is
  * not a failure: the Consumer moves it by its reset policy, and the command goes on after one
  * line on stderr saying which records it will not print, or may print again.
  */
-import type { CommitFailedEvent, Consumer, FetchErrorEvent, OffsetResetEvent } from '../client/consumer.js';
+import type { CommitFailedEvent, Consumer, FetchErrorEvent, OffsetResetEvent, OffsetsCommittedEvent } from '../client/consumer.js';
 import { StrataClientError, isRetriable } from '../client/errors.js';
 import type { GroupErrorEvent } from '../client/group-member.js';
 
@@ -46,6 +50,8 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
   let fetchFailure: Error | null = null;
   /** The partitions whose last commit failed, and the latest failure. */
   const commitFailures = new Set<string>();
+  /** The offset of each partition's last successful commit. */
+  const committed = new Map<string, number>();
   let lastCommitError: CommitFailedEvent['error'] | null = null;
   let unreachableSince: number | null = null;
   let lastFailureAt = 0;
@@ -74,11 +80,19 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
     unreachableSince = null;
   };
   const onCommitFailed = (event: CommitFailedEvent): void => {
-    for (const { topic, partition } of event.offsets) commitFailures.add(`${topic}-${partition}`);
-    lastCommitError = event.error;
+    for (const { topic, partition, offset } of event.offsets) {
+      const key = `${topic}-${partition}`;
+      if (offset <= (committed.get(key) ?? -1)) continue; // already committed: nothing is lost
+      commitFailures.add(key);
+      lastCommitError = event.error;
+    }
   };
-  const onCommitted = (event: { offsets: readonly { topic: string; partition: number }[] }): void => {
-    for (const { topic, partition } of event.offsets) commitFailures.delete(`${topic}-${partition}`);
+  const onCommitted = (event: OffsetsCommittedEvent): void => {
+    for (const { topic, partition, offset } of event.offsets) {
+      const key = `${topic}-${partition}`;
+      commitFailures.delete(key);
+      committed.set(key, offset);
+    }
   };
   const onReset = (event: OffsetResetEvent): void => {
     process.stderr.write(`${resetNotice(event)}\n`);

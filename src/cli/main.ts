@@ -4,7 +4,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT_FAILURE, EXIT_USAGE, UsageError, type UsageLines, failureLine, repeatedOptionProblem, usageMessage } from './cli-errors.js';
+import { EXIT_FAILURE, EXIT_USAGE, UsageError, type UsageLines, failureLine, optionSpelled, repeatedOptionProblem, usageMessage } from './cli-errors.js';
 import { CLIENT_FLAG_NAMES, CLIENT_OPTION_NAMES } from './client-options.js';
 import { BENCH_FLAG_NAMES, BENCH_OPTION_NAMES, benchCommand } from './commands/bench.js';
 import { CONSUME_FLAG_SHORTHANDS, CONSUME_OPTION_NAMES, consumeCommand } from './commands/consume.js';
@@ -16,6 +16,8 @@ import { serveCommand } from './commands/serve.js';
 import { TAIL_OPTION_NAMES, tailCommand } from './commands/tail.js';
 import { topicsCommand } from './commands/topics.js';
 import { commandOf, filterEnvironment, flagVariablesProblem } from './environment.js';
+import { markOperands, unmarkOperands, withoutMarks } from './operands.js';
+import { outputAbandoned } from './output.js';
 import { serveInputProblem } from './serve-input.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 
@@ -88,12 +90,21 @@ export async function main(argv: string[]): Promise<void> {
     const flagProblem = flagVariablesProblem(process.env, argv, FLAGS_BY_COMMAND[command] ?? [], FLAG_SHORTHANDS_BY_COMMAND[command]);
     if (flagProblem !== null) throw new UsageError(flagProblem);
   }
-  let parser = yargs(argv)
+  let parser = yargs(markOperands(argv))
     .scriptName('strata')
     .strict()
     .env('STRATA')
     .demandCommand(1, 'give a command: serve, topics, produce, consume, tail, groups, bench, repair or dump-log (see --help)')
     .recommendCommands()
+    .middleware((parsed) => {
+      // Before validation, so that its messages name the words as typed (see operands.ts).
+      // getGroups() (the running command's positional arguments are one group) and the usage
+      // instance are left out of yargs' typings.
+      const internals = parser as unknown as { getGroups(): Record<string, string[]>; getInternalMethods(): { getUsageInstance(): { getPositionalGroupName(): string } } };
+      const positionals = internals.getGroups()[internals.getInternalMethods().getUsageInstance().getPositionalGroupName()] ?? [];
+      const optionWithoutValue = unmarkOperands(parsed, positionals);
+      if (optionWithoutValue !== null) throw new UsageError(`${optionSpelled(optionWithoutValue)} needs a value (the words after -- are arguments, not option values)`);
+    }, true)
     .middleware((parsed) => {
       // getOptions() (the running command's options: the repeatable ones, the aliases) is left out of yargs' typings.
       const options = (parser as unknown as { getOptions(): { array: string[]; alias: Record<string, string[]> } }).getOptions();
@@ -101,31 +112,37 @@ export async function main(argv: string[]): Promise<void> {
       if (problem !== null) throw new UsageError(problem);
     })
     .wrap(Math.min(140, process.stdout.columns || 140));
+  // In the order --help lists them, and an unknown command's message.
   parser = serveCommand(parser, argv);
-  parser = repairCommand(parser);
-  parser = dumpLogCommand(parser);
   parser = topicsCommand(parser);
   parser = produceCommand(parser);
   parser = consumeCommand(parser);
   parser = tailCommand(parser);
   parser = groupsCommand(parser);
   parser = benchCommand(parser);
+  parser = repairCommand(parser);
+  parser = dumpLogCommand(parser);
   await parser
     .fail((message, error, usage) => {
       if (error && error.name !== 'YError') throw error;
       // yargs' own errors (YError) are about the command line too: a config file it could not
       // read (see config-file.ts), a coercion that failed, a flag given without its value.
-      // `parsed` (what yargs took from the command line) and getOptions() (the running
-      // command's options) are left out of yargs' typings.
-      const yargsInternals = parser as unknown as { parsed: false | { argv: { _: unknown[] } }; getOptions(): { key: Record<string, unknown> } };
+      // `parsed` (what yargs took from the command line), getOptions() (the running command's
+      // options) and the command instance (its subcommands) are left out of yargs' typings.
+      const yargsInternals = parser as unknown as {
+        parsed: false | { argv: { _: unknown[] } };
+        getOptions(): { key: Record<string, unknown> };
+        getInternalMethods(): { getCommandInstance(): { getCommands(): string[] } };
+      };
       const parsed = yargsInternals.parsed;
       throw new UsageError(
-        usageMessage(error ? error.message : message, {
+        usageMessage(withoutMarks(error ? error.message : message), {
           argv,
           env: process.env,
           usage: (usage as unknown as UsageLines).getUsage(),
-          positionals: parsed === false ? [] : parsed.argv._.map(String),
+          positionals: parsed === false ? [] : parsed.argv._.map((word) => withoutMarks(String(word))),
           optionNames: Object.keys(yargsInternals.getOptions().key).filter((name) => !/[A-Z]/.test(name)),
+          commands: yargsInternals.getInternalMethods().getCommandInstance().getCommands(),
         }),
       );
     })
@@ -134,7 +151,14 @@ export async function main(argv: string[]): Promise<void> {
     .parseAsync();
 }
 
-main(hideBin(process.argv)).catch((error: unknown) => {
-  process.stderr.write(`${failureLine(error)}\n`);
-  process.exitCode = error instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
-});
+main(hideBin(process.argv))
+  .catch((error: unknown) => {
+    process.stderr.write(`${failureLine(error)}\n`);
+    process.exitCode = error instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
+  })
+  .finally(() => {
+    // A command stopped by a signal while its reader had stopped reading gave up on stdout
+    // (OutputWriter.abandon): the writes still queued to the pipe would keep the process alive
+    // until the reader took them or went away. Stderr was written: pipes take a line at once.
+    if (outputAbandoned()) process.exit();
+  });

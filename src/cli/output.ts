@@ -11,13 +11,23 @@
  * `OUTPUT_CHUNK_BYTES`; a full chunk is handed to the stream at once, and `drain()` (called after
  * each fetched batch) waits until the stream has passed on what it holds (stdout backpressure),
  * so what waits for a slow reader is bounded by about one fetched batch. A closed reader (EPIPE, e.g. `| head`) is not an
- * error: `closed` turns true and the command stops reading. Any other write failure (ENOSPC,
+ * error: `closed` turns true and the command stops reading. It is known only at a write: a
+ * command that follows a topic notices at its next record. Nothing earlier tells: the kernel
+ * flags a pipe's write end (POLLERR) when its last reader goes, but libuv polls stdout only while
+ * a write waits, a stdout pipe cannot be read (to be polled), and a zero-length write succeeds
+ * without a reader. Any other write failure (ENOSPC,
  * EIO...) also closes the writer and is kept: the command ends with `throwIfFailed()`, one line
  * naming the cause, instead of a stack trace from an 'error' event nobody handles.
  *
  * Bytes are counted as written only when the stream's write callback reports success, in order:
  * `appendedBytes` and `writtenBytes` let a caller tell which of its records actually went out
  * (`consume --group` commits no further than that).
+ *
+ * A command stopped by a signal must not wait for a reader that stopped reading (`| less` left
+ * on its first page, `| sleep`): its stop handler calls `abandon()`, which wakes every wait, drops
+ * what is held and destroys the stream. Node's process.stdout survives destroy() and keeps its
+ * queued writes, which would keep the process alive until the reader takes them: main.ts exits
+ * once the command is done when `outputAbandoned()`.
  */
 import type { Writable } from 'node:stream';
 import { escapeUnprintable } from '../common/printable.js';
@@ -29,6 +39,14 @@ import { integerRangeProblem } from '../common/integer-range.js';
 /** Bytes held before a write to the stream. */
 export const OUTPUT_CHUNK_BYTES = 256 * 1024;
 
+/** Whether a writer gave up on process.stdout (`OutputWriter.abandon`). */
+let stdoutAbandoned = false;
+
+/** True once a writer gave up on process.stdout: the process must exit rather than wait for its queued writes. */
+export function outputAbandoned(): boolean {
+  return stdoutAbandoned;
+}
+
 const NEWLINE = 0x0a;
 const TAB = 0x09;
 
@@ -37,6 +55,7 @@ export class OutputWriter {
   private used = 0;
   private needsDrain = false;
   private closedByReader = false;
+  private abandoned = false;
   private failure: NodeJS.ErrnoException | null = null;
   /** Bytes handed to the stream (or dropped once closed), and those it reported written. */
   private handedBytes = 0;
@@ -54,9 +73,23 @@ export class OutputWriter {
     stream.on('error', (error: NodeJS.ErrnoException) => this.stop(error));
   }
 
-  /** True once the reader went away (EPIPE) or a write failed: nothing more will be printed. */
+  /** True once the reader went away (EPIPE), a write failed or the writer was abandoned: nothing more will be printed. */
   get closed(): boolean {
-    return this.closedByReader || this.failure !== null;
+    return this.closedByReader || this.abandoned || this.failure !== null;
+  }
+
+  /**
+   * Gives up on the stream (a signal stops the command): what is held is dropped, nothing more
+   * is written, the waits of `drain()` and `flushed()` end at once, and the stream is destroyed.
+   * `writtenBytes` keeps what the stream had reported written.
+   */
+  abandon(): void {
+    if (this.abandoned) return;
+    this.abandoned = true;
+    this.used = 0;
+    if (this.stream === process.stdout) stdoutAbandoned = true;
+    this.stream.destroy();
+    for (const wake of this.flushWaiters.splice(0)) wake();
   }
 
   /** Bytes appended so far (the output position just after the last thing appended). */
@@ -165,7 +198,7 @@ export class OutputWriter {
   /** `drain()`, then waits until the stream has written (or failed) everything handed to it. */
   async flushed(): Promise<void> {
     await this.drain();
-    if (this.pendingWrites === 0) return;
+    if (this.pendingWrites === 0 || this.abandoned) return;
     await new Promise<void>((resolve) => this.flushWaiters.push(resolve));
   }
 
@@ -193,6 +226,7 @@ export class OutputWriter {
   }
 
   private stop(error: NodeJS.ErrnoException): void {
+    if (this.abandoned) return; // what the stream does after it was given up on is no failure of the command
     if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') this.closedByReader = true;
     else this.failure ??= error;
   }
@@ -293,14 +327,20 @@ export function formatCount(count: number): string {
 // ---------------------------------------------------------------------------------------------
 // Arguments shared by several commands.
 
-/** `KEY=VALUE` pairs (repeatable flags) as an object; a UsageError names the flag. */
+/**
+ * `KEY=VALUE` pairs (repeatable flags) as an object; a UsageError names the flag. A key given
+ * twice is refused rather than the last value kept unsaid (`--config retention.ms=1 --config
+ * retention.ms=2`, or two `--header`s of one key, which a record here carries once).
+ */
 export function parsePairs(values: readonly string[] | undefined, flag: string): Record<string, string> {
   // Without a prototype, a KEY named __proto__ is a key like any other, not the object's prototype.
   const pairs = Object.create(null) as Record<string, string>;
   for (const entry of values ?? []) {
     const equals = entry.indexOf('=');
     if (equals <= 0) throw new UsageError(`${flag} takes KEY=VALUE, got ${JSON.stringify(entry)}`);
-    pairs[entry.slice(0, equals)] = entry.slice(equals + 1);
+    const key = entry.slice(0, equals);
+    if (key in pairs) throw new UsageError(`${flag} gives ${JSON.stringify(key)} twice (${key}=${pairs[key]}, ${entry}); give each key once`);
+    pairs[key] = entry.slice(equals + 1);
   }
   return pairs;
 }

@@ -1,7 +1,8 @@
 // Goal: `strata consume` ends with the reason when fetching or a group heartbeat fails for good,
 // when the broker stays unreachable without --follow, and when a commit of printed positions
-// failed and no later one succeeded; method: the watch on a real (unconnected) Consumer, fed the
-// events the Consumer emits, with a fake monotonic clock for the unreachable bound.
+// failed and no later one succeeded (a failed commit of offsets already committed is none);
+// method: the watch on a real (unconnected) Consumer, fed the events the Consumer emits, with a
+// fake monotonic clock for the unreachable bound.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FAILURE_GAP_MS, UNREACHABLE_GIVE_UP_MS, watchConsumer } from '../../src/cli/consumer-failures.js';
 import { Consumer } from '../../src/client/consumer.js';
@@ -91,14 +92,27 @@ describe('watchConsumer', () => {
   it('reports a partition whose last commit failed, until a later commit for it succeeds', () => {
     const { consumer, watch } = watched(true);
     const both = [{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 7 }];
+    const further = [{ topic: 't', partition: 0, offset: 6 }, { topic: 't', partition: 1, offset: 9 }];
     const unavailable = new StrataClientError('UNAVAILABLE', 'cannot reach the broker');
     consumer.emit('commitFailed', { offsets: both, error: unavailable });
     consumer.emit('offsetsCommitted', { offsets: both });
     expect(watch.failure()).toBeNull();
-    consumer.emit('commitFailed', { offsets: both, error: unavailable });
+    consumer.emit('commitFailed', { offsets: further, error: unavailable });
     expect(watch.failure()?.message).toBe('could not commit the positions of the records printed from t-0, t-1 (cannot reach the broker); the group will deliver them again');
     // A commit of the other partition alone does not make p1's good.
-    consumer.emit('offsetsCommitted', { offsets: [both[0]!] });
+    consumer.emit('offsetsCommitted', { offsets: [further[0]!] });
+    expect(watch.failure()?.message).toBe('could not commit the positions of the records printed from t-1 (cannot reach the broker); the group will deliver them again');
+  });
+
+  it('takes a failed commit of offsets the group already took for no failure (the Consumer commits every position as it closes, changed or not)', () => {
+    const { consumer, watch } = watched(true);
+    const unavailable = new StrataClientError('UNAVAILABLE', 'cannot reach the broker');
+    consumer.emit('offsetsCommitted', { offsets: [{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 7 }] });
+    // The broker lost after that commit: the final one, of the same positions, fails.
+    consumer.emit('commitFailed', { offsets: [{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 7 }], error: unavailable });
+    expect(watch.failure()).toBeNull();
+    // A position further on than the last commit is another matter: those records would come again.
+    consumer.emit('commitFailed', { offsets: [{ topic: 't', partition: 0, offset: 5 }, { topic: 't', partition: 1, offset: 8 }], error: unavailable });
     expect(watch.failure()?.message).toBe('could not commit the positions of the records printed from t-1 (cannot reach the broker); the group will deliver them again');
   });
 

@@ -67,9 +67,16 @@ describe('the broker refuses: exit 1 with its message', () => {
     await expectFailure(at('topics', 'alter', 'errors-existing', '--config', 'no.such.config=1'), 1, /^strata: .*no\.such\.config.*\n$/);
     await expectFailure(at('topics', 'alter', 'errors-existing', '--reset', 'no.such.config'), 1, /^strata: cannot reset unknown topic config "no\.such\.config"; known: .*\n$/);
     await expectFailure(at('topics', 'alter', 'errors-existing', '--partitions', '2'), 1, 'strata: topic "errors-existing" has 2 partitions; the new count must be larger, got 2');
+    await shared.admin.createTopic('errors-one-partition', { partitions: 1 });
+    await expectFailure(at('topics', 'alter', 'errors-one-partition', '--partitions', '1'), 1, 'strata: topic "errors-one-partition" has 1 partition; the new count must be larger, got 1');
     await expectFailure(at('consume', 'errors-existing', '--partition', '7'), 1, 'strata: partition 7 of topic "errors-existing" not found: it has 2 partitions');
     await expectFailure(at('produce', 'errors-existing', '--partition', '7', 'v'), 1, 'strata: partition 7 of topic "errors-existing" not found: it has 2 partitions');
     await expectFailure(at('consume', 'errors-existing', '--partition', '0', '--from', '99'), 1, /^strata: offset 99 is out of range for errors-existing-0: .*\n$/);
+  });
+
+  it('a name with an escape sequence: the line shows it escaped, as the terminal must not get it', async () => {
+    await expectFailure(at('groups', 'describe', 'bad\x1b[31mred'), 1, 'strata: group "bad\\u001b[31mred" not found');
+    await expectFailure(at('topics', 'describe', 'bad\x1b[31mred'), 1, /^strata: topic name "bad\\u001b\[31mred" has characters outside/);
   });
 
   it('a malformed input line stops produce after the records before it', async () => {
@@ -193,7 +200,7 @@ describe('the broker cannot be reached: exit 1', { concurrent: true }, () => {
   it('names only the unknown command, not the options STRATA_* variables give', async () => {
     const result = await runCli(['frobnicate'], { env: { STRATA_SERVER: `127.0.0.1:${closedPort}` } });
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe('strata: Unknown argument: frobnicate\n');
+    expect(result.stderr).toBe('strata: unknown command "frobnicate"; the commands are serve, topics, produce, consume, tail, groups, bench, repair, dump-log (see --help)\n');
   });
 
   it('takes the address from STRATA_SERVER', async () => {
@@ -209,7 +216,8 @@ describe('the broker cannot be reached: exit 1', { concurrent: true }, () => {
 describe('the command line is wrong: exit 2', { concurrent: true }, () => {
   it.each([
     [[], /^strata: give a command: serve, topics, produce, consume, tail, groups, bench, repair or dump-log \(see --help\)\n$/],
-    [['frobnicate'], /Unknown arguments?: .*frobnicate/],
+    [['frobnicate'], /^strata: unknown command "frobnicate"; the commands are serve, topics, produce, consume, tail, groups, bench, repair, dump-log \(see --help\)\n$/],
+    [['topics', 'frobnicate'], /^strata: unknown command "frobnicate"; the commands of topics are create, list, describe, alter, delete \(see --help\)\n$/],
     [['topics'], /give a topics command/],
     [['topics', 'create'], /^strata: an argument is missing: strata topics create <name> \(see --help\)\n$/],
     [['topics', 'create', '--config', 'retention.ms=1000'], /^strata: an argument is missing: strata topics create <name>/],
@@ -230,7 +238,7 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['topics', 'create', 't', '--partitions', 'many'], /--partitions must be an integer from 1 to 10000, got a non-number/],
     [['topics', 'create', 't', '--config', 'retention.ms'], /--config takes KEY=VALUE, got "retention.ms"/],
     [['topics', 'alter', 't'], /^strata: give at least one --config KEY=VALUE or --reset KEY, or --partitions N\n$/],
-    [['topics', 'alter', 't', '--partitions', '4', '--config', 'retention.ms=1'], /mutually exclusive/],
+    [['topics', 'alter', 't', '--partitions', '4', '--config', 'retention.ms=1'], /^strata: --partitions and --config are mutually exclusive\n$/],
     [['topics', 'alter', 't', '--partitions', '0'], /^strata: --partitions must be an integer from 1 to 10000, got 0\n$/],
     [['topics', 'alter', 't', '--partitions', '10001'], /^strata: --partitions must be an integer from 1 to 10000, got 10001\n$/],
     [['produce', 't', '--acks', 'maybe', 'v'], /^strata: --acks must be one of all, leader, none, got "maybe"\n$/],
@@ -238,7 +246,27 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['consume', 't', '--from'], /^strata: --from needs a value\n$/],
     [['consume', 't', '--count'], /^strata: --count needs a value\n$/],
     [['tail', 't', '-n'], /^strata: -n needs a value\n$/],
-    [['produce', 't', '--key', 'k', '--key-separator', ':'], /mutually exclusive/],
+    // An option of choices given without its value is refused, not taken as its default.
+    [['produce', 't', '--format'], /^strata: --format needs a value\n$/],
+    [['produce', 't', 'v', '--acks'], /^strata: --acks needs a value\n$/],
+    [['consume', 't', '--format'], /^strata: --format needs a value\n$/],
+    [['tail', 't', '--format'], /^strata: --format needs a value\n$/],
+    [['bench', 'produce', '--flush'], /^strata: --flush needs a value\n$/],
+    [['bench', 'produce', '--acks'], /^strata: --acks needs a value\n$/],
+    [['bench', 'produce', '--path'], /^strata: --path needs a value\n$/],
+    [['bench', 'produce', '--write-mode'], /^strata: --write-mode needs a value\n$/],
+    [['bench', 'produce', '--small-io'], /^strata: --small-io needs a value\n$/],
+    [['bench', 'e2e', '--reader'], /^strata: --reader needs a value\n$/],
+    [['bench', 'baseline', '--workload'], /^strata: --workload needs a value\n$/],
+    [['repair', '--data-dir'], /^strata: --data-dir needs a value\n$/],
+    [['repair', '--topic'], /^strata: --topic needs a value\n$/],
+    [['repair', '--partition'], /^strata: --partition needs a value\n$/],
+    [['repair', '--dir'], /^strata: --dir needs a value\n$/],
+    // A key given twice is refused, not the last value kept unsaid.
+    [['produce', 't', '--header', 'a=1', '--header', 'a=2', 'v'], /^strata: --header gives "a" twice \(a=1, a=2\); give each key once\n$/],
+    [['topics', 'create', 't', '--config', 'retention.ms=1', '--config', 'retention.ms=2'], /^strata: --config gives "retention.ms" twice \(retention.ms=1, retention.ms=2\); give each key once\n$/],
+    [['topics', 'alter', 't', '--config', 'retention.ms=1', '--config', 'retention.ms=2'], /^strata: --config gives "retention.ms" twice/],
+    [['produce', 't', '--key', 'k', '--key-separator', ':'], /^strata: --key and --key-separator are mutually exclusive\n$/],
     [['produce', 't', '--format', 'json', '--key-separator', ':'], /--key-separator is for --format text/],
     [['produce', 't', '--header', 'novalue', 'v'], /--header takes KEY=VALUE/],
     [['produce', 't', '--partition', '-1', 'v'], /--partition must be an integer from 0 to 2147483647, got -1/],
@@ -247,7 +275,7 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['groups', 'reset-offsets', 'g', '--topic', 't', '--to', '1969-12-31'], /^strata: --to: 1969-12-31 is before 1970, earlier than any record's timestamp can be; give a later time, or earliest\n$/],
     [['consume', 't', '--from', 'yesterday'], /--from takes earliest, latest, an offset or an ISO-8601 time/],
     [['consume', 't', '--count', '-5'], /--count must be a non-negative integer, got -5/],
-    [['consume', 't', '--group', 'g', '--partition', '1'], /mutually exclusive/],
+    [['consume', 't', '--group', 'g', '--partition', '1'], /^strata: --group and --partition are mutually exclusive\n$/],
     [['consume', 't', '--group', 'g', '--from', '10'], /with --group, --from is earliest or latest/],
     [['tail', 't', '-n', 'x'], /-n must be an integer from 0 to/],
     [['groups', 'reset-offsets', 'g', '--topic', 't'], /give --to earliest\|latest\|OFFSET\|TIME/],

@@ -1,12 +1,14 @@
 // Goal: a failed write to stdout ends a command with one line naming the cause (ENOSPC...), a
-// closed reader (EPIPE) stays a quiet end, and the writer counts as written only what the stream
-// confirmed; method: OutputWriter and printLine on /dev/full (a real ENOSPC) and on in-memory
-// streams that accept or fail writes on cue.
+// closed reader (EPIPE) stays a quiet end, the writer counts as written only what the stream
+// confirmed, and a writer given up on (a signal) stops waiting for a reader that stopped reading;
+// method: OutputWriter and printLine on /dev/full (a real ENOSPC) and on in-memory streams that
+// accept, hold or fail writes on cue.
 import { createWriteStream, existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { OUTPUT_CHUNK_BYTES, OutputWriter, printLine } from '../../src/cli/output.js';
 import { systemErrorText } from '../../src/common/errors.js';
 import { FailingStream } from '../helpers/failing-stream.js';
+import { HeldStream } from '../helpers/held-stream.js';
 
 const ENOSPC_LINE = 'cannot write to stdout: ENOSPC (no space left on device)';
 
@@ -58,6 +60,30 @@ describe('OutputWriter', () => {
     await writer.flushed();
     expect(writer.writtenBytes).toBe(4);
     expect(Buffer.concat(stream.accepted).toString()).toBe('one\n');
+  });
+});
+
+describe('OutputWriter.abandon', () => {
+  it('ends the waits for a stream that takes nothing more, drops what is held, and destroys the stream', async () => {
+    const stream = new HeldStream(1);
+    const writer = new OutputWriter(stream);
+    writer.bytes(Buffer.alloc(OUTPUT_CHUNK_BYTES, 0x61));
+    await writer.flushed();
+    writer.bytes(Buffer.alloc(4 * OUTPUT_CHUNK_BYTES, 0x62)); // handed over; the stream holds it
+    await stream.holding;
+    writer.text('held\n');
+    const drained = writer.drain();
+    const flushed = writer.flushed();
+    writer.abandon();
+    await drained;
+    await flushed;
+    expect(writer.closed).toBe(true);
+    expect(stream.destroyed).toBe(true);
+    expect(writer.writtenBytes).toBe(OUTPUT_CHUNK_BYTES);
+    expect(() => writer.throwIfFailed()).not.toThrow(); // giving up is no write failure
+    writer.text('after\n');
+    await writer.flushed();
+    expect(stream.accepted).toHaveLength(1);
   });
 });
 

@@ -157,6 +157,36 @@ describe('produce and consume', () => {
   });
 });
 
+describe('produce input lines', () => {
+  it('end at \\n, \\r\\n or a lone \\r, and the last one needs no end', async () => {
+    const topic = await createTopic(1);
+    const produced = await runCli(strata('produce', topic), { input: 'a\r\nb\rc\n\nd é' });
+    expect(produced.code, produced.stderr).toBe(0);
+    expect((await runCli(strata('consume', topic))).stdout).toBe('a\nb\nc\n\nd é\n');
+  });
+
+  const LINE_BYTES_MAX = 16 * 1024 * 1024;
+  const tooLong = (lineNumber: number): string => `input line ${lineNumber} is longer than 16 MiB (16,777,216 bytes), more than any record can be; reading stopped there`;
+
+  it('are refused past what any record could be, naming the line and the bound, after the records before it', async () => {
+    const topic = await createTopic(1);
+    const input = Buffer.concat([Buffer.from('ok\n'), Buffer.alloc(LINE_BYTES_MAX + 1, 0x61), Buffer.from('\nnever read\n')]);
+    const refused = await runCli(strata('produce', topic), { input });
+    expect({ code: refused.code, stderr: refused.stderr }).toEqual({ code: 1, stderr: `strata: ${tooLong(2)} (1 record was produced before it)\n` });
+    expect((await runCli(strata('consume', topic))).stdout).toBe('ok\n');
+  });
+
+  it('are refused as soon as one passes the bound, without waiting for its end (an endless line)', async () => {
+    const topic = await createTopic(1);
+    const producer = startCli(strata('produce', topic), { input: 'open' });
+    running.push(producer);
+    // More than the bound, no line end, and stdin left open: only the bound can end the command.
+    producer.child.stdin!.write(Buffer.alloc(LINE_BYTES_MAX + 64 * 1024, 0x61));
+    expect(await producer.exitWithin(30_000)).toEqual({ code: 1, signal: null });
+    expect(producer.stderr).toBe(`strata: ${tooLong(1)}\n`);
+  });
+});
+
 describe('Ctrl-C', () => {
   it('stops produce reading stdin, flushes what it read and prints the summary', async () => {
     const topic = await createTopic(2);

@@ -1,13 +1,15 @@
 // Goal: when `strata produce` fails to send a record, its one error line names the input line
 // that was not sent and counts the other records produced without claiming they all came before
-// it (sends fail independently, so later lines may go through), and stdin it cannot read fails
-// rather than producing nothing; method: the produce command from the sources run through yargs
-// against a real in-process broker, sendFailureLine on counts, checkReadableInput on descriptors.
+// it (sends fail independently, so later lines may go through), stdin it cannot read fails
+// rather than producing nothing, and its progress line reads right and is not drawn over a line
+// being typed; method: the produce command from the sources run through yargs against a real
+// in-process broker, sendFailureLine and progressLine on counts, checkReadableInput on
+// descriptors, showsProgress on the kinds of stdin and stderr.
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { describe, expect, it } from 'vitest';
-import { checkReadableInput, produceCommand, sendFailureLine } from '../../src/cli/commands/produce.js';
+import { checkReadableInput, produceCommand, progressLine, sendFailureLine, showsProgress } from '../../src/cli/commands/produce.js';
 import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
 
@@ -77,5 +79,18 @@ describe('checkReadableInput', () => {
       closeSync(descriptor);
       removeDirectory(directory);
     }
+  });
+});
+
+describe('the progress line', () => {
+  it('is drawn on a terminal, unless stdin is read from a terminal, where it would cover the line being typed', () => {
+    expect(showsProgress(true, false)).toBe(true);
+    expect(showsProgress(true, true)).toBe(false);
+    expect(showsProgress(false, false)).toBe(false);
+  });
+
+  it('counts one record as one record', () => {
+    expect(progressLine(1, 1, 2)).toBe('1 record acknowledged, 0 in flight (1 records/s)');
+    expect(progressLine(12_000, 10_000, 2)).toBe('10,000 records acknowledged, 2,000 in flight (5,000 records/s)');
   });
 });

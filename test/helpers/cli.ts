@@ -32,6 +32,11 @@ export interface CliOptions {
   env?: Record<string, string>;
   /** Kills the child (SIGKILL) and fails after this long. Default 60 s. */
   timeoutMs?: number;
+  /**
+   * `startCli` only: leave stdout unread, a reader that stopped reading (`| less` on its first
+   * page); `child.stdout` is the test's to read, and `lines` stays empty.
+   */
+  unreadStdout?: boolean;
 }
 
 function childEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -43,11 +48,11 @@ function childEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv
 function spawnCli(args: readonly string[], options: CliOptions): ChildProcess {
   const child = spawn(process.execPath, [STRATA_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: childEnvironment(options.env) });
   const input = options.input;
+  child.stdin!.on('error', () => undefined); // the child may exit before reading everything
   if (input === undefined) child.stdin!.end();
   else if (input === 'open') return child;
   else if (typeof input === 'object' && !Buffer.isBuffer(input)) createReadStream(input.file).pipe(child.stdin!);
   else child.stdin!.end(input);
-  child.stdin!.on('error', () => undefined); // the child may exit before reading everything
   return child;
 }
 
@@ -81,10 +86,13 @@ export class CliProcess {
   constructor(
     readonly args: readonly string[],
     readonly child: ChildProcess,
+    unreadStdout = false,
   ) {
-    this.exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+    // 'exit', not 'close': an unread stdout is not closed until the test reads it.
+    this.exited = new Promise((resolve) => child.once(unreadStdout ? 'exit' : 'close', (code, signal) => resolve({ code, signal })));
     void this.exited.then(() => this.notify());
     child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    if (unreadStdout) return;
     createInterface({ input: child.stdout! }).on('line', (line) => {
       this.lines.push(line);
       this.notify();
@@ -133,12 +141,25 @@ export class CliProcess {
     });
   }
 
-  /** Sends SIGINT (Ctrl-C) and waits for the exit. */
-  async interrupt(timeoutMs = 15_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    this.child.kill('SIGINT');
+  /** Sends SIGINT (Ctrl-C), or `signal`, and waits for the exit; kills the process (SIGKILL) after `timeoutMs`. */
+  async interrupt(timeoutMs = 15_000, signal: NodeJS.Signals = 'SIGINT'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.child.kill(signal);
     const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
     try {
       return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Resolves with the exit once the process has ended on its own; fails after `timeoutMs`. */
+  async exitWithin(timeoutMs = 15_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`strata ${this.args.join(' ')} did not exit within ${timeoutMs} ms; stderr: ${this.stderr}`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.exited, deadline]);
     } finally {
       clearTimeout(timer);
     }
@@ -152,5 +173,5 @@ export class CliProcess {
 
 /** Starts `strata ARGS...` and returns at once. */
 export function startCli(args: readonly string[], options: CliOptions = {}): CliProcess {
-  return new CliProcess(args, spawnCli(args, options));
+  return new CliProcess(args, spawnCli(args, options), options.unreadStdout);
 }

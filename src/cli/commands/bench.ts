@@ -46,15 +46,15 @@ const COMMON_OPTIONS = {
   local: { type: 'boolean', default: false, describe: 'Start a broker on a temporary directory for this run instead of using --server (its memory and disk calls are reported)' },
   topic: { type: 'string', default: 'strata-bench', describe: 'Topic; created when missing, refused when its partition count or flush differs (consume, baseline or not, warms up on <topic>-warmup)', requiresArg: true },
   partitions: { type: 'number', describe: 'Partitions of the topic (default: the existing topic\'s, 1 for a new one)', requiresArg: true },
-  flush: { choices: ['always', 'interval'], default: 'always', describe: 'flush config of the topic (set on a topic this creates, required of one that exists): fdatasync before every acknowledgement, or every flush.ms' },
+  flush: { choices: ['always', 'interval'], default: 'always', requiresArg: true, describe: 'flush config of the topic (set on a topic this creates, required of one that exists): fdatasync before every acknowledgement, or every flush.ms' },
   'record-size': { type: 'number', default: 100, describe: 'Bytes of each record value', requiresArg: true },
-  acks: { choices: ['all', 'leader', 'none'], default: 'all', describe: 'all: durable; leader: written; none: not waited for (not idempotent)' },
+  acks: { choices: ['all', 'leader', 'none'], default: 'all', requiresArg: true, describe: 'all: durable; leader: written; none: not waited for (not idempotent)' },
   'batch-bytes': { type: 'number', describe: `Producer batch size (bytes; default: the client's, ${DEFAULT_BATCH_BYTES}; ${RECORDS_PATH_REQUEST_BYTES} worth of records per request on the records path)`, requiresArg: true },
   'buffer-bytes': { type: 'number', default: 32 * MIB, describe: 'Producer buffer: bytes sent and not yet acknowledged, per producer (e2e: also a bound on its backlog, past which the run fails)', requiresArg: true },
   json: { type: 'string', describe: 'Also write every figure and parameter to this JSON file', requiresArg: true },
   'profile-server': { type: 'string', describe: 'With --local: write a V8 CPU profile of the broker into this directory', requiresArg: true },
-  'write-mode': { choices: ['buffered', 'direct'], describe: 'With --local: the broker\'s --write-mode (default: the broker\'s, direct)' },
-  'small-io': { choices: ['event-loop', 'thread-pool'], describe: 'With --local: the broker\'s --small-io (default: the broker\'s, event-loop)' },
+  'write-mode': { choices: ['buffered', 'direct'], requiresArg: true, describe: 'With --local: the broker\'s --write-mode (default: the broker\'s, direct)' },
+  'small-io': { choices: ['event-loop', 'thread-pool'], requiresArg: true, describe: 'With --local: the broker\'s --small-io (default: the broker\'s, event-loop)' },
   'server-metrics': {
     type: 'string',
     describe: 'With --server: the broker\'s --metrics-listen address (HOST:PORT), to report its log writes and fdatasyncs in each phase, as --local does',
@@ -67,7 +67,7 @@ const PRODUCE_OPTIONS = {
   rate: { type: 'number', describe: 'Records per second over all producers (default: as fast as possible)', requiresArg: true },
   producers: { type: 'number', default: 1, describe: 'Producers, each with its own produce stream (grpc-js carries them on one connection, as it does the Producers of one application)', requiresArg: true },
   'linger-ms': { type: 'number', default: PRODUCE_LINGER_MS_DEFAULT, describe: 'Producer linger (ms)', requiresArg: true },
-  path: { choices: ['raw', 'records'], default: 'raw', describe: 'raw: the client Producer (RecordBatch v2); records: plain protobuf records on ProduceStream' },
+  path: { choices: ['raw', 'records'], default: 'raw', requiresArg: true, describe: 'raw: the client Producer (RecordBatch v2); records: plain protobuf records on ProduceStream' },
 } as const satisfies Record<string, Options>;
 
 const CONSUME_OPTIONS = {
@@ -81,7 +81,7 @@ const E2E_OPTIONS = {
   duration: { type: 'number', default: 30, describe: 'Seconds of measured sending', requiresArg: true },
   'warmup-seconds': { type: 'number', default: E2E_WARMUP_SECONDS_DEFAULT, describe: 'Seconds of sending before the measurement starts (JIT compilation of client and broker)', requiresArg: true },
   'linger-ms': { type: 'number', default: 0, describe: 'Producer linger (ms)', requiresArg: true },
-  reader: { choices: ['consumer', 'subscribe'], default: 'consumer', describe: 'consumer: the client Consumer (application API: positions, commits); subscribe: a bare Subscribe stream' },
+  reader: { choices: ['consumer', 'subscribe'], default: 'consumer', requiresArg: true, describe: 'consumer: the client Consumer (application API: positions, commits); subscribe: a bare Subscribe stream' },
 } as const satisfies Record<string, Options>;
 
 const BASELINE_OPTIONS = {
@@ -91,7 +91,7 @@ const BASELINE_OPTIONS = {
   // Their defaults depend on --workload (see benchSettings).
   rate: { type: 'number', describe: `Records per second over all producers (default: as fast as possible; ${E2E_RATE_DEFAULT} for e2e)`, requiresArg: true },
   'linger-ms': { type: 'number', describe: `Producer linger (ms; default ${PRODUCE_LINGER_MS_DEFAULT}; 0 for e2e)`, requiresArg: true },
-  workload: { choices: ['produce', 'consume', 'e2e'], default: 'produce', describe: 'The workload run against the no-op server and against Strata' },
+  workload: { choices: ['produce', 'consume', 'e2e'], default: 'produce', requiresArg: true, describe: 'The workload run against the no-op server and against Strata' },
 } as const satisfies Record<string, Options>;
 
 /**

@@ -64,7 +64,11 @@ export async function assignedConsumer(options: AssignedConsumeOptions): Promise
     if (reachedEnd(state, event.partition, event.resetTo)) finished(event.partition);
   };
   consumer.on('offsetReset', onReset);
-  const removeInterrupt = onInterrupt(stop);
+  // An interrupt ends the command now, not once a reader that stopped reading takes the output.
+  const removeInterrupt = onInterrupt(() => {
+    writer.abandon();
+    stop();
+  });
   const watch = watchConsumer(consumer, { follow: state.follow, stop });
   try {
     await consumer.assign([...pending].map((partition) => ({ topic, partition })));

@@ -15,7 +15,8 @@
  * dropped unseen, as `head` does, is counted as printed; nothing can tell it apart). An
  * interrupt (Ctrl-C, SIGTERM) or a failure that ends the command while a batch waits for stdout
  * moves the partition back the same way, to the first record stdout had not taken then, before
- * the member closes (lines the reader takes later are delivered again).
+ * the member closes (lines the reader takes later are delivered again). An interrupt also gives
+ * up on stdout (`OutputWriter.abandon`), so the command ends without waiting for the reader.
  *
  * Without --follow the member stops once it owns partitions and each of them has reached the
  * high watermark it had when the command started.
@@ -84,7 +85,13 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
     if (printing !== null) leaveUnwritten(printing);
     void consumer.close();
   };
-  const removeInterrupt = onInterrupt(stop);
+  // An interrupt ends the command now, not once a reader that stopped reading takes the
+  // output: the batch waiting for stdout is left to the group from its first record not written
+  // (stop), then stdout is given up on, and the member commits and leaves as it closes.
+  const removeInterrupt = onInterrupt(() => {
+    stop();
+    writer.abandon();
+  });
   const watch = watchConsumer(consumer, { follow: state.follow, stop });
   try {
     while (!stopping && state.remaining > 0 && !writer.closed) {

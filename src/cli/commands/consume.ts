@@ -57,7 +57,7 @@ export function consumeCommand(yargs: Argv): Argv {
         .option('partition', { type: 'number', describe: 'Read only this partition (not with --group)', requiresArg: true })
         .option('count', { type: 'number', describe: 'Stop after this many records', requiresArg: true })
         .option('follow', { alias: CONSUME_FLAG_SHORTHANDS['follow']!, type: 'boolean', default: false, describe: 'Keep waiting for new records (until --count or Ctrl-C)' })
-        .option('format', { choices: RECORD_FORMATS, default: 'text' as RecordFormat, describe: 'text: values; json: {"topic","partition","offset","timestamp","key","value","headers"} per line' })
+        .option('format', { choices: RECORD_FORMATS, default: 'text' as RecordFormat, describe: 'text: values; json: {"topic","partition","offset","timestamp","key","value","headers"} per line', requiresArg: true })
         .option('print-key', { type: 'boolean', default: false, describe: 'Text output: print KEY<TAB>VALUE' })
         .conflicts('group', 'partition')
         .example('strata consume orders', 'everything stored now, then exit')
@@ -84,8 +84,10 @@ async function consume(argv: ConsumeArgs): Promise<void> {
   const writer = new OutputWriter(process.stdout);
   const printer = new RecordPrinter(writer, argv.format, argv['print-key']);
   const connection = new Connection(options);
+  const contact = { reached: false };
   try {
     const description = await describeTopic(connection, argv.topic);
+    contact.reached = true;
     const partitions = description.partitions.map((entry) => entry.partition);
     if (only !== undefined && !partitions.includes(only)) {
       throw new Error(`partition ${only} of topic "${argv.topic}" not found: it has ${plural(partitions.length, 'partition')}`);
@@ -102,7 +104,7 @@ async function consume(argv: ConsumeArgs): Promise<void> {
       await assignedConsumer({ connection, topic: argv.topic, partitions: only === undefined ? partitions : [only], start, printer, writer, state });
     }
   } catch (error) {
-    throw describeFailure(error, options);
+    throw describeFailure(error, options, contact);
   } finally {
     await writer.flushed(); // the last write's failure, too, must be known before the check below
     connection.close();

@@ -2,19 +2,24 @@
  * `strata produce TOPIC [VALUE ...]`: writes records with the client Producer (idempotent,
  * batching, one ProduceStream), one record per VALUE, or without values one per line of stdin.
  *
- * Streaming with bounded memory: stdin is read with readline, and reading pauses while the
- * records sent and not yet acknowledged hold more than the producer's buffer (`bufferBytes`), so
- * a file of any size goes through a window of at most that many bytes (plus one input chunk).
- * Lines become records in order, so the records of one partition keep the input's order.
+ * Streaming with bounded memory: stdin is read as lines (input-lines.ts), and reading pauses
+ * while the records sent and not yet acknowledged hold more than half the producer's buffer
+ * (`bufferBytes`), so a file of any size goes through a window of at most that many bytes (plus
+ * one input chunk). A line is held only up to what any record could be (`lineBytesMax`): a longer
+ * one, even endless, stops the input there. Lines become records in order, so the records of one
+ * partition keep the input's order.
  *
  * Input forms: text (the line is the value; with `--key-separator SEP` the line is
  * `key SEP value`, split at the first SEP) or json (`{"key","value","headers","partition",
  * "timestamp"}`, bytes as strings or {"base64": ...}, as `consume --format json` prints them;
- * other fields are ignored). `--key`, `--partition` and `--header` apply to every record unless
- * a JSON line says otherwise.
+ * `topic` and `offset` are ignored, other fields refused). `--key`, `--partition` and
+ * `--header` apply to every record unless a JSON line says otherwise; a `--header` key given
+ * twice is refused (records' headers are one value per key here, as `consume --format json`
+ * prints them).
  *
  * At the end one summary line goes to stderr (records, partitions, time, rate); on a terminal a
- * progress line is redrawn meanwhile. The first failed record (or malformed input line) stops
+ * progress line is redrawn meanwhile, unless stdin is that terminal too, where it would be
+ * drawn over the line being typed. The first failed record (or malformed input line) stops
  * the input; the records already sent are still flushed, and the command exits 1 with one line:
  * the broker's message (or the input problem) and how many records got through: for a record
  * not sent, its input line and the records produced before and after it (later lines may have
@@ -22,12 +27,12 @@
  * fails the same way. Ctrl-C stops reading, flushes what was read, prints the summary and exits 0.
  */
 import { fstatSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import type { Argv } from 'yargs';
 import { describeTopic } from '../../client/admin.js';
 import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
 import { UsageError } from '../cli-errors.js';
 import { clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnectionTo } from '../client-options.js';
+import { LineTooLongError, readLines } from '../input-lines.js';
 import { bytesFromJson, formatCount, parsePairs, partitionFlag } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
 import { plural } from '../../common/plural.js';
@@ -37,6 +42,14 @@ export const PRODUCE_OPTION_NAMES = ['key', 'key-separator', 'partition', 'heade
 
 /** Bytes of unacknowledged records before reading pauses. */
 const WINDOW_BYTES = 8 * 1024 * 1024;
+/**
+ * The producer's buffer: no record larger than this can be sent, which makes it the longest a
+ * text line can usefully be. It is also the largest record batch any broker takes
+ * (`BATCH_BYTES_MAX`).
+ */
+const PRODUCER_BUFFER_BYTES = WINDOW_BYTES * 2;
+/** JSON spells a byte in at most six (`\u0000`): a JSON line may be that much longer than its record. */
+const JSON_BYTES_PER_RECORD_BYTE_MAX = 6;
 /** Unacknowledged records before reading pauses (each costs about 1 KiB of JavaScript heap). */
 const WINDOW_RECORDS = 16_384;
 /** Reading resumes once the window has drained to this. */
@@ -77,16 +90,20 @@ export function produceCommand(yargs: Argv): Argv {
         .option('key-separator', { type: 'string', describe: 'Each line is KEY<SEP>VALUE, split at the first SEP', requiresArg: true })
         .option('partition', { type: 'number', describe: 'Write every record to this partition', requiresArg: true })
         .option('header', { type: 'string', array: true, nargs: 1, describe: 'A header KEY=VALUE on every record; repeatable', requiresArg: true })
-        .option('acks', { choices: ['all', 'leader', 'none'] as const, default: 'all' as const, describe: 'all: durable; leader: written; none: not waited for (not idempotent)' })
-        .option('format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Input lines: text values, or JSON objects {"key","value","headers","partition","timestamp"} (consume --format json prints them; other fields are refused)' })
+        .option('acks', { choices: ['all', 'leader', 'none'] as const, default: 'all' as const, describe: 'all: durable; leader: written; none: not waited for (not idempotent)', requiresArg: true })
+        .option('format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Input lines: text values, or JSON objects {"key","value","headers","partition","timestamp"} (consume --format json prints them; other fields are refused)', requiresArg: true })
         .conflicts('key', 'key-separator')
         .example('strata produce orders hello world', 'two records')
+        .example('strata produce orders -- -1 --literal', 'values that start with a dash: after --, nothing is an option')
         .example('seq 1000000 | strata produce orders', 'a million records from a pipe')
         .example("printf 'k1:v1\\nk2:v2\\n' | strata produce orders --key-separator :", 'keyed lines')
         .example('strata consume orders --format json | strata produce copy --format json', 'copy a topic'),
     async (argv) => produce(argv as unknown as ProduceArgs),
   );
 }
+
+/** What the failures of sends tell of the broker: it answered the topic's description first. */
+const REACHED = { reached: true } as const;
 
 /** Turns one input line (or VALUE) into a record. */
 type LineParser = (line: string, lineNumber: number) => ProducerRecord | null;
@@ -194,7 +211,7 @@ async function produce(argv: ProduceArgs): Promise<void> {
   if (argv.partition !== undefined && argv.partition >= partitionCount) {
     throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${plural(partitionCount, 'partition')}`);
   }
-  const producer = new Producer({ ...options, acks: argv.acks, idempotent: argv.acks !== 'none', bufferBytes: WINDOW_BYTES * 2, batchBytes: batchBytesFor(description.configs), logger: clientLogger() });
+  const producer = new Producer({ ...options, acks: argv.acks, idempotent: argv.acks !== 'none', bufferBytes: PRODUCER_BUFFER_BYTES, batchBytes: batchBytesFor(description.configs), logger: clientLogger() });
   const startedAt = performance.now();
   const perPartition = new Array<number>(partitionCount).fill(0);
   let acknowledged = 0;
@@ -213,7 +230,7 @@ async function produce(argv: ProduceArgs): Promise<void> {
   let resumeInput: (() => void) | null = null;
   let paused = false;
 
-  const progress = process.stderr.isTTY ? setInterval(() => drawProgress(sent, acknowledged, startedAt), PROGRESS_INTERVAL_MS) : null;
+  const progress = showsProgress(process.stderr.isTTY === true, readsStdin && process.stdin.isTTY === true) ? setInterval(() => drawProgress(sent, acknowledged, startedAt), PROGRESS_INTERVAL_MS) : null;
   progress?.unref();
 
   // Settled records give back the average size of what is outstanding rather than their own:
@@ -269,22 +286,17 @@ async function produce(argv: ProduceArgs): Promise<void> {
       argv.values!.forEach((value, index) => send(String(value), index + 1));
     } else {
       if (process.stdin.isTTY) process.stderr.write('reading records from stdin, one per line; end with Ctrl-D\n');
-      const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
+      const lines = readLines(process.stdin, lineBytesMax(argv.format), send, (error) => {
+        inputFailure ??= error instanceof LineTooLongError ? error : new Error(`cannot read stdin: ${systemErrorText(error as NodeJS.ErrnoException)}`);
+        stopInput();
+      });
       pauseInput = () => lines.pause();
       resumeInput = () => lines.resume();
-      const ended = new Promise<void>((resolve) => lines.once('close', resolve));
       stopInput = () => {
         lines.close();
         process.stdin.destroy();
       };
-      // readline passes on read errors of its input; unheard, one would end with a stack trace.
-      lines.on('error', (error: NodeJS.ErrnoException) => {
-        inputFailure ??= new Error(`cannot read stdin: ${systemErrorText(error)}`);
-        stopInput();
-      });
-      let lineNumber = 0;
-      lines.on('line', (line) => send(line, ++lineNumber));
-      await ended;
+      await lines.ended;
     }
     await producer.flush();
   } finally {
@@ -293,17 +305,17 @@ async function produce(argv: ProduceArgs): Promise<void> {
     await producer.close();
   }
   const elapsedMs = performance.now() - startedAt;
-  if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+  if (progress !== null) process.stderr.write('\r\x1b[2K');
   if (failedSends.earliest !== null) {
     const { error } = failedSends.earliest;
     // A malformed line read before the failure was known stopped the input too: said after it.
     const stoppedAt = inputFailure === null ? '' : `; reading then stopped: ${inputFailure instanceof Error ? inputFailure.message : String(inputFailure)}`;
-    throw new Error(sendFailureLine(describeFailure(error, options), failedSends.earliest, failedSends.count, acknowledged) + stoppedAt, { cause: error });
+    throw new Error(sendFailureLine(describeFailure(error, options, REACHED), failedSends.earliest, failedSends.count, acknowledged) + stoppedAt, { cause: error });
   }
   if (inputFailure !== null) {
     // One line on failure: the input problem, and how much got through before it (reading
     // stopped at it, so every record produced came before it).
-    const error = describeFailure(inputFailure, options);
+    const error = describeFailure(inputFailure, options, REACHED);
     if (acknowledged > 0 && error instanceof Error) {
       error.message += ` (${formatCount(acknowledged)} record${acknowledged === 1 ? ' was' : 's were'} produced before it)`;
     }
@@ -361,8 +373,29 @@ export function sendFailureLine(cause: unknown, send: FailedSend, failedSends: n
   return `${what} ${failedSends > 1 ? 'were' : 'was'} not sent: ${reason}; ${produced}`;
 }
 
+/**
+ * The longest input line read: longer than any record could be in `format` (see
+ * `PRODUCER_BUFFER_BYTES`), it is refused as soon as that much of it has come.
+ */
+export function lineBytesMax(format: 'text' | 'json'): number {
+  return format === 'json' ? PRODUCER_BUFFER_BYTES * JSON_BYTES_PER_RECORD_BYTE_MAX : PRODUCER_BUFFER_BYTES;
+}
+
+/**
+ * Whether the progress line is drawn: on a terminal, unless stdin is read from that terminal,
+ * where redrawing the line every PROGRESS_INTERVAL_MS would write over the line being typed.
+ */
+export function showsProgress(stderrIsTerminal: boolean, readsTerminal: boolean): boolean {
+  return stderrIsTerminal && !readsTerminal;
+}
+
 function drawProgress(sent: number, acknowledged: number, startedAt: number): void {
   const seconds = (performance.now() - startedAt) / 1000;
   if (seconds < 1) return;
-  process.stderr.write(`\r\x1b[2K${formatCount(acknowledged)} records acknowledged, ${formatCount(sent - acknowledged)} in flight (${formatCount(acknowledged / seconds)} records/s)`);
+  process.stderr.write(`\r\x1b[2K${progressLine(sent, acknowledged, seconds)}`);
+}
+
+/** `1 record acknowledged, 5 in flight (1 records/s)`. */
+export function progressLine(sent: number, acknowledged: number, seconds: number): string {
+  return `${formatCount(acknowledged)} ${acknowledged === 1 ? 'record' : 'records'} acknowledged, ${formatCount(sent - acknowledged)} in flight (${formatCount(acknowledged / seconds)} records/s)`;
 }

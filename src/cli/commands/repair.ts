@@ -36,10 +36,10 @@ export function repairCommand(yargs: Argv): Argv {
     'Repair a fenced partition: quarantine the damaged bytes and everything after them, then truncate (broker stopped)',
     (command) =>
       command
-        .option('data-dir', { type: 'string', default: './data', describe: 'Broker data directory' })
-        .option('topic', { type: 'string', describe: 'Topic of the partition' })
-        .option('partition', { type: 'number', describe: 'Partition number' })
-        .option('dir', { type: 'string', describe: 'Partition directory (instead of --data-dir/--topic/--partition)' })
+        .option('data-dir', { type: 'string', default: './data', describe: 'Broker data directory', requiresArg: true })
+        .option('topic', { type: 'string', describe: 'Topic of the partition', requiresArg: true })
+        .option('partition', { type: 'number', describe: 'Partition number', requiresArg: true })
+        .option('dir', { type: 'string', describe: 'Partition directory (instead of --data-dir/--topic/--partition)', requiresArg: true })
         .option('start-offset', { type: 'number', requiresArg: true, describe: 'Where a partition whose segment log is missing starts again (default: the highest offset committed for it)' })
         .option('outside-data-dir', {
           type: 'boolean',

@@ -67,7 +67,7 @@ export function tailCommand(yargs: Argv): Argv {
       withClientOptions(command)
         .positional('topic', { type: 'string', demandOption: true, describe: 'Topic to follow' })
         .option('n', { alias: 'lines', type: 'number', default: 10, describe: 'How many past records to print first', requiresArg: true })
-        .option('format', { choices: RECORD_FORMATS, default: 'text' as RecordFormat, describe: 'text: values; json: one object per record' })
+        .option('format', { choices: RECORD_FORMATS, default: 'text' as RecordFormat, describe: 'text: values; json: one object per record', requiresArg: true })
         .option('print-key', { type: 'boolean', default: false, describe: 'Text output: print KEY<TAB>VALUE' })
         .example('strata tail orders', 'the last 10 records, then new ones as they arrive')
         .example('strata tail orders -n 0 --format json', 'only new records, as JSON lines'),
@@ -81,8 +81,9 @@ async function tail(argv: TailArgs): Promise<void> {
   if (problem !== null) throw new UsageError(problem);
   const writer = new OutputWriter(process.stdout);
   const printer = new RecordPrinter(writer, argv.format, argv['print-key']);
-  await withConnection(argv, async (connection) => {
+  await withConnection(argv, async (connection, contact) => {
     const description = await describeTopic(connection, argv.topic);
+    contact.reached = true;
     const subscriptions: Subscription[] = [];
     let stopped = false;
     let startFollowing = (): void => undefined;
@@ -96,7 +97,11 @@ async function tail(argv: TailArgs): Promise<void> {
       startFollowing(); // partitions waiting for the history end too
       stopWatching.abort();
     };
-    const removeInterrupt = onInterrupt(stopAll);
+    // An interrupt ends the command now, not once a reader that stopped reading takes the output.
+    const removeInterrupt = onInterrupt(() => {
+      writer.abandon();
+      stopAll();
+    });
     let history: ConsumerRecord[] = [];
     /** Records past the watermarks that came in a partition's last batch of history. */
     const early: ConsumerRecord[] = [];

@@ -1,0 +1,71 @@
+// Goal: what `consume` and `tail` say when the broker they were reading from dies (kill -9): a
+// group member stopped with Ctrl-C afterwards exits 0 when the group had already committed what
+// it printed (its final commit, of the same positions, cannot reach the broker and loses
+// nothing), and a tail that loses its broker exits 1 without the advice meant for a broker never
+// reached (add --tls); method: the compiled CLI run as child processes against a broker run as a
+// child process itself (spawnBroker), killed with SIGKILL, awaited with deadlines.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Admin } from '../../src/client/admin.js';
+import { Producer } from '../../src/client/producer.js';
+import { type CliProcess, startCli } from '../helpers/cli.js';
+import { type BrokerProcess, removeDirectory, spawnBroker, temporaryDirectory } from '../helpers/test-server.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A broker process with topic `topic` holding the records `values`, and an Admin client of it. */
+async function brokerWith(topic: string, values: string[]): Promise<{ broker: BrokerProcess; admin: Admin }> {
+  const dataDir = temporaryDirectory();
+  cleanups.push(() => removeDirectory(dataDir));
+  const broker = await spawnBroker(dataDir, ['--group-heartbeat-interval-ms', '500']);
+  cleanups.push(async () => {
+    if (broker.child.exitCode === null && broker.child.signalCode === null) broker.child.kill('SIGKILL');
+    await broker.exited;
+  });
+  const admin = new Admin({ server: broker.address });
+  cleanups.push(() => admin.close());
+  await admin.createTopic(topic, { partitions: 1 });
+  const producer = new Producer({ server: broker.address });
+  try {
+    await Promise.all(values.map((value) => producer.send({ topic, value })));
+  } finally {
+    await producer.close();
+  }
+  return { broker, admin };
+}
+
+function started(args: string[]): CliProcess {
+  const command = startCli(args);
+  cleanups.push(() => command.kill());
+  return command;
+}
+
+async function killBroker(broker: BrokerProcess): Promise<void> {
+  broker.child.kill('SIGKILL');
+  expect(await broker.exited).toEqual({ code: null, signal: 'SIGKILL' });
+}
+
+describe('the broker killed under a running command', () => {
+  it('consume --group --follow, then Ctrl-C: exit 0 and nothing said, the printed records having been committed', async () => {
+    const { broker, admin } = await brokerWith('lost-group', ['a', 'b', 'c']);
+    const member = started(['consume', 'lost-group', '--group', 'lost', '--follow', '--server', broker.address]);
+    await member.waitForLineCount(3, 20_000);
+    await waitUntil(async () => (await admin.fetchOffsets('lost', ['lost-group']))[0]?.offset === 3, () => `the commit of the 3 records printed; stderr: ${member.stderr}`, 20_000);
+    await killBroker(broker);
+    expect(await member.interrupt(30_000)).toEqual({ code: 0, signal: null });
+    expect(member.stderr).toBe('');
+    expect(member.lines).toEqual(['a', 'b', 'c']);
+  });
+
+  it('tail: exit 1 saying the broker went away, without the TLS advice for one never reached', async () => {
+    const { broker } = await brokerWith('lost-tail', ['a']);
+    const tail = started(['tail', 'lost-tail', '--server', broker.address]);
+    await tail.waitForLine((line) => line === 'a', 20_000);
+    await killBroker(broker);
+    expect(await tail.exitWithin(30_000)).toEqual({ code: 1, signal: null });
+    expect(tail.stderr).toMatch(new RegExp(`^strata: cannot reach the broker at ${broker.address.replace(/\./g, '\\.')} \\(.*\\); it answered before: is it still running\\?\\n$`));
+  });
+});
