@@ -467,7 +467,8 @@ export class Broker {
     const count = partitions === 0 ? this.defaultPartitions : partitions;
     checkPartitionCount(count);
     checkConfigSpelling(configs);
-    const record: TopicRecord = { name, partitions: count, configs: { ...configs }, createdAtMs: this.clock.nowMs() };
+    // Its creation time is given once the topic is sure to be created (nextCreatedAtMs).
+    const record: TopicRecord = { name, partitions: count, configs: { ...configs }, createdAtMs: 0 };
     const config = this.configForChange(record, true); // validates the configs
     return this.admin(async () => {
       if (this.topics.has(name)) throw new StrataError(ErrorCode.ALREADY_EXISTS, `topic "${name}" already exists`);
@@ -754,7 +755,6 @@ export class Broker {
     return this.topics.has(name);
   }
 
-  /** The partition count of a topic; INVALID_ARGUMENT for an illegal name, NOT_FOUND for an unknown one. */
   /**
    * When the topic was created: which incarnation of the name it is. A reader that names the
    * one it means (Subscribe's `topic_created_at_ms`) is refused by another, so that it never
@@ -775,6 +775,7 @@ export class Broker {
     return this.lastCreatedAtMs;
   }
 
+  /** The partition count of a topic; INVALID_ARGUMENT for an illegal name, NOT_FOUND for an unknown one. */
   partitionCount(name: string): number {
     checkTopicName(name);
     return this.requireTopic(name).logs.length;

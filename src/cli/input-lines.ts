@@ -47,11 +47,13 @@ export class LineSplitter {
       this.afterCarriageReturn = false;
       if (chunk[0] === LINE_FEED) start = 1;
     }
-    // Where the next `\r` is (searched again only once passed): most input has none.
+    // Where the next `\r` and `\n` are, each searched again only once passed: input with one
+    // kind of line end would otherwise have the other searched for to the chunk's end per line.
     let carriageReturn = chunk.indexOf(CARRIAGE_RETURN, start);
+    let lineFeed = chunk.indexOf(LINE_FEED, start);
     while (start < chunk.length) {
       if (carriageReturn >= 0 && carriageReturn < start) carriageReturn = chunk.indexOf(CARRIAGE_RETURN, start);
-      const lineFeed = chunk.indexOf(LINE_FEED, start);
+      if (lineFeed >= 0 && lineFeed < start) lineFeed = chunk.indexOf(LINE_FEED, start);
       const end = carriageReturn >= 0 && (lineFeed < 0 || carriageReturn < lineFeed) ? carriageReturn : lineFeed;
       if (end < 0) {
         this.hold(chunk.subarray(start));

@@ -68,6 +68,7 @@ import { EventEmitter } from 'node:events';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { MEMBER_CLIENT_ID_LENGTH_MAX, MEMBER_INSTANCE_ID_LENGTH_MAX } from '../common/broker-limits.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
+import { ThrottledWarning } from '../common/throttled-warning.js';
 import { topicNameProblem } from '../common/topic-name.js';
 import { integerRangeProblem } from '../common/integer-range.js';
 import { defaultClientLogger, type Logger } from '../common/logger.js';
@@ -76,7 +77,7 @@ import { strata } from '../generated/strata.js';
 import { checkBatchFrame, forEachBatch, forEachRecord, type RecordHeader } from '../storage/record-batch.js';
 import { describeTopic, listOffsets } from './admin.js';
 import { type Connection, type ConnectionSource, longToNumber, methods, numberToLong, resolveConnection } from './connection.js';
-import { StrataClientError, closedError, invalidArgument, toClientError } from './errors.js';
+import { StrataClientError, closedError, invalidArgument, isBrokenStream, toClientError } from './errors.js';
 import { settlesWithin } from '../common/settles-within.js';
 import { OffsetCommitStream } from './offset-commit-stream.js';
 import { checkPartition, timerDelayMs } from './option-checks.js';
@@ -297,7 +298,7 @@ class PartitionFetcher {
 const RECORDS_PER_DELIVERY_CHECK = 64;
 
 /** At most one log line a second for failed fetches, whatever the number of partitions. */
-const FETCH_FAILURE_LOG_INTERVAL_MS = 1_000;
+const FETCH_FAILURE_LINES = Object.freeze({ intervalMs: 1_000, countField: 'othersSinceLastLine' });
 
 /** Set while the application's beforeRevoke hook runs (see close()). */
 const insideRevokeHook = new AsyncLocalStorage<boolean>();
@@ -332,9 +333,12 @@ export class Consumer extends EventEmitter {
 
   private readonly fetchers = new Map<string, PartitionFetcher>();
   private readonly ready: FetchedChunk[] = [];
-  /** When the last fetch failure was logged (performance.now()), and how many were not since (logFetchFailure). */
-  private fetchFailureLoggedAtMs = Number.NEGATIVE_INFINITY;
-  private fetchFailuresNotLogged = 0;
+  /**
+   * Failed fetches, logged at most a line a second for the whole consumer with the count of the
+   * others since: a broker away fails every partition at each retry (500 partitions logged
+   * 3,000 lines in 6 s). Every failure is still a `fetchError` event.
+   */
+  private readonly fetchFailureLog: ThrottledWarning;
   /** Topic creation times being looked up (topicCreatedAt), shared by the partitions that ask meanwhile. */
   private readonly topicLookups = new Map<string, Promise<number>>();
   /** A chunk the record iterator has started: records before `index` were yielded. */
@@ -389,6 +393,7 @@ export class Consumer extends EventEmitter {
     this.initialPositionOption = options.initialPosition;
     this.beforeRevokeOption = options.beforeRevoke;
     this.logger = (options.logger ?? defaultClientLogger()).child({ subsystem: 'consumer' });
+    this.fetchFailureLog = new ThrottledWarning(this.logger, 'fetching failed; subscribing again after a backoff', FETCH_FAILURE_LINES);
     this.groupId = options.groupId === undefined ? null : checkGroupId(options.groupId);
     this.autoCommit = options.autoCommit ?? true;
     this.autoCommitIntervalMs = timerDelayMs(options.autoCommitIntervalMs ?? 5_000, 'autoCommitIntervalMs', 1);
@@ -766,7 +771,8 @@ export class Consumer extends EventEmitter {
         if (taken === null) return;
         const { chunk } = taken;
         this.current = taken;
-        const end = Math.min(chunk.records.length, taken.index + RECORDS_PER_DELIVERY_CHECK);
+        // A group member's chunk in runs, each checked (takeChunk); anyone else's whole.
+        const end = this.member === null ? chunk.records.length : Math.min(chunk.records.length, taken.index + RECORDS_PER_DELIVERY_CHECK);
         while (!this.closed && this.current === taken && taken.index < end && chunk.generation === chunk.fetcher.generation) {
           const record = chunk.records[taken.index++]!;
           this.inHand = { fetcher: chunk.fetcher, from: record.offset };
@@ -920,10 +926,10 @@ export class Consumer extends EventEmitter {
         if (fetcher.delivered) failures = 0;
         const failure = toClientError(error);
         // The connection broke, or the broker is stopping (its own UNAVAILABLE, the only sign a
-        // quick restart may give): it may come back without this member, having given the
-        // partitions to the first member to join. Also a failed read's UNAVAILABLE, which costs
-        // a heartbeat.
-        if (failure.code === 'UNAVAILABLE') this.member?.connectionLost();
+        // quick restart may give; a stream cut by one forced to stop ends INTERNAL or CANCELLED):
+        // it may come back without this member, having given the partitions to the first member
+        // to join. Also a failed read's UNAVAILABLE, which costs a heartbeat.
+        if (failure.code === 'UNAVAILABLE' || isBrokenStream(failure)) this.member?.connectionLost();
         // A position the application sought, on a partition not (yet) there, is its own choice:
         // it is followed in the topic of the name as it will be then.
         if (failure.code === 'NOT_FOUND' && !fetcher.sought) fetcher.topicGone = true;
@@ -943,30 +949,13 @@ export class Consumer extends EventEmitter {
         }
         failures++;
         const reported = toClientError(error);
-        this.logFetchFailure(fetcher, reported, failures);
+        this.fetchFailureLog.note({ topic: fetcher.topic, partition: fetcher.partition, code: reported.code, reason: reported.message, failures });
         this.notify('fetchError', { topic: fetcher.topic, partition: fetcher.partition, error: reported } satisfies FetchErrorEvent);
         // A listener may have sought, revoked or closed: that starts over, or stops, without the backoff.
         if (!fetcher.active || this.closed || generation !== fetcher.generation) continue;
         await fetcher.sleep(Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.min(failures - 1, 20)));
       }
     }
-  }
-
-  /**
-   * Logs a partition's failed fetch, at most one line a second for the whole consumer, naming
-   * how many more failed meanwhile: a broker away fails every partition at each retry (500
-   * partitions logged 3,000 lines in 6 s). Every failure is still a `fetchError` event.
-   */
-  private logFetchFailure(fetcher: PartitionFetcher, error: StrataClientError, failures: number): void {
-    const nowMs = performance.now();
-    if (nowMs - this.fetchFailureLoggedAtMs < FETCH_FAILURE_LOG_INTERVAL_MS) {
-      this.fetchFailuresNotLogged++;
-      return;
-    }
-    const othersSinceLastLine = this.fetchFailuresNotLogged;
-    this.fetchFailureLoggedAtMs = nowMs;
-    this.fetchFailuresNotLogged = 0;
-    this.logger.warn({ topic: fetcher.topic, partition: fetcher.partition, code: error.code, reason: error.message, failures, othersSinceLastLine }, 'fetching failed; subscribing again after a backoff');
   }
 
   private async resolveStart(fetcher: PartitionFetcher): Promise<void> {

@@ -70,7 +70,7 @@ import { strata } from '../generated/strata.js';
 import { groupsServiceDefinition } from '../server/service-definitions.js';
 import { type Connection, longToNumber } from './connection.js';
 import type { TopicPartition, TopicPartitionOffset } from './consumer.js';
-import { StrataClientError, invalidArgument, isRetriable, toClientError } from './errors.js';
+import { StrataClientError, invalidArgument, isBrokenStream, isRetriable, toClientError } from './errors.js';
 import { OffsetCommitStream } from './offset-commit-stream.js';
 import { integerRangeProblem } from '../common/integer-range.js';
 import { settlesWithin } from '../common/settles-within.js';
@@ -485,7 +485,7 @@ export class GroupMember {
           failures++;
           delayMs = this.backoff(failures);
           // The broker may restart while unreachable: nothing is delivered until it answers.
-          if (failure.code === 'UNAVAILABLE') this.connectionLostAtMs = performance.now();
+          if (failure.code === 'UNAVAILABLE' || isBrokenStream(failure)) this.connectionLostAtMs = performance.now();
           this.logger.warn({ code: failure.code, reason: failure.message, failures }, 'heartbeat failed; retrying');
           this.consumer.notify('groupError', { error: failure } satisfies GroupErrorEvent);
           // Closing, the consumer reads nothing more, so nothing is read beside the partitions'

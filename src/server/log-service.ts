@@ -200,9 +200,12 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
         return encodeRawFetchResponse(result.batches, result.headroom, { ...fields, nextOffset });
       }
       // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
-      const decoded = await encodeRecordsFetchResponse(result.batches, offset, maxBytes, fields).catch((error: unknown) => {
+      let decoded;
+      try {
+        decoded = await encodeRecordsFetchResponse(result.batches, offset, maxBytes, fields);
+      } catch (error) {
         throw storedBatchError(error, `partition ${log.name}`);
-      });
+      }
       log.noteServed(decoded.included.length, decoded.nextOffset - offset);
       return decoded.message;
     }),
@@ -470,9 +473,12 @@ async function subscribeResponse(follower: PartitionFollower, log: PartitionLog,
     return { response: encodeRawSubscribeResponse(result.batches, result.headroom, { ...fields, nextOffset }), nextOffset };
   }
   // Fewer batches than were read when gzip ones inflate past max_bytes (record-responses.ts).
-  const decoded = await encodeRecordsSubscribeResponse(result.batches, offset, follower.maxBytes, fields).catch((error: unknown) => {
+  let decoded;
+  try {
+    decoded = await encodeRecordsSubscribeResponse(result.batches, offset, follower.maxBytes, fields);
+  } catch (error) {
     throw storedBatchError(error, `partition ${log.name}`);
-  });
+  }
   log.noteServed(decoded.included.length, decoded.nextOffset - offset);
   return { response: decoded.message, nextOffset: decoded.nextOffset };
 }

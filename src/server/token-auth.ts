@@ -26,7 +26,7 @@ import { type Metadata, ResponderBuilder, ServerInterceptingCall, ServerListener
 import { ErrorCode, StrataError, readFlagFile } from '../common/errors.js';
 import { invalidArgument as invalid, toGrpcFailure, toServiceError } from './status.js';
 import type { HandlerContext } from './unary-handler.js';
-import { RefusalLog } from './refusal-log.js';
+import { REFUSAL_LINES, ThrottledWarning } from '../common/throttled-warning.js';
 import { ADMIN_SERVICE_NAME, GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js';
 import { NameScope, TokenScope, groupPatternProblem, topicPatternProblem } from './token-scope.js';
 
@@ -305,7 +305,7 @@ function patternList(list: unknown, at: string, every: string, patterns: string,
  * that a handler's refusal would have.
  */
 export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context: HandlerContext): ServerInterceptor {
-  const log = new RefusalLog(context.logger, 'request refused: no token, or no permission (lines at most every 10 s)');
+  const log = new ThrottledWarning(context.logger, 'request refused: no token, or no permission (lines at most every 10 s)', REFUSAL_LINES);
   // Each path's service and method, split once rather than at every call.
   const names = new Map<string, { service: string; method: string }>();
   return (methodDescriptor, call) => {
@@ -328,7 +328,7 @@ export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context:
         const failure = toGrpcFailure(refusal);
         const { code, details, metadata: trailer } = toServiceError(failure);
         context.metrics?.countRefusal(method, failure.code, failure.strataCode);
-        log.refused({ method, code: failure.code, reason: failure.details, peer: call.getPeer() });
+        log.note({ method, code: failure.code, reason: failure.details, peer: call.getPeer() });
         call.sendStatus({ code: code!, details: details!, ...(trailer !== undefined ? { metadata: trailer } : {}) });
       })
       .build();

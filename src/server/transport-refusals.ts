@@ -7,7 +7,7 @@
  * theirs runs for these. This interceptor does it for them: it counts each in
  * `strata_requests_total` with its method and code (Strata's own services only: health checks
  * and reflection are not counted there when they succeed, so not when refused either), logs it
- * as a refused request (at most a line per 10 s of each kind, `RefusalLog`), replaces grpc-js's
+ * as a refused request (at most a line per 10 s of each kind, `ThrottledWarning`), replaces grpc-js's
  * words with a message that says what to change (the flag to raise; the client's compression),
  * answers a body that does not inflate with INVALID_ARGUMENT, the client's fault, and adds the
  * `strata-error` trailer that tells the broker's refusals from a failed connection.
@@ -37,13 +37,13 @@ import { NON_PRODUCE_REQUEST_BYTES_MAX } from '../common/request-limits.js';
 import type { BrokerMetrics } from './metrics.js';
 import { MalformedRequest, nonProduceTooLarge } from './malformed-request.js';
 import { GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js';
-import { RefusalLog } from './refusal-log.js';
+import { REFUSAL_LINES, ThrottledWarning } from '../common/throttled-warning.js';
 import { STATUS_FOR_CODE } from './status.js';
 
 export function transportRefusals(context: { logger: Logger; metrics: BrokerMetrics | null }, maxRequestBytes: number): ServerInterceptor {
-  const logs: Record<RefusalKind, RefusalLog> = {
-    tooLarge: new RefusalLog(context.logger, 'request refused: over the receive limit (lines at most every 10 s)'),
-    notInflating: new RefusalLog(context.logger, 'request refused: its compressed body does not inflate (lines at most every 10 s)'),
+  const logs: Record<RefusalKind, ThrottledWarning> = {
+    tooLarge: new ThrottledWarning(context.logger, 'request refused: over the receive limit (lines at most every 10 s)', REFUSAL_LINES),
+    notInflating: new ThrottledWarning(context.logger, 'request refused: its compressed body does not inflate (lines at most every 10 s)', REFUSAL_LINES),
   };
   return (descriptor, call) => {
     let refusedAlready = false;
@@ -66,7 +66,7 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
       const method = path.slice(path.lastIndexOf('/') + 1);
       const strata = descriptor.path.startsWith(STRATA_SERVICES);
       if (strata) context.metrics?.countRefusal(method, code, errorCode);
-      logs[kind].refused({ method, code, reason: details });
+      logs[kind].note({ method, code, reason: details });
       if (PIPELINED_PATHS.has(path) && queueForHandler(innermost, new MalformedRequest(details, errorCode, true))) {
         handedToHandler = true;
         return;

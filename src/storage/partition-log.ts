@@ -1482,9 +1482,12 @@ export class PartitionLog {
         offset = Math.max(offset, this.logStartOffset);
         const { batches } = await this.read(offset, 64 * 1024);
         if (batches.length === 0) return null;
-        const found = await firstRecordFrom(batches, offset, timestamp).catch((error: unknown) => {
+        let found;
+        try {
+          found = await firstRecordFrom(batches, offset, timestamp);
+        } catch (error) {
           throw storedBatchError(error, `partition ${this.name}`);
-        });
+        }
         if (found !== null) {
           // A read returns a segment retention removed during it: such a record is gone, and
           // the search goes on among the records kept.

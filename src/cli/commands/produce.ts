@@ -36,6 +36,7 @@ import { LineTooLongError, readLines } from '../input-lines.js';
 import { bytesFromJson, formatCount, parsePairs, partitionFlag } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
 import { plural } from '../../common/plural.js';
+import { BATCH_BYTES_MAX } from '../../common/request-limits.js';
 
 /** Option names of this command, for the environment check in main.ts. */
 export const PRODUCE_OPTION_NAMES = ['key', 'key-separator', 'partition', 'header', 'acks', 'format'];
@@ -43,11 +44,10 @@ export const PRODUCE_OPTION_NAMES = ['key', 'key-separator', 'partition', 'heade
 /** Bytes of unacknowledged records before reading pauses. */
 const WINDOW_BYTES = 8 * 1024 * 1024;
 /**
- * The producer's buffer: no record larger than this can be sent, which makes it the longest a
- * text line can usefully be. It is also the largest record batch any broker takes
- * (`BATCH_BYTES_MAX`).
+ * The producer's buffer: the largest record batch any broker takes (`BATCH_BYTES_MAX`), so no
+ * record larger than it can be sent, which makes it the longest a text line can usefully be.
  */
-const PRODUCER_BUFFER_BYTES = WINDOW_BYTES * 2;
+const PRODUCER_BUFFER_BYTES = BATCH_BYTES_MAX;
 /** JSON spells a byte in at most six (`\u0000`): a JSON line may be that much longer than its record. */
 const JSON_BYTES_PER_RECORD_BYTE_MAX = 6;
 /** Unacknowledged records before reading pauses (each costs about 1 KiB of JavaScript heap). */

@@ -1,25 +1,26 @@
 // Goal: requests refused before their handler runs are logged at most once per 10 s, each line
 // saying how many were refused since the one before, so a client retrying in a loop cannot fill
-// the broker's log; method: RefusalLog with a manual clock and a logger that keeps its lines.
+// the broker's log; method: ThrottledWarning as the broker sets it (REFUSAL_LINES) with a manual
+// clock and a logger that keeps its lines.
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
-import { RefusalLog } from '../../src/server/refusal-log.js';
+import { REFUSAL_LINES, ThrottledWarning } from '../../src/common/throttled-warning.js';
 
 it('logs the first refusal, then at most a line per 10 s with the count of those left out', () => {
   const lines: { msg: string; method: string; refusedSinceLastLine: number }[] = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
   const clock = new ManualClock();
-  const log = new RefusalLog(logger, 'request refused', clock);
-  log.refused({ method: 'Fetch' });
+  const log = new ThrottledWarning(logger, 'request refused', { ...REFUSAL_LINES, clock });
+  log.note({ method: 'Fetch' });
   for (let refusal = 0; refusal < 5; refusal++) {
     clock.advance(1_000);
-    log.refused({ method: 'Produce' });
+    log.note({ method: 'Produce' });
   }
   expect(lines.map(({ msg, method, refusedSinceLastLine }) => ({ msg, method, refusedSinceLastLine }))).toEqual([{ msg: 'request refused', method: 'Fetch', refusedSinceLastLine: 0 }]);
   clock.advance(5_000); // 10 s since the line
-  log.refused({ method: 'Produce' });
-  log.refused({ method: 'Produce' });
+  log.note({ method: 'Produce' });
+  log.note({ method: 'Produce' });
   expect(lines.map(({ method, refusedSinceLastLine }) => ({ method, refusedSinceLastLine }))).toEqual([
     { method: 'Fetch', refusedSinceLastLine: 0 },
     { method: 'Produce', refusedSinceLastLine: 5 },
