@@ -3,7 +3,7 @@
 // idempotent retries; method: a real in-process broker over real gRPC, the log read back as raw
 // batches with Fetch, and grpc-js client interceptors that lose responses or requests or break
 // the stream to force retries (no sleeps: waits are on promises the producer resolves).
-import { InterceptingCall, type Interceptor, Metadata, status } from '@grpc/grpc-js';
+import { InterceptingCall, type Interceptor, type Listener, Metadata, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -121,17 +121,22 @@ function loseResponses(count: number, stats: { lost: number; duplicates: number 
   };
 }
 
-/** Hands each ProduceStream answer to `handle`, which passes it on (or another, or none) with `nextMessage`. */
-function onProduceAnswers(handle: (message: strata.v1.ProduceResponse, nextMessage: (message: unknown) => void) => void): Interceptor {
+/** Gives every ProduceStream `listener` (grpc-js passes on what it leaves out). */
+function onProduceStream(listener: Listener): Interceptor {
   return (options, nextCall) => {
     const call = nextCall(options);
     if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
     return new InterceptingCall(call, {
       start(metadata, _listener, next) {
-        next(metadata, { onReceiveMessage: handle });
+        next(metadata, listener);
       },
     });
   };
+}
+
+/** Hands each ProduceStream answer to `handle`, which passes it on (or another, or none) with `nextMessage`. */
+function onProduceAnswers(handle: (message: strata.v1.ProduceResponse, nextMessage: (message: unknown) => void) => void): Interceptor {
+  return onProduceStream({ onReceiveMessage: handle });
 }
 
 /** Breaks the first `count` ProduceStreams with UNAVAILABLE before their first request leaves. */
@@ -551,16 +556,7 @@ describe('flush and close', () => {
     const name = await topic(1);
     // Every status of the produce stream is held back, as from a broker that stopped answering
     // after acknowledging: close() would wait the whole connection deadline for it.
-    const holdStatus: Interceptor = (options, nextCall) => {
-      const call = nextCall(options);
-      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
-      return new InterceptingCall(call, {
-        start(metadata, listener, next) {
-          next(metadata, { ...listener, onReceiveStatus: () => undefined });
-        },
-      });
-    };
-    const target = producer({ deadlineMs: 600_000, interceptors: [holdStatus] });
+    const target = producer({ deadlineMs: 600_000, interceptors: [onProduceStream({ onReceiveStatus: () => undefined })] });
     expect(await target.send({ topic: name, value: 'acknowledged' })).toEqual({ partition: 0, offset: 0 });
     await target.close();
   });
@@ -849,15 +845,7 @@ describe('idempotent retries', () => {
   it('without idempotence, each batch whose budget is spent fails on its own; every send settles', async () => {
     const name = await topic(1);
     // Every answer is swallowed: each attempt ends with the request timeout.
-    const swallowAnswers: Interceptor = (options, nextCall) => {
-      const call = nextCall(options);
-      if (options.method_definition.path !== PRODUCE_STREAM) return new InterceptingCall(call);
-      return new InterceptingCall(call, {
-        start(metadata, _listener, next) {
-          next(metadata, { onReceiveMessage: () => undefined });
-        },
-      });
-    };
+    const swallowAnswers = onProduceAnswers(() => undefined);
     const target = producer({ idempotent: false, acks: 'leader', retries: 0, requestTimeoutMs: 100, retryBackoffMs: 1, retryBackoffMaxMs: 5, lingerMs: 0, batchBytes: 128, interceptors: [swallowAnswers] });
     const sends = Array.from({ length: 4 }, (_, index) => target.send({ topic: name, value: `lost-${index}-${'z'.repeat(80)}` }).then(
       () => 'acknowledged',
