@@ -12,34 +12,9 @@ import { groupIdProblem } from '../common/group-id.js';
 import { escapeUnprintable } from '../common/printable.js';
 import { TOPIC_NAME_CHARACTERS, TOPIC_NAME_LENGTH_MAX, topicNameProblem } from '../common/topic-name.js';
 import { invalidArgument } from './status.js';
+import { NameScope } from '../common/name-scope.js';
 
-/** Whole names and prefixes (`orders.*`), or every name (`*`). */
-export class NameScope {
-  static readonly EVERY = new NameScope(['*']);
-
-  readonly every: boolean;
-  private readonly names: ReadonlySet<string>;
-  private readonly prefixes: readonly string[];
-
-  constructor(readonly patterns: readonly string[]) {
-    this.every = patterns.includes('*');
-    this.names = new Set(patterns.filter((pattern) => !pattern.endsWith('*')));
-    this.prefixes = patterns.filter((pattern) => pattern.endsWith('*')).map((pattern) => pattern.slice(0, -1));
-  }
-
-  allows(name: string): boolean {
-    return this.every || this.names.has(name) || this.prefixes.some((prefix) => name.startsWith(prefix));
-  }
-
-  /** The entries of `entries` whose name (`nameOf`) this allows: `entries` itself when it allows every name. */
-  within<Entry>(entries: readonly Entry[], nameOf: (entry: Entry) => string): readonly Entry[] {
-    return this.every ? entries : entries.filter((entry) => this.allows(nameOf(entry)));
-  }
-
-  toString(): string {
-    return this.patterns.map((pattern) => JSON.stringify(pattern)).join(', ');
-  }
-}
+export { NameScope };
 
 /**
  * Why `pattern` cannot be a pattern, or null when it can: `*`, or a whole name or a non-empty
