@@ -16,8 +16,8 @@
  * owned set the broker hears about is always what the consumer really fetches.
  *
  * Failures:
- * - NOT_FOUND (the broker does not know the member: its session expired, or the broker
- *   restarted) and FAILED_PRECONDITION (fenced: stale member epoch): the member no longer owns
+ * - NOT_FOUND (the broker does not know the member: its session expired, or the broker lost
+ *   its data) and FAILED_PRECONDITION (fenced: stale member epoch): the member no longer owns
  *   its partitions, so they are dropped WITHOUT committing (`revokeAssignment(..., { lost: true })`,
  *   event 'partitionsLost'), and it rejoins with epoch 0 and its member id. The broker has
  *   removed a fenced member already, so its partitions are free at once.
@@ -38,9 +38,10 @@
  * hands out): records of the member's partitions wait while the member may have lost them
  * without knowing, until a heartbeat answers normally (or says they are lost, which drops them):
  * - after the connection to the broker broke (a heartbeat, or one of the consumer's Subscribe
- *   streams, failed UNAVAILABLE: `connectionLost`). Membership lives in the broker's memory: a
- *   broker that restarted gives every partition to the first member to join, while the others
- *   learn that they are no longer members only from their next heartbeat, sent at once then;
+ *   streams, failed UNAVAILABLE: `connectionLost`). A broker restarted on its data directory
+ *   keeps its members, but the one reached again may have removed this member meanwhile (its
+ *   session ended) or lost its data, and given its partitions to others: the member learns that
+ *   only from its next heartbeat, sent at once then;
  * - once the session is overdue (`overdueAtMs`) with no answer yet: a process frozen past its
  *   session (SIGSTOP, a long GC pause, a blocked event loop) wakes with fetched chunks that the
  *   broker may have given to others meanwhile, before the heartbeat failure that would drop them.
@@ -290,7 +291,7 @@ export class GroupMember {
   /**
    * When (performance.now()) the connection to the broker was last seen to break; -1 once a
    * heartbeat sent after that has been answered. Until then the consumer delivers nothing
-   * (`mayDeliver`): the broker may have restarted and given the partitions to someone else.
+   * (`mayDeliver`): the broker may have removed the member and given its partitions to someone else.
    */
   private connectionLostAtMs = -1;
   /** The consumer holds records back (`holdDelivery`) until it is told they may go (`resumeDelivery`). */
@@ -465,7 +466,7 @@ export class GroupMember {
         const failure = toClientError(error);
         const anotherTokens = isMemberOfAnotherToken(failure);
         if (anotherTokens) {
-          // Its id was taken by another token while it was away (a broker restart), or its own
+          // Its id was taken by another token while it was away (its session ended), or its own
           // token was renamed: it joins again under a new id.
           this.joinMemberId = randomUUID();
           this.unansweredJoin = false;

@@ -19,15 +19,15 @@
  * Member ids: a consumer may choose its own and keep it for its life (KIP-1082), so one id can
  * name several memberships in turn (joined, removed, joined again). Epochs tell them apart: a
  * removed member raises the group epoch to its own (and the coordinator starts a group made
- * again above its forgotten epochs), so the next membership under its id starts above every
- * epoch of the last, until a broker restart, which keeps no membership. A join under the id of
+ * again above its forgotten epochs, a floor it keeps across restarts), so the next membership
+ * under its id starts above every epoch of the last. A join under the id of
  * a member that exists is that consumer sending its join again, and is accepted only while the
  * member has not heartbeated since its join, or is a static member away after epoch -2. A
  * member that got its join's answer but has not heartbeated yet looks the same, so a second
  * consumer with its id would take its place; ids are UUIDs so that none does.
  *
  * Tokens: on a broker with tokens a member is bound to the token that joined it (by the token's
- * name, kept with the member in memory). Its id and epoch are shown to any token that may
+ * name, kept with the member). Its id and epoch are shown to any token that may
  * describe the group, so they must not be enough to act as it: a heartbeat (a leave included),
  * a join under its id or instance id, or a commit as it from another token is refused with
  * PERMISSION_DENIED before anything else is looked at, and changes nothing (`checkToken`). Once
@@ -468,13 +468,33 @@ export class ConsumerGroup {
 
   private bumpAndReassign(topics: TopicCounts): void {
     this.groupEpoch++;
-    const counts = new Map<string, number>();
-    for (const topic of this.subscribedTopics(topics)) counts.set(topic, topics.get(topic)!);
-    const members = [...this.members.values()].map((member) => ({ memberId: member.memberId, topics: new Set(topicsOf(member, topics)) }));
-    const next = assign(this.assignor, members, counts, this.target);
+    const next = this.nextTarget(topics, this.target);
     const moved = !sameAssignment(this.target, next);
     this.target = next;
     if (moved) this.onRebalance(); // a rebalance: the target moved something
+  }
+
+  private nextTarget(topics: TopicCounts, current: Assignment): Assignment {
+    const counts = new Map<string, number>();
+    for (const topic of this.subscribedTopics(topics)) counts.set(topic, topics.get(topic)!);
+    const members = [...this.members.values()].map((member) => ({ memberId: member.memberId, topics: new Set(topicsOf(member, topics)) }));
+    return assign(this.assignor, members, counts, current);
+  }
+
+  /**
+   * Takes the members a broker kept (`membership-store.ts`) when it starts again: each owns what
+   * it owned, at the epochs it had. The target is not kept: it is computed again from what each
+   * member was assigned, which the sticky assignor keeps where balance allows. Nothing moved, so
+   * no rebalance is reported. For a group that has no members yet.
+   */
+  restore(groupEpoch: number, assignor: AssignorName, members: readonly Member[], topics: TopicCounts): void {
+    this.groupEpoch = groupEpoch;
+    this.assignor = assignor;
+    for (const member of members) {
+      this.members.set(member.memberId, member);
+      for (const key of [...member.assigned, ...member.revoking]) this.owners.set(key, member.memberId);
+    }
+    this.target = this.nextTarget(topics, new Map(members.map((member) => [member.memberId, new Set(member.assigned)])));
   }
 
   /**

@@ -2,9 +2,10 @@
  * The group coordinator: every consumer group of the broker, their heartbeats and session
  * timeouts, committed offsets (LMDB, see `offset-store.ts`) and group administration with lag.
  *
- * Membership lives in memory: after a broker restart members get NOT_FOUND on their next
- * heartbeat and rejoin (their committed offsets are durable, so they resume where they were).
- * Groups exist while they have members or committed offsets.
+ * Membership is kept in LMDB too (`membership-store.ts`): a restarted broker has every member it
+ * had, with its epoch and partitions, and gives each a whole session from its start. A heartbeat
+ * is answered once the changes it made are on disk (`membershipDurable`). Groups exist while
+ * they have members or committed offsets.
  *
  * Sessions are checked every `sessionCheckIntervalMs`; topic creation, deletion and partition
  * changes recompute the targets of the groups that subscribe to the topic (regular-expression
@@ -32,6 +33,7 @@ import { firstRecordFrom } from '../storage/inflated-records.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
 import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription, type TopicScope } from './consumer-group.js';
 import { type CommittedOffset, OffsetStore } from './offset-store.js';
+import { MembershipStore } from './membership-store.js';
 import { plural } from '../common/plural.js';
 
 export interface GroupCoordinatorOptions {
@@ -242,6 +244,7 @@ export class GroupCoordinator {
   /** Groups under an administrative call (reset, delete) that needs them to stay empty. */
   private readonly administered = new Set<string>();
   private readonly offsets: OffsetStore;
+  private readonly membership: MembershipStore;
   private readonly sessionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
   private readonly clock: Clock;
@@ -263,11 +266,13 @@ export class GroupCoordinator {
     options: GroupCoordinatorOptions = {},
   ) {
     this.offsets = new OffsetStore(broker.metadataStore.root);
+    this.membership = new MembershipStore(broker.metadataStore.root);
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? 45_000;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'groups' });
     this.events = options.events ?? NO_GROUP_EVENTS;
+    this.restoreMembership();
     this.timer = setInterval(() => this.expireSessions(), options.sessionCheckIntervalMs ?? 100);
     this.timer.unref();
     this.offsetsRetentionMs = options.offsetsRetentionMs ?? DEFAULT_OFFSETS_RETENTION_MS;
@@ -304,6 +309,49 @@ export class GroupCoordinator {
     };
   }
 
+  /**
+   * Takes the groups and members the membership store kept. A partition a member held whose
+   * topic is gone (a deletion a crash interrupted) is revoked as at any deletion.
+   */
+  private restoreMembership(): void {
+    const nowMs = this.clock.monotonicMs();
+    const { floor, groups } = this.membership.load(nowMs);
+    this.epochFloor = floor;
+    if (groups.length === 0) return;
+    const topics = this.topicCounts();
+    let members = 0;
+    for (const loaded of groups) {
+      const { groupId } = loaded;
+      const group = new ConsumerGroup(groupId, randomUUID, () => this.events.rebalanced(groupId));
+      group.restore(loaded.groupEpoch, loaded.assignor, loaded.members, topics);
+      this.groups.set(groupId, group);
+      members += loaded.members.length;
+      const vanished = loaded.members.some((member) => [...member.assigned, ...member.revoking].some((key) => {
+        const { topic, partition } = splitTp(key);
+        return partition >= (topics.get(topic) ?? 0);
+      }));
+      if (vanished) {
+        group.topicsChanged(topics, nowMs);
+        this.membership.save(group, null);
+      }
+      this.forgetIfUnused(group);
+    }
+    this.logger.info({ groups: groups.length, members }, 'consumer groups restored: each member has a whole session from now to heartbeat');
+  }
+
+  /**
+   * Resolves once every change to the group's membership made so far is on disk: a heartbeat is
+   * answered only then, so no member hears of an epoch or a partition a crash could take back.
+   */
+  async membershipDurable(groupId: string): Promise<void> {
+    try {
+      await this.membership.durable(groupId, this.groups.get(groupId));
+    } catch (error) {
+      const code = error instanceof StrataError ? error.code : ErrorCode.STORAGE_ERROR;
+      throw new StrataError(code, `the membership of group "${groupId}" could not be stored (${errnoOrMessage(error)}); heartbeat again`, { cause: error });
+    }
+  }
+
   private topicCounts(): Map<string, number> {
     return this.broker.partitionCounts();
   }
@@ -315,10 +363,12 @@ export class GroupCoordinator {
     for (const group of this.groups.values()) {
       if (group.members.size === 0) continue;
       topics ??= this.topicCounts();
-      for (const { memberId, reason } of group.expire(nowMs, topics)) {
+      const expired = group.expire(nowMs, topics);
+      for (const { memberId, reason } of expired) {
         const what = reason === 'session' ? 'member session expired' : 'member kept partitions it was told to give up for longer than its session timeout; fenced';
         this.logger.info({ group: group.groupId, memberId }, `${what}; its partitions are reassigned`);
       }
+      if (expired.length > 0) this.membership.save(group, []);
       this.forgetIfUnused(group);
     }
   }
@@ -333,7 +383,10 @@ export class GroupCoordinator {
         (member) => member.subscription.topicNames.includes(topic) || member.regex?.matches(topic) || [...member.assigned, ...member.revoking].some((key) => splitTp(key).topic === topic),
       );
       // Sessions and revocations are timed on the monotonic clock, as the heartbeats are.
-      if (concerned) group.topicsChanged(topics, this.clock.monotonicMs());
+      if (concerned) {
+        group.topicsChanged(topics, this.clock.monotonicMs());
+        this.membership.save(group, null);
+      }
     }
   }
 
@@ -374,10 +427,16 @@ export class GroupCoordinator {
       group.groupEpoch = this.epochFloor;
       this.groups.set(request.groupId, group);
     }
+    let answeredId = '';
     try {
       this.emptySinceMs.delete(request.groupId); // it has (or just had) a member: not idle
-      return this.heartbeatIn(group, request, sessionTimeoutMs, assignor);
+      const result = this.heartbeatIn(group, request, sessionTimeoutMs, assignor);
+      answeredId = result.memberId;
+      return result;
     } finally {
+      // The member heartbeating is the only one a heartbeat changes; members it removed (a
+      // fenced one, the old incarnation of a static member) are found gone by `save`.
+      this.membership.save(group, [request.memberId, answeredId]);
       this.forgetIfUnused(group);
     }
   }
@@ -392,6 +451,7 @@ export class GroupCoordinator {
   private forget(groupId: string): void {
     this.epochFloor = Math.max(this.epochFloor, this.groups.get(groupId)?.groupEpoch ?? 0);
     this.groups.delete(groupId);
+    this.membership.forget(groupId, this.epochFloor);
     this.events.forgotten(groupId);
   }
 
@@ -463,6 +523,8 @@ export class GroupCoordinator {
       }
     }
     if (memberOf === null) {
+      // Taken only once the group's last member is gone on disk too, as an answer would be.
+      if (group !== undefined) await this.membershipDurable(groupId);
       if (group !== undefined && group.members.size > 0) {
         throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${plural(group.members.size, 'member')}; only its members may commit: commit as a member, under another group id, or once the group has none`);
       }
@@ -684,6 +746,8 @@ export class GroupCoordinator {
     }
     this.administered.add(groupId);
     try {
+      // Empty on disk too: a crash must not bring back members the call was answered without.
+      await this.membershipDurable(groupId);
       return await work();
     } finally {
       this.administered.delete(groupId);
@@ -801,11 +865,12 @@ export class GroupCoordinator {
     return result;
   }
 
-  /** Stops the timers; resolves once an expiry of offsets under way has finished its LMDB write. */
+  /** Stops the timers; resolves once an expiry of offsets and the membership writes under way have finished. */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
     clearInterval(this.offsetsTimer);
     await this.expiring?.catch(() => undefined);
+    await this.membership.settled();
   }
 }

@@ -190,6 +190,8 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         topicScope: scope.topics.every ? null : scope.topics,
         tokenName: name,
       });
+      // Answered once what the heartbeat changed is on disk: a crash cannot take it back.
+      await coordinator.membershipDurable(request.groupId);
       return v1.HeartbeatResponse.create({
         memberId: result.memberId,
         memberEpoch: result.memberEpoch,

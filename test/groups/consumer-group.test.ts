@@ -9,6 +9,7 @@ import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { type AssignorName, type TopicPartition, splitTp, tp } from '../../src/groups/assignors.js';
 import { ConsumerGroup, type HeartbeatInput, type HeartbeatOutput, LEAVE_EPOCH, STATIC_LEAVE_EPOCH, type TopicScope } from '../../src/groups/consumer-group.js';
 import { NameScope } from '../../src/server/token-scope.js';
+import { memberFrom, storedOf } from '../../src/groups/membership-store.js';
 import { mulberry32, testSeed } from '../helpers/seeded-random.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -921,8 +922,10 @@ describe('subscriptions and topic metadata', () => {
 // are lost (the member retries with its old epoch, or its join; every other process joins with
 // a member id of its own, so its retried join finds the member it made). Static members restart as a new
 // incarnation with the same instance id after leaving with -2 or crashing, usually within the
-// session timeout. The broker's session check runs every 50 ms. Checked: the ownership
-// invariant after every broker call, no error for a live member, no two owners' intervals
+// session timeout. The broker's session check runs every 50 ms, and the broker restarts every
+// 1.7 s, rebuilding the group from what it keeps of each member. Checked: the ownership
+// invariant after every broker call, that a call changes the kept record of no member but those
+// it names, answers or removes (the only ones the coordinator writes), no error for a live member, no two owners' intervals
 // overlapping on a partition, and, after a quiet period, a stable and balanced group whose live
 // members between them own every partition exactly once.
 
@@ -973,12 +976,13 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
   const between = (low: number, high: number): number => low + Math.floor(random() * (high - low + 1));
   const clock = new ManualClock(0);
   let memberIdCount = 0;
-  const group = new ConsumerGroup('churn', () => `member-${++memberIdCount}`); // replays exactly from the seed
+  const newMemberId = (): string => `member-${++memberIdCount}`; // replays exactly from the seed
+  let group = new ConsumerGroup('churn', newMemberId);
   const topics = new Map(Object.entries(CHURN_TOPICS));
   const all = [...topics].flatMap(([topic, count]) => partitionsOf(topic, count));
   const violations: string[] = [];
   const log: string[] = [];
-  const changes: Record<string, number> = { join: 0, leave: 0, crash: 0, staticLeave: 0, staticCrash: 0, lostResponse: 0 };
+  const changes: Record<string, number> = { join: 0, leave: 0, crash: 0, staticLeave: 0, staticCrash: 0, lostResponse: 0, brokerRestart: 0 };
 
   // Event queue ordered by (time, sequence).
   const queue: { time: number; seq: number; run: () => void }[] = [];
@@ -1009,12 +1013,22 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
   let nextName = 0;
   let stopping = false;
 
-  function afterBrokerCall(context: string): void {
+  // What the broker keeps of each member (membership-store.ts), as last written. The
+  // coordinator writes only the member a heartbeat names or answers, and those removed: any
+  // other member whose record a call changed would be restored wrong after a restart.
+  let stored = new Map<string, string>();
+  function afterBrokerCall(context: string, written: readonly string[] = []): void {
     try {
       checkOwnership(group, `[${context} @${now()}]`);
     } catch (error) {
       violations.push((error as Error).message);
     }
+    const now_ = new Map([...group.members.values()].map((member) => [member.memberId, JSON.stringify(storedOf(member))]));
+    for (const [memberId, json] of now_) {
+      const before = stored.get(memberId);
+      if (before !== undefined && before !== json && !written.includes(memberId)) violations.push(`@${now()} ${context} changed the record of ${memberId}, which it does not write`);
+    }
+    stored = now_;
     // A crashed member owns what it consumed until the broker removes it (expiry or takeover).
     for (const inc of incarnations) {
       if (inc.state === 'crashed' && inc.memberId !== '' && !group.members.has(inc.memberId)) {
@@ -1094,7 +1108,7 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
         // The previous incarnation crashed without leaving: join again once its session ends.
         log.push(`${now()} ${inc.name} join refused (instance id in use); retrying`);
         inc.inFlight = false;
-        afterBrokerCall(`${inc.name} ${kind}`);
+        afterBrokerCall(`${inc.name} ${kind}`, [inc.joinMemberId]);
         schedule(inc, between(100, 200));
         return;
       }
@@ -1103,7 +1117,7 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
       inc.state = inc.state === 'crashed' ? 'crashed' : 'left';
     }
     if (kind === 'join' && output !== null && inc.state === 'crashed') inc.memberId = output.memberId;
-    afterBrokerCall(`${inc.name} ${kind}`);
+    afterBrokerCall(`${inc.name} ${kind}`, [kind === 'join' ? inc.joinMemberId : inc.memberId, output?.memberId ?? '']);
     const result = output;
     // Now and then the response is lost: the member retries later with what it knew before.
     const lost = (kind === 'join' || kind === 'beat') && random() < 0.03;
@@ -1222,6 +1236,22 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
   };
   at(50, expiryCheck);
 
+  // Broker restarts, every 1.7 s: the group is rebuilt from what was written of its members
+  // (through JSON, as LMDB gives it back), each with a whole session from now. Heartbeats in
+  // flight reach the new one.
+  const restartBroker = (): void => {
+    if (stopping) return;
+    const kept = [...group.members.values()].map((member) => memberFrom(member.memberId, JSON.parse(JSON.stringify(storedOf(member))), now()));
+    const next = new ConsumerGroup('churn', newMemberId);
+    next.restore(group.groupEpoch, group.assignor, kept, topics);
+    group = next;
+    changes.brokerRestart!++;
+    log.push(`${now()} broker restarts with ${kept.length} members`);
+    afterBrokerCall('restart');
+    at(now() + 1_700, restartBroker);
+  };
+  at(1_700, restartBroker);
+
   for (const instanceId of [null, null, null, 's1', 's2']) at(between(0, 50), () => startIncarnation(instanceId));
   let time = 300;
   for (let change = 0; change < CHURN_CHANGES; change++) {
@@ -1301,7 +1331,7 @@ function overlaps(intervals: Interval[]): string[] {
 function checkChurn(seed: number, assignor: AssignorName): ChurnResult {
   const result = simulateChurn(seed, assignor);
   const context = `seed ${seed} (${assignor}; replay with CHURN_SEED=${seed}); last events:\n${result.log.slice(-40).join('\n')}`;
-  const { lostResponse, ...membership } = result.changes;
+  const { lostResponse, brokerRestart, ...membership } = result.changes;
   expect(Object.values(membership).reduce((sum, n) => sum + n, 0), context).toBeGreaterThanOrEqual(20);
   expect(result.violations, context).toEqual([]);
   expect(overlaps(result.intervals), context).toEqual([]);
@@ -1313,7 +1343,7 @@ describe('CHURN: no partition is ever owned by two members', () => {
   const fresh = testSeed('consumer-group.test.ts CHURN', { envVar: 'CHURN_SEED', bound: 2 ** 31 });
 
   for (const [seed, assignor] of [[1, 'uniform'], [42, 'uniform'], [20240601, 'uniform'], [7, 'range'], [fresh, 'uniform'], [fresh, 'range']] as [number, AssignorName][]) {
-    it(`seed ${seed}, ${assignor}: joins, leaves, crashes, static restarts and lost responses never make two members own a partition; the group ends balanced`, () => {
+    it(`seed ${seed}, ${assignor}: joins, leaves, crashes, static restarts, broker restarts and lost responses never make two members own a partition; the group ends balanced`, () => {
       console.log(`CHURN seed ${seed} with the ${assignor} assignor (replay with CHURN_SEED=${seed})`);
       const result = checkChurn(seed, assignor);
       console.log(`CHURN seed ${seed}: ${JSON.stringify(result.changes)}, ${result.intervals.length} ownership intervals`);

@@ -6,6 +6,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { ManualClock } from '../../src/common/clock.js';
 import { OffsetStore } from '../../src/groups/offset-store.js';
+import { MembershipStore } from '../../src/groups/membership-store.js';
+import { splitTp } from '../../src/groups/assignors.js';
+import { NameScope } from '../../src/common/name-scope.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { GroupCoordinator, type GroupCoordinatorOptions, SUBSCRIBED_TOPIC_NAMES_MAX, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
 import { TestFileSystem } from '../helpers/test-file-system.js';
@@ -951,5 +954,160 @@ describe('events for the metrics', () => {
     clock.advance(SESSION_MS + 1);
     coordinator.expireSessions();
     expect(events.at(-1)).toBe('forgotten silent');
+  });
+});
+
+describe('membership across a restart', () => {
+  /** A coordinator started again on the same metadata, as a broker restart makes one. */
+  async function restart(): Promise<void> {
+    await coordinator.close();
+    coordinator = newCoordinator();
+  }
+
+  const membersOf = async (groupId: string) =>
+    (await coordinator.describeGroup(groupId)).members.map(({ memberId, instanceId, memberEpoch, assignment, subscribedTopicNames }) => ({ memberId, instanceId, memberEpoch, assignment: label(assignment), subscribedTopicNames })).sort((a, b) => a.memberId.localeCompare(b.memberId));
+
+  it('keeps every member with its epoch and partitions: heartbeats go on as before and nothing moves', async () => {
+    await broker.createTopic('t', 4, {});
+    const a = join('g', ['t']);
+    const b = join('g', ['t']);
+    settle([a, b]);
+    const before = await membersOf('g');
+    const groupEpoch = (await coordinator.describeGroup('g')).groupEpoch;
+    await coordinator.membershipDurable('g');
+    await restart();
+    expect(await membersOf('g')).toEqual(before);
+    expect((await coordinator.describeGroup('g')).groupEpoch).toBe(groupEpoch);
+    for (const client of [a, b]) {
+      const epoch = client.epoch;
+      const owned = label(client.owned);
+      beat(client);
+      expect([client.epoch, label(client.owned)]).toEqual([epoch, owned]);
+    }
+    expect(coordinator.listGroups()).toEqual([{ groupId: 'g', state: 'stable', members: 2 }]);
+  });
+
+  it('does not hand a member that joins after it a partition a kept member still owns, until that member gives it up', async () => {
+    await broker.createTopic('t', 2, {});
+    const a = join('g', ['t']);
+    settle([a]);
+    expect(label(a.owned)).toEqual(['t-0', 't-1']);
+    await restart();
+    const b = join('g', ['t']);
+    expect(b.owned).toEqual([]);
+    beat(a); // told to give one up; still holds both
+    beat(b);
+    expect(b.owned).toEqual([]);
+    beat(a); // gives it up
+    beat(b);
+    expect(label([...a.owned, ...b.owned])).toEqual(['t-0', 't-1']);
+    expect(a.owned).toHaveLength(1);
+  });
+
+  it('gives a kept member a whole session from the restart, and removes it once that has passed without a heartbeat', async () => {
+    await broker.createTopic('t', 1, {});
+    settle([join('g', ['t'])]);
+    clock.advance(SESSION_MS - 100); // its session would end 100 ms from now
+    await restart();
+    clock.advance(200);
+    coordinator.expireSessions();
+    expect(coordinator.listGroups()).toEqual([{ groupId: 'g', state: 'stable', members: 1 }]);
+    clock.advance(SESSION_MS);
+    coordinator.expireSessions();
+    expect(coordinator.listGroups()).toEqual([]); // no offsets: the group went with its member
+    await restart();
+    expect(coordinator.listGroups()).toEqual([]);
+  });
+
+  it('keeps gone what left, was fenced or was replaced before it; a static member away keeps its place and takes it back', async () => {
+    await broker.createTopic('t', 6, {});
+    const left = join('g', ['t']);
+    const fenced = join('g', ['t']);
+    const away = join('g', ['t'], { instanceId: 'pod-away' });
+    const replaced = join('g', ['t'], { instanceId: 'pod-replaced' });
+    const stays = join('g', ['t']);
+    settle([left, fenced, away, replaced, stays]);
+    leave(left);
+    expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', memberId: fenced.memberId, memberEpoch: fenced.epoch + 5 })))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    coordinator.heartbeat(request({ groupId: 'g', memberId: away.memberId, memberEpoch: -2 }));
+    coordinator.heartbeat(request({ groupId: 'g', memberId: replaced.memberId, memberEpoch: -2 }));
+    const replacement = join('g', ['t'], { instanceId: 'pod-replaced' });
+    await restart();
+    expect((await membersOf('g')).map(({ memberId }) => memberId).sort()).toEqual([away.memberId, replacement.memberId, stays.memberId].sort());
+    for (const gone of [left, fenced, replaced]) expect((await failure(() => beat(gone))).code).toBe(ErrorCode.NOT_FOUND);
+    // Still away: its instance id is taken over by the next incarnation, which gets its partitions
+    // (and what of its target has come free since: the partitions of those gone).
+    const back = join('g', ['t'], { instanceId: 'pod-away' });
+    expect(label(back.owned)).toEqual(expect.arrayContaining(label(away.owned)));
+    settle([back, replacement, stays]);
+    expect(label([...back.owned, ...replacement.owned, ...stays.owned])).toEqual(['t-0', 't-1', 't-2', 't-3', 't-4', 't-5']);
+  });
+
+  it("keeps a member bound to its token and within its token's topics", async () => {
+    await broker.createTopic('t', 1, {});
+    await broker.createTopic('u', 3, {});
+    const asToken = (client: Client, tokenName: string, scope: NameScope | null): void => {
+      const result = coordinator.heartbeat(request({ groupId: 'g', memberId: client.memberId, memberEpoch: client.epoch, owned: client.owned, tokenName, topicScope: scope }));
+      client.epoch = result.memberEpoch;
+      client.owned = result.assignment;
+    };
+    const scoped = join('g', { regex: '.*' }, { tokenName: 'reader', topicScope: new NameScope(['t']) });
+    asToken(scoped, 'reader', new NameScope(['t']));
+    expect(label(scoped.owned)).toEqual(['t-0']);
+    await restart();
+    const other = join('g', { regex: '.*' }, { tokenName: 'other' });
+    const refused = await failure(() => coordinator.heartbeat(request({ groupId: 'g', memberId: scoped.memberId, memberEpoch: scoped.epoch, tokenName: 'other' })));
+    expect(refused.code).toBe(ErrorCode.PERMISSION_DENIED);
+    // The targets computed again at the restart and at the join still give it none of u: the
+    // other member's target is all of u (were the scope lost, each would have two partitions).
+    asToken(other, 'other', null);
+    expect(label(other.owned)).toEqual(['u-0', 'u-1', 'u-2']);
+    asToken(scoped, 'reader', new NameScope(['t']));
+    expect(label(scoped.owned)).toEqual(['t-0']);
+  });
+
+  it('starts a group forgotten before it above every epoch it had, for a consumer that joins again under its member id', async () => {
+    await broker.createTopic('t', 2, {});
+    const first = join('g', ['t'], { memberId: 'consumer-1' });
+    const second = join('g', ['t']);
+    settle([first, second]);
+    leave(second);
+    settle([first]);
+    const lastEpoch = first.epoch;
+    leave(first); // the group goes: no offsets
+    expect(coordinator.listGroups()).toEqual([]);
+    await restart();
+    expect(join('g', ['t'], { memberId: 'consumer-1' }).epoch).toBeGreaterThan(lastEpoch);
+  });
+
+  it('revokes the partitions of a topic deleted while it was stopped, as at any deletion', async () => {
+    await broker.createTopic('t', 1, {});
+    await broker.createTopic('u', 1, {});
+    const member = join('g', ['t', 'u']);
+    settle([member]);
+    await coordinator.close();
+    broker.onPartitionsChanged = null;
+    broker.onTopicDeleted = null;
+    await broker.deleteTopic('u');
+    coordinator = newCoordinator();
+    const epoch = member.epoch;
+    beat(member);
+    expect(label(member.owned)).toEqual(['t-0']);
+    expect(member.epoch).toBeGreaterThan(epoch);
+  });
+
+  it('writes each change before the heartbeat that made it is answered: a store opened afresh reads it', async () => {
+    await broker.createTopic('t', 3, {});
+    const a = join('g', ['t']);
+    const b = join('g', ['t']);
+    for (let round = 0; round < 4; round++) {
+      for (const client of [a, b]) {
+        beat(client);
+        await coordinator.membershipDurable('g');
+        const kept = new MembershipStore(broker.metadataStore.root).load(0).groups.find((group) => group.groupId === 'g')!;
+        const keptClient = kept.members.find((member) => member.memberId === client.memberId)!;
+        expect([keptClient.epoch, label([...keptClient.assigned].map(splitTp))]).toEqual([client.epoch, label(client.owned)]);
+      }
+    }
   });
 });

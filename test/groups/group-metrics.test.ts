@@ -156,7 +156,7 @@ describe('group figures of a scrape', () => {
     expect(await checkedFigures()).toEqual({ lag: { 'busy/t': 0 }, members: { busy: 0 } });
   });
 
-  it('are read again from LMDB after a restart, with 0 members', async () => {
+  it('are read again from LMDB after a restart, with the members kept until their sessions end', async () => {
     await broker.createTopic('t', 2, {});
     await produce('t', 0, 5);
     await produce('t', 1, 5);
@@ -170,6 +170,10 @@ describe('group figures of a scrape', () => {
     await broker.close();
     broker = await Broker.open({ dataDir, clock });
     coordinator = newCoordinator();
+    // Its member is kept, with a whole session from the restart: g still lags on both partitions.
+    expect(await checkedFigures()).toEqual({ lag: { 'g/t': 6, 'solo/t': 2 }, members: { g: 1, solo: 0 } });
+    clock.advance(1_001);
+    coordinator.expireSessions();
     // Without its member, g lags on the partition it committed only.
     expect(await checkedFigures()).toEqual({ lag: { 'g/t': 1, 'solo/t': 2 }, members: { g: 0, solo: 0 } });
   });

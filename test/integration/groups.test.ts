@@ -387,7 +387,7 @@ describe('offsets', () => {
     await member.leave();
   });
 
-  it('committed offsets survive a broker restart; membership does not', async () => {
+  it('committed offsets and membership survive a broker restart: the member heartbeats on at its epoch and keeps its partitions', async () => {
     await acrossRestart(async (one) => {
       await one.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'durable', partitions: 2 }));
       await one.call('log.produce', v1.ProduceRequest.create({ topic: 'durable', partition: 0, records: [v1.Record.create({ value: Buffer.from('a') }), v1.Record.create({ value: Buffer.from('b') })] }));
@@ -398,9 +398,17 @@ describe('offsets', () => {
       expect(await fetchOffsets('g-durable', [], two)).toEqual(before);
       expect(before).toMatchObject([{ topic: 'durable', partition: 0, offset: 2, metadata: 'kept' }]);
       const groups = await two.call<strata.v1.ListGroupsResponse>('groups.listGroups', v1.ListGroupsRequest.create());
-      expect(groups.groups.map((g) => ({ groupId: g.groupId, state: g.state, members: g.members }))).toEqual([{ groupId: 'g-durable', state: 'empty', members: 0 }]);
-      const lost = await grpcError(two.call('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-durable', memberId: joined.memberId, memberEpoch: joined.memberEpoch, keepSubscription: true })));
-      expect(lost.code).toBe(status.NOT_FOUND);
+      expect(groups.groups.map((g) => ({ groupId: g.groupId, state: g.state, members: g.members }))).toEqual([{ groupId: 'g-durable', state: 'stable', members: 1 }]);
+      // A second consumer joining now gets a share only once the kept member gives it up.
+      const second = await two.call<HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-durable', memberEpoch: 0, subscribedTopicNames: ['durable'] }));
+      expect(second.assignment).toEqual([]);
+      const kept = await two.call<HeartbeatResponse>('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-durable', memberId: joined.memberId, memberEpoch: joined.memberEpoch, keepSubscription: true, ownedPartitions: joined.assignment }));
+      expect(kept.memberId).toBe(joined.memberId);
+      expect(kept.assignment).toHaveLength(1); // told to give the other partition up
+      expect(kept.memberEpoch).toBeGreaterThan(joined.memberEpoch);
+      // A commit at the epoch it had before the restart is refused now only because the epoch moved on.
+      const stale = await grpcError(two.call('groups.commitOffsets', v1.CommitOffsetsRequest.create({ groupId: 'g-durable', memberId: joined.memberId, memberEpoch: joined.memberEpoch, offsets: [v1.OffsetCommit.create({ topic: 'durable', partition: 0, offset: long(2) })] })));
+      expect(stale.details).toMatch(/stale member epoch/);
     });
   });
 

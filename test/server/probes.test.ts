@@ -537,7 +537,7 @@ describe('counters', () => {
 });
 
 describe('group metrics', () => {
-  it('give members, lag and rebalances per group; after a restart, a group known by its committed offsets has 0 members', async () => {
+  it('give members, lag and rebalances per group; after a restart, a group known by its committed offsets has 0 members and one with a member keeps it', async () => {
     await acrossRestart(async (one, first) => {
       await one.call('admin.createTopic', v1.CreateTopicRequest.create({ name: 'lagging', partitions: 1 }));
       const records = ['a', 'b', 'c', 'd', 'e'].map((value) => v1.Record.create({ value: Buffer.from(value) }));
@@ -552,10 +552,14 @@ describe('group metrics', () => {
       expect(metricValue(before, 'strata_group_lag_records', 'group="g-silent",topic="lagging"')).toBe(5);
       // The coordinator reports its rebalances to the metrics: the first member's join was one.
       expect(metricValue(before, 'strata_group_rebalances_total', 'group="g-metered"')).toBe(1);
+      await one.call('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: 'g-metered', memberId: joined.memberId, memberEpoch: -1 }));
     }, async (_client, _carried, second) => {
       const after = (await get(second.metricsAddress!, '/metrics')).body;
       expect(metricValue(after, 'strata_group_members', 'group="g-metered"')).toBe(0);
       expect(metricValue(after, 'strata_group_lag_records', 'group="g-metered",topic="lagging"')).toBe(3);
+      // Membership is kept across the restart: g-silent's member is still there, lagging.
+      expect(metricValue(after, 'strata_group_members', 'group="g-silent"')).toBe(1);
+      expect(metricValue(after, 'strata_group_lag_records', 'group="g-silent",topic="lagging"')).toBe(5);
     });
   });
 });
