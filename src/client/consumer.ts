@@ -33,6 +33,14 @@
  * the records fetched before are taken: a topic created again under the name starts as a new
  * partition does, not at the deleted topic's offsets.
  *
+ * Flow control: `pause(partitions)` stops a partition's fetching and delivery until `resume`,
+ * as Kafka's consumer does: its stream is cancelled and the chunks it fetched but did not hand
+ * out are dropped (the same generation bump as a seek), so a paused partition holds no memory,
+ * and it is fetched again from its position once resumed. Positions, and so commits, move only
+ * with records handed out, so nothing dropped counts as consumed. The pause is the fetcher's:
+ * it goes with a revoked or lost partition, which comes back unpaused. A group member heartbeats
+ * on and keeps its paused partitions.
+ *
  * Assignment: `assign(list)` sets the manual assignment. With a `groupId`, `subscribe(...)` (or
  * the `subscribe` option) makes the consumer a group member instead: a `GroupMember`
  * (group-member.ts) heartbeats and drives the same machinery incrementally with
@@ -234,6 +242,8 @@ class PartitionFetcher {
   /** Chunks of this partition waiting in the ready queue. */
   waitingChunks = 0;
   active = true;
+  /** Paused by the application: its loop waits, fetching nothing, until resumed (or stopped). */
+  paused = false;
   /** Cancels the request or stream under way (seek, reset, revoke, close). */
   abort: AbortController | null = null;
   /** The partition's Subscribe stream while it runs (paused while prefetchBatches chunks wait). */
@@ -264,7 +274,7 @@ class PartitionFetcher {
     readonly partition: number,
   ) {}
 
-  /** Waits out a backoff: until `timeoutMs` passes or it is woken (seek, reset, revoke, close). */
+  /** Waits out a backoff: until `timeoutMs` passes or it is woken (pause, seek, reset, revoke, close). */
   sleep(timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => this.wake(), timeoutMs);
@@ -275,7 +285,7 @@ class PartitionFetcher {
     });
   }
 
-  /** Waits until it is woken (a drained partition, seek, reset, revoke, close). */
+  /** Waits until it is woken (a drained partition, resume, seek, reset, revoke, close). */
   untilWoken(): Promise<void> {
     return new Promise<void>((resolve) => {
       this.waker = resolve;
@@ -684,6 +694,51 @@ export class Consumer extends EventEmitter {
   }
 
   /**
+   * Stops fetching and handing out records of `partitions` until `resume` (Kafka's `pause`): a
+   * record iteration stops before their next record, and what was fetched of them but not handed
+   * out is dropped, to be fetched again from the position. A group member keeps them (its
+   * heartbeats go on); revoked, they go with their pause. Pausing a paused partition changes
+   * nothing; one not assigned is refused with FAILED_PRECONDITION, as `seek` is, and then none is paused.
+   */
+  pause(partitions: readonly TopicPartition[]): void {
+    this.checkOpen();
+    for (const fetcher of this.assignedFetchers(partitions, 'pause')) {
+      if (fetcher.paused) continue;
+      fetcher.paused = true;
+      // Fetched again from the first record not handed out, once resumed.
+      fetcher.fetchOffset = fetcher.position;
+      this.interruptFetcher(fetcher);
+    }
+  }
+
+  /** Fetches `partitions` again from their positions (a no-op for one not paused); refuses one not assigned, as `pause` does. */
+  resume(partitions: readonly TopicPartition[]): void {
+    this.checkOpen();
+    for (const fetcher of this.assignedFetchers(partitions, 'resume')) {
+      if (!fetcher.paused) continue;
+      fetcher.paused = false;
+      fetcher.wake();
+    }
+  }
+
+  /** The paused partitions, in the order of `assignment()`. */
+  paused(): TopicPartition[] {
+    return [...this.fetchers.values()].filter((fetcher) => fetcher.active && fetcher.paused).map(({ topic, partition }) => ({ topic, partition }));
+  }
+
+  /** The fetchers of `partitions`, checked all before any is changed: FAILED_PRECONDITION (as `seek` says) names the first not assigned. */
+  private assignedFetchers(partitions: readonly TopicPartition[], what: string): PartitionFetcher[] {
+    if (!Array.isArray(partitions) || partitions.some((tp: unknown) => typeof tp !== 'object' || tp === null)) {
+      throw invalidArgument(`${what} takes an array of { topic, partition }`);
+    }
+    return partitions.map(({ topic, partition }) => {
+      const fetcher = this.fetchers.get(partitionKey(topic, partition));
+      if (fetcher === undefined || !fetcher.active) throw new StrataClientError('FAILED_PRECONDITION', `cannot ${what} ${topic}-${partition}: it is not assigned to this consumer`);
+      return fetcher;
+    });
+  }
+
+  /**
    * Where a newly assigned partition starts; null applies the reset policy. A consumer-group
    * component overrides this (or passes `initialPosition`) to start from committed offsets.
    */
@@ -908,6 +963,11 @@ export class Consumer extends EventEmitter {
   private async runFetcher(fetcher: PartitionFetcher): Promise<void> {
     let failures = 0;
     while (fetcher.active && !this.closed) {
+      // pause() cancelled whatever the loop was doing; resume, seek, revoke and close wake it.
+      if (fetcher.paused) {
+        await fetcher.untilWoken();
+        continue;
+      }
       const generation = fetcher.generation;
       try {
         if (fetcher.topicGone) {
@@ -1131,19 +1191,23 @@ export class Consumer extends EventEmitter {
   /** Points the partition at `offset`, dropping its prefetched chunks and fetch under way. */
   private resetFetcher(fetcher: PartitionFetcher, offset: number): void {
     if (this.inHand?.fetcher === fetcher) this.inHand = null;
-    fetcher.generation++;
     fetcher.topicGone = false;
     fetcher.sought = false;
     fetcher.position = offset;
     fetcher.fetchOffset = offset;
-    this.dropChunks(fetcher);
-    fetcher.abort?.abort();
-    fetcher.abort = null;
-    fetcher.wake();
+    this.interruptFetcher(fetcher);
   }
 
   private stopFetcher(fetcher: PartitionFetcher): void {
     fetcher.active = false;
+    this.interruptFetcher(fetcher);
+  }
+
+  /**
+   * Drops the partition's prefetched chunks and cancels the work under way (a newer generation
+   * makes its answers no-ops), then wakes the loop to start over from the fetch offset, or stop.
+   */
+  private interruptFetcher(fetcher: PartitionFetcher): void {
     fetcher.generation++;
     this.dropChunks(fetcher);
     fetcher.abort?.abort();
