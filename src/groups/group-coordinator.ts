@@ -315,8 +315,11 @@ export class GroupCoordinator {
    */
   private restoreMembership(): void {
     const nowMs = this.clock.monotonicMs();
-    const { floor, groups } = this.membership.load(nowMs);
+    const { floor, groups, skipped } = this.membership.load(nowMs);
     this.epochFloor = floor;
+    for (const { groupId, memberId, reason } of skipped) {
+      this.logger.warn({ group: groupId, memberId, reason }, 'a kept group member could not be restored; it is left out, its partitions are free, and it joins again at its next heartbeat');
+    }
     if (groups.length === 0) return;
     const topics = this.topicCounts();
     let members = 0;

@@ -80,9 +80,15 @@ export class MembershipStore {
     this.db = root.openDB<Stored, Key>({ name: 'group-members', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
   }
 
-  /** Every group kept, and the epoch floor; members' sessions and revocations start at `nowMs`. */
-  load(nowMs: number): { floor: number; groups: LoadedGroup[] } {
+  /**
+   * Every group kept, and the epoch floor; members' sessions and revocations start at `nowMs`.
+   * A member whose record cannot be taken back (a subscription regex this version refuses) is
+   * left out, with the reason, and its record goes at the group's next write: its partitions
+   * are free, and the consumer, told NOT_FOUND at its next heartbeat, joins again.
+   */
+  load(nowMs: number): { floor: number; groups: LoadedGroup[]; skipped: { groupId: string; memberId: string; reason: string }[] } {
     const groups = new Map<string, LoadedGroup>();
+    const skipped: { groupId: string; memberId: string; reason: string }[] = [];
     let floor = 0;
     for (const { key, value } of this.db.getRange()) {
       const [groupId, memberId] = key;
@@ -98,11 +104,17 @@ export class MembershipStore {
         group.groupEpoch = stored.groupEpoch;
         group.assignor = stored.assignor;
       } else {
-        group.members.push(memberFrom(memberId, value as StoredMember, nowMs));
+        try {
+          group.members.push(memberFrom(memberId, value as StoredMember, nowMs));
+        } catch (error) {
+          skipped.push({ groupId, memberId, reason: (error as Error).message });
+          this.recordsOf(groupId).set(memberId, ''); // no JSON is '': the next save removes it
+          continue;
+        }
       }
       this.recordsOf(groupId).set(memberId, JSON.stringify(value));
     }
-    return { floor, groups: [...groups.values()] };
+    return { floor, groups: [...groups.values()], skipped };
   }
 
   /**

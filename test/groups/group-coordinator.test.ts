@@ -1096,6 +1096,23 @@ describe('membership across a restart', () => {
     expect(member.epoch).toBeGreaterThan(epoch);
   });
 
+  it('leaves out a kept member it cannot take back, frees its partitions and removes its record', async () => {
+    await broker.createTopic('t', 2, {});
+    const member = join('g', ['t']);
+    settle([member]);
+    await coordinator.close();
+    // As a later version refusing a regex an earlier one took would find it.
+    const records = broker.metadataStore.root.openDB<{ regex: string }, [string, string]>({ name: 'group-members', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
+    await records.put(['g', member.memberId], { ...records.get(['g', member.memberId])!, regex: '(' });
+    coordinator = newCoordinator();
+    expect(coordinator.listGroups()).toEqual([]); // its only member left out: no members, no offsets
+    expect((await failure(() => beat(member))).code).toBe(ErrorCode.NOT_FOUND);
+    const again = join('g', ['t']);
+    expect(label(again.owned)).toEqual(['t-0', 't-1']);
+    await coordinator.membershipDurable('g');
+    expect(records.get(['g', member.memberId])).toBeUndefined();
+  });
+
   it('writes each change before the heartbeat that made it is answered: a store opened afresh reads it', async () => {
     await broker.createTopic('t', 3, {});
     const a = join('g', ['t']);
