@@ -140,6 +140,8 @@ export class ConsumerGroup {
   groupEpoch = 0;
   assignor: AssignorName = 'uniform';
   private target: Assignment = new Map();
+  /** Members taken out since `takeRemoved` was last called (left, fenced, expired, replaced). */
+  private removed: string[] = [];
   /**
    * `newMemberId` is injectable so simulations replay exactly from their seed. `onRebalance`
    * runs at each rebalance, as it happens (the metrics count there: a count read later would
@@ -392,6 +394,7 @@ export class ConsumerGroup {
       heartbeated: false,
     };
     this.members.delete(previous.memberId);
+    this.removed.push(previous.memberId);
     this.members.set(member.memberId, member);
     for (const key of [...member.assigned, ...member.revoking]) this.owners.set(key, member.memberId);
     this.target.set(member.memberId, this.target.get(previous.memberId) ?? new Set());
@@ -438,6 +441,7 @@ export class ConsumerGroup {
     // id must start above every epoch its earlier membership had.
     this.groupEpoch = Math.max(this.groupEpoch, member.epoch);
     this.members.delete(member.memberId);
+    this.removed.push(member.memberId);
     this.target.delete(member.memberId);
     for (const key of [...member.assigned, ...member.revoking]) {
       if (this.owners.get(key) === member.memberId) this.owners.delete(key);
@@ -487,14 +491,35 @@ export class ConsumerGroup {
    * member was assigned, which the sticky assignor keeps where balance allows. Nothing moved, so
    * no rebalance is reported. For a group that has no members yet.
    */
-  restore(groupEpoch: number, assignor: AssignorName, members: readonly Member[], topics: TopicCounts): void {
+  restore(groupEpoch: number, assignor: AssignorName, members: readonly Member[], topics: TopicCounts): TopicPartition[] {
     this.groupEpoch = groupEpoch;
     this.assignor = assignor;
+    // Kept writes never give a partition to two members; should they (a bug), the first keeps
+    // it and the others are told at their next heartbeat, with a new epoch, that they have not.
+    const claimedTwice: TopicPartition[] = [];
     for (const member of members) {
       this.members.set(member.memberId, member);
-      for (const key of [...member.assigned, ...member.revoking]) this.owners.set(key, member.memberId);
+      for (const key of [...member.assigned, ...member.revoking]) {
+        if (!this.owners.has(key)) {
+          this.owners.set(key, member.memberId);
+          continue;
+        }
+        claimedTwice.push(key);
+        member.assigned.delete(key);
+        member.revoking.delete(key);
+        member.vanished.delete(key);
+        member.shrunkSinceAnswer = true;
+      }
     }
     this.target = this.nextTarget(topics, new Map(members.map((member) => [member.memberId, new Set(member.assigned)])));
+    return claimedTwice;
+  }
+
+  /** The ids of the members taken out since the last call (for the membership store to remove). */
+  takeRemoved(): string[] {
+    const removed = this.removed;
+    this.removed = [];
+    return removed;
   }
 
   /**

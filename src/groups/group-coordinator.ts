@@ -35,6 +35,7 @@ import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription
 import { type CommittedOffset, OffsetStore } from './offset-store.js';
 import { MembershipStore } from './membership-store.js';
 import { plural } from '../common/plural.js';
+import { ThrottledWarning } from '../common/throttled-warning.js';
 
 export interface GroupCoordinatorOptions {
   sessionTimeoutMs?: number;
@@ -46,6 +47,12 @@ export interface GroupCoordinatorOptions {
   clock?: Clock;
   logger?: Logger;
   events?: GroupEvents;
+  /**
+   * Whether the broker takes tokens, for the members it kept: without tokens, a member kept
+   * with the name of the token that joined it is no longer bound to it; with tokens, one kept
+   * without a name is left out (it joins again with its token). Undefined keeps them as they are.
+   */
+  tokens?: boolean;
 }
 
 /**
@@ -245,6 +252,7 @@ export class GroupCoordinator {
   private readonly administered = new Set<string>();
   private readonly offsets: OffsetStore;
   private readonly membership: MembershipStore;
+  private readonly membershipWriteFailure: ThrottledWarning;
   private readonly sessionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
   private readonly clock: Clock;
@@ -266,13 +274,22 @@ export class GroupCoordinator {
     options: GroupCoordinatorOptions = {},
   ) {
     this.offsets = new OffsetStore(broker.metadataStore.root);
-    this.membership = new MembershipStore(broker.metadataStore.root);
+    this.membership = new MembershipStore(broker.metadataStore.root, {
+      groupOf: (groupId) => this.groups.get(groupId),
+      epochFloor: () => this.epochFloor,
+      writeFailed: (groupId, error) => this.membershipWriteFailure.note({ group: groupId, err: error }),
+    });
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? 45_000;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 5_000;
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? rootLogger).child({ subsystem: 'groups' });
     this.events = options.events ?? NO_GROUP_EVENTS;
-    this.restoreMembership();
+    this.membershipWriteFailure = new ThrottledWarning(this.logger, 'a membership write failed: heartbeats in the group are answered STORAGE_ERROR until the group is written whole (tried at its next heartbeat, and every second)', {
+      intervalMs: 10_000,
+      countField: 'failuresSinceLastLine',
+      clock: this.clock,
+    });
+    this.restoreMembership(options.tokens);
     this.timer = setInterval(() => this.expireSessions(), options.sessionCheckIntervalMs ?? 100);
     this.timer.unref();
     this.offsetsRetentionMs = options.offsetsRetentionMs ?? DEFAULT_OFFSETS_RETENTION_MS;
@@ -313,30 +330,39 @@ export class GroupCoordinator {
    * Takes the groups and members the membership store kept. A partition a member held whose
    * topic is gone (a deletion a crash interrupted) is revoked as at any deletion.
    */
-  private restoreMembership(): void {
+  private restoreMembership(tokens: boolean | undefined): void {
     const nowMs = this.clock.monotonicMs();
     const { floor, groups, skipped } = this.membership.load(nowMs);
     this.epochFloor = floor;
     for (const { groupId, memberId, reason } of skipped) {
       this.logger.warn({ group: groupId, memberId, reason }, 'a kept group member could not be restored; it is left out, its partitions are free, and it joins again at its next heartbeat');
     }
+    const withSkipped = new Set(skipped.map(({ groupId }) => groupId));
     if (groups.length === 0) return;
     const topics = this.topicCounts();
     let members = 0;
     for (const loaded of groups) {
       const { groupId } = loaded;
       const group = new ConsumerGroup(groupId, randomUUID, () => this.events.rebalanced(groupId));
-      group.restore(loaded.groupEpoch, loaded.assignor, loaded.members, topics);
+      let kept = loaded.members;
+      const unbound = tokens === false && kept.some((member) => member.tokenName !== null);
+      if (unbound) for (const member of kept) member.tokenName = null;
+      if (tokens === true && kept.some((member) => member.tokenName === null)) {
+        kept = kept.filter((member) => member.tokenName !== null);
+        this.logger.warn({ group: groupId, left: loaded.members.length - kept.length }, 'kept group members that joined without a token are left out now that the broker takes tokens; they join again with theirs');
+      }
+      const claimedTwice = group.restore(loaded.groupEpoch, loaded.assignor, kept, topics);
+      if (claimedTwice.length > 0) this.logger.error({ group: groupId, partitions: sortedPairs(claimedTwice) }, 'kept group members claimed the same partitions; each goes to one of them, and the others are told at their next heartbeat');
       this.groups.set(groupId, group);
-      members += loaded.members.length;
-      const vanished = loaded.members.some((member) => [...member.assigned, ...member.revoking].some((key) => {
+      members += kept.length;
+      const vanished = kept.some((member) => [...member.assigned, ...member.revoking].some((key) => {
         const { topic, partition } = splitTp(key);
         return partition >= (topics.get(topic) ?? 0);
       }));
-      if (vanished) {
-        group.topicsChanged(topics, nowMs);
-        this.membership.save(group, null);
-      }
+      if (vanished) group.topicsChanged(topics, nowMs);
+      // What was left out or changed above is written now (a forgotten group's records go).
+      const changed = vanished || claimedTwice.length > 0 || unbound || kept.length < loaded.members.length || withSkipped.has(groupId);
+      if (changed) this.membership.rewrite(groupId);
       this.forgetIfUnused(group);
     }
     this.logger.info({ groups: groups.length, members }, 'consumer groups restored: each member has a whole session from now to heartbeat');
@@ -348,7 +374,7 @@ export class GroupCoordinator {
    */
   async membershipDurable(groupId: string): Promise<void> {
     try {
-      await this.membership.durable(groupId, this.groups.get(groupId));
+      await this.membership.durable(groupId);
     } catch (error) {
       const code = error instanceof StrataError ? error.code : ErrorCode.STORAGE_ERROR;
       throw new StrataError(code, `the membership of group "${groupId}" could not be stored (${errnoOrMessage(error)}); heartbeat again`, { cause: error });
@@ -438,7 +464,7 @@ export class GroupCoordinator {
       return result;
     } finally {
       // The member heartbeating is the only one a heartbeat changes; members it removed (a
-      // fenced one, the old incarnation of a static member) are found gone by `save`.
+      // fenced one, the old incarnation of a static member) the group hands `save` itself.
       this.membership.save(group, [request.memberId, answeredId]);
       this.forgetIfUnused(group);
     }
@@ -454,7 +480,7 @@ export class GroupCoordinator {
   private forget(groupId: string): void {
     this.epochFloor = Math.max(this.epochFloor, this.groups.get(groupId)?.groupEpoch ?? 0);
     this.groups.delete(groupId);
-    this.membership.forget(groupId, this.epochFloor);
+    this.membership.forget(groupId);
     this.events.forgotten(groupId);
   }
 
@@ -874,6 +900,6 @@ export class GroupCoordinator {
     clearInterval(this.timer);
     clearInterval(this.offsetsTimer);
     await this.expiring?.catch(() => undefined);
-    await this.membership.settled();
+    await this.membership.close();
   }
 }

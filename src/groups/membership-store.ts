@@ -7,23 +7,28 @@
  *
  * Keys are [group, member id] tuples: [group, ''] holds the group's epoch and assignor, and
  * ['', ''] the epoch floor of forgotten groups (neither a group id nor a member id is empty).
- * Each member is its own record, so a heartbeat writes only the member it changed: `save`
- * compares each record it is given with the last one written (as JSON, kept in memory) and
- * writes those that differ, all in one transaction, so a restart finds the group as it was
+ * Each member is its own record, so a heartbeat writes only the member it concerns, and only
+ * when its record changed: `save` compares it with the last one written (kept in memory as
+ * JSON without the subscription's topic names, whose list is compared by identity: the group
+ * replaces it whole). One call's writes are one batch, so a restart finds the group as it was
  * between two changes, never halfway through one. Sessions and revocation deadlines are not
  * kept: a restarted broker gives every member a whole session from its start, as Kafka does.
  *
- * Answers wait for the writes (`durable`): a heartbeat is answered only once every change made
- * to its group until then is flushed to disk, so no member is told of an epoch or a partition a
- * crash could take back. LMDB applies the writes in the order they are made, so what a crash
- * leaves is a state the group was in. A write that fails makes the next `durable` write the
- * whole group again, and fails the answer if that fails too.
+ * Answers wait for the writes (`durable`): every write made to a group since it was last known
+ * whole on disk, not only the last one, must have succeeded, so no member is told of an epoch or
+ * a partition a crash could take back (a write that failed and a later one that succeeded would
+ * leave a mix on disk). LMDB applies the writes in the order they are made, so what a crash
+ * leaves is a state the group was in. After a failed write, and whenever a group is forgotten,
+ * the group is written whole (`sync`): a transaction that, when it runs, after every write made
+ * before it, makes the group's records what the group is in memory then (none for a group
+ * gone), so a stale record cannot outlive it. Failed writes are retried a second later too, so
+ * a group nobody heartbeats in does not keep a mix on disk until its next change.
  */
 import type { Database, RootDatabase } from 'lmdb';
 import { durably } from '../broker/metadata-store.js';
 import { NameScope } from '../common/name-scope.js';
 import type { AssignorName, TopicPartition } from './assignors.js';
-import { type ConsumerGroup, type Member, compileSubscriptionRegex } from './consumer-group.js';
+import { type ConsumerGroup, type Member, type Subscription, compileSubscriptionRegex } from './consumer-group.js';
 
 type Key = [string, string];
 
@@ -63,28 +68,49 @@ export interface LoadedGroup {
   members: Member[];
 }
 
+/** A record as last written: its JSON (a member's without its topic names) and a member's subscription. */
+interface Written {
+  json: string;
+  subscription: Subscription | null;
+}
+
+export interface MembershipStoreOptions {
+  /** The group of that id in memory now (undefined: none), which `sync` writes. */
+  groupOf(groupId: string): ConsumerGroup | undefined;
+  /** The epoch floor of forgotten groups now. */
+  epochFloor(): number;
+  /** A write failed; the group is written whole at its next heartbeat, or a second later. */
+  writeFailed(groupId: string, error: unknown): void;
+}
+
 const GROUP_RECORD = '';
 const FLOOR_KEY: Key = ['', ''];
+const RETRY_MS = 1_000;
 
 export class MembershipStore {
   private readonly db: Database<Stored, Key>;
-  /** Per group, the JSON of each record last written (member id, or '' for the group's own). */
-  private readonly written = new Map<string, Map<string, string>>();
-  /** Per group, the flush of its last write, while it is under way. */
-  private readonly writing = new Map<string, Promise<void>>();
-  /** Groups whose last write failed: what LMDB holds of them is not known, so all is written again. */
+  /** Per group, each record as last written (member id, or '' for the group's own). */
+  private readonly written = new Map<string, Map<string, Written>>();
+  /** Per group, the writes since it was last known whole on disk: an answer waits for them all. */
+  private readonly pending = new Map<string, Promise<void>>();
+  /** Groups a write of which failed: what LMDB holds of them is not known until a `sync`. */
   private readonly failed = new Set<string>();
   private floorWritten = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private closed = false;
 
-  constructor(private readonly root: RootDatabase) {
+  constructor(
+    private readonly root: RootDatabase,
+    private readonly options: MembershipStoreOptions,
+  ) {
     this.db = root.openDB<Stored, Key>({ name: 'group-members', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
   }
 
   /**
    * Every group kept, and the epoch floor; members' sessions and revocations start at `nowMs`.
    * A member whose record cannot be taken back (a subscription regex this version refuses) is
-   * left out, with the reason, and its record goes at the group's next write: its partitions
-   * are free, and the consumer, told NOT_FOUND at its next heartbeat, joins again.
+   * left out, with the reason (the caller then writes its group whole, `rewrite`): its
+   * partitions are free, and the consumer, told NOT_FOUND at its next heartbeat, joins again.
    */
   load(nowMs: number): { floor: number; groups: LoadedGroup[]; skipped: { groupId: string; memberId: string; reason: string }[] } {
     const groups = new Map<string, LoadedGroup>();
@@ -103,52 +129,55 @@ export class MembershipStore {
         const stored = value as StoredGroup;
         group.groupEpoch = stored.groupEpoch;
         group.assignor = stored.assignor;
-      } else {
-        try {
-          group.members.push(memberFrom(memberId, value as StoredMember, nowMs));
-        } catch (error) {
-          skipped.push({ groupId, memberId, reason: (error as Error).message });
-          this.recordsOf(groupId).set(memberId, ''); // no JSON is '': the next save removes it
-          continue;
-        }
+        this.recordsOf(groupId).set(memberId, { json: JSON.stringify(value), subscription: null });
+        continue;
       }
-      this.recordsOf(groupId).set(memberId, JSON.stringify(value));
+      let member: Member;
+      try {
+        member = memberFrom(memberId, value as StoredMember, nowMs);
+      } catch (error) {
+        skipped.push({ groupId, memberId, reason: (error as Error).message });
+        continue;
+      }
+      group.members.push(member);
+      this.recordsOf(groupId).set(memberId, { json: comparedJson(member), subscription: member.subscription });
     }
     return { floor, groups: [...groups.values()], skipped };
   }
 
   /**
    * Writes what changed of `group`: its own record, those of `memberIds` (of every member when
-   * null), and the removal of members gone. Returns at once; `durable` waits.
+   * null), and the removal of the members it took out since the last save. Returns at once;
+   * `durable` waits.
    */
   save(group: ConsumerGroup, memberIds: Iterable<string> | null): void {
     const { groupId } = group;
-    const records = this.recordsOf(groupId);
-    const changes: { memberId: string; value: Stored | null; json: string | null }[] = [];
-    const compare = (memberId: string, value: Stored | null): void => {
-      const json = value === null ? null : JSON.stringify(value);
-      if ((records.get(memberId) ?? null) !== json) changes.push({ memberId, value, json });
-    };
+    const removed = group.takeRemoved();
     if (this.failed.has(groupId)) {
-      // Every record LMDB may hold is compared as unknown (no JSON is ''), so each is written or removed.
-      for (const memberId of this.keptIds(groupId)) records.set(memberId, '');
+      this.sync(groupId);
+      return;
     }
-    compare(GROUP_RECORD, { groupEpoch: group.groupEpoch, assignor: group.assignor });
-    const ids = new Set(memberIds === null || this.failed.has(groupId) ? group.members.keys() : memberIds);
-    // Members removed since (left, fenced, expired, replaced by a static member's new
-    // incarnation) are those written and gone: found without encoding the others.
-    for (const memberId of records.keys()) if (!group.members.has(memberId)) ids.add(memberId);
-    for (const memberId of ids) {
-      if (memberId === GROUP_RECORD) continue;
-      const member = group.members.get(memberId);
-      compare(memberId, member === undefined ? null : storedOf(member));
+    const records = this.recordsOf(groupId);
+    const changes: { memberId: string; value: Stored | null }[] = [];
+    const groupJson = JSON.stringify({ groupEpoch: group.groupEpoch, assignor: group.assignor });
+    if (records.get(GROUP_RECORD)?.json !== groupJson) {
+      changes.push({ memberId: GROUP_RECORD, value: { groupEpoch: group.groupEpoch, assignor: group.assignor } });
+      records.set(GROUP_RECORD, { json: groupJson, subscription: null });
     }
-    this.failed.delete(groupId);
+    for (const memberId of removed) {
+      if (group.members.has(memberId) || !records.delete(memberId)) continue; // back under the same id, or never written
+      changes.push({ memberId, value: null });
+    }
+    for (const memberId of memberIds ?? group.members.keys()) {
+      const member = memberId === GROUP_RECORD ? undefined : group.members.get(memberId);
+      if (member === undefined) continue;
+      const last = records.get(memberId);
+      const json = comparedJson(member);
+      if (last !== undefined && last.json === json && last.subscription === member.subscription) continue;
+      changes.push({ memberId, value: storedOf(member) });
+      records.set(memberId, { json, subscription: member.subscription });
+    }
     if (changes.length === 0) return;
-    for (const { memberId, json } of changes) {
-      if (json === null) records.delete(memberId);
-      else records.set(memberId, json);
-    }
     this.track(
       groupId,
       this.db.batch(() => {
@@ -157,87 +186,141 @@ export class MembershipStore {
           else this.db.put([groupId, memberId], value);
         }
       }),
+      false,
     );
   }
 
-  /** Removes a group forgotten (no members, no offsets), raising the kept epoch floor to `floor`. */
-  forget(groupId: string, floor: number): void {
-    // Read from LMDB rather than `written`, which a failed write leaves incomplete.
-    const kept = this.keptIds(groupId);
-    this.written.delete(groupId);
-    this.failed.delete(groupId);
-    const raise = floor > this.floorWritten;
-    if (kept.length === 0 && !raise) return;
-    if (raise) this.floorWritten = floor;
-    this.track(
-      groupId,
-      this.db.batch(() => {
-        for (const memberId of kept) this.db.remove([groupId, memberId]);
-        if (raise) this.db.put(FLOOR_KEY, floor);
-      }),
-    );
+  /** A group forgotten (no members, no offsets): its records go, and the epoch floor is raised. */
+  forget(groupId: string): void {
+    this.sync(groupId);
   }
 
-  /** The ids of the records LMDB holds of a group ('' for its own). */
-  private keptIds(groupId: string): string[] {
-    const ids: string[] = [];
-    // From the group's first key until another group's: an end key would have to sort after
-    // every member id, and ids may hold any printable character.
-    for (const key of this.db.getKeys({ start: [groupId, ''] })) {
-      if (key[0] !== groupId) break;
-      ids.push(key[1]);
-    }
-    return ids;
+  /** Writes the group whole, removing the records of members it does not have (left out at load). */
+  rewrite(groupId: string): void {
+    this.sync(groupId);
   }
 
   /**
-   * Resolves once every change saved for the group is on disk. After a failed write it writes
-   * the whole group again (`group`, or nothing when the group is gone) and waits for that.
+   * Resolves once every change saved for the group is on disk. If a write since the group was
+   * last known whole failed, it is written whole (`sync`) and that is waited for; that failing
+   * too fails the answer.
    */
-  async durable(groupId: string, group: ConsumerGroup | undefined): Promise<void> {
-    if (this.failed.has(groupId) && group !== undefined) this.save(group, null);
-    await this.writing.get(groupId);
+  async durable(groupId: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.failed.has(groupId)) this.sync(groupId);
+      const writes = this.pending.get(groupId);
+      if (writes === undefined) return;
+      try {
+        await writes;
+        return;
+      } catch (error) {
+        if (attempt > 0) throw error;
+      }
+    }
   }
 
-  /** Resolves once every write under way has settled, succeeded or failed (before LMDB closes). */
-  async settled(): Promise<void> {
-    await Promise.allSettled([...this.writing.values()]);
+  /** Resolves once every write under way has settled, succeeded or failed, and stops the retries (before LMDB closes). */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    await Promise.allSettled([...this.pending.values()]);
   }
 
-  private track(groupId: string, landed: Promise<unknown>): void {
-    const flushed = durably(this.root, landed).then(
-      () => undefined,
-      (error: unknown) => {
-        // What LMDB holds of the group is no longer known: the next save writes it all.
+  /**
+   * Makes the group's records what it is in memory when the transaction runs (after every write
+   * made before it), removing those of members gone, or all of them for a group gone; raises the
+   * kept epoch floor. Supersedes every earlier write of the group.
+   */
+  private sync(groupId: string): void {
+    this.failed.delete(groupId);
+    const landed = this.db.transaction(() => {
+      const group = this.options.groupOf(groupId);
+      const records = new Map<string, Written>();
+      for (const key of this.db.getKeys({ start: [groupId, GROUP_RECORD] })) {
+        // Until another group's first key: an end key would have to sort after every member
+        // id, and ids may hold any printable character.
+        if (key[0] !== groupId) break;
+        if (group === undefined || (key[1] !== GROUP_RECORD && !group.members.has(key[1]))) this.db.remove(key);
+      }
+      if (group !== undefined) {
+        group.takeRemoved();
+        this.db.put([groupId, GROUP_RECORD], { groupEpoch: group.groupEpoch, assignor: group.assignor });
+        records.set(GROUP_RECORD, { json: JSON.stringify({ groupEpoch: group.groupEpoch, assignor: group.assignor }), subscription: null });
+        for (const member of group.members.values()) {
+          this.db.put([groupId, member.memberId], storedOf(member));
+          records.set(member.memberId, { json: comparedJson(member), subscription: member.subscription });
+        }
+        this.written.set(groupId, records);
+      } else {
+        this.written.delete(groupId);
+      }
+      const floor = this.options.epochFloor();
+      if (floor > this.floorWritten) {
+        this.db.put(FLOOR_KEY, floor);
+        this.floorWritten = floor;
+      }
+    });
+    this.track(groupId, landed, true);
+  }
+
+  /**
+   * Adds a write to the group's pending ones (`whole`: a `sync`, which supersedes them). A failure
+   * marks the group at once, before lmdb-js has named its cause, so that no save made meanwhile
+   * is taken as written on top of it.
+   */
+  private track(groupId: string, landed: Promise<unknown>, whole: boolean): void {
+    const noteFailure = (error: unknown): never => {
+      if (!this.failed.has(groupId)) {
         this.failed.add(groupId);
         this.written.delete(groupId);
-        throw error;
-      },
-    );
-    // The last write of a group is the one to wait for: LMDB applies them in order.
-    this.writing.set(groupId, flushed);
-    flushed.then(
-      () => this.writing.get(groupId) === flushed && this.writing.delete(groupId),
+        this.options.writeFailed(groupId, error);
+        this.scheduleRetry();
+      }
+      throw error;
+    };
+    const flushed = durably(this.root, landed.catch(noteFailure)).then(() => undefined, noteFailure);
+    const previous = whole ? undefined : this.pending.get(groupId);
+    const writes = previous === undefined ? flushed : Promise.all([previous, flushed]).then(() => undefined);
+    writes.catch(() => undefined); // waited for by `durable`; a failure is noted above
+    this.pending.set(groupId, writes);
+    void writes.then(
+      () => this.pending.get(groupId) === writes && this.pending.delete(groupId),
       () => undefined,
     );
   }
 
-  private recordsOf(groupId: string): Map<string, string> {
+  /** Writes the groups whose writes failed whole, a second from now (and again while they fail). */
+  private scheduleRetry(): void {
+    if (this.retryTimer !== null || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.closed) return;
+      for (const groupId of [...this.failed]) this.sync(groupId);
+    }, RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  private recordsOf(groupId: string): Map<string, Written> {
     let records = this.written.get(groupId);
     if (records === undefined) this.written.set(groupId, (records = new Map()));
     return records;
   }
 }
 
+/** What `save` compares of a member: its record without the topic names (compared by identity). */
+function comparedJson(member: Member): string {
+  return JSON.stringify(storedOf(member, false));
+}
+
 /** A member as `save` writes it (exported for the churn simulation, which restarts the broker). */
-export function storedOf(member: Member): StoredMember {
+export function storedOf(member: Member, withTopicNames = true): StoredMember {
   return {
     instanceId: member.instanceId,
     clientId: member.clientId,
     host: member.host,
     epoch: member.epoch,
     previousEpoch: member.previousEpoch,
-    topicNames: [...member.subscription.topicNames],
+    topicNames: withTopicNames ? [...member.subscription.topicNames] : [],
     regex: member.subscription.regex,
     topicScope: member.topicScope === null ? null : [...member.topicScope.patterns],
     tokenName: member.tokenName,

@@ -176,20 +176,28 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       // Topics named outright are checked; a regex may match others, which the member is not
       // assigned (nor those of a kept subscription the token may not use: see topicScope).
       if (subscription !== null) scope.checkTopics(subscription.topicNames);
-      const result = coordinator.heartbeat({
-        groupId: request.groupId,
-        memberId: request.memberId,
-        memberEpoch: request.memberEpoch,
-        instanceId: request.instanceId ?? null,
-        clientId: request.clientId,
-        host: call.getPeer(),
-        subscription,
-        assignor: request.assignor,
-        owned: partitionsFromWire(request.ownedPartitions, 'owned_partitions'),
-        sessionTimeoutMs: nonNegative(request.sessionTimeoutMs, 'session_timeout_ms'),
-        topicScope: scope.topics.every ? null : scope.topics,
-        tokenName: name,
-      });
+      let result: ReturnType<GroupCoordinator['heartbeat']>;
+      try {
+        result = coordinator.heartbeat({
+          groupId: request.groupId,
+          memberId: request.memberId,
+          memberEpoch: request.memberEpoch,
+          instanceId: request.instanceId ?? null,
+          clientId: request.clientId,
+          host: call.getPeer(),
+          subscription,
+          assignor: request.assignor,
+          owned: partitionsFromWire(request.ownedPartitions, 'owned_partitions'),
+          sessionTimeoutMs: nonNegative(request.sessionTimeoutMs, 'session_timeout_ms'),
+          topicScope: scope.topics.every ? null : scope.topics,
+          tokenName: name,
+        });
+      } catch (error) {
+        // A refusal may have changed the group too (a fenced member is removed): answered once
+        // that is on disk, so a crash does not bring back a member its consumer has replaced.
+        await coordinator.membershipDurable(request.groupId).catch(() => undefined);
+        throw error;
+      }
       // Answered once what the heartbeat changed is on disk: a crash cannot take it back.
       await coordinator.membershipDurable(request.groupId);
       return v1.HeartbeatResponse.create({

@@ -65,6 +65,7 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
       offsetsRetentionCheckIntervalMs: settings.retentionCheckIntervalMs,
       logger,
       events: metrics.groupEvents(),
+      tokens: settings.authenticator !== null,
     });
     opened.push(() => groups.close());
     await groups.removeOrphanOffsets();

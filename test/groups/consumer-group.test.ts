@@ -1013,22 +1013,26 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
   let nextName = 0;
   let stopping = false;
 
-  // What the broker keeps of each member (membership-store.ts), as last written. The
-  // coordinator writes only the member a heartbeat names or answers, and those removed: any
-  // other member whose record a call changed would be restored wrong after a restart.
-  let stored = new Map<string, string>();
+  // What the broker keeps of each member (membership-store.ts), as the coordinator writes it:
+  // after each call, the members it names or answers and the removal of those the group says
+  // it took out. A record that then differs from the member in memory is a change the
+  // coordinator would not have written; restarts (below) rebuild the group from these records.
+  const stored = new Map<string, string>();
   function afterBrokerCall(context: string, written: readonly string[] = []): void {
     try {
       checkOwnership(group, `[${context} @${now()}]`);
     } catch (error) {
       violations.push((error as Error).message);
     }
-    const now_ = new Map([...group.members.values()].map((member) => [member.memberId, JSON.stringify(storedOf(member))]));
-    for (const [memberId, json] of now_) {
-      const before = stored.get(memberId);
-      if (before !== undefined && before !== json && !written.includes(memberId)) violations.push(`@${now()} ${context} changed the record of ${memberId}, which it does not write`);
+    for (const memberId of group.takeRemoved()) if (!group.members.has(memberId)) stored.delete(memberId);
+    for (const memberId of written) {
+      const member = group.members.get(memberId);
+      if (member !== undefined) stored.set(memberId, JSON.stringify(storedOf(member)));
     }
-    stored = now_;
+    for (const memberId of stored.keys()) if (!group.members.has(memberId)) violations.push(`@${now()} ${context}: ${memberId} left the group without being reported removed`);
+    for (const member of group.members.values()) {
+      if (stored.get(member.memberId) !== JSON.stringify(storedOf(member))) violations.push(`@${now()} ${context} changed the record of ${member.memberId}, which it does not write`);
+    }
     // A crashed member owns what it consumed until the broker removes it (expiry or takeover).
     for (const inc of incarnations) {
       if (inc.state === 'crashed' && inc.memberId !== '' && !group.members.has(inc.memberId)) {
@@ -1237,13 +1241,13 @@ function simulateChurn(seed: number, assignor: AssignorName): ChurnResult {
   at(50, expiryCheck);
 
   // Broker restarts, every 1.7 s: the group is rebuilt from what was written of its members
-  // (through JSON, as LMDB gives it back), each with a whole session from now. Heartbeats in
-  // flight reach the new one.
+  // (`stored`), each with a whole session from now. Heartbeats in flight reach the new one.
   const restartBroker = (): void => {
     if (stopping) return;
-    const kept = [...group.members.values()].map((member) => memberFrom(member.memberId, JSON.parse(JSON.stringify(storedOf(member))), now()));
+    const kept = [...stored].map(([memberId, json]) => memberFrom(memberId, JSON.parse(json), now()));
     const next = new ConsumerGroup('churn', newMemberId);
-    next.restore(group.groupEpoch, group.assignor, kept, topics);
+    const claimedTwice = next.restore(group.groupEpoch, group.assignor, kept, topics);
+    if (claimedTwice.length > 0) violations.push(`@${now()} restart: kept members claim ${show(claimedTwice).join(', ')} twice`);
     group = next;
     changes.brokerRestart!++;
     log.push(`${now()} broker restarts with ${kept.length} members`);

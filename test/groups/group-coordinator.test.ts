@@ -7,7 +7,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { ManualClock } from '../../src/common/clock.js';
 import { OffsetStore } from '../../src/groups/offset-store.js';
 import { MembershipStore } from '../../src/groups/membership-store.js';
-import { splitTp } from '../../src/groups/assignors.js';
+import { splitTp, tp } from '../../src/groups/assignors.js';
 import { NameScope } from '../../src/common/name-scope.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { GroupCoordinator, type GroupCoordinatorOptions, SUBSCRIBED_TOPIC_NAMES_MAX, type HeartbeatRequest, type HeartbeatResult } from '../../src/groups/group-coordinator.js';
@@ -1113,6 +1113,98 @@ describe('membership across a restart', () => {
     expect(records.get(['g', member.memberId])).toBeUndefined();
   });
 
+  /** The group-members database, as a broker started again would read it. */
+  const keptRecords = () => broker.metadataStore.root.openDB<{ epoch?: number; assigned?: string[]; revoking?: string[] }, [string, string]>({ name: 'group-members', encoding: 'msgpack', keyEncoding: 'ordered-binary' });
+  const keptIdsOf = (groupId: string): string[] => [...keptRecords().getKeys()].filter((key) => key[0] === groupId).map((key) => key[1]);
+
+  /**
+   * Makes the next `count` membership writes fail as lmdb-js fails a commit (all of them with
+   * Infinity), 50 ms after they are made: writes made meanwhile land first.
+   */
+  function failMembershipWrites(count: number): void {
+    const db = (coordinator as unknown as { membership: { db: Record<'batch' | 'transaction', (callback: () => unknown) => Promise<unknown>> } }).membership.db;
+    for (const method of ['batch', 'transaction'] as const) {
+      const real = db[method].bind(db);
+      db[method] = (callback) => {
+        if (count <= 0) return real(callback);
+        count--;
+        const failed = Object.assign(new Error('Commit failed (see commitError for details)'), { commitError: Promise.reject(new Error('EIO: i/o error')) });
+        failed.commitError.catch(() => undefined);
+        return new Promise((_, reject) => setTimeout(() => reject(failed), 50));
+      };
+    }
+  }
+
+  it('does not answer on top of a failed write: the group is written whole first, so a restart finds no partition claimed twice', async () => {
+    await broker.createTopic('t', 2, {});
+    const a = join('g', ['t'], { memberId: 'a' });
+    settle([a]);
+    const b = join('g', ['t'], { memberId: 'b' });
+    beat(a); // told to give one up
+    await coordinator.membershipDurable('g');
+    failMembershipWrites(1);
+    beat(a); // gives it up: this write fails
+    const answeredA = coordinator.membershipDurable('g');
+    beat(b); // is handed it: this write lands
+    // What a crash the moment b is answered would leave: each partition claimed once.
+    const claimsAtAnswer = coordinator.membershipDurable('g').then(() =>
+      [...keptRecords().getRange()].filter(({ key }) => key[0] === 'g' && key[1] !== '').flatMap(({ value }) => [...(value.assigned ?? []), ...(value.revoking ?? [])]).sort(),
+    );
+    await answeredA;
+    expect(await claimsAtAnswer).toEqual([tp('t', 0), tp('t', 1)].sort());
+    expect(label([...a.owned, ...b.owned])).toEqual(['t-0', 't-1']);
+    await restart();
+    const described = await coordinator.describeGroup('g');
+    expect(described.members.map((member) => [member.memberId, label(member.assignment)])).toEqual([['a', label(a.owned)], ['b', label(b.owned)]]);
+    beat(a);
+    beat(b);
+    expect(label([...a.owned, ...b.owned])).toEqual(['t-0', 't-1']);
+  });
+
+  it('answers STORAGE_ERROR while membership cannot be written, then writes the group whole without waiting for a heartbeat', async () => {
+    await broker.createTopic('t', 2, {});
+    const a = join('g', ['t']);
+    settle([a]);
+    await coordinator.membershipDurable('g');
+    failMembershipWrites(Infinity);
+    leave(a);
+    const refused = await failure(() => coordinator.membershipDurable('g'));
+    expect(refused.code).toBe(ErrorCode.STORAGE_ERROR);
+    expect(refused.message).toMatch(/^the membership of group "g" could not be stored \(.*EIO.*\); heartbeat again$/);
+    expect(keptIdsOf('g')).toContain(a.memberId); // the leave is not on disk yet
+    failMembershipWrites(0);
+    const db = (coordinator as unknown as { membership: { db: Record<'batch' | 'transaction', unknown> } }).membership.db;
+    delete db.batch; // the instance's own methods go: the prototype's are the real ones
+    delete db.transaction;
+    await waitUntil(() => keptIdsOf('g').length === 0, 'the forgotten group written whole by the retry', 5_000);
+    await restart();
+    expect(coordinator.listGroups()).toEqual([]);
+  });
+
+  it('leaves no record of a group made and forgotten in one heartbeat', async () => {
+    await broker.createTopic('t', 1, {});
+    await failure(() => coordinator.heartbeat(request({ groupId: 'ghost', subscription: { topicNames: [], regex: '(' } })));
+    const fenced = join('brief', ['t']);
+    await failure(() => coordinator.heartbeat(request({ groupId: 'brief', memberId: fenced.memberId, memberEpoch: fenced.epoch + 5 })));
+    await Promise.all([coordinator.membershipDurable('ghost'), coordinator.membershipDurable('brief')]);
+    expect([keptIdsOf('ghost'), keptIdsOf('brief')]).toEqual([[], []]);
+  });
+
+  it('unbinds kept members from tokens on a broker started without them, and leaves out those kept without one on a broker that takes them', async () => {
+    await broker.createTopic('t', 2, {});
+    const bound = join('with-token', ['t'], { tokenName: 'reader' });
+    const unbound = join('without-token', ['t']);
+    await coordinator.close();
+    coordinator = newCoordinator({ tokens: false });
+    beat(bound); // no token now: it is no longer bound to one
+    expect(bound.owned).toHaveLength(2);
+    await coordinator.close();
+    coordinator = newCoordinator({ tokens: true });
+    expect((await failure(() => beat(unbound))).code).toBe(ErrorCode.NOT_FOUND);
+    await coordinator.membershipDurable('without-token');
+    expect(keptIdsOf('without-token')).toEqual([]);
+  });
+
   it('writes each change before the heartbeat that made it is answered: a store opened afresh reads it', async () => {
     await broker.createTopic('t', 3, {});
     const a = join('g', ['t']);
@@ -1121,7 +1213,7 @@ describe('membership across a restart', () => {
       for (const client of [a, b]) {
         beat(client);
         await coordinator.membershipDurable('g');
-        const kept = new MembershipStore(broker.metadataStore.root).load(0).groups.find((group) => group.groupId === 'g')!;
+        const kept = new MembershipStore(broker.metadataStore.root, { groupOf: () => undefined, epochFloor: () => 0, writeFailed: () => undefined }).load(0).groups.find((group) => group.groupId === 'g')!;
         const keptClient = kept.members.find((member) => member.memberId === client.memberId)!;
         expect([keptClient.epoch, label([...keptClient.assigned].map(splitTp))]).toEqual([client.epoch, label(client.owned)]);
       }
