@@ -269,16 +269,25 @@ export class MembershipStore {
    * is taken as written on top of it.
    */
   private track(groupId: string, landed: Promise<unknown>, whole: boolean): void {
-    const noteFailure = (error: unknown): never => {
-      if (!this.failed.has(groupId)) {
+    let marked = false;
+    const mark = (error: unknown): never => {
+      // Once per write: a sync may have cleared the mark since, and this failure is behind it.
+      if (!marked) {
+        marked = true;
         this.failed.add(groupId);
         this.written.delete(groupId);
-        this.options.writeFailed(groupId, error);
         this.scheduleRetry();
       }
       throw error;
     };
-    const flushed = durably(this.root, landed.catch(noteFailure)).then(() => undefined, noteFailure);
+    // Reported once `durably` has the cause lmdb-js names.
+    const flushed = durably(this.root, landed.catch(mark)).then(
+      () => undefined,
+      (error: unknown) => {
+        this.options.writeFailed(groupId, error);
+        return mark(error);
+      },
+    );
     const previous = whole ? undefined : this.pending.get(groupId);
     const writes = previous === undefined ? flushed : Promise.all([previous, flushed]).then(() => undefined);
     writes.catch(() => undefined); // waited for by `durable`; a failure is noted above
