@@ -104,7 +104,12 @@ import {
 
 const v1 = strata.v1;
 
-export type ResetPolicy = 'earliest' | 'latest';
+/**
+ * Where a partition with no position goes: its earliest or latest offset, or, with 'none',
+ * nowhere until the application seeks (Kafka's auto.offset.reset=none): a `fetchError` with
+ * OUT_OF_RANGE says which partition waits.
+ */
+export type ResetPolicy = 'earliest' | 'latest' | 'none';
 
 export interface TopicPartition {
   topic: string;
@@ -244,6 +249,8 @@ class PartitionFetcher {
   active = true;
   /** Paused by the application: its loop waits, fetching nothing, until resumed (or stopped). */
   paused = false;
+  /** No position and the reset policy 'none': its loop waits, fetching nothing, until a seek. */
+  awaitingSeek = false;
   /** Cancels the request or stream under way (seek, reset, revoke, close). */
   abort: AbortController | null = null;
   /** The partition's Subscribe stream while it runs (paused while prefetchBatches chunks wait). */
@@ -391,7 +398,7 @@ export class Consumer extends EventEmitter {
     super();
     this.aborted = new Promise<void>((resolve) => (this.abortClose = resolve));
     const resetPolicy = options.resetPolicy ?? 'latest';
-    if (resetPolicy !== 'earliest' && resetPolicy !== 'latest') throw invalidArgument(`resetPolicy must be 'earliest' or 'latest', got ${JSON.stringify(resetPolicy)}`);
+    if (resetPolicy !== 'earliest' && resetPolicy !== 'latest' && resetPolicy !== 'none') throw invalidArgument(`resetPolicy must be 'earliest', 'latest' or 'none', got ${JSON.stringify(resetPolicy)}`);
     this.resetPolicy = resetPolicy;
     this.maxBytesPerPartition = options.maxBytesPerPartition ?? 1024 * 1024;
     // Over the broker's limit every subscription would be refused, and retried for ever.
@@ -688,6 +695,24 @@ export class Consumer extends EventEmitter {
     fetcher.topicCreatedAtMs = null;
   }
 
+  /**
+   * Moves a partition's position to its first record stamped at or after `timestampMs` (Kafka's
+   * offsetsForTimes, then seek), or to its end when no record is that recent; resolves with that
+   * offset. The offset is looked up with ListOffsets; a partition revoked, or a consumer closed,
+   * meanwhile is not moved (FAILED_PRECONDITION). Otherwise the last seek to complete wins.
+   */
+  async seekToTime(topic: string, partition: number, timestampMs: number): Promise<number> {
+    this.checkOpen();
+    if (!Number.isSafeInteger(timestampMs) || timestampMs < 0) throw invalidArgument(`timestampMs must be a non-negative integer (ms since the epoch), got ${timestampMs}`);
+    const fetcher = this.requireFetcher(topic, partition);
+    const { offset } = await listOffsets(this.connection, topic, partition, { timestamp: timestampMs });
+    if (this.closed || !fetcher.active || this.fetchers.get(partitionKey(topic, partition)) !== fetcher) {
+      throw new StrataClientError('FAILED_PRECONDITION', `${topic}-${partition} was revoked, or the consumer closed, while its offset for the time was looked up; it was not moved`);
+    }
+    this.seek(topic, partition, offset);
+    return offset;
+  }
+
   /** The offset of the next record this partition yields; null while not yet known. */
   position(topic: string, partition: number): number | null {
     return this.requireFetcher(topic, partition).position;
@@ -964,7 +989,7 @@ export class Consumer extends EventEmitter {
     let failures = 0;
     while (fetcher.active && !this.closed) {
       // pause() cancelled whatever the loop was doing; resume, seek, revoke and close wake it.
-      if (fetcher.paused) {
+      if (fetcher.paused || fetcher.awaitingSeek) {
         await fetcher.untilWoken();
         continue;
       }
@@ -1032,9 +1057,13 @@ export class Consumer extends EventEmitter {
     let offset = await untilAborted(this.initialPosition(tp), fetcher.abort.signal);
     fetcher.abort = null;
     if (generation !== fetcher.generation) return;
+    if (offset === null && this.resetPolicy === 'none') {
+      this.awaitSeek(fetcher, `${fetcher.topic}-${fetcher.partition} has no position to start from (no committed offset) and resetPolicy is 'none'`);
+      return;
+    }
     if (offset === null) {
       fetcher.abort = new AbortController();
-      offset = (await listOffsets(this.connection, fetcher.topic, fetcher.partition, this.resetPolicy, fetcher.abort.signal)).offset;
+      offset = (await listOffsets(this.connection, fetcher.topic, fetcher.partition, this.resetPolicy === 'earliest' ? 'earliest' : 'latest', fetcher.abort.signal)).offset;
       fetcher.abort = null;
       if (generation !== fetcher.generation) return;
     }
@@ -1162,6 +1191,10 @@ export class Consumer extends EventEmitter {
   private async applyResetPolicy(fetcher: PartitionFetcher, failure: StrataClientError): Promise<void> {
     const generation = fetcher.generation;
     const from = fetcher.fetchOffset ?? -1;
+    if (this.resetPolicy === 'none') {
+      this.awaitSeek(fetcher, `${fetcher.topic}-${fetcher.partition}: ${failure.message}; resetPolicy is 'none'`);
+      return;
+    }
     fetcher.abort = new AbortController();
     const { offset } = await listOffsets(this.connection, fetcher.topic, fetcher.partition, this.resetPolicy, fetcher.abort.signal);
     fetcher.abort = null;
@@ -1170,6 +1203,17 @@ export class Consumer extends EventEmitter {
     const event: OffsetResetEvent = { topic: fetcher.topic, partition: fetcher.partition, offset: from, resetTo: offset, policy: this.resetPolicy, reason: failure.message };
     this.logger.warn(event, 'offset out of range; reset policy applied');
     this.notify('offsetReset', event);
+  }
+
+  /**
+   * Stops a partition that has nowhere to go under the reset policy 'none' until the application
+   * seeks it (Kafka's NoOffsetForPartitionException): told once, as a `fetchError`.
+   */
+  private awaitSeek(fetcher: PartitionFetcher, why: string): void {
+    fetcher.awaitingSeek = true;
+    const error = new StrataClientError('OUT_OF_RANGE', `${why}: it fetches nothing until seek() gives it an offset`);
+    this.logger.warn({ topic: fetcher.topic, partition: fetcher.partition, reason: error.message }, 'partition waits for a seek (resetPolicy none)');
+    this.notify('fetchError', { topic: fetcher.topic, partition: fetcher.partition, error } satisfies FetchErrorEvent);
   }
 
   /**
@@ -1193,6 +1237,7 @@ export class Consumer extends EventEmitter {
     if (this.inHand?.fetcher === fetcher) this.inHand = null;
     fetcher.topicGone = false;
     fetcher.sought = false;
+    fetcher.awaitingSeek = false;
     fetcher.position = offset;
     fetcher.fetchOffset = offset;
     this.interruptFetcher(fetcher);

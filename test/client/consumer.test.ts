@@ -442,6 +442,46 @@ describe('delivery', () => {
     expect((await take(reader, 4)).map((record) => record.offset)).toEqual([2, 3, 4, 5]);
   });
 
+  it('seekToTime moves to the first record stamped at or after the time, or to the end when none is', async () => {
+    const name = await topic(1);
+    const stamped = Array.from({ length: 6 }, (_, index) => producer.send({ topic: name, partition: 0, value: `at-${index}`, timestamp: 1_700_000_000_000 + index * 1_000 }));
+    await producer.flush();
+    await Promise.all(stamped);
+    const reader = consumer({ resetPolicy: 'earliest' });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect((await take(reader, 6)).map(valueOf)).toEqual(['at-0', 'at-1', 'at-2', 'at-3', 'at-4', 'at-5']);
+    expect(await reader.seekToTime(name, 0, 1_700_000_002_500)).toBe(3);
+    expect((await take(reader, 3)).map(valueOf)).toEqual(['at-3', 'at-4', 'at-5']);
+    expect(await reader.seekToTime(name, 0, 1_800_000_000_000)).toBe(6);
+    await produce(name, 0, 1, 6);
+    expect((await take(reader, 1)).map((record) => record.offset)).toEqual([6]);
+    const refusals = await Promise.allSettled([reader.seekToTime(name, 0, -1), reader.seekToTime(name, 1, 0)]);
+    expect(refusals.map((result) => (result.status === 'rejected' ? (result.reason as StrataClientError).code : 'ok'))).toEqual(['INVALID_ARGUMENT', 'FAILED_PRECONDITION']);
+  });
+
+  it("with resetPolicy 'none', a partition with no position fetches nothing and says so until the application seeks it", async () => {
+    const name = await topic(1);
+    await produce(name, 0, 4);
+    const reader = consumer({ resetPolicy: 'none' });
+    const errors: FetchErrorEvent[] = [];
+    reader.on('fetchError', (event: FetchErrorEvent) => errors.push(event));
+    await reader.assign([{ topic: name, partition: 0 }]);
+    await waitUntil(() => errors.length === 1, 'the partition to report that it waits for a seek');
+    expect(errors[0]!.error.code).toBe('OUT_OF_RANGE');
+    expect(errors[0]!.error.message).toBe(`${name}-0 has no position to start from (no committed offset) and resetPolicy is 'none': it fetches nothing until seek() gives it an offset`);
+    expect(await reader.nextBatch({ timeoutMs: 200 })).toBeNull();
+    expect(reader.position(name, 0)).toBeNull();
+    reader.seek(name, 0, 1);
+    expect((await take(reader, 3)).map((record) => record.offset)).toEqual([1, 2, 3]);
+    // An offset outside the log is not reset either: it waits for another seek.
+    reader.seek(name, 0, 99);
+    await waitUntil(() => errors.length === 2, 'the out-of-range offset to be reported');
+    expect(errors[1]!.error.message).toMatch(new RegExp(`^${name}-0: .*; resetPolicy is 'none': it fetches nothing until seek\\(\\) gives it an offset$`));
+    reader.seek(name, 0, 0);
+    expect((await take(reader, 1)).map((record) => record.offset)).toEqual([0]);
+    expect(errors).toHaveLength(2);
+  });
+
   it('decodes gzip-compressed batches', async () => {
     const name = await topic(1);
     const zipper = new Producer({ server: broker.address, compression: 'gzip', lingerMs: 60_000 });
