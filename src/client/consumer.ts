@@ -146,7 +146,7 @@ export interface OffsetResetEvent extends TopicPartition {
   offset: number;
   /** Where the reset policy moved the partition. */
   resetTo: number;
-  policy: ResetPolicy;
+  policy: Exclude<ResetPolicy, 'none'>;
   reason: string;
 }
 
@@ -1057,13 +1057,13 @@ export class Consumer extends EventEmitter {
     let offset = await untilAborted(this.initialPosition(tp), fetcher.abort.signal);
     fetcher.abort = null;
     if (generation !== fetcher.generation) return;
-    if (offset === null && this.resetPolicy === 'none') {
-      this.awaitSeek(fetcher, `${fetcher.topic}-${fetcher.partition} has no position to start from (no committed offset) and resetPolicy is 'none'`);
-      return;
-    }
     if (offset === null) {
+      if (this.resetPolicy === 'none') {
+        this.awaitSeek(fetcher, `${fetcher.topic}-${fetcher.partition} has no position to start from (no committed offset) and resetPolicy is 'none'`);
+        return;
+      }
       fetcher.abort = new AbortController();
-      offset = (await listOffsets(this.connection, fetcher.topic, fetcher.partition, this.resetPolicy === 'earliest' ? 'earliest' : 'latest', fetcher.abort.signal)).offset;
+      offset = (await listOffsets(this.connection, fetcher.topic, fetcher.partition, this.resetPolicy, fetcher.abort.signal)).offset;
       fetcher.abort = null;
       if (generation !== fetcher.generation) return;
     }

@@ -119,6 +119,8 @@ export interface Member {
   heartbeated: boolean;
 }
 
+const NONE_REMOVED: readonly string[] = Object.freeze([]);
+
 export const LEAVE_EPOCH = -1;
 export const STATIC_LEAVE_EPOCH = -2;
 
@@ -516,7 +518,8 @@ export class ConsumerGroup {
   }
 
   /** The ids of the members taken out since the last call (for the membership store to remove). */
-  takeRemoved(): string[] {
+  takeRemoved(): readonly string[] {
+    if (this.removed.length === 0) return NONE_REMOVED;
     const removed = this.removed;
     this.removed = [];
     return removed;

@@ -362,7 +362,7 @@ export class GroupCoordinator {
       if (vanished) group.topicsChanged(topics, nowMs);
       // What was left out or changed above is written now (a forgotten group's records go).
       const changed = vanished || claimedTwice.length > 0 || unbound || kept.length < loaded.members.length || withSkipped.has(groupId);
-      if (changed) this.membership.rewrite(groupId);
+      if (changed) this.membership.writeWhole(groupId);
       this.forgetIfUnused(group);
     }
     this.logger.info({ groups: groups.length, members }, 'consumer groups restored: each member has a whole session from now to heartbeat');
@@ -465,7 +465,7 @@ export class GroupCoordinator {
     } finally {
       // The member heartbeating is the only one a heartbeat changes; members it removed (a
       // fenced one, the old incarnation of a static member) the group hands `save` itself.
-      this.membership.save(group, [request.memberId, answeredId]);
+      this.membership.save(group, answeredId === request.memberId ? [answeredId] : [request.memberId, answeredId]);
       this.forgetIfUnused(group);
     }
   }
@@ -480,7 +480,7 @@ export class GroupCoordinator {
   private forget(groupId: string): void {
     this.epochFloor = Math.max(this.epochFloor, this.groups.get(groupId)?.groupEpoch ?? 0);
     this.groups.delete(groupId);
-    this.membership.forget(groupId);
+    this.membership.writeWhole(groupId);
     this.events.forgotten(groupId);
   }
 
@@ -552,10 +552,12 @@ export class GroupCoordinator {
       }
     }
     if (memberOf === null) {
-      // Taken only once the group's last member is gone on disk too, as an answer would be.
+      // Taken only once the group's last member is gone on disk too, as an answer would be;
+      // looked up again after that wait, in which a group made again may have been joined.
       if (group !== undefined) await this.membershipDurable(groupId);
-      if (group !== undefined && group.members.size > 0) {
-        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${plural(group.members.size, 'member')}; only its members may commit: commit as a member, under another group id, or once the group has none`);
+      const current = this.groups.get(groupId);
+      if (current !== undefined && current.members.size > 0) {
+        throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" has ${plural(current.members.size, 'member')}; only its members may commit: commit as a member, under another group id, or once the group has none`);
       }
       // Written during a reset, it would replace offsets the reset answered with; during a
       // delete, it would bring the group back.

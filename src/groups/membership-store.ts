@@ -19,9 +19,9 @@
  * a partition a crash could take back (a write that failed and a later one that succeeded would
  * leave a mix on disk). LMDB applies the writes in the order they are made, so what a crash
  * leaves is a state the group was in. After a failed write, and whenever a group is forgotten,
- * the group is written whole (`sync`): a transaction that, when it runs, after every write made
- * before it, makes the group's records what the group is in memory then (none for a group
- * gone), so a stale record cannot outlive it. Failed writes are retried a second later too, so
+ * the group is written whole (`sync`): a transaction that, when it runs (after every write made
+ * before it, and those queued behind it in the same LMDB batch), makes the group's records what
+ * the group is in memory then (none for a group gone), so a stale record cannot outlive it. Failed writes are retried a second later too, so
  * a group nobody heartbeats in does not keep a mix on disk until its next change.
  */
 import type { Database, RootDatabase } from 'lmdb';
@@ -95,7 +95,6 @@ export class MembershipStore {
   private readonly pending = new Map<string, Promise<void>>();
   /** Groups a write of which failed: what LMDB holds of them is not known until a `sync`. */
   private readonly failed = new Set<string>();
-  private floorWritten = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -120,7 +119,6 @@ export class MembershipStore {
       const [groupId, memberId] = key;
       if (groupId === '') {
         floor = value as number;
-        this.floorWritten = floor;
         continue;
       }
       let group = groups.get(groupId);
@@ -169,7 +167,7 @@ export class MembershipStore {
       changes.push({ memberId, value: null });
     }
     for (const memberId of memberIds ?? group.members.keys()) {
-      const member = memberId === GROUP_RECORD ? undefined : group.members.get(memberId);
+      const member = group.members.get(memberId);
       if (member === undefined) continue;
       const last = records.get(memberId);
       const json = comparedJson(member);
@@ -190,13 +188,12 @@ export class MembershipStore {
     );
   }
 
-  /** A group forgotten (no members, no offsets): its records go, and the epoch floor is raised. */
-  forget(groupId: string): void {
-    this.sync(groupId);
-  }
-
-  /** Writes the group whole, removing the records of members it does not have (left out at load). */
-  rewrite(groupId: string): void {
+  /**
+   * Writes the group whole as it is in memory then (`sync`): a group forgotten (no members, no
+   * offsets) loses its records, and the epoch floor is raised; a group whose members were left
+   * out at load loses theirs.
+   */
+  writeWhole(groupId: string): void {
     this.sync(groupId);
   }
 
@@ -227,9 +224,10 @@ export class MembershipStore {
   }
 
   /**
-   * Makes the group's records what it is in memory when the transaction runs (after every write
-   * made before it), removing those of members gone, or all of them for a group gone; raises the
-   * kept epoch floor. Supersedes every earlier write of the group.
+   * Makes the group's records what it is in memory when the transaction runs, which is after
+   * every write made before it and also after those queued behind it in the same LMDB batch
+   * (hence it reads the group then, not now): removes those of members gone, or all of them for
+   * a group gone, and writes the kept epoch floor. Supersedes every earlier write of the group.
    */
   private sync(groupId: string): void {
     this.failed.delete(groupId);
@@ -243,7 +241,6 @@ export class MembershipStore {
         if (group === undefined || (key[1] !== GROUP_RECORD && !group.members.has(key[1]))) this.db.remove(key);
       }
       if (group !== undefined) {
-        group.takeRemoved();
         this.db.put([groupId, GROUP_RECORD], { groupEpoch: group.groupEpoch, assignor: group.assignor });
         records.set(GROUP_RECORD, { json: JSON.stringify({ groupEpoch: group.groupEpoch, assignor: group.assignor }), subscription: null });
         for (const member of group.members.values()) {
@@ -254,11 +251,9 @@ export class MembershipStore {
       } else {
         this.written.delete(groupId);
       }
+      // Written whole too: a sync is rare, and one that failed may have been the one to raise it.
       const floor = this.options.epochFloor();
-      if (floor > this.floorWritten) {
-        this.db.put(FLOOR_KEY, floor);
-        this.floorWritten = floor;
-      }
+      if (floor > 0) this.db.put(FLOOR_KEY, floor);
     });
     this.track(groupId, landed, true);
   }

@@ -194,8 +194,9 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
         });
       } catch (error) {
         // A refusal may have changed the group too (a fenced member is removed): answered once
-        // that is on disk, so a crash does not bring back a member its consumer has replaced.
-        await coordinator.membershipDurable(request.groupId).catch(() => undefined);
+        // that is on disk, so a crash does not bring back a member its consumer has replaced
+        // (STORAGE_ERROR, as any answer, when it cannot be written).
+        await coordinator.membershipDurable(request.groupId);
         throw error;
       }
       // Answered once what the heartbeat changed is on disk: a crash cannot take it back.

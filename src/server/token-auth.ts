@@ -28,7 +28,8 @@ import { invalidArgument as invalid, toGrpcFailure, toServiceError } from './sta
 import type { HandlerContext } from './unary-handler.js';
 import { REFUSAL_LINES, ThrottledWarning } from '../common/throttled-warning.js';
 import { ADMIN_SERVICE_NAME, GROUPS_SERVICE_NAME, LOG_SERVICE_NAME } from './service-definitions.js';
-import { NameScope, TokenScope, groupPatternProblem, topicPatternProblem } from './token-scope.js';
+import { NameScope } from '../common/name-scope.js';
+import { TokenScope, groupPatternProblem, topicPatternProblem } from './token-scope.js';
 
 const PERMISSIONS = ['read', 'write', 'admin'] as const;
 export type Permission = (typeof PERMISSIONS)[number];

@@ -14,8 +14,6 @@ import { TOPIC_NAME_CHARACTERS, TOPIC_NAME_LENGTH_MAX, topicNameProblem } from '
 import { invalidArgument } from './status.js';
 import { NameScope } from '../common/name-scope.js';
 
-export { NameScope };
-
 /**
  * Why `pattern` cannot be a pattern, or null when it can: `*`, or a whole name or a non-empty
  * prefix followed by `*` that `problemOf` finds nothing wrong with (its answer follows the

@@ -8,7 +8,7 @@ import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { type AssignorName, type TopicPartition, splitTp, tp } from '../../src/groups/assignors.js';
 import { ConsumerGroup, type HeartbeatInput, type HeartbeatOutput, LEAVE_EPOCH, STATIC_LEAVE_EPOCH, type TopicScope } from '../../src/groups/consumer-group.js';
-import { NameScope } from '../../src/server/token-scope.js';
+import { NameScope } from '../../src/common/name-scope.js';
 import { memberFrom, storedOf } from '../../src/groups/membership-store.js';
 import { mulberry32, testSeed } from '../helpers/seeded-random.js';
 

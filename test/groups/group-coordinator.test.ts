@@ -1066,13 +1066,19 @@ describe('membership across a restart', () => {
     expect(label(scoped.owned)).toEqual(['t-0']);
   });
 
-  it('starts a group forgotten before it above every epoch it had, for a consumer that joins again under its member id', async () => {
+  /** The only member of group `g` (of a 2-partition topic `t`), under the id `consumer-1`, after several epochs. */
+  async function memberThroughEpochs(): Promise<Client> {
     await broker.createTopic('t', 2, {});
     const first = join('g', ['t'], { memberId: 'consumer-1' });
     const second = join('g', ['t']);
     settle([first, second]);
     leave(second);
     settle([first]);
+    return first;
+  }
+
+  it('starts a group forgotten before it above every epoch it had, for a consumer that joins again under its member id', async () => {
+    const first = await memberThroughEpochs();
     const lastEpoch = first.epoch;
     leave(first); // the group goes: no offsets
     expect(coordinator.listGroups()).toEqual([]);
@@ -1118,22 +1124,52 @@ describe('membership across a restart', () => {
   const keptIdsOf = (groupId: string): string[] => [...keptRecords().getKeys()].filter((key) => key[0] === groupId).map((key) => key[1]);
 
   /**
-   * Makes the next `count` membership writes fail as lmdb-js fails a commit (all of them with
-   * Infinity), 50 ms after they are made: writes made meanwhile land first.
+   * Makes the next `count` membership writes of `methods` fail as lmdb-js fails a commit (all of
+   * them with Infinity), 50 ms after they are made: writes made meanwhile land first. A transaction's
+   * callback runs, as lmdb-js runs it before the commit fails, with its writes dropped.
    */
-  function failMembershipWrites(count: number): void {
-    const db = (coordinator as unknown as { membership: { db: Record<'batch' | 'transaction', (callback: () => unknown) => Promise<unknown>> } }).membership.db;
-    for (const method of ['batch', 'transaction'] as const) {
+  function failMembershipWrites(count: number, methods: readonly ('batch' | 'transaction')[] = ['batch', 'transaction']): void {
+    type Db = Record<'batch' | 'transaction', (callback: () => unknown) => Promise<unknown>> & Record<'put' | 'remove', (...args: unknown[]) => unknown>;
+    const db = (coordinator as unknown as { membership: { db: Db } }).membership.db;
+    for (const method of methods) {
       const real = db[method].bind(db);
       db[method] = (callback) => {
         if (count <= 0) return real(callback);
         count--;
         const failed = Object.assign(new Error('Commit failed (see commitError for details)'), { commitError: Promise.reject(new Error('EIO: i/o error')) });
         failed.commitError.catch(() => undefined);
-        return new Promise((_, reject) => setTimeout(() => reject(failed), 50));
+        return new Promise((_, reject) =>
+          setTimeout(() => {
+            if (method === 'transaction') {
+              const { put, remove } = db;
+              db.put = db.remove = () => true;
+              try {
+                callback();
+              } finally {
+                db.put = put;
+                db.remove = remove;
+              }
+            }
+            reject(failed);
+          }, 50),
+        );
       };
     }
   }
+
+  it('keeps the epoch floor of a group whose forgetting failed and was retried: a consumer joining again starts above its epochs', async () => {
+    const first = await memberThroughEpochs();
+    const lastEpoch = first.epoch;
+    await coordinator.membershipDurable('g');
+    expect(keptIdsOf('g')).toEqual(['', 'consumer-1']);
+    failMembershipWrites(1, ['transaction']);
+    leave(first); // the group goes; the transaction that removes it fails, and is retried a second later
+    await waitUntil(() => keptIdsOf('g').length === 0, 'the retry to remove the group', 5_000);
+    await restart();
+    const again = join('g', ['t'], { memberId: 'consumer-1' });
+    console.log('EPOCHS', lastEpoch, again.epoch);
+    expect(again.epoch).toBeGreaterThan(lastEpoch);
+  });
 
   it('does not answer on top of a failed write: the group is written whole first, so a restart finds no partition claimed twice', async () => {
     await broker.createTopic('t', 2, {});

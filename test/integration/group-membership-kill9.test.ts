@@ -3,9 +3,11 @@
 // partition is ever held by two members, across kills that land mid-rebalance; method: run the
 // real CLI (`strata serve`, spawnBroker) on one data directory, drive members over raw gRPC
 // heartbeats with seeded-random joins, heartbeats and leaves, SIGKILL the broker right after a
-// seeded-random number of answers (4 kills), restart it on the same directory, and have every
-// member heartbeat at the epoch of its last answer. A member gives up what an answer leaves out
-// at once (before saying so), as a client must, so what the members hold must stay disjoint.
+// seeded-random number of answers (4 kills; in every other round a heartbeat is sent up to a
+// few milliseconds before the kill and its answer, if any, not taken), restart it on the same
+// directory, and have every member heartbeat at the epoch of its last answer. A member gives up
+// what an answer leaves out at once (before saying so), as a client must, so what the members
+// hold must stay disjoint.
 import { afterAll, describe, expect, it } from 'vitest';
 import type { strata } from '../../src/generated/strata.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
@@ -18,6 +20,15 @@ const TOPIC = 'members';
 const PARTITIONS = 6;
 const GROUP = 'kill9-group';
 const KILLS = 4;
+
+/** When, after a heartbeat is sent, the broker is killed. */
+const KILL_MOMENTS: { name: string; wait: () => Promise<unknown> }[] = [
+  { name: 'at once', wait: () => Promise.resolve() },
+  { name: 'next turn', wait: () => new Promise((resolve) => setImmediate(resolve)) },
+  { name: 'two turns', wait: () => new Promise((resolve) => setImmediate(() => setImmediate(resolve))) },
+  { name: 'after 1 ms', wait: () => new Promise((resolve) => setTimeout(resolve, 1)) },
+  { name: 'after 3 ms', wait: () => new Promise((resolve) => setTimeout(resolve, 3)) },
+];
 
 interface Member {
   name: string;
@@ -92,7 +103,7 @@ describe('consumer-group membership across SIGKILL', () => {
     await join();
     await join();
     let rebalancedAtKill = 0;
-    let inFlightAtKill = 0;
+    const outcomes: string[] = [];
     for (let round = 0; round < KILLS; round++) {
       const answers = 3 + Math.floor(random() * 12);
       for (let step = 0; step < answers; step++) {
@@ -110,15 +121,21 @@ describe('consumer-group membership across SIGKILL', () => {
       const described = await client!.call<strata.v1.DescribeGroupResponse>('groups.describeGroup', v1.DescribeGroupRequest.create({ groupId: GROUP }));
       if (described.state !== 'stable') rebalancedAtKill++;
       const before = described.members.map((member) => [member.memberId, member.memberEpoch]).sort();
-      // Every other round, the kill lands while a heartbeat is on its way: its member never
-      // hears the answer, and heartbeats next at the epoch it had (the broker may have kept the
+      // Every other round, a heartbeat is sent just before the kill (seeded): it may be
+      // answered, cut while the broker writes its change, or not reach it. Its member does not
+      // take the answer, and heartbeats next at the epoch it had (the broker may have kept the
       // change, and takes the previous epoch then).
       if (round % 2 === 1) {
         const member = members[Math.floor(random() * members.length)]!;
-        void client!
+        const sent = client!
           .call('groups.heartbeat', v1.HeartbeatRequest.create({ groupId: GROUP, memberId: member.memberId, memberEpoch: member.epoch, keepSubscription: true, ownedPartitions: owned(member.held) }))
-          .catch(() => undefined);
-        inFlightAtKill++;
+          .then(() => 'answered', () => 'cut');
+        // Not a wait for an event: it places the kill at a seeded moment of the heartbeat's life
+        // (a heartbeat is answered in about a millisecond: the later moments usually find it answered).
+        const moment = KILL_MOMENTS[Math.floor(random() * KILL_MOMENTS.length)]!;
+        await moment.wait();
+        broker!.child.kill('SIGKILL');
+        outcomes.push(`${moment.name}: ${await sent}`);
       }
       await kill();
       await start();
@@ -132,6 +149,6 @@ describe('consumer-group membership across SIGKILL', () => {
     // Then the group settles: its members hold every partition, once.
     for (let pass = 0; pass < 4; pass++) for (const member of members) await heartbeat(member, `settling, pass ${pass}: ${member.name}`);
     expect(members.flatMap((member) => [...member.held]).sort((x, y) => x - y)).toEqual(Array.from({ length: PARTITIONS }, (_, partition) => partition));
-    console.log(`group kill -9: ${KILLS} kills, ${rebalancedAtKill} of them mid-rebalance, ${inFlightAtKill} with a heartbeat in flight, ${joined} members joined ${at('')}`);
+    console.log(`group kill -9: ${KILLS} kills, ${rebalancedAtKill} of them mid-rebalance, heartbeats sent just before a kill: ${outcomes.join(', ')}; ${joined} members joined ${at('')}`);
   });
 });

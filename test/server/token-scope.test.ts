@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { LOG_SERVICE_NAME } from '../../src/server/service-definitions.js';
 import { TokenAuthenticator, callScope, parseTokenEntries } from '../../src/server/token-auth.js';
-import { NameScope, TokenScope } from '../../src/server/token-scope.js';
+import { NameScope } from '../../src/common/name-scope.js';
+import { TokenScope } from '../../src/server/token-scope.js';
 
 const sha256 = (token: string): string => createHash('sha256').update(token).digest('hex');
 
