@@ -218,11 +218,12 @@ describe("a member whose token's topics are narrowed while it is in a group", ()
       const [first] = await members();
       rename(setup.tokensFile);
       setup.authenticator.reload();
+      // The broker's state moves before its answer reaches the consumer (sent once on disk).
       await waitUntil(async () => {
         const now = await members();
-        return now.length === 1 && now[0]!.id !== first!.id && now[0]!.partitions === 2;
-      }, 'a member of a new id to hold both partitions, the old one gone');
-      expect(consumer.assignment()).toHaveLength(2);
+        return now.length === 1 && now[0]!.id !== first!.id && now[0]!.partitions === 2 && consumer.assignment().length === 2;
+      }, 'a member of a new id to hold both partitions, the old one gone, and the consumer to know it');
+      expect(consumer.memberId).toBe((await members())[0]!.id);
     } finally {
       await consumer.close();
       await setup.dispose();
