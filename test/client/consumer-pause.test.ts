@@ -6,54 +6,28 @@
 // grpc-js interceptor that counts each partition's Subscribe streams and messages, committed
 // offsets read back from the broker, and waits on events and polls with deadlines (no sleeps).
 import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Admin } from '../../src/client/admin.js';
-import type { ConnectionOptions } from '../../src/client/connection.js';
-import { Consumer, type ConsumerOptions, type ConsumerRecord, type ConsumerSettings, type OffsetsCommittedEvent, type TopicPartition, type TopicPartitionOffset } from '../../src/client/consumer.js';
+import { describe, expect, it } from 'vitest';
+import { type Consumer, type ConsumerRecord, type OffsetsCommittedEvent, type TopicPartition, type TopicPartitionOffset } from '../../src/client/consumer.js';
 import type { PartitionsLostEvent } from '../../src/client/group-member.js';
 import { StrataClientError } from '../../src/client/errors.js';
-import { Producer } from '../../src/client/producer.js';
 import type { strata } from '../../src/generated/strata.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { useConsumerFixture } from '../helpers/consumer-fixture.js';
 import { waitUntil } from '../helpers/wait.js';
 
-let broker: TestBroker;
-let admin: Admin;
-let producer: Producer;
-const consumers: Consumer[] = [];
-
-beforeAll(async () => {
-  broker = await startTestBroker({ groupHeartbeatIntervalMs: 100, groupSessionTimeoutMs: 5_000 });
-  admin = new Admin({ server: broker.address });
-  // A long linger and explicit flushes: each `produce` call below becomes one batch.
-  producer = new Producer({ server: broker.address, lingerMs: 60_000 });
+// A long linger and explicit flushes: each `produce` call below becomes one batch. One batch
+// per Subscribe message: a partition has chunks fetched ahead of what it handed out.
+const fixture = useConsumerFixture({
+  topicPrefix: 'pause',
+  broker: { groupHeartbeatIntervalMs: 100, groupSessionTimeoutMs: 5_000 },
+  defaults: { resetPolicy: 'earliest', maxBytesPerPartition: 1 },
 });
-afterAll(async () => {
-  await Promise.all(consumers.map((consumer) => consumer.close()));
-  await producer?.close();
-  await admin?.close();
-  await broker?.dispose();
-});
-
-function consumer(options: ConsumerSettings & Partial<ConnectionOptions> = {}): Consumer {
-  // One batch per Subscribe message: a partition has chunks fetched ahead of what it handed out.
-  const created = new Consumer({ server: broker.address, deadlineMs: 10_000, resetPolicy: 'earliest', maxBytesPerPartition: 1, ...options } as ConsumerOptions);
-  consumers.push(created);
-  return created;
-}
-
-let topicCounter = 0;
-async function topic(partitions: number): Promise<string> {
-  const name = `pause-${++topicCounter}`;
-  await admin.createTopic(name, { partitions });
-  return name;
-}
+const { consumer, topic } = fixture;
 
 /** Writes `batches` batches of `size` records to a partition (offsets from `from`). */
 async function produce(name: string, partition: number, batches: number, size = 5, from = 0): Promise<void> {
   for (let batch = 0; batch < batches; batch++) {
-    const sends = Array.from({ length: size }, (_, index) => producer.send({ topic: name, partition, value: `${partition}-${from + batch * size + index}` }));
-    await producer.flush();
+    const sends = Array.from({ length: size }, (_, index) => fixture.producer.send({ topic: name, partition, value: `${partition}-${from + batch * size + index}` }));
+    await fixture.producer.flush();
     await Promise.all(sends);
   }
 }
@@ -198,14 +172,14 @@ describe('pause and resume', () => {
     await waitUntil(() => trace.open.get(0) === 0, 'the stream to end');
     expect(Math.max(...committed)).toBe(7);
     expect(reader.position(name, 0)).toBe(7);
-    expect((await admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([7]);
+    expect((await fixture.admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([7]);
     await reader.commit(); // by hand too: the position, not what was fetched
-    expect((await admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([7]);
+    expect((await fixture.admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([7]);
 
     reader.resume([{ topic: name, partition: 0 }]);
     expect(offsets(await take(reader, 13))).toEqual(range(7, 20));
     await reader.commit();
-    expect((await admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([20]);
+    expect((await fixture.admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([20]);
     expect(committed).toEqual([...committed].sort((a, b) => a - b)); // never backwards
   });
 
@@ -278,7 +252,7 @@ describe('assignment and lifecycle', () => {
     await reader.assign([]);
     expect(revoked).toEqual([[{ topic: name, partition: 0, offset: 3 }]]);
     expect(reader.paused()).toEqual([]);
-    expect((await admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([3]);
+    expect((await fixture.admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([3]);
     await reader.assign([{ topic: name, partition: 0 }]);
     expect(reader.paused()).toEqual([]);
     expect(offsets(await take(reader, 7))).toEqual(range(3, 10)); // from the committed offset
@@ -299,7 +273,7 @@ describe('assignment and lifecycle', () => {
     expect(await waiting).toBeNull();
     expect(await iteration).toEqual([]);
     expect([trace.open.get(0), trace.open.get(1)]).toEqual([0, 0]);
-    const committed = await admin.fetchOffsets(groupId);
+    const committed = await fixture.admin.fetchOffsets(groupId);
     expect(committed.find(({ partition }) => partition === 0)?.offset).toBe(3);
   });
 });
@@ -340,7 +314,7 @@ describe('a group member', () => {
     expect(a.assignment().sort((x, y) => x.partition - y.partition)).toEqual(both);
     expect(a.memberEpoch).toBe(epoch);
     expect(lost).toEqual([]);
-    const described = (await broker.groups.describeGroup(groupId)).members;
+    const described = (await fixture.broker.groups.describeGroup(groupId)).members;
     expect(described.map((entry) => entry.assignment.length)).toEqual([2]);
 
     const b = consumer(member);
@@ -352,7 +326,7 @@ describe('a group member', () => {
     expect(a.paused()).toEqual([{ topic: name, partition: kept }]);
     expect(b.paused()).toEqual([]);
     // Committed at the position (auto-commit's interval is a minute: this is the revocation's).
-    const committed = await admin.fetchOffsets(groupId);
+    const committed = await fixture.admin.fetchOffsets(groupId);
     expect(committed.find(({ partition }) => partition === moved)?.offset).toBe(positions[moved]);
     await waitUntil(() => bStarted.length === 1, 'b to start the partition');
     expect(bStarted).toEqual([{ topic: name, partition: moved, offset: positions[moved] }]);

@@ -8,13 +8,10 @@
 import { once } from 'node:events';
 import { InterceptingCall, type Interceptor, Metadata, status } from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Admin } from '../../src/client/admin.js';
-import { Connection, type ConnectionOptions, methods } from '../../src/client/connection.js';
+import { describe, expect, it, vi } from 'vitest';
+import { Connection, methods } from '../../src/client/connection.js';
 import {
   Consumer,
-  type ConsumerOptions,
-  type ConsumerSettings,
   type ConsumerRecord,
   type CommitFailedEvent,
   type FetchErrorEvent,
@@ -29,46 +26,19 @@ import { Producer } from '../../src/client/producer.js';
 import { limitReadAhead } from '../../src/client/read-ahead.js';
 import { failFirstCallAfter, holdCalls, refuseFirstCall } from '../helpers/interceptors.js';
 import { plateau } from '../helpers/plateau.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { useConsumerFixture } from '../helpers/consumer-fixture.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const v1 = strata.v1;
 
-let broker: TestBroker;
-let admin: Admin;
-let producer: Producer;
-const consumers: Consumer[] = [];
-
-beforeAll(async () => {
-  broker = await startTestBroker();
-  admin = new Admin({ server: broker.address });
-  // A long linger and explicit flushes: each `produce` call below becomes one batch per partition.
-  producer = new Producer({ server: broker.address, lingerMs: 60_000 });
-});
-afterAll(async () => {
-  await Promise.all(consumers.map((consumer) => consumer.close()));
-  await producer?.close();
-  await admin?.close();
-  await broker?.dispose();
-});
-
-function consumer(options: ConsumerSettings & Partial<ConnectionOptions> = {}): Consumer {
-  const created = new Consumer({ server: broker.address, deadlineMs: 10_000, ...options } as ConsumerOptions);
-  consumers.push(created);
-  return created;
-}
-
-let topicCounter = 0;
-async function topic(partitions: number): Promise<string> {
-  const name = `consumer-${++topicCounter}`;
-  await admin.createTopic(name, { partitions });
-  return name;
-}
+// A long linger and explicit flushes: each `produce` call below becomes one batch per partition.
+const fixture = useConsumerFixture({ topicPrefix: 'consumer' });
+const { consumer, topic } = fixture;
 
 /** Writes `count` records `<partition>-<index>` (index from `from`) to a partition, as one batch. */
 async function produce(name: string, partition: number, count: number, from = 0): Promise<void> {
-  const sends = Array.from({ length: count }, (_, index) => producer.send({ topic: name, partition, key: `k${from + index}`, value: `${partition}-${from + index}`, headers: { n: String(from + index) } }));
-  await producer.flush();
+  const sends = Array.from({ length: count }, (_, index) => fixture.producer.send({ topic: name, partition, key: `k${from + index}`, value: `${partition}-${from + index}`, headers: { n: String(from + index) } }));
+  await fixture.producer.flush();
   await Promise.all(sends);
 }
 
@@ -213,9 +183,9 @@ describe('a topic deleted and created again', () => {
         if (event.error.code === 'NOT_FOUND') resolve(event);
       });
     });
-    await admin.deleteTopic(name);
+    await fixture.admin.deleteTopic(name);
     expect((await gone).error.message).toContain('deleted');
-    await admin.createTopic(name, { partitions: 1 });
+    await fixture.admin.createTopic(name, { partitions: 1 });
     await produce(name, 0, 8, 100); // more records than the old topic had: offset 5 exists again
     gate.held = null;
     release();
@@ -249,8 +219,8 @@ describe('a topic deleted and created again while no stream of the consumer was 
     await reader.assign([{ topic: name, partition: 0 }]);
     expect((await take(reader, 5)).map(valueOf)).toEqual(['0-0', '0-1', '0-2', '0-3', '0-4']);
     expect((await broken).error.code).toBe('UNAVAILABLE');
-    await admin.deleteTopic(name);
-    await admin.createTopic(name, { partitions: 1 });
+    await fixture.admin.deleteTopic(name);
+    await fixture.admin.createTopic(name, { partitions: 1 });
     await produce(name, 0, 8, 100);
     const gone = new Promise<FetchErrorEvent>((resolve) => reader.once('fetchError', resolve));
     gate.held = null;
@@ -271,15 +241,15 @@ describe('a deleted topic, while its partition waits to subscribe again', () => 
     await reader.assign([{ topic: name, partition: 0 }]);
     expect(await take(reader, 5)).toHaveLength(5);
     const gone = once(reader, 'fetchError');
-    await admin.deleteTopic(name);
+    await fixture.admin.deleteTopic(name);
     expect(((await gone)[0] as FetchErrorEvent).error.code).toBe('NOT_FOUND');
-    await admin.createTopic(name, { partitions: 1 });
+    await fixture.admin.createTopic(name, { partitions: 1 });
     await reader.commit();
-    expect(await admin.fetchOffsets(groupId)).toEqual([]);
+    expect(await fixture.admin.fetchOffsets(groupId)).toEqual([]);
   });
 
   it('keeps a position the application sought on a partition that does not exist yet', async () => {
-    const name = `consumer-${++topicCounter}`; // created below, after the consumer asked for it
+    const name = fixture.newTopicName(); // created below, after the consumer asked for it
     // After the first NOT_FOUND, the next Subscribe waits until the topic exists with its records.
     const gate: { held: Promise<void> | null } = { held: null };
     const reader = consumer({ resetPolicy: 'earliest', retryBackoffMs: 5, retryBackoffMaxMs: 5, interceptors: [holdCalls(['/strata.v1.Log/Subscribe'], gate)] });
@@ -293,7 +263,7 @@ describe('a deleted topic, while its partition waits to subscribe again', () => 
       });
     });
     expect((await missing).error.code).toBe('NOT_FOUND');
-    await admin.createTopic(name, { partitions: 1 });
+    await fixture.admin.createTopic(name, { partitions: 1 });
     await produce(name, 0, 5);
     gate.held = null;
     release();
@@ -321,7 +291,7 @@ describe('a reset after records were fetched', () => {
     for await (const record of reader) {
       delivered.push(record.offset);
       if (delivered.length === 20) break;
-      await admin.describeTopic(name); // the application's own I/O: the reset's lookup may land meanwhile
+      await fixture.admin.describeTopic(name); // the application's own I/O: the reset's lookup may land meanwhile
     }
     expect(delivered).toEqual([...Array(8).keys(), ...Array(12).keys()]); // the reset goes to the earliest
     expect(resetsAfter).toEqual([8]);
@@ -444,8 +414,8 @@ describe('delivery', () => {
 
   it('seekToTime moves to the first record stamped at or after the time, or to the end when none is', async () => {
     const name = await topic(1);
-    const stamped = Array.from({ length: 6 }, (_, index) => producer.send({ topic: name, partition: 0, value: `at-${index}`, timestamp: 1_700_000_000_000 + index * 1_000 }));
-    await producer.flush();
+    const stamped = Array.from({ length: 6 }, (_, index) => fixture.producer.send({ topic: name, partition: 0, value: `at-${index}`, timestamp: 1_700_000_000_000 + index * 1_000 }));
+    await fixture.producer.flush();
     await Promise.all(stamped);
     const reader = consumer({ resetPolicy: 'earliest' });
     await reader.assign([{ topic: name, partition: 0 }]);
@@ -484,7 +454,7 @@ describe('delivery', () => {
 
   it('decodes gzip-compressed batches', async () => {
     const name = await topic(1);
-    const zipper = new Producer({ server: broker.address, compression: 'gzip', lingerMs: 60_000 });
+    const zipper = new Producer({ server: fixture.broker.address, compression: 'gzip', lingerMs: 60_000 });
     const sends = Array.from({ length: 50 }, (_, index) => zipper.send({ topic: name, value: `zip-${index}-${'z'.repeat(100)}` }));
     await zipper.close();
     await Promise.all(sends);
@@ -538,7 +508,7 @@ describe('assignment', () => {
     await reader.close();
     // The close committed what it revoked itself; the hook's own revocation commits after the
     // close has ended, and is refused.
-    expect((await admin.fetchOffsets(groupId)).map(({ partition, offset }) => ({ partition, offset }))).toEqual([{ partition: 0, offset: 0 }]);
+    expect((await fixture.admin.fetchOffsets(groupId)).map(({ partition, offset }) => ({ partition, offset }))).toEqual([{ partition: 0, offset: 0 }]);
     expect(failed.map(({ offsets }) => offsets)).toEqual([[{ topic: name, partition: 1, offset: 2 }]]);
   });
 
@@ -564,7 +534,7 @@ describe('assignment', () => {
     const closing = reader.close();
     release();
     await Promise.all([revoking, closing]);
-    expect((await admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([3]);
+    expect((await fixture.admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([3]);
   });
 
   it("close() waits for a revocation assign() started: the revoked partition's position is committed too", async () => {
@@ -600,7 +570,7 @@ describe('assignment', () => {
     closeCalled();
     await Promise.all([reassigned, closing]);
     expect(closedFirst).toBe(false);
-    const committed = await admin.fetchOffsets(groupId);
+    const committed = await fixture.admin.fetchOffsets(groupId);
     expect(committed.map(({ partition, offset }) => ({ partition, offset })).sort((a, b) => a.partition - b.partition)).toEqual([
       { partition: 0, offset: 2 },
       { partition: 1, offset: 3 },
@@ -805,7 +775,7 @@ describe('event listeners', () => {
     await reader.assign([{ topic: name, partition: 0 }]);
     await take(reader, 1);
     await reader.commit([{ topic: name, partition: 0, offset: 1 }]);
-    expect(await admin.fetchOffsets(`throwing-listener-${name}`)).toMatchObject([{ topic: name, partition: 0, offset: 1 }]);
+    expect(await fixture.admin.fetchOffsets(`throwing-listener-${name}`)).toMatchObject([{ topic: name, partition: 0, offset: 1 }]);
   });
 });
 
@@ -870,7 +840,7 @@ describe('subscribe streams', () => {
 
   it('a stream reads at most one message ahead of its consumer', async () => {
     const name = await topic(1);
-    const connection = new Connection({ server: broker.address });
+    const connection = new Connection({ server: fixture.broker.address });
     try {
       const stream = connection.serverStream(methods.subscribe, v1.SubscribeRequest.create({ topic: name, raw: true }));
       expect(stream.readableHighWaterMark).toBeGreaterThan(1); // grpc-js's default
