@@ -29,7 +29,7 @@ import { pipelinedStream } from './pipelined-stream.js';
 import type { RequestMemory } from './request-memory.js';
 import { refuseIfStalledAtStop } from './stalled-subscription.js';
 import { parseWireRecords } from './wire-records.js';
-import { type HandlerContext, unaryHandler } from './unary-handler.js';
+import { type HandlerContext, logRequestFailure, unaryHandler } from './unary-handler.js';
 
 const v1 = strata.v1;
 
@@ -146,7 +146,6 @@ function callSignal(call: NodeJS.EventEmitter, stopping: AbortSignal): { signal:
  * `produceMemory` counts the bytes of every produce request until it is answered.
  */
 export function logServiceHandlers(broker: Broker, context: HandlerContext, stopping: AbortSignal, produceMemory: RequestMemory | null = null): UntypedServiceImplementation {
-  const logger = context.logger;
   return {
     initProducer: unaryHandler(context, 'InitProducer', async (_request: strata.v1.InitProducerRequest, call: ServerUnaryCall<strata.v1.InitProducerRequest, strata.v1.InitProducerResponse>) => {
       // On a broker with tokens the id is the caller's token's: other tokens' produces under it are refused.
@@ -225,7 +224,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
         // a read that fails as its reader leaves still failed.
         if (failure !== null) {
           context.metrics?.countError('Subscribe', failure.strataCode);
-          logger[failure.unexpected ? 'error' : 'warn']({ method: 'Subscribe', code: failure.code, err: (end as { error: unknown }).error }, 'request failed');
+          logRequestFailure(context, 'Subscribe', failure, (end as { error: unknown }).error);
         }
         if (cancelled) return countSubscribeEnd(context.metrics, status.CANCELLED);
         const answer = failure ?? toGrpcFailure(new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; subscribe again from next_offset'));

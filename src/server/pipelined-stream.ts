@@ -26,7 +26,7 @@ import { StrataError } from '../common/errors.js';
 import { MalformedRequest } from './malformed-request.js';
 import type { RequestMemory } from './request-memory.js';
 import { toGrpcFailure, toServiceError } from './status.js';
-import { type HandlerContext, countRequest } from './unary-handler.js';
+import { type HandlerContext, countRequest, logRequestFailure } from './unary-handler.js';
 
 export interface PipelinedStreamHandler<Request, Response> {
   /** Method name for metrics and logs. */
@@ -131,7 +131,7 @@ export function pipelinedStream<Request, Response>(
         if (!request.reported) {
           countRequest(context, method, failure.code, startedAt);
           context.metrics?.countError(method, failure.strataCode);
-          logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
+          logRequestFailure(context, method, failure, null);
         }
         refusal = toServiceError(failure);
         stop();
@@ -165,8 +165,7 @@ export function pipelinedStream<Request, Response>(
           const failure = toGrpcFailure(error);
           countRequest(context, method, call.cancelled ? status.CANCELLED : failure.code, startedAt);
           context.metrics?.countError(method, failure.strataCode);
-          if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
-          else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
+          logRequestFailure(context, method, failure, error);
           return handler.failed(request, failure.code, failure.details, failure.strataCode ?? '');
         })
         .then((response) => {

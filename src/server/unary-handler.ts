@@ -1,8 +1,8 @@
 /**
  * Wraps an async function as a grpc-js unary handler: its result is the response, a thrown error
- * becomes the mapped gRPC status, and every failed request is logged once (expected failures at
- * `warn` with their code, unexpected ones at `error` with the stack). Successful requests are
- * not logged. A request whose client gave up before the answer (it cancelled the call, or its
+ * becomes the mapped gRPC status, and every failed request is noted in the context's
+ * `RequestFailureLog` (expected failures at `warn`, a line per method and code at most every
+ * 10 s; unexpected ones at `error` with the stack). Successful requests are not logged. A request whose client gave up before the answer (it cancelled the call, or its
  * deadline passed) is counted as `CANCELLED`, whatever the handler came to: grpc-js drops the
  * answer, so the client never saw that code.
  */
@@ -10,8 +10,9 @@ import { type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js'
 import type { Logger } from '../common/logger.js';
 import { checkDecoded } from './malformed-request.js';
 import type { BrokerMetrics } from './metrics.js';
+import { RequestFailureLog } from './request-failure-log.js';
 import type { TokenAuthenticator } from './token-auth.js';
-import { toGrpcFailure, toServiceError } from './status.js';
+import { type GrpcFailure, toGrpcFailure, toServiceError } from './status.js';
 
 /** What every handler needs besides the broker: where to log, what to count, and whose calls these are. */
 export interface HandlerContext {
@@ -19,6 +20,14 @@ export interface HandlerContext {
   metrics: BrokerMetrics | null;
   /** The tokens the calls carry, for the topics and groups each may name; absent or null: no tokens. */
   authenticator?: TokenAuthenticator | null;
+  /** Where failed requests are logged; made on first use when absent. */
+  failureLog?: RequestFailureLog;
+}
+
+/** Logs a failed request of `method` through the context's failure log (see `request-failure-log.ts`). */
+export function logRequestFailure(context: HandlerContext, method: string, failure: GrpcFailure, error: unknown): void {
+  context.failureLog ??= new RequestFailureLog(context.logger);
+  context.failureLog.note(method, failure, error);
 }
 
 /** Counts a finished request (any kind) by method and status code, with its latency. */
@@ -34,7 +43,6 @@ export function unaryHandler<Request, Response>(
   method: string,
   handle: (request: Request, call: ServerUnaryCall<Request, Response>) => Promise<Response>,
 ): (call: ServerUnaryCall<Request, Response>, callback: sendUnaryData<Response>) => void {
-  const logger = context.logger;
   return (call, callback) => {
     const startedAt = performance.now();
     context.metrics?.activeCalls.inc({ method });
@@ -56,8 +64,7 @@ export function unaryHandler<Request, Response>(
         countRequest(context, method, call.cancelled ? status.CANCELLED : failure.code, startedAt);
         // Counted even when the client has gone: a disk that stalls past deadlines still fails.
         context.metrics?.countError(method, failure.strataCode);
-        if (failure.unexpected) logger.error({ method, err: error }, 'request failed unexpectedly');
-        else logger.warn({ method, code: failure.code, reason: failure.details }, 'request failed');
+        logRequestFailure(context, method, failure, error);
         callback(toServiceError(failure));
       },
     );

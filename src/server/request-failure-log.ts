@@ -1,0 +1,44 @@
+/**
+ * How the broker logs requests it answered with an error. A client retrying a bad request in a
+ * loop (a missing topic, an offset out of range, a refused token) would otherwise write a line
+ * per attempt, which costs the broker CPU and fills its log disk. So each kind of failure, a
+ * method and a status code, is logged at `warn` at most once per 10 s, the line counting those
+ * of that kind left out since the one before (`failedSinceLastLine`). Every failure is still
+ * counted in `strata_requests_total` and `strata_request_errors_total`. Unexpected failures
+ * (a bug, not an answer to the request) are logged at `error`, each with its stack.
+ */
+import type { Logger } from '../common/logger.js';
+import { type Clock } from '../common/clock.js';
+import { ThrottledWarning } from '../common/throttled-warning.js';
+import type { GrpcFailure } from './status.js';
+
+export const REQUEST_FAILURE_LINE_INTERVAL_MS = 10_000;
+
+export class RequestFailureLog {
+  /** One per method and code: a bounded set (the services' methods × gRPC's codes). */
+  private readonly kinds = new Map<string, ThrottledWarning>();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly clock?: Pick<Clock, 'monotonicMs'>,
+  ) {}
+
+  /** A request of `method` failed with `failure`; `error` is what the handler threw. */
+  note(method: string, failure: GrpcFailure, error: unknown): void {
+    if (failure.unexpected) {
+      this.logger.error({ method, err: error }, 'request failed unexpectedly');
+      return;
+    }
+    const kind = `${method} ${failure.code}`;
+    let warning = this.kinds.get(kind);
+    if (warning === undefined) {
+      warning = new ThrottledWarning(this.logger, 'request failed', {
+        intervalMs: REQUEST_FAILURE_LINE_INTERVAL_MS,
+        countField: 'failedSinceLastLine',
+        ...(this.clock === undefined ? {} : { clock: this.clock }),
+      });
+      this.kinds.set(kind, warning);
+    }
+    warning.note({ method, code: failure.code, reason: failure.details });
+  }
+}

@@ -1,0 +1,100 @@
+// Goal: a client repeating a bad request cannot fill the broker's log: each kind of failed
+// request (method and status code) is logged at most once per 10 s, the line counting those left
+// out, while the metrics still count every one; unexpected failures are each logged at error.
+// Method: RequestFailureLog with a manual clock, and a real gRPC server with a logger that keeps
+// its lines, asked for a missing topic again and again.
+import { status } from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { expect, it } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
+import { Admin } from '../../src/client/admin.js';
+import { StrataClientError } from '../../src/client/errors.js';
+import { ManualClock } from '../../src/common/clock.js';
+import { ErrorCode, StrataError } from '../../src/common/errors.js';
+import type { Logger } from '../../src/common/logger.js';
+import { GroupCoordinator } from '../../src/groups/group-coordinator.js';
+import { StrataGrpcServer } from '../../src/server/grpc-server.js';
+import { BrokerMetrics } from '../../src/server/metrics.js';
+import { RequestFailureLog } from '../../src/server/request-failure-log.js';
+import { toGrpcFailure } from '../../src/server/status.js';
+import { rejectedWith } from '../helpers/rejected-with.js';
+import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
+
+interface Line {
+  level: number;
+  msg: string;
+  method?: string;
+  code?: number;
+  reason?: string;
+  failedSinceLastLine?: number;
+}
+
+function keptLines(level: string): { lines: Line[]; logger: Logger } {
+  const lines: Line[] = [];
+  const logger: Logger = pino({ level }, { write: (line: string) => void lines.push(JSON.parse(line) as Line) });
+  return { lines, logger };
+}
+
+const notFound = toGrpcFailure(new StrataError(ErrorCode.NOT_FOUND, 'topic "gone" not found'));
+const invalid = toGrpcFailure(new StrataError(ErrorCode.INVALID_ARGUMENT, 'partition must be at least 0'));
+
+it('logs each method and code at most once per 10 s, counting the failures left out', () => {
+  const { lines, logger } = keptLines('warn');
+  const clock = new ManualClock();
+  const log = new RequestFailureLog(logger, clock);
+  const kinds = (): unknown[] => lines.map(({ method, code, failedSinceLastLine }) => ({ method, code, failedSinceLastLine }));
+  for (let attempt = 0; attempt < 5; attempt++) {
+    log.note('DescribeTopic', notFound, null);
+    log.note('Fetch', notFound, null);
+    clock.advance(1_000);
+  }
+  log.note('DescribeTopic', invalid, null);
+  expect(kinds()).toEqual([
+    { method: 'DescribeTopic', code: status.NOT_FOUND, failedSinceLastLine: 0 },
+    { method: 'Fetch', code: status.NOT_FOUND, failedSinceLastLine: 0 },
+    { method: 'DescribeTopic', code: status.INVALID_ARGUMENT, failedSinceLastLine: 0 },
+  ]);
+  expect(lines[0]).toMatchObject({ msg: 'request failed', reason: 'topic "gone" not found' });
+  clock.advance(5_000); // 10 s after the first lines
+  log.note('DescribeTopic', notFound, null);
+  expect(kinds().slice(3)).toEqual([{ method: 'DescribeTopic', code: status.NOT_FOUND, failedSinceLastLine: 4 }]);
+});
+
+it('logs every unexpected failure at error, with its stack', () => {
+  const { lines, logger } = keptLines('warn');
+  const log = new RequestFailureLog(logger, new ManualClock());
+  for (let attempt = 0; attempt < 3; attempt++) log.note('Produce', toGrpcFailure(new TypeError(`bug ${attempt}`)), new TypeError(`bug ${attempt}`));
+  expect(lines.map(({ level, msg }) => ({ level, msg }))).toEqual(Array(3).fill({ level: 50, msg: 'request failed unexpectedly' }));
+  expect(lines[2]).toMatchObject({ err: { message: 'bug 2', stack: expect.stringContaining('TypeError') } });
+});
+
+it('a client asking a real broker for a missing topic again and again gets a line, and every failure is counted', async () => {
+  const dataDir = temporaryDirectory('strata-failure-log-');
+  const { lines, logger } = keptLines('warn');
+  const broker = await Broker.open({ dataDir });
+  const metrics = new BrokerMetrics();
+  const coordinator = new GroupCoordinator(broker, { sessionTimeoutMs: 45_000, heartbeatIntervalMs: 5_000, sessionCheckIntervalMs: 3_600_000 });
+  metrics.attach(broker, coordinator);
+  const server = await StrataGrpcServer.start(broker, coordinator, { listen: '127.0.0.1:0', maxRequestBytes: 1024 * 1024, produceMemoryBytes: 64 * 1024 * 1024, logger, metrics });
+  const admin = new Admin({ server: server.address });
+  try {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      expect((await rejectedWith(admin.describeTopic('missing'), StrataClientError)).code).toBe('NOT_FOUND');
+    }
+    expect((await rejectedWith(admin.createTopic('bad/name', { partitions: 1 }), StrataClientError)).code).toBe('INVALID_ARGUMENT');
+    const failed = lines.filter((line) => line.msg === 'request failed');
+    expect(failed.map(({ method, code }) => ({ method, code }))).toEqual([
+      { method: 'DescribeTopic', code: status.NOT_FOUND },
+      { method: 'CreateTopic', code: status.INVALID_ARGUMENT },
+    ]);
+    expect(failed[0]!.reason).toMatch(/missing/);
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^strata_requests_total\{method="DescribeTopic",code="NOT_FOUND"\} 20$/m);
+  } finally {
+    await admin.close();
+    await server.shutdown(5_000);
+    await coordinator.close();
+    await broker.close();
+    removeDirectory(dataDir);
+  }
+});
