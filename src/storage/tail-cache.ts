@@ -86,6 +86,11 @@ export class TailCache {
     return new SegmentTail(this);
   }
 
+  /** Chunks in the ring, dead ones (of cleared tails) included. */
+  get chunkCount(): number {
+    return this.chunks.length;
+  }
+
   /** Most bytes of one group a tail caches. */
   get chunkBytesMax(): number {
     return Math.floor(this.bytesMax * CHUNK_SHARE_MAX);
@@ -152,7 +157,8 @@ export class SegmentTail {
    * part tailing readers want: the range then starts inside the group.
    */
   written(position: number, buffers: readonly Buffer[], length: number): void {
-    if (this.cache.bytesMax === 0 || length === 0) return;
+    // A cache under 4 bytes holds no chunk at all (its bound rounds down to 0): as good as off.
+    if (this.cache.chunkBytesMax === 0 || length === 0) return;
     const skip = Math.max(0, length - this.cache.chunkBytesMax);
     if (position !== this.end || skip > 0) this.restartAt(position + skip);
     this.chunks.push(this.cache.store(this, buffers, skip, length - skip, position + skip));

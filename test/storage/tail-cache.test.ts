@@ -123,6 +123,13 @@ describe('TailCache', () => {
     expect(() => new TailCache(-1)).toThrow(/whole number of bytes from 0 to/);
   });
 
+  it.each([1, 3])('caches nothing with a size of %i, too small for any chunk, and keeps no record of the writes', (bytesMax) => {
+    const cache = new TailCache(bytesMax);
+    const tail = cache.tail();
+    for (let write = 0; write < 100; write++) tail.written(write * 10, [Buffer.alloc(10)], 10);
+    expect({ chunks: cache.chunkCount, bytes: cache.bytes, covers: tail.covers(990, 1) }).toEqual({ chunks: 0, bytes: 0, covers: false });
+  });
+
   it('refuses to read a range it does not hold instead of answering with other bytes', () => {
     const tail = new TailCache(4096).tail();
     tail.written(100, [Buffer.alloc(50, 7)], 50);
