@@ -81,6 +81,11 @@ const RESYNC_CHUNK_BYTES = 4 * 1024 * 1024;
  * be set to gigabytes, and one read's memory must not follow it.
  */
 const SCAN_AHEAD_BYTES_MAX = 1024 * 1024;
+/**
+ * Least bytes of each later chunk of that search: reads of a small `maxBytes` (down to 1) still
+ * scan in chunks of this size, not a read per batch.
+ */
+const SCAN_CHUNK_BYTES_MIN = 64 * 1024;
 /** Earlier index entries a read of the active segment tries past a wrong one before byte 0. */
 const EARLIER_ENTRIES_MAX = 8;
 
@@ -566,7 +571,7 @@ export class LogSegment implements UnloadableIndexes {
       if (chunk.length - cursor < BATCH_HEADER_BYTES) {
         chunkPosition += cursor;
         cursor = 0;
-        chunk = await this.readLog(fd, chunkPosition, Math.min(limitPosition - chunkPosition, maxBytes + BATCH_HEADER_BYTES));
+        chunk = await this.readLog(fd, chunkPosition, Math.min(limitPosition - chunkPosition, Math.max(maxBytes, SCAN_CHUNK_BYTES_MIN) + BATCH_HEADER_BYTES));
         if (chunk.length < BATCH_HEADER_BYTES) throw corruptionError(this.logPath, chunkPosition, 'batch header runs past the readable end');
         continue;
       }

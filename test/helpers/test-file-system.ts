@@ -73,6 +73,8 @@ export class TestFileSystem implements FileSystem {
   private readonly directFds = new Set<number>();
   /** What `bootId` answers: the real boot's id unless a test sets another (a machine restarted), or null (none to tell). */
   bootIdValue: string | null = new NodeFileSystem().bootId();
+  /** `read` calls made (those refused by `readError` not counted). */
+  readCalls = 0;
   /** The most bytes one `read` call asked for (a read's memory). */
   largestReadBytes = 0;
   /** Descriptors opened through this file system and not closed yet (to find leaks). */
@@ -154,6 +156,7 @@ export class TestFileSystem implements FileSystem {
   async read(fd: number, buffer: Buffer, bufferOffset: number, length: number, position: number): Promise<number> {
     await this.pass('read');
     if (this.readError !== null) throw errnoError(this.readError);
+    this.readCalls++;
     this.largestReadBytes = Math.max(this.largestReadBytes, length);
     return this.real.read(fd, buffer, bufferOffset, Math.min(length, this.readBytesMax ?? length), position);
   }

@@ -269,6 +269,22 @@ describe('read', () => {
     expect(fs.largestReadBytes).toBeLessThanOrEqual(1024 * 1024 + 1024);
   });
 
+  it('scans an unindexed stretch in chunks of at least 64 KiB for a read of a few bytes, not a read per batch', async () => {
+    const directory = tempDir();
+    const written = await openLog(directory, { indexIntervalBytes: 1 << 30 });
+    for (let offset = 0; offset < 2_000; offset++) await written.append(buildBatch([{ value: Buffer.alloc(1000, offset % 256) }], { timestamp: T0 }));
+    await written.close();
+    const fs = new TestFileSystem();
+    const log = await openLog(directory, { indexIntervalBytes: 1 << 30 }, { fs });
+    fs.readCalls = 0;
+    const [record] = decodeBatches((await log.read(1_999, 1)).batches);
+    expect(record?.offset).toBe(1_999);
+    expect(record?.value?.equals(Buffer.alloc(1000, 1_999 % 256))).toBe(true);
+    // About 1 MiB lies past the first read's reach: 16 chunks of 64 KiB, not ~1,000 batch reads.
+    expect(fs.readCalls).toBeLessThanOrEqual(40);
+    await log.close();
+  });
+
   it('checks the tail after the last index entry a scan chunk at a time at a clean open, not in one read', async () => {
     const directory = tempDir();
     const config = { indexIntervalBytes: 1 << 30 };
