@@ -289,7 +289,7 @@ async function subscribe(
   const topic = checkTopic(request.topic);
   callScope(context.authenticator, call.metadata).checkTopic(topic);
   const maxBytes = checkMaxBytes(request.maxBytes, 'max_bytes');
-  checkTopicIncarnation(broker, topic, toSafeNumber(request.topicCreatedAtMs, 'topic_created_at_ms'));
+  checkTopicIncarnation(broker, topic, nonNegative(toSafeNumber(request.topicCreatedAtMs, 'topic_created_at_ms'), 'topic_created_at_ms'));
   const partitions = request.partitions.length > 0 ? [...new Set(request.partitions)] : [...Array(broker.partitionCount(topic)).keys()];
   const start = startFromWire(request.start, 'latest');
   const logs = partitions.map((partition) => broker.partitionLog(topic, nonNegative(partition, 'partitions[]')));

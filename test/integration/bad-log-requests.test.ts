@@ -138,6 +138,8 @@ describe('Subscribe: topic_created_at_ms', () => {
     const refused = outcome(await subscribeError({ topic: name, topicCreatedAtMs: first }));
     expect(refused.code).toBe('NOT_FOUND');
     expect(refused.details).toMatch(new RegExp(`^topic "${name}" created at \\S+ \\(topic_created_at_ms ${first.toString()}\\) is gone; the topic of that name now was created at \\S+ \\(${second.toString()}\\): start afresh in it`));
+    // A negative time is a client's mistake, not a topic created again.
+    expect(outcome(await subscribeError({ topic: name, topicCreatedAtMs: Long.fromNumber(-1) }))).toEqual({ code: 'INVALID_ARGUMENT', details: 'topic_created_at_ms must be a non-negative integer, got -1' });
     // Past any date: the number is named as it is.
     expect(outcome(await subscribeError({ topic: name, topicCreatedAtMs: Long.fromNumber(Number.MAX_SAFE_INTEGER) })).details).toContain(`created at ${Number.MAX_SAFE_INTEGER} ms (topic_created_at_ms`);
     // The time of the topic that exists, or none: followed (an explicit offset past the end is the error then).
