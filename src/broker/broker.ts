@@ -766,6 +766,21 @@ export class Broker {
   }
 
   /**
+   * NOT_FOUND unless topic `name` exists and, when `createdAtMs` is not 0, was created then: a
+   * caller naming the topic it means by its creation time (a Subscribe, an offset commit) is
+   * refused by a topic of that name created at another time (the one meant was deleted and the
+   * name taken again).
+   */
+  checkTopicIncarnation(name: string, createdAtMs: number): void {
+    const actual = this.topicCreatedAtMs(name);
+    if (createdAtMs === 0 || actual === createdAtMs) return;
+    throw new StrataError(
+      ErrorCode.NOT_FOUND,
+      `topic "${name}" created at ${timeText(createdAtMs)} (topic_created_at_ms ${createdAtMs}) is gone; the topic of that name now was created at ${timeText(actual)} (${actual}): start afresh in it (its offsets are not the deleted topic's)`,
+    );
+  }
+
+  /**
    * A creation time later than every topic's this broker has created or loaded: a topic deleted
    * and created again within a millisecond (or after a step back of the clock) is still told
    * from the one before.
@@ -1131,4 +1146,10 @@ function checkPartitionNumber(partition: number): void {
  */
 function deletedTopicFailure(error: unknown, message: string): StrataError {
   return new StrataError(ErrorCode.STORAGE_ERROR, message, { cause: error });
+}
+
+/** A time in ms since the epoch as ISO 8601, or as the number when no date has it. */
+function timeText(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? `${ms} ms` : date.toISOString();
 }

@@ -118,6 +118,13 @@ export interface TopicPartition {
 
 export interface TopicPartitionOffset extends TopicPartition {
   offset: number;
+  /**
+   * When committed: the creation time of the topic the offset was read from (0 or absent: the
+   * topic of the name as it is then). The broker refuses a commit whose topic was created at
+   * another time, deleted and created again since, with NOT_FOUND. The consumer sets it on the
+   * positions it commits itself.
+   */
+  topicCreatedAtMs?: number;
 }
 
 export interface ConsumerRecord {
@@ -533,7 +540,11 @@ export class Consumer extends EventEmitter {
     const positions: TopicPartitionOffset[] = [];
     for (const fetcher of this.fetchers.values()) {
       const offset = this.committablePosition(fetcher);
-      if (fetcher.active && offset !== null) positions.push({ topic: fetcher.topic, partition: fetcher.partition, offset });
+      if (!fetcher.active || offset === null) continue;
+      // Of the topic it was read from: a commit racing the topic's deletion is refused, never
+      // stored for a topic created again under the name.
+      const topicCreatedAtMs = fetcher.topicCreatedAtMs;
+      positions.push(topicCreatedAtMs === null ? { topic: fetcher.topic, partition: fetcher.partition, offset } : { topic: fetcher.topic, partition: fetcher.partition, offset, topicCreatedAtMs });
     }
     return positions;
   }

@@ -43,7 +43,9 @@ function commitOffsetsRequest(groupId: string, memberId: string, memberEpoch: nu
     groupId,
     memberId,
     memberEpoch,
-    offsets: offsets.map(({ topic, partition, offset }) => v1.OffsetCommit.create({ topic, partition: checkPartition(partition), offset: numberToLong(offset, 'offset') })),
+    offsets: offsets.map(({ topic, partition, offset, topicCreatedAtMs }) =>
+      v1.OffsetCommit.create({ topic, partition: checkPartition(partition), offset: numberToLong(offset, 'offset'), topicCreatedAtMs: numberToLong(topicCreatedAtMs ?? 0, 'topicCreatedAtMs') }),
+    ),
   });
 }
 

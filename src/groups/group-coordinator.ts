@@ -77,6 +77,16 @@ export const SESSION_HEARTBEAT_INTERVALS = 5;
 
 const NO_GROUP_EVENTS: GroupEvents = { rebalanced: () => undefined, forgotten: () => undefined };
 
+/** One offset of a commit. */
+export interface OffsetToCommit {
+  topic: string;
+  partition: number;
+  offset: number;
+  metadata: string;
+  /** The creation time of the topic the offset was read from (0 or absent: any). */
+  topicCreatedAtMs?: number;
+}
+
 export interface HeartbeatRequest {
   groupId: string;
   memberId: string;
@@ -520,7 +530,7 @@ export class GroupCoordinator {
    * of no member, taken only while the group has none). `tokenName` is the call's token (null: a
    * broker without tokens): a member commits only with the token that joined it.
    */
-  async commit(groupId: string, memberId: string, memberEpoch: number, offsets: { topic: string; partition: number; offset: number; metadata: string }[], tokenName: string | null = null): Promise<void> {
+  async commit(groupId: string, memberId: string, memberEpoch: number, offsets: OffsetToCommit[], tokenName: string | null = null): Promise<void> {
     checkNewGroupId(groupId);
     if (offsets.length === 0) return;
     const group = this.groups.get(groupId);
@@ -537,8 +547,12 @@ export class GroupCoordinator {
       if (memberOf === null) throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${groupId}"; rejoin before committing`);
       memberOf.checkCommitter(memberId, memberEpoch, tokenName);
     }
+    // Each topic as it is now: the commit is stored only if none is deleted while it waits.
+    const incarnations = new Map<string, number>();
     for (const entry of kept) {
       const log = this.broker.partitionLog(entry.topic, entry.partition); // NOT_FOUND for unknown ones
+      this.broker.checkTopicIncarnation(entry.topic, entry.topicCreatedAtMs ?? 0);
+      incarnations.set(entry.topic, this.broker.topicCreatedAtMs(entry.topic));
       if (!Number.isSafeInteger(entry.offset) || entry.offset < 0) {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `offset for ${entry.topic}-${entry.partition} must be a non-negative integer, got ${entry.offset}`);
       }
@@ -568,8 +582,20 @@ export class GroupCoordinator {
       memberOf.checkCommitOwnership(memberId, kept.map(({ topic, partition }) => tp(topic, partition)));
     }
     if (kept.length === 0) return;
+    for (const [topic, createdAtMs] of incarnations) this.checkTopicUnchanged(topic, createdAtMs, 'the commit waited');
     const nowMs = this.clock.nowMs();
-    await this.offsets.commit(groupId, kept.map((entry) => ({ ...entry, commitTimeMs: nowMs })));
+    await this.offsets.commit(groupId, kept.map(({ topic, partition, offset, metadata }) => ({ topic, partition, offset, metadata, commitTimeMs: nowMs })));
+  }
+
+  /**
+   * NOT_FOUND unless `topic` is still the one created at `createdAtMs`. Checked in the same turn
+   * as the write it guards is queued: a deletion that removed the topic's offsets before would
+   * otherwise leave this write's for a topic created again under the name, whose consumers
+   * would start there; one that comes later removes them with the rest.
+   */
+  private checkTopicUnchanged(topic: string, createdAtMs: number, while_: string): void {
+    if (this.broker.hasTopic(topic) && this.broker.topicCreatedAtMs(topic) === createdAtMs) return;
+    throw new StrataError(ErrorCode.NOT_FOUND, `topic "${topic}" was deleted while ${while_}; nothing was stored`);
   }
 
   fetchOffsets(groupId: string, topics: readonly string[]): CommittedOffset[] {
@@ -708,6 +734,7 @@ export class GroupCoordinator {
 
   private async resetOffsetsOfEmpty(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {
     const count = this.broker.partitionCount(topic);
+    const createdAtMs = this.broker.topicCreatedAtMs(topic);
     const chosen = partitions.length > 0 ? [...new Set(partitions)] : [...Array(count).keys()];
     const nowMs = this.clock.nowMs();
     const result: CommittedOffset[] = [];
@@ -737,6 +764,8 @@ export class GroupCoordinator {
       }
       result.push({ topic, partition, offset, metadata: '', commitTimeMs: nowMs });
     }
+    // A lookup by time may wait on the disk or an inflation, during which the topic may go.
+    this.checkTopicUnchanged(topic, createdAtMs, 'the reset looked up its offsets');
     await this.offsets.commit(groupId, result);
     this.logger.info({ group: groupId, topic, to, partitions: result.length }, 'offsets reset');
     return result;

@@ -137,6 +137,7 @@ function commit(coordinator: GroupCoordinator, request: strata.v1.CommitOffsetsR
       partition: nonNegative(entry.partition, `offsets[${index}].partition`),
       offset: toSafeNumber(entry.offset, `offsets[${index}].offset`),
       metadata: entry.metadata ?? '',
+      topicCreatedAtMs: nonNegative(toSafeNumber(entry.topicCreatedAtMs, `offsets[${index}].topic_created_at_ms`), `offsets[${index}].topic_created_at_ms`),
     })),
     name,
   );

@@ -259,26 +259,6 @@ function countSubscribeEnd(metrics: BrokerMetrics | null, code: status): void {
   metrics?.countRequest('Subscribe', code);
 }
 
-/**
- * NOT_FOUND when a Subscribe names the topic it means by its creation time (not 0) and the
- * topic of that name was created at another: the one meant was deleted, and the name taken again.
- */
-function checkTopicIncarnation(broker: Broker, topic: string, createdAtMs: number): void {
-  if (createdAtMs === 0) return;
-  const actual = broker.topicCreatedAtMs(topic);
-  if (actual === createdAtMs) return;
-  throw new StrataError(
-    ErrorCode.NOT_FOUND,
-    `topic "${topic}" created at ${timeText(createdAtMs)} (topic_created_at_ms ${createdAtMs}) is gone; the topic of that name now was created at ${timeText(actual)} (${actual}): start afresh in it (its offsets are not the deleted topic's)`,
-  );
-}
-
-/** A time in ms since the epoch as ISO 8601, or as the number when no date has it. */
-function timeText(ms: number): string {
-  const date = new Date(ms);
-  return Number.isNaN(date.getTime()) ? `${ms} ms` : date.toISOString();
-}
-
 async function subscribe(
   broker: Broker,
   call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>,
@@ -289,7 +269,7 @@ async function subscribe(
   const topic = checkTopic(request.topic);
   callScope(context.authenticator, call.metadata).checkTopic(topic);
   const maxBytes = checkMaxBytes(request.maxBytes, 'max_bytes');
-  checkTopicIncarnation(broker, topic, nonNegative(toSafeNumber(request.topicCreatedAtMs, 'topic_created_at_ms'), 'topic_created_at_ms'));
+  broker.checkTopicIncarnation(topic, nonNegative(toSafeNumber(request.topicCreatedAtMs, 'topic_created_at_ms'), 'topic_created_at_ms'));
   const partitions = request.partitions.length > 0 ? [...new Set(request.partitions)] : [...Array(broker.partitionCount(topic)).keys()];
   const start = startFromWire(request.start, 'latest');
   const logs = partitions.map((partition) => broker.partitionLog(topic, nonNegative(partition, 'partitions[]')));

@@ -24,7 +24,7 @@ import { FETCH_BYTES_MAX } from '../../src/common/request-limits.js';
 import { TIMER_DELAY_MAX_MS } from '../../src/common/clock.js';
 import { Producer } from '../../src/client/producer.js';
 import { limitReadAhead } from '../../src/client/read-ahead.js';
-import { failFirstCallAfter, holdCalls, refuseFirstCall } from '../helpers/interceptors.js';
+import { failFirstCallAfter, holdCalls, holdStatus, refuseFirstCall } from '../helpers/interceptors.js';
 import { plateau } from '../helpers/plateau.js';
 import { useConsumerFixture } from '../helpers/consumer-fixture.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -246,6 +246,41 @@ describe('a deleted topic, while its partition waits to subscribe again', () => 
     await fixture.admin.createTopic(name, { partitions: 1 });
     await reader.commit();
     expect(await fixture.admin.fetchOffsets(groupId)).toEqual([]);
+  });
+
+  it("has the broker refuse a commit of the deleted topic's position that the consumer makes before it hears of the deletion", async () => {
+    const name = await topic(1);
+    await produce(name, 0, 5);
+    const groupId = `unheard-${name}`;
+    // The Subscribe's end (NOT_FOUND, at the deletion) reaches the consumer only when the test lets it.
+    let release = (): void => undefined;
+    const gate: { held: Promise<void> | null } = { held: new Promise<void>((resolve) => (release = resolve)) };
+    const reader = consumer({ groupId, autoCommit: false, resetPolicy: 'earliest', retryBackoffMs: 5, retryBackoffMaxMs: 5, interceptors: [holdStatus('/strata.v1.Log/Subscribe', gate)] });
+    await reader.assign([{ topic: name, partition: 0 }]);
+    expect(await take(reader, 3)).toHaveLength(3);
+    await fixture.admin.deleteTopic(name);
+    await fixture.admin.createTopic(name, { partitions: 1 });
+    await produce(name, 0, 8, 100);
+    // The consumer still takes offset 3 for its position in the topic it read.
+    expect(reader.position(name, 0)).toBe(3);
+    const refused = await reader.commit().then(
+      () => null,
+      (error: unknown) => error as StrataClientError,
+    );
+    expect(refused).toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(new RegExp(`^topic "${name}" created at .+ is gone; the topic of that name now was created at `)) });
+    expect(await fixture.admin.fetchOffsets(groupId)).toEqual([]);
+    gate.held = null;
+    release();
+    // What it fetched of the old topic before the deletion comes first, then the new topic from its first record.
+    const values: string[] = [];
+    while (!values.includes('0-107')) {
+      const batch = await reader.nextBatch({ timeoutMs: 10_000 });
+      if (batch === null) break;
+      values.push(...batch.records.map(valueOf));
+    }
+    const old = values.filter((value) => Number(value.slice(2)) < 100);
+    expect(old).toEqual(['0-3', '0-4'].slice(0, old.length));
+    expect(values.slice(old.length)).toEqual(['0-100', '0-101', '0-102', '0-103', '0-104', '0-105', '0-106', '0-107']);
   });
 
   it('keeps a position the application sought on a partition that does not exist yet', async () => {
@@ -758,7 +793,7 @@ describe('event listeners', () => {
     // nothing until the refresh, 300 ms after the consumer was made, sends the same position again.
     // (Offset 1 may be committed first: an interval can come between the two records.)
     const position = [{ topic: name, partition: 0, offset: 2 }];
-    const atPosition = (): number[] => commits.flatMap((offsets, index) => (JSON.stringify(offsets) === JSON.stringify(position) ? [index] : []));
+    const atPosition = (): number[] => commits.flatMap((offsets, index) => (JSON.stringify(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset }))) === JSON.stringify(position) ? [index] : []));
     await vi.waitFor(() => expect(atPosition().length).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 20 });
     const [first, again] = atPosition();
     expect(commits.slice(0, first).every((offsets) => offsets.every(({ offset }) => offset < 2))).toBe(true);

@@ -458,6 +458,49 @@ describe('commits while a topic is being deleted', () => {
     expect(offsetsOf('g')).toEqual([{ topic: 't', partition: 0, offset: 0 }]);
   });
 
+  it('refuses a commit naming its topic by another creation time (deleted and created again since), storing nothing; 0 or the right time is stored', async () => {
+    await broker.createTopic('again', 1, {});
+    const before = broker.topicCreatedAtMs('again');
+    await broker.deleteTopic('again');
+    await broker.createTopic('again', 1, {});
+    await produce('again', 0, 5, () => T0);
+    const now = broker.topicCreatedAtMs('again');
+    const commit = (topicCreatedAtMs: number, offset: number) => coordinator.commit('manual', '', 0, [{ topic: 'again', partition: 0, offset, metadata: '', topicCreatedAtMs }]);
+    const refused = await failure(() => commit(before, 3));
+    expect(refused.code).toBe(ErrorCode.NOT_FOUND);
+    expect(refused.message).toMatch(/^topic "again" created at .* is gone; the topic of that name now was created at/);
+    expect(offsetsOf('manual')).toEqual([]);
+    await commit(now, 2);
+    expect(offsetsOf('manual')).toEqual([{ topic: 'again', partition: 0, offset: 2 }]);
+    await commit(0, 4);
+    expect(offsetsOf('manual')).toEqual([{ topic: 'again', partition: 0, offset: 4 }]);
+  });
+
+  it('stores nothing of a reset to a time whose lookup waits while the topic is deleted: a topic created again under the name starts with no offsets', async () => {
+    await broker.createTopic('gone', 1, {});
+    await produce('gone', 0, 5, (i) => T0 + i * 1_000);
+    // Restarted, so that the lookup by time reads the files (not the tail cache), where a read can be held.
+    coordinator.close();
+    await broker.close();
+    broker = await Broker.open({ dataDir, clock, fs, inlineIo: false });
+    coordinator = newCoordinator();
+    const read = fs.hold('read');
+    const reset = failure(() => coordinator.resetOffsets('g', 'gone', [], { kind: 'timestamp', timestamp: T0 + 3_000 }));
+    let deleted: Promise<void> | null = null;
+    try {
+      await read.reached;
+      deleted = broker.deleteTopic('gone');
+      await waitUntil(() => !broker.hasTopic('gone'), 'the topic to leave the broker');
+    } finally {
+      read.release();
+    }
+    await deleted;
+    const refused = await reset;
+    expect(refused).toEqual({ code: ErrorCode.NOT_FOUND, message: 'topic "gone" was deleted while the reset looked up its offsets; nothing was stored' });
+    await broker.createTopic('gone', 1, {});
+    expect(offsetsOf('g')).toEqual([]);
+  });
+
   it('describes a group whose topic is deleted while the description reads a record for its lag time', async () => {
     const member = await memberOfTwoTopics();
     await coordinator.commit('g', member.memberId, member.epoch, [{ topic: 't', partition: 0, offset: 0, metadata: '' }, { topic: 'u', partition: 0, offset: 0, metadata: '' }]);

@@ -64,3 +64,25 @@ export function holdCalls(paths: readonly string[], gate: { held: Promise<void> 
     });
   };
 }
+
+/**
+ * Holds the status that ends a call to `path` while `gate.held` is set, until that promise
+ * settles: the client hears that the call ended (a NOT_FOUND, say) only once the test lets it.
+ */
+export function holdStatus(path: string, gate: { held: Promise<void> | null }): Interceptor {
+  return (options, nextCall) => {
+    const call = nextCall(options);
+    if (options.method_definition.path !== path) return new InterceptingCall(call);
+    return new InterceptingCall(call, {
+      start(metadata, _listener, next) {
+        next(metadata, {
+          onReceiveStatus: (value, nextStatus) => {
+            const held = gate.held;
+            if (held === null) nextStatus(value);
+            else void held.then(() => nextStatus(value));
+          },
+        });
+      },
+    });
+  };
+}
