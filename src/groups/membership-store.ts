@@ -50,7 +50,6 @@ export interface StoredMember {
   vanished: TopicPartition[];
   shrunkSinceAnswer: boolean;
   away: boolean;
-  heartbeated: boolean;
 }
 
 interface StoredGroup {
@@ -334,7 +333,6 @@ export function storedOf(member: Member, withTopicNames = true): StoredMember {
     vanished: [...member.vanished],
     shrunkSinceAnswer: member.shrunkSinceAnswer,
     away: member.away,
-    heartbeated: member.heartbeated,
   };
 }
 
@@ -359,6 +357,9 @@ export function memberFrom(memberId: string, stored: StoredMember, nowMs: number
     vanished: new Set(stored.vanished),
     shrunkSinceAnswer: stored.shrunkSinceAnswer,
     away: stored.away,
-    heartbeated: stored.heartbeated,
+    // Not kept: the broker was down, maybe for longer than the member's session, and a consumer
+    // that gave its membership up meanwhile joins again under its id. Until the member heartbeats
+    // here, a join under its id is its own, as a join sent again is.
+    heartbeated: false,
   };
 }

@@ -1030,6 +1030,25 @@ describe('membership across a restart', () => {
     expect(coordinator.listGroups()).toEqual([{ groupId: 'g', state: 'stable', members: 2 }]);
   });
 
+  it('takes a join under a kept member\'s id as that consumer joining again (it gave its membership up while the broker was down), until the member heartbeats', async () => {
+    await broker.createTopic('t', 2, {});
+    const a = join('g', ['t'], { memberId: 'consumer-a' });
+    settle([a]);
+    beat(a);
+    // Before a restart, a join under the id of a member that has heartbeated is another consumer's.
+    expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', memberId: 'consumer-a', subscription: { topicNames: ['t'], regex: '' } })))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+    await coordinator.membershipDurable('g');
+    await restart();
+    const again = join('g', ['t'], { memberId: 'consumer-a' });
+    expect(again.memberId).toBe('consumer-a');
+    settle([again]);
+    expect(label(again.owned)).toEqual(['t-0', 't-1']);
+    expect((await membersOf('g')).map(({ memberId }) => memberId)).toEqual(['consumer-a']);
+    // Once it has heartbeated here, a join under its id is refused again.
+    beat(again);
+    expect((await failure(() => coordinator.heartbeat(request({ groupId: 'g', memberId: 'consumer-a', subscription: { topicNames: ['t'], regex: '' } })))).code).toBe(ErrorCode.FAILED_PRECONDITION);
+  });
+
   it('does not hand a member that joins after it a partition a kept member still owns, until that member gives it up', async () => {
     await broker.createTopic('t', 2, {});
     const a = join('g', ['t']);
