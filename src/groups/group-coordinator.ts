@@ -31,7 +31,7 @@ import { topicNameProblem } from '../common/topic-name.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { firstRecordFrom } from '../storage/inflated-records.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
-import { ConsumerGroup, type GroupState, type HeartbeatOutput, type Subscription, type TopicScope } from './consumer-group.js';
+import { ConsumerGroup, type GroupState, type HeartbeatOutput, LEAVE_EPOCH, STATIC_LEAVE_EPOCH, type Subscription, type TopicScope } from './consumer-group.js';
 import { type CommittedOffset, OffsetStore } from './offset-store.js';
 import { MembershipStore } from './membership-store.js';
 import { plural } from '../common/plural.js';
@@ -353,7 +353,7 @@ export class GroupCoordinator {
     let members = 0;
     for (const loaded of groups) {
       const { groupId } = loaded;
-      const group = new ConsumerGroup(groupId, randomUUID, () => this.events.rebalanced(groupId));
+      const group = new ConsumerGroup(groupId, randomUUID, () => this.rebalanced(groupId));
       let kept = loaded.members;
       const unbound = tokens === false && kept.some((member) => member.tokenName !== null);
       if (unbound) for (const member of kept) member.tokenName = null;
@@ -462,7 +462,7 @@ export class GroupCoordinator {
         throw new StrataError(ErrorCode.NOT_FOUND, `member ${request.memberId} is not in group "${request.groupId}"; rejoin with member epoch 0`);
       }
       const groupId = request.groupId;
-      group = new ConsumerGroup(groupId, randomUUID, () => this.events.rebalanced(groupId));
+      group = new ConsumerGroup(groupId, randomUUID, () => this.rebalanced(groupId));
       group.groupEpoch = this.epochFloor;
       this.groups.set(request.groupId, group);
     }
@@ -471,6 +471,7 @@ export class GroupCoordinator {
       this.emptySinceMs.delete(request.groupId); // it has (or just had) a member: not idle
       const result = this.heartbeatIn(group, request, sessionTimeoutMs, assignor);
       answeredId = result.memberId;
+      this.logMembershipChange(group, request, result);
       return result;
     } finally {
       // The member heartbeating is the only one a heartbeat changes; members it removed (a
@@ -478,6 +479,29 @@ export class GroupCoordinator {
       this.membership.save(group, answeredId === request.memberId ? [answeredId] : [request.memberId, answeredId]);
       this.forgetIfUnused(group);
     }
+  }
+
+  /**
+   * Joins and leaves at `info`, as Kafka's coordinator logs them: what an operator looks for
+   * first when partitions move. Heartbeats that keep a membership are not logged.
+   */
+  private logMembershipChange(group: ConsumerGroup, request: HeartbeatRequest, result: HeartbeatResult): void {
+    if (request.memberEpoch === 0) {
+      this.logger.info(
+        { group: group.groupId, memberId: result.memberId, instanceId: request.instanceId, clientId: request.clientId, host: request.host, members: group.members.size, groupEpoch: group.groupEpoch },
+        'group member joined',
+      );
+    } else if (request.memberEpoch === LEAVE_EPOCH || request.memberEpoch === STATIC_LEAVE_EPOCH) {
+      const away = request.memberEpoch === STATIC_LEAVE_EPOCH;
+      this.logger.info({ group: group.groupId, memberId: request.memberId, members: group.members.size, groupEpoch: group.groupEpoch }, away ? 'static group member left for now; it keeps its partitions until its session ends' : 'group member left');
+    }
+  }
+
+  /** The target assignment of `groupId` moved partitions between its members. */
+  private rebalanced(groupId: string): void {
+    const group = this.groups.get(groupId);
+    this.logger.info({ group: groupId, groupEpoch: group?.groupEpoch, members: group?.members.size }, 'group rebalancing: partitions move between members');
+    this.events.rebalanced(groupId);
   }
 
   /** A group with no members and no committed offsets does not exist any more. */

@@ -2,6 +2,7 @@
 // validation, sessions on its clock, fenced and validated commits, exact lag, offset resets,
 // group administration, topic creation and deletion); method: a real Broker and coordinator on
 // a temporary data directory sharing one ManualClock, so expiry and lag times are exact.
+import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { ManualClock } from '../../src/common/clock.js';
@@ -981,6 +982,31 @@ describe('events for the metrics', () => {
     expect(events.slice(2)).toEqual(['rebalanced g', 'forgotten g']);
     join('g', ['t']); // a new group under the old id: its rebalances are its own
     expect(events.slice(4)).toEqual(['rebalanced g']);
+  });
+
+  it('logs joins, leaves and rebalances at info, and nothing for heartbeats that change no membership', async () => {
+    const lines: { msg: string; group?: string; memberId?: string; clientId?: string; members?: number }[] = [];
+    void coordinator.close();
+    coordinator = newCoordinator({ logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) }) });
+    await broker.createTopic('t', 2, {});
+    const first = join('g', ['t']);
+    const second = join('g', ['t']);
+    settle([first, second]);
+    const seen = (): unknown[] => lines.map(({ msg, memberId, members }) => ({ msg, memberId, members }));
+    // Each join's rebalance is logged as the join computes it, just before the join's line.
+    expect(seen()).toEqual([
+      { msg: 'group rebalancing: partitions move between members', memberId: undefined, members: 1 },
+      { msg: 'group member joined', memberId: first.memberId, members: 1 },
+      { msg: 'group rebalancing: partitions move between members', memberId: undefined, members: 2 },
+      { msg: 'group member joined', memberId: second.memberId, members: 2 },
+    ]);
+    expect(lines[1]).toMatchObject({ group: 'g', clientId: 'client' });
+    lines.length = 0;
+    leave(second);
+    expect(seen()).toEqual([
+      { msg: 'group rebalancing: partitions move between members', memberId: undefined, members: 1 },
+      { msg: 'group member left', memberId: second.memberId, members: 1 },
+    ]);
   });
 
   it('reports a group forgotten when it is deleted, or when its session expires with nothing committed', async () => {
