@@ -2,11 +2,13 @@
  * How the broker logs requests it answered with an error. A client retrying a bad request in a
  * loop (a missing topic, an offset out of range, a refused token) would otherwise write a line
  * per attempt, which costs the broker CPU and fills its log disk. So each kind of failure, a
- * method and a status code, is logged at `warn` at most once per 10 s, the line counting those
- * of that kind left out since the one before (`failedSinceLastLine`). Every failure is still
+ * method and a status code (`code`, named in `codeName` as the metrics name it), is logged at
+ * `warn` at most once per 10 s, the line counting those of that kind left out since the one
+ * before (`failedSinceLastLine`). Every failure is still
  * counted in `strata_requests_total` and `strata_request_errors_total`. Unexpected failures
  * (a bug, not an answer to the request) are logged at `error`, each with its stack.
  */
+import { status } from '@grpc/grpc-js';
 import type { Logger } from '../common/logger.js';
 import { type Clock } from '../common/clock.js';
 import { ThrottledWarning } from '../common/throttled-warning.js';
@@ -39,6 +41,6 @@ export class RequestFailureLog {
       });
       this.kinds.set(kind, warning);
     }
-    warning.note({ method, code: failure.code, reason: failure.details });
+    warning.note({ method, code: failure.code, codeName: status[failure.code], reason: failure.details });
   }
 }

@@ -22,7 +22,7 @@
  * so the time a lookup takes says nothing about a token's characters.
  */
 import { createHash } from 'node:crypto';
-import { type Metadata, ResponderBuilder, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptor } from '@grpc/grpc-js';
+import { type Metadata, ResponderBuilder, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptor, status } from '@grpc/grpc-js';
 import { ErrorCode, StrataError, readFlagFile } from '../common/errors.js';
 import { invalidArgument as invalid, toGrpcFailure, toServiceError } from './status.js';
 import type { HandlerContext } from './unary-handler.js';
@@ -329,7 +329,7 @@ export function tokenAuthInterceptor(authenticator: TokenAuthenticator, context:
         const failure = toGrpcFailure(refusal);
         const { code, details, metadata: trailer } = toServiceError(failure);
         context.metrics?.countRefusal(method, failure.code, failure.strataCode);
-        log.note({ method, code: failure.code, reason: failure.details, peer: call.getPeer() });
+        log.note({ method, code: failure.code, codeName: status[failure.code], reason: failure.details, peer: call.getPeer() });
         call.sendStatus({ code: code!, details: details!, ...(trailer !== undefined ? { metadata: trailer } : {}) });
       })
       .build();

@@ -66,7 +66,7 @@ export function transportRefusals(context: { logger: Logger; metrics: BrokerMetr
       const method = path.slice(path.lastIndexOf('/') + 1);
       const strata = descriptor.path.startsWith(STRATA_SERVICES);
       if (strata) context.metrics?.countRefusal(method, code, errorCode);
-      logs[kind].note({ method, code, reason: details });
+      logs[kind].note({ method, code, codeName: status[code], reason: details });
       if (PIPELINED_PATHS.has(path) && queueForHandler(innermost, new MalformedRequest(details, errorCode, true))) {
         handedToHandler = true;
         return;

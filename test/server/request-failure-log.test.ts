@@ -54,7 +54,7 @@ it('logs each method and code at most once per 10 s, counting the failures left 
     { method: 'Fetch', code: status.NOT_FOUND, failedSinceLastLine: 0 },
     { method: 'DescribeTopic', code: status.INVALID_ARGUMENT, failedSinceLastLine: 0 },
   ]);
-  expect(lines[0]).toMatchObject({ msg: 'request failed', reason: 'topic "gone" not found' });
+  expect(lines[0]).toMatchObject({ msg: 'request failed', codeName: 'NOT_FOUND', reason: 'topic "gone" not found' });
   clock.advance(5_000); // 10 s after the first lines
   log.note('DescribeTopic', notFound, null);
   expect(kinds().slice(3)).toEqual([{ method: 'DescribeTopic', code: status.NOT_FOUND, failedSinceLastLine: 4 }]);
