@@ -306,6 +306,25 @@ export class Broker {
       }
     }
     this.logger.info({ topics: records.length, partitions: records.reduce((sum, r) => sum + r.partitions, 0) }, 'topics loaded');
+    this.logRecoverySummary();
+  }
+
+  /** One warning for the partitions an unclean stop left to recover, however many there are. */
+  private logRecoverySummary(): void {
+    let recovered = 0;
+    let cut = 0;
+    let bytesTruncated = 0;
+    for (const { logs } of this.topics.values()) {
+      for (const log of logs) {
+        if (log.recovery === null) continue;
+        recovered++;
+        if (log.recovery.bytesTruncated > 0) cut++;
+        bytesTruncated += log.recovery.bytesTruncated;
+      }
+    }
+    if (recovered === 0) return;
+    const cuts = cut === 0 ? 'none had an unfinished write to cut' : `${cut} cut an unfinished write at its end (${bytesTruncated} bytes in all; each is logged above)`;
+    this.logger.warn({ recovered, cut, bytesTruncated }, `unclean shutdown: ${recovered} partition log(s) recovered; ${cuts}`);
   }
 
   /**

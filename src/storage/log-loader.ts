@@ -260,7 +260,10 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
   const scanFrom = sawMarker || options.repair ? 0 : checkpoint;
   const firstIndex = Math.max(0, segments.floorIndex(scanFrom));
   if (options.repair) logger.info({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'repair: scanning every segment of the log');
-  else logger.warn({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, sawMarker ? 'the clean-shutdown marker was not to be trusted: recovering the log' : 'unclean shutdown: recovering the log');
+  // A marker not to be trusted is news; a log without one after kill -9 or a power loss is
+  // routine (the broker sums them up in one warning, and warns of each cut tail).
+  else if (sawMarker) logger.warn({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'the clean-shutdown marker was not to be trusted: recovering the log');
+  else logger.info({ recoveryPoint: checkpoint, segments: segments.count - firstIndex }, 'unclean shutdown: recovering the log');
   let recoveryPoint = checkpoint;
   const report: RecoveryReport = { segmentsScanned: 0, bytesTruncated: 0, recordsTruncated: 0, quarantined: null, liftedFence: null };
   const lastIndex = segments.count - 1;

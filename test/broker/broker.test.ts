@@ -2,7 +2,7 @@
 // while a deleted topic's logs are still closing, and calls made while it shuts down are refused
 // as retriable; method: a real broker on a temp directory, with an injected FileSystem that holds
 // the closing log's fdatasync.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { MetadataStore } from '../../src/broker/metadata-store.js';
 import { ErrorCode, StrataError } from '../../src/common/errors.js';
 import { decodeCheckpoint } from '../../src/storage/checkpoint-file.js';
-import { partitionDirectory } from '../../src/storage/file-names.js';
+import { CLEAN_SHUTDOWN_FILE, partitionDirectory } from '../../src/storage/file-names.js';
 import type { IoCalls } from '../../src/storage/partition-log.js';
 import { buildBatch } from '../../src/storage/record-batch-builder.js';
 import { useBrokerOnTestFileSystem } from '../helpers/broker-on-test-file-system.js';
@@ -139,6 +139,35 @@ it('logs a partition log\'s lines with one subsystem key', async () => {
   expect(rolled.length).toBeGreaterThan(0);
   for (const line of lines) expect(line.match(/"subsystem"/g) ?? [], line).toHaveLength(line.includes('"subsystem"') ? 1 : 0);
   expect(JSON.parse(rolled[0]!)).toMatchObject({ subsystem: 'storage', log: 'small-0' });
+});
+
+it('sums an unclean stop up in one warning, with a warning per partition that had an unfinished write cut and info lines for the rest', async () => {
+  const dataDir = temporaryDirectory('strata-broker-recovery-summary-');
+  const lines: { level: number; msg: string; recovered?: number; cut?: number; topic?: string; partition?: number }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+  let broker: Broker | null = null;
+  try {
+    broker = await Broker.open({ dataDir });
+    await broker.createTopic('many', 4, {});
+    for (let partition = 0; partition < 4; partition++) await broker.produceBatches('many', partition, buildBatch([{ value: Buffer.from(`record ${partition}`) }]), 'all');
+    await broker.close();
+    broker = null;
+    // As after kill -9: no clean-shutdown markers; partition 2 ends in half a batch.
+    for (let partition = 0; partition < 4; partition++) rmSync(join(partitionDirectory(dataDir, 'many', partition), CLEAN_SHUTDOWN_FILE));
+    const torn = buildBatch([{ value: Buffer.from('never acknowledged') }]);
+    appendFileSync(join(partitionDirectory(dataDir, 'many', 2), '00000000000000000000.log'), torn.subarray(0, torn.length - 5));
+    broker = await Broker.open({ dataDir, logger });
+    const warnings = lines.filter((line) => line.level >= 40).map(({ msg, recovered, cut, partition }) => ({ msg, recovered, cut, partition }));
+    expect(warnings).toEqual([
+      { msg: 'truncating an unfinished write at the end of the log (never acknowledged)', recovered: undefined, cut: undefined, partition: undefined },
+      { msg: 'partition recovered after an unclean stop', recovered: undefined, cut: undefined, partition: 2 },
+      { msg: expect.stringMatching(/^unclean shutdown: 4 partition log\(s\) recovered; 1 cut an unfinished write at its end \(\d+ bytes in all; each is logged above\)$/), recovered: 4, cut: 1, partition: undefined },
+    ]);
+    expect(lines.filter((line) => line.msg === 'unclean shutdown: recovering the log').map(({ level }) => level)).toEqual([30, 30, 30, 30]);
+  } finally {
+    await broker?.close();
+    removeDirectory(dataDir);
+  }
 });
 
 // A reset config is gone from the topic's stored record: after a restart with another broker
