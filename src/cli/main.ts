@@ -86,7 +86,7 @@ export async function main(argv: string[]): Promise<void> {
   // Like yargs' own checks, not for --help or --version, nor without a command (whose variables
   // filterEnvironment has not narrowed to its own).
   const command = commandOf(argv, Object.keys(OPTIONS_BY_COMMAND));
-  if (command !== undefined && !argv.some((token) => token === '--help' || token === '--version')) {
+  if (command !== undefined && !argv.some((token) => token === '--help' || token === '-h' || token === '--version')) {
     const flagProblem = flagVariablesProblem(process.env, argv, FLAGS_BY_COMMAND[command] ?? [], FLAG_SHORTHANDS_BY_COMMAND[command]);
     if (flagProblem !== null) throw new UsageError(flagProblem);
   }
@@ -147,6 +147,7 @@ export async function main(argv: string[]): Promise<void> {
       );
     })
     .help()
+    .alias('h', 'help')
     .version()
     .parseAsync();
 }

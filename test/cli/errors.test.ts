@@ -471,6 +471,9 @@ describe('strata serve with a --config file or a value it cannot use: exit 2, na
     expect(result.stderr).toBe('strata: STRATA_TLS must be true or false (1 or 0, yes or no, on or off also do), got "maybe"; set it so, or unset it\n');
     const help = await runCli(['topics', 'list', '--help'], { env: { STRATA_TLS: 'maybe' } });
     expect(help.code, help.stderr).toBe(0);
+    const short = await runCli(['topics', 'list', '-h'], { env: { STRATA_TLS: 'maybe' } });
+    expect(short.code, short.stderr).toBe(0);
+    expect(short.stdout).toBe(help.stdout);
   });
 
   it("STRATA_TOPIC and STRATA_PARTITION (consume's) do not pick the partition a repair cuts", async () => {
