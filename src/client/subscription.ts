@@ -33,6 +33,11 @@ export interface SubscribeOptions {
   start?: OffsetSpec;
   /** Most bytes of batches per pushed message, 1 to 64 MiB; absent = the broker default (1 MiB). */
   maxBytes?: number;
+  /**
+   * The topic meant, by its creation time (`TopicDescription.createdAtMs`): a topic of the name
+   * created at another time (the one meant was deleted) is refused with NOT_FOUND. Absent or 0: any.
+   */
+  topicCreatedAtMs?: number;
 }
 
 export interface SubscriptionBatch {
@@ -161,6 +166,7 @@ export function subscribe(connection: Connection, options: SubscribeOptions): Su
     start: startPosition(start),
     raw: !byTimestamp,
     maxBytes: options.maxBytes ?? 0,
+    topicCreatedAtMs: numberToLong(options.topicCreatedAtMs ?? 0, 'topicCreatedAtMs'),
   });
   const startOffset = typeof start === 'object' && 'offset' in start ? start.offset : null;
   const stream = connection.serverStream(methods.subscribe, request);

@@ -1,9 +1,9 @@
 // Goal: what `consume` and `tail` say when the broker they were reading from dies (kill -9): a
 // group member stopped with Ctrl-C afterwards exits 0 when the group had already committed what
 // it printed (its final commit, of the same positions, cannot reach the broker and loses
-// nothing), and a tail that loses its broker exits 1 without the advice meant for a broker never
-// reached (add --tls); method: the compiled CLI run as child processes against a broker run as a
-// child process itself (spawnBroker), killed with SIGKILL, awaited with deadlines.
+// nothing), and a tail that loses its broker says so, waits for it and follows on once it is
+// back; method: the compiled CLI run as child processes against a broker run as a child process
+// itself (spawnBroker), killed with SIGKILL and started again on its address, awaited with deadlines.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { Producer } from '../../src/client/producer.js';
@@ -17,7 +17,7 @@ afterEach(async () => {
 });
 
 /** A broker process with topic `topic` holding the records `values`, and an Admin client of it. */
-async function brokerWith(topic: string, values: string[]): Promise<{ broker: BrokerProcess; admin: Admin }> {
+async function brokerWith(topic: string, values: string[]): Promise<{ broker: BrokerProcess; admin: Admin; dataDir: string }> {
   const dataDir = temporaryDirectory();
   cleanups.push(() => removeDirectory(dataDir));
   const broker = await spawnBroker(dataDir, ['--group-heartbeat-interval-ms', '500']);
@@ -34,7 +34,7 @@ async function brokerWith(topic: string, values: string[]): Promise<{ broker: Br
   } finally {
     await producer.close();
   }
-  return { broker, admin };
+  return { broker, admin, dataDir };
 }
 
 function started(args: string[]): CliProcess {
@@ -60,12 +60,27 @@ describe('the broker killed under a running command', () => {
     expect(member.lines).toEqual(['a', 'b', 'c']);
   });
 
-  it('tail: exit 1 saying the broker went away, without the TLS advice for one never reached', async () => {
-    const { broker } = await brokerWith('lost-tail', ['a']);
+  it('tail: says it lost the broker, waits for it, and follows on from where it was once it is back on its address', async () => {
+    const { broker, dataDir } = await brokerWith('lost-tail', ['a']);
     const tail = started(['tail', 'lost-tail', '--server', broker.address]);
     await tail.waitForLine((line) => line === 'a', 20_000);
     await killBroker(broker);
-    expect(await tail.exitWithin(30_000)).toEqual({ code: 1, signal: null });
-    expect(tail.stderr).toMatch(new RegExp(`^strata: cannot reach the broker at ${broker.address.replace(/\./g, '\\.')} \\(.*\\); it answered before: is it still running\\?\\n$`));
+    await waitUntil(() => tail.stderr.includes('strata: lost the broker'), () => `the line saying the broker was lost; stderr: ${tail.stderr}`, 30_000);
+    expect(tail.stderr).toMatch(new RegExp(`^strata: lost the broker at ${broker.address.replace(/\./g, '\\.')} \\(.*\\); following lost-tail again once it is back\\n$`));
+    const again = await spawnBroker(dataDir, ['--listen', broker.address]);
+    cleanups.push(async () => {
+      if (again.child.exitCode === null && again.child.signalCode === null) again.child.kill('SIGKILL');
+      await again.exited;
+    });
+    const producer = new Producer({ server: again.address });
+    try {
+      await producer.send({ topic: 'lost-tail', value: 'b' });
+    } finally {
+      await producer.close();
+    }
+    await tail.waitForLine((line) => line === 'b', 30_000);
+    expect(await tail.interrupt(30_000)).toEqual({ code: 0, signal: null });
+    expect(tail.lines).toEqual(['a', 'b']);
+    expect(tail.stderr.split('\n').slice(1)).toEqual(['strata: the broker is back; following lost-tail again', '']);
   });
 });

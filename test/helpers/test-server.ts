@@ -93,11 +93,13 @@ export interface BrokerProcess {
 }
 
 /**
- * Runs `strata serve` from dist/ (built by `npm test`'s build step) on a free port and resolves
- * once it logs that it is listening.
+ * Runs `strata serve` from dist/ (built by `npm test`'s build step) on a free port (or the
+ * `--listen` of `extraArgs`) and resolves once it logs that it is listening.
  */
 export async function spawnBroker(dataDir: string, extraArgs: string[] = [], timeoutMs = 30_000): Promise<BrokerProcess> {
-  const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...extraArgs], {
+  // A free port unless `extraArgs` names one (a restart on the address clients know).
+  const listen = extraArgs.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
+  const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'serve', '--data-dir', dataDir, ...listen, '--metrics-listen', '127.0.0.1:0', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, STRATA_LOG_LEVEL: 'info' },
   });

@@ -21,14 +21,19 @@
  * `NEW_PARTITIONS_CHECK_MS` once the history is printed, and followed from their first record:
  * everything in them was produced after the command started.
  *
- * Ctrl-C cancels the streams and exits 0. A stream that ends otherwise (topic deleted, broker
- * shutting down) exits 1 with the broker's message.
+ * A broker that goes away (it stops, restarts or cannot be reached) is waited for, as `consume
+ * --follow` does: one line on stderr says so, each partition subscribes again from where it
+ * was, with backoff, naming the topic by its creation time (a topic deleted and created again
+ * meanwhile ends the command), and one line says when records flow again.
+ *
+ * Ctrl-C cancels the streams and exits 0. A stream that ends otherwise (topic deleted, a
+ * refusal) exits 1 with the broker's message.
  */
 import { setTimeout } from 'node:timers/promises';
 import type { Argv } from 'yargs';
 import { describeTopic, listOffsets } from '../../client/admin.js';
 import type { ConsumerRecord } from '../../client/consumer.js';
-import { isStrataClientError } from '../../client/errors.js';
+import { type StrataClientError, isBrokenStream, isRetriable, isStrataClientError } from '../../client/errors.js';
 import { type Subscription, subscribe } from '../../client/subscription.js';
 import { UsageError } from '../cli-errors.js';
 import { onInterrupt, withClientOptions, withConnection } from '../client-options.js';
@@ -47,6 +52,10 @@ const SUBSCRIBE_BYTES = 256 * 1024;
 
 /** How often the topic is described to find partitions added since the command started. */
 const NEW_PARTITIONS_CHECK_MS = 2_000;
+
+/** First and longest wait before a partition subscribes again after losing the broker. */
+const RESUBSCRIBE_BACKOFF_MS = 250;
+const RESUBSCRIBE_BACKOFF_MAX_MS = 5_000;
 
 /** Bound on -n: up to 2N records of history are held in memory before they are sorted. */
 const TAIL_LINES_MAX = 1_000_000;
@@ -102,6 +111,18 @@ async function tail(argv: TailArgs): Promise<void> {
       writer.abandon();
       stopAll();
     });
+    /** Set while the broker is away: said once on stderr, and once when records flow again. */
+    let lostBroker = false;
+    const brokerLost = (error: StrataClientError): void => {
+      if (lostBroker || stopped) return;
+      lostBroker = true;
+      process.stderr.write(`strata: lost the broker at ${argv.server} (${error.message}); following ${argv.topic} again once it is back\n`);
+    };
+    const brokerBack = (): void => {
+      if (!lostBroker) return;
+      lostBroker = false;
+      process.stderr.write(`strata: the broker is back; following ${argv.topic} again\n`);
+    };
     let history: ConsumerRecord[] = [];
     /** Records past the watermarks that came in a partition's last batch of history. */
     const early: ConsumerRecord[] = [];
@@ -134,12 +155,16 @@ async function tail(argv: TailArgs): Promise<void> {
         await historyDone();
       };
       if (highWatermark !== null && start >= highWatermark) await endHistory();
+      let failures = 0;
       for (;;) {
-        const subscription = subscribe(connection, { topic: argv.topic, partitions: [partition], start: { offset: start }, maxBytes: SUBSCRIBE_BYTES });
+        const subscription = subscribe(connection, { topic: argv.topic, partitions: [partition], start: { offset: start }, maxBytes: SUBSCRIBE_BYTES, topicCreatedAtMs: description.createdAtMs });
         subscriptions.push(subscription);
         if (stopped) subscription.cancel();
         try {
           for await (const batch of subscription) {
+            failures = 0;
+            brokerBack();
+            start = batch.nextOffset; // where a subscription after a lost broker goes on
             if (!inHistory) {
               await following;
               if (stopped) break;
@@ -152,6 +177,13 @@ async function tail(argv: TailArgs): Promise<void> {
           }
           return;
         } catch (error) {
+          if (stopped) return;
+          if (isStrataClientError(error) && (isRetriable(error) || isBrokenStream(error))) {
+            brokerLost(error);
+            const delayMs = Math.min(RESUBSCRIBE_BACKOFF_MAX_MS, RESUBSCRIBE_BACKOFF_MS * 2 ** Math.min(failures++, 10));
+            await setTimeout(delayMs, undefined, { signal: stopWatching.signal }).catch(() => undefined);
+            continue;
+          }
           // Retention removed the history not yet read (or a new partition's first records): it
           // goes on from what is still stored, and has no history left if that is past the watermark.
           if (!((inHistory || highWatermark === null) && isStrataClientError(error, 'OUT_OF_RANGE'))) throw error;
