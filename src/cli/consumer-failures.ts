@@ -4,7 +4,9 @@
  * - a partition whose fetch, or a group member whose heartbeat, fails for good: its topic
  *   deleted (`NOT_FOUND`), or any code a retry cannot mend; the Consumer would retry it
  *   forever, the command would hang;
- * - without `--follow`, a broker that stays unreachable for `UNREACHABLE_GIVE_UP_MS`: fetches or
+ * - without `--follow`, a broker that stays unreachable, or keeps refusing the group member's
+ *   join (a member whose session has not ended holds its id; said once on stderr, and waited
+ *   for with `--follow`), for `UNREACHABLE_GIVE_UP_MS`: fetches or
  *   heartbeats failing with no gap of `FAILURE_GAP_MS` between failures and no records between
  *   (with `--follow` the command waits for it, as for new records), timed on the monotonic clock;
  * - a partition whose last commit of printed positions failed (a later one that succeeded for
@@ -75,9 +77,19 @@ export function watchConsumer(consumer: Consumer, options: { follow: boolean; st
     }
   };
   const onFetchError = (event: FetchErrorEvent): void => failed(event.error, `fetching ${event.topic}-${event.partition}`);
-  const onGroupError = (event: GroupErrorEvent): void => failed(event.error, 'the group heartbeat');
+  /** Whether the refusal of the current spell of refused joins has been said. */
+  let refusalSaid = false;
+  const onGroupError = (event: GroupErrorEvent): void => {
+    if (event.joinRefused !== true) return failed(event.error, 'the group heartbeat');
+    // A refused join is retried by the Consumer and mended by waiting (a member whose session
+    // has not ended yet holds the id): said once, then waited for, as a broker away is.
+    if (!refusalSaid) process.stderr.write(`strata: the broker refused the join (${event.error.message}); trying again\n`);
+    refusalSaid = true;
+    if (!options.follow) failed(new StrataClientError('UNAVAILABLE', event.error.message), 'joining the group');
+  };
   const reachable = (): void => {
     unreachableSince = null;
+    refusalSaid = false;
   };
   const onCommitFailed = (event: CommitFailedEvent): void => {
     for (const { topic, partition, offset } of event.offsets) {

@@ -134,6 +134,12 @@ export interface PartitionsLostEvent extends PartitionsEvent {
 /** Payload of 'groupError': a heartbeat failed, or the broker refused a join (both are retried). */
 export interface GroupErrorEvent {
   error: StrataClientError;
+  /**
+   * True when the broker refused a join (an instance id or member id still held by a member
+   * whose session has not ended, an administrative call under way): tried again with backoff,
+   * and mended by waiting, whatever its code.
+   */
+  joinRefused?: boolean;
 }
 
 /** The part of the Consumer a member drives. */
@@ -719,7 +725,7 @@ export class GroupMember {
     // The broker decided nothing for a membership: no revocation clock starts at that join.
     this.unansweredSinceMs = -1;
     this.logger.warn({ code: failure.code, reason: failure.message, refusals }, this.holding ? 'the broker refused the join while closing' : 'the broker refused the join; joining again after a backoff');
-    this.consumer.notify('groupError', { error: failure } satisfies GroupErrorEvent);
+    this.consumer.notify('groupError', { error: failure, joinRefused: true } satisfies GroupErrorEvent);
   }
 
   /**

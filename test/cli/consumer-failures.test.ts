@@ -45,6 +45,31 @@ describe('watchConsumer', () => {
     expect(stops()).toBe(1);
   });
 
+  it('waits out a join the broker refused (retried by the Consumer), saying so once per spell; without --follow, for the bound', () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const refused = { error: new StrataClientError('FAILED_PRECONDITION', 'instance id "pod-1" is held by a member whose session has not ended'), joinRefused: true };
+      const following = watched(true);
+      failingFor(() => following.consumer.emit('groupError', refused), 60_000, 1_000);
+      expect(following.watch.failure()).toBeNull();
+      expect(following.stops()).toBe(0);
+      expect(stderr.mock.calls.map(([line]) => line)).toEqual([`strata: the broker refused the join (${refused.error.message}); trying again\n`]);
+      following.consumer.emit('partitionStarted', { topic: 't', partition: 0 });
+      following.consumer.emit('groupError', refused);
+      expect(stderr).toHaveBeenCalledTimes(2); // a new spell
+      const once = watched(false);
+      failingFor(() => once.consumer.emit('groupError', refused), UNREACHABLE_GIVE_UP_MS, 1_000);
+      expect(once.watch.failure()?.message).toBe(`${refused.error.message} (joining the group failed for 30 s; giving up)`);
+      // Another group error of a code no retry mends still ends the command.
+      const member = watched(true);
+      member.consumer.emit('groupError', { error: refused.error });
+      expect(member.watch.failure()?.message).toBe(refused.error.message);
+    } finally {
+      stderr.mockRestore();
+    }
+  });
+
   it('without --follow, gives up on an unreachable broker after the bound, unless records came meanwhile', () => {
     vi.useFakeTimers({ toFake: ['performance'] });
     const { consumer, stops, watch } = watched(false);
