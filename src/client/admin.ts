@@ -243,8 +243,8 @@ function groupFromWire(response: strata.v1.DescribeGroupResponse): GroupDescript
   };
 }
 
-function resetRequest(groupId: string, topic: string, to: ResetSpec, partitions: readonly number[]): strata.v1.ResetOffsetsRequest {
-  const base = { groupId, topic, partitions: [...partitions] };
+function resetRequest(groupId: string, topic: string, to: ResetSpec, partitions: readonly number[], dryRun: boolean): strata.v1.ResetOffsetsRequest {
+  const base = { groupId, topic, partitions: [...partitions], dryRun };
   if (to === 'earliest') return v1.ResetOffsetsRequest.create({ ...base, earliest: true });
   if (to === 'latest') return v1.ResetOffsetsRequest.create({ ...base, latest: true });
   if (typeof to === 'object' && to !== null) {
@@ -352,12 +352,13 @@ export class Admin {
 
   /**
    * Moves the committed offsets of a group with no members on `topic` (the partitions given, or
-   * all); FAILED_PRECONDITION while it has members. Returns the new offsets.
+   * all); FAILED_PRECONDITION while it has members. Returns the new offsets. With `dryRun`, only
+   * returns the offsets it would set (the same checks apply) and changes nothing.
    */
-  async resetOffsets(groupId: string, topic: string, to: ResetSpec, partitions: readonly number[] = []): Promise<CommittedOffset[]> {
+  async resetOffsets(groupId: string, topic: string, to: ResetSpec, partitions: readonly number[] = [], options: { dryRun?: boolean } = {}): Promise<CommittedOffset[]> {
     this.checkOpen();
     for (const partition of partitions) checkPartition(partition);
-    const response = await this.connection.unary(groupMethods.resetOffsets, resetRequest(groupId, topic, to, partitions));
+    const response = await this.connection.unary(groupMethods.resetOffsets, resetRequest(groupId, topic, to, partitions, options.dryRun === true));
     return response.offsets.map(committedFromWire);
   }
 

@@ -751,12 +751,13 @@ export class GroupCoordinator {
     return `it has ${plural(members.length, 'member')}${quiet}; stop its consumers first (${why}: once they are stopped, try again within ${seconds} s)`;
   }
 
-  async resetOffsets(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {
+  /** With `dryRun`, answers the offsets the reset would set, after the same checks, and stores nothing. */
+  async resetOffsets(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget, dryRun = false): Promise<CommittedOffset[]> {
     checkNewGroupId(groupId); // a group known only by name may be given offsets, as in Kafka
-    return this.whileEmpty(groupId, 'reset offsets of', () => this.resetOffsetsOfEmpty(groupId, topic, partitions, to));
+    return this.whileEmpty(groupId, 'reset offsets of', () => this.resetOffsetsOfEmpty(groupId, topic, partitions, to, dryRun));
   }
 
-  private async resetOffsetsOfEmpty(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget): Promise<CommittedOffset[]> {
+  private async resetOffsetsOfEmpty(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget, dryRun: boolean): Promise<CommittedOffset[]> {
     const count = this.broker.partitionCount(topic);
     const createdAtMs = this.broker.topicCreatedAtMs(topic);
     const chosen = partitions.length > 0 ? [...new Set(partitions)] : [...Array(count).keys()];
@@ -790,6 +791,7 @@ export class GroupCoordinator {
     }
     // A lookup by time may wait on the disk or an inflation, during which the topic may go.
     this.checkTopicUnchanged(topic, createdAtMs, 'the reset looked up its offsets');
+    if (dryRun) return result;
     await this.offsets.commit(groupId, result);
     this.logger.info({ group: groupId, topic, to, partitions: result.length }, 'offsets reset');
     return result;

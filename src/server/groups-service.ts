@@ -280,7 +280,7 @@ export function groupsServiceHandlers(coordinator: GroupCoordinator, context: Ha
       const scope = callScope(context.authenticator, call.metadata);
       scope.checkGroup(request.groupId);
       scope.checkTopic(request.topic);
-      const offsets = await coordinator.resetOffsets(request.groupId, request.topic, request.partitions.map((partition) => nonNegative(partition, 'partitions[]')), resetTargetFromWire(request));
+      const offsets = await coordinator.resetOffsets(request.groupId, request.topic, request.partitions.map((partition) => nonNegative(partition, 'partitions[]')), resetTargetFromWire(request), request.dryRun);
       return v1.ResetOffsetsResponse.create({ offsets: offsets.map(committedToWire) });
     }),
     deleteOffsets: unaryHandler(context, 'DeleteOffsets', async (request: strata.v1.DeleteOffsetsRequest, call) => {

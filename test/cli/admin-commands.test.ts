@@ -131,6 +131,15 @@ describe('strata groups', () => {
       expect(row.COMMITTED).toBe(row['END OFFSET']);
     }
 
+    // A dry run says where the offsets would go and moves nothing.
+    const preview = await runCli(['groups', 'reset-offsets', group, '--topic', 'admin-lag', '--to', 'earliest', '--dry-run', '--server', shared.broker.address]);
+    expect({ code: preview.code, stderr: preview.stderr }).toEqual({ code: 0, stderr: 'strata: dry run: nothing was changed\n' });
+    expect(table(preview.stdout, 'TOPIC')).toEqual([
+      { TOPIC: 'admin-lag', PARTITION: '0', 'WOULD BE': '0' },
+      { TOPIC: 'admin-lag', PARTITION: '1', 'WOULD BE': '0' },
+    ]);
+    expect(field(await strata('groups', 'describe', group), 'total lag')).toBe('0');
+
     // Back to the start: the lag is all 50 again.
     const reset = table(await strata('groups', 'reset-offsets', group, '--topic', 'admin-lag', '--to', 'earliest', '--partition', '0', '--partition', '1'), 'TOPIC');
     expect(reset).toEqual([
@@ -155,7 +164,9 @@ describe('strata groups', () => {
     await shared.admin.createTopic('admin-offsets-a', { partitions: 2 });
     await shared.admin.createTopic('admin-offsets-b', { partitions: 1 });
     const group = 'admin-offsets';
-    await strata('groups', 'reset-offsets', group, '--topic', 'admin-offsets-a', '--to', 'earliest');
+    // A group id nothing knows yet is made with the offsets, said on stderr (a misspelt id would be too).
+    const made = await runCli(['groups', 'reset-offsets', group, '--topic', 'admin-offsets-a', '--to', 'earliest', '--server', shared.broker.address]);
+    expect({ code: made.code, stderr: made.stderr }).toEqual({ code: 0, stderr: `strata: group "${group}" has no members and no committed offsets: it is made with these (check the name)\n` });
     await strata('groups', 'reset-offsets', group, '--topic', 'admin-offsets-b', '--to', 'earliest');
     expect(await strata('groups', 'delete', group, '--topic', 'admin-offsets-a')).toBe(`deleted the committed offsets of group "${group}" for "admin-offsets-a"\n`);
     const committed = (await shared.admin.describeGroup(group)).partitions.filter((entry) => entry.committedOffset >= 0);

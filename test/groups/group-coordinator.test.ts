@@ -477,6 +477,17 @@ describe('commits while a topic is being deleted', () => {
     expect(offsetsOf('manual')).toEqual([{ topic: 'again', partition: 0, offset: 4 }]);
   });
 
+  it('a dry run answers the offsets a reset would set and stores nothing', async () => {
+    await broker.createTopic('preview', 2, {});
+    await produce('preview', 1, 4, () => T0);
+    expect(await coordinator.resetOffsets('g', 'preview', [], { kind: 'latest' }, true)).toMatchObject([
+      { topic: 'preview', partition: 0, offset: 0 },
+      { topic: 'preview', partition: 1, offset: 4 },
+    ]);
+    expect(offsetsOf('g')).toEqual([]);
+    expect(coordinator.listGroups()).toEqual([]);
+  });
+
   it('stores nothing of a reset to a time whose lookup waits while the topic is deleted: a topic created again under the name starts with no offsets', async () => {
     await broker.createTopic('gone', 1, {});
     await produce('gone', 0, 5, (i) => T0 + i * 1_000);

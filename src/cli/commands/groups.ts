@@ -43,19 +43,30 @@ export function groupsCommand(yargs: Argv): Argv {
             .option('to', { type: 'string', describe: 'earliest, latest, an offset (clamped to the log), or an ISO-8601 time (UTC unless it names a zone)', requiresArg: true })
             .option('shift-by', { type: 'number', describe: 'Instead of --to: move each committed offset by N records (negative = back), clamped to the log', requiresArg: true })
             .option('partition', { type: 'number', array: true, nargs: 1, describe: 'Only these partitions (repeatable); all partitions of the topic when absent', requiresArg: true })
+            .option('dry-run', { type: 'boolean', default: false, describe: 'Print the offsets the reset would set, and change nothing' })
             .conflicts('to', 'shift-by')
             .check((argv) => {
               if (argv.to === undefined && argv['shift-by'] === undefined) throw new UsageError('give --to earliest|latest|OFFSET|TIME (or --shift-by N)');
               return true;
             })
+            .example('strata groups reset-offsets billing --topic orders --to earliest --dry-run', 'see where it would go first')
             .example('strata groups reset-offsets billing --topic orders --to earliest', 'reprocess everything')
             .example('strata groups reset-offsets billing --topic orders --to 2024-05-01T00:00:00Z', 'from a point in time')
             .example('strata groups reset-offsets billing --topic orders --to 1500 --partition 2', 'one partition to an offset'),
         async (argv) => {
           const to = resetSpec(argv.to, argv['shift-by']);
           const partitions = (argv.partition ?? []).map((partition) => partitionFlag(partition, '--partition')!);
-          const offsets = await withConnection(argv, (connection) => new Admin({ connection }).resetOffsets(argv.group, argv.topic, to, partitions));
-          await printLine(formatTable(['TOPIC', 'PARTITION', 'NEW OFFSET'], offsets.map((entry) => [entry.topic, entry.partition, entry.offset])));
+          const dryRun = argv['dry-run'];
+          const offsets = await withConnection(argv, async (connection) => {
+            const admin = new Admin({ connection });
+            // A misspelt group id would otherwise be given offsets silently, as a new group.
+            const known = (await admin.fetchOffsets(argv.group)).length > 0 || (await admin.listGroups()).some(({ groupId }) => groupId === argv.group);
+            if (!known) process.stderr.write(`strata: group "${argv.group}" has no members and no committed offsets: ${dryRun ? 'it would be made with' : 'it is made with'} these (check the name)\n`);
+            return admin.resetOffsets(argv.group, argv.topic, to, partitions, { dryRun });
+          });
+          const table = formatTable(['TOPIC', 'PARTITION', dryRun ? 'WOULD BE' : 'NEW OFFSET'], offsets.map((entry) => [entry.topic, entry.partition, entry.offset]));
+          await printLine(table);
+          if (dryRun) process.stderr.write('strata: dry run: nothing was changed\n');
         },
       )
       .command(
