@@ -788,11 +788,11 @@ export class Broker {
    * NOT_FOUND unless topic `name` exists and, when `createdAtMs` is not 0, was created then: a
    * caller naming the topic it means by its creation time (a Subscribe, an offset commit) is
    * refused by a topic of that name created at another time (the one meant was deleted and the
-   * name taken again).
+   * name taken again). Returns the topic's creation time.
    */
-  checkTopicIncarnation(name: string, createdAtMs: number): void {
+  checkTopicIncarnation(name: string, createdAtMs: number): number {
     const actual = this.topicCreatedAtMs(name);
-    if (createdAtMs === 0 || actual === createdAtMs) return;
+    if (createdAtMs === 0 || actual === createdAtMs) return actual;
     throw new StrataError(
       ErrorCode.NOT_FOUND,
       `topic "${name}" created at ${timeText(createdAtMs)} (topic_created_at_ms ${createdAtMs}) is gone; the topic of that name now was created at ${timeText(actual)} (${actual}): start afresh in it (its offsets are not the deleted topic's)`,

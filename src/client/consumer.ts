@@ -501,7 +501,12 @@ export class Consumer extends EventEmitter {
       await this.enqueueCommit(this.committablePositions());
       return;
     }
-    const list = offsets.map(({ topic, partition, offset }) => ({ topic: checkTopic(topic), partition: checkPartition(partition), offset: nonNegativeInteger(offset, 'offset') }));
+    const list = offsets.map(({ topic, partition, offset, topicCreatedAtMs }): TopicPartitionOffset => {
+      const entry = { topic: checkTopic(topic), partition: checkPartition(partition), offset: nonNegativeInteger(offset, 'offset') };
+      // Kept when given (a beforeRevoke hook commits the positions it was handed): the broker
+      // then refuses positions of a topic deleted and created again since.
+      return topicCreatedAtMs === undefined ? entry : { ...entry, topicCreatedAtMs: nonNegativeInteger(topicCreatedAtMs, 'topicCreatedAtMs') };
+    });
     await this.enqueueCommit(list, this.revocationMembership(list));
   }
 

@@ -571,12 +571,11 @@ export class GroupCoordinator {
       if (memberOf === null) throw new StrataError(ErrorCode.FAILED_PRECONDITION, `member ${memberId} is not in group "${groupId}"; rejoin before committing`);
       memberOf.checkCommitter(memberId, memberEpoch, tokenName);
     }
-    // Each topic as it is now: the commit is stored only if none is deleted while it waits.
+    // Each topic as it is now: a commit that waits below is stored only if none was deleted meanwhile.
     const incarnations = new Map<string, number>();
     for (const entry of kept) {
       const log = this.broker.partitionLog(entry.topic, entry.partition); // NOT_FOUND for unknown ones
-      this.broker.checkTopicIncarnation(entry.topic, entry.topicCreatedAtMs ?? 0);
-      incarnations.set(entry.topic, this.broker.topicCreatedAtMs(entry.topic));
+      incarnations.set(entry.topic, this.broker.checkTopicIncarnation(entry.topic, entry.topicCreatedAtMs ?? 0));
       if (!Number.isSafeInteger(entry.offset) || entry.offset < 0) {
         throw new StrataError(ErrorCode.INVALID_ARGUMENT, `offset for ${entry.topic}-${entry.partition} must be a non-negative integer, got ${entry.offset}`);
       }
@@ -602,11 +601,11 @@ export class GroupCoordinator {
       if (this.administered.has(groupId)) {
         throw new StrataError(ErrorCode.FAILED_PRECONDITION, `group "${groupId}" is being changed by an administrative call (offsets reset, deleted or expired); commit again once it has finished`);
       }
+      for (const [topic, createdAtMs] of incarnations) this.checkTopicUnchanged(topic, createdAtMs, 'the commit waited');
     } else {
       memberOf.checkCommitOwnership(memberId, kept.map(({ topic, partition }) => tp(topic, partition)));
     }
     if (kept.length === 0) return;
-    for (const [topic, createdAtMs] of incarnations) this.checkTopicUnchanged(topic, createdAtMs, 'the commit waited');
     const nowMs = this.clock.nowMs();
     await this.offsets.commit(groupId, kept.map(({ topic, partition, offset, metadata }) => ({ topic, partition, offset, metadata, commitTimeMs: nowMs })));
   }
@@ -754,7 +753,12 @@ export class GroupCoordinator {
   /** With `dryRun`, answers the offsets the reset would set, after the same checks, and stores nothing. */
   async resetOffsets(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget, dryRun = false): Promise<CommittedOffset[]> {
     checkNewGroupId(groupId); // a group known only by name may be given offsets, as in Kafka
-    return this.whileEmpty(groupId, 'reset offsets of', () => this.resetOffsetsOfEmpty(groupId, topic, partitions, to, dryRun));
+    if (dryRun) {
+      // Changes nothing, so it holds no joins or commits back while it looks the offsets up.
+      this.requireEmpty(groupId, 'reset offsets of');
+      return this.resetOffsetsOfEmpty(groupId, topic, partitions, to, true);
+    }
+    return this.whileEmpty(groupId, 'reset offsets of', () => this.resetOffsetsOfEmpty(groupId, topic, partitions, to, false));
   }
 
   private async resetOffsetsOfEmpty(groupId: string, topic: string, partitions: readonly number[], to: ResetTarget, dryRun: boolean): Promise<CommittedOffset[]> {

@@ -2,9 +2,10 @@
  * How the broker logs requests it answered with an error. A client retrying a bad request in a
  * loop (a missing topic, an offset out of range, a refused token) would otherwise write a line
  * per attempt, which costs the broker CPU and fills its log disk. So each kind of failure, a
- * method and a status code (`code`, named in `codeName` as the metrics name it), is logged at
- * `warn` at most once per 10 s, the line counting those of that kind left out since the one
- * before (`failedSinceLastLine`). Every failure is still
+ * method and Strata's error code (`strataCode`, as `strata_request_errors_total` counts it) or,
+ * without one, the status code, is logged at `warn` at most once per 10 s, the line counting
+ * those of that kind left out since the one before (`failedSinceLastLine`). Lines carry the
+ * status code as a number (`code`) and by name (`codeName`). Every failure is still
  * counted in `strata_requests_total` and `strata_request_errors_total`. Unexpected failures
  * (a bug, not an answer to the request) are logged at `error`, each with its stack.
  */
@@ -31,7 +32,9 @@ export class RequestFailureLog {
       this.logger.error({ method, err: error }, 'request failed unexpectedly');
       return;
     }
-    const kind = `${method} ${failure.code}`;
+    // By Strata's code where there is one: a full disk and a record too large share a gRPC code
+    // (RESOURCE_EXHAUSTED), and one must not hide the other behind its count.
+    const kind = `${method} ${failure.strataCode ?? failure.code}`;
     let warning = this.kinds.get(kind);
     if (warning === undefined) {
       warning = new ThrottledWarning(this.logger, 'request failed', {
@@ -41,6 +44,6 @@ export class RequestFailureLog {
       });
       this.kinds.set(kind, warning);
     }
-    warning.note({ method, code: failure.code, codeName: status[failure.code], reason: failure.details });
+    warning.note({ method, code: failure.code, codeName: status[failure.code], ...(failure.strataCode === undefined ? {} : { strataCode: failure.strataCode }), reason: failure.details });
   }
 }

@@ -166,7 +166,7 @@ describe('strata groups', () => {
     const group = 'admin-offsets';
     // A group id nothing knows yet is made with the offsets, said on stderr (a misspelt id would be too).
     const made = await runCli(['groups', 'reset-offsets', group, '--topic', 'admin-offsets-a', '--to', 'earliest', '--server', shared.broker.address]);
-    expect({ code: made.code, stderr: made.stderr }).toEqual({ code: 0, stderr: `strata: group "${group}" has no members and no committed offsets: it is made with these (check the name)\n` });
+    expect({ code: made.code, stderr: made.stderr }).toEqual({ code: 0, stderr: `strata: group "${group}" had no members and no committed offsets: it was made with these (check the name)\n` });
     await strata('groups', 'reset-offsets', group, '--topic', 'admin-offsets-b', '--to', 'earliest');
     expect(await strata('groups', 'delete', group, '--topic', 'admin-offsets-a')).toBe(`deleted the committed offsets of group "${group}" for "admin-offsets-a"\n`);
     const committed = (await shared.admin.describeGroup(group)).partitions.filter((entry) => entry.committedOffset >= 0);

@@ -283,6 +283,25 @@ describe('a deleted topic, while its partition waits to subscribe again', () => 
     expect(values.slice(old.length)).toEqual(['0-100', '0-101', '0-102', '0-103', '0-104', '0-105', '0-106', '0-107']);
   });
 
+  it("keeps the topicCreatedAtMs of offsets the application commits: a position named by a deleted topic's creation time is refused", async () => {
+    const name = await topic(1);
+    await produce(name, 0, 3);
+    const before = (await fixture.admin.describeTopic(name)).createdAtMs;
+    const groupId = `explicit-${name}`;
+    const reader = consumer({ groupId, autoCommit: false });
+    await fixture.admin.deleteTopic(name);
+    await fixture.admin.createTopic(name, { partitions: 1 });
+    await produce(name, 0, 3, 100);
+    const refused = await reader.commit([{ topic: name, partition: 0, offset: 2, topicCreatedAtMs: before }]).then(
+      () => null,
+      (error: unknown) => error as StrataClientError,
+    );
+    expect(refused?.code).toBe('NOT_FOUND');
+    expect(await fixture.admin.fetchOffsets(groupId)).toEqual([]);
+    await reader.commit([{ topic: name, partition: 0, offset: 2 }]);
+    expect((await fixture.admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([2]);
+  });
+
   it('keeps a position the application sought on a partition that does not exist yet', async () => {
     const name = fixture.newTopicName(); // created below, after the consumer asked for it
     // After the first NOT_FOUND, the next Subscribe waits until the topic exists with its records.

@@ -963,6 +963,7 @@ describe('failures and static membership', () => {
     second.on('partitionsLost', (event: PartitionsLostEvent) => lost.push(event));
     await waitUntil(() => errors.length >= 2, 'the refused join to be reported, and tried again');
     expect(errors[0]!.error.code).toBe('FAILED_PRECONDITION');
+    expect(errors[0]!.joinRefused).toBe(true);
     expect(errors[0]!.error.message).toMatch(new RegExp(`^instance id "pod-x" is in use by member ${holder.memberId} of group "${groupId}"; stop that instance`));
     expect(lost).toEqual([]);
     expect(second.memberId).toBeNull();

@@ -60,6 +60,18 @@ it('logs each method and code at most once per 10 s, counting the failures left 
   expect(kinds().slice(3)).toEqual([{ method: 'DescribeTopic', code: status.NOT_FOUND, failedSinceLastLine: 4 }]);
 });
 
+it("keeps failures of different Strata codes apart when they share a gRPC code: a full disk is not hidden behind a client's record too large", () => {
+  const { lines, logger } = keptLines('warn');
+  const log = new RequestFailureLog(logger, new ManualClock());
+  for (let attempt = 0; attempt < 3; attempt++) log.note('Produce', toGrpcFailure(new StrataError(ErrorCode.RECORD_TOO_LARGE, 'records[0] is too large')), null);
+  log.note('Produce', toGrpcFailure(new StrataError(ErrorCode.DISK_FULL, 'the disk is full')), null);
+  expect(lines.map(({ code, reason }) => ({ code, reason }))).toEqual([
+    { code: status.RESOURCE_EXHAUSTED, reason: 'records[0] is too large' },
+    { code: status.RESOURCE_EXHAUSTED, reason: 'the disk is full' },
+  ]);
+  expect(lines[1]).toMatchObject({ strataCode: 'DISK_FULL', codeName: 'RESOURCE_EXHAUSTED' });
+});
+
 it('logs every unexpected failure at error, with its stack', () => {
   const { lines, logger } = keptLines('warn');
   const log = new RequestFailureLog(logger, new ManualClock());

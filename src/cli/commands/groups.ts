@@ -57,13 +57,13 @@ export function groupsCommand(yargs: Argv): Argv {
           const to = resetSpec(argv.to, argv['shift-by']);
           const partitions = (argv.partition ?? []).map((partition) => partitionFlag(partition, '--partition')!);
           const dryRun = argv['dry-run'];
-          const offsets = await withConnection(argv, async (connection) => {
+          const { offsets, known } = await withConnection(argv, async (connection) => {
             const admin = new Admin({ connection });
-            // A misspelt group id would otherwise be given offsets silently, as a new group.
-            const known = (await admin.fetchOffsets(argv.group)).length > 0 || (await admin.listGroups()).some(({ groupId }) => groupId === argv.group);
-            if (!known) process.stderr.write(`strata: group "${argv.group}" has no members and no committed offsets: ${dryRun ? 'it would be made with' : 'it is made with'} these (check the name)\n`);
-            return admin.resetOffsets(argv.group, argv.topic, to, partitions, { dryRun });
+            // Groups with members or committed offsets: a misspelt id would otherwise be given offsets silently, as a new group.
+            const known = (await admin.listGroups()).some(({ groupId }) => groupId === argv.group);
+            return { offsets: await admin.resetOffsets(argv.group, argv.topic, to, partitions, { dryRun }), known };
           });
+          if (!known) process.stderr.write(`strata: group "${argv.group}" had no members and no committed offsets: ${dryRun ? 'it would be made with' : 'it was made with'} these (check the name)\n`);
           const table = formatTable(['TOPIC', 'PARTITION', dryRun ? 'WOULD BE' : 'NEW OFFSET'], offsets.map((entry) => [entry.topic, entry.partition, entry.offset]));
           await printLine(table);
           if (dryRun) process.stderr.write('strata: dry run: nothing was changed\n');

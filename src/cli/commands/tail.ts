@@ -93,7 +93,8 @@ async function tail(argv: TailArgs): Promise<void> {
   await withConnection(argv, async (connection, contact) => {
     const description = await describeTopic(connection, argv.topic);
     contact.reached = true;
-    const subscriptions: Subscription[] = [];
+    /** Each partition's current subscription (the one after a lost broker replaces the one before). */
+    const subscriptions = new Map<number, Subscription>();
     let stopped = false;
     let startFollowing = (): void => undefined;
     /** Settles once the history is printed: partitions done with theirs wait for it. */
@@ -102,7 +103,7 @@ async function tail(argv: TailArgs): Promise<void> {
     const stopWatching = new AbortController();
     const stopAll = (): void => {
       stopped = true;
-      for (const subscription of subscriptions) subscription.cancel();
+      for (const subscription of subscriptions.values()) subscription.cancel();
       startFollowing(); // partitions waiting for the history end too
       stopWatching.abort();
     };
@@ -158,7 +159,7 @@ async function tail(argv: TailArgs): Promise<void> {
       let failures = 0;
       for (;;) {
         const subscription = subscribe(connection, { topic: argv.topic, partitions: [partition], start: { offset: start }, maxBytes: SUBSCRIBE_BYTES, topicCreatedAtMs: description.createdAtMs });
-        subscriptions.push(subscription);
+        subscriptions.set(partition, subscription);
         if (stopped) subscription.cancel();
         try {
           for await (const batch of subscription) {
