@@ -18,7 +18,7 @@ import type { GrpcFailure } from './status.js';
 export const REQUEST_FAILURE_LINE_INTERVAL_MS = 10_000;
 
 export class RequestFailureLog {
-  /** One per method and code: a bounded set (the services' methods × gRPC's codes). */
+  /** One per method and Strata error code (the status code where there is none): a bounded set. */
   private readonly kinds = new Map<string, ThrottledWarning>();
 
   constructor(

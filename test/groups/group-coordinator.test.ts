@@ -486,6 +486,9 @@ describe('commits while a topic is being deleted', () => {
     ]);
     expect(offsetsOf('g')).toEqual([]);
     expect(coordinator.listGroups()).toEqual([]);
+    // Refused as a reset is while the group has members.
+    settle([join('busy', ['preview'])]);
+    expect((await failure(() => coordinator.resetOffsets('busy', 'preview', [], { kind: 'latest' }, true))).code).toBe(ErrorCode.FAILED_PRECONDITION);
   });
 
   it('stores nothing of a reset to a time whose lookup waits while the topic is deleted: a topic created again under the name starts with no offsets', async () => {

@@ -1,6 +1,7 @@
 // Goal: a client repeating a bad request cannot fill the broker's log: each kind of failed
-// request (method and status code) is logged at most once per 10 s, the line counting those left
-// out, while the metrics still count every one; unexpected failures are each logged at error.
+// request (method and Strata's error code, else status code) is logged at most once per 10 s,
+// the line counting those left out, while the metrics still count every one; unexpected
+// failures are each logged at error.
 // Method: RequestFailureLog with a manual clock, and a real gRPC server with a logger that keeps
 // its lines, asked for a missing topic again and again.
 import { status } from '@grpc/grpc-js';
