@@ -332,4 +332,24 @@ describe('consume --group', () => {
     expect(description.totalLag).toBe(0);
     expect(description.partitions.map((entry) => entry.committedOffset)).toEqual(description.partitions.map((entry) => entry.logEndOffset));
   });
+
+  it('says on stderr when a member has no partition a while after joining, rather than waiting without a word', async () => {
+    const topic = await createTopic(1);
+    const group = `cli-idle-${topicCounter}`;
+    const owner = startCli(strata('consume', topic, '--group', group, '--follow'));
+    running.push(owner);
+    await waitUntil(async () => {
+      try {
+        return (await shared.admin.describeGroup(group)).members.some((member) => member.assignment.length > 0);
+      } catch {
+        return false;
+      }
+    }, 'the first member to own the partition');
+    const idle = startCli(strata('consume', topic, '--group', group, '--follow'));
+    running.push(idle);
+    await waitUntil(() => idle.stderr !== '', 'the idle member to say it has no partition', 20_000);
+    expect(idle.stderr).toBe(`strata: this member of group "${group}" has no partition of ${topic} yet (other members own them all, or are still giving them up); waiting for one\n`);
+    expect(owner.stderr).toBe('');
+    for (const member of [idle, owner]) expect(await member.interrupt()).toEqual({ code: 0, signal: null });
+  });
 });

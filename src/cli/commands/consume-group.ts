@@ -28,6 +28,8 @@ import { watchConsumer } from '../consumer-failures.js';
 import type { OutputWriter } from '../output.js';
 import { type ReadState, type RecordPrinter, printBatch, reachedEnd } from '../record-format.js';
 
+/** How long a member may hold no partition after joining before the command says so. */
+export const NO_PARTITIONS_NOTICE_MS = 3_000;
 /** How often positions are committed while consuming. */
 const AUTO_COMMIT_INTERVAL_MS = 1_000;
 /** How long one wait for records lasts before the end condition is checked again. */
@@ -93,6 +95,7 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
     writer.abandon();
   });
   const watch = watchConsumer(consumer, { follow: state.follow, stop });
+  const stopNotice = noticeNoPartitions(consumer, options.groupId, topic);
   try {
     while (!stopping && state.remaining > 0 && !writer.closed) {
       if (!state.follow && allAssignedAtEnd(consumer, state)) break;
@@ -114,11 +117,37 @@ export async function groupConsumer(options: GroupConsumeOptions): Promise<void>
     }
   } finally {
     removeInterrupt();
+    stopNotice();
     await consumer.close();
     watch.dispose();
   }
   const failure = watch.failure();
   if (failure !== null) throw failure;
+}
+
+/**
+ * Says once on stderr when the member still has no partition `NO_PARTITIONS_NOTICE_MS` after it
+ * joined (more members than partitions, or partitions still being given up by others): the
+ * command would otherwise wait without a word. Returns what stops watching.
+ */
+function noticeNoPartitions(consumer: Consumer, groupId: string, topic: string): () => void {
+  let timer: NodeJS.Timeout | null = null;
+  let said = false;
+  const onJoined = (): void => {
+    if (said || timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      if (consumer.assignment().length > 0) return;
+      said = true;
+      process.stderr.write(`strata: this member of group "${groupId}" has no partition of ${topic} yet (other members own them all, or are still giving them up); waiting for one\n`);
+    }, NO_PARTITIONS_NOTICE_MS);
+    timer.unref();
+  };
+  consumer.on('groupJoined', onJoined);
+  return () => {
+    consumer.off('groupJoined', onJoined);
+    if (timer !== null) clearTimeout(timer);
+  };
 }
 
 /** True once the member owns partitions and every one of them has nothing left for this run. */
