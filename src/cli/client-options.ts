@@ -61,6 +61,18 @@ export const ACCESS_OPTIONS = {
   'tls-client-key-file': { type: 'string', describe: 'PEM private key of --tls-client-cert-file', requiresArg: true },
 } as const satisfies Record<string, Options>;
 
+/** Kafka's spellings of the acknowledgement levels (`acks=-1`, `1`, `0`), which a user of it types first. */
+const KAFKA_ACKS: Readonly<Record<string, string>> = { '-1': 'all', '1': 'leader', '0': 'none' };
+
+/** `--acks` of produce and bench: Strata's names, or Kafka's numbers for them. */
+export const ACKS_OPTION = {
+  choices: ['all', 'leader', 'none'],
+  default: 'all',
+  requiresArg: true,
+  coerce: (value: unknown): unknown => (value === undefined ? value : (KAFKA_ACKS[String(value)] ?? value)),
+  describe: 'all (Kafka\'s -1): durable; leader (1): written; none (0): not waited for (not idempotent)',
+} as const satisfies Options;
+
 /** Option names of this module, for the environment check in main.ts. */
 export const CLIENT_OPTION_NAMES = ['server', ...Object.keys(ACCESS_OPTIONS)];
 

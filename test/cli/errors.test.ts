@@ -242,6 +242,7 @@ describe('the command line is wrong: exit 2', { concurrent: true }, () => {
     [['topics', 'alter', 't', '--partitions', '0'], /^strata: --partitions must be an integer from 1 to 10000, got 0\n$/],
     [['topics', 'alter', 't', '--partitions', '10001'], /^strata: --partitions must be an integer from 1 to 10000, got 10001\n$/],
     [['produce', 't', '--acks', 'maybe', 'v'], /^strata: --acks must be one of all, leader, none, got "maybe"\n$/],
+    [['produce', 't', '--acks', '2', 'v'], /^strata: --acks must be one of all, leader, none, got 2\n$/],
     [['produce', 't', '--format', 'xml'], /^strata: --format must be one of text, json, got "xml"\n$/],
     [['consume', 't', '--from'], /^strata: --from needs a value\n$/],
     [['consume', 't', '--count'], /^strata: --count needs a value\n$/],

@@ -9,6 +9,7 @@ import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { describe, expect, it } from 'vitest';
+import { ACKS_OPTION } from '../../src/cli/client-options.js';
 import { checkReadableInput, produceCommand, progressLine, sendFailureLine, showsProgress } from '../../src/cli/commands/produce.js';
 import { useBrokerWithAdmin } from '../helpers/shared-broker.js';
 import { removeDirectory, temporaryDirectory } from '../helpers/test-server.js';
@@ -36,6 +37,19 @@ describe('produce with a record the topic cannot take', () => {
     );
     const description = await shared.admin.describeTopic(topic);
     expect(description.partitions[0]!.highWatermark).toBe(2); // `a` and `c`
+  });
+});
+
+describe('--acks', () => {
+  it("takes Kafka's numbers for the levels, and produces with them", async () => {
+    const parse = (value: string): unknown => yargs().option('acks', ACKS_OPTION).strict().parseSync(['--acks', value]).acks;
+    expect(['-1', '1', '0', 'all', 'leader', 'none'].map(parse)).toEqual(['all', 'leader', 'none', 'all', 'leader', 'none']);
+    const topic = 'produce-kafka-acks';
+    await shared.admin.createTopic(topic, { partitions: 1 });
+    await strata(['produce', topic, 'a', 'b', '--acks', '-1', '--server', shared.broker.address]);
+    await strata(['produce', topic, 'c', '--acks', '1', '--server', shared.broker.address]);
+    const description = await shared.admin.describeTopic(topic);
+    expect(description.partitions[0]!.highWatermark).toBe(3);
   });
 });
 

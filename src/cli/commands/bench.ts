@@ -21,7 +21,7 @@ import { formatReport } from '../../bench/report.js';
 import { type BenchWorkload, runBench } from '../../bench/run-bench.js';
 import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES, recordsInSeconds } from '../../bench/e2e-load.js';
 import { UsageError } from '../cli-errors.js';
-import { ACCESS_OPTIONS, clientLogger, connectionOptions, describeFailure, serverAddress } from '../client-options.js';
+import { ACCESS_OPTIONS, ACKS_OPTION, clientLogger, connectionOptions, describeFailure, serverAddress } from '../client-options.js';
 import type { ConnectionOptions } from '../../client/connection.js';
 import { printText, shownNumber } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
@@ -48,7 +48,7 @@ const COMMON_OPTIONS = {
   partitions: { type: 'number', describe: 'Partitions of the topic (default: the existing topic\'s, 1 for a new one)', requiresArg: true },
   flush: { choices: ['always', 'interval'], default: 'always', requiresArg: true, describe: 'flush config of the topic (set on a topic this creates, required of one that exists): fdatasync before every acknowledgement, or every flush.ms' },
   'record-size': { type: 'number', default: 100, describe: 'Bytes of each record value', requiresArg: true },
-  acks: { choices: ['all', 'leader', 'none'], default: 'all', requiresArg: true, describe: 'all: durable; leader: written; none: not waited for (not idempotent)' },
+  acks: ACKS_OPTION,
   'batch-bytes': { type: 'number', describe: `Producer batch size (bytes; default: the client's, ${DEFAULT_BATCH_BYTES}; ${RECORDS_PATH_REQUEST_BYTES} worth of records per request on the records path)`, requiresArg: true },
   'buffer-bytes': { type: 'number', default: 32 * MIB, describe: 'Producer buffer: bytes sent and not yet acknowledged, per producer (e2e: also a bound on its backlog, past which the run fails)', requiresArg: true },
   json: { type: 'string', describe: 'Also write every figure and parameter to this JSON file', requiresArg: true },

@@ -31,7 +31,7 @@ import type { Argv } from 'yargs';
 import { describeTopic } from '../../client/admin.js';
 import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
 import { UsageError } from '../cli-errors.js';
-import { clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnectionTo } from '../client-options.js';
+import { ACKS_OPTION, clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnectionTo } from '../client-options.js';
 import { LineTooLongError, readLines } from '../input-lines.js';
 import { bytesFromJson, formatCount, parsePairs, partitionFlag } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
@@ -90,7 +90,7 @@ export function produceCommand(yargs: Argv): Argv {
         .option('key-separator', { type: 'string', describe: 'Each line is KEY<SEP>VALUE, split at the first SEP', requiresArg: true })
         .option('partition', { type: 'number', describe: 'Write every record to this partition', requiresArg: true })
         .option('header', { type: 'string', array: true, nargs: 1, describe: 'A header KEY=VALUE on every record; repeatable', requiresArg: true })
-        .option('acks', { choices: ['all', 'leader', 'none'] as const, default: 'all' as const, describe: 'all: durable; leader: written; none: not waited for (not idempotent)', requiresArg: true })
+        .option('acks', ACKS_OPTION)
         .option('format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Input lines: text values, or JSON objects {"key","value","headers","partition","timestamp"} (consume --format json prints them; other fields are refused)', requiresArg: true })
         .conflicts('key', 'key-separator')
         .example('strata produce orders hello world', 'two records')
