@@ -37,7 +37,7 @@ import { InlineIoBudget } from '../storage/inline-io.js';
 import { holdsNoRecords } from '../storage/partition-records.js';
 import { DEFAULT_INDEX_CACHE_BYTES, IndexCache } from '../storage/index-cache.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
-import { DataDirectoryLock } from './data-directory-lock.js';
+import { DataDirectoryLock, dataDirectoryFailure } from './data-directory-lock.js';
 import { MetadataStore, PRODUCER_ID_COUNTER, type TopicRecord } from './metadata-store.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
 
@@ -235,7 +235,9 @@ export class Broker {
 
   static async open(options: BrokerOptions): Promise<Broker> {
     const fs = options.fs ?? nodeFileSystem;
-    await fs.mkdirs(topicsDirectory(options.dataDir));
+    await fs.mkdirs(topicsDirectory(options.dataDir)).catch((error: unknown) => {
+      throw dataDirectoryFailure(options.dataDir, error);
+    });
     // Before anything there is read.
     const lock = DataDirectoryLock.acquire(options.dataDir, 'broker', 'stop it first, or give this one another --data-dir');
     let broker: Broker;

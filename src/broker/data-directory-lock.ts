@@ -12,7 +12,7 @@ import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'nod
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { tryLock } from 'fs-native-extensions';
-import { ErrorCode, StrataError } from '../common/errors.js';
+import { ErrorCode, StrataError, fileCallErrno, systemErrorText } from '../common/errors.js';
 
 export const LOCK_FILE = '.lock';
 
@@ -54,6 +54,19 @@ export class DataDirectoryLock {
     this.fd = null;
     closeSync(fd);
   }
+}
+
+/**
+ * Why the data directory (or its `topics/`) could not be made, as the broker's start reports it:
+ * Node.js says only "ENOTDIR: not a directory, mkdir '<dir>/topics'" of a --data-dir that is a file.
+ */
+export function dataDirectoryFailure(dataDir: string, error: unknown): Error {
+  const code = fileCallErrno(error);
+  let reason: string;
+  if (code === 'ENOTDIR' || code === 'EEXIST') reason = 'a file stands where a directory must be (the directory, one above it, or its topics/)';
+  else if (code !== null) reason = systemErrorText(error as NodeJS.ErrnoException);
+  else reason = (error as Error).message;
+  return new StrataError(ErrorCode.FAILED_PRECONDITION, `cannot use data directory ${dataDir}: ${reason}`, { cause: error });
 }
 
 function describeHolder(path: string): string {

@@ -161,6 +161,19 @@ function checkPort(flag: string, address: string): void {
 }
 
 /**
+ * Whether two listeners on these addresses would take one socket address: the same port (not 0,
+ * which picks a free one) on the same host, or with one on every interface (`0.0.0.0` takes
+ * every IPv4 address; `::` every address, as Node.js listens on it dual-stack).
+ */
+function addressesOverlap(first: string, second: string): boolean {
+  const a = parseListenAddress(first);
+  const b = parseListenAddress(second);
+  if (a.port === 0 || a.port !== b.port) return false;
+  const everyIpv4 = (host: string, other: string): boolean => host === '0.0.0.0' && !other.includes(':');
+  return a.host === b.host || a.host === '::' || b.host === '::' || everyIpv4(a.host, b.host) || everyIpv4(b.host, a.host);
+}
+
+/**
  * The broker-wide topic defaults, checked here as a topic's configs are checked, so that a bad
  * one is refused before the broker opens anything, named as `nameOf` names its option (each
  * option is its config's Kafka name with dashes: `retention-ms` for `retention.ms`).
@@ -199,6 +212,12 @@ export function serveSettings(argv: ParsedServeOptions, names: OptionNames = FLA
     throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${names.subject('metrics-listen')} must be host:port (an IPv6 host in brackets: [::]:9464) or "", got "${metricsListen}"`);
   }
   if (metricsListen !== '') checkPort(names.subject('metrics-listen'), metricsListen);
+  if (metricsListen !== '' && addressesOverlap(argv.listen, metricsListen)) {
+    throw new StrataError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${names.mention('listen')} (${argv.listen}) and ${names.mention('metrics-listen')} (${metricsListen}) take the same port: the gRPC and the HTTP listener each need their own; give one of them another port`,
+    );
+  }
   const integerFrom = (name: string, value: number, minimum: number, maximum: number): number => checkIntegerRange(names.subject(name), value, minimum, maximum);
   const maxRequestBytes = positive(names.subject('max-request-bytes'), argv['max-request-bytes']);
   const defaults = topicDefaults({

@@ -3,7 +3,7 @@
 // touches nothing; the lock ends with the holder, even one killed with SIGKILL; method: real
 // brokers on temp directories, `strata serve` as child processes, and the repair command.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -107,6 +107,19 @@ describe('the data directory lock', () => {
     const dataDir = dataDirectory();
     expect(await openOutcome(dataDir, { maxRequestBytes: 1 })).toMatchObject({ message: expect.stringMatching(/--max-request-bytes/) });
     expect(await openOutcome(dataDir)).toBe('opened');
+  });
+
+  it('refuses a data directory that is a file, or whose topics/ is, with FAILED_PRECONDITION saying so', async () => {
+    const parent = dataDirectory();
+    const file = join(parent, 'a-file');
+    writeFileSync(file, 'x');
+    const inTheWay = expect.objectContaining({ code: ErrorCode.FAILED_PRECONDITION, message: expect.stringMatching(/: a file stands where a directory must be/) });
+    expect(await openOutcome(file)).toEqual(inTheWay);
+    expect(await openOutcome(join(file, 'below'))).toEqual(inTheWay);
+    const withFileTopics = join(parent, 'data');
+    mkdirSync(withFileTopics);
+    writeFileSync(join(withFileTopics, 'topics'), 'x');
+    expect(await openOutcome(withFileTopics)).toEqual(expect.objectContaining({ message: `cannot use data directory ${withFileTopics}: a file stands where a directory must be (the directory, one above it, or its topics/)` }));
   });
 
   it('release is idempotent, and a new lock can be taken after it', () => {

@@ -56,6 +56,17 @@ describe('serve options', () => {
     expect(serveSettings({ ...defaults(), listen: '0.0.0.0:65535', 'metrics-listen': '127.0.0.1:0' })).toMatchObject({ listen: '0.0.0.0:65535', metricsListen: '127.0.0.1:0' });
   });
 
+  it('refuses --listen and --metrics-listen on one port of one host, or of every interface, and takes other pairs', () => {
+    for (const [listen, metrics] of [['127.0.0.1:7000', '127.0.0.1:7000'], ['0.0.0.0:7000', '127.0.0.1:7000'], ['[::]:7000', '10.0.0.1:7000'], ['[::1]:7000', '[::]:7000']]) {
+      expect(() => serveSettings({ ...defaults(), listen, 'metrics-listen': metrics }), `${listen} ${metrics}`).toThrow(
+        `--listen (${listen}) and --metrics-listen (${metrics}) take the same port: the gRPC and the HTTP listener each need their own; give one of them another port`,
+      );
+    }
+    for (const [listen, metrics] of [['127.0.0.1:0', '127.0.0.1:0'], ['127.0.0.1:7000', '127.0.0.2:7000'], ['0.0.0.0:7000', '[::1]:7000'], ['127.0.0.1:7000', '127.0.0.1:7001'], ['127.0.0.1:7000', '']]) {
+      expect(serveSettings({ ...defaults(), listen, 'metrics-listen': metrics }), `${listen} ${metrics}`).toMatchObject({ listen, metricsListen: metrics });
+    }
+  });
+
   it('refuse a topic default out of range, naming its flag, as a topic config would be refused; and a default partition count or session timeout no topic or member could have', () => {
     const refused = (overrides: Partial<Parsed>): unknown => {
       try {
