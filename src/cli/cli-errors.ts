@@ -1,6 +1,7 @@
 /**
  * How the CLI ends: one clear line on stderr and a documented exit code.
- *   0 success, 1 the server (or the storage) refused or failed, 2 usage error.
+ *   0 success, 1 the server (or the storage) refused or failed, 2 usage error, 130 interrupted
+ *   (a second Ctrl-C, or `produce` stopped before the end of its input).
  */
 import { environmentName, givenByEnvironment } from './environment.js';
 import { meantOption } from './option-suggestion.js';
@@ -8,6 +9,8 @@ import { escapeUnprintable } from '../common/printable.js';
 
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** As a shell reports a command ended by SIGINT (128 + 2). */
+export const EXIT_INTERRUPTED = 130;
 
 /** A mistake in the command line itself; exits with code 2. */
 export class UsageError extends Error {}

@@ -17,7 +17,7 @@ import { isLoopbackHost, parseListenAddress } from '../common/listen-address.js'
 import { Connection, type ConnectionOptions, type TlsOptions, isValidToken } from '../client/connection.js';
 import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
-import { UsageError } from './cli-errors.js';
+import { EXIT_INTERRUPTED, UsageError } from './cli-errors.js';
 import { readFlagFile } from '../common/errors.js';
 import { flagNames } from './environment.js';
 import { handleStopSignals } from '../common/signal-takeover.js';
@@ -263,7 +263,7 @@ function transportReason(message: string): string {
 export function onInterrupt(stop: () => void): () => void {
   let interrupted = false;
   const handler = (): void => {
-    if (interrupted) process.exit(130);
+    if (interrupted) process.exit(EXIT_INTERRUPTED);
     interrupted = true;
     stop();
   };

@@ -188,14 +188,14 @@ describe('produce input lines', () => {
 });
 
 describe('Ctrl-C', () => {
-  it('stops produce reading stdin, flushes what it read and prints the summary', async () => {
+  it('stops produce reading stdin, flushes what it read, prints the summary and exits 130: not all of the input was produced', async () => {
     const topic = await createTopic(2);
     const producer = startCli(strata('produce', topic), { input: 'open' });
     running.push(producer);
     producer.child.stdin!.write(Array.from({ length: 100 }, (_, index) => `before ${index}\n`).join(''));
     await waitUntil(async () => (await shared.admin.describeTopic(topic)).partitions.reduce((sum, partition) => sum + partition.highWatermark, 0) === 100, 'the first 100 records', 20_000);
-    expect(await producer.interrupt()).toEqual({ code: 0, signal: null });
-    expect(producer.stderr).toMatch(new RegExp(`^interrupted: produced 100 records to [12] partitions? of "${topic}" in `));
+    expect(await producer.interrupt()).toEqual({ code: 130, signal: null });
+    expect(producer.stderr).toMatch(new RegExp(`^interrupted before the end of the input: produced 100 records to [12] partitions? of "${topic}" in `));
     expect((await runCli(strata('consume', topic))).stdout.split('\n').slice(0, -1)).toHaveLength(100);
   });
 });

@@ -30,7 +30,7 @@ import { fstatSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { describeTopic } from '../../client/admin.js';
 import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
-import { UsageError } from '../cli-errors.js';
+import { EXIT_INTERRUPTED, UsageError } from '../cli-errors.js';
 import { ACKS_OPTION, clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnectionTo } from '../client-options.js';
 import { LineTooLongError, readLines } from '../input-lines.js';
 import { bytesFromJson, formatCount, parsePairs, partitionFlag } from '../output.js';
@@ -226,6 +226,9 @@ async function produce(argv: ProduceArgs): Promise<void> {
   /** A send failed or the input did: nothing more is read or sent. */
   const failed = (): boolean => inputFailure !== null || failedSends.count > 0;
   let interrupted = false;
+  /** Whether stdin (if read) has ended; an interrupt before then leaves input unsent. */
+  let inputEnded = !readsStdin;
+  let inputCutShort = false;
   let pauseInput: (() => void) | null = null;
   let resumeInput: (() => void) | null = null;
   let paused = false;
@@ -279,6 +282,7 @@ async function produce(argv: ProduceArgs): Promise<void> {
 
   const removeInterrupt = onInterrupt(() => {
     interrupted = true;
+    if (!inputEnded) inputCutShort = true;
     stopInput();
   });
   try {
@@ -297,6 +301,7 @@ async function produce(argv: ProduceArgs): Promise<void> {
         process.stdin.destroy();
       };
       await lines.ended;
+      inputEnded = true;
     }
     await producer.flush();
   } finally {
@@ -323,8 +328,11 @@ async function produce(argv: ProduceArgs): Promise<void> {
   }
   const partitions = perPartition.filter((count) => count > 0).length;
   const rate = acknowledged / Math.max(elapsedMs / 1000, 0.001);
+  // Stopped before the end of its input, the command did not do all it was given: a script
+  // (`strata produce t < file && ...`, or a supervisor's SIGTERM) must not take it for done.
+  if (inputCutShort) process.exitCode = EXIT_INTERRUPTED;
   process.stderr.write(
-    `${interrupted ? 'interrupted: ' : ''}produced ${formatCount(acknowledged)} record${acknowledged === 1 ? '' : 's'} to ${plural(partitions, 'partition')} of "${argv.topic}" in ${(elapsedMs / 1000).toFixed(2)} s (${formatCount(rate)} records/s)\n`,
+    `${inputCutShort ? 'interrupted before the end of the input: ' : interrupted ? 'interrupted: ' : ''}produced ${formatCount(acknowledged)} record${acknowledged === 1 ? '' : 's'} to ${plural(partitions, 'partition')} of "${argv.topic}" in ${(elapsedMs / 1000).toFixed(2)} s (${formatCount(rate)} records/s)\n`,
   );
 }
 
