@@ -249,7 +249,7 @@ function connectionAdvice(reason: string, secured: boolean, clientCertificate: b
  * the reason of a connection that closed or failed while starting HTTP/2 with the time ("Failed
  * to connect (2026-11-23T21:17:17.800Z)"), which tells the user nothing: it is left out.
  */
-function transportReason(message: string): string {
+export function transportReason(message: string): string {
   const prefix = `${UNREACHABLE} (`;
   const reason = message.startsWith(prefix) && message.endsWith(')') ? message.slice(prefix.length, -1) : message;
   return reason.replace(/ \(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z\)/g, '');

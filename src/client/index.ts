@@ -50,4 +50,4 @@ export type {
 export { StrataClientError, isStrataClientError } from './errors.js';
 export type { StatusName } from './errors.js';
 export { Producer } from './producer.js';
-export type { Acks, Bytes, ProducerOptions, ProducerRecord, ProducerSettings, SendCallback, SendResult } from './producer.js';
+export type { Acks, Bytes, ProducerOptions, ProducerRecord, ProducerRecoveredEvent, ProducerRetryEvent, ProducerSettings, SendCallback, SendResult } from './producer.js';

@@ -61,6 +61,7 @@
  * (acknowledged or failed); close() flushes, ends the stream and closes the connection if the
  * producer opened it. Both are idempotent.
  */
+import { EventEmitter } from 'node:events';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { partitionForKey } from '../broker/partitioner.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
@@ -155,6 +156,32 @@ export interface SendResult {
  * exception it throws is logged and does not disturb the producer.
  */
 export type SendCallback = (error: Error | null, result?: SendResult) => void;
+
+/**
+ * The 'retrying' event: the produce stream failed with a retriable error (the broker stopped,
+ * restarted or could not be reached; an answer did not come in time), and every unacknowledged
+ * batch is sent again on a new stream after `delayMs`. Emitted at each attempt, until a batch
+ * is acknowledged again ('recovered') or the sends run out of their delivery timeout.
+ */
+export interface ProducerRetryEvent {
+  code: string;
+  reason: string;
+  /** The backoff before the next attempt (ms). */
+  delayMs: number;
+  /** Attempts in a row that failed so far, this one included. */
+  attempt: number;
+  /** Partitions with unacknowledged batches. */
+  partitions: number;
+}
+
+/** The 'recovered' event: the first acknowledgement after 'retrying'. */
+export interface ProducerRecoveredEvent {
+  /** Attempts that had failed in a row before it. */
+  failedAttempts: number;
+}
+
+/** How long a send may take, retries included, unless `deliveryTimeoutMs` says otherwise (Kafka's delivery.timeout.ms). */
+export const DEFAULT_DELIVERY_TIMEOUT_MS = 120_000;
 
 export interface ProducerSettings {
   /** How long a batch waits for more records after its first (ms). Default 5. */
@@ -330,7 +357,7 @@ interface WaitingFlush {
   flush: () => void;
 }
 
-export class Producer {
+export class Producer extends EventEmitter {
   private readonly connection: Connection;
   private readonly ownsConnection: boolean;
   private readonly logger: Logger;
@@ -386,6 +413,7 @@ export class Producer {
   private closing: Promise<void> | null = null;
 
   constructor(options: ProducerOptions) {
+    super();
     const acks = options.acks ?? 'all';
     if (ACKS_WIRE[acks] === undefined) throw invalidArgument(`acks must be 'all', 'leader' or 'none', got ${JSON.stringify(acks)}`);
     this.idempotent = options.idempotent ?? true;
@@ -402,7 +430,7 @@ export class Producer {
     }
     this.maxInFlight = positiveInteger(options.maxInFlight ?? 64, 'maxInFlight');
     this.retries = nonNegative(options.retries ?? Number.POSITIVE_INFINITY, 'retries');
-    this.deliveryTimeoutMs = nonNegative(options.deliveryTimeoutMs ?? 120_000, 'deliveryTimeoutMs');
+    this.deliveryTimeoutMs = nonNegative(options.deliveryTimeoutMs ?? DEFAULT_DELIVERY_TIMEOUT_MS, 'deliveryTimeoutMs');
     this.retryBackoffMs = timerDelayMs(options.retryBackoffMs ?? 100, 'retryBackoffMs');
     this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, timerDelayMs(options.retryBackoffMaxMs ?? 2_000, 'retryBackoffMaxMs'));
     this.metadataMaxAgeMs = nonNegative(options.metadataMaxAgeMs ?? 5 * 60_000, 'metadataMaxAgeMs');
@@ -525,6 +553,15 @@ export class Producer {
       callback(error, result);
     } catch (thrown) {
       this.logger.error({ err: thrown }, 'a send callback threw; the producer carries on');
+    }
+  }
+
+  /** Emits an event; a listener that throws is logged, not passed into the path that emitted it. */
+  private notify(event: string, payload: unknown): void {
+    try {
+      this.emit(event, payload);
+    } catch (error) {
+      this.logger.error({ err: error, event }, 'an event listener threw');
     }
   }
 
@@ -1106,7 +1143,11 @@ export class Producer {
       this.failFrom(batch, toClientError(error), 'unknown');
       return;
     }
-    this.consecutiveFailures = 0;
+    if (this.consecutiveFailures > 0) {
+      const recovered: ProducerRecoveredEvent = { failedAttempts: this.consecutiveFailures };
+      this.consecutiveFailures = 0;
+      this.notify('recovered', recovered);
+    }
     this.lastFailure = null;
     // Only an answer at the current epoch confirms it. After a refusal raised the epoch, the
     // batches sent before it are still answered at the old one; were the new epoch's batches
@@ -1166,6 +1207,8 @@ export class Producer {
     const delayMs = Math.min(TIMER_DELAY_MAX_MS, jittered);
     this.consecutiveFailures++;
     this.logger.warn({ code: reason.code, reason: reason.message, delayMs: Math.round(delayMs), partitions: this.active.size }, 'produce stream failed; resending unacknowledged batches');
+    const retrying: ProducerRetryEvent = { code: reason.code, reason: reason.message, delayMs: Math.round(delayMs), attempt: this.consecutiveFailures, partitions: this.active.size };
+    this.notify('retrying', retrying);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.streamState = 'none';

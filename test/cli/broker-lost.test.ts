@@ -1,9 +1,10 @@
-// Goal: what `consume` and `tail` say when the broker they were reading from dies (kill -9): a
-// group member stopped with Ctrl-C afterwards exits 0 when the group had already committed what
-// it printed (its final commit, of the same positions, cannot reach the broker and loses
-// nothing), and a tail that loses its broker says so, waits for it and follows on once it is
-// back; method: the compiled CLI run as child processes against a broker run as a child process
-// itself (spawnBroker), killed with SIGKILL and started again on its address, awaited with deadlines.
+// Goal: what `consume`, `tail` and `produce` say when the broker they were using dies (kill -9):
+// a group member stopped with Ctrl-C afterwards exits 0 when the group had already committed
+// what it printed (its final commit, of the same positions, cannot reach the broker and loses
+// nothing); a tail that loses its broker says so, waits for it and follows on once it is back;
+// a produce says so too, resends once it is back, and produces every line once; method: the
+// compiled CLI run as child processes against a broker run as a child process itself
+// (spawnBroker), killed with SIGKILL and started again on its address, awaited with deadlines.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { Producer } from '../../src/client/producer.js';
@@ -66,7 +67,7 @@ describe('the broker killed under a running command', () => {
     await tail.waitForLine((line) => line === 'a', 20_000);
     await killBroker(broker);
     await waitUntil(() => tail.stderr.includes('strata: lost the broker'), () => `the line saying the broker was lost; stderr: ${tail.stderr}`, 30_000);
-    expect(tail.stderr).toMatch(new RegExp(`^strata: lost the broker at ${broker.address.replace(/\./g, '\\.')} \\(.*\\); following lost-tail again once it is back\\n$`));
+    expect(tail.stderr).toMatch(new RegExp(`^strata: lost the broker at ${broker.address.replace(/\./g, '\\.')} \\([^()]*\\); following lost-tail again once it is back\\n$`));
     const again = await spawnBroker(dataDir, ['--listen', broker.address]);
     cleanups.push(async () => {
       if (again.child.exitCode === null && again.child.signalCode === null) again.child.kill('SIGKILL');
@@ -82,5 +83,34 @@ describe('the broker killed under a running command', () => {
     expect(await tail.interrupt(30_000)).toEqual({ code: 0, signal: null });
     expect(tail.lines).toEqual(['a', 'b']);
     expect(tail.stderr.split('\n').slice(1)).toEqual(['strata: the broker is back; following lost-tail again', '']);
+  });
+
+  it('produce: says it lost the broker, resends once it is back, says so, and every line is produced once', async () => {
+    const { broker, admin, dataDir } = await brokerWith('lost-produce', []);
+    const producer = startCli(['produce', 'lost-produce', '--server', broker.address], { input: 'open' });
+    cleanups.push(() => producer.kill());
+    producer.child.stdin!.write('a\n');
+    await waitUntil(async () => (await admin.describeTopic('lost-produce')).partitions[0]!.highWatermark === 1, 'the first line produced', 20_000);
+    await killBroker(broker);
+    producer.child.stdin!.write('b\n');
+    await waitUntil(() => producer.stderr.includes('strata: lost the broker'), () => `the line saying the broker was lost; stderr: ${producer.stderr}`, 30_000);
+    // The reason is the transport's own, not nested in another "cannot reach" (...).
+    expect(producer.stderr).toMatch(
+      new RegExp(`^strata: lost the broker at ${broker.address.replace(/\./g, '\\.')} \\([^()]*\\); sending the records not yet acknowledged again once it is back \\(each is given up 120 s after it was read\\)\\n$`),
+    );
+    const again = await spawnBroker(dataDir, ['--listen', broker.address]);
+    cleanups.push(async () => {
+      if (again.child.exitCode === null && again.child.signalCode === null) again.child.kill('SIGKILL');
+      await again.exited;
+    });
+    await waitUntil(() => producer.stderr.includes('the broker is back'), () => `the line saying the broker is back; stderr: ${producer.stderr}`, 30_000);
+    producer.child.stdin!.end('c\n');
+    expect(await producer.exitWithin(30_000)).toEqual({ code: 0, signal: null });
+    const lines = producer.stderr.split('\n');
+    expect(lines[1]).toBe('strata: the broker is back; producing again');
+    expect(lines[2]).toMatch(/^produced 3 records to 1 partition of "lost-produce" in /);
+    const consumed = startCli(['consume', 'lost-produce', '--server', again.address]);
+    expect(await consumed.exitWithin(20_000)).toEqual({ code: 0, signal: null });
+    expect(consumed.lines).toEqual(['a', 'b', 'c']);
   });
 });

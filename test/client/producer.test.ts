@@ -12,7 +12,7 @@ import { Admin } from '../../src/client/admin.js';
 import { BufferPool } from '../../src/client/buffer-pool.js';
 import { StrataClientError } from '../../src/client/errors.js';
 import { Connection, type ConnectionOptions } from '../../src/client/connection.js';
-import { Producer, type ProducerOptions, type ProducerRecord, RECONFIRM_AFTER_IDLE_MS, type ProducerSettings, type SendResult } from '../../src/client/producer.js';
+import { Producer, type ProducerOptions, type ProducerRecord, type ProducerRecoveredEvent, type ProducerRetryEvent, RECONFIRM_AFTER_IDLE_MS, type ProducerSettings, type SendResult } from '../../src/client/producer.js';
 import type { strata } from '../../src/generated/strata.js';
 import { type BatchHeader, type DecodedRecord, decodeRecords, forEachBatch, readBatchHeader } from '../../src/storage/record-batch.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
@@ -1234,6 +1234,34 @@ describe('a broker restarting', () => {
       await broker.start();
       expect(await sent).toEqual({ partition: 0, offset: 0 });
       await closed;
+    } finally {
+      await target.close();
+      await broker.dispose();
+    }
+  });
+
+  it("emits 'retrying' at each failed attempt while the broker is down, and 'recovered' once with the first acknowledgement after", async () => {
+    const broker = await restartableBroker('retried', 1);
+    const target = new Producer({ server: broker.listen, deadlineMs: 10_000, retryBackoffMs: 20, retryBackoffMaxMs: 100 });
+    const retries: ProducerRetryEvent[] = [];
+    const recoveries: ProducerRecoveredEvent[] = [];
+    target.on('retrying', (event: ProducerRetryEvent) => retries.push(event));
+    target.on('recovered', (event: ProducerRecoveredEvent) => recoveries.push(event));
+    try {
+      expect(await target.send({ topic: 'retried', value: 'before' })).toEqual({ partition: 0, offset: 0 });
+      await broker.stop();
+      const sent = target.send({ topic: 'retried', value: 'while down' });
+      await waitUntil(() => retries.length >= 2, 'two failed attempts');
+      expect(recoveries).toEqual([]);
+      expect(retries[0]).toMatchObject({ code: 'UNAVAILABLE', attempt: 1, partitions: 1 });
+      expect(retries[1]).toMatchObject({ code: 'UNAVAILABLE', attempt: 2, partitions: 1 });
+      await broker.start();
+      expect(await sent).toEqual({ partition: 0, offset: 1 });
+      const attempts = retries.length;
+      expect(recoveries).toEqual([{ failedAttempts: attempts }]);
+      expect(retries.map((event) => event.attempt)).toEqual(Array.from({ length: attempts }, (_, index) => index + 1));
+      expect(await target.send({ topic: 'retried', value: 'after' })).toEqual({ partition: 0, offset: 2 });
+      expect(recoveries).toHaveLength(1);
     } finally {
       await target.close();
       await broker.dispose();

@@ -29,9 +29,9 @@
 import { fstatSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { describeTopic } from '../../client/admin.js';
-import { Producer, type Acks, type ProducerRecord } from '../../client/producer.js';
+import { DEFAULT_DELIVERY_TIMEOUT_MS, Producer, type Acks, type ProducerRecord, type ProducerRetryEvent } from '../../client/producer.js';
 import { EXIT_INTERRUPTED, UsageError } from '../cli-errors.js';
-import { ACKS_OPTION, clientLogger, connectionOptions, describeFailure, onInterrupt, withClientOptions, withConnectionTo } from '../client-options.js';
+import { ACKS_OPTION, clientLogger, connectionOptions, describeFailure, onInterrupt, transportReason, withClientOptions, withConnectionTo } from '../client-options.js';
 import { LineTooLongError, readLines } from '../input-lines.js';
 import { bytesFromJson, formatCount, parsePairs, partitionFlag } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
@@ -212,6 +212,19 @@ async function produce(argv: ProduceArgs): Promise<void> {
     throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${plural(partitionCount, 'partition')}`);
   }
   const producer = new Producer({ ...options, acks: argv.acks, idempotent: argv.acks !== 'none', bufferBytes: PRODUCER_BUFFER_BYTES, batchBytes: batchBytesFor(description.configs), logger: clientLogger() });
+  // The producer resends on its own while the broker is away; said once each way on stderr, so
+  // that a wait of up to the delivery timeout is not a silent hang.
+  let lostBroker = false;
+  producer.on('retrying', (event: ProducerRetryEvent) => {
+    if (lostBroker) return;
+    lostBroker = true;
+    process.stderr.write(`strata: lost the broker at ${options.server} (${transportReason(event.reason)}); sending the records not yet acknowledged again once it is back (each is given up ${DEFAULT_DELIVERY_TIMEOUT_MS / 1000} s after it was read)\n`);
+  });
+  producer.on('recovered', () => {
+    if (!lostBroker) return;
+    lostBroker = false;
+    process.stderr.write('strata: the broker is back; producing again\n');
+  });
   const startedAt = performance.now();
   const perPartition = new Array<number>(partitionCount).fill(0);
   let acknowledged = 0;

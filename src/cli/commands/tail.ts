@@ -36,7 +36,7 @@ import type { ConsumerRecord } from '../../client/consumer.js';
 import { type StrataClientError, isBrokenStream, isRetriable, isStrataClientError } from '../../client/errors.js';
 import { type Subscription, subscribe } from '../../client/subscription.js';
 import { UsageError } from '../cli-errors.js';
-import { onInterrupt, withClientOptions, withConnection } from '../client-options.js';
+import { onInterrupt, transportReason, withClientOptions, withConnection } from '../client-options.js';
 import { OutputWriter } from '../output.js';
 import { RECORD_FORMATS, RecordPrinter, type RecordFormat } from '../record-format.js';
 import { integerRangeProblem } from '../../common/integer-range.js';
@@ -117,7 +117,7 @@ async function tail(argv: TailArgs): Promise<void> {
     const brokerLost = (error: StrataClientError): void => {
       if (lostBroker || stopped) return;
       lostBroker = true;
-      process.stderr.write(`strata: lost the broker at ${argv.server} (${error.message}); following ${argv.topic} again once it is back\n`);
+      process.stderr.write(`strata: lost the broker at ${argv.server} (${transportReason(error.message)}); following ${argv.topic} again once it is back\n`);
     };
     const brokerBack = (): void => {
       if (!lostBroker) return;
