@@ -74,6 +74,33 @@ describe('the broker refuses: exit 1 with its message', () => {
     await expectFailure(at('consume', 'errors-existing', '--partition', '0', '--from', '99'), 1, /^strata: offset 99 is out of range for errors-existing-0: .*\n$/);
   });
 
+  it('an offset past the end of every partition (one past some ends starts those at their ends; --follow says so and follows)', async () => {
+    const topic = 'errors-past-end';
+    await shared.admin.createTopic(topic, { partitions: 3 });
+    const producer = new Producer({ server: shared.broker.address });
+    try {
+      await Promise.all(['a', 'b', 'c'].map((value) => producer.send({ topic, partition: 0, value })));
+    } finally {
+      await producer.close();
+    }
+    await expectFailure(at('consume', topic, '--from', '99'), 1, `strata: offset 99 is past the end of every partition of "${topic}" (the furthest ends at 3); give a smaller --from, or --partition for one partition's range`);
+    expect(await runCli(at('consume', topic, '--from', '2'))).toMatchObject({ code: 0, stdout: 'c\n', stderr: '' });
+    expect(await runCli(at('consume', topic, '--from', '3'))).toMatchObject({ code: 0, stdout: '', stderr: '' }); // at the end: nothing yet, not a mistake
+    const following = startCli(at('consume', topic, '--from', '99', '--follow'));
+    running.push(following);
+    await waitUntil(() => following.stderr.includes('\n'), () => `the line about the offset; stderr: ${following.stderr}`, 20_000);
+    expect(following.stderr).toBe(`strata: offset 99 is past the end of every partition of "${topic}" (the furthest ends at 3); following from their ends\n`);
+    const more = new Producer({ server: shared.broker.address });
+    try {
+      await more.send({ topic, partition: 1, value: 'new' });
+    } finally {
+      await more.close();
+    }
+    await following.waitForLine((line) => line === 'new', 20_000);
+    expect(await following.interrupt()).toEqual({ code: 0, signal: null });
+    expect(following.lines).toEqual(['new']);
+  });
+
   it('a name with an escape sequence: the line shows it escaped, as the terminal must not get it', async () => {
     await expectFailure(at('groups', 'describe', 'bad\x1b[31mred'), 1, 'strata: group "bad\\u001b[31mred" not found');
     await expectFailure(at('topics', 'describe', 'bad\x1b[31mred'), 1, /^strata: topic name "bad\\u001b\[31mred" has characters outside/);

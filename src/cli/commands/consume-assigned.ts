@@ -7,7 +7,9 @@
  * before they were printed, say) goes on from the earliest offset kept: the records still stored
  * are printed, not skipped for the end, and the command says on stderr what it could not print
  * (consumer-failures.ts). A reset that lands at or past the partition's end finishes it, as a
- * printed record there would.
+ * printed record there would. An offset past the end of every partition is an error (exit 1),
+ * as it is for the one partition of --partition; with --follow, said on stderr, and followed
+ * from their ends.
  */
 import { type OffsetLookup, type OffsetSpec, listOffsets } from '../../client/admin.js';
 import type { Connection } from '../../client/connection.js';
@@ -36,13 +38,24 @@ export async function assignedConsumer(options: AssignedConsumeOptions): Promise
   const { connection, topic, partitions, start, printer, writer, state } = options;
   // Start offsets, and the ends as of now from the same answers.
   const starts = new Map<number, number>();
+  let pastEnd = 0;
+  let furthestEnd = 0;
   await Promise.all(
     partitions.map(async (partition) => {
       const lookup = await startOffset(connection, topic, partition, start, partitions.length > 1);
       starts.set(partition, lookup.offset);
       state.endOffsets.set(partition, lookup.highWatermark);
+      if (lookup.pastEnd) pastEnd++;
+      furthestEnd = Math.max(furthestEnd, lookup.offset);
     }),
   );
+  if (pastEnd === partitions.length && pastEnd > 0) {
+    // Each was moved to its end: nothing at or after the offset, which was likely a mistake.
+    const offset = (start as { offset: number }).offset;
+    const problem = `offset ${offset} is past the end of every partition of "${topic}" (the furthest ends at ${furthestEnd})`;
+    if (!state.follow) throw new Error(`${problem}; give a smaller --from, or --partition for one partition's range`);
+    process.stderr.write(`strata: ${problem}; following from their ends\n`);
+  }
   const pending = new Set(partitions.filter((partition) => !reachedEnd(state, partition, starts.get(partition)!)));
   if (pending.size === 0) return;
   const consumer = new Consumer({
@@ -96,12 +109,13 @@ export async function assignedConsumer(options: AssignedConsumeOptions): Promise
  * one's stored range (it is out of range on some of them more often than not); for the one
  * partition of --partition it must lie within the range.
  */
-async function startOffset(connection: Connection, topic: string, partition: number, start: OffsetSpec, clamp: boolean): Promise<OffsetLookup> {
+async function startOffset(connection: Connection, topic: string, partition: number, start: OffsetSpec, clamp: boolean): Promise<OffsetLookup & { pastEnd: boolean }> {
   try {
-    return await listOffsets(connection, topic, partition, start);
+    return { ...(await listOffsets(connection, topic, partition, start)), pastEnd: false };
   } catch (error) {
     if (!clamp || typeof start !== 'object' || !('offset' in start) || !isStrataClientError(error, 'OUT_OF_RANGE')) throw error;
     const latest = await listOffsets(connection, topic, partition, 'latest');
-    return start.offset < latest.logStartOffset ? { ...latest, offset: latest.logStartOffset } : latest;
+    if (start.offset < latest.logStartOffset) return { ...latest, offset: latest.logStartOffset, pastEnd: false };
+    return { ...latest, pastEnd: true };
   }
 }
