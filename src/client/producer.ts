@@ -67,6 +67,7 @@ import { partitionForKey } from '../broker/partitioner.js';
 import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { FifoQueue } from '../common/fifo-queue.js';
+import { plural } from '../common/plural.js';
 import { defaultClientLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import { BATCH_HEADER_BYTES, type CompressionName, type RecordHeader } from '../storage/record-batch.js';
@@ -1234,7 +1235,7 @@ export class Producer extends EventEmitter {
       const oldest = partition.inFlight[0]!;
       const elapsedMs = now - oldest.createdAtMs;
       if (oldest.attempts > this.retries || elapsedMs >= this.deliveryTimeoutMs) {
-        const gaveUp = `gave up on ${partition.topic.name}-${partition.partition} after ${oldest.attempts} attempts over ${Math.round(elapsedMs)} ms (last error: ${reason.message}); its records may have been written, as only the answer may have been lost`;
+        const gaveUp = `gave up on ${partition.topic.name}-${partition.partition} after ${plural(oldest.attempts, 'attempt')} over ${Math.round(elapsedMs)} ms, the last of which failed with: ${reason.message}; its records may have been written, as only the answer may have been lost`;
         this.failFrom(oldest, new StrataClientError(reason.code, gaveUp, { cause: reason }), 'unanswered');
       }
     }
@@ -1293,7 +1294,7 @@ export class Producer extends EventEmitter {
       while (partition.queued.length > 0 && now - partition.queued[0]!.createdAtMs >= this.deliveryTimeoutMs) {
         const batch = partition.queued.shift()!;
         if (batch.lingerTimer !== null) clearTimeout(batch.lingerTimer);
-        const message = `not sent within deliveryTimeoutMs (${this.deliveryTimeoutMs} ms): ${partition.topic.name}-${partition.partition} could not be written (last error: ${reason.message}); not written`;
+        const message = `not sent within deliveryTimeoutMs (${this.deliveryTimeoutMs} ms): ${partition.topic.name}-${partition.partition} could not be written, the last attempt failing with: ${reason.message}; not written`;
         this.settleFailed(batch, new StrataClientError(reason.code, message, { cause: reason }));
       }
       if (partition.queued.length === 0) this.sendable.delete(partition);
