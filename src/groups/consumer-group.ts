@@ -119,6 +119,21 @@ export interface Member {
   heartbeated: boolean;
 }
 
+/** A member taken out by the session check, and why. */
+export interface ExpiredMember {
+  memberId: string;
+  clientId: string;
+  host: string;
+  reason: 'session' | 'revocation';
+}
+
+/** A partition a rebalance gives to member `to`, from member `from` (null: it had no member). */
+export interface PartitionMove {
+  partition: TopicPartition;
+  from: string | null;
+  to: string;
+}
+
 const NONE_REMOVED: readonly string[] = Object.freeze([]);
 
 export const LEAVE_EPOCH = -1;
@@ -152,7 +167,7 @@ export class ConsumerGroup {
   constructor(
     readonly groupId: string,
     private readonly newMemberId: () => string = randomUUID,
-    private readonly onRebalance: () => void = () => undefined,
+    private readonly onRebalance: (moves: readonly PartitionMove[]) => void = () => undefined,
   ) {}
 
   get state(): GroupState {
@@ -425,13 +440,13 @@ export class ConsumerGroup {
    * member that heartbeats but never acknowledges a revocation would otherwise hold the
    * partition from its new owner for good. Returns them with the reason.
    */
-  expire(nowMs: number, topics: TopicCounts): { memberId: string; reason: 'session' | 'revocation' }[] {
-    const expired: { memberId: string; reason: 'session' | 'revocation' }[] = [];
+  expire(nowMs: number, topics: TopicCounts): ExpiredMember[] {
+    const expired: ExpiredMember[] = [];
     for (const member of [...this.members.values()]) {
       const silent = nowMs - member.lastHeartbeatMs > member.sessionTimeoutMs;
       const holding = member.revokingSinceMs >= 0 && nowMs - member.revokingSinceMs > member.sessionTimeoutMs;
       if (silent || holding) {
-        expired.push({ memberId: member.memberId, reason: silent ? 'session' : 'revocation' });
+        expired.push({ memberId: member.memberId, clientId: member.clientId, host: member.host, reason: silent ? 'session' : 'revocation' });
         this.remove(member, topics);
       }
     }
@@ -444,11 +459,12 @@ export class ConsumerGroup {
     this.groupEpoch = Math.max(this.groupEpoch, member.epoch);
     this.members.delete(member.memberId);
     this.removed.push(member.memberId);
+    const previous = new Map(this.target); // its partitions move from it, for the rebalance's moves
     this.target.delete(member.memberId);
     for (const key of [...member.assigned, ...member.revoking]) {
       if (this.owners.get(key) === member.memberId) this.owners.delete(key);
     }
-    this.bumpAndReassign(topics);
+    this.bumpAndReassign(topics, previous);
   }
 
   /** Topic metadata changed (created, deleted, partitions added): recompute the target. */
@@ -472,12 +488,13 @@ export class ConsumerGroup {
     if (this.members.size > 0) this.bumpAndReassign(topics);
   }
 
-  private bumpAndReassign(topics: TopicCounts): void {
+  /** `previous`: the target before the change that calls this, when it already took a member out of it (whose partitions then move from it). */
+  private bumpAndReassign(topics: TopicCounts, previous: Assignment = this.target): void {
     this.groupEpoch++;
     const next = this.nextTarget(topics, this.target);
     const moved = !sameAssignment(this.target, next);
     this.target = next;
-    if (moved) this.onRebalance(); // a rebalance: the target moved something
+    if (moved) this.onRebalance(partitionMoves(previous, next)); // a rebalance: the target moved something
   }
 
   private nextTarget(topics: TopicCounts, current: Assignment): Assignment {
@@ -633,6 +650,20 @@ function sameSubscription(a: Subscription, b: Subscription): boolean {
   const left = new Set(a.topicNames);
   const right = new Set(b.topicNames);
   return left.size === right.size && [...left].every((name) => right.has(name));
+}
+
+/** The partitions `next` gives a member `previous` did not give it, each with its former member (null: none). */
+function partitionMoves(previous: Assignment, next: Assignment): PartitionMove[] {
+  const formerOwners = new Map<TopicPartition, string>();
+  for (const [memberId, partitions] of previous) for (const key of partitions) formerOwners.set(key, memberId);
+  const moves: PartitionMove[] = [];
+  for (const [memberId, partitions] of next) {
+    for (const key of partitions) {
+      const from = formerOwners.get(key) ?? null;
+      if (from !== memberId) moves.push({ partition: key, from, to: memberId });
+    }
+  }
+  return moves;
 }
 
 function sameAssignment(a: Assignment, b: Assignment): boolean {

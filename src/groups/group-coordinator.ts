@@ -31,7 +31,7 @@ import { topicNameProblem } from '../common/topic-name.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { firstRecordFrom } from '../storage/inflated-records.js';
 import { type AssignorName, ASSIGNORS, type TopicPartition, splitTp, tp } from './assignors.js';
-import { ConsumerGroup, type GroupState, type HeartbeatOutput, LEAVE_EPOCH, STATIC_LEAVE_EPOCH, type Subscription, type TopicScope } from './consumer-group.js';
+import { ConsumerGroup, type GroupState, type HeartbeatOutput, LEAVE_EPOCH, type PartitionMove, STATIC_LEAVE_EPOCH, type Subscription, type TopicScope } from './consumer-group.js';
 import { type CommittedOffset, OffsetStore } from './offset-store.js';
 import { MembershipStore } from './membership-store.js';
 import { plural } from '../common/plural.js';
@@ -160,6 +160,9 @@ export type ResetTarget =
   | { kind: 'shiftBy'; shift: number };
 
 const OFFSET_METADATA_BYTES_MAX = 4096;
+
+/** Partition moves named in a rebalance's log line; the rest are counted (a 1,000-partition group moves hundreds at once). */
+const REBALANCE_MOVES_LOGGED = 20;
 
 function checkGroupId(groupId: string): void {
   const problem = groupIdProblem(groupId);
@@ -353,7 +356,7 @@ export class GroupCoordinator {
     let members = 0;
     for (const loaded of groups) {
       const { groupId } = loaded;
-      const group = new ConsumerGroup(groupId, randomUUID, () => this.rebalanced(groupId));
+      const group = new ConsumerGroup(groupId, randomUUID, (moves) => this.rebalanced(groupId, moves));
       let kept = loaded.members;
       const unbound = tokens === false && kept.some((member) => member.tokenName !== null);
       if (unbound) for (const member of kept) member.tokenName = null;
@@ -403,9 +406,9 @@ export class GroupCoordinator {
       if (group.members.size === 0) continue;
       topics ??= this.topicCounts();
       const expired = group.expire(nowMs, topics);
-      for (const { memberId, reason } of expired) {
+      for (const { memberId, clientId, host, reason } of expired) {
         const what = reason === 'session' ? 'member session expired' : 'member kept partitions it was told to give up for longer than its session timeout; fenced';
-        this.logger.info({ group: group.groupId, memberId }, `${what}; its partitions are reassigned`);
+        this.logger.info({ group: group.groupId, memberId, clientId, host, members: group.members.size, groupEpoch: group.groupEpoch }, `${what}; its partitions are reassigned`);
       }
       if (expired.length > 0) this.membership.save(group, []);
       this.forgetIfUnused(group);
@@ -462,7 +465,7 @@ export class GroupCoordinator {
         throw new StrataError(ErrorCode.NOT_FOUND, `member ${request.memberId} is not in group "${request.groupId}"; rejoin with member epoch 0`);
       }
       const groupId = request.groupId;
-      group = new ConsumerGroup(groupId, randomUUID, () => this.rebalanced(groupId));
+      group = new ConsumerGroup(groupId, randomUUID, (moves) => this.rebalanced(groupId, moves));
       group.groupEpoch = this.epochFloor;
       this.groups.set(request.groupId, group);
     }
@@ -497,10 +500,18 @@ export class GroupCoordinator {
     }
   }
 
-  /** The target assignment of `groupId` moved partitions between its members. */
-  private rebalanced(groupId: string): void {
+  /**
+   * The target assignment of `groupId` moved partitions between its members: logged with the
+   * moves (the first REBALANCE_MOVES_LOGGED, as `topic-partition: from -> to`, `-` for no member)
+   * and their count.
+   */
+  private rebalanced(groupId: string, moves: readonly PartitionMove[]): void {
     const group = this.groups.get(groupId);
-    this.logger.info({ group: groupId, groupEpoch: group?.groupEpoch, members: group?.members.size }, 'group rebalancing: partitions move between members');
+    const named = moves.slice(0, REBALANCE_MOVES_LOGGED).map(({ partition, from, to }) => {
+      const { topic, partition: number } = splitTp(partition);
+      return `${topic}-${number}: ${from ?? '-'} -> ${to}`;
+    });
+    this.logger.info({ group: groupId, groupEpoch: group?.groupEpoch, members: group?.members.size, moved: moves.length, moves: named }, 'group rebalancing: partitions move between members');
     this.events.rebalanced(groupId);
   }
 

@@ -224,7 +224,7 @@ export function logServiceHandlers(broker: Broker, context: HandlerContext, stop
         // a read that fails as its reader leaves still failed.
         if (failure !== null) {
           context.metrics?.countError('Subscribe', failure.strataCode);
-          logRequestFailure(context, 'Subscribe', failure, (end as { error: unknown }).error);
+          logRequestFailure(context, 'Subscribe', failure, (end as { error: unknown }).error, call);
         }
         if (cancelled) return countSubscribeEnd(context.metrics, status.CANCELLED);
         const answer = failure ?? toGrpcFailure(new StrataError(ErrorCode.UNAVAILABLE, 'the broker is shutting down; subscribe again from next_offset'));

@@ -131,7 +131,7 @@ export function pipelinedStream<Request, Response>(
         if (!request.reported) {
           countRequest(context, method, failure.code, startedAt);
           context.metrics?.countError(method, failure.strataCode);
-          logRequestFailure(context, method, failure, null);
+          logRequestFailure(context, method, failure, null, call);
         }
         refusal = toServiceError(failure);
         stop();
@@ -165,7 +165,7 @@ export function pipelinedStream<Request, Response>(
           const failure = toGrpcFailure(error);
           countRequest(context, method, call.cancelled ? status.CANCELLED : failure.code, startedAt);
           context.metrics?.countError(method, failure.strataCode);
-          logRequestFailure(context, method, failure, error);
+          logRequestFailure(context, method, failure, error, call);
           return handler.failed(request, failure.code, failure.details, failure.strataCode ?? '');
         })
         .then((response) => {

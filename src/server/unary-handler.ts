@@ -24,10 +24,10 @@ export interface HandlerContext {
   failureLog?: RequestFailureLog;
 }
 
-/** Logs a failed request of `method` through the context's failure log (see `request-failure-log.ts`). */
-export function logRequestFailure(context: HandlerContext, method: string, failure: GrpcFailure, error: unknown): void {
+/** Logs a failed request of `method` on `call` through the context's failure log (see `request-failure-log.ts`). */
+export function logRequestFailure(context: HandlerContext, method: string, failure: GrpcFailure, error: unknown, call: { getPeer(): string }): void {
   context.failureLog ??= new RequestFailureLog(context.logger);
-  context.failureLog.note(method, failure, error);
+  context.failureLog.note(method, failure, error, call.getPeer());
 }
 
 /** Counts a finished request (any kind) by method and status code, with its latency. */
@@ -64,7 +64,7 @@ export function unaryHandler<Request, Response>(
         countRequest(context, method, call.cancelled ? status.CANCELLED : failure.code, startedAt);
         // Counted even when the client has gone: a disk that stalls past deadlines still fails.
         context.metrics?.countError(method, failure.strataCode);
-        logRequestFailure(context, method, failure, error);
+        logRequestFailure(context, method, failure, error, call);
         callback(toServiceError(failure));
       },
     );

@@ -39,6 +39,7 @@ import { ErrorCode, StrataError, errnoOrMessage, fileCallErrno, isDiskFullCode, 
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { rootLogger, type Logger } from '../common/logger.js';
 import { shellWord } from '../common/shell-word.js';
+import { ThrottledWarning } from '../common/throttled-warning.js';
 import { writeRecoveryCheckpoint } from './checkpoint-file.js';
 import { writeFenceMarker } from './fence-marker.js';
 import { writeSyncFailureMarker } from './sync-failure-marker.js';
@@ -230,6 +231,8 @@ export class PartitionLog {
   private readonly fs: FileSystem;
   private readonly clock: Clock;
   private readonly logger: Logger;
+  /** Lines for failed writes that were rolled back; made at the first. */
+  private rolledBackWrites: ThrottledWarning | null = null;
   private readonly queuedBytesMax: number;
   private readonly segments: SegmentList;
 
@@ -1031,7 +1034,15 @@ export class PartitionLog {
     } catch {
       // fenced before it could run: the fence refuses what follows
     }
-    this.logger.error({ err: error, file: active.logPath }, 'append failed and was rolled back');
+    // A producer retrying into a full disk fails a write per request: a line per 10 s, the
+    // others counted (strata_log_write_failures_total counts every one).
+    this.rolledBackWrites ??= new ThrottledWarning(this.logger, 'append failed and was rolled back', { intervalMs: 10_000, countField: 'rolledBackSinceLastLine', level: 'error', clock: this.clock });
+    this.rolledBackWrites.note({
+      err: error,
+      file: active.logPath,
+      strataCode: refusal.code,
+      ...(diskFull ? { action: "free space on the data directory's file system (retention, or a larger volume); the producers' retries then go through" } : {}),
+    });
     // Fenced meanwhile (the cut's fdatasync failed, say): the cut may not last a power loss.
     return this.fence ?? refusal;
   }

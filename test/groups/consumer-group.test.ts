@@ -166,7 +166,7 @@ class Harness {
   expireWithReasons(): { memberId: string; reason: 'session' | 'revocation' }[] {
     const expired = this.group.expire(this.clock.nowMs(), this.topics);
     checkOwnership(this.group);
-    return expired;
+    return expired.map(({ memberId, reason }) => ({ memberId, reason }));
   }
 }
 

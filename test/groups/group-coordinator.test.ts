@@ -1015,12 +1015,23 @@ describe('events for the metrics', () => {
       { msg: 'group member joined', memberId: second.memberId, members: 2 },
     ]);
     expect(lines[1]).toMatchObject({ group: 'g', clientId: 'client' });
+    // Each rebalance names the partitions it moves, from whom to whom ("-": no member).
+    expect(lines[0]).toMatchObject({ moved: 2, moves: [`t-0: - -> ${first.memberId}`, `t-1: - -> ${first.memberId}`] });
+    const movedToSecond = (lines[2] as { moves?: string[] }).moves;
+    expect(movedToSecond).toHaveLength(1);
+    expect(movedToSecond![0]).toMatch(new RegExp(`^t-[01]: ${first.memberId} -> ${second.memberId}$`));
     lines.length = 0;
     leave(second);
     expect(seen()).toEqual([
       { msg: 'group rebalancing: partitions move between members', memberId: undefined, members: 1 },
       { msg: 'group member left', memberId: second.memberId, members: 1 },
     ]);
+    expect(lines[0]).toMatchObject({ moved: 1, moves: [expect.stringMatching(new RegExp(`^t-[01]: ${second.memberId} -> ${first.memberId}$`))] });
+    // A session that ends says whose it was, as the join did.
+    lines.length = 0;
+    clock.advance(SESSION_MS + 1);
+    coordinator.expireSessions();
+    expect(lines.find((line) => line.msg.startsWith('member session expired'))).toMatchObject({ group: 'g', memberId: first.memberId, clientId: 'client', host: expect.any(String), members: 0 });
   });
 
   it('reports a group forgotten when it is deleted, or when its session expires with nothing committed', async () => {

@@ -7,6 +7,7 @@
 import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { settlesWithin } from '../../src/common/settles-within.js';
@@ -1299,6 +1300,26 @@ describe('disk full', () => {
     fs.diskFull = false;
     expect(await log.append(idempotent(1, 1, 1))).toMatchObject({ baseOffset: 1, duplicate: false });
     expect(log.logEndOffset).toBe(2);
+  });
+
+  it('logs the writes it rolled back at most once per 10 s, with the code and what to do, counting the others', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const lines: { level: number; msg: string; strataCode?: string; action?: string; rolledBackSinceLastLine?: number }[] = [];
+      const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+      const fs = new TestFileSystem();
+      const clock = new ManualClock();
+      const log = await openLog(tempDir(), {}, { fs, logger, clock });
+      fs.diskFull = true;
+      for (let attempt = 0; attempt < 5; attempt++) expect((await rejection(log.append(batchOf(0, 1, clock.nowMs())))).code).toBe(ErrorCode.DISK_FULL);
+      const rolledBack = (): typeof lines => lines.filter((line) => line.msg === 'append failed and was rolled back');
+      expect(rolledBack()).toEqual([expect.objectContaining({ level: 50, strataCode: 'DISK_FULL', action: expect.stringMatching(/^free space/), rolledBackSinceLastLine: 0 })]);
+      clock.advance(10_000);
+      vi.advanceTimersByTime(10_000);
+      expect(rolledBack().map((line) => line.rolledBackSinceLastLine)).toEqual([0, 3]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses the append with DISK_FULL, rolls the file back, and appends continue afterwards', async () => {
