@@ -161,6 +161,9 @@ export type ResetTarget =
 
 const OFFSET_METADATA_BYTES_MAX = 4096;
 
+/** Groups named in a line about many (the rest are counted). */
+const GROUPS_NAMED = 20;
+
 /** Partition moves named in a rebalance's log line; the rest are counted (a 1,000-partition group moves hundreds at once). */
 const REBALANCE_MOVES_LOGGED = 20;
 
@@ -314,14 +317,16 @@ export class GroupCoordinator {
     // A deleted topic's partitions were reassigned when it left the broker's topics
     // (onPartitionsChanged); its offsets go once its files are retired.
     broker.onTopicDeleted = async (topic) => {
+      let groups: Set<string>;
       try {
-        await this.offsets.deleteTopic(topic);
+        groups = await this.offsets.deleteTopic(topic);
       } catch (error) {
         // Removed before a topic of this name is created again (or at the next start).
         this.offsetsLeftOf.add(topic);
         throw error;
       }
       for (const group of [...this.groups.values()]) this.forgetIfUnused(group);
+      if (groups.size > 0) this.logTopicOffsetsRemoved(topic, [...groups]);
     };
     broker.beforeTopicCreated = async (topic) => {
       if (!this.offsetsLeftOf.has(topic)) return;
@@ -498,6 +503,18 @@ export class GroupCoordinator {
       const away = request.memberEpoch === STATIC_LEAVE_EPOCH;
       this.logger.info({ group: group.groupId, memberId: request.memberId, members: group.members.size, groupEpoch: group.groupEpoch }, away ? 'static group member left for now; it keeps its partitions until its session ends' : 'group member left');
     }
+  }
+
+  /**
+   * A deleted topic's committed offsets went: the groups that had some, and those of them that
+   * went with them (no members and no other offsets left), which `groups list` no longer shows.
+   */
+  private logTopicOffsetsRemoved(topic: string, groups: readonly string[]): void {
+    const gone = groups.filter((groupId) => (this.groups.get(groupId)?.members.size ?? 0) === 0 && this.offsets.list(groupId).length === 0);
+    this.logger.info(
+      { topic, groupCount: groups.length, groups: groups.slice(0, GROUPS_NAMED), groupsGoneCount: gone.length, groupsGone: gone.slice(0, GROUPS_NAMED) },
+      gone.length > 0 ? "removed the deleted topic's committed offsets; groups that had nothing else are gone" : "removed the deleted topic's committed offsets",
+    );
   }
 
   /**

@@ -202,8 +202,8 @@ export class OffsetStore {
     return [...topics];
   }
 
-  /** Removes every group's offsets of a deleted topic. */
-  async deleteTopic(topic: string): Promise<void> {
+  /** Removes every group's offsets of a deleted topic; returns the groups that had some. */
+  async deleteTopic(topic: string): Promise<Set<string>> {
     const doomed: Key[] = [];
     // Listed inside the transaction, so a commit that lands first is deleted with the rest.
     await this.inTransaction(doomed, () =>
@@ -215,6 +215,7 @@ export class OffsetStore {
         }),
       ),
     );
+    return new Set(doomed.map((key) => key[0]));
   }
 
   /**

@@ -733,6 +733,25 @@ describe('administration', () => {
     for (const groupId of ['by-delete-offsets', 'by-topic-deletion']) expect((await failure(() => coordinator.describeGroup(groupId))).code).toBe(ErrorCode.NOT_FOUND);
   });
 
+  it("logs the groups whose offsets a topic's deletion removed, and those of them it left with nothing", async () => {
+    const lines: { msg: string; topic?: string; groups?: string[]; groupCount?: number; groupsGone?: string[]; groupsGoneCount?: number }[] = [];
+    void coordinator.close();
+    coordinator = newCoordinator({ logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) }) });
+    await broker.createTopic('t', 1, {});
+    await broker.createTopic('doomed', 1, {});
+    await coordinator.commit('only-doomed', '', 0, [{ topic: 'doomed', partition: 0, offset: 0, metadata: '' }]);
+    await coordinator.commit('both', '', 0, [
+      { topic: 'doomed', partition: 0, offset: 0, metadata: '' },
+      { topic: 't', partition: 0, offset: 0, metadata: '' },
+    ]);
+    await coordinator.commit('only-t', '', 0, [{ topic: 't', partition: 0, offset: 0, metadata: '' }]);
+    await broker.deleteTopic('doomed');
+    const removed = (): (typeof lines)[number] | undefined => lines.find((line) => line.msg.startsWith("removed the deleted topic's committed offsets"));
+    await waitUntil(() => removed() !== undefined, 'the line about the removed offsets');
+    expect(removed()).toMatchObject({ topic: 'doomed', groupCount: 2, groupsGone: ['only-doomed'], groupsGoneCount: 1 });
+    expect([...removed()!.groups!].sort()).toEqual(['both', 'only-doomed']);
+  });
+
   it('gives the first member of an emptied group that names no assignor the default, as after a restart', async () => {
     await broker.createTopic('t', 1, {});
     const first = join('g', ['t'], { assignor: 'range' });
