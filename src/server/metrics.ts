@@ -79,7 +79,7 @@ export class BrokerMetrics {
     this.fsyncSeconds = new Histogram({ name: 'strata_fsync_duration_seconds', help: "fdatasync latency of segment logs (an append's, flush.ms's, a roll's seal)", buckets: DISK_BUCKETS_SECONDS, registers });
     this.writeSeconds = new Histogram({
       name: 'strata_log_write_duration_seconds',
-      help: 'Latency of segment log writes: appends, direct or buffered, on the event loop or the thread pool',
+      help: 'Latency of each write call of the appends to segment logs, direct or buffered, on the event loop or the thread pool (a large direct write is one call per staging buffer)',
       buckets: DISK_BUCKETS_SECONDS,
       registers,
     });
@@ -160,7 +160,7 @@ export class BrokerMetrics {
     });
     new Counter({
       name: 'strata_log_io_calls_total',
-      help: 'Log writes and fdatasyncs of the append path since the broker started, by the thread that made them (event_loop: small ones, --small-io event-loop); deleted topics\' calls included',
+      help: 'Log writes (one per group of appends written) and fdatasyncs of the append path since the broker started, by the thread that made them (event_loop: small ones, --small-io event-loop); deleted topics\' calls included',
       labelNames: ['operation', 'thread'],
       registers,
       collect() {
