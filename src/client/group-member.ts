@@ -285,6 +285,13 @@ export class GroupMember {
   private joinMemberId = randomUUID();
   /** A join was sent and not answered: the broker may have made the member all the same. */
   private unansweredJoin = false;
+  /**
+   * The member id of a membership this consumer gave up (`leaveAndDrop`) whose leave the broker
+   * did not answer: it is sent again before the next join, which the broker would otherwise
+   * refuse as another consumer's use of the id until that session ended. A broker that hung
+   * takes in the heartbeats queued meanwhile when it wakes, and renews the session with them.
+   */
+  private unconfirmedLeave: string | null = null;
   private memberIdValue = '';
   private epoch = 0;
   /** Counts the times this consumer stopped being a member (lost, fenced): a commit begun in one is not retried in the next. */
@@ -566,8 +573,14 @@ export class GroupMember {
   }
 
   private async heartbeat(): Promise<strata.v1.HeartbeatResponse> {
-    const version = this.subscriptionVersion;
     const joining = this.memberIdValue === '';
+    if (joining && this.unconfirmedLeave !== null) {
+      // A failure (still unreachable) is the loop's, as a heartbeat's: it backs off and comes back here.
+      await this.leaveOrThrow(this.unconfirmedLeave, LEAVE_EPOCH, this.callDeadlineMs());
+      this.logger.info({ memberId: this.unconfirmedLeave }, 'left the membership given up before joining again');
+      this.unconfirmedLeave = null;
+    }
+    const version = this.subscriptionVersion;
     const sendsSubscription = joining || version !== this.sentSubscriptionVersion;
     const request = this.request(joining ? 0 : this.epoch, [...this.owned.values()], sendsSubscription);
     const sentAt = performance.now();
@@ -711,7 +724,8 @@ export class GroupMember {
     const memberId = this.memberIdValue;
     // loseMembership stops the fetchers before its first wait.
     const dropped = this.loseMembership(failure);
-    await Promise.all([dropped, this.sendLeave(memberId, LEAVE_EPOCH, this.intervalMs)]);
+    const [, left] = await Promise.all([dropped, this.sendLeave(memberId, LEAVE_EPOCH, this.intervalMs)]);
+    if (!left) this.unconfirmedLeave = memberId;
   }
 
   /**
@@ -910,7 +924,7 @@ export class GroupMember {
     await this.inflight; // a commit's heartbeat for its epoch, sent before the leave
     // Not a member as far as it knows, but a join whose answer was lost may have made one,
     // holding partitions until its session ended: that one leaves (NOT_FOUND if there is none).
-    const memberId = this.memberIdValue !== '' ? this.memberIdValue : this.unansweredJoin ? this.joinMemberId : '';
+    const memberId = this.memberIdValue !== '' ? this.memberIdValue : this.unansweredJoin ? this.joinMemberId : (this.unconfirmedLeave ?? '');
     if (memberId === '' || this.killed) return;
     await this.sendLeave(memberId, this.instanceId !== null ? STATIC_LEAVE_EPOCH : LEAVE_EPOCH);
     this.logger.info({ memberId, static: this.instanceId !== null }, 'left the group');
@@ -920,12 +934,24 @@ export class GroupMember {
     this.owned.clear();
   }
 
-  private async sendLeave(memberId: string, epoch: number, deadlineMs = this.callDeadlineMs()): Promise<void> {
+  /** Sends a leave; returns whether the broker answered it (NOT_FOUND included: no such member). */
+  private async sendLeave(memberId: string, epoch: number, deadlineMs = this.callDeadlineMs()): Promise<boolean> {
+    try {
+      await this.leaveOrThrow(memberId, epoch, deadlineMs);
+      return true;
+    } catch (error) {
+      const failure = toClientError(error);
+      this.logger.warn({ code: failure.code, reason: failure.message }, 'leave heartbeat failed; the session will expire instead');
+      return false;
+    }
+  }
+
+  /** A leave, whose failure (other than NOT_FOUND: the member is gone already) is thrown. */
+  private async leaveOrThrow(memberId: string, epoch: number, deadlineMs: number): Promise<void> {
     try {
       await this.connection.unary(groupMethods.heartbeat, this.leaveRequest(memberId, epoch), { deadlineMs });
     } catch (error) {
-      const failure = toClientError(error);
-      if (failure.code !== 'NOT_FOUND') this.logger.warn({ code: failure.code, reason: failure.message }, 'leave heartbeat failed; the session will expire instead');
+      if (toClientError(error).code !== 'NOT_FOUND') throw error;
     }
   }
 

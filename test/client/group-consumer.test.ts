@@ -539,6 +539,43 @@ describe('failures and static membership', () => {
     expect(await reader.committed()).toEqual([]);
   });
 
+  it('a member that gave its membership up without its leave being heard leaves again before it joins: the join is not refused as another consumer\'s', async () => {
+    const name = await topic(2);
+    const groupId = unique('unheard-leave');
+    let lossy = false;
+    // While lossy, as with a broker that hangs and takes in the queued calls when it wakes: its
+    // heartbeats reach the broker (the session goes on) but no answer comes back, and its leave
+    // is lost (sent with an invalid group id, which the broker refuses).
+    const interceptor: Interceptor = (callOptions, nextCall) => {
+      const heartbeat = callOptions.method_definition.path.endsWith('/Heartbeat');
+      return new InterceptingCall(nextCall(callOptions), {
+        start: (metadata, _listener, next) => {
+          const losing = lossy && heartbeat;
+          next(metadata, {
+            onReceiveStatus: (received, nextStatus) => nextStatus(losing ? { ...received, code: status.UNAVAILABLE, details: 'injected: answer lost' } : received),
+          });
+        },
+        sendMessage: (message: strata.v1.HeartbeatRequest, next: (message: unknown) => void) => {
+          if (lossy && heartbeat && message.memberEpoch === -1) next(v1.HeartbeatRequest.create({ ...message, groupId: '' }));
+          else next(message);
+        },
+      });
+    };
+    const reader = consumer(groupId, { subscribe: [name], sessionTimeoutMs: 3_000, interceptors: [interceptor] });
+    const errors: GroupErrorEvent[] = [];
+    reader.on('groupError', (event: GroupErrorEvent) => errors.push(event));
+    reader.on('partitionsLost', () => {
+      lossy = false; // the broker answers again from here on
+    });
+    await waitUntil(() => reader.assignment().length === 2, 'assignment');
+    lossy = true;
+    await waitUntil(() => !lossy, 'the client to give its partitions up', 20_000);
+    // The broker kept the member (its heartbeats came): the client leaves again, then joins.
+    await waitUntil(() => reader.assignment().length === 2, 'assigned again', 20_000);
+    expect(errors.filter((event) => event.joinRefused === true)).toEqual([]);
+    expect((await describeOrNull(groupId))?.members.map((member) => member.memberId)).toEqual([reader.memberId]);
+  });
+
   it('a member whose session is under five of the broker\'s intervals rides out a failed heartbeat: it keeps its partitions', async () => {
     // The broker's 5 s interval is cut to a fifth of the 3 s session: 600 ms. The member gives
     // its partitions up only after 1.8 s without an answer (the session less two intervals);
