@@ -94,6 +94,7 @@ import {
   type AssignorName,
   type GroupCommittedOffset,
   GroupMember,
+  type PartitionsEvent,
   type GroupSubscriptionInput,
   checkAssignor,
   checkGroupId,
@@ -1311,11 +1312,14 @@ export class Consumer extends EventEmitter {
         // A revocation assign() started (its hook, then its commit) ends first: a partition
         // assigned again since then commits its newer position after it.
         if (!fromHook) await Promise.allSettled(this.assignRevocations);
+        const released = this.assignment();
         try {
-          await this.revokeAssignment(this.assignment());
+          await this.revokeAssignment(released);
         } catch (error) {
           this.logger.warn({ err: error }, 'beforeRevoke failed while closing');
         }
+        // A group member tells what it gave up, as at a rebalance (Kafka calls onPartitionsRevoked at close too).
+        if (this.member !== null && released.length > 0) this.notify('partitionsRevoked', { partitions: released } satisfies PartitionsEvent);
         await this.stopAllFetchers();
         await this.commitQueue;
       };

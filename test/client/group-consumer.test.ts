@@ -197,7 +197,7 @@ describe('assignment', () => {
 });
 
 describe('subscription changes', () => {
-  it('subscribe() again moves the member to the new topics: the old ones are revoked (committed first), the new ones assigned', async () => {
+  it('subscribe() again moves the member to the new topics: the old ones are revoked (committed first), the new ones assigned; close() revokes those', async () => {
     const before = await topic(2);
     const after = await topic(3);
     const groupId = unique('resubscribe');
@@ -228,7 +228,10 @@ describe('subscription changes', () => {
     expect(() => new Consumer({ server: broker.address, groupId: 'g', subscribe: [after], clientId: 'c'.repeat(256) })).toThrow('clientId is 256 characters long; the limit is 255');
     expect(() => new Consumer({ server: broker.address, groupId: 'g', subscribe: [after], instanceId: 'i'.repeat(250) })).toThrow('instanceId is 250 characters long; the limit is 249');
     expect(() => new Consumer({ server: broker.address, subscribe: [after] })).toThrow(/needs a groupId/);
+    // close() gives up the partitions as a rebalance does, and says so.
+    revoked.length = 0;
     await member.close();
+    expect(revoked.flatMap((event) => event.partitions.map(({ topic: t, partition }) => `${t}/${partition}`)).sort()).toEqual(all(after, 3));
   });
 });
 
@@ -1509,7 +1512,9 @@ describe('closing', () => {
     const b = runner('b', groupId, log, { subscribe: [name] });
     await closing;
     expect(askedToRevoke).toBe(true);
-    expect(moved).toEqual([]);
+    // Only close()'s own revocation of both: the rebalance moved none.
+    expect(moved).toHaveLength(1);
+    expect(moved[0]!.partitions.map(({ partition }) => partition).sort()).toEqual([0, 1]);
     expect(lost).toEqual([]);
     expect(failed).toEqual([]);
     expect(Object.fromEntries(await fetchOffsets(groupId, name))).toEqual({ 0: 3, 1: 3 });
