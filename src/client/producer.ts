@@ -161,8 +161,10 @@ export type SendCallback = (error: Error | null, result?: SendResult) => void;
 /**
  * The 'retrying' event: the produce stream failed with a retriable error (the broker stopped,
  * restarted or could not be reached; an answer did not come in time), and every unacknowledged
- * batch is sent again on a new stream after `delayMs`. Emitted at each attempt, until a batch
- * is acknowledged again ('recovered') or the sends run out of their delivery timeout.
+ * batch is sent again on a new stream after `delayMs`; or the lookup of a topic's metadata that
+ * sends wait on failed so, and is tried again after `delayMs`. Emitted at each attempt, until a
+ * batch is acknowledged again, or the lookup succeeds ('recovered'), or the sends run out of
+ * their delivery timeout.
  */
 export interface ProducerRetryEvent {
   code: string;
@@ -175,7 +177,7 @@ export interface ProducerRetryEvent {
   partitions: number;
 }
 
-/** The 'recovered' event: the first acknowledgement after 'retrying'. */
+/** The 'recovered' event: the first acknowledgement (or metadata lookup) after 'retrying'. */
 export interface ProducerRecoveredEvent {
   /** Attempts that had failed in a row before it. */
   failedAttempts: number;
@@ -708,13 +710,13 @@ export class Producer extends EventEmitter {
           }
           try {
             await this.loadMetadata(head.topic);
-            metadataFailures = 0;
+            metadataFailures = this.metadataRecovered(metadataFailures);
           } catch (error) {
             const failure = toClientError(error);
             // A broker restarting or briefly unreachable: retry within the send's delivery
             // timeout, during a close() too (it flushes: the send is not given up sooner).
             if (this.mayRetryMetadata(failure, head)) {
-              await sleep(this.metadataBackoffMs(metadataFailures++, head));
+              await sleep(this.metadataRetrying(failure, metadataFailures++, head));
               continue;
             }
             if (failure.code === 'NOT_FOUND') {
@@ -732,13 +734,13 @@ export class Producer extends EventEmitter {
           if (head !== rechecked && wallAgedPast(now, head.topic.fetchedAtMs, this.retryBackoffMs)) {
             try {
               await this.loadMetadata(head.topic);
-              metadataFailures = 0;
+              metadataFailures = this.metadataRecovered(metadataFailures);
               rechecked = head;
             } catch (error) {
               const failure = toClientError(error);
               // Retried as the first lookup of a topic is: the partition may have been added.
               if (this.mayRetryMetadata(failure, head)) {
-                await sleep(this.metadataBackoffMs(metadataFailures++, head));
+                await sleep(this.metadataRetrying(failure, metadataFailures++, head));
                 continue;
               }
               this.waiting.shift();
@@ -802,6 +804,25 @@ export class Producer extends EventEmitter {
   /** Whether a waiting send's failed metadata lookup is tried again: a retriable failure, within the send's delivery timeout. */
   private mayRetryMetadata(failure: StrataClientError, send: WaitingSend): boolean {
     return isRetriable(failure) && !this.connection.isClosed && performance.now() - send.queuedAtMs < this.deliveryTimeoutMs;
+  }
+
+  /**
+   * A waiting send's metadata lookup failed and is tried again: said as a failed stream is
+   * (a line, and 'retrying'), since sends wait on it silently otherwise, for up to their
+   * delivery timeout. Returns the backoff.
+   */
+  private metadataRetrying(failure: StrataClientError, failures: number, send: WaitingSend): number {
+    const delayMs = this.metadataBackoffMs(failures, send);
+    this.logger.warn({ topic: send.topic.name, code: failure.code, reason: failure.message, delayMs: Math.round(delayMs) }, 'topic metadata lookup failed; sends to the topic wait and it is tried again');
+    const retrying: ProducerRetryEvent = { code: failure.code, reason: failure.message, delayMs: Math.round(delayMs), attempt: failures + 1, partitions: this.active.size };
+    this.notify('retrying', retrying);
+    return delayMs;
+  }
+
+  /** A metadata lookup succeeded: 'recovered' if lookups had failed before it. Returns the failures in a row now, 0. */
+  private metadataRecovered(failures: number): number {
+    if (failures > 0) this.notify('recovered', { failedAttempts: failures } satisfies ProducerRecoveredEvent);
+    return 0;
   }
 
   /** The backoff before a waiting send's next metadata lookup: doubling, and not past its delivery timeout. */

@@ -1225,15 +1225,23 @@ describe('a broker restarting', () => {
     const broker = await restartableBroker('restarting', 1);
     const calls = { describeTopic: 0 };
     const target = new Producer({ server: broker.listen, deadlineMs: 10_000, retryBackoffMs: 20, retryBackoffMaxMs: 100, interceptors: [countingDescribeTopic(calls)] });
+    const retries: ProducerRetryEvent[] = [];
+    const recoveries: ProducerRecoveredEvent[] = [];
+    target.on('retrying', (event: ProducerRetryEvent) => retries.push(event));
+    target.on('recovered', (event: ProducerRecoveredEvent) => recoveries.push(event));
     try {
       await broker.stop();
       const sent = target.send({ topic: 'restarting', value: 'across the restart' });
       const closed = target.close();
       // A second lookup means the first failed and the send is still waiting, close() or not.
       await waitUntil(() => calls.describeTopic >= 2, 'the producer never looked the topic up again');
+      // Each failed lookup is told, as a failed stream is: the send does not wait in silence.
+      expect(retries[0]).toMatchObject({ code: 'UNAVAILABLE', attempt: 1, partitions: 0 });
       await broker.start();
       expect(await sent).toEqual({ partition: 0, offset: 0 });
       await closed;
+      expect(retries.map((event) => event.attempt)).toEqual(Array.from({ length: retries.length }, (_, index) => index + 1));
+      expect(recoveries).toEqual([{ failedAttempts: retries.length }]);
     } finally {
       await target.close();
       await broker.dispose();
