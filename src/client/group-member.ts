@@ -196,6 +196,9 @@ export function normalizeSubscription(input: GroupSubscriptionInput): GroupSubsc
   if (spec.topics !== undefined && !Array.isArray(spec.topics)) throw invalidArgument(`a subscription's topics are a list of topic names, got ${JSON.stringify(spec.topics)}`);
   const topics = [...new Set(spec.topics ?? [])];
   for (const topic of topics) {
+    if (topic !== null && typeof topic === 'object' && 'regex' in topic) {
+      throw invalidArgument(`a regex subscription is { regex } (or { topics, regex }), not an element of the list of topic names: got ${JSON.stringify(topic)} in it`);
+    }
     if (typeof topic !== 'string' || topic.length === 0) throw invalidArgument(`subscribed topic names must be non-empty strings, got ${JSON.stringify(topic)}`);
     // A name no topic can have would be refused by the broker at every join.
     const problem = topicNameProblem(topic);
@@ -361,7 +364,7 @@ export class GroupMember {
     this.sessionTimeoutMs = settings.sessionTimeoutMs === undefined ? null : checkSessionTimeout(settings.sessionTimeoutMs);
     this.retryBackoffMs = settings.retryBackoffMs ?? 100;
     this.retryBackoffMaxMs = Math.max(this.retryBackoffMs, settings.retryBackoffMaxMs ?? 2_000);
-    this.logger = (settings.logger ?? defaultClientLogger()).child({ subsystem: 'group-member', group: this.groupId });
+    this.logger = (settings.logger ?? defaultClientLogger()).child({ component: 'group-member', group: this.groupId });
     this.committer = settings.committer ?? new OffsetCommitStream(connection, { stream: false });
   }
 

@@ -218,6 +218,7 @@ describe('subscription changes', () => {
     expect(() => member.consumer.subscribe([])).toThrow(/topic names and\/or a regex/);
     expect(() => member.consumer.subscribe(['orders', 'a b'])).toThrow('subscribed topic name "a b" has characters outside [a-zA-Z0-9._-]');
     expect(() => member.consumer.subscribe({ regex: '(' })).toThrow(/not a valid regular expression/);
+    expect(() => member.consumer.subscribe([{ regex: 'orders\\..*' }] as unknown as string[])).toThrow(/^a regex subscription is \{ regex \} \(or \{ topics, regex \}\), not an element of the list of topic names/);
     // From JavaScript: a string would be one-letter topics o, r, d...
     expect(() => member.consumer.subscribe({ topics: 'orders' as unknown as string[] })).toThrow(`a subscription's topics are a list of topic names, got "orders"`);
     expect(() => member.consumer.subscribe({ regex: /(?!x)y/ })).toThrow(/no lookaround/);
