@@ -53,10 +53,7 @@
  *                                   a phase of its own on <topic>-warmup); null for e2e (see its rows)
  */
 import { plural } from '../common/plural.js';
-import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
-import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../common/package-root.js';
 import { BROKER_NODE_FLAGS } from '../config/node-flags.js';
 import type { BrokerCalls, BrokerDiskCalls } from './broker-disk-calls.js';
 import type { LatencyRecorder, LatencySummary } from './latency-recorder.js';
@@ -170,10 +167,6 @@ export function machineInfo(): MachineInfo {
 
 export function loadAverage(): number[] {
   return loadavg().map((value) => Math.round(value * 100) / 100);
-}
-
-export function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 export function resultRow(

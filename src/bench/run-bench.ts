@@ -26,7 +26,8 @@ import { type BenchSettings, type PhaseContext, type PhaseOutcome, type Workload
 import type { Progress } from './progress.js';
 import type { ServerProcess } from './server-process.js';
 import { StartedServers } from './started-servers.js';
-import { type BaselineRatio, type BenchReport, type ResultRow, loadAverage, machineInfo, packageVersion } from './report.js';
+import { type BaselineRatio, type BenchReport, type ResultRow, loadAverage, machineInfo } from './report.js';
+import { packageVersion } from '../common/package-root.js';
 
 export type BenchWorkload = Workload | 'baseline';
 

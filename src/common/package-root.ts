@@ -2,7 +2,7 @@
  * The package's root directory (where package.json and proto/ live), found from this module's
  * location so it works from the TypeScript sources and from the compiled dist/ alike.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,3 +18,8 @@ function findRoot(start: string): string {
 
 export const PACKAGE_ROOT = findRoot(dirname(fileURLToPath(import.meta.url)));
 export const PROTO_ROOT = join(PACKAGE_ROOT, 'proto');
+
+/** The package's version, from its package.json. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}

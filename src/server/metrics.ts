@@ -15,11 +15,14 @@
  * rate() would spike): a counter summed over partitions keeps the counts of deleted topics
  * (`Broker.ioCallTotals`); a per-topic or per-group series goes away with its topic or group.
  */
+import type { StatsFs } from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import type { Http2Session } from 'node:http2';
 import { status } from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, type Registry, collectDefaultMetrics } from 'prom-client';
 import type { Broker } from '../broker/broker.js';
 import { type Logger, rootLogger } from '../common/logger.js';
+import { packageVersion } from '../common/package-root.js';
 import type { GroupCoordinator, GroupEvents } from '../groups/group-coordinator.js';
 import { type FileSystem, NodeFileSystem } from '../storage/file-system.js';
 import { type PartitionFigures, PartitionSeries, PartitionSeriesRegistry } from './partition-series.js';
@@ -52,6 +55,8 @@ export class BrokerMetrics {
   private tls: ServerTls | null = null;
   /** The scrape under way's partition figures (see partitionFigures). */
   private scrapeFigures: PartitionFigures[] | null = null;
+  /** The last statfs of the data directory, and when it was made (see `dataDirStats`). */
+  private statsRead: { atMs: number; stats: Promise<StatsFs> } | null = null;
   /** The collection pending or under way, shared by the scrapes that ask meanwhile (see `scrape`). */
   private collecting: Promise<string> | null = null;
 
@@ -65,6 +70,7 @@ export class BrokerMetrics {
   ) {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
+    const version = packageVersion();
     this.requests = new Counter({ name: 'strata_requests_total', help: 'gRPC requests by method and status code', labelNames: ['method', 'code'], registers });
     this.requestSeconds = new Histogram({ name: 'strata_request_duration_seconds', help: 'gRPC request latency', labelNames: ['method'], buckets: REQUEST_BUCKETS_SECONDS, registers });
     this.requestErrors = new Counter({
@@ -271,6 +277,35 @@ export class BrokerMetrics {
       },
     });
     new Gauge({
+      name: 'strata_build_info',
+      help: "Always 1, labelled with the broker's version and the Node.js version running it (for a fleet's versions, and to join on)",
+      labelNames: ['version', 'node'],
+      registers,
+      collect() {
+        this.set({ version, node: process.versions.node }, 1);
+      },
+    });
+    new Gauge({
+      name: 'strata_data_dir_free_bytes',
+      help: "Bytes the broker may still write on its data directory's file system (what an unprivileged process may use): at 0, produce is refused with DISK_FULL",
+      registers,
+      async collect() {
+        this.reset();
+        const stats = await metrics.dataDirStats();
+        if (stats !== null) this.set(stats.bavail * stats.bsize);
+      },
+    });
+    new Gauge({
+      name: 'strata_data_dir_capacity_bytes',
+      help: "Size of the data directory's file system",
+      registers,
+      async collect() {
+        this.reset();
+        const stats = await metrics.dataDirStats();
+        if (stats !== null) this.set(stats.blocks * stats.bsize);
+      },
+    });
+    new Gauge({
       name: 'strata_ready',
       help: '1 while the broker accepts requests, as /readyz answers 200: 0 during recovery and from the start of a graceful shutdown',
       registers,
@@ -389,6 +424,15 @@ export class BrokerMetrics {
   attach(broker: Broker, groups: GroupCoordinator): void {
     this.broker = broker;
     this.groups = groups;
+  }
+
+  /** The data directory's file-system figures, read once a second at most (two gauges ask at each scrape); null before a broker is attached. */
+  private dataDirStats(): Promise<StatsFs | null> {
+    const dataDir = this.broker?.dataDir;
+    if (dataDir === undefined) return Promise.resolve(null);
+    const now = performance.now();
+    if (this.statsRead === null || now - this.statsRead.atMs > 1_000) this.statsRead = { atMs: now, stats: statfs(dataDir) };
+    return this.statsRead.stats;
   }
 
   /**

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { Gauge } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseListenAddress } from '../../src/common/listen-address.js';
-import { PACKAGE_ROOT } from '../../src/common/package-root.js';
+import { PACKAGE_ROOT, packageVersion } from '../../src/common/package-root.js';
 import { rootLogger } from '../../src/common/logger.js';
 import type { strata } from '../../src/generated/strata.js';
 import { BrokerMetrics } from '../../src/server/metrics.js';
@@ -122,6 +122,14 @@ describe('probe server of a running broker', () => {
     expect(body).toMatch(/^nodejs_eventloop_lag_seconds /m);
     expect(body).toMatch(/^process_resident_memory_bytes /m);
     expect(body).toMatch(/^strata_ready 1$/m);
+    const escaped = (text: string): string => text.replaceAll('.', '\\.');
+    expect(body).toMatch(new RegExp(`^strata_build_info\\{version="${escaped(packageVersion())}",node="${escaped(process.versions.node)}"\\} 1$`, 'm'));
+    // The data directory's file system: what is left of it, and its size.
+    const free = Number(/^strata_data_dir_free_bytes (\S+)$/m.exec(body)?.[1]);
+    const capacity = Number(/^strata_data_dir_capacity_bytes (\S+)$/m.exec(body)?.[1]);
+    expect(capacity).toBeGreaterThan(0);
+    expect(free).toBeGreaterThan(0);
+    expect(free).toBeLessThanOrEqual(capacity);
 
     // The partition's next small write runs on the event loop (writevSync): timed as well.
     await shared.client.call('log.produce', v1.ProduceRequest.create({ topic: 'metered', partition: 1, batch: buildBatch([{ value: Buffer.from('three') }]) }));
