@@ -1312,18 +1312,18 @@ export class Consumer extends EventEmitter {
         // A revocation assign() started (its hook, then its commit) ends first: a partition
         // assigned again since then commits its newer position after it.
         if (!fromHook) await Promise.allSettled(this.assignRevocations);
-        const released = this.assignment();
+        released = this.assignment();
         try {
           await this.revokeAssignment(released);
         } catch (error) {
           this.logger.warn({ err: error }, 'beforeRevoke failed while closing');
         }
-        // A group member tells what it gave up, as at a rebalance (Kafka calls onPartitionsRevoked at close too).
-        if (this.member !== null && released.length > 0) this.notify('partitionsRevoked', { partitions: released } satisfies PartitionsEvent);
         await this.stopAllFetchers();
         await this.commitQueue;
       };
       let aborted = false;
+      /** The partitions the revocation gave up. */
+      let released: TopicPartition[] = [];
       try {
         // An abort() ends the wait: for a beforeRevoke hook that never settles, say. So does
         // closeTimeoutMs, after which the member leaves without the revocation, which goes on
@@ -1337,9 +1337,14 @@ export class Consumer extends EventEmitter {
           // so it finds none left to hand to the hook when it goes on.
           void this.stopAllFetchers();
         }
+        // A group member tells what it gave up, as at a rebalance (Kafka calls onPartitionsRevoked
+        // at close too): not when the revocation was cut short, nor when the membership was lost
+        // meanwhile ('partitionsLost' named them).
+        if (inTime && this.member !== null && this.member.memberId !== '' && released.length > 0) this.notify('partitionsRevoked', { partitions: released } satisfies PartitionsEvent);
         await Promise.race([this.member?.leave({ waitForLoop: inTime && !fromHook }), this.aborted]);
       } finally {
         this.finished = true;
+        this.fetchFailureLog.dispose();
         this.committer.close();
         if (this.ownsConnection) this.connection.close();
       }
@@ -1365,6 +1370,7 @@ export class Consumer extends EventEmitter {
     // A commit under way fails with CANCELLED, also one a close() waits for (a unary one already
     // sent, against a broker without CommitOffsetsStream, still reaches the broker).
     this.committer.close();
+    this.fetchFailureLog.dispose();
     if (this.ownsConnection) this.connection.close();
     this.closing ??= fetchersStopped.then(() => {
       this.finished = true;

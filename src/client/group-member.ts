@@ -578,9 +578,16 @@ export class GroupMember {
   private async heartbeat(): Promise<strata.v1.HeartbeatResponse> {
     const joining = this.memberIdValue === '';
     if (joining && this.unconfirmedLeave !== null) {
-      // A failure (still unreachable) is the loop's, as a heartbeat's: it backs off and comes back here.
-      await this.leaveOrThrow(this.unconfirmedLeave, LEAVE_EPOCH, this.callDeadlineMs());
-      this.logger.info({ memberId: this.unconfirmedLeave }, 'left the membership given up before joining again');
+      try {
+        await this.leaveOrThrow(this.unconfirmedLeave, LEAVE_EPOCH, this.callDeadlineMs());
+        this.logger.info({ memberId: this.unconfirmedLeave }, 'left the membership given up before joining again');
+      } catch (error) {
+        // Still unreachable: the loop's, as a heartbeat's failure is; it backs off and comes back here.
+        const failure = toClientError(error);
+        if (isRetriable(failure) || isBrokenStream(failure)) throw error;
+        // Refused (another token holds the id now, say): its session ends it; the join goes on.
+        this.logger.warn({ memberId: this.unconfirmedLeave, code: failure.code, reason: failure.message }, 'the broker refused the leave of the membership given up; joining without it');
+      }
       this.unconfirmedLeave = null;
     }
     const version = this.subscriptionVersion;

@@ -169,6 +169,8 @@ export type SendCallback = (error: Error | null, result?: SendResult) => void;
 export interface ProducerRetryEvent {
   code: string;
   reason: string;
+  /** The broker answered (a failed disk write, a shutdown), rather than could not be reached or did not answer in time. */
+  fromBroker: boolean;
   /** The backoff before the next attempt (ms). */
   delayMs: number;
   /** Attempts in a row that failed so far, this one included. */
@@ -405,6 +407,8 @@ export class Producer extends EventEmitter {
   private readonly inFlightById = new Map<number, ProducerBatch>();
   private nextCorrelationId = 1;
   private consecutiveFailures = 0;
+  /** Metadata lookups of waiting sends that failed in a row (see `metadataRetrying`). */
+  private metadataFailures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private requestTimer: NodeJS.Timeout | null = null;
   /** Due at the earliest delivery deadline of a batch not yet settled (see armDeliveryTimer). */
@@ -681,7 +685,6 @@ export class Producer extends EventEmitter {
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
-    let metadataFailures = 0;
     /** The send whose partition, past the count, the metadata was last read again for. */
     let rechecked: WaitingSend | null = null;
     try {
@@ -710,15 +713,16 @@ export class Producer extends EventEmitter {
           }
           try {
             await this.loadMetadata(head.topic);
-            metadataFailures = this.metadataRecovered(metadataFailures);
+            this.metadataRecovered();
           } catch (error) {
             const failure = toClientError(error);
             // A broker restarting or briefly unreachable: retry within the send's delivery
             // timeout, during a close() too (it flushes: the send is not given up sooner).
             if (this.mayRetryMetadata(failure, head)) {
-              await sleep(this.metadataRetrying(failure, metadataFailures++, head));
+              await sleep(this.metadataRetrying(failure, head));
               continue;
             }
+            if (!isRetriable(failure)) this.metadataRecovered(); // the broker answered
             if (failure.code === 'NOT_FOUND') {
               head.topic.refusal = failure;
               head.topic.refusedUntilMs = Date.now() + this.retryBackoffMs;
@@ -734,15 +738,16 @@ export class Producer extends EventEmitter {
           if (head !== rechecked && wallAgedPast(now, head.topic.fetchedAtMs, this.retryBackoffMs)) {
             try {
               await this.loadMetadata(head.topic);
-              metadataFailures = this.metadataRecovered(metadataFailures);
+              this.metadataRecovered();
               rechecked = head;
             } catch (error) {
               const failure = toClientError(error);
               // Retried as the first lookup of a topic is: the partition may have been added.
               if (this.mayRetryMetadata(failure, head)) {
-                await sleep(this.metadataRetrying(failure, metadataFailures++, head));
+                await sleep(this.metadataRetrying(failure, head));
                 continue;
               }
+              if (!isRetriable(failure)) this.metadataRecovered(); // the broker answered
               this.waiting.shift();
               this.complete(head.callback, this.metadataFailure(failure, head), undefined);
             }
@@ -811,18 +816,20 @@ export class Producer extends EventEmitter {
    * (a line, and 'retrying'), since sends wait on it silently otherwise, for up to their
    * delivery timeout. Returns the backoff.
    */
-  private metadataRetrying(failure: StrataClientError, failures: number, send: WaitingSend): number {
+  private metadataRetrying(failure: StrataClientError, send: WaitingSend): number {
+    const failures = this.metadataFailures++;
     const delayMs = this.metadataBackoffMs(failures, send);
     this.logger.warn({ topic: send.topic.name, code: failure.code, reason: failure.message, delayMs: Math.round(delayMs) }, 'topic metadata lookup failed; sends to the topic wait and it is tried again');
-    const retrying: ProducerRetryEvent = { code: failure.code, reason: failure.message, delayMs: Math.round(delayMs), attempt: failures + 1, partitions: this.active.size };
+    const retrying: ProducerRetryEvent = { code: failure.code, reason: failure.message, fromBroker: failure.fromBroker, delayMs: Math.round(delayMs), attempt: failures + 1, partitions: this.active.size };
     this.notify('retrying', retrying);
     return delayMs;
   }
 
-  /** A metadata lookup succeeded: 'recovered' if lookups had failed before it. Returns the failures in a row now, 0. */
-  private metadataRecovered(failures: number): number {
+  /** A metadata lookup succeeded: 'recovered' if lookups had failed before it (those of sends since given up included). */
+  private metadataRecovered(): void {
+    const failures = this.metadataFailures;
+    this.metadataFailures = 0;
     if (failures > 0) this.notify('recovered', { failedAttempts: failures } satisfies ProducerRecoveredEvent);
-    return 0;
   }
 
   /** The backoff before a waiting send's next metadata lookup: doubling, and not past its delivery timeout. */
@@ -1229,7 +1236,7 @@ export class Producer extends EventEmitter {
     const delayMs = Math.min(TIMER_DELAY_MAX_MS, jittered);
     this.consecutiveFailures++;
     this.logger.warn({ code: reason.code, reason: reason.message, delayMs: Math.round(delayMs), partitions: this.active.size }, 'produce stream failed; resending unacknowledged batches');
-    const retrying: ProducerRetryEvent = { code: reason.code, reason: reason.message, delayMs: Math.round(delayMs), attempt: this.consecutiveFailures, partitions: this.active.size };
+    const retrying: ProducerRetryEvent = { code: reason.code, reason: reason.message, fromBroker: reason.fromBroker, delayMs: Math.round(delayMs), attempt: this.consecutiveFailures, partitions: this.active.size };
     this.notify('retrying', retrying);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;

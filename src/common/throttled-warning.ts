@@ -53,6 +53,13 @@ export class ThrottledWarning {
     this.log(fields, this.unlogged, now);
   }
 
+  /** Its owner is closing: an occurrence left out is logged now, not by a timer after the close. */
+  dispose(): void {
+    if (this.trailingTimer === null) return;
+    clearTimeout(this.trailingTimer);
+    this.logTrailing();
+  }
+
   private logTrailing(): void {
     this.trailingTimer = null;
     if (this.lastUnlogged === null) return;

@@ -528,7 +528,8 @@ export class GroupCoordinator {
       const { topic, partition: number } = splitTp(partition);
       return `${topic}-${number}: ${from ?? '-'} -> ${to}`;
     });
-    this.logger.info({ group: groupId, groupEpoch: group?.groupEpoch, members: group?.members.size, moved: moves.length, moves: named }, 'group rebalancing: partitions move between members');
+    const message = moves.length > 0 ? 'group rebalancing: partitions move between members' : 'group rebalancing: partitions taken out of the assignment (their topic was deleted)';
+    this.logger.info({ group: groupId, groupEpoch: group?.groupEpoch, members: group?.members.size, moved: moves.length, moves: named }, message);
     this.events.rebalanced(groupId);
   }
 
@@ -988,6 +989,7 @@ export class GroupCoordinator {
     this.closed = true;
     clearInterval(this.timer);
     clearInterval(this.offsetsTimer);
+    this.membershipWriteFailure.dispose();
     await this.expiring?.catch(() => undefined);
     await this.membership.close();
   }

@@ -17,6 +17,7 @@ import { withMalformedRequests, withRequestBytesMax } from './malformed-request.
 import type { BrokerMetrics } from './metrics.js';
 import { adminServiceHandlers } from './admin-service.js';
 import { logServiceHandlers } from './log-service.js';
+import { RequestFailureLog } from './request-failure-log.js';
 import { RequestMemory } from './request-memory.js';
 import { groupsServiceHandlers } from './groups-service.js';
 import type { GroupCoordinator } from '../groups/group-coordinator.js';
@@ -88,10 +89,13 @@ export class StrataGrpcServer {
     readonly port: number,
     private readonly health: HealthService,
     private readonly stopping: AbortController,
+    private readonly failureLog: RequestFailureLog,
   ) {}
 
   static async start(broker: Broker, coordinator: GroupCoordinator, options: GrpcServerOptions): Promise<StrataGrpcServer> {
-    const context = { logger: options.logger.child({ subsystem: 'grpc' }), metrics: options.metrics, authenticator: options.authenticator ?? null };
+    const logger = options.logger.child({ subsystem: 'grpc' });
+    const failureLog = new RequestFailureLog(logger);
+    const context = { logger, metrics: options.metrics, authenticator: options.authenticator ?? null, failureLog };
     const server = new Server({
       'grpc.max_receive_message_length': options.maxRequestBytes,
       'grpc.max_send_message_length': -1,
@@ -125,7 +129,7 @@ export class StrataGrpcServer {
     );
     const metrics = options.metrics;
     widenFlowControlWindows(server, metrics === null ? undefined : (session) => metrics.countConnection(session));
-    const instance = new StrataGrpcServer(server, formatListenAddress(parseListenAddress(options.listen).host, port), port, health, stopping);
+    const instance = new StrataGrpcServer(server, formatListenAddress(parseListenAddress(options.listen).host, port), port, health, stopping, failureLog);
     instance.setServing(broker.ready);
     return instance;
   }
@@ -156,6 +160,7 @@ export class StrataGrpcServer {
         resolve();
       });
     });
+    this.failureLog.dispose(); // failures left out of the log since its last lines are told now
     return { forced };
   }
 }

@@ -35,6 +35,11 @@ export class RequestFailureLog {
     private readonly clock?: Pick<Clock, 'monotonicMs'>,
   ) {}
 
+  /** The server is stopping: the failures left out since each kind's last line are logged now. */
+  dispose(): void {
+    for (const warning of this.kinds.values()) warning.dispose();
+  }
+
   /** A request of `method` failed with `failure`; `error` is what the handler threw. */
   note(method: string, failure: GrpcFailure, error: unknown, peer?: string): void {
     if (failure.unexpected) {

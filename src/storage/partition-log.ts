@@ -1041,7 +1041,7 @@ export class PartitionLog {
       err: error,
       file: active.logPath,
       strataCode: refusal.code,
-      ...(diskFull ? { action: "free space on the data directory's file system (retention, or a larger volume); the producers' retries then go through" } : {}),
+      ...(diskFull ? { action: "free space on the data directory's file system (lower retention, delete topics, or grow the volume); producers can send again then" } : {}),
     });
     // Fenced meanwhile (the cut's fdatasync failed, say): the cut may not last a power loss.
     return this.fence ?? refusal;
@@ -1730,6 +1730,7 @@ export class PartitionLog {
     while (this.appendsInCheck > 0) await this.compressedChecks;
     while (this.writerRunning) await this.writing;
     while (this.syncing !== null) await this.syncing;
+    this.rolledBackWrites?.dispose();
     try {
       if (discard) {
         // None is left waiting for an fdatasync once the syncs under way ended; were one, it is

@@ -3,7 +3,7 @@
 // the broker's log; method: ThrottledWarning as the broker sets it (REFUSAL_LINES) with a manual
 // clock and a logger that keeps its lines.
 import { pino } from 'pino';
-import { expect, it } from 'vitest';
+import { expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { REFUSAL_LINES, ThrottledWarning } from '../../src/common/throttled-warning.js';
 
@@ -25,4 +25,27 @@ it('logs the first refusal, then at most a line per 10 s with the count of those
     { method: 'Fetch', refusedSinceLastLine: 0 },
     { method: 'Produce', refusedSinceLastLine: 5 },
   ]);
+});
+
+it('logs an occurrence left out when its owner closes (dispose), not by a timer after the close', () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  try {
+    const lines: { method: string; refusedSinceLastLine: number }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const clock = new ManualClock();
+    const log = new ThrottledWarning(logger, 'request refused', { ...REFUSAL_LINES, clock });
+    log.dispose(); // nothing left out: nothing logged
+    log.note({ method: 'Fetch' });
+    log.note({ method: 'Produce' });
+    log.note({ method: 'Heartbeat' });
+    log.dispose();
+    expect(lines.map(({ method, refusedSinceLastLine }) => ({ method, refusedSinceLastLine }))).toEqual([
+      { method: 'Fetch', refusedSinceLastLine: 0 },
+      { method: 'Heartbeat', refusedSinceLastLine: 1 },
+    ]);
+    vi.advanceTimersByTime(60_000);
+    expect(lines).toHaveLength(2);
+  } finally {
+    vi.useRealTimers();
+  }
 });

@@ -24,7 +24,9 @@
  * the broker's message (or the input problem) and how many records got through: for a record
  * not sent, its input line and the records produced before and after it (later lines may have
  * been sent before the failure was known), and a malformed line read meanwhile. Stdin that cannot be read (a directory, a read error)
- * fails the same way. Ctrl-C stops reading, flushes what was read, prints the summary and exits 0.
+ * fails the same way. Ctrl-C stops reading, flushes what was read, prints the summary and exits
+ * 0, or 130 if stdin had not ended (not all of the input was produced). A broker lost meanwhile
+ * is said once on stderr, and again once it takes records again.
  */
 import { fstatSync } from 'node:fs';
 import type { Argv } from 'yargs';
@@ -212,19 +214,6 @@ async function produce(argv: ProduceArgs): Promise<void> {
     throw new Error(`partition ${argv.partition} of topic "${argv.topic}" not found: it has ${plural(partitionCount, 'partition')}`);
   }
   const producer = new Producer({ ...options, acks: argv.acks, idempotent: argv.acks !== 'none', bufferBytes: PRODUCER_BUFFER_BYTES, batchBytes: batchBytesFor(description.configs), logger: clientLogger() });
-  // The producer resends on its own while the broker is away; said once each way on stderr, so
-  // that a wait of up to the delivery timeout is not a silent hang.
-  let lostBroker = false;
-  producer.on('retrying', (event: ProducerRetryEvent) => {
-    if (lostBroker) return;
-    lostBroker = true;
-    process.stderr.write(`strata: lost the broker at ${options.server} (${transportReason(event.reason)}); sending the records not yet acknowledged again once it is back (each is given up ${DEFAULT_DELIVERY_TIMEOUT_MS / 1000} s after it was read)\n`);
-  });
-  producer.on('recovered', () => {
-    if (!lostBroker) return;
-    lostBroker = false;
-    process.stderr.write('strata: the broker is back; producing again\n');
-  });
   const startedAt = performance.now();
   const perPartition = new Array<number>(partitionCount).fill(0);
   let acknowledged = 0;
@@ -248,6 +237,27 @@ async function produce(argv: ProduceArgs): Promise<void> {
 
   const progress = showsProgress(process.stderr.isTTY === true, readsStdin && process.stdin.isTTY === true) ? setInterval(() => drawProgress(sent, acknowledged, startedAt), PROGRESS_INTERVAL_MS) : null;
   progress?.unref();
+
+  // The producer resends on its own while the broker is away (or cannot take records for now: a
+  // failed disk write); said once each way on stderr, so that a wait of up to the delivery
+  // timeout is not a silent hang. A progress line is cleared first, so the line is not drawn onto it.
+  const notice = (line: string): void => {
+    process.stderr.write(`${progress === null ? '' : '\r\x1b[2K'}strata: ${line}\n`);
+  };
+  /** What the first failed attempt since records last went through said: null while they go through. */
+  let retrying: 'refused' | 'lost' | null = null;
+  producer.on('retrying', (event: ProducerRetryEvent) => {
+    if (retrying !== null) return;
+    retrying = event.fromBroker ? 'refused' : 'lost';
+    const giveUp = `each is given up ${DEFAULT_DELIVERY_TIMEOUT_MS / 1000} s after it was read`;
+    if (event.fromBroker) notice(`the broker at ${options.server} cannot take records for now (${event.reason}); sending the records not yet acknowledged again (${giveUp})`);
+    else notice(`lost the broker at ${options.server} (${transportReason(event.reason)}); sending the records not yet acknowledged again once it is back (${giveUp})`);
+  });
+  producer.on('recovered', () => {
+    if (retrying === null) return;
+    notice(retrying === 'lost' ? 'the broker is back; producing again' : 'the broker takes records again; producing again');
+    retrying = null;
+  });
 
   // Settled records give back the average size of what is outstanding rather than their own:
   // exact in total (the window is empty when nothing is outstanding). Each send has a closure
