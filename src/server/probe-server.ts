@@ -1,10 +1,12 @@
 /**
- * The operator's HTTP port: `/metrics` (Prometheus text format), `/healthz` (the process is
+ * The operator's HTTP port: `/metrics` (Prometheus text format, gzipped for a scraper that
+ * accepts it, as Prometheus does), `/healthz` (the process is
  * alive: always 200 while it answers) and `/readyz` (200 once recovery has finished and the
  * broker accepts requests, 503 before that and while shutting down). It starts before the
  * broker opens its logs, so an orchestrator sees "alive, not ready" during a long recovery.
  */
-import { type Server, createServer } from 'node:http';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { gzip } from 'node:zlib';
 import { formatListenAddress, parseListenAddress } from '../common/listen-address.js';
 import type { Logger } from '../common/logger.js';
 import { bindFailure } from './bind-failure.js';
@@ -34,7 +36,7 @@ export async function startProbeServer(listen: string, metrics: BrokerMetrics, i
       response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
     } else if (path === '/metrics') {
       metrics.scrape().then(
-        (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        (text) => sendMetrics(request, response, text, metrics.registry.contentType, logger),
         (error: unknown) => {
           logger.error({ err: error }, 'collecting metrics failed');
           response.writeHead(500).end();
@@ -64,6 +66,43 @@ export async function startProbeServer(listen: string, metrics: BrokerMetrics, i
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * Answers a scrape with `text`, gzipped when the request accepts gzip. A broker with 500
+ * partitions has a scrape of about 270 KiB, 19 KiB gzipped at level 1 (17 KiB at the default 6,
+ * in as long: about 1.2 ms). The compression runs on the thread pool, off the event loop.
+ */
+function sendMetrics(request: IncomingMessage, response: ServerResponse, text: string, contentType: string, logger: Logger): void {
+  if (!acceptsGzip(request.headers['accept-encoding'])) {
+    response.writeHead(200, { 'content-type': contentType, vary: 'accept-encoding' }).end(text);
+    return;
+  }
+  gzip(text, { level: 1 }, (error, compressed) => {
+    if (error !== null) {
+      logger.error({ err: error }, 'compressing metrics failed');
+      response.writeHead(500).end();
+      return;
+    }
+    response.writeHead(200, { 'content-type': contentType, 'content-encoding': 'gzip', vary: 'accept-encoding' }).end(compressed);
+  });
+}
+
+/**
+ * Whether an `Accept-Encoding` header accepts gzip: named, or covered by `*`, with a quality
+ * above 0 (`gzip;q=0` refuses it, whatever `*` says).
+ */
+export function acceptsGzip(header: string | undefined): boolean {
+  if (header === undefined) return false;
+  let wildcard = false;
+  for (const entry of header.split(',')) {
+    const [coding = '', ...parameters] = entry.split(';').map((part) => part.trim().toLowerCase());
+    const quality = parameters.find((parameter) => parameter.startsWith('q='));
+    const accepted = quality === undefined || Number(quality.slice(2)) > 0;
+    if (coding === 'gzip' || coding === 'x-gzip') return accepted;
+    if (coding === '*') wildcard = accepted;
+  }
+  return wildcard;
 }
 
 /**

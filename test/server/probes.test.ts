@@ -2,9 +2,11 @@
 // partition to alert on, and the counters mean what their help says (never going down, the same on every path); method: a real
 // broker with its probe server on an ephemeral port, real gRPC traffic, plain HTTP requests.
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import Long from 'long';
 import { pino } from 'pino';
@@ -659,6 +661,44 @@ describe('request targets', () => {
       expect(await statusLine(probes.address, 'GET http://strata.example/nope HTTP/1.1')).toBe('HTTP/1.1 404 Not Found');
       expect(await statusLine(probes.address, 'GET /readyz?x=1 HTTP/1.1')).toBe('HTTP/1.1 200 OK');
       expect(await statusLine(probes.address, 'GET http://[ HTTP/1.1')).toBe('HTTP/1.1 400 Bad Request');
+    } finally {
+      await probes.close();
+    }
+  });
+});
+
+describe('scrape compression', () => {
+  /** A GET of /metrics with `acceptEncoding` (none when undefined): its headers and body, undecoded. */
+  async function scrape(address: string, acceptEncoding: string | undefined): Promise<{ encoding: string | undefined; vary: string | undefined; body: Buffer }> {
+    const { host, port } = parseListenAddress(address);
+    const headers = acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding };
+    return new Promise((resolve, reject) => {
+      httpGet({ host, port, path: '/metrics', headers }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ encoding: response.headers['content-encoding'], vary: response.headers.vary, body: Buffer.concat(chunks) }));
+        response.on('error', reject);
+      }).on('error', reject);
+    });
+  }
+
+  it('gzips /metrics for a scraper that accepts gzip, as Prometheus does, and sends it plain otherwise', async () => {
+    const probes = await startProbeServer('127.0.0.1:0', new BrokerMetrics(() => true), () => true, rootLogger);
+    try {
+      const plain = await scrape(probes.address, undefined);
+      expect(plain.encoding).toBeUndefined();
+      expect(plain.body.toString()).toContain('strata_ready 1');
+
+      for (const accepted of ['gzip', 'gzip, deflate, br', 'deflate;q=1, gzip;q=0.5', '*', 'identity, *;q=0.1']) {
+        const compressed = await scrape(probes.address, accepted);
+        expect({ accepted, encoding: compressed.encoding, vary: compressed.vary }).toEqual({ accepted, encoding: 'gzip', vary: 'accept-encoding' });
+        expect(gunzipSync(compressed.body).toString()).toContain('strata_ready 1');
+      }
+      for (const refused of ['identity', 'br, deflate', 'gzip;q=0', '*, gzip;q=0', '*;q=0']) {
+        const answer = await scrape(probes.address, refused);
+        expect({ refused, encoding: answer.encoding }).toEqual({ refused, encoding: undefined });
+        expect(answer.body.toString()).toContain('strata_ready 1');
+      }
     } finally {
       await probes.close();
     }
