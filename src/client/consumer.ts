@@ -94,6 +94,7 @@ import {
   type AssignorName,
   type GroupCommittedOffset,
   GroupMember,
+  type GroupMemberEvents,
   type PartitionsEvent,
   type GroupSubscriptionInput,
   checkAssignor,
@@ -226,6 +227,19 @@ export interface CommitFailedEvent {
 
 export type ConsumerOptions = ConnectionSource & ConsumerSettings;
 
+/**
+ * The events a Consumer emits: each name with its listener's arguments, so that
+ * `consumer.on('offsetReset', (event) => ...)` is typed. The group ones come only with a
+ * subscription.
+ */
+export interface ConsumerEvents extends GroupMemberEvents {
+  partitionStarted: [TopicPartitionOffset];
+  fetchError: [FetchErrorEvent];
+  offsetReset: [OffsetResetEvent];
+  offsetsCommitted: [OffsetsCommittedEvent];
+  commitFailed: [CommitFailedEvent];
+}
+
 /** A fetch answer waiting in the ready queue: batches checked (frames, CRCs), not yet decoded. */
 interface FetchedChunk {
   fetcher: PartitionFetcher;
@@ -342,7 +356,7 @@ function partitionKey(topic: string, partition: number): string {
   return `${partition}:${topic}`;
 }
 
-export class Consumer extends EventEmitter {
+export class Consumer extends EventEmitter<ConsumerEvents> {
   private readonly connection: Connection;
   private readonly ownsConnection: boolean;
   /** Where commits go, the group member's included: one stream, opened by the first commit. */
@@ -987,9 +1001,9 @@ export class Consumer extends EventEmitter {
    * For the consumer's own parts (its group member emits through it too), not for applications.
    * @internal
    */
-  notify(event: string, payload: unknown): void {
+  notify<E extends keyof ConsumerEvents>(event: E, ...args: ConsumerEvents[E]): void {
     try {
-      this.emit(event, payload);
+      (this.emit as (event: E, ...args: ConsumerEvents[E]) => boolean)(event, ...args);
     } catch (error) {
       this.logger.error({ err: error, event }, 'an event listener threw');
     }

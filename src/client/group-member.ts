@@ -142,12 +142,21 @@ export interface GroupErrorEvent {
   joinRefused?: boolean;
 }
 
+/** The events a group member emits through its consumer: each name with its listener's arguments. */
+export interface GroupMemberEvents {
+  groupJoined: [GroupJoinedEvent];
+  groupError: [GroupErrorEvent];
+  partitionsAssigned: [PartitionsEvent];
+  partitionsRevoked: [PartitionsEvent];
+  partitionsLost: [PartitionsLostEvent];
+}
+
 /** The part of the Consumer a member drives. */
 export interface MemberConsumer {
   addAssignment(partitions: readonly TopicPartition[]): void;
   revokeAssignment(partitions: readonly TopicPartition[], options?: { lost?: boolean }): Promise<void>;
   /** Emits to the application's listeners; one that throws is logged, not passed on. */
-  notify(event: string, payload: unknown): void;
+  notify<E extends keyof GroupMemberEvents>(event: E, ...args: GroupMemberEvents[E]): void;
   /** The records it holds back (`holdDelivery`) may go now. */
   resumeDelivery(): void;
 }

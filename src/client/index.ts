@@ -24,6 +24,7 @@ export { OffsetCommitStream } from './offset-commit-stream.js';
 export type {
   CommitFailedEvent,
   ConsumerBatch,
+  ConsumerEvents,
   ConsumerOptions,
   ConsumerRecord,
   ConsumerSettings,
@@ -40,6 +41,7 @@ export type {
   GroupCommittedOffset,
   GroupErrorEvent,
   GroupJoinedEvent,
+  GroupMemberEvents,
   GroupMemberSettings,
   GroupSubscription,
   GroupSubscriptionInput,
@@ -50,4 +52,4 @@ export type {
 export { StrataClientError, isStrataClientError } from './errors.js';
 export type { StatusName } from './errors.js';
 export { Producer } from './producer.js';
-export type { Acks, Bytes, ProducerOptions, ProducerRecord, ProducerRecoveredEvent, ProducerRetryEvent, ProducerSettings, SendCallback, SendResult } from './producer.js';
+export type { Acks, Bytes, ProducerEvents, ProducerOptions, ProducerRecord, ProducerRecoveredEvent, ProducerRetryEvent, ProducerSettings, SendCallback, SendResult } from './producer.js';

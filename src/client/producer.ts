@@ -185,6 +185,12 @@ export interface ProducerRecoveredEvent {
   failedAttempts: number;
 }
 
+/** The events a Producer emits: each name with its listener's arguments. */
+export interface ProducerEvents {
+  retrying: [ProducerRetryEvent];
+  recovered: [ProducerRecoveredEvent];
+}
+
 /** How long a send may take, retries included, unless `deliveryTimeoutMs` says otherwise (Kafka's delivery.timeout.ms). */
 export const DEFAULT_DELIVERY_TIMEOUT_MS = 120_000;
 
@@ -362,7 +368,7 @@ interface WaitingFlush {
   flush: () => void;
 }
 
-export class Producer extends EventEmitter {
+export class Producer extends EventEmitter<ProducerEvents> {
   private readonly connection: Connection;
   private readonly ownsConnection: boolean;
   private readonly logger: Logger;
@@ -564,9 +570,9 @@ export class Producer extends EventEmitter {
   }
 
   /** Emits an event; a listener that throws is logged, not passed into the path that emitted it. */
-  private notify(event: string, payload: unknown): void {
+  private notify<E extends keyof ProducerEvents>(event: E, ...args: ProducerEvents[E]): void {
     try {
-      this.emit(event, payload);
+      (this.emit as (event: E, ...args: ProducerEvents[E]) => boolean)(event, ...args);
     } catch (error) {
       this.logger.error({ err: error, event }, 'an event listener threw');
     }

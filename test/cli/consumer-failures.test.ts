@@ -55,7 +55,7 @@ describe('watchConsumer', () => {
       expect(following.watch.failure()).toBeNull();
       expect(following.stops()).toBe(0);
       expect(stderr.mock.calls.map(([line]) => line)).toEqual([`strata: the broker refused the join (${refused.error.message}); trying again\n`]);
-      following.consumer.emit('partitionStarted', { topic: 't', partition: 0 });
+      following.consumer.emit('partitionStarted', { topic: 't', partition: 0, offset: 0 });
       following.consumer.emit('groupError', refused);
       expect(stderr).toHaveBeenCalledTimes(2); // a new spell
       const once = watched(false);
