@@ -1592,46 +1592,48 @@ export class PartitionLog {
     }
     count = this.keepingProducerSnapshot(count);
     if (count === 0) return 0;
-    const removed: LogSegment[] = [];
-    for (let index = 0; index < count; index++) removed.push(this.segments.removeFirst());
-    const successor = this.segments.at(0);
+    // The segments are renamed to `.deleted`, oldest first, while still in the log (a read that
+    // opens one meanwhile finds it by its new name), and taken out only once the renames are
+    // durable: the log start readers see never runs ahead of what a crash leaves on disk, where
+    // the next start drops the renamed ones. A prefix of the log is renamed at any moment, and
+    // a journaling file system makes renames in one directory durable in order.
+    const doomed: LogSegment[] = [];
+    for (let index = 0; index < count; index++) doomed.push(this.segments.at(index));
     let renamed = 0;
     let failure: unknown = null;
-    for (; renamed < removed.length; renamed++) {
+    for (; renamed < doomed.length; renamed++) {
       try {
-        await removed[renamed]!.renameForDeletion();
+        await doomed[renamed]!.renameForDeletion();
       } catch (error) {
         failure = error;
         break;
       }
     }
-    if (renamed < removed.length) {
-      // Those not renamed are whole on disk, and the next start would load them: they stay in
-      // the log (its start goes back to them), and the next pass tries again.
-      assert(this.segments.at(0) === successor, 'another retention pass changed the front of the log meanwhile');
-      this.segments.restoreFirst(removed.slice(renamed));
-    }
-    const deleted = removed.slice(0, renamed);
+    if (renamed === 0) return this.retentionFailed(doomed[0]!, failure);
+    // Failed, the renamed ones stay in the log (readable by their new names) until a pass whose
+    // sync succeeds: a restart drops them, which is the deletion that was due.
+    await this.fs.fsyncDirectory(this.directory);
+    for (let index = 0; index < renamed; index++) assert(this.segments.removeFirst() === doomed[index], 'another retention pass changed the front of the log meanwhile');
+    const deleted = doomed.slice(0, renamed);
     for (const segment of deleted) {
       // Renamed, the segment is gone (the next start removes a `.deleted` file left behind).
       await segment.removeFiles().catch((error: unknown) => this.logger.warn({ err: error, log: this.name, segment: segment.baseOffset }, 'could not remove the files of a segment retention deleted; the next start removes them'));
     }
-    if (deleted.length > 0) {
-      await this.fs.fsyncDirectory(this.directory);
-      this.logger.info(
-        { segments: deleted.length, bytes: deleted.reduce((sum, segment) => sum + segment.sizeBytes, 0), logStartOffset: this.logStartOffset },
-        'retention deleted old segments',
-      );
-    }
-    if (failure !== null) {
-      const segment = removed[renamed]!;
-      throw new StrataError(
-        ErrorCode.STORAGE_ERROR,
-        `retention of partition ${this.name} could not delete the segment at offset ${segment.baseOffset}: renaming ${segment.logPath} failed (${errnoOrMessage(failure)}); it and the later segments of the pass are back in the log, and the next pass tries again`,
-        { cause: failure },
-      );
-    }
+    this.logger.info(
+      { segments: deleted.length, bytes: deleted.reduce((sum, segment) => sum + segment.sizeBytes, 0), logStartOffset: this.logStartOffset },
+      'retention deleted old segments',
+    );
+    if (failure !== null) return this.retentionFailed(doomed[renamed]!, failure);
     return deleted.length;
+  }
+
+  /** The pass's rename of `segment` failed: it and the later segments stay in the log, whole. */
+  private retentionFailed(segment: LogSegment, failure: unknown): never {
+    throw new StrataError(
+      ErrorCode.STORAGE_ERROR,
+      `retention of partition ${this.name} could not delete the segment at offset ${segment.baseOffset}: renaming ${segment.logPath} failed (${errnoOrMessage(failure)}); it and the later segments of the pass stay in the log, and the next pass tries again`,
+      { cause: failure },
+    );
   }
 
   /**

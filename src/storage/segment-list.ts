@@ -42,14 +42,6 @@ export class SegmentList {
     return this.segments.shift()!;
   }
 
-  /** Puts segments taken by `removeFirst` back in front, in order (a delete that failed). */
-  restoreFirst(segments: readonly LogSegment[]): void {
-    const next = this.segments[0];
-    const last = segments[segments.length - 1];
-    assert(last === undefined || (next !== undefined && last.baseOffset < next.baseOffset), () => `segment ${last?.baseOffset} restored before ${next?.baseOffset}`);
-    this.segments.unshift(...segments);
-  }
-
   /** Drops every segment after `index` (repair only; the caller handles their files). */
   truncateAfter(index: number): void {
     this.segments.length = index + 1;

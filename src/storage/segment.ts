@@ -852,6 +852,7 @@ export class LogSegment implements UnloadableIndexes {
    * the segment is as it was.
    */
   async renameForDeletion(): Promise<void> {
+    if (this.deleted) return; // renamed by a pass that failed after it (its directory sync)
     this.deleted = true; // a read that opens the log meanwhile looks for it by its new name too
     this.tail?.clear();
     try {

@@ -1056,9 +1056,9 @@ describe('retention', () => {
     clock.advance(DAY_MS);
     const retention = log.applyRetention();
     // Out of the log; the held segment's file is renamed, not removed, while the read waits.
-    await vi.waitFor(() => expect(segmentFiles(directory)).toContain(`${stem(0)}.log.deleted`));
+    await vi.waitFor(() => expect(log.logStartOffset).toBe(activeBase));
+    expect(segmentFiles(directory)).toContain(`${stem(0)}.log.deleted`);
     expect(segmentFiles(directory)).not.toContain(`${stem(0)}.log`);
-    expect(log.logStartOffset).toBe(activeBase);
     expect((await rejection(log.read(0, 1000))).code).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
 
     held.release();
@@ -1067,7 +1067,58 @@ describe('retention', () => {
     expect(segmentFiles(directory).filter((name) => !name.startsWith(stem(activeBase)))).toEqual([]);
   });
 
-  it('puts back the segments a failed rename left whole, and deletes them at the next pass', async () => {
+  // kill -9 in the middle of a pass: readers had been told the log started past segments whose
+  // renames had not happened yet, and the restart brought them back (the log start went back).
+  it('takes segments out of the log only once their renames are durable, so a crash in the middle of a pass brings none back that readers were told had gone', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const clock = new ManualClock(T0);
+    const { log, activeBase } = await expiringLog(directory, clock, fs);
+    const sizes = log.segmentSizes();
+    const second = sizes[1]!.baseOffset;
+    const held = fs.hold('rename', `${stem(second)}.log.deleted`);
+    clock.advance(DAY_MS);
+    const retention = log.applyRetention();
+    try {
+      await held.reached; // the first segment renamed, the second's rename held
+      expect(log.logStartOffset).toBe(0);
+      expect(decodeBatches((await log.read(0, 1000)).batches)[0]!.offset).toBe(0); // by its .deleted name
+      // What a kill -9 now would leave: the files as they are.
+      const crashed = tempDir();
+      nodeFs.cpSync(directory, crashed, { recursive: true });
+      const recovered = await openLog(crashed, SMALL, { clock });
+      expect(recovered.logStartOffset).toBe(second);
+      await recovered.close();
+    } finally {
+      held.release();
+    }
+    expect(await retention).toBe(sizes.length - 1);
+    expect(log.logStartOffset).toBe(activeBase);
+    await log.close();
+    expect((await openLog(directory, SMALL, { clock })).logStartOffset).toBe(activeBase);
+  });
+
+  it('keeps renamed segments in the log, readable, while their directory sync fails, and takes them out at the next pass', async () => {
+    const directory = tempDir();
+    const fs = new TestFileSystem();
+    const clock = new ManualClock(T0);
+    const { log, activeBase } = await expiringLog(directory, clock, fs);
+    const sizes = log.segmentSizes();
+    fs.directorySyncError = 'EIO';
+    clock.advance(DAY_MS);
+    await expect(log.applyRetention()).rejects.toThrow(/EIO/);
+    expect(log.logStartOffset).toBe(0);
+    expect(log.segmentSizes()).toEqual(sizes);
+    expect(decodeBatches((await log.read(0, 1000)).batches)[0]!.offset).toBe(0);
+    fs.directorySyncError = null;
+    expect(await log.applyRetention()).toBe(sizes.length - 1);
+    expect(log.logStartOffset).toBe(activeBase);
+    expect(segmentFiles(directory).filter((name) => !name.startsWith(stem(activeBase)))).toEqual([]);
+    await log.close();
+    expect(fs.openFds.size).toBe(0);
+  });
+
+  it('keeps in the log the segments a failed rename left whole, and deletes them at the next pass', async () => {
     const directory = tempDir();
     const fs = new TestFileSystem();
     const clock = new ManualClock(T0);
@@ -1078,7 +1129,7 @@ describe('retention', () => {
     clock.advance(DAY_MS);
     const failure = await rejection(log.applyRetention());
     expect(failure.code).toBe(ErrorCode.STORAGE_ERROR);
-    expect(failure.message).toMatch(/could not delete the segment at offset \d+: renaming .* failed \(EIO\); it and the later segments of the pass are back in the log, and the next pass tries again$/);
+    expect(failure.message).toMatch(/could not delete the segment at offset \d+: renaming .* failed \(EIO\); it and the later segments of the pass stay in the log, and the next pass tries again$/);
     // The first segment went; the second failed, and it and those after it are in the log, whole.
     expect(log.logStartOffset).toBe(second);
     expect(log.segmentSizes()).toEqual(sizes.slice(1));
@@ -1150,8 +1201,8 @@ describe('retention', () => {
     await held.reached; // past the first segment (too old), loading the second one's indexes
     log.updateConfig({ retentionBytes: total - segments[0]!.sizeBytes - segments[1]!.sizeBytes });
     const retention = log.applyRetention();
-    expect(log.logStartOffset).toBe(segments[2]!.baseOffset);
-    await vi.waitFor(() => expect(segmentFiles(directory)).not.toContain(`${stem(segments[1]!.baseOffset)}.log`));
+    await vi.waitFor(() => expect(log.logStartOffset).toBe(segments[2]!.baseOffset));
+    expect(segmentFiles(directory)).not.toContain(`${stem(segments[1]!.baseOffset)}.log`);
 
     held.release();
     expect(await lookup).toBe(expected);
@@ -1187,8 +1238,8 @@ describe('retention', () => {
     held.release(); // the read still returns the removed segment's records
     // The records from the target on in the first segment are gone: the answer is the first one left.
     expect(await lookup).toBe(second!.baseOffset);
-    expect(log.logStartOffset).toBe(second!.baseOffset);
     expect(await retention).toBe(1);
+    expect(log.logStartOffset).toBe(second!.baseOffset);
   });
 });
 
