@@ -453,6 +453,23 @@ export class ConsumerGroup {
     return expired;
   }
 
+  /**
+   * Removes the members that own (or are giving up) one of `partitions`, as a fence would, and
+   * returns them with those partitions. For partitions whose log may have lost records a member
+   * had read (see `GroupCoordinator.dropMembersOfCutLogs`): such a member's position may lie past
+   * the log's end, and its next reads would skip or repeat records.
+   */
+  removeOwnersOf(partitions: ReadonlySet<TopicPartition>, topics: TopicCounts): { memberId: string; clientId: string; host: string; partitions: TopicPartition[] }[] {
+    const removed: { memberId: string; clientId: string; host: string; partitions: TopicPartition[] }[] = [];
+    for (const member of [...this.members.values()]) {
+      const owned = [...member.assigned, ...member.revoking].filter((key) => partitions.has(key));
+      if (owned.length === 0) continue;
+      removed.push({ memberId: member.memberId, clientId: member.clientId, host: member.host, partitions: owned });
+      this.remove(member, topics);
+    }
+    return removed;
+  }
+
   private remove(member: Member, topics: TopicCounts): void {
     // A member epoch can run ahead of the group's: a consumer that joins again under the same
     // id must start above every epoch its earlier membership had.

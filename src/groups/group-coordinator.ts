@@ -939,7 +939,7 @@ export class GroupCoordinator {
    * commit would skip the new records there without a word. Fenced partitions are left alone
    * (their end is not known until repaired). Run at start, before serving.
    */
-  async lowerOffsetsPastLogEnds(): Promise<void> {
+  async lowerOffsetsPastLogEnds(): Promise<TopicPartition[]> {
     const topics = this.topicCounts();
     const lowered = await this.offsets.lowerPastEnds((topic, partition) => {
       if (!topics.has(topic) || partition >= topics.get(topic)!) return null;
@@ -951,6 +951,61 @@ export class GroupCoordinator {
         { group, topic, partition, committed, end },
         `group "${group}" had committed offset ${committed} for ${topic}-${partition}, past its end ${end} (records lost in a crash or cut by a repair): lowered to ${end}, so that the group reads the records written there from now on`,
       );
+    }
+    return lowered.map(({ topic, partition }) => tp(topic, partition));
+  }
+
+  /**
+   * Lowers committed offsets past their logs' ends (`lowerOffsetsPastLogEnds`), then removes the
+   * kept members that own a partition whose log may have lost records they had read
+   * (`dropMembersOfCutLogs`). Run at start, before serving.
+   */
+  async checkAgainstRecoveredLogs(): Promise<void> {
+    await this.dropMembersOfCutLogs(await this.lowerOffsetsPastLogEnds());
+  }
+
+  /**
+   * A kept member's consumer may have run on across the restart, its position in memory. Where
+   * the log lost records that member could have read, that position may lie past the new end:
+   * its next fetch would be out of range (and its reset policy repeat records), or, once new
+   * records reach it, it would skip those written at the offsets the lost ones had, and commit
+   * past them. So every member that owns such a partition is removed, as a fenced one is: its
+   * next heartbeat is told it is not a member, its consumer drops its partitions without
+   * committing and joins again, and it reads from the group's committed offsets (lowered to the
+   * end where they were past it). Such partitions are those of `lowered` (a group had committed
+   * past the end) and those of a `flush=interval` topic whose log was recovered after an
+   * unclean stop: its readers see records before they are synced, so a power loss can take
+   * records they read without leaving a trace. Under `flush=always` a reader sees only synced
+   * records, and a kill -9 loses none: those members are kept.
+   */
+  private async dropMembersOfCutLogs(lowered: readonly TopicPartition[]): Promise<void> {
+    const topics = this.topicCounts();
+    const cut = new Set(lowered);
+    for (const [topic, count] of topics) {
+      for (let partition = 0; partition < count; partition++) {
+        const log = this.broker.partitionLog(topic, partition);
+        if (log.recovery !== null && log.usable && log.logConfig.flush === 'interval') cut.add(tp(topic, partition));
+      }
+    }
+    if (cut.size === 0) return;
+    for (const group of [...this.groups.values()]) {
+      const removed = group.removeOwnersOf(cut, topics);
+      if (removed.length === 0) continue;
+      for (const { memberId, clientId, host, partitions } of removed) {
+        const names = partitions.slice(0, 20).map((key) => {
+          const { topic, partition } = splitTp(key);
+          return `${topic}-${partition}`;
+        });
+        const more = partitions.length > names.length ? ` and ${partitions.length - names.length} more` : '';
+        this.logger.warn(
+          { group: group.groupId, memberId, clientId, host, partitions: names, partitionCount: partitions.length },
+          `group "${group.groupId}": removed member ${memberId}, which owned ${names.join(', ')}${more}, whose logs may have lost records it had read (an unclean stop under flush=interval, or a log cut below a commit): it joins again and reads from the group's committed offsets, rather than from a position past the log's end`,
+        );
+      }
+      this.membership.save(group, []);
+      // Durable before serving: a crash now must not bring these members back at the next start.
+      await this.membershipDurable(group.groupId);
+      this.forgetIfUnused(group);
     }
   }
 

@@ -69,7 +69,7 @@ export async function runBroker(settings: ServeSettings, logger: Logger = rootLo
     });
     opened.push(() => groups.close());
     await groups.removeOrphanOffsets();
-    await groups.lowerOffsetsPastLogEnds();
+    await groups.checkAgainstRecoveredLogs();
     checkStartup(startup, 'the check of committed offsets');
     const server = await StrataGrpcServer.start(broker, groups, {
       listen: settings.listen,

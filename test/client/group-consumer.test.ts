@@ -6,6 +6,8 @@
 // method: a real in-process broker (100 ms heartbeat interval), records written with the client
 // Producer, every processed record logged per member and ownership period, committed offsets
 // read over the wire with the Groups FetchOffsets call, and polling with deadlines (no sleeps).
+import { readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Interceptor, InterceptingCall, status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +23,8 @@ import { type Processed, Runner, duplicatesAfterLastCommit } from '../helpers/gr
 import { waitUntil } from '../helpers/wait.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
 import { failFirstCallAfter, holdCalls, refuseFirstCall } from '../helpers/interceptors.js';
-import { type TestBroker, startTestBroker } from '../helpers/test-server.js';
+import { type TestBroker, removeDirectory, startTestBroker, unusedPort } from '../helpers/test-server.js';
+import { CLEAN_SHUTDOWN_FILE, LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, partitionDirectory } from '../../src/storage/file-names.js';
 
 let broker: TestBroker;
 let admin: Admin;
@@ -1156,6 +1159,68 @@ describe('records of a membership the member may have lost without knowing it', 
       await writer.close();
       if (second !== null) await second.dispose();
       else await first.dispose();
+    }
+  });
+
+  // A power loss under flush=interval took records the member had read (and committed past),
+  // and the restarted broker gives their offsets out again. The member, running on, knew a
+  // position past the new end: it repeated the records before it (reset policy) or, once new
+  // records reached that position, skipped those written at the lost offsets, and committed
+  // past them. The broker now removes such a member at start, so it rejoins and reads from the
+  // group's commit, lowered to the end.
+  it('after a restart that lost records it had read (flush=interval, a power loss), a member drops its partitions without committing and reads the records written again at those offsets, none skipped or repeated', async () => {
+    const listen = `127.0.0.1:${await unusedPort()}`;
+    const settings = { listen, groupHeartbeatIntervalMs: 200 };
+    let running: TestBroker | null = await startTestBroker(settings);
+    const dataDir = running.dataDir;
+    const name = 'cut-by-power-loss';
+    const partitionDir = partitionDirectory(dataDir, name, 0);
+    const logFile = (): string => join(partitionDir, readdirSync(partitionDir).find((file) => file.endsWith(LOG_SUFFIX))!);
+    const setup = new Admin({ server: listen });
+    await setup.createTopic(name, { partitions: 1, configs: { flush: 'interval', 'flush.ms': '3600000' } });
+    await setup.close();
+    const reader = new Consumer({ server: listen, deadlineMs: 5_000, resetPolicy: 'earliest', groupId: name, subscribe: [name], autoCommit: false, retryBackoffMs: 20, retryBackoffMaxMs: 100 });
+    const lost: PartitionsLostEvent[] = [];
+    reader.on('partitionsLost', (event) => lost.push(event));
+    const read = async (count: number): Promise<string[]> => {
+      const values: string[] = [];
+      const deadline = Date.now() + 20_000;
+      while (values.length < count && Date.now() < deadline) {
+        const batch = await reader.nextBatch({ timeoutMs: 1_000 });
+        for (const record of batch?.records ?? []) values.push(`${record.offset}:${record.value?.toString()}`);
+      }
+      return values;
+    };
+    try {
+      let producer = new Producer({ server: listen, lingerMs: 0 });
+      for (const value of ['kept-0', 'kept-1', 'kept-2']) await producer.send({ topic: name, value });
+      const keptBytes = statSync(logFile()).size; // what the power loss leaves on disk
+      for (const value of ['lost-3', 'lost-4', 'lost-5']) await producer.send({ topic: name, value });
+      await producer.close();
+      expect(await read(6)).toEqual(['0:kept-0', '1:kept-1', '2:kept-2', '3:lost-3', '4:lost-4', '5:lost-5']);
+      await reader.commit();
+
+      await running.stop();
+      running = null;
+      truncateSync(logFile(), keptBytes);
+      for (const marker of [CLEAN_SHUTDOWN_FILE, RECOVERY_CHECKPOINT_FILE]) rmSync(join(partitionDir, marker), { force: true });
+      running = await startTestBroker({ ...settings, dataDir });
+      // The lost offsets are given out again, and past the member's old position too.
+      producer = new Producer({ server: listen, lingerMs: 0 });
+      for (const value of ['new-3', 'new-4', 'new-5', 'new-6', 'new-7']) await producer.send({ topic: name, value });
+      await producer.close();
+
+      expect(await read(5)).toEqual(['3:new-3', '4:new-4', '5:new-5', '6:new-6', '7:new-7']);
+      expect(lost.map((event) => [event.partitions, event.error.code])).toEqual([[[{ topic: name, partition: 0 }], 'NOT_FOUND']]);
+      await reader.commit();
+      const admin = new Admin({ server: listen });
+      const offsets = await admin.fetchOffsets(name);
+      await admin.close();
+      expect(offsets.map(({ offset }) => offset)).toEqual([8]);
+    } finally {
+      await reader.close();
+      if (running !== null) await running.stop();
+      removeDirectory(dataDir);
     }
   });
 

@@ -1136,6 +1136,57 @@ describe('membership across a restart', () => {
     expect(a.owned).toHaveLength(1);
   });
 
+  // A crash took records some group had committed past, so any reader may have read past the
+  // recovered end: a kept member's consumer, running on across the restart, would fetch from
+  // there and skip the records written at those offsets again.
+  it('removes, at start, every kept member owning a partition a group had committed past the end of, and keeps the others', async () => {
+    await broker.createTopic('t', 2, {});
+    await broker.createTopic('u', 1, {});
+    await produce('t', 0, 3, () => T0);
+    const a = join('g', ['t']);
+    const b = join('h', ['t']);
+    const c = join('k', ['u', 't']);
+    const d = join('k', ['u', 't']);
+    settle([a, b, c, d]);
+    const cOwnsCut = c.owned.some(({ topic, partition }) => topic === 't' && partition === 0);
+    const [holder, bystander] = cOwnsCut ? [c, d] : [d, c];
+    expect(label(bystander.owned)).not.toContain('t-0');
+    // What the crash leaves: g's commit past records that are gone.
+    await new OffsetStore(broker.metadataStore.root).commit('g', [{ topic: 't', partition: 0, offset: 9, metadata: '', commitTimeMs: T0 }]);
+    for (const group of ['g', 'h', 'k']) await coordinator.membershipDurable(group);
+    await restart();
+    await coordinator.checkAgainstRecoveredLogs();
+    expect(coordinator.fetchOffsets('g', []).map(({ offset }) => offset)).toEqual([3]);
+    for (const removed of [a, b, holder]) expect((await failure(() => beat(removed))).code).toBe(ErrorCode.NOT_FOUND);
+    // The other member of k is kept, with what it owned (and, in time, the holder's share).
+    const owned = label(bystander.owned);
+    beat(bystander);
+    expect(owned.filter((key) => !label(bystander.owned).includes(key))).toEqual([]);
+    // The removal was made durable before serving: another restart does not bring them back.
+    await restart();
+    expect(await membersOf('g')).toEqual([]); // kept for its offsets
+    expect(coordinator.listGroups().map(({ groupId }) => groupId)).not.toContain('h'); // nothing left of it
+    expect((await membersOf('k')).map(({ memberId }) => memberId)).toEqual([bystander.memberId]);
+    // The removed consumer joins again and is given its partitions, to read from the lowered commit.
+    const again = join('g', ['t']);
+    settle([again]);
+    expect(label(again.owned)).toEqual(['t-0', 't-1']);
+  });
+
+  it('keeps every member across a restart that cut nothing, whatever the topics\' flush', async () => {
+    await broker.createTopic('t', 1, { flush: 'interval' });
+    await produce('t', 0, 3, () => T0);
+    const a = join('g', ['t']);
+    settle([a]);
+    await coordinator.commit('g', a.memberId, a.epoch, [{ topic: 't', partition: 0, offset: 3, metadata: '' }]);
+    await coordinator.membershipDurable('g');
+    await restart();
+    await coordinator.checkAgainstRecoveredLogs();
+    const epoch = a.epoch;
+    beat(a);
+    expect([a.epoch, label(a.owned)]).toEqual([epoch, ['t-0']]);
+  });
+
   it('gives a kept member a whole session from the restart, and removes it once that has passed without a heartbeat', async () => {
     await broker.createTopic('t', 1, {});
     settle([join('g', ['t'])]);
