@@ -5,12 +5,15 @@
 // a produce says so too, resends once it is back, and produces every line once; method: the
 // compiled CLI run as child processes against a broker run as a child process itself
 // (spawnBroker), killed with SIGKILL and started again on its address, awaited with deadlines.
+import { readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Admin } from '../../src/client/admin.js';
 import { Producer } from '../../src/client/producer.js';
 import { type CliProcess, startCli } from '../helpers/cli.js';
 import { type BrokerProcess, removeDirectory, spawnBroker, temporaryDirectory } from '../helpers/test-server.js';
 import { waitUntil } from '../helpers/wait.js';
+import { LOG_SUFFIX, RECOVERY_CHECKPOINT_FILE, partitionDirectory } from '../../src/storage/file-names.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -83,6 +86,43 @@ describe('the broker killed under a running command', () => {
     expect(await tail.interrupt(30_000)).toEqual({ code: 0, signal: null });
     expect(tail.lines).toEqual(['a', 'b']);
     expect(tail.stderr.split('\n').slice(1)).toEqual(['strata: the broker is back; following lost-tail again', '']);
+  });
+
+  // A power loss under flush=interval took records the tail had printed, and the restarted
+  // broker gives their offsets out again: the tail went on at the offset it had reached, past the
+  // log's new end, got OUT_OF_RANGE and exited 1.
+  it('tail: when the broker comes back with records it had printed lost, says so and follows from the new end', async () => {
+    const { broker, admin, dataDir } = await brokerWith('cut-tail', []);
+    await admin.alterTopicConfigs('cut-tail', { flush: 'interval', 'flush.ms': '3600000' });
+    const partitionDir = partitionDirectory(dataDir, 'cut-tail', 0);
+    const logFile = (): string => join(partitionDir, readdirSync(partitionDir).find((file) => file.endsWith(LOG_SUFFIX))!);
+    const send = async (server: string, values: string[]): Promise<void> => {
+      const producer = new Producer({ server });
+      try {
+        for (const value of values) await producer.send({ topic: 'cut-tail', value });
+      } finally {
+        await producer.close();
+      }
+    };
+    await send(broker.address, ['a']);
+    const keptBytes = statSync(logFile()).size; // what the power loss leaves on disk
+    await send(broker.address, ['b', 'c']);
+    const tail = started(['tail', 'cut-tail', '--server', broker.address]);
+    await tail.waitForLine((line) => line === 'c', 20_000);
+    await killBroker(broker);
+    truncateSync(logFile(), keptBytes);
+    rmSync(join(partitionDir, RECOVERY_CHECKPOINT_FILE), { force: true });
+    const again = await spawnBroker(dataDir, ['--listen', broker.address]);
+    cleanups.push(async () => {
+      if (again.child.exitCode === null && again.child.signalCode === null) again.child.kill('SIGKILL');
+      await again.exited;
+    });
+    const notice = 'strata: cut-tail-0 now ends at offset 1, before offset 3 that was printed up to (records lost in a crash, or cut by a repair); following from 1';
+    await waitUntil(() => tail.stderr.includes(notice), () => `the notice of the cut log; stderr: ${tail.stderr}`, 30_000);
+    await send(again.address, ['x', 'y']);
+    await tail.waitForLine((line) => line === 'y', 30_000);
+    expect(await tail.interrupt(30_000)).toEqual({ code: 0, signal: null });
+    expect(tail.lines).toEqual(['a', 'b', 'c', 'x', 'y']);
   });
 
   it('produce: says it lost the broker, resends once it is back, says so, and every line is produced once', async () => {

@@ -144,6 +144,26 @@ async function tail(argv: TailArgs): Promise<void> {
     };
 
     /**
+     * Where a partition goes on when `start` has left its log. Below the log start, retention
+     * removed the history not yet read (or a new partition's first records), or, while it
+     * followed, records it had not printed yet: it goes on from what is still stored. Past the
+     * log's end, a restarted broker lost records it had printed (a power loss under
+     * `flush=interval`, a log cut by `strata repair`), whose offsets it gives out again: it goes
+     * on from the end, so the records written there are printed. Said on stderr when records it
+     * would have printed are passed.
+     */
+    const resumeAfterOutOfRange = async (partition: number, start: number, inHistory: boolean): Promise<number> => {
+      const { logStartOffset, highWatermark: end } = await listOffsets(connection, argv.topic, partition, 'latest');
+      const name = `${argv.topic}-${partition}`;
+      if (start > end) {
+        process.stderr.write(`strata: ${name} now ends at offset ${end}, before offset ${start} that was printed up to (records lost in a crash, or cut by a repair); following from ${end}\n`);
+        return end;
+      }
+      if (!inHistory) process.stderr.write(`strata: retention deleted ${name} offsets ${start} to ${logStartOffset - 1} before they were printed; following from ${logStartOffset}\n`);
+      return logStartOffset;
+    };
+
+    /**
      * Follows one partition: its history, the records below `highWatermark`, first, then what
      * comes. A partition added since the start (`highWatermark` null) has no history: all of it
      * is new, followed from its first record.
@@ -185,10 +205,8 @@ async function tail(argv: TailArgs): Promise<void> {
             await setTimeout(delayMs, undefined, { signal: stopWatching.signal }).catch(() => undefined);
             continue;
           }
-          // Retention removed the history not yet read (or a new partition's first records): it
-          // goes on from what is still stored, and has no history left if that is past the watermark.
-          if (!((inHistory || highWatermark === null) && isStrataClientError(error, 'OUT_OF_RANGE'))) throw error;
-          start = (await listOffsets(connection, argv.topic, partition, 'earliest')).offset;
+          if (!isStrataClientError(error, 'OUT_OF_RANGE')) throw error;
+          start = await resumeAfterOutOfRange(partition, start, inHistory);
           if (inHistory && start >= highWatermark!) await endHistory();
         }
       }
