@@ -371,7 +371,39 @@ describe('strata bench', () => {
     }
   });
 
-  it('refuses options that do not fit together', async () => {
+  // A test each: run one after another in a single test, they took 30-60 s on a slow machine,
+  // against its 60 s timeout.
+  const refusals: [string[], string][] = [
+    [['e2e', '--rate', '1', '--duration', '0.4'], '--rate × --duration must give at least 1 measured record for e2e, got 1 × 0.4'],
+    [['baseline', '--workload', 'e2e', '--rate', '2', '--duration', '0.2'], '--rate × --duration must give at least 1 measured record for e2e, got 2 × 0.2'],
+    [['baseline', '--workload', 'consume', '--path', 'records'], 'baseline --workload consume cannot fill with --path records: the no-op server keeps no plain records to read back'],
+    [['baseline', '--workload', 'consume', '--group', 'g'], 'baseline --workload consume cannot read with --group: the no-op server has no consumer groups'],
+    // A baseline runs with its workload's options only: another would be ignored, or reported as if it applied.
+    [['baseline', '--workload', 'consume', '--rate', '5000'], '--rate is not used by baseline --workload consume, which takes the options of strata bench consume'],
+    [['baseline', '--workload', 'e2e', '--records', '5'], '--records is not used by baseline --workload e2e, which takes the options of strata bench e2e'],
+    [['baseline', '--duration', '5'], '--duration is not used by baseline --workload produce, which takes the options of strata bench produce'],
+    // What yargs makes of a number option given something else (NaN) reads as the other commands say it.
+    [['produce', '--records', 'abc'], '--records must be a positive integer, got a non-number'],
+    [['e2e', '--rate', 'fast'], '--rate must be a positive number, got a non-number'],
+    [['e2e', '--warmup-seconds', 'none'], '--warmup-seconds must be a non-negative number, got a non-number'],
+    [['produce', '--record-size', '100000000'], '--record-size must be at most 1048448 (a record in a batch of the default max.message.bytes), got 100000000'],
+    [['produce', '--server-metrics', '127.0.0.1:9464'], '--server-metrics is for a broker at --server; with --local the benchmark reads its own broker\'s metrics'],
+    [['produce', '--server-metrics', 'metrics'], '--server-metrics must be HOST:PORT, got "metrics"'],
+    [['produce', '--server-metrics', '127.0.0.1:1', '--server-metrics', '127.0.0.1:2'], '--server-metrics was given 2 times; it takes one value'],
+    // The broker --local starts serves plaintext and asks for no token.
+    [['produce', '--token', 'secret'], '--token is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
+    [['e2e', '--tls-ca-file=ca.pem'], '--tls-ca-file is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
+    [['consume', '--tlsCaFile', 'ca.pem'], '--tls-ca-file is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
+    // Given, yet the run would not use them (options with a default too: what counts is the command line).
+    [['produce', '--server', '127.0.0.1:50051'], '--server does not go with --local, which starts a broker of its own: give one of them'],
+    [['e2e', '--server=127.0.0.1:50051'], '--server does not go with --local, which starts a broker of its own: give one of them'],
+    [['consume', '--acks', 'none'], '--acks none does not apply to consume: its fill always sends with acks=all, so that every record is readable when the read starts'],
+    [['baseline', '--workload', 'consume', '--acks', 'leader'], '--acks leader does not apply to baseline --workload consume: its fill always sends with acks=all, so that every record is readable when the read starts'],
+    [['produce', '--path', 'records', '--linger-ms', '5'], '--linger-ms is not used by --path records, which sends plain-records requests itself (no Producer): its bound is the requests in flight'],
+    [['baseline', '--path', 'records', '--bufferBytes', '1048576'], '--buffer-bytes is not used by --path records, which sends plain-records requests itself (no Producer): its bound is the requests in flight'],
+  ];
+
+  it('refuses options that do not fit together: --profile-server without --local, e2e records too small for their timestamp', async () => {
     await expect(run(process.execPath, [join(PACKAGE_ROOT, 'bin', 'strata.js'), 'bench', 'produce', '--profile-server', directory])).rejects.toMatchObject({
       code: 2,
       stderr: expect.stringContaining('--profile-server needs --local'),
@@ -380,40 +412,15 @@ describe('strata bench', () => {
       code: 2,
       stderr: expect.stringContaining('at least 8'),
     });
-    const refusals: [string[], string][] = [
-      [['e2e', '--rate', '1', '--duration', '0.4'], '--rate × --duration must give at least 1 measured record for e2e, got 1 × 0.4'],
-      [['baseline', '--workload', 'e2e', '--rate', '2', '--duration', '0.2'], '--rate × --duration must give at least 1 measured record for e2e, got 2 × 0.2'],
-      [['baseline', '--workload', 'consume', '--path', 'records'], 'baseline --workload consume cannot fill with --path records: the no-op server keeps no plain records to read back'],
-      [['baseline', '--workload', 'consume', '--group', 'g'], 'baseline --workload consume cannot read with --group: the no-op server has no consumer groups'],
-      // A baseline runs with its workload's options only: another would be ignored, or reported as if it applied.
-      [['baseline', '--workload', 'consume', '--rate', '5000'], '--rate is not used by baseline --workload consume, which takes the options of strata bench consume'],
-      [['baseline', '--workload', 'e2e', '--records', '5'], '--records is not used by baseline --workload e2e, which takes the options of strata bench e2e'],
-      [['baseline', '--duration', '5'], '--duration is not used by baseline --workload produce, which takes the options of strata bench produce'],
-      // What yargs makes of a number option given something else (NaN) reads as the other commands say it.
-      [['produce', '--records', 'abc'], '--records must be a positive integer, got a non-number'],
-      [['e2e', '--rate', 'fast'], '--rate must be a positive number, got a non-number'],
-      [['e2e', '--warmup-seconds', 'none'], '--warmup-seconds must be a non-negative number, got a non-number'],
-      [['produce', '--record-size', '100000000'], '--record-size must be at most 1048448 (a record in a batch of the default max.message.bytes), got 100000000'],
-      [['produce', '--server-metrics', '127.0.0.1:9464'], '--server-metrics is for a broker at --server; with --local the benchmark reads its own broker\'s metrics'],
-      [['produce', '--server-metrics', 'metrics'], '--server-metrics must be HOST:PORT, got "metrics"'],
-      [['produce', '--server-metrics', '127.0.0.1:1', '--server-metrics', '127.0.0.1:2'], '--server-metrics was given 2 times; it takes one value'],
-      // The broker --local starts serves plaintext and asks for no token.
-      [['produce', '--token', 'secret'], '--token is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
-      [['e2e', '--tls-ca-file=ca.pem'], '--tls-ca-file is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
-      [['consume', '--tlsCaFile', 'ca.pem'], '--tls-ca-file is for a broker at --server: the broker --local starts serves plaintext and asks for no token'],
-      // Given, yet the run would not use them (options with a default too: what counts is the command line).
-      [['produce', '--server', '127.0.0.1:50051'], '--server does not go with --local, which starts a broker of its own: give one of them'],
-      [['e2e', '--server=127.0.0.1:50051'], '--server does not go with --local, which starts a broker of its own: give one of them'],
-      [['consume', '--acks', 'none'], '--acks none does not apply to consume: its fill always sends with acks=all, so that every record is readable when the read starts'],
-      [['baseline', '--workload', 'consume', '--acks', 'leader'], '--acks leader does not apply to baseline --workload consume: its fill always sends with acks=all, so that every record is readable when the read starts'],
-      [['produce', '--path', 'records', '--linger-ms', '5'], '--linger-ms is not used by --path records, which sends plain-records requests itself (no Producer): its bound is the requests in flight'],
-      [['baseline', '--path', 'records', '--bufferBytes', '1048576'], '--buffer-bytes is not used by --path records, which sends plain-records requests itself (no Producer): its bound is the requests in flight'],
-    ];
-    for (const [args, message] of refusals) {
-      const result = await runCli(['bench', ...args, '--local']);
-      expect(result.code).toBe(2);
-      expect(result.stderr).toBe(`strata: ${message}\n`);
-    }
+  });
+
+  it.each(refusals)('refuses bench %j with one line (exit 2)', async (args, message) => {
+    const result = await runCli(['bench', ...args, '--local']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(`strata: ${message}\n`);
+  });
+
+  it('refuses a baseline at a broker on another machine, and a --json file it cannot write', async () => {
     // Refused before any run: the ratio would measure the network; the figures would be lost.
     const elsewhere = await runCli(['bench', 'baseline', '--server', '192.0.2.1:50051']);
     expect([elsewhere.code, elsewhere.stderr]).toEqual([
