@@ -164,6 +164,9 @@ const OFFSET_METADATA_BYTES_MAX = 4096;
 /** Groups named in a line about many (the rest are counted). */
 const GROUPS_NAMED = 20;
 
+/** A member's partitions named in a line about them (the rest are counted). */
+const PARTITIONS_NAMED = 20;
+
 /** Partition moves named in a rebalance's log line; the rest are counted (a 1,000-partition group moves hundreds at once). */
 const REBALANCE_MOVES_LOGGED = 20;
 
@@ -992,10 +995,9 @@ export class GroupCoordinator {
       const removed = group.removeOwnersOf(cut, topics);
       if (removed.length === 0) continue;
       for (const { memberId, clientId, host, partitions } of removed) {
-        const names = partitions.slice(0, 20).map((key) => {
-          const { topic, partition } = splitTp(key);
-          return `${topic}-${partition}`;
-        });
+        const names = sortedPairs(partitions)
+          .slice(0, PARTITIONS_NAMED)
+          .map(({ topic, partition }) => `${topic}-${partition}`);
         const more = partitions.length > names.length ? ` and ${partitions.length - names.length} more` : '';
         this.logger.warn(
           { group: group.groupId, memberId, clientId, host, partitions: names, partitionCount: partitions.length },

@@ -92,7 +92,7 @@ function sendMetrics(request: IncomingMessage, response: ServerResponse, text: s
  * Whether an `Accept-Encoding` header accepts gzip: named, or covered by `*`, with a quality
  * above 0 (`gzip;q=0` refuses it, whatever `*` says).
  */
-export function acceptsGzip(header: string | undefined): boolean {
+function acceptsGzip(header: string | undefined): boolean {
   if (header === undefined) return false;
   let wildcard = false;
   for (const entry of header.split(',')) {
