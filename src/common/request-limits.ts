@@ -67,27 +67,31 @@ export const BATCH_BYTES_MAX = 16 * 1024 * 1024;
  */
 export const BATCH_RECORD_BYTES_MIN = 7;
 
+/** The bytes of a Kafka v2 batch before its records (`RECORDS_OFFSET` in `storage/record-batch.ts`). */
+export const BATCH_OVERHEAD_BYTES = 61;
+
 /**
  * The most records one ProduceRequest may carry: more cannot fit in one batch of
- * `BATCH_BYTES_MAX`. A record costs only two bytes in a request (an empty `Record`) but seven
+ * `BATCH_BYTES_MAX`, after the batch's own header. A record costs only two bytes in a request (an empty `Record`) but seven
  * in the batch built from it, and every record was parsed before the batch's size was known:
  * a 60 MiB request of 31 million empty records held the event loop for 11.5 s and took 2 GB
  * before it was refused. The decoder stops at this bound instead. Records without a partition
  * may spread over several partitions by key, so a request of more could in principle fit; it
  * is refused all the same, as one request is bounded work: such a client sends several.
  */
-export const PRODUCE_REQUEST_RECORDS_MAX = Math.floor(BATCH_BYTES_MAX / BATCH_RECORD_BYTES_MIN);
+export const PRODUCE_REQUEST_RECORDS_MAX = Math.floor((BATCH_BYTES_MAX - BATCH_OVERHEAD_BYTES) / BATCH_RECORD_BYTES_MIN);
 
 /** The fewest bytes a header takes in a Kafka v2 batch: its key length and value length. */
 export const BATCH_HEADER_BYTES_MIN = 2;
 
 /**
- * The most headers, over all its records, one ProduceRequest may carry, for the same reason:
+ * The most headers, over all its records, one ProduceRequest may carry (those of one record in
+ * a batch of its own; records add bytes, not room), for the same reason:
  * an empty `Header` costs two bytes in a request, and 16 in the ranges the broker parses it
  * into. A 64 MiB request of one record with 33 million empty headers took about 768 MiB before
  * it was refused for its batch's size; the parser stops at this bound instead.
  */
-export const PRODUCE_REQUEST_HEADERS_MAX = Math.floor(BATCH_BYTES_MAX / BATCH_HEADER_BYTES_MIN);
+export const PRODUCE_REQUEST_HEADERS_MAX = Math.floor((BATCH_BYTES_MAX - BATCH_OVERHEAD_BYTES - BATCH_RECORD_BYTES_MIN) / BATCH_HEADER_BYTES_MIN);
 
 /**
  * Most groups one ListGroups answer holds when it pages: at the longest ids (255 characters of 3

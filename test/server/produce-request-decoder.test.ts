@@ -6,7 +6,7 @@
 import { status } from '@grpc/grpc-js';
 import protobuf from 'protobufjs/minimal.js';
 import { describe, expect, it } from 'vitest';
-import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES_MIN, BATCH_RECORD_BYTES_MIN, PRODUCE_REQUEST_HEADERS_MAX, PRODUCE_REQUEST_RECORDS_MAX } from '../../src/common/request-limits.js';
+import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES_MIN, BATCH_OVERHEAD_BYTES, BATCH_RECORD_BYTES_MIN, PRODUCE_REQUEST_HEADERS_MAX, PRODUCE_REQUEST_RECORDS_MAX } from '../../src/common/request-limits.js';
 import { strata } from '../../src/generated/strata.js';
 import { decodeProduceRequest } from '../../src/server/produce-request-decoder.js';
 import { toGrpcFailure } from '../../src/server/status.js';
@@ -15,6 +15,7 @@ import { parseWireRecords } from '../../src/server/wire-records.js';
 import { resolveLogConfig } from '../../src/storage/log-config.js';
 import { APPEND_BYTES_MAX } from '../../src/storage/partition-log.js';
 import { buildBatchFromRanges } from '../../src/storage/record-batch-builder.js';
+import { RECORDS_OFFSET } from '../../src/storage/record-batch.js';
 
 const v1 = strata.v1;
 /** An empty `Record` as a `records` entry: tag of field 3 (length-delimited), length 0. */
@@ -106,13 +107,23 @@ describe('the bound stands for the storage limits', () => {
     expect(APPEND_BYTES_MAX).toBe(BATCH_BYTES_MAX);
   });
 
-  it('an empty record takes BATCH_RECORD_BYTES_MIN bytes in a batch', () => {
-    expect(batchBytesOf(emptyRecords(3)) - batchBytesOf(emptyRecords(2))).toBe(BATCH_RECORD_BYTES_MIN);
-    expect(PRODUCE_REQUEST_RECORDS_MAX).toBe(Math.floor(BATCH_BYTES_MAX / BATCH_RECORD_BYTES_MIN));
+  it('a batch has BATCH_OVERHEAD_BYTES before its records', () => {
+    expect(BATCH_OVERHEAD_BYTES).toBe(RECORDS_OFFSET);
   });
 
-  it('an empty header takes BATCH_HEADER_BYTES_MIN bytes in a batch', () => {
+  // The bound was BATCH_BYTES_MAX / 7, which left out the batch's header: requests of up to 9
+  // records more passed it, then were refused as a batch too large, with another message.
+  it('an empty record takes BATCH_RECORD_BYTES_MIN bytes in a batch, and PRODUCE_REQUEST_RECORDS_MAX of them are the most that fit in one', () => {
+    expect(batchBytesOf(emptyRecords(3)) - batchBytesOf(emptyRecords(2))).toBe(BATCH_RECORD_BYTES_MIN);
+    const bytesOf = (records: number): number => batchBytesOf(emptyRecords(1)) + (records - 1) * BATCH_RECORD_BYTES_MIN;
+    expect(bytesOf(PRODUCE_REQUEST_RECORDS_MAX)).toBeLessThanOrEqual(BATCH_BYTES_MAX);
+    expect(bytesOf(PRODUCE_REQUEST_RECORDS_MAX + 1)).toBeGreaterThan(BATCH_BYTES_MAX);
+  });
+
+  it('an empty header takes BATCH_HEADER_BYTES_MIN bytes in a batch, and PRODUCE_REQUEST_HEADERS_MAX of them are the most that fit in one, on one record', () => {
     expect(batchBytesOf(emptyHeaders(3)) - batchBytesOf(emptyHeaders(2))).toBe(BATCH_HEADER_BYTES_MIN);
-    expect(PRODUCE_REQUEST_HEADERS_MAX).toBe(Math.floor(BATCH_BYTES_MAX / BATCH_HEADER_BYTES_MIN));
+    const bytesOf = (headers: number): number => batchBytesOf(emptyHeaders(1)) + (headers - 1) * BATCH_HEADER_BYTES_MIN;
+    expect(bytesOf(PRODUCE_REQUEST_HEADERS_MAX)).toBeLessThanOrEqual(BATCH_BYTES_MAX);
+    expect(bytesOf(PRODUCE_REQUEST_HEADERS_MAX + 1)).toBeGreaterThan(BATCH_BYTES_MAX);
   });
 });
