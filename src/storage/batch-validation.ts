@@ -16,6 +16,7 @@ import {
   Compression,
   compressionOf,
   CONTROL_MASK,
+  TRANSACTIONAL_MASK,
   CURRENT_MAGIC,
   INFLATE_CHUNK_BYTES,
   INFLATED_BATCH_BYTES_MAX,
@@ -143,7 +144,8 @@ function corruptBatch(index: number, position: number, problem: string): StrataE
 
 /**
  * What a batch's header must say about its records, checked without reading them: a positive
- * record count, `lastOffsetDelta` of `count - 1`, not a control batch, a codec Strata reads.
+ * record count, `lastOffsetDelta` of `count - 1`, neither a control nor a transactional batch, a
+ * codec Strata reads.
  */
 function checkRecordsHeader(buffer: Buffer, position: number): string | null {
   const count = readRecordCount(buffer, position);
@@ -154,6 +156,8 @@ function checkRecordsHeader(buffer: Buffer, position: number): string | null {
   }
   const attributes = readAttributes(buffer, position);
   if (attributes & CONTROL_MASK) return 'control batches are not accepted from producers';
+  // Kafka's readers would take such a batch for part of a transaction no marker ever ends.
+  if (attributes & TRANSACTIONAL_MASK) return 'transactional batches are not accepted: Strata has no transactions (clear bit 4 of the attributes)';
   // A batch's max timestamp places it in the time index and ages it for retention.
   const maxTimestamp = readMaxTimestamp(buffer, position);
   if (maxTimestamp < 0) return `max timestamp ${maxTimestamp} is negative: records need timestamps, in milliseconds since the epoch`;

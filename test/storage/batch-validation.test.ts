@@ -260,6 +260,19 @@ describe('checkCompressedRecords (a gzip batch inflated on the thread pool)', ()
   });
 });
 
+describe('batch attributes a producer may not set', () => {
+  it('refuses a control batch and a transactional one: Strata has no transactions, and Kafka readers would wait on one for a marker that never comes', async () => {
+    const transactional = buildBatch([{ value: b('a') }], { timestamp: T0, producerId: 7, producerEpoch: 0, baseSequence: 0, transactional: true });
+    const transactionalError = await rejection(validateBatches(transactional, BATCH_BYTES_MAX));
+    expect([transactionalError.code, transactionalError.message]).toEqual([ErrorCode.CORRUPT_BATCH, 'invalid record batch 0 at byte 0: transactional batches are not accepted: Strata has no transactions (clear bit 4 of the attributes)']);
+    const plain = buildBatch([{ value: b('a') }], { timestamp: T0 });
+    const control = withMaxTimestamp(plain, T0, 0x20);
+    const controlError = await rejection(validateBatches(control, BATCH_BYTES_MAX));
+    expect([controlError.code, controlError.message]).toEqual([ErrorCode.CORRUPT_BATCH, 'invalid record batch 0 at byte 0: control batches are not accepted from producers']);
+    await validateBatches(plain, BATCH_BYTES_MAX);
+  });
+});
+
 /** `batch` with its header's max timestamp (and attributes, when given) changed, resealed. */
 function withMaxTimestamp(batch: Buffer, maxTimestamp: number, attributes?: number): Buffer {
   const changed = Buffer.from(batch);
