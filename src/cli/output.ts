@@ -34,7 +34,7 @@ import { escapeUnprintable } from '../common/printable.js';
 import { systemErrorText } from '../common/errors.js';
 import { UsageError } from './cli-errors.js';
 import { PARTITION_MAX } from '../client/option-checks.js';
-import { integerRangeProblem } from '../common/integer-range.js';
+import { integerRangeProblem, shownNumber } from '../common/integer-range.js';
 
 /** Bytes held before a write to the stream. */
 export const OUTPUT_CHUNK_BYTES = 256 * 1024;
@@ -384,7 +384,4 @@ export function partitionFlag(value: number | undefined, flag: string): number |
   return value;
 }
 
-/** A number flag's value as a message shows it: yargs makes NaN of a value that is no number. */
-export function shownNumber(value: unknown): string {
-  return typeof value === 'number' && Number.isNaN(value) ? 'a non-number' : String(value);
-}
+export { shownNumber };

@@ -68,6 +68,7 @@ import { TIMER_DELAY_MAX_MS } from '../common/clock.js';
 import { yieldToEventLoop } from '../common/event-loop.js';
 import { FifoQueue } from '../common/fifo-queue.js';
 import { plural } from '../common/plural.js';
+import { shownNumber } from '../common/integer-range.js';
 import { defaultClientLogger, type Logger } from '../common/logger.js';
 import { strata } from '../generated/strata.js';
 import { BATCH_HEADER_BYTES, type CompressionName, type RecordHeader } from '../storage/record-batch.js';
@@ -521,7 +522,7 @@ export class Producer extends EventEmitter<ProducerEvents> {
       value = toBytes(message.value, 'value');
       headers = message.headers === undefined || message.headers === null ? null : toHeaders(message.headers);
       timestamp = message.timestamp ?? now;
-      if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw invalidArgument(`timestamp must be a non-negative integer (ms), got ${timestamp}`);
+      if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw invalidArgument(`timestamp must be a non-negative integer (ms) up to 2^53 - 1, got ${shownNumber(timestamp)}`);
       sizeBytes = recordSize(key, value, headers);
       if (sizeBytes > this.bufferBytesMax) {
         throw new StrataClientError('RESOURCE_EXHAUSTED', `a record of about ${sizeBytes} bytes can never fit the producer's bufferBytes of ${this.bufferBytesMax}`);

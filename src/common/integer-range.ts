@@ -8,8 +8,19 @@ import { ErrorCode, StrataError } from './errors.js';
  */
 export function integerRangeProblem(name: string, value: number, minimum: number, maximum: number): string | null {
   if (Number.isSafeInteger(value) && value >= minimum && value <= maximum) return null;
-  // NaN is what yargs makes of a number flag given something else.
-  return `${name} must be an integer from ${minimum} to ${maximum}, got ${Number.isNaN(value) ? 'a non-number' : value}`;
+  return `${name} must be an integer from ${minimum} to ${maximum}, got ${shownNumber(value)}`;
+}
+
+/**
+ * `value` as a message quotes it. NaN is what yargs makes of a number flag given something
+ * else. Past 2^53 - 1 a number is no longer the one written (`9223372036854775808` reads as
+ * 9223372036854776000), so it is said to be past that, not quoted as another number.
+ */
+export function shownNumber(value: unknown): string {
+  if (typeof value !== 'number') return String(value);
+  if (Number.isNaN(value)) return 'a non-number';
+  if (Number.isFinite(value) && Math.abs(value) > Number.MAX_SAFE_INTEGER) return `a number past ${value < 0 ? '-(2^53 - 1)' : '2^53 - 1'} (about ${value.toExponential(3)})`;
+  return String(value);
 }
 
 /**

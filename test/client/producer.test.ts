@@ -1161,6 +1161,17 @@ describe('idempotent retries', () => {
     expect(values(await readLog(name, 0))).toEqual(['now', 'a second ahead']);
   });
 
+  it('refuses a timestamp that is negative, a fraction or past 2^53 - 1, saying which, and sends nothing', async () => {
+    const name = await topic(1);
+    const target = producer({ lingerMs: 0 });
+    const refusedWith = async (timestamp: number): Promise<unknown> => target.send({ topic: name, value: 'x', timestamp }).catch((caught: unknown) => caught);
+    expect(await refusedWith(-1)).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'timestamp must be a non-negative integer (ms) up to 2^53 - 1, got -1' });
+    expect(await refusedWith(1.5)).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'timestamp must be a non-negative integer (ms) up to 2^53 - 1, got 1.5' });
+    // 1e16 reads as 10000000000000000, a non-negative integer: the message says what is wrong with it.
+    expect(await refusedWith(1e16)).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'timestamp must be a non-negative integer (ms) up to 2^53 - 1, got a number past 2^53 - 1 (about 1.000e+16)' });
+    expect(await target.send({ topic: name, value: 'sent' })).toEqual({ partition: 0, offset: 0 });
+  });
+
   it('learns a lowered max.message.bytes after a refusal, also when sending to an explicit partition', async () => {
     const name = await topic(1, { 'max.message.bytes': '4096' });
     const target = producer({ lingerMs: 0, metadataMaxAgeMs: 3_600_000 });
