@@ -384,4 +384,3 @@ export function partitionFlag(value: number | undefined, flag: string): number |
   return value;
 }
 
-export { shownNumber };

@@ -67,15 +67,18 @@ export const BATCH_BYTES_MAX = 16 * 1024 * 1024;
  */
 export const BATCH_RECORD_BYTES_MIN = 7;
 
-/** The bytes of a Kafka v2 batch before its records (`RECORDS_OFFSET` in `storage/record-batch.ts`). */
+/**
+ * The bytes of a Kafka v2 batch before its records: `RECORDS_OFFSET` in `storage/record-batch.ts`,
+ * which imports this module (a test checks the two agree).
+ */
 export const BATCH_OVERHEAD_BYTES = 61;
 
 /**
  * The most records one ProduceRequest may carry: more cannot fit in one batch of
- * `BATCH_BYTES_MAX`, after the batch's own header. A record costs only two bytes in a request (an empty `Record`) but seven
- * in the batch built from it, and every record was parsed before the batch's size was known:
- * a 60 MiB request of 31 million empty records held the event loop for 11.5 s and took 2 GB
- * before it was refused. The decoder stops at this bound instead. Records without a partition
+ * `BATCH_BYTES_MAX`, after the batch's own header. A record costs only two bytes in a request
+ * (an empty `Record`) but seven in the batch built from it, and every record was parsed before
+ * the batch's size was known: a 60 MiB request of 31 million empty records held the event loop
+ * for 11.5 s and took 2 GB before it was refused. The decoder stops at this bound instead. Records without a partition
  * may spread over several partitions by key, so a request of more could in principle fit; it
  * is refused all the same, as one request is bounded work: such a client sends several.
  */

@@ -23,7 +23,8 @@ import { E2E_RATE_DEFAULT, E2E_WARMUP_SECONDS_DEFAULT, SEND_TIME_BYTES, recordsI
 import { UsageError } from '../cli-errors.js';
 import { ACCESS_OPTIONS, ACKS_OPTION, clientLogger, connectionOptions, describeFailure, serverAddress } from '../client-options.js';
 import type { ConnectionOptions } from '../../client/connection.js';
-import { printText, shownNumber } from '../output.js';
+import { shownNumber } from '../../common/integer-range.js';
+import { printText } from '../output.js';
 import { systemErrorText } from '../../common/errors.js';
 import { isLoopbackHost, parseListenAddress } from '../../common/listen-address.js';
 import { flagNames } from '../environment.js';

@@ -10,7 +10,8 @@ import type { Argv } from 'yargs';
 import { Admin, type GroupDescription, type ResetSpec } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
 import { withClientOptions, withConnection } from '../client-options.js';
-import { formatDuration, formatFields, formatTable, parsePosition, partitionFlag, printLine, shownNumber } from '../output.js';
+import { shownNumber } from '../../common/integer-range.js';
+import { formatDuration, formatFields, formatTable, parsePosition, partitionFlag, printLine } from '../output.js';
 
 export function groupsCommand(yargs: Argv): Argv {
   return yargs.command('groups', 'List, describe, reset and delete consumer groups', (groups) =>

@@ -9,7 +9,8 @@ import type { Argv } from 'yargs';
 import { Admin, type TopicDescription } from '../../client/admin.js';
 import { UsageError } from '../cli-errors.js';
 import { withConnection, withClientOptions } from '../client-options.js';
-import { formatBytes, formatFields, formatTable, parsePairs, printLine, shownNumber } from '../output.js';
+import { shownNumber } from '../../common/integer-range.js';
+import { formatBytes, formatFields, formatTable, parsePairs, printLine } from '../output.js';
 import { plural } from '../../common/plural.js';
 import { PARTITION_COUNT_MAX } from '../../common/broker-limits.js';
 
