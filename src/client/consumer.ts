@@ -258,6 +258,16 @@ interface ReadyChunk {
   highWatermark: number;
 }
 
+/**
+ * A partition's position to commit, named by the topic it was read from: a commit racing the
+ * topic's deletion is refused (a group member's left out), never stored for a topic created
+ * again under the name.
+ */
+function positionOf(fetcher: PartitionFetcher, offset: number): TopicPartitionOffset {
+  const topicCreatedAtMs = fetcher.topicCreatedAtMs;
+  return topicCreatedAtMs === null ? { topic: fetcher.topic, partition: fetcher.partition, offset } : { topic: fetcher.topic, partition: fetcher.partition, offset, topicCreatedAtMs };
+}
+
 /** The fetch state of one assigned partition. */
 class PartitionFetcher {
   /** Offset of the next record the application gets; null until known. */
@@ -285,6 +295,13 @@ class PartitionFetcher {
    * a topic created again under the name starts where a new partition would.
    */
   topicGone = false;
+  /**
+   * A group's partition whose topic is gone, its position forgotten: its loop waits, fetching
+   * nothing, until the revocation the deletion brings (or a seek). Read now, a topic created
+   * again under the name would be read under the deleted one's ownership, whose commits the
+   * broker leaves out, and then again from the start once the group assigns it anew.
+   */
+  awaitingRevocation = false;
   /** The position was set by `seek` and nothing has been read from it since: NOT_FOUND keeps it. */
   sought = false;
   /**
@@ -561,10 +578,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     for (const fetcher of this.fetchers.values()) {
       const offset = this.committablePosition(fetcher);
       if (!fetcher.active || offset === null) continue;
-      // Of the topic it was read from: a commit racing the topic's deletion is refused, never
-      // stored for a topic created again under the name.
-      const topicCreatedAtMs = fetcher.topicCreatedAtMs;
-      positions.push(topicCreatedAtMs === null ? { topic: fetcher.topic, partition: fetcher.partition, offset } : { topic: fetcher.topic, partition: fetcher.partition, offset, topicCreatedAtMs });
+      positions.push(positionOf(fetcher, offset));
     }
     return positions;
   }
@@ -686,7 +700,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     const positions: TopicPartitionOffset[] = [];
     for (const fetcher of revoked) {
       const offset = this.committablePosition(fetcher);
-      if (offset !== null) positions.push({ topic: fetcher.topic, partition: fetcher.partition, offset });
+      if (offset !== null) positions.push(positionOf(fetcher, offset));
     }
     const membership = this.member?.membership ?? 0;
     // A commit the hook makes of these partitions belongs to this membership, even if it
@@ -1020,7 +1034,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     let failures = 0;
     while (fetcher.active && !this.closed) {
       // pause() cancelled whatever the loop was doing; resume, seek, revoke and close wake it.
-      if (fetcher.paused || fetcher.awaitingSeek) {
+      if (fetcher.paused || fetcher.awaitingSeek || fetcher.awaitingRevocation) {
         await fetcher.untilWoken();
         continue;
       }
@@ -1028,7 +1042,12 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       try {
         if (fetcher.topicGone) {
           await this.untilDrained(fetcher, generation);
-          if (generation === fetcher.generation) this.forgetPosition(fetcher);
+          if (generation !== fetcher.generation) continue;
+          this.forgetPosition(fetcher);
+          if (this.member !== null) {
+            fetcher.awaitingRevocation = true;
+            this.member.partitionGone();
+          }
           continue;
         }
         if (fetcher.fetchOffset === null) {
@@ -1269,6 +1288,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     fetcher.topicGone = false;
     fetcher.sought = false;
     fetcher.awaitingSeek = false;
+    fetcher.awaitingRevocation = false;
     fetcher.position = offset;
     fetcher.fetchOffset = offset;
     this.interruptFetcher(fetcher);

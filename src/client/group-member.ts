@@ -439,6 +439,14 @@ export class GroupMember {
     if (first) this.wake();
   }
 
+  /**
+   * A partition's topic was deleted (its fetch was answered NOT_FOUND): the broker revokes it at
+   * the next heartbeat, which goes out at once rather than at the interval.
+   */
+  partitionGone(): void {
+    this.wake();
+  }
+
   /** After an answer: tells the consumer that the records it holds may go, if they may. */
   private resumeDelivery(): void {
     if (!this.deliveryHeld || !this.mayDeliver()) return;

@@ -250,7 +250,7 @@ describe('assignment and lifecycle', () => {
     expect(offsets(await take(reader, 3))).toEqual([0, 1, 2]);
     reader.pause([{ topic: name, partition: 0 }]);
     await reader.assign([]);
-    expect(revoked).toEqual([[{ topic: name, partition: 0, offset: 3 }]]);
+    expect(revoked).toEqual([[{ topic: name, partition: 0, offset: 3, topicCreatedAtMs: expect.any(Number) }]]);
     expect(reader.paused()).toEqual([]);
     expect((await fixture.admin.fetchOffsets(groupId)).map(({ offset }) => offset)).toEqual([3]);
     await reader.assign([{ topic: name, partition: 0 }]);

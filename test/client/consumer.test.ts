@@ -563,7 +563,7 @@ describe('assignment', () => {
     // The close committed what it revoked itself; the hook's own revocation commits after the
     // close has ended, and is refused.
     expect((await fixture.admin.fetchOffsets(groupId)).map(({ partition, offset }) => ({ partition, offset }))).toEqual([{ partition: 0, offset: 0 }]);
-    expect(failed.map(({ offsets }) => offsets)).toEqual([[{ topic: name, partition: 1, offset: 2 }]]);
+    expect(failed.map(({ offsets }) => offsets)).toEqual([[{ topic: name, partition: 1, offset: 2, topicCreatedAtMs: expect.any(Number) }]]);
   });
 
   it("close() after a partition was assigned again while assign()'s revocation of it ran commits the newer position last", async () => {
@@ -671,8 +671,9 @@ describe('assignment', () => {
     await expect(released).rejects.toThrow('a bug in the hook'); // and the promise still says so
   });
 
-  it('assign replaces the assignment; revoked positions reach beforeRevoke before release', async () => {
+  it('assign replaces the assignment; revoked positions reach beforeRevoke before release, named by the topic they were read from', async () => {
     const name = await topic(2);
+    const { createdAtMs } = await fixture.admin.describeTopic(name);
     await produce(name, 0, 3);
     await produce(name, 1, 3);
     const revoked: TopicPartitionOffset[][] = [];
@@ -687,7 +688,8 @@ describe('assignment', () => {
     const first = await take(reader, 6);
     expect(first).toHaveLength(6);
     await reader.assign([{ topic: name, partition: 1 }]);
-    expect(revoked).toEqual([[{ topic: name, partition: 0, offset: 3 }]]);
+    // Its creation time too: committed by the hook, a position of a topic deleted and created again meanwhile is refused.
+    expect(revoked).toEqual([[{ topic: name, partition: 0, offset: 3, topicCreatedAtMs: createdAtMs }]]);
     expect(reader.assignment()).toEqual([{ topic: name, partition: 1 }]);
     expect(() => reader.position(name, 0)).toThrow(StrataClientError);
     await produce(name, 0, 2, 3);
@@ -709,8 +711,8 @@ describe('assignment', () => {
     await reader.revokeAssignment([{ topic: name, partition: 0 }, { topic: name, partition: 1 }]);
     expect(revoked).toEqual([
       [
-        { topic: name, partition: 0, offset: 2 },
-        { topic: name, partition: 1, offset: 2 },
+        { topic: name, partition: 0, offset: 2, topicCreatedAtMs: expect.any(Number) },
+        { topic: name, partition: 1, offset: 2, topicCreatedAtMs: expect.any(Number) },
       ],
     ]);
     expect(reader.assignment()).toEqual([]);

@@ -20,6 +20,7 @@ import { type GroupErrorEvent, type PartitionsEvent, type PartitionsLostEvent, n
 import { Producer } from '../../src/client/producer.js';
 import type { strata } from '../../src/generated/strata.js';
 import { type Processed, Runner, duplicatesAfterLastCommit } from '../helpers/group-runner.js';
+import { plateau } from '../helpers/plateau.js';
 import { waitUntil } from '../helpers/wait.js';
 import { TestClient, v1 } from '../helpers/grpc-client.js';
 import { failFirstCallAfter, holdCalls, refuseFirstCall } from '../helpers/interceptors.js';
@@ -236,6 +237,46 @@ describe('subscription changes', () => {
     revoked.length = 0;
     await member.close();
     expect(revoked.flatMap((event) => event.partitions.map(({ topic: t, partition }) => `${t}/${partition}`)).sort()).toEqual(all(after, 3));
+  });
+});
+
+describe('a subscribed topic deleted and created again', () => {
+  it('reads the new topic once: nothing of it under the deleted topic\'s ownership, all of it from its first record once the group assigns it again', async () => {
+    const name = await topic(1);
+    await produceEach(name, 1, 3);
+    const groupId = unique('recreated');
+    // Heartbeats are held while the topic is deleted and created again: the answer that revokes
+    // the deleted topic's partition comes only when the test lets it.
+    const gate: { held: Promise<void> | null } = { held: null };
+    const member = consumer(groupId, { subscribe: [name], retryBackoffMs: 5, retryBackoffMaxMs: 5, interceptors: [holdCalls(['/strata.v1.Groups/Heartbeat'], gate)] });
+    const values: string[] = [];
+    const reading = (async () => {
+      for await (const record of member) values.push(record.value!.toString('utf8'));
+    })();
+    await waitUntil(() => values.length === 3, () => `the first topic's records, have ${values}`);
+    let release = (): void => undefined;
+    gate.held = new Promise<void>((resolve) => (release = resolve));
+    const gone = new Promise<void>((resolve) => {
+      member.on('fetchError', (event) => {
+        if (event.error.code === 'NOT_FOUND') resolve();
+      });
+    });
+    await admin.deleteTopic(name);
+    await gone;
+    await admin.createTopic(name, { partitions: 1 });
+    const again = (from: number, count: number): Promise<unknown> => Promise.all(Array.from({ length: count }, (_, index) => producer.send({ topic: name, partition: 0, value: `new-${from + index}` })));
+    await again(0, 5);
+    // Read now, the new topic would be read again from its start once the group assigns it
+    // (the commits of a partition deleted under its owner are not stored).
+    expect(await plateau(() => values.length, 300)).toBe(3);
+    gate.held = null;
+    release();
+    await waitUntil(() => values.includes('new-4'), () => `the new topic's records, have ${values}`);
+    await again(5, 1);
+    await waitUntil(() => values.includes('new-5'), () => `the last record, have ${values}`);
+    expect(values).toEqual(['0-0', '0-1', '0-2', 'new-0', 'new-1', 'new-2', 'new-3', 'new-4', 'new-5']);
+    await member.close();
+    await reading;
   });
 });
 
