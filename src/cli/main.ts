@@ -78,6 +78,10 @@ function dropTlsServerNameWarning(): void {
 
 export async function main(argv: string[]): Promise<void> {
   dropTlsServerNameWarning();
+  // A stderr that cannot be written (its reader gone: `2>&1 | head`, `| grep -q`) has nowhere
+  // to say so: the command carries on and ends as it would have, its lines there lost. Without
+  // a listener the failed write would end it at once with an uncaught EPIPE.
+  process.stderr.on('error', () => undefined);
   const serveProblem = serveInputProblem(argv, process.env, Object.keys(OPTIONS_BY_COMMAND));
   if (serveProblem !== null) throw new UsageError(serveProblem);
   for (const name of filterEnvironment(argv, process.env, OPTIONS_BY_COMMAND)) {

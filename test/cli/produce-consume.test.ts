@@ -187,6 +187,17 @@ describe('produce input lines', () => {
   });
 });
 
+describe('a closed stderr', () => {
+  it('(`2>&1 | true`) changes nothing: produce stores its records and exits 0, its summary line lost with the reader', async () => {
+    const topic = await createTopic(1);
+    const producer = startCli(strata('produce', topic, 'a', 'b', 'c'));
+    running.push(producer);
+    producer.child.stderr!.destroy(); // the reader is gone before the summary line is written
+    expect(await producer.exitWithin(30_000)).toEqual({ code: 0, signal: null });
+    expect((await runCli(strata('consume', topic))).stdout).toBe('a\nb\nc\n');
+  });
+});
+
 describe('Ctrl-C', () => {
   it('stops produce reading stdin, flushes what it read, prints the summary and exits 130: not all of the input was produced', async () => {
     const topic = await createTopic(2);
