@@ -19,6 +19,7 @@ import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { EXIT_INTERRUPTED, UsageError } from './cli-errors.js';
 import { readFlagFile } from '../common/errors.js';
+import { certificatesIn, privateKeyOfChain } from '../common/pem-files.js';
 import { flagNames } from './environment.js';
 import { handleStopSignals } from '../common/signal-takeover.js';
 
@@ -137,11 +138,22 @@ function tlsOptions(argv: ClientArgs): TlsOptions | null {
   const keyFile = optionalPath(argv['tls-client-key-file'], '--tls-client-key-file');
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('give both --tls-client-cert-file and --tls-client-key-file, or neither');
   if (argv.tls !== true && caFile === undefined && certFile === undefined) return null;
-  return {
-    ...(caFile !== undefined ? { ca: readOptionFile(caFile, '--tls-ca-file') } : {}),
-    ...(certFile !== undefined ? { cert: readOptionFile(certFile, '--tls-client-cert-file') } : {}),
-    ...(keyFile !== undefined ? { key: readOptionFile(keyFile, '--tls-client-key-file') } : {}),
-  };
+  const tls: TlsOptions = {};
+  asUsageError(() => {
+    // Checked here, so that a CA file without a certificate, or a key of another certificate,
+    // is one line naming the option rather than OpenSSL's text or a failed handshake.
+    if (caFile !== undefined) {
+      tls.ca = readFlagFile('--tls-ca-file', caFile);
+      certificatesIn('--tls-ca-file', caFile, tls.ca);
+    }
+    if (certFile !== undefined && keyFile !== undefined) {
+      tls.cert = readFlagFile('--tls-client-cert-file', certFile);
+      tls.key = readFlagFile('--tls-client-key-file', keyFile);
+      const chain = certificatesIn('--tls-client-cert-file', certFile, tls.cert);
+      privateKeyOfChain({ certFlag: '--tls-client-cert-file', certFile, chain, keyFlag: '--tls-client-key-file', keyFile, keyPem: tls.key, reader: 'strata', owner: 'your user', own: 'the client certificate' });
+    }
+  });
+  return tls;
 }
 
 function optionalPath(value: unknown, option: string): string | undefined {
@@ -150,10 +162,10 @@ function optionalPath(value: unknown, option: string): string | undefined {
   return value;
 }
 
-/** `readFlagFile`, its refusal a usage error of the command. */
-function readOptionFile(path: string, option: string): Buffer {
+/** Runs `check`, its refusal (a file of an option that cannot be used) a usage error of the command. */
+function asUsageError(check: () => void): void {
   try {
-    return readFlagFile(option, path);
+    check();
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

@@ -9,10 +9,10 @@
  * without a restart: connections made from then on get it, open ones keep theirs. Renewed
  * files are checked as at the start, and files with a problem leave the material before in use.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { type SecureContextOptions, createSecureContext } from 'node:tls';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { readFlagFile } from '../common/errors.js';
+import { certificatesIn, privateKeyOfChain } from '../common/pem-files.js';
 import { invalidArgument as invalid } from './status.js';
 
 export interface TlsMaterial {
@@ -47,25 +47,7 @@ export function loadTlsMaterial(files: TlsFiles, nowMs: number): TlsMaterial | n
   const privateKey = readFlagFile('--tls-key-file', keyFile);
   const chain = certificatesIn('--tls-cert-file', certFile, certChain);
   const certificate = chain[0]!;
-  let key: ReturnType<typeof createPrivateKey>;
-  try {
-    key = createPrivateKey(privateKey);
-  } catch (error) {
-    const encrypted = /ENCRYPTED/.test(privateKey.toString('latin1'));
-    throw invalid(
-      encrypted
-        ? `--tls-key-file ${keyFile} is encrypted with a passphrase, which the broker cannot ask for: give it the key unencrypted (openssl pkey -in KEY -out PLAIN), readable by the broker's user only`
-        : `--tls-key-file ${keyFile} holds no PEM private key (${(error as Error).message})`,
-    );
-  }
-  if (!certificate.checkPrivateKey(key)) {
-    const keyFitsAnother = chain.slice(1).some((other) => other.checkPrivateKey(key));
-    throw invalid(
-      keyFitsAnother
-        ? `--tls-cert-file ${certFile} must start with the broker's own certificate, the one of --tls-key-file ${keyFile}, and go on with the CA certificates that signed it`
-        : `--tls-key-file ${keyFile} is not the private key of the certificate in --tls-cert-file ${certFile}`,
-    );
-  }
+  privateKeyOfChain({ certFlag: '--tls-cert-file', certFile, chain, keyFlag: '--tls-key-file', keyFile, keyPem: privateKey, reader: 'the broker', owner: "the broker's user", own: "the broker's own certificate" });
   if (Date.parse(certificate.validTo) < nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} expired on ${certificate.validTo}; renew it`);
   if (Date.parse(certificate.validFrom) > nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} is valid only from ${certificate.validFrom}: clients would refuse it until then (is this machine's clock right?)`);
   // An intermediate CA certificate that ends first ends the chain's use too. One already past
@@ -153,18 +135,4 @@ function contextOptions(material: TlsMaterial): SecureContextOptions {
 /** The grpc-js credentials of a listener: TLS with `tls`, or plaintext when null. */
 export function serverCredentials(tls: ServerTls | null): ServerCredentials {
   return tls === null ? ServerCredentials.createInsecure() : tls.credentials;
-}
-
-/** Every PEM certificate in a file, in order; at least one. */
-function certificatesIn(flag: string, path: string, pem: Buffer): X509Certificate[] {
-  // The block types OpenSSL reads as certificates (TRUSTED: a CA bundle in OpenSSL's own format).
-  const blocks = pem.toString('latin1').match(/-----BEGIN ((?:TRUSTED |X509 )?CERTIFICATE)-----[\s\S]*?-----END \1-----/g) ?? [];
-  if (blocks.length === 0) throw invalid(`${flag} ${path} holds no PEM certificate`);
-  return blocks.map((block, index) => {
-    try {
-      return new X509Certificate(block);
-    } catch (error) {
-      throw invalid(`${flag} ${path}: its certificate ${index + 1} of ${blocks.length} cannot be read (${(error as Error).message})`);
-    }
-  });
 }

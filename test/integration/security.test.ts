@@ -250,6 +250,17 @@ describe('mutual TLS', () => {
     expect(cliWith.stdout).toMatch(/^mutual +1$/m);
     const cliHalf = await runCli([...args, '--tls-client-cert-file', fixture('client.pem')]);
     expect({ code: cliHalf.code, stderr: cliHalf.stderr }).toEqual({ code: 2, stderr: 'strata: give both --tls-client-cert-file and --tls-client-key-file, or neither\n' });
+    // Files that cannot serve are one line naming the option (exit 2), before any connection:
+    // not OpenSSL's text, nor a failed handshake that points at an option already given.
+    const unusable = async (extra: string[]) => {
+      const result = await runCli(['topics', 'list', '--server', broker.address, ...extra]);
+      return { code: result.code, stderr: result.stderr };
+    };
+    const [cert, key, otherKey, ca] = [fixture('client.pem'), fixture('client-key.pem'), fixture('server-key.pem'), fixture('ca.pem')];
+    expect(await unusable(['--tls-ca-file', ca, '--tls-client-cert-file', cert, '--tls-client-key-file', otherKey])).toEqual({ code: 2, stderr: `strata: --tls-client-key-file ${otherKey} is not the private key of the certificate in --tls-client-cert-file ${cert}\n` });
+    expect(await unusable(['--tls-ca-file', ca, '--tls-client-cert-file', key, '--tls-client-key-file', key])).toEqual({ code: 2, stderr: `strata: --tls-client-cert-file ${key} holds no PEM certificate\n` });
+    expect(await unusable(['--tls-ca-file', ca, '--tls-client-cert-file', cert, '--tls-client-key-file', cert])).toEqual({ code: 2, stderr: expect.stringMatching(new RegExp(`^strata: --tls-client-key-file ${cert.replace(/[.]/g, '\\.')} holds no PEM private key \\(.*\\)\n$`)) });
+    expect(await unusable(['--tls-ca-file', key])).toEqual({ code: 2, stderr: `strata: --tls-ca-file ${key} holds no PEM certificate\n` });
     // Refused for want of a client certificate, or for one the broker's CA did not sign: the
     // advice is about the client certificate, not the CA of the server's.
     const cliWithout = await runCli(args);
