@@ -362,9 +362,11 @@ class SendWindow {
 
   /** Writes `message` and ends the turn; it counts as unsent until grpc-js's callback says HTTP/2 took it. */
   send(message: Buffer): void {
-    this.unsentBytes += message.length;
+    // The callback holds the length, not the message: grpc-js holds that until it is sent.
+    const bytes = message.length;
+    this.unsentBytes += bytes;
     this.call.write(message, () => {
-      this.unsentBytes -= message.length;
+      this.unsentBytes -= bytes;
       this.wakeNext();
     });
     this.passTurn();
@@ -419,28 +421,44 @@ async function followPartition(follower: PartitionFollower, log: PartitionLog, s
     if (signal.aborted) return;
     if (floating) offset = Math.max(offset, log.logStartOffset);
     const visible = log.highWatermark;
-    let result: ReadResult;
-    try {
-      result = await log.read(offset, follower.maxBytes);
-    } catch (error) {
-      // Retention removed the start during the read: again, from the new log start.
-      if (!floating || !isStrataError(error, ErrorCode.OFFSET_OUT_OF_RANGE)) throw error;
-      sendWindow.passTurn();
-      continue;
-    }
-    if (result.batches.length === 0) {
-      sendWindow.passTurn();
+    // What the turn reads and sends stays inside takeTurn: bound here, it would outlive the turn
+    // (a suspended async function keeps its locals), pinning another max_bytes per call while
+    // a stopped reader's last message waits to be sent, or an idle one's forever.
+    const taken = await takeTurn(follower, log, offset, floating);
+    if (taken === 'start removed') continue; // by retention during the read: again, from the new log start
+    if (taken === 'nothing') {
       // A move of the high watermark between the read and the wait (in the microtasks that ran
       // before this one) would not wake it: read again instead.
       if (log.highWatermark !== visible) continue;
       await waitForHighWatermark(log, SUBSCRIBE_IDLE_CHECK_MS, signal);
       continue;
     }
-    const { response, nextOffset } = await subscribeResponse(follower, log, result, offset);
-    offset = nextOffset;
+    offset = taken;
     floating = false;
-    sendWindow.send(response);
   }
+}
+
+/**
+ * A partition's turn: reads from `offset` and sends what it read, ending the turn. Returns the
+ * offset to read from next, 'nothing' at the high watermark, or 'start removed' when retention
+ * removed a start the broker resolved.
+ */
+async function takeTurn(follower: PartitionFollower, log: PartitionLog, offset: number, floating: boolean): Promise<number | 'nothing' | 'start removed'> {
+  let result: ReadResult;
+  try {
+    result = await log.read(offset, follower.maxBytes);
+  } catch (error) {
+    if (!floating || !isStrataError(error, ErrorCode.OFFSET_OUT_OF_RANGE)) throw error;
+    follower.sendWindow.passTurn();
+    return 'start removed';
+  }
+  if (result.batches.length === 0) {
+    follower.sendWindow.passTurn();
+    return 'nothing';
+  }
+  const { response, nextOffset } = await subscribeResponse(follower, log, result, offset);
+  follower.sendWindow.send(response);
+  return nextOffset;
 }
 
 /** The SubscribeResponse of what was read from `offset`, and the offset to read from next. */

@@ -35,6 +35,7 @@ import {
   writeUvarint,
   writeVarintFields,
 } from '../common/protobuf-wire.js';
+import { GRPC_FRAME_PREFIX_BYTES, markFramingRoom } from '../common/grpc-framing.js';
 import { StoppedInflations } from '../storage/inflated-records.js';
 import { type RecordVisitor, RECORDS_OFFSET, forEachBatch, forEachRecord, isCompressedBatch, readBatchSize, readLastOffset, readRecordCount } from '../storage/record-batch.js';
 import { HEADER_KEY_TAG, HEADER_VALUE_TAG, RECORD_HEADERS_TAG, RECORD_KEY_TAG, RECORD_OFFSET_TAG, RECORD_TIMESTAMP_TAG, RECORD_VALUE_TAG } from './record-message.js';
@@ -100,7 +101,7 @@ async function encodeRecords(batches: Buffer, fromOffset: number, maxBytes: numb
   let end = 0;
   let nextOffset = fromOffset;
   for (const position of positions) {
-    if (end > 0 && writer.position >= maxBytes) break;
+    if (end > 0 && writer.messageBytes >= maxBytes) break;
     const size = readBatchSize(batches, position);
     end = position + size;
     nextOffset = readLastOffset(batches, position) + 1;
@@ -115,7 +116,7 @@ async function encodeRecords(batches: Buffer, fromOffset: number, maxBytes: numb
     try {
       stopped = await inflation.read(fromOffset, (offset, timestamp, key, value, headers) => {
         visit(offset, timestamp, key, value, headers);
-        if (writer.position < maxBytes) return true;
+        if (writer.messageBytes < maxBytes) return true;
         nextOffset = offset + 1;
         return false;
       });
@@ -127,23 +128,48 @@ async function encodeRecords(batches: Buffer, fromOffset: number, maxBytes: numb
   return { writer, included: batches.subarray(0, end), nextOffset };
 }
 
-/** The message: the records written, then the varint fields. */
+/**
+ * A message whose buffer has more unused bytes than this (and than a quarter of the message) is
+ * copied into one of its size: a Subscribe reader that stops reading holds its unsent messages,
+ * and a buffer grown by doubling may be twice its message.
+ */
+const SLACK_KEPT_BYTES = 64 * 1024;
+
+/**
+ * The message: the records written, then the varint fields. It is framed for the wire in the
+ * room kept in front of it, not copied by grpc-js (grpc-framing.ts); its buffer is its own.
+ */
 function finish(records: { writer: MessageWriter; included: Buffer; nextOffset: number }, fields: readonly VarintField[]): RecordsResponse {
   const writer = records.writer;
   writer.reserve(varintFieldsSize(fields));
   writer.position = writeVarintFields(writer.buffer, writer.position, fields);
-  return { message: writer.buffer.subarray(0, writer.position), included: records.included, nextOffset: records.nextOffset };
+  const slack = writer.buffer.length - writer.position;
+  if (slack > SLACK_KEPT_BYTES && slack > writer.position / 4) {
+    const fitted = Buffer.allocUnsafe(writer.position);
+    writer.buffer.copy(fitted, GRPC_FRAME_PREFIX_BYTES, GRPC_FRAME_PREFIX_BYTES, writer.position);
+    writer.buffer = fitted;
+  }
+  const message = markFramingRoom(writer.buffer.subarray(GRPC_FRAME_PREFIX_BYTES, writer.position));
+  return { message, included: records.included, nextOffset: records.nextOffset };
 }
 
-/** A growing buffer that records are written into as `Record` fields. */
+/**
+ * A growing buffer that records are written into as `Record` fields, after room for the gRPC
+ * frame prefix.
+ */
 class MessageWriter {
   buffer: Buffer;
-  position = 0;
+  position = GRPC_FRAME_PREFIX_BYTES;
   /** UTF-8 bytes of the current record's header keys (reused from record to record). */
   private readonly headerKeyBytes: number[] = [];
 
   constructor(capacity: number) {
-    this.buffer = Buffer.allocUnsafe(capacity);
+    this.buffer = Buffer.allocUnsafe(GRPC_FRAME_PREFIX_BYTES + capacity);
+  }
+
+  /** The bytes of the message written so far. */
+  get messageBytes(): number {
+    return this.position - GRPC_FRAME_PREFIX_BYTES;
   }
 
   /** The visitor that writes each record it is handed as a `tag` field. */

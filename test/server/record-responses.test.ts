@@ -8,6 +8,7 @@
 import Long from 'long';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '../../src/common/errors.js';
+import { GRPC_FRAME_PREFIX_BYTES, hasFramingRoom } from '../../src/common/grpc-framing.js';
 import { strata } from '../../src/generated/strata.js';
 import { encodeRecordsFetchResponse, encodeRecordsSubscribeResponse } from '../../src/server/record-responses.js';
 import { type BatchInflation, StoppedInflations } from '../../src/storage/inflated-records.js';
@@ -92,6 +93,18 @@ describe('hand-encoded responses of decoded records', () => {
       const subscribe = v1.SubscribeResponse.decode((await encodeRecordsSubscribeResponse(batches, fromOffset, NO_LIMIT, { partition: 3, highWatermark: 9 })).message);
       expect(subscribe.records.map(fromWire), what).toEqual(expected);
       expect([subscribe.partition, Long.fromValue(subscribe.highWatermark).toNumber(), Long.fromValue(subscribe.nextOffset).toNumber()]).toEqual([3, 9, end]);
+    }
+  });
+
+  it('are framed in place by grpc-js, and hold no more memory than they need, however much their buffer grew', async () => {
+    // Tiny records decode to more bytes than their batches take: the buffer grows as they are written.
+    const batches = Buffer.concat(Array.from({ length: 40 }, (_, batch) => buildBatch(Array.from({ length: 2000 }, () => ({ value: Buffer.from('v'), timestamp: 1_700_000_000_000 })), { baseOffset: batch * 2000 })));
+    for (const maxBytes of [NO_LIMIT, 100_000]) {
+      const { message, nextOffset } = await encodeRecordsSubscribeResponse(batches, 0, maxBytes, { partition: 0, highWatermark: 80_000 });
+      expect(v1.SubscribeResponse.decode(message).records.length).toBe(nextOffset);
+      expect(message.length).toBeGreaterThan(batches.length / 40);
+      expect(hasFramingRoom(message)).toBe(true);
+      expect(message.buffer.byteLength - message.length).toBeLessThanOrEqual(GRPC_FRAME_PREFIX_BYTES + Math.max(64 * 1024, message.length / 4));
     }
   });
 
