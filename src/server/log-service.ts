@@ -279,7 +279,7 @@ async function subscribe(
   // signal, so it may hold a listener per partition: hundreds are normal (Node warns past 10).
   const following = new AbortController();
   setMaxListeners(0, following.signal);
-  const sendWindow = new SendWindow(call, maxBytes);
+  const sendWindow = new SendWindow(call, maxBytes, context.metrics);
   const stopFollowing = (): void => {
     following.abort();
     sendWindow.wakeAll();
@@ -318,6 +318,7 @@ async function subscribe(
   } finally {
     signal.removeEventListener('abort', stopFollowing);
     stopOnRevoke?.();
+    sendWindow.close();
   }
 }
 
@@ -341,9 +342,14 @@ class SendWindow {
   private stopped = false;
   private readonly waiting: (() => void)[] = [];
 
+  /** Set by `close`: what the call has not sent is no longer counted in the metrics. */
+  private closed = false;
+
   constructor(
     private readonly call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>,
     private readonly budgetBytes: number,
+    /** Where every call's unsent bytes are added up (`strata_subscribe_unsent_bytes`). */
+    private readonly metrics: BrokerMetrics | null,
   ) {}
 
   /**
@@ -365,8 +371,10 @@ class SendWindow {
     // The callback holds the length, not the message: grpc-js holds that until it is sent.
     const bytes = message.length;
     this.unsentBytes += bytes;
+    if (this.metrics !== null) this.metrics.subscribeUnsentBytes += bytes;
     this.call.write(message, () => {
       this.unsentBytes -= bytes;
+      if (!this.closed && this.metrics !== null) this.metrics.subscribeUnsentBytes -= bytes;
       this.wakeNext();
     });
     this.passTurn();
@@ -385,6 +393,16 @@ class SendWindow {
     if (next === undefined) return;
     this.reading = true;
     next();
+  }
+
+  /**
+   * The call's partitions have stopped: what it has not sent leaves the metrics now, should a
+   * write cancelled with its call never call back.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.metrics !== null) this.metrics.subscribeUnsentBytes -= this.unsentBytes;
   }
 
   /** Wakes every waiting partition, and lets any that asks later through: they are stopping (each checks its signal). */

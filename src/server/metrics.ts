@@ -43,6 +43,8 @@ export class BrokerMetrics {
   readonly requestSeconds: Histogram<'method'>;
   private readonly requestErrors: Counter<'method' | 'error'>;
   readonly activeCalls: Gauge<'method'>;
+  /** Bytes written to open Subscribe calls and not yet sent (`strata_subscribe_unsent_bytes`), kept by the calls. */
+  subscribeUnsentBytes = 0;
   private readonly connections: Gauge;
   private readonly connectionsAccepted: Counter;
   readonly fsyncSeconds: Histogram;
@@ -274,6 +276,14 @@ export class BrokerMetrics {
       collect() {
         this.reset();
         this.inc(metrics.produceMemory?.pauses ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'strata_subscribe_unsent_bytes',
+      help: 'Bytes written to open Subscribe calls and not yet sent, across all calls (a reader that stops reading holds up to about twice its max_bytes)',
+      registers,
+      collect() {
+        this.set(metrics.subscribeUnsentBytes);
       },
     });
     new Gauge({

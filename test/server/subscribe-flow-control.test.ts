@@ -7,7 +7,8 @@
 // hide the broker's side) that pauses its stream; a counting wrapper on the partition log's
 // `read` tells how many messages the broker has made. Also that a partition whose turn to read
 // comes after retention moved its log start past the earliest offset the call started from
-// goes on from the new log start instead of failing the whole call.
+// goes on from the new log start instead of failing the whole call, and that the bytes a call
+// holds unsent are counted in strata_subscribe_unsent_bytes until it ends.
 import { describe, expect, it } from 'vitest';
 import { strata } from '../../src/generated/strata.js';
 import type { PartitionLog } from '../../src/storage/partition-log.js';
@@ -66,6 +67,26 @@ describe('Subscribe with a reader that does not read', () => {
     } finally {
       subscription.close();
     }
+  });
+
+  it('counts what it holds unsent in strata_subscribe_unsent_bytes, and nothing once the call has ended', async () => {
+    const topic = 'slow-reader-gauge';
+    await topicWithData(topic, 1, 64, 16 * 1024);
+    const unsent = async (): Promise<number> => {
+      const text = await (await globalThis.fetch(`http://${shared.broker.metricsAddress!}/metrics`)).text();
+      return Number(/^strata_subscribe_unsent_bytes (\d+)$/m.exec(text)?.[1]);
+    };
+    expect(await unsent()).toBe(0);
+    // Decoded: each message is built in a buffer of its own, which the broker holds until sent.
+    const subscription = new PausedSubscription(shared.broker.address, { topic, partitions: [0], start: v1.StartPosition.create({ earliest: true }), raw: false, maxBytes: 32 * 1024 });
+    try {
+      await waitUntil(async () => (await unsent()) > 0, 'bytes held unsent');
+      // At most the call's room and the message that took it past it.
+      expect(await unsent()).toBeLessThanOrEqual(2 * 32 * 1024 + 16 * 1024 + 1024);
+    } finally {
+      subscription.close();
+    }
+    await waitUntil(async () => (await unsent()) === 0, 'the gauge back at 0 once the call ended');
   });
 
   it('holds about max_bytes beyond what HTTP/2 holds however many partitions have a backlog, not a message per partition', async () => {
