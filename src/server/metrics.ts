@@ -263,7 +263,7 @@ export class BrokerMetrics {
     });
     new Gauge({
       name: 'strata_produce_memory_bytes',
-      help: 'Bytes of produce requests read and not yet answered, across all connections (bounded by --produce-memory-bytes)',
+      help: 'Bytes of produce requests read and not yet answered, across all connections (held near --produce-memory-bytes: passed by up to one request per ProduceStream)',
       registers,
       collect() {
         this.set(metrics.produceMemory?.bytes ?? 0);

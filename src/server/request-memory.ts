@@ -7,7 +7,10 @@
  * Every produce request, unary or streamed, is counted from when it is read until it is answered.
  * While the count is at or over the bound, each ProduceStream stops being read at its next
  * request, and HTTP/2 flow control holds its client back; they are read again once the count is
- * below half the bound. A unary Produce cannot be held back (its message arrives whole before its
+ * below half the bound. So the count passes the bound by up to one request per stream still
+ * reading, as Kafka's does by a request per connection. Stopping every stream at once when the
+ * count fills was tried: the streams read first after a wake took all the room, and others
+ * went unread for seconds. A unary Produce cannot be held back (its message arrives whole before its
  * handler runs), so it is counted, and so holds the streams back, but it is never refused for
  * memory: its size is bounded by --max-request-bytes.
  */
