@@ -42,6 +42,7 @@ export class MetadataStore {
   ) {}
 
   static open(dataDir: string): MetadataStore {
+    keepFailedCommitsFromEndingTheProcess();
     const root = open({ path: join(dataDir, METADATA_FILE), compression: false });
     return new MetadataStore(
       root,
@@ -161,6 +162,29 @@ export async function durably<T>(root: RootDatabase, write: Promise<T>): Promise
   return result;
 }
 
+/** The message lmdb-js rejects the writes of a transaction it could not commit with. */
+const LMDB_COMMIT_FAILED = 'Commit failed (see commitError for details)';
+
+let failedCommitsKept = false;
+
+/**
+ * lmdb-js rejects, when a commit fails (a full disk), promises that no caller holds as well as
+ * the writes' own: the batch's own promise, which it makes for a batch of only conditional
+ * writes, and the promise of each write made inside a `batch()` callback. Unhandled, one of
+ * those would end the process, every partition with it, while the write's own promise tells its
+ * caller (STORAGE_ERROR or DISK_FULL, see `durably`). So such a rejection is let go here; any
+ * other unhandled rejection still ends the process, as it would have.
+ */
+function keepFailedCommitsFromEndingTheProcess(): void {
+  if (failedCommitsKept) return;
+  failedCommitsKept = true;
+  process.on('unhandledRejection', (reason) => {
+    const commitError = reason instanceof Error && reason.message === LMDB_COMMIT_FAILED ? (reason as { commitError?: unknown }).commitError : undefined;
+    if (!(commitError instanceof Promise)) throw reason;
+    commitError.catch(() => undefined);
+  });
+}
+
 /** How long a failed write waits for lmdb-js to name the cause of its failed commit. */
 const COMMIT_ERROR_WAIT_MS = 500;
 
@@ -184,5 +208,9 @@ async function commitFailure(error: unknown): Promise<unknown> {
   ]);
   clearTimeout(timer);
   const reason = cause instanceof Error ? cause.message : String(cause);
+  // LMDB names a full disk by its errno (ENOSPC, 28) in `code`.
+  if ((cause as { code?: unknown } | null)?.code === 28) {
+    return new StrataError(ErrorCode.DISK_FULL, `the broker's metadata store (LMDB) could not commit a write: the disk is full (${reason}); nothing of it was stored. Free space on the data directory's file system, then retry`, { cause });
+  }
   return new StrataError(ErrorCode.STORAGE_ERROR, `the broker's metadata store (LMDB) could not commit a write (${reason}); nothing of it was stored, retry (the broker log may say more)`, { cause });
 }
