@@ -11,9 +11,11 @@
  *   recovery-point <offset>
  *   crc32c <8 hex digits of the CRC32C of the lines above, newlines included>
  *
- * Written atomically: temp file, fsync, rename over the old one, fsync the directory. A missing,
- * torn or corrupt checkpoint reads as "recover everything" (recovery point 0), which is slow but
- * safe.
+ * Written atomically: temp file, fsync, rename over the old one, fsync the directory. A missing
+ * checkpoint reads as "recover everything" (recovery point 0), which is slow but safe. A damaged
+ * one (present, not valid: being written atomically, never torn by a crash) reads the same, and
+ * is reported as damaged: without it, recovery cannot tell an unfinished write at the end of
+ * the log from damage to acknowledged records there, so it cuts nothing (see log-loader.ts).
  */
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
@@ -38,8 +40,15 @@ export function decodeCheckpoint(text: string): number | null {
 }
 
 export async function readRecoveryCheckpoint(fs: FileSystem, directory: string): Promise<number | null> {
+  return (await loadRecoveryCheckpoint(fs, directory)).recoveryPoint;
+}
+
+/** The recovery point (null when there is none, or it is damaged), and whether a checkpoint file is there but damaged. */
+export async function loadRecoveryCheckpoint(fs: FileSystem, directory: string): Promise<{ recoveryPoint: number | null; damaged: boolean }> {
   const bytes = await fs.readFile(join(directory, RECOVERY_CHECKPOINT_FILE));
-  return bytes === null ? null : decodeCheckpoint(bytes.toString('utf8'));
+  if (bytes === null) return { recoveryPoint: null, damaged: false };
+  const recoveryPoint = decodeCheckpoint(bytes.toString('utf8'));
+  return { recoveryPoint, damaged: recoveryPoint === null };
 }
 
 /**

@@ -31,7 +31,7 @@ import { basename, join } from 'node:path';
 import { errnoOrMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { isDirectWritePadding } from './direct-writer.js';
-import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint-file.js';
+import { loadRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint-file.js';
 import { type FenceRecord, readFenceMarker, removeFenceMarker } from './fence-marker.js';
 import { readSyncFailureMarker, removeSyncFailureMarker, writeSyncFailureMarker } from './sync-failure-marker.js';
 import {
@@ -39,6 +39,7 @@ import {
   DELETED_SUFFIX,
   FENCE_FILE,
   LOG_SUFFIX,
+  RECOVERY_CHECKPOINT_FILE,
   SYNC_FAILED_FILE,
   TEMP_SUFFIX,
   offsetFileStem,
@@ -94,12 +95,19 @@ export async function loadLog(options: LoadOptions): Promise<LoadedLog> {
   await checkSyncFailure(options);
   const baseOffsets = await cleanDirectory(fs, directory, logger);
   // Read once, here: every path below needs it.
-  const checkpoint = (await readRecoveryCheckpoint(fs, directory)) ?? 0;
+  const stored = await loadRecoveryCheckpoint(fs, directory);
+  const checkpoint = stored.recoveryPoint ?? 0;
+  if (stored.damaged) {
+    logger.warn(
+      { file: join(directory, RECOVERY_CHECKPOINT_FILE) },
+      'the recovery checkpoint is damaged: recovering the whole log, and fencing rather than cutting damage at its end, since whether those bytes were acknowledged cannot be told',
+    );
+  }
   const segments = new SegmentList();
   try {
     if (baseOffsets.length === 0) return await startEmpty(segments, options, checkpoint);
     await addSegments(segments, baseOffsets, options);
-    return await checkSegments(segments, options, checkpoint);
+    return await checkSegments(segments, options, checkpoint, stored.damaged);
   } catch (error) {
     // The caller never gets the segments: close the files opened so far.
     await segments.closeAll((segment, closeError) => logger.warn({ err: closeError, file: segment.logPath }, 'closing a segment failed'));
@@ -163,7 +171,7 @@ async function addSegments(segments: SegmentList, baseOffsets: readonly number[]
 }
 
 /** Passes 3 and 4: trusts the segments after a clean shutdown, else recovers them. */
-async function checkSegments(segments: SegmentList, options: LoadOptions, checkpoint: number): Promise<LoadedLog> {
+async function checkSegments(segments: SegmentList, options: LoadOptions, checkpoint: number, checkpointDamaged: boolean): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
   const markerPath = join(directory, CLEAN_SHUTDOWN_FILE);
   const cleanShutdown = (await fs.sizeOf(markerPath)) >= 0;
@@ -172,7 +180,7 @@ async function checkSegments(segments: SegmentList, options: LoadOptions, checkp
   if (!options.repair && cleanShutdown && (await loadActiveAfterCleanShutdown(segments.last(), logger)) && reachesCheckpoint(segments.last(), options, checkpoint)) {
     result = { segments, cleanShutdown: true, recovery: null, fence: null, recoveryPoint: checkpoint };
   } else {
-    result = await recover(segments, options, cleanShutdown, checkpoint);
+    result = await recover(segments, options, cleanShutdown, checkpoint, checkpointDamaged);
   }
   // Remove the marker before any append, so a crash from now on is recovered.
   await fs.unlink(markerPath);
@@ -249,7 +257,7 @@ function reachesCheckpoint(active: LogSegment, options: LoadOptions, checkpoint:
 }
 
 /** Pass 4: scans segments from the recovery point. */
-async function recover(segments: SegmentList, options: LoadOptions, sawMarker: boolean, checkpoint: number): Promise<LoadedLog> {
+async function recover(segments: SegmentList, options: LoadOptions, sawMarker: boolean, checkpoint: number, checkpointDamaged: boolean): Promise<LoadedLog> {
   const { fs, directory, logger } = options;
   // Every offset below the checkpoint was fdatasynced before it was written (at a roll, at the
   // clean close that also left the marker, or by a periodic move), so it bounds what can be a
@@ -308,8 +316,12 @@ async function recover(segments: SegmentList, options: LoadOptions, sawMarker: b
       await segment.truncateTo(scan.validBytes);
       continue;
     }
+    // Without a checkpoint to bound it, such a tail may be acknowledged records, damaged.
+    if (tornTail && checkpointDamaged) {
+      problem = `${problem} (the recovery checkpoint is damaged, so whether these bytes were acknowledged cannot be told)`;
+    }
     // A repair keeps what it removes: even a tail that looks unfinished goes to quarantine.
-    if (tornTail && !options.repair) {
+    if (tornTail && !checkpointDamaged && !options.repair) {
       report.bytesTruncated = scan.fileBytes - scan.validBytes;
       report.recordsTruncated = await claimedRecords(fs, segment, scan.validBytes, scan.fileBytes);
       logger.warn(

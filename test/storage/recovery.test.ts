@@ -646,6 +646,11 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
   });
 
   describe('lost or damaged recovery-point.checkpoint', () => {
+    // A checkpoint is replaced atomically, so a crash leaves the old one or the new one, never a
+    // damaged one: a damaged checkpoint is damage on the disk, and what it bounded (whether a
+    // damaged end of the log was acknowledged) cannot be told. So a deleted or stale one lets the
+    // torn tail be cut; a damaged one fences the partition, and a repair keeps the bytes.
+    const fencing = new Set(['random bytes', 'empty', 'torn in half', 'a wrong CRC']);
     const damages: [string, (path: string, rng: Rng) => void][] = [
       ['deleted', (path) => unlinkSync(path)],
       ['random bytes', (path, rng) => writeFileSync(path, rng.bytes(rng.int(1, 200)))],
@@ -655,7 +660,7 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
       ['a valid but stale recovery point 0', (path) => writeFileSync(path, encodeCheckpoint(0))],
     ];
     for (const [damage, apply] of damages) {
-      it(`recovers correctly, with a torn active tail, when the checkpoint is ${damage}`, async () => {
+      it(`${fencing.has(damage) ? 'fences, cutting nothing,' : 'recovers correctly'} with a torn active tail, when the checkpoint is ${damage}`, async () => {
         const rng = rngFor(`checkpoint ${damage}`);
         const what = `checkpoint ${damage}`;
         const directory = copyOf(root, pristine.unclean, 'checkpoint');
@@ -666,6 +671,17 @@ describe(`crash recovery matrix (seed ${SEED})`, () => {
         const cut = rng.int(activeBatches.at(-3)!.position, fileBytes - 1);
         truncateSync(activePath(directory), cut);
         const { intact, lost, validBytes } = expectedAfterActiveDamage(cut);
+        // A cut on a batch boundary leaves nothing torn: the log opens whole, the checkpoint aside.
+        if (fencing.has(damage) && validBytes < cut) {
+          const before = snapshot(directory);
+          const fenced = await openLog(directory);
+          await expectFenced(fenced, activePath(directory), validBytes, `${what}, cut at ${cut}`);
+          expect(fenced.fenced!.message).toContain('the recovery checkpoint is damaged');
+          await fenced.close();
+          expectSameFiles(before, snapshot(directory), what);
+          rmSync(directory, { recursive: true, force: true });
+          return;
+        }
         const truncated = reportedTruncated(directory, validBytes, cut);
         const log = await openLog(directory);
         expect(log.recovery!.bytesTruncated, at(`${what}: bytesTruncated (cut at ${cut})`)).toBe(truncated);
@@ -1072,6 +1088,35 @@ describe(`damage below the recovery point of the active segment (seed ${SEED})`,
     expect(log.fenced!.message, at(`${what}: the fence says why it is not a torn tail`)).toContain(`below the recovery point ${durableCount}`);
     await log.close();
     expectSameFiles(before, snapshot(directory), what);
+  });
+
+  it('fences (does not truncate) that damage when the recovery checkpoint is damaged too, and cuts it as a torn tail only when there is none', async () => {
+    const rng = rngFor('flip under a damaged checkpoint');
+    // Batch 45: within the unsynced window of the log's end, so only the checkpoint tells it from a torn write.
+    const target = written[45]!;
+    const flipAt = target.position + rng.int(RECORDS_OFFSET, target.bytes.length - 1);
+    const bit = rng.int(0, 7);
+    const what = `bit flip at byte ${flipAt} (batch ${target.baseOffset} at ${target.position})`;
+    const checkpointPath = (directory: string): string => join(directory, 'recovery-point.checkpoint');
+
+    const damaged = copyOf(root, crashed, 'damaged-checkpoint-flip');
+    flipBit(logFile(damaged, 0), flipAt, bit);
+    writeFileSync(checkpointPath(damaged), readFileSync(checkpointPath(damaged), 'utf8').replace('recovery-point', 'recovery-pount'));
+    const before = snapshot(damaged);
+    const log = await openLog(damaged, { config });
+    expect(log.fenced, at(`${what}, checkpoint damaged: fenced (logEndOffset=${log.logEndOffset})`)).not.toBeNull();
+    expect(log.fenced!.message).toContain('the recovery checkpoint is damaged, so whether these bytes were acknowledged cannot be told');
+    await expectFenced(log, logFile(damaged, 0), target.position, what);
+    await log.close();
+    expectSameFiles(before, snapshot(damaged), `${what}, checkpoint damaged`);
+
+    const missing = copyOf(root, crashed, 'missing-checkpoint-flip');
+    flipBit(logFile(missing, 0), flipAt, bit);
+    rmSync(checkpointPath(missing));
+    const cut = await openLog(missing, { config });
+    expect(cut.fenced, at(`${what}, no checkpoint: read as a torn tail (${cut.fenced?.message})`)).toBeNull();
+    expect(cut.logEndOffset).toBe(target.baseOffset);
+    await cut.close();
   });
 
   // A clean open checks only the batches after the last index entry; the replay of producer
