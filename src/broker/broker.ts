@@ -38,7 +38,7 @@ import { holdsNoRecords } from '../storage/partition-records.js';
 import { DEFAULT_INDEX_CACHE_BYTES, IndexCache } from '../storage/index-cache.js';
 import { DEFAULT_TAIL_CACHE_BYTES, TailCache } from '../storage/tail-cache.js';
 import { DataDirectoryLock, dataDirectoryFailure } from './data-directory-lock.js';
-import { MetadataStore, PRODUCER_ID_COUNTER, type TopicRecord } from './metadata-store.js';
+import { METADATA_FILE, MetadataStore, PRODUCER_ID_COUNTER, type TopicRecord } from './metadata-store.js';
 import { StickyPartitioner, partitionForKey } from './partitioner.js';
 
 import { checkTopicName } from '../common/topic-name.js';
@@ -242,6 +242,7 @@ export class Broker {
     const lock = DataDirectoryLock.acquire(options.dataDir, 'broker', 'stop it first, or give this one another --data-dir');
     let broker: Broker;
     try {
+      await checkMetadataPresent(fs, options.dataDir);
       const metadata = MetadataStore.open(options.dataDir);
       try {
         broker = new Broker(options, metadata, lock); // checks the options
@@ -1173,4 +1174,20 @@ function deletedTopicFailure(error: unknown, message: string): StrataError {
 function timeText(ms: number): string {
   const date = new Date(ms);
   return Number.isNaN(date.getTime()) ? `${ms} ms` : date.toISOString();
+}
+
+/**
+ * A data directory with topic directories but no metadata store (`metadata.mdb` removed, or
+ * emptied) is refused: opened, LMDB would make a new, empty one, and the broker would start
+ * with no topics, report ready, and leave every partition as an orphan, its group offsets gone.
+ * A directory restored without its metadata, or the wrong volume, looks the same.
+ */
+async function checkMetadataPresent(fs: FileSystem, dataDir: string): Promise<void> {
+  if ((await fs.sizeOf(join(dataDir, METADATA_FILE))) > 0) return;
+  const topics = await fs.readdir(topicsDirectory(dataDir));
+  if (topics.length === 0) return;
+  const shown = topics.slice(0, 3).join(', ') + (topics.length > 3 ? `, and ${topics.length - 3} more` : '');
+  throw new Error(
+    `the data directory ${dataDir} holds topic directories (${shown}) but no metadata store (${METADATA_FILE} is missing or empty): started, the broker would know none of those topics. Restore ${METADATA_FILE} from a backup, or move the topics directory out of the data directory to start empty`,
+  );
 }

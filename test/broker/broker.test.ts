@@ -2,7 +2,7 @@
 // while a deleted topic's logs are still closing, and calls made while it shuts down are refused
 // as retriable; method: a real broker on a temp directory, with an injected FileSystem that holds
 // the closing log's fdatasync.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
@@ -250,6 +250,33 @@ it('starts with a topic config stored before number configs had to be decimal, a
     } finally {
       await reopened.close();
     }
+  } finally {
+    removeDirectory(dataDir);
+  }
+});
+
+// A data directory whose metadata store was removed or emptied (or restored without it, or the
+// wrong volume) holds topic directories LMDB would not know: starting would show no topics and
+// report ready, every partition an orphan.
+it('refuses to start on topic directories without a metadata store, and starts once they are moved out', async () => {
+  const dataDir = temporaryDirectory('strata-broker-no-metadata-');
+  try {
+    const first = await Broker.open({ dataDir });
+    await first.createTopic('orders', 2, {});
+    await first.produceBatches('orders', 0, buildBatch([{ value: Buffer.from('kept') }]), 'all');
+    await first.close();
+    const metadataFile = join(dataDir, 'metadata.mdb');
+    for (const lose of [() => rmSync(metadataFile), () => writeFileSync(metadataFile, '')]) {
+      lose();
+      await expect(Broker.open({ dataDir })).rejects.toThrow(
+        `the data directory ${dataDir} holds topic directories (orders) but no metadata store (metadata.mdb is missing or empty): started, the broker would know none of those topics. Restore metadata.mdb from a backup, or move the topics directory out of the data directory to start empty`,
+      );
+      expect(existsSync(join(dataDir, 'topics', 'orders', '0')), 'the partitions left as they were').toBe(true);
+    }
+    rmSync(join(dataDir, 'topics'), { recursive: true });
+    const empty = await Broker.open({ dataDir });
+    expect(empty.listTopics()).toEqual([]);
+    await empty.close();
   } finally {
     removeDirectory(dataDir);
   }
