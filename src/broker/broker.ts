@@ -296,6 +296,7 @@ export class Broker {
         }
       }
     }
+    await this.raiseProducerIdCounter();
     const known = new Set(records.map((record) => record.name));
     for (const name of await this.fs.readdir(topicsDirectory(this.dataDir))) {
       const topic = this.topics.get(name);
@@ -310,6 +311,22 @@ export class Broker {
     }
     this.logger.info({ topics: records.length, partitions: records.reduce((sum, r) => sum + r.partitions, 0) }, 'topics loaded');
     this.logRecoverySummary();
+  }
+
+  /**
+   * A metadata store older than the logs (restored from a backup) has a producer-id counter
+   * below ids the partitions remember batches of: handed out again, such an id's first batches
+   * would match the old producer's and be answered as duplicates, never stored. So the counter
+   * goes past every id the logs remember.
+   */
+  private async raiseProducerIdCounter(): Promise<void> {
+    let highest = 0;
+    for (const { logs } of this.topics.values()) for (const log of logs) highest = Math.max(highest, log.highestProducerId);
+    const counted = this.metadata.counterValue(PRODUCER_ID_COUNTER);
+    if (highest <= counted) return;
+    await this.metadata.raiseCounter(PRODUCER_ID_COUNTER, highest);
+    this.producerIdsIssued = null; // read again from the counter
+    this.logger.warn({ counted, highest }, `the metadata store's producer-id counter (${counted}) is below producer ids the logs hold batches of (up to ${highest}), as after restoring it from a backup: raised to ${highest}, so no id is handed out twice`);
   }
 
   /** One warning for the partitions an unclean stop left to recover, however many there are. */

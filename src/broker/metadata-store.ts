@@ -118,6 +118,18 @@ export class MetadataStore {
     );
   }
 
+  /** Raises a durable counter to `value` if it is below it; returns whether it did. */
+  async raiseCounter(name: string, value: number): Promise<boolean> {
+    return durably(
+      this.root,
+      this.counters.transaction(() => {
+        if ((this.counters.get(name) ?? 0) >= value) return false;
+        this.counters.put(name, value);
+        return true;
+      }),
+    );
+  }
+
   /**
    * Hands out the next producer id (`PRODUCER_ID_COUNTER`) and, given a token name, records in
    * the same transaction that the id is that token's: no crash leaves an id issued with its

@@ -466,6 +466,11 @@ export class PartitionLog {
     return this.segments.totalBytes();
   }
 
+  /** The highest producer id whose batches the partition remembers (for deduplication); 0 for none. */
+  get highestProducerId(): number {
+    return this.producerState.highestProducerId;
+  }
+
   get segmentCount(): number {
     return this.segments.count;
   }

@@ -78,6 +78,13 @@ export class ProducerState {
     return this.producers.size;
   }
 
+  /** The highest producer id this partition remembers batches of; 0 for none. */
+  get highestProducerId(): number {
+    let highest = 0;
+    for (const producerId of this.producers.keys()) highest = Math.max(highest, producerId);
+    return highest;
+  }
+
   private current(producerId: number): ProducerEntry | undefined {
     return this.pending.get(producerId) ?? this.producers.get(producerId);
   }

@@ -281,3 +281,35 @@ it('refuses to start on topic directories without a metadata store, and starts o
     removeDirectory(dataDir);
   }
 });
+
+// A metadata store restored from a backup older than the logs: its producer-id counter is below
+// ids the partitions remember. Handed out again, an id's first batch would match the old
+// producer's first and be answered as a duplicate, its records never stored.
+it('hands out no producer id the logs remember, after its metadata store was restored from an older backup', async () => {
+  const dataDir = temporaryDirectory('strata-broker-restored-metadata-');
+  const metadataFile = join(dataDir, 'metadata.mdb');
+  const idempotent = (producerId: number, value: string): Buffer => buildBatch([{ value: Buffer.from(value) }], { producerId, producerEpoch: 0, baseSequence: 0 });
+  try {
+    const first = await Broker.open({ dataDir });
+    await first.createTopic('orders', 1, {});
+    await first.close();
+    const backup = readFileSync(metadataFile);
+    const second = await Broker.open({ dataDir });
+    const { producerId: old } = await second.initProducer();
+    expect((await second.produceBatches('orders', 0, idempotent(old, 'before'), 'all')).batches[0]!.duplicate).toBe(false);
+    await second.close();
+    writeFileSync(metadataFile, backup);
+    const restored = await Broker.open({ dataDir });
+    try {
+      const { producerId } = await restored.initProducer();
+      expect(producerId).toBeGreaterThan(old);
+      const appended = (await restored.produceBatches('orders', 0, idempotent(producerId, 'after'), 'all')).batches[0]!;
+      expect(appended.duplicate).toBe(false);
+      expect(appended.baseOffset).toBe(1);
+    } finally {
+      await restored.close();
+    }
+  } finally {
+    removeDirectory(dataDir);
+  }
+});
