@@ -19,7 +19,7 @@ import { NOT_GRPC, StrataClientError, UNREACHABLE } from '../client/errors.js';
 import { SERVE_OPTIONS } from '../config/broker-options.js';
 import { EXIT_INTERRUPTED, UsageError } from './cli-errors.js';
 import { readFlagFile } from '../common/errors.js';
-import { certificatesIn, privateKeyOfChain } from '../common/pem-files.js';
+import { certificatesIn, checkPrivateKeyOfChain } from '../common/pem-files.js';
 import { flagNames } from './environment.js';
 import { handleStopSignals } from '../common/signal-takeover.js';
 
@@ -150,7 +150,7 @@ function tlsOptions(argv: ClientArgs): TlsOptions | null {
       tls.cert = readFlagFile('--tls-client-cert-file', certFile);
       tls.key = readFlagFile('--tls-client-key-file', keyFile);
       const chain = certificatesIn('--tls-client-cert-file', certFile, tls.cert);
-      privateKeyOfChain({ certFlag: '--tls-client-cert-file', certFile, chain, keyFlag: '--tls-client-key-file', keyFile, keyPem: tls.key, reader: 'strata', owner: 'your user', own: 'the client certificate' });
+      checkPrivateKeyOfChain({ certFlag: '--tls-client-cert-file', certFile, chain, keyFlag: '--tls-client-key-file', keyFile, keyPem: tls.key, reader: 'strata', owner: 'your user', own: 'the client certificate' });
     }
   });
   return tls;

@@ -40,8 +40,8 @@ export interface KeyPairFiles {
   own: string;
 }
 
-/** The private key of `keyFile`, checked to be the key of the chain's first certificate. */
-export function privateKeyOfChain(files: KeyPairFiles): KeyObject {
+/** Checks that `keyFile` holds the private key of the chain's first certificate. */
+export function checkPrivateKeyOfChain(files: KeyPairFiles): void {
   const { certFlag, certFile, chain, keyFlag, keyFile, keyPem } = files;
   let key: KeyObject;
   try {
@@ -62,5 +62,4 @@ export function privateKeyOfChain(files: KeyPairFiles): KeyObject {
         : `${keyFlag} ${keyFile} is not the private key of the certificate in ${certFlag} ${certFile}`,
     );
   }
-  return key;
 }

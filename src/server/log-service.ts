@@ -318,7 +318,6 @@ async function subscribe(
   } finally {
     signal.removeEventListener('abort', stopFollowing);
     stopOnRevoke?.();
-    sendWindow.close();
   }
 }
 
@@ -341,9 +340,6 @@ class SendWindow {
   /** Set by `wakeAll`: the partitions are stopping, and `room` waits no more. */
   private stopped = false;
   private readonly waiting: (() => void)[] = [];
-
-  /** Set by `close`: what the call has not sent is no longer counted in the metrics. */
-  private closed = false;
 
   constructor(
     private readonly call: ServerWritableStream<strata.v1.SubscribeRequest, strata.v1.SubscribeResponse | Buffer>,
@@ -374,7 +370,8 @@ class SendWindow {
     if (this.metrics !== null) this.metrics.subscribeUnsentBytes += bytes;
     this.call.write(message, () => {
       this.unsentBytes -= bytes;
-      if (!this.closed && this.metrics !== null) this.metrics.subscribeUnsentBytes -= bytes;
+      // Also when the call ends first: grpc-js calls back, with an error, the writes of a call it destroys.
+      if (this.metrics !== null) this.metrics.subscribeUnsentBytes -= bytes;
       this.wakeNext();
     });
     this.passTurn();
@@ -393,16 +390,6 @@ class SendWindow {
     if (next === undefined) return;
     this.reading = true;
     next();
-  }
-
-  /**
-   * The call's partitions have stopped: what it has not sent leaves the metrics now, should a
-   * write cancelled with its call never call back.
-   */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.metrics !== null) this.metrics.subscribeUnsentBytes -= this.unsentBytes;
   }
 
   /** Wakes every waiting partition, and lets any that asks later through: they are stopping (each checks its signal). */

@@ -12,7 +12,7 @@
 import { type SecureContextOptions, createSecureContext } from 'node:tls';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { readFlagFile } from '../common/errors.js';
-import { certificatesIn, privateKeyOfChain } from '../common/pem-files.js';
+import { certificatesIn, checkPrivateKeyOfChain } from '../common/pem-files.js';
 import { invalidArgument as invalid } from './status.js';
 
 export interface TlsMaterial {
@@ -47,7 +47,7 @@ export function loadTlsMaterial(files: TlsFiles, nowMs: number): TlsMaterial | n
   const privateKey = readFlagFile('--tls-key-file', keyFile);
   const chain = certificatesIn('--tls-cert-file', certFile, certChain);
   const certificate = chain[0]!;
-  privateKeyOfChain({ certFlag: '--tls-cert-file', certFile, chain, keyFlag: '--tls-key-file', keyFile, keyPem: privateKey, reader: 'the broker', owner: "the broker's user", own: "the broker's own certificate" });
+  checkPrivateKeyOfChain({ certFlag: '--tls-cert-file', certFile, chain, keyFlag: '--tls-key-file', keyFile, keyPem: privateKey, reader: 'the broker', owner: "the broker's user", own: "the broker's own certificate" });
   if (Date.parse(certificate.validTo) < nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} expired on ${certificate.validTo}; renew it`);
   if (Date.parse(certificate.validFrom) > nowMs) throw invalid(`the certificate in --tls-cert-file ${certFile} is valid only from ${certificate.validFrom}: clients would refuse it until then (is this machine's clock right?)`);
   // An intermediate CA certificate that ends first ends the chain's use too. One already past
